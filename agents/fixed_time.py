@@ -1,0 +1,54 @@
+"""Fixed-time control: the roadnet's own plan as written, or a uniform split of a given cycle.
+
+``plan="roadnet"`` replays each intersection's ``lightphases`` in order with their written
+durations (CityFlow's own behaviour when it runs the plan). The engine's intergreen (yellow +
+all-red) is inserted inside the commanded phase's time, so the cycle length is the written
+one. ``plan="uniform"`` gives each signal phase (transition phases excluded) an equal share of
+``cycle_s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from envs.engine.simulator import Simulator
+from envs.errors import ScenarioError
+
+
+@dataclass
+class FixedTime:
+    plan: str = "roadnet"  # "roadnet" | "uniform"
+    cycle_s: float = 120.0  # uniform plan only
+    offset_s: float = 0.0
+
+    def reset(self, sim: Simulator) -> None:
+        net = sim.network
+        if self.plan == "roadnet":
+            durations = net.phase_duration.clone()
+            phases = torch.arange(durations.shape[1], device=net.device).expand_as(durations)
+            valid = net.phase_valid
+        elif self.plan == "uniform":
+            if self.cycle_s <= 0:
+                raise ScenarioError("<controller:fixed_time>", "cycle_s", self.cycle_s, "must be > 0")
+            valid = net.signal_phase
+            count = valid.sum(1, keepdim=True).clamp(min=1)
+            durations = torch.where(valid, self.cycle_s / count, 0.0)
+            phases = torch.arange(durations.shape[1], device=net.device).expand_as(durations)
+        else:
+            raise ScenarioError(
+                "<controller:fixed_time>", "plan", self.plan, "expected 'roadnet' or 'uniform'"
+            )
+        # order the used phases first so the cycle is a prefix of each row
+        order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)
+        self._phases = phases.gather(1, order)
+        self._ends = torch.cumsum(torch.where(valid, durations, 0.0).gather(1, order), 1)  # [I, P]
+        self._cycle = self._ends[:, -1].clamp(min=1e-9)  # [I]
+
+    def act(self, sim: Simulator) -> torch.Tensor:
+        t = sim.state.t.to(torch.float32).unsqueeze(1) + self.offset_s  # [B, 1]
+        in_cycle = torch.remainder(t, self._cycle.unsqueeze(0))  # [B, I]
+        slot = (in_cycle.unsqueeze(-1) >= self._ends.unsqueeze(0)).sum(-1)  # [B, I]
+        slot = slot.clamp(max=self._phases.shape[1] - 1)
+        return torch.gather(self._phases.expand(t.shape[0], -1, -1), 2, slot.unsqueeze(-1)).squeeze(-1)

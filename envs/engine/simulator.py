@@ -1,0 +1,255 @@
+"""`Simulator`: owns a network, a batched demand and the current state; steps them.
+
+The step itself (`envs.engine.step.step`) is pure; this class adds what a user needs around it:
+input checks, slot sizing, optional `torch.compile`, reset / snapshot / restore, and a loop
+that drives a controller.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+
+from envs.engine.state import TIMER_START, EngineParams, SimState
+from envs.engine.step import step as pure_step
+from envs.errors import ScenarioError
+from envs.scenario.demand import NEVER, Demand
+from envs.scenario.network import Network
+
+
+SLOT_CHECK_EVERY = 16  # steps between checks of the free vehicle slots
+
+
+class Controller(Protocol):
+    """Anything that maps the simulator's state to phase commands ``[B, I]`` (-1 = keep)."""
+
+    def reset(self, sim: "Simulator") -> None: ...
+
+    def act(self, sim: "Simulator") -> torch.Tensor: ...
+
+
+class Simulator:
+    def __init__(
+        self,
+        network: Network,
+        demand: Demand,
+        params: EngineParams | None = None,
+        *,
+        compile: bool = False,
+        validate_commands: bool = True,
+    ) -> None:
+        self.params = params or EngineParams()
+        self.params.validate()
+        if demand.batch_size < 1:
+            raise ScenarioError("<engine>", "copies", demand.batch_size, "need B >= 1")
+        if demand.depart.device != network.lane_length.device:
+            raise ScenarioError(
+                "<engine>", "device", str(demand.depart.device),
+                f"demand and network must be on one device (network: {network.device})",
+            )
+        self.network = network
+        self.demand = demand
+        self.num_slots = self.params.max_vehicles or default_slots(network, demand)
+        self.validate_commands = validate_commands
+        self._step: Callable = pure_step
+        if compile:
+            self._step = torch.compile(pure_step, dynamic=False)
+        self._origins = int((demand.origin_end > demand.origin_start).sum(1).max())
+        self._steps_to_slot_check = 0
+        self.state = self.initial_state()
+
+    @property
+    def batch_size(self) -> int:
+        return self.demand.batch_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.network.device
+
+    def initial_state(self) -> SimState:
+        batch, slots = self.batch_size, self.num_slots
+        trips = self.demand.max_trips
+        inter, lanes, roads = (
+            self.network.num_intersections, self.network.num_lanes, self.network.num_roads
+        )
+        dev = self.device
+
+        def full(shape, value, dtype):
+            return torch.full(shape, value, dtype=dtype, device=dev)
+
+        f32, i64 = torch.float32, torch.int64
+        return SimState(
+            t=full((batch,), 0, i64),
+            phase=full((batch, inter), 0, i64),
+            prev_phase=full((batch, inter), 0, i64),
+            phase_timer=full((batch, inter), TIMER_START, i64),
+            veh_lane=full((batch, slots + 1), -1, i64),
+            veh_pos=full((batch, slots + 1), 0.0, f32),
+            veh_speed=full((batch, slots + 1), 0.0, f32),
+            veh_trip=full((batch, slots + 1), trips, i64),
+            veh_leg=full((batch, slots + 1), 0, i64),
+            veh_leader=full((batch, slots + 1), -1, i64),
+            veh_follower=full((batch, slots + 1), -1, i64),
+            veh_halted=full((batch, slots + 1), False, torch.bool),
+            veh_stops=full((batch, slots + 1), 0, torch.int32),
+            veh_delay=full((batch, slots + 1), 0.0, f32),
+            veh_length=full((batch, slots + 1), 5.0, f32),
+            veh_min_gap=full((batch, slots + 1), 2.5, f32),
+            veh_max_speed=full((batch, slots + 1), 11.111, f32),
+            veh_accel=full((batch, slots + 1), 2.0, f32),
+            veh_decel=full((batch, slots + 1), 4.5, f32),
+            lane_head=full((batch, lanes + 1), -1, i64),
+            lane_tail=full((batch, lanes + 1), -1, i64),
+            lane_count=full((batch, lanes + 1), 0, i64),
+            # slots are handed out from the top of the stack: slot 0 first
+            free_stack=torch.cat(
+                [torch.arange(slots - 1, -1, -1, device=dev).expand(batch, -1), full((batch, 1), 0, i64)], 1
+            ).contiguous(),
+            free_top=full((batch,), slots, i64),
+            entry_ptr=full((batch, roads), 0, i64),
+            trip_enter=full((batch, trips + 1), -1, i64),
+            trip_finish=full((batch, trips + 1), -1, i64),
+            trip_stops=full((batch, trips + 1), 0, torch.int32),
+            trip_delay=full((batch, trips + 1), 0.0, f32),
+            halting_sum=full((batch,), 0.0, f32),
+            active_sum=full((batch,), 0.0, f32),
+            waiting_sum=full((batch,), 0.0, f32),
+            pool_blocked=full((batch,), 0, i64),
+        )
+
+    def reset(self) -> SimState:
+        self.state = self.initial_state()
+        self._steps_to_slot_check = 0
+        return self.state
+
+    def snapshot(self) -> SimState:
+        return self.state.clone()
+
+    def restore(self, snapshot: SimState) -> None:
+        self.state = snapshot.clone()
+        self.num_slots = self.state.num_slots
+        self._steps_to_slot_check = 0
+
+    def keep_command(self) -> torch.Tensor:
+        return torch.full(
+            (self.batch_size, self.network.num_intersections), -1, dtype=torch.int64, device=self.device
+        )
+
+    def check_command(self, command: torch.Tensor) -> None:
+        expected = (self.batch_size, self.network.num_intersections)
+        if tuple(command.shape) != expected:
+            raise ScenarioError("<command>", "shape", tuple(command.shape), f"expected {expected}")
+        if command.dtype not in (torch.int64, torch.int32):
+            raise ScenarioError("<command>", "dtype", str(command.dtype), "expected an integer tensor")
+        bad = (command < -1) | (command >= self.network.num_phases.unsqueeze(0))
+        if bool(bad.any()):
+            b, i = (int(x) for x in torch.nonzero(bad)[0])
+            raise ScenarioError(
+                "<command>", f"[{b}, {i}] ({self.network.intersection_ids[i]})", int(command[b, i]),
+                f"phase index must be -1 (keep) or in [0, {int(self.network.num_phases[i])})",
+            )
+
+    def step(self, command: torch.Tensor | None = None) -> SimState:
+        if command is None:
+            command = self.keep_command()
+        elif self.validate_commands:
+            self.check_command(command)
+        if self._steps_to_slot_check == 0:
+            self.ensure_free_slots()
+        self._steps_to_slot_check -= 1
+        self.state = self._step(self.network, self.demand, self.params, self.state, command.to(torch.int64))
+        return self.state
+
+    def ensure_free_slots(self) -> None:
+        """Grow the vehicle-slot pool before it can run out.
+
+        At most one vehicle enters per origin road per step, so a pool with at least
+        ``origins * SLOT_CHECK_EVERY`` free slots cannot block an entry before the next check.
+        Growing doubles the slots (shapes change: a compiled step recompiles once).
+        """
+        self._steps_to_slot_check = SLOT_CHECK_EVERY
+        if self.params.max_vehicles is not None:
+            return  # the user fixed the pool; blocked entries are counted in pool_blocked
+        margin = self._origins * SLOT_CHECK_EVERY
+        free = int(self.state.free_top.min())
+        if free >= margin or self.num_slots >= self.demand.max_trips:
+            return
+        wanted = max(2 * self.num_slots, self.num_slots + 2 * margin)
+        self.state = grow_slots(self.state, min(wanted, self.demand.max_trips))
+        self.num_slots = self.state.num_slots
+
+    def run(self, steps: int, controller: Controller | None = None, on_step=None) -> SimState:
+        if controller is not None:
+            controller.reset(self)
+        for _ in range(steps):
+            command = controller.act(self) if controller is not None else None
+            self.step(command)
+            if on_step is not None:
+                on_step(self)
+        if int(self.state.pool_blocked.max()) > 0:
+            warnings.warn(
+                f"{int(self.state.pool_blocked.max())} entries waited only for a free vehicle slot "
+                f"(max_vehicles={self.num_slots}); raise EngineParams.max_vehicles",
+                stacklevel=2,
+            )
+        return self.state
+
+
+def default_slots(network: Network, demand: Demand, factor: float = 4.0, floor: int = 512) -> int:
+    """Vehicle slots per copy: enough for `factor` x the peak free-flow load, within bounds.
+
+    Each step touches every slot, so slots cost time even when empty; trips beyond the pool
+    wait at their origin and are counted in ``pool_blocked`` (a warning is raised), never lost.
+    """
+    depart = demand.depart.cpu().numpy()
+    free_flow = demand.free_flow_time.cpu().numpy()
+    peak = 0
+    for b in range(depart.shape[0]):
+        real = depart[b] < NEVER
+        starts = depart[b][real]
+        ends = starts + np.ceil(free_flow[b][real]).astype(np.int64) + 1
+        events = np.concatenate([starts, ends])
+        delta = np.concatenate([np.ones_like(starts), -np.ones_like(ends)])
+        order = np.lexsort((delta, events))  # leave before enter at the same step
+        peak = max(peak, int(np.cumsum(delta[order]).max(initial=0)))
+    wanted = max(int(factor * peak), floor)
+    return int(min(wanted, demand.max_trips, network.storage_capacity()))
+
+
+# per-slot fields of SimState and the value an empty slot holds
+_SLOT_FILL = {
+    "veh_lane": -1, "veh_pos": 0.0, "veh_speed": 0.0, "veh_trip": None, "veh_leg": 0,
+    "veh_leader": -1, "veh_follower": -1, "veh_halted": False, "veh_stops": 0, "veh_delay": 0.0,
+    "veh_length": 5.0, "veh_min_gap": 2.5, "veh_max_speed": 11.111, "veh_accel": 2.0,
+    "veh_decel": 4.5,
+}
+
+
+def grow_slots(state: SimState, slots: int) -> SimState:
+    """Return `state` with `slots` vehicle slots (>= the current count), the new ones free.
+
+    Real slots keep their ids (0..old-1), so every stored reference stays valid; the scratch
+    column moves to the end. The new ids are pushed on the free stack.
+    """
+    old = state.num_slots
+    extra = slots - old
+    if extra <= 0:
+        return state
+    batch = state.batch_size
+    scratch_trip = state.trip_enter.shape[1] - 1
+    fields = state._asdict()
+    for name, fill in _SLOT_FILL.items():
+        x = fields[name]
+        value = scratch_trip if fill is None else fill
+        pad = torch.full((batch, extra), value, dtype=x.dtype, device=x.device)
+        fields[name] = torch.cat([x[:, :old], pad, x[:, old:]], 1)
+    stack = torch.zeros((batch, slots + 1), dtype=state.free_stack.dtype, device=state.free_stack.device)
+    stack[:, :old] = state.free_stack[:, :old]
+    new_ids = torch.arange(slots - 1, old - 1, -1, device=stack.device).expand(batch, -1)
+    on_top = state.free_top.unsqueeze(1) + torch.arange(extra, device=stack.device).unsqueeze(0)
+    fields["free_stack"] = stack.scatter(1, on_top, new_ids)
+    fields["free_top"] = state.free_top + extra
+    return SimState(**fields)

@@ -1,0 +1,97 @@
+"""Engine parameters and the batched simulation state.
+
+`SimState` is a NamedTuple of tensors, batch first ``[B, ...]``: resets, snapshots and restores
+are tensor copies, and `torch.compile` traces it as plain inputs. Per-vehicle arrays have
+``S + 1`` columns, per-lane arrays ``L + 1`` and per-trip arrays ``T + 1``: the extra last
+column is a scratch cell that masked scatters write into, so the step needs no data-dependent
+branches. Never read the scratch cells.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from envs.errors import ScenarioError
+
+TIMER_START = 10**6  # phase timer at reset: the initial phase counts as long established
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    """Signal timing rules and modelling constants (seconds, metres)."""
+
+    yellow_s: int = 3  # old movements show yellow this long after a switch
+    all_red_s: int = 2  # then red everywhere that changes, before the new green
+    min_green_s: int = 5  # a phase keeps its green at least this long (safety rule)
+    halting_speed: float = 0.1  # a vehicle slower than this is halting (CityFlow's threshold)
+    max_vehicles: int | None = None  # vehicle slots per copy; None = sized from the demand
+
+    def validate(self, source: str = "<engine>") -> None:
+        for name in ("yellow_s", "all_red_s", "min_green_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ScenarioError(source, name, value, "must be an integer >= 0 (seconds)")
+        if self.halting_speed < 0:
+            raise ScenarioError(source, "halting_speed", self.halting_speed, "must be >= 0")
+        if self.max_vehicles is not None and self.max_vehicles < 1:
+            raise ScenarioError(source, "max_vehicles", self.max_vehicles, "must be >= 1")
+
+
+class SimState(NamedTuple):
+    t: torch.Tensor  # [B] int64 steps simulated so far (1 step = 1 s)
+    # signals, per signalised intersection
+    phase: torch.Tensor  # [B, I] int64 the commanded phase (green, or in its intergreen)
+    prev_phase: torch.Tensor  # [B, I] int64 the phase before the last switch
+    phase_timer: torch.Tensor  # [B, I] int64 seconds since the last switch
+    # vehicle slots [B, S+1]
+    veh_lane: torch.Tensor  # int64 lane id, -1 = free slot
+    veh_pos: torch.Tensor  # float32 front position from the lane start (m); < 0 in the box
+    veh_speed: torch.Tensor  # float32 m/s
+    veh_trip: torch.Tensor  # int64 trip id
+    veh_leg: torch.Tensor  # int64 index of the current road in the trip's route
+    veh_leader: torch.Tensor  # int64 slot of the vehicle ahead in the same lane, -1 = none
+    veh_follower: torch.Tensor  # int64 slot of the vehicle behind, -1 = none
+    veh_halted: torch.Tensor  # bool halting at the last step (for counting stops)
+    veh_stops: torch.Tensor  # int32 stops so far
+    veh_delay: torch.Tensor  # float32 seconds lost vs. driving at the speed limit
+    veh_length: torch.Tensor  # float32 (copied from the trip on entry)
+    veh_min_gap: torch.Tensor
+    veh_max_speed: torch.Tensor
+    veh_accel: torch.Tensor
+    veh_decel: torch.Tensor  # usual (comfortable) deceleration
+    # lanes [B, L+1]
+    lane_head: torch.Tensor  # int64 slot nearest the stop line, -1 = empty
+    lane_tail: torch.Tensor  # int64 slot furthest from the stop line, -1 = empty
+    lane_count: torch.Tensor  # int64 vehicles on the lane (including those in the box ahead)
+    # free-slot stack [B, S+1] and its height [B]
+    free_stack: torch.Tensor
+    free_top: torch.Tensor
+    # entry queues, one per origin road [B, R]: trips of that origin already entered
+    entry_ptr: torch.Tensor
+    # per trip [B, T+1]
+    trip_enter: torch.Tensor  # int64 step the trip entered its first lane, -1 = not yet
+    trip_finish: torch.Tensor  # int64 step the trip left the network, -1 = not yet
+    trip_stops: torch.Tensor  # int32
+    trip_delay: torch.Tensor  # float32 delay in the network (entry wait not included)
+    # accumulators [B], summed over steps
+    halting_sum: torch.Tensor  # float32 vehicle-seconds halting in the network
+    active_sum: torch.Tensor  # float32 vehicle-seconds in the network
+    waiting_sum: torch.Tensor  # float32 vehicle-seconds waiting to enter
+    pool_blocked: torch.Tensor  # int64 entries delayed only because every slot was taken
+
+    def clone(self) -> "SimState":
+        return SimState(*(x.clone() for x in self))
+
+    def select(self, copies: torch.Tensor | slice) -> "SimState":
+        return SimState(*(x[copies] for x in self))
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.t.shape[0])
+
+    @property
+    def num_slots(self) -> int:
+        return int(self.veh_lane.shape[1]) - 1

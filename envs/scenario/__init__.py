@@ -1,0 +1,104 @@
+"""Scenarios: real CityFlow datasets (by short name) and generated grids (by preset name).
+
+``load_scenario(name)`` is the single entry point: it looks the name up among the generated
+presets first, then the dataset registry, parses and validates the CityFlow JSON, compiles the
+`Network` and expands the flow file into the scenario's ``original`` trip table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from envs.errors import ScenarioError
+from envs.scenario.cityflow import load_flow, load_roadnet, parse_flow, parse_roadnet
+from envs.scenario.demand import Demand, Trips, stack_demand, trips_from_flows
+from envs.scenario.network import Network, compile_network
+from envs.scenario.presets import DEFAULT_PRESET, PRESETS
+from envs.scenario.registry import data_dir as resolve_data_dir
+from envs.scenario.registry import dataset_paths, known_datasets
+from envs.scenario.spec import FlowFileSpec, RoadnetSpec
+
+
+@dataclass(frozen=True, eq=False)
+class Scenario:
+    name: str
+    roadnet: RoadnetSpec
+    flows: FlowFileSpec
+    network: Network
+    trips: Trips  # the scenario's own ("original") demand
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def demand(self, copies: int = 1, trips: list[Trips] | None = None) -> Demand:
+        """A batched demand: `copies` copies of the original trips, or the given samples."""
+        if trips is None:
+            if not isinstance(copies, int) or copies < 1:
+                raise ScenarioError(self.name, "copies", copies, "need an integer B >= 1")
+            trips = [self.trips] * copies
+        return stack_demand(trips, self.network)
+
+
+def known_scenarios() -> list[str]:
+    return sorted(PRESETS) + known_datasets()
+
+
+def load_scenario(
+    name: str = DEFAULT_PRESET,
+    *,
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+    horizon: int | None = None,
+    device: str | torch.device = "cpu",
+) -> Scenario:
+    """Load a generated preset (``grid_4x4``, ``grid_16x8``, ...) or a dataset (``hangzhou_4x4``)."""
+    if name in PRESETS:
+        roadnet_obj, flow_obj, info = PRESETS[name](seed)
+        return scenario_from_dicts(
+            roadnet_obj, flow_obj, name=name, horizon=horizon, device=device, info=info
+        )
+    else:
+        if name not in known_datasets():
+            raise ScenarioError(
+                "<scenario registry>", "scenario.name", name,
+                "unknown scenario; known: " + ", ".join(known_scenarios()),
+            )
+        roadnet_path, flow_path = dataset_paths(name, data_dir)
+        roadnet = load_roadnet(roadnet_path)
+        flows = load_flow(flow_path, roadnet)
+        info = {"dataset": name, "data_dir": str(resolve_data_dir(data_dir))}
+    network = compile_network(roadnet, device=device)
+    trips = trips_from_flows(flows, network, horizon)
+    return Scenario(name, roadnet, flows, network, trips, dict(info))
+
+
+def scenario_from_dicts(
+    roadnet_obj: dict, flow_obj: list, *, name: str = "custom", horizon: int | None = None,
+    device: str | torch.device = "cpu", info: dict[str, Any] | None = None,
+) -> Scenario:
+    """Build a scenario from CityFlow-format dicts (e.g. the grid and demand generators')."""
+    source = f"<generated:{name}>"
+    roadnet = parse_roadnet(roadnet_obj, source)
+    flows = parse_flow(flow_obj, source, roadnet)
+    network = compile_network(roadnet, device=device)
+    trips = trips_from_flows(flows, network, horizon)
+    return Scenario(name, roadnet, flows, network, trips, dict(info or {}))
+
+
+def scenario_from_files(
+    roadnet_path: str | Path, flow_path: str | Path, *, horizon: int | None = None,
+    device: str | torch.device = "cpu",
+) -> Scenario:
+    roadnet = load_roadnet(roadnet_path)
+    flows = load_flow(flow_path, roadnet)
+    network = compile_network(roadnet, device=device)
+    trips = trips_from_flows(flows, network, horizon)
+    return Scenario(str(roadnet_path), roadnet, flows, network, trips, {"roadnet": str(roadnet_path)})
+
+
+__all__ = [
+    "DEFAULT_PRESET", "Demand", "Network", "Scenario", "Trips", "known_scenarios",
+    "load_scenario", "scenario_from_dicts", "scenario_from_files",
+]

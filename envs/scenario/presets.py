@@ -1,0 +1,148 @@
+"""Named generated scenarios: ``PRESETS[name](seed) -> (roadnet, flow, info)``.
+
+``grid_4x4`` is the project's default scenario. Demand levels live in the module-level constants
+below so they can be recalibrated against the engine (fixed-time control should load the network
+without gridlocking it) without touching the generator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from envs.scenario.generate import DEFAULT_TURN_RATIOS, grid_roadnet, peak_demand, uniform_demand
+
+Scenario = tuple[dict, list[dict], dict[str, Any]]
+
+DEFAULT_PRESET = "grid_4x4"
+
+HORIZON_S = 3600
+ROAD_LENGTH_M = 300.0
+LANES = ("L", "S", "R")
+TURN_RATIOS = DEFAULT_TURN_RATIOS  # left, straight, right
+
+# Uniform presets: veh/h on each boundary entry road.
+UNIFORM_RATE_PER_ORIGIN = 300.0
+
+# grid_4x4_peak: one rush hour in the middle of the hour.
+PEAK_4X4_BASE_RATE = 150.0
+PEAK_4X4_PEAK_RATE = 450.0
+PEAK_4X4_PEAK_TIME_S = 1800.0
+PEAK_4X4_WIDTH_S = 600.0  # standard deviation of the Gaussian peak
+
+# grid_16x8: 16 columns x 8 rows = 128 signals, the size of the Hangzhou City Brain pilot.
+# Starting values, to be calibrated with the engine.
+CITY_COLS = 16
+CITY_ROWS = 8
+CITY_BASE_RATE = 150.0
+CITY_PEAK_RATE = 450.0
+CITY_PEAK_TIME_S = 1800.0
+CITY_WIDTH_S = 600.0
+
+
+def _uniform_grid(name: str, rows: int, cols: int, seed: int) -> Scenario:
+    roadnet = grid_roadnet(rows, cols, lanes=LANES, road_length=ROAD_LENGTH_M, name=name)
+    flow = uniform_demand(
+        roadnet,
+        rate_per_origin=UNIFORM_RATE_PER_ORIGIN,
+        horizon=HORIZON_S,
+        turn_ratios=TURN_RATIOS,
+        seed=seed,
+    )
+    info = {
+        "preset": name,
+        "rows": rows,
+        "cols": cols,
+        "lanes": list(LANES),
+        "road_length": ROAD_LENGTH_M,
+        "demand": "uniform",
+        "rate_per_origin": UNIFORM_RATE_PER_ORIGIN,
+        "horizon": HORIZON_S,
+        "turn_ratios": list(TURN_RATIOS),
+        "seed": seed,
+        "vehicles": len(flow),
+    }
+    return roadnet, flow, info
+
+
+def _peak_grid(
+    name: str,
+    rows: int,
+    cols: int,
+    seed: int,
+    *,
+    base_rate: float,
+    peak_rate: float,
+    peak_time: float,
+    width: float,
+) -> Scenario:
+    roadnet = grid_roadnet(rows, cols, lanes=LANES, road_length=ROAD_LENGTH_M, name=name)
+    flow = peak_demand(
+        roadnet,
+        base_rate=base_rate,
+        peak_rate=peak_rate,
+        peak_times=(peak_time,),
+        peak_width_s=width,
+        horizon=HORIZON_S,
+        turn_ratios=TURN_RATIOS,
+        seed=seed,
+    )
+    info = {
+        "preset": name,
+        "rows": rows,
+        "cols": cols,
+        "lanes": list(LANES),
+        "road_length": ROAD_LENGTH_M,
+        "demand": "peak",
+        "base_rate": base_rate,
+        "peak_rate": peak_rate,
+        "peak_times": [peak_time],
+        "peak_width_s": width,
+        "horizon": HORIZON_S,
+        "turn_ratios": list(TURN_RATIOS),
+        "seed": seed,
+        "vehicles": len(flow),
+    }
+    return roadnet, flow, info
+
+
+def grid_1x1(seed: int = 0) -> Scenario:
+    return _uniform_grid("grid_1x1", 1, 1, seed)
+
+
+def grid_4x4(seed: int = 0) -> Scenario:
+    """The default scenario."""
+    return _uniform_grid("grid_4x4", 4, 4, seed)
+
+
+def grid_4x4_peak(seed: int = 0) -> Scenario:
+    return _peak_grid(
+        "grid_4x4_peak", 4, 4, seed,
+        base_rate=PEAK_4X4_BASE_RATE,
+        peak_rate=PEAK_4X4_PEAK_RATE,
+        peak_time=PEAK_4X4_PEAK_TIME_S,
+        width=PEAK_4X4_WIDTH_S,
+    )
+
+
+def grid_6x6(seed: int = 0) -> Scenario:
+    return _uniform_grid("grid_6x6", 6, 6, seed)
+
+
+def grid_16x8(seed: int = 0) -> Scenario:
+    return _peak_grid(
+        "grid_16x8", CITY_ROWS, CITY_COLS, seed,
+        base_rate=CITY_BASE_RATE,
+        peak_rate=CITY_PEAK_RATE,
+        peak_time=CITY_PEAK_TIME_S,
+        width=CITY_WIDTH_S,
+    )
+
+
+PRESETS: dict[str, Callable[..., Scenario]] = {
+    "grid_1x1": grid_1x1,
+    "grid_4x4": grid_4x4,
+    "grid_4x4_peak": grid_4x4_peak,
+    "grid_6x6": grid_6x6,
+    "grid_16x8": grid_16x8,
+}
