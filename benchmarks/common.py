@@ -1,0 +1,95 @@
+"""Helpers shared by the benchmark scripts: machine description, JSON lines, progress, setup."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# the scripts run as `python benchmarks/x.py` from the checkout: make `envs`/`agents` importable
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from agents import CONTROLLERS  # noqa: E402
+from envs.engine import Simulator  # noqa: E402
+from envs.scenario import Scenario, load_scenario  # noqa: E402
+from envs.scenario.registry import available_datasets, known_datasets  # noqa: E402
+
+
+@lru_cache(maxsize=1)
+def machine_info() -> dict[str, Any]:
+    """Where the numbers were taken: CPU model, core count, torch build and thread count."""
+    model = ""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.lower().startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except (OSError, subprocess.SubprocessError):
+        pass
+    info = {
+        "processor": platform.processor() or platform.machine(),
+        "cpu_model": model,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def emit(record: dict[str, Any]) -> None:
+    """One JSON object per line on stdout (NaN/inf become null so the line stays valid JSON)."""
+
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    print(json.dumps(clean(record)), flush=True)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def dataset_missing(name: str, data_dir: str | None = None) -> bool:
+    """True when `name` is a dataset whose files are not in the data directory."""
+    return name in known_datasets() and name not in available_datasets(data_dir)
+
+
+def build(
+    scenario: str, copies: int, *, seed: int = 0, device: str = "cpu", compile: bool = False,
+    data_dir: str | None = None,
+) -> tuple[Scenario, Simulator]:
+    sc = load_scenario(scenario, seed=seed, data_dir=data_dir, device=device)
+    sim = Simulator(sc.network, sc.demand(copies=copies), compile=compile, validate_commands=False)
+    return sc, sim
+
+
+def make_controller(name: str):
+    if name not in CONTROLLERS:
+        raise SystemExit(f"unknown controller {name!r}; known: {', '.join(sorted(CONTROLLERS))}")
+    return CONTROLLERS[name]()
+
+
+def sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
