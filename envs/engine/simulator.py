@@ -101,6 +101,7 @@ class Simulator:
             veh_max_speed=full((batch, slots + 1), 11.111, f32),
             veh_accel=full((batch, slots + 1), 2.0, f32),
             veh_decel=full((batch, slots + 1), 4.5, f32),
+            veh_headway=full((batch, slots + 1), 2.0, f32),
             lane_head=full((batch, lanes + 1), -1, i64),
             lane_tail=full((batch, lanes + 1), -1, i64),
             lane_count=full((batch, lanes + 1), 0, i64),
@@ -224,7 +225,7 @@ _SLOT_FILL = {
     "veh_lane": -1, "veh_pos": 0.0, "veh_speed": 0.0, "veh_trip": None, "veh_leg": 0,
     "veh_leader": -1, "veh_follower": -1, "veh_halted": False, "veh_stops": 0, "veh_delay": 0.0,
     "veh_length": 5.0, "veh_min_gap": 2.5, "veh_max_speed": 11.111, "veh_accel": 2.0,
-    "veh_decel": 4.5,
+    "veh_decel": 4.5, "veh_headway": 2.0,
 }
 
 

@@ -62,6 +62,7 @@ class SimState(NamedTuple):
     veh_max_speed: torch.Tensor
     veh_accel: torch.Tensor
     veh_decel: torch.Tensor  # usual (comfortable) deceleration
+    veh_headway: torch.Tensor  # desired time headway to the leader, s (the flow's headwayTime)
     # lanes [B, L+1]
     lane_head: torch.Tensor  # int64 slot nearest the stop line, -1 = empty
     lane_tail: torch.Tensor  # int64 slot furthest from the stop line, -1 = empty

@@ -15,8 +15,9 @@ Order of events inside a step at time t:
    tie) and sees either the stop line (red; yellow when it can stop comfortably; or no room at
    the target lane's start: spillback) or the target lane's last vehicle through the box.
 3. Car following for every vehicle: the fastest speed that lets it stop behind its leader if the
-   leader brakes (ballistic update), capped by acceleration and the speed limit; and never past
-   the leader's current rear minus the minimum gap, nor past a closed stop line.
+   leader brakes (ballistic update) and keeps its time headway (the flow's ``headwayTime``),
+   capped by acceleration and the speed limit; and never past the leader's current rear minus
+   the minimum gap, nor past a closed stop line.
 4. Crossings: heads past the stop line move to their target lane (at most one vehicle enters a
    lane per step: the one furthest past its stop line, then the lowest lane id; the others wait
    at the stop line) or, on their last road, leave the network.
@@ -34,6 +35,7 @@ from envs.scenario.demand import Demand
 from envs.scenario.network import Network
 
 FAR = 1.0e7  # metres: "no obstacle ahead"
+MOVING_TAIL_SPEED = 2.0  # m/s: a lane whose last vehicle moves this fast is not spilling back
 DT = 1.0  # seconds per step
 
 
@@ -147,7 +149,10 @@ def step(
     h_gap = _take(s.veh_min_gap, h)
     h_decel = _take(s.veh_decel, h)
     to_stop_line = lane_length - h_pos
-    room = target_rear - h_gap >= 0  # the head fits at the start of its target lane
+    # Spillback: the target lane blocks its upstream movements when its last vehicle stands
+    # near its start. A last vehicle that is still moving (in the box or just past it) does
+    # not block: car following through the box keeps the head behind it.
+    room = (target_rear - h_gap >= 0) | (target_speed >= MOVING_TAIL_SPEED)
     signal_green = _take(green, torch.where(next_move >= 0, next_move, no_movement))
     signal_yellow = _take(yellow, torch.where(next_move >= 0, next_move, no_movement))
     can_stop = h_speed * h_speed <= 2.0 * h_decel * to_stop_line
@@ -183,6 +188,11 @@ def step(
     # brakes at our comfortable deceleration: v'^2 + b DT v' <= 2 b (gap + vL^2/2b - v DT/2).
     budget = (gap + lead_speed * lead_speed / (2.0 * decel) - speed * DT / 2.0).clamp(min=0.0)
     safe = 0.5 * (torch.sqrt(decel * decel * DT * DT + 8.0 * decel * budget) - decel * DT)
+    # Time headway: after the step, the distance to the leader (assumed to hold its speed)
+    # should cover headway x new speed: v' <= (gap + vL DT - v DT/2) / (headway + DT/2).
+    # This sets the discharge rate of a queue (the flow file's headwayTime, as in CityFlow).
+    keep_headway = (gap + lead_speed * DT - speed * DT / 2.0) / (s.veh_headway + DT / 2.0)
+    safe = torch.minimum(safe, keep_headway.clamp(min=0.0))
     new_speed = torch.minimum(torch.minimum(speed + s.veh_accel * DT, speed_limit), safe)
     new_speed = new_speed.clamp(min=0.0)
     new_pos = pos + 0.5 * (speed + new_speed) * DT
@@ -310,6 +320,7 @@ def step(
     veh_max_speed = _put(s.veh_max_speed, slot, trip_vehicle[..., 2])
     veh_accel = _put(s.veh_accel, slot, trip_vehicle[..., 3])
     veh_decel = _put(s.veh_decel, slot, trip_vehicle[..., 4])
+    veh_headway = _put(s.veh_headway, slot, trip_vehicle[..., 6])
     lane_head = _put(lane_head, torch.where(enters & (prev_last < 0), enter_lane, num_lanes), slot)
     lane_tail = _put(lane_tail, enter_lane, slot)
     lane_count = lane_count.scatter_add(1, enter_lane, enters.to(torch.int64))
@@ -340,6 +351,7 @@ def step(
         veh_max_speed=veh_max_speed,
         veh_accel=veh_accel,
         veh_decel=veh_decel,
+        veh_headway=veh_headway,
         lane_head=lane_head,
         lane_tail=lane_tail,
         lane_count=lane_count,

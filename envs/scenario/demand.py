@@ -20,7 +20,9 @@ from envs.scenario.spec import FlowFileSpec
 
 NEVER = 2**40  # departure step of padding trips
 # vehicle parameter columns in Trips.vehicle / Demand.vehicle
-VEHICLE_FIELDS = ("length", "min_gap", "max_speed", "max_pos_acc", "usual_neg_acc", "max_neg_acc")
+VEHICLE_FIELDS = (
+    "length", "min_gap", "max_speed", "max_pos_acc", "usual_neg_acc", "max_neg_acc", "headway_time",
+)
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,6 @@ def trips_from_flows(
     order = np.lexsort((flow_index, depart))
     depart, flow_index = depart[order], flow_index[order]
 
-    by_index = {flow.index: flow for flow in flows.flows}
     max_route = max(len(flow.route) for flow in flows.flows)
     flow_routes = {}
     flow_vehicle = {}
@@ -68,7 +69,8 @@ def trips_from_flows(
         flow_routes[flow.index] = [road_index[r] for r in flow.route]
         v = flow.vehicle
         flow_vehicle[flow.index] = [
-            v.length, v.min_gap, v.max_speed, v.max_pos_acc, v.usual_neg_acc, v.max_neg_acc
+            v.length, v.min_gap, v.max_speed, v.max_pos_acc, v.usual_neg_acc, v.max_neg_acc,
+            v.headway_time,
         ]
     routes = np.full((depart.size, max_route), -1, dtype=np.int64)
     vehicle = np.zeros((depart.size, len(VEHICLE_FIELDS)), dtype=np.float32)
@@ -77,7 +79,6 @@ def trips_from_flows(
         route = flow_routes[int(f)]
         routes[rows, : len(route)] = route
         vehicle[rows] = flow_vehicle[int(f)]
-    del by_index
     return Trips(flows.source, depart, routes, vehicle, flow_index)
 
 
@@ -129,7 +130,7 @@ def stack_demand(samples: list[Trips], network: Network) -> Demand:
     origin = np.zeros((batch, width), dtype=np.int64)
     route_mov = np.full((batch, width, legs + 1), -1, dtype=np.int64)
     vehicle = np.zeros((batch, width, len(VEHICLE_FIELDS)), dtype=np.float32)
-    vehicle[:, :, :] = [5.0, 2.5, 11.111, 2.0, 4.5, 4.5]  # harmless values for padding rows
+    vehicle[:, :, :] = [5.0, 2.5, 11.111, 2.0, 4.5, 4.5, 2.0]  # harmless values for padding rows
     entry_order = np.full((batch, width), num_trips, dtype=np.int64)
     origin_start = np.zeros((batch, num_roads), dtype=np.int64)
     origin_end = np.zeros((batch, num_roads), dtype=np.int64)
