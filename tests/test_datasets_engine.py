@@ -19,7 +19,7 @@ def test_every_dataset_compiles_and_keeps_the_invariants(datasets_dir, name):
     controller = MaxPressure()
     controller.reset(sim)
     for _ in range(150):
-        before = sim.state
+        before = sim.snapshot()
         sim.step(controller.act(sim))
         check_all(sim.network, sim.demand, sim.params, before, sim.state)
     assert int((sim.state.veh_lane[:, :-1] >= 0).sum()) > 0

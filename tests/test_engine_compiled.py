@@ -17,7 +17,7 @@ def test_compiled_step_matches_eager_step():
     controller = MaxPressure(min_green_s=5)
     controller.reset(eager)
     for _ in range(300):
-        before = compiled.state
+        before = compiled.snapshot()
         eager.step(controller.act(eager))
         compiled.step(controller.act(compiled))
         check_all(compiled.network, compiled.demand, compiled.params, before, compiled.state)

@@ -21,6 +21,7 @@ from envs.scenario.generate import (
     peak_rate_profile,
     uniform_demand,
 )
+from envs.scenario import presets
 from envs.scenario.presets import DEFAULT_PRESET, PRESETS
 
 OPPOSITE = {0: 2, 1: 3, 2: 0, 3: 1}
@@ -644,7 +645,8 @@ def test_default_preset_is_grid_4x4() -> None:
     assert DEFAULT_PRESET == "grid_4x4"
     roadnet, flow, info = PRESETS[DEFAULT_PRESET]()
     assert (info["rows"], info["cols"], info["road_length"]) == (4, 4, 300.0)
-    assert info["lanes"] == ["L", "S", "R"] and info["rate_per_origin"] == 300.0
+    assert info["lanes"] == ["L", "S", "R"]
+    assert info["rate_per_origin"] == presets.UNIFORM_RATE_PER_ORIGIN
     assert PRESETS["grid_4x4"](seed=0)[1] == flow
     assert PRESETS["grid_4x4"](seed=1)[1] != flow
 

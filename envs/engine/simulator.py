@@ -20,7 +20,11 @@ from envs.scenario.demand import NEVER, Demand
 from envs.scenario.network import Network
 
 
-SLOT_CHECK_EVERY = 16  # steps between checks of the free vehicle slots
+SLOT_CHECK_EVERY = 4  # steps between checks of the free vehicle slots (one host sync each)
+
+
+def _step_in_place(network, demand, params, state, command):
+    return pure_step(network, demand, params, state, command, inplace=True)
 
 
 class Controller(Protocol):
@@ -54,9 +58,10 @@ class Simulator:
         self.demand = demand
         self.num_slots = self.params.max_vehicles or default_slots(network, demand)
         self.validate_commands = validate_commands
-        self._step: Callable = pure_step
+        # the simulator owns its state, so it steps in place (see step's docstring)
+        self._step: Callable = _step_in_place
         if compile:
-            self._step = torch.compile(pure_step, dynamic=False)
+            self._step = torch.compile(_step_in_place, dynamic=False)
         self._origins = int((demand.origin_end > demand.origin_start).sum(1).max())
         self._steps_to_slot_check = 0
         self.state = self.initial_state()
@@ -127,6 +132,7 @@ class Simulator:
         return self.state
 
     def snapshot(self) -> SimState:
+        """A copy of the state (the simulator updates its own state in place)."""
         return self.state.clone()
 
     def restore(self, snapshot: SimState) -> None:
@@ -199,11 +205,11 @@ class Simulator:
         return self.state
 
 
-def default_slots(network: Network, demand: Demand, factor: float = 4.0, floor: int = 512) -> int:
-    """Vehicle slots per copy: enough for `factor` x the peak free-flow load, within bounds.
+def default_slots(network: Network, demand: Demand, factor: float = 2.0, floor: int = 128) -> int:
+    """Initial vehicle slots per copy: `factor` x the peak free-flow load, within bounds.
 
-    Each step touches every slot, so slots cost time even when empty; trips beyond the pool
-    wait at their origin and are counted in ``pool_blocked`` (a warning is raised), never lost.
+    Each step touches every slot, so slots cost time even when empty; congestion that needs
+    more is met by `Simulator.ensure_free_slots`, which grows the pool before it runs out.
     """
     depart = demand.depart.cpu().numpy()
     free_flow = demand.free_flow_time.cpu().numpy()

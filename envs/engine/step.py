@@ -46,10 +46,17 @@ def _take(source: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def _put(target: torch.Tensor, index: torch.Tensor, value) -> torch.Tensor:
-    """Functional batched scatter along dim 1 (indices must be unique or point at scratch)."""
+    """Batched scatter along dim 1 into `target` itself (indices unique or pointing at scratch).
+
+    Used on tensors the step created, and on the input state's fields only in place mode."""
     if not isinstance(value, torch.Tensor):
         value = torch.full_like(index, value, dtype=target.dtype)
-    return target.scatter(1, index, value.to(target.dtype).expand_as(index))
+    return target.scatter_(1, index, value.to(target.dtype).expand_as(index))
+
+
+def _put_copy(target: torch.Tensor, index: torch.Tensor, value) -> torch.Tensor:
+    """Functional batched scatter: a new tensor, `target` untouched."""
+    return _put(target.clone(), index, value)
 
 
 def signal_state(
@@ -83,9 +90,18 @@ def step(
     params: EngineParams,
     state: SimState,
     command: torch.Tensor,
+    inplace: bool = False,
 ) -> SimState:
-    """Advance every copy one second. ``command`` is ``[B, I]`` phase indices, -1 = keep."""
+    """Advance every copy one second. ``command`` is ``[B, I]`` phase indices, -1 = keep.
+
+    Pure by default: `state` is left untouched and a new state is returned. With
+    ``inplace=True`` the per-vehicle, per-trip and free-slot arrays of `state` are updated in
+    place (only the entries that change are written, instead of copying whole arrays) and the
+    returned state shares them; `Simulator` steps this way and snapshots by cloning.
+    """
     s = state
+    # first write into one of the input state's arrays: in place, or on a copy when pure
+    put_input = _put if inplace else _put_copy
     batch = s.t.shape[0]
     num_lanes = network.num_lanes
     scratch_slot = s.veh_lane.shape[1] - 1
@@ -188,10 +204,12 @@ def step(
     # brakes at our comfortable deceleration: v'^2 + b DT v' <= 2 b (gap + vL^2/2b - v DT/2).
     budget = (gap + lead_speed * lead_speed / (2.0 * decel) - speed * DT / 2.0).clamp(min=0.0)
     safe = 0.5 * (torch.sqrt(decel * decel * DT * DT + 8.0 * decel * budget) - decel * DT)
-    # Time headway: after the step, the distance to the leader (assumed to hold its speed)
-    # should cover headway x new speed: v' <= (gap + vL DT - v DT/2) / (headway + DT/2).
-    # This sets the discharge rate of a queue (the flow file's headwayTime, as in CityFlow).
-    keep_headway = (gap + lead_speed * DT - speed * DT / 2.0) / (s.veh_headway + DT / 2.0)
+    # Time headway: after the step, the distance from our front to the leader's rear (assumed
+    # to hold its speed) should cover headway x new speed:
+    # v' <= (distance + vL DT - v DT/2) / (headway + DT/2). This sets the discharge rate of a
+    # queue (the flow file's headwayTime; the distance is front to rear, as CityFlow's gap).
+    distance = lead_rear - pos
+    keep_headway = (distance + lead_speed * DT - speed * DT / 2.0) / (s.veh_headway + DT / 2.0)
     safe = torch.minimum(safe, keep_headway.clamp(min=0.0))
     new_speed = torch.minimum(torch.minimum(speed + s.veh_accel * DT, speed_limit), safe)
     new_speed = new_speed.clamp(min=0.0)
@@ -234,7 +252,7 @@ def step(
     lane_tail = s.lane_tail.clone()
     lane_head[:, :num_lanes] = torch.where(leaves, follower, head)
     lane_tail[:, :num_lanes] = torch.where(leaves & (follower < 0), -1, tail[:, :num_lanes])
-    veh_leader = _put(s.veh_leader, torch.where(leaves & (follower >= 0), follower, scratch_slot), -1)
+    veh_leader = put_input(s.veh_leader, torch.where(leaves & (follower >= 0), follower, scratch_slot), -1)
     lane_count = s.lane_count - torch.cat(
         [leaves.to(torch.int64), torch.zeros(batch, 1, dtype=torch.int64, device=device)], 1
     )
@@ -248,27 +266,27 @@ def step(
         old_tail >= 0, _take(new_pos, old_tail_c) - _take(s.veh_length, old_tail_c), FAR
     )
     entry_pos = torch.minimum(h_new_pos - lane_length - through_length, behind - h_gap)
-    veh_lane = _put(s.veh_lane, win_slot, win_lane)
+    veh_lane = put_input(s.veh_lane, win_slot, win_lane)
     new_pos = _put(new_pos, win_slot, entry_pos)
-    veh_leg = _put(s.veh_leg, win_slot, h_leg + 1)
+    veh_leg = put_input(s.veh_leg, win_slot, h_leg + 1)
     veh_leader = _put(veh_leader, win_slot, old_tail)
-    veh_follower = _put(s.veh_follower, torch.where(leaves & (follower >= 0), h, scratch_slot), -1)
+    veh_follower = put_input(s.veh_follower, torch.where(leaves & (follower >= 0), h, scratch_slot), -1)
     veh_follower = _put(veh_follower, win_slot, -1)
     veh_follower = _put(veh_follower, torch.where(wins & (old_tail >= 0), old_tail, scratch_slot), h)
     lane_head = _put(lane_head, torch.where(wins & (old_tail < 0), target, num_lanes), h)
     lane_tail = _put(lane_tail, win_lane, h)
-    lane_count = lane_count.scatter_add(1, win_lane, wins.to(torch.int64))
+    lane_count.scatter_add_(1, win_lane, wins.to(torch.int64))
 
     # 4c. trips that reach the end of their route leave the network
     done_slot = torch.where(leaving_network, h, scratch_slot)
     done_trip = torch.where(leaving_network, h_trip, scratch_trip)
-    trip_finish = _put(s.trip_finish, done_trip, t_col + 1)
-    trip_stops = _put(s.trip_stops, done_trip, _take(veh_stops, h))
-    trip_delay = _put(s.trip_delay, done_trip, _take(veh_delay, h))
+    trip_finish = put_input(s.trip_finish, done_trip, t_col + 1)
+    trip_stops = put_input(s.trip_stops, done_trip, _take(veh_stops, h))
+    trip_delay = put_input(s.trip_delay, done_trip, _take(veh_delay, h))
     veh_lane = _put(veh_lane, done_slot, -1)
     freed = leaving_network.to(torch.int64)
     free_at = s.free_top.unsqueeze(1) + torch.cumsum(freed, 1) - 1
-    free_stack = _put(s.free_stack, torch.where(leaving_network, free_at, scratch_slot), h)
+    free_stack = put_input(s.free_stack, torch.where(leaving_network, free_at, scratch_slot), h)
     free_top = s.free_top + freed.sum(1)
 
     # ---- 5. entries at origins -------------------------------------------------------------
@@ -307,7 +325,7 @@ def step(
     veh_lane = _put(veh_lane, slot, enter_lane)
     new_pos = _put(new_pos, slot, 0.0)
     new_speed = _put(new_speed, slot, 0.0)
-    veh_trip = _put(s.veh_trip, slot, trip)
+    veh_trip = put_input(s.veh_trip, slot, trip)
     veh_leg = _put(veh_leg, slot, 0)
     veh_leader = _put(veh_leader, slot, prev_last)
     veh_follower = _put(veh_follower, slot, -1)
@@ -315,16 +333,16 @@ def step(
     halted = _put(halted, slot, True)
     veh_stops = _put(veh_stops, slot, 0)
     veh_delay = _put(veh_delay, slot, 0.0)
-    veh_length = _put(s.veh_length, slot, trip_vehicle[..., 0])
-    veh_min_gap = _put(s.veh_min_gap, slot, trip_vehicle[..., 1])
-    veh_max_speed = _put(s.veh_max_speed, slot, trip_vehicle[..., 2])
-    veh_accel = _put(s.veh_accel, slot, trip_vehicle[..., 3])
-    veh_decel = _put(s.veh_decel, slot, trip_vehicle[..., 4])
-    veh_headway = _put(s.veh_headway, slot, trip_vehicle[..., 6])
+    veh_length = put_input(s.veh_length, slot, trip_vehicle[..., 0])
+    veh_min_gap = put_input(s.veh_min_gap, slot, trip_vehicle[..., 1])
+    veh_max_speed = put_input(s.veh_max_speed, slot, trip_vehicle[..., 2])
+    veh_accel = put_input(s.veh_accel, slot, trip_vehicle[..., 3])
+    veh_decel = put_input(s.veh_decel, slot, trip_vehicle[..., 4])
+    veh_headway = put_input(s.veh_headway, slot, trip_vehicle[..., 6])
     lane_head = _put(lane_head, torch.where(enters & (prev_last < 0), enter_lane, num_lanes), slot)
     lane_tail = _put(lane_tail, enter_lane, slot)
-    lane_count = lane_count.scatter_add(1, enter_lane, enters.to(torch.int64))
-    trip_enter = _put(s.trip_enter, torch.where(enters, trip, scratch_trip), t_col)
+    lane_count.scatter_add_(1, enter_lane, enters.to(torch.int64))
+    trip_enter = put_input(s.trip_enter, torch.where(enters, trip, scratch_trip), t_col)
     entry_ptr = s.entry_ptr + enters.to(torch.int64)
 
     # ---- accumulators ----------------------------------------------------------------------

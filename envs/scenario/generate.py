@@ -50,9 +50,9 @@ MOVEMENTS = {"L": ("turn_left", 1), "S": ("go_straight", 0), "R": ("turn_right",
 
 # The generated scenarios' vehicle: CityFlow's default block (the one every public flow file
 # uses) except headwayTime. The engine honours headwayTime as CityFlow does, and it sets the
-# queue discharge rate: CityFlow's 2.0 s gives about 1360-1460 veh/h per lane, below the
-# 1800-1900 veh/h of field measurements (HCM's base saturation flow is 1900); 1.2 s gives
-# about 1930 veh/h in this engine (tests/test_engine.py measures it).
+# queue discharge rate: CityFlow's 2.0 s gives about 1500 veh/h per lane here (1464 in
+# CityFlow), below the 1800-1900 veh/h of field measurements (HCM's base saturation flow is
+# 1900); 1.45 s gives about 1895 veh/h (tests/test_engine.py measures it).
 DEFAULT_VEHICLE: dict[str, float] = {
     "length": 5.0,
     "width": 2.0,
@@ -62,7 +62,7 @@ DEFAULT_VEHICLE: dict[str, float] = {
     "usualNegAcc": 4.5,
     "minGap": 2.5,
     "maxSpeed": 11.111,
-    "headwayTime": 1.2,
+    "headwayTime": 1.45,
 }
 
 DEFAULT_TURN_RATIOS = (0.2, 0.6, 0.2)  # left, straight, right

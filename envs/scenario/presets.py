@@ -22,32 +22,34 @@ LANES = ("L", "S", "R")
 TURN_RATIOS = DEFAULT_TURN_RATIOS  # left, straight, right
 
 # Uniform presets: veh/h on each boundary entry road.
-# Calibrated (engine of commit a9c1275, demand seeds 0-2, benchmarks/baselines.py): at 200 the
-# fixed-time plan keeps grid_4x4 loaded but stable (~300-350 vehicles in the network, flat over
-# the last 20 minutes, entry queue ~0.1, drains within ~15 min after the hour) and max-pressure
-# cuts mean travel time by ~1/3. 240 already grows slowly under fixed time; 300 (the old value)
-# was near gridlock (~1000 vehicles in the network at t=3600, ~900 halting).
-UNIFORM_RATE_PER_ORIGIN = 200.0
+# Calibrated against the engine of commit 232e676 (headwayTime 1.2 s, spillback only from a
+# standing tail) with benchmarks/baselines.py, demand seeds 0-2, runs to 4500-6000 s: at 500 the
+# fixed-time plan keeps grid_4x4 loaded but stable (~750-800 vehicles in the network, flat over
+# the last 20 minutes; entry queue ~1, the same as under max-pressure, so nothing spills back to
+# the origins; drains within ~10 min after the hour) and max-pressure cuts mean travel time by
+# ~1/4. From ~640 fixed time grows without bound on 2 of 3 seeds; grid_6x6 (same constant)
+# behaves alike (flat at 500, spillback at 600). With the engine before 232e676 the same
+# network saturated at ~220 (300 was near gridlock).
+UNIFORM_RATE_PER_ORIGIN = 500.0
 
 # grid_4x4_peak: one rush hour in the middle of the hour.
-# Calibrated like the uniform rate: at the peak, demand (16 x 360 veh/h) is ~1.3x what the
-# fixed-time plan serves (~4,400 veh/h), so the network loads (~700-770 vehicles at t~2400 s)
-# and falls back after the peak without spilling back to the origins (entry queue ~0.2); 450
-# (the old value) gridlocked (entry queue 12-39 vehicles, ~200 still in the network at 4500 s).
+# Calibrated like the uniform rate: at the 600 veh/h peak fixed time loads the network to ~900
+# vehicles (t~2100 s) and falls back to the base level (~240) by t=3600, with no spillback to
+# the origins (entry queue ~0.6); from 800 fixed time spills back to the origins at the peak.
 PEAK_4X4_BASE_RATE = 150.0
-PEAK_4X4_PEAK_RATE = 360.0
+PEAK_4X4_PEAK_RATE = 600.0
 PEAK_4X4_PEAK_TIME_S = 1800.0
 PEAK_4X4_WIDTH_S = 600.0  # standard deviation of the Gaussian peak
 
 # grid_16x8: 16 columns x 8 rows = 128 signals, the size of the Hangzhou City Brain pilot.
-# Calibrated like the others: routes are long here (11 roads on average, p90 24), so even the
-# base rate keeps ~1,700 vehicles in the network. At a 300 veh/h peak, fixed time loads it to
-# ~3,300 vehicles at t~2400 s and it falls back afterwards with no spillback to the origins
-# (entry queue ~0.5); 400 spills back (entry queue 12-15) and 450 (the old value) gridlocks.
+# Calibrated like the others. Routes are long here (11 roads on average, p90 24), so the network
+# holds many vehicles and drains slowly: at a 500 veh/h peak fixed time loads it to ~4,500
+# vehicles (t~2100 s), falls back to ~2,700 by t=3600 and ~1,000 by 4500, with no spillback to
+# the origins (entry queue ~1.2); from ~650 fixed time spills back to the origins at the peak.
 CITY_COLS = 16
 CITY_ROWS = 8
 CITY_BASE_RATE = 150.0
-CITY_PEAK_RATE = 300.0
+CITY_PEAK_RATE = 500.0
 CITY_PEAK_TIME_S = 1800.0
 CITY_WIDTH_S = 600.0
 
