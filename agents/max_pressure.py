@@ -3,8 +3,9 @@
 Pressure of a movement = vehicles on its incoming lanes - vehicles on its outgoing lanes (each
 distinct lane counted once); pressure of a phase = the sum over the movements it makes green.
 Once the current phase has shown ``min_green_s`` of green, each intersection switches to the
-signal phase of highest pressure (lowest index on a tie). ``use_halting`` counts only halting
-vehicles on the incoming lanes instead of all vehicles.
+signal phase of highest pressure. Ties go to the phase with more vehicles on its incoming
+lanes, then to the lowest index (``tie_break_by_inflow=False``: lowest index only).
+``use_halting`` counts only halting vehicles upstream.
 """
 
 from __future__ import annotations
@@ -18,37 +19,56 @@ from envs.engine.step import green_elapsed
 from envs.errors import ScenarioError
 from envs.metrics import lane_halting
 
+# Weight of the incoming-vehicle count that breaks pressure ties. Ties are common at low demand
+# (vehicles downstream cancel the one waiting), and a plain argmax would then hold the lowest
+# phase forever while a vehicle waits at red. Pressures are whole numbers and no phase has 1000
+# vehicles waiting, so this never overrides a real pressure difference.
+TIE_BREAK = 1e-3
+
 
 @dataclass
 class MaxPressure:
     min_green_s: int = 10
     use_halting: bool = False
+    tie_break_by_inflow: bool = True  # False: plain argmax (lowest index), as textbook MP
 
     def reset(self, sim: Simulator) -> None:
         if self.min_green_s < 0:
             raise ScenarioError("<controller:max_pressure>", "min_green_s", self.min_green_s, "must be >= 0")
 
-    def phase_pressure(self, sim: Simulator) -> torch.Tensor:
-        """Pressure of every phase ``[B, I, P]`` (-inf for phases that are not signal phases)."""
+    def movement_flows(self, sim: Simulator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Vehicles upstream and downstream of every movement, ``[B, M]`` each."""
         net, state = sim.network, sim.state
         lanes = net.num_lanes
         counts = state.lane_count[:, :lanes].to(torch.float32)
         upstream = lane_halting(state, lanes).to(torch.float32) if self.use_halting else counts
         pad = torch.zeros(counts.shape[0], 1, device=counts.device)
-        upstream = torch.cat([upstream, pad], 1)
-        downstream = torch.cat([counts, pad], 1)
-        in_lanes = torch.where(net.movement_in_lanes >= 0, net.movement_in_lanes, lanes)  # [M, E]
-        out_lanes = torch.where(net.movement_out_lanes >= 0, net.movement_out_lanes, lanes)
-        batch = counts.shape[0]
-        inflow = upstream[:, in_lanes.reshape(-1)].reshape(batch, *in_lanes.shape).sum(-1)
-        outflow = downstream[:, out_lanes.reshape(-1)].reshape(batch, *out_lanes.shape).sum(-1)
-        movement = (inflow - outflow) * net.movement_valid  # [B, M]
-        movement = movement.reshape(batch, net.num_intersections, -1)  # [B, I, K]
+
+        def on(lane_ids: torch.Tensor, per_lane: torch.Tensor) -> torch.Tensor:
+            ids = torch.where(lane_ids >= 0, lane_ids, lanes)  # [M, E]; padding -> zero column
+            values = torch.cat([per_lane, pad], 1)[:, ids.reshape(-1)]
+            return values.reshape(per_lane.shape[0], *ids.shape).sum(-1) * net.movement_valid
+
+        return on(net.movement_in_lanes, upstream), on(net.movement_out_lanes, counts)
+
+    @staticmethod
+    def per_phase(sim: Simulator, movement: torch.Tensor) -> torch.Tensor:
+        """Sum a per-movement quantity over each phase's green movements ``[B, I, P]``;
+        -inf for phases that are not signal phases (transition phases are never chosen)."""
+        net = sim.network
+        movement = movement.reshape(movement.shape[0], net.num_intersections, -1)  # [B, I, K]
         phase = torch.einsum("bik,ipk->bip", movement, net.phase_green.to(torch.float32))
         return torch.where(net.signal_phase.unsqueeze(0), phase, -torch.inf)
 
+    def phase_pressure(self, sim: Simulator) -> torch.Tensor:
+        inflow, outflow = self.movement_flows(sim)
+        return self.per_phase(sim, inflow - outflow)
+
     def act(self, sim: Simulator) -> torch.Tensor:
-        pressure = self.phase_pressure(sim)
-        best = pressure.argmax(dim=-1)  # first maximum: lowest phase index on a tie
+        inflow, outflow = self.movement_flows(sim)
+        score = self.per_phase(sim, inflow - outflow)
+        if self.tie_break_by_inflow:
+            score = score + TIE_BREAK * self.per_phase(sim, inflow)
+        best = score.argmax(dim=-1)  # first maximum: lowest phase index on a full tie
         ready = green_elapsed(sim.network, sim.params, sim.state) >= self.min_green_s
         return torch.where(ready, best, -1)

@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Run classical controllers on a scenario and print their metrics as JSON.",
     )
-    parser.add_argument("--scenario", default="grid_4x4", help="preset or dataset (default grid_4x4)")
+    parser.add_argument("--scenario", default="grid_4x4",
+                        help="preset or dataset name (default grid_4x4)")
     parser.add_argument("--controllers", default="fixed_time,max_pressure",
                         help="comma-separated controller names (default fixed_time,max_pressure)")
     parser.add_argument("--steps", type=int, default=3600, help="simulated seconds (default 3600)")

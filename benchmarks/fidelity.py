@@ -9,7 +9,7 @@ the traffic model, not of signal rules:
   the only transition), so the engine runs with yellow 0, all-red 0, min green 0.
 - max_pressure: the CityFlow harness showed phase 0 (right turns only) for 5 s between phases
   and held each green >= 10 s, so the engine runs with yellow 0, all-red 5, min green 0, and the
-  controller's min green is 10 s.
+  controller's min green is 10 s; ties go to the lowest phase index, as in the harness.
 
 The CityFlow figures (REFERENCE below) were measured with CityFlow built from source
 (cityflow-project/CityFlow @ 81ee0f4, interval 1 s, 3600 steps, seed 0, thread_num 1, no lane
@@ -54,7 +54,7 @@ REFERENCE = {
 CITYFLOW_RULES = {
     "fixed_time": (EngineParams(yellow_s=0, all_red_s=0, min_green_s=0), FixedTime),
     "max_pressure": (EngineParams(yellow_s=0, all_red_s=5, min_green_s=0),
-                     lambda: MaxPressure(min_green_s=10)),
+                     lambda: MaxPressure(min_green_s=10, tie_break_by_inflow=False)),
 }
 
 

@@ -257,3 +257,14 @@ def test_pure_step_leaves_its_input_untouched_and_matches_the_in_place_step(grid
     sim.step(command)  # in place
     for name, x, y in zip(pure._fields, pure, sim.state):
         assert torch.equal(x, y), name
+
+
+def test_network_and_demand_move_between_devices_without_changing_results(grid2):
+    net = grid2.network.to("cpu")
+    demand = grid2.demand(1).to("cpu")
+    assert net.intersection_ids == grid2.network.intersection_ids
+    a = Simulator(net, demand)
+    b = Simulator(grid2.network, grid2.demand(1))
+    a.run(100, MaxPressure())
+    b.run(100, MaxPressure())
+    assert torch.equal(a.state.trip_finish, b.state.trip_finish)

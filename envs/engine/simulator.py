@@ -20,6 +20,7 @@ from envs.scenario.demand import NEVER, Demand
 from envs.scenario.network import Network
 
 
+COMPILED_SHAPES = 256  # compiled step variants kept per process (see Simulator.__init__)
 SLOT_CHECK_EVERY = 4  # steps between checks of the free vehicle slots (one host sync each)
 
 
@@ -61,6 +62,11 @@ class Simulator:
         # the simulator owns its state, so it steps in place (see step's docstring)
         self._step: Callable = _step_in_place
         if compile:
+            # Every (batch, slot pool, trips, network) shape is compiled once; the pool grows by
+            # doubling and processes often build several simulators. Dynamo's default of 8
+            # compiled shapes per function would then silently fall back to eager.
+            dynamo_config = torch._dynamo.config
+            dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, COMPILED_SHAPES)
             self._step = torch.compile(_step_in_place, dynamic=False)
         self._origins = int((demand.origin_end > demand.origin_start).sum(1).max())
         self._steps_to_slot_check = 0

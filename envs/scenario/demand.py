@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from envs.errors import ScenarioError
-from envs.scenario.network import Network
+from envs.scenario.network import Network, tensors_to
 from envs.scenario.spec import FlowFileSpec
 
 NEVER = 2**40  # departure step of padding trips
@@ -108,11 +108,7 @@ class Demand:
         return int(self.depart.shape[1]) - 1
 
     def to(self, device: str | torch.device) -> "Demand":
-        moved = {
-            name: (value.to(device) if isinstance(value, torch.Tensor) else value)
-            for name, value in self.__dict__.items()
-        }
-        return Demand(**moved)
+        return tensors_to(self, device)
 
 
 def stack_demand(samples: list[Trips], network: Network) -> Demand:
@@ -138,11 +134,14 @@ def stack_demand(samples: list[Trips], network: Network) -> Demand:
     free_flow = np.zeros((batch, width), dtype=np.float32)
     road_time = (network.road_length / _road_speed(network)).cpu().numpy()
 
+    movements_of: dict[int, np.ndarray] = {}  # identical copies share one route compile
     for b, sample in enumerate(samples):
         n = sample.num_trips
         depart[b, :n] = sample.depart
         origin[b, :n] = sample.routes[:, 0]
-        route_mov[b, :n, : sample.routes.shape[1] - 1] = _route_movements(sample, network)
+        if id(sample) not in movements_of:
+            movements_of[id(sample)] = _route_movements(sample, network)
+        route_mov[b, :n, : sample.routes.shape[1] - 1] = movements_of[id(sample)]
         vehicle[b, :n] = sample.vehicle
         valid = sample.routes >= 0
         free_flow[b, :n] = np.where(valid, road_time[np.maximum(sample.routes, 0)], 0).sum(1)

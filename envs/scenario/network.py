@@ -99,16 +99,21 @@ class Network:
         return self.lane_length.device
 
     def to(self, device: str | torch.device) -> "Network":
-        moved = {
-            name: (value.to(device) if isinstance(value, torch.Tensor) else value)
-            for name, value in self.__dict__.items()
-        }
-        return Network(**moved)
+        return tensors_to(self, device)
 
     def storage_capacity(self, vehicle_length: float = 5.0, min_gap: float = 2.5) -> int:
         """Vehicles the lanes hold bumper to bumper (a bound on vehicles in the network)."""
         per_lane = torch.floor(self.lane_length / (vehicle_length + min_gap)) + 1
         return int(per_lane.sum().item())
+
+
+def tensors_to(frozen, device: str | torch.device):
+    """A copy of a frozen dataclass with every tensor field moved to `device`."""
+    moved = {
+        name: (value.to(device) if isinstance(value, torch.Tensor) else value)
+        for name, value in frozen.__dict__.items()
+    }
+    return type(frozen)(**moved)
 
 
 def compile_network(spec: RoadnetSpec, device: str | torch.device = "cpu") -> Network:

@@ -22,8 +22,9 @@ LANES = ("L", "S", "R")
 TURN_RATIOS = DEFAULT_TURN_RATIOS  # left, straight, right
 
 # Uniform presets: veh/h on each boundary entry road.
-# Calibrated against the engine of commit 232e676 (headwayTime 1.2 s, spillback only from a
-# standing tail) with benchmarks/baselines.py, demand seeds 0-2, runs to 4500-6000 s: at 500 the
+# Calibrated with benchmarks/baselines.py, demand seeds 0-2, runs to 4500-6000 s, on the engine
+# of commit 232e676; the figures below are re-measured on 298aab8 (front-to-rear headway, ~1895
+# veh/h per lane), the limits quoted ("from ...") were found on 232e676: at 500 the
 # fixed-time plan keeps grid_4x4 loaded but stable (~750-800 vehicles in the network, flat over
 # the last 20 minutes; entry queue ~1, the same as under max-pressure, so nothing spills back to
 # the origins; drains within ~10 min after the hour) and max-pressure cuts mean travel time by
@@ -44,7 +45,7 @@ PEAK_4X4_WIDTH_S = 600.0  # standard deviation of the Gaussian peak
 # grid_16x8: 16 columns x 8 rows = 128 signals, the size of the Hangzhou City Brain pilot.
 # Calibrated like the others. Routes are long here (11 roads on average, p90 24), so the network
 # holds many vehicles and drains slowly: at a 500 veh/h peak fixed time loads it to ~4,500
-# vehicles (t~2100 s), falls back to ~2,700 by t=3600 and ~1,000 by 4500, with no spillback to
+# vehicles (t~2100 s), falls back to ~2,700 by t=3600 and ~800 by 4500, with no spillback to
 # the origins (entry queue ~1.2); from ~650 fixed time spills back to the origins at the peak.
 CITY_COLS = 16
 CITY_ROWS = 8

@@ -1,0 +1,61 @@
+"""Baseline controllers: what they choose, from crafted states."""
+
+from __future__ import annotations
+
+import torch
+
+from agents import FixedTime, MaxPressure
+from envs.engine import Simulator
+from tests.scenarios import single_route
+
+WEST_IN, EAST_OUT = "road_0_1_0", "road_1_1_0"
+
+
+def lane(net, road: str, index: int) -> int:
+    return int(net.road_lanes[net.road_ids.index(road), index])
+
+
+def test_max_pressure_picks_the_phase_with_the_highest_pressure():
+    scenario = single_route([WEST_IN, EAST_OUT], [0])
+    sim = Simulator(scenario.network, scenario.demand(1))
+    counts = sim.state.lane_count
+    counts[0, lane(sim.network, "road_1_2_3", 1)] = 6  # north approach, straight lane
+    counts[0, lane(sim.network, WEST_IN, 1)] = 2  # west approach, straight lane
+    controller = MaxPressure(min_green_s=0)
+    controller.reset(sim)
+    assert controller.act(sim).tolist() == [[1]]  # phase 1: N-S straight
+
+
+def test_max_pressure_does_not_strand_a_vehicle_when_pressures_tie():
+    """One vehicle waits on the north straight lane; vehicles standing on the exit roads
+    give the N-S straight phase the same pressure as the E-W straight phase (phase 0). The tie
+    must go to the phase with a vehicle waiting, not to the lowest index forever."""
+    scenario = single_route([WEST_IN, EAST_OUT], [0])
+    sim = Simulator(scenario.network, scenario.demand(1))
+    net, counts = sim.network, sim.state.lane_count
+    counts[0, lane(net, "road_1_2_3", 1)] = 1  # waiting to go south
+    counts[0, lane(net, "road_1_1_3", 0)] = 2  # on the southbound exit road
+    counts[0, lane(net, "road_1_1_2", 0)] = 1  # on the westbound exit road
+    controller = MaxPressure(min_green_s=0)
+    controller.reset(sim)
+    pressure = controller.phase_pressure(sim)[0, 0]
+    assert pressure[0] == pressure[1] and pressure.argmax() == 0  # a tie plain argmax loses
+    assert controller.act(sim).tolist() == [[1]]
+    textbook = MaxPressure(min_green_s=0, tie_break_by_inflow=False)
+    assert textbook.act(sim).tolist() == [[0]]  # the lowest index: the stranding rule
+
+
+def test_fixed_time_replays_the_written_plan_and_splits_a_uniform_cycle():
+    scenario = single_route([WEST_IN, EAST_OUT], [0])
+    sim = Simulator(scenario.network, scenario.demand(1))
+    written = FixedTime()
+    written.reset(sim)
+    seen = []
+    for t in range(0, 240, 15):
+        sim.state = sim.state._replace(t=torch.tensor([t]))
+        seen.append(int(written.act(sim)))
+    assert seen == [0, 0, 1, 1, 2, 2, 3, 3] * 2  # 4 phases of 30 s, cycle 120 s
+    uniform = FixedTime(plan="uniform", cycle_s=40)
+    uniform.reset(sim)
+    sim.state = sim.state._replace(t=torch.tensor([35]))
+    assert int(uniform.act(sim)) == 3
