@@ -12,8 +12,9 @@ Order of events inside a step at time t:
    green.
 2. Heads: the vehicle nearest each stop line picks its target lane on the next road (a lane
    its next turn reaches and that serves the turn after, with the most room; lowest index on a
-   tie) and sees either the stop line (red; yellow when it can stop comfortably; or no room at
-   the target lane's start: spillback) or the target lane's last vehicle through the box.
+   tie) and sees either the stop line (red; yellow when it can stop comfortably; or spillback:
+   the target lane's last vehicle stands within a minimum gap of its start) or the target
+   lane's last vehicle through the box.
 3. Car following for every vehicle: the fastest speed that lets it stop behind its leader if the
    leader brakes (ballistic update) and keeps its time headway (the flow's ``headwayTime``),
    capped by acceleration and the speed limit; and never past the leader's current rear minus
