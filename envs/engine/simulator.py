@@ -97,22 +97,7 @@ class Simulator:
             phase=full((batch, inter), 0, i64),
             prev_phase=full((batch, inter), 0, i64),
             phase_timer=full((batch, inter), TIMER_START, i64),
-            veh_lane=full((batch, slots + 1), -1, i64),
-            veh_pos=full((batch, slots + 1), 0.0, f32),
-            veh_speed=full((batch, slots + 1), 0.0, f32),
-            veh_trip=full((batch, slots + 1), trips, i64),
-            veh_leg=full((batch, slots + 1), 0, i64),
-            veh_leader=full((batch, slots + 1), -1, i64),
-            veh_follower=full((batch, slots + 1), -1, i64),
-            veh_halted=full((batch, slots + 1), False, torch.bool),
-            veh_stops=full((batch, slots + 1), 0, torch.int32),
-            veh_delay=full((batch, slots + 1), 0.0, f32),
-            veh_length=full((batch, slots + 1), 5.0, f32),
-            veh_min_gap=full((batch, slots + 1), 2.5, f32),
-            veh_max_speed=full((batch, slots + 1), 11.111, f32),
-            veh_accel=full((batch, slots + 1), 2.0, f32),
-            veh_decel=full((batch, slots + 1), 4.5, f32),
-            veh_headway=full((batch, slots + 1), 2.0, f32),
+            **_empty_slots(batch, slots, trips, dev),
             lane_head=full((batch, lanes + 1), -1, i64),
             lane_tail=full((batch, lanes + 1), -1, i64),
             lane_count=full((batch, lanes + 1), 0, i64),
@@ -241,6 +226,18 @@ _SLOT_FILL = {
 }
 
 
+def _empty_slots(batch: int, slots: int, scratch_trip: int, device) -> dict[str, torch.Tensor]:
+    """Every per-vehicle field for `slots` free slots plus the scratch column."""
+    dtypes = SimState._field_dtypes
+    return {
+        name: torch.full(
+            (batch, slots + 1), scratch_trip if fill is None else fill, dtype=dtypes[name],
+            device=device,
+        )
+        for name, fill in _SLOT_FILL.items()
+    }
+
+
 def grow_slots(state: SimState, slots: int) -> SimState:
     """Return `state` with `slots` vehicle slots (>= the current count), the new ones free.
 
@@ -254,10 +251,9 @@ def grow_slots(state: SimState, slots: int) -> SimState:
     batch = state.batch_size
     scratch_trip = state.trip_enter.shape[1] - 1
     fields = state._asdict()
-    for name, fill in _SLOT_FILL.items():
+    pads = _empty_slots(batch, extra - 1, scratch_trip, state.veh_lane.device)
+    for name, pad in pads.items():
         x = fields[name]
-        value = scratch_trip if fill is None else fill
-        pad = torch.full((batch, extra), value, dtype=x.dtype, device=x.device)
         fields[name] = torch.cat([x[:, :old], pad, x[:, old:]], 1)
     stack = torch.zeros((batch, slots + 1), dtype=state.free_stack.dtype, device=state.free_stack.device)
     stack[:, :old] = state.free_stack[:, :old]

@@ -83,6 +83,16 @@ class SimState(NamedTuple):
     waiting_sum: torch.Tensor  # float32 vehicle-seconds waiting to enter
     pool_blocked: torch.Tensor  # int64 entries delayed only because every slot was taken
 
+    # dtypes of the per-vehicle fields (used to build and grow the slot pool)
+    _field_dtypes = {
+        "veh_lane": torch.int64, "veh_pos": torch.float32, "veh_speed": torch.float32,
+        "veh_trip": torch.int64, "veh_leg": torch.int64, "veh_leader": torch.int64,
+        "veh_follower": torch.int64, "veh_halted": torch.bool, "veh_stops": torch.int32,
+        "veh_delay": torch.float32, "veh_length": torch.float32, "veh_min_gap": torch.float32,
+        "veh_max_speed": torch.float32, "veh_accel": torch.float32, "veh_decel": torch.float32,
+        "veh_headway": torch.float32,
+    }
+
     def clone(self) -> "SimState":
         return SimState(*(x.clone() for x in self))
 
