@@ -122,6 +122,28 @@ class Simulator:
         self._steps_to_slot_check = 0
         return self.state
 
+    def reset_copies(self, copies: torch.Tensor) -> None:
+        """Reset the copies where the ``[B]`` bool mask is set; the others keep running."""
+        fresh = self.initial_state()
+        self.state = SimState(*(
+            torch.where(copies.view(-1, *([1] * (now.dim() - 1))), new, now)
+            for now, new in zip(self.state, fresh)
+        ))
+
+    def set_demand(self, demand: Demand) -> None:
+        """Run on `demand` from now on (same copies; e.g. after resampling some copies' trips).
+
+        A demand with more trips per copy grows the per-trip tables; trip ids of running
+        vehicles stay valid as long as their copies' trip tables are unchanged."""
+        if demand.batch_size != self.batch_size:
+            raise ScenarioError("<engine>", "copies", demand.batch_size, f"expected {self.batch_size}")
+        if demand.max_trips > self.state.trip_enter.shape[1] - 1:
+            self.state = grow_trips(self.state, demand.max_trips)
+        elif demand.max_trips < self.state.trip_enter.shape[1] - 1:
+            raise ScenarioError("<engine>", "demand.max_trips", demand.max_trips, "cannot shrink the trip tables")
+        self.demand = demand
+        self._origins = int((demand.origin_end > demand.origin_start).sum(1).max())
+
     def snapshot(self) -> SimState:
         """A copy of the state (the simulator updates its own state in place)."""
         return self.state.clone()
@@ -261,4 +283,22 @@ def grow_slots(state: SimState, slots: int) -> SimState:
     on_top = state.free_top.unsqueeze(1) + torch.arange(extra, device=stack.device).unsqueeze(0)
     fields["free_stack"] = stack.scatter(1, on_top, new_ids)
     fields["free_top"] = state.free_top + extra
+    return SimState(**fields)
+
+
+def grow_trips(state: SimState, trips: int) -> SimState:
+    """Return `state` with per-trip tables for `trips` trips per copy (>= the current count).
+
+    Trip ids keep their meaning; the scratch trip moves to the new last column, so slots that
+    point at the old scratch id are moved with it."""
+    old = state.trip_enter.shape[1] - 1
+    extra = trips - old
+    if extra <= 0:
+        return state
+    fields = state._asdict()
+    for name, fill in (("trip_enter", -1), ("trip_finish", -1), ("trip_stops", 0), ("trip_delay", 0.0)):
+        x = fields[name]
+        pad = torch.full((x.shape[0], extra), fill, dtype=x.dtype, device=x.device)
+        fields[name] = torch.cat([x[:, :old], pad, x[:, old:]], 1)
+    fields["veh_trip"] = torch.where(state.veh_trip == old, trips, state.veh_trip)
     return SimState(**fields)

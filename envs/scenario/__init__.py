@@ -71,7 +71,7 @@ def load_scenario(
         info = {"dataset": name, "data_dir": str(resolve_data_dir(data_dir))}
     network = compile_network(roadnet, device=device)
     trips = trips_from_flows(flows, network, horizon)
-    return Scenario(name, roadnet, flows, network, trips, dict(info))
+    return Scenario(name, roadnet, flows, network, trips, {**info, "horizon": horizon})
 
 
 def scenario_from_dicts(
@@ -84,7 +84,7 @@ def scenario_from_dicts(
     flows = parse_flow(flow_obj, source, roadnet)
     network = compile_network(roadnet, device=device)
     trips = trips_from_flows(flows, network, horizon)
-    return Scenario(name, roadnet, flows, network, trips, dict(info or {}))
+    return Scenario(name, roadnet, flows, network, trips, {**(info or {}), "horizon": horizon})
 
 
 def scenario_from_files(
@@ -95,7 +95,10 @@ def scenario_from_files(
     flows = load_flow(flow_path, roadnet)
     network = compile_network(roadnet, device=device)
     trips = trips_from_flows(flows, network, horizon)
-    return Scenario(str(roadnet_path), roadnet, flows, network, trips, {"roadnet": str(roadnet_path)})
+    return Scenario(
+        str(roadnet_path), roadnet, flows, network, trips,
+        {"roadnet": str(roadnet_path), "horizon": horizon},
+    )
 
 
 __all__ = [

@@ -107,20 +107,63 @@ class Demand:
     def max_trips(self) -> int:
         return int(self.depart.shape[1]) - 1
 
+    @property
+    def shape(self) -> "DemandShape":
+        return DemandShape(self.max_trips, self.route_legs - 1, self.horizon)
+
     def to(self, device: str | torch.device) -> "Demand":
         return tensors_to(self, device)
 
+    def write_copies(self, copies: torch.Tensor, other: "Demand") -> None:
+        """Overwrite the rows `copies` with `other`'s rows, in place (same padded shape).
 
-def stack_demand(samples: list[Trips], network: Network) -> Demand:
-    """Pad and stack B trip tables; check every route against the network's movements."""
+        In place so a compiled step keeps seeing the same tensors; see `stack_demand(shape=)`."""
+        if other.shape != self.shape:
+            raise ValueError(f"demand shapes differ: {other.shape} vs {self.shape}")
+        for name, value in self.__dict__.items():
+            if isinstance(value, torch.Tensor):
+                value[copies] = getattr(other, name)
+
+
+@dataclass(frozen=True)
+class DemandShape:
+    """The padded sizes of a `Demand`: trips per copy, route legs, horizon (steps)."""
+
+    trips: int
+    legs: int
+    horizon: int
+
+    def covers(self, other: "DemandShape") -> bool:
+        return self.trips >= other.trips and self.legs >= other.legs and self.horizon >= other.horizon
+
+
+def demand_shape(samples: list[Trips]) -> DemandShape:
+    """The smallest padded sizes that hold every sample."""
+    return DemandShape(
+        trips=max(s.num_trips for s in samples),
+        legs=max(s.routes.shape[1] for s in samples),
+        horizon=int(max(s.depart.max() for s in samples)) + 1,
+    )
+
+
+def stack_demand(
+    samples: list[Trips], network: Network, shape: DemandShape | None = None
+) -> Demand:
+    """Pad and stack B trip tables; check every route against the network's movements.
+
+    `shape` pads to at least the given sizes (so later samples can be written into the same
+    tensors, see `Demand.write_copies`)."""
     if len(samples) < 1:
         raise ScenarioError("<engine>", "copies", len(samples), "need at least one copy (B >= 1)")
     batch = len(samples)
-    num_trips = max(s.num_trips for s in samples)
-    legs = max(s.routes.shape[1] for s in samples)
+    need = demand_shape(samples)
+    if shape is not None:
+        need = DemandShape(*(max(a, b) for a, b in zip(
+            (need.trips, need.legs, need.horizon), (shape.trips, shape.legs, shape.horizon)
+        )))
+    num_trips, legs, horizon = need.trips, need.legs, need.horizon
     width = num_trips + 1  # + scratch trip
     num_roads = network.num_roads
-    horizon = int(max(s.depart.max() for s in samples)) + 1
 
     depart = np.full((batch, width), NEVER, dtype=np.int64)
     origin = np.zeros((batch, width), dtype=np.int64)
@@ -182,19 +225,19 @@ def _road_speed(network: Network) -> torch.Tensor:
 def _route_movements(sample: Trips, network: Network) -> np.ndarray:
     """[T, Kr-1] movement ids between consecutive roads of each route (-1 past the end)."""
     routes = sample.routes
-    out = np.full((routes.shape[0], max(routes.shape[1] - 1, 0)), -1, dtype=np.int64)
-    pairs = network.movement_of_pair
-    for k in range(routes.shape[1] - 1):
-        a, b = routes[:, k], routes[:, k + 1]
-        live = b >= 0
-        for row in np.flatnonzero(live):
-            key = (int(a[row]), int(b[row]))
-            m = pairs.get(key)
-            if m is None:
-                raise ScenarioError(
-                    sample.source, f"[{int(sample.flow_index[row])}].route[{k + 1}]",
-                    network.road_ids[key[1]],
-                    f"no road link from {network.road_ids[key[0]]} to {network.road_ids[key[1]]}",
-                )
-            out[row, k] = m
+    num_roads = network.num_roads
+    table = np.full((num_roads, num_roads), -1, dtype=np.int64)  # (road a, road b) -> movement
+    for (a, b), m in network.movement_of_pair.items():
+        table[a, b] = m
+    start, end = routes[:, :-1], routes[:, 1:]
+    live = end >= 0
+    out = np.where(live, table[np.maximum(start, 0), np.maximum(end, 0)], -1)
+    broken = live & (out < 0)
+    if broken.any():
+        row, k = (int(x) for x in np.argwhere(broken)[0])
+        a, b = int(start[row, k]), int(end[row, k])
+        raise ScenarioError(
+            sample.source, f"[{int(sample.flow_index[row])}].route[{k + 1}]", network.road_ids[b],
+            f"no road link from {network.road_ids[a]} to {network.road_ids[b]}",
+        )
     return out

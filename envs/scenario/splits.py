@@ -1,0 +1,234 @@
+"""Demand resampling with disjoint train / eval seeds, for honest evaluation.
+
+A `DemandSpec` says how a scenario's demand is resampled; `sample_trips(scenario, spec, split,
+index)` draws sample `index` of a split as a `Trips` table (rows sorted by (departure step, flow
+index), like ``scenario.trips``), so ``scenario.demand(trips=[...])`` / `demand_for` batch them.
+
+Modes:
+
+- ``"original"``: the scenario's own trips (``scenario.trips``, the same object), for every
+  split and index. ``scale`` must be 1 (rescaling needs randomness: use "poisson" or "jitter").
+- ``"poisson"``: every flow entry of ``scenario.flows`` becomes a Poisson process over the steps
+  at which CityFlow's generator would run it (``startTime..endTime``, whole seconds, cut at the
+  horizon, see below): ``Poisson(scale * n_steps / interval)`` vehicles, each at a uniformly
+  drawn step of the window (the same in law as ``Poisson(scale / interval)`` arrivals per step).
+  An entry active for a single step (``startTime == endTime``, the per-vehicle form of every
+  real dataset and of the generators) stands for exactly one vehicle in CityFlow whatever its
+  interval, so it gets ``Poisson(scale)`` vehicles at that step: for such files "poisson" is a
+  Poisson bootstrap of the departures (the time profile is kept, counts vary). Route and vehicle
+  parameters come from the entry.
+- ``"jitter"``: the original departures, each shifted by an independent uniform integer in
+  ``[-floor(jitter_s), +floor(jitter_s)]``, clipped to ``[0, horizon - 1]`` (only at 0 when no
+  horizon applies). With ``scale != 1`` every original trip is first replicated
+  ``floor(scale) + Bernoulli(scale - floor(scale))`` times (binomial thinning for scale < 1;
+  the smallest-variance rescaling with mean ``scale``), each copy jittered on its own. With
+  ``scale == 1`` counts and routes are exactly the original's.
+
+Horizon: a scenario loaded with ``horizon=H`` has no trip at or after H, and resampled trips
+must not appear there either. `load_scenario` records H in ``scenario.info["horizon"]``, which
+is used unless ``horizon=`` is passed; for a `Scenario` built some other way it is inferred from the flow file and the original trips: if the trips lack some
+departure the flow file generates, the load was cut, and H is taken as the earliest such
+departure (the largest H consistent with the trips: exact when a departure fell on the true H,
+else up to one inter-departure gap too long); if they lack none, no cut applies.
+
+Seeds: ``split_seed("train", k) = 2k`` and ``split_seed("eval", k) = 2k + 1``, so the two splits
+never share a seed. The random stream of a sample is ``SeedSequence(seed, spawn_key=(mode,))``:
+the same (split, index, mode) always gives the same trips, on any machine; "poisson" and
+"jitter" with one seed draw independent streams. The scenario is not part of the seed.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+
+from envs.errors import ScenarioError
+from envs.scenario.cityflow import NO_END_TIME, _active_steps, departure_steps
+from envs.scenario.demand import VEHICLE_FIELDS, Demand, Trips, stack_demand
+
+SOURCE = "<demand spec>"
+MODES = ("original", "poisson", "jitter")
+SPLITS = ("train", "eval")
+MAX_INDEX = 2**62 - 1  # seeds stay below 2**63 (int64)
+_MODE_KEY = {mode: k for k, mode in enumerate(MODES)}
+
+
+@dataclass(frozen=True)
+class DemandSpec:
+    mode: str = "original"  # "original" | "poisson" | "jitter"
+    scale: float = 1.0  # demand multiplier (poisson, jitter)
+    jitter_s: float = 30.0  # jitter only: maximum shift of a departure, seconds
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ScenarioError(SOURCE, "mode", self.mode, f"expected one of {MODES}")
+        if not _finite_number(self.scale) or self.scale <= 0:
+            raise ScenarioError(SOURCE, "scale", self.scale, "must be a finite number > 0")
+        if not _finite_number(self.jitter_s) or self.jitter_s < 0:
+            raise ScenarioError(
+                SOURCE, "jitter_s", self.jitter_s, "must be a finite number >= 0 (seconds)"
+            )
+        if self.mode == "original" and self.scale != 1:
+            raise ScenarioError(
+                SOURCE, "scale", self.scale,
+                "mode 'original' replays the file's trips and cannot rescale them; use "
+                "mode='poisson' (or 'jitter') to sample a scaled demand",
+            )
+
+
+def _finite_number(value) -> bool:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float, np.integer, np.floating))
+        and math.isfinite(value)
+    )
+
+
+def _check_index(index, field: str = "index") -> int:
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise ScenarioError(SOURCE, field, index, "expected an integer sample index")
+    if not 0 <= index <= MAX_INDEX:
+        raise ScenarioError(SOURCE, field, index, f"must be in [0, {MAX_INDEX}]")
+    return int(index)
+
+
+def split_seed(split: str, index: int) -> int:
+    """The seed of sample `index` of `split`: 2k for "train", 2k + 1 for "eval" (disjoint)."""
+    if split not in SPLITS:
+        raise ScenarioError(SOURCE, "split", split, f"expected one of {SPLITS}")
+    return 2 * _check_index(index) + SPLITS.index(split)
+
+
+def sample_trips(
+    scenario, spec: DemandSpec, split: str, index: int, *, horizon: int | None = None
+) -> Trips:
+    """Trip table number `index` of `split` under `spec` (see the module doc)."""
+    if not isinstance(spec, DemandSpec):
+        raise ScenarioError(SOURCE, "spec", spec, "expected a DemandSpec")
+    seed = split_seed(split, index)
+    if spec.mode == "original":
+        return scenario.trips
+    cut = _horizon(scenario, horizon)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_MODE_KEY[spec.mode],)))
+    if spec.mode == "poisson":
+        depart, flow_index = _poisson(scenario.flows, spec.scale, cut, rng)
+        routes, vehicle = _flow_tables(scenario, flow_index)
+    else:
+        base = scenario.trips
+        rows = _rescale_rows(base.num_trips, spec.scale, rng)
+        shift = int(math.floor(spec.jitter_s))
+        depart = base.depart[rows] + rng.integers(-shift, shift + 1, size=rows.size)
+        depart = np.clip(depart, 0, None if cut is None else cut - 1)
+        flow_index = base.flow_index[rows]
+        routes, vehicle = base.routes[rows], base.vehicle[rows]
+    if depart.size == 0:
+        raise ScenarioError(
+            SOURCE, "scale", spec.scale,
+            f"sample {split}#{index} ({spec.mode}) has no trip; raise the scale",
+        )
+    order = np.lexsort((flow_index, depart))  # stable: duplicates keep their draw order
+    return Trips(
+        scenario.trips.source,
+        depart[order].astype(np.int64),
+        np.ascontiguousarray(routes[order]),
+        np.ascontiguousarray(vehicle[order]),
+        flow_index[order].astype(np.int64),
+    )
+
+
+def demand_for(
+    scenario, spec: DemandSpec, split: str, indices: list[int], *, horizon: int | None = None
+) -> Demand:
+    """The batched demand of samples `indices` of `split` (one copy per index)."""
+    if isinstance(indices, (str, bytes)) or not hasattr(indices, "__len__") or len(indices) == 0:
+        raise ScenarioError(SOURCE, "indices", indices, "expected a non-empty list of sample indices")
+    samples = [sample_trips(scenario, spec, split, k, horizon=horizon) for k in indices]
+    return stack_demand(samples, scenario.network)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _horizon(scenario, horizon: int | None) -> int | None:
+    """The step before which every trip departs, or None when nothing cuts the flow file."""
+    if horizon is None:
+        horizon = scenario.info.get("horizon")  # recorded by load_scenario & co.
+    if horizon is not None:
+        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
+            raise ScenarioError(SOURCE, "horizon", horizon, "must be an integer >= 1 (steps)")
+        return int(horizon)
+    if scenario not in _INFERRED:
+        _INFERRED[scenario] = _infer_horizon(scenario)
+    return _INFERRED[scenario]
+
+
+_INFERRED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # scenario -> horizon
+
+
+def _infer_horizon(scenario) -> int | None:
+    """The largest horizon consistent with the original trips: the earliest departure that the
+    flow file has and the trips lack (None when they lack none: nothing was cut)."""
+    trips = scenario.trips
+    last = int(trips.depart.max())
+    observed = np.bincount(trips.flow_index, minlength=max(f.index for f in scenario.flows.flows) + 1)
+    bound = None
+    for flow in scenario.flows.flows:
+        count = int(observed[flow.index])
+        if flow.end_time == NO_END_TIME:  # endless: look just far enough past the last trip
+            steps = departure_steps(flow, last + 3 + math.ceil(flow.interval))
+        else:
+            steps = departure_steps(flow, None)
+        if steps.size > count:
+            bound = int(steps[count]) if bound is None else min(bound, int(steps[count]))
+    return bound
+
+
+def _poisson(flows, scale: float, horizon: int | None, rng) -> tuple[np.ndarray, np.ndarray]:
+    first = np.empty(len(flows.flows), dtype=np.int64)
+    last = np.empty_like(first)
+    rate = np.empty(len(flows.flows))
+    index = np.empty_like(first)
+    for j, flow in enumerate(flows.flows):
+        first[j], last[j] = _active_steps(flow, horizon, flows.source)
+        index[j] = flow.index
+        rate[j] = 1.0 if first[j] == last[j] else 1.0 / flow.interval
+    steps = np.maximum(last - first + 1, 0)
+    counts = rng.poisson(scale * rate * steps)
+    flow_index = np.repeat(index, counts)
+    offset = rng.random(int(counts.sum())) * np.repeat(steps, counts)  # uniform in the window
+    depart = np.repeat(first, counts) + offset.astype(np.int64)
+    return depart, flow_index
+
+
+def _rescale_rows(n: int, scale: float, rng) -> np.ndarray:
+    """Row ids of the original trips after rescaling: each row floor(scale) + Bernoulli times."""
+    whole = math.floor(scale)
+    copies = np.full(n, whole, dtype=np.int64) + (rng.random(n) < scale - whole)
+    return np.repeat(np.arange(n), copies)
+
+
+def _flow_tables(scenario, flow_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Route (road ids) and vehicle rows for trips of the given flow entries."""
+    network = scenario.network
+    road_index = {road_id: r for r, road_id in enumerate(network.road_ids)}
+    flows = scenario.flows.flows
+    width = max(len(flow.route) for flow in flows)
+    routes = np.full((len(flows), width), -1, dtype=np.int64)
+    vehicle = np.zeros((len(flows), len(VEHICLE_FIELDS)), dtype=np.float32)
+    position = np.full(max(flow.index for flow in flows) + 1, -1, dtype=np.int64)
+    for j, flow in enumerate(flows):
+        position[flow.index] = j
+        routes[j, : len(flow.route)] = [road_index[r] for r in flow.route]
+        v = flow.vehicle
+        vehicle[j] = [
+            v.length, v.min_gap, v.max_speed, v.max_pos_acc, v.usual_neg_acc, v.max_neg_acc,
+            v.headway_time,
+        ]
+    rows = position[flow_index]
+    return routes[rows], vehicle[rows]
+
+
+__all__ = ["DemandSpec", "MODES", "SPLITS", "demand_for", "sample_trips", "split_seed"]
