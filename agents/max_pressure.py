@@ -17,7 +17,7 @@ import torch
 from envs.engine.simulator import Simulator
 from envs.engine.step import green_elapsed
 from envs.errors import ScenarioError
-from envs.metrics import lane_halting
+from envs.features import movement_flows, per_phase
 
 # Weight of the incoming-vehicle count that breaks pressure ties. Ties are common at low demand
 # (vehicles downstream cancel the one waiting), and a plain argmax would then hold the lowest
@@ -38,27 +38,14 @@ class MaxPressure:
 
     def movement_flows(self, sim: Simulator) -> tuple[torch.Tensor, torch.Tensor]:
         """Vehicles upstream and downstream of every movement, ``[B, M]`` each."""
-        net, state = sim.network, sim.state
-        lanes = net.num_lanes
-        counts = state.lane_count[:, :lanes].to(torch.float32)
-        upstream = lane_halting(state, lanes).to(torch.float32) if self.use_halting else counts
-        pad = torch.zeros(counts.shape[0], 1, device=counts.device)
-
-        def on(lane_ids: torch.Tensor, per_lane: torch.Tensor) -> torch.Tensor:
-            ids = torch.where(lane_ids >= 0, lane_ids, lanes)  # [M, E]; padding -> zero column
-            values = torch.cat([per_lane, pad], 1)[:, ids.reshape(-1)]
-            return values.reshape(per_lane.shape[0], *ids.shape).sum(-1) * net.movement_valid
-
-        return on(net.movement_in_lanes, upstream), on(net.movement_out_lanes, counts)
+        return movement_flows(sim.network, sim.state, self.use_halting, sim.params.halting_speed)
 
     @staticmethod
     def per_phase(sim: Simulator, movement: torch.Tensor) -> torch.Tensor:
         """Sum a per-movement quantity over each phase's green movements ``[B, I, P]``;
         -inf for phases that are not signal phases (transition phases are never chosen)."""
-        net = sim.network
-        movement = movement.reshape(movement.shape[0], net.num_intersections, -1)  # [B, I, K]
-        phase = torch.einsum("bik,ipk->bip", movement, net.phase_green.to(torch.float32))
-        return torch.where(net.signal_phase.unsqueeze(0), phase, -torch.inf)
+        phase = per_phase(sim.network, movement)
+        return torch.where(sim.network.signal_phase.unsqueeze(0), phase, -torch.inf)
 
     def phase_pressure(self, sim: Simulator) -> torch.Tensor:
         inflow, outflow = self.movement_flows(sim)

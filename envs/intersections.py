@@ -1,0 +1,92 @@
+"""Per-intersection views of a `Network`: the static index tables agents see the network through.
+
+Every signalised intersection becomes one agent. Intersections differ (a T-junction has fewer
+incoming lanes and phases than a crossroads), so each table is padded to the largest
+intersection with -1 and comes with a validity mask; observation features pad with zeros and
+actions past an intersection's own phase count are masked.
+
+An agent's *actions* are its signal phases (phases that give green to at least one movement
+other than a right turn), in roadnet order: action ``a`` of intersection ``i`` commands phase
+``action_phase[i, a]``. Transition phases (CityFlow's all-right-turn phase 0) are never chosen:
+the engine inserts yellow and all-red itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from envs.engine.state import SimState
+from envs.scenario.network import Network
+
+
+@dataclass(frozen=True, eq=False)
+class IntersectionLayout:
+    ids: tuple[str, ...]  # roadnet ids of the signalised intersections (the agents)
+    in_lanes: torch.Tensor  # [I, Lin] incoming lane ids (road by road, lane 0 first), -1 pad
+    out_lanes: torch.Tensor  # [I, Lout] outgoing lane ids, -1 pad
+    action_phase: torch.Tensor  # [I, A] phase index of each action, -1 pad
+    action_mask: torch.Tensor  # [I, A] bool: the action exists at this intersection
+    num_actions: torch.Tensor  # [I] int64
+
+    @property
+    def num_intersections(self) -> int:
+        return len(self.ids)
+
+    @property
+    def max_in_lanes(self) -> int:
+        return int(self.in_lanes.shape[1])
+
+    @property
+    def max_actions(self) -> int:
+        return int(self.action_phase.shape[1])
+
+
+def _pad_rows(rows: list[list[int]], device) -> torch.Tensor:
+    width = max((len(r) for r in rows), default=0) or 1
+    out = torch.full((len(rows), width), -1, dtype=torch.int64)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.int64)
+    return out.to(device)
+
+
+def intersection_layout(network: Network) -> IntersectionLayout:
+    road_end = network.road_end.tolist()
+    road_start = network.road_start.tolist()
+    road_lanes = network.road_lanes.tolist()
+    num_inter = network.num_intersections
+    incoming: list[list[int]] = [[] for _ in range(num_inter)]
+    outgoing: list[list[int]] = [[] for _ in range(num_inter)]
+    for r, lanes in enumerate(road_lanes):
+        real = [lane for lane in lanes if lane >= 0]
+        if road_end[r] >= 0:
+            incoming[road_end[r]].extend(real)
+        if road_start[r] >= 0:
+            outgoing[road_start[r]].extend(real)
+    signal = network.signal_phase.tolist()
+    actions = [[p for p, is_signal in enumerate(row) if is_signal] for row in signal]
+    action_phase = _pad_rows(actions, network.device)
+    return IntersectionLayout(
+        ids=network.intersection_ids,
+        in_lanes=_pad_rows(incoming, network.device),
+        out_lanes=_pad_rows(outgoing, network.device),
+        action_phase=action_phase,
+        action_mask=action_phase >= 0,
+        num_actions=(action_phase >= 0).sum(1),
+    )
+
+
+def gather_lanes(per_lane: torch.Tensor, lanes: torch.Tensor) -> torch.Tensor:
+    """``[B, L]`` per-lane values -> ``[B, I, W]`` for a padded lane table ``[I, W]`` (pad = 0)."""
+    pad = torch.zeros_like(per_lane[:, :1])
+    values = torch.cat([per_lane, pad], 1)  # column L holds the padding value
+    index = torch.where(lanes >= 0, lanes, per_lane.shape[1])
+    return values[:, index]
+
+
+def current_action(layout: IntersectionLayout, state: SimState) -> torch.Tensor:
+    """The action index of each intersection's commanded phase ``[B, I]`` (-1: a phase that is
+    not an action, e.g. the roadnet's transition phase at reset)."""
+    match = layout.action_phase.unsqueeze(0) == state.phase.unsqueeze(-1)  # [B, I, A]
+    return torch.where(match.any(-1), match.to(torch.int64).argmax(-1), -1)
