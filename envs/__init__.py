@@ -1,0 +1,37 @@
+"""gridlight environments: the batched engine, scenarios, and the RL adapters over them.
+
+Importing `envs` registers ``gridlight/TrafficSignal-v0`` with Gymnasium (single env and
+vector entry point). ``envs.parallel_env(scenario=...)`` builds the PettingZoo ParallelEnv and
+``envs.sb3_vec_env(scenario=..., copies=B)`` the SB3 VecEnv. The adapters are imported lazily,
+so the engine alone does not load Gymnasium's wrappers, PettingZoo or SB3.
+"""
+
+from __future__ import annotations
+
+import gymnasium
+
+ENV_ID = "gridlight/TrafficSignal-v0"
+
+if ENV_ID not in gymnasium.registry:
+    gymnasium.register(
+        id=ENV_ID,
+        entry_point="envs.gym_env:TrafficSignalEnv",
+        vector_entry_point="envs.gym_env:TrafficSignalVectorEnv",
+    )
+
+
+def parallel_env(**kwargs):
+    """The PettingZoo ParallelEnv: one agent per signalised intersection (its roadnet id)."""
+    from envs.pettingzoo_env import TrafficSignalParallelEnv
+
+    return TrafficSignalParallelEnv(**kwargs)
+
+
+def sb3_vec_env(**kwargs):
+    """The SB3 VecEnv whose sub-environments are the (copy, intersection) pairs."""
+    from envs.sb3_env import IntersectionVecEnv
+
+    return IntersectionVecEnv(**kwargs)
+
+
+__all__ = ["ENV_ID", "parallel_env", "sb3_vec_env"]

@@ -1,0 +1,146 @@
+"""Gymnasium adapters over `BatchedSignalEnv` (numpy in, numpy out; no loop over copies).
+
+- `TrafficSignalVectorEnv` (the primary one):
+  ``gymnasium.make_vec("gridlight/TrafficSignal-v0", num_envs=B,
+  vectorization_mode="vector_entry_point", scenario=...)``. Sub-environment b is copy b of the
+  batched engine. Observations ``[B, I, F]``; actions ``[B, I]`` (a `MultiDiscrete` whose
+  entry for intersection i is its number of signal phases); reward ``[B]`` = the sum of the
+  intersections' rewards (each one in ``info["agent_rewards"]``, ``[B, I]``). Autoreset is
+  Gymnasium's ``SAME_STEP`` mode: a done copy's last observation is in ``info["final_obs"]``
+  (an object array, entries None for copies not done) and its episode metrics in
+  ``info["final_info"]["episode"]``.
+- `TrafficSignalEnv`: ``gymnasium.make("gridlight/TrafficSignal-v0", scenario=...)``, one copy,
+  every intersection: observation flattened to ``Box[I * F]`` (intersection-major: entries
+  ``i * F ... (i + 1) * F - 1`` are intersection i's features, so SB3's MLP policies take it
+  as is), action ``MultiDiscrete([A_0, ..., A_{I-1}])``; reward the sum over intersections;
+  no autoreset (call `reset` after ``terminated or truncated``).
+
+Both expose ``action_masks()`` (``[I, A]`` / ``[B, I, A]`` bool, padding False) and render
+``rgb_array`` frames (`envs.render`). Keyword arguments are `BatchedSignalEnv`'s.
+"""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from envs.signal_env import BatchedSignalEnv
+
+from envs import ENV_ID  # noqa: F401  (registered by importing envs)
+
+
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy()
+
+
+def observation_box(core: BatchedSignalEnv) -> spaces.Box:
+    """``Box[I, F]`` float32 with the features' documented bounds."""
+    shape = (core.num_intersections, core.obs_size)
+    low = np.broadcast_to(_numpy(core.obs_low), shape).astype(np.float32)
+    high = np.broadcast_to(_numpy(core.obs_high), shape).astype(np.float32)
+    return spaces.Box(low=low, high=high, dtype=np.float32)
+
+
+def _render_frames(core: BatchedSignalEnv, copies) -> list[np.ndarray]:
+    from envs.render import render_frame
+
+    return [render_frame(core, copy=b) for b in copies]
+
+
+class TrafficSignalVectorEnv(VectorEnv):
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs) -> None:
+        self.core = BatchedSignalEnv(copies=num_envs, **kwargs)
+        self.num_envs = num_envs
+        self.render_mode = render_mode
+        self.single_observation_space = observation_box(self.core)
+        self.single_action_space = spaces.MultiDiscrete(_numpy(self.core.layout.num_actions))
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        obs, info = self.core.reset(seed)
+        return _numpy(obs), self._info(info)
+
+    def step(self, actions):
+        actions = torch.as_tensor(np.asarray(actions), dtype=torch.int64)
+        obs, reward, terminated, truncated, info = self.core.step(actions)
+        return (
+            _numpy(obs), _numpy(reward.sum(-1)).astype(np.float64), _numpy(terminated),
+            _numpy(truncated), self._info(info, reward),
+        )
+
+    def action_masks(self) -> np.ndarray:
+        return _numpy(self.core.action_mask).copy()
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        return tuple(_render_frames(self.core, range(self.num_envs)))
+
+    def _info(self, info: dict, reward: torch.Tensor | None = None) -> dict:
+        every = np.ones(self.num_envs, dtype=bool)
+        out = {"action_mask": _numpy(info["action_mask"]).copy(), "_action_mask": every,
+               "t": _numpy(info["t"]), "_t": every}
+        if reward is not None:
+            out["agent_rewards"], out["_agent_rewards"] = _numpy(reward), every
+        if "final_obs" in info:
+            done = _numpy(info["_final_obs"])
+            final = np.full(self.num_envs, None, dtype=object)
+            final_obs = _numpy(info["final_obs"])
+            for b in np.flatnonzero(done):
+                final[b] = final_obs[b]
+            out["final_obs"], out["_final_obs"] = final, done
+            episode = {name: _numpy(value) for name, value in info["episode"].items()}
+            episode.update({f"_{name}": done for name in list(episode)})
+            out["final_info"] = {"episode": episode, "_episode": done}
+            out["_final_info"] = done
+        return out
+
+
+class TrafficSignalEnv(gymnasium.Env):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(self, render_mode: str | None = None, **kwargs) -> None:
+        kwargs.pop("copies", None)
+        self.core = BatchedSignalEnv(copies=1, autoreset=False, **kwargs)
+        self.render_mode = render_mode
+        box = observation_box(self.core)
+        self.observation_space = spaces.Box(
+            low=box.low.reshape(-1), high=box.high.reshape(-1), dtype=np.float32
+        )
+        self.action_space = spaces.MultiDiscrete(_numpy(self.core.layout.num_actions))
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        obs, info = self.core.reset(seed)
+        return _numpy(obs[0]).reshape(-1), self._info(info)
+
+    def step(self, action):
+        action = torch.as_tensor(np.asarray(action), dtype=torch.int64).reshape(1, -1)
+        obs, reward, terminated, truncated, info = self.core.step(action)
+        out = self._info(info)
+        out["agent_rewards"] = _numpy(reward[0])
+        if "episode" in info:
+            out["episode"] = {name: float(value[0]) for name, value in info["episode"].items()}
+        return (
+            _numpy(obs[0]).reshape(-1), float(reward.sum()), bool(terminated[0]),
+            bool(truncated[0]), out,
+        )
+
+    def action_masks(self) -> np.ndarray:
+        return _numpy(self.core.action_mask[0]).copy()
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        return _render_frames(self.core, [0])[0]
+
+    def _info(self, info: dict) -> dict:
+        return {"action_mask": _numpy(info["action_mask"][0]).copy(), "t": int(info["t"][0])}

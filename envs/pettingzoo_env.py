@@ -1,0 +1,107 @@
+"""PettingZoo `ParallelEnv` over `BatchedSignalEnv`: one agent per signalised intersection.
+
+Agents are named by their roadnet intersection ids. Each agent observes ``Box[F]`` (the
+configured features of its intersection) and acts in ``Discrete(n)`` over its own signal phases
+(intersections may differ; ``infos[agent]["action_mask"]`` gives the padded mask a shared
+policy would use). ``state()`` is every agent's observation concatenated, ``[I * F]``.
+When the episode ends every agent is done together and leaves ``agents``; call `reset`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from envs.signal_env import BatchedSignalEnv
+
+
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy()
+
+
+class TrafficSignalParallelEnv(ParallelEnv):
+    metadata = {"name": "gridlight_traffic_signal_v0", "render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(self, render_mode: str | None = None, **kwargs) -> None:
+        kwargs.pop("copies", None)
+        self.core = BatchedSignalEnv(copies=1, autoreset=False, **kwargs)
+        self.render_mode = render_mode
+        self.possible_agents = list(self.core.layout.ids)
+        self.agents: list[str] = []
+        self._num_actions = _numpy(self.core.layout.num_actions)
+        low = _numpy(self.core.obs_low).astype(np.float32)
+        high = _numpy(self.core.obs_high).astype(np.float32)
+        self._obs_space = spaces.Box(low=low, high=high, dtype=np.float32)
+        inter = self.core.num_intersections
+        self.state_space = spaces.Box(
+            low=np.tile(low, inter), high=np.tile(high, inter), dtype=np.float32
+        )
+        self.observation_spaces = {a: self._obs_space for a in self.possible_agents}
+        self.action_spaces = {
+            a: spaces.Discrete(int(n)) for a, n in zip(self.possible_agents, self._num_actions)
+        }
+        self._obs = np.zeros((inter, self.core.obs_size), dtype=np.float32)
+
+    @functools.lru_cache(maxsize=None)
+    def observation_space(self, agent: str) -> spaces.Space:
+        return self.observation_spaces[agent]
+
+    @functools.lru_cache(maxsize=None)
+    def action_space(self, agent: str) -> spaces.Space:
+        return self.action_spaces[agent]
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        obs, info = self.core.reset(seed)
+        self.agents = list(self.possible_agents)
+        self._obs = _numpy(obs[0])
+        return self._by_agent(self._obs), self._infos(info)
+
+    def step(self, actions: dict):
+        if not self.agents:
+            raise RuntimeError("the episode is over: call reset() first")
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise KeyError(f"no action for agents {missing[:5]}")
+        chosen = torch.tensor(
+            [[int(actions[a]) for a in self.possible_agents]], dtype=torch.int64
+        )
+        obs, reward, terminated, truncated, info = self.core.step(chosen)
+        self._obs = _numpy(obs[0])
+        rewards = dict(zip(self.possible_agents, _numpy(reward[0]).astype(float).tolist()))
+        term, trunc = bool(terminated[0]), bool(truncated[0])
+        infos = self._infos(info)
+        if "episode" in info:
+            episode = {name: float(value[0]) for name, value in info["episode"].items()}
+            for agent in self.agents:
+                infos[agent]["episode"] = episode
+        observations = self._by_agent(self._obs)
+        terminations = {a: term for a in self.agents}
+        truncations = {a: trunc for a in self.agents}
+        if term or trunc:
+            self.agents = []
+        return observations, rewards, terminations, truncations, infos
+
+    def state(self) -> np.ndarray:
+        return self._obs.reshape(-1).copy()
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        from envs.render import render_frame
+
+        return render_frame(self.core, copy=0)
+
+    def close(self) -> None:
+        pass
+
+    def _by_agent(self, obs: np.ndarray) -> dict:
+        return {a: obs[i] for i, a in enumerate(self.possible_agents)}
+
+    def _infos(self, info: dict) -> dict:
+        mask = _numpy(info["action_mask"][0])
+        t = int(info["t"][0])
+        return {a: {"action_mask": mask[i].copy(), "t": t} for i, a in enumerate(self.possible_agents)}

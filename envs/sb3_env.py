@@ -1,0 +1,124 @@
+"""Stable-Baselines3 `VecEnv` over `BatchedSignalEnv`: one sub-environment per (copy, intersection).
+
+Sub-environment ``n = b * I + i`` is intersection i of copy b, so a single SB3 policy drives
+every intersection of every copy (parameter sharing; add the ``intersection_id`` feature to
+let it tell them apart). Observations ``[B * I, F]``, actions ``[B * I]`` in
+``Discrete(A)`` with A the most signal phases at any intersection; an action past an
+intersection's own phases (``action_masks()`` False) keeps its current phase. sb3-contrib's
+MaskablePPO reads ``action_masks()`` and never picks one.
+
+All intersections of a copy end their episode together (``dones`` repeats the copy's flag);
+SB3's conventions hold: the returned observation of a done sub-environment is the first of its
+new episode, the last one is ``infos[n]["terminal_observation"]``, and a time-limit end sets
+``infos[n]["TimeLimit.truncated"]``. ``infos[n]["episode_metrics"]`` carries the metrics hub's
+figures of the finished episode.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+from envs.signal_env import BatchedSignalEnv
+
+
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy()
+
+
+class IntersectionVecEnv(VecEnv):
+    def __init__(self, copies: int = 1, render_mode: str | None = None, **kwargs) -> None:
+        self.core = BatchedSignalEnv(copies=copies, **kwargs)
+        core = self.core
+        self.copies = copies
+        self.num_intersections = core.num_intersections
+        observation_space = spaces.Box(
+            low=_numpy(core.obs_low).astype(np.float32),
+            high=_numpy(core.obs_high).astype(np.float32), dtype=np.float32,
+        )
+        action_space = spaces.Discrete(core.max_actions)
+        self.render_mode = render_mode
+        super().__init__(copies * core.num_intersections, observation_space, action_space)
+        self._mask = _numpy(core.action_mask).reshape(self.num_envs, -1)
+        self._actions: torch.Tensor | None = None
+
+    def reset(self):
+        seed = self._seeds[0] if self._seeds and self._seeds[0] is not None else None
+        obs, _ = self.core.reset(seed)
+        self._reset_seeds()
+        self._reset_options()
+        return _numpy(obs).reshape(self.num_envs, -1)
+
+    def step_async(self, actions: np.ndarray) -> None:
+        actions = torch.as_tensor(np.asarray(actions), dtype=torch.int64).reshape(
+            self.copies, self.num_intersections
+        )
+        valid = actions < self.core.layout.num_actions.unsqueeze(0)
+        self._actions = torch.where(valid, actions, -1)  # masked (padding) action: keep
+
+    def step_wait(self):
+        obs, reward, terminated, truncated, info = self.core.step(self._actions)
+        per_agent = self.num_intersections
+        dones = _numpy(terminated | truncated).repeat(per_agent)
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        if "final_obs" in info:
+            final_obs = _numpy(info["final_obs"]).reshape(self.num_envs, -1)
+            trunc = _numpy(truncated & ~terminated)
+            episode = {name: _numpy(value) for name, value in info["episode"].items()}
+            for b in np.flatnonzero(_numpy(info["_final_obs"])):
+                metrics = {name: float(value[b]) for name, value in episode.items()}
+                for n in range(b * per_agent, (b + 1) * per_agent):
+                    infos[n]["terminal_observation"] = final_obs[n]
+                    infos[n]["TimeLimit.truncated"] = bool(trunc[b])
+                    infos[n]["episode_metrics"] = metrics
+        return (
+            _numpy(obs).reshape(self.num_envs, -1),
+            _numpy(reward).reshape(-1).astype(np.float32),
+            dones,
+            infos,
+        )
+
+    def action_masks(self) -> np.ndarray:
+        return self._mask.copy()
+
+    def close(self) -> None:
+        pass
+
+    # ---- attribute plumbing SB3 expects; every sub-environment shares the one core --------
+    def _indices(self, indices) -> list[int]:
+        if indices is None:
+            return list(range(self.num_envs))
+        if isinstance(indices, int):
+            return [indices]
+        return list(indices)
+
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        if attr_name == "action_masks":
+            return [self.action_masks for _ in self._indices(indices)]
+        value = getattr(self.core, attr_name) if hasattr(self.core, attr_name) else getattr(self, attr_name)
+        return [value for _ in self._indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        setattr(self.core, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
+        rows = self._indices(indices)
+        if method_name == "action_masks":
+            return [self._mask[n].copy() for n in rows]
+        result = getattr(self.core, method_name)(*method_args, **method_kwargs)
+        return [result for _ in rows]
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        return [False for _ in self._indices(indices)]
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        if self.render_mode != "rgb_array":
+            return [None] * self.num_envs
+        from envs.render import render_frame
+
+        frames = [render_frame(self.core, copy=b) for b in range(self.copies)]
+        return [frames[n // self.num_intersections] for n in range(self.num_envs)]

@@ -1,0 +1,308 @@
+"""`BatchedSignalEnv`: the batched RL environment every adapter wraps (torch in, torch out).
+
+B copies of a scenario, one agent per signalised intersection. One `step` is one decision:
+each agent picks its next phase (an action index, see `envs.intersections`), the engine runs
+``decision_interval_s`` seconds, and every agent gets its observation ``[B, I, F]`` and reward
+``[B, I]``. The adapters in `envs.gym_env`, `envs.pettingzoo_env` and `envs.sb3_env` only
+reshape and convert these arrays; none of them loops over copies.
+
+Timing rules are the engine's, so no action can break them: a chosen phase change starts the
+yellow of the movements that lose green, then all-red, then the new green; a change chosen
+before the current green has lasted ``min_green_s`` waits until it has (the choice is re-issued
+at every second of the interval). Action ``-1`` keeps the current phase.
+
+Episodes: a copy is *truncated* when its clock reaches ``episode_s`` (a time limit: the traffic
+goes on, so a learner should bootstrap) and *terminated* when its demand is exhausted: every
+trip has departed and left the network (nothing is left to control). Done copies reset inside
+the same `step` (Gymnasium's ``SAME_STEP`` autoreset, also SB3's convention): the returned
+observation is the new episode's first, the last one is in ``info["final_obs"]`` and the
+finished episodes' metrics (the metrics hub's) in ``info["episode"]``, both with a ``[B]`` mask
+under the key with a leading underscore. With ``autoreset=False`` done copies are left as they
+are until `reset`.
+
+Each new episode of a copy draws its demand from the configured `DemandSpec` and split (see
+`envs.scenario.splits`): sample indices are handed out in order from the ``seed`` given to
+`reset`, so a run is reproducible and training never sees an evaluation demand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from envs.engine.simulator import Simulator
+from envs.engine.state import EngineParams
+from envs.errors import ScenarioError
+from envs.features import (
+    OBSERVATIONS, REWARDS, FeatureContext, check_observation_names, check_reward_weights, feature_context,
+)
+from envs.intersections import IntersectionLayout, intersection_layout
+from envs.metrics import episode_metrics
+from envs.scenario import Scenario, load_scenario
+from envs.scenario.demand import Demand, Trips, demand_shape, stack_demand
+from envs.scenario.splits import SPLITS, DemandSpec, sample_trips
+
+SOURCE = "<env>"
+DEFAULT_OBSERVATIONS = ("phase_onehot", "time_in_phase", "lane_count", "lane_halting")
+# A resampled demand may hold more trips than the current tables; they grow with this headroom
+# so that a run recompiles (and reallocates) only a few times.
+TRIP_HEADROOM = 1.1
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    decision_interval_s: int = 10
+    episode_s: int = 3600
+    observations: tuple[str, ...] = DEFAULT_OBSERVATIONS
+    reward: dict[str, float] = field(default_factory=lambda: {"queue": 1.0})
+    normalise: bool = True
+    split: str = "train"  # which demand samples episodes draw: "train" or "eval"
+
+    def validate(self) -> None:
+        for name in ("decision_interval_s", "episode_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ScenarioError(SOURCE, name, value, "must be an integer >= 1 (seconds)")
+        if self.episode_s % self.decision_interval_s:
+            raise ScenarioError(
+                SOURCE, "episode_s", self.episode_s,
+                f"must be a multiple of decision_interval_s ({self.decision_interval_s})",
+            )
+        if self.split not in SPLITS:
+            raise ScenarioError(SOURCE, "split", self.split, f"expected one of {list(SPLITS)}")
+
+
+class BatchedSignalEnv:
+    def __init__(
+        self,
+        scenario: str | Scenario = "grid_4x4",
+        copies: int = 1,
+        *,
+        decision_interval_s: int = 10,
+        episode_s: int = 3600,
+        observations=DEFAULT_OBSERVATIONS,
+        reward: Any = "queue",
+        normalise: bool = True,
+        demand: DemandSpec | dict | None = None,
+        split: str = "train",
+        engine: EngineParams | dict | None = None,
+        compile: bool = False,
+        device: str = "cpu",
+        data_dir: str | None = None,
+        scenario_seed: int = 0,
+        autoreset: bool = True,
+    ) -> None:
+        if not isinstance(copies, int) or isinstance(copies, bool) or copies < 1:
+            raise ScenarioError(SOURCE, "copies", copies, "need an integer B >= 1")
+        self.config = EnvConfig(
+            decision_interval_s=decision_interval_s, episode_s=episode_s,
+            observations=tuple(observations) if not isinstance(observations, str) else observations,
+            reward=check_reward_weights(reward, SOURCE), normalise=bool(normalise), split=split,
+        )
+        self.config.validate()
+        self.features = check_observation_names(self.config.observations, SOURCE)
+        self.reward_terms = {name: REWARDS[name] for name in self.config.reward}
+        if isinstance(scenario, str):
+            scenario = load_scenario(
+                scenario, seed=scenario_seed, data_dir=data_dir, horizon=episode_s, device=device
+            )
+        self.scenario = scenario
+        self.demand_spec = _demand_spec(demand)
+        self.network = scenario.network
+        self.layout: IntersectionLayout = intersection_layout(self.network)
+        self.params = _engine_params(engine)
+        self.copies = copies
+        self.autoreset = autoreset  # False: done copies wait for `reset` (single-env adapters)
+        self._next_sample = 0
+        self._trips: list[Trips] = [self._draw() for _ in range(copies)]
+        demand_tensors = stack_demand(self._trips, self.network)
+        self.sim = Simulator(self.network, demand_tensors, self.params, compile=compile)
+        spacing = demand_tensors.vehicle[:, :-1, :2].sum(-1).min() if demand_tensors.max_trips else 7.5
+        self._features = feature_context(self.network, self.layout, self.params, float(spacing))
+        self.obs_size = sum(f.size(self.layout) for f in self.features)
+        bounds = [(f.bounds(self._features, self.config.normalise), f.size(self.layout)) for f in self.features]
+        self.obs_low = torch.cat([torch.full((size,), low) for (low, _), size in bounds])
+        self.obs_high = torch.cat([torch.full((size,), high) for (_, high), size in bounds])
+        self.action_mask = self.layout.action_mask.unsqueeze(0).expand(copies, -1, -1)
+
+    # ---- sizes ----------------------------------------------------------------------------
+    @property
+    def num_intersections(self) -> int:
+        return self.layout.num_intersections
+
+    @property
+    def max_actions(self) -> int:
+        return self.layout.max_actions
+
+    @property
+    def device(self) -> torch.device:
+        return self.network.device
+
+    # ---- demand ---------------------------------------------------------------------------
+    def _draw(self) -> Trips:
+        index = self._next_sample
+        self._next_sample += 1
+        return sample_trips(self.scenario, self.demand_spec, self.config.split, index)
+
+    def _redraw(self, copies: torch.Tensor) -> None:
+        """New demand samples for the copies in the ``[B]`` mask (original demand: unchanged)."""
+        if self.demand_spec.mode == "original":
+            return
+        rows = torch.nonzero(copies).flatten().tolist()
+        for b in rows:
+            self._trips[b] = self._draw()
+        demand = self.sim.demand
+        need = demand_shape([self._trips[b] for b in rows])
+        if demand.shape.covers(need):
+            fresh = stack_demand([self._trips[b] for b in rows], self.network, demand.shape)
+            demand.write_copies(torch.tensor(rows, device=self.device), fresh)
+        else:  # a bigger sample: rebuild every copy's tables with headroom
+            grown = type(need)(
+                trips=int(max(need.trips, demand.shape.trips) * TRIP_HEADROOM),
+                legs=max(need.legs, demand.shape.legs),
+                horizon=max(need.horizon, demand.shape.horizon),
+            )
+            self.sim.set_demand(stack_demand(self._trips, self.network, grown))
+
+    # ---- the RL interface -----------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict]:
+        """Reset every copy. A `seed` restarts the demand sample indices at `seed`."""
+        if seed is not None:
+            if not isinstance(seed, int) or seed < 0:
+                raise ScenarioError(SOURCE, "seed", seed, "must be an integer >= 0")
+            self._next_sample = seed
+        if self.demand_spec.mode != "original":
+            self._trips = [self._draw() for _ in range(self.copies)]
+            shape = self.sim.demand.shape
+            need = demand_shape(self._trips)
+            if not shape.covers(need):
+                shape = type(need)(int(need.trips * TRIP_HEADROOM), need.legs, need.horizon)
+            self.sim.set_demand(stack_demand(self._trips, self.network, shape))
+        self.sim.reset()
+        return self.observe(), self._info()
+
+    def observe(self) -> torch.Tensor:
+        """Observations ``[B, I, F]`` float32 (the configured features, concatenated)."""
+        ctx = self._context()
+        parts = [f.compute(ctx, self.config.normalise) for f in self.features]
+        return torch.cat(parts, -1).to(torch.float32)
+
+    def commands(self, actions: torch.Tensor) -> torch.Tensor:
+        """Phase commands ``[B, I]`` for action indices ``[B, I]`` (-1 = keep)."""
+        expected = (self.copies, self.num_intersections)
+        if tuple(actions.shape) != expected:
+            raise ScenarioError(SOURCE, "actions.shape", tuple(actions.shape), f"expected {expected}")
+        actions = actions.to(device=self.device, dtype=torch.int64)
+        bad = (actions < -1) | (actions >= self.layout.num_actions.unsqueeze(0))
+        if bool(bad.any()):
+            b, i = (int(x) for x in torch.nonzero(bad)[0])
+            raise ScenarioError(
+                SOURCE, f"actions[{b}, {i}] ({self.layout.ids[i]})", int(actions[b, i]),
+                f"must be -1 (keep) or in [0, {int(self.layout.num_actions[i])})",
+            )
+        phase = self.layout.action_phase.unsqueeze(0).expand(self.copies, -1, -1)
+        chosen = torch.gather(phase, 2, actions.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return torch.where(actions >= 0, chosen, -1)
+
+    def step(self, actions: torch.Tensor):
+        """One decision for every agent of every copy.
+
+        Returns ``obs [B, I, F], reward [B, I], terminated [B], truncated [B], info``; see the
+        module docstring for autoreset and `info`'s keys."""
+        command = self.commands(actions)
+        weights = self.config.reward
+        reward = torch.zeros(self.copies, self.num_intersections, device=self.device)
+        per_step = [(name, term) for name, term in self.reward_terms.items() if term.per_step]
+        for _ in range(self.config.decision_interval_s):
+            self.sim.step(command)
+            if per_step:
+                ctx = self._context()
+                for name, term in per_step:
+                    reward += weights[name] * term.compute(ctx)
+        ctx = self._context()
+        for name, term in self.reward_terms.items():
+            if not term.per_step:
+                reward += weights[name] * term.compute(ctx)
+        obs = self.observe()
+        state = self.sim.state
+        demand = self.sim.demand
+        drained = (state.entry_ptr.sum(1) >= demand.num_trips) & (
+            state.lane_count[:, :-1].sum(1) == 0
+        )
+        terminated = drained
+        truncated = (state.t >= self.config.episode_s) & ~terminated
+        done = terminated | truncated
+        info = self._info()
+        if bool(done.any()):
+            info["episode"] = dict(episode_metrics(demand, state, self.params))
+            info["episode"]["length_s"] = state.t.to(torch.float32)
+            info["_episode"] = done
+            if self.autoreset:
+                info["final_obs"] = obs.clone()
+                info["_final_obs"] = done
+                self._redraw(done)
+                self.sim.reset_copies(done)
+                obs = torch.where(done.view(-1, 1, 1), self.observe(), obs)
+        return obs, reward, terminated, truncated, info
+
+    # ---- helpers --------------------------------------------------------------------------
+    def _context(self) -> FeatureContext:
+        return self._features.at(self.sim.state)
+
+    def _info(self) -> dict:
+        return {"action_mask": self.action_mask, "t": self.sim.state.t}
+
+    def describe(self) -> dict:
+        """A JSON-able description of the observation and action layout (for export)."""
+        offsets, start = {}, 0
+        for f in self.features:
+            size = f.size(self.layout)
+            offsets[f.name] = {"start": start, "size": size, "doc": f.doc}
+            start += size
+        return {
+            "scenario": self.scenario.name,
+            "intersections": list(self.layout.ids),
+            "observation_size": self.obs_size,
+            "observations": offsets,
+            "normalise": self.config.normalise,
+            "reward": self.config.reward,
+            "actions": [
+                [int(p) for p in row if p >= 0] for row in self.layout.action_phase.tolist()
+            ],
+            "decision_interval_s": self.config.decision_interval_s,
+            "episode_s": self.config.episode_s,
+            "engine": asdict(self.params),
+            "demand": asdict(self.demand_spec),
+        }
+
+
+def _demand_spec(demand) -> DemandSpec:
+    if demand is None:
+        return DemandSpec()
+    if isinstance(demand, DemandSpec):
+        return demand
+    if isinstance(demand, dict):
+        try:
+            return DemandSpec(**demand)
+        except TypeError as error:
+            raise ScenarioError(SOURCE, "demand", demand, str(error)) from None
+    raise ScenarioError(SOURCE, "demand", demand, "expected a DemandSpec or a mapping")
+
+
+def _engine_params(engine) -> EngineParams:
+    if engine is None:
+        return EngineParams()
+    if isinstance(engine, EngineParams):
+        return engine
+    if isinstance(engine, dict):
+        known = set(EngineParams.__dataclass_fields__)
+        unknown = sorted(set(engine) - known)
+        if unknown:
+            raise ScenarioError(SOURCE, "engine", unknown[0], f"unknown engine parameter; known: {sorted(known)}")
+        return EngineParams(**engine)
+    raise ScenarioError(SOURCE, "engine", engine, "expected EngineParams or a mapping")
+
+
+__all__ = ["BatchedSignalEnv", "DEFAULT_OBSERVATIONS", "EnvConfig", "OBSERVATIONS"]
