@@ -1,10 +1,16 @@
-"""Evaluate signal controllers on a scenario and print the metrics table.
+"""Evaluate signal controllers on held-out demands and report commute-time reductions.
 
     python evaluate.py                                   # default: generated grid_4x4
-    python evaluate.py scenario=hangzhou_4x4 eval.steps=3600
-    python evaluate.py controllers=[max_pressure] controller_params.max_pressure.min_green_s=15
+    python evaluate.py scenario=hangzhou_4x4 \
+        controllers=[fixed_time,fixed_time_webster,max_pressure,sotl] eval.seeds=5
+    python evaluate.py eval.demand.mode=original eval.seeds=1   # the flow file as written
+    python evaluate.py render=true                      # also writes episode.gif
 
-Writes ``metrics.csv``, ``metrics.json`` and ``table.md`` into Hydra's run directory.
+Every controller runs on the same evaluation demands (seeds of the ``eval`` split, never used
+in training) in ONE batched simulation: copy ``c * seeds + s`` is controller c on seed s.
+Written into Hydra's run directory: ``metrics.csv`` (one row per controller and seed, every
+metric of the hub), ``summary.json``, ``table.md`` (also printed), and the plots
+``travel_time_bars.png``, ``travel_time_cdf.png``, ``queue_over_time.png``.
 """
 
 from __future__ import annotations
@@ -13,22 +19,24 @@ import csv
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import hydra
+import numpy as np
+import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from agents import CONTROLLERS
+from agents.mixture import ControllerMix
 from envs.engine import EngineParams, Simulator
 from envs.errors import ScenarioError
-from envs.metrics import METRIC_NAMES, episode_metrics
+from envs.metrics import METRIC_NAMES, episode_metrics, population
+from envs.report import bar_chart, markdown_table, queue_over_time, summary, travel_time_cdf
 from envs.scenario import load_scenario
-
-TABLE_METRICS = (
-    "travel_time/mean", "travel_time/p50", "travel_time/p95", "throughput", "delay",
-    "queue/halting", "stops", "entry_queue",
-)
+from envs.scenario.splits import DemandSpec, sample_trips
 
 
 def build_controller(name: str, cfg: DictConfig):
@@ -46,55 +54,101 @@ def engine_params(cfg: DictConfig) -> EngineParams:
     )
 
 
-def run_controller(scenario, name: str, cfg: DictConfig) -> dict[str, float]:
-    demand = scenario.demand(cfg.eval.copies)
+def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
+    controllers = list(cfg.controllers)
+    if not controllers or len(set(controllers)) != len(controllers):
+        raise ScenarioError("<config>", "controllers", controllers, "need distinct controller names")
+    seeds = int(cfg.eval.seeds)
+    if seeds < 1:
+        raise ScenarioError("<config>", "eval.seeds", seeds, "need at least one evaluation seed")
+    steps = int(cfg.eval.steps)
+    scenario = load_scenario(
+        cfg.scenario.name, seed=cfg.scenario.seed, data_dir=cfg.scenario.data_dir,
+        horizon=cfg.scenario.horizon, device=cfg.engine.device,
+    )
+    spec = DemandSpec(**OmegaConf.to_container(cfg.eval.demand, resolve=True))
+    samples = [sample_trips(scenario, spec, "eval", s) for s in range(seeds)]
+    copies = len(controllers) * seeds
+    print(f"scenario {scenario.name}: {scenario.network.num_intersections} signals; "
+          f"{len(controllers)} controllers x {seeds} eval demand seed(s) ({spec.mode}, "
+          f"{np.mean([t.num_trips for t in samples]):.0f} trips each) = {copies} copies, "
+          f"{steps} s simulated", flush=True)
+    demand = scenario.demand(trips=samples * len(controllers))
     sim = Simulator(scenario.network, demand, engine_params(cfg), compile=cfg.engine.compile)
-    controller = build_controller(name, cfg)
-    controller.reset(sim)
+    owner = torch.arange(copies) // seeds
+    mix = ControllerMix([build_controller(name, cfg) for name in controllers], owner)
+    mix.reset(sim)
+
+    render_every = int(cfg.render_every_s) if cfg.render else 0
+    frames: list[np.ndarray] = []
+    view = SimpleNamespace(scenario=scenario, network=scenario.network, params=sim.params, sim=sim)
+    queue = torch.zeros(steps, copies, dtype=torch.int32)
     started = time.perf_counter()
-    bar = tqdm(total=cfg.eval.steps, desc=f"{scenario.name}/{name}", unit="s", file=sys.stderr,
-               disable=not cfg.eval.progress, leave=False, mininterval=2.0)
-    for k in range(cfg.eval.steps):
-        sim.step(controller.act(sim))
+    bar = tqdm(total=steps, desc=f"{scenario.name} ({copies} copies)", unit="sim-s", file=sys.stderr,
+               disable=not cfg.eval.progress, mininterval=2.0)
+    for k in range(steps):
+        sim.step(mix.act(sim))
+        state = sim.state
+        queue[k] = (state.veh_halted[:, :-1] & (state.veh_lane[:, :-1] >= 0)).sum(1).cpu().to(torch.int32)
+        if render_every and k % render_every == 0:
+            from envs.render import render_frame
+
+            frames.append(render_frame(view, copy=0))
         if k % 60 == 59:
             bar.update(60)
+    bar.update(steps - bar.n)
     bar.close()
-    metrics = episode_metrics(demand, sim.state)
-    row = {metric: float(values.mean()) for metric, values in metrics.items()}
-    row["wall_s"] = time.perf_counter() - started
-    return row
+    wall = time.perf_counter() - started
 
+    metrics = {name: values.cpu().numpy() for name, values in episode_metrics(demand, sim.state).items()}
+    rows = [
+        {"scenario": scenario.name, "controller": controllers[int(owner[b])], "seed": b % seeds,
+         **{m: float(metrics[m][b]) for m in METRIC_NAMES}}
+        for b in range(copies)
+    ]
+    stats = summary(rows, controllers)
+    table = markdown_table(stats, controllers, seeds)
+    print(table)
 
-def markdown_table(rows: dict[str, dict[str, float]]) -> str:
-    head = "| controller | " + " | ".join(TABLE_METRICS) + " |"
-    rule = "|---|" + "---:|" * len(TABLE_METRICS)
-    lines = [head, rule]
-    for name, row in rows.items():
-        cells = [f"{row[m]:.1f}" if m != "throughput" else f"{row[m]:.0f}" for m in TABLE_METRICS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    (out_dir / "table.md").write_text(table + "\n")
+    with open(out_dir / "metrics.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["scenario", "controller", "seed", *METRIC_NAMES])
+        writer.writeheader()
+        writer.writerows(rows)
+    result = {
+        "scenario": scenario.name, "controllers": controllers, "seeds": seeds, "steps": steps,
+        "demand": asdict(spec), "wall_s": wall,
+        "summary": {c: {k: asdict(v) for k, v in entry.items()} for c, entry in stats.items()},
+    }
+    (out_dir / "summary.json").write_text(json.dumps(result, indent=2))
+
+    if cfg.eval.plots:
+        pop = population(demand, sim.state)
+        travel, departed = pop["travel"].cpu().numpy(), pop["departed"].cpu().numpy()
+        title = f"{scenario.name}, {seeds} eval seed(s), {steps} s"
+        bar_chart(stats, controllers, out_dir / "travel_time_bars.png", title)
+        travel_time_cdf(
+            {name: travel[(owner == c).numpy()][departed[(owner == c).numpy()]]
+             for c, name in enumerate(controllers)},
+            out_dir / "travel_time_cdf.png", title,
+        )
+        queue_over_time(
+            {name: queue[:, (owner == c).numpy()].numpy() for c, name in enumerate(controllers)},
+            out_dir / "queue_over_time.png", title,
+        )
+    if frames:
+        from envs.render import write_gif
+
+        write_gif(frames, out_dir / "episode.gif", fps=int(cfg.render_fps))
+        print(f"episode of {controllers[0]} (seed 0): {out_dir / 'episode.gif'} ({len(frames)} frames)")
+    print(f"results in {out_dir} ({wall:.1f} s)")
+    return result
 
 
 @hydra.main(config_path="configs", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     out_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
-    scenario = load_scenario(
-        cfg.scenario.name, seed=cfg.scenario.seed, data_dir=cfg.scenario.data_dir,
-        horizon=cfg.scenario.horizon, device=cfg.engine.device,
-    )
-    print(f"scenario {scenario.name}: {scenario.network.num_intersections} signals, "
-          f"{scenario.trips.num_trips} trips, {cfg.eval.steps} s simulated", flush=True)
-    rows = {name: run_controller(scenario, name, cfg) for name in cfg.controllers}
-    table = markdown_table(rows)
-    print(table)
-    (out_dir / "table.md").write_text(table + "\n")
-    (out_dir / "metrics.json").write_text(json.dumps(rows, indent=2))
-    with open(out_dir / "metrics.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["scenario", "controller", *METRIC_NAMES, "wall_s"])
-        for name, row in rows.items():
-            writer.writerow([scenario.name, name, *(row[m] for m in METRIC_NAMES), row["wall_s"]])
-    print(f"results in {out_dir}")
+    evaluate(cfg, out_dir)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import pytest
 
 from envs.scenario import registry
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture
 def datasets_dir() -> Path:

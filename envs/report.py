@@ -1,0 +1,123 @@
+"""Evaluation reports: the markdown table and the PNG plots evaluate.py writes.
+
+Input is one record per (controller, seed) with the metrics hub's figures, plus per-step
+network queues and per-trip travel times for the plots. Matplotlib runs headless (Agg).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from envs.stats import bootstrap_mean, reduction_percent  # noqa: E402
+
+PRIMARY = "travel_time/mean"
+TABLE_COLUMNS = (
+    ("travel_time/mean", "travel time mean (s)"),
+    ("travel_time/p50", "p50 (s)"),
+    ("travel_time/p95", "p95 (s)"),
+    ("throughput", "throughput (trips)"),
+    ("delay", "delay (s)"),
+)
+BASELINES = ("fixed_time", "max_pressure")
+
+
+def per_seed(rows: list[dict], controller: str, metric: str) -> np.ndarray:
+    """The metric's values of one controller, ordered by seed."""
+    mine = sorted((r for r in rows if r["controller"] == controller), key=lambda r: r["seed"])
+    return np.array([r[metric] for r in mine], dtype=np.float64)
+
+
+def summary(rows: list[dict], controllers: list[str]) -> dict:
+    """Mean and 95% CI of every table metric, and paired travel-time reductions vs baselines."""
+    out = {}
+    for name in controllers:
+        entry = {metric: bootstrap_mean(per_seed(rows, name, metric)) for metric, _ in TABLE_COLUMNS}
+        for base in BASELINES:
+            if base in controllers and base != name:
+                entry[f"reduction_vs_{base}"] = bootstrap_mean(
+                    reduction_percent(per_seed(rows, base, PRIMARY), per_seed(rows, name, PRIMARY))
+                )
+        out[name] = entry
+    return out
+
+
+def markdown_table(stats: dict, controllers: list[str], seeds: int) -> str:
+    bases = [b for b in BASELINES if b in controllers]
+    head = ["controller", *(label for _, label in TABLE_COLUMNS)]
+    head += [f"travel time reduction vs {b} (%)" for b in bases]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for name in controllers:
+        entry = stats[name]
+        cells = [entry[PRIMARY].format(1)]
+        cells += [
+            f"{entry[m].mean:.0f}" if m == "throughput" else f"{entry[m].mean:.1f}"
+            for m, _ in TABLE_COLUMNS[1:]
+        ]
+        for base in bases:
+            key = f"reduction_vs_{base}"
+            cells.append(entry[key].format(1) if key in entry else "—")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        f"Means over {seeds} evaluation demand seed(s); [low, high] = 95% bootstrap confidence "
+        "interval over seeds. Reductions are paired per seed: 100 × (baseline − controller) / "
+        "baseline of the mean travel time."
+    )
+    return "\n".join(lines)
+
+
+def bar_chart(stats: dict, controllers: list[str], path: Path, title: str) -> Path:
+    means = [stats[c][PRIMARY].mean for c in controllers]
+    low = [stats[c][PRIMARY].mean - stats[c][PRIMARY].low for c in controllers]
+    high = [stats[c][PRIMARY].high - stats[c][PRIMARY].mean for c in controllers]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    ax.bar(controllers, means, yerr=[low, high], capsize=6, color="#4c72b0")
+    ax.set_ylabel("mean travel time (s), 95% CI over seeds")
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=15)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def travel_time_cdf(travel_times: dict[str, np.ndarray], path: Path, title: str) -> Path:
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    for name, values in travel_times.items():
+        values = np.sort(values)
+        if values.size:
+            ax.plot(values, np.arange(1, values.size + 1) / values.size, label=name)
+    ax.set_xlabel("travel time (s), all departed trips of all seeds")
+    ax.set_ylabel("fraction of trips")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def queue_over_time(queues: dict[str, np.ndarray], path: Path, title: str) -> Path:
+    """`queues[controller]` is ``[steps, seeds]`` halting vehicles in the network."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    for name, series in queues.items():
+        t = np.arange(1, series.shape[0] + 1)
+        ax.plot(t, series.mean(1), label=name)
+        if series.shape[1] > 1:
+            ax.fill_between(t, series.min(1), series.max(1), alpha=0.15)
+    ax.set_xlabel("simulated time (s)")
+    ax.set_ylabel("halting vehicles in the network")
+    ax.set_title(f"{title}\nmean over seeds (band: min-max)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,72 @@
+"""evaluate.py end to end on a small scenario, through Hydra's compose API, and its statistics."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+import evaluate
+from envs.report import PRIMARY
+from envs.stats import bootstrap_mean, reduction_percent
+from tests.conftest import REPO_ROOT
+
+
+def _config(*overrides: str):
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base="1.3"):
+        return compose(config_name="evaluate", overrides=list(overrides))
+
+
+def test_evaluate_runs_every_controller_on_the_same_eval_demands_and_writes_the_report(tmp_path, capsys):
+    cfg = _config("scenario=grid_1x1", "eval.steps=300", "eval.seeds=3", "eval.progress=false",
+                  "render=true", "render_every_s=30")
+    result = evaluate.evaluate(cfg, tmp_path)
+    printed = capsys.readouterr().out
+    controllers = ["fixed_time", "fixed_time_webster", "max_pressure", "sotl"]
+    assert result["controllers"] == controllers
+    for name in ["table.md", "metrics.csv", "summary.json", "travel_time_bars.png",
+                 "travel_time_cdf.png", "queue_over_time.png", "episode.gif"]:
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert (tmp_path / "table.md").read_text().strip() in printed
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert len(rows) == 4 * 3 and {r["controller"] for r in rows} == set(controllers)
+    # the three seeds are three different demands, shared by every controller
+    departed = {(r["controller"], r["seed"]): r["vehicles/departed"] for r in rows}
+    assert len({departed[("fixed_time", str(s))] for s in range(3)}) > 1
+    for name in controllers:
+        assert [departed[(name, str(s))] for s in range(3)] == [departed[("fixed_time", str(s))] for s in range(3)]
+    summary = json.loads((tmp_path / "summary.json").read_text())["summary"]
+    ft = np.array([float(r[PRIMARY]) for r in rows if r["controller"] == "fixed_time"])
+    mp = np.array([float(r[PRIMARY]) for r in rows if r["controller"] == "max_pressure"])
+    expected = reduction_percent(ft, mp).mean()
+    assert summary["max_pressure"]["reduction_vs_fixed_time"]["mean"] == pytest.approx(expected)
+    low, high = (summary["max_pressure"]["reduction_vs_fixed_time"][k] for k in ("low", "high"))
+    assert low <= expected <= high
+
+
+def test_evaluate_rejects_an_unknown_controller(tmp_path):
+    from envs.errors import ScenarioError
+
+    cfg = _config("scenario=grid_1x1", "eval.steps=10", "controllers=[fixed_time,best_ever]")
+    with pytest.raises(ScenarioError, match="best_ever"):
+        evaluate.evaluate(cfg, tmp_path)
+
+
+def test_bootstrap_interval_covers_the_mean_and_shrinks_with_more_seeds():
+    rng = np.random.default_rng(0)
+    few = bootstrap_mean(rng.normal(10, 2, 5))
+    many = bootstrap_mean(rng.normal(10, 2, 200))
+    assert few.low <= few.mean <= few.high
+    assert (many.high - many.low) < (few.high - few.low)
+    assert bootstrap_mean([3.0, 3.0, 3.0]) == bootstrap_mean([3.0])  # no spread, zero width
+    with pytest.raises(ValueError, match="non-finite"):
+        bootstrap_mean([1.0, float("nan")])
+
+
+def test_reduction_is_paired_per_seed():
+    assert reduction_percent([100.0, 200.0], [90.0, 100.0]).tolist() == [10.0, 50.0]
+    with pytest.raises(ValueError, match="> 0"):
+        reduction_percent([0.0], [1.0])
