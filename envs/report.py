@@ -6,6 +6,7 @@ network queues and per-trip travel times for the plots. Matplotlib runs headless
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -72,52 +73,48 @@ def markdown_table(stats: dict, controllers: list[str], seeds: int) -> str:
     return "\n".join(lines)
 
 
+@contextmanager
+def _figure(path: Path, title: str, xlabel: str, ylabel: str, legend: bool = True):
+    """One axes; labelled, saved to `path` and closed when the block ends."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    yield ax
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    if legend:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def bar_chart(stats: dict, controllers: list[str], path: Path, title: str) -> Path:
     means = [stats[c][PRIMARY].mean for c in controllers]
     low = [stats[c][PRIMARY].mean - stats[c][PRIMARY].low for c in controllers]
     high = [stats[c][PRIMARY].high - stats[c][PRIMARY].mean for c in controllers]
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    ax.bar(controllers, means, yerr=[low, high], capsize=6, color="#4c72b0")
-    ax.set_ylabel("mean travel time (s), 95% CI over seeds")
-    ax.set_title(title)
-    ax.tick_params(axis="x", rotation=15)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with _figure(path, title, "", "mean travel time (s), 95% CI over seeds", legend=False) as ax:
+        ax.bar(controllers, means, yerr=[low, high], capsize=6, color="#4c72b0")
+        ax.tick_params(axis="x", rotation=15)
     return path
 
 
 def travel_time_cdf(travel_times: dict[str, np.ndarray], path: Path, title: str) -> Path:
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    for name, values in travel_times.items():
-        values = np.sort(values)
-        if values.size:
-            ax.plot(values, np.arange(1, values.size + 1) / values.size, label=name)
-    ax.set_xlabel("travel time (s), all departed trips of all seeds")
-    ax.set_ylabel("fraction of trips")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with _figure(path, title, "travel time (s), all departed trips of all seeds", "fraction of trips") as ax:
+        for name, values in travel_times.items():
+            values = np.sort(values)
+            if values.size:
+                ax.plot(values, np.arange(1, values.size + 1) / values.size, label=name)
     return path
 
 
 def queue_over_time(queues: dict[str, np.ndarray], path: Path, title: str) -> Path:
     """`queues[controller]` is ``[steps, seeds]`` halting vehicles in the network."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    for name, series in queues.items():
-        t = np.arange(1, series.shape[0] + 1)
-        ax.plot(t, series.mean(1), label=name)
-        if series.shape[1] > 1:
-            ax.fill_between(t, series.min(1), series.max(1), alpha=0.15)
-    ax.set_xlabel("simulated time (s)")
-    ax.set_ylabel("halting vehicles in the network")
-    ax.set_title(f"{title}\nmean over seeds (band: min-max)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with _figure(path, f"{title}\nmean over seeds (band: min-max)", "simulated time (s)",
+                 "halting vehicles in the network") as ax:
+        for name, series in queues.items():
+            t = np.arange(1, series.shape[0] + 1)
+            ax.plot(t, series.mean(1), label=name)
+            if series.shape[1] > 1:
+                ax.fill_between(t, series.min(1), series.max(1), alpha=0.15)
     return path
