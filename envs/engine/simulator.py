@@ -220,6 +220,7 @@ def default_slots(network: Network, demand: Demand, factor: float = 2.0, floor: 
 # per-slot fields of SimState and the value an empty slot holds
 _SLOT_FILL = {
     "veh_lane": -1, "veh_pos": 0.0, "veh_speed": 0.0, "veh_trip": None, "veh_leg": 0,
+    "veh_move": -1, "veh_next_move": -1,
     "veh_leader": -1, "veh_follower": -1, "veh_halted": False, "veh_stops": 0, "veh_delay": 0.0,
     "veh_length": 5.0, "veh_min_gap": 2.5, "veh_max_speed": 11.111, "veh_accel": 2.0,
     "veh_decel": 4.5, "veh_headway": 2.0,
