@@ -52,6 +52,10 @@ class SimState(NamedTuple):
     veh_speed: torch.Tensor  # float32 m/s
     veh_trip: torch.Tensor  # int64 trip id
     veh_leg: torch.Tensor  # int64 index of the current road in the trip's route
+    # the trip's movements at legs veh_leg and veh_leg + 1 (-1 = none), cached per slot so the
+    # step reads them from the small slot arrays instead of the [B, T*K] route table
+    veh_move: torch.Tensor  # int64 movement at the end of the current lane, -1 = last road
+    veh_next_move: torch.Tensor  # int64 the movement after that
     veh_leader: torch.Tensor  # int64 slot of the vehicle ahead in the same lane, -1 = none
     veh_follower: torch.Tensor  # int64 slot of the vehicle behind, -1 = none
     veh_halted: torch.Tensor  # bool halting at the last step (for counting stops)
@@ -86,7 +90,8 @@ class SimState(NamedTuple):
     # dtypes of the per-vehicle fields (used to build and grow the slot pool)
     _field_dtypes = {
         "veh_lane": torch.int64, "veh_pos": torch.float32, "veh_speed": torch.float32,
-        "veh_trip": torch.int64, "veh_leg": torch.int64, "veh_leader": torch.int64,
+        "veh_trip": torch.int64, "veh_leg": torch.int64, "veh_move": torch.int64,
+        "veh_next_move": torch.int64, "veh_leader": torch.int64,
         "veh_follower": torch.int64, "veh_halted": torch.bool, "veh_stops": torch.int32,
         "veh_delay": torch.float32, "veh_length": torch.float32, "veh_min_gap": torch.float32,
         "veh_max_speed": torch.float32, "veh_accel": torch.float32, "veh_decel": torch.float32,

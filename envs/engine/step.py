@@ -49,10 +49,14 @@ def _take(source: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 def _put(target: torch.Tensor, index: torch.Tensor, value) -> torch.Tensor:
     """Batched scatter along dim 1 into `target` itself (indices unique or pointing at scratch).
 
-    Used on tensors the step created, and on the input state's fields only in place mode."""
+    Used on tensors the step created, and on the input state's fields only in place mode.
+    Written as ``index_put_`` rather than ``scatter_``: torch.compile functionalises both, but
+    inductor turns only ``index_put`` back into an in-place write; a ``scatter`` becomes a copy
+    of the whole array plus the scatter, i.e. one full pass per write."""
     if not isinstance(value, torch.Tensor):
         value = torch.full_like(index, value, dtype=target.dtype)
-    return target.scatter_(1, index, value.to(target.dtype).expand_as(index))
+    rows = torch.arange(index.shape[0], device=index.device).unsqueeze(1).expand_as(index)
+    return target.index_put_((rows, index), value.to(target.dtype).expand_as(index))
 
 
 def _put_copy(target: torch.Tensor, index: torch.Tensor, value) -> torch.Tensor:
@@ -130,9 +134,8 @@ def step(
     h_trip = _take(s.veh_trip, h)
     h_leg = _take(s.veh_leg, h)
     legs = demand.route_legs
-    next_move = _take(demand.route_movement, h_trip * legs + h_leg)  # [B, L]
-    after_move = _take(demand.route_movement, h_trip * legs + (h_leg + 1).clamp(max=legs - 1))
-    next_move = torch.where(has_head, next_move, -1)
+    next_move = torch.where(has_head, _take(s.veh_move, h), -1)  # [B, L]
+    after_move = _take(s.veh_next_move, h)
     last_road = has_head & (next_move < 0)
     m1 = next_move.clamp(min=0)
     m2 = after_move.clamp(min=0)
@@ -270,6 +273,13 @@ def step(
     veh_lane = put_input(s.veh_lane, win_slot, win_lane)
     new_pos = _put(new_pos, win_slot, entry_pos)
     veh_leg = put_input(s.veh_leg, win_slot, h_leg + 1)
+    # the route table is read only for the vehicles that change road (and, below, enter)
+    after_next = _take(
+        demand.route_movement,
+        torch.where(wins, h_trip * legs + (h_leg + 2).clamp(max=legs - 1), scratch_trip * legs),
+    )
+    veh_move = put_input(s.veh_move, win_slot, after_move)
+    veh_next_move = put_input(s.veh_next_move, win_slot, after_next)
     veh_leader = _put(veh_leader, win_slot, old_tail)
     veh_follower = put_input(s.veh_follower, torch.where(leaves & (follower >= 0), h, scratch_slot), -1)
     veh_follower = _put(veh_follower, win_slot, -1)
@@ -328,6 +338,8 @@ def step(
     new_speed = _put(new_speed, slot, 0.0)
     veh_trip = put_input(s.veh_trip, slot, trip)
     veh_leg = _put(veh_leg, slot, 0)
+    veh_move = _put(veh_move, slot, first_move)
+    veh_next_move = _put(veh_next_move, slot, _take(demand.route_movement, trip * legs + 1))
     veh_leader = _put(veh_leader, slot, prev_last)
     veh_follower = _put(veh_follower, slot, -1)
     veh_follower = _put(veh_follower, torch.where(enters & (prev_last >= 0), prev_last, scratch_slot), slot)
@@ -360,6 +372,8 @@ def step(
         veh_speed=new_speed,
         veh_trip=veh_trip,
         veh_leg=veh_leg,
+        veh_move=veh_move,
+        veh_next_move=veh_next_move,
         veh_leader=veh_leader,
         veh_follower=veh_follower,
         veh_halted=halted,
