@@ -344,3 +344,30 @@ def test_no_action_sequence_skips_a_yellow_or_cuts_a_min_green(actions, min_gree
                     clear = green[t : t + yellow + all_red, i]
                     assert not bool((clear & net.conflict[i, k]).any()), ("no clearance", i, k, t)
                     run_start = None
+
+
+# ---- resampled demand per episode ------------------------------------------------------------
+
+
+def test_each_episode_draws_new_train_demand_and_bigger_samples_grow_the_tables():
+    from dataclasses import replace
+
+    from envs.scenario.splits import sample_trips
+    from tests.engine_checks import check_conservation, check_lanes
+
+    env = BatchedSignalEnv(small_grid(2, 2, rate=900.0, horizon=200), 2, episode_s=40,
+                           decision_interval_s=10, demand={"mode": "poisson"})
+    env.reset(seed=0)
+    first = [t.num_trips for t in env._trips]
+    expected = [sample_trips(env.scenario, env.demand_spec, "train", k).num_trips for k in (0, 1)]
+    assert first == expected and first[0] != first[1]  # copies run different train samples
+    trips_before = env.sim.demand.max_trips
+    env.demand_spec = replace(env.demand_spec, scale=3.0)  # next samples hold ~3x the trips
+    for k in range(12):
+        env.step(torch.ones(2, 4, dtype=torch.int64) * (k % 4))
+        check_conservation(env.sim.demand, env.sim.state)
+        check_lanes(env.network, env.sim.state)
+    assert env.sim.demand.max_trips > trips_before  # grown when a bigger sample arrived
+    assert [t.num_trips for t in env._trips] == [
+        sample_trips(env.scenario, env.demand_spec, "train", k).num_trips for k in (6, 7)
+    ]  # samples 2..7 went to three episodes of two copies
