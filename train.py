@@ -1,11 +1,46 @@
-"""Train PPO signal controllers (issue #5: not implemented yet).
+"""Train PPO signal controllers (multi-agent: one agent per signalised intersection).
 
-Training lands with the multi-agent PPO work; until then this entry point says so plainly
-instead of pretending. Use ``python evaluate.py`` to run the classical baselines.
+    python train.py                                              # grid_4x4, ppo_shared, seed 0
+    python train.py scenario=hangzhou_4x4 agent=ppo_shared seed=0
+    python train.py agent=ppo_independent train.total_agent_steps=500000 env.copies=8
+    python train.py resume=outputs/DATE/TIME/checkpoints/last.zip train.total_agent_steps=4000000
+    tensorboard --logdir outputs                                 # curves of every run
+
+Configs: ``configs/train.yaml`` composes ``scenario/``, ``engine/`` (shared with evaluate.py),
+``env/``, ``agent/`` (ppo_shared, ppo_independent), ``train/`` and ``eval/``; the schema
+(agents/ppo_config.py) rejects a wrong key or type before anything runs. Hydra's run directory
+(``outputs/DATE/TIME/``) receives ``.hydra/config.yaml`` (every hyperparameter), ``tb/``
+(TensorBoard), ``progress.csv`` and ``checkpoints/{last,best}.zip``; what is logged under which
+prefix is in agents/ppo_train.py. A checkpoint runs in a simulator as a controller:
+``agents.ppo.PolicyController(path)``.
 """
 
-import sys
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+import agents.ppo_config  # noqa: F401  (registers the structured config "train_schema")
+from agents.ppo_train import train
+
+
+@hydra.main(config_path="configs", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+    result = train(cfg, run_dir)
+    summary = {
+        "num_timesteps": result["num_timesteps"],
+        "agent_steps_per_s": round(result["agent_steps_per_s"], 1),
+        "best_eval_travel_time": result["best_eval_travel_time"],
+        "baselines_travel_time": result["baselines"],
+        "eval_history": result["eval_history"],
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"checkpoints in {result['checkpoints']}; TensorBoard: tensorboard --logdir {run_dir / 'tb'}")
+
 
 if __name__ == "__main__":
-    sys.exit("train.py: PPO training is not implemented yet (tracked in issue #5); "
-             "run `python evaluate.py` for the classical baselines.")
+    main()

@@ -1,0 +1,162 @@
+"""Trained PPO policies: checkpoints and a controller that drives a `Simulator` with one.
+
+A checkpoint is SB3's zip (``MaskablePPO.save``) with one more member, ``gridlight.json``: the
+composed training config, the training env's ``describe()`` (observation features in order,
+normalisation, intersections, actions, decision interval) and the training progress. So a
+single file says everything needed to rebuild the policy's observations:
+
+    from agents.ppo import PolicyController, load_policy
+    model, meta = load_policy("outputs/.../checkpoints/best.zip")
+    sim.run(3600, PolicyController(model=model, meta=meta))   # or PolicyController("...zip")
+
+`PolicyController` implements the classical controllers' interface (``reset(sim)``,
+``act(sim) -> [B, I]``): every ``decision_interval_s`` simulated seconds it computes the same
+features as the training env (`envs.features`) from the simulator's state, asks the policy for
+an action per intersection (deterministic by default, masked to the intersection's own
+phases) and maps it to a phase with `envs.intersections.intersection_layout(...).action_phase`;
+between decisions it re-issues that command, exactly as the env does within an interval.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import torch
+from sb3_contrib import MaskablePPO
+
+from envs.engine.simulator import Simulator
+from envs.errors import ScenarioError
+from envs.features import check_observation_names, feature_context
+from envs.intersections import intersection_layout
+
+META_NAME = "gridlight.json"
+META_FORMAT = 1
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------
+
+
+def save_checkpoint(model: MaskablePPO, path: str | Path, meta: dict) -> Path:
+    """Write SB3's zip plus ``gridlight.json`` to `path`, atomically (a crash mid-save leaves the
+    previous checkpoint intact)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial.zip")
+    model.save(partial)
+    with zipfile.ZipFile(partial, "a") as archive:
+        archive.writestr(META_NAME, json.dumps({"format": META_FORMAT, **meta}, indent=2))
+    os.replace(partial, path)
+    return path
+
+
+def read_meta(path: str | Path) -> dict:
+    """The ``gridlight.json`` of a checkpoint; `ScenarioError` naming the file if it has none."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError(str(path), "checkpoint", str(path), "no such checkpoint file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if META_NAME not in archive.namelist():
+                raise ScenarioError(
+                    str(path), META_NAME, None, "not a gridlight checkpoint (saved by train.py)"
+                )
+            meta = json.loads(archive.read(META_NAME))
+    except zipfile.BadZipFile:
+        raise ScenarioError(str(path), "checkpoint", str(path), "not a zip file") from None
+    if meta.get("format") != META_FORMAT:
+        raise ScenarioError(str(path), f"{META_NAME}.format", meta.get("format"), f"expected {META_FORMAT}")
+    return meta
+
+
+def load_policy(path: str | Path, device: str = "cpu", env=None, **kwargs) -> tuple[MaskablePPO, dict]:
+    """``(model, meta)`` of a checkpoint. `env` and `kwargs` go to ``MaskablePPO.load`` (to
+    continue training); for evaluation neither is needed."""
+    meta = read_meta(path)
+    model = MaskablePPO.load(str(path), env=env, device=device, **kwargs)
+    return model, meta
+
+
+# ---- the controller ------------------------------------------------------------------------------
+
+
+class PolicyController:
+    """A trained policy behind the classical controller interface (see the module doc)."""
+
+    def __init__(
+        self,
+        checkpoint: str | None = None,
+        *,
+        model: MaskablePPO | None = None,
+        meta: dict | None = None,
+        deterministic: bool = True,
+        device: str = "cpu",
+    ) -> None:
+        if model is None:
+            if checkpoint is None:
+                raise ScenarioError("<controller:ppo>", "checkpoint", None, "need a checkpoint path or a model")
+            model, meta = load_policy(checkpoint, device=device)
+        if meta is None:
+            raise ScenarioError("<controller:ppo>", "meta", None, "a model needs its checkpoint meta")
+        self.source = str(checkpoint or "<controller:ppo>")
+        self.policy = model.policy
+        self.meta = meta
+        self.deterministic = deterministic
+        env = meta["env"]
+        self.feature_sizes = {name: entry["size"] for name, entry in env["observations"].items()}
+        self.features = check_observation_names(list(self.feature_sizes), self.source)
+        self.normalise = bool(env["normalise"])
+        self.decision_interval_s = int(env["decision_interval_s"])
+        self._context = None
+        self._command: torch.Tensor | None = None
+
+    def reset(self, sim: Simulator) -> None:
+        layout = intersection_layout(sim.network)
+        trained_on = list(self.meta["env"]["intersections"])
+        if list(layout.ids) != trained_on:
+            raise ScenarioError(
+                self.source, "env.intersections", list(layout.ids),
+                f"the policy was trained on intersections {trained_on} ({self.meta['env']['scenario']})",
+            )
+        for feature in self.features:
+            if feature.size(layout) != self.feature_sizes[feature.name]:
+                raise ScenarioError(
+                    self.source, f"env.observations.{feature.name}.size", feature.size(layout),
+                    f"the policy expects {self.feature_sizes[feature.name]}",
+                )
+        self.layout = layout
+        self._context = feature_context(sim.network, layout, sim.params)
+        self._command = sim.keep_command()
+        self.policy.set_training_mode(False)
+
+    def observe(self, sim: Simulator) -> torch.Tensor:
+        """Observations ``[B, I, F]``, as `BatchedSignalEnv.observe` computes them."""
+        ctx = self._context.at(sim.state)
+        return torch.cat([f.compute(ctx, self.normalise) for f in self.features], -1).to(torch.float32)
+
+    def actions(self, sim: Simulator) -> torch.Tensor:
+        """The policy's action index per intersection ``[B, I]`` for the current state."""
+        obs = self.observe(sim)
+        batch, inter, width = obs.shape
+        mask = self.layout.action_mask.unsqueeze(0).expand(batch, -1, -1).reshape(batch * inter, -1)
+        with torch.no_grad():
+            dist = self.policy.get_distribution(obs.reshape(-1, width).to(self.policy.device),
+                                                action_masks=mask.to(self.policy.device))
+            chosen = dist.get_actions(deterministic=self.deterministic)
+        return chosen.reshape(batch, inter).to(device=sim.device, dtype=torch.int64)
+
+    def act(self, sim: Simulator) -> torch.Tensor:
+        if self._command is None:
+            raise ScenarioError(self.source, "reset", None, "call reset(sim) before act(sim)")
+        due = sim.state.t % self.decision_interval_s == 0  # [B]; copies may run out of step
+        if bool(due.any()):
+            actions = self.actions(sim)
+            phase = self.layout.action_phase.unsqueeze(0).expand(actions.shape[0], -1, -1)
+            command = torch.gather(phase, 2, actions.unsqueeze(-1)).squeeze(-1)
+            self._command = torch.where(due.unsqueeze(1), command, self._command)
+        return self._command
+
+
+__all__ = ["META_NAME", "PolicyController", "load_policy", "read_meta", "save_checkpoint"]
