@@ -5,7 +5,10 @@
         controllers=[fixed_time,fixed_time_webster,max_pressure,sotl] eval.seeds=5
     python evaluate.py eval.demand.mode=original eval.seeds=1   # the flow file as written
     python evaluate.py render=true                      # also writes episode.gif
+    python evaluate.py scenario=hangzhou_4x4 checkpoint=outputs/DATE/TIME/checkpoints/best.zip
 
+A trained policy (``checkpoint=PATH``, or a list of paths) joins the classical controllers in
+the same table, named after its agent config (``ppo_shared``, ``ppo_independent``).
 Every controller runs on the same evaluation demands (seeds of the ``eval`` split, never used
 in training) in ONE batched simulation: copy ``c * seeds + s`` is controller c on seed s.
 Written into Hydra's run directory: ``metrics.csv`` (one row per controller and seed, every
@@ -54,10 +57,33 @@ def engine_params(cfg: DictConfig) -> EngineParams:
     )
 
 
+def trained_policies(cfg: DictConfig) -> dict[str, object]:
+    """``{name: PolicyController}`` for the checkpoint(s) in ``cfg.checkpoint``."""
+    paths = cfg.get("checkpoint")
+    if paths is None:
+        return {}
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    from agents.ppo import PolicyController, read_meta  # loads SB3 only when asked
+
+    policies: dict[str, object] = {}
+    for path in paths:
+        if not Path(path).is_file():
+            raise ScenarioError("<config>", "checkpoint", path, "no such checkpoint file")
+        name = str(read_meta(path)["config"]["agent"]["name"])
+        if name in policies or name in cfg.controllers:
+            name = f"{name}_{len(policies) + 1}"
+        policies[name] = PolicyController(path)
+    return policies
+
+
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
-    controllers = list(cfg.controllers)
-    if not controllers or len(set(controllers)) != len(controllers):
-        raise ScenarioError("<config>", "controllers", controllers, "need distinct controller names")
+    classical = list(cfg.controllers)
+    if len(set(classical)) != len(classical):
+        raise ScenarioError("<config>", "controllers", classical, "need distinct controller names")
+    policies = trained_policies(cfg)
+    controllers = classical + list(policies)
+    if not controllers:
+        raise ScenarioError("<config>", "controllers", classical, "nothing to evaluate")
     seeds = int(cfg.eval.seeds)
     if seeds < 1:
         raise ScenarioError("<config>", "eval.seeds", seeds, "need at least one evaluation seed")
@@ -76,7 +102,10 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     demand = scenario.demand(trips=samples * len(controllers))
     sim = Simulator(scenario.network, demand, engine_params(cfg), compile=cfg.engine.compile)
     owner = torch.arange(copies) // seeds
-    mix = ControllerMix([build_controller(name, cfg) for name in controllers], owner)
+    mix = ControllerMix(
+        [policies[name] if name in policies else build_controller(name, cfg) for name in controllers],
+        owner,
+    )
     mix.reset(sim)
 
     render_every = int(cfg.render_every_s) if cfg.render else 0

@@ -1,4 +1,8 @@
-"""Controllers: classical baselines now; PPO policies, export and deployment later."""
+"""Controllers behind one interface, ``reset(sim)`` / ``act(sim) -> [B, I]`` phase commands.
+
+The classical ones are listed in CONTROLLERS (by config name); a trained PPO checkpoint runs as
+``agents.ppo.PolicyController(path)`` (imported on demand: it loads SB3).
+"""
 
 from agents.fixed_time import FixedTime
 from agents.max_pressure import MaxPressure

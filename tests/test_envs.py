@@ -20,22 +20,12 @@ from envs.errors import ScenarioError
 from envs.scenario import scenario_from_dicts
 from envs.scenario.generate import grid_roadnet, uniform_demand
 from envs.signal_env import BatchedSignalEnv
-from tests.scenarios import small_grid
+from tests.scenarios import small_grid, uneven_grid
 
 ALL_FEATURES = [
     "phase_onehot", "time_in_phase", "lane_count", "lane_halting", "segment_counts", "pressure",
     "intersection_id",
 ]
-
-
-def uneven_grid(horizon: int = 300):
-    """A 2x2 grid whose first intersection has lost its last signal phase: 3 actions, not 4."""
-    roadnet = grid_roadnet(2, 2, road_length=150.0)
-    signalised = [x for x in roadnet["intersections"] if not x["virtual"]]
-    phases = signalised[0]["trafficLight"]["lightphases"]
-    signalised[0]["trafficLight"]["lightphases"] = phases[:-1]
-    flow = uniform_demand(roadnet, rate_per_origin=600.0, horizon=horizon, seed=0)
-    return scenario_from_dicts(roadnet, flow, name="uneven_grid")
 
 
 # ---- checkers --------------------------------------------------------------------------------

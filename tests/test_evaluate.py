@@ -70,3 +70,28 @@ def test_reduction_is_paired_per_seed():
     assert reduction_percent([100.0, 200.0], [90.0, 100.0]).tolist() == [10.0, 50.0]
     with pytest.raises(ValueError, match="> 0"):
         reduction_percent([0.0], [1.0])
+
+
+def test_a_trained_checkpoint_joins_the_classical_controllers_in_the_table(tmp_path, capsys):
+    from agents.ppo_train import train
+    from tests.test_train import _config as train_config
+    from tests.test_train import _tiny
+
+    cfg = train_config(*_tiny(env__copies=2, agent__n_steps=10, agent__batch_size=20, agent__n_epochs=1,
+                              eval__seeds=1, eval__steps=100, env__episode_s=100),
+                       "train.total_agent_steps=40", "train.eval_every=0")
+    train(cfg, tmp_path / "run")
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.zip"
+    out = tmp_path / "eval"
+    out.mkdir()
+    result = evaluate.evaluate(
+        _config("scenario=grid_1x1", "eval.steps=120", "eval.seeds=2", "eval.progress=false",
+                "eval.plots=false", "controllers=[fixed_time,max_pressure]", f"checkpoint={checkpoint}"),
+        out,
+    )
+    assert result["controllers"] == ["fixed_time", "max_pressure", "ppo_shared"]
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert sum(r["controller"] == "ppo_shared" for r in rows) == 2
+    assert "| ppo_shared |" in capsys.readouterr().out
+    with pytest.raises(Exception, match="no such checkpoint"):
+        evaluate.evaluate(_config("scenario=grid_1x1", f"checkpoint={tmp_path / 'missing.zip'}"), out)

@@ -25,10 +25,10 @@ from agents.ppo_train import train
 from envs.engine import Simulator
 from envs.errors import ScenarioError
 from envs.intersections import intersection_layout
-from envs.scenario import load_scenario, scenario_from_dicts
-from envs.scenario.generate import grid_roadnet, uniform_demand
+from envs.scenario import load_scenario
 from envs.sb3_env import IntersectionVecEnv
 from tests.conftest import REPO_ROOT
+from tests.scenarios import uneven_grid
 
 CONFIGS = REPO_ROOT / "configs"
 GROUPS = ("scenario", "engine", "env", "agent", "train", "eval")
@@ -51,15 +51,6 @@ def _tiny(**changes) -> list[str]:
     """TINY's overrides with some changed (``env__copies=4`` for ``env.copies=4``)."""
     merged = {**TINY, **{key.replace("__", "."): value for key, value in changes.items()}}
     return [f"{key}={value}" for key, value in merged.items()]
-
-
-def uneven_grid():
-    """A 2x2 grid whose first intersection lost its last signal phase: 3 actions, not 4."""
-    roadnet = grid_roadnet(2, 2, road_length=150.0)
-    signalised = [x for x in roadnet["intersections"] if not x["virtual"]]
-    signalised[0]["trafficLight"]["lightphases"] = signalised[0]["trafficLight"]["lightphases"][:-1]
-    flow = uniform_demand(roadnet, rate_per_origin=600.0, horizon=300, seed=0)
-    return scenario_from_dicts(roadnet, flow, name="uneven_grid")
 
 
 class RandomController:
