@@ -331,3 +331,39 @@ def test_row_groups_place_every_row_once():
     assert groups.rows == 3
     cells = set(zip(groups.index.tolist(), groups.slot.tolist()))
     assert len(cells) == 6 and all(slot < 3 for _, slot in cells)
+
+
+# ---- sweeps ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("launcher, target", [
+    ("local", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
+    ("slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+    ("submitit_local_jobs", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"),
+    ("ray_cluster", "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"),
+])
+def test_every_launcher_config_composes_with_the_training_config(launcher, target):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_ == target
+
+
+def test_default_sweep_launcher_is_joblib():
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config_name="train", return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 2
+
+
+@pytest.mark.parametrize("launcher", ["local", "submitit_local_jobs"])
+def test_a_two_run_sweep_runs_on_this_machine(tmp_path, launcher):
+    tiny = _tiny(env__copies=2, agent__n_steps=10, agent__batch_size=20, agent__n_epochs=1, eval__seeds=1,
+                 eval__steps=60, env__episode_s=60)
+    done = subprocess.run(
+        [sys.executable, "train.py", "-m", f"hydra/launcher={launcher}", *tiny,
+         "train.total_agent_steps=20", "train.eval_every=0", "seed=0,1", f"hydra.sweep.dir={tmp_path}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for job in ("0", "1"):
+        meta = read_meta(tmp_path / job / "checkpoints" / "last.zip")
+        assert meta["config"]["seed"] == int(job) and meta["num_timesteps"] >= 20
