@@ -109,10 +109,10 @@ class BatchedSignalEnv:
                 scenario, seed=scenario_seed, data_dir=data_dir, horizon=episode_s, device=device
             )
         self.scenario = scenario
-        self.demand_spec = _demand_spec(demand)
+        self.demand_spec = _as_dataclass(demand, DemandSpec, "demand")
         self.network = scenario.network
         self.layout: IntersectionLayout = intersection_layout(self.network)
-        self.params = _engine_params(engine)
+        self.params = _as_dataclass(engine, EngineParams, "engine")
         self.copies = copies
         self.autoreset = autoreset  # False: done copies wait for `reset` (single-env adapters)
         self._next_sample = 0
@@ -278,31 +278,22 @@ class BatchedSignalEnv:
         }
 
 
-def _demand_spec(demand) -> DemandSpec:
-    if demand is None:
-        return DemandSpec()
-    if isinstance(demand, DemandSpec):
-        return demand
-    if isinstance(demand, dict):
-        try:
-            return DemandSpec(**demand)
-        except TypeError as error:
-            raise ScenarioError(SOURCE, "demand", demand, str(error)) from None
-    raise ScenarioError(SOURCE, "demand", demand, "expected a DemandSpec or a mapping")
-
-
-def _engine_params(engine) -> EngineParams:
-    if engine is None:
-        return EngineParams()
-    if isinstance(engine, EngineParams):
-        return engine
-    if isinstance(engine, dict):
-        known = set(EngineParams.__dataclass_fields__)
-        unknown = sorted(set(engine) - known)
+def _as_dataclass(value, cls, field: str):
+    """`value` as a `cls` instance: None -> defaults, an instance as is, a mapping -> fields
+    (an unknown key is an error naming it)."""
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, dict):
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(value) - known)
         if unknown:
-            raise ScenarioError(SOURCE, "engine", unknown[0], f"unknown engine parameter; known: {sorted(known)}")
-        return EngineParams(**engine)
-    raise ScenarioError(SOURCE, "engine", engine, "expected EngineParams or a mapping")
+            raise ScenarioError(
+                SOURCE, f"{field}.{unknown[0]}", value[unknown[0]], f"unknown key; known: {sorted(known)}"
+            )
+        return cls(**value)
+    raise ScenarioError(SOURCE, field, value, f"expected {cls.__name__} or a mapping")
 
 
 __all__ = ["BatchedSignalEnv", "DEFAULT_OBSERVATIONS", "EnvConfig", "OBSERVATIONS"]
