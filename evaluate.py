@@ -5,12 +5,12 @@
         controllers=[fixed_time,fixed_time_webster,max_pressure,sotl] eval.seeds=5
     python evaluate.py eval.demand.mode=original eval.seeds=1   # the flow file as written
     python evaluate.py render=true                      # also writes episode.gif
-    python evaluate.py scenario=hangzhou_4x4 checkpoint=outputs/DATE/TIME/checkpoints/best.zip
+    python evaluate.py scenario=hangzhou_4x4 checkpoint=outputs/DATE/TIME/checkpoints/last.zip
 
 A trained policy (``checkpoint=PATH``, or a list of paths) joins the classical controllers in
 the same table, named after its agent config (``ppo_shared``, ``ppo_independent``).
-Every controller runs on the same evaluation demands (seeds of the ``eval`` split, never used
-in training) in ONE batched simulation: copy ``c * seeds + s`` is controller c on seed s.
+Every controller runs on the same evaluation demands (seeds of the ``eval`` split, which
+training's poisson/jitter demands never draw) in ONE batched simulation: copy ``c * seeds + s`` is controller c on seed s.
 Written into Hydra's run directory: ``metrics.csv`` (one row per controller and seed, every
 metric of the hub), ``summary.json``, ``table.md`` (also printed), and the plots
 ``travel_time_bars.png``, ``travel_time_cdf.png``, ``queue_over_time.png``.
@@ -34,7 +34,8 @@ from tqdm import tqdm
 
 from agents import CONTROLLERS
 from agents.mixture import ControllerMix
-from envs.engine import EngineParams, Simulator
+from agents.ppo_config import demand_spec, engine_params
+from envs.engine import Simulator
 from envs.errors import ScenarioError
 from envs.metrics import METRIC_NAMES, episode_metrics, population
 from envs.report import bar_chart, markdown_table, queue_over_time, summary, travel_time_cdf
@@ -47,14 +48,6 @@ def build_controller(name: str, cfg: DictConfig):
         raise ScenarioError("<config>", "controllers", name, f"unknown controller; known: {sorted(CONTROLLERS)}")
     params = OmegaConf.to_container(cfg.controller_params.get(name, {}), resolve=True)
     return CONTROLLERS[name](**params)
-
-
-def engine_params(cfg: DictConfig) -> EngineParams:
-    return EngineParams(
-        yellow_s=cfg.engine.yellow_s, all_red_s=cfg.engine.all_red_s,
-        min_green_s=cfg.engine.min_green_s, halting_speed=cfg.engine.halting_speed,
-        max_vehicles=cfg.engine.max_vehicles,
-    )
 
 
 def trained_policies(cfg: DictConfig) -> dict[str, object]:
@@ -92,7 +85,10 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         cfg.scenario.name, seed=cfg.scenario.seed, data_dir=cfg.scenario.data_dir,
         horizon=cfg.scenario.horizon, device=cfg.engine.device,
     )
-    spec = DemandSpec(**OmegaConf.to_container(cfg.eval.demand, resolve=True))
+    unknown = sorted(set(cfg.eval.demand) - set(DemandSpec.__dataclass_fields__))
+    if unknown:
+        raise ScenarioError("<config>", f"eval.demand.{unknown[0]}", cfg.eval.demand[unknown[0]], "unknown key")
+    spec = demand_spec(cfg.eval.demand, "eval.demand")
     samples = [sample_trips(scenario, spec, "eval", s) for s in range(seeds)]
     copies = len(controllers) * seeds
     print(f"scenario {scenario.name}: {scenario.network.num_intersections} signals; "
@@ -111,14 +107,14 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     render_every = int(cfg.render_every_s) if cfg.render else 0
     frames: list[np.ndarray] = []
     view = SimpleNamespace(scenario=scenario, network=scenario.network, params=sim.params, sim=sim)
-    queue = torch.zeros(steps, copies, dtype=torch.int32)
+    queue = torch.zeros(steps, copies, dtype=torch.int32, device=sim.device)  # read back once
     started = time.perf_counter()
     bar = tqdm(total=steps, desc=f"{scenario.name} ({copies} copies)", unit="sim-s", file=sys.stderr,
                disable=not cfg.eval.progress, mininterval=2.0)
     for k in range(steps):
         sim.step(mix.act(sim))
         state = sim.state
-        queue[k] = (state.veh_halted[:, :-1] & (state.veh_lane[:, :-1] >= 0)).sum(1).cpu().to(torch.int32)
+        queue[k] = (state.veh_halted[:, :-1] & (state.veh_lane[:, :-1] >= 0)).sum(1)
         if render_every and k % render_every == 0:
             from envs.render import render_frame
 
@@ -129,6 +125,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     bar.close()
     wall = time.perf_counter() - started
 
+    queue = queue.cpu()
     metrics = {name: values.cpu().numpy() for name, values in episode_metrics(demand, sim.state).items()}
     rows = [
         {"scenario": scenario.name, "controller": controllers[int(owner[b])], "seed": b % seeds,

@@ -118,15 +118,13 @@ class SOTL:
 
     def approaching(self, sim: Simulator, distance: float) -> torch.Tensor:
         """Vehicles within `distance` metres of the stop line, by next movement ``[B, I, K]``."""
-        net, state, demand = sim.network, sim.state, sim.demand
+        net, state = sim.network, sim.state
         slots = state.veh_lane.shape[1] - 1
         lane = state.veh_lane[:, :slots]
         active = lane >= 0
         lane_c = torch.where(active, lane, 0)
         to_stop = net.lane_length[lane_c] - state.veh_pos[:, :slots]
-        flat = state.veh_trip[:, :slots] * demand.route_legs + state.veh_leg[:, :slots]
-        routes = demand.route_movement
-        move = torch.gather(routes, 1, flat.clamp(max=routes.shape[1] - 1))
+        move = state.veh_move[:, :slots]  # the engine's cache of each vehicle's next movement
         near = active & (to_stop <= distance) & (move >= 0)
         moves = net.num_movements
         index = torch.where(near, move, moves)

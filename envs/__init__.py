@@ -3,7 +3,8 @@
 Importing `envs` registers ``gridlight/TrafficSignal-v0`` with Gymnasium (single env and
 vector entry point). ``envs.parallel_env(scenario=...)`` builds the PettingZoo ParallelEnv and
 ``envs.sb3_vec_env(scenario=..., copies=B)`` the SB3 VecEnv. The adapters are imported lazily,
-so the engine alone does not load Gymnasium's wrappers, PettingZoo or SB3.
+so the engine alone does not load PettingZoo or SB3 (Gymnasium itself is imported to register
+the id).
 """
 
 from __future__ import annotations

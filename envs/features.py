@@ -37,6 +37,7 @@ multiplies each by its configured weight and sums:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -330,7 +331,11 @@ def check_reward_weights(weights, source: str = "<env>") -> dict[str, float]:
     if isinstance(weights, str):
         weights = {weights: 1.0}
     elif not isinstance(weights, dict):
-        weights = {name: 1.0 for name in (weights or [])}
+        names = list(weights or [])
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ScenarioError(source, "reward", repeated[0], "listed twice; give a weight instead")
+        weights = {name: 1.0 for name in names}
     if not weights:
         raise ScenarioError(source, "reward", weights, "need at least one reward term")
     out = {}
@@ -339,7 +344,7 @@ def check_reward_weights(weights, source: str = "<env>") -> dict[str, float]:
             raise ScenarioError(
                 source, "reward", name, "unknown reward term; known: " + ", ".join(sorted(REWARDS))
             )
-        if not isinstance(weight, (int, float)) or weight != weight:
-            raise ScenarioError(source, f"reward.{name}", weight, "weight must be a number")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            raise ScenarioError(source, f"reward.{name}", weight, "weight must be a finite number")
         out[name] = float(weight)
     return out

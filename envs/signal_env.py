@@ -22,7 +22,9 @@ are until `reset`.
 
 Each new episode of a copy draws its demand from the configured `DemandSpec` and split (see
 `envs.scenario.splits`): sample indices are handed out in order from the ``seed`` given to
-`reset`, so a run is reproducible and training never sees an evaluation demand.
+`reset`, so a run is reproducible; with a resampling mode (poisson, jitter) the train split
+never draws an evaluation demand. The default mode, ``original``, replays the flow file in
+every episode (both splits then hold the same trips).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from envs.features import (
 from envs.intersections import IntersectionLayout, intersection_layout
 from envs.metrics import episode_metrics
 from envs.scenario import Scenario, load_scenario
-from envs.scenario.demand import Demand, Trips, demand_shape, stack_demand
+from envs.scenario.demand import DemandShape, Trips, demand_shape, stack_demand
 from envs.scenario.splits import SPLITS, DemandSpec, sample_trips
 
 SOURCE = "<env>"
@@ -103,7 +105,8 @@ class BatchedSignalEnv:
         )
         self.config.validate()
         self.features = check_observation_names(self.config.observations, SOURCE)
-        self.reward_terms = {name: REWARDS[name] for name in self.config.reward}
+        # a zero weight drops a term (configs merge reward mappings, so this is how to remove one)
+        self.reward_terms = {name: REWARDS[name] for name, w in self.config.reward.items() if w != 0}
         if isinstance(scenario, str):
             scenario = load_scenario(
                 scenario, seed=scenario_seed, data_dir=data_dir, horizon=episode_s, device=device
@@ -116,8 +119,11 @@ class BatchedSignalEnv:
         self.copies = copies
         self.autoreset = autoreset  # False: done copies wait for `reset` (single-env adapters)
         self._next_sample = 0
-        self._trips: list[Trips] = [self._draw() for _ in range(copies)]
-        demand_tensors = stack_demand(self._trips, self.network)
+        # Until the first `reset` draws the episode demands, every copy holds the scenario's own
+        # trips: they size the first tables. The horizon is padded to the episode so that later
+        # samples never widen it.
+        self._trips: list[Trips] = [scenario.trips] * copies
+        demand_tensors = stack_demand(self._trips, self.network, DemandShape(0, 0, episode_s))
         # commands() checks every action once per decision; the engine need not re-check each second
         self.sim = Simulator(
             self.network, demand_tensors, self.params, compile=compile, validate_commands=False
@@ -153,21 +159,17 @@ class BatchedSignalEnv:
         """New demand samples for the copies in the ``[B]`` mask (original demand: unchanged)."""
         if self.demand_spec.mode == "original":
             return
-        rows = torch.nonzero(copies).flatten().tolist()
-        for b in rows:
+        for b in torch.nonzero(copies).flatten().tolist():
             self._trips[b] = self._draw()
-        demand = self.sim.demand
-        need = demand_shape([self._trips[b] for b in rows])
-        if demand.shape.covers(need):
-            fresh = stack_demand([self._trips[b] for b in rows], self.network, demand.shape)
-            demand.write_copies(torch.tensor(rows, device=self.device), fresh)
-        else:  # a bigger sample: rebuild every copy's tables with headroom
-            grown = type(need)(
-                trips=int(max(need.trips, demand.shape.trips) * TRIP_HEADROOM),
-                legs=max(need.legs, demand.shape.legs),
-                horizon=max(need.horizon, demand.shape.horizon),
-            )
-            self.sim.set_demand(stack_demand(self._trips, self.network, grown))
+        self._install_demand()
+
+    def _install_demand(self) -> None:
+        """Hand every copy's current trips to the engine. The padded sizes only grow, the trip
+        count with headroom, so that a run reallocates (and recompiles) only a few times."""
+        need, have = demand_shape(self._trips), self.sim.demand.shape
+        trips = have.trips if need.trips <= have.trips else int(need.trips * TRIP_HEADROOM)
+        shape = DemandShape(trips, max(need.legs, have.legs), max(need.horizon, have.horizon))
+        self.sim.set_demand(stack_demand(self._trips, self.network, shape))
 
     # ---- the RL interface -----------------------------------------------------------------
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict]:
@@ -178,11 +180,7 @@ class BatchedSignalEnv:
             self._next_sample = seed
         if self.demand_spec.mode != "original":
             self._trips = [self._draw() for _ in range(self.copies)]
-            shape = self.sim.demand.shape
-            need = demand_shape(self._trips)
-            if not shape.covers(need):
-                shape = type(need)(int(need.trips * TRIP_HEADROOM), need.legs, need.horizon)
-            self.sim.set_demand(stack_demand(self._trips, self.network, shape))
+            self._install_demand()
         self.sim.reset()
         return self.observe(), self._info()
 

@@ -280,6 +280,10 @@ def test_unknown_feature_reward_or_bad_timing_raise_named_errors():
         BatchedSignalEnv("grid_4x4", observations=["lane_count", "no_such"])
     with pytest.raises(ScenarioError, match="reward.*speed"):
         BatchedSignalEnv("grid_4x4", reward={"speed": 1.0})
+    with pytest.raises(ScenarioError, match="reward.*queue.*twice"):
+        BatchedSignalEnv("grid_4x4", reward=["queue", "queue"])
+    with pytest.raises(ScenarioError, match="reward.delay.*inf"):
+        BatchedSignalEnv("grid_4x4", reward={"delay": float("inf")})
     with pytest.raises(ScenarioError, match="episode_s.*1000"):
         BatchedSignalEnv("grid_4x4", episode_s=1000, decision_interval_s=15)
     with pytest.raises(ScenarioError, match="copies.*0"):
@@ -361,3 +365,9 @@ def test_each_episode_draws_new_train_demand_and_bigger_samples_grow_the_tables(
     assert [t.num_trips for t in env._trips] == [
         sample_trips(env.scenario, env.demand_spec, "train", k).num_trips for k in (6, 7)
     ]  # samples 2..7 went to three episodes of two copies
+    grown = env.sim.demand.max_trips
+    env.demand_spec = replace(env.demand_spec, scale=1.0)  # smaller samples: the tables stay
+    env.reset()
+    assert env.sim.demand.max_trips == grown and env.sim.demand.horizon >= 40
+    env.step(torch.zeros(2, 4, dtype=torch.int64))
+    check_conservation(env.sim.demand, env.sim.state)

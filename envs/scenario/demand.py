@@ -9,6 +9,7 @@ Per-copy padding trips never depart (``depart = NEVER``) and route nowhere.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,15 +115,6 @@ class Demand:
     def to(self, device: str | torch.device) -> "Demand":
         return tensors_to(self, device)
 
-    def write_copies(self, copies: torch.Tensor, other: "Demand") -> None:
-        """Overwrite the rows `copies` with `other`'s rows, in place (same padded shape).
-
-        In place so a compiled step keeps seeing the same tensors; see `stack_demand(shape=)`."""
-        if other.shape != self.shape:
-            raise ValueError(f"demand shapes differ: {other.shape} vs {self.shape}")
-        for name, value in self.__dict__.items():
-            if isinstance(value, torch.Tensor):
-                value[copies] = getattr(other, name)
 
 
 @dataclass(frozen=True)
@@ -132,9 +124,6 @@ class DemandShape:
     trips: int
     legs: int
     horizon: int
-
-    def covers(self, other: "DemandShape") -> bool:
-        return self.trips >= other.trips and self.legs >= other.legs and self.horizon >= other.horizon
 
 
 def demand_shape(samples: list[Trips]) -> DemandShape:
@@ -151,8 +140,8 @@ def stack_demand(
 ) -> Demand:
     """Pad and stack B trip tables; check every route against the network's movements.
 
-    `shape` pads to at least the given sizes (so later samples can be written into the same
-    tensors, see `Demand.write_copies`)."""
+    `shape` pads to at least the given sizes (so that demands drawn later keep the tensors'
+    shapes, and a compiled step its compiled code)."""
     if len(samples) < 1:
         raise ScenarioError("<engine>", "copies", len(samples), "need at least one copy (B >= 1)")
     batch = len(samples)
@@ -222,13 +211,24 @@ def _road_speed(network: Network) -> torch.Tensor:
     return speeds.max(dim=1).values
 
 
+_MOVEMENT_TABLES: "weakref.WeakKeyDictionary[Network, np.ndarray]" = weakref.WeakKeyDictionary()
+
+
+def _movement_table(network: Network) -> np.ndarray:
+    """``[R, R]`` movement id from road a to road b (-1: none), built once per network."""
+    table = _MOVEMENT_TABLES.get(network)
+    if table is None:
+        table = np.full((network.num_roads, network.num_roads), -1, dtype=np.int64)
+        for (a, b), m in network.movement_of_pair.items():
+            table[a, b] = m
+        _MOVEMENT_TABLES[network] = table
+    return table
+
+
 def _route_movements(sample: Trips, network: Network) -> np.ndarray:
     """[T, Kr-1] movement ids between consecutive roads of each route (-1 past the end)."""
     routes = sample.routes
-    num_roads = network.num_roads
-    table = np.full((num_roads, num_roads), -1, dtype=np.int64)  # (road a, road b) -> movement
-    for (a, b), m in network.movement_of_pair.items():
-        table[a, b] = m
+    table = _movement_table(network)
     start, end = routes[:, :-1], routes[:, 1:]
     live = end >= 0
     out = np.where(live, table[np.maximum(start, 0), np.maximum(end, 0)], -1)
