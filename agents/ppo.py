@@ -29,7 +29,7 @@ from sb3_contrib import MaskablePPO
 
 from envs.engine.simulator import Simulator
 from envs.errors import ScenarioError
-from envs.features import check_observation_names, feature_context
+from envs.features import check_observation_names, feature_context, observe
 from envs.intersections import intersection_layout
 
 META_NAME = "gridlight.json"
@@ -133,8 +133,7 @@ class PolicyController:
 
     def observe(self, sim: Simulator) -> torch.Tensor:
         """Observations ``[B, I, F]``, as `BatchedSignalEnv.observe` computes them."""
-        ctx = self._context.at(sim.state)
-        return torch.cat([f.compute(ctx, self.normalise) for f in self.features], -1).to(torch.float32)
+        return observe(self.features, self._context.at(sim.state), self.normalise)
 
     def actions(self, sim: Simulator) -> torch.Tensor:
         """The policy's action index per intersection ``[B, I]`` for the current state."""

@@ -313,6 +313,11 @@ def _reward_delay(ctx):
     return -_per_intersection(ctx, per_lane[:, :-1])
 
 
+def observe(features: list[Observation], ctx: FeatureContext, normalise: bool) -> torch.Tensor:
+    """The features, concatenated: observations ``[B, I, F]`` float32."""
+    return torch.cat([f.compute(ctx, normalise) for f in features], -1).to(torch.float32)
+
+
 def check_observation_names(names, source: str = "<env>") -> list[Observation]:
     if isinstance(names, str) or not names:
         raise ScenarioError(source, "observations", names, "need a non-empty list of feature names")

@@ -38,7 +38,8 @@ from envs.engine.simulator import Simulator
 from envs.engine.state import EngineParams
 from envs.errors import ScenarioError
 from envs.features import (
-    OBSERVATIONS, REWARDS, FeatureContext, check_observation_names, check_reward_weights, feature_context,
+    OBSERVATIONS, REWARDS, FeatureContext, check_observation_names, check_reward_weights,
+    feature_context, observe,
 )
 from envs.intersections import IntersectionLayout, intersection_layout
 from envs.metrics import episode_metrics
@@ -186,9 +187,7 @@ class BatchedSignalEnv:
 
     def observe(self) -> torch.Tensor:
         """Observations ``[B, I, F]`` float32 (the configured features, concatenated)."""
-        ctx = self._context()
-        parts = [f.compute(ctx, self.config.normalise) for f in self.features]
-        return torch.cat(parts, -1).to(torch.float32)
+        return observe(self.features, self._context(), self.config.normalise)
 
     def commands(self, actions: torch.Tensor) -> torch.Tensor:
         """Phase commands ``[B, I]`` for action indices ``[B, I]`` (-1 = keep)."""
