@@ -10,7 +10,8 @@ Configs: ``configs/train.yaml`` composes ``scenario/``, ``engine/`` (shared with
 ``env/``, ``agent/`` (ppo_shared, ppo_independent), ``train/`` and ``eval/``; the schema
 (agents/ppo_config.py) rejects a wrong key or type before anything runs. Hydra's run directory
 (``outputs/DATE/TIME/``) receives ``.hydra/config.yaml`` (every hyperparameter), ``tb/``
-(TensorBoard), ``progress.csv`` and ``checkpoints/{last,best}.zip``; what is logged under which
+(TensorBoard), ``progress.csv``, ``curves.png`` (travel time vs agent-steps) and
+``checkpoints/{last,best}.zip``; what is logged under which
 prefix is in agents/ppo_train.py. A checkpoint runs in a simulator as a controller:
 ``agents.ppo.PolicyController(path)``.
 """
@@ -25,6 +26,7 @@ from omegaconf import DictConfig
 
 import agents.ppo_config  # noqa: F401  (registers the structured config "train_schema")
 from agents.ppo_train import train
+from envs.report import training_curves
 
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
@@ -39,6 +41,9 @@ def main(cfg: DictConfig) -> None:
         "eval_history": result["eval_history"],
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if (run_dir / "progress.csv").is_file():
+        training_curves(run_dir / "progress.csv", run_dir / "curves.png",
+                        f"{cfg.scenario.name}, {cfg.agent.name}, seed {cfg.seed}")
     print(f"checkpoints in {result['checkpoints']}; TensorBoard: tensorboard --logdir {run_dir / 'tb'}")
 
 

@@ -118,3 +118,36 @@ def queue_over_time(queues: dict[str, np.ndarray], path: Path, title: str) -> Pa
             if series.shape[1] > 1:
                 ax.fill_between(t, series.min(1), series.max(1), alpha=0.15)
     return path
+
+
+def training_curves(progress_csv: Path, path: Path, title: str) -> Path:
+    """Mean travel time against agent-steps from a training run's ``progress.csv`` (the same
+    scalars as its TensorBoard): training episodes, evaluations, and the baselines' levels."""
+    import csv
+
+    with open(progress_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+
+    def series(key: str) -> tuple[np.ndarray, np.ndarray]:
+        points = [(float(r["time/total_timesteps"]), float(r[key])) for r in rows
+                  if r.get(key) not in (None, "") and r.get("time/total_timesteps") not in (None, "")]
+        return np.array(points).reshape(-1, 2).T
+
+    levels = []
+    with _figure(path, title, "agent-steps", "mean travel time (s)") as ax:
+        for key, label, style in (("rollout/travel_time/mean", "training episodes", ":"),
+                                  ("eval/travel_time/mean", "policy on held-out eval demand", "-o")):
+            if rows and key in rows[0]:
+                x, y = series(key)
+                ax.plot(x, y, style, label=label, markersize=3)
+        for name in BASELINES:
+            key = f"baseline/{name}/travel_time/mean"
+            if rows and key in rows[0]:
+                _, y = series(key)
+                if y.size:
+                    levels.append(y[-1])
+                    ax.axhline(y[-1], linestyle="--", color="grey" if name == "fixed_time" else "black",
+                               label=f"{name} (eval demand)")
+        if levels:  # an untrained policy can be several times worse: keep the baselines readable
+            ax.set_ylim(top=1.5 * max(levels))
+    return path

@@ -186,6 +186,7 @@ def test_cli_run_writes_config_tensorboard_checkpoints_and_resume_continues_the_
     saved = OmegaConf.load(run / ".hydra" / "config.yaml")
     assert saved.agent.n_steps == 10 and saved.agent.gamma == 0.95 and saved.env.copies == 4
     assert list((run / "tb").glob("events.out.tfevents.*"))
+    assert (run / "curves.png").stat().st_size > 0
     header = (run / "progress.csv").read_text().splitlines()[0].split(",")
     for key in ("eval/travel_time/mean", "eval/reduction_vs_max_pressure",
                 "baseline/fixed_time/travel_time/p95", "rollout/throughput", "rollout/queue/halting",
