@@ -18,11 +18,11 @@ from agents.mixture import ControllerMix
 from envs.engine.simulator import Controller, Simulator
 from envs.engine.state import EngineParams
 from envs.metrics import METRIC_NAMES, episode_metrics
+from envs.report import PRIMARY
 from envs.scenario import Scenario
 from envs.scenario.splits import DemandSpec, sample_trips
 from envs.stats import reduction_percent
 
-PRIMARY = "travel_time/mean"
 
 Metrics = dict[str, np.ndarray]  # metric name -> [seeds]
 

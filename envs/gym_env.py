@@ -29,12 +29,10 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from envs.signal_env import BatchedSignalEnv
+from envs.signal_env import to_numpy as _numpy
 
 from envs import ENV_ID  # noqa: F401  (registered by importing envs)
 
-
-def _numpy(x: torch.Tensor) -> np.ndarray:
-    return x.detach().cpu().numpy()
 
 
 def observation_box(core: BatchedSignalEnv) -> spaces.Box:

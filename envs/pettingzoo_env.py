@@ -17,10 +17,8 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from envs.signal_env import BatchedSignalEnv
+from envs.signal_env import to_numpy as _numpy
 
-
-def _numpy(x: torch.Tensor) -> np.ndarray:
-    return x.detach().cpu().numpy()
 
 
 class TrafficSignalParallelEnv(ParallelEnv):

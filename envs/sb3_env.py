@@ -24,10 +24,8 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from envs.signal_env import BatchedSignalEnv
+from envs.signal_env import to_numpy as _numpy
 
-
-def _numpy(x: torch.Tensor) -> np.ndarray:
-    return x.detach().cpu().numpy()
 
 
 class IntersectionVecEnv(VecEnv):

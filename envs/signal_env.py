@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from envs.engine.simulator import Simulator
@@ -276,6 +277,11 @@ class BatchedSignalEnv:
             "engine": asdict(self.params),
             "demand": asdict(self.demand_spec),
         }
+
+
+def to_numpy(x: torch.Tensor) -> np.ndarray:
+    """A tensor as a numpy array on the host (the adapters' output type)."""
+    return x.detach().cpu().numpy()
 
 
 def _as_dataclass(value, cls, field: str):
