@@ -70,6 +70,11 @@ class IndexedLinear(nn.Module):
         out = torch.baddbmm(self.bias.unsqueeze(1), block, self.weight)  # [I, R, out]
         return out[groups.index, groups.slot]
 
+    def forward_rows(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The same layer row by row: each row's own weights gathered, one ``[N]``-batched
+        matmul. No data-dependent shapes, so it exports to ONNX (agents/export.py)."""
+        return torch.bmm(x.unsqueeze(1), self.weight[index]).squeeze(1) + self.bias[index]
+
 
 class IndexedMlp(nn.Module):
     """Per-intersection MLP: IndexedLinear layers with an activation between them."""
@@ -86,6 +91,14 @@ class IndexedMlp(nn.Module):
     def forward(self, x: torch.Tensor, groups: RowGroups) -> torch.Tensor:
         for k, layer in enumerate(self.layers):
             x = layer(x, groups)
+            if k < len(self.layers) - 1:
+                x = self.activation(x)
+        return x
+
+    def forward_rows(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """`forward` with each row's intersection given as ``index [N]`` (see IndexedLinear)."""
+        for k, layer in enumerate(self.layers):
+            x = layer.forward_rows(x, index)
             if k < len(self.layers) - 1:
                 x = self.activation(x)
         return x

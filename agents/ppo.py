@@ -15,6 +15,11 @@ features as the training env (`envs.features`) from the simulator's state, asks 
 an action per intersection (deterministic by default, masked to the intersection's own
 phases) and maps it to a phase with `envs.intersections.intersection_layout(...).action_phase`;
 between decisions it re-issues that command, exactly as the env does within an interval.
+
+``max_green_s`` (off by default, as in training) adds the deployment controller's max-green
+rule (agents/controller.py): a phase the policy keeps is ended, for the next action's phase, at
+the second its green reaches ``max_green_s``. With it, this controller and the exported one
+driving the simulator take the same decisions, second for second.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from sb3_contrib import MaskablePPO
 from envs.engine.simulator import Simulator
 from envs.errors import ScenarioError
 from envs.features import check_observation_names, feature_context, observe
-from envs.intersections import intersection_layout
+from envs.engine.step import green_elapsed
+from envs.intersections import current_action, intersection_layout, next_action_phase
 
 META_NAME = "gridlight.json"
 META_FORMAT = 1
@@ -93,6 +99,7 @@ class PolicyController:
         meta: dict | None = None,
         deterministic: bool = True,
         device: str = "cpu",
+        max_green_s: float | None = None,
     ) -> None:
         if model is None:
             if checkpoint is None:
@@ -109,6 +116,7 @@ class PolicyController:
         self.features = check_observation_names(list(self.feature_sizes), self.source)
         self.normalise = bool(env["normalise"])
         self.decision_interval_s = int(env["decision_interval_s"])
+        self.max_green_s = max_green_s
         self._context = None
         self._command: torch.Tensor | None = None
 
@@ -155,6 +163,14 @@ class PolicyController:
             phase = self.layout.action_phase.unsqueeze(0).expand(actions.shape[0], -1, -1)
             command = torch.gather(phase, 2, actions.unsqueeze(-1)).squeeze(-1)
             self._command = torch.where(due.unsqueeze(1), command, self._command)
+        if self.max_green_s is not None:
+            state = sim.state
+            overdue = (
+                (self._command == state.phase)
+                & (current_action(self.layout, state) >= 0)
+                & (green_elapsed(sim.network, sim.params, state) >= self.max_green_s)
+            )
+            self._command = torch.where(overdue, next_action_phase(self.layout, state), self._command)
         return self._command
 
 

@@ -90,3 +90,12 @@ def current_action(layout: IntersectionLayout, state: SimState) -> torch.Tensor:
     not an action, e.g. the roadnet's transition phase at reset)."""
     match = layout.action_phase.unsqueeze(0) == state.phase.unsqueeze(-1)  # [B, I, A]
     return torch.where(match.any(-1), match.to(torch.int64).argmax(-1), -1)
+
+
+def next_action_phase(layout: IntersectionLayout, state: SimState) -> torch.Tensor:
+    """The phase of each intersection's next action after its current one, cyclically ``[B, I]``
+    (the first action's phase where the current phase is not an action)."""
+    current = current_action(layout, state)
+    following = torch.where(current >= 0, (current + 1) % layout.num_actions.clamp(min=1), 0)
+    table = layout.action_phase.unsqueeze(0).expand(following.shape[0], -1, -1)
+    return torch.gather(table, 2, following.unsqueeze(-1)).squeeze(-1)
