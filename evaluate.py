@@ -6,9 +6,12 @@
     python evaluate.py eval.demand.mode=original eval.seeds=1   # the flow file as written
     python evaluate.py render=true                      # also writes episode.gif
     python evaluate.py scenario=hangzhou_4x4 checkpoint=outputs/DATE/TIME/checkpoints/last.zip
+    python evaluate.py scenario=hangzhou_4x4 deployed=outputs/DATE/TIME/checkpoints/last.onnx
 
 A trained policy (``checkpoint=PATH``, or a list of paths) joins the classical controllers in
-the same table, named after its agent config (``ppo_shared``, ``ppo_independent``).
+the same table, named after its agent config (``ppo_shared``, ``ppo_independent``); an exported
+one (``deployed=PATH.onnx``, export.py) runs through the deployment controller, timing rules and
+fail-safe included, as ``<agent>_onnx``.
 Every controller runs on the same evaluation demands (seeds of the ``eval`` split, which
 training's poisson/jitter demands never draw) in ONE batched simulation: copy ``c * seeds + s`` is controller c on seed s.
 Written into Hydra's run directory: ``metrics.csv`` (one row per controller and seed, every
@@ -65,8 +68,30 @@ def trained_policies(cfg: DictConfig) -> dict[str, object]:
         name = str(read_meta(path)["config"]["agent"]["name"])
         if name in policies or name in cfg.controllers:
             name = f"{name}_{len(policies) + 1}"
-        policies[name] = PolicyController(path)
+        policies[name] = PolicyController(path, max_green_s=cfg.get("checkpoint_max_green_s"))
     return policies
+
+
+def deployed_policies(cfg: DictConfig, taken: list[str]) -> dict[str, object]:
+    """``{name: DeployedController}`` for the exported model(s) in ``cfg.deployed``: the
+    deployment controller, with its timing rules and fail-safe, as a field device runs it."""
+    paths = cfg.get("deployed")
+    if paths is None:
+        return {}
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    from agents.controller import load_metadata
+    from agents.deployed import DeployedController  # loads onnxruntime only when asked
+
+    out: dict[str, object] = {}
+    for path in paths:
+        if not Path(path).is_file():
+            raise ScenarioError("<config>", "deployed", path, "no such ONNX model file")
+        meta = load_metadata(Path(path).with_suffix(".json"))
+        name = f"{meta['training'].get('agent') or 'policy'}_onnx"
+        if name in out or name in taken:
+            name = f"{name}_{len(out) + 1}"
+        out[name] = DeployedController(path)
+    return out
 
 
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
@@ -74,6 +99,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     if len(set(classical)) != len(classical):
         raise ScenarioError("<config>", "controllers", classical, "need distinct controller names")
     policies = trained_policies(cfg)
+    policies.update(deployed_policies(cfg, classical + list(policies)))
     controllers = classical + list(policies)
     if not controllers:
         raise ScenarioError("<config>", "controllers", classical, "nothing to evaluate")

@@ -1,0 +1,110 @@
+"""The deployment controller (agents/controller.py) driving the simulator, as a field device
+would run it: for closed-loop checks of an exported policy against the in-Python one.
+
+    sim.run(3600, DeployedController("exported/policy.onnx"))
+
+Every ``decision_interval_s`` it reads what a signal cabinet's detectors give — vehicles and
+halting vehicles on each incoming lane, the running phase and its time — from the simulator's
+state, hands them to one `DeploymentController` per copy, and holds each reply's phase,
+starting the change ``switch_in_s`` seconds after the decision, as the field device does.
+`faults` optionally perturbs the readings first (``faults(t, readings) -> readings``), to drive
+the fail-safe through the simulator.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from agents.controller import DeploymentController
+from envs.engine.simulator import Simulator
+from envs.errors import ScenarioError
+from envs.intersections import gather_lanes, intersection_layout
+from envs.metrics import lane_halting
+
+
+def sim_readings(sim: Simulator, in_lanes: torch.Tensor) -> dict[str, np.ndarray]:
+    """Detector readings of every copy ``{lane_count [B, I, L], lane_halting, phase [B, I],
+    time_in_phase [B, I]}`` (lanes in the layout's order, zero-padded)."""
+    state, lanes = sim.state, sim.network.num_lanes
+    counts = gather_lanes(state.lane_count[:, :lanes].to(torch.float32), in_lanes)
+    halting = gather_lanes(lane_halting(state, lanes, sim.params.halting_speed).to(torch.float32), in_lanes)
+    return {
+        "lane_count": counts.cpu().numpy(),
+        "lane_halting": halting.cpu().numpy(),
+        "phase": state.phase.cpu().numpy(),
+        "time_in_phase": state.phase_timer.cpu().numpy().astype(np.float64),
+    }
+
+
+def record_decisions(policy, sim: Simulator, seconds: int) -> dict[str, np.ndarray]:
+    """Run `policy` (a reset `agents.ppo.PolicyController`) on `sim` for `seconds` and record,
+    at every decision, each intersection's readings and the policy's deterministic action: rows
+    ``{lane_count [N, L], lane_halting, phase [N], time_in_phase [N], intersection [N], action [N]}``
+    (the ONNX model's inputs, and what it must answer)."""
+    rows: dict[str, list] = {k: [] for k in ("lane_count", "lane_halting", "phase", "time_in_phase", "action")}
+    inter = policy.layout.num_intersections
+    for _ in range(seconds):
+        if bool((sim.state.t % policy.decision_interval_s == 0).all()):
+            readings = sim_readings(sim, policy.layout.in_lanes)
+            for name, values in readings.items():
+                rows[name].append(values.reshape(-1, *values.shape[2:]))
+            rows["action"].append(policy.actions(sim).cpu().numpy().reshape(-1))
+        sim.step(policy.act(sim))
+    out = {name: np.concatenate(parts) for name, parts in rows.items()}
+    out["intersection"] = np.tile(np.arange(inter), len(out["action"]) // inter)
+    return out
+
+
+class DeployedController:
+    """`DeploymentController`s (one per copy) behind the simulator's controller interface."""
+
+    def __init__(self, model_path: str, metadata_path: str | None = None, *,
+                 faults: Callable[[int, dict], dict] | None = None, **options) -> None:
+        self.model_path, self.metadata_path, self.options = model_path, metadata_path, options
+        self.faults = faults
+        self.controllers: list[DeploymentController] = []
+        self.decisions: list = []  # per decision: the copies' `Decision`s
+
+    def reset(self, sim: Simulator) -> None:
+        self.controllers = [
+            DeploymentController(self.model_path, self.metadata_path, **self.options)
+            for _ in range(sim.batch_size)
+        ]
+        meta = self.controllers[0].meta
+        layout = intersection_layout(sim.network)
+        ids = [entry["id"] for entry in meta["intersections"]]
+        if list(layout.ids) != ids:
+            raise ScenarioError(self.model_path, "intersections", list(layout.ids),
+                                f"the exported policy controls {ids}")
+        self.in_lanes = layout.in_lanes
+        self.interval = int(meta["timing"]["decision_interval_s"])
+        self._target = sim.keep_command()
+        self._start = torch.zeros_like(self._target)
+        self.decisions = []
+
+    def act(self, sim: Simulator) -> torch.Tensor:
+        t = sim.state.t
+        due = t % self.interval == 0
+        if bool(due.any()):
+            readings = sim_readings(sim, self.in_lanes)
+            made = []
+            for copy in torch.nonzero(due).flatten().tolist():
+                now = int(t[copy])
+                mine = {name: values[copy] for name, values in readings.items()}
+                if self.faults is not None:
+                    mine = self.faults(now, mine)
+                decision = self.controllers[copy].decide_arrays(
+                    now, mine["lane_count"], mine["lane_halting"], mine["phase"], mine["time_in_phase"]
+                )
+                self._target[copy] = torch.as_tensor(decision.phase, device=self._target.device)
+                self._start[copy] = now + torch.as_tensor(np.ceil(decision.switch_in_s), device=t.device).to(torch.int64)
+                made.append(decision)
+            self.decisions.append(made)
+        # the field device holds the running phase until the change is due
+        return torch.where(t.unsqueeze(1) >= self._start, self._target, -1)
+
+
+__all__ = ["DeployedController", "record_decisions", "sim_readings"]

@@ -1,0 +1,343 @@
+"""Export a trained policy to ONNX plus a metadata JSON that a signal controller can run alone.
+
+    from agents.export import export_policy
+    onnx_path, meta_path = export_policy("outputs/.../checkpoints/best.zip", "exported/")
+
+The ONNX graph takes raw detector readings, not training observations, so everything between
+the detectors and the action lives inside it and cannot drift from training:
+
+==================  ==============  ======================================================
+input               shape / type    meaning
+==================  ==============  ======================================================
+``lane_count``      [N, L] float32  vehicles on each incoming lane (metadata's lane order,
+                                    zero-padded to L lanes)
+``lane_halting``    [N, L] float32  of those, vehicles slower than the halting speed
+``phase``           [N] int64       the intersection's current phase (roadnet phase index)
+``time_in_phase``   [N] float32     seconds since that phase was commanded
+``intersection``    [N] int64       which intersection each row is (metadata index)
+==================  ==============  ======================================================
+
+Outputs: ``action`` [N] int64 (the policy's choice among the intersection's actions),
+``phase_command`` [N] int64 (its roadnet phase index) and ``logits`` [N, A] float32 (masked).
+Inside: the observation features in training order (`envs.features` definitions, including
+the observation normalisation), the policy network (shared, or per-intersection weights
+gathered by ``intersection``), the action mask of each intersection (padded actions can never
+be chosen), and the deterministic action as sb3-contrib computes it (argmax of the masked
+softmax). The batch size N is dynamic: any subset of intersections, in any order.
+
+Only features a controller can compute from those readings export: ``lane_count``,
+``lane_halting``, ``phase_onehot``, ``time_in_phase`` and ``intersection_id``. A policy
+trained on other features (``segment_counts``, ``pressure``) is refused with an error naming
+the feature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import warnings
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from agents.indexed_policy import IndexedActorCriticPolicy
+from agents.ppo import load_policy
+from envs.errors import ScenarioError
+from envs.features import TIME_IN_PHASE_MAX_S, feature_context
+from envs.intersections import IntersectionLayout, intersection_layout
+from envs.scenario import Scenario, load_scenario
+from envs.scenario.network import Network
+
+METADATA_FORMAT = 1
+DEFAULT_OPSET = 18
+INPUTS = ("lane_count", "lane_halting", "phase", "time_in_phase", "intersection")
+OUTPUTS = ("action", "phase_command", "logits")
+EXPORTABLE_FEATURES = ("lane_count", "lane_halting", "phase_onehot", "time_in_phase", "intersection_id")
+MASKED_LOGIT = -1e8  # what sb3-contrib's MaskableCategorical writes into masked logits
+
+
+class DeployablePolicy(nn.Module):
+    """Detector readings -> (action, phase command, masked logits); see the module doc."""
+
+    def __init__(self, policy, env_meta: dict, layout: IntersectionLayout, lane_storage: torch.Tensor) -> None:
+        super().__init__()
+        self.features = list(env_meta["observations"])
+        self.normalise = bool(env_meta["normalise"])
+        self.num_intersections = layout.num_intersections
+        in_lanes = layout.in_lanes.cpu()
+        valid = in_lanes >= 0
+        storage = lane_storage.cpu()[torch.where(valid, in_lanes, 0)]
+        self.register_buffer("lane_valid", valid.to(torch.float32))
+        self.register_buffer("lane_scale", torch.where(valid, storage, torch.ones_like(storage)))
+        self.register_buffer("action_phase", layout.action_phase.cpu())
+        self.register_buffer("action_mask", layout.action_mask.cpu())
+        self.policy = policy
+        self.independent = isinstance(policy, IndexedActorCriticPolicy)
+
+    def observation(self, lane_count, lane_halting, phase, time_in_phase, intersection) -> torch.Tensor:
+        """The training observation rows ``[N, F]``, as `envs.features` computes them."""
+        parts = []
+        for name in self.features:
+            if name in ("lane_count", "lane_halting"):
+                per_lane = (lane_count if name == "lane_count" else lane_halting) * self.lane_valid[intersection]
+                parts.append(per_lane / self.lane_scale[intersection] if self.normalise else per_lane)
+            elif name == "phase_onehot":
+                parts.append((self.action_phase[intersection] == phase.unsqueeze(1)).to(torch.float32))
+            elif name == "time_in_phase":
+                seconds = time_in_phase.clamp(max=TIME_IN_PHASE_MAX_S)
+                parts.append((seconds / TIME_IN_PHASE_MAX_S if self.normalise else seconds).unsqueeze(1))
+            elif name == "intersection_id":
+                parts.append(nn.functional.one_hot(intersection, self.num_intersections).to(torch.float32))
+            else:  # export_policy refuses these before building the module
+                raise ValueError(f"feature {name!r} cannot be computed from detector readings")
+        return torch.cat(parts, 1)
+
+    def logits(self, obs: torch.Tensor, intersection: torch.Tensor) -> torch.Tensor:
+        features = self.policy.extract_features(obs, self.policy.pi_features_extractor)
+        if self.independent:  # per-intersection weights, gathered row by row
+            layers = self.policy.mlp_extractor.policy_net
+            return layers.forward_rows(features[:, : -self.num_intersections], intersection)
+        return self.policy.action_net(self.policy.mlp_extractor.forward_actor(features))
+
+    def forward(self, lane_count, lane_halting, phase, time_in_phase, intersection):
+        obs = self.observation(lane_count, lane_halting, phase, time_in_phase, intersection)
+        mask = self.action_mask[intersection]
+        masked = torch.where(mask, self.logits(obs, intersection), torch.full_like(mask, MASKED_LOGIT, dtype=torch.float32))
+        action = torch.argmax(torch.softmax(masked, dim=1), dim=1)
+        phase_command = torch.gather(self.action_phase[intersection], 1, action.unsqueeze(1)).squeeze(1)
+        return action, phase_command, masked
+
+
+# ---- metadata ------------------------------------------------------------------------------------
+
+
+def _lane_names(network: Network) -> list[str]:
+    """CityFlow's lane ids, ``<road id>_<lane index>``, by global lane id."""
+    names = [""] * network.num_lanes
+    for road, lanes in enumerate(network.road_lanes.tolist()):
+        for index, lane in enumerate(lanes):
+            if lane >= 0:
+                names[lane] = f"{network.road_ids[road]}_{index}"
+    return names
+
+
+def _fallback_plan(network: Network, layout: IntersectionLayout, green_s: float) -> list[list[dict]]:
+    """Per intersection: its actions in order, each with the roadnet plan's duration (or
+    `green_s` where the plan gives none): the fixed-time plan a controller falls back to."""
+    plans = []
+    for i, row in enumerate(layout.action_phase.tolist()):
+        plan = []
+        for phase in (p for p in row if p >= 0):
+            written = float(network.phase_duration[i, phase])
+            plan.append({"phase": int(phase), "green_s": written if written > 0 else float(green_s)})
+        plans.append(plan)
+    return plans
+
+
+def _intersections(network: Network, layout: IntersectionLayout, lane_max: torch.Tensor,
+                   fallback_green_s: float) -> list[dict]:
+    lanes = _lane_names(network)
+    roads = network.road_ids
+    per_inter = network.movements_per_intersection
+    plans = _fallback_plan(network, layout, fallback_green_s)
+    out = []
+    for i, inter_id in enumerate(layout.ids):
+        in_lanes = [lane for lane in layout.in_lanes[i].tolist() if lane >= 0]
+        movements = []
+        for k in range(per_inter):
+            m = i * per_inter + k
+            if bool(network.movement_valid[m]):
+                movements.append({
+                    "index": k,
+                    "from_road": roads[int(network.movement_start_road[m])],
+                    "to_road": roads[int(network.movement_end_road[m])],
+                    "type": ["straight", "left", "right"][int(network.movement_type[m])],
+                })
+        phases = []
+        for p in range(int(network.num_phases[i])):
+            phases.append({
+                "index": p,
+                "green_movements": [k for k in range(per_inter) if bool(network.phase_green[i, p, k])],
+                "signal": bool(network.signal_phase[i, p]),
+                "plan_duration_s": float(network.phase_duration[i, p]),
+            })
+        removes = network.phase_removes_green[i, : len(phases), : len(phases)]
+        out.append({
+            "id": inter_id,
+            "index": i,
+            "in_lanes": [lanes[lane] for lane in in_lanes],
+            "lane_max_vehicles": [float(lane_max[lane]) for lane in in_lanes],
+            "movements": movements,
+            "phases": phases,
+            "intergreen_after_switch": removes.tolist(),  # [from phase][to phase]: yellow + all-red apply
+            "actions": [int(p) for p in layout.action_phase[i].tolist() if p >= 0],
+            "fallback_plan": plans[i],
+        })
+    return out
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _version() -> str:
+    try:
+        return importlib_metadata.version("gridlight")
+    except importlib_metadata.PackageNotFoundError:  # running from a source tree not installed
+        return "unknown"
+
+
+def check_exportable(meta: dict, source: str) -> None:
+    for name in meta["env"]["observations"]:
+        if name not in EXPORTABLE_FEATURES:
+            raise ScenarioError(
+                source, "env.observations", name,
+                "this feature needs more than the deployment controller's readings (lane counts, "
+                f"halting counts, phase, time in phase); exportable: {', '.join(EXPORTABLE_FEATURES)}",
+            )
+
+
+def export_policy(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    *,
+    name: str = "policy",
+    opset: int = DEFAULT_OPSET,
+    max_green_s: float = 120.0,
+    fallback_green_s: float = 30.0,
+    data_dir: str | None = None,
+    scenario: Scenario | None = None,
+) -> tuple[Path, Path]:
+    """Write ``<out_dir>/<name>.onnx`` and ``<out_dir>/<name>.json``; returns both paths.
+
+    The scenario is the checkpoint's (``config.scenario``, found under `data_dir` or where
+    training found it) unless `scenario` gives one (e.g. built in code rather than by name)."""
+    checkpoint = Path(checkpoint)
+    model, meta = load_policy(checkpoint)
+    check_exportable(meta, str(checkpoint))
+    env_meta, config = meta["env"], meta.get("config", {})
+    engine = env_meta["engine"]
+    interval = int(env_meta["decision_interval_s"])
+    if not math.isfinite(max_green_s) or max_green_s < engine["min_green_s"] + interval:
+        raise ScenarioError(
+            str(checkpoint), "max_green_s", max_green_s,
+            f"must be at least min green + decision interval ({engine['min_green_s']} + {interval} s)",
+        )
+    if not math.isfinite(fallback_green_s) or fallback_green_s < engine["min_green_s"]:
+        raise ScenarioError(str(checkpoint), "fallback_green_s", fallback_green_s,
+                            f"must be at least min green ({engine['min_green_s']} s)")
+    if scenario is None:
+        scenario_cfg = config["scenario"]
+        scenario = load_scenario(scenario_cfg["name"], seed=scenario_cfg.get("seed", 0),
+                                 data_dir=data_dir if data_dir is not None else scenario_cfg.get("data_dir"))
+    network = scenario.network
+    layout = intersection_layout(network)
+    if list(layout.ids) != list(env_meta["intersections"]):
+        raise ScenarioError(str(checkpoint), "env.intersections", list(layout.ids),
+                            f"scenario {scenario.name} no longer matches the policy's intersections")
+    # the readings' plausible range: what a lane can hold at the demand's shortest vehicle spacing
+    # (the training env's observation bounds use the same figure)
+    demand = scenario.demand(1)
+    spacing = float(demand.vehicle[:, :-1, :2].sum(-1).min()) if demand.max_trips else 7.5
+    ctx = feature_context(network, layout, None, spacing)
+    module = DeployablePolicy(model.policy, env_meta, layout, ctx.lane_storage).eval()
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path, meta_path = out_dir / f"{name}.onnx", out_dir / f"{name}.json"
+    lanes, rows = layout.max_in_lanes, min(3, layout.num_intersections)
+    example = (
+        torch.zeros(rows, lanes), torch.zeros(rows, lanes),
+        layout.action_phase[:rows, 0].cpu().clone(), torch.zeros(rows),
+        torch.arange(rows, dtype=torch.int64),
+    )
+    batch = torch.export.Dim("batch", min=1)
+    # the exporter's chatter (deprecations, optimisation passes, torchvision ops) is not ours
+    chatty = [logging.getLogger(name) for name in ("torch.onnx", "onnx_ir", "onnxscript")]
+    levels = [log.level for log in chatty]
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        for log in chatty:
+            log.setLevel(logging.WARNING if log.name != "torch.onnx" else logging.ERROR)
+        try:
+            program = torch.onnx.export(
+                module, example, dynamo=True, opset_version=opset, input_names=list(INPUTS),
+                output_names=list(OUTPUTS), dynamic_shapes=tuple({0: batch} for _ in INPUTS),
+                verbose=False, report=False,
+            )
+        finally:
+            for log, level in zip(chatty, levels):
+                log.setLevel(level)
+    program.save(str(onnx_path))
+
+    metadata = {
+        "format": METADATA_FORMAT,
+        "project": {"name": "gridlight", "version": _version()},
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": {
+            "file": onnx_path.name,
+            "sha256": _sha256(onnx_path),
+            "opset": int(opset),
+            "inputs": {
+                "lane_count": {"shape": ["batch", lanes], "dtype": "float32", "units": "vehicles"},
+                "lane_halting": {"shape": ["batch", lanes], "dtype": "float32", "units": "vehicles"},
+                "phase": {"shape": ["batch"], "dtype": "int64", "units": "roadnet phase index"},
+                "time_in_phase": {"shape": ["batch"], "dtype": "float32", "units": "s"},
+                "intersection": {"shape": ["batch"], "dtype": "int64", "units": "metadata index"},
+            },
+            "outputs": {
+                "action": {"shape": ["batch"], "dtype": "int64"},
+                "phase_command": {"shape": ["batch"], "dtype": "int64"},
+                "logits": {"shape": ["batch", layout.max_actions], "dtype": "float32"},
+            },
+        },
+        "observation": {
+            "features": [
+                {"name": f, "size": entry["size"], "doc": entry.get("doc", "")}
+                for f, entry in env_meta["observations"].items()
+            ],
+            "normalise": bool(env_meta["normalise"]),
+            "normalisation": {
+                "lane_count": "divided by lane storage (lane length / 7.5 m, at least 1)",
+                "lane_halting": "divided by lane storage (lane length / 7.5 m, at least 1)",
+                "time_in_phase": f"clamped at {TIME_IN_PHASE_MAX_S:g} s, divided by {TIME_IN_PHASE_MAX_S:g}",
+            },
+            "readings": {
+                "lane_count": "vehicles on each incoming lane, in the intersection's in_lanes order",
+                "lane_halting": f"vehicles slower than {engine['halting_speed']} m/s on each incoming lane",
+                "phase": "the phase the signal runs (roadnet index), including its yellow/all-red",
+                "time_in_phase": "seconds since that phase was commanded (including yellow/all-red)",
+            },
+            "max_lanes": lanes,
+            "max_actions": layout.max_actions,
+        },
+        "timing": {
+            "decision_interval_s": interval,
+            "min_green_s": int(engine["min_green_s"]),
+            "max_green_s": float(max_green_s),
+            "yellow_s": int(engine["yellow_s"]),
+            "all_red_s": int(engine["all_red_s"]),
+        },
+        "intersections": _intersections(network, layout, ctx.lane_max_vehicles, fallback_green_s),
+        "training": {
+            "checkpoint": str(checkpoint),
+            "scenario": scenario.name,
+            "agent": config.get("agent", {}).get("name"),
+            "num_timesteps": meta.get("num_timesteps"),
+            "config": config,
+        },
+    }
+    meta_path.write_text(json.dumps(metadata, indent=1))
+    return onnx_path, meta_path
+
+
+__all__ = ["DeployablePolicy", "EXPORTABLE_FEATURES", "INPUTS", "OUTPUTS", "check_exportable", "export_policy"]

@@ -1,0 +1,75 @@
+"""Export a trained policy for deployment: an ONNX model and its metadata JSON.
+
+    python export.py checkpoint=outputs/DATE/TIME/checkpoints/best.zip
+    python export.py checkpoint=PATH out=deploy/ name=hangzhou max_green_s=90
+
+Then run it without torch: ``python -m agents.controller serve --model deploy/hangzhou.onnx``.
+After writing both files the script replays ``check.seconds`` of simulated decisions on
+held-out demand and compares the ONNX model's actions with the torch policy's; any difference
+fails the export (exit status 1).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import hydra
+import numpy as np
+import onnxruntime
+from omegaconf import DictConfig
+
+from agents.deployed import record_decisions
+from agents.export import INPUTS, export_policy
+from agents.ppo import PolicyController
+from envs.engine import Simulator
+from envs.engine.state import EngineParams
+from envs.scenario import load_scenario
+from envs.scenario.splits import DemandSpec, sample_trips
+
+
+def check_against_torch(onnx_path: Path, checkpoint: str, seconds: int, copies: int, data_dir) -> dict:
+    """ONNX vs torch deterministic actions on decisions recorded from the simulator."""
+    policy = PolicyController(checkpoint)
+    meta_cfg = policy.meta["config"]["scenario"]
+    scenario = load_scenario(meta_cfg["name"], seed=meta_cfg.get("seed", 0),
+                             data_dir=data_dir if data_dir is not None else meta_cfg.get("data_dir"))
+    trips = [sample_trips(scenario, DemandSpec("poisson"), "eval", k, horizon=seconds) for k in range(copies)]
+    sim = Simulator(scenario.network, scenario.demand(trips=trips), EngineParams(**policy.meta["env"]["engine"]))
+    policy.reset(sim)
+    rows = record_decisions(policy, sim, seconds)
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    feed = {name: rows[name].astype(np.int64 if name in ("phase", "intersection") else np.float32) for name in INPUTS}
+    actions = session.run(["action"], feed)[0]
+    return {"decisions": int(actions.size), "identical": int((actions == rows["action"]).sum())}
+
+
+@hydra.main(version_base=None, config_path="configs", config_name="export")
+def main(cfg: DictConfig) -> int:
+    checkpoint = Path(cfg.checkpoint)
+    out = Path(cfg.out) if cfg.out else checkpoint.parent
+    onnx_path, meta_path = export_policy(
+        checkpoint, out, name=cfg.name or checkpoint.stem, opset=int(cfg.opset),
+        max_green_s=float(cfg.max_green_s), fallback_green_s=float(cfg.fallback_green_s),
+        data_dir=cfg.data_dir,
+    )
+    meta = json.loads(meta_path.read_text())
+    print(f"wrote {onnx_path} ({onnx_path.stat().st_size:,} bytes, opset {meta['model']['opset']}, "
+          f"sha256 {meta['model']['sha256'][:16]}…) and {meta_path}")
+    print(f"  {len(meta['intersections'])} intersections, observation "
+          f"{[f['name'] for f in meta['observation']['features']]}, timing {meta['timing']}")
+    if int(cfg.check.seconds) > 0:
+        result = check_against_torch(onnx_path, str(checkpoint), int(cfg.check.seconds), int(cfg.check.copies),
+                                     cfg.data_dir)
+        print(f"  check: {result['identical']:,} of {result['decisions']:,} recorded decisions identical "
+              "between ONNX and torch")
+        if result["identical"] != result["decisions"]:
+            print("export check FAILED: ONNX and torch disagree", file=sys.stderr)
+            sys.exit(1)
+    print(f"serve it: python -m agents.controller serve --model {onnx_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    main()
