@@ -83,11 +83,16 @@ class DeployedController:
         self.interval = int(meta["timing"]["decision_interval_s"])
         self._target = sim.keep_command()
         self._start = torch.zeros_like(self._target)
+        self._owned = torch.ones(sim.batch_size, dtype=torch.bool, device=sim.device)
         self.decisions = []
+
+    def own_copies(self, mask: torch.Tensor) -> None:
+        """Decide only for these copies (`agents.mixture.ControllerMix` calls it after reset)."""
+        self._owned = mask.to(self._owned.device)
 
     def act(self, sim: Simulator) -> torch.Tensor:
         t = sim.state.t
-        due = t % self.interval == 0
+        due = (t % self.interval == 0) & self._owned
         if bool(due.any()):
             readings = sim_readings(sim, self.in_lanes)
             made = []

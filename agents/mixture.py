@@ -3,7 +3,9 @@
 evaluate.py runs every controller on the same evaluation demands in one batched run: copy
 ``c * seeds + s`` is controller c on demand seed s. Every controller computes its commands for
 the whole batch (so its internal state stays batch-shaped) and the mix keeps each copy's row
-from its owner; the engine step is shared.
+from its owner; the engine step is shared. A controller with an ``own_copies(mask)`` method is
+told which copies are its own (the deployment controller then decides for those only: the
+others' signals follow other controllers, which its cross-check would rightly call faults).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ class ControllerMix:
         if self.owner.shape[0] != sim.batch_size:
             raise ValueError(f"owner has {self.owner.shape[0]} copies, the simulator {sim.batch_size}")
         self.owner = self.owner.to(sim.device)
-        for controller in self.controllers:
+        for c, controller in enumerate(self.controllers):
             controller.reset(sim)
+            if hasattr(controller, "own_copies"):  # controllers with per-copy state skip the others
+                controller.own_copies(self.owner == c)
 
     def act(self, sim: Simulator) -> torch.Tensor:
         command = sim.keep_command()

@@ -558,3 +558,21 @@ def test_export_cli_writes_both_files_and_checks_them_against_torch(trained, tmp
     assert "identical between ONNX and torch" in done.stdout
     counts = [int(x.replace(",", "")) for x in done.stdout.split("check: ")[1].split(" recorded")[0].split(" of ")]
     assert counts[0] == counts[1] > 0
+
+
+def test_evaluate_puts_the_deployed_controller_beside_its_checkpoint_with_identical_results(trained, tmp_path):
+    checkpoint, onnx_path, _ = trained["ppo_independent"]
+    done = subprocess.run(
+        [sys.executable, "evaluate.py", "scenario=grid_1x1", "controllers=[fixed_time]", "eval.seeds=2",
+         "eval.steps=900", "eval.plots=false", "eval.progress=false", f"checkpoint={checkpoint}",
+         f"deployed={onnx_path}", "checkpoint_max_green_s=120", f"hydra.run.dir={tmp_path}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "fail-safe" not in done.stderr  # each deployed controller decides for its own copies only
+    rows = {}
+    for line in (tmp_path / "metrics.csv").read_text().splitlines()[1:]:
+        fields = line.split(",")
+        rows.setdefault(fields[1], []).append(fields[3:])
+    assert set(rows) == {"fixed_time", "ppo_independent", "ppo_independent_onnx"}
+    assert rows["ppo_independent"] == rows["ppo_independent_onnx"]
