@@ -18,7 +18,8 @@ of each signal stays in step with the readings:
 - a command to change phase starts ``yellow_s`` of yellow then ``all_red_s`` of red on the
   movements that lose green; a phase keeps its green at least ``min_green_s``: a change asked
   earlier is held back and carried out the moment min green is reached if that falls inside this
-  decision interval (``switch_in_s`` in the reply), and dropped otherwise;
+  decision interval (``switch_in_s`` in the reply), and dropped otherwise; the reply states the
+  change's ``yellow_s`` and ``all_red_s`` (0 for a change that takes no green away);
 - a green never lasts beyond ``max_green_s``: a policy that keeps a phase that would reach max
   green before the next decision is overruled, and the next phase of the plan starts when it
   does.
@@ -219,6 +220,8 @@ class Decision:
     t: float
     phase: np.ndarray  # [I] int64 the phase to run
     switch_in_s: np.ndarray  # [I] seconds from t at which the change starts (0 = now / no change)
+    yellow_s: np.ndarray  # [I] yellow the change shows on the movements losing green (0: none)
+    all_red_s: np.ndarray  # [I] then all-red before the new green
     action: np.ndarray  # [I] int64 the policy's action (-1 where the fallback decided)
     source: list[str]  # [I] "policy" | "fallback"
     faults: list[list[str]]  # [I]
@@ -406,6 +409,8 @@ class DeploymentController:
                 inter_id: {
                     "phase": int(decision.phase[i]),
                     "switch_in_s": float(decision.switch_in_s[i]),
+                    "yellow_s": float(decision.yellow_s[i]),
+                    "all_red_s": float(decision.all_red_s[i]),
                     "source": decision.source[i],
                     "faults": decision.faults[i],
                 }
@@ -450,10 +455,15 @@ class DeploymentController:
         elapsed = np.where(self.known, self._green_elapsed(t), np.inf)  # unknown: no min green to wait
         target = np.where(from_policy, lay.actions[np.arange(len(lay.ids)), action.clip(min=0)], -1)
         target, switch_in = self._apply_rules(elapsed, target, from_policy)
+        inter = np.arange(len(lay.ids))
+        clears = (target != self.cur_phase) & (
+            lay.intergreen[inter, self.cur_phase.clip(min=0), target.clip(min=0)] | ~self.known
+        )  # a signal in an unknown phase gets the full clearance
+        yellow, all_red = clears * timing.yellow_s, clears * timing.all_red_s
         self._advance(t, target, switch_in)
         self._log_faults(faults, global_faults)
         source = [POLICY if p else FALLBACK for p in from_policy]
-        return Decision(t, target, switch_in, action, source, faults, global_faults)
+        return Decision(t, target, switch_in, yellow, all_red, action, source, faults, global_faults)
 
     def _cross_check(self, t: float, readings: Readings, good: np.ndarray, faults) -> None:
         """The readings' phase and time in phase must be what the controller commanded; where they

@@ -285,6 +285,16 @@ def test_min_green_max_green_and_intergreen_hold_whatever_the_model_says(uneven,
     assert min(greens) >= 5  # min green
     assert max(greens) <= 20  # max green (20 s in this export)
     assert {s for d in deployed.decisions for c in d for s in c.source} == {POLICY}
+    # every change the replies announce carries the engine's yellow + all-red for that pair
+    removes = sim.network.phase_removes_green
+    changes = 0
+    for before, after in zip(deployed.decisions, deployed.decisions[1:]):
+        for b, a in zip(before, after):
+            for i in np.flatnonzero(a.phase != b.phase):
+                clears = bool(removes[i, b.phase[i], a.phase[i]])
+                assert (a.yellow_s[i], a.all_red_s[i]) == ((3.0, 2.0) if clears else (0.0, 0.0))
+                changes += 1
+    assert changes > 0
 
 
 # ---- the fail-safe ----------------------------------------------------------------------------------
