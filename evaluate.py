@@ -41,7 +41,8 @@ from agents.ppo_config import demand_spec, engine_params
 from envs.engine import Simulator
 from envs.errors import ScenarioError
 from envs.metrics import METRIC_NAMES, episode_metrics, population
-from envs.report import bar_chart, markdown_table, queue_over_time, summary, travel_time_cdf
+from envs.perturbations import perturbation_from_config, sample_incidents, surge_trips, with_incidents
+from envs.report import bar_chart, degradation_table, markdown_table, queue_over_time, summary, travel_time_cdf
 from envs.scenario import load_scenario
 from envs.scenario.splits import DemandSpec, sample_trips
 
@@ -116,14 +117,27 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         raise ScenarioError("<config>", f"eval.demand.{unknown[0]}", cfg.eval.demand[unknown[0]], "unknown key")
     spec = demand_spec(cfg.eval.demand, "eval.demand")
     samples = [sample_trips(scenario, spec, "eval", s) for s in range(seeds)]
-    copies = len(controllers) * seeds
+    perturbation = perturbation_from_config(
+        OmegaConf.to_container(cfg.perturbation, resolve=True) if cfg.get("perturbation") else None, "<config>"
+    )
+    # clean first; under a perturbation every controller also runs each seed perturbed (the same
+    # incidents and surge for every controller on a seed), all in the one batch
+    conditions = ["clean"] if perturbation.is_clean else ["clean", perturbation.name]
+    perturbed = [surge_trips(samples[s], perturbation, "eval", s) for s in range(seeds)]
+    incidents = [sample_incidents(perturbation, scenario.network, "eval", s) for s in range(seeds)]
+    per_condition = len(controllers) * seeds
+    copies = per_condition * len(conditions)
     print(f"scenario {scenario.name}: {scenario.network.num_intersections} signals; "
           f"{len(controllers)} controllers x {seeds} eval demand seed(s) ({spec.mode}, "
-          f"{np.mean([t.num_trips for t in samples]):.0f} trips each) = {copies} copies, "
-          f"{steps} s simulated", flush=True)
-    demand = scenario.demand(trips=samples * len(controllers))
+          f"{np.mean([t.num_trips for t in samples]):.0f} trips each)"
+          + (f" x {len(conditions)} conditions ({', '.join(conditions)})" if len(conditions) > 1 else "")
+          + f" = {copies} copies, {steps} s simulated", flush=True)
+    demand = scenario.demand(trips=(samples * len(controllers)) + (perturbed * len(controllers)) * (len(conditions) - 1))
+    if len(conditions) > 1 and any(incidents):
+        demand = with_incidents(demand, [[]] * per_condition + incidents * len(controllers))
     sim = Simulator(scenario.network, demand, engine_params(cfg), compile=cfg.engine.compile)
-    owner = torch.arange(copies) // seeds
+    owner = (torch.arange(copies) // seeds) % len(controllers)
+    condition = torch.arange(copies) // per_condition
     mix = ControllerMix(
         [policies[name] if name in policies else build_controller(name, cfg) for name in controllers],
         owner,
@@ -153,39 +167,46 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
 
     queue = queue.cpu()
     metrics = {name: values.cpu().numpy() for name, values in episode_metrics(demand, sim.state).items()}
-    rows = [
+    all_rows = [
         {"scenario": scenario.name, "controller": controllers[int(owner[b])], "seed": b % seeds,
-         **{m: float(metrics[m][b]) for m in METRIC_NAMES}}
+         "condition": conditions[int(condition[b])], **{m: float(metrics[m][b]) for m in METRIC_NAMES}}
         for b in range(copies)
     ]
+    # the main table is the last condition's: the perturbed one under a perturbation
+    shown = conditions[-1]
+    rows = [r for r in all_rows if r["condition"] == shown]
     stats = summary(rows, controllers)
     table = markdown_table(stats, controllers, seeds)
+    if len(conditions) > 1:
+        clean_rows = [r for r in all_rows if r["condition"] == "clean"]
+        table = (f"Under perturbation `{shown}`:\n\n{table}\n\nDegradation against the clean case "
+                 f"(same demand seeds):\n\n{degradation_table(clean_rows, rows, controllers, seeds)}")
     print(table)
 
     (out_dir / "table.md").write_text(table + "\n")
     with open(out_dir / "metrics.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["scenario", "controller", "seed", *METRIC_NAMES])
+        writer = csv.DictWriter(handle, fieldnames=["scenario", "controller", "seed", "condition", *METRIC_NAMES])
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(all_rows)
     result = {
         "scenario": scenario.name, "controllers": controllers, "seeds": seeds, "steps": steps,
-        "demand": asdict(spec), "wall_s": wall,
+        "demand": asdict(spec), "wall_s": wall, "perturbation": asdict(perturbation),
         "summary": {c: {k: asdict(v) for k, v in entry.items()} for c, entry in stats.items()},
     }
     (out_dir / "summary.json").write_text(json.dumps(result, indent=2))
 
-    if cfg.eval.plots:
+    if cfg.eval.plots:  # of the main table's condition
         pop = population(demand, sim.state)
         travel, departed = pop["travel"].cpu().numpy(), pop["departed"].cpu().numpy()
-        title = f"{scenario.name}, {seeds} eval seed(s), {steps} s"
+        title = f"{scenario.name}, {seeds} eval seed(s), {steps} s" + (f", {shown}" if len(conditions) > 1 else "")
         bar_chart(stats, controllers, out_dir / "travel_time_bars.png", title)
+        mine = [((owner == c) & (condition == len(conditions) - 1)).numpy() for c in range(len(controllers))]
         travel_time_cdf(
-            {name: travel[(owner == c).numpy()][departed[(owner == c).numpy()]]
-             for c, name in enumerate(controllers)},
+            {name: travel[mine[c]][departed[mine[c]]] for c, name in enumerate(controllers)},
             out_dir / "travel_time_cdf.png", title,
         )
         queue_over_time(
-            {name: queue[:, (owner == c).numpy()].numpy() for c, name in enumerate(controllers)},
+            {name: queue[:, mine[c]].numpy() for c, name in enumerate(controllers)},
             out_dir / "queue_over_time.png", title,
         )
     if frames:

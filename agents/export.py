@@ -51,7 +51,7 @@ from envs.errors import ScenarioError
 from envs.features import TIME_IN_PHASE_MAX_S, feature_context
 from envs.intersections import IntersectionLayout, intersection_layout
 from envs.scenario import Scenario, load_scenario
-from envs.scenario.network import Network
+from envs.scenario.network import Network, lane_ids
 
 METADATA_FORMAT = 1
 DEFAULT_OPSET = 18
@@ -116,16 +116,6 @@ class DeployablePolicy(nn.Module):
 # ---- metadata ------------------------------------------------------------------------------------
 
 
-def _lane_names(network: Network) -> list[str]:
-    """CityFlow's lane ids, ``<road id>_<lane index>``, by global lane id."""
-    names = [""] * network.num_lanes
-    for road, lanes in enumerate(network.road_lanes.tolist()):
-        for index, lane in enumerate(lanes):
-            if lane >= 0:
-                names[lane] = f"{network.road_ids[road]}_{index}"
-    return names
-
-
 def _fallback_plan(network: Network, layout: IntersectionLayout, green_s: float) -> list[list[dict]]:
     """Per intersection: its actions in order, each with the roadnet plan's duration (or
     `green_s` where the plan gives none): the fixed-time plan a controller falls back to."""
@@ -141,7 +131,7 @@ def _fallback_plan(network: Network, layout: IntersectionLayout, green_s: float)
 
 def _intersections(network: Network, layout: IntersectionLayout, lane_max: torch.Tensor,
                    fallback_green_s: float) -> list[dict]:
-    lanes = _lane_names(network)
+    lanes = lane_ids(network)
     roads = network.road_ids
     per_inter = network.movements_per_intersection
     plans = _fallback_plan(network, layout, fallback_green_s)

@@ -73,6 +73,24 @@ def markdown_table(stats: dict, controllers: list[str], seeds: int) -> str:
     return "\n".join(lines)
 
 
+def degradation_table(clean: list[dict], perturbed: list[dict], controllers: list[str], seeds: int) -> str:
+    """Per controller: clean and perturbed means, and the change, paired per seed with a 95%
+    bootstrap CI (travel time: + = slower; throughput: - = fewer trips)."""
+    head = ["controller", "travel time clean (s)", "travel time perturbed (s)", "travel time change (%)",
+            "throughput clean", "throughput perturbed", "throughput change (%)"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for name in controllers:
+        cells = []
+        for metric in (PRIMARY, "throughput"):
+            before, after = per_seed(clean, name, metric), per_seed(perturbed, name, metric)
+            change = bootstrap_mean(-reduction_percent(before, after))
+            digits = 0 if metric == "throughput" else 1
+            cells += [f"{before.mean():.{digits}f}", f"{after.mean():.{digits}f}", change.format(1)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", f"Changes are paired per seed over {seeds} evaluation demand seed(s): 100 × (perturbed − clean) / clean."]
+    return "\n".join(lines)
+
+
 @contextmanager
 def _figure(path: Path, title: str, xlabel: str, ylabel: str, legend: bool = True):
     """One axes; labelled, saved to `path` and closed when the block ends."""

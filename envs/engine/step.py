@@ -25,6 +25,12 @@ Order of events inside a step at time t:
 5. Entries: the first waiting trip of each origin road enters the lane of that road that serves
    its first turn and has the most room, if the vehicle fits behind the lane's last vehicle and
    a vehicle slot is free. Vehicles that cannot enter wait in the origin's queue.
+
+Incidents (the demand's ``incident_*`` tables, per copy): a *closed* lane lets nothing leave it
+(its head sees a stop line that never opens, so the vehicles behind it queue), and lane
+choice — a head picking its target lane, an entry picking its lane — avoids closed lanes
+whenever another lane serves the same turns; a *capacity drop* scales the lane's speed limit
+by its factor (delay is still measured against the normal limit).
 """
 
 from __future__ import annotations
@@ -66,6 +72,26 @@ def _put(target: torch.Tensor, index: torch.Tensor, value) -> torch.Tensor:
 def _put_copy(target: torch.Tensor, index: torch.Tensor, value) -> torch.Tensor:
     """Functional batched scatter: a new tensor, `target` untouched."""
     return _put(target.clone(), index, value)
+
+
+def incident_factor(demand: Demand, t: torch.Tensor, num_lanes: int) -> torch.Tensor:
+    """Each lane's capacity factor at step `t` ``[B, L+1]``: 1 without an incident, the smallest
+    factor of the incidents active on it otherwise (0 = closed). Column L is padding (1)."""
+    batch = t.shape[0]
+    factor = torch.ones(batch, num_lanes + 1, device=t.device)
+    if demand.incident_lane is None:
+        return factor
+    now = t.unsqueeze(1)
+    active = (demand.incident_lane >= 0) & (demand.incident_start <= now) & (now < demand.incident_end)
+    lane = torch.where(active, demand.incident_lane, num_lanes)
+    value = torch.where(active, demand.incident_factor, 1.0)
+    return factor.scatter_reduce(1, lane, value, reduce="amin")
+
+
+def _prefer_open(usable: torch.Tensor, closed: torch.Tensor) -> torch.Tensor:
+    """Among usable lanes (last dim), keep the open ones when there is any; else all."""
+    open_ok = usable & ~closed
+    return torch.where(open_ok.any(-1, keepdim=True), open_ok, usable)
 
 
 def signal_state(
@@ -130,6 +156,13 @@ def step(
     yellow = torch.cat([yellow, no_move], 1)
     no_movement = network.num_movements
 
+    # ---- incidents: per-lane capacity factor now, 1 = normal, 0 = closed  [B, L+1] -----------
+    # (a demand without incident tables skips all of it: the step is then exactly as before)
+    incidents = demand.incident_lane is not None
+    if incidents:
+        lane_factor = incident_factor(demand, s.t, num_lanes)
+        closed = lane_factor <= 0.0  # column L (padding) is never closed
+
     # ---- 2. heads: target lane and what they see ahead -------------------------------------
     lane_length = network.lane_length.unsqueeze(0)  # [1, L]
     head = s.lane_head[:, :num_lanes]
@@ -160,6 +193,8 @@ def step(
     )
     usable = reachable & serves_after & (candidates >= 0)
     cand_c = torch.where(candidates >= 0, candidates, num_lanes)
+    if incidents:
+        usable = _prefer_open(usable, _take(closed, cand_c))
     cand_rear = _take(tail_rear, cand_c)
     score = torch.where(usable, cand_rear, -FAR)
     best = score.argmax(dim=-1, keepdim=True)  # lowest index among equals
@@ -181,8 +216,12 @@ def step(
     signal_yellow = _take(yellow, torch.where(next_move >= 0, next_move, no_movement))
     can_stop = h_speed * h_speed <= 2.0 * h_decel * to_stop_line
     may_cross = room & (signal_green | (signal_yellow & ~can_stop)) & ~last_road
+    leaves_freely = last_road
+    if incidents:  # a closed lane's head sees a stop line that never opens, exit lanes too
+        may_cross = may_cross & ~closed[:, :num_lanes]
+        leaves_freely = last_road & ~closed[:, :num_lanes]
     head_rear = torch.where(
-        last_road,
+        leaves_freely,
         FAR,
         torch.where(may_cross, lane_length + through_length + target_rear, lane_length + h_gap),
     )
@@ -203,9 +242,12 @@ def step(
         _take(head_rear, lane_c),
     )
     lead_speed = torch.where(has_leader, _take(s.veh_speed, leader_c), _take(head_lead_speed, lane_c))
-    speed_limit = torch.minimum(
-        s.veh_max_speed, torch.cat([network.lane_max_speed, network.lane_max_speed[:1]])[lane_c]
-    )
+    lane_limit = torch.cat([network.lane_max_speed, network.lane_max_speed[:1]])[lane_c]
+    free_limit = torch.minimum(s.veh_max_speed, lane_limit)  # delay is measured against this
+    speed_limit = free_limit
+    if incidents:  # a capacity drop scales the lane's limit; a closure stops traffic at its end
+        drop = torch.where(lane_factor > 0.0, lane_factor.clamp(max=1.0), 1.0)
+        speed_limit = torch.minimum(s.veh_max_speed, lane_limit * _take(drop, lane_c))
     pos, speed, decel = s.veh_pos, s.veh_speed, s.veh_decel
     gap = lead_rear - pos - s.veh_min_gap
     # Safe speed v': after moving (v + v')/2 * DT we must still stop behind a leader that
@@ -248,7 +290,7 @@ def step(
     new_pos = _put(new_pos, blocked_slot, lane_length.expand(batch, -1))
     new_speed = _put(new_speed, blocked_slot, 0.0)
     # delay (time lost against driving at the speed limit), halting and stops, per vehicle
-    lost = (DT - (new_pos - pos) / speed_limit).clamp(min=0.0)
+    lost = (DT - (new_pos - pos) / free_limit).clamp(min=0.0)
     veh_delay = s.veh_delay + torch.where(active, lost, 0.0)
     halted = active & (new_speed < params.halting_speed)
     veh_stops = s.veh_stops + (halted & ~s.veh_halted).to(s.veh_stops.dtype)
@@ -317,6 +359,8 @@ def step(
     )
     lane_ok = serves_first & (origin_lanes >= 0)
     origin_c = torch.where(origin_lanes >= 0, origin_lanes, num_lanes)
+    if incidents:
+        lane_ok = _prefer_open(lane_ok, _take(closed, origin_c))
     last = _take(lane_tail, origin_c)
     last_c = torch.where(last >= 0, last, scratch_slot)
     last_rear = torch.where(last >= 0, _take(new_pos, last_c) - _take(s.veh_length, last_c), FAR)

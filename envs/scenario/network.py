@@ -107,6 +107,16 @@ class Network:
         return int(per_lane.sum().item())
 
 
+def lane_ids(network: Network) -> list[str]:
+    """CityFlow's lane ids, ``<road id>_<lane index>``, by global lane id."""
+    names = [""] * network.num_lanes
+    for road, lanes in enumerate(network.road_lanes.tolist()):
+        for index, lane in enumerate(lanes):
+            if lane >= 0:
+                names[lane] = f"{network.road_ids[road]}_{index}"
+    return names
+
+
 def tensors_to(frozen, device: str | torch.device):
     """A copy of a frozen dataclass with every tensor field moved to `device`."""
     moved = {

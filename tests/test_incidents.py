@@ -1,0 +1,251 @@
+"""Incidents in the engine and demand surges (envs/perturbations.py): closures hold traffic,
+lane choice avoids closed lanes, capacity drops slow a lane, the invariants hold under random
+incidents, perturbations are seeded per copy and split, and bad configs name the field."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agents import FixedTime, MaxPressure
+from envs.engine import EngineParams, Simulator
+from envs.errors import ScenarioError
+from envs.metrics import episode_metrics
+from envs.perturbations import (
+    Incident, IncidentSpec, Perturbation, SurgeSpec, perturbation_from_config, sample_incidents, surge_trips,
+    with_incidents,
+)
+from envs.scenario import scenario_from_dicts
+from envs.scenario.generate import DEFAULT_VEHICLE, grid_roadnet
+from envs.scenario.network import lane_ids
+from tests.engine_checks import check_all
+from tests.scenarios import small_grid
+
+EAST = ["road_0_1_0", "road_1_1_0", "road_2_1_0"]  # straight through both signals of a 1x2 grid
+
+
+@pytest.fixture(scope="module")
+def corridor():
+    """Two signals in a row, roads with two straight lanes, a steady eastbound stream."""
+    roadnet = grid_roadnet(1, 2, lanes=("L", "S", "S", "R"), road_length=200.0)
+    flow = [{"vehicle": dict(DEFAULT_VEHICLE), "route": EAST, "interval": 3.0, "startTime": 0, "endTime": 900}]
+    return scenario_from_dicts(roadnet, flow, name="corridor")
+
+
+def _lane(network, name: str) -> int:
+    return lane_ids(network).index(name)
+
+
+def _run(scenario, incidents, steps, copies=1):
+    demand = with_incidents(scenario.demand(copies), [list(incidents)] * copies)
+    sim = Simulator(scenario.network, demand)
+    controller = FixedTime()
+    controller.reset(sim)
+    history = []
+    for _ in range(steps):
+        sim.step(controller.act(sim))
+        history.append(sim.state.lane_count[0].clone())
+    return sim, torch.stack(history)
+
+
+def test_lane_choice_avoids_a_closed_lane_where_another_serves_the_route(corridor):
+    net = corridor.network
+    closed, other = _lane(net, "road_1_1_0_1"), _lane(net, "road_1_1_0_2")
+    entry_closed = _lane(net, "road_0_1_0_1")
+    _, clean = _run(corridor, [], 900)
+    assert clean[:, closed].sum() > 0 and clean[:, other].sum() > 0  # both lanes carry traffic
+    incidents = [Incident(closed, 0, 10_000, 0.0), Incident(entry_closed, 0, 10_000, 0.0)]
+    sim, counts = _run(corridor, incidents, 900)
+    assert int(counts[:, closed].max()) == 0  # nobody turned into the closed lane
+    assert int(counts[:, entry_closed].max()) == 0  # nobody entered on the closed origin lane
+    assert counts[:, other].sum() > 0
+    assert int((sim.state.trip_finish >= 0).sum()) > 50  # and traffic still flows (84 here)
+
+
+def test_a_closure_holds_every_vehicle_behind_it_until_it_clears(corridor):
+    net = corridor.network
+    lanes = [_lane(net, f"road_1_1_0_{k}") for k in (1, 2)]  # every lane of the route's middle road
+    incidents = [Incident(lane, 200, 500, 0.0) for lane in lanes]
+    demand = with_incidents(corridor.demand(1), [incidents])
+    sim = Simulator(net, demand)
+    controller = FixedTime()
+    controller.reset(sim)
+    on_road = lambda state: set(  # noqa: E731  trips on the closed road
+        state.veh_trip[0, :-1][torch.isin(state.veh_lane[0, :-1], torch.tensor(lanes))].tolist())
+    queued = []
+    for t in range(3000):
+        before = on_road(sim.state)
+        sim.step(controller.act(sim))
+        if 201 <= t < 500:  # the closure is in force for the step from t
+            assert before <= on_road(sim.state), f"a vehicle left a closed lane at t={t}"
+            queued.append(len(on_road(sim.state)))
+    assert queued[-1] > queued[0] + 5  # the queue grew behind the closure
+    after = episode_metrics(sim.demand, sim.state)
+    clean, _ = _run(corridor, [], 3000)
+    assert float(after["travel_time/mean"][0]) > float(episode_metrics(clean.demand, clean.state)["travel_time/mean"][0])
+    trips = int(sim.demand.num_trips[0])
+    assert int((sim.state.trip_finish[0, :trips] >= 0).sum()) == trips  # all done after it cleared
+
+
+def test_a_capacity_drop_caps_the_speed_on_its_lane(corridor):
+    net = corridor.network
+    lane = _lane(net, "road_1_1_0_1")
+    other = _lane(net, "road_1_1_0_2")
+    demand = with_incidents(corridor.demand(1), [[Incident(lane, 0, 900, 0.3), Incident(other, 0, 900, 0.3)]])
+    sim = Simulator(net, demand)
+    controller = FixedTime()
+    controller.reset(sim)
+    limit = float(net.lane_max_speed[lane])
+    fastest, entering = 0.0, 0.0
+    slowed = torch.tensor([lane, other])
+    for _ in range(600):
+        was_on = torch.isin(sim.state.veh_lane[0, :-1], slowed)
+        sim.step(controller.act(sim))
+        on = torch.isin(sim.state.veh_lane[0, :-1], slowed)
+        stayed = on & was_on  # a vehicle keeps the speed it crossed with for the step it enters
+        if bool(stayed.any()):
+            fastest = max(fastest, float(sim.state.veh_speed[0, :-1][stayed].max()))
+        if bool((on & ~was_on).any()):
+            entering = max(entering, float(sim.state.veh_speed[0, :-1][on & ~was_on].max()))
+    assert 0.0 < fastest <= 0.3 * limit + 1e-4
+    assert entering > 0.3 * limit  # (so the cap is the incident's doing)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), count=st.integers(1, 6), capacity=st.sampled_from([0.0, 0.2, 0.6]),
+       duration=st.integers(1, 300))
+def test_invariants_hold_under_random_incidents(seed, count, capacity, duration):
+    """Conservation, FIFO lanes, gaps, no conflicting greens, no red discharge — with closures
+    and capacity drops scattered over two copies (different per copy)."""
+    scenario = small_grid(2, 2, rate=700.0, horizon=300, seed=1)
+    spec = Perturbation(seed=seed, incidents=IncidentSpec(count=count, start_s=[0, 200], duration_s=duration,
+                                                          capacity=capacity))
+    per_copy = [sample_incidents(spec, scenario.network, "eval", k) for k in range(2)]
+    sim = Simulator(scenario.network, with_incidents(scenario.demand(2), per_copy))
+    controller = MaxPressure(min_green_s=5)
+    controller.reset(sim)
+    for _ in range(300):
+        before = sim.snapshot()
+        sim.step(controller.act(sim))
+        check_all(sim.network, sim.demand, sim.params, before, sim.state)
+
+
+def test_incidents_are_seeded_per_copy_and_split():
+    scenario = small_grid(3, 3, horizon=100)
+    spec = Perturbation(seed=3, incidents=IncidentSpec(count=2, start_s=[0, 1000], duration_s=60))
+    a = [sample_incidents(spec, scenario.network, "eval", k) for k in range(4)]
+    assert a == [sample_incidents(spec, scenario.network, "eval", k) for k in range(4)]  # reproducible
+    assert len({tuple(x) for x in a}) == 4  # different per copy
+    assert a[0] != sample_incidents(spec, scenario.network, "train", 0)  # splits never share a draw
+    ends = scenario.network.road_end[scenario.network.lane_road]
+    assert all(int(ends[i.lane]) >= 0 and 0 <= i.start <= 1000 and i.end == i.start + 60 for x in a for i in x)
+    named = IncidentSpec(count=3, lanes=["road_1_1_0_1"])
+    chosen = sample_incidents(Perturbation(incidents=named), scenario.network, "eval", 0)
+    assert {i.lane for i in chosen} == {lane_ids(scenario.network).index("road_1_1_0_1")}
+
+
+def test_a_surge_scales_departures_inside_its_window_only():
+    scenario = small_grid(2, 2, rate=1200.0, horizon=1800, seed=0)
+    trips = scenario.trips
+    spec = Perturbation(seed=1, surge=SurgeSpec(scale=2.5, start_s=600, end_s=1200))
+    surged = surge_trips(trips, spec, "eval", 0)
+    inside = lambda d: ((d >= 600) & (d < 1200)).sum()  # noqa: E731
+    assert (surged.depart[(surged.depart < 600) | (surged.depart >= 1200)]
+            == trips.depart[(trips.depart < 600) | (trips.depart >= 1200)]).all()
+    assert 2.3 < inside(surged.depart) / inside(trips.depart) < 2.7
+    assert (np.diff(surged.depart) >= 0).all()
+    sim = Simulator(scenario.network, scenario.demand(trips=[surged]))
+    sim.run(200)  # the surged table is a valid demand
+
+
+@pytest.mark.parametrize("config, field", [
+    ({"incidents": {"lanes": ["road_9_9_9_0"]}}, "incidents.lanes"),
+    ({"incidents": {"duration_s": -5}}, "incidents.duration_s"),
+    ({"incidents": {"capacity": 1.5}}, "incidents.capacity"),
+    ({"incidents": {"count": -1}}, "incidents.count"),
+    ({"incidents": {"start_s": [900, 100]}}, "incidents.start_s"),
+    ({"incidents": {"when": 3}}, "perturbation.incidents.when"),
+    ({"surge": {"scale": -2}}, "surge.scale"),
+    ({"surge": {"start_s": 900, "end_s": 100}}, "surge.[start_s, end_s]"),
+    ({"seed": -1}, "perturbation.seed"),
+    ({"colour": "red"}, "perturbation.colour"),
+])
+def test_bad_perturbation_configs_name_the_field_and_value(config, field):
+    scenario = small_grid(2, 2, horizon=100)
+    with pytest.raises(ScenarioError) as error:
+        perturbation = perturbation_from_config(config)
+        sample_incidents(perturbation, scenario.network, "eval", 0)
+    assert field in str(error.value)
+    value = str(list(config.values())[0])
+    assert any(str(v) in str(error.value) for v in _leaves(config)), (str(error.value), value)
+
+
+def _leaves(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _leaves(v)
+    elif isinstance(value, list):
+        yield from value
+    else:
+        yield value
+
+
+def test_without_incidents_the_engine_is_unchanged():
+    scenario = small_grid(2, 2, rate=700.0, horizon=300, seed=1)
+    runs = []
+    for demand in (scenario.demand(1), with_incidents(scenario.demand(1), [[]])):
+        sim = Simulator(scenario.network, demand, EngineParams())
+        controller = MaxPressure()
+        controller.reset(sim)
+        sim.run(400, controller)
+        runs.append(sim.state)
+    assert torch.equal(runs[0].veh_pos, runs[1].veh_pos) and torch.equal(runs[0].trip_finish, runs[1].trip_finish)
+
+
+def test_compiled_engine_matches_eager_under_incidents():
+    scenario = small_grid(2, 2, rate=700.0, horizon=300, seed=1)
+    spec = Perturbation(seed=5, incidents=IncidentSpec(count=3, start_s=[0, 100], duration_s=120, capacity=0.0))
+    demand = with_incidents(scenario.demand(2), [sample_incidents(spec, scenario.network, "eval", k) for k in range(2)])
+    states = []
+    for compiled in (False, True):
+        sim = Simulator(scenario.network, demand, compile=compiled)
+        controller = MaxPressure()
+        controller.reset(sim)
+        sim.run(250, controller)
+        states.append(sim.state)
+    for name in ("veh_lane", "trip_finish", "lane_count", "phase"):
+        assert torch.equal(getattr(states[0], name), getattr(states[1], name)), name
+    for name in ("veh_pos", "veh_speed"):  # fused float arithmetic, as in test_engine_compiled
+        torch.testing.assert_close(getattr(states[0], name), getattr(states[1], name), rtol=1e-4, atol=1e-3)
+
+
+def test_evaluate_reports_degradation_under_a_perturbation(tmp_path):
+    import csv
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    done = subprocess.run(
+        [sys.executable, "evaluate.py", "scenario=grid_1x1", "controllers=[fixed_time,max_pressure]",
+         "perturbation=mixed", "perturbation.incidents.start_s=[60,120]", "perturbation.surge.start_s=0",
+         "perturbation.surge.end_s=600", "eval.seeds=2", "eval.steps=600", "eval.plots=false",
+         "eval.progress=false", f"hydra.run.dir={tmp_path}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Degradation against the clean case" in done.stdout and "travel time change (%)" in done.stdout
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert {r["condition"] for r in rows} == {"clean", "mixed"} and len(rows) == 8
+    by = {(r["controller"], r["condition"], r["seed"]): float(r["travel_time/mean"]) for r in rows}
+    # a closure plus a 1.3x surge slows every controller on every seed
+    assert all(by[(c, "mixed", s)] > by[(c, "clean", s)] for c in ("fixed_time", "max_pressure") for s in "01")
+    bad = subprocess.run(
+        [sys.executable, "evaluate.py", "scenario=grid_1x1", "perturbation=incident",
+         "perturbation.incidents.duration_s=-1", f"hydra.run.dir={tmp_path / 'bad'}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert bad.returncode != 0 and "incidents.duration_s" in bad.stderr and "-1" in bad.stderr
