@@ -23,6 +23,7 @@ from agents import CONTROLLERS
 from envs.engine.state import EngineParams
 from envs.errors import ScenarioError
 from envs.features import check_observation_names, check_reward_weights
+from envs.perturbations import perturbation_from_config
 from envs.scenario.splits import DemandSpec
 
 SOURCE = "<config>"
@@ -121,6 +122,8 @@ class TrainAppSchema:
     train: TrainSchema = MISSING
     eval: EvalSchema = MISSING
     baseline_params: Dict[str, Any] = field(default_factory=dict)
+    # training under perturbations (configs/perturbation/, envs/perturbations.py checks it)
+    perturbation: Dict[str, Any] = field(default_factory=lambda: {"name": "clean"})
     seed: int = 0
     resume: Optional[str] = None
 
@@ -210,6 +213,15 @@ def _check_keys(node, schema, prefix: str) -> None:
             _check_keys(node[key], nested, f"{path}.")
 
 
+def perturbation_config(cfg) -> dict | None:
+    """The training perturbation as a plain mapping, checked (errors name the field)."""
+    if cfg.get("perturbation") is None:
+        return None
+    plain = OmegaConf.to_container(cfg.perturbation, resolve=True)
+    perturbation_from_config(plain, SOURCE)
+    return plain
+
+
 def check_config(cfg) -> None:
     """Value checks a type cannot express; raises `ScenarioError` naming the full field path."""
     _check_keys(cfg, TrainAppSchema, "")
@@ -234,6 +246,7 @@ def check_config(cfg) -> None:
     demand_spec(cfg.env.demand, "env.demand")
     demand_spec(cfg.eval.demand, "eval.demand")
     engine_params(cfg)
+    perturbation_config(cfg)
 
     agent = cfg.agent
     if agent.policy not in POLICIES:

@@ -48,7 +48,7 @@ from tqdm import tqdm
 from agents.indexed_policy import IndexedActorCriticPolicy
 from agents.ppo import PolicyController, read_meta, save_checkpoint
 from agents.ppo_config import (
-    SOURCE, check_config, demand_spec, engine_params, observation_names,
+    SOURCE, check_config, demand_spec, engine_params, observation_names, perturbation_config,
 )
 from agents.ppo_eval import PRIMARY, Evaluator
 from envs.errors import ScenarioError
@@ -103,7 +103,7 @@ def build_env(cfg: DictConfig, scenario: Scenario) -> IntersectionVecEnv:
         episode_s=cfg.env.episode_s, observations=observation_names(cfg),
         reward=dict(cfg.env.reward), normalise=cfg.env.normalise,
         demand=demand_spec(cfg.env.demand, "env.demand"), split="train", engine=engine_params(cfg),
-        compile=cfg.engine.compile,
+        compile=cfg.engine.compile, perturbation=perturbation_config(cfg),
     )
 
 

@@ -46,6 +46,9 @@ from envs.intersections import IntersectionLayout, intersection_layout
 from envs.metrics import episode_metrics
 from envs.scenario import Scenario, load_scenario
 from envs.scenario.demand import DemandShape, Trips, demand_shape, stack_demand
+from envs.perturbations import (
+    Incident, Perturbation, perturbation_from_config, sample_incidents, surge_trips, with_incidents,
+)
 from envs.scenario.splits import SPLITS, DemandSpec, sample_trips
 
 SOURCE = "<env>"
@@ -97,6 +100,7 @@ class BatchedSignalEnv:
         data_dir: str | None = None,
         scenario_seed: int = 0,
         autoreset: bool = True,
+        perturbation: Perturbation | dict | None = None,
     ) -> None:
         if not isinstance(copies, int) or isinstance(copies, bool) or copies < 1:
             raise ScenarioError(SOURCE, "copies", copies, "need an integer B >= 1")
@@ -115,12 +119,20 @@ class BatchedSignalEnv:
             )
         self.scenario = scenario
         self.demand_spec = _as_dataclass(demand, DemandSpec, "demand")
+        # training under perturbations: each episode's sample also draws its incidents and surge
+        # (same split and index as its demand, so evaluation never sees a training draw)
+        self.perturbation = (perturbation if isinstance(perturbation, Perturbation)
+                             else perturbation_from_config(perturbation, SOURCE))
+        if not self.perturbation.is_clean and self.demand_spec.mode == "original":
+            raise ScenarioError(SOURCE, "perturbation", self.perturbation.name,
+                                "perturbed episodes are drawn with the demand: use demand mode poisson or jitter")
         self.network = scenario.network
         self.layout: IntersectionLayout = intersection_layout(self.network)
         self.params = _as_dataclass(engine, EngineParams, "engine")
         self.copies = copies
         self.autoreset = autoreset  # False: done copies wait for `reset` (single-env adapters)
         self._next_sample = 0
+        self._incidents: list[list[Incident]] = [[] for _ in range(copies)]
         # Until the first `reset` draws the episode demands, every copy holds the scenario's own
         # trips: they size the first tables. The horizon is padded to the episode so that later
         # samples never widen it.
@@ -152,17 +164,20 @@ class BatchedSignalEnv:
         return self.network.device
 
     # ---- demand ---------------------------------------------------------------------------
-    def _draw(self) -> Trips:
-        index = self._next_sample
+    def _draw(self, copy: int) -> Trips:
+        """Copy `copy`'s next episode: its demand sample (and incidents, kept for install)."""
+        index, split = self._next_sample, self.config.split
         self._next_sample += 1
-        return sample_trips(self.scenario, self.demand_spec, self.config.split, index)
+        trips = sample_trips(self.scenario, self.demand_spec, split, index)
+        self._incidents[copy] = sample_incidents(self.perturbation, self.network, split, index)
+        return surge_trips(trips, self.perturbation, split, index)
 
     def _redraw(self, copies: torch.Tensor) -> None:
         """New demand samples for the copies in the ``[B]`` mask (original demand: unchanged)."""
         if self.demand_spec.mode == "original":
             return
         for b in torch.nonzero(copies).flatten().tolist():
-            self._trips[b] = self._draw()
+            self._trips[b] = self._draw(b)
         self._install_demand()
 
     def _install_demand(self) -> None:
@@ -171,7 +186,10 @@ class BatchedSignalEnv:
         need, have = demand_shape(self._trips), self.sim.demand.shape
         trips = have.trips if need.trips <= have.trips else int(need.trips * TRIP_HEADROOM)
         shape = DemandShape(trips, max(need.legs, have.legs), max(need.horizon, have.horizon))
-        self.sim.set_demand(stack_demand(self._trips, self.network, shape))
+        demand = stack_demand(self._trips, self.network, shape)
+        if self.perturbation.incidents is not None and self.perturbation.incidents.count:
+            demand = with_incidents(demand, self._incidents)
+        self.sim.set_demand(demand)
 
     # ---- the RL interface -----------------------------------------------------------------
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict]:
@@ -181,7 +199,7 @@ class BatchedSignalEnv:
                 raise ScenarioError(SOURCE, "seed", seed, "must be an integer >= 0")
             self._next_sample = seed
         if self.demand_spec.mode != "original":
-            self._trips = [self._draw() for _ in range(self.copies)]
+            self._trips = [self._draw(b) for b in range(self.copies)]
             self._install_demand()
         self.sim.reset()
         return self.observe(), self._info()
@@ -276,6 +294,7 @@ class BatchedSignalEnv:
             "episode_s": self.config.episode_s,
             "engine": asdict(self.params),
             "demand": asdict(self.demand_spec),
+            "perturbation": asdict(self.perturbation),
         }
 
 

@@ -249,3 +249,24 @@ def test_evaluate_reports_degradation_under_a_perturbation(tmp_path):
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )
     assert bad.returncode != 0 and "incidents.duration_s" in bad.stderr and "-1" in bad.stderr
+
+
+def test_training_env_draws_incidents_and_surges_with_each_episode():
+    from envs.signal_env import BatchedSignalEnv
+
+    config = {"name": "mixed", "incidents": {"count": 2, "start_s": [0, 50], "duration_s": 100},
+              "surge": {"scale": 2.0, "start_s": 0, "end_s": 300}}
+    env = BatchedSignalEnv("grid_1x1", copies=3, episode_s=300, demand={"mode": "poisson"}, perturbation=config)
+    clean = BatchedSignalEnv("grid_1x1", copies=3, episode_s=300, demand={"mode": "poisson"})
+    env.reset(seed=0)
+    clean.reset(seed=0)
+    demand = env.sim.demand
+    assert demand.incident_lane.shape == (3, 2)
+    assert len({tuple(row) for row in demand.incident_lane.tolist()} | {0}) >= 2  # per copy
+    assert int(demand.num_trips.sum()) > 1.5 * int(clean.sim.demand.num_trips.sum())  # the surge
+    first = demand.incident_start.clone()
+    env.reset()  # the next episodes draw new samples, with new incidents
+    assert not torch.equal(first, env.sim.demand.incident_start)
+    assert env.describe()["perturbation"]["name"] == "mixed"
+    with pytest.raises(ScenarioError, match="perturbation"):
+        BatchedSignalEnv("grid_1x1", demand={"mode": "original"}, perturbation=config)
