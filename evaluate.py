@@ -41,7 +41,10 @@ from agents.ppo_config import demand_spec, engine_params
 from envs.engine import Simulator
 from envs.errors import ScenarioError
 from envs.metrics import METRIC_NAMES, episode_metrics, population
-from envs.perturbations import perturbation_from_config, sample_incidents, surge_trips, with_incidents
+from envs.intersections import intersection_layout
+from envs.perturbations import (
+    DetectorFaults, perturbation_from_config, sample_incidents, surge_trips, with_incidents,
+)
 from envs.report import bar_chart, degradation_table, markdown_table, queue_over_time, summary, travel_time_cdf
 from envs.scenario import load_scenario
 from envs.scenario.splits import DemandSpec, sample_trips
@@ -138,10 +141,17 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     sim = Simulator(scenario.network, demand, engine_params(cfg), compile=cfg.engine.compile)
     owner = (torch.arange(copies) // seeds) % len(controllers)
     condition = torch.arange(copies) // per_condition
-    mix = ControllerMix(
-        [policies[name] if name in policies else build_controller(name, cfg) for name in controllers],
-        owner,
-    )
+    built = [policies[name] if name in policies else build_controller(name, cfg) for name in controllers]
+    detectors = DetectorFaults(perturbation, scenario.network, intersection_layout(scenario.network).in_lanes, copies)
+    if detectors.active:  # faulty detectors on the perturbed copies, for controllers that read them
+        for b in range(per_condition, copies):
+            detectors.start_episode(b, "eval", b % seeds)
+        for controller in built:
+            if hasattr(controller, "detectors"):
+                controller.detectors = detectors
+        print("detector faults reach the learned and deployed policies; the classical controllers "
+              "read the simulator's true state", flush=True)
+    mix = ControllerMix(built, owner)
     mix.reset(sim)
 
     render_every = int(cfg.render_every_s) if cfg.render else 0

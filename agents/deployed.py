@@ -25,12 +25,19 @@ from envs.intersections import gather_lanes, intersection_layout
 from envs.metrics import lane_halting
 
 
-def sim_readings(sim: Simulator, in_lanes: torch.Tensor) -> dict[str, np.ndarray]:
+def sim_readings(sim: Simulator, in_lanes: torch.Tensor, detectors=None) -> dict[str, np.ndarray]:
     """Detector readings of every copy ``{lane_count [B, I, L], lane_halting, phase [B, I],
-    time_in_phase [B, I]}`` (lanes in the layout's order, zero-padded)."""
+    time_in_phase [B, I]}`` (lanes in the layout's order, zero-padded). `detectors`
+    (`envs.perturbations.DetectorFaults`) makes them faulty; a lost reading is NaN."""
     state, lanes = sim.state, sim.network.num_lanes
-    counts = gather_lanes(state.lane_count[:, :lanes].to(torch.float32), in_lanes)
-    halting = gather_lanes(lane_halting(state, lanes, sim.params.halting_speed).to(torch.float32), in_lanes)
+    per_lane = {
+        "lane_count": state.lane_count[:, :lanes].to(torch.float32),
+        "lane_halting": lane_halting(state, lanes, sim.params.halting_speed).to(torch.float32),
+    }
+    if detectors is not None:
+        per_lane = {name: detectors.apply(name, v, state.t, missing=float("nan")) for name, v in per_lane.items()}
+    counts = gather_lanes(per_lane["lane_count"], in_lanes)
+    halting = gather_lanes(per_lane["lane_halting"], in_lanes)
     return {
         "lane_count": counts.cpu().numpy(),
         "lane_halting": halting.cpu().numpy(),
@@ -65,6 +72,7 @@ class DeployedController:
                  faults: Callable[[int, dict], dict] | None = None, **options) -> None:
         self.model_path, self.metadata_path, self.options = model_path, metadata_path, options
         self.faults = faults
+        self.detectors = None  # envs.perturbations.DetectorFaults applied to the readings
         self.controllers: list[DeploymentController] = []
         self.decisions: list = []  # per decision: the copies' `Decision`s
 
@@ -94,7 +102,7 @@ class DeployedController:
         t = sim.state.t
         due = (t % self.interval == 0) & self._owned
         if bool(due.any()):
-            readings = sim_readings(sim, self.in_lanes)
+            readings = sim_readings(sim, self.in_lanes, self.detectors)
             made = []
             for copy in torch.nonzero(due).flatten().tolist():
                 now = int(t[copy])

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -117,6 +118,7 @@ class PolicyController:
         self.normalise = bool(env["normalise"])
         self.decision_interval_s = int(env["decision_interval_s"])
         self.max_green_s = max_green_s
+        self.detectors = None  # envs.perturbations.DetectorFaults: what faulty detectors show it
         self._context = None
         self._command: torch.Tensor | None = None
 
@@ -136,6 +138,8 @@ class PolicyController:
                 )
         self.layout = layout
         self._context = feature_context(sim.network, layout, sim.params)
+        if self.detectors is not None:
+            self._context = replace(self._context, detectors=self.detectors)
         self._command = sim.keep_command()
         self.policy.set_training_mode(False)
 

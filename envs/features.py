@@ -66,6 +66,9 @@ class FeatureContext:
     state: SimState | None
     lane_storage: torch.Tensor  # [L] vehicles a lane holds standing, at 7.5 m each (>= 1)
     lane_max_vehicles: torch.Tensor  # [L] most vehicles a lane (and its box) can ever count
+    # detector faults (envs.perturbations.DetectorFaults): applied to the lane_count and
+    # lane_halting *observations* only; rewards and other features read the true state
+    detectors: object | None = None
 
     def at(self, state: SimState) -> "FeatureContext":
         return replace(self, state=state)
@@ -161,12 +164,19 @@ def _in_lane_halting(ctx: FeatureContext) -> torch.Tensor:
     return lane_halting(ctx.state, ctx.network.num_lanes, ctx.params.halting_speed)
 
 
+def _detected(ctx: FeatureContext, name: str, per_lane: torch.Tensor) -> torch.Tensor:
+    """What the lane detectors report for a true per-lane reading (faults, if any)."""
+    if ctx.detectors is None:
+        return per_lane
+    return ctx.detectors.apply(name, per_lane, ctx.state.t, upper=ctx.lane_max_vehicles)
+
+
 @register_observation(
     "lane_count", lambda lay: lay.max_in_lanes, lambda ctx, norm: (0.0, _lane_bound(ctx, norm)),
     doc="vehicles per incoming lane",
 )
 def _obs_lane_count(ctx, normalise):
-    return _lanes_value(ctx, _in_lane_counts(ctx), normalise)
+    return _lanes_value(ctx, _detected(ctx, "lane_count", _in_lane_counts(ctx)), normalise)
 
 
 @register_observation(
@@ -174,7 +184,7 @@ def _obs_lane_count(ctx, normalise):
     doc="halting vehicles per incoming lane",
 )
 def _obs_lane_halting(ctx, normalise):
-    return _lanes_value(ctx, _in_lane_halting(ctx), normalise)
+    return _lanes_value(ctx, _detected(ctx, "lane_halting", _in_lane_halting(ctx)), normalise)
 
 
 @register_observation(

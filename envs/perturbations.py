@@ -11,6 +11,13 @@ A `Perturbation` composes (from Hydra's ``configs/perturbation/``, or in code):
 - ``surge`` (`SurgeSpec`): demand multiplied by ``scale`` for trips departing in
   ``[start_s, end_s)``: each such trip is kept ``floor(scale) + Bernoulli(scale - floor(scale))``
   times (binomial thinning below 1), replicas departing at the same step.
+- ``detectors`` (`DetectorFaultSpec`): faults of the lane detectors, which change what agents
+  *observe* (the ``lane_count`` / ``lane_halting`` readings), never the traffic or the rewards:
+  Gaussian noise (``noise_std`` vehicles; the reading is rounded and never negative, as a
+  counter's), dropouts (each reading lost with ``dropout_p``), stuck detectors (each lane's with
+  ``stuck_p`` per episode, frozen at its reading at ``stuck_at_s``) and dead intersections (all
+  detectors of an intersection, with ``dead_p`` per episode). A lost or dead reading is 0 in RL
+  observations and NaN (missing) for the deployment controller (`agents.deployed`).
 
 Seeds: copy ``index`` of split ``split`` draws from ``SeedSequence(seed, spawn_key=(split seed
 of index, stream))`` — evaluation and training perturbations never share a draw, as demand
@@ -36,7 +43,7 @@ from envs.scenario.network import Network, lane_ids
 from envs.scenario.splits import split_seed
 
 SOURCE = "<perturbation>"
-_STREAM = {"incidents": 1, "surge": 2}
+_STREAM = {"incidents": 1, "surge": 2, "detectors": 3}
 
 
 def _number(value: Any) -> bool:
@@ -110,15 +117,40 @@ class SurgeSpec:
 
 
 @dataclass(frozen=True)
+class DetectorFaultSpec:
+    noise_std: float = 0.0  # vehicles
+    dropout_p: float = 0.0  # per lane and reading
+    stuck_p: float = 0.0  # per lane and episode
+    stuck_at_s: float = 600.0
+    dead_p: float = 0.0  # per intersection and episode
+
+    def __post_init__(self) -> None:
+        if not _number(self.noise_std) or self.noise_std < 0:
+            raise ScenarioError(SOURCE, "detectors.noise_std", self.noise_std, "must be a number of vehicles >= 0")
+        for name in ("dropout_p", "stuck_p", "dead_p"):
+            value = getattr(self, name)
+            if not _number(value) or not 0.0 <= value <= 1.0:
+                raise ScenarioError(SOURCE, f"detectors.{name}", value, "a probability must lie in [0, 1]")
+        if not _number(self.stuck_at_s) or self.stuck_at_s < 0:
+            raise ScenarioError(SOURCE, "detectors.stuck_at_s", self.stuck_at_s, "must be a number of seconds >= 0")
+
+    @property
+    def is_clean(self) -> bool:
+        return self.noise_std == 0 and self.dropout_p == 0 and self.stuck_p == 0 and self.dead_p == 0
+
+
+@dataclass(frozen=True)
 class Perturbation:
     name: str = "clean"
     seed: int = 0
     incidents: IncidentSpec | None = None
     surge: SurgeSpec | None = None
+    detectors: DetectorFaultSpec | None = None
 
     @property
     def is_clean(self) -> bool:
-        return (self.incidents is None or self.incidents.count == 0) and self.surge is None
+        return ((self.incidents is None or self.incidents.count == 0) and self.surge is None
+                and (self.detectors is None or self.detectors.is_clean))
 
 
 def perturbation_from_config(config: dict | None, source: str = SOURCE) -> Perturbation:
@@ -127,7 +159,7 @@ def perturbation_from_config(config: dict | None, source: str = SOURCE) -> Pertu
     if not config:
         return Perturbation()
     config = dict(config)
-    known = {"name", "seed", "incidents", "surge"}
+    known = {"name", "seed", "incidents", "surge", "detectors"}
     unknown = sorted(set(config) - known)
     if unknown:
         raise ScenarioError(source, f"perturbation.{unknown[0]}", config[unknown[0]], f"unknown key; known: {sorted(known)}")
@@ -148,7 +180,8 @@ def perturbation_from_config(config: dict | None, source: str = SOURCE) -> Pertu
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ScenarioError(source, "perturbation.seed", seed, "must be an integer >= 0")
     return Perturbation(name=str(config.get("name", "perturbed")), seed=seed,
-                        incidents=part("incidents", IncidentSpec), surge=part("surge", SurgeSpec))
+                        incidents=part("incidents", IncidentSpec), surge=part("surge", SurgeSpec),
+                        detectors=part("detectors", DetectorFaultSpec))
 
 
 def _rng(perturbation: Perturbation, split: str, index: int, stream: str) -> np.random.Generator:
@@ -213,7 +246,79 @@ def surge_trips(trips: Trips, perturbation: Perturbation, split: str, index: int
                  trips.flow_index[rows])
 
 
+class DetectorFaults:
+    """The detector faults of B copies, applied to per-lane readings ``[B, L]``.
+
+    `start_episode(copy, split, index)` draws a copy's per-episode faults (stuck lanes, dead
+    intersections) from the perturbation's seed; per-reading noise and dropouts come from one
+    torch generator seeded the same way, so a run is reproducible."""
+
+    def __init__(self, perturbation: Perturbation, network: Network, in_lanes: torch.Tensor, copies: int) -> None:
+        self.perturbation = perturbation
+        self.spec = perturbation.detectors or DetectorFaultSpec()
+        self.network = network
+        lanes = network.num_lanes
+        # which lanes each intersection's detectors cover (its incoming lanes)
+        owner = torch.full((lanes + 1,), -1, dtype=torch.int64)
+        for i, row in enumerate(in_lanes.cpu().tolist()):
+            for lane in row:
+                if lane >= 0:
+                    owner[lane] = i
+        self.lane_owner = owner[:lanes].to(network.device)
+        self.stuck = torch.zeros(copies, lanes, dtype=torch.bool, device=network.device)
+        self.dead = torch.zeros(copies, lanes, dtype=torch.bool, device=network.device)
+        self.frozen: dict[str, torch.Tensor] = {}  # reading -> [B, L] values stuck lanes show
+        self.frozen_set: dict[str, torch.Tensor] = {}  # reading -> [B] already frozen this episode
+        self.enabled = torch.zeros(copies, dtype=torch.bool, device=network.device)  # copies with faults
+        self.generator = torch.Generator(device=network.device).manual_seed(int(perturbation.seed) * 7919 + 17)
+
+    @property
+    def active(self) -> bool:
+        return not self.spec.is_clean
+
+    def start_episode(self, copy: int, split: str, index: int) -> None:
+        if not self.active:
+            return
+        rng = _rng(self.perturbation, split, index, "detectors")
+        lanes, inter = self.network.num_lanes, int(self.lane_owner.max()) + 1
+        stuck = rng.random(lanes) < self.spec.stuck_p
+        dead_inter = rng.random(inter) < self.spec.dead_p
+        owner = self.lane_owner.cpu().numpy()
+        dead = np.where(owner >= 0, dead_inter[owner.clip(min=0)], False)
+        self.stuck[copy] = torch.as_tensor(stuck, device=self.stuck.device)
+        self.dead[copy] = torch.as_tensor(dead, device=self.dead.device)
+        self.enabled[copy] = True
+        for flags in self.frozen_set.values():
+            flags[copy] = False
+
+    def apply(self, name: str, values: torch.Tensor, t: torch.Tensor, upper: torch.Tensor | None = None,
+              missing: float = 0.0) -> torch.Tensor:
+        """The detectors' view of true per-lane `values` ``[B, L]`` at steps `t` ``[B]`` (copies
+        whose episode was started with faults; the others read true). `upper` ``[L]``: the most
+        a lane's detector can report (what the lane holds)."""
+        if not self.active or not bool(self.enabled.any()):
+            return values
+        spec, true, out = self.spec, values.to(torch.float32), values.to(torch.float32)
+        if spec.stuck_p > 0:  # freeze each stuck lane at its first reading from stuck_at_s on
+            done = self.frozen_set.setdefault(name, torch.zeros(out.shape[0], dtype=torch.bool, device=out.device))
+            due = (t >= spec.stuck_at_s) & ~done
+            frozen = self.frozen.get(name, torch.zeros_like(out))
+            self.frozen[name] = torch.where(due.unsqueeze(1), out, frozen)
+            done |= due
+            out = torch.where(self.stuck & (t >= spec.stuck_at_s).unsqueeze(1), self.frozen[name], out)
+        if spec.noise_std > 0:
+            noise = torch.randn(out.shape, generator=self.generator, device=out.device) * spec.noise_std
+            out = (out + noise).round().clamp(min=0.0)  # a counter reads whole vehicles, never < 0
+            if upper is not None:  # ... and never more than its lane holds
+                out = torch.minimum(out, upper.to(out.dtype).unsqueeze(0))
+        lost = self.dead
+        if spec.dropout_p > 0:
+            lost = lost | (torch.rand(out.shape, generator=self.generator, device=out.device) < spec.dropout_p)
+        out = torch.where(lost, torch.full_like(out, missing), out)
+        return torch.where(self.enabled.unsqueeze(1), out, true)
+
+
 __all__ = [
-    "Incident", "IncidentSpec", "Perturbation", "SurgeSpec", "lane_ids", "perturbation_from_config",
+    "DetectorFaultSpec", "DetectorFaults", "Incident", "IncidentSpec", "Perturbation", "SurgeSpec", "lane_ids", "perturbation_from_config",
     "sample_incidents", "surge_trips", "with_incidents",
 ]

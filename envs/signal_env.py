@@ -29,7 +29,7 @@ every episode (both splits then hold the same trips).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -47,7 +47,7 @@ from envs.metrics import episode_metrics
 from envs.scenario import Scenario, load_scenario
 from envs.scenario.demand import DemandShape, Trips, demand_shape, stack_demand
 from envs.perturbations import (
-    Incident, Perturbation, perturbation_from_config, sample_incidents, surge_trips, with_incidents,
+    DetectorFaults, Incident, Perturbation, perturbation_from_config, sample_incidents, surge_trips, with_incidents,
 )
 from envs.scenario.splits import SPLITS, DemandSpec, sample_trips
 
@@ -144,6 +144,9 @@ class BatchedSignalEnv:
         )
         spacing = demand_tensors.vehicle[:, :-1, :2].sum(-1).min() if demand_tensors.max_trips else 7.5
         self._features = feature_context(self.network, self.layout, self.params, float(spacing))
+        self.detectors = DetectorFaults(self.perturbation, self.network, self.layout.in_lanes, copies)
+        if self.detectors.active:  # faulty detectors change the lane observations, nothing else
+            self._features = replace(self._features, detectors=self.detectors)
         self.obs_size = sum(f.size(self.layout) for f in self.features)
         bounds = [(f.bounds(self._features, self.config.normalise), f.size(self.layout)) for f in self.features]
         self.obs_low = torch.cat([torch.full((size,), low) for (low, _), size in bounds])
@@ -170,6 +173,7 @@ class BatchedSignalEnv:
         self._next_sample += 1
         trips = sample_trips(self.scenario, self.demand_spec, split, index)
         self._incidents[copy] = sample_incidents(self.perturbation, self.network, split, index)
+        self.detectors.start_episode(copy, split, index)
         return surge_trips(trips, self.perturbation, split, index)
 
     def _redraw(self, copies: torch.Tensor) -> None:

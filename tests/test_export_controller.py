@@ -586,3 +586,25 @@ def test_evaluate_puts_the_deployed_controller_beside_its_checkpoint_with_identi
         rows.setdefault(fields[1], []).append(fields[3:])
     assert set(rows) == {"fixed_time", "ppo_independent", "ppo_independent_onnx"}
     assert rows["ppo_independent"] == rows["ppo_independent_onnx"]
+
+
+def test_dead_detectors_from_the_fault_model_put_exactly_their_intersections_on_the_fallback(uneven):
+    from envs.perturbations import DetectorFaults, DetectorFaultSpec, Perturbation
+
+    scenario, exported = uneven
+    _, onnx_path, _ = exported["shared"]
+    perturbation = Perturbation(seed=0, detectors=DetectorFaultSpec(dead_p=0.5))
+    faults = DetectorFaults(perturbation, scenario.network, intersection_layout(scenario.network).in_lanes, 2)
+    for copy in range(2):
+        faults.start_episode(copy, "eval", copy)
+    deployed = DeployedController(str(onnx_path))
+    deployed.detectors = faults
+    sim = _simulator(scenario, 2, 900)
+    sim.run(900, deployed)
+    dead = [set(faults.lane_owner[faults.dead[c]].tolist()) for c in range(2)]
+    assert any(dead) and not all(len(d) == 4 for d in dead)
+    for decision in deployed.decisions:
+        for copy, made in enumerate(decision):
+            for i, source in enumerate(made.source):
+                assert source == (FALLBACK if i in dead[copy] else POLICY)
+    assert float(episode_metrics(sim.demand, sim.state)["throughput"].min()) > 0  # traffic kept moving

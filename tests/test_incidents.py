@@ -171,6 +171,9 @@ def test_a_surge_scales_departures_inside_its_window_only():
     ({"surge": {"scale": -2}}, "surge.scale"),
     ({"surge": {"start_s": 900, "end_s": 100}}, "surge.[start_s, end_s]"),
     ({"seed": -1}, "perturbation.seed"),
+    ({"detectors": {"dropout_p": 1.5}}, "detectors.dropout_p"),
+    ({"detectors": {"dead_p": -0.1}}, "detectors.dead_p"),
+    ({"detectors": {"noise_std": -1}}, "detectors.noise_std"),
     ({"colour": "red"}, "perturbation.colour"),
 ])
 def test_bad_perturbation_configs_name_the_field_and_value(config, field):
@@ -270,3 +273,66 @@ def test_training_env_draws_incidents_and_surges_with_each_episode():
     assert env.describe()["perturbation"]["name"] == "mixed"
     with pytest.raises(ScenarioError, match="perturbation"):
         BatchedSignalEnv("grid_1x1", demand={"mode": "original"}, perturbation=config)
+
+
+# ---- detector faults -------------------------------------------------------------------------------
+
+
+def _faults(scenario, copies=2, **spec):
+    from envs.intersections import intersection_layout
+    from envs.perturbations import DetectorFaults, DetectorFaultSpec
+
+    perturbation = Perturbation(seed=1, detectors=DetectorFaultSpec(**spec))
+    faults = DetectorFaults(perturbation, scenario.network, intersection_layout(scenario.network).in_lanes, copies)
+    return faults
+
+
+def test_detector_faults_freeze_stuck_lanes_kill_dead_intersections_and_leave_clean_copies_true():
+    scenario = small_grid(2, 2, horizon=100)
+    lanes = scenario.network.num_lanes
+    faults = _faults(scenario, stuck_p=0.5, dead_p=0.5, stuck_at_s=10)
+    faults.start_episode(1, "eval", 0)  # copy 0 stays clean
+    t = torch.tensor([20, 20])
+    first = torch.arange(2 * lanes, dtype=torch.float32).reshape(2, lanes)
+    seen = faults.apply("lane_count", first, t, missing=float("nan"))
+    assert torch.equal(seen[0], first[0])  # a clean copy reads the truth
+    dead, stuck = faults.dead[1], faults.stuck[1] & ~faults.dead[1]
+    assert bool(dead.any()) and bool(stuck.any())
+    assert torch.isnan(seen[1][dead]).all()
+    later = faults.apply("lane_count", first + 100, t + 10, missing=float("nan"))
+    assert torch.equal(later[1][stuck], first[1][stuck])  # frozen at the reading from stuck_at_s
+    healthy = ~faults.dead[1] & ~faults.stuck[1]
+    assert torch.equal(later[1][healthy], first[1][healthy] + 100)
+    # every lane of a dead intersection is dead: its incoming lanes, nothing else
+    owner = faults.lane_owner
+    for i in owner[dead].unique().tolist():
+        assert bool(dead[owner == i].all())
+
+
+def test_detector_noise_reads_whole_vehicles_within_the_lane_and_dropouts_hit_at_their_rate():
+    scenario = small_grid(2, 2, horizon=100)
+    faults = _faults(scenario, copies=64, noise_std=2.0, dropout_p=0.2)
+    for b in range(64):
+        faults.start_episode(b, "eval", b)
+    true = torch.full((64, scenario.network.num_lanes), 3.0)
+    upper = torch.full((scenario.network.num_lanes,), 6.0)
+    seen = faults.apply("lane_count", true, torch.zeros(64, dtype=torch.int64), upper=upper)
+    assert torch.equal(seen, seen.round()) and float(seen.min()) >= 0 and float(seen.max()) <= 6
+    lost = faults.apply("lane_count", true, torch.zeros(64, dtype=torch.int64), missing=float("nan"))
+    assert 0.15 < float(torch.isnan(lost).float().mean()) < 0.25
+
+
+def test_detector_faults_change_observations_never_rewards():
+    from envs.signal_env import BatchedSignalEnv
+
+    faulty = {"name": "f", "detectors": {"noise_std": 2.0, "dropout_p": 0.3}}
+    envs = [BatchedSignalEnv("grid_1x1", copies=2, episode_s=300, demand={"mode": "poisson"}, perturbation=p)
+            for p in (None, faulty)]
+    obs = [env.reset(seed=0)[0] for env in envs]
+    differ = False
+    for _ in range(20):
+        actions = torch.zeros(2, 1, dtype=torch.int64)
+        (o0, r0, *_), (o1, r1, *_) = (env.step(actions) for env in envs)
+        assert torch.equal(r0, r1)  # the same traffic, the same rewards
+        differ |= not torch.equal(o0, o1)
+    assert differ and torch.equal(envs[0].sim.state.veh_pos, envs[1].sim.state.veh_pos)
