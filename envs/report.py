@@ -91,6 +91,24 @@ def degradation_table(clean: list[dict], perturbed: list[dict], controllers: lis
     return "\n".join(lines)
 
 
+def detection_bars(results: dict, path: Path, title: str) -> None:
+    """Precision and recall (%) per incident detector, and the 92% target."""
+    names = list(results)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    x = np.arange(len(names))
+    for k, figure in enumerate(("precision", "recall")):
+        ax.bar(x + (k - 0.5) * 0.35, [100 * results[n][figure] for n in names], 0.35, label=figure)
+    ax.axhline(92, color="black", linestyle="--", linewidth=1, label="target 92%")
+    ax.set_xticks(x, names)
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 105)
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 @contextmanager
 def _figure(path: Path, title: str, xlabel: str, ylabel: str, legend: bool = True):
     """One axes; labelled, saved to `path` and closed when the block ends."""
