@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from envs.engine import Simulator, signal_state
-from envs.features import NUM_SEGMENTS, SEGMENT_M
+from envs.features import segment_counts
 from envs.metrics import lane_halting
 from envs.perturbations import Incident, Perturbation, sample_incidents, with_incidents
 from envs.scenario import Scenario
@@ -69,22 +69,6 @@ def monitored_lanes(scenario: Scenario) -> np.ndarray:
     network = scenario.network
     ends = network.road_end[network.lane_road].cpu().numpy()
     return np.flatnonzero(ends >= 0)
-
-
-def _segments(state, network) -> torch.Tensor:
-    """Vehicles per (lane, segment before the stop line) ``[B, L, S]``."""
-    lanes = network.num_lanes
-    slots = state.veh_lane.shape[1] - 1
-    lane = state.veh_lane[:, :slots]
-    active = lane >= 0
-    lane_c = torch.where(active, lane, 0)
-    to_stop = network.lane_length[lane_c] - state.veh_pos[:, :slots]
-    segment = torch.floor(to_stop.clamp(min=0.0) / SEGMENT_M).to(torch.int64)
-    counted = active & (segment < NUM_SEGMENTS)
-    cell = torch.where(counted, lane_c * NUM_SEGMENTS + segment.clamp(max=NUM_SEGMENTS - 1), lanes * NUM_SEGMENTS)
-    out = torch.zeros(lane.shape[0], lanes * NUM_SEGMENTS + 1, device=lane.device)
-    out.scatter_add_(1, cell, counted.to(torch.float32))
-    return out[:, :-1].reshape(-1, lanes, NUM_SEGMENTS)
 
 
 def _lane_movements(network) -> torch.Tensor:
@@ -136,7 +120,7 @@ def record(
             speed_sum.scatter_add_(1, torch.where(lane >= 0, lane, num_lanes),
                                    torch.where(lane >= 0, state.veh_speed[:, :slots_all], 0.0))
             speed = speed_sum[:, :num_lanes] / count.clamp(min=1.0)
-            segments = _segments(state, network)
+            segments = segment_counts(network, state)
             frame = torch.stack([count, halting, segments[..., 0], segments[..., 1], segments[..., 2], speed,
                                  outflow[:, :num_lanes], green_s], -1)[:, lanes_t]
             readings.append(frame.cpu().numpy())

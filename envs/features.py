@@ -193,25 +193,30 @@ def _obs_lane_halting(ctx, normalise):
     doc=f"vehicles in {NUM_SEGMENTS} segments of {SEGMENT_M:g} m before the stop line, per lane",
 )
 def _obs_segment_counts(ctx, normalise):
-    state, net = ctx.state, ctx.network
-    lanes = net.num_lanes
+    per_cell = segment_counts(ctx.network, ctx.state)
+    if normalise:
+        per_cell = per_cell / (SEGMENT_M / VEHICLE_SPACING_M)
+    lanes = ctx.network.num_lanes
+    table = torch.cat([per_cell, torch.zeros_like(per_cell[:, :1])], 1)
+    index = torch.where(ctx.layout.in_lanes >= 0, ctx.layout.in_lanes, lanes)
+    return table[:, index].reshape(per_cell.shape[0], ctx.layout.num_intersections, -1)
+
+
+def segment_counts(network: Network, state: SimState) -> torch.Tensor:
+    """Vehicles in each of the `NUM_SEGMENTS` segments of `SEGMENT_M` before every lane's stop
+    line (nearest first) ``[B, L, S]`` float32."""
+    lanes = network.num_lanes
     slots = state.veh_lane.shape[1] - 1
     lane = state.veh_lane[:, :slots]
     active = lane >= 0
     lane_c = torch.where(active, lane, 0)
-    to_stop = net.lane_length[lane_c] - state.veh_pos[:, :slots]
+    to_stop = network.lane_length[lane_c] - state.veh_pos[:, :slots]
     segment = torch.floor(to_stop.clamp(min=0.0) / SEGMENT_M).to(torch.int64)
     counted = active & (segment < NUM_SEGMENTS)
     cell = torch.where(counted, lane_c * NUM_SEGMENTS + segment.clamp(max=NUM_SEGMENTS - 1), lanes * NUM_SEGMENTS)
     per_cell = torch.zeros(lane.shape[0], lanes * NUM_SEGMENTS + 1, device=lane.device)
     per_cell.scatter_add_(1, cell, counted.to(torch.float32))
-    per_cell = per_cell[:, :-1].reshape(-1, lanes, NUM_SEGMENTS)
-    if normalise:
-        per_cell = per_cell / (SEGMENT_M / VEHICLE_SPACING_M)
-    pad = torch.zeros_like(per_cell[:, :1])
-    table = torch.cat([per_cell, pad], 1)
-    index = torch.where(ctx.layout.in_lanes >= 0, ctx.layout.in_lanes, lanes)
-    return table[:, index].reshape(lane.shape[0], ctx.layout.num_intersections, -1)
+    return per_cell[:, :-1].reshape(-1, lanes, NUM_SEGMENTS)
 
 
 @register_observation(
