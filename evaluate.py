@@ -127,7 +127,8 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     )
     # clean first; under a perturbation every controller also runs each seed perturbed (the same
     # incidents and surge for every controller on a seed), all in the one batch
-    conditions = ["clean"] if perturbation.is_clean else ["clean", perturbation.name]
+    conditions = ["clean"] if perturbation.is_clean else [
+        "clean", perturbation.name if perturbation.name != "clean" else "perturbed"]
     perturbed = [surge_trips(samples[s], perturbation, "eval", s) for s in range(seeds)]
     incidents = [sample_incidents(perturbation, scenario.network, "eval", s) for s in range(seeds)]
     per_condition = len(controllers) * seeds
@@ -259,7 +260,8 @@ def evaluate_detection(cfg: DictConfig, out_dir: Path) -> dict:
         bar = tqdm(total=steps, desc=f"record {split} ({copies} copies)", unit="sim-s", file=sys.stderr,
                    disable=not cfg.eval.progress, mininterval=2.0)
         recordings[split] = record(scenario, build_controller(det.controller, cfg), perturbation, split,
-                                   list(range(copies)), steps, interval, spec, progress=bar.update)
+                                   list(range(copies)), steps, interval, spec, progress=bar.update,
+                                   params=engine_params(cfg))
         bar.close()
     train, held_out = recordings["train"], recordings["eval"]
     groups = intersection_groups(scenario.network, train.lanes)

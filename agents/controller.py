@@ -192,6 +192,15 @@ def build_layout(meta: dict, source: str) -> Layout:
         raise MetadataError(f"{source}: field 'intersections' is malformed ({error!r})") from None
     if len(set(ids)) != len(ids):
         raise MetadataError(f"{source}: field 'intersections' repeats an id")
+    for i, inter_id in enumerate(ids):
+        phases = int(num_phases[i])
+        used = [p for p in list(layout.actions[i]) + list(layout.plan_phase[i]) if p >= 0]
+        if any(p >= phases for p in used):
+            raise MetadataError(f"{source}: intersection {inter_id!r} names a phase >= its {phases} phases")
+        table = np.asarray(inters[i]["intergreen_after_switch"])
+        if table.shape != (phases, phases):
+            raise MetadataError(f"{source}: intersection {inter_id!r} intergreen_after_switch has shape "
+                                f"{table.shape}, expected ({phases}, {phases})")
     if (layout.plan_length < 1).any():
         bad = ids[int(np.argmin(layout.plan_length))]
         raise MetadataError(f"{source}: intersection {bad!r} has an empty fallback_plan")
@@ -395,8 +404,9 @@ class DeploymentController:
         if not isinstance(message, dict):
             raise ValueError("a message must be a JSON object")
         t = message.get("t")
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
-            raise ValueError(f"field 't' must be a number of seconds, got {t!r}")
+        parsed = _numbers([t])
+        if parsed is None or not math.isfinite(parsed[0]):
+            raise ValueError(f"field 't' must be a number of seconds, got {str(t)[:40]!r}")
         intersections = message.get("intersections")
         if not isinstance(intersections, dict):
             raise ValueError("field 'intersections' must be an object {intersection id: readings}")
@@ -456,9 +466,11 @@ class DeploymentController:
         target = np.where(from_policy, lay.actions[np.arange(len(lay.ids)), action.clip(min=0)], -1)
         target, switch_in = self._apply_rules(elapsed, target, from_policy)
         inter = np.arange(len(lay.ids))
-        clears = (target != self.cur_phase) & (
+        # a signal whose phase the controller does not know gets the full clearance: any command
+        # to it is a change
+        clears = ((target != self.cur_phase) | ~self.known) & (
             lay.intergreen[inter, self.cur_phase.clip(min=0), target.clip(min=0)] | ~self.known
-        )  # a signal in an unknown phase gets the full clearance
+        )
         yellow, all_red = clears * timing.yellow_s, clears * timing.all_red_s
         self._advance(t, target, switch_in)
         self._log_faults(faults, global_faults)
@@ -551,8 +563,9 @@ class DeploymentController:
         return target.astype(np.int64), switch_in
 
     def _advance(self, t: float, target: np.ndarray, switch_in: np.ndarray) -> None:
-        change = target != self.cur_phase
-        self.prev_phase = np.where(change, self.cur_phase, self.prev_phase)
+        change = (target != self.cur_phase) | ~self.known
+        # the phase before an unknown one is unknown too: -1 keeps the full intergreen assumed
+        self.prev_phase = np.where(change, np.where(self.known, self.cur_phase, -1), self.prev_phase)
         self.switched_at = np.where(change, t + switch_in, self.switched_at)
         self.cur_phase = np.where(change, target, self.cur_phase)
         self.known |= change
@@ -578,7 +591,10 @@ def _numbers(values: list) -> np.ndarray | None:
     None if any entry is not a number."""
     if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
         return None
-    return np.asarray(values, dtype=np.float64)
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64 (e.g. 10**400): not a usable number
+        return None
 
 
 def _mentions(faults: list[str], name: str) -> bool:
@@ -616,15 +632,20 @@ def handle_line(controller: DeploymentController, line: str, number: int) -> dic
         return {"error": f"line {number}: internal error {type(error).__name__}: {error}", "line": number}
 
 
-def serve_lines(controller: DeploymentController, lines, write) -> None:
+def serve_lines(controller: DeploymentController, lines, write, lock: threading.Lock | None = None) -> None:
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        write(json.dumps(handle_line(controller, line, number)) + "\n")
+        if lock is None:
+            reply = handle_line(controller, line, number)
+        else:
+            with lock:  # one controller state: one message at a time, whichever client sent it
+                reply = handle_line(controller, line, number)
+        write(json.dumps(reply) + "\n")
 
 
 def serve_tcp(controller: DeploymentController, host: str, port: int, ready=None) -> None:
-    lock = threading.Lock()  # one signal network, one controller state: one message at a time
+    lock = threading.Lock()  # one signal network, one controller state
 
     class Handler(socketserver.StreamRequestHandler):
         def handle(self) -> None:
@@ -636,8 +657,7 @@ def serve_tcp(controller: DeploymentController, host: str, port: int, ready=None
                 for raw in self.rfile:
                     yield raw.decode("utf-8", errors="replace")
 
-            with lock:
-                serve_lines(controller, lines(), write)
+            serve_lines(controller, lines(), write, lock)
 
     socketserver.ThreadingTCPServer.allow_reuse_address = True
     with socketserver.ThreadingTCPServer((host, port), Handler) as server:

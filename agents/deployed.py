@@ -21,21 +21,27 @@ import torch
 from agents.controller import DeploymentController
 from envs.engine.simulator import Simulator
 from envs.errors import ScenarioError
+from envs.features import feature_context
 from envs.intersections import gather_lanes, intersection_layout
 from envs.metrics import lane_halting
 
 
-def sim_readings(sim: Simulator, in_lanes: torch.Tensor, detectors=None) -> dict[str, np.ndarray]:
+def sim_readings(sim: Simulator, in_lanes: torch.Tensor, detectors=None, upper: torch.Tensor | None = None
+                 ) -> dict[str, np.ndarray]:
     """Detector readings of every copy ``{lane_count [B, I, L], lane_halting, phase [B, I],
     time_in_phase [B, I]}`` (lanes in the layout's order, zero-padded). `detectors`
-    (`envs.perturbations.DetectorFaults`) makes them faulty; a lost reading is NaN."""
+    (`envs.perturbations.DetectorFaults`) makes them faulty, never above `upper` ``[L]`` (what a lane
+    holds); a lost reading is NaN."""
     state, lanes = sim.state, sim.network.num_lanes
     per_lane = {
         "lane_count": state.lane_count[:, :lanes].to(torch.float32),
         "lane_halting": lane_halting(state, lanes, sim.params.halting_speed).to(torch.float32),
     }
     if detectors is not None:
-        per_lane = {name: detectors.apply(name, v, state.t, missing=float("nan")) for name, v in per_lane.items()}
+        per_lane = {name: detectors.apply(name, v, state.t, upper=upper, missing=float("nan"))
+                    for name, v in per_lane.items()}
+        # one detector station: its halting count never exceeds its (noisy) vehicle count
+        per_lane["lane_halting"] = torch.minimum(per_lane["lane_halting"], per_lane["lane_count"])
     counts = gather_lanes(per_lane["lane_count"], in_lanes)
     halting = gather_lanes(per_lane["lane_halting"], in_lanes)
     return {
@@ -88,6 +94,7 @@ class DeployedController:
             raise ScenarioError(self.model_path, "intersections", list(layout.ids),
                                 f"the exported policy controls {ids}")
         self.in_lanes = layout.in_lanes
+        self.lane_capacity = feature_context(sim.network, layout, sim.params).lane_max_vehicles
         self.interval = int(meta["timing"]["decision_interval_s"])
         self._target = sim.keep_command()
         self._start = torch.zeros_like(self._target)
@@ -102,7 +109,7 @@ class DeployedController:
         t = sim.state.t
         due = (t % self.interval == 0) & self._owned
         if bool(due.any()):
-            readings = sim_readings(sim, self.in_lanes, self.detectors)
+            readings = sim_readings(sim, self.in_lanes, self.detectors, self.lane_capacity)
             made = []
             for copy in torch.nonzero(due).flatten().tolist():
                 now = int(t[copy])

@@ -116,25 +116,26 @@ class DeployablePolicy(nn.Module):
 # ---- metadata ------------------------------------------------------------------------------------
 
 
-def _fallback_plan(network: Network, layout: IntersectionLayout, green_s: float) -> list[list[dict]]:
+def _fallback_plan(network: Network, layout: IntersectionLayout, green_s: float, max_green_s: float) -> list[list[dict]]:
     """Per intersection: its actions in order, each with the roadnet plan's duration (or
-    `green_s` where the plan gives none): the fixed-time plan a controller falls back to."""
+    `green_s` where the plan gives none), never above max green: the fixed-time plan a controller
+    falls back to."""
     plans = []
     for i, row in enumerate(layout.action_phase.tolist()):
         plan = []
         for phase in (p for p in row if p >= 0):
             written = float(network.phase_duration[i, phase])
-            plan.append({"phase": int(phase), "green_s": written if written > 0 else float(green_s)})
+            plan.append({"phase": int(phase), "green_s": min(written if written > 0 else float(green_s), max_green_s)})
         plans.append(plan)
     return plans
 
 
 def _intersections(network: Network, layout: IntersectionLayout, lane_max: torch.Tensor,
-                   fallback_green_s: float) -> list[dict]:
+                   fallback_green_s: float, max_green_s: float) -> list[dict]:
     lanes = lane_ids(network)
     roads = network.road_ids
     per_inter = network.movements_per_intersection
-    plans = _fallback_plan(network, layout, fallback_green_s)
+    plans = _fallback_plan(network, layout, fallback_green_s, max_green_s)
     out = []
     for i, inter_id in enumerate(layout.ids):
         in_lanes = [lane for lane in layout.in_lanes[i].tolist() if lane >= 0]
@@ -222,9 +223,9 @@ def export_policy(
             str(checkpoint), "max_green_s", max_green_s,
             f"must be at least min green + decision interval ({engine['min_green_s']} + {interval} s)",
         )
-    if not math.isfinite(fallback_green_s) or fallback_green_s < engine["min_green_s"]:
+    if not math.isfinite(fallback_green_s) or not engine["min_green_s"] <= fallback_green_s <= max_green_s:
         raise ScenarioError(str(checkpoint), "fallback_green_s", fallback_green_s,
-                            f"must be at least min green ({engine['min_green_s']} s)")
+                            f"must lie between min green ({engine['min_green_s']} s) and max green ({max_green_s:g} s)")
     if scenario is None:
         scenario_cfg = config["scenario"]
         scenario = load_scenario(scenario_cfg["name"], seed=scenario_cfg.get("seed", 0),
@@ -317,7 +318,7 @@ def export_policy(
             "yellow_s": int(engine["yellow_s"]),
             "all_red_s": int(engine["all_red_s"]),
         },
-        "intersections": _intersections(network, layout, ctx.lane_max_vehicles, fallback_green_s),
+        "intersections": _intersections(network, layout, ctx.lane_max_vehicles, fallback_green_s, max_green_s),
         "training": {
             "checkpoint": str(checkpoint),
             "scenario": scenario.name,

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from envs.engine import Simulator, signal_state
+from envs.engine import EngineParams, Simulator, signal_state
 from envs.features import segment_counts
 from envs.metrics import lane_halting
 from envs.perturbations import Incident, Perturbation, sample_incidents, with_incidents
@@ -83,6 +83,7 @@ def _lane_movements(network) -> torch.Tensor:
 def record(
     scenario: Scenario, controller, perturbation: Perturbation, split: str, seeds: list[int],
     steps: int = 3600, interval_s: int = 10, demand: DemandSpec | None = None, progress=None,
+    params: EngineParams | None = None,
 ) -> Recording:
     """Run `controller` on copies with incidents (copy k: demand and incidents of seed
     ``seeds[k]`` of `split`) and record the detector readings (see the module doc)."""
@@ -90,7 +91,7 @@ def record(
     demand = demand or DemandSpec("poisson")
     trips = [sample_trips(scenario, demand, split, s, horizon=steps) for s in seeds]
     incidents = [sample_incidents(perturbation, network, split, s) for s in seeds]
-    sim = Simulator(network, with_incidents(scenario.demand(trips=trips), incidents))
+    sim = Simulator(network, with_incidents(scenario.demand(trips=trips), incidents), params)
     controller.reset(sim)
     lanes = monitored_lanes(scenario)
     lanes_t = torch.as_tensor(lanes, device=sim.device)

@@ -44,6 +44,7 @@ from envs.scenario.splits import split_seed
 
 SOURCE = "<perturbation>"
 _STREAM = {"incidents": 1, "surge": 2, "detectors": 3}
+_READING_KEY = {"lane_count": 0, "lane_halting": 1}
 
 
 def _number(value: Any) -> bool:
@@ -250,8 +251,9 @@ class DetectorFaults:
     """The detector faults of B copies, applied to per-lane readings ``[B, L]``.
 
     `start_episode(copy, split, index)` draws a copy's per-episode faults (stuck lanes, dead
-    intersections) from the perturbation's seed; per-reading noise and dropouts come from one
-    torch generator seeded the same way, so a run is reproducible."""
+    intersections) from the perturbation's seed; per-reading noise and dropouts are drawn from
+    (seed, split, index, time, reading), so copies on the same episode sample (every controller
+    on one evaluation seed) see the same faults, and a run is reproducible."""
 
     def __init__(self, perturbation: Perturbation, network: Network, in_lanes: torch.Tensor, copies: int) -> None:
         self.perturbation = perturbation
@@ -270,7 +272,7 @@ class DetectorFaults:
         self.frozen: dict[str, torch.Tensor] = {}  # reading -> [B, L] values stuck lanes show
         self.frozen_set: dict[str, torch.Tensor] = {}  # reading -> [B] already frozen this episode
         self.enabled = torch.zeros(copies, dtype=torch.bool, device=network.device)  # copies with faults
-        self.generator = torch.Generator(device=network.device).manual_seed(int(perturbation.seed) * 7919 + 17)
+        self.episode = [("", -1)] * copies  # (split, index) each copy's faults were drawn for
 
     @property
     def active(self) -> bool:
@@ -288,6 +290,7 @@ class DetectorFaults:
         self.stuck[copy] = torch.as_tensor(stuck, device=self.stuck.device)
         self.dead[copy] = torch.as_tensor(dead, device=self.dead.device)
         self.enabled[copy] = True
+        self.episode[copy] = (split, index)
         for flags in self.frozen_set.values():
             flags[copy] = False
 
@@ -306,16 +309,35 @@ class DetectorFaults:
             self.frozen[name] = torch.where(due.unsqueeze(1), out, frozen)
             done |= due
             out = torch.where(self.stuck & (t >= spec.stuck_at_s).unsqueeze(1), self.frozen[name], out)
-        if spec.noise_std > 0:
-            noise = torch.randn(out.shape, generator=self.generator, device=out.device) * spec.noise_std
-            out = (out + noise).round().clamp(min=0.0)  # a counter reads whole vehicles, never < 0
-            if upper is not None:  # ... and never more than its lane holds
-                out = torch.minimum(out, upper.to(out.dtype).unsqueeze(0))
         lost = self.dead
-        if spec.dropout_p > 0:
-            lost = lost | (torch.rand(out.shape, generator=self.generator, device=out.device) < spec.dropout_p)
+        if spec.noise_std > 0 or spec.dropout_p > 0:
+            noise, dropped = self._draws(name, t, out.shape[1])
+            out = (out + noise.to(out.device) * spec.noise_std).round().clamp(min=0.0) if spec.noise_std > 0 else out
+            if upper is not None:  # a counter reads whole vehicles, never < 0, never above what its lane holds
+                out = torch.minimum(out, upper.to(out.dtype).unsqueeze(0))
+            lost = lost | (dropped.to(out.device) < spec.dropout_p)
         out = torch.where(lost, torch.full_like(out, missing), out)
         return torch.where(self.enabled.unsqueeze(1), out, true)
+
+    def _draws(self, name: str, t: torch.Tensor, lanes: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per copy ``[B, L]``: standard normal noise and uniform dropout draws, a function of
+        (seed, split, index, time, reading) only."""
+        noise = torch.zeros(len(self.episode), lanes)
+        uniform = torch.ones(len(self.episode), lanes)
+        times = t.cpu().tolist()
+        cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        for copy, (split, index) in enumerate(self.episode):
+            if index < 0:
+                continue
+            key = (split, index, int(times[copy]))
+            if key not in cache:
+                state = np.random.SeedSequence(
+                    [self.perturbation.seed, split_seed(split, index), key[2], _READING_KEY.get(name, 9), 3]
+                ).generate_state(1)[0]
+                generator = torch.Generator().manual_seed(int(state))
+                cache[key] = (torch.randn(lanes, generator=generator), torch.rand(lanes, generator=generator))
+            noise[copy], uniform[copy] = cache[key]
+        return noise, uniform
 
 
 __all__ = [

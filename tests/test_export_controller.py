@@ -63,7 +63,8 @@ def uneven(tmp_path_factory):
     out = {}
     for policy in ("shared", "independent"):
         checkpoint = _untrained(scenario, policy, root / f"{policy}.zip")
-        onnx_path, meta_path = export_policy(checkpoint, root / policy, scenario=scenario, max_green_s=20.0)
+        onnx_path, meta_path = export_policy(checkpoint, root / policy, scenario=scenario, max_green_s=20.0,
+                                             fallback_green_s=15.0)
         out[policy] = (checkpoint, onnx_path, meta_path)
     return scenario, out
 
@@ -608,3 +609,51 @@ def test_dead_detectors_from_the_fault_model_put_exactly_their_intersections_on_
             for i, source in enumerate(made.source):
                 assert source == (FALLBACK if i in dead[copy] else POLICY)
     assert float(episode_metrics(sim.demand, sim.state)["throughput"].min()) > 0  # traffic kept moving
+
+
+def test_a_signal_the_controller_has_never_seen_gets_the_full_clearance(model_copy):
+    controller = DeploymentController(*model_copy)
+    message = _readings_message(controller, 0.0)
+    victim = controller.layout.ids[0]
+    del message["intersections"][victim]  # its phase is unknown
+    command = controller.decide(message)["commands"][victim]
+    assert command["source"] == FALLBACK and (command["yellow_s"], command["all_red_s"]) == (3.0, 2.0)
+    k = controller.layout.index[victim]
+    assert controller.prev_phase[k] == -1 and controller.known[k]
+
+
+def test_numbers_beyond_float_range_are_one_intersections_fault_or_an_error_reply(model_copy):
+    from agents.controller import handle_line
+
+    controller = DeploymentController(*model_copy)
+    message = _readings_message(controller, 0.0)
+    victim = controller.layout.ids[1]
+    message["intersections"][victim]["lane_count"][0] = 10**400
+    reply = handle_line(controller, json.dumps(message), 1)
+    assert reply["commands"][victim]["source"] == FALLBACK
+    assert {c["source"] for k, c in reply["commands"].items() if k != victim} == {POLICY}
+    assert "error" in handle_line(controller, json.dumps({"t": 10**400, "intersections": {}}), 2)
+
+
+def test_tcp_clients_are_served_message_by_message_not_connection_by_connection(model_copy):
+    controller = DeploymentController(*model_copy)
+    started, servers = threading.Event(), []
+    thread = threading.Thread(target=serve_tcp, args=(controller, "127.0.0.1", 0,
+                                                      lambda s: (servers.append(s), started.set())), daemon=True)
+    thread.start()
+    assert started.wait(10)
+    address = servers[0].server_address
+    message = _readings_message(DeploymentController(*model_copy), 0.0)
+    with socket.create_connection(address, timeout=10) as idle, socket.create_connection(address, timeout=10) as busy:
+        idle.sendall(b"")  # connected, says nothing
+        busy.sendall(json.dumps(message).encode() + b"\n")
+        reply = json.loads(busy.makefile("r").readline())  # answered while the idle client holds its line
+    servers[0].shutdown()
+    assert set(_sources(reply)) == {POLICY}
+
+
+def test_the_fallback_plan_never_exceeds_max_green(uneven):
+    _, exported = uneven
+    meta = json.loads(exported["shared"][2].read_text())
+    greens = [step["green_s"] for entry in meta["intersections"] for step in entry["fallback_plan"]]
+    assert max(greens) <= meta["timing"]["max_green_s"] == 20.0

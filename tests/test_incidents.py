@@ -336,3 +336,14 @@ def test_detector_faults_change_observations_never_rewards():
         assert torch.equal(r0, r1)  # the same traffic, the same rewards
         differ |= not torch.equal(o0, o1)
     assert differ and torch.equal(envs[0].sim.state.veh_pos, envs[1].sim.state.veh_pos)
+
+
+def test_detector_noise_is_the_same_for_every_copy_on_one_episode_sample():
+    scenario = small_grid(2, 2, horizon=100)
+    faults = _faults(scenario, copies=3, noise_std=2.0, dropout_p=0.3)
+    for copy, index in enumerate((4, 4, 5)):  # two controllers on seed 4, one on seed 5
+        faults.start_episode(copy, "eval", index)
+    true = torch.full((3, scenario.network.num_lanes), 5.0)
+    seen = faults.apply("lane_count", true, torch.tensor([30, 30, 30]), missing=float("nan"))
+    assert torch.equal(torch.nan_to_num(seen[0], -1.0), torch.nan_to_num(seen[1], -1.0))
+    assert not torch.equal(torch.nan_to_num(seen[0], -1.0), torch.nan_to_num(seen[2], -1.0))
