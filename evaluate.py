@@ -59,21 +59,27 @@ def build_controller(name: str, cfg: DictConfig):
     return CONTROLLERS[name](**params)
 
 
+def _existing_paths(cfg: DictConfig, key: str, what: str) -> list[str]:
+    """``cfg[key]``: a path or a list of them (none: empty), each an existing file."""
+    paths = cfg.get(key)
+    paths = [] if paths is None else [paths] if isinstance(paths, str) else list(paths)
+    for path in paths:
+        if not Path(path).is_file():
+            raise ScenarioError("<config>", key, path, f"no such {what}")
+    return paths
+
+
 def trained_policies(cfg: DictConfig) -> dict[str, object]:
     """``{name: PolicyController}`` for the checkpoint(s) in ``cfg.checkpoint``."""
-    paths = cfg.get("checkpoint")
-    if paths is None:
+    paths = _existing_paths(cfg, "checkpoint", "checkpoint file")
+    if not paths:
         return {}
-    paths = [paths] if isinstance(paths, str) else list(paths)
     from agents.ppo import PolicyController, read_meta  # loads SB3 only when asked
 
     policies: dict[str, object] = {}
     for path in paths:
-        if not Path(path).is_file():
-            raise ScenarioError("<config>", "checkpoint", path, "no such checkpoint file")
         name = str(read_meta(path)["config"]["agent"]["name"])
-        if name in policies or name in cfg.controllers:
-            name = f"{name}_{len(policies) + 1}"
+        name = name if name not in policies and name not in cfg.controllers else f"{name}_{len(policies) + 1}"
         policies[name] = PolicyController(path, max_green_s=cfg.get("checkpoint_max_green_s"))
     return policies
 
@@ -81,21 +87,16 @@ def trained_policies(cfg: DictConfig) -> dict[str, object]:
 def deployed_policies(cfg: DictConfig, taken: list[str]) -> dict[str, object]:
     """``{name: DeployedController}`` for the exported model(s) in ``cfg.deployed``: the
     deployment controller, with its timing rules and fail-safe, as a field device runs it."""
-    paths = cfg.get("deployed")
-    if paths is None:
+    paths = _existing_paths(cfg, "deployed", "ONNX model file")
+    if not paths:
         return {}
-    paths = [paths] if isinstance(paths, str) else list(paths)
     from agents.controller import load_metadata
     from agents.deployed import DeployedController  # loads onnxruntime only when asked
 
     out: dict[str, object] = {}
     for path in paths:
-        if not Path(path).is_file():
-            raise ScenarioError("<config>", "deployed", path, "no such ONNX model file")
-        meta = load_metadata(Path(path).with_suffix(".json"))
-        name = f"{meta['training'].get('agent') or 'policy'}_onnx"
-        if name in out or name in taken:
-            name = f"{name}_{len(out) + 1}"
+        name = f"{load_metadata(Path(path).with_suffix('.json'))['training'].get('agent') or 'policy'}_onnx"
+        name = name if name not in out and name not in taken else f"{name}_{len(out) + 1}"
         out[name] = DeployedController(path)
     return out
 

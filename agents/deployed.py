@@ -60,12 +60,15 @@ def record_decisions(policy, sim: Simulator, seconds: int) -> dict[str, np.ndarr
     rows: dict[str, list] = {k: [] for k in ("lane_count", "lane_halting", "phase", "time_in_phase", "action")}
     inter = policy.layout.num_intersections
     for _ in range(seconds):
-        if bool((sim.state.t % policy.decision_interval_s == 0).all()):
+        decision = bool((sim.state.t % policy.decision_interval_s == 0).all())
+        if decision:
             readings = sim_readings(sim, policy.layout.in_lanes)
             for name, values in readings.items():
                 rows[name].append(values.reshape(-1, *values.shape[2:]))
-            rows["action"].append(policy.actions(sim).cpu().numpy().reshape(-1))
-        sim.step(policy.act(sim))
+        command = policy.act(sim)
+        if decision:  # the action the policy took, not a second inference
+            rows["action"].append(policy.last_actions.cpu().numpy().reshape(-1))
+        sim.step(command)
     out = {name: np.concatenate(parts) for name, parts in rows.items()}
     out["intersection"] = np.tile(np.arange(inter), len(out["action"]) // inter)
     return out

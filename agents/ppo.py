@@ -119,6 +119,7 @@ class PolicyController:
         self.decision_interval_s = int(env["decision_interval_s"])
         self.max_green_s = max_green_s
         self.detectors = None  # envs.perturbations.DetectorFaults: what faulty detectors show it
+        self.last_actions: torch.Tensor | None = None  # [B, I] set at each decision by act()
         self._context = None
         self._command: torch.Tensor | None = None
 
@@ -164,6 +165,7 @@ class PolicyController:
         due = sim.state.t % self.decision_interval_s == 0  # [B]; copies may run out of step
         if bool(due.any()):
             actions = self.actions(sim)
+            self.last_actions = actions  # [B, I] the policy's choice at the latest decision
             phase = self.layout.action_phase.unsqueeze(0).expand(actions.shape[0], -1, -1)
             command = torch.gather(phase, 2, actions.unsqueeze(-1)).squeeze(-1)
             self._command = torch.where(due.unsqueeze(1), command, self._command)

@@ -40,22 +40,18 @@ import torch
 from envs.errors import ScenarioError
 from envs.scenario.demand import Demand, Trips
 from envs.scenario.network import Network, lane_ids
-from envs.scenario.splits import split_seed
+from envs.scenario.splits import _finite_number, split_seed
 
 SOURCE = "<perturbation>"
 _STREAM = {"incidents": 1, "surge": 2, "detectors": 3}
 _READING_KEY = {"lane_count": 0, "lane_halting": 1}
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _window(value: Any, name: str) -> tuple[float, float]:
     """A time as a number or a ``[low, high]`` range, checked."""
-    if _number(value):
+    if _finite_number(value):
         low = high = float(value)
-    elif isinstance(value, (list, tuple)) and len(value) == 2 and all(_number(v) for v in value):
+    elif isinstance(value, (list, tuple)) and len(value) == 2 and all(_finite_number(v) for v in value):
         low, high = float(value[0]), float(value[1])
     else:
         raise ScenarioError(SOURCE, name, value, "expected seconds, or a [low, high] range of seconds")
@@ -76,9 +72,9 @@ class IncidentSpec:
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
             raise ScenarioError(SOURCE, "incidents.count", self.count, "must be an integer >= 0")
         _window(self.start_s, "incidents.start_s")
-        if not _number(self.duration_s) or self.duration_s <= 0:
+        if not _finite_number(self.duration_s) or self.duration_s <= 0:
             raise ScenarioError(SOURCE, "incidents.duration_s", self.duration_s, "must be a number of seconds > 0")
-        if not _number(self.capacity) or not 0.0 <= self.capacity < 1.0:
+        if not _finite_number(self.capacity) or not 0.0 <= self.capacity < 1.0:
             raise ScenarioError(SOURCE, "incidents.capacity", self.capacity,
                                 "must be in [0, 1): 0 closes the lane, a fraction scales its speed limit")
         if self.lanes is not None:
@@ -112,7 +108,7 @@ class SurgeSpec:
     end_s: float = 1800.0
 
     def __post_init__(self) -> None:
-        if not _number(self.scale) or self.scale < 0:
+        if not _finite_number(self.scale) or self.scale < 0:
             raise ScenarioError(SOURCE, "surge.scale", self.scale, "must be a number >= 0")
         _window([self.start_s, self.end_s], "surge.[start_s, end_s]")
 
@@ -126,13 +122,13 @@ class DetectorFaultSpec:
     dead_p: float = 0.0  # per intersection and episode
 
     def __post_init__(self) -> None:
-        if not _number(self.noise_std) or self.noise_std < 0:
+        if not _finite_number(self.noise_std) or self.noise_std < 0:
             raise ScenarioError(SOURCE, "detectors.noise_std", self.noise_std, "must be a number of vehicles >= 0")
         for name in ("dropout_p", "stuck_p", "dead_p"):
             value = getattr(self, name)
-            if not _number(value) or not 0.0 <= value <= 1.0:
+            if not _finite_number(value) or not 0.0 <= value <= 1.0:
                 raise ScenarioError(SOURCE, f"detectors.{name}", value, "a probability must lie in [0, 1]")
-        if not _number(self.stuck_at_s) or self.stuck_at_s < 0:
+        if not _finite_number(self.stuck_at_s) or self.stuck_at_s < 0:
             raise ScenarioError(SOURCE, "detectors.stuck_at_s", self.stuck_at_s, "must be a number of seconds >= 0")
 
     @property
