@@ -7,6 +7,8 @@
     python evaluate.py render=true                      # also writes episode.gif
     python evaluate.py scenario=hangzhou_4x4 checkpoint=outputs/DATE/TIME/checkpoints/last.zip
     python evaluate.py scenario=hangzhou_4x4 deployed=outputs/DATE/TIME/checkpoints/last.onnx
+    python evaluate.py task=incident_detection scenario=hangzhou_4x4 detection.placement=traffic
+                                                        # incident detectors (evaluate_detection)
 
 A trained policy (``checkpoint=PATH``, or a list of paths) joins the classical controllers in
 the same table, named after its agent config (``ppo_shared``, ``ppo_independent``); an exported
@@ -25,7 +27,7 @@ import csv
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -46,7 +48,8 @@ from envs.perturbations import (
     DetectorFaults, perturbation_from_config, sample_incidents, surge_trips, with_incidents,
 )
 from envs.report import (
-    bar_chart, degradation_table, detection_bars, markdown_table, queue_over_time, summary, travel_time_cdf,
+    ORACLE, bar_chart, degradation_table, detection_bars, detection_table, markdown_table, queue_over_time, summary,
+    travel_time_cdf,
 )
 from envs.scenario import load_scenario
 from envs.scenario.splits import DemandSpec, sample_trips
@@ -131,7 +134,8 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     conditions = ["clean"] if perturbation.is_clean else [
         "clean", perturbation.name if perturbation.name != "clean" else "perturbed"]
     perturbed = [surge_trips(samples[s], perturbation, "eval", s) for s in range(seeds)]
-    incidents = [sample_incidents(perturbation, scenario.network, "eval", s) for s in range(seeds)]
+    incidents = [sample_incidents(perturbation, scenario.network, "eval", s, trips=perturbed[s])
+                 for s in range(seeds)]
     per_condition = len(controllers) * seeds
     copies = per_condition * len(conditions)
     print(f"scenario {scenario.name}: {scenario.network.num_intersections} signals; "
@@ -153,8 +157,10 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         for controller in built:
             if hasattr(controller, "detectors"):
                 controller.detectors = detectors
-        print("detector faults reach the learned and deployed policies; the classical controllers "
-              "read the simulator's true state", flush=True)
+        readers = [name for name, controller in zip(controllers, built) if hasattr(controller, "detectors")]
+        print(f"detector faults reach the controllers that read lane detectors ({', '.join(readers) or 'none'}); "
+              "fixed-time plans read no detector",
+              flush=True)
     mix = ControllerMix(built, owner)
     mix.reset(sim)
 
@@ -232,18 +238,11 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     return result
 
 
-DETECTION_FIGURES = ("precision", "recall", "false_alarms_per_hour", "mean_time_to_detect_s",
-                     "mean_time_from_evidence_s")
+def _detection_perturbation(cfg: DictConfig):
+    """The incidents of the detection task: the ``perturbation`` config's (one closure per copy by
+    default), their placement overridden by ``detection.placement`` when set."""
+    from envs.perturbations import PLACEMENTS, IncidentSpec, Perturbation
 
-
-def evaluate_detection(cfg: DictConfig, out_dir: Path) -> dict:
-    """``task=incident_detection``: detectors calibrated / trained on incidents of the training
-    split, scored on held-out incident seeds (envs/detection.py, agents/incident_detectors.py)."""
-    from agents.incident_detectors import BlockageRule, LearnedDetector, intersection_groups
-    from envs.detection import record, score, subset
-    from envs.perturbations import IncidentSpec, Perturbation
-
-    det = cfg.detection
     perturbation = perturbation_from_config(
         OmegaConf.to_container(cfg.perturbation, resolve=True) if cfg.get("perturbation") else None, "<config>"
     )
@@ -252,75 +251,118 @@ def evaluate_detection(cfg: DictConfig, out_dir: Path) -> dict:
     if perturbation.incidents.capacity != 0.0:
         raise ScenarioError("<config>", "perturbation.incidents.capacity", perturbation.incidents.capacity,
                             "incident detection scores lane closures (capacity 0)")
+    placement = cfg.detection.get("placement")
+    if placement is not None:
+        if placement not in PLACEMENTS:
+            raise ScenarioError("<config>", "detection.placement", placement,
+                                f"expected one of {PLACEMENTS}, or null for perturbation.incidents.placement")
+        perturbation = replace(perturbation, incidents=replace(perturbation.incidents, placement=placement))
+    return perturbation
+
+
+def _detectors(cfg: DictConfig, train, layout) -> dict:
+    """The detectors named in ``detection.detectors``, calibrated / trained on `train`."""
+    from agents.incident_detectors import BlockageRule, LearnedDetector
+
+    det, detectors = cfg.detection, {}
+    for name in det.detectors:
+        if name == "blockage_rule":
+            detector = BlockageRule()
+            chosen = detector.calibrate(train, layout, precision=float(det.target_precision))
+            print(f"blockage_rule: green_s = {chosen['green_s']:g}, permissive_green_s = "
+                  f"{chosen['permissive_green_s']:g} (training precision {chosen['precision']:.3f})")
+        elif name == "learned_mlp":
+            learned = det.learned
+            detector = LearnedDetector(history=int(learned.history), hidden=int(learned.hidden),
+                                       folds=int(learned.folds), seed=0)
+            bar = tqdm(total=int(learned.folds) * int(learned.epochs), desc="train learned_mlp", unit="epoch",
+                       file=sys.stderr, disable=not cfg.eval.progress, mininterval=2.0)
+            chosen = detector.fit(train, layout, epochs=int(learned.epochs), precision=float(det.target_precision),
+                                  log=bar.write, progress=bar.update)
+            bar.close()
+            print(f"learned_mlp: thresholds {chosen['probability']:.3f}, permissive lanes "
+                  f"{chosen['permissive_probability']:.3f} (out-of-fold training precision "
+                  f"{chosen['precision']:.3f})")
+        else:
+            raise ScenarioError("<config>", "detection.detectors", name, "known: blockage_rule, learned_mlp")
+        detectors[name] = detector
+    return detectors
+
+
+def evaluate_detection(cfg: DictConfig, out_dir: Path) -> dict:
+    """``task=incident_detection``: detectors calibrated / trained on incidents of the training
+    split, scored on held-out incident seeds (envs/detection.py, agents/incident_detectors.py),
+    beside the oracle that alarms at each incident's first evidence (the floor)."""
+    from agents.incident_detectors import lane_layout
+    from envs.detection import combine, oracle_alarms, record, tally
+    from envs.perturbations import lane_ids
+
+    det = cfg.detection
+    perturbation = _detection_perturbation(cfg)
+    placement = perturbation.incidents.placement
     scenario = load_scenario(cfg.scenario.name, seed=cfg.scenario.seed, data_dir=cfg.scenario.data_dir,
                              horizon=cfg.scenario.horizon, device=cfg.engine.device)
     steps, interval = int(cfg.eval.steps), int(det.interval_s)
     spec = demand_spec(cfg.eval.demand, "eval.demand")
     recordings = {}
     for split, copies in (("train", int(det.train_copies)), ("eval", int(det.copies))):
-        bar = tqdm(total=steps, desc=f"record {split} ({copies} copies)", unit="sim-s", file=sys.stderr,
-                   disable=not cfg.eval.progress, mininterval=2.0)
+        if copies < 1:
+            raise ScenarioError("<config>", "detection.train_copies" if split == "train" else "detection.copies",
+                                copies, "need at least one copy")
+        bar = tqdm(total=steps, desc=f"record {split} ({copies} copies, {placement} placement)", unit="sim-s",
+                   file=sys.stderr, disable=not cfg.eval.progress, mininterval=2.0)
         recordings[split] = record(scenario, build_controller(det.controller, cfg), perturbation, split,
                                    list(range(copies)), steps, interval, spec, progress=bar.update,
                                    params=engine_params(cfg))
         bar.close()
     train, held_out = recordings["train"], recordings["eval"]
-    groups = intersection_groups(scenario.network, train.lanes)
-    detectors = {}
-    for name in det.detectors:
-        if name == "blockage_rule":
-            detector = BlockageRule()
-            chosen = detector.calibrate(train, precision=float(det.target_precision))
-            print(f"blockage_rule: green_s = {chosen['green_s']:g} (training precision {chosen['precision']:.3f})")
-        elif name == "learned_mlp":
-            detector = LearnedDetector(history=int(det.learned.history), hidden=int(det.learned.hidden), seed=0)
-            chosen = detector.fit(train, groups, epochs=int(det.learned.epochs),
-                                  precision=float(det.target_precision))
-            print(f"learned_mlp: threshold {chosen['threshold']:.3f} (training precision {chosen['precision']:.3f})")
-        else:
-            raise ScenarioError("<config>", "detection.detectors", name, "known: blockage_rule, learned_mlp")
-        detectors[name] = detector
+    layout = lane_layout(scenario.network, train.lanes)
+    detectors = _detectors(cfg, train, layout)
 
-    rng = np.random.default_rng(0)
     copies = held_out.readings.shape[0]
-    draws = [rng.integers(0, copies, copies) for _ in range(1000)]
-    rows, table = [], ["| detector | precision | recall | false alarms / h | mean time to detect (s) | "
-                       "mean time from evidence (s) | alarms | incidents detected |", "|---|" + "---:|" * 7]
-    results = {}
-    for name, detector in detectors.items():
-        alarms = np.stack([detector.detect(copy, groups) for copy in held_out.readings])
-        overall = score(held_out, alarms)
-        boots = [score(subset(held_out, d), alarms[d]) for d in draws]
-        cells = []
-        for figure in DETECTION_FIGURES:
-            values = np.array([getattr(b, figure) for b in boots], dtype=float)
-            values = values[np.isfinite(values)]
-            low, high = (np.quantile(values, [0.025, 0.975]) if values.size else (np.nan, np.nan))
-            scale = 100.0 if figure in ("precision", "recall") else 1.0
-            digits = 2 if figure == "false_alarms_per_hour" else 1
-            cells.append(f"{getattr(overall, figure) * scale:.{digits}f} [{low * scale:.{digits}f}, {high * scale:.{digits}f}]")
-        table.append(f"| {name} | " + " | ".join(cells) + f" | {overall.alarms} | {overall.detected}/{overall.incidents} |")
-        results[name] = overall.as_dict()
-        for b in range(copies):
-            one = score(subset(held_out, np.array([b])), alarms[b : b + 1])
-            rows.append({"scenario": scenario.name, "detector": name, "copy": b, **one.as_dict()})
-    text = "\n".join(table) + (
+    alarms = {ORACLE: oracle_alarms(held_out)}
+    alarms.update({name: np.stack([d.detect(copy, layout) for copy in held_out.readings])
+                   for name, d in detectors.items()})
+    tallies = {name: [tally(held_out, a[b], b) for b in range(copies)] for name, a in alarms.items()}
+    table = detection_table(tallies, draws=1000, seed=0)
+    results = {name: combine(t).as_dict() for name, t in tallies.items()}
+    oracle = results[ORACLE]
+    text = table + (
         f"\n\nHeld-out incident seeds: {copies} copies x {steps} s of {scenario.name} under {det.controller}, "
-        f"{perturbation.incidents.count} closure(s) per copy; precision and recall in %; [low, high] = 95% "
-        "bootstrap interval over copies.")
+        f"{perturbation.incidents.count} closure(s) per copy, lanes drawn with `{placement}` placement; "
+        f"{oracle['with_evidence']}/{oracle['incidents']} incidents showed evidence while active. "
+        f"`{ORACLE}`: an alarm at each incident's first evidence reading (a vehicle standing at the "
+        "closed stop line on green) — the floor for any detector of these readings. Precision and recall "
+        "in %; [low, high] = 95% bootstrap interval over copies.")
     print(text)
     (out_dir / "table.md").write_text(text + "\n")
-    with open(out_dir / "metrics.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    summary_out = {"task": "incident_detection", "scenario": scenario.name, "copies": copies,
-                   "train_copies": int(det.train_copies), "perturbation": asdict(perturbation), "detectors": results}
+    rows = [{"scenario": scenario.name, "placement": placement, "detector": name, "copy": b,
+             **combine([t]).as_dict()} for name, per_copy in tallies.items() for b, t in enumerate(per_copy)]
+    _write_csv(out_dir / "metrics.csv", rows)
+    names = lane_ids(scenario.network)
+    timings = {name: [i for t in per_copy for i in t.incidents] for name, per_copy in tallies.items()}
+    _write_csv(out_dir / "incidents.csv", [  # one row per held-out incident
+        {"copy": first.copy, "lane": names[first.lane], "start_s": first.start,
+         "first_evidence_s": first.evidence_at, "oracle_floor_s": first.to_evidence,
+         **{f"{name}_detect_s": timings[name][k].to_detect for name in detectors}}
+        for k, first in enumerate(timings[ORACLE])
+    ])
+    summary_out = {"task": "incident_detection", "scenario": scenario.name, "placement": placement,
+                   "copies": copies, "train_copies": int(det.train_copies), "perturbation": asdict(perturbation),
+                   "oracle": oracle, "detectors": {name: results[name] for name in detectors}}
     (out_dir / "summary.json").write_text(json.dumps(summary_out, indent=2, default=float))
     if cfg.eval.plots:
-        detection_bars(results, out_dir / "detection.png", f"{scenario.name}: incident detection, {copies} held-out copies")
+        detection_bars(results, out_dir / "detection.png",
+                       f"{scenario.name}: incident detection, {copies} held-out copies, {placement} placement")
     print(f"results in {out_dir}")
     return summary_out
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else [])
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 @hydra.main(config_path="configs", config_name="evaluate", version_base="1.3")

@@ -1,16 +1,31 @@
 """Incident detectors over lane-detector data (envs/detection.py): a classical rule and a
 learned classifier. Both read a copy's readings ``[T, N, F]`` (`envs.detection.READINGS`) and
-return alarms ``[T, N]``, using at each reading only that reading and earlier ones.
+return alarms ``[T, N]``, using at each reading only that reading and earlier ones. Besides the
+readings they know only what the traffic system knows of its own lanes (`LaneLayout`): which
+signal each lane runs into, and whether the signal plan shows it green in every phase (a
+*permissive* lane, e.g. a free right turn). An alarm, once raised, stays on until the lane
+discharges again (`hold_until_discharge`), so a detector that wavers raises one alarm, not many.
 
 - `BlockageRule` (classical, in the spirit of the California algorithms' persistence tests: a
-  condition must persist before an alarm): a lane is blocked when vehicles stand at its stop
-  line (``seg0`` and ``halting`` at least ``min_queue``) and nothing crosses it
-  (``outflow == 0``) through ``green_s`` seconds of *green* since it last discharged — a red
-  light explains a standing queue, a green one does not. `calibrate` picks the smallest
-  ``green_s`` that reaches a precision on training data.
-- `LearnedDetector`: an MLP over the lane's last ``history`` readings and its intersection's
-  discharge, trained with torch on recordings of generated incidents (training split), its
-  alarm threshold calibrated on the same data.
+  condition must persist before an alarm): a lane is blocked when a vehicle already stood at
+  its stop line when its green came and, after ``green_s`` seconds of that green, still stands
+  and nothing has crossed (`waiting_green`). A red light explains a standing queue; a green one
+  that finds the queue waiting does not: on an open lane the first vehicle leaves within
+  seconds. (A vehicle that arrives *during* the green can stop for reasons a green does not rule
+  out — it reached the line as the green ended, or a turn waits for a gap in the stream filling
+  its target lane — so that interval's green is not counted.) Permissive lanes show green all
+  the time and their turning vehicles routinely wait for such gaps, so they get their own
+  persistence, ``permissive_green_s``. `calibrate` picks, per lane class, the smallest
+  persistence that reaches a precision on training data.
+- `LearnedDetector`: an MLP over the lane's last ``history`` readings, the discharge of the
+  other lanes into its intersection (all of them, and those that had green with it), its zero-
+  outflow run length, the rule's `waiting_green` and its lane class. It scores only readings
+  where a vehicle stands at the stop line and nothing crosses (elsewhere a closure has left no
+  trace), trained with torch on the training recordings as ``folds`` models, each on all but
+  one fold of copies. Its alarm thresholds, one per lane class as the rule's persistences, are
+  calibrated on the out-of-fold scores (scores of copies the scoring model never saw, so the
+  calibration sees held-out-like precision, not the training fit's); it then scores with the
+  mean of the fold models.
 """
 
 from __future__ import annotations
@@ -21,9 +36,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from envs.detection import READINGS, Recording, score
+from envs.detection import COLUMN, Recording, lane_movements, score
 
-COLUMN = {name: k for k, name in enumerate(READINGS)}
+
+@dataclass(frozen=True)
+class LaneLayout:
+    """Per monitored lane ``[N]``: the signalised intersection it runs into (``groups``) and
+    whether every movement it feeds is green in every signal phase of the plan (``permissive``)."""
+
+    groups: np.ndarray
+    permissive: np.ndarray
 
 
 def intersection_groups(network, lanes: np.ndarray) -> np.ndarray:
@@ -31,13 +53,29 @@ def intersection_groups(network, lanes: np.ndarray) -> np.ndarray:
     return network.road_end[network.lane_road].cpu().numpy()[lanes]
 
 
-def _others_outflow(readings: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Per lane and reading, the outflow of the *other* lanes into the same intersection."""
+def lane_layout(network, lanes: np.ndarray) -> LaneLayout:
+    """The `LaneLayout` of the monitored `lanes`, from the network and its signal plan."""
+    signal = (network.phase_valid & network.signal_phase).unsqueeze(-1)  # [I, P, 1]
+    always = (network.phase_green | ~signal).all(1).reshape(-1)  # [M]: green in every signal phase
+    feeds = lane_movements(network)[torch.as_tensor(lanes, device=network.lane_road.device)]  # [N, M]
+    permissive = (feeds & ~always.unsqueeze(0)).sum(1).eq(0) & feeds.any(1)
+    return LaneLayout(intersection_groups(network, lanes), permissive.cpu().numpy())
+
+
+def _check(readings: np.ndarray, layout: LaneLayout) -> None:
+    if readings.shape[-2] != layout.groups.shape[0]:
+        raise ValueError(f"readings cover {readings.shape[-2]} lanes, the layout {layout.groups.shape[0]}")
+
+
+def _others_outflow(readings: np.ndarray, groups: np.ndarray, mates: np.ndarray | None = None) -> np.ndarray:
+    """Per lane and reading, the outflow of the *other* lanes into the same intersection (only of
+    the lanes in the ``[..., N]`` mask `mates`, when given)."""
     outflow = readings[..., COLUMN["outflow"]]  # [..., N]
+    counted = outflow if mates is None else outflow * mates
     per_group = np.zeros(outflow.shape[:-1] + (int(groups.max()) + 1,))
     for g in np.unique(groups):
-        per_group[..., g] = outflow[..., groups == g].sum(-1)
-    return per_group[..., groups] - outflow
+        per_group[..., g] = counted[..., groups == g].sum(-1)
+    return per_group[..., groups] - counted
 
 
 def _run_length(condition: np.ndarray) -> np.ndarray:
@@ -50,38 +88,90 @@ def _run_length(condition: np.ndarray) -> np.ndarray:
     return out
 
 
+def standing(readings: np.ndarray, min_queue: float = 1.0) -> np.ndarray:
+    """``[..., T, N]``: a vehicle stands at the stop line (first 50 m) and nothing crossed it."""
+    r = readings
+    # (the lane's mean speed is no help: vehicles still arriving behind the queue move)
+    return ((r[..., COLUMN["seg0"]] >= min_queue) & (r[..., COLUMN["halting"]] >= min_queue)
+            & (r[..., COLUMN["outflow"]] == 0))
+
+
+def waiting_green(readings: np.ndarray, min_queue: float = 1.0) -> np.ndarray:
+    """``[T, N]`` seconds of green that found a vehicle standing at the stop line and left it
+    standing with nothing crossing, accumulated since the lane last discharged (or emptied)."""
+    stuck = standing(readings, min_queue)
+    found_waiting = np.concatenate([np.zeros_like(stuck[:1]), stuck[:-1]], 0)  # standing at the last reading
+    green = readings[..., COLUMN["green"]]
+    out = np.zeros(stuck.shape)
+    running = np.zeros(stuck.shape[1:])
+    for t in range(stuck.shape[0]):
+        running = np.where(stuck[t], running + np.where(found_waiting[t], green[t], 0.0), 0.0)
+        out[t] = running
+    return out
+
+
+def hold_until_discharge(alarms: np.ndarray, readings: np.ndarray) -> np.ndarray:
+    """``[..., T, N]`` alarms kept on from their onset until the lane's outflow is non-zero."""
+    out = np.array(alarms, dtype=bool, copy=True)
+    quiet = readings[..., COLUMN["outflow"]] == 0
+    for t in range(1, out.shape[-2]):
+        out[..., t, :] |= out[..., t - 1, :] & quiet[..., t, :]
+    return out
+
+
 @dataclass
 class BlockageRule:
-    """See the module doc. ``green_s``: seconds of green with a vehicle standing at the stop line
-    and nothing crossing it, accumulated since the lane last discharged, that raise an alarm."""
+    """See the module doc. ``green_s`` / ``permissive_green_s``: seconds of `waiting_green` that
+    raise an alarm on signalised / permissive lanes."""
 
-    green_s: float = 10.0
+    green_s: float = 2.0
+    permissive_green_s: float = 20.0
     min_queue: float = 1.0
     name: str = "blockage_rule"
 
-    def silent_green(self, readings: np.ndarray) -> np.ndarray:
-        """``[T, N]`` green seconds accumulated with a standing queue and no discharge."""
-        r = readings
-        # (the lane's mean speed is no help: vehicles still arriving behind the queue move)
-        stuck = ((r[..., COLUMN["seg0"]] >= self.min_queue) & (r[..., COLUMN["halting"]] >= self.min_queue)
-                 & (r[..., COLUMN["outflow"]] == 0))
-        out = np.zeros(stuck.shape)
-        running = np.zeros(stuck.shape[1:])
-        for t in range(stuck.shape[0]):
-            running = np.where(stuck[t], running + r[t, :, COLUMN["green"]], 0.0)
-            out[t] = running
-        return out
+    def _alarms(self, waited: np.ndarray, readings: np.ndarray, layout: LaneLayout) -> np.ndarray:
+        persistence = np.where(layout.permissive, self.permissive_green_s, self.green_s)
+        return hold_until_discharge(waited >= persistence, readings)
 
-    def detect(self, readings: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
-        return self.silent_green(readings) >= self.green_s
+    def detect(self, readings: np.ndarray, layout: LaneLayout) -> np.ndarray:
+        _check(readings, layout)
+        return self._alarms(waiting_green(readings, self.min_queue), readings, layout)
 
-    def calibrate(self, recording: Recording, precision: float = 0.95, candidates=range(2, 121, 2)) -> dict:
-        """Set `green_s` to the smallest candidate that reaches `precision` on the recording
-        (training split); returns the figures it was chosen on."""
-        silent = np.stack([self.silent_green(copy) for copy in recording.readings])
-        best = _calibrate(recording, lambda green_s: silent >= green_s, [float(c) for c in candidates], precision)
-        self.green_s = best[0]
-        return {"green_s": best[0], **best[1].as_dict()}
+    def calibrate(self, recording: Recording, layout: LaneLayout, precision: float = 0.95,
+                  candidates=range(1, 121)) -> dict:
+        """Set `green_s` and `permissive_green_s`, each to the smallest candidate that reaches
+        `precision` on the alarms of its lane class in the recording (training split): together
+        they then reach it too. Returns the figures of the chosen pair."""
+        _check(recording.readings, layout)
+        waited = np.stack([waiting_green(copy, self.min_queue) for copy in recording.readings])
+        candidates = [float(c) for c in candidates]
+        for name, members in (("green_s", ~layout.permissive), ("permissive_green_s", layout.permissive)):
+            def class_alarms(persistence, members=members):
+                return hold_until_discharge((waited >= persistence) & members, recording.readings)
+
+            setattr(self, name, _calibrate_class(recording, class_alarms, candidates, precision, members))
+        final = score(recording, self._alarms(waited, recording.readings, layout))
+        return {"green_s": self.green_s, "permissive_green_s": self.permissive_green_s, **final.as_dict()}
+
+
+def _incident_lanes(recording: Recording) -> np.ndarray:
+    column = {int(lane): n for n, lane in enumerate(recording.lanes)}
+    hit = np.zeros(len(recording.lanes), dtype=bool)
+    for copy in recording.incidents:
+        for incident in copy:
+            if incident.lane in column and incident.factor == 0.0:
+                hit[column[incident.lane]] = True
+    return hit
+
+
+def _calibrate_class(recording: Recording, alarms_at, candidates, precision: float, members: np.ndarray) -> float:
+    """`_calibrate` on one lane class; a class without training incidents gets the most
+    conservative candidate (any alarm there would be false), a class without lanes the first."""
+    if not members.any():
+        return candidates[0]
+    if not (_incident_lanes(recording) & members).any():
+        return candidates[-1]
+    return _calibrate(recording, alarms_at, candidates, precision)[0]
 
 
 def _calibrate(recording: Recording, alarms_at, candidates, precision: float):
@@ -99,15 +189,31 @@ def _calibrate(recording: Recording, alarms_at, candidates, precision: float):
     return best
 
 
-def window_features(readings: np.ndarray, groups: np.ndarray, history: int) -> np.ndarray:
-    """``[T, N, history * (F + 2)]``: each lane's last `history` readings, the other lanes' outflow
-    into its intersection and the run length of its zero outflow (oldest first; zero-padded)."""
-    steps, lanes, _ = readings.shape
-    others = _others_outflow(readings, groups)[..., None]
+# per-frame features: the readings, then what the rule and the neighbours add (module doc)
+FRAME_SCALE = np.array([10, 10, 5, 5, 5, 10, 3, 10,  # READINGS
+                        10, 10,  # other lanes' outflow into the intersection: all, those green too
+                        30, 30, 1.0])  # zero-outflow run (readings), waiting green (s), permissive
+
+
+def frame_features(readings: np.ndarray, layout: LaneLayout) -> np.ndarray:
+    """``[T, N, 13]`` per reading and lane, roughly unit-scaled (see FRAME_SCALE)."""
+    green = readings[..., COLUMN["green"]] > 0
+    # lanes with green that is not permanent: their discharge shows what this green was worth
+    signalled = green & ~layout.permissive
+    others = _others_outflow(readings, layout.groups)
+    others_green = _others_outflow(readings, layout.groups, signalled)
     silent = _run_length((readings[..., COLUMN["outflow"]] == 0) & (readings[..., COLUMN["seg0"]] >= 1))
-    frame = np.concatenate([readings, others, np.minimum(silent, 60)[..., None]], -1)
-    frame = frame / np.array([10, 10, 5, 5, 5, 10, 3, 10, 10, 30.0])  # rough unit scales
-    padded = np.concatenate([np.zeros((history - 1, lanes, frame.shape[-1])), frame], 0)
+    permissive = np.broadcast_to(layout.permissive, green.shape)
+    extra = np.stack([others, others_green, np.minimum(silent, 60), np.minimum(waiting_green(readings), 120),
+                      permissive], -1)
+    return np.concatenate([readings, extra], -1) / FRAME_SCALE
+
+
+def window_features(readings: np.ndarray, layout: LaneLayout, history: int) -> np.ndarray:
+    """``[T, N, history * 13]``: each lane's last `history` frames (oldest first; zero-padded)."""
+    frame = frame_features(readings, layout)
+    steps, lanes, width = frame.shape
+    padded = np.concatenate([np.zeros((history - 1, lanes, width)), frame], 0)
     windows = np.stack([padded[k : k + steps] for k in range(history)], 2)  # [T, N, H, F']
     return windows.reshape(steps, lanes, -1).astype(np.float32)
 
@@ -117,57 +223,97 @@ class LearnedDetector:
 
     name = "learned_mlp"
 
-    def __init__(self, history: int = 12, hidden: int = 64, seed: int = 0) -> None:
-        self.history, self.hidden, self.seed = history, hidden, seed
-        self.model: nn.Module | None = None
-        self.threshold = 0.5
+    def __init__(self, history: int = 6, hidden: int = 64, folds: int = 4, seed: int = 0) -> None:
+        self.history, self.hidden, self.folds, self.seed = history, hidden, folds, seed
+        self.models: list[nn.Module] = []
+        self.threshold = self.permissive_threshold = 0.0  # on the mean logit: signalised / permissive lanes
 
-    def _build(self, width: int) -> nn.Module:
-        torch.manual_seed(self.seed)
+    def _build(self, width: int, seed: int) -> nn.Module:
+        torch.manual_seed(seed)
         return nn.Sequential(nn.Linear(width, self.hidden), nn.ReLU(), nn.Linear(self.hidden, self.hidden),
                              nn.ReLU(), nn.Linear(self.hidden, 1))
 
-    def fit(self, recording: Recording, groups: np.ndarray, epochs: int = 30, negatives_per_positive: int = 20,
-            precision: float = 0.95, log=print) -> dict:
-        x = np.concatenate([window_features(copy, groups, self.history) for copy in recording.readings])
-        y = recording.truth.reshape(-1, recording.truth.shape[-1])
-        x, y = x.reshape(-1, x.shape[-1]), y.reshape(-1)
-        rng = np.random.default_rng(self.seed)
-        pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
-        if pos.size == 0:
-            raise ValueError("the training recording holds no incident reading")
-        keep = np.concatenate([pos, rng.choice(neg, size=min(neg.size, pos.size * negatives_per_positive),
-                                                replace=False)])
-        xs, ys = torch.as_tensor(x[keep]), torch.as_tensor(y[keep], dtype=torch.float32)
-        self.model = self._build(xs.shape[1])
-        optimiser = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+    def _train_one(self, x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int, progress) -> nn.Module:
+        model = self._build(x.shape[1], seed)
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
         loss_fn = nn.BCEWithLogitsLoss()
         for epoch in range(epochs):
-            order = torch.randperm(len(xs), generator=torch.Generator().manual_seed(self.seed + epoch))
-            total = 0.0
-            for start in range(0, len(xs), 1024):
-                batch = order[start : start + 1024]
-                loss = loss_fn(self.model(xs[batch]).squeeze(1), ys[batch])
+            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+            for start in range(0, len(x), 512):
+                batch = order[start : start + 512]
+                loss = loss_fn(model(x[batch]).squeeze(1), y[batch])
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
-                total += float(loss.detach()) * len(batch)
-            if epoch % 10 == 9 or epoch == epochs - 1:
-                log(f"  learned detector epoch {epoch + 1}/{epochs}: loss {total / len(xs):.4f}")
-        # the alarm threshold: the lowest that reaches `precision` on the training recording
-        probs = np.stack([self.probabilities(copy, groups) for copy in recording.readings])
-        chosen = _calibrate(recording, lambda threshold: probs >= threshold, np.linspace(0.05, 0.995, 190), precision)
-        self.threshold = chosen[0]
-        return {"threshold": chosen[0], **chosen[1].as_dict()}
+            if progress is not None:
+                progress(1)
+        return model.eval()
 
-    def probabilities(self, readings: np.ndarray, groups: np.ndarray) -> np.ndarray:
-        features = torch.as_tensor(window_features(readings, groups, self.history))
+    def fit(self, recording: Recording, layout: LaneLayout, epochs: int = 30, precision: float = 0.95,
+            log=print, progress=None) -> dict:
+        """Train the fold models and calibrate the threshold (module doc); `progress(1)` is called
+        once per epoch of each fold model. Returns the out-of-fold figures it was chosen on."""
+        _check(recording.readings, layout)
+        copies = recording.readings.shape[0]
+        folds = max(1, min(self.folds, copies))
+        fold_of = np.arange(copies) % folds
+        rows = []  # per copy: the gated windows and their labels
+        for b, readings in enumerate(recording.readings):
+            gate = standing(readings)
+            rows.append((window_features(readings, layout, self.history)[gate], recording.truth[b][gate]))
+        if not any(label.any() for _, label in rows):
+            raise ValueError("the training recording holds no incident reading with a vehicle standing "
+                             "at the stop line")
+        self.models, held_scores = [], [None] * copies
+        for fold in range(folds):
+            # one fold only: no copy is left out, the threshold is then calibrated in-sample
+            train = [b for b in range(copies) if fold_of[b] != fold] or list(range(copies))
+            x = torch.as_tensor(np.concatenate([rows[b][0] for b in train]))
+            y = torch.as_tensor(np.concatenate([rows[b][1] for b in train]), dtype=torch.float32)
+            model = self._train_one(x, y, self.seed + fold, epochs, progress)
+            self.models.append(model)
+            for b in np.flatnonzero(fold_of == fold):
+                held_scores[b] = self._scores([model], recording.readings[b], layout)
+            log(f"  learned detector fold {fold + 1}/{folds}: {len(x)} readings, {int(y.sum())} of them incidents")
+        held_scores = np.stack(held_scores)
+        incident = np.concatenate([s[recording.truth[b] & standing(recording.readings[b])]
+                                   for b, s in enumerate(held_scores)])
+        candidates = list(np.unique(np.quantile(incident, np.linspace(0.0, 1.0, 201))))
+        for name, members in (("threshold", ~layout.permissive), ("permissive_threshold", layout.permissive)):
+            def class_alarms(threshold, members=members):
+                return hold_until_discharge((held_scores >= threshold) & members, recording.readings)
+
+            setattr(self, name, float(_calibrate_class(recording, class_alarms, candidates, precision, members)))
+        alarms = hold_until_discharge(held_scores >= self._thresholds(layout), recording.readings)
+        return {"threshold": self.threshold, "permissive_threshold": self.permissive_threshold,
+                "probability": _sigmoid(self.threshold),
+                "permissive_probability": _sigmoid(self.permissive_threshold),
+                **score(recording, alarms).as_dict()}
+
+    def _thresholds(self, layout: LaneLayout) -> np.ndarray:
+        return np.where(layout.permissive, self.permissive_threshold, self.threshold)
+
+    def _scores(self, models, readings: np.ndarray, layout: LaneLayout) -> np.ndarray:
+        features = torch.as_tensor(window_features(readings, layout, self.history))
         with torch.no_grad():
-            return torch.sigmoid(self.model(features.reshape(-1, features.shape[-1]))).reshape(
-                features.shape[:2]).numpy()
+            logits = torch.stack([m(features.reshape(-1, features.shape[-1])).reshape(features.shape[:2])
+                                  for m in models]).mean(0).numpy()
+        return np.where(standing(readings), logits, -np.inf)
 
-    def detect(self, readings: np.ndarray, groups: np.ndarray) -> np.ndarray:
-        return self.probabilities(readings, groups) >= self.threshold
+    def scores(self, readings: np.ndarray, layout: LaneLayout) -> np.ndarray:
+        """``[T, N]`` the mean logit of the fold models (-inf where nothing stands at the line)."""
+        if not self.models:
+            raise RuntimeError("fit the learned detector first")
+        _check(readings, layout)
+        return self._scores(self.models, readings, layout)
+
+    def detect(self, readings: np.ndarray, layout: LaneLayout) -> np.ndarray:
+        return hold_until_discharge(self.scores(readings, layout) >= self._thresholds(layout), readings)
 
 
-__all__ = ["BlockageRule", "LearnedDetector", "intersection_groups", "window_features"]
+def _sigmoid(logit: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-logit)))
+
+
+__all__ = ["BlockageRule", "LaneLayout", "LearnedDetector", "frame_features", "hold_until_discharge",
+           "intersection_groups", "lane_layout", "standing", "waiting_green", "window_features"]

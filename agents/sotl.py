@@ -31,6 +31,15 @@ serve the most vehicles now approaching red, ties going to the phase next in the
 generalised; wasteful on 8-phase plans where several phases serve the same movements).
 Transition phases (right turns only) are never commanded.
 
+SOTL runs on approach detectors. With ``detectors`` set (an `envs.perturbations.DetectorFaults`,
+as ``evaluate.py perturbation=...`` does on perturbed copies) each lane's count of approaching
+vehicles (within ``distance_m``, and within ``omega_m``) is what a faulty detector reports:
+noisy, dropped (0), stuck or dead. A lane's reported count is split over the movements of the
+vehicles on it in their true shares (on the datasets' single-movement lanes: all to its one
+movement); phantom vehicles on an empty lane go evenly to the movements the lane serves. An
+intersection whose incoming detectors all report nothing runs the roadnet's fixed-time plan, as
+`agents.max_pressure` does.
+
 Defaults: ``distance_m = 80`` (Cools et al. count within 50-100 m), ``omega_m = 25`` (about 3
 queued vehicles), ``mu = 3``, ``theta = 40`` vehicle-seconds (e.g. 4 vehicles waiting 10 s),
 ``min_green_s = 10``, ``max_green_s = None``.
@@ -39,13 +48,16 @@ queued vehicles), ``mu = 3``, ``theta = 40`` vehicle-seconds (e.g. 4 vehicles wa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from agents.fixed_time import FixedTime
 from envs.engine.simulator import Simulator
 from envs.engine.step import green_elapsed
 from envs.errors import ScenarioError
+from envs.features import feature_context
+from envs.intersections import gather_lanes, intersection_layout
 
 SOURCE = "<controller:sotl>"
 CYCLIC_TIE_BREAK = 1e-3  # prefers the cyclically next phase among equal counts (counts are whole)
@@ -60,6 +72,9 @@ class SOTL:
     min_green_s: float = 10.0
     max_green_s: float | None = None
     switch_to: str = "demand"  # "demand" | "cyclic"
+    # faulty approach detectors (envs.perturbations.DetectorFaults); None reads the true counts
+    detectors: object | None = field(default=None, repr=False, compare=False)
+    _blind = None  # [B, I] intersections whose detectors all report nothing (faulty detectors)
 
     def _validate(self) -> None:
         def number(name, minimum, strict):
@@ -115,9 +130,23 @@ class SOTL:
         self.kappa = torch.zeros(batch, num_inter, dtype=torch.float32, device=net.device)
         self._last_phase = sim.state.phase.clone()
         self._min_green = max(float(self.min_green_s), float(sim.params.min_green_s))
+        self._blind = None
+        if self.detectors is not None:
+            layout = intersection_layout(net)
+            self._in_lanes = layout.in_lanes
+            self._lane_upper = feature_context(net, layout, sim.params).lane_max_vehicles
+            self._fallback = FixedTime()
+            self._fallback.reset(sim)
+            # [L, M] share of each lane's phantom vehicles per movement it serves (rows sum to 1)
+            serves = torch.zeros(net.num_lanes + 1, net.num_movements, device=net.device)
+            lanes = torch.where(net.movement_in_lanes >= 0, net.movement_in_lanes, net.num_lanes)  # [M, E]
+            serves[lanes, torch.arange(net.num_movements, device=net.device).unsqueeze(1).expand_as(lanes)] = 1.0
+            serves = serves[:-1] * net.movement_valid
+            self._lane_share = serves / serves.sum(1, keepdim=True).clamp(min=1.0)
 
     def approaching(self, sim: Simulator, distance: float) -> torch.Tensor:
-        """Vehicles within `distance` metres of the stop line, by next movement ``[B, I, K]``."""
+        """Vehicles within `distance` metres of the stop line, by next movement ``[B, I, K]``
+        (as the approach detectors report them)."""
         net, state = sim.network, sim.state
         slots = state.veh_lane.shape[1] - 1
         lane = state.veh_lane[:, :slots]
@@ -126,11 +155,26 @@ class SOTL:
         to_stop = net.lane_length[lane_c] - state.veh_pos[:, :slots]
         move = state.veh_move[:, :slots]  # the engine's cache of each vehicle's next movement
         near = active & (to_stop <= distance) & (move >= 0)
-        moves = net.num_movements
+        moves, batch = net.num_movements, lane.shape[0]
+        weight = near.to(torch.float32)  # each vehicle's count toward its movement
+        phantom = None
+        if self.detectors is not None:
+            lanes = net.num_lanes
+            near_lane = torch.where(near, lane, lanes)
+            true = torch.zeros(batch, lanes + 1, device=lane.device).scatter_add_(1, near_lane, weight)[:, :lanes]
+            reading = "approach" if distance == self.distance_m else "approach_platoon"  # own noise stream
+            seen = self.detectors.apply(reading, true, state.t, upper=self._lane_upper, missing=float("nan"))
+            reporting = gather_lanes((~seen.isnan()).to(torch.float32), self._in_lanes)  # [B, I, W]
+            self._blind = reporting.sum(-1) == 0
+            seen = seen.nan_to_num(0.0)
+            ratio = torch.where(true > 0, seen / true.clamp(min=1.0), 0.0)  # true shares of a lane's count
+            weight = weight * torch.gather(torch.cat([ratio, ratio[:, :1]], 1), 1, near_lane)
+            phantom = torch.where(true > 0, 0.0, seen) @ self._lane_share  # [B, M]
         index = torch.where(near, move, moves)
-        out = torch.zeros(lane.shape[0], moves + 1, dtype=torch.float32, device=lane.device)
-        out.scatter_add_(1, index, near.to(torch.float32))
-        return out[:, :moves].reshape(lane.shape[0], net.num_intersections, -1)
+        out = torch.zeros(batch, moves + 1, dtype=torch.float32, device=lane.device)
+        out.scatter_add_(1, index, weight)
+        out = out[:, :moves] if phantom is None else out[:, :moves] + phantom
+        return out.reshape(batch, net.num_intersections, -1)
 
     def act(self, sim: Simulator) -> torch.Tensor:
         state = sim.state
@@ -142,6 +186,7 @@ class SOTL:
         red = ~current & switchable
 
         near_d = self.approaching(sim, self.distance_m)
+        blind = self._blind
         near_w = self.approaching(sim, self.omega_m) if self.omega_m != self.distance_m else near_d
         on_red = (near_d * red).sum(-1)  # [B, I]
         on_green = (near_d * green).sum(-1)
@@ -172,4 +217,7 @@ class SOTL:
             target = score.argmax(-1)
             switch = switch & candidate.any(-1)
         switch = switch & self._has_choice.unsqueeze(0) & (target != phase)
-        return torch.where(switch, target, -1)
+        command = torch.where(switch, target, -1)
+        if blind is not None:  # dead approach detectors: the roadnet's fixed-time plan
+            command = torch.where(blind, self._fallback.act(sim), command)
+        return command

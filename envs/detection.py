@@ -29,10 +29,21 @@ step. `score` turns alarms into the benchmark's figures:
 - precision = true alarms / alarms; recall = incidents with a true alarm / incidents;
 - false alarms per hour, per network (copy);
 - mean time to detect = mean over detected incidents of first true alarm − incident start;
-- and, to separate what a detector could have known: the mean time from the incident's first
-  *evidence* — the first reading after its start in which a vehicle stands at the closed lane's
-  stop line while the lane has green — to the first true alarm. Before that, a closed lane looks
-  exactly like an empty lane or a red light.
+- and, to separate what a detector could have known, the incident's first *evidence*
+  (`evidence`): the first reading while it is active in which a vehicle stands (``halting``
+  >= 1) in the closed lane's first 50 m segment (``seg0`` >= 1) and the lane had green in the
+  interval (``green`` > 0). Before it the closed lane's readings are those of an open lane that
+  is empty, or whose queue is explained by a red light, so a detector alarming earlier guesses.
+  Reported: the *oracle floor* — mean over incidents with evidence of start → first evidence:
+  the mean time to detect of the ideal detector that alarms at the first evidence reading
+  (`oracle_alarms`), a lower bound for any detector reading these data, up to lucky guesses —
+  and each detector's mean time from evidence to its first true alarm, over incidents it
+  detected at or after their evidence. An incident without evidence while active (no vehicle
+  reached the closed lane's stop line) cannot be detected except by guessing, so the share of
+  incidents with evidence bounds recall.
+
+Scores are sums over copies (`tally` per copy, `combine`), so bootstrap resamples of copies
+cost no rescan of the readings.
 """
 
 from __future__ import annotations
@@ -50,6 +61,7 @@ from envs.scenario import Scenario
 from envs.scenario.splits import DemandSpec, sample_trips
 
 READINGS = ("count", "halting", "seg0", "seg1", "seg2", "speed", "outflow", "green")
+COLUMN = {name: k for k, name in enumerate(READINGS)}
 
 
 @dataclass
@@ -71,7 +83,7 @@ def monitored_lanes(scenario: Scenario) -> np.ndarray:
     return np.flatnonzero(ends >= 0)
 
 
-def _lane_movements(network) -> torch.Tensor:
+def lane_movements(network) -> torch.Tensor:
     """``[L, M]``: movement m starts from lane l (the lane feeds it)."""
     lanes = torch.arange(network.num_lanes, device=network.lane_road.device)
     road, index = network.lane_road[lanes], network.lane_index[lanes]
@@ -90,7 +102,7 @@ def record(
     network = scenario.network
     demand = demand or DemandSpec("poisson")
     trips = [sample_trips(scenario, demand, split, s, horizon=steps) for s in seeds]
-    incidents = [sample_incidents(perturbation, network, split, s) for s in seeds]
+    incidents = [sample_incidents(perturbation, network, split, s, trips=t) for s, t in zip(seeds, trips)]
     sim = Simulator(network, with_incidents(scenario.demand(trips=trips), incidents), params)
     controller.reset(sim)
     lanes = monitored_lanes(scenario)
@@ -98,7 +110,7 @@ def record(
     num_lanes = network.num_lanes
     outflow = torch.zeros(sim.batch_size, num_lanes + 1, device=sim.device)
     green_s = torch.zeros(sim.batch_size, num_lanes, device=sim.device)
-    feeds = _lane_movements(network).to(torch.float32)  # [L, M]
+    feeds = lane_movements(network).to(torch.float32)  # [L, M]
     readings, times = [], []
     for k in range(steps):
         before_lane, before_trip = sim.state.veh_lane[:, :-1].clone(), sim.state.veh_trip[:, :-1].clone()
@@ -142,54 +154,150 @@ def record(
     return Recording(np.stack(readings, 1), truth, lanes, times_a, incidents, interval_s)
 
 
+def evidence(readings: np.ndarray) -> np.ndarray:
+    """``[..., T, N]``: readings that show a closure's signature — a vehicle stands in the 50 m
+    before the stop line (``seg0`` and ``halting`` at least 1) while the lane had green in the
+    interval. Without it a closed lane reads exactly like an empty lane or a red light."""
+    r = readings
+    return (r[..., COLUMN["seg0"]] >= 1) & (r[..., COLUMN["halting"]] >= 1) & (r[..., COLUMN["green"]] > 0)
+
+
+@dataclass(frozen=True)
+class IncidentTimes:
+    """One scored closure: when it started, and the reading times (s) of its first evidence and
+    of the first true alarm on it (None: none while it was active)."""
+
+    copy: int
+    lane: int  # global lane id
+    start: int
+    evidence_at: float | None
+    detected_at: float | None
+
+    @property
+    def to_evidence(self) -> float | None:
+        return None if self.evidence_at is None else self.evidence_at - self.start
+
+    @property
+    def to_detect(self) -> float | None:
+        return None if self.detected_at is None else self.detected_at - self.start
+
+    @property
+    def from_evidence(self) -> float | None:
+        """Evidence -> alarm, for an incident detected at or after its evidence."""
+        if self.detected_at is None or self.evidence_at is None or self.detected_at < self.evidence_at:
+            return None
+        return self.detected_at - self.evidence_at
+
+
+def _onsets(alarms: np.ndarray) -> np.ndarray:
+    alarms = np.asarray(alarms, dtype=bool)
+    return alarms & ~np.concatenate([np.zeros_like(alarms[..., :1, :]), alarms[..., :-1, :]], -2)
+
+
+def _scored(recording: Recording, copy: int):
+    """(incident, its column, its active readings ``[T]``) for the closures on monitored lanes
+    of copy `copy`: what is detected."""
+    column = {int(lane): n for n, lane in enumerate(recording.lanes)}
+    times = recording.times
+    for incident in recording.incidents[copy]:
+        n = column.get(incident.lane)
+        if n is not None and incident.factor == 0.0:
+            yield incident, n, (times > incident.start) & (times - recording.interval_s < incident.end)
+
+
+def incident_times(recording: Recording, alarms: np.ndarray, copy: int) -> list[IncidentTimes]:
+    """Per scored closure of copy `copy`, its `IncidentTimes` under `alarms` ``[T, N]``."""
+    true_onset = _onsets(alarms) & recording.truth[copy]
+    seen = evidence(recording.readings[copy])
+    times, out = recording.times, []
+    for incident, n, active in _scored(recording, copy):
+        first_evidence = np.flatnonzero(active & seen[:, n])
+        hits = np.flatnonzero(true_onset[:, n] & active)
+        out.append(IncidentTimes(copy, incident.lane, incident.start,
+                                 float(times[first_evidence[0]]) if first_evidence.size else None,
+                                 float(times[hits[0]]) if hits.size else None))
+    return out
+
+
+def oracle_alarms(recording: Recording) -> np.ndarray:
+    """``[B, T, N]`` the ideal evidence-based detector: an alarm on each closed lane from its
+    first evidence reading to the closure's end, no other alarm. Its mean time to detect is the
+    oracle floor."""
+    alarms = np.zeros(recording.truth.shape, dtype=bool)
+    for b in range(alarms.shape[0]):
+        seen = evidence(recording.readings[b])
+        for _, n, active in _scored(recording, b):
+            alarms[b, :, n] |= active & np.maximum.accumulate(active & seen[:, n])
+    return alarms
+
+
+@dataclass(frozen=True)
+class CopyTally:
+    """One copy's part of the scores, so that scores over any multiset of copies (bootstrap
+    resamples) add up without rescanning readings."""
+
+    alarms: int
+    true_alarms: int
+    incidents: tuple[IncidentTimes, ...]
+    seconds: float  # recorded time
+
+
+def tally(recording: Recording, alarms: np.ndarray, copy: int) -> CopyTally:
+    """Copy `copy`'s tally of `alarms` ``[T, N]`` (see the module doc)."""
+    onset = _onsets(alarms)
+    return CopyTally(int(onset.sum()), int((onset & recording.truth[copy]).sum()),
+                     tuple(incident_times(recording, alarms, copy)), float(recording.times[-1]))
+
+
 @dataclass(frozen=True)
 class Scores:
     alarms: int
     true_alarms: int
     incidents: int
     detected: int
+    with_evidence: int  # incidents whose closure showed evidence while active
     precision: float
     recall: float
     false_alarms_per_hour: float
     mean_time_to_detect_s: float
     mean_time_from_evidence_s: float
+    oracle_floor_s: float  # mean start -> first evidence: no detector reading these data does better
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
 
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def combine(tallies: list[CopyTally]) -> Scores:
+    """The scores of copies from their tallies (a copy listed twice counts twice)."""
+    count = sum(t.alarms for t in tallies)
+    true = sum(t.true_alarms for t in tallies)
+    incidents = [i for t in tallies for i in t.incidents]
+
+    def known(values):
+        return [v for v in values if v is not None]
+
+    to_detect = known(i.to_detect for i in incidents)
+    to_evidence = known(i.to_evidence for i in incidents)
+    hours = sum(t.seconds for t in tallies) / 3600.0
+    return Scores(
+        alarms=count, true_alarms=true, incidents=len(incidents), detected=len(to_detect),
+        with_evidence=len(to_evidence),
+        precision=true / count if count else float("nan"),
+        recall=len(to_detect) / len(incidents) if incidents else float("nan"),
+        false_alarms_per_hour=(count - true) / hours,
+        mean_time_to_detect_s=_mean(to_detect),
+        mean_time_from_evidence_s=_mean(known(i.from_evidence for i in incidents)),
+        oracle_floor_s=_mean(to_evidence),
+    )
+
+
 def score(recording: Recording, alarms: np.ndarray) -> Scores:
     """The benchmark's figures for `alarms` ``[B, T, N]`` (see the module doc)."""
-    alarms = np.asarray(alarms, dtype=bool)
-    onset = alarms & ~np.concatenate([np.zeros_like(alarms[:, :1]), alarms[:, :-1]], 1)
-    true_onset = onset & recording.truth
-    column = {int(lane): n for n, lane in enumerate(recording.lanes)}
-    delays, from_evidence, total = [], [], 0
-    seg0, green = READINGS.index("seg0"), READINGS.index("green")
-    for b, copy in enumerate(recording.incidents):
-        for incident in copy:
-            n = column.get(incident.lane)
-            if n is None or incident.factor != 0.0:
-                continue
-            total += 1
-            after = recording.times > incident.start
-            hits = np.flatnonzero(true_onset[b, :, n] & after)
-            if hits.size:
-                delays.append(float(recording.times[hits[0]] - incident.start))
-                lane = recording.readings[b, :, n]
-                evidence = np.flatnonzero(after & (lane[:, seg0] >= 1) & (lane[:, green] > 0))
-                if evidence.size and evidence[0] <= hits[0]:
-                    from_evidence.append(float(recording.times[hits[0]] - recording.times[evidence[0]]))
-    count, true = int(onset.sum()), int(true_onset.sum())
-    hours = recording.readings.shape[0] * recording.times[-1] / 3600.0
-    return Scores(
-        alarms=count, true_alarms=true, incidents=total, detected=len(delays),
-        precision=true / count if count else float("nan"),
-        recall=len(delays) / total if total else float("nan"),
-        false_alarms_per_hour=(count - true) / hours,
-        mean_time_to_detect_s=float(np.mean(delays)) if delays else float("nan"),
-        mean_time_from_evidence_s=float(np.mean(from_evidence)) if from_evidence else float("nan"),
-    )
+    return combine([tally(recording, alarms[b], b) for b in range(recording.readings.shape[0])])
 
 
 def subset(recording: Recording, copies: np.ndarray) -> Recording:
@@ -198,4 +306,6 @@ def subset(recording: Recording, copies: np.ndarray) -> Recording:
                      [recording.incidents[c] for c in copies], recording.interval_s)
 
 
-__all__ = ["READINGS", "Recording", "Scores", "monitored_lanes", "record", "score", "subset"]
+__all__ = ["COLUMN", "READINGS", "CopyTally", "IncidentTimes", "Recording", "Scores", "combine", "evidence",
+           "incident_times", "lane_movements", "monitored_lanes", "oracle_alarms", "record", "score", "subset",
+           "tally"]

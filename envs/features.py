@@ -250,14 +250,22 @@ def movement_flows(network: Network, state: SimState, upstream_halting: bool = F
     upstream = (
         lane_halting(state, lanes, halting_speed).to(torch.float32) if upstream_halting else counts
     )
-    pad = torch.zeros(counts.shape[0], 1, device=counts.device)
+    return lane_flows(network, upstream, counts)
+
+
+def lane_flows(network: Network, upstream: torch.Tensor, downstream: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-lane readings ``[B, L]`` summed over every movement's incoming lanes (`upstream`) and
+    outgoing lanes (`downstream`): ``[B, M]`` each, each lane once."""
+    lanes = network.num_lanes
+    pad = torch.zeros(upstream.shape[0], 1, device=upstream.device)
 
     def on(lane_ids: torch.Tensor, per_lane: torch.Tensor) -> torch.Tensor:
         ids = torch.where(lane_ids >= 0, lane_ids, lanes)  # [M, E]; padding -> zero column
         values = torch.cat([per_lane, pad], 1)[:, ids.reshape(-1)]
         return values.reshape(per_lane.shape[0], *ids.shape).sum(-1) * network.movement_valid
 
-    return on(network.movement_in_lanes, upstream), on(network.movement_out_lanes, counts)
+    return on(network.movement_in_lanes, upstream), on(network.movement_out_lanes, downstream)
 
 
 def per_phase(network: Network, movement: torch.Tensor) -> torch.Tensor:

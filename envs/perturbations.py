@@ -7,10 +7,16 @@ A `Perturbation` composes (from Hydra's ``configs/perturbation/``, or in code):
   drawn from ``start_s`` (a number or a ``[low, high]`` range), lasting ``duration_s``, with
   ``capacity`` 0 (a closure: nothing leaves the lane, upstream lane choice avoids it where the
   route allows) or in (0, 1) (a capacity drop: the lane's speed limit scaled). The engine applies
-  them (`envs.engine.step`); every copy draws its own.
-- ``surge`` (`SurgeSpec`): demand multiplied by ``scale`` for trips departing in
-  ``[start_s, end_s)``: each such trip is kept ``floor(scale) + Bernoulli(scale - floor(scale))``
-  times (binomial thinning below 1), replicas departing at the same step.
+  them (`envs.engine.step`); every copy draws its own. ``placement`` says how random lanes are
+  drawn: ``uniform`` (the default) — every lane of the pool alike; ``traffic`` — in proportion
+  to the traffic the copy's demand sends through each lane (`lane_traffic`), since real crashes
+  and breakdowns happen where vehicles are (exposure): a lane no trip uses is never drawn.
+- ``surge`` (`SurgeSpec`): demand multiplied by a time-varying factor ``f(t)`` of the departure
+  time: 1 outside ``[start_s, end_s)``; inside, it climbs linearly from 1 to ``scale`` over the
+  first ``ramp_s`` seconds, holds ``scale``, and falls back to 1 over the last ``ramp_s`` seconds
+  (a trapezoid; ``ramp_s`` 0 is a step, the whole window at ``scale``). Each trip is kept
+  ``floor(f) + Bernoulli(f - floor(f))`` times (binomial thinning below 1), replicas departing at
+  the same step.
 - ``detectors`` (`DetectorFaultSpec`): faults of the lane detectors, which change what agents
   *observe* (the ``lane_count`` / ``lane_halting`` readings), never the traffic or the rewards:
   Gaussian noise (``noise_std`` vehicles; the reading is rounded and never negative, as a
@@ -23,14 +29,20 @@ Seeds: copy ``index`` of split ``split`` draws from ``SeedSequence(seed, spawn_k
 of index, stream))`` — evaluation and training perturbations never share a draw, as demand
 samples do not (`envs.scenario.splits.split_seed`).
 
+`lane_traffic(network, trips)`: a trip counts once on each road of its route; on every road but
+its last it is shared evenly by the lanes that serve its movement onto the next road (the
+engine's lane choice picks among exactly those lanes, by room, so in expectation they share
+it), and on its last road by all the road's lanes. The copy's own trips are used (its demand
+sample after any surge), so the weights are the traffic that copy really carries over the
+episode; ``sample_incidents`` then needs them (``trips=``).
+
 Every field is checked when the spec is built: a closure on an unknown lane, a negative
-duration, a capacity outside [0, 1) or a probability outside [0, 1] is a `ScenarioError` naming
-the field and the value.
+duration, a capacity outside [0, 1), a probability outside [0, 1] or a placement other than
+``uniform`` / ``traffic`` is a `ScenarioError` naming the field and the value.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -44,7 +56,8 @@ from envs.scenario.splits import _finite_number, split_seed
 
 SOURCE = "<perturbation>"
 _STREAM = {"incidents": 1, "surge": 2, "detectors": 3}
-_READING_KEY = {"lane_count": 0, "lane_halting": 1}
+_READING_KEY = {"lane_count": 0, "lane_halting": 1, "approach": 2, "approach_platoon": 3}  # noise streams
+PLACEMENTS = ("uniform", "traffic")  # how random incident lanes are drawn (module doc)
 
 
 def _window(value: Any, name: str) -> tuple[float, float]:
@@ -67,8 +80,11 @@ class IncidentSpec:
     start_s: Any = (600.0, 2400.0)  # seconds: a number or a [low, high] range
     duration_s: float = 900.0
     capacity: float = 0.0  # 0 = closed; in (0, 1) = speed limit scaled by it
+    placement: str = "uniform"  # uniform | traffic: how lanes are drawn from the pool
 
     def __post_init__(self) -> None:
+        if self.placement not in PLACEMENTS:
+            raise ScenarioError(SOURCE, "incidents.placement", self.placement, f"expected one of {PLACEMENTS}")
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
             raise ScenarioError(SOURCE, "incidents.count", self.count, "must be an integer >= 0")
         _window(self.start_s, "incidents.start_s")
@@ -103,14 +119,27 @@ class IncidentSpec:
 
 @dataclass(frozen=True)
 class SurgeSpec:
-    scale: float = 1.5  # demand multiplier inside the window
+    scale: float = 1.5  # demand multiplier at the surge's height
     start_s: float = 900.0
     end_s: float = 1800.0
+    ramp_s: float = 0.0  # seconds to climb to `scale` after start_s, and to fall back before end_s
 
     def __post_init__(self) -> None:
         if not _finite_number(self.scale) or self.scale < 0:
             raise ScenarioError(SOURCE, "surge.scale", self.scale, "must be a number >= 0")
-        _window([self.start_s, self.end_s], "surge.[start_s, end_s]")
+        start, end = _window([self.start_s, self.end_s], "surge.[start_s, end_s]")
+        if not _finite_number(self.ramp_s) or self.ramp_s < 0 or 2 * self.ramp_s > end - start:
+            raise ScenarioError(SOURCE, "surge.ramp_s", self.ramp_s,
+                                f"must be seconds in [0, (end_s - start_s) / 2 = {(end - start) / 2:g}]")
+
+    def factor(self, t: np.ndarray) -> np.ndarray:
+        """The demand factor at departure times `t` (seconds; see the module doc)."""
+        t = np.asarray(t, dtype=np.float64)
+        if self.ramp_s > 0:  # the trapezoid's height: 0 at the window's ends, 1 on its plateau
+            height = np.clip(np.minimum(t - self.start_s, self.end_s - t) / self.ramp_s, 0.0, 1.0)
+        else:
+            height = ((t >= self.start_s) & (t < self.end_s)).astype(np.float64)
+        return 1.0 + (self.scale - 1.0) * height
 
 
 @dataclass(frozen=True)
@@ -194,14 +223,49 @@ class Incident:
     factor: float
 
 
-def sample_incidents(perturbation: Perturbation, network: Network, split: str, index: int) -> list[Incident]:
-    """The incidents of copy `index` of `split` (distinct lanes while the pool allows)."""
+def lane_traffic(network: Network, trips: Trips) -> np.ndarray:
+    """``[L]`` vehicles each lane carries under `trips` (how trips are shared: module doc)."""
+    traffic = np.zeros(network.num_lanes)
+    routes, per_route = np.unique(trips.routes, axis=0, return_counts=True)
+    in_lanes = network.movement_in_lanes.cpu().numpy()
+    road_lanes = network.road_lanes.cpu().numpy()
+    for route, vehicles in zip(routes, per_route):
+        roads = route[route >= 0]
+        for here, after in zip(roads[:-1], roads[1:]):
+            lanes = in_lanes[network.movement_of_pair[(int(here), int(after))]]
+            lanes = lanes[lanes >= 0]
+            traffic[lanes] += vehicles / lanes.size
+        if roads.size:
+            last = road_lanes[roads[-1]]
+            last = last[last >= 0]
+            traffic[last] += vehicles / last.size
+    return traffic
+
+
+def _draw_lanes(spec: IncidentSpec, network: Network, rng: np.random.Generator, trips: Trips | None) -> np.ndarray:
+    pool = spec.lane_pool(network)
+    if spec.placement == "uniform":
+        return rng.choice(pool, size=spec.count, replace=spec.count > pool.size)
+    if trips is None:
+        raise ScenarioError(SOURCE, "incidents.placement", spec.placement,
+                            "traffic placement needs the copy's trips (pass trips= to sample_incidents)")
+    weight = lane_traffic(network, trips)[pool]
+    used = int((weight > 0).sum())
+    if used == 0:
+        raise ScenarioError(SOURCE, "incidents.placement", spec.placement,
+                            f"no trip of {trips.source} uses a lane of the incident pool: nothing to weight by")
+    return rng.choice(pool, size=spec.count, replace=spec.count > used, p=weight / weight.sum())
+
+
+def sample_incidents(perturbation: Perturbation, network: Network, split: str, index: int,
+                     trips: Trips | None = None) -> list[Incident]:
+    """The incidents of copy `index` of `split` (distinct lanes while the pool allows). `trips`:
+    the copy's demand, which ``placement: traffic`` weights the lanes by."""
     spec = perturbation.incidents
     if spec is None or spec.count == 0:
         return []
     rng = _rng(perturbation, split, index, "incidents")
-    pool = spec.lane_pool(network)
-    lanes = rng.choice(pool, size=spec.count, replace=spec.count > pool.size)
+    lanes = _draw_lanes(spec, network, rng, trips)
     low, high = _window(spec.start_s, "incidents.start_s")
     starts = rng.integers(int(low), int(high) + 1, size=spec.count)
     return [Incident(int(lane), int(t), int(t + round(spec.duration_s)), float(spec.capacity))
@@ -233,9 +297,9 @@ def surge_trips(trips: Trips, perturbation: Perturbation, split: str, index: int
     if spec is None:
         return trips
     rng = _rng(perturbation, split, index, "surge")
-    inside = (trips.depart >= spec.start_s) & (trips.depart < spec.end_s)
-    whole = math.floor(spec.scale)
-    copies = np.where(inside, whole + (rng.random(trips.num_trips) < spec.scale - whole), 1)
+    factor = spec.factor(trips.depart)
+    whole = np.floor(factor)
+    copies = (whole + (rng.random(trips.num_trips) < factor - whole)).astype(np.int64)
     rows = np.repeat(np.arange(trips.num_trips), copies)
     order = np.lexsort((trips.flow_index[rows], trips.depart[rows]))  # (departure, flow) as sampled
     rows = rows[order]
@@ -337,6 +401,6 @@ class DetectorFaults:
 
 
 __all__ = [
-    "DetectorFaultSpec", "DetectorFaults", "Incident", "IncidentSpec", "Perturbation", "SurgeSpec", "lane_ids", "perturbation_from_config",
-    "sample_incidents", "surge_trips", "with_incidents",
+    "DetectorFaultSpec", "DetectorFaults", "Incident", "IncidentSpec", "PLACEMENTS", "Perturbation", "SurgeSpec",
+    "lane_ids", "lane_traffic", "perturbation_from_config", "sample_incidents", "surge_trips", "with_incidents",
 ]

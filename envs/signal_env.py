@@ -172,9 +172,10 @@ class BatchedSignalEnv:
         index, split = self._next_sample, self.config.split
         self._next_sample += 1
         trips = sample_trips(self.scenario, self.demand_spec, split, index)
-        self._incidents[copy] = sample_incidents(self.perturbation, self.network, split, index)
+        trips = surge_trips(trips, self.perturbation, split, index)  # incidents weigh the surged demand
+        self._incidents[copy] = sample_incidents(self.perturbation, self.network, split, index, trips=trips)
         self.detectors.start_episode(copy, split, index)
-        return surge_trips(trips, self.perturbation, split, index)
+        return trips
 
     def _redraw(self, copies: torch.Tensor) -> None:
         """New demand samples for the copies in the ``[B]`` mask (original demand: unchanged)."""

@@ -1,9 +1,11 @@
 """Incident detection (envs/detection.py, agents/incident_detectors.py, evaluate.py
 task=incident_detection): readings come from detectors only, the ground truth follows the
-closures, the scores count what they say, and both detectors find closures on held-out seeds."""
+closures, the scores count what they say (evidence and the oracle floor included), and both
+detectors find closures on held-out seeds."""
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -12,8 +14,12 @@ import numpy as np
 import pytest
 
 from agents import MaxPressure
-from agents.incident_detectors import BlockageRule, LearnedDetector, intersection_groups
-from envs.detection import READINGS, Recording, record, score
+from agents.incident_detectors import (
+    BlockageRule, LearnedDetector, hold_until_discharge, lane_layout, waiting_green,
+)
+from envs.detection import (
+    COLUMN, READINGS, Recording, combine, oracle_alarms, record, score, subset, tally,
+)
 from envs.perturbations import Incident, IncidentSpec, Perturbation
 from envs.scenario import load_scenario
 from tests.conftest import REPO_ROOT
@@ -47,50 +53,117 @@ def test_readings_and_truth_follow_the_closures(recordings):
     assert (train.readings[..., seg0] <= train.readings[..., READINGS.index("count")]).all()
 
 
-def test_scores_count_alarms_true_alarms_and_delays():
+def test_permissive_lanes_are_the_ones_the_plan_never_stops(recordings):
+    scenario, train, _ = recordings
+    layout = lane_layout(scenario.network, train.lanes)
+    always_green = (train.readings[..., COLUMN["green"]] == train.interval_s).all(axis=(0, 1))
+    assert layout.permissive.any() and not layout.permissive.all()
+    assert np.array_equal(layout.permissive, always_green)
+
+
+def _recording(lane0: list[tuple], start: int = 35) -> Recording:
+    """Two lanes, ten readings every 10 s, lane 0 closed from `start`; `lane0`: per reading of
+    lane 0, (seg0, halting, outflow, green)."""
+    readings = np.zeros((1, 10, 2, len(READINGS)))
+    for t, (seg0, halting, outflow, green) in enumerate(lane0):
+        readings[0, t, 0, [COLUMN["seg0"], COLUMN["halting"], COLUMN["outflow"], COLUMN["green"]]] = (
+            seg0, halting, outflow, green)
     times = np.arange(10, 110, 10)
     truth = np.zeros((1, 10, 2), dtype=bool)
-    truth[0, 3:, 0] = True  # lane 0 closed from t = 35
-    rec = Recording(np.zeros((1, 10, 2, len(READINGS))), truth, np.array([0, 1]), times,
-                    [[Incident(0, 35, 200, 0.0)]], 10)
+    truth[0, :, 0] = (times > start) & (times - 10 < 200)
+    return Recording(readings, truth, np.array([0, 1]), times, [[Incident(0, start, 200, 0.0)]], 10)
+
+
+def test_scores_count_alarms_delays_evidence_and_the_oracle_floor():
+    # lane 0 closed from t = 35; a vehicle stands at its line from the reading at t = 50, which
+    # is red; green comes at t = 60: the first evidence reading (25 s after the start)
+    quiet, red_queue, green_queue = (0, 0, 0, 0), (1, 1, 0, 0), (1, 1, 0, 10)
+    rec = _recording([quiet] * 4 + [red_queue] + [green_queue] * 5)
     alarms = np.zeros((1, 10, 2), dtype=bool)
-    alarms[0, 5:, 0] = True  # a true alarm at t = 60 (25 s after the start)
+    alarms[0, 6:, 0] = True  # a true alarm at t = 70 (35 s after the start, 10 s after evidence)
     alarms[0, 2:4, 1] = True  # one false alarm
     got = score(rec, alarms)
-    assert (got.alarms, got.true_alarms, got.detected, got.incidents) == (2, 1, 1, 1)
-    assert got.precision == 0.5 and got.recall == 1.0 and got.mean_time_to_detect_s == 25.0
+    assert (got.alarms, got.true_alarms, got.detected, got.incidents, got.with_evidence) == (2, 1, 1, 1, 1)
+    assert got.precision == 0.5 and got.recall == 1.0 and got.mean_time_to_detect_s == 35.0
+    assert got.mean_time_from_evidence_s == 10.0 and got.oracle_floor_s == 25.0
     assert got.false_alarms_per_hour == pytest.approx(1 / (100 / 3600))
+    oracle = score(rec, oracle_alarms(rec))  # the ideal detector alarms at the evidence reading
+    assert (oracle.precision, oracle.recall, oracle.mean_time_to_detect_s) == (1.0, 1.0, 25.0)
+    # a closure whose lane never sees a vehicle leaves no evidence: the floor has nothing to average
+    empty = score(_recording([quiet] * 10), np.zeros((1, 10, 2), dtype=bool))
+    assert empty.with_evidence == 0 and np.isnan(empty.oracle_floor_s) and empty.recall == 0.0
+
+
+def test_scores_of_resampled_copies_add_up_from_per_copy_tallies(recordings):
+    scenario, train, _ = recordings
+    layout = lane_layout(scenario.network, train.lanes)
+    rule = BlockageRule(green_s=2, permissive_green_s=10)
+    alarms = np.stack([rule.detect(copy, layout) for copy in train.readings])
+    tallies = [tally(train, alarms[b], b) for b in range(len(alarms))]
+    picks = np.array([0, 0, 3, 5, 5, 5])  # a bootstrap resample: copies repeat
+    assert combine([tallies[b] for b in picks]) == score(subset(train, picks), alarms[picks])
+
+
+def test_waiting_green_counts_only_green_that_found_a_vehicle_standing():
+    # a vehicle arrives and stops during a green (reading 1), is still there through a red
+    # (reading 2) and a green (reading 3), then leaves (reading 4)
+    lane0 = [(0, 0, 0, 10), (1, 1, 0, 10), (1, 1, 0, 0), (1, 1, 0, 6), (0, 0, 1, 10)] + [(0, 0, 0, 0)] * 5
+    rec = _recording(lane0)
+    assert waiting_green(rec.readings[0])[:5, 0].tolist() == [0, 0, 0, 6, 0]
+    raised = np.zeros((10, 2), dtype=bool)
+    raised[3, 0] = True
+    held = hold_until_discharge(raised, rec.readings[0])
+    assert held[:, 0].tolist() == [False] * 3 + [True] + [False] * 6  # released by the discharge
+    quiet_lane = np.zeros_like(rec.readings[0])
+    assert hold_until_discharge(raised, quiet_lane)[3:, 0].all()  # no discharge: the alarm stays
 
 
 def test_both_detectors_find_closures_on_held_out_seeds(recordings):
     scenario, train, held_out = recordings
-    groups = intersection_groups(scenario.network, train.lanes)
+    layout = lane_layout(scenario.network, train.lanes)
     rule = BlockageRule()
-    rule.calibrate(train, precision=0.9)
-    learned = LearnedDetector(history=6, hidden=32)
-    learned.fit(train, groups, epochs=40, precision=0.9, log=lambda *_: None)
+    rule.calibrate(train, layout, precision=0.9)
+    learned = LearnedDetector(history=4, hidden=32, folds=3)
+    learned.fit(train, layout, epochs=20, precision=0.9, log=lambda *_: None)
     base_rate = held_out.truth.mean()  # what random alarms would reach as precision
     for detector, least_precision in ((rule, 0.5), (learned, 20 * base_rate)):
         # (6 training incidents are few for the MLP: it must clearly learn, not be good)
-        alarms = np.stack([detector.detect(copy, groups) for copy in held_out.readings])
+        alarms = np.stack([detector.detect(copy, layout) for copy in held_out.readings])
         got = score(held_out, alarms)
         assert got.recall >= 0.5 and got.precision >= least_precision, (detector.name, got, base_rate)
         # online: an alarm at t never depends on later readings
         cut = held_out.readings[0, :60]
-        assert np.array_equal(detector.detect(cut, groups), alarms[0, :60])
+        assert np.array_equal(detector.detect(cut, layout), alarms[0, :60])
+    with pytest.raises(ValueError, match="lanes"):
+        rule.detect(held_out.readings[0][:, :5], layout)
 
 
-def test_evaluate_incident_detection_writes_table_csv_and_plot(tmp_path):
-    done = subprocess.run(
+def _evaluate(tmp_path, *overrides):
+    return subprocess.run(
         [sys.executable, "evaluate.py", "task=incident_detection", "scenario=grid_1x1", "eval.steps=900",
          "detection.train_copies=3", "detection.copies=3", "detection.learned.epochs=2",
          "perturbation=incident", "perturbation.incidents.start_s=[100,300]", "perturbation.incidents.duration_s=300",
-         "eval.progress=false", f"hydra.run.dir={tmp_path}"],
+         "eval.progress=false", f"hydra.run.dir={tmp_path}", *overrides],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )
+
+
+def test_evaluate_incident_detection_writes_table_csv_and_plot(tmp_path):
+    done = _evaluate(tmp_path, "detection.placement=traffic")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| blockage_rule |" in done.stdout and "mean time to detect" in done.stdout
+    assert "| oracle_first_evidence |" in done.stdout and "`traffic` placement" in done.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert set(summary["detectors"]) == {"blockage_rule", "learned_mlp"}
-    assert (tmp_path / "metrics.csv").read_text().count("\n") == 1 + 2 * 3
+    assert set(summary["detectors"]) == {"blockage_rule", "learned_mlp"} and summary["placement"] == "traffic"
+    assert summary["perturbation"]["incidents"]["placement"] == "traffic"
+    assert summary["oracle"]["precision"] == 1.0
+    assert (tmp_path / "metrics.csv").read_text().count("\n") == 1 + 3 * 3  # oracle + 2 detectors, 3 copies
+    incidents = list(csv.DictReader(open(tmp_path / "incidents.csv")))
+    assert len(incidents) == 3
+    assert {"oracle_floor_s", "blockage_rule_detect_s", "learned_mlp_detect_s"} <= set(incidents[0])
     assert (tmp_path / "detection.png").stat().st_size > 0
+
+
+def test_evaluate_incident_detection_names_a_bad_placement(tmp_path):
+    done = _evaluate(tmp_path, "detection.placement=everywhere")
+    assert done.returncode != 0 and "detection.placement" in done.stderr and "everywhere" in done.stderr

@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 from agents import FixedTime, MaxPressure
 from envs.engine import EngineParams, Simulator
 from envs.errors import ScenarioError
+from envs.features import lane_flows
 from envs.metrics import episode_metrics
 from envs.perturbations import (
-    Incident, IncidentSpec, Perturbation, SurgeSpec, perturbation_from_config, sample_incidents, surge_trips,
-    with_incidents,
+    Incident, IncidentSpec, Perturbation, SurgeSpec, lane_traffic, perturbation_from_config, sample_incidents,
+    surge_trips, with_incidents,
 )
 from envs.scenario import scenario_from_dicts
 from envs.scenario.generate import DEFAULT_VEHICLE, grid_roadnet
@@ -147,6 +148,45 @@ def test_incidents_are_seeded_per_copy_and_split():
     assert {i.lane for i in chosen} == {lane_ids(scenario.network).index("road_1_1_0_1")}
 
 
+def test_lane_traffic_shares_each_trip_among_the_lanes_serving_its_movement(corridor):
+    net, trips = corridor.network, corridor.trips
+    traffic, n = lane_traffic(net, trips), trips.num_trips
+    for road in ("road_0_1_0", "road_1_1_0"):  # straight through: the two straight lanes share it
+        assert [traffic[_lane(net, f"{road}_{k}")] for k in range(4)] == [0.0, n / 2, n / 2, 0.0]
+    assert [traffic[_lane(net, f"road_2_1_0_{k}")] for k in range(4)] == [n / 4] * 4  # last road: every lane
+    assert traffic.sum() == pytest.approx(3 * n)  # once per road of the route
+
+
+def test_traffic_placement_never_draws_a_lane_without_traffic_and_is_reproducible(corridor):
+    net, trips = corridor.network, corridor.trips
+    busy = {_lane(net, f"{road}_{k}") for road in ("road_0_1_0", "road_1_1_0") for k in (1, 2)}
+    spec = Perturbation(seed=4, incidents=IncidentSpec(count=1, placement="traffic"))
+    draws = [sample_incidents(spec, net, "eval", k, trips=trips) for k in range(40)]
+    assert draws == [sample_incidents(spec, net, "eval", k, trips=trips) for k in range(40)]  # reproducible
+    assert {i.lane for copy in draws for i in copy} == busy  # of 16 lanes ending at a signal, the 4 used
+    uniform = Perturbation(seed=4, incidents=IncidentSpec(count=1))  # the default placement
+    assert {i.lane for k in range(40) for i in sample_incidents(uniform, net, "eval", k)} - busy
+    many = sample_incidents(Perturbation(seed=4, incidents=IncidentSpec(count=6, placement="traffic")), net,
+                            "eval", 0, trips=trips)  # more incidents than busy lanes: repeats, never an idle lane
+    assert len(many) == 6 and {i.lane for i in many} <= busy
+    with pytest.raises(ScenarioError, match="incidents.placement"):
+        sample_incidents(spec, net, "eval", 0)  # traffic placement needs the copy's trips
+
+
+def test_traffic_placement_draws_lanes_in_proportion_to_their_traffic():
+    scenario = small_grid(2, 2, rate=900.0, horizon=600, seed=2)
+    net, trips = scenario.network, scenario.trips
+    pool = IncidentSpec().lane_pool(net)
+    share = lane_traffic(net, trips)[pool] / lane_traffic(net, trips)[pool].sum()
+    spec = Perturbation(seed=1, incidents=IncidentSpec(count=1, placement="traffic"))
+    draws = 600
+    drawn = [sample_incidents(spec, net, "train", k, trips=trips)[0].lane for k in range(draws)]
+    frequency = np.array([drawn.count(lane) for lane in pool]) / draws
+    assert (frequency[share == 0] == 0).all()
+    # within 4 binomial standard deviations of its traffic share, lane by lane
+    assert (np.abs(frequency - share) <= 4 * np.sqrt(share * (1 - share) / draws) + 1e-9).all()
+
+
 def test_a_surge_scales_departures_inside_its_window_only():
     scenario = small_grid(2, 2, rate=1200.0, horizon=1800, seed=0)
     trips = scenario.trips
@@ -161,6 +201,26 @@ def test_a_surge_scales_departures_inside_its_window_only():
     sim.run(200)  # the surged table is a valid demand
 
 
+def test_a_ramped_surge_follows_its_trapezoid_and_a_step_surge_is_unchanged_by_ramp_zero():
+    scenario = small_grid(2, 2, rate=1200.0, horizon=1800, seed=0)
+    trips = scenario.trips
+    ramped = SurgeSpec(scale=3.0, start_s=0, end_s=1800, ramp_s=600)
+    assert ramped.factor(np.array([-1, 0, 300, 600, 900, 1200, 1500, 1800])).tolist() == [
+        1.0, 1.0, 2.0, 3.0, 3.0, 3.0, 2.0, 1.0]
+    surged = surge_trips(trips, Perturbation(seed=2, surge=ramped), "eval", 0)
+    band = lambda d, lo, hi: ((d >= lo) & (d < hi)).sum()  # noqa: E731
+    # mean factor on [0, 600) is 2 (the climb), on [600, 1200) 3 (the plateau), [1200, 1800) 2
+    for (lo, hi), mean_factor in {(0, 600): 2.0, (600, 1200): 3.0, (1200, 1800): 2.0}.items():
+        ratio = band(surged.depart, lo, hi) / band(trips.depart, lo, hi)
+        assert abs(ratio - mean_factor) < 0.15, (lo, hi, ratio)
+    # the climb is gradual: the first 200 s of it gain far less than its last 200 s
+    assert band(surged.depart, 0, 200) / band(trips.depart, 0, 200) < 1.5
+    assert band(surged.depart, 400, 600) / band(trips.depart, 400, 600) > 2.5
+    step = Perturbation(seed=1, surge=SurgeSpec(scale=2.5, start_s=600, end_s=1200))
+    same = Perturbation(seed=1, surge=SurgeSpec(scale=2.5, start_s=600, end_s=1200, ramp_s=0.0))
+    assert (surge_trips(trips, step, "eval", 3).depart == surge_trips(trips, same, "eval", 3).depart).all()
+
+
 @pytest.mark.parametrize("config, field", [
     ({"incidents": {"lanes": ["road_9_9_9_0"]}}, "incidents.lanes"),
     ({"incidents": {"duration_s": -5}}, "incidents.duration_s"),
@@ -168,8 +228,11 @@ def test_a_surge_scales_departures_inside_its_window_only():
     ({"incidents": {"count": -1}}, "incidents.count"),
     ({"incidents": {"start_s": [900, 100]}}, "incidents.start_s"),
     ({"incidents": {"when": 3}}, "perturbation.incidents.when"),
+    ({"incidents": {"placement": "random"}}, "incidents.placement"),
     ({"surge": {"scale": -2}}, "surge.scale"),
     ({"surge": {"start_s": 900, "end_s": 100}}, "surge.[start_s, end_s]"),
+    ({"surge": {"start_s": 0, "end_s": 600, "ramp_s": 400}}, "surge.ramp_s"),
+    ({"surge": {"ramp_s": -1}}, "surge.ramp_s"),
     ({"seed": -1}, "perturbation.seed"),
     ({"detectors": {"dropout_p": 1.5}}, "detectors.dropout_p"),
     ({"detectors": {"dead_p": -0.1}}, "detectors.dead_p"),
@@ -320,6 +383,66 @@ def test_detector_noise_reads_whole_vehicles_within_the_lane_and_dropouts_hit_at
     assert torch.equal(seen, seen.round()) and float(seen.min()) >= 0 and float(seen.max()) <= 6
     lost = faults.apply("lane_count", true, torch.zeros(64, dtype=torch.int64), missing=float("nan"))
     assert 0.15 < float(torch.isnan(lost).float().mean()) < 0.25
+
+
+def test_max_pressure_reads_faulty_detectors_and_runs_fixed_time_where_they_are_all_dead():
+    scenario = small_grid(2, 2, rate=900.0, horizon=900, seed=3)
+    sim = Simulator(scenario.network, scenario.demand(copies=2), EngineParams(min_green_s=0))
+    sim.run(300, MaxPressure(min_green_s=0))  # load the network
+    truth = MaxPressure(min_green_s=0)
+    truth.reset(sim)
+    # copy 1 gets faults: dead intersections (all their incoming detectors silent); copy 0 is clean
+    faults = _faults(scenario, dead_p=0.5)
+    faults.start_episode(1, "eval", 0)
+    dead_inter = faults.lane_owner[faults.dead[1]].unique()
+    assert 0 < len(dead_inter) < scenario.network.num_intersections  # some dead, some alive
+    faulty = MaxPressure(min_green_s=0, detectors=faults)
+    faulty.reset(sim)
+    plan = FixedTime()
+    plan.reset(sim)
+    seen, true_command, fixed = faulty.act(sim), truth.act(sim), plan.act(sim)
+    assert torch.equal(seen[0], true_command[0])  # the clean copy reads the truth
+    dead = torch.zeros(scenario.network.num_intersections, dtype=torch.bool)
+    dead[dead_inter] = True
+    assert torch.equal(seen[1][dead], fixed[1][dead])  # blind intersections run the plan
+    # live intersections decide on their own (true) counts: here only the dead lanes differ,
+    # and a dead lane reads 0 where it is some live intersection's exit, so compare pressures
+    inflow, outflow = faulty.movement_flows(sim)
+    lanes = scenario.network.num_lanes
+    counts = torch.where(faults.dead[1], 0.0, sim.state.lane_count[1, :lanes].to(torch.float32))
+    expected_in, expected_out = lane_flows(scenario.network, counts.unsqueeze(0), counts.unsqueeze(0))
+    assert torch.equal(inflow[1:], expected_in) and torch.equal(outflow[1:], expected_out)
+
+
+def test_sotl_reads_faulty_approach_detectors_split_by_true_shares_and_falls_back_when_blind():
+    from agents import SOTL
+
+    scenario = small_grid(2, 2, rate=900.0, horizon=900, seed=3)
+    sim = Simulator(scenario.network, scenario.demand(copies=2), EngineParams(min_green_s=0))
+    sim.run(300, MaxPressure(min_green_s=0))
+    truth = SOTL(min_green_s=0)
+    truth.reset(sim)
+    faults = _faults(scenario, dead_p=0.5)
+    faults.start_episode(1, "eval", 0)
+    faulty = SOTL(min_green_s=0, detectors=faults)
+    faulty.reset(sim)
+    true_counts, seen = truth.approaching(sim, 80.0), faulty.approaching(sim, 80.0)
+    assert torch.equal(seen[0], true_counts[0])  # the clean copy reads the truth
+    dead_inter = faults.lane_owner[faults.dead[1]].unique()
+    assert float(seen[1, dead_inter].sum()) == 0.0 < float(true_counts[1, dead_inter].sum())
+    alive = torch.ones(scenario.network.num_intersections, dtype=torch.bool)
+    alive[dead_inter] = False
+    assert torch.equal(seen[1, alive], true_counts[1, alive])  # live detectors report the truth
+    plan = FixedTime()
+    plan.reset(sim)
+    assert torch.equal(faulty.act(sim)[1, ~alive], plan.act(sim)[1, ~alive])
+    # noise: a lane's reported count is split over its vehicles' movements; counts stay >= 0
+    noisy = SOTL(min_green_s=0, detectors=_faults(scenario, noise_std=3.0))
+    noisy.detectors.start_episode(1, "eval", 0)
+    noisy.reset(sim)
+    counts = noisy.approaching(sim, 80.0)
+    assert torch.equal(counts[0], true_counts[0]) and not torch.equal(counts[1], true_counts[1])
+    assert float(counts.min()) >= 0.0
 
 
 def test_detector_faults_change_observations_never_rewards():
