@@ -7,13 +7,9 @@ signal phase of highest pressure. Ties go to the phase with more vehicles on its
 lanes, then to the lowest index (``tie_break_by_inflow=False``: lowest index only).
 ``use_halting`` counts only halting vehicles upstream.
 
-Max pressure runs on lane detectors. With ``detectors`` set (an
-`envs.perturbations.DetectorFaults`, as ``evaluate.py perturbation=...`` does on perturbed
-copies) it reads what faulty detectors report: noisy, dropped (0), stuck or dead lane counts,
-each never above what its lane can hold, the halting count never above the vehicle count. A
-lost reading counts 0; an intersection whose incoming lanes all report nothing (a dead detector
-cabinet) runs the roadnet's fixed-time plan until they report again, as field controllers fall
-back on detector failure (holding a phase on all-zero pressures would starve every other one).
+Max pressure runs on lane detectors: with ``detectors`` set it reads what faulty ones report,
+with a fixed-time fail-safe where they are all dead (`agents.detector_readings`); the halting
+count never above the vehicle count of the same detector.
 """
 
 from __future__ import annotations
@@ -22,12 +18,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from agents.detector_readings import FaultyReadings
 from envs.engine.simulator import Simulator
 from envs.engine.step import green_elapsed
 from envs.errors import ScenarioError
-from agents.fixed_time import FixedTime
-from envs.features import feature_context, lane_flows, movement_flows, per_phase
-from envs.intersections import gather_lanes, intersection_layout
+from envs.features import lane_flows, movement_flows, per_phase
 from envs.metrics import lane_halting
 
 # Weight of the incoming-vehicle count that breaks pressure ties. Ties are common at low demand
@@ -44,38 +39,23 @@ class MaxPressure:
     tie_break_by_inflow: bool = True  # False: plain argmax (lowest index), as textbook MP
     # faulty lane detectors (envs.perturbations.DetectorFaults); None reads the true counts
     detectors: object | None = field(default=None, repr=False, compare=False)
-    _blind = None  # [B, I] intersections whose detectors all report nothing (faulty detectors)
+    _readings = None  # FaultyReadings over `detectors`, built by reset
 
     def reset(self, sim: Simulator) -> None:
         if self.min_green_s < 0:
             raise ScenarioError("<controller:max_pressure>", "min_green_s", self.min_green_s, "must be >= 0")
-        self._blind = None
-        if self.detectors is not None:
-            layout = intersection_layout(sim.network)
-            self._in_lanes = layout.in_lanes
-            self._lane_upper = feature_context(sim.network, layout, sim.params).lane_max_vehicles
-            self._fallback = FixedTime()
-            self._fallback.reset(sim)
+        self._readings = FaultyReadings(self.detectors, sim) if self.detectors is not None else None
 
     def movement_flows(self, sim: Simulator) -> tuple[torch.Tensor, torch.Tensor]:
         """Vehicles upstream and downstream of every movement, ``[B, M]`` each."""
-        if self.detectors is None:
+        if self._readings is None:
             return movement_flows(sim.network, sim.state, self.use_halting, sim.params.halting_speed)
         state, lanes = sim.state, sim.network.num_lanes
-        t, upper, lost = state.t, self._lane_upper, float("nan")
-        counts = self.detectors.apply(
-            "lane_count", state.lane_count[:, :lanes].to(torch.float32), t, upper=upper, missing=lost
-        )
-        reporting = gather_lanes((~counts.isnan()).to(torch.float32), self._in_lanes)  # [B, I, W]
-        self._blind = reporting.sum(-1) == 0
-        counts = counts.nan_to_num(0.0)
+        counts = self._readings.read("lane_count", state.lane_count[:, :lanes], state.t)
         upstream = counts
         if self.use_halting:  # one detector station: halting never above its own vehicle count
-            halting = self.detectors.apply(
-                "lane_halting", lane_halting(state, lanes, sim.params.halting_speed).to(torch.float32), t,
-                upper=upper, missing=lost,
-            )
-            upstream = torch.minimum(halting.nan_to_num(0.0), counts)
+            halting = lane_halting(state, lanes, sim.params.halting_speed)
+            upstream = torch.minimum(self._readings.read("lane_halting", halting, state.t, sets_blind=False), counts)
         return lane_flows(sim.network, upstream, counts)
 
     @staticmethod
@@ -97,6 +77,4 @@ class MaxPressure:
         best = score.argmax(dim=-1)  # first maximum: lowest phase index on a full tie
         ready = green_elapsed(sim.network, sim.params, sim.state) >= self.min_green_s
         command = torch.where(ready, best, -1)
-        if self._blind is not None:  # set by movement_flows when detectors are faulty
-            command = torch.where(self._blind, self._fallback.act(sim), command)
-        return command
+        return command if self._readings is None else self._readings.fail_safe(sim, command)

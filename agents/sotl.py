@@ -31,14 +31,12 @@ serve the most vehicles now approaching red, ties going to the phase next in the
 generalised; wasteful on 8-phase plans where several phases serve the same movements).
 Transition phases (right turns only) are never commanded.
 
-SOTL runs on approach detectors. With ``detectors`` set (an `envs.perturbations.DetectorFaults`,
-as ``evaluate.py perturbation=...`` does on perturbed copies) each lane's count of approaching
-vehicles (within ``distance_m``, and within ``omega_m``) is what a faulty detector reports:
-noisy, dropped (0), stuck or dead. A lane's reported count is split over the movements of the
-vehicles on it in their true shares (on the datasets' single-movement lanes: all to its one
-movement); phantom vehicles on an empty lane go evenly to the movements the lane serves. An
-intersection whose incoming detectors all report nothing runs the roadnet's fixed-time plan, as
-`agents.max_pressure` does.
+SOTL runs on approach detectors. With ``detectors`` set each lane's count of approaching
+vehicles (within ``distance_m``, and within ``omega_m``) is what a faulty detector reports, with a
+fixed-time fail-safe where they are all dead (`agents.detector_readings`). A lane's reported
+count is split over the movements of the vehicles on it in their true shares (on the datasets'
+single-movement lanes: all to its one movement); phantom vehicles on an empty lane go evenly to
+the movements the lane serves.
 
 Defaults: ``distance_m = 80`` (Cools et al. count within 50-100 m), ``omega_m = 25`` (about 3
 queued vehicles), ``mu = 3``, ``theta = 40`` vehicle-seconds (e.g. 4 vehicles waiting 10 s),
@@ -52,12 +50,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from agents.fixed_time import FixedTime
+from agents.detector_readings import FaultyReadings
 from envs.engine.simulator import Simulator
 from envs.engine.step import green_elapsed
 from envs.errors import ScenarioError
-from envs.features import feature_context
-from envs.intersections import gather_lanes, intersection_layout
 
 SOURCE = "<controller:sotl>"
 CYCLIC_TIE_BREAK = 1e-3  # prefers the cyclically next phase among equal counts (counts are whole)
@@ -74,7 +70,7 @@ class SOTL:
     switch_to: str = "demand"  # "demand" | "cyclic"
     # faulty approach detectors (envs.perturbations.DetectorFaults); None reads the true counts
     detectors: object | None = field(default=None, repr=False, compare=False)
-    _blind = None  # [B, I] intersections whose detectors all report nothing (faulty detectors)
+    _readings = None  # FaultyReadings over `detectors`, built by reset
 
     def _validate(self) -> None:
         def number(name, minimum, strict):
@@ -130,13 +126,9 @@ class SOTL:
         self.kappa = torch.zeros(batch, num_inter, dtype=torch.float32, device=net.device)
         self._last_phase = sim.state.phase.clone()
         self._min_green = max(float(self.min_green_s), float(sim.params.min_green_s))
-        self._blind = None
+        self._readings = None
         if self.detectors is not None:
-            layout = intersection_layout(net)
-            self._in_lanes = layout.in_lanes
-            self._lane_upper = feature_context(net, layout, sim.params).lane_max_vehicles
-            self._fallback = FixedTime()
-            self._fallback.reset(sim)
+            self._readings = FaultyReadings(self.detectors, sim)
             # [L, M] share of each lane's phantom vehicles per movement it serves (rows sum to 1)
             serves = torch.zeros(net.num_lanes + 1, net.num_movements, device=net.device)
             lanes = torch.where(net.movement_in_lanes >= 0, net.movement_in_lanes, net.num_lanes)  # [M, E]
@@ -158,15 +150,12 @@ class SOTL:
         moves, batch = net.num_movements, lane.shape[0]
         weight = near.to(torch.float32)  # each vehicle's count toward its movement
         phantom = None
-        if self.detectors is not None:
+        if self._readings is not None:
             lanes = net.num_lanes
             near_lane = torch.where(near, lane, lanes)
             true = torch.zeros(batch, lanes + 1, device=lane.device).scatter_add_(1, near_lane, weight)[:, :lanes]
-            reading = "approach" if distance == self.distance_m else "approach_platoon"  # own noise stream
-            seen = self.detectors.apply(reading, true, state.t, upper=self._lane_upper, missing=float("nan"))
-            reporting = gather_lanes((~seen.isnan()).to(torch.float32), self._in_lanes)  # [B, I, W]
-            self._blind = reporting.sum(-1) == 0
-            seen = seen.nan_to_num(0.0)
+            main = distance == self.distance_m  # the platoon detector has its own noise stream
+            seen = self._readings.read("approach" if main else "approach_platoon", true, state.t, sets_blind=main)
             ratio = torch.where(true > 0, seen / true.clamp(min=1.0), 0.0)  # true shares of a lane's count
             weight = weight * torch.gather(torch.cat([ratio, ratio[:, :1]], 1), 1, near_lane)
             phantom = torch.where(true > 0, 0.0, seen) @ self._lane_share  # [B, M]
@@ -186,7 +175,6 @@ class SOTL:
         red = ~current & switchable
 
         near_d = self.approaching(sim, self.distance_m)
-        blind = self._blind
         near_w = self.approaching(sim, self.omega_m) if self.omega_m != self.distance_m else near_d
         on_red = (near_d * red).sum(-1)  # [B, I]
         on_green = (near_d * green).sum(-1)
@@ -218,6 +206,4 @@ class SOTL:
             switch = switch & candidate.any(-1)
         switch = switch & self._has_choice.unsqueeze(0) & (target != phase)
         command = torch.where(switch, target, -1)
-        if blind is not None:  # dead approach detectors: the roadnet's fixed-time plan
-            command = torch.where(blind, self._fallback.act(sim), command)
-        return command
+        return command if self._readings is None else self._readings.fail_safe(sim, command)
