@@ -272,14 +272,22 @@ def _detectors(cfg: DictConfig, train, layout) -> dict:
             print(f"blockage_rule: green_s = {chosen['green_s']:g}, permissive_green_s = "
                   f"{chosen['permissive_green_s']:g} (training precision {chosen['precision']:.3f})")
         elif name == "learned_mlp":
-            learned = det.learned
-            detector = LearnedDetector(history=int(learned.history), hidden=int(learned.hidden),
-                                       folds=int(learned.folds), seed=0)
-            bar = tqdm(total=int(learned.folds) * int(learned.epochs), desc="train learned_mlp", unit="epoch",
+            learned, copies = det.learned, len(train.readings)
+            folds = learned.folds
+            # out-of-fold calibration needs a copy left out of every model, and a model per fold
+            if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= copies:
+                raise ScenarioError("<config>", "detection.learned.folds", folds,
+                                    f"must be an integer in [2, detection.train_copies = {copies}]")
+            detector = LearnedDetector(history=int(learned.history), hidden=int(learned.hidden), folds=folds, seed=0)
+            bar = tqdm(total=folds * int(learned.epochs), desc="train learned_mlp", unit="epoch",
                        file=sys.stderr, disable=not cfg.eval.progress, mininterval=2.0)
-            chosen = detector.fit(train, layout, epochs=int(learned.epochs), precision=float(det.target_precision),
-                                  log=bar.write, progress=bar.update)
-            bar.close()
+            try:
+                chosen = detector.fit(train, layout, epochs=int(learned.epochs),
+                                      precision=float(det.target_precision), log=bar.write, progress=bar.update)
+            except ValueError as error:  # no incident left a trace to learn from
+                raise ScenarioError("<config>", "detection.train_copies", copies, str(error)) from error
+            finally:
+                bar.close()
             print(f"learned_mlp: thresholds {chosen['probability']:.3f}, permissive lanes "
                   f"{chosen['permissive_probability']:.3f} (out-of-fold training precision "
                   f"{chosen['precision']:.3f})")

@@ -36,7 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from envs.detection import COLUMN, Recording, lane_movements, score
+from envs.detection import COLUMN, Recording, lane_movements, score, scored_incidents
+from envs.intersections import always_green
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,7 @@ def intersection_groups(network, lanes: np.ndarray) -> np.ndarray:
 
 def lane_layout(network, lanes: np.ndarray) -> LaneLayout:
     """The `LaneLayout` of the monitored `lanes`, from the network and its signal plan."""
-    signal = (network.phase_valid & network.signal_phase).unsqueeze(-1)  # [I, P, 1]
-    always = (network.phase_green | ~signal).all(1).reshape(-1)  # [M]: green in every signal phase
+    always = always_green(network).reshape(-1)  # [M]
     feeds = lane_movements(network)[torch.as_tensor(lanes, device=network.lane_road.device)]  # [N, M]
     permissive = (feeds & ~always.unsqueeze(0)).sum(1).eq(0) & feeds.any(1)
     return LaneLayout(intersection_groups(network, lanes), permissive.cpu().numpy())
@@ -155,12 +155,11 @@ class BlockageRule:
 
 
 def _incident_lanes(recording: Recording) -> np.ndarray:
-    column = {int(lane): n for n, lane in enumerate(recording.lanes)}
+    """``[N]`` lanes with a scored closure in some copy of the recording."""
     hit = np.zeros(len(recording.lanes), dtype=bool)
-    for copy in recording.incidents:
-        for incident in copy:
-            if incident.lane in column and incident.factor == 0.0:
-                hit[column[incident.lane]] = True
+    for copy in range(len(recording.incidents)):
+        for _, n, _ in scored_incidents(recording, copy):
+            hit[n] = True
     return hit
 
 

@@ -54,6 +54,7 @@ from agents.detector_readings import FaultyReadings
 from envs.engine.simulator import Simulator
 from envs.engine.step import green_elapsed
 from envs.errors import ScenarioError
+from envs.intersections import always_green
 
 SOURCE = "<controller:sotl>"
 CYCLIC_TIE_BREAK = 1e-3  # prefers the cyclically next phase among equal counts (counts are whole)
@@ -102,9 +103,7 @@ class SOTL:
         num_inter, num_phases = net.num_intersections, int(net.phase_green.shape[1])
         signal = net.signal_phase  # [I, P]
         valid = net.movement_valid.reshape(num_inter, -1)  # [I, K]
-        green_in_signal = net.phase_green & signal.unsqueeze(-1)
-        always = (green_in_signal.sum(1) == signal.sum(1, keepdim=True)) & signal.any(1, keepdim=True)
-        self._switchable = valid & ~always  # [I, K] movements a switch can turn red or green
+        self._switchable = valid & ~always_green(net)  # [I, K] movements a switch can turn red or green
         self._phase_green = net.phase_green  # [I, P, K]
         self._signal = signal
         # cyclic rank of each phase among its intersection's signal phases; next phase in that order

@@ -65,6 +65,7 @@ import torch
 
 from envs.engine.simulator import Simulator
 from envs.errors import ScenarioError
+from envs.intersections import always_green
 from envs.scenario.demand import NEVER, Demand
 from envs.scenario.network import Network
 
@@ -164,7 +165,7 @@ class FixedTimeWebster:
         green = net.phase_green.cpu().numpy() & signal[:, :, None]  # [I, P, K]
         valid = net.movement_valid.reshape(num_inter, -1).cpu().numpy()
         served = green.any(1)
-        always = green.sum(1) == signal.sum(1, keepdims=True)  # green in every signal phase
+        always = always_green(net).cpu().numpy()  # green in every signal phase
         compete = valid & served & ~always  # [I, K]
         y_move = flow / self.saturation_flow_vph
         y_phase = np.where(green & compete[:, None, :], y_move[:, None, :], 0.0).max(-1)  # [I, P]

@@ -142,16 +142,12 @@ def record(
             green_s.zero_()
         if progress is not None:
             progress(1)
-    times_a = np.asarray(times)
     truth = np.zeros((len(seeds), len(times), len(lanes)), dtype=bool)
-    column = {int(lane): n for n, lane in enumerate(lanes)}
-    for b, copy in enumerate(incidents):
-        for incident in copy:
-            n = column.get(incident.lane)
-            if n is not None and incident.factor == 0.0:  # closures are what is detected
-                # the reading at time t covers the interval (t - interval, t]
-                truth[b, :, n] |= (times_a > incident.start) & (times_a - interval_s < incident.end)
-    return Recording(np.stack(readings, 1), truth, lanes, times_a, incidents, interval_s)
+    recording = Recording(np.stack(readings, 1), truth, lanes, np.asarray(times), incidents, interval_s)
+    for b in range(len(seeds)):
+        for _, n, active in scored_incidents(recording, b):
+            truth[b, :, n] |= active
+    return recording
 
 
 def evidence(readings: np.ndarray) -> np.ndarray:
@@ -194,14 +190,14 @@ def _onsets(alarms: np.ndarray) -> np.ndarray:
     return alarms & ~np.concatenate([np.zeros_like(alarms[..., :1, :]), alarms[..., :-1, :]], -2)
 
 
-def _scored(recording: Recording, copy: int):
+def scored_incidents(recording: Recording, copy: int):
     """(incident, its column, its active readings ``[T]``) for the closures on monitored lanes
-    of copy `copy`: what is detected."""
+    of copy `copy`: what is detected (the reading at time t covers the interval (t - interval, t])."""
     column = {int(lane): n for n, lane in enumerate(recording.lanes)}
     times = recording.times
     for incident in recording.incidents[copy]:
         n = column.get(incident.lane)
-        if n is not None and incident.factor == 0.0:
+        if n is not None and incident.factor == 0.0:  # closures are what is detected
             yield incident, n, (times > incident.start) & (times - recording.interval_s < incident.end)
 
 
@@ -210,7 +206,7 @@ def incident_times(recording: Recording, alarms: np.ndarray, copy: int) -> list[
     true_onset = _onsets(alarms) & recording.truth[copy]
     seen = evidence(recording.readings[copy])
     times, out = recording.times, []
-    for incident, n, active in _scored(recording, copy):
+    for incident, n, active in scored_incidents(recording, copy):
         first_evidence = np.flatnonzero(active & seen[:, n])
         hits = np.flatnonzero(true_onset[:, n] & active)
         out.append(IncidentTimes(copy, incident.lane, incident.start,
@@ -226,7 +222,7 @@ def oracle_alarms(recording: Recording) -> np.ndarray:
     alarms = np.zeros(recording.truth.shape, dtype=bool)
     for b in range(alarms.shape[0]):
         seen = evidence(recording.readings[b])
-        for _, n, active in _scored(recording, b):
+        for _, n, active in scored_incidents(recording, b):
             alarms[b, :, n] |= active & np.maximum.accumulate(active & seen[:, n])
     return alarms
 
@@ -307,5 +303,5 @@ def subset(recording: Recording, copies: np.ndarray) -> Recording:
 
 
 __all__ = ["COLUMN", "READINGS", "CopyTally", "IncidentTimes", "Recording", "Scores", "combine", "evidence",
-           "incident_times", "lane_movements", "monitored_lanes", "oracle_alarms", "record", "score", "subset",
-           "tally"]
+           "incident_times", "lane_movements", "monitored_lanes", "oracle_alarms", "record", "score",
+           "scored_incidents", "subset", "tally"]

@@ -77,6 +77,14 @@ def intersection_layout(network: Network) -> IntersectionLayout:
     )
 
 
+def always_green(network: Network) -> torch.Tensor:
+    """``[I, K]`` movements green in every signal phase of their intersection (the datasets'
+    free right turns): no phase switch stops them. False at an intersection without signal phases."""
+    signal = network.signal_phase  # [I, P]
+    green = network.phase_green & signal.unsqueeze(-1)
+    return (green.sum(1) == signal.sum(1, keepdim=True)) & signal.any(1, keepdim=True)
+
+
 def gather_lanes(per_lane: torch.Tensor, lanes: torch.Tensor) -> torch.Tensor:
     """``[B, L]`` per-lane values -> ``[B, I, W]`` for a padded lane table ``[I, W]`` (pad = 0)."""
     pad = torch.zeros_like(per_lane[:, :1])

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from envs.errors import ScenarioError
-from envs.scenario.demand import Demand, Trips
+from envs.scenario.demand import Demand, Trips, route_movements
 from envs.scenario.network import Network, lane_ids
 from envs.scenario.splits import _finite_number, split_seed
 
@@ -225,21 +225,23 @@ class Incident:
 
 def lane_traffic(network: Network, trips: Trips) -> np.ndarray:
     """``[L]`` vehicles each lane carries under `trips` (how trips are shared: module doc)."""
-    traffic = np.zeros(network.num_lanes)
-    routes, per_route = np.unique(trips.routes, axis=0, return_counts=True)
-    in_lanes = network.movement_in_lanes.cpu().numpy()
-    road_lanes = network.road_lanes.cpu().numpy()
-    for route, vehicles in zip(routes, per_route):
-        roads = route[route >= 0]
-        for here, after in zip(roads[:-1], roads[1:]):
-            lanes = in_lanes[network.movement_of_pair[(int(here), int(after))]]
-            lanes = lanes[lanes >= 0]
-            traffic[lanes] += vehicles / lanes.size
-        if roads.size:
-            last = road_lanes[roads[-1]]
-            last = last[last >= 0]
-            traffic[last] += vehicles / last.size
-    return traffic
+    pad = network.num_lanes  # a scratch column for the tables' -1 padding
+
+    def share(lanes: np.ndarray, vehicles: np.ndarray) -> np.ndarray:
+        """`vehicles` ``[K]`` shared evenly by the lanes of each row of `lanes` ``[K, E]``."""
+        used = lanes >= 0
+        each = vehicles / np.maximum(used.sum(1), 1)
+        out = np.zeros(pad + 1)
+        np.add.at(out, np.where(used, lanes, pad), np.where(used, each[:, None], 0.0))
+        return out[:pad]
+
+    moves = route_movements(trips, network)  # [T, legs - 1] each trip's movements, -1 past its end
+    per_movement = np.bincount(moves[moves >= 0], minlength=network.num_movements)
+    legs = (trips.routes >= 0).sum(1)
+    last_road = trips.routes[np.arange(trips.num_trips), np.maximum(legs - 1, 0)][legs > 0]
+    per_last_road = np.bincount(last_road, minlength=network.num_roads)
+    return (share(network.movement_in_lanes.cpu().numpy(), per_movement)
+            + share(network.road_lanes.cpu().numpy(), per_last_road))
 
 
 def _draw_lanes(spec: IncidentSpec, network: Network, rng: np.random.Generator, trips: Trips | None) -> np.ndarray:

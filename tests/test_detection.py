@@ -101,7 +101,18 @@ def test_scores_of_resampled_copies_add_up_from_per_copy_tallies(recordings):
     alarms = np.stack([rule.detect(copy, layout) for copy in train.readings])
     tallies = [tally(train, alarms[b], b) for b in range(len(alarms))]
     picks = np.array([0, 0, 3, 5, 5, 5])  # a bootstrap resample: copies repeat
-    assert combine([tallies[b] for b in picks]) == score(subset(train, picks), alarms[picks])
+    got = combine([tallies[b] for b in picks])
+    # the same figures summed by hand from each copy scored alone, a repeated copy counting again
+    alone = [score(subset(train, np.array([b])), alarms[[b]]) for b in picks]
+    total = {k: sum(getattr(a, k) for a in alone) for k in ("alarms", "true_alarms", "incidents", "detected")}
+    assert (got.alarms, got.true_alarms, got.incidents, got.detected) == tuple(total.values())
+    assert total["alarms"] > 0 and total["detected"] > 0  # the check has something to count
+    assert got.precision == total["true_alarms"] / total["alarms"]
+    assert got.recall == total["detected"] / total["incidents"]
+    hours = len(picks) * float(train.times[-1]) / 3600.0
+    assert got.false_alarms_per_hour == pytest.approx((total["alarms"] - total["true_alarms"]) / hours)
+    detect_sum = sum(a.mean_time_to_detect_s * a.detected for a in alone if a.detected)
+    assert got.mean_time_to_detect_s == pytest.approx(detect_sum / total["detected"])
 
 
 def test_waiting_green_counts_only_green_that_found_a_vehicle_standing():
@@ -141,7 +152,7 @@ def test_both_detectors_find_closures_on_held_out_seeds(recordings):
 def _evaluate(tmp_path, *overrides):
     return subprocess.run(
         [sys.executable, "evaluate.py", "task=incident_detection", "scenario=grid_1x1", "eval.steps=900",
-         "detection.train_copies=3", "detection.copies=3", "detection.learned.epochs=2",
+         "detection.train_copies=3", "detection.copies=3", "detection.learned.epochs=2", "detection.learned.folds=3",
          "perturbation=incident", "perturbation.incidents.start_s=[100,300]", "perturbation.incidents.duration_s=300",
          "eval.progress=false", f"hydra.run.dir={tmp_path}", *overrides],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
@@ -167,3 +178,8 @@ def test_evaluate_incident_detection_writes_table_csv_and_plot(tmp_path):
 def test_evaluate_incident_detection_names_a_bad_placement(tmp_path):
     done = _evaluate(tmp_path, "detection.placement=everywhere")
     assert done.returncode != 0 and "detection.placement" in done.stderr and "everywhere" in done.stderr
+
+
+def test_evaluate_incident_detection_names_a_bad_fold_count(tmp_path):
+    done = _evaluate(tmp_path, "detection.learned.folds=1")
+    assert done.returncode != 0 and "detection.learned.folds" in done.stderr and "= 1" in done.stderr

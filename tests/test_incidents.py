@@ -16,7 +16,7 @@ from envs.errors import ScenarioError
 from envs.features import lane_flows
 from envs.metrics import episode_metrics
 from envs.perturbations import (
-    Incident, IncidentSpec, Perturbation, SurgeSpec, lane_traffic, perturbation_from_config, sample_incidents,
+    _rng, Incident, IncidentSpec, Perturbation, SurgeSpec, lane_traffic, perturbation_from_config, sample_incidents,
     surge_trips, with_incidents,
 )
 from envs.scenario import scenario_from_dicts
@@ -216,9 +216,14 @@ def test_a_ramped_surge_follows_its_trapezoid_and_a_step_surge_is_unchanged_by_r
     # the climb is gradual: the first 200 s of it gain far less than its last 200 s
     assert band(surged.depart, 0, 200) / band(trips.depart, 0, 200) < 1.5
     assert band(surged.depart, 400, 600) / band(trips.depart, 400, 600) > 2.5
+    # ramp_s 0 is the window's step, draw for draw: each trip inside is kept floor(2.5) + Bernoulli(0.5)
+    # times from the surge stream's uniforms, each trip outside once
     step = Perturbation(seed=1, surge=SurgeSpec(scale=2.5, start_s=600, end_s=1200))
-    same = Perturbation(seed=1, surge=SurgeSpec(scale=2.5, start_s=600, end_s=1200, ramp_s=0.0))
-    assert (surge_trips(trips, step, "eval", 3).depart == surge_trips(trips, same, "eval", 3).depart).all()
+    assert step.surge.factor(np.array([599, 600, 1199, 1200])).tolist() == [1.0, 2.5, 2.5, 1.0]
+    uniforms = _rng(step, "eval", 3, "surge").random(trips.num_trips)
+    inside = (trips.depart >= 600) & (trips.depart < 1200)
+    kept = np.where(inside, 2 + (uniforms < 0.5), 1)
+    assert np.array_equal(surge_trips(trips, step, "eval", 3).depart, np.repeat(trips.depart, kept))
 
 
 @pytest.mark.parametrize("config, field", [

@@ -179,7 +179,7 @@ def stack_demand(
         depart[b, :n] = sample.depart
         origin[b, :n] = sample.routes[:, 0]
         if id(sample) not in movements_of:
-            movements_of[id(sample)] = _route_movements(sample, network)
+            movements_of[id(sample)] = route_movements(sample, network)
         route_mov[b, :n, : sample.routes.shape[1] - 1] = movements_of[id(sample)]
         vehicle[b, :n] = sample.vehicle
         valid = sample.routes >= 0
@@ -232,7 +232,7 @@ def _movement_table(network: Network) -> np.ndarray:
     return table
 
 
-def _route_movements(sample: Trips, network: Network) -> np.ndarray:
+def route_movements(sample: Trips, network: Network) -> np.ndarray:
     """[T, Kr-1] movement ids between consecutive roads of each route (-1 past the end)."""
     routes = sample.routes
     table = _movement_table(network)
