@@ -24,6 +24,7 @@ from agents import CONTROLLERS  # noqa: E402
 from envs.engine import Simulator  # noqa: E402
 from envs.scenario import Scenario, load_scenario  # noqa: E402
 from envs.scenario.registry import available_datasets, known_datasets  # noqa: E402
+from envs.scenario.splits import DemandSpec, sample_trips  # noqa: E402
 
 
 @lru_cache(maxsize=1)
@@ -75,12 +76,27 @@ def dataset_missing(name: str, data_dir: str | None = None) -> bool:
     return name in known_datasets() and name not in available_datasets(data_dir)
 
 
+DEMANDS = ("samples", "original")
+
+
 def build(
     scenario: str, copies: int, *, seed: int = 0, device: str = "cpu", compile: bool = False,
-    data_dir: str | None = None,
+    data_dir: str | None = None, demand: str = "original",
 ) -> tuple[Scenario, Simulator]:
+    """A simulator over `copies` copies of `scenario`.
+
+    ``demand="original"``: every copy runs the scenario's own trips, so under a fixed-time plan
+    all copies move in lockstep; ``"samples"``: copy b runs Poisson sample b of the scenario's
+    flows (evaluation split), as training and evaluate.py do, so each copy has its own traffic."""
+    if demand not in DEMANDS:
+        raise SystemExit(f"unknown demand {demand!r}; known: {', '.join(DEMANDS)}")
     sc = load_scenario(scenario, seed=seed, data_dir=data_dir, device=device)
-    sim = Simulator(sc.network, sc.demand(copies=copies), compile=compile, validate_commands=False)
+    if demand == "samples":
+        spec = DemandSpec(mode="poisson")
+        batched = sc.demand(trips=[sample_trips(sc, spec, "eval", b) for b in range(copies)])
+    else:
+        batched = sc.demand(copies=copies)
+    sim = Simulator(sc.network, batched, compile=compile, validate_commands=False)
     return sc, sim
 
 

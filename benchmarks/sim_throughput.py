@@ -1,9 +1,16 @@
 """Raw engine throughput: how many vehicle-steps per second the batched simulator sustains.
 
-For each case (scenario, copies B) the script builds a `Simulator` over B identical copies of
-the scenario's demand, drives it with a controller (fixed_time by default), runs ``--warmup``
+For each case (scenario, copies B, demand) the script builds a `Simulator` over B copies of the
+scenario, drives it with a controller (fixed_time by default), runs ``--warmup``
 steps untimed (this loads the network with vehicles, and with ``--compile`` it triggers the
 torch.compile of the step), then times ``--steps`` steps, controller included.
+
+``--demand samples`` (default) gives each copy its own Poisson sample of the scenario's flows
+(evaluation split), as training and evaluation run; ``--demand original`` gives every copy the
+scenario's own trips, so that under a fixed-time plan all B copies are the same simulation,
+step for step. The CPU runs such lockstep copies markedly faster (same code and the same
+amount of work, but every copy repeats the memory and branch pattern of the one before), so
+that figure flatters the engine; it is kept for comparison with earlier runs.
 
 Reported per case (one JSON line on stdout; progress goes to stderr):
 
@@ -20,7 +27,8 @@ recompiles once). If that happens inside the timed window, the timed steps are r
 the pre-timing state widened to the new pool size, and ``retimed`` says so; the warm-up should
 normally be long enough for this not to happen.
 
-With no scenario given, it sweeps B in {1, 8, 64, 256} on hangzhou_4x4 and grid_16x8.
+With no scenario given, it sweeps B in {1, 8, 64, 256} on hangzhou_4x4 and grid_16x8, each
+with both demands.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import time
 
 import torch
 
-from common import build, dataset_missing, emit, log, machine_info, make_controller, sync
+from common import DEMANDS, build, dataset_missing, emit, log, machine_info, make_controller, sync
 from envs.engine.simulator import grow_slots
 
 SWEEP_SCENARIOS = ("hangzhou_4x4", "grid_16x8")
@@ -52,9 +60,10 @@ def _timed(sim, controller, steps: int, device: str) -> tuple[float, int]:
 def run_case(
     scenario: str, copies: int, steps: int, warmup: int, *, device: str = "cpu",
     compile: bool = True, controller: str = "fixed_time", data_dir: str | None = None,
+    demand: str = "samples",
 ) -> dict:
     record = {
-        "scenario": scenario, "copies": copies, "device": device, "compiled": compile,
+        "scenario": scenario, "copies": copies, "demand": demand, "device": device, "compiled": compile,
         "controller": controller, "threads": torch.get_num_threads(), "steps": steps,
         "warmup": warmup,
     }
@@ -65,11 +74,11 @@ def run_case(
     if compile:
         torch._dynamo.reset()  # every case recompiles from scratch; no stale cache entries
     t0 = time.perf_counter()
-    sc, sim = build(scenario, copies, device=device, compile=compile, data_dir=data_dir)
+    sc, sim = build(scenario, copies, device=device, compile=compile, data_dir=data_dir, demand=demand)
     setup_s = time.perf_counter() - t0
     ctrl = make_controller(controller)
     ctrl.reset(sim)
-    log(f"{scenario} B={copies} {device} compile={compile}: setup {setup_s:.1f} s, "
+    log(f"{scenario} B={copies} demand={demand} {device} compile={compile}: setup {setup_s:.1f} s, "
         f"{sim.num_slots} slots, warm-up {warmup} steps")
     t0 = time.perf_counter()
     for _ in range(warmup):
@@ -126,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch.compile the step (default on)")
     parser.add_argument("--controller", default="fixed_time",
                         choices=["fixed_time", "max_pressure"], help="default fixed_time")
+    parser.add_argument("--demand", nargs="+", choices=DEMANDS,
+                        help="samples: a Poisson sample per copy; original: the scenario's own "
+                        "trips in every copy (lockstep). Default samples; the sweep runs both")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--data-dir", help="dataset directory (default: the registry's)")
     args = parser.parse_args(argv)
@@ -134,12 +146,15 @@ def main(argv: list[str] | None = None) -> int:
 
     scenarios = [args.scenario] if args.scenario else list(SWEEP_SCENARIOS)
     copies = args.copies or list(SWEEP_COPIES)
+    demands = args.demand or (list(DEMANDS) if not args.scenario else ["samples"])
     for scenario in scenarios:
         for b in copies:
-            emit(run_case(
-                scenario, b, args.steps, args.warmup, device=args.device, compile=args.compile,
-                controller=args.controller, data_dir=args.data_dir,
-            ))
+            for demand in demands:
+                emit(run_case(
+                    scenario, b, args.steps, args.warmup, device=args.device,
+                    compile=args.compile, controller=args.controller, data_dir=args.data_dir,
+                    demand=demand,
+                ))
     return 0
 
 

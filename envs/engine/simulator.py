@@ -15,6 +15,7 @@ import torch
 
 from envs.engine.state import TIMER_START, EngineParams, SimState
 from envs.engine.step import step as pure_step
+from envs.engine.step import use_inductor_buffers
 from envs.errors import ScenarioError
 from envs.scenario.demand import NEVER, Demand
 from envs.scenario.network import Network
@@ -75,6 +76,7 @@ class Simulator:
             dynamo_config = torch._dynamo.config
             dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, COMPILED_SHAPES)
             options = CPU_COMPILE_OPTIONS if network.device.type == "cpu" else None
+            use_inductor_buffers()
             self._step = torch.compile(_step_in_place, dynamic=False, options=options)
         self._origins = int((demand.origin_end > demand.origin_start).sum(1).max())
         self._steps_to_slot_check = 0

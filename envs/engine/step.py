@@ -46,6 +46,33 @@ MOVING_TAIL_SPEED = 2.0  # m/s: a lane whose last vehicle moves this fast is not
 DT = 1.0  # seconds per step
 
 
+# inductor's op that stores a tensor in a buffer of its own; set by `use_inductor_buffers`
+_REALIZE = None
+
+
+def use_inductor_buffers() -> None:
+    """Let a compiled step keep its lane-level intermediates in buffers (see `_materialise`).
+
+    Imports ``torch._inductor`` (about a second), so only a simulator that compiles calls it."""
+    global _REALIZE
+    import torch._inductor.test_operators  # noqa: F401  (registers _inductor_test.realize)
+
+    _REALIZE = torch.ops._inductor_test.realize
+
+
+def _materialise(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Under torch.compile, compute each tensor once into its own buffer.
+
+    Inductor otherwise inlines a pointwise result into every loop that reads it, so a head's
+    chain of gathers (lane -> head slot -> its trip, leg and movements) is recomputed in each of
+    the twenty-odd lane loops of the step. Stored once, each loop reads one value instead:
+    hangzhou_4x4, B=64, distinct demand samples per copy, 2 threads: 1.01 -> 0.83 ms per step
+    (grid_16x8: 8.1 -> 6.2 ms), identical results. Eager code computes each value once anyway."""
+    if _REALIZE is None or not torch.compiler.is_compiling():
+        return tensors
+    return tuple(_REALIZE(x) for x in tensors)
+
+
 def _take(source: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Batched gather along dim 1: ``out[b, ...] = source[b, index[b, ...]]``."""
     batch = source.shape[0]
@@ -177,6 +204,7 @@ def step(
     m1 = next_move.clamp(min=0)
     m2 = after_move.clamp(min=0)
     lane_in_road = network.lane_index.unsqueeze(0).expand(batch, -1)
+    h, h_trip, h_leg, next_move, after_move = _materialise(h, h_trip, h_leg, next_move, after_move)
 
     # room at each lane's start: rear of its last vehicle (FAR when empty)  [B, L+1]
     tail = s.lane_tail
@@ -185,6 +213,7 @@ def step(
         tail >= 0, _take(s.veh_pos, tail_c) - _take(s.veh_length, tail_c), FAR
     )
     tail_speed = torch.where(tail >= 0, _take(s.veh_speed, tail_c), 0.0)
+    tail_rear, tail_speed = _materialise(tail_rear, tail_speed)
 
     candidates = network.road_lanes[network.movement_end_road[m1]]  # [B, L, E]
     reachable = network.movement_target[m1, lane_in_road]  # [B, L, E]
@@ -278,13 +307,14 @@ def step(
     crossing = has_head & (h_new_pos > lane_length)
     leaving_network = crossing & last_road
     moving = crossing & ~last_road
+    h_new_pos, leaving_network, moving = _materialise(h_new_pos, leaving_network, moving)
     lane_ids = torch.arange(num_lanes, device=device).unsqueeze(0)
     overshoot_mm = ((h_new_pos - lane_length) * 1000.0).to(torch.int64)
     key = torch.where(moving, overshoot_mm * (num_lanes + 1) + (num_lanes - lane_ids), -1)
     target_c = torch.where(moving, target, num_lanes)
     best_key = torch.full((batch, num_lanes + 1), -1, dtype=torch.int64, device=device)
     best_key = best_key.scatter_reduce(1, target_c, key, reduce="amax")
-    wins = moving & (key == _take(best_key, target_c))
+    (wins,) = _materialise(moving & (key == _take(best_key, target_c)))
     blocked = moving & ~wins  # wait at the stop line
     blocked_slot = torch.where(blocked, h, scratch_slot)
     new_pos = _put(new_pos, blocked_slot, lane_length.expand(batch, -1))
@@ -297,7 +327,7 @@ def step(
 
     # 4a. heads leave their lanes
     leaves = wins | leaving_network
-    follower = _take(s.veh_follower, h)
+    (follower,) = _materialise(_take(s.veh_follower, h))
     lane_head = s.lane_head.clone()
     lane_tail = s.lane_tail.clone()
     lane_head[:, :num_lanes] = torch.where(leaves, follower, head)
@@ -353,6 +383,7 @@ def step(
     trip = torch.where(queued, trip, scratch_trip)
     due = queued & (_take(demand.depart, trip) <= t_col)
     first_move = _take(demand.route_movement, trip * legs)
+    trip, due, first_move = _materialise(trip, due, first_move)
     origin_lanes = network.road_lanes.unsqueeze(0).expand(batch, -1, -1)  # [B, R, E]
     serves_first = torch.where(
         (first_move >= 0).unsqueeze(-1), network.movement_from_lane[first_move.clamp(min=0)], True
@@ -373,7 +404,7 @@ def step(
     fits = due & (entry_room - trip_vehicle[..., 1] >= 0)
     rank = torch.cumsum(fits.to(torch.int64), 1) - 1
     has_slot = rank < free_top.unsqueeze(1)
-    enters = fits & has_slot
+    (enters,) = _materialise(fits & has_slot)
     pool_blocked = s.pool_blocked + (fits & ~has_slot).sum(1)
     slot = _take(free_stack, torch.where(enters, free_top.unsqueeze(1) - 1 - rank, scratch_slot))
     slot = torch.where(enters, slot, scratch_slot)
