@@ -6,14 +6,41 @@ import torch
 
 from agents import MaxPressure
 from envs.engine import Simulator
+from envs.perturbations import IncidentSpec, Perturbation, sample_incidents, with_incidents
+from envs.scenario.splits import DemandSpec, sample_trips
 from tests.engine_checks import check_all
 from tests.scenarios import small_grid
 
 
 def test_compiled_step_matches_eager_step():
     scenario = small_grid(2, 2, rate=600.0, horizon=300, seed=5)
-    eager = Simulator(scenario.network, scenario.demand(2))
-    compiled = Simulator(scenario.network, scenario.demand(2), compile=True)
+    _compare(scenario, scenario.demand(2), scenario.demand(2))
+
+
+def test_compiled_step_matches_eager_step_on_distinct_copies_with_incidents():
+    """Each copy its own demand sample and its own closures and capacity drops: the compiled
+    step (which keeps the lane-level intermediates in buffers) still computes the eager step."""
+    scenario = small_grid(2, 2, rate=800.0, horizon=300, seed=2)
+    closures, drops = (
+        Perturbation(seed=seed, incidents=IncidentSpec(count=2, start_s=[0, 150], duration_s=120, capacity=capacity))
+        for seed, capacity in ((4, 0.0), (5, 0.3))
+    )
+    trips = [sample_trips(scenario, DemandSpec(mode="poisson"), "eval", k) for k in range(3)]
+    incidents = [
+        sample_incidents(closures, scenario.network, "eval", k) + sample_incidents(drops, scenario.network, "eval", k)
+        for k in range(3)
+    ]
+    assert all(len(copy) == 4 for copy in incidents)
+
+    def demand():
+        return with_incidents(scenario.demand(trips=trips), incidents)
+
+    _compare(scenario, demand(), demand())
+
+
+def _compare(scenario, eager_demand, compiled_demand):
+    eager = Simulator(scenario.network, eager_demand)
+    compiled = Simulator(scenario.network, compiled_demand, compile=True)
     controller = MaxPressure(min_green_s=5)
     controller.reset(eager)
     for _ in range(300):
