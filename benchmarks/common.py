@@ -87,7 +87,9 @@ def build(
 
     ``demand="original"``: every copy runs the scenario's own trips, so under a fixed-time plan
     all copies move in lockstep; ``"samples"``: copy b runs Poisson sample b of the scenario's
-    flows (evaluation split), as training and evaluate.py do, so each copy has its own traffic."""
+    flows (evaluation split), as training and evaluate.py do, so each copy has its own traffic.
+    The default here is "original", which baselines.py runs (the scenario's own file);
+    sim_throughput.py asks for "samples" by default."""
     if demand not in DEMANDS:
         raise SystemExit(f"unknown demand {demand!r}; known: {', '.join(DEMANDS)}")
     sc = load_scenario(scenario, seed=seed, data_dir=data_dir, device=device)

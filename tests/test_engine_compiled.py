@@ -31,6 +31,7 @@ def test_compiled_step_matches_eager_step_on_distinct_copies_with_incidents():
         for k in range(3)
     ]
     assert all(len(copy) == 4 for copy in incidents)
+    assert all(0 <= i.start < i.end <= 300 for copy in incidents for i in copy)  # all inside the run
 
     def demand():
         return with_incidents(scenario.demand(trips=trips), incidents)

@@ -53,11 +53,16 @@ _REALIZE = None
 def use_inductor_buffers() -> None:
     """Let a compiled step keep its lane-level intermediates in buffers (see `_materialise`).
 
-    Imports ``torch._inductor`` (about a second), so only a simulator that compiles calls it."""
+    Imports ``torch._inductor`` (about a second), so only a simulator that compiles calls it.
+    The op lives in inductor's test operators (torch is pinned); should a torch release drop it,
+    the step compiles as before, only slower."""
     global _REALIZE
-    import torch._inductor.test_operators  # noqa: F401  (registers _inductor_test.realize)
+    try:
+        import torch._inductor.test_operators  # noqa: F401  (registers _inductor_test.realize)
 
-    _REALIZE = torch.ops._inductor_test.realize
+        _REALIZE = torch.ops._inductor_test.realize
+    except (ImportError, AttributeError):
+        _REALIZE = None
 
 
 def _materialise(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -67,8 +72,10 @@ def _materialise(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     chain of gathers (lane -> head slot -> its trip, leg and movements) is recomputed in each of
     the twenty-odd lane loops of the step. Stored once, each loop reads one value instead:
     hangzhou_4x4, B=64, distinct demand samples per copy, 2 threads: 1.01 -> 0.83 ms per step
-    (grid_16x8: 8.1 -> 6.2 ms), identical results. Eager code computes each value once anyway."""
-    if _REALIZE is None or not torch.compiler.is_compiling():
+    (grid_16x8: 8.1 -> 6.2 ms), identical results. Eager code computes each value once anyway.
+    CPU only: on a GPU, recomputing a gather may well be cheaper than a round trip through
+    memory, and it has not been measured there."""
+    if _REALIZE is None or not torch.compiler.is_compiling() or tensors[0].device.type != "cpu":
         return tensors
     return tuple(_REALIZE(x) for x in tensors)
 
@@ -200,11 +207,11 @@ def step(
     legs = demand.route_legs
     next_move = torch.where(has_head, _take(s.veh_move, h), -1)  # [B, L]
     after_move = _take(s.veh_next_move, h)
+    h, h_trip, h_leg, next_move, after_move = _materialise(h, h_trip, h_leg, next_move, after_move)
     last_road = has_head & (next_move < 0)
     m1 = next_move.clamp(min=0)
     m2 = after_move.clamp(min=0)
     lane_in_road = network.lane_index.unsqueeze(0).expand(batch, -1)
-    h, h_trip, h_leg, next_move, after_move = _materialise(h, h_trip, h_leg, next_move, after_move)
 
     # room at each lane's start: rear of its last vehicle (FAR when empty)  [B, L+1]
     tail = s.lane_tail
