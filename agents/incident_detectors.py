@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from envs.detection import COLUMN, Recording, lane_movements, score, scored_incidents
-from envs.intersections import always_green
+from envs.detection import COLUMN, Recording, score, scored_incidents
+from envs.intersections import always_green, lane_movements
 
 
 @dataclass(frozen=True)
@@ -144,12 +144,8 @@ class BlockageRule:
         they then reach it too. Returns the figures of the chosen pair."""
         _check(recording.readings, layout)
         waited = np.stack([waiting_green(copy, self.min_queue) for copy in recording.readings])
-        candidates = [float(c) for c in candidates]
-        for name, members in (("green_s", ~layout.permissive), ("permissive_green_s", layout.permissive)):
-            def class_alarms(persistence, members=members):
-                return hold_until_discharge((waited >= persistence) & members, recording.readings)
-
-            setattr(self, name, _calibrate_class(recording, class_alarms, candidates, precision, members))
+        self.green_s, self.permissive_green_s = _calibrate_per_class(
+            recording, layout, lambda persistence: waited >= persistence, [float(c) for c in candidates], precision)
         final = score(recording, self._alarms(waited, recording.readings, layout))
         return {"green_s": self.green_s, "permissive_green_s": self.permissive_green_s, **final.as_dict()}
 
@@ -161,6 +157,19 @@ def _incident_lanes(recording: Recording) -> np.ndarray:
         for _, n, _ in scored_incidents(recording, copy):
             hit[n] = True
     return hit
+
+
+def _calibrate_per_class(recording: Recording, layout: LaneLayout, raw_alarms_at, candidates,
+                         precision: float) -> tuple[float, float]:
+    """(signalised, permissive): per lane class, the value whose alarms ``raw_alarms_at(value)``
+    ``[B, T, N]``, kept to the class's lanes and held until discharge, reach `precision`."""
+    chosen = []
+    for members in (~layout.permissive, layout.permissive):
+        def class_alarms(value, members=members):
+            return hold_until_discharge(raw_alarms_at(value) & members, recording.readings)
+
+        chosen.append(_calibrate_class(recording, class_alarms, candidates, precision, members))
+    return chosen[0], chosen[1]
 
 
 def _calibrate_class(recording: Recording, alarms_at, candidates, precision: float, members: np.ndarray) -> float:
@@ -278,11 +287,9 @@ class LearnedDetector:
         incident = np.concatenate([s[recording.truth[b] & standing(recording.readings[b])]
                                    for b, s in enumerate(held_scores)])
         candidates = list(np.unique(np.quantile(incident, np.linspace(0.0, 1.0, 201))))
-        for name, members in (("threshold", ~layout.permissive), ("permissive_threshold", layout.permissive)):
-            def class_alarms(threshold, members=members):
-                return hold_until_discharge((held_scores >= threshold) & members, recording.readings)
-
-            setattr(self, name, float(_calibrate_class(recording, class_alarms, candidates, precision, members)))
+        chosen = _calibrate_per_class(recording, layout, lambda threshold: held_scores >= threshold, candidates,
+                                      precision)
+        self.threshold, self.permissive_threshold = (float(value) for value in chosen)
         alarms = hold_until_discharge(held_scores >= self._thresholds(layout), recording.readings)
         return {"threshold": self.threshold, "permissive_threshold": self.permissive_threshold,
                 "probability": _sigmoid(self.threshold),

@@ -54,7 +54,7 @@ from agents.detector_readings import FaultyReadings
 from envs.engine.simulator import Simulator
 from envs.engine.step import green_elapsed
 from envs.errors import ScenarioError
-from envs.intersections import always_green
+from envs.intersections import always_green, lane_movements
 
 SOURCE = "<controller:sotl>"
 CYCLIC_TIE_BREAK = 1e-3  # prefers the cyclically next phase among equal counts (counts are whole)
@@ -129,10 +129,7 @@ class SOTL:
         if self.detectors is not None:
             self._readings = FaultyReadings(self.detectors, sim)
             # [L, M] share of each lane's phantom vehicles per movement it serves (rows sum to 1)
-            serves = torch.zeros(net.num_lanes + 1, net.num_movements, device=net.device)
-            lanes = torch.where(net.movement_in_lanes >= 0, net.movement_in_lanes, net.num_lanes)  # [M, E]
-            serves[lanes, torch.arange(net.num_movements, device=net.device).unsqueeze(1).expand_as(lanes)] = 1.0
-            serves = serves[:-1] * net.movement_valid
+            serves = lane_movements(net).to(torch.float32)
             self._lane_share = serves / serves.sum(1, keepdim=True).clamp(min=1.0)
 
     def approaching(self, sim: Simulator, distance: float) -> torch.Tensor:

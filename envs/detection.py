@@ -55,6 +55,7 @@ import torch
 
 from envs.engine import EngineParams, Simulator, signal_state
 from envs.features import segment_counts
+from envs.intersections import lane_movements
 from envs.metrics import lane_halting
 from envs.perturbations import Incident, Perturbation, sample_incidents, with_incidents
 from envs.scenario import Scenario
@@ -81,15 +82,6 @@ def monitored_lanes(scenario: Scenario) -> np.ndarray:
     network = scenario.network
     ends = network.road_end[network.lane_road].cpu().numpy()
     return np.flatnonzero(ends >= 0)
-
-
-def lane_movements(network) -> torch.Tensor:
-    """``[L, M]``: movement m starts from lane l (the lane feeds it)."""
-    lanes = torch.arange(network.num_lanes, device=network.lane_road.device)
-    road, index = network.lane_road[lanes], network.lane_index[lanes]
-    starts = network.movement_start_road.unsqueeze(0) == road.unsqueeze(1)  # [L, M]
-    from_lane = network.movement_from_lane[:, index].T  # [L, M]: lane index e of its road in m
-    return starts & from_lane & network.movement_valid.unsqueeze(0)
 
 
 def record(
@@ -303,5 +295,5 @@ def subset(recording: Recording, copies: np.ndarray) -> Recording:
 
 
 __all__ = ["COLUMN", "READINGS", "CopyTally", "IncidentTimes", "Recording", "Scores", "combine", "evidence",
-           "incident_times", "lane_movements", "monitored_lanes", "oracle_alarms", "record", "score",
+           "incident_times", "monitored_lanes", "oracle_alarms", "record", "score",
            "scored_incidents", "subset", "tally"]

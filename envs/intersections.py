@@ -85,6 +85,15 @@ def always_green(network: Network) -> torch.Tensor:
     return (green.sum(1) == signal.sum(1, keepdim=True)) & signal.any(1, keepdim=True)
 
 
+def lane_movements(network: Network) -> torch.Tensor:
+    """``[L, M]`` bool: movement m starts from lane l (the lane feeds it)."""
+    lanes = torch.arange(network.num_lanes, device=network.lane_road.device)
+    road, index = network.lane_road[lanes], network.lane_index[lanes]
+    starts = network.movement_start_road.unsqueeze(0) == road.unsqueeze(1)  # [L, M]
+    from_lane = network.movement_from_lane[:, index].T  # [L, M]: lane index e of its road in m
+    return starts & from_lane & network.movement_valid.unsqueeze(0)
+
+
 def gather_lanes(per_lane: torch.Tensor, lanes: torch.Tensor) -> torch.Tensor:
     """``[B, L]`` per-lane values -> ``[B, I, W]`` for a padded lane table ``[I, W]`` (pad = 0)."""
     pad = torch.zeros_like(per_lane[:, :1])
