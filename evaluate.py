@@ -37,17 +37,17 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from agents import CONTROLLERS
-from agents.mixture import ControllerMix
-from agents.ppo_config import demand_spec, engine_params
+from agents.classical import CONTROLLERS
+from envs.evaluation.mixture import ControllerMix
+from agents.ppo.config import demand_spec, engine_params
 from envs.engine import Simulator
 from envs.errors import ScenarioError
-from envs.metrics import METRIC_NAMES, episode_metrics, population
-from envs.intersections import intersection_layout
-from envs.perturbations import (
+from envs.evaluation.metrics import METRIC_NAMES, episode_metrics, population
+from envs.engine.intersections import intersection_layout
+from envs.incidents.perturbations import (
     DetectorFaults, perturbation_from_config, sample_incidents, surge_trips, with_incidents,
 )
-from envs.report import (
+from envs.evaluation.report import (
     ORACLE, bar_chart, degradation_table, detection_bars, detection_table, markdown_table, queue_over_time, summary,
     travel_time_cdf,
 )
@@ -77,7 +77,7 @@ def trained_policies(cfg: DictConfig) -> dict[str, object]:
     paths = _existing_paths(cfg, "checkpoint", "checkpoint file")
     if not paths:
         return {}
-    from agents.ppo import PolicyController, read_meta  # loads SB3 only when asked
+    from agents.ppo.policy import PolicyController, read_meta  # loads SB3 only when asked
 
     policies: dict[str, object] = {}
     for path in paths:
@@ -93,8 +93,8 @@ def deployed_policies(cfg: DictConfig, taken: list[str]) -> dict[str, object]:
     paths = _existing_paths(cfg, "deployed", "ONNX model file")
     if not paths:
         return {}
-    from agents.controller import load_metadata
-    from agents.deployed import DeployedController  # loads onnxruntime only when asked
+    from agents.deploy.runtime import load_metadata
+    from agents.deploy.simulated import DeployedController  # loads onnxruntime only when asked
 
     out: dict[str, object] = {}
     for path in paths:
@@ -176,7 +176,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         state = sim.state
         queue[k] = (state.veh_halted[:, :-1] & (state.veh_lane[:, :-1] >= 0)).sum(1)
         if render_every and k % render_every == 0:
-            from envs.render import render_frame
+            from envs.rl.render import render_frame
 
             frames.append(render_frame(view, copy=0))
         if k % 60 == 59:
@@ -230,7 +230,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
             out_dir / "queue_over_time.png", title,
         )
     if frames:
-        from envs.render import write_gif
+        from envs.rl.render import write_gif
 
         write_gif(frames, out_dir / "episode.gif", fps=int(cfg.render_fps))
         print(f"episode of {controllers[0]} (seed 0): {out_dir / 'episode.gif'} ({len(frames)} frames)")
@@ -241,7 +241,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
 def _detection_perturbation(cfg: DictConfig):
     """The incidents of the detection task: the ``perturbation`` config's (one closure per copy by
     default), their placement overridden by ``detection.placement`` when set."""
-    from envs.perturbations import PLACEMENTS, IncidentSpec, Perturbation
+    from envs.incidents.perturbations import PLACEMENTS, IncidentSpec, Perturbation
 
     perturbation = perturbation_from_config(
         OmegaConf.to_container(cfg.perturbation, resolve=True) if cfg.get("perturbation") else None, "<config>"
@@ -262,7 +262,7 @@ def _detection_perturbation(cfg: DictConfig):
 
 def _detectors(cfg: DictConfig, train, layout) -> dict:
     """The detectors named in ``detection.detectors``, calibrated / trained on `train`."""
-    from agents.incident_detectors import BlockageRule, LearnedDetector
+    from agents.incidents.detectors import BlockageRule, LearnedDetector
 
     det, detectors = cfg.detection, {}
     for name in det.detectors:
@@ -299,11 +299,11 @@ def _detectors(cfg: DictConfig, train, layout) -> dict:
 
 def evaluate_detection(cfg: DictConfig, out_dir: Path) -> dict:
     """``task=incident_detection``: detectors calibrated / trained on incidents of the training
-    split, scored on held-out incident seeds (envs/detection.py, agents/incident_detectors.py),
+    split, scored on held-out incident seeds (envs/incidents/detection.py, agents/incidents/detectors.py),
     beside the oracle that alarms at each incident's first evidence (the floor)."""
-    from agents.incident_detectors import lane_layout
-    from envs.detection import combine, oracle_alarms, record, tally
-    from envs.perturbations import lane_ids
+    from agents.incidents.detectors import lane_layout
+    from envs.incidents.detection import combine, oracle_alarms, record, tally
+    from envs.incidents.perturbations import lane_ids
 
     det = cfg.detection
     perturbation = _detection_perturbation(cfg)

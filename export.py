@@ -3,7 +3,7 @@
     python export.py checkpoint=outputs/DATE/TIME/checkpoints/best.zip
     python export.py checkpoint=PATH out=deploy/ name=hangzhou max_green_s=90
 
-Then run it without torch: ``python -m agents.controller serve --model deploy/hangzhou.onnx``.
+Then run it without torch: ``python -m agents.deploy.runtime serve --model deploy/hangzhou.onnx``.
 After writing both files the script replays ``check.seconds`` of simulated decisions on
 held-out demand and compares the ONNX model's actions with the torch policy's; any difference
 fails the export (exit status 1).
@@ -20,9 +20,9 @@ import numpy as np
 import onnxruntime
 from omegaconf import DictConfig
 
-from agents.deployed import record_decisions
-from agents.export import INPUTS, export_policy
-from agents.ppo import PolicyController
+from agents.deploy.simulated import record_decisions
+from agents.deploy.export import INPUTS, export_policy
+from agents.ppo.policy import PolicyController
 from envs.engine import Simulator
 from envs.engine.state import EngineParams
 from envs.scenario import load_scenario
@@ -67,7 +67,7 @@ def main(cfg: DictConfig) -> int:
         if result["identical"] != result["decisions"]:
             print("export check FAILED: ONNX and torch disagree", file=sys.stderr)
             sys.exit(1)
-    print(f"serve it: python -m agents.controller serve --model {onnx_path}")
+    print(f"serve it: python -m agents.deploy.runtime serve --model {onnx_path}")
     return 0
 
 

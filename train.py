@@ -8,11 +8,11 @@
 
 Configs: ``configs/train.yaml`` composes ``scenario/``, ``engine/`` (shared with evaluate.py),
 ``env/``, ``agent/`` (ppo_shared, ppo_independent), ``train/`` and ``eval/``; the schema
-(agents/ppo_config.py) rejects a wrong key or type before anything runs. Hydra's run directory
+(agents/ppo/config.py) rejects a wrong key or type before anything runs. Hydra's run directory
 (``outputs/DATE/TIME/``) receives ``.hydra/config.yaml`` (every hyperparameter), ``tb/``
 (TensorBoard), ``progress.csv``, ``curves.png`` (travel time vs agent-steps) and
 ``checkpoints/{last,best}.zip``; what is logged under which
-prefix is in agents/ppo_train.py. A checkpoint runs in a simulator as a controller:
+prefix is in agents/ppo/sb3_trainer.py. A checkpoint runs in a simulator as a controller:
 ``agents.ppo.PolicyController(path)``.
 """
 
@@ -24,9 +24,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-import agents.ppo_config  # noqa: F401  (registers the structured config "train_schema")
-from agents.ppo_train import train
-from envs.report import training_curves
+import agents.ppo.config  # noqa: F401  (registers the structured config "train_schema")
+from agents.ppo.sb3_trainer import train
+from envs.evaluation.report import training_curves
 
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")

@@ -2,7 +2,7 @@
 
 For each controller the script builds a `Simulator` over ``--copies`` copies of the scenario's
 demand (generated presets take ``--seed``), runs ``--steps`` one-second steps under that
-controller from an empty network, and reports every metric of `envs.metrics.episode_metrics`
+controller from an empty network, and reports every metric of `envs.evaluation.metrics.episode_metrics`
 at the end (mean over the copies; the copies are identical, so B > 1 only checks batching),
 plus ``pool_blocked`` (entries that waited only for a free vehicle slot; should be 0) and the
 wall time. ``--trace-every S`` adds ``trace``: [t, vehicles in network, waiting to enter] every
@@ -19,7 +19,7 @@ import time
 import torch
 
 from common import build, dataset_missing, emit, log, make_controller
-from envs.metrics import METRIC_NAMES, episode_metrics
+from envs.evaluation.metrics import METRIC_NAMES, episode_metrics
 
 
 def run_baseline(

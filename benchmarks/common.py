@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from agents import CONTROLLERS  # noqa: E402
+from agents.classical import CONTROLLERS  # noqa: E402
 from envs.engine import Simulator  # noqa: E402
 from envs.scenario import Scenario, load_scenario  # noqa: E402
 from envs.scenario.registry import available_datasets, known_datasets  # noqa: E402

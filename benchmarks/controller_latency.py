@@ -1,4 +1,4 @@
-"""Decision latency of the deployment controller (agents/controller.py) on one CPU core.
+"""Decision latency of the deployment controller (agents/deploy/runtime.py) on one CPU core.
 
     python benchmarks/controller_latency.py                     # 16 and 128 intersections, both agents
     python benchmarks/controller_latency.py --scenario grid_16x8 --agent ppo_independent
@@ -8,7 +8,7 @@ For each case a policy of the agent config's architecture (untrained unless ``--
 latency does not depend on the weights) is exported to ONNX as export.py does, and a
 `DeploymentController` (onnxruntime, one intra-op thread) answers ``--decisions`` JSON
 messages of detector readings recorded from the simulator under max pressure, one decision
-at a time, exactly as ``python -m agents.controller serve`` does (parse, validate, cross-check,
+at a time, exactly as ``python -m agents.deploy.runtime serve`` does (parse, validate, cross-check,
 inference, timing rules; the cross-check against the controller's own signal model is
 skipped, as the recorded signals followed max pressure). One JSON line per case:
 
@@ -33,13 +33,13 @@ import torch
 
 from common import ROOT, dataset_missing, emit, log, machine_info
 
-from agents.controller import DeploymentController
-from agents.deployed import sim_readings
-from agents.export import export_policy
-from agents.max_pressure import MaxPressure
-from agents.ppo import save_checkpoint
+from agents.deploy.runtime import DeploymentController
+from agents.deploy.simulated import sim_readings
+from agents.deploy.export import export_policy
+from agents.classical.max_pressure import MaxPressure
+from agents.ppo.policy import save_checkpoint
 from envs.engine import Simulator
-from envs.intersections import intersection_layout
+from envs.engine.intersections import intersection_layout
 from envs.scenario import load_scenario
 from envs.scenario.splits import DemandSpec, sample_trips
 
@@ -50,8 +50,8 @@ def policy_checkpoint(scenario, agent: str, path: Path) -> Path:
     """An untrained policy with the agent config's network, saved as train.py saves one."""
     from hydra import compose, initialize_config_dir
 
-    import agents.ppo_config  # noqa: F401  (registers the structured config)
-    from agents.ppo_train import build_env, build_model
+    import agents.ppo.config  # noqa: F401  (registers the structured config)
+    from agents.ppo.sb3_trainer import build_env, build_model
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"agent={agent}", "env.copies=1", "train.device=cpu"])
@@ -145,7 +145,7 @@ def main() -> None:
     torch.set_num_threads(1)
     agents = [args.agent] if args.agent else ["ppo_shared", "ppo_independent"]
     if args.checkpoint:
-        from agents.ppo import read_meta
+        from agents.ppo.policy import read_meta
 
         meta = read_meta(args.checkpoint)
         cases, agents = [(meta["config"]["scenario"]["name"], None)], [meta["config"]["agent"]["name"]]

@@ -29,8 +29,8 @@ import torch
 from common import dataset_missing, emit, log, machine_info
 
 import envs  # noqa: F401  (registers the Gymnasium id)
-from envs.gym_env import TrafficSignalVectorEnv
-from envs.sb3_env import IntersectionVecEnv
+from envs.rl.gym_env import TrafficSignalVectorEnv
+from envs.rl.sb3_env import IntersectionVecEnv
 
 SWEEP_COPIES = (1, 16, 64, 256)
 ADAPTERS = ("sb3_vec_env", "gym_vector_env")

@@ -15,7 +15,7 @@ The CityFlow figures (REFERENCE below) were measured with CityFlow built from so
 (cityflow-project/CityFlow @ 81ee0f4, interval 1 s, 3600 steps, seed 0, thread_num 1, no lane
 changing) by a harness kept outside this repository: CityFlow is never a dependency and nothing
 that builds it is committed. Its max-pressure controller used the same pressure definition as
-agents/max_pressure.py. Prints one JSON line per (dataset, controller).
+agents/classical/max_pressure.py. Prints one JSON line per (dataset, controller).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import time
 
 from common import emit, log, machine_info  # noqa: F401  (sets sys.path)
 
-from agents import FixedTime, MaxPressure
+from agents.classical import FixedTime, MaxPressure
 from envs.engine import EngineParams, Simulator
-from envs.metrics import episode_metrics
+from envs.evaluation.metrics import episode_metrics
 from envs.scenario import load_scenario
 from envs.scenario.registry import available_datasets
 

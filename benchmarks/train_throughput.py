@@ -5,7 +5,7 @@
         --agent-steps 200000 --override env.copies=32
 
 The model and environment are built exactly as train.py builds them (the same composed Hydra
-config, `agents.ppo_train.build_env` / `build_model`; ``--override`` takes train.py overrides),
+config, `agents.ppo.sb3_trainer.build_env` / `build_model`; ``--override`` takes train.py overrides),
 then MaskablePPO learns for ``--agent-steps`` after one untimed warm-up rollout. Timers wrap
 the VecEnv's ``step_wait`` (simulation: the engine, observations, rewards, autoreset) and the
 PPO update (``model.train``); policy inference is the rest of rollout collection (forward
@@ -27,9 +27,9 @@ from hydra import compose, initialize_config_dir
 
 from common import ROOT, dataset_missing, emit, log, machine_info
 
-import agents.ppo_config  # noqa: F401  (registers the structured config)
-from agents.ppo_config import check_config
-from agents.ppo_train import ScaledReward, build_env, build_model, load_scenarios
+import agents.ppo.config  # noqa: F401  (registers the structured config)
+from agents.ppo.config import check_config
+from agents.ppo.sb3_trainer import ScaledReward, build_env, build_model, load_scenarios
 
 SWEEP = (("grid_4x4", "ppo_shared"), ("grid_4x4", "ppo_independent"),
          ("hangzhou_4x4", "ppo_shared"), ("hangzhou_4x4", "ppo_independent"))

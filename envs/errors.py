@@ -1,24 +1,71 @@
-"""Errors raised for bad scenario input.
+"""gridlight's errors: one base, a subclass per source, one line that says what to fix.
 
-Every error names the file (or the generated source), the field (a JSON path such as
-``roads[3].lanes[1].maxSpeed``) and the offending value, so a user can fix the input without
-reading the loader.
+Every error names where the bad input came from (a file, a generated source such as
+``<config>``), the field (a path such as ``roads[3].lanes[1].maxSpeed`` or ``env.copies``) and
+the offending value: ``SOURCE: field 'PATH' = VALUE: reason``. The subclass says which kind of
+input was wrong, so a caller can catch one kind; the entry points print the line and exit 2
+(`exit_on_error`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+EXIT_STATUS = 2  # what train.py, evaluate.py, export.py and the runtime service exit with
+DEBUG_ENV = "HYDRA_FULL_ERROR"  # set to 1 for the traceback (Hydra's own switch)
 
 
-class ScenarioError(ValueError):
-    """A scenario file, generated scenario or engine argument is invalid."""
+class GridlightError(ValueError):
+    """Bad input to gridlight; the message is ``SOURCE: field 'PATH' = VALUE: reason``."""
 
-    def __init__(self, file: str, field: str, value: Any, reason: str) -> None:
-        self.file = str(file)
+    def __init__(self, source: str, field: str, value: Any, reason: str) -> None:
+        self.source = str(source)
         self.field = field
         self.value = value
         self.reason = reason
         shown = repr(value)
         if len(shown) > 200:
             shown = shown[:197] + "..."
-        super().__init__(f"{self.file}: field {field!r} = {shown}: {reason}")
+        super().__init__(f"{self.source}: field {field!r} = {shown}: {reason}")
+
+    @property
+    def file(self) -> str:
+        """The source, under the name scenario errors have always used."""
+        return self.source
+
+
+class ScenarioError(GridlightError):
+    """A scenario file (roadnet, flow, SUMO net) or a generated scenario is invalid."""
+
+
+class ConfigError(GridlightError):
+    """A configuration value (Hydra config, env or engine argument, controller parameter)."""
+
+
+class CommandError(GridlightError):
+    """A call the engine or an environment cannot take: a bad phase command, a wrong call order."""
+
+
+class CheckpointError(GridlightError):
+    """A training checkpoint is missing, unreadable or does not fit what it is asked to do."""
+
+
+class ModelError(GridlightError):
+    """An exported model or its metadata is missing, unreadable or inconsistent."""
+
+
+@contextmanager
+def exit_on_error(debug: bool = False) -> Iterator[None]:
+    """Turn a GridlightError into its one line on stderr and exit status 2, no traceback.
+
+    ``debug`` (a ``--debug`` flag) or ``HYDRA_FULL_ERROR=1`` lets the exception through."""
+    try:
+        yield
+    except GridlightError as error:
+        if debug or os.environ.get(DEBUG_ENV) == "1":
+            raise
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_STATUS)

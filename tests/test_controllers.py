@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from agents import FixedTime, MaxPressure
+from agents.classical import FixedTime, MaxPressure
 from envs.engine import Simulator
 from tests.scenarios import single_route
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agents import FixedTime, MaxPressure
+from agents.classical import FixedTime, MaxPressure
 from envs.engine import Simulator
-from envs.metrics import episode_metrics
+from envs.evaluation.metrics import episode_metrics
 from envs.scenario import load_scenario
 from envs.scenario.registry import known_datasets
 from tests.engine_checks import check_all

@@ -1,4 +1,4 @@
-"""Incident detection (envs/detection.py, agents/incident_detectors.py, evaluate.py
+"""Incident detection (envs/incidents/detection.py, agents/incidents/detectors.py, evaluate.py
 task=incident_detection): readings come from detectors only, the ground truth follows the
 closures, the scores count what they say (evidence and the oracle floor included), and both
 detectors find closures on held-out seeds."""
@@ -13,14 +13,14 @@ import sys
 import numpy as np
 import pytest
 
-from agents import MaxPressure
-from agents.incident_detectors import (
+from agents.classical import MaxPressure
+from agents.incidents.detectors import (
     BlockageRule, LearnedDetector, hold_until_discharge, lane_layout, waiting_green,
 )
-from envs.detection import (
+from envs.incidents.detection import (
     COLUMN, READINGS, Recording, combine, oracle_alarms, record, score, subset, tally,
 )
-from envs.perturbations import Incident, IncidentSpec, Perturbation
+from envs.incidents.perturbations import Incident, IncidentSpec, Perturbation
 from envs.scenario import load_scenario
 from tests.conftest import REPO_ROOT
 

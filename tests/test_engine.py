@@ -8,11 +8,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents import FixedTime, MaxPressure
+from agents.classical import FixedTime, MaxPressure
 from envs.engine import EngineParams, Simulator
 from envs.engine.simulator import grow_slots
 from envs.errors import ScenarioError
-from envs.metrics import episode_metrics
+from envs.evaluation.metrics import episode_metrics
 from envs.scenario.generate import DEFAULT_VEHICLE
 from tests.engine_checks import check_all
 from tests.scenarios import single_route, small_grid

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from agents import MaxPressure
+from agents.classical import MaxPressure
 from envs.engine import Simulator
-from envs.perturbations import IncidentSpec, Perturbation, sample_incidents, with_incidents
+from envs.incidents.perturbations import IncidentSpec, Perturbation, sample_incidents, with_incidents
 from envs.scenario.splits import DemandSpec, sample_trips
 from tests.engine_checks import check_all
 from tests.scenarios import small_grid

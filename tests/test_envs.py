@@ -19,7 +19,7 @@ from envs.engine.step import signal_state
 from envs.errors import ScenarioError
 from envs.scenario import scenario_from_dicts
 from envs.scenario.generate import grid_roadnet, uniform_demand
-from envs.signal_env import BatchedSignalEnv
+from envs.rl.signal_env import BatchedSignalEnv
 from tests.scenarios import small_grid, uneven_grid
 
 ALL_FEATURES = [
@@ -230,7 +230,7 @@ def test_lane_features_match_a_direct_count_of_the_vehicles():
 
 
 def test_phase_onehot_and_pressure_agree_with_the_engine_and_max_pressure():
-    from agents import MaxPressure
+    from agents.classical import MaxPressure
 
     env = _stepped_env(["phase_onehot", "pressure"], normalise=False)
     obs = env.observe()
@@ -242,7 +242,7 @@ def test_phase_onehot_and_pressure_agree_with_the_engine_and_max_pressure():
 
 
 def test_rewards_are_the_documented_quantities():
-    from envs.features import REWARDS
+    from envs.rl.features import REWARDS
 
     env = _stepped_env(["lane_count"], reward={"queue": 1.0})
     ctx = env._context()
@@ -264,7 +264,7 @@ def test_rewards_are_the_documented_quantities():
 def test_waiting_time_sums_the_queue_over_every_second_of_the_interval():
     env_a = _stepped_env(["lane_count"], reward="waiting_time", steps=4)
     env_b = copy.deepcopy(env_a)
-    from envs.features import REWARDS
+    from envs.rl.features import REWARDS
 
     total = torch.zeros(2, 4)
     action = torch.ones(2, 4, dtype=torch.int64)

@@ -10,8 +10,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import evaluate
-from envs.report import PRIMARY
-from envs.stats import bootstrap_mean, reduction_percent
+from envs.evaluation.report import PRIMARY
+from envs.evaluation.stats import bootstrap_mean, reduction_percent
 from tests.conftest import REPO_ROOT
 
 
@@ -73,7 +73,7 @@ def test_reduction_is_paired_per_seed():
 
 
 def test_a_trained_checkpoint_joins_the_classical_controllers_in_the_table(tmp_path, capsys):
-    from agents.ppo_train import train
+    from agents.ppo.sb3_trainer import train
     from tests.test_train import _config as train_config
     from tests.test_train import _tiny
 

@@ -1,4 +1,4 @@
-"""Export (agents/export.py, export.py) and the deployment controller (agents/controller.py):
+"""Export (agents/deploy/export.py, export.py) and the deployment controller (agents/deploy/runtime.py):
 the ONNX graph, its metadata, parity with the torch policy (recorded and in closed loop), the
 timing rules, every fail-safe fault, the JSON service, and the torch-free import."""
 
@@ -18,19 +18,19 @@ import pytest
 import torch
 from sb3_contrib import MaskablePPO
 
-from agents.controller import FALLBACK, POLICY, DeploymentController, MetadataError, onnx_opsets, serve_tcp
-from agents.deployed import DeployedController, record_decisions, sim_readings
-from agents.export import INPUTS, export_policy
-from agents.indexed_policy import IndexedActorCriticPolicy
-from agents.ppo import PolicyController, save_checkpoint
-from agents.ppo_train import train
+from agents.deploy.runtime import FALLBACK, POLICY, DeploymentController, MetadataError, onnx_opsets, serve_tcp
+from agents.deploy.simulated import DeployedController, record_decisions, sim_readings
+from agents.deploy.export import INPUTS, export_policy
+from agents.ppo.indexed_policy import IndexedActorCriticPolicy
+from agents.ppo.policy import PolicyController, save_checkpoint
+from agents.ppo.sb3_trainer import train
 from envs.engine import Simulator
 from envs.engine.step import green_elapsed
 from envs.errors import ScenarioError
-from envs.features import observe
-from envs.intersections import intersection_layout
-from envs.metrics import episode_metrics
-from envs.sb3_env import IntersectionVecEnv
+from envs.rl.features import observe
+from envs.engine.intersections import intersection_layout
+from envs.evaluation.metrics import episode_metrics
+from envs.rl.sb3_env import IntersectionVecEnv
 from envs.scenario import load_scenario
 from envs.scenario.splits import DemandSpec, sample_trips
 from tests.conftest import REPO_ROOT
@@ -514,8 +514,8 @@ def test_controller_imports_and_serves_stdin_without_torch_sb3_gymnasium_or_hydr
              json.dumps({"t": -5.0, "intersections": {}}), json.dumps(later)]
     code = (
         "import runpy\n"
-        f"sys.argv = ['agents.controller', 'serve', '--model', {str(onnx_path)!r}]\n"
-        "try:\n    runpy.run_module('agents.controller', run_name='__main__')\n"
+        f"sys.argv = ['agents.deploy.runtime', 'serve', '--model', {str(onnx_path)!r}]\n"
+        "try:\n    runpy.run_module('agents.deploy.runtime', run_name='__main__')\n"
         "except SystemExit:\n    pass\n"
         f"assert not any(m.split('.')[0] in {BLOCKED!r} for m in sys.modules), sorted(sys.modules)\n"
     )
@@ -590,7 +590,7 @@ def test_evaluate_puts_the_deployed_controller_beside_its_checkpoint_with_identi
 
 
 def test_dead_detectors_from_the_fault_model_put_exactly_their_intersections_on_the_fallback(uneven):
-    from envs.perturbations import DetectorFaults, DetectorFaultSpec, Perturbation
+    from envs.incidents.perturbations import DetectorFaults, DetectorFaultSpec, Perturbation
 
     scenario, exported = uneven
     _, onnx_path, _ = exported["shared"]
@@ -623,7 +623,7 @@ def test_a_signal_the_controller_has_never_seen_gets_the_full_clearance(model_co
 
 
 def test_numbers_beyond_float_range_are_one_intersections_fault_or_an_error_reply(model_copy):
-    from agents.controller import handle_line
+    from agents.deploy.runtime import handle_line
 
     controller = DeploymentController(*model_copy)
     message = _readings_message(controller, 0.0)

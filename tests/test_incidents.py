@@ -1,4 +1,4 @@
-"""Incidents in the engine and demand surges (envs/perturbations.py): closures hold traffic,
+"""Incidents in the engine and demand surges (envs/incidents/perturbations.py): closures hold traffic,
 lane choice avoids closed lanes, capacity drops slow a lane, the invariants hold under random
 incidents, perturbations are seeded per copy and split, and bad configs name the field."""
 
@@ -10,12 +10,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents import FixedTime, MaxPressure
+from agents.classical import FixedTime, MaxPressure
 from envs.engine import EngineParams, Simulator
 from envs.errors import ScenarioError
-from envs.features import lane_flows
-from envs.metrics import episode_metrics
-from envs.perturbations import (
+from envs.rl.features import lane_flows
+from envs.evaluation.metrics import episode_metrics
+from envs.incidents.perturbations import (
     _rng, Incident, IncidentSpec, Perturbation, SurgeSpec, lane_traffic, perturbation_from_config, sample_incidents,
     surge_trips, with_incidents,
 )
@@ -323,7 +323,7 @@ def test_evaluate_reports_degradation_under_a_perturbation(tmp_path):
 
 
 def test_training_env_draws_incidents_and_surges_with_each_episode():
-    from envs.signal_env import BatchedSignalEnv
+    from envs.rl.signal_env import BatchedSignalEnv
 
     config = {"name": "mixed", "incidents": {"count": 2, "start_s": [0, 50], "duration_s": 100},
               "surge": {"scale": 2.0, "start_s": 0, "end_s": 300}}
@@ -347,8 +347,8 @@ def test_training_env_draws_incidents_and_surges_with_each_episode():
 
 
 def _faults(scenario, copies=2, **spec):
-    from envs.intersections import intersection_layout
-    from envs.perturbations import DetectorFaults, DetectorFaultSpec
+    from envs.engine.intersections import intersection_layout
+    from envs.incidents.perturbations import DetectorFaults, DetectorFaultSpec
 
     perturbation = Perturbation(seed=1, detectors=DetectorFaultSpec(**spec))
     faults = DetectorFaults(perturbation, scenario.network, intersection_layout(scenario.network).in_lanes, copies)
@@ -420,7 +420,7 @@ def test_max_pressure_reads_faulty_detectors_and_runs_fixed_time_where_they_are_
 
 
 def test_sotl_reads_faulty_approach_detectors_split_by_true_shares_and_falls_back_when_blind():
-    from agents import SOTL
+    from agents.classical import SOTL
 
     scenario = small_grid(2, 2, rate=900.0, horizon=900, seed=3)
     sim = Simulator(scenario.network, scenario.demand(copies=2), EngineParams(min_green_s=0))
@@ -451,7 +451,7 @@ def test_sotl_reads_faulty_approach_detectors_split_by_true_shares_and_falls_bac
 
 
 def test_detector_faults_change_observations_never_rewards():
-    from envs.signal_env import BatchedSignalEnv
+    from envs.rl.signal_env import BatchedSignalEnv
 
     faulty = {"name": "f", "detectors": {"noise_std": 2.0, "dropout_p": 0.3}}
     envs = [BatchedSignalEnv("grid_1x1", copies=2, episode_s=300, demand={"mode": "poisson"}, perturbation=p)

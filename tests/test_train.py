@@ -16,17 +16,17 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from sb3_contrib import MaskablePPO
 
-import agents.ppo_config  # noqa: F401  (registers the structured config)
-from agents.indexed_policy import IndexedActorCriticPolicy, RowGroups
-from agents.ppo import META_NAME, PolicyController, load_policy, read_meta
-from agents.ppo_config import AgentSchema, check_config, demand_spec, engine_params
-from agents.ppo_eval import Evaluator
-from agents.ppo_train import train
+import agents.ppo.config  # noqa: F401  (registers the structured config)
+from agents.ppo.indexed_policy import IndexedActorCriticPolicy, RowGroups
+from agents.ppo.policy import META_NAME, PolicyController, load_policy, read_meta
+from agents.ppo.config import AgentSchema, check_config, demand_spec, engine_params
+from agents.ppo.periodic_eval import Evaluator
+from agents.ppo.sb3_trainer import train
 from envs.engine import Simulator
 from envs.errors import ScenarioError
-from envs.intersections import intersection_layout
+from envs.engine.intersections import intersection_layout
 from envs.scenario import load_scenario
-from envs.sb3_env import IntersectionVecEnv
+from envs.rl.sb3_env import IntersectionVecEnv
 from tests.conftest import REPO_ROOT
 from tests.scenarios import uneven_grid
 
@@ -218,7 +218,7 @@ def test_cli_run_writes_config_tensorboard_checkpoints_and_resume_continues_the_
 def test_load_policy_reads_the_model_and_its_meta(tmp_path):
     venv = IntersectionVecEnv(copies=1, scenario=uneven_grid(), episode_s=100, observations=OBSERVATIONS)
     model = MaskablePPO("MlpPolicy", venv, n_steps=4, batch_size=4, seed=0, device="cpu")
-    from agents.ppo import save_checkpoint
+    from agents.ppo.policy import save_checkpoint
 
     path = save_checkpoint(model, tmp_path / "m.zip", {"env": venv.core.describe()})
     loaded, meta = load_policy(path)
@@ -307,7 +307,7 @@ def test_independent_policy_holds_separate_weights_per_intersection():
 
 
 def test_independent_policy_trains_keeps_masks_and_round_trips_through_a_checkpoint(tmp_path):
-    from agents.ppo import save_checkpoint
+    from agents.ppo.policy import save_checkpoint
 
     venv, model = _independent_model()
     before = [p.detach().clone() for p in model.policy.parameters()]

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from agents import CONTROLLERS, SOTL, FixedTime, FixedTimeWebster
-from agents.webster import OversaturationWarning
+from agents.classical import CONTROLLERS, SOTL, FixedTime, FixedTimeWebster
+from agents.classical.webster import OversaturationWarning
 from envs.engine import EngineParams, Simulator
 from envs.engine.step import green_elapsed
 from envs.errors import ScenarioError
-from envs.metrics import episode_metrics
+from envs.evaluation.metrics import episode_metrics
 from envs.scenario import load_scenario, scenario_from_dicts
 from envs.scenario.demand import stack_demand
 from envs.scenario.generate import DEFAULT_VEHICLE, grid_roadnet

@@ -3,6 +3,7 @@
 ``load_scenario(name)`` is the single entry point: it looks the name up among the generated
 presets first, then the dataset registry, parses and validates the CityFlow JSON, compiles the
 `Network` and expands the flow file into the scenario's ``original`` trip table.
+May import envs.errors only: everything else in gridlight builds on scenarios.
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ class Demand:
     departed_by: torch.Tensor  # [B, H+1] trips with depart <= h (h clipped to H)
     free_flow_time: torch.Tensor  # [B, T+1] float32 route length / speed limit, seconds
     horizon: int  # H: every real trip departs before H
-    # incidents, per copy (envs/perturbations.py builds them; None = none anywhere): lane k of
+    # incidents, per copy (envs/incidents/perturbations.py builds them; None = none anywhere): lane k of
     # copy b has capacity factor incident_factor[b, k] for incident_start <= t < incident_end
     # (0 = closed: nothing leaves the lane; in (0, 1) = its speed limit scaled); lane -1 = padding
     incident_lane: torch.Tensor | None = None  # [B, K] int64

@@ -128,13 +128,3 @@ def episode_metrics(
     for name, q in PERCENTILES.items():
         out[name] = masked_quantile(pop["travel"], departed, q)
     return {name: out[name].to(torch.float32) for name in METRIC_NAMES}
-
-
-def lane_halting(state: SimState, num_lanes: int, halting_speed: float = 0.1) -> torch.Tensor:
-    """Halting vehicles per lane ``[B, L]``."""
-    slots = state.veh_lane.shape[1] - 1
-    lane = state.veh_lane[:, :slots]
-    halting = (lane >= 0) & (state.veh_speed[:, :slots] < halting_speed)
-    out = torch.zeros(lane.shape[0], num_lanes + 1, dtype=torch.int64, device=lane.device)
-    out = out.scatter_add(1, torch.where(lane >= 0, lane, num_lanes), halting.to(torch.int64))
-    return out[:, :num_lanes]

@@ -1,7 +1,7 @@
 """What a classical controller's detectors report under faults, and its fail-safe.
 
 `max_pressure` reads lane counts and `sotl` approach counts from detectors; with an
-`envs.perturbations.DetectorFaults` set (``evaluate.py perturbation=...`` does it on perturbed
+`envs.incidents.perturbations.DetectorFaults` set (``evaluate.py perturbation=...`` does it on perturbed
 copies) they read through a `FaultyReadings`: noisy, dropped, stuck or dead per-lane readings,
 each never above what its lane can hold. A lost reading counts 0, and an intersection whose
 incoming lanes all report nothing (a dead detector cabinet) is *blind*: it runs the roadnet's
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import torch
 
-from agents.fixed_time import FixedTime
+from agents.classical.fixed_time import FixedTime
 from envs.engine.simulator import Simulator
-from envs.features import feature_context
-from envs.intersections import gather_lanes, intersection_layout
+from envs.rl.features import feature_context
+from envs.engine.intersections import gather_lanes, intersection_layout
 
 
 class FaultyReadings:

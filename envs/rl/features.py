@@ -45,13 +45,11 @@ import torch
 
 from envs.engine.state import EngineParams, SimState
 from envs.errors import ScenarioError
-from envs.intersections import IntersectionLayout, current_action, gather_lanes
-from envs.metrics import lane_halting
+from envs.engine.intersections import IntersectionLayout, current_action, gather_lanes
+from envs.engine.readings import NUM_SEGMENTS, SEGMENT_M, lane_halting, segment_counts
 from envs.scenario.network import Network
 
 VEHICLE_SPACING_M = 7.5  # one vehicle's share of a standing queue (5 m car + 2.5 m gap)
-SEGMENT_M = 50.0
-NUM_SEGMENTS = 3
 TIME_IN_PHASE_MAX_S = 120.0
 PRESSURE_SCALE = 20.0
 
@@ -66,7 +64,7 @@ class FeatureContext:
     state: SimState | None
     lane_storage: torch.Tensor  # [L] vehicles a lane holds standing, at 7.5 m each (>= 1)
     lane_max_vehicles: torch.Tensor  # [L] most vehicles a lane (and its box) can ever count
-    # detector faults (envs.perturbations.DetectorFaults): applied to the lane_count and
+    # detector faults (envs.incidents.perturbations.DetectorFaults): applied to the lane_count and
     # lane_halting *observations* only; rewards and other features read the true state
     detectors: object | None = None
 
@@ -200,23 +198,6 @@ def _obs_segment_counts(ctx, normalise):
     table = torch.cat([per_cell, torch.zeros_like(per_cell[:, :1])], 1)
     index = torch.where(ctx.layout.in_lanes >= 0, ctx.layout.in_lanes, lanes)
     return table[:, index].reshape(per_cell.shape[0], ctx.layout.num_intersections, -1)
-
-
-def segment_counts(network: Network, state: SimState) -> torch.Tensor:
-    """Vehicles in each of the `NUM_SEGMENTS` segments of `SEGMENT_M` before every lane's stop
-    line (nearest first) ``[B, L, S]`` float32."""
-    lanes = network.num_lanes
-    slots = state.veh_lane.shape[1] - 1
-    lane = state.veh_lane[:, :slots]
-    active = lane >= 0
-    lane_c = torch.where(active, lane, 0)
-    to_stop = network.lane_length[lane_c] - state.veh_pos[:, :slots]
-    segment = torch.floor(to_stop.clamp(min=0.0) / SEGMENT_M).to(torch.int64)
-    counted = active & (segment < NUM_SEGMENTS)
-    cell = torch.where(counted, lane_c * NUM_SEGMENTS + segment.clamp(max=NUM_SEGMENTS - 1), lanes * NUM_SEGMENTS)
-    per_cell = torch.zeros(lane.shape[0], lanes * NUM_SEGMENTS + 1, device=lane.device)
-    per_cell.scatter_add_(1, cell, counted.to(torch.float32))
-    return per_cell[:, :-1].reshape(-1, lanes, NUM_SEGMENTS)
 
 
 @register_observation(

@@ -8,7 +8,7 @@ lanes, then to the lowest index (``tie_break_by_inflow=False``: lowest index onl
 ``use_halting`` counts only halting vehicles upstream.
 
 Max pressure runs on lane detectors: with ``detectors`` set it reads what faulty ones report,
-with a fixed-time fail-safe where they are all dead (`agents.detector_readings`); the halting
+with a fixed-time fail-safe where they are all dead (`agents.classical.detector_readings`); the halting
 count never above the vehicle count of the same detector.
 """
 
@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from agents.detector_readings import FaultyReadings
+from agents.classical.detector_readings import FaultyReadings
 from envs.engine.simulator import Simulator
 from envs.engine.step import green_elapsed
 from envs.errors import ScenarioError
-from envs.features import lane_flows, movement_flows, per_phase
-from envs.metrics import lane_halting
+from envs.rl.features import lane_flows, movement_flows, per_phase
+from envs.engine.readings import lane_halting
 
 # Weight of the incoming-vehicle count that breaks pressure ties. Ties are common at low demand
 # (vehicles downstream cancel the one waiting), and a plain argmax would then hold the lowest
@@ -37,7 +37,7 @@ class MaxPressure:
     min_green_s: int = 10
     use_halting: bool = False
     tie_break_by_inflow: bool = True  # False: plain argmax (lowest index), as textbook MP
-    # faulty lane detectors (envs.perturbations.DetectorFaults); None reads the true counts
+    # faulty lane detectors (envs.incidents.perturbations.DetectorFaults); None reads the true counts
     detectors: object | None = field(default=None, repr=False, compare=False)
     _readings = None  # FaultyReadings over `detectors`, built by reset
 

@@ -7,7 +7,7 @@ say (ranges, names from a registry, enums) `check_config` checks next, raising `
 with the field's full path, still before any scenario is loaded.
 
 Groups mirror the code: ``scenario`` / ``engine`` (shared with evaluate.py), ``env``
-(envs/signal_env.py), ``agent`` (PPO and the policy, agents/indexed_policy.py), ``train`` (the
+(envs/rl/signal_env.py), ``agent`` (PPO and the policy, agents/ppo/indexed_policy.py), ``train`` (the
 run), ``eval`` (periodic evaluation on held-out demand).
 """
 
@@ -19,11 +19,11 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from agents import CONTROLLERS
+from agents.classical import CONTROLLERS
 from envs.engine.state import EngineParams
 from envs.errors import ScenarioError
-from envs.features import check_observation_names, check_reward_weights
-from envs.perturbations import perturbation_from_config
+from envs.rl.features import check_observation_names, check_reward_weights
+from envs.incidents.perturbations import perturbation_from_config
 from envs.scenario.splits import DemandSpec
 
 SOURCE = "<config>"
@@ -122,7 +122,7 @@ class TrainAppSchema:
     train: TrainSchema = MISSING
     eval: EvalSchema = MISSING
     baseline_params: Dict[str, Any] = field(default_factory=dict)
-    # training under perturbations (configs/perturbation/, envs/perturbations.py checks it)
+    # training under perturbations (configs/perturbation/, envs/incidents/perturbations.py checks it)
     perturbation: Dict[str, Any] = field(default_factory=lambda: {"name": "clean"})
     seed: int = 0
     resume: Optional[str] = None

@@ -1,5 +1,5 @@
-"""Incident detectors over lane-detector data (envs/detection.py): a classical rule and a
-learned classifier. Both read a copy's readings ``[T, N, F]`` (`envs.detection.READINGS`) and
+"""Incident detectors over lane-detector data (envs/incidents/detection.py): a classical rule and a
+learned classifier. Both read a copy's readings ``[T, N, F]`` (`envs.incidents.detection.READINGS`) and
 return alarms ``[T, N]``, using at each reading only that reading and earlier ones. Besides the
 readings they know only what the traffic system knows of its own lanes (`LaneLayout`): which
 signal each lane runs into, and whether the signal plan shows it green in every phase (a
@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from envs.detection import COLUMN, Recording, score, scored_incidents
-from envs.intersections import always_green, lane_movements
+from envs.incidents.detection import COLUMN, Recording, score, scored_incidents
+from envs.engine.intersections import always_green, lane_movements
 
 
 @dataclass(frozen=True)

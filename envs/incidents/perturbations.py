@@ -23,7 +23,7 @@ A `Perturbation` composes (from Hydra's ``configs/perturbation/``, or in code):
   counter's), dropouts (each reading lost with ``dropout_p``), stuck detectors (each lane's with
   ``stuck_p`` per episode, frozen at its reading at ``stuck_at_s``) and dead intersections (all
   detectors of an intersection, with ``dead_p`` per episode). A lost or dead reading is 0 in RL
-  observations and NaN (missing) for the deployment controller (`agents.deployed`).
+  observations and NaN (missing) for the deployment controller (`agents.deploy.simulated`).
 
 Seeds: copy ``index`` of split ``split`` draws from ``SeedSequence(seed, spawn_key=(split seed
 of index, stream))`` — evaluation and training perturbations never share a draw, as demand

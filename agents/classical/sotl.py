@@ -33,7 +33,7 @@ Transition phases (right turns only) are never commanded.
 
 SOTL runs on approach detectors. With ``detectors`` set each lane's count of approaching
 vehicles (within ``distance_m``, and within ``omega_m``) is what a faulty detector reports, with a
-fixed-time fail-safe where they are all dead (`agents.detector_readings`). A lane's reported
+fixed-time fail-safe where they are all dead (`agents.classical.detector_readings`). A lane's reported
 count is split over the movements of the vehicles on it in their true shares (on the datasets'
 single-movement lanes: all to its one movement); phantom vehicles on an empty lane go evenly to
 the movements the lane serves.
@@ -50,11 +50,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from agents.detector_readings import FaultyReadings
+from agents.classical.detector_readings import FaultyReadings
 from envs.engine.simulator import Simulator
 from envs.engine.step import green_elapsed
 from envs.errors import ScenarioError
-from envs.intersections import always_green, lane_movements
+from envs.engine.intersections import always_green, lane_movements
 
 SOURCE = "<controller:sotl>"
 CYCLIC_TIE_BREAK = 1e-3  # prefers the cyclically next phase among equal counts (counts are whole)
@@ -69,7 +69,7 @@ class SOTL:
     min_green_s: float = 10.0
     max_green_s: float | None = None
     switch_to: str = "demand"  # "demand" | "cyclic"
-    # faulty approach detectors (envs.perturbations.DetectorFaults); None reads the true counts
+    # faulty approach detectors (envs.incidents.perturbations.DetectorFaults); None reads the true counts
     detectors: object | None = field(default=None, repr=False, compare=False)
     _readings = None  # FaultyReadings over `detectors`, built by reset
 

@@ -1,4 +1,4 @@
-"""The deployment controller (agents/controller.py) driving the simulator, as a field device
+"""The deployment controller (agents/deploy/runtime.py) driving the simulator, as a field device
 would run it: for closed-loop checks of an exported policy against the in-Python one.
 
     sim.run(3600, DeployedController("exported/policy.onnx"))
@@ -18,19 +18,19 @@ from typing import Callable
 import numpy as np
 import torch
 
-from agents.controller import DeploymentController
+from agents.deploy.runtime import DeploymentController
 from envs.engine.simulator import Simulator
 from envs.errors import ScenarioError
-from envs.features import feature_context
-from envs.intersections import gather_lanes, intersection_layout
-from envs.metrics import lane_halting
+from envs.rl.features import feature_context
+from envs.engine.intersections import gather_lanes, intersection_layout
+from envs.engine.readings import lane_halting
 
 
 def sim_readings(sim: Simulator, in_lanes: torch.Tensor, detectors=None, upper: torch.Tensor | None = None
                  ) -> dict[str, np.ndarray]:
     """Detector readings of every copy ``{lane_count [B, I, L], lane_halting, phase [B, I],
     time_in_phase [B, I]}`` (lanes in the layout's order, zero-padded). `detectors`
-    (`envs.perturbations.DetectorFaults`) makes them faulty, never above `upper` ``[L]`` (what a lane
+    (`envs.incidents.perturbations.DetectorFaults`) makes them faulty, never above `upper` ``[L]`` (what a lane
     holds); a lost reading is NaN."""
     state, lanes = sim.state, sim.network.num_lanes
     per_lane = {
@@ -81,7 +81,7 @@ class DeployedController:
                  faults: Callable[[int, dict], dict] | None = None, **options) -> None:
         self.model_path, self.metadata_path, self.options = model_path, metadata_path, options
         self.faults = faults
-        self.detectors = None  # envs.perturbations.DetectorFaults applied to the readings
+        self.detectors = None  # envs.incidents.perturbations.DetectorFaults applied to the readings
         self.controllers: list[DeploymentController] = []
         self.decisions: list = []  # per decision: the copies' `Decision`s
 
@@ -105,7 +105,7 @@ class DeployedController:
         self.decisions = []
 
     def own_copies(self, mask: torch.Tensor) -> None:
-        """Decide only for these copies (`agents.mixture.ControllerMix` calls it after reset)."""
+        """Decide only for these copies (`envs.evaluation.mixture.ControllerMix` calls it after reset)."""
         self._owned = mask.to(self._owned.device)
 
     def act(self, sim: Simulator) -> torch.Tensor:

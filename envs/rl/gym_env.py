@@ -16,7 +16,7 @@
   no autoreset (call `reset` after ``terminated or truncated``).
 
 Both expose ``action_masks()`` (``[I, A]`` / ``[B, I, A]`` bool, padding False) and render
-``rgb_array`` frames (`envs.render`). Keyword arguments are `BatchedSignalEnv`'s.
+``rgb_array`` frames (`envs.rl.render`). Keyword arguments are `BatchedSignalEnv`'s.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.signal_env import BatchedSignalEnv
-from envs.signal_env import to_numpy as _numpy
+from envs.rl.signal_env import BatchedSignalEnv
+from envs.rl.signal_env import to_numpy as _numpy
 
 from envs import ENV_ID  # noqa: F401  (registered by importing envs)
 
@@ -44,7 +44,7 @@ def observation_box(core: BatchedSignalEnv) -> spaces.Box:
 
 
 def _render_frames(core: BatchedSignalEnv, copies) -> list[np.ndarray]:
-    from envs.render import render_frame
+    from envs.rl.render import render_frame
 
     return [render_frame(core, copy=b) for b in copies]
 

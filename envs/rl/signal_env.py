@@ -1,9 +1,9 @@
 """`BatchedSignalEnv`: the batched RL environment every adapter wraps (torch in, torch out).
 
 B copies of a scenario, one agent per signalised intersection. One `step` is one decision:
-each agent picks its next phase (an action index, see `envs.intersections`), the engine runs
+each agent picks its next phase (an action index, see `envs.engine.intersections`), the engine runs
 ``decision_interval_s`` seconds, and every agent gets its observation ``[B, I, F]`` and reward
-``[B, I]``. The adapters in `envs.gym_env`, `envs.pettingzoo_env` and `envs.sb3_env` only
+``[B, I]``. The adapters in `envs.rl.gym_env`, `envs.rl.pettingzoo_env` and `envs.rl.sb3_env` only
 reshape and convert these arrays; none of them loops over copies.
 
 Timing rules are the engine's, so no action can break them: a chosen phase change starts the
@@ -38,15 +38,15 @@ import torch
 from envs.engine.simulator import Simulator
 from envs.engine.state import EngineParams
 from envs.errors import ScenarioError
-from envs.features import (
+from envs.rl.features import (
     OBSERVATIONS, REWARDS, FeatureContext, check_observation_names, check_reward_weights,
     feature_context, observe,
 )
-from envs.intersections import IntersectionLayout, intersection_layout
-from envs.metrics import episode_metrics
+from envs.engine.intersections import IntersectionLayout, intersection_layout
+from envs.evaluation.metrics import episode_metrics
 from envs.scenario import Scenario, load_scenario
 from envs.scenario.demand import DemandShape, Trips, demand_shape, stack_demand
-from envs.perturbations import (
+from envs.incidents.perturbations import (
     DetectorFaults, Incident, Perturbation, perturbation_from_config, sample_incidents, surge_trips, with_incidents,
 )
 from envs.scenario.splits import SPLITS, DemandSpec, sample_trips

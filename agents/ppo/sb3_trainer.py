@@ -1,14 +1,14 @@
 """PPO training of signal controllers (train.py's body): env, model, logging, checkpoints.
 
-MaskablePPO (sb3-contrib) learns through `envs.sb3_env.IntersectionVecEnv`, whose
+MaskablePPO (sb3-contrib) learns through `envs.rl.sb3_env.IntersectionVecEnv`, whose
 sub-environments are the (copy, intersection) pairs, so SB3's ``num_timesteps`` counts
 agent-steps (one intersection's decision). ``agent.policy=shared`` is SB3's MLP policy, one set
-of parameters for every intersection; ``independent`` is `agents.indexed_policy`.
+of parameters for every intersection; ``independent`` is `agents.ppo.indexed_policy`.
 
 TensorBoard (``RUN/tb/``; the same scalars in ``RUN/progress.csv``), by prefix:
 
 - ``rollout/<metric>``: the metrics hub's figures (``travel_time/mean``, ``travel_time/p95``,
-  ``throughput``, ``queue/halting``, ... see `envs.metrics`) of the training episodes that ended
+  ``throughput``, ``queue/halting``, ... see `envs.evaluation.metrics`) of the training episodes that ended
   during the rollout (train-split demand, stochastic actions), mean over those episodes;
   ``rollout/ep_rew_mean`` is the episode return per intersection (unscaled reward),
   ``rollout/episodes`` how many ended.
@@ -22,7 +22,7 @@ TensorBoard (``RUN/tb/``; the same scalars in ``RUN/progress.csv``), by prefix:
   (rollouts + updates, evaluation and checkpointing excluded) since the run (or resume)
   started; ``time/rollout_agent_steps_per_s``: the last rollout's collection alone.
 
-Checkpoints (``RUN/checkpoints/``, see `agents.ppo`): ``last.zip`` every
+Checkpoints (``RUN/checkpoints/``, see `agents.ppo.policy`): ``last.zip`` every
 ``train.checkpoint_every`` agent-steps and at the end, ``best.zip`` at each evaluation that
 lowers the eval mean travel time.
 """
@@ -45,16 +45,16 @@ from stable_baselines3.common.vec_env import VecEnvWrapper
 from torch import nn
 from tqdm import tqdm
 
-from agents.indexed_policy import IndexedActorCriticPolicy
-from agents.ppo import PolicyController, read_meta, save_checkpoint
-from agents.ppo_config import (
+from agents.ppo.indexed_policy import IndexedActorCriticPolicy
+from agents.ppo.policy import PolicyController, read_meta, save_checkpoint
+from agents.ppo.config import (
     SOURCE, check_config, demand_spec, engine_params, observation_names, perturbation_config,
 )
-from agents.ppo_eval import PRIMARY, Evaluator
+from agents.ppo.periodic_eval import PRIMARY, Evaluator
 from envs.errors import ScenarioError
-from envs.metrics import METRIC_NAMES
+from envs.evaluation.metrics import METRIC_NAMES
 from envs.scenario import Scenario, load_scenario
-from envs.sb3_env import IntersectionVecEnv
+from envs.rl.sb3_env import IntersectionVecEnv
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 SAMPLES_PER_SEED = 1_000_000  # training demand samples of seed s start at s * this (disjoint)

@@ -13,15 +13,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from agents import CONTROLLERS
-from agents.mixture import ControllerMix
+from agents.classical import CONTROLLERS
+from envs.evaluation.mixture import ControllerMix
 from envs.engine.simulator import Controller, Simulator
 from envs.engine.state import EngineParams
-from envs.metrics import METRIC_NAMES, episode_metrics
-from envs.report import PRIMARY
+from envs.evaluation.metrics import METRIC_NAMES, episode_metrics
+from envs.evaluation.report import PRIMARY
 from envs.scenario import Scenario
 from envs.scenario.splits import DemandSpec, sample_trips
-from envs.stats import reduction_percent
+from envs.evaluation.stats import reduction_percent
 
 
 Metrics = dict[str, np.ndarray]  # metric name -> [seeds]

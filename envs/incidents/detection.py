@@ -1,6 +1,6 @@
 """Incident detection from detector data: the recording, the detectors' interface, the scores.
 
-The task: lanes get closed (envs/perturbations.py incidents) while a signal controller runs;
+The task: lanes get closed (envs/incidents/perturbations.py incidents) while a signal controller runs;
 from what lane detectors measure — no engine internals — say which lane has an incident and
 since when. `record(...)` runs the simulator and samples, every ``interval_s`` seconds, for
 every lane that ends at a signal (the lanes incidents are drawn on):
@@ -54,10 +54,10 @@ import numpy as np
 import torch
 
 from envs.engine import EngineParams, Simulator, signal_state
-from envs.features import segment_counts
-from envs.intersections import lane_movements
-from envs.metrics import lane_halting
-from envs.perturbations import Incident, Perturbation, sample_incidents, with_incidents
+from envs.engine.readings import segment_counts
+from envs.engine.intersections import lane_movements
+from envs.engine.readings import lane_halting
+from envs.incidents.perturbations import Incident, Perturbation, sample_incidents, with_incidents
 from envs.scenario import Scenario
 from envs.scenario.splits import DemandSpec, sample_trips
 

@@ -16,8 +16,8 @@ import torch
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from envs.signal_env import BatchedSignalEnv
-from envs.signal_env import to_numpy as _numpy
+from envs.rl.signal_env import BatchedSignalEnv
+from envs.rl.signal_env import to_numpy as _numpy
 
 
 
@@ -89,7 +89,7 @@ class TrafficSignalParallelEnv(ParallelEnv):
     def render(self):
         if self.render_mode != "rgb_array":
             return None
-        from envs.render import render_frame
+        from envs.rl.render import render_frame
 
         return render_frame(self.core, copy=0)
 

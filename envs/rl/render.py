@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from envs.engine.step import signal_state
-from envs.features import VEHICLE_SPACING_M
+from envs.rl.features import VEHICLE_SPACING_M
 
 SIZE_PX = 512
 MARGIN_PX = 24

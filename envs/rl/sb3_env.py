@@ -23,8 +23,8 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from envs.signal_env import BatchedSignalEnv
-from envs.signal_env import to_numpy as _numpy
+from envs.rl.signal_env import BatchedSignalEnv
+from envs.rl.signal_env import to_numpy as _numpy
 
 
 
@@ -116,7 +116,7 @@ class IntersectionVecEnv(VecEnv):
     def get_images(self) -> Sequence[np.ndarray | None]:
         if self.render_mode != "rgb_array":
             return [None] * self.num_envs
-        from envs.render import render_frame
+        from envs.rl.render import render_frame
 
         frames = [render_frame(self.core, copy=b) for b in range(self.copies)]
         return [frames[n // self.num_intersections] for n in range(self.num_envs)]

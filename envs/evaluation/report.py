@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from envs.stats import bootstrap_mean, reduction_percent  # noqa: E402
+from envs.evaluation.stats import bootstrap_mean, reduction_percent  # noqa: E402
 
 PRIMARY = "travel_time/mean"
 TABLE_COLUMNS = (
@@ -102,9 +102,9 @@ DETECTION_COLUMNS = (
 
 def detection_table(tallies: dict[str, list], draws: int = 1000, seed: int = 0) -> str:
     """Markdown table of incident-detection scores, one row per detector, from per-copy tallies
-    (`envs.detection.tally`); [low, high] = 95% bootstrap interval over copies (the same
+    (`envs.incidents.detection.tally`); [low, high] = 95% bootstrap interval over copies (the same
     resamples for every row)."""
-    from envs.detection import combine
+    from envs.incidents.detection import combine
 
     copies = len(next(iter(tallies.values())))
     rng = np.random.default_rng(seed)

@@ -72,7 +72,7 @@ class IndexedLinear(nn.Module):
 
     def forward_rows(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """The same layer row by row: each row's own weights gathered, one ``[N]``-batched
-        matmul. No data-dependent shapes, so it exports to ONNX (agents/export.py)."""
+        matmul. No data-dependent shapes, so it exports to ONNX (agents/deploy/export.py)."""
         return torch.bmm(x.unsqueeze(1), self.weight[index]).squeeze(1) + self.bias[index]
 
 

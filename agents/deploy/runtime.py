@@ -1,12 +1,12 @@
-"""The deployment controller: an exported policy (agents/export.py) run with numpy and
+"""The deployment controller: an exported policy (agents/deploy/export.py) run with numpy and
 onnxruntime only, behind safety timing rules and a fixed-time fail-safe.
 
-    from agents.controller import DeploymentController
+    from agents.deploy.runtime import DeploymentController
     controller = DeploymentController("exported/policy.onnx")     # reads exported/policy.json
     reply = controller.decide({"t": 120, "intersections": {"A": {"lane_count": [...], ...}}})
 
-    python -m agents.controller serve --model exported/policy.onnx          # JSON lines on stdin
-    python -m agents.controller serve --model exported/policy.onnx --tcp 127.0.0.1:7000
+    python -m agents.deploy.runtime serve --model exported/policy.onnx          # JSON lines on stdin
+    python -m agents.deploy.runtime serve --model exported/policy.onnx --tcp 127.0.0.1:7000
 
 This module must import without torch, stable-baselines3, gymnasium or hydra (a signal cabinet
 has none of them); the tests run it in a process where those imports fail.
@@ -668,7 +668,7 @@ def serve_tcp(controller: DeploymentController, host: str, port: int, ready=None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agents.controller", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m agents.deploy.runtime", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="read JSON lines of readings, write JSON lines of commands")
     serve.add_argument("--model", required=True, help="the exported .onnx file")

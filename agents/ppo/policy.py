@@ -5,19 +5,19 @@ composed training config, the training env's ``describe()`` (observation feature
 normalisation, intersections, actions, decision interval) and the training progress. So a
 single file says everything needed to rebuild the policy's observations:
 
-    from agents.ppo import PolicyController, load_policy
+    from agents.ppo.policy import PolicyController, load_policy
     model, meta = load_policy("outputs/.../checkpoints/best.zip")
     sim.run(3600, PolicyController(model=model, meta=meta))   # or PolicyController("...zip")
 
 `PolicyController` implements the classical controllers' interface (``reset(sim)``,
 ``act(sim) -> [B, I]``): every ``decision_interval_s`` simulated seconds it computes the same
-features as the training env (`envs.features`) from the simulator's state, asks the policy for
+features as the training env (`envs.rl.features`) from the simulator's state, asks the policy for
 an action per intersection (deterministic by default, masked to the intersection's own
-phases) and maps it to a phase with `envs.intersections.intersection_layout(...).action_phase`;
+phases) and maps it to a phase with `envs.engine.intersections.intersection_layout(...).action_phase`;
 between decisions it re-issues that command, exactly as the env does within an interval.
 
 ``max_green_s`` (off by default, as in training) adds the deployment controller's max-green
-rule (agents/controller.py): a phase the policy keeps is ended, for the next action's phase, at
+rule (agents/deploy/runtime.py): a phase the policy keeps is ended, for the next action's phase, at
 the second its green reaches ``max_green_s``. With it, this controller and the exported one
 driving the simulator take the same decisions, second for second.
 """
@@ -35,9 +35,9 @@ from sb3_contrib import MaskablePPO
 
 from envs.engine.simulator import Simulator
 from envs.errors import ScenarioError
-from envs.features import check_observation_names, feature_context, observe
+from envs.rl.features import check_observation_names, feature_context, observe
 from envs.engine.step import green_elapsed
-from envs.intersections import current_action, intersection_layout, next_action_phase
+from envs.engine.intersections import current_action, intersection_layout, next_action_phase
 
 META_NAME = "gridlight.json"
 META_FORMAT = 1
@@ -118,7 +118,7 @@ class PolicyController:
         self.normalise = bool(env["normalise"])
         self.decision_interval_s = int(env["decision_interval_s"])
         self.max_green_s = max_green_s
-        self.detectors = None  # envs.perturbations.DetectorFaults: what faulty detectors show it
+        self.detectors = None  # envs.incidents.perturbations.DetectorFaults: what faulty detectors show it
         self.last_actions: torch.Tensor | None = None  # [B, I] set at each decision by act()
         self._context = None
         self._command: torch.Tensor | None = None

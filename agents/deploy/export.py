@@ -1,6 +1,6 @@
 """Export a trained policy to ONNX plus a metadata JSON that a signal controller can run alone.
 
-    from agents.export import export_policy
+    from agents.deploy.export import export_policy
     onnx_path, meta_path = export_policy("outputs/.../checkpoints/best.zip", "exported/")
 
 The ONNX graph takes raw detector readings, not training observations, so everything between
@@ -19,7 +19,7 @@ input               shape / type    meaning
 
 Outputs: ``action`` [N] int64 (the policy's choice among the intersection's actions),
 ``phase_command`` [N] int64 (its roadnet phase index) and ``logits`` [N, A] float32 (masked).
-Inside: the observation features in training order (`envs.features` definitions, including
+Inside: the observation features in training order (`envs.rl.features` definitions, including
 the observation normalisation), the policy network (shared, or per-intersection weights
 gathered by ``intersection``), the action mask of each intersection (padded actions can never
 be chosen), and the deterministic action as sb3-contrib computes it (argmax of the masked
@@ -45,11 +45,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from agents.indexed_policy import IndexedActorCriticPolicy
-from agents.ppo import load_policy
+from agents.ppo.indexed_policy import IndexedActorCriticPolicy
+from agents.ppo.policy import load_policy
 from envs.errors import ScenarioError
-from envs.features import TIME_IN_PHASE_MAX_S, feature_context
-from envs.intersections import IntersectionLayout, intersection_layout
+from envs.rl.features import TIME_IN_PHASE_MAX_S, feature_context
+from envs.engine.intersections import IntersectionLayout, intersection_layout
 from envs.scenario import Scenario, load_scenario
 from envs.scenario.network import Network, lane_ids
 
@@ -80,7 +80,7 @@ class DeployablePolicy(nn.Module):
         self.independent = isinstance(policy, IndexedActorCriticPolicy)
 
     def observation(self, lane_count, lane_halting, phase, time_in_phase, intersection) -> torch.Tensor:
-        """The training observation rows ``[N, F]``, as `envs.features` computes them."""
+        """The training observation rows ``[N, F]``, as `envs.rl.features` computes them."""
         parts = []
         for name in self.features:
             if name in ("lane_count", "lane_halting"):

@@ -65,7 +65,7 @@ import torch
 
 from envs.engine.simulator import Simulator
 from envs.errors import ScenarioError
-from envs.intersections import always_green
+from envs.engine.intersections import always_green
 from envs.scenario.demand import NEVER, Demand
 from envs.scenario.network import Network
 

@@ -1,0 +1,5 @@
+"""Perturbations of a scenario (lane incidents, demand surges, detector faults) and incident
+detection's recording and scoring.
+
+May import envs.scenario and envs.engine only.
+"""
