@@ -3,10 +3,11 @@
     python export.py checkpoint=outputs/DATE/TIME/checkpoints/best.zip
     python export.py checkpoint=PATH out=deploy/ name=hangzhou max_green_s=90
 
-Then run it without torch: ``python -m agents.deploy.runtime serve --model deploy/hangzhou.onnx``.
+Then run it without torch: ``python -m agents.deploy.service serve --model deploy/hangzhou.onnx``.
 After writing both files the script replays ``check.seconds`` of simulated decisions on
 held-out demand and compares the ONNX model's actions with the torch policy's; any difference
-fails the export (exit status 1).
+fails the export (exit status 1); a bad checkpoint, scenario or config value prints one line
+and exits 2 (``HYDRA_FULL_ERROR=1`` for the traceback).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import numpy as np
 import onnxruntime
 from omegaconf import DictConfig
 
+import agents.deploy.config  # noqa: F401  (registers the structured config "export_schema")
 from agents.deploy.simulated import record_decisions
 from agents.deploy.export import INPUTS, export_policy
 from agents.ppo.policy import PolicyController
 from envs.engine import Simulator
 from envs.engine.state import EngineParams
+from envs.errors import exit_on_error
 from envs.scenario import load_scenario
 from envs.scenario.splits import DemandSpec, sample_trips
 
@@ -45,8 +48,8 @@ def check_against_torch(onnx_path: Path, checkpoint: str, seconds: int, copies: 
     return {"decisions": int(actions.size), "identical": int((actions == rows["action"]).sum())}
 
 
-@hydra.main(version_base=None, config_path="configs", config_name="export")
-def main(cfg: DictConfig) -> int:
+def export(cfg: DictConfig) -> None:
+    """Export ``cfg.checkpoint``, report both files, check the ONNX model against torch."""
     checkpoint = Path(cfg.checkpoint)
     out = Path(cfg.out) if cfg.out else checkpoint.parent
     onnx_path, meta_path = export_policy(
@@ -67,8 +70,13 @@ def main(cfg: DictConfig) -> int:
         if result["identical"] != result["decisions"]:
             print("export check FAILED: ONNX and torch disagree", file=sys.stderr)
             sys.exit(1)
-    print(f"serve it: python -m agents.deploy.runtime serve --model {onnx_path}")
-    return 0
+    print(f"serve it: python -m agents.deploy.service serve --model {onnx_path}")
+
+
+@hydra.main(version_base=None, config_path="configs", config_name="export")
+def main(cfg: DictConfig) -> None:
+    with exit_on_error():  # a GridlightError: one line on stderr, exit status 2
+        export(cfg)
 
 
 if __name__ == "__main__":

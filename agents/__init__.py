@@ -1,6 +1,4 @@
-"""Controllers and what surrounds them, one subpackage per job.
-
-classical/ the rule-based signal controllers · ppo/ learned policies: config, training,
-evaluation during training · deploy/ ONNX export and the torch-free runtime · incidents/
-incident detection. Nothing is imported here: each subpackage loads only what it needs.
-"""
+"""Controllers and what surrounds them, one subpackage per job: classical/ (rule-based signal
+controllers), ppo/ (learned policies: config, trainers, evaluation during training), deploy/
+(ONNX export and the torch-free runtime), incidents/ (incident classifiers).
+Nothing is imported here: each subpackage loads only what it needs."""

@@ -1,4 +1,4 @@
-"""Decision latency of the deployment controller (agents/deploy/runtime.py) on one CPU core.
+"""Decision latency of the policy runtime (agents/deploy/runtime.py) on one CPU core.
 
     python benchmarks/controller_latency.py                     # 16 and 128 intersections, both agents
     python benchmarks/controller_latency.py --scenario grid_16x8 --agent ppo_independent
@@ -6,10 +6,10 @@
 
 For each case a policy of the agent config's architecture (untrained unless ``--checkpoint``:
 latency does not depend on the weights) is exported to ONNX as export.py does, and a
-`DeploymentController` (onnxruntime, one intra-op thread) answers ``--decisions`` JSON
+`PolicyRuntime` (onnxruntime, one intra-op thread) answers ``--decisions`` JSON
 messages of detector readings recorded from the simulator under max pressure, one decision
-at a time, exactly as ``python -m agents.deploy.runtime serve`` does (parse, validate, cross-check,
-inference, timing rules; the cross-check against the controller's own signal model is
+at a time, exactly as ``python -m agents.deploy.service serve`` does (parse, validate, cross-check,
+inference, timing rules; the cross-check against the runtime's own signal model is
 skipped, as the recorded signals followed max pressure). One JSON line per case:
 
 - ``decision_p50_ms`` / ``decision_p99_ms``: one whole decision for all intersections;
@@ -33,7 +33,7 @@ import torch
 
 from common import ROOT, dataset_missing, emit, log, machine_info
 
-from agents.deploy.runtime import DeploymentController
+from agents.deploy.runtime import PolicyRuntime
 from agents.deploy.simulated import sim_readings
 from agents.deploy.export import export_policy
 from agents.classical.max_pressure import MaxPressure
@@ -89,8 +89,8 @@ def recorded_messages(scenario, decisions: int, interval: int = 10) -> list[dict
 
 
 def measure(onnx_path: Path, messages: list[dict], repeats: int) -> dict:
-    controller = DeploymentController(onnx_path, deadline_ms=1e6)  # no fallback while timing
-    session = controller.session
+    runtime = PolicyRuntime(onnx_path, deadline_ms=1e6)  # no fallback while timing
+    session = runtime.session
     inference: list[float] = []
 
     class Timed:
@@ -100,21 +100,21 @@ def measure(onnx_path: Path, messages: list[dict], repeats: int) -> dict:
             inference.append(time.perf_counter() - started)
             return out
 
-    controller.session = Timed()
+    runtime.session = Timed()
     for message in messages[:20]:  # warm-up
-        controller.known[:] = False
-        controller.decide(json.loads(json.dumps(message)))
+        runtime.signals.known[:] = False
+        runtime.decide(json.loads(json.dumps(message)))
     inference.clear()
     decision: list[float] = []
     for _ in range(repeats):
-        controller.last_t = None  # replay the recording from its start
+        runtime.last_t = None  # replay the recording from its start
         for message in messages:
-            # the recorded signals followed max pressure, not this controller: start each decision
+            # the recorded signals followed max pressure, not this runtime: start each decision
             # from first contact, or the cross-check would (rightly) flag every intersection
-            controller.known[:] = False
+            runtime.signals.known[:] = False
             line = json.dumps(message)
             started = time.perf_counter()
-            reply = controller.decide(json.loads(line))
+            reply = runtime.decide(json.loads(line))
             json.dumps(reply)
             decision.append(time.perf_counter() - started)
     sources = {c["source"] for c in reply["commands"].values()}

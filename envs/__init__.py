@@ -1,22 +1,18 @@
-"""gridlight environments: scenarios, the batched engine, and what is built on them.
-
-Subpackages, in import order (each may import only those before it): scenario/ → engine/ →
-incidents/ → evaluation/ → rl/. agents/ and the entry points build on all of them.
-
-Importing `envs` registers ``gridlight/TrafficSignal-v0`` with Gymnasium (single env and
-vector entry point). ``envs.parallel_env(scenario=...)`` builds the PettingZoo ParallelEnv and
-``envs.sb3_vec_env(scenario=..., copies=B)`` the SB3 VecEnv. The adapters are imported lazily,
-so the engine alone does not load PettingZoo or SB3 (Gymnasium itself is imported to register
-the id).
-"""
+"""gridlight environments. Subpackages in import order, each importing only those before it:
+scenario/ → engine/ → incidents/ → evaluation/ → rl/. Importing `envs` registers
+``gridlight/TrafficSignal-v0`` with Gymnasium; `parallel_env` and `sb3_vec_env` build the
+PettingZoo and SB3 adapters, imported only when asked for."""
 
 from __future__ import annotations
 
-import gymnasium
-
 ENV_ID = "gridlight/TrafficSignal-v0"
 
-if ENV_ID not in gymnasium.registry:
+try:
+    import gymnasium
+except ImportError:  # a signal cabinet runs only agents/deploy/runtime.py (numpy + onnxruntime)
+    gymnasium = None  # and imports envs.errors: there is no Gymnasium there to register with
+
+if gymnasium is not None and ENV_ID not in gymnasium.registry:
     gymnasium.register(
         id=ENV_ID,
         entry_point="envs.rl.gym_env:TrafficSignalEnv",

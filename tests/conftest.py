@@ -25,3 +25,19 @@ def datasets_dir() -> Path:
             f"CI must provide ../shared/datasets or set {registry.DATA_DIR_ENV}"
         )
     pytest.skip("../shared/datasets not found; set GRIDLIGHT_DATA_DIR to run dataset tests")
+
+
+@pytest.fixture(scope="session")
+def uneven(tmp_path_factory):
+    """The uneven grid's untrained policy, exported once for every deployment test file."""
+    from tests.deploy_fixtures import exported_uneven
+
+    return exported_uneven(tmp_path_factory)
+
+
+@pytest.fixture
+def model_copy(uneven, tmp_path):
+    """A copy of that export that a test may damage."""
+    from tests.deploy_fixtures import copy_model
+
+    return copy_model(uneven[1], tmp_path)

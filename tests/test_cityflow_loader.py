@@ -12,17 +12,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envs.errors import ScenarioError
+from envs.errors import ConfigError
 from envs.scenario import registry
 from envs.scenario.cityflow import (
     FLOW_FILE,
     ROADNET_FILE,
-    _replay_accumulator,
     count_departures,
     departure_steps,
     load_flow,
     load_roadnet,
 )
+from envs.scenario.departures import replay_accumulator
 from envs.scenario.spec import FlowSpec, VehicleSpec
 
 
@@ -196,7 +196,7 @@ def test_departures_match_cityflow_generator(
 def test_closed_form_equals_float_replay(numerator: int, denominator_log2: int, span: int) -> None:
     interval = numerator / 2**denominator_log2
     closed_form = departure_steps(_flow(interval, 5.0, 5.0 + span))
-    assert closed_form.tolist() == _replay_accumulator(interval, 5, 5 + span).tolist()
+    assert closed_form.tolist() == replay_accumulator(interval, 5, 5 + span).tolist()
 
 
 def test_non_dyadic_interval_replays_float_rounding() -> None:
@@ -234,7 +234,7 @@ def test_periodic_departures_are_fast() -> None:
 
 
 def test_unknown_dataset_lists_known_names() -> None:
-    with pytest.raises(ScenarioError) as caught:
+    with pytest.raises(ConfigError) as caught:
         registry.dataset_paths("hangzhou_9x9")
     assert caught.value.value == "hangzhou_9x9"
     for name in registry.known_datasets():
@@ -243,7 +243,7 @@ def test_unknown_dataset_lists_known_names() -> None:
 
 def test_missing_dataset_directory_is_named(tmp_path: Path) -> None:
     missing_root = tmp_path / "no_datasets_here"
-    with pytest.raises(ScenarioError) as caught:
+    with pytest.raises(ConfigError) as caught:
         registry.dataset_paths("hangzhou_4x4", missing_root)
     message = str(caught.value)
     assert str(missing_root / "anon_4_4_hangzhou_real") in message
@@ -253,7 +253,7 @@ def test_missing_dataset_directory_is_named(tmp_path: Path) -> None:
 def test_missing_flow_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "anon_3_4_jinan_real").mkdir()
     (tmp_path / "anon_3_4_jinan_real" / ROADNET_FILE).write_text("{}")
-    with pytest.raises(ScenarioError, match="flow.json missing"):
+    with pytest.raises(ConfigError, match="flow.json missing"):
         registry.dataset_paths("jinan_3x4", tmp_path)
     assert registry.available_datasets(tmp_path) == []
 
@@ -289,3 +289,13 @@ def test_registry_names_are_the_agreed_ones() -> None:
         ]
     )
     assert set(registry.DATASETS.values()) <= set(SOURCES_MD)
+
+
+def test_unknown_scenario_name_is_a_config_error_listing_known_names() -> None:
+    from envs.errors import ConfigError
+    from envs.scenario import known_scenarios, load_scenario
+
+    with pytest.raises(ConfigError) as caught:
+        load_scenario("hangzhou_9x9")
+    assert caught.value.field == "scenario.name" and caught.value.value == "hangzhou_9x9"
+    assert all(name in str(caught.value) for name in known_scenarios())

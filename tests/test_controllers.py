@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from agents.classical import FixedTime, MaxPressure
 from envs.engine import Simulator
+from envs.errors import ConfigError
 from tests.scenarios import single_route
 
 WEST_IN, EAST_OUT = "road_0_1_0", "road_1_1_0"
@@ -59,3 +61,17 @@ def test_fixed_time_replays_the_written_plan_and_splits_a_uniform_cycle():
     uniform.reset(sim)
     sim.state = sim.state._replace(t=torch.tensor([35]))
     assert int(uniform.act(sim)) == 3
+
+
+def test_controllers_by_config_name_are_built_once_and_bad_parameters_name_the_field():
+    import agents.classical as classical
+
+    assert classical.CONTROLLERS is classical.CONTROLLERS
+    assert classical.CONTROLLERS["max_pressure"] is MaxPressure
+    scenario = single_route([WEST_IN, EAST_OUT], [0])
+    sim = Simulator(scenario.network, scenario.demand(1))
+    for controller, field in ((FixedTime(plan="uniform", cycle_s=0), "cycle_s"),
+                              (FixedTime(plan="written"), "plan"), (MaxPressure(min_green_s=-1), "min_green_s")):
+        with pytest.raises(ConfigError) as err:
+            controller.reset(sim)
+        assert err.value.field == field and err.value.source.startswith("<controller:")

@@ -1,7 +1,7 @@
-"""Incident detection (envs/incidents/detection.py, agents/incidents/detectors.py, evaluate.py
-task=incident_detection): readings come from detectors only, the ground truth follows the
+"""Incident detection (envs/incidents/detection.py, agents/incidents/classifiers.py, evaluate.py
+task=incident_detection): readings come from lane detectors only, the ground truth follows the
 closures, the scores count what they say (evidence and the oracle floor included), and both
-detectors find closures on held-out seeds."""
+incident classifiers find closures on held-out seeds."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 from agents.classical import MaxPressure
-from agents.incidents.detectors import (
-    BlockageRule, LearnedDetector, hold_until_discharge, lane_layout, waiting_green,
+from agents.incidents.classifiers import (
+    BlockageRule, LearnedClassifier, hold_until_discharge, lane_layout, waiting_green,
 )
 from envs.incidents.detection import (
     COLUMN, READINGS, Recording, combine, oracle_alarms, record, score, subset, tally,
 )
+from envs.errors import CommandError, ConfigError
 from envs.incidents.perturbations import Incident, IncidentSpec, Perturbation
 from envs.scenario import load_scenario
 from tests.conftest import REPO_ROOT
@@ -87,7 +88,7 @@ def test_scores_count_alarms_delays_evidence_and_the_oracle_floor():
     assert got.precision == 0.5 and got.recall == 1.0 and got.mean_time_to_detect_s == 35.0
     assert got.mean_time_from_evidence_s == 10.0 and got.oracle_floor_s == 25.0
     assert got.false_alarms_per_hour == pytest.approx(1 / (100 / 3600))
-    oracle = score(rec, oracle_alarms(rec))  # the ideal detector alarms at the evidence reading
+    oracle = score(rec, oracle_alarms(rec))  # the ideal classifier alarms at the evidence reading
     assert (oracle.precision, oracle.recall, oracle.mean_time_to_detect_s) == (1.0, 1.0, 25.0)
     # a closure whose lane never sees a vehicle leaves no evidence: the floor has nothing to average
     empty = score(_recording([quiet] * 10), np.zeros((1, 10, 2), dtype=bool))
@@ -129,23 +130,25 @@ def test_waiting_green_counts_only_green_that_found_a_vehicle_standing():
     assert hold_until_discharge(raised, quiet_lane)[3:, 0].all()  # no discharge: the alarm stays
 
 
-def test_both_detectors_find_closures_on_held_out_seeds(recordings):
+def test_both_classifiers_find_closures_on_held_out_seeds(recordings):
     scenario, train, held_out = recordings
     layout = lane_layout(scenario.network, train.lanes)
     rule = BlockageRule()
     rule.calibrate(train, layout, precision=0.9)
-    learned = LearnedDetector(history=4, hidden=32, folds=3)
+    learned = LearnedClassifier(history=4, hidden=32, folds=3)
+    with pytest.raises(CommandError, match="fit"):
+        learned.detect(held_out.readings[0], layout)
     learned.fit(train, layout, epochs=20, precision=0.9, log=lambda *_: None)
     base_rate = held_out.truth.mean()  # what random alarms would reach as precision
-    for detector, least_precision in ((rule, 0.5), (learned, 20 * base_rate)):
+    for classifier, least_precision in ((rule, 0.5), (learned, 20 * base_rate)):
         # (6 training incidents are few for the MLP: it must clearly learn, not be good)
-        alarms = np.stack([detector.detect(copy, layout) for copy in held_out.readings])
+        alarms = np.stack([classifier.detect(copy, layout) for copy in held_out.readings])
         got = score(held_out, alarms)
-        assert got.recall >= 0.5 and got.precision >= least_precision, (detector.name, got, base_rate)
+        assert got.recall >= 0.5 and got.precision >= least_precision, (classifier.name, got, base_rate)
         # online: an alarm at t never depends on later readings
         cut = held_out.readings[0, :60]
-        assert np.array_equal(detector.detect(cut, layout), alarms[0, :60])
-    with pytest.raises(ValueError, match="lanes"):
+        assert np.array_equal(classifier.detect(cut, layout), alarms[0, :60])
+    with pytest.raises(ConfigError, match="lanes"):
         rule.detect(held_out.readings[0][:, :5], layout)
 
 
@@ -165,10 +168,10 @@ def test_evaluate_incident_detection_writes_table_csv_and_plot(tmp_path):
     assert "| blockage_rule |" in done.stdout and "mean time to detect" in done.stdout
     assert "| oracle_first_evidence |" in done.stdout and "`traffic` placement" in done.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert set(summary["detectors"]) == {"blockage_rule", "learned_mlp"} and summary["placement"] == "traffic"
+    assert set(summary["classifiers"]) == {"blockage_rule", "learned_mlp"} and summary["placement"] == "traffic"
     assert summary["perturbation"]["incidents"]["placement"] == "traffic"
     assert summary["oracle"]["precision"] == 1.0
-    assert (tmp_path / "metrics.csv").read_text().count("\n") == 1 + 3 * 3  # oracle + 2 detectors, 3 copies
+    assert (tmp_path / "metrics.csv").read_text().count("\n") == 1 + 3 * 3  # oracle + 2 classifiers, 3 copies
     incidents = list(csv.DictReader(open(tmp_path / "incidents.csv")))
     assert len(incidents) == 3
     assert {"oracle_floor_s", "blockage_rule_detect_s", "learned_mlp_detect_s"} <= set(incidents[0])
@@ -183,3 +186,8 @@ def test_evaluate_incident_detection_names_a_bad_placement(tmp_path):
 def test_evaluate_incident_detection_names_a_bad_fold_count(tmp_path):
     done = _evaluate(tmp_path, "detection.learned.folds=1")
     assert done.returncode != 0 and "detection.learned.folds" in done.stderr and "= 1" in done.stderr
+
+
+def test_evaluate_incident_detection_names_an_unknown_classifier(tmp_path):
+    done = _evaluate(tmp_path, "detection.classifiers=[blockage_rule,nope]")
+    assert done.returncode != 0 and "detection.classifiers" in done.stderr and "nope" in done.stderr

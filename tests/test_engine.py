@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from agents.classical import FixedTime, MaxPressure
 from envs.engine import EngineParams, Simulator
 from envs.engine.simulator import grow_slots
-from envs.errors import ScenarioError
+from envs.errors import CommandError, ConfigError
 from envs.evaluation.metrics import episode_metrics
 from envs.scenario.generate import DEFAULT_VEHICLE
 from tests.engine_checks import check_all
@@ -222,7 +222,7 @@ def test_max_pressure_beats_fixed_time_on_a_generated_grid():
 
 def test_batch_below_one_is_rejected():
     scenario = small_grid(horizon=60)
-    with pytest.raises(ScenarioError, match="copies.*0"):
+    with pytest.raises(ConfigError, match="copies.*0"):
         scenario.demand(0)
 
 
@@ -230,15 +230,15 @@ def test_bad_commands_are_rejected_with_the_intersection_named(grid2):
     sim = Simulator(grid2.network, grid2.demand(1))
     bad = torch.zeros((1, sim.network.num_intersections), dtype=torch.int64)
     bad[0, 2] = 99
-    with pytest.raises(ScenarioError, match=sim.network.intersection_ids[2]) as err:
+    with pytest.raises(CommandError, match=sim.network.intersection_ids[2]) as err:
         sim.step(bad)
     assert "99" in str(err.value)
-    with pytest.raises(ScenarioError, match="shape"):
+    with pytest.raises(CommandError, match="shape"):
         sim.step(torch.zeros((3, 1), dtype=torch.int64))
 
 
 def test_bad_engine_params_are_rejected(grid2):
-    with pytest.raises(ScenarioError, match="yellow_s.*-1"):
+    with pytest.raises(ConfigError, match="yellow_s.*-1"):
         Simulator(grid2.network, grid2.demand(1), EngineParams(yellow_s=-1))
 
 

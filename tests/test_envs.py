@@ -15,8 +15,8 @@ from pettingzoo.test import parallel_api_test
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
-from envs.engine.step import signal_state
-from envs.errors import ScenarioError
+from envs.engine.signals import signal_state
+from envs.errors import CommandError, ConfigError
 from envs.scenario import scenario_from_dicts
 from envs.scenario.generate import grid_roadnet, uniform_demand
 from envs.rl.signal_env import BatchedSignalEnv
@@ -161,7 +161,7 @@ def test_a_masked_action_keeps_the_phase_in_the_sb3_adapter_and_is_an_error_in_t
     before = venv.core.sim.state.phase[0, 0].item()
     venv.step(np.array([3, 1, 1, 1]))  # action 3 does not exist at intersection 0
     assert venv.core.sim.state.phase[0, 0].item() == before
-    with pytest.raises(ScenarioError, match=r"actions\[0, 0\]"):
+    with pytest.raises(CommandError, match=r"actions\[0, 0\]"):
         venv.core.step(torch.tensor([[3, 0, 0, 0]]))
 
 
@@ -203,7 +203,7 @@ def test_normalisation_divides_by_the_documented_scales():
     raw = _stepped_env(["lane_count", "time_in_phase", "pressure"], normalise=False)
     norm = _stepped_env(["lane_count", "time_in_phase", "pressure"], normalise=True)
     lanes = raw.layout.max_in_lanes
-    storage = raw._features.lane_storage[raw.layout.in_lanes.clamp(min=0)]
+    storage = raw.feature_base.lane_storage[raw.layout.in_lanes.clamp(min=0)]
     a, b = raw.observe(), norm.observe()
     torch.testing.assert_close(b[..., :lanes], a[..., :lanes] / storage)
     torch.testing.assert_close(b[..., lanes], a[..., lanes] / 120.0)
@@ -245,7 +245,7 @@ def test_rewards_are_the_documented_quantities():
     from envs.rl.features import REWARDS
 
     env = _stepped_env(["lane_count"], reward={"queue": 1.0})
-    ctx = env._context()
+    ctx = env.context()
 
     lanes_halting = torch.zeros(2, 4)
     for b in range(2):
@@ -270,27 +270,50 @@ def test_waiting_time_sums_the_queue_over_every_second_of_the_interval():
     action = torch.ones(2, 4, dtype=torch.int64)
     for _ in range(5):  # replay the interval second by second
         env_b.sim.step(env_b.commands(action))
-        total += REWARDS["queue"].compute(env_b._context())
+        total += REWARDS["queue"].compute(env_b.context())
     _, reward, *_ = env_a.step(action)
     torch.testing.assert_close(reward, total)
 
 
 def test_unknown_feature_reward_or_bad_timing_raise_named_errors():
-    with pytest.raises(ScenarioError, match="observations.*no_such"):
+    with pytest.raises(ConfigError, match="observations.*no_such"):
         BatchedSignalEnv("grid_4x4", observations=["lane_count", "no_such"])
-    with pytest.raises(ScenarioError, match="reward.*speed"):
+    with pytest.raises(ConfigError, match="reward.*speed"):
         BatchedSignalEnv("grid_4x4", reward={"speed": 1.0})
-    with pytest.raises(ScenarioError, match="reward.*queue.*twice"):
+    with pytest.raises(ConfigError, match="reward.*queue.*twice"):
         BatchedSignalEnv("grid_4x4", reward=["queue", "queue"])
-    with pytest.raises(ScenarioError, match="reward.delay.*inf"):
+    with pytest.raises(ConfigError, match="reward.delay.*inf"):
         BatchedSignalEnv("grid_4x4", reward={"delay": float("inf")})
-    with pytest.raises(ScenarioError, match="episode_s.*1000"):
+    with pytest.raises(ConfigError, match="episode_s.*1000"):
         BatchedSignalEnv("grid_4x4", episode_s=1000, decision_interval_s=15)
-    with pytest.raises(ScenarioError, match="copies.*0"):
+    with pytest.raises(ConfigError, match="copies.*0"):
         BatchedSignalEnv("grid_4x4", copies=0)
-    with pytest.raises(ScenarioError, match="engine.yelow_s"):
+    with pytest.raises(ConfigError, match="engine.yelow_s"):
         BatchedSignalEnv("grid_4x4", engine={"yelow_s": 3})
 
+
+
+def test_adapters_name_bad_arguments_and_calls_they_cannot_take():
+    with pytest.raises(ConfigError, match="episodes.*unknown keyword"):
+        envs.parallel_env(scenario="grid_4x4", episodes=5)
+    with pytest.raises(ConfigError, match="copies.*one copy"):
+        gymnasium.make(envs.ENV_ID, scenario="grid_4x4", copies=2)
+    with pytest.raises(ConfigError, match="render_mode.*human"):
+        envs.sb3_vec_env(scenario="grid_4x4", render_mode="human")
+    pz = envs.parallel_env(scenario="grid_1x1", episode_s=20)
+    with pytest.raises(CommandError, match="reset"):
+        pz.step({})
+    pz.reset()
+    with pytest.raises(CommandError, match="no action"):
+        pz.step({})
+    venv = envs.sb3_vec_env(scenario="grid_1x1", episode_s=20)
+    venv.reset()
+    with pytest.raises(CommandError, match="step_async"):
+        venv.step_wait()
+    with pytest.raises(CommandError, match="whole numbers"):
+        venv.step(np.full(venv.num_envs, 0.5))
+    with pytest.raises(CommandError, match=r"actions.shape"):
+        venv.step(np.zeros(venv.num_envs + 1, dtype=np.int64))
 
 # ---- timing rules ----------------------------------------------------------------------------
 
@@ -352,7 +375,7 @@ def test_each_episode_draws_new_train_demand_and_bigger_samples_grow_the_tables(
     env = BatchedSignalEnv(small_grid(2, 2, rate=900.0, horizon=200), 2, episode_s=40,
                            decision_interval_s=10, demand={"mode": "poisson"})
     env.reset(seed=0)
-    first = [t.num_trips for t in env._trips]
+    first = [t.num_trips for t in env.trips]
     expected = [sample_trips(env.scenario, env.demand_spec, "train", k).num_trips for k in (0, 1)]
     assert first == expected and first[0] != first[1]  # copies run different train samples
     trips_before = env.sim.demand.max_trips
@@ -362,7 +385,7 @@ def test_each_episode_draws_new_train_demand_and_bigger_samples_grow_the_tables(
         check_conservation(env.sim.demand, env.sim.state)
         check_lanes(env.network, env.sim.state)
     assert env.sim.demand.max_trips > trips_before  # grown when a bigger sample arrived
-    assert [t.num_trips for t in env._trips] == [
+    assert [t.num_trips for t in env.trips] == [
         sample_trips(env.scenario, env.demand_spec, "train", k).num_trips for k in (6, 7)
     ]  # samples 2..7 went to three episodes of two copies
     grown = env.sim.demand.max_trips

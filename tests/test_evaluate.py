@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,14 +18,14 @@ from envs.evaluation.stats import bootstrap_mean, reduction_percent
 from tests.conftest import REPO_ROOT
 
 
-def _config(*overrides: str):
+def evaluate_config(*overrides: str):
     with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base="1.3"):
         return compose(config_name="evaluate", overrides=list(overrides))
 
 
 def test_evaluate_runs_every_controller_on_the_same_eval_demands_and_writes_the_report(tmp_path, capsys):
-    cfg = _config("scenario=grid_1x1", "eval.steps=300", "eval.seeds=3", "eval.progress=false",
-                  "render=true", "render_every_s=30")
+    cfg = evaluate_config("scenario=grid_1x1", "eval.steps=300", "eval.seeds=3", "eval.progress=false",
+                          "render=true", "render_every_s=30")
     result = evaluate.evaluate(cfg, tmp_path)
     printed = capsys.readouterr().out
     controllers = ["fixed_time", "fixed_time_webster", "max_pressure", "sotl"]
@@ -48,11 +51,26 @@ def test_evaluate_runs_every_controller_on_the_same_eval_demands_and_writes_the_
 
 
 def test_evaluate_rejects_an_unknown_controller(tmp_path):
-    from envs.errors import ScenarioError
+    from envs.errors import ConfigError
 
-    cfg = _config("scenario=grid_1x1", "eval.steps=10", "controllers=[fixed_time,best_ever]")
-    with pytest.raises(ScenarioError, match="best_ever"):
+    cfg = evaluate_config("scenario=grid_1x1", "eval.steps=10", "controllers=[fixed_time,best_ever]")
+    with pytest.raises(ConfigError, match="best_ever"):
         evaluate.evaluate(cfg, tmp_path)
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("controllers=[nope]", "field 'controllers' = 'nope': unknown controller"),
+    ("checkpoint=missing.zip", "field 'checkpoint' = 'missing.zip': no such checkpoint file"),
+])
+def test_the_cli_prints_one_error_line_and_exits_2(tmp_path, override, expected):
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    done = subprocess.run(
+        [sys.executable, "evaluate.py", "scenario=grid_1x1", "eval.steps=10", override, f"hydra.run.dir={tmp_path}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: <config>: {expected}"), done.stderr[-3000:]
 
 
 def test_bootstrap_interval_covers_the_mean_and_shrinks_with_more_seeds():
@@ -74,24 +92,26 @@ def test_reduction_is_paired_per_seed():
 
 def test_a_trained_checkpoint_joins_the_classical_controllers_in_the_table(tmp_path, capsys):
     from agents.ppo.sb3_trainer import train
-    from tests.test_train import _config as train_config
-    from tests.test_train import _tiny
+    from tests.test_train import train_config
+    from tests.test_train import tiny_run
 
-    cfg = train_config(*_tiny(env__copies=2, agent__n_steps=10, agent__batch_size=20, agent__n_epochs=1,
-                              eval__seeds=1, eval__steps=100, env__episode_s=100),
+    cfg = train_config(*tiny_run(env__copies=2, agent__n_steps=10, agent__batch_size=20, agent__n_epochs=1,
+                                 eval__seeds=1, eval__steps=100, env__episode_s=100),
                        "train.total_agent_steps=40", "train.eval_every=0")
     train(cfg, tmp_path / "run")
     checkpoint = tmp_path / "run" / "checkpoints" / "last.zip"
     out = tmp_path / "eval"
     out.mkdir()
     result = evaluate.evaluate(
-        _config("scenario=grid_1x1", "eval.steps=120", "eval.seeds=2", "eval.progress=false",
-                "eval.plots=false", "controllers=[fixed_time,max_pressure]", f"checkpoint={checkpoint}"),
+        evaluate_config("scenario=grid_1x1", "eval.steps=120", "eval.seeds=2", "eval.progress=false",
+                        "eval.plots=false", "controllers=[fixed_time,max_pressure]", f"checkpoint={checkpoint}"),
         out,
     )
     assert result["controllers"] == ["fixed_time", "max_pressure", "ppo_shared"]
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert sum(r["controller"] == "ppo_shared" for r in rows) == 2
     assert "| ppo_shared |" in capsys.readouterr().out
-    with pytest.raises(Exception, match="no such checkpoint"):
-        evaluate.evaluate(_config("scenario=grid_1x1", f"checkpoint={tmp_path / 'missing.zip'}"), out)
+    from envs.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        evaluate.evaluate(evaluate_config("scenario=grid_1x1", f"checkpoint={tmp_path / 'missing.zip'}"), out)

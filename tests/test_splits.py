@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from envs.engine import Simulator
-from envs.errors import ScenarioError
+from envs.errors import ConfigError
 from envs.scenario import load_scenario, scenario_from_dicts
 from envs.scenario.demand import Trips
 from envs.scenario.generate import DEFAULT_VEHICLE, grid_roadnet
@@ -198,7 +198,7 @@ def test_demand_for_stacks_samples_that_run(grid):
     ],
 )
 def test_bad_specs_raise_naming_the_field(kwargs, field):
-    with pytest.raises(ScenarioError) as err:
+    with pytest.raises(ConfigError) as err:
         DemandSpec(**kwargs)
     assert err.value.field == field
     value = err.value.value
@@ -214,27 +214,27 @@ def test_bad_specs_raise_naming_the_field(kwargs, field):
 )
 def test_bad_split_or_index_raise(grid, split, index, field):
     for spec in (DemandSpec(), DemandSpec("poisson")):  # "original" checks them too
-        with pytest.raises(ScenarioError) as err:
+        with pytest.raises(ConfigError) as err:
             sample_trips(grid, spec, split, index)
         assert err.value.field == field
         assert err.value.value == (index if field == "index" else split)
-    with pytest.raises(ScenarioError) as err:
+    with pytest.raises(ConfigError) as err:
         split_seed(split, index)
     assert err.value.field == field
 
 
 def test_other_bad_inputs_raise(grid):
-    with pytest.raises(ScenarioError) as err:
+    with pytest.raises(ConfigError) as err:
         sample_trips(grid, DemandSpec("poisson"), "train", 0, horizon=0)
     assert err.value.field == "horizon" and err.value.value == 0
-    with pytest.raises(ScenarioError) as err:
+    with pytest.raises(ConfigError) as err:
         demand_for(grid, DemandSpec("poisson"), "train", [])
     assert err.value.field == "indices"
-    with pytest.raises(ScenarioError) as err:
+    with pytest.raises(ConfigError) as err:
         sample_trips(grid, {"mode": "poisson"}, "train", 0)
     assert err.value.field == "spec"
     tiny = periodic(flows=1, interval=50.0, end=99)  # 2 vehicles expected at scale 1
-    with pytest.raises(ScenarioError) as err:
+    with pytest.raises(ConfigError) as err:
         for k in range(200):  # some sample at scale 0.01 has no trip at all
             sample_trips(tiny, DemandSpec("poisson", scale=0.01), "train", k)
     assert err.value.field == "scale" and "no trip" in str(err.value)

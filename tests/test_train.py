@@ -19,12 +19,12 @@ from sb3_contrib import MaskablePPO
 import agents.ppo.config  # noqa: F401  (registers the structured config)
 from agents.ppo.indexed_policy import IndexedActorCriticPolicy, RowGroups
 from agents.ppo.policy import META_NAME, PolicyController, load_policy, read_meta
-from agents.ppo.config import AgentSchema, check_config, demand_spec, engine_params
+from agents.ppo.config import AgentConfig, check_config, demand_spec, engine_params
 from agents.ppo.periodic_eval import Evaluator
 from agents.ppo.sb3_trainer import train
 from envs.engine import Simulator
-from envs.errors import ScenarioError
-from envs.engine.intersections import intersection_layout
+from envs.errors import CheckpointError, ConfigError
+from envs.engine.intersections import action_commands, intersection_layout
 from envs.scenario import load_scenario
 from envs.rl.sb3_env import IntersectionVecEnv
 from tests.conftest import REPO_ROOT
@@ -35,7 +35,7 @@ GROUPS = ("scenario", "engine", "env", "agent", "train", "eval")
 OBSERVATIONS = ["phase_onehot", "time_in_phase", "lane_count", "lane_halting", "intersection_id"]
 
 
-def _config(*overrides: str, config_dir=CONFIGS):
+def train_config(*overrides: str, config_dir=CONFIGS):
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         return compose(config_name="train", overrides=list(overrides))
 
@@ -47,7 +47,7 @@ TINY = {
 }
 
 
-def _tiny(**changes) -> list[str]:
+def tiny_run(**changes) -> list[str]:
     """TINY's overrides with some changed (``env__copies=4`` for ``env.copies=4``)."""
     merged = {**TINY, **{key.replace("__", "."): value for key, value in changes.items()}}
     return [f"{key}={value}" for key, value in merged.items()]
@@ -69,8 +69,7 @@ class RandomController:
             batch = self.command.shape[0]
             draws = torch.rand(batch, self.layout.num_intersections, generator=self.generator)
             actions = (draws * self.layout.num_actions).long()
-            phase = self.layout.action_phase.expand(batch, -1, -1)
-            self.command = torch.gather(phase, 2, actions.unsqueeze(-1)).squeeze(-1)
+            self.command = action_commands(self.layout, actions)
         return self.command
 
 
@@ -82,15 +81,15 @@ def test_every_option_of_every_group_composes_and_passes_the_checks(group):
     options = sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
     assert options, group
     for option in options:
-        cfg = _config(f"{group}={option}")
+        cfg = train_config(f"{group}={option}")
         check_config(cfg)
-        assert OmegaConf.get_type(cfg.agent) is AgentSchema
+        assert OmegaConf.get_type(cfg.agent) is AgentConfig
     for agent in ("ppo_shared", "ppo_independent"):
-        assert _config(f"agent={agent}").agent.name == agent
+        assert train_config(f"agent={agent}").agent.name == agent
 
 
 def test_the_composed_config_shows_every_hyperparameter():
-    cfg = _config("agent=ppo_independent")
+    cfg = train_config("agent=ppo_independent")
     assert cfg.agent.policy == "independent"
     for key in ("n_steps", "batch_size", "n_epochs", "learning_rate", "gamma", "gae_lambda", "clip_range",
                 "ent_coef", "net_arch", "reward_scale"):
@@ -102,7 +101,7 @@ def test_the_composed_config_shows_every_hyperparameter():
     assert {"seeds", "demand", "steps", "baselines"} <= set(cfg.eval)
     assert set(cfg.baseline_params) == {"fixed_time", "max_pressure"}
     # reward terms are {name: weight}: an override can add one (its weight still typed)
-    cfg = _config("env.reward={queue:1.0,delay:0.1}")
+    cfg = train_config("env.reward={queue:1.0,delay:0.1}")
     check_config(cfg)
     assert dict(cfg.env.reward) == {"queue": 1.0, "delay": 0.1}
 
@@ -115,7 +114,7 @@ def test_the_composed_config_shows_every_hyperparameter():
 ])
 def test_a_wrong_key_or_type_fails_at_composition_naming_it(override, named):
     with pytest.raises(ConfigCompositionException) as error:
-        _config(override)
+        train_config(override)
     text = str(error.value) + str(error.value.__cause__ or "")
     assert named in text
 
@@ -125,9 +124,9 @@ def test_a_misspelt_key_in_a_config_file_fails_naming_the_file_and_key(tmp_path)
 
     shutil.copytree(CONFIGS, tmp_path / "configs")
     path = tmp_path / "configs" / "agent" / "ppo_shared.yaml"
-    path.write_text(path.read_text().replace("n_epochs:", "n_epoch:"))
+    path.write_text(path.read_text() + "n_epoch: 4\n")
     with pytest.raises(ConfigCompositionException, match=r"(?s)agent/ppo_shared.*agent\.n_epoch"):
-        _config(config_dir=tmp_path / "configs")
+        train_config(config_dir=tmp_path / "configs")
 
 
 @pytest.mark.parametrize("override, field", [
@@ -144,8 +143,8 @@ def test_a_misspelt_key_in_a_config_file_fails_naming_the_file_and_key(tmp_path)
 ])
 def test_a_bad_value_fails_before_any_work_naming_the_field(tmp_path, override, field):
     # the scenario does not exist either: the config check comes first, so it is never loaded
-    cfg = _config("scenario.name=no_such_scenario", override)
-    with pytest.raises(ScenarioError) as error:
+    cfg = train_config("scenario.name=no_such_scenario", override)
+    with pytest.raises(ConfigError) as error:
         train(cfg, tmp_path)
     assert error.value.field == field
     assert field in str(error.value)
@@ -156,7 +155,7 @@ def test_a_bad_value_fails_before_any_work_naming_the_field(tmp_path, override, 
 
 
 def test_a_tiny_training_run_beats_a_random_policy_on_held_out_demand(tmp_path):
-    cfg = _config(*_tiny(seed=0, env__copies=32, train__total_agent_steps=6000, train__eval_every=0,
+    cfg = train_config(*tiny_run(seed=0, env__copies=32, train__total_agent_steps=6000, train__eval_every=0,
                          agent__learning_rate=0.001, agent__n_epochs=20))
     result = train(cfg, tmp_path)
     assert result["num_timesteps"] >= 6000
@@ -175,7 +174,7 @@ def test_a_tiny_training_run_beats_a_random_policy_on_held_out_demand(tmp_path):
 
 def test_cli_run_writes_config_tensorboard_checkpoints_and_resume_continues_the_step_count(tmp_path):
     run = tmp_path / "first"
-    tiny = _tiny(env__copies=4, agent__n_steps=10, agent__batch_size=20, agent__n_epochs=1, eval__seeds=1,
+    tiny = tiny_run(env__copies=4, agent__n_steps=10, agent__batch_size=20, agent__n_epochs=1, eval__seeds=1,
                  eval__steps=100, env__episode_s=100)
     done = subprocess.run(
         [sys.executable, "train.py", *tiny, "train.total_agent_steps=80", "train.eval_every=40",
@@ -200,7 +199,7 @@ def test_cli_run_writes_config_tensorboard_checkpoints_and_resume_continues_the_
     assert meta["env"]["observations"]["intersection_id"]["size"] == 1
     assert meta["env"]["normalise"] is True
 
-    cfg = _config(*tiny, "train.total_agent_steps=160", "train.eval_every=0", f"resume={last}")
+    cfg = train_config(*tiny, "train.total_agent_steps=160", "train.eval_every=0", f"resume={last}")
     result = train(cfg, tmp_path / "second")
     assert result["start_timesteps"] == 80
     assert result["num_timesteps"] == 160
@@ -208,10 +207,10 @@ def test_cli_run_writes_config_tensorboard_checkpoints_and_resume_continues_the_
     assert resumed["num_timesteps"] == 160
     assert resumed["train_next_sample"] > meta["train_next_sample"]  # fresh training demands
 
-    with pytest.raises(ScenarioError, match="train.total_agent_steps"):  # nothing left to do
-        train(_config(*tiny, "train.total_agent_steps=80", f"resume={last}"), tmp_path / "fourth")
-    with pytest.raises(ScenarioError, match="agent.policy"):
-        train(_config(*tiny, "agent=ppo_independent", "train.total_agent_steps=200", f"resume={last}"),
+    with pytest.raises(ConfigError, match="train.total_agent_steps"):  # nothing left to do
+        train(train_config(*tiny, "train.total_agent_steps=80", f"resume={last}"), tmp_path / "fourth")
+    with pytest.raises(CheckpointError, match="agent.policy"):
+        train(train_config(*tiny, "agent=ppo_independent", "train.total_agent_steps=200", f"resume={last}"),
               tmp_path / "third")
 
 
@@ -229,7 +228,7 @@ def test_load_policy_reads_the_model_and_its_meta(tmp_path):
                            model.policy.get_distribution(obs).distribution.logits)
     with zipfile.ZipFile(path) as archive:
         assert json.loads(archive.read(META_NAME))["format"] == 1
-    with pytest.raises(ScenarioError, match="no such checkpoint"):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_policy(tmp_path / "missing.zip")
 
 
@@ -357,7 +356,7 @@ def test_default_sweep_launcher_is_joblib():
 
 @pytest.mark.parametrize("launcher", ["local", "submitit_local_jobs"])
 def test_a_two_run_sweep_runs_on_this_machine(tmp_path, launcher):
-    tiny = _tiny(env__copies=2, agent__n_steps=10, agent__batch_size=20, agent__n_epochs=1, eval__seeds=1,
+    tiny = tiny_run(env__copies=2, agent__n_steps=10, agent__batch_size=20, agent__n_epochs=1, eval__seeds=1,
                  eval__steps=60, env__episode_s=60)
     done = subprocess.run(
         [sys.executable, "train.py", "-m", f"hydra/launcher={launcher}", *tiny,

@@ -13,8 +13,8 @@ import torch
 from agents.classical import CONTROLLERS, SOTL, FixedTime, FixedTimeWebster
 from agents.classical.webster import OversaturationWarning
 from envs.engine import EngineParams, Simulator
-from envs.engine.step import green_elapsed
-from envs.errors import ScenarioError
+from envs.engine.signals import green_elapsed
+from envs.errors import ConfigError
 from envs.evaluation.metrics import episode_metrics
 from envs.scenario import load_scenario, scenario_from_dicts
 from envs.scenario.demand import stack_demand
@@ -144,7 +144,7 @@ def test_webster_rejects_bad_parameters(hand_scenario):
     for field, value in [("saturation_flow_vph", 0.0), ("min_cycle_s", -1.0), ("max_cycle_s", 10.0),
                          ("window", "peak"), ("window_s", 0), ("phase_set", "some"),
                          ("min_green_s", float("nan"))]:
-        with pytest.raises(ScenarioError) as err:
+        with pytest.raises(ConfigError) as err:
             FixedTimeWebster(**{field: value}).reset(sim)
         assert err.value.field == field and (err.value.value == value or value != value)
 
@@ -207,8 +207,10 @@ def test_sotl_switches_at_once_when_green_is_empty_and_red_is_not():
 def test_sotl_respects_min_green_and_restarts_kappa_on_a_switch():
     sim, c = crafted({N_STRAIGHT: 2}, theta=1.0, min_green_s=12.0)
     # the phase just switched to 0 from 1: intergreen 5 s, then 12 s of green before a switch
-    sim.state = sim.state._replace(prev_phase=torch.tensor([[1]]), phase_timer=torch.tensor([[0]]))
-    c._last_phase = torch.tensor([[1]])
+    sim.state = sim.state._replace(phase=torch.tensor([[1]]))
+    c.reset(sim)  # the controller last saw phase 1
+    sim.state = sim.state._replace(phase=torch.tensor([[0]]), prev_phase=torch.tensor([[1]]),
+                                   phase_timer=torch.tensor([[0]]))
     seen = []
     for _ in range(20):
         seen.append(int(c.act(sim)[0, 0]))
@@ -256,7 +258,7 @@ def test_sotl_rejects_bad_parameters(hand_scenario):
     sim = Simulator(hand_scenario.network, hand_scenario.demand(1))
     for field, value in [("theta", 0.0), ("distance_m", -5.0), ("omega_m", float("inf")), ("mu", -1),
                          ("mu", 1.5), ("min_green_s", -1.0), ("max_green_s", 5.0), ("switch_to", "x")]:
-        with pytest.raises(ScenarioError) as err:
+        with pytest.raises(ConfigError) as err:
             SOTL(**{field: value}).reset(sim)
         assert err.value.field == field
 

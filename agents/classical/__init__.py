@@ -1,31 +1,33 @@
-"""Classical signal controllers: fixed time, Webster, max pressure, SOTL, by config name.
-
-Each follows the engine's ``Controller`` protocol (``reset(sim)`` / ``act(sim) -> [B, I]``).
-May import envs (scenario, engine, rl features); nothing from agents.ppo or agents.deploy.
-Names load on first use (PEP 562), so importing the package costs nothing.
-"""
+"""Classical signal controllers by config name (``CONTROLLERS``): fixed time, Webster, max
+pressure, SOTL, each with the engine's ``reset(sim)`` / ``act(sim) -> [B, I]`` protocol.
+May import envs; nothing from agents.ppo or agents.deploy. Names load on first use (PEP 562)
+and are then kept, so importing the package costs nothing and ``CONTROLLERS`` is built once."""
 
 from importlib import import_module
 
-_LAZY = {
+_MODULES = {
     "FixedTime": "agents.classical.fixed_time",
     "FixedTimeWebster": "agents.classical.webster",
     "MaxPressure": "agents.classical.max_pressure",
     "SOTL": "agents.classical.sotl",
 }
+_CONFIG_NAMES = {
+    "fixed_time": "FixedTime",
+    "max_pressure": "MaxPressure",
+    "fixed_time_webster": "FixedTimeWebster",
+    "sotl": "SOTL",
+}
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    if name == "CONTROLLERS":
-        return {
-            "fixed_time": __getattr__("FixedTime"),
-            "max_pressure": __getattr__("MaxPressure"),
-            "fixed_time_webster": __getattr__("FixedTimeWebster"),
-            "sotl": __getattr__("SOTL"),
-        }
-    raise AttributeError(f"module 'agents.classical' has no attribute {name!r}")
+    if name in _MODULES:
+        value = getattr(import_module(_MODULES[name]), name)
+    elif name == "CONTROLLERS":
+        value = {config: __getattr__(cls) for config, cls in _CONFIG_NAMES.items()}
+    else:
+        raise AttributeError(f"module 'agents.classical' has no attribute {name!r}")
+    globals()[name] = value  # found directly from now on: __getattr__ is not called again
+    return value
 
 
 __all__ = ["CONTROLLERS", "FixedTime", "FixedTimeWebster", "MaxPressure", "SOTL"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from envs.engine.simulator import Simulator
-from envs.errors import ScenarioError
+from envs.errors import ConfigError
 
 
 @dataclass
@@ -31,13 +31,13 @@ class FixedTime:
             valid = net.phase_valid
         elif self.plan == "uniform":
             if self.cycle_s <= 0:
-                raise ScenarioError("<controller:fixed_time>", "cycle_s", self.cycle_s, "must be > 0")
+                raise ConfigError("<controller:fixed_time>", "cycle_s", self.cycle_s, "must be > 0")
             valid = net.signal_phase
             count = valid.sum(1, keepdim=True).clamp(min=1)
             durations = torch.where(valid, self.cycle_s / count, 0.0)
             phases = torch.arange(durations.shape[1], device=net.device).expand_as(durations)
         else:
-            raise ScenarioError(
+            raise ConfigError(
                 "<controller:fixed_time>", "plan", self.plan, "expected 'roadnet' or 'uniform'"
             )
         # order the used phases first so the cycle is a prefix of each row

@@ -20,9 +20,9 @@ import torch
 
 from agents.classical.detector_readings import FaultyReadings
 from envs.engine.simulator import Simulator
-from envs.engine.step import green_elapsed
-from envs.errors import ScenarioError
-from envs.rl.features import lane_flows, movement_flows, per_phase
+from envs.engine.signals import green_elapsed
+from envs.errors import ConfigError
+from envs.rl.features import movement_counts, movement_lane_sums, per_phase
 from envs.engine.readings import lane_halting
 
 # Weight of the incoming-vehicle count that breaks pressure ties. Ties are common at low demand
@@ -43,20 +43,21 @@ class MaxPressure:
 
     def reset(self, sim: Simulator) -> None:
         if self.min_green_s < 0:
-            raise ScenarioError("<controller:max_pressure>", "min_green_s", self.min_green_s, "must be >= 0")
+            raise ConfigError("<controller:max_pressure>", "min_green_s", self.min_green_s, "must be >= 0")
         self._readings = FaultyReadings(self.detectors, sim) if self.detectors is not None else None
 
-    def movement_flows(self, sim: Simulator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Vehicles upstream and downstream of every movement, ``[B, M]`` each."""
+    def movement_counts(self, sim: Simulator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Vehicles upstream and downstream of every movement, ``[B, M]`` each, as the lane
+        detectors report them (`envs.rl.features.movement_counts` when they are true)."""
         if self._readings is None:
-            return movement_flows(sim.network, sim.state, self.use_halting, sim.params.halting_speed)
+            return movement_counts(sim.network, sim.state, self.use_halting, sim.params.halting_speed)
         state, lanes = sim.state, sim.network.num_lanes
         counts = self._readings.read("lane_count", state.lane_count[:, :lanes], state.t)
         upstream = counts
         if self.use_halting:  # one detector station: halting never above its own vehicle count
             halting = lane_halting(state, lanes, sim.params.halting_speed)
             upstream = torch.minimum(self._readings.read("lane_halting", halting, state.t, sets_blind=False), counts)
-        return lane_flows(sim.network, upstream, counts)
+        return movement_lane_sums(sim.network, upstream, counts)
 
     @staticmethod
     def per_phase(sim: Simulator, movement: torch.Tensor) -> torch.Tensor:
@@ -66,14 +67,14 @@ class MaxPressure:
         return torch.where(sim.network.signal_phase.unsqueeze(0), phase, -torch.inf)
 
     def phase_pressure(self, sim: Simulator) -> torch.Tensor:
-        inflow, outflow = self.movement_flows(sim)
-        return self.per_phase(sim, inflow - outflow)
+        upstream, downstream = self.movement_counts(sim)
+        return self.per_phase(sim, upstream - downstream)
 
     def act(self, sim: Simulator) -> torch.Tensor:
-        inflow, outflow = self.movement_flows(sim)
-        score = self.per_phase(sim, inflow - outflow)
+        upstream, downstream = self.movement_counts(sim)
+        score = self.per_phase(sim, upstream - downstream)
         if self.tie_break_by_inflow:
-            score = score + TIE_BREAK * self.per_phase(sim, inflow)
+            score = score + TIE_BREAK * self.per_phase(sim, upstream)
         best = score.argmax(dim=-1)  # first maximum: lowest phase index on a full tie
         ready = green_elapsed(sim.network, sim.params, sim.state) >= self.min_green_s
         command = torch.where(ready, best, -1)

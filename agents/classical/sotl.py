@@ -52,8 +52,8 @@ import torch
 
 from agents.classical.detector_readings import FaultyReadings
 from envs.engine.simulator import Simulator
-from envs.engine.step import green_elapsed
-from envs.errors import ScenarioError
+from envs.engine.signals import green_elapsed
+from envs.errors import ConfigError
 from envs.engine.intersections import always_green, lane_movements
 
 SOURCE = "<controller:sotl>"
@@ -79,23 +79,23 @@ class SOTL:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not ok or not math.isfinite(value) or value < minimum or (strict and value == minimum):
                 relation = ">" if strict else ">="
-                raise ScenarioError(SOURCE, name, value, f"must be a finite number {relation} {minimum}")
+                raise ConfigError(SOURCE, name, value, f"must be a finite number {relation} {minimum}")
 
         number("theta", 0, True)
         number("distance_m", 0, True)
         number("omega_m", 0, False)
         number("min_green_s", 0, False)
         if isinstance(self.mu, bool) or not isinstance(self.mu, int) or self.mu < 0:
-            raise ScenarioError(SOURCE, "mu", self.mu, "must be an integer >= 0")
+            raise ConfigError(SOURCE, "mu", self.mu, "must be an integer >= 0")
         if self.max_green_s is not None:
             number("max_green_s", 0, True)
             if self.max_green_s < self.min_green_s:
-                raise ScenarioError(
+                raise ConfigError(
                     SOURCE, "max_green_s", self.max_green_s,
                     f"must be >= min_green_s ({self.min_green_s})",
                 )
         if self.switch_to not in ("demand", "cyclic"):
-            raise ScenarioError(SOURCE, "switch_to", self.switch_to, "expected 'demand' or 'cyclic'")
+            raise ConfigError(SOURCE, "switch_to", self.switch_to, "expected 'demand' or 'cyclic'")
 
     def reset(self, sim: Simulator) -> None:
         self._validate()

@@ -2,9 +2,10 @@
 
 Plan, per intersection (each intersection gets its own cycle; no offsets between them):
 
-1. **Movement flows.** For every movement, the trips of the simulator's demand that depart in
-   the design window and whose route uses the movement, as veh/h, divided by the number of
-   incoming lanes serving the movement (``movement_in_lanes``) -> veh/h per lane. The window is
+1. **Demand flows** (`demand_flows_vph`). For every movement, the trips of the simulator's
+   demand that depart in the design window and whose route uses the movement, as veh/h, divided
+   by the number of incoming lanes serving the movement (``movement_in_lanes``) -> veh/h per
+   lane. The window is
    ``[0, H)``, H = one past the last departure of any copy (``window="horizon"``), or, per copy,
    the ``window_s`` seconds with the most departures in the network (``window="busiest"``; the
    whole of ``[0, H)`` when shorter). Trips are counted by their departure time, not by when
@@ -64,7 +65,7 @@ import numpy as np
 import torch
 
 from envs.engine.simulator import Simulator
-from envs.errors import ScenarioError
+from envs.errors import ConfigError
 from envs.engine.intersections import always_green
 from envs.scenario.demand import NEVER, Demand
 from envs.scenario.network import Network
@@ -96,34 +97,34 @@ class FixedTimeWebster:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                 math.isfinite(value) and value > 0
             ):
-                raise ScenarioError(SOURCE, name, value, "must be a finite number > 0")
+                raise ConfigError(SOURCE, name, value, "must be a finite number > 0")
 
         def non_negative(name):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                 math.isfinite(value) and value >= 0
             ):
-                raise ScenarioError(SOURCE, name, value, "must be a finite number >= 0")
+                raise ConfigError(SOURCE, name, value, "must be a finite number >= 0")
 
         for name in ("saturation_flow_vph", "min_cycle_s", "max_cycle_s"):
             positive(name)
         for name in ("startup_lost_s", "min_green_s"):
             non_negative(name)
         if not isinstance(self.offset_s, (int, float)) or not math.isfinite(self.offset_s):
-            raise ScenarioError(SOURCE, "offset_s", self.offset_s, "must be a finite number")
+            raise ConfigError(SOURCE, "offset_s", self.offset_s, "must be a finite number")
         if self.max_cycle_s < self.min_cycle_s:
-            raise ScenarioError(
+            raise ConfigError(
                 SOURCE, "max_cycle_s", self.max_cycle_s, f"must be >= min_cycle_s ({self.min_cycle_s})"
             )
         if self.window not in ("horizon", "busiest"):
-            raise ScenarioError(SOURCE, "window", self.window, "expected 'horizon' or 'busiest'")
+            raise ConfigError(SOURCE, "window", self.window, "expected 'horizon' or 'busiest'")
         if isinstance(self.window_s, bool) or not isinstance(self.window_s, int) or self.window_s < 1:
-            raise ScenarioError(SOURCE, "window_s", self.window_s, "must be an integer >= 1 (seconds)")
+            raise ConfigError(SOURCE, "window_s", self.window_s, "must be an integer >= 1 (seconds)")
         if self.phase_set not in ("cover", "all"):
-            raise ScenarioError(SOURCE, "phase_set", self.phase_set, "expected 'cover' or 'all'")
+            raise ConfigError(SOURCE, "phase_set", self.phase_set, "expected 'cover' or 'all'")
 
     # ---------------------------------------------------------------------------------------
-    def movement_flows(self, network: Network, demand: Demand) -> torch.Tensor:
+    def demand_flows_vph(self, network: Network, demand: Demand) -> torch.Tensor:
         """Demand flow per movement and incoming lane, veh/h ``[M]`` (mean over copies)."""
         batch, trips = demand.batch_size, demand.max_trips
         legs = demand.route_legs
@@ -160,7 +161,7 @@ class FixedTimeWebster:
         self._validate()
         net, params = sim.network, sim.params
         num_inter, num_phases = net.num_intersections, int(net.phase_green.shape[1])
-        flow = self.movement_flows(net, sim.demand).reshape(num_inter, -1).cpu().numpy()
+        flow = self.demand_flows_vph(net, sim.demand).reshape(num_inter, -1).cpu().numpy()
         signal = net.signal_phase.cpu().numpy()  # [I, P]
         green = net.phase_green.cpu().numpy() & signal[:, :, None]  # [I, P, K]
         valid = net.movement_valid.reshape(num_inter, -1).cpu().numpy()

@@ -1,6 +1,4 @@
-"""Handing a trained policy to a real signal controller: ONNX export with metadata, the
-torch-free runtime that runs it (numpy + onnxruntime), its line service and its simulator driver.
-
-`runtime` imports no torch and nothing from envs; `export` and `simulated` may import envs and
-agents.ppo.
-"""
+"""Handing a trained policy to a real signal cabinet: ONNX export with metadata (`export`), the
+torch-free `runtime` that runs it, its JSON-lines `service` and its simulator driver (`simulated`).
+The runtime and the service import numpy, onnxruntime and envs.errors only (no torch, no
+Gymnasium); `export` and `simulated` may import envs and agents.ppo."""

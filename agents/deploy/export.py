@@ -1,4 +1,5 @@
-"""Export a trained policy to ONNX plus a metadata JSON that a signal controller can run alone.
+"""Export a trained policy to ONNX plus a metadata JSON that a signal cabinet can run alone
+(agents/deploy/runtime.py).
 
     from agents.deploy.export import export_policy
     onnx_path, meta_path = export_policy("outputs/.../checkpoints/best.zip", "exported/")
@@ -25,7 +26,7 @@ gathered by ``intersection``), the action mask of each intersection (padded acti
 be chosen), and the deterministic action as sb3-contrib computes it (argmax of the masked
 softmax). The batch size N is dynamic: any subset of intersections, in any order.
 
-Only features a controller can compute from those readings export: ``lane_count``,
+Only features the policy runtime can compute from those readings export: ``lane_count``,
 ``lane_halting``, ``phase_onehot``, ``time_in_phase`` and ``intersection_id``. A policy
 trained on other features (``segment_counts``, ``pressure``) is refused with an error naming
 the feature.
@@ -45,16 +46,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from agents.deploy.config import ExportConfig
+from agents.deploy.metadata import METADATA_FORMAT
 from agents.ppo.indexed_policy import IndexedActorCriticPolicy
 from agents.ppo.policy import load_policy
-from envs.errors import ScenarioError
-from envs.rl.features import TIME_IN_PHASE_MAX_S, feature_context
+from envs.errors import CheckpointError, ConfigError
+from envs.rl.features import TIME_IN_PHASE_MAX_S, feature_context, shortest_spacing
 from envs.engine.intersections import IntersectionLayout, intersection_layout
 from envs.scenario import Scenario, load_scenario
 from envs.scenario.network import Network, lane_ids
 
-METADATA_FORMAT = 1
-DEFAULT_OPSET = 18
 INPUTS = ("lane_count", "lane_halting", "phase", "time_in_phase", "intersection")
 OUTPUTS = ("action", "phase_command", "logits")
 EXPORTABLE_FEATURES = ("lane_count", "lane_halting", "phase_onehot", "time_in_phase", "intersection_id")
@@ -118,7 +119,7 @@ class DeployablePolicy(nn.Module):
 
 def _fallback_plan(network: Network, layout: IntersectionLayout, green_s: float, max_green_s: float) -> list[list[dict]]:
     """Per intersection: its actions in order, each with the roadnet plan's duration (or
-    `green_s` where the plan gives none), never above max green: the fixed-time plan a controller
+    `green_s` where the plan gives none), never above max green: the fixed-time plan the runtime
     falls back to."""
     plans = []
     for i, row in enumerate(layout.action_phase.tolist()):
@@ -188,63 +189,45 @@ def _version() -> str:
 
 
 def check_exportable(meta: dict, source: str) -> None:
+    """CheckpointError if the policy reads a feature the runtime's readings cannot give."""
     for name in meta["env"]["observations"]:
         if name not in EXPORTABLE_FEATURES:
-            raise ScenarioError(
+            raise CheckpointError(
                 source, "env.observations", name,
-                "this feature needs more than the deployment controller's readings (lane counts, "
+                "this feature needs more than the policy runtime's readings (lane counts, "
                 f"halting counts, phase, time in phase); exportable: {', '.join(EXPORTABLE_FEATURES)}",
             )
 
 
-def export_policy(
-    checkpoint: str | Path,
-    out_dir: str | Path,
-    *,
-    name: str = "policy",
-    opset: int = DEFAULT_OPSET,
-    max_green_s: float = 120.0,
-    fallback_green_s: float = 30.0,
-    data_dir: str | None = None,
-    scenario: Scenario | None = None,
-) -> tuple[Path, Path]:
-    """Write ``<out_dir>/<name>.onnx`` and ``<out_dir>/<name>.json``; returns both paths.
-
-    The scenario is the checkpoint's (``config.scenario``, found under `data_dir` or where
-    training found it) unless `scenario` gives one (e.g. built in code rather than by name)."""
-    checkpoint = Path(checkpoint)
-    model, meta = load_policy(checkpoint)
-    check_exportable(meta, str(checkpoint))
-    env_meta, config = meta["env"], meta.get("config", {})
-    engine = env_meta["engine"]
-    interval = int(env_meta["decision_interval_s"])
+def check_timing(engine: dict, interval: int, max_green_s: float, fallback_green_s: float) -> None:
+    """ConfigError unless min green + one decision interval <= max green and the fallback
+    plan's green lies between min and max green."""
     if not math.isfinite(max_green_s) or max_green_s < engine["min_green_s"] + interval:
-        raise ScenarioError(
-            str(checkpoint), "max_green_s", max_green_s,
-            f"must be at least min green + decision interval ({engine['min_green_s']} + {interval} s)",
+        raise ConfigError(
+            "<config>", "max_green_s", max_green_s,
+            f"must be at least the policy's min green + decision interval ({engine['min_green_s']} + {interval} s)",
         )
     if not math.isfinite(fallback_green_s) or not engine["min_green_s"] <= fallback_green_s <= max_green_s:
-        raise ScenarioError(str(checkpoint), "fallback_green_s", fallback_green_s,
-                            f"must lie between min green ({engine['min_green_s']} s) and max green ({max_green_s:g} s)")
-    if scenario is None:
-        scenario_cfg = config["scenario"]
-        scenario = load_scenario(scenario_cfg["name"], seed=scenario_cfg.get("seed", 0),
-                                 data_dir=data_dir if data_dir is not None else scenario_cfg.get("data_dir"))
-    network = scenario.network
-    layout = intersection_layout(network)
-    if list(layout.ids) != list(env_meta["intersections"]):
-        raise ScenarioError(str(checkpoint), "env.intersections", list(layout.ids),
-                            f"scenario {scenario.name} no longer matches the policy's intersections")
-    # the readings' plausible range: what a lane can hold at the demand's shortest vehicle spacing
-    # (the training env's observation bounds use the same figure)
-    demand = scenario.demand(1)
-    spacing = float(demand.vehicle[:, :-1, :2].sum(-1).min()) if demand.max_trips else 7.5
-    ctx = feature_context(network, layout, None, spacing)
-    module = DeployablePolicy(model.policy, env_meta, layout, ctx.lane_storage).eval()
+        raise ConfigError("<config>", "fallback_green_s", fallback_green_s,
+                          f"must lie between min green ({engine['min_green_s']} s) and max green ({max_green_s:g} s)")
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path, meta_path = out_dir / f"{name}.onnx", out_dir / f"{name}.json"
+
+def _scenario(config: dict, data_dir: str | None) -> Scenario:
+    """The checkpoint's scenario (``config.scenario``), found under `data_dir` or where training
+    found it."""
+    scenario_cfg = config["scenario"]
+    return load_scenario(scenario_cfg["name"], seed=scenario_cfg.get("seed", 0),
+                         data_dir=data_dir if data_dir is not None else scenario_cfg.get("data_dir"))
+
+
+def _lane_context(scenario: Scenario, layout: IntersectionLayout):
+    """The feature context of the readings' plausible range: what a lane can hold at the demand's
+    shortest vehicle spacing (the training env's observation bounds use the same figure)."""
+    return feature_context(scenario.network, layout, None, shortest_spacing(scenario.demand(1)))
+
+
+def _write_onnx(module: DeployablePolicy, layout: IntersectionLayout, opset: int, path: Path) -> None:
+    """Export `module` with a dynamic batch dimension (the exporter's chatter silenced)."""
     lanes, rows = layout.max_in_lanes, min(3, layout.num_intersections)
     example = (
         torch.zeros(rows, lanes), torch.zeros(rows, lanes),
@@ -268,57 +251,105 @@ def export_policy(
         finally:
             for log, level in zip(chatty, levels):
                 log.setLevel(level)
-    program.save(str(onnx_path))
+    program.save(str(path))
 
+
+def _model_entry(onnx_path: Path, opset: int, layout: IntersectionLayout) -> dict:
+    lanes = layout.max_in_lanes
+    return {
+        "file": onnx_path.name,
+        "sha256": _sha256(onnx_path),
+        "opset": int(opset),
+        "inputs": {
+            "lane_count": {"shape": ["batch", lanes], "dtype": "float32", "units": "vehicles"},
+            "lane_halting": {"shape": ["batch", lanes], "dtype": "float32", "units": "vehicles"},
+            "phase": {"shape": ["batch"], "dtype": "int64", "units": "roadnet phase index"},
+            "time_in_phase": {"shape": ["batch"], "dtype": "float32", "units": "s"},
+            "intersection": {"shape": ["batch"], "dtype": "int64", "units": "metadata index"},
+        },
+        "outputs": {
+            "action": {"shape": ["batch"], "dtype": "int64"},
+            "phase_command": {"shape": ["batch"], "dtype": "int64"},
+            "logits": {"shape": ["batch", layout.max_actions], "dtype": "float32"},
+        },
+    }
+
+
+def _observation_entry(env_meta: dict, layout: IntersectionLayout) -> dict:
+    return {
+        "features": [
+            {"name": f, "size": entry["size"], "doc": entry.get("doc", "")}
+            for f, entry in env_meta["observations"].items()
+        ],
+        "normalise": bool(env_meta["normalise"]),
+        "normalisation": {
+            "lane_count": "divided by lane storage (lane length / 7.5 m, at least 1)",
+            "lane_halting": "divided by lane storage (lane length / 7.5 m, at least 1)",
+            "time_in_phase": f"clamped at {TIME_IN_PHASE_MAX_S:g} s, divided by {TIME_IN_PHASE_MAX_S:g}",
+        },
+        "readings": {
+            "lane_count": "vehicles on each incoming lane, in the intersection's in_lanes order",
+            "lane_halting": f"vehicles slower than {env_meta['engine']['halting_speed']} m/s on each incoming lane",
+            "phase": "the phase the signal runs (roadnet index), including its yellow/all-red",
+            "time_in_phase": "seconds since that phase was commanded (including yellow/all-red)",
+        },
+        "max_lanes": layout.max_in_lanes,
+        "max_actions": layout.max_actions,
+    }
+
+
+def _timing_entry(engine: dict, interval: int, max_green_s: float) -> dict:
+    return {
+        "decision_interval_s": interval,
+        "min_green_s": int(engine["min_green_s"]),
+        "max_green_s": float(max_green_s),
+        "yellow_s": int(engine["yellow_s"]),
+        "all_red_s": int(engine["all_red_s"]),
+    }
+
+
+def export_policy(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    *,
+    name: str = "policy",
+    opset: int = ExportConfig.opset,
+    max_green_s: float = ExportConfig.max_green_s,
+    fallback_green_s: float = ExportConfig.fallback_green_s,
+    data_dir: str | None = None,
+    scenario: Scenario | None = None,
+) -> tuple[Path, Path]:
+    """Write ``<out_dir>/<name>.onnx`` and ``<out_dir>/<name>.json``; returns both paths.
+
+    The scenario is the checkpoint's (``config.scenario``, found under `data_dir` or where
+    training found it) unless `scenario` gives one (e.g. built in code rather than by name)."""
+    checkpoint = Path(checkpoint)
+    model, meta = load_policy(checkpoint)
+    check_exportable(meta, str(checkpoint))
+    env_meta, config = meta["env"], meta.get("config", {})
+    engine, interval = env_meta["engine"], int(env_meta["decision_interval_s"])
+    check_timing(engine, interval, max_green_s, fallback_green_s)
+    scenario = scenario if scenario is not None else _scenario(config, data_dir)
+    layout = intersection_layout(scenario.network)
+    if list(layout.ids) != list(env_meta["intersections"]):
+        raise CheckpointError(str(checkpoint), "env.intersections", list(layout.ids),
+                              f"scenario {scenario.name} no longer matches the policy's intersections")
+    ctx = _lane_context(scenario, layout)
+    module = DeployablePolicy(model.policy, env_meta, layout, ctx.lane_storage).eval()
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path, meta_path = out_dir / f"{name}.onnx", out_dir / f"{name}.json"
+    _write_onnx(module, layout, opset, onnx_path)
     metadata = {
         "format": METADATA_FORMAT,
         "project": {"name": "gridlight", "version": _version()},
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {
-            "file": onnx_path.name,
-            "sha256": _sha256(onnx_path),
-            "opset": int(opset),
-            "inputs": {
-                "lane_count": {"shape": ["batch", lanes], "dtype": "float32", "units": "vehicles"},
-                "lane_halting": {"shape": ["batch", lanes], "dtype": "float32", "units": "vehicles"},
-                "phase": {"shape": ["batch"], "dtype": "int64", "units": "roadnet phase index"},
-                "time_in_phase": {"shape": ["batch"], "dtype": "float32", "units": "s"},
-                "intersection": {"shape": ["batch"], "dtype": "int64", "units": "metadata index"},
-            },
-            "outputs": {
-                "action": {"shape": ["batch"], "dtype": "int64"},
-                "phase_command": {"shape": ["batch"], "dtype": "int64"},
-                "logits": {"shape": ["batch", layout.max_actions], "dtype": "float32"},
-            },
-        },
-        "observation": {
-            "features": [
-                {"name": f, "size": entry["size"], "doc": entry.get("doc", "")}
-                for f, entry in env_meta["observations"].items()
-            ],
-            "normalise": bool(env_meta["normalise"]),
-            "normalisation": {
-                "lane_count": "divided by lane storage (lane length / 7.5 m, at least 1)",
-                "lane_halting": "divided by lane storage (lane length / 7.5 m, at least 1)",
-                "time_in_phase": f"clamped at {TIME_IN_PHASE_MAX_S:g} s, divided by {TIME_IN_PHASE_MAX_S:g}",
-            },
-            "readings": {
-                "lane_count": "vehicles on each incoming lane, in the intersection's in_lanes order",
-                "lane_halting": f"vehicles slower than {engine['halting_speed']} m/s on each incoming lane",
-                "phase": "the phase the signal runs (roadnet index), including its yellow/all-red",
-                "time_in_phase": "seconds since that phase was commanded (including yellow/all-red)",
-            },
-            "max_lanes": lanes,
-            "max_actions": layout.max_actions,
-        },
-        "timing": {
-            "decision_interval_s": interval,
-            "min_green_s": int(engine["min_green_s"]),
-            "max_green_s": float(max_green_s),
-            "yellow_s": int(engine["yellow_s"]),
-            "all_red_s": int(engine["all_red_s"]),
-        },
-        "intersections": _intersections(network, layout, ctx.lane_max_vehicles, fallback_green_s, max_green_s),
+        "model": _model_entry(onnx_path, opset, layout),
+        "observation": _observation_entry(env_meta, layout),
+        "timing": _timing_entry(engine, interval, max_green_s),
+        "intersections": _intersections(scenario.network, layout, ctx.lane_max_vehicles, fallback_green_s,
+                                         max_green_s),
         "training": {
             "checkpoint": str(checkpoint),
             "scenario": scenario.name,
@@ -331,4 +362,5 @@ def export_policy(
     return onnx_path, meta_path
 
 
-__all__ = ["DeployablePolicy", "EXPORTABLE_FEATURES", "INPUTS", "OUTPUTS", "check_exportable", "export_policy"]
+__all__ = ["DeployablePolicy", "EXPORTABLE_FEATURES", "INPUTS", "OUTPUTS", "check_exportable", "check_timing",
+           "export_policy"]

@@ -1,11 +1,11 @@
-"""The deployment controller (agents/deploy/runtime.py) driving the simulator, as a field device
+"""The policy runtime (agents/deploy/runtime.py) driving the simulator, as a field device
 would run it: for closed-loop checks of an exported policy against the in-Python one.
 
-    sim.run(3600, DeployedController("exported/policy.onnx"))
+    sim.run(3600, SimulatedRuntime("exported/policy.onnx"))
 
 Every ``decision_interval_s`` it reads what a signal cabinet's detectors give — vehicles and
 halting vehicles on each incoming lane, the running phase and its time — from the simulator's
-state, hands them to one `DeploymentController` per copy, and holds each reply's phase,
+state, hands them to one `PolicyRuntime` per copy, and holds each reply's phase,
 starting the change ``switch_in_s`` seconds after the decision, as the field device does.
 `faults` optionally perturbs the readings first (``faults(t, readings) -> readings``), to drive
 the fail-safe through the simulator.
@@ -18,9 +18,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from agents.deploy.runtime import DeploymentController
+from agents.deploy.runtime import PolicyRuntime
 from envs.engine.simulator import Simulator
-from envs.errors import ScenarioError
+from envs.errors import ModelError
 from envs.rl.features import feature_context
 from envs.engine.intersections import gather_lanes, intersection_layout
 from envs.engine.readings import lane_halting
@@ -74,28 +74,27 @@ def record_decisions(policy, sim: Simulator, seconds: int) -> dict[str, np.ndarr
     return out
 
 
-class DeployedController:
-    """`DeploymentController`s (one per copy) behind the simulator's controller interface."""
+class SimulatedRuntime:
+    """`PolicyRuntime`s (one per copy) behind the simulator's controller interface."""
 
     def __init__(self, model_path: str, metadata_path: str | None = None, *,
                  faults: Callable[[int, dict], dict] | None = None, **options) -> None:
         self.model_path, self.metadata_path, self.options = model_path, metadata_path, options
         self.faults = faults
         self.detectors = None  # envs.incidents.perturbations.DetectorFaults applied to the readings
-        self.controllers: list[DeploymentController] = []
+        self.runtimes: list[PolicyRuntime] = []
         self.decisions: list = []  # per decision: the copies' `Decision`s
 
     def reset(self, sim: Simulator) -> None:
-        self.controllers = [
-            DeploymentController(self.model_path, self.metadata_path, **self.options)
-            for _ in range(sim.batch_size)
+        self.runtimes = [
+            PolicyRuntime(self.model_path, self.metadata_path, **self.options) for _ in range(sim.batch_size)
         ]
-        meta = self.controllers[0].meta
+        meta = self.runtimes[0].meta
         layout = intersection_layout(sim.network)
         ids = [entry["id"] for entry in meta["intersections"]]
         if list(layout.ids) != ids:
-            raise ScenarioError(self.model_path, "intersections", list(layout.ids),
-                                f"the exported policy controls {ids}")
+            raise ModelError(self.model_path, "intersections", list(layout.ids),
+                             f"the exported policy controls {ids}")
         self.in_lanes = layout.in_lanes
         self.lane_capacity = feature_context(sim.network, layout, sim.params).lane_max_vehicles
         self.interval = int(meta["timing"]["decision_interval_s"])
@@ -119,7 +118,7 @@ class DeployedController:
                 mine = {name: values[copy] for name, values in readings.items()}
                 if self.faults is not None:
                     mine = self.faults(now, mine)
-                decision = self.controllers[copy].decide_arrays(
+                decision = self.runtimes[copy].decide_arrays(
                     now, mine["lane_count"], mine["lane_halting"], mine["phase"], mine["time_in_phase"]
                 )
                 self._target[copy] = torch.as_tensor(decision.phase, device=self._target.device)
@@ -130,4 +129,4 @@ class DeployedController:
         return torch.where(t.unsqueeze(1) >= self._start, self._target, -1)
 
 
-__all__ = ["DeployedController", "record_decisions", "sim_readings"]
+__all__ = ["SimulatedRuntime", "record_decisions", "sim_readings"]

@@ -1,29 +1,45 @@
-"""Structured configs of train.py: the schema every composed training config must match.
+"""Structured configs of train.py and evaluate.py: the schema every composed config must match,
+and the one place its defaults are written.
 
-The dataclasses below are registered with Hydra's ConfigStore as ``train_schema`` (first entry
-of ``configs/train.yaml``'s defaults), so composition itself rejects a wrong key or a value of
-the wrong type, naming the key (``agent.n_steps``), before anything runs. What a type cannot
-say (ranges, names from a registry, enums) `check_config` checks next, raising `ScenarioError`
-with the field's full path, still before any scenario is loaded.
+The dataclasses below (and those they reuse: `EnvConfig` from envs/rl/signal_env.py,
+`EngineParams` from envs/engine/state.py, `DemandSpec` from envs/scenario/splits.py, the
+evaluation and detection configs of envs/evaluation/config.py) are registered with Hydra's
+ConfigStore as ``train_schema`` (first entry of ``configs/train.yaml``'s defaults) and
+``evaluate_schema`` (``configs/evaluate.yaml``). The ``controller`` group's options are the
+classical controllers' own dataclasses and the ``perturbation`` node is `Perturbation`'s, both
+made Hydra-ready by `agents.ppo.schema.schema_of`. Their field defaults are the configs'
+defaults: a YAML file under ``configs/`` holds only what its preset changes.
+Composition rejects a wrong key or a value of the wrong type, naming the key
+(``agent.n_steps``), before anything runs. What a type cannot say (ranges, names from a
+registry, enums) `check_config` checks next, raising `ConfigError` with the field's full path,
+still before any scenario is loaded.
 
 Groups mirror the code: ``scenario`` / ``engine`` (shared with evaluate.py), ``env``
-(envs/rl/signal_env.py), ``agent`` (PPO and the policy, agents/ppo/indexed_policy.py), ``train`` (the
-run), ``eval`` (periodic evaluation on held-out demand).
+(envs/rl/signal_env.py), ``agent`` (PPO and the policy, agents/ppo/indexed_policy.py), ``train``
+(the run), ``eval`` (periodic evaluation on held-out demand), ``controller`` (a classical
+controller's parameters: ``controller@baseline_params.NAME`` in train.yaml,
+``controller@controller_params.NAME`` in evaluate.yaml), ``perturbation``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from agents.classical import CONTROLLERS
+from agents.ppo.schema import schema_of
 from envs.engine.state import EngineParams
-from envs.errors import ScenarioError
+from envs.errors import ConfigError
+from envs.evaluation.config import DetectionConfig, EvalEpisodes, EvaluationConfig
 from envs.rl.features import check_observation_names, check_reward_weights
-from envs.incidents.perturbations import perturbation_from_config
+from envs.rl.signal_env import EnvConfig
+from envs.incidents.perturbations import Perturbation, perturbation_from_config
+from envs.scenario.network import check_device
 from envs.scenario.splits import DemandSpec
 
 SOURCE = "<config>"
@@ -33,57 +49,35 @@ ID_FEATURE = "intersection_id"
 
 
 @dataclass
-class ScenarioSchema:
+class ScenarioConfig:
+    name: str = MISSING  # a preset (envs/scenario/presets.py) or a dataset (envs/scenario/registry.py)
+    seed: int = 0  # demand seed (generated presets only)
+    horizon: Optional[int] = None  # cut the flow file at this many seconds (null = keep all)
+    # where datasets live; GRIDLIGHT_DATA_DIR or ../shared/datasets when null
+    data_dir: Optional[str] = "${oc.env:GRIDLIGHT_DATA_DIR,null}"
+
+
+@dataclass(frozen=True)
+class EngineConfig(EngineParams):
+    """The ``engine`` group: `EngineParams`' timing rules, plus where and how the step runs."""
+
+    device: str = "cpu"  # or cuda
+    compile: bool = False  # torch.compile the step (faster after a ~30 s compile)
+
+
+@dataclass
+class AgentConfig:
     name: str = MISSING
-    seed: int = 0
-    horizon: Optional[int] = None
-    data_dir: Optional[str] = None
-
-
-@dataclass
-class EngineSchema:
-    yellow_s: int = 3
-    all_red_s: int = 2
-    min_green_s: int = 5
-    halting_speed: float = 0.1
-    max_vehicles: Optional[int] = None
-    device: str = "cpu"
-    compile: bool = False
-
-
-@dataclass
-class DemandSchema:
-    mode: str = "poisson"
-    scale: float = 1.0
-    jitter_s: float = 30.0
-
-
-@dataclass
-class EnvSchema:
-    copies: int = 8
-    decision_interval_s: int = 10
-    episode_s: int = 3600
-    observations: List[str] = field(
-        default_factory=lambda: ["phase_onehot", "time_in_phase", "lane_count", "lane_halting"]
-    )
-    reward: Dict[str, float] = field(default_factory=lambda: {"queue": 1.0})
-    normalise: bool = True
-    demand: DemandSchema = field(default_factory=DemandSchema)
-
-
-@dataclass
-class AgentSchema:
-    name: str = MISSING
-    policy: str = "shared"  # shared | independent
-    intersection_id: bool = True  # append the intersection_id one-hot to the observation
-    net_arch: List[int] = field(default_factory=lambda: [64, 64])
-    activation: str = "tanh"
+    policy: str = "shared"  # shared | independent (agents/ppo/indexed_policy.py)
+    intersection_id: bool = True  # append the intersection_id feature (last) to env.observations
+    net_arch: List[int] = field(default_factory=lambda: [64, 64])  # hidden layers, policy and value nets
+    activation: str = "tanh"  # tanh | relu
     ortho_init: bool = True
-    n_steps: int = 64
+    n_steps: int = 64  # decisions per sub-env per rollout (rollout = n_steps x copies x intersections)
     batch_size: int = 1024
     n_epochs: int = 10
-    learning_rate: float = 1e-3
-    gamma: float = 0.95
+    learning_rate: float = 1e-3  # grid_4x4, ~100k agent-steps: eval travel time 309 s vs 798 s at SB3's 3e-4
+    gamma: float = 0.95  # per decision (10 s): a horizon of ~200 s
     gae_lambda: float = 0.95
     clip_range: float = 0.2
     ent_coef: float = 0.01
@@ -91,55 +85,107 @@ class AgentSchema:
     max_grad_norm: float = 0.5
     target_kl: Optional[float] = None
     normalize_advantage: bool = True
-    reward_scale: float = 0.05
+    reward_scale: float = 0.05  # rewards are multiplied by this for learning (keeps value targets O(10))
 
 
 @dataclass
-class TrainSchema:
-    total_agent_steps: int = 1_000_000
-    eval_every: int = 100_000  # agent-steps; 0 = evaluate only at the start and the end
-    checkpoint_every: int = 100_000  # agent-steps; 0 = only at the end
-    device: str = "auto"  # the policy's device (SB3): auto | cpu | cuda | cuda:N
-    compile: bool = False  # torch.compile the policy network
-    progress: bool = True
-    threads: Optional[int] = None  # torch threads; null = torch's default
+class TrainConfig:
+    total_agent_steps: int = 2_000_000  # SB3 num_timesteps: one per intersection decision
+    eval_every: int = 200_000  # agent-steps between evaluations (also at the start and the end); 0 = start/end only
+    checkpoint_every: int = 200_000  # agent-steps between checkpoints/last.zip; 0 = only at the end
+    device: str = "auto"  # the policy's device: auto | cpu | cuda | cuda:N (the engine's: engine.device)
+    compile: bool = False  # torch.compile the policy network (the engine's: engine.compile)
+    progress: bool = True  # tqdm progress bar on the console
+    threads: Optional[int] = None  # torch threads (null = torch's default; 1 is often fastest on a small CPU)
 
 
 @dataclass
-class EvalSchema:
-    seeds: int = 3
-    steps: int = 3600
-    demand: DemandSchema = field(default_factory=DemandSchema)
-    baselines: List[str] = field(default_factory=lambda: ["fixed_time", "max_pressure"])
+class EvalConfig(EvalEpisodes):
+    """Periodic evaluation of the current policy (deterministic actions) on held-out demand:
+    the episodes evaluate.py runs (`EvalEpisodes`); the baselines run once on the same demands."""
+
+    baselines: List[str] = field(default_factory=lambda: ["fixed_time", "max_pressure"])  # baseline_params
+
+
+# the perturbation node: `Perturbation`'s fields and defaults (envs/incidents/perturbation_specs.py)
+PerturbationConfig = schema_of(Perturbation)
 
 
 @dataclass
-class TrainAppSchema:
-    scenario: ScenarioSchema = MISSING
-    engine: EngineSchema = MISSING
-    env: EnvSchema = field(default_factory=EnvSchema)  # a node, so register_configs can flag it
-    agent: AgentSchema = MISSING
-    train: TrainSchema = MISSING
-    eval: EvalSchema = MISSING
+class TrainAppConfig:
+    scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     baseline_params: Dict[str, Any] = field(default_factory=dict)
     # training under perturbations (configs/perturbation/, envs/incidents/perturbations.py checks it)
-    perturbation: Dict[str, Any] = field(default_factory=lambda: {"name": "clean"})
-    seed: int = 0
-    resume: Optional[str] = None
+    perturbation: PerturbationConfig = field(default_factory=PerturbationConfig)
+    seed: int = 0  # SB3 / torch / numpy seed; training demand samples start at index seed * 1e6
+    resume: Optional[str] = None  # a checkpoint (.zip) to continue from; num_timesteps carries on
 
 
-# nested schemas by the name their annotations carry (`from __future__ import annotations`)
-_NESTED = {cls.__name__: cls for cls in (
-    ScenarioSchema, EngineSchema, DemandSchema, EnvSchema, AgentSchema, TrainSchema, EvalSchema,
-)}
+@dataclass
+class EvaluateAppConfig:
+    scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    controller_params: Dict[str, Any] = field(default_factory=dict)  # controller@controller_params.NAME
+    # incident | capacity_drop | surge | mixed: also run perturbed, report degradation
+    perturbation: PerturbationConfig = field(default_factory=PerturbationConfig)
+    # signals | incident_detection (incident classifiers on held-out incident seeds; see detection)
+    task: str = "signals"
+    controllers: List[str] = field(
+        default_factory=lambda: ["fixed_time", "fixed_time_webster", "max_pressure", "sotl"])
+    checkpoint: Any = None  # a train.py checkpoint (or a list): the trained policy joins the table
+    checkpoint_max_green_s: Optional[float] = None  # give checkpoint policies the deployment max-green rule too
+    deployed: Any = None  # an export.py .onnx (or a list): run by the deployment runtime (agents/deploy/)
+    eval: EvaluationConfig = field(default_factory=EvaluationConfig)
+    render: bool = False  # true: write episode.gif of the first controller on seed 0
+    render_every_s: int = 10  # one frame per this many simulated seconds
+    render_fps: int = 8
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+
+
+# the dataclass each config group is checked against (tests/test_configs.py composes them all)
+GROUP_SCHEMAS = {
+    "scenario": ScenarioConfig, "engine": EngineConfig, "env": EnvConfig, "agent": AgentConfig,
+    "train": TrainConfig, "eval": EvalConfig, "perturbation": PerturbationConfig,
+}
+
+
+def structured(schema) -> DictConfig:
+    """`schema` as a typed config node that Hydra can merge presets and overrides into.
+
+    The engine, env and demand dataclasses are frozen (they are the simulator's and the env's
+    own arguments); OmegaConf makes such nodes read-only, which would refuse every override, so
+    the flag is cleared (the types still hold)."""
+    node = OmegaConf.structured(schema)
+    _writable(node)
+    return node
+
+
+def _writable(node) -> None:
+    OmegaConf.set_readonly(node, None)
+    keys = node.keys() if isinstance(node, DictConfig) else range(len(node))
+    for key in keys:
+        if OmegaConf.is_missing(node, key):
+            continue
+        child = node[key]
+        if isinstance(child, (DictConfig, ListConfig)):
+            _writable(child)
 
 
 def register_configs() -> None:
-    node = OmegaConf.structured(TrainAppSchema)
+    node = structured(TrainAppConfig)
     # Hydra makes the whole config struct (no new keys); the reward is a {term: weight} mapping
     # that an override such as env.reward={queue:1.0,delay:0.1} extends (weights still typed).
     OmegaConf.set_struct(node.env.reward, False)
-    ConfigStore.instance().store(name="train_schema", node=node)
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=node)
+    store.store(name="evaluate_schema", node=structured(EvaluateAppConfig))
+    for name, controller in CONTROLLERS.items():  # the classes' own parameters and defaults
+        store.store(group="controller", name=name, node=schema_of(controller))
 
 
 register_configs()
@@ -149,7 +195,7 @@ register_configs()
 
 
 def _fail(field_path: str, value, reason: str):
-    raise ScenarioError(SOURCE, field_path, value, reason)
+    raise ConfigError(SOURCE, field_path, value, reason)
 
 
 def _at_least(cfg, path: str, low: float) -> None:
@@ -177,19 +223,17 @@ def demand_spec(cfg_demand, path: str) -> DemandSpec:
         return DemandSpec(
             mode=cfg_demand.mode, scale=float(cfg_demand.scale), jitter_s=float(cfg_demand.jitter_s)
         )
-    except ScenarioError as error:
-        raise ScenarioError(SOURCE, f"{path}.{error.field}", error.value, error.reason) from None
+    except ConfigError as error:
+        raise ConfigError(SOURCE, f"{path}.{error.field}", error.value, error.reason) from None
 
 
 def engine_params(cfg) -> EngineParams:
-    params = EngineParams(
-        yellow_s=cfg.engine.yellow_s, all_red_s=cfg.engine.all_red_s, min_green_s=cfg.engine.min_green_s,
-        halting_speed=cfg.engine.halting_speed, max_vehicles=cfg.engine.max_vehicles,
-    )
+    """The simulator's `EngineParams` from ``cfg.engine`` (its timing fields), checked."""
+    params = EngineParams(**{f.name: cfg.engine[f.name] for f in fields(EngineParams)})
     try:
         params.validate()
-    except ScenarioError as error:
-        raise ScenarioError(SOURCE, f"engine.{error.field}", error.value, error.reason) from None
+    except ConfigError as error:
+        raise ConfigError(SOURCE, f"engine.{error.field}", error.value, error.reason) from None
     return params
 
 
@@ -203,14 +247,14 @@ def observation_names(cfg) -> list[str]:
 def _check_keys(node, schema, prefix: str) -> None:
     """Keys the schema does not know. Composition already rejects them, except those added on
     purpose with ``+agent.foo=...``: a typo there would otherwise be silently ignored."""
-    known = {f.name: f for f in fields(schema)}
+    known = {f.name for f in fields(schema) if not f.metadata.get("omegaconf_ignore")}
+    types = typing.get_type_hints(schema)
     for key in node:
         path = f"{prefix}{key}"
         if key not in known:
             _fail(path, node[key], f"unknown key; known: {sorted(known)}")
-        nested = _NESTED.get(known[key].type)
-        if nested is not None and node[key] is not None:
-            _check_keys(node[key], nested, f"{path}.")
+        if dataclasses.is_dataclass(types[key]) and node[key] is not None:
+            _check_keys(node[key], types[key], f"{path}.")
 
 
 def perturbation_config(cfg) -> dict | None:
@@ -223,8 +267,8 @@ def perturbation_config(cfg) -> dict | None:
 
 
 def check_config(cfg) -> None:
-    """Value checks a type cannot express; raises `ScenarioError` naming the full field path."""
-    _check_keys(cfg, TrainAppSchema, "")
+    """Value checks a type cannot express; raises `ConfigError` naming the full field path."""
+    _check_keys(cfg, TrainAppConfig, "")
     for path in ("env.copies", "env.decision_interval_s", "env.episode_s", "agent.n_steps",
                  "agent.n_epochs", "train.total_agent_steps", "eval.seeds", "eval.steps"):
         _at_least(cfg, path, 1)
@@ -238,14 +282,15 @@ def check_config(cfg) -> None:
     try:
         check_observation_names(names, SOURCE)
         check_reward_weights(dict(cfg.env.reward), SOURCE)
-    except ScenarioError as error:
-        raise ScenarioError(SOURCE, f"env.{error.field}", error.value, error.reason) from None
+    except ConfigError as error:
+        raise ConfigError(SOURCE, f"env.{error.field}", error.value, error.reason) from None
     if ID_FEATURE in names and cfg.agent.intersection_id:
         _fail("env.observations", names,
               f"{ID_FEATURE!r} is appended by the agent (agent.intersection_id=true); remove it here")
     demand_spec(cfg.env.demand, "env.demand")
     demand_spec(cfg.eval.demand, "eval.demand")
     engine_params(cfg)
+    check_device(cfg.engine.device, SOURCE, "engine.device")  # CUDA asked for, none here: say so
     perturbation_config(cfg)
 
     agent = cfg.agent
@@ -279,6 +324,7 @@ def check_config(cfg) -> None:
 
 
 __all__ = [
-    "AgentSchema", "DemandSchema", "EngineSchema", "EnvSchema", "EvalSchema", "ScenarioSchema",
-    "TrainAppSchema", "TrainSchema", "check_config", "demand_spec", "engine_params", "observation_names",
+    "AgentConfig", "EngineConfig", "EvalConfig", "EvaluateAppConfig", "GROUP_SCHEMAS", "PerturbationConfig",
+    "ScenarioConfig", "TrainAppConfig", "TrainConfig", "check_config", "demand_spec", "engine_params",
+    "observation_names", "structured",
 ]

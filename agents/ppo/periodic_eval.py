@@ -3,28 +3,22 @@
 The demands are samples ``0 .. seeds-1`` of the scenario's ``eval`` split (the ones
 evaluate.py uses; training draws the ``train`` split, so it never sees them). The baselines run
 once, in one batched simulation; each evaluation of the policy runs all seeds in one batch
-(deterministic actions, `agents.ppo.PolicyController`) for ``steps`` simulated seconds.
+(deterministic actions, `agents.ppo.PolicyController`) for ``steps`` simulated seconds. Both
+run through evaluate.py's runner (`envs.evaluation.runner.EvaluationBatch`).
 Reductions are evaluate.py's: per seed, 100 x (baseline - policy) / baseline of the mean travel
 time, then averaged over seeds.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
 from agents.classical import CONTROLLERS
-from envs.evaluation.mixture import ControllerMix
-from envs.engine.simulator import Controller, Simulator
+from envs.engine.simulator import Controller
 from envs.engine.state import EngineParams
-from envs.evaluation.metrics import METRIC_NAMES, episode_metrics
 from envs.evaluation.report import PRIMARY
+from envs.evaluation.runner import EvaluationBatch, Metrics
+from envs.evaluation.stats import reduction_percent
 from envs.scenario import Scenario
 from envs.scenario.splits import DemandSpec, sample_trips
-from envs.evaluation.stats import reduction_percent
-
-
-Metrics = dict[str, np.ndarray]  # metric name -> [seeds]
 
 
 class Evaluator:
@@ -36,37 +30,25 @@ class Evaluator:
         self.params = params
         self.compile = compile
         self.samples = [sample_trips(scenario, spec, "eval", s) for s in range(seeds)]
-        self.demand = scenario.demand(trips=self.samples)
-        self._sim: Simulator | None = None  # built on first use, reused (its slot pool grows once)
-        self.baselines: dict[str, Metrics] = {}
-
-    def _run(self, sim: Simulator, controller: Controller) -> dict[str, np.ndarray]:
-        sim.reset()
-        controller.reset(sim)
-        for _ in range(self.steps):
-            sim.step(controller.act(sim))
-        metrics = episode_metrics(sim.demand, sim.state, self.params)
-        return {name: metrics[name].detach().cpu().numpy().astype(np.float64) for name in METRIC_NAMES}
+        self._policy_batch: EvaluationBatch | None = None  # built on first use, reused (its slot pool grows once)
+        self.baselines: dict[str, Metrics] = {}  # name -> metric -> [seeds]
 
     def run_baselines(self, names: list[str], params: dict[str, dict]) -> dict[str, Metrics]:
         """Every baseline on every eval seed, in one batched run: copy ``c * seeds + s``."""
         if not names:
             return {}
         controllers = [CONTROLLERS[name](**dict(params.get(name, {}))) for name in names]
-        demand = self.scenario.demand(trips=self.samples * len(names))
-        sim = Simulator(self.scenario.network, demand, self.params, compile=self.compile)
-        owner = torch.arange(len(names) * self.seeds) // self.seeds
-        everything = self._run(sim, ControllerMix(controllers, owner))
+        batch = EvaluationBatch(self.scenario, len(names), [self.samples], self.params, compile=self.compile)
+        everything = batch.run(controllers, self.steps)
         for c, name in enumerate(names):
-            rows = slice(c * self.seeds, (c + 1) * self.seeds)
-            self.baselines[name] = {metric: values[rows] for metric, values in everything.items()}
+            self.baselines[name] = batch.per_controller(everything, c)
         return self.baselines
 
     def evaluate(self, controller: Controller) -> Metrics:
         """`controller` on every eval seed (one copy per seed)."""
-        if self._sim is None:
-            self._sim = Simulator(self.scenario.network, self.demand, self.params, compile=self.compile)
-        return self._run(self._sim, controller)
+        if self._policy_batch is None:
+            self._policy_batch = EvaluationBatch(self.scenario, 1, [self.samples], self.params, compile=self.compile)
+        return self._policy_batch.run([controller], self.steps)
 
     def reductions(self, metrics: Metrics) -> dict[str, float]:
         """Mean over seeds of the paired travel-time reduction (%) vs each baseline."""

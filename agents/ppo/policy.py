@@ -13,7 +13,7 @@ single file says everything needed to rebuild the policy's observations:
 ``act(sim) -> [B, I]``): every ``decision_interval_s`` simulated seconds it computes the same
 features as the training env (`envs.rl.features`) from the simulator's state, asks the policy for
 an action per intersection (deterministic by default, masked to the intersection's own
-phases) and maps it to a phase with `envs.engine.intersections.intersection_layout(...).action_phase`;
+phases) and maps it to a phase with `envs.engine.intersections.action_commands`;
 between decisions it re-issues that command, exactly as the env does within an interval.
 
 ``max_green_s`` (off by default, as in training) adds the deployment controller's max-green
@@ -34,10 +34,10 @@ import torch
 from sb3_contrib import MaskablePPO
 
 from envs.engine.simulator import Simulator
-from envs.errors import ScenarioError
+from envs.errors import CheckpointError, CommandError, ConfigError
 from envs.rl.features import check_observation_names, feature_context, observe
-from envs.engine.step import green_elapsed
-from envs.engine.intersections import current_action, intersection_layout, next_action_phase
+from envs.engine.signals import green_elapsed
+from envs.engine.intersections import action_commands, current_action, intersection_layout, next_action_phase
 
 META_NAME = "gridlight.json"
 META_FORMAT = 1
@@ -60,21 +60,21 @@ def save_checkpoint(model: MaskablePPO, path: str | Path, meta: dict) -> Path:
 
 
 def read_meta(path: str | Path) -> dict:
-    """The ``gridlight.json`` of a checkpoint; `ScenarioError` naming the file if it has none."""
+    """The ``gridlight.json`` of a checkpoint; `CheckpointError` naming the file if it has none."""
     path = Path(path)
     if not path.is_file():
-        raise ScenarioError(str(path), "checkpoint", str(path), "no such checkpoint file")
+        raise CheckpointError(str(path), "checkpoint", str(path), "no such checkpoint file")
     try:
         with zipfile.ZipFile(path) as archive:
             if META_NAME not in archive.namelist():
-                raise ScenarioError(
+                raise CheckpointError(
                     str(path), META_NAME, None, "not a gridlight checkpoint (saved by train.py)"
                 )
             meta = json.loads(archive.read(META_NAME))
     except zipfile.BadZipFile:
-        raise ScenarioError(str(path), "checkpoint", str(path), "not a zip file") from None
+        raise CheckpointError(str(path), "checkpoint", str(path), "not a zip file") from None
     if meta.get("format") != META_FORMAT:
-        raise ScenarioError(str(path), f"{META_NAME}.format", meta.get("format"), f"expected {META_FORMAT}")
+        raise CheckpointError(str(path), f"{META_NAME}.format", meta.get("format"), f"expected {META_FORMAT}")
     return meta
 
 
@@ -104,10 +104,10 @@ class PolicyController:
     ) -> None:
         if model is None:
             if checkpoint is None:
-                raise ScenarioError("<controller:ppo>", "checkpoint", None, "need a checkpoint path or a model")
+                raise ConfigError("<controller:ppo>", "checkpoint", None, "need a checkpoint path or a model")
             model, meta = load_policy(checkpoint, device=device)
         if meta is None:
-            raise ScenarioError("<controller:ppo>", "meta", None, "a model needs its checkpoint meta")
+            raise ConfigError("<controller:ppo>", "meta", None, "a model needs its checkpoint meta")
         self.source = str(checkpoint or "<controller:ppo>")
         self.policy = model.policy
         self.meta = meta
@@ -127,13 +127,13 @@ class PolicyController:
         layout = intersection_layout(sim.network)
         trained_on = list(self.meta["env"]["intersections"])
         if list(layout.ids) != trained_on:
-            raise ScenarioError(
+            raise CheckpointError(
                 self.source, "env.intersections", list(layout.ids),
                 f"the policy was trained on intersections {trained_on} ({self.meta['env']['scenario']})",
             )
         for feature in self.features:
             if feature.size(layout) != self.feature_sizes[feature.name]:
-                raise ScenarioError(
+                raise CheckpointError(
                     self.source, f"env.observations.{feature.name}.size", feature.size(layout),
                     f"the policy expects {self.feature_sizes[feature.name]}",
                 )
@@ -161,13 +161,12 @@ class PolicyController:
 
     def act(self, sim: Simulator) -> torch.Tensor:
         if self._command is None:
-            raise ScenarioError(self.source, "reset", None, "call reset(sim) before act(sim)")
+            raise CommandError(self.source, "reset", None, "call reset(sim) before act(sim)")
         due = sim.state.t % self.decision_interval_s == 0  # [B]; copies may run out of step
         if bool(due.any()):
             actions = self.actions(sim)
             self.last_actions = actions  # [B, I] the policy's choice at the latest decision
-            phase = self.layout.action_phase.unsqueeze(0).expand(actions.shape[0], -1, -1)
-            command = torch.gather(phase, 2, actions.unsqueeze(-1)).squeeze(-1)
+            command = action_commands(self.layout, actions)
             self._command = torch.where(due.unsqueeze(1), command, self._command)
         if self.max_green_s is not None:
             state = sim.state

@@ -51,7 +51,7 @@ from agents.ppo.config import (
     SOURCE, check_config, demand_spec, engine_params, observation_names, perturbation_config,
 )
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
-from envs.errors import ScenarioError
+from envs.errors import CheckpointError, ConfigError
 from envs.evaluation.metrics import METRIC_NAMES
 from envs.scenario import Scenario, load_scenario
 from envs.rl.sb3_env import IntersectionVecEnv
@@ -134,15 +134,17 @@ def resume_model(cfg: DictConfig, venv, core) -> tuple[MaskablePPO, dict]:
     saved = meta["config"]["agent"]
     for key in ARCH_KEYS:
         if saved[key] != OmegaConf.to_container(cfg.agent, resolve=True)[key]:
-            raise ScenarioError(path, f"agent.{key}", cfg.agent[key],
-                                f"the checkpoint was trained with {saved[key]!r}; resume needs the same")
+            raise CheckpointError(path, f"agent.{key}", cfg.agent[key],
+                                  f"the checkpoint was trained with {saved[key]!r}; resume needs the same")
     layout = core.describe()
     for key in LAYOUT_KEYS:
         if meta["env"][key] != layout[key]:
-            raise ScenarioError(path, f"env.{key}", layout[key],
-                                f"differs from the checkpoint's {meta['env'][key]!r}")
+            raise CheckpointError(path, f"env.{key}", layout[key],
+                                  f"differs from the checkpoint's {meta['env'][key]!r}")
     model = MaskablePPO.load(path, env=venv, device=cfg.train.device, seed=cfg.seed, **ppo_hyperparameters(cfg))
-    model._last_obs = None  # the saved observation belongs to the old env: reset on learn()
+    # SB3's own rollout state (SB3's convention, not ours): the saved observation belongs to
+    # the old env, so learn() must reset the env first
+    model._last_obs = None
     return model, meta
 
 
@@ -294,7 +296,7 @@ class TrainingCallback(BaseCallback):
             "config": OmegaConf.to_container(self.cfg, resolve=True),
             "env": self.core.describe(),
             "num_timesteps": int(self.num_timesteps),
-            "train_next_sample": int(self.core._next_sample),  # resume continues the demand stream
+            "train_next_sample": self.core.next_sample,  # resume continues the demand stream
             "best_eval_travel_time": self.best,
             "eval_history": self.history,
             "baselines": {name: {k: float(v.mean()) for k, v in values.items()}
@@ -333,8 +335,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     start_steps = int(model.num_timesteps)
     remaining = int(cfg.train.total_agent_steps) - start_steps
     if remaining <= 0:
-        raise ScenarioError(SOURCE, "train.total_agent_steps", cfg.train.total_agent_steps,
-                            f"the checkpoint is already at {start_steps} agent-steps; raise it to continue")
+        raise ConfigError(SOURCE, "train.total_agent_steps", cfg.train.total_agent_steps,
+                          f"the checkpoint is already at {start_steps} agent-steps; raise it to continue")
     env.seed(first_sample)  # the next reset draws training demand samples from here on
     if cfg.train.compile:
         _compile_policy(model)

@@ -6,6 +6,7 @@ May import envs.scenario and envs.errors only: it knows nothing of RL, evaluatio
 
 from envs.engine.simulator import Controller, Simulator
 from envs.engine.state import EngineParams, SimState
-from envs.engine.step import signal_state, step
+from envs.engine.signals import signal_state
+from envs.engine.step import step
 
 __all__ = ["Controller", "EngineParams", "SimState", "Simulator", "signal_state", "step"]

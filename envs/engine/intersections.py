@@ -102,6 +102,15 @@ def gather_lanes(per_lane: torch.Tensor, lanes: torch.Tensor) -> torch.Tensor:
     return values[:, index]
 
 
+def action_commands(layout: IntersectionLayout, actions: torch.Tensor) -> torch.Tensor:
+    """Phase commands ``[B, I]`` for action indices ``[B, I]``: action ``a`` of intersection ``i``
+    commands phase ``action_phase[i, a]``; -1 (keep the current phase) stays -1. The actions must
+    be valid (-1 or below the intersection's action count); callers check user input."""
+    table = layout.action_phase.unsqueeze(0).expand(actions.shape[0], -1, -1)
+    chosen = torch.gather(table, 2, actions.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return torch.where(actions >= 0, chosen, -1)
+
+
 def current_action(layout: IntersectionLayout, state: SimState) -> torch.Tensor:
     """The action index of each intersection's commanded phase ``[B, I]`` (-1: a phase that is
     not an action, e.g. the roadnet's transition phase at reset)."""
@@ -114,5 +123,4 @@ def next_action_phase(layout: IntersectionLayout, state: SimState) -> torch.Tens
     (the first action's phase where the current phase is not an action)."""
     current = current_action(layout, state)
     following = torch.where(current >= 0, (current + 1) % layout.num_actions.clamp(min=1), 0)
-    table = layout.action_phase.unsqueeze(0).expand(following.shape[0], -1, -1)
-    return torch.gather(table, 2, following.unsqueeze(-1)).squeeze(-1)
+    return action_commands(layout, following)

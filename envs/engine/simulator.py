@@ -13,13 +13,12 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
-from envs.engine.state import TIMER_START, EngineParams, SimState
+from envs.engine.ops import use_inductor_buffers
+from envs.engine.state import SLOT_FIELDS, TIMER_START, EngineParams, SimState
 from envs.engine.step import step as pure_step
-from envs.engine.step import use_inductor_buffers
-from envs.errors import ScenarioError
+from envs.errors import CommandError, ConfigError
 from envs.scenario.demand import NEVER, Demand
 from envs.scenario.network import Network
-
 
 COMPILED_SHAPES = 256  # compiled step variants kept per process (see Simulator.__init__)
 # Inductor options for the CPU step:
@@ -57,9 +56,9 @@ class Simulator:
         self.params = params or EngineParams()
         self.params.validate()
         if demand.batch_size < 1:
-            raise ScenarioError("<engine>", "copies", demand.batch_size, "need B >= 1")
+            raise ConfigError("<engine>", "copies", demand.batch_size, "need B >= 1")
         if demand.depart.device != network.lane_length.device:
-            raise ScenarioError(
+            raise ConfigError(
                 "<engine>", "device", str(demand.depart.device),
                 f"demand and network must be on one device (network: {network.device})",
             )
@@ -146,11 +145,11 @@ class Simulator:
         A demand with more trips per copy grows the per-trip tables; trip ids of running
         vehicles stay valid as long as their copies' trip tables are unchanged."""
         if demand.batch_size != self.batch_size:
-            raise ScenarioError("<engine>", "copies", demand.batch_size, f"expected {self.batch_size}")
+            raise ConfigError("<engine>", "copies", demand.batch_size, f"expected {self.batch_size}")
         if demand.max_trips > self.state.trip_enter.shape[1] - 1:
             self.state = grow_trips(self.state, demand.max_trips)
         elif demand.max_trips < self.state.trip_enter.shape[1] - 1:
-            raise ScenarioError("<engine>", "demand.max_trips", demand.max_trips, "cannot shrink the trip tables")
+            raise ConfigError("<engine>", "demand.max_trips", demand.max_trips, "cannot shrink the trip tables")
         self.demand = demand
         self._origins = int((demand.origin_end > demand.origin_start).sum(1).max())
 
@@ -171,13 +170,13 @@ class Simulator:
     def check_command(self, command: torch.Tensor) -> None:
         expected = (self.batch_size, self.network.num_intersections)
         if tuple(command.shape) != expected:
-            raise ScenarioError("<command>", "shape", tuple(command.shape), f"expected {expected}")
+            raise CommandError("<command>", "shape", tuple(command.shape), f"expected {expected}")
         if command.dtype not in (torch.int64, torch.int32):
-            raise ScenarioError("<command>", "dtype", str(command.dtype), "expected an integer tensor")
+            raise CommandError("<command>", "dtype", str(command.dtype), "expected an integer tensor")
         bad = (command < -1) | (command >= self.network.num_phases.unsqueeze(0))
         if bool(bad.any()):
             b, i = (int(x) for x in torch.nonzero(bad)[0])
-            raise ScenarioError(
+            raise CommandError(
                 "<command>", f"[{b}, {i}] ({self.network.intersection_ids[i]})", int(command[b, i]),
                 f"phase index must be -1 (keep) or in [0, {int(self.network.num_phases[i])})",
             )
@@ -249,25 +248,13 @@ def default_slots(network: Network, demand: Demand, factor: float = 2.0, floor: 
     return int(min(wanted, demand.max_trips, network.storage_capacity()))
 
 
-# per-slot fields of SimState and the value an empty slot holds
-_SLOT_FILL = {
-    "veh_lane": -1, "veh_pos": 0.0, "veh_speed": 0.0, "veh_trip": None, "veh_leg": 0,
-    "veh_move": -1, "veh_next_move": -1,
-    "veh_leader": -1, "veh_follower": -1, "veh_halted": False, "veh_stops": 0, "veh_delay": 0.0,
-    "veh_length": 5.0, "veh_min_gap": 2.5, "veh_max_speed": 11.111, "veh_accel": 2.0,
-    "veh_decel": 4.5, "veh_headway": 2.0,
-}
-
-
 def _empty_slots(batch: int, slots: int, scratch_trip: int, device) -> dict[str, torch.Tensor]:
     """Every per-vehicle field for `slots` free slots plus the scratch column."""
-    dtypes = SimState._field_dtypes
     return {
         name: torch.full(
-            (batch, slots + 1), scratch_trip if fill is None else fill, dtype=dtypes[name],
-            device=device,
+            (batch, slots + 1), scratch_trip if fill is None else fill, dtype=dtype, device=device
         )
-        for name, fill in _SLOT_FILL.items()
+        for name, (dtype, fill) in SLOT_FIELDS.items()
     }
 
 

@@ -10,34 +10,38 @@ branches. Never read the scratch cells.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 
-from envs.errors import ScenarioError
+from envs.errors import ConfigError
+from envs.scenario.demand import VEHICLE_DEFAULTS
 
 TIMER_START = 10**6  # phase timer at reset: the initial phase counts as long established
 
 
 @dataclass(frozen=True)
 class EngineParams:
-    """Signal timing rules and modelling constants (seconds, metres)."""
+    """Signal timing rules and modelling constants (seconds, metres).
+
+    Also the timing part of the Hydra ``engine`` group (agents/ppo/config.py `EngineConfig`
+    adds where the step runs): these defaults are the configs' defaults."""
 
     yellow_s: int = 3  # old movements show yellow this long after a switch
     all_red_s: int = 2  # then red everywhere that changes, before the new green
     min_green_s: int = 5  # a phase keeps its green at least this long (safety rule)
     halting_speed: float = 0.1  # a vehicle slower than this is halting (CityFlow's threshold)
-    max_vehicles: int | None = None  # vehicle slots per copy; None = sized from the demand
+    max_vehicles: Optional[int] = None  # vehicle slots per copy; None = sized from the demand
 
     def validate(self, source: str = "<engine>") -> None:
         for name in ("yellow_s", "all_red_s", "min_green_s"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
-                raise ScenarioError(source, name, value, "must be an integer >= 0 (seconds)")
+                raise ConfigError(source, name, value, "must be an integer >= 0 (seconds)")
         if self.halting_speed < 0:
-            raise ScenarioError(source, "halting_speed", self.halting_speed, "must be >= 0")
+            raise ConfigError(source, "halting_speed", self.halting_speed, "must be >= 0")
         if self.max_vehicles is not None and self.max_vehicles < 1:
-            raise ScenarioError(source, "max_vehicles", self.max_vehicles, "must be >= 1")
+            raise ConfigError(source, "max_vehicles", self.max_vehicles, "must be >= 1")
 
 
 class SimState(NamedTuple):
@@ -87,17 +91,6 @@ class SimState(NamedTuple):
     waiting_sum: torch.Tensor  # float32 vehicle-seconds waiting to enter
     pool_blocked: torch.Tensor  # int64 entries delayed only because every slot was taken
 
-    # dtypes of the per-vehicle fields (used to build and grow the slot pool)
-    _field_dtypes = {
-        "veh_lane": torch.int64, "veh_pos": torch.float32, "veh_speed": torch.float32,
-        "veh_trip": torch.int64, "veh_leg": torch.int64, "veh_move": torch.int64,
-        "veh_next_move": torch.int64, "veh_leader": torch.int64,
-        "veh_follower": torch.int64, "veh_halted": torch.bool, "veh_stops": torch.int32,
-        "veh_delay": torch.float32, "veh_length": torch.float32, "veh_min_gap": torch.float32,
-        "veh_max_speed": torch.float32, "veh_accel": torch.float32, "veh_decel": torch.float32,
-        "veh_headway": torch.float32,
-    }
-
     def clone(self) -> "SimState":
         return SimState(*(x.clone() for x in self))
 
@@ -111,3 +104,23 @@ class SimState(NamedTuple):
     @property
     def num_slots(self) -> int:
         return int(self.veh_lane.shape[1]) - 1
+
+
+# The vehicle parameters a slot holds: SimState field -> the trip's column (VEHICLE_FIELDS)
+# it is copied from when the trip enters.
+SLOT_VEHICLE = {
+    "veh_length": "length", "veh_min_gap": "min_gap", "veh_max_speed": "max_speed",
+    "veh_accel": "max_pos_acc", "veh_decel": "usual_neg_acc", "veh_headway": "headway_time",
+}
+
+# Every per-vehicle field of SimState: its dtype and what a free slot holds (None: the scratch
+# trip). Used to build and grow the slot pool.
+SLOT_FIELDS: dict[str, tuple[torch.dtype, float | int | bool | None]] = {
+    "veh_lane": (torch.int64, -1), "veh_pos": (torch.float32, 0.0),
+    "veh_speed": (torch.float32, 0.0), "veh_trip": (torch.int64, None), "veh_leg": (torch.int64, 0),
+    "veh_move": (torch.int64, -1), "veh_next_move": (torch.int64, -1),
+    "veh_leader": (torch.int64, -1), "veh_follower": (torch.int64, -1),
+    "veh_halted": (torch.bool, False), "veh_stops": (torch.int32, 0),
+    "veh_delay": (torch.float32, 0.0),
+    **{field: (torch.float32, VEHICLE_DEFAULTS[name]) for field, name in SLOT_VEHICLE.items()},
+}

@@ -2,7 +2,7 @@
 
 Each function takes the network, the batched demand and a state and returns ``[B]`` tensors.
 The same names are used in evaluate.py's tables, benchmark JSON and (later) TensorBoard.
-Definitions (also in the README, "Metrics"), at simulated time t (steps done):
+Definitions (also in docs/evaluation.md, "Metrics"), at simulated time t (steps done):
 
 - departed trips: trips whose departure step is < t (they have been generated).
 - ``travel_time/mean``: mean over departed trips of (finish - depart) for finished trips and

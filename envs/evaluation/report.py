@@ -91,7 +91,7 @@ def degradation_table(clean: list[dict], perturbed: list[dict], controllers: lis
     return "\n".join(lines)
 
 
-ORACLE = "oracle_first_evidence"  # the row of the ideal evidence-based detector
+ORACLE = "oracle_first_evidence"  # the row of the ideal evidence-based classifier
 DETECTION_COLUMNS = (
     ("precision", "precision", 100.0, 1), ("recall", "recall", 100.0, 1),
     ("false_alarms_per_hour", "false alarms / h", 1.0, 2),
@@ -100,8 +100,22 @@ DETECTION_COLUMNS = (
 )
 
 
+def signals_report(all_rows: list[dict], controllers: list[str], conditions: list[str], seeds: int):
+    """``(stats, table)`` of evaluate.py: those of the last condition's rows (the perturbed one
+    under a perturbation), with the degradation against the clean case under a perturbation."""
+    shown = conditions[-1]
+    rows = [r for r in all_rows if r["condition"] == shown]
+    stats = summary(rows, controllers)
+    table = markdown_table(stats, controllers, seeds)
+    if len(conditions) > 1:
+        clean_rows = [r for r in all_rows if r["condition"] == "clean"]
+        table = (f"Under perturbation `{shown}`:\n\n{table}\n\nDegradation against the clean case "
+                 f"(same demand seeds):\n\n{degradation_table(clean_rows, rows, controllers, seeds)}")
+    return stats, table
+
+
 def detection_table(tallies: dict[str, list], draws: int = 1000, seed: int = 0) -> str:
-    """Markdown table of incident-detection scores, one row per detector, from per-copy tallies
+    """Markdown table of incident-detection scores, one row per classifier, from per-copy tallies
     (`envs.incidents.detection.tally`); [low, high] = 95% bootstrap interval over copies (the same
     resamples for every row)."""
     from envs.incidents.detection import combine
@@ -109,7 +123,7 @@ def detection_table(tallies: dict[str, list], draws: int = 1000, seed: int = 0) 
     copies = len(next(iter(tallies.values())))
     rng = np.random.default_rng(seed)
     samples = [rng.integers(0, copies, copies) for _ in range(draws)]
-    lines = ["| detector | " + " | ".join(label for _, label, _, _ in DETECTION_COLUMNS)
+    lines = ["| classifier | " + " | ".join(label for _, label, _, _ in DETECTION_COLUMNS)
              + " | alarms | incidents detected |", "|---|" + "---:|" * (len(DETECTION_COLUMNS) + 2)]
     for name, per_copy in tallies.items():
         overall = combine(per_copy)
@@ -127,7 +141,7 @@ def detection_table(tallies: dict[str, list], draws: int = 1000, seed: int = 0) 
 
 
 def detection_bars(results: dict, path: Path, title: str) -> None:
-    """Precision and recall (%) per incident detector against the 92% target, and mean time to
+    """Precision and recall (%) per incident classifier against the 92% target, and mean time to
     detect against the 60 s target (the oracle's bar: the floor)."""
     names = list(results)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 4.0), dpi=110)
@@ -195,6 +209,15 @@ def queue_over_time(queues: dict[str, np.ndarray], path: Path, title: str) -> Pa
             if series.shape[1] > 1:
                 ax.fill_between(t, series.min(1), series.max(1), alpha=0.15)
     return path
+
+
+def signal_plots(out_dir: Path, stats: dict, controllers: list[str], travel: dict[str, np.ndarray],
+                 queue: dict[str, np.ndarray], title: str) -> None:
+    """evaluate.py's plots: ``travel[name]`` the per-trip travel times of a controller's copies,
+    ``queue[name]`` their halting queue ``[steps, copies]``."""
+    bar_chart(stats, controllers, out_dir / "travel_time_bars.png", title)
+    travel_time_cdf(travel, out_dir / "travel_time_cdf.png", title)
+    queue_over_time(queue, out_dir / "queue_over_time.png", title)
 
 
 def training_curves(progress_csv: Path, path: Path, title: str) -> Path:

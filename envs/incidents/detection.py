@@ -1,4 +1,5 @@
-"""Incident detection from detector data: the recording, the detectors' interface, the scores.
+"""Incident detection from lane-detector data: the recording, the classifiers' interface, the
+scores.
 
 The task: lanes get closed (envs/incidents/perturbations.py incidents) while a signal controller runs;
 from what lane detectors measure — no engine internals — say which lane has an incident and
@@ -16,12 +17,12 @@ reading         meaning
                 loop's count)
 ``green``       seconds of the interval in which a movement the lane feeds showed green: the
                 *signal indication*, which the traffic system knows because it commanded it
-                (not a detector, and not an engine internal; detectors that should not use
-                it simply ignore the column)
+                (not a lane detector, and not an engine internal; classifiers that should
+                not use it simply ignore the column)
 ==============  =============================================================================
 
-and the ground truth: which (lane, reading) has an active incident. A detector maps the
-readings of one copy ``[T, N, F]`` to alarms ``[T, N]`` (bool), reading only the past at each
+and the ground truth: which (lane, reading) has an active incident. An incident *classifier*
+(agents/incidents/classifiers.py) maps the readings of one copy ``[T, N, F]`` to alarms ``[T, N]`` (bool), reading only the past at each
 step. `score` turns alarms into the benchmark's figures:
 
 - an *alarm* is an onset (a lane's alarm switching on); it is *true* if an incident is active on
@@ -29,15 +30,15 @@ step. `score` turns alarms into the benchmark's figures:
 - precision = true alarms / alarms; recall = incidents with a true alarm / incidents;
 - false alarms per hour, per network (copy);
 - mean time to detect = mean over detected incidents of first true alarm − incident start;
-- and, to separate what a detector could have known, the incident's first *evidence*
+- and, to separate what a classifier could have known, the incident's first *evidence*
   (`evidence`): the first reading while it is active in which a vehicle stands (``halting``
   >= 1) in the closed lane's first 50 m segment (``seg0`` >= 1) and the lane had green in the
   interval (``green`` > 0). Before it the closed lane's readings are those of an open lane that
-  is empty, or whose queue is explained by a red light, so a detector alarming earlier guesses.
+  is empty, or whose queue is explained by a red light, so a classifier alarming earlier guesses.
   Reported: the *oracle floor* — mean over incidents with evidence of start → first evidence:
-  the mean time to detect of the ideal detector that alarms at the first evidence reading
-  (`oracle_alarms`), a lower bound for any detector reading these data, up to lucky guesses —
-  and each detector's mean time from evidence to its first true alarm, over incidents it
+  the mean time to detect of the ideal classifier that alarms at the first evidence reading
+  (`oracle_alarms`), a lower bound for any classifier reading these data, up to lucky guesses —
+  and each classifier's mean time from evidence to its first true alarm, over incidents it
   detected at or after their evidence. An incident without evidence while active (no vehicle
   reached the closed lane's stop line) cannot be detected except by guessing, so the share of
   incidents with evidence bounds recall.
@@ -67,7 +68,7 @@ COLUMN = {name: k for k, name in enumerate(READINGS)}
 
 @dataclass
 class Recording:
-    """Detector data of B copies: ``readings [B, T, N, F]``, ``truth [B, T, N]`` (bool), the
+    """Lane-detector data of B copies: ``readings [B, T, N, F]``, ``truth [B, T, N]`` (bool), the
     monitored lanes (global ids ``[N]``), reading times ``[T]`` (s) and each copy's incidents."""
 
     readings: np.ndarray
@@ -208,7 +209,7 @@ def incident_times(recording: Recording, alarms: np.ndarray, copy: int) -> list[
 
 
 def oracle_alarms(recording: Recording) -> np.ndarray:
-    """``[B, T, N]`` the ideal evidence-based detector: an alarm on each closed lane from its
+    """``[B, T, N]`` the ideal evidence-based classifier: an alarm on each closed lane from its
     first evidence reading to the closure's end, no other alarm. Its mean time to detect is the
     oracle floor."""
     alarms = np.zeros(recording.truth.shape, dtype=bool)
@@ -249,7 +250,7 @@ class Scores:
     false_alarms_per_hour: float
     mean_time_to_detect_s: float
     mean_time_from_evidence_s: float
-    oracle_floor_s: float  # mean start -> first evidence: no detector reading these data does better
+    oracle_floor_s: float  # mean start -> first evidence: no classifier reading these data does better
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)

@@ -1,6 +1,4 @@
-"""The RL environments over the batched engine.
-
-The batched core (`signal_env.BatchedSignalEnv`), the observation/reward registry (`features`),
-the Gymnasium, PettingZoo and SB3 adapters and rendering. May import envs.scenario, envs.engine,
-envs.incidents and envs.evaluation; never agents.
-"""
+"""The RL environments over the batched engine: the batched core (`signal_env`), the
+observation/reward registry (`features`), the Gymnasium, PettingZoo and SB3 adapters,
+and rendering.
+May import envs.scenario, envs.engine, envs.incidents and envs.evaluation; never agents."""

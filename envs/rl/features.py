@@ -44,9 +44,10 @@ from typing import Callable
 import torch
 
 from envs.engine.state import EngineParams, SimState
-from envs.errors import ScenarioError
+from envs.errors import ConfigError
 from envs.engine.intersections import IntersectionLayout, current_action, gather_lanes
 from envs.engine.readings import NUM_SEGMENTS, SEGMENT_M, lane_halting, segment_counts
+from envs.scenario.demand import VEHICLE_COLUMN, Demand
 from envs.scenario.network import Network
 
 VEHICLE_SPACING_M = 7.5  # one vehicle's share of a standing queue (5 m car + 2.5 m gap)
@@ -70,6 +71,15 @@ class FeatureContext:
 
     def at(self, state: SimState) -> "FeatureContext":
         return replace(self, state=state)
+
+
+def shortest_spacing(demand: Demand) -> float:
+    """The smallest space a vehicle of `demand` takes in a standing queue (length + minimum gap,
+    over real trips; `VEHICLE_SPACING_M` for a demand without trips): what bounds a lane's count."""
+    if not demand.max_trips:
+        return VEHICLE_SPACING_M
+    per_trip = demand.vehicle[:, :-1, VEHICLE_COLUMN["length"]] + demand.vehicle[:, :-1, VEHICLE_COLUMN["min_gap"]]
+    return float(per_trip.min())
 
 
 def feature_context(
@@ -223,19 +233,19 @@ def _obs_time_in_phase(ctx, normalise):
     return seconds.unsqueeze(-1)
 
 
-def movement_flows(network: Network, state: SimState, upstream_halting: bool = False,
-                   halting_speed: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+def movement_counts(network: Network, state: SimState, upstream_halting: bool = False,
+                    halting_speed: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
     """Vehicles upstream and downstream of every movement ``[B, M]`` (each lane once)."""
     lanes = network.num_lanes
     counts = state.lane_count[:, :lanes].to(torch.float32)
     upstream = (
         lane_halting(state, lanes, halting_speed).to(torch.float32) if upstream_halting else counts
     )
-    return lane_flows(network, upstream, counts)
+    return movement_lane_sums(network, upstream, counts)
 
 
-def lane_flows(network: Network, upstream: torch.Tensor, downstream: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def movement_lane_sums(network: Network, upstream: torch.Tensor, downstream: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-lane readings ``[B, L]`` summed over every movement's incoming lanes (`upstream`) and
     outgoing lanes (`downstream`): ``[B, M]`` each, each lane once."""
     lanes = network.num_lanes
@@ -261,8 +271,8 @@ def per_phase(network: Network, movement: torch.Tensor) -> torch.Tensor:
     doc="per action: incoming minus outgoing vehicles over its green movements",
 )
 def _obs_pressure(ctx, normalise):
-    inflow, outflow = movement_flows(ctx.network, ctx.state)
-    phase = per_phase(ctx.network, inflow - outflow)  # [B, I, P]
+    upstream, downstream = movement_counts(ctx.network, ctx.state)
+    phase = per_phase(ctx.network, upstream - downstream)  # [B, I, P]
     action_phase = ctx.layout.action_phase
     index = action_phase.clamp(min=0).unsqueeze(0).expand(phase.shape[0], -1, -1)
     out = torch.gather(phase, 2, index) * ctx.layout.action_mask
@@ -291,8 +301,8 @@ def _reward_queue(ctx):
 
 @register_reward("pressure", doc="minus |incoming - outgoing vehicles| over the movements")
 def _reward_pressure(ctx):
-    inflow, outflow = movement_flows(ctx.network, ctx.state)
-    net = (inflow - outflow).reshape(inflow.shape[0], ctx.layout.num_intersections, -1).sum(-1)
+    upstream, downstream = movement_counts(ctx.network, ctx.state)
+    net = (upstream - downstream).reshape(upstream.shape[0], ctx.layout.num_intersections, -1).sum(-1)
     return -net.abs()
 
 
@@ -324,11 +334,11 @@ def observe(features: list[Observation], ctx: FeatureContext, normalise: bool) -
 
 def check_observation_names(names, source: str = "<env>") -> list[Observation]:
     if isinstance(names, str) or not names:
-        raise ScenarioError(source, "observations", names, "need a non-empty list of feature names")
+        raise ConfigError(source, "observations", names, "need a non-empty list of feature names")
     out = []
     for name in names:
         if name not in OBSERVATIONS:
-            raise ScenarioError(
+            raise ConfigError(
                 source, "observations", name, "unknown feature; known: " + ", ".join(sorted(OBSERVATIONS))
             )
         out.append(OBSERVATIONS[name])
@@ -343,17 +353,17 @@ def check_reward_weights(weights, source: str = "<env>") -> dict[str, float]:
         names = list(weights or [])
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
-            raise ScenarioError(source, "reward", repeated[0], "listed twice; give a weight instead")
+            raise ConfigError(source, "reward", repeated[0], "listed twice; give a weight instead")
         weights = {name: 1.0 for name in names}
     if not weights:
-        raise ScenarioError(source, "reward", weights, "need at least one reward term")
+        raise ConfigError(source, "reward", weights, "need at least one reward term")
     out = {}
     for name, weight in weights.items():
         if name not in REWARDS:
-            raise ScenarioError(
+            raise ConfigError(
                 source, "reward", name, "unknown reward term; known: " + ", ".join(sorted(REWARDS))
             )
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
-            raise ScenarioError(source, f"reward.{name}", weight, "weight must be a finite number")
+            raise ConfigError(source, f"reward.{name}", weight, "weight must be a finite number")
         out[name] = float(weight)
     return out

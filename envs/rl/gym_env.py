@@ -16,7 +16,9 @@
   no autoreset (call `reset` after ``terminated or truncated``).
 
 Both expose ``action_masks()`` (``[I, A]`` / ``[B, I, A]`` bool, padding False) and render
-``rgb_array`` frames (`envs.rl.render`). Keyword arguments are `BatchedSignalEnv`'s.
+``rgb_array`` frames (`envs.rl.render`). Keyword arguments are `BatchedSignalEnv`'s (an
+unknown one, or a bad ``render_mode``, is a `ConfigError`); actions that are not whole numbers or
+not one per intersection are a `CommandError`.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from envs.rl.adapters import action_tensor, check_render_mode, core_kwargs, single_copy_kwargs
 from envs.rl.signal_env import BatchedSignalEnv
 from envs.rl.signal_env import to_numpy as _numpy
 
 from envs import ENV_ID  # noqa: F401  (registered by importing envs)
 
+SOURCE = "<env:gym>"
 
 
 def observation_box(core: BatchedSignalEnv) -> spaces.Box:
@@ -53,6 +57,8 @@ class TrafficSignalVectorEnv(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs) -> None:
+        check_render_mode(render_mode, SOURCE)
+        kwargs = core_kwargs(kwargs, SOURCE, {"copies": "set num_envs instead"})
         self.core = BatchedSignalEnv(copies=num_envs, **kwargs)
         self.num_envs = num_envs
         self.render_mode = render_mode
@@ -67,7 +73,7 @@ class TrafficSignalVectorEnv(VectorEnv):
         return _numpy(obs), self._info(info)
 
     def step(self, actions):
-        actions = torch.as_tensor(np.asarray(actions), dtype=torch.int64)
+        actions = action_tensor(actions, self.num_envs * self.core.num_intersections, SOURCE)
         obs, reward, terminated, truncated, info = self.core.step(actions)
         return (
             _numpy(obs), _numpy(reward.sum(-1)).astype(np.float64), _numpy(terminated),
@@ -106,8 +112,8 @@ class TrafficSignalEnv(gymnasium.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(self, render_mode: str | None = None, **kwargs) -> None:
-        kwargs.pop("copies", None)
-        self.core = BatchedSignalEnv(copies=1, autoreset=False, **kwargs)
+        check_render_mode(render_mode, SOURCE)
+        self.core = BatchedSignalEnv(copies=1, autoreset=False, **single_copy_kwargs(kwargs, SOURCE))
         self.render_mode = render_mode
         box = observation_box(self.core)
         self.observation_space = spaces.Box(
@@ -121,7 +127,7 @@ class TrafficSignalEnv(gymnasium.Env):
         return _numpy(obs[0]).reshape(-1), self._info(info)
 
     def step(self, action):
-        action = torch.as_tensor(np.asarray(action), dtype=torch.int64).reshape(1, -1)
+        action = action_tensor(action, self.core.num_intersections, SOURCE).reshape(1, -1)
         obs, reward, terminated, truncated, info = self.core.step(action)
         out = self._info(info)
         out["agent_rewards"] = _numpy(reward[0])

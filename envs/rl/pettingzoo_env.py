@@ -5,6 +5,8 @@ configured features of its intersection) and acts in ``Discrete(n)`` over its ow
 (intersections may differ; ``infos[agent]["action_mask"]`` gives the padded mask a shared
 policy would use). ``state()`` is every agent's observation concatenated, ``[I * F]``.
 When the episode ends every agent is done together and leaves ``agents``; call `reset`.
+Stepping with no episode running, or without an action for every agent, is a `CommandError`;
+an unknown keyword argument or render mode a `ConfigError`.
 """
 
 from __future__ import annotations
@@ -12,21 +14,23 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import torch
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
+from envs.errors import CommandError
+from envs.rl.adapters import action_tensor, check_render_mode, single_copy_kwargs
 from envs.rl.signal_env import BatchedSignalEnv
 from envs.rl.signal_env import to_numpy as _numpy
 
+SOURCE = "<env:pettingzoo>"
 
 
 class TrafficSignalParallelEnv(ParallelEnv):
     metadata = {"name": "gridlight_traffic_signal_v0", "render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(self, render_mode: str | None = None, **kwargs) -> None:
-        kwargs.pop("copies", None)
-        self.core = BatchedSignalEnv(copies=1, autoreset=False, **kwargs)
+        check_render_mode(render_mode, SOURCE)
+        self.core = BatchedSignalEnv(copies=1, autoreset=False, **single_copy_kwargs(kwargs, SOURCE))
         self.render_mode = render_mode
         self.possible_agents = list(self.core.layout.ids)
         self.agents: list[str] = []
@@ -60,13 +64,12 @@ class TrafficSignalParallelEnv(ParallelEnv):
 
     def step(self, actions: dict):
         if not self.agents:
-            raise RuntimeError("the episode is over: call reset() first")
+            raise CommandError(SOURCE, "agents", [], "no episode is running: call reset() first")
         missing = [a for a in self.agents if a not in actions]
         if missing:
-            raise KeyError(f"no action for agents {missing[:5]}")
-        chosen = torch.tensor(
-            [[int(actions[a]) for a in self.possible_agents]], dtype=torch.int64
-        )
+            raise CommandError(SOURCE, "actions", missing[:5], "no action for these agents")
+        chosen = action_tensor([actions[a] for a in self.possible_agents], len(self.possible_agents), SOURCE)
+        chosen = chosen.reshape(1, -1)
         obs, reward, terminated, truncated, info = self.core.step(chosen)
         self._obs = _numpy(obs[0])
         rewards = dict(zip(self.possible_agents, _numpy(reward[0]).astype(float).tolist()))

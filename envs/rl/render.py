@@ -9,18 +9,21 @@ not drawn. Frames are ``uint8 [H, W, 3]``; `write_gif` saves a list of them.
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from envs.engine.step import signal_state
+from envs.engine.signals import signal_state
+from envs.errors import CommandError
 from envs.rl.features import VEHICLE_SPACING_M
 
 SIZE_PX = 512
 MARGIN_PX = 24
 BACKGROUND = (250, 250, 248)
+SOURCE = "<render>"
 STOP_COLOURS = {"green": (20, 170, 60), "yellow": (240, 180, 0), "red": (210, 30, 30)}
 
 
@@ -66,13 +69,19 @@ class _Geometry:
         self.lane_enters_signal = (net.road_end[net.lane_road] >= 0).tolist()
 
 
+# lane pixels, worked out once per network and freed with it
+_GEOMETRY: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def render_frame(core, copy: int = 0) -> np.ndarray:
     """A frame of copy `copy` of a `BatchedSignalEnv` (or anything with .scenario, .network,
     .params and .sim)."""
-    geometry = getattr(core, "_render_geometry", None)
+    copies = int(core.sim.state.t.shape[0])
+    if isinstance(copy, bool) or not isinstance(copy, (int, np.integer)) or not 0 <= copy < copies:
+        raise CommandError(SOURCE, "copy", copy, f"expected a copy index in [0, {copies})")
+    geometry = _GEOMETRY.get(core.network)
     if geometry is None:
-        geometry = _Geometry(core)
-        core._render_geometry = geometry
+        geometry = _GEOMETRY[core.network] = _Geometry(core)
     net, state = core.network, core.sim.state
     lanes = net.num_lanes
     counts = state.lane_count[copy, :lanes].to(torch.float32)
@@ -107,7 +116,7 @@ def render_frame(core, copy: int = 0) -> np.ndarray:
 def write_gif(frames: list[np.ndarray], path: str | Path, fps: int = 4) -> Path:
     path = Path(path)
     if not frames:
-        raise ValueError(f"no frames to write to {path}")
+        raise CommandError(SOURCE, "frames", len(frames), f"no frames to write to {path}")
     images = [Image.fromarray(frame) for frame in frames]
     images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
     return path

@@ -11,7 +11,9 @@ All intersections of a copy end their episode together (``dones`` repeats the co
 SB3's conventions hold: the returned observation of a done sub-environment is the first of its
 new episode, the last one is ``infos[n]["terminal_observation"]``, and a time-limit end sets
 ``infos[n]["TimeLimit.truncated"]``. ``infos[n]["episode_metrics"]`` carries the metrics hub's
-figures of the finished episode.
+figures of the finished episode. An unknown keyword argument or render mode is a `ConfigError`;
+actions that are not whole numbers or not one per sub-environment, or `step_wait` without a
+`step_async` before it, a `CommandError`.
 """
 
 from __future__ import annotations
@@ -23,14 +25,18 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
+from envs.errors import CommandError
+from envs.rl.adapters import action_tensor, check_render_mode, core_kwargs
 from envs.rl.signal_env import BatchedSignalEnv
 from envs.rl.signal_env import to_numpy as _numpy
 
+SOURCE = "<env:sb3>"
 
 
 class IntersectionVecEnv(VecEnv):
     def __init__(self, copies: int = 1, render_mode: str | None = None, **kwargs) -> None:
-        self.core = BatchedSignalEnv(copies=copies, **kwargs)
+        check_render_mode(render_mode, SOURCE)
+        self.core = BatchedSignalEnv(copies=copies, **core_kwargs(kwargs, SOURCE, {}))
         core = self.core
         self.copies = copies
         self.num_intersections = core.num_intersections
@@ -52,14 +58,15 @@ class IntersectionVecEnv(VecEnv):
         return _numpy(obs).reshape(self.num_envs, -1)
 
     def step_async(self, actions: np.ndarray) -> None:
-        actions = torch.as_tensor(np.asarray(actions), dtype=torch.int64).reshape(
-            self.copies, self.num_intersections
-        )
+        actions = action_tensor(actions, self.num_envs, SOURCE).reshape(self.copies, self.num_intersections)
         valid = actions < self.core.layout.num_actions.unsqueeze(0)
         self._actions = torch.where(valid, actions, -1)  # masked (padding) action: keep
 
     def step_wait(self):
-        obs, reward, terminated, truncated, info = self.core.step(self._actions)
+        if self._actions is None:
+            raise CommandError(SOURCE, "actions", None, "call step_async(actions) before step_wait()")
+        actions, self._actions = self._actions, None
+        obs, reward, terminated, truncated, info = self.core.step(actions)
         per_agent = self.num_intersections
         dones = _numpy(terminated | truncated).repeat(per_agent)
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]

@@ -30,19 +30,20 @@ every episode (both splits then hold the same trips).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Dict, Tuple
 
 import numpy as np
 import torch
 
 from envs.engine.simulator import Simulator
 from envs.engine.state import EngineParams
-from envs.errors import ScenarioError
+from envs.errors import CommandError, ConfigError
 from envs.rl.features import (
+    shortest_spacing,
     OBSERVATIONS, REWARDS, FeatureContext, check_observation_names, check_reward_weights,
     feature_context, observe,
 )
-from envs.engine.intersections import IntersectionLayout, intersection_layout
+from envs.engine.intersections import IntersectionLayout, action_commands, intersection_layout
 from envs.evaluation.metrics import episode_metrics
 from envs.scenario import Scenario, load_scenario
 from envs.scenario.demand import DemandShape, Trips, demand_shape, stack_demand
@@ -60,25 +61,36 @@ TRIP_HEADROOM = 1.1
 
 @dataclass(frozen=True)
 class EnvConfig:
-    decision_interval_s: int = 10
-    episode_s: int = 3600
-    observations: tuple[str, ...] = DEFAULT_OBSERVATIONS
-    reward: dict[str, float] = field(default_factory=lambda: {"queue": 1.0})
-    normalise: bool = True
-    split: str = "train"  # which demand samples episodes draw: "train" or "eval"
+    """What a `BatchedSignalEnv` is asked for, and the Hydra ``env`` group's schema: these
+    defaults are the configs' defaults (configs/env/ holds only what a preset changes)."""
+
+    copies: int = 1  # B copies of the scenario stepped together
+    decision_interval_s: int = 10  # simulated seconds between decisions
+    episode_s: int = 3600  # reaching it is truncation (bootstrapped)
+    observations: Tuple[str, ...] = DEFAULT_OBSERVATIONS  # envs/rl/features.py
+    # {term: weight}, envs/rl/features.py; a config override merges (weight 0 drops a term)
+    reward: Dict[str, float] = field(default_factory=lambda: {"queue": 1.0})
+    normalise: bool = True  # observation features divided by their documented scales
+    demand: DemandSpec = field(default_factory=DemandSpec)  # how episodes draw their demand
+    # which demand samples episodes draw: "train" or "eval"; not a config key (training always
+    # draws "train", evaluation reads the "eval" split itself)
+    split: str = field(default="train", metadata={"omegaconf_ignore": True})
 
     def validate(self) -> None:
+        copies = self.copies
+        if not isinstance(copies, int) or isinstance(copies, bool) or copies < 1:
+            raise ConfigError(SOURCE, "copies", copies, "need an integer B >= 1")
         for name in ("decision_interval_s", "episode_s"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ScenarioError(SOURCE, name, value, "must be an integer >= 1 (seconds)")
+                raise ConfigError(SOURCE, name, value, "must be an integer >= 1 (seconds)")
         if self.episode_s % self.decision_interval_s:
-            raise ScenarioError(
+            raise ConfigError(
                 SOURCE, "episode_s", self.episode_s,
                 f"must be a multiple of decision_interval_s ({self.decision_interval_s})",
             )
         if self.split not in SPLITS:
-            raise ScenarioError(SOURCE, "split", self.split, f"expected one of {list(SPLITS)}")
+            raise ConfigError(SOURCE, "split", self.split, f"expected one of {list(SPLITS)}")
 
 
 class BatchedSignalEnv:
@@ -102,12 +114,11 @@ class BatchedSignalEnv:
         autoreset: bool = True,
         perturbation: Perturbation | dict | None = None,
     ) -> None:
-        if not isinstance(copies, int) or isinstance(copies, bool) or copies < 1:
-            raise ScenarioError(SOURCE, "copies", copies, "need an integer B >= 1")
         self.config = EnvConfig(
-            decision_interval_s=decision_interval_s, episode_s=episode_s,
+            copies=copies, decision_interval_s=decision_interval_s, episode_s=episode_s,
             observations=tuple(observations) if not isinstance(observations, str) else observations,
-            reward=check_reward_weights(reward, SOURCE), normalise=bool(normalise), split=split,
+            reward=check_reward_weights(reward, SOURCE), normalise=bool(normalise),
+            demand=_as_dataclass(demand, DemandSpec, "demand"), split=split,
         )
         self.config.validate()
         self.features = check_observation_names(self.config.observations, SOURCE)
@@ -118,13 +129,13 @@ class BatchedSignalEnv:
                 scenario, seed=scenario_seed, data_dir=data_dir, horizon=episode_s, device=device
             )
         self.scenario = scenario
-        self.demand_spec = _as_dataclass(demand, DemandSpec, "demand")
+        self.demand_spec = self.config.demand
         # training under perturbations: each episode's sample also draws its incidents and surge
         # (same split and index as its demand, so evaluation never sees a training draw)
         self.perturbation = (perturbation if isinstance(perturbation, Perturbation)
                              else perturbation_from_config(perturbation, SOURCE))
         if not self.perturbation.is_clean and self.demand_spec.mode == "original":
-            raise ScenarioError(SOURCE, "perturbation", self.perturbation.name,
+            raise ConfigError(SOURCE, "perturbation", self.perturbation.name,
                                 "perturbed episodes are drawn with the demand: use demand mode poisson or jitter")
         self.network = scenario.network
         self.layout: IntersectionLayout = intersection_layout(self.network)
@@ -136,19 +147,20 @@ class BatchedSignalEnv:
         # Until the first `reset` draws the episode demands, every copy holds the scenario's own
         # trips: they size the first tables. The horizon is padded to the episode so that later
         # samples never widen it.
-        self._trips: list[Trips] = [scenario.trips] * copies
-        demand_tensors = stack_demand(self._trips, self.network, DemandShape(0, 0, episode_s))
+        self.trips: list[Trips] = [scenario.trips] * copies  # the trip table each copy runs now
+        demand_tensors = stack_demand(self.trips, self.network, DemandShape(0, 0, episode_s))
         # commands() checks every action once per decision; the engine need not re-check each second
         self.sim = Simulator(
             self.network, demand_tensors, self.params, compile=compile, validate_commands=False
         )
-        spacing = demand_tensors.vehicle[:, :-1, :2].sum(-1).min() if demand_tensors.max_trips else 7.5
-        self._features = feature_context(self.network, self.layout, self.params, float(spacing))
+        # the network's side of every feature (lane storage, bounds, detector faults); context()
+        # binds it to the current state
+        self.feature_base = feature_context(self.network, self.layout, self.params, shortest_spacing(demand_tensors))
         self.detectors = DetectorFaults(self.perturbation, self.network, self.layout.in_lanes, copies)
         if self.detectors.active:  # faulty detectors change the lane observations, nothing else
-            self._features = replace(self._features, detectors=self.detectors)
+            self.feature_base = replace(self.feature_base, detectors=self.detectors)
         self.obs_size = sum(f.size(self.layout) for f in self.features)
-        bounds = [(f.bounds(self._features, self.config.normalise), f.size(self.layout)) for f in self.features]
+        bounds = [(f.bounds(self.feature_base, self.config.normalise), f.size(self.layout)) for f in self.features]
         self.obs_low = torch.cat([torch.full((size,), low) for (low, _), size in bounds])
         self.obs_high = torch.cat([torch.full((size,), high) for (_, high), size in bounds])
         self.action_mask = self.layout.action_mask.unsqueeze(0).expand(copies, -1, -1)
@@ -167,6 +179,12 @@ class BatchedSignalEnv:
         return self.network.device
 
     # ---- demand ---------------------------------------------------------------------------
+    @property
+    def next_sample(self) -> int:
+        """The index (in the config's split) of the next demand sample a reset draws; a resumed
+        training run continues from here."""
+        return self._next_sample
+
     def _draw(self, copy: int) -> Trips:
         """Copy `copy`'s next episode: its demand sample (and incidents, kept for install)."""
         index, split = self._next_sample, self.config.split
@@ -177,21 +195,27 @@ class BatchedSignalEnv:
         self.detectors.start_episode(copy, split, index)
         return trips
 
+    def restart_copies(self, copies: torch.Tensor) -> None:
+        """Start a new episode in the copies of the ``[B]`` bool mask, each on its next demand
+        sample (what the step's autoreset does for copies whose episode ended)."""
+        self._redraw(copies)
+        self.sim.reset_copies(copies)
+
     def _redraw(self, copies: torch.Tensor) -> None:
         """New demand samples for the copies in the ``[B]`` mask (original demand: unchanged)."""
         if self.demand_spec.mode == "original":
             return
         for b in torch.nonzero(copies).flatten().tolist():
-            self._trips[b] = self._draw(b)
+            self.trips[b] = self._draw(b)
         self._install_demand()
 
     def _install_demand(self) -> None:
         """Hand every copy's current trips to the engine. The padded sizes only grow, the trip
         count with headroom, so that a run reallocates (and recompiles) only a few times."""
-        need, have = demand_shape(self._trips), self.sim.demand.shape
+        need, have = demand_shape(self.trips), self.sim.demand.shape
         trips = have.trips if need.trips <= have.trips else int(need.trips * TRIP_HEADROOM)
         shape = DemandShape(trips, max(need.legs, have.legs), max(need.horizon, have.horizon))
-        demand = stack_demand(self._trips, self.network, shape)
+        demand = stack_demand(self.trips, self.network, shape)
         if self.perturbation.incidents is not None and self.perturbation.incidents.count:
             demand = with_incidents(demand, self._incidents)
         self.sim.set_demand(demand)
@@ -201,34 +225,32 @@ class BatchedSignalEnv:
         """Reset every copy. A `seed` restarts the demand sample indices at `seed`."""
         if seed is not None:
             if not isinstance(seed, int) or seed < 0:
-                raise ScenarioError(SOURCE, "seed", seed, "must be an integer >= 0")
+                raise ConfigError(SOURCE, "seed", seed, "must be an integer >= 0")
             self._next_sample = seed
         if self.demand_spec.mode != "original":
-            self._trips = [self._draw(b) for b in range(self.copies)]
+            self.trips = [self._draw(b) for b in range(self.copies)]
             self._install_demand()
         self.sim.reset()
         return self.observe(), self._info()
 
     def observe(self) -> torch.Tensor:
         """Observations ``[B, I, F]`` float32 (the configured features, concatenated)."""
-        return observe(self.features, self._context(), self.config.normalise)
+        return observe(self.features, self.context(), self.config.normalise)
 
     def commands(self, actions: torch.Tensor) -> torch.Tensor:
         """Phase commands ``[B, I]`` for action indices ``[B, I]`` (-1 = keep)."""
         expected = (self.copies, self.num_intersections)
         if tuple(actions.shape) != expected:
-            raise ScenarioError(SOURCE, "actions.shape", tuple(actions.shape), f"expected {expected}")
+            raise CommandError(SOURCE, "actions.shape", tuple(actions.shape), f"expected {expected}")
         actions = actions.to(device=self.device, dtype=torch.int64)
         bad = (actions < -1) | (actions >= self.layout.num_actions.unsqueeze(0))
         if bool(bad.any()):
             b, i = (int(x) for x in torch.nonzero(bad)[0])
-            raise ScenarioError(
+            raise CommandError(
                 SOURCE, f"actions[{b}, {i}] ({self.layout.ids[i]})", int(actions[b, i]),
                 f"must be -1 (keep) or in [0, {int(self.layout.num_actions[i])})",
             )
-        phase = self.layout.action_phase.unsqueeze(0).expand(self.copies, -1, -1)
-        chosen = torch.gather(phase, 2, actions.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        return torch.where(actions >= 0, chosen, -1)
+        return action_commands(self.layout, actions)
 
     def step(self, actions: torch.Tensor):
         """One decision for every agent of every copy.
@@ -242,10 +264,10 @@ class BatchedSignalEnv:
         for _ in range(self.config.decision_interval_s):
             self.sim.step(command)
             if per_step:
-                ctx = self._context()
+                ctx = self.context()
                 for name, term in per_step:
                     reward += weights[name] * term.compute(ctx)
-        ctx = self._context()
+        ctx = self.context()
         for name, term in self.reward_terms.items():
             if not term.per_step:
                 reward += weights[name] * term.compute(ctx)
@@ -266,14 +288,14 @@ class BatchedSignalEnv:
             if self.autoreset:
                 info["final_obs"] = obs.clone()
                 info["_final_obs"] = done
-                self._redraw(done)
-                self.sim.reset_copies(done)
+                self.restart_copies(done)
                 obs = torch.where(done.view(-1, 1, 1), self.observe(), obs)
         return obs, reward, terminated, truncated, info
 
     # ---- helpers --------------------------------------------------------------------------
-    def _context(self) -> FeatureContext:
-        return self._features.at(self.sim.state)
+    def context(self) -> FeatureContext:
+        """What observations and rewards are computed from: `feature_base` at the current state."""
+        return self.feature_base.at(self.sim.state)
 
     def _info(self) -> dict:
         return {"action_mask": self.action_mask, "t": self.sim.state.t}
@@ -319,11 +341,11 @@ def _as_dataclass(value, cls, field: str):
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(value) - known)
         if unknown:
-            raise ScenarioError(
+            raise ConfigError(
                 SOURCE, f"{field}.{unknown[0]}", value[unknown[0]], f"unknown key; known: {sorted(known)}"
             )
         return cls(**value)
-    raise ScenarioError(SOURCE, field, value, f"expected {cls.__name__} or a mapping")
+    raise ConfigError(SOURCE, field, value, f"expected {cls.__name__} or a mapping")
 
 
 __all__ = ["BatchedSignalEnv", "DEFAULT_OBSERVATIONS", "EnvConfig", "OBSERVATIONS"]

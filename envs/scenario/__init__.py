@@ -1,10 +1,7 @@
-"""Scenarios: real CityFlow datasets (by short name) and generated grids (by preset name).
-
-``load_scenario(name)`` is the single entry point: it looks the name up among the generated
-presets first, then the dataset registry, parses and validates the CityFlow JSON, compiles the
-`Network` and expands the flow file into the scenario's ``original`` trip table.
-May import envs.errors only: everything else in gridlight builds on scenarios.
-"""
+"""Scenarios: CityFlow datasets by short name and generated grids by preset name, through one
+entry point, ``load_scenario(name)``: parse and validate, compile the `Network`, expand the
+flow file into the ``original`` trip table.
+May import envs.errors only: everything else in gridlight builds on scenarios."""
 
 from __future__ import annotations
 
@@ -14,7 +11,7 @@ from typing import Any
 
 import torch
 
-from envs.errors import ScenarioError
+from envs.errors import ConfigError
 from envs.scenario.cityflow import load_flow, load_roadnet, parse_flow, parse_roadnet
 from envs.scenario.demand import Demand, Trips, stack_demand, trips_from_flows
 from envs.scenario.network import Network, compile_network
@@ -37,7 +34,7 @@ class Scenario:
         """A batched demand: `copies` copies of the original trips, or the given samples."""
         if trips is None:
             if not isinstance(copies, int) or copies < 1:
-                raise ScenarioError(self.name, "copies", copies, "need an integer B >= 1")
+                raise ConfigError(self.name, "copies", copies, "need an integer B >= 1")
             trips = [self.trips] * copies
         return stack_demand(trips, self.network)
 
@@ -62,7 +59,7 @@ def load_scenario(
         )
     else:
         if name not in known_datasets():
-            raise ScenarioError(
+            raise ConfigError(
                 "<scenario registry>", "scenario.name", name,
                 "unknown scenario; known: " + ", ".join(known_scenarios()),
             )

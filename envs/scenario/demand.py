@@ -15,15 +15,26 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from envs.errors import ScenarioError
+from envs.errors import ConfigError, ScenarioError
 from envs.scenario.network import Network, tensors_to
-from envs.scenario.spec import FlowFileSpec
+from envs.scenario.spec import FlowFileSpec, VehicleSpec
 
 NEVER = 2**40  # departure step of padding trips
-# vehicle parameter columns in Trips.vehicle / Demand.vehicle
+# vehicle parameter columns in Trips.vehicle / Demand.vehicle (names of VehicleSpec fields)
 VEHICLE_FIELDS = (
     "length", "min_gap", "max_speed", "max_pos_acc", "usual_neg_acc", "max_neg_acc", "headway_time",
 )
+VEHICLE_COLUMN = {name: column for column, name in enumerate(VEHICLE_FIELDS)}
+
+
+def vehicle_row(vehicle: VehicleSpec) -> list[float]:
+    """A flow's vehicle parameters in `VEHICLE_FIELDS` order (one row of ``Trips.vehicle``)."""
+    return [getattr(vehicle, name) for name in VEHICLE_FIELDS]
+
+
+# CityFlow's default vehicle (`VehicleSpec`'s defaults), by field name: padding trips and free
+# vehicle slots hold these harmless values
+VEHICLE_DEFAULTS = dict(zip(VEHICLE_FIELDS, vehicle_row(VehicleSpec())))
 
 
 @dataclass(frozen=True)
@@ -68,11 +79,7 @@ def trips_from_flows(
     flow_vehicle = {}
     for flow in flows.flows:
         flow_routes[flow.index] = [road_index[r] for r in flow.route]
-        v = flow.vehicle
-        flow_vehicle[flow.index] = [
-            v.length, v.min_gap, v.max_speed, v.max_pos_acc, v.usual_neg_acc, v.max_neg_acc,
-            v.headway_time,
-        ]
+        flow_vehicle[flow.index] = vehicle_row(flow.vehicle)
     routes = np.full((depart.size, max_route), -1, dtype=np.int64)
     vehicle = np.zeros((depart.size, len(VEHICLE_FIELDS)), dtype=np.float32)
     for f in np.unique(flow_index):
@@ -150,7 +157,7 @@ def stack_demand(
     `shape` pads to at least the given sizes (so that demands drawn later keep the tensors'
     shapes, and a compiled step its compiled code)."""
     if len(samples) < 1:
-        raise ScenarioError("<engine>", "copies", len(samples), "need at least one copy (B >= 1)")
+        raise ConfigError("<engine>", "copies", len(samples), "need at least one copy (B >= 1)")
     batch = len(samples)
     need = demand_shape(samples)
     if shape is not None:
@@ -165,7 +172,7 @@ def stack_demand(
     origin = np.zeros((batch, width), dtype=np.int64)
     route_mov = np.full((batch, width, legs + 1), -1, dtype=np.int64)
     vehicle = np.zeros((batch, width, len(VEHICLE_FIELDS)), dtype=np.float32)
-    vehicle[:, :, :] = [5.0, 2.5, 11.111, 2.0, 4.5, 4.5, 2.0]  # harmless values for padding rows
+    vehicle[:, :, :] = list(VEHICLE_DEFAULTS.values())  # harmless values for padding rows
     entry_order = np.full((batch, width), num_trips, dtype=np.int64)
     origin_start = np.zeros((batch, num_roads), dtype=np.int64)
     origin_end = np.zeros((batch, num_roads), dtype=np.int64)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from envs.errors import ScenarioError
+from envs.errors import ConfigError, ScenarioError
 from envs.scenario.spec import RoadnetSpec
 
 MOVEMENT_TYPES = {"go_straight": 0, "turn_left": 1, "turn_right": 2}
@@ -126,8 +126,30 @@ def tensors_to(frozen, device: str | torch.device):
     return type(frozen)(**moved)
 
 
+def check_device(device, source: str = "<engine>", field: str = "device") -> torch.device:
+    """`device` as a `torch.device` this machine has, else a `ConfigError` naming `field`: a
+    request for CUDA where there is none fails here instead of running on the CPU."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ConfigError(source, field, device, f"not a torch device ({error})") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(source, field, device, "CUDA is not available on this machine; "
+                          "use device='cpu'")
+    count = torch.cuda.device_count() if parsed.type == "cuda" else 0
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= count:
+        raise ConfigError(source, field, device,
+                          f"this machine has {count} CUDA device(s)")
+    try:
+        torch.empty(0, device=parsed)
+    except (RuntimeError, AssertionError) as error:
+        raise ConfigError(source, field, device, f"not usable here ({error})") from None
+    return parsed
+
+
 def compile_network(spec: RoadnetSpec, device: str | torch.device = "cpu") -> Network:
     """Turn a validated roadnet into tensors; checks that no phase shows crossing movements."""
+    device = check_device(device)
     roads = spec.roads
     road_index = {road.id: r for r, road in enumerate(roads)}
     signalised = [x for x in spec.intersections if not x.virtual]

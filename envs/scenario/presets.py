@@ -8,9 +8,12 @@ without gridlocking it) without touching the generator.
 from __future__ import annotations
 
 from collections.abc import Callable
+from numbers import Integral
 from typing import Any
 
-from envs.scenario.generate import DEFAULT_TURN_RATIOS, grid_roadnet, peak_demand, uniform_demand
+from envs.errors import ConfigError
+from envs.scenario.demand_generators import DEFAULT_TURN_RATIOS, peak_demand, uniform_demand
+from envs.scenario.grid_roadnet import grid_roadnet
 
 Scenario = tuple[dict, list[dict], dict[str, Any]]
 
@@ -55,7 +58,14 @@ CITY_PEAK_TIME_S = 1800.0
 CITY_WIDTH_S = 600.0
 
 
+def _check_seed(name: str, seed: Any) -> None:
+    """The demand seed is the one preset parameter a user gives (``scenario.seed``)."""
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
+        raise ConfigError(f"<preset {name}>", "seed", seed, "must be an integer >= 0")
+
+
 def _uniform_grid(name: str, rows: int, cols: int, seed: int) -> Scenario:
+    _check_seed(name, seed)
     roadnet = grid_roadnet(rows, cols, lanes=LANES, road_length=ROAD_LENGTH_M, name=name)
     flow = uniform_demand(
         roadnet,
@@ -91,6 +101,7 @@ def _peak_grid(
     peak_time: float,
     width: float,
 ) -> Scenario:
+    _check_seed(name, seed)
     roadnet = grid_roadnet(rows, cols, lanes=LANES, road_length=ROAD_LENGTH_M, name=name)
     flow = peak_demand(
         roadnet,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from envs.errors import ScenarioError
+from envs.errors import ConfigError
 from envs.scenario.cityflow import FLOW_FILE, ROADNET_FILE
 
 DATA_DIR_ENV = "GRIDLIGHT_DATA_DIR"
@@ -70,7 +70,7 @@ def dataset_paths(name: str, data_dir: str | Path | None = None) -> tuple[Path, 
     """(roadnet.json, flow.json) of the dataset called `name`."""
     folder = DATASETS.get(name)
     if folder is None:
-        raise ScenarioError(
+        raise ConfigError(
             _REGISTRY_SOURCE,
             "scenario.name",
             name,
@@ -81,7 +81,7 @@ def dataset_paths(name: str, data_dir: str | Path | None = None) -> tuple[Path, 
     roadnet, flow = directory / ROADNET_FILE, directory / FLOW_FILE
     missing = [path.name for path in (roadnet, flow) if not path.is_file()]
     if missing:
-        raise ScenarioError(
+        raise ConfigError(
             _REGISTRY_SOURCE,
             DATA_DIR_CONFIG_KEY,
             str(directory),
@@ -107,7 +107,7 @@ def available_datasets(data_dir: str | Path | None = None) -> list[str]:
 def _resolve_data_dir(override: str | Path | None) -> Path:
     root = _locate_data_dir(override)
     if root is None:
-        raise ScenarioError(
+        raise ConfigError(
             _REGISTRY_SOURCE,
             DATA_DIR_CONFIG_KEY,
             None,

@@ -45,9 +45,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.errors import ScenarioError
-from envs.scenario.cityflow import NO_END_TIME, _active_steps, departure_steps
-from envs.scenario.demand import VEHICLE_FIELDS, Demand, Trips, stack_demand
+from envs.errors import ConfigError
+from envs.scenario.departures import active_steps, departure_steps
+from envs.scenario.flow_parser import NO_END_TIME
+from envs.scenario.demand import VEHICLE_FIELDS, Demand, Trips, stack_demand, vehicle_row
 
 SOURCE = "<demand spec>"
 MODES = ("original", "poisson", "jitter")
@@ -64,22 +65,22 @@ class DemandSpec:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ScenarioError(SOURCE, "mode", self.mode, f"expected one of {MODES}")
-        if not _finite_number(self.scale) or self.scale <= 0:
-            raise ScenarioError(SOURCE, "scale", self.scale, "must be a finite number > 0")
-        if not _finite_number(self.jitter_s) or self.jitter_s < 0:
-            raise ScenarioError(
+            raise ConfigError(SOURCE, "mode", self.mode, f"expected one of {MODES}")
+        if not finite_number(self.scale) or self.scale <= 0:
+            raise ConfigError(SOURCE, "scale", self.scale, "must be a finite number > 0")
+        if not finite_number(self.jitter_s) or self.jitter_s < 0:
+            raise ConfigError(
                 SOURCE, "jitter_s", self.jitter_s, "must be a finite number >= 0 (seconds)"
             )
         if self.mode == "original" and self.scale != 1:
-            raise ScenarioError(
+            raise ConfigError(
                 SOURCE, "scale", self.scale,
                 "mode 'original' replays the file's trips and cannot rescale them; use "
                 "mode='poisson' (or 'jitter') to sample a scaled demand",
             )
 
 
-def _finite_number(value) -> bool:
+def finite_number(value) -> bool:
     return (
         not isinstance(value, bool)
         and isinstance(value, (int, float, np.integer, np.floating))
@@ -89,16 +90,16 @@ def _finite_number(value) -> bool:
 
 def _check_index(index, field: str = "index") -> int:
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-        raise ScenarioError(SOURCE, field, index, "expected an integer sample index")
+        raise ConfigError(SOURCE, field, index, "expected an integer sample index")
     if not 0 <= index <= MAX_INDEX:
-        raise ScenarioError(SOURCE, field, index, f"must be in [0, {MAX_INDEX}]")
+        raise ConfigError(SOURCE, field, index, f"must be in [0, {MAX_INDEX}]")
     return int(index)
 
 
 def split_seed(split: str, index: int) -> int:
     """The seed of sample `index` of `split`: 2k for "train", 2k + 1 for "eval" (disjoint)."""
     if split not in SPLITS:
-        raise ScenarioError(SOURCE, "split", split, f"expected one of {SPLITS}")
+        raise ConfigError(SOURCE, "split", split, f"expected one of {SPLITS}")
     return 2 * _check_index(index) + SPLITS.index(split)
 
 
@@ -107,7 +108,7 @@ def sample_trips(
 ) -> Trips:
     """Trip table number `index` of `split` under `spec` (see the module doc)."""
     if not isinstance(spec, DemandSpec):
-        raise ScenarioError(SOURCE, "spec", spec, "expected a DemandSpec")
+        raise ConfigError(SOURCE, "spec", spec, "expected a DemandSpec")
     seed = split_seed(split, index)
     if spec.mode == "original":
         return scenario.trips
@@ -125,7 +126,7 @@ def sample_trips(
         flow_index = base.flow_index[rows]
         routes, vehicle = base.routes[rows], base.vehicle[rows]
     if depart.size == 0:
-        raise ScenarioError(
+        raise ConfigError(
             SOURCE, "scale", spec.scale,
             f"sample {split}#{index} ({spec.mode}) has no trip; raise the scale",
         )
@@ -144,7 +145,7 @@ def demand_for(
 ) -> Demand:
     """The batched demand of samples `indices` of `split` (one copy per index)."""
     if isinstance(indices, (str, bytes)) or not hasattr(indices, "__len__") or len(indices) == 0:
-        raise ScenarioError(SOURCE, "indices", indices, "expected a non-empty list of sample indices")
+        raise ConfigError(SOURCE, "indices", indices, "expected a non-empty list of sample indices")
     samples = [sample_trips(scenario, spec, split, k, horizon=horizon) for k in indices]
     return stack_demand(samples, scenario.network)
 
@@ -158,7 +159,7 @@ def _horizon(scenario, horizon: int | None) -> int | None:
         horizon = scenario.info.get("horizon")  # recorded by load_scenario & co.
     if horizon is not None:
         if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 1:
-            raise ScenarioError(SOURCE, "horizon", horizon, "must be an integer >= 1 (steps)")
+            raise ConfigError(SOURCE, "horizon", horizon, "must be an integer >= 1 (steps)")
         return int(horizon)
     if scenario not in _INFERRED:
         _INFERRED[scenario] = _infer_horizon(scenario)
@@ -192,7 +193,7 @@ def _poisson(flows, scale: float, horizon: int | None, rng) -> tuple[np.ndarray,
     rate = np.empty(len(flows.flows))
     index = np.empty_like(first)
     for j, flow in enumerate(flows.flows):
-        first[j], last[j] = _active_steps(flow, horizon, flows.source)
+        first[j], last[j] = active_steps(flow, horizon, flows.source)
         index[j] = flow.index
         rate[j] = 1.0 if first[j] == last[j] else 1.0 / flow.interval
     steps = np.maximum(last - first + 1, 0)
@@ -222,11 +223,7 @@ def _flow_tables(scenario, flow_index: np.ndarray) -> tuple[np.ndarray, np.ndarr
     for j, flow in enumerate(flows):
         position[flow.index] = j
         routes[j, : len(flow.route)] = [road_index[r] for r in flow.route]
-        v = flow.vehicle
-        vehicle[j] = [
-            v.length, v.min_gap, v.max_speed, v.max_pos_acc, v.usual_neg_acc, v.max_neg_acc,
-            v.headway_time,
-        ]
+        vehicle[j] = vehicle_row(flow.vehicle)
     rows = position[flow_index]
     return routes[rows], vehicle[rows]
 

@@ -1,10 +1,10 @@
-"""Incident detectors over lane-detector data (envs/incidents/detection.py): a classical rule and a
-learned classifier. Both read a copy's readings ``[T, N, F]`` (`envs.incidents.detection.READINGS`) and
+"""Incident classifiers over lane-detector data (envs/incidents/detection.py): a classical rule and a
+learned model. Both read a copy's readings ``[T, N, F]`` (`envs.incidents.detection.READINGS`) and
 return alarms ``[T, N]``, using at each reading only that reading and earlier ones. Besides the
 readings they know only what the traffic system knows of its own lanes (`LaneLayout`): which
 signal each lane runs into, and whether the signal plan shows it green in every phase (a
 *permissive* lane, e.g. a free right turn). An alarm, once raised, stays on until the lane
-discharges again (`hold_until_discharge`), so a detector that wavers raises one alarm, not many.
+discharges again (`hold_until_discharge`), so a classifier that wavers raises one alarm, not many.
 
 - `BlockageRule` (classical, in the spirit of the California algorithms' persistence tests: a
   condition must persist before an alarm): a lane is blocked when a vehicle already stood at
@@ -17,7 +17,7 @@ discharges again (`hold_until_discharge`), so a detector that wavers raises one 
   the time and their turning vehicles routinely wait for such gaps, so they get their own
   persistence, ``permissive_green_s``. `calibrate` picks, per lane class, the smallest
   persistence that reaches a precision on training data.
-- `LearnedDetector`: an MLP over the lane's last ``history`` readings, the discharge of the
+- `LearnedClassifier`: an MLP over the lane's last ``history`` readings, the discharge of the
   other lanes into its intersection (all of them, and those that had green with it), its zero-
   outflow run length, the rule's `waiting_green` and its lane class. It scores only readings
   where a vehicle stands at the stop line and nothing crosses (elsewhere a closure has left no
@@ -36,8 +36,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from envs.errors import CommandError, ConfigError
 from envs.incidents.detection import COLUMN, Recording, score, scored_incidents
 from envs.engine.intersections import always_green, lane_movements
+
+SOURCE = "<incident classifier>"
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,8 @@ def lane_layout(network, lanes: np.ndarray) -> LaneLayout:
 
 def _check(readings: np.ndarray, layout: LaneLayout) -> None:
     if readings.shape[-2] != layout.groups.shape[0]:
-        raise ValueError(f"readings cover {readings.shape[-2]} lanes, the layout {layout.groups.shape[0]}")
+        raise ConfigError(SOURCE, "readings.shape", tuple(readings.shape),
+                          f"readings cover {readings.shape[-2]} lanes, the layout {layout.groups.shape[0]}")
 
 
 def _others_outflow(readings: np.ndarray, groups: np.ndarray, mates: np.ndarray | None = None) -> np.ndarray:
@@ -226,7 +230,7 @@ def window_features(readings: np.ndarray, layout: LaneLayout, history: int) -> n
     return windows.reshape(steps, lanes, -1).astype(np.float32)
 
 
-class LearnedDetector:
+class LearnedClassifier:
     """A small MLP classifier of (lane, reading) windows; see the module doc."""
 
     name = "learned_mlp"
@@ -270,8 +274,8 @@ class LearnedDetector:
             gate = standing(readings)
             rows.append((window_features(readings, layout, self.history)[gate], recording.truth[b][gate]))
         if not any(label.any() for _, label in rows):
-            raise ValueError("the training recording holds no incident reading with a vehicle standing "
-                             "at the stop line")
+            raise ConfigError(SOURCE, "recording.copies", copies, "the training recording holds no incident "
+                              "reading with a vehicle standing at the stop line")
         self.models, held_scores = [], [None] * copies
         for fold in range(folds):
             # one fold only: no copy is left out, the threshold is then calibrated in-sample
@@ -282,7 +286,7 @@ class LearnedDetector:
             self.models.append(model)
             for b in np.flatnonzero(fold_of == fold):
                 held_scores[b] = self._scores([model], recording.readings[b], layout)
-            log(f"  learned detector fold {fold + 1}/{folds}: {len(x)} readings, {int(y.sum())} of them incidents")
+            log(f"  learned classifier fold {fold + 1}/{folds}: {len(x)} readings, {int(y.sum())} of them incidents")
         held_scores = np.stack(held_scores)
         incident = np.concatenate([s[recording.truth[b] & standing(recording.readings[b])]
                                    for b, s in enumerate(held_scores)])
@@ -309,7 +313,7 @@ class LearnedDetector:
     def scores(self, readings: np.ndarray, layout: LaneLayout) -> np.ndarray:
         """``[T, N]`` the mean logit of the fold models (-inf where nothing stands at the line)."""
         if not self.models:
-            raise RuntimeError("fit the learned detector first")
+            raise CommandError(SOURCE, "models", [], "call fit() before scoring or detecting")
         _check(readings, layout)
         return self._scores(self.models, readings, layout)
 
@@ -321,5 +325,5 @@ def _sigmoid(logit: float) -> float:
     return float(1.0 / (1.0 + np.exp(-logit)))
 
 
-__all__ = ["BlockageRule", "LaneLayout", "LearnedDetector", "frame_features", "hold_until_discharge",
+__all__ = ["BlockageRule", "LaneLayout", "LearnedClassifier", "frame_features", "hold_until_discharge",
            "intersection_groups", "lane_layout", "standing", "waiting_green", "window_features"]

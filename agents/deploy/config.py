@@ -1,0 +1,36 @@
+"""export.py's structured config: `ExportConfig` holds every default of an export (registered
+with Hydra's ConfigStore as ``export_schema``, first in ``configs/export.yaml``'s defaults),
+and `agents.deploy.export.export_policy` takes its keyword defaults from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class ExportCheck:
+    """After writing, the ONNX model's actions against the torch policy's on recorded decisions."""
+
+    seconds: int = 600  # simulated seconds of decisions to compare ONNX with torch on (0 = skip)
+    copies: int = 2  # evaluation demand seeds run side by side for the check
+
+
+@dataclass
+class ExportConfig:
+    checkpoint: str = MISSING  # a train.py checkpoint (.zip)
+    out: Optional[str] = None  # directory for the files; null = beside the checkpoint
+    name: Optional[str] = None  # file stem; null = the checkpoint's (best.zip -> best.onnx, best.json)
+    opset: int = 18  # ONNX opset of the exported graph
+    max_green_s: float = 120.0  # the policy runtime never shows one green longer than this
+    fallback_green_s: float = 30.0  # fail-safe fixed-time plan: green per phase where the roadnet plan gives none
+    data_dir: Optional[str] = None  # where the checkpoint's scenario is found (null = as at training)
+    check: ExportCheck = field(default_factory=ExportCheck)
+
+
+ConfigStore.instance().store(name="export_schema", node=ExportConfig)
+
+__all__ = ["ExportCheck", "ExportConfig"]

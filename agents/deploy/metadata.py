@@ -1,0 +1,131 @@
+"""The exported model's metadata JSON (agents/deploy/export.py writes it): loading, checking,
+and its per-intersection tables as numpy arrays. numpy only, like the rest of the runtime."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from envs.errors import ModelError
+
+METADATA_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Timing:
+    decision_interval_s: float
+    min_green_s: float
+    max_green_s: float
+    yellow_s: float
+    all_red_s: float
+
+    @property
+    def intergreen_s(self) -> float:
+        return self.yellow_s + self.all_red_s
+
+
+@dataclass
+class Layout:
+    """The metadata's per-intersection tables as padded numpy arrays (index = metadata index)."""
+
+    ids: list[str]
+    num_lanes: np.ndarray  # [I]
+    lane_max: np.ndarray  # [I, L] most vehicles a lane can hold (0 on padding)
+    num_phases: np.ndarray  # [I]
+    actions: np.ndarray  # [I, A] roadnet phase of each action, -1 padding
+    num_actions: np.ndarray  # [I]
+    intergreen: np.ndarray  # [I, P, P] bool: switching p -> q shows yellow + all-red
+    plan_phase: np.ndarray  # [I, K] the fallback plan's phases, -1 padding
+    plan_green: np.ndarray  # [I, K] their green seconds
+    plan_length: np.ndarray  # [I]
+    index: dict[str, int] = field(default_factory=dict)
+
+
+def _pad(rows: list[list], fill, dtype) -> np.ndarray:
+    width = max((len(r) for r in rows), default=1) or 1
+    out = np.full((len(rows), width), fill, dtype=dtype)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
+
+
+def load_metadata(path: Path) -> dict:
+    """The metadata JSON at `path`, with its format and top-level fields checked."""
+    if not path.is_file():
+        raise ModelError(path, "metadata", str(path), "no such metadata file (export.py writes it beside the model)")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelError(path, "metadata", str(path), f"not readable JSON ({error})") from None
+    if not isinstance(meta, dict) or meta.get("format") != METADATA_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ModelError(path, "format", found, f"expected {METADATA_FORMAT}")
+    for key in ("model", "timing", "intersections", "observation"):
+        if key not in meta:
+            raise ModelError(path, key, None, "missing")
+    return meta
+
+
+def load_timing(meta: dict, source: str) -> Timing:
+    """The metadata's ``timing`` (seconds)."""
+    timing = meta["timing"]
+    try:
+        return Timing(**{k: float(timing[k]) for k in Timing.__dataclass_fields__})
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelError(source, "timing", timing, f"malformed ({error!r})") from None
+
+
+def _tables(inters: list[dict]) -> Layout:
+    num_phases = np.array([len(e["phases"]) for e in inters], dtype=np.int64)
+    width = int(num_phases.max())
+    intergreen = np.zeros((len(inters), width, width), dtype=bool)
+    for i, entry in enumerate(inters):
+        table = np.asarray(entry["intergreen_after_switch"], dtype=bool)
+        intergreen[i, : table.shape[0], : table.shape[1]] = table
+    return Layout(
+        ids=[entry["id"] for entry in inters],
+        num_lanes=np.array([len(e["in_lanes"]) for e in inters], dtype=np.int64),
+        lane_max=_pad([e["lane_max_vehicles"] for e in inters], 0.0, np.float64),
+        num_phases=num_phases,
+        actions=_pad([e["actions"] for e in inters], -1, np.int64),
+        num_actions=np.array([len(e["actions"]) for e in inters], dtype=np.int64),
+        intergreen=intergreen,
+        plan_phase=_pad([[s["phase"] for s in e["fallback_plan"]] for e in inters], -1, np.int64),
+        plan_green=_pad([[s["green_s"] for s in e["fallback_plan"]] for e in inters], 0.0, np.float64),
+        plan_length=np.array([len(e["fallback_plan"]) for e in inters], dtype=np.int64),
+    )
+
+
+def _check_tables(layout: Layout, inters: list[dict], source: str) -> None:
+    ids = layout.ids
+    if len(set(ids)) != len(ids):
+        raise ModelError(source, "intersections[].id", ids, "repeats an id")
+    for i, inter_id in enumerate(ids):
+        phases = int(layout.num_phases[i])
+        used = [int(p) for p in list(layout.actions[i]) + list(layout.plan_phase[i]) if p >= 0]
+        if any(p >= phases for p in used):
+            raise ModelError(source, f"intersections[{i}].actions", used,
+                             f"intersection {inter_id!r} names a phase >= its {phases} phases")
+        table = np.asarray(inters[i]["intergreen_after_switch"])
+        if table.shape != (phases, phases):
+            raise ModelError(source, f"intersections[{i}].intergreen_after_switch", table.shape,
+                             f"intersection {inter_id!r}: expected shape ({phases}, {phases})")
+    if (layout.plan_length < 1).any():
+        i = int(np.argmin(layout.plan_length))
+        raise ModelError(source, f"intersections[{i}].fallback_plan", [],
+                         f"intersection {ids[i]!r} has an empty fallback plan")
+
+
+def build_layout(meta: dict, source: str) -> Layout:
+    """The metadata's ``intersections`` as a checked `Layout`."""
+    inters = meta["intersections"]
+    try:
+        layout = _tables(inters)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ModelError(source, "intersections", f"{type(error).__name__}: {error}", "malformed") from None
+    _check_tables(layout, inters, source)
+    layout.index = {inter_id: i for i, inter_id in enumerate(layout.ids)}
+    return layout

@@ -1,0 +1,92 @@
+"""The exported ONNX model under onnxruntime: loading it checked against its metadata
+(checksum, opset, input and output names and shapes), and one inference within a deadline.
+Problems come back as a message (the runtime's fail-safe takes over), never as an exception."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+
+from agents.deploy.onnx_opset import onnx_opsets
+from agents.deploy.readings import Readings, short
+
+
+def _check_file(path: Path, data: bytes, spec: dict) -> str | None:
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != spec.get("sha256"):
+        return (f"model file {path} checksum {digest[:12]}… does not match the metadata's "
+                f"{str(spec.get('sha256'))[:12]}…")
+    try:
+        opset = onnx_opsets(data).get("", None)
+    except ValueError as error:
+        return f"model file {path} is not an ONNX model ({error})"
+    if opset != spec.get("opset"):
+        return f"model opset {opset} does not match the metadata's {spec.get('opset')}"
+    return None
+
+
+def check_signature(session, spec: dict) -> str | None:
+    """What differs between the session's inputs/outputs (names, static dimensions) and the
+    metadata's; None if nothing does."""
+    for kind, actual in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
+        expected = spec.get(kind, {})
+        found = {arg.name: arg.shape for arg in actual}
+        if set(found) != set(expected):
+            return f"model {kind} {sorted(found)} do not match the metadata's {sorted(expected)}"
+        for name, entry in expected.items():
+            static = [d if isinstance(d, int) else None for d in entry["shape"]]
+            got = [d if isinstance(d, int) else None for d in found[name]]
+            if static != got:
+                return f"model {kind[:-1]} {name!r} has shape {found[name]}, the metadata says {entry['shape']}"
+    return None
+
+
+def load_session(path: Path, spec: dict, threads: int):
+    """(onnxruntime session, None), or (None, what is wrong) for the model file at `path` and
+    the metadata's ``model`` entry `spec`."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        return None, f"model file {path} unreadable ({error.strerror or error})"
+    problem = _check_file(path, data, spec)
+    if problem:
+        return None, problem
+    try:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types
+        return None, f"onnxruntime cannot load {path}: {error}"
+    problem = check_signature(session, spec)
+    return (None, problem) if problem else (session, None)
+
+
+def infer(session, rows: np.ndarray, readings: Readings, num_actions: np.ndarray, deadline_s: float):
+    """(actions [len(rows)], None), or (None, what went wrong) for the intersections `rows`:
+    an inference error, an answer slower than `deadline_s`, or actions outside their range."""
+    feed = {
+        "lane_count": readings.lane_count[rows].astype(np.float32),
+        "lane_halting": readings.lane_halting[rows].astype(np.float32),
+        "phase": readings.phase[rows].astype(np.int64),
+        "time_in_phase": readings.time_in_phase[rows].astype(np.float32),
+        "intersection": rows.astype(np.int64),
+    }
+    started = time.perf_counter()
+    try:
+        chosen = session.run(["action"], feed)[0]
+    except Exception as error:  # onnxruntime's own exception types
+        return None, f"inference failed: {error}"
+    spent = time.perf_counter() - started
+    if spent > deadline_s:
+        return None, f"inference took {spent * 1e3:.2f} ms, over the {deadline_s * 1e3:g} ms deadline"
+    chosen = np.asarray(chosen).reshape(-1)
+    if chosen.shape != rows.shape or not ((chosen >= 0) & (chosen < num_actions[rows])).all():
+        return None, f"inference returned actions {short(chosen)} outside the intersections' actions"
+    return chosen, None

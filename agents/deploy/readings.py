@@ -1,0 +1,132 @@
+"""One decision's detector readings: parsed from a JSON message into arrays, then checked.
+Anything wrong with one intersection's readings becomes that intersection's fault (a short
+message starting with the reading's name), never an exception."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from agents.deploy.metadata import Layout
+
+READING_FIELDS = ("lane_count", "lane_halting", "phase", "time_in_phase")
+PER_LANE = ("lane_count", "lane_halting")
+
+
+@dataclass
+class Readings:
+    """One decision's detector readings as arrays over the metadata's intersections."""
+
+    lane_count: np.ndarray  # [I, L] float64 (NaN where missing)
+    lane_halting: np.ndarray  # [I, L]
+    phase: np.ndarray  # [I] float64 (NaN where missing)
+    time_in_phase: np.ndarray  # [I]
+    faults: list[list[str]]  # [I] problems found while parsing
+
+    @classmethod
+    def from_arrays(cls, lane_count, lane_halting, phase, time_in_phase) -> "Readings":
+        """Readings already in arrays (metadata order, lanes zero-padded), no faults yet."""
+        arrays = [np.asarray(a, dtype=np.float64) for a in (lane_count, lane_halting, phase, time_in_phase)]
+        return cls(*arrays, [[] for _ in range(len(arrays[2]))])
+
+
+def numbers(values: list) -> np.ndarray | None:
+    """A list of JSON numbers as float64 (NaN and inf allowed here; `validate_readings` rejects
+    them), None if any entry is not a number."""
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+        return None
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64 (e.g. 10**400): not a usable number
+        return None
+
+
+def short(values: np.ndarray) -> str:
+    """At most 8 values for a message."""
+    values = np.asarray(values).reshape(-1)
+    text = ", ".join(f"{v:g}" for v in values[:8])
+    return f"[{text}{', …' if values.size > 8 else ''}]"
+
+
+def _mentions(faults: list[str], name: str) -> bool:
+    """Whether an intersection's faults already cover reading `name` (or all its readings)."""
+    return any(f.startswith(name + ":") or f.startswith("readings") for f in faults)
+
+
+def _parse_lanes(entry: dict, name: str, lanes: int, target: np.ndarray, faults: list[str]) -> None:
+    values = entry.get(name)
+    if not isinstance(values, list) or len(values) != lanes:
+        length = len(values) if isinstance(values, list) else "-"
+        found = "missing" if values is None else f"{type(values).__name__} of length {length}"
+        faults.append(f"{name}: expected a list of {lanes} numbers, got {found}")
+        return
+    row = numbers(values)
+    if row is None:
+        faults.append(f"{name}: not all numbers")
+        return
+    target[:lanes] = row
+    target[lanes:] = 0.0
+
+
+def parse_readings(layout: Layout, max_lanes: int, intersections: dict) -> Readings:
+    """Readings from a message's ``intersections`` mapping (id -> fields)."""
+    count = len(layout.ids)
+    readings = Readings(np.full((count, max_lanes), np.nan), np.full((count, max_lanes), np.nan),
+                        np.full(count, np.nan), np.full(count, np.nan), [[] for _ in range(count)])
+    for i, inter_id in enumerate(layout.ids):
+        entry, faults = intersections.get(inter_id), readings.faults[i]
+        if not isinstance(entry, dict):
+            faults.append("readings missing" if entry is None else "readings are not an object")
+            continue
+        for name in PER_LANE:
+            _parse_lanes(entry, name, int(layout.num_lanes[i]), getattr(readings, name)[i], faults)
+        for name in ("phase", "time_in_phase"):
+            value = numbers([entry.get(name)])
+            if value is None:
+                faults.append(f"{name}: expected a number, got {entry.get(name)!r}")
+            else:
+                getattr(readings, name)[i] = value[0]
+    return readings
+
+
+def _check_lanes(layout: Layout, readings: Readings, lane_ok: np.ndarray) -> None:
+    faults = readings.faults
+    with np.errstate(invalid="ignore"):
+        for name in PER_LANE:
+            values = getattr(readings, name)
+            nan = (~np.isfinite(values) & lane_ok).any(1)
+            low = ((values < 0) & lane_ok).any(1)
+            high = ((values > layout.lane_max) & lane_ok).any(1)
+            for i in np.flatnonzero(nan | low | high):
+                if _mentions(faults[i], name):
+                    continue
+                lanes = int(layout.num_lanes[i])
+                what = "NaN or infinite" if nan[i] else ("negative" if low[i] else "above the lane's capacity")
+                faults[i].append(
+                    f"{name}: {what} ({short(values[i, :lanes])}; capacity {short(layout.lane_max[i, :lanes])})"
+                )
+        over = ((readings.lane_halting > readings.lane_count) & lane_ok).any(1)
+    for i in np.flatnonzero(over):
+        if not faults[i]:
+            faults[i].append("lane_halting: more halting vehicles than vehicles on a lane")
+
+
+def _check_signal(layout: Layout, readings: Readings) -> None:
+    faults, phase, tip = readings.faults, readings.phase, readings.time_in_phase
+    for i in range(len(layout.ids)):
+        if not _mentions(faults[i], "phase") and not (
+            np.isfinite(phase[i]) and phase[i] == int(phase[i]) and 0 <= phase[i] < layout.num_phases[i]
+        ):
+            faults[i].append(f"phase: {phase[i]:g} is not a phase index in [0, {int(layout.num_phases[i])})")
+        if not _mentions(faults[i], "time_in_phase") and not (np.isfinite(tip[i]) and tip[i] >= 0):
+            faults[i].append(f"time_in_phase: {tip[i]:g} is not a number of seconds >= 0")
+
+
+def validate_readings(layout: Layout, max_lanes: int, readings: Readings) -> list[list[str]]:
+    """Per intersection, what is wrong with its (parsed) readings: NaN, out of range,
+    inconsistent. Adds to ``readings.faults`` and returns it."""
+    lane_ok = np.arange(max_lanes)[None, :] < layout.num_lanes[:, None]
+    _check_lanes(layout, readings, lane_ok)
+    _check_signal(layout, readings)
+    return readings.faults

@@ -1,0 +1,72 @@
+"""The runtime's own model of each signal: the phase it last commanded, the one before, and
+when the change started; checked against the readings at every decision."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.deploy.metadata import Layout, Timing
+from agents.deploy.readings import Readings
+
+
+class SignalModel:
+    """What the runtime commanded each intersection's signal, and when (metadata order)."""
+
+    def __init__(self, layout: Layout, timing: Timing, tolerance_s: float) -> None:
+        self.layout, self.timing, self.tolerance_s = layout, timing, float(tolerance_s)
+        count = len(layout.ids)
+        self.known = np.zeros(count, dtype=bool)
+        self.cur_phase = np.zeros(count, dtype=np.int64)
+        self.prev_phase = np.full(count, -1, dtype=np.int64)  # -1: unknown (assume intergreen)
+        self.switched_at = np.zeros(count, dtype=np.float64)
+
+    def cross_check(self, t: float, readings: Readings, good: np.ndarray, faults: list[list[str]]) -> None:
+        """The readings' phase and time in phase must be what was commanded; where they are not,
+        the signal did something else: that is a fault (`good` drops it), and the readings win."""
+        phase = np.nan_to_num(readings.phase, nan=-1).astype(np.int64)
+        tip = readings.time_in_phase
+        mismatch = self.known & good & (
+            (phase != self.cur_phase) | (np.abs(tip - (t - self.switched_at)) > self.tolerance_s)
+        )
+        for i in np.flatnonzero(mismatch):
+            faults[i].append(
+                f"signal reports phase {phase[i]} for {tip[i]:g} s; the controller commanded phase "
+                f"{self.cur_phase[i]} {t - self.switched_at[i]:g} s ago"
+            )
+        resync = good & (~self.known | mismatch)
+        self.cur_phase[resync] = phase[resync]
+        self.prev_phase[resync & mismatch] = -1
+        self.prev_phase[resync & ~self.known] = -1
+        self.switched_at[resync] = t - tip[resync]
+        self.known |= good
+        good &= ~mismatch
+
+    def green_elapsed(self, t: float) -> np.ndarray:
+        """Seconds of green the current phase has shown at `t` (negative in its intergreen; inf
+        where the phase is unknown: no min green to wait for)."""
+        inter = np.arange(len(self.layout.ids))
+        shown = np.where(
+            self.prev_phase >= 0,
+            self.layout.intergreen[inter, self.prev_phase.clip(min=0), self.cur_phase.clip(min=0)],
+            True,  # unknown previous phase: assume the intergreen was shown
+        )
+        elapsed = (t - self.switched_at) - shown * self.timing.intergreen_s
+        return np.where(self.known, elapsed, np.inf)
+
+    def clearance(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(yellow_s, all_red_s) that commanding `target` shows."""
+        inter = np.arange(len(self.layout.ids))
+        # a signal whose phase is unknown gets the full clearance: any command to it is a change
+        clears = ((target != self.cur_phase) | ~self.known) & (
+            self.layout.intergreen[inter, self.cur_phase.clip(min=0), target.clip(min=0)] | ~self.known
+        )
+        return clears * self.timing.yellow_s, clears * self.timing.all_red_s
+
+    def advance(self, t: float, target: np.ndarray, switch_in: np.ndarray) -> None:
+        """Record the commands: `target` from ``t + switch_in``."""
+        change = (target != self.cur_phase) | ~self.known
+        # the phase before an unknown one is unknown too: -1 keeps the full intergreen assumed
+        self.prev_phase = np.where(change, np.where(self.known, self.cur_phase, -1), self.prev_phase)
+        self.switched_at = np.where(change, t + switch_in, self.switched_at)
+        self.cur_phase = np.where(change, target, self.cur_phase)
+        self.known |= change

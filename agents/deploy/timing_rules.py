@@ -1,0 +1,62 @@
+"""The timing rules the runtime enforces whatever the model says (module doc of
+agents/deploy/runtime.py): the fixed-time fallback plan, max green, min green."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.deploy.signals import SignalModel
+
+
+def position(table: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Per row, the first column of `table` [I, K] equal to `value` [I]; -1 where none is."""
+    match = table == value[:, None]
+    return np.where(match.any(1), match.argmax(1), -1)
+
+
+def fallback_plan(signals: SignalModel, elapsed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(phase, seconds from now) the fixed-time plan asks for, from where each signal is."""
+    lay, current = signals.layout, signals.cur_phase
+    inter = np.arange(len(lay.ids))
+    # -1: the current phase is not in the plan, or the runtime does not know it
+    slot = np.where(signals.known, position(lay.plan_phase, current), -1)
+    slot_c = slot.clip(min=0)
+    plan_green = lay.plan_green[inter, slot_c]
+    next_plan = lay.plan_phase[inter, (slot_c + 1) % lay.plan_length]
+    plan_due = (slot < 0) | (elapsed + signals.timing.decision_interval_s > plan_green)
+    phase = np.where(slot < 0, lay.plan_phase[:, 0], np.where(plan_due, next_plan, current))
+    at = np.where(slot < 0, 0.0, (plan_green - elapsed).clip(min=0.0))
+    return phase, at
+
+
+def max_green(signals: SignalModel, elapsed: np.ndarray, target: np.ndarray, from_policy: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(phase, seconds from now): a policy keeping a phase that would pass max green before the
+    next decision is overruled by the next action's phase, when max green is reached."""
+    lay, timing, current = signals.layout, signals.timing, signals.cur_phase
+    inter = np.arange(len(lay.ids))
+    action_slot = position(lay.actions, current)
+    next_action = lay.actions[inter, (action_slot.clip(min=0) + 1) % lay.num_actions.clip(min=1)]
+    overdue = (from_policy & (target == current) & (action_slot >= 0)
+               & (elapsed + timing.decision_interval_s > timing.max_green_s))
+    return (np.where(overdue, next_action, target),
+            np.where(overdue, (timing.max_green_s - elapsed).clip(min=0.0), 0.0))
+
+
+def apply_timing_rules(signals: SignalModel, elapsed: np.ndarray, target: np.ndarray, from_policy: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(phase to run [I] int64, switch_in_s [I]): the policy's `target` where `from_policy`, the
+    fallback plan elsewhere, under max green and min green. A change min green holds back is
+    carried out when min green is reached if that falls inside this decision interval, and
+    dropped otherwise."""
+    timing, current = signals.timing, signals.cur_phase
+    fallback, fallback_at = fallback_plan(signals, elapsed)
+    target, wanted_at = max_green(signals, elapsed, target, from_policy)
+    target = np.where(from_policy, target, fallback)
+    wanted_at = np.where(from_policy, wanted_at, fallback_at)
+    change = target != current
+    switch_in = np.maximum(wanted_at, timing.min_green_s - elapsed).clip(min=0.0)
+    in_time = switch_in < timing.decision_interval_s
+    target = np.where(change & ~in_time, current, target)
+    switch_in = np.where(change & in_time, switch_in, 0.0)
+    return target.astype(np.int64), switch_in

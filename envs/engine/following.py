@@ -1,0 +1,71 @@
+"""Car following for every vehicle slot (step phase 3; the rules are in `envs.engine.step`'s
+docstring). A lane's head follows what `look_ahead` found for it."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from envs.engine.heads import Heads, Incidents
+from envs.engine.ops import DT, take
+from envs.engine.state import SimState
+from envs.scenario.network import Network
+
+
+class Motion(NamedTuple):
+    """Every slot after car following ``[B, S+1]`` (free slots keep their values)."""
+
+    active: torch.Tensor  # bool, the slot holds a vehicle on a lane
+    pos: torch.Tensor  # new front position
+    speed: torch.Tensor  # new speed
+    free_limit: torch.Tensor  # the speed limit without incidents (delay is measured against it)
+
+
+def follow(network: Network, state: SimState, heads: Heads, incidents: Incidents | None) -> Motion:
+    """Move every vehicle one step behind its leader (or its lane head's obstacle)."""
+    s = state
+    num_lanes = network.num_lanes
+    scratch_slot = s.veh_lane.shape[1] - 1
+    active = s.veh_lane >= 0
+    lane_c = torch.where(active, s.veh_lane, num_lanes)
+    leader = s.veh_leader
+    has_leader = leader >= 0
+    leader_c = torch.where(has_leader, leader, scratch_slot)
+    lead_rear = torch.where(
+        has_leader,
+        take(s.veh_pos, leader_c) - take(s.veh_length, leader_c),
+        take(heads.lead_rear, lane_c),
+    )
+    lead_speed = torch.where(has_leader, take(s.veh_speed, leader_c), take(heads.lead_speed, lane_c))
+    lane_limit = torch.cat([network.lane_max_speed, network.lane_max_speed[:1]])[lane_c]
+    free_limit = torch.minimum(s.veh_max_speed, lane_limit)  # delay is measured against this
+    speed_limit = free_limit
+    if incidents is not None:  # a capacity drop scales the lane's limit; a closure stops traffic at its end
+        drop = torch.where(incidents.factor > 0.0, incidents.factor.clamp(max=1.0), 1.0)
+        speed_limit = torch.minimum(s.veh_max_speed, lane_limit * take(drop, lane_c))
+    pos, speed, decel = s.veh_pos, s.veh_speed, s.veh_decel
+    gap = lead_rear - pos - s.veh_min_gap
+    # Safe speed v': after moving (v + v')/2 * DT we must still stop behind a leader that
+    # brakes at our comfortable deceleration: v'^2 + b DT v' <= 2 b (gap + vL^2/2b - v DT/2).
+    budget = (gap + lead_speed * lead_speed / (2.0 * decel) - speed * DT / 2.0).clamp(min=0.0)
+    safe = 0.5 * (torch.sqrt(decel * decel * DT * DT + 8.0 * decel * budget) - decel * DT)
+    # Time headway: after the step, the distance from our front to the leader's rear (assumed
+    # to hold its speed) should cover headway x new speed:
+    # v' <= (distance + vL DT - v DT/2) / (headway + DT/2). This sets the discharge rate of a
+    # queue (the flow file's headwayTime; the distance is front to rear, as CityFlow's gap).
+    distance = lead_rear - pos
+    keep_headway = (distance + lead_speed * DT - speed * DT / 2.0) / (s.veh_headway + DT / 2.0)
+    safe = torch.minimum(safe, keep_headway.clamp(min=0.0))
+    new_speed = torch.minimum(torch.minimum(speed + s.veh_accel * DT, speed_limit), safe)
+    new_speed = new_speed.clamp(min=0.0)
+    new_pos = pos + 0.5 * (speed + new_speed) * DT
+    limit = lead_rear - s.veh_min_gap  # never past the leader's current rear (or stop line)
+    over = new_pos > limit
+    new_pos = torch.where(over, torch.maximum(limit, pos), new_pos)
+    new_speed = torch.where(
+        over, torch.minimum(new_speed, (2.0 * (new_pos - pos) / DT - speed).clamp(min=0.0)), new_speed
+    )
+    new_pos = torch.where(active, new_pos, pos)
+    new_speed = torch.where(active, new_speed, speed)
+    return Motion(active, new_pos, new_speed, free_limit)

@@ -1,0 +1,140 @@
+"""Lane heads: what the vehicle nearest each stop line sees ahead (step phase 2; the rules are
+in `envs.engine.step`'s docstring), and the lanes' incidents at a step."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from envs.engine.ops import FAR, MOVING_TAIL_SPEED, materialise, prefer_open, take
+from envs.engine.signals import Signals
+from envs.engine.state import SimState
+from envs.scenario.demand import Demand
+from envs.scenario.network import Network
+
+
+class Incidents(NamedTuple):
+    """Each lane's capacity now ``[B, L+1]``; column L (padding) is never closed."""
+
+    factor: torch.Tensor  # 1 = normal, 0 = closed, in between: speed limit scaled
+    closed: torch.Tensor  # bool, factor <= 0
+
+
+class Heads(NamedTuple):
+    """Per lane ``[B, L]`` unless noted: its head vehicle and what that vehicle sees."""
+
+    slot: torch.Tensor  # the head's slot (the scratch slot on an empty lane)
+    present: torch.Tensor  # bool, the lane has a head
+    trip: torch.Tensor  # the head's trip
+    leg: torch.Tensor  # the head's leg (index of its current road in the route)
+    after_move: torch.Tensor  # the head's movement after its next one (-1 = none)
+    last_road: torch.Tensor  # bool, the head is on the last road of its route
+    target: torch.Tensor  # the lane it enters after the stop line
+    through_length: torch.Tensor  # length of the link through the box to `target`
+    gap: torch.Tensor  # the head's minimum gap
+    lead_rear: torch.Tensor  # [B, L+1] position of what it follows (from this lane's start)
+    lead_speed: torch.Tensor  # [B, L+1] speed of what it follows
+
+
+def incident_factor(demand: Demand, t: torch.Tensor, num_lanes: int) -> torch.Tensor:
+    """Each lane's capacity factor at step `t` ``[B, L+1]``: 1 without an incident, the smallest
+    factor of the incidents active on it otherwise (0 = closed). Column L is padding (1)."""
+    batch = t.shape[0]
+    factor = torch.ones(batch, num_lanes + 1, device=t.device)
+    if demand.incident_lane is None:
+        return factor
+    now = t.unsqueeze(1)
+    active = (demand.incident_lane >= 0) & (demand.incident_start <= now) & (now < demand.incident_end)
+    lane = torch.where(active, demand.incident_lane, num_lanes)
+    value = torch.where(active, demand.incident_factor, 1.0)
+    return factor.scatter_reduce(1, lane, value, reduce="amin")
+
+
+def lane_incidents(demand: Demand, t: torch.Tensor, num_lanes: int) -> Incidents | None:
+    """The lanes' incidents at step `t`; None for a demand without incident tables (the step
+    then skips every incident rule and runs exactly as without them)."""
+    if demand.incident_lane is None:
+        return None
+    factor = incident_factor(demand, t, num_lanes)
+    return Incidents(factor, factor <= 0.0)
+
+
+def look_ahead(
+    network: Network, state: SimState, signals: Signals, incidents: Incidents | None
+) -> Heads:
+    """Every lane's head: its target lane and the obstacle it follows (a stop line or the
+    target lane's last vehicle)."""
+    s = state
+    batch = s.t.shape[0]
+    num_lanes = network.num_lanes
+    scratch_slot = s.veh_lane.shape[1] - 1
+    lane_length = network.lane_length.unsqueeze(0)  # [1, L]
+    head = s.lane_head[:, :num_lanes]
+    has_head = head >= 0
+    h = torch.where(has_head, head, scratch_slot)
+    h_trip = take(s.veh_trip, h)
+    h_leg = take(s.veh_leg, h)
+    next_move = torch.where(has_head, take(s.veh_move, h), -1)  # [B, L]
+    after_move = take(s.veh_next_move, h)
+    h, h_trip, h_leg, next_move, after_move = materialise(h, h_trip, h_leg, next_move, after_move)
+    last_road = has_head & (next_move < 0)
+    m1 = next_move.clamp(min=0)
+    m2 = after_move.clamp(min=0)
+    lane_in_road = network.lane_index.unsqueeze(0).expand(batch, -1)
+
+    # room at each lane's start: rear of its last vehicle (FAR when empty)  [B, L+1]
+    tail = s.lane_tail
+    tail_c = torch.where(tail >= 0, tail, scratch_slot)
+    tail_rear = torch.where(tail >= 0, take(s.veh_pos, tail_c) - take(s.veh_length, tail_c), FAR)
+    tail_speed = torch.where(tail >= 0, take(s.veh_speed, tail_c), 0.0)
+    tail_rear, tail_speed = materialise(tail_rear, tail_speed)
+
+    candidates = network.road_lanes[network.movement_end_road[m1]]  # [B, L, E]
+    reachable = network.movement_target[m1, lane_in_road]  # [B, L, E]
+    serves_after = torch.where(
+        (after_move >= 0).unsqueeze(-1), network.movement_from_lane[m2], True
+    )
+    usable = reachable & serves_after & (candidates >= 0)
+    cand_c = torch.where(candidates >= 0, candidates, num_lanes)
+    if incidents is not None:
+        usable = prefer_open(usable, take(incidents.closed, cand_c))
+    cand_rear = take(tail_rear, cand_c)
+    score = torch.where(usable, cand_rear, -FAR)
+    best = score.argmax(dim=-1, keepdim=True)  # lowest index among equals
+    target = torch.gather(cand_c, 2, best).squeeze(-1)  # [B, L]
+    target_rear = torch.gather(score, 2, best).squeeze(-1)
+    target_speed = take(tail_speed, target)
+    through_length = network.link_length[m1, lane_in_road, best.squeeze(-1)]
+
+    h_pos = take(s.veh_pos, h)
+    h_speed = take(s.veh_speed, h)
+    h_gap = take(s.veh_min_gap, h)
+    h_decel = take(s.veh_decel, h)
+    to_stop_line = lane_length - h_pos
+    # Spillback: the target lane blocks its upstream movements when its last vehicle stands
+    # near its start. A last vehicle that is still moving (in the box or just past it) does
+    # not block: car following through the box keeps the head behind it.
+    room = (target_rear - h_gap >= 0) | (target_speed >= MOVING_TAIL_SPEED)
+    no_movement = network.num_movements
+    signal_green = take(signals.green, torch.where(next_move >= 0, next_move, no_movement))
+    signal_yellow = take(signals.yellow, torch.where(next_move >= 0, next_move, no_movement))
+    can_stop = h_speed * h_speed <= 2.0 * h_decel * to_stop_line
+    may_cross = room & (signal_green | (signal_yellow & ~can_stop)) & ~last_road
+    leaves_freely = last_road
+    if incidents is not None:  # a closed lane's head sees a stop line that never opens, exit lanes too
+        may_cross = may_cross & ~incidents.closed[:, :num_lanes]
+        leaves_freely = last_road & ~incidents.closed[:, :num_lanes]
+    head_rear = torch.where(
+        leaves_freely,
+        FAR,
+        torch.where(may_cross, lane_length + through_length + target_rear, lane_length + h_gap),
+    )
+    head_lead_speed = torch.where(may_cross, target_speed, 0.0)
+    pad = torch.zeros(batch, 1, device=s.t.device)
+    head_rear = torch.cat([head_rear, pad + FAR], 1)  # [B, L+1]
+    head_lead_speed = torch.cat([head_lead_speed, pad], 1)
+    return Heads(
+        h, has_head, h_trip, h_leg, after_move, last_road, target, through_length, h_gap,
+        head_rear, head_lead_speed,
+    )

@@ -1,0 +1,109 @@
+"""What a perturbation does to a copy's demand: the lane incidents it draws (`sample_incidents`,
+placed uniformly or by `lane_traffic`), the incident tables it writes (`with_incidents`) and the
+surge it applies to the trips (`surge_trips`). Semantics: `envs.incidents.perturbations`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from envs.errors import ConfigError
+from envs.incidents.perturbation_specs import SOURCE, IncidentSpec, Perturbation, stream_rng, time_window
+from envs.scenario.demand import Demand, Trips, route_movements
+from envs.scenario.network import Network
+
+
+@dataclass(frozen=True)
+class Incident:
+    lane: int  # global lane id
+    start: int  # step
+    end: int  # step (exclusive)
+    factor: float
+
+
+def lane_traffic(network: Network, trips: Trips) -> np.ndarray:
+    """``[L]`` vehicles each lane carries under `trips` (how trips are shared: module doc)."""
+    pad = network.num_lanes  # a scratch column for the tables' -1 padding
+
+    def share(lanes: np.ndarray, vehicles: np.ndarray) -> np.ndarray:
+        """`vehicles` ``[K]`` shared evenly by the lanes of each row of `lanes` ``[K, E]``."""
+        used = lanes >= 0
+        each = vehicles / np.maximum(used.sum(1), 1)
+        out = np.zeros(pad + 1)
+        np.add.at(out, np.where(used, lanes, pad), np.where(used, each[:, None], 0.0))
+        return out[:pad]
+
+    moves = route_movements(trips, network)  # [T, legs - 1] each trip's movements, -1 past its end
+    per_movement = np.bincount(moves[moves >= 0], minlength=network.num_movements)
+    legs = (trips.routes >= 0).sum(1)
+    last_road = trips.routes[np.arange(trips.num_trips), np.maximum(legs - 1, 0)][legs > 0]
+    per_last_road = np.bincount(last_road, minlength=network.num_roads)
+    return (share(network.movement_in_lanes.cpu().numpy(), per_movement)
+            + share(network.road_lanes.cpu().numpy(), per_last_road))
+
+
+def _draw_lanes(spec: IncidentSpec, network: Network, rng: np.random.Generator, trips: Trips | None) -> np.ndarray:
+    pool = spec.lane_pool(network)
+    if spec.placement == "uniform":
+        return rng.choice(pool, size=spec.count, replace=spec.count > pool.size)
+    if trips is None:
+        raise ConfigError(SOURCE, "incidents.placement", spec.placement,
+                            "traffic placement needs the copy's trips (pass trips= to sample_incidents)")
+    weight = lane_traffic(network, trips)[pool]
+    used = int((weight > 0).sum())
+    if used == 0:
+        raise ConfigError(SOURCE, "incidents.placement", spec.placement,
+                            f"no trip of {trips.source} uses a lane of the incident pool: nothing to weight by")
+    return rng.choice(pool, size=spec.count, replace=spec.count > used, p=weight / weight.sum())
+
+
+def sample_incidents(perturbation: Perturbation, network: Network, split: str, index: int,
+                     trips: Trips | None = None) -> list[Incident]:
+    """The incidents of copy `index` of `split` (distinct lanes while the pool allows). `trips`:
+    the copy's demand, which ``placement: traffic`` weights the lanes by."""
+    spec = perturbation.incidents
+    if spec is None or spec.count == 0:
+        return []
+    rng = stream_rng(perturbation, split, index, "incidents")
+    lanes = _draw_lanes(spec, network, rng, trips)
+    low, high = time_window(spec.start_s, "incidents.start_s")
+    starts = rng.integers(int(low), int(high) + 1, size=spec.count)
+    return [Incident(int(lane), int(t), int(t + round(spec.duration_s)), float(spec.capacity))
+            for lane, t in zip(lanes, starts)]
+
+
+def with_incidents(demand: Demand, per_copy: list[list[Incident]]) -> Demand:
+    """`demand` with the given incidents of each copy (its incident tables replaced)."""
+    if len(per_copy) != demand.batch_size:
+        raise ConfigError(SOURCE, "incidents", len(per_copy), f"need one list per copy ({demand.batch_size})")
+    width = max((len(x) for x in per_copy), default=0)
+    if width == 0:
+        return replace(demand, incident_lane=None, incident_start=None, incident_end=None, incident_factor=None)
+    device = demand.depart.device
+    lane = torch.full((demand.batch_size, width), -1, dtype=torch.int64)
+    start = torch.zeros((demand.batch_size, width), dtype=torch.int64)
+    end = torch.zeros((demand.batch_size, width), dtype=torch.int64)
+    factor = torch.ones((demand.batch_size, width), dtype=torch.float32)
+    for b, incidents in enumerate(per_copy):
+        for k, incident in enumerate(incidents):
+            lane[b, k], start[b, k], end[b, k], factor[b, k] = incident.lane, incident.start, incident.end, incident.factor
+    return replace(demand, incident_lane=lane.to(device), incident_start=start.to(device),
+                   incident_end=end.to(device), incident_factor=factor.to(device))
+
+
+def surge_trips(trips: Trips, perturbation: Perturbation, split: str, index: int) -> Trips:
+    """`trips` with the surge applied (see the module doc); unchanged without a surge."""
+    spec = perturbation.surge
+    if spec is None:
+        return trips
+    rng = stream_rng(perturbation, split, index, "surge")
+    factor = spec.factor(trips.depart)
+    whole = np.floor(factor)
+    copies = (whole + (rng.random(trips.num_trips) < factor - whole)).astype(np.int64)
+    rows = np.repeat(np.arange(trips.num_trips), copies)
+    order = np.lexsort((trips.flow_index[rows], trips.depart[rows]))  # (departure, flow) as sampled
+    rows = rows[order]
+    return Trips(f"{trips.source}+surge", trips.depart[rows], trips.routes[rows], trips.vehicle[rows],
+                 trips.flow_index[rows])

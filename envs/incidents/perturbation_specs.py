@@ -1,0 +1,177 @@
+"""What a perturbation is made of (`IncidentSpec`, `SurgeSpec`, `DetectorFaultSpec`, composed
+by `Perturbation`; their meaning is in `envs.incidents.perturbations`), read from a config
+mapping by `perturbation_from_config`, and the random stream each copy draws them from.
+
+Every field is checked when the spec is built; a bad one is a `ConfigError` naming the field and
+the value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from envs.errors import ConfigError
+from envs.scenario.network import Network, lane_ids
+from envs.scenario.splits import finite_number, split_seed
+
+SOURCE = "<perturbation>"
+_STREAM = {"incidents": 1, "surge": 2, "detectors": 3}
+PLACEMENTS = ("uniform", "traffic")  # how random incident lanes are drawn (module doc)
+
+
+def time_window(value: Any, name: str) -> tuple[float, float]:
+    """A time as a number or a ``[low, high]`` range, checked."""
+    if finite_number(value):
+        low = high = float(value)
+    elif isinstance(value, (list, tuple)) and len(value) == 2 and all(finite_number(v) for v in value):
+        low, high = float(value[0]), float(value[1])
+    else:
+        raise ConfigError(SOURCE, name, value, "expected seconds, or a [low, high] range of seconds")
+    if low < 0 or high < low:
+        raise ConfigError(SOURCE, name, value, "need 0 <= low <= high (seconds)")
+    return low, high
+
+
+@dataclass(frozen=True)
+class IncidentSpec:
+    count: int = 1  # incidents per copy
+    lanes: tuple[str, ...] | None = None  # CityFlow lane ids to draw from; None = random lanes
+    start_s: Any = (600.0, 2400.0)  # seconds: a number or a [low, high] range
+    duration_s: float = 900.0
+    capacity: float = 0.0  # 0 = closed; in (0, 1) = speed limit scaled by it
+    placement: str = "uniform"  # uniform | traffic: how lanes are drawn from the pool
+
+    def __post_init__(self) -> None:
+        if self.placement not in PLACEMENTS:
+            raise ConfigError(SOURCE, "incidents.placement", self.placement, f"expected one of {PLACEMENTS}")
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
+            raise ConfigError(SOURCE, "incidents.count", self.count, "must be an integer >= 0")
+        time_window(self.start_s, "incidents.start_s")
+        if not finite_number(self.duration_s) or self.duration_s <= 0:
+            raise ConfigError(SOURCE, "incidents.duration_s", self.duration_s, "must be a number of seconds > 0")
+        if not finite_number(self.capacity) or not 0.0 <= self.capacity < 1.0:
+            raise ConfigError(SOURCE, "incidents.capacity", self.capacity,
+                                "must be in [0, 1): 0 closes the lane, a fraction scales its speed limit")
+        if self.lanes is not None:
+            lanes = tuple(self.lanes)
+            if not lanes or not all(isinstance(x, str) for x in lanes):
+                raise ConfigError(SOURCE, "incidents.lanes", self.lanes, "expected a non-empty list of lane ids")
+            object.__setattr__(self, "lanes", lanes)
+
+    def lane_pool(self, network: Network) -> np.ndarray:
+        """Global lane ids the incidents are drawn from (checked against the network)."""
+        names = lane_ids(network)
+        if self.lanes is None:
+            ends = network.road_end[network.lane_road].cpu().numpy()
+            pool = np.flatnonzero(ends >= 0)  # lanes that end at a signal
+            if pool.size == 0:
+                raise ConfigError(SOURCE, "incidents.lanes", None, f"{network.source} has no lane ending at a signal")
+            return pool
+        index = {name: lane for lane, name in enumerate(names)}
+        unknown = [x for x in self.lanes if x not in index]
+        if unknown:
+            raise ConfigError(SOURCE, "incidents.lanes", unknown[0],
+                                f"no such lane in {network.source} (lane ids are <road id>_<lane index>, "
+                                f"e.g. {names[0]})")
+        return np.array([index[x] for x in self.lanes], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class SurgeSpec:
+    scale: float = 1.5  # demand multiplier at the surge's height
+    start_s: float = 900.0
+    end_s: float = 1800.0
+    ramp_s: float = 0.0  # seconds to climb to `scale` after start_s, and to fall back before end_s
+
+    def __post_init__(self) -> None:
+        if not finite_number(self.scale) or self.scale < 0:
+            raise ConfigError(SOURCE, "surge.scale", self.scale, "must be a number >= 0")
+        start, end = time_window([self.start_s, self.end_s], "surge.[start_s, end_s]")
+        if not finite_number(self.ramp_s) or self.ramp_s < 0 or 2 * self.ramp_s > end - start:
+            raise ConfigError(SOURCE, "surge.ramp_s", self.ramp_s,
+                                f"must be seconds in [0, (end_s - start_s) / 2 = {(end - start) / 2:g}]")
+
+    def factor(self, t: np.ndarray) -> np.ndarray:
+        """The demand factor at departure times `t` (seconds; see the module doc)."""
+        t = np.asarray(t, dtype=np.float64)
+        if self.ramp_s > 0:  # the trapezoid's height: 0 at the window's ends, 1 on its plateau
+            height = np.clip(np.minimum(t - self.start_s, self.end_s - t) / self.ramp_s, 0.0, 1.0)
+        else:
+            height = ((t >= self.start_s) & (t < self.end_s)).astype(np.float64)
+        return 1.0 + (self.scale - 1.0) * height
+
+
+@dataclass(frozen=True)
+class DetectorFaultSpec:
+    noise_std: float = 0.0  # vehicles
+    dropout_p: float = 0.0  # per lane and reading
+    stuck_p: float = 0.0  # per lane and episode
+    stuck_at_s: float = 600.0
+    dead_p: float = 0.0  # per intersection and episode
+
+    def __post_init__(self) -> None:
+        if not finite_number(self.noise_std) or self.noise_std < 0:
+            raise ConfigError(SOURCE, "detectors.noise_std", self.noise_std, "must be a number of vehicles >= 0")
+        for name in ("dropout_p", "stuck_p", "dead_p"):
+            value = getattr(self, name)
+            if not finite_number(value) or not 0.0 <= value <= 1.0:
+                raise ConfigError(SOURCE, f"detectors.{name}", value, "a probability must lie in [0, 1]")
+        if not finite_number(self.stuck_at_s) or self.stuck_at_s < 0:
+            raise ConfigError(SOURCE, "detectors.stuck_at_s", self.stuck_at_s, "must be a number of seconds >= 0")
+
+    @property
+    def is_clean(self) -> bool:
+        return self.noise_std == 0 and self.dropout_p == 0 and self.stuck_p == 0 and self.dead_p == 0
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    name: str = "clean"
+    seed: int = 0
+    incidents: IncidentSpec | None = None
+    surge: SurgeSpec | None = None
+    detectors: DetectorFaultSpec | None = None
+
+    @property
+    def is_clean(self) -> bool:
+        return ((self.incidents is None or self.incidents.count == 0) and self.surge is None
+                and (self.detectors is None or self.detectors.is_clean))
+
+
+def perturbation_from_config(config: dict | None, source: str = SOURCE) -> Perturbation:
+    """A `Perturbation` from a plain mapping (Hydra's ``perturbation`` group); unknown keys and
+    bad values are errors naming the field."""
+    if not config:
+        return Perturbation()
+    config = dict(config)
+    known = {"name", "seed", "incidents", "surge", "detectors"}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ConfigError(source, f"perturbation.{unknown[0]}", config[unknown[0]], f"unknown key; known: {sorted(known)}")
+
+    def part(key: str, cls):
+        value = config.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise ConfigError(source, f"perturbation.{key}", value, "expected a mapping or null")
+        fields = set(cls.__dataclass_fields__)
+        bad = sorted(set(value) - fields)
+        if bad:
+            raise ConfigError(source, f"perturbation.{key}.{bad[0]}", value[bad[0]], f"unknown key; known: {sorted(fields)}")
+        return cls(**value)
+
+    seed = config.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(source, "perturbation.seed", seed, "must be an integer >= 0")
+    return Perturbation(name=str(config.get("name", "perturbed")), seed=seed,
+                        incidents=part("incidents", IncidentSpec), surge=part("surge", SurgeSpec),
+                        detectors=part("detectors", DetectorFaultSpec))
+
+
+def stream_rng(perturbation: Perturbation, split: str, index: int, stream: str) -> np.random.Generator:
+    sequence = np.random.SeedSequence(perturbation.seed, spawn_key=(split_seed(split, index), _STREAM[stream]))
+    return np.random.default_rng(sequence)

@@ -1,0 +1,55 @@
+"""What the Gymnasium, PettingZoo and SB3 adapters share: checks of their keyword arguments,
+render mode and actions, each failing with a named `ConfigError` / `CommandError`."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import torch
+
+from envs.errors import CommandError, ConfigError
+from envs.rl.signal_env import BatchedSignalEnv
+
+RENDER_MODES = (None, "rgb_array")
+CORE_KEYWORDS = tuple(sorted(set(inspect.signature(BatchedSignalEnv.__init__).parameters) - {"self"}))
+
+
+def check_render_mode(render_mode, source: str) -> None:
+    if render_mode not in RENDER_MODES:
+        raise ConfigError(source, "render_mode", render_mode, f"expected one of {list(RENDER_MODES)}")
+
+
+def core_kwargs(kwargs: dict, source: str, set_here: dict[str, str]) -> dict:
+    """`kwargs` for `BatchedSignalEnv`, checked: every key is one of its keywords and none is one
+    the adapter sets itself (`set_here`: keyword -> what to do instead)."""
+    for key, value in kwargs.items():
+        if key in set_here:
+            raise ConfigError(source, key, value, set_here[key])
+        if key not in CORE_KEYWORDS:
+            raise ConfigError(source, key, value, "unknown keyword; known: " + ", ".join(CORE_KEYWORDS))
+    return dict(kwargs)
+
+
+def single_copy_kwargs(kwargs: dict, source: str) -> dict:
+    """`core_kwargs` of a one-copy adapter without autoreset: ``copies`` may only be 1."""
+    kwargs = dict(kwargs)
+    copies = kwargs.pop("copies", 1)
+    if isinstance(copies, bool) or copies != 1:
+        raise ConfigError(source, "copies", copies, "this environment runs one copy; the vector "
+                          "environments (gymnasium.make_vec, envs.sb3_vec_env) run more")
+    never = "this environment never autoresets: call reset() after the episode ends"
+    return core_kwargs(kwargs, source, {"autoreset": never})
+
+
+def action_tensor(actions, count: int, source: str) -> torch.Tensor:
+    """`actions` (array-like of `count` whole numbers, any shape) as an int64 tensor of its shape."""
+    array = np.asarray(actions)
+    if array.size != count:
+        raise CommandError(source, "actions.shape", tuple(array.shape), f"expected {count} actions")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.bool_)):
+        whole = np.issubdtype(array.dtype, np.floating) and bool(np.all(np.isfinite(array) & (array == np.round(array))))
+        if not whole:
+            shown = array.reshape(-1)[:8].tolist() if array.dtype != object else str(array.dtype)
+            raise CommandError(source, "actions", shown, "actions are whole numbers (action indices)")
+    return torch.as_tensor(array, dtype=torch.int64)

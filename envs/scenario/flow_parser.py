@@ -1,0 +1,163 @@
+"""Parse and check a CityFlow ``flow.json`` list into a `FlowFileSpec`: vehicles, routes (each
+turn and lane continuation checked against the roadnet) and time windows."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from envs.scenario.json_fields import JsonFields, json_type
+from envs.scenario.spec import FlowFileSpec, FlowSpec, RoadnetSpec, RoadSpec, VehicleSpec
+
+# CityFlow's default when a flow has no endTime: generate until the simulation stops.
+NO_END_TIME = -1.0
+
+# Vehicle fields in CityFlow's spelling -> (VehicleSpec attribute, zero allowed?). CityFlow requires
+# all of them; a zero minGap is physically fine, every other quantity must be strictly positive.
+_VEHICLE_FIELDS: dict[str, tuple[str, bool]] = {
+    "length": ("length", False),
+    "width": ("width", False),
+    "maxPosAcc": ("max_pos_acc", False),
+    "maxNegAcc": ("max_neg_acc", False),
+    "usualPosAcc": ("usual_pos_acc", False),
+    "usualNegAcc": ("usual_neg_acc", False),
+    "minGap": ("min_gap", True),
+    "maxSpeed": ("max_speed", False),
+    "headwayTime": ("headway_time", False),
+}
+
+
+@dataclass
+class _RouteChecker:
+    """Checks routes against a roadnet; each distinct route is checked once (flows repeat them)."""
+
+    fields: JsonFields
+    roads_by_id: dict[str, RoadSpec]
+    # (from road, to road) -> (lanes of `from` that have a lane link, lanes of `to` reached)
+    turn_lanes: dict[tuple[str, str], tuple[frozenset[int], frozenset[int]]]
+    known_good: set[tuple[str, ...]] = field(default_factory=set)
+
+    @classmethod
+    def for_roadnet(cls, fields: JsonFields, roadnet: RoadnetSpec) -> _RouteChecker:
+        start_lanes: dict[tuple[str, str], set[int]] = {}
+        end_lanes: dict[tuple[str, str], set[int]] = {}
+        for intersection in roadnet.intersections:
+            for link in intersection.road_links:
+                key = (link.start_road, link.end_road)
+                start_lanes.setdefault(key, set()).update(ll.start_lane for ll in link.lane_links)
+                end_lanes.setdefault(key, set()).update(ll.end_lane for ll in link.lane_links)
+        turn_lanes = {
+            key: (frozenset(start_lanes[key]), frozenset(end_lanes[key])) for key in start_lanes
+        }
+        return cls(fields, {road.id: road for road in roadnet.roads}, turn_lanes)
+
+    def check(self, route: tuple[str, ...], path: str) -> None:
+        if route in self.known_good:
+            return
+        for k, name in enumerate(route):
+            if name not in self.roads_by_id:
+                self.fields.fail(f"{path}[{k}]", name, "route names an unknown road")
+        for k in range(1, len(route)):
+            self._check_turn(route[k - 1], route[k], f"{path}[{k}]")
+        for k in range(2, len(route)):
+            self._check_lanes_continue(route[k - 2], route[k - 1], route[k], f"{path}[{k}]")
+        self.known_good.add(route)
+
+    def _check_turn(self, from_road: str, to_road: str, path: str) -> None:
+        junction = self.roads_by_id[from_road].end_intersection
+        to_start = self.roads_by_id[to_road].start_intersection
+        if junction != to_start:
+            self.fields.fail(
+                path,
+                to_road,
+                f"not connected: previous road {from_road!r} ends at {junction!r} "
+                f"but this road starts at {to_start!r}",
+            )
+        if (from_road, to_road) not in self.turn_lanes:
+            self.fields.fail(
+                path,
+                to_road,
+                f"intersection {junction!r} has no roadLink from {from_road!r} to {to_road!r}",
+            )
+
+    def _check_lanes_continue(self, road_a: str, road_b: str, road_c: str, path: str) -> None:
+        # A vehicle enters road_b on one of the lanes reached from road_a; without lane changes it
+        # can only continue to road_c if at least one of those lanes has a lane link to road_c.
+        _, entered = self.turn_lanes[(road_a, road_b)]
+        leaving, _ = self.turn_lanes[(road_b, road_c)]
+        if not entered & leaving:
+            self.fields.fail(
+                path,
+                road_c,
+                f"no lane of {road_b!r} entered from {road_a!r} (lanes {sorted(entered)}) "
+                f"has a lane link to {road_c!r} (needs one of lanes {sorted(leaving)})",
+            )
+
+
+def parse_flow(obj: Any, source: str, roadnet: RoadnetSpec) -> FlowFileSpec:
+    fields = JsonFields(source)
+    entries = fields.as_array(obj, "<root>")
+    if not entries:
+        fields.fail("<root>", entries, "flow file has no flows")
+    routes = _RouteChecker.for_roadnet(fields, roadnet)
+    flows = tuple(_parse_flow_entry(fields, raw, i, routes) for i, raw in enumerate(entries))
+    return FlowFileSpec(source=source, flows=flows)
+
+
+def _parse_flow_entry(fields: JsonFields, raw: Any, index: int, routes: _RouteChecker) -> FlowSpec:
+    path = f"[{index}]"
+    obj = fields.as_object(raw, path)
+    vehicle = _parse_vehicle(fields, fields.object(obj, "vehicle", path), f"{path}.vehicle")
+    route = _parse_route(fields, obj, path)
+    routes.check(route, f"{path}.route")
+    interval = fields.positive(obj, "interval", path)
+    start_time, end_time = _parse_time_window(fields, obj, path)
+    return FlowSpec(index, vehicle, route, interval, start_time, end_time)
+
+
+def _parse_vehicle(fields: JsonFields, obj: Mapping[str, Any], path: str) -> VehicleSpec:
+    values = {}
+    for key, (attribute, zero_allowed) in _VEHICLE_FIELDS.items():
+        read = fields.non_negative if zero_allowed else fields.positive
+        values[attribute] = read(obj, key, path)
+    return VehicleSpec(**values)
+
+
+def _parse_route(fields: JsonFields, obj: Mapping[str, Any], path: str) -> tuple[str, ...]:
+    raw_route = fields.array(obj, "route", path)
+    if not raw_route:
+        fields.fail(f"{path}.route", raw_route, "route is empty")
+    for k, name in enumerate(raw_route):
+        if not isinstance(name, str):
+            fields.fail(
+                f"{path}.route[{k}]", name, f"expected a road id string, got {json_type(name)}"
+            )
+    return tuple(raw_route)
+
+
+def _parse_time_window(fields: JsonFields, obj: Mapping[str, Any], path: str) -> tuple[float, float]:
+    # CityFlow's defaults: startTime 0, endTime -1 (no end; departure_steps then needs a horizon).
+    start = fields.number(obj, "startTime", path) if "startTime" in obj else 0.0
+    end = fields.number(obj, "endTime", path) if "endTime" in obj else NO_END_TIME
+    if start < 0:
+        # CityFlow would silently start such a flow at 0; make the author say so.
+        fields.fail(f"{path}.startTime", obj["startTime"], "must be >= 0")
+    if end == NO_END_TIME:
+        return start, end
+    if end < start:
+        fields.fail(
+            f"{path}.endTime",
+            obj["endTime"],
+            f"endTime < startTime ({start:g}) (only -1 means 'no end')",
+        )
+    if math.ceil(start) > math.floor(end):
+        # The generator only runs at whole seconds; such a flow would create no vehicle at all.
+        fields.fail(
+            f"{path}.endTime",
+            obj["endTime"],
+            f"no whole simulation second in [startTime={start:g}, endTime={end:g}]: "
+            "flow would create no vehicle",
+        )
+    return start, end

@@ -1,0 +1,117 @@
+"""Typed access to the members of a parsed JSON document, for the CityFlow parsers: every
+failure is a `ScenarioError` naming the file, the JSON path (``roads[12].lanes[1].maxSpeed``)
+and the value."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+from envs.errors import ScenarioError
+
+MISSING = "<missing>"  # the "value" shown for a required field that is absent
+
+Point = tuple[float, float]
+
+
+def key_path(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+class JsonFields:
+    """Typed access to JSON members; every failure is a ScenarioError naming `source` and path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, value: Any, reason: str) -> NoReturn:
+        raise ScenarioError(self.source, path, value, reason)
+
+    def as_object(self, value: Any, path: str) -> Mapping[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(path, value, f"expected a JSON object, got {json_type(value)}")
+        return value
+
+    def as_array(self, value: Any, path: str) -> list[Any]:
+        if not isinstance(value, list):
+            self.fail(path, value, f"expected a JSON array, got {json_type(value)}")
+        return value
+
+    def member(self, obj: Mapping[str, Any], key: str, path: str) -> Any:
+        if key not in obj:
+            present = ", ".join(sorted(obj)) or "none"
+            self.fail(key_path(path, key), MISSING, f"missing required field (present: {present})")
+        return obj[key]
+
+    def object(self, obj: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
+        return self.as_object(self.member(obj, key, path), key_path(path, key))
+
+    def array(self, obj: Mapping[str, Any], key: str, path: str) -> list[Any]:
+        return self.as_array(self.member(obj, key, path), key_path(path, key))
+
+    def string(self, obj: Mapping[str, Any], key: str, path: str) -> str:
+        value = self.member(obj, key, path)
+        if not isinstance(value, str):
+            self.fail(key_path(path, key), value, f"expected a string, got {json_type(value)}")
+        return value
+
+    def boolean(self, obj: Mapping[str, Any], key: str, path: str) -> bool:
+        value = self.member(obj, key, path)
+        if not isinstance(value, bool):
+            self.fail(key_path(path, key), value, f"expected true/false, got {json_type(value)}")
+        return value
+
+    def as_number(self, value: Any, path: str) -> float:
+        # bool is an int subclass in Python, but `true` is not a number in JSON.
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(path, value, f"expected a number, got {json_type(value)}")
+        # Python's json accepts NaN/Infinity literals; they would poison every later computation.
+        if not math.isfinite(value):
+            self.fail(path, value, "expected a finite number")
+        return float(value)
+
+    def number(self, obj: Mapping[str, Any], key: str, path: str) -> float:
+        return self.as_number(self.member(obj, key, path), key_path(path, key))
+
+    def positive(self, obj: Mapping[str, Any], key: str, path: str) -> float:
+        value = self.number(obj, key, path)
+        if value <= 0:
+            self.fail(key_path(path, key), obj[key], "must be > 0")
+        return value
+
+    def non_negative(self, obj: Mapping[str, Any], key: str, path: str) -> float:
+        value = self.number(obj, key, path)
+        if value < 0:
+            self.fail(key_path(path, key), obj[key], "must be >= 0")
+        return value
+
+    def as_index(self, value: Any, path: str, size: int, what: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(path, value, f"expected an integer index, got {json_type(value)}")
+        if not 0 <= value < size:
+            self.fail(path, value, f"index out of range: {what} has {size} (valid 0..{size - 1})")
+        return value
+
+    def index(self, obj: Mapping[str, Any], key: str, path: str, size: int, what: str) -> int:
+        return self.as_index(self.member(obj, key, path), key_path(path, key), size, what)
+
+    def point(self, value: Any, path: str) -> Point:
+        obj = self.as_object(value, path)
+        return (self.number(obj, "x", path), self.number(obj, "y", path))
+
+
+def json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__

@@ -1,0 +1,241 @@
+"""Parse and check a CityFlow ``roadnet.json`` dict into a `RoadnetSpec`: roads, lanes,
+intersections, roadLinks, laneLinks and light phases, each checked against the others."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from envs.scenario.json_fields import MISSING, Point, JsonFields, key_path
+from envs.scenario.spec import (
+    ROAD_LINK_TYPES,
+    IntersectionSpec,
+    LaneLinkSpec,
+    LaneSpec,
+    PhaseSpec,
+    RoadLinkSpec,
+    RoadnetSpec,
+    RoadSpec,
+    polyline_length,
+)
+
+
+def parse_roadnet(obj: Any, source: str) -> RoadnetSpec:
+    fields = JsonFields(source)
+    root = fields.as_object(obj, "<root>")
+    raw_intersections = fields.array(root, "intersections", "")
+    raw_roads = fields.array(root, "roads", "")
+    # Roads name their end intersections and intersections name their roads, so the ids of the
+    # intersections are collected first, then roads are parsed, then the intersections' links.
+    intersection_ids = _intersection_ids(fields, raw_intersections)
+    roads = _parse_roads(fields, raw_roads, intersection_ids)
+    roads_by_id = {road.id: road for road in roads}
+    intersections = tuple(
+        _parse_intersection(fields, raw, f"intersections[{i}]", roads_by_id)
+        for i, raw in enumerate(raw_intersections)
+    )
+    return RoadnetSpec(source=source, roads=roads, intersections=intersections)
+
+
+def _intersection_ids(fields: JsonFields, raw_intersections: list[Any]) -> set[str]:
+    ids: dict[str, int] = {}
+    for i, raw in enumerate(raw_intersections):
+        path = f"intersections[{i}]"
+        ident = fields.string(fields.as_object(raw, path), "id", path)
+        if ident in ids:
+            fields.fail(
+                f"{path}.id", ident, f"duplicate intersection id (also intersections[{ids[ident]}])"
+            )
+        ids[ident] = i
+    return set(ids)
+
+
+def _parse_roads(
+    fields: JsonFields, raw_roads: list[Any], intersection_ids: set[str]
+) -> tuple[RoadSpec, ...]:
+    first_index: dict[str, int] = {}
+    roads = []
+    for i, raw in enumerate(raw_roads):
+        path = f"roads[{i}]"
+        road = _parse_road(fields, raw, path, intersection_ids)
+        if road.id in first_index:
+            fields.fail(
+                f"{path}.id", road.id, f"duplicate road id (also roads[{first_index[road.id]}])"
+            )
+        first_index[road.id] = i
+        roads.append(road)
+    return tuple(roads)
+
+
+def _parse_road(fields: JsonFields, raw: Any, path: str, intersection_ids: set[str]) -> RoadSpec:
+    obj = fields.as_object(raw, path)
+    ident = fields.string(obj, "id", path)
+    endpoints = []
+    for key in ("startIntersection", "endIntersection"):
+        name = fields.string(obj, key, path)
+        if name not in intersection_ids:
+            fields.fail(key_path(path, key), name, "names an unknown intersection")
+        endpoints.append(name)
+    points = _parse_road_points(fields, obj, path)
+    raw_lanes = fields.array(obj, "lanes", path)
+    if not raw_lanes:
+        fields.fail(f"{path}.lanes", raw_lanes, "a road needs at least one lane")
+    lanes = tuple(
+        _parse_lane(fields, lane, f"{path}.lanes[{k}]") for k, lane in enumerate(raw_lanes)
+    )
+    return RoadSpec(ident, endpoints[0], endpoints[1], points, lanes)
+
+
+def _parse_road_points(fields: JsonFields, obj: Mapping[str, Any], path: str) -> tuple[Point, ...]:
+    raw_points = fields.array(obj, "points", path)
+    points_path = f"{path}.points"
+    if len(raw_points) < 2:
+        fields.fail(points_path, raw_points, "a road needs at least 2 points")
+    points = tuple(fields.point(p, f"{points_path}[{k}]") for k, p in enumerate(raw_points))
+    if polyline_length(points) <= 0:
+        fields.fail(points_path, raw_points, "road has zero length (all points coincide)")
+    return points
+
+
+def _parse_lane(fields: JsonFields, raw: Any, path: str) -> LaneSpec:
+    obj = fields.as_object(raw, path)
+    return LaneSpec(
+        width=fields.positive(obj, "width", path), max_speed=fields.positive(obj, "maxSpeed", path)
+    )
+
+
+def _parse_intersection(
+    fields: JsonFields, raw: Any, path: str, roads_by_id: Mapping[str, RoadSpec]
+) -> IntersectionSpec:
+    obj = fields.as_object(raw, path)
+    ident = fields.string(obj, "id", path)
+    point = fields.point(fields.member(obj, "point", path), f"{path}.point")
+    width = fields.non_negative(obj, "width", path)
+    virtual = fields.boolean(obj, "virtual", path)
+    # The intersection's own "roads" list is redundant with the roads' start/endIntersection
+    # (CityFlow derives connectivity from the roads too), so it is not read.
+    raw_links = fields.array(obj, "roadLinks", path)
+    road_links = tuple(
+        _parse_road_link(fields, link, f"{path}.roadLinks[{k}]", ident, roads_by_id)
+        for k, link in enumerate(raw_links)
+    )
+    # Virtual intersections are boundaries where vehicles enter and leave: no signal to run, and
+    # CityFlow itself never reads their trafficLight block.
+    phases = () if virtual else _parse_phases(fields, obj, path, len(road_links))
+    return IntersectionSpec(ident, point, virtual, width, road_links, phases)
+
+
+def _parse_road_link(
+    fields: JsonFields,
+    raw: Any,
+    path: str,
+    intersection_id: str,
+    roads_by_id: Mapping[str, RoadSpec],
+) -> RoadLinkSpec:
+    obj = fields.as_object(raw, path)
+    link_type = fields.string(obj, "type", path)
+    if link_type not in ROAD_LINK_TYPES:
+        fields.fail(
+            f"{path}.type", link_type, f"unknown roadLink type; expected one of {ROAD_LINK_TYPES}"
+        )
+    start_road = _linked_road(fields, obj, "startRoad", path, roads_by_id)
+    end_road = _linked_road(fields, obj, "endRoad", path, roads_by_id)
+    if start_road.end_intersection != intersection_id:
+        fields.fail(
+            f"{path}.startRoad",
+            start_road.id,
+            f"road ends at {start_road.end_intersection!r}, "
+            f"not at this intersection {intersection_id!r}",
+        )
+    if end_road.start_intersection != intersection_id:
+        fields.fail(
+            f"{path}.endRoad",
+            end_road.id,
+            f"road starts at {end_road.start_intersection!r}, "
+            f"not at this intersection {intersection_id!r}",
+        )
+    raw_lane_links = fields.array(obj, "laneLinks", path)
+    if not raw_lane_links:
+        fields.fail(f"{path}.laneLinks", raw_lane_links, "a roadLink needs at least one laneLink")
+    lane_links = tuple(
+        _parse_lane_link(fields, lane_link, f"{path}.laneLinks[{k}]", start_road, end_road)
+        for k, lane_link in enumerate(raw_lane_links)
+    )
+    return RoadLinkSpec(link_type, start_road.id, end_road.id, lane_links)
+
+
+def _linked_road(
+    fields: JsonFields,
+    obj: Mapping[str, Any],
+    key: str,
+    path: str,
+    roads_by_id: Mapping[str, RoadSpec],
+) -> RoadSpec:
+    name = fields.string(obj, key, path)
+    road = roads_by_id.get(name)
+    if road is None:
+        fields.fail(key_path(path, key), name, "names an unknown road")
+    return road
+
+
+def _parse_lane_link(
+    fields: JsonFields, raw: Any, path: str, start_road: RoadSpec, end_road: RoadSpec
+) -> LaneLinkSpec:
+    obj = fields.as_object(raw, path)
+    start_lane = fields.index(
+        obj, "startLaneIndex", path, len(start_road.lanes), f"road {start_road.id!r} lanes"
+    )
+    end_lane = fields.index(
+        obj, "endLaneIndex", path, len(end_road.lanes), f"road {end_road.id!r} lanes"
+    )
+    raw_points = fields.as_array(obj.get("points", []), f"{path}.points")
+    points = tuple(fields.point(p, f"{path}.points[{k}]") for k, p in enumerate(raw_points))
+    if len(points) >= 2:
+        length = polyline_length(points)
+    else:
+        # No drawn path through the junction: approximate it by the straight gap between the end of
+        # the incoming road and the start of the outgoing one (road centre lines, not lane offsets).
+        length = math.dist(start_road.points[-1], end_road.points[0])
+    return LaneLinkSpec(start_lane=start_lane, end_lane=end_lane, length=float(length))
+
+
+def _parse_phases(
+    fields: JsonFields, obj: Mapping[str, Any], path: str, road_link_count: int
+) -> tuple[PhaseSpec, ...]:
+    light = obj.get("trafficLight")
+    light_path = f"{path}.trafficLight"
+    if light is None:
+        if road_link_count:
+            fields.fail(
+                light_path,
+                MISSING,
+                "a non-virtual intersection with roadLinks needs a trafficLight",
+            )
+        return ()
+    light = fields.as_object(light, light_path)
+    raw_phases = fields.array(light, "lightphases", light_path)
+    if road_link_count and not raw_phases:
+        fields.fail(
+            f"{light_path}.lightphases",
+            raw_phases,
+            "a non-virtual intersection with roadLinks needs at least one light phase",
+        )
+    return tuple(
+        _parse_phase(fields, raw, f"{light_path}.lightphases[{k}]", road_link_count)
+        for k, raw in enumerate(raw_phases)
+    )
+
+
+def _parse_phase(fields: JsonFields, raw: Any, path: str, road_link_count: int) -> PhaseSpec:
+    obj = fields.as_object(raw, path)
+    duration = fields.positive(obj, "time", path)
+    raw_links = fields.array(obj, "availableRoadLinks", path)
+    links: list[int] = []
+    for k, value in enumerate(raw_links):
+        link_path = f"{path}.availableRoadLinks[{k}]"
+        index = fields.as_index(value, link_path, road_link_count, "the intersection's roadLinks")
+        if index in links:
+            fields.fail(link_path, index, "roadLink listed twice in the same phase")
+        links.append(index)
+    return PhaseSpec(duration=duration, road_links=tuple(links))

@@ -1,0 +1,144 @@
+"""What the deployment tests share (tests/test_export.py, test_policy_runtime.py,
+test_runtime_service.py): exported policies, computed once per test session, and helpers that
+build readings messages for the policy runtime."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime
+from sb3_contrib import MaskablePPO
+
+from agents.deploy.export import INPUTS, export_policy
+from agents.deploy.runtime import PolicyRuntime
+from agents.ppo.indexed_policy import IndexedActorCriticPolicy
+from agents.ppo.policy import save_checkpoint
+from agents.ppo.sb3_trainer import train
+from envs.engine import Simulator
+from envs.rl.sb3_env import IntersectionVecEnv
+from envs.scenario.splits import DemandSpec, sample_trips
+from tests.scenarios import uneven_grid
+
+OBSERVATIONS = ["phase_onehot", "time_in_phase", "lane_count", "lane_halting", "intersection_id"]
+_CACHE: dict[str, object] = {}  # exports shared by the test modules of one session
+
+
+def untrained(scenario, policy: str, path, copies: int = 1):
+    """A freshly initialised policy saved as a checkpoint (non-orthogonal init: its logits vary
+    with the state, so its actions do too)."""
+    venv = IntersectionVecEnv(copies=copies, scenario=scenario, episode_s=3600, observations=OBSERVATIONS)
+    kwargs = {"ortho_init": False}
+    if policy == "independent":
+        kwargs["num_intersections"] = venv.core.layout.num_intersections
+    model = MaskablePPO(IndexedActorCriticPolicy if policy == "independent" else "MlpPolicy", venv, seed=0,
+                        device="cpu", policy_kwargs=kwargs)
+    name = f"ppo_{policy}"
+    return save_checkpoint(model, path, {"env": venv.core.describe(), "config": {"agent": {"name": name}}})
+
+
+def exported_uneven(tmp_path_factory):
+    """Exported untrained shared and independent policies on a grid whose first intersection has
+    3 actions, not 4 (padding and masking in the graph): ``(scenario, {policy: (checkpoint,
+    onnx, json)})``."""
+    if "uneven" not in _CACHE:
+        root = tmp_path_factory.mktemp("uneven")
+        scenario = uneven_grid(horizon=3600)
+        out = {}
+        for policy in ("shared", "independent"):
+            checkpoint = untrained(scenario, policy, root / f"{policy}.zip")
+            onnx_path, meta_path = export_policy(checkpoint, root / policy, scenario=scenario, max_green_s=20.0,
+                                                 fallback_green_s=15.0)
+            out[policy] = (checkpoint, onnx_path, meta_path)
+        _CACHE["uneven"] = (scenario, out)
+    return _CACHE["uneven"]
+
+
+def trained_exports(tmp_path_factory):
+    """Tiny train.py runs (grid_1x1), both agents, exported by name from their checkpoints:
+    ``{agent: (checkpoint, onnx, json)}``."""
+    from tests.test_train import train_config, tiny_run  # only the tests that train need train.py's config
+
+    if "trained" not in _CACHE:
+        out = {}
+        for agent in ("ppo_shared", "ppo_independent"):
+            run = tmp_path_factory.mktemp(agent)
+            cfg = train_config(*tiny_run(seed=0, agent=agent, env__copies=8, train__total_agent_steps=1200,
+                                 train__eval_every=0, agent__n_epochs=2, eval__seeds=1))
+            train(cfg, run)
+            checkpoint = run / "checkpoints" / "last.zip"
+            out[agent] = (checkpoint, *export_policy(checkpoint, run / "export"))
+        _CACHE["trained"] = out
+    return _CACHE["trained"]
+
+
+def copy_model(exported: dict, directory):
+    """The shared export copied to ``directory/m.onnx`` and ``m.json`` (for tests that damage it)."""
+    _, onnx_path, meta_path = exported["shared"]
+    onnx_copy, meta_copy = directory / "m.onnx", directory / "m.json"
+    onnx_copy.write_bytes(onnx_path.read_bytes())
+    meta_copy.write_text(meta_path.read_text())
+    return onnx_copy, meta_copy
+
+
+def simulator(scenario, copies: int, seconds: int, meta_env: dict | None = None) -> Simulator:
+    from envs.engine.state import EngineParams
+
+    trips = [sample_trips(scenario, DemandSpec("poisson"), "eval", k, horizon=seconds) for k in range(copies)]
+    params = EngineParams(**meta_env["engine"]) if meta_env else EngineParams()
+    return Simulator(scenario.network, scenario.demand(trips=trips), params)
+
+
+def session_actions(onnx_path, rows: dict) -> np.ndarray:
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    feed = {name: rows[name].astype(np.int64 if name in ("phase", "intersection") else np.float32) for name in INPUTS}
+    return session.run(["action"], feed)[0]
+
+
+class FakeSession:
+    """Stands in for onnxruntime: answers with a chosen action function (or misbehaves)."""
+
+    def __init__(self, choose=None, error=None, sleep_s=0.0):
+        self.choose, self.error, self.sleep_s = choose, error, sleep_s
+
+    def run(self, names, feed):
+        if self.error:
+            raise RuntimeError(self.error)
+        if self.sleep_s:
+            import time
+
+            time.sleep(self.sleep_s)
+        return [self.choose(feed)]
+
+
+def readings_message(runtime: PolicyRuntime, t: float, phases=None, tip=None) -> dict:
+    lay = runtime.layout
+    phases = phases if phases is not None else {i: int(lay.actions[k, 0]) for k, i in enumerate(lay.ids)}
+    return {
+        "t": t,
+        "intersections": {
+            inter_id: {
+                "lane_count": [2.0] * int(lay.num_lanes[k]),
+                "lane_halting": [1.0] * int(lay.num_lanes[k]),
+                "phase": phases[inter_id],
+                "time_in_phase": tip if tip is not None else 100.0,
+            }
+            for k, inter_id in enumerate(lay.ids)
+        },
+    }
+
+
+def follow(runtime: PolicyRuntime, message: dict, reply: dict, dt: float) -> dict:
+    """The next message of a signal that did what it was told (dt seconds later)."""
+    t = message["t"] + dt
+    nxt = json.loads(json.dumps(message))
+    nxt["t"] = t
+    for k, inter_id in enumerate(runtime.layout.ids):
+        entry = nxt["intersections"][inter_id]
+        entry["phase"] = int(runtime.signals.cur_phase[k])
+        entry["time_in_phase"] = float(t - runtime.signals.switched_at[k])
+    return nxt
+
+
+def sources(reply: dict) -> list[str]:
+    return [c["source"] for c in reply["commands"].values()]

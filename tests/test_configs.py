@@ -1,0 +1,367 @@
+"""Hydra configs: dataclasses hold every default (agents/ppo/config.py, envs/evaluation/config.py,
+agents/deploy/config.py, and the classical controllers' and perturbation specs' own classes), a file
+under configs/ only what its preset changes; every option of every group, and every app, composes
+to exactly that, and to what the apps composed before their defaults moved into the dataclasses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from agents.classical import CONTROLLERS
+from agents.deploy.config import ExportConfig  # registers "export_schema"
+from agents.ppo.config import GROUP_SCHEMAS, EvaluateAppConfig, TrainAppConfig, structured
+from agents.ppo.schema import parameters
+from envs.incidents.perturbations import perturbation_from_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+GLOBAL = "# @package _global_"
+
+# `python train.py --cfg job` with no override (interpolations unresolved): what the default
+# training run composes, key for key and in this order.
+DEFAULT_TRAIN_RUN = """\
+scenario:
+  name: grid_4x4
+  seed: 0
+  horizon: null
+  data_dir: ${oc.env:GRIDLIGHT_DATA_DIR,null}
+engine:
+  yellow_s: 3
+  all_red_s: 2
+  min_green_s: 5
+  halting_speed: 0.1
+  max_vehicles: null
+  device: cpu
+  compile: false
+env:
+  copies: 16
+  decision_interval_s: 10
+  episode_s: 3600
+  observations:
+  - phase_onehot
+  - time_in_phase
+  - lane_count
+  - lane_halting
+  reward:
+    queue: 1.0
+  normalise: true
+  demand:
+    mode: poisson
+    scale: 1.0
+    jitter_s: 30.0
+agent:
+  name: ppo_shared
+  policy: shared
+  intersection_id: true
+  net_arch:
+  - 64
+  - 64
+  activation: tanh
+  ortho_init: true
+  n_steps: 64
+  batch_size: 1024
+  n_epochs: 10
+  learning_rate: 0.001
+  gamma: 0.95
+  gae_lambda: 0.95
+  clip_range: 0.2
+  ent_coef: 0.01
+  vf_coef: 0.5
+  max_grad_norm: 0.5
+  target_kl: null
+  normalize_advantage: true
+  reward_scale: 0.05
+train:
+  total_agent_steps: 2000000
+  eval_every: 200000
+  checkpoint_every: 200000
+  device: auto
+  compile: false
+  progress: true
+  threads: null
+eval:
+  seeds: 3
+  steps: 3600
+  demand:
+    mode: poisson
+    scale: 1.0
+    jitter_s: 30.0
+  baselines:
+  - fixed_time
+  - max_pressure
+baseline_params:
+  fixed_time:
+    plan: roadnet
+    cycle_s: 120.0
+    offset_s: 0.0
+  max_pressure:
+    min_green_s: 10
+    use_halting: false
+    tie_break_by_inflow: true
+perturbation:
+  name: clean
+  seed: 0
+  incidents: null
+  surge: null
+  detectors: null
+seed: 0
+resume: null
+"""
+
+
+# `python evaluate.py --cfg job`'s own keys and controllers (its scenario and engine are train's)
+DEFAULT_EVALUATE_RUN = """\
+controller_params:
+  fixed_time: {plan: roadnet, cycle_s: 120.0, offset_s: 0.0}
+  fixed_time_webster: {saturation_flow_vph: 1800.0, startup_lost_s: 0.0, min_cycle_s: 40.0, max_cycle_s: 180.0,
+                       min_green_s: 10.0, window: horizon, window_s: 3600, phase_set: cover, offset_s: 0.0}
+  max_pressure: {min_green_s: 10, use_halting: false, tie_break_by_inflow: true}
+  sotl: {theta: 40.0, distance_m: 80.0, omega_m: 25.0, mu: 3, min_green_s: 10.0, max_green_s: null,
+         switch_to: demand}
+perturbation: {name: clean, seed: 0, incidents: null, surge: null, detectors: null}
+task: signals
+controllers: [fixed_time, fixed_time_webster, max_pressure, sotl]
+checkpoint: null
+checkpoint_max_green_s: null
+deployed: null
+eval: {steps: 3600, seeds: 3, demand: {mode: poisson, scale: 1.0, jitter_s: 30.0}, plots: true, progress: true}
+render: false
+render_every_s: 10
+render_fps: 8
+detection:
+  controller: max_pressure
+  placement: null
+  train_copies: 64
+  copies: 64
+  interval_s: 10
+  target_precision: 0.95
+  classifiers: [blockage_rule, learned_mlp]
+  learned: {history: 6, hidden: 64, epochs: 30, folds: 4}
+"""
+
+# every perturbation preset as composed (and as written, every key, before the specs held the defaults)
+COMPOSED_PERTURBATIONS = """\
+clean: {name: clean, seed: 0, incidents: null, surge: null, detectors: null}
+capacity_drop: {name: capacity_drop, seed: 0, surge: null, detectors: null, incidents: {
+  count: 3, lanes: null, placement: uniform, start_s: [300, 2400], duration_s: 1200, capacity: 0.4}}
+detector_faults: {name: detector_faults, seed: 0, incidents: null, surge: null, detectors: {
+  noise_std: 1.0, dropout_p: 0.05, stuck_p: 0.05, stuck_at_s: 600, dead_p: 0.1}}
+incident: {name: incident, seed: 0, surge: null, detectors: null, incidents: {
+  count: 1, lanes: null, placement: uniform, start_s: [300, 2700], duration_s: 900, capacity: 0.0}}
+mixed: {name: mixed, seed: 0,
+  incidents: {count: 1, lanes: null, placement: uniform, start_s: [300, 2700], duration_s: 900, capacity: 0.0},
+  surge: {scale: 1.3, start_s: 900, end_s: 1800, ramp_s: 0},
+  detectors: {noise_std: 0.5, dropout_p: 0.02, stuck_p: 0.02, stuck_at_s: 600, dead_p: 0.05}}
+surge: {name: surge, seed: 0, incidents: null, detectors: null, surge: {scale: 1.5, start_s: 900, end_s: 1800, ramp_s: 0}}
+"""
+
+APPS = {"train": TrainAppConfig, "evaluate": EvaluateAppConfig, "export": ExportConfig}
+
+
+def _compose(config_name: str, overrides=()):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides))
+
+
+def _plain(node):
+    return OmegaConf.to_container(node, resolve=False)
+
+
+def _preset(group: str, option: str) -> tuple[bool, dict]:
+    """(is it a global-package preset, the keys it sets)."""
+    text = (CONFIGS / group / f"{option}.yaml").read_text()
+    keys = yaml.safe_load(text) or {}
+    keys.pop("defaults", None)
+    return text.startswith(GLOBAL), keys
+
+
+def _primary(config_name: str) -> dict:
+    return yaml.safe_load((CONFIGS / f"{config_name}.yaml").read_text())
+
+
+def _default_options(config_name: str) -> dict[str, str]:
+    """``{target: option}`` of the primary config's defaults list (``controller@a.b``: ``a.b``)."""
+    options = {}
+    for entry in _primary(config_name)["defaults"]:
+        if isinstance(entry, dict):
+            (key, value), = entry.items()
+            if not key.startswith("override "):
+                options[key] = value
+    return options
+
+
+def _expected(group: str, *presets: dict) -> dict:
+    """The group's dataclass defaults with `presets` merged over them, in order."""
+    node = structured(GROUP_SCHEMAS[group])
+    for keys in presets:
+        node = OmegaConf.merge(node, keys)
+    return _plain(node)
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+def _class_defaults(name: str) -> dict:
+    """A classical controller's parameters: its class's fields and their defaults, in order."""
+    return {f.name: f.default for f in parameters(CONTROLLERS[name])}
+
+
+def _nested(path: str, value) -> dict:
+    for part in reversed(path.split(".")):
+        value = {part: value}
+    return value
+
+
+TRAIN_GROUP_OPTIONS = [(group, option) for group in GROUP_SCHEMAS for option in _options(group)]
+
+
+@pytest.mark.parametrize(("group", "option"), TRAIN_GROUP_OPTIONS)
+def test_every_train_group_option_composes_to_the_dataclass_defaults_plus_its_preset(group, option):
+    cfg = _compose("train", [f"{group}={option}"])
+    defaults = _default_options("train")
+    is_global, keys = _preset(group, option)
+    if not is_global:
+        assert _plain(cfg[group]) == _expected(group, keys), f"{group}/{option}.yaml"
+        return
+    # a global preset (train/fast.yaml) changes several groups over their default options
+    assert set(keys) <= set(GROUP_SCHEMAS), f"{group}/{option}.yaml sets {sorted(keys)}"
+    for touched in GROUP_SCHEMAS:
+        if touched == "scenario":
+            continue  # no scenario default to merge over here; a global preset never sets one
+        base = _preset(touched, defaults[touched])[1]
+        expected = _expected(touched, base, keys.get(touched, {}))
+        assert _plain(cfg[touched]) == expected, f"{group}/{option}.yaml: {touched}"
+
+
+@pytest.mark.parametrize(("group", "option"), [
+    (group, option) for group in ("scenario", "engine", "perturbation") for option in _options(group)
+])
+def test_evaluate_groups_share_the_train_schema(group, option):
+    cfg = _compose("evaluate", [f"{group}={option}"])
+    assert _plain(cfg[group]) == _expected(group, _preset(group, option)[1])
+    assert _plain(cfg[group]) == _plain(_compose("train", [f"{group}={option}"])[group])
+
+
+@pytest.mark.parametrize("app", sorted(APPS))
+def test_every_app_composes_to_its_dataclass_defaults_plus_its_presets(app):
+    overrides = {"export": {"checkpoint": "x"}}.get(app, {})
+    node = structured(APPS[app])
+    for target, option in _default_options(app).items():
+        if target.startswith("controller@"):
+            node = OmegaConf.merge(node, _nested(target.split("@")[1], _class_defaults(option)))
+        else:
+            is_global, keys = _preset(target, option)
+            node = OmegaConf.merge(node, keys if is_global else {target: keys})
+    own = {k: v for k, v in _primary(app).items() if k not in ("defaults", "hydra")}
+    repeated = sorted(k for k, v in own.items() if k in node and _plain(node)[k] == v)
+    assert not repeated, f"configs/{app}.yaml repeats defaults: {repeated}"
+    node = OmegaConf.merge(node, own, overrides)
+    assert _plain(_compose(app, [f"{k}={v}" for k, v in overrides.items()])) == _plain(node)
+
+
+def _leaves(keys: dict, prefix=()):
+    for key, value in keys.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, (*prefix, key))
+        else:
+            yield (*prefix, key)
+
+
+def _without(keys: dict, path: tuple) -> dict:
+    if len(path) == 1:
+        return {k: v for k, v in keys.items() if k != path[0]}
+    return {**keys, path[0]: _without(keys[path[0]], path[1:])}
+
+
+@pytest.mark.parametrize(("group", "option"), TRAIN_GROUP_OPTIONS)
+def test_no_preset_repeats_a_default(group, option):
+    is_global, keys = _preset(group, option)
+    for touched, preset in (keys.items() if is_global else [(group, keys)]):
+        for leaf in _leaves(preset):  # a key whose removal changes nothing only repeats the default
+            assert _expected(touched, _without(preset, leaf)) != _expected(touched, preset), \
+                f"{group}/{option}.yaml: {touched}.{'.'.join(leaf)} repeats the default"
+
+
+def test_scenario_presets_are_named_after_their_file():
+    for option in _options("scenario"):
+        assert _preset("scenario", option)[1] == {"name": option}
+
+
+def test_perturbation_presets_compose_what_they_always_have():
+    composed = yaml.safe_load(COMPOSED_PERTURBATIONS)
+    assert set(_options("perturbation")) == set(composed)
+    for option, expected in composed.items():
+        for config_name in ("train", "evaluate"):
+            cfg = _plain(_compose(config_name, [f"perturbation={option}"]).perturbation)
+            assert cfg == expected, (config_name, option)
+            assert perturbation_from_config(cfg) == perturbation_from_config(expected)
+
+
+def test_controller_group_is_the_classes_own_parameters():
+    # a YAML file would shadow the class's structured config of the same name
+    assert not list((CONFIGS / "controller").glob("*.yaml"))
+    evaluate, train = _compose("evaluate"), _compose("train")
+    assert list(evaluate.controller_params) == ["fixed_time", "fixed_time_webster", "max_pressure", "sotl"]
+    assert set(evaluate.controller_params) == set(CONTROLLERS)
+    assert list(train.baseline_params) == ["fixed_time", "max_pressure"]
+    for cfg in (evaluate.controller_params, train.baseline_params):
+        for name in cfg:
+            assert _plain(cfg[name]) == _class_defaults(name), name
+            assert list(cfg[name]) == list(_class_defaults(name)), name
+    assert _compose("evaluate", ["controller_params.sotl.mu=5"]).controller_params.sotl.mu == 5
+    with pytest.raises(ConfigCompositionException):  # parameters are typed: mu is an int
+        _compose("evaluate", ["controller_params.sotl.mu=many"])
+    with pytest.raises(ConfigCompositionException):
+        _compose("train", ["baseline_params.fixed_time.cycle=90"])  # not a parameter
+
+
+def test_default_training_run_composes_what_it_always_has():
+    assert OmegaConf.to_yaml(_compose("train")) == DEFAULT_TRAIN_RUN
+
+
+def test_default_evaluation_run_composes_what_it_always_has():
+    cfg, train = _plain(_compose("evaluate")), _plain(_compose("train"))
+    assert {k: cfg.pop(k) for k in ("scenario", "engine")} == {k: train[k] for k in ("scenario", "engine")}
+    assert cfg == yaml.safe_load(DEFAULT_EVALUATE_RUN)
+    mixed = _plain(_compose("evaluate", ["task=incident_detection", "perturbation=mixed"]))
+    expected = {**yaml.safe_load(DEFAULT_EVALUATE_RUN), "task": "incident_detection",
+                "perturbation": yaml.safe_load(COMPOSED_PERTURBATIONS)["mixed"]}
+    assert {k: v for k, v in mixed.items() if k not in ("scenario", "engine")} == expected
+
+
+def test_export_run_composes_what_it_always_has():
+    assert _plain(_compose("export", ["checkpoint=x"])) == {
+        "checkpoint": "x", "out": None, "name": None, "opset": 18, "max_green_s": 120.0,
+        "fallback_green_s": 30.0, "data_dir": None, "check": {"seconds": 600, "copies": 2}}
+    with pytest.raises(ConfigCompositionException):
+        _compose("export", ["checkpoint=x", "opset=latest"])
+
+
+def test_overrides_still_reach_every_group():
+    cfg = _compose("train", ["train=fast", "engine.device=cuda", "env.copies=4",
+                             "agent=ppo_independent", "env.reward={queue:1.0,delay:0.1}"])
+    assert (cfg.engine.device, cfg.engine.compile, cfg.env.copies) == ("cuda", True, 4)
+    assert (cfg.agent.policy, cfg.agent.n_epochs, cfg.train.threads) == ("independent", 4, 2)
+    assert dict(cfg.env.reward) == {"queue": 1.0, "delay": 0.1}
+    assert "split" not in cfg.env  # not a config key: training always draws the train split
+
+
+def test_train_py_reports_a_bad_value_in_one_line_and_exits_2(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    proc = subprocess.run(
+        [sys.executable, "train.py", "env.copies=0", f"hydra.run.dir={tmp_path}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == ["error: <config>: field 'env.copies' = 0: must be >= 1"]
+    assert "Traceback" not in proc.stderr + proc.stdout

@@ -1,0 +1,144 @@
+"""Detector faults (envs/incidents/detector_faults.py): stuck, dead, noisy and dropped readings,
+and how max pressure, SOTL and the RL observations read through them."""
+
+from __future__ import annotations
+
+import torch
+
+from agents.classical import FixedTime, MaxPressure
+from envs.engine import EngineParams, Simulator
+from envs.rl.features import movement_lane_sums
+from envs.incidents.perturbations import Perturbation
+from tests.scenarios import small_grid
+
+
+def _faults(scenario, copies=2, **spec):
+    from envs.engine.intersections import intersection_layout
+    from envs.incidents.perturbations import DetectorFaults, DetectorFaultSpec
+
+    perturbation = Perturbation(seed=1, detectors=DetectorFaultSpec(**spec))
+    faults = DetectorFaults(perturbation, scenario.network, intersection_layout(scenario.network).in_lanes, copies)
+    return faults
+
+
+def test_detector_faults_freeze_stuck_lanes_kill_dead_intersections_and_leave_clean_copies_true():
+    scenario = small_grid(2, 2, horizon=100)
+    lanes = scenario.network.num_lanes
+    faults = _faults(scenario, stuck_p=0.5, dead_p=0.5, stuck_at_s=10)
+    faults.start_episode(1, "eval", 0)  # copy 0 stays clean
+    t = torch.tensor([20, 20])
+    first = torch.arange(2 * lanes, dtype=torch.float32).reshape(2, lanes)
+    seen = faults.apply("lane_count", first, t, missing=float("nan"))
+    assert torch.equal(seen[0], first[0])  # a clean copy reads the truth
+    dead, stuck = faults.dead[1], faults.stuck[1] & ~faults.dead[1]
+    assert bool(dead.any()) and bool(stuck.any())
+    assert torch.isnan(seen[1][dead]).all()
+    later = faults.apply("lane_count", first + 100, t + 10, missing=float("nan"))
+    assert torch.equal(later[1][stuck], first[1][stuck])  # frozen at the reading from stuck_at_s
+    healthy = ~faults.dead[1] & ~faults.stuck[1]
+    assert torch.equal(later[1][healthy], first[1][healthy] + 100)
+    # every lane of a dead intersection is dead: its incoming lanes, nothing else
+    owner = faults.lane_owner
+    for i in owner[dead].unique().tolist():
+        assert bool(dead[owner == i].all())
+
+
+def test_detector_noise_reads_whole_vehicles_within_the_lane_and_dropouts_hit_at_their_rate():
+    scenario = small_grid(2, 2, horizon=100)
+    faults = _faults(scenario, copies=64, noise_std=2.0, dropout_p=0.2)
+    for b in range(64):
+        faults.start_episode(b, "eval", b)
+    true = torch.full((64, scenario.network.num_lanes), 3.0)
+    upper = torch.full((scenario.network.num_lanes,), 6.0)
+    seen = faults.apply("lane_count", true, torch.zeros(64, dtype=torch.int64), upper=upper)
+    assert torch.equal(seen, seen.round()) and float(seen.min()) >= 0 and float(seen.max()) <= 6
+    lost = faults.apply("lane_count", true, torch.zeros(64, dtype=torch.int64), missing=float("nan"))
+    assert 0.15 < float(torch.isnan(lost).float().mean()) < 0.25
+
+
+def test_max_pressure_reads_faulty_detectors_and_runs_fixed_time_where_they_are_all_dead():
+    scenario = small_grid(2, 2, rate=900.0, horizon=900, seed=3)
+    sim = Simulator(scenario.network, scenario.demand(copies=2), EngineParams(min_green_s=0))
+    sim.run(300, MaxPressure(min_green_s=0))  # load the network
+    truth = MaxPressure(min_green_s=0)
+    truth.reset(sim)
+    # copy 1 gets faults: dead intersections (all their incoming detectors silent); copy 0 is clean
+    faults = _faults(scenario, dead_p=0.5)
+    faults.start_episode(1, "eval", 0)
+    dead_inter = faults.lane_owner[faults.dead[1]].unique()
+    assert 0 < len(dead_inter) < scenario.network.num_intersections  # some dead, some alive
+    faulty = MaxPressure(min_green_s=0, detectors=faults)
+    faulty.reset(sim)
+    plan = FixedTime()
+    plan.reset(sim)
+    seen, true_command, fixed = faulty.act(sim), truth.act(sim), plan.act(sim)
+    assert torch.equal(seen[0], true_command[0])  # the clean copy reads the truth
+    dead = torch.zeros(scenario.network.num_intersections, dtype=torch.bool)
+    dead[dead_inter] = True
+    assert torch.equal(seen[1][dead], fixed[1][dead])  # blind intersections run the plan
+    # live intersections decide on their own (true) counts: here only the dead lanes differ,
+    # and a dead lane reads 0 where it is some live intersection's exit, so compare pressures
+    inflow, outflow = faulty.movement_counts(sim)
+    lanes = scenario.network.num_lanes
+    counts = torch.where(faults.dead[1], 0.0, sim.state.lane_count[1, :lanes].to(torch.float32))
+    expected_in, expected_out = movement_lane_sums(scenario.network, counts.unsqueeze(0), counts.unsqueeze(0))
+    assert torch.equal(inflow[1:], expected_in) and torch.equal(outflow[1:], expected_out)
+
+
+def test_sotl_reads_faulty_approach_detectors_split_by_true_shares_and_falls_back_when_blind():
+    from agents.classical import SOTL
+
+    scenario = small_grid(2, 2, rate=900.0, horizon=900, seed=3)
+    sim = Simulator(scenario.network, scenario.demand(copies=2), EngineParams(min_green_s=0))
+    sim.run(300, MaxPressure(min_green_s=0))
+    truth = SOTL(min_green_s=0)
+    truth.reset(sim)
+    faults = _faults(scenario, dead_p=0.5)
+    faults.start_episode(1, "eval", 0)
+    faulty = SOTL(min_green_s=0, detectors=faults)
+    faulty.reset(sim)
+    true_counts, seen = truth.approaching(sim, 80.0), faulty.approaching(sim, 80.0)
+    assert torch.equal(seen[0], true_counts[0])  # the clean copy reads the truth
+    dead_inter = faults.lane_owner[faults.dead[1]].unique()
+    assert float(seen[1, dead_inter].sum()) == 0.0 < float(true_counts[1, dead_inter].sum())
+    alive = torch.ones(scenario.network.num_intersections, dtype=torch.bool)
+    alive[dead_inter] = False
+    assert torch.equal(seen[1, alive], true_counts[1, alive])  # live detectors report the truth
+    plan = FixedTime()
+    plan.reset(sim)
+    assert torch.equal(faulty.act(sim)[1, ~alive], plan.act(sim)[1, ~alive])
+    # noise: a lane's reported count is split over its vehicles' movements; counts stay >= 0
+    noisy = SOTL(min_green_s=0, detectors=_faults(scenario, noise_std=3.0))
+    noisy.detectors.start_episode(1, "eval", 0)
+    noisy.reset(sim)
+    counts = noisy.approaching(sim, 80.0)
+    assert torch.equal(counts[0], true_counts[0]) and not torch.equal(counts[1], true_counts[1])
+    assert float(counts.min()) >= 0.0
+
+
+def test_detector_faults_change_observations_never_rewards():
+    from envs.rl.signal_env import BatchedSignalEnv
+
+    faulty = {"name": "f", "detectors": {"noise_std": 2.0, "dropout_p": 0.3}}
+    envs = [BatchedSignalEnv("grid_1x1", copies=2, episode_s=300, demand={"mode": "poisson"}, perturbation=p)
+            for p in (None, faulty)]
+    for env in envs:
+        env.reset(seed=0)
+    differ = False
+    for _ in range(20):
+        actions = torch.zeros(2, 1, dtype=torch.int64)
+        (o0, r0, *_), (o1, r1, *_) = (env.step(actions) for env in envs)
+        assert torch.equal(r0, r1)  # the same traffic, the same rewards
+        differ |= not torch.equal(o0, o1)
+    assert differ and torch.equal(envs[0].sim.state.veh_pos, envs[1].sim.state.veh_pos)
+
+
+def test_detector_noise_is_the_same_for_every_copy_on_one_episode_sample():
+    scenario = small_grid(2, 2, horizon=100)
+    faults = _faults(scenario, copies=3, noise_std=2.0, dropout_p=0.3)
+    for copy, index in enumerate((4, 4, 5)):  # two controllers on seed 4, one on seed 5
+        faults.start_episode(copy, "eval", index)
+    true = torch.full((3, scenario.network.num_lanes), 5.0)
+    seen = faults.apply("lane_count", true, torch.tensor([30, 30, 30]), missing=float("nan"))
+    assert torch.equal(torch.nan_to_num(seen[0], -1.0), torch.nan_to_num(seen[1], -1.0))
+    assert not torch.equal(torch.nan_to_num(seen[0], -1.0), torch.nan_to_num(seen[2], -1.0))

@@ -1,0 +1,154 @@
+"""Bad flow-file input raises ScenarioError naming the file, the JSON path and the value (each
+case breaks one thing of `tests.minimal_scenario`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from envs.scenario.cityflow import MISSING
+from tests.minimal_scenario import (
+    FLOW_SOURCE,
+    FLOW_TO_EAST,
+    FLOW_TO_NORTH,
+    Mutation,
+    assert_mutation_rejected,
+    delete_path,
+    in_junction_a,
+    make_road,
+    set_path,
+)
+
+
+def _add_road_from_east(roadnet: dict) -> None:
+    roadnet["roads"].append(make_road("e_b", "E", "B", (600, 2), (310, 2)))
+
+
+def _only_right_lane_after_a(roadnet: dict) -> None:
+    # Everything entering a_b lands on lane 1, but only lane 0 of a_b turns left towards N.
+    set_path(
+        roadnet,
+        in_junction_a("roadLinks", 0, "laneLinks"),
+        [{"startLaneIndex": 0, "endLaneIndex": 1}, {"startLaneIndex": 1, "endLaneIndex": 1}],
+    )
+
+
+def _vehicle_case(key: str, value: float, reason: str, case_id: str) -> Any:
+    return pytest.param(
+        lambda r, f: set_path(f, (FLOW_TO_EAST, "vehicle", key), value),
+        f"[0].vehicle.{key}",
+        value,
+        reason,
+        id=case_id,
+    )
+
+
+FLOW_CASES = [
+    pytest.param(lambda r, f: f.clear(), "<root>", [], "no flows", id="empty-flow-list"),
+    pytest.param(
+        lambda r, f: set_path(f, (FLOW_TO_EAST,), ["w_a"]),
+        "[0]",
+        ["w_a"],
+        "expected a JSON object",
+        id="entry-not-object",
+    ),
+    pytest.param(
+        lambda r, f: delete_path(f, (FLOW_TO_NORTH, "vehicle")),
+        "[1].vehicle",
+        MISSING,
+        "missing required field",
+        id="missing-vehicle",
+    ),
+    pytest.param(
+        lambda r, f: set_path(f, (FLOW_TO_EAST, "route"), "w_a"),
+        "[0].route",
+        "w_a",
+        "expected a JSON array",
+        id="route-not-list",
+    ),
+    pytest.param(
+        lambda r, f: set_path(f, (FLOW_TO_EAST, "route"), []),
+        "[0].route",
+        [],
+        "route is empty",
+        id="route-empty",
+    ),
+    pytest.param(
+        lambda r, f: set_path(f, (FLOW_TO_NORTH, "route", 2), "b_x"),
+        "[1].route[2]",
+        "b_x",
+        "unknown road",
+        id="route-unknown-road",
+    ),
+    pytest.param(
+        lambda r, f: set_path(f, (FLOW_TO_EAST, "route"), ["w_a", "b_e"]),
+        "[0].route[1]",
+        "b_e",
+        "not connected",
+        id="route-gap",
+    ),
+    pytest.param(
+        lambda r, f: (_add_road_from_east(r), set_path(f, (FLOW_TO_NORTH, "route"), ["e_b", "b_n"])),
+        "[1].route[1]",
+        "b_n",
+        "no roadLink from 'e_b' to 'b_n'",
+        id="route-turn-without-link",
+    ),
+    pytest.param(
+        lambda r, f: _only_right_lane_after_a(r),
+        "[1].route[2]",
+        "b_n",
+        "no lane of 'a_b'",
+        id="route-lane-infeasible",
+    ),
+    pytest.param(
+        lambda r, f: set_path(f, (FLOW_TO_EAST, "interval"), 0),
+        "[0].interval",
+        0,
+        "> 0",
+        id="zero-interval",
+    ),
+    pytest.param(
+        lambda r, f: set_path(f, (FLOW_TO_EAST, "interval"), "5"),
+        "[0].interval",
+        "5",
+        "expected a number",
+        id="string-interval",
+    ),
+    pytest.param(
+        lambda r, f: set_path(f, (FLOW_TO_EAST, "endTime"), -5),
+        "[0].endTime",
+        -5,
+        "endTime < startTime",
+        id="end-before-start",
+    ),
+    pytest.param(
+        lambda r, f: set_path(f, (FLOW_TO_EAST, "startTime"), -2),
+        "[0].startTime",
+        -2,
+        ">= 0",
+        id="negative-start",
+    ),
+    pytest.param(
+        lambda r, f: (
+            set_path(f, (FLOW_TO_NORTH, "startTime"), 7.2),
+            set_path(f, (FLOW_TO_NORTH, "endTime"), 7.8),
+        ),
+        "[1].endTime",
+        7.8,
+        "no whole simulation second",
+        id="window-without-a-step",
+    ),
+    _vehicle_case("length", 0, "> 0", "vehicle-zero-length"),
+    _vehicle_case("maxSpeed", -1.0, "> 0", "vehicle-negative-speed"),
+    _vehicle_case("maxPosAcc", 0.0, "> 0", "vehicle-zero-acceleration"),
+    _vehicle_case("maxNegAcc", 0, "> 0", "vehicle-zero-deceleration"),
+    _vehicle_case("headwayTime", 0, "> 0", "vehicle-zero-headway"),
+    _vehicle_case("minGap", -0.5, ">= 0", "vehicle-negative-gap"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "field", "value", "reason"), FLOW_CASES)
+def test_flow_errors(mutate: Mutation, field: str, value: Any, reason: str) -> None:
+    assert_mutation_rejected(mutate, FLOW_SOURCE, field, value, reason)

@@ -1,0 +1,240 @@
+"""The policy runtime (agents/deploy/runtime.py and the modules it is made of): the timing
+rules whatever the model says, and every fail-safe fault, fed JSON messages directly or driven
+by the simulator (agents/deploy/simulated.py)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from envs.errors import ModelError
+from agents.deploy.runtime import FALLBACK, POLICY, PolicyRuntime
+from agents.deploy.simulated import SimulatedRuntime
+from envs.engine.intersections import intersection_layout
+from envs.engine.signals import green_elapsed
+from envs.evaluation.metrics import episode_metrics
+from tests.deploy_fixtures import (
+    FakeSession, follow, readings_message, simulator, sources,
+)
+
+
+@pytest.mark.parametrize("behaviour", ["always_switch", "never_switch"])
+def test_min_green_max_green_and_intergreen_hold_whatever_the_model_says(uneven, behaviour):
+    scenario, exported = uneven
+    _, onnx_path, _ = exported["shared"]
+    count = {"n": 0}
+
+    def choose(feed):
+        count["n"] += 1
+        phase = feed["phase"]
+        if behaviour == "never_switch":  # keep whatever runs (an action index where it is one)
+            return np.where(phase < 3, phase, 0)
+        return (phase + 1 + count["n"]) % 3  # a different action almost every time
+
+    deployed = SimulatedRuntime(str(onnx_path))
+    sim = simulator(scenario, 2, 1800)
+    deployed.reset(sim)
+    for c in deployed.runtimes:
+        c.session = FakeSession(choose)
+    greens = []  # the green each phase had shown when it was ended
+    for _ in range(1800):
+        before = sim.state
+        elapsed = green_elapsed(sim.network, sim.params, before)
+        sim.step(deployed.act(sim))
+        switched = sim.state.phase != before.phase
+        greens += elapsed[switched & (before.t.unsqueeze(1) > 0)].tolist()
+    assert greens, "the runtime never changed phase"
+    assert min(greens) >= 5  # min green
+    assert max(greens) <= 20  # max green (20 s in this export)
+    assert {s for d in deployed.decisions for c in d for s in c.source} == {POLICY}
+    # every change the replies announce carries the engine's yellow + all-red for that pair
+    removes = sim.network.phase_removes_green
+    changes = 0
+    for before, after in zip(deployed.decisions, deployed.decisions[1:]):
+        for b, a in zip(before, after):
+            for i in np.flatnonzero(a.phase != b.phase):
+                clears = bool(removes[i, b.phase[i], a.phase[i]])
+                assert (a.yellow_s[i], a.all_red_s[i]) == ((3.0, 2.0) if clears else (0.0, 0.0))
+                changes += 1
+    assert changes > 0
+
+
+@pytest.mark.parametrize("damage, fault", [
+    ("missing", "unreadable"),
+    ("corrupt", "checksum"),
+    ("opset", "opset"),
+    ("shape", "shape"),
+    ("outputs", "outputs"),
+])
+def test_a_bad_model_file_puts_every_intersection_on_the_fixed_time_plan(model_copy, damage, fault, caplog):
+    onnx_path, meta_path = model_copy
+    meta = json.loads(meta_path.read_text())
+    if damage == "missing":
+        onnx_path.unlink()
+    elif damage == "corrupt":
+        data = bytearray(onnx_path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        onnx_path.write_bytes(bytes(data))
+    elif damage == "opset":
+        meta["model"]["opset"] = 17
+    elif damage == "shape":
+        meta["model"]["inputs"]["lane_count"]["shape"] = ["batch", 99]
+    elif damage == "outputs":
+        del meta["model"]["outputs"]["logits"]
+    meta_path.write_text(json.dumps(meta))
+    with caplog.at_level(logging.WARNING, logger="gridlight.runtime"):
+        runtime = PolicyRuntime(onnx_path, meta_path)
+        reply = runtime.decide(readings_message(runtime, 0.0))
+    assert runtime.session is None and fault in runtime.model_fault
+    assert set(sources(reply)) == {FALLBACK}
+    assert any(fault in f for f in reply["faults"])
+    assert any(fault in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+    # the fallback runs the fixed-time plan: phases advance through the plan over time
+    message, seen = readings_message(runtime, 0.0), set()
+    for _ in range(30):
+        reply = runtime.decide(message)
+        seen.update(c["phase"] for c in reply["commands"].values())
+        message = follow(runtime, message, reply, 10.0)
+    assert seen == {0, 1, 2, 3}
+
+
+def test_missing_metadata_is_an_error_naming_the_file(model_copy):
+    onnx_path, meta_path = model_copy
+    meta_path.unlink()
+    with pytest.raises(ModelError, match="m.json"):
+        PolicyRuntime(onnx_path)
+    meta_path.write_text("{not json")
+    with pytest.raises(ModelError, match="not readable JSON"):
+        PolicyRuntime(onnx_path)
+
+
+@pytest.mark.parametrize("bad, fault", [
+    (lambda e: e.pop("lane_count"), "lane_count: expected a list"),
+    (lambda e: e.update(lane_count=e["lane_count"][:-1]), "lane_count: expected a list"),
+    (lambda e: e.update(lane_halting=[float("nan")] * len(e["lane_halting"])), "NaN"),
+    (lambda e: e.update(lane_count=[-1.0] * len(e["lane_count"])), "negative"),
+    (lambda e: e.update(lane_count=[1e6] * len(e["lane_count"])), "above the lane's capacity"),
+    (lambda e: e.update(lane_halting=[5.0] * len(e["lane_halting"])), "more halting"),
+    (lambda e: e.update(phase=17), "phase: 17"),
+    (lambda e: e.update(phase="green"), "phase: expected a number"),
+    (lambda e: e.update(time_in_phase=float("nan")), "time_in_phase"),
+    (lambda e: e.clear(), "lane_count"),
+])
+def test_bad_readings_fall_back_for_that_intersection_only_and_recover(model_copy, bad, fault, caplog):
+    runtime = PolicyRuntime(*model_copy)
+    first = readings_message(runtime, 0.0)
+    reply = runtime.decide(first)
+    assert set(sources(reply)) == {POLICY}
+    message = follow(runtime, first, reply, 10.0)
+    broken = json.loads(json.dumps(message))
+    victim = runtime.layout.ids[1]
+    bad(broken["intersections"][victim])
+    with caplog.at_level(logging.INFO, logger="gridlight.runtime"):
+        reply = runtime.decide(broken)
+        assert reply["commands"][victim]["source"] == FALLBACK
+        assert any(fault in f for f in reply["commands"][victim]["faults"]), reply["commands"][victim]
+        others = [c["source"] for k, c in reply["commands"].items() if k != victim]
+        assert set(others) == {POLICY}
+        reply = runtime.decide(follow(runtime, message, reply, 10.0))  # good again
+        assert reply["commands"][victim]["source"] == POLICY
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("fail-safe at " + victim in m for m in messages)
+    assert any(victim + " back on the policy" in m for m in messages)
+
+
+def test_missing_intersection_falls_back_and_unknown_ids_are_reported(model_copy):
+    runtime = PolicyRuntime(*model_copy)
+    message = readings_message(runtime, 0.0)
+    victim = runtime.layout.ids[2]
+    del message["intersections"][victim]
+    message["intersections"]["nowhere"] = {}
+    reply = runtime.decide(message)
+    assert reply["commands"][victim]["source"] == FALLBACK
+    assert reply["commands"][victim]["faults"] == ["readings missing"]
+    assert any("nowhere" in f for f in reply["faults"])
+
+
+def test_a_signal_that_did_not_follow_the_command_is_a_fault(model_copy):
+    runtime = PolicyRuntime(*model_copy)
+    message = readings_message(runtime, 0.0)
+    reply = runtime.decide(message)
+    nxt = follow(runtime, message, reply, 10.0)
+    victim = runtime.layout.ids[0]
+    nxt["intersections"][victim]["time_in_phase"] += 7.0  # the signal's clock disagrees
+    reply = runtime.decide(nxt)
+    assert reply["commands"][victim]["source"] == FALLBACK
+    assert "controller commanded" in reply["commands"][victim]["faults"][0]
+
+
+def test_a_signal_the_runtime_has_never_seen_gets_the_full_clearance(model_copy):
+    runtime = PolicyRuntime(*model_copy)
+    message = readings_message(runtime, 0.0)
+    victim = runtime.layout.ids[0]
+    del message["intersections"][victim]  # its phase is unknown
+    command = runtime.decide(message)["commands"][victim]
+    assert command["source"] == FALLBACK and (command["yellow_s"], command["all_red_s"]) == (3.0, 2.0)
+    k = runtime.layout.index[victim]
+    assert runtime.signals.prev_phase[k] == -1 and runtime.signals.known[k]
+
+
+@pytest.mark.parametrize("session, fault", [
+    (FakeSession(error="boom"), "inference failed: boom"),
+    (FakeSession(choose=lambda feed: np.full(len(feed["phase"]), 9)), "outside the intersections' actions"),
+    (FakeSession(choose=lambda feed: np.zeros(len(feed["phase"]), dtype=np.int64), sleep_s=0.03), "deadline"),
+])
+def test_inference_errors_bad_outputs_and_deadline_overruns_fall_back_then_recover(model_copy, session, fault):
+    runtime = PolicyRuntime(*model_copy, deadline_ms=10.0)
+    real = runtime.session
+    runtime.session = session
+    message = readings_message(runtime, 0.0)
+    reply = runtime.decide(message)
+    assert set(sources(reply)) == {FALLBACK}
+    assert any(fault in f for f in reply["faults"]), reply["faults"]
+    runtime.session = real
+    reply = runtime.decide(follow(runtime, message, reply, 10.0))
+    assert set(sources(reply)) == {POLICY}
+
+
+def test_dead_detectors_in_the_simulator_fall_back_then_return_to_the_policy(uneven):
+    """Faults injected into the readings of one intersection from 600 s to 1200 s."""
+    scenario, exported = uneven
+    _, onnx_path, _ = exported["shared"]
+
+    def dead_detector(t, readings):
+        if 600 <= t < 1200:
+            readings = {k: v.copy() for k, v in readings.items()}
+            readings["lane_count"][2, :] = np.nan
+        return readings
+
+    deployed = SimulatedRuntime(str(onnx_path), faults=dead_detector)
+    sim = simulator(scenario, 2, 1800)
+    sim.run(1800, deployed)
+    by_time = [(int(d[0].t), d[0].source[2], d[0].source[1]) for d in deployed.decisions]
+    assert all(src == (FALLBACK if 600 <= t < 1200 else POLICY) for t, src, _ in by_time)
+    assert all(other == POLICY for *_, other in by_time)
+    assert float(episode_metrics(sim.demand, sim.state)["throughput"].min()) > 0
+
+
+def test_dead_detectors_from_the_fault_model_put_exactly_their_intersections_on_the_fallback(uneven):
+    from envs.incidents.perturbations import DetectorFaults, DetectorFaultSpec, Perturbation
+
+    scenario, exported = uneven
+    _, onnx_path, _ = exported["shared"]
+    perturbation = Perturbation(seed=0, detectors=DetectorFaultSpec(dead_p=0.5))
+    faults = DetectorFaults(perturbation, scenario.network, intersection_layout(scenario.network).in_lanes, 2)
+    for copy in range(2):
+        faults.start_episode(copy, "eval", copy)
+    deployed = SimulatedRuntime(str(onnx_path))
+    deployed.detectors = faults
+    sim = simulator(scenario, 2, 900)
+    sim.run(900, deployed)
+    dead = [set(faults.lane_owner[faults.dead[c]].tolist()) for c in range(2)]
+    assert any(dead) and not all(len(d) == 4 for d in dead)
+    for decision in deployed.decisions:
+        for copy, made in enumerate(decision):
+            for i, source in enumerate(made.source):
+                assert source == (FALLBACK if i in dead[copy] else POLICY)
+    assert float(episode_metrics(sim.demand, sim.state)["throughput"].min()) > 0  # traffic kept moving

@@ -1,0 +1,84 @@
+"""The generated presets, their round trip through the loader, and the generator's CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from envs.errors import ConfigError
+from envs.scenario import cityflow, generate, load_scenario, presets
+from envs.scenario.presets import DEFAULT_PRESET, PRESETS
+from tests.roadnet_dicts import check_flow_format, signalised_intersections
+
+# ------------------------------------------------------------------------------------------
+# presets, loader round trip, CLI
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=sorted(PRESETS))
+def preset(request) -> tuple[str, dict, list, dict]:
+    roadnet, flow, info = PRESETS[request.param](seed=0)
+    return request.param, roadnet, flow, info
+
+
+EXPECTED_SIGNALS = {
+    "grid_1x1": 1, "grid_4x4": 16, "grid_4x4_peak": 16, "grid_6x6": 36, "grid_16x8": 128,
+}
+
+
+def test_preset_shapes_and_info(preset) -> None:
+    name, roadnet, flow, info = preset
+    assert len(signalised_intersections(roadnet)) == EXPECTED_SIGNALS[name]
+    assert info["preset"] == name and info["seed"] == 0
+    assert info["vehicles"] == len(flow) > 0
+    assert info["horizon"] == 3600
+    assert json.loads(json.dumps(info)) == info  # provenance must be storable as JSON
+    check_flow_format(flow, info["horizon"])
+
+
+def test_preset_round_trips_through_the_loader(preset, tmp_path) -> None:
+    name, roadnet, flow, _ = preset
+    roadnet_spec = cityflow.parse_roadnet(roadnet, f"<generated:{name}>")
+    flow_spec = cityflow.parse_flow(flow, f"<generated:{name}>", roadnet_spec)
+    assert len(flow_spec.flows) == len(flow)
+    assert sum(not i.virtual for i in roadnet_spec.intersections) == EXPECTED_SIGNALS[name]
+    assert cityflow.count_departures(flow_spec.flows) == len(flow)
+
+    cityflow.write_cityflow(tmp_path, roadnet, flow)
+    reloaded_roadnet = json.loads((tmp_path / "roadnet.json").read_text())
+    reloaded_flow = json.loads((tmp_path / "flow.json").read_text())
+    assert reloaded_roadnet == roadnet
+    assert reloaded_flow == flow
+    reloaded_spec = cityflow.load_roadnet(tmp_path / "roadnet.json")
+    assert reloaded_spec.roads == roadnet_spec.roads
+    assert len(cityflow.load_flow(tmp_path / "flow.json", reloaded_spec).flows) == len(flow)
+
+
+def test_default_preset_is_grid_4x4() -> None:
+    assert DEFAULT_PRESET == "grid_4x4"
+    roadnet, flow, info = PRESETS[DEFAULT_PRESET]()
+    assert (info["rows"], info["cols"], info["road_length"]) == (4, 4, 300.0)
+    assert info["lanes"] == ["L", "S", "R"]
+    assert info["rate_per_origin"] == presets.UNIFORM_RATE_PER_ORIGIN
+    assert PRESETS["grid_4x4"](seed=0)[1] == flow
+    assert PRESETS["grid_4x4"](seed=1)[1] != flow
+
+
+def test_cli_writes_a_loadable_scenario(tmp_path, capsys) -> None:
+    out = tmp_path / "scenario"
+    assert generate.main(["--preset", "grid_1x1", "--seed", "3", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    roadnet = json.loads((out / "roadnet.json").read_text())
+    flow = json.loads((out / "flow.json").read_text())
+    assert f"{len(flow)} vehicles" in printed
+    assert f"{len(roadnet['roads'])} roads" in printed
+    assert flow == PRESETS["grid_1x1"](seed=3)[1]
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True])
+def test_a_bad_preset_seed_is_a_config_error_naming_the_preset(seed) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_scenario("grid_1x1", seed=seed)
+    assert info.value.source == "<preset grid_1x1>"
+    assert info.value.field == "seed" and info.value.value is seed

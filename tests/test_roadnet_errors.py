@@ -1,0 +1,222 @@
+"""Bad roadnet input raises ScenarioError naming the file, the JSON path and the value (each case
+breaks one thing of `tests.minimal_scenario`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from envs.scenario.cityflow import MISSING
+from tests.minimal_scenario import (
+    BOUNDARY_N,
+    JUNCTION_B,
+    ROAD_A_B,
+    ROAD_B_E,
+    ROAD_B_N,
+    ROAD_W_A,
+    ROADNET_SOURCE,
+    Mutation,
+    assert_mutation_rejected,
+    delete_path,
+    in_junction_a,
+    make_point,
+    set_path,
+)
+
+
+ROADNET_CASES = [
+    pytest.param(
+        lambda r, f: delete_path(r["roads"][ROAD_A_B], ("lanes",)),
+        "roads[1].lanes",
+        MISSING,
+        "missing required field",
+        id="missing-field",
+    ),
+    pytest.param(
+        lambda r, f: delete_path(r, ("roads",)),
+        "roads",
+        MISSING,
+        "missing required field",
+        id="missing-top-level-field",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, ("roads", ROAD_W_A, "lanes", 1, "maxSpeed"), "fast"),
+        "roads[0].lanes[1].maxSpeed",
+        "fast",
+        "expected a number",
+        id="string-for-number",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, ("roads", ROAD_W_A, "lanes", 0, "width"), True),
+        "roads[0].lanes[0].width",
+        True,
+        "expected a number",
+        id="bool-for-number",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, ("roads", ROAD_W_A, "lanes", 0, "width"), float("nan")),
+        "roads[0].lanes[0].width",
+        float("nan"),
+        "finite",
+        id="nan-number",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, ("intersections", JUNCTION_B, "virtual"), "no"),
+        "intersections[2].virtual",
+        "no",
+        "true/false",
+        id="string-for-bool",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, ("roads", ROAD_B_E, "id"), "a_b"),
+        "roads[2].id",
+        "a_b",
+        "duplicate road id",
+        id="duplicate-road-id",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, ("intersections", BOUNDARY_N, "id"), "A"),
+        "intersections[4].id",
+        "A",
+        "duplicate intersection id",
+        id="duplicate-intersection-id",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, ("roads", ROAD_W_A, "startIntersection"), "Q"),
+        "roads[0].startIntersection",
+        "Q",
+        "unknown intersection",
+        id="road-unknown-intersection",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, ("roads", ROAD_B_N, "points"), [make_point(300, 10)]),
+        "roads[3].points",
+        [make_point(300, 10)],
+        "at least 2 points",
+        id="road-one-point",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, ("roads", ROAD_B_N, "points"), [make_point(5, 5), make_point(5, 5)]),
+        "roads[3].points",
+        [make_point(5, 5), make_point(5, 5)],
+        "zero length",
+        id="road-zero-length",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, ("roads", ROAD_A_B, "lanes", 1, "maxSpeed"), 0),
+        "roads[1].lanes[1].maxSpeed",
+        0,
+        "> 0",
+        id="lane-zero-speed",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, ("roads", ROAD_A_B, "lanes", 0, "width"), -3.0),
+        "roads[1].lanes[0].width",
+        -3.0,
+        "> 0",
+        id="lane-negative-width",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, ("roads", ROAD_A_B, "lanes"), []),
+        "roads[1].lanes",
+        [],
+        "at least one lane",
+        id="road-without-lanes",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, in_junction_a("roadLinks", 0, "type"), "u_turn"),
+        "intersections[1].roadLinks[0].type",
+        "u_turn",
+        "unknown roadLink type",
+        id="bad-link-type",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, in_junction_a("roadLinks", 0, "endRoad"), "nowhere"),
+        "intersections[1].roadLinks[0].endRoad",
+        "nowhere",
+        "unknown road",
+        id="link-unknown-road",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, in_junction_a("roadLinks", 0, "startRoad"), "a_b"),
+        "intersections[1].roadLinks[0].startRoad",
+        "a_b",
+        "not at this intersection",
+        id="link-start-road-elsewhere",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, in_junction_a("roadLinks", 0, "endRoad"), "b_e"),
+        "intersections[1].roadLinks[0].endRoad",
+        "b_e",
+        "not at this intersection",
+        id="link-end-road-elsewhere",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, in_junction_a("roadLinks", 0, "laneLinks", 1, "startLaneIndex"), 2),
+        "intersections[1].roadLinks[0].laneLinks[1].startLaneIndex",
+        2,
+        "out of range",
+        id="lane-link-start-out-of-range",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, in_junction_a("roadLinks", 0, "laneLinks", 0, "endLaneIndex"), -1),
+        "intersections[1].roadLinks[0].laneLinks[0].endLaneIndex",
+        -1,
+        "out of range",
+        id="lane-link-end-out-of-range",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, in_junction_a("roadLinks", 0, "laneLinks"), []),
+        "intersections[1].roadLinks[0].laneLinks",
+        [],
+        "at least one laneLink",
+        id="link-without-lanes",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, in_junction_a("trafficLight", "lightphases"), []),
+        "intersections[1].trafficLight.lightphases",
+        [],
+        "at least one light phase",
+        id="signal-without-phases",
+    ),
+    pytest.param(
+        lambda r, f: delete_path(r, in_junction_a("trafficLight")),
+        "intersections[1].trafficLight",
+        MISSING,
+        "needs a trafficLight",
+        id="signal-without-light",
+    ),
+    pytest.param(
+        lambda r, f: set_path(
+            r,
+            ("intersections", JUNCTION_B, "trafficLight", "lightphases", 1, "availableRoadLinks"),
+            [1, 5],
+        ),
+        "intersections[2].trafficLight.lightphases[1].availableRoadLinks[1]",
+        5,
+        "out of range",
+        id="phase-names-missing-link",
+    ),
+    pytest.param(
+        lambda r, f: set_path(r, in_junction_a("trafficLight", "lightphases", 0, "time"), 0),
+        "intersections[1].trafficLight.lightphases[0].time",
+        0,
+        "> 0",
+        id="phase-zero-time",
+    ),
+    pytest.param(
+        lambda r, f: set_path(
+            r, in_junction_a("trafficLight", "lightphases", 0, "availableRoadLinks"), [0, 0]
+        ),
+        "intersections[1].trafficLight.lightphases[0].availableRoadLinks[1]",
+        0,
+        "listed twice",
+        id="phase-duplicate-link",
+    ),
+]
+
+
+@pytest.mark.parametrize(("mutate", "field", "value", "reason"), ROADNET_CASES)
+def test_roadnet_errors(mutate: Mutation, field: str, value: Any, reason: str) -> None:
+    assert_mutation_rejected(mutate, ROADNET_SOURCE, field, value, reason)
