@@ -1,7 +1,7 @@
 """gridlight environments. Subpackages in import order, each importing only those before it:
 scenario/ → engine/ → incidents/ → evaluation/ → rl/. Importing `envs` registers
-``gridlight/TrafficSignal-v0`` with Gymnasium; `parallel_env` and `sb3_vec_env` build the
-PettingZoo and SB3 adapters, imported only when asked for."""
+``gridlight/TrafficSignal-v0`` with Gymnasium; `parallel_env`, `sb3_vec_env` and `torchrl_env`
+build the PettingZoo, SB3 and TorchRL adapters, imported only when asked for."""
 
 from __future__ import annotations
 
@@ -34,4 +34,11 @@ def sb3_vec_env(**kwargs):
     return IntersectionVecEnv(**kwargs)
 
 
-__all__ = ["ENV_ID", "parallel_env", "sb3_vec_env"]
+def torchrl_env(**kwargs):
+    """The TorchRL EnvBase: batch size [B] (``copies``), one agent group ``"intersections"``."""
+    from envs.rl.torchrl_env import TrafficSignalTorchRLEnv
+
+    return TrafficSignalTorchRLEnv(**kwargs)
+
+
+__all__ = ["ENV_ID", "parallel_env", "sb3_vec_env", "torchrl_env"]

@@ -1,0 +1,200 @@
+"""TorchRL `EnvBase` over `BatchedSignalEnv`:
+``envs.torchrl_env(scenario=..., copies=B, device=...)``.
+
+Batch size ``[B]`` (the copies) and one agent group, ``"intersections"`` (``group_map`` lists
+the roadnet ids), laid out as TorchRL's multi-agent wrappers (PettingZoo, VMAS) lay out theirs:
+
+- ``("intersections", "observation")`` ``[B, I, F]`` float32 (the features' documented bounds),
+  ``("intersections", "action_mask")`` ``[B, I, A]`` bool (the layout's: padding is False);
+- ``("intersections", "action")`` ``[B, I]`` int64, a `Categorical` over ``A`` (the most phases
+  of any intersection) carrying the same mask, so ``rand_action`` only draws allowed phases;
+- ``("intersections", "reward")`` ``[B, I, 1]``;
+- ``"done"`` / ``"terminated"`` / ``"truncated"`` ``[B, 1]`` for each copy, and the same per
+  agent under the group, ``[B, I, 1]`` (every intersection of a copy ends its episode together).
+
+Autoreset happens inside the batched step, as in the core: a copy that reaches ``episode_s``
+(truncated) or runs out of demand (terminated) starts its next episode (and draws its next
+demand sample) within the same `step`. `_step` reports the episode's last observation in
+``("next", ...)``; the `_reset` that `step_and_maybe_reset` (and so `rollout` and the
+collectors) then calls with a ``"_reset"`` mask does no engine work for those copies: it hands
+out the observation of the episode already under way, which is the new episode's first. So the
+collected data holds the true terminal observation under ``"next"`` and the next root
+observation is the fresh episode's, and the demand samples are drawn in the order the
+Gymnasium and SB3 adapters draw them. A ``"_reset"`` that names a copy still running restarts
+it (new demand sample); a reset without ``"_reset"`` restarts every copy, from the seed given
+to `set_seed` if there was one.
+
+Everything stays on the env's device: no numpy and no host copies (the action check reads one
+boolean back, as the core's does). A device this machine does not have is a `ConfigError`
+naming ``device``; an action missing, of the wrong shape or type, or outside the action mask a
+`CommandError`; an unknown keyword a `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Bounded, Categorical, Composite, Unbounded
+from torchrl.envs import EnvBase
+
+from envs.errors import CommandError, ConfigError
+from envs.rl.adapters import core_kwargs
+from envs.rl.signal_env import BatchedSignalEnv
+from envs.scenario.network import check_device
+
+SOURCE = "<env:torchrl>"
+GROUP = "intersections"
+DONE_KEYS = ("done", "terminated", "truncated")
+
+
+class TrafficSignalTorchRLEnv(EnvBase):
+    """B copies of a scenario as one TorchRL env; see the module docstring for the layout."""
+
+    def __init__(self, scenario="grid_4x4", copies: int = 1, device="cpu", **kwargs) -> None:
+        never = "this environment always autoresets inside the batched step"
+        kwargs = core_kwargs(kwargs, SOURCE, {"autoreset": never})
+        device = check_device(device, SOURCE)
+        self.core = BatchedSignalEnv(scenario, copies, device=str(device), autoreset=True, **kwargs)
+        have = self.core.device  # a Scenario object brings its own network, on its own device
+        if have.type != device.type or (device.index is not None and have.index != device.index):
+            raise ConfigError(SOURCE, "device", str(device), f"the scenario's network is on "
+                              f"{have}: load it on this device, or pass the scenario's name")
+        super().__init__(device=self.core.device, batch_size=torch.Size([self.core.copies]))
+        core = self.core
+        B, I, A, F = core.copies, core.num_intersections, core.max_actions, core.obs_size
+        self.group_map = {GROUP: list(core.layout.ids)}
+        # the layout's mask, one contiguous copy per env copy (specs and outputs must not alias
+        # an expanded view: TorchRL writes into outputs in place)
+        mask = core.layout.action_mask.to(self.device)
+        self._mask = mask.unsqueeze(0).expand(B, I, A).contiguous()
+        self._fresh = torch.zeros(B, dtype=torch.bool, device=self.device)  # autoreset, not stepped
+        self._seed: int | None = None
+        self._make_specs(B, I, A, F)
+
+    # ---- specs -----------------------------------------------------------------------------
+    def _make_specs(self, B: int, I: int, A: int, F: int) -> None:
+        dev, core = self.device, self.core
+        low = core.obs_low.to(dev).expand(B, I, F).clone()
+        high = core.obs_high.to(dev).expand(B, I, F).clone()
+        self.observation_spec = Composite(
+            {GROUP: Composite({
+                "observation": Bounded(low=low, high=high, shape=(B, I, F),
+                                       dtype=torch.float32, device=dev),
+                "action_mask": Categorical(n=2, shape=(B, I, A), dtype=torch.bool, device=dev),
+            }, shape=(B, I), device=dev)},
+            shape=(B,), device=dev,
+        )
+        self.action_spec = Composite(
+            {GROUP: Composite({
+                "action": Categorical(n=A, shape=(B, I), dtype=torch.int64, device=dev,
+                                      mask=self._mask.clone()),
+            }, shape=(B, I), device=dev)},
+            shape=(B,), device=dev,
+        )
+        self.reward_spec = Composite(
+            {GROUP: Composite(
+                {"reward": Unbounded(shape=(B, I, 1), dtype=torch.float32, device=dev)},
+                shape=(B, I), device=dev,
+            )},
+            shape=(B,), device=dev,
+        )
+        def flags(*shape):
+            flag = Categorical(n=2, shape=shape, dtype=torch.bool, device=dev)
+            return {k: flag.clone() for k in DONE_KEYS}
+
+        self.done_spec = Composite(
+            {**flags(B, 1), GROUP: Composite(flags(B, I, 1), shape=(B, I), device=dev)},
+            shape=(B,), device=dev,
+        )
+
+    # ---- sizes -----------------------------------------------------------------------------
+    @property
+    def num_intersections(self) -> int:
+        return self.core.num_intersections
+
+    @property
+    def max_actions(self) -> int:
+        return self.core.max_actions
+
+    # ---- EnvBase ---------------------------------------------------------------------------
+    def _set_seed(self, seed: int | None) -> None:
+        """The next full reset restarts the demand sample indices at `seed` (as the core's
+        ``reset(seed)``); partial resets continue from where the samples are."""
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ConfigError(SOURCE, "seed", seed, "must be an integer >= 0")
+        self._seed = seed
+
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
+        mask = self._reset_mask(tensordict)
+        if mask is None:  # reset() without "_reset": every copy, from the seed if one was set
+            obs, _ = self.core.reset(self._seed)
+            self._seed = None
+            self._fresh = torch.ones_like(self._fresh)
+        else:
+            restart = mask & ~self._fresh  # copies that autoreset in the step are already restarted
+            if bool(restart.any()):
+                self.core.restart_copies(restart)
+            self._fresh = self._fresh | mask
+            obs = self.core.observe()
+        return self._output(obs)
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        actions = self._actions(tensordict.get((GROUP, "action"), None))
+        obs, reward, terminated, truncated, info = self.core.step(actions)
+        # a done copy is already in its next episode; "next" holds the one it finished
+        self._fresh = terminated | truncated
+        last = info.get("final_obs", obs)
+        return self._output(last, reward, terminated, truncated)
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def _reset_mask(self, tensordict: TensorDictBase | None) -> torch.Tensor | None:
+        """The ``[B]`` copies a ``"_reset"`` entry names (the root one, else the group's, where
+        any intersection of a copy restarts the copy); None when there is none."""
+        if tensordict is None:
+            return None
+        reset = tensordict.get("_reset", None)
+        if reset is None:
+            reset = tensordict.get((GROUP, "_reset"), None)
+        if reset is None:
+            return None
+        return reset.to(device=self.device, dtype=torch.bool).reshape(self.core.copies, -1).any(-1)
+
+    def _actions(self, actions) -> torch.Tensor:
+        """The ``[B, I]`` action indices, checked against the action mask."""
+        B, I, A = self.core.copies, self.num_intersections, self.max_actions
+        field = f"{GROUP}.action"
+        if not isinstance(actions, torch.Tensor):
+            raise CommandError(SOURCE, field, type(actions).__name__,
+                               f"need an integer tensor [{B}, {I}] of action indices")
+        if tuple(actions.shape) != (B, I):
+            raise CommandError(SOURCE, f"{field}.shape", tuple(actions.shape), f"expected {(B, I)}")
+        dtype = actions.dtype
+        if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
+            raise CommandError(SOURCE, f"{field}.dtype", str(actions.dtype),
+                               "actions are integer action indices (categorical, not one-hot)")
+        actions = actions.to(device=self.device, dtype=torch.int64)
+        inside = (actions >= 0) & (actions < A)
+        allowed = self._mask.gather(-1, actions.clamp(0, A - 1).unsqueeze(-1)).squeeze(-1) & inside
+        if not bool(allowed.all()):
+            b, i = (int(x) for x in torch.nonzero(~allowed)[0])
+            n = int(self.core.layout.num_actions[i])
+            raise CommandError(SOURCE, f"{field}[{b}, {i}] ({self.core.layout.ids[i]})",
+                               int(actions[b, i]), f"outside the action mask: must be in [0, {n})")
+        return actions
+
+    def _output(self, obs, reward=None, terminated=None, truncated=None) -> TensorDict:
+        """What reset (no reward, nothing done) and step return, every entry a fresh tensor."""
+        B, I = self.core.copies, self.num_intersections
+        if terminated is None:
+            terminated = truncated = torch.zeros(B, dtype=torch.bool, device=self.device)
+        flags = {"terminated": terminated, "truncated": truncated, "done": terminated | truncated}
+        group = {"observation": obs, "action_mask": self._mask.clone()}
+        group.update({k: v.view(B, 1, 1).expand(B, I, 1).clone() for k, v in flags.items()})
+        if reward is not None:
+            group["reward"] = reward.to(torch.float32).unsqueeze(-1)
+        out = {k: v.view(B, 1).clone() for k, v in flags.items()}
+        out[GROUP] = TensorDict(group, batch_size=(B, I), device=self.device)
+        return TensorDict(out, batch_size=(B,), device=self.device)
+
+
+__all__ = ["GROUP", "TrafficSignalTorchRLEnv", "check_device"]
