@@ -80,13 +80,13 @@ def trained_policies(cfg: DictConfig) -> dict[str, object]:
     paths = _existing_paths(cfg, "checkpoint", "checkpoint file", CheckpointError)
     if not paths:
         return {}
-    from agents.ppo.policy import PolicyController, read_meta  # loads SB3 only when asked
+    from agents.ppo.policy import checkpoint_meta, controller_for_checkpoint  # loads SB3 only when asked
 
     policies: dict[str, object] = {}
     for path in paths:
-        name = str(read_meta(path)["config"]["agent"]["name"])
+        name = str(checkpoint_meta(path)["config"]["agent"]["name"])
         name = name if name not in policies and name not in cfg.controllers else f"{name}_{len(policies) + 1}"
-        policies[name] = PolicyController(path, max_green_s=cfg.get("checkpoint_max_green_s"))
+        policies[name] = controller_for_checkpoint(path, max_green_s=cfg.get("checkpoint_max_green_s"))
     return policies
 
 

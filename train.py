@@ -26,7 +26,7 @@ import hydra
 from omegaconf import DictConfig
 
 import agents.ppo.config  # noqa: F401  (registers the structured config "train_schema")
-from agents.ppo.sb3_trainer import train
+from agents.ppo.sb3_trainer import train as train_sb3
 from envs.errors import exit_on_error
 from envs.evaluation.report import training_curves
 
@@ -35,6 +35,10 @@ from envs.evaluation.report import training_curves
 def main(cfg: DictConfig) -> None:
     with exit_on_error():  # a bad config, scenario or checkpoint: one line on stderr, exit status 2
         run_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+        if cfg.trainer == "torchrl":  # imported only when asked for: it loads TorchRL
+            from agents.ppo.torchrl_trainer import train_torchrl as train
+        else:
+            train = train_sb3
         result = train(cfg, run_dir)
         summary = {
             "num_timesteps": result["num_timesteps"],

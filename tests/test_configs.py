@@ -113,6 +113,12 @@ perturbation:
   incidents: null
   surge: null
   detectors: null
+trainer: sb3
+torchrl:
+  centralised_critic: null
+  log_every_rollouts: 1
+  eval_stochastic: false
+  loss: own
 seed: 0
 resume: null
 """

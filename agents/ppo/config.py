@@ -112,6 +112,26 @@ PerturbationConfig = schema_of(Perturbation)
 
 
 @dataclass
+class TorchRLTrainerConfig:
+    """Knobs of the TorchRL trainer that ``agent`` / ``train`` do not have (the ``torchrl`` node)."""
+
+    # None: centralised iff agent.name == "mappo"; true / false forces it
+    centralised_critic: Optional[bool] = None  # noqa: UP045 (OmegaConf schema)
+    log_every_rollouts: int = 1  # device-side stats are read back (one host copy) every N rollouts
+    # True: evaluation episodes sample actions instead of taking the argmax
+    eval_stochastic: bool = False
+    # "own": the clipped PPO loss written in torchrl_trainer.py (no host reads); "clip_ppo":
+    # torchrl.objectives.ClipPPOLoss with ProbabilisticActor + MaskedCategorical (reads
+    # isfinite().all() back to the host at every minibatch)
+    loss: str = "own"
+
+
+LOSSES = ("own", "clip_ppo")
+
+TRAINERS = ("sb3", "torchrl")
+
+
+@dataclass
 class TrainAppConfig:
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -122,8 +142,12 @@ class TrainAppConfig:
     baseline_params: Dict[str, Any] = field(default_factory=dict)
     # training under perturbations (configs/perturbation/, envs/incidents/perturbations.py checks it)
     perturbation: PerturbationConfig = field(default_factory=PerturbationConfig)
-    seed: int = 0  # SB3 / torch / numpy seed; training demand samples start at index seed * 1e6
-    resume: Optional[str] = None  # a checkpoint (.zip) to continue from; num_timesteps carries on
+    # sb3: MaskablePPO over the SB3 VecEnv (agents/ppo/sb3_trainer.py); torchrl: the on-device
+    # multi-agent PPO over the TorchRL env (agents/ppo/torchrl_trainer.py), also for agent=mappo
+    trainer: str = "sb3"
+    torchrl: TorchRLTrainerConfig = field(default_factory=TorchRLTrainerConfig)
+    seed: int = 0  # torch / numpy seed; training demand samples start at index seed * 1e6
+    resume: Optional[str] = None  # a checkpoint (.zip for sb3, .pt for torchrl) to continue from
 
 
 @dataclass
@@ -293,6 +317,10 @@ def check_config(cfg) -> None:
     check_device(cfg.engine.device, SOURCE, "engine.device")  # CUDA asked for, none here: say so
     perturbation_config(cfg)
 
+    if cfg.trainer not in TRAINERS:
+        _fail("trainer", cfg.trainer, f"expected one of {list(TRAINERS)}")
+    if cfg.agent.name == "mappo" and cfg.trainer != "torchrl":
+        _fail("trainer", cfg.trainer, "agent=mappo (a centralised critic) trains with trainer=torchrl")
     agent = cfg.agent
     if agent.policy not in POLICIES:
         _fail("agent.policy", agent.policy, f"expected one of {list(POLICIES)}")

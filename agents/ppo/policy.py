@@ -89,6 +89,24 @@ def load_policy(path: str | Path, device: str = "cpu", env=None, **kwargs) -> tu
 # ---- the controller ------------------------------------------------------------------------------
 
 
+def checkpoint_meta(path: str | Path) -> dict:
+    """The meta of a train.py checkpoint of either trainer: ``.pt`` (TorchRL) or SB3's ``.zip``."""
+    if Path(path).suffix == ".pt":
+        from agents.ppo.torchrl_policy import read_torchrl_meta  # TorchRL loads only for its files
+
+        return read_torchrl_meta(path)
+    return read_meta(path)
+
+
+def controller_for_checkpoint(path: str | Path, **kwargs) -> "PolicyController":
+    """The controller that runs a train.py checkpoint of either trainer in a simulator."""
+    if Path(path).suffix == ".pt":
+        from agents.ppo.torchrl_policy import TorchRLPolicyController
+
+        return TorchRLPolicyController(path, **kwargs)
+    return PolicyController(str(path), **kwargs)
+
+
 class PolicyController:
     """A trained policy behind the classical controller interface (see the module doc)."""
 

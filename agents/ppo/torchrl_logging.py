@@ -1,0 +1,84 @@
+"""The TorchRL trainer's bookkeeping: training-episode statistics summed on the device, and the
+run's TensorBoard + ``progress.csv`` writer (the SB3 path's tag names and CSV layout)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from envs.evaluation.metrics import METRIC_NAMES
+
+
+class EpisodeStats:
+    """Finished training episodes' metrics and returns (raw reward), summed on the device: wraps
+    the core's step to read its ``info["episode"]`` (a [B] mask of the copies that ended)."""
+
+    def __init__(self, core, interval_s: int) -> None:
+        self.returns = torch.zeros(core.copies, core.num_intersections, device=core.device)
+        self.sums = torch.zeros(len(METRIC_NAMES) + 2, device=core.device)  # metrics, return, length
+        self.count = torch.zeros((), device=core.device)
+        self.interval_s = interval_s
+        inner = core.step
+
+        def step(actions):
+            obs, reward, terminated, truncated, info = inner(actions)
+            self.returns += reward
+            if "episode" in info:  # the core read done.any() already: no extra host read here
+                episode, done = info["episode"], info["_episode"]
+                per_copy = [episode[name] for name in METRIC_NAMES]
+                per_copy += [self.returns.mean(1), episode["length_s"] / self.interval_s]
+                self.sums += (torch.stack(per_copy).to(torch.float32) * done).sum(1)
+                self.count += done.sum()
+                self.returns *= (~done).unsqueeze(1)
+            return obs, reward, terminated, truncated, info
+
+        core.step = step
+
+    def read(self) -> dict[str, float]:
+        """The means since the last read, keyed by their SB3 tags (one host copy); resets."""
+        values = torch.cat([self.sums / self.count.clamp(min=1), self.count.view(1)]).tolist()
+        self.sums.zero_()
+        self.count.zero_()
+        if not values[-1]:
+            return {}
+        names = [f"rollout/{n}" for n in METRIC_NAMES] + ["rollout/ep_rew_mean", "rollout/ep_len_mean"]
+        return {**dict(zip(names, values[:-1])), "rollout/episodes": int(values[-1])}
+
+
+class RunLog:
+    """TensorBoard + progress.csv (rewritten with a wider header when new columns appear, as SB3's)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        (run_dir / "tb").mkdir(parents=True, exist_ok=True)
+        self.writer = SummaryWriter(str(run_dir / "tb"))
+        self.csv = run_dir / "progress.csv"
+        self.keys: list[str] = []
+        self.rows: list[dict] = []
+        self.pending: dict[str, float] = {}
+
+    def record(self, key: str, value: float) -> None:
+        self.pending[key] = value
+
+    def dump(self, step: int) -> None:
+        for key, value in self.pending.items():
+            if key != "time/total_timesteps":  # the step column, as SB3 (TensorBoard has the step)
+                self.writer.add_scalar(key, value, step)
+        self.writer.flush()
+        row = {"time/total_timesteps": step, **self.pending}
+        new = sorted(set(row) - set(self.keys))
+        self.keys += new
+        self.rows.append(row)
+        with open(self.csv, "w" if new else "a", newline="") as handle:
+            out = csv.DictWriter(handle, fieldnames=self.keys)
+            if new:
+                out.writeheader()
+                out.writerows(self.rows)
+            else:
+                out.writerow(row)
+        self.pending = {}
+
+
+__all__ = ["EpisodeStats", "RunLog"]

@@ -1,0 +1,191 @@
+"""The TorchRL trainer's policy: networks, checkpoints (``.pt``) and a controller.
+
+Networks are `torchrl.modules.MultiAgentMLP`s over the ``[..., I, F]`` observations of
+`envs.rl.torchrl_env` (one row per intersection):
+
+- ``ppo_shared`` (``agent.policy=shared``): one actor and one critic for every intersection
+  (``share_params=True``, ``centralized=False``);
+- ``ppo_independent`` (``agent.policy=independent``): separate parameters per intersection
+  (``share_params=False``: the agents' weights stacked and run with ``vmap``);
+- ``mappo``: the shared actor with a centralised critic (``centralized=True``: each agent's value
+  reads every intersection's observation), see `TorchRLTrainerConfig.centralised_critic`.
+
+Hidden layers: ``agent.net_arch`` / ``agent.activation``; with ``agent.ortho_init`` the weights
+get SB3's orthogonal init (gain sqrt(2) hidden, 0.01 policy head, 1 value head; zero biases).
+
+A checkpoint is one ``torch.save`` file (written atomically): ``actor`` / ``critic`` /
+``optimizer`` state dicts, ``num_timesteps`` and ``meta``, the same dict the SB3 path stores in
+``gridlight.json`` (config, env ``describe()``, progress, ``train_next_sample``) plus
+``networks`` (what `build_networks` needs). `TorchRLPolicyController(path)` is
+`agents.ppo.policy.PolicyController` (same features, decision timing, max-green rule) with this
+actor behind it; `agents.ppo.policy.controller_for_checkpoint` picks the controller by the file's suffix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+from torchrl.modules import MultiAgentMLP
+
+from agents.ppo.config import TorchRLTrainerConfig
+from agents.ppo.policy import PolicyController
+from envs.errors import CheckpointError, ConfigError
+
+CHECKPOINT_FORMAT = 1
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+SOURCE = "<controller:torchrl>"
+
+
+def resolve_centralised(agent_name: str, setting: bool | None) -> bool:
+    return agent_name == "mappo" if setting is None else bool(setting)
+
+
+def network_spec(cfg_agent, n_agents: int, obs_size: int, n_actions: int, centralised: bool) -> dict:
+    """What `build_networks` needs, JSON-able (stored in the checkpoint's meta)."""
+    return {
+        "n_agents": int(n_agents), "obs_size": int(obs_size), "n_actions": int(n_actions),
+        "share_params": cfg_agent.policy != "independent", "centralised_critic": bool(centralised),
+        "net_arch": [int(w) for w in cfg_agent.net_arch], "activation": str(cfg_agent.activation),
+        "ortho_init": bool(cfg_agent.ortho_init),
+    }
+
+
+def _mlp(spec: dict, outputs: int, centralised: bool, device) -> MultiAgentMLP:
+    arch = spec["net_arch"]
+    return MultiAgentMLP(
+        n_agent_inputs=spec["obs_size"], n_agent_outputs=outputs, n_agents=spec["n_agents"],
+        centralized=centralised, share_params=spec["share_params"] or centralised, device=device,
+        depth=len(arch), num_cells=list(arch), activation_class=ACTIVATIONS[spec["activation"]],
+    )
+
+
+def orthogonal_init(net: MultiAgentMLP, head_gain: float) -> None:
+    """SB3's init on a MultiAgentMLP: orthogonal weights (per agent when not shared), zero biases."""
+    weights = [(k, v) for k, v in net.params.flatten_keys(".").items() if k.endswith("weight")]
+    last = max(int(k.split(".")[-2]) for k, _ in weights)  # the MLP's Sequential index of the head
+    with torch.no_grad():
+        for key, value in net.params.flatten_keys(".").items():
+            if key.endswith("bias"):
+                value.zero_()
+                continue
+            gain = head_gain if int(key.split(".")[-2]) == last else 2 ** 0.5
+            rows = value.reshape(-1, *value.shape[-2:])  # [agents or 1, out, in]
+            for w in rows:
+                nn.init.orthogonal_(w, gain=gain)
+
+
+def build_networks(spec: dict, device="cpu") -> tuple[MultiAgentMLP, MultiAgentMLP]:
+    """``(policy_net [.., I, F] -> [.., I, A] logits, value_net [.., I, F] -> [.., I, 1])``."""
+    policy_net = _mlp(spec, spec["n_actions"], False, device)
+    value_net = _mlp(spec, 1, spec["centralised_critic"], device)
+    if spec["ortho_init"]:
+        orthogonal_init(policy_net, 0.01)
+        orthogonal_init(value_net, 1.0)
+    return policy_net, value_net
+
+
+def masked_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+
+
+class GreedyPolicy(nn.Module):
+    """The actor network as the controller sees it: masked action per intersection."""
+
+    def __init__(self, policy_net: nn.Module) -> None:
+        super().__init__()
+        self.net = policy_net
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.net.parameters())).device
+
+    def set_training_mode(self, mode: bool) -> None:  # PolicyController.reset calls it
+        self.train(mode)
+
+    def forward(self, obs: torch.Tensor, mask: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        logits = masked_logits(self.net(obs), mask)
+        if deterministic:
+            return logits.argmax(-1)
+        return torch.distributions.Categorical(logits=logits).sample()
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------
+
+
+def save_torchrl_checkpoint(path: str | Path, *, actor: nn.Module, critic: nn.Module,
+                            optimizer: torch.optim.Optimizer | None, num_timesteps: int, meta: dict) -> Path:
+    """Write the checkpoint atomically (a crash mid-save leaves the previous one intact)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save({
+        "format": CHECKPOINT_FORMAT, "trainer": "torchrl", "num_timesteps": int(num_timesteps),
+        "actor": actor.state_dict(), "critic": critic.state_dict(),
+        "optimizer": None if optimizer is None else optimizer.state_dict(), "meta": meta,
+    }, partial)
+    os.replace(partial, path)
+    return path
+
+
+def read_torchrl_checkpoint(path: str | Path, device="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(str(path), "checkpoint", str(path), "no such checkpoint file")
+    try:
+        data = torch.load(path, map_location=device, weights_only=False)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is the same error to the user
+        raise CheckpointError(str(path), "checkpoint", str(path), f"not a torch checkpoint ({error})") from None
+    if not isinstance(data, dict) or data.get("trainer") != "torchrl":
+        raise CheckpointError(str(path), "trainer", None, "not a gridlight TorchRL checkpoint (train.py, trainer=torchrl)")
+    if data.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(str(path), "format", data.get("format"), f"expected {CHECKPOINT_FORMAT}")
+    return data
+
+
+def read_torchrl_meta(path: str | Path) -> dict:
+    return read_torchrl_checkpoint(path)["meta"]
+
+
+def load_torchrl_policy(path: str | Path, device="cpu") -> tuple[GreedyPolicy, dict]:
+    data = read_torchrl_checkpoint(path, device)
+    meta = data["meta"]
+    policy_net, _ = build_networks(meta["networks"], device=device)
+    policy_net.load_state_dict(data["actor"])
+    return GreedyPolicy(policy_net), meta
+
+
+# ---- the controller ------------------------------------------------------------------------------
+
+
+class TorchRLPolicyController(PolicyController):
+    """`PolicyController` (features, decision timing, max-green rule) driving a TorchRL actor."""
+
+    def __init__(self, checkpoint: str | Path | None = None, *, policy: GreedyPolicy | None = None,
+                 meta: dict | None = None, deterministic: bool = True, device: str = "cpu",
+                 max_green_s: float | None = None) -> None:
+        if policy is None:
+            if checkpoint is None:
+                raise ConfigError(SOURCE, "checkpoint", None, "need a checkpoint path or a policy")
+            policy, meta = load_torchrl_policy(checkpoint, device=device)
+        super().__init__(None if checkpoint is None else str(checkpoint), model=SimpleNamespace(policy=policy),
+                         meta=meta, deterministic=deterministic, device=device, max_green_s=max_green_s)
+        if checkpoint is None:
+            self.source = SOURCE
+
+    def actions(self, sim) -> torch.Tensor:
+        obs = self.observe(sim)
+        dev = self.policy.device
+        mask = self.layout.action_mask.to(dev).unsqueeze(0).expand(obs.shape[0], -1, -1)
+        with torch.no_grad():
+            chosen = self.policy(obs.to(dev), mask, self.deterministic)
+        return chosen.to(device=sim.device, dtype=torch.int64)
+
+
+__all__ = [
+    "GreedyPolicy", "TorchRLPolicyController", "build_networks", "load_torchrl_policy", "network_spec", "read_torchrl_checkpoint",
+    "read_torchrl_meta", "save_torchrl_checkpoint",
+]

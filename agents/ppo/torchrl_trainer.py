@@ -1,0 +1,385 @@
+"""Multi-agent PPO on TorchRL's pieces, entirely on the env's device (train.py, ``trainer=torchrl``).
+
+The env is `envs.rl.torchrl_env.TrafficSignalTorchRLEnv` (B copies, one agent group of I
+intersections, autoreset inside the step); the networks are `torchrl.modules.MultiAgentMLP`s (see
+`agents.ppo.torchrl_policy` for ``ppo_shared`` / ``ppo_independent`` / ``mappo``). One iteration:
+``agent.n_steps`` decisions of every copy (``env.step_and_maybe_reset``), GAE
+(`torchrl.objectives.value.functional.vec_generalized_advantage_estimate`; truncated episodes
+bootstrap from the true last observation in ``"next"``), then ``agent.n_epochs`` epochs of clipped
+PPO on minibatches of ``agent.batch_size`` agent-steps (rounded to whole (copy, step) samples of
+all I intersections, as the centralised and per-intersection networks need them together).
+
+No host reads in the loop: actions are sampled with the Gumbel-max trick from the masked logits and
+the clipped loss is written here (SB3's: l2 value loss, per-minibatch advantage normalisation),
+because TorchRL's `MaskedCategorical` sampling and `ClipPPOLoss`' entropy each read a
+``isfinite().all()`` back to the host per call (and the `GAE` module a NaN check per rollout).
+``torchrl.loss=clip_ppo`` runs TorchRL's `ClipPPOLoss` (+ `ProbabilisticActor` /
+`MaskedCategorical`) on the same data instead. Losses, training-episode metrics (the metrics hub's,
+via the core's ``info["episode"]``) and returns are summed on the device and read back in one
+copy every ``torchrl.log_every_rollouts`` iterations. What remains in the loop is the env's own:
+its action check, the core's ``done.any()`` and `step_and_maybe_reset`'s ``any_done``.
+
+Logging (TensorBoard ``RUN/tb``, ``RUN/progress.csv``, tqdm on stderr), periodic evaluation
+(`agents.ppo.periodic_eval.Evaluator`), checkpoints (``checkpoints/{last,best}.pt``) and resume
+follow `agents.ppo.sb3_trainer` and use its tag names.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
+from tqdm import tqdm
+
+from agents.ppo.config import (
+    LOSSES,
+    TorchRLTrainerConfig,
+    SOURCE,
+    check_config,
+    demand_spec,
+    engine_params,
+    observation_names,
+    perturbation_config,
+)
+from agents.ppo.periodic_eval import PRIMARY, Evaluator
+from agents.ppo.sb3_trainer import ARCH_KEYS, LAYOUT_KEYS, SAMPLES_PER_SEED, load_scenarios
+from agents.ppo.torchrl_logging import EpisodeStats, RunLog
+from agents.ppo.torchrl_policy import (
+    GreedyPolicy,
+    TorchRLPolicyController,
+    build_networks,
+    masked_logits,
+    network_spec,
+    read_torchrl_checkpoint,
+    resolve_centralised,
+    save_torchrl_checkpoint,
+)
+from envs.errors import CheckpointError, ConfigError
+from envs.evaluation.metrics import METRIC_NAMES
+from envs.rl.torchrl_env import GROUP, TrafficSignalTorchRLEnv
+
+OBS, MASK, ACTION, LOGP = (GROUP, "observation"), (GROUP, "action_mask"), (GROUP, "action"), (GROUP, "action_log_prob")
+TRAIN_STATS = ("policy_gradient_loss", "value_loss", "entropy_loss", "approx_kl", "clip_fraction", "loss")
+
+
+def trainer_options(cfg: DictConfig) -> TorchRLTrainerConfig:
+    given = cfg.get("torchrl", None) or {}
+    given = OmegaConf.to_container(given, resolve=True) if OmegaConf.is_config(given) else dict(given)
+    known = {f.name for f in fields(TorchRLTrainerConfig)}
+    for key in given:
+        if key not in known:
+            raise ConfigError(SOURCE, f"torchrl.{key}", given[key], f"unknown key; known: {sorted(known)}")
+    opts = TorchRLTrainerConfig(**given)
+    if opts.loss not in LOSSES:
+        raise ConfigError(SOURCE, "torchrl.loss", opts.loss, f"expected one of {list(LOSSES)}")
+    if opts.log_every_rollouts < 1:
+        raise ConfigError(SOURCE, "torchrl.log_every_rollouts", opts.log_every_rollouts, "must be >= 1")
+    return opts
+
+
+class TorchRLTrainer:
+    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+        check_config(cfg)
+        self.opts = opts = trainer_options(cfg)
+        self.cfg, self.run_dir, agent = cfg, Path(run_dir), cfg.agent
+        if cfg.train.threads is not None:
+            torch.set_num_threads(cfg.train.threads)
+        torch.manual_seed(cfg.seed)
+        train_scenario, eval_scenario = load_scenarios(cfg)
+        self.env = env = TrafficSignalTorchRLEnv(
+            scenario=train_scenario, copies=cfg.env.copies, device=cfg.engine.device,
+            decision_interval_s=cfg.env.decision_interval_s, episode_s=cfg.env.episode_s,
+            observations=observation_names(cfg), reward=dict(cfg.env.reward), normalise=cfg.env.normalise,
+            demand=demand_spec(cfg.env.demand, "env.demand"), engine=engine_params(cfg),
+            compile=cfg.engine.compile, perturbation=perturbation_config(cfg))
+        core = self.core = env.core
+        self.device = env.device if cfg.train.device == "auto" else torch.device(cfg.train.device)
+        self.episodes = EpisodeStats(core, cfg.env.decision_interval_s)
+        self.I = core.num_intersections
+        self.spec = network_spec(agent, self.I, core.obs_size, core.max_actions,
+                                 resolve_centralised(agent.name, opts.centralised_critic))
+        self.policy_net, self.value_net = build_networks(self.spec, self.device)
+        params = [*self.policy_net.parameters(), *self.value_net.parameters()]
+        self.params = params
+        self.optimizer = torch.optim.Adam(params, lr=agent.learning_rate, eps=1e-5)  # SB3's Adam
+        self.clip_loss = self._clip_ppo_loss() if opts.loss == "clip_ppo" else None
+        self.meta_in = None
+        self.num_timesteps, first_sample = 0, cfg.seed * SAMPLES_PER_SEED
+        if cfg.resume is not None:
+            first_sample = self._resume(str(cfg.resume))
+        self.start_steps = self.num_timesteps
+        if int(cfg.train.total_agent_steps) <= self.num_timesteps:
+            raise ConfigError(SOURCE, "train.total_agent_steps", cfg.train.total_agent_steps,
+                              f"the checkpoint is already at {self.num_timesteps} agent-steps; raise it to continue")
+        env.set_seed(first_sample)  # the next reset draws training demand samples from here on
+        self.td = env.reset()
+        self.evaluator = Evaluator(eval_scenario, demand_spec(cfg.eval.demand, "eval.demand"), cfg.eval.seeds,
+                                   cfg.eval.steps, engine_params(cfg), compile=cfg.engine.compile)
+        meta = self.meta_in or {}
+        self.best = meta.get("best_eval_travel_time", math.inf)
+        self.history: list[dict] = list(meta.get("eval_history", []))
+        self.train_sums = torch.zeros(len(TRAIN_STATS), device=self.device)
+        self.train_count = torch.zeros((), device=self.device)
+        self.explained = torch.zeros((), device=self.device)
+        self.iterations = self.n_updates = self.iterations_since_log = 0
+        self.rollout_rate = 0.0
+
+    # ---- resume / checkpoints -------------------------------------------------------------------
+    def _resume(self, path: str) -> int:
+        data = read_torchrl_checkpoint(path, self.device)
+        meta, agent = data["meta"], OmegaConf.to_container(self.cfg.agent, resolve=True)
+        for key in ARCH_KEYS:
+            if meta["config"]["agent"][key] != agent[key]:
+                raise CheckpointError(path, f"agent.{key}", agent[key], f"the checkpoint was trained with "
+                                      f"{meta['config']['agent'][key]!r}; resume needs the same")
+        if meta["networks"] != self.spec:
+            raise CheckpointError(path, "networks", self.spec, f"differs from the checkpoint's {meta['networks']}")
+        layout = self.core.describe()
+        for key in LAYOUT_KEYS:
+            if meta["env"][key] != layout[key]:
+                raise CheckpointError(path, f"env.{key}", layout[key], f"differs from the checkpoint's {meta['env'][key]!r}")
+        self.policy_net.load_state_dict(data["actor"])
+        self.value_net.load_state_dict(data["critic"])
+        if data["optimizer"] is not None:
+            self.optimizer.load_state_dict(data["optimizer"])
+            for group in self.optimizer.param_groups:  # this config's learning rate
+                group["lr"] = self.cfg.agent.learning_rate
+        self.num_timesteps, self.meta_in = int(data["num_timesteps"]), meta
+        return int(meta["train_next_sample"])
+
+    def meta(self) -> dict:
+        return {
+            "config": OmegaConf.to_container(self.cfg, resolve=True), "trainer": "torchrl",
+            "torchrl": asdict(self.opts), "networks": self.spec, "env": self.core.describe(),
+            "num_timesteps": self.num_timesteps, "train_next_sample": self.core.next_sample,
+            "best_eval_travel_time": self.best, "eval_history": self.history,
+            "baselines": {name: {k: float(v.mean()) for k, v in values.items()}
+                          for name, values in self.evaluator.baselines.items()},
+            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    def checkpoint(self, name: str) -> Path:
+        return save_torchrl_checkpoint(self.run_dir / "checkpoints" / name, actor=self.policy_net,
+                                       critic=self.value_net, optimizer=self.optimizer,
+                                       num_timesteps=self.num_timesteps, meta=self.meta())
+
+    def controller(self) -> TorchRLPolicyController:
+        return TorchRLPolicyController(policy=GreedyPolicy(self.policy_net),
+                                       meta={"env": self.core.describe(), "networks": self.spec},
+                                       deterministic=not self.opts.eval_stochastic)
+
+    # ---- the loop body: rollout, advantages, update (no host reads) --------------------------
+    def collect(self):
+        """``agent.n_steps`` decisions of every copy: a TensorDict ``[B, T]``."""
+        frames, td = [], self.td
+        with torch.no_grad():
+            for _ in range(self.cfg.agent.n_steps):
+                obs, mask = td.get(OBS).to(self.device), td.get(MASK).to(self.device)
+                logits = masked_logits(self.policy_net(obs), mask)
+                gumbel = -torch.empty_like(logits).exponential_().log()  # Gumbel-max: a categorical draw
+                action = (logits + gumbel).argmax(-1)
+                td.set(ACTION, action.to(self.env.device))
+                td.set(LOGP, logits.log_softmax(-1).gather(-1, action.unsqueeze(-1)).squeeze(-1).to(self.env.device))
+                out, td = self.env.step_and_maybe_reset(td)
+                frames.append(out)
+        self.td = td
+        self.num_timesteps += self.cfg.agent.n_steps * self.core.copies * self.I
+        return torch.stack(frames, 1).to(self.device)
+
+    def advantages(self, data) -> None:
+        agent = self.cfg.agent
+        with torch.no_grad():
+            value = self.value_net(data.get(OBS))  # [B, T, I, 1]
+            next_value = self.value_net(data.get(("next", *OBS)))
+            reward = data.get(("next", GROUP, "reward")) * agent.reward_scale
+            done, terminated = data.get(("next", GROUP, "done")), data.get(("next", GROUP, "terminated"))
+            adv, target = vec_generalized_advantage_estimate(agent.gamma, agent.gae_lambda, value, next_value,
+                                                             reward, done, terminated, time_dim=1)
+            data.set((GROUP, "state_value"), value)
+            data.set((GROUP, "advantage"), adv)
+            data.set((GROUP, "value_target"), target)
+            self.explained += 1 - (target - value).var() / target.var().clamp(min=1e-12)
+
+    def _own_loss(self, batch):
+        agent = self.cfg.agent
+        logits = masked_logits(self.policy_net(batch.get(OBS)), batch.get(MASK))
+        logp_all = logits.log_softmax(-1)
+        logp = logp_all.gather(-1, batch.get(ACTION).unsqueeze(-1)).squeeze(-1)  # [N, I], as LOGP
+        adv = batch.get((GROUP, "advantage")).squeeze(-1)
+        if agent.normalize_advantage and adv.numel() > 1:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        log_ratio = logp - batch.get(LOGP)
+        ratio = log_ratio.exp()
+        clip = agent.clip_range
+        pg = -torch.min(adv * ratio, adv * ratio.clamp(1 - clip, 1 + clip)).mean()
+        value_loss = (batch.get((GROUP, "value_target")) - self.value_net(batch.get(OBS))).pow(2).mean()
+        entropy = -torch.where(batch.get(MASK), logp_all.exp() * logp_all, 0.0).sum(-1).mean()
+        loss = pg - agent.ent_coef * entropy + agent.vf_coef * value_loss
+        with torch.no_grad():
+            kl = ((ratio - 1) - log_ratio).mean()
+            clipped = ((ratio - 1).abs() > clip).float().mean()
+        return loss, torch.stack([pg, value_loss, -entropy, kl, clipped, loss]).detach()
+
+    def _clip_ppo_loss(self):
+        """TorchRL's ClipPPOLoss on the same networks (``torchrl.loss=clip_ppo``)."""
+        from tensordict.nn import TensorDictModule
+        from torchrl.modules import MaskedCategorical, ProbabilisticActor, ValueOperator
+        from torchrl.objectives import ClipPPOLoss
+
+        agent = self.cfg.agent
+        actor = ProbabilisticActor(TensorDictModule(self.policy_net, in_keys=[OBS], out_keys=[(GROUP, "logits")]),
+                                   in_keys={"logits": (GROUP, "logits"), "mask": MASK}, out_keys=[ACTION],
+                                   distribution_class=MaskedCategorical, return_log_prob=True)
+        critic = ValueOperator(self.value_net, in_keys=[OBS], out_keys=[(GROUP, "state_value")])
+        loss = ClipPPOLoss(actor, critic, clip_epsilon=agent.clip_range, entropy_coeff=agent.ent_coef,
+                           critic_coeff=agent.vf_coef, loss_critic_type="l2",
+                           normalize_advantage=agent.normalize_advantage)
+        loss.set_keys(action=ACTION, sample_log_prob=LOGP, value=(GROUP, "state_value"),
+                      advantage=(GROUP, "advantage"), value_target=(GROUP, "value_target"),
+                      reward=(GROUP, "reward"), done=(GROUP, "done"), terminated=(GROUP, "terminated"))
+        return loss
+
+    def _torchrl_loss(self, batch):
+        out = self.clip_loss(batch)
+        loss = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
+        value_loss = out["loss_critic"].detach() / self.cfg.agent.vf_coef
+        return loss, torch.stack([out["loss_objective"].detach(), value_loss, -out["entropy"],
+                                  out["kl_approx"], out["clip_fraction"], loss.detach()]).detach()
+
+    def update(self, data) -> None:
+        agent = self.cfg.agent
+        flat = data.reshape(-1)
+        size = max(1, agent.batch_size // self.I)
+        loss_of = self._own_loss if self.clip_loss is None else self._torchrl_loss
+        for _ in range(agent.n_epochs):
+            epoch_kl = torch.zeros((), device=self.device)
+            for index in torch.randperm(flat.shape[0], device=self.device).split(size):
+                loss, stats = loss_of(flat[index])
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.params, agent.max_grad_norm)
+                self.optimizer.step()
+                self.train_sums += stats
+                self.train_count += 1
+                epoch_kl = torch.maximum(epoch_kl, stats[3])
+                self.n_updates += 1
+            # SB3 stops the epochs once the KL passes 1.5 x target_kl: the one host read of the update,
+            # and only when target_kl is set (null by default)
+            if agent.target_kl is not None and float(epoch_kl) > 1.5 * agent.target_kl:
+                break
+
+    def iteration(self) -> None:
+        """One rollout and its update, on the device (the loop body)."""
+        before, started = self.num_timesteps, time.perf_counter()
+        data = self.collect()
+        self.rollout_rate = (self.num_timesteps - before) / max(time.perf_counter() - started, 1e-9)
+        self.advantages(data)
+        self.update(data)
+        self.iterations += 1
+        self.iterations_since_log += 1
+
+    # ---- logging and evaluation (outside the loop body) --------------------------------------
+    def log_training(self, log: RunLog, rates: dict) -> None:
+        count = self.train_count.clamp(min=1)
+        values = torch.cat([self.train_sums / count, (self.explained / max(self.iterations_since_log, 1)).view(1)])
+        values = values.tolist()  # the one host copy of the interval's statistics
+        self.train_sums.zero_(), self.train_count.zero_(), self.explained.zero_()
+        for name, value in zip(TRAIN_STATS, values):
+            log.record(f"train/{name}", value)
+        log.record("train/explained_variance", values[-1])
+        log.record("train/n_updates", self.n_updates)
+        log.record("train/learning_rate", float(self.cfg.agent.learning_rate))
+        log.record("train/clip_range", float(self.cfg.agent.clip_range))
+        for key, value in {**self.episodes.read(), **rates}.items():
+            log.record(key, value)
+
+    def evaluate(self, log: RunLog, bar) -> dict:
+        metrics = self.evaluator.evaluate(self.controller())
+        reductions = self.evaluator.reductions(metrics)
+        for name in METRIC_NAMES:
+            log.record(f"eval/{name}", float(metrics[name].mean()))
+        for base, values in self.evaluator.baselines.items():
+            log.record(f"eval/reduction_vs_{base}", reductions[base])
+            for name in METRIC_NAMES:
+                log.record(f"baseline/{base}/{name}", float(values[name].mean()))
+        travel = float(metrics[PRIMARY].mean())
+        self.history.append({"agent_steps": self.num_timesteps, "wall_s": round(time.perf_counter() - self.started, 1),
+                             PRIMARY: travel, **{f"reduction_vs_{k}": v for k, v in reductions.items()}})
+        improved = travel < self.best
+        self.best = min(self.best, travel)
+        log.record("eval/best_travel_time", self.best)
+        if improved:
+            self.checkpoint("best.pt")
+        shown = ", ".join(f"{v:+.1f}% vs {k}" for k, v in reductions.items())
+        message = f"eval @ {self.num_timesteps:,} agent-steps: travel time {travel:.1f} s ({shown})"
+        bar.write(message, file=sys.stderr) if not bar.disable else print(message, flush=True)
+        bar.set_postfix_str(f"eval tt {travel:.1f} s")
+        return self.history[-1]
+
+    def run(self) -> dict:
+        cfg = self.cfg
+        every, total = cfg.train, int(cfg.train.total_agent_steps)
+        self.evaluator.run_baselines(list(cfg.eval.baselines), OmegaConf.to_container(cfg.baseline_params, resolve=True))
+        for name, values in self.evaluator.baselines.items():
+            print(f"baseline {name}: travel time {values[PRIMARY].mean():.1f} s on {cfg.eval.seeds} eval seed(s)", flush=True)
+        log = RunLog(self.run_dir)
+        bar = tqdm(total=total, initial=self.num_timesteps, unit="agent-step", unit_scale=True, file=sys.stderr,
+                   disable=not cfg.train.progress, mininterval=1.0, desc=f"{self.core.scenario.name} {cfg.agent.name} (torchrl)")
+        self.started, busy, last_eval = time.perf_counter(), 0.0, -1
+
+        def crossed(before: int, step: int) -> bool:
+            return bool(step) and self.num_timesteps // step > max(before, self.start_steps) // step
+
+        if self.num_timesteps == 0:
+            started = time.perf_counter()
+            self.evaluate(log, bar)
+            last_eval, busy = 0, busy + time.perf_counter() - started
+            log.dump(0)
+        last_ckpt = self.num_timesteps
+        while self.num_timesteps < total:
+            self.iteration()
+            bar.update(self.num_timesteps - bar.n)
+            final = self.num_timesteps >= total
+            if self.iterations % max(self.opts.log_every_rollouts, 1) == 0 or final:
+                wall = time.perf_counter() - self.started
+                self.log_training(log, {
+                    "time/rollout_agent_steps_per_s": self.rollout_rate, "time/iterations": self.iterations,
+                    "time/agent_steps_per_s": (self.num_timesteps - self.start_steps) / max(wall - busy, 1e-9),
+                    "time/fps": (self.num_timesteps - self.start_steps) / max(wall, 1e-9),
+                    "time/time_elapsed": wall})
+                self.iterations_since_log = 0
+                log.dump(self.num_timesteps)
+            started = time.perf_counter()
+            if final or crossed(last_eval, every.eval_every):
+                self.evaluate(log, bar)
+                last_eval = self.num_timesteps
+                log.dump(self.num_timesteps)
+            if final or crossed(last_ckpt, every.checkpoint_every):
+                self.checkpoint("last.pt")
+                last_ckpt = self.num_timesteps
+            busy += time.perf_counter() - started
+        bar.close()
+        log.writer.close()
+        wall = time.perf_counter() - self.started
+        return {
+            "policy": GreedyPolicy(self.policy_net), "start_timesteps": self.start_steps,
+            "num_timesteps": self.num_timesteps, "best_eval_travel_time": self.best, "eval_history": self.history,
+            "baselines": {name: float(values[PRIMARY].mean()) for name, values in self.evaluator.baselines.items()},
+            "agent_steps_per_s": (self.num_timesteps - self.start_steps) / max(wall - busy, 1e-9),
+            "checkpoints": self.run_dir / "checkpoints",
+        }
+
+
+def train_torchrl(cfg: DictConfig, run_dir: Path) -> dict:
+    """Train per `cfg` (the composed train.yaml, plus an optional ``torchrl`` node) into `run_dir`."""
+    return TorchRLTrainer(cfg, Path(run_dir)).run()
+
+
+__all__ = ["TorchRLTrainer", "train_torchrl", "trainer_options"]

@@ -1,0 +1,218 @@
+"""The TorchRL multi-agent PPO trainer (agents/ppo/torchrl_trainer.py): tiny runs of every agent
+kind, learning on grid_1x1, resume, the checkpoint controller, and no host reads in the loop body.
+CPU only, small scenarios; no timing assertions."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import sys
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+import agents.ppo.config  # noqa: F401  (registers the structured config)
+from agents.ppo.config import demand_spec, engine_params
+from agents.ppo.periodic_eval import Evaluator
+from agents.ppo.policy import controller_for_checkpoint
+from agents.ppo.torchrl_policy import (
+    TorchRLPolicyController,
+    read_torchrl_checkpoint,
+    read_torchrl_meta,
+)
+from agents.ppo.torchrl_trainer import TorchRLTrainer, train_torchrl
+from envs.engine.intersections import action_commands, intersection_layout
+from envs.errors import CheckpointError, ConfigError
+from envs.scenario import load_scenario
+from tests.conftest import REPO_ROOT
+
+CONFIGS = REPO_ROOT / "configs"
+TINY = {
+    "scenario": "grid_1x1", "env.episode_s": 600, "eval.steps": 600, "eval.seeds": 3, "train.progress": "false",
+    "train.threads": 1, "train.device": "cpu", "agent.n_steps": 30, "agent.batch_size": 240,
+}
+# grid_4x4 (16 intersections), a few rollouts of 2 copies x 5 decisions, 100 s episodes
+SMALL = {**TINY, "scenario": "grid_4x4", "env.copies": 2, "agent.n_steps": 5, "agent.batch_size": 80,
+         "agent.n_epochs": 2, "agent.net_arch": "[16,16]", "env.episode_s": 100, "eval.seeds": 1,
+         "eval.steps": 100, "train.total_agent_steps": 320, "train.eval_every": 160,
+         "train.checkpoint_every": 160}
+
+
+def _config(settings: dict, agent: str = "ppo_shared", torchrl: dict | None = None, **changes):
+    """The composed train config (trainer=torchrl) with `settings` (``env__copies=4`` for
+    ``env.copies=4``) and `torchrl` options (``{"loss": "clip_ppo"}`` for ``torchrl.loss=clip_ppo``)."""
+    merged = {**settings, **{key.replace("__", "."): value for key, value in changes.items()}}
+    merged.update({f"torchrl.{key}": value for key, value in (torchrl or {}).items()})
+    merged.setdefault("trainer", "torchrl")
+    overrides = [f"agent={agent}"] + [f"{key}={value}" for key, value in merged.items()]
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+class RandomController:
+    """Uniformly random phase among each intersection's own at every decision."""
+
+    def __init__(self, decision_interval_s: int = 10, seed: int = 0) -> None:
+        self.interval = decision_interval_s
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def reset(self, sim):
+        self.layout = intersection_layout(sim.network)
+        self.command = sim.keep_command()
+
+    def act(self, sim):
+        if int(sim.state.t[0]) % self.interval == 0:
+            draws = torch.rand(self.command.shape[0], self.layout.num_intersections, generator=self.generator)
+            self.command = action_commands(self.layout, (draws * self.layout.num_actions).long())
+        return self.command
+
+
+# ---- tiny runs of every agent kind ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("agent", ["ppo_shared", "ppo_independent", "mappo"])
+def test_a_tiny_run_writes_checkpoints_tensorboard_and_progress(tmp_path, agent):
+    cfg = _config(SMALL, agent)
+    result = train_torchrl(cfg, tmp_path)
+    assert result["num_timesteps"] == 320 and result["agent_steps_per_s"] > 0
+    assert [e["agent_steps"] for e in result["eval_history"]] == [0, 160, 320]
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    with open(tmp_path / "progress.csv", newline="") as handle:
+        header = next(csv.reader(handle))
+    for key in ("time/total_timesteps", "eval/travel_time/mean", "eval/reduction_vs_max_pressure",
+                "baseline/fixed_time/travel_time/p95", "rollout/throughput", "rollout/ep_rew_mean",
+                "train/entropy_loss", "train/value_loss", "train/explained_variance", "time/agent_steps_per_s"):
+        assert key in header, key
+
+    last = tmp_path / "checkpoints" / "last.pt"
+    assert (tmp_path / "checkpoints" / "best.pt").is_file()
+    data = read_torchrl_checkpoint(last)
+    meta = data["meta"]
+    assert data["num_timesteps"] == meta["num_timesteps"] == 320
+    assert meta["config"]["agent"]["net_arch"] == [16, 16] and meta["env"]["observation_size"] > 0
+    assert meta["train_next_sample"] > 0 and data["optimizer"] is not None
+    networks = meta["networks"]
+    assert networks["share_params"] is (agent != "ppo_independent")
+    assert networks["centralised_critic"] is (agent == "mappo")
+    weights = [v for k, v in data["actor"].items() if k.endswith("weight")]
+    assert all(w.shape[0] == 16 for w in weights) is (agent == "ppo_independent")  # per-intersection stacks
+    critic_in = next(v for k, v in data["critic"].items() if k.endswith("0.weight")).shape[-1]
+    assert critic_in == meta["env"]["observation_size"] * (16 if agent == "mappo" else 1)
+
+    # the checkpoint is a controller: the final evaluation was last.pt's
+    scenario = load_scenario("grid_4x4")
+    evaluator = Evaluator(scenario, demand_spec(cfg.eval.demand, "eval.demand"), 1, 100, engine_params(cfg))
+    controller = controller_for_checkpoint(last)
+    assert isinstance(controller, TorchRLPolicyController)
+    travel = evaluator.evaluate(controller)["travel_time/mean"].mean()
+    assert travel == pytest.approx(result["eval_history"][-1]["travel_time/mean"], rel=1e-6)
+
+
+# ---- learning ----------------------------------------------------------------------------------------
+
+
+def test_a_tiny_run_beats_a_random_policy_on_held_out_demand(tmp_path):
+    # as tests/test_train.py's SB3 run: grid_1x1, queue reward, 6k agent-steps
+    cfg = _config(TINY, seed=0, env__copies=32, train__total_agent_steps=6000, train__eval_every=0,
+                  agent__learning_rate=0.001, agent__n_epochs=20)
+    result = train_torchrl(cfg, tmp_path)
+    evaluator = Evaluator(load_scenario("grid_1x1"), demand_spec(cfg.eval.demand, "eval.demand"), 3, 600,
+                          engine_params(cfg))
+    random_tt = evaluator.evaluate(RandomController(seed=0))["travel_time/mean"].mean()
+    trained_tt = evaluator.evaluate(TorchRLPolicyController(tmp_path / "checkpoints" / "last.pt"))[
+        "travel_time/mean"].mean()
+    # measured: untrained 156.7 s, trained 100.1 s (random ~131 s in tests/test_train.py)
+    assert trained_tt < 0.9 * random_tt, (trained_tt, random_tt)
+    assert result["eval_history"][-1]["travel_time/mean"] == pytest.approx(trained_tt, rel=1e-6)
+
+
+# ---- resume ------------------------------------------------------------------------------------------
+
+
+def test_resume_continues_the_step_count_and_the_demand_stream(tmp_path):
+    first = _config(SMALL, train__total_agent_steps=160, train__eval_every=0)
+    train_torchrl(first, tmp_path / "first")
+    last = tmp_path / "first" / "checkpoints" / "last.pt"
+    meta = read_torchrl_meta(last)
+    assert meta["num_timesteps"] == 160
+
+    result = train_torchrl(_config(SMALL, train__eval_every=0, resume=last), tmp_path / "second")
+    assert result["start_timesteps"] == 160 and result["num_timesteps"] == 320
+    resumed = read_torchrl_meta(tmp_path / "second" / "checkpoints" / "last.pt")
+    assert resumed["num_timesteps"] == 320
+    assert resumed["train_next_sample"] > meta["train_next_sample"]  # fresh training demands
+    assert [e["agent_steps"] for e in resumed["eval_history"]] == [0, 160, 320]  # history carries on
+
+    with pytest.raises(ConfigError, match="train.total_agent_steps"):  # nothing left to do
+        train_torchrl(_config(SMALL, train__total_agent_steps=160, resume=last), tmp_path / "third")
+    with pytest.raises(CheckpointError, match="agent.policy"):
+        train_torchrl(_config(SMALL, "ppo_independent", resume=last), tmp_path / "fourth")
+    with pytest.raises(CheckpointError, match="networks"):  # mappo's critic is not ppo_shared's
+        train_torchrl(_config(SMALL, "mappo", resume=last), tmp_path / "fifth")
+
+
+def test_trainer_options_are_checked(tmp_path):
+    from hydra.errors import ConfigCompositionException
+
+    from agents.ppo.config import check_config
+
+    with pytest.raises(ConfigCompositionException, match="torchrl.lr"):  # not in the schema
+        _config(SMALL, torchrl={"lr": 1.0})
+    with pytest.raises(ConfigError, match="torchrl.loss"):
+        TorchRLTrainer(_config(SMALL, torchrl={"loss": "huber"}), tmp_path)
+    sb3_mappo = _config(SMALL, "mappo", trainer="sb3")
+    with pytest.raises(ConfigError, match="'trainer' = 'sb3'.*mappo"):
+        check_config(sb3_mappo)
+
+
+# ---- no host reads in the loop body --------------------------------------------------------------------
+
+READS = ("item", "tolist", "numpy", "cpu", "nonzero", "__bool__", "__int__", "__float__", "__index__")
+# the env's own checks (its action check, the core's done.any(), step_and_maybe_reset's any_done),
+# and torch.optim's step counter, which lives on the host for device parameters too
+ALLOWED = ("/envs/", "/torchrl/envs/", "/torch/optim/")
+
+
+@contextlib.contextmanager
+def host_reads():
+    """Records every tensor read back to the host (the method, and the first frame of our code
+    that asked) unless the env or torch.optim's step counter is on the call stack."""
+    hits, originals = [], {name: getattr(torch.Tensor, name) for name in READS}
+
+    def guard(name, original):
+        def read(self, *args, **kwargs):
+            frame = sys._getframe(1)
+            caller = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+            while frame is not None:
+                if any(part in frame.f_code.co_filename for part in ALLOWED):
+                    break
+                frame = frame.f_back
+            else:
+                hits.append(f"{name} from {caller}")
+            return original(self, *args, **kwargs)
+        return read
+
+    for name, original in originals.items():
+        setattr(torch.Tensor, name, guard(name, original))
+    try:
+        yield hits
+    finally:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, original)
+
+
+@pytest.mark.parametrize("agent", ["ppo_shared", "mappo"])
+def test_rollout_advantages_and_updates_read_nothing_back_to_the_host(tmp_path, agent):
+    trainer = TorchRLTrainer(_config(SMALL, agent), tmp_path)
+    with host_reads() as hits:
+        torch.ones(2).sum().item()  # the guard sees reads from here
+    assert len(hits) == 1 and "test_torchrl_trainer" in hits[0]
+    before = [p.detach().clone() for p in trainer.params]
+    with host_reads() as hits:
+        for _ in range(2):  # two rollouts (an episode ends in the second) and their updates
+            trainer.iteration()
+    assert hits == [], hits
+    assert trainer.num_timesteps == 320 and trainer.n_updates == 2 * 2 * 2
+    assert all(not torch.equal(a, b) for a, b in zip(before, trainer.params))
+    assert int(trainer.episodes.count) == 2  # both copies' episodes ended, counted on the device
