@@ -86,7 +86,9 @@ def trained_policies(cfg: DictConfig) -> dict[str, object]:
     for path in paths:
         name = str(checkpoint_meta(path)["config"]["agent"]["name"])
         name = name if name not in policies and name not in cfg.controllers else f"{name}_{len(policies) + 1}"
-        policies[name] = controller_for_checkpoint(path, max_green_s=cfg.get("checkpoint_max_green_s"))
+        # the policy runs where the engine does (a CUDA-trained checkpoint loads onto the CPU too)
+        policies[name] = controller_for_checkpoint(path, max_green_s=cfg.get("checkpoint_max_green_s"),
+                                                   device=str(cfg.engine.device))
     return policies
 
 

@@ -2,6 +2,7 @@
 
     python export.py checkpoint=outputs/DATE/TIME/checkpoints/best.zip
     python export.py checkpoint=PATH out=deploy/ name=hangzhou max_green_s=90
+    python export.py checkpoint=PATH engine.device=cuda   # the check's simulator and policy on the GPU
 
 Then run it without torch: ``python -m agents.deploy.service serve --model deploy/hangzhou.onnx``.
 After writing both files the script replays ``check.seconds`` of simulated decisions on
@@ -29,15 +30,18 @@ from envs.engine import Simulator
 from envs.engine.state import EngineParams
 from envs.errors import exit_on_error
 from envs.scenario import load_scenario
+from envs.scenario.network import check_device
 from envs.scenario.splits import DemandSpec, sample_trips
 
 
-def check_against_torch(onnx_path: Path, checkpoint: str, seconds: int, copies: int, data_dir) -> dict:
-    """ONNX vs torch deterministic actions on decisions recorded from the simulator."""
-    policy = PolicyController(checkpoint)
+def check_against_torch(onnx_path: Path, checkpoint: str, seconds: int, copies: int, data_dir,
+                        device: str = "cpu") -> dict:
+    """ONNX vs torch deterministic actions on decisions recorded from the simulator (simulator
+    and torch policy on `device`; the readings come back to the host for onnxruntime)."""
+    policy = PolicyController(checkpoint, device=device)
     meta_cfg = policy.meta["config"]["scenario"]
     scenario = load_scenario(meta_cfg["name"], seed=meta_cfg.get("seed", 0),
-                             data_dir=data_dir if data_dir is not None else meta_cfg.get("data_dir"))
+                             data_dir=data_dir if data_dir is not None else meta_cfg.get("data_dir"), device=device)
     trips = [sample_trips(scenario, DemandSpec("poisson"), "eval", k, horizon=seconds) for k in range(copies)]
     sim = Simulator(scenario.network, scenario.demand(trips=trips), EngineParams(**policy.meta["env"]["engine"]))
     policy.reset(sim)
@@ -50,6 +54,7 @@ def check_against_torch(onnx_path: Path, checkpoint: str, seconds: int, copies: 
 
 def export(cfg: DictConfig) -> None:
     """Export ``cfg.checkpoint``, report both files, check the ONNX model against torch."""
+    check_device(cfg.engine.device, "<config>", "engine.device")  # before any work; never a silent CPU run
     checkpoint = Path(cfg.checkpoint)
     out = Path(cfg.out) if cfg.out else checkpoint.parent
     onnx_path, meta_path = export_policy(
@@ -64,7 +69,7 @@ def export(cfg: DictConfig) -> None:
           f"{[f['name'] for f in meta['observation']['features']]}, timing {meta['timing']}")
     if int(cfg.check.seconds) > 0:
         result = check_against_torch(onnx_path, str(checkpoint), int(cfg.check.seconds), int(cfg.check.copies),
-                                     cfg.data_dir)
+                                     cfg.data_dir, device=str(cfg.engine.device))
         print(f"  check: {result['identical']:,} of {result['decisions']:,} recorded decisions identical "
               "between ONNX and torch")
         if result["identical"] != result["decisions"]:

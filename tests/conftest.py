@@ -6,10 +6,19 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from envs.scenario import registry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# the devices the device-touching tests run on: always the CPU, CUDA where this machine has it
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> str:
+    """Each device of `DEVICES` in turn (a test taking it runs once per device)."""
+    return request.param
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import pytest
 
 from envs.errors import ScenarioError
 from envs.scenario.cityflow import parse_flow, parse_roadnet
+from envs.scenario.generate import DEFAULT_VEHICLE
 
 ROADNET_SOURCE = "mini/roadnet.json"
 FLOW_SOURCE = "mini/flow.json"
@@ -107,17 +108,7 @@ def minimal_roadnet() -> dict:
 
 
 def _vehicle() -> dict[str, float]:
-    return {
-        "length": 5.0,
-        "width": 2.0,
-        "maxPosAcc": 2.0,
-        "maxNegAcc": 4.5,
-        "usualPosAcc": 2.0,
-        "usualNegAcc": 4.5,
-        "minGap": 2.5,
-        "maxSpeed": 11.111,
-        "headwayTime": 2,
-    }
+    return {**DEFAULT_VEHICLE, "headwayTime": 2}  # CityFlow's own headway, not the generator's
 
 
 def minimal_flow() -> list[dict]:

@@ -28,11 +28,11 @@ def single_route(
     return scenario_from_dicts(roadnet, flow, name="test_single_route")
 
 
-def uneven_grid(horizon: int = 300) -> Scenario:
+def uneven_grid(horizon: int = 300, device: str = "cpu") -> Scenario:
     """A 2x2 grid whose first intersection lost its last signal phase: 3 actions, not 4."""
     roadnet = grid_roadnet(2, 2, road_length=150.0)
     signalised = [x for x in roadnet["intersections"] if not x["virtual"]]
     phases = signalised[0]["trafficLight"]["lightphases"]
     signalised[0]["trafficLight"]["lightphases"] = phases[:-1]
     flow = uniform_demand(roadnet, rate_per_origin=600.0, horizon=horizon, seed=0)
-    return scenario_from_dicts(roadnet, flow, name="uneven_grid")
+    return scenario_from_dicts(roadnet, flow, name="uneven_grid", device=device)

@@ -11,9 +11,9 @@ from torchrl.envs.utils import check_env_specs
 import envs
 from envs.errors import CommandError, ConfigError
 from envs.rl.torchrl_env import GROUP, TrafficSignalTorchRLEnv
+from tests.conftest import DEVICES
 from tests.scenarios import uneven_grid
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 DONE = ("done", "terminated", "truncated")
 
 

@@ -22,10 +22,10 @@ from agents.ppo.torchrl_policy import (
     read_torchrl_meta,
 )
 from agents.ppo.torchrl_trainer import TorchRLTrainer, train_torchrl
-from envs.engine.intersections import action_commands, intersection_layout
 from envs.errors import CheckpointError, ConfigError
 from envs.scenario import load_scenario
 from tests.conftest import REPO_ROOT
+from tests.test_train import RandomController
 
 CONFIGS = REPO_ROOT / "configs"
 TINY = {
@@ -48,24 +48,6 @@ def _config(settings: dict, agent: str = "ppo_shared", torchrl: dict | None = No
     overrides = [f"agent={agent}"] + [f"{key}={value}" for key, value in merged.items()]
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
-
-
-class RandomController:
-    """Uniformly random phase among each intersection's own at every decision."""
-
-    def __init__(self, decision_interval_s: int = 10, seed: int = 0) -> None:
-        self.interval = decision_interval_s
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def reset(self, sim):
-        self.layout = intersection_layout(sim.network)
-        self.command = sim.keep_command()
-
-    def act(self, sim):
-        if int(sim.state.t[0]) % self.interval == 0:
-            draws = torch.rand(self.command.shape[0], self.layout.num_intersections, generator=self.generator)
-            self.command = action_commands(self.layout, (draws * self.layout.num_actions).long())
-        return self.command
 
 
 # ---- tiny runs of every agent kind ------------------------------------------------------------------

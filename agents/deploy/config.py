@@ -20,6 +20,13 @@ class ExportCheck:
 
 
 @dataclass
+class ExportEngine:
+    """Where the check's simulator and torch policy run (the export itself is on the CPU)."""
+
+    device: str = "cpu"  # cpu | cuda | cuda:N; a device this machine lacks is an error naming engine.device
+
+
+@dataclass
 class ExportConfig:
     checkpoint: str = MISSING  # a train.py checkpoint (.zip)
     out: Optional[str] = None  # directory for the files; null = beside the checkpoint
@@ -29,8 +36,9 @@ class ExportConfig:
     fallback_green_s: float = 30.0  # fail-safe fixed-time plan: green per phase where the roadnet plan gives none
     data_dir: Optional[str] = None  # where the checkpoint's scenario is found (null = as at training)
     check: ExportCheck = field(default_factory=ExportCheck)
+    engine: ExportEngine = field(default_factory=ExportEngine)
 
 
 ConfigStore.instance().store(name="export_schema", node=ExportConfig)
 
-__all__ = ["ExportCheck", "ExportConfig"]
+__all__ = ["ExportCheck", "ExportConfig", "ExportEngine"]

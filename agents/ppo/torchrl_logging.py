@@ -13,29 +13,26 @@ from envs.evaluation.metrics import METRIC_NAMES
 
 
 class EpisodeStats:
-    """Finished training episodes' metrics and returns (raw reward), summed on the device: wraps
-    the core's step to read its ``info["episode"]`` (a [B] mask of the copies that ended)."""
+    """Finished training episodes' metrics and returns (raw reward), summed on the device from
+    each step's reward and the env's ``last_info["episode"]`` (a [B] mask of the copies that ended)."""
 
     def __init__(self, core, interval_s: int) -> None:
         self.returns = torch.zeros(core.copies, core.num_intersections, device=core.device)
         self.sums = torch.zeros(len(METRIC_NAMES) + 2, device=core.device)  # metrics, return, length
         self.count = torch.zeros((), device=core.device)
         self.interval_s = interval_s
-        inner = core.step
 
-        def step(actions):
-            obs, reward, terminated, truncated, info = inner(actions)
-            self.returns += reward
-            if "episode" in info:  # the core read done.any() already: no extra host read here
-                episode, done = info["episode"], info["_episode"]
-                per_copy = [episode[name] for name in METRIC_NAMES]
-                per_copy += [self.returns.mean(1), episode["length_s"] / self.interval_s]
-                self.sums += (torch.stack(per_copy).to(torch.float32) * done).sum(1)
-                self.count += done.sum()
-                self.returns *= (~done).unsqueeze(1)
-            return obs, reward, terminated, truncated, info
-
-        core.step = step
+    def observe(self, reward: torch.Tensor, info: dict) -> None:
+        """One step: ``reward [B, I]`` and the core's info (no host read: the core already
+        decided on the host whether any copy ended, and said so by the "episode" key)."""
+        self.returns += reward
+        if "episode" in info:
+            episode, done = info["episode"], info["_episode"]
+            per_copy = [episode[name] for name in METRIC_NAMES]
+            per_copy += [self.returns.mean(1), episode["length_s"] / self.interval_s]
+            self.sums += (torch.stack(per_copy).to(torch.float32) * done).sum(1)
+            self.count += done.sum()
+            self.returns *= (~done).unsqueeze(1)
 
     def read(self) -> dict[str, float]:
         """The means since the last read, keyed by their SB3 tags (one host copy); resets."""

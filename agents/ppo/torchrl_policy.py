@@ -31,7 +31,6 @@ import torch
 from torch import nn
 from torchrl.modules import MultiAgentMLP
 
-from agents.ppo.config import TorchRLTrainerConfig
 from agents.ppo.policy import PolicyController
 from envs.errors import CheckpointError, ConfigError
 

@@ -188,6 +188,7 @@ class TorchRLTrainer:
                 td.set(ACTION, action.to(self.env.device))
                 td.set(LOGP, logits.log_softmax(-1).gather(-1, action.unsqueeze(-1)).squeeze(-1).to(self.env.device))
                 out, td = self.env.step_and_maybe_reset(td)
+                self.episodes.observe(out.get(("next", GROUP, "reward")).squeeze(-1), self.env.last_info)
                 frames.append(out)
         self.td = td
         self.num_timesteps += self.cfg.agent.n_steps * self.core.copies * self.I

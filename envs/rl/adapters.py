@@ -42,8 +42,9 @@ def single_copy_kwargs(kwargs: dict, source: str) -> dict:
     return core_kwargs(kwargs, source, {"autoreset": never})
 
 
-def action_tensor(actions, count: int, source: str) -> torch.Tensor:
-    """`actions` (array-like of `count` whole numbers, any shape) as an int64 tensor of its shape."""
+def action_tensor(actions, count: int, source: str, device: torch.device | str = "cpu") -> torch.Tensor:
+    """`actions` (array-like of `count` whole numbers, any shape) as an int64 tensor of its shape,
+    on `device` (the core's, wherever the tensor meets the core's own tensors)."""
     array = np.asarray(actions)
     if array.size != count:
         raise CommandError(source, "actions.shape", tuple(array.shape), f"expected {count} actions")
@@ -52,4 +53,4 @@ def action_tensor(actions, count: int, source: str) -> torch.Tensor:
         if not whole:
             shown = array.reshape(-1)[:8].tolist() if array.dtype != object else str(array.dtype)
             raise CommandError(source, "actions", shown, "actions are whole numbers (action indices)")
-    return torch.as_tensor(array, dtype=torch.int64)
+    return torch.as_tensor(array, dtype=torch.int64, device=device)

@@ -73,7 +73,7 @@ class TrafficSignalVectorEnv(VectorEnv):
         return _numpy(obs), self._info(info)
 
     def step(self, actions):
-        actions = action_tensor(actions, self.num_envs * self.core.num_intersections, SOURCE)
+        actions = action_tensor(actions, self.num_envs * self.core.num_intersections, SOURCE, self.core.device)
         obs, reward, terminated, truncated, info = self.core.step(actions)
         return (
             _numpy(obs), _numpy(reward.sum(-1)).astype(np.float64), _numpy(terminated),
@@ -127,7 +127,7 @@ class TrafficSignalEnv(gymnasium.Env):
         return _numpy(obs[0]).reshape(-1), self._info(info)
 
     def step(self, action):
-        action = action_tensor(action, self.core.num_intersections, SOURCE).reshape(1, -1)
+        action = action_tensor(action, self.core.num_intersections, SOURCE, self.core.device).reshape(1, -1)
         obs, reward, terminated, truncated, info = self.core.step(action)
         out = self._info(info)
         out["agent_rewards"] = _numpy(reward[0])

@@ -68,7 +68,8 @@ class TrafficSignalParallelEnv(ParallelEnv):
         missing = [a for a in self.agents if a not in actions]
         if missing:
             raise CommandError(SOURCE, "actions", missing[:5], "no action for these agents")
-        chosen = action_tensor([actions[a] for a in self.possible_agents], len(self.possible_agents), SOURCE)
+        chosen = action_tensor([actions[a] for a in self.possible_agents], len(self.possible_agents), SOURCE,
+                               self.core.device)
         chosen = chosen.reshape(1, -1)
         obs, reward, terminated, truncated, info = self.core.step(chosen)
         self._obs = _numpy(obs[0])

@@ -58,7 +58,8 @@ class IntersectionVecEnv(VecEnv):
         return _numpy(obs).reshape(self.num_envs, -1)
 
     def step_async(self, actions: np.ndarray) -> None:
-        actions = action_tensor(actions, self.num_envs, SOURCE).reshape(self.copies, self.num_intersections)
+        actions = action_tensor(actions, self.num_envs, SOURCE, device=self.core.device)
+        actions = actions.reshape(self.copies, self.num_intersections)
         valid = actions < self.core.layout.num_actions.unsqueeze(0)
         self._actions = torch.where(valid, actions, -1)  # masked (padding) action: keep
 

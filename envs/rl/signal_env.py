@@ -161,8 +161,9 @@ class BatchedSignalEnv:
             self.feature_base = replace(self.feature_base, detectors=self.detectors)
         self.obs_size = sum(f.size(self.layout) for f in self.features)
         bounds = [(f.bounds(self.feature_base, self.config.normalise), f.size(self.layout)) for f in self.features]
-        self.obs_low = torch.cat([torch.full((size,), low) for (low, _), size in bounds])
-        self.obs_high = torch.cat([torch.full((size,), high) for (_, high), size in bounds])
+        dev = self.device
+        self.obs_low = torch.cat([torch.full((size,), low, device=dev) for (low, _), size in bounds])
+        self.obs_high = torch.cat([torch.full((size,), high, device=dev) for (_, high), size in bounds])
         self.action_mask = self.layout.action_mask.unsqueeze(0).expand(copies, -1, -1)
 
     # ---- sizes ----------------------------------------------------------------------------

@@ -60,6 +60,7 @@ class TrafficSignalTorchRLEnv(EnvBase):
             raise ConfigError(SOURCE, "device", str(device), f"the scenario's network is on "
                               f"{have}: load it on this device, or pass the scenario's name")
         super().__init__(device=self.core.device, batch_size=torch.Size([self.core.copies]))
+        self.last_info: dict = {}  # the core's info of the last step (episode metrics of ended copies)
         core = self.core
         B, I, A, F = core.copies, core.num_intersections, core.max_actions, core.obs_size
         self.group_map = {GROUP: list(core.layout.ids)}
@@ -141,6 +142,7 @@ class TrafficSignalTorchRLEnv(EnvBase):
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         actions = self._actions(tensordict.get((GROUP, "action"), None))
         obs, reward, terminated, truncated, info = self.core.step(actions)
+        self.last_info = info
         # a done copy is already in its next episode; "next" holds the one it finished
         self._fresh = terminated | truncated
         last = info.get("final_obs", obs)

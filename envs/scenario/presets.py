@@ -64,6 +64,13 @@ def _check_seed(name: str, seed: Any) -> None:
         raise ConfigError(f"<preset {name}>", "seed", seed, "must be an integer >= 0")
 
 
+def _grid_info(name: str, rows: int, cols: int, seed: int, flow: list, demand: str, **params) -> dict:
+    """The generated scenario's info: what was built, and from which parameters (in this order)."""
+    return {"preset": name, "rows": rows, "cols": cols, "lanes": list(LANES), "road_length": ROAD_LENGTH_M,
+            "demand": demand, **params, "horizon": HORIZON_S, "turn_ratios": list(TURN_RATIOS), "seed": seed,
+            "vehicles": len(flow)}
+
+
 def _uniform_grid(name: str, rows: int, cols: int, seed: int) -> Scenario:
     _check_seed(name, seed)
     roadnet = grid_roadnet(rows, cols, lanes=LANES, road_length=ROAD_LENGTH_M, name=name)
@@ -74,20 +81,8 @@ def _uniform_grid(name: str, rows: int, cols: int, seed: int) -> Scenario:
         turn_ratios=TURN_RATIOS,
         seed=seed,
     )
-    info = {
-        "preset": name,
-        "rows": rows,
-        "cols": cols,
-        "lanes": list(LANES),
-        "road_length": ROAD_LENGTH_M,
-        "demand": "uniform",
-        "rate_per_origin": UNIFORM_RATE_PER_ORIGIN,
-        "horizon": HORIZON_S,
-        "turn_ratios": list(TURN_RATIOS),
-        "seed": seed,
-        "vehicles": len(flow),
-    }
-    return roadnet, flow, info
+    return roadnet, flow, _grid_info(name, rows, cols, seed, flow, "uniform",
+                                     rate_per_origin=UNIFORM_RATE_PER_ORIGIN)
 
 
 def _peak_grid(
@@ -113,23 +108,8 @@ def _peak_grid(
         turn_ratios=TURN_RATIOS,
         seed=seed,
     )
-    info = {
-        "preset": name,
-        "rows": rows,
-        "cols": cols,
-        "lanes": list(LANES),
-        "road_length": ROAD_LENGTH_M,
-        "demand": "peak",
-        "base_rate": base_rate,
-        "peak_rate": peak_rate,
-        "peak_times": [peak_time],
-        "peak_width_s": width,
-        "horizon": HORIZON_S,
-        "turn_ratios": list(TURN_RATIOS),
-        "seed": seed,
-        "vehicles": len(flow),
-    }
-    return roadnet, flow, info
+    return roadnet, flow, _grid_info(name, rows, cols, seed, flow, "peak", base_rate=base_rate,
+                                     peak_rate=peak_rate, peak_times=[peak_time], peak_width_s=width)
 
 
 def grid_1x1(seed: int = 0) -> Scenario:
