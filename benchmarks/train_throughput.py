@@ -1,111 +1,238 @@
-"""End-to-end PPO training throughput, and where the time goes.
+"""End-to-end PPO training throughput, and where the time goes, for either trainer.
 
-    python benchmarks/train_throughput.py                       # grid_4x4 and hangzhou_4x4, both agents
-    python benchmarks/train_throughput.py --scenario hangzhou_4x4 --agent ppo_shared \
-        --agent-steps 200000 --override env.copies=32
+    python benchmarks/train_throughput.py --trainer torchrl --scenario hangzhou_4x4
+    python benchmarks/train_throughput.py --trainer sb3 --scenario hangzhou_4x4 --copies 16 64
+    python benchmarks/train_throughput.py --trainer torchrl --device cuda --compile --copies 4096 \
+        --iterations 3 --override agent.batch_size=262144 --override agent.n_epochs=4
+    python benchmarks/train_throughput.py          # sb3: grid_4x4 and hangzhou_4x4, both agents
 
-The model and environment are built exactly as train.py builds them (the same composed Hydra
-config, `agents.ppo.sb3_trainer.build_env` / `build_model`; ``--override`` takes train.py overrides),
-then MaskablePPO learns for ``--agent-steps`` after one untimed warm-up rollout. Timers wrap
-the VecEnv's ``step_wait`` (simulation: the engine, observations, rewards, autoreset) and the
-PPO update (``model.train``); policy inference is the rest of rollout collection (forward
-passes, action masks, the rollout buffer). One JSON line per case:
+The trainer and its environment are built exactly as train.py builds them, from the composed
+Hydra config (``trainer=``, ``scenario=``, ``agent=``, ``env.copies``, ``env.decision_interval_s``,
+``engine.device`` / ``train.device``; ``--override`` adds any train.py override). ``--compile`` and
+``--threads`` set ``engine.compile=true`` and ``train.threads``; without them the config's values
+hold, a preset's such as ``--override train=fast`` included. Decisions are 5 s apart by default
+(``--decision-interval``; train.py's default is 10 s). ``--warmup`` iterations (one rollout and its
+update each; with ``--compile`` they include the torch.compile of the engine step) run untimed,
+then ``--iterations`` iterations, or as many as it takes to learn ``--agent-steps``, or as many as
+fit in ``--seconds`` (default 30), are timed. Periodic evaluation, baselines, logging and
+checkpoints (train.py's extras) are not run.
 
-- ``agent_steps_per_s``: agent-steps (one intersection's decision) learned per wall second;
-- ``simulation_s``, ``inference_s``, ``update_s`` and their ``*_fraction`` of the wall time.
+Where the time goes (timers synchronise the device only at the boundaries of the phases they time):
 
-Periodic evaluation and checkpoints (train.py's extras) are not included.
+- ``simulation_s``: the environment's step (engine, observations, rewards, autoreset): TorchRL's
+  ``env.step_and_maybe_reset`` / the SB3 VecEnv's ``step_wait``;
+- ``inference_s``: the rest of rollout collection: policy forward passes, masks, sampling, the
+  rollout buffer (torchrl: the trainer's ``collect`` less the env steps; sb3: the wall time less
+  simulation and update, as this script has always reported it);
+- ``update_s``: advantages (GAE) and the PPO epochs (torchrl: ``advantages`` + ``update``, also
+  reported apart as ``advantages_s``; sb3: ``model.train``, SB3 computes GAE inside the rollout);
+- ``*_fraction``: each over ``wall_s``.
+
+One JSON line per case, with ``agent_steps_per_s`` (agent-steps, one intersection's decision, learned
+per wall second), the device, copies, decision interval and ``machine`` (benchmarks/common.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 
 import torch
 from hydra import compose, initialize_config_dir
 
-from common import ROOT, dataset_missing, emit, log, machine_info
+from common import ROOT, dataset_missing, emit, log, machine_info, sync
 
 import agents.ppo.config  # noqa: F401  (registers the structured config)
 from agents.ppo.config import check_config
-from agents.ppo.sb3_trainer import ScaledReward, build_env, build_model, load_scenarios
 
-SWEEP = (("grid_4x4", "ppo_shared"), ("grid_4x4", "ppo_independent"),
-         ("hangzhou_4x4", "ppo_shared"), ("hangzhou_4x4", "ppo_independent"))
+TRAINERS = ("sb3", "torchrl")
+AGENTS = ("ppo_shared", "ppo_independent", "mappo")
 
 
 class Timer:
-    def __init__(self) -> None:
+    """Accumulates the wall time of the calls it wraps; on CUDA it synchronises before and after
+    each call, so the time is the phase's and not whatever was queued before it."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
         self.seconds = 0.0
 
     def wrap(self, fn):
         def timed(*args, **kwargs):
+            sync(self.device)
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
+                sync(self.device)
                 self.seconds += time.perf_counter() - start
 
         return timed
 
 
-def run_case(scenario: str, agent: str, agent_steps: int, overrides: list[str], threads: int) -> dict:
+def compose_config(args, trainer: str, scenario: str, agent: str, copies: int | None):
+    overrides = [
+        f"trainer={trainer}", f"scenario={scenario}", f"agent={agent}",
+        f"engine.device={args.device}", f"train.device={args.device}",
+        f"env.decision_interval_s={args.decision_interval}", f"env.episode_s={args.episode_s}",
+        "train.progress=false", "eval.seeds=1",
+    ]
+    if copies is not None:
+        overrides.append(f"env.copies={copies}")
+    if args.compile:  # otherwise the config's (false, or a preset's such as train=fast)
+        overrides.append("engine.compile=true")
+    if args.threads:
+        overrides.append(f"train.threads={args.threads}")
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[
-            f"scenario={scenario}", f"agent={agent}", "train.device=cpu", *overrides,
-        ])
+        cfg = compose(config_name="train", overrides=[*overrides, *args.override])
     check_config(cfg)
-    torch.set_num_threads(threads)
+    return cfg
+
+
+def _timed_loop(step, args, learned) -> tuple[int, float]:
+    """Runs `step()` (one iteration) --iterations times, until --agent-steps have been learned
+    (`learned()` counts them), or until --seconds have passed."""
+    done, start = 0, time.perf_counter()
+    while True:
+        step()
+        done += 1
+        if args.iterations is not None:
+            if done >= args.iterations:
+                break
+        elif args.agent_steps is not None:
+            if learned() >= args.agent_steps:
+                break
+        elif time.perf_counter() - start >= args.seconds:
+            break
+    return done, time.perf_counter() - start
+
+
+def run_torchrl(cfg, args) -> dict:
+    from agents.ppo.torchrl_trainer import TorchRLTrainer
+
+    device = cfg.engine.device
+    with tempfile.TemporaryDirectory(prefix="gridlight-bench-") as run_dir:
+        setup_start = time.perf_counter()
+        trainer = TorchRLTrainer(cfg, run_dir)
+        for _ in range(args.warmup):
+            trainer.iteration()
+        sync(device)
+        setup = time.perf_counter() - setup_start
+
+        rollout, simulation, advantages, update = (Timer(device) for _ in range(4))
+        env = trainer.env
+        env.step_and_maybe_reset = simulation.wrap(env.step_and_maybe_reset)  # instance attribute
+        trainer.collect = rollout.wrap(trainer.collect)
+        trainer.advantages = advantages.wrap(trainer.advantages)
+        trainer.update = update.wrap(trainer.update)
+        before = trainer.num_timesteps
+        sync(device)
+        iterations, wall = _timed_loop(trainer.iteration, args, lambda: trainer.num_timesteps - before)
+        sync(device)
+        learned = trainer.num_timesteps - before
+        parts = {
+            "simulation_s": simulation.seconds, "inference_s": rollout.seconds - simulation.seconds,
+            "update_s": advantages.seconds + update.seconds,
+        }
+        extra = {"advantages_s": round(advantages.seconds, 4), "rollout_s": round(rollout.seconds, 4),
+                 "loss": trainer.opts.loss}
+        return _record(cfg, args, trainer.core, iterations, learned, wall, setup, parts, extra)
+
+
+def run_sb3(cfg, args) -> dict:
+    from agents.ppo.sb3_trainer import ScaledReward, _compile_policy, build_env, build_model, load_scenarios
+
+    device = cfg.engine.device
+    if cfg.train.threads is not None:
+        torch.set_num_threads(cfg.train.threads)
+    setup_start = time.perf_counter()
     train_scenario, _ = load_scenarios(cfg)
     core_env = build_env(cfg, train_scenario)
     venv = ScaledReward(core_env, cfg.agent.reward_scale)
     model = build_model(cfg, venv)
+    if cfg.train.compile:
+        _compile_policy(model)
     rollout = cfg.agent.n_steps * venv.num_envs
-    model.learn(total_timesteps=rollout)  # warm-up: one rollout and one update, untimed
+    if args.warmup:  # one rollout and one update per warm-up iteration, untimed
+        model.learn(total_timesteps=rollout * args.warmup)
+    sync(device)
+    setup = time.perf_counter() - setup_start
 
-    simulation, update = Timer(), Timer()
+    simulation, update = Timer(device), Timer(device)
     core_env.step_wait = simulation.wrap(core_env.step_wait)
     model.train = update.wrap(model.train)
-    start_steps = model.num_timesteps
-    start = time.perf_counter()
-    model.learn(total_timesteps=agent_steps, reset_num_timesteps=False)
-    wall = time.perf_counter() - start
-    learned = model.num_timesteps - start_steps
-    inference = wall - simulation.seconds - update.seconds
-    return {
-        "scenario": scenario, "agent": agent, "copies": cfg.env.copies,
-        "intersections": core_env.num_intersections,
-        "decision_interval_s": cfg.env.decision_interval_s, "n_steps": cfg.agent.n_steps,
-        "batch_size": cfg.agent.batch_size, "n_epochs": cfg.agent.n_epochs,
-        "engine_compiled": cfg.engine.compile, "threads": threads, "agent_steps": learned,
-        "wall_s": round(wall, 3), "agent_steps_per_s": learned / wall,
-        "simulation_s": round(simulation.seconds, 3), "inference_s": round(inference, 3),
-        "update_s": round(update.seconds, 3),
-        "simulation_fraction": simulation.seconds / wall, "inference_fraction": inference / wall,
-        "update_fraction": update.seconds / wall,
-        "machine": machine_info(),
+    before = model.num_timesteps
+
+    def one_iteration():  # learn() in rollout-sized chunks, so --seconds can stop between them
+        model.learn(total_timesteps=rollout, reset_num_timesteps=False)
+
+    sync(device)
+    iterations, wall = _timed_loop(one_iteration, args, lambda: model.num_timesteps - before)
+    sync(device)
+    learned = model.num_timesteps - before
+    parts = {"simulation_s": simulation.seconds, "update_s": update.seconds,
+             "inference_s": wall - simulation.seconds - update.seconds}
+    return _record(cfg, args, core_env.core, iterations, learned, wall, setup, parts, {})
+
+
+def _record(cfg, args, core, iterations, learned, wall, setup, parts, extra) -> dict:
+    record = {
+        "benchmark": "train_throughput", "trainer": cfg.trainer, "scenario": cfg.scenario.name,
+        "agent": cfg.agent.name, "device": str(cfg.engine.device), "copies": cfg.env.copies,
+        "intersections": core.num_intersections, "decision_interval_s": cfg.env.decision_interval_s,
+        "n_steps": cfg.agent.n_steps, "batch_size": cfg.agent.batch_size, "n_epochs": cfg.agent.n_epochs,
+        "engine_compiled": bool(cfg.engine.compile), "policy_compiled": bool(cfg.train.compile),
+        "threads": torch.get_num_threads(), "warmup_iterations": args.warmup, "setup_s": round(setup, 3),
+        "iterations": iterations, "agent_steps": learned, "wall_s": round(wall, 4),
+        "agent_steps_per_s": learned / wall,
     }
+    for key, seconds in parts.items():
+        record[key] = round(seconds, 4)
+    for key, seconds in parts.items():
+        record[key[:-2] + "_fraction"] = seconds / wall
+    record.update(extra)
+    record["overrides"] = list(args.override)
+    record["machine"] = machine_info()
+    return record
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scenario", default=None)
-    parser.add_argument("--agent", default=None, help="ppo_shared | ppo_independent")
-    parser.add_argument("--agent-steps", type=int, default=100_000, help="timed agent-steps")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest here)")
-    parser.add_argument("--override", action="append", default=[], help="a train.py override")
+    parser.add_argument("--trainer", choices=TRAINERS, default="sb3")
+    parser.add_argument("--scenario", default=None, help="default: grid_4x4 and hangzhou_4x4")
+    parser.add_argument("--agent", default=None, choices=AGENTS, help="default: ppo_shared and ppo_independent")
+    parser.add_argument("--copies", type=int, nargs="+", default=None, help="B (default: the config's, 16)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (engine and policy)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the engine step")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--seconds", type=float, default=30.0, help="time iterations until this many seconds")
+    budget.add_argument("--iterations", type=int, default=None, help="time exactly this many iterations")
+    budget.add_argument("--agent-steps", type=int, default=None,
+                        help="time whole iterations until this many agent-steps are learned")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed iterations first (default 1)")
+    parser.add_argument("--decision-interval", type=int, default=5, help="seconds per decision (default 5)")
+    parser.add_argument("--episode-s", type=int, default=3600)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--override", action="append", default=[], help="a train.py override KEY=VALUE")
     args = parser.parse_args()
-    cases = [(args.scenario or s, args.agent or a) for s, a in SWEEP
-             if (args.scenario in (None, s)) and (args.agent in (None, a))]
-    if not cases:
-        cases = [(args.scenario or "grid_4x4", args.agent or "ppo_shared")]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: CUDA is not available on this machine")
+    if args.trainer == "sb3" and args.agent == "mappo":
+        raise SystemExit("agent mappo (a centralised critic) trains with --trainer torchrl only")
+    scenarios = [args.scenario] if args.scenario else ["grid_4x4", "hangzhou_4x4"]
+    agents = [args.agent] if args.agent else ["ppo_shared", "ppo_independent"]
+    cases = [(scenario, agent) for scenario in scenarios for agent in agents]
     for scenario, agent in dict.fromkeys(cases):
         if dataset_missing(scenario):
             log(f"skip {scenario}: dataset not found (set GRIDLIGHT_DATA_DIR)")
             continue
-        log(f"{scenario} {agent}: {args.agent_steps} agent-steps")
-        emit(run_case(scenario, agent, args.agent_steps, args.override, args.threads))
+        for copies in args.copies or [None]:
+            cfg = compose_config(args, args.trainer, scenario, agent, copies)
+            log(f"{args.trainer} {scenario} {agent} B={cfg.env.copies} on {args.device}")
+            emit((run_torchrl if args.trainer == "torchrl" else run_sb3)(cfg, args))
 
 
 if __name__ == "__main__":

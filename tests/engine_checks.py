@@ -26,7 +26,7 @@ def check_lanes(network: Network, state: SimState) -> None:
     lanes = network.num_lanes
     lane = state.veh_lane[:, :-1]
     active = lane >= 0
-    counts = torch.zeros(lane.shape[0], lanes + 1, dtype=torch.int64)
+    counts = torch.zeros(lane.shape[0], lanes + 1, dtype=torch.int64, device=lane.device)
     counts.scatter_add_(1, torch.where(active, lane, lanes), active.to(torch.int64))
     assert torch.equal(counts[:, :lanes], state.lane_count[:, :lanes])
 
@@ -36,7 +36,7 @@ def check_lanes(network: Network, state: SimState) -> None:
     same_lane = torch.gather(lane, 1, lc) == lane
     assert bool((same_lane | ~has_leader).all()), "a leader is on another lane"
     back = torch.gather(state.veh_follower[:, :-1], 1, lc)
-    slot_ids = torch.arange(lane.shape[1]).expand_as(lane)
+    slot_ids = torch.arange(lane.shape[1], device=lane.device).expand_as(lane)
     assert bool(((back == slot_ids) | ~has_leader).all()), "leader/follower links disagree"
     rear = torch.gather(state.veh_pos[:, :-1], 1, lc) - torch.gather(state.veh_length[:, :-1], 1, lc)
     gap = rear - state.veh_pos[:, :-1]
@@ -48,7 +48,7 @@ def check_lanes(network: Network, state: SimState) -> None:
     assert bool(((head_of_lane == slot_ids) | ~heads).all()), "a leaderless vehicle is not its lane's head"
     assert torch.equal(heads.sum(1), (state.lane_count[:, :lanes] > 0).sum(1))
     # positions stay within the lane (or the box just before it)
-    length = torch.cat([network.lane_length, torch.zeros(1)])[torch.where(active, lane, lanes)]
+    length = torch.cat([network.lane_length, network.lane_length.new_zeros(1)])[torch.where(active, lane, lanes)]
     assert bool((state.veh_pos[:, :-1] <= length + 1e-3)[active].all()), "a vehicle is past its lane end"
     assert bool((state.veh_speed[:, :-1] >= 0)[active].all())
 
@@ -80,7 +80,7 @@ def check_red_discharges_nothing(
         demand.route_movement, 1, before.veh_trip[:, :slots] * legs + before.veh_leg[:, :slots]
     )
     green, yellow = step_signals(network, params, after)
-    open_ = torch.cat([green | yellow, torch.zeros(green.shape[0], 1, dtype=torch.bool)], 1)
+    open_ = torch.cat([green | yellow, torch.zeros(green.shape[0], 1, dtype=torch.bool, device=green.device)], 1)
     allowed = torch.gather(open_, 1, torch.where(movement >= 0, movement, network.num_movements))
     assert not bool((crossed & ~allowed).any()), "a vehicle crossed on red"
 

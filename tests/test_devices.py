@@ -26,13 +26,20 @@ DISCRETE = ("trip_enter", "trip_finish", "lane_count", "phase", "phase_timer", "
 CONTINUOUS = ("veh_pos", "veh_speed", "trip_delay")
 
 
+def _real(state, name: str) -> torch.Tensor:
+    """A field without its scratch cell (the last slot / trip, where masked writes land: never read,
+    and on CUDA written in an unspecified order)."""
+    value = getattr(state, name).cpu()
+    return value[:, :-1] if name.startswith(("veh_", "trip_")) else value
+
+
 def assert_same_state(cpu: Simulator, other: Simulator) -> None:
     """Integer fields equal, float fields within float tolerance (CUDA kernels may round apart)."""
     assert cpu.num_slots == other.num_slots
     for name in DISCRETE:
-        assert torch.equal(getattr(cpu.state, name), getattr(other.state, name).cpu()), name
+        assert torch.equal(_real(cpu.state, name), _real(other.state, name)), name
     for name in CONTINUOUS:
-        torch.testing.assert_close(getattr(cpu.state, name), getattr(other.state, name).cpu(), rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(_real(cpu.state, name), _real(other.state, name), rtol=1e-4, atol=1e-3)
 
 
 def random_masked(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:

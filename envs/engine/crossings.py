@@ -16,7 +16,7 @@ import torch
 from envs.engine.following import Motion
 from envs.engine.heads import Heads
 from envs.engine.ops import DT, FAR, materialise, put, take
-from envs.engine.state import EngineParams, SimState
+from envs.engine.state import EngineParams, SimState, with_fields
 from envs.scenario.demand import Demand
 from envs.scenario.network import Network
 
@@ -131,7 +131,7 @@ def change_lanes(
     lane_head = put(lane_head, torch.where(wins & (old_tail < 0), target, num_lanes), h)
     lane_tail = put(lane_tail, win_lane, h)
     lane_count.scatter_add_(1, win_lane, wins.to(torch.int64))
-    return new._replace(
+    return with_fields(new,
         veh_lane=veh_lane, veh_pos=veh_pos, veh_leg=veh_leg, veh_move=veh_move,
         veh_next_move=veh_next_move, veh_leader=veh_leader, veh_follower=veh_follower,
         lane_head=lane_head, lane_tail=lane_tail, lane_count=lane_count,
@@ -154,7 +154,7 @@ def finish_trips(new: SimState, heads: Heads, crossing: Crossing, put_first: Put
     free_at = new.free_top.unsqueeze(1) + torch.cumsum(freed, 1) - 1
     free_stack = put_first(new.free_stack, torch.where(leaving, free_at, scratch_slot), h)
     free_top = new.free_top + freed.sum(1)
-    return new._replace(
+    return with_fields(new,
         trip_finish=trip_finish, trip_stops=trip_stops, trip_delay=trip_delay, veh_lane=veh_lane,
         free_stack=free_stack, free_top=free_top,
     )

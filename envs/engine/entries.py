@@ -10,7 +10,7 @@ import torch
 from envs.engine.crossings import Put
 from envs.engine.heads import Incidents
 from envs.engine.ops import FAR, materialise, prefer_open, put, take
-from envs.engine.state import SLOT_VEHICLE, SimState
+from envs.engine.state import SimState, SLOT_VEHICLE, with_fields
 from envs.scenario.demand import VEHICLE_COLUMN, Demand
 from envs.scenario.network import Network
 
@@ -107,7 +107,7 @@ def enter(network: Network, demand: Demand, new: SimState, entries: Entries, put
     lane_count = new.lane_count
     lane_count.scatter_add_(1, lane, enters.to(torch.int64))
     trip_enter = put_first(new.trip_enter, torch.where(enters, trip, scratch_trip), new.t.unsqueeze(1))
-    return new._replace(
+    return with_fields(new,
         veh_lane=veh_lane, veh_pos=veh_pos, veh_speed=veh_speed, veh_trip=veh_trip, veh_leg=veh_leg,
         veh_move=veh_move, veh_next_move=veh_next_move, veh_leader=veh_leader,
         veh_follower=veh_follower, veh_halted=veh_halted, veh_stops=veh_stops, veh_delay=veh_delay,

@@ -106,6 +106,17 @@ class SimState(NamedTuple):
         return int(self.veh_lane.shape[1]) - 1
 
 
+
+def with_fields(state: SimState, **changes: torch.Tensor) -> SimState:
+    """`state` with some fields replaced, built as a whole new SimState. The step uses it instead
+    of ``state._replace``: under torch 2.11's compiler (the H200 machine's) the compiled step
+    built from ``_replace`` chains returned a state whose fields could not be read (IndexError on
+    ``state.t``), while a whole SimState traces as it always did."""
+    unknown = set(changes) - set(SimState._fields)
+    if unknown:
+        raise TypeError(f"SimState has no field(s) {sorted(unknown)}")
+    return SimState(*[changes.get(name, value) for name, value in zip(SimState._fields, state)])
+
 # The vehicle parameters a slot holds: SimState field -> the trip's column (VEHICLE_FIELDS)
 # it is copied from when the trip enters.
 SLOT_VEHICLE = {

@@ -43,7 +43,7 @@ from envs.engine.following import follow
 from envs.engine.heads import lane_incidents, look_ahead
 from envs.engine.ops import put, put_copy, take
 from envs.engine.signals import Signals, switch_signals
-from envs.engine.state import EngineParams, SimState
+from envs.engine.state import EngineParams, SimState, with_fields
 from envs.scenario.demand import Demand
 from envs.scenario.network import Network
 
@@ -73,7 +73,7 @@ def step(
     motion = follow(network, state, heads, incidents)
     crossing = cross_stop_lines(network, heads, motion)
     counts = tally(params, state, motion, crossing)
-    new = state._replace(
+    new = with_fields(state,
         veh_pos=crossing.pos, veh_speed=crossing.speed, veh_halted=counts.halted,
         veh_stops=counts.stops, veh_delay=counts.delay,
     )
@@ -90,7 +90,7 @@ def _tick(demand: Demand, state: SimState, new: SimState, signals: Signals) -> S
     t_col = state.t.unsqueeze(1)
     departed = take(demand.departed_by, t_col.clamp(max=demand.horizon)).squeeze(1)
     waiting = departed - new.entry_ptr.sum(1)
-    return new._replace(
+    return with_fields(new,
         t=state.t + 1,
         phase=signals.phase,
         prev_phase=signals.prev_phase,
