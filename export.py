@@ -1,6 +1,7 @@
 """Export a trained policy for deployment: an ONNX model and its metadata JSON.
 
     python export.py checkpoint=outputs/DATE/TIME/checkpoints/best.zip
+    python export.py checkpoint=outputs/DATE/TIME/checkpoints/best.pt    # trainer=torchrl's checkpoint
     python export.py checkpoint=PATH out=deploy/ name=hangzhou max_green_s=90
     python export.py checkpoint=PATH engine.device=cuda   # the check's simulator and policy on the GPU
 
@@ -25,7 +26,7 @@ from omegaconf import DictConfig
 import agents.deploy.config  # noqa: F401  (registers the structured config "export_schema")
 from agents.deploy.simulated import record_decisions
 from agents.deploy.export import INPUTS, export_policy
-from agents.ppo.policy import PolicyController
+from agents.ppo.policy import controller_for_checkpoint
 from envs.engine import Simulator
 from envs.engine.state import EngineParams
 from envs.errors import exit_on_error
@@ -38,7 +39,7 @@ def check_against_torch(onnx_path: Path, checkpoint: str, seconds: int, copies: 
                         device: str = "cpu") -> dict:
     """ONNX vs torch deterministic actions on decisions recorded from the simulator (simulator
     and torch policy on `device`; the readings come back to the host for onnxruntime)."""
-    policy = PolicyController(checkpoint, device=device)
+    policy = controller_for_checkpoint(checkpoint, device=device)  # SB3 .zip or TorchRL .pt
     meta_cfg = policy.meta["config"]["scenario"]
     scenario = load_scenario(meta_cfg["name"], seed=meta_cfg.get("seed", 0),
                              data_dir=data_dir if data_dir is not None else meta_cfg.get("data_dir"), device=device)

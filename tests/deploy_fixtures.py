@@ -142,3 +142,23 @@ def follow(runtime: PolicyRuntime, message: dict, reply: dict, dt: float) -> dic
 
 def sources(reply: dict) -> list[str]:
     return [c["source"] for c in reply["commands"].values()]
+
+
+def run_export_cli(checkpoint, out, name: str) -> tuple:
+    """`export.py` on `checkpoint` in a subprocess (300 s of parity check): the finished process
+    and its ``(identical, decisions)`` counts."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    done = subprocess.run(
+        [sys.executable, "export.py", f"checkpoint={checkpoint}", f"out={out}", f"name={name}",
+         "check.seconds=300", f"hydra.run.dir={out / 'run'}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / f"{name}.onnx").is_file() and (out / f"{name}.json").is_file()
+    counts = [int(x.replace(",", "")) for x in done.stdout.split("check: ")[1].split(" recorded")[0].split(" of ")]
+    return done, counts
+

@@ -29,7 +29,7 @@ from envs.rl.sb3_env import IntersectionVecEnv
 from envs.scenario import load_scenario
 from tests.conftest import REPO_ROOT
 from tests.deploy_fixtures import (
-    OBSERVATIONS, session_actions, simulator, trained_exports, untrained,
+    OBSERVATIONS, run_export_cli, session_actions, simulator, trained_exports, untrained,
 )
 from tests.scenarios import uneven_grid
 
@@ -183,15 +183,8 @@ def test_closed_loop_policy_runtime_reproduces_the_policy_second_for_second(unev
 
 def test_export_cli_writes_both_files_and_checks_them_against_torch(trained, tmp_path):
     checkpoint, *_ = trained["ppo_shared"]
-    done = subprocess.run(
-        [sys.executable, "export.py", f"checkpoint={checkpoint}", f"out={tmp_path}", "name=g1",
-         "check.seconds=300", f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert (tmp_path / "g1.onnx").is_file() and (tmp_path / "g1.json").is_file()
+    done, counts = run_export_cli(checkpoint, tmp_path, "g1")
     assert "identical between ONNX and torch" in done.stdout
-    counts = [int(x.replace(",", "")) for x in done.stdout.split("check: ")[1].split(" recorded")[0].split(" of ")]
     assert counts[0] == counts[1] > 0
 
 

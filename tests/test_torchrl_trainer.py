@@ -39,7 +39,7 @@ SMALL = {**TINY, "scenario": "grid_4x4", "env.copies": 2, "agent.n_steps": 5, "a
          "train.checkpoint_every": 160}
 
 
-def _config(settings: dict, agent: str = "ppo_shared", torchrl: dict | None = None, **changes):
+def torchrl_config(settings: dict, agent: str = "ppo_shared", torchrl: dict | None = None, **changes):
     """The composed train config (trainer=torchrl) with `settings` (``env__copies=4`` for
     ``env.copies=4``) and `torchrl` options (``{"loss": "clip_ppo"}`` for ``torchrl.loss=clip_ppo``)."""
     merged = {**settings, **{key.replace("__", "."): value for key, value in changes.items()}}
@@ -55,7 +55,7 @@ def _config(settings: dict, agent: str = "ppo_shared", torchrl: dict | None = No
 
 @pytest.mark.parametrize("agent", ["ppo_shared", "ppo_independent", "mappo"])
 def test_a_tiny_run_writes_checkpoints_tensorboard_and_progress(tmp_path, agent):
-    cfg = _config(SMALL, agent)
+    cfg = torchrl_config(SMALL, agent)
     result = train_torchrl(cfg, tmp_path)
     assert result["num_timesteps"] == 320 and result["agent_steps_per_s"] > 0
     assert [e["agent_steps"] for e in result["eval_history"]] == [0, 160, 320]
@@ -96,7 +96,7 @@ def test_a_tiny_run_writes_checkpoints_tensorboard_and_progress(tmp_path, agent)
 
 def test_a_tiny_run_beats_a_random_policy_on_held_out_demand(tmp_path):
     # as tests/test_train.py's SB3 run: grid_1x1, queue reward, 6k agent-steps
-    cfg = _config(TINY, seed=0, env__copies=32, train__total_agent_steps=6000, train__eval_every=0,
+    cfg = torchrl_config(TINY, seed=0, env__copies=32, train__total_agent_steps=6000, train__eval_every=0,
                   agent__learning_rate=0.001, agent__n_epochs=20)
     result = train_torchrl(cfg, tmp_path)
     evaluator = Evaluator(load_scenario("grid_1x1"), demand_spec(cfg.eval.demand, "eval.demand"), 3, 600,
@@ -113,13 +113,13 @@ def test_a_tiny_run_beats_a_random_policy_on_held_out_demand(tmp_path):
 
 
 def test_resume_continues_the_step_count_and_the_demand_stream(tmp_path):
-    first = _config(SMALL, train__total_agent_steps=160, train__eval_every=0)
+    first = torchrl_config(SMALL, train__total_agent_steps=160, train__eval_every=0)
     train_torchrl(first, tmp_path / "first")
     last = tmp_path / "first" / "checkpoints" / "last.pt"
     meta = read_torchrl_meta(last)
     assert meta["num_timesteps"] == 160
 
-    result = train_torchrl(_config(SMALL, train__eval_every=0, resume=last), tmp_path / "second")
+    result = train_torchrl(torchrl_config(SMALL, train__eval_every=0, resume=last), tmp_path / "second")
     assert result["start_timesteps"] == 160 and result["num_timesteps"] == 320
     resumed = read_torchrl_meta(tmp_path / "second" / "checkpoints" / "last.pt")
     assert resumed["num_timesteps"] == 320
@@ -127,11 +127,11 @@ def test_resume_continues_the_step_count_and_the_demand_stream(tmp_path):
     assert [e["agent_steps"] for e in resumed["eval_history"]] == [0, 160, 320]  # history carries on
 
     with pytest.raises(ConfigError, match="train.total_agent_steps"):  # nothing left to do
-        train_torchrl(_config(SMALL, train__total_agent_steps=160, resume=last), tmp_path / "third")
+        train_torchrl(torchrl_config(SMALL, train__total_agent_steps=160, resume=last), tmp_path / "third")
     with pytest.raises(CheckpointError, match="agent.policy"):
-        train_torchrl(_config(SMALL, "ppo_independent", resume=last), tmp_path / "fourth")
+        train_torchrl(torchrl_config(SMALL, "ppo_independent", resume=last), tmp_path / "fourth")
     with pytest.raises(CheckpointError, match="networks"):  # mappo's critic is not ppo_shared's
-        train_torchrl(_config(SMALL, "mappo", resume=last), tmp_path / "fifth")
+        train_torchrl(torchrl_config(SMALL, "mappo", resume=last), tmp_path / "fifth")
 
 
 def test_trainer_options_are_checked(tmp_path):
@@ -140,10 +140,10 @@ def test_trainer_options_are_checked(tmp_path):
     from agents.ppo.config import check_config
 
     with pytest.raises(ConfigCompositionException, match="torchrl.lr"):  # not in the schema
-        _config(SMALL, torchrl={"lr": 1.0})
+        torchrl_config(SMALL, torchrl={"lr": 1.0})
     with pytest.raises(ConfigError, match="torchrl.loss"):
-        TorchRLTrainer(_config(SMALL, torchrl={"loss": "huber"}), tmp_path)
-    sb3_mappo = _config(SMALL, "mappo", trainer="sb3")
+        TorchRLTrainer(torchrl_config(SMALL, torchrl={"loss": "huber"}), tmp_path)
+    sb3_mappo = torchrl_config(SMALL, "mappo", trainer="sb3")
     with pytest.raises(ConfigError, match="'trainer' = 'sb3'.*mappo"):
         check_config(sb3_mappo)
 
@@ -186,7 +186,7 @@ def host_reads():
 
 @pytest.mark.parametrize("agent", ["ppo_shared", "mappo"])
 def test_rollout_advantages_and_updates_read_nothing_back_to_the_host(tmp_path, agent):
-    trainer = TorchRLTrainer(_config(SMALL, agent), tmp_path)
+    trainer = TorchRLTrainer(torchrl_config(SMALL, agent), tmp_path)
     with host_reads() as hits:
         torch.ones(2).sum().item()  # the guard sees reads from here
     assert len(hits) == 1 and "test_torchrl_trainer" in hits[0]

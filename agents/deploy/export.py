@@ -4,6 +4,9 @@
     from agents.deploy.export import export_policy
     onnx_path, meta_path = export_policy("outputs/.../checkpoints/best.zip", "exported/")
 
+Either trainer's checkpoint: SB3's ``.zip`` or the TorchRL trainer's ``.pt`` (its actor as plain
+ops, `agents.deploy.torchrl_graph`); the model file and metadata are the same for both.
+
 The ONNX graph takes raw detector readings, not training observations, so everything between
 the detectors and the action lives inside it and cannot drift from training:
 
@@ -23,8 +26,9 @@ Outputs: ``action`` [N] int64 (the policy's choice among the intersection's acti
 Inside: the observation features in training order (`envs.rl.features` definitions, including
 the observation normalisation), the policy network (shared, or per-intersection weights
 gathered by ``intersection``), the action mask of each intersection (padded actions can never
-be chosen), and the deterministic action as sb3-contrib computes it (argmax of the masked
-softmax). The batch size N is dynamic: any subset of intersections, in any order.
+be chosen), and the deterministic action as the trainer's controller computes it (sb3-contrib:
+argmax of the masked softmax; TorchRL: argmax of the masked logits). The batch size N is
+dynamic: any subset of intersections, in any order.
 
 Only features the policy runtime can compute from those readings export: ``lane_count``,
 ``lane_halting``, ``phase_onehot``, ``time_in_phase`` and ``intersection_id``. A policy
@@ -48,6 +52,7 @@ from torch import nn
 
 from agents.deploy.config import ExportConfig
 from agents.deploy.metadata import METADATA_FORMAT
+from agents.deploy.torchrl_graph import TorchRLActor
 from agents.ppo.indexed_policy import IndexedActorCriticPolicy
 from agents.ppo.policy import load_policy
 from envs.errors import CheckpointError, ConfigError
@@ -79,6 +84,7 @@ class DeployablePolicy(nn.Module):
         self.register_buffer("action_mask", layout.action_mask.cpu())
         self.policy = policy
         self.independent = isinstance(policy, IndexedActorCriticPolicy)
+        self.torchrl = isinstance(policy, TorchRLActor)
 
     def observation(self, lane_count, lane_halting, phase, time_in_phase, intersection) -> torch.Tensor:
         """The training observation rows ``[N, F]``, as `envs.rl.features` computes them."""
@@ -99,6 +105,8 @@ class DeployablePolicy(nn.Module):
         return torch.cat(parts, 1)
 
     def logits(self, obs: torch.Tensor, intersection: torch.Tensor) -> torch.Tensor:
+        if self.torchrl:  # the actor MLP on each row (shared or the row's intersection's weights)
+            return self.policy(obs, intersection)
         features = self.policy.extract_features(obs, self.policy.pi_features_extractor)
         if self.independent:  # per-intersection weights, gathered row by row
             layers = self.policy.mlp_extractor.policy_net
@@ -109,7 +117,7 @@ class DeployablePolicy(nn.Module):
         obs = self.observation(lane_count, lane_halting, phase, time_in_phase, intersection)
         mask = self.action_mask[intersection]
         masked = torch.where(mask, self.logits(obs, intersection), torch.full_like(mask, MASKED_LOGIT, dtype=torch.float32))
-        action = torch.argmax(torch.softmax(masked, dim=1), dim=1)
+        action = torch.argmax(masked if self.torchrl else torch.softmax(masked, dim=1), dim=1)
         phase_command = torch.gather(self.action_phase[intersection], 1, action.unsqueeze(1)).squeeze(1)
         return action, phase_command, masked
 
@@ -324,7 +332,14 @@ def export_policy(
     The scenario is the checkpoint's (``config.scenario``, found under `data_dir` or where
     training found it) unless `scenario` gives one (e.g. built in code rather than by name)."""
     checkpoint = Path(checkpoint)
-    model, meta = load_policy(checkpoint)
+    if checkpoint.suffix == ".pt":  # the TorchRL trainer's checkpoint
+        from agents.ppo.torchrl_policy import load_torchrl_policy
+
+        greedy, meta = load_torchrl_policy(checkpoint)
+        policy = TorchRLActor(greedy)
+    else:
+        model, meta = load_policy(checkpoint)
+        policy = model.policy
     check_exportable(meta, str(checkpoint))
     env_meta, config = meta["env"], meta.get("config", {})
     engine, interval = env_meta["engine"], int(env_meta["decision_interval_s"])
@@ -335,7 +350,7 @@ def export_policy(
         raise CheckpointError(str(checkpoint), "env.intersections", list(layout.ids),
                               f"scenario {scenario.name} no longer matches the policy's intersections")
     ctx = _lane_context(scenario, layout)
-    module = DeployablePolicy(model.policy, env_meta, layout, ctx.lane_storage).eval()
+    module = DeployablePolicy(policy, env_meta, layout, ctx.lane_storage).eval()
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
