@@ -238,19 +238,21 @@ class BatchedSignalEnv:
         """Observations ``[B, I, F]`` float32 (the configured features, concatenated)."""
         return observe(self.features, self.context(), self.config.normalise)
 
-    def commands(self, actions: torch.Tensor) -> torch.Tensor:
-        """Phase commands ``[B, I]`` for action indices ``[B, I]`` (-1 = keep)."""
+    def commands(self, actions: torch.Tensor, *, keep: bool = True, source: str = SOURCE,
+                 field: str = "actions") -> torch.Tensor:
+        """Phase commands ``[B, I]`` for action indices ``[B, I]``, checked against each
+        intersection's actions (its action mask) with one host read; ``keep`` allows -1 (keep
+        the phase). An adapter passes its own `source` and `field` for the error."""
         expected = (self.copies, self.num_intersections)
         if tuple(actions.shape) != expected:
-            raise CommandError(SOURCE, "actions.shape", tuple(actions.shape), f"expected {expected}")
+            raise CommandError(source, f"{field}.shape", tuple(actions.shape), f"expected {expected}")
         actions = actions.to(device=self.device, dtype=torch.int64)
-        bad = (actions < -1) | (actions >= self.layout.num_actions.unsqueeze(0))
+        bad = (actions < (-1 if keep else 0)) | (actions >= self.layout.num_actions.unsqueeze(0))
         if bool(bad.any()):
             b, i = (int(x) for x in torch.nonzero(bad)[0])
-            raise CommandError(
-                SOURCE, f"actions[{b}, {i}] ({self.layout.ids[i]})", int(actions[b, i]),
-                f"must be -1 (keep) or in [0, {int(self.layout.num_actions[i])})",
-            )
+            n = int(self.layout.num_actions[i])
+            reason = f"must be -1 (keep) or in [0, {n})" if keep else f"outside the action mask: must be in [0, {n})"
+            raise CommandError(source, f"{field}[{b}, {i}] ({self.layout.ids[i]})", int(actions[b, i]), reason)
         return action_commands(self.layout, actions)
 
     def step(self, actions: torch.Tensor):
@@ -258,7 +260,11 @@ class BatchedSignalEnv:
 
         Returns ``obs [B, I, F], reward [B, I], terminated [B], truncated [B], info``; see the
         module docstring for autoreset and `info`'s keys."""
-        command = self.commands(actions)
+        return self.step_commands(self.commands(actions))
+
+    def step_commands(self, command: torch.Tensor):
+        """`step` for phase commands already checked by `commands` (an adapter that checked
+        its actions its own way)."""
         weights = self.config.reward
         reward = torch.zeros(self.copies, self.num_intersections, device=self.device)
         per_step = [(name, term) for name, term in self.reward_terms.items() if term.per_step]

@@ -140,8 +140,8 @@ class TrafficSignalTorchRLEnv(EnvBase):
         return self._output(obs)
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
-        actions = self._actions(tensordict.get((GROUP, "action"), None))
-        obs, reward, terminated, truncated, info = self.core.step(actions)
+        command = self._commands(tensordict.get((GROUP, "action"), None))
+        obs, reward, terminated, truncated, info = self.core.step_commands(command)
         self.last_info = info
         # a done copy is already in its next episode; "next" holds the one it finished
         self._fresh = terminated | truncated
@@ -161,28 +161,19 @@ class TrafficSignalTorchRLEnv(EnvBase):
             return None
         return reset.to(device=self.device, dtype=torch.bool).reshape(self.core.copies, -1).any(-1)
 
-    def _actions(self, actions) -> torch.Tensor:
-        """The ``[B, I]`` action indices, checked against the action mask."""
-        B, I, A = self.core.copies, self.num_intersections, self.max_actions
+    def _commands(self, actions) -> torch.Tensor:
+        """Phase commands for the ``[B, I]`` action indices: the core's check against the action
+        mask (no -1: the action spec has no "keep"), after the checks of type only this env needs."""
+        B, I = self.core.copies, self.num_intersections
         field = f"{GROUP}.action"
         if not isinstance(actions, torch.Tensor):
             raise CommandError(SOURCE, field, type(actions).__name__,
                                f"need an integer tensor [{B}, {I}] of action indices")
-        if tuple(actions.shape) != (B, I):
-            raise CommandError(SOURCE, f"{field}.shape", tuple(actions.shape), f"expected {(B, I)}")
         dtype = actions.dtype
         if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
             raise CommandError(SOURCE, f"{field}.dtype", str(actions.dtype),
                                "actions are integer action indices (categorical, not one-hot)")
-        actions = actions.to(device=self.device, dtype=torch.int64)
-        inside = (actions >= 0) & (actions < A)
-        allowed = self._mask.gather(-1, actions.clamp(0, A - 1).unsqueeze(-1)).squeeze(-1) & inside
-        if not bool(allowed.all()):
-            b, i = (int(x) for x in torch.nonzero(~allowed)[0])
-            n = int(self.core.layout.num_actions[i])
-            raise CommandError(SOURCE, f"{field}[{b}, {i}] ({self.core.layout.ids[i]})",
-                               int(actions[b, i]), f"outside the action mask: must be in [0, {n})")
-        return actions
+        return self.core.commands(actions, keep=False, source=SOURCE, field=field)
 
     def _output(self, obs, reward=None, terminated=None, truncated=None) -> TensorDict:
         """What reset (no reward, nothing done) and step return, every entry a fresh tensor."""
