@@ -3,8 +3,9 @@
 SUMO time is shifted so the scenario starts at 0: a vehicle scheduled at ``depart`` leaves at
 step ``ceil(depart - begin)`` (SUMO with a 1 s step inserts it at the first step not before its
 departure; fractional departures are counted). Vehicles scheduled before the sumocfg's
-``begin`` or at/after its ``end`` are left out and counted, as SUMO never inserts them in that
-run. Origin/destination trips are routed by shortest free-flow travel time (`routing`).
+``begin``, or whose step is at or after its ``end``, are left out and counted, as SUMO never
+inserts them in that run. Origin/destination trips are routed by shortest free-flow travel time
+(`Router`).
 Vehicles of classes that never drive on roads (pedestrians, bicycles, trams, ...) are left out
 and counted; buses and trucks keep their size but drive on the passenger lanes.
 """
@@ -92,10 +93,10 @@ def flow_from_sumo(routes: SumoRoutes, roadnet: dict, begin: float, end: float,
         if vehicle.depart < begin:
             counts["vehicles_before_begin_left_out"] += 1
             continue
-        if vehicle.depart >= end:
+        step = math.ceil(vehicle.depart - begin)
+        if step >= end - begin:  # SUMO inserts it at a step >= end: never, in this run
             counts["vehicles_after_end_left_out"] += 1
             continue
-        step = math.ceil(vehicle.depart - begin)
         counts["fractional_departures_rounded_up"] += step != vehicle.depart - begin
         route = vehicle.edges or _route_trip(router, vehicle, routes.source, counts)
         if route is None:

@@ -3,7 +3,8 @@
 - Roads are SUMO's normal edges, lanes the ones passenger cars may use (sidewalks, bicycle, tram
   and rail lanes are left out and counted), renumbered CityFlow's way: lane 0 is the leftmost
   (SUMO's highest index). A road's length is its lanes' mean ``length`` attribute (SUMO drives
-  that, not the drawn shape): the shape is scaled about its end point to that length.
+  that, not the drawn shape): the shape is scaled about its end point to that length. Edges
+  shorter than one step's travel are lengthened and counted (see `MIN_LENGTH_MARGIN_M`).
 - Movements are the (from edge, to edge) pairs of SUMO's connections. Each reaches every lane
   of its target road: SUMO's vehicles change lanes along an edge to reach their next turn, the
   engine's pick their target lane as they cross the junction. A lane link's length is the length
@@ -26,6 +27,7 @@ import numpy as np
 
 from envs.errors import ScenarioError
 from envs.scenario.network import _crossing_conflicts
+from envs.scenario.departures import STEP_SECONDS
 from envs.scenario.roadnet_parser import PERMISSIVE_KEY, parse_roadnet
 from envs.scenario.sumo.net_reader import SumoConnection, SumoEdge, SumoNet
 from envs.scenario.sumo.programs import LinkSignals, junction_phases
@@ -33,6 +35,10 @@ from envs.scenario.sumo.programs import LinkSignals, junction_phases
 LINK_TYPES = {"s": "go_straight", "l": "turn_left", "L": "turn_left", "t": "turn_left",
               "r": "turn_right", "R": "turn_right"}
 DEFAULT_LANE_WIDTH = 3.2  # SUMO's default; CityFlow only draws with it
+# The engine moves a vehicle across at most one stop line per step, so a road must be longer
+# than one step's travel at the fastest speed a vehicle can enter it with; SUMO's short edges
+# (joins of a few metres) are lengthened to that, plus this margin, and counted.
+MIN_LENGTH_MARGIN_M = 1.0
 
 
 def turnaround_only_junctions(net: SumoNet) -> set[str]:
@@ -49,6 +55,11 @@ def roadnet_from_sumo(net: SumoNet, counts: Counter, keep_turnarounds: frozenset
     vehicle turns around there; the other boundary junctions are virtual."""
     lane_order = {}  # edge id -> {SUMO lane index: gridlight lane index}
     roads = []
+    # the fastest a vehicle can enter each edge: its own limit or that of an edge feeding it
+    entry_speed = {edge.id: max(lane.speed for lane in edge.lanes) for edge in net.edges.values()}
+    for connection in net.connections:
+        entry_speed[connection.to_edge] = max(entry_speed[connection.to_edge],
+                                              entry_speed[connection.from_edge])
     for edge in net.edges.values():
         kept = [lane for lane in edge.lanes if lane.passenger]
         counts["non_passenger_lanes_left_out"] += len(edge.lanes) - len(kept)
@@ -56,7 +67,8 @@ def roadnet_from_sumo(net: SumoNet, counts: Counter, keep_turnarounds: frozenset
             counts["non_passenger_edges_left_out"] += 1
             continue
         lane_order[edge.id] = {lane.index: k for k, lane in enumerate(reversed(kept))}
-        roads.append(_road(edge, kept, counts))
+        roads.append(_road(edge, kept, entry_speed[edge.id] * STEP_SECONDS + MIN_LENGTH_MARGIN_M,
+                           counts))
 
     by_junction: dict[str, dict[tuple[str, str], list[SumoConnection]]] = {}
     for connection in net.connections:
@@ -101,8 +113,12 @@ def roadnet_from_sumo(net: SumoNet, counts: Counter, keep_turnarounds: frozenset
     return roadnet
 
 
-def _road(edge: SumoEdge, kept, counts: Counter) -> dict:
+def _road(edge: SumoEdge, kept, min_length: float, counts: Counter) -> dict:
     length = float(np.mean([lane.length for lane in kept]))
+    if length < min_length:
+        counts["short_edges_lengthened"] += 1
+        counts["metres_added_to_short_edges"] += math.ceil(min_length - length)
+        length = min_length
     shape = kept[len(kept) // 2].shape
     drawn = sum(math.dist(shape[i], shape[i + 1]) for i in range(len(shape) - 1))
     if drawn <= 0:
