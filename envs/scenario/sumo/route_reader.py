@@ -36,6 +36,7 @@ class SumoVehicle:
     origin: str | None = None
     destination: str | None = None
     via: tuple[str, ...] = ()
+    id: str = ""  # SUMO's vehicle id (a flow's n-th vehicle: "<flow id>.<n>")
 
 
 @dataclass
@@ -133,9 +134,10 @@ def _vehicle(fields: XmlFields, element, where: str, routes, depart: float) -> S
             if name not in routes:
                 fields.fail(where, "route", name, "names an unknown <route> (define it first)")
             edges = routes[name]
-        return SumoVehicle(where, depart, vtype, edges)
+        return SumoVehicle(where, depart, vtype, edges, id=element.get("id", ""))
     return SumoVehicle(where, depart, vtype, None, fields.string(element, "from", where),
-                       fields.string(element, "to", where), tuple(element.get("via", "").split()))
+                       fields.string(element, "to", where), tuple(element.get("via", "").split()),
+                       element.get("id", ""))
 
 
 def _flow(fields: XmlFields, element, where: str, routes, counts: Counter) -> list[SumoVehicle]:
@@ -172,4 +174,5 @@ def _flow(fields: XmlFields, element, where: str, routes, counts: Counter) -> li
         shaped = _vehicle(fields, element.makeelement("trip", dict(element.attrib)), where,
                           routes, begin)
     return [SumoVehicle(f"{where}#{n}", begin + n * period, shaped.vtype, shaped.edges,
-                        shaped.origin, shaped.destination, shaped.via) for n in range(count)]
+                        shaped.origin, shaped.destination, shaped.via,
+                        f"{element.get('id', '')}.{n}") for n in range(count)]
