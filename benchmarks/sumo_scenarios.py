@@ -3,6 +3,7 @@ scenario's own static programs (fixed time, plan=roadnet) and of max pressure, o
 
     python benchmarks/sumo_scenarios.py                          # every SUMO scenario
     python benchmarks/sumo_scenarios.py --scenarios manhattan_28x7 --controllers max_pressure
+    python benchmarks/sumo_scenarios.py --controllers ""             # the import reports only
 
 Prints one JSON line per scenario (the import: load time, sizes, `ImportReport` counts) and one
 per (scenario, controller): mean travel time from scheduled departure to arrival, unfinished
@@ -53,7 +54,7 @@ def main() -> None:
               "intersections": network.num_intersections, "roads": network.num_roads,
               "lanes": network.num_lanes, "trips": scenario.trips.num_trips,
               "report": scenario.info["sumo_report"]})
-        for controller in args.controllers.split(","):
+        for controller in filter(None, args.controllers.split(",")):
             log(f"{name} / {controller}")
             started = time.perf_counter()
             sim = Simulator(network, scenario.demand(1), EngineParams())

@@ -9,6 +9,8 @@ import torch
 from envs.errors import ScenarioError
 from envs.scenario import scenario_from_files, scenario_from_sumo
 from envs.scenario.cityflow import write_cityflow
+from envs.scenario.network import compile_network
+from envs.scenario.roadnet_parser import parse_roadnet
 from envs.scenario.sumo import import_sumo
 from tests.sumo_fixtures import CONFIG, NET, ROUTES, write_tiny
 
@@ -134,3 +136,29 @@ def test_malformed_inputs_name_file_element_attribute(tmp_path, file, old, new, 
     suffix = {"net": "tiny.net.xml", "routes": "tiny.rou.xml", "config": "tiny.sumocfg"}[file]
     assert error.value.source.endswith(suffix)
     assert error.value.field == field
+
+
+def test_permissive_links_must_be_green_links(tmp_path):
+    roadnet = import_sumo(write_tiny(tmp_path / "tiny")).roadnet
+    phase = next(x for x in roadnet["intersections"] if not x["virtual"])[
+        "trafficLight"]["lightphases"][1]
+    assert phase["availableRoadLinks"] == [2]
+    phase["permissiveRoadLinks"] = [0]
+    with pytest.raises(ScenarioError) as error:
+        parse_roadnet(roadnet, "<tiny>")
+    assert error.value.field == "intersections[1].trafficLight.lightphases[1].permissiveRoadLinks[0]"
+    assert "availableRoadLinks" in error.value.reason
+
+
+def test_crossing_greens_are_refused_unless_they_yield(tmp_path):
+    # the west left turn (1) and the north approach's left turn (2) cross: green together as
+    # priority movements the crossing check refuses them, as permissive ones it lets them pass
+    roadnet = import_sumo(write_tiny(tmp_path / "tiny")).roadnet
+    inter = next(x for x in roadnet["intersections"] if not x["virtual"])
+    first = inter["trafficLight"]["lightphases"][0]
+    first["availableRoadLinks"] = [0, 1, 2]  # west straight + west left + north left together
+    first["permissiveRoadLinks"] = []
+    with pytest.raises(ScenarioError, match="cross inside the intersection"):
+        compile_network(parse_roadnet(roadnet, "<tiny>"))
+    first["permissiveRoadLinks"] = [1, 2]
+    compile_network(parse_roadnet(roadnet, "<tiny>"))  # yielding movements may cross

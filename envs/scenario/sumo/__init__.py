@@ -45,7 +45,7 @@ def import_sumo(folder_or_config: str | Path) -> SumoImport:
     counts: Counter = Counter()
     net = read_net(config.net_file)
     for kind, number in net.skipped.items():
-        counts[kind.replace(" ", "_")] += number
+        counts[kind] += number
     routes = [read_routes(route_file, counts) for route_file in config.route_files]
     merged = SumoRoutes(str(config.route_files[0]),
                         {k: v for r in routes for k, v in r.vtypes.items()},

@@ -124,7 +124,7 @@ def read_net(path: str | Path) -> SumoNet:
                     lane, "length", lane_where)
             continue
         if function in PEDESTRIAN_FUNCTIONS:
-            skip(f"{function} edges")
+            skip(f"{function}_edges_left_out")
             continue
         start, end = fields.string(element, "from", where), fields.string(element, "to", where)
         for attribute, junction in (("from", start), ("to", end)):
@@ -152,7 +152,7 @@ def read_net(path: str | Path) -> SumoNet:
             continue  # inside a junction: its length is counted through `via` below
         to_edge = fields.string(element, "to", where)
         if from_edge not in edges or to_edge not in edges:
-            skip("connections from or to a left-out edge")
+            skip("connections_of_left_out_edges")
             continue
         tl = element.get("tl")
         link_index = fields.integer(element, "linkIndex", where) if tl else None
@@ -174,7 +174,7 @@ def read_net(path: str | Path) -> SumoNet:
         where = element_path(element)
         ident = fields.string(element, "id", where)
         if ident in programs:
-            skip("further programs of a traffic light (the first is used)")
+            skip("further_programs_ignored")
             continue
         phases = tuple(
             SumoPhase(fields.positive(phase, "duration", f"{where}.phase[{k}]"),
