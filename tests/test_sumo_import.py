@@ -162,3 +162,20 @@ def test_crossing_greens_are_refused_unless_they_yield(tmp_path):
         compile_network(parse_roadnet(roadnet, "<tiny>"))
     first["permissiveRoadLinks"] = [1, 2]
     compile_network(parse_roadnet(roadnet, "<tiny>"))  # yielding movements may cross
+
+
+def test_flow_on_a_named_route_by_vehicles_per_hour(tmp_path):
+    routes = """<routes><vType id="car"/><route id="r" edges="NC CE"/>
+      <flow id="g" route="r" begin="100" end="110" vehsPerHour="720" type="car"/></routes>"""
+    scenario = scenario_from_sumo(write_tiny(tmp_path / "flow", routes=routes))
+    assert scenario.trips.depart.tolist() == [0, 5]  # 720 veh/h: every 5 s from begin, < end
+    assert scenario.trips.routes.tolist() == [[3, 1], [3, 1]]  # NC, CE
+    # SUMO's passenger defaults where the vType is silent: 5 m long, 2.5 m gap, tau 1 s
+    assert scenario.trips.vehicle[0, :2].tolist() == [5.0, 2.5]
+
+
+def test_a_vehicle_without_route_is_refused(tmp_path):
+    routes = '<routes><vehicle id="x" depart="100"/></routes>'
+    with pytest.raises(ScenarioError) as error:
+        scenario_from_sumo(write_tiny(tmp_path / "noroute", routes=routes))
+    assert error.value.field == "vehicle[id=x]@route"

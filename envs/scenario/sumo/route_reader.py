@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envs.scenario.spec import VehicleSpec
+from envs.scenario.json_fields import MISSING
 from envs.scenario.sumo.xml_fields import XmlFields, element_path, read_xml
 
 DEFAULT_VTYPE = "DEFAULT_VEHTYPE"
@@ -89,7 +90,7 @@ def read_routes(path: str | Path, counts: Counter) -> SumoRoutes:
             routes[fields.string(element, "id", where)] = _edges(fields, element, where)
         elif element.tag in ("vehicle", "trip"):
             vehicles.append(_vehicle(fields, element, where, routes,
-                                     _depart(fields, element, where)))
+                                     _depart(fields, element, where), element.get("id", "")))
         elif element.tag == "flow":
             vehicles += _flow(fields, element, where, routes, counts)
         elif element.tag in ("routeDistribution", "vTypeDistribution", "person", "personFlow",
@@ -123,21 +124,24 @@ def _depart(fields: XmlFields, element, where: str) -> float:
     return value
 
 
-def _vehicle(fields: XmlFields, element, where: str, routes, depart: float) -> SumoVehicle:
+def _vehicle(fields: XmlFields, element, where: str, routes, depart: float,
+             ident: str) -> SumoVehicle:
+    """A vehicle, trip or flow's route: an inline <route>, a named one, or from/to(/via)."""
     vtype = element.get("type", DEFAULT_VTYPE)
     inline = element.find("route")
+    if inline is not None:
+        return SumoVehicle(where, depart, vtype, _edges(fields, inline, f"{where}.route"),
+                           id=ident)
+    if "route" in element.attrib:
+        name = element.get("route")
+        if name not in routes:
+            fields.fail(where, "route", name, "names an unknown <route> (define it first)")
+        return SumoVehicle(where, depart, vtype, routes[name], id=ident)
     if element.tag == "vehicle":
-        if inline is not None:
-            edges = _edges(fields, inline, f"{where}.route")
-        else:
-            name = fields.string(element, "route", where)
-            if name not in routes:
-                fields.fail(where, "route", name, "names an unknown <route> (define it first)")
-            edges = routes[name]
-        return SumoVehicle(where, depart, vtype, edges, id=element.get("id", ""))
+        fields.fail(where, "route", MISSING, "a <vehicle> needs a route attribute or <route>")
     return SumoVehicle(where, depart, vtype, None, fields.string(element, "from", where),
                        fields.string(element, "to", where), tuple(element.get("via", "").split()),
-                       element.get("id", ""))
+                       ident)
 
 
 def _flow(fields: XmlFields, element, where: str, routes, counts: Counter) -> list[SumoVehicle]:
@@ -165,14 +169,7 @@ def _flow(fields: XmlFields, element, where: str, routes, counts: Counter) -> li
             count, fields.integer(element, "number", where))
     if count is None:
         fields.fail(where, "end", None, "a flow needs an 'end' or a 'number' to be finite")
-    template = SumoVehicle(where, begin, element.get("type", DEFAULT_VTYPE), None)
-    if "route" in element.attrib or element.find("route") is not None:
-        shaped = _vehicle(fields, element.makeelement("vehicle", dict(element.attrib)), where,
-                          routes, begin) if element.find("route") is None else SumoVehicle(
-            where, begin, template.vtype, _edges(fields, element.find("route"), f"{where}.route"))
-    else:
-        shaped = _vehicle(fields, element.makeelement("trip", dict(element.attrib)), where,
-                          routes, begin)
+    shaped = _vehicle(fields, element, where, routes, begin, "")
     return [SumoVehicle(f"{where}#{n}", begin + n * period, shaped.vtype, shaped.edges,
                         shaped.origin, shaped.destination, shaped.via,
                         f"{element.get('id', '')}.{n}") for n in range(count)]
