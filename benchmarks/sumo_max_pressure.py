@@ -9,6 +9,7 @@ Used by benchmarks/sumo_fidelity.py --max-pressure; needs eclipse-sumo (its tool
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -30,8 +31,9 @@ def _transition(current: str, target: str, letter: str) -> str:
 def run(binary: str, config, tripinfo: Path, yellow_s: int = 3, all_red_s: int = 2,
         min_green_s: int = 10) -> None:
     traci = traci_module()
-    traci.start([binary, "-c", str(config.path), "--tripinfo-output", str(tripinfo),
-                 "--no-step-log", "true", "--no-warnings", "true"])
+    with contextlib.redirect_stdout(sys.stderr):  # TraCI prints its connection retries
+        traci.start([binary, "-c", str(config.path), "--tripinfo-output", str(tripinfo),
+                     "--no-step-log", "true", "--no-warnings", "true"])
     try:
         lights = {}
         for tl in traci.trafficlight.getIDList():
