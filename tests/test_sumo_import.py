@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from envs.errors import ScenarioError
-from envs.scenario import scenario_from_files, scenario_from_sumo
+from envs.errors import ConfigError, ScenarioError
+from envs.scenario import load_scenario, scenario_from_files, scenario_from_sumo
 from envs.scenario.cityflow import write_cityflow
 from envs.scenario.network import compile_network
 from envs.scenario.roadnet_parser import parse_roadnet
@@ -179,3 +179,10 @@ def test_a_vehicle_without_route_is_refused(tmp_path):
     with pytest.raises(ScenarioError) as error:
         scenario_from_sumo(write_tiny(tmp_path / "noroute", routes=routes))
     assert error.value.field == "vehicle[id=x]@route"
+
+
+def test_a_missing_sumo_folder_names_the_data_directory(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_scenario("resco_cologne1", data_dir=tmp_path)
+    assert error.value.field == "scenario.data_dir"
+    assert str(tmp_path / "sumo" / "resco" / "cologne1") in str(error.value)
