@@ -17,7 +17,7 @@ from envs.scenario.demand import Demand, Trips, stack_demand, trips_from_flows
 from envs.scenario.network import Network, compile_network
 from envs.scenario.presets import DEFAULT_PRESET, PRESETS
 from envs.scenario.registry import data_dir as resolve_data_dir
-from envs.scenario.registry import dataset_paths, known_datasets
+from envs.scenario.registry import dataset_paths, known_datasets, known_sumo_datasets, sumo_folder
 from envs.scenario.spec import FlowFileSpec, RoadnetSpec
 
 
@@ -40,7 +40,7 @@ class Scenario:
 
 
 def known_scenarios() -> list[str]:
-    return sorted(PRESETS) + known_datasets()
+    return sorted(PRESETS) + known_datasets() + known_sumo_datasets()
 
 
 def load_scenario(
@@ -51,7 +51,11 @@ def load_scenario(
     horizon: int | None = None,
     device: str | torch.device = "cpu",
 ) -> Scenario:
-    """Load a generated preset (``grid_4x4``, ``grid_16x8``, ...) or a dataset (``hangzhou_4x4``)."""
+    """Load a generated preset (``grid_4x4``, ``grid_16x8``, ...), a CityFlow dataset
+    (``hangzhou_4x4``) or a SUMO scenario (``resco_cologne1``, ``manhattan_28x7``)."""
+    if name in known_sumo_datasets():
+        return scenario_from_sumo(sumo_folder(name, data_dir), name=name, horizon=horizon,
+                                  device=device)
     if name in PRESETS:
         roadnet_obj, flow_obj, info = PRESETS[name](seed)
         return scenario_from_dicts(
@@ -99,7 +103,27 @@ def scenario_from_files(
     )
 
 
+def scenario_from_sumo(
+    folder_or_config: str | Path, *, name: str | None = None, horizon: int | None = None,
+    device: str | torch.device = "cpu",
+) -> Scenario:
+    """Import a SUMO scenario (folder with one .sumocfg, or the sumocfg) through the CityFlow
+    parsers; ``info["sumo_report"]`` counts what the import approximated or left out."""
+    from envs.scenario.sumo import import_sumo
+
+    imported = import_sumo(folder_or_config)
+    config = imported.config
+    roadnet = parse_roadnet(imported.roadnet, str(config.net_file))
+    flows = parse_flow(imported.flow, str(config.route_files[0]), roadnet)
+    network = compile_network(roadnet, device=device)
+    trips = trips_from_flows(flows, network, horizon)
+    info = {"sumocfg": str(config.path), "sumo_begin_s": config.begin,
+            "sumo_end_s": config.end, "sumo_report": imported.report.counts,
+            "horizon": horizon}
+    return Scenario(name or str(config.path), roadnet, flows, network, trips, info)
+
+
 __all__ = [
     "DEFAULT_PRESET", "Demand", "Network", "Scenario", "Trips", "known_scenarios",
-    "load_scenario", "scenario_from_dicts", "scenario_from_files",
+    "load_scenario", "scenario_from_dicts", "scenario_from_files", "scenario_from_sumo",
 ]

@@ -301,9 +301,10 @@ def _crossing_conflicts(inter, roads, road_index) -> np.ndarray:
 def _check_phases_conflict_free(source, i, inter, conflict) -> None:
     for p, phase in enumerate(inter.phases):
         links = list(phase.road_links)
+        yielding = set(phase.permissive)  # a permissive green may cross: it yields in the box
         for u in links:
             for v in links:
-                if u < v and conflict[u, v]:
+                if u < v and conflict[u, v] and not {u, v} & yielding:
                     raise ScenarioError(
                         source,
                         f"intersections[{inter.id}].trafficLight.lightphases[{p}].availableRoadLinks",

@@ -39,6 +39,33 @@ DATASETS: dict[str, str] = {
 }
 
 
+# SUMO scenarios (envs/scenario/sumo): name -> folder under the data directory, holding one
+# .sumocfg with its .net.xml and .rou.xml
+SUMO_DATASETS: dict[str, str] = {
+    **{f"resco_{name}": f"sumo/resco/{name}" for name in (
+        "cologne1", "cologne3", "cologne8", "ingolstadt1", "ingolstadt7", "ingolstadt21",
+        "grid4x4", "arterial4x4")},
+    "manhattan_28x7": "sumo/manhattan_28x7",
+}
+
+
+def known_sumo_datasets() -> list[str]:
+    return sorted(SUMO_DATASETS)
+
+
+def sumo_folder(name: str, data_dir: str | Path | None = None) -> Path:
+    """The folder of the SUMO scenario called `name` (checked to exist)."""
+    root = _resolve_data_dir(data_dir)
+    directory = root / SUMO_DATASETS[name]
+    if not directory.is_dir():
+        raise ConfigError(
+            _REGISTRY_SOURCE, DATA_DIR_CONFIG_KEY, str(directory),
+            f"SUMO scenario {name!r} not found: no folder {directory} "
+            f"(searched data directory {root}); {_how_to_set_data_dir()}",
+        )
+    return directory
+
+
 def data_dir(override: str | Path | None = None) -> Path | None:
     """The dataset directory: `override`, else $GRIDLIGHT_DATA_DIR, else ../shared/datasets.
 

@@ -21,6 +21,9 @@ from envs.scenario.spec import (
 )
 
 
+PERMISSIVE_KEY = "permissiveRoadLinks"  # optional in a light phase: green links that yield
+
+
 def parse_roadnet(obj: Any, source: str) -> RoadnetSpec:
     fields = JsonFields(source)
     root = fields.as_object(obj, "<root>")
@@ -238,4 +241,16 @@ def _parse_phase(fields: JsonFields, raw: Any, path: str, road_link_count: int) 
         if index in links:
             fields.fail(link_path, index, "roadLink listed twice in the same phase")
         links.append(index)
-    return PhaseSpec(duration=duration, road_links=tuple(links))
+    # gridlight's extension (written by the SUMO importer; CityFlow ignores the key): green links
+    # of this phase that yield inside the box, so they may cross another green
+    permissive: list[int] = []
+    raw_permissive = fields.as_array(obj.get(PERMISSIVE_KEY, []), f"{path}.{PERMISSIVE_KEY}")
+    for k, value in enumerate(raw_permissive):
+        link_path = f"{path}.{PERMISSIVE_KEY}[{k}]"
+        index = fields.as_index(value, link_path, road_link_count, "the intersection's roadLinks")
+        if index not in links:
+            fields.fail(link_path, index, "a permissive roadLink must be in availableRoadLinks")
+        if index in permissive:
+            fields.fail(link_path, index, "roadLink listed twice as permissive")
+        permissive.append(index)
+    return PhaseSpec(duration=duration, road_links=tuple(links), permissive=tuple(permissive))

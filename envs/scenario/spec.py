@@ -67,6 +67,10 @@ class RoadLinkSpec:
 class PhaseSpec:
     duration: float  # seconds, as written in the roadnet's plan
     road_links: tuple[int, ...]  # indices into the intersection's road_links
+    # the green road links that yield inside the box (SUMO's lowercase 'g', unsignalised
+    # junctions): a subset of road_links that may cross other greens of the phase (the engine
+    # has no in-box conflicts, so they flow like any green); CityFlow files have none
+    permissive: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

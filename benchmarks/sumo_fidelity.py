@@ -1,0 +1,157 @@
+"""Fidelity against SUMO: each SUMO scenario's own static programs, run by SUMO itself and by
+gridlight (the fixed-time controller replaying the imported programs).
+
+    pip install -e '.[sumo]'      # eclipse-sumo: only this benchmark needs it
+    python benchmarks/sumo_fidelity.py --scenarios resco_cologne1,resco_ingolstadt7,resco_grid4x4
+
+Both sides count travel time the same way: for every vehicle scheduled in the sumocfg's window
+(departure step ``ceil(depart - begin) < end - begin``, as the importer keeps them), arrival
+minus scheduled departure, and for vehicles unfinished at the end, end minus scheduled
+departure. SUMO runs with its defaults (1 s steps, teleport after 300 s of standing; its
+teleports are reported). gridlight runs the imported programs with an intergreen equal to SUMO's
+yellow (``yellow_s`` = the most common duration of the programs' yellow phases, all-red 0,
+min green 0), so each green starts when SUMO's does. Prints one JSON line per scenario.
+
+``--max-pressure`` also runs max pressure on both sides with gridlight's rules (min green 10 s,
+yellow 3 s, all-red 2 s; SUMO's over TraCI, benchmarks/sumo_max_pressure.py) and says whether
+the two rank static programs and max pressure the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter
+from pathlib import Path
+
+from common import emit, log  # noqa: F401  (sets sys.path)
+
+from agents.classical import FixedTime, MaxPressure
+from envs.engine import EngineParams, Simulator
+from envs.evaluation.metrics import episode_metrics
+from envs.scenario import load_scenario
+from envs.scenario.registry import SUMO_DATASETS, known_sumo_datasets, sumo_folder
+from envs.scenario.sumo.config import find_config, read_config
+from envs.scenario.sumo.route_reader import read_routes
+
+
+def sumo_binary() -> str:
+    found = shutil.which("sumo") or str(Path(sys.executable).parent / "sumo")
+    if not Path(found).exists():
+        sys.exit("SUMO not found: pip install eclipse-sumo==1.28.0 (the [sumo] extra)")
+    return found
+
+
+def scheduled_departures(config) -> dict[str, float]:
+    """Vehicle id -> scheduled SUMO departure, for the vehicles the window keeps."""
+    out = {}
+    for route_file in config.route_files:
+        for vehicle in read_routes(route_file, Counter()).vehicles:
+            step = math.ceil(vehicle.depart - config.begin)
+            if vehicle.depart >= config.begin and step < config.end - config.begin:
+                out[vehicle.id] = vehicle.depart
+    return out
+
+
+def run_sumo(config, workdir: Path) -> dict:
+    trips, stats = workdir / "tripinfo.xml", workdir / "stats.xml"
+    started = time.perf_counter()
+    subprocess.run([sumo_binary(), "-c", str(config.path), "--tripinfo-output", str(trips),
+                    "--statistic-output", str(stats), "--no-step-log", "true",
+                    "--no-warnings", "true"], check=True, capture_output=True)
+    wall = time.perf_counter() - started
+    teleports = ET.parse(stats).getroot().find("teleports")
+    return {**sumo_travel(config, trips, "sumo"), "sumo_teleports": int(teleports.get("total")),
+            "sumo_wall_s": round(wall, 2)}
+
+
+def sumo_travel(config, trips: Path, prefix: str) -> dict:
+    """Mean travel time over the scheduled vehicles (unfinished: to the end), from tripinfo."""
+    scheduled = scheduled_departures(config)
+    arrived = {}
+    for info in ET.parse(trips).getroot().iter("tripinfo"):
+        if info.get("id") in scheduled:
+            arrived[info.get("id")] = float(info.get("arrival"))
+    travel = [(arrived[v] if v in arrived else config.end) - depart
+              for v, depart in scheduled.items()]
+    out = {f"{prefix}_travel_time": round(statistics.fmean(travel), 2),
+           f"{prefix}_finished": len(arrived)}
+    if prefix == "sumo":
+        out["sumo_vehicles"] = len(scheduled)
+    return out
+
+
+def run_sumo_max_pressure(config, workdir: Path) -> dict:
+    from sumo_max_pressure import run
+
+    trips = workdir / "tripinfo_mp.xml"
+    run(sumo_binary(), config, trips)
+    return sumo_travel(config, trips, "sumo_mp")
+
+
+def yellow_seconds(config) -> int:
+    root = ET.parse(config.net_file).getroot()
+    durations = Counter(round(float(p.get("duration"))) for p in root.iter("phase")
+                        if any(c in "yYu" for c in p.get("state")))
+    return durations.most_common(1)[0][0] if durations else 0
+
+
+def run_gridlight_max_pressure(name: str, config) -> dict:
+    scenario = load_scenario(name)
+    sim = Simulator(scenario.network, scenario.demand(1), EngineParams())
+    sim.run(int(config.end - config.begin), MaxPressure())
+    metrics = episode_metrics(sim.demand, sim.state)
+    return {"gridlight_mp_travel_time": round(float(metrics["travel_time/mean"][0]), 2),
+            "gridlight_mp_finished": int(metrics["throughput"][0])}
+
+
+def run_gridlight(name: str, config) -> dict:
+    scenario = load_scenario(name)
+    params = EngineParams(yellow_s=yellow_seconds(config), all_red_s=0, min_green_s=0)
+    started = time.perf_counter()
+    sim = Simulator(scenario.network, scenario.demand(1), params)
+    sim.run(int(config.end - config.begin), FixedTime())
+    metrics = episode_metrics(sim.demand, sim.state)
+    return {"gridlight_travel_time": round(float(metrics["travel_time/mean"][0]), 2),
+            "gridlight_finished": int(metrics["throughput"][0]),
+            "gridlight_vehicles": scenario.trips.num_trips, "gridlight_yellow_s": params.yellow_s,
+            "gridlight_wall_s": round(time.perf_counter() - started, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenarios", default=",".join(known_sumo_datasets()))
+    parser.add_argument("--max-pressure", action="store_true",
+                        help="also max pressure on both sides (SUMO's over TraCI: slow)")
+    args = parser.parse_args()
+    for name in args.scenarios.split(","):
+        if name not in SUMO_DATASETS:
+            sys.exit(f"unknown SUMO scenario {name!r}; known: {', '.join(known_sumo_datasets())}")
+        config = read_config(find_config(sumo_folder(name)))
+        log(f"{name}: SUMO")
+        with tempfile.TemporaryDirectory() as workdir:
+            row = {"scenario": name, **run_sumo(config, Path(workdir))}
+            if args.max_pressure:
+                log(f"{name}: SUMO max pressure")
+                row.update(run_sumo_max_pressure(config, Path(workdir)))
+        log(f"{name}: gridlight")
+        row.update(run_gridlight(name, config))
+        ours, theirs = row["gridlight_travel_time"], row["sumo_travel_time"]
+        row["diff_percent"] = round(100 * (ours - theirs) / theirs, 1)
+        if args.max_pressure:
+            row.update(run_gridlight_max_pressure(name, config))
+            row["same_ranking"] = ((row["sumo_mp_travel_time"] < row["sumo_travel_time"])
+                                   == (row["gridlight_mp_travel_time"] < ours))
+        emit(row)
+
+
+if __name__ == "__main__":
+    main()

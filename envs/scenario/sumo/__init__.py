@@ -1,0 +1,76 @@
+"""SUMO scenarios (.sumocfg + .net.xml + .rou.xml) -> the CityFlow roadnet/flow dicts gridlight's
+own parsers validate, with an `ImportReport` counting every approximation and left-out item.
+Jobs: xml_fields, config, net_reader, route_reader, programs, to_roadnet, to_flow."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from envs.scenario.sumo.config import SumoConfig, find_config, read_config
+from envs.scenario.sumo.net_reader import read_net
+from envs.scenario.sumo.route_reader import SumoRoutes, read_routes
+from envs.scenario.sumo.to_flow import flow_from_sumo, turned_around_at
+from envs.scenario.sumo.to_roadnet import roadnet_from_sumo, turnaround_only_junctions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What a SUMO import represented approximately or left out, as counts by kind."""
+
+    source: str  # the sumocfg
+    counts: dict[str, int]
+
+    def summary(self) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items()) if v)
+        return f"{self.source}: {shown}"
+
+
+@dataclass(frozen=True)
+class SumoImport:
+    config: SumoConfig
+    roadnet: dict  # CityFlow roadnet.json content
+    flow: list  # CityFlow flow.json content, one entry per vehicle, times shifted by begin
+    report: ImportReport
+
+
+def import_sumo(folder_or_config: str | Path) -> SumoImport:
+    """Read a SUMO scenario (a folder with one ``.sumocfg``, or the sumocfg itself)."""
+    path = Path(folder_or_config)
+    config = read_config(find_config(path) if path.is_dir() else path)
+    counts: Counter = Counter()
+    net = read_net(config.net_file)
+    for kind, number in net.skipped.items():
+        counts[kind] += number
+    routes = [read_routes(route_file, counts) for route_file in config.route_files]
+    merged = SumoRoutes(str(config.route_files[0]),
+                        {k: v for r in routes for k, v in r.vtypes.items()},
+                        [vehicle for r in routes for vehicle in r.vehicles])
+    keep = frozenset()
+    for _ in range(2):
+        # the boundary's turnarounds are left out (virtual junctions) unless a vehicle needs
+        # one: route once with all of them, then keep only the ones routes turn around at
+        trial: Counter = Counter()
+        roadnet = roadnet_from_sumo(net, trial, keep)
+        flow = flow_from_sumo(merged, roadnet, config.begin, config.end, trial)
+        if keep or not (trial["trips_without_route_left_out"]
+                        or trial["routes_through_left_out_turns_left_out"]):
+            break
+        boundary = turnaround_only_junctions(net)
+        roadnet = roadnet_from_sumo(net, Counter(), frozenset(boundary))
+        keep = frozenset(turned_around_at(
+            flow_from_sumo(merged, roadnet, config.begin, config.end, Counter()), roadnet,
+            boundary))
+    counts.update(trial)
+    counts["boundary_turnarounds_kept"] = len(keep)
+    counts["begin_shift_s"] = int(config.begin)
+    report = ImportReport(str(config.path), {k: int(v) for k, v in sorted(counts.items()) if v})
+    log.info("SUMO import %s", report.summary())
+    return SumoImport(config, roadnet, flow, report)
+
+
+__all__ = ["ImportReport", "SumoImport", "import_sumo"]

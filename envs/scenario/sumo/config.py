@@ -1,0 +1,57 @@
+"""A SUMO scenario folder: its ``.sumocfg`` names the net file, the route files and the
+simulated time window (``begin``/``end``, SUMO seconds)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from envs.errors import ScenarioError
+from envs.scenario.sumo.xml_fields import XmlFields, read_xml
+
+DEFAULT_BEGIN_S = 0.0  # SUMO's defaults when the config leaves the time out
+DEFAULT_END_S = 3600.0  # SUMO's own default is "no end"; gridlight needs a bounded hour
+
+
+@dataclass(frozen=True)
+class SumoConfig:
+    path: Path
+    net_file: Path
+    route_files: tuple[Path, ...]
+    begin: float
+    end: float
+
+
+def find_config(folder: str | Path) -> Path:
+    configs = sorted(Path(folder).glob("*.sumocfg"))
+    if len(configs) != 1:
+        raise ScenarioError(str(folder), "<folder>", [c.name for c in configs],
+                            "expected exactly one .sumocfg file")
+    return configs[0]
+
+
+def read_config(path: str | Path) -> SumoConfig:
+    path = Path(path)
+    fields = XmlFields(str(path))
+    root = read_xml(path, "configuration")
+
+    def value(section: str, name: str) -> str | None:
+        element = root.find(f"{section}/{name}")
+        return None if element is None else fields.string(element, "value", f"{section}.{name}")
+
+    net = value("input", "net-file")
+    if net is None:
+        fields.fail("input.net-file", "value", None, "the config names no net file")
+    routes = value("input", "route-files")
+    if routes is None:
+        fields.fail("input.route-files", "value", None, "the config names no route file")
+    times = {}
+    for name, default in (("begin", DEFAULT_BEGIN_S), ("end", DEFAULT_END_S)):
+        element = root.find(f"time/{name}")
+        times[name] = (default if element is None
+                       else fields.number(element, "value", f"time.{name}"))
+    if times["end"] <= times["begin"]:
+        fields.fail("time.end", "value", times["end"], f"must be > begin ({times['begin']:g})")
+    return SumoConfig(path, path.parent / net,
+                      tuple(path.parent / name for name in routes.replace(",", " ").split()),
+                      times["begin"], times["end"])

@@ -1,0 +1,217 @@
+"""Read a SUMO ``.net.xml`` into plain records: junctions, edges and their lanes, lane-to-lane
+connections (with the length of the internal lanes they drive through) and traffic-light
+programs. Nothing is interpreted here beyond SUMO's own defaults; `to_cityflow` decides what
+becomes of each record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from envs.scenario.sumo.xml_fields import XmlFields, element_path, read_xml
+
+# the vehicle class gridlight simulates; lanes that do not allow it are left out
+PASSENGER = "passenger"
+# edge functions that carry no vehicle traffic (SUMO's pedestrian areas) or only join lanes
+# inside a junction (internal edges, id ':...': their lengths are kept as connection lengths)
+PEDESTRIAN_FUNCTIONS = ("walkingarea", "crossing")
+INTERNAL_FUNCTION = "internal"
+
+
+@dataclass(frozen=True)
+class SumoLane:
+    id: str
+    index: int  # SUMO's lane index: 0 is the rightmost lane
+    speed: float
+    length: float
+    shape: tuple[tuple[float, float], ...]
+    passenger: bool  # passenger cars may drive on it
+
+
+@dataclass(frozen=True)
+class SumoEdge:
+    id: str
+    start: str  # junction ids
+    end: str
+    lanes: tuple[SumoLane, ...]  # by SUMO index
+
+
+@dataclass(frozen=True)
+class SumoJunction:
+    id: str
+    type: str
+    point: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class SumoConnection:
+    from_edge: str
+    to_edge: str
+    from_lane: int  # SUMO lane indices
+    to_lane: int
+    direction: str  # s, l, r, t, L, R (SUMO's dir)
+    tl: str | None  # the controlling traffic light, None when unsignalised
+    link_index: int | None
+    length: float  # metres driven inside the junction (its internal lanes), 0 without them
+    where: str  # element path for error messages
+
+
+@dataclass(frozen=True)
+class SumoPhase:
+    duration: float
+    state: str
+
+
+@dataclass(frozen=True)
+class SumoProgram:
+    id: str
+    program_id: str
+    type: str
+    offset: float
+    phases: tuple[SumoPhase, ...]
+
+
+@dataclass
+class SumoNet:
+    source: str
+    junctions: dict[str, SumoJunction]
+    edges: dict[str, SumoEdge]  # normal edges only, in file order
+    connections: list[SumoConnection]
+    programs: dict[str, SumoProgram]  # first program of each traffic light
+    skipped: dict[str, int] = field(default_factory=dict)  # what was read but not kept, by kind
+
+
+def passenger_allowed(allow: str | None, disallow: str | None) -> bool:
+    """SUMO's permission rule: `allow` lists the classes when given, else `disallow` excludes."""
+    if allow is not None:
+        classes = allow.split()
+        return PASSENGER in classes or "all" in classes
+    if disallow is not None:
+        classes = disallow.split()
+        return PASSENGER not in classes and "all" not in classes
+    return True
+
+
+def read_net(path: str | Path) -> SumoNet:
+    source = str(path)
+    fields = XmlFields(source)
+    root = read_xml(path, "net")
+    skipped: dict[str, int] = {}
+
+    def skip(kind: str) -> None:
+        skipped[kind] = skipped.get(kind, 0) + 1
+
+    junctions = {}
+    for element in root.iter("junction"):
+        where = element_path(element)
+        ident = fields.string(element, "id", where)
+        kind = element.get("type", "priority")
+        if kind == "internal":
+            continue
+        point = (fields.number(element, "x", where), fields.number(element, "y", where))
+        junctions[ident] = SumoJunction(ident, kind, point)
+
+    edges: dict[str, SumoEdge] = {}
+    internal_lane_length: dict[str, float] = {}
+    for element in root.iter("edge"):
+        where = element_path(element)
+        ident = fields.string(element, "id", where)
+        function = element.get("function", "normal")
+        if function == INTERNAL_FUNCTION:
+            for lane in element.iter("lane"):
+                lane_where = element_path(lane, where)
+                internal_lane_length[fields.string(lane, "id", lane_where)] = fields.non_negative(
+                    lane, "length", lane_where)
+            continue
+        if function in PEDESTRIAN_FUNCTIONS:
+            skip(f"{function}_edges_left_out")
+            continue
+        start, end = fields.string(element, "from", where), fields.string(element, "to", where)
+        for attribute, junction in (("from", start), ("to", end)):
+            if junction not in junctions:
+                fields.fail(where, attribute, junction, "names an unknown junction")
+        lanes = tuple(_read_lane(fields, lane, element_path(lane, where))
+                      for lane in element.iter("lane"))
+        if not lanes:
+            fields.fail(where, None, ident, "an edge needs at least one <lane>")
+        if sorted(lane.index for lane in lanes) != list(range(len(lanes))):
+            fields.fail(where, "lane@index", [lane.index for lane in lanes],
+                        "lane indices must be 0..n-1")
+        edges[ident] = SumoEdge(ident, start, end, tuple(sorted(lanes, key=lambda x: x.index)))
+
+    connections, next_internal = [], {}
+    raw_connections = list(root.iter("connection"))
+    program_ids = {element.get("id") for element in root.iter("tlLogic")}
+    for element in raw_connections:  # internal lane -> the internal lane it continues on
+        if element.get("from", "").startswith(":") and element.get("via"):
+            next_internal[f"{element.get('from')}_{element.get('fromLane')}"] = element.get("via")
+    for position, element in enumerate(raw_connections):
+        where = f"connection[{position}]"
+        from_edge = fields.string(element, "from", where)
+        if from_edge.startswith(":"):
+            continue  # inside a junction: its length is counted through `via` below
+        to_edge = fields.string(element, "to", where)
+        if from_edge not in edges or to_edge not in edges:
+            skip("connections_of_left_out_edges")
+            continue
+        tl = element.get("tl")
+        link_index = fields.integer(element, "linkIndex", where) if tl else None
+        if tl is not None and tl not in program_ids:
+            fields.fail(where, "tl", tl, "names no <tlLogic>")
+        lanes = {}
+        for attribute, edge_id in (("fromLane", from_edge), ("toLane", to_edge)):
+            lanes[attribute] = fields.integer(element, attribute, where)
+            if lanes[attribute] >= len(edges[edge_id].lanes):
+                fields.fail(where, attribute, lanes[attribute],
+                            f"edge {edge_id!r} has {len(edges[edge_id].lanes)} lanes")
+        connections.append(SumoConnection(
+            from_edge, to_edge, lanes["fromLane"], lanes["toLane"], element.get("dir", "s"), tl,
+            link_index, _via_length(element.get("via"), internal_lane_length, next_internal),
+            where))
+
+    programs: dict[str, SumoProgram] = {}
+    for element in root.iter("tlLogic"):
+        where = element_path(element)
+        ident = fields.string(element, "id", where)
+        if ident in programs:
+            skip("further_programs_ignored")
+            continue
+        phases = tuple(
+            SumoPhase(fields.positive(phase, "duration", f"{where}.phase[{k}]"),
+                      fields.string(phase, "state", f"{where}.phase[{k}]"))
+            for k, phase in enumerate(element.iter("phase")))
+        if not phases:
+            fields.fail(where, None, ident, "a traffic light program needs at least one <phase>")
+        programs[ident] = SumoProgram(ident, element.get("programID", "0"),
+                                      element.get("type", "static"),
+                                      fields.number(element, "offset", where, 0.0), phases)
+    for connection in connections:
+        if connection.tl is None:
+            continue
+        states = {len(phase.state) for phase in programs[connection.tl].phases}
+        if connection.link_index >= min(states):
+            fields.fail(connection.where, "linkIndex", connection.link_index,
+                        f"traffic light {connection.tl!r} has only {min(states)} signal states")
+    return SumoNet(source, junctions, edges, connections, programs, skipped)
+
+
+def _read_lane(fields: XmlFields, element, where: str) -> SumoLane:
+    return SumoLane(
+        id=fields.string(element, "id", where),
+        index=fields.integer(element, "index", where),
+        speed=fields.positive(element, "speed", where),
+        length=fields.positive(element, "length", where),
+        shape=fields.shape(element, "shape", where),
+        passenger=passenger_allowed(element.get("allow"), element.get("disallow")),
+    )
+
+
+def _via_length(via: str | None, internal_lane_length: dict[str, float],
+                next_internal: dict[str, str]) -> float:
+    """Metres along the chain of internal lanes a connection drives through (0 without any)."""
+    total, seen = 0.0, set()
+    while via and via not in seen and via in internal_lane_length:
+        seen.add(via)
+        total += internal_lane_length[via]
+        via = next_internal.get(via)
+    return total

@@ -1,0 +1,108 @@
+"""SUMO traffic-light programs -> gridlight light phases, one junction at a time.
+
+SUMO gives one signal character per lane-to-lane connection (``linkIndex``) and lists yellow
+and all-red steps as phases of their own; gridlight gives one green set per phase to road-to-road
+movements and inserts its own intergreen (``yellow_s`` + ``all_red_s``) at the start of every
+commanded phase. The translation:
+
+- a movement is green in a phase when any of its lane connections is ('G', 'g', and the
+  yield-like 's', 'o', 'O'); lane connections of one movement showing different greens are
+  counted (``mixed_lane_states``);
+- 'g' (and 's', 'o') greens are *permissive*: they yield inside the box in SUMO; gridlight has no
+  in-box conflicts, so they flow like other greens but may cross them (``PhaseSpec.permissive``);
+- a SUMO phase in which any movement of the junction shows yellow ('y', 'Y', 'u') is a
+  transition: its duration is added to the next green phase (cyclically), so that the cycle
+  length and each green's start match SUMO's program (the green itself then starts after
+  gridlight's intergreen); consecutive phases with the same greens are merged;
+- movements of a signalised junction that no traffic light controls, and turnarounds, are
+  permissive greens in every phase; a junction without any signal gets one all-permissive phase.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from envs.errors import ScenarioError
+from envs.scenario.sumo.net_reader import SumoProgram
+
+GREEN, PERMISSIVE, YELLOW, RED = "G", "g", "y", "r"
+_CHAR_CLASS = {"G": GREEN, "O": GREEN, "g": PERMISSIVE, "s": PERMISSIVE, "o": PERMISSIVE,
+               "y": YELLOW, "Y": YELLOW, "u": YELLOW, "r": RED}
+UNCONTROLLED_PHASE_S = 60.0  # the one phase of an unsignalised junction (any length serves)
+
+
+@dataclass(frozen=True)
+class LinkSignals:
+    """The signal slots of one movement: ``(tl id, linkIndex)`` per lane connection, empty when
+    no traffic light controls it; `turnaround` movements always yield."""
+
+    slots: tuple[tuple[str, int], ...]
+    turnaround: bool = False
+
+
+def link_state(chars: list[str], counts: Counter) -> str:
+    """One movement's state from its lane connections' characters."""
+    classes = {_CHAR_CLASS[c] for c in chars}
+    if len(classes) > 1:
+        counts["mixed_lane_states"] += 1
+    for state in (GREEN, PERMISSIVE, YELLOW):
+        if state in classes:
+            return state
+    return RED
+
+
+def junction_phases(
+    junction: str, links: list[LinkSignals], programs: dict[str, SumoProgram], source: str,
+    counts: Counter,
+) -> list[dict]:
+    """CityFlow light phases (``time``, ``availableRoadLinks``, ``permissiveRoadLinks``)."""
+    tls = sorted({tl for link in links for tl, _ in link.slots})
+    always = [k for k, link in enumerate(links) if not link.slots or link.turnaround]
+    if not tls:
+        counts["uncontrolled_junctions"] += 1
+        return [{"time": UNCONTROLLED_PHASE_S, "availableRoadLinks": always,
+                 "permissiveRoadLinks": always}]
+    if len(tls) > 1:
+        raise ScenarioError(source, f"junction[id={junction}]", tls,
+                            "connections of one junction are controlled by several traffic "
+                            "lights; gridlight runs one program per intersection")
+    program = programs[tls[0]]
+    counts["signalised_junctions"] += 1
+    counts["unsignalised_links_at_signals"] += sum(1 for link in links if not link.slots)
+    if program.type != "static":
+        counts[f"{program.type}_programs_run_static"] += 1
+    if program.offset:
+        counts["program_offsets_ignored"] += 1
+    for k, char in ((k, c) for p in program.phases for k, c in enumerate(p.state)):
+        if char not in _CHAR_CLASS:
+            raise ScenarioError(source, f"tlLogic[id={program.id}].phase@state", char,
+                                f"unknown signal state at linkIndex {k}")
+    phases: list[dict] = []
+    pending = 0.0  # transition time waiting for the next green phase
+    for sumo_phase in program.phases:
+        states = [
+            link_state([sumo_phase.state[index] for _, index in link.slots], counts)
+            if link.slots else PERMISSIVE for link in links
+        ]
+        if YELLOW in states:
+            counts["transition_phases_folded"] += 1
+            pending += sumo_phase.duration
+            continue
+        green = [k for k, s in enumerate(states) if s in (GREEN, PERMISSIVE)]
+        permissive = sorted({k for k, s in enumerate(states) if s == PERMISSIVE}
+                            | (set(always) & set(green)))
+        if phases and pending == 0 and phases[-1]["availableRoadLinks"] == green \
+                and phases[-1]["permissiveRoadLinks"] == permissive:
+            counts["equal_phases_merged"] += 1
+            phases[-1]["time"] += sumo_phase.duration
+            continue
+        phases.append({"time": sumo_phase.duration + pending, "availableRoadLinks": green,
+                       "permissiveRoadLinks": permissive})
+        pending = 0.0
+    if not phases:
+        raise ScenarioError(source, f"tlLogic[id={program.id}]", len(program.phases),
+                            f"junction {junction!r} shows yellow in every phase of the program")
+    phases[0]["time"] += pending  # the cycle's last transition leads into its first green
+    counts["permissive_greens"] += sum(len(p["permissiveRoadLinks"]) for p in phases)
+    return phases

@@ -1,0 +1,137 @@
+"""SUMO vehicles -> a CityFlow ``flow.json`` list, one entry per vehicle.
+
+SUMO time is shifted so the scenario starts at 0: a vehicle scheduled at ``depart`` leaves at
+step ``ceil(depart - begin)`` (SUMO with a 1 s step inserts it at the first step not before its
+departure; fractional departures are counted). Vehicles scheduled before the sumocfg's
+``begin``, or whose step is at or after its ``end``, are left out and counted, as SUMO never
+inserts them in that run. Origin/destination trips are routed by shortest free-flow travel time
+(`Router`).
+Vehicles of classes that never drive on roads (pedestrians, bicycles, trams, ...) are left out
+and counted; buses and trucks keep their size but drive on the passenger lanes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import Counter
+
+from envs.errors import ScenarioError
+from envs.scenario.sumo.route_reader import NON_ROAD_CLASSES, SumoRoutes, SumoVehicle
+
+# CityFlow's flow-file vehicle fields, from VehicleSpec attributes
+_FLOW_VEHICLE_KEYS = {"length": "length", "width": "width", "maxPosAcc": "max_pos_acc",
+                      "maxNegAcc": "max_neg_acc", "usualPosAcc": "usual_pos_acc",
+                      "usualNegAcc": "usual_neg_acc", "minGap": "min_gap",
+                      "maxSpeed": "max_speed", "headwayTime": "headway_time"}
+
+
+class Router:
+    """Shortest free-flow travel time routes over the roadnet's movements (Dijkstra, cached)."""
+
+    def __init__(self, roadnet: dict) -> None:
+        self.time = {  # free-flow seconds along each road
+            road["id"]: _road_length(road) / max(lane["maxSpeed"] for lane in road["lanes"])
+            for road in roadnet["roads"]}
+        self.next: dict[str, list[str]] = {road: [] for road in self.time}
+        for inter in roadnet["intersections"]:
+            if inter["virtual"]:
+                continue
+            for link in inter["roadLinks"]:
+                self.next[link["startRoad"]].append(link["endRoad"])
+        self._cache: dict[tuple[str, str], tuple[str, ...] | None] = {}
+
+    def route(self, origin: str, destination: str) -> tuple[str, ...] | None:
+        key = (origin, destination)
+        if key not in self._cache:
+            self._cache[key] = self._search(origin, destination)
+        return self._cache[key]
+
+    def _search(self, origin: str, destination: str) -> tuple[str, ...] | None:
+        best = {origin: 0.0}
+        previous: dict[str, str] = {}
+        queue = [(0.0, origin)]
+        while queue:
+            cost, road = heapq.heappop(queue)
+            if road == destination:
+                path = [road]
+                while path[-1] != origin:
+                    path.append(previous[path[-1]])
+                return tuple(reversed(path))
+            if cost > best[road]:
+                continue
+            for following in self.next[road]:
+                reached = cost + self.time[following]
+                if reached < best.get(following, math.inf):
+                    best[following] = reached
+                    previous[following] = road
+                    heapq.heappush(queue, (reached, following))
+        return None
+
+
+def turned_around_at(flow: list[dict], roadnet: dict, candidates: set[str]) -> set[str]:
+    """The `candidates` junctions some route of `flow` turns around at."""
+    road_end = {road["id"]: road["endIntersection"] for road in roadnet["roads"]}
+    return {road_end[a] for entry in flow for a in entry["route"][:-1]
+            if road_end[a] in candidates}
+
+
+def _road_length(road: dict) -> float:
+    points = road["points"]
+    return sum(math.dist((a["x"], a["y"]), (b["x"], b["y"])) for a, b in zip(points, points[1:]))
+
+
+def flow_from_sumo(routes: SumoRoutes, roadnet: dict, begin: float, end: float,
+                   counts: Counter) -> list[dict]:
+    router = Router(roadnet)
+    entries = []
+    for vehicle in sorted(routes.vehicles, key=lambda v: v.depart):
+        spec, v_class = routes.vtypes[vehicle.vtype]
+        if v_class in NON_ROAD_CLASSES:
+            counts[f"{v_class}_vehicles_left_out"] += 1
+            continue
+        if vehicle.depart < begin:
+            counts["vehicles_before_begin_left_out"] += 1
+            continue
+        step = math.ceil(vehicle.depart - begin)
+        if step >= end - begin:  # SUMO inserts it at a step >= end: never, in this run
+            counts["vehicles_after_end_left_out"] += 1
+            continue
+        counts["fractional_departures_rounded_up"] += step != vehicle.depart - begin
+        route = vehicle.edges or _route_trip(router, vehicle, routes.source, counts)
+        if route is None:
+            continue
+        for k, edge in enumerate(route):
+            if edge not in router.time:
+                raise ScenarioError(routes.source, f"{vehicle.where}@edges", edge,
+                                    f"route edge {k} is not a passenger road of the net")
+        if any(b not in router.next[a] for a, b in zip(route, route[1:])):
+            # a turn the import left out (a turnaround at the network's boundary)
+            counts["routes_through_left_out_turns_left_out"] += 1
+            continue
+        vehicle_obj = {key: getattr(spec, name) for key, name in _FLOW_VEHICLE_KEYS.items()}
+        counts[f"vehicles_{v_class}"] += 1
+        entries.append({"vehicle": vehicle_obj, "route": list(route), "interval": 1.0,
+                        "startTime": step, "endTime": step})
+    if not entries:
+        raise ScenarioError(routes.source, "<routes>", len(routes.vehicles),
+                            f"no vehicle departs in [begin={begin:g}, end={end:g})")
+    return entries
+
+
+def _route_trip(router: Router, vehicle: SumoVehicle, source: str, counts: Counter):
+    stops = (vehicle.origin, *vehicle.via, vehicle.destination)
+    attributes = ("from", *("via",) * len(vehicle.via), "to")
+    for stop, attribute in zip(stops, attributes):
+        if stop not in router.time:
+            raise ScenarioError(source, f"{vehicle.where}@{attribute}", stop,
+                                "not a passenger road of the net")
+    route = [vehicle.origin]
+    for a, b in zip(stops, stops[1:]):
+        leg = router.route(a, b)
+        if leg is None:  # e.g. only through a turnaround the import left out
+            counts["trips_without_route_left_out"] += 1
+            return None
+        route += leg[1:]
+    counts["trips_routed_shortest_free_flow"] += 1
+    return tuple(route)

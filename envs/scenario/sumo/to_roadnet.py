@@ -1,0 +1,188 @@
+"""A read `SumoNet` -> a CityFlow ``roadnet.json`` dict that gridlight's own parser validates.
+
+- Roads are SUMO's normal edges, lanes the ones passenger cars may use (sidewalks, bicycle, tram
+  and rail lanes are left out and counted), renumbered CityFlow's way: lane 0 is the leftmost
+  (SUMO's highest index). A road's length is its lanes' mean ``length`` attribute (SUMO drives
+  that, not the drawn shape): the shape is scaled about its end point to that length. Edges
+  shorter than one step's travel are lengthened and counted (see `MIN_LENGTH_MARGIN_M`).
+- Movements are the (from edge, to edge) pairs of SUMO's connections. Each reaches every lane
+  of its target road: SUMO's vehicles change lanes along an edge to reach their next turn, the
+  engine's pick their target lane as they cross the junction. A lane link's length is the length
+  of the internal lanes the SUMO connection drives through (0 when the net has none).
+- Every junction with a non-turnaround movement becomes an intersection (unsignalised ones too:
+  one all-permissive phase, see `programs`), and so does a boundary junction (turnarounds only)
+  where some vehicle's route turns around; the others (dead ends, the rest of the boundary) are
+  virtual, and their turnarounds are left out and counted.
+- Phases come from `programs.junction_phases`. Two priority greens ('G') of one phase that
+  gridlight's crossing test finds crossing (irregular geometry) keep flowing; the later one is
+  marked permissive and counted (``crossing_priority_greens_relaxed``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+
+from envs.errors import ScenarioError
+from envs.scenario.network import _crossing_conflicts
+from envs.scenario.departures import STEP_SECONDS
+from envs.scenario.roadnet_parser import PERMISSIVE_KEY, parse_roadnet
+from envs.scenario.sumo.net_reader import SumoConnection, SumoEdge, SumoNet
+from envs.scenario.sumo.programs import LinkSignals, junction_phases
+
+LINK_TYPES = {"s": "go_straight", "l": "turn_left", "L": "turn_left", "t": "turn_left",
+              "r": "turn_right", "R": "turn_right"}
+DEFAULT_LANE_WIDTH = 3.2  # SUMO's default; CityFlow only draws with it
+# The engine moves a vehicle across at most one stop line per step, so a road must be longer
+# than one step's travel at the fastest speed a vehicle can enter it with; SUMO's short edges
+# (joins of a few metres) are lengthened to that, plus this margin, and counted.
+MIN_LENGTH_MARGIN_M = 1.0
+
+
+def turnaround_only_junctions(net: SumoNet) -> set[str]:
+    """Junctions whose only connections are turnarounds (the network's boundary)."""
+    directions: dict[str, set[str]] = {}
+    for connection in net.connections:
+        directions.setdefault(net.edges[connection.from_edge].end, set()).add(connection.direction)
+    return {junction for junction, seen in directions.items() if seen == {"t"}}
+
+
+def roadnet_from_sumo(net: SumoNet, counts: Counter, keep_turnarounds: frozenset = frozenset()
+                      ) -> dict:
+    """`keep_turnarounds`: boundary junctions kept as (unsignalised) intersections because some
+    vehicle turns around there; the other boundary junctions are virtual."""
+    lane_order = {}  # edge id -> {SUMO lane index: gridlight lane index}
+    roads = []
+    # the fastest a vehicle can enter each edge: its own limit or that of an edge feeding it
+    entry_speed = {edge.id: max(lane.speed for lane in edge.lanes) for edge in net.edges.values()}
+    for connection in net.connections:
+        entry_speed[connection.to_edge] = max(entry_speed[connection.to_edge],
+                                              entry_speed[connection.from_edge])
+    for edge in net.edges.values():
+        kept = [lane for lane in edge.lanes if lane.passenger]
+        counts["non_passenger_lanes_left_out"] += len(edge.lanes) - len(kept)
+        if not kept:
+            counts["non_passenger_edges_left_out"] += 1
+            continue
+        lane_order[edge.id] = {lane.index: k for k, lane in enumerate(reversed(kept))}
+        roads.append(_road(edge, kept, entry_speed[edge.id] * STEP_SECONDS + MIN_LENGTH_MARGIN_M,
+                           counts))
+
+    by_junction: dict[str, dict[tuple[str, str], list[SumoConnection]]] = {}
+    for connection in net.connections:
+        if connection.from_edge not in lane_order or connection.to_edge not in lane_order:
+            counts["connections_of_left_out_edges"] += 1
+            continue
+        if connection.from_lane not in lane_order[connection.from_edge] or \
+                connection.to_lane not in lane_order[connection.to_edge]:
+            counts["connections_of_non_passenger_lanes"] += 1
+            continue
+        junction = net.edges[connection.from_edge].end
+        by_junction.setdefault(junction, {}).setdefault(
+            (connection.from_edge, connection.to_edge), []).append(connection)
+
+    road_points = {road["id"]: road["points"] for road in roads}
+    used = {j for road in roads for j in (road["startIntersection"], road["endIntersection"])}
+    intersections = []
+    for junction in net.junctions.values():
+        if junction.id not in used:
+            continue
+        movements = by_junction.get(junction.id, {})
+        if junction.id not in keep_turnarounds and \
+                not any(c[0].direction != "t" for c in movements.values()):
+            counts["turnarounds_at_boundary_left_out"] += len(movements)
+            intersections.append(_intersection(junction, [], None, virtual=True))
+            continue
+        road_links, signals = [], []
+        for (start, end), group in movements.items():
+            road_links.append(_road_link(net, start, end, group, lane_order, road_points))
+            turnaround = group[0].direction == "t"
+            counts["turnarounds_permissive"] += turnaround
+            signals.append(LinkSignals(
+                tuple((c.tl, c.link_index) for c in group if c.tl is not None), turnaround))
+        phases = junction_phases(junction.id, signals, net.programs, net.source, counts)
+        intersections.append(_intersection(junction, road_links, phases, virtual=False))
+        # approaches = incoming roads: 3 is a T, 4 a crossroads, 5+ irregular; all are represented
+        approaches = len({start for start, _ in movements})
+        kind = "signalised" if any(s.slots for s in signals) else "unsignalised"
+        counts[f"{kind}_junctions_with_{approaches}_approaches"] += 1
+    roadnet = {"intersections": intersections, "roads": roads}
+    _relax_crossing_greens(roadnet, net.source, counts)
+    return roadnet
+
+
+def _road(edge: SumoEdge, kept, min_length: float, counts: Counter) -> dict:
+    length = float(np.mean([lane.length for lane in kept]))
+    if length < min_length:
+        counts["short_edges_lengthened"] += 1
+        counts["metres_added_to_short_edges"] += math.ceil(min_length - length)
+        length = min_length
+    shape = kept[len(kept) // 2].shape
+    drawn = sum(math.dist(shape[i], shape[i + 1]) for i in range(len(shape) - 1))
+    if drawn <= 0:
+        raise ScenarioError("<sumo net>", f"edge[id={edge.id}].lane@shape", shape,
+                            "lane shape has zero length")
+    if abs(drawn - length) > 0.01 * length:
+        counts["edges_length_differs_from_shape"] += 1
+    scale = length / drawn
+    end = shape[-1]
+    points = [{"x": end[0] + (x - end[0]) * scale, "y": end[1] + (y - end[1]) * scale}
+              for x, y in shape]
+    lanes = [{"width": DEFAULT_LANE_WIDTH, "maxSpeed": lane.speed} for lane in reversed(kept)]
+    return {"id": edge.id, "startIntersection": edge.start, "endIntersection": edge.end,
+            "points": points, "lanes": lanes}
+
+
+def _road_link(net: SumoNet, start: str, end: str, group: list[SumoConnection], lane_order,
+               road_points) -> dict:
+    first = group[0]
+    if first.direction not in LINK_TYPES:
+        raise ScenarioError(net.source, f"{first.where}@dir", first.direction,
+                            f"unknown direction; expected one of {sorted(LINK_TYPES)}")
+    from_lanes = sorted({lane_order[start][c.from_lane] for c in group})
+    lengths = {(lane_order[start][c.from_lane], lane_order[end][c.to_lane]): c.length
+               for c in group}
+    mean_length = float(np.mean(list(lengths.values())))
+    p0 = road_points[start][-1]
+    p1 = road_points[end][0]
+    gap = math.dist((p0["x"], p0["y"]), (p1["x"], p1["y"]))
+    ux, uy = ((p1["x"] - p0["x"]) / gap, (p1["y"] - p0["y"]) / gap) if gap > 0 else (1.0, 0.0)
+    lane_links = []
+    for a in from_lanes:
+        for b in range(len(lane_order[end])):
+            length = lengths.get((a, b), mean_length)
+            lane_links.append({"startLaneIndex": a, "endLaneIndex": b, "points": [
+                p0, {"x": p0["x"] + ux * length, "y": p0["y"] + uy * length}]})
+    return {"type": LINK_TYPES[first.direction], "startRoad": start, "endRoad": end,
+            "direction": 0, "laneLinks": lane_links}
+
+
+def _intersection(junction, road_links, phases, virtual: bool) -> dict:
+    out = {"id": junction.id, "point": {"x": junction.point[0], "y": junction.point[1]},
+           "width": 0.0, "roads": [], "roadLinks": road_links, "virtual": virtual}
+    if not virtual:
+        out["trafficLight"] = {"roadLinkIndices": list(range(len(road_links))),
+                               "lightphases": phases}
+    return out
+
+
+def _relax_crossing_greens(roadnet: dict, source: str, counts: Counter) -> None:
+    """Mark priority greens permissive where gridlight's geometry sees them cross another."""
+    spec = parse_roadnet(roadnet, source)
+    roads = spec.roads
+    road_index = {road.id: r for r, road in enumerate(roads)}
+    raw = {x["id"]: x for x in roadnet["intersections"]}
+    for inter in spec.intersections:
+        if inter.virtual or not inter.road_links:
+            continue
+        conflict = _crossing_conflicts(inter, roads, road_index)
+        for phase in raw[inter.id]["trafficLight"]["lightphases"]:
+            permissive = set(phase[PERMISSIVE_KEY])
+            for u in phase["availableRoadLinks"]:
+                for v in phase["availableRoadLinks"]:
+                    if u < v and conflict[u, v] and not {u, v} & permissive:
+                        permissive.add(v)
+                        counts["crossing_priority_greens_relaxed"] += 1
+            phase[PERMISSIVE_KEY] = sorted(permissive)

@@ -1,0 +1,112 @@
+"""Typed access to the attributes of SUMO XML elements: every failure is a `ScenarioError`
+naming the file, the element (``edge[id=A0B0].lane[index=2]``) and the attribute."""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import NoReturn
+
+from envs.errors import ScenarioError
+from envs.scenario.json_fields import MISSING
+
+
+def read_xml(path: str | Path, root_tag: str) -> ET.Element:
+    """The root element of a SUMO XML file, checked to be `root_tag`."""
+    source = str(path)
+    try:
+        root = ET.parse(source).getroot()
+    except FileNotFoundError:
+        raise ScenarioError(source, "<file>", source, "file not found") from None
+    except OSError as err:
+        raise ScenarioError(source, "<file>", source, f"cannot read: {err.strerror}") from None
+    except ET.ParseError as err:
+        line, column = err.position
+        raise ScenarioError(source, "<xml>", f"line {line}, column {column}",
+                            f"malformed XML: {err}") from None
+    if root.tag != root_tag:
+        raise ScenarioError(source, "<root>", root.tag, f"expected a <{root_tag}> document")
+    return root
+
+
+def element_path(element: ET.Element, parent: str = "") -> str:
+    """``tag[id=...]`` (or index=, or the bare tag) under `parent`, for error messages."""
+    for key in ("id", "index"):
+        if key in element.attrib:
+            name = f"{element.tag}[{key}={element.get(key)}]"
+            break
+    else:
+        name = element.tag
+    return f"{parent}.{name}" if parent else name
+
+
+class XmlFields:
+    """Typed attribute access; failures name `source`, the element path and the attribute."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, attribute: str | None, value, reason: str) -> NoReturn:
+        field = f"{where}@{attribute}" if attribute else where
+        raise ScenarioError(self.source, field, value, reason)
+
+    def string(self, element: ET.Element, attribute: str, where: str) -> str:
+        value = element.get(attribute)
+        if value is None or value == "":
+            self.fail(where, attribute, MISSING, "missing required attribute")
+        return value
+
+    def number(self, element: ET.Element, attribute: str, where: str,
+               default: float | None = None) -> float:
+        raw = element.get(attribute)
+        if raw is None:
+            if default is None:
+                self.fail(where, attribute, MISSING, "missing required attribute")
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.fail(where, attribute, raw, "expected a number")
+        if not math.isfinite(value):
+            self.fail(where, attribute, raw, "expected a finite number")
+        return value
+
+    def positive(self, element: ET.Element, attribute: str, where: str,
+                 default: float | None = None) -> float:
+        value = self.number(element, attribute, where, default)
+        if value <= 0:
+            self.fail(where, attribute, element.get(attribute), "must be > 0")
+        return value
+
+    def non_negative(self, element: ET.Element, attribute: str, where: str,
+                     default: float | None = None) -> float:
+        value = self.number(element, attribute, where, default)
+        if value < 0:
+            self.fail(where, attribute, element.get(attribute), "must be >= 0")
+        return value
+
+    def integer(self, element: ET.Element, attribute: str, where: str) -> int:
+        raw = self.string(element, attribute, where)
+        try:
+            value = int(raw)
+        except ValueError:
+            self.fail(where, attribute, raw, "expected an integer")
+        if value < 0:
+            self.fail(where, attribute, raw, "must be >= 0")
+        return value
+
+    def shape(self, element: ET.Element, attribute: str, where: str
+              ) -> tuple[tuple[float, float], ...]:
+        raw = self.string(element, attribute, where)
+        points = []
+        for token in raw.split():
+            parts = token.split(",")
+            try:
+                x, y = float(parts[0]), float(parts[1])  # a third coordinate (z) is ignored
+            except (ValueError, IndexError):
+                self.fail(where, attribute, token, "expected 'x,y' points separated by spaces")
+            points.append((x, y))
+        if len(points) < 2:
+            self.fail(where, attribute, raw, "a shape needs at least 2 points")
+        return tuple(points)

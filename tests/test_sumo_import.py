@@ -1,0 +1,188 @@
+"""The SUMO importer on a hand-written scenario (tests/sumo_fixtures.py): every value below is
+worked out by hand from the XML; malformed inputs name the file, the element and the attribute."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from envs.errors import ConfigError, ScenarioError
+from envs.scenario import load_scenario, scenario_from_files, scenario_from_sumo
+from envs.scenario.cityflow import write_cityflow
+from envs.scenario.network import compile_network
+from envs.scenario.roadnet_parser import parse_roadnet
+from envs.scenario.sumo import import_sumo
+from tests.sumo_fixtures import CONFIG, NET, ROUTES, write_tiny
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return scenario_from_sumo(write_tiny(tmp_path / "tiny"), name="tiny")
+
+
+def test_roads_lanes_and_lengths(tiny):
+    net = tiny.network
+    assert net.road_ids == ("WC", "CE", "CN", "NC")
+    # WC keeps SUMO lanes 2 and 1 (the sidewalk, lane 0, is left out), leftmost first
+    assert net.road_lanes[0].tolist() == [0, 1]
+    assert net.lane_max_speed[:2].tolist() == [12.0, 10.0]
+    assert net.road_length.tolist() == pytest.approx([100.0, 200.0, 50.0, 50.0])
+    assert net.intersection_ids == ("C",)  # W, E, N are dead ends: virtual
+    assert net.road_end.tolist() == [0, -1, -1, 0]
+
+
+def test_movements_keep_internal_lane_lengths(tiny):
+    net = tiny.network
+    pairs = {(net.road_ids[a], net.road_ids[b]): m for (a, b), m in net.movement_of_pair.items()}
+    straight, left, north_left = pairs[("WC", "CE")], pairs[("WC", "CN")], pairs[("NC", "CE")]
+    assert (straight, left, north_left) == (0, 1, 2)
+    assert net.movement_type[:3].tolist() == [0, 1, 1]
+    # SUMO lane 1 of WC is gridlight lane 1; SUMO lane 2 is lane 0
+    assert net.movement_from_lane[straight].tolist() == [False, True]
+    assert net.movement_from_lane[left].tolist() == [True, False]
+    assert float(net.link_length[straight, 1, 0]) == pytest.approx(7.5)
+    assert float(net.link_length[left, 0, 0]) == pytest.approx(4.0)
+    assert float(net.link_length[north_left, 0, 0]) == pytest.approx(0.0)
+
+
+def test_program_folds_yellows_into_the_next_green(tiny):
+    net = tiny.network
+    # 'Ggr' 30 s (+ the cycle's last 2 s 'rry'), then 'rrG' 20 s (+ the 3 s 'yyr' before it)
+    assert int(net.num_phases[0]) == 2
+    assert net.phase_duration[0].tolist() == [32.0, 23.0]
+    assert net.phase_green[0, 0].tolist() == [True, True, False]
+    assert net.phase_green[0, 1].tolist() == [False, False, True]
+    phases = tiny.roadnet.intersections[1].phases
+    assert [p.permissive for p in phases] == [(1,), ()]  # the lowercase 'g' left turn
+
+
+def test_demand_shifted_rounded_and_counted(tiny):
+    trips = tiny.trips
+    # v0 at 100.0 -> 0; t0 at 100.4 -> 1 (rounded up); f0 at 110, 114, 118 -> 10, 14, 18
+    assert trips.depart.tolist() == [0, 1, 10, 14, 18]
+    routes = [[tiny.network.road_ids[r] for r in row if r >= 0] for row in trips.routes.tolist()]
+    assert routes == [["WC", "CE"], ["WC", "CN"], ["NC", "CE"], ["NC", "CE"], ["NC", "CE"]]
+    length, min_gap = trips.vehicle[0, 0], trips.vehicle[0, 1]
+    assert (float(length), float(min_gap)) == (4.0, 2.0)
+    report = tiny.info["sumo_report"]
+    assert report["vehicles_before_begin_left_out"] == 1
+    assert report["vehicles_after_end_left_out"] == 1
+    assert report["fractional_departures_rounded_up"] == 1
+    assert report["non_passenger_lanes_left_out"] == 1
+    assert report["transition_phases_folded"] == 2
+    assert report["begin_shift_s"] == 100
+
+
+def test_shortest_free_flow_route(tmp_path):
+    # two ways from WC to EX: through CE (200 m at 10 m/s: 20 s) or through CN and NE
+    # (50 m at 8 m/s + 100 m at SPEED: 26.25 s at 5 m/s, 8.25 s at 50 m/s)
+    extra = """
+  <edge id="NE" from="N" to="E"><lane id="NE_0" index="0" speed="SPEED" length="100" shape="106,60 310,5"/></edge>
+  <edge id="EX" from="E" to="X"><lane id="EX_0" index="0" speed="10" length="80" shape="320,1 400,1"/></edge>
+  <junction id="X" type="dead_end" x="405" y="0"/>
+  <connection from="CN" to="NE" fromLane="0" toLane="0" dir="r"/>
+  <connection from="CE" to="EX" fromLane="0" toLane="0" dir="s"/>
+  <connection from="NE" to="EX" fromLane="0" toLane="0" dir="l"/>
+</net>"""
+    routes = ROUTES.replace("</routes>", '<trip id="w" depart="101" type="car" from="WC" to="EX"/>'
+                            "</routes>")
+    for speed, expected in (("5", ("WC", "CE", "EX")), ("50", ("WC", "CN", "NE", "EX"))):
+        net = NET.replace("</net>", extra.replace("SPEED", speed))
+        scenario = scenario_from_sumo(write_tiny(tmp_path / speed, net, routes))
+        road_ids = scenario.network.road_ids
+        routes_of = [tuple(road_ids[r] for r in row if r >= 0)
+                     for row in scenario.trips.routes.tolist()]
+        assert expected in routes_of
+        other = ("WC", "CN", "NE", "EX") if speed == "5" else ("WC", "CE", "EX")
+        assert other not in routes_of
+        # E and N join roads without a signal: one all-permissive phase each
+        assert scenario.info["sumo_report"]["uncontrolled_junctions"] == 2
+
+
+def test_cityflow_round_trip_gives_the_same_network(tiny, tmp_path):
+    imported = import_sumo(tmp_path / "tiny")
+    roadnet_path, flow_path = write_cityflow(tmp_path / "cityflow", imported.roadnet,
+                                             imported.flow)
+    back = scenario_from_files(roadnet_path, flow_path)
+    for name, value in tiny.network.__dict__.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, getattr(back.network, name)), name
+    assert back.network.road_ids == tiny.network.road_ids
+    assert (back.trips.depart == tiny.trips.depart).all()
+    assert (back.trips.routes == tiny.trips.routes).all()
+
+
+@pytest.mark.parametrize("file, old, new, field", [
+    ("net", 'id="WC_1" index="1" speed="10"', 'id="WC_1" index="1" speed="fast"',
+     "edge[id=WC].lane[id=WC_1]@speed"),
+    ("net", 'tl="C" linkIndex="2"', 'tl="C" linkIndex="7"', "connection[2]@linkIndex"),
+    ("net", 'duration="20" state="rrG"', 'duration="20" state="rrX"', "tlLogic[id=C].phase@state"),
+    ("net", 'edge id="CE" from="C"', 'edge id="CE" from="Q"', "edge[id=CE]@from"),
+    ("net", '<net version="1.9">', '<net version="1.9"><oops', "<xml>"),
+    ("routes", 'from="WC" to="CN"', 'from="nowhere" to="CN"', "trip[id=t0]@from"),
+    ("routes", 'id="v0" depart="100.0" type="car"', 'id="v0" depart="100.0" type="bus"',
+     "vehicle[id=v0]@type"),
+    ("routes", 'id="t0" depart="100.4"', 'id="t0" depart="triggered"', "trip[id=t0]@depart"),
+    ("routes", 'period="4"', 'perio="4"', "flow[id=f0]@period"),
+    ("config", '<end value="160"/>', '<end value="90"/>', "time.end@value"),
+])
+def test_malformed_inputs_name_file_element_attribute(tmp_path, file, old, new, field):
+    texts = {"net": NET, "routes": ROUTES, "config": CONFIG}
+    assert old in texts[file]
+    texts[file] = texts[file].replace(old, new)
+    folder = write_tiny(tmp_path / "bad", texts["net"], texts["routes"], texts["config"])
+    with pytest.raises(ScenarioError) as error:
+        scenario_from_sumo(folder)
+    suffix = {"net": "tiny.net.xml", "routes": "tiny.rou.xml", "config": "tiny.sumocfg"}[file]
+    assert error.value.source.endswith(suffix)
+    assert error.value.field == field
+
+
+def test_permissive_links_must_be_green_links(tmp_path):
+    roadnet = import_sumo(write_tiny(tmp_path / "tiny")).roadnet
+    phase = next(x for x in roadnet["intersections"] if not x["virtual"])[
+        "trafficLight"]["lightphases"][1]
+    assert phase["availableRoadLinks"] == [2]
+    phase["permissiveRoadLinks"] = [0]
+    with pytest.raises(ScenarioError) as error:
+        parse_roadnet(roadnet, "<tiny>")
+    assert error.value.field == "intersections[1].trafficLight.lightphases[1].permissiveRoadLinks[0]"
+    assert "availableRoadLinks" in error.value.reason
+
+
+def test_crossing_greens_are_refused_unless_they_yield(tmp_path):
+    # the west left turn (1) and the north approach's left turn (2) cross: green together as
+    # priority movements the crossing check refuses them, as permissive ones it lets them pass
+    roadnet = import_sumo(write_tiny(tmp_path / "tiny")).roadnet
+    inter = next(x for x in roadnet["intersections"] if not x["virtual"])
+    first = inter["trafficLight"]["lightphases"][0]
+    first["availableRoadLinks"] = [0, 1, 2]  # west straight + west left + north left together
+    first["permissiveRoadLinks"] = []
+    with pytest.raises(ScenarioError, match="cross inside the intersection"):
+        compile_network(parse_roadnet(roadnet, "<tiny>"))
+    first["permissiveRoadLinks"] = [1, 2]
+    compile_network(parse_roadnet(roadnet, "<tiny>"))  # yielding movements may cross
+
+
+def test_flow_on_a_named_route_by_vehicles_per_hour(tmp_path):
+    routes = """<routes><vType id="car"/><route id="r" edges="NC CE"/>
+      <flow id="g" route="r" begin="100" end="110" vehsPerHour="720" type="car"/></routes>"""
+    scenario = scenario_from_sumo(write_tiny(tmp_path / "flow", routes=routes))
+    assert scenario.trips.depart.tolist() == [0, 5]  # 720 veh/h: every 5 s from begin, < end
+    assert scenario.trips.routes.tolist() == [[3, 1], [3, 1]]  # NC, CE
+    # SUMO's passenger defaults where the vType is silent: 5 m long, 2.5 m gap, tau 1 s
+    assert scenario.trips.vehicle[0, :2].tolist() == [5.0, 2.5]
+
+
+def test_a_vehicle_without_route_is_refused(tmp_path):
+    routes = '<routes><vehicle id="x" depart="100"/></routes>'
+    with pytest.raises(ScenarioError) as error:
+        scenario_from_sumo(write_tiny(tmp_path / "noroute", routes=routes))
+    assert error.value.field == "vehicle[id=x]@route"
+
+
+def test_a_missing_sumo_folder_names_the_data_directory(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_scenario("resco_cologne1", data_dir=tmp_path)
+    assert error.value.field == "scenario.data_dir"
+    assert str(tmp_path / "sumo" / "resco" / "cologne1") in str(error.value)
