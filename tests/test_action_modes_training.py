@@ -11,11 +11,11 @@ from sb3_contrib import MaskablePPO
 from agents.deploy.export import export_policy
 from agents.ppo.config import demand_spec, engine_params
 from agents.ppo.periodic_eval import Evaluator
-from agents.ppo.policy import PolicyController, controller_for_checkpoint, read_meta
+from agents.ppo.policy import PolicyController, controller_for_checkpoint
 from agents.ppo.sb3_trainer import train
 from agents.ppo.torchrl_trainer import train_torchrl
 from envs.engine import Simulator
-from envs.errors import CheckpointError
+from envs.errors import CheckpointError, ConfigError
 from envs.rl.sb3_env import IntersectionVecEnv
 from envs.scenario import load_scenario
 from tests.conftest import REPO_ROOT
@@ -83,7 +83,7 @@ def test_the_policy_controller_replays_the_envs_decisions_second_for_second(mode
     assert switches > 0  # the policy did change phases
 
 
-def test_a_checkpoint_from_before_the_action_modes_still_chooses_phases(tmp_path):
+def test_a_checkpoint_from_before_the_action_modes_still_chooses_phases():
     venv = IntersectionVecEnv(copies=1, scenario=uneven_grid(), episode_s=60)
     model = MaskablePPO("MlpPolicy", venv, seed=0, device="cpu", n_steps=8, batch_size=8)
     meta = {"env": {k: v for k, v in venv.core.describe().items() if k not in ("action_mode", "green_durations_s")}}
@@ -91,4 +91,10 @@ def test_a_checkpoint_from_before_the_action_modes_still_chooses_phases(tmp_path
     sim = Simulator(venv.core.scenario.network, venv.core.scenario.demand(copies=1), venv.core.params)
     controller.reset(sim)
     assert controller.decoder.mode == "phase" and controller.decoder.max_actions == 4
-    assert read_meta  # (the SB3 checkpoint reader is unchanged)
+
+
+def test_a_max_green_is_refused_for_a_policy_that_times_its_own_greens():
+    venv = IntersectionVecEnv(copies=1, scenario=uneven_grid(), episode_s=60, action_mode="phase_duration")
+    model = MaskablePPO("MlpPolicy", venv, seed=0, device="cpu", n_steps=8, batch_size=8)
+    with pytest.raises(ConfigError, match="max_green_s"):
+        PolicyController(model=model, meta={"env": venv.core.describe()}, max_green_s=90)

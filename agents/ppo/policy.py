@@ -137,6 +137,10 @@ class PolicyController:
         self.features = check_observation_names(list(self.feature_sizes), self.source)
         self.normalise = bool(env["normalise"])
         self.decision_interval_s = int(env["decision_interval_s"])
+        if max_green_s is not None and action_settings(env)[0] == "phase_duration":
+            # the policy times its own greens; a max green cutting a hold would fight it
+            raise ConfigError(self.source, "max_green_s", max_green_s,
+                              "a phase_duration policy chooses its green durations: leave max_green_s unset")
         self.max_green_s = max_green_s
         self.detectors = None  # envs.incidents.perturbations.DetectorFaults: what faulty detectors show it
         self.last_actions: torch.Tensor | None = None  # [B, I] set at each decision by act()

@@ -119,7 +119,8 @@ class ActionDecoder:
         mask = self.static_mask.unsqueeze(0).expand(batch, -1, -1)
         if self.mode != "phase_duration":
             return mask
-        held = torch.nn.functional.one_hot(self.hold_action, self.max_actions).to(torch.bool)
+        columns = torch.arange(self.max_actions, device=self.hold_action.device)
+        held = self.hold_action.unsqueeze(-1) == columns  # one-hot without a device sync
         return torch.where(self.holding(state).unsqueeze(-1), held, mask)
 
     def commands(self, actions: torch.Tensor, state: SimState, deciding: torch.Tensor | None = None) -> torch.Tensor:
