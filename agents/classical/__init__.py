@@ -1,9 +1,7 @@
 """Classical signal controllers by config name (``CONTROLLERS``): fixed time, Webster, max
 pressure, SOTL, each with the engine's ``reset(sim)`` / ``act(sim) -> [B, I]`` protocol.
 May import envs; nothing from agents.ppo or agents.deploy. Names load on first use (PEP 562)
-and are then kept, so importing the package costs nothing and ``CONTROLLERS`` is built once.
-`agents.classical.tuning` (with its command line, ``python -m agents.classical.tune``) searches
-SOTL's and max pressure's parameters on training demand."""
+and are then kept, so importing the package costs nothing and ``CONTROLLERS`` is built once."""
 
 from importlib import import_module
 
