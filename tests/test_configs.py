@@ -45,6 +45,15 @@ engine:
 env:
   copies: 16
   decision_interval_s: 10
+  action_mode: phase
+  green_durations_s:
+  - 10
+  - 15
+  - 20
+  - 25
+  - 30
+  - 35
+  - 40
   episode_s: 3600
   observations:
   - phase_onehot
@@ -314,8 +323,9 @@ def test_perturbation_presets_compose_what_they_always_have():
 
 
 def test_controller_group_is_the_classes_own_parameters():
-    # a YAML file would shadow the class's structured config of the same name
-    assert not list((CONFIGS / "controller").glob("*.yaml"))
+    # a YAML file would shadow the class's structured config of the same name (the tuned presets,
+    # NAME_tuned_SCENARIO.yaml from agents/classical/tune.py, have names of their own)
+    assert not {p.stem for p in (CONFIGS / "controller").glob("*.yaml")} & set(CONTROLLERS)
     evaluate, train = _compose("evaluate"), _compose("train")
     assert list(evaluate.controller_params) == ["fixed_time", "fixed_time_webster", "max_pressure", "sotl"]
     assert set(evaluate.controller_params) == set(CONTROLLERS)

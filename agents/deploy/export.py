@@ -57,6 +57,7 @@ from agents.ppo.indexed_policy import IndexedActorCriticPolicy
 from agents.ppo.policy import load_policy
 from envs.errors import CheckpointError, ConfigError
 from envs.rl.features import TIME_IN_PHASE_MAX_S, feature_context, shortest_spacing
+from envs.rl.actions import action_settings
 from envs.engine.intersections import IntersectionLayout, intersection_layout
 from envs.scenario import Scenario, load_scenario
 from envs.scenario.network import Network, lane_ids
@@ -197,7 +198,16 @@ def _version() -> str:
 
 
 def check_exportable(meta: dict, source: str) -> None:
-    """CheckpointError if the policy reads a feature the runtime's readings cannot give."""
+    """CheckpointError if the policy reads a feature the runtime's readings cannot give, or acts
+    in an action mode the runtime does not run (it runs choose-next-phase policies only: its
+    timing rules and fail-safe plan by phase, with no keep/switch or held-duration decisions)."""
+    mode, _ = action_settings(meta["env"])
+    if mode != "phase":
+        raise CheckpointError(
+            source, "env.action_mode", mode,
+            f"the deployment runtime runs action_mode 'phase' policies only; a {mode!r} policy cannot "
+            "be exported (evaluate it with evaluate.py checkpoint=...)",
+        )
     for name in meta["env"]["observations"]:
         if name not in EXPORTABLE_FEATURES:
             raise CheckpointError(

@@ -12,9 +12,10 @@ single file says everything needed to rebuild the policy's observations:
 `PolicyController` implements the classical controllers' interface (``reset(sim)``,
 ``act(sim) -> [B, I]``): every ``decision_interval_s`` simulated seconds it computes the same
 features as the training env (`envs.rl.features`) from the simulator's state, asks the policy for
-an action per intersection (deterministic by default, masked to the intersection's own
-phases) and maps it to a phase with `envs.engine.intersections.action_commands`;
-between decisions it re-issues that command, exactly as the env does within an interval.
+an action per intersection (deterministic by default, masked as the env masks it) and maps it
+to a phase command in the checkpoint's ``action_mode`` with the env's own `envs.rl.actions.ActionDecoder`
+(phase, keep-or-switch, or phase-and-duration with its holds); between decisions it re-issues
+that command, exactly as the env does within an interval.
 
 ``max_green_s`` (off by default, as in training) adds the deployment controller's max-green
 rule (agents/deploy/runtime.py): a phase the policy keeps is ended, for the next action's phase, at
@@ -37,7 +38,8 @@ from envs.engine.simulator import Simulator
 from envs.errors import CheckpointError, CommandError, ConfigError
 from envs.rl.features import check_observation_names, feature_context, observe
 from envs.engine.signals import green_elapsed
-from envs.engine.intersections import action_commands, current_action, intersection_layout, next_action_phase
+from envs.engine.intersections import current_action, intersection_layout, next_action_phase
+from envs.rl.actions import ActionDecoder, action_settings
 
 META_NAME = "gridlight.json"
 META_FORMAT = 1
@@ -135,6 +137,10 @@ class PolicyController:
         self.features = check_observation_names(list(self.feature_sizes), self.source)
         self.normalise = bool(env["normalise"])
         self.decision_interval_s = int(env["decision_interval_s"])
+        if max_green_s is not None and action_settings(env)[0] == "phase_duration":
+            # the policy times its own greens; a max green cutting a hold would fight it
+            raise ConfigError(self.source, "max_green_s", max_green_s,
+                              "a phase_duration policy chooses its green durations: leave max_green_s unset")
         self.max_green_s = max_green_s
         self.detectors = None  # envs.incidents.perturbations.DetectorFaults: what faulty detectors show it
         self.last_actions: torch.Tensor | None = None  # [B, I] set at each decision by act()
@@ -156,6 +162,8 @@ class PolicyController:
                     f"the policy expects {self.feature_sizes[feature.name]}",
                 )
         self.layout = layout
+        mode, durations = action_settings(self.meta["env"])
+        self.decoder = ActionDecoder(layout, sim.network, sim.params, mode, durations, sim.batch_size, self.source)
         self._context = feature_context(sim.network, layout, sim.params)
         if self.detectors is not None:
             self._context = replace(self._context, detectors=self.detectors)
@@ -170,7 +178,7 @@ class PolicyController:
         """The policy's action index per intersection ``[B, I]`` for the current state."""
         obs = self.observe(sim)
         batch, inter, width = obs.shape
-        mask = self.layout.action_mask.unsqueeze(0).expand(batch, -1, -1).reshape(batch * inter, -1)
+        mask = self.decoder.mask(sim.state).reshape(batch * inter, -1)
         with torch.no_grad():
             dist = self.policy.get_distribution(obs.reshape(-1, width).to(self.policy.device),
                                                 action_masks=mask.to(self.policy.device))
@@ -184,7 +192,7 @@ class PolicyController:
         if bool(due.any()):
             actions = self.actions(sim)
             self.last_actions = actions  # [B, I] the policy's choice at the latest decision
-            command = action_commands(self.layout, actions)
+            command = self.decoder.commands(actions, sim.state, deciding=due)
             self._command = torch.where(due.unsqueeze(1), command, self._command)
         if self.max_green_s is not None:
             state = sim.state

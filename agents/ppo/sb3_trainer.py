@@ -54,13 +54,14 @@ from agents.ppo.periodic_eval import PRIMARY, Evaluator
 from envs.errors import CheckpointError, ConfigError
 from envs.evaluation.metrics import METRIC_NAMES
 from envs.scenario import Scenario, load_scenario
+from envs.rl.actions import action_settings
 from envs.rl.sb3_env import IntersectionVecEnv
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 SAMPLES_PER_SEED = 1_000_000  # training demand samples of seed s start at s * this (disjoint)
 # describe() entries that fix what the policy's inputs and outputs mean: a resumed run must match
 LAYOUT_KEYS = ("scenario", "intersections", "observation_size", "observations", "normalise", "actions",
-               "decision_interval_s")
+               "decision_interval_s", "action_mode", "green_durations_s")
 PPO_KEYS = ("learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range",
             "ent_coef", "vf_coef", "max_grad_norm", "target_kl", "normalize_advantage")
 ARCH_KEYS = ("policy", "intersection_id", "net_arch", "activation")
@@ -100,6 +101,7 @@ def load_scenarios(cfg: DictConfig) -> tuple[Scenario, Scenario]:
 def build_env(cfg: DictConfig, scenario: Scenario) -> IntersectionVecEnv:
     return IntersectionVecEnv(
         copies=cfg.env.copies, scenario=scenario, decision_interval_s=cfg.env.decision_interval_s,
+        action_mode=cfg.env.action_mode, green_durations_s=tuple(cfg.env.green_durations_s),
         episode_s=cfg.env.episode_s, observations=observation_names(cfg),
         reward=dict(cfg.env.reward), normalise=cfg.env.normalise,
         demand=demand_spec(cfg.env.demand, "env.demand"), split="train", engine=engine_params(cfg),
@@ -137,15 +139,22 @@ def resume_model(cfg: DictConfig, venv, core) -> tuple[MaskablePPO, dict]:
             raise CheckpointError(path, f"agent.{key}", cfg.agent[key],
                                   f"the checkpoint was trained with {saved[key]!r}; resume needs the same")
     layout = core.describe()
-    for key in LAYOUT_KEYS:
-        if meta["env"][key] != layout[key]:
-            raise CheckpointError(path, f"env.{key}", layout[key],
-                                  f"differs from the checkpoint's {meta['env'][key]!r}")
+    check_layout(path, meta["env"], layout)
     model = MaskablePPO.load(path, env=venv, device=cfg.train.device, seed=cfg.seed, **ppo_hyperparameters(cfg))
     # SB3's own rollout state (SB3's convention, not ours): the saved observation belongs to
     # the old env, so learn() must reset the env first
     model._last_obs = None
     return model, meta
+
+
+def check_layout(path: str, saved: dict, layout: dict) -> None:
+    """CheckpointError unless the checkpoint's env layout is this env's (older checkpoints
+    have no action-mode keys: they chose phases)."""
+    mode, durations = action_settings(saved)
+    saved = {**saved, "action_mode": mode, "green_durations_s": list(durations)}
+    for key in LAYOUT_KEYS:
+        if saved[key] != layout[key]:
+            raise CheckpointError(path, f"env.{key}", layout[key], f"differs from the checkpoint's {saved[key]!r}")
 
 
 def _logger(run_dir: Path) -> Logger:

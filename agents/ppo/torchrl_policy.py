@@ -178,7 +178,7 @@ class TorchRLPolicyController(PolicyController):
     def actions(self, sim) -> torch.Tensor:
         obs = self.observe(sim)
         dev = self.policy.device
-        mask = self.layout.action_mask.to(dev).unsqueeze(0).expand(obs.shape[0], -1, -1)
+        mask = self.decoder.mask(sim.state).to(dev)
         with torch.no_grad():
             chosen = self.policy(obs.to(dev), mask, self.deterministic)
         return chosen.to(device=sim.device, dtype=torch.int64)

@@ -49,7 +49,7 @@ from agents.ppo.config import (
     perturbation_config,
 )
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
-from agents.ppo.sb3_trainer import ARCH_KEYS, LAYOUT_KEYS, SAMPLES_PER_SEED, load_scenarios
+from agents.ppo.sb3_trainer import ARCH_KEYS, SAMPLES_PER_SEED, check_layout, load_scenarios
 from agents.ppo.torchrl_logging import EpisodeStats, RunLog
 from agents.ppo.torchrl_policy import (
     GreedyPolicy,
@@ -96,6 +96,7 @@ class TorchRLTrainer:
         self.env = env = TrafficSignalTorchRLEnv(
             scenario=train_scenario, copies=cfg.env.copies, device=cfg.engine.device,
             decision_interval_s=cfg.env.decision_interval_s, episode_s=cfg.env.episode_s,
+            action_mode=cfg.env.action_mode, green_durations_s=tuple(cfg.env.green_durations_s),
             observations=observation_names(cfg), reward=dict(cfg.env.reward), normalise=cfg.env.normalise,
             demand=demand_spec(cfg.env.demand, "env.demand"), engine=engine_params(cfg),
             compile=cfg.engine.compile, perturbation=perturbation_config(cfg))
@@ -141,10 +142,7 @@ class TorchRLTrainer:
                                       f"{meta['config']['agent'][key]!r}; resume needs the same")
         if meta["networks"] != self.spec:
             raise CheckpointError(path, "networks", self.spec, f"differs from the checkpoint's {meta['networks']}")
-        layout = self.core.describe()
-        for key in LAYOUT_KEYS:
-            if meta["env"][key] != layout[key]:
-                raise CheckpointError(path, f"env.{key}", layout[key], f"differs from the checkpoint's {meta['env'][key]!r}")
+        check_layout(path, meta["env"], self.core.describe())
         self.policy_net.load_state_dict(data["actor"])
         self.value_net.load_state_dict(data["critic"])
         if data["optimizer"] is not None:

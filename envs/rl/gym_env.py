@@ -4,7 +4,8 @@
   ``gymnasium.make_vec("gridlight/TrafficSignal-v0", num_envs=B,
   vectorization_mode="vector_entry_point", scenario=...)``. Sub-environment b is copy b of the
   batched engine. Observations ``[B, I, F]``; actions ``[B, I]`` (a `MultiDiscrete` whose
-  entry for intersection i is its number of signal phases); reward ``[B]`` = the sum of the
+  entry for intersection i is its number of actions in the ``action_mode``, `envs.rl.actions`:
+  its signal phases, 2 for keep-or-switch, phases x durations for phase-and-duration); reward ``[B]`` = the sum of the
   intersections' rewards (each one in ``info["agent_rewards"]``, ``[B, I]``). Autoreset is
   Gymnasium's ``SAME_STEP`` mode: a done copy's last observation is in ``info["final_obs"]``
   (an object array, entries None for copies not done) and its episode metrics in
@@ -15,7 +16,9 @@
   as is), action ``MultiDiscrete([A_0, ..., A_{I-1}])``; reward the sum over intersections;
   no autoreset (call `reset` after ``terminated or truncated``).
 
-Both expose ``action_masks()`` (``[I, A]`` / ``[B, I, A]`` bool, padding False) and render
+Both expose ``action_masks()`` (``[I, A]`` / ``[B, I, A]`` bool, padding False; the mask of
+the next decision, which under ``phase_duration`` allows a holding intersection only its held
+action) and render
 ``rgb_array`` frames (`envs.rl.render`). Keyword arguments are `BatchedSignalEnv`'s (an
 unknown one, or a bad ``render_mode``, is a `ConfigError`); actions that are not whole numbers or
 not one per intersection are a `CommandError`.
@@ -63,7 +66,7 @@ class TrafficSignalVectorEnv(VectorEnv):
         self.num_envs = num_envs
         self.render_mode = render_mode
         self.single_observation_space = observation_box(self.core)
-        self.single_action_space = spaces.MultiDiscrete(_numpy(self.core.layout.num_actions))
+        self.single_action_space = spaces.MultiDiscrete(_numpy(self.core.num_actions))
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
 
@@ -119,7 +122,7 @@ class TrafficSignalEnv(gymnasium.Env):
         self.observation_space = spaces.Box(
             low=box.low.reshape(-1), high=box.high.reshape(-1), dtype=np.float32
         )
-        self.action_space = spaces.MultiDiscrete(_numpy(self.core.layout.num_actions))
+        self.action_space = spaces.MultiDiscrete(_numpy(self.core.num_actions))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)

@@ -1,8 +1,9 @@
 """PettingZoo `ParallelEnv` over `BatchedSignalEnv`: one agent per signalised intersection.
 
 Agents are named by their roadnet intersection ids. Each agent observes ``Box[F]`` (the
-configured features of its intersection) and acts in ``Discrete(n)`` over its own signal phases
-(intersections may differ; ``infos[agent]["action_mask"]`` gives the padded mask a shared
+configured features of its intersection) and acts in ``Discrete(n)`` over its own actions in the
+``action_mode`` (`envs.rl.actions`: its signal phases, keep/switch, or phase x green duration;
+intersections may differ; ``infos[agent]["action_mask"]`` gives the padded mask a shared
 policy would use). ``state()`` is every agent's observation concatenated, ``[I * F]``.
 When the episode ends every agent is done together and leaves ``agents``; call `reset`.
 Stepping with no episode running, or without an action for every agent, is a `CommandError`;
@@ -34,7 +35,7 @@ class TrafficSignalParallelEnv(ParallelEnv):
         self.render_mode = render_mode
         self.possible_agents = list(self.core.layout.ids)
         self.agents: list[str] = []
-        self._num_actions = _numpy(self.core.layout.num_actions)
+        self._num_actions = _numpy(self.core.num_actions)
         low = _numpy(self.core.obs_low).astype(np.float32)
         high = _numpy(self.core.obs_high).astype(np.float32)
         self._obs_space = spaces.Box(low=low, high=high, dtype=np.float32)

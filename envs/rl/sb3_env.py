@@ -3,9 +3,11 @@
 Sub-environment ``n = b * I + i`` is intersection i of copy b, so a single SB3 policy drives
 every intersection of every copy (parameter sharing; add the ``intersection_id`` feature to
 let it tell them apart). Observations ``[B * I, F]``, actions ``[B * I]`` in
-``Discrete(A)`` with A the most signal phases at any intersection; an action past an
-intersection's own phases (``action_masks()`` False) keeps its current phase. sb3-contrib's
-MaskablePPO reads ``action_masks()`` and never picks one.
+``Discrete(A)`` with A the most actions of any intersection in the ``action_mode``
+(`envs.rl.actions`); an action past an intersection's own actions keeps its current phase.
+sb3-contrib's MaskablePPO reads ``action_masks()`` (the next decision's mask: under
+``phase_duration`` a holding intersection is allowed only its held action) and never picks a
+masked one.
 
 All intersections of a copy end their episode together (``dones`` repeats the copy's flag);
 SB3's conventions hold: the returned observation of a done sub-environment is the first of its
@@ -47,7 +49,6 @@ class IntersectionVecEnv(VecEnv):
         action_space = spaces.Discrete(core.max_actions)
         self.render_mode = render_mode
         super().__init__(copies * core.num_intersections, observation_space, action_space)
-        self._mask = _numpy(core.action_mask).reshape(self.num_envs, -1)
         self._actions: torch.Tensor | None = None
 
     def reset(self):
@@ -60,7 +61,7 @@ class IntersectionVecEnv(VecEnv):
     def step_async(self, actions: np.ndarray) -> None:
         actions = action_tensor(actions, self.num_envs, SOURCE, device=self.core.device)
         actions = actions.reshape(self.copies, self.num_intersections)
-        valid = actions < self.core.layout.num_actions.unsqueeze(0)
+        valid = actions < self.core.num_actions.unsqueeze(0)
         self._actions = torch.where(valid, actions, -1)  # masked (padding) action: keep
 
     def step_wait(self):
@@ -89,7 +90,7 @@ class IntersectionVecEnv(VecEnv):
         )
 
     def action_masks(self) -> np.ndarray:
-        return self._mask.copy()
+        return _numpy(self.core.action_mask).reshape(self.num_envs, -1).copy()
 
     def close(self) -> None:
         pass
@@ -114,7 +115,8 @@ class IntersectionVecEnv(VecEnv):
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
         rows = self._indices(indices)
         if method_name == "action_masks":
-            return [self._mask[n].copy() for n in rows]
+            mask = self.action_masks()
+            return [mask[n] for n in rows]
         result = getattr(self.core, method_name)(*method_args, **method_kwargs)
         return [result for _ in rows]
 

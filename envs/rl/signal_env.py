@@ -1,7 +1,8 @@
 """`BatchedSignalEnv`: the batched RL environment every adapter wraps (torch in, torch out).
 
 B copies of a scenario, one agent per signalised intersection. One `step` is one decision:
-each agent picks its next phase (an action index, see `envs.engine.intersections`), the engine runs
+each agent picks an action (``action_mode``, `envs.rl.actions`: its next phase by default, or
+keep-or-switch, or a phase and its green duration), the engine runs
 ``decision_interval_s`` seconds, and every agent gets its observation ``[B, I, F]`` and reward
 ``[B, I]``. The adapters in `envs.rl.gym_env`, `envs.rl.pettingzoo_env` and `envs.rl.sb3_env` only
 reshape and convert these arrays; none of them loops over copies.
@@ -9,7 +10,9 @@ reshape and convert these arrays; none of them loops over copies.
 Timing rules are the engine's, so no action can break them: a chosen phase change starts the
 yellow of the movements that lose green, then all-red, then the new green; a change chosen
 before the current green has lasted ``min_green_s`` waits until it has (the choice is re-issued
-at every second of the interval). Action ``-1`` keeps the current phase.
+at every second of the interval). Action ``-1`` keeps the current phase. ``info["action_mask"]``
+``[B, I, A]`` is the mask of the next decision (it changes only under ``phase_duration``, where an
+intersection holding its chosen green may only repeat the action it holds).
 
 Episodes: a copy is *truncated* when its clock reaches ``episode_s`` (a time limit: the traffic
 goes on, so a learner should bootstrap) and *terminated* when its demand is exhausted: every
@@ -43,7 +46,8 @@ from envs.rl.features import (
     OBSERVATIONS, REWARDS, FeatureContext, check_observation_names, check_reward_weights,
     feature_context, observe,
 )
-from envs.engine.intersections import IntersectionLayout, action_commands, intersection_layout
+from envs.engine.intersections import IntersectionLayout, intersection_layout
+from envs.rl.actions import DEFAULT_ACTION_MODE, DEFAULT_GREEN_DURATIONS_S, ActionDecoder, check_action_config
 from envs.evaluation.metrics import episode_metrics
 from envs.scenario import Scenario, load_scenario
 from envs.scenario.demand import DemandShape, Trips, demand_shape, stack_demand
@@ -65,7 +69,9 @@ class EnvConfig:
     defaults are the configs' defaults (configs/env/ holds only what a preset changes)."""
 
     copies: int = 1  # B copies of the scenario stepped together
-    decision_interval_s: int = 10  # simulated seconds between decisions
+    decision_interval_s: int = 10  # simulated seconds between decisions (any whole number >= 1)
+    action_mode: str = DEFAULT_ACTION_MODE  # phase | keep_or_switch | phase_duration (envs/rl/actions.py)
+    green_durations_s: Tuple[int, ...] = DEFAULT_GREEN_DURATIONS_S  # phase_duration's green choices
     episode_s: int = 3600  # reaching it is truncation (bootstrapped)
     observations: Tuple[str, ...] = DEFAULT_OBSERVATIONS  # envs/rl/features.py
     # {term: weight}, envs/rl/features.py; a config override merges (weight 0 drops a term)
@@ -91,6 +97,7 @@ class EnvConfig:
             )
         if self.split not in SPLITS:
             raise ConfigError(SOURCE, "split", self.split, f"expected one of {list(SPLITS)}")
+        check_action_config(self.action_mode, self.green_durations_s, SOURCE)
 
 
 class BatchedSignalEnv:
@@ -101,6 +108,8 @@ class BatchedSignalEnv:
         *,
         decision_interval_s: int = 10,
         episode_s: int = 3600,
+        action_mode: str = DEFAULT_ACTION_MODE,
+        green_durations_s=DEFAULT_GREEN_DURATIONS_S,
         observations=DEFAULT_OBSERVATIONS,
         reward: Any = "queue",
         normalise: bool = True,
@@ -116,6 +125,9 @@ class BatchedSignalEnv:
     ) -> None:
         self.config = EnvConfig(
             copies=copies, decision_interval_s=decision_interval_s, episode_s=episode_s,
+            action_mode=action_mode,
+            green_durations_s=tuple(green_durations_s) if isinstance(green_durations_s, (list, tuple))
+            else green_durations_s,
             observations=tuple(observations) if not isinstance(observations, str) else observations,
             reward=check_reward_weights(reward, SOURCE), normalise=bool(normalise),
             demand=_as_dataclass(demand, DemandSpec, "demand"), split=split,
@@ -164,7 +176,8 @@ class BatchedSignalEnv:
         dev = self.device
         self.obs_low = torch.cat([torch.full((size,), low, device=dev) for (low, _), size in bounds])
         self.obs_high = torch.cat([torch.full((size,), high, device=dev) for (_, high), size in bounds])
-        self.action_mask = self.layout.action_mask.unsqueeze(0).expand(copies, -1, -1)
+        self.actions = ActionDecoder(self.layout, self.network, self.params, self.config.action_mode,
+                                     self.config.green_durations_s, copies, SOURCE)
 
     # ---- sizes ----------------------------------------------------------------------------
     @property
@@ -173,7 +186,18 @@ class BatchedSignalEnv:
 
     @property
     def max_actions(self) -> int:
-        return self.layout.max_actions
+        """A: the width of the action mask (the most actions of any intersection, in this mode)."""
+        return self.actions.max_actions
+
+    @property
+    def num_actions(self) -> torch.Tensor:
+        """``[I]`` int64: each intersection's number of actions in this mode."""
+        return self.actions.num_actions
+
+    @property
+    def action_mask(self) -> torch.Tensor:
+        """``[B, I, A]`` bool: the actions allowed at the next decision (`envs.rl.actions`)."""
+        return self.actions.mask(self.sim.state)
 
     @property
     def device(self) -> torch.device:
@@ -201,6 +225,7 @@ class BatchedSignalEnv:
         sample (what the step's autoreset does for copies whose episode ended)."""
         self._redraw(copies)
         self.sim.reset_copies(copies)
+        self.actions.reset_copies(copies)
 
     def _redraw(self, copies: torch.Tensor) -> None:
         """New demand samples for the copies in the ``[B]`` mask (original demand: unchanged)."""
@@ -232,6 +257,7 @@ class BatchedSignalEnv:
             self.trips = [self._draw(b) for b in range(self.copies)]
             self._install_demand()
         self.sim.reset()
+        self.actions.reset(self.copies)
         return self.observe(), self._info()
 
     def observe(self) -> torch.Tensor:
@@ -240,20 +266,22 @@ class BatchedSignalEnv:
 
     def commands(self, actions: torch.Tensor, *, keep: bool = True, source: str = SOURCE,
                  field: str = "actions") -> torch.Tensor:
-        """Phase commands ``[B, I]`` for action indices ``[B, I]``, checked against each
-        intersection's actions (its action mask) with one host read; ``keep`` allows -1 (keep
-        the phase). An adapter passes its own `source` and `field` for the error."""
+        """Phase commands ``[B, I]`` for action indices ``[B, I]`` at this decision, checked
+        against each intersection's actions in this mode (padding excluded) with one host read;
+        ``keep`` allows -1 (keep the phase). An adapter passes its own `source` and `field` for
+        the error. Under ``phase_duration`` this starts the holds of the intersections that are
+        free (`envs.rl.actions`), so call it once per decision, right before `step_commands`."""
         expected = (self.copies, self.num_intersections)
         if tuple(actions.shape) != expected:
             raise CommandError(source, f"{field}.shape", tuple(actions.shape), f"expected {expected}")
         actions = actions.to(device=self.device, dtype=torch.int64)
-        bad = (actions < (-1 if keep else 0)) | (actions >= self.layout.num_actions.unsqueeze(0))
+        bad = (actions < (-1 if keep else 0)) | (actions >= self.num_actions.unsqueeze(0))
         if bool(bad.any()):
             b, i = (int(x) for x in torch.nonzero(bad)[0])
-            n = int(self.layout.num_actions[i])
+            n = int(self.num_actions[i])
             reason = f"must be -1 (keep) or in [0, {n})" if keep else f"outside the action mask: must be in [0, {n})"
             raise CommandError(source, f"{field}[{b}, {i}] ({self.layout.ids[i]})", int(actions[b, i]), reason)
-        return action_commands(self.layout, actions)
+        return self.actions.commands(actions, self.sim.state)
 
     def step(self, actions: torch.Tensor):
         """One decision for every agent of every copy.
@@ -297,6 +325,7 @@ class BatchedSignalEnv:
                 info["_final_obs"] = done
                 self.restart_copies(done)
                 obs = torch.where(done.view(-1, 1, 1), self.observe(), obs)
+                info["action_mask"] = self.action_mask  # the new episodes' first decision (no holds)
         return obs, reward, terminated, truncated, info
 
     # ---- helpers --------------------------------------------------------------------------
@@ -325,6 +354,8 @@ class BatchedSignalEnv:
                 [int(p) for p in row if p >= 0] for row in self.layout.action_phase.tolist()
             ],
             "decision_interval_s": self.config.decision_interval_s,
+            "action_mode": self.config.action_mode,
+            "green_durations_s": list(self.config.green_durations_s),
             "episode_s": self.config.episode_s,
             "engine": asdict(self.params),
             "demand": asdict(self.demand_spec),

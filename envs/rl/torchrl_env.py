@@ -5,9 +5,13 @@ Batch size ``[B]`` (the copies) and one agent group, ``"intersections"`` (``grou
 the roadnet ids), laid out as TorchRL's multi-agent wrappers (PettingZoo, VMAS) lay out theirs:
 
 - ``("intersections", "observation")`` ``[B, I, F]`` float32 (the features' documented bounds),
-  ``("intersections", "action_mask")`` ``[B, I, A]`` bool (the layout's: padding is False);
-- ``("intersections", "action")`` ``[B, I]`` int64, a `Categorical` over ``A`` (the most phases
-  of any intersection) carrying the same mask, so ``rand_action`` only draws allowed phases;
+  ``("intersections", "action_mask")`` ``[B, I, A]`` bool (the next decision's mask, padding
+  False; under ``action_mode=phase_duration`` a holding intersection is allowed only its held
+  action, `envs.rl.actions`);
+- ``("intersections", "action")`` ``[B, I]`` int64, a `Categorical` over ``A`` (the most actions
+  of any intersection in the ``action_mode``: phases, keep/switch, or phase x green duration)
+  carrying the static mask (padding False), so ``rand_action`` only draws existing actions (a
+  holding intersection's action is ignored);
 - ``("intersections", "reward")`` ``[B, I, 1]``;
 - ``"done"`` / ``"terminated"`` / ``"truncated"`` ``[B, 1]`` for each copy, and the same per
   agent under the group, ``[B, I, 1]`` (every intersection of a copy ends its episode together).
@@ -66,7 +70,7 @@ class TrafficSignalTorchRLEnv(EnvBase):
         self.group_map = {GROUP: list(core.layout.ids)}
         # the layout's mask, one contiguous copy per env copy (specs and outputs must not alias
         # an expanded view: TorchRL writes into outputs in place)
-        mask = core.layout.action_mask.to(self.device)
+        mask = core.actions.static_mask.to(self.device)
         self._mask = mask.unsqueeze(0).expand(B, I, A).contiguous()
         self._fresh = torch.zeros(B, dtype=torch.bool, device=self.device)  # autoreset, not stepped
         self._seed: int | None = None
@@ -181,7 +185,7 @@ class TrafficSignalTorchRLEnv(EnvBase):
         if terminated is None:
             terminated = truncated = torch.zeros(B, dtype=torch.bool, device=self.device)
         flags = {"terminated": terminated, "truncated": truncated, "done": terminated | truncated}
-        group = {"observation": obs, "action_mask": self._mask.clone()}
+        group = {"observation": obs, "action_mask": self.core.action_mask.to(self.device).contiguous().clone()}
         group.update({k: v.view(B, 1, 1).expand(B, I, 1).clone() for k, v in flags.items()})
         if reward is not None:
             group["reward"] = reward.to(torch.float32).unsqueeze(-1)

@@ -1,0 +1,84 @@
+"""Command line of the classical-controller parameter search (`agents.classical.tuning`).
+
+    python -m agents.classical.tune controller=sotl scenario=hangzhou_4x4
+    python -m agents.classical.tune controller=max_pressure scenario=jinan_3x4 trials=16 seeds=2 steps=1800
+
+Arguments are ``key=value``: ``controller`` (sotl | max_pressure), ``scenario`` and the fields of
+`TuningSettings` (``trials``, ``random_trials``, ``seeds``, ``steps``, ``batch_trials``, ``search_seed``,
+``first_sample``, ``demand_mode``), ``threads`` (torch threads; default 2) and ``out`` (the YAML
+to write; default ``configs/controller/<controller>_tuned_<scenario>.yaml``, loadable as
+``controller@controller_params.<controller>=<controller>_tuned_<scenario>``). Progress: one JSON
+line per trial on stdout, then a summary line. Only the training split of demand is drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from agents.classical import CONTROLLERS
+from agents.classical.tuning import SEARCH_SPACES, TuningSettings, tune, tuned_config_text
+from envs.engine.state import EngineParams
+from envs.errors import ConfigError, exit_on_error
+from envs.scenario import load_scenario
+from envs.scenario.registry import PROJECT_ROOT
+from envs.scenario.splits import DemandSpec
+
+SOURCE = "<tune>"
+INTEGER_KEYS = ("trials", "random_trials", "seeds", "steps", "batch_trials", "search_seed", "first_sample", "threads")
+KEYS = ("controller", "scenario", "demand_mode", "out", "data_dir", *INTEGER_KEYS)
+
+
+def parse_args(argv: list[str]) -> dict:
+    args: dict = {}
+    for item in argv:
+        key, sep, value = item.partition("=")
+        if not sep or key not in KEYS:
+            raise ConfigError(SOURCE, key, value or None, f"expected key=value with key one of {list(KEYS)}")
+        if key in INTEGER_KEYS:
+            try:
+                args[key] = int(value)
+            except ValueError:
+                raise ConfigError(SOURCE, key, value, "must be an integer") from None
+        else:
+            args[key] = value
+    for key in ("controller", "scenario"):
+        if key not in args:
+            raise ConfigError(SOURCE, key, None, "required (e.g. controller=sotl scenario=hangzhou_4x4)")
+    if args["controller"] not in SEARCH_SPACES:
+        raise ConfigError(SOURCE, "controller", args["controller"], f"expected one of {sorted(SEARCH_SPACES)}")
+    return args
+
+
+def main(argv: list[str]) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.pop("threads", 2))
+    settings = TuningSettings()
+    settings = replace(settings, **{k: args[k] for k in INTEGER_KEYS if k in args and k != "threads"})
+    if "demand_mode" in args:
+        settings = replace(settings, demand=DemandSpec(mode=args["demand_mode"]))
+    controller, name = args["controller"], args["scenario"]
+    scenario = load_scenario(name, data_dir=args.get("data_dir"), horizon=settings.steps)
+    out = Path(args.get("out") or PROJECT_ROOT / "configs" / "controller" / f"{controller}_tuned_{name}.yaml")
+
+    def progress(entry: dict) -> None:
+        print(json.dumps({"tune": controller, "scenario": name, **entry}), flush=True)
+
+    result = tune(controller, CONTROLLERS[controller], scenario, settings, EngineParams(), progress)
+    command = "python -m agents.classical.tune " + " ".join(argv)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(tuned_config_text(result, settings, command))
+    summary = {"tune": controller, "scenario": name, "best": result.best, "best_score": result.best_score,
+               "default_score": result.default_score, "trials": len(result.trials),
+               "samples": result.samples, "wall_s": round(result.wall_s, 1), "written": str(out)}
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
+if __name__ == "__main__":
+    with exit_on_error():
+        main(sys.argv[1:])

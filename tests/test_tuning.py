@@ -1,0 +1,92 @@
+"""The classical-controller parameter search (agents/classical/tuning.py, tune.py): it draws only
+training demand, its grid moves, and what it writes loads through Hydra's controller group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+
+import agents.classical.tuning as tuning
+import agents.ppo.config  # noqa: F401  (registers the Hydra schemas and the controller group)
+from agents.classical import CONTROLLERS
+from agents.classical.tune import main as tune_main
+from agents.classical.tuning import SEARCH_SPACES, TuningSettings, candidate_params, neighbours, tune
+from envs.engine.state import EngineParams
+from envs.errors import ConfigError
+from envs.scenario import load_scenario
+from envs.scenario.splits import SPLITS, split_seed
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("controller", sorted(SEARCH_SPACES))
+def test_the_search_draws_training_demand_only(monkeypatch, controller):
+    drawn = []
+    real = tuning.sample_trips
+
+    def recording(scenario, spec, split, index, **kwargs):
+        drawn.append((split, index, split_seed(split, index)))
+        return real(scenario, spec, split, index, **kwargs)
+
+    monkeypatch.setattr(tuning, "sample_trips", recording)
+    scenario = load_scenario("grid_1x1", horizon=60)
+    settings = TuningSettings(trials=5, random_trials=3, seeds=2, steps=60, batch_trials=3, first_sample=7)
+    result = tune(controller, CONTROLLERS[controller], scenario, settings, EngineParams())
+    assert [(split, index) for split, index, _ in drawn] == [("train", 7), ("train", 8)]
+    assert result.samples == [("train", 7), ("train", 8)]
+    # no seed of the evaluation split (evaluate.py draws eval samples 0, 1, 2, ...) was used
+    eval_seeds = {split_seed("eval", k) for k in range(10_000)}
+    assert not {seed for _, _, seed in drawn} & eval_seeds
+    assert SPLITS.index("eval") == 1 and all(seed % 2 == 0 for _, _, seed in drawn)
+    assert result.trials[0]["params"] == candidate_params(controller, CONTROLLERS[controller], settings)[0]
+    assert result.best_score == min(t["score"] for t in result.trials)
+    assert len(result.trials) <= 5
+
+
+def test_candidates_start_from_the_defaults_and_never_repeat():
+    settings = TuningSettings(random_trials=16)
+    sotl = candidate_params("sotl", CONTROLLERS["sotl"], settings)
+    assert sotl[0] == {"theta": 40.0, "distance_m": 80.0, "omega_m": 25.0, "mu": 3, "min_green_s": 10.0}
+    assert len(sotl) == 16 and len({tuple(p.values()) for p in sotl}) == 16
+    mp = candidate_params("max_pressure", CONTROLLERS["max_pressure"], settings)
+    assert len(mp) == 16  # the whole grid: 8 minimum greens x halting or not
+    with pytest.raises(ConfigError, match="controller"):
+        candidate_params("webster", CONTROLLERS["fixed_time_webster"], settings)
+
+
+def test_neighbours_move_one_parameter_one_grid_step():
+    space = {"a": [1, 2, 3], "b": [True, False]}
+    assert neighbours(space, {"a": 1, "b": True}) == [{"a": 2, "b": True}, {"a": 1, "b": False}]
+    assert neighbours(space, {"a": 2, "b": False}) == [{"a": 1, "b": False}, {"a": 3, "b": False},
+                                                        {"a": 2, "b": True}]
+
+
+def test_the_cli_writes_a_controller_option_that_hydra_loads(tmp_path, capsys):
+    out = tmp_path / "controller" / "max_pressure_tuned_grid_1x1.yaml"
+    summary = tune_main(["controller=max_pressure", "scenario=grid_1x1", "trials=3", "random_trials=3",
+                         "seeds=1", "steps=60", "threads=1", f"out={out}"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(lines) == 4  # one progress line per trial, then the summary
+    written = yaml.safe_load(out.read_text())
+    assert written["defaults"] == ["max_pressure", "_self_"]
+    assert {k: written[k] for k in summary["best"]} == summary["best"]
+    with pytest.raises(ConfigError, match="controller"):
+        tune_main(["controller=webster", "scenario=grid_1x1"])
+
+
+TUNED = sorted((CONFIGS / "controller").glob("*_tuned_*.yaml"))
+
+
+@pytest.mark.parametrize("path", TUNED, ids=lambda p: p.stem)
+def test_committed_tuned_configs_compose_into_the_controller_group(path):
+    name = path.stem.split("_tuned_")[0]
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("evaluate", [f"controller@controller_params.{name}={path.stem}"])
+    params = dict(cfg.controller_params[name])
+    written = {k: v for k, v in yaml.safe_load(path.read_text()).items() if k != "defaults"}
+    assert {k: params[k] for k in written} == written
+    CONTROLLERS[name](**params)  # the class takes them
+    assert "TRAINING demand only" in path.read_text()
