@@ -4,6 +4,7 @@ and the value."""
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping
 from typing import Any, NoReturn
@@ -40,7 +41,12 @@ class JsonFields:
 
     def member(self, obj: Mapping[str, Any], key: str, path: str) -> Any:
         if key not in obj:
-            present = ", ".join(sorted(obj)) or "none"
+            # a near miss ("intervall") is the author's spelling of `key`: report it by its own name
+            near = difflib.get_close_matches(key, [k for k in obj if isinstance(k, str)], n=1, cutoff=0.8)
+            if near:
+                self.fail(key_path(path, near[0]), obj[near[0]],
+                          f"unknown field; did you mean {key!r}? (required field {key!r} is missing)")
+            present = ", ".join(sorted(map(str, obj))) or "none"
             self.fail(key_path(path, key), MISSING, f"missing required field (present: {present})")
         return obj[key]
 
@@ -54,6 +60,13 @@ class JsonFields:
         value = self.member(obj, key, path)
         if not isinstance(value, str):
             self.fail(key_path(path, key), value, f"expected a string, got {json_type(value)}")
+        return value
+
+    def identifier(self, obj: Mapping[str, Any], key: str, path: str) -> str:
+        """A string naming something (an id): empty or blank would match nothing a user can name."""
+        value = self.string(obj, key, path)
+        if not value.strip():
+            self.fail(key_path(path, key), value, "an id must be a non-empty string")
         return value
 
     def boolean(self, obj: Mapping[str, Any], key: str, path: str) -> bool:
