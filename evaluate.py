@@ -184,9 +184,7 @@ class StepRecorder:
 
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     controllers, policies = _controller_names(cfg)
-    seeds, steps = int(cfg.eval.seeds), int(cfg.eval.steps)
-    if seeds < 1:
-        raise ConfigError("<config>", "eval.seeds", seeds, "need at least one evaluation seed")
+    seeds, steps = int(cfg.eval.seeds), int(cfg.eval.steps)  # both >= 1 (checked in main)
     scenario = load_scenario(
         cfg.scenario.name, seed=cfg.scenario.seed, data_dir=cfg.scenario.data_dir,
         horizon=cfg.scenario.horizon, device=cfg.engine.device,
@@ -380,6 +378,9 @@ def main(cfg: DictConfig) -> None:
     out_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     with exit_on_error():  # a GridlightError: one line on stderr, exit status 2
         check_device(cfg.engine.device, "<config>", "engine.device")
+        for key in ("eval.seeds", "eval.steps"):  # before any work: 0 steps would end in NaN metrics
+            if int(OmegaConf.select(cfg, key)) < 1:
+                raise ConfigError("<config>", key, OmegaConf.select(cfg, key), "must be >= 1")
         if cfg.task == "incident_detection":
             evaluate_detection(cfg, out_dir)
         elif cfg.task == "signals":

@@ -4,6 +4,7 @@
     python export.py checkpoint=outputs/DATE/TIME/checkpoints/best.pt    # trainer=torchrl's checkpoint
     python export.py checkpoint=PATH out=deploy/ name=hangzhou max_green_s=90
     python export.py checkpoint=PATH engine.device=cuda   # the check's simulator and policy on the GPU
+    python export.py checkpoint=PATH overwrite=true       # replace an existing export (else an error)
 
 Then run it without torch: ``python -m agents.deploy.service serve --model deploy/hangzhou.onnx``.
 After writing both files the script replays ``check.seconds`` of simulated decisions on
@@ -61,7 +62,7 @@ def export(cfg: DictConfig) -> None:
     onnx_path, meta_path = export_policy(
         checkpoint, out, name=cfg.name or checkpoint.stem, opset=int(cfg.opset),
         max_green_s=float(cfg.max_green_s), fallback_green_s=float(cfg.fallback_green_s),
-        data_dir=cfg.data_dir,
+        data_dir=cfg.data_dir, overwrite=bool(cfg.overwrite),
     )
     meta = json.loads(meta_path.read_text())
     print(f"wrote {onnx_path} ({onnx_path.stat().st_size:,} bytes, opset {meta['model']['opset']}, "
