@@ -134,3 +134,12 @@ def test_commands_of_the_wrong_kind_get_an_accurate_message(command, field, says
     with pytest.raises(CommandError, match=says.replace("(", r"\(").replace(")", r"\)")) as caught:
         sim.step(command)
     assert caught.value.field == field
+
+
+def test_a_coordinate_beyond_any_physical_size_is_refused_not_an_overflow():
+    # found by tests/test_reliability_fuzz.py: float32 road lengths became infinite
+    roadnet = minimal_roadnet()
+    roadnet["roads"][1]["points"][0]["x"] = 3.4028235677973366e38
+    with pytest.raises(ScenarioError, match="beyond 1e\\+09 in magnitude") as caught:
+        _scenario(roadnet=roadnet)
+    assert caught.value.field == "roads[1].points[0].x"
