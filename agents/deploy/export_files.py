@@ -16,9 +16,12 @@ SOURCE = "<export>"
 
 
 def check_opset(opset) -> int:
-    if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
-        raise ConfigError(SOURCE, "opset", opset, f"the ONNX exporter writes opset {MIN_OPSET} or newer; "
-                                                  f"ask for {MIN_OPSET} or more")
+    from onnx.defs import onnx_opset_version  # the newest opset the installed onnx knows
+
+    newest = onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise ConfigError(SOURCE, "opset", opset, f"the ONNX exporter writes opsets {MIN_OPSET} to {newest} "
+                                                  "(the installed onnx's newest)")
     return opset
 
 
