@@ -143,3 +143,17 @@ def test_a_coordinate_beyond_any_physical_size_is_refused_not_an_overflow():
     with pytest.raises(ScenarioError, match="beyond 1e\\+09 in magnitude") as caught:
         _scenario(roadnet=roadnet)
     assert caught.value.field == "roads[1].points[0].x"
+
+
+@pytest.mark.parametrize("actions, given", [
+    ([[0], [0]], "list"), (np.zeros((2, 1), dtype=np.int64), "ndarray"), (True, "bool"),
+    (torch.zeros((2, 1), dtype=torch.bool), "torch.bool"), (torch.zeros((2, 1)), "torch.float32"),
+])
+def test_the_batched_env_names_what_it_was_given_instead_of_action_indices(actions, given):
+    from envs.rl.signal_env import BatchedSignalEnv
+
+    env = BatchedSignalEnv(scenario=load_scenario("grid_1x1"), copies=2)
+    env.reset()
+    with pytest.raises(CommandError, match="integer tensor of action indices") as caught:
+        env.step(actions)
+    assert caught.value.field == "actions" and caught.value.value == given
