@@ -123,3 +123,28 @@ def test_resume_continues_with_the_saved_optimiser_and_random_state(tmp_path, mo
     for key, moments in saved_optimizer["state"].items():
         for name, value in moments.items():
             assert torch.equal(seen["optimizer"]["state"][key][name], value), (key, name)
+
+
+def test_torchrl_resume_continues_with_the_saved_optimiser_and_random_state(tmp_path, monkeypatch):
+    from agents.ppo.torchrl_policy import read_torchrl_checkpoint
+    from agents.ppo.torchrl_trainer import TorchRLTrainer, train_torchrl
+    from tests.test_torchrl_trainer import SMALL, torchrl_config
+
+    train_torchrl(torchrl_config(SMALL, train__total_agent_steps=160, train__eval_every=0), tmp_path / "a")
+    saved = read_torchrl_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
+    assert saved["optimizer"]["state"], "Adam has moments after the updates"
+    seen = {}
+
+    def iteration(trainer):  # the first step of the continued run
+        seen["torch"], seen["optimizer"] = torch.get_rng_state(), trainer.optimizer.state_dict()
+        raise _Stop
+
+    torch.manual_seed(12345)
+    monkeypatch.setattr(TorchRLTrainer, "iteration", iteration)
+    with pytest.raises(_Stop):
+        train_torchrl(torchrl_config(SMALL, train__eval_every=0, resume=tmp_path / "a" / "checkpoints" / "last.pt"),
+                      tmp_path / "b")
+    assert torch.equal(seen["torch"], saved["rng"]["torch"])
+    for key, moments in saved["optimizer"]["state"].items():
+        for name, value in moments.items():
+            assert torch.equal(seen["optimizer"]["state"][key][name], value), (key, name)
