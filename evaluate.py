@@ -26,7 +26,6 @@ metric of the hub), ``summary.json``, ``table.md`` (also printed), and the plots
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import time
@@ -41,6 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from agents.classical import CONTROLLERS
+from agents.ppo.atomic_files import write_csv_atomic, write_text_atomic
 from agents.ppo.config import demand_spec, engine_params
 from envs.engine import Simulator
 from envs.engine.intersections import intersection_layout
@@ -184,9 +184,7 @@ class StepRecorder:
 
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     controllers, policies = _controller_names(cfg)
-    seeds, steps = int(cfg.eval.seeds), int(cfg.eval.steps)
-    if seeds < 1:
-        raise ConfigError("<config>", "eval.seeds", seeds, "need at least one evaluation seed")
+    seeds, steps = int(cfg.eval.seeds), int(cfg.eval.steps)  # both >= 1 (checked in main)
     scenario = load_scenario(
         cfg.scenario.name, seed=cfg.scenario.seed, data_dir=cfg.scenario.data_dir,
         horizon=cfg.scenario.horizon, device=cfg.engine.device,
@@ -221,7 +219,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         "demand": asdict(spec), "wall_s": wall, "perturbation": asdict(perturbation),
         "summary": {c: {k: asdict(v) for k, v in entry.items()} for c, entry in stats.items()},
     }
-    (out_dir / "summary.json").write_text(json.dumps(result, indent=2))
+    write_text_atomic(out_dir / "summary.json", json.dumps(result, indent=2))
     if cfg.eval.plots:  # of the main table's condition
         pop = population(batch.sim.demand, batch.sim.state)
         travel, departed, queue = pop["travel"].cpu().numpy(), pop["departed"].cpu().numpy(), recorder.queue.cpu()
@@ -359,7 +357,7 @@ def evaluate_detection(cfg: DictConfig, out_dir: Path) -> dict:
     summary_out = {"task": "incident_detection", "scenario": scenario.name, "placement": placement,
                    "copies": copies, "train_copies": int(det.train_copies), "perturbation": asdict(perturbation),
                    "oracle": oracle, "classifiers": {name: results[name] for name in classifiers}}
-    (out_dir / "summary.json").write_text(json.dumps(summary_out, indent=2, default=float))
+    write_text_atomic(out_dir / "summary.json", json.dumps(summary_out, indent=2, default=float))
     if cfg.eval.plots:
         detection_bars(results, out_dir / "detection.png",
                        f"{scenario.name}: incident detection, {copies} held-out copies, {placement} placement")
@@ -369,10 +367,7 @@ def evaluate_detection(cfg: DictConfig, out_dir: Path) -> dict:
 
 def _write_csv(path: Path, rows: list[dict], fieldnames: list[str] | None = None) -> None:
     """`rows` as CSV; the columns are `fieldnames`, or the first row's keys."""
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fieldnames or (list(rows[0]) if rows else []))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv_atomic(path, fieldnames or (list(rows[0]) if rows else []), rows)  # a kill never tears it
 
 
 @hydra.main(config_path="configs", config_name="evaluate", version_base="1.3")
@@ -380,6 +375,9 @@ def main(cfg: DictConfig) -> None:
     out_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     with exit_on_error():  # a GridlightError: one line on stderr, exit status 2
         check_device(cfg.engine.device, "<config>", "engine.device")
+        for key in ("eval.seeds", "eval.steps"):  # before any work: 0 steps would end in NaN metrics
+            if int(OmegaConf.select(cfg, key)) < 1:
+                raise ConfigError("<config>", key, OmegaConf.select(cfg, key), "must be >= 1")
         if cfg.task == "incident_detection":
             evaluate_detection(cfg, out_dir)
         elif cfg.task == "signals":

@@ -4,6 +4,7 @@
     python export.py checkpoint=outputs/DATE/TIME/checkpoints/best.pt    # trainer=torchrl's checkpoint
     python export.py checkpoint=PATH out=deploy/ name=hangzhou max_green_s=90
     python export.py checkpoint=PATH engine.device=cuda   # the check's simulator and policy on the GPU
+    python export.py checkpoint=PATH overwrite=true       # replace an existing export (else an error)
 
 Then run it without torch: ``python -m agents.deploy.service serve --model deploy/hangzhou.onnx``.
 After writing both files the script replays ``check.seconds`` of simulated decisions on
@@ -21,7 +22,7 @@ from pathlib import Path
 import hydra
 import numpy as np
 import onnxruntime
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import agents.deploy.config  # noqa: F401  (registers the structured config "export_schema")
 from agents.deploy.simulated import record_decisions
@@ -29,7 +30,7 @@ from agents.deploy.export import INPUTS, export_policy
 from agents.ppo.policy import controller_for_checkpoint
 from envs.engine import Simulator
 from envs.engine.state import EngineParams
-from envs.errors import exit_on_error
+from envs.errors import ConfigError, exit_on_error
 from envs.scenario import load_scenario
 from envs.scenario.network import check_device
 from envs.scenario.splits import DemandSpec, sample_trips
@@ -56,12 +57,15 @@ def check_against_torch(onnx_path: Path, checkpoint: str, seconds: int, copies: 
 def export(cfg: DictConfig) -> None:
     """Export ``cfg.checkpoint``, report both files, check the ONNX model against torch."""
     check_device(cfg.engine.device, "<config>", "engine.device")  # before any work; never a silent CPU run
+    for key, least in (("check.seconds", 0), ("check.copies", 1)):  # 0 seconds = no check; negative is a typo
+        if int(OmegaConf.select(cfg, key)) < least:
+            raise ConfigError("<config>", key, OmegaConf.select(cfg, key), f"must be >= {least}")
     checkpoint = Path(cfg.checkpoint)
     out = Path(cfg.out) if cfg.out else checkpoint.parent
     onnx_path, meta_path = export_policy(
         checkpoint, out, name=cfg.name or checkpoint.stem, opset=int(cfg.opset),
         max_green_s=float(cfg.max_green_s), fallback_green_s=float(cfg.fallback_green_s),
-        data_dir=cfg.data_dir,
+        data_dir=cfg.data_dir, overwrite=bool(cfg.overwrite),
     )
     meta = json.loads(meta_path.read_text())
     print(f"wrote {onnx_path} ({onnx_path.stat().st_size:,} bytes, opset {meta['model']['opset']}, "

@@ -26,6 +26,7 @@ import hydra
 from omegaconf import DictConfig
 
 import agents.ppo.config  # noqa: F401  (registers the structured config "train_schema")
+from agents.ppo.atomic_files import write_text_atomic
 from agents.ppo.sb3_trainer import train as train_sb3
 from envs.errors import exit_on_error
 from envs.evaluation.report import training_curves
@@ -47,7 +48,7 @@ def main(cfg: DictConfig) -> None:
             "baselines_travel_time": result["baselines"],
             "eval_history": result["eval_history"],
         }
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
         if (run_dir / "progress.csv").is_file():
             training_curves(run_dir / "progress.csv", run_dir / "curves.png",
                             f"{cfg.scenario.name}, {cfg.agent.name}, seed {cfg.seed}")

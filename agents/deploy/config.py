@@ -31,7 +31,8 @@ class ExportConfig:
     checkpoint: str = MISSING  # a train.py checkpoint (.zip)
     out: Optional[str] = None  # directory for the files; null = beside the checkpoint
     name: Optional[str] = None  # file stem; null = the checkpoint's (best.zip -> best.onnx, best.json)
-    opset: int = 18  # ONNX opset of the exported graph
+    opset: int = 18  # ONNX opset of the exported graph (18 or newer: what the exporter writes)
+    overwrite: bool = False  # replace an existing <out>/<name>.onnx / .json (otherwise an error, before any work)
     max_green_s: float = 120.0  # the policy runtime never shows one green longer than this
     fallback_green_s: float = 30.0  # fail-safe fixed-time plan: green per phase where the roadnet plan gives none
     data_dir: Optional[str] = None  # where the checkpoint's scenario is found (null = as at training)

@@ -51,8 +51,10 @@ import torch
 from torch import nn
 
 from agents.deploy.config import ExportConfig
+from agents.deploy.export_files import check_destination, check_opset, check_written_opset
 from agents.deploy.metadata import METADATA_FORMAT
 from agents.deploy.torchrl_graph import TorchRLActor
+from agents.ppo.atomic_files import atomic_path, write_text_atomic
 from agents.ppo.indexed_policy import IndexedActorCriticPolicy
 from agents.ppo.policy import load_policy
 from envs.errors import CheckpointError, ConfigError
@@ -259,7 +261,9 @@ def _write_onnx(module: DeployablePolicy, layout: IntersectionLayout, opset: int
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         for log in chatty:
-            log.setLevel(logging.WARNING if log.name != "torch.onnx" else logging.ERROR)
+            # onnxscript logs a failed opset conversion as a warning with a traceback; the opset
+            # written is checked afterwards (check_written_opset), which says it in one line
+            log.setLevel(logging.WARNING if log.name == "onnx_ir" else logging.ERROR)
         try:
             program = torch.onnx.export(
                 module, example, dynamo=True, opset_version=opset, input_names=list(INPUTS),
@@ -336,12 +340,16 @@ def export_policy(
     fallback_green_s: float = ExportConfig.fallback_green_s,
     data_dir: str | None = None,
     scenario: Scenario | None = None,
+    overwrite: bool = ExportConfig.overwrite,
 ) -> tuple[Path, Path]:
     """Write ``<out_dir>/<name>.onnx`` and ``<out_dir>/<name>.json``; returns both paths.
 
     The scenario is the checkpoint's (``config.scenario``, found under `data_dir` or where
     training found it) unless `scenario` gives one (e.g. built in code rather than by name)."""
-    checkpoint = Path(checkpoint)
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    onnx_path, meta_path = out_dir / f"{name}.onnx", out_dir / f"{name}.json"
+    check_opset(opset)  # before any work
+    check_destination([onnx_path, meta_path], overwrite)
     if checkpoint.suffix == ".pt":  # the TorchRL trainer's checkpoint
         from agents.ppo.torchrl_policy import load_torchrl_policy
 
@@ -362,10 +370,9 @@ def export_policy(
     ctx = _lane_context(scenario, layout)
     module = DeployablePolicy(policy, env_meta, layout, ctx.lane_storage).eval()
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path, meta_path = out_dir / f"{name}.onnx", out_dir / f"{name}.json"
-    _write_onnx(module, layout, opset, onnx_path)
+    with atomic_path(onnx_path) as partial:  # a killed or failed export leaves no torn model
+        _write_onnx(module, layout, opset, partial)
+        check_written_opset(partial, opset)
     metadata = {
         "format": METADATA_FORMAT,
         "project": {"name": "gridlight", "version": _version()},
@@ -383,7 +390,7 @@ def export_policy(
             "config": config,
         },
     }
-    meta_path.write_text(json.dumps(metadata, indent=1))
+    write_text_atomic(meta_path, json.dumps(metadata, indent=1))
     return onnx_path, meta_path
 
 

@@ -4,7 +4,9 @@
     python -m agents.deploy.service serve --model exported/policy.onnx --tcp 127.0.0.1:7000
 
 One `PolicyRuntime` (one signal network, one state) answers every message in order, whichever
-client sent it; a bad message gets an ``error`` reply and the service keeps serving. Imports
+client sent it. Every request line gets exactly one reply line: a bad message (not UTF-8, not
+JSON, nested too deeply, longer than 16 MiB, blank, or not a valid readings message) gets an
+``{"error": ..., "line": N}`` reply and the service keeps serving; no line stops it. Imports
 numpy and onnxruntime only, like the runtime. A model that cannot be run (missing or unusable
 metadata) prints ``error: <one line>`` and exits 2; ``--debug`` shows the traceback instead.
 """
@@ -19,29 +21,68 @@ import sys
 import threading
 
 from agents.deploy.runtime import LOG, PolicyRuntime
-from envs.errors import exit_on_error
+from envs.errors import ConfigError, exit_on_error
 
 
-def handle_line(runtime: PolicyRuntime, line: str, number: int) -> dict:
-    """One request line -> one reply; a bad message gets an ``error`` reply, never an exception."""
+MAX_LINE_BYTES = 16 << 20  # a longer line is refused unread (a 128-intersection message is ~40 KB)
+TOO_LONG = object()  # what `bounded_lines` yields in place of a line over MAX_LINE_BYTES
+
+
+def _error(number: int, reason: str) -> dict:
+    return {"error": f"line {number}: {reason}", "line": number}
+
+
+def handle_line(runtime: PolicyRuntime, line: str | bytes, number: int) -> dict:
+    """One request line -> one reply; a bad message gets an ``error`` reply, never an exception.
+
+    Bytes are decoded as UTF-8 here, line by line, so one undecodable line is one error reply
+    whatever the locale; a blank line gets an error reply too (one reply per line, always)."""
+    if line is TOO_LONG:
+        return _error(number, f"line longer than {MAX_LINE_BYTES:,} bytes, not read")
     try:
-        message = json.loads(line)
+        text = line.decode("utf-8") if isinstance(line, bytes) else line
+    except UnicodeDecodeError as error:
+        return _error(number, f"not UTF-8 text (byte {error.start}: {error.reason})")
+    if not text.strip():
+        return _error(number, "blank line: no message (each line must be one JSON object)")
+    try:
+        message = json.loads(text)
     except json.JSONDecodeError as error:
-        return {"error": f"line {number}: not JSON ({error.msg} at column {error.colno})", "line": number}
+        return _error(number, f"not JSON ({error.msg} at column {error.colno})")
+    except RecursionError:
+        return _error(number, "not a usable message: JSON nested too deeply")
+    except ValueError as error:  # e.g. an integer longer than Python's digit limit
+        return _error(number, f"not a usable message: {error}")
     try:
         return runtime.decide(message)
     except ValueError as error:
-        return {"error": f"line {number}: {error}", "line": number}
+        return _error(number, str(error))
     except Exception as error:  # the service must keep serving whatever one message does
         LOG.exception("line %d: unexpected error", number)
-        return {"error": f"line {number}: internal error {type(error).__name__}: {error}", "line": number}
+        return _error(number, f"internal error {type(error).__name__}: {str(error)[:200]}")
+
+
+def bounded_lines(stream, limit: int = MAX_LINE_BYTES):
+    """The lines of a binary stream, each at most `limit` bytes; a longer one is skipped to its
+    end and yielded as `TOO_LONG` (a client cannot make the service hold an endless line)."""
+    while True:
+        raw = stream.readline(limit + 1)
+        if not raw:
+            return
+        if len(raw) > limit and not raw.endswith(b"\n"):
+            while True:  # drop the rest of the line
+                rest = stream.readline(limit)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield TOO_LONG
+        else:
+            yield raw
 
 
 def serve_lines(runtime: PolicyRuntime, lines, write, lock: threading.Lock | None = None) -> None:
-    """Answer each non-blank line of `lines` with `write` (one JSON line per reply)."""
+    """Answer each line of `lines` (str, bytes or `TOO_LONG`) with `write`: one JSON line per
+    request line, blank and broken ones included."""
     for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
         if lock is None:
             reply = handle_line(runtime, line, number)
         else:
@@ -50,8 +91,16 @@ def serve_lines(runtime: PolicyRuntime, lines, write, lock: threading.Lock | Non
         write(json.dumps(reply) + "\n")
 
 
+class _Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True  # a stalled client never keeps the service from shutting down
+
+
 def serve_tcp(runtime: PolicyRuntime, host: str, port: int, ready=None) -> None:
-    """Serve JSON lines on a TCP socket until shut down; ``ready(server)`` once listening."""
+    """Serve JSON lines on a TCP socket until shut down; ``ready(server)`` once listening.
+
+    Each client has its own thread: reading its lines and writing its replies happen outside
+    the runtime's lock, so a client that stalls, or never reads its replies, holds up no one."""
     lock = threading.Lock()  # one signal network, one runtime state
 
     class Handler(socketserver.StreamRequestHandler):
@@ -60,14 +109,12 @@ def serve_tcp(runtime: PolicyRuntime, host: str, port: int, ready=None) -> None:
                 self.wfile.write(text.encode())
                 self.wfile.flush()
 
-            def lines():
-                for raw in self.rfile:
-                    yield raw.decode("utf-8", errors="replace")
+            try:
+                serve_lines(runtime, bounded_lines(self.rfile), write, lock)
+            except OSError as error:  # the client went away mid-line or mid-reply: its loss only
+                LOG.info("client %s disconnected: %s", self.client_address, error)
 
-            serve_lines(runtime, lines(), write, lock)
-
-    socketserver.ThreadingTCPServer.allow_reuse_address = True
-    with socketserver.ThreadingTCPServer((host, port), Handler) as server:
+    with _Server((host, port), Handler) as server:
         LOG.info("serving on %s:%d", *server.server_address)
         if ready is not None:
             ready(server)
@@ -87,17 +134,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tcp_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError("<command line>", "--tcp", text, "expected HOST:PORT with a port in [0, 65535]")
+    return host or "127.0.0.1", int(port)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with exit_on_error(debug=args.debug):
+        address = _tcp_address(args.tcp) if args.tcp else None
         runtime = PolicyRuntime(args.model, args.metadata, deadline_ms=args.deadline_ms)
-    if args.tcp:
-        host, _, port = args.tcp.rpartition(":")
-        serve_tcp(runtime, host or "127.0.0.1", int(port))
+    if address:
+        serve_tcp(runtime, *address)
     else:
-        serve_lines(runtime, sys.stdin, lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+        # bytes, decoded line by line: an undecodable line is an error reply, not the end of the service
+        serve_lines(runtime, bounded_lines(sys.stdin.buffer), lambda text: (sys.stdout.write(text), sys.stdout.flush()))
     return 0
 
 

@@ -343,6 +343,8 @@ def check_config(cfg) -> None:
     device = cfg.train.device
     if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
         _fail("train.device", device, "expected auto, cpu, cuda or cuda:N")
+    if device != "auto":
+        check_device(device, SOURCE, "train.device")  # cuda asked for, none here: an error, never a CPU run
     if cfg.train.threads is not None and cfg.train.threads < 1:
         _fail("train.threads", cfg.train.threads, "must be >= 1 or null")
 

@@ -25,8 +25,8 @@ driving the simulator take the same decisions, second for second.
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from sb3_contrib import MaskablePPO
 
+from agents.ppo.atomic_files import atomic_path
 from envs.engine.simulator import Simulator
 from envs.errors import CheckpointError, CommandError, ConfigError
 from envs.rl.features import check_observation_names, feature_context, observe
@@ -43,26 +44,35 @@ from envs.rl.actions import ActionDecoder, action_settings
 
 META_NAME = "gridlight.json"
 META_FORMAT = 1
+RNG_NAME = "rng_state.pt"  # torch, numpy and Python random state at the save
 
 
 # ---- checkpoints ---------------------------------------------------------------------------------
 
 
-def save_checkpoint(model: MaskablePPO, path: str | Path, meta: dict) -> Path:
-    """Write SB3's zip plus ``gridlight.json`` to `path`, atomically (a crash mid-save leaves the
-    previous checkpoint intact)."""
+def save_checkpoint(model: MaskablePPO, path: str | Path, meta: dict, rng: dict | None = None) -> Path:
+    """Write SB3's zip plus ``gridlight.json`` (and the random state `rng`, agents/ppo/atomic_files.py)
+    to `path`, atomically: a run killed mid-save leaves the previous checkpoint intact."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial.zip")
-    model.save(partial)
-    with zipfile.ZipFile(partial, "a") as archive:
-        archive.writestr(META_NAME, json.dumps({"format": META_FORMAT, **meta}, indent=2))
-    os.replace(partial, path)
+    with atomic_path(path) as partial:
+        model.save(partial)
+        with zipfile.ZipFile(partial, "a") as archive:
+            archive.writestr(META_NAME, json.dumps({"format": META_FORMAT, **meta}, indent=2))
+            if rng is not None:
+                saved = io.BytesIO()
+                torch.save(rng, saved)
+                archive.writestr(RNG_NAME, saved.getvalue())
     return path
 
 
+def _unreadable(path: Path, what: str, error: Exception) -> CheckpointError:
+    return CheckpointError(str(path), what, str(path), f"truncated or corrupted ({type(error).__name__}: "
+                                                       f"{str(error)[:120]})")
+
+
 def read_meta(path: str | Path) -> dict:
-    """The ``gridlight.json`` of a checkpoint; `CheckpointError` naming the file if it has none."""
+    """The ``gridlight.json`` of a checkpoint; `CheckpointError` naming the file and what is wrong
+    with it (missing, truncated, a corrupted member, not saved by train.py)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(str(path), "checkpoint", str(path), "no such checkpoint file")
@@ -70,21 +80,44 @@ def read_meta(path: str | Path) -> dict:
         with zipfile.ZipFile(path) as archive:
             if META_NAME not in archive.namelist():
                 raise CheckpointError(
-                    str(path), META_NAME, None, "not a gridlight checkpoint (saved by train.py)"
+                    str(path), META_NAME, None,
+                    "not a gridlight checkpoint (saved by train.py), or one truncated or corrupted",
                 )
+            damaged = archive.testzip()  # every member's CRC: a corrupted byte anywhere is found here
+            if damaged is not None:
+                raise CheckpointError(str(path), damaged, None, "corrupted: the member fails its checksum")
             meta = json.loads(archive.read(META_NAME))
-    except zipfile.BadZipFile:
-        raise CheckpointError(str(path), "checkpoint", str(path), "not a zip file") from None
-    if meta.get("format") != META_FORMAT:
-        raise CheckpointError(str(path), f"{META_NAME}.format", meta.get("format"), f"expected {META_FORMAT}")
+    except CheckpointError:
+        raise
+    except zipfile.BadZipFile as error:
+        raise CheckpointError(str(path), "checkpoint", str(path),
+                              f"not a readable zip archive: truncated or corrupted ({error})") from None
+    except (ValueError, OSError, EOFError, zipfile.LargeZipFile) as error:  # JSON, decompression, I/O
+        raise _unreadable(path, META_NAME, error) from None
+    if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
+        raise CheckpointError(str(path), f"{META_NAME}.format", meta.get("format") if isinstance(meta, dict) else meta,
+                              f"expected {META_FORMAT}")
     return meta
+
+
+def read_rng(path: str | Path) -> dict | None:
+    """The random state saved with a checkpoint (None for checkpoints saved without one)."""
+    with zipfile.ZipFile(path) as archive:
+        if RNG_NAME not in archive.namelist():
+            return None
+        return torch.load(io.BytesIO(archive.read(RNG_NAME)), weights_only=False)
 
 
 def load_policy(path: str | Path, device: str = "cpu", env=None, **kwargs) -> tuple[MaskablePPO, dict]:
     """``(model, meta)`` of a checkpoint. `env` and `kwargs` go to ``MaskablePPO.load`` (to
     continue training); for evaluation neither is needed."""
     meta = read_meta(path)
-    model = MaskablePPO.load(str(path), env=env, device=device, **kwargs)
+    try:
+        model = MaskablePPO.load(str(path), env=env, device=device, **kwargs)
+    except (ValueError, RuntimeError, KeyError, OSError, EOFError, zipfile.BadZipFile) as error:
+        if isinstance(error, ValueError) and "observation" in str(error).lower():
+            raise  # a mismatching env, not a damaged file
+        raise _unreadable(Path(path), "policy", error) from None
     return model, meta
 
 

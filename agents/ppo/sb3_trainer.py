@@ -40,13 +40,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
+from stable_baselines3.common.logger import KVWriter, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.vec_env import VecEnvWrapper
 from torch import nn
 from tqdm import tqdm
 
 from agents.ppo.indexed_policy import IndexedActorCriticPolicy
-from agents.ppo.policy import PolicyController, read_meta, save_checkpoint
+from agents.ppo.atomic_files import rng_state, set_rng_state, write_csv_atomic
+from agents.ppo.policy import PolicyController, load_policy, read_meta, read_rng, save_checkpoint
 from agents.ppo.config import (
     SOURCE, check_config, demand_spec, engine_params, observation_names, perturbation_config,
 )
@@ -140,7 +141,8 @@ def resume_model(cfg: DictConfig, venv, core) -> tuple[MaskablePPO, dict]:
                                   f"the checkpoint was trained with {saved[key]!r}; resume needs the same")
     layout = core.describe()
     check_layout(path, meta["env"], layout)
-    model = MaskablePPO.load(path, env=venv, device=cfg.train.device, seed=cfg.seed, **ppo_hyperparameters(cfg))
+    model, _ = load_policy(path, env=venv, device=cfg.train.device, seed=cfg.seed, **ppo_hyperparameters(cfg))
+    meta = {**meta, "rng": read_rng(path)}  # restored just before learning continues (train())
     # SB3's own rollout state (SB3's convention, not ours): the saved observation belongs to
     # the old env, so learn() must reset the env first
     model._last_obs = None
@@ -160,7 +162,26 @@ def check_layout(path: str, saved: dict, layout: dict) -> None:
 def _logger(run_dir: Path) -> Logger:
     (run_dir / "tb").mkdir(parents=True, exist_ok=True)
     return Logger(str(run_dir), [TensorBoardOutputFormat(str(run_dir / "tb")),
-                                 CSVOutputFormat(str(run_dir / "progress.csv"))])
+                                 AtomicCSVOutput(run_dir / "progress.csv")])
+
+
+class AtomicCSVOutput(KVWriter):
+    """SB3's progress.csv layout (one row per dump, a column per key, the header widened when
+    keys appear), each dump rewriting the whole file atomically: SB3's CSVOutputFormat rewrites
+    it in place, so a kill mid-dump could leave it torn."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.keys, self.rows = Path(path), [], []
+
+    def write(self, key_values: dict, key_excluded: dict, step: int = 0) -> None:
+        row = {key: value for key, value in key_values.items()
+               if not (key_excluded.get(key) and "csv" in key_excluded[key])}
+        self.keys += sorted(set(row) - set(self.keys))
+        self.rows.append(row)
+        write_csv_atomic(self.path, self.keys, self.rows)
+
+    def close(self) -> None:
+        pass
 
 
 def _compile_policy(model: MaskablePPO) -> None:
@@ -315,7 +336,7 @@ class TrainingCallback(BaseCallback):
 
     def checkpoint(self, name: str) -> Path:
         started = time.perf_counter()
-        path = save_checkpoint(self.model, self.run_dir / "checkpoints" / name, self.meta())
+        path = save_checkpoint(self.model, self.run_dir / "checkpoints" / name, self.meta(), rng=rng_state())
         if name == "last.zip":
             self.last_checkpoint_step = self.num_timesteps
         self.busy_s += time.perf_counter() - started
@@ -359,6 +380,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
               flush=True)
 
     callback = TrainingCallback(cfg, run_dir, core, evaluator, meta)
+    if meta is not None and meta.get("rng") is not None:
+        set_rng_state(meta["rng"])  # the random state at the save: the run goes on as it would have
     model.learn(total_timesteps=remaining, callback=callback, reset_num_timesteps=False)
     return {
         "model": model,

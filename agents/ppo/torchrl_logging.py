@@ -3,12 +3,12 @@ run's TensorBoard + ``progress.csv`` writer (the SB3 path's tag names and CSV la
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
+from agents.ppo.atomic_files import write_csv_atomic
 from envs.evaluation.metrics import METRIC_NAMES
 
 
@@ -68,13 +68,7 @@ class RunLog:
         new = sorted(set(row) - set(self.keys))
         self.keys += new
         self.rows.append(row)
-        with open(self.csv, "w" if new else "a", newline="") as handle:
-            out = csv.DictWriter(handle, fieldnames=self.keys)
-            if new:
-                out.writeheader()
-                out.writerows(self.rows)
-            else:
-                out.writerow(row)
+        write_csv_atomic(self.csv, self.keys, self.rows)  # whole file, atomically: a kill never tears it
         self.pending = {}
 
 

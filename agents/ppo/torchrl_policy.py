@@ -23,7 +23,6 @@ actor behind it; `agents.ppo.policy.controller_for_checkpoint` picks the control
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,6 +30,7 @@ import torch
 from torch import nn
 from torchrl.modules import MultiAgentMLP
 
+from agents.ppo.atomic_files import atomic_path, rng_state
 from agents.ppo.policy import PolicyController
 from envs.errors import CheckpointError, ConfigError
 
@@ -119,14 +119,13 @@ def save_torchrl_checkpoint(path: str | Path, *, actor: nn.Module, critic: nn.Mo
                             optimizer: torch.optim.Optimizer | None, num_timesteps: int, meta: dict) -> Path:
     """Write the checkpoint atomically (a crash mid-save leaves the previous one intact)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save({
-        "format": CHECKPOINT_FORMAT, "trainer": "torchrl", "num_timesteps": int(num_timesteps),
-        "actor": actor.state_dict(), "critic": critic.state_dict(),
-        "optimizer": None if optimizer is None else optimizer.state_dict(), "meta": meta,
-    }, partial)
-    os.replace(partial, path)
+    with atomic_path(path) as partial:
+        torch.save({
+            "format": CHECKPOINT_FORMAT, "trainer": "torchrl", "num_timesteps": int(num_timesteps),
+            "actor": actor.state_dict(), "critic": critic.state_dict(),
+            "optimizer": None if optimizer is None else optimizer.state_dict(), "meta": meta,
+            "rng": rng_state(),  # resume continues with the same random state
+        }, partial)
     return path
 
 
@@ -137,7 +136,8 @@ def read_torchrl_checkpoint(path: str | Path, device="cpu") -> dict:
     try:
         data = torch.load(path, map_location=device, weights_only=False)
     except Exception as error:  # noqa: BLE001 - any unreadable file is the same error to the user
-        raise CheckpointError(str(path), "checkpoint", str(path), f"not a torch checkpoint ({error})") from None
+        raise CheckpointError(str(path), "checkpoint", str(path), "not a readable torch checkpoint: truncated or "
+                              f"corrupted ({type(error).__name__}: {str(error)[:120]})") from None
     if not isinstance(data, dict) or data.get("trainer") != "torchrl":
         raise CheckpointError(str(path), "trainer", None, "not a gridlight TorchRL checkpoint (train.py, trainer=torchrl)")
     if data.get("format") != CHECKPOINT_FORMAT:

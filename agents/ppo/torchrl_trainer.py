@@ -38,6 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 from tqdm import tqdm
 
+from agents.ppo.atomic_files import set_rng_state
 from agents.ppo.config import (
     LOSSES,
     TorchRLTrainerConfig,
@@ -111,7 +112,7 @@ class TorchRLTrainer:
         self.params = params
         self.optimizer = torch.optim.Adam(params, lr=agent.learning_rate, eps=1e-5)  # SB3's Adam
         self.clip_loss = self._clip_ppo_loss() if opts.loss == "clip_ppo" else None
-        self.meta_in = None
+        self.meta_in = self.rng_in = None
         self.num_timesteps, first_sample = 0, cfg.seed * SAMPLES_PER_SEED
         if cfg.resume is not None:
             first_sample = self._resume(str(cfg.resume))
@@ -150,6 +151,7 @@ class TorchRLTrainer:
             for group in self.optimizer.param_groups:  # this config's learning rate
                 group["lr"] = self.cfg.agent.learning_rate
         self.num_timesteps, self.meta_in = int(data["num_timesteps"]), meta
+        self.rng_in = data.get("rng")  # restored just before the training loop (run())
         return int(meta["train_next_sample"])
 
     def meta(self) -> dict:
@@ -342,6 +344,8 @@ class TorchRLTrainer:
             last_eval, busy = 0, busy + time.perf_counter() - started
             log.dump(0)
         last_ckpt = self.num_timesteps
+        if self.rng_in is not None:
+            set_rng_state(self.rng_in)  # the random state at the save: the run goes on as it would have
         while self.num_timesteps < total:
             self.iteration()
             bar.update(self.num_timesteps - bar.n)

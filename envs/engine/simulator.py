@@ -13,6 +13,7 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
+from envs.engine.fit_checks import demand_problem, snapshot_problem
 from envs.engine.ops import use_inductor_buffers
 from envs.engine.state import SLOT_FIELDS, TIMER_START, EngineParams, SimState
 from envs.engine.step import step as pure_step
@@ -62,6 +63,9 @@ class Simulator:
                 "<engine>", "device", str(demand.depart.device),
                 f"demand and network must be on one device (network: {network.device})",
             )
+        problem = demand_problem(network, demand)
+        if problem:
+            raise ConfigError("<engine>", *problem)
         self.network = network
         self.demand = demand
         self.num_slots = self.params.max_vehicles or default_slots(network, demand)
@@ -158,6 +162,11 @@ class Simulator:
         return self.state.clone()
 
     def restore(self, snapshot: SimState) -> None:
+        """Continue from `snapshot`, which must come from a simulator of this network and demand
+        (`CommandError` naming what differs otherwise)."""
+        problem = snapshot_problem(self.state, self.demand, snapshot)
+        if problem:
+            raise CommandError("<restore>", *problem)
         self.state = snapshot.clone()
         self.num_slots = self.state.num_slots
         self._steps_to_slot_check = 0
@@ -169,10 +178,16 @@ class Simulator:
 
     def check_command(self, command: torch.Tensor) -> None:
         expected = (self.batch_size, self.network.num_intersections)
+        if not isinstance(command, torch.Tensor):
+            shown = command if isinstance(command, (bool, int, float, str)) or command is None else type(command).__name__
+            raise CommandError("<command>", "type", shown, (
+                f"expected a torch int64 tensor of shape {expected} (phase index per copy and intersection, "
+                "-1 = keep); a list or numpy array: torch.as_tensor(x, dtype=torch.int64)"))
         if tuple(command.shape) != expected:
             raise CommandError("<command>", "shape", tuple(command.shape), f"expected {expected}")
         if command.dtype not in (torch.int64, torch.int32):
-            raise CommandError("<command>", "dtype", str(command.dtype), "expected an integer tensor")
+            raise CommandError("<command>", "dtype", str(command.dtype),
+                               "expected an int64 or int32 tensor of phase indices (bool and float are not)")
         bad = (command < -1) | (command >= self.network.num_phases.unsqueeze(0))
         if bool(bad.any()):
             b, i = (int(x) for x in torch.nonzero(bad)[0])

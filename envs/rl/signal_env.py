@@ -272,6 +272,10 @@ class BatchedSignalEnv:
         the error. Under ``phase_duration`` this starts the holds of the intersections that are
         free (`envs.rl.actions`), so call it once per decision, right before `step_commands`."""
         expected = (self.copies, self.num_intersections)
+        if not isinstance(actions, torch.Tensor) or actions.dtype == torch.bool or actions.is_floating_point():
+            given = str(actions.dtype) if isinstance(actions, torch.Tensor) else type(actions).__name__
+            raise CommandError(source, field, given, f"expected an integer tensor of action indices {expected} "
+                               "(lists and numpy arrays: the Gymnasium, PettingZoo and SB3 adapters)")
         if tuple(actions.shape) != expected:
             raise CommandError(source, f"{field}.shape", tuple(actions.shape), f"expected {expected}")
         actions = actions.to(device=self.device, dtype=torch.int64)

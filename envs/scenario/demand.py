@@ -57,11 +57,13 @@ def trips_from_flows(
 ) -> Trips:
     """Expand a flow file into trips, emulating CityFlow's generator step by step."""
     from envs.scenario.cityflow import departure_steps
+    from envs.scenario.departures import check_departure_counts
 
+    check_departure_counts(flows.flows, horizon, flows.source)  # billions of vehicles: refused before allocating
     road_index = {road_id: r for r, road_id in enumerate(network.road_ids)}
     departs, flow_ids = [], []
     for flow in flows.flows:
-        steps = departure_steps(flow, horizon)
+        steps = departure_steps(flow, horizon, source=flows.source)
         departs.append(steps)
         flow_ids.append(np.full(steps.shape[0], flow.index, dtype=np.int64))
     depart = np.concatenate(departs) if departs else np.zeros(0, np.int64)

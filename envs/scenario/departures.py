@@ -15,6 +15,10 @@ from envs.scenario.spec import FlowSpec
 STEP_SECONDS = 1.0
 _EXACT_FLOAT_LIMIT = 2**53  # integers below this are exact in a float64
 _INT64_SAFE_LIMIT = 2**62
+# Vehicles one flow file may create per copy (docs/reliability.md). The datasets create a few
+# thousand; ten million trips already take gigabytes per copy once routes are padded, and a
+# mistyped interval (1e-6 for 1e6) would otherwise allocate for minutes before a MemoryError.
+MAX_VEHICLES = 10_000_000
 
 
 def departure_steps(
@@ -30,6 +34,7 @@ def departure_steps(
     first, last = active_steps(flow, horizon, source)
     if last < first:
         return np.empty(0, dtype=np.int64)
+    _check_count(flow, departure_count(flow, first, last), source)
     if first == last:
         # One active step (the per-vehicle form startTime == endTime): the accumulator starts full,
         # so exactly one vehicle leaves, whatever the interval.
@@ -64,6 +69,39 @@ def active_steps(flow: FlowSpec, horizon: int | None, source: str) -> tuple[int,
     # The generator's clock starts at 0 and ticks whole seconds; it is active from startTime on.
     first = max(0, math.ceil(flow.start_time))
     return first, last
+
+
+def departure_count(flow: FlowSpec, first: int, last: int) -> int:
+    """How many vehicles `departure_steps` creates between steps `first` and `last`, computed
+    without creating them (exact where the closed form is; within one otherwise)."""
+    if last < first:
+        return 0
+    if first == last:
+        return 1
+    num, den = flow.interval.as_integer_ratio()
+    return (last - first) * den // num + 1
+
+
+def _check_count(flow: FlowSpec, count: int, source: str, total: int | None = None) -> None:
+    if count > MAX_VEHICLES or (total is not None and total > MAX_VEHICLES):
+        scope = f"flow [{flow.index}] alone" if total is None else f"the flows up to [{flow.index}]"
+        raise ScenarioError(
+            source, f"[{flow.index}].interval", flow.interval,
+            f"{scope} would create {total or count:,} vehicles (interval {flow.interval:g} s from "
+            f"{flow.start_time:g} s to {flow.end_time:g} s); gridlight's limit is {MAX_VEHICLES:,} per flow file",
+        )
+
+
+def check_departure_counts(flows: Iterable[FlowSpec], horizon: int | None, source: str) -> int:
+    """The number of vehicles the flows create before `horizon`, refused before anything is
+    allocated when one flow, or all of them, would exceed `MAX_VEHICLES`."""
+    total = 0
+    for flow in flows:
+        first, last = active_steps(flow, horizon, source)
+        count = departure_count(flow, first, last)
+        total += count
+        _check_count(flow, count, source, total if total > count else None)
+    return total
 
 
 def _periodic_steps_exact(interval: float, first: int, last: int) -> np.ndarray | None:

@@ -4,6 +4,7 @@ and the value."""
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping
 from typing import Any, NoReturn
@@ -11,6 +12,9 @@ from typing import Any, NoReturn
 from envs.errors import ScenarioError
 
 MISSING = "<missing>"  # the "value" shown for a required field that is absent
+# No metre, m/s, m/s^2 or second in a scenario comes near this (1e9 m is 25 times round the
+# earth, 1e9 s 31 years); beyond it float32 sums and products lose all meaning or overflow.
+MAX_MAGNITUDE = 1e9
 
 Point = tuple[float, float]
 
@@ -40,7 +44,12 @@ class JsonFields:
 
     def member(self, obj: Mapping[str, Any], key: str, path: str) -> Any:
         if key not in obj:
-            present = ", ".join(sorted(obj)) or "none"
+            # a near miss ("intervall") is the author's spelling of `key`: report it by its own name
+            near = difflib.get_close_matches(key, [k for k in obj if isinstance(k, str)], n=1, cutoff=0.8)
+            if near:
+                self.fail(key_path(path, near[0]), obj[near[0]],
+                          f"unknown field; did you mean {key!r}? (required field {key!r} is missing)")
+            present = ", ".join(sorted(map(str, obj))) or "none"
             self.fail(key_path(path, key), MISSING, f"missing required field (present: {present})")
         return obj[key]
 
@@ -56,6 +65,13 @@ class JsonFields:
             self.fail(key_path(path, key), value, f"expected a string, got {json_type(value)}")
         return value
 
+    def identifier(self, obj: Mapping[str, Any], key: str, path: str) -> str:
+        """A string naming something (an id): empty or blank would match nothing a user can name."""
+        value = self.string(obj, key, path)
+        if not value.strip():
+            self.fail(key_path(path, key), value, "an id must be a non-empty string")
+        return value
+
     def boolean(self, obj: Mapping[str, Any], key: str, path: str) -> bool:
         value = self.member(obj, key, path)
         if not isinstance(value, bool):
@@ -69,6 +85,9 @@ class JsonFields:
         # Python's json accepts NaN/Infinity literals; they would poison every later computation.
         if not math.isfinite(value):
             self.fail(path, value, "expected a finite number")
+        if abs(value) > MAX_MAGNITUDE:
+            self.fail(path, value, f"beyond {MAX_MAGNITUDE:g} in magnitude (gridlight's limit for any "
+                                   "length, speed, acceleration or time in a scenario)")
         return float(value)
 
     def number(self, obj: Mapping[str, Any], key: str, path: str) -> float:

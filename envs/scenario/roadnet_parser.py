@@ -20,6 +20,10 @@ from envs.scenario.spec import (
     polyline_length,
 )
 
+# Lanes on one road: real roads have a handful (the CityFlow datasets at most 3); per-lane tables
+# are padded to the widest road, so one road with thousands would allocate for every road.
+MAX_LANES_PER_ROAD = 32
+
 
 PERMISSIVE_KEY = "permissiveRoadLinks"  # optional in a light phase: green links that yield
 
@@ -45,7 +49,7 @@ def _intersection_ids(fields: JsonFields, raw_intersections: list[Any]) -> set[s
     ids: dict[str, int] = {}
     for i, raw in enumerate(raw_intersections):
         path = f"intersections[{i}]"
-        ident = fields.string(fields.as_object(raw, path), "id", path)
+        ident = fields.identifier(fields.as_object(raw, path), "id", path)
         if ident in ids:
             fields.fail(
                 f"{path}.id", ident, f"duplicate intersection id (also intersections[{ids[ident]}])"
@@ -73,7 +77,7 @@ def _parse_roads(
 
 def _parse_road(fields: JsonFields, raw: Any, path: str, intersection_ids: set[str]) -> RoadSpec:
     obj = fields.as_object(raw, path)
-    ident = fields.string(obj, "id", path)
+    ident = fields.identifier(obj, "id", path)
     endpoints = []
     for key in ("startIntersection", "endIntersection"):
         name = fields.string(obj, key, path)
@@ -84,6 +88,10 @@ def _parse_road(fields: JsonFields, raw: Any, path: str, intersection_ids: set[s
     raw_lanes = fields.array(obj, "lanes", path)
     if not raw_lanes:
         fields.fail(f"{path}.lanes", raw_lanes, "a road needs at least one lane")
+    if len(raw_lanes) > MAX_LANES_PER_ROAD:
+        fields.fail(f"{path}.lanes", f"<{len(raw_lanes)} lanes>",
+                    f"more than {MAX_LANES_PER_ROAD} lanes on one road (gridlight's limit: per-lane "
+                    "tables are padded to the widest road)")
     lanes = tuple(
         _parse_lane(fields, lane, f"{path}.lanes[{k}]") for k, lane in enumerate(raw_lanes)
     )

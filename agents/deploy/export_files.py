@@ -1,0 +1,49 @@
+"""What export.py checks before and after it writes: the opset it can honour, files it would
+replace, and that the model written declares the opset its metadata will state. Both files are
+written atomically (agents/ppo/atomic_files.py): a killed export leaves the old pair or none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agents.deploy.onnx_opset import onnx_opsets
+from envs.errors import ConfigError, ModelError
+
+# torch.onnx's exporter (dynamo=True) writes opset 18 and newer only; asked for less, it used to
+# write 18 anyway while the metadata said otherwise, and the runtime refused the pair.
+MIN_OPSET = 18
+SOURCE = "<export>"
+
+
+def check_opset(opset) -> int:
+    from onnx.defs import onnx_opset_version  # the newest opset the installed onnx knows
+
+    newest = onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise ConfigError(SOURCE, "opset", opset, f"the ONNX exporter writes opsets {MIN_OPSET} to {newest} "
+                                                  "(the installed onnx's newest)")
+    return opset
+
+
+def check_destination(paths: list[Path], overwrite: bool) -> None:
+    """Refuse to replace an existing export unless asked to (before any work is done)."""
+    if overwrite:
+        return
+    for path in paths:
+        if path.exists():
+            raise ConfigError(SOURCE, "out", str(path), "already exists; overwrite=true replaces it "
+                                                        "(or choose another out= or name=)")
+
+
+def check_written_opset(path: Path, opset: int) -> None:
+    """The default-domain opset the file declares must be the one asked for (and recorded)."""
+    try:
+        written = onnx_opsets(Path(path).read_bytes()).get("")
+    except ValueError as error:
+        raise ModelError(str(path), "opset_import", None, f"the exported file is not readable ONNX ({error})") from None
+    if written != opset:
+        raise ModelError(SOURCE, "opset", opset, f"the exporter wrote opset {written} instead; "
+                                                 "nothing was written (choose an opset it supports)")
+
+
+__all__ = ["MIN_OPSET", "check_destination", "check_opset", "check_written_opset"]

@@ -1,0 +1,95 @@
+"""Files a killed run must never leave half-written: checkpoints, progress.csv, summaries,
+exported models. Each is written to a temporary file in the same directory, flushed, then
+renamed over the old one (`os.replace` is atomic on one file system), so a reader, or a resumed
+run, sees the old file or the new one, never a torn one; SIGINT, SIGTERM or ``kill -9`` at any
+moment keeps the last complete file.
+
+``GRIDLIGHT_SLOW_WRITES_S`` (tests only) sleeps that long between writing the temporary file and
+the rename, so a test can kill a run in the middle of a write deterministically
+(tests/test_reliability_training.py).
+
+Also the random state a resumed run continues from (`rng_state` / `set_rng_state`): torch (CPU
+and CUDA), numpy's global generator and Python's `random`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import random
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+SLOW_WRITES_ENV = "GRIDLIGHT_SLOW_WRITES_S"
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; renamed over `path` when the block succeeds,
+    removed when it fails (the old file stays)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial" + path.suffix, dir=path.parent)
+    os.close(handle)
+    partial = Path(name)
+    try:
+        yield partial
+        with open(partial, "rb+") as written:  # on disk before it takes the name
+            os.fsync(written.fileno())
+        delay = float(os.environ.get(SLOW_WRITES_ENV, "0") or 0)
+        if delay > 0:
+            time.sleep(delay)
+        os.replace(partial, path)
+    finally:
+        if partial.exists():
+            partial.unlink()
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    with atomic_path(path) as partial:
+        partial.write_bytes(data)
+    return Path(path)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_csv_atomic(path: str | Path, keys: list[str], rows: list[dict]) -> Path:
+    """The whole table, rewritten (progress files are small: one row per rollout)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=keys, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomic(path, out.getvalue())
+
+
+def rng_state() -> dict:
+    """Every random generator training draws from, to be saved with a checkpoint."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    """Continue from a checkpoint's `rng_state` (CUDA states only where this machine has as many
+    devices)."""
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+__all__ = ["SLOW_WRITES_ENV", "atomic_path", "rng_state", "set_rng_state", "write_bytes_atomic",
+           "write_csv_atomic", "write_text_atomic"]

@@ -1,0 +1,193 @@
+"""Load and soak of the controller service over TCP (``python -m agents.deploy.service serve --tcp``).
+
+    python benchmarks/service_soak.py                      # 10 minutes, 8 clients, grid_16x8 (128 signals)
+    python benchmarks/service_soak.py --duration 60        # a short run
+
+An untrained policy for ``--scenario`` (latency does not depend on the weights) is exported as
+export.py does and served by the service in its own process. ``--clients`` clients each send one
+128-intersection readings message (recorded from the simulator under max pressure), wait for its
+reply, and repeat, for ``--duration`` seconds; beside them one client sends garbage lines (not
+UTF-8, not JSON, deep nesting, blank) as fast as it is answered, and one connects, sends half a
+line and stalls. Every message carries the same ``t`` (a decision time may repeat, never go
+back), so the clients' interleaving is never an error.
+
+One JSON line: ``decisions_per_s`` (replies with commands to the good clients, all together),
+``latency_p50_ms`` / ``latency_p99_ms`` (request sent to reply read, per good-client message),
+``slowest_client_p99_ms``, ``policy_share`` (intersection decisions from the policy rather than
+the fixed-time fallback: the replayed readings disagree with what the service commanded now and
+then, which its cross-check rightly treats as a signal fault), ``garbage_replies`` (all of them
+error replies), ``errors`` (error replies to good messages: 0 expected) and the service's resident
+memory (``rss_start_mb`` after warm-up, ``rss_end_mb``). The service process and the clients share
+this machine's cores: on a 2-core machine the clients' JSON handling competes with the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import ROOT, emit, log, machine_info
+from controller_latency import policy_checkpoint, recorded_messages
+
+from agents.deploy.export import export_policy
+from envs.scenario import load_scenario
+
+GARBAGE = [b"\xff\xfe not utf-8", b"{broken", b"[" * 100_000, b"", b"null", b'{"t": "soon"}']
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def connect(port: int, timeout: float = 60.0) -> socket.socket:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=30)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+class GoodClient(threading.Thread):
+    def __init__(self, port: int, lines: list[bytes], stop: threading.Event, measuring: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.port, self.lines, self.stop, self.measuring = port, lines, stop, measuring
+        self.latency: list[float] = []
+        self.errors = self.policy = self.total = 0
+        self.error_sample = ""
+
+    def run(self) -> None:
+        with connect(self.port) as conn:
+            replies = conn.makefile("rb")
+            k = 0
+            while not self.stop.is_set():
+                line = self.lines[k % len(self.lines)]
+                k += 1
+                started = time.perf_counter()
+                conn.sendall(line)
+                reply = replies.readline()
+                took = time.perf_counter() - started
+                if not self.measuring.is_set():
+                    continue
+                if b'"commands"' not in reply:
+                    self.errors += 1
+                    self.error_sample = self.error_sample or reply[:300].decode(errors="replace")
+                    continue
+                self.latency.append(took)
+                self.policy += reply.count(b'"source": "policy"')
+                self.total += reply.count(b'"source": ')
+
+
+class GarbageClient(threading.Thread):
+    def __init__(self, port: int, stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.port, self.stop, self.replies, self.non_errors = port, stop, 0, 0
+
+    def run(self) -> None:
+        with connect(self.port) as conn:
+            replies = conn.makefile("rb")
+            k = 0
+            while not self.stop.is_set():
+                conn.sendall(GARBAGE[k % len(GARBAGE)] + b"\n")
+                k += 1
+                reply = replies.readline()
+                if not reply:
+                    return
+                self.non_errors += b'"error"' not in reply
+                self.replies += 1
+
+
+def soak(port: int, lines: list[bytes], args) -> dict:
+    stop, measuring = threading.Event(), threading.Event()
+    stalled = connect(port)
+    stalled.sendall(b'{"t": 0, "intersections": {"half a li')  # and never the rest
+    clients = [GoodClient(port, lines, stop, measuring) for _ in range(args.clients)]
+    garbage = GarbageClient(port, stop)
+    for client in [*clients, garbage]:
+        client.start()
+    time.sleep(args.warmup)
+    measuring.set()
+    return {"clients": clients, "garbage": garbage, "stop": stop, "stalled": stalled}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", default="grid_16x8")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--duration", type=float, default=600.0, help="measured seconds (default 10 min)")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--decisions", type=int, default=1,
+                        help="distinct recorded messages the clients cycle through (1: all send the same readings, "
+                             "so the readings agree with what the service commanded as often as they can)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    scenario = load_scenario(args.scenario)
+    messages = recorded_messages(scenario, args.decisions)
+    for message in messages:
+        message["t"] = 0  # one decision time for every client (see the module doc)
+    lines = [json.dumps(m).encode() + b"\n" for m in messages]
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = policy_checkpoint(scenario, "ppo_shared", Path(tmp) / "policy.zip")
+        onnx_path, _ = export_policy(checkpoint, tmp, scenario=scenario)
+        port = free_port()
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        service = subprocess.Popen([sys.executable, "-m", "agents.deploy.service", "serve", "--model", str(onnx_path),
+                                    "--tcp", f"127.0.0.1:{port}", "--log-level", "ERROR"], cwd=ROOT, env=env)
+        try:
+            log(f"{args.clients} clients x {len(messages[0]['intersections'])} intersections, "
+                f"{args.duration:g} s measured")
+            run = soak(port, lines, args)
+            rss_start = rss_mb(service.pid)
+            started = time.perf_counter()
+            time.sleep(args.duration)
+            rss_end = rss_mb(service.pid)
+            run["stop"].set()
+            wall = time.perf_counter() - started
+            for client in [*run["clients"], run["garbage"]]:
+                client.join(timeout=30)  # each finishes its exchange before the service goes
+            alive = service.poll() is None
+        finally:
+            service.terminate()
+            service.wait(timeout=30)
+    clients, garbage = run["clients"], run["garbage"]
+    latency = np.concatenate([np.asarray(c.latency) for c in clients]) * 1e3
+    emit({
+        "benchmark": "service_soak", "scenario": args.scenario, "intersections": len(messages[0]["intersections"]),
+        "clients": args.clients, "duration_s": round(wall, 1), "decisions": int(latency.size),
+        "decisions_per_s": round(latency.size / wall, 1),
+        "latency_p50_ms": round(float(np.percentile(latency, 50)), 3),
+        "latency_p99_ms": round(float(np.percentile(latency, 99)), 3),
+        "slowest_client_p99_ms": round(max(float(np.percentile(np.asarray(c.latency) * 1e3, 99)) for c in clients), 3),
+        "policy_share": round(sum(c.policy for c in clients) / max(sum(c.total for c in clients), 1), 3),
+        "errors": sum(c.errors for c in clients),
+        "error_sample": next((c.error_sample for c in clients if c.error_sample), ""), "garbage_replies": garbage.replies,
+        "garbage_non_error_replies": garbage.non_errors, "service_alive": alive,
+        "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1), "machine": machine_info(),
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Issue 18, point 1: configs, checkpoints and export — each mistake refused before any work
+with the key or file named, and the command-line tools print one line, no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+import torch
+
+from agents.deploy.export import export_policy
+from agents.deploy.export_files import MIN_OPSET, check_written_opset
+from agents.ppo.config import check_config
+from agents.ppo.policy import META_NAME, load_policy, read_meta
+from agents.ppo.torchrl_policy import read_torchrl_checkpoint
+from envs.errors import CheckpointError, ConfigError, ModelError
+from tests.conftest import REPO_ROOT
+from tests.test_train import train_config, tiny_run
+
+
+@pytest.mark.parametrize("override, key, says", [
+    ("eval.steps=0", "eval.steps", "must be >= 1"),
+    ("eval.steps=-5", "eval.steps", "must be >= 1"),
+    ("engine.device=tpu", "engine.device", "not a torch device"),
+    ("train.device=cuda:x", "train.device", "expected auto, cpu, cuda or cuda:N"),
+])
+def test_bad_training_config_values_name_their_key(override, key, says):
+    with pytest.raises(ConfigError, match=says) as caught:
+        check_config(train_config(*tiny_run(), override))
+    assert caught.value.field == key
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_train_device_cuda_without_cuda_is_an_error_not_a_silent_cpu_run():
+    with pytest.raises(ConfigError, match="CUDA is not available") as caught:
+        check_config(train_config(*tiny_run(), "train.device=cuda"))
+    assert caught.value.field == "train.device"
+
+
+def test_evaluate_with_zero_steps_prints_one_line_and_exits_2(tmp_path):
+    done = subprocess.run([sys.executable, "evaluate.py", "scenario=grid_1x1", "eval.steps=0",
+                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["error: <config>: field 'eval.steps' = 0: must be >= 1"]
+
+
+def test_an_opset_the_exporter_cannot_honour_is_refused_before_any_work(tmp_path):
+    for opset in (7, 400):
+        with pytest.raises(ConfigError, match=f"writes opsets {MIN_OPSET} to") as caught:
+            export_policy(tmp_path / "no-such-checkpoint.zip", tmp_path / "out", opset=opset)  # before loading
+        assert caught.value.field == "opset" and caught.value.value == opset
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_written_model_must_declare_the_opset_its_metadata_states(uneven):
+    _, onnx_path, meta_path = uneven[1]["shared"]
+    stated = json.loads(meta_path.read_text())["model"]["opset"]
+    check_written_opset(onnx_path, stated)  # the real export agrees with its metadata
+    with pytest.raises(ModelError, match=f"wrote opset {stated} instead"):
+        check_written_opset(onnx_path, stated + 1)
+
+
+def test_exporting_onto_an_existing_file_is_an_error_unless_overwrite(uneven, tmp_path):
+    scenario, exports = uneven
+    checkpoint, onnx_path, _ = exports["shared"]
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "policy.json").write_text("{}")
+    with pytest.raises(ConfigError, match="overwrite=true") as caught:
+        export_policy(checkpoint, target, scenario=scenario)
+    assert caught.value.field == "out" and caught.value.value == str(target / "policy.json")
+    assert (target / "policy.json").read_text() == "{}" and not (target / "policy.onnx").exists()
+    written, meta = export_policy(checkpoint, target, scenario=scenario, overwrite=True)
+    assert json.loads(meta.read_text())["model"]["file"] == "policy.onnx" and written.stat().st_size > 0
+    assert sorted(p.name for p in target.iterdir()) == ["policy.json", "policy.onnx"]  # no temporary files left
+
+
+def _damaged(source, target, how: str):
+    data = bytearray(source.read_bytes())
+    if how == "truncated":
+        data = data[: len(data) // 2]
+    elif how == "flipped byte":  # inside the first member's compressed data: its CRC fails
+        with zipfile.ZipFile(source) as archive:
+            info = archive.infolist()[0]
+        data[info.header_offset + 30 + len(info.filename) + 10] ^= 0xFF
+    target.write_bytes(bytes(data))
+    return target
+
+
+@pytest.mark.parametrize("how, says", [("truncated", "truncated or corrupted"),
+                                       ("flipped byte", "fails its checksum")])
+def test_damaged_sb3_checkpoints_name_the_file_and_what_is_wrong(uneven, tmp_path, how, says):
+    path = _damaged(uneven[1]["shared"][0], tmp_path / "last.zip", how)
+    with pytest.raises(CheckpointError, match=says) as caught:
+        load_policy(path)
+    assert caught.value.source == str(path)
+
+
+def test_a_checkpoint_with_unreadable_metadata_names_the_member(uneven, tmp_path):
+    path = tmp_path / "last.zip"
+    with zipfile.ZipFile(uneven[1]["shared"][0]) as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.infolist():
+            target.writestr(item, b"{not json" if item.filename == META_NAME else source.read(item))
+    with pytest.raises(CheckpointError, match="truncated or corrupted") as caught:
+        read_meta(path)
+    assert caught.value.source == str(path) and caught.value.field == META_NAME
+
+
+def test_a_truncated_torchrl_checkpoint_names_the_file(tmp_path):
+    path = tmp_path / "last.pt"
+    torch.save({"trainer": "torchrl", "weights": torch.zeros(10_000)}, path)
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="truncated or corrupted") as caught:
+        read_torchrl_checkpoint(path)
+    assert caught.value.source == str(path)

@@ -1,0 +1,90 @@
+"""Issue 18: no line can stop the controller service, on stdin or TCP, and every line gets
+exactly one reply (deep nesting, invalid UTF-8 under a strict locale, blank and overlong lines)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+
+from agents.deploy.runtime import POLICY, PolicyRuntime
+from agents.deploy.service import TOO_LONG, bounded_lines, handle_line, serve_tcp
+from tests.conftest import REPO_ROOT
+from tests.deploy_fixtures import readings_message, sources
+
+DEEP = b"[" * 200_000 + b"]" * 200_000  # RecursionError in json.loads
+BAD_LINES = [DEEP, b"\xff\xfe{\"t\": 0}", b"", b"   ", b"{\"t\": 1e999999, \"intersections\": {}}",
+             b"1" * 5000, b"{\"t\": 0, \"intersections\": " + b"[" * 5000 + b"]" * 5000 + b"}", b"null"]
+
+
+def _messages(model_copy) -> tuple[bytes, bytes]:
+    runtime = PolicyRuntime(*model_copy)
+    first = readings_message(runtime, 0.0)
+    later = readings_message(runtime, 10.0)
+    return json.dumps(first).encode(), json.dumps(later).encode()
+
+
+def _check_replies(replies: list[dict]) -> None:
+    """One error reply per bad line, numbered, then the good message still answered."""
+    assert len(replies) == len(BAD_LINES) + 2
+    assert set(sources(replies[0])) == {POLICY}
+    for number, reply in enumerate(replies[1:-1], 2):
+        assert reply["line"] == number and reply["error"].startswith(f"line {number}: "), reply
+    assert "nested too deeply" in replies[1]["error"]
+    assert "not UTF-8" in replies[2]["error"]
+    assert "blank line" in replies[3]["error"] and "blank line" in replies[4]["error"]
+    assert replies[-1]["t"] == 10.0 and replies[-1]["faults"] == []  # still serving: a decision, no fault
+
+
+def test_stdin_service_survives_every_bad_line_under_a_strict_ascii_locale(model_copy):
+    first, later = _messages(model_copy)
+    stdin = b"\n".join([first, *BAD_LINES, later]) + b"\n"
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": "ascii:strict",
+           "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run([sys.executable, "-m", "agents.deploy.service", "serve", "--model", str(model_copy[0])],
+                          input=stdin, capture_output=True, cwd=REPO_ROOT, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _check_replies([json.loads(line) for line in done.stdout.decode().splitlines()])
+
+
+def test_tcp_service_survives_every_bad_line_and_serves_the_next_client(model_copy):
+    runtime = PolicyRuntime(*model_copy)
+    started, servers = threading.Event(), []
+    threading.Thread(target=serve_tcp, args=(runtime, "127.0.0.1", 0, lambda s: (servers.append(s), started.set())),
+                     daemon=True).start()
+    assert started.wait(10)
+    first, later = _messages(model_copy)
+    try:
+        with socket.create_connection(servers[0].server_address, timeout=30) as conn:
+            conn.sendall(b"\n".join([first, *BAD_LINES, later]) + b"\n")
+            stream = conn.makefile("rb")
+            _check_replies([json.loads(stream.readline()) for _ in range(len(BAD_LINES) + 2)])
+        with socket.create_connection(servers[0].server_address, timeout=30) as conn:  # a client cut off mid-line
+            conn.sendall(b'{"t": 20, "intersec')
+        with socket.create_connection(servers[0].server_address, timeout=30) as conn:
+            conn.sendall(json.dumps(readings_message(PolicyRuntime(*model_copy), 20.0)).encode() + b"\n")
+            reply = json.loads(conn.makefile("rb").readline())
+            assert reply["t"] == 20.0 and reply["faults"] == []
+    finally:
+        servers[0].shutdown()
+
+
+def test_an_overlong_line_is_skipped_unread_and_answered():
+    stream = io.BytesIO(b"x" * 50 + b"\n" + b"short\n" + b"y" * 30)
+    lines = list(bounded_lines(stream, limit=20))
+    assert lines == [TOO_LONG, b"short\n", TOO_LONG]
+    assert "longer than" in handle_line(None, TOO_LONG, 3)["error"]
+
+
+def test_the_tcp_address_is_checked_before_the_model_is_loaded(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "agents.deploy.service", "serve", "--model",
+                           str(tmp_path / "none.onnx"), "--tcp", "127.0.0.1:http"],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("error: <command line>: field '--tcp' = '127.0.0.1:http': "
+                                   "expected HOST:PORT with a port in [0, 65535]")
