@@ -109,3 +109,30 @@ def test_memory_per_copy_is_the_copy_index_only_when_copies_share_a_sample():
     trips, legs = four.max_trips + 1, four.route_legs
     old_row = trips * 8 * 4 + trips * legs * 8 + trips * 7 * 4 + 2 * network.num_roads * 8 + (four.horizon + 1) * 8
     assert 64 * old_row > 16 * 2 * four.table_bytes()  # 16 copies a sample, half the bytes a row
+
+
+def test_env_demand_pool_cycles_k_samples_and_autoreset_only_reindexes_the_tables():
+    from envs.errors import ConfigError
+    from envs.rl.signal_env import BatchedSignalEnv
+
+    scenario = small_grid(2, 2, rate=900.0, horizon=200)
+    env = BatchedSignalEnv(scenario, 5, episode_s=20, decision_interval_s=10, demand={"mode": "poisson"},
+                           demand_pool=2)
+    assert env.sim.demand.num_samples == 1  # before the first reset: the scenario's own trips, once
+    env.reset(seed=4)
+    demand = env.sim.demand
+    assert demand.num_samples == 2 and demand.sample_of_copy.tolist() == [0, 1, 0, 1, 0]
+    expected = [sample_trips(scenario, env.demand_spec, "train", k).num_trips for k in (4, 5)]
+    assert env.sim.demand.num_trips.tolist() == [expected[b % 2] for b in range(5)]
+    tables = demand.route_movement
+    env.step(torch.zeros(5, 4, dtype=torch.int64))
+    env.step(torch.zeros(5, 4, dtype=torch.int64))  # t = 20: every copy truncates and restarts
+    after = env.sim.demand
+    assert after.route_movement is tables  # the pool's tables stay, only the index moved
+    assert after.sample_of_copy.tolist() == [1, 0, 1, 0, 1]  # episodes 5..9: samples 5, 4, 5, 4, 5
+    assert env.next_sample == 14
+    env.reset(seed=0)  # a new pool: samples 0 and 1
+    assert env.sim.demand.num_trips.tolist()[:2] == [
+        sample_trips(scenario, env.demand_spec, "train", k).num_trips for k in (0, 1)]
+    with pytest.raises(ConfigError, match="demand_pool"):
+        BatchedSignalEnv(scenario, 2, demand_pool=-1)
