@@ -13,7 +13,7 @@ phase kept) after one uncounted step (it compiles the step under ``--compile``) 
 peak memory of those N steps: on the CPU the peak RSS (its high-water mark reset just before them
 through /proc/self/clear_refs), on a GPU ``torch.cuda.max_memory_allocated``; so the step's
 temporaries are counted. ``--project B`` adds a line that scales the per-copy figures of the last
-measured B to B copies (state + tables + the step's extra peak).
+measured B to B copies (its peak over the loaded process, per copy, plus the K tables).
 """
 
 from __future__ import annotations
@@ -68,10 +68,19 @@ def reset_peak_rss() -> int:
     return proc_status_bytes("VmRSS")
 
 
+def memory_now(cuda: bool) -> int:
+    """Bytes this process holds now: allocated on the GPU, or its resident set on the CPU."""
+    return torch.cuda.memory_allocated() if cuda else proc_status_bytes("VmRSS")
+
+
 def measure(scenario: str, copies: int, samples: int, steps: int, device: str, data_dir,
             compile: bool = False) -> dict:
+    cuda = device.startswith("cuda")
     sc = load_scenario(scenario, data_dir=data_dir, device=device)
     pool = [sample_trips(sc, DemandSpec(mode="poisson"), "eval", k) for k in range(samples)]
+    if cuda:
+        torch.cuda.synchronize()
+    baseline = memory_now(cuda)  # the process with the scenario loaded, before any batch
     demand = sc.demand(trips=[pool[b % samples] for b in range(copies)])
     sim = Simulator(sc.network, demand, validate_commands=False, compile=compile)
     state_bytes = nbytes(sim.state)
@@ -87,27 +96,26 @@ def measure(scenario: str, copies: int, samples: int, steps: int, device: str, d
         "legacy_bytes_per_copy": (legacy_demand_bytes(demand) + state_bytes) / copies,
     }
     if steps:
-        cuda = device.startswith("cuda")
         with torch.inference_mode():
             sim.step()  # the first step compiles (with --compile): not part of the peak
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
         else:
-            base = reset_peak_rss()
+            reset_peak_rss()
         with torch.inference_mode():
             for _ in range(steps):
                 sim.step()
         if cuda:
             torch.cuda.synchronize()
             peak = torch.cuda.max_memory_allocated()
-            record["peak_bytes"] = peak
         else:
             peak = proc_status_bytes("VmHWM")
-            record["rss_before_steps_bytes"] = base
-            record["peak_rss_bytes"] = peak
-        record["step_peak_extra_bytes_per_copy"] = (peak - base) / copies
+        # everything the batch needs while stepping: tables, state, the step's temporaries (and,
+        # on the CPU, what the allocator keeps of them)
+        record["baseline_bytes"] = baseline
+        record["peak_bytes"] = peak
+        record["peak_over_baseline_bytes_per_copy"] = (peak - baseline) / copies
         record["steps"] = steps
         record["vehicle_slots_after"] = sim.num_slots
     return record
@@ -156,19 +164,20 @@ def main() -> None:
 
 
 def projection(measured: dict, copies: int) -> dict:
-    """Per-copy figures of a measured run scaled to `copies` (K and the tables kept)."""
-    per_copy_state = measured["state_bytes_per_copy"]
-    step_extra = measured.get("step_peak_extra_bytes_per_copy", 0.0)
+    """The measured per-copy peak scaled to `copies` copies (same K: the tables stay)."""
     tables = measured["demand_table_bytes"] + 16 * (copies - measured["copies"])
-    state = per_copy_state * copies
-    return {
+    state = measured["state_bytes_per_copy"] * copies
+    record = {
         "scenario": measured["scenario"], "copies": copies, "samples": measured["samples"],
         "projected_from_copies": measured["copies"], "device": measured["device"],
-        "demand_table_bytes": tables, "state_bytes": state,
-        "step_peak_extra_bytes": step_extra * copies,
-        "total_bytes": tables + state + step_extra * copies,
+        "compiled": measured["compiled"], "demand_table_bytes": tables, "state_bytes": state,
         "legacy_demand_bytes": measured["legacy_demand_bytes"] / measured["copies"] * copies,
     }
+    if "peak_bytes" in measured:
+        per_copy = (measured["peak_over_baseline_bytes_per_copy"] * measured["copies"]
+                    - measured["demand_table_bytes"]) / measured["copies"]
+        record["peak_bytes"] = measured["baseline_bytes"] + tables + per_copy * copies
+    return record
 
 
 if __name__ == "__main__":
