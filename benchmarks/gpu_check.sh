@@ -15,6 +15,8 @@
 #   env_gym           env_throughput.py --device cuda (compiled), Gymnasium vector env, B = 4096
 #   sim_hangzhou      sim_throughput.py --device cuda --compile, hangzhou_4x4, B = 4096, samples
 #   sim_grid_16x8     sim_throughput.py --device cuda --compile, grid_16x8, B = 8192, original
+#   memory_grid_16x8  memory_scaling.py --device cuda --compile, grid_16x8, B = 32768 copies over
+#                     64 demand samples, 5 steps: peak GPU memory (target: within 40 GB)
 # Without CUDA it says so, runs small CPU versions of the same scripts (to show they work) and
 # exits 0 when those pass.
 #
@@ -121,6 +123,8 @@ if [ "$CUDA" = 1 ]; then
         --scenario hangzhou_4x4 --copies 4096 --demand samples --warmup 100 --steps 300
     step sim_grid_16x8 110 "$PY" benchmarks/sim_throughput.py --device cuda --compile \
         --scenario grid_16x8 --copies 8192 --demand original --warmup 100 --steps 200
+    step memory_grid_16x8 150 "$PY" benchmarks/memory_scaling.py --device cuda --compile \
+        --scenarios grid_16x8 --copies 32768 --samples 64 --steps 5
 else
     say "CUDA is not available here ($PY): the GPU parts are skipped; running the CPU parts small"
     step tests_cuda 150 "$PY" -m pytest -q -p no:cacheprovider --continue-on-collection-errors tests -k cuda
@@ -133,6 +137,8 @@ else
         --warmup 5 --steps 20
     step sim_hangzhou 60 "$PY" benchmarks/sim_throughput.py --no-compile --scenario hangzhou_4x4 \
         --copies 8 --demand samples --warmup 20 --steps 50
+    step memory_grid_16x8 90 "$PY" benchmarks/memory_scaling.py --scenarios grid_16x8 --copies 64 \
+        --samples 4 --steps 2
 fi
 
 TOTAL=$(( $(date +%s) - START ))

@@ -13,8 +13,9 @@ def check_conservation(demand: Demand, state: SimState) -> None:
     """generated = waiting to enter + in the network + finished, per copy, from trip records."""
     trips = demand.max_trips
     t = state.t.unsqueeze(1)
-    generated = (demand.depart[:, :trips] < t).sum(1)
-    waiting = ((demand.depart[:, :trips] < t) & (state.trip_enter[:, :trips] < 0)).sum(1)
+    depart = demand.per_copy(demand.depart)[:, :trips]
+    generated = (depart < t).sum(1)
+    waiting = ((depart < t) & (state.trip_enter[:, :trips] < 0)).sum(1)
     in_network = (state.veh_lane[:, :-1] >= 0).sum(1)
     finished = (state.trip_finish[:, :trips] >= 0).sum(1)
     assert torch.equal(generated, waiting + in_network + finished), (
@@ -77,7 +78,7 @@ def check_red_discharges_nothing(
     crossed = (was >= 0) & (now >= 0) & (now != was) & same_trip
     legs = demand.route_legs
     movement = torch.gather(
-        demand.route_movement, 1, before.veh_trip[:, :slots] * legs + before.veh_leg[:, :slots]
+        demand.per_copy(demand.route_movement).to(torch.int64), 1, before.veh_trip[:, :slots] * legs + before.veh_leg[:, :slots]
     )
     green, yellow = step_signals(network, params, after)
     open_ = torch.cat([green | yellow, torch.zeros(green.shape[0], 1, dtype=torch.bool, device=green.device)], 1)

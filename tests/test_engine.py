@@ -202,7 +202,7 @@ def test_metrics_count_waiting_vehicles_like_cityflow():
     sim.run(20, FixedTime())
     m = episode_metrics(sim.demand, sim.state)
     t = 20
-    depart = sim.demand.depart[0, : scenario.trips.num_trips]
+    depart = sim.demand.per_copy(sim.demand.depart)[0, : scenario.trips.num_trips]
     gen = depart < t
     finish = sim.state.trip_finish[0, : scenario.trips.num_trips]
     manual = torch.where(finish >= 0, finish - depart, t - depart)[gen].float().mean()

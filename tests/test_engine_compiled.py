@@ -39,6 +39,19 @@ def test_compiled_step_matches_eager_step_on_distinct_copies_with_incidents():
     _compare(scenario, demand(), demand())
 
 
+def test_compiled_step_matches_eager_step_on_copies_that_share_samples():
+    """Three copies over two samples: copies 0 and 2 read one row of the shared tables."""
+    scenario = small_grid(2, 2, rate=800.0, horizon=300, seed=2)
+    a, b = (sample_trips(scenario, DemandSpec(mode="poisson"), "eval", k) for k in range(2))
+
+    def demand():
+        shared = scenario.demand(trips=[a, b, a])
+        assert shared.num_samples == 2 and shared.sample_of_copy.tolist() == [0, 1, 0]
+        return shared
+
+    _compare(scenario, demand(), demand())
+
+
 def _compare(scenario, eager_demand, compiled_demand):
     eager = Simulator(scenario.network, eager_demand)
     compiled = Simulator(scenario.network, compiled_demand, compile=True)

@@ -128,7 +128,7 @@ class FixedTimeWebster:
         """Demand flow per movement and incoming lane, veh/h ``[M]`` (mean over copies)."""
         batch, trips = demand.batch_size, demand.max_trips
         legs = demand.route_legs
-        depart = demand.depart[:, :trips]
+        depart = demand.per_copy(demand.depart)[:, :trips]
         real = depart < NEVER
         # the last real departure, not demand.horizon: a demand stacked to a larger padded shape
         # has a longer horizon than its trips
@@ -136,7 +136,7 @@ class FixedTimeWebster:
         if self.window == "busiest" and self.window_s < horizon:
             width = self.window_s
             # departures in [t0, t0 + width) = departed_by[t0 + width - 1] - departed_by[t0 - 1]
-            by = demand.departed_by[:, :horizon].to(torch.float64)  # depart <= h, h < H
+            by = demand.per_copy(demand.departed_by)[:, :horizon].to(torch.float64)  # depart <= h, h < H
             before = torch.cat([torch.zeros(batch, 1, dtype=by.dtype, device=by.device), by], 1)
             counts = before[:, width:] - before[:, : horizon - width + 1]  # start t0 = 0..H-width
             start = counts.argmax(1)  # earliest busiest window
@@ -146,7 +146,8 @@ class FixedTimeWebster:
         self.window_start = start
         self.window_length_s = int(width)
         inside = (depart >= start.unsqueeze(1)) & (depart < (start + width).unsqueeze(1))
-        route = demand.route_movement.reshape(batch, trips + 1, legs)[:, :trips]
+        route = demand.per_copy(demand.route_movement).to(torch.int64)  # stored narrow; an index here
+        route = route.reshape(batch, trips + 1, legs)[:, :trips]
         moves = network.num_movements
         used = torch.where((route >= 0) & inside.unsqueeze(-1), route, moves)
         count = torch.zeros(batch, moves + 1, dtype=torch.float64, device=depart.device)

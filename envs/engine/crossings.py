@@ -15,7 +15,7 @@ import torch
 
 from envs.engine.following import Motion
 from envs.engine.heads import Heads
-from envs.engine.ops import DT, FAR, materialise, put, take
+from envs.engine.ops import DT, FAR, materialise, put, take, take_sample
 from envs.engine.state import EngineParams, SimState, with_fields
 from envs.scenario.demand import Demand
 from envs.scenario.network import Network
@@ -118,8 +118,8 @@ def change_lanes(
     veh_pos = put(new.veh_pos, win_slot, entry_pos)
     veh_leg = put_first(new.veh_leg, win_slot, heads.leg + 1)
     # the route table is read only for the vehicles that change road (and enter)
-    after_next = take(
-        demand.route_movement,
+    after_next = take_sample(
+        demand.route_movement, demand.sample_of_copy,
         torch.where(wins, heads.trip * legs + (heads.leg + 2).clamp(max=legs - 1), scratch_trip * legs),
     )
     veh_move = put_first(new.veh_move, win_slot, heads.after_move)

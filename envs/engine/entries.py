@@ -9,7 +9,7 @@ import torch
 
 from envs.engine.crossings import Put
 from envs.engine.heads import Incidents
-from envs.engine.ops import FAR, materialise, prefer_open, put, take
+from envs.engine.ops import FAR, materialise, prefer_open, put, take, take_sample
 from envs.engine.state import SimState, SLOT_VEHICLE, with_fields
 from envs.scenario.demand import VEHICLE_COLUMN, Demand
 from envs.scenario.network import Network
@@ -38,12 +38,13 @@ def choose_entries(
     scratch_slot = new.veh_lane.shape[1] - 1
     scratch_trip = new.trip_enter.shape[1] - 1
     legs = demand.route_legs
-    queue_pos = demand.origin_start + new.entry_ptr  # [B, R]
-    queued = queue_pos < demand.origin_end
-    trip = take(demand.entry_order, torch.where(queued, queue_pos, scratch_trip))
+    sample = demand.sample_of_copy  # [B] each copy's row of the shared trip tables
+    queue_pos = demand.per_copy(demand.origin_start) + new.entry_ptr  # [B, R]
+    queued = queue_pos < demand.per_copy(demand.origin_end)
+    trip = take_sample(demand.entry_order, sample, torch.where(queued, queue_pos, scratch_trip))
     trip = torch.where(queued, trip, scratch_trip)
-    due = queued & (take(demand.depart, trip) <= new.t.unsqueeze(1))
-    first_move = take(demand.route_movement, trip * legs)
+    due = queued & (take_sample(demand.depart, sample, trip) <= new.t.unsqueeze(1))
+    first_move = take_sample(demand.route_movement, sample, trip * legs)
     trip, due, first_move = materialise(trip, due, first_move)
     origin_lanes = network.road_lanes.unsqueeze(0).expand(batch, -1, -1)  # [B, R, E]
     serves_first = torch.where(
@@ -60,8 +61,7 @@ def choose_entries(
     pick = entry_score.argmax(dim=-1, keepdim=True)
     entry_lane = torch.gather(origin_c, 2, pick).squeeze(-1)  # [B, R]
     entry_room = torch.gather(entry_score, 2, pick).squeeze(-1)
-    vehicle = demand.vehicle  # [B, T+1, F]
-    trip_vehicle = torch.gather(vehicle, 1, trip.unsqueeze(-1).expand(-1, -1, vehicle.shape[2]))
+    trip_vehicle = take_sample(demand.vehicle, sample, trip)  # [B, R, F]
     fits = due & (entry_room - trip_vehicle[..., VEHICLE_COLUMN["min_gap"]] >= 0)
     rank = torch.cumsum(fits.to(torch.int64), 1) - 1
     has_slot = rank < new.free_top.unsqueeze(1)
@@ -91,7 +91,8 @@ def enter(network: Network, demand: Demand, new: SimState, entries: Entries, put
     veh_trip = put_first(new.veh_trip, slot, trip)
     veh_leg = put(new.veh_leg, slot, 0)
     veh_move = put(new.veh_move, slot, entries.first_move)
-    veh_next_move = put(new.veh_next_move, slot, take(demand.route_movement, trip * legs + 1))
+    next_move = take_sample(demand.route_movement, demand.sample_of_copy, trip * legs + 1)
+    veh_next_move = put(new.veh_next_move, slot, next_move)
     veh_leader = put(new.veh_leader, slot, behind)
     veh_follower = put(new.veh_follower, slot, -1)
     veh_follower = put(veh_follower, torch.where(enters & (behind >= 0), behind, scratch_slot), slot)

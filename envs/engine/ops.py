@@ -53,6 +53,20 @@ def take(source: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(source, 1, index.reshape(batch, -1)).reshape(index.shape)
 
 
+def take_sample(table: torch.Tensor, sample: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Gather from a table shared by copies: ``out[b, ...] = table[sample[b], index[b, ...]]``.
+
+    `table` is ``[K, N, ...]`` (one row per demand sample, `envs.scenario.demand.Demand`),
+    `sample` ``[B]`` the row of each copy. The table is read through flat row offsets, so no
+    ``[B, N]`` copy is made; an integer table (stored narrow) comes back as int64, the dtype
+    the step indexes and stores with (same values)."""
+    width = table.shape[1]
+    flat = table.reshape(table.shape[0] * width, *table.shape[2:])
+    rows = sample.view(-1, *([1] * (index.dim() - 1))) * width + index
+    out = flat[rows]
+    return out if out.is_floating_point() else out.to(torch.int64)
+
+
 def put(target: torch.Tensor, index: torch.Tensor, value) -> torch.Tensor:
     """Batched scatter along dim 1 into `target` itself (indices unique or pointing at scratch).
 

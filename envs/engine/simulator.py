@@ -248,13 +248,13 @@ def default_slots(network: Network, demand: Demand, factor: float = 2.0, floor: 
     Each step touches every slot, so slots cost time even when empty; congestion that needs
     more is met by `Simulator.ensure_free_slots`, which grows the pool before it runs out.
     """
-    depart = demand.depart.cpu().numpy()
+    depart = demand.depart.cpu().numpy().astype(np.int64)  # one row per distinct sample
     free_flow = demand.free_flow_time.cpu().numpy()
     peak = 0
-    for b in range(depart.shape[0]):
-        real = depart[b] < NEVER
-        starts = depart[b][real]
-        ends = starts + np.ceil(free_flow[b][real]).astype(np.int64) + 1
+    for k in range(depart.shape[0]):
+        real = depart[k] < NEVER
+        starts = depart[k][real]
+        ends = starts + np.ceil(free_flow[k][real]).astype(np.int64) + 1
         events = np.concatenate([starts, ends])
         delta = np.concatenate([np.ones_like(starts), -np.ones_like(ends)])
         order = np.lexsort((delta, events))  # leave before enter at the same step

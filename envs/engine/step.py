@@ -41,7 +41,7 @@ from envs.engine.crossings import change_lanes, cross_stop_lines, finish_trips, 
 from envs.engine.entries import choose_entries, enter
 from envs.engine.following import follow
 from envs.engine.heads import lane_incidents, look_ahead
-from envs.engine.ops import put, put_copy, take
+from envs.engine.ops import put, put_copy, take_sample
 from envs.engine.signals import Signals, switch_signals
 from envs.engine.state import EngineParams, SimState, with_fields
 from envs.scenario.demand import Demand
@@ -88,7 +88,8 @@ def _tick(demand: Demand, state: SimState, new: SimState, signals: Signals) -> S
     slots = new.veh_lane.shape[1] - 1
     in_network = new.veh_lane[:, :slots] >= 0
     t_col = state.t.unsqueeze(1)
-    departed = take(demand.departed_by, t_col.clamp(max=demand.horizon)).squeeze(1)
+    at = t_col.clamp(max=demand.horizon)
+    departed = take_sample(demand.departed_by, demand.sample_of_copy, at).squeeze(1)
     waiting = departed - new.entry_ptr.sum(1)
     return with_fields(new,
         t=state.t + 1,

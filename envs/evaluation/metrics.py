@@ -55,7 +55,7 @@ def population(demand: Demand, state: SimState) -> dict[str, torch.Tensor]:
     """Per-trip arrays ``[B, T]`` the metrics are built from."""
     t = state.t.unsqueeze(1)
     trips = demand.max_trips
-    depart = demand.depart[:, :trips]
+    depart = demand.per_copy(demand.depart)[:, :trips]
     departed = depart < t
     finish = state.trip_finish[:, :trips]
     enter = state.trip_enter[:, :trips]

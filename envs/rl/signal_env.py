@@ -27,7 +27,10 @@ Each new episode of a copy draws its demand from the configured `DemandSpec` and
 `envs.scenario.splits`): sample indices are handed out in order from the ``seed`` given to
 `reset`, so a run is reproducible; with a resampling mode (poisson, jitter) the train split
 never draws an evaluation demand. The default mode, ``original``, replays the flow file in
-every episode (both splits then hold the same trips).
+every episode (both splits then hold the same trips). Copies that run the same sample share its
+demand tables (`envs.rl.episode_demand`); ``demand_pool=K`` makes episodes cycle through K
+samples (episode n after ``reset(seed=s)`` runs sample ``s + n % K``), so a large batch holds K
+samples' tables instead of one per copy, and autoresets only re-index them.
 """
 
 from __future__ import annotations
@@ -50,17 +53,15 @@ from envs.engine.intersections import IntersectionLayout, intersection_layout
 from envs.rl.actions import DEFAULT_ACTION_MODE, DEFAULT_GREEN_DURATIONS_S, ActionDecoder, check_action_config
 from envs.evaluation.metrics import episode_metrics
 from envs.scenario import Scenario, load_scenario
-from envs.scenario.demand import DemandShape, Trips, demand_shape, stack_demand
+from envs.scenario.demand import DemandShape, Trips
 from envs.incidents.perturbations import (
     DetectorFaults, Incident, Perturbation, perturbation_from_config, sample_incidents, surge_trips, with_incidents,
 )
 from envs.scenario.splits import SPLITS, DemandSpec, sample_trips
+from envs.rl.episode_demand import EpisodeTables
 
 SOURCE = "<env>"
 DEFAULT_OBSERVATIONS = ("phase_onehot", "time_in_phase", "lane_count", "lane_halting")
-# A resampled demand may hold more trips than the current tables; they grow with this headroom
-# so that a run recompiles (and reallocates) only a few times.
-TRIP_HEADROOM = 1.1
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class BatchedSignalEnv:
         scenario_seed: int = 0,
         autoreset: bool = True,
         perturbation: Perturbation | dict | None = None,
+        demand_pool: int = 0,
     ) -> None:
         self.config = EnvConfig(
             copies=copies, decision_interval_s=decision_interval_s, episode_s=episode_s,
@@ -155,12 +157,18 @@ class BatchedSignalEnv:
         self.copies = copies
         self.autoreset = autoreset  # False: done copies wait for `reset` (single-env adapters)
         self._next_sample = 0
+        if isinstance(demand_pool, bool) or not isinstance(demand_pool, int) or demand_pool < 0:
+            raise ConfigError(SOURCE, "demand_pool", demand_pool, "must be an integer >= 0 (0: a new sample per episode)")
+        self.demand_pool = demand_pool
+        self._pool_base = 0  # the pool is samples _pool_base .. _pool_base + K - 1
+        self._pool: dict[int, Trips] = {}  # pool index -> its (surged) trips, one object each
         self._incidents: list[list[Incident]] = [[] for _ in range(copies)]
         # Until the first `reset` draws the episode demands, every copy holds the scenario's own
         # trips: they size the first tables. The horizon is padded to the episode so that later
         # samples never widen it.
         self.trips: list[Trips] = [scenario.trips] * copies  # the trip table each copy runs now
-        demand_tensors = stack_demand(self.trips, self.network, DemandShape(0, 0, episode_s))
+        self.tables = EpisodeTables(self.network)
+        demand_tensors = self.tables.install(self.trips, None, DemandShape(0, 0, episode_s))
         # commands() checks every action once per decision; the engine need not re-check each second
         self.sim = Simulator(
             self.network, demand_tensors, self.params, compile=compile, validate_commands=False
@@ -214,8 +222,14 @@ class BatchedSignalEnv:
         """Copy `copy`'s next episode: its demand sample (and incidents, kept for install)."""
         index, split = self._next_sample, self.config.split
         self._next_sample += 1
-        trips = sample_trips(self.scenario, self.demand_spec, split, index)
-        trips = surge_trips(trips, self.perturbation, split, index)  # incidents weigh the surged demand
+        if self.demand_pool:  # one Trips object per pool sample: its copies share its tables
+            index = self._pool_base + (index - self._pool_base) % self.demand_pool
+            trips = self._pool.get(index)
+        if not self.demand_pool or trips is None:
+            trips = sample_trips(self.scenario, self.demand_spec, split, index)
+            trips = surge_trips(trips, self.perturbation, split, index)  # incidents weigh the surged demand
+            if self.demand_pool:
+                self._pool[index] = trips
         self._incidents[copy] = sample_incidents(self.perturbation, self.network, split, index, trips=trips)
         self.detectors.start_episode(copy, split, index)
         return trips
@@ -236,12 +250,10 @@ class BatchedSignalEnv:
         self._install_demand()
 
     def _install_demand(self) -> None:
-        """Hand every copy's current trips to the engine. The padded sizes only grow, the trip
-        count with headroom, so that a run reallocates (and recompiles) only a few times."""
-        need, have = demand_shape(self.trips), self.sim.demand.shape
-        trips = have.trips if need.trips <= have.trips else int(need.trips * TRIP_HEADROOM)
-        shape = DemandShape(trips, max(need.legs, have.legs), max(need.horizon, have.horizon))
-        demand = stack_demand(self.trips, self.network, shape)
+        """Hand every copy's current trips to the engine (`EpisodeTables.install`: shared
+        tables, re-indexed when they hold every copy's sample, else rebuilt with sizes that only
+        grow, so that a run reallocates and recompiles only a few times)."""
+        demand = self.tables.install(self.trips, self.sim.demand)
         if self.perturbation.incidents is not None and self.perturbation.incidents.count:
             demand = with_incidents(demand, self._incidents)
         self.sim.set_demand(demand)
@@ -253,6 +265,8 @@ class BatchedSignalEnv:
             if not isinstance(seed, int) or seed < 0:
                 raise ConfigError(SOURCE, "seed", seed, "must be an integer >= 0")
             self._next_sample = seed
+            if self.demand_pool and seed != self._pool_base:
+                self._pool_base, self._pool = seed, {}
         if self.demand_spec.mode != "original":
             self.trips = [self._draw(b) for b in range(self.copies)]
             self._install_demand()

@@ -1,10 +1,11 @@
 """Trip tables: who departs when, along which movements, with which vehicle parameters.
 
 `Trips` is one demand sample in numpy (built from a CityFlow flow file or a generator);
-`Demand` stacks B samples into padded tensors ``[B, T, ...]`` so every copy of a batch can run
-its own demand (different seeds or resamplings) in one engine step.
+`Demand` stacks the K distinct samples that B copies run into padded tensors ``[K, T, ...]``
+plus a ``[B]`` index from copy to sample, so every copy of a batch can run its own demand
+(different seeds or resamplings) in one engine step while copies of one sample share its tables.
 
-Per-copy padding trips never depart (``depart = NEVER``) and route nowhere.
+Padding trips never depart (``depart = NEVER``) and route nowhere.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from envs.errors import ConfigError, ScenarioError
 from envs.scenario.network import Network, tensors_to
 from envs.scenario.spec import FlowFileSpec, VehicleSpec
 
-NEVER = 2**40  # departure step of padding trips
+NEVER = 2**31 - 1  # departure step of padding trips (int32's largest: `Demand.depart` is int32)
 # vehicle parameter columns in Trips.vehicle / Demand.vehicle (names of VehicleSpec fields)
 VEHICLE_FIELDS = (
     "length", "min_gap", "max_speed", "max_pos_acc", "usual_neg_acc", "max_neg_acc", "headway_time",
@@ -94,19 +95,28 @@ def trips_from_flows(
 
 @dataclass(frozen=True, eq=False)
 class Demand:
-    """B trip tables as padded tensors; row T of each per-trip table is a scratch trip."""
+    """The trip tables of K distinct demand samples, shared by the B copies that run them.
 
-    num_trips: torch.Tensor  # [B] real trips per copy
-    depart: torch.Tensor  # [B, T+1] int64 (NEVER for padding and the scratch row)
-    origin: torch.Tensor  # [B, T+1] int64 first road (0 for padding)
-    route_movement: torch.Tensor  # [B, (T+1)*(Kr+1)] flat [trip, leg] -> movement, -1 = none
+    Copy b runs sample ``sample_of_copy[b]``. Every per-trip table has one row per *sample*
+    ``[K, ...]``, not per copy: B copies of one sample cost one table, so memory grows with the
+    number of distinct samples, not with the batch (`stack_demand` finds the copies that share
+    a sample). The step reads a copy's row through `envs.engine.ops.take_sample`; host-side code
+    that wants the ``[B, ...]`` view calls `per_copy` (a gathered copy: use it sparingly).
+    Integer tables use the narrowest dtype that holds their values (`index_dtype`); readers
+    widen what they use as an index. Row T of each per-trip table is a scratch trip."""
+
+    sample_of_copy: torch.Tensor  # [B] int64 the sample (row of the tables below) copy b runs
+    num_trips: torch.Tensor  # [B] int64 real trips per copy
+    depart: torch.Tensor  # [K, T+1] int32 (NEVER for padding and the scratch row)
+    origin: torch.Tensor  # [K, T+1] first road (0 for padding), index_dtype
+    route_movement: torch.Tensor  # [K, (T+1)*(Kr+1)] flat [trip, leg] -> movement, -1 = none
     route_legs: int  # Kr + 1, the row stride of route_movement
-    vehicle: torch.Tensor  # [B, T+1, F] float32 vehicle parameters (VEHICLE_FIELDS)
-    entry_order: torch.Tensor  # [B, T+1] trip ids sorted by (origin, depart, id); pad -> T
-    origin_start: torch.Tensor  # [B, R] first position of each origin road in entry_order
-    origin_end: torch.Tensor  # [B, R] one past the last
-    departed_by: torch.Tensor  # [B, H+1] trips with depart <= h (h clipped to H)
-    free_flow_time: torch.Tensor  # [B, T+1] float32 route length / speed limit, seconds
+    vehicle: torch.Tensor  # [K, T+1, F] float32 vehicle parameters (VEHICLE_FIELDS)
+    entry_order: torch.Tensor  # [K, T+1] trip ids sorted by (origin, depart, id); pad -> T
+    origin_start: torch.Tensor  # [K, R] first position of each origin road in entry_order
+    origin_end: torch.Tensor  # [K, R] one past the last
+    departed_by: torch.Tensor  # [K, H+1] trips with depart <= h (h clipped to H)
+    free_flow_time: torch.Tensor  # [K, T+1] float32 route length / speed limit, seconds
     horizon: int  # H: every real trip departs before H
     # incidents, per copy (envs/incidents/perturbations.py builds them; None = none anywhere): lane k of
     # copy b has capacity factor incident_factor[b, k] for incident_start <= t < incident_end
@@ -118,6 +128,11 @@ class Demand:
 
     @property
     def batch_size(self) -> int:
+        return int(self.sample_of_copy.shape[0])
+
+    @property
+    def num_samples(self) -> int:
+        """K: the distinct samples the copies run (rows of the trip tables)."""
         return int(self.depart.shape[0])
 
     @property
@@ -128,9 +143,25 @@ class Demand:
     def shape(self) -> "DemandShape":
         return DemandShape(self.max_trips, self.route_legs - 1, self.horizon)
 
+    def per_copy(self, table: torch.Tensor) -> torch.Tensor:
+        """``[B, ...]``: each copy's row of a per-sample table (a new tensor, same dtype)."""
+        return table.index_select(0, self.sample_of_copy)
+
+    def table_bytes(self) -> int:
+        """Bytes held by the demand's tensors (tables, per-copy index and incidents)."""
+        return sum(v.numel() * v.element_size() for v in vars(self).values() if isinstance(v, torch.Tensor))
+
     def to(self, device: str | torch.device) -> "Demand":
         return tensors_to(self, device)
 
+
+def index_dtype(low: int, high: int) -> torch.dtype:
+    """The narrowest integer dtype (int16, int32, int64) that holds every value in [low, high]."""
+    for dtype in (torch.int16, torch.int32):
+        info = torch.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return dtype
+    return torch.int64
 
 
 @dataclass(frozen=True)
@@ -154,61 +185,73 @@ def demand_shape(samples: list[Trips]) -> DemandShape:
 def stack_demand(
     samples: list[Trips], network: Network, shape: DemandShape | None = None
 ) -> Demand:
-    """Pad and stack B trip tables; check every route against the network's movements.
+    """Pad and stack the trip tables of B copies; check every route against the network's
+    movements. Copies given the same `Trips` object share one row of the tables.
 
     `shape` pads to at least the given sizes (so that demands drawn later keep the tensors'
     shapes, and a compiled step its compiled code)."""
     if len(samples) < 1:
         raise ConfigError("<engine>", "copies", len(samples), "need at least one copy (B >= 1)")
-    batch = len(samples)
-    need = demand_shape(samples)
+    row_of: dict[int, int] = {}  # id(Trips) -> its row: identical copies share one table row
+    distinct: list[Trips] = []
+    for sample in samples:
+        if id(sample) not in row_of:
+            row_of[id(sample)] = len(distinct)
+            distinct.append(sample)
+    sample_of_copy = np.array([row_of[id(s)] for s in samples], dtype=np.int64)
+    need = demand_shape(distinct)
     if shape is not None:
         need = DemandShape(*(max(a, b) for a, b in zip(
             (need.trips, need.legs, need.horizon), (shape.trips, shape.legs, shape.horizon)
         )))
     num_trips, legs, horizon = need.trips, need.legs, need.horizon
+    if horizon >= NEVER:
+        raise ScenarioError(distinct[0].source, "depart", horizon - 1, f"departure steps must be below {NEVER}")
     width = num_trips + 1  # + scratch trip
     num_roads = network.num_roads
+    count = len(distinct)
 
-    depart = np.full((batch, width), NEVER, dtype=np.int64)
-    origin = np.zeros((batch, width), dtype=np.int64)
-    route_mov = np.full((batch, width, legs + 1), -1, dtype=np.int64)
-    vehicle = np.zeros((batch, width, len(VEHICLE_FIELDS)), dtype=np.float32)
+    def narrow(low: int, high: int) -> np.dtype:
+        return torch.empty(0, dtype=index_dtype(low, high)).numpy().dtype
+
+    position = narrow(0, num_trips)  # trip ids (T: the scratch trip), queue positions, counts
+    depart = np.full((count, width), NEVER, dtype=np.int32)
+    origin = np.zeros((count, width), dtype=narrow(0, num_roads - 1))
+    route_mov = np.full((count, width, legs + 1), -1, dtype=narrow(-1, network.num_movements - 1))
+    vehicle = np.zeros((count, width, len(VEHICLE_FIELDS)), dtype=np.float32)
     vehicle[:, :, :] = list(VEHICLE_DEFAULTS.values())  # harmless values for padding rows
-    entry_order = np.full((batch, width), num_trips, dtype=np.int64)
-    origin_start = np.zeros((batch, num_roads), dtype=np.int64)
-    origin_end = np.zeros((batch, num_roads), dtype=np.int64)
-    departed_by = np.zeros((batch, horizon + 1), dtype=np.int64)
-    free_flow = np.zeros((batch, width), dtype=np.float32)
+    entry_order = np.full((count, width), num_trips, dtype=position)
+    origin_start = np.zeros((count, num_roads), dtype=position)
+    origin_end = np.zeros((count, num_roads), dtype=position)
+    departed_by = np.zeros((count, horizon + 1), dtype=position)
+    free_flow = np.zeros((count, width), dtype=np.float32)
     road_time = (network.road_length / _road_speed(network)).cpu().numpy()
 
-    movements_of: dict[int, np.ndarray] = {}  # identical copies share one route compile
-    for b, sample in enumerate(samples):
+    for k, sample in enumerate(distinct):
         n = sample.num_trips
-        depart[b, :n] = sample.depart
-        origin[b, :n] = sample.routes[:, 0]
-        if id(sample) not in movements_of:
-            movements_of[id(sample)] = route_movements(sample, network)
-        route_mov[b, :n, : sample.routes.shape[1] - 1] = movements_of[id(sample)]
-        vehicle[b, :n] = sample.vehicle
+        depart[k, :n] = sample.depart
+        origin[k, :n] = sample.routes[:, 0]
+        route_mov[k, :n, : sample.routes.shape[1] - 1] = route_movements(sample, network)
+        vehicle[k, :n] = sample.vehicle
         valid = sample.routes >= 0
-        free_flow[b, :n] = np.where(valid, road_time[np.maximum(sample.routes, 0)], 0).sum(1)
+        free_flow[k, :n] = np.where(valid, road_time[np.maximum(sample.routes, 0)], 0).sum(1)
         order = np.lexsort((np.arange(n), sample.depart, sample.routes[:, 0]))
-        entry_order[b, :n] = order
+        entry_order[k, :n] = order
         counts = np.bincount(sample.routes[:, 0], minlength=num_roads)
-        origin_end[b] = np.cumsum(counts)
-        origin_start[b] = origin_end[b] - counts
+        origin_end[k] = np.cumsum(counts)
+        origin_start[k] = origin_end[k] - counts
         per_step = np.bincount(np.minimum(sample.depart, horizon), minlength=horizon + 1)
-        departed_by[b] = np.cumsum(per_step)[: horizon + 1]
+        departed_by[k] = np.cumsum(per_step)[: horizon + 1]
 
     def t(x):
         return torch.as_tensor(np.ascontiguousarray(x), device=network.device)
 
     return Demand(
+        sample_of_copy=t(sample_of_copy),
         num_trips=t(np.array([s.num_trips for s in samples], dtype=np.int64)),
         depart=t(depart),
         origin=t(origin),
-        route_movement=t(route_mov.reshape(batch, -1)),
+        route_movement=t(route_mov.reshape(count, -1)),
         route_legs=legs + 1,
         vehicle=t(vehicle),
         entry_order=t(entry_order),
