@@ -57,6 +57,13 @@ def snapshot_problem(current: SimState, demand: Demand, snapshot) -> Problem:
     return _content_problem(demand, snapshot)
 
 
+def _per_copy(demand: Demand, table: torch.Tensor) -> torch.Tensor:
+    """Copy b's row of a per-sample table, integers widened to int64 (restore is rare: the
+    gathered copy costs nothing that matters)."""
+    rows = demand.per_copy(table)
+    return rows.long() if not rows.is_floating_point() else rows
+
+
 def _content_problem(demand: Demand, snap: SimState) -> Problem:
     trips = demand.max_trips
     live = snap.veh_lane[:, :-1] >= 0
@@ -64,8 +71,9 @@ def _content_problem(demand: Demand, snap: SimState) -> Problem:
     if bool((live & ((snap.veh_trip[:, :-1] < 0) | (trip >= demand.num_trips.unsqueeze(1)))).any()):
         return "snapshot.veh_trip", None, "a vehicle runs a trip this demand does not have"
     legs = demand.route_legs
-    expected_move = torch.gather(demand.route_movement, 1, trip * legs + snap.veh_leg[:, :-1].clamp(0, legs - 1))
-    length = demand.vehicle[..., VEHICLE_COLUMN["length"]].gather(1, trip)
+    expected_move = torch.gather(_per_copy(demand, demand.route_movement), 1,
+                                 trip * legs + snap.veh_leg[:, :-1].clamp(0, legs - 1))
+    length = _per_copy(demand, demand.vehicle)[..., VEHICLE_COLUMN["length"]].gather(1, trip)
     wrong = live & ((expected_move != snap.veh_move[:, :-1]) | (length != snap.veh_length[:, :-1]))
     if bool(wrong.any()):
         b, s = (int(x) for x in torch.nonzero(wrong)[0])
@@ -73,7 +81,7 @@ def _content_problem(demand: Demand, snap: SimState) -> Problem:
             f"copy {b}: this vehicle's route or length differs from that trip's in this demand "
             "(the snapshot was taken with another demand)")
     entered = snap.trip_enter[:, :-1] >= 0
-    if bool((entered & (demand.depart[:, :-1] > snap.t.unsqueeze(1))).any()):
+    if bool((entered & (_per_copy(demand, demand.depart)[:, :-1] > snap.t.unsqueeze(1))).any()):
         return "snapshot.trip_enter", None, (
             "trips entered before they depart in this demand (the snapshot was taken with another demand)")
     return _entry_queue_problem(demand, snap, entered)
@@ -81,15 +89,16 @@ def _content_problem(demand: Demand, snap: SimState) -> Problem:
 
 def _entry_queue_problem(demand: Demand, snap: SimState, entered: torch.Tensor) -> Problem:
     """Each origin's entry pointer counts exactly the trips of its queue that entered."""
-    queue = demand.origin_end - demand.origin_start
-    if bool(((snap.entry_ptr < 0) | (snap.entry_ptr > queue)).any()):
+    start, end = _per_copy(demand, demand.origin_start), _per_copy(demand, demand.origin_end)
+    if bool(((snap.entry_ptr < 0) | (snap.entry_ptr > end - start)).any()):
         return "snapshot.entry_ptr", None, "an entry queue pointer lies outside its queue in this demand"
     trips = demand.max_trips
-    position = torch.arange(trips + 1, device=demand.depart.device).expand_as(demand.entry_order)
-    road = demand.origin.gather(1, demand.entry_order)
-    expected = (position - demand.origin_start.gather(1, road)) < snap.entry_ptr.gather(1, road)
-    expected &= demand.entry_order < trips
-    by_trip = torch.zeros_like(demand.depart, dtype=torch.bool).scatter(1, demand.entry_order, expected)
+    order = _per_copy(demand, demand.entry_order)
+    position = torch.arange(trips + 1, device=order.device).expand_as(order)
+    road = _per_copy(demand, demand.origin).gather(1, order)
+    expected = (position - start.gather(1, road)) < snap.entry_ptr.gather(1, road)
+    expected &= order < trips
+    by_trip = torch.zeros_like(order, dtype=torch.bool).scatter(1, order, expected)
     if not torch.equal(by_trip[:, :-1], entered):
         return "snapshot.entry_ptr", None, (
             "the entry queues disagree with the trips that entered (the snapshot was taken with another demand)")

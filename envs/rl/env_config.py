@@ -1,0 +1,50 @@
+"""`EnvConfig`: what a `BatchedSignalEnv` is asked for, and the Hydra ``env`` group's schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Tuple
+
+from envs.errors import ConfigError
+from envs.rl.actions import DEFAULT_ACTION_MODE, DEFAULT_GREEN_DURATIONS_S, check_action_config
+from envs.scenario.splits import SPLITS, DemandSpec
+
+SOURCE = "<env>"
+DEFAULT_OBSERVATIONS = ("phase_onehot", "time_in_phase", "lane_count", "lane_halting")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """What a `BatchedSignalEnv` is asked for, and the Hydra ``env`` group's schema: these
+    defaults are the configs' defaults (configs/env/ holds only what a preset changes)."""
+
+    copies: int = 1  # B copies of the scenario stepped together
+    decision_interval_s: int = 10  # simulated seconds between decisions (any whole number >= 1)
+    action_mode: str = DEFAULT_ACTION_MODE  # phase | keep_or_switch | phase_duration (envs/rl/actions.py)
+    green_durations_s: Tuple[int, ...] = DEFAULT_GREEN_DURATIONS_S  # phase_duration's green choices
+    episode_s: int = 3600  # reaching it is truncation (bootstrapped)
+    observations: Tuple[str, ...] = DEFAULT_OBSERVATIONS  # envs/rl/features.py
+    # {term: weight}, envs/rl/features.py; a config override merges (weight 0 drops a term)
+    reward: Dict[str, float] = field(default_factory=lambda: {"queue": 1.0})
+    normalise: bool = True  # observation features divided by their documented scales
+    demand: DemandSpec = field(default_factory=DemandSpec)  # how episodes draw their demand
+    # which demand samples episodes draw: "train" or "eval"; not a config key (training always
+    # draws "train", evaluation reads the "eval" split itself)
+    split: str = field(default="train", metadata={"omegaconf_ignore": True})
+
+    def validate(self) -> None:
+        copies = self.copies
+        if not isinstance(copies, int) or isinstance(copies, bool) or copies < 1:
+            raise ConfigError(SOURCE, "copies", copies, "need an integer B >= 1")
+        for name in ("decision_interval_s", "episode_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(SOURCE, name, value, "must be an integer >= 1 (seconds)")
+        if self.episode_s % self.decision_interval_s:
+            raise ConfigError(
+                SOURCE, "episode_s", self.episode_s,
+                f"must be a multiple of decision_interval_s ({self.decision_interval_s})",
+            )
+        if self.split not in SPLITS:
+            raise ConfigError(SOURCE, "split", self.split, f"expected one of {list(SPLITS)}")
+        check_action_config(self.action_mode, self.green_durations_s, SOURCE)
