@@ -67,6 +67,7 @@ env:
     mode: poisson
     scale: 1.0
     jitter_s: 30.0
+  demand_pool: 0
 agent:
   name: ppo_shared
   policy: shared

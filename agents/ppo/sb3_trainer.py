@@ -105,8 +105,8 @@ def build_env(cfg: DictConfig, scenario: Scenario) -> IntersectionVecEnv:
         action_mode=cfg.env.action_mode, green_durations_s=tuple(cfg.env.green_durations_s),
         episode_s=cfg.env.episode_s, observations=observation_names(cfg),
         reward=dict(cfg.env.reward), normalise=cfg.env.normalise,
-        demand=demand_spec(cfg.env.demand, "env.demand"), split="train", engine=engine_params(cfg),
-        compile=cfg.engine.compile, perturbation=perturbation_config(cfg),
+        demand=demand_spec(cfg.env.demand, "env.demand"), demand_pool=cfg.env.demand_pool, split="train",
+        engine=engine_params(cfg), compile=cfg.engine.compile, perturbation=perturbation_config(cfg),
     )
 
 

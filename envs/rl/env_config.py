@@ -28,6 +28,9 @@ class EnvConfig:
     reward: Dict[str, float] = field(default_factory=lambda: {"queue": 1.0})
     normalise: bool = True  # observation features divided by their documented scales
     demand: DemandSpec = field(default_factory=DemandSpec)  # how episodes draw their demand
+    # 0: every episode of every copy draws a new sample (its own demand tables); K > 0: episodes
+    # cycle through K samples, so a large batch holds K samples' tables (envs/rl/episode_demand.py)
+    demand_pool: int = 0
     # which demand samples episodes draw: "train" or "eval"; not a config key (training always
     # draws "train", evaluation reads the "eval" split itself)
     split: str = field(default="train", metadata={"omegaconf_ignore": True})
@@ -45,6 +48,9 @@ class EnvConfig:
                 SOURCE, "episode_s", self.episode_s,
                 f"must be a multiple of decision_interval_s ({self.decision_interval_s})",
             )
+        pool = self.demand_pool
+        if isinstance(pool, bool) or not isinstance(pool, int) or pool < 0:
+            raise ConfigError(SOURCE, "demand_pool", pool, "must be an integer >= 0 (0: a new sample per episode)")
         if self.split not in SPLITS:
             raise ConfigError(SOURCE, "split", self.split, f"expected one of {list(SPLITS)}")
         check_action_config(self.action_mode, self.green_durations_s, SOURCE)

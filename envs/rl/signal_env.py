@@ -92,7 +92,7 @@ class BatchedSignalEnv:
             else green_durations_s,
             observations=tuple(observations) if not isinstance(observations, str) else observations,
             reward=check_reward_weights(reward, SOURCE), normalise=bool(normalise),
-            demand=_as_dataclass(demand, DemandSpec, "demand"), split=split,
+            demand=_as_dataclass(demand, DemandSpec, "demand"), split=split, demand_pool=demand_pool,
         )
         self.config.validate()
         self.features = check_observation_names(self.config.observations, SOURCE)
@@ -117,9 +117,7 @@ class BatchedSignalEnv:
         self.copies = copies
         self.autoreset = autoreset  # False: done copies wait for `reset` (single-env adapters)
         self._next_sample = 0
-        if isinstance(demand_pool, bool) or not isinstance(demand_pool, int) or demand_pool < 0:
-            raise ConfigError(SOURCE, "demand_pool", demand_pool, "must be an integer >= 0 (0: a new sample per episode)")
-        self.demand_pool = demand_pool
+        self.demand_pool = self.config.demand_pool
         self._pool_base = 0  # the pool is samples _pool_base .. _pool_base + K - 1
         self._pool: dict[int, Trips] = {}  # pool index -> its (surged) trips, one object each
         self._incidents: list[list[Incident]] = [[] for _ in range(copies)]
