@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# a short PPO run on the default scenario (grid_4x4), then its policy beside the four classical
+# a short PPO run on the default scenario (grid_4x4), then its policy beside the six classical
 # controllers on held-out demand (the last checkpoint: best.zip is picked on these same seeds)
 DEMO := outputs/demo
 demo: $(STAMP)

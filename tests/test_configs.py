@@ -143,9 +143,11 @@ controller_params:
   max_pressure: {min_green_s: 10, use_halting: false, tie_break_by_inflow: true}
   sotl: {theta: 40.0, distance_m: 80.0, omega_m: 25.0, mu: 3, min_green_s: 10.0, max_green_s: null,
          switch_to: demand}
+  efficient_mp: {min_green_s: 10.0}
+  advanced_mp: {min_green_s: 10.0, horizon_s: 10.0, weight: 1.0}
 perturbation: {name: clean, seed: 0, incidents: null, surge: null, detectors: null}
 task: signals
-controllers: [fixed_time, fixed_time_webster, max_pressure, sotl]
+controllers: [fixed_time, fixed_time_webster, max_pressure, sotl, efficient_mp, advanced_mp]
 checkpoint: null
 checkpoint_max_green_s: null
 deployed: null
@@ -328,7 +330,8 @@ def test_controller_group_is_the_classes_own_parameters():
     # NAME_tuned_SCENARIO.yaml from agents/classical/tune.py, have names of their own)
     assert not {p.stem for p in (CONFIGS / "controller").glob("*.yaml")} & set(CONTROLLERS)
     evaluate, train = _compose("evaluate"), _compose("train")
-    assert list(evaluate.controller_params) == ["fixed_time", "fixed_time_webster", "max_pressure", "sotl"]
+    assert list(evaluate.controller_params) == ["fixed_time", "fixed_time_webster", "max_pressure", "sotl",
+                                                "efficient_mp", "advanced_mp"]
     assert set(evaluate.controller_params) == set(CONTROLLERS)
     assert list(train.baseline_params) == ["fixed_time", "max_pressure"]
     for cfg in (evaluate.controller_params, train.baseline_params):

@@ -28,14 +28,14 @@ def test_evaluate_runs_every_controller_on_the_same_eval_demands_and_writes_the_
                           "render=true", "render_every_s=30")
     result = evaluate.evaluate(cfg, tmp_path)
     printed = capsys.readouterr().out
-    controllers = ["fixed_time", "fixed_time_webster", "max_pressure", "sotl"]
+    controllers = ["fixed_time", "fixed_time_webster", "max_pressure", "sotl", "efficient_mp", "advanced_mp"]
     assert result["controllers"] == controllers
     for name in ["table.md", "metrics.csv", "summary.json", "travel_time_bars.png",
                  "travel_time_cdf.png", "queue_over_time.png", "episode.gif"]:
         assert (tmp_path / name).stat().st_size > 0, name
     assert (tmp_path / "table.md").read_text().strip() in printed
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
-    assert len(rows) == 4 * 3 and {r["controller"] for r in rows} == set(controllers)
+    assert len(rows) == 6 * 3 and {r["controller"] for r in rows} == set(controllers)
     # the three seeds are three different demands, shared by every controller
     departed = {(r["controller"], r["seed"]): r["vehicles/departed"] for r in rows}
     assert len({departed[("fixed_time", str(s))] for s in range(3)}) > 1

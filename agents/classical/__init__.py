@@ -1,5 +1,5 @@
 """Classical signal controllers by config name (``CONTROLLERS``): fixed time, Webster, max
-pressure, SOTL, each with the engine's ``reset(sim)`` / ``act(sim) -> [B, I]`` protocol.
+pressure, SOTL, Efficient-MP and Advanced-MP, each with the engine's ``reset(sim)`` / ``act(sim) -> [B, I]`` protocol.
 May import envs; nothing from agents.ppo or agents.deploy. Names load on first use (PEP 562)
 and are then kept, so importing the package costs nothing and ``CONTROLLERS`` is built once."""
 
@@ -10,12 +10,16 @@ _MODULES = {
     "FixedTimeWebster": "agents.classical.webster",
     "MaxPressure": "agents.classical.max_pressure",
     "SOTL": "agents.classical.sotl",
+    "EfficientMaxPressure": "agents.classical.efficient_pressure",
+    "AdvancedMaxPressure": "agents.classical.efficient_pressure",
 }
 _CONFIG_NAMES = {
     "fixed_time": "FixedTime",
     "max_pressure": "MaxPressure",
     "fixed_time_webster": "FixedTimeWebster",
     "sotl": "SOTL",
+    "efficient_mp": "EfficientMaxPressure",
+    "advanced_mp": "AdvancedMaxPressure",
 }
 
 
@@ -30,4 +34,5 @@ def __getattr__(name: str):
     return value
 
 
-__all__ = ["CONTROLLERS", "FixedTime", "FixedTimeWebster", "MaxPressure", "SOTL"]
+__all__ = ["CONTROLLERS", "AdvancedMaxPressure", "EfficientMaxPressure", "FixedTime", "FixedTimeWebster",
+           "MaxPressure", "SOTL"]

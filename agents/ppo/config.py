@@ -160,7 +160,8 @@ class EvaluateAppConfig:
     # signals | incident_detection (incident classifiers on held-out incident seeds; see detection)
     task: str = "signals"
     controllers: List[str] = field(
-        default_factory=lambda: ["fixed_time", "fixed_time_webster", "max_pressure", "sotl"])
+        default_factory=lambda: ["fixed_time", "fixed_time_webster", "max_pressure", "sotl", "efficient_mp",
+                                 "advanced_mp"])
     checkpoint: Any = None  # a train.py checkpoint (or a list): the trained policy joins the table
     checkpoint_max_green_s: Optional[float] = None  # give checkpoint policies the deployment max-green rule too
     deployed: Any = None  # an export.py .onnx (or a list): run by the deployment runtime (agents/deploy/)

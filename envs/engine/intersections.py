@@ -29,6 +29,7 @@ class IntersectionLayout:
     action_phase: torch.Tensor  # [I, A] phase index of each action, -1 pad
     action_mask: torch.Tensor  # [I, A] bool: the action exists at this intersection
     num_actions: torch.Tensor  # [I] int64
+    movements: int = 0  # K: movement slots per intersection (movement m = i * K + k)
 
     @property
     def num_intersections(self) -> int:
@@ -74,6 +75,7 @@ def intersection_layout(network: Network) -> IntersectionLayout:
         action_phase=action_phase,
         action_mask=action_phase >= 0,
         num_actions=(action_phase >= 0).sum(1),
+        movements=network.movements_per_intersection,
     )
 
 

@@ -23,6 +23,11 @@ feature             raw value (per intersection)                 normalised by
 ``intersection_id`` one-hot of the intersection's index          (none; 0/1)
 ==================  ==========================================  ============================
 
+The approach, per-movement and signal-timing features (``approach_moving``, ``efficient_pressure``,
+``effective_running``, ``green_time``, ``movement_red_time``, ...) and the ``neighbour_mean:<feature>``
+wrapper (the mean over the adjacent intersections) live in `envs.rl.movement_features`, with
+their table; this module imports it, so the registry always holds them.
+
 Rewards are raw (no normalisation), per intersection, larger is better; the environment
 multiplies each by its configured weight and sums:
 
@@ -139,6 +144,8 @@ class RewardTerm:
 
 OBSERVATIONS: dict[str, Observation] = {}
 REWARDS: dict[str, RewardTerm] = {}
+# "prefix:feature" names: prefix -> builds the derived Observation from the named one
+OBSERVATION_WRAPPERS: dict[str, Callable[[Observation], Observation]] = {}
 
 
 def register_observation(name, size, bounds, doc=""):
@@ -337,12 +344,23 @@ def check_observation_names(names, source: str = "<env>") -> list[Observation]:
         raise ConfigError(source, "observations", names, "need a non-empty list of feature names")
     out = []
     for name in names:
-        if name not in OBSERVATIONS:
-            raise ConfigError(
-                source, "observations", name, "unknown feature; known: " + ", ".join(sorted(OBSERVATIONS))
-            )
-        out.append(OBSERVATIONS[name])
+        feature = observation_named(name)
+        if feature is None:
+            known = sorted(OBSERVATIONS) + [f"{prefix}:<feature>" for prefix in sorted(OBSERVATION_WRAPPERS)]
+            raise ConfigError(source, "observations", name, "unknown feature; known: " + ", ".join(known))
+        out.append(feature)
     return out
+
+
+def observation_named(name) -> Observation | None:
+    """The registered feature `name`, or a wrapped one (``neighbour_mean:lane_count``); None if unknown."""
+    if not isinstance(name, str):
+        return None
+    if name in OBSERVATIONS:
+        return OBSERVATIONS[name]
+    prefix, colon, inner = name.partition(":")
+    wrapped = observation_named(inner) if colon and prefix in OBSERVATION_WRAPPERS else None
+    return OBSERVATION_WRAPPERS[prefix](wrapped) if wrapped is not None else None
 
 
 def check_reward_weights(weights, source: str = "<env>") -> dict[str, float]:
@@ -367,3 +385,7 @@ def check_reward_weights(weights, source: str = "<env>") -> dict[str, float]:
             raise ConfigError(source, f"reward.{name}", weight, "weight must be a finite number")
         out[name] = float(weight)
     return out
+
+
+# registers the approach, per-movement and timing features and the neighbour_mean: wrapper
+from envs.rl import movement_features  # noqa: E402,F401  (it imports this module's registry)

@@ -1,0 +1,200 @@
+"""Approach, per-movement and signal-timing observation features, and the ``neighbour_mean:``
+wrapper; registered into `envs.rl.features`' registry (which imports this module).
+
+The readings are `envs.engine.movement_readings`' (Zhang et al. 2022's efficient pressure and
+effective running vehicles, SOTL-style approach counts). Per-movement features list the
+intersection's movement slots ``k`` in roadLink order (movement ``m = i * K + k``), padded with
+zeros to the largest intersection; per-lane ones its incoming lanes road by road, as ``lane_count``.
+
+============================  ==============================================  ===================
+feature                       raw value (per intersection)                    normalised by
+============================  ==============================================  ===================
+``approach_moving``           vehicles within ``APPROACH_M`` (100 m) of the   approach storage:
+                              stop line moving (>= 0.1 m/s), per lane         100 m / 7.5 m
+``approach_halting``          the same, halting (< 0.1 m/s), per lane         approach storage
+``movement_approach_moving``  ``approach_moving`` by next movement            approach storage
+``movement_approach_halting`` ``approach_halting`` by next movement           approach storage
+``movement_queue``            halting vehicles by next movement, whole lane   ``QUEUE_SCALE`` (20)
+``efficient_pressure``        per movement: its queue minus the mean queue    ``QUEUE_SCALE`` (20)
+                              of the lanes it leads into (Zhang et al.)
+``effective_running``         per movement: moving vehicles within the        ``QUEUE_SCALE`` (20)
+                              distance the speed limit covers in
+                              ``EFFECTIVE_HORIZON_S`` (10 s) of the stop line
+``green_time``                seconds the current phase has shown green (0    ``TIME_MAX_S`` (120)
+                              during its intergreen), saturating at 120
+``movement_red_time``         per movement: seconds not showing green (0      ``TIME_MAX_S`` (120)
+                              while green), saturating at 120; a lower bound
+                              for a movement red through two or more phases
+``neighbour_mean:<feature>``  the mean of ``<feature>`` over the              as ``<feature>``
+                              intersections joined to this one by a road
+                              (0 where there are none)
+============================  ==============================================  ===================
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from envs.engine.movement_readings import (
+    approach_by_lane, approach_by_movement, effective_running, efficient_pressure,
+    movement_queue, movement_red_elapsed,
+)
+from envs.engine.signals import green_elapsed
+from envs.engine.intersections import gather_lanes
+from envs.rl.features import (
+    OBSERVATION_WRAPPERS, VEHICLE_SPACING_M, FeatureContext, Observation, register_observation,
+)
+from envs.scenario.network import Network
+
+APPROACH_M = 100.0  # approach distance counted by the approach_* features
+EFFECTIVE_HORIZON_S = 10.0  # effective_running: the next interval (the env's default decision interval)
+QUEUE_SCALE = 20.0  # vehicles
+TIME_MAX_S = 120.0
+APPROACH_SCALE = APPROACH_M / VEHICLE_SPACING_M
+
+
+def _movements(ctx: FeatureContext, per_movement: torch.Tensor) -> torch.Tensor:
+    """``[B, M]`` -> ``[B, I, K]``."""
+    return per_movement.reshape(per_movement.shape[0], ctx.layout.num_intersections, -1)
+
+
+def _lanes(ctx: FeatureContext, per_lane: torch.Tensor) -> torch.Tensor:
+    return gather_lanes(per_lane, ctx.layout.in_lanes)
+
+
+def _intersection_vehicles(ctx: FeatureContext) -> float:
+    """The most vehicles an intersection's incoming lanes can hold: bounds any count of them."""
+    per_lane = torch.cat([ctx.lane_max_vehicles, ctx.lane_max_vehicles.new_zeros(1)])
+    lanes = ctx.layout.in_lanes
+    return float(per_lane[torch.where(lanes >= 0, lanes, per_lane.shape[0] - 1)].sum(1).max())
+
+
+def _count_bounds(scale: float, on_lane: bool):
+    def bounds(ctx: FeatureContext, normalise: bool) -> tuple[float, float]:
+        most = float(ctx.lane_max_vehicles.max()) if on_lane else _intersection_vehicles(ctx)
+        return 0.0, most / scale if normalise else most
+    return bounds
+
+
+def _pressure_bounds(ctx: FeatureContext, normalise: bool) -> tuple[float, float]:
+    low, high = -float(ctx.lane_max_vehicles.max()), _intersection_vehicles(ctx)
+    return (low / QUEUE_SCALE, high / QUEUE_SCALE) if normalise else (low, high)
+
+
+def _time_bounds(ctx: FeatureContext, normalise: bool) -> tuple[float, float]:
+    return 0.0, 1.0 if normalise else TIME_MAX_S
+
+
+def _scaled(value: torch.Tensor, scale: float, normalise: bool) -> torch.Tensor:
+    return value / scale if normalise else value
+
+
+@register_observation(
+    "approach_moving", lambda lay: lay.max_in_lanes, _count_bounds(APPROACH_SCALE, True),
+    doc=f"moving vehicles within {APPROACH_M:g} m of the stop line, per incoming lane",
+)
+def _obs_approach_moving(ctx, normalise):
+    moving, _ = approach_by_lane(ctx.network, ctx.state, APPROACH_M, ctx.params.halting_speed)
+    return _scaled(_lanes(ctx, moving), APPROACH_SCALE, normalise)
+
+
+@register_observation(
+    "approach_halting", lambda lay: lay.max_in_lanes, _count_bounds(APPROACH_SCALE, True),
+    doc=f"halting vehicles within {APPROACH_M:g} m of the stop line, per incoming lane",
+)
+def _obs_approach_halting(ctx, normalise):
+    _, halting = approach_by_lane(ctx.network, ctx.state, APPROACH_M, ctx.params.halting_speed)
+    return _scaled(_lanes(ctx, halting), APPROACH_SCALE, normalise)
+
+
+@register_observation(
+    "movement_approach_moving", lambda lay: lay.movements, _count_bounds(APPROACH_SCALE, False),
+    doc=f"moving vehicles within {APPROACH_M:g} m of the stop line, per next movement",
+)
+def _obs_movement_approach_moving(ctx, normalise):
+    moving, _ = approach_by_movement(ctx.network, ctx.state, APPROACH_M, ctx.params.halting_speed)
+    return _scaled(_movements(ctx, moving), APPROACH_SCALE, normalise)
+
+
+@register_observation(
+    "movement_approach_halting", lambda lay: lay.movements, _count_bounds(APPROACH_SCALE, False),
+    doc=f"halting vehicles within {APPROACH_M:g} m of the stop line, per next movement",
+)
+def _obs_movement_approach_halting(ctx, normalise):
+    _, halting = approach_by_movement(ctx.network, ctx.state, APPROACH_M, ctx.params.halting_speed)
+    return _scaled(_movements(ctx, halting), APPROACH_SCALE, normalise)
+
+
+@register_observation(
+    "movement_queue", lambda lay: lay.movements, _count_bounds(QUEUE_SCALE, False),
+    doc="halting vehicles per next movement",
+)
+def _obs_movement_queue(ctx, normalise):
+    queue = movement_queue(ctx.network, ctx.state, ctx.params.halting_speed)
+    return _scaled(_movements(ctx, queue), QUEUE_SCALE, normalise)
+
+
+@register_observation(
+    "efficient_pressure", lambda lay: lay.movements, _pressure_bounds,
+    doc="per movement: its queue minus the mean queue of the lanes it leads into",
+)
+def _obs_efficient_pressure(ctx, normalise):
+    pressure = efficient_pressure(ctx.network, ctx.state, ctx.params.halting_speed)
+    return _scaled(_movements(ctx, pressure), QUEUE_SCALE, normalise)
+
+
+@register_observation(
+    "effective_running", lambda lay: lay.movements, _count_bounds(QUEUE_SCALE, False),
+    doc=f"per movement: moving vehicles that reach the stop line within {EFFECTIVE_HORIZON_S:g} s "
+        "at the speed limit",
+)
+def _obs_effective_running(ctx, normalise):
+    running = effective_running(ctx.network, ctx.state, EFFECTIVE_HORIZON_S, ctx.params.halting_speed)
+    return _scaled(_movements(ctx, running), QUEUE_SCALE, normalise)
+
+
+@register_observation(
+    "green_time", lambda lay: 1, _time_bounds,
+    doc=f"seconds the current phase has shown green (0 in its intergreen), saturating at {TIME_MAX_S:g}",
+)
+def _obs_green_time(ctx, normalise):
+    seconds = green_elapsed(ctx.network, ctx.params, ctx.state).to(torch.float32).clamp(0.0, TIME_MAX_S)
+    return _scaled(seconds, TIME_MAX_S, normalise).unsqueeze(-1)
+
+
+@register_observation(
+    "movement_red_time", lambda lay: lay.movements, _time_bounds,
+    doc=f"per movement: seconds not showing green, saturating at {TIME_MAX_S:g}",
+)
+def _obs_movement_red_time(ctx, normalise):
+    seconds = movement_red_elapsed(ctx.network, ctx.params, ctx.state).clamp(max=TIME_MAX_S)
+    return _scaled(_movements(ctx, seconds), TIME_MAX_S, normalise)
+
+
+def neighbour_weights(network: Network) -> torch.Tensor:
+    """``[I, I]`` row ``i``: 1 / (number of neighbours) at each intersection joined to ``i`` by a
+    road (either direction), 0 elsewhere; an all-zero row where ``i`` has none."""
+    num = network.num_intersections
+    start, end = network.road_start, network.road_end
+    joined = (start >= 0) & (end >= 0) & (start != end)
+    adjacent = torch.zeros(num, num, device=start.device)
+    adjacent[start[joined], end[joined]] = 1.0
+    adjacent[end[joined], start[joined]] = 1.0
+    return adjacent / adjacent.sum(1, keepdim=True).clamp(min=1.0)
+
+
+def neighbour_mean(feature: Observation) -> Observation:
+    """``feature`` averaged over each intersection's neighbours (`neighbour_weights`): the same
+    size and bounds (a mean stays inside them; every feature's range holds 0)."""
+
+    def compute(ctx: FeatureContext, normalise: bool) -> torch.Tensor:
+        own = feature.compute(ctx, normalise)  # [B, I, F]
+        return torch.einsum("ij,bjf->bif", neighbour_weights(ctx.network), own)
+
+    return replace(feature, name=f"neighbour_mean:{feature.name}", compute=compute,
+                   doc=f"mean over the adjacent intersections of: {feature.doc}")
+
+
+OBSERVATION_WRAPPERS["neighbour_mean"] = neighbour_mean
