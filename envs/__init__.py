@@ -35,7 +35,8 @@ def sb3_vec_env(**kwargs):
 
 
 def torchrl_env(**kwargs):
-    """The TorchRL EnvBase: batch size [B] (``copies``), one agent group ``"intersections"``."""
+    """The TorchRL EnvBase: batch size [B] (``copies``), one agent group ``"intersections"``;
+    ``compile_engine=True`` compiles the engine step."""
     from envs.rl.torchrl_env import TrafficSignalTorchRLEnv
 
     return TrafficSignalTorchRLEnv(**kwargs)

@@ -205,3 +205,17 @@ def test_a_transform_that_truncates_restarts_the_running_copies():
     assert env.base_env.core.sim.state.t.tolist() == [10, 10]  # restarted after steps 2 and 4
     obs = data[GROUP, "observation"]
     assert torch.equal(obs[:, 2], obs[:, 0]) and torch.equal(obs[:, 4], obs[:, 0])
+
+
+def test_compile_engine_compiles_the_engine_and_torchrl_compile_is_refused():
+    # TorchRL's EnvBase metaclass takes a `compile` keyword before __init__ and would wrap the
+    # whole step (autoreset's demand sampling included) in torch.compile, leaving the engine eager
+    from envs.engine.simulator import _step_in_place
+
+    assert make(copies=1).core.sim._step is _step_in_place
+    compiled = make(copies=1, compile_engine=True)
+    assert compiled.core.sim._step is not _step_in_place  # torch.compile's wrapper of it
+    assert "_compiled_step_and_maybe_reset" not in vars(compiled)
+    with pytest.raises(ConfigError) as caught:
+        make(copies=1, compile=True)
+    assert caught.value.field == "compile" and "compile_engine" in str(caught.value)

@@ -100,7 +100,8 @@ class TorchRLTrainer:
             action_mode=cfg.env.action_mode, green_durations_s=tuple(cfg.env.green_durations_s),
             observations=observation_names(cfg), reward=dict(cfg.env.reward), normalise=cfg.env.normalise,
             demand=demand_spec(cfg.env.demand, "env.demand"), demand_pool=cfg.env.demand_pool,
-            engine=engine_params(cfg), compile=cfg.engine.compile, perturbation=perturbation_config(cfg))
+            engine=engine_params(cfg), compile_engine=cfg.engine.compile,
+            perturbation=perturbation_config(cfg))
         core = self.core = env.core
         self.device = env.device if cfg.train.device == "auto" else torch.device(cfg.train.device)
         self.episodes = EpisodeStats(core, cfg.env.decision_interval_s)

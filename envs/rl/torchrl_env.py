@@ -28,6 +28,14 @@ Gymnasium and SB3 adapters draw them. A ``"_reset"`` that names a copy still run
 it (new demand sample); a reset without ``"_reset"`` restarts every copy, from the seed given
 to `set_seed` if there was one.
 
+``compile_engine=True`` compiles the engine step (the core's ``compile``). The keyword
+``compile`` belongs to TorchRL: `EnvBase`'s metaclass takes it before ``__init__`` runs and
+wraps the whole `step_and_maybe_reset` in `torch.compile`, which here traces the demand
+sampling of every autoreset (numpy, graph breaks, a recompile per new sample) and left the
+engine itself eager: hangzhou_4x4 training fell to ~3,000-6,000 agent-steps/s on the CPU. So
+this class's `compile` (what the metaclass calls) is a `ConfigError` that names
+``compile_engine``.
+
 Everything stays on the env's device: no numpy and no host copies (the action check reads one
 boolean back, as the core's does). A device this machine does not have is a `ConfigError`
 naming ``device``; an action missing, of the wrong shape or type, or outside the action mask a
@@ -54,11 +62,13 @@ DONE_KEYS = ("done", "terminated", "truncated")
 class TrafficSignalTorchRLEnv(EnvBase):
     """B copies of a scenario as one TorchRL env; see the module docstring for the layout."""
 
-    def __init__(self, scenario="grid_4x4", copies: int = 1, device="cpu", **kwargs) -> None:
+    def __init__(self, scenario="grid_4x4", copies: int = 1, device="cpu", compile_engine: bool = False,
+                 **kwargs) -> None:
         never = "this environment always autoresets inside the batched step"
         kwargs = core_kwargs(kwargs, SOURCE, {"autoreset": never})
         device = check_device(device, SOURCE)
-        self.core = BatchedSignalEnv(scenario, copies, device=str(device), autoreset=True, **kwargs)
+        self.core = BatchedSignalEnv(scenario, copies, device=str(device), autoreset=True,
+                                     compile=bool(compile_engine), **kwargs)
         have = self.core.device  # a Scenario object brings its own network, on its own device
         if have.type != device.type or (device.index is not None and have.index != device.index):
             raise ConfigError(SOURCE, "device", str(device), f"the scenario's network is on "
@@ -122,6 +132,12 @@ class TrafficSignalTorchRLEnv(EnvBase):
         return self.core.max_actions
 
     # ---- EnvBase ---------------------------------------------------------------------------
+    def compile(self, *, warmup=None, **kwargs):
+        """Refused: see the module docstring (``compile_engine=True`` compiles the engine)."""
+        raise ConfigError(SOURCE, "compile", kwargs or True, (
+            "TorchRL's compile wraps the whole step, autoreset's demand sampling included; "
+            "pass compile_engine=True to compile the engine step"))
+
     def _set_seed(self, seed: int | None) -> None:
         """The next full reset restarts the demand sample indices at `seed` (as the core's
         ``reset(seed)``); partial resets continue from where the samples are."""
