@@ -59,9 +59,15 @@ def step_signals(network: Network, params: EngineParams, after: SimState):
     return signal_state(network, params, after.phase, after.prev_phase, after.phase_timer - 1)
 
 
-def check_no_conflicting_green(network: Network, params: EngineParams, after: SimState) -> None:
+def check_no_conflicting_green(network: Network, params: EngineParams, after: SimState,
+                               yielding: torch.Tensor | None = None) -> None:
+    """No two crossing movements shown green/yellow together; `yielding` ``[I, K]`` marks
+    permissive movements (SUMO's 'g'), which may cross the greens they yield to."""
     green, yellow = step_signals(network, params, after)
-    shown = (green | yellow).reshape(green.shape[0], network.num_intersections, -1).to(torch.int64)
+    shown = (green | yellow).reshape(green.shape[0], network.num_intersections, -1)
+    if yielding is not None:
+        shown = shown & ~yielding
+    shown = shown.to(torch.int64)
     conflict = network.conflict.to(torch.int64)
     both = torch.einsum("bik,ikj,bij->bi", shown, conflict, shown)
     assert int(both.max()) == 0, "two conflicting movements were shown green/yellow together"
@@ -98,9 +104,10 @@ def check_no_passing(before: SimState, after: SimState) -> None:
     assert bool((kept | ~leader_stayed).all()), "a vehicle passed its leader"
 
 
-def check_all(network, demand, params, before: SimState, after: SimState) -> None:
+def check_all(network, demand, params, before: SimState, after: SimState,
+              yielding: torch.Tensor | None = None) -> None:
     check_conservation(demand, after)
     check_lanes(network, after)
-    check_no_conflicting_green(network, params, after)
+    check_no_conflicting_green(network, params, after, yielding)
     check_red_discharges_nothing(network, demand, params, before, after)
     check_no_passing(before, after)

@@ -33,6 +33,7 @@ feature                       raw value (per intersection)                    no
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import replace
 
 import torch
@@ -44,14 +45,15 @@ from envs.engine.movement_readings import (
 from envs.engine.signals import green_elapsed
 from envs.engine.intersections import gather_lanes
 from envs.rl.features import (
-    OBSERVATION_WRAPPERS, VEHICLE_SPACING_M, FeatureContext, Observation, register_observation,
+    OBSERVATION_WRAPPERS, TIME_IN_PHASE_MAX_S, VEHICLE_SPACING_M, FeatureContext, Observation,
+    register_observation,
 )
 from envs.scenario.network import Network
 
 APPROACH_M = 100.0  # approach distance counted by the approach_* features
 EFFECTIVE_HORIZON_S = 10.0  # effective_running: the next interval (the env's default decision interval)
 QUEUE_SCALE = 20.0  # vehicles
-TIME_MAX_S = 120.0
+TIME_MAX_S = TIME_IN_PHASE_MAX_S  # green/red times saturate as time_in_phase does (120 s)
 APPROACH_SCALE = APPROACH_M / VEHICLE_SPACING_M
 
 
@@ -91,40 +93,26 @@ def _scaled(value: torch.Tensor, scale: float, normalise: bool) -> torch.Tensor:
     return value / scale if normalise else value
 
 
-@register_observation(
-    "approach_moving", lambda lay: lay.max_in_lanes, _count_bounds(APPROACH_SCALE, True),
-    doc=f"moving vehicles within {APPROACH_M:g} m of the stop line, per incoming lane",
-)
-def _obs_approach_moving(ctx, normalise):
-    moving, _ = approach_by_lane(ctx.network, ctx.state, APPROACH_M, ctx.params.halting_speed)
-    return _scaled(_lanes(ctx, moving), APPROACH_SCALE, normalise)
+def _approach_feature(per_movement: bool, halting: bool):
+    """One of the four approach features: moving or halting vehicles within `APPROACH_M`,
+    per incoming lane or per next movement."""
+    reading, layout_of = (approach_by_movement, _movements) if per_movement else (approach_by_lane, _lanes)
+
+    def compute(ctx, normalise):
+        counts = reading(ctx.network, ctx.state, APPROACH_M, ctx.params.halting_speed)[int(halting)]
+        return _scaled(layout_of(ctx, counts), APPROACH_SCALE, normalise)
+
+    return compute
 
 
-@register_observation(
-    "approach_halting", lambda lay: lay.max_in_lanes, _count_bounds(APPROACH_SCALE, True),
-    doc=f"halting vehicles within {APPROACH_M:g} m of the stop line, per incoming lane",
-)
-def _obs_approach_halting(ctx, normalise):
-    _, halting = approach_by_lane(ctx.network, ctx.state, APPROACH_M, ctx.params.halting_speed)
-    return _scaled(_lanes(ctx, halting), APPROACH_SCALE, normalise)
-
-
-@register_observation(
-    "movement_approach_moving", lambda lay: lay.movements, _count_bounds(APPROACH_SCALE, False),
-    doc=f"moving vehicles within {APPROACH_M:g} m of the stop line, per next movement",
-)
-def _obs_movement_approach_moving(ctx, normalise):
-    moving, _ = approach_by_movement(ctx.network, ctx.state, APPROACH_M, ctx.params.halting_speed)
-    return _scaled(_movements(ctx, moving), APPROACH_SCALE, normalise)
-
-
-@register_observation(
-    "movement_approach_halting", lambda lay: lay.movements, _count_bounds(APPROACH_SCALE, False),
-    doc=f"halting vehicles within {APPROACH_M:g} m of the stop line, per next movement",
-)
-def _obs_movement_approach_halting(ctx, normalise):
-    _, halting = approach_by_movement(ctx.network, ctx.state, APPROACH_M, ctx.params.halting_speed)
-    return _scaled(_movements(ctx, halting), APPROACH_SCALE, normalise)
+for _per_movement, _prefix, _unit in ((False, "", "incoming lane"), (True, "movement_", "next movement")):
+    for _halting, _state in ((False, "moving"), (True, "halting")):
+        register_observation(
+            f"{_prefix}approach_{_state}",
+            (lambda lay: lay.movements) if _per_movement else (lambda lay: lay.max_in_lanes),
+            _count_bounds(APPROACH_SCALE, not _per_movement),
+            doc=f"{_state} vehicles within {APPROACH_M:g} m of the stop line, per {_unit}",
+        )(_approach_feature(_per_movement, _halting))
 
 
 @register_observation(
@@ -173,9 +161,20 @@ def _obs_movement_red_time(ctx, normalise):
     return _scaled(_movements(ctx, seconds), TIME_MAX_S, normalise)
 
 
+_NEIGHBOUR_WEIGHTS: "weakref.WeakKeyDictionary[Network, torch.Tensor]" = weakref.WeakKeyDictionary()
+
+
 def neighbour_weights(network: Network) -> torch.Tensor:
     """``[I, I]`` row ``i``: 1 / (number of neighbours) at each intersection joined to ``i`` by a
-    road (either direction), 0 elsewhere; an all-zero row where ``i`` has none."""
+    road (either direction), 0 elsewhere; an all-zero row where ``i`` has none. Built once per
+    network (the features read it at every decision)."""
+    weights = _NEIGHBOUR_WEIGHTS.get(network)
+    if weights is None:
+        weights = _NEIGHBOUR_WEIGHTS[network] = _neighbour_weights(network)
+    return weights
+
+
+def _neighbour_weights(network: Network) -> torch.Tensor:
     num = network.num_intersections
     start, end = network.road_start, network.road_end
     joined = (start >= 0) & (end >= 0) & (start != end)
