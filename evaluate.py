@@ -6,6 +6,7 @@
     python evaluate.py eval.demand.mode=original eval.seeds=1   # the flow file as written
     python evaluate.py render=true                      # also writes episode.gif
     python evaluate.py scenario=hangzhou_4x4 checkpoint=outputs/DATE/TIME/checkpoints/last.zip
+    python evaluate.py scenario=hangzhou_4x4 "controllers=[sotl,sotl_tuned]"   # with the tuned preset
     python evaluate.py scenario=hangzhou_4x4 deployed=outputs/DATE/TIME/checkpoints/last.onnx
     python evaluate.py task=incident_detection scenario=hangzhou_4x4 detection.placement=traffic
                                                         # incident classifiers (evaluate_detection)
@@ -40,6 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from agents.classical import CONTROLLERS
+from agents.classical.tuned_presets import base_controller, tuned_params
 from agents.ppo.atomic_files import write_csv_atomic, write_text_atomic
 from agents.ppo.config import demand_spec, engine_params
 from envs.engine import Simulator
@@ -54,13 +56,18 @@ from envs.scenario.network import check_device
 from envs.scenario.splits import DemandSpec
 
 
-def _check_known(name: str) -> None:
-    if name not in CONTROLLERS:
-        raise ConfigError("<config>", "controllers", name, f"unknown controller; known: {sorted(CONTROLLERS)}")
+def _check_known(name: str, cfg: DictConfig) -> None:
+    if base_controller(name) in CONTROLLERS:  # sotl_tuned: its preset for this scenario must exist
+        tuned_params(name, cfg.scenario.name)
+    elif name not in CONTROLLERS:
+        raise ConfigError("<config>", "controllers", name,
+                          f"unknown controller; known: {sorted(CONTROLLERS)}, each also as <name>_tuned")
 
 
 def build_controller(name: str, cfg: DictConfig):
-    _check_known(name)
+    _check_known(name, cfg)
+    if base_controller(name) in CONTROLLERS:
+        return CONTROLLERS[base_controller(name)](**tuned_params(name, cfg.scenario.name))
     params = OmegaConf.to_container(cfg.controller_params.get(name, {}), resolve=True)
     return CONTROLLERS[name](**params)
 
@@ -115,7 +122,7 @@ def _controller_names(cfg: DictConfig) -> tuple[list[str], dict[str, object]]:
     if len(set(classical)) != len(classical):
         raise ConfigError("<config>", "controllers", classical, "need distinct controller names")
     for name in classical:  # before any work
-        _check_known(name)
+        _check_known(name, cfg)
     policies = trained_policies(cfg)
     policies.update(deployed_policies(cfg, classical + list(policies)))
     controllers = classical + list(policies)

@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 
 from agents.classical import CONTROLLERS
+from agents.classical.tuned_presets import preset_path
 from agents.classical.tuning import SEARCH_SPACES, TuningSettings, tune, tuned_config_text
 from envs.engine.state import EngineParams
 from envs.errors import ConfigError, exit_on_error
 from envs.scenario import load_scenario
-from envs.scenario.registry import PROJECT_ROOT
 from envs.scenario.splits import DemandSpec
 
 SOURCE = "<tune>"
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> dict:
         settings = replace(settings, demand=DemandSpec(mode=args["demand_mode"]))
     controller, name = args["controller"], args["scenario"]
     scenario = load_scenario(name, data_dir=args.get("data_dir"), horizon=settings.steps)
-    out = Path(args.get("out") or PROJECT_ROOT / "configs" / "controller" / f"{controller}_tuned_{name}.yaml")
+    out = Path(args.get("out") or preset_path(controller, name))
 
     def progress(entry: dict) -> None:
         print(json.dumps({"tune": controller, "scenario": name, **entry}), flush=True)

@@ -1,0 +1,47 @@
+"""Tuned parameters as controllers of their own: ``sotl_tuned`` is SOTL with the parameters that
+``python -m agents.classical.tune controller=sotl scenario=S`` wrote for scenario S into
+``configs/controller/sotl_tuned_S.yaml``. evaluate.py accepts such names in ``controllers=[...]``
+beside the untuned ones, so one table (and one batched simulation) holds both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from envs.errors import ConfigError
+from envs.scenario.registry import PROJECT_ROOT
+
+TUNED_SUFFIX = "_tuned"
+PRESET_DIR = PROJECT_ROOT / "configs" / "controller"
+
+
+def preset_path(controller: str, scenario: str) -> Path:
+    """Where the tuner writes (and this module reads) `controller`'s preset for `scenario`."""
+    return PRESET_DIR / f"{controller}{TUNED_SUFFIX}_{scenario}.yaml"
+
+
+def base_controller(name: str) -> str | None:
+    """``"sotl"`` for ``"sotl_tuned"``; None for a name without the suffix."""
+    return name[: -len(TUNED_SUFFIX)] if name.endswith(TUNED_SUFFIX) else None
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
+
+
+def tuned_params(name: str, scenario: str, source: str = "<config>") -> dict:
+    """The parameters of controller `name` (``<controller>_tuned``) tuned for `scenario`: the
+    preset's fields, which override the controller class's defaults."""
+    base = base_controller(name)
+    path = preset_path(base or name, scenario)
+    if base is None or not path.is_file():
+        raise ConfigError(
+            source, "controllers", name,
+            f"no tuned preset {_shown(path)} for scenario {scenario!r}; write one with "
+            f"python -m agents.classical.tune controller={base or name} scenario={scenario}",
+        )
+    preset = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    if preset.get("defaults", [None])[0] != base:
+        raise ConfigError(str(path), "defaults", preset.get("defaults"), f"a {name} preset must start from {base!r}")
+    return {key: value for key, value in preset.items() if key != "defaults"}

@@ -1,0 +1,76 @@
+"""``<controller>_tuned`` names: a tuned preset evaluated beside the untuned controller."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+import evaluate
+from agents.classical import SOTL, tuned_presets
+from envs.errors import ConfigError
+from tests.test_evaluate import evaluate_config
+
+PRESET = """defaults:
+  - sotl
+  - _self_
+theta: 7.0
+mu: 1
+"""
+
+
+@pytest.fixture
+def preset_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "presets"
+    folder.mkdir()
+    monkeypatch.setattr(tuned_presets, "PRESET_DIR", folder)
+    return folder
+
+
+def test_a_tuned_name_builds_the_controller_with_the_presets_fields_over_the_class_defaults(preset_dir):
+    (preset_dir / "sotl_tuned_grid_1x1.yaml").write_text(PRESET)
+    controller = evaluate.build_controller("sotl_tuned", evaluate_config("scenario=grid_1x1"))
+    assert isinstance(controller, SOTL)
+    assert (controller.theta, controller.mu) == (7.0, 1)
+    assert controller.distance_m == SOTL().distance_m  # not in the preset: the default
+
+
+def test_the_tuned_and_the_untuned_controller_share_one_table(preset_dir, tmp_path):
+    (preset_dir / "sotl_tuned_grid_1x1.yaml").write_text(PRESET)
+    cfg = evaluate_config("scenario=grid_1x1", "eval.steps=300", "eval.seeds=2", "eval.progress=false",
+                          "controllers=[sotl,sotl_tuned]")
+    (tmp_path / "run").mkdir()
+    result = evaluate.evaluate(cfg, tmp_path / "run")
+    assert result["controllers"] == ["sotl", "sotl_tuned"]
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    tt = {(r["controller"], r["seed"]): float(r["travel_time/mean"]) for r in rows}
+    # theta 7 with mu 1 switches far more eagerly than the defaults: the runs differ
+    assert any(tt[("sotl", s)] != tt[("sotl_tuned", s)] for s in ("0", "1"))
+
+
+def test_a_missing_preset_names_the_controller_and_the_command_that_writes_it(preset_dir, tmp_path):
+    cfg = evaluate_config("scenario=grid_1x1", "eval.steps=10", "controllers=[sotl,sotl_tuned]")
+    with pytest.raises(ConfigError, match=r"sotl_tuned.*no tuned preset.*agents.classical.tune controller=sotl "
+                                          r"scenario=grid_1x1"):
+        evaluate.evaluate(cfg, tmp_path)
+
+
+def test_an_unknown_base_is_an_unknown_controller(preset_dir, tmp_path):
+    cfg = evaluate_config("scenario=grid_1x1", "eval.steps=10", "controllers=[fastest_tuned]")
+    with pytest.raises(ConfigError, match="fastest_tuned.*unknown controller"):
+        evaluate.evaluate(cfg, tmp_path)
+
+
+def test_a_preset_of_another_controller_is_refused_naming_the_file(preset_dir):
+    (preset_dir / "sotl_tuned_grid_1x1.yaml").write_text(PRESET.replace("- sotl", "- max_pressure"))
+    with pytest.raises(ConfigError, match=r"sotl_tuned_grid_1x1.yaml.*defaults.*must start from 'sotl'"):
+        tuned_presets.tuned_params("sotl_tuned", "grid_1x1")
+
+
+def test_the_committed_presets_load_as_their_controllers():
+    from agents.classical import CONTROLLERS
+
+    for path in sorted(tuned_presets.PRESET_DIR.glob("*_tuned_*.yaml")):
+        base, scenario = path.stem.split("_tuned_")
+        params = tuned_presets.tuned_params(f"{base}_tuned", scenario)
+        CONTROLLERS[base](**params)  # every field a real parameter of the class
