@@ -19,11 +19,13 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # a short PPO run on the default scenario (grid_4x4), then its policy beside the six classical
-# controllers on held-out demand (the last checkpoint: best.zip is picked on these same seeds)
+# controllers and the two tuned on training demand (configs/controller/*_tuned_grid_4x4.yaml)
+# on held-out demand (the last checkpoint: best.zip is picked on these same seeds)
 DEMO := outputs/demo
 demo: $(STAMP)
 	$(PY) train.py train.total_agent_steps=300000 train.eval_every=100000 train.threads=1 hydra.run.dir=$(DEMO)/train
-	$(PY) evaluate.py checkpoint=$(DEMO)/train/checkpoints/last.zip hydra.run.dir=$(DEMO)/evaluate
+	$(PY) evaluate.py checkpoint=$(DEMO)/train/checkpoints/last.zip hydra.run.dir=$(DEMO)/evaluate \
+	    "controllers=[fixed_time,fixed_time_webster,max_pressure,sotl,efficient_mp,advanced_mp,max_pressure_tuned,sotl_tuned]"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

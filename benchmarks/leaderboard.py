@@ -1,0 +1,211 @@
+"""The learning-quality leaderboard: learned policies (several training seeds) against every
+classical controller, tuned ones included, on held-out demand; writes ``docs/results/leaderboard.json``.
+
+    python benchmarks/leaderboard.py --scenario hangzhou_4x4
+    python benchmarks/leaderboard.py --scenario grid_16x8 --train-seeds 0 1 2 --steps 3000000
+
+Per scenario: ``train.py`` runs once per training seed with its defaults (``train=fast``, the
+given ``--steps``; the wall time of each run is recorded), then ``evaluate.py`` runs the
+checkpoints beside the classical controllers on the same ``--eval-seeds`` evaluation demands, in
+one batched simulation, with ``<controller>_tuned`` for each controller that has a tuned preset
+(``configs/controller/<controller>_tuned_<scenario>.yaml``, from ``python -m agents.classical.tune``).
+A training run or evaluation whose output is already in ``--runs-dir`` is reused, so an
+interrupted leaderboard continues where it stopped.
+
+What it reports, per controller: mean travel time over the evaluation seeds with its 95%
+bootstrap CI over seeds (for the learned policy: per evaluation seed the mean over training seeds,
+so the CI is over demand, and each training seed's own mean beside it), delay, the command and
+the wall time. Per scenario: the best classical controller, the learned policy's paired reduction
+against it (per evaluation seed, averaged over training seeds, with its CI), whether the target
+reduction (``--target-percent``, 5) is met, and the *free-flow part* of travel time: travel time
+minus delay (see docs/evaluation.md's metrics), the time the trips would take at the speed limit.
+No controller can go below it, so ``100 * delay / travel time`` of the best classical controller is
+the largest reduction any controller could reach. One JSON line per scenario on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import ROOT, emit, log, machine_info
+
+from agents.classical.tuned_presets import preset_path  # noqa: E402
+from agents.classical.tuning import SEARCH_SPACES  # noqa: E402
+from envs.evaluation.stats import bootstrap_mean, reduction_percent  # noqa: E402
+
+CLASSICAL = ("fixed_time", "fixed_time_webster", "max_pressure", "sotl", "efficient_mp", "advanced_mp")
+PRIMARY, DELAY = "travel_time/mean", "delay"
+
+
+def run_logged(command: list[str], log_path: Path) -> float:
+    """Run `command` from the checkout, its output into `log_path`; its wall seconds."""
+    log(" ".join(command[1:]) + f"  (log: {log_path})")
+    start = time.perf_counter()
+    with open(log_path, "w") as out:
+        done = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}; see {log_path}")
+    return time.perf_counter() - start
+
+
+def train(args, seed: int, run_dir: Path) -> dict:
+    """One training run (reused when its checkpoint and record exist): its checkpoint, command, wall."""
+    record_path = run_dir / "leaderboard_train.json"
+    if record_path.exists() and (run_dir / "checkpoints" / "last.zip").exists():
+        return json.loads(record_path.read_text())
+    overrides = [f"scenario={args.scenario}", f"agent={args.agent}", f"seed={seed}", "train=fast",
+                 f"train.total_agent_steps={args.steps}", "train.eval_every=0", "train.checkpoint_every=0",
+                 "train.progress=false", f"eval.seeds={args.eval_seeds}", "eval.baselines=[]",
+                 *args.train_override, f"hydra.run.dir={run_dir}"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    wall = run_logged([sys.executable, "train.py", *overrides], run_dir.parent / f"train_s{seed}.log")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    record = {"seed": seed, "checkpoint": str(run_dir / "checkpoints" / "last.zip"),
+              "command": "python train.py " + " ".join(overrides[:-1]), "wall_s": round(wall, 1),
+              "agent_steps": summary["num_timesteps"], "agent_steps_per_s": summary["agent_steps_per_s"]}
+    record_path.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def evaluate(args, controllers: list[str], checkpoints: list[str], extra: list[str], out_dir: Path) -> dict:
+    """One evaluate.py run (reused when its metrics exist): per controller, per-seed arrays."""
+    overrides = [f"scenario={args.scenario}", f"controllers=[{','.join(controllers)}]",
+                 f"eval.seeds={args.eval_seeds}", *extra]
+    if checkpoints:
+        overrides.append(f"checkpoint=[{','.join(checkpoints)}]")
+    record_path = out_dir / "leaderboard_eval.json"
+    if not (record_path.exists() and (out_dir / "metrics.csv").exists()):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        wall = run_logged([sys.executable, "evaluate.py", *overrides, f"hydra.run.dir={out_dir}"],
+                          out_dir.parent / f"{out_dir.name}.log")
+        record_path.write_text(json.dumps({"command": "python evaluate.py " + " ".join(overrides),
+                                           "wall_s": round(wall, 1)}, indent=1))
+    record = json.loads(record_path.read_text())
+    names = json.loads((out_dir / "summary.json").read_text())["controllers"]
+    per_seed: dict[str, dict[str, list[float]]] = {name: {PRIMARY: [], DELAY: []} for name in names}
+    with open(out_dir / "metrics.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["condition"] == "clean":  # rows come seed by seed in order
+                for key in (PRIMARY, DELAY):
+                    per_seed[row["controller"]][key].append(float(row[key]))
+    return {"names": names, "per_seed": per_seed, **record}
+
+
+def entry(values: np.ndarray, delay: np.ndarray, command: str, wall_s: float, **more) -> dict:
+    tt = bootstrap_mean(values)
+    return {"travel_time_s": round(tt.mean, 2), "ci95": [round(tt.low, 2), round(tt.high, 2)],
+            "per_eval_seed": [round(float(v), 2) for v in values], "delay_s": round(float(delay.mean()), 2),
+            "command": command, "wall_s": wall_s, **more}
+
+
+def scenario_board(args) -> dict:
+    runs = args.runs_dir / args.scenario
+    trained = [train(args, seed, runs / f"{args.agent}_s{seed}") for seed in args.train_seeds]
+    checkpoints = [t["checkpoint"] for t in trained]
+    tuned = [f"{c}_tuned" for c in SEARCH_SPACES if preset_path(c, args.scenario).is_file()]
+    classical = [*CLASSICAL, *tuned]
+    board = evaluate(args, classical, checkpoints, args.eval_override, runs / "eval")
+
+    controllers: dict[str, dict] = {}
+    for name in classical:
+        seeds = board["per_seed"][name]
+        controllers[name] = entry(np.array(seeds[PRIMARY]), np.array(seeds[DELAY]), board["command"], board["wall_s"])
+    best_classical = min(controllers, key=lambda n: controllers[n]["travel_time_s"])
+    best_values = np.array(controllers[best_classical]["per_eval_seed"])
+
+    learned_names = board["names"][len(classical):]
+    learned_tt = np.array([board["per_seed"][n][PRIMARY] for n in learned_names])  # [training seed, eval seed]
+    learned_delay = np.array([board["per_seed"][n][DELAY] for n in learned_names])
+    reduction = np.mean([reduction_percent(best_values, row) for row in learned_tt], axis=0)
+    cut = bootstrap_mean(reduction)
+    learned = f"{args.agent} (learned)"
+    controllers[learned] = entry(
+        learned_tt.mean(0), learned_delay, "; ".join(t["command"] for t in trained),
+        [t["wall_s"] for t in trained],
+        per_training_seed={str(t["seed"]): round(float(row.mean()), 2) for t, row in zip(trained, learned_tt)},
+        evaluated_by=board["command"], agent_steps=[t["agent_steps"] for t in trained],
+    )
+    best = controllers[best_classical]
+    free_flow = best["travel_time_s"] - best["delay_s"]
+    return {
+        "controllers": controllers,
+        "best_classical": best_classical,
+        "learned_vs_best_classical_percent": {"mean": round(cut.mean, 2), "ci95": [round(cut.low, 2), round(cut.high, 2)]},
+        "target_percent": args.target_percent,
+        "target_met": bool(cut.mean >= args.target_percent),
+        "free_flow_s": round(free_flow, 2),
+        "largest_possible_reduction_percent": round(100.0 * best["delay_s"] / best["travel_time_s"], 2),
+        "training_seeds": list(args.train_seeds),
+        "eval_seeds": args.eval_seeds,
+    }
+
+
+def markdown_table(boards: dict) -> str:
+    """The docs' table: per scenario the best classical controller, the learned policy, the paired
+    reduction and the free-flow bound."""
+    lines = ["| scenario | best classical (s) | learned: mean [CI] (each training seed) (s) | learned vs best classical (%) "
+             "| free-flow part (s) | largest possible reduction (%) | training wall (s) |",
+             "|---|---|---|---:|---:|---:|---|"]
+    for scenario, board in boards.items():
+        best = board["controllers"][board["best_classical"]]
+        learned = next(v for k, v in board["controllers"].items() if k.endswith("(learned)"))
+        cut = board["learned_vs_best_classical_percent"]
+        seeds = " / ".join(f"{v:.1f}" for v in learned["per_training_seed"].values())
+        lines.append(
+            f"| `{scenario}` | {board['best_classical']} {best['travel_time_s']:.1f} [{best['ci95'][0]:.1f}, "
+            f"{best['ci95'][1]:.1f}] | {learned['travel_time_s']:.1f} [{learned['ci95'][0]:.1f}, "
+            f"{learned['ci95'][1]:.1f}] ({seeds}) | {cut['mean']:.1f} [{cut['ci95'][0]:.1f}, {cut['ci95'][1]:.1f}] "
+            f"| {board['free_flow_s']:.1f} | {board['largest_possible_reduction_percent']:.1f} "
+            f"| {' / '.join(f'{w:.0f}' for w in learned['wall_s'])} |")
+    return "\n".join(lines)
+
+
+def commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", help="the scenario to (re)compute; without it, --table is required")
+    parser.add_argument("--table", action="store_true", help="print --out's boards as the docs' markdown table")
+    parser.add_argument("--agent", default="ppo_shared")
+    parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--eval-seeds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=3_000_000, help="agent-steps per training run")
+    parser.add_argument("--train-override", action="append", default=[], help="extra train.py override")
+    parser.add_argument("--eval-override", action="append",
+                        help="evaluate.py override, repeatable (default: engine.compile=true)")
+    parser.add_argument("--target-percent", type=float, default=5.0)
+    parser.add_argument("--runs-dir", type=Path, default=ROOT / "outputs" / "leaderboard")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "leaderboard.json")
+    args = parser.parse_args()
+    args.eval_override = args.eval_override or ["engine.compile=true"]
+    if args.scenario is None:
+        if not args.table:
+            parser.error("give --scenario (to run it) or --table (to print the recorded boards)")
+        print(markdown_table(json.loads(args.out.read_text())))
+        return
+
+    board = scenario_board(args)
+    board.update(date=datetime.date.today().isoformat(), commit=commit(), machine=machine_info())
+    existing = json.loads(args.out.read_text()) if args.out.exists() else {}
+    existing[args.scenario] = board
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(dict(sorted(existing.items())), indent=1) + "\n")
+    emit({"benchmark": "leaderboard", "scenario": args.scenario, **{k: board[k] for k in (
+        "best_classical", "learned_vs_best_classical_percent", "target_met", "free_flow_s",
+        "largest_possible_reduction_percent")}})
+
+
+if __name__ == "__main__":
+    main()
