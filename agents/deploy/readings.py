@@ -5,6 +5,7 @@ message starting with the reading's name), never an exception."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -117,12 +118,14 @@ def _check_lanes(layout: Layout, readings: Readings, lane_ok: np.ndarray) -> Non
 
 def _check_signal(layout: Layout, readings: Readings) -> None:
     faults, phase, tip = readings.faults, readings.phase, readings.time_in_phase
-    for i in range(len(layout.ids)):
-        if not _mentions(faults[i], "phase") and not (
-            np.isfinite(phase[i]) and phase[i] == int(phase[i]) and 0 <= phase[i] < layout.num_phases[i]
-        ):
+    with np.errstate(invalid="ignore"):  # NaN compares False: not a phase, not a time
+        phase_ok = np.isfinite(phase) & (phase == np.trunc(phase)) & (phase >= 0) & (phase < layout.num_phases)
+        tip_ok = np.isfinite(tip) & (tip >= 0)
+    # the messages are composed per intersection, only for those found wrong above
+    for i in np.flatnonzero(~(phase_ok & tip_ok)):
+        if not phase_ok[i] and not _mentions(faults[i], "phase"):
             faults[i].append(f"phase: {phase[i]:g} is not a phase index in [0, {int(layout.num_phases[i])})")
-        if not _mentions(faults[i], "time_in_phase") and not (np.isfinite(tip[i]) and tip[i] >= 0):
+        if not tip_ok[i] and not _mentions(faults[i], "time_in_phase"):
             faults[i].append(f"time_in_phase: {tip[i]:g} is not a number of seconds >= 0")
 
 
@@ -133,3 +136,45 @@ def validate_readings(layout: Layout, max_lanes: int, readings: Readings) -> lis
     _check_lanes(layout, readings, lane_ok)
     _check_signal(layout, readings)
     return readings.faults
+
+
+class WholeMessage:
+    """Parses a whole message's readings at once, for a message in the exact expected shape
+    (every intersection of the network an object with all four readings, the per-lane ones
+    lists of the intersection's lane count, every reading a JSON number); `parse` answers
+    None for any other message, which `parse_readings` then takes intersection by
+    intersection to name what is wrong. Both give the same `Readings` for a message in shape;
+    `validate_readings` then checks them, vectorised, either way."""
+
+    def __init__(self, layout: Layout, max_lanes: int) -> None:
+        self.ids = list(layout.ids)
+        self.lanes = [int(n) for n in layout.num_lanes]
+        self.shape = (len(self.ids), max_lanes)
+        # each lane's position in the padded [I, L] arrays, intersection by intersection: the
+        # order of the lanes chained from the message's lists
+        self.slots = np.flatnonzero(np.arange(max_lanes)[None, :] < layout.num_lanes[:, None])
+
+    def _lanes(self, lists: list) -> np.ndarray | None:
+        if not set(map(type, lists)) <= {list} or list(map(len, lists)) != self.lanes:
+            return None
+        values = numbers(list(chain.from_iterable(lists)))
+        if values is None:
+            return None
+        padded = np.zeros(self.shape)
+        padded.reshape(-1)[self.slots] = values
+        return padded
+
+    def parse(self, intersections: dict) -> Readings | None:
+        """The message's readings, or None if it is not in the expected shape (class doc)."""
+        try:
+            entries = [intersections[inter_id] for inter_id in self.ids]
+            if not set(map(type, entries)) <= {dict}:
+                return None
+            columns = [[entry[name] for entry in entries] for name in READING_FIELDS]
+        except KeyError:
+            return None
+        lane_count, lane_halting = self._lanes(columns[0]), self._lanes(columns[1])
+        phase, time_in_phase = numbers(columns[2]), numbers(columns[3])
+        if lane_count is None or lane_halting is None or phase is None or time_in_phase is None:
+            return None
+        return Readings(lane_count, lane_halting, phase, time_in_phase, [[] for _ in self.ids])

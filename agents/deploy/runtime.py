@@ -36,6 +36,7 @@ is nothing to control.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -45,12 +46,15 @@ import numpy as np
 
 from agents.deploy.metadata import build_layout, load_metadata, load_timing
 from agents.deploy.model_file import infer, load_session
-from agents.deploy.readings import Readings, numbers, parse_readings, validate_readings
+from agents.deploy.readings import Readings, WholeMessage, numbers, parse_readings, validate_readings
 from agents.deploy.signals import SignalModel
 from agents.deploy.timing_rules import apply_timing_rules
 
 LOG = logging.getLogger("gridlight.runtime")
 POLICY, FALLBACK = "policy", "fallback"
+# a number at least this large may have been an integer that the fast JSON decoder (orjson,
+# agents/deploy/service.py) turned into a float where json.loads keeps it exact
+EXACT_BELOW = 2.0**63
 
 
 @dataclass
@@ -81,6 +85,22 @@ class Decision:
             for i, inter_id in enumerate(ids)
         }
         return {"t": t, "commands": commands, "faults": self.global_faults + extra_faults}
+
+    def reply_text(self, t, ids: list[str], keys: list[str], extra_faults: list[str]) -> str:
+        """``json.dumps(self.reply(t, ids, extra_faults))``, character for character, written
+        directly (the service's hot path): `keys` are ``json.dumps(id) + ': {"phase": '``."""
+        floats = (self.switch_in_s, self.yellow_s, self.all_red_s)
+        if not all(np.isfinite(values).all() for values in floats):  # json.dumps spells these its own way
+            return json.dumps(self.reply(t, ids, extra_faults))
+        switch_in, yellow, all_red = (values.tolist() for values in floats)
+        commands = ", ".join([
+            f'{key}{phase}, "switch_in_s": {s!r}, "yellow_s": {y!r}, "all_red_s": {a!r}, "source": "{source}", '
+            f'"faults": {json.dumps(faults) if faults else "[]"}}}'
+            for key, phase, s, y, a, source, faults in zip(
+                keys, self.phase.tolist(), switch_in, yellow, all_red, self.source, self.faults)
+        ])
+        message_faults = json.dumps(self.global_faults + extra_faults)
+        return f'{{"t": {json.dumps(t)}, "commands": {{{commands}}}, "faults": {message_faults}}}'
 
 
 class FaultLog:
@@ -131,6 +151,8 @@ class PolicyRuntime:
         self.max_lanes = int(self.meta["observation"]["max_lanes"])
         self.signals = SignalModel(self.layout, self.timing, timing_tolerance_s)
         self.fault_log = FaultLog(self.layout.ids)
+        self.whole_message = WholeMessage(self.layout, self.max_lanes)
+        self._reply_keys = [json.dumps(inter_id) + ': {"phase": ' for inter_id in self.layout.ids]
         self.last_t: float | None = None
         self.session, self.model_fault = load_session(self.model_path, self.meta["model"], threads)
         if self.model_fault:
@@ -159,6 +181,27 @@ class PolicyRuntime:
         unknown = sorted(set(intersections) - set(self.layout.index))
         decision = self.decide_readings(float(t), parse_readings(self.layout, self.max_lanes, intersections))
         return decision.reply(t, self.layout.ids, [f"unknown intersection ids ignored: {unknown}"] if unknown else [])
+
+    def decide_text(self, message) -> str | None:
+        """`decide`'s reply as its JSON text, for a message that a fast JSON decoder gave and
+        that is in the exact expected shape (`WholeMessage`); None, with nothing decided, for
+        any other message: `decide` then takes it (from json.loads) and names what is wrong.
+        Every reading is still checked (`validate_readings`): a reading out of range is its
+        intersection's fault here just as there."""
+        t = message.get("t") if type(message) is dict else None
+        intersections = message.get("intersections") if type(message) is dict else None
+        if type(t) not in (int, float) or not abs(t) < EXACT_BELOW or type(intersections) is not dict:
+            return None
+        readings = self.whole_message.parse(intersections)
+        if readings is None or not all(
+            np.abs(values).max(initial=0.0) < EXACT_BELOW
+            for values in (readings.lane_count, readings.lane_halting, readings.phase, readings.time_in_phase)
+        ):
+            return None
+        unknown = sorted(set(intersections) - set(self.layout.index))
+        decision = self.decide_readings(float(t), readings)
+        extra = [f"unknown intersection ids ignored: {unknown}"] if unknown else []
+        return decision.reply_text(t, self.layout.ids, self._reply_keys, extra)
 
     def decide_arrays(self, t: float, lane_count, lane_halting, phase, time_in_phase) -> Decision:
         """`decide` for readings already in arrays (metadata order, lanes zero-padded)."""
