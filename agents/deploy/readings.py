@@ -132,8 +132,14 @@ def _check_signal(layout: Layout, readings: Readings) -> None:
 def validate_readings(layout: Layout, max_lanes: int, readings: Readings) -> list[list[str]]:
     """Per intersection, what is wrong with its (parsed) readings: NaN, out of range,
     inconsistent. Adds to ``readings.faults`` and returns it."""
-    lane_ok = np.arange(max_lanes)[None, :] < layout.num_lanes[:, None]
-    _check_lanes(layout, readings, lane_ok)
+    count, halting = readings.lane_count, readings.lane_halting
+    with np.errstate(invalid="ignore"):  # NaN compares False: out of range
+        # every value, padding included, in [0, capacity] and no lane halting more than it holds:
+        # then there is nothing for `_check_lanes` to find (a few array operations, not 15)
+        plausible = ((count >= 0) & (count <= layout.lane_max) & (halting >= 0) & (halting <= count)).all()
+    if not plausible:
+        lane_ok = np.arange(max_lanes)[None, :] < layout.num_lanes[:, None]
+        _check_lanes(layout, readings, lane_ok)
     _check_signal(layout, readings)
     return readings.faults
 
@@ -148,33 +154,39 @@ class WholeMessage:
 
     def __init__(self, layout: Layout, max_lanes: int) -> None:
         self.ids = list(layout.ids)
-        self.lanes = [int(n) for n in layout.num_lanes]
-        self.shape = (len(self.ids), max_lanes)
-        # each lane's position in the padded [I, L] arrays, intersection by intersection: the
-        # order of the lanes chained from the message's lists
-        self.slots = np.flatnonzero(np.arange(max_lanes)[None, :] < layout.num_lanes[:, None])
+        count = len(self.ids)
+        self.list_lengths = [int(n) for n in layout.num_lanes] * 2  # lane_count's lists, then lane_halting's
+        self.shape = (2, count, max_lanes)
+        # each lane's position in the padded [2, I, L] arrays, field by field and intersection by
+        # intersection: the order of the values chained from the message's lists
+        lane_ok = np.arange(max_lanes)[None, :] < layout.num_lanes[:, None]
+        self.slots = np.flatnonzero(np.stack([lane_ok, lane_ok]))
+        self.per_lane = len(self.slots)
 
-    def _lanes(self, lists: list) -> np.ndarray | None:
-        if not set(map(type, lists)) <= {list} or list(map(len, lists)) != self.lanes:
-            return None
-        values = numbers(list(chain.from_iterable(lists)))
-        if values is None:
-            return None
-        padded = np.zeros(self.shape)
-        padded.reshape(-1)[self.slots] = values
-        return padded
-
-    def parse(self, intersections: dict) -> Readings | None:
-        """The message's readings, or None if it is not in the expected shape (class doc)."""
+    def parse(self, intersections: dict, below: float = np.inf) -> Readings | None:
+        """The message's readings, or None if it is not in the expected shape (class doc) or
+        has a number not smaller than `below` in magnitude (NaN included)."""
         try:
             entries = [intersections[inter_id] for inter_id in self.ids]
             if not set(map(type, entries)) <= {dict}:
                 return None
-            columns = [[entry[name] for entry in entries] for name in READING_FIELDS]
+            lists = [entry[name] for name in PER_LANE for entry in entries]
+            scalars = [entry[name] for name in ("phase", "time_in_phase") for entry in entries]
         except KeyError:
             return None
-        lane_count, lane_halting = self._lanes(columns[0]), self._lanes(columns[1])
-        phase, time_in_phase = numbers(columns[2]), numbers(columns[3])
-        if lane_count is None or lane_halting is None or phase is None or time_in_phase is None:
+        if not set(map(type, lists)) <= {list} or list(map(len, lists)) != self.list_lengths:
             return None
-        return Readings(lane_count, lane_halting, phase, time_in_phase, [[] for _ in self.ids])
+        # one conversion for every number of the message, each a JSON number as in `numbers`
+        if not set(chain(map(type, chain.from_iterable(lists)), map(type, scalars))) <= _NUMBER_TYPES:
+            return None
+        try:
+            values = np.fromiter(chain(chain.from_iterable(lists), scalars), np.float64, self.per_lane + len(scalars))
+        except OverflowError:  # an integer beyond float64
+            return None
+        if not np.abs(values).max(initial=0.0) < below:
+            return None
+        lanes = np.zeros(self.shape)
+        lanes.reshape(-1)[self.slots] = values[: self.per_lane]
+        count = len(self.ids)
+        phase, time_in_phase = values[self.per_lane: self.per_lane + count], values[self.per_lane + count:]
+        return Readings(lanes[0], lanes[1], phase, time_in_phase, [[] for _ in self.ids])

@@ -40,6 +40,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 
 import numpy as np
@@ -88,14 +89,15 @@ class Decision:
 
     def reply_text(self, t, ids: list[str], keys: list[str], extra_faults: list[str]) -> str:
         """``json.dumps(self.reply(t, ids, extra_faults))``, character for character, written
-        directly (the service's hot path): `keys` are ``json.dumps(id) + ': {"phase": '``."""
+        directly (the service's hot path): `keys` are ``json.dumps(id) + ': {"phase": '``; a list
+        of strings is written as json.dumps writes it (ASCII, `encode_basestring_ascii`)."""
         floats = (self.switch_in_s, self.yellow_s, self.all_red_s)
         if not all(np.isfinite(values).all() for values in floats):  # json.dumps spells these its own way
             return json.dumps(self.reply(t, ids, extra_faults))
         switch_in, yellow, all_red = (values.tolist() for values in floats)
         commands = ", ".join([
             f'{key}{phase}, "switch_in_s": {s!r}, "yellow_s": {y!r}, "all_red_s": {a!r}, "source": "{source}", '
-            f'"faults": {json.dumps(faults) if faults else "[]"}}}'
+            f'"faults": [{", ".join(map(encode_basestring_ascii, faults))}]}}'
             for key, phase, s, y, a, source, faults in zip(
                 keys, self.phase.tolist(), switch_in, yellow, all_red, self.source, self.faults)
         ])
@@ -118,9 +120,9 @@ class FaultLog:
 
     def update(self, faults: list[list[str]]) -> None:
         active: dict[tuple[int, str], str] = {}
-        for i, messages in enumerate(faults):
-            for message in messages:
-                active[(i, message.split(":")[0].split(" ")[0])] = message
+        for i in [i for i, messages in enumerate(faults) if messages]:
+            for message in faults[i]:
+                active[(i, message.partition(":")[0].partition(" ")[0])] = message
         for key, message in active.items():
             if key not in self._active:
                 LOG.warning("fail-safe at %s: %s; fixed-time plan until inputs are good", self.ids[key[0]], message)
@@ -192,11 +194,8 @@ class PolicyRuntime:
         intersections = message.get("intersections") if type(message) is dict else None
         if type(t) not in (int, float) or not abs(t) < EXACT_BELOW or type(intersections) is not dict:
             return None
-        readings = self.whole_message.parse(intersections)
-        if readings is None or not all(
-            np.abs(values).max(initial=0.0) < EXACT_BELOW
-            for values in (readings.lane_count, readings.lane_halting, readings.phase, readings.time_in_phase)
-        ):
+        readings = self.whole_message.parse(intersections, below=EXACT_BELOW)
+        if readings is None:
             return None
         unknown = sorted(set(intersections) - set(self.layout.index))
         decision = self.decide_readings(float(t), readings)
@@ -219,7 +218,7 @@ class PolicyRuntime:
         action = self._policy_actions(good, readings, faults, global_faults)
         from_policy = action >= 0
         elapsed = self.signals.green_elapsed(t)
-        target = np.where(from_policy, self.layout.actions[np.arange(len(action)), action.clip(min=0)], -1)
+        target = np.where(from_policy, self.layout.actions[np.arange(len(action)), np.maximum(action, 0)], -1)
         target, switch_in = apply_timing_rules(self.signals, elapsed, target, from_policy)
         yellow, all_red = self.signals.clearance(target)
         self.signals.advance(t, target, switch_in)
