@@ -21,11 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import socketserver
 import sys
-import threading
 
 from agents.deploy.runtime import LOG, PolicyRuntime
+from agents.deploy.tcp_lines import LineServer
 from envs.errors import ConfigError, exit_on_error
 
 try:
@@ -111,46 +110,24 @@ def bounded_lines(stream, limit: int = MAX_LINE_BYTES):
             yield raw
 
 
-def serve_lines(runtime: PolicyRuntime, lines, write, lock: threading.Lock | None = None) -> None:
+def serve_lines(runtime: PolicyRuntime, lines, write) -> None:
     """Answer each line of `lines` (str, bytes or `TOO_LONG`) with `write`: one JSON line per
     request line, blank and broken ones included."""
     for number, line in enumerate(lines, 1):
-        if lock is None:
-            reply = reply_line(runtime, line, number)
-        else:
-            with lock:  # one runtime state: one message at a time, whichever client sent it
-                reply = reply_line(runtime, line, number)
-        write(reply + "\n")
-
-
-class _Server(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True  # a stalled client never keeps the service from shutting down
+        write(reply_line(runtime, line, number) + "\n")
 
 
 def serve_tcp(runtime: PolicyRuntime, host: str, port: int, ready=None) -> None:
     """Serve JSON lines on a TCP socket until shut down; ``ready(server)`` once listening.
 
-    Each client has its own thread: reading its lines and writing its replies happen outside
-    the runtime's lock, so a client that stalls, or never reads its replies, holds up no one."""
-    lock = threading.Lock()  # one signal network, one runtime state
-
-    class Handler(socketserver.StreamRequestHandler):
-        def handle(self) -> None:
-            def write(text: str) -> None:
-                self.wfile.write(text.encode())
-                self.wfile.flush()
-
-            try:
-                serve_lines(runtime, bounded_lines(self.rfile), write, lock)
-            except OSError as error:  # the client went away mid-line or mid-reply: its loss only
-                LOG.info("client %s disconnected: %s", self.client_address, error)
-
-    with _Server((host, port), Handler) as server:
-        LOG.info("serving on %s:%d", *server.server_address)
-        if ready is not None:
-            ready(server)
-        server.serve_forever()
+    One thread serves every client (agents/deploy/tcp_lines.py): the runtime answers one message
+    at a time anyway, and a client that stalls, sends a line too long, or never reads its
+    replies holds up no one."""
+    server = LineServer(host, port, lambda line, number: reply_line(runtime, line, number), MAX_LINE_BYTES, TOO_LONG)
+    LOG.info("serving on %s:%d", *server.server_address)
+    if ready is not None:
+        ready(server)
+    server.serve_forever()
 
 
 def _parser() -> argparse.ArgumentParser:
