@@ -1,6 +1,7 @@
 """A line server on TCP in one thread (`agents.deploy.service` serves the policy runtime with it):
-one selector loop reads every client's bytes without blocking, answers whole lines one per
-client in turn, and writes the replies without blocking.
+one selector loop reads every client's bytes without blocking, answers whole lines first come,
+first served (one line at a time, whichever client sent it), and writes the replies without
+blocking.
 
 Why one thread: the runtime holds one signal network's state, so it answers one message at a
 time whoever sent it; a thread per client only added the hand-offs of the GIL and of a lock
@@ -18,6 +19,7 @@ import logging
 import selectors
 import socket
 import threading
+from collections import deque
 from typing import Callable
 
 LOG = logging.getLogger("gridlight.runtime")
@@ -35,6 +37,8 @@ class _Client:
         self.skipping = False  # inside a line over the limit: its bytes are dropped up to its newline
         self.ended = False  # the client has sent its last byte
         self.events = selectors.EVENT_READ
+        self.queued = False  # in the server's queue of clients with a whole line
+        self.open = True
 
     def received(self, data: bytes, limit: int) -> None:
         if self.skipping:
@@ -79,6 +83,7 @@ class LineServer:
         self.selector.register(self.listener, selectors.EVENT_READ, "listener")
         self.selector.register(self._wake_read, selectors.EVENT_READ, "wake")
         self.clients: list[_Client] = []
+        self.queue: deque[_Client] = deque()  # clients with a whole line to answer, in order of arrival
 
     def shutdown(self) -> None:
         """Stop serving and wait until the loop has closed every connection (from another thread)."""
@@ -89,19 +94,22 @@ class LineServer:
     def serve_forever(self) -> None:
         try:
             while not self._stopping.is_set():
-                ready = any(self._answerable(c) for c in self.clients)
-                for key, mask in self.selector.select(0 if ready else None):
+                # bytes that arrived meanwhile first (without waiting while a line waits), then one
+                # line: of the client whose whole line has waited longest (first come, first served)
+                for key, mask in self.selector.select(0 if self.queue else None):
                     if key.data == "listener":
                         self._accept()
                     elif key.data != "wake":
                         self._service(key.data, mask)
-                for client in list(self.clients):  # one line per client per pass: no client goes first always
-                    if self._answerable(client):
+                        self._settle(key.data)
+                if self.queue:
+                    client = self.queue.popleft()
+                    client.queued = False
+                    if client.open and self._answerable(client):
                         reply = self.answer(client.next_line(self.limit, self.too_long), client.number)
                         client.outbox += reply.encode() + b"\n"
                         self._send(client)
-                    if client.ended and not (client.outbox or client.inbox or client.skipping):
-                        self._drop(client)  # it has sent its last line and has every reply
+                    self._settle(client)  # its next whole line, if any, waits behind the others'
         finally:
             for client in list(self.clients):
                 self._drop(client)
@@ -109,6 +117,16 @@ class LineServer:
                 sock.close()
             self.selector.close()
             self._stopped.set()
+
+    def _settle(self, client: _Client) -> None:
+        """Queue a client with a whole line to answer; let go of one that has ended and has every reply."""
+        if not client.open:
+            return
+        if client.ended and not (client.outbox or client.inbox or client.skipping):
+            self._drop(client)
+        elif not client.queued and self._answerable(client):
+            client.queued = True
+            self.queue.append(client)
 
     def _answerable(self, client: _Client) -> bool:
         if len(client.outbox) >= OUTBOX_LIMIT:
@@ -131,7 +149,7 @@ class LineServer:
         if mask & selectors.EVENT_WRITE:
             self._send(client)
         # read only when no whole line waits: a client is answered line by line, as it was read
-        if mask & selectors.EVENT_READ and client in self.clients and b"\n" not in client.inbox:
+        if mask & selectors.EVENT_READ and client.open and b"\n" not in client.inbox:
             try:
                 data = client.sock.recv(READ_BYTES)
             except (BlockingIOError, InterruptedError):
@@ -160,7 +178,7 @@ class LineServer:
         more while any do."""
         reading = not client.ended and len(client.outbox) < OUTBOX_LIMIT
         events = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if client.outbox else 0)
-        if events != client.events and client in self.clients:
+        if events != client.events and client.open:
             if client.events and events:
                 self.selector.modify(client.sock, events, client)
             elif events:
@@ -172,7 +190,8 @@ class LineServer:
     def _drop(self, client: _Client, error: OSError | None = None) -> None:
         if error is not None:
             LOG.info("client %s disconnected: %s", client.address, error)
-        if client in self.clients:
+        if client.open:
+            client.open = False
             self.clients.remove(client)
             if client.events:
                 self.selector.unregister(client.sock)
