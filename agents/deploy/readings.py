@@ -177,10 +177,12 @@ class WholeMessage:
         if not set(map(type, lists)) <= {list} or list(map(len, lists)) != self.list_lengths:
             return None
         # one conversion for every number of the message, each a JSON number as in `numbers`
-        if not set(chain(map(type, chain.from_iterable(lists)), map(type, scalars))) <= _NUMBER_TYPES:
+        flat = list(chain.from_iterable(lists))
+        flat += scalars
+        if not set(map(type, flat)) <= _NUMBER_TYPES:
             return None
         try:
-            values = np.fromiter(chain(chain.from_iterable(lists), scalars), np.float64, self.per_lane + len(scalars))
+            values = np.fromiter(flat, np.float64, len(flat))
         except OverflowError:  # an integer beyond float64
             return None
         if not np.abs(values).max(initial=0.0) < below:

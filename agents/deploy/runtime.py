@@ -123,12 +123,15 @@ class FaultLog:
         for i in [i for i, messages in enumerate(faults) if messages]:
             for message in faults[i]:
                 active[(i, message.partition(":")[0].partition(" ")[0])] = message
+        warn, inform = LOG.isEnabledFor(logging.WARNING), LOG.isEnabledFor(logging.INFO)  # once, not per fault
         for key, message in active.items():
             if key not in self._active:
-                LOG.warning("fail-safe at %s: %s; fixed-time plan until inputs are good", self.ids[key[0]], message)
+                if warn:
+                    LOG.warning("fail-safe at %s: %s; fixed-time plan until inputs are good", self.ids[key[0]], message)
                 self.counts[key[1]] = self.counts.get(key[1], 0) + 1
-        for key in set(self._active) - set(active):
-            LOG.info("%s back on the policy (%s cleared)", self.ids[key[0]], key[1])
+        if inform:
+            for key in set(self._active) - set(active):
+                LOG.info("%s back on the policy (%s cleared)", self.ids[key[0]], key[1])
         self._active = active
 
 
@@ -197,7 +200,7 @@ class PolicyRuntime:
         readings = self.whole_message.parse(intersections, below=EXACT_BELOW)
         if readings is None:
             return None
-        unknown = sorted(set(intersections) - set(self.layout.index))
+        unknown = sorted(intersections.keys() - self.layout.index.keys())
         decision = self.decide_readings(float(t), readings)
         extra = [f"unknown intersection ids ignored: {unknown}"] if unknown else []
         return decision.reply_text(t, self.layout.ids, self._reply_keys, extra)
