@@ -185,13 +185,15 @@ def main() -> None:
             service.wait(timeout=30)
     clients, garbage = run["clients"], run["garbage"]
     latency = np.concatenate([np.asarray(c.latency) for c in clients]) * 1e3
+    client_p99 = [float(np.percentile(np.asarray(c.latency) * 1e3, 99)) for c in clients]
     emit({
         "benchmark": "service_soak", "scenario": args.scenario, "intersections": len(messages[0]["intersections"]),
         "clients": args.clients, "duration_s": round(wall, 1), "decisions": int(latency.size),
         "decisions_per_s": round(latency.size / wall, 1),
         "latency_p50_ms": round(float(np.percentile(latency, 50)), 3),
         "latency_p99_ms": round(float(np.percentile(latency, 99)), 3),
-        "slowest_client_p99_ms": round(max(float(np.percentile(np.asarray(c.latency) * 1e3, 99)) for c in clients), 3),
+        "slowest_client_p99_ms": round(max(client_p99), 3),
+        "client_p99_ms": sorted(round(p, 1) for p in client_p99), "client_decisions": [len(c.latency) for c in clients],
         "policy_share": round(sum(c.policy for c in clients) / max(sum(c.total for c in clients), 1), 3),
         "errors": sum(c.errors for c in clients),
         "error_sample": next((c.error_sample for c in clients if c.error_sample), ""), "garbage_replies": garbage.replies,
