@@ -226,7 +226,7 @@ class PolicyRuntime:
         yellow, all_red = self.signals.clearance(target)
         self.signals.advance(t, target, switch_in)
         self.fault_log.update(faults)
-        source = [POLICY if p else FALLBACK for p in from_policy]
+        source = [POLICY if p else FALLBACK for p in from_policy.tolist()]  # Python bools: no numpy scalars
         return Decision(t, target, switch_in, yellow, all_red, action, source, faults, global_faults)
 
     def _policy_actions(self, good: np.ndarray, readings: Readings, faults: list[list[str]],
