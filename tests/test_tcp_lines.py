@@ -21,6 +21,8 @@ BIG = 10_000  # the size of the reply to a line "big"
 
 
 def _answer(line, number: int) -> str:
+    if line == b"boom\n":
+        raise RuntimeError("a bug")
     if line is TOO_LONG:
         return f"{number}:too long"
     return "b" * BIG if line == b"big\n" else f"{number}:{line.decode().rstrip()}"
@@ -32,6 +34,7 @@ def server():
     thread = threading.Thread(target=served.serve_forever, daemon=True)
     thread.start()
     yield served
+    assert thread.is_alive()  # still serving after the test, whatever its clients did
     served.shutdown()
     thread.join(10)
     assert not thread.is_alive()
@@ -80,3 +83,8 @@ def test_a_client_that_never_reads_or_stalls_holds_up_no_one(server, monkeypatch
     finally:
         hog.close()
         stalled.close()
+
+
+def test_a_client_whose_line_cannot_be_answered_is_let_go_and_the_others_served(server):
+    assert _exchange(server, b"one\nboom\nnever\n") == ["1:one"]  # the connection ends after the bug
+    assert _exchange(server, b"next\n") == ["1:next"]

@@ -88,8 +88,12 @@ class LineServer:
     def shutdown(self) -> None:
         """Stop serving and wait until the loop has closed every connection (from another thread)."""
         self._stopping.set()
-        self._wake_write.send(b"x")
+        try:
+            self._wake_write.send(b"x")  # out of select(); the loop closes the other end, this one is ours
+        except OSError:  # the loop has ended already (its end of the pair is closed)
+            pass
         self._stopped.wait()
+        self._wake_write.close()
 
     def serve_forever(self) -> None:
         try:
@@ -100,23 +104,34 @@ class LineServer:
                     if key.data == "listener":
                         self._accept()
                     elif key.data != "wake":
-                        self._service(key.data, mask)
-                        self._settle(key.data)
+                        self._guarded(key.data, self._service, mask)
                 if self.queue:
                     client = self.queue.popleft()
                     client.queued = False
-                    if client.open and self._answerable(client):
-                        reply = self.answer(client.next_line(self.limit, self.too_long), client.number)
-                        client.outbox += reply.encode() + b"\n"
-                        self._send(client)
-                    self._settle(client)  # its next whole line, if any, waits behind the others'
+                    self._guarded(client, self._answer_one)
         finally:
             for client in list(self.clients):
                 self._drop(client)
-            for sock in (self.listener, self._wake_read, self._wake_write):
+            for sock in (self.listener, self._wake_read):
                 sock.close()
             self.selector.close()
             self._stopped.set()
+
+    def _guarded(self, client: _Client, action, *args) -> None:
+        """`action(client, *args)`, then queue or let go of the client; whatever goes wrong is
+        that client's loss only (its connection closes, as a crashed thread's did), never the loop's."""
+        try:
+            action(client, *args)
+            self._settle(client)
+        except Exception:
+            LOG.exception("client %s: line %d not answered; connection closed", client.address, client.number)
+            self._drop(client)
+
+    def _answer_one(self, client: _Client) -> None:
+        if client.open and self._answerable(client):
+            reply = self.answer(client.next_line(self.limit, self.too_long), client.number)
+            client.outbox += reply.encode() + b"\n"
+            self._send(client)
 
     def _settle(self, client: _Client) -> None:
         """Queue a client with a whole line to answer; let go of one that has ended and has every reply."""
@@ -139,8 +154,15 @@ class LineServer:
                 sock, address = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # a reply goes out whole, now
+            except OSError as error:  # e.g. out of file descriptors: the clients already here go on
+                LOG.warning("cannot accept a connection: %s", error)
+                return
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # a reply goes out whole, now
+            except OSError:  # gone already
+                sock.close()
+                continue
             client = _Client(sock, address)
             self.clients.append(client)
             self.selector.register(sock, client.events, client)
@@ -194,5 +216,8 @@ class LineServer:
             client.open = False
             self.clients.remove(client)
             if client.events:
-                self.selector.unregister(client.sock)
+                try:
+                    self.selector.unregister(client.sock)
+                except (KeyError, ValueError, OSError):  # not registered after all: nothing to undo
+                    pass
         client.sock.close()
