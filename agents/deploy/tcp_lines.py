@@ -10,7 +10,9 @@ only when it has no whole line waiting (a client sending faster than it is answe
 its own answers, as before), a half line just sits in its buffer, a line longer than the limit
 is dropped as it arrives (answered once with ``too_long``), and a client that does not read its
 replies is not answered further once ``OUTBOX_LIMIT`` bytes of them are waiting: each of these
-only delays itself, and a client's memory stays within the limit plus one read.
+only delays itself, and a client's memory stays within the limit plus one read. Whatever goes
+wrong with one client (a send or receive error, even an exception while answering it) closes
+that connection only; the loop serves on until `LineServer.shutdown`.
 """
 
 from __future__ import annotations
