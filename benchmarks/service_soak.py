@@ -18,7 +18,9 @@ the fixed-time fallback: the replayed readings disagree with what the service co
 then, which its cross-check rightly treats as a signal fault), ``garbage_replies`` (all of them
 error replies), ``errors`` (error replies to good messages: 0 expected) and the service's resident
 memory (``rss_start_mb`` after warm-up, ``rss_end_mb``). The service process and the clients share
-this machine's cores: on a 2-core machine the clients' JSON handling competes with the service.
+this machine's cores: ``service_cpu_cores`` and ``clients_cpu_cores`` are the cores each kept busy
+on average while measured (the clients' messages are encoded once, before the run), and
+``load_average`` the machine's at the end.
 """
 
 from __future__ import annotations
@@ -52,6 +54,13 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) process `pid` has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -161,9 +170,11 @@ def main() -> None:
                 f"{args.duration:g} s measured")
             run = soak(port, lines, args)
             rss_start = rss_mb(service.pid)
+            cpu_start = (cpu_s(service.pid), cpu_s(os.getpid()))
             started = time.perf_counter()
             time.sleep(args.duration)
             rss_end = rss_mb(service.pid)
+            cpu = (cpu_s(service.pid) - cpu_start[0], cpu_s(os.getpid()) - cpu_start[1])
             run["stop"].set()
             wall = time.perf_counter() - started
             for client in [*run["clients"], run["garbage"]]:
@@ -174,18 +185,23 @@ def main() -> None:
             service.wait(timeout=30)
     clients, garbage = run["clients"], run["garbage"]
     latency = np.concatenate([np.asarray(c.latency) for c in clients]) * 1e3
+    client_p99 = [float(np.percentile(np.asarray(c.latency) * 1e3, 99)) for c in clients]
     emit({
         "benchmark": "service_soak", "scenario": args.scenario, "intersections": len(messages[0]["intersections"]),
         "clients": args.clients, "duration_s": round(wall, 1), "decisions": int(latency.size),
         "decisions_per_s": round(latency.size / wall, 1),
         "latency_p50_ms": round(float(np.percentile(latency, 50)), 3),
         "latency_p99_ms": round(float(np.percentile(latency, 99)), 3),
-        "slowest_client_p99_ms": round(max(float(np.percentile(np.asarray(c.latency) * 1e3, 99)) for c in clients), 3),
+        "slowest_client_p99_ms": round(max(client_p99), 3),
+        "client_p99_ms": sorted(round(p, 1) for p in client_p99), "client_decisions": [len(c.latency) for c in clients],
         "policy_share": round(sum(c.policy for c in clients) / max(sum(c.total for c in clients), 1), 3),
         "errors": sum(c.errors for c in clients),
         "error_sample": next((c.error_sample for c in clients if c.error_sample), ""), "garbage_replies": garbage.replies,
         "garbage_non_error_replies": garbage.non_errors, "service_alive": alive,
-        "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1), "machine": machine_info(),
+        "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1),
+        # cores busy on average while measured: the service's process, and this one's client threads
+        "service_cpu_cores": round(cpu[0] / wall, 2), "clients_cpu_cores": round(cpu[1] / wall, 2),
+        "load_average": [round(x, 2) for x in os.getloadavg()], "machine": machine_info(),
     })
 
 

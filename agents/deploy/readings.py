@@ -5,6 +5,7 @@ message starting with the reading's name), never an exception."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -117,19 +118,77 @@ def _check_lanes(layout: Layout, readings: Readings, lane_ok: np.ndarray) -> Non
 
 def _check_signal(layout: Layout, readings: Readings) -> None:
     faults, phase, tip = readings.faults, readings.phase, readings.time_in_phase
-    for i in range(len(layout.ids)):
-        if not _mentions(faults[i], "phase") and not (
-            np.isfinite(phase[i]) and phase[i] == int(phase[i]) and 0 <= phase[i] < layout.num_phases[i]
-        ):
+    with np.errstate(invalid="ignore"):  # NaN compares False: not a phase, not a time
+        phase_ok = np.isfinite(phase) & (phase == np.trunc(phase)) & (phase >= 0) & (phase < layout.num_phases)
+        tip_ok = np.isfinite(tip) & (tip >= 0)
+    # the messages are composed per intersection, only for those found wrong above
+    for i in np.flatnonzero(~(phase_ok & tip_ok)):
+        if not phase_ok[i] and not _mentions(faults[i], "phase"):
             faults[i].append(f"phase: {phase[i]:g} is not a phase index in [0, {int(layout.num_phases[i])})")
-        if not _mentions(faults[i], "time_in_phase") and not (np.isfinite(tip[i]) and tip[i] >= 0):
+        if not tip_ok[i] and not _mentions(faults[i], "time_in_phase"):
             faults[i].append(f"time_in_phase: {tip[i]:g} is not a number of seconds >= 0")
 
 
 def validate_readings(layout: Layout, max_lanes: int, readings: Readings) -> list[list[str]]:
     """Per intersection, what is wrong with its (parsed) readings: NaN, out of range,
     inconsistent. Adds to ``readings.faults`` and returns it."""
-    lane_ok = np.arange(max_lanes)[None, :] < layout.num_lanes[:, None]
-    _check_lanes(layout, readings, lane_ok)
+    count, halting = readings.lane_count, readings.lane_halting
+    with np.errstate(invalid="ignore"):  # NaN compares False: out of range
+        # every value, padding included, in [0, capacity] and no lane halting more than it holds:
+        # then there is nothing for `_check_lanes` to find (a few array operations, not 15)
+        plausible = ((count >= 0) & (count <= layout.lane_max) & (halting >= 0) & (halting <= count)).all()
+    if not plausible:
+        lane_ok = np.arange(max_lanes)[None, :] < layout.num_lanes[:, None]
+        _check_lanes(layout, readings, lane_ok)
     _check_signal(layout, readings)
     return readings.faults
+
+
+class WholeMessage:
+    """Parses a whole message's readings at once, for a message in the exact expected shape
+    (every intersection of the network an object with all four readings, the per-lane ones
+    lists of the intersection's lane count, every reading a JSON number); `parse` answers
+    None for any other message, which `parse_readings` then takes intersection by
+    intersection to name what is wrong. Both give the same `Readings` for a message in shape;
+    `validate_readings` then checks them, vectorised, either way."""
+
+    def __init__(self, layout: Layout, max_lanes: int) -> None:
+        self.ids = list(layout.ids)
+        count = len(self.ids)
+        self.list_lengths = [int(n) for n in layout.num_lanes] * 2  # lane_count's lists, then lane_halting's
+        self.shape = (2, count, max_lanes)
+        # each lane's position in the padded [2, I, L] arrays, field by field and intersection by
+        # intersection: the order of the values chained from the message's lists
+        lane_ok = np.arange(max_lanes)[None, :] < layout.num_lanes[:, None]
+        self.slots = np.flatnonzero(np.stack([lane_ok, lane_ok]))
+        self.per_lane = len(self.slots)
+
+    def parse(self, intersections: dict, below: float = np.inf) -> Readings | None:
+        """The message's readings, or None if it is not in the expected shape (class doc) or
+        has a number not smaller than `below` in magnitude (NaN included)."""
+        try:
+            entries = [intersections[inter_id] for inter_id in self.ids]
+            if not set(map(type, entries)) <= {dict}:
+                return None
+            lists = [entry[name] for name in PER_LANE for entry in entries]
+            scalars = [entry[name] for name in ("phase", "time_in_phase") for entry in entries]
+        except KeyError:
+            return None
+        if not set(map(type, lists)) <= {list} or list(map(len, lists)) != self.list_lengths:
+            return None
+        # one conversion for every number of the message, each a JSON number as in `numbers`
+        flat = list(chain.from_iterable(lists))
+        flat += scalars
+        if not set(map(type, flat)) <= _NUMBER_TYPES:
+            return None
+        try:
+            values = np.fromiter(flat, np.float64, len(flat))
+        except OverflowError:  # an integer beyond float64
+            return None
+        if not np.abs(values).max(initial=0.0) < below:
+            return None
+        lanes = np.zeros(self.shape)
+        lanes.reshape(-1)[self.slots] = values[: self.per_lane]
+        count = len(self.ids)
+        phase, time_in_phase = values[self.per_lane: self.per_lane + count], values[self.per_lane + count:]
+        return Readings(lanes[0], lanes[1], phase, time_in_phase, [[] for _ in self.ids])

@@ -36,21 +36,26 @@ is nothing to control.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 
 import numpy as np
 
 from agents.deploy.metadata import build_layout, load_metadata, load_timing
 from agents.deploy.model_file import infer, load_session
-from agents.deploy.readings import Readings, numbers, parse_readings, validate_readings
+from agents.deploy.readings import Readings, WholeMessage, numbers, parse_readings, validate_readings
 from agents.deploy.signals import SignalModel
 from agents.deploy.timing_rules import apply_timing_rules
 
 LOG = logging.getLogger("gridlight.runtime")
 POLICY, FALLBACK = "policy", "fallback"
+# a number at least this large may have been an integer that the fast JSON decoder (orjson,
+# agents/deploy/service.py) turned into a float where json.loads keeps it exact
+EXACT_BELOW = 2.0**63
 
 
 @dataclass
@@ -82,6 +87,23 @@ class Decision:
         }
         return {"t": t, "commands": commands, "faults": self.global_faults + extra_faults}
 
+    def reply_text(self, t, ids: list[str], keys: list[str], extra_faults: list[str]) -> str:
+        """``json.dumps(self.reply(t, ids, extra_faults))``, character for character, written
+        directly (the service's hot path): `keys` are ``json.dumps(id) + ': {"phase": '``; a list
+        of strings is written as json.dumps writes it (ASCII, `encode_basestring_ascii`)."""
+        floats = (self.switch_in_s, self.yellow_s, self.all_red_s)
+        if not all(np.isfinite(values).all() for values in floats):  # json.dumps spells these its own way
+            return json.dumps(self.reply(t, ids, extra_faults))
+        switch_in, yellow, all_red = (values.tolist() for values in floats)
+        commands = ", ".join([
+            f'{key}{phase}, "switch_in_s": {s!r}, "yellow_s": {y!r}, "all_red_s": {a!r}, "source": "{source}", '
+            f'"faults": [{", ".join(map(encode_basestring_ascii, faults))}]}}'
+            for key, phase, s, y, a, source, faults in zip(
+                keys, self.phase.tolist(), switch_in, yellow, all_red, self.source, self.faults)
+        ])
+        message_faults = json.dumps(self.global_faults + extra_faults)
+        return f'{{"t": {json.dumps(t)}, "commands": {{{commands}}}, "faults": {message_faults}}}'
+
 
 class FaultLog:
     """Logs each fault when it starts and when it clears (not at every decision), and counts
@@ -98,15 +120,18 @@ class FaultLog:
 
     def update(self, faults: list[list[str]]) -> None:
         active: dict[tuple[int, str], str] = {}
-        for i, messages in enumerate(faults):
-            for message in messages:
-                active[(i, message.split(":")[0].split(" ")[0])] = message
+        for i in [i for i, messages in enumerate(faults) if messages]:
+            for message in faults[i]:
+                active[(i, message.partition(":")[0].partition(" ")[0])] = message
+        warn, inform = LOG.isEnabledFor(logging.WARNING), LOG.isEnabledFor(logging.INFO)  # once, not per fault
         for key, message in active.items():
             if key not in self._active:
-                LOG.warning("fail-safe at %s: %s; fixed-time plan until inputs are good", self.ids[key[0]], message)
+                if warn:
+                    LOG.warning("fail-safe at %s: %s; fixed-time plan until inputs are good", self.ids[key[0]], message)
                 self.counts[key[1]] = self.counts.get(key[1], 0) + 1
-        for key in set(self._active) - set(active):
-            LOG.info("%s back on the policy (%s cleared)", self.ids[key[0]], key[1])
+        if inform:
+            for key in set(self._active) - set(active):
+                LOG.info("%s back on the policy (%s cleared)", self.ids[key[0]], key[1])
         self._active = active
 
 
@@ -131,6 +156,8 @@ class PolicyRuntime:
         self.max_lanes = int(self.meta["observation"]["max_lanes"])
         self.signals = SignalModel(self.layout, self.timing, timing_tolerance_s)
         self.fault_log = FaultLog(self.layout.ids)
+        self.whole_message = WholeMessage(self.layout, self.max_lanes)
+        self._reply_keys = [json.dumps(inter_id) + ': {"phase": ' for inter_id in self.layout.ids]
         self.last_t: float | None = None
         self.session, self.model_fault = load_session(self.model_path, self.meta["model"], threads)
         if self.model_fault:
@@ -160,6 +187,24 @@ class PolicyRuntime:
         decision = self.decide_readings(float(t), parse_readings(self.layout, self.max_lanes, intersections))
         return decision.reply(t, self.layout.ids, [f"unknown intersection ids ignored: {unknown}"] if unknown else [])
 
+    def decide_text(self, message) -> str | None:
+        """`decide`'s reply as its JSON text, for a message that a fast JSON decoder gave and
+        that is in the exact expected shape (`WholeMessage`); None, with nothing decided, for
+        any other message: `decide` then takes it (from json.loads) and names what is wrong.
+        Every reading is still checked (`validate_readings`): a reading out of range is its
+        intersection's fault here just as there."""
+        t = message.get("t") if type(message) is dict else None
+        intersections = message.get("intersections") if type(message) is dict else None
+        if type(t) not in (int, float) or not abs(t) < EXACT_BELOW or type(intersections) is not dict:
+            return None
+        readings = self.whole_message.parse(intersections, below=EXACT_BELOW)
+        if readings is None:
+            return None
+        unknown = sorted(intersections.keys() - self.layout.index.keys())
+        decision = self.decide_readings(float(t), readings)
+        extra = [f"unknown intersection ids ignored: {unknown}"] if unknown else []
+        return decision.reply_text(t, self.layout.ids, self._reply_keys, extra)
+
     def decide_arrays(self, t: float, lane_count, lane_halting, phase, time_in_phase) -> Decision:
         """`decide` for readings already in arrays (metadata order, lanes zero-padded)."""
         return self.decide_readings(float(t), Readings.from_arrays(lane_count, lane_halting, phase, time_in_phase))
@@ -176,12 +221,12 @@ class PolicyRuntime:
         action = self._policy_actions(good, readings, faults, global_faults)
         from_policy = action >= 0
         elapsed = self.signals.green_elapsed(t)
-        target = np.where(from_policy, self.layout.actions[np.arange(len(action)), action.clip(min=0)], -1)
+        target = np.where(from_policy, self.layout.actions[np.arange(len(action)), np.maximum(action, 0)], -1)
         target, switch_in = apply_timing_rules(self.signals, elapsed, target, from_policy)
         yellow, all_red = self.signals.clearance(target)
         self.signals.advance(t, target, switch_in)
         self.fault_log.update(faults)
-        source = [POLICY if p else FALLBACK for p in from_policy]
+        source = [POLICY if p else FALLBACK for p in from_policy.tolist()]  # Python bools: no numpy scalars
         return Decision(t, target, switch_in, yellow, all_red, action, source, faults, global_faults)
 
     def _policy_actions(self, good: np.ndarray, readings: Readings, faults: list[list[str]],

@@ -9,6 +9,11 @@ JSON, nested too deeply, longer than 16 MiB, blank, or not a valid readings mess
 ``{"error": ..., "line": N}`` reply and the service keeps serving; no line stops it. Imports
 numpy and onnxruntime only, like the runtime. A model that cannot be run (missing or unusable
 metadata) prints ``error: <one line>`` and exits 2; ``--debug`` shows the traceback instead.
+
+A message in the exact expected shape is decoded with orjson where it is installed (optional: it
+comes with tensordict) and answered by `PolicyRuntime.decide_text` with the same reply text
+`handle_line` would give; any other line, and every line without orjson, goes through
+`handle_line` (json.loads, then each intersection's readings checked one by one).
 """
 
 from __future__ import annotations
@@ -16,12 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import socketserver
 import sys
-import threading
 
 from agents.deploy.runtime import LOG, PolicyRuntime
+from agents.deploy.tcp_lines import LineServer
 from envs.errors import ConfigError, exit_on_error
+
+try:
+    import orjson  # optional: a faster decoder for the hot path (`reply_line`)
+except ImportError:  # pragma: no cover - a cabinet without it runs on json alone
+    orjson = None
 
 
 MAX_LINE_BYTES = 16 << 20  # a longer line is refused unread (a 128-intersection message is ~40 KB)
@@ -53,13 +62,35 @@ def handle_line(runtime: PolicyRuntime, line: str | bytes, number: int) -> dict:
         return _error(number, "not a usable message: JSON nested too deeply")
     except ValueError as error:  # e.g. an integer longer than Python's digit limit
         return _error(number, f"not a usable message: {error}")
+    return _decided(runtime.decide, message, number)
+
+
+def _decided(decide, message, number: int):
+    """`decide(message)`, or the error reply for the ValueError (or anything else) it raises."""
     try:
-        return runtime.decide(message)
+        return decide(message)
     except ValueError as error:
         return _error(number, str(error))
     except Exception as error:  # the service must keep serving whatever one message does
         LOG.exception("line %d: unexpected error", number)
         return _error(number, f"internal error {type(error).__name__}: {str(error)[:200]}")
+
+
+def reply_line(runtime: PolicyRuntime, line: str | bytes, number: int) -> str:
+    """``json.dumps(handle_line(runtime, line, number))``, the same text, faster for a message
+    in the exact expected shape (module doc): orjson decodes it and the runtime takes all its
+    intersections at once. Anything orjson refuses (not UTF-8, not JSON, NaN, nested too
+    deeply, ...) or the runtime does not take at once goes through `handle_line` unchanged."""
+    if orjson is not None and line is not TOO_LONG:
+        try:
+            message = orjson.loads(line)
+        except Exception:  # whatever orjson refuses, json.loads is the judge (its error, or its message)
+            message = None
+        if message is not None:
+            reply = _decided(runtime.decide_text, message, number)
+            if reply is not None:
+                return reply if isinstance(reply, str) else json.dumps(reply)
+    return json.dumps(handle_line(runtime, line, number))
 
 
 def bounded_lines(stream, limit: int = MAX_LINE_BYTES):
@@ -79,46 +110,24 @@ def bounded_lines(stream, limit: int = MAX_LINE_BYTES):
             yield raw
 
 
-def serve_lines(runtime: PolicyRuntime, lines, write, lock: threading.Lock | None = None) -> None:
+def serve_lines(runtime: PolicyRuntime, lines, write) -> None:
     """Answer each line of `lines` (str, bytes or `TOO_LONG`) with `write`: one JSON line per
     request line, blank and broken ones included."""
     for number, line in enumerate(lines, 1):
-        if lock is None:
-            reply = handle_line(runtime, line, number)
-        else:
-            with lock:  # one runtime state: one message at a time, whichever client sent it
-                reply = handle_line(runtime, line, number)
-        write(json.dumps(reply) + "\n")
-
-
-class _Server(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True  # a stalled client never keeps the service from shutting down
+        write(reply_line(runtime, line, number) + "\n")
 
 
 def serve_tcp(runtime: PolicyRuntime, host: str, port: int, ready=None) -> None:
     """Serve JSON lines on a TCP socket until shut down; ``ready(server)`` once listening.
 
-    Each client has its own thread: reading its lines and writing its replies happen outside
-    the runtime's lock, so a client that stalls, or never reads its replies, holds up no one."""
-    lock = threading.Lock()  # one signal network, one runtime state
-
-    class Handler(socketserver.StreamRequestHandler):
-        def handle(self) -> None:
-            def write(text: str) -> None:
-                self.wfile.write(text.encode())
-                self.wfile.flush()
-
-            try:
-                serve_lines(runtime, bounded_lines(self.rfile), write, lock)
-            except OSError as error:  # the client went away mid-line or mid-reply: its loss only
-                LOG.info("client %s disconnected: %s", self.client_address, error)
-
-    with _Server((host, port), Handler) as server:
-        LOG.info("serving on %s:%d", *server.server_address)
-        if ready is not None:
-            ready(server)
-        server.serve_forever()
+    One thread serves every client (agents/deploy/tcp_lines.py): the runtime answers one message
+    at a time anyway, and a client that stalls, sends a line too long, or never reads its
+    replies holds up no one."""
+    server = LineServer(host, port, lambda line, number: reply_line(runtime, line, number), MAX_LINE_BYTES, TOO_LONG)
+    LOG.info("serving on %s:%d", *server.server_address)
+    if ready is not None:
+        ready(server)
+    server.serve_forever()
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -28,10 +28,14 @@ class SignalModel:
         mismatch = self.known & good & (
             (phase != self.cur_phase) | (np.abs(tip - (t - self.switched_at)) > self.tolerance_s)
         )
-        for i in np.flatnonzero(mismatch):
+        rows = np.flatnonzero(mismatch)
+        # Python numbers (tolist) format as the numpy scalars would, only faster
+        for i, reported, seconds, commanded, ago in zip(rows.tolist(), phase[rows].tolist(), tip[rows].tolist(),
+                                                         self.cur_phase[rows].tolist(),
+                                                         (t - self.switched_at[rows]).tolist()):
             faults[i].append(
-                f"signal reports phase {phase[i]} for {tip[i]:g} s; the controller commanded phase "
-                f"{self.cur_phase[i]} {t - self.switched_at[i]:g} s ago"
+                f"signal reports phase {reported} for {seconds:g} s; the controller commanded phase "
+                f"{commanded} {ago:g} s ago"
             )
         resync = good & (~self.known | mismatch)
         self.cur_phase[resync] = phase[resync]
@@ -47,7 +51,7 @@ class SignalModel:
         inter = np.arange(len(self.layout.ids))
         shown = np.where(
             self.prev_phase >= 0,
-            self.layout.intergreen[inter, self.prev_phase.clip(min=0), self.cur_phase.clip(min=0)],
+            self.layout.intergreen[inter, np.maximum(self.prev_phase, 0), np.maximum(self.cur_phase, 0)],
             True,  # unknown previous phase: assume the intergreen was shown
         )
         elapsed = (t - self.switched_at) - shown * self.timing.intergreen_s
@@ -58,7 +62,7 @@ class SignalModel:
         inter = np.arange(len(self.layout.ids))
         # a signal whose phase is unknown gets the full clearance: any command to it is a change
         clears = ((target != self.cur_phase) | ~self.known) & (
-            self.layout.intergreen[inter, self.cur_phase.clip(min=0), target.clip(min=0)] | ~self.known
+            self.layout.intergreen[inter, np.maximum(self.cur_phase, 0), np.maximum(target, 0)] | ~self.known
         )
         return clears * self.timing.yellow_s, clears * self.timing.all_red_s
 

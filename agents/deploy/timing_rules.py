@@ -20,7 +20,7 @@ def fallback_plan(signals: SignalModel, elapsed: np.ndarray) -> tuple[np.ndarray
     inter = np.arange(len(lay.ids))
     # -1: the current phase is not in the plan, or the runtime does not know it
     slot = np.where(signals.known, position(lay.plan_phase, current), -1)
-    slot_c = slot.clip(min=0)
+    slot_c = np.maximum(slot, 0)
     plan_green = lay.plan_green[inter, slot_c]
     next_plan = lay.plan_phase[inter, (slot_c + 1) % lay.plan_length]
     plan_due = (slot < 0) | (elapsed + signals.timing.decision_interval_s > plan_green)
@@ -36,7 +36,7 @@ def max_green(signals: SignalModel, elapsed: np.ndarray, target: np.ndarray, fro
     lay, timing, current = signals.layout, signals.timing, signals.cur_phase
     inter = np.arange(len(lay.ids))
     action_slot = position(lay.actions, current)
-    next_action = lay.actions[inter, (action_slot.clip(min=0) + 1) % lay.num_actions.clip(min=1)]
+    next_action = lay.actions[inter, (np.maximum(action_slot, 0) + 1) % np.maximum(lay.num_actions, 1)]
     overdue = (from_policy & (target == current) & (action_slot >= 0)
                & (elapsed + timing.decision_interval_s > timing.max_green_s))
     return (np.where(overdue, next_action, target),
