@@ -98,3 +98,19 @@ def permissive_movements(scenario) -> torch.Tensor:
         for phase in inter.phases:
             yielding[i, list(phase.permissive)] = True
     return yielding
+
+
+def test_every_sumo_scenario_is_a_cli_option_and_evaluate_runs_one(datasets_dir, tmp_path):
+    import csv
+
+    import evaluate
+    from tests.test_configs import CONFIGS
+    from tests.test_evaluate import evaluate_config
+
+    assert set(SUMO_DATASETS) <= {p.stem for p in (CONFIGS / "scenario").glob("*.yaml")}
+    cfg = evaluate_config("scenario=resco_cologne1", f"scenario.data_dir={datasets_dir}", "eval.steps=300",
+                          "eval.seeds=1", "eval.progress=false", "controllers=[fixed_time,max_pressure]")
+    evaluate.evaluate(cfg, tmp_path)
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert {r["controller"] for r in rows} == {"fixed_time", "max_pressure"}
+    assert all(float(r["vehicles/departed"]) > 0 for r in rows)
