@@ -17,6 +17,8 @@
 #   sim_grid_16x8     sim_throughput.py --device cuda --compile, grid_16x8, B = 8192, original
 #   memory_grid_16x8  memory_scaling.py --device cuda --compile, grid_16x8, B = 32768 copies over
 #                     64 demand samples, 5 steps: peak GPU memory (target: within 40 GB)
+#   sim_manhattan     sim_throughput.py --device cuda --compile, manhattan_28x7 (196 signals),
+#                     B = 1024, samples (needs sumo/manhattan_28x7 in the data directory)
 # Without CUDA it says so, runs small CPU versions of the same scripts (to show they work) and
 # exits 0 when those pass.
 #
@@ -125,6 +127,8 @@ if [ "$CUDA" = 1 ]; then
         --scenario grid_16x8 --copies 8192 --demand original --warmup 100 --steps 200
     step memory_grid_16x8 150 "$PY" benchmarks/memory_scaling.py --device cuda --compile \
         --scenarios grid_16x8 --copies 32768 --samples 64 --steps 5
+    step sim_manhattan 120 "$PY" benchmarks/sim_throughput.py --device cuda --compile \
+        --scenario manhattan_28x7 --copies 1024 --demand samples --warmup 100 --steps 200
 else
     say "CUDA is not available here ($PY): the GPU parts are skipped; running the CPU parts small"
     step tests_cuda 150 "$PY" -m pytest -q -p no:cacheprovider --continue-on-collection-errors tests -k cuda

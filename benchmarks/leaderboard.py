@@ -152,7 +152,7 @@ def scenario_board(args) -> dict:
 def markdown_table(boards: dict) -> str:
     """The docs' table: per scenario the best classical controller, the learned policy, the paired
     reduction and the free-flow bound."""
-    lines = ["| scenario | best classical (s) | learned: mean [CI] (each training seed) (s) | learned vs best classical (%) "
+    lines = ["| scenario | best classical (s) | learned: mean [CI] (each training seed) (s) | reduction vs best classical (%) "
              "| free-flow part (s) | largest possible reduction (%) | training wall (s) |",
              "|---|---|---|---:|---:|---:|---|"]
     for scenario, board in boards.items():
