@@ -111,3 +111,24 @@ def make_controller(name: str):
 def sync(device: str) -> None:
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def fast_train_overrides(scenario: str, agent: str, seed: int, steps: int, eval_seeds: int) -> list[str]:
+    """train.py's overrides for one `train=fast` run scored only by its final held-out
+    evaluation (no periodic evaluations, checkpoints or baselines): the leaderboard's and the
+    learning ablation's runs."""
+    return [f"scenario={scenario}", f"agent={agent}", f"seed={seed}", "train=fast",
+            f"train.total_agent_steps={steps}", "train.eval_every=0", "train.checkpoint_every=0",
+            "train.progress=false", f"eval.seeds={eval_seeds}", "eval.baselines=[]"]
+
+
+def run_logged(command: list[str], log_path: Path) -> float:
+    """Run `command` from the checkout, its output into `log_path`; its wall seconds (exits
+    naming the log if it fails)."""
+    log(" ".join(command[1:]) + f"  (log: {log_path})")
+    start = time.perf_counter()
+    with open(log_path, "w") as out:
+        done = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}; see {log_path}")
+    return time.perf_counter() - start

@@ -31,12 +31,11 @@ import datetime
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, emit, log, machine_info
+from common import ROOT, emit, fast_train_overrides, machine_info, run_logged
 
 from agents.classical.tuned_presets import preset_path  # noqa: E402
 from agents.classical.tuning import SEARCH_SPACES  # noqa: E402
@@ -46,25 +45,12 @@ CLASSICAL = ("fixed_time", "fixed_time_webster", "max_pressure", "sotl", "effici
 PRIMARY, DELAY = "travel_time/mean", "delay"
 
 
-def run_logged(command: list[str], log_path: Path) -> float:
-    """Run `command` from the checkout, its output into `log_path`; its wall seconds."""
-    log(" ".join(command[1:]) + f"  (log: {log_path})")
-    start = time.perf_counter()
-    with open(log_path, "w") as out:
-        done = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}; see {log_path}")
-    return time.perf_counter() - start
-
-
 def train(args, seed: int, run_dir: Path) -> dict:
     """One training run (reused when its checkpoint and record exist): its checkpoint, command, wall."""
     record_path = run_dir / "leaderboard_train.json"
     if record_path.exists() and (run_dir / "checkpoints" / "last.zip").exists():
         return json.loads(record_path.read_text())
-    overrides = [f"scenario={args.scenario}", f"agent={args.agent}", f"seed={seed}", "train=fast",
-                 f"train.total_agent_steps={args.steps}", "train.eval_every=0", "train.checkpoint_every=0",
-                 "train.progress=false", f"eval.seeds={args.eval_seeds}", "eval.baselines=[]",
+    overrides = [*fast_train_overrides(args.scenario, args.agent, seed, args.steps, args.eval_seeds),
                  *args.train_override, f"hydra.run.dir={run_dir}"]
     run_dir.mkdir(parents=True, exist_ok=True)
     wall = run_logged([sys.executable, "train.py", *overrides], run_dir.parent / f"train_s{seed}.log")

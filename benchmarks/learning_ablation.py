@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
 
-from common import ROOT, emit, log, machine_info
+from common import ROOT, emit, fast_train_overrides, machine_info, run_logged
 
 LANE_FEATURES = "phase_onehot,time_in_phase,lane_count,lane_halting"
 MOVEMENT_FEATURES = ("phase_onehot,time_in_phase,movement_approach_moving,movement_approach_halting,"
@@ -63,9 +61,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 
 def run_variant(args, name: str, overrides: list[str]) -> dict:
     run_dir = args.runs_dir / args.scenario / name
-    fixed = [f"scenario={args.scenario}", "agent=ppo_shared", f"seed={args.seed}", "train=fast",
-             f"train.total_agent_steps={args.steps}", "train.eval_every=0", "train.checkpoint_every=0",
-             "train.progress=false", f"eval.seeds={args.eval_seeds}", "eval.baselines=[]"]
+    fixed = fast_train_overrides(args.scenario, "ppo_shared", args.seed, args.steps, args.eval_seeds)
     wanted = [*fixed, *overrides, *([f"train.threads={args.threads}"] if args.threads else [])]
     recorded = run_dir / ".hydra" / "overrides.yaml"
     wall, ran = None, wanted
@@ -79,13 +75,7 @@ def run_variant(args, name: str, overrides: list[str]) -> dict:
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "train.py", *wanted, f"hydra.run.dir={run_dir}"]
-        log(" ".join(command[1:]))
-        start = time.perf_counter()
-        with open(run_dir.parent / f"{name}.log", "w") as out:
-            done = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-        if done.returncode != 0:
-            raise SystemExit(f"{name} failed ({done.returncode}); see {run_dir.parent / f'{name}.log'}")
-        wall = round(time.perf_counter() - start, 1)
+        wall = round(run_logged(command, run_dir.parent / f"{name}.log"), 1)
     summary = json.loads((run_dir / "summary.json").read_text())
     final = summary["eval_history"][-1]
     return {"variant": name, "travel_time_s": round(final["travel_time/mean"], 2),
