@@ -20,13 +20,13 @@ import sys
 from pathlib import Path
 
 import hydra
-import numpy as np
 import onnxruntime
 from omegaconf import DictConfig, OmegaConf
 
 import agents.deploy.config  # noqa: F401  (registers the structured config "export_schema")
 from agents.deploy.simulated import record_decisions
-from agents.deploy.export import INPUTS, export_policy
+from agents.deploy.export import export_policy
+from agents.deploy.model_file import recorded_feed
 from agents.ppo.policy import controller_for_checkpoint
 from envs.engine import Simulator
 from envs.engine.state import EngineParams
@@ -49,8 +49,7 @@ def check_against_torch(onnx_path: Path, checkpoint: str, seconds: int, copies: 
     policy.reset(sim)
     rows = record_decisions(policy, sim, seconds)
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    feed = {name: rows[name].astype(np.int64 if name in ("phase", "intersection") else np.float32) for name in INPUTS}
-    actions = session.run(["action"], feed)[0]
+    actions = session.run(["action"], recorded_feed(session, rows))[0]
     return {"decisions": int(actions.size), "identical": int((actions == rows["action"]).sum())}
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import onnxruntime
 from sb3_contrib import MaskablePPO
 
-from agents.deploy.export import INPUTS, export_policy
+from agents.deploy.export import export_policy
+from agents.deploy.model_file import recorded_feed
 from agents.deploy.runtime import PolicyRuntime
 from agents.ppo.indexed_policy import IndexedActorCriticPolicy
 from agents.ppo.policy import save_checkpoint
@@ -24,10 +25,10 @@ OBSERVATIONS = ["phase_onehot", "time_in_phase", "lane_count", "lane_halting", "
 _CACHE: dict[str, object] = {}  # exports shared by the test modules of one session
 
 
-def untrained(scenario, policy: str, path, copies: int = 1):
+def untrained(scenario, policy: str, path, copies: int = 1, observations=OBSERVATIONS, **env):
     """A freshly initialised policy saved as a checkpoint (non-orthogonal init: its logits vary
     with the state, so its actions do too)."""
-    venv = IntersectionVecEnv(copies=copies, scenario=scenario, episode_s=3600, observations=OBSERVATIONS)
+    venv = IntersectionVecEnv(copies=copies, scenario=scenario, episode_s=3600, observations=observations, **env)
     kwargs = {"ortho_init": False}
     if policy == "independent":
         kwargs["num_intersections"] = venv.core.layout.num_intersections
@@ -91,8 +92,7 @@ def simulator(scenario, copies: int, seconds: int, meta_env: dict | None = None)
 
 def session_actions(onnx_path, rows: dict) -> np.ndarray:
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    feed = {name: rows[name].astype(np.int64 if name in ("phase", "intersection") else np.float32) for name in INPUTS}
-    return session.run(["action"], feed)[0]
+    return session.run(["action"], recorded_feed(session, rows))[0]
 
 
 class FakeSession:
@@ -111,15 +111,20 @@ class FakeSession:
         return [self.choose(feed)]
 
 
+# what `readings_message` reports on every lane, per reading
+LANE_VALUES = {"lane_count": 2.0, "lane_halting": 1.0, "approach_moving": 1.0, "approach_halting": 1.0}
+
+
 def readings_message(runtime: PolicyRuntime, t: float, phases=None, tip=None) -> dict:
+    """Plausible readings of every intersection (each lane `LANE_VALUES`), the readings the
+    runtime's policy takes."""
     lay = runtime.layout
     phases = phases if phases is not None else {i: int(lay.actions[k, 0]) for k, i in enumerate(lay.ids)}
     return {
         "t": t,
         "intersections": {
             inter_id: {
-                "lane_count": [2.0] * int(lay.num_lanes[k]),
-                "lane_halting": [1.0] * int(lay.num_lanes[k]),
+                **{name: [LANE_VALUES[name]] * int(lay.num_lanes[k]) for name in runtime.lane_readings},
                 "phase": phases[inter_id],
                 "time_in_phase": tip if tip is not None else 100.0,
             }

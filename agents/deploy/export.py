@@ -19,6 +19,9 @@ input               shape / type    meaning
 ``phase``           [N] int64       the intersection's current phase (roadnet phase index)
 ``time_in_phase``   [N] float32     seconds since that phase was commanded
 ``intersection``    [N] int64       which intersection each row is (metadata index)
+``approach_moving``  [N, L] float32  vehicles within 100 m of the stop line, moving, per lane
+``approach_halting``  [N, L] float32  the same, halting; these two only for a policy that
+                                    observes them (`agents.deploy.export_metadata.model_inputs`)
 ==================  ==============  ======================================================
 
 Outputs: ``action`` [N] int64 (the policy's choice among the intersection's actions),
@@ -31,20 +34,18 @@ argmax of the masked softmax; TorchRL: argmax of the masked logits). The batch s
 dynamic: any subset of intersections, in any order.
 
 Only features the policy runtime can compute from those readings export: ``lane_count``,
-``lane_halting``, ``phase_onehot``, ``time_in_phase`` and ``intersection_id``. A policy
-trained on other features (``segment_counts``, ``pressure``) is refused with an error naming
-the feature.
+``lane_halting``, ``approach_moving``, ``approach_halting``, ``phase_onehot``,
+``time_in_phase`` and ``intersection_id``. A policy trained on other features
+(``segment_counts``, ``pressure``) is refused with an error naming the feature.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import warnings
 from datetime import datetime, timezone
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import torch
@@ -52,6 +53,10 @@ from torch import nn
 
 from agents.deploy.config import ExportConfig
 from agents.deploy.export_files import check_destination, check_opset, check_written_opset
+from agents.deploy.export_metadata import (
+    BASE_INPUTS, OUTPUTS, intersections_entry, model_entry, model_inputs, observation_entry, project_version,
+    timing_entry,
+)
 from agents.deploy.metadata import METADATA_FORMAT
 from agents.deploy.torchrl_graph import TorchRLActor
 from agents.ppo.atomic_files import atomic_path, write_text_atomic
@@ -59,14 +64,16 @@ from agents.ppo.indexed_policy import IndexedActorCriticPolicy
 from agents.ppo.policy import load_policy
 from envs.errors import CheckpointError, ConfigError
 from envs.rl.features import TIME_IN_PHASE_MAX_S, feature_context, shortest_spacing
+from envs.rl.movement_features import APPROACH_SCALE
 from envs.rl.actions import action_settings
 from envs.engine.intersections import IntersectionLayout, intersection_layout
 from envs.scenario import Scenario, load_scenario
-from envs.scenario.network import Network, lane_ids
 
-INPUTS = ("lane_count", "lane_halting", "phase", "time_in_phase", "intersection")
-OUTPUTS = ("action", "phase_command", "logits")
-EXPORTABLE_FEATURES = ("lane_count", "lane_halting", "phase_onehot", "time_in_phase", "intersection_id")
+INPUTS = BASE_INPUTS  # every model's inputs; a policy observing approach counts takes two more (model_inputs)
+EXPORTABLE_FEATURES = ("lane_count", "lane_halting", "approach_moving", "approach_halting", "phase_onehot",
+                       "time_in_phase", "intersection_id")
+# per-lane features computed from the reading of the same name (lane totals, approach counts)
+PER_LANE_FEATURES = ("lane_count", "lane_halting", "approach_moving", "approach_halting")
 MASKED_LOGIT = -1e8  # what sb3-contrib's MaskableCategorical writes into masked logits
 
 
@@ -89,13 +96,17 @@ class DeployablePolicy(nn.Module):
         self.independent = isinstance(policy, IndexedActorCriticPolicy)
         self.torchrl = isinstance(policy, TorchRLActor)
 
-    def observation(self, lane_count, lane_halting, phase, time_in_phase, intersection) -> torch.Tensor:
-        """The training observation rows ``[N, F]``, as `envs.rl.features` computes them."""
+    def observation(self, lanes: dict, phase, time_in_phase, intersection) -> torch.Tensor:
+        """The training observation rows ``[N, F]``, as `envs.rl.features` computes them, from
+        the per-lane readings `lanes` (name -> ``[N, L]``) and the signal's."""
         parts = []
         for name in self.features:
-            if name in ("lane_count", "lane_halting"):
-                per_lane = (lane_count if name == "lane_count" else lane_halting) * self.lane_valid[intersection]
-                parts.append(per_lane / self.lane_scale[intersection] if self.normalise else per_lane)
+            if name in PER_LANE_FEATURES:
+                per_lane = lanes[name] * self.lane_valid[intersection]
+                if self.normalise:  # lane totals by the lane's storage, approach counts by the approach's
+                    scale = APPROACH_SCALE if name.startswith("approach_") else self.lane_scale[intersection]
+                    per_lane = per_lane / scale
+                parts.append(per_lane)
             elif name == "phase_onehot":
                 parts.append((self.action_phase[intersection] == phase.unsqueeze(1)).to(torch.float32))
             elif name == "time_in_phase":
@@ -116,87 +127,16 @@ class DeployablePolicy(nn.Module):
             return layers.forward_rows(features[:, : -self.num_intersections], intersection)
         return self.policy.action_net(self.policy.mlp_extractor.forward_actor(features))
 
-    def forward(self, lane_count, lane_halting, phase, time_in_phase, intersection):
-        obs = self.observation(lane_count, lane_halting, phase, time_in_phase, intersection)
+    def forward(self, lane_count, lane_halting, phase, time_in_phase, intersection,
+                approach_moving=None, approach_halting=None):
+        lanes = {"lane_count": lane_count, "lane_halting": lane_halting,
+                 "approach_moving": approach_moving, "approach_halting": approach_halting}
+        obs = self.observation(lanes, phase, time_in_phase, intersection)
         mask = self.action_mask[intersection]
         masked = torch.where(mask, self.logits(obs, intersection), torch.full_like(mask, MASKED_LOGIT, dtype=torch.float32))
         action = torch.argmax(masked if self.torchrl else torch.softmax(masked, dim=1), dim=1)
         phase_command = torch.gather(self.action_phase[intersection], 1, action.unsqueeze(1)).squeeze(1)
         return action, phase_command, masked
-
-
-# ---- metadata ------------------------------------------------------------------------------------
-
-
-def _fallback_plan(network: Network, layout: IntersectionLayout, green_s: float, max_green_s: float) -> list[list[dict]]:
-    """Per intersection: its actions in order, each with the roadnet plan's duration (or
-    `green_s` where the plan gives none), never above max green: the fixed-time plan the runtime
-    falls back to."""
-    plans = []
-    for i, row in enumerate(layout.action_phase.tolist()):
-        plan = []
-        for phase in (p for p in row if p >= 0):
-            written = float(network.phase_duration[i, phase])
-            plan.append({"phase": int(phase), "green_s": min(written if written > 0 else float(green_s), max_green_s)})
-        plans.append(plan)
-    return plans
-
-
-def _intersections(network: Network, layout: IntersectionLayout, lane_max: torch.Tensor,
-                   fallback_green_s: float, max_green_s: float) -> list[dict]:
-    lanes = lane_ids(network)
-    roads = network.road_ids
-    per_inter = network.movements_per_intersection
-    plans = _fallback_plan(network, layout, fallback_green_s, max_green_s)
-    out = []
-    for i, inter_id in enumerate(layout.ids):
-        in_lanes = [lane for lane in layout.in_lanes[i].tolist() if lane >= 0]
-        movements = []
-        for k in range(per_inter):
-            m = i * per_inter + k
-            if bool(network.movement_valid[m]):
-                movements.append({
-                    "index": k,
-                    "from_road": roads[int(network.movement_start_road[m])],
-                    "to_road": roads[int(network.movement_end_road[m])],
-                    "type": ["straight", "left", "right"][int(network.movement_type[m])],
-                })
-        phases = []
-        for p in range(int(network.num_phases[i])):
-            phases.append({
-                "index": p,
-                "green_movements": [k for k in range(per_inter) if bool(network.phase_green[i, p, k])],
-                "signal": bool(network.signal_phase[i, p]),
-                "plan_duration_s": float(network.phase_duration[i, p]),
-            })
-        removes = network.phase_removes_green[i, : len(phases), : len(phases)]
-        out.append({
-            "id": inter_id,
-            "index": i,
-            "in_lanes": [lanes[lane] for lane in in_lanes],
-            "lane_max_vehicles": [float(lane_max[lane]) for lane in in_lanes],
-            "movements": movements,
-            "phases": phases,
-            "intergreen_after_switch": removes.tolist(),  # [from phase][to phase]: yellow + all-red apply
-            "actions": [int(p) for p in layout.action_phase[i].tolist() if p >= 0],
-            "fallback_plan": plans[i],
-        })
-    return out
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _version() -> str:
-    try:
-        return importlib_metadata.version("gridlight")
-    except importlib_metadata.PackageNotFoundError:  # running from a source tree not installed
-        return "unknown"
 
 
 def check_exportable(meta: dict, source: str) -> None:
@@ -215,7 +155,7 @@ def check_exportable(meta: dict, source: str) -> None:
             raise CheckpointError(
                 source, "env.observations", name,
                 "this feature needs more than the policy runtime's readings (lane counts, "
-                f"halting counts, phase, time in phase); exportable: {', '.join(EXPORTABLE_FEATURES)}",
+                f"halting counts, approach counts, phase, time in phase); exportable: {', '.join(EXPORTABLE_FEATURES)}",
             )
 
 
@@ -246,14 +186,15 @@ def _lane_context(scenario: Scenario, layout: IntersectionLayout):
     return feature_context(scenario.network, layout, None, shortest_spacing(scenario.demand(1)))
 
 
-def _write_onnx(module: DeployablePolicy, layout: IntersectionLayout, opset: int, path: Path) -> None:
-    """Export `module` with a dynamic batch dimension (the exporter's chatter silenced)."""
+def _write_onnx(module: DeployablePolicy, layout: IntersectionLayout, inputs: tuple[str, ...], opset: int,
+                path: Path) -> None:
+    """Export `module` taking `inputs`, with a dynamic batch dimension (the exporter's chatter silenced)."""
     lanes, rows = layout.max_in_lanes, min(3, layout.num_intersections)
     example = (
         torch.zeros(rows, lanes), torch.zeros(rows, lanes),
         layout.action_phase[:rows, 0].cpu().clone(), torch.zeros(rows),
         torch.arange(rows, dtype=torch.int64),
-    )
+    ) + tuple(torch.zeros(rows, lanes) for _ in inputs[len(BASE_INPUTS):])
     batch = torch.export.Dim("batch", min=1)
     # the exporter's chatter (deprecations, optimisation passes, torchvision ops) is not ours
     chatty = [logging.getLogger(name) for name in ("torch.onnx", "onnx_ir", "onnxscript")]
@@ -266,68 +207,14 @@ def _write_onnx(module: DeployablePolicy, layout: IntersectionLayout, opset: int
             log.setLevel(logging.WARNING if log.name == "onnx_ir" else logging.ERROR)
         try:
             program = torch.onnx.export(
-                module, example, dynamo=True, opset_version=opset, input_names=list(INPUTS),
-                output_names=list(OUTPUTS), dynamic_shapes=tuple({0: batch} for _ in INPUTS),
+                module, example, dynamo=True, opset_version=opset, input_names=list(inputs),
+                output_names=list(OUTPUTS), dynamic_shapes=tuple({0: batch} for _ in inputs),
                 verbose=False, report=False,
             )
         finally:
             for log, level in zip(chatty, levels):
                 log.setLevel(level)
     program.save(str(path))
-
-
-def _model_entry(onnx_path: Path, opset: int, layout: IntersectionLayout) -> dict:
-    lanes = layout.max_in_lanes
-    return {
-        "file": onnx_path.name,
-        "sha256": _sha256(onnx_path),
-        "opset": int(opset),
-        "inputs": {
-            "lane_count": {"shape": ["batch", lanes], "dtype": "float32", "units": "vehicles"},
-            "lane_halting": {"shape": ["batch", lanes], "dtype": "float32", "units": "vehicles"},
-            "phase": {"shape": ["batch"], "dtype": "int64", "units": "roadnet phase index"},
-            "time_in_phase": {"shape": ["batch"], "dtype": "float32", "units": "s"},
-            "intersection": {"shape": ["batch"], "dtype": "int64", "units": "metadata index"},
-        },
-        "outputs": {
-            "action": {"shape": ["batch"], "dtype": "int64"},
-            "phase_command": {"shape": ["batch"], "dtype": "int64"},
-            "logits": {"shape": ["batch", layout.max_actions], "dtype": "float32"},
-        },
-    }
-
-
-def _observation_entry(env_meta: dict, layout: IntersectionLayout) -> dict:
-    return {
-        "features": [
-            {"name": f, "size": entry["size"], "doc": entry.get("doc", "")}
-            for f, entry in env_meta["observations"].items()
-        ],
-        "normalise": bool(env_meta["normalise"]),
-        "normalisation": {
-            "lane_count": "divided by lane storage (lane length / 7.5 m, at least 1)",
-            "lane_halting": "divided by lane storage (lane length / 7.5 m, at least 1)",
-            "time_in_phase": f"clamped at {TIME_IN_PHASE_MAX_S:g} s, divided by {TIME_IN_PHASE_MAX_S:g}",
-        },
-        "readings": {
-            "lane_count": "vehicles on each incoming lane, in the intersection's in_lanes order",
-            "lane_halting": f"vehicles slower than {env_meta['engine']['halting_speed']} m/s on each incoming lane",
-            "phase": "the phase the signal runs (roadnet index), including its yellow/all-red",
-            "time_in_phase": "seconds since that phase was commanded (including yellow/all-red)",
-        },
-        "max_lanes": layout.max_in_lanes,
-        "max_actions": layout.max_actions,
-    }
-
-
-def _timing_entry(engine: dict, interval: int, max_green_s: float) -> dict:
-    return {
-        "decision_interval_s": interval,
-        "min_green_s": int(engine["min_green_s"]),
-        "max_green_s": float(max_green_s),
-        "yellow_s": int(engine["yellow_s"]),
-        "all_red_s": int(engine["all_red_s"]),
-    }
 
 
 def export_policy(
@@ -370,18 +257,19 @@ def export_policy(
     ctx = _lane_context(scenario, layout)
     module = DeployablePolicy(policy, env_meta, layout, ctx.lane_storage).eval()
 
+    inputs = model_inputs(env_meta["observations"])
     with atomic_path(onnx_path) as partial:  # a killed or failed export leaves no torn model
-        _write_onnx(module, layout, opset, partial)
+        _write_onnx(module, layout, inputs, opset, partial)
         check_written_opset(partial, opset)
     metadata = {
         "format": METADATA_FORMAT,
-        "project": {"name": "gridlight", "version": _version()},
+        "project": {"name": "gridlight", "version": project_version()},
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": _model_entry(onnx_path, opset, layout),
-        "observation": _observation_entry(env_meta, layout),
-        "timing": _timing_entry(engine, interval, max_green_s),
-        "intersections": _intersections(scenario.network, layout, ctx.lane_max_vehicles, fallback_green_s,
-                                         max_green_s),
+        "model": model_entry(onnx_path, opset, layout, inputs),
+        "observation": observation_entry(env_meta, layout),
+        "timing": timing_entry(engine, interval, max_green_s),
+        "intersections": intersections_entry(scenario.network, layout, ctx.lane_max_vehicles, fallback_green_s,
+                                             max_green_s),
         "training": {
             "checkpoint": str(checkpoint),
             "scenario": scenario.name,
@@ -395,4 +283,4 @@ def export_policy(
 
 
 __all__ = ["DeployablePolicy", "EXPORTABLE_FEATURES", "INPUTS", "OUTPUTS", "check_exportable", "check_timing",
-           "export_policy"]
+           "export_policy", "model_inputs"]

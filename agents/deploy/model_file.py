@@ -68,12 +68,19 @@ def load_session(path: Path, spec: dict, threads: int):
     return (None, problem) if problem else (session, None)
 
 
+def recorded_feed(session, rows: dict) -> dict:
+    """The session's inputs taken from recorded decision rows (`agents.deploy.simulated.record_decisions`),
+    each in the dtype the model takes."""
+    integer = ("phase", "intersection")
+    return {arg.name: rows[arg.name].astype(np.int64 if arg.name in integer else np.float32)
+            for arg in session.get_inputs()}
+
+
 def infer(session, rows: np.ndarray, readings: Readings, num_actions: np.ndarray, deadline_s: float):
     """(actions [len(rows)], None), or (None, what went wrong) for the intersections `rows`:
     an inference error, an answer slower than `deadline_s`, or actions outside their range."""
-    feed = {
-        "lane_count": readings.lane_count[rows].astype(np.float32),
-        "lane_halting": readings.lane_halting[rows].astype(np.float32),
+    feed = {name: values[rows].astype(np.float32) for name, values in readings.lanes.items()}
+    feed |= {
         "phase": readings.phase[rows].astype(np.int64),
         "time_in_phase": readings.time_in_phase[rows].astype(np.float32),
         "intersection": rows.astype(np.int64),

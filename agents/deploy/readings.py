@@ -1,6 +1,11 @@
 """One decision's detector readings: parsed from a JSON message into arrays, then checked.
 Anything wrong with one intersection's readings becomes that intersection's fault (a short
-message starting with the reading's name), never an exception."""
+message starting with the reading's name), never an exception.
+
+Which per-lane readings a message carries depends on the exported policy (its metadata's
+``model.inputs``): always ``lane_count`` and ``lane_halting``; ``approach_moving`` and
+``approach_halting`` (vehicles within the approach distance of the stop line, moving and
+halting) only for a policy that observes them."""
 
 from __future__ import annotations
 
@@ -11,25 +16,43 @@ import numpy as np
 
 from agents.deploy.metadata import Layout
 
-READING_FIELDS = ("lane_count", "lane_halting", "phase", "time_in_phase")
-PER_LANE = ("lane_count", "lane_halting")
+BASE_LANE_READINGS = ("lane_count", "lane_halting")  # what every exported policy reads
+APPROACH_READINGS = ("approach_moving", "approach_halting")  # only where the policy observes them
+LANE_READINGS = BASE_LANE_READINGS + APPROACH_READINGS  # every per-lane reading the runtime knows
+SIGNAL_READINGS = ("phase", "time_in_phase")
 
 
 @dataclass
 class Readings:
     """One decision's detector readings as arrays over the metadata's intersections."""
 
-    lane_count: np.ndarray  # [I, L] float64 (NaN where missing)
-    lane_halting: np.ndarray  # [I, L]
+    lanes: dict[str, np.ndarray]  # per-lane reading name -> [I, L] float64 (NaN where missing)
     phase: np.ndarray  # [I] float64 (NaN where missing)
     time_in_phase: np.ndarray  # [I]
     faults: list[list[str]]  # [I] problems found while parsing
 
+    @property
+    def lane_count(self) -> np.ndarray:
+        return self.lanes["lane_count"]
+
+    @property
+    def lane_halting(self) -> np.ndarray:
+        return self.lanes["lane_halting"]
+
     @classmethod
-    def from_arrays(cls, lane_count, lane_halting, phase, time_in_phase) -> "Readings":
+    def from_arrays(cls, lanes: dict, phase, time_in_phase) -> "Readings":
         """Readings already in arrays (metadata order, lanes zero-padded), no faults yet."""
-        arrays = [np.asarray(a, dtype=np.float64) for a in (lane_count, lane_halting, phase, time_in_phase)]
-        return cls(*arrays, [[] for _ in range(len(arrays[2]))])
+        per_lane = {name: np.asarray(values, dtype=np.float64) for name, values in lanes.items()}
+        phase, time_in_phase = (np.asarray(a, dtype=np.float64) for a in (phase, time_in_phase))
+        return cls(per_lane, phase, time_in_phase, [[] for _ in range(len(phase))])
+
+
+def policy_lane_readings(model_inputs) -> tuple[str, ...]:
+    """The per-lane readings an exported model takes: the two base readings, and the approach
+    readings its metadata's ``model.inputs`` names. A metadata whose inputs do not match the
+    model file is the model's fault (`agents.deploy.model_file.check_signature`), not this."""
+    named = set(model_inputs) if isinstance(model_inputs, dict) else set()
+    return BASE_LANE_READINGS + tuple(name for name in APPROACH_READINGS if name in named)
 
 
 _NUMBER_TYPES = {int, float}  # what json.loads gives for a JSON number
@@ -73,19 +96,21 @@ def _parse_lanes(entry: dict, name: str, lanes: int, target: np.ndarray, faults:
     target[lanes:] = 0.0
 
 
-def parse_readings(layout: Layout, max_lanes: int, intersections: dict) -> Readings:
-    """Readings from a message's ``intersections`` mapping (id -> fields)."""
+def parse_readings(layout: Layout, max_lanes: int, intersections: dict,
+                   lane_names: tuple[str, ...] = BASE_LANE_READINGS) -> Readings:
+    """Readings from a message's ``intersections`` mapping (id -> fields); `lane_names`: the
+    per-lane readings the policy needs."""
     count = len(layout.ids)
-    readings = Readings(np.full((count, max_lanes), np.nan), np.full((count, max_lanes), np.nan),
+    readings = Readings({name: np.full((count, max_lanes), np.nan) for name in lane_names},
                         np.full(count, np.nan), np.full(count, np.nan), [[] for _ in range(count)])
     for i, inter_id in enumerate(layout.ids):
         entry, faults = intersections.get(inter_id), readings.faults[i]
         if not isinstance(entry, dict):
             faults.append("readings missing" if entry is None else "readings are not an object")
             continue
-        for name in PER_LANE:
-            _parse_lanes(entry, name, int(layout.num_lanes[i]), getattr(readings, name)[i], faults)
-        for name in ("phase", "time_in_phase"):
+        for name in lane_names:
+            _parse_lanes(entry, name, int(layout.num_lanes[i]), readings.lanes[name][i], faults)
+        for name in SIGNAL_READINGS:
             value = numbers([entry.get(name)])
             if value is None:
                 faults.append(f"{name}: expected a number, got {entry.get(name)!r}")
@@ -97,8 +122,7 @@ def parse_readings(layout: Layout, max_lanes: int, intersections: dict) -> Readi
 def _check_lanes(layout: Layout, readings: Readings, lane_ok: np.ndarray) -> None:
     faults = readings.faults
     with np.errstate(invalid="ignore"):
-        for name in PER_LANE:
-            values = getattr(readings, name)
+        for name, values in readings.lanes.items():
             nan = (~np.isfinite(values) & lane_ok).any(1)
             low = ((values < 0) & lane_ok).any(1)
             high = ((values > layout.lane_max) & lane_ok).any(1)
@@ -131,12 +155,20 @@ def _check_signal(layout: Layout, readings: Readings) -> None:
 
 def validate_readings(layout: Layout, max_lanes: int, readings: Readings) -> list[list[str]]:
     """Per intersection, what is wrong with its (parsed) readings: NaN, out of range,
-    inconsistent. Adds to ``readings.faults`` and returns it."""
+    inconsistent. Adds to ``readings.faults`` and returns it.
+
+    Every per-lane reading lies in [0, the lane's capacity] and a lane's halting count never
+    exceeds its vehicle count. The approach readings are not checked against the lane totals:
+    in the field they may come from other detectors (advance loops, cameras) with their own
+    errors."""
     count, halting = readings.lane_count, readings.lane_halting
     with np.errstate(invalid="ignore"):  # NaN compares False: out of range
         # every value, padding included, in [0, capacity] and no lane halting more than it holds:
         # then there is nothing for `_check_lanes` to find (a few array operations, not 15)
         plausible = ((count >= 0) & (count <= layout.lane_max) & (halting >= 0) & (halting <= count)).all()
+        for name in readings.lanes.keys() - set(BASE_LANE_READINGS):
+            values = readings.lanes[name]
+            plausible = plausible and bool(((values >= 0) & (values <= layout.lane_max)).all())
     if not plausible:
         lane_ok = np.arange(max_lanes)[None, :] < layout.num_lanes[:, None]
         _check_lanes(layout, readings, lane_ok)
@@ -146,21 +178,22 @@ def validate_readings(layout: Layout, max_lanes: int, readings: Readings) -> lis
 
 class WholeMessage:
     """Parses a whole message's readings at once, for a message in the exact expected shape
-    (every intersection of the network an object with all four readings, the per-lane ones
+    (every intersection of the network an object with all its readings, the per-lane ones
     lists of the intersection's lane count, every reading a JSON number); `parse` answers
     None for any other message, which `parse_readings` then takes intersection by
     intersection to name what is wrong. Both give the same `Readings` for a message in shape;
     `validate_readings` then checks them, vectorised, either way."""
 
-    def __init__(self, layout: Layout, max_lanes: int) -> None:
+    def __init__(self, layout: Layout, max_lanes: int, lane_names: tuple[str, ...] = BASE_LANE_READINGS) -> None:
         self.ids = list(layout.ids)
-        count = len(self.ids)
-        self.list_lengths = [int(n) for n in layout.num_lanes] * 2  # lane_count's lists, then lane_halting's
-        self.shape = (2, count, max_lanes)
-        # each lane's position in the padded [2, I, L] arrays, field by field and intersection by
-        # intersection: the order of the values chained from the message's lists
+        self.lane_names = tuple(lane_names)
+        count, kinds = len(self.ids), len(self.lane_names)
+        self.list_lengths = [int(n) for n in layout.num_lanes] * kinds  # the first reading's lists, then the next's
+        self.shape = (kinds, count, max_lanes)
+        # each lane's position in the padded [R, I, L] arrays, reading by reading and intersection
+        # by intersection: the order of the values chained from the message's lists
         lane_ok = np.arange(max_lanes)[None, :] < layout.num_lanes[:, None]
-        self.slots = np.flatnonzero(np.stack([lane_ok, lane_ok]))
+        self.slots = np.flatnonzero(np.stack([lane_ok] * kinds))
         self.per_lane = len(self.slots)
 
     def parse(self, intersections: dict, below: float = np.inf) -> Readings | None:
@@ -170,8 +203,8 @@ class WholeMessage:
             entries = [intersections[inter_id] for inter_id in self.ids]
             if not set(map(type, entries)) <= {dict}:
                 return None
-            lists = [entry[name] for name in PER_LANE for entry in entries]
-            scalars = [entry[name] for name in ("phase", "time_in_phase") for entry in entries]
+            lists = [entry[name] for name in self.lane_names for entry in entries]
+            scalars = [entry[name] for name in SIGNAL_READINGS for entry in entries]
         except KeyError:
             return None
         if not set(map(type, lists)) <= {list} or list(map(len, lists)) != self.list_lengths:
@@ -191,4 +224,4 @@ class WholeMessage:
         lanes.reshape(-1)[self.slots] = values[: self.per_lane]
         count = len(self.ids)
         phase, time_in_phase = values[self.per_lane: self.per_lane + count], values[self.per_lane + count:]
-        return Readings(lanes[0], lanes[1], phase, time_in_phase, [[] for _ in self.ids])
+        return Readings(dict(zip(self.lane_names, lanes)), phase, time_in_phase, [[] for _ in self.ids])

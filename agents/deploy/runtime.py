@@ -47,7 +47,9 @@ import numpy as np
 
 from agents.deploy.metadata import build_layout, load_metadata, load_timing
 from agents.deploy.model_file import infer, load_session
-from agents.deploy.readings import Readings, WholeMessage, numbers, parse_readings, validate_readings
+from agents.deploy.readings import (
+    Readings, WholeMessage, numbers, parse_readings, policy_lane_readings, validate_readings,
+)
 from agents.deploy.signals import SignalModel
 from agents.deploy.timing_rules import apply_timing_rules
 
@@ -156,7 +158,9 @@ class PolicyRuntime:
         self.max_lanes = int(self.meta["observation"]["max_lanes"])
         self.signals = SignalModel(self.layout, self.timing, timing_tolerance_s)
         self.fault_log = FaultLog(self.layout.ids)
-        self.whole_message = WholeMessage(self.layout, self.max_lanes)
+        # the per-lane readings a message must carry: the model's inputs (lane totals, approach counts)
+        self.lane_readings = policy_lane_readings(self.meta["model"].get("inputs"))
+        self.whole_message = WholeMessage(self.layout, self.max_lanes, self.lane_readings)
         self._reply_keys = [json.dumps(inter_id) + ': {"phase": ' for inter_id in self.layout.ids]
         self.last_t: float | None = None
         self.session, self.model_fault = load_session(self.model_path, self.meta["model"], threads)
@@ -184,7 +188,8 @@ class PolicyRuntime:
         if not isinstance(intersections, dict):
             raise ValueError("field 'intersections' must be an object {intersection id: readings}")
         unknown = sorted(set(intersections) - set(self.layout.index))
-        decision = self.decide_readings(float(t), parse_readings(self.layout, self.max_lanes, intersections))
+        readings = parse_readings(self.layout, self.max_lanes, intersections, self.lane_readings)
+        decision = self.decide_readings(float(t), readings)
         return decision.reply(t, self.layout.ids, [f"unknown intersection ids ignored: {unknown}"] if unknown else [])
 
     def decide_text(self, message) -> str | None:
@@ -205,9 +210,15 @@ class PolicyRuntime:
         extra = [f"unknown intersection ids ignored: {unknown}"] if unknown else []
         return decision.reply_text(t, self.layout.ids, self._reply_keys, extra)
 
-    def decide_arrays(self, t: float, lane_count, lane_halting, phase, time_in_phase) -> Decision:
-        """`decide` for readings already in arrays (metadata order, lanes zero-padded)."""
-        return self.decide_readings(float(t), Readings.from_arrays(lane_count, lane_halting, phase, time_in_phase))
+    def decide_arrays(self, t: float, lane_count, lane_halting, phase, time_in_phase, **lane_readings) -> Decision:
+        """`decide` for readings already in arrays (metadata order, lanes zero-padded);
+        `lane_readings`: the other per-lane readings the policy takes (``approach_moving``, ...)."""
+        lanes = {"lane_count": lane_count, "lane_halting": lane_halting, **lane_readings}
+        missing = [name for name in self.lane_readings if name not in lanes]
+        if missing:
+            raise ValueError(f"the policy needs the per-lane readings {missing} as well")
+        lanes = {name: lanes[name] for name in self.lane_readings}
+        return self.decide_readings(float(t), Readings.from_arrays(lanes, phase, time_in_phase))
 
     def decide_readings(self, t: float, readings: Readings) -> Decision:
         """The decision for `readings` taken at `t` (seconds, never going back)."""

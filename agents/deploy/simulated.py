@@ -4,7 +4,8 @@ would run it: for closed-loop checks of an exported policy against the in-Python
     sim.run(3600, SimulatedRuntime("exported/policy.onnx"))
 
 Every ``decision_interval_s`` it reads what a signal cabinet's detectors give — vehicles and
-halting vehicles on each incoming lane, the running phase and its time — from the simulator's
+halting vehicles on each incoming lane (and, for a policy that observes them, those within
+100 m of the stop line, moving and halting), the running phase and its time — from the simulator's
 state, hands them to one `PolicyRuntime` per copy, and holds each reply's phase,
 starting the change ``switch_in_s`` seconds after the decision, as the field device does.
 `faults` optionally perturbs the readings first (``faults(t, readings) -> readings``), to drive
@@ -18,51 +19,56 @@ from typing import Callable
 import numpy as np
 import torch
 
+from agents.deploy.readings import APPROACH_READINGS, BASE_LANE_READINGS, LANE_READINGS, SIGNAL_READINGS
 from agents.deploy.runtime import PolicyRuntime
 from envs.engine.simulator import Simulator
 from envs.errors import ModelError
 from envs.rl.features import feature_context
 from envs.engine.intersections import gather_lanes, intersection_layout
+from envs.engine.movement_readings import approach_by_lane
 from envs.engine.readings import lane_halting
+from envs.rl.movement_features import APPROACH_M
 
 
-def sim_readings(sim: Simulator, in_lanes: torch.Tensor, detectors=None, upper: torch.Tensor | None = None
-                 ) -> dict[str, np.ndarray]:
-    """Detector readings of every copy ``{lane_count [B, I, L], lane_halting, phase [B, I],
-    time_in_phase [B, I]}`` (lanes in the layout's order, zero-padded). `detectors`
-    (`envs.incidents.perturbations.DetectorFaults`) makes them faulty, never above `upper` ``[L]`` (what a lane
-    holds); a lost reading is NaN."""
+def sim_readings(sim: Simulator, in_lanes: torch.Tensor, detectors=None, upper: torch.Tensor | None = None,
+                 lane_names: tuple[str, ...] = BASE_LANE_READINGS) -> dict[str, np.ndarray]:
+    """Detector readings of every copy: the per-lane readings `lane_names` (``lane_count``,
+    ``lane_halting``, ``approach_moving``, ``approach_halting``; each ``[B, I, L]``, lanes in the
+    layout's order, zero-padded), ``phase [B, I]`` and ``time_in_phase [B, I]``. `detectors`
+    (`envs.incidents.perturbations.DetectorFaults`) makes them what faulty detectors report
+    (noisy, lost, stuck, dead), each reading its own detector; `upper` ``[L]``: what each lane
+    holds (a counter's ceiling); a lost reading is NaN."""
     state, lanes = sim.state, sim.network.num_lanes
-    per_lane = {
-        "lane_count": state.lane_count[:, :lanes].to(torch.float32),
-        "lane_halting": lane_halting(state, lanes, sim.params.halting_speed).to(torch.float32),
-    }
+    per_lane = {}
+    if "lane_count" in lane_names or "lane_halting" in lane_names:
+        per_lane["lane_count"] = state.lane_count[:, :lanes].to(torch.float32)
+        per_lane["lane_halting"] = lane_halting(state, lanes, sim.params.halting_speed).to(torch.float32)
+    if set(APPROACH_READINGS) & set(lane_names):  # the env's approach features count the same vehicles
+        moving, halting = approach_by_lane(sim.network, state, APPROACH_M, sim.params.halting_speed)
+        per_lane["approach_moving"], per_lane["approach_halting"] = moving.to(torch.float32), halting.to(torch.float32)
     if detectors is not None:
         per_lane = {name: detectors.apply(name, v, state.t, upper=upper, missing=float("nan"))
                     for name, v in per_lane.items()}
         # one detector station: its halting count never exceeds its (noisy) vehicle count
         per_lane["lane_halting"] = torch.minimum(per_lane["lane_halting"], per_lane["lane_count"])
-    counts = gather_lanes(per_lane["lane_count"], in_lanes)
-    halting = gather_lanes(per_lane["lane_halting"], in_lanes)
-    return {
-        "lane_count": counts.cpu().numpy(),
-        "lane_halting": halting.cpu().numpy(),
-        "phase": state.phase.cpu().numpy(),
-        "time_in_phase": state.phase_timer.cpu().numpy().astype(np.float64),
-    }
+    out = {name: gather_lanes(per_lane[name], in_lanes).cpu().numpy() for name in lane_names}
+    out["phase"] = state.phase.cpu().numpy()
+    out["time_in_phase"] = state.phase_timer.cpu().numpy().astype(np.float64)
+    return out
 
 
 def record_decisions(policy, sim: Simulator, seconds: int) -> dict[str, np.ndarray]:
     """Run `policy` (a reset `agents.ppo.PolicyController`) on `sim` for `seconds` and record,
     at every decision, each intersection's readings and the policy's deterministic action: rows
-    ``{lane_count [N, L], lane_halting, phase [N], time_in_phase [N], intersection [N], action [N]}``
-    (the ONNX model's inputs, and what it must answer)."""
-    rows: dict[str, list] = {k: [] for k in ("lane_count", "lane_halting", "phase", "time_in_phase", "action")}
+    ``{lane_count [N, L], lane_halting, approach_moving, approach_halting, phase [N],
+    time_in_phase [N], intersection [N], action [N]}`` (every input an ONNX model may take, and
+    what it must answer)."""
+    rows: dict[str, list] = {k: [] for k in (*LANE_READINGS, *SIGNAL_READINGS, "action")}
     inter = policy.layout.num_intersections
     for _ in range(seconds):
         decision = bool((sim.state.t % policy.decision_interval_s == 0).all())
         if decision:
-            readings = sim_readings(sim, policy.layout.in_lanes)
+            readings = sim_readings(sim, policy.layout.in_lanes, lane_names=LANE_READINGS)
             for name, values in readings.items():
                 rows[name].append(values.reshape(-1, *values.shape[2:]))
         command = policy.act(sim)
@@ -98,6 +104,7 @@ class SimulatedRuntime:
         self.in_lanes = layout.in_lanes
         self.lane_capacity = feature_context(sim.network, layout, sim.params).lane_max_vehicles
         self.interval = int(meta["timing"]["decision_interval_s"])
+        self.lane_readings = self.runtimes[0].lane_readings
         self._target = sim.keep_command()
         self._start = torch.zeros_like(self._target)
         self._owned = torch.ones(sim.batch_size, dtype=torch.bool, device=sim.device)
@@ -111,16 +118,14 @@ class SimulatedRuntime:
         t = sim.state.t
         due = (t % self.interval == 0) & self._owned
         if bool(due.any()):
-            readings = sim_readings(sim, self.in_lanes, self.detectors, self.lane_capacity)
+            readings = sim_readings(sim, self.in_lanes, self.detectors, self.lane_capacity, self.lane_readings)
             made = []
             for copy in torch.nonzero(due).flatten().tolist():
                 now = int(t[copy])
                 mine = {name: values[copy] for name, values in readings.items()}
                 if self.faults is not None:
                     mine = self.faults(now, mine)
-                decision = self.runtimes[copy].decide_arrays(
-                    now, mine["lane_count"], mine["lane_halting"], mine["phase"], mine["time_in_phase"]
-                )
+                decision = self.runtimes[copy].decide_arrays(now, **mine)
                 self._target[copy] = torch.as_tensor(decision.phase, device=self._target.device)
                 self._start[copy] = now + torch.as_tensor(np.ceil(decision.switch_in_s), device=t.device).to(torch.int64)
                 made.append(decision)

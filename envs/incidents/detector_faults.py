@@ -12,7 +12,8 @@ from envs.incidents.perturbation_specs import DetectorFaultSpec, Perturbation, s
 from envs.scenario.network import Network
 from envs.scenario.splits import split_seed
 
-_READING_KEY = {"lane_count": 0, "lane_halting": 1, "approach": 2, "approach_platoon": 3}  # noise streams
+_READING_KEY = {"lane_count": 0, "lane_halting": 1, "approach": 2, "approach_platoon": 3,  # noise streams
+                "approach_moving": 4, "approach_halting": 5}
 
 
 class DetectorFaults:
