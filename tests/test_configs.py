@@ -44,7 +44,7 @@ engine:
   compile: false
 env:
   copies: 16
-  decision_interval_s: 10
+  decision_interval_s: 5
   action_mode: phase
   green_durations_s:
   - 10
@@ -60,6 +60,8 @@ env:
   - time_in_phase
   - lane_count
   - lane_halting
+  - approach_moving
+  - approach_halting
   reward:
     queue: 1.0
   normalise: true

@@ -85,7 +85,7 @@ def test_gym_vector_env_steps_on_the_device(device):
 
 
 def test_gym_single_env_steps_on_the_device(device):
-    env = gymnasium.make(envs.ENV_ID, scenario=uneven_grid(60, device), episode_s=60).unwrapped
+    env = gymnasium.make(envs.ENV_ID, scenario=uneven_grid(60, device), episode_s=60, decision_interval_s=10).unwrapped
     rng = np.random.default_rng(1)
     obs, info = env.reset(seed=0)
     for _ in range(6):
@@ -108,7 +108,7 @@ def test_pettingzoo_env_steps_on_the_device(device):
 def test_sb3_vec_env_steps_on_the_device(device):
     """The SB3 VecEnv takes numpy actions and compares them with the core's action counts on its
     device (the padded action 3 of the first intersection keeps its phase)."""
-    venv = envs.sb3_vec_env(scenario=uneven_grid(60, device), copies=2, episode_s=60)
+    venv = envs.sb3_vec_env(scenario=uneven_grid(60, device), copies=2, episode_s=60, decision_interval_s=10)
     rng = np.random.default_rng(3)
     obs = venv.reset()
     assert obs.shape == (8, venv.core.obs_size)

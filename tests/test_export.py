@@ -59,7 +59,7 @@ def test_metadata_holds_what_the_runtime_needs_and_matches_the_model_file(uneven
     assert len(first["in_lanes"]) == len(first["lane_max_vehicles"]) == int((layout.in_lanes[0] >= 0).sum())
     assert all(set(p) >= {"index", "green_movements", "signal"} for p in first["phases"])
     assert [s["phase"] for s in first["fallback_plan"]] == first["actions"]
-    assert meta["timing"] == {"decision_interval_s": 10, "min_green_s": 5, "max_green_s": 20.0,
+    assert meta["timing"] == {"decision_interval_s": 5, "min_green_s": 5, "max_green_s": 20.0,
                               "yellow_s": 3, "all_red_s": 2}
     assert [f["name"] for f in meta["observation"]["features"]] == OBSERVATIONS
     assert meta["training"]["agent"] == f"ppo_{policy}" and meta["project"]["name"] == "gridlight"
@@ -103,7 +103,7 @@ def test_export_refuses_features_the_runtime_cannot_read_and_bad_timing(tmp_path
         export_policy(path, tmp_path / "out", scenario=scenario)
     good = untrained(scenario, "shared", tmp_path / "s.zip")
     with pytest.raises(ConfigError, match="max_green_s"):
-        export_policy(good, tmp_path / "out", scenario=scenario, max_green_s=12.0)  # < 5 + 10
+        export_policy(good, tmp_path / "out", scenario=scenario, max_green_s=8.0)  # < 5 + 5
 
 
 def test_the_fallback_plan_never_exceeds_max_green(uneven):

@@ -71,7 +71,8 @@ def test_a_torchrl_checkpoint_exports_with_the_sb3_inputs_outputs_and_metadata(t
     checkpoint, onnx_path, meta_path = _trained(tmp_path_factory, agent)
     model = onnx.load(str(onnx_path))
     onnx.checker.check_model(model)
-    assert [i.name for i in model.graph.input] == list(INPUTS)
+    # the default observation reads the approach counts: the model takes them after the base inputs
+    assert [i.name for i in model.graph.input] == list(INPUTS) + ["approach_moving", "approach_halting"]
     assert [o.name for o in model.graph.output] == list(OUTPUTS)
     meta = json.loads(meta_path.read_text())
     assert set(meta) >= {"format", "model", "observation", "timing", "intersections", "training"}

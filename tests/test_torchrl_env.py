@@ -18,8 +18,10 @@ DONE = ("done", "terminated", "truncated")
 
 
 def make(device="cpu", copies=2, **kwargs):
+    """60 s episodes of 10 s decisions: the step counts below are worked out for these."""
     kwargs.setdefault("scenario", "grid_4x4")
     kwargs.setdefault("episode_s", 60)
+    kwargs.setdefault("decision_interval_s", 10)
     return envs.torchrl_env(copies=copies, device=device, **kwargs)
 
 

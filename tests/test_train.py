@@ -137,7 +137,7 @@ def test_a_misspelt_key_in_a_config_file_fails_naming_the_file_and_key(tmp_path)
     ("env.observations=[lane_count,queue_length]", "env.observations"),
     ("env.observations=[lane_count,intersection_id]", "env.observations"),
     ("env.reward={queue:1.0,speed:2.0}", "env.reward"),  # reward terms are open keys, from a registry
-    ("env.episode_s=3605", "env.episode_s"),
+    ("env.episode_s=3607", "env.episode_s"),  # not a multiple of the 5 s decision interval
     ("eval.demand.mode=replay", "eval.demand.mode"),
     ("eval.baselines=[fixed_time,oracle]", "eval.baselines[1]"),
     ("train.device=tpu", "train.device"),
@@ -156,17 +156,19 @@ def test_a_bad_value_fails_before_any_work_naming_the_field(tmp_path, override, 
 
 
 def test_a_tiny_training_run_beats_a_random_policy_on_held_out_demand(tmp_path):
-    cfg = train_config(*tiny_run(seed=0, env__copies=32, train__total_agent_steps=6000, train__eval_every=0,
+    cfg = train_config(*tiny_run(seed=0, env__copies=32, train__total_agent_steps=12000, train__eval_every=0,
                          agent__learning_rate=0.001, agent__n_epochs=20))
     result = train(cfg, tmp_path)
-    assert result["num_timesteps"] >= 6000
+    assert result["num_timesteps"] >= 12000
     # the same held-out demands (eval split, 3 seeds) for the random policy and the trained one
     scenario = load_scenario("grid_1x1")
     evaluator = Evaluator(scenario, demand_spec(cfg.eval.demand, "eval.demand"), 3, 600, engine_params(cfg))
-    random_tt = evaluator.evaluate(RandomController(seed=0))["travel_time/mean"].mean()
+    # the random policy decides as often as the trained one (the default decision interval)
+    random_tt = evaluator.evaluate(RandomController(cfg.env.decision_interval_s, seed=0))["travel_time/mean"].mean()
     trained_tt = evaluator.evaluate(PolicyController(str(tmp_path / "checkpoints" / "last.zip")))[
         "travel_time/mean"].mean()
-    # measured: random 130.7 s; trained 105.5 s (seeds 1, 2: 95.8, 106.0): a 19-27% reduction
+    # measured with the default 5 s decisions: random 137.7 s; trained 89.2 s (seeds 1, 2: 87.7, 89.8),
+    # a 35-36% reduction (6k agent-steps gave only 13-21%)
     assert trained_tt < 0.9 * random_tt, (trained_tt, random_tt)
     history = result["eval_history"]
     assert history[-1]["agent_steps"] == result["num_timesteps"]

@@ -58,7 +58,7 @@ from envs.incidents.perturbations import (
     DetectorFaults, Incident, Perturbation, perturbation_from_config, sample_incidents, surge_trips, with_incidents,
 )
 from envs.scenario.splits import DemandSpec, sample_trips
-from envs.rl.env_config import DEFAULT_OBSERVATIONS, SOURCE, EnvConfig
+from envs.rl.env_config import DEFAULT_DECISION_INTERVAL_S, DEFAULT_OBSERVATIONS, SOURCE, EnvConfig
 from envs.rl.episode_demand import EpisodeTables
 
 class BatchedSignalEnv:
@@ -67,7 +67,7 @@ class BatchedSignalEnv:
         scenario: str | Scenario = "grid_4x4",
         copies: int = 1,
         *,
-        decision_interval_s: int = 10,
+        decision_interval_s: int = DEFAULT_DECISION_INTERVAL_S,
         episode_s: int = 3600,
         action_mode: str = DEFAULT_ACTION_MODE,
         green_durations_s=DEFAULT_GREEN_DURATIONS_S,
