@@ -68,6 +68,13 @@ env:
     scale: 1.0
     jitter_s: 30.0
   demand_pool: 0
+  probes:
+    p: 0.0
+    interval_s: 5
+    gps_noise_m: 0.0
+    speed_noise: 0.0
+    dropout_p: 0.0
+    seed: 0
 agent:
   name: ppo_shared
   policy: shared
