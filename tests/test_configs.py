@@ -70,6 +70,13 @@ env:
     scale: 1.0
     jitter_s: 30.0
   demand_pool: 0
+  probes:
+    p: 0.0
+    interval_s: 5
+    gps_noise_m: 0.0
+    speed_noise: 0.0
+    dropout_p: 0.0
+    seed: 0
 agent:
   name: ppo_shared
   policy: shared
@@ -172,13 +179,16 @@ detection:
 COMPOSED_PERTURBATIONS = """\
 clean: {name: clean, seed: 0, incidents: null, surge: null, detectors: null}
 capacity_drop: {name: capacity_drop, seed: 0, surge: null, detectors: null, incidents: {
-  count: 3, lanes: null, placement: uniform, start_s: [300, 2400], duration_s: 1200, capacity: 0.4}}
+  count: 3, lanes: null, placement: uniform, start_s: [300, 2400], duration_s: 1200, capacity: 0.4,
+  position: stop_line}}
 detector_faults: {name: detector_faults, seed: 0, incidents: null, surge: null, detectors: {
   noise_std: 1.0, dropout_p: 0.05, stuck_p: 0.05, stuck_at_s: 600, dead_p: 0.1}}
 incident: {name: incident, seed: 0, surge: null, detectors: null, incidents: {
-  count: 1, lanes: null, placement: uniform, start_s: [300, 2700], duration_s: 900, capacity: 0.0}}
+  count: 1, lanes: null, placement: uniform, start_s: [300, 2700], duration_s: 900, capacity: 0.0,
+  position: stop_line}}
 mixed: {name: mixed, seed: 0,
-  incidents: {count: 1, lanes: null, placement: uniform, start_s: [300, 2700], duration_s: 900, capacity: 0.0},
+  incidents: {count: 1, lanes: null, placement: uniform, start_s: [300, 2700], duration_s: 900, capacity: 0.0,
+              position: stop_line},
   surge: {scale: 1.3, start_s: 900, end_s: 1800, ramp_s: 0},
   detectors: {noise_std: 0.5, dropout_p: 0.02, stuck_p: 0.02, stuck_at_s: 600, dead_p: 0.05}}
 surge: {name: surge, seed: 0, incidents: null, detectors: null, surge: {scale: 1.5, start_s: 900, end_s: 1800, ramp_s: 0}}

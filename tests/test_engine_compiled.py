@@ -39,6 +39,27 @@ def test_compiled_step_matches_eager_step_on_distinct_copies_with_incidents():
     _compare(scenario, demand(), demand())
 
 
+def test_compiled_step_matches_eager_step_with_incidents_at_a_place():
+    """Closures and capacity drops mid-lane (random places, per copy) beside stop-line ones: the
+    compiled step computes the eager step."""
+    scenario = small_grid(2, 2, rate=800.0, horizon=300, seed=2)
+    placed, drops, at_line = (
+        Perturbation(seed=seed, incidents=IncidentSpec(count=2, start_s=[0, 150], duration_s=120, capacity=capacity,
+                                                       position=position))
+        for seed, capacity, position in ((6, 0.0, "random"), (7, 0.3, "random"), (8, 0.0, "stop_line"))
+    )
+    incidents = [
+        sum((sample_incidents(spec, scenario.network, "eval", k) for spec in (placed, drops, at_line)), [])
+        for k in range(3)
+    ]
+    assert sum(i.position is not None for copy in incidents for i in copy) == 12
+
+    def demand():
+        return with_incidents(scenario.demand(3), incidents)
+
+    _compare(scenario, demand(), demand())
+
+
 def test_compiled_step_matches_eager_step_on_copies_that_share_samples():
     """Three copies over two samples: copies 0 and 2 read one row of the shared tables."""
     scenario = small_grid(2, 2, rate=800.0, horizon=300, seed=2)

@@ -107,6 +107,7 @@ def build_env(cfg: DictConfig, scenario: Scenario) -> IntersectionVecEnv:
         reward=dict(cfg.env.reward), normalise=cfg.env.normalise,
         demand=demand_spec(cfg.env.demand, "env.demand"), demand_pool=cfg.env.demand_pool, split="train",
         engine=engine_params(cfg), compile=cfg.engine.compile, perturbation=perturbation_config(cfg),
+        probes=dict(cfg.env.probes),
     )
 
 

@@ -101,7 +101,7 @@ class TorchRLTrainer:
             observations=observation_names(cfg), reward=dict(cfg.env.reward), normalise=cfg.env.normalise,
             demand=demand_spec(cfg.env.demand, "env.demand"), demand_pool=cfg.env.demand_pool,
             engine=engine_params(cfg), compile_engine=cfg.engine.compile,
-            perturbation=perturbation_config(cfg))
+            perturbation=perturbation_config(cfg), probes=dict(cfg.env.probes))
         core = self.core = env.core
         self.device = env.device if cfg.train.device == "auto" else torch.device(cfg.train.device)
         self.episodes = EpisodeStats(core, cfg.env.decision_interval_s)

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 
 from envs.engine.crossings import Put
-from envs.engine.heads import Incidents
+from envs.engine.incident_rules import Incidents, with_blockages
 from envs.engine.ops import FAR, materialise, prefer_open, put, take, take_sample
 from envs.engine.state import SimState, SLOT_VEHICLE, with_fields
 from envs.scenario.demand import VEHICLE_COLUMN, Demand
@@ -53,10 +53,11 @@ def choose_entries(
     lane_ok = serves_first & (origin_lanes >= 0)
     origin_c = torch.where(origin_lanes >= 0, origin_lanes, num_lanes)
     if incidents is not None:
-        lane_ok = prefer_open(lane_ok, take(incidents.closed, origin_c))
+        lane_ok = prefer_open(lane_ok, take(incidents.avoid, origin_c))
     last = take(new.lane_tail, origin_c)
     last_c = torch.where(last >= 0, last, scratch_slot)
     last_rear = torch.where(last >= 0, take(new.veh_pos, last_c) - take(new.veh_length, last_c), FAR)
+    last_rear, _ = with_blockages(incidents, last_rear, last_rear, origin_c)  # a blockage leaves less room
     entry_score = torch.where(lane_ok, last_rear, -FAR)
     pick = entry_score.argmax(dim=-1, keepdim=True)
     entry_lane = torch.gather(origin_c, 2, pick).squeeze(-1)  # [B, R]

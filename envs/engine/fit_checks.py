@@ -32,6 +32,23 @@ def demand_problem(network: Network, demand: Demand) -> Problem:
     if demand.incident_lane is not None and demand.incident_lane.numel() and int(demand.incident_lane.max()) >= network.num_lanes:
         return "demand.incident_lane", int(demand.incident_lane.max()), (
             f"this network has {network.num_lanes} lanes")
+    return _incident_pos_problem(network, demand)
+
+
+def _incident_pos_problem(network: Network, demand: Demand) -> Problem:
+    """Incidents at a place must lie on their lane (metres from its start, at most its length)."""
+    pos = demand.incident_pos
+    if pos is None:
+        return None
+    if demand.incident_lane is None or pos.shape != demand.incident_lane.shape:
+        return "demand.incident_pos", tuple(pos.shape), "needs one entry per incident (the shape of incident_lane)"
+    lane = demand.incident_lane
+    length = network.lane_length[lane.clamp(min=0)]
+    beyond = (lane >= 0) & (pos > length + 1e-3)
+    if bool(beyond.any()):
+        b, k = (int(x) for x in torch.nonzero(beyond)[0])
+        return "demand.incident_pos", float(pos[b, k]), (
+            f"copy {b}, incident {k}: beyond the end of its lane ({float(length[b, k]):g} m long)")
     return None
 
 

@@ -7,7 +7,8 @@ from typing import NamedTuple
 
 import torch
 
-from envs.engine.heads import Heads, Incidents
+from envs.engine.heads import Heads
+from envs.engine.incident_rules import Incidents, vehicle_incidents
 from envs.engine.ops import DT, take
 from envs.engine.state import SimState
 from envs.scenario.network import Network
@@ -38,12 +39,16 @@ def follow(network: Network, state: SimState, heads: Heads, incidents: Incidents
         take(heads.lead_rear, lane_c),
     )
     lead_speed = torch.where(has_leader, take(s.veh_speed, leader_c), take(heads.lead_speed, lane_c))
+    # a blockage at a place ahead of the vehicle, nearer than its leader, is what it follows
+    lead_rear, lead_speed, place_factor = vehicle_incidents(incidents, lane_c, s.veh_pos, lead_rear, lead_speed)
     lane_limit = torch.cat([network.lane_max_speed, network.lane_max_speed[:1]])[lane_c]
     free_limit = torch.minimum(s.veh_max_speed, lane_limit)  # delay is measured against this
     speed_limit = free_limit
     if incidents is not None:  # a capacity drop scales the lane's limit; a closure stops traffic at its end
         drop = torch.where(incidents.factor > 0.0, incidents.factor.clamp(max=1.0), 1.0)
         speed_limit = torch.minimum(s.veh_max_speed, lane_limit * take(drop, lane_c))
+    if place_factor is not None:  # a capacity drop at a place slows the vehicles past it
+        speed_limit = torch.minimum(speed_limit, lane_limit * place_factor)
     pos, speed, decel = s.veh_pos, s.veh_speed, s.veh_decel
     gap = lead_rear - pos - s.veh_min_gap
     # Safe speed v': after moving (v + v')/2 * DT we must still stop behind a leader that

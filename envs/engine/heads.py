@@ -1,5 +1,6 @@
 """Lane heads: what the vehicle nearest each stop line sees ahead (step phase 2; the rules are
-in `envs.engine.step`'s docstring), and the lanes' incidents at a step."""
+in `envs.engine.step`'s docstring). The lanes' incidents at a step: `envs.engine.incident_rules`
+(re-exported here)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,14 @@ from typing import NamedTuple
 
 import torch
 
+from envs.engine.incident_rules import Incidents, incident_factor, lane_incidents, with_blockages
 from envs.engine.ops import FAR, MOVING_TAIL_SPEED, materialise, prefer_open, take
 from envs.engine.signals import Signals
 from envs.engine.state import SimState
-from envs.scenario.demand import Demand
 from envs.scenario.network import Network
 
 
-class Incidents(NamedTuple):
-    """Each lane's capacity now ``[B, L+1]``; column L (padding) is never closed."""
-
-    factor: torch.Tensor  # 1 = normal, 0 = closed, in between: speed limit scaled
-    closed: torch.Tensor  # bool, factor <= 0
+__all__ = ["Heads", "Incidents", "incident_factor", "lane_incidents", "look_ahead"]
 
 
 class Heads(NamedTuple):
@@ -35,29 +32,6 @@ class Heads(NamedTuple):
     gap: torch.Tensor  # the head's minimum gap
     lead_rear: torch.Tensor  # [B, L+1] position of what it follows (from this lane's start)
     lead_speed: torch.Tensor  # [B, L+1] speed of what it follows
-
-
-def incident_factor(demand: Demand, t: torch.Tensor, num_lanes: int) -> torch.Tensor:
-    """Each lane's capacity factor at step `t` ``[B, L+1]``: 1 without an incident, the smallest
-    factor of the incidents active on it otherwise (0 = closed). Column L is padding (1)."""
-    batch = t.shape[0]
-    factor = torch.ones(batch, num_lanes + 1, device=t.device)
-    if demand.incident_lane is None:
-        return factor
-    now = t.unsqueeze(1)
-    active = (demand.incident_lane >= 0) & (demand.incident_start <= now) & (now < demand.incident_end)
-    lane = torch.where(active, demand.incident_lane, num_lanes)
-    value = torch.where(active, demand.incident_factor, 1.0)
-    return factor.scatter_reduce(1, lane, value, reduce="amin")
-
-
-def lane_incidents(demand: Demand, t: torch.Tensor, num_lanes: int) -> Incidents | None:
-    """The lanes' incidents at step `t`; None for a demand without incident tables (the step
-    then skips every incident rule and runs exactly as without them)."""
-    if demand.incident_lane is None:
-        return None
-    factor = incident_factor(demand, t, num_lanes)
-    return Incidents(factor, factor <= 0.0)
 
 
 def look_ahead(
@@ -88,6 +62,7 @@ def look_ahead(
     tail_c = torch.where(tail >= 0, tail, scratch_slot)
     tail_rear = torch.where(tail >= 0, take(s.veh_pos, tail_c) - take(s.veh_length, tail_c), FAR)
     tail_speed = torch.where(tail >= 0, take(s.veh_speed, tail_c), 0.0)
+    tail_rear, tail_speed = with_blockages(incidents, tail_rear, tail_speed)  # a blockage leaves less room
     tail_rear, tail_speed = materialise(tail_rear, tail_speed)
 
     candidates = network.road_lanes[network.movement_end_road[m1]]  # [B, L, E]
@@ -98,7 +73,7 @@ def look_ahead(
     usable = reachable & serves_after & (candidates >= 0)
     cand_c = torch.where(candidates >= 0, candidates, num_lanes)
     if incidents is not None:
-        usable = prefer_open(usable, take(incidents.closed, cand_c))
+        usable = prefer_open(usable, take(incidents.avoid, cand_c))
     cand_rear = take(tail_rear, cand_c)
     score = torch.where(usable, cand_rear, -FAR)
     best = score.argmax(dim=-1, keepdim=True)  # lowest index among equals

@@ -26,11 +26,21 @@ Order of events inside a step at time t, one module per phase:
    that serves its first turn and has the most room, if the vehicle fits behind the lane's last
    vehicle and a vehicle slot is free. Vehicles that cannot enter wait in the origin's queue.
 
-Incidents (the demand's ``incident_*`` tables, per copy): a *closed* lane lets nothing leave it
-(its head sees a stop line that never opens, so the vehicles behind it queue), and lane
-choice — a head picking its target lane, an entry picking its lane — avoids closed lanes
-whenever another lane serves the same turns; a *capacity drop* scales the lane's speed limit
-by its factor (delay is still measured against the normal limit).
+Incidents (the demand's ``incident_*`` tables, per copy; `envs.engine.incident_rules`), at a
+lane's stop line or at a place along it (``incident_pos``, metres from the lane's start):
+
+- a *closure at the stop line* lets nothing leave the lane (its head sees a stop line that never
+  opens, so the vehicles behind it queue);
+- a *closure at a place* is a blockage there: a vehicle whose front is at or before it follows it
+  as a standing obstacle (the first stops at the place minus its minimum gap, at any colour of
+  the light; in car following, phase 3), vehicles already past it drive on and cross as usual;
+  to vehicles entering the lane (lane choice, entries, spillback) the blockage is a standing
+  vehicle with its rear at the place;
+- a *capacity drop* scales the speed limit by its factor: on the whole lane at the stop line, or
+  for the vehicles whose front is at or past the place (the rest of the lane) at a place; delay
+  is still measured against the normal limit;
+- lane choice — a head picking its target lane, an entry picking its lane — avoids a lane with
+  an active closure (either kind) whenever another lane serves the same turns.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ class Incident:
     start: int  # step
     end: int  # step (exclusive)
     factor: float
+    position: float | None = None  # metres from the lane's start; None = at its stop line (whole lane)
 
 
 def lane_traffic(network: Network, trips: Trips) -> np.ndarray:
@@ -70,8 +71,20 @@ def sample_incidents(perturbation: Perturbation, network: Network, split: str, i
     lanes = _draw_lanes(spec, network, rng, trips)
     low, high = time_window(spec.start_s, "incidents.start_s")
     starts = rng.integers(int(low), int(high) + 1, size=spec.count)
-    return [Incident(int(lane), int(t), int(t + round(spec.duration_s)), float(spec.capacity))
-            for lane, t in zip(lanes, starts)]
+    # drawn after the lanes and times, so that stop-line incidents keep the draws they always had
+    positions = _draw_positions(spec, network, lanes, rng)
+    return [Incident(int(lane), int(t), int(t + round(spec.duration_s)), float(spec.capacity), where)
+            for lane, t, where in zip(lanes, starts, positions)]
+
+
+def _draw_positions(spec: IncidentSpec, network: Network, lanes: np.ndarray,
+                    rng: np.random.Generator) -> list[float | None]:
+    """Metres from each incident's lane start (None: at the stop line), per ``spec.position``."""
+    if spec.position == "stop_line":
+        return [None] * len(lanes)
+    length = network.lane_length.cpu().numpy().astype(np.float64)[lanes]
+    fraction = rng.random(len(lanes)) if spec.position == "random" else np.full(len(lanes), float(spec.position))
+    return [float(x) for x in fraction * length]
 
 
 def with_incidents(demand: Demand, per_copy: list[list[Incident]]) -> Demand:
@@ -80,17 +93,24 @@ def with_incidents(demand: Demand, per_copy: list[list[Incident]]) -> Demand:
         raise ConfigError(SOURCE, "incidents", len(per_copy), f"need one list per copy ({demand.batch_size})")
     width = max((len(x) for x in per_copy), default=0)
     if width == 0:
-        return replace(demand, incident_lane=None, incident_start=None, incident_end=None, incident_factor=None)
+        return replace(demand, incident_lane=None, incident_start=None, incident_end=None, incident_factor=None,
+                       incident_pos=None)
     device = demand.depart.device
     lane = torch.full((demand.batch_size, width), -1, dtype=torch.int64)
     start = torch.zeros((demand.batch_size, width), dtype=torch.int64)
     end = torch.zeros((demand.batch_size, width), dtype=torch.int64)
     factor = torch.ones((demand.batch_size, width), dtype=torch.float32)
+    position = torch.full((demand.batch_size, width), -1.0, dtype=torch.float32)  # < 0: at the stop line
     for b, incidents in enumerate(per_copy):
         for k, incident in enumerate(incidents):
             lane[b, k], start[b, k], end[b, k], factor[b, k] = incident.lane, incident.start, incident.end, incident.factor
+            if incident.position is not None:
+                position[b, k] = incident.position
+    # without an incident at a place the step runs exactly as it always has (no placed rules)
+    placed = any(i.position is not None for incidents in per_copy for i in incidents)
     return replace(demand, incident_lane=lane.to(device), incident_start=start.to(device),
-                   incident_end=end.to(device), incident_factor=factor.to(device))
+                   incident_end=end.to(device), incident_factor=factor.to(device),
+                   incident_pos=position.to(device) if placed else None)
 
 
 def surge_trips(trips: Trips, perturbation: Perturbation, split: str, index: int) -> Trips:

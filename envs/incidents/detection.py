@@ -21,7 +21,11 @@ reading         meaning
                 not use it simply ignore the column)
 ==============  =============================================================================
 
-and the ground truth: which (lane, reading) has an active incident. An incident *classifier*
+and the ground truth: which (lane, reading) has an active incident. With ``probes`` (a
+`ProbeSpec`, `envs.incidents.probes`) it also records, per reading and monitored lane, the
+latest probe-vehicle summary (``Recording.probes`` ``[B, T, N, 4]``, columns `PROBE_READINGS`:
+``reports``, ``halted``, ``halted_nearest_m``, ``halted_furthest_m``; probes keyed per copy by
+the split and seed, as the incidents). An incident *classifier*
 (agents/incidents/classifiers.py) maps the readings of one copy ``[T, N, F]`` to alarms ``[T, N]`` (bool), reading only the past at each
 step. `score` turns alarms into the benchmark's figures:
 
@@ -59,11 +63,14 @@ from envs.engine.readings import segment_counts
 from envs.engine.intersections import lane_movements
 from envs.engine.readings import lane_halting
 from envs.incidents.perturbations import Incident, Perturbation, sample_incidents, with_incidents
+from envs.incidents.probes import ProbeSensor, ProbeSpec
 from envs.scenario import Scenario
 from envs.scenario.splits import DemandSpec, sample_trips
 
 READINGS = ("count", "halting", "seg0", "seg1", "seg2", "speed", "outflow", "green")
 COLUMN = {name: k for k, name in enumerate(READINGS)}
+PROBE_READINGS = ("reports", "halted", "halted_nearest_m", "halted_furthest_m")  # `ProbeLanes`' fields
+PROBE_COLUMN = {name: k for k, name in enumerate(PROBE_READINGS)}
 
 
 @dataclass
@@ -77,6 +84,8 @@ class Recording:
     times: np.ndarray
     incidents: list[list[Incident]]
     interval_s: int
+    probes: np.ndarray | None = None  # [B, T, N, len(PROBE_READINGS)] when recorded with probes
+    split: str | None = None  # the split the copies were drawn from (calibration takes "train" only)
 
 
 def monitored_lanes(scenario: Scenario) -> np.ndarray:
@@ -88,7 +97,7 @@ def monitored_lanes(scenario: Scenario) -> np.ndarray:
 def record(
     scenario: Scenario, controller, perturbation: Perturbation, split: str, seeds: list[int],
     steps: int = 3600, interval_s: int = 10, demand: DemandSpec | None = None, progress=None,
-    params: EngineParams | None = None,
+    params: EngineParams | None = None, probes: ProbeSpec | None = None,
 ) -> Recording:
     """Run `controller` on copies with incidents (copy k: demand and incidents of seed
     ``seeds[k]`` of `split`) and record the detector readings (see the module doc)."""
@@ -104,7 +113,10 @@ def record(
     outflow = torch.zeros(sim.batch_size, num_lanes + 1, device=sim.device)
     green_s = torch.zeros(sim.batch_size, num_lanes, device=sim.device)
     feeds = lane_movements(network).to(torch.float32)  # [L, M]
-    readings, times = [], []
+    sensor = ProbeSensor(probes, network, sim.batch_size) if probes is not None else None
+    for b, seed in enumerate(seeds if sensor is not None else []):
+        sensor.start_episode(b, split, seed)
+    readings, times, probe_frames = [], [], []
     for k in range(steps):
         before_lane, before_trip = sim.state.veh_lane[:, :-1].clone(), sim.state.veh_trip[:, :-1].clone()
         sim.step(controller.act(sim))
@@ -116,6 +128,8 @@ def record(
         outflow.scatter_add_(1, torch.where(left, was, num_lanes), left.to(torch.float32))
         green, _ = signal_state(network, sim.params, after.phase, after.prev_phase, after.phase_timer - 1)
         green_s += ((green.to(torch.float32) @ feeds.T) > 0).to(torch.float32)
+        if sensor is not None:
+            sensor.observe(after)
         if (k + 1) % interval_s == 0:
             state = after
             count = state.lane_count[:, :num_lanes].to(torch.float32)
@@ -130,13 +144,16 @@ def record(
             frame = torch.stack([count, halting, segments[..., 0], segments[..., 1], segments[..., 2], speed,
                                  outflow[:, :num_lanes], green_s], -1)[:, lanes_t]
             readings.append(frame.cpu().numpy())
+            if sensor is not None:
+                probe_frames.append(torch.stack(list(sensor.latest), -1)[:, lanes_t].cpu().numpy())
             times.append(k + 1)
             outflow.zero_()
             green_s.zero_()
         if progress is not None:
             progress(1)
     truth = np.zeros((len(seeds), len(times), len(lanes)), dtype=bool)
-    recording = Recording(np.stack(readings, 1), truth, lanes, np.asarray(times), incidents, interval_s)
+    recording = Recording(np.stack(readings, 1), truth, lanes, np.asarray(times), incidents, interval_s,
+                          np.stack(probe_frames, 1) if sensor is not None else None, split)
     for b in range(len(seeds)):
         for _, n, active in scored_incidents(recording, b):
             truth[b, :, n] |= active
@@ -292,9 +309,10 @@ def score(recording: Recording, alarms: np.ndarray) -> Scores:
 def subset(recording: Recording, copies: np.ndarray) -> Recording:
     """The recording of some copies (for bootstrap intervals over copies)."""
     return Recording(recording.readings[copies], recording.truth[copies], recording.lanes, recording.times,
-                     [recording.incidents[c] for c in copies], recording.interval_s)
+                     [recording.incidents[c] for c in copies], recording.interval_s,
+                     None if recording.probes is None else recording.probes[copies], recording.split)
 
 
-__all__ = ["COLUMN", "READINGS", "CopyTally", "IncidentTimes", "Recording", "Scores", "combine", "evidence",
+__all__ = ["COLUMN", "PROBE_COLUMN", "PROBE_READINGS", "READINGS", "CopyTally", "IncidentTimes", "Recording", "Scores", "combine", "evidence",
            "incident_times", "monitored_lanes", "oracle_alarms", "record", "score",
            "scored_incidents", "subset", "tally"]

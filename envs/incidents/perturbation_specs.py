@@ -20,6 +20,7 @@ from envs.scenario.splits import finite_number, split_seed
 SOURCE = "<perturbation>"
 _STREAM = {"incidents": 1, "surge": 2, "detectors": 3}
 PLACEMENTS = ("uniform", "traffic")  # how random incident lanes are drawn (module doc)
+POSITIONS = ("stop_line", "random")  # where along its lane an incident is, besides a fraction
 
 
 def time_window(value: Any, name: str) -> tuple[float, float]:
@@ -43,10 +44,16 @@ class IncidentSpec:
     duration_s: float = 900.0
     capacity: float = 0.0  # 0 = closed; in (0, 1) = speed limit scaled by it
     placement: str = "uniform"  # uniform | traffic: how lanes are drawn from the pool
+    # where along the lane: stop_line (the whole lane) | a fraction of the lane's length in [0, 1]
+    # from its start | random (uniform over the lane's length, from the copy's incident stream)
+    position: Any = "stop_line"
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:
             raise ConfigError(SOURCE, "incidents.placement", self.placement, f"expected one of {PLACEMENTS}")
+        if not (self.position in POSITIONS or (finite_number(self.position) and 0.0 <= self.position <= 1.0)):
+            raise ConfigError(SOURCE, "incidents.position", self.position,
+                              f"expected one of {POSITIONS} or a fraction of the lane's length in [0, 1]")
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
             raise ConfigError(SOURCE, "incidents.count", self.count, "must be an integer >= 0")
         time_window(self.start_s, "incidents.start_s")

@@ -6,8 +6,13 @@ A `Perturbation` composes (from Hydra's ``configs/perturbation/``, or in code):
   lane ids) or on random lanes that end at a signalised intersection, each starting at a time
   drawn from ``start_s`` (a number or a ``[low, high]`` range), lasting ``duration_s``, with
   ``capacity`` 0 (a closure: nothing leaves the lane, upstream lane choice avoids it where the
-  route allows) or in (0, 1) (a capacity drop: the lane's speed limit scaled). The engine applies
-  them (`envs.engine.step`); every copy draws its own. ``placement`` says how random lanes are
+  route allows) or in (0, 1) (a capacity drop: the lane's speed limit scaled), at the place
+  ``position``: ``stop_line`` (the default: the whole lane, acting at its stop line), a fraction
+  of the lane's length in [0, 1] from its start, or ``random`` (uniform over the lane's length,
+  drawn from the copy's incident stream after its lanes and times, so stop-line draws are
+  unchanged). At a place, a closure is a blockage the vehicles behind it queue at while those
+  past it go on, and a capacity drop slows the rest of the lane (`envs.engine.incident_rules`).
+  The engine applies them (`envs.engine.step`); every copy draws its own. ``placement`` says how random lanes are
   drawn: ``uniform`` (the default) — every lane of the pool alike; ``traffic`` — in proportion
   to the traffic the copy's demand sends through each lane (`lane_traffic`), since real crashes
   and breakdowns happen where vehicles are (exposure): a lane no trip uses is never drawn.

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Tuple
 
 from envs.errors import ConfigError
+from envs.incidents.probes import ProbeSpec
 from envs.rl.actions import DEFAULT_ACTION_MODE, DEFAULT_GREEN_DURATIONS_S, check_action_config
 from envs.scenario.splits import SPLITS, DemandSpec
 
@@ -37,6 +38,8 @@ class EnvConfig:
     # 0: every episode of every copy draws a new sample (its own demand tables); K > 0: episodes
     # cycle through K samples, so a large batch holds K samples' tables (envs/rl/episode_demand.py)
     demand_pool: int = 0
+    # probe vehicles (envs/incidents/probes.py): what the probe_* features read; p = 0: none
+    probes: ProbeSpec = field(default_factory=ProbeSpec)
     # which demand samples episodes draw: "train" or "eval"; not a config key (training always
     # draws "train", evaluation reads the "eval" split itself)
     split: str = field(default="train", metadata={"omegaconf_ignore": True})

@@ -25,8 +25,9 @@ feature             raw value (per intersection)                 normalised by
 
 The approach, per-movement and signal-timing features (``approach_moving``, ``efficient_pressure``,
 ``effective_running``, ``green_time``, ``movement_red_time``, ...) and the ``neighbour_mean:<feature>``
-wrapper (the mean over the adjacent intersections) live in `envs.rl.movement_features`, with
-their table; this module imports it, so the registry always holds them.
+wrapper (the mean over the adjacent intersections) live in `envs.rl.movement_features`, and the
+probe-vehicle features (``probe_halted``, ...) in `envs.rl.probe_features`, each with its table;
+this module imports both, so the registry always holds them.
 
 Rewards are raw (no normalisation), per intersection, larger is better; the environment
 multiplies each by its configured weight and sums:
@@ -73,6 +74,7 @@ class FeatureContext:
     # detector faults (envs.incidents.perturbations.DetectorFaults): applied to the lane_count and
     # lane_halting *observations* only; rewards and other features read the true state
     detectors: object | None = None
+    probes: object | None = None  # envs.incidents.probes.ProbeSensor: the probe_* features read it
 
     def at(self, state: SimState) -> "FeatureContext":
         return replace(self, state=state)
@@ -388,4 +390,4 @@ def check_reward_weights(weights, source: str = "<env>") -> dict[str, float]:
 
 
 # registers the approach, per-movement and timing features and the neighbour_mean: wrapper
-from envs.rl import movement_features  # noqa: E402,F401  (it imports this module's registry)
+from envs.rl import movement_features, probe_features  # noqa: E402,F401  (they import this module's registry)

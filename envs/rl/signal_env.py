@@ -57,6 +57,8 @@ from envs.scenario.demand import DemandShape, Trips
 from envs.incidents.perturbations import (
     DetectorFaults, Incident, Perturbation, perturbation_from_config, sample_incidents, surge_trips, with_incidents,
 )
+from envs.incidents.probes import ProbeSensor, ProbeSpec
+from envs.rl.probe_features import PROBE_FEATURES
 from envs.scenario.splits import DemandSpec, sample_trips
 from envs.rl.env_config import DEFAULT_DECISION_INTERVAL_S, DEFAULT_OBSERVATIONS, SOURCE, EnvConfig
 from envs.rl.episode_demand import EpisodeTables
@@ -84,6 +86,7 @@ class BatchedSignalEnv:
         autoreset: bool = True,
         perturbation: Perturbation | dict | None = None,
         demand_pool: int = 0,
+        probes: ProbeSpec | dict | None = None,
     ) -> None:
         self.config = EnvConfig(
             copies=copies, decision_interval_s=decision_interval_s, episode_s=episode_s,
@@ -93,6 +96,7 @@ class BatchedSignalEnv:
             observations=tuple(observations) if not isinstance(observations, str) else observations,
             reward=check_reward_weights(reward, SOURCE), normalise=bool(normalise),
             demand=_as_dataclass(demand, DemandSpec, "demand"), split=split, demand_pool=demand_pool,
+            probes=_as_dataclass(probes, ProbeSpec, "probes"),
         )
         self.config.validate()
         self.features = check_observation_names(self.config.observations, SOURCE)
@@ -137,6 +141,9 @@ class BatchedSignalEnv:
         self.detectors = DetectorFaults(self.perturbation, self.network, self.layout.in_lanes, copies)
         if self.detectors.active:  # faulty detectors change the lane observations, nothing else
             self.feature_base = replace(self.feature_base, detectors=self.detectors)
+        self.probes = ProbeSensor(self.config.probes, self.network, copies, split)
+        self._check_probe_features()
+        self.feature_base = replace(self.feature_base, probes=self.probes)
         self.obs_size = sum(f.size(self.layout) for f in self.features)
         bounds = [(f.bounds(self.feature_base, self.config.normalise), f.size(self.layout)) for f in self.features]
         dev = self.device
@@ -190,6 +197,7 @@ class BatchedSignalEnv:
                 self._pool[index] = trips
         self._incidents[copy] = sample_incidents(self.perturbation, self.network, split, index, trips=trips)
         self.detectors.start_episode(copy, split, index)
+        self.probes.start_episode(copy, split, index)
         return trips
 
     def restart_copies(self, copies: torch.Tensor) -> None:
@@ -198,6 +206,7 @@ class BatchedSignalEnv:
         self._redraw(copies)
         self.sim.reset_copies(copies)
         self.actions.reset_copies(copies)
+        self.probes.restart(copies, self.sim.state)
 
     def _redraw(self, copies: torch.Tensor) -> None:
         """New demand samples for the copies in the ``[B]`` mask (original demand: unchanged)."""
@@ -230,6 +239,7 @@ class BatchedSignalEnv:
             self._install_demand()
         self.sim.reset()
         self.actions.reset(self.copies)
+        self.probes.restart(torch.ones(self.copies, dtype=torch.bool, device=self.device), self.sim.state)
         return self.observe(), self._info()
 
     def observe(self) -> torch.Tensor:
@@ -274,6 +284,7 @@ class BatchedSignalEnv:
         per_step = [(name, term) for name, term in self.reward_terms.items() if term.per_step]
         for _ in range(self.config.decision_interval_s):
             self.sim.step(command)
+            self.probes.observe(self.sim.state)
             if per_step:
                 ctx = self.context()
                 for name, term in per_step:
@@ -309,6 +320,13 @@ class BatchedSignalEnv:
         """What observations and rewards are computed from: `feature_base` at the current state."""
         return self.feature_base.at(self.sim.state)
 
+    def _check_probe_features(self) -> None:
+        """Probe features need probes: with ``probes.p`` = 0 they would read a silent zero."""
+        for feature in self.features:
+            if feature.name.rpartition(":")[2] in PROBE_FEATURES and not self.probes.active:
+                raise ConfigError(SOURCE, "observations", feature.name,
+                                  "reads probe-vehicle reports: set probes.p > 0 (e.g. env.probes.p=0.05)")
+
     def _info(self) -> dict:
         return {"action_mask": self.action_mask, "t": self.sim.state.t}
 
@@ -336,6 +354,7 @@ class BatchedSignalEnv:
             "engine": asdict(self.params),
             "demand": asdict(self.demand_spec),
             "perturbation": asdict(self.perturbation),
+            "probes": asdict(self.config.probes),
         }
 
 

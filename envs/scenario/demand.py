@@ -125,6 +125,9 @@ class Demand:
     incident_start: torch.Tensor | None = None  # [B, K] int64 step
     incident_end: torch.Tensor | None = None  # [B, K] int64 step
     incident_factor: torch.Tensor | None = None  # [B, K] float32
+    # where along the lane (envs/engine/incident_rules.py): metres from the lane's start, or < 0 =
+    # at its stop line (the whole lane); None = every incident at its stop line
+    incident_pos: torch.Tensor | None = None  # [B, K] float32
 
     @property
     def batch_size(self) -> int:
