@@ -90,6 +90,17 @@ def simulator(scenario, copies: int, seconds: int, meta_env: dict | None = None)
     return Simulator(scenario.network, scenario.demand(trips=trips), params)
 
 
+def recorded_decisions(checkpoint, scenario, copies: int, seconds: int = 3600) -> dict:
+    """`record_decisions` of the checkpoint's policy on `copies` held-out demands of `scenario`."""
+    from agents.deploy.simulated import record_decisions
+    from agents.ppo.policy import PolicyController
+
+    controller = PolicyController(str(checkpoint))
+    sim = simulator(scenario, copies, seconds)
+    controller.reset(sim)
+    return record_decisions(controller, sim, seconds)
+
+
 def session_actions(onnx_path, rows: dict) -> np.ndarray:
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     return session.run(["action"], recorded_feed(session, rows))[0]

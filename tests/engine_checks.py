@@ -111,3 +111,12 @@ def check_all(network, demand, params, before: SimState, after: SimState,
     check_no_conflicting_green(network, params, after, yielding)
     check_red_discharges_nothing(network, demand, params, before, after)
     check_no_passing(before, after)
+
+
+def run_controller_checked(sim, controller, steps: int) -> None:
+    """Reset `controller` on `sim` and run it `steps` seconds, checking every invariant at each step."""
+    controller.reset(sim)
+    for _ in range(steps):
+        before = sim.snapshot()
+        sim.step(controller.act(sim))
+        check_all(sim.network, sim.demand, sim.params, before, sim.state)

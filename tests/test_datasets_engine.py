@@ -9,19 +9,14 @@ from envs.engine import Simulator
 from envs.evaluation.metrics import episode_metrics
 from envs.scenario import load_scenario
 from envs.scenario.registry import known_datasets
-from tests.engine_checks import check_all
+from tests.engine_checks import run_controller_checked
 
 
 @pytest.mark.parametrize("name", known_datasets())
 def test_every_dataset_compiles_and_keeps_the_invariants(datasets_dir, name):
     scenario = load_scenario(name, data_dir=datasets_dir)
     sim = Simulator(scenario.network, scenario.demand(1))
-    controller = MaxPressure()
-    controller.reset(sim)
-    for _ in range(150):
-        before = sim.snapshot()
-        sim.step(controller.act(sim))
-        check_all(sim.network, sim.demand, sim.params, before, sim.state)
+    run_controller_checked(sim, MaxPressure(), 150)
     assert int((sim.state.veh_lane[:, :-1] >= 0).sum()) > 0
 
 

@@ -18,7 +18,7 @@ from sb3_contrib import MaskablePPO
 from agents.deploy.export import INPUTS, export_policy
 from agents.deploy.onnx_opset import onnx_opsets
 from agents.deploy.runtime import POLICY
-from agents.deploy.simulated import SimulatedRuntime, record_decisions, sim_readings
+from agents.deploy.simulated import SimulatedRuntime, sim_readings
 from agents.ppo.policy import PolicyController, save_checkpoint
 from envs.engine.intersections import intersection_layout
 from envs.engine.signals import green_elapsed
@@ -29,7 +29,7 @@ from envs.rl.sb3_env import IntersectionVecEnv
 from envs.scenario import load_scenario
 from tests.conftest import REPO_ROOT
 from tests.deploy_fixtures import (
-    OBSERVATIONS, run_export_cli, session_actions, simulator, trained_exports, untrained,
+    OBSERVATIONS, recorded_decisions, run_export_cli, session_actions, simulator, trained_exports, untrained,
 )
 from tests.scenarios import uneven_grid
 
@@ -117,10 +117,7 @@ def test_the_fallback_plan_never_exceeds_max_green(uneven):
 def test_onnx_actions_equal_torch_on_ten_thousand_recorded_decisions(uneven, policy):
     scenario, exported = uneven
     checkpoint, onnx_path, _ = exported[policy]
-    controller = PolicyController(str(checkpoint))
-    sim = simulator(scenario, 8, 3600)
-    controller.reset(sim)
-    rows = record_decisions(controller, sim, 3600)
+    rows = recorded_decisions(checkpoint, scenario, 8)
     assert rows["action"].size >= 10_000
     assert len(np.unique(rows["action"])) >= 2  # actions vary with the state
     assert np.array_equal(session_actions(onnx_path, rows), rows["action"])
@@ -129,10 +126,7 @@ def test_onnx_actions_equal_torch_on_ten_thousand_recorded_decisions(uneven, pol
 @pytest.mark.parametrize("agent", ["ppo_shared", "ppo_independent"])
 def test_trained_policies_export_from_their_checkpoint_and_agree_on_ten_thousand_decisions(trained, agent):
     checkpoint, onnx_path, meta_path = trained[agent]
-    controller = PolicyController(str(checkpoint))
-    sim = simulator(load_scenario("grid_1x1"), 32, 3600)
-    controller.reset(sim)
-    rows = record_decisions(controller, sim, 3600)
+    rows = recorded_decisions(checkpoint, load_scenario("grid_1x1"), 32)
     assert rows["action"].size >= 10_000
     assert np.array_equal(session_actions(onnx_path, rows), rows["action"])
     assert json.loads(meta_path.read_text())["training"]["scenario"] == "grid_1x1"
@@ -143,10 +137,7 @@ def test_onnx_parity_on_hangzhou(datasets_dir, tmp_path):
     scenario = load_scenario("hangzhou_4x4", data_dir=datasets_dir)
     checkpoint = untrained(scenario, "shared", tmp_path / "h.zip")
     onnx_path, _ = export_policy(checkpoint, tmp_path, scenario=scenario)
-    controller = PolicyController(str(checkpoint))
-    sim = simulator(scenario, 2, 3600)
-    controller.reset(sim)
-    rows = record_decisions(controller, sim, 3600)
+    rows = recorded_decisions(checkpoint, scenario, 2)
     assert rows["action"].size >= 10_000
     assert np.array_equal(session_actions(onnx_path, rows), rows["action"])
 

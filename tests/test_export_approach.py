@@ -17,10 +17,12 @@ from agents.deploy.export import INPUTS, export_policy
 from agents.deploy.readings import BASE_LANE_READINGS, parse_readings
 from agents.deploy.runtime import FALLBACK, POLICY, PolicyRuntime
 from agents.deploy.service import handle_line, reply_line
-from agents.deploy.simulated import SimulatedRuntime, record_decisions
+from agents.deploy.simulated import SimulatedRuntime
 from agents.ppo.policy import PolicyController
 from envs.evaluation.metrics import episode_metrics
-from tests.deploy_fixtures import OBSERVATIONS, readings_message, session_actions, simulator, untrained
+from tests.deploy_fixtures import (
+    OBSERVATIONS, readings_message, recorded_decisions, session_actions, simulator, untrained,
+)
 from tests.scenarios import uneven_grid
 
 APPROACH = ["approach_moving", "approach_halting"]
@@ -61,10 +63,7 @@ def test_the_model_and_its_metadata_take_exactly_the_readings_the_policy_observe
 def test_onnx_actions_equal_torch_with_approach_readings(approach_exports, policy):
     scenario, exported = approach_exports
     checkpoint, onnx_path, _ = exported[policy]
-    controller = PolicyController(str(checkpoint))
-    sim = simulator(scenario, 4, 3600)
-    controller.reset(sim)
-    rows = record_decisions(controller, sim, 3600)
+    rows = recorded_decisions(checkpoint, scenario, 4)
     assert rows["action"].size >= 10_000
     assert rows["approach_halting"].max() > 0 and rows["approach_moving"].max() > 0  # the readings vary
     assert len(np.unique(rows["action"])) >= 2

@@ -25,7 +25,7 @@ from envs.incidents.perturbations import (
 from envs.scenario import scenario_from_dicts
 from envs.scenario.generate import DEFAULT_VEHICLE, grid_roadnet
 from envs.scenario.network import lane_ids
-from tests.engine_checks import check_all
+from tests.engine_checks import run_controller_checked
 from tests.scenarios import small_grid
 
 EAST = ["road_0_1_0", "road_1_1_0", "road_2_1_0"]  # straight through both signals of a 1x2 grid
@@ -129,12 +129,7 @@ def test_invariants_hold_under_random_incidents(seed, count, capacity, duration)
                                                           capacity=capacity))
     per_copy = [sample_incidents(spec, scenario.network, "eval", k) for k in range(2)]
     sim = Simulator(scenario.network, with_incidents(scenario.demand(2), per_copy))
-    controller = MaxPressure(min_green_s=5)
-    controller.reset(sim)
-    for _ in range(300):
-        before = sim.snapshot()
-        sim.step(controller.act(sim))
-        check_all(sim.network, sim.demand, sim.params, before, sim.state)
+    run_controller_checked(sim, MaxPressure(min_green_s=5), 300)
 
 
 def test_incidents_are_seeded_per_copy_and_split():

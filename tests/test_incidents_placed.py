@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.classical import FixedTime, MaxPressure
@@ -18,7 +18,7 @@ from envs.incidents.perturbations import Incident, IncidentSpec, Perturbation, s
 from envs.scenario import scenario_from_dicts
 from envs.scenario.generate import DEFAULT_VEHICLE, grid_roadnet
 from envs.scenario.network import lane_ids
-from tests.engine_checks import check_all
+from tests.engine_checks import run_controller_checked
 from tests.scenarios import small_grid
 
 EAST = ["road_0_1_0", "road_1_1_0", "road_2_1_0"]  # straight through both signals of a 1x2 grid
@@ -177,9 +177,4 @@ def test_invariants_hold_under_random_mid_lane_incidents(seed, count, capacity, 
     placed, at_line = draw(position, seed), draw("stop_line", seed + 1)
     per_copy = [placed[0] + at_line[0][:1], placed[1]]
     sim = Simulator(scenario.network, with_incidents(scenario.demand(2), per_copy))
-    controller = MaxPressure(min_green_s=5)
-    controller.reset(sim)
-    for _ in range(300):
-        before = sim.snapshot()
-        sim.step(controller.act(sim))
-        check_all(sim.network, sim.demand, sim.params, before, sim.state)
+    run_controller_checked(sim, MaxPressure(min_green_s=5), 300)
