@@ -133,6 +133,24 @@ def test_detector_faults_change_observations_never_rewards():
     assert differ and torch.equal(envs[0].sim.state.veh_pos, envs[1].sim.state.veh_pos)
 
 
+def test_detector_faults_reach_the_approach_observations_as_the_runtime_reads_them():
+    """Dead detectors zero an intersection's approach counts in the observation, as they do its
+    lane counts; the env draws the same faults the deployment runtime's readings get."""
+    from envs.rl.signal_env import BatchedSignalEnv
+
+    names = ["lane_count", "approach_moving", "approach_halting"]
+    faulty = {"name": "f", "detectors": {"dead_p": 1.0}}
+    clean, dead = (BatchedSignalEnv("grid_1x1", copies=1, episode_s=300, observations=names, normalise=False,
+                                    demand={"mode": "poisson"},
+                                    perturbation=p) for p in (None, faulty))
+    for env in (clean, dead):
+        env.reset(seed=0)
+    for _ in range(12):
+        (seen, *_), (blind, *_) = (env.step(torch.zeros(1, 1, dtype=torch.int64)) for env in (clean, dead))
+    assert float(seen.sum()) > 0  # vehicles on the approaches ...
+    assert float(blind.abs().sum()) == 0.0  # ... and none of them reported by dead detectors
+
+
 def test_detector_noise_is_the_same_for_every_copy_on_one_episode_sample():
     scenario = small_grid(2, 2, horizon=100)
     faults = _faults(scenario, copies=3, noise_std=2.0, dropout_p=0.3)

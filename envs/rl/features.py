@@ -71,8 +71,9 @@ class FeatureContext:
     state: SimState | None
     lane_storage: torch.Tensor  # [L] vehicles a lane holds standing, at 7.5 m each (>= 1)
     lane_max_vehicles: torch.Tensor  # [L] most vehicles a lane (and its box) can ever count
-    # detector faults (envs.incidents.perturbations.DetectorFaults): applied to the lane_count and
-    # lane_halting *observations* only; rewards and other features read the true state
+    # detector faults (envs.incidents.perturbations.DetectorFaults): applied to the per-lane detector
+    # *observations* only (lane_count, lane_halting, approach_moving, approach_halting: what the
+    # deployment runtime reads); rewards and other features read the true state
     detectors: object | None = None
     probes: object | None = None  # envs.incidents.probes.ProbeSensor: the probe_* features read it
 
@@ -181,7 +182,7 @@ def _in_lane_halting(ctx: FeatureContext) -> torch.Tensor:
     return lane_halting(ctx.state, ctx.network.num_lanes, ctx.params.halting_speed)
 
 
-def _detected(ctx: FeatureContext, name: str, per_lane: torch.Tensor) -> torch.Tensor:
+def detected(ctx: FeatureContext, name: str, per_lane: torch.Tensor) -> torch.Tensor:
     """What the lane detectors report for a true per-lane reading (faults, if any)."""
     if ctx.detectors is None:
         return per_lane
@@ -193,7 +194,7 @@ def _detected(ctx: FeatureContext, name: str, per_lane: torch.Tensor) -> torch.T
     doc="vehicles per incoming lane",
 )
 def _obs_lane_count(ctx, normalise):
-    return _lanes_value(ctx, _detected(ctx, "lane_count", _in_lane_counts(ctx)), normalise)
+    return _lanes_value(ctx, detected(ctx, "lane_count", _in_lane_counts(ctx)), normalise)
 
 
 @register_observation(
@@ -201,7 +202,7 @@ def _obs_lane_count(ctx, normalise):
     doc="halting vehicles per incoming lane",
 )
 def _obs_lane_halting(ctx, normalise):
-    return _lanes_value(ctx, _detected(ctx, "lane_halting", _in_lane_halting(ctx)), normalise)
+    return _lanes_value(ctx, detected(ctx, "lane_halting", _in_lane_halting(ctx)), normalise)
 
 
 @register_observation(

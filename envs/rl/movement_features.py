@@ -45,7 +45,7 @@ from envs.engine.movement_readings import (
 from envs.engine.signals import green_elapsed
 from envs.engine.intersections import gather_lanes
 from envs.rl.features import (
-    OBSERVATION_WRAPPERS, TIME_IN_PHASE_MAX_S, VEHICLE_SPACING_M, FeatureContext, Observation,
+    OBSERVATION_WRAPPERS, TIME_IN_PHASE_MAX_S, VEHICLE_SPACING_M, FeatureContext, Observation, detected,
     register_observation,
 )
 from envs.scenario.network import Network
@@ -100,6 +100,8 @@ def _approach_feature(per_movement: bool, halting: bool):
 
     def compute(ctx, normalise):
         counts = reading(ctx.network, ctx.state, APPROACH_M, ctx.params.halting_speed)[int(halting)]
+        if not per_movement:  # per lane, what a detector counts: faulty detectors reach it (as the runtime's readings)
+            counts = detected(ctx, f"approach_{'halting' if halting else 'moving'}", counts)
         return _scaled(layout_of(ctx, counts), APPROACH_SCALE, normalise)
 
     return compute
