@@ -18,6 +18,7 @@ evaluate.py (same recordings, same seeds: the same figures).
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -55,6 +56,8 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=str(ROOT / "docs/results/incident_detection.json"))
     parser.add_argument("--report-dir", default=str(ROOT / "outputs/incident_detection"))
     parser.add_argument("--override", action="append", default=[], help="extra evaluate.py config override")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep --out's entries of the placements this run does not do (one run per placement)")
     return parser.parse_args(argv)
 
 
@@ -138,6 +141,13 @@ def main(argv=None) -> None:
             "scenario": args.scenario, "copies": args.copies, "train_copies": args.train_copies,
             "position": args.position, "probe_shares": shares, "placements": args.placements.split(","),
             "wall_s": round(wall, 1), "machine": machine_info(), "date": time.strftime("%Y-%m-%d", time.gmtime())}
+    placements = set(args.placements.split(","))
+    if args.merge and Path(args.out).is_file():  # the other placements' entries, from their own runs
+        earlier = json.loads(Path(args.out).read_text())
+        kept = [e for e in earlier["results"] if e["placement"] not in placements]
+        entries = kept + entries
+        meta["runs"] = [r for r in earlier["meta"].get("runs", [earlier["meta"]]) if set(r["placements"]) - placements]
+        meta["runs"] = [*meta["runs"], {k: v for k, v in meta.items() if k != "runs"}]
     write_results(Path(args.out), entries, meta)
     emit({"benchmark": "incident_detection", "out": str(args.out), "wall_s": round(wall, 1)})
 

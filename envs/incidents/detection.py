@@ -143,7 +143,7 @@ def record_sweep(
     green_s = torch.zeros(sim.batch_size, num_lanes, device=sim.device)
     feeds = lane_movements(network).to(torch.float32)  # [L, M]
     sensors = [ProbeSensor(spec, network, sim.batch_size) for spec in probe_specs]
-    witnesses = [EvidenceRecorder(network, incidents, lanes_t, sim.params.halting_speed) for _ in sensors or [None]]
+    witnesses = [EvidenceRecorder(network, incidents, lanes_t, sim.params.halting_speed, interval_s) for _ in sensors or [None]]
     for sensor in sensors:
         for b, seed in enumerate(seeds):
             sensor.start_episode(b, split, seed)

@@ -69,9 +69,11 @@ class ClosurePlaces:
         self.lane, self.start, self.end = (torch.as_tensor(x, device=device) for x in (lane, start, end))
         self.place, self.placed = torch.as_tensor(place, device=device), torch.as_tensor(placed, device=device)
 
-    def at(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def at(self, t: torch.Tensor, window: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """The closures active during some step of the `window` seconds up to clock `t` (a
+        reading covers its interval, as the ground truth: `scored_incidents`)."""
         now = t.unsqueeze(1)
-        active = (self.start <= now) & (now < self.end) & (self.place < FAR)
+        active = (self.start < now) & (now - window < self.end) & (self.place < FAR)
         lanes = self.network.num_lanes
         lane = torch.where(active, self.lane, lanes)
         place = torch.full((lane.shape[0], lanes + 1), FAR, device=lane.device).scatter_reduce(
@@ -94,14 +96,14 @@ class EvidenceRecorder:
     probe part."""
 
     def __init__(self, network: Network, incidents: list[list[Incident]], lanes: torch.Tensor,
-                 halting_speed: float) -> None:
-        self.network, self.lanes, self.halting_speed = network, lanes, halting_speed
+                 halting_speed: float, interval_s: int) -> None:
+        self.network, self.lanes, self.halting_speed, self.interval_s = network, lanes, halting_speed, interval_s
         self.places = ClosurePlaces(network, incidents)
         self.probe_behind = torch.zeros(len(incidents), network.num_lanes + 1, dtype=torch.bool,
                                         device=network.device)
 
-    def _slot_place(self, state, lane: torch.Tensor) -> torch.Tensor:
-        place, _ = self.places.at(state.t)
+    def _slot_place(self, state, lane: torch.Tensor, window: int = 1) -> torch.Tensor:
+        place, _ = self.places.at(state.t, window)
         return torch.gather(place, 1, torch.where(lane >= 0, lane, self.network.num_lanes))
 
     def observe_probes(self, sensor: ProbeSensor, state) -> None:
@@ -122,11 +124,11 @@ class EvidenceRecorder:
         """``[B, N, 2]`` bool at a reading: `green_s`, `seg0`, `halting` ``[B, L]`` are the
         interval's readings of every lane."""
         lanes = self.network.num_lanes
-        place, placed = self.places.at(state.t)
+        place, placed = self.places.at(state.t, self.interval_s)
         slots = state.veh_lane.shape[1] - 1
         lane = state.veh_lane[:, :slots]
         pos = state.veh_pos[:, :slots]
-        slot_place = self._slot_place(state, lane)
+        slot_place = self._slot_place(state, lane, self.interval_s)
         head = ((lane >= 0) & (state.veh_speed[:, :slots] < self.halting_speed) & (pos <= slot_place)
                 & (slot_place - pos <= QUEUE_HEAD_M))
         head_stands = _per_lane_any(lanes, lane, head)[:, :lanes]
