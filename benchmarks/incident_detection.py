@@ -18,6 +18,7 @@ evaluate.py (same recordings, same seeds: the same figures).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import sys
@@ -112,7 +113,8 @@ def run_placement(args, placement: str, shares: list[float], names: list[str]) -
         tallies = held_out_tallies(held_out, detectors, layout)
         out_dir = Path(args.report_dir) / f"{placement}_p{p:g}"
         out_dir.mkdir(parents=True, exist_ok=True)
-        evaluate.detection_report(cfg, out_dir, scenario, perturbation, tallies, p)
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON lines only
+            evaluate.detection_report(cfg, out_dir, scenario, perturbation, tallies, p)
         # a point's wall time: the shared recording and lane-only training, split evenly, plus its own
         wall = (recorded_s + lane_s) / len(shares) + time.perf_counter() - point_start
         command = point_command(args, placement, p, [n for n in names if n not in skipped])
