@@ -48,7 +48,7 @@ from envs.engine import Simulator
 from envs.engine.intersections import intersection_layout
 from envs.errors import CheckpointError, ConfigError, GridlightError, ModelError, exit_on_error
 from envs.evaluation.metrics import METRIC_NAMES, population
-from envs.evaluation.report import ORACLE, detection_bars, detection_table, signal_plots, signals_report
+from envs.evaluation.report import signal_plots, signals_report
 from envs.evaluation.runner import EvaluationBatch, eval_demands
 from envs.incidents.perturbations import DetectorFaults, Perturbation, perturbation_from_config
 from envs.scenario import Scenario, load_scenario
@@ -266,110 +266,85 @@ def _detection_perturbation(cfg: DictConfig):
 
 
 def _classifiers(cfg: DictConfig, train, layout) -> dict:
-    """The incident classifiers named in ``detection.classifiers``, calibrated / trained on `train`."""
-    from agents.incidents.classifiers import BlockageRule, LearnedClassifier
+    """The incident detectors named in ``detection.classifiers``, calibrated / trained on `train`
+    (agents/incidents/detection_task.py)."""
+    from agents.incidents.detection_task import LEARNED, LearnedSettings, calibrate, describe
 
     det, classifiers = cfg.detection, {}
+    learned = LearnedSettings(**{k: int(det.learned[k]) for k in ("history", "hidden", "epochs", "folds")})
     for name in det.classifiers:
-        if name == "blockage_rule":
-            classifier = BlockageRule()
-            chosen = classifier.calibrate(train, layout, precision=float(det.target_precision))
-            print(f"blockage_rule: green_s = {chosen['green_s']:g}, permissive_green_s = "
-                  f"{chosen['permissive_green_s']:g} (training precision {chosen['precision']:.3f})")
-        elif name == "learned_mlp":
-            learned, copies = det.learned, len(train.readings)
-            folds = learned.folds
-            # out-of-fold calibration needs a copy left out of every model, and a model per fold
-            if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= copies:
-                raise ConfigError("<config>", "detection.learned.folds", folds,
-                                  f"must be an integer in [2, detection.train_copies = {copies}]")
-            classifier = LearnedClassifier(history=int(learned.history), hidden=int(learned.hidden), folds=folds, seed=0)
-            bar = tqdm(total=folds * int(learned.epochs), desc="train learned_mlp", unit="epoch",
-                       file=sys.stderr, disable=not cfg.eval.progress, mininterval=2.0)
-            try:
-                chosen = classifier.fit(train, layout, epochs=int(learned.epochs),
-                                        precision=float(det.target_precision), log=bar.write, progress=bar.update)
-            except ConfigError as error:  # no incident left a trace to learn from
-                raise ConfigError("<config>", "detection.train_copies", copies, error.reason) from error
-            finally:
-                bar.close()
-            print(f"learned_mlp: thresholds {chosen['probability']:.3f}, permissive lanes "
-                  f"{chosen['permissive_probability']:.3f} (out-of-fold training precision "
-                  f"{chosen['precision']:.3f})")
-        else:
-            raise ConfigError("<config>", "detection.classifiers", name, "known: blockage_rule, learned_mlp")
-        classifiers[name] = classifier
+        bar = tqdm(total=learned.folds * learned.epochs, desc=f"train {name}", unit="epoch", file=sys.stderr,
+                   disable=not cfg.eval.progress or name not in LEARNED, mininterval=2.0)
+        try:
+            classifiers[name], chosen = calibrate(name, train, layout, float(det.target_precision), learned,
+                                                  log=bar.write, progress=bar.update)
+        finally:
+            bar.close()
+        print(describe(name, chosen))
     return classifiers
 
 
-def evaluate_detection(cfg: DictConfig, out_dir: Path) -> dict:
-    """``task=incident_detection``: incident classifiers calibrated / trained on incidents of the
-    training split, scored on held-out incident seeds (envs/incidents/detection.py,
-    agents/incidents/classifiers.py),
-    beside the oracle that alarms at each incident's first evidence (the floor)."""
-    from agents.incidents.classifiers import lane_layout
-    from envs.incidents.detection import combine, oracle_alarms, record, tally
-    from envs.incidents.perturbations import lane_ids
-
-    det = cfg.detection
-    perturbation = _detection_perturbation(cfg)
-    placement = perturbation.incidents.placement
+def detection_scenario(cfg: DictConfig):
+    """``(scenario, perturbation)`` of the detection task."""
     scenario = load_scenario(cfg.scenario.name, seed=cfg.scenario.seed, data_dir=cfg.scenario.data_dir,
                              horizon=cfg.scenario.horizon, device=cfg.engine.device)
-    steps, interval = int(cfg.eval.steps), int(det.interval_s)
-    spec = demand_spec(cfg.eval.demand, "eval.demand")
-    recordings = {}
+    return scenario, _detection_perturbation(cfg)
+
+
+def record_detection(cfg: DictConfig, scenario: Scenario, perturbation, probe_specs: list) -> dict[str, list]:
+    """Per split (train, eval), the recordings of the detection task's copies: one per probe spec
+    of `probe_specs` from one run (envs.incidents.detection.record_sweep), one without probes
+    when it is empty."""
+    from envs.incidents.detection import record_sweep
+
+    det, recordings = cfg.detection, {}
+    steps, placement = int(cfg.eval.steps), perturbation.incidents.placement
     for split, copies in (("train", int(det.train_copies)), ("eval", int(det.copies))):
         if copies < 1:
             raise ConfigError("<config>", "detection.train_copies" if split == "train" else "detection.copies",
-                                copies, "need at least one copy")
+                              copies, "need at least one copy")
         bar = tqdm(total=steps, desc=f"record {split} ({copies} copies, {placement} placement)", unit="sim-s",
                    file=sys.stderr, disable=not cfg.eval.progress, mininterval=2.0)
-        recordings[split] = record(scenario, build_controller(det.controller, cfg), perturbation, split,
-                                   list(range(copies)), steps, interval, spec, progress=bar.update,
-                                   params=engine_params(cfg))
+        recordings[split] = record_sweep(scenario, build_controller(det.controller, cfg), perturbation, split,
+                                         list(range(copies)), steps, int(det.interval_s),
+                                         demand_spec(cfg.eval.demand, "eval.demand"), bar.update,
+                                         engine_params(cfg), probe_specs)
         bar.close()
-    train, held_out = recordings["train"], recordings["eval"]
+    return recordings
+
+
+def evaluate_detection(cfg: DictConfig, out_dir: Path) -> dict:
+    """``task=incident_detection``: incident detectors calibrated / trained on incidents of the
+    training split, scored on held-out incident seeds (envs/incidents/detection.py,
+    agents/incidents/detection_task.py), beside the ideal detector of each sensor set: it
+    alarms at each incident's first evidence to those sensors (the floor)."""
+    from agents.incidents.classifiers import lane_layout
+    from agents.incidents.detection_task import DETECTORS, check_detectors, held_out_tallies
+    from envs.incidents.probes import probes_from_config
+
+    det = cfg.detection
+    probes = probes_from_config(OmegaConf.to_container(det.probes, resolve=True), "<config>")
+    check_detectors(det.classifiers, probes.p, int(det.train_copies), det.learned.folds)
+    scenario, perturbation = detection_scenario(cfg)
+    with_probes = probes.p > 0 or any(DETECTORS[name] != "lane" for name in det.classifiers)
+    recordings = record_detection(cfg, scenario, perturbation, [probes] if with_probes else [])
+    train, held_out = recordings["train"][0], recordings["eval"][0]
     layout = lane_layout(scenario.network, train.lanes)
     classifiers = _classifiers(cfg, train, layout)
+    tallies = held_out_tallies(held_out, classifiers, layout)
+    return detection_report(cfg, out_dir, scenario, perturbation, tallies, probes.p if with_probes else None)
 
-    copies = held_out.readings.shape[0]
-    alarms = {ORACLE: oracle_alarms(held_out)}
-    alarms.update({name: np.stack([c.detect(copy, layout) for copy in held_out.readings])
-                   for name, c in classifiers.items()})
-    tallies = {name: [tally(held_out, a[b], b) for b in range(copies)] for name, a in alarms.items()}
-    table = detection_table(tallies, draws=1000, seed=0)
-    results = {name: combine(t).as_dict() for name, t in tallies.items()}
-    oracle = results[ORACLE]
-    text = table + (
-        f"\n\nHeld-out incident seeds: {copies} copies x {steps} s of {scenario.name} under {det.controller}, "
-        f"{perturbation.incidents.count} closure(s) per copy, lanes drawn with `{placement}` placement; "
-        f"{oracle['with_evidence']}/{oracle['incidents']} incidents showed evidence while active. "
-        f"`{ORACLE}`: an alarm at each incident's first evidence reading (a vehicle standing at the "
-        "closed stop line on green) — the floor for any classifier of these readings. Precision and recall "
-        "in %; [low, high] = 95% bootstrap interval over copies.")
-    print(text)
-    (out_dir / "table.md").write_text(text + "\n")
-    rows = [{"scenario": scenario.name, "placement": placement, "classifier": name, "copy": b,
-             **combine([t]).as_dict()} for name, per_copy in tallies.items() for b, t in enumerate(per_copy)]
-    _write_csv(out_dir / "metrics.csv", rows)
-    names = lane_ids(scenario.network)
-    timings = {name: [i for t in per_copy for i in t.incidents] for name, per_copy in tallies.items()}
-    _write_csv(out_dir / "incidents.csv", [  # one row per held-out incident
-        {"copy": first.copy, "lane": names[first.lane], "start_s": first.start,
-         "first_evidence_s": first.evidence_at, "oracle_floor_s": first.to_evidence,
-         **{f"{name}_detect_s": timings[name][k].to_detect for name in classifiers}}
-        for k, first in enumerate(timings[ORACLE])
-    ])
-    summary_out = {"task": "incident_detection", "scenario": scenario.name, "placement": placement,
-                   "copies": copies, "train_copies": int(det.train_copies), "perturbation": asdict(perturbation),
-                   "oracle": oracle, "classifiers": {name: results[name] for name in classifiers}}
-    write_text_atomic(out_dir / "summary.json", json.dumps(summary_out, indent=2, default=float))
-    if cfg.eval.plots:
-        detection_bars(results, out_dir / "detection.png",
-                       f"{scenario.name}: incident detection, {copies} held-out copies, {placement} placement")
-    print(f"results in {out_dir}")
-    return summary_out
+
+def detection_report(cfg: DictConfig, out_dir: Path, scenario: Scenario, perturbation, tallies: dict, probe_p) -> dict:
+    """The detection task's table, CSVs, summary and plot (envs/evaluation/detection_report.py)."""
+    from agents.incidents.detection_task import ORACLES
+    from envs.evaluation.detection_report import write_detection_report
+    from envs.incidents.perturbations import lane_ids
+
+    return write_detection_report(
+        out_dir, scenario.name, lane_ids(scenario.network), cfg.detection.controller, int(cfg.eval.steps),
+        int(cfg.detection.train_copies), perturbation, tallies, {v: k for k, v in ORACLES.items()}, probe_p,
+        bool(cfg.eval.plots), _write_csv, write_text_atomic)
 
 
 def _write_csv(path: Path, rows: list[dict], fieldnames: list[str] | None = None) -> None:

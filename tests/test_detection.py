@@ -191,3 +191,8 @@ def test_evaluate_incident_detection_names_a_bad_fold_count(tmp_path):
 def test_evaluate_incident_detection_names_an_unknown_classifier(tmp_path):
     done = _evaluate(tmp_path, "detection.classifiers=[blockage_rule,nope]")
     assert done.returncode != 0 and "detection.classifiers" in done.stderr and "nope" in done.stderr
+
+
+def test_evaluate_incident_detection_names_probes_missing_for_the_probe_only_detector(tmp_path):
+    done = _evaluate(tmp_path, "detection.classifiers=[blockage_rule,probe_only]")  # detection.probes.p = 0
+    assert done.returncode != 0 and "detection.probes.p" in done.stderr and "probe_only" in done.stderr

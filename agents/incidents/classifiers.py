@@ -164,34 +164,37 @@ def _incident_lanes(recording: Recording) -> np.ndarray:
 
 
 def _calibrate_per_class(recording: Recording, layout: LaneLayout, raw_alarms_at, candidates,
-                         precision: float) -> tuple[float, float]:
+                         precision: float, hold=None, sensors: str = "lane") -> tuple[float, float]:
     """(signalised, permissive): per lane class, the value whose alarms ``raw_alarms_at(value)``
-    ``[B, T, N]``, kept to the class's lanes and held until discharge, reach `precision`."""
+    ``[B, T, N]``, kept to the class's lanes and held (``hold(alarms)``; default: until the lane
+    discharges), reach `precision`."""
+    hold = hold or (lambda alarms: hold_until_discharge(alarms, recording.readings))
     chosen = []
     for members in (~layout.permissive, layout.permissive):
         def class_alarms(value, members=members):
-            return hold_until_discharge(raw_alarms_at(value) & members, recording.readings)
+            return hold(raw_alarms_at(value) & members)
 
-        chosen.append(_calibrate_class(recording, class_alarms, candidates, precision, members))
+        chosen.append(_calibrate_class(recording, class_alarms, candidates, precision, members, sensors))
     return chosen[0], chosen[1]
 
 
-def _calibrate_class(recording: Recording, alarms_at, candidates, precision: float, members: np.ndarray) -> float:
+def _calibrate_class(recording: Recording, alarms_at, candidates, precision: float, members: np.ndarray,
+                     sensors: str = "lane") -> float:
     """`_calibrate` on one lane class; a class without training incidents gets the most
     conservative candidate (any alarm there would be false), a class without lanes the first."""
     if not members.any():
         return candidates[0]
     if not (_incident_lanes(recording) & members).any():
         return candidates[-1]
-    return _calibrate(recording, alarms_at, candidates, precision)[0]
+    return _calibrate(recording, alarms_at, candidates, precision, sensors)[0]
 
 
-def _calibrate(recording: Recording, alarms_at, candidates, precision: float):
+def _calibrate(recording: Recording, alarms_at, candidates, precision: float, sensors: str = "lane"):
     """(candidate, scores): the first candidate (in order: most sensitive first) whose alarms
     reach `precision` on the recording; if none does, the one with the best F1."""
     best, best_f1 = None, -1.0
     for candidate in candidates:
-        scores = score(recording, alarms_at(candidate))
+        scores = score(recording, alarms_at(candidate), sensors)
         if scores.alarms and scores.precision >= precision:
             return candidate, scores
         p, r = (scores.precision if scores.alarms else 0.0), scores.recall
@@ -223,7 +226,11 @@ def frame_features(readings: np.ndarray, layout: LaneLayout) -> np.ndarray:
 
 def window_features(readings: np.ndarray, layout: LaneLayout, history: int) -> np.ndarray:
     """``[T, N, history * 13]``: each lane's last `history` frames (oldest first; zero-padded)."""
-    frame = frame_features(readings, layout)
+    return stack_windows(frame_features(readings, layout), history)
+
+
+def stack_windows(frame: np.ndarray, history: int) -> np.ndarray:
+    """``[T, N, history * F]`` from per-reading features ``[T, N, F]`` (oldest first; zero-padded)."""
     steps, lanes, width = frame.shape
     padded = np.concatenate([np.zeros((history - 1, lanes, width)), frame], 0)
     windows = np.stack([padded[k : k + steps] for k in range(history)], 2)  # [T, N, H, F']
@@ -231,9 +238,21 @@ def window_features(readings: np.ndarray, layout: LaneLayout, history: int) -> n
 
 
 class LearnedClassifier:
-    """A small MLP classifier of (lane, reading) windows; see the module doc."""
+    """A small MLP classifier of (lane, reading) windows; see the module doc. Subclasses change
+    what it reads through `inputs` (features and gate), `hold` and `sensors`."""
 
     name = "learned_mlp"
+    sensors = "lane"  # the sensor set whose first evidence its delays are measured from
+
+    def inputs(self, readings: np.ndarray, layout: LaneLayout, probes: np.ndarray | None = None):
+        """``(features [T, N, W], gate [T, N])``: the windows it scores and where it scores them."""
+        return window_features(readings, layout, self.history), standing(readings)
+
+    def hold(self, alarms: np.ndarray, readings: np.ndarray, probes: np.ndarray | None = None) -> np.ndarray:
+        return hold_until_discharge(alarms, readings)
+
+    def _probes(self, recording: Recording, b: int):
+        return None if recording.probes is None else recording.probes[b]
 
     def __init__(self, history: int = 6, hidden: int = 64, folds: int = 4, seed: int = 0) -> None:
         self.history, self.hidden, self.folds, self.seed = history, hidden, folds, seed
@@ -269,10 +288,11 @@ class LearnedClassifier:
         copies = recording.readings.shape[0]
         folds = max(1, min(self.folds, copies))
         fold_of = np.arange(copies) % folds
-        rows = []  # per copy: the gated windows and their labels
+        rows, gates = [], []  # per copy: the gated windows and their labels; the gates
         for b, readings in enumerate(recording.readings):
-            gate = standing(readings)
-            rows.append((window_features(readings, layout, self.history)[gate], recording.truth[b][gate]))
+            features, gate = self.inputs(readings, layout, self._probes(recording, b))
+            rows.append((features[gate], recording.truth[b][gate]))
+            gates.append(gate)
         if not any(label.any() for _, label in rows):
             raise ConfigError(SOURCE, "recording.copies", copies, "the training recording holds no incident "
                               "reading with a vehicle standing at the stop line")
@@ -285,40 +305,45 @@ class LearnedClassifier:
             model = self._train_one(x, y, self.seed + fold, epochs, progress)
             self.models.append(model)
             for b in np.flatnonzero(fold_of == fold):
-                held_scores[b] = self._scores([model], recording.readings[b], layout)
+                held_scores[b] = self._scores([model], recording.readings[b], layout, self._probes(recording, b))
             log(f"  learned classifier fold {fold + 1}/{folds}: {len(x)} readings, {int(y.sum())} of them incidents")
         held_scores = np.stack(held_scores)
-        incident = np.concatenate([s[recording.truth[b] & standing(recording.readings[b])]
-                                   for b, s in enumerate(held_scores)])
+        incident = np.concatenate([s[recording.truth[b] & gates[b]] for b, s in enumerate(held_scores)])
         candidates = list(np.unique(np.quantile(incident, np.linspace(0.0, 1.0, 201))))
+
+        def hold(alarms):
+            return self.hold(alarms, recording.readings, recording.probes)
+
         chosen = _calibrate_per_class(recording, layout, lambda threshold: held_scores >= threshold, candidates,
-                                      precision)
+                                      precision, hold, self.sensors)
         self.threshold, self.permissive_threshold = (float(value) for value in chosen)
-        alarms = hold_until_discharge(held_scores >= self._thresholds(layout), recording.readings)
+        alarms = hold(held_scores >= self._thresholds(layout))
         return {"threshold": self.threshold, "permissive_threshold": self.permissive_threshold,
                 "probability": _sigmoid(self.threshold),
                 "permissive_probability": _sigmoid(self.permissive_threshold),
-                **score(recording, alarms).as_dict()}
+                **score(recording, alarms, self.sensors).as_dict()}
 
     def _thresholds(self, layout: LaneLayout) -> np.ndarray:
         return np.where(layout.permissive, self.permissive_threshold, self.threshold)
 
-    def _scores(self, models, readings: np.ndarray, layout: LaneLayout) -> np.ndarray:
-        features = torch.as_tensor(window_features(readings, layout, self.history))
+    def _scores(self, models, readings: np.ndarray, layout: LaneLayout, probes: np.ndarray | None = None) -> np.ndarray:
+        features, gate = self.inputs(readings, layout, probes)
+        features = torch.as_tensor(features)
         with torch.no_grad():
             logits = torch.stack([m(features.reshape(-1, features.shape[-1])).reshape(features.shape[:2])
                                   for m in models]).mean(0).numpy()
-        return np.where(standing(readings), logits, -np.inf)
+        return np.where(gate, logits, -np.inf)
 
-    def scores(self, readings: np.ndarray, layout: LaneLayout) -> np.ndarray:
-        """``[T, N]`` the mean logit of the fold models (-inf where nothing stands at the line)."""
+    def scores(self, readings: np.ndarray, layout: LaneLayout, probes: np.ndarray | None = None) -> np.ndarray:
+        """``[T, N]`` the mean logit of the fold models (-inf outside the gate: where nothing
+        stands at the line, for this class)."""
         if not self.models:
             raise CommandError(SOURCE, "models", [], "call fit() before scoring or detecting")
         _check(readings, layout)
-        return self._scores(self.models, readings, layout)
+        return self._scores(self.models, readings, layout, probes)
 
-    def detect(self, readings: np.ndarray, layout: LaneLayout) -> np.ndarray:
-        return hold_until_discharge(self.scores(readings, layout) >= self._thresholds(layout), readings)
+    def detect(self, readings: np.ndarray, layout: LaneLayout, probes: np.ndarray | None = None) -> np.ndarray:
+        return self.hold(self.scores(readings, layout, probes) >= self._thresholds(layout), readings, probes)
 
 
 def _sigmoid(logit: float) -> float:
@@ -326,4 +351,4 @@ def _sigmoid(logit: float) -> float:
 
 
 __all__ = ["BlockageRule", "LaneLayout", "LearnedClassifier", "frame_features", "hold_until_discharge",
-           "intersection_groups", "lane_layout", "standing", "waiting_green", "window_features"]
+           "intersection_groups", "lane_layout", "stack_windows", "standing", "waiting_green", "window_features"]

@@ -64,6 +64,7 @@ class ProbeFusionRule:
     blockage: BlockageRule = field(default_factory=BlockageRule)
     use_blockage: bool = True  # calibrate turns it off where the blockage rule alone misses the precision
     name: str = "probe_fusion"
+    sensors = "fused"  # (class attribute) its delays count from the first evidence to lanes or probes
 
     def _probe_raw(self, gap: np.ndarray, persist: int, gap_m: float) -> np.ndarray:
         """Raw probe alarms ``[..., T, N]`` (before holding)."""
@@ -108,7 +109,7 @@ class ProbeFusionRule:
         for persist in PERSIST_CANDIDATES:
             for gap_m in GAP_CANDIDATES_M:
                 alarms = hold_until_discharge(blockage | self._probe_raw(gap, persist, gap_m), recording.readings)
-                scores = score(recording, alarms)
+                scores = score(recording, alarms, self.sensors)
                 if scores.alarms and scores.precision >= precision:
                     key = (-scores.recall, scores.mean_time_to_detect_s)  # recall first: a mean over fewer is no gain
                     if best_key is None or key < best_key:

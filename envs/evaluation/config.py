@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from envs.incidents.probes import ProbeSpec
 from envs.scenario.splits import DemandSpec
 
 
@@ -55,8 +56,12 @@ class DetectionConfig:
     interval_s: int = 10  # seconds between detector readings
     # calibration target per lane class on the training recordings (out-of-fold for the learned one)
     target_precision: float = 0.95
+    # blockage_rule, learned_mlp (lane detectors); probe_fusion, learned_fusion (lane detectors and
+    # probes); probe_only (probes alone; needs probes.p > 0) — agents/incidents/detection_task.py
     classifiers: List[str] = field(default_factory=lambda: ["blockage_rule", "learned_mlp"])
     learned: LearnedDetectionConfig = field(default_factory=LearnedDetectionConfig)
+    # probe vehicles recorded beside the lane detectors (envs/incidents/probes.py); p = 0: none
+    probes: ProbeSpec = field(default_factory=ProbeSpec)
 
 
 __all__ = ["DetectionConfig", "EvalEpisodes", "EvaluationConfig", "LearnedDetectionConfig"]

@@ -114,25 +114,38 @@ def signals_report(all_rows: list[dict], controllers: list[str], conditions: lis
     return stats, table
 
 
-def detection_table(tallies: dict[str, list], draws: int = 1000, seed: int = 0) -> str:
-    """Markdown table of incident-detection scores, one row per classifier, from per-copy tallies
-    (`envs.incidents.detection.tally`); [low, high] = 95% bootstrap interval over copies (the same
-    resamples for every row)."""
+def detection_intervals(tallies: dict[str, list], draws: int = 1000, seed: int = 0) -> dict[str, dict]:
+    """Per row: ``{"scores": Scores over all copies, figure: (low, high)}`` for every
+    `DETECTION_COLUMNS` figure — the 95% bootstrap interval over copies (the same resamples for
+    every row; NaN where no resample has the figure)."""
     from envs.incidents.detection import combine
 
     copies = len(next(iter(tallies.values())))
     rng = np.random.default_rng(seed)
     samples = [rng.integers(0, copies, copies) for _ in range(draws)]
-    lines = ["| classifier | " + " | ".join(label for _, label, _, _ in DETECTION_COLUMNS)
-             + " | alarms | incidents detected |", "|---|" + "---:|" * (len(DETECTION_COLUMNS) + 2)]
+    out = {}
     for name, per_copy in tallies.items():
-        overall = combine(per_copy)
         boots = [combine([per_copy[c] for c in sample]) for sample in samples]
-        cells = []
-        for figure, _, scale, digits in DETECTION_COLUMNS:
+        row = {"scores": combine(per_copy)}
+        for figure, _, _, _ in DETECTION_COLUMNS:
             values = np.array([getattr(b, figure) for b in boots], dtype=float)
             values = values[np.isfinite(values)]
             low, high = np.quantile(values, [0.025, 0.975]) if values.size else (np.nan, np.nan)
+            row[figure] = (float(low), float(high))
+        out[name] = row
+    return out
+
+
+def detection_table(tallies: dict[str, list], draws: int = 1000, seed: int = 0) -> str:
+    """Markdown table of incident-detection scores, one row per classifier, from per-copy tallies
+    (`envs.incidents.detection.tally`); [low, high] = 95% bootstrap interval over copies (the same
+    resamples for every row)."""
+    lines = ["| classifier | " + " | ".join(label for _, label, _, _ in DETECTION_COLUMNS)
+             + " | alarms | incidents detected |", "|---|" + "---:|" * (len(DETECTION_COLUMNS) + 2)]
+    for name, row in detection_intervals(tallies, draws, seed).items():
+        overall, cells = row["scores"], []
+        for figure, _, scale, digits in DETECTION_COLUMNS:
+            low, high = row[figure]
             cells.append(f"{getattr(overall, figure) * scale:.{digits}f} "
                          f"[{low * scale:.{digits}f}, {high * scale:.{digits}f}]")
         lines.append(f"| {name} | " + " | ".join(cells)

@@ -34,18 +34,20 @@ step. `score` turns alarms into the benchmark's figures:
 - precision = true alarms / alarms; recall = incidents with a true alarm / incidents;
 - false alarms per hour, per network (copy);
 - mean time to detect = mean over detected incidents of first true alarm − incident start;
-- and, to separate what a classifier could have known, the incident's first *evidence*
-  (`evidence`): the first reading while it is active in which a vehicle stands (``halting``
-  >= 1) in the closed lane's first 50 m segment (``seg0`` >= 1) and the lane had green in the
-  interval (``green`` > 0). Before it the closed lane's readings are those of an open lane that
-  is empty, or whose queue is explained by a red light, so a classifier alarming earlier guesses.
-  Reported: the *oracle floor* — mean over incidents with evidence of start → first evidence:
-  the mean time to detect of the ideal classifier that alarms at the first evidence reading
-  (`oracle_alarms`), a lower bound for any classifier reading these data, up to lucky guesses —
-  and each classifier's mean time from evidence to its first true alarm, over incidents it
-  detected at or after their evidence. An incident without evidence while active (no vehicle
-  reached the closed lane's stop line) cannot be detected except by guessing, so the share of
-  incidents with evidence bounds recall.
+- and, to separate what a classifier could have known, the incident's first *evidence* to a
+  sensor set (``"lane"`` detectors, ``"probe"`` vehicles, ``"fused"``: both;
+  `envs.incidents.evidence`, recorded by `record` in ``Recording.evidence``): for the lane
+  detectors and a closure at the stop line, the first reading while it is active in which a
+  vehicle stands (``halting`` >= 1) in the closed lane's first 50 m segment (``seg0`` >= 1) and
+  the lane had green in the interval (``green`` > 0) — before it the closed lane reads like an
+  empty lane or a red light (`evidence`); for a closure mid-lane, the first reading in which a
+  vehicle stands behind the blockage unexplained by the signal. Reported: the *oracle floor* —
+  mean over incidents with evidence of start → first evidence: the mean time to detect of the
+  ideal classifier that alarms at the first evidence reading (`oracle_alarms`), a lower bound
+  for any classifier reading those sensors, up to lucky guesses — and each classifier's mean
+  time from evidence to its first true alarm, over incidents it detected at or after their
+  evidence. An incident without evidence while active cannot be detected except by guessing,
+  so the share of incidents with evidence bounds recall.
 
 Scores are sums over copies (`tally` per copy, `combine`), so bootstrap resamples of copies
 cost no rescan of the readings.
@@ -62,6 +64,8 @@ from envs.engine import EngineParams, Simulator, signal_state
 from envs.engine.readings import segment_counts
 from envs.engine.intersections import lane_movements
 from envs.engine.readings import lane_halting
+from envs.errors import ConfigError
+from envs.incidents.evidence import SENSORS, EvidenceRecorder, evidence_by_sensors
 from envs.incidents.perturbations import Incident, Perturbation, sample_incidents, with_incidents
 from envs.incidents.probes import ProbeSensor, ProbeSpec
 from envs.scenario import Scenario
@@ -71,6 +75,7 @@ READINGS = ("count", "halting", "seg0", "seg1", "seg2", "speed", "outflow", "gre
 COLUMN = {name: k for k, name in enumerate(READINGS)}
 PROBE_READINGS = ("reports", "halted", "halted_nearest_m", "halted_furthest_m")  # `ProbeLanes`' fields
 PROBE_COLUMN = {name: k for k, name in enumerate(PROBE_READINGS)}
+SOURCE = "<incident detection>"
 
 
 @dataclass
@@ -86,6 +91,17 @@ class Recording:
     interval_s: int
     probes: np.ndarray | None = None  # [B, T, N, len(PROBE_READINGS)] when recorded with probes
     split: str | None = None  # the split the copies were drawn from (calibration takes "train" only)
+    # {sensor set: [B, T, N]} first-evidence readings (envs/incidents/evidence.py); None: the
+    # lane detectors' stop-line definition (`evidence`) read from the readings
+    evidence: dict | None = None
+
+    def seen(self, sensors: str = "lane") -> np.ndarray:
+        """``[B, T, N]`` the readings that show evidence to the sensor set `sensors`."""
+        if self.evidence is not None:
+            return self.evidence[sensors]
+        if sensors != "lane":
+            raise ConfigError(SOURCE, "sensors", sensors, "this recording holds lane-detector evidence only")
+        return evidence(self.readings)
 
 
 def monitored_lanes(scenario: Scenario) -> np.ndarray:
@@ -101,6 +117,19 @@ def record(
 ) -> Recording:
     """Run `controller` on copies with incidents (copy k: demand and incidents of seed
     ``seeds[k]`` of `split`) and record the detector readings (see the module doc)."""
+    return record_sweep(scenario, controller, perturbation, split, seeds, steps, interval_s, demand, progress,
+                        params, [probes] if probes is not None else [])[0]
+
+
+def record_sweep(
+    scenario: Scenario, controller, perturbation: Perturbation, split: str, seeds: list[int],
+    steps: int = 3600, interval_s: int = 10, demand: DemandSpec | None = None, progress=None,
+    params: EngineParams | None = None, probe_specs=(),
+) -> list[Recording]:
+    """`record` with several probe configurations at once: probes change no vehicle's way, so
+    one run serves them all. One `Recording` per spec of `probe_specs` (the same readings, truth
+    and lane evidence; each its own probe readings and probe evidence); one without probes when
+    `probe_specs` is empty."""
     network = scenario.network
     demand = demand or DemandSpec("poisson")
     trips = [sample_trips(scenario, demand, split, s, horizon=steps) for s in seeds]
@@ -113,10 +142,12 @@ def record(
     outflow = torch.zeros(sim.batch_size, num_lanes + 1, device=sim.device)
     green_s = torch.zeros(sim.batch_size, num_lanes, device=sim.device)
     feeds = lane_movements(network).to(torch.float32)  # [L, M]
-    sensor = ProbeSensor(probes, network, sim.batch_size) if probes is not None else None
-    for b, seed in enumerate(seeds if sensor is not None else []):
-        sensor.start_episode(b, split, seed)
-    readings, times, probe_frames = [], [], []
+    sensors = [ProbeSensor(spec, network, sim.batch_size) for spec in probe_specs]
+    witnesses = [EvidenceRecorder(network, incidents, lanes_t, sim.params.halting_speed, interval_s) for _ in sensors or [None]]
+    for sensor in sensors:
+        for b, seed in enumerate(seeds):
+            sensor.start_episode(b, split, seed)
+    readings, times, probe_frames, evidence_frames = [], [], [[] for _ in sensors], [[] for _ in witnesses]
     for k in range(steps):
         before_lane, before_trip = sim.state.veh_lane[:, :-1].clone(), sim.state.veh_trip[:, :-1].clone()
         sim.step(controller.act(sim))
@@ -128,8 +159,9 @@ def record(
         outflow.scatter_add_(1, torch.where(left, was, num_lanes), left.to(torch.float32))
         green, _ = signal_state(network, sim.params, after.phase, after.prev_phase, after.phase_timer - 1)
         green_s += ((green.to(torch.float32) @ feeds.T) > 0).to(torch.float32)
-        if sensor is not None:
+        for sensor, witness in zip(sensors, witnesses):
             sensor.observe(after)
+            witness.observe_probes(sensor, after)
         if (k + 1) % interval_s == 0:
             state = after
             count = state.lane_count[:, :num_lanes].to(torch.float32)
@@ -144,20 +176,26 @@ def record(
             frame = torch.stack([count, halting, segments[..., 0], segments[..., 1], segments[..., 2], speed,
                                  outflow[:, :num_lanes], green_s], -1)[:, lanes_t]
             readings.append(frame.cpu().numpy())
-            if sensor is not None:
-                probe_frames.append(torch.stack(list(sensor.latest), -1)[:, lanes_t].cpu().numpy())
+            for frames, sensor in zip(probe_frames, sensors):
+                frames.append(torch.stack(list(sensor.latest), -1)[:, lanes_t].cpu().numpy())
+            for frames, witness in zip(evidence_frames, witnesses):
+                frames.append(witness.frame(state, green_s, segments[..., 0], halting).cpu().numpy())
             times.append(k + 1)
             outflow.zero_()
             green_s.zero_()
         if progress is not None:
             progress(1)
     truth = np.zeros((len(seeds), len(times), len(lanes)), dtype=bool)
-    recording = Recording(np.stack(readings, 1), truth, lanes, np.asarray(times), incidents, interval_s,
-                          np.stack(probe_frames, 1) if sensor is not None else None, split)
+    stacked = np.stack(readings, 1)
+    out = []
+    for n, frames in enumerate(evidence_frames):
+        probes = np.stack(probe_frames[n], 1) if sensors else None
+        out.append(Recording(stacked, truth, lanes, np.asarray(times), incidents, interval_s, probes, split,
+                             evidence_by_sensors(np.stack(frames, 1))))
     for b in range(len(seeds)):
-        for _, n, active in scored_incidents(recording, b):
+        for _, n, active in scored_incidents(out[0], b):
             truth[b, :, n] |= active
-    return recording
+    return out
 
 
 def evidence(readings: np.ndarray) -> np.ndarray:
@@ -211,10 +249,11 @@ def scored_incidents(recording: Recording, copy: int):
             yield incident, n, (times > incident.start) & (times - recording.interval_s < incident.end)
 
 
-def incident_times(recording: Recording, alarms: np.ndarray, copy: int) -> list[IncidentTimes]:
-    """Per scored closure of copy `copy`, its `IncidentTimes` under `alarms` ``[T, N]``."""
+def incident_times(recording: Recording, alarms: np.ndarray, copy: int, sensors: str = "lane") -> list[IncidentTimes]:
+    """Per scored closure of copy `copy`, its `IncidentTimes` under `alarms` ``[T, N]`` (first
+    evidence: to the sensor set `sensors`, `envs.incidents.evidence`)."""
     true_onset = _onsets(alarms) & recording.truth[copy]
-    seen = evidence(recording.readings[copy])
+    seen = recording.seen(sensors)[copy]
     times, out = recording.times, []
     for incident, n, active in scored_incidents(recording, copy):
         first_evidence = np.flatnonzero(active & seen[:, n])
@@ -225,13 +264,13 @@ def incident_times(recording: Recording, alarms: np.ndarray, copy: int) -> list[
     return out
 
 
-def oracle_alarms(recording: Recording) -> np.ndarray:
+def oracle_alarms(recording: Recording, sensors: str = "lane") -> np.ndarray:
     """``[B, T, N]`` the ideal evidence-based classifier: an alarm on each closed lane from its
     first evidence reading to the closure's end, no other alarm. Its mean time to detect is the
     oracle floor."""
     alarms = np.zeros(recording.truth.shape, dtype=bool)
     for b in range(alarms.shape[0]):
-        seen = evidence(recording.readings[b])
+        seen = recording.seen(sensors)[b]
         for _, n, active in scored_incidents(recording, b):
             alarms[b, :, n] |= active & np.maximum.accumulate(active & seen[:, n])
     return alarms
@@ -248,11 +287,11 @@ class CopyTally:
     seconds: float  # recorded time
 
 
-def tally(recording: Recording, alarms: np.ndarray, copy: int) -> CopyTally:
-    """Copy `copy`'s tally of `alarms` ``[T, N]`` (see the module doc)."""
+def tally(recording: Recording, alarms: np.ndarray, copy: int, sensors: str = "lane") -> CopyTally:
+    """Copy `copy`'s tally of `alarms` ``[T, N]`` (see the module doc; evidence to `sensors`)."""
     onset = _onsets(alarms)
     return CopyTally(int(onset.sum()), int((onset & recording.truth[copy]).sum()),
-                     tuple(incident_times(recording, alarms, copy)), float(recording.times[-1]))
+                     tuple(incident_times(recording, alarms, copy, sensors)), float(recording.times[-1]))
 
 
 @dataclass(frozen=True)
@@ -301,18 +340,19 @@ def combine(tallies: list[CopyTally]) -> Scores:
     )
 
 
-def score(recording: Recording, alarms: np.ndarray) -> Scores:
+def score(recording: Recording, alarms: np.ndarray, sensors: str = "lane") -> Scores:
     """The benchmark's figures for `alarms` ``[B, T, N]`` (see the module doc)."""
-    return combine([tally(recording, alarms[b], b) for b in range(recording.readings.shape[0])])
+    return combine([tally(recording, alarms[b], b, sensors) for b in range(recording.readings.shape[0])])
 
 
 def subset(recording: Recording, copies: np.ndarray) -> Recording:
     """The recording of some copies (for bootstrap intervals over copies)."""
     return Recording(recording.readings[copies], recording.truth[copies], recording.lanes, recording.times,
                      [recording.incidents[c] for c in copies], recording.interval_s,
-                     None if recording.probes is None else recording.probes[copies], recording.split)
+                     None if recording.probes is None else recording.probes[copies], recording.split,
+                     None if recording.evidence is None else {k: v[copies] for k, v in recording.evidence.items()})
 
 
-__all__ = ["COLUMN", "PROBE_COLUMN", "PROBE_READINGS", "READINGS", "CopyTally", "IncidentTimes", "Recording", "Scores", "combine", "evidence",
-           "incident_times", "monitored_lanes", "oracle_alarms", "record", "score",
+__all__ = ["COLUMN", "PROBE_COLUMN", "PROBE_READINGS", "READINGS", "SENSORS", "CopyTally", "IncidentTimes", "Recording", "Scores", "combine", "evidence",
+           "incident_times", "monitored_lanes", "oracle_alarms", "record", "record_sweep", "score",
            "scored_incidents", "subset", "tally"]

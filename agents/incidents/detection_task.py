@@ -1,0 +1,128 @@
+"""The incident-detection task's detectors by name: which sensors each reads, calibrating them on
+a training recording, and their held-out alarms and tallies beside the ideal detector of each
+sensor set (evaluate.py ``task=incident_detection`` and benchmarks/incident_detection.py).
+
+==================  ========  ==============================================================
+detector            sensors   what (module)
+==================  ========  ==============================================================
+``blockage_rule``   lane      persistence rule on the stop line (classifiers.py)
+``learned_mlp``     lane      MLP over lane-detector windows (classifiers.py)
+``probe_fusion``    fused     probe gap rule fused with the blockage rule (probe_fusion.py)
+``learned_fusion``  fused     the MLP with the probe summary added (learned_fusion.py)
+``probe_only``      probe     the MLP over the probe summary alone (learned_fusion.py)
+==================  ========  ==============================================================
+
+The ideal detector of a sensor set (`ORACLES`) alarms at each closure's first evidence to those
+sensors (envs/incidents/evidence.py): the floor of that set's time to detect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from agents.incidents.classifiers import BlockageRule, LaneLayout, LearnedClassifier
+from agents.incidents.learned_fusion import LearnedFusion, ProbeOnly
+from agents.incidents.probe_fusion import ProbeFusionRule
+from envs.errors import ConfigError
+from envs.incidents.detection import Recording, oracle_alarms, tally
+
+DETECTORS = {"blockage_rule": "lane", "learned_mlp": "lane", "probe_fusion": "fused",
+             "learned_fusion": "fused", "probe_only": "probe"}
+LEARNED = {"learned_mlp": LearnedClassifier, "learned_fusion": LearnedFusion, "probe_only": ProbeOnly}
+ORACLES = {"lane": "oracle_first_evidence", "fused": "oracle_fused_evidence", "probe": "oracle_probe_evidence"}
+
+
+@dataclass(frozen=True)
+class LearnedSettings:
+    """The learned detectors' shape and training (envs/evaluation/config.py holds the defaults)."""
+
+    history: int = 6
+    hidden: int = 64
+    epochs: int = 30
+    folds: int = 4
+
+
+def check_detectors(names, probe_p: float, train_copies: int, folds: int) -> None:
+    """Config errors before any recording: an unknown name, a probe-only detector without
+    probes, a fold count the training copies cannot hold."""
+    for name in names:
+        if name not in DETECTORS:
+            raise ConfigError("<config>", "detection.classifiers", name, f"known: {', '.join(DETECTORS)}")
+        if DETECTORS[name] == "probe" and probe_p <= 0:
+            raise ConfigError("<config>", "detection.probes.p", probe_p,
+                              f"{name} reads probe reports only: needs a probe share > 0")
+    if any(name in LEARNED for name in names):
+        # out-of-fold calibration needs a copy left out of every model, and a model per fold
+        if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= train_copies:
+            raise ConfigError("<config>", "detection.learned.folds", folds,
+                              f"must be an integer in [2, detection.train_copies = {train_copies}]")
+
+
+def calibrate(name: str, train: Recording, layout: LaneLayout, precision: float, learned: LearnedSettings,
+              log=print, progress=None):
+    """Detector `name` calibrated / trained on the training recording `train`; returns
+    ``(detector, chosen)`` (its parameters and training figures)."""
+    if name == "blockage_rule":
+        detector = BlockageRule()
+        return detector, detector.calibrate(train, layout, precision=precision)
+    if name == "probe_fusion":
+        detector = ProbeFusionRule()
+        return detector, detector.calibrate(train, layout, precision=precision)
+    detector = LEARNED[name](history=learned.history, hidden=learned.hidden, folds=learned.folds, seed=0)
+    try:
+        chosen = detector.fit(train, layout, epochs=learned.epochs, precision=precision, log=log, progress=progress)
+    except ConfigError as error:  # no incident left a trace it reads
+        if error.field != "recording.copies":
+            raise
+        raise ConfigError("<config>", "detection.train_copies", len(train.readings), f"{name}: {error.reason}") from error
+    return detector, chosen
+
+
+def describe(name: str, chosen: dict) -> str:
+    """One line of what calibration chose."""
+    if name == "blockage_rule":
+        what = f"green_s = {chosen['green_s']:g}, permissive_green_s = {chosen['permissive_green_s']:g}"
+    elif name == "probe_fusion":
+        what = f"persist = {chosen['persist']}, gap_m = {chosen['gap_m']:g}, blockage rule {'on' if chosen['use_blockage'] else 'off'}"
+    else:
+        what = f"thresholds {chosen['probability']:.3f}, permissive lanes {chosen['permissive_probability']:.3f}"
+    return f"{name}: {what} (training precision {chosen['precision']:.3f})"
+
+
+def alarms(detector, recording: Recording, layout: LaneLayout) -> np.ndarray:
+    """``[B, T, N]`` the detector's alarms on every copy of `recording`."""
+    probes = recording.probes
+    if isinstance(detector, BlockageRule):
+        return np.stack([detector.detect(copy, layout) for copy in recording.readings])
+    if isinstance(detector, ProbeFusionRule) or (isinstance(detector, LearnedClassifier) and detector.sensors != "lane"):
+        if probes is None:
+            raise ConfigError("<config>", "detection.probes", None, f"{detector.name} needs a recording with probes")
+        return np.stack([detector.detect(copy, layout, probes[b]) for b, copy in enumerate(recording.readings)])
+    return np.stack([detector.detect(copy, layout) for copy in recording.readings])
+
+
+def held_out_tallies(recording: Recording, detectors: dict, layout: LaneLayout) -> dict[str, list]:
+    """Per row name, the per-copy tallies on the held-out `recording`: first the ideal detector of
+    each sensor set the detectors read (lane detectors' always), then the detectors, each scored
+    from the first evidence to its own sensors."""
+    sets = ["lane"] + [s for s in ("fused", "probe") if any(DETECTORS[n] == s for n in detectors)]
+    copies = range(recording.readings.shape[0])
+    out = {}
+    for sensors in sets:
+        ideal = oracle_alarms(recording, sensors)
+        out[ORACLES[sensors]] = [tally(recording, ideal[b], b, sensors) for b in copies]
+    for name, detector in detectors.items():
+        raised = alarms(detector, recording, layout)
+        out[name] = [tally(recording, raised[b], b, DETECTORS[name]) for b in copies]
+    return out
+
+
+def sensors_of(row: str) -> str:
+    """The sensor set of a row of `held_out_tallies` (a detector or an ideal detector)."""
+    return DETECTORS.get(row) or next(s for s, oracle in ORACLES.items() if oracle == row)
+
+
+__all__ = ["DETECTORS", "LEARNED", "ORACLES", "LearnedSettings", "alarms", "calibrate", "check_detectors",
+           "describe", "held_out_tallies", "sensors_of"]

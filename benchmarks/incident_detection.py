@@ -1,0 +1,158 @@
+"""Incident detection with probe vehicles: a sweep over the probe share p and the incident
+placement, every detector beside the ideal detector of its sensors (the floor).
+
+    GRIDLIGHT_DATA_DIR=/work/shared/datasets OMP_NUM_THREADS=1 python benchmarks/incident_detection.py \\
+        --scenario hangzhou_4x4 --copies 64 --train-copies 64
+
+Per placement (uniform, traffic) it records the training and held-out copies ONCE with a probe
+sensor per p (probes change no vehicle's way: `envs.incidents.detection.record_sweep`), exactly
+as ``evaluate.py task=incident_detection`` records them (its functions, its config), calibrates
+the lane-only detectors once (their inputs do not depend on p) and the probe detectors per p,
+on the training copies only, and scores all on the held-out copies. Each point's table, CSVs and
+plot go to ``--report-dir/<placement>_p<p>/`` in evaluate.py's format; every point prints one
+JSON line; ``--out`` (default docs/results/incident_detection.json) gets every entry
+(`envs.evaluation.detection_results`). Each entry's ``command`` re-runs its point alone with
+evaluate.py (same recordings, same seeds: the same figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+import evaluate  # noqa: E402
+from agents.incidents.classifiers import lane_layout  # noqa: E402
+from agents.incidents.detection_task import DETECTORS, LearnedSettings, calibrate, describe, held_out_tallies, sensors_of  # noqa: E402
+from benchmarks.common import emit, log, machine_info  # noqa: E402
+from envs.evaluation.detection_results import result_entries, skipped_entry, write_results  # noqa: E402
+from envs.incidents.probes import ProbeSpec  # noqa: E402
+
+PROBE_SHARES = (0.0, 0.01, 0.05, 0.10, 0.20)
+PLACEMENTS = ("uniform", "traffic")
+ALL_DETECTORS = tuple(DETECTORS)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", default="hangzhou_4x4")
+    parser.add_argument("--copies", type=int, default=64, help="held-out copies per placement")
+    parser.add_argument("--train-copies", type=int, default=64, help="training copies per placement")
+    parser.add_argument("--p", default=",".join(f"{p:g}" for p in PROBE_SHARES), help="probe shares, comma-separated")
+    parser.add_argument("--placements", default=",".join(PLACEMENTS))
+    parser.add_argument("--position", default="random", help="perturbation.incidents.position")
+    parser.add_argument("--detectors", default=",".join(ALL_DETECTORS))
+    parser.add_argument("--epochs", type=int, default=None, help="detection.learned.epochs (default: the config's)")
+    parser.add_argument("--out", default=str(ROOT / "docs/results/incident_detection.json"))
+    parser.add_argument("--report-dir", default=str(ROOT / "outputs/incident_detection"))
+    parser.add_argument("--override", action="append", default=[], help="extra evaluate.py config override")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep --out's entries of the placements this run does not do (one run per placement)")
+    return parser.parse_args(argv)
+
+
+def overrides(args, placement: str, p: float | None = None, detectors=None) -> list[str]:
+    out = ["task=incident_detection", f"scenario={args.scenario}", "perturbation=incident",
+           f"perturbation.incidents.position={args.position}", f"detection.placement={placement}",
+           f"detection.copies={args.copies}", f"detection.train_copies={args.train_copies}"]
+    if args.epochs is not None:
+        out.append(f"detection.learned.epochs={args.epochs}")
+    if p is not None:
+        out += [f"detection.probes.p={p:g}", f"detection.classifiers=[{','.join(detectors)}]"]
+    return out + list(args.override)
+
+
+def compose_config(args, placement: str):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose(config_name="evaluate", overrides=[*overrides(args, placement), "eval.progress=false"])
+
+
+def point_command(args, placement: str, p: float, detectors) -> str:
+    return "python evaluate.py " + " ".join(shlex.quote(o) for o in overrides(args, placement, p, detectors))
+
+
+def run_placement(args, placement: str, shares: list[float], names: list[str]) -> list[dict]:
+    cfg = compose_config(args, placement)
+    start = time.perf_counter()
+    scenario, perturbation = evaluate.detection_scenario(cfg)
+    specs = [ProbeSpec(p=p, seed=int(cfg.detection.probes.seed)) for p in shares]
+    log(f"{placement}: recording {args.train_copies} + {args.copies} copies with probes p = {shares}")
+    recordings = evaluate.record_detection(cfg, scenario, perturbation, specs)
+    recorded_s = time.perf_counter() - start
+    layout = lane_layout(scenario.network, recordings["train"][0].lanes)
+    det = cfg.detection
+    learned = LearnedSettings(**{k: int(det.learned[k]) for k in ("history", "hidden", "epochs", "folds")})
+    precision = float(det.target_precision)
+    lane_only = {}
+    for name in (n for n in names if DETECTORS[n] == "lane"):  # their inputs do not depend on p
+        lane_only[name], chosen = calibrate(name, recordings["train"][0], layout, precision, learned, log=log)
+        log(f"{placement}: {describe(name, chosen)}")
+    lane_s = time.perf_counter() - start - recorded_s
+    entries = []
+    for k, p in enumerate(shares):
+        point_start = time.perf_counter()
+        train, held_out = recordings["train"][k], recordings["eval"][k]
+        detectors, skipped = dict(lane_only), []
+        for name in (n for n in names if DETECTORS[n] != "lane"):
+            if DETECTORS[name] == "probe" and p <= 0:
+                skipped.append(name)  # nothing to read
+                continue
+            detectors[name], chosen = calibrate(name, train, layout, precision, learned, log=log)
+            log(f"{placement}, p = {p:g}: {describe(name, chosen)}")
+        tallies = held_out_tallies(held_out, detectors, layout)
+        out_dir = Path(args.report_dir) / f"{placement}_p{p:g}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON lines only
+            evaluate.detection_report(cfg, out_dir, scenario, perturbation, tallies, p)
+        # a point's wall time: the shared recording and lane-only training, split evenly, plus its own
+        wall = (recorded_s + lane_s) / len(shares) + time.perf_counter() - point_start
+        command = point_command(args, placement, p, [n for n in names if n not in skipped])
+        point = result_entries(tallies, sensors_of, placement, p, command, wall)
+        point += [skipped_entry(n, DETECTORS[n], placement, p, "no probe reports at p = 0", command) for n in skipped]
+        for entry in point:
+            emit(entry)
+        entries += point
+    return entries
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    shares = [float(x) for x in args.p.split(",")]
+    names = args.detectors.split(",")
+    for name in names:
+        if name not in DETECTORS:
+            raise SystemExit(f"error: --detectors: unknown detector {name!r}; known: {', '.join(DETECTORS)}")
+    start, entries = time.perf_counter(), []
+    for placement in args.placements.split(","):
+        entries += run_placement(args, placement, shares, names)
+    wall = time.perf_counter() - start
+    argv_text = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    meta = {"benchmark": "incident_detection", "command": f"python benchmarks/incident_detection.py {argv_text}".strip(),
+            "scenario": args.scenario, "copies": args.copies, "train_copies": args.train_copies,
+            "position": args.position, "probe_shares": shares, "placements": args.placements.split(","),
+            "wall_s": round(wall, 1), "machine": machine_info(), "date": time.strftime("%Y-%m-%d", time.gmtime())}
+    placements = set(args.placements.split(","))
+    if args.merge and Path(args.out).is_file():  # the other placements' entries, from their own runs
+        earlier = json.loads(Path(args.out).read_text())
+        kept = [e for e in earlier["results"] if e["placement"] not in placements]
+        entries = kept + entries
+        meta["runs"] = [r for r in earlier["meta"].get("runs", [earlier["meta"]]) if set(r["placements"]) - placements]
+        meta["runs"] = [*meta["runs"], {k: v for k, v in meta.items() if k != "runs"}]
+    write_results(Path(args.out), entries, meta)
+    emit({"benchmark": "incident_detection", "out": str(args.out), "wall_s": round(wall, 1)})
+
+
+if __name__ == "__main__":
+    main()
