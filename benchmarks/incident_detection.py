@@ -1,7 +1,7 @@
 """Incident detection with probe vehicles: a sweep over the probe share p and the incident
 placement, every detector beside the ideal detector of its sensors (the floor).
 
-    GRIDLIGHT_DATA_DIR=/work/shared/datasets OMP_NUM_THREADS=1 python benchmarks/incident_detection.py \\
+    GRIDLIGHT_DATA_DIR=../shared/datasets OMP_NUM_THREADS=1 python benchmarks/incident_detection.py \\
         --scenario hangzhou_4x4 --copies 64 --train-copies 64
 
 Per placement (uniform, traffic) it records the training and held-out copies ONCE with a probe
