@@ -19,6 +19,11 @@
 #                     64 demand samples, 5 steps: peak GPU memory (target: within 40 GB)
 #   sim_manhattan     sim_throughput.py --device cuda --compile, manhattan_28x7 (196 signals),
 #                     B = 1024, samples (needs sumo/manhattan_28x7 in the data directory)
+#   city_day          city_day.py --device cuda, grid_16x8, 16 copies x 1 h of the city-day
+#                     (08:00-09:00, the morning peak) with incidents at 25/h and 5% probes, after
+#                     a 30-minute training run: wall time to simulate (eager engine, recording
+#                     readings) and to detect (numpy, on the CPU); the full day is
+#                     docs/incidents.md's "A city-day"
 # Without CUDA it says so, runs small CPU versions of the same scripts (to show they work) and
 # exits 0 when those pass.
 #
@@ -129,6 +134,8 @@ if [ "$CUDA" = 1 ]; then
         --scenarios grid_16x8 --copies 32768 --samples 64 --steps 5
     step sim_manhattan 120 "$PY" benchmarks/sim_throughput.py --device cuda --compile \
         --scenario manhattan_28x7 --copies 1024 --demand samples --warmup 100 --steps 200
+    step city_day 90 "$PY" benchmarks/city_day.py --device cuda --scenario grid_16x8 --copies 16 \
+        --hours 1 --start-hour 8 --train-hours 0.5
 else
     say "CUDA is not available here ($PY): the GPU parts are skipped; running the CPU parts small"
     step tests_cuda 150 "$PY" -m pytest -q -p no:cacheprovider --continue-on-collection-errors tests -k cuda
@@ -143,6 +150,8 @@ else
         --copies 8 --demand samples --warmup 20 --steps 50
     step memory_grid_16x8 90 "$PY" benchmarks/memory_scaling.py --scenarios grid_16x8 --copies 64 \
         --samples 4 --steps 2
+    step city_day 60 "$PY" benchmarks/city_day.py --scenario grid_4x4 --copies 1 --hours 0.25 \
+        --start-hour 8 --train-hours 0.25
 fi
 
 TOTAL=$(( $(date +%s) - START ))

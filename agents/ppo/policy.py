@@ -17,6 +17,13 @@ to a phase command in the checkpoint's ``action_mode`` with the env's own `envs.
 (phase, keep-or-switch, or phase-and-duration with its holds); between decisions it re-issues
 that command, exactly as the env does within an interval.
 
+A policy that observes probe features (``probe_reports``, ``probe_halted``, ``probe_queue_gap``)
+gets a probe sensor of its own (`envs.incidents.probes.ProbeSensor`) with the checkpoint's
+``env.probes`` spec, fed the evaluation copies' state every second as the env feeds its own.
+Copy b's probes are keyed as sample ``probe_samples[b]`` = ``(split, index)`` (default: eval
+sample b; evaluate.py sets each copy's demand seed), so a copy running eval seed s sees the
+same probe vehicles whatever controller or condition it runs, and never a training draw.
+
 ``max_green_s`` (off by default, as in training) adds the deployment controller's max-green
 rule (agents/deploy/runtime.py): a phase the policy keeps is ended, for the next action's phase, at
 the second its green reaches ``max_green_s``. With it, this controller and the exported one
@@ -37,7 +44,9 @@ from sb3_contrib import MaskablePPO
 from agents.ppo.atomic_files import atomic_path
 from envs.engine.simulator import Simulator
 from envs.errors import CheckpointError, CommandError, ConfigError
+from envs.incidents.probes import ProbeSensor, probes_from_config
 from envs.rl.features import check_observation_names, feature_context, observe
+from envs.rl.probe_features import PROBE_FEATURES
 from envs.engine.signals import green_elapsed
 from envs.engine.intersections import current_action, intersection_layout, next_action_phase
 from envs.rl.actions import ActionDecoder, action_settings
@@ -176,6 +185,9 @@ class PolicyController:
                               "a phase_duration policy chooses its green durations: leave max_green_s unset")
         self.max_green_s = max_green_s
         self.detectors = None  # envs.incidents.perturbations.DetectorFaults: what faulty detectors show it
+        # (split, index) keying each copy's probe vehicles (module doc); None: copy b = eval sample b
+        self.probe_samples: list[tuple[str, int]] | None = None
+        self.probes: ProbeSensor | None = None  # built by reset() for a policy that observes probes
         self.last_actions: torch.Tensor | None = None  # [B, I] set at each decision by act()
         self._context = None
         self._command: torch.Tensor | None = None
@@ -200,11 +212,33 @@ class PolicyController:
         self._context = feature_context(sim.network, layout, sim.params)
         if self.detectors is not None:
             self._context = replace(self._context, detectors=self.detectors)
+        self.probes = self._probe_sensor(sim)
+        if self.probes is not None:
+            self._context = replace(self._context, probes=self.probes)
         self._command = sim.keep_command()
         self.policy.set_training_mode(False)
 
+    def _probe_sensor(self, sim: Simulator) -> ProbeSensor | None:
+        """The checkpoint's probe sensor over the simulator's copies (None: no probe feature)."""
+        if not any(f.name.rpartition(":")[2] in PROBE_FEATURES for f in self.features):
+            return None
+        spec = probes_from_config(self.meta["env"].get("probes"), self.source)
+        if spec.p <= 0:  # the training env refuses this; a hand-made meta could still say it
+            raise CheckpointError(self.source, "env.probes.p", spec.p, "the policy observes probe features")
+        samples = self.probe_samples
+        if samples is not None and len(samples) != sim.batch_size:
+            raise ConfigError(self.source, "probe_samples", len(samples),
+                              f"need one (split, index) per copy ({sim.batch_size})")
+        sensor = ProbeSensor(spec, sim.network, sim.batch_size, "eval")
+        for b, (split, index) in enumerate(samples or []):
+            sensor.start_episode(b, split, int(index))
+        sensor.restart(torch.ones(sim.batch_size, dtype=torch.bool, device=sim.device), sim.state)
+        return sensor
+
     def observe(self, sim: Simulator) -> torch.Tensor:
         """Observations ``[B, I, F]``, as `BatchedSignalEnv.observe` computes them."""
+        if self.probes is not None:  # reading the same state twice reports the same (hashed) values
+            self.probes.observe(sim.state)
         return observe(self.features, self._context.at(sim.state), self.normalise)
 
     def actions(self, sim: Simulator) -> torch.Tensor:
@@ -221,6 +255,8 @@ class PolicyController:
     def act(self, sim: Simulator) -> torch.Tensor:
         if self._command is None:
             raise CommandError(self.source, "reset", None, "call reset(sim) before act(sim)")
+        if self.probes is not None:  # the env feeds its sensor after every step: the same state
+            self.probes.observe(sim.state)
         due = sim.state.t % self.decision_interval_s == 0  # [B]; copies may run out of step
         if bool(due.any()):
             actions = self.actions(sim)

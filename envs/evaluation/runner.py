@@ -5,6 +5,8 @@ Both evaluate.py and training's periodic evaluation run their controllers this w
 clean demands first; evaluate.py adds a perturbed condition). Every controller sees the same
 demands, so results are paired by seed. The controllers are passed to `run`, so one batch (and
 its simulator, whose vehicle-slot pool grows once) serves many evaluations of new controllers.
+A controller with a ``probe_samples`` attribute (a policy that observes probe vehicles) is told
+each copy's eval seed, which keys the copy's probe vehicles (`agents.ppo.policy`).
 """
 
 from __future__ import annotations
@@ -84,6 +86,9 @@ class EvaluationBatch:
             raise ValueError(f"the batch has {self.num_controllers} controller slots, got {len(controllers)}")
         sim = self.sim
         sim.reset()
+        for controller in controllers:  # probe-reading policies key each copy's probes by its eval seed
+            if hasattr(controller, "probe_samples"):
+                controller.probe_samples = [("eval", int(s)) for s in self.seed]
         mix = ControllerMix(list(controllers), self.owner)
         mix.reset(sim)
         for k in range(steps):

@@ -45,10 +45,11 @@ def lane_traffic(network: Network, trips: Trips) -> np.ndarray:
             + share(network.road_lanes.cpu().numpy(), per_last_road))
 
 
-def _draw_lanes(spec: IncidentSpec, network: Network, rng: np.random.Generator, trips: Trips | None) -> np.ndarray:
+def _draw_lanes(spec: IncidentSpec, network: Network, rng: np.random.Generator, trips: Trips | None,
+                count: int) -> np.ndarray:
     pool = spec.lane_pool(network)
     if spec.placement == "uniform":
-        return rng.choice(pool, size=spec.count, replace=spec.count > pool.size)
+        return rng.choice(pool, size=count, replace=count > pool.size)
     if trips is None:
         raise ConfigError(SOURCE, "incidents.placement", spec.placement,
                             "traffic placement needs the copy's trips (pass trips= to sample_incidents)")
@@ -57,20 +58,24 @@ def _draw_lanes(spec: IncidentSpec, network: Network, rng: np.random.Generator, 
     if used == 0:
         raise ConfigError(SOURCE, "incidents.placement", spec.placement,
                             f"no trip of {trips.source} uses a lane of the incident pool: nothing to weight by")
-    return rng.choice(pool, size=spec.count, replace=spec.count > used, p=weight / weight.sum())
+    return rng.choice(pool, size=count, replace=count > used, p=weight / weight.sum())
 
 
 def sample_incidents(perturbation: Perturbation, network: Network, split: str, index: int,
                      trips: Trips | None = None) -> list[Incident]:
-    """The incidents of copy `index` of `split` (distinct lanes while the pool allows). `trips`:
+    """The incidents of copy `index` of `split` (distinct lanes while the pool allows; with
+    ``rate_per_hour``, a Poisson number of them, drawn first from the copy's stream). `trips`:
     the copy's demand, which ``placement: traffic`` weights the lanes by."""
     spec = perturbation.incidents
-    if spec is None or spec.count == 0:
+    if spec is None or spec.none:
         return []
     rng = stream_rng(perturbation, split, index, "incidents")
-    lanes = _draw_lanes(spec, network, rng, trips)
+    count = spec.draw_count(rng)  # `count` itself draws nothing: count-mode draws are what they always were
+    if count == 0:
+        return []
+    lanes = _draw_lanes(spec, network, rng, trips, count)
     low, high = time_window(spec.start_s, "incidents.start_s")
-    starts = rng.integers(int(low), int(high) + 1, size=spec.count)
+    starts = rng.integers(int(low), int(high) + 1, size=count)
     # drawn after the lanes and times, so that stop-line incidents keep the draws they always had
     positions = _draw_positions(spec, network, lanes, rng)
     return [Incident(int(lane), int(t), int(t + round(spec.duration_s)), float(spec.capacity), where)

@@ -38,7 +38,10 @@ def time_window(value: Any, name: str) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class IncidentSpec:
-    count: int = 1  # incidents per copy
+    count: int = 1  # incidents per copy (unless rate_per_hour is given)
+    # incidents per hour per copy (network): a Poisson number over the start_s window, replacing
+    # count (which must then stay 1, its default); start times uniform over the window
+    rate_per_hour: float | None = None
     lanes: tuple[str, ...] | None = None  # CityFlow lane ids to draw from; None = random lanes
     start_s: Any = (600.0, 2400.0)  # seconds: a number or a [low, high] range
     duration_s: float = 900.0
@@ -57,6 +60,13 @@ class IncidentSpec:
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
             raise ConfigError(SOURCE, "incidents.count", self.count, "must be an integer >= 0")
         time_window(self.start_s, "incidents.start_s")
+        if self.rate_per_hour is not None:
+            if not finite_number(self.rate_per_hour) or self.rate_per_hour < 0:
+                raise ConfigError(SOURCE, "incidents.rate_per_hour", self.rate_per_hour,
+                                  "must be a number of incidents per hour >= 0 (or null: use count)")
+            if self.count != 1:
+                raise ConfigError(SOURCE, "incidents.count", self.count,
+                                  "give one of count or rate_per_hour, not both")
         if not finite_number(self.duration_s) or self.duration_s <= 0:
             raise ConfigError(SOURCE, "incidents.duration_s", self.duration_s, "must be a number of seconds > 0")
         if not finite_number(self.capacity) or not 0.0 <= self.capacity < 1.0:
@@ -67,6 +77,18 @@ class IncidentSpec:
             if not lanes or not all(isinstance(x, str) for x in lanes):
                 raise ConfigError(SOURCE, "incidents.lanes", self.lanes, "expected a non-empty list of lane ids")
             object.__setattr__(self, "lanes", lanes)
+
+    @property
+    def none(self) -> bool:
+        """Whether no incident is ever drawn (count 0, or a rate of 0)."""
+        return self.rate_per_hour == 0 if self.rate_per_hour is not None else self.count == 0
+
+    def draw_count(self, rng: np.random.Generator) -> int:
+        """The number of incidents of a copy: `count`, or Poisson(rate x window hours) from `rng`."""
+        if self.rate_per_hour is None:
+            return self.count
+        low, high = time_window(self.start_s, "incidents.start_s")
+        return int(rng.poisson(self.rate_per_hour * (high - low) / 3600.0))
 
     def lane_pool(self, network: Network) -> np.ndarray:
         """Global lane ids the incidents are drawn from (checked against the network)."""
@@ -144,7 +166,7 @@ class Perturbation:
 
     @property
     def is_clean(self) -> bool:
-        return ((self.incidents is None or self.incidents.count == 0) and self.surge is None
+        return ((self.incidents is None or self.incidents.none) and self.surge is None
                 and (self.detectors is None or self.detectors.is_clean))
 
 

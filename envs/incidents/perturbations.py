@@ -10,7 +10,10 @@ A `Perturbation` composes (from Hydra's ``configs/perturbation/``, or in code):
   ``position``: ``stop_line`` (the default: the whole lane, acting at its stop line), a fraction
   of the lane's length in [0, 1] from its start, or ``random`` (uniform over the lane's length,
   drawn from the copy's incident stream after its lanes and times, so stop-line draws are
-  unchanged). At a place, a closure is a blockage the vehicles behind it queue at while those
+  unchanged). ``rate_per_hour`` (instead of ``count``): a Poisson number of incidents per copy
+  (network) with mean rate x the ``start_s`` window's hours, drawn first from the copy's
+  incident stream, onsets uniform over the window (a homogeneous Poisson process; lanes by
+  ``placement`` as ever) — the city-day's incidents (benchmarks/city_day.py). At a place, a closure is a blockage the vehicles behind it queue at while those
   past it go on, and a capacity drop slows the rest of the lane (`envs.engine.incident_rules`).
   The engine applies them (`envs.engine.step`); every copy draws its own. ``placement`` says how random lanes are
   drawn: ``uniform`` (the default) — every lane of the pool alike; ``traffic`` — in proportion

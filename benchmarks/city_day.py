@@ -1,0 +1,162 @@
+"""A city-day of incidents: a 24-hour demand on a city network, lane closures at a rate a day,
+probe vehicles, and the probe-fusion detector's day. JSON lines on stdout, progress on stderr.
+
+    python benchmarks/city_day.py --scenario grid_16x8 --copies 1 --hours 24 --probe-p 0.05
+
+1. **Calibration** on a *training* run: a shorter simulation (``--train-hours`` from
+   ``--train-start-hour``, default the 07:00-09:00 morning peak) of the training split's day
+   demand, its own incidents and probes (training seeds), max pressure running the signals;
+   `ProbeFusionRule.calibrate` (agents/incidents/probe_fusion.py) picks its thresholds there. It
+   never sees the day it scores.
+2. **The day**: B copies (``--copies``) of the evaluation split's day demand
+   (`envs.scenario.day_demand`: the scenario's one-hour OD pattern over the 24-hour profile;
+   the copies share that demand sample and each draws its own incidents and probe vehicles from
+   its eval seed), simulated batched with `envs.incidents.detection.record` (lane readings and
+   probe summaries every ``--interval-s``), then the calibrated rule over every copy's day.
+3. **Scores** (`envs.incidents.detection.score`): incidents, detected, missed, false alarms,
+   accuracy as City Brain reports it (the share of the detector's reports that were real
+   incidents: precision), recall, mean time to detect from onset, the oracle floor; wall time
+   to simulate (engine, controller and recording) and to detect.
+
+Incidents (``--rate-per-hour``, default 25 per network per hour, so a day holds 600 on average,
+500+ with probability > 0.9999): `IncidentSpec.rate_per_hour`, a Poisson number over the day
+with onsets uniform in time, on lanes drawn by traffic (``--placement``), at a random place
+along the lane (``--position``), closed for ``--duration-s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict, replace
+
+import numpy as np
+
+from common import emit, log, machine_info, make_controller
+
+from agents.incidents.classifiers import lane_layout
+from agents.incidents.probe_fusion import ProbeFusionRule
+from envs.incidents.detection import record, score
+from envs.incidents.perturbations import IncidentSpec, Perturbation
+from envs.incidents.probes import ProbeSpec
+from envs.scenario import load_scenario
+from envs.scenario.day_demand import DaySpec, day_trips
+from envs.scenario.splits import DemandSpec
+
+
+def day_scenario(scenario, spec: DaySpec, split: str, index: int):
+    """`scenario` whose own trips are day sample `index` of `split` (what `record` replays)."""
+    trips = day_trips(scenario, spec, split, index)
+    return replace(scenario, trips=trips, info={**scenario.info, "horizon": spec.steps}), trips.num_trips
+
+
+def incidents(args, steps: int) -> Perturbation:
+    spec = IncidentSpec(rate_per_hour=args.rate_per_hour, start_s=[0, steps - 1], duration_s=args.duration_s,
+                        placement=args.placement, position=args.position)
+    return Perturbation(name="city_day", seed=args.incident_seed, incidents=spec)
+
+
+class Progress:
+    """Progress on stderr once per simulated hour."""
+
+    def __init__(self, what: str, steps: int) -> None:
+        self.what, self.steps, self.done, self.start = what, steps, 0, time.perf_counter()
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        if self.done % 3600 == 0 or self.done == self.steps:
+            log(f"{self.what}: {self.done / 3600:g} of {self.steps / 3600:g} simulated hours, "
+                f"{time.perf_counter() - self.start:.0f} s")
+
+
+def run(args) -> dict:
+    base = load_scenario(args.scenario, seed=args.scenario_seed, data_dir=args.data_dir, device=args.device)
+    probes = ProbeSpec(p=args.probe_p)
+    original = DemandSpec("original")  # record replays the day scenario's own trips
+
+    train_day = DaySpec(start_hour=args.train_start_hour, hours=args.train_hours, peak_scale=args.peak_scale)
+    train_sc, train_trips = day_scenario(base, train_day, "train", 0)
+    log(f"training run: {args.train_copies} copies x {args.train_hours:g} h from {args.train_start_hour:g}:00, "
+        f"{train_trips} trips")
+    started = time.perf_counter()
+    training = record(train_sc, make_controller(args.controller), incidents(args, train_day.steps), "train",
+                      list(range(args.train_copies)), steps=train_day.steps, interval_s=args.interval_s,
+                      demand=original, probes=probes, progress=Progress("training run", train_day.steps))
+    layout = lane_layout(base.network, training.lanes)
+    rule = ProbeFusionRule()
+    calibration = rule.calibrate(training, layout, args.precision)
+    train_wall = time.perf_counter() - started
+    log(f"calibrated on {calibration['incidents']} training incidents: persist {rule.persist}, gap {rule.gap_m} m, "
+        f"blockage rule {'on' if rule.use_blockage else 'off'}")
+
+    day = DaySpec(start_hour=args.start_hour, hours=args.hours, peak_scale=args.peak_scale)
+    day_sc, day_trip_count = day_scenario(base, day, "eval", 0)
+    log(f"the day: {args.copies} copies x {args.hours:g} h of {args.scenario} "
+        f"({base.network.num_intersections} signals), {day_trip_count} trips")
+    started = time.perf_counter()
+    recording = record(day_sc, make_controller(args.controller), incidents(args, day.steps), "eval",
+                       list(range(args.copies)), steps=day.steps, interval_s=args.interval_s, demand=original,
+                       probes=probes, progress=Progress("the day", day.steps))
+    simulate_wall = time.perf_counter() - started
+    started = time.perf_counter()
+    alarms = np.stack([rule.detect(recording.readings[b], layout, recording.probes[b])
+                       for b in range(args.copies)])
+    detect_wall = time.perf_counter() - started
+    scores = score(recording, alarms)
+    drawn = [len(x) for x in recording.incidents]
+    return {
+        "benchmark": "city_day", "scenario": args.scenario, "signals": base.network.num_intersections,
+        "copies": args.copies, "hours": args.hours, "start_hour": args.start_hour, "trips_per_copy": day_trip_count,
+        "probe_p": args.probe_p, "rate_per_hour": args.rate_per_hour, "duration_s": args.duration_s,
+        "position": args.position, "placement": args.placement, "controller": args.controller,
+        "interval_s": args.interval_s, "device": args.device,
+        "incidents": scores.incidents, "incidents_per_copy": drawn, "detected": scores.detected,
+        "missed": scores.incidents - scores.detected, "reports": scores.alarms,
+        "false_alarms": scores.alarms - scores.true_alarms, "accuracy": scores.precision,
+        "recall": scores.recall, "mean_time_to_detect_s": scores.mean_time_to_detect_s,
+        "oracle_floor_s": scores.oracle_floor_s, "with_stop_line_evidence": scores.with_evidence,
+        "false_alarms_per_hour": scores.false_alarms_per_hour,
+        "simulate_wall_s": simulate_wall, "detect_wall_s": detect_wall, "calibration_wall_s": train_wall,
+        "calibration": {"split": training.split, "copies": args.train_copies, "hours": args.train_hours,
+                        "start_hour": args.train_start_hour, "target_precision": args.precision,
+                        **{k: v for k, v in calibration.items() if not isinstance(v, (list, dict))}},
+        "machine": machine_info(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", default="grid_16x8")
+    parser.add_argument("--scenario-seed", type=int, default=0, help="the generated scenario's seed (presets)")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--copies", type=int, default=1)
+    parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument("--start-hour", type=float, default=0.0)
+    parser.add_argument("--peak-scale", type=float, default=1.0,
+                        help="the peak hour's trips in units of the scenario's own hour")
+    parser.add_argument("--probe-p", type=float, default=0.05)
+    parser.add_argument("--rate-per-hour", type=float, default=25.0, help="incidents per network per hour")
+    parser.add_argument("--duration-s", type=float, default=900.0)
+    parser.add_argument("--position", default="random")
+    parser.add_argument("--placement", default="traffic")
+    parser.add_argument("--incident-seed", type=int, default=0)
+    parser.add_argument("--train-hours", type=float, default=2.0)
+    parser.add_argument("--train-start-hour", type=float, default=7.0)
+    parser.add_argument("--train-copies", type=int, default=1)
+    parser.add_argument("--precision", type=float, default=0.95, help="calibration's target precision")
+    parser.add_argument("--interval-s", type=int, default=10, help="seconds between readings")
+    parser.add_argument("--controller", default="max_pressure")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    if args.copies < 1 or args.train_copies < 1:
+        raise SystemExit("--copies and --train-copies must be >= 1")
+    try:
+        position = float(args.position)
+        args.position = position
+    except ValueError:
+        pass
+    emit(run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The city-day: the 24-hour demand profile and day samples (envs/scenario/day_demand.py), and
+incidents at a rate (IncidentSpec.rate_per_hour)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from envs.errors import ConfigError
+from envs.incidents.perturbation_specs import stream_rng
+from envs.incidents.perturbations import IncidentSpec, Perturbation, sample_incidents
+from envs.scenario.day_demand import DAY_PROFILE, PEAK_HOURS, DaySpec, day_profile, day_rates, day_trips
+from tests.scenarios import small_grid
+
+DAY = 86_400
+
+
+def test_the_profile_integrates_to_the_daily_total():
+    # the knots' sum by hand: 0.14+0.09+0.07+0.06+0.08+0.18+0.45+0.85+1.00+0.75+0.62+0.62
+    #                       + 0.66+0.63+0.64+0.70+0.84+0.95+0.90+0.66+0.48+0.38+0.30+0.22 = 12.27
+    assert sum(DAY_PROFILE) == pytest.approx(12.27)
+    # a peak hour of 1000 trips: the day carries 12,270 (periodic linear interpolation between
+    # hour midpoints integrates to exactly the knots' sum, in peak hours)
+    assert day_rates(DaySpec(), 1000.0).sum() == pytest.approx(12_270.0, rel=1e-9)
+    assert day_rates(DaySpec(peak_scale=2.0), 1000.0).sum() == pytest.approx(24_540.0, rel=1e-9)
+    # part of the day: 07:00-09:00 is the integral of the lines through (6.5, .45), (7.5, .85),
+    # (8.5, 1.0), (9.5, .75): 0.5*(.65+.85)/2 + (.85+1)/2 + 0.5*(1+.875)/2 = 0.375+0.925+0.46875
+    morning = DaySpec(start_hour=7, hours=2)
+    assert day_rates(morning, 1000.0).sum() == pytest.approx(1768.75, rel=1e-9)
+
+
+def test_the_profile_peaks_where_documented():
+    clock = np.arange(DAY) + 0.5
+    rate = day_profile(clock)
+    hours = clock / 3600
+    morning, evening = hours < 12, hours >= 12
+    assert hours[morning][rate[morning].argmax()] == pytest.approx(PEAK_HOURS[0], abs=1 / 3600)
+    assert hours[evening][rate[evening].argmax()] == pytest.approx(PEAK_HOURS[1], abs=1 / 3600)
+    assert PEAK_HOURS == (8.5, 17.5)
+    assert rate.max() == pytest.approx(1.0, abs=1e-3) and hours[rate.argmin()] == pytest.approx(3.5, abs=1 / 3600)
+    assert day_profile(np.array([23.5 * 3600 + 1800]))[0] == pytest.approx((0.22 + 0.14) / 2)  # wraps at midnight
+
+
+def test_day_samples_follow_the_profile_and_the_scenarios_routes():
+    scenario = small_grid(rate=300.0, horizon=3600)
+    n = scenario.trips.num_trips
+    trips = day_trips(scenario, DaySpec(), "eval", 0)
+    expected = n * sum(DAY_PROFILE)
+    assert abs(trips.num_trips - expected) < 4.5 * math.sqrt(expected)  # Poisson, 4.5 sigma
+    per_hour = np.bincount(trips.depart // 3600, minlength=24)
+    assert per_hour.argmax() in (8, 17) and per_hour.argmin() in (2, 3, 4)
+    assert np.all(np.diff(trips.depart) >= 0) and trips.depart.max() < DAY
+    routes = {tuple(r) for r in scenario.trips.routes.tolist()}
+    assert {tuple(r) for r in trips.routes.tolist()} <= routes
+    again = day_trips(scenario, DaySpec(), "eval", 0)
+    assert np.array_equal(again.depart, trips.depart) and np.array_equal(again.routes, trips.routes)
+    train = day_trips(scenario, DaySpec(), "train", 0)
+    assert not (train.num_trips == trips.num_trips and np.array_equal(train.depart, trips.depart))
+
+
+@pytest.mark.parametrize("field, value", [("peak_scale", 0), ("start_hour", 24), ("hours", 25), ("hours", 0)])
+def test_bad_day_specs_name_the_field_and_value(field, value):
+    with pytest.raises(ConfigError, match=rf"day\.{field}.*{value}"):
+        DaySpec(**{field: value})
+
+
+def _rate_perturbation(rate: float) -> Perturbation:
+    return Perturbation(name="day", seed=3, incidents=IncidentSpec(rate_per_hour=rate, start_s=[0, DAY - 1],
+                                                                   position="random"))
+
+
+def test_the_incident_rate_gives_the_expected_count_within_a_poisson_interval():
+    network = small_grid().network
+    copies, rate = 40, 25.0
+    counts = [len(sample_incidents(_rate_perturbation(rate), network, "eval", k)) for k in range(copies)]
+    mean = rate * (DAY - 1) / 3600 * copies  # 23,999.33 expected incidents over the 40 copies
+    assert abs(sum(counts) - mean) < 4.0 * math.sqrt(mean)
+    assert min(counts) > 0 and len(set(counts)) > 1  # a Poisson number per copy, not a constant
+    one = sample_incidents(_rate_perturbation(rate), network, "eval", 0)
+    assert all(0 <= i.start < DAY and i.end - i.start == 900 and i.position is not None for i in one)
+    assert not sample_incidents(_rate_perturbation(0.0), network, "eval", 0)
+    assert _rate_perturbation(0.0).is_clean and not _rate_perturbation(1.0).is_clean
+
+
+def test_rate_incidents_of_evaluation_copies_never_come_from_training_seeds():
+    network = small_grid().network
+    drawn = {split: [[(i.lane, i.start) for i in sample_incidents(_rate_perturbation(2.0), network, split, k)]
+                     for k in range(30)] for split in ("train", "eval")}
+    for evaluation in drawn["eval"]:
+        assert all(evaluation != training for training in drawn["train"])
+    # each copy's incidents are its own stream's (split seed 2k + 1 for eval copy k): the count first
+    rng = stream_rng(_rate_perturbation(2.0), "eval", 4, "incidents")
+    assert len(drawn["eval"][4]) == rng.poisson(2.0 * (DAY - 1) / 3600)
+
+
+def test_count_semantics_are_unchanged_and_exclusive_with_a_rate():
+    network = small_grid().network
+    perturbation = Perturbation(seed=1, incidents=IncidentSpec(count=2, start_s=[100, 200]))
+    got = sample_incidents(perturbation, network, "eval", 5)
+    rng = stream_rng(perturbation, "eval", 5, "incidents")  # what the count mode always drew
+    lanes = rng.choice(perturbation.incidents.lane_pool(network), size=2, replace=False)
+    starts = rng.integers(100, 201, size=2)
+    assert [(i.lane, i.start) for i in got] == list(zip(lanes.tolist(), starts.tolist()))
+    with pytest.raises(ConfigError, match=r"incidents\.count.*3"):
+        IncidentSpec(count=3, rate_per_hour=2.0)
+    with pytest.raises(ConfigError, match=r"incidents\.rate_per_hour.*-1"):
+        IncidentSpec(rate_per_hour=-1.0)
