@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import numpy as np
 
@@ -69,19 +69,24 @@ class Progress:
                 f"{time.perf_counter() - self.start:.0f} s")
 
 
+def record_run(args, scenario, day: DaySpec, split: str, copies: int, probes: ProbeSpec, label: str):
+    """`copies` copies of `scenario` (a day scenario) under the controller, with incidents and
+    probes, recorded for detection; the demand is the day scenario's own trips."""
+    return record(scenario, make_controller(args.controller), incidents(args, day.steps), split,
+                  list(range(copies)), steps=day.steps, interval_s=args.interval_s,
+                  demand=DemandSpec("original"), probes=probes, progress=Progress(label, day.steps))
+
+
 def run(args) -> dict:
     base = load_scenario(args.scenario, seed=args.scenario_seed, data_dir=args.data_dir, device=args.device)
     probes = ProbeSpec(p=args.probe_p)
-    original = DemandSpec("original")  # record replays the day scenario's own trips
 
     train_day = DaySpec(start_hour=args.train_start_hour, hours=args.train_hours, peak_scale=args.peak_scale)
     train_sc, train_trips = day_scenario(base, train_day, "train", 0)
     log(f"training run: {args.train_copies} copies x {args.train_hours:g} h from {args.train_start_hour:g}:00, "
         f"{train_trips} trips")
     started = time.perf_counter()
-    training = record(train_sc, make_controller(args.controller), incidents(args, train_day.steps), "train",
-                      list(range(args.train_copies)), steps=train_day.steps, interval_s=args.interval_s,
-                      demand=original, probes=probes, progress=Progress("training run", train_day.steps))
+    training = record_run(args, train_sc, train_day, "train", args.train_copies, probes, "training run")
     layout = lane_layout(base.network, training.lanes)
     rule = ProbeFusionRule()
     calibration = rule.calibrate(training, layout, args.precision)
@@ -94,9 +99,7 @@ def run(args) -> dict:
     log(f"the day: {args.copies} copies x {args.hours:g} h of {args.scenario} "
         f"({base.network.num_intersections} signals), {day_trip_count} trips")
     started = time.perf_counter()
-    recording = record(day_sc, make_controller(args.controller), incidents(args, day.steps), "eval",
-                       list(range(args.copies)), steps=day.steps, interval_s=args.interval_s, demand=original,
-                       probes=probes, progress=Progress("the day", day.steps))
+    recording = record_run(args, day_sc, day, "eval", args.copies, probes, "the day")
     simulate_wall = time.perf_counter() - started
     started = time.perf_counter()
     alarms = np.stack([rule.detect(recording.readings[b], layout, recording.probes[b])

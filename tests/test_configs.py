@@ -1,7 +1,6 @@
-"""Hydra configs: dataclasses hold every default (agents/ppo/config.py, envs/evaluation/config.py,
-agents/deploy/config.py, and the classical controllers' and perturbation specs' own classes), a file
-under configs/ only what its preset changes; every option of every group, and every app, composes
-to exactly that, and to what the apps composed before their defaults moved into the dataclasses."""
+"""Hydra configs: dataclasses hold every default (agents/ppo/config.py, envs/evaluation/config.py, agents/deploy/
+config.py, the controllers' and perturbation specs' classes), a file under configs/ only what its preset changes;
+every option of every group, and every app, composes to exactly that, key for key."""
 
 from __future__ import annotations
 
@@ -173,6 +172,7 @@ detection:
   target_precision: 0.95
   classifiers: [blockage_rule, learned_mlp]
   learned: {history: 6, hidden: 64, epochs: 30, folds: 4}
+  probes: {p: 0.0, interval_s: 5, gps_noise_m: 0.0, speed_noise: 0.0, dropout_p: 0.0, seed: 0}
 """
 
 # every perturbation preset as composed (and as written, every key, before the specs held the defaults)
@@ -180,15 +180,15 @@ COMPOSED_PERTURBATIONS = """\
 clean: {name: clean, seed: 0, incidents: null, surge: null, detectors: null}
 capacity_drop: {name: capacity_drop, seed: 0, surge: null, detectors: null, incidents: {
   count: 3, lanes: null, placement: uniform, start_s: [300, 2400], duration_s: 1200, capacity: 0.4,
-  position: stop_line}}
+  position: stop_line, rate_per_hour: null}}
 detector_faults: {name: detector_faults, seed: 0, incidents: null, surge: null, detectors: {
   noise_std: 1.0, dropout_p: 0.05, stuck_p: 0.05, stuck_at_s: 600, dead_p: 0.1}}
 incident: {name: incident, seed: 0, surge: null, detectors: null, incidents: {
   count: 1, lanes: null, placement: uniform, start_s: [300, 2700], duration_s: 900, capacity: 0.0,
-  position: stop_line}}
+  position: stop_line, rate_per_hour: null}}
 mixed: {name: mixed, seed: 0,
   incidents: {count: 1, lanes: null, placement: uniform, start_s: [300, 2700], duration_s: 900, capacity: 0.0,
-              position: stop_line},
+              position: stop_line, rate_per_hour: null},
   surge: {scale: 1.3, start_s: 900, end_s: 1800, ramp_s: 0},
   detectors: {noise_std: 0.5, dropout_p: 0.02, stuck_p: 0.02, stuck_at_s: 600, dead_p: 0.05}}
 surge: {name: surge, seed: 0, incidents: null, detectors: null, surge: {scale: 1.5, start_s: 900, end_s: 1800, ramp_s: 0}}
