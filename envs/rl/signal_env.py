@@ -60,24 +60,24 @@ from envs.incidents.perturbations import (
 from envs.incidents.probes import ProbeSensor, ProbeSpec
 from envs.rl.probe_features import PROBE_FEATURES
 from envs.scenario.splits import DemandSpec, sample_trips
-from envs.rl.env_config import DEFAULT_DECISION_INTERVAL_S, DEFAULT_OBSERVATIONS, SOURCE, EnvConfig
+from envs.rl.env_config import DEFAULT_OBSERVATIONS, SOURCE, EnvConfig
 from envs.rl.episode_demand import EpisodeTables
 
 class BatchedSignalEnv:
     def __init__(
         self,
         scenario: str | Scenario = "grid_4x4",
-        copies: int = 1,
+        copies: int = EnvConfig.copies,  # the env settings' defaults are EnvConfig's (their one source)
         *,
-        decision_interval_s: int = DEFAULT_DECISION_INTERVAL_S,
-        episode_s: int = 3600,
+        decision_interval_s: int = EnvConfig.decision_interval_s,
+        episode_s: int = EnvConfig.episode_s,
         action_mode: str = DEFAULT_ACTION_MODE,
         green_durations_s=DEFAULT_GREEN_DURATIONS_S,
         observations=DEFAULT_OBSERVATIONS,
         reward: Any = "queue",
-        normalise: bool = True,
+        normalise: bool = EnvConfig.normalise,
         demand: DemandSpec | dict | None = None,
-        split: str = "train",
+        split: str = EnvConfig.split,
         engine: EngineParams | dict | None = None,
         compile: bool = False,
         device: str = "cpu",
@@ -85,7 +85,7 @@ class BatchedSignalEnv:
         scenario_seed: int = 0,
         autoreset: bool = True,
         perturbation: Perturbation | dict | None = None,
-        demand_pool: int = 0,
+        demand_pool: int = EnvConfig.demand_pool,
         probes: ProbeSpec | dict | None = None,
     ) -> None:
         self.config = EnvConfig(
