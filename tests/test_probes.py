@@ -181,6 +181,21 @@ def test_lane_summary_by_hand():
     assert float(summary.halted_nearest_m[0, 5]) == 0.0  # no halted probe there
 
 
+def test_the_sensor_reads_each_report_time_once_until_a_restart(run):
+    network, states = run
+    state = states[10]
+    sensor = ProbeSensor(ProbeSpec(p=1.0), network, 4)
+    sensor.observe(state)
+    assert float(sensor.latest.reports.sum()) > 0
+    marked = sensor.latest._replace(reports=torch.full_like(sensor.latest.reports, -1.0))
+    sensor.latest = marked
+    sensor.observe(state)  # the same report time again: nothing recomputed
+    assert torch.equal(sensor.latest.reports, marked.reports)
+    restarted = torch.tensor([True, False, False, False])
+    sensor.restart(restarted, state)  # a restarted copy reads the same time afresh
+    assert float(sensor.latest.reports[0].min()) >= 0 and bool((sensor.latest.reports[1:] == -1).all())
+
+
 def test_a_mid_lane_blockage_shows_as_a_halted_probe_far_from_the_stop_line():
     scenario = small_grid(1, 1, rate=900.0, horizon=400, seed=3, road_length=300.0)
     net = scenario.network

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.incidents.classifiers import LaneLayout, LearnedClassifier, _run_length, hold_until_discharge, stack_windows, standing, window_features
-from agents.incidents.probe_fusion import unexplained_gap
+from agents.incidents.classifiers import (
+    SOURCE, LaneLayout, LearnedClassifier, _run_length, stack_windows, standing, window_features,
+)
+from agents.incidents.probe_fusion import check_training_with_probes, unexplained_gap
 from envs.errors import ConfigError
 from envs.incidents.detection import COLUMN, PROBE_COLUMN, Recording
-
-SOURCE = "<incident classifier>"
 RUN_CAP = 30  # readings: a halted probe's run length is capped (and scaled) at this
 
 
@@ -64,11 +64,7 @@ def _check_probes(readings: np.ndarray, probes: np.ndarray | None) -> np.ndarray
 class _ProbeLearned(LearnedClassifier):
     def fit(self, recording: Recording, layout: LaneLayout, *args, **kwargs) -> dict:
         """`LearnedClassifier.fit` on a training recording with probes only (module doc)."""
-        if recording.split != "train":
-            raise ConfigError(SOURCE, "recording.split", recording.split,
-                              "calibrate on training incidents only (record(..., split='train'))")
-        if recording.probes is None:
-            raise ConfigError(SOURCE, "recording.probes", None, "record with probes (record(..., probes=ProbeSpec))")
+        check_training_with_probes(recording)
         return super().fit(recording, layout, *args, **kwargs)
 
 
@@ -114,5 +110,4 @@ class ProbeOnly(_ProbeLearned):
         return hold_until_probes_move(alarms, _check_probes(readings, probes))
 
 
-__all__ = ["LearnedFusion", "ProbeOnly", "hold_until_discharge", "hold_until_probes_move", "probe_frame",
-           "probe_halted"]
+__all__ = ["LearnedFusion", "ProbeOnly", "hold_until_probes_move", "probe_frame", "probe_halted"]

@@ -8,7 +8,7 @@ blockage have left and the stretch ahead of the queue is empty. The lane detecto
 vehicles in the three 50 m segments before the stop line (``seg0..2``), so for the halted probe
 nearest the stop line (``halted_nearest_m`` = d, `envs.incidents.probes`) the rule measures the
 **unexplained gap**: of the first ``min(d, 150)`` metres before the stop line, the length not
-taken by the vehicles the segments count there (each taking `SPACING_M`, 7.5 m; a segment only
+taken by the vehicles the segments count there (each taking `VEHICLE_SPACING_M`, 7.5 m; a segment only
 partly before d counts in proportion)::
 
     gap = min(d, 150) - 7.5 * sum_k seg_k * clip((d - 50 k) / 50, 0, 1)
@@ -32,13 +32,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.incidents.classifiers import BlockageRule, LaneLayout, _check, _run_length, hold_until_discharge, waiting_green
+from agents.incidents.classifiers import (
+    SOURCE, BlockageRule, LaneLayout, _check, _run_length, hold_until_discharge, waiting_green,
+)
 from envs.engine.readings import NUM_SEGMENTS, SEGMENT_M
 from envs.errors import ConfigError
 from envs.incidents.detection import COLUMN, PROBE_COLUMN, Recording, score
+from envs.rl.features import VEHICLE_SPACING_M
 
-SOURCE = "<incident classifier>"
-SPACING_M = 7.5  # one vehicle's share of a standing queue (5 m car + 2.5 m gap)
 GAP_CANDIDATES_M = tuple(float(g) for g in range(10, 151, 5))
 PERSIST_CANDIDATES = (1, 2, 3)
 
@@ -50,9 +51,19 @@ def unexplained_gap(readings: np.ndarray, probes: np.ndarray) -> np.ndarray:
     for k in range(NUM_SEGMENTS):
         share = ((d - SEGMENT_M * k) / SEGMENT_M).clip(0.0, 1.0)
         near = near + readings[..., COLUMN[f"seg{k}"]] * share
-    gap = np.minimum(d, NUM_SEGMENTS * SEGMENT_M) - SPACING_M * near
+    gap = np.minimum(d, NUM_SEGMENTS * SEGMENT_M) - VEHICLE_SPACING_M * near
     counted = (probes[..., PROBE_COLUMN["halted"]] >= 1) & (readings[..., COLUMN["outflow"]] == 0)
     return np.where(counted, gap, 0.0)
+
+
+def check_training_with_probes(recording: Recording) -> None:
+    """ConfigError unless `recording` holds training incidents recorded with probes: what every
+    probe detector calibrates on (never an evaluation incident)."""
+    if recording.split != "train":
+        raise ConfigError(SOURCE, "recording.split", recording.split,
+                          "calibrate on training incidents only (record(..., split='train'))")
+    if recording.probes is None:
+        raise ConfigError(SOURCE, "recording.probes", None, "record with probes (record(..., probes=ProbeSpec))")
 
 
 @dataclass
@@ -96,11 +107,7 @@ class ProbeFusionRule:
     def calibrate(self, recording: Recording, layout: LaneLayout, precision: float = 0.95) -> dict:
         """Calibrate on a training recording with probes (module doc); returns the chosen
         parameters and their training scores."""
-        if recording.split != "train":
-            raise ConfigError(SOURCE, "recording.split", recording.split,
-                              "calibrate on training incidents only (record(..., split='train'))")
-        if recording.probes is None:
-            raise ConfigError(SOURCE, "recording.probes", None, "record with probes (record(..., probes=ProbeSpec))")
+        check_training_with_probes(recording)
         alone = self.blockage.calibrate(recording, layout, precision)
         self.use_blockage = bool(alone["alarms"]) and alone["precision"] >= precision
         blockage = self._blockage_raw(recording.readings, layout)
@@ -124,4 +131,4 @@ class ProbeFusionRule:
                 "permissive_green_s": self.blockage.permissive_green_s, **scores.as_dict()}
 
 
-__all__ = ["ProbeFusionRule", "SPACING_M", "unexplained_gap"]
+__all__ = ["ProbeFusionRule", "check_training_with_probes", "unexplained_gap"]

@@ -46,7 +46,7 @@ from envs.engine.simulator import Simulator
 from envs.errors import CheckpointError, CommandError, ConfigError
 from envs.incidents.probes import ProbeSensor, probes_from_config
 from envs.rl.features import check_observation_names, feature_context, observe
-from envs.rl.probe_features import PROBE_FEATURES
+from envs.rl.probe_features import reads_probes
 from envs.engine.signals import green_elapsed
 from envs.engine.intersections import current_action, intersection_layout, next_action_phase
 from envs.rl.actions import ActionDecoder, action_settings
@@ -220,7 +220,7 @@ class PolicyController:
 
     def _probe_sensor(self, sim: Simulator) -> ProbeSensor | None:
         """The checkpoint's probe sensor over the simulator's copies (None: no probe feature)."""
-        if not any(f.name.rpartition(":")[2] in PROBE_FEATURES for f in self.features):
+        if not any(reads_probes(f.name) for f in self.features):
             return None
         spec = probes_from_config(self.meta["env"].get("probes"), self.source)
         if spec.p <= 0:  # the training env refuses this; a hand-made meta could still say it
@@ -237,7 +237,7 @@ class PolicyController:
 
     def observe(self, sim: Simulator) -> torch.Tensor:
         """Observations ``[B, I, F]``, as `BatchedSignalEnv.observe` computes them."""
-        if self.probes is not None:  # reading the same state twice reports the same (hashed) values
+        if self.probes is not None:  # fed once per time: after act's feed this computes nothing
             self.probes.observe(sim.state)
         return observe(self.features, self._context.at(sim.state), self.normalise)
 

@@ -230,7 +230,9 @@ def lane_summary(network: Network, reports: ProbeReports) -> ProbeLanes:
 class ProbeSensor:
     """The probe reports of B copies over their episodes: `start_episode(copy, split, index)`
     sets a copy's probe key; `observe(state)` after each engine step records the reports of the
-    copies at a report time; `latest` holds each copy's last summary (zeros before the first)."""
+    copies at a report time, once per time (a second call at the same time, e.g. a controller
+    that reads before it decides, computes nothing); `latest` holds each copy's last summary
+    (zeros before the first)."""
 
     def __init__(self, spec: ProbeSpec, network: Network, copies: int, split: str = "train") -> None:
         self.spec, self.network = spec, network
@@ -239,6 +241,7 @@ class ProbeSensor:
         self.key = torch.tensor([copy_key(spec, split, b) for b in range(copies)], device=network.device)
         zeros = torch.zeros(copies, network.num_lanes, device=network.device)
         self.latest = ProbeLanes(zeros, zeros.clone(), zeros.clone(), zeros.clone())
+        self.read_at = torch.full((copies,), -1, dtype=torch.int64, device=network.device)  # -1: not yet
 
     @property
     def active(self) -> bool:
@@ -251,16 +254,18 @@ class ProbeSensor:
         """The copies of the ``[B]`` mask start an episode: their summaries are cleared, then
         read at their first report time (t = 0)."""
         self.latest = ProbeLanes(*(torch.where(copies.unsqueeze(1), 0.0, old) for old in self.latest))
+        self.read_at = torch.where(copies, -1, self.read_at)
         self.observe(state)
 
     def observe(self, state: SimState) -> None:
         if not self.active:
             return
-        due = state.t % self.spec.interval_s == 0
+        due = (state.t % self.spec.interval_s == 0) & (state.t != self.read_at)
         if not bool(due.any()):
             return
         now = lane_summary(self.network, probe_reports(self.spec, self.key, state))
         self.latest = ProbeLanes(*(torch.where(due.unsqueeze(1), new, old) for new, old in zip(now, self.latest)))
+        self.read_at = torch.where(due, state.t, self.read_at)
 
 
 __all__ = ["HALTED_SPEED", "ProbeLanes", "ProbeReports", "ProbeSensor", "ProbeSpec", "SlotReports", "copy_key",

@@ -29,6 +29,12 @@ from envs.rl.features import FeatureContext, _lane_bound, _lanes_value, register
 PROBE_FEATURES = ("probe_reports", "probe_halted", "probe_queue_gap")
 
 
+def reads_probes(name: str) -> bool:
+    """Whether observation feature `name` reads probe reports, itself or wrapped
+    (``neighbour_mean:probe_halted``)."""
+    return name.rpartition(":")[2] in PROBE_FEATURES
+
+
 def _latest(ctx: FeatureContext):
     if ctx.probes is None:  # the environment refuses these features earlier; this is a direct caller
         raise ConfigError("<env>", "probes", None, "probe features need FeatureContext.probes (a ProbeSensor)")

@@ -58,7 +58,7 @@ from envs.incidents.perturbations import (
     DetectorFaults, Incident, Perturbation, perturbation_from_config, sample_incidents, surge_trips, with_incidents,
 )
 from envs.incidents.probes import ProbeSensor, ProbeSpec
-from envs.rl.probe_features import PROBE_FEATURES
+from envs.rl.probe_features import reads_probes
 from envs.scenario.splits import DemandSpec, sample_trips
 from envs.rl.env_config import DEFAULT_OBSERVATIONS, SOURCE, EnvConfig
 from envs.rl.episode_demand import EpisodeTables
@@ -323,7 +323,7 @@ class BatchedSignalEnv:
     def _check_probe_features(self) -> None:
         """Probe features need probes: with ``probes.p`` = 0 they would read a silent zero."""
         for feature in self.features:
-            if feature.name.rpartition(":")[2] in PROBE_FEATURES and not self.probes.active:
+            if reads_probes(feature.name) and not self.probes.active:
                 raise ConfigError(SOURCE, "observations", feature.name,
                                   "reads probe-vehicle reports: set probes.p > 0 (e.g. env.probes.p=0.05)")
 
