@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from envs.evaluation.discharge import single_route  # noqa: F401  (the tests' 1x1 scenario)
 from envs.scenario import Scenario, scenario_from_dicts
-from envs.scenario.generate import DEFAULT_VEHICLE, grid_roadnet, uniform_demand
+from envs.scenario.generate import grid_roadnet, uniform_demand
 
 
 def small_grid(
@@ -13,19 +14,6 @@ def small_grid(
     roadnet = grid_roadnet(rows, cols, road_length=road_length)
     flow = uniform_demand(roadnet, rate_per_origin=rate, horizon=horizon, seed=seed)
     return scenario_from_dicts(roadnet, flow, name=f"test_grid_{rows}x{cols}_s{seed}")
-
-
-def single_route(
-    route: list[str], departures: list[int], *, road_length: float = 300.0, vehicle=None
-) -> Scenario:
-    """A 1x1 grid with one vehicle per listed departure step on `route`."""
-    roadnet = grid_roadnet(1, 1, road_length=road_length)
-    block = dict(vehicle or DEFAULT_VEHICLE)
-    flow = [
-        {"vehicle": block, "route": list(route), "interval": 1.0, "startTime": t, "endTime": t}
-        for t in departures
-    ]
-    return scenario_from_dicts(roadnet, flow, name="test_single_route")
 
 
 def uneven_grid(horizon: int = 300, device: str = "cpu") -> Scenario:

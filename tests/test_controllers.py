@@ -8,9 +8,8 @@ import torch
 from agents.classical import FixedTime, MaxPressure
 from envs.engine import Simulator
 from envs.errors import ConfigError
+from envs.evaluation.discharge import EAST_OUT, WEST_IN
 from tests.scenarios import single_route
-
-WEST_IN, EAST_OUT = "road_0_1_0", "road_1_1_0"
 
 
 def lane(net, road: str, index: int) -> int:

@@ -12,12 +12,12 @@ from agents.classical import FixedTime, MaxPressure
 from envs.engine import EngineParams, Simulator
 from envs.engine.simulator import grow_slots
 from envs.errors import CommandError, ConfigError
+from envs.evaluation.discharge import EAST_OUT, WEST_IN, saturation_flow
 from envs.evaluation.metrics import episode_metrics
 from envs.scenario.generate import DEFAULT_VEHICLE
 from tests.engine_checks import check_all
 from tests.scenarios import single_route, small_grid
 
-WEST_IN, EAST_OUT = "road_0_1_0", "road_1_1_0"  # 1x1 grid: west entry, east exit
 
 
 def run_checked(sim: Simulator, steps: int, commands) -> None:
@@ -145,29 +145,8 @@ def test_pool_grows_instead_of_blocking_entries():
     assert sim.num_slots >= start
 
 
-def measured_saturation_flow(vehicle=None) -> float:
-    """Build a queue on the west straight lane during red, then hold its green and time the
-    discharge over the stop line (HCM practice: skip the first 4 vehicles); veh/h."""
-    # an 800 m approach queues ~100 vehicles, so the timed window is all queue discharge
-    scenario = single_route(
-        [WEST_IN, EAST_OUT], list(range(0, 700)), road_length=800.0, vehicle=vehicle
-    )
-    sim = Simulator(scenario.network, scenario.demand(1))
-    straight_ew, straight_ns = 0, 1  # the generator's phase order
-    downstream = scenario.network.road_lanes[scenario.network.road_ids.index(EAST_OUT)]
-    crossed = []
-    for k in range(900):  # 600 s of red queue more vehicles than the timed window needs
-        sim.step(torch.tensor([[straight_ns if k < 600 else straight_ew]]))
-        done = int((sim.state.trip_finish[:, :-1] >= 0).sum())  # last column: scratch
-        crossed.append(int(sim.state.lane_count[0, downstream].sum()) + done)
-    crossed = np.array(crossed)
-    first = int(np.argmax(crossed >= 4))  # time the 4th vehicle crossed
-    last = int(np.argmax(crossed >= 64))
-    return (64 - 4) / (last - first) * 3600
-
-
 def test_saturation_flow_of_an_always_green_lane_is_1800_to_2100_veh_per_hour():
-    rate = measured_saturation_flow()  # the generated scenarios' vehicle (headwayTime 1.45 s)
+    rate = saturation_flow()  # the generated scenarios' vehicle (headwayTime 1.45 s)
     assert 1800 <= rate <= 2100, rate
 
 
@@ -175,9 +154,9 @@ def test_headway_time_from_the_flow_file_sets_the_discharge_rate():
     """CityFlow's datasets use headwayTime 2 s, which discharges slower (CityFlow itself
     measures ~1464 veh/h for it); the engine honours the flow's value."""
     cityflow_vehicle = dict(DEFAULT_VEHICLE, headwayTime=2.0)
-    slow = measured_saturation_flow(cityflow_vehicle)
+    slow = saturation_flow(cityflow_vehicle)
     assert 1350 <= slow <= 1650, slow
-    assert slow < measured_saturation_flow() - 300
+    assert slow < saturation_flow() - 300
 
 
 @pytest.mark.parametrize("road_length", [300.0, 800.0])

@@ -10,6 +10,7 @@ from envs.incidents.perturbations import IncidentSpec, Perturbation, sample_inci
 from envs.scenario.splits import DemandSpec, sample_trips
 from tests.engine_checks import check_all
 from tests.scenarios import small_grid
+from tests.test_dawdling import dawdling_grid
 
 
 def test_compiled_step_matches_eager_step():
@@ -71,6 +72,12 @@ def test_compiled_step_matches_eager_step_on_copies_that_share_samples():
         return shared
 
     _compare(scenario, demand(), demand())
+
+
+def test_compiled_step_matches_eager_step_with_dawdling_drivers():
+    """The dawdling draw is a hash of trip and second: the compiled step draws the same."""
+    scenario = dawdling_grid(0.5, seed=3)
+    _compare(scenario, scenario.demand(2), scenario.demand(2))
 
 
 def _compare(scenario, eager_demand, compiled_demand):

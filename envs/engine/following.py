@@ -9,7 +9,7 @@ import torch
 
 from envs.engine.heads import Heads
 from envs.engine.incident_rules import Incidents, vehicle_incidents
-from envs.engine.ops import DT, take
+from envs.engine.ops import DT, take, unit_hash
 from envs.engine.state import SimState
 from envs.scenario.network import Network
 
@@ -23,8 +23,11 @@ class Motion(NamedTuple):
     free_limit: torch.Tensor  # the speed limit without incidents (delay is measured against it)
 
 
-def follow(network: Network, state: SimState, heads: Heads, incidents: Incidents | None) -> Motion:
-    """Move every vehicle one step behind its leader (or its lane head's obstacle)."""
+def follow(network: Network, state: SimState, heads: Heads, incidents: Incidents | None,
+           sigma: torch.Tensor | None = None) -> Motion:
+    """Move every vehicle one step behind its leader (or its lane head's obstacle).
+
+    `sigma` ``[B, S+1]``: each slot's driver imperfection (None: nobody dawdles)."""
     s = state
     num_lanes = network.num_lanes
     scratch_slot = s.veh_lane.shape[1] - 1
@@ -64,6 +67,8 @@ def follow(network: Network, state: SimState, heads: Heads, incidents: Incidents
     safe = torch.minimum(safe, keep_headway.clamp(min=0.0))
     new_speed = torch.minimum(torch.minimum(speed + s.veh_accel * DT, speed_limit), safe)
     new_speed = new_speed.clamp(min=0.0)
+    if sigma is not None:
+        new_speed = dawdle(new_speed, speed, s.veh_accel, decel, sigma, unit_hash(s.veh_trip, s.t.unsqueeze(1)))
     new_pos = pos + 0.5 * (speed + new_speed) * DT
     limit = lead_rear - s.veh_min_gap  # never past the leader's current rear (or stop line)
     over = new_pos > limit
@@ -74,3 +79,18 @@ def follow(network: Network, state: SimState, heads: Heads, incidents: Incidents
     new_pos = torch.where(active, new_pos, pos)
     new_speed = torch.where(active, new_speed, speed)
     return Motion(active, new_pos, new_speed, free_limit)
+
+
+def dawdle(wanted: torch.Tensor, speed: torch.Tensor, accel: torch.Tensor, decel: torch.Tensor,
+           sigma: torch.Tensor, draw: torch.Tensor) -> torch.Tensor:
+    """Krauss' driver imperfection, as SUMO's default car-following model applies it.
+
+    The speed the rules allow (`wanted`) is cut by ``sigma x draw`` of one step's acceleration,
+    or of the speed itself below that (so a standing vehicle still starts), never below 0 and
+    never below what braking comfortably from the current `speed` leaves: a driver dawdles, he
+    does not brake hard. The cut only lowers the speed, so every safety rule still holds.
+    `draw` is uniform in [0, 1) per vehicle and step."""
+    step_accel = accel * DT
+    cut = sigma * draw * torch.where(wanted < step_accel, wanted, step_accel)
+    floor = torch.minimum(wanted, (speed - decel * DT).clamp(min=0.0))
+    return torch.maximum(floor, (wanted - cut).clamp(min=0.0))

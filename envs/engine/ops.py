@@ -67,6 +67,26 @@ def take_sample(table: torch.Tensor, sample: torch.Tensor, index: torch.Tensor) 
     return out if out.is_floating_point() else out.to(torch.int64)
 
 
+_MASK32 = 0xFFFFFFFF
+
+
+def unit_hash(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """A reproducible number in [0, 1) for each pair of int64 tensors (a, b), float32.
+
+    A counter-based draw instead of a random generator: the step stays a pure function of
+    its inputs (compiled equals eager, any batch layout gives the same draws) and needs no
+    generator state. The pair is spread over 32 bits and mixed with murmur3's finaliser; the
+    top 24 bits become the float (exact in float32). int64 products wrap, which keeps the low
+    32 bits that the mask takes."""
+    x = (a * 0x9E3779B1 + b * 0x85EBCA77 + 0x27D4EB2F) & _MASK32
+    x = x ^ (x >> 16)
+    x = (x * 0x85EBCA6B) & _MASK32
+    x = x ^ (x >> 13)
+    x = (x * 0xC2B2AE35) & _MASK32
+    x = x ^ (x >> 16)
+    return (x >> 8).to(torch.float32) * (1.0 / (1 << 24))
+
+
 def put(target: torch.Tensor, index: torch.Tensor, value) -> torch.Tensor:
     """Batched scatter along dim 1 into `target` itself (indices unique or pointing at scratch).
 

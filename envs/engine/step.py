@@ -18,7 +18,9 @@ Order of events inside a step at time t, one module per phase:
 3. Car following (`following`) for every vehicle: the fastest speed that lets it stop behind its
    leader if the leader brakes (ballistic update) and keeps its time headway (the flow's
    ``headwayTime``), capped by acceleration and the speed limit; and never past the leader's
-   current rear minus the minimum gap, nor past a closed stop line.
+   current rear minus the minimum gap, nor past a closed stop line. A flow with a driver
+   imperfection (``sigma``, SUMO's Krauss dawdling) then loses a random share of that speed
+   (`following.dawdle`; the draw is a hash of the trip and the second, so runs repeat exactly).
 4. Crossings (`crossings`): heads past the stop line move to their target lane (at most one
    vehicle enters a lane per step: the one furthest past its stop line, then the lowest lane
    id; the others wait at the stop line) or, on their last road, leave the network.
@@ -80,7 +82,8 @@ def step(
     signals = switch_signals(network, params, state, command)
     incidents = lane_incidents(demand, state.t, network.num_lanes)
     heads = look_ahead(network, state, signals, incidents)
-    motion = follow(network, state, heads, incidents)
+    sigma = None if demand.sigma is None else take_sample(demand.sigma, demand.sample_of_copy, state.veh_trip)
+    motion = follow(network, state, heads, incidents, sigma)
     crossing = cross_stop_lines(network, heads, motion)
     counts = tally(params, state, motion, crossing)
     new = with_fields(state,

@@ -24,6 +24,7 @@ NEVER = 2**31 - 1  # departure step of padding trips (int32's largest: `Demand.d
 # vehicle parameter columns in Trips.vehicle / Demand.vehicle (names of VehicleSpec fields)
 VEHICLE_FIELDS = (
     "length", "min_gap", "max_speed", "max_pos_acc", "usual_neg_acc", "max_neg_acc", "headway_time",
+    "sigma",
 )
 VEHICLE_COLUMN = {name: column for column, name in enumerate(VEHICLE_FIELDS)}
 
@@ -118,6 +119,9 @@ class Demand:
     departed_by: torch.Tensor  # [K, H+1] trips with depart <= h (h clipped to H)
     free_flow_time: torch.Tensor  # [K, T+1] float32 route length / speed limit, seconds
     horizon: int  # H: every real trip departs before H
+    # each trip's driver imperfection (`VehicleSpec.sigma`, the car following's dawdling), or None
+    # when no trip of any sample has one: the step then runs without drawing a number
+    sigma: torch.Tensor | None = None  # [K, T+1] float32
     # incidents, per copy (envs/incidents/perturbations.py builds them; None = none anywhere): lane k of
     # copy b has capacity factor incident_factor[b, k] for incident_start <= t < incident_end
     # (0 = closed: nothing leaves the lane; in (0, 1) = its speed limit scaled); lane -1 = padding
@@ -249,6 +253,8 @@ def stack_demand(
     def t(x):
         return torch.as_tensor(np.ascontiguousarray(x), device=network.device)
 
+    sigma = vehicle[:, :, VEHICLE_COLUMN["sigma"]]
+
     return Demand(
         sample_of_copy=t(sample_of_copy),
         num_trips=t(np.array([s.num_trips for s in samples], dtype=np.int64)),
@@ -257,6 +263,7 @@ def stack_demand(
         route_movement=t(route_mov.reshape(count, -1)),
         route_legs=legs + 1,
         vehicle=t(vehicle),
+        sigma=t(sigma) if sigma.any() else None,
         entry_order=t(entry_order),
         origin_start=t(origin_start),
         origin_end=t(origin_end),

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from envs.scenario.json_fields import JsonFields, json_type
+from envs.scenario.json_fields import JsonFields, json_type, key_path
 from envs.scenario.spec import FlowFileSpec, FlowSpec, RoadnetSpec, RoadSpec, VehicleSpec
 
 # CityFlow's default when a flow has no endTime: generate until the simulation stops.
@@ -27,6 +27,8 @@ _VEHICLE_FIELDS: dict[str, tuple[str, bool]] = {
     "maxSpeed": ("max_speed", False),
     "headwayTime": ("headway_time", False),
 }
+# gridlight's one addition to the vehicle block: the driver imperfection (`VehicleSpec.sigma`)
+SIGMA_KEY = "sigma"
 
 
 @dataclass
@@ -122,6 +124,11 @@ def _parse_vehicle(fields: JsonFields, obj: Mapping[str, Any], path: str) -> Veh
     for key, (attribute, zero_allowed) in _VEHICLE_FIELDS.items():
         read = fields.non_negative if zero_allowed else fields.positive
         values[attribute] = read(obj, key, path)
+    if SIGMA_KEY in obj:  # optional: CityFlow's own files have no imperfection
+        sigma = fields.non_negative(obj, SIGMA_KEY, path)
+        if sigma > 1.0:
+            fields.fail(key_path(path, SIGMA_KEY), sigma, "driver imperfection must be within [0, 1]")
+        values["sigma"] = sigma
     return VehicleSpec(**values)
 
 

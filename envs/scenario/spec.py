@@ -27,6 +27,9 @@ class VehicleSpec:
     min_gap: float = 2.5
     max_speed: float = 11.111
     headway_time: float = 2.0
+    # driver imperfection in [0, 1] (SUMO's Krauss ``sigma``; a gridlight extension of the flow
+    # file, which CityFlow ignores): 0 = none, as CityFlow drives
+    sigma: float = 0.0
 
 
 @dataclass(frozen=True)
