@@ -9,6 +9,7 @@ import torch
 from envs.errors import ConfigError, ScenarioError
 from envs.scenario import load_scenario, scenario_from_files, scenario_from_sumo
 from envs.scenario.cityflow import write_cityflow
+from envs.scenario.demand import VEHICLE_COLUMN
 from envs.scenario.network import compile_network
 from envs.scenario.roadnet_parser import parse_roadnet
 from envs.scenario.sumo import import_sumo
@@ -124,6 +125,7 @@ def test_cityflow_round_trip_gives_the_same_network(tiny, tmp_path):
      "vehicle[id=v0]@type"),
     ("routes", 'id="t0" depart="100.4"', 'id="t0" depart="triggered"', "trip[id=t0]@depart"),
     ("routes", 'period="4"', 'perio="4"', "flow[id=f0]@period"),
+    ("routes", 'tau="1.5"/>', 'tau="1.5" sigma="1.2"/>', "vType[id=car]@sigma"),
     ("config", '<end value="160"/>', '<end value="90"/>', "time.end@value"),
 ])
 def test_malformed_inputs_name_file_element_attribute(tmp_path, file, old, new, field):
@@ -172,6 +174,15 @@ def test_flow_on_a_named_route_by_vehicles_per_hour(tmp_path):
     assert scenario.trips.routes.tolist() == [[3, 1], [3, 1]]  # NC, CE
     # SUMO's passenger defaults where the vType is silent: 5 m long, 2.5 m gap, tau 1 s
     assert scenario.trips.vehicle[0, :2].tolist() == [5.0, 2.5]
+
+
+def test_driver_imperfection_from_the_vtype_or_sumos_default(tmp_path, tiny):
+    sigma = VEHICLE_COLUMN["sigma"]
+    assert set(tiny.trips.vehicle[:, sigma].tolist()) == {0.5}  # the vType is silent: SUMO's 0.5
+    routes = ROUTES.replace('tau="1.5"/>', 'tau="1.5" sigma="0.2"/>')
+    scenario = scenario_from_sumo(write_tiny(tmp_path / "sigma", routes=routes))
+    assert scenario.trips.vehicle[:, sigma].tolist() == pytest.approx([0.2] * 5)
+    assert scenario.demand(1).sigma is not None  # the engine dawdles
 
 
 def test_a_vehicle_without_route_is_refused(tmp_path):

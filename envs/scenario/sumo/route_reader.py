@@ -26,6 +26,8 @@ _CLASS_DEFAULTS = {
 NON_ROAD_CLASSES = ("pedestrian", "bicycle", "tram", "rail", "rail_urban", "rail_electric",
                     "ship")
 DEFAULT_TAU = 1.0  # SUMO's default desired time headway (s)
+# SUMO's default driver imperfection (Krauss' dawdling), which the engine models (`following.dawdle`)
+DEFAULT_SIGMA = 0.5
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,8 @@ def vehicle_type(fields: XmlFields, element, where: str, counts: Counter
         counts[f"vclass_{v_class}_with_passenger_defaults"] += 1
     length, gap, accel, decel, emergency, speed, width = _CLASS_DEFAULTS.get(
         v_class, _CLASS_DEFAULTS["passenger"])
-    ignored = [a for a in ("speedFactor", "speedDev", "sigma", "carFollowModel",
-                           "laneChangeModel") if a in element.attrib]
+    ignored = [a for a in ("speedFactor", "speedDev", "carFollowModel", "laneChangeModel")
+               if a in element.attrib]
     for attribute in ignored:
         counts[f"vtype_{attribute}_ignored"] += 1
     decel = fields.positive(element, "decel", where, decel)
@@ -70,7 +72,16 @@ def vehicle_type(fields: XmlFields, element, where: str, counts: Counter
         min_gap=fields.non_negative(element, "minGap", where, gap),
         max_speed=fields.positive(element, "maxSpeed", where, speed),
         headway_time=fields.positive(element, "tau", where, DEFAULT_TAU),
+        sigma=_sigma(fields, element, where),
     ), v_class
+
+
+def _sigma(fields: XmlFields, element, where: str) -> float:
+    """The vType's driver imperfection (``sigma``, SUMO's default 0.5), within [0, 1]."""
+    sigma = fields.non_negative(element, "sigma", where, DEFAULT_SIGMA)
+    if sigma > 1.0:
+        fields.fail(where, "sigma", sigma, "driver imperfection must be within [0, 1]")
+    return sigma
 
 
 def read_routes(path: str | Path, counts: Counter) -> SumoRoutes:

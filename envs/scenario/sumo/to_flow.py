@@ -17,13 +17,15 @@ import math
 from collections import Counter
 
 from envs.errors import ScenarioError
+from envs.scenario.flow_parser import SIGMA_KEY
 from envs.scenario.sumo.route_reader import NON_ROAD_CLASSES, SumoRoutes, SumoVehicle
 
 # CityFlow's flow-file vehicle fields, from VehicleSpec attributes
 _FLOW_VEHICLE_KEYS = {"length": "length", "width": "width", "maxPosAcc": "max_pos_acc",
                       "maxNegAcc": "max_neg_acc", "usualPosAcc": "usual_pos_acc",
                       "usualNegAcc": "usual_neg_acc", "minGap": "min_gap",
-                      "maxSpeed": "max_speed", "headwayTime": "headway_time"}
+                      "maxSpeed": "max_speed", "headwayTime": "headway_time",
+                      SIGMA_KEY: "sigma"}
 
 
 class Router:
