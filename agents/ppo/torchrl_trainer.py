@@ -113,7 +113,9 @@ class TorchRLTrainer:
         self.policy_net, self.value_net = build_networks(self.spec, self.device)
         params = [*self.policy_net.parameters(), *self.value_net.parameters()]
         self.params = params
-        self.optimizer = torch.optim.Adam(params, lr=agent.learning_rate, eps=1e-5)  # SB3's Adam
+        # SB3's Adam. foreach: one multi-tensor kernel per update rule instead of a Python loop over
+        # the 12 tensors (torch picks it on CUDA only; on the CPU it gives the same bits, faster)
+        self.optimizer = torch.optim.Adam(params, lr=agent.learning_rate, eps=1e-5, foreach=True)
         self.clip_loss = self._clip_ppo_loss() if opts.loss == "clip_ppo" else None
         self.meta_in = self.rng_in = None
         self.num_timesteps, first_sample = 0, cfg.seed * SAMPLES_PER_SEED
@@ -151,8 +153,8 @@ class TorchRLTrainer:
         self.value_net.load_state_dict(data["critic"])
         if data["optimizer"] is not None:
             self.optimizer.load_state_dict(data["optimizer"])
-            for group in self.optimizer.param_groups:  # this config's learning rate
-                group["lr"] = self.cfg.agent.learning_rate
+            for group in self.optimizer.param_groups:  # this config's learning rate (and foreach, as built)
+                group["lr"], group["foreach"] = self.cfg.agent.learning_rate, True
         self.num_timesteps, self.meta_in = int(data["num_timesteps"]), meta
         self.rng_in = data.get("rng")  # restored just before the training loop (run())
         return int(meta["train_next_sample"])
@@ -274,7 +276,7 @@ class TorchRLTrainer:
                 loss, stats = loss_of(minibatch(index))
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.params, agent.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(self.params, agent.max_grad_norm, foreach=True)  # as Adam's
                 self.optimizer.step()
                 self.train_sums += stats
                 self.train_count += 1
