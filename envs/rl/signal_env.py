@@ -47,7 +47,7 @@ from envs.errors import CommandError, ConfigError
 from envs.rl.features import (
     shortest_spacing,
     OBSERVATIONS, REWARDS, FeatureContext, check_observation_names, check_reward_weights,
-    feature_context, observe,
+    feature_context,
 )
 from envs.engine.intersections import IntersectionLayout, intersection_layout
 from envs.rl.actions import DEFAULT_ACTION_MODE, DEFAULT_GREEN_DURATIONS_S, ActionDecoder
@@ -62,6 +62,7 @@ from envs.rl.probe_features import reads_probes
 from envs.scenario.splits import DemandSpec, sample_trips
 from envs.rl.env_config import DEFAULT_OBSERVATIONS, SOURCE, EnvConfig
 from envs.rl.episode_demand import EpisodeTables
+from envs.rl.readout import decision_readout
 
 class BatchedSignalEnv:
     def __init__(
@@ -151,6 +152,9 @@ class BatchedSignalEnv:
         self.obs_high = torch.cat([torch.full((size,), high, device=dev) for (_, high), size in bounds])
         self.actions = ActionDecoder(self.layout, self.network, self.params, self.config.action_mode,
                                      self.config.green_durations_s, copies, SOURCE)
+        stateful = self.detectors.active or any(reads_probes(f.name) for f in self.features)
+        self._readout = decision_readout(self.features, self.reward_terms, self.config.reward, self.config.normalise,
+                                         self.feature_base, compile=compile, stateful=stateful)
 
     # ---- sizes ----------------------------------------------------------------------------
     @property
@@ -244,7 +248,7 @@ class BatchedSignalEnv:
 
     def observe(self) -> torch.Tensor:
         """Observations ``[B, I, F]`` float32 (the configured features, concatenated)."""
-        return observe(self.features, self.context(), self.config.normalise)
+        return self._readout(self.sim.state)[0]
 
     def commands(self, actions: torch.Tensor, *, keep: bool = True, source: str = SOURCE,
                  field: str = "actions") -> torch.Tensor:
@@ -289,11 +293,9 @@ class BatchedSignalEnv:
                 ctx = self.context()
                 for name, term in per_step:
                     reward += weights[name] * term.compute(ctx)
-        ctx = self.context()
-        for name, term in self.reward_terms.items():
-            if not term.per_step:
-                reward += weights[name] * term.compute(ctx)
-        obs = self.observe()
+        obs, at_decision = self._readout(self.sim.state)  # observations, weighted decision-time terms
+        for term in at_decision:
+            reward += term
         state = self.sim.state
         demand = self.sim.demand
         drained = (state.entry_ptr.sum(1) >= demand.num_trips) & (
