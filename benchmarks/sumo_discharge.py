@@ -20,9 +20,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from common import emit, log  # noqa: F401  (sets sys.path)
 
-from envs.evaluation.discharge import FIRST_TIMED, LAST_TIMED, entry_rate, saturation_flow
+from envs.evaluation.discharge import entry_rate, saturation_flow, timed_rate
 from envs.scenario.generate import DEFAULT_VEHICLE
 from sumo_fidelity import sumo_binary
 from sumo_max_pressure import traci_module
@@ -73,9 +75,7 @@ def sumo_run(workdir: Path, sigma: float, tau: float, departures: list[float], s
 
 def sumo_saturation_flow(workdir: Path, sigma: float, tau: float) -> float:
     crossed, _ = sumo_run(workdir, sigma, tau, list(range(RED_S + 100)), RED_S + GREEN_S, RED_S)
-    first = next(k for k, n in enumerate(crossed) if n >= FIRST_TIMED)
-    last = next(k for k, n in enumerate(crossed) if n >= LAST_TIMED)
-    return (LAST_TIMED - FIRST_TIMED) / (last - first) * 3600
+    return timed_rate(np.array(crossed))  # the same timing as gridlight's saturation_flow
 
 
 def sumo_entry_rate(workdir: Path, sigma: float, tau: float) -> float:

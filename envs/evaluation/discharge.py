@@ -42,7 +42,7 @@ def saturation_flow(vehicle: dict | None = None, red_s: int = 600) -> float:
         sim.step(torch.tensor([[STRAIGHT_NS if k < red_s else STRAIGHT_EW]]))
         done = int((sim.state.trip_finish[:, :-1] >= 0).sum())  # last column: the scratch trip
         crossed.append(int(sim.state.lane_count[0, downstream].sum()) + done)
-    return _timed_rate(np.array(crossed))
+    return timed_rate(np.array(crossed))
 
 
 def entry_rate(vehicle: dict | None = None, seconds: int = 120) -> float:
@@ -56,7 +56,7 @@ def entry_rate(vehicle: dict | None = None, seconds: int = 120) -> float:
     return int((sim.state.trip_enter[0, :-1] >= 0).sum()) / seconds * 3600
 
 
-def _timed_rate(crossed: np.ndarray) -> float:
+def timed_rate(crossed: np.ndarray) -> float:
     """veh/h between the FIRST_TIMED-th and LAST_TIMED-th crossing of a cumulative count."""
     first = int(np.argmax(crossed >= FIRST_TIMED))
     last = int(np.argmax(crossed >= LAST_TIMED))
