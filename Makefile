@@ -27,8 +27,10 @@ demo: $(STAMP)
 	$(PY) evaluate.py checkpoint=$(DEMO)/train/checkpoints/last.zip hydra.run.dir=$(DEMO)/evaluate \
 	    "controllers=[fixed_time,fixed_time_webster,max_pressure,sotl,efficient_mp,advanced_mp,max_pressure_tuned,sotl_tuned]"
 
+# one pytest-xdist worker per core, whole test files to a worker (their shared fixtures are built
+# once); `pytest -q` alone runs the same tests serially
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 clean:
 	rm -rf $(VENV)

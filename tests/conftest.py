@@ -11,6 +11,12 @@ import torch
 from envs.scenario import registry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Under pytest-xdist (`make test` runs one worker per core) each worker takes its share of the
+# cores, so the workers' torch threads do not oversubscribe the machine.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // _WORKERS))
+
 # the devices the device-touching tests run on: always the CPU, CUDA where this machine has it
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
