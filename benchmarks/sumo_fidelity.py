@@ -15,6 +15,11 @@ min green 0), so each green starts when SUMO's does. Prints one JSON line per sc
 ``--max-pressure`` also runs max pressure on both sides with gridlight's rules (min green 10 s,
 yellow 3 s, all-red 2 s; SUMO's over TraCI, benchmarks/sumo_max_pressure.py) and says whether
 the two rank static programs and max pressure the same way.
+
+``--sumo-routes`` first pins every origin/destination trip to the route SUMO chose for it in its
+own static run (benchmarks/sumo_routes.py), then runs both simulators on that copy: the routes
+are then the same on both sides and fixed in both (SUMO no longer reroutes at insertion), so
+what differs is the simulation alone.
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ from common import emit, log  # noqa: F401  (sets sys.path)
 from agents.classical import FixedTime, MaxPressure
 from envs.engine import EngineParams, Simulator
 from envs.evaluation.metrics import episode_metrics
-from envs.scenario import load_scenario
+from envs.scenario import load_scenario, scenario_from_sumo
 from envs.scenario.registry import SUMO_DATASETS, known_sumo_datasets, sumo_folder
 from envs.scenario.sumo.config import find_config, read_config
 from envs.scenario.sumo.route_reader import read_routes
+from sumo_routes import pin_sumo_routes
 
 
 def sumo_binary() -> str:
@@ -103,8 +109,7 @@ def yellow_seconds(config) -> int:
     return durations.most_common(1)[0][0] if durations else 0
 
 
-def run_gridlight_max_pressure(name: str, config) -> dict:
-    scenario = load_scenario(name)
+def run_gridlight_max_pressure(scenario, config) -> dict:
     sim = Simulator(scenario.network, scenario.demand(1), EngineParams())
     sim.run(int(config.end - config.begin), MaxPressure())
     metrics = episode_metrics(sim.demand, sim.state)
@@ -112,8 +117,7 @@ def run_gridlight_max_pressure(name: str, config) -> dict:
             "gridlight_mp_finished": int(metrics["throughput"][0])}
 
 
-def run_gridlight(name: str, config) -> dict:
-    scenario = load_scenario(name)
+def run_gridlight(scenario, config) -> dict:
     params = EngineParams(yellow_s=yellow_seconds(config), all_red_s=0, min_green_s=0)
     started = time.perf_counter()
     sim = Simulator(scenario.network, scenario.demand(1), params)
@@ -131,23 +135,32 @@ def main() -> None:
     parser.add_argument("--scenarios", default=",".join(known_sumo_datasets()))
     parser.add_argument("--max-pressure", action="store_true",
                         help="also max pressure on both sides (SUMO's over TraCI: slow)")
+    parser.add_argument("--sumo-routes", action="store_true",
+                        help="both sides drive the routes SUMO chose for the trips (sumo_routes.py)")
     args = parser.parse_args()
     for name in args.scenarios.split(","):
         if name not in SUMO_DATASETS:
             sys.exit(f"unknown SUMO scenario {name!r}; known: {', '.join(known_sumo_datasets())}")
         config = read_config(find_config(sumo_folder(name)))
-        log(f"{name}: SUMO")
         with tempfile.TemporaryDirectory() as workdir:
-            row = {"scenario": name, **run_sumo(config, Path(workdir))}
+            row = {"scenario": name}
+            if args.sumo_routes:
+                log(f"{name}: SUMO, to pin its routes")
+                config, pinned = pin_sumo_routes(config, Path(workdir), sumo_binary())
+                row.update(routes="sumo", **pinned)
+            log(f"{name}: SUMO")
+            row.update(run_sumo(config, Path(workdir)))
             if args.max_pressure:
                 log(f"{name}: SUMO max pressure")
                 row.update(run_sumo_max_pressure(config, Path(workdir)))
-        log(f"{name}: gridlight")
-        row.update(run_gridlight(name, config))
+            log(f"{name}: gridlight")
+            scenario = scenario_from_sumo(config.path) if args.sumo_routes else load_scenario(name)
+            row.update(run_gridlight(scenario, config))
+            if args.max_pressure:
+                row.update(run_gridlight_max_pressure(scenario, config))
         ours, theirs = row["gridlight_travel_time"], row["sumo_travel_time"]
         row["diff_percent"] = round(100 * (ours - theirs) / theirs, 1)
         if args.max_pressure:
-            row.update(run_gridlight_max_pressure(name, config))
             row["same_ranking"] = ((row["sumo_mp_travel_time"] < row["sumo_travel_time"])
                                    == (row["gridlight_mp_travel_time"] < ours))
         emit(row)

@@ -39,6 +39,17 @@ NET = """<?xml version="1.0" encoding="UTF-8"?>
 </net>
 """
 
+# a second way from WC to EX (through CN and NE) beside WC-CE-EX; SPEED is NE's speed limit
+DETOUR = """
+  <edge id="NE" from="N" to="E"><lane id="NE_0" index="0" speed="SPEED" length="100" shape="106,60 310,5"/></edge>
+  <edge id="EX" from="E" to="X"><lane id="EX_0" index="0" speed="10" length="80" shape="320,1 400,1"/></edge>
+  <junction id="X" type="dead_end" x="405" y="0"/>
+  <connection from="CN" to="NE" fromLane="0" toLane="0" dir="r"/>
+  <connection from="CE" to="EX" fromLane="0" toLane="0" dir="s"/>
+  <connection from="NE" to="EX" fromLane="0" toLane="0" dir="l"/>
+</net>"""
+
+
 ROUTES = """<routes>
   <vType id="car" length="4" minGap="2" accel="3" decel="5" tau="1.5"/>
   <vehicle id="early" depart="50" type="car"><route edges="WC CE"/></vehicle>

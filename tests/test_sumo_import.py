@@ -13,7 +13,7 @@ from envs.scenario.demand import VEHICLE_COLUMN
 from envs.scenario.network import compile_network
 from envs.scenario.roadnet_parser import parse_roadnet
 from envs.scenario.sumo import import_sumo
-from tests.sumo_fixtures import CONFIG, NET, ROUTES, write_tiny
+from tests.sumo_fixtures import CONFIG, DETOUR, NET, ROUTES, write_tiny
 
 
 @pytest.fixture
@@ -77,18 +77,10 @@ def test_demand_shifted_rounded_and_counted(tiny):
 def test_shortest_free_flow_route(tmp_path):
     # two ways from WC to EX: through CE (200 m at 10 m/s: 20 s) or through CN and NE
     # (50 m at 8 m/s + 100 m at SPEED: 26.25 s at 5 m/s, 8.25 s at 50 m/s)
-    extra = """
-  <edge id="NE" from="N" to="E"><lane id="NE_0" index="0" speed="SPEED" length="100" shape="106,60 310,5"/></edge>
-  <edge id="EX" from="E" to="X"><lane id="EX_0" index="0" speed="10" length="80" shape="320,1 400,1"/></edge>
-  <junction id="X" type="dead_end" x="405" y="0"/>
-  <connection from="CN" to="NE" fromLane="0" toLane="0" dir="r"/>
-  <connection from="CE" to="EX" fromLane="0" toLane="0" dir="s"/>
-  <connection from="NE" to="EX" fromLane="0" toLane="0" dir="l"/>
-</net>"""
     routes = ROUTES.replace("</routes>", '<trip id="w" depart="101" type="car" from="WC" to="EX"/>'
                             "</routes>")
     for speed, expected in (("5", ("WC", "CE", "EX")), ("50", ("WC", "CN", "NE", "EX"))):
-        net = NET.replace("</net>", extra.replace("SPEED", speed))
+        net = NET.replace("</net>", DETOUR.replace("SPEED", speed))
         scenario = scenario_from_sumo(write_tiny(tmp_path / speed, net, routes))
         road_ids = scenario.network.road_ids
         routes_of = [tuple(road_ids[r] for r in row if r >= 0)

@@ -1,0 +1,56 @@
+"""Pinning trips to given routes (a SUMO --vehroute-output file), on the hand-written scenario."""
+
+from __future__ import annotations
+
+import pytest
+
+from envs.errors import ScenarioError
+from envs.scenario import scenario_from_sumo
+from envs.scenario.sumo.config import find_config, read_config
+from envs.scenario.sumo.pinned_routes import pin_routes, routes_driven
+from tests.sumo_fixtures import DETOUR, NET, ROUTES, write_tiny
+
+# two trips from WC to EX; free flow prefers WC-CE-EX when NE's limit is 5 m/s
+TWO_TRIPS = ROUTES.replace("</routes>", '<trip id="w1" depart="101" type="car" from="WC" to="EX"/>'
+                           '<trip id="w2" depart="102" type="car" from="WC" to="EX"/></routes>')
+# w1 was rerouted once before it left: it drove the second route listed
+VEHROUTES = """<routes>
+  <vehicle id="w1" depart="101.00"><routeDistribution>
+    <route replacedOnEdge="" edges="WC CE EX"/><route edges="WC CN NE EX"/></routeDistribution></vehicle>
+  <vehicle id="w2" depart="102.00"><route edges="WC CE EX"/></vehicle>
+  <vehicle id="v0" depart="100.00"><route edges="WC CE"/></vehicle>
+</routes>
+"""
+
+
+def routes_of(scenario) -> list[tuple[str, ...]]:
+    road_ids = scenario.network.road_ids
+    return [tuple(road_ids[r] for r in row if r >= 0) for row in scenario.trips.routes.tolist()]
+
+
+def test_trips_drive_the_routes_the_file_gives_and_the_rest_stay_trips(tmp_path):
+    folder = write_tiny(tmp_path / "tiny", NET.replace("</net>", DETOUR.replace("SPEED", "5")), TWO_TRIPS)
+    (tmp_path / "vr.xml").write_text(VEHROUTES)
+    config = read_config(find_config(folder))
+    free_flow = routes_of(scenario_from_sumo(folder))
+    assert free_flow.count(("WC", "CE", "EX")) == 2 and ("WC", "CN", "NE", "EX") not in free_flow
+
+    (tmp_path / "pinned").mkdir()
+    pinned_config, counts = pin_routes(config, routes_driven(tmp_path / "vr.xml"), tmp_path / "pinned")
+    # w1 and w2 are pinned (v0 already had a route); t0 and the flow stay origin/destination
+    assert counts == {"trips_pinned": 2, "trips_left_unpinned": 1, "od_pairs_pinned": 1,
+                      "od_pairs_on_several_routes": 1}
+    pinned = scenario_from_sumo(pinned_config.path)
+    assert (pinned_config.begin, pinned_config.end) == (config.begin, config.end)
+    assert pinned.trips.num_trips == scenario_from_sumo(folder).trips.num_trips
+    routes = routes_of(pinned)
+    assert routes.count(("WC", "CN", "NE", "EX")) == 1 and routes.count(("WC", "CE", "EX")) == 1
+    report = pinned.info["sumo_report"]
+    assert report["trips_routed_shortest_free_flow"] == (
+        scenario_from_sumo(folder).info["sumo_report"]["trips_routed_shortest_free_flow"] - 2)
+
+
+def test_a_vehroute_vehicle_without_a_route_names_the_file_and_the_vehicle(tmp_path):
+    (tmp_path / "vr.xml").write_text('<routes><vehicle id="w1" depart="1"/></routes>')
+    with pytest.raises(ScenarioError, match=r"vr\.xml: field 'vehicle\[id=w1\]/route@edges'"):
+        routes_driven(tmp_path / "vr.xml")
