@@ -1,9 +1,12 @@
 """Max pressure inside SUMO over TraCI, with gridlight's rules (agents/classical/max_pressure.py):
 every signal phase of the static program (a phase without yellow that shows some green) is a
-candidate; the pressure of a phase is the sum over its green lane connections of vehicles on the
-incoming lane minus vehicles on the outgoing lane; once the current green has lasted
-``min_green_s`` the light switches to the phase of highest pressure (lowest index on a tie),
-through ``yellow_s`` of yellow and ``all_red_s`` of red on the connections that lose green.
+candidate. As in gridlight, a movement is a pair of roads (SUMO edges) joined by some of the
+light's lane connections, green in a phase when any of its connections shows green; its pressure
+is the vehicles on its distinct incoming lanes minus those on its distinct outgoing lanes, and a
+phase's pressure the sum over its green movements. Once the current green has lasted
+``min_green_s`` the light switches to the phase of highest pressure (ties: more vehicles on the
+green movements' incoming lanes, then the lowest index), through ``yellow_s`` of yellow and
+``all_red_s`` of red on the connections that lose green.
 Used by benchmarks/sumo_fidelity.py --max-pressure; needs eclipse-sumo (its tools hold TraCI).
 """
 
@@ -14,6 +17,11 @@ import sys
 from pathlib import Path
 
 
+# gridlight's green characters (envs/scenario/sumo/programs.py) and its tie-break weight
+GREEN_CHARS = "GgOso"
+TIE_BREAK = 1e-3
+
+
 def traci_module():
     import sumo  # eclipse-sumo's package: TraCI ships in its tools folder
 
@@ -21,6 +29,21 @@ def traci_module():
     import traci
 
     return traci
+
+
+def _phase_movements(greens: list[str], links: list) -> list[list[tuple[set, set]]]:
+    """Per candidate phase, its green movements as (distinct incoming lanes, distinct outgoing
+    lanes); a movement is a (from edge, to edge) pair of the light's lane connections."""
+    movements: dict[tuple[str, str], tuple[set, set, set]] = {}  # -> in lanes, out lanes, indices
+    for index, group in enumerate(links):
+        for in_lane, out_lane, _ in group:
+            key = (in_lane.rsplit("_", 1)[0], out_lane.rsplit("_", 1)[0])
+            in_lanes, out_lanes, indices = movements.setdefault(key, (set(), set(), set()))
+            in_lanes.add(in_lane)
+            out_lanes.add(out_lane)
+            indices.add(index)
+    return [[(in_lanes, out_lanes) for in_lanes, out_lanes, indices in movements.values()
+             if any(state[i] in GREEN_CHARS for i in indices)] for state in greens]
 
 
 def _transition(current: str, target: str, letter: str) -> str:
@@ -42,9 +65,8 @@ def run(binary: str, config, tripinfo: Path, yellow_s: int = 3, all_red_s: int =
             greens = [s for s in states
                       if not any(c in "yYu" for c in s) and any(c in "Gg" for c in s)]
             links = traci.trafficlight.getControlledLinks(tl)  # per linkIndex: [(in, out, via)]
-            pairs = [[(a, b) for a, b, _ in group] for group in links]
-            lights[tl] = {"greens": greens, "pairs": pairs, "current": greens[0], "since": 0,
-                          "queue": []}
+            lights[tl] = {"greens": greens, "phases": _phase_movements(greens, links)}
+            lights[tl].update(current=greens[0], since=0, queue=[])
             traci.trafficlight.setRedYellowGreenState(tl, greens[0])
         steps = int(config.end - config.begin)
         for _ in range(steps):
@@ -65,17 +87,15 @@ def run(binary: str, config, tripinfo: Path, yellow_s: int = 3, all_red_s: int =
                 light["since"] += 1
                 if light["since"] < min_green_s:
                     continue
-                pressures = []
-                for state in light["greens"]:
-                    seen, pressure = set(), 0
-                    for index, char in enumerate(state):
-                        if char in "Gg":
-                            for a, b in light["pairs"][index]:
-                                if (a, b) not in seen:
-                                    seen.add((a, b))
-                                    pressure += count(a) - count(b)
-                    pressures.append(pressure)
-                best = light["greens"][pressures.index(max(pressures))]
+                scores = []
+                for movements in light["phases"]:
+                    pressure = inflow = 0
+                    for in_lanes, out_lanes in movements:
+                        upstream = sum(count(lane) for lane in in_lanes)
+                        pressure += upstream - sum(count(lane) for lane in out_lanes)
+                        inflow += upstream
+                    scores.append(pressure + TIE_BREAK * inflow)
+                best = light["greens"][scores.index(max(scores))]
                 if best != light["current"]:
                     yellow = _transition(light["current"], best, "y")
                     red = _transition(light["current"], best, "r")
