@@ -52,11 +52,12 @@ def _transition(current: str, target: str, letter: str) -> str:
 
 
 def run(binary: str, config, tripinfo: Path, yellow_s: int = 3, all_red_s: int = 2,
-        min_green_s: int = 10) -> None:
+        min_green_s: int = 10, extra_args: tuple[str, ...] | list[str] = ()) -> None:
+    """Run `config` in SUMO under max pressure; `extra_args` go to SUMO's command line."""
     traci = traci_module()
     with contextlib.redirect_stdout(sys.stderr):  # TraCI prints its connection retries
         traci.start([binary, "-c", str(config.path), "--tripinfo-output", str(tripinfo),
-                     "--no-step-log", "true", "--no-warnings", "true"])
+                     "--no-step-log", "true", "--no-warnings", "true", *extra_args])
     try:
         lights = {}
         for tl in traci.trafficlight.getIDList():
