@@ -6,11 +6,14 @@ Runs one SUMO scenario twice, its static programs and max pressure with gridligh
 (benchmarks/sumo_max_pressure.py), with SUMO's per-edge ``edgeData`` output, and sums the
 vehicles' waiting time (seconds at under 0.1 m/s) on the edges that end at each kind of junction
 (SUMO's junction ``type``: traffic_light, priority, right_before_left, ...). One JSON line per
-junction type, then one per edge for the ten edges whose waiting grew most; first, per run, the
-vehicles inserted and the delay of their insertion (queues at the origins, which no edge's
-waiting time counts). ``--sumo-routes``
+simulator and controller (waiting by junction type, vehicles inserted and never inserted, and
+the insertion delay of the finished trips: queues at the origins, which no edge's waiting time
+counts), then one per edge for the ten edges whose waiting grew most in SUMO. ``--sumo-routes``
 pins the trips to the routes SUMO chose in a first static run (benchmarks/sumo_routes.py), so
-both runs drive the same paths. Needs eclipse-sumo.
+both runs drive the same paths. gridlight runs the same scenario with the same two controllers
+(as benchmarks/sumo_fidelity.py does) and is counted the same way: per lane, each second, the
+vehicles below 0.1 m/s, summed by the junction its road ends at, and its trips' wait to enter.
+Needs eclipse-sumo.
 """
 
 from __future__ import annotations
@@ -24,9 +27,15 @@ from pathlib import Path
 
 from common import emit, log  # noqa: F401  (sets sys.path)
 
+import torch
+
+from agents.classical import FixedTime, MaxPressure
+from envs.engine import EngineParams, Simulator
+from envs.engine.readings import lane_halting
+from envs.scenario import load_scenario, scenario_from_sumo
 from envs.scenario.registry import sumo_folder
 from envs.scenario.sumo.config import find_config, read_config
-from sumo_fidelity import sumo_binary
+from sumo_fidelity import sumo_binary, yellow_seconds
 from sumo_max_pressure import run as run_max_pressure
 from sumo_routes import pin_sumo_routes
 
@@ -59,6 +68,32 @@ def edge_waiting(config, workdir: Path, tag: str, max_pressure: bool) -> tuple[d
             for edge in ET.parse(edges).getroot().iter("edge")}, insertion
 
 
+def gridlight_waiting(scenario, config, max_pressure: bool) -> tuple[dict, dict]:
+    """Road id -> vehicle-seconds halted (below 0.1 m/s) in one gridlight run, and its entries."""
+    params = (EngineParams() if max_pressure else
+              EngineParams(yellow_s=yellow_seconds(config), all_red_s=0, min_green_s=0))
+    sim = Simulator(scenario.network, scenario.demand(1), params)
+    network = sim.network
+    halted = torch.zeros(network.num_lanes, dtype=torch.int64)
+
+    def count(sim) -> None:
+        halted.add_(lane_halting(sim.state, network.num_lanes, 0.1)[0])
+
+    steps = int(config.end - config.begin)
+    sim.run(steps, MaxPressure() if max_pressure else FixedTime(), on_step=count)
+    per_road: dict[str, float] = defaultdict(float)
+    for lane, seconds in enumerate(halted.tolist()):
+        per_road[network.road_ids[int(network.lane_road[lane])]] += seconds
+    trips = scenario.trips.num_trips
+    entered = sim.state.trip_enter[0, :trips]
+    depart = sim.demand.depart[0, :trips].to(entered.dtype)
+    inserted = entered >= 0
+    insertion = {"inserted": int(inserted.sum()), "not_inserted": int((~inserted).sum()),
+                 "insertion_delay_finished_s": int(
+                     (entered - depart)[inserted & (sim.state.trip_finish[0, :trips] >= 0)].sum())}
+    return dict(per_road), insertion
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,18 +113,21 @@ def main() -> None:
         static, static_insertion = edge_waiting(config, workdir, "static", False)
         log(f"{args.scenario}: max pressure")
         pressure, pressure_insertion = edge_waiting(config, workdir, "max_pressure", True)
+        scenario = (scenario_from_sumo(config.path) if args.sumo_routes
+                    else load_scenario(args.scenario))
+        log(f"{args.scenario}: gridlight")
+        runs = {("sumo", "static"): (static, static_insertion),
+                ("sumo", "max_pressure"): (pressure, pressure_insertion),
+                ("gridlight", "static"): gridlight_waiting(scenario, config, False),
+                ("gridlight", "max_pressure"): gridlight_waiting(scenario, config, True)}
     routes = "sumo" if args.sumo_routes else "own"
-    for controller, insertion in (("static", static_insertion), ("max_pressure", pressure_insertion)):
-        emit({"scenario": args.scenario, "routes": routes, "controller": controller, **insertion})
-    by_type: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
-    for edge in set(static) | set(pressure):
-        totals = by_type[junction_type.get(ends_at.get(edge), "unknown")]
-        totals[0] += 1
-        totals[1] += static.get(edge, 0.0)
-        totals[2] += pressure.get(edge, 0.0)
-    for kind, (edges, waited_static, waited_pressure) in sorted(by_type.items()):
-        emit({"scenario": args.scenario, "routes": routes, "junction_type": kind, "edges": edges, "static_waiting_s": round(waited_static),
-              "max_pressure_waiting_s": round(waited_pressure)})
+    for (simulator, controller), (waiting, insertion) in runs.items():
+        by_type: dict[str, float] = defaultdict(float)
+        for edge, seconds in waiting.items():
+            by_type[junction_type.get(ends_at.get(edge), "unknown")] += seconds
+        emit({"scenario": args.scenario, "routes": routes, "simulator": simulator,
+              "controller": controller, **insertion,
+              **{f"waiting_at_{kind}_s": round(seconds) for kind, seconds in sorted(by_type.items())}})
     grown = sorted(set(static) | set(pressure),
                    key=lambda e: static.get(e, 0.0) - pressure.get(e, 0.0))[:10]
     for edge in grown:
