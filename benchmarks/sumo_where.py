@@ -5,7 +5,9 @@
 Runs one SUMO scenario twice, its static programs and max pressure with gridlight's rules
 (benchmarks/sumo_max_pressure.py), with SUMO's per-edge ``edgeData`` output, and sums the
 vehicles' waiting time (seconds at under 0.1 m/s) on the edges that end at each kind of junction
-(SUMO's junction ``type``: traffic_light, priority, right_before_left, ...). One JSON line per
+(SUMO's junction ``type``: traffic_light, priority, right_before_left, ...; ``priority_no_conflicts``
+and the like when no two of the junction's links cross, a node that only splits a road, whose
+queue is the next junction's). One JSON line per
 simulator and controller (waiting by junction type, vehicles inserted and never inserted, and
 the insertion delay of the finished trips: queues at the origins, which no edge's waiting time
 counts), then one per edge for the ten edges whose waiting grew most in SUMO. ``--sumo-routes``
@@ -68,6 +70,16 @@ def edge_waiting(config, workdir: Path, tag: str, max_pressure: bool) -> tuple[d
             for edge in ET.parse(edges).getroot().iter("edge")}, insertion
 
 
+def junction_kind(junction) -> str:
+    """SUMO's junction type, with ``_no_conflicts`` for a junction none of whose links has a foe
+    (a node that only splits a road; the waiting in front of it belongs to the next junction)."""
+    kind = junction.get("type")
+    if kind in ("traffic_light", "dead_end", "internal"):
+        return kind
+    conflicts = any("1" in request.get("foes", "") for request in junction.iter("request"))
+    return kind if conflicts else f"{kind}_no_conflicts"
+
+
 def gridlight_waiting(scenario, config, max_pressure: bool) -> tuple[dict, dict]:
     """Road id -> vehicle-seconds halted (below 0.1 m/s) in one gridlight run, and its entries."""
     params = (EngineParams() if max_pressure else
@@ -103,7 +115,7 @@ def main() -> None:
     config = read_config(find_config(sumo_folder(args.scenario)))
     net = ET.parse(config.net_file).getroot()
     ends_at = {edge.get("id"): edge.get("to") for edge in net.iter("edge")}
-    junction_type = {junction.get("id"): junction.get("type") for junction in net.iter("junction")}
+    junction_type = {junction.get("id"): junction_kind(junction) for junction in net.iter("junction")}
     with tempfile.TemporaryDirectory() as workdir:
         workdir = Path(workdir)
         if args.sumo_routes:
