@@ -45,6 +45,7 @@ from envs.scenario import load_scenario, scenario_from_sumo
 from envs.scenario.registry import SUMO_DATASETS, known_sumo_datasets, sumo_folder
 from envs.scenario.sumo.config import find_config, read_config
 from envs.scenario.sumo.route_reader import read_routes
+from sumo_max_pressure import sumo_command
 from sumo_routes import pin_sumo_routes
 
 
@@ -69,9 +70,8 @@ def scheduled_departures(config) -> dict[str, float]:
 def run_sumo(config, workdir: Path) -> dict:
     trips, stats = workdir / "tripinfo.xml", workdir / "stats.xml"
     started = time.perf_counter()
-    subprocess.run([sumo_binary(), "-c", str(config.path), "--tripinfo-output", str(trips),
-                    "--statistic-output", str(stats), "--no-step-log", "true",
-                    "--no-warnings", "true"], check=True, capture_output=True)
+    subprocess.run(sumo_command(sumo_binary(), config, "--tripinfo-output", str(trips),
+                                "--statistic-output", str(stats)), check=True, capture_output=True)
     wall = time.perf_counter() - started
     teleports = ET.parse(stats).getroot().find("teleports")
     return {**sumo_travel(config, trips, "sumo"), "sumo_teleports": int(teleports.get("total")),
@@ -109,23 +109,32 @@ def yellow_seconds(config) -> int:
     return durations.most_common(1)[0][0] if durations else 0
 
 
+def run_gridlight_controller(scenario, config, max_pressure: bool, on_step=None) -> Simulator:
+    """One copy of `scenario` for the sumocfg's window: the imported programs (with an intergreen
+    equal to SUMO's yellow, so each green starts when SUMO's does) or max pressure with
+    gridlight's default timing. `on_step(sim)` runs after every step."""
+    params = (EngineParams() if max_pressure else
+              EngineParams(yellow_s=yellow_seconds(config), all_red_s=0, min_green_s=0))
+    sim = Simulator(scenario.network, scenario.demand(1), params)
+    sim.run(int(config.end - config.begin), MaxPressure() if max_pressure else FixedTime(),
+            on_step=on_step)
+    return sim
+
+
 def run_gridlight_max_pressure(scenario, config) -> dict:
-    sim = Simulator(scenario.network, scenario.demand(1), EngineParams())
-    sim.run(int(config.end - config.begin), MaxPressure())
+    sim = run_gridlight_controller(scenario, config, max_pressure=True)
     metrics = episode_metrics(sim.demand, sim.state)
     return {"gridlight_mp_travel_time": round(float(metrics["travel_time/mean"][0]), 2),
             "gridlight_mp_finished": int(metrics["throughput"][0])}
 
 
 def run_gridlight(scenario, config) -> dict:
-    params = EngineParams(yellow_s=yellow_seconds(config), all_red_s=0, min_green_s=0)
     started = time.perf_counter()
-    sim = Simulator(scenario.network, scenario.demand(1), params)
-    sim.run(int(config.end - config.begin), FixedTime())
+    sim = run_gridlight_controller(scenario, config, max_pressure=False)
     metrics = episode_metrics(sim.demand, sim.state)
     return {"gridlight_travel_time": round(float(metrics["travel_time/mean"][0]), 2),
             "gridlight_finished": int(metrics["throughput"][0]),
-            "gridlight_vehicles": scenario.trips.num_trips, "gridlight_yellow_s": params.yellow_s,
+            "gridlight_vehicles": scenario.trips.num_trips, "gridlight_yellow_s": sim.params.yellow_s,
             "gridlight_wall_s": round(time.perf_counter() - started, 2)}
 
 

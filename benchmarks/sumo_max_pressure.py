@@ -31,6 +31,12 @@ def traci_module():
     return traci
 
 
+def sumo_command(binary: str, config, *extra: str) -> list[str]:
+    """SUMO's command line for `config`, quiet, with `extra` options (outputs and the like); the
+    benchmarks' one way to start SUMO, here and over TraCI."""
+    return [binary, "-c", str(config.path), "--no-step-log", "true", "--no-warnings", "true", *extra]
+
+
 def _phase_movements(greens: list[str], links: list) -> list[list[tuple[set, set]]]:
     """Per candidate phase, its green movements as (distinct incoming lanes, distinct outgoing
     lanes); a movement is a (from edge, to edge) pair of the light's lane connections."""
@@ -56,8 +62,7 @@ def run(binary: str, config, tripinfo: Path, yellow_s: int = 3, all_red_s: int =
     """Run `config` in SUMO under max pressure; `extra_args` go to SUMO's command line."""
     traci = traci_module()
     with contextlib.redirect_stdout(sys.stderr):  # TraCI prints its connection retries
-        traci.start([binary, "-c", str(config.path), "--tripinfo-output", str(tripinfo),
-                     "--no-step-log", "true", "--no-warnings", "true", *extra_args])
+        traci.start(sumo_command(binary, config, "--tripinfo-output", str(tripinfo), *extra_args))
     try:
         lights = {}
         for tl in traci.trafficlight.getIDList():

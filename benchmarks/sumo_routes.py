@@ -16,12 +16,12 @@ from pathlib import Path
 
 from envs.scenario.sumo.config import SumoConfig
 from envs.scenario.sumo.pinned_routes import pin_routes, routes_driven
+from sumo_max_pressure import sumo_command
 
 
 def pin_sumo_routes(config: SumoConfig, workdir: Path, sumo: str) -> tuple[SumoConfig, dict]:
     """A copy of `config` in `workdir` whose trips carry the routes SUMO drove them on."""
     vehroutes = workdir / "vehroutes.xml"
-    subprocess.run([sumo, "-c", str(config.path), "--vehroute-output", str(vehroutes),
-                    "--no-step-log", "true", "--no-warnings", "true"], check=True,
+    subprocess.run(sumo_command(sumo, config, "--vehroute-output", str(vehroutes)), check=True,
                    capture_output=True)
     return pin_routes(config, routes_driven(vehroutes), workdir)

@@ -31,14 +31,12 @@ from common import emit, log  # noqa: F401  (sets sys.path)
 
 import torch
 
-from agents.classical import FixedTime, MaxPressure
-from envs.engine import EngineParams, Simulator
 from envs.engine.readings import lane_halting
 from envs.scenario import load_scenario, scenario_from_sumo
 from envs.scenario.registry import sumo_folder
 from envs.scenario.sumo.config import find_config, read_config
-from sumo_fidelity import sumo_binary, yellow_seconds
-from sumo_max_pressure import run as run_max_pressure
+from sumo_fidelity import run_gridlight_controller, sumo_binary
+from sumo_max_pressure import run as run_max_pressure, sumo_command
 from sumo_routes import pin_sumo_routes
 
 
@@ -51,21 +49,20 @@ def edge_waiting(config, workdir: Path, tag: str, max_pressure: bool) -> tuple[d
                           "</additional>\n")
     stats = workdir / f"{tag}_stats.xml"
     extra = ["--additional-files", str(additional), "--statistic-output", str(stats)]
-    trips = workdir / f"{tag}_trips.xml"
+    trips = workdir / f"{tag}_trips.xml"  # SUMO writes trip statistics only with trip output
     if max_pressure:
         run_max_pressure(sumo_binary(), config, trips, extra_args=extra)
     else:
-        subprocess.run([sumo_binary(), "-c", str(config.path), "--tripinfo-output", str(trips),
-                        "--no-step-log", "true", "--no-warnings", "true", *extra], check=True,
-                       capture_output=True)
+        subprocess.run(sumo_command(sumo_binary(), config, "--tripinfo-output", str(trips), *extra),
+                       check=True, capture_output=True)
     root = ET.parse(stats).getroot()
-    vehicles, trips = root.find("vehicles"), root.find("vehicleTripStatistics")
+    vehicles, trip_stats = root.find("vehicles"), root.find("vehicleTripStatistics")
     insertion = {"inserted": int(vehicles.get("inserted")),
                  "not_inserted": int(vehicles.get("waiting")),  # still queued at the end
                  # seconds from scheduled to actual insertion, summed over the finished trips
                  # (SUMO reports their mean and count)
-                 "insertion_delay_finished_s": round(float(trips.get("departDelay"))
-                                                     * int(trips.get("count")))}
+                 "insertion_delay_finished_s": round(float(trip_stats.get("departDelay"))
+                                                     * int(trip_stats.get("count")))}
     return {edge.get("id"): float(edge.get("waitingTime", 0.0))
             for edge in ET.parse(edges).getroot().iter("edge")}, insertion
 
@@ -82,17 +79,13 @@ def junction_kind(junction) -> str:
 
 def gridlight_waiting(scenario, config, max_pressure: bool) -> tuple[dict, dict]:
     """Road id -> vehicle-seconds halted (below 0.1 m/s) in one gridlight run, and its entries."""
-    params = (EngineParams() if max_pressure else
-              EngineParams(yellow_s=yellow_seconds(config), all_red_s=0, min_green_s=0))
-    sim = Simulator(scenario.network, scenario.demand(1), params)
-    network = sim.network
-    halted = torch.zeros(network.num_lanes, dtype=torch.int64)
+    halted = torch.zeros(scenario.network.num_lanes, dtype=torch.int64)
 
     def count(sim) -> None:
-        halted.add_(lane_halting(sim.state, network.num_lanes, 0.1)[0])
+        halted.add_(lane_halting(sim.state, sim.network.num_lanes, 0.1)[0])
 
-    steps = int(config.end - config.begin)
-    sim.run(steps, MaxPressure() if max_pressure else FixedTime(), on_step=count)
+    sim = run_gridlight_controller(scenario, config, max_pressure, on_step=count)
+    network = sim.network
     per_road: dict[str, float] = defaultdict(float)
     for lane, seconds in enumerate(halted.tolist()):
         per_road[network.road_ids[int(network.lane_road[lane])]] += seconds

@@ -9,7 +9,6 @@ writes the scenario again with each listed trip turned into a vehicle with that 
 
 from __future__ import annotations
 
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -57,11 +56,10 @@ def pin_routes(config: SumoConfig, routes: dict[str, str], workdir: str | Path) 
             pinned += 1
         route_files.append(f"pinned_{k}.rou.xml")
         tree.write(workdir / route_files[-1])
-    net = workdir / Path(config.net_file).name
-    shutil.copy(config.net_file, net)
+    net = Path(config.net_file).resolve()  # the network itself is unchanged: referenced, not copied
     path = workdir / "pinned.sumocfg"
     path.write_text(
-        f"<configuration><input><net-file value=\"{net.name}\"/>"
+        f"<configuration><input><net-file value=\"{net}\"/>"
         f"<route-files value=\"{','.join(route_files)}\"/></input>"
         f"<time><begin value=\"{config.begin:g}\"/><end value=\"{config.end:g}\"/></time>"
         "</configuration>\n")
