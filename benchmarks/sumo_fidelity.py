@@ -14,7 +14,9 @@ min green 0), so each green starts when SUMO's does. Prints one JSON line per sc
 
 ``--max-pressure`` also runs max pressure on both sides with gridlight's rules (min green 10 s,
 yellow 3 s, all-red 2 s; SUMO's over TraCI, benchmarks/sumo_max_pressure.py) and says whether
-the two rank static programs and max pressure the same way.
+the two rank static programs and max pressure the same way. ``--mp-sensing road`` (the default)
+lets SUMO's max pressure count a stub lane over gridlight's lengthened road, as gridlight's
+does; ``lane`` counts SUMO's lanes as they are (sumo_max_pressure.py's doc).
 
 ``--sumo-routes`` first pins every origin/destination trip to the route SUMO chose for it in its
 own static run (benchmarks/sumo_routes.py), then runs both simulators on that copy: the routes
@@ -45,7 +47,7 @@ from envs.scenario import load_scenario, scenario_from_sumo
 from envs.scenario.registry import SUMO_DATASETS, known_sumo_datasets, sumo_folder
 from envs.scenario.sumo.config import find_config, read_config
 from envs.scenario.sumo.route_reader import read_routes
-from sumo_max_pressure import sumo_command
+from sumo_max_pressure import SENSING, sumo_command
 from sumo_routes import pin_sumo_routes
 
 
@@ -94,12 +96,12 @@ def sumo_travel(config, trips: Path, prefix: str) -> dict:
     return out
 
 
-def run_sumo_max_pressure(config, workdir: Path) -> dict:
+def run_sumo_max_pressure(config, workdir: Path, sensing: str) -> dict:
     from sumo_max_pressure import run
 
     trips = workdir / "tripinfo_mp.xml"
-    run(sumo_binary(), config, trips)
-    return sumo_travel(config, trips, "sumo_mp")
+    run(sumo_binary(), config, trips, sensing=sensing)
+    return {**sumo_travel(config, trips, "sumo_mp"), "sumo_mp_sensing": sensing}
 
 
 def yellow_seconds(config) -> int:
@@ -146,6 +148,9 @@ def main() -> None:
                         help="also max pressure on both sides (SUMO's over TraCI: slow)")
     parser.add_argument("--sumo-routes", action="store_true",
                         help="both sides drive the routes SUMO chose for the trips (sumo_routes.py)")
+    parser.add_argument("--mp-sensing", choices=SENSING, default="road",
+                        help="what SUMO's max pressure counts: gridlight's road length (default; "
+                             "stub edges read as far as gridlight's lengthened road) or SUMO's lanes")
     args = parser.parse_args()
     for name in args.scenarios.split(","):
         if name not in SUMO_DATASETS:
@@ -161,7 +166,7 @@ def main() -> None:
             row.update(run_sumo(config, Path(workdir)))
             if args.max_pressure:
                 log(f"{name}: SUMO max pressure")
-                row.update(run_sumo_max_pressure(config, Path(workdir)))
+                row.update(run_sumo_max_pressure(config, Path(workdir), args.mp_sensing))
             log(f"{name}: gridlight")
             scenario = scenario_from_sumo(config.path) if args.sumo_routes else load_scenario(name)
             row.update(run_gridlight(scenario, config))

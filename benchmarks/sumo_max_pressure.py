@@ -7,6 +7,16 @@ phase's pressure the sum over its green movements. Once the current green has la
 ``min_green_s`` the light switches to the phase of highest pressure (ties: more vehicles on the
 green movements' incoming lanes, then the lowest index), through ``yellow_s`` of yellow and
 ``all_red_s`` of red on the connections that lose green.
+
+What a lane's count covers (``sensing``): gridlight lengthens SUMO's stub edges — joins of 0.2 to
+a few metres, which on some networks are all that lies between a light and the junction before
+it — to one step's travel (`simulated_road_lengths`), so gridlight's max pressure counts about
+two vehicles per stub lane where SUMO's lane holds one, and the queue behind it stands on the
+road before, out of the count. With ``sensing="road"`` (the default) a lane shorter than
+gridlight's road counts the vehicles over gridlight's length: from the stop line upstream for an
+incoming lane, from the lane's start downstream for an outgoing one, through the junctions'
+internal lanes and the lanes that feed it (or that it feeds); both simulators' controllers then
+read the same stretch of road. ``sensing="lane"``: SUMO's lanes as they are.
 Used by benchmarks/sumo_fidelity.py --max-pressure; needs eclipse-sumo (its tools hold TraCI).
 """
 
@@ -16,10 +26,74 @@ import contextlib
 import sys
 from pathlib import Path
 
+from envs.scenario.sumo.net_reader import read_net
+from envs.scenario.sumo.to_roadnet import simulated_road_lengths
 
 # gridlight's green characters (envs/scenario/sumo/programs.py) and its tie-break weight
 GREEN_CHARS = "GgOso"
 TIE_BREAK = 1e-3
+SENSING = ("road", "lane")
+MAX_HOPS = 8  # lanes walked through from a stub; the metres left run out long before
+
+
+class RoadSensors:
+    """Per-step vehicle counts of the lights' lanes over the stretch that `sensing` names
+    (module doc); `lengths`: edge id -> gridlight's road length."""
+
+    def __init__(self, traci, sensing: str, lengths: dict[str, float]) -> None:
+        if sensing not in SENSING:
+            raise ValueError(f"sensing={sensing!r}: expected one of {SENSING}")
+        self.traci, self.sensing, self.lengths = traci, sensing, lengths
+        self.after: dict[str, list[tuple[str, str]]] = {}  # lane -> [(internal lane, next lane)]
+        self.before: dict[str, list[tuple[str, str]]] = {}  # lane -> [(internal lane, feeding lane)]
+        if sensing == "road":
+            for lane in traci.lane.getIDList():
+                if lane.startswith(":"):
+                    continue
+                for link in traci.lane.getLinks(lane, extended=True):
+                    following, via = link[0], link[4]
+                    self.after.setdefault(lane, []).append((via, following))
+                    self.before.setdefault(following, []).append((via, lane))
+        self.counts: dict[tuple[str, bool], int] = {}
+
+    def next_step(self) -> None:
+        self.counts = {}
+
+    def count(self, lane: str, incoming: bool) -> int:
+        key = (lane, incoming)
+        if key not in self.counts:
+            edge = lane.rsplit("_", 1)[0]
+            stretch = self.lengths.get(edge, 0.0) if self.sensing == "road" else 0.0
+            if self.traci.lane.getLength(lane) >= stretch:
+                self.counts[key] = self.traci.lane.getLastStepVehicleNumber(lane)
+            else:
+                self.counts[key] = self._walk(lane, stretch, incoming, MAX_HOPS)
+        return self.counts[key]
+
+    def _walk(self, lane: str, metres: float, upstream: bool, hops: int) -> int:
+        """Vehicles whose front is within `metres` of `lane`'s end (upstream) or start, on it and
+        on the lanes before (after) it."""
+        traci = self.traci
+        length = traci.lane.getLength(lane)
+        vehicles = traci.lane.getLastStepVehicleIDs(lane)
+        if metres >= length:
+            found = len(vehicles)
+        else:
+            position = traci.vehicle.getLanePosition
+            found = sum((position(v) >= length - metres) if upstream else (position(v) <= metres)
+                        for v in vehicles)
+        left = metres - length
+        if left <= 0 or hops == 0:
+            return found
+        for via, neighbour in (self.before if upstream else self.after).get(lane, []):
+            if via:
+                found += traci.lane.getLastStepVehicleNumber(via)
+                left_after = left - traci.lane.getLength(via)
+            else:
+                left_after = left
+            if left_after > 0:
+                found += self._walk(neighbour, left_after, upstream, hops - 1)
+        return found
 
 
 def traci_module():
@@ -58,9 +132,11 @@ def _transition(current: str, target: str, letter: str) -> str:
 
 
 def run(binary: str, config, tripinfo: Path, yellow_s: int = 3, all_red_s: int = 2,
-        min_green_s: int = 10, extra_args: tuple[str, ...] | list[str] = ()) -> None:
-    """Run `config` in SUMO under max pressure; `extra_args` go to SUMO's command line."""
+        min_green_s: int = 10, extra_args: tuple[str, ...] | list[str] = (), sensing: str = "road") -> None:
+    """Run `config` in SUMO under max pressure; `extra_args` go to SUMO's command line;
+    `sensing`: what a lane's count covers (module doc)."""
     traci = traci_module()
+    lengths = simulated_road_lengths(read_net(config.net_file))
     with contextlib.redirect_stdout(sys.stderr):  # TraCI prints its connection retries
         traci.start(sumo_command(binary, config, "--tripinfo-output", str(tripinfo), *extra_args))
     try:
@@ -74,14 +150,10 @@ def run(binary: str, config, tripinfo: Path, yellow_s: int = 3, all_red_s: int =
             lights[tl] = {"greens": greens, "phases": _phase_movements(greens, links)}
             lights[tl].update(current=greens[0], since=0, queue=[])
             traci.trafficlight.setRedYellowGreenState(tl, greens[0])
+        sensors = RoadSensors(traci, sensing, lengths)
         steps = int(config.end - config.begin)
         for _ in range(steps):
-            counts: dict[str, int] = {}
-
-            def count(lane: str) -> int:
-                if lane not in counts:
-                    counts[lane] = traci.lane.getLastStepVehicleNumber(lane)
-                return counts[lane]
+            sensors.next_step()
 
             for tl, light in lights.items():
                 if light["queue"]:  # in an intergreen: show the next planned state
@@ -97,8 +169,8 @@ def run(binary: str, config, tripinfo: Path, yellow_s: int = 3, all_red_s: int =
                 for movements in light["phases"]:
                     pressure = inflow = 0
                     for in_lanes, out_lanes in movements:
-                        upstream = sum(count(lane) for lane in in_lanes)
-                        pressure += upstream - sum(count(lane) for lane in out_lanes)
+                        upstream = sum(sensors.count(lane, True) for lane in in_lanes)
+                        pressure += upstream - sum(sensors.count(lane, False) for lane in out_lanes)
                         inflow += upstream
                     scores.append(pressure + TIE_BREAK * inflow)
                 best = light["greens"][scores.index(max(scores))]

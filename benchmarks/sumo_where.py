@@ -1,6 +1,6 @@
 """Where SUMO's max pressure waits more than SUMO's static programs, by the kind of junction.
 
-    python benchmarks/sumo_where.py --scenario resco_ingolstadt21 --sumo-routes
+    python benchmarks/sumo_where.py --scenario resco_ingolstadt21 --sumo-routes [--mp-sensing lane]
 
 Runs one SUMO scenario twice, its static programs and max pressure with gridlight's rules
 (benchmarks/sumo_max_pressure.py), with SUMO's per-edge ``edgeData`` output, and sums the
@@ -36,11 +36,12 @@ from envs.scenario import load_scenario, scenario_from_sumo
 from envs.scenario.registry import sumo_folder
 from envs.scenario.sumo.config import find_config, read_config
 from sumo_fidelity import run_gridlight_controller, sumo_binary
-from sumo_max_pressure import run as run_max_pressure, sumo_command
+from sumo_max_pressure import SENSING, run as run_max_pressure, sumo_command
 from sumo_routes import pin_sumo_routes
 
 
-def edge_waiting(config, workdir: Path, tag: str, max_pressure: bool) -> tuple[dict, dict]:
+def edge_waiting(config, workdir: Path, tag: str, max_pressure: bool,
+                 sensing: str = "road") -> tuple[dict, dict]:
     """Edge id -> total waiting seconds in one run of `config` (static, or max pressure), and
     the run's insertion figures (SUMO's statistic output)."""
     edges = workdir / f"{tag}_edges.xml"
@@ -51,7 +52,7 @@ def edge_waiting(config, workdir: Path, tag: str, max_pressure: bool) -> tuple[d
     extra = ["--additional-files", str(additional), "--statistic-output", str(stats)]
     trips = workdir / f"{tag}_trips.xml"  # SUMO writes trip statistics only with trip output
     if max_pressure:
-        run_max_pressure(sumo_binary(), config, trips, extra_args=extra)
+        run_max_pressure(sumo_binary(), config, trips, extra_args=extra, sensing=sensing)
     else:
         subprocess.run(sumo_command(sumo_binary(), config, "--tripinfo-output", str(trips), *extra),
                        check=True, capture_output=True)
@@ -104,6 +105,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", default="resco_ingolstadt21")
     parser.add_argument("--sumo-routes", action="store_true")
+    parser.add_argument("--mp-sensing", choices=SENSING, default="road",
+                        help="what SUMO's max pressure counts (benchmarks/sumo_max_pressure.py)")
     args = parser.parse_args()
     config = read_config(find_config(sumo_folder(args.scenario)))
     net = ET.parse(config.net_file).getroot()
@@ -117,7 +120,8 @@ def main() -> None:
         log(f"{args.scenario}: static programs")
         static, static_insertion = edge_waiting(config, workdir, "static", False)
         log(f"{args.scenario}: max pressure")
-        pressure, pressure_insertion = edge_waiting(config, workdir, "max_pressure", True)
+        pressure, pressure_insertion = edge_waiting(config, workdir, "max_pressure", True,
+                                                    args.mp_sensing)
         scenario = (scenario_from_sumo(config.path) if args.sumo_routes
                     else load_scenario(args.scenario))
         log(f"{args.scenario}: gridlight")
@@ -126,17 +130,19 @@ def main() -> None:
                 ("gridlight", "static"): gridlight_waiting(scenario, config, False),
                 ("gridlight", "max_pressure"): gridlight_waiting(scenario, config, True)}
     routes = "sumo" if args.sumo_routes else "own"
+    sensing = {"sumo_mp_sensing": args.mp_sensing}
     for (simulator, controller), (waiting, insertion) in runs.items():
         by_type: dict[str, float] = defaultdict(float)
         for edge, seconds in waiting.items():
             by_type[junction_type.get(ends_at.get(edge), "unknown")] += seconds
         emit({"scenario": args.scenario, "routes": routes, "simulator": simulator,
-              "controller": controller, **insertion,
+              "controller": controller, **sensing, **insertion,
               **{f"waiting_at_{kind}_s": round(seconds) for kind, seconds in sorted(by_type.items())}})
     grown = sorted(set(static) | set(pressure),
                    key=lambda e: static.get(e, 0.0) - pressure.get(e, 0.0))[:10]
     for edge in grown:
-        emit({"scenario": args.scenario, "routes": routes, "edge": edge, "ends_at": ends_at.get(edge),
+        emit({"scenario": args.scenario, "routes": routes, **sensing, "edge": edge,
+              "ends_at": ends_at.get(edge),
               "junction_type": junction_type.get(ends_at.get(edge)),
               "static_waiting_s": round(static.get(edge, 0.0)),
               "max_pressure_waiting_s": round(pressure.get(edge, 0.0))})

@@ -13,6 +13,8 @@ from envs.scenario.demand import VEHICLE_COLUMN
 from envs.scenario.network import compile_network
 from envs.scenario.roadnet_parser import parse_roadnet
 from envs.scenario.sumo import import_sumo
+from envs.scenario.sumo.net_reader import read_net
+from envs.scenario.sumo.to_roadnet import simulated_road_lengths
 from tests.sumo_fixtures import CONFIG, DETOUR, NET, ROUTES, write_tiny
 
 
@@ -189,3 +191,18 @@ def test_a_missing_sumo_folder_names_the_data_directory(tmp_path):
         load_scenario("resco_cologne1", data_dir=tmp_path)
     assert error.value.field == "scenario.data_dir"
     assert str(tmp_path / "sumo" / "resco" / "cologne1") in str(error.value)
+
+
+def test_a_short_edge_is_lengthened_to_one_steps_travel(tmp_path):
+    # CN shortened to 3 m: the fastest a vehicle enters it with is WC's 12 m/s (WC feeds it), so
+    # gridlight's road is 12 m x 1 s + the 1 m margin; the sidewalk's length is not averaged in
+    net = NET.replace('id="CN_0" index="0" speed="8" length="50"', 'id="CN_0" index="0" speed="8" length="3"')
+    folder = write_tiny(tmp_path / "short", net)
+    lengths = simulated_road_lengths(read_net(folder / "tiny.net.xml"))
+    assert lengths["CN"] == pytest.approx(13.0)
+    assert (lengths["WC"], lengths["CE"], lengths["NC"]) == pytest.approx((100.0, 200.0, 50.0))
+    imported = import_sumo(folder)
+    assert imported.report.counts["short_edges_lengthened"] == 1
+    assert imported.report.counts["metres_added_to_short_edges"] == 10
+    scenario = scenario_from_sumo(folder)
+    assert scenario.network.road_length.tolist() == pytest.approx([100.0, 200.0, 13.0, 50.0])

@@ -55,11 +55,7 @@ def roadnet_from_sumo(net: SumoNet, counts: Counter, keep_turnarounds: frozenset
     vehicle turns around there; the other boundary junctions are virtual."""
     lane_order = {}  # edge id -> {SUMO lane index: gridlight lane index}
     roads = []
-    # the fastest a vehicle can enter each edge: its own limit or that of an edge feeding it
-    entry_speed = {edge.id: max(lane.speed for lane in edge.lanes) for edge in net.edges.values()}
-    for connection in net.connections:
-        entry_speed[connection.to_edge] = max(entry_speed[connection.to_edge],
-                                              entry_speed[connection.from_edge])
+    lengths = simulated_road_lengths(net)
     for edge in net.edges.values():
         kept = [lane for lane in edge.lanes if lane.passenger]
         counts["non_passenger_lanes_left_out"] += len(edge.lanes) - len(kept)
@@ -67,8 +63,7 @@ def roadnet_from_sumo(net: SumoNet, counts: Counter, keep_turnarounds: frozenset
             counts["non_passenger_edges_left_out"] += 1
             continue
         lane_order[edge.id] = {lane.index: k for k, lane in enumerate(reversed(kept))}
-        roads.append(_road(edge, kept, entry_speed[edge.id] * STEP_SECONDS + MIN_LENGTH_MARGIN_M,
-                           counts))
+        roads.append(_road(edge, kept, lengths[edge.id], counts))
 
     by_junction: dict[str, dict[tuple[str, str], list[SumoConnection]]] = {}
     for connection in net.connections:
@@ -113,12 +108,30 @@ def roadnet_from_sumo(net: SumoNet, counts: Counter, keep_turnarounds: frozenset
     return roadnet
 
 
-def _road(edge: SumoEdge, kept, min_length: float, counts: Counter) -> dict:
-    length = float(np.mean([lane.length for lane in kept]))
-    if length < min_length:
+def simulated_road_lengths(net: SumoNet) -> dict[str, float]:
+    """Edge id -> the length of the road gridlight simulates for it (edges without a passenger
+    lane too): its passenger lanes' mean ``length``, at least one step's travel at the fastest
+    speed a vehicle can enter it with (its own limit or that of an edge feeding it) plus
+    `MIN_LENGTH_MARGIN_M`. Also what benchmarks/sumo_max_pressure.py senses in SUMO, so that
+    max pressure reads the same stretch of road in both simulators."""
+    entry_speed = {edge.id: max(lane.speed for lane in edge.lanes) for edge in net.edges.values()}
+    for connection in net.connections:
+        entry_speed[connection.to_edge] = max(entry_speed[connection.to_edge],
+                                              entry_speed[connection.from_edge])
+    lengths = {}
+    for edge in net.edges.values():
+        kept = [lane.length for lane in edge.lanes if lane.passenger] or [lane.length for lane in edge.lanes]
+        shortest = entry_speed[edge.id] * STEP_SECONDS + MIN_LENGTH_MARGIN_M
+        lengths[edge.id] = max(float(np.mean(kept)), shortest)
+    return lengths
+
+
+def _road(edge: SumoEdge, kept, length: float, counts: Counter) -> dict:
+    """`length`: from `simulated_road_lengths`."""
+    lanes_mean = float(np.mean([lane.length for lane in kept]))
+    if length > lanes_mean:
         counts["short_edges_lengthened"] += 1
-        counts["metres_added_to_short_edges"] += math.ceil(min_length - length)
-        length = min_length
+        counts["metres_added_to_short_edges"] += math.ceil(length - lanes_mean)
     shape = kept[len(kept) // 2].shape
     drawn = sum(math.dist(shape[i], shape[i + 1]) for i in range(len(shape) - 1))
     if drawn <= 0:
