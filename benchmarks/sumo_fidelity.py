@@ -14,9 +14,9 @@ min green 0), so each green starts when SUMO's does. Prints one JSON line per sc
 
 ``--max-pressure`` also runs max pressure on both sides with gridlight's rules (min green 10 s,
 yellow 3 s, all-red 2 s; SUMO's over TraCI, benchmarks/sumo_max_pressure.py) and says whether
-the two rank static programs and max pressure the same way. ``--mp-sensing road`` (the default)
-lets SUMO's max pressure count a stub lane over gridlight's lengthened road, as gridlight's
-does; ``lane`` counts SUMO's lanes as they are (sumo_max_pressure.py's doc).
+the two rank static programs and max pressure the same way. ``--mp-sensing road`` lets SUMO's
+max pressure count a stub lane over gridlight's lengthened road, as gridlight's does; ``lane``
+(the default) counts SUMO's lanes as they are (sumo_max_pressure.py's doc).
 
 ``--sumo-routes`` first pins every origin/destination trip to the route SUMO chose for it in its
 own static run (benchmarks/sumo_routes.py), then runs both simulators on that copy: the routes
@@ -148,9 +148,9 @@ def main() -> None:
                         help="also max pressure on both sides (SUMO's over TraCI: slow)")
     parser.add_argument("--sumo-routes", action="store_true",
                         help="both sides drive the routes SUMO chose for the trips (sumo_routes.py)")
-    parser.add_argument("--mp-sensing", choices=SENSING, default="road",
-                        help="what SUMO's max pressure counts: gridlight's road length (default; "
-                             "stub edges read as far as gridlight's lengthened road) or SUMO's lanes")
+    parser.add_argument("--mp-sensing", choices=SENSING, default="lane",
+                        help="what SUMO's max pressure counts: SUMO's lanes (default) or gridlight's "
+                             "road length (stub edges read as far as gridlight's lengthened road)")
     args = parser.parse_args()
     for name in args.scenarios.split(","):
         if name not in SUMO_DATASETS:

@@ -8,15 +8,15 @@ phase's pressure the sum over its green movements. Once the current green has la
 green movements' incoming lanes, then the lowest index), through ``yellow_s`` of yellow and
 ``all_red_s`` of red on the connections that lose green.
 
-What a lane's count covers (``sensing``): gridlight lengthens SUMO's stub edges — joins of 0.2 to
-a few metres, which on some networks are all that lies between a light and the junction before
-it — to one step's travel (`simulated_road_lengths`), so gridlight's max pressure counts about
-two vehicles per stub lane where SUMO's lane holds one, and the queue behind it stands on the
-road before, out of the count. With ``sensing="road"`` (the default) a lane shorter than
-gridlight's road counts the vehicles over gridlight's length: from the stop line upstream for an
-incoming lane, from the lane's start downstream for an outgoing one, through the junctions'
-internal lanes and the lanes that feed it (or that it feeds); both simulators' controllers then
-read the same stretch of road. ``sensing="lane"``: SUMO's lanes as they are.
+What a lane's count covers (``sensing``): ``"lane"`` (the default) counts SUMO's lanes as they
+are, as a max pressure written for SUMO does. gridlight, though, lengthens SUMO's stub edges —
+joins of 0.2 to a few metres, which on the Ingolstadt networks are all that lies between some
+lights and the junction before them — to one step's travel (`simulated_road_lengths`), so its
+max pressure counts about two vehicles per stub lane where SUMO's lane holds one. With
+``"road"`` a lane shorter than gridlight's road counts the vehicles over gridlight's length: from
+the stop line upstream for an incoming lane, from the lane's start downstream for an outgoing
+one, through the junctions' internal lanes and the lanes that feed it (or that it feeds), so
+that both simulators' controllers read the same stretch of road.
 Used by benchmarks/sumo_fidelity.py --max-pressure; needs eclipse-sumo (its tools hold TraCI).
 """
 
@@ -132,7 +132,7 @@ def _transition(current: str, target: str, letter: str) -> str:
 
 
 def run(binary: str, config, tripinfo: Path, yellow_s: int = 3, all_red_s: int = 2,
-        min_green_s: int = 10, extra_args: tuple[str, ...] | list[str] = (), sensing: str = "road") -> None:
+        min_green_s: int = 10, extra_args: tuple[str, ...] | list[str] = (), sensing: str = "lane") -> None:
     """Run `config` in SUMO under max pressure; `extra_args` go to SUMO's command line;
     `sensing`: what a lane's count covers (module doc)."""
     traci = traci_module()

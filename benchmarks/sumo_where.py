@@ -41,7 +41,7 @@ from sumo_routes import pin_sumo_routes
 
 
 def edge_waiting(config, workdir: Path, tag: str, max_pressure: bool,
-                 sensing: str = "road") -> tuple[dict, dict]:
+                 sensing: str = "lane") -> tuple[dict, dict]:
     """Edge id -> total waiting seconds in one run of `config` (static, or max pressure), and
     the run's insertion figures (SUMO's statistic output)."""
     edges = workdir / f"{tag}_edges.xml"
@@ -105,7 +105,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", default="resco_ingolstadt21")
     parser.add_argument("--sumo-routes", action="store_true")
-    parser.add_argument("--mp-sensing", choices=SENSING, default="road",
+    parser.add_argument("--mp-sensing", choices=SENSING, default="lane",
                         help="what SUMO's max pressure counts (benchmarks/sumo_max_pressure.py)")
     args = parser.parse_args()
     config = read_config(find_config(sumo_folder(args.scenario)))
