@@ -20,7 +20,8 @@ discharges again (`hold_until_discharge`), so a classifier that wavers raises on
 - `LearnedClassifier`: an MLP over the lane's last ``history`` readings, the discharge of the
   other lanes into its intersection (all of them, and those that had green with it), its zero-
   outflow run length, the rule's `waiting_green`, the lane gap (`agents.incidents.gaps.lane_gap`:
-  empty road ahead of a halted vehicle, the trace of a mid-lane blockage) and its lane class. It
+  empty road ahead of a halted vehicle, the trace of a mid-lane blockage), its lane class and
+  whether vehicles enter the network on it (`LaneLayout.entry`). It
   scores only readings where a closure can have left a trace on the lane detectors
   (`lane_trace`: a vehicle stands at the stop line and nothing crosses, or the lane gap is
   positive), trained with torch on the training recordings as ``folds`` models, each on all but
@@ -48,11 +49,14 @@ SOURCE = "<incident classifier>"
 
 @dataclass(frozen=True)
 class LaneLayout:
-    """Per monitored lane ``[N]``: the signalised intersection it runs into (``groups``) and
-    whether every movement it feeds is green in every signal phase of the plan (``permissive``)."""
+    """Per monitored lane ``[N]``: the signalised intersection it runs into (``groups``), whether
+    every movement it feeds is green in every signal phase of the plan (``permissive``) and
+    whether vehicles enter the network on it (``entry``: its road comes from outside the network,
+    where vehicles are inserted, some at standstill)."""
 
     groups: np.ndarray
     permissive: np.ndarray
+    entry: np.ndarray
 
 
 def intersection_groups(network, lanes: np.ndarray) -> np.ndarray:
@@ -65,7 +69,8 @@ def lane_layout(network, lanes: np.ndarray) -> LaneLayout:
     always = always_green(network).reshape(-1)  # [M]
     feeds = lane_movements(network)[torch.as_tensor(lanes, device=network.lane_road.device)]  # [N, M]
     permissive = (feeds & ~always.unsqueeze(0)).sum(1).eq(0) & feeds.any(1)
-    return LaneLayout(intersection_groups(network, lanes), permissive.cpu().numpy())
+    entry = (network.road_start[network.lane_road] < 0).cpu().numpy()[lanes]  # from a virtual intersection
+    return LaneLayout(intersection_groups(network, lanes), permissive.cpu().numpy(), entry)
 
 
 def _check(readings: np.ndarray, layout: LaneLayout) -> None:
@@ -217,11 +222,12 @@ def _calibrate(recording: Recording, alarms_at, candidates, precision: float, se
 # per-frame features: the readings, then what the rule and the neighbours add (module doc)
 FRAME_SCALE = np.array([10, 10, 5, 5, 5, 10, 3, 10,  # READINGS
                         10, 10,  # other lanes' outflow into the intersection: all, those green too
-                        30, 30, 50, 1.0])  # zero-outflow run (readings), waiting green (s), lane gap (m), permissive
+                        30, 30, 50,  # zero-outflow run (readings), waiting green (s), lane gap (m)
+                        1.0, 1.0])  # permissive lane, entry lane
 
 
 def frame_features(readings: np.ndarray, layout: LaneLayout) -> np.ndarray:
-    """``[T, N, 14]`` per reading and lane, roughly unit-scaled (see FRAME_SCALE)."""
+    """``[T, N, 15]`` per reading and lane, roughly unit-scaled (see FRAME_SCALE)."""
     green = readings[..., COLUMN["green"]] > 0
     # lanes with green that is not permanent: their discharge shows what this green was worth
     signalled = green & ~layout.permissive
@@ -229,13 +235,14 @@ def frame_features(readings: np.ndarray, layout: LaneLayout) -> np.ndarray:
     others_green = _others_outflow(readings, layout.groups, signalled)
     silent = _run_length((readings[..., COLUMN["outflow"]] == 0) & (readings[..., COLUMN["seg0"]] >= 1))
     permissive = np.broadcast_to(layout.permissive, green.shape)
+    entry = np.broadcast_to(layout.entry, green.shape)
     extra = np.stack([others, others_green, np.minimum(silent, 60), np.minimum(waiting_green(readings), 120),
-                      lane_gap(readings), permissive], -1)
+                      lane_gap(readings), permissive, entry], -1)
     return np.concatenate([readings, extra], -1) / FRAME_SCALE
 
 
 def window_features(readings: np.ndarray, layout: LaneLayout, history: int) -> np.ndarray:
-    """``[T, N, history * 14]``: each lane's last `history` frames (oldest first; zero-padded)."""
+    """``[T, N, history * 15]``: each lane's last `history` frames (oldest first; zero-padded)."""
     return stack_windows(frame_features(readings, layout), history)
 
 
