@@ -8,7 +8,9 @@ ordinary traffic? A check on TRAINING copies only, recorded exactly as the sweep
 Per placement and outflow condition (the gap counted only while nothing crossed the stop line,
 or always) it prints one JSON line with how often the gap is positive on (lane, reading) pairs
 with an active closure and on all others, how long the gap stays positive in a row on each, and
-the precision / recall / mean time to detect of the bare gap alarm (gap >= gap_m for `persist`
+how many of the positive readings away from closures are on entry lanes (roads from outside
+the network, `LaneLayout.entry`), and the precision / recall / mean time to detect of the bare
+gap alarm (gap >= gap_m for `persist`
 readings, held until the lane discharges) over a grid.
 """
 
@@ -27,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import evaluate  # noqa: E402
-from agents.incidents.classifiers import _run_length, hold_until_discharge  # noqa: E402
+from agents.incidents.classifiers import _run_length, hold_until_discharge, lane_layout  # noqa: E402
 from agents.incidents.gap_rule import gap_alarms  # noqa: E402
 from agents.incidents.gaps import lane_gap  # noqa: E402
 from benchmarks.common import emit, log  # noqa: E402
@@ -45,9 +47,10 @@ def run_histogram(positive: np.ndarray, where: np.ndarray) -> list[int]:
     return np.bincount(np.minimum(runs, RUN_BINS), minlength=RUN_BINS + 1)[1:].tolist()
 
 
-def check(recording, placement: str, quiet_only: bool) -> dict:
+def check(recording, entry, placement: str, quiet_only: bool) -> dict:
     gap = lane_gap(recording.readings, quiet_only)
     truth, positive = recording.truth, gap > 0
+    away = positive & ~truth
     grid = []
     for persist in PERSISTS:
         for gap_m in GAPS_M:
@@ -58,7 +61,10 @@ def check(recording, placement: str, quiet_only: bool) -> dict:
             "copies": int(recording.readings.shape[0]), "incidents": sum(len(i) for i in recording.incidents),
             "quiet_only": quiet_only,
             "closure_readings": int(truth.sum()), "closure_readings_gap_positive": int(positive[truth].sum()),
-            "other_readings": int((~truth).sum()), "other_readings_gap_positive": int(positive[~truth].sum()),
+            "other_readings": int((~truth).sum()), "other_readings_gap_positive": int(away.sum()),
+            "entry_lanes": int(entry.sum()), "lanes": int(entry.size),
+            "other_readings_gap_positive_on_entry_lanes": int(away[..., entry].sum()),
+            "closure_readings_gap_positive_on_entry_lanes": int((positive & truth)[..., entry].sum()),
             "run_lengths_closure_1_2_3_4_5plus": run_histogram(positive, truth),
             "run_lengths_other_1_2_3_4_5plus": run_histogram(positive, ~truth),
             "oracle_floor_s": score(recording, np.zeros_like(truth)).oracle_floor_s, "grid": grid}
@@ -81,8 +87,9 @@ def main(argv=None) -> None:
                              list(range(args.train_copies)), int(cfg.eval.steps), int(det.interval_s),
                              evaluate.demand_spec(cfg.eval.demand, "eval.demand"), None, evaluate.engine_params(cfg), [])[0]
         log(f"{placement}: recorded {args.train_copies} training copies in {time.perf_counter() - start:.0f} s")
+        entry = lane_layout(scenario.network, train.lanes).entry
         for quiet_only in (True, False):
-            emit(check(train, placement, quiet_only))
+            emit(check(train, entry, placement, quiet_only))
 
 
 if __name__ == "__main__":
