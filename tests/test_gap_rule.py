@@ -1,5 +1,6 @@
 """The lane-only gap rule (agents/incidents/gaps.py `lane_gap`, agents/incidents/gap_rule.py):
-the empty road ahead of a halted vehicle that the lane detectors prove, by hand; the calibrated
+the empty road ahead of a halted vehicle that the lane detectors prove, by hand; entry lanes'
+own persistence; the calibrated
 rule alarms behind held-out mid-lane closures and stays quiet without incidents; calibration
 takes training incidents only."""
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from agents.classical import MaxPressure
-from agents.incidents.classifiers import BlockageRule, lane_layout, lane_trace
+from agents.incidents.classifiers import BlockageRule, LaneLayout, lane_layout, lane_trace
 from agents.incidents.gap_rule import GapRule
 from agents.incidents.gaps import fused_gap, lane_gap
 from envs.errors import ConfigError
@@ -61,6 +62,18 @@ def test_the_fused_gap_is_the_larger_of_lane_and_probe_gap():
     # no probe: the lane gap; then the lane gap is 0 (3 halted, 3 in the first 50 m) and the probe's
     # counts: 20 m with 3 * 20/50 vehicles before it, 120 m with the 3
     np.testing.assert_allclose(fused_gap(readings, probes)[:, 0], [150.0, 20.0 - 7.5 * 1.2, 120.0 - 22.5])
+
+
+def test_entry_lanes_keep_their_own_persistence():
+    # two lanes into one intersection, the second an entry lane; the same halted vehicle with the
+    # first 150 m empty on both, for three readings, then the lane discharges
+    one = _readings([{"halting": 1}, {"halting": 1}, {"halting": 1}, {"outflow": 1}])
+    readings = np.concatenate([one, one], 1)
+    layout = LaneLayout(groups=np.array([0, 0]), permissive=np.array([False, False]), entry=np.array([False, True]))
+    rule = GapRule(gap_m=100.0, persist=1, entry_gap_m=100.0, entry_persist=3, use_blockage=False)
+    np.testing.assert_array_equal(rule.detect(readings, layout), [[1, 0], [1, 0], [1, 1], [0, 0]])
+    rule.entry_gap_m = 151.0  # more than the gap ever proven on the segments' 150 m
+    assert not rule.detect(readings, layout)[:, 1].any()
 
 
 @pytest.fixture(scope="module")
