@@ -52,7 +52,7 @@ class LaneLayout:
     """Per monitored lane ``[N]``: the signalised intersection it runs into (``groups``), whether
     every movement it feeds is green in every signal phase of the plan (``permissive``) and
     whether vehicles enter the network on it (``entry``: its road comes from outside the network,
-    where vehicles are inserted, some at standstill)."""
+    where the engine inserts vehicles at standstill)."""
 
     groups: np.ndarray
     permissive: np.ndarray

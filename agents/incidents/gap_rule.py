@@ -9,7 +9,8 @@ turned it off); the alarm is held until the lane discharges (`hold_until_dischar
 other classifiers'. A vehicle that enters a lane at standstill reads as a halted vehicle with
 empty road ahead for a reading or more: on training copies nearly every positive lane gap away
 from a closure is on a lane whose road comes from outside the network (`LaneLayout.entry`, where
-vehicles are inserted), so entry lanes get their own ``entry_persist`` and ``entry_gap_m``.
+the engine inserts vehicles at standstill), so entry lanes get their own ``entry_persist`` and
+``entry_gap_m``.
 
 `calibrate` takes a *training* recording only (``Recording.split == "train"``; anything else is
 a `ConfigError`): it calibrates the blockage rule as that rule does (kept only if its alarms
