@@ -1,7 +1,7 @@
 """Incident detection with probe vehicles (agents/incidents/learned_fusion.py,
 agents/incidents/detection_task.py, envs/incidents/evidence.py, envs/evaluation/detection_results.py):
-the learned detectors that read probes calibrate on training incidents only, the learned fusion
-beats the lane-only learned detector on held-out mid-lane closures, the probe-only detector reads
+the learned detectors that read probes calibrate on training incidents only, the learned
+detectors (with and without probes) find held-out mid-lane closures, the probe-only detector reads
 no lane detector, first evidence follows its definition per sensor set, and the results file
 holds every required field."""
 
@@ -62,7 +62,7 @@ def test_probe_detectors_calibrate_on_training_incidents_with_probes_only(record
         check_detectors(["nope"], 0.05, 8, 4)
 
 
-def test_learned_fusion_beats_the_lane_only_learned_detector_on_held_out_mid_lane_closures(recordings):
+def test_both_learned_detectors_find_held_out_mid_lane_closures(recordings):
     scenario, (train, _), (held_out, _) = recordings
     layout = lane_layout(scenario.network, train.lanes)
     detectors = {}
@@ -78,11 +78,12 @@ def test_learned_fusion_beats_the_lane_only_learned_detector_on_held_out_mid_lan
     def f1(s):
         return 2 * s.precision * s.recall / (s.precision + s.recall) if s.alarms and s.detected else 0.0
 
-    # recorded (seeded, 2026-12-05): learned_fusion 3/12 closures at 100% precision (F1 0.40), no
-    # false alarm; learned_mlp 5/12 at 9.1% (F1 0.15), 12.5 false alarms/h: behind a mid-lane
-    # blockage the stop line shows little, and what the lane-only model alarms on is mostly noise
-    assert f1(fused) > f1(lane) and fused.precision > lane.precision
-    assert fused.false_alarms_per_hour < lane.false_alarms_per_hour and fused.detected >= 2
+    # recorded (seeded, 2026-12-05): learned_mlp 11/12 closures at 68.8% precision (F1 0.79),
+    # learned_fusion 7/12 at 100% (F1 0.74). Both read the lane gap (empty road ahead of a halted
+    # vehicle); before it, the lane-only model found 5/12 at 9.1% (F1 0.15): the stop line shows
+    # little behind a mid-lane blockage
+    for found in (lane, fused):
+        assert found.detected >= COPIES // 2 and f1(found) >= 0.7
     assert set(tallies) == {ORACLES["lane"], ORACLES["fused"], "learned_mlp", "learned_fusion"}
 
 

@@ -71,6 +71,8 @@ def test_probes_find_held_out_mid_lane_closures_that_the_stop_line_never_shows(r
     fused = held_out_scores(lambda b: fusion.detect(held_out.readings[b], layout, held_out.probes[b]))
     alone = held_out_scores(lambda b: blockage.detect(held_out.readings[b], layout))
     print(f"\nprobe_fusion {fused}\nblockage_rule {alone}")  # the figures docs/incidents.md quotes
-    # recorded: fused 9/12 closures, precision 100%, no false alarm; the blockage rule 3/12 at 12.5%
-    assert fused.precision >= 0.9 and fused.detected >= COPIES // 2
+    # recorded: fused 11/12 closures at 80% precision, 62.0 s (3 false alarms from the lane gap on
+    # lanes that enter the network: agents/incidents/gap_rule.py; the probe gap alone found 9/12 at
+    # 100%, 166.7 s); the blockage rule 3/12 at 12.5%
+    assert fused.precision >= 0.75 and fused.detected >= COPIES * 3 // 4
     assert fused.detected > alone.detected and fused.false_alarms_per_hour < alone.false_alarms_per_hour

@@ -19,9 +19,12 @@ discharges again (`hold_until_discharge`), so a classifier that wavers raises on
   persistence that reaches a precision on training data.
 - `LearnedClassifier`: an MLP over the lane's last ``history`` readings, the discharge of the
   other lanes into its intersection (all of them, and those that had green with it), its zero-
-  outflow run length, the rule's `waiting_green` and its lane class. It scores only readings
-  where a vehicle stands at the stop line and nothing crosses (elsewhere a closure has left no
-  trace), trained with torch on the training recordings as ``folds`` models, each on all but
+  outflow run length, the rule's `waiting_green`, the lane gap (`agents.incidents.gaps.lane_gap`:
+  empty road ahead of a halted vehicle, the trace of a mid-lane blockage), its lane class and
+  whether vehicles enter the network on it (`LaneLayout.entry`). It
+  scores only readings where a closure can have left a trace on the lane detectors
+  (`lane_trace`: a vehicle stands at the stop line and nothing crosses, or the lane gap is
+  positive), trained with torch on the training recordings as ``folds`` models, each on all but
   one fold of copies. Its alarm thresholds, one per lane class as the rule's persistences, are
   calibrated on the out-of-fold scores (scores of copies the scoring model never saw, so the
   calibration sees held-out-like precision, not the training fit's); it then scores with the
@@ -36,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from agents.incidents.gaps import lane_gap
 from envs.errors import CommandError, ConfigError
 from envs.incidents.detection import COLUMN, Recording, score, scored_incidents
 from envs.engine.intersections import always_green, lane_movements
@@ -45,11 +49,14 @@ SOURCE = "<incident classifier>"
 
 @dataclass(frozen=True)
 class LaneLayout:
-    """Per monitored lane ``[N]``: the signalised intersection it runs into (``groups``) and
-    whether every movement it feeds is green in every signal phase of the plan (``permissive``)."""
+    """Per monitored lane ``[N]``: the signalised intersection it runs into (``groups``), whether
+    every movement it feeds is green in every signal phase of the plan (``permissive``) and
+    whether vehicles enter the network on it (``entry``: its road comes from outside the network,
+    where the engine inserts vehicles at standstill)."""
 
     groups: np.ndarray
     permissive: np.ndarray
+    entry: np.ndarray
 
 
 def intersection_groups(network, lanes: np.ndarray) -> np.ndarray:
@@ -62,7 +69,8 @@ def lane_layout(network, lanes: np.ndarray) -> LaneLayout:
     always = always_green(network).reshape(-1)  # [M]
     feeds = lane_movements(network)[torch.as_tensor(lanes, device=network.lane_road.device)]  # [N, M]
     permissive = (feeds & ~always.unsqueeze(0)).sum(1).eq(0) & feeds.any(1)
-    return LaneLayout(intersection_groups(network, lanes), permissive.cpu().numpy())
+    entry = (network.road_start[network.lane_road] < 0).cpu().numpy()[lanes]  # from a virtual intersection
+    return LaneLayout(intersection_groups(network, lanes), permissive.cpu().numpy(), entry)
 
 
 def _check(readings: np.ndarray, layout: LaneLayout) -> None:
@@ -100,6 +108,12 @@ def standing(readings: np.ndarray, min_queue: float = 1.0) -> np.ndarray:
             & (r[..., COLUMN["outflow"]] == 0))
 
 
+def lane_trace(readings: np.ndarray) -> np.ndarray:
+    """``[..., T, N]``: what a closure can show on the lane detectors: a vehicle `standing` at the
+    stop line, or a halted vehicle with empty road ahead (a positive `lane_gap`)."""
+    return standing(readings) | (lane_gap(readings) > 0)
+
+
 def waiting_green(readings: np.ndarray, min_queue: float = 1.0) -> np.ndarray:
     """``[T, N]`` seconds of green that found a vehicle standing at the stop line and left it
     standing with nothing crossing, accumulated since the lane last discharged (or emptied)."""
@@ -132,6 +146,7 @@ class BlockageRule:
     permissive_green_s: float = 20.0
     min_queue: float = 1.0
     name: str = "blockage_rule"
+    sensors = "lane"  # (class attribute) the sensor set its delays count from
 
     def _alarms(self, waited: np.ndarray, readings: np.ndarray, layout: LaneLayout) -> np.ndarray:
         persistence = np.where(layout.permissive, self.permissive_green_s, self.green_s)
@@ -207,11 +222,12 @@ def _calibrate(recording: Recording, alarms_at, candidates, precision: float, se
 # per-frame features: the readings, then what the rule and the neighbours add (module doc)
 FRAME_SCALE = np.array([10, 10, 5, 5, 5, 10, 3, 10,  # READINGS
                         10, 10,  # other lanes' outflow into the intersection: all, those green too
-                        30, 30, 1.0])  # zero-outflow run (readings), waiting green (s), permissive
+                        30, 30, 50,  # zero-outflow run (readings), waiting green (s), lane gap (m)
+                        1.0, 1.0])  # permissive lane, entry lane
 
 
 def frame_features(readings: np.ndarray, layout: LaneLayout) -> np.ndarray:
-    """``[T, N, 13]`` per reading and lane, roughly unit-scaled (see FRAME_SCALE)."""
+    """``[T, N, 15]`` per reading and lane, roughly unit-scaled (see FRAME_SCALE)."""
     green = readings[..., COLUMN["green"]] > 0
     # lanes with green that is not permanent: their discharge shows what this green was worth
     signalled = green & ~layout.permissive
@@ -219,13 +235,14 @@ def frame_features(readings: np.ndarray, layout: LaneLayout) -> np.ndarray:
     others_green = _others_outflow(readings, layout.groups, signalled)
     silent = _run_length((readings[..., COLUMN["outflow"]] == 0) & (readings[..., COLUMN["seg0"]] >= 1))
     permissive = np.broadcast_to(layout.permissive, green.shape)
+    entry = np.broadcast_to(layout.entry, green.shape)
     extra = np.stack([others, others_green, np.minimum(silent, 60), np.minimum(waiting_green(readings), 120),
-                      permissive], -1)
+                      lane_gap(readings), permissive, entry], -1)
     return np.concatenate([readings, extra], -1) / FRAME_SCALE
 
 
 def window_features(readings: np.ndarray, layout: LaneLayout, history: int) -> np.ndarray:
-    """``[T, N, history * 13]``: each lane's last `history` frames (oldest first; zero-padded)."""
+    """``[T, N, history * 15]``: each lane's last `history` frames (oldest first; zero-padded)."""
     return stack_windows(frame_features(readings, layout), history)
 
 
@@ -246,7 +263,7 @@ class LearnedClassifier:
 
     def inputs(self, readings: np.ndarray, layout: LaneLayout, probes: np.ndarray | None = None):
         """``(features [T, N, W], gate [T, N])``: the windows it scores and where it scores them."""
-        return window_features(readings, layout, self.history), standing(readings)
+        return window_features(readings, layout, self.history), lane_trace(readings)
 
     def hold(self, alarms: np.ndarray, readings: np.ndarray, probes: np.ndarray | None = None) -> np.ndarray:
         return hold_until_discharge(alarms, readings)
@@ -295,7 +312,7 @@ class LearnedClassifier:
             gates.append(gate)
         if not any(label.any() for _, label in rows):
             raise ConfigError(SOURCE, "recording.copies", copies, "the training recording holds no incident "
-                              "reading with a vehicle standing at the stop line")
+                              "reading that the classifier scores (its gate: a trace the closure left)")
         self.models, held_scores = [], [None] * copies
         for fold in range(folds):
             # one fold only: no copy is left out, the threshold is then calibrated in-sample
@@ -351,4 +368,4 @@ def _sigmoid(logit: float) -> float:
 
 
 __all__ = ["BlockageRule", "LaneLayout", "LearnedClassifier", "frame_features", "hold_until_discharge",
-           "intersection_groups", "lane_layout", "stack_windows", "standing", "waiting_green", "window_features"]
+           "intersection_groups", "lane_layout", "lane_trace", "stack_windows", "standing", "waiting_green", "window_features"]

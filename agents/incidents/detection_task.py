@@ -6,8 +6,9 @@ sensor set (evaluate.py ``task=incident_detection`` and benchmarks/incident_dete
 detector            sensors   what (module)
 ==================  ========  ==============================================================
 ``blockage_rule``   lane      persistence rule on the stop line (classifiers.py)
+``gap_rule``        lane      empty road ahead of a halted vehicle, or the blockage rule (gap_rule.py)
 ``learned_mlp``     lane      MLP over lane-detector windows (classifiers.py)
-``probe_fusion``    fused     probe gap rule fused with the blockage rule (probe_fusion.py)
+``probe_fusion``    fused     the gap rule with the probe gap added (probe_fusion.py)
 ``learned_fusion``  fused     the MLP with the probe summary added (learned_fusion.py)
 ``probe_only``      probe     the MLP over the probe summary alone (learned_fusion.py)
 ==================  ========  ==============================================================
@@ -23,14 +24,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents.incidents.classifiers import BlockageRule, LaneLayout, LearnedClassifier
+from agents.incidents.gap_rule import GapRule
 from agents.incidents.learned_fusion import LearnedFusion, ProbeOnly
 from agents.incidents.probe_fusion import ProbeFusionRule
 from envs.errors import ConfigError
 from envs.incidents.detection import Recording, oracle_alarms, tally
 
-DETECTORS = {"blockage_rule": "lane", "learned_mlp": "lane", "probe_fusion": "fused",
+DETECTORS = {"blockage_rule": "lane", "gap_rule": "lane", "learned_mlp": "lane", "probe_fusion": "fused",
              "learned_fusion": "fused", "probe_only": "probe"}
 LEARNED = {"learned_mlp": LearnedClassifier, "learned_fusion": LearnedFusion, "probe_only": ProbeOnly}
+GAP_RULES = {"gap_rule": GapRule, "probe_fusion": ProbeFusionRule}
 ORACLES = {"lane": "oracle_first_evidence", "fused": "oracle_fused_evidence", "probe": "oracle_probe_evidence"}
 
 
@@ -67,8 +70,8 @@ def calibrate(name: str, train: Recording, layout: LaneLayout, precision: float,
     if name == "blockage_rule":
         detector = BlockageRule()
         return detector, detector.calibrate(train, layout, precision=precision)
-    if name == "probe_fusion":
-        detector = ProbeFusionRule()
+    if name in GAP_RULES:
+        detector = GAP_RULES[name]()
         return detector, detector.calibrate(train, layout, precision=precision)
     detector = LEARNED[name](history=learned.history, hidden=learned.hidden, folds=learned.folds, seed=0)
     try:
@@ -84,8 +87,9 @@ def describe(name: str, chosen: dict) -> str:
     """One line of what calibration chose."""
     if name == "blockage_rule":
         what = f"green_s = {chosen['green_s']:g}, permissive_green_s = {chosen['permissive_green_s']:g}"
-    elif name == "probe_fusion":
-        what = f"persist = {chosen['persist']}, gap_m = {chosen['gap_m']:g}, blockage rule {'on' if chosen['use_blockage'] else 'off'}"
+    elif name in GAP_RULES:
+        what = (f"persist = {chosen['persist']}, gap_m = {chosen['gap_m']:g}, entry lanes {chosen['entry_persist']} / "
+                f"{chosen['entry_gap_m']:g}, blockage rule {'on' if chosen['use_blockage'] else 'off'}")
     else:
         what = f"thresholds {chosen['probability']:.3f}, permissive lanes {chosen['permissive_probability']:.3f}"
     return f"{name}: {what} (training precision {chosen['precision']:.3f})"
@@ -93,14 +97,11 @@ def describe(name: str, chosen: dict) -> str:
 
 def alarms(detector, recording: Recording, layout: LaneLayout) -> np.ndarray:
     """``[B, T, N]`` the detector's alarms on every copy of `recording`."""
-    probes = recording.probes
-    if isinstance(detector, BlockageRule):
+    if detector.sensors == "lane":
         return np.stack([detector.detect(copy, layout) for copy in recording.readings])
-    if isinstance(detector, ProbeFusionRule) or (isinstance(detector, LearnedClassifier) and detector.sensors != "lane"):
-        if probes is None:
-            raise ConfigError("<config>", "detection.probes", None, f"{detector.name} needs a recording with probes")
-        return np.stack([detector.detect(copy, layout, probes[b]) for b, copy in enumerate(recording.readings)])
-    return np.stack([detector.detect(copy, layout) for copy in recording.readings])
+    if recording.probes is None:
+        raise ConfigError("<config>", "detection.probes", None, f"{detector.name} needs a recording with probes")
+    return np.stack([detector.detect(copy, layout, recording.probes[b]) for b, copy in enumerate(recording.readings)])
 
 
 def held_out_tallies(recording: Recording, detectors: dict, layout: LaneLayout) -> dict[str, list]:
@@ -124,5 +125,5 @@ def sensors_of(row: str) -> str:
     return DETECTORS.get(row) or next(s for s, oracle in ORACLES.items() if oracle == row)
 
 
-__all__ = ["DETECTORS", "LEARNED", "ORACLES", "LearnedSettings", "alarms", "calibrate", "check_detectors",
+__all__ = ["DETECTORS", "GAP_RULES", "LEARNED", "ORACLES", "LearnedSettings", "alarms", "calibrate", "check_detectors",
            "describe", "held_out_tallies", "sensors_of"]

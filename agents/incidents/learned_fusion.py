@@ -6,8 +6,8 @@ envs/incidents/probes.py) — the learned counterparts of `ProbeFusionRule`:
   and furthest halted probe's distance from the stop line, the probe rule's unexplained gap
   (`unexplained_gap`: empty road ahead of the nearest halted probe that the segment counts do
   not fill) and how many readings in a row a halted probe has been reported. It scores the
-  readings where a vehicle stands at the stop line with nothing crossing (as the lane-only
-  model) *or* a halted probe is reported (a mid-lane queue shows nowhere else), holds its
+  readings the lane-only model scores (`lane_trace`: a vehicle stands at the stop line with
+  nothing crossing, or the lane gap is positive) *or* where a halted probe is reported, holds its
   alarms until the lane discharges and measures its delays from the first evidence to both
   sensor sets (``"fused"``).
 - `ProbeOnly` (``probe_only``): the same model over the probe summary alone — no lane detector
@@ -26,10 +26,10 @@ from __future__ import annotations
 import numpy as np
 
 from agents.incidents.classifiers import (
-    SOURCE, LaneLayout, LearnedClassifier, _run_length, stack_windows, standing, window_features,
+    LaneLayout, LearnedClassifier, _run_length, lane_trace, stack_windows, window_features,
 )
-from agents.incidents.probe_fusion import check_training_with_probes, unexplained_gap
-from envs.errors import ConfigError
+from agents.incidents.gaps import unexplained_gap
+from agents.incidents.probe_fusion import check_probes, check_training_with_probes
 from envs.incidents.detection import COLUMN, PROBE_COLUMN, Recording
 RUN_CAP = 30  # readings: a halted probe's run length is capped (and scaled) at this
 
@@ -52,15 +52,6 @@ def probe_frame(probes: np.ndarray) -> np.ndarray:
                      _halted_run(p)], -1)
 
 
-def _check_probes(readings: np.ndarray, probes: np.ndarray | None) -> np.ndarray:
-    if probes is None:
-        raise ConfigError(SOURCE, "probes", None, "this classifier reads probe reports: pass the recording's probes")
-    if probes.shape[:-1] != readings.shape[:-1]:
-        raise ConfigError(SOURCE, "probes.shape", tuple(probes.shape),
-                          f"probe readings must cover the lane readings' {tuple(readings.shape[:-1])}")
-    return probes
-
-
 class _ProbeLearned(LearnedClassifier):
     def fit(self, recording: Recording, layout: LaneLayout, *args, **kwargs) -> dict:
         """`LearnedClassifier.fit` on a training recording with probes only (module doc)."""
@@ -75,11 +66,11 @@ class LearnedFusion(_ProbeLearned):
     sensors = "fused"
 
     def inputs(self, readings: np.ndarray, layout: LaneLayout, probes: np.ndarray | None = None):
-        probes = _check_probes(readings, probes)
+        probes = check_probes(readings, probes)
         gap = unexplained_gap(readings, probes) / 50
         extra = stack_windows(np.concatenate([probe_frame(probes), gap[..., None]], -1), self.history)
         features = np.concatenate([window_features(readings, layout, self.history), extra], -1)
-        return features, standing(readings) | probe_halted(probes)
+        return features, lane_trace(readings) | probe_halted(probes)
 
 
 def hold_until_probes_move(alarms: np.ndarray, probes: np.ndarray) -> np.ndarray:
@@ -100,14 +91,14 @@ class ProbeOnly(_ProbeLearned):
     sensors = "probe"
 
     def inputs(self, readings: np.ndarray, layout: LaneLayout, probes: np.ndarray | None = None):
-        probes = _check_probes(readings, probes)
+        probes = check_probes(readings, probes)
         green = readings[..., COLUMN["green"]] / 10  # the signal indication: no lane detector
         permissive = np.broadcast_to(layout.permissive, green.shape).astype(float)
         frame = np.concatenate([probe_frame(probes), green[..., None], permissive[..., None]], -1)
         return stack_windows(frame, self.history), probe_halted(probes)
 
     def hold(self, alarms: np.ndarray, readings: np.ndarray, probes: np.ndarray | None = None) -> np.ndarray:
-        return hold_until_probes_move(alarms, _check_probes(readings, probes))
+        return hold_until_probes_move(alarms, check_probes(readings, probes))
 
 
 __all__ = ["LearnedFusion", "ProbeOnly", "hold_until_probes_move", "probe_frame", "probe_halted"]

@@ -56,7 +56,7 @@ class DetectionConfig:
     interval_s: int = 10  # seconds between detector readings
     # calibration target per lane class on the training recordings (out-of-fold for the learned one)
     target_precision: float = 0.95
-    # blockage_rule, learned_mlp (lane detectors); probe_fusion, learned_fusion (lane detectors and
+    # blockage_rule, gap_rule, learned_mlp (lane detectors); probe_fusion, learned_fusion (lane detectors and
     # probes); probe_only (probes alone; needs probes.p > 0) — agents/incidents/detection_task.py
     classifiers: List[str] = field(default_factory=lambda: ["blockage_rule", "learned_mlp"])
     learned: LearnedDetectionConfig = field(default_factory=LearnedDetectionConfig)
