@@ -55,6 +55,12 @@ class RoadSensors:
                     self.after.setdefault(lane, []).append((via, following))
                     self.before.setdefault(following, []).append((via, lane))
         self.counts: dict[tuple[str, bool], int] = {}
+        self._lengths: dict[str, float] = {}  # SUMO lane id -> its length (asked once)
+
+    def _length(self, lane: str) -> float:
+        if lane not in self._lengths:
+            self._lengths[lane] = self.traci.lane.getLength(lane)
+        return self._lengths[lane]
 
     def next_step(self) -> None:
         self.counts = {}
@@ -64,7 +70,7 @@ class RoadSensors:
         if key not in self.counts:
             edge = lane.rsplit("_", 1)[0]
             stretch = self.lengths.get(edge, 0.0) if self.sensing == "road" else 0.0
-            if self.traci.lane.getLength(lane) >= stretch:
+            if self._length(lane) >= stretch:
                 self.counts[key] = self.traci.lane.getLastStepVehicleNumber(lane)
             else:
                 self.counts[key] = self._walk(lane, stretch, incoming, MAX_HOPS)
@@ -74,7 +80,7 @@ class RoadSensors:
         """Vehicles whose front is within `metres` of `lane`'s end (upstream) or start, on it and
         on the lanes before (after) it."""
         traci = self.traci
-        length = traci.lane.getLength(lane)
+        length = self._length(lane)
         vehicles = traci.lane.getLastStepVehicleIDs(lane)
         if metres >= length:
             found = len(vehicles)
@@ -88,7 +94,7 @@ class RoadSensors:
         for via, neighbour in (self.before if upstream else self.after).get(lane, []):
             if via:
                 found += traci.lane.getLastStepVehicleNumber(via)
-                left_after = left - traci.lane.getLength(via)
+                left_after = left - self._length(via)
             else:
                 left_after = left
             if left_after > 0:
