@@ -112,8 +112,8 @@ def simulated_road_lengths(net: SumoNet) -> dict[str, float]:
     """Edge id -> the length of the road gridlight simulates for it (edges without a passenger
     lane too): its passenger lanes' mean ``length``, at least one step's travel at the fastest
     speed a vehicle can enter it with (its own limit or that of an edge feeding it) plus
-    `MIN_LENGTH_MARGIN_M`. Also what benchmarks/sumo_max_pressure.py senses in SUMO, so that
-    max pressure reads the same stretch of road in both simulators."""
+    `MIN_LENGTH_MARGIN_M`. benchmarks/sumo_max_pressure.py's road sensing reads this stretch in
+    SUMO, so that max pressure can count the same stretch of road in both simulators."""
     entry_speed = {edge.id: max(lane.speed for lane in edge.lanes) for edge in net.edges.values()}
     for connection in net.connections:
         entry_speed[connection.to_edge] = max(entry_speed[connection.to_edge],
