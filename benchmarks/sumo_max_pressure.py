@@ -142,7 +142,8 @@ def run(binary: str, config, tripinfo: Path, yellow_s: int = 3, all_red_s: int =
     """Run `config` in SUMO under max pressure; `extra_args` go to SUMO's command line;
     `sensing`: what a lane's count covers (module doc)."""
     traci = traci_module()
-    lengths = simulated_road_lengths(read_net(config.net_file))
+    # gridlight's road lengths: only road sensing reads them (the whole net file is parsed)
+    lengths = simulated_road_lengths(read_net(config.net_file)) if sensing == "road" else {}
     with contextlib.redirect_stdout(sys.stderr):  # TraCI prints its connection retries
         traci.start(sumo_command(binary, config, "--tripinfo-output", str(tripinfo), *extra_args))
     try:

@@ -148,9 +148,12 @@ class BlockageRule:
     name: str = "blockage_rule"
     sensors = "lane"  # (class attribute) the sensor set its delays count from
 
+    def raw_alarms(self, waited: np.ndarray, layout: LaneLayout) -> np.ndarray:
+        """Alarms before holding: `waiting_green` at its lane class's persistence or more."""
+        return waited >= np.where(layout.permissive, self.permissive_green_s, self.green_s)
+
     def _alarms(self, waited: np.ndarray, readings: np.ndarray, layout: LaneLayout) -> np.ndarray:
-        persistence = np.where(layout.permissive, self.permissive_green_s, self.green_s)
-        return hold_until_discharge(waited >= persistence, readings)
+        return hold_until_discharge(self.raw_alarms(waited, layout), readings)
 
     def detect(self, readings: np.ndarray, layout: LaneLayout) -> np.ndarray:
         _check(readings, layout)
@@ -204,6 +207,12 @@ def _calibrate_class(recording: Recording, alarms_at, candidates, precision: flo
     return _calibrate(recording, alarms_at, candidates, precision, sensors)[0]
 
 
+def f1_score(scores) -> float:
+    """F1 of a detector's `Scores` (precision 0 when it raised no alarm)."""
+    p, r = (scores.precision if scores.alarms else 0.0), scores.recall
+    return 2 * p * r / (p + r) if p + r > 0 else 0.0
+
+
 def _calibrate(recording: Recording, alarms_at, candidates, precision: float, sensors: str = "lane"):
     """(candidate, scores): the first candidate (in order: most sensitive first) whose alarms
     reach `precision` on the recording; if none does, the one with the best F1."""
@@ -212,8 +221,7 @@ def _calibrate(recording: Recording, alarms_at, candidates, precision: float, se
         scores = score(recording, alarms_at(candidate), sensors)
         if scores.alarms and scores.precision >= precision:
             return candidate, scores
-        p, r = (scores.precision if scores.alarms else 0.0), scores.recall
-        f1 = 2 * p * r / (p + r) if p + r > 0 else 0.0
+        f1 = f1_score(scores)
         if f1 > best_f1:
             best, best_f1 = (candidate, scores), f1
     return best
@@ -367,5 +375,6 @@ def _sigmoid(logit: float) -> float:
     return float(1.0 / (1.0 + np.exp(-logit)))
 
 
-__all__ = ["BlockageRule", "LaneLayout", "LearnedClassifier", "frame_features", "hold_until_discharge",
-           "intersection_groups", "lane_layout", "lane_trace", "stack_windows", "standing", "waiting_green", "window_features"]
+__all__ = ["BlockageRule", "LaneLayout", "LearnedClassifier", "f1_score", "frame_features", "hold_until_discharge",
+           "intersection_groups", "lane_layout", "lane_trace", "stack_windows", "standing", "waiting_green",
+           "window_features"]

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agents.incidents.classifiers import (
-    SOURCE, BlockageRule, LaneLayout, _check, _incident_lanes, _run_length, hold_until_discharge, waiting_green,
+    SOURCE, BlockageRule, LaneLayout, _check, _incident_lanes, _run_length, f1_score, hold_until_discharge,
+    waiting_green,
 )
 from agents.incidents.gaps import lane_gap
 from envs.errors import ConfigError
@@ -80,12 +81,11 @@ class GapRule:
     def _blockage_raw(self, readings: np.ndarray, layout: LaneLayout) -> np.ndarray:
         if not self.use_blockage:
             return np.zeros(readings.shape[:-1], dtype=bool)
-        persistence = np.where(layout.permissive, self.blockage.permissive_green_s, self.blockage.green_s)
         if readings.ndim == 4:
             waited = np.stack([waiting_green(copy, self.blockage.min_queue) for copy in readings])
         else:
             waited = waiting_green(readings, self.blockage.min_queue)
-        return waited >= persistence
+        return self.blockage.raw_alarms(waited, layout)
 
     def detect(self, readings: np.ndarray, layout: LaneLayout, probes: np.ndarray | None = None) -> np.ndarray:
         """Alarms ``[T, N]`` of one copy from its lane readings ``[T, N, F]`` (and, for rules that
@@ -133,8 +133,7 @@ def _best_pair(recording: Recording, alarms_at, precision: float, sensors: str) 
                 key = (-scores.recall, scores.mean_time_to_detect_s)  # recall first: a mean over fewer is no gain
                 if best_key is None or key < best_key:
                     best, best_key = (persist, gap_m), key
-            p = scores.precision if scores.alarms else 0.0
-            f1 = 2 * p * scores.recall / (p + scores.recall) if p + scores.recall > 0 else 0.0
+            f1 = f1_score(scores)
             if f1 > fallback_f1:
                 fallback, fallback_f1 = (persist, gap_m), f1
     return best if best is not None else fallback
