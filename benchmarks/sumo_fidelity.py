@@ -16,7 +16,8 @@ min green 0), so each green starts when SUMO's does. Prints one JSON line per sc
 yellow 3 s, all-red 2 s; SUMO's over TraCI, benchmarks/sumo_max_pressure.py) and says whether
 the two rank static programs and max pressure the same way. ``--mp-sensing road`` lets SUMO's
 max pressure count a stub lane over gridlight's lengthened road, as gridlight's does; ``lane``
-(the default) counts SUMO's lanes as they are (sumo_max_pressure.py's doc).
+(the default) counts SUMO's lanes as they are; ``approach`` has both simulators count each lane
+over its approach through pass-through junctions (sumo_max_pressure.py's doc).
 
 ``--sumo-routes`` first pins every origin/destination trip to the route SUMO chose for it in its
 own static run (benchmarks/sumo_routes.py), then runs both simulators on that copy: the routes
@@ -47,7 +48,7 @@ from envs.scenario import load_scenario, scenario_from_sumo
 from envs.scenario.registry import SUMO_DATASETS, known_sumo_datasets, sumo_folder
 from envs.scenario.sumo.config import find_config, read_config
 from envs.scenario.sumo.route_reader import read_routes
-from sumo_max_pressure import SENSING, sumo_command
+from sumo_max_pressure import SENSING, gridlight_sensing, sumo_command
 from sumo_routes import pin_sumo_routes
 
 
@@ -111,23 +112,27 @@ def yellow_seconds(config) -> int:
     return durations.most_common(1)[0][0] if durations else 0
 
 
-def run_gridlight_controller(scenario, config, max_pressure: bool, on_step=None) -> Simulator:
+def run_gridlight_controller(scenario, config, max_pressure: bool, on_step=None,
+                             sensing: str = "lane") -> Simulator:
     """One copy of `scenario` for the sumocfg's window: the imported programs (with an intergreen
     equal to SUMO's yellow, so each green starts when SUMO's does) or max pressure with
-    gridlight's default timing. `on_step(sim)` runs after every step."""
+    gridlight's default timing, counting lanes as SUMO's `sensing` asks (`gridlight_sensing`).
+    `on_step(sim)` runs after every step."""
     params = (EngineParams() if max_pressure else
               EngineParams(yellow_s=yellow_seconds(config), all_red_s=0, min_green_s=0))
     sim = Simulator(scenario.network, scenario.demand(1), params)
-    sim.run(int(config.end - config.begin), MaxPressure() if max_pressure else FixedTime(),
+    controller = MaxPressure(sensing=gridlight_sensing(sensing)) if max_pressure else FixedTime()
+    sim.run(int(config.end - config.begin), controller,
             on_step=on_step)
     return sim
 
 
-def run_gridlight_max_pressure(scenario, config) -> dict:
-    sim = run_gridlight_controller(scenario, config, max_pressure=True)
+def run_gridlight_max_pressure(scenario, config, sensing: str) -> dict:
+    sim = run_gridlight_controller(scenario, config, max_pressure=True, sensing=sensing)
     metrics = episode_metrics(sim.demand, sim.state)
     return {"gridlight_mp_travel_time": round(float(metrics["travel_time/mean"][0]), 2),
-            "gridlight_mp_finished": int(metrics["throughput"][0])}
+            "gridlight_mp_finished": int(metrics["throughput"][0]),
+            "gridlight_mp_sensing": gridlight_sensing(sensing)}
 
 
 def run_gridlight(scenario, config) -> dict:
@@ -149,8 +154,9 @@ def main() -> None:
     parser.add_argument("--sumo-routes", action="store_true",
                         help="both sides drive the routes SUMO chose for the trips (sumo_routes.py)")
     parser.add_argument("--mp-sensing", choices=SENSING, default="lane",
-                        help="what SUMO's max pressure counts: SUMO's lanes (default) or gridlight's "
-                             "road length (stub edges read as far as gridlight's lengthened road)")
+                        help="what max pressure counts: SUMO's lanes (default), gridlight's road "
+                             "length in SUMO (stub edges read as far as gridlight's lengthened road), "
+                             "or each lane's approach in both simulators")
     args = parser.parse_args()
     for name in args.scenarios.split(","):
         if name not in SUMO_DATASETS:
@@ -171,7 +177,7 @@ def main() -> None:
             scenario = scenario_from_sumo(config.path) if args.sumo_routes else load_scenario(name)
             row.update(run_gridlight(scenario, config))
             if args.max_pressure:
-                row.update(run_gridlight_max_pressure(scenario, config))
+                row.update(run_gridlight_max_pressure(scenario, config, args.mp_sensing))
         ours, theirs = row["gridlight_travel_time"], row["sumo_travel_time"]
         row["diff_percent"] = round(100 * (ours - theirs) / theirs, 1)
         if args.max_pressure:

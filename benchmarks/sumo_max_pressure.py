@@ -16,7 +16,12 @@ max pressure counts about two vehicles per stub lane where SUMO's lane holds one
 ``"road"`` a lane shorter than gridlight's road counts the vehicles over gridlight's length: from
 the stop line upstream for an incoming lane, from the lane's start downstream for an outgoing
 one, through the junctions' internal lanes and the lanes that feed it (or that it feeds), so
-that both simulators' controllers read the same stretch of road.
+that both simulators' controllers read the same stretch of road. With ``"approach"`` both
+simulators count each lane over its approach through pass-through junctions
+(`envs.engine.approaches`, gridlight's ``MaxPressure(sensing="approach")``): the lane, plus the
+vehicles of the roads that can only lead into it (only come out of it) spread evenly over its
+road's lanes, the roads and weights taken from gridlight's import of the net, so that a stub's
+queue counts wherever the drawing splits the road.
 Used by benchmarks/sumo_fidelity.py --max-pressure; needs eclipse-sumo (its tools hold TraCI).
 """
 
@@ -26,24 +31,46 @@ import contextlib
 import sys
 from pathlib import Path
 
-from envs.scenario.sumo.net_reader import read_net
-from envs.scenario.sumo.to_roadnet import simulated_road_lengths
+from envs.engine.approaches import approach_map
+from envs.scenario.network import Network
+from envs.scenario.sumo.net_reader import SumoNet, read_net
+from envs.scenario.sumo.to_roadnet import gridlight_lanes, simulated_road_lengths
 
 # gridlight's green characters (envs/scenario/sumo/programs.py) and its tie-break weight
 GREEN_CHARS = "GgOso"
 TIE_BREAK = 1e-3
-SENSING = ("road", "lane")
+SENSING = ("road", "lane", "approach")
 MAX_HOPS = 8  # lanes walked through from a stub; the metres left run out long before
+
+
+def approach_lanes(network: Network, net: SumoNet) -> dict[tuple[str, bool], list[tuple[str, float]]]:
+    """(SUMO lane id, incoming?) -> the SUMO lanes its approach adds, with their weights: the
+    spreads of gridlight's `approach_map` of `network` (the import of `net`) in SUMO's lane ids."""
+    by_road = [[lane for lane in lanes if lane >= 0] for lanes in network.road_lanes.tolist()]
+    sumo_id = {}  # gridlight lane id -> SUMO lane id
+    for road, lanes in enumerate(by_road):
+        for k, sumo_lane in enumerate(gridlight_lanes(net.edges[network.road_ids[road]])):
+            sumo_id[lanes[k]] = sumo_lane.id
+    found: dict[tuple[str, bool], list[tuple[str, float]]] = {}
+    approaches = approach_map(network)
+    for incoming, spread in ((True, approaches.upstream), (False, approaches.downstream)):
+        for target, source, weight in zip(spread.target.tolist(), spread.source.tolist(),
+                                          spread.weight.tolist()):
+            found.setdefault((sumo_id[target], incoming), []).append((sumo_id[source], weight))
+    return found
 
 
 class RoadSensors:
     """Per-step vehicle counts of the lights' lanes over the stretch that `sensing` names
-    (module doc); `lengths`: edge id -> gridlight's road length."""
+    (module doc); `lengths`: edge id -> gridlight's road length (road sensing); `approaches`:
+    `approach_lanes` (approach sensing)."""
 
-    def __init__(self, traci, sensing: str, lengths: dict[str, float]) -> None:
+    def __init__(self, traci, sensing: str, lengths: dict[str, float],
+                 approaches: dict[tuple[str, bool], list[tuple[str, float]]] | None = None) -> None:
         if sensing not in SENSING:
             raise ValueError(f"sensing={sensing!r}: expected one of {SENSING}")
         self.traci, self.sensing, self.lengths = traci, sensing, lengths
+        self.approaches = approaches or {}
         self.after: dict[str, list[tuple[str, str]]] = {}  # lane -> [(internal lane, next lane)]
         self.before: dict[str, list[tuple[str, str]]] = {}  # lane -> [(internal lane, feeding lane)]
         if sensing == "road":
@@ -54,7 +81,8 @@ class RoadSensors:
                     following, via = link[0], link[4]
                     self.after.setdefault(lane, []).append((via, following))
                     self.before.setdefault(following, []).append((via, lane))
-        self.counts: dict[tuple[str, bool], int] = {}
+        self.counts: dict[tuple[str, bool], float] = {}
+        self.numbers: dict[str, int] = {}
         self._lengths: dict[str, float] = {}  # SUMO lane id -> its length (asked once)
 
     def _length(self, lane: str) -> float:
@@ -63,10 +91,20 @@ class RoadSensors:
         return self._lengths[lane]
 
     def next_step(self) -> None:
-        self.counts = {}
+        self.counts, self.numbers = {}, {}
 
-    def count(self, lane: str, incoming: bool) -> int:
+    def _number(self, lane: str) -> int:
+        """SUMO's vehicle count of `lane` this step (asked once per step)."""
+        if lane not in self.numbers:
+            self.numbers[lane] = self.traci.lane.getLastStepVehicleNumber(lane)
+        return self.numbers[lane]
+
+    def count(self, lane: str, incoming: bool) -> float:
         key = (lane, incoming)
+        if key not in self.counts and self.sensing == "approach":
+            number = self._number
+            self.counts[key] = number(lane) + sum(weight * number(other)
+                                                  for other, weight in self.approaches.get(key, ()))
         if key not in self.counts:
             edge = lane.rsplit("_", 1)[0]
             stretch = self.lengths.get(edge, 0.0) if self.sensing == "road" else 0.0
@@ -100,6 +138,12 @@ class RoadSensors:
             if left_after > 0:
                 found += self._walk(neighbour, left_after, upstream, hops - 1)
         return found
+
+
+def gridlight_sensing(sensing: str) -> str:
+    """gridlight's `MaxPressure.sensing` beside SUMO's `sensing`: gridlight's lanes already are
+    the lengthened roads that road sensing reads in SUMO, so only approach sensing differs."""
+    return "approach" if sensing == "approach" else "lane"
 
 
 def traci_module():
@@ -142,8 +186,15 @@ def run(binary: str, config, tripinfo: Path, yellow_s: int = 3, all_red_s: int =
     """Run `config` in SUMO under max pressure; `extra_args` go to SUMO's command line;
     `sensing`: what a lane's count covers (module doc)."""
     traci = traci_module()
-    # gridlight's road lengths: only road sensing reads them (the whole net file is parsed)
-    lengths = simulated_road_lengths(read_net(config.net_file)) if sensing == "road" else {}
+    # gridlight's road lengths or approaches: only road / approach sensing reads them (the
+    # whole net file is parsed; the approaches come from gridlight's import of the scenario)
+    net = read_net(config.net_file) if sensing in ("road", "approach") else None
+    lengths = simulated_road_lengths(net) if sensing == "road" else {}
+    approaches = None
+    if sensing == "approach":
+        from envs.scenario import scenario_from_sumo
+
+        approaches = approach_lanes(scenario_from_sumo(config.path).network, net)
     with contextlib.redirect_stdout(sys.stderr):  # TraCI prints its connection retries
         traci.start(sumo_command(binary, config, "--tripinfo-output", str(tripinfo), *extra_args))
     try:
@@ -157,7 +208,7 @@ def run(binary: str, config, tripinfo: Path, yellow_s: int = 3, all_red_s: int =
             lights[tl] = {"greens": greens, "phases": _phase_movements(greens, links)}
             lights[tl].update(current=greens[0], since=0, queue=[])
             traci.trafficlight.setRedYellowGreenState(tl, greens[0])
-        sensors = RoadSensors(traci, sensing, lengths)
+        sensors = RoadSensors(traci, sensing, lengths, approaches)
         steps = int(config.end - config.begin)
         for _ in range(steps):
             sensors.next_step()

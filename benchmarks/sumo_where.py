@@ -36,7 +36,7 @@ from envs.scenario import load_scenario, scenario_from_sumo
 from envs.scenario.registry import sumo_folder
 from envs.scenario.sumo.config import find_config, read_config
 from sumo_fidelity import run_gridlight_controller, sumo_binary
-from sumo_max_pressure import SENSING, run as run_max_pressure, sumo_command
+from sumo_max_pressure import SENSING, gridlight_sensing, run as run_max_pressure, sumo_command
 from sumo_routes import pin_sumo_routes
 
 
@@ -78,14 +78,14 @@ def junction_kind(junction) -> str:
     return kind if conflicts else f"{kind}_no_conflicts"
 
 
-def gridlight_waiting(scenario, config, max_pressure: bool) -> tuple[dict, dict]:
+def gridlight_waiting(scenario, config, max_pressure: bool, sensing: str = "lane") -> tuple[dict, dict]:
     """Road id -> vehicle-seconds halted (below 0.1 m/s) in one gridlight run, and its entries."""
     halted = torch.zeros(scenario.network.num_lanes, dtype=torch.int64)
 
     def count(sim) -> None:
         halted.add_(lane_halting(sim.state, sim.network.num_lanes, 0.1)[0])
 
-    sim = run_gridlight_controller(scenario, config, max_pressure, on_step=count)
+    sim = run_gridlight_controller(scenario, config, max_pressure, on_step=count, sensing=sensing)
     network = sim.network
     per_road: dict[str, float] = defaultdict(float)
     for lane, seconds in enumerate(halted.tolist()):
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--scenario", default="resco_ingolstadt21")
     parser.add_argument("--sumo-routes", action="store_true")
     parser.add_argument("--mp-sensing", choices=SENSING, default="lane",
-                        help="what SUMO's max pressure counts (benchmarks/sumo_max_pressure.py)")
+                        help="what max pressure counts (benchmarks/sumo_max_pressure.py)")
     args = parser.parse_args()
     config = read_config(find_config(sumo_folder(args.scenario)))
     net = ET.parse(config.net_file).getroot()
@@ -128,9 +128,11 @@ def main() -> None:
         runs = {("sumo", "static"): (static, static_insertion),
                 ("sumo", "max_pressure"): (pressure, pressure_insertion),
                 ("gridlight", "static"): gridlight_waiting(scenario, config, False),
-                ("gridlight", "max_pressure"): gridlight_waiting(scenario, config, True)}
+                ("gridlight", "max_pressure"): gridlight_waiting(scenario, config, True,
+                                                                  args.mp_sensing)}
     routes = "sumo" if args.sumo_routes else "own"
-    sensing = {"sumo_mp_sensing": args.mp_sensing}
+    sensing = {"sumo_mp_sensing": args.mp_sensing,
+               "gridlight_mp_sensing": gridlight_sensing(args.mp_sensing)}
     for (simulator, controller), (waiting, insertion) in runs.items():
         by_type: dict[str, float] = defaultdict(float)
         for edge, seconds in waiting.items():

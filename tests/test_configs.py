@@ -125,6 +125,7 @@ baseline_params:
     min_green_s: 10
     use_halting: false
     tie_break_by_inflow: true
+    sensing: lane
 perturbation:
   name: clean
   seed: 0
@@ -148,7 +149,7 @@ controller_params:
   fixed_time: {plan: roadnet, cycle_s: 120.0, offset_s: 0.0}
   fixed_time_webster: {saturation_flow_vph: 1800.0, startup_lost_s: 0.0, min_cycle_s: 40.0, max_cycle_s: 180.0,
                        min_green_s: 10.0, window: horizon, window_s: 3600, phase_set: cover, offset_s: 0.0}
-  max_pressure: {min_green_s: 10, use_halting: false, tie_break_by_inflow: true}
+  max_pressure: {min_green_s: 10, use_halting: false, tie_break_by_inflow: true, sensing: lane}
   sotl: {theta: 40.0, distance_m: 80.0, omega_m: 25.0, mu: 3, min_green_s: 10.0, max_green_s: null,
          switch_to: demand}
   efficient_mp: {min_green_s: 10.0}
@@ -391,10 +392,8 @@ def test_overrides_still_reach_every_group():
 
 def test_train_py_reports_a_bad_value_in_one_line_and_exits_2(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    proc = subprocess.run(
-        [sys.executable, "train.py", "env.copies=0", f"hydra.run.dir={tmp_path}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )
+    proc = subprocess.run([sys.executable, "train.py", "env.copies=0", f"hydra.run.dir={tmp_path}"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == ["error: <config>: field 'env.copies' = 0: must be >= 1"]
     assert "Traceback" not in proc.stderr + proc.stdout

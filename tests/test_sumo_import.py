@@ -14,7 +14,7 @@ from envs.scenario.network import compile_network
 from envs.scenario.roadnet_parser import parse_roadnet
 from envs.scenario.sumo import import_sumo
 from envs.scenario.sumo.net_reader import read_net
-from envs.scenario.sumo.to_roadnet import simulated_road_lengths
+from envs.scenario.sumo.to_roadnet import gridlight_lanes, simulated_road_lengths
 from tests.sumo_fixtures import CONFIG, DETOUR, NET, ROUTES, write_tiny
 
 
@@ -32,6 +32,12 @@ def test_roads_lanes_and_lengths(tiny):
     assert net.road_length.tolist() == pytest.approx([100.0, 200.0, 50.0, 50.0])
     assert net.intersection_ids == ("C",)  # W, E, N are dead ends: virtual
     assert net.road_end.tolist() == [0, -1, -1, 0]
+
+
+def test_gridlight_lane_order_names_sumos_lanes(tmp_path):
+    net = read_net(write_tiny(tmp_path / "tiny") / "tiny.net.xml")
+    # WC's gridlight lanes 0 and 1 are SUMO's lanes 2 and 1; the sidewalk (lane 0) has none
+    assert [lane.id for lane in gridlight_lanes(net.edges["WC"])] == ["WC_2", "WC_1"]
 
 
 def test_movements_keep_internal_lane_lengths(tiny):

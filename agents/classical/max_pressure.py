@@ -5,7 +5,9 @@ distinct lane counted once); pressure of a phase = the sum over the movements it
 Once the current phase has shown ``min_green_s`` of green, each intersection switches to the
 signal phase of highest pressure. Ties go to the phase with more vehicles on its incoming
 lanes, then to the lowest index (``tie_break_by_inflow=False``: lowest index only).
-``use_halting`` counts only halting vehicles upstream.
+``use_halting`` counts only halting vehicles upstream. ``sensing="approach"`` counts each lane
+over its approach through pass-through junctions (`envs.engine.approaches`): on imported city
+networks whose lights sit behind stub roads of a few metres, the queue before the stub counts.
 
 Max pressure runs on lane detectors: with ``detectors`` set it reads what faulty ones report,
 with a fixed-time fail-safe where they are all dead (`agents.classical.detector_readings`); the halting
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from agents.classical.detector_readings import FaultyReadings
+from envs.engine.approaches import SENSING, approach_map
 from envs.engine.simulator import Simulator
 from envs.engine.signals import green_elapsed
 from envs.errors import ConfigError
@@ -37,27 +40,40 @@ class MaxPressure:
     min_green_s: int = 10
     use_halting: bool = False
     tie_break_by_inflow: bool = True  # False: plain argmax (lowest index), as textbook MP
+    sensing: str = "lane"  # "approach": lanes counted over their approaches (module doc)
     # faulty lane detectors (envs.incidents.perturbations.DetectorFaults); None reads the true counts
     detectors: object | None = field(default=None, repr=False, compare=False)
     _readings = None  # FaultyReadings over `detectors`, built by reset
+    _approaches = None  # ApproachMap under approach sensing, built by reset
 
     def reset(self, sim: Simulator) -> None:
         if self.min_green_s < 0:
             raise ConfigError("<controller:max_pressure>", "min_green_s", self.min_green_s, "must be >= 0")
+        if self.sensing not in SENSING:
+            raise ConfigError("<controller:max_pressure>", "sensing", self.sensing, f"expected one of {SENSING}")
+        self._approaches = approach_map(sim.network) if self.sensing == "approach" else None
         self._readings = FaultyReadings(self.detectors, sim) if self.detectors is not None else None
 
     def movement_counts(self, sim: Simulator) -> tuple[torch.Tensor, torch.Tensor]:
         """Vehicles upstream and downstream of every movement, ``[B, M]`` each, as the lane
-        detectors report them (`envs.rl.features.movement_counts` when they are true)."""
-        if self._readings is None:
+        detectors report them (`envs.rl.features.movement_counts` when they are true and count
+        lanes)."""
+        if self._readings is None and self._approaches is None:
             return movement_counts(sim.network, sim.state, self.use_halting, sim.params.halting_speed)
         state, lanes = sim.state, sim.network.num_lanes
-        counts = self._readings.read("lane_count", state.lane_count[:, :lanes], state.t)
+        counts = state.lane_count[:, :lanes]
+        if self._readings is not None:
+            counts = self._readings.read("lane_count", counts, state.t)
         upstream = counts
-        if self.use_halting:  # one detector station: halting never above its own vehicle count
-            halting = lane_halting(state, lanes, sim.params.halting_speed)
-            upstream = torch.minimum(self._readings.read("lane_halting", halting, state.t, sets_blind=False), counts)
-        return movement_lane_sums(sim.network, upstream, counts)
+        if self.use_halting:
+            upstream = lane_halting(state, lanes, sim.params.halting_speed)
+            if self._readings is not None:  # one detector station: halting never above its count
+                upstream = torch.minimum(
+                    self._readings.read("lane_halting", upstream, state.t, sets_blind=False), counts)
+        if self._approaches is not None:
+            upstream = self._approaches.upstream.apply(upstream)
+            counts = self._approaches.downstream.apply(counts)
+        return movement_lane_sums(sim.network, upstream.to(torch.float32), counts.to(torch.float32))
 
     @staticmethod
     def per_phase(sim: Simulator, movement: torch.Tensor) -> torch.Tensor:

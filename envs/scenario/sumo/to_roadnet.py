@@ -62,7 +62,7 @@ def roadnet_from_sumo(net: SumoNet, counts: Counter, keep_turnarounds: frozenset
         if not kept:
             counts["non_passenger_edges_left_out"] += 1
             continue
-        lane_order[edge.id] = {lane.index: k for k, lane in enumerate(reversed(kept))}
+        lane_order[edge.id] = {lane.index: k for k, lane in enumerate(gridlight_lanes(edge))}
         roads.append(_road(edge, kept, lengths[edge.id], counts))
 
     by_junction: dict[str, dict[tuple[str, str], list[SumoConnection]]] = {}
@@ -106,6 +106,12 @@ def roadnet_from_sumo(net: SumoNet, counts: Counter, keep_turnarounds: frozenset
     roadnet = {"intersections": intersections, "roads": roads}
     _relax_crossing_greens(roadnet, net.source, counts)
     return roadnet
+
+
+def gridlight_lanes(edge: SumoEdge) -> list:
+    """The edge's passenger lanes in gridlight's order (lane 0 the leftmost: SUMO's highest
+    index); gridlight's lane ``k`` of the road is SUMO's lane ``gridlight_lanes(edge)[k]``."""
+    return list(reversed([lane for lane in edge.lanes if lane.passenger]))
 
 
 def simulated_road_lengths(net: SumoNet) -> dict[str, float]:

@@ -1,0 +1,84 @@
+"""Approaches through pass-through junctions (envs/engine/approaches.py) and max pressure that
+counts them: on the minimal scenario with junction A made an uncontrolled pass-through node,
+
+    W --w_a--> A (one phase, one movement) --a_b--> B (the light) --b_e / b_n-->
+
+w_a can only lead into a_b, so a_b's upstream approach is a_b plus w_a, and w_a's downstream
+approach is w_a plus a_b (a_b's only way in); lanes: w_a 0-1, a_b 2-3, b_e 4-5, b_n 6-7."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agents.classical import MaxPressure
+from envs.engine import EngineParams, Simulator
+from envs.engine.approaches import _reach, approach_map, pass_through_junctions
+from envs.errors import ConfigError
+from envs.scenario import scenario_from_dicts
+from tests.minimal_scenario import JUNCTION_A, minimal_flow, minimal_roadnet, set_path
+
+
+def scenario(pass_through: bool):
+    roadnet = minimal_roadnet()
+    if pass_through:  # A shows its one movement all the time: an uncontrolled junction
+        set_path(roadnet, ("intersections", JUNCTION_A, "trafficLight", "lightphases"),
+                 [{"time": 30, "availableRoadLinks": [0]}])
+    return scenario_from_dicts(roadnet, minimal_flow(), name="mini")
+
+
+def network(pass_through: bool):
+    return scenario(pass_through).network
+
+
+def test_a_single_phase_junction_without_conflicts_passes_through():
+    assert pass_through_junctions(network(True)).tolist() == [True, False]
+    assert pass_through_junctions(network(False)).tolist() == [False, False]  # A has 2 phases
+    empty = approach_map(network(False))
+    assert empty.upstream.target.numel() == empty.downstream.target.numel() == 0
+
+
+def test_a_road_feeding_only_the_next_one_is_spread_over_its_lanes():
+    net = network(True)
+    approaches = approach_map(net)
+    assert approaches.road_pairs(net, upstream=True) == {"a_b": ["w_a"]}
+    assert approaches.road_pairs(net, upstream=False) == {"w_a": ["a_b"]}
+    counts = torch.tensor([[3, 1, 2, 0, 0, 0, 1, 0]])
+    # a_b's lanes get w_a's 4 vehicles, 2 each; w_a's lanes a_b's 2, 1 each; the rest stay
+    assert approaches.upstream.apply(counts).tolist() == [[3, 1, 4, 2, 0, 0, 1, 0]]
+    assert approaches.downstream.apply(counts).tolist() == [[4, 2, 2, 0, 0, 0, 1, 0]]
+
+
+def test_chains_are_followed_and_cycles_cut():
+    assert _reach(1, {1: {2}, 2: {3}, 3: {4}}) == [2, 3, 4]
+    assert _reach(1, {1: {2}, 2: {3}, 3: {1}}) == [2, 3]
+    assert _reach(5, {1: {2}}) == []
+
+
+def test_max_pressure_counts_the_approach_at_the_light():
+    mini = scenario(True)
+    net = mini.network
+    sim = Simulator(net, mini.demand(1), EngineParams())
+    lane_sensing, approach_sensing = MaxPressure(), MaxPressure(sensing="approach")
+    for controller in (lane_sensing, approach_sensing):
+        controller.reset(sim)
+    checked = 0
+    for _ in range(60):
+        sim.step(torch.full((1, net.num_intersections), -1))
+        counts = sim.state.lane_count[0, :net.num_lanes].tolist()
+        up_lane, down_lane = lane_sensing.movement_counts(sim)
+        up, down = approach_sensing.movement_counts(sim)
+        straight = net.movement_of_pair[(1, 2)]  # a_b -> b_e at B: a_b's lane 1 (global 3)
+        assert float(up_lane[0, straight]) == counts[3]
+        assert float(up[0, straight]) == pytest.approx(counts[3] + (counts[0] + counts[1]) / 2)
+        into_a_b = net.movement_of_pair[(0, 1)]  # w_a -> a_b at A: downstream is a_b + nothing
+        assert float(down[0, into_a_b]) == counts[2] + counts[3]
+        checked += counts[0] + counts[1] > 0 and counts[3] > 0
+    assert checked > 0  # some step had vehicles on both w_a and a_b's straight lane
+
+
+def test_an_unknown_sensing_is_refused_naming_the_key():
+    mini = scenario(True)
+    sim = Simulator(mini.network, mini.demand(1), EngineParams())
+    with pytest.raises(ConfigError, match="sensing"):
+        MaxPressure(sensing="loops").reset(sim)
