@@ -19,12 +19,12 @@ from envs.scenario import scenario_from_dicts
 from tests.minimal_scenario import JUNCTION_A, minimal_flow, minimal_roadnet, set_path
 
 
-def scenario(pass_through: bool):
+def scenario(pass_through: bool, device: str = "cpu"):
     roadnet = minimal_roadnet()
     if pass_through:  # A shows its one movement all the time: an uncontrolled junction
         set_path(roadnet, ("intersections", JUNCTION_A, "trafficLight", "lightphases"),
                  [{"time": 30, "availableRoadLinks": [0]}])
-    return scenario_from_dicts(roadnet, minimal_flow(), name="mini")
+    return scenario_from_dicts(roadnet, minimal_flow(), name="mini", device=device)
 
 
 def network(pass_through: bool):
@@ -55,8 +55,8 @@ def test_chains_are_followed_and_cycles_cut():
     assert _reach(5, {1: {2}}) == []
 
 
-def test_max_pressure_counts_the_approach_at_the_light():
-    mini = scenario(True)
+def test_max_pressure_counts_the_approach_at_the_light(device):
+    mini = scenario(True, device)
     net = mini.network
     sim = Simulator(net, mini.demand(1), EngineParams())
     lane_sensing, approach_sensing = MaxPressure(), MaxPressure(sensing="approach")
@@ -64,7 +64,7 @@ def test_max_pressure_counts_the_approach_at_the_light():
         controller.reset(sim)
     checked = 0
     for _ in range(60):
-        sim.step(torch.full((1, net.num_intersections), -1))
+        sim.step(torch.full((1, net.num_intersections), -1, device=device))
         counts = sim.state.lane_count[0, :net.num_lanes].tolist()
         up_lane, down_lane = lane_sensing.movement_counts(sim)
         up, down = approach_sensing.movement_counts(sim)
