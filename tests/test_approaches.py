@@ -16,7 +16,8 @@ from envs.engine import EngineParams, Simulator
 from envs.engine.approaches import _reach, approach_map, pass_through_junctions
 from envs.errors import ConfigError
 from envs.scenario import scenario_from_dicts
-from tests.minimal_scenario import JUNCTION_A, minimal_flow, minimal_roadnet, set_path
+from tests.minimal_scenario import (JUNCTION_A, _junction, _road_link, make_road, minimal_flow,
+                                    minimal_roadnet, set_path)
 
 
 def scenario(pass_through: bool, device: str = "cpu"):
@@ -31,11 +32,50 @@ def network(pass_through: bool):
     return scenario(pass_through).network
 
 
+def with_boundary_u_turn() -> dict:
+    """The pass-through roadnet plus a_w (A -> W), W kept as a junction whose one movement is
+    the U-turn a_w -> w_a, as the SUMO importer keeps a boundary where some vehicle turns."""
+    roadnet = minimal_roadnet()
+    set_path(roadnet, ("intersections", JUNCTION_A, "trafficLight", "lightphases"),
+             [{"time": 30, "availableRoadLinks": [0]}])
+    roadnet["roads"].append(make_road("a_w", "A", "W", (-10, 5), (-300, 5)))
+    u_turn = _road_link("turn_left", "a_w", "w_a", [(0, 0), (1, 1)])
+    roadnet["intersections"][0] = {**_junction("W", -300, [u_turn], [[0]]), "point": {"x": -300, "y": 0}}
+    return roadnet
+
+
 def test_a_single_phase_junction_without_conflicts_passes_through():
     assert pass_through_junctions(network(True)).tolist() == [True, False]
     assert pass_through_junctions(network(False)).tolist() == [False, False]  # A has 2 phases
     empty = approach_map(network(False))
     assert empty.upstream.target.numel() == empty.downstream.target.numel() == 0
+
+
+def test_a_u_turn_links_no_approach():
+    net = scenario_from_dicts(with_boundary_u_turn(), minimal_flow(), name="mini").network
+    assert net.intersection_ids == ("W", "A", "B")
+    assert net.movement_turnaround[net.movement_of_pair[(4, 0)]]  # a_w -> w_a at W
+    assert not net.movement_turnaround[net.movement_valid].all()
+    assert pass_through_junctions(net).tolist() == [True, True, False]
+    approaches = approach_map(net)
+    # a_w's only movement is the U-turn, so it neither feeds w_a nor does w_a continue it
+    assert approaches.road_pairs(net, upstream=True) == {"a_b": ["w_a"]}
+    assert approaches.road_pairs(net, upstream=False) == {"w_a": ["a_b"]}
+
+
+def test_a_split_feeds_neither_road_but_both_continue_it():
+    roadnet = minimal_roadnet()
+    roadnet["roads"].append(make_road("a_s", "A", "B", (10, -5), (290, -5)))  # a second way to B
+    links = roadnet["intersections"][JUNCTION_A]["roadLinks"]
+    links.append(_road_link("go_straight", "w_a", "a_s", [(0, 0), (1, 1)]))
+    set_path(roadnet, ("intersections", JUNCTION_A, "trafficLight"),
+             {"roadLinkIndices": [0, 1], "lightphases": [{"time": 30, "availableRoadLinks": [0, 1]}]})
+    net = scenario_from_dicts(roadnet, minimal_flow(), name="mini").network
+    assert pass_through_junctions(net).tolist() == [True, False]
+    approaches = approach_map(net)
+    # w_a's vehicles may take either road: neither counts them; each road's only way in is w_a
+    assert approaches.road_pairs(net, upstream=True) == {}
+    assert approaches.road_pairs(net, upstream=False) == {"w_a": ["a_b", "a_s"]}
 
 
 def test_a_road_feeding_only_the_next_one_is_spread_over_its_lanes():

@@ -9,9 +9,14 @@ is seen wherever the network's drawing happens to split it.
 
 - A **pass-through junction** is an intersection with a single phase (no signal: an uncontrolled
   junction) none of whose movements conflict: a node that only splits or joins roads.
-- Road U **feeds** road R when U ends at a pass-through junction whose every movement from U
-  goes to R: all of U's vehicles are on their way into R. Road S **continues** R when S starts at
-  a pass-through junction at R's end and its every movement there comes from R.
+- U-turns are no part of an approach: a road's opposite carriageway carries other traffic (at
+  the network's edge, mostly vehicles leaving it), so a turnaround movement never links two roads
+  below.
+- Road U **feeds** road R when U ends at a pass-through junction where every movement from U,
+  U-turns aside, goes to R: U's vehicles are on their way into R, unless they turn around or
+  their trip ends on U (a detector cannot tell; those are counted too). Road S **continues** R
+  when S starts at a pass-through junction at R's end where every movement into S, U-turns
+  aside, comes from R.
 - A road's **upstream approach** is the road, its feeders, their feeders, and so on; its
   **downstream approach** the road and its continuations, and theirs. Each further road's
   vehicles are spread evenly over the road's lanes (the lane they will take is not known), so
@@ -46,7 +51,8 @@ def _chains(network: Network) -> tuple[dict[int, set[int]], dict[int, set[int]]]
     through = pass_through_junctions(network).tolist()
     exits, entries = defaultdict(set), defaultdict(set)
     starts, ends = network.movement_start_road.tolist(), network.movement_end_road.tolist()
-    for m, valid in enumerate(network.movement_valid.tolist()):
+    links = network.movement_valid & ~network.movement_turnaround
+    for m, valid in enumerate(links.tolist()):
         if valid:
             exits[starts[m]].add(ends[m])
             entries[ends[m]].add(starts[m])

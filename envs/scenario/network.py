@@ -55,6 +55,8 @@ class Network:
     movement_type: torch.Tensor  # [M] 0 straight, 1 left, 2 right (-1 padding)
     movement_start_road: torch.Tensor  # [M] (0 for padding)
     movement_end_road: torch.Tensor  # [M] (0 for padding)
+    # [M] bool: a U-turn, the end road leading back to the junction the start road came from
+    movement_turnaround: torch.Tensor
     movement_from_lane: torch.Tensor  # [M, E] bool: lane e of the start road has a lane link in m
     movement_to_lane: torch.Tensor  # [M, E] bool: lane e of the end road receives a lane link
     movement_target: torch.Tensor  # [M, E, E] bool: lane link from start lane e to end lane e'
@@ -176,6 +178,7 @@ def compile_network(spec: RoadnetSpec, device: str | torch.device = "cpu") -> Ne
     mov_type = np.full(num_mov, -1, dtype=np.int64)
     mov_start = np.zeros(num_mov, dtype=np.int64)
     mov_end = np.zeros(num_mov, dtype=np.int64)
+    mov_turnaround = np.zeros(num_mov, dtype=bool)
     mov_from = np.zeros((num_mov, max_lanes), dtype=bool)
     mov_to = np.zeros((num_mov, max_lanes), dtype=bool)
     mov_target = np.zeros((num_mov, max_lanes, max_lanes), dtype=bool)
@@ -194,6 +197,7 @@ def compile_network(spec: RoadnetSpec, device: str | torch.device = "cpu") -> Ne
             mov_valid[m] = True
             mov_type[m] = MOVEMENT_TYPES[link.type]
             mov_start[m], mov_end[m] = a, b
+            mov_turnaround[m] = roads[b].end_intersection == roads[a].start_intersection
             movement_of_pair.setdefault((a, b), m)
             for lane_link in link.lane_links:
                 mov_from[m, lane_link.start_lane] = True
@@ -241,6 +245,7 @@ def compile_network(spec: RoadnetSpec, device: str | torch.device = "cpu") -> Ne
         movement_type=t(mov_type),
         movement_start_road=t(mov_start),
         movement_end_road=t(mov_end),
+        movement_turnaround=t(mov_turnaround),
         movement_from_lane=t(mov_from),
         movement_to_lane=t(mov_to),
         movement_target=t(mov_target),
