@@ -78,21 +78,27 @@ def _reach(road: int, links: dict[int, set[int]]) -> list[int]:
 
 @dataclass(frozen=True)
 class LaneSpread:
-    """Per-lane additions: ``count[target] += weight * count[source]`` for each triple."""
+    """Per-lane additions: ``count[target] += share[target] * count[source]`` for each pair.
+
+    The vehicles are summed before they are shared out: whole counts add up exactly in any
+    order, so the result does not depend on the order of CUDA's atomic adds."""
 
     target: torch.Tensor  # [N] int64 lane ids
     source: torch.Tensor  # [N] int64 lane ids
-    weight: torch.Tensor  # [N] float32
+    share: torch.Tensor  # [L] float32: the share of each addition a lane gets (1 / its road's lanes)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """``[N]`` the weight of each pair's addition."""
+        return self.share[self.target]
 
     def apply(self, per_lane: torch.Tensor) -> torch.Tensor:
         """``[B, L]`` readings -> the same over the approaches, float32."""
         out = per_lane.to(torch.float32)
         if self.target.numel() == 0:
             return out
-        return out.index_add(1, self.target, out[:, self.source] * self.weight)
-
-    def to(self, device) -> "LaneSpread":
-        return LaneSpread(self.target.to(device), self.source.to(device), self.weight.to(device))
+        added = torch.zeros_like(out).index_add_(1, self.target, out[:, self.source])
+        return out + added * self.share
 
 
 @dataclass(frozen=True)
@@ -115,19 +121,19 @@ def approach_map(network: Network) -> ApproachMap:
     feeders, continuations = _chains(network)
     road_lanes = [[lane for lane in lanes if lane >= 0] for lanes in network.road_lanes.tolist()]
 
+    share = torch.zeros(network.num_lanes, dtype=torch.float32, device=network.device)
+    for lanes in road_lanes:
+        share[lanes] = 1.0 / len(lanes) if lanes else 0.0
+
     def spread(links: dict[int, set[int]]) -> LaneSpread:
-        target, source, weight = [], [], []
+        target, source = [], []
         for road in sorted(links):
-            own = road_lanes[road]
             for other in _reach(road, links):
-                for lane in own:
-                    for far in road_lanes[other]:
-                        target.append(lane)
-                        source.append(far)
-                        weight.append(1.0 / len(own))
+                for lane in road_lanes[road]:
+                    target.extend([lane] * len(road_lanes[other]))
+                    source.extend(road_lanes[other])
         device = network.device
         return LaneSpread(torch.tensor(target, dtype=torch.int64, device=device),
-                          torch.tensor(source, dtype=torch.int64, device=device),
-                          torch.tensor(weight, dtype=torch.float32, device=device))
+                          torch.tensor(source, dtype=torch.int64, device=device), share)
 
     return ApproachMap(spread(feeders), spread(continuations))
