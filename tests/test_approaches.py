@@ -13,6 +13,7 @@ import torch
 
 from agents.classical import MaxPressure
 from envs.engine import EngineParams, Simulator
+from envs.engine.readings import lane_halting
 from envs.engine.approaches import _reach, approach_map, pass_through_junctions
 from envs.errors import ConfigError
 from envs.scenario import scenario_from_dicts
@@ -100,9 +101,10 @@ def test_max_pressure_counts_the_approach_at_the_light(device):
     net = mini.network
     sim = Simulator(net, mini.demand(1), EngineParams())
     lane_sensing, approach_sensing = MaxPressure(), MaxPressure(sensing="approach")
-    for controller in (lane_sensing, approach_sensing):
+    halting_sensing = MaxPressure(sensing="approach", use_halting=True)
+    for controller in (lane_sensing, approach_sensing, halting_sensing):
         controller.reset(sim)
-    checked = 0
+    checked = halted_upstream = 0
     for _ in range(60):
         sim.step(torch.full((1, net.num_intersections), -1, device=device))
         counts = sim.state.lane_count[0, :net.num_lanes].tolist()
@@ -113,8 +115,13 @@ def test_max_pressure_counts_the_approach_at_the_light(device):
         assert float(up[0, straight]) == pytest.approx(counts[3] + (counts[0] + counts[1]) / 2)
         into_a_b = net.movement_of_pair[(0, 1)]  # w_a -> a_b at A: downstream is a_b + nothing
         assert float(down[0, into_a_b]) == counts[2] + counts[3]
+        halting = lane_halting(sim.state, net.num_lanes, sim.params.halting_speed)[0].tolist()
+        up_halting, _ = halting_sensing.movement_counts(sim)
+        assert float(up_halting[0, straight]) == pytest.approx(halting[3] + (halting[0] + halting[1]) / 2)
         checked += counts[0] + counts[1] > 0 and counts[3] > 0
+        halted_upstream += halting[0] + halting[1] > 0
     assert checked > 0  # some step had vehicles on both w_a and a_b's straight lane
+    assert halted_upstream > 0  # and some had a vehicle halted on w_a
 
 
 def test_an_unknown_sensing_is_refused_naming_the_key():

@@ -76,7 +76,8 @@ def test_approach_sensing_adds_the_weighted_approach_lanes():
 
 def test_approach_lanes_name_sumos_lanes(datasets_dir):
     # ingolstadt7: a light's incoming stub 10425609#1 (lengthened to 14.9 m) is fed
-    # through pass-through nodes by 10425609#0 (3 passenger lanes) and 201956811#0 (1): its 3
+    # through pass-through nodes by 10425609#0 (3 passenger lanes) and 201956811#0 (1; most of
+    # its trips end on it, which a detector cannot tell): its 3
     # passenger lanes each add a third of those 4 lanes' vehicles
     config = read_config(find_config(sumo_folder("resco_ingolstadt7", datasets_dir)))
     scenario = load_scenario("resco_ingolstadt7", data_dir=datasets_dir)
