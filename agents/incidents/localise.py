@@ -53,8 +53,9 @@ def localise(alarms: np.ndarray, downstream: np.ndarray | None) -> np.ndarray:
     attached = np.zeros(alarms.shape[1], dtype=bool)  # the lane's current episode is attached
     for t in range(alarms.shape[0]):
         onset = alarms[t] & ~before
-        explained = (feeds & before[None, :]).any(1)  # a lane it feeds had an alarm on
-        attached = np.where(onset, explained, attached)
+        if onset.any():  # (most readings start no alarm: skip the [N, N] test there)
+            explained = (feeds[onset] & before[None, :]).any(1)  # a lane it feeds had an alarm on
+            attached[onset] = explained
         out[t] = alarms[t] & ~attached
         before = alarms[t]
     return out
