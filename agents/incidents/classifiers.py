@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from agents.incidents.gaps import lane_gap
+from agents.incidents.localise import downstream_lanes
 from envs.errors import CommandError, ConfigError
 from envs.incidents.detection import COLUMN, Recording, score, scored_incidents
 from envs.engine.intersections import always_green, lane_movements
@@ -52,11 +53,13 @@ class LaneLayout:
     """Per monitored lane ``[N]``: the signalised intersection it runs into (``groups``), whether
     every movement it feeds is green in every signal phase of the plan (``permissive``) and
     whether vehicles enter the network on it (``entry``: its road comes from outside the network,
-    where the engine inserts vehicles at standstill)."""
+    where the engine inserts vehicles at standstill); ``downstream [N, N]``: which lanes each
+    feeds (`agents.incidents.localise`; None: not known, alarms are not localised)."""
 
     groups: np.ndarray
     permissive: np.ndarray
     entry: np.ndarray
+    downstream: np.ndarray | None = None
 
 
 def intersection_groups(network, lanes: np.ndarray) -> np.ndarray:
@@ -70,7 +73,8 @@ def lane_layout(network, lanes: np.ndarray) -> LaneLayout:
     feeds = lane_movements(network)[torch.as_tensor(lanes, device=network.lane_road.device)]  # [N, M]
     permissive = (feeds & ~always.unsqueeze(0)).sum(1).eq(0) & feeds.any(1)
     entry = (network.road_start[network.lane_road] < 0).cpu().numpy()[lanes]  # from a virtual intersection
-    return LaneLayout(intersection_groups(network, lanes), permissive.cpu().numpy(), entry)
+    return LaneLayout(intersection_groups(network, lanes), permissive.cpu().numpy(), entry,
+                      downstream_lanes(network, lanes))
 
 
 def _check(readings: np.ndarray, layout: LaneLayout) -> None:

@@ -89,7 +89,8 @@ def describe(name: str, chosen: dict) -> str:
         what = f"green_s = {chosen['green_s']:g}, permissive_green_s = {chosen['permissive_green_s']:g}"
     elif name in GAP_RULES:
         what = (f"persist = {chosen['persist']}, gap_m = {chosen['gap_m']:g}, entry lanes {chosen['entry_persist']} / "
-                f"{chosen['entry_gap_m']:g}, blockage rule {'on' if chosen['use_blockage'] else 'off'}")
+                f"{chosen['entry_gap_m']:g}, blockage rule {'on' if chosen['use_blockage'] else 'off'}"
+                f"{', localised' if chosen.get('localised') else ''}")
     else:
         what = f"thresholds {chosen['probability']:.3f}, permissive lanes {chosen['permissive_probability']:.3f}"
     return f"{name}: {what} (training precision {chosen['precision']:.3f})"

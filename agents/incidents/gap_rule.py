@@ -10,14 +10,18 @@ other classifiers'. A vehicle that enters a lane at standstill reads as a halted
 empty road ahead for a reading or more: on training copies nearly every positive lane gap away
 from a closure is on a lane whose road comes from outside the network (`LaneLayout.entry`, where
 the engine inserts vehicles at standstill), so entry lanes get their own ``entry_persist`` and
-``entry_gap_m``.
+``entry_gap_m``. An alarm that switches on while a lane it feeds already has one on is attached to
+that alarm, not reported (``localised``, `agents.incidents.localise`): a closure's spillback
+holds the vehicles bound for its road at the stop lines upstream, which the blockage rule
+alarms on, but it is one incident, reported at its place.
 
 `calibrate` takes a *training* recording only (``Recording.split == "train"``; anything else is
 a `ConfigError`): it calibrates the blockage rule as that rule does (kept only if its alarms
 alone reach the target precision), then, per lane class (other lanes, entry lanes; alarms kept
 to the class's lanes, so that both classes reaching the precision make the whole reach it),
 picks ``(persist, gap_m)`` from a grid: among the pairs whose alarms together with the blockage
-rule's reach the target precision on the training copies, the one with the highest recall, then
+rule's, localised as `detect` localises them (among all lanes, the classes not yet chosen at the
+same pair), reach the target precision on the training copies, the one with the highest recall, then
 the smallest mean time to detect (a mean over fewer, easier incidents is no gain); if none does,
 the best F1. A class without training incidents gets the strictest pair (any alarm there would
 be false).
@@ -36,6 +40,7 @@ from agents.incidents.classifiers import (
     waiting_green,
 )
 from agents.incidents.gaps import lane_gap
+from agents.incidents.localise import localise
 from envs.errors import ConfigError
 from envs.incidents.detection import Recording, score
 
@@ -68,6 +73,7 @@ class GapRule:
     entry_persist: int = 3
     blockage: BlockageRule = field(default_factory=BlockageRule)
     use_blockage: bool = True  # calibrate turns it off where the blockage rule alone misses the precision
+    localised: bool = True  # attach alarms explained by an alarm downstream (agents/incidents/localise.py)
     name: str = "gap_rule"
     sensors = "lane"  # (class attribute) the sensor set its delays count from
 
@@ -92,7 +98,13 @@ class GapRule:
         read them, probe readings ``[T, N, len(PROBE_READINGS)]``)."""
         _check(readings, layout)
         raw = self._blockage_raw(readings, layout) | self._gap_raw(self.gap(readings, probes), layout)
-        return hold_until_discharge(raw, readings)
+        return self._report(raw, readings, layout)
+
+    def _report(self, raw: np.ndarray, readings: np.ndarray, layout: LaneLayout) -> np.ndarray:
+        """Raw alarms held until the lane discharges, then (``localised``) attached to an alarm
+        downstream where one explains them (`agents.incidents.localise`)."""
+        held = hold_until_discharge(raw, readings)
+        return localise(held, layout.downstream) if self.localised else held
 
     def _gap_raw(self, gap: np.ndarray, layout: LaneLayout) -> np.ndarray:
         return gap_alarms(gap, np.where(layout.entry, self.entry_persist, self.persist),
@@ -107,19 +119,35 @@ class GapRule:
         blockage = self._blockage_raw(recording.readings, layout)
         gap = self.gap(recording.readings, recording.probes)
         with_incidents = _incident_lanes(recording)
-        chosen = []
+        persist, gap_m = np.zeros(len(layout.entry), dtype=np.int64), np.zeros(len(layout.entry))
         for members in (~layout.entry, layout.entry):
+            def class_alarms(p, g, members=members):
+                # the class's candidate (and, on the classes still to come, the same pair): the
+                # alarms localised among all lanes, then kept to the class's lanes
+                todo = members | (persist == 0)
+                raw = blockage | gap_alarms(gap, np.where(todo, p, persist), np.where(todo, g, gap_m))
+                return self._report(raw, recording.readings, layout) & members
+
             if not (with_incidents & members).any():  # no training incident: only false alarms to raise
-                chosen.append((PERSIST_CANDIDATES[-1], GAP_CANDIDATES_M[-1]))
-                continue
-            chosen.append(_best_pair(recording, lambda persist, gap_m, members=members: hold_until_discharge(
-                (blockage | gap_alarms(gap, persist, gap_m)) & members, recording.readings), precision, self.sensors))
-        (self.persist, self.gap_m), (self.entry_persist, self.entry_gap_m) = chosen
-        scores = score(recording, hold_until_discharge(blockage | self._gap_raw(gap, layout), recording.readings),
+                pair = (PERSIST_CANDIDATES[-1], GAP_CANDIDATES_M[-1])
+            else:
+                pair = _best_pair(recording, class_alarms, precision, self.sensors)
+            persist[members], gap_m[members] = pair
+        self.persist, self.gap_m = _class_pair(persist, gap_m, ~layout.entry, (self.persist, self.gap_m))
+        self.entry_persist, self.entry_gap_m = _class_pair(persist, gap_m, layout.entry,
+                                                          (self.entry_persist, self.entry_gap_m))
+        scores = score(recording, self._report(blockage | self._gap_raw(gap, layout), recording.readings, layout),
                        self.sensors)
         return {"persist": self.persist, "gap_m": self.gap_m, "entry_persist": self.entry_persist,
-                "entry_gap_m": self.entry_gap_m, "use_blockage": self.use_blockage, "green_s": self.blockage.green_s,
-                "permissive_green_s": self.blockage.permissive_green_s, **scores.as_dict()}
+                "entry_gap_m": self.entry_gap_m, "use_blockage": self.use_blockage, "localised": self.localised,
+                "green_s": self.blockage.green_s, "permissive_green_s": self.blockage.permissive_green_s, **scores.as_dict()}
+
+
+def _class_pair(persist: np.ndarray, gap_m: np.ndarray, members: np.ndarray, default) -> tuple[int, float]:
+    """The pair chosen for a lane class (`default` for a class without lanes)."""
+    if not members.any():
+        return default
+    return int(persist[members][0]), float(gap_m[members][0])
 
 
 def _best_pair(recording: Recording, alarms_at, precision: float, sensors: str) -> tuple[int, float]:
