@@ -97,11 +97,12 @@ def sumo_travel(config, trips: Path, prefix: str) -> dict:
     return out
 
 
-def run_sumo_max_pressure(config, workdir: Path, sensing: str) -> dict:
+def run_sumo_max_pressure(config, workdir: Path, sensing: str, network) -> dict:
+    """`network`: gridlight's import of `config` (approach sensing reads its approaches)."""
     from sumo_max_pressure import run
 
     trips = workdir / "tripinfo_mp.xml"
-    run(sumo_binary(), config, trips, sensing=sensing)
+    run(sumo_binary(), config, trips, sensing=sensing, network=network)
     return {**sumo_travel(config, trips, "sumo_mp"), "sumo_mp_sensing": sensing}
 
 
@@ -168,13 +169,14 @@ def main() -> None:
                 log(f"{name}: SUMO, to pin its routes")
                 config, pinned = pin_sumo_routes(config, Path(workdir), sumo_binary())
                 row.update(routes="sumo", **pinned)
+            scenario = scenario_from_sumo(config.path) if args.sumo_routes else load_scenario(name)
             log(f"{name}: SUMO")
             row.update(run_sumo(config, Path(workdir)))
             if args.max_pressure:
                 log(f"{name}: SUMO max pressure")
-                row.update(run_sumo_max_pressure(config, Path(workdir), args.mp_sensing))
+                row.update(run_sumo_max_pressure(config, Path(workdir), args.mp_sensing,
+                                                 scenario.network))
             log(f"{name}: gridlight")
-            scenario = scenario_from_sumo(config.path) if args.sumo_routes else load_scenario(name)
             row.update(run_gridlight(scenario, config))
             if args.max_pressure:
                 row.update(run_gridlight_max_pressure(scenario, config, args.mp_sensing))

@@ -101,18 +101,18 @@ class RoadSensors:
 
     def count(self, lane: str, incoming: bool) -> float:
         key = (lane, incoming)
-        if key not in self.counts and self.sensing == "approach":
-            number = self._number
-            self.counts[key] = number(lane) + sum(weight * number(other)
-                                                  for other, weight in self.approaches.get(key, ()))
         if key not in self.counts:
-            edge = lane.rsplit("_", 1)[0]
-            stretch = self.lengths.get(edge, 0.0) if self.sensing == "road" else 0.0
-            if self._length(lane) >= stretch:
-                self.counts[key] = self.traci.lane.getLastStepVehicleNumber(lane)
-            else:
-                self.counts[key] = self._walk(lane, stretch, incoming, MAX_HOPS)
+            self.counts[key] = self._measure(lane, incoming)
         return self.counts[key]
+
+    def _measure(self, lane: str, incoming: bool) -> float:
+        if self.sensing == "approach":
+            return self._number(lane) + sum(weight * self._number(other)
+                                            for other, weight in self.approaches.get((lane, incoming), ()))
+        stretch = self.lengths.get(lane.rsplit("_", 1)[0], 0.0) if self.sensing == "road" else 0.0
+        if self._length(lane) >= stretch:
+            return self._number(lane)
+        return self._walk(lane, stretch, incoming, MAX_HOPS)
 
     def _walk(self, lane: str, metres: float, upstream: bool, hops: int) -> int:
         """Vehicles whose front is within `metres` of `lane`'s end (upstream) or start, on it and
@@ -182,19 +182,19 @@ def _transition(current: str, target: str, letter: str) -> str:
 
 
 def run(binary: str, config, tripinfo: Path, yellow_s: int = 3, all_red_s: int = 2,
-        min_green_s: int = 10, extra_args: tuple[str, ...] | list[str] = (), sensing: str = "lane") -> None:
+        min_green_s: int = 10, extra_args: tuple[str, ...] | list[str] = (), sensing: str = "lane",
+        network: Network | None = None) -> None:
     """Run `config` in SUMO under max pressure; `extra_args` go to SUMO's command line;
-    `sensing`: what a lane's count covers (module doc)."""
+    `sensing`: what a lane's count covers (module doc); `network`: gridlight's import of
+    `config`, which approach sensing takes its approaches from."""
+    if sensing == "approach" and network is None:
+        raise ValueError("approach sensing needs gridlight's network of the scenario (network=...)")
     traci = traci_module()
     # gridlight's road lengths or approaches: only road / approach sensing reads them (the
-    # whole net file is parsed; the approaches come from gridlight's import of the scenario)
+    # whole net file is parsed)
     net = read_net(config.net_file) if sensing in ("road", "approach") else None
     lengths = simulated_road_lengths(net) if sensing == "road" else {}
-    approaches = None
-    if sensing == "approach":
-        from envs.scenario import scenario_from_sumo
-
-        approaches = approach_lanes(scenario_from_sumo(config.path).network, net)
+    approaches = approach_lanes(network, net) if sensing == "approach" else None
     with contextlib.redirect_stdout(sys.stderr):  # TraCI prints its connection retries
         traci.start(sumo_command(binary, config, "--tripinfo-output", str(tripinfo), *extra_args))
     try:

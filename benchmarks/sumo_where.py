@@ -41,9 +41,10 @@ from sumo_routes import pin_sumo_routes
 
 
 def edge_waiting(config, workdir: Path, tag: str, max_pressure: bool,
-                 sensing: str = "lane") -> tuple[dict, dict]:
+                 sensing: str = "lane", network=None) -> tuple[dict, dict]:
     """Edge id -> total waiting seconds in one run of `config` (static, or max pressure), and
-    the run's insertion figures (SUMO's statistic output)."""
+    the run's insertion figures (SUMO's statistic output); `network`: gridlight's import of
+    `config`, for approach sensing."""
     edges = workdir / f"{tag}_edges.xml"
     additional = workdir / f"{tag}.add.xml"
     additional.write_text(f'<additional><edgeData id="{tag}" file="{edges}" excludeEmpty="true"/>'
@@ -52,7 +53,8 @@ def edge_waiting(config, workdir: Path, tag: str, max_pressure: bool,
     extra = ["--additional-files", str(additional), "--statistic-output", str(stats)]
     trips = workdir / f"{tag}_trips.xml"  # SUMO writes trip statistics only with trip output
     if max_pressure:
-        run_max_pressure(sumo_binary(), config, trips, extra_args=extra, sensing=sensing)
+        run_max_pressure(sumo_binary(), config, trips, extra_args=extra, sensing=sensing,
+                         network=network)
     else:
         subprocess.run(sumo_command(sumo_binary(), config, "--tripinfo-output", str(trips), *extra),
                        check=True, capture_output=True)
@@ -117,13 +119,13 @@ def main() -> None:
         if args.sumo_routes:
             log(f"{args.scenario}: SUMO, to pin its routes")
             config, _ = pin_sumo_routes(config, workdir, sumo_binary())
+        scenario = (scenario_from_sumo(config.path) if args.sumo_routes
+                    else load_scenario(args.scenario))
         log(f"{args.scenario}: static programs")
         static, static_insertion = edge_waiting(config, workdir, "static", False)
         log(f"{args.scenario}: max pressure")
         pressure, pressure_insertion = edge_waiting(config, workdir, "max_pressure", True,
-                                                    args.mp_sensing)
-        scenario = (scenario_from_sumo(config.path) if args.sumo_routes
-                    else load_scenario(args.scenario))
+                                                    args.mp_sensing, scenario.network)
         log(f"{args.scenario}: gridlight")
         runs = {("sumo", "static"): (static, static_insertion),
                 ("sumo", "max_pressure"): (pressure, pressure_insertion),

@@ -121,9 +121,8 @@ def approach_map(network: Network) -> ApproachMap:
     feeders, continuations = _chains(network)
     road_lanes = [[lane for lane in lanes if lane >= 0] for lanes in network.road_lanes.tolist()]
 
-    share = torch.zeros(network.num_lanes, dtype=torch.float32, device=network.device)
-    for lanes in road_lanes:
-        share[lanes] = 1.0 / len(lanes) if lanes else 0.0
+    # each lane's share of what its road's approach adds: 1 / the road's lanes
+    share = 1.0 / (network.road_lanes >= 0).sum(1).to(torch.float32)[network.lane_road]
 
     def spread(links: dict[int, set[int]]) -> LaneSpread:
         target, source = [], []
