@@ -23,6 +23,10 @@ over its approach through pass-through junctions (sumo_max_pressure.py's doc).
 own static run (benchmarks/sumo_routes.py), then runs both simulators on that copy: the routes
 are then the same on both sides and fixed in both (SUMO no longer reroutes at insertion), so
 what differs is the simulation alone.
+
+``--junction-yielding`` runs gridlight with SUMO's right of way (``junction_yielding``: a
+permissive green or an unsignalised junction's minor movement waits for the movements it
+yields to; envs/engine/right_of_way.py); SUMO's side is the same either way.
 """
 
 from __future__ import annotations
@@ -114,13 +118,15 @@ def yellow_seconds(config) -> int:
 
 
 def run_gridlight_controller(scenario, config, max_pressure: bool, on_step=None,
-                             sensing: str = "lane") -> Simulator:
+                             sensing: str = "lane", yielding: bool = False) -> Simulator:
     """One copy of `scenario` for the sumocfg's window: the imported programs (with an intergreen
     equal to SUMO's yellow, so each green starts when SUMO's does) or max pressure with
-    gridlight's default timing, counting lanes as SUMO's `sensing` asks (`gridlight_sensing`).
+    gridlight's default timing, counting lanes as SUMO's `sensing` asks (`gridlight_sensing`);
+    `yielding`: the engine gives SUMO's right of way (``junction_yielding``).
     `on_step(sim)` runs after every step."""
-    params = (EngineParams() if max_pressure else
-              EngineParams(yellow_s=yellow_seconds(config), all_red_s=0, min_green_s=0))
+    timing = {} if max_pressure else dict(yellow_s=yellow_seconds(config), all_red_s=0,
+                                          min_green_s=0)
+    params = EngineParams(**timing, junction_yielding=yielding)
     sim = Simulator(scenario.network, scenario.demand(1), params)
     controller = MaxPressure(sensing=gridlight_sensing(sensing)) if max_pressure else FixedTime()
     sim.run(int(config.end - config.begin), controller,
@@ -128,17 +134,18 @@ def run_gridlight_controller(scenario, config, max_pressure: bool, on_step=None,
     return sim
 
 
-def run_gridlight_max_pressure(scenario, config, sensing: str) -> dict:
-    sim = run_gridlight_controller(scenario, config, max_pressure=True, sensing=sensing)
+def run_gridlight_max_pressure(scenario, config, sensing: str, yielding: bool = False) -> dict:
+    sim = run_gridlight_controller(scenario, config, max_pressure=True, sensing=sensing,
+                                   yielding=yielding)
     metrics = episode_metrics(sim.demand, sim.state)
     return {"gridlight_mp_travel_time": round(float(metrics["travel_time/mean"][0]), 2),
             "gridlight_mp_finished": int(metrics["throughput"][0]),
             "gridlight_mp_sensing": gridlight_sensing(sensing)}
 
 
-def run_gridlight(scenario, config) -> dict:
+def run_gridlight(scenario, config, yielding: bool = False) -> dict:
     started = time.perf_counter()
-    sim = run_gridlight_controller(scenario, config, max_pressure=False)
+    sim = run_gridlight_controller(scenario, config, max_pressure=False, yielding=yielding)
     metrics = episode_metrics(sim.demand, sim.state)
     return {"gridlight_travel_time": round(float(metrics["travel_time/mean"][0]), 2),
             "gridlight_finished": int(metrics["throughput"][0]),
@@ -158,13 +165,15 @@ def main() -> None:
                         help="what max pressure counts: SUMO's lanes (default), gridlight's road "
                              "length in SUMO (stub edges read as far as gridlight's lengthened road), "
                              "or each lane's approach in both simulators")
+    parser.add_argument("--junction-yielding", action="store_true",
+                        help="gridlight gives SUMO's right of way (engine.junction_yielding)")
     args = parser.parse_args()
     for name in args.scenarios.split(","):
         if name not in SUMO_DATASETS:
             sys.exit(f"unknown SUMO scenario {name!r}; known: {', '.join(known_sumo_datasets())}")
         config = read_config(find_config(sumo_folder(name)))
         with tempfile.TemporaryDirectory() as workdir:
-            row = {"scenario": name}
+            row = {"scenario": name, "gridlight_junction_yielding": args.junction_yielding}
             if args.sumo_routes:
                 log(f"{name}: SUMO, to pin its routes")
                 config, pinned = pin_sumo_routes(config, Path(workdir), sumo_binary())
@@ -177,9 +186,10 @@ def main() -> None:
                 row.update(run_sumo_max_pressure(config, Path(workdir), args.mp_sensing,
                                                  scenario.network))
             log(f"{name}: gridlight")
-            row.update(run_gridlight(scenario, config))
+            row.update(run_gridlight(scenario, config, args.junction_yielding))
             if args.max_pressure:
-                row.update(run_gridlight_max_pressure(scenario, config, args.mp_sensing))
+                row.update(run_gridlight_max_pressure(scenario, config, args.mp_sensing,
+                                                      args.junction_yielding))
         ours, theirs = row["gridlight_travel_time"], row["sumo_travel_time"]
         row["diff_percent"] = round(100 * (ours - theirs) / theirs, 1)
         if args.max_pressure:

@@ -10,8 +10,9 @@ import torch
 
 from envs.engine.incident_rules import Incidents, incident_factor, lane_incidents, with_blockages
 from envs.engine.ops import FAR, MOVING_TAIL_SPEED, materialise, prefer_open, take
+from envs.engine.right_of_way import gives_way, has_right_of_way_rules
 from envs.engine.signals import Signals
-from envs.engine.state import SimState
+from envs.engine.state import EngineParams, SimState
 from envs.scenario.network import Network
 
 
@@ -35,7 +36,8 @@ class Heads(NamedTuple):
 
 
 def look_ahead(
-    network: Network, state: SimState, signals: Signals, incidents: Incidents | None
+    network: Network, params: EngineParams, state: SimState, signals: Signals,
+    incidents: Incidents | None,
 ) -> Heads:
     """Every lane's head: its target lane and the obstacle it follows (a stop line or the
     target lane's last vehicle)."""
@@ -96,6 +98,11 @@ def look_ahead(
     signal_yellow = take(signals.yellow, torch.where(next_move >= 0, next_move, no_movement))
     can_stop = h_speed * h_speed <= 2.0 * h_decel * to_stop_line
     may_cross = room & (signal_green | (signal_yellow & ~can_stop)) & ~last_road
+    if params.junction_yielding and has_right_of_way_rules(network):
+        # a head that can still stop waits for the movements it yields to (right_of_way)
+        waits = gives_way(network, signals, next_move, may_cross, h_speed, to_stop_line,
+                          params.yield_gap_s)
+        may_cross = may_cross & ~(waits & can_stop)
     leaves_freely = last_road
     if incidents is not None:  # a closed lane's head sees a stop line that never opens, exit lanes too
         may_cross = may_cross & ~incidents.closed[:, :num_lanes]

@@ -32,12 +32,22 @@ class EngineParams:
     min_green_s: int = 5  # a phase keeps its green at least this long (safety rule)
     halting_speed: float = 0.1  # a vehicle slower than this is halting (CityFlow's threshold)
     max_vehicles: Optional[int] = None  # vehicle slots per copy; None = sized from the demand
+    # right of way (envs/engine/right_of_way.py): a permissive green gives way to the movements
+    # the network says it yields to (SUMO imports) while one of their vehicles is at most
+    # yield_gap_s from its stop line; off, permissive greens and unsignalised junctions flow freely
+    junction_yielding: bool = False
+    yield_gap_s: float = 4.0
 
     def validate(self, source: str = "<engine>") -> None:
         for name in ("yellow_s", "all_red_s", "min_green_s"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ConfigError(source, name, value, "must be an integer >= 0 (seconds)")
+        if not isinstance(self.junction_yielding, bool):
+            raise ConfigError(source, "junction_yielding", self.junction_yielding,
+                              "must be true or false")
+        if not self.yield_gap_s > 0:
+            raise ConfigError(source, "yield_gap_s", self.yield_gap_s, "must be > 0 (seconds)")
         if self.halting_speed < 0:
             raise ConfigError(source, "halting_speed", self.halting_speed, "must be >= 0")
         if self.max_vehicles is not None and self.max_vehicles < 1:

@@ -14,7 +14,9 @@ Order of events inside a step at time t, one module per phase:
    (a lane its next turn reaches and that serves the turn after, with the most room; lowest
    index on a tie) and sees either the stop line (red; yellow when it can stop comfortably; or
    spillback: the target lane's last vehicle stands within a minimum gap of its start) or the
-   target lane's last vehicle through the box.
+   target lane's last vehicle through the box. With ``params.junction_yielding``, a head on a
+   permissive green that can still stop also sees the stop line while a movement it yields to
+   (the network's ``yield_minor``/``yield_major`` pairs) is about to cross (`right_of_way`).
 3. Car following (`following`) for every vehicle: the fastest speed that lets it stop behind its
    leader if the leader brakes (ballistic update) and keeps its time headway (the flow's
    ``headwayTime``), capped by acceleration and the speed limit; and never past the leader's
@@ -81,7 +83,7 @@ def step(
     put_first = put if inplace else put_copy
     signals = switch_signals(network, params, state, command)
     incidents = lane_incidents(demand, state.t, network.num_lanes)
-    heads = look_ahead(network, state, signals, incidents)
+    heads = look_ahead(network, params, state, signals, incidents)
     sigma = None if demand.sigma is None else take_sample(demand.sigma, demand.sample_of_copy, state.veh_trip)
     motion = follow(network, state, heads, incidents, sigma)
     crossing = cross_stop_lines(network, heads, motion)

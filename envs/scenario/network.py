@@ -71,6 +71,11 @@ class Network:
     signal_phase: torch.Tensor  # [I, P] bool: serves a non-right-turn movement
     phase_removes_green: torch.Tensor  # [I, P, P] bool: switching p -> q ends some green
     conflict: torch.Tensor  # [I, K, K] bool: movements whose paths cross
+    phase_permissive: torch.Tensor  # [I, P, K] bool: a green of phase p that yields (SUMO's 'g')
+    # right of way [Q]: movement yield_minor[q] gives way to yield_major[q] (same intersection)
+    # while the minor one is a permissive green; empty for CityFlow networks
+    yield_minor: torch.Tensor
+    yield_major: torch.Tensor
 
     @property
     def num_lanes(self) -> int:
@@ -187,6 +192,8 @@ def compile_network(spec: RoadnetSpec, device: str | torch.device = "cpu") -> Ne
 
     num_phases = np.zeros(num_inter, dtype=np.int64)
     phase_green = np.zeros((num_inter, max_phases, max_links), dtype=bool)
+    phase_permissive = np.zeros((num_inter, max_phases, max_links), dtype=bool)
+    yield_pairs: list[tuple[int, int]] = []
     phase_duration = np.zeros((num_inter, max_phases), dtype=np.float32)
     conflict = np.zeros((num_inter, max_links, max_links), dtype=bool)
 
@@ -208,6 +215,9 @@ def compile_network(spec: RoadnetSpec, device: str | torch.device = "cpu") -> Ne
         for p, phase in enumerate(inter.phases):
             phase_duration[i, p] = phase.duration
             phase_green[i, p, list(phase.road_links)] = True
+            phase_permissive[i, p, list(phase.permissive)] = True
+        yield_pairs += [(i * max_links + minor, i * max_links + major)
+                        for minor, major in inter.yields]
         conflict[i, : len(inter.road_links), : len(inter.road_links)] = _crossing_conflicts(
             inter, roads, road_index
         )
@@ -259,6 +269,9 @@ def compile_network(spec: RoadnetSpec, device: str | torch.device = "cpu") -> Ne
         signal_phase=t(signal_phase),
         phase_removes_green=t(removes),
         conflict=t(conflict),
+        phase_permissive=t(phase_permissive),
+        yield_minor=t([m for m, _ in yield_pairs], torch.int64),
+        yield_major=t([f for _, f in yield_pairs], torch.int64),
     )
 
 

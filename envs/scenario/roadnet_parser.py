@@ -26,6 +26,9 @@ MAX_LANES_PER_ROAD = 32
 
 
 PERMISSIVE_KEY = "permissiveRoadLinks"  # optional in a light phase: green links that yield
+# optional in an intersection: [minor, major] roadLink pairs, the minor link giving way to the
+# major one whenever the minor is a permissive green (SUMO's right of way, from the importer)
+YIELD_KEY = "yieldTo"
 
 
 def parse_roadnet(obj: Any, source: str) -> RoadnetSpec:
@@ -134,7 +137,32 @@ def _parse_intersection(
     # Virtual intersections are boundaries where vehicles enter and leave: no signal to run, and
     # CityFlow itself never reads their trafficLight block.
     phases = () if virtual else _parse_phases(fields, obj, path, len(road_links))
-    return IntersectionSpec(ident, point, virtual, width, road_links, phases)
+    if virtual and obj.get(YIELD_KEY):
+        fields.fail(f"{path}.{YIELD_KEY}", obj[YIELD_KEY],
+                    "a virtual intersection runs no movements, so none can yield")
+    yields = _parse_yields(fields, obj, path, len(road_links))
+    return IntersectionSpec(ident, point, virtual, width, road_links, phases, yields)
+
+
+def _parse_yields(fields: JsonFields, obj: Mapping[str, Any], path: str, road_link_count: int
+                  ) -> tuple[tuple[int, int], ...]:
+    """gridlight's extension (written by the SUMO importer; CityFlow ignores the key)."""
+    pairs: list[tuple[int, int]] = []
+    raw_pairs = fields.as_array(obj.get(YIELD_KEY, []), f"{path}.{YIELD_KEY}")
+    for k, raw in enumerate(raw_pairs):
+        pair_path = f"{path}.{YIELD_KEY}[{k}]"
+        pair = fields.as_array(raw, pair_path)
+        if len(pair) != 2:
+            fields.fail(pair_path, raw, "a yield is a [minor, major] pair of roadLink indices")
+        minor, major = (fields.as_index(value, f"{pair_path}[{n}]", road_link_count,
+                                        "the intersection's roadLinks")
+                        for n, value in enumerate(pair))
+        if minor == major:
+            fields.fail(pair_path, raw, "a roadLink cannot yield to itself")
+        if (minor, major) in pairs:
+            fields.fail(pair_path, raw, "yield pair listed twice")
+        pairs.append((minor, major))
+    return tuple(pairs)
 
 
 def _parse_road_link(

@@ -84,6 +84,9 @@ class IntersectionSpec:
     width: float
     road_links: tuple[RoadLinkSpec, ...]
     phases: tuple[PhaseSpec, ...]
+    # (minor, major) road-link pairs: the minor link gives way to the major one while it shows
+    # a permissive green (SUMO's right of way; CityFlow files have none)
+    yields: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)

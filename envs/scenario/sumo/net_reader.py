@@ -41,6 +41,10 @@ class SumoJunction:
     id: str
     type: str
     point: tuple[float, float]
+    # SUMO's right of way, per link index (the junction's `intLanes` order): which links this
+    # one must give way to (its <request>'s `response` bits); empty without internal lanes
+    int_lanes: tuple[str, ...] = ()
+    yields_to: tuple[frozenset[int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,9 @@ class SumoConnection:
     link_index: int | None
     length: float  # metres driven inside the junction (its internal lanes), 0 without them
     where: str  # element path for error messages
+    # the internal lanes it drives through, in order (one of them names its link in the
+    # junction's `intLanes`: the first, or the one after an internal junction)
+    via: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,7 +116,9 @@ def read_net(path: str | Path) -> SumoNet:
         if kind == "internal":
             continue
         point = (fields.number(element, "x", where), fields.number(element, "y", where))
-        junctions[ident] = SumoJunction(ident, kind, point)
+        int_lanes = tuple(element.get("intLanes", "").split())
+        junctions[ident] = SumoJunction(ident, kind, point, int_lanes,
+                                        _read_requests(fields, element, where, len(int_lanes)))
 
     edges: dict[str, SumoEdge] = {}
     internal_lane_length: dict[str, float] = {}
@@ -164,10 +173,10 @@ def read_net(path: str | Path) -> SumoNet:
             if lanes[attribute] >= len(edges[edge_id].lanes):
                 fields.fail(where, attribute, lanes[attribute],
                             f"edge {edge_id!r} has {len(edges[edge_id].lanes)} lanes")
+        via = _via_chain(element.get("via"), internal_lane_length, next_internal)
         connections.append(SumoConnection(
             from_edge, to_edge, lanes["fromLane"], lanes["toLane"], element.get("dir", "s"), tl,
-            link_index, _via_length(element.get("via"), internal_lane_length, next_internal),
-            where))
+            link_index, sum(internal_lane_length[lane] for lane in via), where, via))
 
     programs: dict[str, SumoProgram] = {}
     for element in root.iter("tlLogic"):
@@ -206,12 +215,36 @@ def _read_lane(fields: XmlFields, element, where: str) -> SumoLane:
     )
 
 
-def _via_length(via: str | None, internal_lane_length: dict[str, float],
-                next_internal: dict[str, str]) -> float:
-    """Metres along the chain of internal lanes a connection drives through (0 without any)."""
-    total, seen = 0.0, set()
-    while via and via not in seen and via in internal_lane_length:
-        seen.add(via)
-        total += internal_lane_length[via]
+def _read_requests(fields: XmlFields, element, where: str, links: int
+                   ) -> tuple[frozenset[int], ...]:
+    """Per link index, the links it yields to: bit j of a <request>'s `response` (written with
+    link 0 last) set means this link gives way to link j."""
+    requests = list(element.iter("request"))
+    if not links or not requests:
+        return ()
+    yields: list[frozenset[int] | None] = [None] * links
+    for k, request in enumerate(requests):
+        request_where = f"{where}.request[{k}]"
+        index = fields.integer(request, "index", request_where)
+        if not 0 <= index < links or yields[index] is not None:
+            fields.fail(request_where, "index", index,
+                        f"must be a new link index below the junction's {links} intLanes")
+        response = fields.string(request, "response", request_where)
+        if len(response) != links or set(response) - {"0", "1"}:
+            fields.fail(request_where, "response", response,
+                        f"must be {links} bits, one per link of the junction")
+        yields[index] = frozenset(j for j, bit in enumerate(reversed(response)) if bit == "1")
+    if any(y is None for y in yields):
+        fields.fail(where, "request", len(requests),
+                    f"a junction with {links} intLanes needs a <request> per link")
+    return tuple(yields)
+
+
+def _via_chain(via: str | None, internal_lane_length: dict[str, float],
+               next_internal: dict[str, str]) -> tuple[str, ...]:
+    """The chain of internal lanes a connection drives through (empty without any)."""
+    chain: list[str] = []
+    while via and via not in chain and via in internal_lane_length:
+        chain.append(via)
         via = next_internal.get(via)
-    return total
+    return tuple(chain)

@@ -28,8 +28,8 @@ import numpy as np
 from envs.errors import ScenarioError
 from envs.scenario.network import _crossing_conflicts
 from envs.scenario.departures import STEP_SECONDS
-from envs.scenario.roadnet_parser import PERMISSIVE_KEY, parse_roadnet
-from envs.scenario.sumo.net_reader import SumoConnection, SumoEdge, SumoNet
+from envs.scenario.roadnet_parser import PERMISSIVE_KEY, YIELD_KEY, parse_roadnet
+from envs.scenario.sumo.net_reader import SumoConnection, SumoEdge, SumoJunction, SumoNet
 from envs.scenario.sumo.programs import LinkSignals, junction_phases
 
 LINK_TYPES = {"s": "go_straight", "l": "turn_left", "L": "turn_left", "t": "turn_left",
@@ -98,7 +98,8 @@ def roadnet_from_sumo(net: SumoNet, counts: Counter, keep_turnarounds: frozenset
             signals.append(LinkSignals(
                 tuple((c.tl, c.link_index) for c in group if c.tl is not None), turnaround))
         phases = junction_phases(junction.id, signals, net.programs, net.source, counts)
-        intersections.append(_intersection(junction, road_links, phases, virtual=False))
+        intersections.append(_intersection(junction, road_links, phases, virtual=False,
+                                           yields=_yield_pairs(junction, movements, counts)))
         # approaches = incoming roads: 3 is a T, 4 a crossroads, 5+ irregular; all are represented
         approaches = len({start for start, _ in movements})
         kind = "signalised" if any(s.slots for s in signals) else "unsignalised"
@@ -178,12 +179,40 @@ def _road_link(net: SumoNet, start: str, end: str, group: list[SumoConnection], 
             "direction": 0, "laneLinks": lane_links}
 
 
-def _intersection(junction, road_links, phases, virtual: bool) -> dict:
+def _yield_pairs(junction: SumoJunction, movements: dict[tuple[str, str], list[SumoConnection]],
+                 counts: Counter) -> list[list[int]]:
+    """SUMO's right of way between the junction's movements: [minor, major] road-link index
+    pairs, where some lane connection of the minor movement gives way to one of the major's
+    (its <request>'s `response`). Whether the minor one yields at a step depends on its signal:
+    only a permissive green does (SUMO's 'g' and unsignalised links; 'G' has priority)."""
+    if len(movements) < 2:
+        return []
+    if not junction.yields_to:
+        counts["junctions_without_right_of_way"] += 1
+        return []
+    link_of = {lane: k for k, lane in enumerate(junction.int_lanes)}
+    links = []
+    for group in movements.values():
+        known = [next((link_of[lane] for lane in c.via if lane in link_of), None) for c in group]
+        counts["connections_without_right_of_way"] += known.count(None)
+        links.append(set(known) - {None})
+    pairs = []
+    for minor, own in enumerate(links):
+        majors = set().union(*(junction.yields_to[link] for link in own))
+        pairs += [[minor, major] for major, theirs in enumerate(links)
+                  if major != minor and majors & theirs]
+    counts["right_of_way_pairs"] += len(pairs)
+    return pairs
+
+
+def _intersection(junction, road_links, phases, virtual: bool, yields=()) -> dict:
     out = {"id": junction.id, "point": {"x": junction.point[0], "y": junction.point[1]},
            "width": 0.0, "roads": [], "roadLinks": road_links, "virtual": virtual}
     if not virtual:
         out["trafficLight"] = {"roadLinkIndices": list(range(len(road_links))),
                                "lightphases": phases}
+    if yields:
+        out[YIELD_KEY] = list(yields)
     return out
 
 
