@@ -80,9 +80,13 @@ def run_sumo(config, workdir: Path) -> dict:
     subprocess.run(sumo_command(sumo_binary(), config, "--tripinfo-output", str(trips),
                                 "--statistic-output", str(stats)), check=True, capture_output=True)
     wall = time.perf_counter() - started
-    teleports = ET.parse(stats).getroot().find("teleports")
-    return {**sumo_travel(config, trips, "sumo"), "sumo_teleports": int(teleports.get("total")),
+    return {**sumo_travel(config, trips, "sumo"), "sumo_teleports": teleports(stats),
             "sumo_wall_s": round(wall, 2)}
+
+
+def teleports(stats: Path) -> int:
+    """Vehicles SUMO teleported (stood 300 s, or collided), from its --statistic-output."""
+    return int(ET.parse(stats).getroot().find("teleports").get("total"))
 
 
 def sumo_travel(config, trips: Path, prefix: str) -> dict:
@@ -105,9 +109,11 @@ def run_sumo_max_pressure(config, workdir: Path, sensing: str, network) -> dict:
     """`network`: gridlight's import of `config` (approach sensing reads its approaches)."""
     from sumo_max_pressure import run
 
-    trips = workdir / "tripinfo_mp.xml"
-    run(sumo_binary(), config, trips, sensing=sensing, network=network)
-    return {**sumo_travel(config, trips, "sumo_mp"), "sumo_mp_sensing": sensing}
+    trips, stats = workdir / "tripinfo_mp.xml", workdir / "stats_mp.xml"
+    run(sumo_binary(), config, trips, sensing=sensing, network=network,
+        extra_args=("--statistic-output", str(stats)))
+    return {**sumo_travel(config, trips, "sumo_mp"), "sumo_mp_teleports": teleports(stats),
+            "sumo_mp_sensing": sensing}
 
 
 def yellow_seconds(config) -> int:

@@ -9,6 +9,8 @@ import torch
 
 from envs.engine import EngineParams, Simulator
 from envs.engine.ops import MOVING_TAIL_SPEED
+from envs.engine.right_of_way import permissive_greens
+from envs.engine.signals import Signals
 from envs.errors import ConfigError, ScenarioError
 from envs.scenario import (load_scenario, scenario_from_dicts, scenario_from_files,
                            scenario_from_sumo)
@@ -24,12 +26,13 @@ GAP_S = EngineParams().yield_gap_s
 MAJOR, MINOR = 0, 1  # road-link indices at the merge M
 
 
-def merge_roadnet(yields=((MINOR, MAJOR),)) -> dict:
-    """major_in (from W) and minor_in (from S) merge onto out (to E) at the unsignalised M."""
+def merge_roadnet(yields=((MINOR, MAJOR),), permissive=(MAJOR, MINOR)) -> dict:
+    """major_in (from W) and minor_in (from S) merge onto out (to E) at M, one phase with both
+    green (`permissive` of them yielding: both, an unsignalised junction)."""
     links = [_road_link("go_straight", "major_in", "out", [(0, 0), (1, 1)]),
              _road_link("turn_right", "minor_in", "out", [(0, 0), (1, 1)])]
     merge = _junction("M", 0, links, [[MAJOR, MINOR]])
-    merge["trafficLight"]["lightphases"][0]["permissiveRoadLinks"] = [MAJOR, MINOR]
+    merge["trafficLight"]["lightphases"][0]["permissiveRoadLinks"] = list(permissive)
     if yields:
         merge["yieldTo"] = [list(pair) for pair in yields]
     return {
@@ -50,8 +53,9 @@ def merge_flow() -> list[dict]:
              "endTime": 240}]
 
 
-def run_merge(yielding: bool, yields=((MINOR, MAJOR),), on_step=None, steps: int = 600):
-    scenario = scenario_from_dicts(merge_roadnet(yields), merge_flow(), name="merge")
+def run_merge(yielding: bool, yields=((MINOR, MAJOR),), on_step=None, steps: int = 600,
+              permissive=(MAJOR, MINOR)):
+    scenario = scenario_from_dicts(merge_roadnet(yields, permissive), merge_flow(), name="merge")
     sim = Simulator(scenario.network, scenario.demand(1), EngineParams(junction_yielding=yielding))
     sim.run(steps, on_step=on_step)
     return scenario, sim
@@ -71,6 +75,34 @@ def test_off_by_default_and_nothing_changes_without_pairs():
     for name, value in plain.state._asdict().items():
         assert torch.equal(value, getattr(no_pairs.state, name)), name
     assert not EngineParams().junction_yielding
+
+
+def test_a_priority_green_never_waits():
+    # the minor movement shows 'G' (not permissive): its yield pair never applies
+    _, plain = run_merge(False, permissive=(MAJOR,))
+    _, yielding = run_merge(True, permissive=(MAJOR,))
+    for name, value in plain.state._asdict().items():
+        assert torch.equal(value, getattr(yielding.state, name)), name
+
+
+def test_through_the_intergreen_a_green_keeps_the_previous_phases_kind():
+    # phase 0: both green, the minor one permissive; phase 1: the minor one alone, priority.
+    # Switching 0 -> 1 ends the major's green: 5 s of intergreen, the minor one green throughout
+    roadnet = merge_roadnet()
+    roadnet["intersections"][2]["trafficLight"]["lightphases"] = [
+        {"time": 30, "availableRoadLinks": [MAJOR, MINOR], "permissiveRoadLinks": [MINOR]},
+        {"time": 30, "availableRoadLinks": [MINOR]}]
+    net = scenario_from_dicts(roadnet, merge_flow(), name="merge").network
+    params = EngineParams(junction_yielding=True)
+    minor = net.movement_of_pair[(net.road_ids.index("minor_in"), net.road_ids.index("out"))]
+    seen = []
+    for timer in range(7):
+        phase = torch.tensor([[1]])
+        signals = Signals(phase, torch.tensor([[0]]), torch.tensor([[timer]]), None, None)
+        seen.append(bool(permissive_greens(net, params, signals)[0, minor]))
+    assert seen == [True] * 5 + [False] * 2  # yellow_s + all_red_s = 5 s, then phase 1's 'G'
+    steady = Signals(torch.tensor([[0]]), torch.tensor([[0]]), torch.tensor([[0]]), None, None)
+    assert bool(permissive_greens(net, params, steady)[0, minor])
 
 
 def test_the_minor_road_never_cuts_in_front_of_a_coming_major_vehicle():

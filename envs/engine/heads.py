@@ -98,15 +98,14 @@ def look_ahead(
     signal_yellow = take(signals.yellow, torch.where(next_move >= 0, next_move, no_movement))
     can_stop = h_speed * h_speed <= 2.0 * h_decel * to_stop_line
     may_cross = room & (signal_green | (signal_yellow & ~can_stop)) & ~last_road
-    if params.junction_yielding and has_right_of_way_rules(network):
-        # a head that can still stop waits for the movements it yields to (right_of_way)
-        waits = gives_way(network, signals, next_move, may_cross, h_speed, to_stop_line,
-                          params.yield_gap_s)
-        may_cross = may_cross & ~(waits & can_stop)
     leaves_freely = last_road
     if incidents is not None:  # a closed lane's head sees a stop line that never opens, exit lanes too
         may_cross = may_cross & ~incidents.closed[:, :num_lanes]
         leaves_freely = last_road & ~incidents.closed[:, :num_lanes]
+    if params.junction_yielding and has_right_of_way_rules(network):
+        # a head that can still stop waits for the movements it yields to (right_of_way)
+        waits = gives_way(network, params, signals, next_move, may_cross, h_speed, to_stop_line)
+        may_cross = may_cross & ~(waits & can_stop)
     head_rear = torch.where(
         leaves_freely,
         FAR,

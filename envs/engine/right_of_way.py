@@ -5,10 +5,12 @@ while a vehicle of a movement it yields to is about to cross.
 The network's ``yield_minor``/``yield_major`` pairs are SUMO's right of way (a minor road gives
 way to the major one; a left turn on a permissive green to the oncoming traffic). A pair applies
 while its minor movement shows a *permissive* green (SUMO's 'g', every link of an unsignalised
-junction; a priority green 'G' never waits) and its major movement shows green. The major
+junction; a priority green 'G' never waits; through a switch's intergreen, a movement green in
+both phases keeps the previous phase's kind, as SUMO's transition steps show it). The major
 movement is *coming* when the head of one of its lanes (the vehicle nearest the stop line whose
-next movement it is) may cross (its signal and the room on its target lane let it: a vehicle
-that must stop for a full lane ahead will not pass, SUMO's ``willPass``), drives at
+next movement it is) may cross (green, or yellow it can no longer stop for; no closure on its
+lane; room on its target lane: a vehicle that must stop for a full lane ahead will not pass,
+SUMO's ``willPass``), drives at
 `MOVING_TAIL_SPEED` (2 m/s) or more, and reaches its stop line within ``yield_gap_s`` at its
 current speed. A head that stands or creeps out of a queue holds nobody: two movements that
 yield to each other (a right-before-left junction) cannot lock each other out, and a minor road
@@ -25,7 +27,8 @@ from __future__ import annotations
 import torch
 
 from envs.engine.ops import MOVING_TAIL_SPEED, take
-from envs.engine.signals import Signals
+from envs.engine.signals import Signals, intergreen_s
+from envs.engine.state import EngineParams
 from envs.scenario.network import Network
 
 
@@ -34,28 +37,40 @@ def has_right_of_way_rules(network: Network) -> bool:
     return network.yield_minor.numel() > 0
 
 
+def permissive_greens(network: Network, params: EngineParams, signals: Signals) -> torch.Tensor:
+    """``[B, M]`` bool: movements whose green yields now: permissive in the commanded phase, or
+    in the previous one while the switch's intergreen lasts (a movement green in both phases
+    keeps flowing through the intergreen as it did before the switch: SUMO's transition steps
+    show its old 'g')."""
+    batch = signals.phase.shape[0]
+    inter = torch.arange(network.num_intersections, device=signals.phase.device)
+    switching = signals.timer < intergreen_s(network, params, signals.prev_phase, signals.phase)
+    previous = network.phase_permissive[inter, signals.prev_phase] & switching.unsqueeze(-1)
+    return (network.phase_permissive[inter, signals.phase] | previous).reshape(batch, -1)
+
+
 def gives_way(
     network: Network,
+    params: EngineParams,
     signals: Signals,
     next_move: torch.Tensor,
     may_cross: torch.Tensor,
     speed: torch.Tensor,
     to_stop_line: torch.Tensor,
-    gap_s: float,
 ) -> torch.Tensor:
     """``[B, L]`` bool: the lane's head must wait at its stop line this step.
 
     Per lane head ``[B, L]``: `next_move` its next movement (-1 none), `may_cross` whether its
-    signal and the room on its target lane let it cross, `speed`, `to_stop_line`."""
+    signal, its lane (no closure) and the room on its target lane let it cross, `speed`,
+    `to_stop_line`."""
     batch = next_move.shape[0]
     num_movements = network.num_movements
     move_c = torch.where(next_move >= 0, next_move, num_movements)
-    coming = may_cross & (speed >= MOVING_TAIL_SPEED) & (to_stop_line <= speed * gap_s)
+    coming = may_cross & (speed >= MOVING_TAIL_SPEED) & (to_stop_line <= speed * params.yield_gap_s)
     coming_by_move = torch.zeros(batch, num_movements + 1, dtype=torch.int32, device=speed.device)
     coming_by_move = coming_by_move.scatter_add(1, move_c, coming.to(torch.int32))
     major_coming = coming_by_move[:, :num_movements] > 0
-    inter = torch.arange(network.num_intersections, device=speed.device)
-    permissive = network.phase_permissive[inter, signals.phase].reshape(batch, num_movements)
+    permissive = permissive_greens(network, params, signals)
     pair_holds = major_coming[:, network.yield_major] & permissive[:, network.yield_minor]
     held = torch.zeros(batch, num_movements + 1, dtype=torch.int32, device=speed.device)
     held = held.scatter_add(1, network.yield_minor.expand(batch, -1), pair_holds.to(torch.int32))

@@ -20,6 +20,15 @@ class Signals(NamedTuple):
     yellow: torch.Tensor  # [B, M+1] bool, likewise
 
 
+def intergreen_s(network: Network, params: EngineParams, prev_phase, phase) -> torch.Tensor:
+    """Seconds of yellow and all-red ``[B, I]`` after switching `prev_phase` -> `phase` (0
+    when the switch ends no green)."""
+    inter = torch.arange(network.num_intersections, device=phase.device)
+    return network.phase_removes_green[inter, prev_phase, phase] * (
+        params.yellow_s + params.all_red_s
+    )
+
+
 def signal_state(
     network: Network, params: EngineParams, phase, prev_phase, timer
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,9 +37,7 @@ def signal_state(
     inter = torch.arange(network.num_intersections, device=phase.device)
     current = network.phase_green[inter, phase]  # [B, I, K]
     previous = network.phase_green[inter, prev_phase]
-    intergreen = network.phase_removes_green[inter, prev_phase, phase] * (
-        params.yellow_s + params.all_red_s
-    )
+    intergreen = intergreen_s(network, params, prev_phase, phase)
     green = current & (previous | (timer >= intergreen).unsqueeze(-1))
     yellow = previous & ~current & (timer < params.yellow_s).unsqueeze(-1)
     return green.reshape(batch, -1), yellow.reshape(batch, -1)
@@ -38,11 +45,7 @@ def signal_state(
 
 def green_elapsed(network: Network, params: EngineParams, state: SimState) -> torch.Tensor:
     """Seconds the current phase has shown its green ``[B, I]`` (negative during intergreen)."""
-    inter = torch.arange(network.num_intersections, device=state.phase.device)
-    intergreen = network.phase_removes_green[inter, state.prev_phase, state.phase] * (
-        params.yellow_s + params.all_red_s
-    )
-    return state.phase_timer - intergreen
+    return state.phase_timer - intergreen_s(network, params, state.prev_phase, state.phase)
 
 
 def switch_signals(
