@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from envs.engine import EngineParams, Simulator
-from envs.engine.ops import MOVING_TAIL_SPEED
-from envs.engine.right_of_way import permissive_greens
+from envs.engine.right_of_way import COMING_SPEED, permissive_greens
 from envs.engine.signals import Signals
 from envs.errors import ConfigError, ScenarioError
 from envs.scenario import (load_scenario, scenario_from_dicts, scenario_from_files,
@@ -121,7 +120,7 @@ def test_the_minor_road_never_cuts_in_front_of_a_coming_major_vehicle():
         check_all(net, sim.demand, params, before, sim.state)
         heads = before.lane_head[0]
         major = [int(h) for h in heads[major_lanes] if h >= 0]
-        coming = any(float(before.veh_speed[0, h]) >= MOVING_TAIL_SPEED and
+        coming = any(float(before.veh_speed[0, h]) >= COMING_SPEED and
                      length - float(before.veh_pos[0, h]) <= GAP_S * float(before.veh_speed[0, h])
                      for h in major)
         for h in (int(h) for h in heads[minor_lanes] if h >= 0):

@@ -10,26 +10,30 @@ both phases keeps the previous phase's kind, as SUMO's transition steps show it)
 movement is *coming* when the head of one of its lanes (the vehicle nearest the stop line whose
 next movement it is) may cross (green, or yellow it can no longer stop for; no closure on its
 lane; room on its target lane: a vehicle that must stop for a full lane ahead will not pass,
-SUMO's ``willPass``), drives at
-`MOVING_TAIL_SPEED` (2 m/s) or more, and reaches its stop line within ``yield_gap_s`` at its
-current speed. A head that stands or creeps out of a queue holds nobody: two movements that
-yield to each other (a right-before-left junction) cannot lock each other out, and a minor road
-merging into a queue takes turns with it instead of waiting until the queue clears (SUMO's
-minor drivers get there through impatience, which grows with their waiting time; gridlight
-keeps no per-vehicle waiting time). Only the heads count: a major lane whose head turns
-elsewhere shows nothing of the vehicles behind it. Vehicles in the junction box are not
-modelled (a vehicle is on a lane or past its stop line), so the gap is measured to the stop
-line, not to the conflict point.
+SUMO's ``willPass``), drives at `COMING_SPEED` (2 m/s) or more, and reaches its stop line
+within ``yield_gap_s`` at its current speed. A head that stands or creeps out of a queue holds
+nobody: two movements that yield to each other (a right-before-left junction) cannot lock each
+other out, and a minor road merging into a queue takes turns with it instead of waiting until
+the queue clears (SUMO's minor drivers get there through impatience, which grows with their
+waiting time; gridlight keeps no per-vehicle waiting time). Only the heads count: a major lane
+whose head turns elsewhere shows nothing of the vehicles behind it. Vehicles in the junction box
+are not modelled (a vehicle is on a lane or past its stop line), so the gap is measured to the
+stop line, not to the conflict point.
 """
 
 from __future__ import annotations
 
 import torch
 
-from envs.engine.ops import MOVING_TAIL_SPEED, take
+from envs.engine.ops import take
 from envs.engine.signals import Signals, intergreen_s
 from envs.engine.state import EngineParams
 from envs.scenario.network import Network
+
+
+# m/s: a major vehicle slower than this (standing, or starting out of a queue) holds no minor
+# one, so mutual yields cannot lock and a minor road merging into a queue takes turns with it
+COMING_SPEED = 2.0
 
 
 def has_right_of_way_rules(network: Network) -> bool:
@@ -66,7 +70,7 @@ def gives_way(
     batch = next_move.shape[0]
     num_movements = network.num_movements
     move_c = torch.where(next_move >= 0, next_move, num_movements)
-    coming = may_cross & (speed >= MOVING_TAIL_SPEED) & (to_stop_line <= speed * params.yield_gap_s)
+    coming = may_cross & (speed >= COMING_SPEED) & (to_stop_line <= speed * params.yield_gap_s)
     coming_by_move = torch.zeros(batch, num_movements + 1, dtype=torch.int32, device=speed.device)
     coming_by_move = coming_by_move.scatter_add(1, move_c, coming.to(torch.int32))
     major_coming = coming_by_move[:, :num_movements] > 0
