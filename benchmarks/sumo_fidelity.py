@@ -26,7 +26,8 @@ what differs is the simulation alone.
 
 ``--junction-yielding`` runs gridlight with SUMO's right of way (``junction_yielding``: a
 permissive green or an unsignalised junction's minor movement waits for the movements it
-yields to; envs/engine/right_of_way.py); SUMO's side is the same either way.
+yields to; envs/engine/right_of_way.py), ``--yield-gap-s`` setting its gap; SUMO's side is the
+same either way.
 """
 
 from __future__ import annotations
@@ -124,15 +125,16 @@ def yellow_seconds(config) -> int:
 
 
 def run_gridlight_controller(scenario, config, max_pressure: bool, on_step=None,
-                             sensing: str = "lane", yielding: bool = False) -> Simulator:
+                             sensing: str = "lane", right_of_way: dict | None = None
+                             ) -> Simulator:
     """One copy of `scenario` for the sumocfg's window: the imported programs (with an intergreen
     equal to SUMO's yellow, so each green starts when SUMO's does) or max pressure with
     gridlight's default timing, counting lanes as SUMO's `sensing` asks (`gridlight_sensing`);
-    `yielding`: the engine gives SUMO's right of way (``junction_yielding``).
+    `right_of_way`: the engine's right-of-way settings (``junction_yielding``, ``yield_gap_s``).
     `on_step(sim)` runs after every step."""
     timing = {} if max_pressure else dict(yellow_s=yellow_seconds(config), all_red_s=0,
                                           min_green_s=0)
-    params = EngineParams(**timing, junction_yielding=yielding)
+    params = EngineParams(**timing, **(right_of_way or {}))
     sim = Simulator(scenario.network, scenario.demand(1), params)
     controller = MaxPressure(sensing=gridlight_sensing(sensing)) if max_pressure else FixedTime()
     sim.run(int(config.end - config.begin), controller,
@@ -140,18 +142,20 @@ def run_gridlight_controller(scenario, config, max_pressure: bool, on_step=None,
     return sim
 
 
-def run_gridlight_max_pressure(scenario, config, sensing: str, yielding: bool = False) -> dict:
+def run_gridlight_max_pressure(scenario, config, sensing: str, right_of_way: dict | None = None
+                               ) -> dict:
     sim = run_gridlight_controller(scenario, config, max_pressure=True, sensing=sensing,
-                                   yielding=yielding)
+                                   right_of_way=right_of_way)
     metrics = episode_metrics(sim.demand, sim.state)
     return {"gridlight_mp_travel_time": round(float(metrics["travel_time/mean"][0]), 2),
             "gridlight_mp_finished": int(metrics["throughput"][0]),
             "gridlight_mp_sensing": gridlight_sensing(sensing)}
 
 
-def run_gridlight(scenario, config, yielding: bool = False) -> dict:
+def run_gridlight(scenario, config, right_of_way: dict | None = None) -> dict:
     started = time.perf_counter()
-    sim = run_gridlight_controller(scenario, config, max_pressure=False, yielding=yielding)
+    sim = run_gridlight_controller(scenario, config, max_pressure=False,
+                                   right_of_way=right_of_way)
     metrics = episode_metrics(sim.demand, sim.state)
     return {"gridlight_travel_time": round(float(metrics["travel_time/mean"][0]), 2),
             "gridlight_finished": int(metrics["throughput"][0]),
@@ -173,13 +177,18 @@ def main() -> None:
                              "or each lane's approach in both simulators")
     parser.add_argument("--junction-yielding", action="store_true",
                         help="gridlight gives SUMO's right of way (engine.junction_yielding)")
+    parser.add_argument("--yield-gap-s", type=float, default=EngineParams().yield_gap_s,
+                        help="with --junction-yielding: engine.yield_gap_s (default %(default)s)")
     args = parser.parse_args()
+    right_of_way = {"junction_yielding": args.junction_yielding}
+    if args.junction_yielding:
+        right_of_way["yield_gap_s"] = args.yield_gap_s
     for name in args.scenarios.split(","):
         if name not in SUMO_DATASETS:
             sys.exit(f"unknown SUMO scenario {name!r}; known: {', '.join(known_sumo_datasets())}")
         config = read_config(find_config(sumo_folder(name)))
         with tempfile.TemporaryDirectory() as workdir:
-            row = {"scenario": name, "gridlight_junction_yielding": args.junction_yielding}
+            row = {"scenario": name, **{f"gridlight_{k}": v for k, v in right_of_way.items()}}
             if args.sumo_routes:
                 log(f"{name}: SUMO, to pin its routes")
                 config, pinned = pin_sumo_routes(config, Path(workdir), sumo_binary())
@@ -192,10 +201,10 @@ def main() -> None:
                 row.update(run_sumo_max_pressure(config, Path(workdir), args.mp_sensing,
                                                  scenario.network))
             log(f"{name}: gridlight")
-            row.update(run_gridlight(scenario, config, args.junction_yielding))
+            row.update(run_gridlight(scenario, config, right_of_way))
             if args.max_pressure:
                 row.update(run_gridlight_max_pressure(scenario, config, args.mp_sensing,
-                                                      args.junction_yielding))
+                                                      right_of_way))
         ours, theirs = row["gridlight_travel_time"], row["sumo_travel_time"]
         row["diff_percent"] = round(100 * (ours - theirs) / theirs, 1)
         if args.max_pressure:
