@@ -52,12 +52,17 @@ def merge_flow() -> list[dict]:
              "endTime": 240}]
 
 
-def run_merge(yielding: bool, yields=((MINOR, MAJOR),), on_step=None, steps: int = 600,
-              permissive=(MAJOR, MINOR)):
+def run_merge(yielding: bool, yields=((MINOR, MAJOR),), permissive=(MAJOR, MINOR)):
+    """The merge for 600 s, past the end of its demand."""
     scenario = scenario_from_dicts(merge_roadnet(yields, permissive), merge_flow(), name="merge")
     sim = Simulator(scenario.network, scenario.demand(1), EngineParams(junction_yielding=yielding))
-    sim.run(steps, on_step=on_step)
+    sim.run(600)
     return scenario, sim
+
+
+def assert_identical(a: Simulator, b: Simulator) -> None:
+    for name, value in a.state._asdict().items():
+        assert torch.equal(value, getattr(b.state, name)), name
 
 
 def delay_by_first_road(scenario, sim) -> dict[str, float]:
@@ -69,10 +74,7 @@ def delay_by_first_road(scenario, sim) -> dict[str, float]:
 
 
 def test_off_by_default_and_nothing_changes_without_pairs():
-    _, plain = run_merge(False)
-    _, no_pairs = run_merge(True, yields=())
-    for name, value in plain.state._asdict().items():
-        assert torch.equal(value, getattr(no_pairs.state, name)), name
+    assert_identical(run_merge(False)[1], run_merge(True, yields=())[1])
     assert not EngineParams().junction_yielding
 
 
@@ -80,8 +82,7 @@ def test_a_priority_green_never_waits():
     # the minor movement shows 'G' (not permissive): its yield pair never applies
     _, plain = run_merge(False, permissive=(MAJOR,))
     _, yielding = run_merge(True, permissive=(MAJOR,))
-    for name, value in plain.state._asdict().items():
-        assert torch.equal(value, getattr(yielding.state, name)), name
+    assert_identical(plain, yielding)
 
 
 def test_through_the_intergreen_a_green_keeps_the_previous_phases_kind():
