@@ -28,7 +28,7 @@ import torch
 from common import ROOT, dataset_missing, emit, log, machine_info
 
 from envs.engine import Simulator
-from envs.engine.state import SLOT_FIELDS
+from envs.engine.state import INDEX, SLOT_FIELDS
 from envs.scenario import load_scenario
 from envs.scenario.splits import DemandSpec, sample_trips
 
@@ -48,8 +48,8 @@ def legacy_demand_bytes(demand) -> int:
 
 
 def slot_bytes() -> int:
-    """State bytes per vehicle slot: every per-vehicle field and the free-slot stack (int64)."""
-    return sum(torch.empty(0, dtype=dtype).element_size() for dtype, _ in SLOT_FIELDS.values()) + 8
+    """State bytes per vehicle slot: every per-vehicle field and the free-slot stack."""
+    return sum(torch.empty(0, dtype=dtype).element_size() for dtype, _ in SLOT_FIELDS.values()) + INDEX.itemsize
 
 
 def proc_status_bytes(key: str) -> int:

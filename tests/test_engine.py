@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from agents.classical import FixedTime, MaxPressure
 from envs.engine import EngineParams, Simulator
 from envs.engine.simulator import grow_slots
+from envs.engine.state import INDEX
 from envs.errors import CommandError, ConfigError
 from envs.evaluation.discharge import EAST_OUT, WEST_IN, saturation_flow
 from envs.evaluation.metrics import episode_metrics
@@ -219,6 +220,27 @@ def test_bad_commands_are_rejected_with_the_intersection_named(grid2):
 def test_bad_engine_params_are_rejected(grid2):
     with pytest.raises(ConfigError, match="yellow_s.*-1"):
         Simulator(grid2.network, grid2.demand(1), EngineParams(yellow_s=-1))
+
+
+@pytest.mark.parametrize("field, value", [
+    ("halting_speed", -0.1), ("halting_speed", float("nan")), ("halting_speed", float("inf")),
+    ("yield_gap_s", float("nan")), ("yield_gap_s", float("inf")),
+])
+def test_nan_and_inf_engine_params_are_rejected(field, value):
+    with pytest.raises(ConfigError) as error:
+        EngineParams(**{field: value}).validate()
+    assert error.value.field == field and str(value) in str(error.value)
+
+
+def test_the_state_keeps_its_narrow_integers_through_a_step(grid2):
+    """Slot, lane and trip ids are int32 (state.INDEX); a step that widened one to int64 would
+    double the state and recompile the compiled step every call."""
+    sim = Simulator(grid2.network, grid2.demand(2))
+    before = {name: x.dtype for name, x in zip(sim.state._fields, sim.state)}
+    assert before["veh_lane"] == before["trip_finish"] == before["free_stack"] == INDEX == torch.int32
+    sim.run(300, MaxPressure(min_green_s=5))
+    assert int((sim.state.trip_finish[:, :-1] >= 0).sum()) > 0  # vehicles entered, moved and left
+    assert {name: x.dtype for name, x in zip(sim.state._fields, sim.state)} == before
 
 
 def test_pure_step_leaves_its_input_untouched_and_matches_the_in_place_step(grid2):

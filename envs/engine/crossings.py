@@ -102,7 +102,7 @@ def change_lanes(
     lane_tail[:, :num_lanes] = torch.where(leaves & (follower < 0), -1, new.lane_tail[:, :num_lanes])
     veh_leader = put_first(new.veh_leader, torch.where(leaves & (follower >= 0), follower, scratch_slot), -1)
     lane_count = new.lane_count - torch.cat(
-        [leaves.to(torch.int64), torch.zeros(batch, 1, dtype=torch.int64, device=new.t.device)], 1
+        [leaves.to(new.lane_count.dtype), torch.zeros(batch, 1, dtype=new.lane_count.dtype, device=new.t.device)], 1
     )
 
     # winners join the tail of their target lane
@@ -120,7 +120,8 @@ def change_lanes(
     # the route table is read only for the vehicles that change road (and enter)
     after_next = take_sample(
         demand.route_movement, demand.sample_of_copy,
-        torch.where(wins, heads.trip * legs + (heads.leg + 2).clamp(max=legs - 1), scratch_trip * legs),
+        # the route-table offset in int64: trips x legs can pass int32's range on a long day
+        torch.where(wins, heads.trip.to(torch.int64) * legs + (heads.leg + 2).clamp(max=legs - 1), scratch_trip * legs),
     )
     veh_move = put_first(new.veh_move, win_slot, heads.after_move)
     veh_next_move = put_first(new.veh_next_move, win_slot, after_next)
@@ -130,7 +131,7 @@ def change_lanes(
     veh_follower = put(veh_follower, torch.where(wins & (old_tail >= 0), old_tail, scratch_slot), h)
     lane_head = put(lane_head, torch.where(wins & (old_tail < 0), target, num_lanes), h)
     lane_tail = put(lane_tail, win_lane, h)
-    lane_count.scatter_add_(1, win_lane, wins.to(torch.int64))
+    lane_count.scatter_add_(1, win_lane, wins.to(lane_count.dtype))
     return with_fields(new,
         veh_lane=veh_lane, veh_pos=veh_pos, veh_leg=veh_leg, veh_move=veh_move,
         veh_next_move=veh_next_move, veh_leader=veh_leader, veh_follower=veh_follower,

@@ -107,7 +107,7 @@ def enter(network: Network, demand: Demand, new: SimState, entries: Entries, put
     lane_head = put(new.lane_head, torch.where(enters & (behind < 0), lane, num_lanes), slot)
     lane_tail = put(new.lane_tail, lane, slot)
     lane_count = new.lane_count
-    lane_count.scatter_add_(1, lane, enters.to(torch.int64))
+    lane_count.scatter_add_(1, lane, enters.to(lane_count.dtype))
     trip_enter = put_first(new.trip_enter, torch.where(enters, trip, scratch_trip), new.t.unsqueeze(1))
     return with_fields(new,
         veh_lane=veh_lane, veh_pos=veh_pos, veh_speed=veh_speed, veh_trip=veh_trip, veh_leg=veh_leg,

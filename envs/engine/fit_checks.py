@@ -84,7 +84,7 @@ def _per_copy(demand: Demand, table: torch.Tensor) -> torch.Tensor:
 def _content_problem(demand: Demand, snap: SimState) -> Problem:
     trips = demand.max_trips
     live = snap.veh_lane[:, :-1] >= 0
-    trip = snap.veh_trip[:, :-1].clamp(0, trips)
+    trip = snap.veh_trip[:, :-1].clamp(0, trips).to(torch.int64)  # route-table offsets below: int64
     if bool((live & ((snap.veh_trip[:, :-1] < 0) | (trip >= demand.num_trips.unsqueeze(1)))).any()):
         return "snapshot.veh_trip", None, "a vehicle runs a trip this demand does not have"
     legs = demand.route_legs

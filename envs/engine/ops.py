@@ -71,13 +71,15 @@ _MASK32 = 0xFFFFFFFF
 
 
 def unit_hash(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """A reproducible number in [0, 1) for each pair of int64 tensors (a, b), float32.
+    """A reproducible number in [0, 1) for each pair of integer tensors (a, b), float32.
 
     A counter-based draw instead of a random generator: the step stays a pure function of
     its inputs (compiled equals eager, any batch layout gives the same draws) and needs no
     generator state. The pair is spread over 32 bits and mixed with murmur3's finaliser; the
     top 24 bits become the float (exact in float32). int64 products wrap, which keeps the low
-    32 bits that the mask takes."""
+    32 bits that the mask takes. Narrower integers are widened first, so an int32 trip id
+    draws what an int64 one does."""
+    a, b = a.to(torch.int64), b.to(torch.int64)
     x = (a * 0x9E3779B1 + b * 0x85EBCA77 + 0x27D4EB2F) & _MASK32
     x = x ^ (x >> 16)
     x = (x * 0x85EBCA6B) & _MASK32

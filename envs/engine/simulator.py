@@ -15,7 +15,7 @@ import torch
 
 from envs.engine.fit_checks import demand_problem, snapshot_problem
 from envs.engine.ops import use_inductor_buffers
-from envs.engine.state import SLOT_FIELDS, TIMER_START, EngineParams, SimState
+from envs.engine.state import INDEX, SLOT_FIELDS, TIMER_START, EngineParams, SimState
 from envs.engine.step import step as pure_step
 from envs.errors import CommandError, ConfigError
 from envs.scenario.demand import NEVER, Demand
@@ -111,17 +111,18 @@ class Simulator:
             prev_phase=full((batch, inter), 0, i64),
             phase_timer=full((batch, inter), TIMER_START, i64),
             **_empty_slots(batch, slots, trips, dev),
-            lane_head=full((batch, lanes + 1), -1, i64),
-            lane_tail=full((batch, lanes + 1), -1, i64),
-            lane_count=full((batch, lanes + 1), 0, i64),
+            lane_head=full((batch, lanes + 1), -1, INDEX),
+            lane_tail=full((batch, lanes + 1), -1, INDEX),
+            lane_count=full((batch, lanes + 1), 0, INDEX),
             # slots are handed out from the top of the stack: slot 0 first
             free_stack=torch.cat(
-                [torch.arange(slots - 1, -1, -1, device=dev).expand(batch, -1), full((batch, 1), 0, i64)], 1
+                [torch.arange(slots - 1, -1, -1, dtype=INDEX, device=dev).expand(batch, -1),
+                 full((batch, 1), 0, INDEX)], 1
             ).contiguous(),
             free_top=full((batch,), slots, i64),
             entry_ptr=full((batch, roads), 0, i64),
-            trip_enter=full((batch, trips + 1), -1, i64),
-            trip_finish=full((batch, trips + 1), -1, i64),
+            trip_enter=full((batch, trips + 1), -1, INDEX),
+            trip_finish=full((batch, trips + 1), -1, INDEX),
             trip_stops=full((batch, trips + 1), 0, torch.int32),
             trip_delay=full((batch, trips + 1), 0.0, f32),
             halting_sum=full((batch,), 0.0, f32),
@@ -292,7 +293,7 @@ def grow_slots(state: SimState, slots: int) -> SimState:
         fields[name] = torch.cat([x[:, :old], pad, x[:, old:]], 1)
     stack = torch.zeros((batch, slots + 1), dtype=state.free_stack.dtype, device=state.free_stack.device)
     stack[:, :old] = state.free_stack[:, :old]
-    new_ids = torch.arange(slots - 1, old - 1, -1, device=stack.device).expand(batch, -1)
+    new_ids = torch.arange(slots - 1, old - 1, -1, dtype=stack.dtype, device=stack.device).expand(batch, -1)
     on_top = state.free_top.unsqueeze(1) + torch.arange(extra, device=stack.device).unsqueeze(0)
     fields["free_stack"] = stack.scatter(1, on_top, new_ids)
     fields["free_top"] = state.free_top + extra

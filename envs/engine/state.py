@@ -18,6 +18,13 @@ from envs.errors import ConfigError
 from envs.scenario.demand import VEHICLE_DEFAULTS
 
 TIMER_START = 10**6  # phase timer at reset: the initial phase counts as long established
+# The integers held per vehicle slot, per lane and per trip (slot, lane, trip, leg and movement
+# ids, counts, steps): int32 holds every one of them (a flow file has at most 10 M vehicles, a
+# step count passes 2**31 after 68 years) at half int64's bytes, and these arrays are most of
+# the state (grid_16x8: 4,472 slots and ~14,500 trips per copy). torch gathers and scatters take
+# int32 indices; `put` casts what it writes to the target's dtype; the one product that can
+# outgrow int32, a trip's offset into the route table (trip x legs), is taken in int64.
+INDEX = torch.int32
 
 
 @dataclass(frozen=True)
@@ -46,10 +53,10 @@ class EngineParams:
         if not isinstance(self.junction_yielding, bool):
             raise ConfigError(source, "junction_yielding", self.junction_yielding,
                               "must be true or false")
-        if not self.yield_gap_s > 0:
-            raise ConfigError(source, "yield_gap_s", self.yield_gap_s, "must be > 0 (seconds)")
-        if self.halting_speed < 0:
-            raise ConfigError(source, "halting_speed", self.halting_speed, "must be >= 0")
+        if not 0 < self.yield_gap_s < float("inf"):
+            raise ConfigError(source, "yield_gap_s", self.yield_gap_s, "must be a finite number > 0 (seconds)")
+        if not 0 <= self.halting_speed < float("inf"):  # NaN fails this too
+            raise ConfigError(source, "halting_speed", self.halting_speed, "must be a finite number >= 0 (m/s)")
         if self.max_vehicles is not None and self.max_vehicles < 1:
             raise ConfigError(source, "max_vehicles", self.max_vehicles, "must be >= 1")
 
@@ -61,17 +68,17 @@ class SimState(NamedTuple):
     prev_phase: torch.Tensor  # [B, I] int64 the phase before the last switch
     phase_timer: torch.Tensor  # [B, I] int64 seconds since the last switch
     # vehicle slots [B, S+1]
-    veh_lane: torch.Tensor  # int64 lane id, -1 = free slot
+    veh_lane: torch.Tensor  # int32 lane id, -1 = free slot
     veh_pos: torch.Tensor  # float32 front position from the lane start (m); < 0 in the box
     veh_speed: torch.Tensor  # float32 m/s
-    veh_trip: torch.Tensor  # int64 trip id
-    veh_leg: torch.Tensor  # int64 index of the current road in the trip's route
+    veh_trip: torch.Tensor  # int32 trip id
+    veh_leg: torch.Tensor  # int32 index of the current road in the trip's route
     # the trip's movements at legs veh_leg and veh_leg + 1 (-1 = none), cached per slot so the
     # step reads them from the small slot arrays instead of the [B, T*K] route table
-    veh_move: torch.Tensor  # int64 movement at the end of the current lane, -1 = last road
-    veh_next_move: torch.Tensor  # int64 the movement after that
-    veh_leader: torch.Tensor  # int64 slot of the vehicle ahead in the same lane, -1 = none
-    veh_follower: torch.Tensor  # int64 slot of the vehicle behind, -1 = none
+    veh_move: torch.Tensor  # int32 movement at the end of the current lane, -1 = last road
+    veh_next_move: torch.Tensor  # int32 the movement after that
+    veh_leader: torch.Tensor  # int32 slot of the vehicle ahead in the same lane, -1 = none
+    veh_follower: torch.Tensor  # int32 slot of the vehicle behind, -1 = none
     veh_halted: torch.Tensor  # bool halting at the last step (for counting stops)
     veh_stops: torch.Tensor  # int32 stops so far
     veh_delay: torch.Tensor  # float32 seconds lost vs. driving at the speed limit
@@ -82,17 +89,17 @@ class SimState(NamedTuple):
     veh_decel: torch.Tensor  # usual (comfortable) deceleration
     veh_headway: torch.Tensor  # desired time headway to the leader, s (the flow's headwayTime)
     # lanes [B, L+1]
-    lane_head: torch.Tensor  # int64 slot nearest the stop line, -1 = empty
-    lane_tail: torch.Tensor  # int64 slot furthest from the stop line, -1 = empty
-    lane_count: torch.Tensor  # int64 vehicles on the lane (including those in the box ahead)
+    lane_head: torch.Tensor  # int32 slot nearest the stop line, -1 = empty
+    lane_tail: torch.Tensor  # int32 slot furthest from the stop line, -1 = empty
+    lane_count: torch.Tensor  # int32 vehicles on the lane (including those in the box ahead)
     # free-slot stack [B, S+1] and its height [B]
-    free_stack: torch.Tensor
+    free_stack: torch.Tensor  # int32 slot ids
     free_top: torch.Tensor
     # entry queues, one per origin road [B, R]: trips of that origin already entered
     entry_ptr: torch.Tensor
     # per trip [B, T+1]
-    trip_enter: torch.Tensor  # int64 step the trip entered its first lane, -1 = not yet
-    trip_finish: torch.Tensor  # int64 step the trip left the network, -1 = not yet
+    trip_enter: torch.Tensor  # int32 step the trip entered its first lane, -1 = not yet
+    trip_finish: torch.Tensor  # int32 step the trip left the network, -1 = not yet
     trip_stops: torch.Tensor  # int32
     trip_delay: torch.Tensor  # float32 delay in the network (entry wait not included)
     # accumulators [B], summed over steps
@@ -137,10 +144,10 @@ SLOT_VEHICLE = {
 # Every per-vehicle field of SimState: its dtype and what a free slot holds (None: the scratch
 # trip). Used to build and grow the slot pool.
 SLOT_FIELDS: dict[str, tuple[torch.dtype, float | int | bool | None]] = {
-    "veh_lane": (torch.int64, -1), "veh_pos": (torch.float32, 0.0),
-    "veh_speed": (torch.float32, 0.0), "veh_trip": (torch.int64, None), "veh_leg": (torch.int64, 0),
-    "veh_move": (torch.int64, -1), "veh_next_move": (torch.int64, -1),
-    "veh_leader": (torch.int64, -1), "veh_follower": (torch.int64, -1),
+    "veh_lane": (INDEX, -1), "veh_pos": (torch.float32, 0.0),
+    "veh_speed": (torch.float32, 0.0), "veh_trip": (INDEX, None), "veh_leg": (INDEX, 0),
+    "veh_move": (INDEX, -1), "veh_next_move": (INDEX, -1),
+    "veh_leader": (INDEX, -1), "veh_follower": (INDEX, -1),
     "veh_halted": (torch.bool, False), "veh_stops": (torch.int32, 0),
     "veh_delay": (torch.float32, 0.0),
     **{field: (torch.float32, VEHICLE_DEFAULTS[name]) for field, name in SLOT_VEHICLE.items()},

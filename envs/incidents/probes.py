@@ -186,7 +186,7 @@ class ProbeReports(NamedTuple):
     """One report time's probe reports ``[B, S]``: valid ones first, by lane then position."""
 
     valid: torch.Tensor  # bool
-    lane: torch.Tensor  # int64 global lane id, -1 where not valid
+    lane: torch.Tensor  # int32 global lane id (the state's), -1 where not valid
     pos: torch.Tensor  # float32 metres from the lane's start (0 where not valid)
     speed: torch.Tensor  # float32 m/s (0 where not valid)
     t: torch.Tensor  # [B] int64 the report time (the copy's clock)
@@ -197,7 +197,7 @@ def probe_reports(spec: ProbeSpec, key: torch.Tensor, state: SimState) -> ProbeR
     raw = slot_reports(spec, key, state)
     by_pos = torch.argsort(torch.where(raw.valid, raw.pos, torch.inf), dim=1, stable=True)
     lane = torch.gather(raw.lane, 1, by_pos)
-    last = torch.iinfo(torch.int64).max
+    last = torch.iinfo(lane.dtype).max
     by_lane = torch.gather(by_pos, 1, torch.argsort(torch.where(lane >= 0, lane, last), dim=1, stable=True))
     return ProbeReports(*(torch.gather(x, 1, by_lane) for x in raw), state.t.clone())
 
