@@ -212,3 +212,45 @@ def test_a_short_edge_is_lengthened_to_one_steps_travel(tmp_path):
     assert imported.report.counts["metres_added_to_short_edges"] == 10
     scenario = scenario_from_sumo(folder)
     assert scenario.network.road_length.tolist() == pytest.approx([100.0, 200.0, 13.0, 50.0])
+
+
+@pytest.mark.parametrize("file, old, new, field, value", [
+    # SUMO refuses each of these too; importing them silently dropped, invented or overrode
+    ("routes", 'end="120" period="4"', 'end="105" period="4"', "flow[id=f0]@end", "105"),
+    ("routes", 'end="120" period="4"', 'end="-5" period="4"', "flow[id=f0]@end", "-5"),
+    ("routes", 'period="4"', 'probability="5"', "flow[id=f0]@probability", "5"),
+    ("routes", '<vehicle id="early"', '<vType id="car" length="40"/><vehicle id="early"',
+     "vType[id=car]@id", "car"),
+    ("routes", '<vehicle id="early"',
+     '<route id="r" edges="WC CE"/><route id="r" edges="NC CE"/><vehicle id="early"',
+     "route[id=r]@id", "r"),
+    ("routes", 'decel="5"', 'decel="5" emergencyDecel="1"', "vType[id=car]@emergencyDecel", "1"),
+])
+def test_refused_inputs_name_file_element_attribute_and_value(tmp_path, file, old, new, field,
+                                                              value):
+    texts = {"net": NET, "routes": ROUTES}
+    assert old in texts[file]
+    texts[file] = texts[file].replace(old, new, 1)
+    with pytest.raises(ScenarioError) as error:
+        import_sumo(write_tiny(tmp_path / "bad", texts["net"], texts["routes"]))
+    assert error.value.source.endswith({"net": "tiny.net.xml", "routes": "tiny.rou.xml"}[file])
+    assert (error.value.field, error.value.value) == (field, value)
+    assert f"field '{field}' = {value!r}" in str(error.value)
+
+
+def test_flows_ending_at_their_begin_and_default_types_follow_sumo(tmp_path):
+    # as in SUMO: a number flow ending at its begin departs all at begin, a period one not at
+    # all (counted); DEFAULT_VEHTYPE may be redefined once; a decel above the class's emergency
+    # deceleration raises the default emergencyDecel, a given one at least decel is kept
+    routes = """<routes><vType id="DEFAULT_VEHTYPE" length="3"/>
+      <vType id="hard" decel="10"/><vType id="kept" decel="3" emergencyDecel="3"/>
+      <flow id="n" begin="110" end="110" number="2" from="NC" to="CE" type="hard"/>
+      <flow id="p" begin="110" end="110" period="4" from="NC" to="CE"/>
+      <trip id="t" depart="112" from="NC" to="CE" type="kept"/></routes>"""
+    imported = import_sumo(write_tiny(tmp_path / "flows", routes=routes))
+    assert [(v["startTime"], v["vehicle"]["maxNegAcc"]) for v in imported.flow] == [
+        (10, 10.0), (10, 10.0), (12, 3.0)]
+    assert imported.report.counts["flows_without_vehicles"] == 1
+    default = import_sumo(write_tiny(tmp_path / "default", routes=routes.replace(
+        'type="kept"', ""))).flow[-1]["vehicle"]
+    assert (default["length"], default["maxNegAcc"]) == (3.0, 9.0)
