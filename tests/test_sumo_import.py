@@ -225,6 +225,10 @@ def test_a_short_edge_is_lengthened_to_one_steps_travel(tmp_path):
      '<route id="r" edges="WC CE"/><route id="r" edges="NC CE"/><vehicle id="early"',
      "route[id=r]@id", "r"),
     ("routes", 'decel="5"', 'decel="5" emergencyDecel="1"', "vType[id=car]@emergencyDecel", "1"),
+    # a connection to an edge the net does not have was counted as a left-out pedestrian one
+    ("net", '<connection from="NC" to="CE"', '<connection from="NC" to="NOSUCH"',
+     "connection[2]@to", "NOSUCH"),
+    ("net", '<connection from=":C_0"', '<connection from=":C_9"', "connection[3]@from", ":C_9"),
 ])
 def test_refused_inputs_name_file_element_attribute_and_value(tmp_path, file, old, new, field,
                                                               value):
@@ -254,3 +258,12 @@ def test_flows_ending_at_their_begin_and_default_types_follow_sumo(tmp_path):
     default = import_sumo(write_tiny(tmp_path / "default", routes=routes.replace(
         'type="kept"', ""))).flow[-1]["vehicle"]
     assert (default["length"], default["maxNegAcc"]) == (3.0, 9.0)
+
+
+def test_connections_of_pedestrian_edges_are_left_out_and_counted(tmp_path):
+    walking = """<edge id=":C_w0" function="walkingarea">
+      <lane id=":C_w0_0" index="0" allow="pedestrian" speed="1" length="2" shape="100,-2 102,-2"/>
+      </edge><connection from="WC" to=":C_w0" fromLane="0" toLane="0" dir="s"/></net>"""
+    imported = import_sumo(write_tiny(tmp_path / "walk", NET.replace("</net>", walking)))
+    assert imported.report.counts["walkingarea_edges_left_out"] == 1
+    assert imported.report.counts["connections_of_left_out_edges"] == 1

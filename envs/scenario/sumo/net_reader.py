@@ -121,10 +121,12 @@ def read_net(path: str | Path) -> SumoNet:
                                         _read_requests(fields, element, where, len(int_lanes)))
 
     edges: dict[str, SumoEdge] = {}
+    every_edge_id = set()  # internal and pedestrian edges too: a connection may name them
     internal_lane_length: dict[str, float] = {}
     for element in root.iter("edge"):
         where = element_path(element)
         ident = fields.string(element, "id", where)
+        every_edge_id.add(ident)
         function = element.get("function", "normal")
         if function == INTERNAL_FUNCTION:
             for lane in element.iter("lane"):
@@ -157,9 +159,13 @@ def read_net(path: str | Path) -> SumoNet:
     for position, element in enumerate(raw_connections):
         where = f"connection[{position}]"
         from_edge = fields.string(element, "from", where)
+        to_edge = fields.string(element, "to", where)
+        for attribute, edge_id in (("from", from_edge), ("to", to_edge)):
+            if edge_id not in every_edge_id:
+                fields.fail(where, attribute, edge_id, "names no <edge> of the net")
         if from_edge.startswith(":"):
             continue  # inside a junction: its length is counted through `via` below
-        to_edge = fields.string(element, "to", where)
+        # pedestrian edges (walking areas, crossings) are left out, and so are their connections
         if from_edge not in edges or to_edge not in edges:
             skip("connections_of_left_out_edges")
             continue
