@@ -229,6 +229,20 @@ def test_a_short_edge_is_lengthened_to_one_steps_travel(tmp_path):
     ("net", '<connection from="NC" to="CE"', '<connection from="NC" to="NOSUCH"',
      "connection[2]@to", "NOSUCH"),
     ("net", '<connection from=":C_0"', '<connection from=":C_9"', "connection[3]@from", ":C_9"),
+    # numbers beyond gridlight's limit, nan and inf were reported later as roadnet/flow fields
+    ("routes", 'tau="1.5"/>', 'tau="1.5" maxSpeed="1e30"/>', "vType[id=car]@maxSpeed", "1e30"),
+    ("routes", 'id="t0" depart="100.4"', 'id="t0" depart="1e30"', "trip[id=t0]@depart", "1e30"),
+    ("net", 'id="CE_0" index="0" speed="10"', 'id="CE_0" index="0" speed="1e12"',
+     "edge[id=CE].lane[id=CE_0]@speed", "1e12"),
+    ("net", 'shape="110,1 310,1"', 'shape="nan,1 310,1"', "edge[id=CE].lane[id=CE_0]@shape",
+     "nan,1"),
+    ("net", 'shape="110,1 310,1"', 'shape="110,1 310,inf"', "edge[id=CE].lane[id=CE_0]@shape",
+     "310,inf"),
+    ("net", 'shape="110,1 310,1"', 'shape="110,1 3e9,1"', "edge[id=CE].lane[id=CE_0]@shape",
+     "3e9,1"),
+    # a zero-length shape named the source '<sumo net>' and no lane
+    ("net", 'shape="110,1 310,1"', 'shape="110,1 110,1"', "edge[id=CE].lane[id=CE_0]@shape",
+     ((110.0, 1.0), (110.0, 1.0))),
 ])
 def test_refused_inputs_name_file_element_attribute_and_value(tmp_path, file, old, new, field,
                                                               value):

@@ -160,7 +160,7 @@ def _depart(fields: XmlFields, element, where: str) -> float:
                     "(not 'triggered', 'now', ...)")
     if not math.isfinite(value) or value < 0:
         fields.fail(where, "depart", raw, "must be a finite time >= 0")
-    return value
+    return fields.within_limits(value, where, "depart", raw)
 
 
 def _vehicle(fields: XmlFields, element, where: str, routes, depart: float,

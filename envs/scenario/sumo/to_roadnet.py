@@ -63,7 +63,7 @@ def roadnet_from_sumo(net: SumoNet, counts: Counter, keep_turnarounds: frozenset
             counts["non_passenger_edges_left_out"] += 1
             continue
         lane_order[edge.id] = {lane.index: k for k, lane in enumerate(gridlight_lanes(edge))}
-        roads.append(_road(edge, kept, lengths[edge.id], counts))
+        roads.append(_road(net.source, edge, kept, lengths[edge.id], counts))
 
     by_junction: dict[str, dict[tuple[str, str], list[SumoConnection]]] = {}
     for connection in net.connections:
@@ -133,16 +133,17 @@ def simulated_road_lengths(net: SumoNet) -> dict[str, float]:
     return lengths
 
 
-def _road(edge: SumoEdge, kept, length: float, counts: Counter) -> dict:
-    """`length`: from `simulated_road_lengths`."""
+def _road(source: str, edge: SumoEdge, kept, length: float, counts: Counter) -> dict:
+    """`length`: from `simulated_road_lengths`; `source`: the net file, for errors."""
     lanes_mean = float(np.mean([lane.length for lane in kept]))
     if length > lanes_mean:
         counts["short_edges_lengthened"] += 1
         counts["metres_added_to_short_edges"] += math.ceil(length - lanes_mean)
-    shape = kept[len(kept) // 2].shape
+    drawn_lane = kept[len(kept) // 2]
+    shape = drawn_lane.shape
     drawn = sum(math.dist(shape[i], shape[i + 1]) for i in range(len(shape) - 1))
-    if drawn <= 0:
-        raise ScenarioError("<sumo net>", f"edge[id={edge.id}].lane@shape", shape,
+    if not drawn > 0:
+        raise ScenarioError(source, f"edge[id={edge.id}].lane[id={drawn_lane.id}]@shape", shape,
                             "lane shape has zero length")
     if abs(drawn - length) > 0.01 * length:
         counts["edges_length_differs_from_shape"] += 1
