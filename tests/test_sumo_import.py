@@ -3,6 +3,8 @@ worked out by hand from the XML; malformed inputs name the file, the element and
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -281,3 +283,25 @@ def test_connections_of_pedestrian_edges_are_left_out_and_counted(tmp_path):
     imported = import_sumo(write_tiny(tmp_path / "walk", NET.replace("</net>", walking)))
     assert imported.report.counts["walkingarea_edges_left_out"] == 1
     assert imported.report.counts["connections_of_left_out_edges"] == 1
+
+
+def test_route_files_share_one_namespace_as_in_sumo(tmp_path):
+    # a.rou.xml's types and routes serve b.rou.xml; an id already defined is refused, an error
+    # names the file the vehicle is in (the later file's vType replaced the earlier one's, its
+    # implicit default type undid a redefined DEFAULT_VEHTYPE, errors named the first file)
+    first = """<routes><vType id="DEFAULT_VEHTYPE" length="3"/><route id="r" edges="WC CE"/>
+      <vehicle id="a" depart="100" route="r"/></routes>"""
+    second = '<routes><vehicle id="b" depart="101" route="r"/>VEHICLE</routes>'
+    config = CONFIG.replace("tiny.rou.xml", "tiny.rou.xml,b.rou.xml")
+    outcomes = {}
+    for case, vehicle in (("shared", ""), ("dup", '<vType id="DEFAULT_VEHTYPE" length="9"/>'),
+                          ("bad", '<vehicle id="c" depart="102"><route edges="WC NO"/></vehicle>')):
+        folder = write_tiny(tmp_path / case, routes=first, config=config)
+        (folder / "b.rou.xml").write_text(second.replace("VEHICLE", vehicle))
+        try:
+            outcomes[case] = [v["vehicle"]["length"] for v in import_sumo(folder).flow]
+        except ScenarioError as error:
+            outcomes[case] = (Path(error.source).name, error.field, error.value)
+    assert outcomes == {"shared": [3.0, 3.0],
+                        "dup": ("b.rou.xml", "vType[id=DEFAULT_VEHTYPE]@id", "DEFAULT_VEHTYPE"),
+                        "bad": ("b.rou.xml", "vehicle[id=c]@edges", "NO")}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from envs.scenario.spec import VehicleSpec
@@ -40,13 +40,18 @@ class SumoVehicle:
     destination: str | None = None
     via: tuple[str, ...] = ()
     id: str = ""  # SUMO's vehicle id (a flow's n-th vehicle: "<flow id>.<n>")
+    source: str = ""  # its route file, for error messages
 
 
 @dataclass
 class SumoRoutes:
-    source: str
+    source: str  # the route file read last
     vtypes: dict[str, tuple[VehicleSpec, str]]  # id -> (parameters, vClass)
     vehicles: list[SumoVehicle]
+    routes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # named <route>s
+    # the vType and route ids the files define (DEFAULT_VEHTYPE starts out undefined: SUMO lets
+    # the files redefine the default type once)
+    defined: dict[str, set[str]] = field(default_factory=lambda: {"vType": set(), "route": set()})
 
 
 def vehicle_type(fields: XmlFields, element, where: str, counts: Counter
@@ -98,17 +103,20 @@ def _sigma(fields: XmlFields, element, where: str) -> float:
     return sigma
 
 
-def read_routes(path: str | Path, counts: Counter) -> SumoRoutes:
+def read_routes(path: str | Path, counts: Counter, earlier: SumoRoutes | None = None
+                ) -> SumoRoutes:
+    """The vTypes, named routes and vehicles of a route file, after those of the `earlier` route
+    files of the scenario: SUMO reads them into one namespace, so a file may use the types and
+    routes of the files before it but not define their ids again."""
     source = str(path)
     fields = XmlFields(source)
     root = read_xml(path, "routes")
-    vtypes = {DEFAULT_VTYPE: (vehicle_type(fields, root.makeelement("vType", {}), "", counts)[0],
-                              "passenger")}
-    routes: dict[str, tuple[str, ...]] = {}
+    if earlier is None:
+        default = vehicle_type(fields, root.makeelement("vType", {}), "", counts)[0]
+        earlier = SumoRoutes(source, {DEFAULT_VTYPE: (default, "passenger")}, [])
+    vtypes, routes = dict(earlier.vtypes), dict(earlier.routes)
+    defined = {tag: set(ids) for tag, ids in earlier.defined.items()}
     vehicles: list[SumoVehicle] = []
-    # the ids defined so far, by tag (DEFAULT_VEHTYPE starts out undefined: SUMO lets a file
-    # redefine the default type once)
-    defined: dict[str, set[str]] = {"vType": set(), "route": set()}
     for element in root:
         where = element_path(element)
         if element.tag == "vType":
@@ -131,12 +139,12 @@ def read_routes(path: str | Path, counts: Counter) -> SumoRoutes:
     for vehicle in vehicles:
         if vehicle.vtype not in vtypes:
             fields.fail(vehicle.where, "type", vehicle.vtype, "names an unknown <vType>")
-    return SumoRoutes(source, vtypes, vehicles)
+    return SumoRoutes(source, vtypes, earlier.vehicles + vehicles, routes, defined)
 
 
 def _new_id(fields: XmlFields, element, where: str, seen: set[str]) -> str:
-    """The element's id, refused when an earlier element of its kind in the file has it (SUMO
-    refuses that too; keeping either definition would silently change the other's vehicles)."""
+    """The element's id, refused when an earlier element of its kind has it (SUMO refuses that
+    too; keeping either definition would silently change the other's vehicles)."""
     ident = fields.string(element, "id", where)
     if ident in seen:
         fields.fail(where, "id", ident, f"another <{element.tag}> has this id")
@@ -170,17 +178,17 @@ def _vehicle(fields: XmlFields, element, where: str, routes, depart: float,
     inline = element.find("route")
     if inline is not None:
         return SumoVehicle(where, depart, vtype, _edges(fields, inline, f"{where}.route"),
-                           id=ident)
+                           id=ident, source=fields.source)
     if "route" in element.attrib:
         name = element.get("route")
         if name not in routes:
             fields.fail(where, "route", name, "names an unknown <route> (define it first)")
-        return SumoVehicle(where, depart, vtype, routes[name], id=ident)
+        return SumoVehicle(where, depart, vtype, routes[name], id=ident, source=fields.source)
     if element.tag == "vehicle":
         fields.fail(where, "route", MISSING, "a <vehicle> needs a route attribute or <route>")
     return SumoVehicle(where, depart, vtype, None, fields.string(element, "from", where),
                        fields.string(element, "to", where), tuple(element.get("via", "").split()),
-                       ident)
+                       ident, fields.source)
 
 
 def _flow(fields: XmlFields, element, where: str, routes, counts: Counter) -> list[SumoVehicle]:
@@ -218,7 +226,7 @@ def _flow(fields: XmlFields, element, where: str, routes, counts: Counter) -> li
     shaped = _vehicle(fields, element, where, routes, begin, "")
     return [SumoVehicle(f"{where}#{n}", begin + n * period, shaped.vtype, shaped.edges,
                         shaped.origin, shaped.destination, shaped.via,
-                        f"{element.get('id', '')}.{n}") for n in range(count)]
+                        f"{element.get('id', '')}.{n}", fields.source) for n in range(count)]
 
 
 def _probability(fields: XmlFields, element, where: str) -> float:
