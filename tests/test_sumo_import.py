@@ -231,6 +231,9 @@ def test_a_short_edge_is_lengthened_to_one_steps_travel(tmp_path):
     ("net", '<connection from="NC" to="CE"', '<connection from="NC" to="NOSUCH"',
      "connection[2]@to", "NOSUCH"),
     ("net", '<connection from=":C_0"', '<connection from=":C_9"', "connection[3]@from", ":C_9"),
+    # a via lane the net does not have left the connection 0 m long, without right of way
+    ("net", 'via=":C_0_0"', 'via=":C_9_0"', "connection[0]@via", ":C_9_0"),
+    ("net", 'toLane="0"/>', 'toLane="0" via=":C_0_9"/>', "connection[3]@via", ":C_0_9"),
     # numbers beyond gridlight's limit, nan and inf were reported later as roadnet/flow fields
     ("routes", 'tau="1.5"/>', 'tau="1.5" maxSpeed="1e30"/>', "vType[id=car]@maxSpeed", "1e30"),
     ("routes", 'id="t0" depart="100.4"', 'id="t0" depart="1e30"', "trip[id=t0]@depart", "1e30"),

@@ -163,6 +163,10 @@ def read_net(path: str | Path) -> SumoNet:
         for attribute, edge_id in (("from", from_edge), ("to", to_edge)):
             if edge_id not in every_edge_id:
                 fields.fail(where, attribute, edge_id, "names no <edge> of the net")
+        # SUMO refuses to load a net whose connection passes through a lane it does not have;
+        # here the connection's internal length (and right of way) silently became 0 (none)
+        if element.get("via") and element.get("via") not in internal_lane_length:
+            fields.fail(where, "via", element.get("via"), "names no internal lane of the net")
         if from_edge.startswith(":"):
             continue  # inside a junction: its length is counted through `via` below
         # pedestrian edges (walking areas, crossings) are left out, and so are their connections
