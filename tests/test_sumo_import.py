@@ -248,15 +248,20 @@ def test_a_short_edge_is_lengthened_to_one_steps_travel(tmp_path):
     # a zero-length shape named the source '<sumo net>' and no lane
     ("net", 'shape="110,1 310,1"', 'shape="110,1 110,1"', "edge[id=CE].lane[id=CE_0]@shape",
      ((110.0, 1.0), (110.0, 1.0))),
+    # an empty entry in the list of route files: "," crashed (no route file), others were skipped
+    ("config", 'value="tiny.rou.xml"', 'value=","', "input.route-files@value", ","),
+    ("config", 'value="tiny.rou.xml"', 'value="tiny.rou.xml, "', "input.route-files@value",
+     "tiny.rou.xml, "),
 ])
 def test_refused_inputs_name_file_element_attribute_and_value(tmp_path, file, old, new, field,
                                                               value):
-    texts = {"net": NET, "routes": ROUTES}
+    texts = {"net": NET, "routes": ROUTES, "config": CONFIG}
     assert old in texts[file]
     texts[file] = texts[file].replace(old, new, 1)
     with pytest.raises(ScenarioError) as error:
-        import_sumo(write_tiny(tmp_path / "bad", texts["net"], texts["routes"]))
-    assert error.value.source.endswith({"net": "tiny.net.xml", "routes": "tiny.rou.xml"}[file])
+        import_sumo(write_tiny(tmp_path / "bad", texts["net"], texts["routes"], texts["config"]))
+    suffix = {"net": "tiny.net.xml", "routes": "tiny.rou.xml", "config": "tiny.sumocfg"}[file]
+    assert error.value.source.endswith(suffix)
     assert (error.value.field, error.value.value) == (field, value)
     assert f"field '{field}' = {value!r}" in str(error.value)
 
