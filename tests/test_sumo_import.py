@@ -239,6 +239,10 @@ def test_a_short_edge_is_lengthened_to_one_steps_travel(tmp_path):
     ("routes", 'id="t0" depart="100.4"', 'id="t0" depart="1e30"', "trip[id=t0]@depart", "1e30"),
     ("net", 'id="CE_0" index="0" speed="10"', 'id="CE_0" index="0" speed="1e12"',
      "edge[id=CE].lane[id=CE_0]@speed", "1e12"),
+    # a speed just under that limit lengthened the short roads it feeds beyond it: the error
+    # named a roadnet point; no road's speed limit is beyond 1000 m/s
+    ("net", 'id="NC_0" index="0" speed="8"', 'id="NC_0" index="0" speed="999999999"',
+     "edge[id=NC].lane[id=NC_0]@speed", "999999999"),
     ("net", 'shape="110,1 310,1"', 'shape="nan,1 310,1"', "edge[id=CE].lane[id=CE_0]@shape",
      "nan,1"),
     ("net", 'shape="110,1 310,1"', 'shape="110,1 310,inf"', "edge[id=CE].lane[id=CE_0]@shape",

@@ -16,6 +16,10 @@ PASSENGER = "passenger"
 # inside a junction (internal edges, id ':...': their lengths are kept as connection lengths)
 PEDESTRIAN_FUNCTIONS = ("walkingarea", "crossing")
 INTERNAL_FUNCTION = "internal"
+# No road's speed limit comes near this (3600 km/h; these datasets' fastest lanes allow 83 m/s):
+# a faster lane is refused as the lane's `speed` here, rather than later as a roadnet field, when
+# a short road it feeds, lengthened to that speed x 1 s + 1 m (to_roadnet), ends beyond 1e9 m
+MAX_LANE_SPEED_MS = 1000.0
 
 
 @dataclass(frozen=True)
@@ -215,10 +219,14 @@ def read_net(path: str | Path) -> SumoNet:
 
 
 def _read_lane(fields: XmlFields, element, where: str) -> SumoLane:
+    speed = fields.positive(element, "speed", where)
+    if not speed <= MAX_LANE_SPEED_MS:
+        fields.fail(where, "speed", element.get("speed"),
+                    f"beyond {MAX_LANE_SPEED_MS:g} m/s: no road's speed limit")
     return SumoLane(
         id=fields.string(element, "id", where),
         index=fields.integer(element, "index", where),
-        speed=fields.positive(element, "speed", where),
+        speed=speed,
         length=fields.positive(element, "length", where),
         shape=fields.shape(element, "shape", where),
         passenger=passenger_allowed(element.get("allow"), element.get("disallow")),
