@@ -216,6 +216,12 @@ def test_a_short_edge_is_lengthened_to_one_steps_travel(tmp_path):
     assert scenario.network.road_length.tolist() == pytest.approx([100.0, 200.0, 13.0, 50.0])
 
 
+# WC ends (and CE starts) 1 m short of gridlight's limit: WC -> CE's lane link, drawn on for its
+# 7.5 m internal lane, reaches beyond it
+FAR_NET = NET.replace('shape="0,4 100,4"', 'shape="999999899,4 999999999,4"').replace(
+    'shape="110,1 310,1"', 'shape="999999999,4 999999999,204"')
+
+
 @pytest.mark.parametrize("file, old, new, field, value", [
     # SUMO refuses each of these too; importing them silently dropped, invented or overrode
     ("routes", 'end="120" period="4"', 'end="105" period="4"', "flow[id=f0]@end", "105"),
@@ -249,6 +255,11 @@ def test_a_short_edge_is_lengthened_to_one_steps_travel(tmp_path):
      "310,inf"),
     ("net", 'shape="110,1 310,1"', 'shape="110,1 3e9,1"', "edge[id=CE].lane[id=CE_0]@shape",
      "3e9,1"),
+    # roadnet points derived from coordinates within the limit (CN lengthened to 13 m about its
+    # end, a link drawn on from a road's end) went beyond it: the error named a roadnet point
+    ("net", 'length="50" shape="106,5 106,55"', 'length="3" shape="106,999999999 106,999999998"',
+     "edge[id=CN].lane[id=CN_0]@shape", ((106.0, 999999999.0), (106.0, 999999998.0))),
+    pytest.param("net", NET, FAR_NET, "connection[0]@via", ":C_0_0", id="link-beyond-limit"),
     # a zero-length shape named the source '<sumo net>' and no lane
     ("net", 'shape="110,1 310,1"', 'shape="110,1 110,1"', "edge[id=CE].lane[id=CE_0]@shape",
      ((110.0, 1.0), (110.0, 1.0))),
