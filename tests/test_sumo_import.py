@@ -3,6 +3,8 @@ worked out by hand from the XML; malformed inputs name the file, the element and
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -212,3 +214,117 @@ def test_a_short_edge_is_lengthened_to_one_steps_travel(tmp_path):
     assert imported.report.counts["metres_added_to_short_edges"] == 10
     scenario = scenario_from_sumo(folder)
     assert scenario.network.road_length.tolist() == pytest.approx([100.0, 200.0, 13.0, 50.0])
+
+
+# WC ends (and CE starts) 1 m short of gridlight's limit: WC -> CE's lane link, drawn on for its
+# 7.5 m internal lane, reaches beyond it
+FAR_NET = NET.replace('shape="0,4 100,4"', 'shape="999999899,4 999999999,4"').replace(
+    'shape="110,1 310,1"', 'shape="999999999,4 999999999,204"')
+
+
+@pytest.mark.parametrize("file, old, new, field, value", [
+    # SUMO refuses each of these too; importing them silently dropped, invented or overrode
+    ("routes", 'end="120" period="4"', 'end="105" period="4"', "flow[id=f0]@end", "105"),
+    ("routes", 'end="120" period="4"', 'end="-5" period="4"', "flow[id=f0]@end", "-5"),
+    ("routes", 'period="4"', 'probability="5"', "flow[id=f0]@probability", "5"),
+    ("routes", '<vehicle id="early"', '<vType id="car" length="40"/><vehicle id="early"',
+     "vType[id=car]@id", "car"),
+    ("routes", '<vehicle id="early"',
+     '<route id="r" edges="WC CE"/><route id="r" edges="NC CE"/><vehicle id="early"',
+     "route[id=r]@id", "r"),
+    ("routes", 'decel="5"', 'decel="5" emergencyDecel="1"', "vType[id=car]@emergencyDecel", "1"),
+    # a connection to an edge the net does not have was counted as a left-out pedestrian one
+    ("net", '<connection from="NC" to="CE"', '<connection from="NC" to="NOSUCH"',
+     "connection[2]@to", "NOSUCH"),
+    ("net", '<connection from=":C_0"', '<connection from=":C_9"', "connection[3]@from", ":C_9"),
+    # a via lane the net does not have left the connection 0 m long, without right of way
+    ("net", 'via=":C_0_0"', 'via=":C_9_0"', "connection[0]@via", ":C_9_0"),
+    ("net", 'toLane="0"/>', 'toLane="0" via=":C_0_9"/>', "connection[3]@via", ":C_0_9"),
+    # numbers beyond gridlight's limit, nan and inf were reported later as roadnet/flow fields
+    ("routes", 'tau="1.5"/>', 'tau="1.5" maxSpeed="1e30"/>', "vType[id=car]@maxSpeed", "1e30"),
+    ("routes", 'id="t0" depart="100.4"', 'id="t0" depart="1e30"', "trip[id=t0]@depart", "1e30"),
+    ("net", 'id="CE_0" index="0" speed="10"', 'id="CE_0" index="0" speed="1e12"',
+     "edge[id=CE].lane[id=CE_0]@speed", "1e12"),
+    # a speed just under that limit lengthened the short roads it feeds beyond it: the error
+    # named a roadnet point; no road's speed limit is beyond 1000 m/s
+    ("net", 'id="NC_0" index="0" speed="8"', 'id="NC_0" index="0" speed="999999999"',
+     "edge[id=NC].lane[id=NC_0]@speed", "999999999"),
+    ("net", 'shape="110,1 310,1"', 'shape="nan,1 310,1"', "edge[id=CE].lane[id=CE_0]@shape",
+     "nan,1"),
+    ("net", 'shape="110,1 310,1"', 'shape="110,1 310,inf"', "edge[id=CE].lane[id=CE_0]@shape",
+     "310,inf"),
+    ("net", 'shape="110,1 310,1"', 'shape="110,1 3e9,1"', "edge[id=CE].lane[id=CE_0]@shape",
+     "3e9,1"),
+    # roadnet points derived from coordinates within the limit (CN lengthened to 13 m about its
+    # end, a link drawn on from a road's end) went beyond it: the error named a roadnet point
+    ("net", 'length="50" shape="106,5 106,55"', 'length="3" shape="106,999999999 106,999999998"',
+     "edge[id=CN].lane[id=CN_0]@shape", ((106.0, 999999999.0), (106.0, 999999998.0))),
+    pytest.param("net", NET, FAR_NET, "connection[0]@via", ":C_0_0", id="link-beyond-limit"),
+    # a zero-length shape named the source '<sumo net>' and no lane
+    ("net", 'shape="110,1 310,1"', 'shape="110,1 110,1"', "edge[id=CE].lane[id=CE_0]@shape",
+     ((110.0, 1.0), (110.0, 1.0))),
+    # an empty entry in the list of route files: "," crashed (no route file), others were skipped
+    ("config", 'value="tiny.rou.xml"', 'value=","', "input.route-files@value", ","),
+    ("config", 'value="tiny.rou.xml"', 'value="tiny.rou.xml, "', "input.route-files@value",
+     "tiny.rou.xml, "),
+])
+def test_refused_inputs_name_file_element_attribute_and_value(tmp_path, file, old, new, field,
+                                                              value):
+    texts = {"net": NET, "routes": ROUTES, "config": CONFIG}
+    assert old in texts[file]
+    texts[file] = texts[file].replace(old, new, 1)
+    with pytest.raises(ScenarioError) as error:
+        import_sumo(write_tiny(tmp_path / "bad", texts["net"], texts["routes"], texts["config"]))
+    suffix = {"net": "tiny.net.xml", "routes": "tiny.rou.xml", "config": "tiny.sumocfg"}[file]
+    assert error.value.source.endswith(suffix)
+    assert (error.value.field, error.value.value) == (field, value)
+    assert f"field '{field}' = {value!r}" in str(error.value)
+
+
+def test_flows_ending_at_their_begin_and_default_types_follow_sumo(tmp_path):
+    # as in SUMO: a number flow ending at its begin departs all at begin, a period one not at
+    # all (counted); DEFAULT_VEHTYPE may be redefined once; a decel above the class's emergency
+    # deceleration raises the default emergencyDecel, a given one at least decel is kept
+    routes = """<routes><vType id="DEFAULT_VEHTYPE" length="3"/>
+      <vType id="hard" decel="10"/><vType id="kept" decel="3" emergencyDecel="3"/>
+      <flow id="n" begin="110" end="110" number="2" from="NC" to="CE" type="hard"/>
+      <flow id="p" begin="110" end="110" period="4" from="NC" to="CE"/>
+      <trip id="t" depart="112" from="NC" to="CE" type="kept"/></routes>"""
+    imported = import_sumo(write_tiny(tmp_path / "flows", routes=routes))
+    assert [(v["startTime"], v["vehicle"]["maxNegAcc"]) for v in imported.flow] == [
+        (10, 10.0), (10, 10.0), (12, 3.0)]
+    assert imported.report.counts["flows_without_vehicles"] == 1
+    default = import_sumo(write_tiny(tmp_path / "default", routes=routes.replace(
+        'type="kept"', ""))).flow[-1]["vehicle"]
+    assert (default["length"], default["maxNegAcc"]) == (3.0, 9.0)
+
+
+def test_connections_of_pedestrian_edges_are_left_out_and_counted(tmp_path):
+    walking = """<edge id=":C_w0" function="walkingarea">
+      <lane id=":C_w0_0" index="0" allow="pedestrian" speed="1" length="2" shape="100,-2 102,-2"/>
+      </edge><connection from="WC" to=":C_w0" fromLane="0" toLane="0" dir="s"/></net>"""
+    imported = import_sumo(write_tiny(tmp_path / "walk", NET.replace("</net>", walking)))
+    assert imported.report.counts["walkingarea_edges_left_out"] == 1
+    assert imported.report.counts["connections_of_left_out_edges"] == 1
+
+
+def test_route_files_share_one_namespace_as_in_sumo(tmp_path):
+    # a.rou.xml's types and routes serve b.rou.xml; an id already defined is refused, an error
+    # names the file the vehicle is in (the later file's vType replaced the earlier one's, its
+    # implicit default type undid a redefined DEFAULT_VEHTYPE, errors named the first file)
+    first = """<routes><vType id="DEFAULT_VEHTYPE" length="3"/><route id="r" edges="WC CE"/>
+      <vehicle id="a" depart="100" route="r"/></routes>"""
+    second = '<routes><vehicle id="b" depart="101" route="r"/>VEHICLE</routes>'
+    config = CONFIG.replace("tiny.rou.xml", "tiny.rou.xml,b.rou.xml")
+    outcomes = {}
+    for case, vehicle in (("shared", ""), ("dup", '<vType id="DEFAULT_VEHTYPE" length="9"/>'),
+                          ("bad", '<vehicle id="c" depart="102"><route edges="WC NO"/></vehicle>')):
+        folder = write_tiny(tmp_path / case, routes=first, config=config)
+        (folder / "b.rou.xml").write_text(second.replace("VEHICLE", vehicle))
+        try:
+            outcomes[case] = [v["vehicle"]["length"] for v in import_sumo(folder).flow]
+        except ScenarioError as error:
+            outcomes[case] = (Path(error.source).name, error.field, error.value)
+    assert outcomes == {"shared": [3.0, 3.0],
+                        "dup": ("b.rou.xml", "vType[id=DEFAULT_VEHTYPE]@id", "DEFAULT_VEHTYPE"),
+                        "bad": ("b.rou.xml", "vehicle[id=c]@edges", "NO")}

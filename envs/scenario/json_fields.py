@@ -15,6 +15,8 @@ MISSING = "<missing>"  # the "value" shown for a required field that is absent
 # No metre, m/s, m/s^2 or second in a scenario comes near this (1e9 m is 25 times round the
 # earth, 1e9 s 31 years); beyond it float32 sums and products lose all meaning or overflow.
 MAX_MAGNITUDE = 1e9
+BEYOND_MAX_MAGNITUDE = (f"beyond {MAX_MAGNITUDE:g} in magnitude (gridlight's limit for any length, "
+                        "speed, acceleration or time in a scenario)")
 
 Point = tuple[float, float]
 
@@ -86,8 +88,7 @@ class JsonFields:
         if not math.isfinite(value):
             self.fail(path, value, "expected a finite number")
         if abs(value) > MAX_MAGNITUDE:
-            self.fail(path, value, f"beyond {MAX_MAGNITUDE:g} in magnitude (gridlight's limit for any "
-                                   "length, speed, acceleration or time in a scenario)")
+            self.fail(path, value, BEYOND_MAX_MAGNITUDE)
         return float(value)
 
     def number(self, obj: Mapping[str, Any], key: str, path: str) -> float:

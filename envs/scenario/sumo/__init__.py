@@ -11,7 +11,7 @@ from pathlib import Path
 
 from envs.scenario.sumo.config import SumoConfig, find_config, read_config
 from envs.scenario.sumo.net_reader import read_net
-from envs.scenario.sumo.route_reader import SumoRoutes, read_routes
+from envs.scenario.sumo.route_reader import read_routes
 from envs.scenario.sumo.to_flow import flow_from_sumo, turned_around_at
 from envs.scenario.sumo.to_roadnet import roadnet_from_sumo, turnaround_only_junctions
 
@@ -46,10 +46,9 @@ def import_sumo(folder_or_config: str | Path) -> SumoImport:
     net = read_net(config.net_file)
     for kind, number in net.skipped.items():
         counts[kind] += number
-    routes = [read_routes(route_file, counts) for route_file in config.route_files]
-    merged = SumoRoutes(str(config.route_files[0]),
-                        {k: v for r in routes for k, v in r.vtypes.items()},
-                        [vehicle for r in routes for vehicle in r.vehicles])
+    merged = None
+    for route_file in config.route_files:  # one namespace of vTypes and routes, as in SUMO
+        merged = read_routes(route_file, counts, merged)
     keep = frozenset()
     for _ in range(2):
         # the boundary's turnarounds are left out (virtual junctions) unless a vehicle needs

@@ -45,6 +45,11 @@ def read_config(path: str | Path) -> SumoConfig:
     routes = value("input", "route-files")
     if routes is None:
         fields.fail("input.route-files", "value", None, "the config names no route file")
+    # SUMO splits the list at commas and cannot open an empty name; skipping it could hide a
+    # missing file name, and "," (nothing but empty entries) left no route file at all
+    if any(not entry.strip() for entry in routes.split(",")):
+        fields.fail("input.route-files", "value", routes,
+                    "an entry of the comma-separated list of route files is empty")
     times = {}
     for name, default in (("begin", DEFAULT_BEGIN_S), ("end", DEFAULT_END_S)):
         element = root.find(f"time/{name}")

@@ -16,6 +16,10 @@ PASSENGER = "passenger"
 # inside a junction (internal edges, id ':...': their lengths are kept as connection lengths)
 PEDESTRIAN_FUNCTIONS = ("walkingarea", "crossing")
 INTERNAL_FUNCTION = "internal"
+# No road's speed limit comes near this (3600 km/h; these datasets' fastest lanes allow 83 m/s):
+# a faster lane is refused as the lane's `speed` here, rather than later as a roadnet field, when
+# a short road it feeds, lengthened to that speed x 1 s + 1 m (to_roadnet), ends beyond 1e9 m
+MAX_LANE_SPEED_MS = 1000.0
 
 
 @dataclass(frozen=True)
@@ -121,10 +125,12 @@ def read_net(path: str | Path) -> SumoNet:
                                         _read_requests(fields, element, where, len(int_lanes)))
 
     edges: dict[str, SumoEdge] = {}
+    every_edge_id = set()  # internal and pedestrian edges too: a connection may name them
     internal_lane_length: dict[str, float] = {}
     for element in root.iter("edge"):
         where = element_path(element)
         ident = fields.string(element, "id", where)
+        every_edge_id.add(ident)
         function = element.get("function", "normal")
         if function == INTERNAL_FUNCTION:
             for lane in element.iter("lane"):
@@ -157,9 +163,17 @@ def read_net(path: str | Path) -> SumoNet:
     for position, element in enumerate(raw_connections):
         where = f"connection[{position}]"
         from_edge = fields.string(element, "from", where)
+        to_edge = fields.string(element, "to", where)
+        for attribute, edge_id in (("from", from_edge), ("to", to_edge)):
+            if edge_id not in every_edge_id:
+                fields.fail(where, attribute, edge_id, "names no <edge> of the net")
+        # SUMO refuses to load a net whose connection passes through a lane it does not have;
+        # here the connection's internal length (and right of way) silently became 0 (none)
+        if element.get("via") and element.get("via") not in internal_lane_length:
+            fields.fail(where, "via", element.get("via"), "names no internal lane of the net")
         if from_edge.startswith(":"):
             continue  # inside a junction: its length is counted through `via` below
-        to_edge = fields.string(element, "to", where)
+        # pedestrian edges (walking areas, crossings) are left out, and so are their connections
         if from_edge not in edges or to_edge not in edges:
             skip("connections_of_left_out_edges")
             continue
@@ -205,10 +219,14 @@ def read_net(path: str | Path) -> SumoNet:
 
 
 def _read_lane(fields: XmlFields, element, where: str) -> SumoLane:
+    speed = fields.positive(element, "speed", where)
+    if not speed <= MAX_LANE_SPEED_MS:
+        fields.fail(where, "speed", element.get("speed"),
+                    f"beyond {MAX_LANE_SPEED_MS:g} m/s: no road's speed limit")
     return SumoLane(
         id=fields.string(element, "id", where),
         index=fields.integer(element, "index", where),
-        speed=fields.positive(element, "speed", where),
+        speed=speed,
         length=fields.positive(element, "length", where),
         shape=fields.shape(element, "shape", where),
         passenger=passenger_allowed(element.get("allow"), element.get("disallow")),

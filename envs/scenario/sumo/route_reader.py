@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from envs.scenario.spec import VehicleSpec
@@ -40,13 +40,18 @@ class SumoVehicle:
     destination: str | None = None
     via: tuple[str, ...] = ()
     id: str = ""  # SUMO's vehicle id (a flow's n-th vehicle: "<flow id>.<n>")
+    source: str = ""  # its route file, for error messages
 
 
 @dataclass
 class SumoRoutes:
-    source: str
+    source: str  # the route file read last
     vtypes: dict[str, tuple[VehicleSpec, str]]  # id -> (parameters, vClass)
     vehicles: list[SumoVehicle]
+    routes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # named <route>s
+    # the vType and route ids the files define (DEFAULT_VEHTYPE starts out undefined: SUMO lets
+    # the files redefine the default type once)
+    defined: dict[str, set[str]] = field(default_factory=lambda: {"vType": set(), "route": set()})
 
 
 def vehicle_type(fields: XmlFields, element, where: str, counts: Counter
@@ -68,12 +73,26 @@ def vehicle_type(fields: XmlFields, element, where: str, counts: Counter
         max_pos_acc=fields.positive(element, "accel", where, accel),
         usual_pos_acc=fields.positive(element, "accel", where, accel),
         usual_neg_acc=decel,
-        max_neg_acc=max(decel, fields.positive(element, "emergencyDecel", where, emergency)),
+        max_neg_acc=_emergency_decel(fields, element, where, decel, emergency),
         min_gap=fields.non_negative(element, "minGap", where, gap),
         max_speed=fields.positive(element, "maxSpeed", where, speed),
         headway_time=fields.positive(element, "tau", where, DEFAULT_TAU),
         sigma=_sigma(fields, element, where),
     ), v_class
+
+
+def _emergency_decel(fields: XmlFields, element, where: str, decel: float,
+                     class_default: float) -> float:
+    """The vType's ``emergencyDecel``: when absent SUMO's class default, raised to ``decel`` when
+    that is higher (SUMO's own default rule); when given, at least ``decel`` (SUMO would keep a
+    lower one and warn: a vehicle whose emergency braking is weaker than its usual braking)."""
+    if "emergencyDecel" not in element.attrib:
+        return max(decel, class_default)
+    emergency = fields.positive(element, "emergencyDecel", where)
+    if not emergency >= decel:
+        fields.fail(where, "emergencyDecel", element.get("emergencyDecel"),
+                    f"must be >= decel ({decel:g}): emergency braking is the hardest braking")
+    return emergency
 
 
 def _sigma(fields: XmlFields, element, where: str) -> float:
@@ -84,21 +103,28 @@ def _sigma(fields: XmlFields, element, where: str) -> float:
     return sigma
 
 
-def read_routes(path: str | Path, counts: Counter) -> SumoRoutes:
+def read_routes(path: str | Path, counts: Counter, earlier: SumoRoutes | None = None
+                ) -> SumoRoutes:
+    """The vTypes, named routes and vehicles of a route file, after those of the `earlier` route
+    files of the scenario: SUMO reads them into one namespace, so a file may use the types and
+    routes of the files before it but not define their ids again."""
     source = str(path)
     fields = XmlFields(source)
     root = read_xml(path, "routes")
-    vtypes = {DEFAULT_VTYPE: (vehicle_type(fields, root.makeelement("vType", {}), "", counts)[0],
-                              "passenger")}
-    routes: dict[str, tuple[str, ...]] = {}
+    if earlier is None:
+        default = vehicle_type(fields, root.makeelement("vType", {}), "", counts)[0]
+        earlier = SumoRoutes(source, {DEFAULT_VTYPE: (default, "passenger")}, [])
+    vtypes, routes = dict(earlier.vtypes), dict(earlier.routes)
+    defined = {tag: set(ids) for tag, ids in earlier.defined.items()}
     vehicles: list[SumoVehicle] = []
     for element in root:
         where = element_path(element)
         if element.tag == "vType":
-            ident = fields.string(element, "id", where)
+            ident = _new_id(fields, element, where, defined["vType"])
             vtypes[ident] = vehicle_type(fields, element, where, counts)
         elif element.tag == "route":
-            routes[fields.string(element, "id", where)] = _edges(fields, element, where)
+            ident = _new_id(fields, element, where, defined["route"])
+            routes[ident] = _edges(fields, element, where)
         elif element.tag in ("vehicle", "trip"):
             vehicles.append(_vehicle(fields, element, where, routes,
                                      _depart(fields, element, where), element.get("id", "")))
@@ -113,7 +139,17 @@ def read_routes(path: str | Path, counts: Counter) -> SumoRoutes:
     for vehicle in vehicles:
         if vehicle.vtype not in vtypes:
             fields.fail(vehicle.where, "type", vehicle.vtype, "names an unknown <vType>")
-    return SumoRoutes(source, vtypes, vehicles)
+    return SumoRoutes(source, vtypes, earlier.vehicles + vehicles, routes, defined)
+
+
+def _new_id(fields: XmlFields, element, where: str, seen: set[str]) -> str:
+    """The element's id, refused when an earlier element of its kind has it (SUMO refuses that
+    too; keeping either definition would silently change the other's vehicles)."""
+    ident = fields.string(element, "id", where)
+    if ident in seen:
+        fields.fail(where, "id", ident, f"another <{element.tag}> has this id")
+    seen.add(ident)
+    return ident
 
 
 def _edges(fields: XmlFields, element, where: str) -> tuple[str, ...]:
@@ -132,7 +168,7 @@ def _depart(fields: XmlFields, element, where: str) -> float:
                     "(not 'triggered', 'now', ...)")
     if not math.isfinite(value) or value < 0:
         fields.fail(where, "depart", raw, "must be a finite time >= 0")
-    return value
+    return fields.within_limits(value, where, "depart", raw)
 
 
 def _vehicle(fields: XmlFields, element, where: str, routes, depart: float,
@@ -142,31 +178,35 @@ def _vehicle(fields: XmlFields, element, where: str, routes, depart: float,
     inline = element.find("route")
     if inline is not None:
         return SumoVehicle(where, depart, vtype, _edges(fields, inline, f"{where}.route"),
-                           id=ident)
+                           id=ident, source=fields.source)
     if "route" in element.attrib:
         name = element.get("route")
         if name not in routes:
             fields.fail(where, "route", name, "names an unknown <route> (define it first)")
-        return SumoVehicle(where, depart, vtype, routes[name], id=ident)
+        return SumoVehicle(where, depart, vtype, routes[name], id=ident, source=fields.source)
     if element.tag == "vehicle":
         fields.fail(where, "route", MISSING, "a <vehicle> needs a route attribute or <route>")
     return SumoVehicle(where, depart, vtype, None, fields.string(element, "from", where),
                        fields.string(element, "to", where), tuple(element.get("via", "").split()),
-                       ident)
+                       ident, fields.source)
 
 
 def _flow(fields: XmlFields, element, where: str, routes, counts: Counter) -> list[SumoVehicle]:
     """The vehicles of a ``<flow>``: at begin, begin + period, ... while before end (SUMO's
-    rule); ``probability`` flows are approximated by their mean period (counted)."""
+    rule); ``probability`` flows are approximated by their mean period (counted). As in SUMO,
+    an end before begin is refused and an end at begin leaves a ``number`` flow's vehicles all
+    at begin and other flows without any (counted)."""
     begin = fields.non_negative(element, "begin", where, 0.0)
     end = fields.number(element, "end", where, math.inf)
+    if not end >= begin:
+        fields.fail(where, "end", element.get("end"), f"the flow ends before its begin ({begin:g})")
     if "period" in element.attrib:
         period = fields.positive(element, "period", where)
     elif "vehsPerHour" in element.attrib:
         period = 3600.0 / fields.positive(element, "vehsPerHour", where)
     elif "probability" in element.attrib:
         counts["probability_flows_as_mean_period"] += 1
-        period = 1.0 / fields.positive(element, "probability", where)
+        period = 1.0 / _probability(fields, element, where)
     elif "number" in element.attrib:
         if not math.isfinite(end):
             fields.fail(where, "end", None, "a flow with 'number' needs an 'end'")
@@ -174,13 +214,25 @@ def _flow(fields: XmlFields, element, where: str, routes, counts: Counter) -> li
     else:
         fields.fail(where, "period", None,
                     "a <flow> needs one of period, vehsPerHour, probability or number")
-    count = math.ceil((end - begin) / period) if math.isfinite(end) else None
+    # period is 0 only for a `number` flow ending at its begin: its count is `number`
+    count = math.ceil((end - begin) / period) if math.isfinite(end) and period > 0 else None
     if "number" in element.attrib:
         count = fields.integer(element, "number", where) if count is None else min(
             count, fields.integer(element, "number", where))
     if count is None:
         fields.fail(where, "end", None, "a flow needs an 'end' or a 'number' to be finite")
+    if count == 0:
+        counts["flows_without_vehicles"] += 1
     shaped = _vehicle(fields, element, where, routes, begin, "")
     return [SumoVehicle(f"{where}#{n}", begin + n * period, shaped.vtype, shaped.edges,
                         shaped.origin, shaped.destination, shaped.via,
-                        f"{element.get('id', '')}.{n}") for n in range(count)]
+                        f"{element.get('id', '')}.{n}", fields.source) for n in range(count)]
+
+
+def _probability(fields: XmlFields, element, where: str) -> float:
+    """A flow's ``probability`` (of a departure each second): within (0, 1], as SUMO requires."""
+    probability = fields.positive(element, "probability", where)
+    if probability > 1.0:
+        fields.fail(where, "probability", element.get("probability"),
+                    "a departure probability per second must be within (0, 1]")
+    return probability

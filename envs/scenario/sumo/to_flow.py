@@ -100,12 +100,12 @@ def flow_from_sumo(routes: SumoRoutes, roadnet: dict, begin: float, end: float,
             counts["vehicles_after_end_left_out"] += 1
             continue
         counts["fractional_departures_rounded_up"] += step != vehicle.depart - begin
-        route = vehicle.edges or _route_trip(router, vehicle, routes.source, counts)
+        route = vehicle.edges or _route_trip(router, vehicle, counts)
         if route is None:
             continue
         for k, edge in enumerate(route):
             if edge not in router.time:
-                raise ScenarioError(routes.source, f"{vehicle.where}@edges", edge,
+                raise ScenarioError(vehicle.source, f"{vehicle.where}@edges", edge,
                                     f"route edge {k} is not a passenger road of the net")
         if any(b not in router.next[a] for a, b in zip(route, route[1:])):
             # a turn the import left out (a turnaround at the network's boundary)
@@ -121,12 +121,12 @@ def flow_from_sumo(routes: SumoRoutes, roadnet: dict, begin: float, end: float,
     return entries
 
 
-def _route_trip(router: Router, vehicle: SumoVehicle, source: str, counts: Counter):
+def _route_trip(router: Router, vehicle: SumoVehicle, counts: Counter):
     stops = (vehicle.origin, *vehicle.via, vehicle.destination)
     attributes = ("from", *("via",) * len(vehicle.via), "to")
     for stop, attribute in zip(stops, attributes):
         if stop not in router.time:
-            raise ScenarioError(source, f"{vehicle.where}@{attribute}", stop,
+            raise ScenarioError(vehicle.source, f"{vehicle.where}@{attribute}", stop,
                                 "not a passenger road of the net")
     route = [vehicle.origin]
     for a, b in zip(stops, stops[1:]):

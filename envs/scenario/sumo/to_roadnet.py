@@ -28,6 +28,7 @@ import numpy as np
 from envs.errors import ScenarioError
 from envs.scenario.network import _crossing_conflicts
 from envs.scenario.departures import STEP_SECONDS
+from envs.scenario.json_fields import BEYOND_MAX_MAGNITUDE, MAX_MAGNITUDE
 from envs.scenario.roadnet_parser import PERMISSIVE_KEY, YIELD_KEY, parse_roadnet
 from envs.scenario.sumo.net_reader import SumoConnection, SumoEdge, SumoJunction, SumoNet
 from envs.scenario.sumo.programs import LinkSignals, junction_phases
@@ -63,7 +64,7 @@ def roadnet_from_sumo(net: SumoNet, counts: Counter, keep_turnarounds: frozenset
             counts["non_passenger_edges_left_out"] += 1
             continue
         lane_order[edge.id] = {lane.index: k for k, lane in enumerate(gridlight_lanes(edge))}
-        roads.append(_road(edge, kept, lengths[edge.id], counts))
+        roads.append(_road(net.source, edge, kept, lengths[edge.id], counts))
 
     by_junction: dict[str, dict[tuple[str, str], list[SumoConnection]]] = {}
     for connection in net.connections:
@@ -133,23 +134,26 @@ def simulated_road_lengths(net: SumoNet) -> dict[str, float]:
     return lengths
 
 
-def _road(edge: SumoEdge, kept, length: float, counts: Counter) -> dict:
-    """`length`: from `simulated_road_lengths`."""
+def _road(source: str, edge: SumoEdge, kept, length: float, counts: Counter) -> dict:
+    """`length`: from `simulated_road_lengths`; `source`: the net file, for errors."""
     lanes_mean = float(np.mean([lane.length for lane in kept]))
     if length > lanes_mean:
         counts["short_edges_lengthened"] += 1
         counts["metres_added_to_short_edges"] += math.ceil(length - lanes_mean)
-    shape = kept[len(kept) // 2].shape
+    drawn_lane = kept[len(kept) // 2]
+    shape = drawn_lane.shape
     drawn = sum(math.dist(shape[i], shape[i + 1]) for i in range(len(shape) - 1))
-    if drawn <= 0:
-        raise ScenarioError("<sumo net>", f"edge[id={edge.id}].lane@shape", shape,
-                            "lane shape has zero length")
+    field = f"edge[id={edge.id}].lane[id={drawn_lane.id}]@shape"
+    if not drawn > 0:
+        raise ScenarioError(source, field, shape, "lane shape has zero length")
     if abs(drawn - length) > 0.01 * length:
         counts["edges_length_differs_from_shape"] += 1
     scale = length / drawn
     end = shape[-1]
     points = [{"x": end[0] + (x - end[0]) * scale, "y": end[1] + (y - end[1]) * scale}
               for x, y in shape]
+    _within_limits(points, source, field, shape,
+                   f"scaled about its end point to the road's length ({length:g} m)")
     lanes = [{"width": DEFAULT_LANE_WIDTH, "maxSpeed": lane.speed} for lane in reversed(kept)]
     return {"id": edge.id, "startIntersection": edge.start, "endIntersection": edge.end,
             "points": points, "lanes": lanes}
@@ -169,6 +173,12 @@ def _road_link(net: SumoNet, start: str, end: str, group: list[SumoConnection], 
     p1 = road_points[end][0]
     gap = math.dist((p0["x"], p0["y"]), (p1["x"], p1["y"]))
     ux, uy = ((p1["x"] - p0["x"]) / gap, (p1["y"] - p0["y"]) / gap) if gap > 0 else (1.0, 0.0)
+    longest = max(group, key=lambda c: c.length)
+    if longest.length > 0:  # it drives through internal lanes, the first of which `via` names
+        _within_limits([{"x": p0["x"] + ux * longest.length, "y": p0["y"] + uy * longest.length}],
+                       net.source, f"{longest.where}@via", longest.via[0],
+                       f"drawn from the end of road {start!r} for the connection's internal "
+                       f"length ({longest.length:g} m)")
     lane_links = []
     for a in from_lanes:
         for b in range(len(lane_order[end])):
@@ -177,6 +187,14 @@ def _road_link(net: SumoNet, start: str, end: str, group: list[SumoConnection], 
                 p0, {"x": p0["x"] + ux * length, "y": p0["y"] + uy * length}]})
     return {"type": LINK_TYPES[first.direction], "startRoad": start, "endRoad": end,
             "direction": 0, "laneLinks": lane_links}
+
+
+def _within_limits(points: list[dict], source: str, field: str, value, drawn: str) -> None:
+    """A derived roadnet point beyond gridlight's limit, although every coordinate and length
+    the net writes is within it, is refused under the SUMO field it is `drawn` from (the
+    roadnet parser would name a roadnet point the author never wrote)."""
+    if not all(abs(point[axis]) <= MAX_MAGNITUDE for point in points for axis in "xy"):
+        raise ScenarioError(source, field, value, f"{drawn}, it reaches {BEYOND_MAX_MAGNITUDE}")
 
 
 def _yield_pairs(junction: SumoJunction, movements: dict[tuple[str, str], list[SumoConnection]],

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from envs.errors import ScenarioError
-from envs.scenario.json_fields import MISSING
+from envs.scenario.json_fields import BEYOND_MAX_MAGNITUDE, MAX_MAGNITUDE, MISSING
 
 
 def read_xml(path: str | Path, root_tag: str) -> ET.Element:
@@ -68,21 +68,29 @@ class XmlFields:
             value = float(raw)
         except ValueError:
             self.fail(where, attribute, raw, "expected a number")
+        return self.within_limits(value, where, attribute, raw)
+
+    def within_limits(self, value: float, where: str, attribute: str, written: str) -> float:
+        """`value` (read from the text `written`) unless nan, inf or beyond `MAX_MAGNITUDE`:
+        checked here, where the attribute is read, so that the error names it as written
+        rather than the roadnet or flow field it would later become."""
         if not math.isfinite(value):
-            self.fail(where, attribute, raw, "expected a finite number")
+            self.fail(where, attribute, written, "expected a finite number")
+        if abs(value) > MAX_MAGNITUDE:
+            self.fail(where, attribute, written, BEYOND_MAX_MAGNITUDE)
         return value
 
     def positive(self, element: ET.Element, attribute: str, where: str,
                  default: float | None = None) -> float:
         value = self.number(element, attribute, where, default)
-        if value <= 0:
+        if not value > 0:
             self.fail(where, attribute, element.get(attribute), "must be > 0")
         return value
 
     def non_negative(self, element: ET.Element, attribute: str, where: str,
                      default: float | None = None) -> float:
         value = self.number(element, attribute, where, default)
-        if value < 0:
+        if not value >= 0:
             self.fail(where, attribute, element.get(attribute), "must be >= 0")
         return value
 
@@ -106,7 +114,8 @@ class XmlFields:
                 x, y = float(parts[0]), float(parts[1])  # a third coordinate (z) is ignored
             except (ValueError, IndexError):
                 self.fail(where, attribute, token, "expected 'x,y' points separated by spaces")
-            points.append((x, y))
+            points.append((self.within_limits(x, where, attribute, token),
+                           self.within_limits(y, where, attribute, token)))
         if len(points) < 2:
             self.fail(where, attribute, raw, "a shape needs at least 2 points")
         return tuple(points)
