@@ -104,6 +104,11 @@ def _parse_road(fields: JsonFields, raw: Any, path: str, intersection_ids: set[s
         if name not in intersection_ids:
             fields.fail(key_path(path, key), name, "names an unknown intersection")
         endpoints.append(name)
+    if endpoints[0] == endpoints[1]:
+        # a road is one approach of its end intersection and one exit of its start: a loop would
+        # be both at once, which the approach and movement tables cannot hold
+        fields.fail(f"{path}.endIntersection", endpoints[1],
+                    "road starts and ends at the same intersection")
     points = _parse_road_points(fields, obj, path)
     raw_lanes = fields.array(obj, "lanes", path)
     if not raw_lanes:
@@ -153,6 +158,13 @@ def _parse_intersection(
         _parse_road_link(fields, link, f"{path}.roadLinks[{k}]", ident, roads_by_id)
         for k, link in enumerate(raw_links)
     )
+    # a second roadLink for the same turn would be merged with the first in the movement tables,
+    # whatever phases name it
+    repeat = _first_repeat([(link.start_road, link.end_road) for link in road_links])
+    if repeat is not None:
+        k, first = repeat
+        fields.fail(f"{path}.roadLinks[{k}].endRoad", road_links[k].end_road,
+                    f"duplicate roadLink from {road_links[k].start_road!r} (also roadLinks[{first}])")
     # Virtual intersections are boundaries where vehicles enter and leave: no signal to run, and
     # CityFlow itself never reads their trafficLight block.
     phases = () if virtual else _parse_phases(fields, obj, path, len(road_links))
@@ -221,7 +233,23 @@ def _parse_road_link(
         _parse_lane_link(fields, lane_link, f"{path}.laneLinks[{k}]", start_road, end_road)
         for k, lane_link in enumerate(raw_lane_links)
     )
+    # the network keeps one path per lane pair: a repeat would silently overwrite the first's length
+    repeat = _first_repeat([(link.start_lane, link.end_lane) for link in lane_links])
+    if repeat is not None:
+        k, first = repeat
+        fields.fail(f"{path}.laneLinks[{k}].endLaneIndex", lane_links[k].end_lane,
+                    f"duplicate laneLink from lane {lane_links[k].start_lane} (also laneLinks[{first}])")
     return RoadLinkSpec(link_type, start_road.id, end_road.id, lane_links)
+
+
+def _first_repeat(keys: list[Any]) -> tuple[int, int] | None:
+    """(index, index of its first occurrence) of the first key that occurs twice, else None."""
+    first: dict[Any, int] = {}
+    for k, key in enumerate(keys):
+        if key in first:
+            return k, first[key]
+        first[key] = k
+    return None
 
 
 def _linked_road(
@@ -250,6 +278,11 @@ def _parse_lane_link(
         obj, "endLaneIndex", path, len(end_road.lanes), f"road {end_road.id!r} lanes"
     )
     raw_points = fields.as_array(obj.get("points", []), f"{path}.points")
+    if len(raw_points) == 1:
+        # one point draws no path; the fallback below would silently ignore it
+        fields.fail(f"{path}.points", raw_points,
+                    "a path through the junction needs at least 2 points (or none: the straight "
+                    "gap between the two roads is then used)")
     points = tuple(fields.point(p, f"{path}.points[{k}]") for k, p in enumerate(raw_points))
     if len(points) >= 2:
         length = polyline_length(points)
@@ -282,10 +315,14 @@ def _parse_phases(
             raw_phases,
             "a non-virtual intersection with roadLinks needs at least one light phase",
         )
-    return tuple(
+    phases = tuple(
         _parse_phase(fields, raw, f"{light_path}.lightphases[{k}]", road_link_count)
         for k, raw in enumerate(raw_phases)
     )
+    if road_link_count and not any(phase.road_links for phase in phases):
+        fields.fail(f"{light_path}.lightphases", raw_phases,
+                    "no phase gives any roadLink a green: no vehicle could ever cross")
+    return phases
 
 
 def _parse_phase(fields: JsonFields, raw: Any, path: str, road_link_count: int) -> PhaseSpec:
