@@ -322,7 +322,7 @@ def evaluate_detection(cfg: DictConfig, out_dir: Path) -> dict:
     from envs.incidents.probes import probes_from_config
 
     det = cfg.detection
-    probes = probes_from_config(OmegaConf.to_container(det.probes, resolve=True), "<config>")
+    probes = probes_from_config(OmegaConf.to_container(det.probes, resolve=True), "<config>", "detection.probes")
     check_detectors(det.classifiers, probes.p, int(det.train_copies), det.learned.folds)
     scenario, perturbation = detection_scenario(cfg)
     with_probes = probes.p > 0 or any(DETECTORS[name] != "lane" for name in det.classifiers)

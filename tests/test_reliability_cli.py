@@ -33,6 +33,7 @@ from tests.test_train import train_config, tiny_run
     ("agent.clip_range=inf", "agent.clip_range", "must be a finite number"),
     ("agent.vf_coef=inf", "agent.vf_coef", "must be a finite number"),
     ("agent.target_kl=nan", "agent.target_kl", "must be > 0 or null"),
+    ("env.probes.p=2.0", "env.probes.p", "a probability must lie in"),  # was <probes>: probes.p
     # a bad horizon was blamed on the dataset's flow file
     ("scenario.horizon=-5", "scenario.horizon", "must be an integer >= 1"),
     ("scenario.horizon=0", "scenario.horizon", "must be an integer >= 1"),

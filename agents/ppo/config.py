@@ -40,6 +40,7 @@ from envs.evaluation.config import DetectionConfig, EvalEpisodes, EvaluationConf
 from envs.rl.features import check_observation_names, check_reward_weights
 from envs.rl.signal_env import EnvConfig
 from envs.incidents.perturbations import Perturbation, perturbation_from_config
+from envs.incidents.probes import probes_from_config
 from envs.scenario.network import check_device
 from envs.scenario.splits import DemandSpec
 
@@ -282,6 +283,7 @@ def check_evaluate_config(cfg) -> None:
     """evaluate.py's value checks, before any work (a GIF or a detection run fails at its end)."""
     check_device(cfg.engine.device, SOURCE, "engine.device")
     check_scenario(cfg)
+    perturbation_config(cfg)
     counts = ["eval.seeds", "eval.steps"]  # 0 steps would end in NaN metrics
     if cfg.render:  # 0 fps divides by zero writing the GIF; a frame every 0 s writes none
         counts += ["render_every_s", "render_fps"]
@@ -320,6 +322,7 @@ def check_config(cfg) -> None:
     engine_params(cfg)
     check_device(cfg.engine.device, SOURCE, "engine.device")  # CUDA asked for, none here: say so
     perturbation_config(cfg)
+    probes_from_config(OmegaConf.to_container(cfg.env.probes, resolve=True), SOURCE, "env.probes")
 
     if cfg.trainer not in TRAINERS:
         fail("trainer", cfg.trainer, f"expected one of {list(TRAINERS)}")
