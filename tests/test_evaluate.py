@@ -60,6 +60,8 @@ def test_evaluate_runs_every_controller_on_the_same_eval_demands_and_writes_the_
     (["task=incident_detection", "detection.target_precision=nan"], "detection.target_precision", "nan",
      "must be in [0, 1]"),
     (["task=incident_detection", "detection.interval_s=0"], "detection.interval_s", 0, "must be >= 1"),
+    (["checkpoint_max_green_s=nan"], "checkpoint_max_green_s", "nan", "must be > 0 or null"),
+    (["checkpoint_max_green_s=0"], "checkpoint_max_green_s", 0.0, "must be > 0 or null"),
 ])
 def test_evaluate_options_are_range_checked_before_any_work(overrides, key, value, says):
     from agents.ppo.config import check_evaluate_config

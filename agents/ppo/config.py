@@ -284,6 +284,7 @@ def check_evaluate_config(cfg) -> None:
     check_device(cfg.engine.device, SOURCE, "engine.device")
     check_scenario(cfg)
     perturbation_config(cfg)
+    positive(cfg, "checkpoint_max_green_s", or_null=True)  # NaN silently switched the rule off
     counts = ["eval.seeds", "eval.steps"]  # 0 steps would end in NaN metrics
     if cfg.render:  # 0 fps divides by zero writing the GIF; a frame every 0 s writes none
         counts += ["render_every_s", "render_fps"]
