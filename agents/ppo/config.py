@@ -308,7 +308,7 @@ def check_config(cfg) -> None:
         at_least(cfg, path, 0)
     if cfg.env.episode_s % cfg.env.decision_interval_s:
         fail("env.episode_s", cfg.env.episode_s,
-              f"must be a multiple of env.decision_interval_s ({cfg.env.decision_interval_s})")
+             f"must be a multiple of env.decision_interval_s ({cfg.env.decision_interval_s})")
     names = list(cfg.env.observations)
     try:
         check_observation_names(names, SOURCE)
@@ -317,7 +317,7 @@ def check_config(cfg) -> None:
         raise ConfigError(SOURCE, f"env.{error.field}", error.value, error.reason) from None
     if ID_FEATURE in names and cfg.agent.intersection_id:
         fail("env.observations", names,
-              f"{ID_FEATURE!r} is appended by the agent (agent.intersection_id=true); remove it here")
+             f"{ID_FEATURE!r} is appended by the agent (agent.intersection_id=true); remove it here")
     demand_spec(cfg.env.demand, "env.demand")
     demand_spec(cfg.eval.demand, "eval.demand")
     engine_params(cfg)
@@ -334,7 +334,7 @@ def check_config(cfg) -> None:
         fail("agent.policy", agent.policy, f"expected one of {list(POLICIES)}")
     if agent.policy == "independent" and not agent.intersection_id:
         fail("agent.intersection_id", agent.intersection_id,
-              "the independent policy picks each row's weights from the intersection_id feature")
+             "the independent policy picks each row's weights from the intersection_id feature")
     if agent.activation not in ACTIVATIONS:
         fail("agent.activation", agent.activation, f"expected one of {list(ACTIVATIONS)}")
     for k, width in enumerate(agent.net_arch):
