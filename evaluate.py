@@ -43,7 +43,7 @@ from tqdm import tqdm
 from agents.classical import CONTROLLERS
 from agents.classical.tuned_presets import base_controller, tuned_params
 from agents.ppo.atomic_files import write_csv_atomic, write_text_atomic
-from agents.ppo.config import demand_spec, engine_params
+from agents.ppo.config import check_evaluate_config, demand_spec, engine_params
 from envs.engine import Simulator
 from envs.engine.intersections import intersection_layout
 from envs.errors import CheckpointError, ConfigError, GridlightError, ModelError, exit_on_error
@@ -52,7 +52,6 @@ from envs.evaluation.report import signal_plots, signals_report
 from envs.evaluation.runner import EvaluationBatch, eval_demands
 from envs.incidents.perturbations import DetectorFaults, Perturbation, perturbation_from_config
 from envs.scenario import Scenario, load_scenario
-from envs.scenario.network import check_device
 from envs.scenario.splits import DemandSpec
 
 
@@ -323,7 +322,7 @@ def evaluate_detection(cfg: DictConfig, out_dir: Path) -> dict:
     from envs.incidents.probes import probes_from_config
 
     det = cfg.detection
-    probes = probes_from_config(OmegaConf.to_container(det.probes, resolve=True), "<config>")
+    probes = probes_from_config(OmegaConf.to_container(det.probes, resolve=True), "<config>", "detection.probes")
     check_detectors(det.classifiers, probes.p, int(det.train_copies), det.learned.folds)
     scenario, perturbation = detection_scenario(cfg)
     with_probes = probes.p > 0 or any(DETECTORS[name] != "lane" for name in det.classifiers)
@@ -356,10 +355,7 @@ def _write_csv(path: Path, rows: list[dict], fieldnames: list[str] | None = None
 def main(cfg: DictConfig) -> None:
     out_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     with exit_on_error():  # a GridlightError: one line on stderr, exit status 2
-        check_device(cfg.engine.device, "<config>", "engine.device")
-        for key in ("eval.seeds", "eval.steps"):  # before any work: 0 steps would end in NaN metrics
-            if int(OmegaConf.select(cfg, key)) < 1:
-                raise ConfigError("<config>", key, OmegaConf.select(cfg, key), "must be >= 1")
+        check_evaluate_config(cfg)  # before any work
         if cfg.task == "incident_detection":
             evaluate_detection(cfg, out_dir)
         elif cfg.task == "signals":

@@ -58,6 +58,19 @@ class ModelError(GridlightError):
 
 
 @contextmanager
+def config_path(source: str, prefix: str, own_prefix: str = "") -> Iterator[None]:
+    """A `ConfigError` raised inside comes out again from `source`, its field under the path the
+    user typed: a spec names its own fields (``incidents.capacity``, ``probes.p``), the caller
+    knows where the spec sits in the config (``perturbation.``, ``env.probes.``). `own_prefix`
+    is dropped from the field first (``probes.``, which the spec writes itself)."""
+    try:
+        yield
+    except ConfigError as error:
+        field = error.field[len(own_prefix):] if error.field.startswith(own_prefix) else error.field
+        raise ConfigError(source, prefix + field, error.value, error.reason) from None
+
+
+@contextmanager
 def exit_on_error(debug: bool = False) -> Iterator[None]:
     """Turn a GridlightError into its one line on stderr and exit status 2, no traceback.
 

@@ -69,8 +69,15 @@ def test_controllers_by_config_name_are_built_once_and_bad_parameters_name_the_f
     assert classical.CONTROLLERS["max_pressure"] is MaxPressure
     scenario = single_route([WEST_IN, EAST_OUT], [0])
     sim = Simulator(scenario.network, scenario.demand(1))
-    for controller, field in ((FixedTime(plan="uniform", cycle_s=0), "cycle_s"),
-                              (FixedTime(plan="written"), "plan"), (MaxPressure(min_green_s=-1), "min_green_s")):
+    nan, inf = float("nan"), float("inf")
+    for controller, field, value in (
+            (FixedTime(plan="uniform", cycle_s=0), "cycle_s", 0), (FixedTime(plan="written"), "plan", "written"),
+            (MaxPressure(min_green_s=-1), "min_green_s", -1),
+            # NaN and inf pass `x <= 0`: a uniform plan of a NaN cycle ran phase 0 forever
+            (FixedTime(plan="uniform", cycle_s=nan), "cycle_s", nan),
+            (FixedTime(plan="uniform", cycle_s=inf), "cycle_s", inf), (FixedTime(offset_s=inf), "offset_s", inf),
+            (FixedTime(plan="uniform", offset_s=nan), "offset_s", nan)):
         with pytest.raises(ConfigError) as err:
             controller.reset(sim)
         assert err.value.field == field and err.value.source.startswith("<controller:")
+        assert repr(value) in str(err.value) and field in str(err.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -48,6 +49,38 @@ def test_evaluate_runs_every_controller_on_the_same_eval_demands_and_writes_the_
     assert summary["max_pressure"]["reduction_vs_fixed_time"]["mean"] == pytest.approx(expected)
     low, high = (summary["max_pressure"]["reduction_vs_fixed_time"][k] for k in ("low", "high"))
     assert low <= expected <= high
+
+
+@pytest.mark.parametrize("overrides, key, value, says", [
+    (["scenario.horizon=-5"], "scenario.horizon", -5, "must be an integer >= 1"),
+    (["render=true", "render_fps=0"], "render_fps", 0, "must be >= 1"),  # was a ZeroDivisionError at the end
+    (["render=true", "render_every_s=0"], "render_every_s", 0, "must be >= 1"),  # was no GIF, silently
+    (["task=incident_detection", "detection.target_precision=5"], "detection.target_precision", 5.0,
+     "must be in [0, 1]"),
+    (["task=incident_detection", "detection.target_precision=nan"], "detection.target_precision", "nan",
+     "must be in [0, 1]"),
+    (["task=incident_detection", "detection.interval_s=0"], "detection.interval_s", 0, "must be >= 1"),
+    (["checkpoint_max_green_s=nan"], "checkpoint_max_green_s", "nan", "must be > 0 or null"),
+    (["checkpoint_max_green_s=0"], "checkpoint_max_green_s", 0.0, "must be > 0 or null"),
+])
+def test_evaluate_options_are_range_checked_before_any_work(overrides, key, value, says):
+    from agents.ppo.config import check_evaluate_config
+    from envs.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(says)) as caught:
+        check_evaluate_config(evaluate_config("scenario=grid_1x1", *overrides))
+    assert caught.value.field == key and caught.value.source == "<config>"
+    assert str(caught.value.value) == str(value) and f"field {key!r} = {caught.value.value!r}:" in str(caught.value)
+
+
+def test_evaluate_prints_a_bad_horizon_as_a_config_error_not_the_flow_files(tmp_path):
+    done = subprocess.run([sys.executable, "evaluate.py", "scenario=grid_1x1", "scenario.horizon=0",
+                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=REPO_ROOT,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: <config>: field 'scenario.horizon' = 0: must be an integer >= 1 (seconds), "
+        "or null for the whole flow file"]
 
 
 def test_evaluate_rejects_an_unknown_controller(tmp_path):

@@ -146,6 +146,22 @@ FLOW_CASES = [
     _vehicle_case("maxNegAcc", 0, "> 0", "vehicle-zero-deceleration"),
     _vehicle_case("headwayTime", 0, "> 0", "vehicle-zero-headway"),
     _vehicle_case("minGap", -0.5, ">= 0", "vehicle-negative-gap"),
+    # CityFlow ignores unknown keys, so a misspelled optional one would silently keep its default
+    pytest.param(
+        lambda r, f: set_path(f, (FLOW_TO_EAST, "endtime"), f[FLOW_TO_EAST].pop("endTime")),
+        "[0].endtime",
+        100,
+        "unknown field; did you mean 'endTime'?",
+        id="misspelled-optional-end-time",
+    ),
+    _vehicle_case("sigme", 0.9, "unknown field; did you mean 'sigma'?", "vehicle-misspelled-sigma"),
+    pytest.param(
+        lambda r, f: set_path(f, (FLOW_TO_NORTH, "colour"), "red"),
+        "[1].colour",
+        "red",
+        "unknown field; known fields here: endTime, interval, route, startTime, vehicle",
+        id="unknown-key",
+    ),
 ]
 
 

@@ -90,6 +90,15 @@ def test_bad_perturbation_configs_name_the_field_and_value(config, field):
     assert any(str(v) in str(error.value) for v in _leaves(config)), (str(error.value), value)
 
 
+def test_a_spec_error_from_a_config_names_the_config_path():
+    # the spec names its own field (`incidents.capacity`); the user typed `perturbation.incidents.capacity`
+    with pytest.raises(ConfigError) as caught:
+        perturbation_from_config({"incidents": {"capacity": 1.5}}, "<config>")
+    assert (caught.value.source, caught.value.field, caught.value.value) == (
+        "<config>", "perturbation.incidents.capacity", 1.5)
+    assert "<config>: field 'perturbation.incidents.capacity' = 1.5:" in str(caught.value)
+
+
 def _leaves(value):
     if isinstance(value, dict):
         for v in value.values():

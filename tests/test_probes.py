@@ -67,6 +67,15 @@ def test_probe_config_is_checked_naming_the_field():
     assert probes_from_config(None) == ProbeSpec() and probes_from_config({"p": 0.05}).p == 0.05
 
 
+def test_probe_config_errors_name_the_path_the_user_typed():
+    # the spec names its own field (`probes.p`); from a config it is `env.probes.p` / `detection.probes.p`
+    for config, field, value in (({"p": 1.5}, "env.probes.p", 1.5), ({"rate": 0.1}, "env.probes.rate", 0.1)):
+        with pytest.raises(ConfigError) as caught:
+            probes_from_config(config, "<config>", "env.probes")
+        assert (caught.value.source, caught.value.field, caught.value.value) == ("<config>", field, value)
+        assert f"<config>: field {field!r} = {value!r}:" in str(caught.value)
+
+
 def test_probes_are_reproducible_per_seed_copy_and_split():
     spec, other = ProbeSpec(p=0.2, seed=1), ProbeSpec(p=0.2, seed=2)
     trips = torch.arange(2000).expand(3, -1)

@@ -27,11 +27,23 @@ from tests.test_train import train_config, tiny_run
     ("eval.steps=-5", "eval.steps", "must be >= 1"),
     ("engine.device=tpu", "engine.device", "not a torch device"),
     ("train.device=cuda:x", "train.device", "expected auto, cpu, cuda or cuda:N"),
+    # NaN and inf pass `x <= 0` / `x < 0`: NaN failed deep inside torch, inf trained silently
+    ("agent.learning_rate=nan", "agent.learning_rate", "must be > 0"),
+    ("agent.ent_coef=nan", "agent.ent_coef", "must be >= 0"),
+    ("agent.clip_range=inf", "agent.clip_range", "must be a finite number"),
+    ("agent.vf_coef=inf", "agent.vf_coef", "must be a finite number"),
+    ("agent.target_kl=nan", "agent.target_kl", "must be > 0 or null"),
+    ("env.probes.p=2.0", "env.probes.p", "a probability must lie in"),  # was <probes>: probes.p
+    # a bad horizon was blamed on the dataset's flow file
+    ("scenario.horizon=-5", "scenario.horizon", "must be an integer >= 1"),
+    ("scenario.horizon=0", "scenario.horizon", "must be an integer >= 1"),
 ])
 def test_bad_training_config_values_name_their_key(override, key, says):
     with pytest.raises(ConfigError, match=says) as caught:
         check_config(train_config(*tiny_run(), override))
-    assert caught.value.field == key
+    assert caught.value.field == key and caught.value.source == "<config>"
+    assert str(caught.value.value) == override.split("=", 1)[1]
+    assert f"field {key!r} = {caught.value.value!r}:" in str(caught.value)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

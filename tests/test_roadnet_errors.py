@@ -25,7 +25,87 @@ from tests.minimal_scenario import (
 )
 
 
-ROADNET_CASES = [
+def _unknown_key_case(where: tuple[Any, ...], key: str, field: str, reason: str) -> Any:
+    return pytest.param(
+        lambda r, f: set_path(r, (*where, key), 1), field, 1, reason, id=f"unknown-key-{key}"
+    )
+
+
+# CityFlow ignores unknown keys, so a misspelled optional one would silently keep its default:
+# each object of the roadnet refuses keys outside CityFlow's format and gridlight's extensions.
+UNKNOWN_KEY_CASES = [
+    _unknown_key_case((), "road", "road", "did you mean 'roads'?"),
+    _unknown_key_case(("roads", ROAD_A_B), "lane", "roads[1].lane", "did you mean 'lanes'?"),
+    _unknown_key_case(("roads", ROAD_A_B, "lanes", 0), "maxspeed", "roads[1].lanes[0].maxspeed",
+                      "did you mean 'maxSpeed'?"),
+    _unknown_key_case(("roads", ROAD_A_B, "points", 0), "z", "roads[1].points[0].z",
+                      "unknown field; known fields here: x, y"),
+    _unknown_key_case(in_junction_a(), "yieldto", "intersections[1].yieldto",
+                      "did you mean 'yieldTo'?"),
+    _unknown_key_case(in_junction_a("roadLinks", 0), "directon",
+                      "intersections[1].roadLinks[0].directon", "did you mean 'direction'?"),
+    _unknown_key_case(in_junction_a("roadLinks", 0, "laneLinks", 1), "point",
+                      "intersections[1].roadLinks[0].laneLinks[1].point", "did you mean 'points'?"),
+    _unknown_key_case(in_junction_a("trafficLight"), "roadLinkIndex",
+                      "intersections[1].trafficLight.roadLinkIndex",
+                      "did you mean 'roadLinkIndices'?"),
+    _unknown_key_case(in_junction_a("trafficLight", "lightphases", 0), "permissiveRoadLink",
+                      "intersections[1].trafficLight.lightphases[0].permissiveRoadLink",
+                      "did you mean 'permissiveRoadLinks'?"),
+]
+
+
+def _junction_b_links(roadnet: dict) -> list:
+    return roadnet["intersections"][JUNCTION_B]["roadLinks"]
+
+
+# edits CityFlow takes without a word; none occurs in any dataset or SUMO import
+STRUCTURE_CASES = [
+    pytest.param(
+        lambda r, f: set_path(r, ("roads", ROAD_B_N, "endIntersection"), "B"),
+        "roads[3].endIntersection",
+        "B",
+        "starts and ends at the same intersection",
+        id="road-loops-back",
+    ),
+    pytest.param(
+        lambda r, f: _junction_b_links(r).append(_junction_b_links(r)[0]),
+        "intersections[2].roadLinks[2].endRoad",
+        "b_e",
+        "duplicate roadLink from 'a_b' (also roadLinks[0])",
+        id="duplicate-road-link",
+    ),
+    pytest.param(
+        lambda r, f: _junction_b_links(r)[1]["laneLinks"].append(
+            {"startLaneIndex": 0, "endLaneIndex": 1}
+        ),
+        "intersections[2].roadLinks[1].laneLinks[2].endLaneIndex",
+        1,
+        "duplicate laneLink from lane 0 (also laneLinks[1])",
+        id="duplicate-lane-link",
+    ),
+    pytest.param(
+        lambda r, f: set_path(
+            r, in_junction_a("trafficLight", "lightphases"), [{"time": 30, "availableRoadLinks": []}]
+        ),
+        "intersections[1].trafficLight.lightphases",
+        [{"time": 30, "availableRoadLinks": []}],
+        "no phase gives any roadLink a green",
+        id="phases-all-red",
+    ),
+    pytest.param(
+        lambda r, f: set_path(
+            r, in_junction_a("roadLinks", 0, "laneLinks", 1, "points"), [make_point(0, 4.5)]
+        ),
+        "intersections[1].roadLinks[0].laneLinks[1].points",
+        [{"x": 0, "y": 4.5}],
+        "needs at least 2 points",
+        id="lane-link-one-point",
+    ),
+]
+
+
+ROADNET_CASES = UNKNOWN_KEY_CASES + STRUCTURE_CASES + [
     pytest.param(
         lambda r, f: delete_path(r["roads"][ROAD_A_B], ("lanes",)),
         "roads[1].lanes",

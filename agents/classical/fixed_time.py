@@ -9,12 +9,15 @@ one. ``plan="uniform"`` gives each signal phase (transition phases excluded) an 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from envs.engine.simulator import Simulator
 from envs.errors import ConfigError
+
+SOURCE = "<controller:fixed_time>"
 
 
 @dataclass
@@ -24,22 +27,24 @@ class FixedTime:
     offset_s: float = 0.0
 
     def reset(self, sim: Simulator) -> None:
+        # written as `not isfinite`: NaN and inf pass any `x <= 0` test, and either one turns every
+        # slot of the cycle into NaN, so the plan would silently run phase 0 or the last phase
+        if not math.isfinite(self.offset_s):
+            raise ConfigError(SOURCE, "offset_s", self.offset_s, "must be a finite number")
         net = sim.network
         if self.plan == "roadnet":
             durations = net.phase_duration.clone()
             phases = torch.arange(durations.shape[1], device=net.device).expand_as(durations)
             valid = net.phase_valid
         elif self.plan == "uniform":
-            if self.cycle_s <= 0:
-                raise ConfigError("<controller:fixed_time>", "cycle_s", self.cycle_s, "must be > 0")
+            if not (self.cycle_s > 0 and math.isfinite(self.cycle_s)):
+                raise ConfigError(SOURCE, "cycle_s", self.cycle_s, "must be a finite number > 0")
             valid = net.signal_phase
             count = valid.sum(1, keepdim=True).clamp(min=1)
             durations = torch.where(valid, self.cycle_s / count, 0.0)
             phases = torch.arange(durations.shape[1], device=net.device).expand_as(durations)
         else:
-            raise ConfigError(
-                "<controller:fixed_time>", "plan", self.plan, "expected 'roadnet' or 'uniform'"
-            )
+            raise ConfigError(SOURCE, "plan", self.plan, "expected 'roadnet' or 'uniform'")
         # order the used phases first so the cycle is a prefix of each row
         order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)
         self._phases = phases.gather(1, order)

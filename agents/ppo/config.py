@@ -11,8 +11,8 @@ made Hydra-ready by `agents.ppo.schema.schema_of`. Their field defaults are the 
 defaults: a YAML file under ``configs/`` holds only what its preset changes.
 Composition rejects a wrong key or a value of the wrong type, naming the key
 (``agent.n_steps``), before anything runs. What a type cannot say (ranges, names from a
-registry, enums) `check_config` checks next, raising `ConfigError` with the field's full path,
-still before any scenario is loaded.
+registry, enums) `check_config` (evaluate.py: `check_evaluate_config`) checks next, raising
+`ConfigError` with the field's full path, still before any scenario is loaded.
 
 Groups mirror the code: ``scenario`` / ``engine`` (shared with evaluate.py), ``env``
 (envs/rl/signal_env.py), ``agent`` (PPO and the policy, agents/ppo/indexed_policy.py), ``train``
@@ -33,16 +33,17 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from agents.classical import CONTROLLERS
 from agents.ppo.schema import schema_of
+from agents.ppo.value_checks import SOURCE, at_least, fail, in_range, positive
 from envs.engine.state import EngineParams
 from envs.errors import ConfigError
 from envs.evaluation.config import DetectionConfig, EvalEpisodes, EvaluationConfig
 from envs.rl.features import check_observation_names, check_reward_weights
 from envs.rl.signal_env import EnvConfig
 from envs.incidents.perturbations import Perturbation, perturbation_from_config
+from envs.incidents.probes import probes_from_config
 from envs.scenario.network import check_device
 from envs.scenario.splits import DemandSpec
 
-SOURCE = "<config>"
 POLICIES = ("shared", "independent")
 ACTIVATIONS = ("tanh", "relu")
 ID_FEATURE = "intersection_id"
@@ -219,29 +220,6 @@ register_configs()
 # ---- value checks -------------------------------------------------------------------------------
 
 
-def _fail(field_path: str, value, reason: str):
-    raise ConfigError(SOURCE, field_path, value, reason)
-
-
-def _at_least(cfg, path: str, low: float) -> None:
-    value = _get(cfg, path)
-    if value < low:
-        _fail(path, value, f"must be >= {low:g}")
-
-
-def _in_range(cfg, path: str, low: float, high: float, low_open: bool = False) -> None:
-    value = _get(cfg, path)
-    if not (low < value <= high if low_open else low <= value <= high):
-        _fail(path, value, f"must be in {'(' if low_open else '['}{low:g}, {high:g}]")
-
-
-def _get(cfg, path: str):
-    node = cfg
-    for part in path.split("."):
-        node = node[part]
-    return node
-
-
 def demand_spec(cfg_demand, path: str) -> DemandSpec:
     """A `DemandSpec` from a config node; its errors name the config path (``eval.demand.mode``)."""
     try:
@@ -277,7 +255,7 @@ def _check_keys(node, schema, prefix: str) -> None:
     for key in node:
         path = f"{prefix}{key}"
         if key not in known:
-            _fail(path, node[key], f"unknown key; known: {sorted(known)}")
+            fail(path, node[key], f"unknown key; known: {sorted(known)}")
         if dataclasses.is_dataclass(types[key]) and node[key] is not None:
             _check_keys(node[key], types[key], f"{path}.")
 
@@ -291,18 +269,46 @@ def perturbation_config(cfg) -> dict | None:
     return plain
 
 
+def check_scenario(cfg) -> None:
+    """``scenario.horizon``, checked here: the flow file would otherwise be blamed for it."""
+    horizon = cfg.scenario.horizon
+    if horizon is None:
+        return
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        fail("scenario.horizon", horizon,
+             "must be an integer >= 1 (seconds), or null for the whole flow file")
+
+
+def check_evaluate_config(cfg) -> None:
+    """evaluate.py's value checks, before any work (a GIF or a detection run fails at its end)."""
+    check_device(cfg.engine.device, SOURCE, "engine.device")
+    check_scenario(cfg)
+    perturbation_config(cfg)
+    positive(cfg, "checkpoint_max_green_s", or_null=True)  # NaN silently switched the rule off
+    counts = ["eval.seeds", "eval.steps"]  # 0 steps would end in NaN metrics
+    if cfg.render:  # 0 fps divides by zero writing the GIF; a frame every 0 s writes none
+        counts += ["render_every_s", "render_fps"]
+    if cfg.task == "incident_detection":
+        counts += [f"detection.{key}" for key in ("train_copies", "copies", "interval_s",
+                                                  "learned.history", "learned.hidden", "learned.epochs")]
+        in_range(cfg, "detection.target_precision", 0.0, 1.0)
+    for path in counts:
+        at_least(cfg, path, 1)
+
+
 def check_config(cfg) -> None:
     """Value checks a type cannot express; raises `ConfigError` naming the full field path."""
     _check_keys(cfg, TrainAppConfig, "")
+    check_scenario(cfg)
     for path in ("env.copies", "env.decision_interval_s", "env.episode_s", "agent.n_steps",
                  "agent.n_epochs", "train.total_agent_steps", "eval.seeds", "eval.steps"):
-        _at_least(cfg, path, 1)
-    _at_least(cfg, "agent.batch_size", 2)  # advantage normalisation needs two samples
+        at_least(cfg, path, 1)
+    at_least(cfg, "agent.batch_size", 2)  # advantage normalisation needs two samples
     for path in ("train.eval_every", "train.checkpoint_every", "agent.ent_coef", "agent.vf_coef", "seed"):
-        _at_least(cfg, path, 0)
+        at_least(cfg, path, 0)
     if cfg.env.episode_s % cfg.env.decision_interval_s:
-        _fail("env.episode_s", cfg.env.episode_s,
-              f"must be a multiple of env.decision_interval_s ({cfg.env.decision_interval_s})")
+        fail("env.episode_s", cfg.env.episode_s,
+             f"must be a multiple of env.decision_interval_s ({cfg.env.decision_interval_s})")
     names = list(cfg.env.observations)
     try:
         check_observation_names(names, SOURCE)
@@ -310,52 +316,51 @@ def check_config(cfg) -> None:
     except ConfigError as error:
         raise ConfigError(SOURCE, f"env.{error.field}", error.value, error.reason) from None
     if ID_FEATURE in names and cfg.agent.intersection_id:
-        _fail("env.observations", names,
-              f"{ID_FEATURE!r} is appended by the agent (agent.intersection_id=true); remove it here")
+        fail("env.observations", names,
+             f"{ID_FEATURE!r} is appended by the agent (agent.intersection_id=true); remove it here")
     demand_spec(cfg.env.demand, "env.demand")
     demand_spec(cfg.eval.demand, "eval.demand")
     engine_params(cfg)
     check_device(cfg.engine.device, SOURCE, "engine.device")  # CUDA asked for, none here: say so
     perturbation_config(cfg)
+    probes_from_config(OmegaConf.to_container(cfg.env.probes, resolve=True), SOURCE, "env.probes")
 
     if cfg.trainer not in TRAINERS:
-        _fail("trainer", cfg.trainer, f"expected one of {list(TRAINERS)}")
+        fail("trainer", cfg.trainer, f"expected one of {list(TRAINERS)}")
     if cfg.agent.name == "mappo" and cfg.trainer != "torchrl":
-        _fail("trainer", cfg.trainer, "agent=mappo (a centralised critic) trains with trainer=torchrl")
+        fail("trainer", cfg.trainer, "agent=mappo (a centralised critic) trains with trainer=torchrl")
     agent = cfg.agent
     if agent.policy not in POLICIES:
-        _fail("agent.policy", agent.policy, f"expected one of {list(POLICIES)}")
+        fail("agent.policy", agent.policy, f"expected one of {list(POLICIES)}")
     if agent.policy == "independent" and not agent.intersection_id:
-        _fail("agent.intersection_id", agent.intersection_id,
-              "the independent policy picks each row's weights from the intersection_id feature")
+        fail("agent.intersection_id", agent.intersection_id,
+             "the independent policy picks each row's weights from the intersection_id feature")
     if agent.activation not in ACTIVATIONS:
-        _fail("agent.activation", agent.activation, f"expected one of {list(ACTIVATIONS)}")
+        fail("agent.activation", agent.activation, f"expected one of {list(ACTIVATIONS)}")
     for k, width in enumerate(agent.net_arch):
         if width < 1:
-            _fail(f"agent.net_arch[{k}]", width, "layer widths must be >= 1")
-    _in_range(cfg, "agent.gamma", 0.0, 1.0, low_open=True)
-    _in_range(cfg, "agent.gae_lambda", 0.0, 1.0)
+            fail(f"agent.net_arch[{k}]", width, "layer widths must be >= 1")
+    in_range(cfg, "agent.gamma", 0.0, 1.0, low_open=True)
+    in_range(cfg, "agent.gae_lambda", 0.0, 1.0)
     for path in ("agent.learning_rate", "agent.clip_range", "agent.max_grad_norm", "agent.reward_scale"):
-        if _get(cfg, path) <= 0:
-            _fail(path, _get(cfg, path), "must be > 0")
-    if agent.target_kl is not None and agent.target_kl <= 0:
-        _fail("agent.target_kl", agent.target_kl, "must be > 0 or null")
+        positive(cfg, path)
+    positive(cfg, "agent.target_kl", or_null=True)
 
     device = cfg.train.device
     if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
-        _fail("train.device", device, "expected auto, cpu, cuda or cuda:N")
+        fail("train.device", device, "expected auto, cpu, cuda or cuda:N")
     if device != "auto":
         check_device(device, SOURCE, "train.device")  # cuda asked for, none here: an error, never a CPU run
     if cfg.train.threads is not None and cfg.train.threads < 1:
-        _fail("train.threads", cfg.train.threads, "must be >= 1 or null")
+        fail("train.threads", cfg.train.threads, "must be >= 1 or null")
 
     for k, name in enumerate(cfg.eval.baselines):
         if name not in CONTROLLERS:
-            _fail(f"eval.baselines[{k}]", name, f"unknown controller; known: {sorted(CONTROLLERS)}")
+            fail(f"eval.baselines[{k}]", name, f"unknown controller; known: {sorted(CONTROLLERS)}")
 
 
 __all__ = [
     "AgentConfig", "EngineConfig", "EvalConfig", "EvaluateAppConfig", "GROUP_SCHEMAS", "PerturbationConfig",
-    "ScenarioConfig", "TrainAppConfig", "TrainConfig", "check_config", "demand_spec", "engine_params",
-    "observation_names", "structured",
+    "ScenarioConfig", "TrainAppConfig", "TrainConfig", "check_config", "check_evaluate_config",
+    "check_scenario", "demand_spec", "engine_params", "observation_names", "structured",
 ]

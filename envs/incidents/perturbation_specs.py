@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.errors import ConfigError
+from envs.errors import ConfigError, config_path
 from envs.scenario.network import Network, lane_ids
 from envs.scenario.splits import finite_number, split_seed
 
@@ -191,7 +191,8 @@ def perturbation_from_config(config: dict | None, source: str = SOURCE) -> Pertu
         bad = sorted(set(value) - fields)
         if bad:
             raise ConfigError(source, f"perturbation.{key}.{bad[0]}", value[bad[0]], f"unknown key; known: {sorted(fields)}")
-        return cls(**value)
+        with config_path(source, "perturbation."):  # the spec's `incidents.capacity` as typed
+            return cls(**value)
 
     seed = config.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:

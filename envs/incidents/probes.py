@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from envs.engine.state import SimState
-from envs.errors import ConfigError
+from envs.errors import ConfigError, config_path
 from envs.scenario.network import Network
 from envs.scenario.splits import finite_number, split_seed
 
@@ -89,19 +89,22 @@ class ProbeSpec:
             raise ConfigError(SOURCE, "probes.seed", self.seed, "must be an integer >= 0")
 
 
-def probes_from_config(config: dict | ProbeSpec | None, source: str = SOURCE) -> ProbeSpec:
-    """A `ProbeSpec` from a plain mapping (None: no probes, p = 0); unknown keys are errors."""
+def probes_from_config(config: dict | ProbeSpec | None, source: str = SOURCE,
+                       path: str = "probes") -> ProbeSpec:
+    """A `ProbeSpec` from a plain mapping (None: no probes, p = 0); unknown keys are errors.
+    `path` is where the mapping sits in the config (``env.probes``), which errors name."""
     if isinstance(config, ProbeSpec):
         return config
     if not config:
         return ProbeSpec()
     if not isinstance(config, dict):
-        raise ConfigError(source, "probes", config, "expected a mapping")
+        raise ConfigError(source, path, config, "expected a mapping")
     known = set(ProbeSpec.__dataclass_fields__)
     unknown = sorted(set(config) - known)
     if unknown:
-        raise ConfigError(source, f"probes.{unknown[0]}", config[unknown[0]], f"unknown key; known: {sorted(known)}")
-    return ProbeSpec(**config)
+        raise ConfigError(source, f"{path}.{unknown[0]}", config[unknown[0]], f"unknown key; known: {sorted(known)}")
+    with config_path(source, f"{path}.", own_prefix="probes."):
+        return ProbeSpec(**config)
 
 
 def copy_key(spec: ProbeSpec, split: str, index: int) -> int:

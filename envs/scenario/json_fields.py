@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
 from envs.errors import ScenarioError
@@ -19,6 +19,7 @@ BEYOND_MAX_MAGNITUDE = (f"beyond {MAX_MAGNITUDE:g} in magnitude (gridlight's lim
                         "speed, acceleration or time in a scenario)")
 
 Point = tuple[float, float]
+POINT_KEYS = frozenset({"x", "y"})
 
 
 def key_path(path: str, key: str) -> str:
@@ -47,13 +48,26 @@ class JsonFields:
     def member(self, obj: Mapping[str, Any], key: str, path: str) -> Any:
         if key not in obj:
             # a near miss ("intervall") is the author's spelling of `key`: report it by its own name
-            near = difflib.get_close_matches(key, [k for k in obj if isinstance(k, str)], n=1, cutoff=0.8)
-            if near:
-                self.fail(key_path(path, near[0]), obj[near[0]],
+            near = near_miss(key, obj)
+            if near is not None:
+                self.fail(key_path(path, near), obj[near],
                           f"unknown field; did you mean {key!r}? (required field {key!r} is missing)")
             present = ", ".join(sorted(map(str, obj))) or "none"
             self.fail(key_path(path, key), MISSING, f"missing required field (present: {present})")
         return obj[key]
+
+    def only_known_keys(self, obj: Mapping[str, Any], known: frozenset[str], path: str) -> None:
+        """Refuse a key outside `known`. CityFlow ignores keys it does not read, so a misspelled
+        optional key (``endtime``, ``sigme``) would otherwise silently leave its default in force."""
+        if not obj.keys() - known:  # the common case, checked at C speed
+            return
+        key = next(key for key in obj if key not in known)  # the first in the file
+        near = near_miss(str(key), known)
+        if near is not None:
+            hint = f"did you mean {near!r}?"
+        else:
+            hint = f"known fields here: {', '.join(sorted(known))}"
+        self.fail(key_path(path, str(key)), obj[key], f"unknown field; {hint}")
 
     def object(self, obj: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
         return self.as_object(self.member(obj, key, path), key_path(path, key))
@@ -118,7 +132,14 @@ class JsonFields:
 
     def point(self, value: Any, path: str) -> Point:
         obj = self.as_object(value, path)
+        self.only_known_keys(obj, POINT_KEYS, path)
         return (self.number(obj, "x", path), self.number(obj, "y", path))
+
+
+def near_miss(word: str, candidates: Iterable[Any]) -> str | None:
+    """The candidate `word` is most likely a misspelling of (or of which it is one), if any."""
+    near = difflib.get_close_matches(word, [c for c in candidates if isinstance(c, str)], n=1, cutoff=0.8)
+    return near[0] if near else None
 
 
 def json_type(value: Any) -> str:

@@ -30,10 +30,26 @@ PERMISSIVE_KEY = "permissiveRoadLinks"  # optional in a light phase: green links
 # major one whenever the minor is a permissive green (SUMO's right of way, from the importer)
 YIELD_KEY = "yieldTo"
 
+# Every key each object may carry: CityFlow's documented roadnet format (which is also exactly the
+# set the datasets under shared/datasets use; `roads`, `direction` and `roadLinkIndices` are
+# documented but not read) plus gridlight's two extensions. Anything else is refused, since CityFlow
+# would silently ignore a misspelled optional key.
+_ROOT_KEYS = frozenset({"intersections", "roads"})
+_ROAD_KEYS = frozenset({"id", "startIntersection", "endIntersection", "points", "lanes"})
+_LANE_KEYS = frozenset({"width", "maxSpeed"})
+_INTERSECTION_KEYS = frozenset(
+    {"id", "point", "width", "roads", "roadLinks", "trafficLight", "virtual", YIELD_KEY}
+)
+_ROAD_LINK_KEYS = frozenset({"type", "startRoad", "endRoad", "direction", "laneLinks"})
+_LANE_LINK_KEYS = frozenset({"startLaneIndex", "endLaneIndex", "points"})
+_TRAFFIC_LIGHT_KEYS = frozenset({"roadLinkIndices", "lightphases"})
+_PHASE_KEYS = frozenset({"time", "availableRoadLinks", PERMISSIVE_KEY})
+
 
 def parse_roadnet(obj: Any, source: str) -> RoadnetSpec:
     fields = JsonFields(source)
     root = fields.as_object(obj, "<root>")
+    fields.only_known_keys(root, _ROOT_KEYS, "")
     raw_intersections = fields.array(root, "intersections", "")
     raw_roads = fields.array(root, "roads", "")
     # Roads name their end intersections and intersections name their roads, so the ids of the
@@ -80,6 +96,7 @@ def _parse_roads(
 
 def _parse_road(fields: JsonFields, raw: Any, path: str, intersection_ids: set[str]) -> RoadSpec:
     obj = fields.as_object(raw, path)
+    fields.only_known_keys(obj, _ROAD_KEYS, path)
     ident = fields.identifier(obj, "id", path)
     endpoints = []
     for key in ("startIntersection", "endIntersection"):
@@ -87,6 +104,11 @@ def _parse_road(fields: JsonFields, raw: Any, path: str, intersection_ids: set[s
         if name not in intersection_ids:
             fields.fail(key_path(path, key), name, "names an unknown intersection")
         endpoints.append(name)
+    if endpoints[0] == endpoints[1]:
+        # a road is one approach of its end intersection and one exit of its start: a loop would
+        # be both at once, which the approach and movement tables cannot hold
+        fields.fail(f"{path}.endIntersection", endpoints[1],
+                    "road starts and ends at the same intersection")
     points = _parse_road_points(fields, obj, path)
     raw_lanes = fields.array(obj, "lanes", path)
     if not raw_lanes:
@@ -114,6 +136,7 @@ def _parse_road_points(fields: JsonFields, obj: Mapping[str, Any], path: str) ->
 
 def _parse_lane(fields: JsonFields, raw: Any, path: str) -> LaneSpec:
     obj = fields.as_object(raw, path)
+    fields.only_known_keys(obj, _LANE_KEYS, path)
     return LaneSpec(
         width=fields.positive(obj, "width", path), max_speed=fields.positive(obj, "maxSpeed", path)
     )
@@ -123,6 +146,7 @@ def _parse_intersection(
     fields: JsonFields, raw: Any, path: str, roads_by_id: Mapping[str, RoadSpec]
 ) -> IntersectionSpec:
     obj = fields.as_object(raw, path)
+    fields.only_known_keys(obj, _INTERSECTION_KEYS, path)
     ident = fields.string(obj, "id", path)
     point = fields.point(fields.member(obj, "point", path), f"{path}.point")
     width = fields.non_negative(obj, "width", path)
@@ -134,6 +158,13 @@ def _parse_intersection(
         _parse_road_link(fields, link, f"{path}.roadLinks[{k}]", ident, roads_by_id)
         for k, link in enumerate(raw_links)
     )
+    # a second roadLink for the same turn would be merged with the first in the movement tables,
+    # whatever phases name it
+    repeat = _first_repeat([(link.start_road, link.end_road) for link in road_links])
+    if repeat is not None:
+        k, first = repeat
+        fields.fail(f"{path}.roadLinks[{k}].endRoad", road_links[k].end_road,
+                    f"duplicate roadLink from {road_links[k].start_road!r} (also roadLinks[{first}])")
     # Virtual intersections are boundaries where vehicles enter and leave: no signal to run, and
     # CityFlow itself never reads their trafficLight block.
     phases = () if virtual else _parse_phases(fields, obj, path, len(road_links))
@@ -173,6 +204,7 @@ def _parse_road_link(
     roads_by_id: Mapping[str, RoadSpec],
 ) -> RoadLinkSpec:
     obj = fields.as_object(raw, path)
+    fields.only_known_keys(obj, _ROAD_LINK_KEYS, path)
     link_type = fields.string(obj, "type", path)
     if link_type not in ROAD_LINK_TYPES:
         fields.fail(
@@ -201,7 +233,23 @@ def _parse_road_link(
         _parse_lane_link(fields, lane_link, f"{path}.laneLinks[{k}]", start_road, end_road)
         for k, lane_link in enumerate(raw_lane_links)
     )
+    # the network keeps one path per lane pair: a repeat would silently overwrite the first's length
+    repeat = _first_repeat([(link.start_lane, link.end_lane) for link in lane_links])
+    if repeat is not None:
+        k, first = repeat
+        fields.fail(f"{path}.laneLinks[{k}].endLaneIndex", lane_links[k].end_lane,
+                    f"duplicate laneLink from lane {lane_links[k].start_lane} (also laneLinks[{first}])")
     return RoadLinkSpec(link_type, start_road.id, end_road.id, lane_links)
+
+
+def _first_repeat(keys: list[Any]) -> tuple[int, int] | None:
+    """(index, index of its first occurrence) of the first key that occurs twice, else None."""
+    first: dict[Any, int] = {}
+    for k, key in enumerate(keys):
+        if key in first:
+            return k, first[key]
+        first[key] = k
+    return None
 
 
 def _linked_road(
@@ -222,6 +270,7 @@ def _parse_lane_link(
     fields: JsonFields, raw: Any, path: str, start_road: RoadSpec, end_road: RoadSpec
 ) -> LaneLinkSpec:
     obj = fields.as_object(raw, path)
+    fields.only_known_keys(obj, _LANE_LINK_KEYS, path)
     start_lane = fields.index(
         obj, "startLaneIndex", path, len(start_road.lanes), f"road {start_road.id!r} lanes"
     )
@@ -229,6 +278,11 @@ def _parse_lane_link(
         obj, "endLaneIndex", path, len(end_road.lanes), f"road {end_road.id!r} lanes"
     )
     raw_points = fields.as_array(obj.get("points", []), f"{path}.points")
+    if len(raw_points) == 1:
+        # one point draws no path; the fallback below would silently ignore it
+        fields.fail(f"{path}.points", raw_points,
+                    "a path through the junction needs at least 2 points (or none: the straight "
+                    "gap between the two roads is then used)")
     points = tuple(fields.point(p, f"{path}.points[{k}]") for k, p in enumerate(raw_points))
     if len(points) >= 2:
         length = polyline_length(points)
@@ -253,6 +307,7 @@ def _parse_phases(
             )
         return ()
     light = fields.as_object(light, light_path)
+    fields.only_known_keys(light, _TRAFFIC_LIGHT_KEYS, light_path)
     raw_phases = fields.array(light, "lightphases", light_path)
     if road_link_count and not raw_phases:
         fields.fail(
@@ -260,14 +315,19 @@ def _parse_phases(
             raw_phases,
             "a non-virtual intersection with roadLinks needs at least one light phase",
         )
-    return tuple(
+    phases = tuple(
         _parse_phase(fields, raw, f"{light_path}.lightphases[{k}]", road_link_count)
         for k, raw in enumerate(raw_phases)
     )
+    if road_link_count and not any(phase.road_links for phase in phases):
+        fields.fail(f"{light_path}.lightphases", raw_phases,
+                    "no phase gives any roadLink a green: no vehicle could ever cross")
+    return phases
 
 
 def _parse_phase(fields: JsonFields, raw: Any, path: str, road_link_count: int) -> PhaseSpec:
     obj = fields.as_object(raw, path)
+    fields.only_known_keys(obj, _PHASE_KEYS, path)
     duration = fields.positive(obj, "time", path)
     raw_links = fields.array(obj, "availableRoadLinks", path)
     links: list[int] = []

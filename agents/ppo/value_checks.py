@@ -1,0 +1,55 @@
+"""Range checks of config values (agents/ppo/config.py's `check_config` and
+`check_evaluate_config`): each failure is a `ConfigError` from ``<config>`` naming the field's
+full path (``agent.clip_range``) and the value.
+
+Written as ``not value >= low`` and `math.isfinite`, never ``value < low``: NaN compares false
+with everything and inf passes every lower bound, so either would slip through."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NoReturn
+
+from envs.errors import ConfigError
+
+SOURCE = "<config>"
+
+
+def fail(field_path: str, value: Any, reason: str) -> NoReturn:
+    raise ConfigError(SOURCE, field_path, value, reason)
+
+
+def config_value(cfg, path: str) -> Any:
+    """``cfg`` at the dotted `path` (``agent.learning_rate``)."""
+    node = cfg
+    for part in path.split("."):
+        node = node[part]
+    return node
+
+
+def at_least(cfg, path: str, low: float) -> None:
+    value = config_value(cfg, path)
+    if not value >= low:
+        fail(path, value, f"must be >= {low:g}")
+    finite(path, value)
+
+
+def positive(cfg, path: str, or_null: bool = False) -> None:
+    value = config_value(cfg, path)
+    if value is None and or_null:
+        return
+    if not value > 0:
+        fail(path, value, "must be > 0 or null" if or_null else "must be > 0")
+    finite(path, value)
+
+
+def finite(path: str, value: Any) -> None:
+    # no coefficient, rate, count or duration means anything at infinity
+    if not math.isfinite(value):
+        fail(path, value, "must be a finite number")
+
+
+def in_range(cfg, path: str, low: float, high: float, low_open: bool = False) -> None:
+    value = config_value(cfg, path)
+    if not (low < value <= high if low_open else low <= value <= high):
+        fail(path, value, f"must be in {'(' if low_open else '['}{low:g}, {high:g}]")
