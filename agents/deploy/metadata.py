@@ -140,7 +140,8 @@ def _check_entry(i: int, entry: dict, timing: Timing, source: str) -> None:
     for k, step in enumerate(entry["fallback_plan"]):
         if not _positive_at_most(step["green_s"], timing.max_green_s):
             raise ModelError(source, f"intersections[{i}].fallback_plan[{k}].green_s", step["green_s"],
-                             f"intersection {inter_id!r}: must be > 0 and <= timing.max_green_s ({timing.max_green_s:g})")
+                             f"intersection {inter_id!r}: must be > 0 and <= timing.max_green_s "
+                             f"({timing.max_green_s:g})")
     lane_max, lanes = entry["lane_max_vehicles"], len(entry["in_lanes"])
     if len(lane_max) != lanes:
         raise ModelError(source, f"intersections[{i}].lane_max_vehicles", lane_max,
