@@ -86,8 +86,10 @@ def trained_policies(cfg: DictConfig) -> dict[str, object]:
     paths = _existing_paths(cfg, "checkpoint", "checkpoint file", CheckpointError)
     if not paths:
         return {}
-    from agents.ppo.policy import checkpoint_meta, controller_for_checkpoint  # loads SB3 only when asked
+    # loads SB3 only when asked
+    from agents.ppo.policy import check_max_green, checkpoint_meta, controller_for_checkpoint
 
+    check_max_green(cfg.get("checkpoint_max_green_s"), "<config>", "checkpoint_max_green_s")  # before any loading
     policies: dict[str, object] = {}
     for path in paths:
         name = str(checkpoint_meta(path)["config"]["agent"]["name"])

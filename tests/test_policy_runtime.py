@@ -111,6 +111,40 @@ def test_missing_metadata_is_an_error_naming_the_file(model_copy):
         PolicyRuntime(onnx_path)
 
 
+def _first(meta: dict) -> dict:
+    return meta["intersections"][0]
+
+
+@pytest.mark.parametrize("edit, field, value", [
+    (lambda m: m["timing"].update(min_green_s=-5), "timing.min_green_s", -5),
+    (lambda m: m["timing"].update(max_green_s=float("nan")), "timing.max_green_s", float("nan")),
+    (lambda m: m["timing"].update(decision_interval_s=0), "timing.decision_interval_s", 0),
+    (lambda m: m["timing"].update(min_green_s=50, max_green_s=20), "timing.max_green_s", 20),
+    # the fail-safe must keep max green too: a 600 s or NaN plan green ran phases for 400 s
+    (lambda m: _first(m)["fallback_plan"][1].update(green_s=600), "intersections[0].fallback_plan[1].green_s", 600),
+    (lambda m: _first(m)["fallback_plan"][0].update(green_s=float("nan")),
+     "intersections[0].fallback_plan[0].green_s", float("nan")),
+    (lambda m: _first(m)["fallback_plan"][0].update(green_s=0), "intersections[0].fallback_plan[0].green_s", 0),
+    (lambda m: _first(m)["actions"].__setitem__(0, -3), "intersections[0].actions[0]", -3),
+    (lambda m: _first(m)["actions"].__setitem__(1, -1), "intersections[0].actions[1]", -1),
+    (lambda m: _first(m)["actions"].__setitem__(0, 1.5), "intersections[0].actions[0]", 1.5),
+    (lambda m: _first(m)["fallback_plan"][0].update(phase=-2), "intersections[0].fallback_plan[0].phase", -2),
+    (lambda m: _first(m).update(lane_max_vehicles=[-1.0] * len(_first(m)["in_lanes"])),
+     "intersections[0].lane_max_vehicles[0]", -1.0),
+    # tables that do not match the readings: every message was a numpy broadcast error
+    (lambda m: _first(m).update(lane_max_vehicles=[42.0] * 3), "intersections[0].lane_max_vehicles", [42.0] * 3),
+    (lambda m: m["observation"].update(max_lanes=3), "observation.max_lanes", 3),
+])
+def test_metadata_values_the_timing_rules_cannot_keep_are_refused_at_load(model_copy, edit, field, value):
+    onnx_path, meta_path = model_copy
+    meta = json.loads(meta_path.read_text())
+    edit(meta)
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelError) as caught:
+        PolicyRuntime(onnx_path)
+    assert str(caught.value).startswith(f"{meta_path}: field {field!r} = {value!r}: ")
+
+
 @pytest.mark.parametrize("bad, fault", [
     (lambda e: e.pop("lane_count"), "lane_count: expected a list"),
     (lambda e: e.update(lane_count=e["lane_count"][:-1]), "lane_count: expected a list"),

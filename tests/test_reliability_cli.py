@@ -11,12 +11,14 @@ import zipfile
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+import evaluate
 from agents.deploy.export import export_policy
 from agents.deploy.export_files import MIN_OPSET, check_written_opset
 from agents.ppo.config import check_config
-from agents.ppo.policy import META_NAME, load_policy, read_meta
-from agents.ppo.torchrl_policy import read_torchrl_checkpoint
+from agents.ppo.policy import META_NAME, PolicyController, load_policy, read_meta
+from agents.ppo.torchrl_policy import CHECKPOINT_FORMAT, read_torchrl_checkpoint
 from envs.errors import CheckpointError, ConfigError, ModelError
 from tests.conftest import REPO_ROOT
 from tests.test_train import train_config, tiny_run
@@ -130,3 +132,51 @@ def test_a_truncated_torchrl_checkpoint_names_the_file(tmp_path):
     with pytest.raises(CheckpointError, match="truncated or corrupted") as caught:
         read_torchrl_checkpoint(path)
     assert caught.value.source == str(path)
+
+
+def _with_meta(source, target, edit):
+    """A copy of the checkpoint `source` at `target` whose ``gridlight.json`` `edit` changed."""
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as copy:
+        for item in original.infolist():
+            data = original.read(item)
+            if item.filename == META_NAME:
+                meta = json.loads(data)
+                edit(meta)
+                data = json.dumps(meta).encode()
+            copy.writestr(item, data)
+    return target
+
+
+@pytest.mark.parametrize("edit, key, value", [
+    (lambda m: m["env"].pop("observations"), "env.observations", None),  # was KeyError, exit 1
+    (lambda m: m["env"].update(decision_interval_s=0), "env.decision_interval_s", 0),  # was ZeroDivisionError
+    (lambda m: m["env"].update(decision_interval_s=2.5), "env.decision_interval_s", 2.5),
+    (lambda m: m["env"]["observations"]["lane_count"].pop("size"), "env.observations.lane_count.size", None),
+])
+def test_an_edited_checkpoint_meta_names_the_file_key_and_value(uneven, tmp_path, edit, key, value):
+    path = _with_meta(uneven[1]["shared"][0], tmp_path / "last.zip", edit)
+    with pytest.raises(CheckpointError) as caught:
+        PolicyController(str(path))
+    assert str(caught.value).startswith(f"{path}: field {key!r} = {value!r}: ")
+
+
+def test_an_edited_torchrl_checkpoint_meta_names_the_file_key_and_value(tmp_path):
+    path = tmp_path / "last.pt"
+    meta = {"env": {"observations": {"lane_count": {"size": 8}}, "normalise": True, "intersections": ["a"],
+                    "decision_interval_s": 0}}
+    torch.save({"trainer": "torchrl", "format": CHECKPOINT_FORMAT, "meta": meta}, path)
+    with pytest.raises(CheckpointError) as caught:
+        read_torchrl_checkpoint(path)
+    assert str(caught.value).startswith(f"{path}: field 'env.decision_interval_s' = 0: ")
+
+
+@pytest.mark.parametrize("max_green_s", [-5.0, float("nan"), 0.0])
+def test_a_checkpoint_max_green_that_is_not_positive_is_refused(uneven, max_green_s):
+    checkpoint = str(uneven[1]["shared"][0])
+    with pytest.raises(ConfigError) as caught:  # was taken as given
+        PolicyController(checkpoint, max_green_s=max_green_s)
+    assert str(caught.value).startswith(f"{checkpoint}: field 'max_green_s' = {max_green_s!r}: ")
+    cfg = OmegaConf.create({"checkpoint": checkpoint, "checkpoint_max_green_s": max_green_s, "controllers": []})
+    with pytest.raises(ConfigError) as caught:
+        evaluate.trained_policies(cfg)
+    assert str(caught.value).startswith(f"<config>: field 'checkpoint_max_green_s' = {max_green_s!r}: ")

@@ -11,8 +11,10 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from agents.deploy.runtime import POLICY, PolicyRuntime
-from agents.deploy.service import TOO_LONG, bounded_lines, handle_line, serve_tcp
+from agents.deploy.service import TOO_LONG, bounded_lines, handle_line, main, serve_tcp
 from tests.conftest import REPO_ROOT
 from tests.deploy_fixtures import readings_message, sources
 
@@ -88,3 +90,26 @@ def test_the_tcp_address_is_checked_before_the_model_is_loaded(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == ("error: <command line>: field '--tcp' = '127.0.0.1:http': "
                                    "expected HOST:PORT with a port in [0, 65535]")
+
+
+@pytest.mark.parametrize("option, given, shown", [
+    ("--deadline-ms", "nan", "nan"),  # NaN turned the deadline off
+    ("--deadline-ms", "-5", "-5.0"),  # every decision fell back
+    ("--deadline-ms", "0", "0.0"),
+    ("--log-level", "BOGUS", "'BOGUS'"),  # was a traceback, exit 1
+])
+def test_bad_service_options_print_one_line_naming_the_option_and_exit_2(tmp_path, capsys, option, given, shown):
+    with pytest.raises(SystemExit) as caught:
+        main(["serve", "--model", str(tmp_path / "none.onnx"), option, given])
+    assert caught.value.code == 2
+    assert capsys.readouterr().err.startswith(f"error: <command line>: field {option!r} = {shown}: ")
+
+
+def test_a_tcp_port_in_use_prints_one_line_naming_it_and_exits_2(model_copy, capsys):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as caught:  # was OSError: [Errno 98], traceback, exit 1
+            main(["serve", "--model", str(model_copy[0]), "--tcp", f"127.0.0.1:{port}"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: <command line>: field '--tcp' = '127.0.0.1:{port}': cannot listen there")

@@ -4,6 +4,7 @@ and its per-intersection tables as numpy arrays. numpy only, like the rest of th
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,13 +70,38 @@ def load_metadata(path: Path) -> dict:
     return meta
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_phase(value) -> bool:
+    """A roadnet phase index as the exporter writes it: an integer >= 0. The -1 padding is the
+    loader's own (`_pad`), never the file's: a negative action in the file would still be an
+    action, commanding a phase that does not exist."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _positive_at_most(value, most: float) -> bool:
+    return _is_number(value) and math.isfinite(value) and 0 < value <= most
+
+
 def load_timing(meta: dict, source: str) -> Timing:
-    """The metadata's ``timing`` (seconds)."""
+    """The metadata's ``timing`` (seconds): each finite and >= 0, the decision interval > 0,
+    min green <= max green (the timing rules, timing_rules.py, assume all of these)."""
     timing = meta["timing"]
     try:
-        return Timing(**{k: float(timing[k]) for k in Timing.__dataclass_fields__})
+        loaded = Timing(**{k: float(timing[k]) for k in Timing.__dataclass_fields__})
     except (KeyError, TypeError, ValueError) as error:
         raise ModelError(source, "timing", timing, f"malformed ({error!r})") from None
+    for name, value in vars(loaded).items():
+        if not (math.isfinite(value) and value >= 0):
+            raise ModelError(source, f"timing.{name}", timing[name], "must be a finite number >= 0")
+    if not loaded.decision_interval_s > 0:
+        raise ModelError(source, "timing.decision_interval_s", timing["decision_interval_s"], "must be > 0")
+    if not loaded.min_green_s <= loaded.max_green_s:
+        raise ModelError(source, "timing.max_green_s", timing["max_green_s"],
+                         f"below timing.min_green_s ({timing['min_green_s']})")
+    return loaded
 
 
 def _tables(inters: list[dict]) -> Layout:
@@ -99,11 +125,45 @@ def _tables(inters: list[dict]) -> Layout:
     )
 
 
-def _check_tables(layout: Layout, inters: list[dict], source: str) -> None:
+def _check_entry(i: int, entry: dict, timing: Timing, source: str) -> None:
+    """One intersection's values as the file wrote them (`_pad` would truncate 1.5 to phase 1
+    and take a negative phase for padding): phases integers >= 0, fallback greens in
+    (0, max green] (the fail-safe must keep the max-green rule too), lane capacities > 0 (a
+    reading is checked against them), one per incoming lane."""
+    inter_id = entry["id"]
+    phases = [(f"actions[{k}]", p) for k, p in enumerate(entry["actions"])]
+    phases += [(f"fallback_plan[{k}].phase", step["phase"]) for k, step in enumerate(entry["fallback_plan"])]
+    for path, phase in phases:
+        if not _is_phase(phase):
+            raise ModelError(source, f"intersections[{i}].{path}", phase,
+                             f"intersection {inter_id!r}: a phase must be an integer >= 0")
+    for k, step in enumerate(entry["fallback_plan"]):
+        if not _positive_at_most(step["green_s"], timing.max_green_s):
+            raise ModelError(source, f"intersections[{i}].fallback_plan[{k}].green_s", step["green_s"],
+                             f"intersection {inter_id!r}: must be > 0 and <= timing.max_green_s "
+                             f"({timing.max_green_s:g})")
+    lane_max, lanes = entry["lane_max_vehicles"], len(entry["in_lanes"])
+    if len(lane_max) != lanes:
+        raise ModelError(source, f"intersections[{i}].lane_max_vehicles", lane_max,
+                         f"intersection {inter_id!r}: {len(lane_max)} entries for its {lanes} in_lanes")
+    for k, capacity in enumerate(lane_max):
+        if not _positive_at_most(capacity, math.inf):
+            raise ModelError(source, f"intersections[{i}].lane_max_vehicles[{k}]", capacity,
+                             f"intersection {inter_id!r}: must be a finite number > 0")
+
+
+def _check_tables(layout: Layout, inters: list[dict], max_lanes, timing: Timing, source: str) -> None:
     ids = layout.ids
     if len(set(ids)) != len(ids):
         raise ModelError(source, "intersections[].id", ids, "repeats an id")
+    widest = int(layout.num_lanes.max(initial=0))
+    # the readings are [intersections, max_lanes] and the model's lane inputs as wide as the widest
+    # intersection (the exporter writes that): any other width fails every decision
+    if isinstance(max_lanes, bool) or max_lanes != widest:
+        raise ModelError(source, "observation.max_lanes", max_lanes,
+                         f"the widest intersection has {widest} in_lanes")
     for i, inter_id in enumerate(ids):
+        _check_entry(i, inters[i], timing, source)
         phases = int(layout.num_phases[i])
         used = [int(p) for p in list(layout.actions[i]) + list(layout.plan_phase[i]) if p >= 0]
         if any(p >= phases for p in used):
@@ -119,13 +179,14 @@ def _check_tables(layout: Layout, inters: list[dict], source: str) -> None:
                          f"intersection {ids[i]!r} has an empty fallback plan")
 
 
-def build_layout(meta: dict, source: str) -> Layout:
-    """The metadata's ``intersections`` as a checked `Layout`."""
+def build_layout(meta: dict, source: str, timing: Timing) -> Layout:
+    """The metadata's ``intersections`` as a checked `Layout` (`timing`: `load_timing`'s)."""
     inters = meta["intersections"]
     try:
         layout = _tables(inters)
+        max_lanes = meta["observation"]["max_lanes"]
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise ModelError(source, "intersections", f"{type(error).__name__}: {error}", "malformed") from None
-    _check_tables(layout, inters, source)
+    _check_tables(layout, inters, max_lanes, timing, source)
     layout.index = {inter_id: i for i, inter_id in enumerate(layout.ids)}
     return layout

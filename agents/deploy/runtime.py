@@ -152,8 +152,8 @@ class PolicyRuntime:
         self.model_path = Path(model_path)
         self.metadata_path = Path(metadata_path) if metadata_path else self.model_path.with_suffix(".json")
         self.meta = load_metadata(self.metadata_path)
-        self.layout = build_layout(self.meta, str(self.metadata_path))
         self.timing = load_timing(self.meta, str(self.metadata_path))
+        self.layout = build_layout(self.meta, str(self.metadata_path), self.timing)
         self.deadline_s = float(deadline_ms) / 1000.0
         self.max_lanes = int(self.meta["observation"]["max_lanes"])
         self.signals = SignalModel(self.layout, self.timing, timing_tolerance_s)

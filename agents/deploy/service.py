@@ -8,7 +8,8 @@ client sent it. Every request line gets exactly one reply line: a bad message (n
 JSON, nested too deeply, longer than 16 MiB, blank, or not a valid readings message) gets an
 ``{"error": ..., "line": N}`` reply and the service keeps serving; no line stops it. Imports
 numpy and onnxruntime only, like the runtime. A model that cannot be run (missing or unusable
-metadata) prints ``error: <one line>`` and exits 2; ``--debug`` shows the traceback instead.
+metadata) or a bad option (``--deadline-ms``, ``--log-level``, a ``--tcp`` address it cannot
+listen on) prints ``error: <one line>`` and exits 2; ``--debug`` shows the traceback instead.
 
 A message in the exact expected shape is decoded with orjson where it is installed (optional: it
 comes with tensordict) and answered by `PolicyRuntime.decide_text` with the same reply text
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 
 from agents.deploy.runtime import LOG, PolicyRuntime
@@ -33,6 +35,7 @@ except ImportError:  # pragma: no cover - a cabinet without it runs on json alon
     orjson = None
 
 
+COMMAND_LINE = "<command line>"  # the source its option errors name
 MAX_LINE_BYTES = 16 << 20  # a longer line is refused unread (a 128-intersection message is ~40 KB)
 TOO_LONG = object()  # what `bounded_lines` yields in place of a line over MAX_LINE_BYTES
 
@@ -117,14 +120,26 @@ def serve_lines(runtime: PolicyRuntime, lines, write) -> None:
         write(reply_line(runtime, line, number) + "\n")
 
 
+def listen(runtime: PolicyRuntime, host: str, port: int) -> LineServer:
+    """A server for `runtime` listening on ``host:port``; a `ConfigError` naming ``--tcp`` where
+    it cannot listen (the port in use, an unknown host), before any client is waiting on it."""
+    try:
+        server = LineServer(host, port, lambda line, number: reply_line(runtime, line, number), MAX_LINE_BYTES,
+                            TOO_LONG)
+    except OSError as error:
+        raise ConfigError(COMMAND_LINE, "--tcp", f"{host}:{port}",
+                          f"cannot listen there ({error.strerror or error})") from None
+    LOG.info("serving on %s:%d", *server.server_address)
+    return server
+
+
 def serve_tcp(runtime: PolicyRuntime, host: str, port: int, ready=None) -> None:
     """Serve JSON lines on a TCP socket until shut down; ``ready(server)`` once listening.
 
     One thread serves every client (agents/deploy/tcp_lines.py): the runtime answers one message
     at a time anyway, and a client that stalls, sends a line too long, or never reads its
     replies holds up no one."""
-    server = LineServer(host, port, lambda line, number: reply_line(runtime, line, number), MAX_LINE_BYTES, TOO_LONG)
-    LOG.info("serving on %s:%d", *server.server_address)
+    server = listen(runtime, host, port)
     if ready is not None:
         ready(server)
     server.serve_forever()
@@ -146,19 +161,35 @@ def _parser() -> argparse.ArgumentParser:
 def _tcp_address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError("<command line>", "--tcp", text, "expected HOST:PORT with a port in [0, 65535]")
+        raise ConfigError(COMMAND_LINE, "--tcp", text, "expected HOST:PORT with a port in [0, 65535]")
     return host or "127.0.0.1", int(port)
+
+
+def _log_level(name: str) -> int:
+    level = logging.getLevelName(name.upper())
+    if not isinstance(level, int):  # getLevelName answers "Level X" for a name it does not know
+        raise ConfigError(COMMAND_LINE, "--log-level", name, "expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
+
+
+def _deadline_ms(value: float) -> float:
+    # NaN would disable the deadline (no time compares above it), 0 or less fail every decision
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(COMMAND_LINE, "--deadline-ms", value, "must be a finite number of milliseconds > 0")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with exit_on_error(debug=args.debug):
+        logging.basicConfig(level=_log_level(args.log_level), stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         address = _tcp_address(args.tcp) if args.tcp else None
-        runtime = PolicyRuntime(args.model, args.metadata, deadline_ms=args.deadline_ms)
-    if address:
-        serve_tcp(runtime, *address)
+        deadline_ms = _deadline_ms(args.deadline_ms)
+        runtime = PolicyRuntime(args.model, args.metadata, deadline_ms=deadline_ms)
+        server = listen(runtime, *address) if address else None
+    if server:
+        server.serve_forever()
     else:
         # bytes, decoded line by line: an undecodable line is an error reply, not the end of the service
         serve_lines(runtime, bounded_lines(sys.stdin.buffer), lambda text: (sys.stdout.write(text), sys.stdout.flush()))

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import numbers
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -54,6 +56,8 @@ from envs.rl.actions import ActionDecoder, action_settings
 META_NAME = "gridlight.json"
 META_FORMAT = 1
 RNG_NAME = "rng_state.pt"  # torch, numpy and Python random state at the save
+# the meta's env keys that the controller and export.py read
+ENV_KEYS = ("observations", "normalise", "decision_interval_s", "intersections")
 
 
 # ---- checkpoints ---------------------------------------------------------------------------------
@@ -77,6 +81,40 @@ def save_checkpoint(model: MaskablePPO, path: str | Path, meta: dict, rng: dict 
 def _unreadable(path: Path, what: str, error: Exception) -> CheckpointError:
     return CheckpointError(str(path), what, str(path), f"truncated or corrupted ({type(error).__name__}: "
                                                        f"{str(error)[:120]})")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def check_env_meta(meta, source: str) -> dict:
+    """`meta` (a checkpoint's, either trainer) if its ``env`` has every key of `ENV_KEYS`, each
+    observation feature a ``size`` and the decision interval whole seconds >= 1; otherwise a
+    `CheckpointError` naming `source`, the key and its value (a hand-edited meta was a KeyError
+    or, with a 0 interval, a ZeroDivisionError far from the file)."""
+    env = meta.get("env") if isinstance(meta, dict) else None
+    if not isinstance(env, dict):
+        raise CheckpointError(source, "env", env, "missing: not a checkpoint saved by train.py")
+    for key in ENV_KEYS:
+        if key not in env:
+            raise CheckpointError(source, f"env.{key}", None, "missing")
+    observations = env["observations"]
+    if not isinstance(observations, dict) or not observations:
+        raise CheckpointError(source, "env.observations", observations, "expected {feature: {size: N, ...}}")
+    wholes = [(f"env.observations.{name}.size", entry.get("size") if isinstance(entry, dict) else entry)
+              for name, entry in observations.items()]
+    for key, value in wholes + [("env.decision_interval_s", env["decision_interval_s"])]:
+        if not _whole(value):
+            raise CheckpointError(source, key, value, "must be an integer >= 1")
+    return meta
+
+
+def check_max_green(value, source: str, field: str) -> float | None:
+    """`value` (None: no max-green rule) if it is a finite number of seconds > 0; otherwise a
+    `ConfigError` naming `field` (a negative or NaN max green was taken as given)."""
+    if value is not None and not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
+        raise ConfigError(source, field, value, "must be a finite number of seconds > 0, or null for no rule")
+    return value
 
 
 def read_meta(path: str | Path) -> dict:
@@ -106,7 +144,7 @@ def read_meta(path: str | Path) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
         raise CheckpointError(str(path), f"{META_NAME}.format", meta.get("format") if isinstance(meta, dict) else meta,
                               f"expected {META_FORMAT}")
-    return meta
+    return check_env_meta(meta, str(path))
 
 
 def read_rng(path: str | Path) -> dict | None:
@@ -183,7 +221,7 @@ class PolicyController:
             # the policy times its own greens; a max green cutting a hold would fight it
             raise ConfigError(self.source, "max_green_s", max_green_s,
                               "a phase_duration policy chooses its green durations: leave max_green_s unset")
-        self.max_green_s = max_green_s
+        self.max_green_s = check_max_green(max_green_s, self.source, "max_green_s")
         self.detectors = None  # envs.incidents.perturbations.DetectorFaults: what faulty detectors show it
         # (split, index) keying each copy's probe vehicles (module doc); None: copy b = eval sample b
         self.probe_samples: list[tuple[str, int]] | None = None
@@ -274,4 +312,5 @@ class PolicyController:
         return self._command
 
 
-__all__ = ["META_NAME", "PolicyController", "load_policy", "read_meta", "save_checkpoint"]
+__all__ = ["META_NAME", "PolicyController", "check_env_meta", "check_max_green", "load_policy", "read_meta",
+           "save_checkpoint"]

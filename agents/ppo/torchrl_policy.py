@@ -31,7 +31,7 @@ from torch import nn
 from torchrl.modules import MultiAgentMLP
 
 from agents.ppo.atomic_files import atomic_path, rng_state
-from agents.ppo.policy import PolicyController
+from agents.ppo.policy import PolicyController, check_env_meta
 from envs.errors import CheckpointError, ConfigError
 
 CHECKPOINT_FORMAT = 1
@@ -142,6 +142,7 @@ def read_torchrl_checkpoint(path: str | Path, device="cpu") -> dict:
         raise CheckpointError(str(path), "trainer", None, "not a gridlight TorchRL checkpoint (train.py, trainer=torchrl)")
     if data.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(str(path), "format", data.get("format"), f"expected {CHECKPOINT_FORMAT}")
+    check_env_meta(data.get("meta"), str(path))
     return data
 
 
