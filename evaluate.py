@@ -87,9 +87,8 @@ def trained_policies(cfg: DictConfig) -> dict[str, object]:
     if not paths:
         return {}
     # loads SB3 only when asked
-    from agents.ppo.policy import check_max_green, checkpoint_meta, controller_for_checkpoint
+    from agents.ppo.policy import checkpoint_meta, controller_for_checkpoint
 
-    check_max_green(cfg.get("checkpoint_max_green_s"), "<config>", "checkpoint_max_green_s")  # before any loading
     policies: dict[str, object] = {}
     for path in paths:
         name = str(checkpoint_meta(path)["config"]["agent"]["name"])
