@@ -40,18 +40,18 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import KVWriter, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.vec_env import VecEnvWrapper
 from torch import nn
 from tqdm import tqdm
 
 from agents.ppo.indexed_policy import IndexedActorCriticPolicy
-from agents.ppo.atomic_files import rng_state, set_rng_state, write_csv_atomic
+from agents.ppo.atomic_files import rng_state, set_rng_state
 from agents.ppo.policy import PolicyController, load_policy, read_meta, read_rng, save_checkpoint
 from agents.ppo.config import (
     SOURCE, check_config, demand_spec, engine_params, observation_names, perturbation_config,
 )
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
+from agents.ppo.sb3_logging import run_logger
 from envs.errors import CheckpointError, ConfigError
 from envs.evaluation.metrics import METRIC_NAMES
 from envs.scenario import Scenario, load_scenario
@@ -158,31 +158,6 @@ def check_layout(path: str, saved: dict, layout: dict) -> None:
     for key in LAYOUT_KEYS:
         if saved[key] != layout[key]:
             raise CheckpointError(path, f"env.{key}", layout[key], f"differs from the checkpoint's {saved[key]!r}")
-
-
-def _logger(run_dir: Path) -> Logger:
-    (run_dir / "tb").mkdir(parents=True, exist_ok=True)
-    return Logger(str(run_dir), [TensorBoardOutputFormat(str(run_dir / "tb")),
-                                 AtomicCSVOutput(run_dir / "progress.csv")])
-
-
-class AtomicCSVOutput(KVWriter):
-    """SB3's progress.csv layout (one row per dump, a column per key, the header widened when
-    keys appear), each dump rewriting the whole file atomically: SB3's CSVOutputFormat rewrites
-    it in place, so a kill mid-dump could leave it torn."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.keys, self.rows = Path(path), [], []
-
-    def write(self, key_values: dict, key_excluded: dict, step: int = 0) -> None:
-        row = {key: value for key, value in key_values.items()
-               if not (key_excluded.get(key) and "csv" in key_excluded[key])}
-        self.keys += sorted(set(row) - set(self.keys))
-        self.rows.append(row)
-        write_csv_atomic(self.path, self.keys, self.rows)
-
-    def close(self) -> None:
-        pass
 
 
 def _compile_policy(model: MaskablePPO) -> None:
@@ -371,7 +346,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     env.seed(first_sample)  # the next reset draws training demand samples from here on
     if cfg.train.compile:
         _compile_policy(model)
-    model.set_logger(_logger(run_dir))
+    model.set_logger(run_logger(run_dir))
 
     evaluator = Evaluator(eval_scenario, demand_spec(cfg.eval.demand, "eval.demand"), cfg.eval.seeds,
                           cfg.eval.steps, engine_params(cfg), compile=cfg.engine.compile)
