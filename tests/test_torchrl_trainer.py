@@ -113,7 +113,7 @@ def test_a_tiny_run_beats_a_random_policy_on_held_out_demand(tmp_path):
 # ---- resume ------------------------------------------------------------------------------------------
 
 
-def test_resume_continues_the_step_count_and_the_demand_stream(tmp_path):
+def test_resume_continues_the_step_count_and_the_demand_stream(tmp_path, capsys):
     first = torchrl_config(SMALL, train__total_agent_steps=160, train__eval_every=0)
     train_torchrl(first, tmp_path / "first")
     last = tmp_path / "first" / "checkpoints" / "last.pt"
@@ -126,6 +126,9 @@ def test_resume_continues_the_step_count_and_the_demand_stream(tmp_path):
     assert resumed["num_timesteps"] == 320
     assert resumed["train_next_sample"] > meta["train_next_sample"]  # fresh training demands
     assert [e["agent_steps"] for e in resumed["eval_history"]] == [0, 160, 320]  # history carries on
+    assert f"resumed from {last} at 160 agent-steps" in capsys.readouterr().out
+    # the wall clock carries on from the checkpoint's too (it restarted at 0)
+    assert resumed["eval_history"][-1]["wall_s"] >= round(meta["wall_s"], 1) >= meta["eval_history"][-1]["wall_s"]
 
     with pytest.raises(ConfigError, match="train.total_agent_steps"):  # nothing left to do
         train_torchrl(torchrl_config(SMALL, train__total_agent_steps=160, resume=last), tmp_path / "third")
