@@ -4,6 +4,7 @@ compile notice, and SIGTERM's save and resume hint; status lines also reach RUN/
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from tqdm import tqdm
 
 import agents.ppo.sb3_trainer as sb3_trainer
 from agents.ppo.policy import read_meta
-from agents.ppo.run_messages import trainer_for_resume, whole_rollouts
+from agents.ppo.run_messages import log_status_to, say, trainer_for_resume, whole_rollouts
 from envs.errors import CheckpointError, ConfigError
 from tests.conftest import REPO_ROOT
 from tests.test_train import train_config, tiny_run
@@ -102,3 +103,19 @@ def test_sigterm_saves_last_and_says_how_to_resume(tmp_path):
     said = f"interrupted at {steps:,} agent-steps; resume with resume={last}"
     assert said in out.splitlines()
     assert said in (run / "train.log").read_text()
+
+
+def test_status_lines_go_to_the_current_jobs_log_only(tmp_path, capsys):
+    first, second = (logging.FileHandler(tmp_path / name) for name in ("first.log", "second.log"))
+    try:
+        log_status_to([logging.StreamHandler(), first])
+        say("job one")
+        log_status_to([second])  # the next job of a sweep in the same process
+        say("job two")
+    finally:
+        log_status_to([])
+        first.close()
+        second.close()
+    assert capsys.readouterr().out == "job one\njob two\n"  # the console, as plain lines
+    assert (tmp_path / "first.log").read_text() == "job one\n"
+    assert (tmp_path / "second.log").read_text() == "job two\n"

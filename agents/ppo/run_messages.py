@@ -25,10 +25,9 @@ TRAINER_OF_SUFFIX = {".zip": "sb3", ".pt": "torchrl"}  # as evaluate.py / export
 
 
 def log_status_to(handlers: list[logging.Handler]) -> None:
-    """Write status lines through these handlers too (train.py: Hydra's job-log file handlers)."""
-    for handler in handlers:
-        if isinstance(handler, logging.FileHandler) and handler not in STATUS.handlers:
-            STATUS.addHandler(handler)
+    """Write status lines into these handlers' files (train.py: Hydra's job log), and no longer
+    into an earlier job's (a sweep's worker process runs several)."""
+    STATUS.handlers = [handler for handler in handlers if isinstance(handler, logging.FileHandler)]
 
 
 def say(message: str, bar=None) -> None:
