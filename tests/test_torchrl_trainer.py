@@ -138,6 +138,23 @@ def test_resume_continues_the_step_count_and_the_demand_stream(tmp_path, capsys)
         train_torchrl(torchrl_config(SMALL, "mappo", resume=last), tmp_path / "fifth")
 
 
+def test_an_interrupt_saves_last_pt_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    iteration, calls = TorchRLTrainer.iteration, []
+
+    def interrupted_in_the_second_rollout(trainer):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C, or SIGTERM as train.py raises it
+        iteration(trainer)
+
+    monkeypatch.setattr(TorchRLTrainer, "iteration", interrupted_in_the_second_rollout)
+    with pytest.raises(KeyboardInterrupt):
+        train_torchrl(torchrl_config(SMALL, train__eval_every=0, train__checkpoint_every=0), tmp_path)
+    last = tmp_path / "checkpoints" / "last.pt"
+    assert read_torchrl_meta(last)["num_timesteps"] == 160  # the first rollout (2 x 5 x 16); not the cut one
+    assert f"interrupted at 160 agent-steps; resume with resume={last}" in capsys.readouterr().out
+
+
 def test_trainer_options_are_checked(tmp_path):
     from hydra.errors import ConfigCompositionException
 
