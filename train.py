@@ -11,22 +11,27 @@ Configs: ``configs/train.yaml`` composes ``scenario/``, ``engine/`` (shared with
 (agents/ppo/config.py, whose dataclasses hold every default) rejects a wrong key or type before
 anything runs; a bad value exits with status 2 and one ``error: ...`` line. Hydra's run directory
 (``outputs/DATE/TIME/``) receives ``.hydra/config.yaml`` (every hyperparameter), ``tb/``
-(TensorBoard), ``progress.csv``, ``curves.png`` (travel time vs agent-steps) and
-``checkpoints/{last,best}.zip``; what is logged under which
-prefix is in agents/ppo/sb3_trainer.py. A checkpoint runs in a simulator as a controller:
-``agents.ppo.PolicyController(path)``.
+(TensorBoard), ``progress.csv``, ``curves.png`` (travel time vs agent-steps), ``train.log`` (the
+status lines, timestamped) and ``checkpoints/{last,best}.zip`` (``last`` also on Ctrl-C or
+SIGTERM); what is logged under which prefix is in agents/ppo/sb3_trainer.py. A checkpoint runs
+in a simulator as a controller: ``agents.ppo.PolicyController(path)``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import agents.ppo.config  # noqa: F401  (registers the structured config "train_schema")
 from agents.ppo.atomic_files import write_text_atomic
+from agents.ppo.run_messages import (
+    Terminated, interrupt_on_sigterm, log_status_to, say, trainer_for_resume,
+)
 from agents.ppo.sb3_trainer import train as train_sb3
 from envs.errors import exit_on_error
 from envs.evaluation.report import training_curves
@@ -35,12 +40,28 @@ from envs.evaluation.report import training_curves
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     with exit_on_error():  # a bad config, scenario or checkpoint: one line on stderr, exit status 2
-        run_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+        hydra_config = hydra.core.hydra_config.HydraConfig.get()
+        run_dir = Path(hydra_config.runtime.output_dir)
+        log_status_to(logging.getLogger().handlers)  # status lines into RUN/train.log too
+        if cfg.resume is not None:
+            given = {item.lstrip("+~").partition("=")[0] for item in hydra_config.overrides.task}
+            trainer = trainer_for_resume(str(cfg.resume), cfg.trainer, explicit="trainer" in given)
+            if trainer != cfg.trainer:
+                cfg.trainer = trainer
+                saved = run_dir / ".hydra" / "config.yaml"
+                if saved.is_file():  # the run's record says which trainer ran
+                    write_text_atomic(saved, OmegaConf.to_yaml(cfg))
         if cfg.trainer == "torchrl":  # imported only when asked for: it loads TorchRL
             from agents.ppo.torchrl_trainer import train_torchrl as train
         else:
             train = train_sb3
-        result = train(cfg, run_dir)
+        if cfg.engine.compile:  # before the first compiled step, which is silent for a while
+            say("compiling the engine step (about 30 s on a CPU)…")
+        interrupt_on_sigterm()  # SIGTERM saves and ends the run as Ctrl-C does
+        try:
+            result = train(cfg, run_dir)
+        except KeyboardInterrupt as stop:  # the trainer saved last and said how to resume
+            sys.exit(143 if isinstance(stop, Terminated) else 130)
         summary = {
             "num_timesteps": result["num_timesteps"],
             "agent_steps_per_s": round(result["agent_steps_per_s"], 1),
@@ -52,7 +73,7 @@ def main(cfg: DictConfig) -> None:
         if (run_dir / "progress.csv").is_file():
             training_curves(run_dir / "progress.csv", run_dir / "curves.png",
                             f"{cfg.scenario.name}, {cfg.agent.name}, seed {cfg.seed}")
-        print(f"checkpoints in {result['checkpoints']}; TensorBoard: tensorboard --logdir {run_dir / 'tb'}")
+        say(f"checkpoints in {result['checkpoints']}; TensorBoard: tensorboard --logdir {run_dir / 'tb'}")
 
 
 if __name__ == "__main__":

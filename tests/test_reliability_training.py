@@ -21,7 +21,7 @@ import pytest
 import torch
 from sb3_contrib import MaskablePPO
 
-from agents.ppo.atomic_files import SLOW_WRITES_ENV
+from agents.ppo.atomic_files import SLOW_WRITES_ENV, write_text_atomic
 from agents.ppo.policy import load_policy, read_meta, read_rng
 from agents.ppo.sb3_trainer import train
 from tests.conftest import REPO_ROOT
@@ -148,3 +148,15 @@ def test_torchrl_resume_continues_with_the_saved_optimiser_and_random_state(tmp_
     for key, moments in saved["optimizer"]["state"].items():
         for name, value in moments.items():
             assert torch.equal(seen["optimizer"]["state"][key][name], value), (key, name)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_an_atomic_write_gets_the_mode_a_plain_open_would(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        written = write_text_atomic(tmp_path / "summary.json", "{}")
+        (tmp_path / "plain.txt").write_text("{}")
+    finally:
+        os.umask(old)
+    assert oct(written.stat().st_mode & 0o777) == oct(0o666 & ~umask)  # not mkstemp's 0600
+    assert written.stat().st_mode == (tmp_path / "plain.txt").stat().st_mode

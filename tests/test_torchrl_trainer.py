@@ -113,7 +113,7 @@ def test_a_tiny_run_beats_a_random_policy_on_held_out_demand(tmp_path):
 # ---- resume ------------------------------------------------------------------------------------------
 
 
-def test_resume_continues_the_step_count_and_the_demand_stream(tmp_path):
+def test_resume_continues_the_step_count_and_the_demand_stream(tmp_path, capsys):
     first = torchrl_config(SMALL, train__total_agent_steps=160, train__eval_every=0)
     train_torchrl(first, tmp_path / "first")
     last = tmp_path / "first" / "checkpoints" / "last.pt"
@@ -126,6 +126,9 @@ def test_resume_continues_the_step_count_and_the_demand_stream(tmp_path):
     assert resumed["num_timesteps"] == 320
     assert resumed["train_next_sample"] > meta["train_next_sample"]  # fresh training demands
     assert [e["agent_steps"] for e in resumed["eval_history"]] == [0, 160, 320]  # history carries on
+    assert f"resumed from {last} at 160 agent-steps" in capsys.readouterr().out
+    # the wall clock carries on from the checkpoint's too (it restarted at 0)
+    assert resumed["eval_history"][-1]["wall_s"] >= round(meta["wall_s"], 1) >= meta["eval_history"][-1]["wall_s"]
 
     with pytest.raises(ConfigError, match="train.total_agent_steps"):  # nothing left to do
         train_torchrl(torchrl_config(SMALL, train__total_agent_steps=160, resume=last), tmp_path / "third")
@@ -133,6 +136,23 @@ def test_resume_continues_the_step_count_and_the_demand_stream(tmp_path):
         train_torchrl(torchrl_config(SMALL, "ppo_independent", resume=last), tmp_path / "fourth")
     with pytest.raises(CheckpointError, match="networks"):  # mappo's critic is not ppo_shared's
         train_torchrl(torchrl_config(SMALL, "mappo", resume=last), tmp_path / "fifth")
+
+
+def test_an_interrupt_saves_last_pt_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    iteration, calls = TorchRLTrainer.iteration, []
+
+    def interrupted_in_the_second_rollout(trainer):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C, or SIGTERM as train.py raises it
+        iteration(trainer)
+
+    monkeypatch.setattr(TorchRLTrainer, "iteration", interrupted_in_the_second_rollout)
+    with pytest.raises(KeyboardInterrupt):
+        train_torchrl(torchrl_config(SMALL, train__eval_every=0, train__checkpoint_every=0), tmp_path)
+    last = tmp_path / "checkpoints" / "last.pt"
+    assert read_torchrl_meta(last)["num_timesteps"] == 160  # the first rollout (2 x 5 x 16); not the cut one
+    assert f"interrupted at 160 agent-steps; resume with resume={last}" in capsys.readouterr().out
 
 
 def test_trainer_options_are_checked(tmp_path):

@@ -175,7 +175,7 @@ def test_a_tiny_training_run_beats_a_random_policy_on_held_out_demand(tmp_path):
     assert history[-1]["travel_time/mean"] == pytest.approx(trained_tt, rel=1e-6)  # final eval = last.zip
 
 
-def test_cli_run_writes_config_tensorboard_checkpoints_and_resume_continues_the_step_count(tmp_path):
+def test_cli_run_writes_config_tensorboard_checkpoints_and_resume_continues_the_step_count(tmp_path, capsys):
     run = tmp_path / "first"
     tiny = tiny_run(env__copies=4, agent__n_steps=10, agent__batch_size=20, agent__n_epochs=1, eval__seeds=1,
                  eval__steps=100, env__episode_s=100)
@@ -202,9 +202,13 @@ def test_cli_run_writes_config_tensorboard_checkpoints_and_resume_continues_the_
     assert meta["env"]["observations"]["intersection_id"]["size"] == 1
     assert meta["env"]["normalise"] is True
 
+    assert "eval @ 80 agent-steps: travel time" in (run / "train.log").read_text()  # not only on the console
+
     cfg = train_config(*tiny, "train.total_agent_steps=160", "train.eval_every=0", f"resume={last}")
     result = train(cfg, tmp_path / "second")
     assert result["start_timesteps"] == 80
+    assert f"resumed from {last} at 80 agent-steps" in capsys.readouterr().out
+    assert result["eval_history"][-1]["wall_s"] >= round(meta["wall_s"], 1)  # carries on, not from 0
     assert result["num_timesteps"] == 160
     resumed = read_meta(tmp_path / "second" / "checkpoints" / "last.zip")
     assert resumed["num_timesteps"] == 160

@@ -80,6 +80,15 @@ def test_the_cli_writes_a_controller_option_that_hydra_loads(tmp_path, capsys):
 TUNED = sorted((CONFIGS / "controller").glob("*_tuned_*.yaml"))
 
 
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_prints_the_usage_and_exits_0(capsys, flag):
+    with pytest.raises(SystemExit) as stop:
+        tune_main([flag])
+    assert stop.value.code == 0
+    usage = capsys.readouterr().out
+    assert "python -m agents.classical.tune controller=sotl" in usage and "trials" in usage
+
+
 @pytest.mark.parametrize("path", TUNED, ids=lambda p: p.stem)
 def test_committed_tuned_configs_compose_into_the_controller_group(path):
     name = path.stem.split("_tuned_")[0]

@@ -9,6 +9,7 @@ Arguments are ``key=value``: ``controller`` (sotl | max_pressure), ``scenario`` 
 to write; default ``configs/controller/<controller>_tuned_<scenario>.yaml``, loadable as
 ``controller@controller_params.<controller>=<controller>_tuned_<scenario>``). Progress: one JSON
 line per trial on stdout, then a summary line. Only the training split of demand is drawn.
+``--help`` / ``-h`` prints this text.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from envs.scenario.splits import DemandSpec
 
 SOURCE = "<tune>"
 INTEGER_KEYS = ("trials", "random_trials", "seeds", "steps", "batch_trials", "search_seed", "first_sample", "threads")
+HELP_FLAGS = ("-h", "--help")
 KEYS = ("controller", "scenario", "demand_mode", "out", "data_dir", *INTEGER_KEYS)
 
 
@@ -55,6 +57,9 @@ def parse_args(argv: list[str]) -> dict:
 
 
 def main(argv: list[str]) -> dict:
+    if any(arg in HELP_FLAGS for arg in argv):
+        print(__doc__.strip())  # the module doc is the usage
+        raise SystemExit(0)
     args = parse_args(argv)
     torch.set_num_threads(args.pop("threads", 2))
     settings = TuningSettings()

@@ -30,6 +30,21 @@ import torch
 SLOW_WRITES_ENV = "GRIDLIGHT_SLOW_WRITES_S"
 
 
+def process_umask() -> int:
+    """This process's umask. Linux shows it in /proc/self/status; elsewhere it can only be read
+    by setting it, which another thread could observe for an instant."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside `path` to write to; renamed over `path` when the block succeeds,
@@ -37,6 +52,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial" + path.suffix, dir=path.parent)
+    # mkstemp makes the file 0600; give it what a plain open() would, so results and models are
+    # as readable as the plots beside them
+    os.fchmod(handle, 0o666 & ~process_umask())
     os.close(handle)
     partial = Path(name)
     try:
@@ -91,5 +109,5 @@ def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
 
 
-__all__ = ["SLOW_WRITES_ENV", "atomic_path", "rng_state", "set_rng_state", "write_bytes_atomic",
-           "write_csv_atomic", "write_text_atomic"]
+__all__ = ["SLOW_WRITES_ENV", "atomic_path", "process_umask", "rng_state", "set_rng_state",
+           "write_bytes_atomic", "write_csv_atomic", "write_text_atomic"]

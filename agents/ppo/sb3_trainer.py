@@ -23,8 +23,8 @@ TensorBoard (``RUN/tb/``; the same scalars in ``RUN/progress.csv``), by prefix:
   started; ``time/rollout_agent_steps_per_s``: the last rollout's collection alone.
 
 Checkpoints (``RUN/checkpoints/``, see `agents.ppo.policy`): ``last.zip`` every
-``train.checkpoint_every`` agent-steps and at the end, ``best.zip`` at each evaluation that
-lowers the eval mean travel time.
+``train.checkpoint_every`` agent-steps, at the end and on Ctrl-C / SIGTERM, ``best.zip`` at each
+evaluation that lowers the eval mean travel time.
 """
 
 from __future__ import annotations
@@ -40,19 +40,20 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import KVWriter, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.vec_env import VecEnvWrapper
 from torch import nn
 from tqdm import tqdm
 
 from agents.ppo.indexed_policy import IndexedActorCriticPolicy
-from agents.ppo.atomic_files import rng_state, set_rng_state, write_csv_atomic
+from agents.ppo.atomic_files import rng_state, set_rng_state
 from agents.ppo.policy import PolicyController, load_policy, read_meta, read_rng, save_checkpoint
 from agents.ppo.config import (
-    SOURCE, check_config, demand_spec, engine_params, observation_names, perturbation_config,
+    check_config, demand_spec, engine_params, observation_names, perturbation_config,
 )
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
-from envs.errors import CheckpointError, ConfigError
+from agents.ppo.run_messages import eval_line, say, say_baselines, say_interrupted, whole_rollouts
+from agents.ppo.sb3_logging import run_logger
+from envs.errors import CheckpointError
 from envs.evaluation.metrics import METRIC_NAMES
 from envs.scenario import Scenario, load_scenario
 from envs.rl.actions import action_settings
@@ -160,31 +161,6 @@ def check_layout(path: str, saved: dict, layout: dict) -> None:
             raise CheckpointError(path, f"env.{key}", layout[key], f"differs from the checkpoint's {saved[key]!r}")
 
 
-def _logger(run_dir: Path) -> Logger:
-    (run_dir / "tb").mkdir(parents=True, exist_ok=True)
-    return Logger(str(run_dir), [TensorBoardOutputFormat(str(run_dir / "tb")),
-                                 AtomicCSVOutput(run_dir / "progress.csv")])
-
-
-class AtomicCSVOutput(KVWriter):
-    """SB3's progress.csv layout (one row per dump, a column per key, the header widened when
-    keys appear), each dump rewriting the whole file atomically: SB3's CSVOutputFormat rewrites
-    it in place, so a kill mid-dump could leave it torn."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.keys, self.rows = Path(path), [], []
-
-    def write(self, key_values: dict, key_excluded: dict, step: int = 0) -> None:
-        row = {key: value for key, value in key_values.items()
-               if not (key_excluded.get(key) and "csv" in key_excluded[key])}
-        self.keys += sorted(set(row) - set(self.keys))
-        self.rows.append(row)
-        write_csv_atomic(self.path, self.keys, self.rows)
-
-    def close(self) -> None:
-        pass
-
-
 def _compile_policy(model: MaskablePPO) -> None:
     """torch.compile the networks in place (state-dict keys, hence checkpoints, unchanged)."""
     extractor = model.policy.mlp_extractor
@@ -211,6 +187,10 @@ class TrainingCallback(BaseCallback):
         self.history: list[dict] = [] if meta is None else list(meta.get("eval_history", []))
         self.last_eval_step = -1
         self.last_checkpoint_step = -1
+        # wall_s of the runs before a resume (checkpoints older than this key restart at 0)
+        self.wall_before = 0.0 if meta is None else meta.get("wall_s", 0.0)
+        self.collecting = False  # in a rollout: its agent-steps are not learnt from yet
+        self.started = time.perf_counter()  # again at the training start
         self.busy_s = 0.0  # evaluation + checkpoint time, left out of the throughput
         self.bar: tqdm | None = None
 
@@ -241,6 +221,7 @@ class TrainingCallback(BaseCallback):
             self.logger.dump(self.num_timesteps)
         self.rollout_started = time.perf_counter()
         self.rollout_steps = self.num_timesteps
+        self.collecting = True
 
     def _on_step(self) -> bool:
         rewards, dones, infos = self.locals["rewards"], self.locals["dones"], self.locals["infos"]
@@ -258,6 +239,7 @@ class TrainingCallback(BaseCallback):
         return True
 
     def _on_rollout_end(self) -> None:
+        self.collecting = False
         now = time.perf_counter()
         self.logger.record("time/rollout_agent_steps_per_s",
                            (self.num_timesteps - self.rollout_steps) / max(now - self.rollout_started, 1e-9))
@@ -277,6 +259,15 @@ class TrainingCallback(BaseCallback):
         self.logger.record("time/agent_steps_per_s", self.agent_steps_per_s())
         self.logger.dump(self.num_timesteps)
         self.bar.close()
+
+    def interrupted(self) -> None:
+        """Ctrl-C or SIGTERM: save last.zip and say how to resume. A rollout cut short is dropped
+        (the policy has not learnt from it), so the checkpoint counts the steps before it."""
+        if self.bar is not None:
+            self.bar.close()
+        if self.collecting:
+            self.model.num_timesteps = self.num_timesteps = self.rollout_steps
+        say_interrupted(self.num_timesteps, self.checkpoint("last.zip"))
 
     # -- helpers
     def _crossed(self, last: int, every: int) -> bool:
@@ -302,7 +293,7 @@ class TrainingCallback(BaseCallback):
             for name in METRIC_NAMES:
                 self.logger.record(f"baseline/{base}/{name}", float(values[name].mean()))
         travel = float(metrics[PRIMARY].mean())
-        entry = {"agent_steps": int(self.num_timesteps), "wall_s": round(time.perf_counter() - self.started, 1),
+        entry = {"agent_steps": int(self.num_timesteps), "wall_s": round(self.wall_s(), 1),
                  PRIMARY: travel, **{f"reduction_vs_{k}": v for k, v in reductions.items()}}
         self.history.append(entry)
         self.last_eval_step = self.num_timesteps
@@ -312,15 +303,15 @@ class TrainingCallback(BaseCallback):
         self.logger.record("eval/best_travel_time", self.best)
         if improved:
             self.checkpoint("best.zip")
-        shown = ", ".join(f"{v:+.1f}% vs {k}" for k, v in reductions.items())
-        message = f"eval @ {self.num_timesteps:,} agent-steps: travel time {travel:.1f} s ({shown})"
-        if self.bar is not None and not self.bar.disable:
-            self.bar.write(message, file=sys.stderr)
+        say(eval_line(self.num_timesteps, travel, reductions), self.bar)
+        if self.bar is not None:
             self.bar.set_postfix_str(f"eval tt {travel:.1f} s")
-        else:
-            print(message, flush=True)
         self.busy_s = busy_before + time.perf_counter() - started
         return entry
+
+    def wall_s(self) -> float:
+        """Seconds of training since the first run began (resumes included)."""
+        return self.wall_before + time.perf_counter() - self.started
 
     def meta(self) -> dict:
         return {
@@ -330,6 +321,7 @@ class TrainingCallback(BaseCallback):
             "train_next_sample": self.core.next_sample,  # resume continues the demand stream
             "best_eval_travel_time": self.best,
             "eval_history": self.history,
+            "wall_s": self.wall_s(),  # a resumed run's eval_history carries on from it
             "baselines": {name: {k: float(v.mean()) for k, v in values.items()}
                           for name, values in self.evaluator.baselines.items()},
             "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -360,30 +352,32 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     if cfg.resume is not None:
         model, meta = resume_model(cfg, env, core)
         first_sample = meta["train_next_sample"]
+        say(f"resumed from {cfg.resume} at {model.num_timesteps:,} agent-steps")
     else:
         model, meta = build_model(cfg, env), None
         first_sample = cfg.seed * SAMPLES_PER_SEED
     start_steps = int(model.num_timesteps)
     remaining = int(cfg.train.total_agent_steps) - start_steps
-    if remaining <= 0:
-        raise ConfigError(SOURCE, "train.total_agent_steps", cfg.train.total_agent_steps,
-                          f"the checkpoint is already at {start_steps} agent-steps; raise it to continue")
+    end = whole_rollouts(int(cfg.train.total_agent_steps), start_steps, model.n_steps * env.num_envs)
     env.seed(first_sample)  # the next reset draws training demand samples from here on
     if cfg.train.compile:
         _compile_policy(model)
-    model.set_logger(_logger(run_dir))
+    model.set_logger(run_logger(run_dir))
 
     evaluator = Evaluator(eval_scenario, demand_spec(cfg.eval.demand, "eval.demand"), cfg.eval.seeds,
                           cfg.eval.steps, engine_params(cfg), compile=cfg.engine.compile)
     evaluator.run_baselines(list(cfg.eval.baselines), OmegaConf.to_container(cfg.baseline_params, resolve=True))
-    for name, values in evaluator.baselines.items():
-        print(f"baseline {name}: travel time {values[PRIMARY].mean():.1f} s on {cfg.eval.seeds} eval seed(s)",
-              flush=True)
+    say_baselines(evaluator.baselines, PRIMARY, cfg.eval.seeds)
 
     callback = TrainingCallback(cfg, run_dir, core, evaluator, meta)
+    callback.total = end  # the progress bar's
     if meta is not None and meta.get("rng") is not None:
         set_rng_state(meta["rng"])  # the random state at the save: the run goes on as it would have
-    model.learn(total_timesteps=remaining, callback=callback, reset_num_timesteps=False)
+    try:
+        model.learn(total_timesteps=remaining, callback=callback, reset_num_timesteps=False)
+    except KeyboardInterrupt:
+        callback.interrupted()
+        raise
     return {
         "model": model,
         "start_timesteps": start_steps,

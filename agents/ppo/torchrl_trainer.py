@@ -40,27 +40,16 @@ from tqdm import tqdm
 
 from agents.ppo.atomic_files import set_rng_state
 from agents.ppo.config import (
-    LOSSES,
-    TorchRLTrainerConfig,
-    SOURCE,
-    check_config,
-    demand_spec,
-    engine_params,
-    observation_names,
+    LOSSES, SOURCE, TorchRLTrainerConfig, check_config, demand_spec, engine_params, observation_names,
     perturbation_config,
 )
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
+from agents.ppo.run_messages import eval_line, say, say_baselines, say_interrupted, whole_rollouts
 from agents.ppo.sb3_trainer import ARCH_KEYS, SAMPLES_PER_SEED, check_layout, load_scenarios
 from agents.ppo.torchrl_logging import EpisodeStats, RunLog
 from agents.ppo.torchrl_policy import (
-    GreedyPolicy,
-    TorchRLPolicyController,
-    build_networks,
-    masked_logits,
-    network_spec,
-    read_torchrl_checkpoint,
-    resolve_centralised,
-    save_torchrl_checkpoint,
+    GreedyPolicy, TorchRLPolicyController, build_networks, masked_logits, network_spec,
+    read_torchrl_checkpoint, resolve_centralised, save_torchrl_checkpoint,
 )
 from envs.errors import CheckpointError, ConfigError
 from envs.evaluation.metrics import METRIC_NAMES
@@ -111,8 +100,7 @@ class TorchRLTrainer:
         self.spec = network_spec(agent, self.I, core.obs_size, core.max_actions,
                                  resolve_centralised(agent.name, opts.centralised_critic))
         self.policy_net, self.value_net = build_networks(self.spec, self.device)
-        params = [*self.policy_net.parameters(), *self.value_net.parameters()]
-        self.params = params
+        self.params = params = [*self.policy_net.parameters(), *self.value_net.parameters()]
         # SB3's Adam. foreach: one multi-tensor kernel per update rule instead of a Python loop over
         # the 12 tensors (torch picks it on CUDA only; on the CPU it gives the same bits, faster)
         self.optimizer = torch.optim.Adam(params, lr=agent.learning_rate, eps=1e-5, foreach=True)
@@ -121,10 +109,10 @@ class TorchRLTrainer:
         self.num_timesteps, first_sample = 0, cfg.seed * SAMPLES_PER_SEED
         if cfg.resume is not None:
             first_sample = self._resume(str(cfg.resume))
-        self.start_steps = self.num_timesteps
-        if int(cfg.train.total_agent_steps) <= self.num_timesteps:
-            raise ConfigError(SOURCE, "train.total_agent_steps", cfg.train.total_agent_steps,
-                              f"the checkpoint is already at {self.num_timesteps} agent-steps; raise it to continue")
+            say(f"resumed from {cfg.resume} at {self.num_timesteps:,} agent-steps")
+        self.start_steps, self.started, self.bar = self.num_timesteps, time.perf_counter(), None
+        self.end = whole_rollouts(int(cfg.train.total_agent_steps), self.num_timesteps,
+                                  agent.n_steps * core.copies * self.I)
         env.set_seed(first_sample)  # the next reset draws training demand samples from here on
         self.td = env.reset()
         self.evaluator = Evaluator(eval_scenario, demand_spec(cfg.eval.demand, "eval.demand"), cfg.eval.seeds,
@@ -132,8 +120,8 @@ class TorchRLTrainer:
         meta = self.meta_in or {}
         self.best = meta.get("best_eval_travel_time", math.inf)
         self.history: list[dict] = list(meta.get("eval_history", []))
-        self.train_sums = torch.zeros(len(TRAIN_STATS), device=self.device)
-        self.train_count = torch.zeros((), device=self.device)
+        self.wall_before = meta.get("wall_s", 0.0)  # checkpoints older than this key restart at 0
+        self.train_sums, self.train_count = torch.zeros(len(TRAIN_STATS), device=self.device), torch.zeros((), device=self.device)
         self.explained = torch.zeros((), device=self.device)
         self.iterations = self.n_updates = self.iterations_since_log = 0
         self.rollout_rate = 0.0
@@ -164,7 +152,7 @@ class TorchRLTrainer:
             "config": OmegaConf.to_container(self.cfg, resolve=True), "trainer": "torchrl",
             "torchrl": asdict(self.opts), "networks": self.spec, "env": self.core.describe(),
             "num_timesteps": self.num_timesteps, "train_next_sample": self.core.next_sample,
-            "best_eval_travel_time": self.best, "eval_history": self.history,
+            "best_eval_travel_time": self.best, "eval_history": self.history, "wall_s": self.wall_s(),
             "baselines": {name: {k: float(v.mean()) for k, v in values.items()}
                           for name, values in self.evaluator.baselines.items()},
             "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -174,6 +162,16 @@ class TorchRLTrainer:
         return save_torchrl_checkpoint(self.run_dir / "checkpoints" / name, actor=self.policy_net,
                                        critic=self.value_net, optimizer=self.optimizer,
                                        num_timesteps=self.num_timesteps, meta=self.meta())
+
+    def interrupted(self) -> None:
+        """Ctrl-C or SIGTERM: save last.pt (a rollout cut short is not counted) and say how to resume."""
+        if self.bar is not None:
+            self.bar.close()
+        say_interrupted(self.num_timesteps, self.checkpoint("last.pt"))
+
+    def wall_s(self) -> float:
+        """Seconds of training since the first run began (resumes included)."""
+        return self.wall_before + time.perf_counter() - self.started
 
     def controller(self) -> TorchRLPolicyController:
         return TorchRLPolicyController(policy=GreedyPolicy(self.policy_net),
@@ -322,27 +320,24 @@ class TorchRLTrainer:
             for name in METRIC_NAMES:
                 log.record(f"baseline/{base}/{name}", float(values[name].mean()))
         travel = float(metrics[PRIMARY].mean())
-        self.history.append({"agent_steps": self.num_timesteps, "wall_s": round(time.perf_counter() - self.started, 1),
+        self.history.append({"agent_steps": self.num_timesteps, "wall_s": round(self.wall_s(), 1),
                              PRIMARY: travel, **{f"reduction_vs_{k}": v for k, v in reductions.items()}})
         improved = travel < self.best
         self.best = min(self.best, travel)
         log.record("eval/best_travel_time", self.best)
         if improved:
             self.checkpoint("best.pt")
-        shown = ", ".join(f"{v:+.1f}% vs {k}" for k, v in reductions.items())
-        message = f"eval @ {self.num_timesteps:,} agent-steps: travel time {travel:.1f} s ({shown})"
-        bar.write(message, file=sys.stderr) if not bar.disable else print(message, flush=True)
+        say(eval_line(self.num_timesteps, travel, reductions), bar)
         bar.set_postfix_str(f"eval tt {travel:.1f} s")
         return self.history[-1]
 
     def run(self) -> dict:
         cfg = self.cfg
-        every, total = cfg.train, int(cfg.train.total_agent_steps)
+        every, total = cfg.train, self.end  # the first whole rollout past train.total_agent_steps
         self.evaluator.run_baselines(list(cfg.eval.baselines), OmegaConf.to_container(cfg.baseline_params, resolve=True))
-        for name, values in self.evaluator.baselines.items():
-            print(f"baseline {name}: travel time {values[PRIMARY].mean():.1f} s on {cfg.eval.seeds} eval seed(s)", flush=True)
+        say_baselines(self.evaluator.baselines, PRIMARY, cfg.eval.seeds)
         log = RunLog(self.run_dir)
-        bar = tqdm(total=total, initial=self.num_timesteps, unit="agent-step", unit_scale=True, file=sys.stderr,
+        self.bar = bar = tqdm(total=total, initial=self.num_timesteps, unit="agent-step", unit_scale=True, file=sys.stderr,
                    disable=not cfg.train.progress, mininterval=1.0, desc=f"{self.core.scenario.name} {cfg.agent.name} (torchrl)")
         self.started, busy, last_eval = time.perf_counter(), 0.0, -1
 
@@ -393,7 +388,12 @@ class TorchRLTrainer:
 
 def train_torchrl(cfg: DictConfig, run_dir: Path) -> dict:
     """Train per `cfg` (the composed train.yaml, plus an optional ``torchrl`` node) into `run_dir`."""
-    return TorchRLTrainer(cfg, Path(run_dir)).run()
+    trainer = TorchRLTrainer(cfg, Path(run_dir))
+    try:
+        return trainer.run()
+    except KeyboardInterrupt:
+        trainer.interrupted()
+        raise
 
 
 __all__ = ["TorchRLTrainer", "train_torchrl", "trainer_options"]

@@ -1,0 +1,98 @@
+"""What a training run tells its user, for both trainers: status lines on the console (above the
+progress bar when one is shown, else on stdout) that also reach the run folder's ``train.log``,
+the trainer a checkpoint belongs to, the rounding of ``train.total_agent_steps`` to whole
+rollouts, and SIGTERM turned into the KeyboardInterrupt that Ctrl-C raises (the trainers save
+``last`` on either and say how to resume).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from agents.ppo.config import SOURCE
+from envs.errors import CheckpointError, ConfigError
+
+# status lines go to the log files only: the console gets them as plain lines (Hydra's console
+# handler would prefix each with a timestamp and the logger's name)
+STATUS = logging.getLogger("gridlight.status")
+STATUS.propagate = False
+STATUS.setLevel(logging.INFO)
+TRAINER_OF_SUFFIX = {".zip": "sb3", ".pt": "torchrl"}  # as evaluate.py / export.py tell them apart
+
+
+def log_status_to(handlers: list[logging.Handler]) -> None:
+    """Write status lines into these handlers' files (train.py: Hydra's job log), and no longer
+    into an earlier job's (a sweep's worker process runs several)."""
+    STATUS.handlers = [handler for handler in handlers if isinstance(handler, logging.FileHandler)]
+
+
+def say(message: str, bar=None) -> None:
+    """One status line: on the console as it has always been shown, and into the run's log."""
+    if bar is not None and not bar.disable:
+        bar.write(message, file=sys.stderr)
+    else:
+        print(message, flush=True)
+    STATUS.info(message)
+
+
+def say_baselines(baselines: dict, primary: str, seeds: int) -> None:
+    for name, values in baselines.items():
+        say(f"baseline {name}: travel time {values[primary].mean():.1f} s on {seeds} eval seed(s)")
+
+
+def eval_line(steps: int, travel: float, reductions: dict[str, float]) -> str:
+    shown = ", ".join(f"{v:+.1f}% vs {k}" for k, v in reductions.items())
+    return f"eval @ {steps:,} agent-steps: travel time {travel:.1f} s ({shown})"
+
+
+def trainer_for_resume(path: str, trainer: str, explicit: bool) -> str:
+    """The trainer that resumes `path`: the one its suffix names unless ``trainer=`` was given;
+    given and different, a CheckpointError (the checkpoint would otherwise read as corrupted)."""
+    wanted = TRAINER_OF_SUFFIX.get(Path(path).suffix)
+    if wanted is None or wanted == trainer:
+        return trainer
+    if explicit:
+        raise CheckpointError(path, "trainer", trainer, f"this is a trainer={wanted} checkpoint "
+                              f"({Path(path).suffix}): resume it with trainer={wanted}")
+    say(f"trainer={wanted} (resuming a {Path(path).suffix} checkpoint)")
+    return wanted
+
+
+def whole_rollouts(total: int, start: int, rollout: int) -> int:
+    """The agent-steps a run ends at: it stops at the first whole rollout at or past `total`
+    (counted from `start`, the resumed checkpoint's); said once when that is more than `total`."""
+    if total <= start:
+        raise ConfigError(SOURCE, "train.total_agent_steps", total,
+                          f"the checkpoint is already at {start} agent-steps; raise it to continue")
+    rollouts = -(-(total - start) // rollout)
+    end = start + rollouts * rollout
+    if end != total:
+        after = f" after the checkpoint's {start:,}" if start else ""
+        say(f"train.total_agent_steps={total} is rounded up to {rollouts} rollouts of {rollout:,} "
+            f"agent-steps{after}: {end:,}")
+    return end
+
+
+def say_interrupted(steps: int, checkpoint: Path) -> None:
+    say(f"interrupted at {steps:,} agent-steps; resume with resume={checkpoint}")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so both end a run the same way."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def interrupt_on_sigterm() -> None:
+    if threading.current_thread() is threading.main_thread():  # a launcher's worker thread cannot
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+__all__ = ["STATUS", "Terminated", "eval_line", "interrupt_on_sigterm", "log_status_to", "say",
+           "say_baselines", "say_interrupted", "trainer_for_resume", "whole_rollouts"]

@@ -1,0 +1,121 @@
+"""What train.py tells its user (agents/ppo/run_messages.py): the rounding of
+train.total_agent_steps to whole rollouts, the trainer a resumed checkpoint belongs to, the
+compile notice, and SIGTERM's save and resume hint; status lines also reach RUN/train.log."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from tqdm import tqdm
+
+import agents.ppo.sb3_trainer as sb3_trainer
+from agents.ppo.policy import read_meta
+from agents.ppo.run_messages import log_status_to, say, trainer_for_resume, whole_rollouts
+from envs.errors import CheckpointError, ConfigError
+from tests.conftest import REPO_ROOT
+from tests.test_train import train_config, tiny_run
+
+# grid_1x1 (one intersection), 4 copies x 10 decisions: rollouts of 40 agent-steps
+ROLLOUT = 40
+SHORT = dict(env__copies=4, agent__n_steps=10, agent__batch_size=20, agent__n_epochs=1, eval__seeds=1,
+             eval__steps=100, env__episode_s=100, train__eval_every=0)
+ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def test_whole_rollouts_rounds_up_and_says_so(capsys):
+    assert whole_rollouts(20000, 0, 16384) == 32768
+    assert capsys.readouterr().out == ("train.total_agent_steps=20000 is rounded up to 2 rollouts of "
+                                       "16,384 agent-steps: 32,768\n")
+    assert whole_rollouts(32768, 0, 16384) == 32768
+    assert capsys.readouterr().out == ""  # a whole number of rollouts: nothing to say
+    assert whole_rollouts(100, 40, 40) == 120
+    assert "2 rollouts of 40 agent-steps after the checkpoint's 40: 120" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="train.total_agent_steps' = 40: the checkpoint is already at 40"):
+        whole_rollouts(40, 40, 16)
+
+
+def test_a_run_ends_at_the_rounded_total_and_the_progress_bar_counts_to_it(tmp_path, capsys, monkeypatch):
+    totals = []
+
+    class Bar(tqdm):
+        def __init__(self, *args, **kwargs):
+            totals.append(kwargs["total"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(sb3_trainer, "tqdm", Bar)
+    result = sb3_trainer.train(train_config(*tiny_run(**SHORT, train__total_agent_steps=50)), tmp_path)
+    assert result["num_timesteps"] == 2 * ROLLOUT and totals == [2 * ROLLOUT]
+    assert "train.total_agent_steps=50 is rounded up to 2 rollouts of 40 agent-steps: 80" in capsys.readouterr().out
+
+
+def test_the_trainer_of_a_resumed_checkpoint_follows_its_suffix_unless_given(capsys):
+    assert trainer_for_resume("run/last.pt", "sb3", explicit=False) == "torchrl"
+    assert "trainer=torchrl (resuming a .pt checkpoint)" in capsys.readouterr().out
+    assert trainer_for_resume("run/last.zip", "torchrl", explicit=False) == "sb3"
+    assert trainer_for_resume("run/last.zip", "sb3", explicit=True) == "sb3"
+    with pytest.raises(CheckpointError) as error:
+        trainer_for_resume("run/last.pt", "sb3", explicit=True)
+    assert str(error.value) == ("run/last.pt: field 'trainer' = 'sb3': this is a trainer=torchrl "
+                                "checkpoint (.pt): resume it with trainer=torchrl")
+
+
+def _train(*args: str, **kwargs):
+    return subprocess.run([sys.executable, "train.py", *args], cwd=REPO_ROOT, env=ENV, capture_output=True,
+                          text=True, timeout=120, **kwargs)
+
+
+def test_cli_refuses_a_checkpoint_of_the_other_trainer_when_the_trainer_is_given(tmp_path):
+    checkpoint = tmp_path / "last.zip"
+    checkpoint.write_bytes(b"never read: the trainer is checked first")
+    done = _train("trainer=torchrl", f"resume={checkpoint}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"error: {checkpoint}: field 'trainer' = 'torchrl': this is a trainer=sb3 "
+                                   "checkpoint (.zip): resume it with trainer=sb3")
+
+
+def test_cli_says_it_compiles_before_the_first_compiled_step(tmp_path):
+    missing = tmp_path / "missing.zip"  # ends the run before any compiling happens
+    done = _train("engine.compile=true", f"resume={missing}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 2 and "no such checkpoint file" in done.stderr
+    assert done.stdout.startswith("compiling the engine step (about 30 s on a CPU)")
+
+
+def test_sigterm_saves_last_and_says_how_to_resume(tmp_path):
+    run = tmp_path / "run"
+    args = tiny_run(**SHORT, train__total_agent_steps=100 * ROLLOUT, train__checkpoint_every=ROLLOUT)
+    process = subprocess.Popen([sys.executable, "train.py", *args, f"hydra.run.dir={run}"], cwd=REPO_ROOT,
+                               env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = run / "checkpoints" / "last.zip"
+    deadline = time.monotonic() + 120
+    while not last.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err[-2000:]
+    steps = read_meta(last)["num_timesteps"]
+    assert steps % ROLLOUT == 0  # a rollout cut short is not counted
+    said = f"interrupted at {steps:,} agent-steps; resume with resume={last}"
+    assert said in out.splitlines()
+    assert said in (run / "train.log").read_text()
+
+
+def test_status_lines_go_to_the_current_jobs_log_only(tmp_path, capsys):
+    first, second = (logging.FileHandler(tmp_path / name) for name in ("first.log", "second.log"))
+    try:
+        log_status_to([logging.StreamHandler(), first])
+        say("job one")
+        log_status_to([second])  # the next job of a sweep in the same process
+        say("job two")
+    finally:
+        log_status_to([])
+        first.close()
+        second.close()
+    assert capsys.readouterr().out == "job one\njob two\n"  # the console, as plain lines
+    assert (tmp_path / "first.log").read_text() == "job one\n"
+    assert (tmp_path / "second.log").read_text() == "job two\n"
