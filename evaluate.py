@@ -22,12 +22,14 @@ is controller c on seed s. A GridlightError (bad config, missing checkpoint) pri
 ``error: ...`` line and exits 2 (``HYDRA_FULL_ERROR=1`` for the traceback).
 Written into Hydra's run directory: ``metrics.csv`` (one row per controller and seed, every
 metric of the hub), ``summary.json``, ``table.md`` (also printed), and the plots
-``travel_time_bars.png``, ``travel_time_cdf.png``, ``queue_over_time.png``.
+``travel_time_bars.png``, ``travel_time_cdf.png``, ``queue_over_time.png``; Hydra's ``evaluate.log``
+holds the status lines printed, table included.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from dataclasses import asdict, replace
@@ -44,6 +46,7 @@ from agents.classical import CONTROLLERS
 from agents.classical.tuned_presets import base_controller, tuned_params
 from agents.ppo.atomic_files import write_csv_atomic, write_text_atomic
 from agents.ppo.config import check_evaluate_config, demand_spec, engine_params
+from agents.ppo.run_messages import log_status_to, say
 from envs.engine import Simulator
 from envs.engine.intersections import intersection_layout
 from envs.errors import CheckpointError, ConfigError, GridlightError, ModelError, exit_on_error
@@ -157,8 +160,8 @@ def _attach_detector_faults(perturbation: Perturbation, scenario: Scenario, batc
         if hasattr(controller, "detectors"):
             controller.detectors = detectors
     readers = [name for name, controller in zip(controllers, built) if hasattr(controller, "detectors")]
-    print(f"detector faults reach the controllers that read lane detectors ({', '.join(readers) or 'none'}); "
-          "fixed-time plans read no detector", flush=True)
+    say(f"detector faults reach the controllers that read lane detectors ({', '.join(readers) or 'none'}); "
+        "fixed-time plans read no detector")
 
 
 class StepRecorder:
@@ -200,11 +203,11 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     demands = eval_demands(scenario, spec, seeds, perturbation)
     conditions = demands.conditions
     copies = len(controllers) * seeds * len(conditions)
-    print(f"scenario {scenario.name}: {scenario.network.num_intersections} signals; "
+    say(f"scenario {scenario.name}: {scenario.network.num_intersections} signals; "
           f"{len(controllers)} controllers x {seeds} eval demand seed(s) ({spec.mode}, "
           f"{np.mean([t.num_trips for t in demands.trips[0]]):.0f} trips each)"
           + (f" x {len(conditions)} conditions ({', '.join(conditions)})" if len(conditions) > 1 else "")
-          + f" = {copies} copies, {steps} s simulated", flush=True)
+        + f" = {copies} copies, {steps} s simulated")
     batch = EvaluationBatch(scenario, len(controllers), demands.trips, engine_params(cfg),
                             incidents=demands.incidents, compile=cfg.engine.compile)
     built = [policies[name] if name in policies else build_controller(name, cfg) for name in controllers]
@@ -218,7 +221,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
 
     all_rows = batch.rows(metrics, controllers, conditions, scenario.name)
     stats, table = signals_report(all_rows, controllers, conditions, seeds)  # of the last condition
-    print(table)
+    say(table)
     (out_dir / "table.md").write_text(table + "\n")
     _write_csv(out_dir / "metrics.csv", all_rows, ["scenario", "controller", "seed", "condition", *METRIC_NAMES])
     result = {
@@ -240,8 +243,8 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         from envs.rl.render import write_gif
 
         write_gif(recorder.frames, out_dir / "episode.gif", fps=int(cfg.render_fps))
-        print(f"episode of {controllers[0]} (seed 0): {out_dir / 'episode.gif'} ({len(recorder.frames)} frames)")
-    print(f"results in {out_dir} ({wall:.1f} s)")
+        say(f"episode of {controllers[0]} (seed 0): {out_dir / 'episode.gif'} ({len(recorder.frames)} frames)")
+    say(f"results in {out_dir} ({wall:.1f} s)")
     return result
 
 
@@ -280,7 +283,7 @@ def _classifiers(cfg: DictConfig, train, layout) -> dict:
                                                   log=bar.write, progress=bar.update)
         finally:
             bar.close()
-        print(describe(name, chosen))
+        say(describe(name, chosen))
     return classifiers
 
 
@@ -356,6 +359,7 @@ def _write_csv(path: Path, rows: list[dict], fieldnames: list[str] | None = None
 def main(cfg: DictConfig) -> None:
     out_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     with exit_on_error():  # a GridlightError: one line on stderr, exit status 2
+        log_status_to(logging.getLogger().handlers)  # status lines into RUN/evaluate.log too
         check_evaluate_config(cfg)  # before any work
         if cfg.task == "incident_detection":
             evaluate_detection(cfg, out_dir)

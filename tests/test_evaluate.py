@@ -148,3 +148,15 @@ def test_a_trained_checkpoint_joins_the_classical_controllers_in_the_table(tmp_p
 
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         evaluate.evaluate(evaluate_config("scenario=grid_1x1", f"checkpoint={tmp_path / 'missing.zip'}"), out)
+
+
+def test_the_cli_writes_its_status_lines_and_table_into_evaluate_log(tmp_path):
+    done = subprocess.run([sys.executable, "evaluate.py", "scenario=grid_1x1", "eval.steps=60", "eval.seeds=2",
+                           "eval.progress=false", "eval.plots=false", "controllers=[fixed_time,max_pressure]",
+                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=REPO_ROOT,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    header = (tmp_path / "table.md").read_text().splitlines()[0]
+    log = (tmp_path / "evaluate.log").read_text()
+    assert header in log and "scenario grid_1x1:" in log and f"results in {tmp_path}" in log
+    assert header in done.stdout  # still on the console as before
