@@ -199,6 +199,9 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         cfg.scenario.name, seed=cfg.scenario.seed, data_dir=cfg.scenario.data_dir,
         horizon=cfg.scenario.horizon, device=cfg.engine.device,
     )
+    for policy in policies.values():  # before any simulation: a checkpoint of another layout
+        if hasattr(policy, "check_fits"):
+            policy.check_fits(scenario.network, scenario.name)
     spec, perturbation = _demand_spec(cfg), _perturbation(cfg)
     demands = eval_demands(scenario, spec, seeds, perturbation)
     conditions = demands.conditions

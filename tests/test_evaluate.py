@@ -160,3 +160,18 @@ def test_the_cli_writes_its_status_lines_and_table_into_evaluate_log(tmp_path):
     log = (tmp_path / "evaluate.log").read_text()
     assert header in log and "scenario grid_1x1:" in log and f"results in {tmp_path}" in log
     assert header in done.stdout  # still on the console as before
+
+
+def test_a_checkpoint_of_another_layout_is_refused_naming_both_scenarios_before_simulating(
+        tmp_path, datasets_dir, monkeypatch):
+    from envs.errors import CheckpointError
+    from envs.scenario import load_scenario
+    from tests.deploy_fixtures import untrained
+
+    checkpoint = untrained(load_scenario("grid_1x1", horizon=60), "shared", tmp_path / "grid.zip")
+    monkeypatch.setattr(evaluate, "eval_demands", lambda *a: pytest.fail("simulation work before the check"))
+    with pytest.raises(CheckpointError) as caught:  # the same intersection ids, 8 phases instead of 4
+        evaluate.evaluate(evaluate_config("scenario=syn_1x1_uniform_800", "eval.steps=60", "eval.progress=false",
+                                          "controllers=[]", f"checkpoint={checkpoint}"), tmp_path)
+    assert caught.value.source == str(checkpoint) and caught.value.field == "env.observations.phase_onehot.size"
+    assert "(trained on grid_1x1, run on syn_1x1_uniform_800)" in str(caught.value)

@@ -230,20 +230,26 @@ class PolicyController:
         self._context = None
         self._command: torch.Tensor | None = None
 
-    def reset(self, sim: Simulator) -> None:
-        layout = intersection_layout(sim.network)
+    def check_fits(self, network, run_on: str | None = None):
+        """The network's intersection layout, if the policy's observations fit it; else a
+        CheckpointError naming the scenario it was trained on (and `run_on`, where known). A
+        different scenario of the same layout passes: a transfer test may mean it."""
+        layout = intersection_layout(network)
+        scenarios = f"trained on {self.meta['env']['scenario']}" + (f", run on {run_on}" if run_on else "")
         trained_on = list(self.meta["env"]["intersections"])
         if list(layout.ids) != trained_on:
-            raise CheckpointError(
-                self.source, "env.intersections", list(layout.ids),
-                f"the policy was trained on intersections {trained_on} ({self.meta['env']['scenario']})",
-            )
+            raise CheckpointError(self.source, "env.intersections", list(layout.ids),
+                                  f"the policy was trained on intersections {trained_on} ({scenarios})")
         for feature in self.features:
             if feature.size(layout) != self.feature_sizes[feature.name]:
                 raise CheckpointError(
                     self.source, f"env.observations.{feature.name}.size", feature.size(layout),
-                    f"the policy expects {self.feature_sizes[feature.name]}",
+                    f"the policy expects {self.feature_sizes[feature.name]} ({scenarios})",
                 )
+        return layout
+
+    def reset(self, sim: Simulator) -> None:
+        layout = self.check_fits(sim.network)
         self.layout = layout
         mode, durations = action_settings(self.meta["env"])
         self.decoder = ActionDecoder(layout, sim.network, sim.params, mode, durations, sim.batch_size, self.source)
