@@ -84,26 +84,26 @@ def _existing_paths(cfg: DictConfig, key: str, what: str, error: type[GridlightE
     return paths
 
 
-def trained_policies(cfg: DictConfig) -> dict[str, object]:
-    """``{name: PolicyController}`` for the checkpoint(s) in ``cfg.checkpoint``."""
+def trained_policies(cfg: DictConfig) -> dict[str, tuple[str, object]]:
+    """``{name: (path, PolicyController)}`` for the checkpoint(s) in ``cfg.checkpoint``."""
     paths = _existing_paths(cfg, "checkpoint", "checkpoint file", CheckpointError)
     if not paths:
         return {}
     # loads SB3 only when asked
     from agents.ppo.policy import checkpoint_meta, controller_for_checkpoint
 
-    policies: dict[str, object] = {}
+    policies: dict[str, tuple[str, object]] = {}
     for path in paths:
         name = str(checkpoint_meta(path)["config"]["agent"]["name"])
         name = name if name not in policies and name not in cfg.controllers else f"{name}_{len(policies) + 1}"
         # the policy runs where the engine does (a CUDA-trained checkpoint loads onto the CPU too)
-        policies[name] = controller_for_checkpoint(path, max_green_s=cfg.get("checkpoint_max_green_s"),
-                                                   device=str(cfg.engine.device))
+        policies[name] = path, controller_for_checkpoint(path, max_green_s=cfg.get("checkpoint_max_green_s"),
+                                                         device=str(cfg.engine.device))
     return policies
 
 
-def deployed_policies(cfg: DictConfig, taken: list[str]) -> dict[str, object]:
-    """``{name: SimulatedRuntime}`` for the exported model(s) in ``cfg.deployed``: the
+def deployed_policies(cfg: DictConfig, taken: list[str]) -> dict[str, tuple[str, object]]:
+    """``{name: (path, SimulatedRuntime)}`` for the exported model(s) in ``cfg.deployed``: the
     deployment controller, with its timing rules and fail-safe, as a field device runs it."""
     paths = _existing_paths(cfg, "deployed", "ONNX model file", ModelError)
     if not paths:
@@ -111,27 +111,29 @@ def deployed_policies(cfg: DictConfig, taken: list[str]) -> dict[str, object]:
     from agents.deploy.metadata import load_metadata
     from agents.deploy.simulated import SimulatedRuntime  # loads onnxruntime only when asked
 
-    out: dict[str, object] = {}
+    out: dict[str, tuple[str, object]] = {}
     for path in paths:
         name = f"{load_metadata(Path(path).with_suffix('.json'))['training'].get('agent') or 'policy'}_onnx"
         name = name if name not in out and name not in taken else f"{name}_{len(out) + 1}"
-        out[name] = SimulatedRuntime(path)
+        out[name] = path, SimulatedRuntime(path)
     return out
 
 
-def _controller_names(cfg: DictConfig) -> tuple[list[str], dict[str, object]]:
-    """The table's controllers in order (classical, trained, deployed) and the loaded policies."""
+def _controller_names(cfg: DictConfig) -> tuple[list[str], dict[str, object], dict[str, str]]:
+    """The table's controllers in order (classical, trained, deployed), the loaded policies and
+    the file each policy's name stands for (two checkpoints of one agent: ``ppo_shared_2``)."""
     classical = list(cfg.controllers)
     if len(set(classical)) != len(classical):
         raise ConfigError("<config>", "controllers", classical, "need distinct controller names")
     for name in classical:  # before any work
         _check_known(name, cfg)
-    policies = trained_policies(cfg)
-    policies.update(deployed_policies(cfg, classical + list(policies)))
-    controllers = classical + list(policies)
+    loaded = trained_policies(cfg)
+    loaded.update(deployed_policies(cfg, classical + list(loaded)))
+    controllers = classical + list(loaded)
     if not controllers:
         raise ConfigError("<config>", "controllers", classical, "nothing to evaluate")
-    return controllers, policies
+    policies = {name: policy for name, (_, policy) in loaded.items()}
+    return controllers, policies, {name: str(path) for name, (path, _) in loaded.items()}
 
 
 def _perturbation(cfg: DictConfig) -> Perturbation:
@@ -193,7 +195,9 @@ class StepRecorder:
 
 
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
-    controllers, policies = _controller_names(cfg)
+    controllers, policies, policy_files = _controller_names(cfg)
+    for name, path in policy_files.items():  # the rows name them; metrics.csv and summary.json too
+        say(f"{name} = {path}")
     seeds, steps = int(cfg.eval.seeds), int(cfg.eval.steps)  # both >= 1 (checked in main)
     scenario = load_scenario(
         cfg.scenario.name, seed=cfg.scenario.seed, data_dir=cfg.scenario.data_dir,
@@ -229,7 +233,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     _write_csv(out_dir / "metrics.csv", all_rows, ["scenario", "controller", "seed", "condition", *METRIC_NAMES])
     result = {
         "scenario": scenario.name, "controllers": controllers, "seeds": seeds, "steps": steps,
-        "demand": asdict(spec), "wall_s": wall, "perturbation": asdict(perturbation),
+        "policy_files": policy_files, "demand": asdict(spec), "wall_s": wall, "perturbation": asdict(perturbation),
         "summary": {c: {k: asdict(v) for k, v in entry.items()} for c, entry in stats.items()},
     }
     write_text_atomic(out_dir / "summary.json", json.dumps(result, indent=2))

@@ -133,17 +133,25 @@ def test_a_trained_checkpoint_joins_the_classical_controllers_in_the_table(tmp_p
                        "train.total_agent_steps=40", "train.eval_every=0")
     train(cfg, tmp_path / "run")
     checkpoint = tmp_path / "run" / "checkpoints" / "last.zip"
+    again = tmp_path / "again.zip"  # a second checkpoint of the same agent: a numbered name
+    again.write_bytes(checkpoint.read_bytes())
     out = tmp_path / "eval"
     out.mkdir()
     result = evaluate.evaluate(
         evaluate_config("scenario=grid_1x1", "eval.steps=120", "eval.seeds=2", "eval.progress=false",
-                        "eval.plots=false", "controllers=[fixed_time,max_pressure]", f"checkpoint={checkpoint}"),
+                        "eval.plots=false", "controllers=[fixed_time,max_pressure]",
+                        f"checkpoint=[{checkpoint},{again}]"),
         out,
     )
-    assert result["controllers"] == ["fixed_time", "max_pressure", "ppo_shared"]
+    assert result["controllers"] == ["fixed_time", "max_pressure", "ppo_shared", "ppo_shared_2"]
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert sum(r["controller"] == "ppo_shared" for r in rows) == 2
-    assert "| ppo_shared |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| ppo_shared |" in printed and "| ppo_shared_2 |" in printed
+    # which file each name stands for: said at the start and kept in summary.json
+    assert f"ppo_shared = {checkpoint}\nppo_shared_2 = {again}\n" in printed
+    files = {"ppo_shared": str(checkpoint), "ppo_shared_2": str(again)}
+    assert json.loads((out / "summary.json").read_text())["policy_files"] == files
     from envs.errors import CheckpointError
 
     with pytest.raises(CheckpointError, match="no such checkpoint"):
