@@ -9,7 +9,7 @@
 Then run it without torch: ``python -m agents.deploy.service serve --model deploy/hangzhou.onnx``.
 After writing both files the script replays ``check.seconds`` of simulated decisions on
 held-out demand and compares the ONNX model's actions with the torch policy's; any difference
-fails the export (exit status 1); a bad checkpoint, scenario or config value prints one line
+fails the export (exit status 1); ``check.seconds=0`` skips it, saying so; a bad checkpoint, scenario or config value prints one line
 and exits 2 (``HYDRA_FULL_ERROR=1`` for the traceback).
 """
 
@@ -79,6 +79,8 @@ def export(cfg: DictConfig) -> None:
         if result["identical"] != result["decisions"]:
             print("export check FAILED: ONNX and torch disagree", file=sys.stderr)
             sys.exit(1)
+    else:  # check.seconds=0 is allowed (configs say "0 = skip"), but never silently
+        print("  check: SKIPPED (check.seconds=0): the ONNX model was not compared with the torch policy")
     print(f"serve it: python -m agents.deploy.service serve --model {onnx_path}")
 
 

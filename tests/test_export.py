@@ -179,6 +179,19 @@ def test_export_cli_writes_both_files_and_checks_them_against_torch(trained, tmp
     assert counts[0] == counts[1] > 0
 
 
+def test_export_says_when_check_seconds_0_skips_the_parity_check(trained, tmp_path, capsys):
+    from hydra import compose, initialize_config_dir
+
+    import export
+
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base=None):
+        cfg = compose(config_name="export", overrides=[f"checkpoint={trained['ppo_shared'][0]}",
+                                                       f"out={tmp_path}", "check.seconds=0"])
+    export.export(cfg)
+    printed = capsys.readouterr().out
+    assert "check: SKIPPED (check.seconds=0)" in printed and "identical" not in printed
+
+
 def test_export_cli_with_a_missing_checkpoint_prints_one_line_and_exits_2(tmp_path):
     done = subprocess.run(
         [sys.executable, "export.py", f"checkpoint={tmp_path / 'nowhere.zip'}", f"out={tmp_path}",
