@@ -14,7 +14,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import evaluate
-from envs.evaluation.report import PRIMARY
+from envs.evaluation.report import PRIMARY, markdown_table, summary
 from envs.evaluation.stats import bootstrap_mean, reduction_percent
 from tests.conftest import REPO_ROOT
 
@@ -183,3 +183,16 @@ def test_a_checkpoint_of_another_layout_is_refused_naming_both_scenarios_before_
                                           "controllers=[]", f"checkpoint={checkpoint}"), tmp_path)
     assert caught.value.source == str(checkpoint) and caught.value.field == "env.observations.phase_onehot.size"
     assert "(trained on grid_1x1, run on syn_1x1_uniform_800)" in str(caught.value)
+
+
+def test_one_seed_shows_no_interval_and_the_reduction_note_only_with_its_column():
+    rows = [{"controller": name, "seed": 0, PRIMARY: travel, "travel_time/p50": 1.0, "travel_time/p95": 2.0,
+             "throughput": 10.0, "delay": 3.0} for name, travel in (("fixed_time", 128.6), ("sotl", 100.0))]
+    one = markdown_table(summary(rows, ["fixed_time", "sotl"]), ["fixed_time", "sotl"], 1)
+    assert "| fixed_time | 128.6 |" in one and "[" not in one.split("\n\n")[0]  # no [128.6, 128.6]
+    assert "| sotl | 100.0 | 1.0 | 2.0 | 10 | 3.0 | 22.2 |" in one
+    assert "One evaluation demand seed: no confidence interval." in one and "Reductions are paired" in one
+    alone = markdown_table(summary(rows[1:], ["sotl"]), ["sotl"], 1)
+    assert "reduction" not in alone.lower()  # no reduction column, so no note about one
+    two = [dict(r, seed=1, **{PRIMARY: r[PRIMARY] + 10}) for r in rows] + rows
+    assert "| fixed_time | 133.6 [" in markdown_table(summary(two, ["fixed_time"]), ["fixed_time"], 2)

@@ -48,6 +48,18 @@ def summary(rows: list[dict], controllers: list[str]) -> dict:
     return out
 
 
+def _shown(estimate, seeds: int, digits: int = 1) -> str:
+    """The estimate with its CI, or its mean alone for one seed (a zero-width interval says nothing)."""
+    return estimate.format(digits) if seeds > 1 else f"{estimate.mean:.{digits}f}"
+
+
+def _interval_note(seeds: int) -> str:
+    if seeds > 1:
+        return (f"Means over {seeds} evaluation demand seed(s); [low, high] = 95% bootstrap confidence "
+                "interval over seeds.")
+    return "One evaluation demand seed: no confidence interval."
+
+
 def markdown_table(stats: dict, controllers: list[str], seeds: int) -> str:
     bases = [b for b in BASELINES if b in controllers]
     head = ["controller", *(label for _, label in TABLE_COLUMNS)]
@@ -55,21 +67,18 @@ def markdown_table(stats: dict, controllers: list[str], seeds: int) -> str:
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for name in controllers:
         entry = stats[name]
-        cells = [entry[PRIMARY].format(1)]
+        cells = [_shown(entry[PRIMARY], seeds)]
         cells += [
             f"{entry[m].mean:.0f}" if m == "throughput" else f"{entry[m].mean:.1f}"
             for m, _ in TABLE_COLUMNS[1:]
         ]
         for base in bases:
             key = f"reduction_vs_{base}"
-            cells.append(entry[key].format(1) if key in entry else "—")
+            cells.append(_shown(entry[key], seeds) if key in entry else "—")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(
-        f"Means over {seeds} evaluation demand seed(s); [low, high] = 95% bootstrap confidence "
-        "interval over seeds. Reductions are paired per seed: 100 × (baseline − controller) / "
-        "baseline of the mean travel time."
-    )
+    lines.append(_interval_note(seeds) + (" Reductions are paired per seed: 100 × (baseline − controller) / "
+                                           "baseline of the mean travel time." if bases else ""))
     return "\n".join(lines)
 
 
@@ -85,9 +94,10 @@ def degradation_table(clean: list[dict], perturbed: list[dict], controllers: lis
             before, after = per_seed(clean, name, metric), per_seed(perturbed, name, metric)
             change = bootstrap_mean(-reduction_percent(before, after))
             digits = 0 if metric == "throughput" else 1
-            cells += [f"{before.mean():.{digits}f}", f"{after.mean():.{digits}f}", change.format(1)]
+            cells += [f"{before.mean():.{digits}f}", f"{after.mean():.{digits}f}", _shown(change, seeds)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", f"Changes are paired per seed over {seeds} evaluation demand seed(s): 100 × (perturbed − clean) / clean."]
+    lines += ["", f"Changes are paired per seed over {seeds} evaluation demand seed(s): 100 × (perturbed − clean) / clean."
+              + ("" if seeds > 1 else " One seed: no confidence interval.")]
     return "\n".join(lines)
 
 
