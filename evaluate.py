@@ -207,6 +207,10 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         if hasattr(policy, "check_fits"):
             policy.check_fits(scenario.network, scenario.name)
     spec, perturbation = _demand_spec(cfg), _perturbation(cfg)
+    late = perturbation.windows_past(steps)
+    if late:  # else its degradation reads as robustness (0.0% for an incident after the end)
+        say(f"warning: perturbation {perturbation.name}: {'; '.join(late)} reach past the {steps} s "
+            "evaluated (eval.steps): what falls after the end is not measured")
     demands = eval_demands(scenario, spec, seeds, perturbation)
     conditions = demands.conditions
     copies = len(controllers) * seeds * len(conditions)

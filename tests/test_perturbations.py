@@ -154,6 +154,9 @@ def test_evaluate_reports_degradation_under_a_perturbation(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Degradation against the clean case" in done.stdout and "travel time change (%)" in done.stdout
+    # closures lasting 900 s from 60-120 s, stuck detectors from 600 s: past the 600 s evaluated
+    assert ("warning: perturbation mixed: incidents.start_s + duration_s [60, 1020] s; detectors.stuck_at_s 600 s "
+            "reach past the 600 s evaluated (eval.steps)") in done.stdout
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
     assert {r["condition"] for r in rows} == {"clean", "mixed"} and len(rows) == 8
     by = {(r["controller"], r["condition"], r["seed"]): float(r["travel_time/mean"]) for r in rows}
@@ -165,6 +168,17 @@ def test_evaluate_reports_degradation_under_a_perturbation(tmp_path):
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )
     assert bad.returncode != 0 and "incidents.duration_s" in bad.stderr and "-1" in bad.stderr
+
+
+def test_windows_past_the_episode_are_named():
+    incident = perturbation_from_config({"name": "incident", "incidents": {"start_s": [300, 2700]}})
+    assert incident.windows_past(3600) == []  # the last closure ends at 2700 + 900 s
+    assert incident.windows_past(600) == ["incidents.start_s + duration_s [300, 3600] s"]
+    surge = perturbation_from_config({"surge": {"start_s": 900, "end_s": 1800}})
+    assert surge.windows_past(1800) == [] and surge.windows_past(1000) == ["surge.[start_s, end_s] [900, 1800] s"]
+    assert perturbation_from_config({"detectors": {"stuck_p": 0.1, "stuck_at_s": 600}}).windows_past(600) == [
+        "detectors.stuck_at_s 600 s"]
+    assert perturbation_from_config(None).windows_past(10) == []
 
 
 def test_training_env_draws_incidents_and_surges_with_each_episode():

@@ -169,6 +169,20 @@ class Perturbation:
         return ((self.incidents is None or self.incidents.none) and self.surge is None
                 and (self.detectors is None or self.detectors.is_clean))
 
+    def windows_past(self, episode_s: float) -> list[str]:
+        """The parts whose active time reaches past an episode of `episode_s` seconds, each as
+        ``field [start, end] s``: what they do after its end never shows in its metrics."""
+        late = []
+        if self.incidents is not None and not self.incidents.none:
+            low, high = time_window(self.incidents.start_s, "incidents.start_s")
+            if high + self.incidents.duration_s > episode_s:  # the last onset, then its duration
+                late.append(f"incidents.start_s + duration_s [{low:g}, {high + self.incidents.duration_s:g}] s")
+        if self.surge is not None and self.surge.end_s > episode_s:
+            late.append(f"surge.[start_s, end_s] [{self.surge.start_s:g}, {self.surge.end_s:g}] s")
+        if self.detectors is not None and self.detectors.stuck_p > 0 and self.detectors.stuck_at_s >= episode_s:
+            late.append(f"detectors.stuck_at_s {self.detectors.stuck_at_s:g} s")
+        return late
+
 
 def perturbation_from_config(config: dict | None, source: str = SOURCE) -> Perturbation:
     """A `Perturbation` from a plain mapping (Hydra's ``perturbation`` group); unknown keys and
