@@ -94,6 +94,8 @@ def test_evaluate_rejects_an_unknown_controller(tmp_path):
 @pytest.mark.parametrize("override, expected", [
     ("controllers=[nope]", "field 'controllers' = 'nope': unknown controller"),
     ("checkpoint=missing.zip", "field 'checkpoint' = 'missing.zip': no such checkpoint file"),
+    # names the model, not the metadata .json that the deployment runtime would look for first
+    ("deployed=missing.onnx", "field 'deployed' = 'missing.onnx': no such ONNX model file"),
 ])
 def test_the_cli_prints_one_error_line_and_exits_2(tmp_path, override, expected):
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
