@@ -9,8 +9,8 @@
 Then run it without torch: ``python -m agents.deploy.service serve --model deploy/hangzhou.onnx``.
 After writing both files the script replays ``check.seconds`` of simulated decisions on
 held-out demand and compares the ONNX model's actions with the torch policy's; any difference
-fails the export (exit status 1); ``check.seconds=0`` skips it, saying so; a bad checkpoint, scenario or config value prints one line
-and exits 2 (``HYDRA_FULL_ERROR=1`` for the traceback).
+fails the export (exit status 1); ``check.seconds=0`` skips it, saying so; a bad checkpoint,
+scenario or config value prints one line and exits 2 (``HYDRA_FULL_ERROR=1`` for the traceback).
 """
 
 from __future__ import annotations

@@ -96,8 +96,8 @@ def degradation_table(clean: list[dict], perturbed: list[dict], controllers: lis
             digits = 0 if metric == "throughput" else 1
             cells += [f"{before.mean():.{digits}f}", f"{after.mean():.{digits}f}", _shown(change, seeds)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", f"Changes are paired per seed over {seeds} evaluation demand seed(s): 100 × (perturbed − clean) / clean."
-              + ("" if seeds > 1 else " One seed: no confidence interval.")]
+    lines += ["", f"Changes are paired per seed over {seeds} evaluation demand seed(s): "
+              "100 × (perturbed − clean) / clean." + ("" if seeds > 1 else " One seed: no confidence interval.")]
     return "\n".join(lines)
 
 
