@@ -134,6 +134,8 @@ def _first(meta: dict) -> dict:
     # tables that do not match the readings: every message was a numpy broadcast error
     (lambda m: _first(m).update(lane_max_vehicles=[42.0] * 3), "intersections[0].lane_max_vehicles", [42.0] * 3),
     (lambda m: m["observation"].update(max_lanes=3), "observation.max_lanes", 3),
+    # an edited action list: action 1 commanded phase 0 again
+    (lambda m: _first(m)["actions"].__setitem__(1, 0), "intersections[0].actions[1]", 0),
 ])
 def test_metadata_values_the_timing_rules_cannot_keep_are_refused_at_load(model_copy, edit, field, value):
     onnx_path, meta_path = model_copy

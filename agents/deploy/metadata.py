@@ -127,7 +127,8 @@ def _tables(inters: list[dict]) -> Layout:
 
 def _check_entry(i: int, entry: dict, timing: Timing, source: str) -> None:
     """One intersection's values as the file wrote them (`_pad` would truncate 1.5 to phase 1
-    and take a negative phase for padding): phases integers >= 0, fallback greens in
+    and take a negative phase for padding): phases integers >= 0, each action a different
+    phase (the model's action a means the a-th phase it was trained with), fallback greens in
     (0, max green] (the fail-safe must keep the max-green rule too), lane capacities > 0 (a
     reading is checked against them), one per incoming lane."""
     inter_id = entry["id"]
@@ -137,6 +138,11 @@ def _check_entry(i: int, entry: dict, timing: Timing, source: str) -> None:
         if not _is_phase(phase):
             raise ModelError(source, f"intersections[{i}].{path}", phase,
                              f"intersection {inter_id!r}: a phase must be an integer >= 0")
+    actions = entry["actions"]
+    for k, phase in enumerate(actions):
+        if phase in actions[:k]:  # the exporter lists each signal phase once: a repeat is an edit
+            raise ModelError(source, f"intersections[{i}].actions[{k}]", phase,
+                             f"intersection {inter_id!r}: phase {phase} is already actions[{actions.index(phase)}]")
     for k, step in enumerate(entry["fallback_plan"]):
         if not _positive_at_most(step["green_s"], timing.max_green_s):
             raise ModelError(source, f"intersections[{i}].fallback_plan[{k}].green_s", step["green_s"],
