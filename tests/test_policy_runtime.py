@@ -136,6 +136,8 @@ def _first(meta: dict) -> dict:
     (lambda m: m["observation"].update(max_lanes=3), "observation.max_lanes", 3),
     # an edited action list: action 1 commanded phase 0 again
     (lambda m: _first(m)["actions"].__setitem__(1, 0), "intersections[0].actions[1]", 0),
+    # narrower than the model's action head (4): every choice past the list's end was a fault
+    (lambda m: [entry.update(actions=[0, 1]) for entry in m["intersections"]], "intersections[0].actions", [0, 1]),
 ])
 def test_metadata_values_the_timing_rules_cannot_keep_are_refused_at_load(model_copy, edit, field, value):
     onnx_path, meta_path = model_copy

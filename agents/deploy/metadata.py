@@ -196,3 +196,16 @@ def build_layout(meta: dict, source: str, timing: Timing) -> Layout:
     _check_tables(layout, inters, max_lanes, timing, source)
     layout.index = {inter_id: i for i, inter_id in enumerate(layout.ids)}
     return layout
+
+
+def check_action_head(layout: Layout, width, source: str) -> None:
+    """The widest intersection's actions as many as the model's action head is wide (`width`:
+    its ``logits`` output's second dimension; a narrower intersection's extra actions are masked
+    inside the graph, which the metadata cannot show). A shorter list made every choice past its
+    end an "actions outside" fault, a longer one named actions the model never takes."""
+    widest = int(layout.num_actions.max(initial=0))
+    if isinstance(width, int) and widest != width:
+        i = int(np.argmax(layout.num_actions))
+        raise ModelError(source, f"intersections[{i}].actions", layout.actions[i, :widest].tolist(),
+                         f"the widest intersection's actions: {widest}, the model's action head "
+                         f"(output 'logits') has {width}")
