@@ -138,6 +138,11 @@ def _first(meta: dict) -> dict:
     (lambda m: _first(m)["actions"].__setitem__(1, 0), "intersections[0].actions[1]", 0),
     # narrower than the model's action head (4): every choice past the list's end was a fault
     (lambda m: [entry.update(actions=[0, 1]) for entry in m["intersections"]], "intersections[0].actions", [0, 1]),
+    # features the model was not built for, where what is stored shows it (inputs, widths)
+    (lambda m: m["observation"]["features"][2].update(size=8), "observation.features[2].size", 8),
+    (lambda m: m["observation"]["features"][0].update(name="pressure"), "observation.features[0].name", "pressure"),
+    (lambda m: m["observation"]["features"].append({"name": "approach_moving", "size": 12}), "observation.features",
+     ["phase_onehot", "time_in_phase", "lane_count", "lane_halting", "intersection_id", "approach_moving"]),
 ])
 def test_metadata_values_the_timing_rules_cannot_keep_are_refused_at_load(model_copy, edit, field, value):
     onnx_path, meta_path = model_copy

@@ -13,6 +13,9 @@ import numpy as np
 from envs.errors import ModelError
 
 METADATA_FORMAT = 1
+BASE_LANE_READINGS = ("lane_count", "lane_halting")  # what every exported policy reads
+APPROACH_READINGS = ("approach_moving", "approach_halting")  # only where the policy observes them
+LANE_READINGS = BASE_LANE_READINGS + APPROACH_READINGS  # every per-lane reading the runtime knows
 
 
 @dataclass(frozen=True)
@@ -209,3 +212,34 @@ def check_action_head(layout: Layout, width, source: str) -> None:
         raise ModelError(source, f"intersections[{i}].actions", layout.actions[i, :widest].tolist(),
                          f"the widest intersection's actions: {widest}, the model's action head "
                          f"(output 'logits') has {width}")
+
+
+def check_features(observation: dict, lane_inputs: tuple[str, ...], layout: Layout, source: str) -> None:
+    """``observation.features`` as far as what is stored shows the graph was built for them: each
+    a feature an exported model computes (a per-lane one from the reading of the same name), as
+    wide as it is for this model (per-lane: ``max_lanes``; ``phase_onehot``: the widest action
+    list, `check_action_head`'s; ``intersection_id``: the intersections), and the approach
+    counts listed exactly when the model takes them (`lane_inputs`: its ``model.inputs``, which
+    must match the graph's). Which other features the graph computes, their order and
+    ``observation.normalise`` are inside the graph only (the checksum covers the model file, not
+    this one): an edit to them cannot be seen here, and changes nothing the runtime does."""
+    features = observation.get("features")
+    try:
+        listed = [(entry["name"], entry["size"]) for entry in features]
+    except (TypeError, KeyError) as error:
+        raise ModelError(source, "observation.features", features, f"malformed ({error!r})") from None
+    # the sizes envs/rl/features.py gives agents.deploy.export.EXPORTABLE_FEATURES
+    widths = dict.fromkeys(LANE_READINGS, observation["max_lanes"]) | {
+        "phase_onehot": int(layout.num_actions.max(initial=0)), "time_in_phase": 1, "intersection_id": len(layout.ids),
+    }
+    for k, (name, size) in enumerate(listed):
+        if not isinstance(name, str) or name not in widths:
+            raise ModelError(source, f"observation.features[{k}].name", name,
+                             f"not a feature an exported model computes ({', '.join(widths)})")
+        if isinstance(size, bool) or size != widths[name]:
+            raise ModelError(source, f"observation.features[{k}].size", size, f"{name} is {widths[name]} wide here")
+    observed = [name for name in APPROACH_READINGS if name in dict(listed)]
+    taken = [name for name in APPROACH_READINGS if name in lane_inputs]
+    if observed != taken:
+        raise ModelError(source, "observation.features", [name for name, _ in listed],
+                         f"the model takes the approach counts {taken} (model.inputs), the features list {observed}")

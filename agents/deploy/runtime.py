@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.deploy.metadata import build_layout, check_action_head, load_metadata, load_timing
+from agents.deploy.metadata import build_layout, check_action_head, check_features, load_metadata, load_timing
 from agents.deploy.model_file import infer, load_session
 from agents.deploy.readings import (
     Readings, WholeMessage, numbers, parse_readings, policy_lane_readings, validate_readings,
@@ -167,6 +167,7 @@ class PolicyRuntime:
         if self.session is not None:  # its outputs match the metadata's names and shapes (check_signature)
             logits = {arg.name: arg.shape for arg in self.session.get_outputs()}["logits"]
             check_action_head(self.layout, logits[-1], str(self.metadata_path))
+        check_features(self.meta["observation"], self.lane_readings, self.layout, str(self.metadata_path))
         if self.model_fault:
             self.fault_log.model_failed(self.model_fault)
         else:
