@@ -10,7 +10,7 @@ import logging
 import numpy as np
 import pytest
 
-from envs.errors import ModelError
+from envs.errors import ConfigError, ModelError
 from agents.deploy.runtime import FALLBACK, POLICY, PolicyRuntime
 from agents.deploy.simulated import SimulatedRuntime
 from envs.engine.intersections import intersection_layout
@@ -239,6 +239,17 @@ def test_inference_errors_bad_outputs_and_deadline_overruns_fall_back_then_recov
     runtime.session = real
     reply = runtime.decide(follow(runtime, message, reply, 10.0))
     assert set(sources(reply)) == {POLICY}
+
+
+@pytest.mark.parametrize("deadline_ms", [float("nan"), float("inf"), -5.0, 0, True, "50"])
+def test_a_deadline_that_is_not_a_finite_number_above_0_is_refused(model_copy, deadline_ms):
+    """Called directly (the service checks --deadline-ms itself): NaN turned the deadline off."""
+    with pytest.raises(ConfigError) as caught:
+        PolicyRuntime(*model_copy, deadline_ms=deadline_ms)
+    assert str(caught.value).startswith(f"<config>: field 'deadline_ms' = {deadline_ms!r}: ")
+    runtime = PolicyRuntime(*model_copy, deadline_ms=None)  # None: no deadline, as documented
+    runtime.session = FakeSession(choose=lambda feed: np.zeros(len(feed["phase"]), dtype=np.int64), sleep_s=0.03)
+    assert set(sources(runtime.decide(readings_message(runtime, 0.0)))) == {POLICY}
 
 
 def test_dead_detectors_in_the_simulator_fall_back_then_return_to_the_policy(uneven):
