@@ -1,7 +1,7 @@
 """Structured configs of train.py and evaluate.py: the schema every composed config must match,
 and the one place its defaults are written.
 
-The dataclasses below (and those they reuse: `EnvConfig` from envs/rl/signal_env.py,
+The dataclasses below (and those they reuse: `EnvConfig` from envs/rl/env_config.py,
 `EngineParams` from envs/engine/state.py, `DemandSpec` from envs/scenario/splits.py, the
 evaluation and detection configs of envs/evaluation/config.py) are registered with Hydra's
 ConfigStore as ``train_schema`` (first entry of ``configs/train.yaml``'s defaults) and
@@ -15,7 +15,7 @@ registry, enums) `check_config` (evaluate.py: `check_evaluate_config`) checks ne
 `ConfigError` with the field's full path, still before any scenario is loaded.
 
 Groups mirror the code: ``scenario`` / ``engine`` (shared with evaluate.py), ``env``
-(envs/rl/signal_env.py), ``agent`` (PPO and the policy, agents/ppo/indexed_policy.py), ``train``
+(envs/rl/env_config.py), ``agent`` (PPO and the policy, agents/ppo/indexed_policy.py), ``train``
 (the run), ``eval`` (periodic evaluation on held-out demand), ``controller`` (a classical
 controller's parameters: ``controller@baseline_params.NAME`` in train.yaml,
 ``controller@controller_params.NAME`` in evaluate.yaml), ``perturbation``.
