@@ -10,7 +10,7 @@ import logging
 import numpy as np
 import pytest
 
-from envs.errors import ModelError
+from envs.errors import ConfigError, ModelError
 from agents.deploy.runtime import FALLBACK, POLICY, PolicyRuntime
 from agents.deploy.simulated import SimulatedRuntime
 from envs.engine.intersections import intersection_layout
@@ -134,6 +134,15 @@ def _first(meta: dict) -> dict:
     # tables that do not match the readings: every message was a numpy broadcast error
     (lambda m: _first(m).update(lane_max_vehicles=[42.0] * 3), "intersections[0].lane_max_vehicles", [42.0] * 3),
     (lambda m: m["observation"].update(max_lanes=3), "observation.max_lanes", 3),
+    # an edited action list: action 1 commanded phase 0 again
+    (lambda m: _first(m)["actions"].__setitem__(1, 0), "intersections[0].actions[1]", 0),
+    # narrower than the model's action head (4): every choice past the list's end was a fault
+    (lambda m: [entry.update(actions=[0, 1]) for entry in m["intersections"]], "intersections[0].actions", [0, 1]),
+    # features the model was not built for, where what is stored shows it (inputs, widths)
+    (lambda m: m["observation"]["features"][2].update(size=8), "observation.features[2].size", 8),
+    (lambda m: m["observation"]["features"][0].update(name="pressure"), "observation.features[0].name", "pressure"),
+    (lambda m: m["observation"]["features"].append({"name": "approach_moving", "size": 12}), "observation.features",
+     ["phase_onehot", "time_in_phase", "lane_count", "lane_halting", "intersection_id", "approach_moving"]),
 ])
 def test_metadata_values_the_timing_rules_cannot_keep_are_refused_at_load(model_copy, edit, field, value):
     onnx_path, meta_path = model_copy
@@ -230,6 +239,17 @@ def test_inference_errors_bad_outputs_and_deadline_overruns_fall_back_then_recov
     runtime.session = real
     reply = runtime.decide(follow(runtime, message, reply, 10.0))
     assert set(sources(reply)) == {POLICY}
+
+
+@pytest.mark.parametrize("deadline_ms", [float("nan"), float("inf"), -5.0, 0, True, "50"])
+def test_a_deadline_that_is_not_a_finite_number_above_0_is_refused(model_copy, deadline_ms):
+    """Called directly (the service checks --deadline-ms itself): NaN turned the deadline off."""
+    with pytest.raises(ConfigError) as caught:
+        PolicyRuntime(*model_copy, deadline_ms=deadline_ms)
+    assert str(caught.value).startswith(f"<config>: field 'deadline_ms' = {deadline_ms!r}: ")
+    runtime = PolicyRuntime(*model_copy, deadline_ms=None)  # None: no deadline, as documented
+    runtime.session = FakeSession(choose=lambda feed: np.zeros(len(feed["phase"]), dtype=np.int64), sleep_s=0.03)
+    assert set(sources(runtime.decide(readings_message(runtime, 0.0)))) == {POLICY}
 
 
 def test_dead_detectors_in_the_simulator_fall_back_then_return_to_the_policy(uneven):

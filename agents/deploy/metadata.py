@@ -13,6 +13,9 @@ import numpy as np
 from envs.errors import ModelError
 
 METADATA_FORMAT = 1
+BASE_LANE_READINGS = ("lane_count", "lane_halting")  # what every exported policy reads
+APPROACH_READINGS = ("approach_moving", "approach_halting")  # only where the policy observes them
+LANE_READINGS = BASE_LANE_READINGS + APPROACH_READINGS  # every per-lane reading the runtime knows
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,8 @@ def _tables(inters: list[dict]) -> Layout:
 
 def _check_entry(i: int, entry: dict, timing: Timing, source: str) -> None:
     """One intersection's values as the file wrote them (`_pad` would truncate 1.5 to phase 1
-    and take a negative phase for padding): phases integers >= 0, fallback greens in
+    and take a negative phase for padding): phases integers >= 0, each action a different
+    phase (the model's action a means the a-th phase it was trained with), fallback greens in
     (0, max green] (the fail-safe must keep the max-green rule too), lane capacities > 0 (a
     reading is checked against them), one per incoming lane."""
     inter_id = entry["id"]
@@ -137,6 +141,11 @@ def _check_entry(i: int, entry: dict, timing: Timing, source: str) -> None:
         if not _is_phase(phase):
             raise ModelError(source, f"intersections[{i}].{path}", phase,
                              f"intersection {inter_id!r}: a phase must be an integer >= 0")
+    actions = entry["actions"]
+    for k, phase in enumerate(actions):
+        if phase in actions[:k]:  # the exporter lists each signal phase once: a repeat is an edit
+            raise ModelError(source, f"intersections[{i}].actions[{k}]", phase,
+                             f"intersection {inter_id!r}: phase {phase} is already actions[{actions.index(phase)}]")
     for k, step in enumerate(entry["fallback_plan"]):
         if not _positive_at_most(step["green_s"], timing.max_green_s):
             raise ModelError(source, f"intersections[{i}].fallback_plan[{k}].green_s", step["green_s"],
@@ -190,3 +199,47 @@ def build_layout(meta: dict, source: str, timing: Timing) -> Layout:
     _check_tables(layout, inters, max_lanes, timing, source)
     layout.index = {inter_id: i for i, inter_id in enumerate(layout.ids)}
     return layout
+
+
+def check_action_head(layout: Layout, width, source: str) -> None:
+    """The widest intersection's actions as many as the model's action head is wide (`width`:
+    its ``logits`` output's second dimension; a narrower intersection's extra actions are masked
+    inside the graph, which the metadata cannot show). A shorter list made every choice past its
+    end an "actions outside" fault, a longer one named actions the model never takes."""
+    widest = int(layout.num_actions.max(initial=0))
+    if isinstance(width, int) and widest != width:
+        i = int(np.argmax(layout.num_actions))
+        raise ModelError(source, f"intersections[{i}].actions", layout.actions[i, :widest].tolist(),
+                         f"the widest intersection's actions: {widest}, the model's action head "
+                         f"(output 'logits') has {width}")
+
+
+def check_features(observation: dict, lane_inputs: tuple[str, ...], layout: Layout, source: str) -> None:
+    """``observation.features`` as far as what is stored shows the graph was built for them: each
+    a feature an exported model computes (a per-lane one from the reading of the same name), as
+    wide as it is for this model (per-lane: ``max_lanes``; ``phase_onehot``: the widest action
+    list, `check_action_head`'s; ``intersection_id``: the intersections), and the approach
+    counts listed exactly when the model takes them (`lane_inputs`: its ``model.inputs``, which
+    must match the graph's). Which other features the graph computes, their order and
+    ``observation.normalise`` are inside the graph only (the checksum covers the model file, not
+    this one): an edit to them cannot be seen here, and changes nothing the runtime does."""
+    features = observation.get("features")
+    try:
+        listed = [(entry["name"], entry["size"]) for entry in features]
+    except (TypeError, KeyError) as error:
+        raise ModelError(source, "observation.features", features, f"malformed ({error!r})") from None
+    # the sizes envs/rl/features.py gives agents.deploy.export.EXPORTABLE_FEATURES
+    widths = dict.fromkeys(LANE_READINGS, observation["max_lanes"]) | {
+        "phase_onehot": int(layout.num_actions.max(initial=0)), "time_in_phase": 1, "intersection_id": len(layout.ids),
+    }
+    for k, (name, size) in enumerate(listed):
+        if not isinstance(name, str) or name not in widths:
+            raise ModelError(source, f"observation.features[{k}].name", name,
+                             f"not a feature an exported model computes ({', '.join(widths)})")
+        if isinstance(size, bool) or size != widths[name]:
+            raise ModelError(source, f"observation.features[{k}].size", size, f"{name} is {widths[name]} wide here")
+    observed = [name for name in APPROACH_READINGS if name in dict(listed)]
+    taken = [name for name in APPROACH_READINGS if name in lane_inputs]
+    if observed != taken:
+        raise ModelError(source, "observation.features", [name for name, _ in listed],
+                         f"the model takes the approach counts {taken} (model.inputs), the features list {observed}")

@@ -14,11 +14,8 @@ from itertools import chain
 
 import numpy as np
 
-from agents.deploy.metadata import Layout
+from agents.deploy.metadata import APPROACH_READINGS, BASE_LANE_READINGS, LANE_READINGS, Layout
 
-BASE_LANE_READINGS = ("lane_count", "lane_halting")  # what every exported policy reads
-APPROACH_READINGS = ("approach_moving", "approach_halting")  # only where the policy observes them
-LANE_READINGS = BASE_LANE_READINGS + APPROACH_READINGS  # every per-lane reading the runtime knows
 SIGNAL_READINGS = ("phase", "time_in_phase")
 
 

@@ -41,17 +41,19 @@ import logging
 import math
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
 
-from agents.deploy.metadata import build_layout, load_metadata, load_timing
+from agents.deploy.metadata import build_layout, check_action_head, check_features, load_metadata, load_timing
 from agents.deploy.model_file import infer, load_session
 from agents.deploy.readings import (
     Readings, WholeMessage, numbers, parse_readings, policy_lane_readings, validate_readings,
 )
 from agents.deploy.signals import SignalModel
 from agents.deploy.timing_rules import apply_timing_rules
+from envs.errors import ConfigError
 
 LOG = logging.getLogger("gridlight.runtime")
 POLICY, FALLBACK = "policy", "fallback"
@@ -137,24 +139,36 @@ class FaultLog:
         self._active = active
 
 
+def check_deadline_ms(value, source: str = "<config>", field: str = "deadline_ms") -> float | None:
+    """`value` if it is a finite number of milliseconds > 0 or None (no deadline), else a
+    `ConfigError` naming `source` and `field`: NaN would turn the deadline off unasked (no time
+    compares above it), 0 or less would put every decision on the fallback."""
+    number = isinstance(value, Real) and not isinstance(value, bool)
+    if value is not None and not (number and math.isfinite(value) and value > 0):
+        raise ConfigError(source, field, value, "must be a finite number of milliseconds > 0")
+    return value
+
+
 class PolicyRuntime:
-    """Runs an exported policy for every intersection of one network (see the module doc)."""
+    """Runs an exported policy for every intersection of one network (see the module doc);
+    `deadline_ms`: `check_deadline_ms`'s."""
 
     def __init__(
         self,
         model_path: str | Path,
         metadata_path: str | Path | None = None,
         *,
-        deadline_ms: float = 50.0,
+        deadline_ms: float | None = 50.0,
         timing_tolerance_s: float = 1.0,
         threads: int = 1,
     ) -> None:
+        deadline_ms = check_deadline_ms(deadline_ms)
         self.model_path = Path(model_path)
         self.metadata_path = Path(metadata_path) if metadata_path else self.model_path.with_suffix(".json")
         self.meta = load_metadata(self.metadata_path)
         self.timing = load_timing(self.meta, str(self.metadata_path))
         self.layout = build_layout(self.meta, str(self.metadata_path), self.timing)
-        self.deadline_s = float(deadline_ms) / 1000.0
+        self.deadline_s = math.inf if deadline_ms is None else float(deadline_ms) / 1000.0
         self.max_lanes = int(self.meta["observation"]["max_lanes"])
         self.signals = SignalModel(self.layout, self.timing, timing_tolerance_s)
         self.fault_log = FaultLog(self.layout.ids)
@@ -164,6 +178,10 @@ class PolicyRuntime:
         self._reply_keys = [json.dumps(inter_id) + ': {"phase": ' for inter_id in self.layout.ids]
         self.last_t: float | None = None
         self.session, self.model_fault = load_session(self.model_path, self.meta["model"], threads)
+        if self.session is not None:  # its outputs match the metadata's names and shapes (check_signature)
+            logits = {arg.name: arg.shape for arg in self.session.get_outputs()}["logits"]
+            check_action_head(self.layout, logits[-1], str(self.metadata_path))
+        check_features(self.meta["observation"], self.lane_readings, self.layout, str(self.metadata_path))
         if self.model_fault:
             self.fault_log.model_failed(self.model_fault)
         else:
@@ -258,4 +276,4 @@ class PolicyRuntime:
         return action
 
 
-__all__ = ["Decision", "FALLBACK", "POLICY", "PolicyRuntime"]
+__all__ = ["Decision", "FALLBACK", "POLICY", "PolicyRuntime", "check_deadline_ms"]

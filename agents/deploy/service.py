@@ -22,10 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 
-from agents.deploy.runtime import LOG, PolicyRuntime
+from agents.deploy.runtime import LOG, PolicyRuntime, check_deadline_ms
 from agents.deploy.tcp_lines import LineServer
 from envs.errors import ConfigError, exit_on_error
 
@@ -172,20 +171,13 @@ def _log_level(name: str) -> int:
     return level
 
 
-def _deadline_ms(value: float) -> float:
-    # NaN would disable the deadline (no time compares above it), 0 or less fail every decision
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(COMMAND_LINE, "--deadline-ms", value, "must be a finite number of milliseconds > 0")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     with exit_on_error(debug=args.debug):
         logging.basicConfig(level=_log_level(args.log_level), stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         address = _tcp_address(args.tcp) if args.tcp else None
-        deadline_ms = _deadline_ms(args.deadline_ms)
+        deadline_ms = check_deadline_ms(args.deadline_ms, COMMAND_LINE, "--deadline-ms")
         runtime = PolicyRuntime(args.model, args.metadata, deadline_ms=deadline_ms)
         server = listen(runtime, *address) if address else None
     if server:

@@ -1,7 +1,7 @@
 """Structured configs of train.py and evaluate.py: the schema every composed config must match,
 and the one place its defaults are written.
 
-The dataclasses below (and those they reuse: `EnvConfig` from envs/rl/signal_env.py,
+The dataclasses below (and those they reuse: `EnvConfig` from envs/rl/env_config.py,
 `EngineParams` from envs/engine/state.py, `DemandSpec` from envs/scenario/splits.py, the
 evaluation and detection configs of envs/evaluation/config.py) are registered with Hydra's
 ConfigStore as ``train_schema`` (first entry of ``configs/train.yaml``'s defaults) and
@@ -15,7 +15,7 @@ registry, enums) `check_config` (evaluate.py: `check_evaluate_config`) checks ne
 `ConfigError` with the field's full path, still before any scenario is loaded.
 
 Groups mirror the code: ``scenario`` / ``engine`` (shared with evaluate.py), ``env``
-(envs/rl/signal_env.py), ``agent`` (PPO and the policy, agents/ppo/indexed_policy.py), ``train``
+(envs/rl/env_config.py), ``agent`` (PPO and the policy, agents/ppo/indexed_policy.py), ``train``
 (the run), ``eval`` (periodic evaluation on held-out demand), ``controller`` (a classical
 controller's parameters: ``controller@baseline_params.NAME`` in train.yaml,
 ``controller@controller_params.NAME`` in evaluate.yaml), ``perturbation``.
@@ -78,7 +78,9 @@ class AgentConfig:
     batch_size: int = 1024
     n_epochs: int = 10
     learning_rate: float = 1e-3  # grid_4x4, ~100k agent-steps: eval travel time 309 s vs 798 s at SB3's 3e-4
-    gamma: float = 0.95  # per decision (10 s): a horizon of ~200 s
+    # per decision (env.decision_interval_s, 5 s by default): an effective horizon of
+    # 1 / (1 - 0.95) = 20 decisions, ~100 s at the default interval
+    gamma: float = 0.95
     gae_lambda: float = 0.95
     clip_range: float = 0.2
     ent_coef: float = 0.01

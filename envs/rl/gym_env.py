@@ -3,13 +3,15 @@
 - `TrafficSignalVectorEnv` (the primary one):
   ``gymnasium.make_vec("gridlight/TrafficSignal-v0", num_envs=B,
   vectorization_mode="vector_entry_point", scenario=...)``. Sub-environment b is copy b of the
-  batched engine. Observations ``[B, I, F]``; actions ``[B, I]`` (a `MultiDiscrete` whose
-  entry for intersection i is its number of actions in the ``action_mode``, `envs.rl.actions`:
-  its signal phases, 2 for keep-or-switch, phases x durations for phase-and-duration); reward ``[B]`` = the sum of the
-  intersections' rewards (each one in ``info["agent_rewards"]``, ``[B, I]``). Autoreset is
-  Gymnasium's ``SAME_STEP`` mode: a done copy's last observation is in ``info["final_obs"]``
-  (an object array, entries None for copies not done) and its episode metrics in
-  ``info["final_info"]["episode"]``.
+  batched engine. Observations ``[B, I, F]``; actions ``[B, I]``: ``action_space`` is an int64
+  `Box` of shape ``(B, I)`` from 0 to ``A_i - 1`` for intersection i (A_i: its number of actions
+  in the ``action_mode``, `envs.rl.actions`: its signal phases, 2 for keep-or-switch, phases x
+  durations for phase-and-duration; ``single_action_space`` is one copy's
+  ``MultiDiscrete([A_0, ..., A_{I-1}])``), and -1 is accepted too, keeping the current phase;
+  reward ``[B]`` = the sum of the intersections' rewards (each one in ``info["agent_rewards"]``,
+  ``[B, I]``). Autoreset is Gymnasium's ``SAME_STEP`` mode: a done copy's last observation is
+  in ``info["final_obs"]`` (an object array, entries None for copies not done) and its episode
+  metrics in ``info["final_info"]["episode"]``.
 - `TrafficSignalEnv`: ``gymnasium.make("gridlight/TrafficSignal-v0", scenario=...)``, one copy,
   every intersection: observation flattened to ``Box[I * F]`` (intersection-major: entries
   ``i * F ... (i + 1) * F - 1`` are intersection i's features, so SB3's MLP policies take it
