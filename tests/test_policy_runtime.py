@@ -111,6 +111,13 @@ def test_missing_metadata_is_an_error_naming_the_file(model_copy):
         PolicyRuntime(onnx_path)
 
 
+def test_a_mistyped_model_path_is_named_not_the_metadata_derived_from_it(tmp_path):
+    typo = tmp_path / "lats.onnx"
+    with pytest.raises(ModelError) as caught:
+        PolicyRuntime(typo)
+    assert str(caught.value).startswith(f"{typo}: field 'model' = '{typo}': no such ONNX model file")
+
+
 def _first(meta: dict) -> dict:
     return meta["intersections"][0]
 

@@ -53,7 +53,7 @@ from agents.deploy.readings import (
 )
 from agents.deploy.signals import SignalModel
 from agents.deploy.timing_rules import apply_timing_rules
-from envs.errors import ConfigError
+from envs.errors import ConfigError, ModelError
 
 LOG = logging.getLogger("gridlight.runtime")
 POLICY, FALLBACK = "policy", "fallback"
@@ -165,6 +165,11 @@ class PolicyRuntime:
         deadline_ms = check_deadline_ms(deadline_ms)
         self.model_path = Path(model_path)
         self.metadata_path = Path(metadata_path) if metadata_path else self.model_path.with_suffix(".json")
+        if not self.model_path.exists() and not self.metadata_path.exists():
+            # a mistyped --model: name the path the user gave, not the metadata derived from it (a
+            # model missing beside its metadata is a model fault, run on the fixed-time fallback)
+            raise ModelError(str(self.model_path), "model", str(self.model_path),
+                             f"no such ONNX model file (nor its metadata {self.metadata_path.name})")
         self.meta = load_metadata(self.metadata_path)
         self.timing = load_timing(self.meta, str(self.metadata_path))
         self.layout = build_layout(self.meta, str(self.metadata_path), self.timing)
