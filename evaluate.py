@@ -46,7 +46,7 @@ from agents.classical import CONTROLLERS
 from agents.classical.tuned_presets import base_controller, tuned_params
 from agents.ppo.atomic_files import write_csv_atomic, write_text_atomic
 from agents.ppo.config import check_evaluate_config, demand_spec, engine_params
-from agents.ppo.run_messages import log_status_to, say
+from agents.ppo.run_messages import say, status_log
 from envs.engine import Simulator
 from envs.engine.intersections import intersection_layout
 from envs.errors import CheckpointError, ConfigError, GridlightError, ModelError, exit_on_error
@@ -369,8 +369,8 @@ def _write_csv(path: Path, rows: list[dict], fieldnames: list[str] | None = None
 @hydra.main(config_path="configs", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     out_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
-    with exit_on_error():  # a GridlightError: one line on stderr, exit status 2
-        log_status_to(logging.getLogger().handlers)  # status lines into RUN/evaluate.log too
+    # a GridlightError: one line on stderr, exit status 2; status lines into RUN/evaluate.log too
+    with exit_on_error(), status_log(logging.getLogger().handlers):
         check_evaluate_config(cfg)  # before any work
         if cfg.task == "incident_detection":
             evaluate_detection(cfg, out_dir)

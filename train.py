@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 import agents.ppo.config  # noqa: F401  (registers the structured config "train_schema")
 from agents.ppo.atomic_files import write_text_atomic
 from agents.ppo.run_messages import (
-    Terminated, interrupt_on_sigterm, log_status_to, say, trainer_for_resume,
+    Terminated, say, sigterm_interrupts, status_log, trainer_for_resume,
 )
 from agents.ppo.sb3_trainer import train as train_sb3
 from envs.errors import exit_on_error
@@ -39,10 +39,11 @@ from envs.evaluation.report import training_curves
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    with exit_on_error():  # a bad config, scenario or checkpoint: one line on stderr, exit status 2
-        hydra_config = hydra.core.hydra_config.HydraConfig.get()
-        run_dir = Path(hydra_config.runtime.output_dir)
-        log_status_to(logging.getLogger().handlers)  # status lines into RUN/train.log too
+    hydra_config = hydra.core.hydra_config.HydraConfig.get()
+    run_dir = Path(hydra_config.runtime.output_dir)
+    # a bad config, scenario or checkpoint: one line on stderr, exit status 2; status lines go
+    # into RUN/train.log too
+    with exit_on_error(), status_log(logging.getLogger().handlers):
         if cfg.resume is not None:
             given = {item.lstrip("+~").partition("=")[0] for item in hydra_config.overrides.task}
             trainer = trainer_for_resume(str(cfg.resume), cfg.trainer, explicit="trainer" in given)
@@ -57,9 +58,9 @@ def main(cfg: DictConfig) -> None:
             train = train_sb3
         if cfg.engine.compile:  # before the first compiled step, which is silent for a while
             say("compiling the engine step (about 30 s on a CPU)…")
-        interrupt_on_sigterm()  # SIGTERM saves and ends the run as Ctrl-C does
         try:
-            result = train(cfg, run_dir)
+            with sigterm_interrupts():  # SIGTERM saves and ends the run as Ctrl-C does
+                result = train(cfg, run_dir)
         except KeyboardInterrupt as stop:  # the trainer saved last and said how to resume
             sys.exit(143 if isinstance(stop, Terminated) else 130)
         summary = {

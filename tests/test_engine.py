@@ -224,7 +224,7 @@ def test_bad_engine_params_are_rejected(grid2):
 
 @pytest.mark.parametrize("field, value", [
     ("halting_speed", -0.1), ("halting_speed", float("nan")), ("halting_speed", float("inf")),
-    ("yield_gap_s", float("nan")), ("yield_gap_s", float("inf")),
+    ("yield_gap_s", float("nan")), ("yield_gap_s", float("inf")), ("yellow_s", True),
 ])
 def test_nan_and_inf_engine_params_are_rejected(field, value):
     with pytest.raises(ConfigError) as error:

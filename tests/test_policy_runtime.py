@@ -126,6 +126,8 @@ def _first(meta: dict) -> dict:
     (lambda m: m["timing"].update(min_green_s=-5), "timing.min_green_s", -5),
     (lambda m: m["timing"].update(max_green_s=float("nan")), "timing.max_green_s", float("nan")),
     (lambda m: m["timing"].update(decision_interval_s=0), "timing.decision_interval_s", 0),
+    (lambda m: m["timing"].update(min_green_s="5"), "timing.min_green_s", "5"),
+    (lambda m: m["timing"].update(yellow_s=True), "timing.yellow_s", True),
     (lambda m: m["timing"].update(min_green_s=50, max_green_s=20), "timing.max_green_s", 20),
     # the fail-safe must keep max green too: a 600 s or NaN plan green ran phases for 400 s
     (lambda m: _first(m)["fallback_plan"][1].update(green_s=600), "intersections[0].fallback_plan[1].green_s", 600),

@@ -168,7 +168,7 @@ def test_an_edited_torchrl_checkpoint_meta_names_the_file_key_and_value(tmp_path
     assert str(caught.value).startswith(f"{path}: field 'env.decision_interval_s' = 0: ")
 
 
-@pytest.mark.parametrize("max_green_s", [-5.0, float("nan"), 0.0])
+@pytest.mark.parametrize("max_green_s", [-5.0, float("nan"), 0.0, True])
 def test_a_checkpoint_max_green_that_is_not_positive_is_refused(uneven, max_green_s):
     checkpoint = str(uneven[1]["shared"][0])
     with pytest.raises(ConfigError) as caught:  # was taken as given

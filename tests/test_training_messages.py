@@ -16,7 +16,9 @@ from tqdm import tqdm
 
 import agents.ppo.sb3_trainer as sb3_trainer
 from agents.ppo.policy import read_meta
-from agents.ppo.run_messages import log_status_to, say, trainer_for_resume, whole_rollouts
+from agents.ppo.run_messages import (
+    Terminated, say, sigterm_interrupts, status_log, trainer_for_resume, whole_rollouts,
+)
 from envs.errors import CheckpointError, ConfigError
 from tests.conftest import REPO_ROOT
 from tests.test_train import train_config, tiny_run
@@ -107,15 +109,20 @@ def test_sigterm_saves_last_and_says_how_to_resume(tmp_path):
 
 def test_status_lines_go_to_the_current_jobs_log_only(tmp_path, capsys):
     first, second = (logging.FileHandler(tmp_path / name) for name in ("first.log", "second.log"))
-    try:
-        log_status_to([logging.StreamHandler(), first])
+    with status_log([logging.StreamHandler(), first]):
         say("job one")
-        log_status_to([second])  # the next job of a sweep in the same process
+    first.close()  # as Hydra closes a finished job's log
+    say("between jobs")  # e.g. a notebook evaluating again in the same process
+    with status_log([second]):  # the next job of a sweep in the same process
         say("job two")
-    finally:
-        log_status_to([])
-        first.close()
-        second.close()
-    assert capsys.readouterr().out == "job one\njob two\n"  # the console, as plain lines
+    second.close()
+    assert capsys.readouterr().out == "job one\nbetween jobs\njob two\n"  # the console, as plain lines
     assert (tmp_path / "first.log").read_text() == "job one\n"
     assert (tmp_path / "second.log").read_text() == "job two\n"
+
+
+def test_sigterm_raises_only_inside_the_training_block():
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated), sigterm_interrupts():
+        signal.raise_signal(signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) is before  # a SIGTERM after training does what it did

@@ -96,6 +96,9 @@ def load_timing(meta: dict, source: str) -> Timing:
         loaded = Timing(**{k: float(timing[k]) for k in Timing.__dataclass_fields__})
     except (KeyError, TypeError, ValueError) as error:
         raise ModelError(source, "timing", timing, f"malformed ({error!r})") from None
+    for name in Timing.__dataclass_fields__:  # float() took "5" and true as numbers
+        if isinstance(timing[name], bool) or not isinstance(timing[name], (int, float)):
+            raise ModelError(source, f"timing.{name}", timing[name], "must be a JSON number (seconds)")
     for name, value in vars(loaded).items():
         if not (math.isfinite(value) and value >= 0):
             raise ModelError(source, f"timing.{name}", timing[name], "must be a finite number >= 0")

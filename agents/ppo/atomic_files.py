@@ -14,6 +14,7 @@ and CUDA), numpy's global generator and Python's `random`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -52,11 +53,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial" + path.suffix, dir=path.parent)
-    # mkstemp makes the file 0600; give it what a plain open() would, so results and models are
-    # as readable as the plots beside them
-    os.fchmod(handle, 0o666 & ~process_umask())
-    os.close(handle)
     partial = Path(name)
+    with os.fdopen(handle, "wb") as created:  # closed whatever happens
+        # mkstemp makes the file 0600; give it what a plain open() would, so results and models
+        # are as readable as the plots beside them (a file system without modes keeps 0600)
+        with contextlib.suppress(OSError):
+            os.fchmod(created.fileno(), 0o666 & ~process_umask())
     try:
         yield partial
         with open(partial, "rb+") as written:  # on disk before it takes the name

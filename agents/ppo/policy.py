@@ -112,7 +112,8 @@ def check_env_meta(meta, source: str) -> dict:
 def check_max_green(value, source: str, field: str) -> float | None:
     """`value` (None: no max-green rule) if it is a finite number of seconds > 0; otherwise a
     `ConfigError` naming `field` (a negative or NaN max green was taken as given)."""
-    if value is not None and not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)  # True is not 1 s
+    if value is not None and not (number and math.isfinite(value) and value > 0):
         raise ConfigError(source, field, value, "must be a finite number of seconds > 0, or null for no rule")
     return value
 
@@ -235,7 +236,8 @@ class PolicyController:
         CheckpointError naming the scenario it was trained on (and `run_on`, where known). A
         different scenario of the same layout passes: a transfer test may mean it."""
         layout = intersection_layout(network)
-        scenarios = f"trained on {self.meta['env']['scenario']}" + (f", run on {run_on}" if run_on else "")
+        trained = self.meta["env"].get("scenario", "a scenario its meta does not name")  # older metas
+        scenarios = f"trained on {trained}" + (f", run on {run_on}" if run_on else "")
         trained_on = list(self.meta["env"]["intersections"])
         if list(layout.ids) != trained_on:
             raise CheckpointError(self.source, "env.intersections", list(layout.ids),

@@ -11,6 +11,8 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from agents.ppo.config import SOURCE
@@ -24,10 +26,16 @@ STATUS.setLevel(logging.INFO)
 TRAINER_OF_SUFFIX = {".zip": "sb3", ".pt": "torchrl"}  # as evaluate.py / export.py tell them apart
 
 
-def log_status_to(handlers: list[logging.Handler]) -> None:
-    """Write status lines into these handlers' files (train.py: Hydra's job log), and no longer
-    into an earlier job's (a sweep's worker process runs several)."""
+@contextmanager
+def status_log(handlers: list[logging.Handler]) -> Iterator[None]:
+    """Within the block, status lines also go into these handlers' files (train.py, evaluate.py:
+    Hydra's job log); after it, into none, so a later run in the same process (a sweep's worker,
+    a notebook) never writes into this one's log."""
     STATUS.handlers = [handler for handler in handlers if isinstance(handler, logging.FileHandler)]
+    try:
+        yield
+    finally:
+        STATUS.handlers = []
 
 
 def say(message: str, bar=None) -> None:
@@ -89,10 +97,20 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
-def interrupt_on_sigterm() -> None:
-    if threading.current_thread() is threading.main_thread():  # a launcher's worker thread cannot
-        signal.signal(signal.SIGTERM, _raise_terminated)
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block (the training itself), SIGTERM raises `Terminated` as Ctrl-C raises
+    KeyboardInterrupt; the previous handler is back after it, so a SIGTERM while the summary is
+    written, or in a process that goes on, does what it did before."""
+    if threading.current_thread() is not threading.main_thread():  # a launcher's worker thread cannot
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
-__all__ = ["STATUS", "Terminated", "eval_line", "interrupt_on_sigterm", "log_status_to", "say",
+__all__ = ["STATUS", "Terminated", "eval_line", "say", "sigterm_interrupts", "status_log",
            "say_baselines", "say_interrupted", "trainer_for_resume", "whole_rollouts"]

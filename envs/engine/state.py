@@ -48,7 +48,7 @@ class EngineParams:
     def validate(self, source: str = "<engine>") -> None:
         for name in ("yellow_s", "all_red_s", "min_green_s"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:  # True is not 1 s
                 raise ConfigError(source, name, value, "must be an integer >= 0 (seconds)")
         if not isinstance(self.junction_yielding, bool):
             raise ConfigError(source, "junction_yielding", self.junction_yielding,

@@ -20,6 +20,9 @@ BEYOND_MAX_MAGNITUDE = (f"beyond {MAX_MAGNITUDE:g} in magnitude (gridlight's lim
 
 Point = tuple[float, float]
 POINT_KEYS = frozenset({"x", "y"})
+# keys other tools write into CityFlow files, which CityFlow ignores: not misspellings of a key
+# gridlight reads, though they resemble one (gt_virtual: virtual)
+FOREIGN_KEYS = frozenset({"gt_virtual", "_compass_angle"})
 
 
 def key_path(path: str, key: str) -> str:
@@ -57,17 +60,20 @@ class JsonFields:
         return obj[key]
 
     def only_known_keys(self, obj: Mapping[str, Any], known: frozenset[str], path: str) -> None:
-        """Refuse a key outside `known`. CityFlow ignores keys it does not read, so a misspelled
-        optional key (``endtime``, ``sigme``) would otherwise silently leave its default in force."""
+        """Refuse a key that is a near miss of one in `known` (``endtime``, ``sigme``): CityFlow
+        ignores keys it does not read, so a misspelled optional key would silently leave its
+        default in force. Other keys are ignored, as CityFlow ignores them: converters write their
+        own (LibSignal's ``gt_virtual``, CityFlow's ``_compass_angle``), and a key that resembles
+        none gridlight reads cannot be one of them misspelled."""
         if not obj.keys() - known:  # the common case, checked at C speed
             return
-        key = next(key for key in obj if key not in known)  # the first in the file
-        near = near_miss(str(key), known)
-        if near is not None:
-            hint = f"did you mean {near!r}?"
-        else:
-            hint = f"known fields here: {', '.join(sorted(known))}"
-        self.fail(key_path(path, str(key)), obj[key], f"unknown field; {hint}")
+        for key in obj:  # the first misspelling in the file
+            if key in known or key in FOREIGN_KEYS:
+                continue
+            near = near_miss(str(key), known)
+            if near is not None:
+                also = f" ({near!r} is there too)" if near in obj else ""
+                self.fail(key_path(path, str(key)), obj[key], f"unknown field; did you mean {near!r}?{also}")
 
     def object(self, obj: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
         return self.as_object(self.member(obj, key, path), key_path(path, key))
