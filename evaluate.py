@@ -358,7 +358,7 @@ def detection_report(cfg: DictConfig, out_dir: Path, scenario: Scenario, perturb
     return write_detection_report(
         out_dir, scenario.name, lane_ids(scenario.network), cfg.detection.controller, int(cfg.eval.steps),
         int(cfg.detection.train_copies), perturbation, tallies, {v: k for k, v in ORACLES.items()}, probe_p,
-        bool(cfg.eval.plots), _write_csv, write_text_atomic)
+        bool(cfg.eval.plots), _write_csv, write_text_atomic, say)
 
 
 def _write_csv(path: Path, rows: list[dict], fieldnames: list[str] | None = None) -> None:

@@ -167,6 +167,8 @@ def test_evaluate_incident_detection_writes_table_csv_and_plot(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| blockage_rule |" in done.stdout and "mean time to detect" in done.stdout
     assert "| oracle_first_evidence |" in done.stdout and "`traffic` placement" in done.stdout
+    log = (tmp_path / "evaluate.log").read_text()  # the table reaches the run's log too
+    assert "| blockage_rule |" in log and f"results in {tmp_path}" in log
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary["classifiers"]) == {"blockage_rule", "learned_mlp"} and summary["placement"] == "traffic"
     assert summary["perturbation"]["incidents"]["placement"] == "traffic"

@@ -16,9 +16,10 @@ from envs.incidents.detection import combine
 
 def write_detection_report(out_dir: Path, scenario: str, lane_names: list[str], controller: str, steps: int,
                            train_copies: int, perturbation, tallies: dict, oracle_sensors: dict[str, str],
-                           probe_p: float | None, plots: bool, write_csv, write_text) -> dict:
+                           probe_p: float | None, plots: bool, write_csv, write_text, say=print) -> dict:
     """Write the report files into `out_dir`; `oracle_sensors` maps the ideal detectors' row names
-    to their sensor sets; `write_csv(path, rows)` / `write_text(path, text)` write atomically.
+    to their sensor sets; `write_csv(path, rows)` / `write_text(path, text)` write atomically;
+    `say(line)` shows the table and where the results are (evaluate.py: console and its log).
     Returns the summary."""
     incidents, placement = perturbation.incidents, perturbation.incidents.placement
     copies = len(tallies[ORACLE])
@@ -34,7 +35,7 @@ def write_detection_report(out_dir: Path, scenario: str, lane_names: list[str], 
         "evidence reading to those sensors (docs/incidents.md) — the floor for any detector of them; each "
         "detector's time from evidence counts from its own sensors' evidence. Precision and recall in %; "
         "[low, high] = 95% bootstrap interval over copies.")
-    print(text)
+    say(text)
     write_text(out_dir / "table.md", text + "\n")
     write_csv(out_dir / "metrics.csv", [{"scenario": scenario, "placement": placement, "classifier": name, "copy": b,
                                          **combine([t]).as_dict()}
@@ -58,7 +59,7 @@ def write_detection_report(out_dir: Path, scenario: str, lane_names: list[str], 
         detection_bars(results, out_dir / "detection.png",
                        f"{scenario}: incident detection, {copies} held-out copies, {placement} placement"
                        + ("" if probe_p is None else f", probes p = {probe_p:g}"))
-    print(f"results in {out_dir}")
+    say(f"results in {out_dir}")
     return summary
 
 
