@@ -25,6 +25,7 @@ from agents.ppo.torchrl_trainer import TorchRLTrainer, train_torchrl
 from envs.errors import CheckpointError, ConfigError
 from envs.scenario import load_scenario
 from tests.conftest import REPO_ROOT
+from tests.test_interrupts import sigint_in_the_first_optimiser_step
 from tests.test_train import RandomController
 
 CONFIGS = REPO_ROOT / "configs"
@@ -153,6 +154,25 @@ def test_an_interrupt_saves_last_pt_and_says_how_to_resume(tmp_path, monkeypatch
     last = tmp_path / "checkpoints" / "last.pt"
     assert read_torchrl_meta(last)["num_timesteps"] == 160  # the first rollout (2 x 5 x 16); not the cut one
     assert f"interrupted at 160 agent-steps; resume with resume={last}" in capsys.readouterr().out
+
+
+def test_an_interrupt_inside_the_update_saves_the_whole_update(tmp_path, monkeypatch, capsys):
+    unscheduled = dict(train__eval_every=0, train__checkpoint_every=0)  # last.pt only at the end
+    # the same seed, one rollout, uninterrupted: last.pt holds the parameters right after its update
+    train_torchrl(torchrl_config(SMALL, train__total_agent_steps=160, **unscheduled), tmp_path / "whole")
+    calls = sigint_in_the_first_optimiser_step(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        train_torchrl(torchrl_config(SMALL, **unscheduled), tmp_path / "cut")  # two rollouts planned
+    assert len(calls) == 4  # both epochs of two minibatches ran, then the interrupt ended the run
+    last = tmp_path / "cut" / "checkpoints" / "last.pt"
+    assert read_torchrl_meta(last)["num_timesteps"] == 160  # the rollout counts: it was learnt from
+    assert f"interrupted at 160 agent-steps; resume with resume={last}" in capsys.readouterr().out
+    cut = read_torchrl_checkpoint(last)
+    whole = read_torchrl_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")
+    for part in ("actor", "critic"):
+        for name, value in whole[part].items():
+            assert torch.equal(cut[part][name], value), (part, name)
+    assert cut["optimizer"]["state"][0]["step"] == whole["optimizer"]["state"][0]["step"] == 4
 
 
 def test_trainer_options_are_checked(tmp_path):

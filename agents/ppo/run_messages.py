@@ -1,21 +1,20 @@
 """What a training run tells its user, for both trainers: status lines on the console (above the
 progress bar when one is shown, else on stdout) that also reach the run folder's ``train.log``,
 the trainer a checkpoint belongs to, the rounding of ``train.total_agent_steps`` to whole
-rollouts, and SIGTERM turned into the KeyboardInterrupt that Ctrl-C raises (the trainers save
-``last`` on either and say how to resume).
+rollouts, and what an interrupted run says (the trainers save ``last`` on Ctrl-C or SIGTERM: see
+`agents.ppo.interrupts`).
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from agents.ppo.config import SOURCE
+from agents.ppo.interrupts import Terminated, sigterm_interrupts  # train.py's names for them, from here
 from envs.errors import CheckpointError, ConfigError
 
 # status lines go to the log files only: the console gets them as plain lines (Hydra's console
@@ -87,29 +86,6 @@ def whole_rollouts(total: int, start: int, rollout: int) -> int:
 
 def say_interrupted(steps: int, checkpoint: Path) -> None:
     say(f"interrupted at {steps:,} agent-steps; resume with resume={checkpoint}")
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so both end a run the same way."""
-
-
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
-
-
-@contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """Within the block (the training itself), SIGTERM raises `Terminated` as Ctrl-C raises
-    KeyboardInterrupt; the previous handler is back after it, so a SIGTERM while the summary is
-    written, or in a process that goes on, does what it did before."""
-    if threading.current_thread() is not threading.main_thread():  # a launcher's worker thread cannot
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 __all__ = ["STATUS", "Terminated", "eval_line", "say", "sigterm_interrupts", "status_log",

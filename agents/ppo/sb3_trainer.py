@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -50,6 +51,7 @@ from agents.ppo.policy import PolicyController, load_policy, read_meta, read_rng
 from agents.ppo.config import (
     check_config, demand_spec, engine_params, observation_names, perturbation_config,
 )
+from agents.ppo.interrupts import interrupts_deferred, saved_on_interrupt
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
 from agents.ppo.run_messages import eval_line, say, say_baselines, say_interrupted, whole_rollouts
 from agents.ppo.sb3_logging import run_logger
@@ -190,6 +192,9 @@ class TrainingCallback(BaseCallback):
         # wall_s of the runs before a resume (checkpoints older than this key restart at 0)
         self.wall_before = 0.0 if meta is None else meta.get("wall_s", 0.0)
         self.collecting = False  # in a rollout: its agent-steps are not learnt from yet
+        # SB3's update (model.train()) runs between _on_rollout_end and the next _on_rollout_start
+        # or _on_training_end: interrupts wait for its end there (a checkpoint holds whole updates)
+        self.update_interrupts = ExitStack()
         self.started = time.perf_counter()  # again at the training start
         self.busy_s = 0.0  # evaluation + checkpoint time, left out of the throughput
         self.bar: tqdm | None = None
@@ -208,6 +213,7 @@ class TrainingCallback(BaseCallback):
             self.logger.dump(self.num_timesteps)
 
     def _on_rollout_start(self) -> None:
+        self.update_interrupts.close()  # an interrupt during the update takes effect here
         # Here the policy has just been updated on every agent-step counted so far, so evaluations
         # and checkpoints happen now (not at rollout end, before the update), labelled with
         # num_timesteps; the dump writes them (and the update's losses) at that step.
@@ -239,6 +245,7 @@ class TrainingCallback(BaseCallback):
         return True
 
     def _on_rollout_end(self) -> None:
+        self.update_interrupts.enter_context(interrupts_deferred())  # first: the rollout counts from here
         self.collecting = False
         now = time.perf_counter()
         self.logger.record("time/rollout_agent_steps_per_s",
@@ -253,6 +260,7 @@ class TrainingCallback(BaseCallback):
             self.episodes = []
 
     def _on_training_end(self) -> None:  # after the last update
+        self.update_interrupts.close()
         if self.last_eval_step != self.num_timesteps:
             self.evaluate()
         self.checkpoint("last.zip")
@@ -373,11 +381,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     callback.total = end  # the progress bar's
     if meta is not None and meta.get("rng") is not None:
         set_rng_state(meta["rng"])  # the random state at the save: the run goes on as it would have
-    try:
+    # leaving update_interrupts also ends a deferral that learn() raised out of (no save then)
+    with callback.update_interrupts, saved_on_interrupt(callback.interrupted):
         model.learn(total_timesteps=remaining, callback=callback, reset_num_timesteps=False)
-    except KeyboardInterrupt:
-        callback.interrupted()
-        raise
     return {
         "model": model,
         "start_timesteps": start_steps,

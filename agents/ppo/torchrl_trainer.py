@@ -43,6 +43,7 @@ from agents.ppo.config import (
     LOSSES, SOURCE, TorchRLTrainerConfig, check_config, demand_spec, engine_params, observation_names,
     perturbation_config,
 )
+from agents.ppo.interrupts import interrupts_deferred, saved_on_interrupt
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
 from agents.ppo.run_messages import eval_line, say, say_baselines, say_interrupted, whole_rollouts
 from agents.ppo.sb3_trainer import ARCH_KEYS, SAMPLES_PER_SEED, check_layout, load_scenarios
@@ -194,7 +195,6 @@ class TorchRLTrainer:
                 self.episodes.observe(out.get(("next", GROUP, "reward")).squeeze(-1), self.env.last_info)
                 frames.append(out)
         self.td = td
-        self.num_timesteps += self.cfg.agent.n_steps * self.core.copies * self.I
         return torch.stack(frames, 1).to(self.device)
 
     def advantages(self, data) -> None:
@@ -287,11 +287,14 @@ class TorchRLTrainer:
 
     def iteration(self) -> None:
         """One rollout and its update, on the device (the loop body)."""
-        before, started = self.num_timesteps, time.perf_counter()
+        started, rollout = time.perf_counter(), self.cfg.agent.n_steps * self.core.copies * self.I
         data = self.collect()
-        self.rollout_rate = (self.num_timesteps - before) / max(time.perf_counter() - started, 1e-9)
-        self.advantages(data)
-        self.update(data)
+        self.rollout_rate = rollout / max(time.perf_counter() - started, 1e-9)
+        # the rollout counts once learnt from, all epochs: an interrupt in the update waits for its end
+        with interrupts_deferred():
+            self.num_timesteps += rollout
+            self.advantages(data)
+            self.update(data)
         self.iterations += 1
         self.iterations_since_log += 1
 
@@ -389,11 +392,8 @@ class TorchRLTrainer:
 def train_torchrl(cfg: DictConfig, run_dir: Path) -> dict:
     """Train per `cfg` (the composed train.yaml, plus an optional ``torchrl`` node) into `run_dir`."""
     trainer = TorchRLTrainer(cfg, Path(run_dir))
-    try:
+    with saved_on_interrupt(trainer.interrupted):
         return trainer.run()
-    except KeyboardInterrupt:
-        trainer.interrupted()
-        raise
 
 
 __all__ = ["TorchRLTrainer", "train_torchrl", "trainer_options"]

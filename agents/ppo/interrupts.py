@@ -1,0 +1,82 @@
+"""Ctrl-C and SIGTERM in a training run, for both trainers: SIGTERM turned into the
+KeyboardInterrupt that Ctrl-C raises, either of them held back while a PPO update runs (so a
+checkpoint never holds half an update), and ``last`` saved when one ends the run.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so both end a run the same way."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _in_main_thread() -> bool:
+    # only the main thread may install signal handlers (a launcher's worker thread cannot)
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block (the training itself), SIGTERM raises `Terminated` as Ctrl-C raises
+    KeyboardInterrupt; the previous handler is back after it, so a SIGTERM while the summary is
+    written, or in a process that goes on, does what it did before."""
+    if not _in_main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Within the block (a PPO update), SIGINT and SIGTERM are only recorded; after it, even if it
+    raised, the previous handlers are back and a recorded signal is raised again, so it does then
+    exactly what it would have done in the block (KeyboardInterrupt, `Terminated` inside
+    `sigterm_interrupts`, the default termination elsewhere). Outside the main thread, nothing."""
+    # a handler installed outside Python reads as None and could not be put back: left alone
+    handled = [sig for sig in DEFERRED_SIGNALS if signal.getsignal(sig) is not None]
+    if not _in_main_thread() or not handled:
+        yield
+        return
+    pending: list[int] = []
+
+    def record(signum, frame) -> None:
+        if signum not in pending:
+            pending.append(signum)
+
+    previous = {sig: signal.signal(sig, record) for sig in handled}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in pending:  # the first that raises ends the loop, as it would have ended the block
+            signal.raise_signal(sig)
+
+
+@contextmanager
+def saved_on_interrupt(save: Callable[[], None]) -> Iterator[None]:
+    """A KeyboardInterrupt (Ctrl-C, or SIGTERM as `Terminated`) out of the block first calls
+    `save` (the trainer's: ``checkpoints/last`` and how to resume), then goes on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        save()
+        raise
+
+
+__all__ = ["Terminated", "interrupts_deferred", "saved_on_interrupt", "sigterm_interrupts"]

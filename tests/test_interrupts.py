@@ -1,0 +1,98 @@
+"""Interrupts held back over a PPO update (agents/ppo/interrupts.py): a SIGINT or SIGTERM inside
+`interrupts_deferred` takes effect after the block's last statement, the previous handlers come
+back (also when the block raises), and an SB3 run interrupted inside its update saves the whole
+update. The TorchRL trainer's case is in tests/test_torchrl_trainer.py."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import pytest
+import torch
+
+from agents.ppo.interrupts import Terminated, interrupts_deferred, sigterm_interrupts
+from agents.ppo.policy import load_policy, read_meta
+from agents.ppo.sb3_trainer import train
+from tests.test_train import tiny_run, train_config
+
+
+def test_a_sigint_in_the_block_raises_after_its_last_statement():
+    before, ran = signal.getsignal(signal.SIGINT), []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            signal.raise_signal(signal.SIGINT)
+            ran.append("the block's last statement")
+    assert ran == ["the block's last statement"]
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_the_previous_handlers_come_back_when_the_block_raises():
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(ValueError), interrupts_deferred():
+        raise ValueError("the update failed")
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    # a signal recorded before the failure is not lost: it follows, the failure as its context
+    with pytest.raises(KeyboardInterrupt) as caught, interrupts_deferred():
+        signal.raise_signal(signal.SIGINT)
+        raise ValueError("the update failed")
+    assert isinstance(caught.value.__context__, ValueError)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_sigterm_does_what_the_previous_handler_does_after_the_block():
+    ran = []
+    with pytest.raises(Terminated), sigterm_interrupts():  # train.py's SIGTERM handler
+        with interrupts_deferred():
+            signal.raise_signal(signal.SIGTERM)
+            ran.append("the block's last statement")
+    assert ran == ["the block's last statement"]
+
+
+def test_outside_the_main_thread_nothing_is_installed():
+    seen = []
+
+    def block():
+        with interrupts_deferred():
+            seen.append(signal.getsignal(signal.SIGINT))
+
+    worker = threading.Thread(target=block)
+    worker.start()
+    worker.join()
+    assert seen == [signal.getsignal(signal.SIGINT)]
+
+
+def sigint_in_the_first_optimiser_step(monkeypatch) -> list:
+    """Ctrl-C in the middle of the first update (both trainers use Adam); the steps are counted."""
+    step, calls = torch.optim.Adam.step, []
+
+    def interrupted_in_the_first_step(optimizer, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGINT)
+        return step(optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", interrupted_in_the_first_step)
+    return calls
+
+
+def _sb3_config(rollouts: int):
+    # rollouts of 2 copies x 10 decisions on grid_1x1, two epochs of two minibatches each
+    return train_config(*tiny_run(env__copies=2, agent__n_steps=10, agent__batch_size=10, agent__n_epochs=2,
+                                  train__total_agent_steps=20 * rollouts, train__eval_every=0,
+                                  train__checkpoint_every=0, eval__seeds=1, eval__steps=100))
+
+
+def test_an_sb3_interrupt_inside_the_update_saves_the_whole_update(tmp_path, monkeypatch, capsys):
+    train(_sb3_config(1), tmp_path / "whole")  # the same seed, uninterrupted: last.zip after the update
+    calls = sigint_in_the_first_optimiser_step(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        train(_sb3_config(2), tmp_path / "cut")  # it takes effect as the second rollout starts
+    assert len(calls) == 4  # every minibatch of both epochs of the first update, then no more
+    last = tmp_path / "cut" / "checkpoints" / "last.zip"
+    assert read_meta(last)["num_timesteps"] == 20  # the rollout counts: it was learnt from
+    assert f"interrupted at 20 agent-steps; resume with resume={last}" in capsys.readouterr().out
+    cut, _ = load_policy(str(last), device="cpu")
+    whole, _ = load_policy(str(tmp_path / "whole" / "checkpoints" / "last.zip"), device="cpu")
+    for name, value in whole.policy.state_dict().items():
+        assert torch.equal(cut.policy.state_dict()[name], value), name
