@@ -29,9 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 
 import agents.ppo.config  # noqa: F401  (registers the structured config "train_schema")
 from agents.ppo.atomic_files import write_text_atomic
-from agents.ppo.run_messages import (
-    Terminated, say, sigterm_interrupts, status_log, trainer_for_resume,
-)
+from agents.ppo.interrupts import Terminated, sigterm_interrupts
+from agents.ppo.run_messages import say, status_log, trainer_for_resume
 from agents.ppo.sb3_trainer import train as train_sb3
 from envs.errors import exit_on_error
 from envs.evaluation.report import training_curves

@@ -16,9 +16,8 @@ from tqdm import tqdm
 
 import agents.ppo.sb3_trainer as sb3_trainer
 from agents.ppo.policy import read_meta
-from agents.ppo.run_messages import (
-    Terminated, say, sigterm_interrupts, status_log, trainer_for_resume, whole_rollouts,
-)
+from agents.ppo.interrupts import Terminated, sigterm_interrupts
+from agents.ppo.run_messages import say, status_log, trainer_for_resume, whole_rollouts
 from envs.errors import CheckpointError, ConfigError
 from tests.conftest import REPO_ROOT
 from tests.test_train import train_config, tiny_run

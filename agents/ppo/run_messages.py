@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from agents.ppo.config import SOURCE
-from agents.ppo.interrupts import Terminated, sigterm_interrupts  # train.py's names for them, from here
 from envs.errors import CheckpointError, ConfigError
 
 # status lines go to the log files only: the console gets them as plain lines (Hydra's console
@@ -88,5 +87,5 @@ def say_interrupted(steps: int, checkpoint: Path) -> None:
     say(f"interrupted at {steps:,} agent-steps; resume with resume={checkpoint}")
 
 
-__all__ = ["STATUS", "Terminated", "eval_line", "say", "sigterm_interrupts", "status_log",
+__all__ = ["STATUS", "eval_line", "say", "status_log",
            "say_baselines", "say_interrupted", "trainer_for_resume", "whole_rollouts"]
