@@ -9,9 +9,11 @@ input was wrong, so a caller can catch one kind; the entry points print the line
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from contextlib import contextmanager
+from numbers import Real
 from typing import Any, Iterator
 
 EXIT_STATUS = 2  # what train.py, evaluate.py, export.py and the runtime service exit with
@@ -55,6 +57,16 @@ class CheckpointError(GridlightError):
 
 class ModelError(GridlightError):
     """An exported model or its metadata is missing, unreadable or inconsistent."""
+
+
+def positive_or_none(value: Any, source: str, field: str, unit: str) -> Any:
+    """`value` if it is None or a finite number > 0 (a duration, a deadline), else a `ConfigError`
+    naming `source` and `field`. NaN passes ``x <= 0`` and would switch a rule off unasked, inf
+    would never fire, True is not 1 `unit`."""
+    number = isinstance(value, Real) and not isinstance(value, bool)
+    if value is not None and not (number and math.isfinite(value) and value > 0):
+        raise ConfigError(source, field, value, f"must be a finite number of {unit} > 0, or null for none")
+    return value
 
 
 @contextmanager

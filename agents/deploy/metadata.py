@@ -97,7 +97,7 @@ def load_timing(meta: dict, source: str) -> Timing:
     except (KeyError, TypeError, ValueError) as error:
         raise ModelError(source, "timing", timing, f"malformed ({error!r})") from None
     for name in Timing.__dataclass_fields__:  # float() took "5" and true as numbers
-        if isinstance(timing[name], bool) or not isinstance(timing[name], (int, float)):
+        if not _is_number(timing[name]):
             raise ModelError(source, f"timing.{name}", timing[name], "must be a JSON number (seconds)")
     for name, value in vars(loaded).items():
         if not (math.isfinite(value) and value >= 0):

@@ -41,7 +41,6 @@ import logging
 import math
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
-from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +52,7 @@ from agents.deploy.readings import (
 )
 from agents.deploy.signals import SignalModel
 from agents.deploy.timing_rules import apply_timing_rules
-from envs.errors import ConfigError, ModelError
+from envs.errors import ModelError, positive_or_none
 
 LOG = logging.getLogger("gridlight.runtime")
 POLICY, FALLBACK = "policy", "fallback"
@@ -140,13 +139,9 @@ class FaultLog:
 
 
 def check_deadline_ms(value, source: str = "<config>", field: str = "deadline_ms") -> float | None:
-    """`value` if it is a finite number of milliseconds > 0 or None (no deadline), else a
-    `ConfigError` naming `source` and `field`: NaN would turn the deadline off unasked (no time
-    compares above it), 0 or less would put every decision on the fallback."""
-    number = isinstance(value, Real) and not isinstance(value, bool)
-    if value is not None and not (number and math.isfinite(value) and value > 0):
-        raise ConfigError(source, field, value, "must be a finite number of milliseconds > 0")
-    return value
+    """`value`: None (no deadline) or a finite number of milliseconds > 0 (NaN would turn the
+    deadline off unasked, 0 or less would put every decision on the fallback)."""
+    return positive_or_none(value, source, field, "milliseconds")
 
 
 class PolicyRuntime:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import numbers
 import zipfile
 from dataclasses import replace
@@ -45,7 +44,7 @@ from sb3_contrib import MaskablePPO
 
 from agents.ppo.atomic_files import atomic_path
 from envs.engine.simulator import Simulator
-from envs.errors import CheckpointError, CommandError, ConfigError
+from envs.errors import CheckpointError, CommandError, ConfigError, positive_or_none
 from envs.incidents.probes import ProbeSensor, probes_from_config
 from envs.rl.features import check_observation_names, feature_context, observe
 from envs.rl.probe_features import reads_probes
@@ -107,15 +106,6 @@ def check_env_meta(meta, source: str) -> dict:
         if not _whole(value):
             raise CheckpointError(source, key, value, "must be an integer >= 1")
     return meta
-
-
-def check_max_green(value, source: str, field: str) -> float | None:
-    """`value` (None: no max-green rule) if it is a finite number of seconds > 0; otherwise a
-    `ConfigError` naming `field` (a negative or NaN max green was taken as given)."""
-    number = isinstance(value, numbers.Real) and not isinstance(value, bool)  # True is not 1 s
-    if value is not None and not (number and math.isfinite(value) and value > 0):
-        raise ConfigError(source, field, value, "must be a finite number of seconds > 0, or null for no rule")
-    return value
 
 
 def read_meta(path: str | Path) -> dict:
@@ -222,7 +212,8 @@ class PolicyController:
             # the policy times its own greens; a max green cutting a hold would fight it
             raise ConfigError(self.source, "max_green_s", max_green_s,
                               "a phase_duration policy chooses its green durations: leave max_green_s unset")
-        self.max_green_s = check_max_green(max_green_s, self.source, "max_green_s")
+        # None: no max-green rule (a negative or NaN max green was taken as given)
+        self.max_green_s = positive_or_none(max_green_s, self.source, "max_green_s", "seconds")
         self.detectors = None  # envs.incidents.perturbations.DetectorFaults: what faulty detectors show it
         # (split, index) keying each copy's probe vehicles (module doc); None: copy b = eval sample b
         self.probe_samples: list[tuple[str, int]] | None = None
@@ -320,5 +311,5 @@ class PolicyController:
         return self._command
 
 
-__all__ = ["META_NAME", "PolicyController", "check_env_meta", "check_max_green", "load_policy", "read_meta",
+__all__ = ["META_NAME", "PolicyController", "check_env_meta", "load_policy", "read_meta",
            "save_checkpoint"]
