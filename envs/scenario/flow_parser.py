@@ -29,9 +29,9 @@ _VEHICLE_FIELDS: dict[str, tuple[str, bool]] = {
 }
 # gridlight's one addition to the vehicle block: the driver imperfection (`VehicleSpec.sigma`)
 SIGMA_KEY = "sigma"
-# Every key a flow entry or its vehicle may carry: CityFlow's documented format (which is also
-# exactly what the datasets under shared/datasets use) plus sigma. Anything else is refused, since
-# CityFlow would silently ignore a misspelled optional key such as `endtime`.
+# The keys a flow entry or its vehicle may carry: CityFlow's documented format (which is also
+# exactly what the datasets under shared/datasets use) plus sigma. A near miss of one is refused as
+# a misspelling (CityFlow would silently ignore `endtime`); other keys are ignored, as by CityFlow.
 _VEHICLE_KEYS = frozenset(_VEHICLE_FIELDS) | {SIGMA_KEY}
 _FLOW_KEYS = frozenset({"vehicle", "route", "interval", "startTime", "endTime"})
 
@@ -116,7 +116,7 @@ def parse_flow(obj: Any, source: str, roadnet: RoadnetSpec) -> FlowFileSpec:
 def _parse_flow_entry(fields: JsonFields, raw: Any, index: int, routes: _RouteChecker) -> FlowSpec:
     path = f"[{index}]"
     obj = fields.as_object(raw, path)
-    fields.only_known_keys(obj, _FLOW_KEYS, path)
+    fields.refuse_misspelled_keys(obj, _FLOW_KEYS, path)
     vehicle = _parse_vehicle(fields, fields.object(obj, "vehicle", path), f"{path}.vehicle")
     route = _parse_route(fields, obj, path)
     routes.check(route, f"{path}.route")
@@ -126,7 +126,7 @@ def _parse_flow_entry(fields: JsonFields, raw: Any, index: int, routes: _RouteCh
 
 
 def _parse_vehicle(fields: JsonFields, obj: Mapping[str, Any], path: str) -> VehicleSpec:
-    fields.only_known_keys(obj, _VEHICLE_KEYS, path)
+    fields.refuse_misspelled_keys(obj, _VEHICLE_KEYS, path)
     values = {}
     for key, (attribute, zero_allowed) in _VEHICLE_FIELDS.items():
         read = fields.non_negative if zero_allowed else fields.positive

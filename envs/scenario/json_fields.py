@@ -59,7 +59,7 @@ class JsonFields:
             self.fail(key_path(path, key), MISSING, f"missing required field (present: {present})")
         return obj[key]
 
-    def only_known_keys(self, obj: Mapping[str, Any], known: frozenset[str], path: str) -> None:
+    def refuse_misspelled_keys(self, obj: Mapping[str, Any], known: frozenset[str], path: str) -> None:
         """Refuse a key that is a near miss of one in `known` (``endtime``, ``sigme``): CityFlow
         ignores keys it does not read, so a misspelled optional key would silently leave its
         default in force. Other keys are ignored, as CityFlow ignores them: converters write their
@@ -138,7 +138,7 @@ class JsonFields:
 
     def point(self, value: Any, path: str) -> Point:
         obj = self.as_object(value, path)
-        self.only_known_keys(obj, POINT_KEYS, path)
+        self.refuse_misspelled_keys(obj, POINT_KEYS, path)
         return (self.number(obj, "x", path), self.number(obj, "y", path))
 
 

@@ -30,10 +30,10 @@ PERMISSIVE_KEY = "permissiveRoadLinks"  # optional in a light phase: green links
 # major one whenever the minor is a permissive green (SUMO's right of way, from the importer)
 YIELD_KEY = "yieldTo"
 
-# Every key each object may carry: CityFlow's documented roadnet format (which is also exactly the
+# The keys each object may carry: CityFlow's documented roadnet format (which is also exactly the
 # set the datasets under shared/datasets use; `roads`, `direction` and `roadLinkIndices` are
-# documented but not read) plus gridlight's two extensions. Anything else is refused, since CityFlow
-# would silently ignore a misspelled optional key.
+# documented but not read) plus gridlight's two extensions. A near miss of one is refused as a
+# misspelling (CityFlow would silently ignore it); other keys are ignored, as CityFlow ignores them.
 _ROOT_KEYS = frozenset({"intersections", "roads"})
 _ROAD_KEYS = frozenset({"id", "startIntersection", "endIntersection", "points", "lanes"})
 _LANE_KEYS = frozenset({"width", "maxSpeed"})
@@ -49,7 +49,7 @@ _PHASE_KEYS = frozenset({"time", "availableRoadLinks", PERMISSIVE_KEY})
 def parse_roadnet(obj: Any, source: str) -> RoadnetSpec:
     fields = JsonFields(source)
     root = fields.as_object(obj, "<root>")
-    fields.only_known_keys(root, _ROOT_KEYS, "")
+    fields.refuse_misspelled_keys(root, _ROOT_KEYS, "")
     raw_intersections = fields.array(root, "intersections", "")
     raw_roads = fields.array(root, "roads", "")
     # Roads name their end intersections and intersections name their roads, so the ids of the
@@ -96,7 +96,7 @@ def _parse_roads(
 
 def _parse_road(fields: JsonFields, raw: Any, path: str, intersection_ids: set[str]) -> RoadSpec:
     obj = fields.as_object(raw, path)
-    fields.only_known_keys(obj, _ROAD_KEYS, path)
+    fields.refuse_misspelled_keys(obj, _ROAD_KEYS, path)
     ident = fields.identifier(obj, "id", path)
     endpoints = []
     for key in ("startIntersection", "endIntersection"):
@@ -136,7 +136,7 @@ def _parse_road_points(fields: JsonFields, obj: Mapping[str, Any], path: str) ->
 
 def _parse_lane(fields: JsonFields, raw: Any, path: str) -> LaneSpec:
     obj = fields.as_object(raw, path)
-    fields.only_known_keys(obj, _LANE_KEYS, path)
+    fields.refuse_misspelled_keys(obj, _LANE_KEYS, path)
     return LaneSpec(
         width=fields.positive(obj, "width", path), max_speed=fields.positive(obj, "maxSpeed", path)
     )
@@ -146,7 +146,7 @@ def _parse_intersection(
     fields: JsonFields, raw: Any, path: str, roads_by_id: Mapping[str, RoadSpec]
 ) -> IntersectionSpec:
     obj = fields.as_object(raw, path)
-    fields.only_known_keys(obj, _INTERSECTION_KEYS, path)
+    fields.refuse_misspelled_keys(obj, _INTERSECTION_KEYS, path)
     ident = fields.string(obj, "id", path)
     point = fields.point(fields.member(obj, "point", path), f"{path}.point")
     width = fields.non_negative(obj, "width", path)
@@ -204,7 +204,7 @@ def _parse_road_link(
     roads_by_id: Mapping[str, RoadSpec],
 ) -> RoadLinkSpec:
     obj = fields.as_object(raw, path)
-    fields.only_known_keys(obj, _ROAD_LINK_KEYS, path)
+    fields.refuse_misspelled_keys(obj, _ROAD_LINK_KEYS, path)
     link_type = fields.string(obj, "type", path)
     if link_type not in ROAD_LINK_TYPES:
         fields.fail(
@@ -270,7 +270,7 @@ def _parse_lane_link(
     fields: JsonFields, raw: Any, path: str, start_road: RoadSpec, end_road: RoadSpec
 ) -> LaneLinkSpec:
     obj = fields.as_object(raw, path)
-    fields.only_known_keys(obj, _LANE_LINK_KEYS, path)
+    fields.refuse_misspelled_keys(obj, _LANE_LINK_KEYS, path)
     start_lane = fields.index(
         obj, "startLaneIndex", path, len(start_road.lanes), f"road {start_road.id!r} lanes"
     )
@@ -307,7 +307,7 @@ def _parse_phases(
             )
         return ()
     light = fields.as_object(light, light_path)
-    fields.only_known_keys(light, _TRAFFIC_LIGHT_KEYS, light_path)
+    fields.refuse_misspelled_keys(light, _TRAFFIC_LIGHT_KEYS, light_path)
     raw_phases = fields.array(light, "lightphases", light_path)
     if road_link_count and not raw_phases:
         fields.fail(
@@ -327,7 +327,7 @@ def _parse_phases(
 
 def _parse_phase(fields: JsonFields, raw: Any, path: str, road_link_count: int) -> PhaseSpec:
     obj = fields.as_object(raw, path)
-    fields.only_known_keys(obj, _PHASE_KEYS, path)
+    fields.refuse_misspelled_keys(obj, _PHASE_KEYS, path)
     duration = fields.positive(obj, "time", path)
     raw_links = fields.array(obj, "availableRoadLinks", path)
     links: list[int] = []
