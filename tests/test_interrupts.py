@@ -32,11 +32,12 @@ def test_the_previous_handlers_come_back_when_the_block_raises():
     with pytest.raises(ValueError), interrupts_deferred():
         raise ValueError("the update failed")
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
-    # a signal recorded before the failure is not lost: it follows, the failure as its context
-    with pytest.raises(KeyboardInterrupt) as caught, interrupts_deferred():
+    # a signal recorded before the failure: the failure ends the block as itself, the signal
+    # named in its notes (a KeyboardInterrupt would have a trainer save the half-done update)
+    with pytest.raises(ValueError, match="the update failed") as caught, interrupts_deferred():
         signal.raise_signal(signal.SIGINT)
         raise ValueError("the update failed")
-    assert isinstance(caught.value.__context__, ValueError)
+    assert caught.value.__notes__ == ["SIGINT arrived during the block; this error ends the run instead"]
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
@@ -76,6 +77,21 @@ def sigint_in_the_first_optimiser_step(monkeypatch) -> list:
     return calls
 
 
+def sigint_then_a_failing_optimiser_step(monkeypatch) -> None:
+    """Ctrl-C in the first step of the first update, then the second step fails."""
+    step, calls = torch.optim.Adam.step, []
+
+    def failing(optimizer, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGINT)
+        if len(calls) == 2:
+            raise RuntimeError("the update failed")
+        return step(optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", failing)
+
+
 def _sb3_config(rollouts: int):
     # rollouts of 2 copies x 10 decisions on grid_1x1, two epochs of two minibatches each
     return train_config(*tiny_run(env__copies=2, agent__n_steps=10, agent__batch_size=10, agent__n_epochs=2,
@@ -96,3 +112,11 @@ def test_an_sb3_interrupt_inside_the_update_saves_the_whole_update(tmp_path, mon
     whole, _ = load_policy(str(tmp_path / "whole" / "checkpoints" / "last.zip"), device="cpu")
     for name, value in whole.policy.state_dict().items():
         assert torch.equal(cut.policy.state_dict()[name], value), name
+
+
+def test_an_sb3_update_that_fails_after_an_interrupt_ends_on_its_error_and_saves_nothing(tmp_path, monkeypatch):
+    sigint_then_a_failing_optimiser_step(monkeypatch)
+    with pytest.raises(RuntimeError, match="the update failed") as caught:
+        train(_sb3_config(2), tmp_path)
+    assert caught.value.__notes__ == ["SIGINT arrived during the block; this error ends the run instead"]
+    assert not (tmp_path / "checkpoints" / "last.zip").exists()  # no half-done update saved as last

@@ -25,7 +25,7 @@ from agents.ppo.torchrl_trainer import TorchRLTrainer, train_torchrl
 from envs.errors import CheckpointError, ConfigError
 from envs.scenario import load_scenario
 from tests.conftest import REPO_ROOT
-from tests.test_interrupts import sigint_in_the_first_optimiser_step
+from tests.test_interrupts import sigint_in_the_first_optimiser_step, sigint_then_a_failing_optimiser_step
 from tests.test_train import RandomController
 
 CONFIGS = REPO_ROOT / "configs"
@@ -173,6 +173,14 @@ def test_an_interrupt_inside_the_update_saves_the_whole_update(tmp_path, monkeyp
         for name, value in whole[part].items():
             assert torch.equal(cut[part][name], value), (part, name)
     assert cut["optimizer"]["state"][0]["step"] == whole["optimizer"]["state"][0]["step"] == 4
+
+
+def test_an_update_that_fails_after_an_interrupt_ends_on_its_error_and_saves_nothing(tmp_path, monkeypatch):
+    sigint_then_a_failing_optimiser_step(monkeypatch)
+    with pytest.raises(RuntimeError, match="the update failed") as caught:
+        train_torchrl(torchrl_config(SMALL, train__eval_every=0, train__checkpoint_every=0), tmp_path)
+    assert caught.value.__notes__ == ["SIGINT arrived during the block; this error ends the run instead"]
+    assert not (tmp_path / "checkpoints" / "last.pt").exists()  # no half-done update saved as last
 
 
 def test_trainer_options_are_checked(tmp_path):

@@ -43,10 +43,11 @@ def sigterm_interrupts() -> Iterator[None]:
 
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Within the block (a PPO update), SIGINT and SIGTERM are only recorded; after it, even if it
-    raised, the previous handlers are back and a recorded signal is raised again, so it does then
-    exactly what it would have done in the block (KeyboardInterrupt, `Terminated` inside
-    `sigterm_interrupts`, the default termination elsewhere). Outside the main thread, nothing."""
+    """Within the block (a PPO update), SIGINT and SIGTERM are only recorded; after it the previous
+    handlers are back and, if the block ended normally, a recorded signal is raised again, so it
+    does then exactly what it would have done in the block (KeyboardInterrupt, `Terminated` inside
+    `sigterm_interrupts`, the default termination elsewhere). If the block raised, its error goes
+    on with a note naming the signal. Outside the main thread, nothing."""
     # a handler installed outside Python reads as None and could not be put back: left alone
     handled = [sig for sig in DEFERRED_SIGNALS if signal.getsignal(sig) is not None]
     if not _in_main_thread() or not handled:
@@ -61,11 +62,18 @@ def interrupts_deferred() -> Iterator[None]:
     previous = {sig: signal.signal(sig, record) for sig in handled}
     try:
         yield
+    except BaseException as error:
+        # the block failed: its error ends the run, not the signal. Raised as a KeyboardInterrupt
+        # instead, it would have the trainer save the half-done update as `last` (the one thing
+        # the deferral is for) and hide the failure behind "interrupted"
+        for sig in pending:
+            error.add_note(f"{signal.Signals(sig).name} arrived during the block; this error ends the run instead")
+        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        for sig in pending:  # the first that raises ends the loop, as it would have ended the block
-            signal.raise_signal(sig)
+    for sig in pending:  # the first that raises ends the loop, as it would have ended the block
+        signal.raise_signal(sig)
 
 
 @contextmanager
