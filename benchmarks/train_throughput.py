@@ -141,7 +141,8 @@ def run_torchrl(cfg, args) -> dict:
 
 
 def run_sb3(cfg, args) -> dict:
-    from agents.ppo.sb3_trainer import ScaledReward, _compile_policy, build_env, build_model, load_scenarios
+    from agents.ppo.run_setup import load_scenarios
+    from agents.ppo.sb3_trainer import ScaledReward, _compile_policy, build_env, build_model
 
     device = cfg.engine.device
     if cfg.train.threads is not None:

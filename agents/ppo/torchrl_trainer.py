@@ -21,16 +21,15 @@ its action check, the core's ``done.any()`` and `step_and_maybe_reset`'s ``any_d
 
 Logging (TensorBoard ``RUN/tb``, ``RUN/progress.csv``, tqdm on stderr), periodic evaluation
 (`agents.ppo.periodic_eval.Evaluator`), checkpoints (``checkpoints/{last,best}.pt``) and resume
-follow `agents.ppo.sb3_trainer` and use its tag names.
+follow `agents.ppo.sb3_trainer` and use its tag names; what the two trainers share (scenarios,
+resume checks, the run's books) is `agents.ppo.run_setup`'s.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import asdict, fields
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -46,14 +45,13 @@ from agents.ppo.config import (
 from agents.ppo.interrupts import interrupts_deferred, saved_on_interrupt
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
 from agents.ppo.run_messages import eval_line, say, say_baselines, say_interrupted, whole_rollouts
-from agents.ppo.sb3_trainer import ARCH_KEYS, SAMPLES_PER_SEED, check_layout, load_scenarios
+from agents.ppo.run_setup import SAMPLES_PER_SEED, RunRecord, check_architecture, check_layout, load_scenarios
 from agents.ppo.torchrl_logging import EpisodeStats, RunLog
 from agents.ppo.torchrl_policy import (
     GreedyPolicy, TorchRLPolicyController, build_networks, masked_logits, network_spec,
     read_torchrl_checkpoint, resolve_centralised, save_torchrl_checkpoint,
 )
 from envs.errors import CheckpointError, ConfigError
-from envs.evaluation.metrics import METRIC_NAMES
 from envs.rl.torchrl_env import GROUP, TrafficSignalTorchRLEnv
 
 OBS, MASK, ACTION, LOGP = (GROUP, "observation"), (GROUP, "action_mask"), (GROUP, "action"), (GROUP, "action_log_prob")
@@ -111,17 +109,14 @@ class TorchRLTrainer:
         if cfg.resume is not None:
             first_sample = self._resume(str(cfg.resume))
             say(f"resumed from {cfg.resume} at {self.num_timesteps:,} agent-steps")
-        self.start_steps, self.started, self.bar = self.num_timesteps, time.perf_counter(), None
+        self.start_steps, self.bar = self.num_timesteps, None
         self.end = whole_rollouts(int(cfg.train.total_agent_steps), self.num_timesteps,
                                   agent.n_steps * core.copies * self.I)
         env.set_seed(first_sample)  # the next reset draws training demand samples from here on
         self.td = env.reset()
         self.evaluator = Evaluator(eval_scenario, demand_spec(cfg.eval.demand, "eval.demand"), cfg.eval.seeds,
                                    cfg.eval.steps, engine_params(cfg), compile=cfg.engine.compile)
-        meta = self.meta_in or {}
-        self.best = meta.get("best_eval_travel_time", math.inf)
-        self.history: list[dict] = list(meta.get("eval_history", []))
-        self.wall_before = meta.get("wall_s", 0.0)  # checkpoints older than this key restart at 0
+        self.record = RunRecord(self.meta_in)  # eval history, best travel time, wall clock (restarted by run())
         self.train_sums, self.train_count = torch.zeros(len(TRAIN_STATS), device=self.device), torch.zeros((), device=self.device)
         self.explained = torch.zeros((), device=self.device)
         self.iterations = self.n_updates = self.iterations_since_log = 0
@@ -130,11 +125,8 @@ class TorchRLTrainer:
     # ---- resume / checkpoints -------------------------------------------------------------------
     def _resume(self, path: str) -> int:
         data = read_torchrl_checkpoint(path, self.device)
-        meta, agent = data["meta"], OmegaConf.to_container(self.cfg.agent, resolve=True)
-        for key in ARCH_KEYS:
-            if meta["config"]["agent"][key] != agent[key]:
-                raise CheckpointError(path, f"agent.{key}", agent[key], f"the checkpoint was trained with "
-                                      f"{meta['config']['agent'][key]!r}; resume needs the same")
+        meta = data["meta"]
+        check_architecture(path, meta["config"]["agent"], self.cfg.agent)
         if meta["networks"] != self.spec:
             raise CheckpointError(path, "networks", self.spec, f"differs from the checkpoint's {meta['networks']}")
         check_layout(path, meta["env"], self.core.describe())
@@ -149,15 +141,8 @@ class TorchRLTrainer:
         return int(meta["train_next_sample"])
 
     def meta(self) -> dict:
-        return {
-            "config": OmegaConf.to_container(self.cfg, resolve=True), "trainer": "torchrl",
-            "torchrl": asdict(self.opts), "networks": self.spec, "env": self.core.describe(),
-            "num_timesteps": self.num_timesteps, "train_next_sample": self.core.next_sample,
-            "best_eval_travel_time": self.best, "eval_history": self.history, "wall_s": self.wall_s(),
-            "baselines": {name: {k: float(v.mean()) for k, v in values.items()}
-                          for name, values in self.evaluator.baselines.items()},
-            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        return self.record.meta(self.cfg, self.core, self.num_timesteps, self.evaluator, trainer="torchrl",
+                                torchrl=asdict(self.opts), networks=self.spec)
 
     def checkpoint(self, name: str) -> Path:
         return save_torchrl_checkpoint(self.run_dir / "checkpoints" / name, actor=self.policy_net,
@@ -169,10 +154,6 @@ class TorchRLTrainer:
         if self.bar is not None:
             self.bar.close()
         say_interrupted(self.num_timesteps, self.checkpoint("last.pt"))
-
-    def wall_s(self) -> float:
-        """Seconds of training since the first run began (resumes included)."""
-        return self.wall_before + time.perf_counter() - self.started
 
     def controller(self) -> TorchRLPolicyController:
         return TorchRLPolicyController(policy=GreedyPolicy(self.policy_net),
@@ -315,24 +296,13 @@ class TorchRLTrainer:
 
     def evaluate(self, log: RunLog, bar) -> dict:
         metrics = self.evaluator.evaluate(self.controller())
-        reductions = self.evaluator.reductions(metrics)
-        for name in METRIC_NAMES:
-            log.record(f"eval/{name}", float(metrics[name].mean()))
-        for base, values in self.evaluator.baselines.items():
-            log.record(f"eval/reduction_vs_{base}", reductions[base])
-            for name in METRIC_NAMES:
-                log.record(f"baseline/{base}/{name}", float(values[name].mean()))
-        travel = float(metrics[PRIMARY].mean())
-        self.history.append({"agent_steps": self.num_timesteps, "wall_s": round(self.wall_s(), 1),
-                             PRIMARY: travel, **{f"reduction_vs_{k}": v for k, v in reductions.items()}})
-        improved = travel < self.best
-        self.best = min(self.best, travel)
-        log.record("eval/best_travel_time", self.best)
+        entry, reductions, improved = self.record.evaluation(log.record, self.evaluator, metrics, self.num_timesteps)
         if improved:
             self.checkpoint("best.pt")
+        travel = entry[PRIMARY]
         say(eval_line(self.num_timesteps, travel, reductions), bar)
         bar.set_postfix_str(f"eval tt {travel:.1f} s")
-        return self.history[-1]
+        return entry
 
     def run(self) -> dict:
         cfg = self.cfg
@@ -342,7 +312,8 @@ class TorchRLTrainer:
         log = RunLog(self.run_dir)
         self.bar = bar = tqdm(total=total, initial=self.num_timesteps, unit="agent-step", unit_scale=True, file=sys.stderr,
                    disable=not cfg.train.progress, mininterval=1.0, desc=f"{self.core.scenario.name} {cfg.agent.name} (torchrl)")
-        self.started, busy, last_eval = time.perf_counter(), 0.0, -1
+        busy, last_eval = 0.0, -1
+        self.record.start_clock()
 
         def crossed(before: int, step: int) -> bool:
             return bool(step) and self.num_timesteps // step > max(before, self.start_steps) // step
@@ -360,7 +331,7 @@ class TorchRLTrainer:
             bar.update(self.num_timesteps - bar.n)
             final = self.num_timesteps >= total
             if self.iterations % max(self.opts.log_every_rollouts, 1) == 0 or final:
-                wall = time.perf_counter() - self.started
+                wall = self.record.elapsed()
                 self.log_training(log, {
                     "time/rollout_agent_steps_per_s": self.rollout_rate, "time/iterations": self.iterations,
                     "time/agent_steps_per_s": (self.num_timesteps - self.start_steps) / max(wall - busy, 1e-9),
@@ -379,10 +350,11 @@ class TorchRLTrainer:
             busy += time.perf_counter() - started
         bar.close()
         log.writer.close()
-        wall = time.perf_counter() - self.started
+        wall = self.record.elapsed()
         return {
             "policy": GreedyPolicy(self.policy_net), "start_timesteps": self.start_steps,
-            "num_timesteps": self.num_timesteps, "best_eval_travel_time": self.best, "eval_history": self.history,
+            "num_timesteps": self.num_timesteps, "best_eval_travel_time": self.record.best,
+            "eval_history": self.record.history,
             "baselines": {name: float(values[PRIMARY].mean()) for name, values in self.evaluator.baselines.items()},
             "agent_steps_per_s": (self.num_timesteps - self.start_steps) / max(wall - busy, 1e-9),
             "checkpoints": self.run_dir / "checkpoints",
