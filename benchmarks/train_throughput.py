@@ -124,8 +124,9 @@ def run_torchrl(cfg, args) -> dict:
         env = trainer.env
         env.step_and_maybe_reset = simulation.wrap(env.step_and_maybe_reset)  # instance attribute
         trainer.collect = rollout.wrap(trainer.collect)
-        trainer.advantages = advantages.wrap(trainer.advantages)
-        trainer.update = update.wrap(trainer.update)
+        learner = trainer.ppo_update
+        learner.advantages = advantages.wrap(learner.advantages)
+        learner.update = update.wrap(learner.update)
         before = trainer.num_timesteps
         sync(device)
         iterations, wall = _timed_loop(trainer.iteration, args, lambda: trainer.num_timesteps - before)
@@ -141,7 +142,8 @@ def run_torchrl(cfg, args) -> dict:
 
 
 def run_sb3(cfg, args) -> dict:
-    from agents.ppo.sb3_trainer import ScaledReward, _compile_policy, build_env, build_model, load_scenarios
+    from agents.ppo.run_setup import load_scenarios
+    from agents.ppo.sb3_trainer import ScaledReward, _compile_policy, build_env, build_model
 
     device = cfg.engine.device
     if cfg.train.threads is not None:

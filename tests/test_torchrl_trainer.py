@@ -244,6 +244,6 @@ def test_rollout_advantages_and_updates_read_nothing_back_to_the_host(tmp_path, 
         for _ in range(2):  # two rollouts (an episode ends in the second) and their updates
             trainer.iteration()
     assert hits == [], hits
-    assert trainer.num_timesteps == 320 and trainer.n_updates == 2 * 2 * 2
+    assert trainer.num_timesteps == 320 and trainer.ppo_update.n_updates == 2 * 2 * 2
     assert all(not torch.equal(a, b) for a, b in zip(before, trainer.params))
     assert int(trainer.episodes.count) == 2  # both copies' episodes ended, counted on the device

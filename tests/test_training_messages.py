@@ -14,6 +14,7 @@ import time
 import pytest
 from tqdm import tqdm
 
+import agents.ppo.sb3_callback as sb3_callback
 import agents.ppo.sb3_trainer as sb3_trainer
 from agents.ppo.policy import read_meta
 from agents.ppo.interrupts import Terminated, sigterm_interrupts
@@ -49,7 +50,7 @@ def test_a_run_ends_at_the_rounded_total_and_the_progress_bar_counts_to_it(tmp_p
             totals.append(kwargs["total"])
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(sb3_trainer, "tqdm", Bar)
+    monkeypatch.setattr(sb3_callback, "tqdm", Bar)  # the callback draws the progress bar
     result = sb3_trainer.train(train_config(*tiny_run(**SHORT, train__total_agent_steps=50)), tmp_path)
     assert result["num_timesteps"] == 2 * ROLLOUT and totals == [2 * ROLLOUT]
     assert "train.total_agent_steps=50 is rounded up to 2 rollouts of 40 agent-steps: 80" in capsys.readouterr().out

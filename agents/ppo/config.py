@@ -123,7 +123,7 @@ class TorchRLTrainerConfig:
     log_every_rollouts: int = 1  # device-side stats are read back (one host copy) every N rollouts
     # True: evaluation episodes sample actions instead of taking the argmax
     eval_stochastic: bool = False
-    # "own": the clipped PPO loss written in torchrl_trainer.py (no host reads); "clip_ppo":
+    # "own": the clipped PPO loss written in torchrl_update.py (no host reads); "clip_ppo":
     # torchrl.objectives.ClipPPOLoss with ProbabilisticActor + MaskedCategorical (reads
     # isfinite().all() back to the host at every minibatch)
     loss: str = "own"

@@ -3,7 +3,10 @@
 MaskablePPO (sb3-contrib) learns through `envs.rl.sb3_env.IntersectionVecEnv`, whose
 sub-environments are the (copy, intersection) pairs, so SB3's ``num_timesteps`` counts
 agent-steps (one intersection's decision). ``agent.policy=shared`` is SB3's MLP policy, one set
-of parameters for every intersection; ``independent`` is `agents.ppo.indexed_policy`.
+of parameters for every intersection; ``independent`` is `agents.ppo.indexed_policy`. What happens
+around the rollouts and updates (logging, evaluation, checkpoints) is `agents.ppo.sb3_callback`'s;
+what this trainer shares with the TorchRL one (scenarios, resume checks, the run's books) is
+`agents.ppo.run_setup`'s.
 
 TensorBoard (``RUN/tb/``; the same scalars in ``RUN/progress.csv``), by prefix:
 
@@ -29,46 +32,30 @@ evaluation that lowers the eval mean travel time.
 
 from __future__ import annotations
 
-import math
-import sys
-import time
-from contextlib import ExitStack
-from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from sb3_contrib import MaskablePPO
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnvWrapper
 from torch import nn
-from tqdm import tqdm
 
 from agents.ppo.indexed_policy import IndexedActorCriticPolicy
-from agents.ppo.atomic_files import rng_state, set_rng_state
-from agents.ppo.policy import PolicyController, load_policy, read_meta, read_rng, save_checkpoint
-from agents.ppo.config import (
-    check_config, demand_spec, engine_params, observation_names, perturbation_config,
-)
-from agents.ppo.interrupts import interrupts_deferred, saved_on_interrupt
+from agents.ppo.atomic_files import set_rng_state
+from agents.ppo.policy import load_policy, read_meta, read_rng
+from agents.ppo.config import check_config, demand_spec, engine_params, observation_names, perturbation_config
+from agents.ppo.interrupts import saved_on_interrupt
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
-from agents.ppo.run_messages import eval_line, say, say_baselines, say_interrupted, whole_rollouts
+from agents.ppo.run_messages import say, say_baselines, whole_rollouts
+from agents.ppo.run_setup import SAMPLES_PER_SEED, check_architecture, check_layout, load_scenarios
+from agents.ppo.sb3_callback import TrainingCallback
 from agents.ppo.sb3_logging import run_logger
-from envs.errors import CheckpointError
-from envs.evaluation.metrics import METRIC_NAMES
-from envs.scenario import Scenario, load_scenario
-from envs.rl.actions import action_settings
+from envs.scenario import Scenario
 from envs.rl.sb3_env import IntersectionVecEnv
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
-SAMPLES_PER_SEED = 1_000_000  # training demand samples of seed s start at s * this (disjoint)
-# describe() entries that fix what the policy's inputs and outputs mean: a resumed run must match
-LAYOUT_KEYS = ("scenario", "intersections", "observation_size", "observations", "normalise", "actions",
-               "decision_interval_s", "action_mode", "green_durations_s")
 PPO_KEYS = ("learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range",
             "ent_coef", "vf_coef", "max_grad_norm", "target_kl", "normalize_advantage")
-ARCH_KEYS = ("policy", "intersection_id", "net_arch", "activation")
 
 
 class ScaledReward(VecEnvWrapper):
@@ -88,18 +75,6 @@ class ScaledReward(VecEnvWrapper):
 
 
 # ---- building blocks ------------------------------------------------------------------------------
-
-
-def load_scenarios(cfg: DictConfig) -> tuple[Scenario, Scenario]:
-    """(training scenario, evaluation scenario). Training cuts the flow at the episode length
-    unless ``scenario.horizon`` says otherwise; evaluation loads it as evaluate.py does."""
-    def load(horizon):
-        return load_scenario(cfg.scenario.name, seed=cfg.scenario.seed, data_dir=cfg.scenario.data_dir,
-                             horizon=horizon, device=cfg.engine.device)
-
-    train_horizon = cfg.scenario.horizon if cfg.scenario.horizon is not None else cfg.env.episode_s
-    evaluation = load(cfg.scenario.horizon)
-    return (evaluation if train_horizon == cfg.scenario.horizon else load(train_horizon)), evaluation
 
 
 def build_env(cfg: DictConfig, scenario: Scenario) -> IntersectionVecEnv:
@@ -138,13 +113,8 @@ def resume_model(cfg: DictConfig, venv, core) -> tuple[MaskablePPO, dict]:
     architecture and observation layout must be the checkpoint's."""
     path = str(cfg.resume)
     meta = read_meta(path)
-    saved = meta["config"]["agent"]
-    for key in ARCH_KEYS:
-        if saved[key] != OmegaConf.to_container(cfg.agent, resolve=True)[key]:
-            raise CheckpointError(path, f"agent.{key}", cfg.agent[key],
-                                  f"the checkpoint was trained with {saved[key]!r}; resume needs the same")
-    layout = core.describe()
-    check_layout(path, meta["env"], layout)
+    check_architecture(path, meta["config"]["agent"], cfg.agent)
+    check_layout(path, meta["env"], core.describe())
     model, _ = load_policy(path, env=venv, device=cfg.train.device, seed=cfg.seed, **ppo_hyperparameters(cfg))
     meta = {**meta, "rng": read_rng(path)}  # restored just before learning continues (train())
     # SB3's own rollout state (SB3's convention, not ours): the saved observation belongs to
@@ -153,195 +123,11 @@ def resume_model(cfg: DictConfig, venv, core) -> tuple[MaskablePPO, dict]:
     return model, meta
 
 
-def check_layout(path: str, saved: dict, layout: dict) -> None:
-    """CheckpointError unless the checkpoint's env layout is this env's (older checkpoints
-    have no action-mode keys: they chose phases)."""
-    mode, durations = action_settings(saved)
-    saved = {**saved, "action_mode": mode, "green_durations_s": list(durations)}
-    for key in LAYOUT_KEYS:
-        if saved[key] != layout[key]:
-            raise CheckpointError(path, f"env.{key}", layout[key], f"differs from the checkpoint's {saved[key]!r}")
-
-
 def _compile_policy(model: MaskablePPO) -> None:
     """torch.compile the networks in place (state-dict keys, hence checkpoints, unchanged)."""
     extractor = model.policy.mlp_extractor
     for module in (extractor.policy_net, extractor.value_net, model.policy.action_net, model.policy.value_net):
         module.compile()
-
-
-# ---- the callback ---------------------------------------------------------------------------------
-
-
-class TrainingCallback(BaseCallback):
-    """Traffic metrics of training episodes, periodic evaluation, checkpoints, throughput and the
-    progress bar (see the module doc for what is logged where)."""
-
-    def __init__(self, cfg: DictConfig, run_dir: Path, core, evaluator: Evaluator, meta: dict | None) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.run_dir = run_dir
-        self.core = core
-        self.evaluator = evaluator
-        self.total = int(cfg.train.total_agent_steps)
-        self.reward_scale = float(cfg.agent.reward_scale)
-        self.best = math.inf if meta is None else meta.get("best_eval_travel_time", math.inf)
-        self.history: list[dict] = [] if meta is None else list(meta.get("eval_history", []))
-        self.last_eval_step = -1
-        self.last_checkpoint_step = -1
-        # wall_s of the runs before a resume (checkpoints older than this key restart at 0)
-        self.wall_before = 0.0 if meta is None else meta.get("wall_s", 0.0)
-        self.collecting = False  # in a rollout: its agent-steps are not learnt from yet
-        # SB3's update (model.train()) runs between _on_rollout_end and the next _on_rollout_start
-        # or _on_training_end: interrupts wait for its end there (a checkpoint holds whole updates)
-        self.update_interrupts = ExitStack()
-        self.started = time.perf_counter()  # again at the training start
-        self.busy_s = 0.0  # evaluation + checkpoint time, left out of the throughput
-        self.bar: tqdm | None = None
-
-    # -- SB3 hooks
-    def _on_training_start(self) -> None:
-        self.start_steps = self.num_timesteps
-        self.started = time.perf_counter()
-        self.returns = np.zeros(self.training_env.num_envs)
-        self.episodes: list[dict[str, float]] = []
-        self.bar = tqdm(total=self.total, initial=self.num_timesteps, unit="agent-step", unit_scale=True,
-                        file=sys.stderr, disable=not self.cfg.train.progress, mininterval=1.0,
-                        desc=f"{self.core.scenario.name} {self.cfg.agent.name}")
-        if self.num_timesteps == 0:
-            self.evaluate()
-            self.logger.dump(self.num_timesteps)
-
-    def _on_rollout_start(self) -> None:
-        self.update_interrupts.close()  # an interrupt during the update takes effect here
-        # Here the policy has just been updated on every agent-step counted so far, so evaluations
-        # and checkpoints happen now (not at rollout end, before the update), labelled with
-        # num_timesteps; the dump writes them (and the update's losses) at that step.
-        every = self.cfg.train
-        due_eval = every.eval_every and self._crossed(self.last_eval_step, every.eval_every)
-        if due_eval:
-            self.evaluate()
-        if every.checkpoint_every and self._crossed(self.last_checkpoint_step, every.checkpoint_every):
-            self.checkpoint("last.zip")
-        if due_eval:
-            self.logger.dump(self.num_timesteps)
-        self.rollout_started = time.perf_counter()
-        self.rollout_steps = self.num_timesteps
-        self.collecting = True
-
-    def _on_step(self) -> bool:
-        rewards, dones, infos = self.locals["rewards"], self.locals["dones"], self.locals["infos"]
-        self.returns += rewards / self.reward_scale
-        if dones.any():
-            per_copy = self.core.num_intersections
-            for b in np.flatnonzero(dones[::per_copy]):
-                rows = slice(b * per_copy, (b + 1) * per_copy)
-                metrics = infos[b * per_copy].get("episode_metrics", {})
-                self.episodes.append(metrics)
-                decisions = metrics.get("length_s", 0.0) / self.cfg.env.decision_interval_s
-                self.model.ep_info_buffer.extend([{"r": float(self.returns[rows].mean()), "l": decisions}])
-                self.returns[rows] = 0.0
-        self.bar.update(self.num_timesteps - self.bar.n)
-        return True
-
-    def _on_rollout_end(self) -> None:
-        self.update_interrupts.enter_context(interrupts_deferred())  # first: the rollout counts from here
-        self.collecting = False
-        now = time.perf_counter()
-        self.logger.record("time/rollout_agent_steps_per_s",
-                           (self.num_timesteps - self.rollout_steps) / max(now - self.rollout_started, 1e-9))
-        self.logger.record("time/agent_steps_per_s", self.agent_steps_per_s())
-        if self.episodes:
-            for name in METRIC_NAMES:
-                values = [m[name] for m in self.episodes if name in m]
-                if values:
-                    self.logger.record(f"rollout/{name}", float(np.mean(values)))
-            self.logger.record("rollout/episodes", len(self.episodes))
-            self.episodes = []
-
-    def _on_training_end(self) -> None:  # after the last update
-        self.update_interrupts.close()
-        if self.last_eval_step != self.num_timesteps:
-            self.evaluate()
-        self.checkpoint("last.zip")
-        self.logger.record("time/agent_steps_per_s", self.agent_steps_per_s())
-        self.logger.dump(self.num_timesteps)
-        self.bar.close()
-
-    def interrupted(self) -> None:
-        """Ctrl-C or SIGTERM: save last.zip and say how to resume. A rollout cut short is dropped
-        (the policy has not learnt from it), so the checkpoint counts the steps before it."""
-        if self.bar is not None:
-            self.bar.close()
-        if self.collecting:
-            self.model.num_timesteps = self.num_timesteps = self.rollout_steps
-        say_interrupted(self.num_timesteps, self.checkpoint("last.zip"))
-
-    # -- helpers
-    def _crossed(self, last: int, every: int) -> bool:
-        """True once per multiple of `every` agent-steps (at the first update past it)."""
-        done_before = max(last, self.start_steps)
-        return self.num_timesteps // every > done_before // every
-
-    def agent_steps_per_s(self) -> float:
-        wall = time.perf_counter() - self.started - self.busy_s
-        return (self.num_timesteps - self.start_steps) / max(wall, 1e-9)
-
-    def evaluate(self) -> dict:
-        started, busy_before = time.perf_counter(), self.busy_s  # (a best.zip save counts once)
-        controller = PolicyController(model=self.model, meta={"env": self.core.describe()})
-        metrics = self.evaluator.evaluate(controller)
-        reductions = self.evaluator.reductions(metrics)
-        # the step column of progress.csv (TensorBoard has the dump's step; SB3 does the same)
-        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
-        for name in METRIC_NAMES:
-            self.logger.record(f"eval/{name}", float(metrics[name].mean()))
-        for base, values in self.evaluator.baselines.items():
-            self.logger.record(f"eval/reduction_vs_{base}", reductions[base])
-            for name in METRIC_NAMES:
-                self.logger.record(f"baseline/{base}/{name}", float(values[name].mean()))
-        travel = float(metrics[PRIMARY].mean())
-        entry = {"agent_steps": int(self.num_timesteps), "wall_s": round(self.wall_s(), 1),
-                 PRIMARY: travel, **{f"reduction_vs_{k}": v for k, v in reductions.items()}}
-        self.history.append(entry)
-        self.last_eval_step = self.num_timesteps
-        improved = travel < self.best
-        if improved:
-            self.best = travel
-        self.logger.record("eval/best_travel_time", self.best)
-        if improved:
-            self.checkpoint("best.zip")
-        say(eval_line(self.num_timesteps, travel, reductions), self.bar)
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"eval tt {travel:.1f} s")
-        self.busy_s = busy_before + time.perf_counter() - started
-        return entry
-
-    def wall_s(self) -> float:
-        """Seconds of training since the first run began (resumes included)."""
-        return self.wall_before + time.perf_counter() - self.started
-
-    def meta(self) -> dict:
-        return {
-            "config": OmegaConf.to_container(self.cfg, resolve=True),
-            "env": self.core.describe(),
-            "num_timesteps": int(self.num_timesteps),
-            "train_next_sample": self.core.next_sample,  # resume continues the demand stream
-            "best_eval_travel_time": self.best,
-            "eval_history": self.history,
-            "wall_s": self.wall_s(),  # a resumed run's eval_history carries on from it
-            "baselines": {name: {k: float(v.mean()) for k, v in values.items()}
-                          for name, values in self.evaluator.baselines.items()},
-            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-
-    def checkpoint(self, name: str) -> Path:
-        started = time.perf_counter()
-        path = save_checkpoint(self.model, self.run_dir / "checkpoints" / name, self.meta(), rng=rng_state())
-        if name == "last.zip":
-            self.last_checkpoint_step = self.num_timesteps
-        self.busy_s += time.perf_counter() - started
-        return path
 
 
 # ---- the run --------------------------------------------------------------------------------------
@@ -388,12 +174,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         "model": model,
         "start_timesteps": start_steps,
         "num_timesteps": int(model.num_timesteps),
-        "best_eval_travel_time": callback.best,
-        "eval_history": callback.history,
+        "best_eval_travel_time": callback.record.best,
+        "eval_history": callback.record.history,
         "baselines": {name: float(values[PRIMARY].mean()) for name, values in evaluator.baselines.items()},
         "agent_steps_per_s": callback.agent_steps_per_s(),
         "checkpoints": run_dir / "checkpoints",
     }
 
 
-__all__ = ["ScaledReward", "TrainingCallback", "build_env", "build_model", "train"]
+__all__ = ["ScaledReward", "build_env", "build_model", "train"]

@@ -1,0 +1,123 @@
+"""What both PPO trainers (`agents.ppo.sb3_trainer`, `agents.ppo.torchrl_trainer`) share to set a
+run up and to keep its books, so that neither imports the other: the training and evaluation
+scenarios, the checks that a resumed checkpoint fits this run (architecture, env layout), and
+`RunRecord` (the eval history, the best eval travel time, the training wall clock and the meta
+every checkpoint carries).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime, timezone
+
+from omegaconf import DictConfig, OmegaConf
+
+from agents.ppo.periodic_eval import PRIMARY, Evaluator
+from envs.errors import CheckpointError
+from envs.evaluation.metrics import METRIC_NAMES
+from envs.evaluation.runner import Metrics
+from envs.rl.actions import action_settings
+from envs.scenario import Scenario, load_scenario
+
+SAMPLES_PER_SEED = 1_000_000  # training demand samples of seed s start at s * this (disjoint)
+# describe() entries that fix what the policy's inputs and outputs mean: a resumed run must match
+LAYOUT_KEYS = ("scenario", "intersections", "observation_size", "observations", "normalise", "actions",
+               "decision_interval_s", "action_mode", "green_durations_s")
+ARCH_KEYS = ("policy", "intersection_id", "net_arch", "activation")
+
+
+def load_scenarios(cfg: DictConfig) -> tuple[Scenario, Scenario]:
+    """(training scenario, evaluation scenario). Training cuts the flow at the episode length
+    unless ``scenario.horizon`` says otherwise; evaluation loads it as evaluate.py does."""
+    def load(horizon):
+        return load_scenario(cfg.scenario.name, seed=cfg.scenario.seed, data_dir=cfg.scenario.data_dir,
+                             horizon=horizon, device=cfg.engine.device)
+
+    train_horizon = cfg.scenario.horizon if cfg.scenario.horizon is not None else cfg.env.episode_s
+    evaluation = load(cfg.scenario.horizon)
+    return (evaluation if train_horizon == cfg.scenario.horizon else load(train_horizon)), evaluation
+
+
+def check_architecture(path: str, saved: dict, agent: DictConfig) -> None:
+    """CheckpointError unless the checkpoint's agent config (`saved`) has this run's architecture."""
+    given = OmegaConf.to_container(agent, resolve=True)
+    for key in ARCH_KEYS:
+        if saved[key] != given[key]:
+            raise CheckpointError(path, f"agent.{key}", given[key],
+                                  f"the checkpoint was trained with {saved[key]!r}; resume needs the same")
+
+
+def check_layout(path: str, saved: dict, layout: dict) -> None:
+    """CheckpointError unless the checkpoint's env layout is this env's (older checkpoints
+    have no action-mode keys: they chose phases)."""
+    mode, durations = action_settings(saved)
+    saved = {**saved, "action_mode": mode, "green_durations_s": list(durations)}
+    for key in LAYOUT_KEYS:
+        if saved[key] != layout[key]:
+            raise CheckpointError(path, f"env.{key}", layout[key], f"differs from the checkpoint's {saved[key]!r}")
+
+
+class RunRecord:
+    """A run's books, carried on by a resume (`meta`: the checkpoint's, None for a new run): the
+    eval history, the best eval travel time, and the wall clock of training."""
+
+    def __init__(self, meta: dict | None) -> None:
+        meta = meta or {}
+        self.best = meta.get("best_eval_travel_time", math.inf)
+        self.history: list[dict] = list(meta.get("eval_history", []))
+        # wall_s of the runs before a resume (checkpoints older than this key restart at 0)
+        self.wall_before = meta.get("wall_s", 0.0)
+        self.started = time.perf_counter()  # again when training starts (start_clock)
+
+    def start_clock(self) -> None:
+        self.started = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds since this run (or resume) started training."""
+        return time.perf_counter() - self.started
+
+    def wall_s(self) -> float:
+        """Seconds of training since the first run began (resumes included)."""
+        return self.wall_before + time.perf_counter() - self.started
+
+    def evaluation(self, record, evaluator: Evaluator, metrics: Metrics, step: int) -> tuple[dict, dict, bool]:
+        """Log an evaluation's `metrics` at agent-step `step` through `record(tag, value)` (the
+        tags of the module doc of `agents.ppo.sb3_trainer`) and add it to the history. Returns
+        the history entry, the reductions vs each baseline and whether it lowered the best travel time."""
+        reductions = evaluator.reductions(metrics)
+        for name in METRIC_NAMES:
+            record(f"eval/{name}", float(metrics[name].mean()))
+        for base, values in evaluator.baselines.items():
+            record(f"eval/reduction_vs_{base}", reductions[base])
+            for name in METRIC_NAMES:
+                record(f"baseline/{base}/{name}", float(values[name].mean()))
+        travel = float(metrics[PRIMARY].mean())
+        entry = {"agent_steps": int(step), "wall_s": round(self.wall_s(), 1),
+                 PRIMARY: travel, **{f"reduction_vs_{k}": v for k, v in reductions.items()}}
+        self.history.append(entry)
+        improved = travel < self.best
+        if improved:
+            self.best = travel
+        record("eval/best_travel_time", self.best)
+        return entry, reductions, improved
+
+    def meta(self, cfg: DictConfig, core, num_timesteps: int, evaluator: Evaluator, **trainer_keys) -> dict:
+        """A checkpoint's meta; `trainer_keys` (the trainer's own entries) follow the config."""
+        return {
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            **trainer_keys,
+            "env": core.describe(),
+            "num_timesteps": int(num_timesteps),
+            "train_next_sample": core.next_sample,  # resume continues the demand stream
+            "best_eval_travel_time": self.best,
+            "eval_history": self.history,
+            "wall_s": self.wall_s(),  # a resumed run's eval_history carries on from it
+            "baselines": {name: {k: float(v.mean()) for k, v in values.items()}
+                          for name, values in evaluator.baselines.items()},
+            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
+
+__all__ = ["ARCH_KEYS", "LAYOUT_KEYS", "SAMPLES_PER_SEED", "RunRecord", "check_architecture", "check_layout",
+           "load_scenarios"]
