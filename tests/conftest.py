@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // _WORKERS))
+
+# A shell starts a background job (`make test &` in a script) with SIGINT ignored, and the
+# processes it runs inherit that: Ctrl-C would then raise nothing, and the tests of what Ctrl-C
+# does in a training run (in this process and in the runs they start) would fail for the way
+# pytest was launched. Python's own Ctrl-C handler restores what an interactive run has.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # the devices the device-touching tests run on: always the CPU, CUDA where this machine has it
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
