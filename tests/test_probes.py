@@ -63,8 +63,10 @@ def test_probe_config_is_checked_naming_the_field():
                          ("gps_noise_m", -1.0), ("speed_noise", float("nan")), ("seed", -3)):
         with pytest.raises(ConfigError, match=f"probes.{field}"):
             ProbeSpec(**{field: value})
-    with pytest.raises(ConfigError, match="probes.rate"):
+    with pytest.raises(ConfigError, match="probes.rate") as refused:
         probes_from_config({"rate": 0.1})
+    assert_names_everything(refused.value, "<probes>", "probes.rate", 0.1)
+    assert 'unknown key' in refused.value.reason
     assert probes_from_config(None) == ProbeSpec() and probes_from_config({"p": 0.05}).p == 0.05
 
 

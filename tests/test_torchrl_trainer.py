@@ -25,6 +25,7 @@ from agents.ppo.torchrl_trainer import TorchRLTrainer, train_torchrl
 from envs.errors import CheckpointError, ConfigError
 from envs.scenario import load_scenario
 from tests.conftest import REPO_ROOT
+from tests.minimal_scenario import assert_names_everything
 from tests.test_interrupts import sigint_in_the_first_optimiser_step
 from tests.test_train import RandomController
 
@@ -182,8 +183,10 @@ def test_trainer_options_are_checked(tmp_path):
 
     with pytest.raises(ConfigCompositionException, match="torchrl.lr"):  # not in the schema
         torchrl_config(SMALL, torchrl={"lr": 1.0})
-    with pytest.raises(ConfigError, match="torchrl.loss"):
+    with pytest.raises(ConfigError, match="torchrl.loss") as refused:
         TorchRLTrainer(torchrl_config(SMALL, torchrl={"loss": "huber"}), tmp_path)
+    assert_names_everything(refused.value, "<config>", "torchrl.loss", "huber")
+    assert 'expected one of' in refused.value.reason
     sb3_mappo = torchrl_config(SMALL, "mappo", trainer="sb3")
     with pytest.raises(ConfigError, match="'trainer' = 'sb3'.*mappo"):
         check_config(sb3_mappo)
