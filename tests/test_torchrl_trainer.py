@@ -132,12 +132,16 @@ def test_resume_continues_the_step_count_and_the_demand_stream(tmp_path, capsys)
     # the wall clock carries on from the checkpoint's too (it restarted at 0)
     assert resumed["eval_history"][-1]["wall_s"] >= round(meta["wall_s"], 1) >= meta["eval_history"][-1]["wall_s"]
 
-    with pytest.raises(ConfigError, match="train.total_agent_steps"):  # nothing left to do
+    with pytest.raises(ConfigError, match="already at 160 agent-steps") as refused:  # nothing left to do
         train_torchrl(torchrl_config(SMALL, train__total_agent_steps=160, resume=last), tmp_path / "third")
-    with pytest.raises(CheckpointError, match="agent.policy"):
+    assert_names_everything(refused.value, "<config>", "train.total_agent_steps", 160)
+    with pytest.raises(CheckpointError, match="trained with 'shared'; resume needs the same") as refused:
         train_torchrl(torchrl_config(SMALL, "ppo_independent", resume=last), tmp_path / "fourth")
-    with pytest.raises(CheckpointError, match="networks"):  # mappo's critic is not ppo_shared's
+    assert_names_everything(refused.value, str(last), "agent.policy", "independent")
+    with pytest.raises(CheckpointError, match="networks") as refused:  # mappo's critic is not ppo_shared's
         train_torchrl(torchrl_config(SMALL, "mappo", resume=last), tmp_path / "fifth")
+    assert refused.value.source == str(last) and refused.value.field == "networks"
+    assert refused.value.value["centralised_critic"]  # the run's networks (mappo's), not the checkpoint's
 
 
 def test_an_interrupt_saves_last_pt_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
