@@ -19,6 +19,7 @@ from envs.errors import CheckpointError, ConfigError
 from envs.rl.sb3_env import IntersectionVecEnv
 from envs.scenario import load_scenario
 from tests.conftest import REPO_ROOT
+from tests.minimal_scenario import assert_names_everything
 from tests.scenarios import uneven_grid
 
 NEW_MODES = ("keep_or_switch", "phase_duration")
@@ -96,5 +97,7 @@ def test_a_checkpoint_from_before_the_action_modes_still_chooses_phases():
 def test_a_max_green_is_refused_for_a_policy_that_times_its_own_greens():
     venv = IntersectionVecEnv(copies=1, scenario=uneven_grid(), episode_s=60, action_mode="phase_duration")
     model = MaskablePPO("MlpPolicy", venv, seed=0, device="cpu", n_steps=8, batch_size=8)
-    with pytest.raises(ConfigError, match="max_green_s"):
+    with pytest.raises(ConfigError, match="max_green_s") as refused:
         PolicyController(model=model, meta={"env": venv.core.describe()}, max_green_s=90)
+    assert_names_everything(refused.value, "<controller:ppo>", "max_green_s", 90)
+    assert 'leave max_green_s unset' in refused.value.reason

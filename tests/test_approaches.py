@@ -17,8 +17,8 @@ from envs.engine.readings import lane_halting
 from envs.engine.approaches import _reach, approach_map, pass_through_junctions
 from envs.errors import ConfigError
 from envs.scenario import scenario_from_dicts
-from tests.minimal_scenario import (JUNCTION_A, _junction, _road_link, make_road, minimal_flow,
-                                    minimal_roadnet, set_path)
+from tests.minimal_scenario import (JUNCTION_A, _junction, _road_link, assert_names_everything,
+                                    make_road, minimal_flow, minimal_roadnet, set_path)
 
 
 def scenario(pass_through: bool, device: str = "cpu"):
@@ -127,5 +127,7 @@ def test_max_pressure_counts_the_approach_at_the_light(device):
 def test_an_unknown_sensing_is_refused_naming_the_key():
     mini = scenario(True)
     sim = Simulator(mini.network, mini.demand(1), EngineParams())
-    with pytest.raises(ConfigError, match="sensing"):
+    with pytest.raises(ConfigError, match="sensing") as refused:
         MaxPressure(sensing="loops").reset(sim)
+    assert_names_everything(refused.value, "<controller:max_pressure>", "sensing", "loops")
+    assert 'expected one of' in refused.value.reason

@@ -23,6 +23,7 @@ from envs.scenario.cityflow import (
 )
 from envs.scenario.departures import replay_accumulator
 from envs.scenario.spec import FlowSpec, VehicleSpec
+from tests.minimal_scenario import assert_names_everything
 
 
 @dataclass(frozen=True)
@@ -245,8 +246,10 @@ def test_missing_dataset_directory_is_named(tmp_path: Path) -> None:
 def test_missing_flow_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "anon_3_4_jinan_real").mkdir()
     (tmp_path / "anon_3_4_jinan_real" / ROADNET_FILE).write_text("{}")
-    with pytest.raises(ConfigError, match="flow.json missing"):
+    with pytest.raises(ConfigError, match="flow.json missing") as refused:
         registry.dataset_paths("jinan_3x4", tmp_path)
+    folder = str(tmp_path / "anon_3_4_jinan_real")
+    assert_names_everything(refused.value, "<dataset registry>", "scenario.data_dir", folder)
     assert registry.available_datasets(tmp_path) == []
 
 

@@ -184,10 +184,13 @@ def test_controller_group_is_the_classes_own_parameters():
             assert _plain(cfg[name]) == _class_defaults(name), name
             assert list(cfg[name]) == list(_class_defaults(name)), name
     assert _compose("evaluate", ["controller_params.sotl.mu=5"]).controller_params.sotl.mu == 5
-    with pytest.raises(ConfigCompositionException):  # parameters are typed: mu is an int
+    with pytest.raises(ConfigCompositionException) as refused:  # parameters are typed: mu is an int
         _compose("evaluate", ["controller_params.sotl.mu=many"])
-    with pytest.raises(ConfigCompositionException):
+    assert "'many' of type 'str' could not be converted to Integer" in str(refused.value.__cause__)
+    assert "full_key: controller_params.sotl.mu" in str(refused.value.__cause__)
+    with pytest.raises(ConfigCompositionException) as refused:
         _compose("train", ["baseline_params.fixed_time.cycle=90"])  # not a parameter
+    assert "Key 'cycle' not in 'FixedTimeConfig'" in str(refused.value.__cause__)
 
 
 def test_default_training_run_composes_what_it_always_has():
@@ -209,8 +212,9 @@ def test_export_run_composes_what_it_always_has():
         "checkpoint": "x", "out": None, "name": None, "opset": 18, "overwrite": False, "max_green_s": 120.0,
         "fallback_green_s": 30.0, "data_dir": None, "check": {"seconds": 600, "copies": 2},
         "engine": {"device": "cpu"}}
-    with pytest.raises(ConfigCompositionException):
+    with pytest.raises(ConfigCompositionException) as refused:
         _compose("export", ["checkpoint=x", "opset=latest"])
+    assert "'latest' of type 'str' could not be converted to Integer" in str(refused.value.__cause__)
 
 
 def test_overrides_still_reach_every_group():

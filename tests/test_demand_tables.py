@@ -13,6 +13,7 @@ from envs.engine import Simulator
 from envs.engine.ops import take_sample
 from envs.scenario.demand import DemandShape, index_dtype, stack_demand
 from envs.scenario.splits import DemandSpec, sample_trips
+from tests.minimal_scenario import assert_names_everything
 from tests.scenarios import single_route, small_grid
 
 
@@ -134,5 +135,7 @@ def test_env_demand_pool_cycles_k_samples_and_autoreset_only_reindexes_the_table
     env.reset(seed=0)  # a new pool: samples 0 and 1
     assert env.sim.demand.num_trips.tolist()[:2] == [
         sample_trips(scenario, env.demand_spec, "train", k).num_trips for k in (0, 1)]
-    with pytest.raises(ConfigError, match="demand_pool"):
+    with pytest.raises(ConfigError, match="demand_pool") as refused:
         BatchedSignalEnv(scenario, 2, demand_pool=-1)
+    assert_names_everything(refused.value, "<env>", "demand_pool", -1)
+    assert 'must be an integer >= 0' in refused.value.reason

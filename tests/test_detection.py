@@ -24,6 +24,7 @@ from envs.errors import CommandError, ConfigError
 from envs.incidents.perturbations import Incident, IncidentSpec, Perturbation
 from envs.scenario import load_scenario
 from tests.conftest import REPO_ROOT
+from tests.minimal_scenario import assert_names_everything
 
 PERTURBATION = Perturbation(name="incident", seed=0,
                             incidents=IncidentSpec(count=1, start_s=[100, 500], duration_s=400, capacity=0.0))
@@ -136,8 +137,9 @@ def test_both_classifiers_find_closures_on_held_out_seeds(recordings):
     rule = BlockageRule()
     rule.calibrate(train, layout, precision=0.9)
     learned = LearnedClassifier(history=4, hidden=32, folds=3)
-    with pytest.raises(CommandError, match="fit"):
+    with pytest.raises(CommandError, match=r"call fit\(\) before scoring or detecting") as refused:
         learned.detect(held_out.readings[0], layout)
+    assert_names_everything(refused.value, "<incident classifier>", "models", [])
     learned.fit(train, layout, epochs=20, precision=0.9, log=lambda *_: None)
     base_rate = held_out.truth.mean()  # what random alarms would reach as precision
     for classifier, least_precision in ((rule, 0.5), (learned, 20 * base_rate)):
@@ -148,8 +150,10 @@ def test_both_classifiers_find_closures_on_held_out_seeds(recordings):
         # online: an alarm at t never depends on later readings
         cut = held_out.readings[0, :60]
         assert np.array_equal(classifier.detect(cut, layout), alarms[0, :60])
-    with pytest.raises(ConfigError, match="lanes"):
-        rule.detect(held_out.readings[0][:, :5], layout)
+    narrow = held_out.readings[0][:, :5]  # 5 lanes' readings for a layout of all of them
+    with pytest.raises(ConfigError, match=f"readings cover 5 lanes, the layout {len(train.lanes)}") as refused:
+        rule.detect(narrow, layout)
+    assert_names_everything(refused.value, "<incident classifier>", "readings.shape", narrow.shape)
 
 
 def _evaluate(tmp_path, *overrides):

@@ -23,6 +23,7 @@ from envs.incidents.evidence import QUEUE_HEAD_M
 from envs.incidents.perturbations import IncidentSpec, Perturbation
 from envs.incidents.probes import ProbeSpec
 from envs.scenario import load_scenario
+from tests.minimal_scenario import assert_names_everything
 
 # one 400 s closure per copy at a random place along a lane drawn by traffic, max pressure running
 MID_LANE = Perturbation(name="incident", seed=0, incidents=IncidentSpec(
@@ -50,16 +51,21 @@ def test_probe_detectors_calibrate_on_training_incidents_with_probes_only(record
     scenario, (train, _), (held_out, _) = recordings
     layout = lane_layout(scenario.network, train.lanes)
     for cls in (LearnedFusion, ProbeOnly):
-        with pytest.raises(ConfigError, match="recording.split"):  # an evaluation copy is never seen
+        # an evaluation copy is never seen
+        with pytest.raises(ConfigError, match="training incidents only") as refused:
             _small(cls).fit(held_out, layout, epochs=1, log=lambda *_: None)
+        assert_names_everything(refused.value, "<incident classifier>", "recording.split", "eval")
         no_probes = subset(train, np.arange(COPIES))
         no_probes.probes = None
-        with pytest.raises(ConfigError, match="recording.probes"):
+        with pytest.raises(ConfigError, match="record with probes") as refused:
             _small(cls).fit(no_probes, layout, epochs=1, log=lambda *_: None)
-    with pytest.raises(ConfigError, match="detection.probes.p"):  # probes alone, none recorded
+        assert_names_everything(refused.value, "<incident classifier>", "recording.probes", None)
+    with pytest.raises(ConfigError, match="needs a probe share > 0") as refused:  # probes alone, none recorded
         check_detectors(["blockage_rule", "probe_only"], 0.0, 8, 4)
-    with pytest.raises(ConfigError, match="detection.classifiers"):
+    assert_names_everything(refused.value, "<config>", "detection.probes.p", 0.0)
+    with pytest.raises(ConfigError, match="known: blockage_rule") as refused:
         check_detectors(["nope"], 0.05, 8, 4)
+    assert_names_everything(refused.value, "<config>", "detection.classifiers", "nope")
 
 
 def test_both_learned_detectors_find_held_out_mid_lane_closures(recordings):

@@ -17,6 +17,7 @@ from envs.evaluation.discharge import EAST_OUT, WEST_IN, saturation_flow
 from envs.evaluation.metrics import episode_metrics
 from envs.scenario.generate import DEFAULT_VEHICLE
 from tests.engine_checks import check_all
+from tests.minimal_scenario import assert_names_everything
 from tests.scenarios import single_route, small_grid
 
 
@@ -213,8 +214,10 @@ def test_bad_commands_are_rejected_with_the_intersection_named(grid2):
     with pytest.raises(CommandError, match=sim.network.intersection_ids[2]) as err:
         sim.step(bad)
     assert "99" in str(err.value)
-    with pytest.raises(CommandError, match="shape"):
+    with pytest.raises(CommandError, match="shape") as refused:
         sim.step(torch.zeros((3, 1), dtype=torch.int64))
+    assert_names_everything(refused.value, "<command>", "shape", (3, 1))
+    assert 'expected (1, 4)' in refused.value.reason
 
 
 def test_bad_engine_params_are_rejected(grid2):

@@ -20,6 +20,7 @@ from envs.errors import CommandError, ConfigError
 from envs.scenario import scenario_from_dicts
 from envs.scenario.generate import grid_roadnet, uniform_demand
 from envs.rl.signal_env import BatchedSignalEnv
+from tests.minimal_scenario import assert_names_everything
 from tests.scenarios import small_grid, uneven_grid
 
 ALL_FEATURES = [
@@ -301,15 +302,17 @@ def test_adapters_name_bad_arguments_and_calls_they_cannot_take():
     with pytest.raises(ConfigError, match="render_mode.*human"):
         envs.sb3_vec_env(scenario="grid_4x4", render_mode="human")
     pz = envs.parallel_env(scenario="grid_1x1", episode_s=20)
-    with pytest.raises(CommandError, match="reset"):
+    with pytest.raises(CommandError, match=r"call reset\(\) first") as refused:
         pz.step({})
+    assert_names_everything(refused.value, "<env:pettingzoo>", "agents", [])
     pz.reset()
     with pytest.raises(CommandError, match="no action"):
         pz.step({})
     venv = envs.sb3_vec_env(scenario="grid_1x1", episode_s=20)
     venv.reset()
-    with pytest.raises(CommandError, match="step_async"):
+    with pytest.raises(CommandError, match=r"call step_async\(actions\) before step_wait\(\)") as refused:
         venv.step_wait()
+    assert_names_everything(refused.value, "<env:sb3>", "actions", None)
     with pytest.raises(CommandError, match="whole numbers"):
         venv.step(np.full(venv.num_envs, 0.5))
     with pytest.raises(CommandError, match=r"actions.shape"):

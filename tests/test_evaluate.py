@@ -17,6 +17,7 @@ import evaluate
 from envs.evaluation.report import PRIMARY, markdown_table, summary
 from envs.evaluation.stats import bootstrap_mean, reduction_percent
 from tests.conftest import REPO_ROOT
+from tests.minimal_scenario import assert_names_everything
 
 
 def evaluate_config(*overrides: str):
@@ -87,8 +88,10 @@ def test_evaluate_rejects_an_unknown_controller(tmp_path):
     from envs.errors import ConfigError
 
     cfg = evaluate_config("scenario=grid_1x1", "eval.steps=10", "controllers=[fixed_time,best_ever]")
-    with pytest.raises(ConfigError, match="best_ever"):
+    with pytest.raises(ConfigError, match="best_ever") as refused:
         evaluate.evaluate(cfg, tmp_path)
+    assert_names_everything(refused.value, "<config>", "controllers", "best_ever")
+    assert 'unknown controller' in refused.value.reason
 
 
 @pytest.mark.parametrize("override, expected", [

@@ -31,6 +31,7 @@ from tests.conftest import REPO_ROOT
 from tests.deploy_fixtures import (
     OBSERVATIONS, recorded_decisions, run_export_cli, session_actions, simulator, trained_exports, untrained,
 )
+from tests.minimal_scenario import assert_names_everything
 from tests.scenarios import uneven_grid
 
 
@@ -99,11 +100,15 @@ def test_export_refuses_features_the_runtime_cannot_read_and_bad_timing(tmp_path
     venv = IntersectionVecEnv(copies=1, scenario=scenario, episode_s=300, observations=["pressure", "lane_count"])
     model = MaskablePPO("MlpPolicy", venv, seed=0, device="cpu")
     path = save_checkpoint(model, tmp_path / "p.zip", {"env": venv.core.describe(), "config": {}})
-    with pytest.raises(CheckpointError, match="pressure"):
+    with pytest.raises(CheckpointError, match="pressure") as refused:
         export_policy(path, tmp_path / "out", scenario=scenario)
+    assert_names_everything(refused.value, str(path), "env.observations", "pressure")
+    assert "needs more than the policy runtime's readings" in refused.value.reason
     good = untrained(scenario, "shared", tmp_path / "s.zip")
-    with pytest.raises(ConfigError, match="max_green_s"):
+    with pytest.raises(ConfigError, match="max_green_s") as refused:
         export_policy(good, tmp_path / "out", scenario=scenario, max_green_s=8.0)  # < 5 + 5
+    assert_names_everything(refused.value, "<config>", "max_green_s", 8.0)
+    assert 'min green + decision interval (5 + 5 s)' in refused.value.reason
 
 
 def test_the_fallback_plan_never_exceeds_max_green(uneven):

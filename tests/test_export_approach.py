@@ -99,6 +99,7 @@ def test_a_message_without_the_approach_readings_falls_back_naming_them(approach
         del entry["approach_halting"]
     message["t"] = 5.0
     reply = runtime.decide(message)
+    assert set(reply["commands"]) == set(message["intersections"])  # every one answered, none dropped
     for command in reply["commands"].values():
         assert command["source"] == FALLBACK
         assert any(f.startswith("approach_halting: expected a list") for f in command["faults"])

@@ -17,6 +17,7 @@ from envs.errors import ConfigError
 from envs.incidents.detection import COLUMN, PROBE_COLUMN, PROBE_READINGS, READINGS, record, score
 from envs.incidents.perturbations import IncidentSpec, Perturbation
 from envs.scenario import load_scenario
+from tests.minimal_scenario import assert_names_everything
 
 # one closure per copy somewhere along a lane that carries traffic, while max pressure runs
 MID_LANE = Perturbation(name="incident", seed=0, incidents=IncidentSpec(
@@ -87,8 +88,10 @@ def recordings():
 
 def test_calibration_takes_training_incidents_only(recordings):
     scenario, _, held_out, _ = recordings
-    with pytest.raises(ConfigError, match="recording.split"):
+    with pytest.raises(ConfigError, match="recording.split") as refused:
         GapRule().calibrate(held_out, lane_layout(scenario.network, held_out.lanes))
+    assert_names_everything(refused.value, "<incident classifier>", "recording.split", "eval")
+    assert 'calibrate on training incidents only' in refused.value.reason
 
 
 def test_the_gap_rule_finds_held_out_mid_lane_closures_and_stays_quiet_without_incidents(recordings):

@@ -127,11 +127,13 @@ def test_no_u_turns_and_turn_types_match_headings() -> None:
 
 def test_virtual_intersections_have_no_links_or_signals() -> None:
     roadnet = grid_roadnet(2, 3)
-    for inter in roadnet["intersections"]:
-        if inter["virtual"]:
-            assert inter["roadLinks"] == []
-            assert inter["width"] == 0
-            assert len(inter["roads"]) == 2  # one road in, one road out
+    virtual = [inter for inter in roadnet["intersections"] if inter["virtual"]]
+    assert len(virtual) == 2 * (2 + 3)  # one at each end of every row and column
+    for inter in virtual:
+        assert inter["roadLinks"] == []
+        assert inter["trafficLight"] == {"roadLinkIndices": [], "lightphases": []}  # no signal
+        assert inter["width"] == 0
+        assert len(inter["roads"]) == 2  # one road in, one road out
 
 
 LANE_LAYOUTS = [("L", "S", "R"), ("LS", "SR"), ("LSR",), ("L", "S", "S", "R"), ("L", "LS", "SR")]

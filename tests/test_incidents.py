@@ -26,6 +26,7 @@ from envs.scenario import scenario_from_dicts
 from envs.scenario.generate import DEFAULT_VEHICLE, grid_roadnet
 from envs.scenario.network import lane_ids
 from tests.engine_checks import run_controller_checked
+from tests.minimal_scenario import assert_names_everything
 from tests.scenarios import small_grid
 
 EAST = ["road_0_1_0", "road_1_1_0", "road_2_1_0"]  # straight through both signals of a 1x2 grid
@@ -167,8 +168,10 @@ def test_traffic_placement_never_draws_a_lane_without_traffic_and_is_reproducibl
     many = sample_incidents(Perturbation(seed=4, incidents=IncidentSpec(count=6, placement="traffic")), net,
                             "eval", 0, trips=trips)  # more incidents than busy lanes: repeats, never an idle lane
     assert len(many) == 6 and {i.lane for i in many} <= busy
-    with pytest.raises(ConfigError, match="incidents.placement"):
+    with pytest.raises(ConfigError, match="incidents.placement") as refused:
         sample_incidents(spec, net, "eval", 0)  # traffic placement needs the copy's trips
+    assert_names_everything(refused.value, "<perturbation>", "incidents.placement", "traffic")
+    assert "needs the copy's trips" in refused.value.reason
 
 
 def test_traffic_placement_draws_lanes_in_proportion_to_their_traffic():

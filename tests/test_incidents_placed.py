@@ -19,6 +19,7 @@ from envs.scenario import scenario_from_dicts
 from envs.scenario.generate import DEFAULT_VEHICLE, grid_roadnet
 from envs.scenario.network import lane_ids
 from tests.engine_checks import run_controller_checked
+from tests.minimal_scenario import assert_names_everything
 from tests.scenarios import small_grid
 
 EAST = ["road_0_1_0", "road_1_1_0", "road_2_1_0"]  # straight through both signals of a 1x2 grid
@@ -120,8 +121,10 @@ def test_incident_positions_are_configured_drawn_and_checked():
     net = scenario.network
     length = net.lane_length.cpu().numpy()
     for bad in (1.5, -0.1, "middle", float("nan"), True):
-        with pytest.raises(ConfigError, match="incidents.position"):
+        with pytest.raises(ConfigError, match="incidents.position") as refused:
             IncidentSpec(position=bad)
+        assert_names_everything(refused.value, "<perturbation>", "incidents.position", bad)
+        assert "a fraction of the lane's length in [0, 1]" in refused.value.reason
 
     def draw(position, index=0, seed=3):
         spec = Perturbation(seed=seed, incidents=IncidentSpec(count=3, start_s=[0, 1000], position=position))
@@ -141,8 +144,10 @@ def test_incident_positions_are_configured_drawn_and_checked():
     assert demand.incident_pos.tolist()[0] == [-1.0] * 3  # a stop-line incident beside placed ones
     assert with_incidents(scenario.demand(1), [at_line]).incident_pos is None
     beyond = with_incidents(scenario.demand(1), [[Incident(0, 0, 10, 0.0, float(length[0]) + 5.0)]])
-    with pytest.raises(ConfigError, match="incident_pos"):
+    with pytest.raises(ConfigError, match="incident_pos") as refused:
         Simulator(net, beyond)
+    assert_names_everything(refused.value, "<engine>", "demand.incident_pos", float(length[0]) + 5.0)
+    assert 'beyond the end of its lane' in refused.value.reason
 
 
 def test_incidents_that_never_become_active_leave_the_plain_run_unchanged():

@@ -14,7 +14,7 @@ from agents.incidents.localise import downstream_lanes, localise
 from envs.errors import ConfigError
 from envs.incidents.detection import COLUMN, READINGS, Recording, monitored_lanes
 from envs.scenario import scenario_from_dicts
-from tests.minimal_scenario import minimal_flow, minimal_roadnet
+from tests.minimal_scenario import assert_names_everything, minimal_flow, minimal_roadnet
 
 
 def test_an_alarm_that_starts_while_a_lane_it_feeds_alarms_is_attached_to_it():
@@ -108,5 +108,7 @@ def test_localised_calibration_takes_training_incidents_only():
     readings = _readings([SPILLBACK, CLOSED])[None]
     held_out = Recording(readings, np.zeros(readings.shape[:-1], dtype=bool), np.array([0, 1]),
                          np.arange(1, 6) * 10, [[]], 10, split="eval")
-    with pytest.raises(ConfigError, match="recording.split"):
+    with pytest.raises(ConfigError, match="recording.split") as refused:
         GapRule().calibrate(held_out, LAYOUT)
+    assert_names_everything(refused.value, "<incident classifier>", "recording.split", "eval")
+    assert 'calibrate on training incidents only' in refused.value.reason

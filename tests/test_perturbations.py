@@ -20,6 +20,7 @@ from envs.incidents.perturbations import (
     surge_trips,
     with_incidents,
 )
+from tests.minimal_scenario import assert_names_everything
 from tests.scenarios import small_grid
 
 
@@ -198,8 +199,10 @@ def test_training_env_draws_incidents_and_surges_with_each_episode():
     env.reset()  # the next episodes draw new samples, with new incidents
     assert not torch.equal(first, env.sim.demand.incident_start)
     assert env.describe()["perturbation"]["name"] == "mixed"
-    with pytest.raises(ConfigError, match="perturbation"):
+    with pytest.raises(ConfigError, match="perturbation") as refused:
         BatchedSignalEnv("grid_1x1", demand={"mode": "original"}, perturbation=config)
+    assert_names_everything(refused.value, "<env>", "perturbation", "mixed")
+    assert 'use demand mode poisson or jitter' in refused.value.reason
 
 
 # ---- detector faults -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from envs.errors import CheckpointError
 from envs.rl.sb3_env import IntersectionVecEnv
 from envs.scenario import load_scenario
 from envs.scenario.splits import DemandSpec
+from tests.minimal_scenario import assert_names_everything
 from tests.scenarios import uneven_grid
 from tests.test_train import tiny_run, train_config
 
@@ -86,5 +87,7 @@ def test_a_meta_without_probes_is_refused_for_a_probe_policy():
     meta = venv.core.describe()
     meta["probes"] = {"p": 0.0}
     controller = PolicyController(model=model, meta={"env": meta})
-    with pytest.raises(CheckpointError, match="env.probes.p"):
+    with pytest.raises(CheckpointError, match="env.probes.p") as refused:
         controller.reset(Simulator(scenario.network, scenario.demand(copies=1), venv.core.params))
+    assert_names_everything(refused.value, "<controller:ppo>", "env.probes.p", 0.0)
+    assert 'the policy observes probe features' in refused.value.reason

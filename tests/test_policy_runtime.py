@@ -19,6 +19,7 @@ from envs.evaluation.metrics import episode_metrics
 from tests.deploy_fixtures import (
     FakeSession, follow, readings_message, simulator, sources,
 )
+from tests.minimal_scenario import assert_names_everything
 
 
 @pytest.mark.parametrize("behaviour", ["always_switch", "never_switch"])
@@ -104,11 +105,13 @@ def test_a_bad_model_file_puts_every_intersection_on_the_fixed_time_plan(model_c
 def test_missing_metadata_is_an_error_naming_the_file(model_copy):
     onnx_path, meta_path = model_copy
     meta_path.unlink()
-    with pytest.raises(ModelError, match="m.json"):
+    with pytest.raises(ModelError, match="no such metadata file") as refused:
         PolicyRuntime(onnx_path)
+    assert_names_everything(refused.value, str(meta_path), "metadata", str(meta_path))
     meta_path.write_text("{not json")
-    with pytest.raises(ModelError, match="not readable JSON"):
+    with pytest.raises(ModelError, match="not readable JSON") as refused:
         PolicyRuntime(onnx_path)
+    assert_names_everything(refused.value, str(meta_path), "metadata", str(meta_path))
 
 
 def test_a_mistyped_model_path_is_named_not_the_metadata_derived_from_it(tmp_path):

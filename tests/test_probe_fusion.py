@@ -15,6 +15,7 @@ from envs.incidents.detection import COLUMN, PROBE_COLUMN, PROBE_READINGS, READI
 from envs.incidents.perturbations import IncidentSpec, Perturbation
 from envs.incidents.probes import ProbeSpec
 from envs.scenario import load_scenario
+from tests.minimal_scenario import assert_names_everything
 
 # one closure per copy somewhere along a lane that carries traffic, while max pressure runs
 MID_LANE = Perturbation(name="incident", seed=0, incidents=IncidentSpec(
@@ -49,12 +50,16 @@ def test_the_unexplained_gap_by_hand():
 def test_calibration_takes_training_incidents_with_probes_only(recordings):
     scenario, train, held_out = recordings
     layout = lane_layout(scenario.network, train.lanes)
-    with pytest.raises(ConfigError, match="recording.split"):
+    with pytest.raises(ConfigError, match="recording.split") as refused:
         ProbeFusionRule().calibrate(held_out, layout)
+    assert_names_everything(refused.value, "<incident classifier>", "recording.split", "eval")
+    assert 'calibrate on training incidents only' in refused.value.reason
     no_probes = subset(train, np.arange(COPIES))
     no_probes.probes = None
-    with pytest.raises(ConfigError, match="recording.probes"):
+    with pytest.raises(ConfigError, match="recording.probes") as refused:
         ProbeFusionRule().calibrate(no_probes, layout)
+    assert_names_everything(refused.value, "<incident classifier>", "recording.probes", None)
+    assert 'record with probes' in refused.value.reason
 
 
 def test_probes_find_held_out_mid_lane_closures_that_the_stop_line_never_shows(recordings):

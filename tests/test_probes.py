@@ -29,6 +29,7 @@ from envs.incidents.probes import (
 )
 from envs.rl.signal_env import BatchedSignalEnv
 from envs.scenario.network import lane_ids
+from tests.minimal_scenario import assert_names_everything
 from tests.scenarios import small_grid
 
 Z99 = 2.576  # two-sided 99% normal quantile
@@ -62,8 +63,10 @@ def test_probe_config_is_checked_naming_the_field():
                          ("gps_noise_m", -1.0), ("speed_noise", float("nan")), ("seed", -3)):
         with pytest.raises(ConfigError, match=f"probes.{field}"):
             ProbeSpec(**{field: value})
-    with pytest.raises(ConfigError, match="probes.rate"):
+    with pytest.raises(ConfigError, match="probes.rate") as refused:
         probes_from_config({"rate": 0.1})
+    assert_names_everything(refused.value, "<probes>", "probes.rate", 0.1)
+    assert 'unknown key' in refused.value.reason
     assert probes_from_config(None) == ProbeSpec() and probes_from_config({"p": 0.05}).p == 0.05
 
 
@@ -226,8 +229,10 @@ def test_a_mid_lane_blockage_shows_as_a_halted_probe_far_from_the_stop_line():
 
 def test_the_environment_serves_probe_features_and_refuses_them_without_probes():
     observations = ["phase_onehot", "lane_halting", "probe_halted", "probe_queue_gap"]
-    with pytest.raises(ConfigError, match="probe_halted"):
+    with pytest.raises(ConfigError, match="probe_halted") as refused:
         BatchedSignalEnv(small_grid(2, 2, rate=900.0), 2, episode_s=300, observations=observations)
+    assert_names_everything(refused.value, "<env>", "observations", "probe_halted")
+    assert 'set probes.p > 0' in refused.value.reason
     env = BatchedSignalEnv(small_grid(2, 2, rate=900.0), 2, episode_s=300, observations=observations,
                            demand={"mode": "poisson"}, probes={"p": 1.0, "interval_s": 5})
     env.reset(seed=0)

@@ -16,7 +16,7 @@ from envs.scenario.demand import stack_demand
 from envs.scenario.departures import MAX_VEHICLES
 from envs.scenario.roadnet_parser import MAX_LANES_PER_ROAD
 from envs.scenario.splits import DemandSpec, sample_trips
-from tests.minimal_scenario import minimal_flow, minimal_roadnet
+from tests.minimal_scenario import assert_names_everything, minimal_flow, minimal_roadnet
 
 
 def _scenario(roadnet=None, flow=None):
@@ -117,8 +117,10 @@ def test_a_snapshot_of_another_shape_names_the_field_and_both_shapes():
     assert caught.value.field == "snapshot.t" and caught.value.value == (2,) and "expected (3,)" in str(caught.value)
     with pytest.raises(CommandError, match="expected a SimState"):
         two.restore(tuple(two.snapshot()))
-    with pytest.raises(CommandError, match="snapshot.phase"):
+    with pytest.raises(CommandError, match="snapshot.phase") as refused:
         Simulator(_scenario().network, _scenario().demand(2)).restore(two.snapshot())
+    assert_names_everything(refused.value, "<restore>", "snapshot.phase", (2, 1))
+    assert 'expected (2, 2)' in refused.value.reason
 
 
 @pytest.mark.parametrize("command, field, says", [

@@ -18,7 +18,8 @@ from envs.scenario.roadnet_parser import parse_roadnet
 from envs.scenario.sumo import import_sumo
 from envs.scenario.sumo.net_reader import read_net
 from tests.engine_checks import check_all
-from tests.minimal_scenario import _boundary, _junction, _road_link, make_road
+from tests.minimal_scenario import (_boundary, _junction, _road_link, assert_names_everything,
+                                    make_road)
 from tests.sumo_fixtures import NET, write_tiny
 
 GAP_S = EngineParams().yield_gap_s
@@ -159,8 +160,10 @@ def test_bad_yield_pairs_are_refused_naming_the_pair(pairs, field, reason):
 def test_a_virtual_intersection_cannot_yield():
     roadnet = merge_roadnet()
     roadnet["intersections"][0]["yieldTo"] = [[1, 0]]
-    with pytest.raises(ScenarioError, match="virtual"):
+    with pytest.raises(ScenarioError, match="virtual") as refused:
         parse_roadnet(roadnet, "merge.json")
+    assert_names_everything(refused.value, "merge.json", "intersections[0].yieldTo", [[1, 0]])
+    assert 'a virtual intersection runs no movements' in refused.value.reason
 
 
 @pytest.mark.parametrize("field, value", [("junction_yielding", "yes"), ("yield_gap_s", 0.0)])

@@ -184,7 +184,8 @@ def test_driver_imperfection_from_the_vtype_or_sumos_default(tmp_path, tiny):
     routes = ROUTES.replace('tau="1.5"/>', 'tau="1.5" sigma="0.2"/>')
     scenario = scenario_from_sumo(write_tiny(tmp_path / "sigma", routes=routes))
     assert scenario.trips.vehicle[:, sigma].tolist() == pytest.approx([0.2] * 5)
-    assert scenario.demand(1).sigma is not None  # the engine dawdles
+    sigmas = scenario.demand(1).sigma  # the engine dawdles: each trip with its vType's sigma
+    assert sigmas is not None and sigmas[0, :5].tolist() == pytest.approx([0.2] * 5)
 
 
 def test_a_vehicle_without_route_is_refused(tmp_path):

@@ -25,6 +25,7 @@ from agents.ppo.torchrl_trainer import TorchRLTrainer, train_torchrl
 from envs.errors import CheckpointError, ConfigError
 from envs.scenario import load_scenario
 from tests.conftest import REPO_ROOT
+from tests.minimal_scenario import assert_names_everything
 from tests.test_interrupts import sigint_in_the_first_optimiser_step, sigint_then_a_failing_optimiser_step
 from tests.test_train import RandomController
 
@@ -131,12 +132,16 @@ def test_resume_continues_the_step_count_and_the_demand_stream(tmp_path, capsys)
     # the wall clock carries on from the checkpoint's too (it restarted at 0)
     assert resumed["eval_history"][-1]["wall_s"] >= round(meta["wall_s"], 1) >= meta["eval_history"][-1]["wall_s"]
 
-    with pytest.raises(ConfigError, match="train.total_agent_steps"):  # nothing left to do
+    with pytest.raises(ConfigError, match="already at 160 agent-steps") as refused:  # nothing left to do
         train_torchrl(torchrl_config(SMALL, train__total_agent_steps=160, resume=last), tmp_path / "third")
-    with pytest.raises(CheckpointError, match="agent.policy"):
+    assert_names_everything(refused.value, "<config>", "train.total_agent_steps", 160)
+    with pytest.raises(CheckpointError, match="trained with 'shared'; resume needs the same") as refused:
         train_torchrl(torchrl_config(SMALL, "ppo_independent", resume=last), tmp_path / "fourth")
-    with pytest.raises(CheckpointError, match="networks"):  # mappo's critic is not ppo_shared's
+    assert_names_everything(refused.value, str(last), "agent.policy", "independent")
+    with pytest.raises(CheckpointError, match="networks") as refused:  # mappo's critic is not ppo_shared's
         train_torchrl(torchrl_config(SMALL, "mappo", resume=last), tmp_path / "fifth")
+    assert refused.value.source == str(last) and refused.value.field == "networks"
+    assert refused.value.value["centralised_critic"]  # the run's networks (mappo's), not the checkpoint's
 
 
 def test_an_interrupt_saves_last_pt_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
@@ -190,8 +195,10 @@ def test_trainer_options_are_checked(tmp_path):
 
     with pytest.raises(ConfigCompositionException, match="torchrl.lr"):  # not in the schema
         torchrl_config(SMALL, torchrl={"lr": 1.0})
-    with pytest.raises(ConfigError, match="torchrl.loss"):
+    with pytest.raises(ConfigError, match="torchrl.loss") as refused:
         TorchRLTrainer(torchrl_config(SMALL, torchrl={"loss": "huber"}), tmp_path)
+    assert_names_everything(refused.value, "<config>", "torchrl.loss", "huber")
+    assert 'expected one of' in refused.value.reason
     sb3_mappo = torchrl_config(SMALL, "mappo", trainer="sb3")
     with pytest.raises(ConfigError, match="'trainer' = 'sb3'.*mappo"):
         check_config(sb3_mappo)

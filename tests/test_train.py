@@ -28,6 +28,7 @@ from envs.engine.intersections import action_commands, intersection_layout
 from envs.scenario import load_scenario
 from envs.rl.sb3_env import IntersectionVecEnv
 from tests.conftest import REPO_ROOT
+from tests.minimal_scenario import assert_names_everything
 from tests.scenarios import uneven_grid
 
 CONFIGS = REPO_ROOT / "configs"
@@ -214,11 +215,13 @@ def test_cli_run_writes_config_tensorboard_checkpoints_and_resume_continues_the_
     assert resumed["num_timesteps"] == 160
     assert resumed["train_next_sample"] > meta["train_next_sample"]  # fresh training demands
 
-    with pytest.raises(ConfigError, match="train.total_agent_steps"):  # nothing left to do
+    with pytest.raises(ConfigError, match="already at 80 agent-steps") as refused:  # nothing left to do
         train(train_config(*tiny, "train.total_agent_steps=80", f"resume={last}"), tmp_path / "fourth")
-    with pytest.raises(CheckpointError, match="agent.policy"):
+    assert_names_everything(refused.value, "<config>", "train.total_agent_steps", 80)
+    with pytest.raises(CheckpointError, match="trained with 'shared'; resume needs the same") as refused:
         train(train_config(*tiny, "agent=ppo_independent", "train.total_agent_steps=200", f"resume={last}"),
               tmp_path / "third")
+    assert_names_everything(refused.value, str(last), "agent.policy", "independent")
 
 
 def test_load_policy_reads_the_model_and_its_meta(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+import yaml
 
 import evaluate
 from agents.classical import SOTL, tuned_presets
@@ -70,7 +71,12 @@ def test_a_preset_of_another_controller_is_refused_naming_the_file(preset_dir):
 def test_the_committed_presets_load_as_their_controllers():
     from agents.classical import CONTROLLERS
 
-    for path in sorted(tuned_presets.PRESET_DIR.glob("*_tuned_*.yaml")):
+    committed = sorted(tuned_presets.PRESET_DIR.glob("*_tuned_*.yaml"))
+    assert committed, f"no tuned presets in {tuned_presets.PRESET_DIR}"  # not vacuous
+    for path in committed:
         base, scenario = path.stem.split("_tuned_")
         params = tuned_presets.tuned_params(f"{base}_tuned", scenario)
-        CONTROLLERS[base](**params)  # every field a real parameter of the class
+        written = {k: v for k, v in yaml.safe_load(path.read_text()).items() if k != "defaults"}
+        assert written and params == written, path.name  # the file's fields, read on their own
+        controller = CONTROLLERS[base](**params)  # every field a real parameter of the class
+        assert {k: getattr(controller, k) for k in written} == written, path.name

@@ -18,6 +18,7 @@ from envs.engine.state import EngineParams
 from envs.errors import ConfigError
 from envs.scenario import load_scenario
 from envs.scenario.splits import SPLITS, split_seed
+from tests.minimal_scenario import assert_names_everything
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -53,8 +54,10 @@ def test_candidates_start_from_the_defaults_and_never_repeat():
     assert len(sotl) == 16 and len({tuple(p.values()) for p in sotl}) == 16
     mp = candidate_params("max_pressure", CONTROLLERS["max_pressure"], settings)
     assert len(mp) == 16  # the whole grid: 8 minimum greens x halting or not
-    with pytest.raises(ConfigError, match="controller"):
+    with pytest.raises(ConfigError, match="controller") as refused:
         candidate_params("webster", CONTROLLERS["fixed_time_webster"], settings)
+    assert_names_everything(refused.value, "<tune>", "controller", "webster")
+    assert 'no search space' in refused.value.reason
 
 
 def test_neighbours_move_one_parameter_one_grid_step():
@@ -73,8 +76,10 @@ def test_the_cli_writes_a_controller_option_that_hydra_loads(tmp_path, capsys):
     written = yaml.safe_load(out.read_text())
     assert written["defaults"] == ["max_pressure", "_self_"]
     assert {k: written[k] for k in summary["best"]} == summary["best"]
-    with pytest.raises(ConfigError, match="controller"):
+    with pytest.raises(ConfigError, match="controller") as refused:
         tune_main(["controller=webster", "scenario=grid_1x1"])
+    assert_names_everything(refused.value, "<tune>", "controller", "webster")
+    assert 'expected one of' in refused.value.reason
 
 
 TUNED = sorted((CONFIGS / "controller").glob("*_tuned_*.yaml"))
