@@ -1,7 +1,8 @@
 """The TorchRL trainer's policy: networks, checkpoints (``.pt``) and a controller.
 
 Networks are `torchrl.modules.MultiAgentMLP`s over the ``[..., I, F]`` observations of
-`envs.rl.torchrl_env` (one row per intersection):
+`envs.rl.torchrl_env` (one row per intersection; `DirectMultiAgentMLP`: the same networks, with a
+faster forward for shared parameters):
 
 - ``ppo_shared`` (``agent.policy=shared``): one actor and one critic for every intersection
   (``share_params=True``, ``centralized=False``);
@@ -28,6 +29,7 @@ from types import SimpleNamespace
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torchrl.modules import MultiAgentMLP
 
 from agents.ppo.atomic_files import atomic_path, rng_state
@@ -53,9 +55,54 @@ def network_spec(cfg_agent, n_agents: int, obs_size: int, n_actions: int, centra
     }
 
 
+class DirectMultiAgentMLP(MultiAgentMLP):
+    """`MultiAgentMLP` whose shared-parameter, per-agent forward calls its layers on the parameters
+    themselves: the same operations on the same tensors, so the same bits, without MultiAgentMLP's
+    swap of the parameters into an empty module on every call (~0.15 ms, ~5% of the PPO update on a
+    CPU core). Without autograd, many rows run in chunks of `CHUNK_ROWS`: a matrix product computes
+    each row from that row alone, and chunks keep the activations in cache (GAE's value pass over a
+    64 x 64 x 16 rollout: ~30 -> ~18 ms). Centralised or per-agent networks take
+    MultiAgentMLP's forward."""
+
+    CHUNK_ROWS = 4096
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._layers = None  # the MLP's Sequential: ((weight key, bias key) | activation module, ...)
+        if self.share_params and not self.centralized:
+            layers = []
+            for index, module in enumerate(self._empty_net):
+                if isinstance(module, nn.Linear):
+                    layers.append(((str(index), "weight"), (str(index), "bias")))
+                elif type(module) in ACTIVATIONS.values():
+                    layers.append(module)
+                else:
+                    return  # anything else (norms, dropout): MultiAgentMLP's forward
+            self._layers = layers
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if self._layers is None or len(inputs) != 1:
+            return super().forward(*inputs)
+        x = inputs[0]
+        if x.shape[-2] != self.n_agents:  # MultiAgentMLP's check
+            raise ValueError(f"Multi-agent network expected input with shape[-2]={self.n_agents},"
+                             f" but got {x.shape}")
+        if torch.is_grad_enabled() or x.numel() // x.shape[-1] <= self.CHUNK_ROWS:
+            return self._layers_on(x)
+        rows = x.reshape(-1, *x.shape[-2:])  # [samples, I, F]
+        chunks = rows.split(max(1, self.CHUNK_ROWS // self.n_agents))
+        return torch.cat([self._layers_on(chunk) for chunk in chunks]).reshape(*x.shape[:-1], -1)
+
+    def _layers_on(self, x: torch.Tensor) -> torch.Tensor:
+        params = self.params  # read per call: loading a state dict or .to() may replace them
+        for layer in self._layers:
+            x = layer(x) if isinstance(layer, nn.Module) else F.linear(x, params[layer[0]], params[layer[1]])
+        return x
+
+
 def _mlp(spec: dict, outputs: int, centralised: bool, device) -> MultiAgentMLP:
     arch = spec["net_arch"]
-    return MultiAgentMLP(
+    return DirectMultiAgentMLP(
         n_agent_inputs=spec["obs_size"], n_agent_outputs=outputs, n_agents=spec["n_agents"],
         centralized=centralised, share_params=spec["share_params"] or centralised, device=device,
         depth=len(arch), num_cells=list(arch), activation_class=ACTIVATIONS[spec["activation"]],
