@@ -1,6 +1,6 @@
 """The TorchRL networks' faster paths (agents/ppo/torchrl_policy.py) compute the same bits as the
 paths they replace: `DirectMultiAgentMLP`'s forward against `MultiAgentMLP`'s (outputs and gradients, the
-no-autograd chunks, a loaded state dict)."""
+no-autograd chunks, a loaded state dict), `log_softmax_actions` against ``log_softmax(-1)``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchrl.modules import MultiAgentMLP
 
-from agents.ppo.torchrl_policy import DirectMultiAgentMLP, build_networks
+from agents.ppo.torchrl_policy import DirectMultiAgentMLP, build_networks, log_softmax_actions, masked_logits
 
 SPEC = {"n_agents": 16, "obs_size": 73, "n_actions": 8, "share_params": True, "centralised_critic": False,
         "net_arch": [64, 64], "activation": "tanh", "ortho_init": True}
@@ -70,3 +70,22 @@ def test_the_shared_forward_refuses_the_wrong_number_of_agents_as_torchrl_does()
     actor, _ = build_networks(SPEC)
     with pytest.raises(ValueError, match=r"shape\[-2\]=16"):
         actor(torch.zeros(4, 15, 73))
+
+
+@pytest.mark.parametrize("shape", [(256, 16, 8), (64, 16, 8), (4096, 4), (32, 3), (7, 16, 8), (3, 5, 7), (2, 16, 17)])
+@pytest.mark.parametrize("scale", [0.01, 1.0, 100.0])
+def test_log_softmax_actions_gives_log_softmaxs_bits_forward_and_backward(shape, scale):
+    # the training shapes (a 256 x 16 minibatch, a 64-copy decision, 8 actions) take the outer-dim
+    # kernel where the CPU allows; the others (ragged rows, more actions than lanes) the last-dim one
+    generator = torch.Generator().manual_seed(hash((shape, scale)) % 2**31)
+    logits = torch.randn(*shape, generator=generator) * scale
+    mask = torch.rand(*shape, generator=generator) < 0.7
+    mask[..., 0] = True
+    logits = masked_logits(logits, mask)
+    a, b = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    expected, got = a.log_softmax(-1), log_softmax_actions(b)
+    assert got.is_contiguous() and torch.equal(got, expected)
+    upstream = torch.randn(*shape, generator=generator)
+    (expected * upstream).sum().backward()
+    (got * upstream).sum().backward()
+    assert torch.equal(b.grad, a.grad)

@@ -138,6 +138,25 @@ def masked_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
 
 
+# a float vector's lanes in torch's CPU kernels (Vectorized<float>::size()) per CPU capability
+_FLOAT_LANES = {"AVX512": 16, "AVX2": 8}.get(torch.backends.cpu.get_cpu_capability())
+
+
+def log_softmax_actions(logits: torch.Tensor) -> torch.Tensor:
+    """``logits.log_softmax(-1)``, the same bits forward and backward, ~8x faster over 8 actions on a
+    CPU core. torch's CPU kernel for the last dim spends most of its time on per-row overhead when
+    rows are short; its kernel for an outer dim does the same arithmetic in the same order (max;
+    sum of exp(x - max) added one action after the other; Sleef exp and log; x - max - log-sum; the
+    backward likewise) provided the actions are fewer than a vector's lanes (the last-dim kernel
+    then adds them one by one instead of as a vector) and the rows fill whole vectors (the outer-dim
+    kernel takes a scalar std::exp for a remainder). Otherwise, the last-dim kernel."""
+    actions, rows = logits.shape[-1], logits.numel() // max(logits.shape[-1], 1)
+    if (_FLOAT_LANES is None or logits.device.type != "cpu" or logits.dtype != torch.float32
+            or actions >= _FLOAT_LANES or rows % _FLOAT_LANES):
+        return logits.log_softmax(-1)
+    return logits.movedim(-1, 0).log_softmax(0).movedim(0, -1).contiguous()
+
+
 class GreedyPolicy(nn.Module):
     """The actor network as the controller sees it: masked action per intersection."""
 

@@ -49,8 +49,8 @@ from agents.ppo.run_messages import eval_line, say, say_baselines, say_interrupt
 from agents.ppo.sb3_trainer import ARCH_KEYS, SAMPLES_PER_SEED, check_layout, load_scenarios
 from agents.ppo.torchrl_logging import EpisodeStats, RunLog
 from agents.ppo.torchrl_policy import (
-    GreedyPolicy, TorchRLPolicyController, build_networks, masked_logits, network_spec,
-    read_torchrl_checkpoint, resolve_centralised, save_torchrl_checkpoint,
+    GreedyPolicy, TorchRLPolicyController, build_networks, log_softmax_actions, masked_logits,
+    network_spec, read_torchrl_checkpoint, resolve_centralised, save_torchrl_checkpoint,
 )
 from envs.errors import CheckpointError, ConfigError
 from envs.evaluation.metrics import METRIC_NAMES
@@ -190,7 +190,7 @@ class TorchRLTrainer:
                 gumbel = -torch.empty_like(logits).exponential_().log()  # Gumbel-max: a categorical draw
                 action = (logits + gumbel).argmax(-1)
                 td.set(ACTION, action.to(self.env.device))
-                td.set(LOGP, logits.log_softmax(-1).gather(-1, action.unsqueeze(-1)).squeeze(-1).to(self.env.device))
+                td.set(LOGP, log_softmax_actions(logits).gather(-1, action.unsqueeze(-1)).squeeze(-1).to(self.env.device))
                 out, td = self.env.step_and_maybe_reset(td)
                 self.episodes.observe(out.get(("next", GROUP, "reward")).squeeze(-1), self.env.last_info)
                 frames.append(out)
@@ -214,7 +214,7 @@ class TorchRLTrainer:
     def _own_loss(self, batch):
         agent = self.cfg.agent
         logits = masked_logits(self.policy_net(batch.get(OBS)), batch.get(MASK))
-        logp_all = logits.log_softmax(-1)
+        logp_all = log_softmax_actions(logits)
         logp = logp_all.gather(-1, batch.get(ACTION).unsqueeze(-1)).squeeze(-1)  # [N, I], as LOGP
         adv = batch.get(ADVANTAGE).squeeze(-1)
         if agent.normalize_advantage and adv.numel() > 1:
