@@ -262,10 +262,10 @@ class TorchRLTrainer:
         flat = data.reshape(-1)
         rows, size = flat.shape[0], max(1, agent.batch_size // self.I)
         if self.clip_loss is None:
-            # the own loss reads six entries: index them as plain tensors (indexing the
-            # TensorDict visits all ~20 of its entries: a tenth of the update's time on a CPU)
+            # the own loss reads six entries: take them as plain tensors (indexing the TensorDict visits
+            # all ~20 of its entries), by index_select (on a CPU ~2x faster than value[index])
             loss_of, columns = self._own_loss, {key: flat.get(key) for key in LOSS_KEYS}
-            minibatch = lambda index: {key: value[index] for key, value in columns.items()}  # noqa: E731
+            minibatch = lambda index: {key: value.index_select(0, index) for key, value in columns.items()}  # noqa: E731
         else:
             loss_of, minibatch = self._torchrl_loss, flat.__getitem__
         for _ in range(agent.n_epochs):
