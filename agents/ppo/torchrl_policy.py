@@ -58,7 +58,7 @@ def network_spec(cfg_agent, n_agents: int, obs_size: int, n_actions: int, centra
 class DirectMultiAgentMLP(MultiAgentMLP):
     """`MultiAgentMLP` whose shared-parameter, per-agent forward calls its layers on the parameters
     themselves: the same operations on the same tensors, so the same bits, without MultiAgentMLP's
-    swap of the parameters into an empty module on every call (~0.15 ms, ~5% of the PPO update on a
+    swap of the parameters into an empty module on every call (~0.15 ms, ~4% of the PPO update on a
     CPU core). Without autograd, many rows run in chunks of `CHUNK_ROWS`: a matrix product computes
     each row from that row alone, and chunks keep the activations in cache (GAE's value pass over a
     64 x 64 x 16 rollout: ~30 -> ~18 ms). Centralised or per-agent networks take
