@@ -47,6 +47,16 @@ def test_without_autograd_many_rows_run_in_chunks_with_the_same_bits():
     assert 64 * 64 * 16 > DirectMultiAgentMLP.CHUNK_ROWS  # the rollout above did run in chunks
 
 
+def test_rows_off_the_cpu_are_not_chunked():
+    # a GPU's matrix product may pick another algorithm for fewer rows; the meta device stands in
+    _, critic = build_networks({**SPEC, "ortho_init": False}, device="meta")
+    passes, layers_on = [], critic._layers_on
+    critic._layers_on = lambda x: passes.append(tuple(x.shape)) or layers_on(x)
+    with torch.no_grad():
+        out = critic(torch.empty(64, 64, 16, 73, device="meta"))
+    assert out.shape == (64, 64, 16, 1) and passes == [(64, 64, 16, 73)]
+
+
 def test_a_loaded_state_dict_is_what_the_shared_forward_reads():
     torch.manual_seed(2)
     actor, _ = build_networks(SPEC)

@@ -59,10 +59,10 @@ class DirectMultiAgentMLP(MultiAgentMLP):
     """`MultiAgentMLP` whose shared-parameter, per-agent forward calls its layers on the parameters
     themselves: the same operations on the same tensors, so the same bits, without MultiAgentMLP's
     swap of the parameters into an empty module on every call (~0.15 ms, ~4% of the PPO update on a
-    CPU core). Without autograd, many rows run in chunks of `CHUNK_ROWS`: a matrix product computes
-    each row from that row alone, and chunks keep the activations in cache (GAE's value pass over a
-    64 x 64 x 16 rollout: ~30 -> ~18 ms). Centralised or per-agent networks take
-    MultiAgentMLP's forward."""
+    CPU core). Without autograd, many rows on a CPU run in chunks of `CHUNK_ROWS`: a CPU matrix
+    product computes each row from that row alone, and chunks keep the activations in cache (GAE's
+    value pass over a 64 x 64 x 16 rollout: ~30 -> ~18 ms; a GPU takes them whole). Centralised or
+    per-agent networks take MultiAgentMLP's forward."""
 
     CHUNK_ROWS = 4096
 
@@ -87,7 +87,8 @@ class DirectMultiAgentMLP(MultiAgentMLP):
         if x.shape[-2] != self.n_agents:  # MultiAgentMLP's check
             raise ValueError(f"Multi-agent network expected input with shape[-2]={self.n_agents},"
                              f" but got {x.shape}")
-        if torch.is_grad_enabled() or x.numel() // x.shape[-1] <= self.CHUNK_ROWS:
+        many_cpu_rows = x.device.type == "cpu" and x.numel() // x.shape[-1] > self.CHUNK_ROWS
+        if torch.is_grad_enabled() or not many_cpu_rows:
             return self._layers_on(x)
         rows = x.reshape(-1, *x.shape[-2:])  # [samples, I, F]
         chunks = rows.split(max(1, self.CHUNK_ROWS // self.n_agents))
