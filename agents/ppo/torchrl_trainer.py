@@ -48,8 +48,8 @@ from agents.ppo.run_messages import eval_line, say, say_baselines, say_interrupt
 from agents.ppo.run_setup import SAMPLES_PER_SEED, RunRecord, check_architecture, check_layout, load_scenarios
 from agents.ppo.torchrl_logging import EpisodeStats, RunLog
 from agents.ppo.torchrl_policy import (
-    GreedyPolicy, TorchRLPolicyController, build_networks, masked_logits, network_spec,
-    read_torchrl_checkpoint, resolve_centralised, save_torchrl_checkpoint,
+    GreedyPolicy, TorchRLPolicyController, build_networks, log_softmax_actions, masked_logits,
+    network_spec, read_torchrl_checkpoint, resolve_centralised, save_torchrl_checkpoint,
 )
 from agents.ppo.torchrl_update import ACTION, LOGP, MASK, OBS, PPOUpdate
 from envs.errors import CheckpointError, ConfigError
@@ -166,7 +166,8 @@ class TorchRLTrainer:
                 gumbel = -torch.empty_like(logits).exponential_().log()  # Gumbel-max: a categorical draw
                 action = (logits + gumbel).argmax(-1)
                 td.set(ACTION, action.to(self.env.device))
-                td.set(LOGP, logits.log_softmax(-1).gather(-1, action.unsqueeze(-1)).squeeze(-1).to(self.env.device))
+                logp = log_softmax_actions(logits).gather(-1, action.unsqueeze(-1)).squeeze(-1)
+                td.set(LOGP, logp.to(self.env.device))
                 out, td = self.env.step_and_maybe_reset(td)
                 self.episodes.observe(out.get(("next", GROUP, "reward")).squeeze(-1), self.env.last_info)
                 frames.append(out)

@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig
 from torchrl.objectives.value.functional import vec_generalized_advantage_estimate
 
-from agents.ppo.torchrl_policy import masked_logits
+from agents.ppo.torchrl_policy import log_softmax_actions, masked_logits
 from envs.rl.torchrl_env import GROUP
 
 OBS, MASK = (GROUP, "observation"), (GROUP, "action_mask")
@@ -54,7 +54,7 @@ class PPOUpdate:
     def _own_loss(self, batch):
         agent = self.agent
         logits = masked_logits(self.policy_net(batch.get(OBS)), batch.get(MASK))
-        logp_all = logits.log_softmax(-1)
+        logp_all = log_softmax_actions(logits)
         logp = logp_all.gather(-1, batch.get(ACTION).unsqueeze(-1)).squeeze(-1)  # [N, I], as LOGP
         adv = batch.get(ADVANTAGE).squeeze(-1)
         if agent.normalize_advantage and adv.numel() > 1:
@@ -102,10 +102,12 @@ class PPOUpdate:
         flat = data.reshape(-1)
         rows, size = flat.shape[0], max(1, agent.batch_size // self.I)
         if self.clip_loss is None:
-            # the own loss reads six entries: index them as plain tensors (indexing the
-            # TensorDict visits all ~20 of its entries: a tenth of the update's time on a CPU)
+            # the own loss reads six entries: take them as plain tensors (indexing the TensorDict visits
+            # all ~20 of its entries), by index_select (on a CPU ~2x faster than value[index])
             loss_of, columns = self._own_loss, {key: flat.get(key) for key in LOSS_KEYS}
-            minibatch = lambda index: {key: value[index] for key, value in columns.items()}  # noqa: E731
+
+            def minibatch(index):
+                return {key: value.index_select(0, index) for key, value in columns.items()}
         else:
             loss_of, minibatch = self._torchrl_loss, flat.__getitem__
         for _ in range(agent.n_epochs):

@@ -1,0 +1,101 @@
+"""The TorchRL networks' faster paths (agents/ppo/torchrl_policy.py) compute the same bits as the
+paths they replace: `DirectMultiAgentMLP`'s forward against `MultiAgentMLP`'s (outputs and gradients, the
+no-autograd chunks, a loaded state dict), `log_softmax_actions` against ``log_softmax(-1)``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchrl.modules import MultiAgentMLP
+
+from agents.ppo.torchrl_policy import DirectMultiAgentMLP, build_networks, log_softmax_actions, masked_logits
+
+SPEC = {"n_agents": 16, "obs_size": 73, "n_actions": 8, "share_params": True, "centralised_critic": False,
+        "net_arch": [64, 64], "activation": "tanh", "ortho_init": True}
+
+
+def reference(net: MultiAgentMLP, x: torch.Tensor) -> torch.Tensor:
+    return MultiAgentMLP.forward(net, x)  # TorchRL's own forward: parameters swapped into its empty MLP
+
+
+def gradients(net: MultiAgentMLP, forward, x: torch.Tensor) -> list[torch.Tensor]:
+    net.zero_grad(set_to_none=True)
+    (forward(net, x) * torch.linspace(-1, 1, net.n_agent_outputs)).sum().backward()
+    return [p.grad.clone() for p in net.parameters()]
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_the_shared_forward_gives_torchrls_bits_and_gradients(activation):
+    torch.manual_seed(0)
+    for net in build_networks({**SPEC, "activation": activation}):  # actor and critic
+        assert isinstance(net, DirectMultiAgentMLP) and net._layers is not None
+        x = torch.randn(256, 16, 73)  # a 4096-row minibatch
+        assert torch.equal(net(x), reference(net, x))
+        ours, torchrls = gradients(net, type(net).forward, x), gradients(net, reference, x)
+        assert all(torch.equal(a, b) for a, b in zip(ours, torchrls))
+
+
+def test_without_autograd_many_rows_run_in_chunks_with_the_same_bits():
+    torch.manual_seed(1)
+    _, critic = build_networks(SPEC)
+    with torch.no_grad():
+        # GAE's rollout, a ragged last chunk, one chunk, no batch dims
+        for shape in [(64, 64, 16, 73), (1000, 16, 73), (5, 16, 73), (16, 73)]:
+            x = torch.randn(*shape)
+            out = critic(x)
+            assert out.shape == (*shape[:-1], 1) and torch.equal(out, reference(critic, x))
+    assert 64 * 64 * 16 > DirectMultiAgentMLP.CHUNK_ROWS  # the rollout above did run in chunks
+
+
+def test_rows_off_the_cpu_are_not_chunked():
+    # a GPU's matrix product may pick another algorithm for fewer rows; the meta device stands in
+    _, critic = build_networks({**SPEC, "ortho_init": False}, device="meta")
+    passes, layers_on = [], critic._layers_on
+    critic._layers_on = lambda x: passes.append(tuple(x.shape)) or layers_on(x)
+    with torch.no_grad():
+        out = critic(torch.empty(64, 64, 16, 73, device="meta"))
+    assert out.shape == (64, 64, 16, 1) and passes == [(64, 64, 16, 73)]
+
+
+def test_a_loaded_state_dict_is_what_the_shared_forward_reads():
+    torch.manual_seed(2)
+    actor, _ = build_networks(SPEC)
+    other, _ = build_networks({**SPEC, "ortho_init": False})
+    actor.load_state_dict(other.state_dict())
+    x = torch.randn(4, 16, 73)
+    assert torch.equal(actor(x), reference(other, x))
+
+
+def test_centralised_and_per_agent_networks_keep_torchrls_forward():
+    torch.manual_seed(3)
+    independent = build_networks({**SPEC, "share_params": False})
+    actor, central = build_networks({**SPEC, "centralised_critic": True})
+    assert independent[0]._layers is None and central._layers is None and actor._layers is not None
+    x = torch.randn(8, 16, 73)
+    for net in (*independent, central):
+        assert torch.equal(net(x), reference(net, x))
+
+
+def test_the_shared_forward_refuses_the_wrong_number_of_agents_as_torchrl_does():
+    actor, _ = build_networks(SPEC)
+    with pytest.raises(ValueError, match=r"shape\[-2\]=16"):
+        actor(torch.zeros(4, 15, 73))
+
+
+@pytest.mark.parametrize("shape", [(256, 16, 8), (64, 16, 8), (4096, 4), (32, 3), (7, 16, 8), (3, 5, 7), (2, 16, 17)])
+@pytest.mark.parametrize("scale", [0.01, 1.0, 100.0])
+def test_log_softmax_actions_gives_log_softmaxs_bits_forward_and_backward(shape, scale):
+    # the training shapes (a 256 x 16 minibatch, a 64-copy decision, 8 actions) take the outer-dim
+    # kernel where the CPU allows; the others (ragged rows, more actions than lanes) the last-dim one
+    generator = torch.Generator().manual_seed(hash((shape, scale)) % 2**31)
+    logits = torch.randn(*shape, generator=generator) * scale
+    mask = torch.rand(*shape, generator=generator) < 0.7
+    mask[..., 0] = True
+    logits = masked_logits(logits, mask)
+    a, b = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    expected, got = a.log_softmax(-1), log_softmax_actions(b)
+    assert got.is_contiguous() and torch.equal(got, expected)
+    upstream = torch.randn(*shape, generator=generator)
+    (expected * upstream).sum().backward()
+    (got * upstream).sum().backward()
+    assert torch.equal(b.grad, a.grad)
