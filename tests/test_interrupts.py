@@ -63,33 +63,21 @@ def test_outside_the_main_thread_nothing_is_installed():
     assert seen == [signal.getsignal(signal.SIGINT)]
 
 
-def sigint_in_the_first_optimiser_step(monkeypatch) -> list:
-    """Ctrl-C in the middle of the first update (both trainers use Adam); the steps are counted."""
+def sigint_in_the_first_optimiser_step(monkeypatch, then_fail: bool = False) -> list:
+    """Ctrl-C in the middle of the first update (both trainers use Adam); the steps are counted.
+    With `then_fail`, the second step raises "the update failed"."""
     step, calls = torch.optim.Adam.step, []
 
     def interrupted_in_the_first_step(optimizer, *args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
             signal.raise_signal(signal.SIGINT)
+        if then_fail and len(calls) == 2:
+            raise RuntimeError("the update failed")
         return step(optimizer, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.Adam, "step", interrupted_in_the_first_step)
     return calls
-
-
-def sigint_then_a_failing_optimiser_step(monkeypatch) -> None:
-    """Ctrl-C in the first step of the first update, then the second step fails."""
-    step, calls = torch.optim.Adam.step, []
-
-    def failing(optimizer, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            signal.raise_signal(signal.SIGINT)
-        if len(calls) == 2:
-            raise RuntimeError("the update failed")
-        return step(optimizer, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.Adam, "step", failing)
 
 
 def _sb3_config(rollouts: int):
@@ -115,7 +103,7 @@ def test_an_sb3_interrupt_inside_the_update_saves_the_whole_update(tmp_path, mon
 
 
 def test_an_sb3_update_that_fails_after_an_interrupt_ends_on_its_error_and_saves_nothing(tmp_path, monkeypatch):
-    sigint_then_a_failing_optimiser_step(monkeypatch)
+    sigint_in_the_first_optimiser_step(monkeypatch, then_fail=True)
     with pytest.raises(RuntimeError, match="the update failed") as caught:
         train(_sb3_config(2), tmp_path)
     assert caught.value.__notes__ == ["SIGINT arrived during the block; this error ends the run instead"]

@@ -26,7 +26,7 @@ from envs.errors import CheckpointError, ConfigError
 from envs.scenario import load_scenario
 from tests.conftest import REPO_ROOT
 from tests.minimal_scenario import assert_names_everything
-from tests.test_interrupts import sigint_in_the_first_optimiser_step, sigint_then_a_failing_optimiser_step
+from tests.test_interrupts import sigint_in_the_first_optimiser_step
 from tests.test_train import RandomController
 
 CONFIGS = REPO_ROOT / "configs"
@@ -181,7 +181,7 @@ def test_an_interrupt_inside_the_update_saves_the_whole_update(tmp_path, monkeyp
 
 
 def test_an_update_that_fails_after_an_interrupt_ends_on_its_error_and_saves_nothing(tmp_path, monkeypatch):
-    sigint_then_a_failing_optimiser_step(monkeypatch)
+    sigint_in_the_first_optimiser_step(monkeypatch, then_fail=True)
     with pytest.raises(RuntimeError, match="the update failed") as caught:
         train_torchrl(torchrl_config(SMALL, train__eval_every=0, train__checkpoint_every=0), tmp_path)
     assert caught.value.__notes__ == ["SIGINT arrived during the block; this error ends the run instead"]
