@@ -188,6 +188,21 @@ def test_an_update_that_fails_after_an_interrupt_ends_on_its_error_and_saves_not
     assert not (tmp_path / "checkpoints" / "last.pt").exists()  # no half-done update saved as last
 
 
+def test_both_trainers_write_the_same_tensorboard_tags(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from agents.ppo.sb3_trainer import train
+
+    tags = {}
+    for trainer, run in (("torchrl", train_torchrl), ("sb3", train)):
+        run(torchrl_config(SMALL, trainer=trainer, agent__n_epochs=1), tmp_path / trainer)
+        events = EventAccumulator(str(tmp_path / trainer / "tb"))
+        events.Reload()
+        tags[trainer] = set(events.Tags()["scalars"])
+    assert tags["torchrl"] == tags["sb3"]
+    assert {"eval/travel_time/mean", "rollout/ep_rew_mean", "train/value_loss", "time/agent_steps_per_s"} <= tags["sb3"]
+
+
 def test_trainer_options_are_checked(tmp_path):
     from hydra.errors import ConfigCompositionException
 

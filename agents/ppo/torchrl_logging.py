@@ -45,6 +45,10 @@ class EpisodeStats:
         return {**dict(zip(names, values[:-1])), "rollout/episodes": int(values[-1])}
 
 
+# what SB3 records with exclude="tensorboard": in progress.csv only (TensorBoard has the step)
+CSV_ONLY = frozenset({"time/total_timesteps", "time/iterations", "time/time_elapsed", "train/n_updates"})
+
+
 class RunLog:
     """TensorBoard + progress.csv (rewritten with a wider header when new columns appear, as SB3's)."""
 
@@ -61,7 +65,7 @@ class RunLog:
 
     def dump(self, step: int) -> None:
         for key, value in self.pending.items():
-            if key != "time/total_timesteps":  # the step column, as SB3 (TensorBoard has the step)
+            if key not in CSV_ONLY:
                 self.writer.add_scalar(key, value, step)
         self.writer.flush()
         row = {"time/total_timesteps": step, **self.pending}
