@@ -20,16 +20,16 @@ def reference(net: MultiAgentMLP, x: torch.Tensor) -> torch.Tensor:
 
 def gradients(net: MultiAgentMLP, forward, x: torch.Tensor) -> list[torch.Tensor]:
     net.zero_grad(set_to_none=True)
-    (forward(net, x) * torch.linspace(-1, 1, net.n_agent_outputs)).sum().backward()
+    (forward(net, x) * torch.linspace(-1, 1, net.n_agent_outputs, device=x.device)).sum().backward()
     return [p.grad.clone() for p in net.parameters()]
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
-def test_the_shared_forward_gives_torchrls_bits_and_gradients(activation):
+def test_the_shared_forward_gives_torchrls_bits_and_gradients(activation, device):
     torch.manual_seed(0)
-    for net in build_networks({**SPEC, "activation": activation}):  # actor and critic
+    for net in build_networks({**SPEC, "activation": activation}, device=device):  # actor and critic
         assert isinstance(net, DirectMultiAgentMLP) and net._layers is not None
-        x = torch.randn(256, 16, 73)  # a 4096-row minibatch
+        x = torch.randn(256, 16, 73, device=device)  # a 4096-row minibatch
         assert torch.equal(net(x), reference(net, x))
         ours, torchrls = gradients(net, type(net).forward, x), gradients(net, reference, x)
         assert all(torch.equal(a, b) for a, b in zip(ours, torchrls))
