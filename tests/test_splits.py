@@ -126,6 +126,25 @@ def test_poisson_keeps_to_the_horizon_the_scenario_was_loaded_with():
         assert 400 < trips.depart.max() < 504
 
 
+def test_poisson_reads_the_flow_entries_once_per_scenario_and_horizon(monkeypatch):
+    """The per-entry windows, routes and vehicles are built once (a Python loop over every
+    entry, most of a sample's time before), and later samples draw exactly what they drew."""
+    import envs.scenario.splits as splits
+
+    scenario, calls = periodic(flows=50), []
+    real = splits.active_steps
+    monkeypatch.setattr(splits, "active_steps", lambda *a: calls.append(1) or real(*a))
+    first = [sample_trips(scenario, DemandSpec("poisson"), "train", k) for k in range(3)]
+    assert len(calls) == 50  # one pass over the 50 entries for three samples
+    sample_trips(scenario, DemandSpec("poisson"), "train", 0, horizon=300)
+    assert len(calls) == 100  # another horizon, other windows
+    splits._ENTRIES.clear()
+    again = [sample_trips(scenario, DemandSpec("poisson"), "train", k) for k in range(3)]
+    for a, b in zip(first, again):
+        for name in ("depart", "routes", "vehicle", "flow_index"):
+            assert np.array_equal(getattr(a, name), getattr(b, name))
+
+
 def test_poisson_on_per_vehicle_entries_is_a_poisson_bootstrap(grid):
     n = grid.trips.num_trips
     trips = sample_trips(grid, DemandSpec("poisson", scale=0.5), "train", 1)

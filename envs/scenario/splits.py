@@ -115,8 +115,10 @@ def sample_trips(
     cut = _horizon(scenario, horizon)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_MODE_KEY[spec.mode],)))
     if spec.mode == "poisson":
-        depart, flow_index = _poisson(scenario.flows, spec.scale, cut, rng)
-        routes, vehicle = _flow_tables(scenario, flow_index)
+        entries = _flow_entries(scenario, cut)
+        depart, flow_index = _poisson(entries, spec.scale, rng)
+        rows = entries.position[flow_index]
+        routes, vehicle = entries.routes[rows], entries.vehicle[rows]
     else:
         base = scenario.trips
         rows = _rescale_rows(base.num_trips, spec.scale, rng)
@@ -187,18 +189,10 @@ def _infer_horizon(scenario) -> int | None:
     return bound
 
 
-def _poisson(flows, scale: float, horizon: int | None, rng) -> tuple[np.ndarray, np.ndarray]:
-    first = np.empty(len(flows.flows), dtype=np.int64)
-    last = np.empty_like(first)
-    rate = np.empty(len(flows.flows))
-    index = np.empty_like(first)
-    for j, flow in enumerate(flows.flows):
-        first[j], last[j] = active_steps(flow, horizon, flows.source)
-        index[j] = flow.index
-        rate[j] = 1.0 if first[j] == last[j] else 1.0 / flow.interval
-    steps = np.maximum(last - first + 1, 0)
-    counts = rng.poisson(scale * rate * steps)
-    flow_index = np.repeat(index, counts)
+def _poisson(entries: "_FlowEntries", scale: float, rng) -> tuple[np.ndarray, np.ndarray]:
+    first, steps = entries.first, entries.steps
+    counts = rng.poisson(scale * entries.rate * steps)
+    flow_index = np.repeat(entries.index, counts)
     offset = rng.random(int(counts.sum())) * np.repeat(steps, counts)  # uniform in the window
     depart = np.repeat(first, counts) + offset.astype(np.int64)
     return depart, flow_index
@@ -211,21 +205,59 @@ def _rescale_rows(n: int, scale: float, rng) -> np.ndarray:
     return np.repeat(np.arange(n), copies)
 
 
-def _flow_tables(scenario, flow_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Route (road ids) and vehicle rows for trips of the given flow entries."""
-    network = scenario.network
+@dataclass(frozen=True)
+class _FlowEntries:
+    """What "poisson" needs of each flow entry, which depends on the scenario and the horizon
+    only: the generator's active steps, the Poisson rate and flow index, and the route (road ids)
+    and vehicle rows, found by flow index through `position`."""
+
+    first: np.ndarray
+    steps: np.ndarray
+    rate: np.ndarray
+    index: np.ndarray
+    position: np.ndarray
+    routes: np.ndarray
+    vehicle: np.ndarray
+
+
+# scenario -> {horizon: _FlowEntries}. Built once per scenario and horizon: the Python loop over
+# the entries (thousands in the datasets) took ~10 ms of every sample, ~0.6 s of an autoreset of
+# 64 copies, while the random draws take a few ms.
+_ENTRIES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _flow_entries(scenario, horizon: int | None) -> _FlowEntries:
+    by_horizon = _ENTRIES.setdefault(scenario, {})
+    if horizon not in by_horizon:
+        by_horizon[horizon] = _build_flow_entries(scenario, horizon)
+    return by_horizon[horizon]
+
+
+def _build_flow_entries(scenario, horizon: int | None) -> _FlowEntries:
+    flows, network = scenario.flows, scenario.network
+    entries = flows.flows
+    first = np.empty(len(entries), dtype=np.int64)
+    last = np.empty_like(first)
+    rate = np.empty(len(entries))
+    index = np.empty_like(first)
     road_index = {road_id: r for r, road_id in enumerate(network.road_ids)}
-    flows = scenario.flows.flows
-    width = max(len(flow.route) for flow in flows)
-    routes = np.full((len(flows), width), -1, dtype=np.int64)
-    vehicle = np.zeros((len(flows), len(VEHICLE_FIELDS)), dtype=np.float32)
-    position = np.full(max(flow.index for flow in flows) + 1, -1, dtype=np.int64)
-    for j, flow in enumerate(flows):
+    width = max(len(flow.route) for flow in entries)
+    routes = np.full((len(entries), width), -1, dtype=np.int64)
+    vehicle = np.zeros((len(entries), len(VEHICLE_FIELDS)), dtype=np.float32)
+    position = np.full(max(flow.index for flow in entries) + 1, -1, dtype=np.int64)
+    for j, flow in enumerate(entries):  # the windows first, so a bad window is reported first
+        first[j], last[j] = active_steps(flow, horizon, flows.source)
+        index[j] = flow.index
+        rate[j] = 1.0 if first[j] == last[j] else 1.0 / flow.interval
+    for j, flow in enumerate(entries):
         position[flow.index] = j
         routes[j, : len(flow.route)] = [road_index[r] for r in flow.route]
         vehicle[j] = vehicle_row(flow.vehicle)
-    rows = position[flow_index]
-    return routes[rows], vehicle[rows]
+    for array in (first, rate, index, position, routes, vehicle):
+        array.flags.writeable = False  # shared by every later sample of this scenario
+    steps = np.maximum(last - first + 1, 0)
+    steps.flags.writeable = False
+    return _FlowEntries(first, steps, rate, index, position, routes, vehicle)
 
 
 __all__ = ["DemandSpec", "MODES", "SPLITS", "demand_for", "sample_trips", "split_seed"]
