@@ -253,11 +253,10 @@ def _build_flow_entries(scenario, horizon: int | None) -> _FlowEntries:
         position[flow.index] = j
         routes[j, : len(flow.route)] = [road_index[r] for r in flow.route]
         vehicle[j] = vehicle_row(flow.vehicle)
-    for array in (first, rate, index, position, routes, vehicle):
+    built = _FlowEntries(first, np.maximum(last - first + 1, 0), rate, index, position, routes, vehicle)
+    for array in vars(built).values():
         array.flags.writeable = False  # shared by every later sample of this scenario
-    steps = np.maximum(last - first + 1, 0)
-    steps.flags.writeable = False
-    return _FlowEntries(first, steps, rate, index, position, routes, vehicle)
+    return built
 
 
 __all__ = ["DemandSpec", "MODES", "SPLITS", "demand_for", "sample_trips", "split_seed"]
