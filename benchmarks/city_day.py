@@ -92,7 +92,8 @@ def run(args) -> dict:
     calibration = rule.calibrate(training, layout, args.precision)
     train_wall = time.perf_counter() - started
     log(f"calibrated on {calibration['incidents']} training incidents: persist {rule.persist}, gap {rule.gap_m} m "
-        f"(entry lanes {rule.entry_persist}, {rule.entry_gap_m} m), blockage rule {'on' if rule.use_blockage else 'off'}")
+        f"(entry lanes {rule.entry_persist}, {rule.entry_gap_m} m), "
+        f"blockage rule {'on' if rule.use_blockage else 'off'}")
 
     day = DaySpec(start_hour=args.start_hour, hours=args.hours, peak_scale=args.peak_scale)
     day_sc, day_trip_count = day_scenario(base, day, "eval", 0)

@@ -34,7 +34,9 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 import evaluate  # noqa: E402
 from agents.incidents.classifiers import lane_layout  # noqa: E402
-from agents.incidents.detection_task import DETECTORS, LearnedSettings, calibrate, describe, held_out_tallies, sensors_of  # noqa: E402
+from agents.incidents.detection_task import (  # noqa: E402
+    DETECTORS, LearnedSettings, calibrate, describe, held_out_tallies, sensors_of,
+)
 from benchmarks.common import emit, log, machine_info  # noqa: E402
 from envs.evaluation.detection_results import result_entries, skipped_entry, write_results  # noqa: E402
 from envs.incidents.probes import ProbeSpec  # noqa: E402
@@ -139,7 +141,8 @@ def main(argv=None) -> None:
         entries += run_placement(args, placement, shares, names)
     wall = time.perf_counter() - start
     argv_text = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    meta = {"benchmark": "incident_detection", "command": f"python benchmarks/incident_detection.py {argv_text}".strip(),
+    meta = {"benchmark": "incident_detection",
+            "command": f"python benchmarks/incident_detection.py {argv_text}".strip(),
             "scenario": args.scenario, "copies": args.copies, "train_copies": args.train_copies,
             "position": args.position, "probe_shares": shares, "placements": args.placements.split(","),
             "wall_s": round(wall, 1), "machine": machine_info(), "date": time.strftime("%Y-%m-%d", time.gmtime())}

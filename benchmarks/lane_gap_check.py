@@ -85,7 +85,8 @@ def main(argv=None) -> None:
         det = cfg.detection
         train = record_sweep(scenario, evaluate.build_controller(det.controller, cfg), perturbation, "train",
                              list(range(args.train_copies)), int(cfg.eval.steps), int(det.interval_s),
-                             evaluate.demand_spec(cfg.eval.demand, "eval.demand"), None, evaluate.engine_params(cfg), [])[0]
+                             evaluate.demand_spec(cfg.eval.demand, "eval.demand"), None,
+                             evaluate.engine_params(cfg), [])[0]
         log(f"{placement}: recorded {args.train_copies} training copies in {time.perf_counter() - start:.0f} s")
         entry = lane_layout(scenario.network, train.lanes).entry
         for quiet_only in (True, False):

@@ -125,7 +125,8 @@ def scenario_board(args) -> dict:
     return {
         "controllers": controllers,
         "best_classical": best_classical,
-        "learned_vs_best_classical_percent": {"mean": round(cut.mean, 2), "ci95": [round(cut.low, 2), round(cut.high, 2)]},
+        "learned_vs_best_classical_percent": {"mean": round(cut.mean, 2),
+                                              "ci95": [round(cut.low, 2), round(cut.high, 2)]},
         "target_percent": args.target_percent,
         "target_met": bool(cut.mean >= args.target_percent),
         "free_flow_s": round(free_flow, 2),
@@ -138,8 +139,9 @@ def scenario_board(args) -> dict:
 def markdown_table(boards: dict) -> str:
     """The docs' table: per scenario the best classical controller, the learned policy, the paired
     reduction and the free-flow bound."""
-    lines = ["| scenario | best classical (s) | learned: mean [CI] (each training seed) (s) | reduction vs best classical (%) "
-             "| free-flow part (s) | largest possible reduction (%) | training wall (s) |",
+    lines = ["| scenario | best classical (s) | learned: mean [CI] (each training seed) (s) "
+             "| reduction vs best classical (%) | free-flow part (s) | largest possible reduction (%) "
+             "| training wall (s) |",
              "|---|---|---|---:|---:|---:|---|"]
     for scenario, board in boards.items():
         best = board["controllers"][board["best_classical"]]

@@ -33,7 +33,8 @@ MOVEMENT_FEATURES = ("phase_onehot,time_in_phase,movement_approach_moving,moveme
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "base": ("the pre-issue configuration: lane counts and halting, 10 s decisions, next-phase action, "
              "queue reward", ["env.decision_interval_s=10", f"env.observations=[{LANE_FEATURES}]"]),
-    "decision_5s": ("5 s decisions, lane features", ["env.decision_interval_s=5", f"env.observations=[{LANE_FEATURES}]"]),
+    "decision_5s": ("5 s decisions, lane features",
+                    ["env.decision_interval_s=5", f"env.observations=[{LANE_FEATURES}]"]),
     "approach_5s": ("5 s decisions; lane features plus moving/halting vehicles within 100 m per lane (what "
                     "detectors can see)", ["env.decision_interval_s=5", f"env.observations=[{LANE_FEATURES},"
                                            "approach_moving,approach_halting]"]),

@@ -196,8 +196,8 @@ def main() -> None:
         "client_p99_ms": sorted(round(p, 1) for p in client_p99), "client_decisions": [len(c.latency) for c in clients],
         "policy_share": round(sum(c.policy for c in clients) / max(sum(c.total for c in clients), 1), 3),
         "errors": sum(c.errors for c in clients),
-        "error_sample": next((c.error_sample for c in clients if c.error_sample), ""), "garbage_replies": garbage.replies,
-        "garbage_non_error_replies": garbage.non_errors, "service_alive": alive,
+        "error_sample": next((c.error_sample for c in clients if c.error_sample), ""),
+        "garbage_replies": garbage.replies, "garbage_non_error_replies": garbage.non_errors, "service_alive": alive,
         "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1),
         # cores busy on average while measured: the service's process, and this one's client threads
         "service_cpu_cores": round(cpu[0] / wall, 2), "clients_cpu_cores": round(cpu[1] / wall, 2),

@@ -170,5 +170,6 @@ mixed: {name: mixed, seed: 0,
               position: stop_line, rate_per_hour: null},
   surge: {scale: 1.3, start_s: 900, end_s: 1800, ramp_s: 0},
   detectors: {noise_std: 0.5, dropout_p: 0.02, stuck_p: 0.02, stuck_at_s: 600, dead_p: 0.05}}
-surge: {name: surge, seed: 0, incidents: null, detectors: null, surge: {scale: 1.5, start_s: 900, end_s: 1800, ramp_s: 0}}
+surge: {name: surge, seed: 0, incidents: null, detectors: null, surge: {
+  scale: 1.5, start_s: 900, end_s: 1800, ramp_s: 0}}
 """

@@ -84,7 +84,8 @@ def check_red_discharges_nothing(
     crossed = (was >= 0) & (now >= 0) & (now != was) & same_trip
     legs = demand.route_legs
     movement = torch.gather(
-        demand.per_copy(demand.route_movement).to(torch.int64), 1, before.veh_trip[:, :slots] * legs + before.veh_leg[:, :slots]
+        demand.per_copy(demand.route_movement).to(torch.int64), 1,
+        before.veh_trip[:, :slots] * legs + before.veh_leg[:, :slots]
     )
     green, yellow = step_signals(network, params, after)
     open_ = torch.cat([green | yellow, torch.zeros(green.shape[0], 1, dtype=torch.bool, device=green.device)], 1)

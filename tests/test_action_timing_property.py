@@ -23,7 +23,8 @@ SCENARIO = uneven_grid(horizon=300)  # intersection 0 has 3 phases, the others 4
 DECISIONS = 30
 
 
-def recorded_signals(mode: str, interval: int, choices: list[int]) -> tuple[torch.Tensor, torch.Tensor, BatchedSignalEnv]:
+def recorded_signals(mode: str, interval: int,
+                     choices: list[int]) -> tuple[torch.Tensor, torch.Tensor, BatchedSignalEnv]:
     """Green and yellow ``[T, B, M]`` shown at every second while the env runs `choices` (each
     mapped onto an existing action of every intersection, different per intersection and copy)."""
     env = BatchedSignalEnv(SCENARIO, 2, decision_interval_s=interval, episode_s=interval * (DECISIONS + 1),

@@ -108,7 +108,8 @@ def test_memory_per_copy_is_the_copy_index_only_when_copies_share_a_sample():
     assert four.table_bytes() == 4 * _sample_bytes(four, network) + 64 * 16
     # the int64 tables of one row per copy that this replaces: 64 rows, 8-byte integers
     trips, legs = four.max_trips + 1, four.route_legs
-    old_row = trips * 8 * 4 + trips * legs * 8 + trips * four.vehicle.shape[2] * 4 + 2 * network.num_roads * 8 + (four.horizon + 1) * 8
+    old_row = (trips * 8 * 4 + trips * legs * 8 + trips * four.vehicle.shape[2] * 4 + 2 * network.num_roads * 8
+               + (four.horizon + 1) * 8)
     assert 64 * old_row > 16 * 2 * four.table_bytes()  # 16 copies a sample, half the bytes a row
 
 

@@ -239,7 +239,8 @@ def test_phase_onehot_and_pressure_agree_with_the_engine_and_max_pressure():
     chosen = env.layout.action_phase[torch.arange(4), obs[..., :4].argmax(-1)]
     assert torch.equal(chosen, phase)
     expected = MaxPressure().phase_pressure(env.sim)  # [B, I, P]
-    torch.testing.assert_close(obs[..., 4:], torch.gather(expected, 2, env.layout.action_phase.clamp(min=0).expand(2, -1, -1)))
+    torch.testing.assert_close(obs[..., 4:],
+                               torch.gather(expected, 2, env.layout.action_phase.clamp(min=0).expand(2, -1, -1)))
 
 
 def test_rewards_are_the_documented_quantities():
@@ -291,7 +292,6 @@ def test_unknown_feature_reward_or_bad_timing_raise_named_errors():
         BatchedSignalEnv("grid_4x4", copies=0)
     with pytest.raises(ConfigError, match="engine.yelow_s"):
         BatchedSignalEnv("grid_4x4", engine={"yelow_s": 3})
-
 
 
 def test_adapters_name_bad_arguments_and_calls_they_cannot_take():

@@ -91,7 +91,8 @@ def test_normalisation_and_masking_are_inside_the_graph(uneven, policy):
     assert np.allclose(logits[mask.numpy()], raw[mask].numpy())
     assert (logits[~mask.numpy()] == -1e8).all()  # the 4th action of intersection 0
     # sb3-contrib's logits are normalised (minus logsumexp); compare the differences
-    got = torch.as_tensor(logits)[mask].reshape(-1) - torch.logsumexp(torch.as_tensor(logits), 1).repeat_interleave(mask.sum(1))
+    got = (torch.as_tensor(logits)[mask].reshape(-1)
+           - torch.logsumexp(torch.as_tensor(logits), 1).repeat_interleave(mask.sum(1)))
     assert torch.allclose(got, expected[mask].reshape(-1), atol=1e-5)
 
 

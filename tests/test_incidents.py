@@ -90,7 +90,8 @@ def test_a_closure_holds_every_vehicle_behind_it_until_it_clears(corridor):
     assert queued[-1] > queued[0] + 5  # the queue grew behind the closure
     after = episode_metrics(sim.demand, sim.state)
     clean, _ = _run(corridor, [], 3000)
-    assert float(after["travel_time/mean"][0]) > float(episode_metrics(clean.demand, clean.state)["travel_time/mean"][0])
+    assert (float(after["travel_time/mean"][0])
+            > float(episode_metrics(clean.demand, clean.state)["travel_time/mean"][0]))
     trips = int(sim.demand.num_trips[0])
     assert int((sim.state.trip_finish[0, :trips] >= 0).sum()) == trips  # all done after it cleared
 

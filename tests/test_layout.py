@@ -83,7 +83,8 @@ def test_imports_flow_one_way(path):
 
 
 def test_layer_check_catches_back_edges():
-    engine = "import torch\nfrom envs.scenario import load_scenario\n\ndef f():\n    from envs.rl.features import observe\n"
+    engine = ("import torch\nfrom envs.scenario import load_scenario\n\n"
+              "def f():\n    from envs.rl.features import observe\n")
     assert back_edges("envs.engine.step", engine) == [
         "envs.engine.step:5 (envs.engine) imports envs.rl.features (envs.rl)"]
     assert back_edges("agents.classical.sotl", "from agents.ppo.policy import PolicyController\n")
@@ -107,5 +108,6 @@ PYTHON_FILES = sorted(
 
 
 def test_no_module_over_400_lines():
-    long = {str(p.relative_to(ROOT)): n for p in PYTHON_FILES if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    long = {str(p.relative_to(ROOT)): n for p in PYTHON_FILES
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
     assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"

@@ -143,7 +143,8 @@ def test_neighbour_mean_averages_over_the_intersections_joined_by_a_road():
     assert sorted(own.values()) == [20.0, 30.0, 40.0, 100.0]
     for i, name in enumerate(sim.network.intersection_ids):
         x, y = map(int, name.split("_")[1:])  # "intersection_x_y": neighbours differ by 1 in x or y
-        near = [v for other, v in own.items() if abs(int(other.split("_")[1]) - x) + abs(int(other.split("_")[2]) - y) == 1]
+        near = [v for other, v in own.items()
+                if abs(int(other.split("_")[1]) - x) + abs(int(other.split("_")[2]) - y) == 1]
         assert len(near) == 2 and float(obs[i, 1]) == pytest.approx(sum(near) / 2)
     with pytest.raises(ConfigError, match="neighbour_mean:nothing"):
         check_observation_names(["neighbour_mean:nothing"])

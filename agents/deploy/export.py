@@ -133,7 +133,8 @@ class DeployablePolicy(nn.Module):
                  "approach_moving": approach_moving, "approach_halting": approach_halting}
         obs = self.observation(lanes, phase, time_in_phase, intersection)
         mask = self.action_mask[intersection]
-        masked = torch.where(mask, self.logits(obs, intersection), torch.full_like(mask, MASKED_LOGIT, dtype=torch.float32))
+        masked = torch.where(mask, self.logits(obs, intersection),
+                             torch.full_like(mask, MASKED_LOGIT, dtype=torch.float32))
         action = torch.argmax(masked if self.torchrl else torch.softmax(masked, dim=1), dim=1)
         phase_command = torch.gather(self.action_phase[intersection], 1, action.unsqueeze(1)).squeeze(1)
         return action, phase_command, masked

@@ -60,7 +60,8 @@ _READING_DOCS = {
 }
 
 
-def _fallback_plan(network: Network, layout: IntersectionLayout, green_s: float, max_green_s: float) -> list[list[dict]]:
+def _fallback_plan(network: Network, layout: IntersectionLayout, green_s: float,
+                   max_green_s: float) -> list[list[dict]]:
     """Per intersection: its actions in order, each with the roadnet plan's duration (or
     `green_s` where the plan gives none), never above max green: the fixed-time plan the runtime
     falls back to."""

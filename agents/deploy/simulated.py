@@ -127,7 +127,8 @@ class SimulatedRuntime:
                     mine = self.faults(now, mine)
                 decision = self.runtimes[copy].decide_arrays(now, **mine)
                 self._target[copy] = torch.as_tensor(decision.phase, device=self._target.device)
-                self._start[copy] = now + torch.as_tensor(np.ceil(decision.switch_in_s), device=t.device).to(torch.int64)
+                self._start[copy] = now + torch.as_tensor(np.ceil(decision.switch_in_s),
+                                                          device=t.device).to(torch.int64)
                 made.append(decision)
             self.decisions.append(made)
         # the field device holds the running phase until the change is due

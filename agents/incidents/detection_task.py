@@ -79,7 +79,8 @@ def calibrate(name: str, train: Recording, layout: LaneLayout, precision: float,
     except ConfigError as error:  # no incident left a trace it reads
         if error.field != "recording.copies":
             raise
-        raise ConfigError("<config>", "detection.train_copies", len(train.readings), f"{name}: {error.reason}") from error
+        raise ConfigError("<config>", "detection.train_copies", len(train.readings),
+                          f"{name}: {error.reason}") from error
     return detector, chosen
 
 

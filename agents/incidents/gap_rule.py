@@ -140,7 +140,8 @@ class GapRule:
                        self.sensors)
         return {"persist": self.persist, "gap_m": self.gap_m, "entry_persist": self.entry_persist,
                 "entry_gap_m": self.entry_gap_m, "use_blockage": self.use_blockage, "localised": self.localised,
-                "green_s": self.blockage.green_s, "permissive_green_s": self.blockage.permissive_green_s, **scores.as_dict()}
+                "green_s": self.blockage.green_s, "permissive_green_s": self.blockage.permissive_green_s,
+                **scores.as_dict()}
 
 
 def _class_pair(persist: np.ndarray, gap_m: np.ndarray, members: np.ndarray, default) -> tuple[int, float]:

@@ -206,7 +206,8 @@ def read_torchrl_checkpoint(path: str | Path, device="cpu") -> dict:
         raise CheckpointError(str(path), "checkpoint", str(path), "not a readable torch checkpoint: truncated or "
                               f"corrupted ({type(error).__name__}: {str(error)[:120]})") from None
     if not isinstance(data, dict) or data.get("trainer") != "torchrl":
-        raise CheckpointError(str(path), "trainer", None, "not a gridlight TorchRL checkpoint (train.py, trainer=torchrl)")
+        raise CheckpointError(str(path), "trainer", None,
+                              "not a gridlight TorchRL checkpoint (train.py, trainer=torchrl)")
     if data.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(str(path), "format", data.get("format"), f"expected {CHECKPOINT_FORMAT}")
     check_env_meta(data.get("meta"), str(path))
@@ -253,6 +254,6 @@ class TorchRLPolicyController(PolicyController):
 
 
 __all__ = [
-    "GreedyPolicy", "TorchRLPolicyController", "build_networks", "load_torchrl_policy", "network_spec", "read_torchrl_checkpoint",
-    "read_torchrl_meta", "save_torchrl_checkpoint",
+    "GreedyPolicy", "TorchRLPolicyController", "build_networks", "load_torchrl_policy", "network_spec",
+    "read_torchrl_checkpoint", "read_torchrl_meta", "save_torchrl_checkpoint",
 ]

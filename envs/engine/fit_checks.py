@@ -29,7 +29,8 @@ def demand_problem(network: Network, demand: Demand) -> Problem:
         return "demand.route_movement", highest, (
             f"routes use movement {highest}; this network has {network.num_movements} movements "
             "(the demand was built for another network)")
-    if demand.incident_lane is not None and demand.incident_lane.numel() and int(demand.incident_lane.max()) >= network.num_lanes:
+    if (demand.incident_lane is not None and demand.incident_lane.numel()
+            and int(demand.incident_lane.max()) >= network.num_lanes):
         return "demand.incident_lane", int(demand.incident_lane.max()), (
             f"this network has {network.num_lanes} lanes")
     return _incident_pos_problem(network, demand)

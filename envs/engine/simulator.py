@@ -180,7 +180,8 @@ class Simulator:
     def check_command(self, command: torch.Tensor) -> None:
         expected = (self.batch_size, self.network.num_intersections)
         if not isinstance(command, torch.Tensor):
-            shown = command if isinstance(command, (bool, int, float, str)) or command is None else type(command).__name__
+            shown = (command if isinstance(command, (bool, int, float, str)) or command is None
+                     else type(command).__name__)
             raise CommandError("<command>", "type", shown, (
                 f"expected a torch int64 tensor of shape {expected} (phase index per copy and intersection, "
                 "-1 = keep); a list or numpy array: torch.as_tensor(x, dtype=torch.int64)"))

@@ -108,7 +108,8 @@ def with_incidents(demand: Demand, per_copy: list[list[Incident]]) -> Demand:
     position = torch.full((demand.batch_size, width), -1.0, dtype=torch.float32)  # < 0: at the stop line
     for b, incidents in enumerate(per_copy):
         for k, incident in enumerate(incidents):
-            lane[b, k], start[b, k], end[b, k], factor[b, k] = incident.lane, incident.start, incident.end, incident.factor
+            lane[b, k], start[b, k], end[b, k], factor[b, k] = (
+                incident.lane, incident.start, incident.end, incident.factor)
             if incident.position is not None:
                 position[b, k] = incident.position
     # without an incident at a place the step runs exactly as it always has (no placed rules)

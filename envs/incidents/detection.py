@@ -21,13 +21,13 @@ reading         meaning
                 not use it simply ignore the column)
 ==============  =============================================================================
 
-and the ground truth: which (lane, reading) has an active incident. With ``probes`` (a
-`ProbeSpec`, `envs.incidents.probes`) it also records, per reading and monitored lane, the
-latest probe-vehicle summary (``Recording.probes`` ``[B, T, N, 4]``, columns `PROBE_READINGS`:
-``reports``, ``halted``, ``halted_nearest_m``, ``halted_furthest_m``; probes keyed per copy by
-the split and seed, as the incidents). An incident *classifier*
-(agents/incidents/classifiers.py) maps the readings of one copy ``[T, N, F]`` to alarms ``[T, N]`` (bool), reading only the past at each
-step. `score` turns alarms into the benchmark's figures:
+and the ground truth: which (lane, reading) has an active incident. With ``probes`` (a `ProbeSpec`,
+`envs.incidents.probes`) it also records, per reading and monitored lane, the latest probe-vehicle
+summary (``Recording.probes`` ``[B, T, N, 4]``, columns `PROBE_READINGS`: ``reports``, ``halted``,
+``halted_nearest_m``, ``halted_furthest_m``; probes keyed per copy by the split and seed, as the
+incidents). An incident *classifier* (agents/incidents/classifiers.py) maps the readings of one
+copy ``[T, N, F]`` to alarms ``[T, N]`` (bool), reading only the past at each step. `score` turns
+alarms into the benchmark's figures:
 
 - an *alarm* is an onset (a lane's alarm switching on); it is *true* if an incident is active on
   that lane at that time, else a false alarm;
@@ -143,7 +143,8 @@ def record_sweep(
     green_s = torch.zeros(sim.batch_size, num_lanes, device=sim.device)
     feeds = lane_movements(network).to(torch.float32)  # [L, M]
     sensors = [ProbeSensor(spec, network, sim.batch_size) for spec in probe_specs]
-    witnesses = [EvidenceRecorder(network, incidents, lanes_t, sim.params.halting_speed, interval_s) for _ in sensors or [None]]
+    witnesses = [EvidenceRecorder(network, incidents, lanes_t, sim.params.halting_speed, interval_s)
+                 for _ in sensors or [None]]
     for sensor in sensors:
         for b, seed in enumerate(seeds):
             sensor.start_episode(b, split, seed)
@@ -353,6 +354,6 @@ def subset(recording: Recording, copies: np.ndarray) -> Recording:
                      None if recording.evidence is None else {k: v[copies] for k, v in recording.evidence.items()})
 
 
-__all__ = ["COLUMN", "PROBE_COLUMN", "PROBE_READINGS", "READINGS", "SENSORS", "CopyTally", "IncidentTimes", "Recording", "Scores", "combine", "evidence",
-           "incident_times", "monitored_lanes", "oracle_alarms", "record", "record_sweep", "score",
-           "scored_incidents", "subset", "tally"]
+__all__ = ["COLUMN", "PROBE_COLUMN", "PROBE_READINGS", "READINGS", "SENSORS", "CopyTally", "IncidentTimes", "Recording",
+           "Scores", "combine", "evidence", "incident_times", "monitored_lanes", "oracle_alarms", "record",
+           "record_sweep", "score", "scored_incidents", "subset", "tally"]

@@ -193,7 +193,8 @@ def perturbation_from_config(config: dict | None, source: str = SOURCE) -> Pertu
     known = {"name", "seed", "incidents", "surge", "detectors"}
     unknown = sorted(set(config) - known)
     if unknown:
-        raise ConfigError(source, f"perturbation.{unknown[0]}", config[unknown[0]], f"unknown key; known: {sorted(known)}")
+        raise ConfigError(source, f"perturbation.{unknown[0]}", config[unknown[0]],
+                          f"unknown key; known: {sorted(known)}")
 
     def part(key: str, cls):
         value = config.get(key)
@@ -204,7 +205,8 @@ def perturbation_from_config(config: dict | None, source: str = SOURCE) -> Pertu
         fields = set(cls.__dataclass_fields__)
         bad = sorted(set(value) - fields)
         if bad:
-            raise ConfigError(source, f"perturbation.{key}.{bad[0]}", value[bad[0]], f"unknown key; known: {sorted(fields)}")
+            raise ConfigError(source, f"perturbation.{key}.{bad[0]}", value[bad[0]],
+                              f"unknown key; known: {sorted(fields)}")
         with config_path(source, "perturbation."):  # the spec's `incidents.capacity` as typed
             return cls(**value)
 

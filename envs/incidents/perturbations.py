@@ -13,12 +13,13 @@ A `Perturbation` composes (from Hydra's ``configs/perturbation/``, or in code):
   unchanged). ``rate_per_hour`` (instead of ``count``): a Poisson number of incidents per copy
   (network) with mean rate x the ``start_s`` window's hours, drawn first from the copy's
   incident stream, onsets uniform over the window (a homogeneous Poisson process; lanes by
-  ``placement`` as ever) — the city-day's incidents (benchmarks/city_day.py). At a place, a closure is a blockage the vehicles behind it queue at while those
-  past it go on, and a capacity drop slows the rest of the lane (`envs.engine.incident_rules`).
-  The engine applies them (`envs.engine.step`); every copy draws its own. ``placement`` says how random lanes are
-  drawn: ``uniform`` (the default) — every lane of the pool alike; ``traffic`` — in proportion
-  to the traffic the copy's demand sends through each lane (`lane_traffic`), since real crashes
-  and breakdowns happen where vehicles are (exposure): a lane no trip uses is never drawn.
+  ``placement`` as ever) — the city-day's incidents (benchmarks/city_day.py). At a place, a closure
+  is a blockage the vehicles behind it queue at while those past it go on, and a capacity drop
+  slows the rest of the lane (`envs.engine.incident_rules`). The engine applies them
+  (`envs.engine.step`); every copy draws its own. ``placement`` says how random lanes are drawn:
+  ``uniform`` (the default) — every lane of the pool alike; ``traffic`` — in proportion to the
+  traffic the copy's demand sends through each lane (`lane_traffic`), since real crashes and
+  breakdowns happen where vehicles are (exposure): a lane no trip uses is never drawn.
 - ``surge`` (`SurgeSpec`): demand multiplied by a time-varying factor ``f(t)`` of the departure
   time: 1 outside ``[start_s, end_s)``; inside, it climbs linearly from 1 to ``scale`` over the
   first ``ramp_s`` seconds, holds ``scale``, and falls back to 1 over the last ``ramp_s`` seconds

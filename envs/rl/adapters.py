@@ -49,7 +49,8 @@ def action_tensor(actions, count: int, source: str, device: torch.device | str =
     if array.size != count:
         raise CommandError(source, "actions.shape", tuple(array.shape), f"expected {count} actions")
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.bool_)):
-        whole = np.issubdtype(array.dtype, np.floating) and bool(np.all(np.isfinite(array) & (array == np.round(array))))
+        whole = (np.issubdtype(array.dtype, np.floating)
+                 and bool(np.all(np.isfinite(array) & (array == np.round(array)))))
         if not whole:
             shown = array.reshape(-1)[:8].tolist() if array.dtype != object else str(array.dtype)
             raise CommandError(source, "actions", shown, "actions are whole numbers (action indices)")

@@ -26,10 +26,11 @@ Modes:
 
 Horizon: a scenario loaded with ``horizon=H`` has no trip at or after H, and resampled trips
 must not appear there either. `load_scenario` records H in ``scenario.info["horizon"]``, which
-is used unless ``horizon=`` is passed; for a `Scenario` built some other way it is inferred from the flow file and the original trips: if the trips lack some
-departure the flow file generates, the load was cut, and H is taken as the earliest such
-departure (the largest H consistent with the trips: exact when a departure fell on the true H,
-else up to one inter-departure gap too long); if they lack none, no cut applies.
+is used unless ``horizon=`` is passed; for a `Scenario` built some other way it is inferred from
+the flow file and the original trips: if the trips lack some departure the flow file generates, the
+load was cut, and H is taken as the earliest such departure (the largest H consistent with the
+trips: exact when a departure fell on the true H, else up to one inter-departure gap too long); if
+they lack none, no cut applies.
 
 Seeds: ``split_seed("train", k) = 2k`` and ``split_seed("eval", k) = 2k + 1``, so the two splits
 never share a seed. The random stream of a sample is ``SeedSequence(seed, spawn_key=(mode,))``:
