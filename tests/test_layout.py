@@ -1,9 +1,10 @@
 """The house rules, checked: imports flow one way, every package says what it is for, no module
-grows past 400 lines."""
+grows past 400 lines and no line past pyproject.toml's ``[tool.ruff] line-length``."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,21 @@ def test_no_module_over_400_lines():
     long = {str(p.relative_to(ROOT)): n for p in PYTHON_FILES
             if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
     assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+def line_length() -> int:
+    """pyproject.toml's ``[tool.ruff] line-length``, the one limit ruff and this test share."""
+    text = (ROOT / "pyproject.toml").read_text()
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10 has no tomllib: read the one line of the section
+        section = text.split("[tool.ruff]\n", 1)[1].split("\n[", 1)[0]
+        return int(re.search(r"^line-length\s*=\s*(\d+)", section, re.MULTILINE).group(1))
+    return tomllib.loads(text)["tool"]["ruff"]["line-length"]
+
+
+def test_no_line_over_the_line_length():
+    limit = line_length()
+    long = [f"{p.relative_to(ROOT)}:{n} ({len(line)})" for p in PYTHON_FILES
+            for n, line in enumerate(p.read_text().splitlines(), 1) if len(line) > limit]
+    assert not long, f"lines over pyproject.toml's line-length ({limit} characters):\n" + "\n".join(long)
