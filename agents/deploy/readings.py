@@ -14,7 +14,7 @@ from itertools import chain
 
 import numpy as np
 
-from agents.deploy.metadata import APPROACH_READINGS, BASE_LANE_READINGS, LANE_READINGS, Layout
+from agents.deploy.metadata import APPROACH_READINGS, BASE_LANE_READINGS, Layout
 
 SIGNAL_READINGS = ("phase", "time_in_phase")
 

@@ -19,7 +19,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from agents.deploy.readings import APPROACH_READINGS, BASE_LANE_READINGS, LANE_READINGS, SIGNAL_READINGS
+from agents.deploy.metadata import APPROACH_READINGS, BASE_LANE_READINGS, LANE_READINGS
+from agents.deploy.readings import SIGNAL_READINGS
 from agents.deploy.runtime import PolicyRuntime
 from envs.engine.simulator import Simulator
 from envs.errors import ModelError
