@@ -36,12 +36,16 @@ from common import emit, log, machine_info, make_controller
 
 from agents.incidents.classifiers import lane_layout
 from agents.incidents.probe_fusion import ProbeFusionRule
+from envs.errors import ConfigError, exit_on_error
 from envs.incidents.detection import record, score
 from envs.incidents.perturbations import IncidentSpec, Perturbation
 from envs.incidents.probes import ProbeSpec
 from envs.scenario import load_scenario
 from envs.scenario.day_demand import DaySpec, day_trips
 from envs.scenario.splits import DemandSpec
+
+
+SOURCE = "benchmarks/city_day.py"
 
 
 def day_scenario(scenario, spec: DaySpec, split: str, index: int):
@@ -127,6 +131,18 @@ def run(args) -> dict:
     }
 
 
+def check_args(args) -> None:
+    """Refuse, before any work, what failed late or silently: a 0 ``--interval-s`` divided by zero
+    after the training run; a ``--precision`` outside [0, 1] (NaN too) could never be reached, so
+    calibration fell back to its best F1 unasked."""
+    for flag, value in (("--copies", args.copies), ("--train-copies", args.train_copies),
+                        ("--interval-s", args.interval_s)):
+        if not value >= 1:
+            raise ConfigError(SOURCE, flag, value, "must be >= 1")
+    if not 0 <= args.precision <= 1:
+        raise ConfigError(SOURCE, "--precision", args.precision, "must be in [0, 1]")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", default="grid_16x8")
@@ -151,14 +167,14 @@ def main() -> None:
     parser.add_argument("--controller", default="max_pressure")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    if args.copies < 1 or args.train_copies < 1:
-        raise SystemExit("--copies and --train-copies must be >= 1")
     try:
         position = float(args.position)
         args.position = position
     except ValueError:
         pass
-    emit(run(args))
+    with exit_on_error():  # a bad value: one "error: ..." line naming it, exit status 2
+        check_args(args)
+        emit(run(args))
 
 
 if __name__ == "__main__":
