@@ -144,28 +144,33 @@ def check_args(args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", default="grid_16x8")
+    # the options' help shows their defaults; the module doc (above) says how the day runs
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--scenario", default="grid_16x8", help="scenario name (a preset or a dataset)")
     parser.add_argument("--scenario-seed", type=int, default=0, help="the generated scenario's seed (presets)")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--copies", type=int, default=1)
-    parser.add_argument("--hours", type=float, default=24.0)
-    parser.add_argument("--start-hour", type=float, default=0.0)
+    parser.add_argument("--data-dir", default=None, help="datasets folder (else GRIDLIGHT_DATA_DIR)")
+    parser.add_argument("--copies", type=int, default=1,
+                        help="copies of the day, each with its own incidents and probes")
+    parser.add_argument("--hours", type=float, default=24.0, help="simulated hours of the day, in (0, 24]")
+    parser.add_argument("--start-hour", type=float, default=0.0, help="clock hour the day starts at, in [0, 24)")
     parser.add_argument("--peak-scale", type=float, default=1.0,
                         help="the peak hour's trips in units of the scenario's own hour")
-    parser.add_argument("--probe-p", type=float, default=0.05)
+    parser.add_argument("--probe-p", type=float, default=0.05, help="share of trips that are probes, in [0, 1]")
     parser.add_argument("--rate-per-hour", type=float, default=25.0, help="incidents per network per hour")
-    parser.add_argument("--duration-s", type=float, default=900.0)
-    parser.add_argument("--position", default="random")
-    parser.add_argument("--placement", default="traffic")
-    parser.add_argument("--incident-seed", type=int, default=0)
-    parser.add_argument("--train-hours", type=float, default=2.0)
-    parser.add_argument("--train-start-hour", type=float, default=7.0)
-    parser.add_argument("--train-copies", type=int, default=1)
-    parser.add_argument("--precision", type=float, default=0.95, help="calibration's target precision")
-    parser.add_argument("--interval-s", type=int, default=10, help="seconds between readings")
-    parser.add_argument("--controller", default="max_pressure")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--duration-s", type=float, default=900.0, help="seconds each lane stays closed")
+    parser.add_argument("--position", default="random",
+                        help="where along the lane: stop_line, random, or a fraction of its length in [0, 1]")
+    parser.add_argument("--placement", default="traffic",
+                        help="which lanes close: traffic (in proportion to their traffic) or uniform")
+    parser.add_argument("--incident-seed", type=int, default=0, help="seed of the incidents' draws")
+    parser.add_argument("--train-hours", type=float, default=2.0, help="hours of the calibration (training) run")
+    parser.add_argument("--train-start-hour", type=float, default=7.0, help="clock hour the calibration run starts at")
+    parser.add_argument("--train-copies", type=int, default=1, help="copies of the calibration run")
+    parser.add_argument("--precision", type=float, default=0.95, help="calibration's target precision, in [0, 1]")
+    parser.add_argument("--interval-s", type=int, default=10, help="seconds between readings (>= 1)")
+    parser.add_argument("--controller", default="max_pressure", help="the classical controller running the signals")
+    parser.add_argument("--device", default="cpu", help="torch device of the simulation (cpu, cuda, cuda:N)")
     args = parser.parse_args()
     try:
         position = float(args.position)
