@@ -59,11 +59,12 @@ from envs.scenario import Scenario, load_scenario
 from envs.scenario.splits import DemandSpec
 
 
-def _check_known(name: str, cfg: DictConfig) -> None:
+def _check_known(name: str, cfg: DictConfig, field: str = "controllers") -> None:
+    """`field`: the key that named the controller (``detection.controller`` for the detection task)."""
     if base_controller(name) in CONTROLLERS:  # sotl_tuned: its preset for this scenario must exist
         tuned_params(name, cfg.scenario.name)
     elif name not in CONTROLLERS:
-        raise ConfigError("<config>", "controllers", name,
+        raise ConfigError("<config>", field, name,
                           f"unknown controller; known: {sorted(CONTROLLERS)}, each also as <name>_tuned")
 
 
@@ -348,6 +349,7 @@ def evaluate_detection(cfg: DictConfig, out_dir: Path) -> dict:
     det = cfg.detection
     probes = probes_from_config(OmegaConf.to_container(det.probes, resolve=True), "<config>", "detection.probes")
     check_detectors(det.classifiers, probes.p, int(det.train_copies), det.learned.folds)
+    _check_known(det.controller, cfg, "detection.controller")  # before any recording, under its own key
     scenario, perturbation = detection_scenario(cfg)
     with_probes = probes.p > 0 or any(DETECTORS[name] != "lane" for name in det.classifiers)
     recordings = record_detection(cfg, scenario, perturbation, [probes] if with_probes else [])

@@ -202,3 +202,12 @@ def test_evaluate_incident_detection_names_an_unknown_classifier(tmp_path):
 def test_evaluate_incident_detection_names_probes_missing_for_the_probe_only_detector(tmp_path):
     done = _evaluate(tmp_path, "detection.classifiers=[blockage_rule,probe_only]")  # detection.probes.p = 0
     assert done.returncode != 0 and "detection.probes.p" in done.stderr and "probe_only" in done.stderr
+
+
+def test_evaluate_incident_detection_names_an_unknown_controller_under_its_own_key_before_recording(tmp_path):
+    # it was reported as 'controllers' (a key of task=signals) once the first recording had started
+    done = _evaluate(tmp_path, "detection.controller=best")
+    assert done.returncode == 2 and "record " not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: <config>: field 'detection.controller' = 'best': unknown controller; known: ['advanced_mp', "
+        "'efficient_mp', 'fixed_time', 'fixed_time_webster', 'max_pressure', 'sotl'], each also as <name>_tuned"]
