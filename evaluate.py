@@ -350,6 +350,9 @@ def evaluate_detection(cfg: DictConfig, out_dir: Path) -> dict:
     probes = probes_from_config(OmegaConf.to_container(det.probes, resolve=True), "<config>", "detection.probes")
     check_detectors(det.classifiers, probes.p, int(det.train_copies), det.learned.folds)
     _check_known(det.controller, cfg, "detection.controller")  # before any recording, under its own key
+    for key in [key for key in ("checkpoint", "deployed") if cfg.get(key) is not None]:  # would be ignored
+        raise ConfigError("<config>", key, cfg[key], "task=incident_detection runs detection.controller, a "
+                          "classical controller; a trained or exported policy is evaluated with task=signals")
     scenario, perturbation = detection_scenario(cfg)
     with_probes = probes.p > 0 or any(DETECTORS[name] != "lane" for name in det.classifiers)
     recordings = record_detection(cfg, scenario, perturbation, [probes] if with_probes else [])
