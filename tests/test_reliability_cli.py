@@ -78,6 +78,15 @@ def test_the_written_model_must_declare_the_opset_its_metadata_states(uneven):
         check_written_opset(onnx_path, stated + 1)
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_an_out_folder_that_is_a_file_is_refused_before_any_work(tmp_path, overwrite):
+    out = tmp_path / "train.log"  # was a FileExistsError traceback once the model was built
+    out.write_text("")
+    with pytest.raises(ConfigError, match=f"cannot write policy.onnx there: {out} is a file") as caught:
+        export_policy(tmp_path / "no-such-checkpoint.zip", out / "deploy", overwrite=overwrite)  # before loading
+    assert_names_everything(caught.value, "<export>", "out", str(out / "deploy"))
+
+
 def test_exporting_onto_an_existing_file_is_an_error_unless_overwrite(uneven, tmp_path):
     scenario, exports = uneven
     checkpoint, onnx_path, _ = exports["shared"]
