@@ -54,6 +54,9 @@ def test_evaluate_runs_every_controller_on_the_same_eval_demands_and_writes_the_
 
 @pytest.mark.parametrize("overrides, key, value, says", [
     (["scenario.horizon=-5"], "scenario.horizon", -5, "must be an integer >= 1"),
+    # a dataset ignored it: the same demands as seed 0, silently (no data needed: refused first)
+    (["scenario=jinan_3x4", "scenario.seed=5"], "scenario.seed", 5, "only a generated preset draws"),
+    (["scenario=resco_cologne8", "scenario.seed=-1"], "scenario.seed", -1, "'resco_cologne8' has its own files"),
     (["render=true", "render_fps=0"], "render_fps", 0, "must be >= 1"),  # was a ZeroDivisionError at the end
     (["render=true", "render_every_s=0"], "render_every_s", 0, "must be >= 1"),  # was no GIF, silently
     (["task=incident_detection", "detection.target_precision=5"], "detection.target_precision", 5.0,
