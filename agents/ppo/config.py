@@ -363,9 +363,12 @@ def check_config(cfg) -> None:
     if cfg.train.threads is not None and cfg.train.threads < 1:
         fail("train.threads", cfg.train.threads, "must be >= 1 or null")
 
-    for k, name in enumerate(cfg.eval.baselines):
+    baselines = list(cfg.eval.baselines)
+    for k, name in enumerate(baselines):
         if name not in CONTROLLERS:
             fail(f"eval.baselines[{k}]", name, f"unknown controller; known: {sorted(CONTROLLERS)}")
+        if name in baselines[:k]:  # ran twice, one result kept (evaluate.py refuses a repeated controller too)
+            fail(f"eval.baselines[{k}]", name, "listed twice: need distinct baselines")
 
 
 __all__ = [
