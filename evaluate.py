@@ -14,7 +14,8 @@
 A trained policy (``checkpoint=PATH``, or a list of paths) joins the classical controllers in
 the same table, named after its agent config (``ppo_shared``, ``ppo_independent``); an exported
 one (``deployed=PATH.onnx``, export.py) runs through the deployment controller, timing rules and
-fail-safe included, as ``<agent>_onnx``.
+fail-safe included, as ``<agent>_onnx`` (a model file the runtime cannot load at all is a
+ModelError naming ``deployed``: its row would be the fixed-time fallback).
 Every controller runs on the same evaluation demands (seeds of the ``eval`` split, which
 training's poisson/jitter demands never draw) in ONE batched simulation
 (`envs.evaluation.runner.EvaluationBatch`, as training's periodic evaluation): copy ``c * seeds + s``
@@ -58,11 +59,12 @@ from envs.scenario import Scenario, load_scenario
 from envs.scenario.splits import DemandSpec
 
 
-def _check_known(name: str, cfg: DictConfig) -> None:
+def _check_known(name: str, cfg: DictConfig, field: str = "controllers") -> None:
+    """`field`: the key that named the controller (``detection.controller`` for the detection task)."""
     if base_controller(name) in CONTROLLERS:  # sotl_tuned: its preset for this scenario must exist
         tuned_params(name, cfg.scenario.name)
     elif name not in CONTROLLERS:
-        raise ConfigError("<config>", "controllers", name,
+        raise ConfigError("<config>", field, name,
                           f"unknown controller; known: {sorted(CONTROLLERS)}, each also as <name>_tuned")
 
 
@@ -109,11 +111,19 @@ def deployed_policies(cfg: DictConfig, taken: list[str]) -> dict[str, tuple[str,
     if not paths:
         return {}
     from agents.deploy.metadata import load_metadata
+    from agents.deploy.model_file import load_session
     from agents.deploy.simulated import SimulatedRuntime  # loads onnxruntime only when asked
 
     out: dict[str, tuple[str, object]] = {}
     for path in paths:
-        name = f"{load_metadata(Path(path).with_suffix('.json'))['training'].get('agent') or 'policy'}_onnx"
+        meta = load_metadata(Path(path).with_suffix(".json"))
+        # a model that cannot load (a checkpoint or another export given as the model) would run its
+        # fixed-time fallback all along, reported under the model's name; faults during the run
+        # (readings, deadlines) stay the fail-safe this evaluation measures
+        _, fault = load_session(Path(path), meta["model"], threads=1)
+        if fault:
+            raise ModelError(path, "deployed", path, f"the model cannot run: {fault}")
+        name = f"{meta['training'].get('agent') or 'policy'}_onnx"
         name = name if name not in out and name not in taken else f"{name}_{len(out) + 1}"
         out[name] = path, SimulatedRuntime(path)
     return out
@@ -339,6 +349,10 @@ def evaluate_detection(cfg: DictConfig, out_dir: Path) -> dict:
     det = cfg.detection
     probes = probes_from_config(OmegaConf.to_container(det.probes, resolve=True), "<config>", "detection.probes")
     check_detectors(det.classifiers, probes.p, int(det.train_copies), det.learned.folds)
+    _check_known(det.controller, cfg, "detection.controller")  # before any recording, under its own key
+    for key in [key for key in ("checkpoint", "deployed") if cfg.get(key) is not None]:  # would be ignored
+        raise ConfigError("<config>", key, cfg[key], "task=incident_detection runs detection.controller, a "
+                          "classical controller; a trained or exported policy is evaluated with task=signals")
     scenario, perturbation = detection_scenario(cfg)
     with_probes = probes.p > 0 or any(DETECTORS[name] != "lane" for name in det.classifiers)
     recordings = record_detection(cfg, scenario, perturbation, [probes] if with_probes else [])

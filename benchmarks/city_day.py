@@ -36,12 +36,16 @@ from common import emit, log, machine_info, make_controller
 
 from agents.incidents.classifiers import lane_layout
 from agents.incidents.probe_fusion import ProbeFusionRule
+from envs.errors import ConfigError, exit_on_error
 from envs.incidents.detection import record, score
 from envs.incidents.perturbations import IncidentSpec, Perturbation
 from envs.incidents.probes import ProbeSpec
 from envs.scenario import load_scenario
 from envs.scenario.day_demand import DaySpec, day_trips
 from envs.scenario.splits import DemandSpec
+
+
+SOURCE = "benchmarks/city_day.py"
 
 
 def day_scenario(scenario, spec: DaySpec, split: str, index: int):
@@ -128,38 +132,55 @@ def run(args) -> dict:
     }
 
 
+def check_args(args) -> None:
+    """Refuse, before any work, what failed late or silently: a 0 ``--interval-s`` divided by zero
+    after the training run; a ``--precision`` outside [0, 1] (NaN too) could never be reached, so
+    calibration fell back to its best F1 unasked."""
+    for flag, value in (("--copies", args.copies), ("--train-copies", args.train_copies),
+                        ("--interval-s", args.interval_s)):
+        if not value >= 1:
+            raise ConfigError(SOURCE, flag, value, "must be >= 1")
+    if not 0 <= args.precision <= 1:
+        raise ConfigError(SOURCE, "--precision", args.precision, "must be in [0, 1]")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", default="grid_16x8")
+    # the options' help shows their defaults; the module doc (above) says how the day runs
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--scenario", default="grid_16x8", help="scenario name (a preset or a dataset)")
     parser.add_argument("--scenario-seed", type=int, default=0, help="the generated scenario's seed (presets)")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--copies", type=int, default=1)
-    parser.add_argument("--hours", type=float, default=24.0)
-    parser.add_argument("--start-hour", type=float, default=0.0)
+    parser.add_argument("--data-dir", default=None, help="datasets folder (else GRIDLIGHT_DATA_DIR)")
+    parser.add_argument("--copies", type=int, default=1,
+                        help="copies of the day, each with its own incidents and probes")
+    parser.add_argument("--hours", type=float, default=24.0, help="simulated hours of the day, in (0, 24]")
+    parser.add_argument("--start-hour", type=float, default=0.0, help="clock hour the day starts at, in [0, 24)")
     parser.add_argument("--peak-scale", type=float, default=1.0,
                         help="the peak hour's trips in units of the scenario's own hour")
-    parser.add_argument("--probe-p", type=float, default=0.05)
+    parser.add_argument("--probe-p", type=float, default=0.05, help="share of trips that are probes, in [0, 1]")
     parser.add_argument("--rate-per-hour", type=float, default=25.0, help="incidents per network per hour")
-    parser.add_argument("--duration-s", type=float, default=900.0)
-    parser.add_argument("--position", default="random")
-    parser.add_argument("--placement", default="traffic")
-    parser.add_argument("--incident-seed", type=int, default=0)
-    parser.add_argument("--train-hours", type=float, default=2.0)
-    parser.add_argument("--train-start-hour", type=float, default=7.0)
-    parser.add_argument("--train-copies", type=int, default=1)
-    parser.add_argument("--precision", type=float, default=0.95, help="calibration's target precision")
-    parser.add_argument("--interval-s", type=int, default=10, help="seconds between readings")
-    parser.add_argument("--controller", default="max_pressure")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--duration-s", type=float, default=900.0, help="seconds each lane stays closed")
+    parser.add_argument("--position", default="random",
+                        help="where along the lane: stop_line, random, or a fraction of its length in [0, 1]")
+    parser.add_argument("--placement", default="traffic",
+                        help="which lanes close: traffic (in proportion to their traffic) or uniform")
+    parser.add_argument("--incident-seed", type=int, default=0, help="seed of the incidents' draws")
+    parser.add_argument("--train-hours", type=float, default=2.0, help="hours of the calibration (training) run")
+    parser.add_argument("--train-start-hour", type=float, default=7.0, help="clock hour the calibration run starts at")
+    parser.add_argument("--train-copies", type=int, default=1, help="copies of the calibration run")
+    parser.add_argument("--precision", type=float, default=0.95, help="calibration's target precision, in [0, 1]")
+    parser.add_argument("--interval-s", type=int, default=10, help="seconds between readings (>= 1)")
+    parser.add_argument("--controller", default="max_pressure", help="the classical controller running the signals")
+    parser.add_argument("--device", default="cpu", help="torch device of the simulation (cpu, cuda, cuda:N)")
     args = parser.parse_args()
-    if args.copies < 1 or args.train_copies < 1:
-        raise SystemExit("--copies and --train-copies must be >= 1")
     try:
         position = float(args.position)
         args.position = position
     except ValueError:
         pass
-    emit(run(args))
+    with exit_on_error():  # a bad value: one "error: ..." line naming it, exit status 2
+        check_args(args)
+        emit(run(args))
 
 
 if __name__ == "__main__":

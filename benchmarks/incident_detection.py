@@ -47,17 +47,21 @@ ALL_DETECTORS = tuple(DETECTORS)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", default="hangzhou_4x4")
+    # the first paragraph (the first line alone stopped mid-sentence); every option shows its default
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()),
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--scenario", default="hangzhou_4x4", help="scenario name (a preset or a dataset)")
     parser.add_argument("--copies", type=int, default=64, help="held-out copies per placement")
     parser.add_argument("--train-copies", type=int, default=64, help="training copies per placement")
     parser.add_argument("--p", default=",".join(f"{p:g}" for p in PROBE_SHARES), help="probe shares, comma-separated")
-    parser.add_argument("--placements", default=",".join(PLACEMENTS))
+    parser.add_argument("--placements", default=",".join(PLACEMENTS), help="incident placements, comma-separated")
     parser.add_argument("--position", default="random", help="perturbation.incidents.position")
-    parser.add_argument("--detectors", default=",".join(ALL_DETECTORS))
-    parser.add_argument("--epochs", type=int, default=None, help="detection.learned.epochs (default: the config's)")
-    parser.add_argument("--out", default=str(ROOT / "docs/results/incident_detection.json"))
-    parser.add_argument("--report-dir", default=str(ROOT / "outputs/incident_detection"))
+    parser.add_argument("--detectors", default=",".join(ALL_DETECTORS), help="detectors to score, comma-separated")
+    parser.add_argument("--epochs", type=int, default=None, help="detection.learned.epochs; None: evaluate.py's own")
+    parser.add_argument("--out", default=str(ROOT / "docs/results/incident_detection.json"),
+                        help="the JSON of every point (the default is the recorded results: replaced)")
+    parser.add_argument("--report-dir", default=str(ROOT / "outputs/incident_detection"),
+                        help="each point's evaluate.py report goes to <report-dir>/<placement>_p<p>/")
     parser.add_argument("--override", action="append", default=[], help="extra evaluate.py config override")
     parser.add_argument("--merge", action="store_true",
                         help="keep --out's entries of the placements this run does not do (one run per placement)")

@@ -4,6 +4,9 @@ incidents at a rate (IncidentSpec.rate_per_hour)."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from envs.errors import ConfigError
 from envs.incidents.perturbation_specs import stream_rng
 from envs.incidents.perturbations import IncidentSpec, Perturbation, sample_incidents
 from envs.scenario.day_demand import DAY_PROFILE, PEAK_HOURS, DaySpec, day_profile, day_rates, day_trips
+from tests.conftest import REPO_ROOT
 from tests.scenarios import small_grid
 
 DAY = 86_400
@@ -107,3 +111,19 @@ def test_count_semantics_are_unchanged_and_exclusive_with_a_rate():
         IncidentSpec(count=3, rate_per_hour=2.0)
     with pytest.raises(ConfigError, match=r"incidents\.rate_per_hour.*-1"):
         IncidentSpec(rate_per_hour=-1.0)
+
+
+@pytest.mark.parametrize("flag, value", [("--interval-s", "0"), ("--precision", "1.5"), ("--precision", "nan"),
+                                         ("--copies", "0")])
+def test_the_city_day_benchmark_refuses_a_bad_value_in_one_line_before_any_work(flag, value):
+    """--interval-s 0 ended in a ZeroDivisionError after the training run; --precision 1.5 ran,
+    its calibration silently falling back to the best F1."""
+    done = subprocess.run([sys.executable, "benchmarks/city_day.py", "--scenario", "grid_1x1", flag, value],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"})
+    assert done.returncode == 2, done.stderr[-2000:]
+    shown = repr(float(value)) if flag == "--precision" else value
+    assert done.stderr.strip().splitlines() == [f"error: benchmarks/city_day.py: field '{flag}' = {shown}: "
+                                                + ("must be in [0, 1]" if flag == "--precision" else "must be >= 1")]
+    assert done.stdout == ""
+

@@ -202,3 +202,24 @@ def test_evaluate_incident_detection_names_an_unknown_classifier(tmp_path):
 def test_evaluate_incident_detection_names_probes_missing_for_the_probe_only_detector(tmp_path):
     done = _evaluate(tmp_path, "detection.classifiers=[blockage_rule,probe_only]")  # detection.probes.p = 0
     assert done.returncode != 0 and "detection.probes.p" in done.stderr and "probe_only" in done.stderr
+
+
+def test_evaluate_incident_detection_names_an_unknown_controller_under_its_own_key_before_recording(tmp_path):
+    # it was reported as 'controllers' (a key of task=signals) once the first recording had started
+    done = _evaluate(tmp_path, "detection.controller=best")
+    assert done.returncode == 2 and "record " not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: <config>: field 'detection.controller' = 'best': unknown controller; known: ['advanced_mp', "
+        "'efficient_mp', 'fixed_time', 'fixed_time_webster', 'max_pressure', 'sotl'], each also as <name>_tuned"]
+
+
+@pytest.mark.parametrize("key", ["checkpoint", "deployed"])
+def test_evaluate_incident_detection_refuses_a_policy_it_would_ignore(tmp_path, key):
+    # the task runs detection.controller; a trained or exported policy given here was silently not run
+    path = tmp_path / "policy.file"
+    path.write_text("")
+    done = _evaluate(tmp_path, f"{key}={path}")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: <config>: field {key!r} = {str(path)!r}: task=incident_detection runs detection.controller, "
+        "a classical controller; a trained or exported policy is evaluated with task=signals"]

@@ -54,6 +54,9 @@ def test_evaluate_runs_every_controller_on_the_same_eval_demands_and_writes_the_
 
 @pytest.mark.parametrize("overrides, key, value, says", [
     (["scenario.horizon=-5"], "scenario.horizon", -5, "must be an integer >= 1"),
+    # a dataset ignored it: the same demands as seed 0, silently (no data needed: refused first)
+    (["scenario=jinan_3x4", "scenario.seed=5"], "scenario.seed", 5, "only a generated preset draws"),
+    (["scenario=resco_cologne8", "scenario.seed=-1"], "scenario.seed", -1, "'resco_cologne8' has its own files"),
     (["render=true", "render_fps=0"], "render_fps", 0, "must be >= 1"),  # was a ZeroDivisionError at the end
     (["render=true", "render_every_s=0"], "render_every_s", 0, "must be >= 1"),  # was no GIF, silently
     (["task=incident_detection", "detection.target_precision=5"], "detection.target_precision", 5.0,
@@ -201,3 +204,16 @@ def test_one_seed_shows_no_interval_and_the_reduction_note_only_with_its_column(
     assert "reduction" not in alone.lower()  # no reduction column, so no note about one
     two = [dict(r, seed=1, **{PRIMARY: r[PRIMARY] + 10}) for r in rows] + rows
     assert "| fixed_time | 133.6 [" in markdown_table(summary(two, ["fixed_time"]), ["fixed_time"], 2)
+
+
+def test_a_deployed_model_that_cannot_load_is_refused_not_run_as_its_fallback(model_copy):
+    """deployed= a file the runtime cannot load (here: a training checkpoint beside the export's
+    metadata) would put every intersection on fixed time and report that as the model's row."""
+    from envs.errors import ModelError
+
+    onnx_path, _ = model_copy
+    onnx_path.write_bytes(b"PK\x03\x04 not an ONNX model")
+    cfg = evaluate_config("scenario=grid_1x1", f"deployed={onnx_path}")
+    with pytest.raises(ModelError, match="the model cannot run: model file .* checksum") as refused:
+        evaluate.deployed_policies(cfg, [])
+    assert_names_everything(refused.value, str(onnx_path), "deployed", str(onnx_path))

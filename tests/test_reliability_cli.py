@@ -19,6 +19,7 @@ from agents.ppo.policy import META_NAME, PolicyController, load_policy, read_met
 from agents.ppo.torchrl_policy import CHECKPOINT_FORMAT, read_torchrl_checkpoint
 from envs.errors import CheckpointError, ConfigError, ModelError
 from tests.conftest import REPO_ROOT
+from tests.minimal_scenario import assert_names_everything
 from tests.test_train import train_config, tiny_run
 
 
@@ -77,6 +78,15 @@ def test_the_written_model_must_declare_the_opset_its_metadata_states(uneven):
         check_written_opset(onnx_path, stated + 1)
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_an_out_folder_that_is_a_file_is_refused_before_any_work(tmp_path, overwrite):
+    out = tmp_path / "train.log"  # was a FileExistsError traceback once the model was built
+    out.write_text("")
+    with pytest.raises(ConfigError, match=f"cannot write policy.onnx there: {out} is a file") as caught:
+        export_policy(tmp_path / "no-such-checkpoint.zip", out / "deploy", overwrite=overwrite)  # before loading
+    assert_names_everything(caught.value, "<export>", "out", str(out / "deploy"))
+
+
 def test_exporting_onto_an_existing_file_is_an_error_unless_overwrite(uneven, tmp_path):
     scenario, exports = uneven
     checkpoint, onnx_path, _ = exports["shared"]
@@ -111,6 +121,15 @@ def test_damaged_sb3_checkpoints_name_the_file_and_what_is_wrong(uneven, tmp_pat
     with pytest.raises(CheckpointError, match=says) as caught:
         load_policy(path)
     assert caught.value.source == str(path)
+
+
+@pytest.mark.parametrize("member", [1, 2])  # the export's .onnx, its .json
+def test_an_exported_model_given_as_a_checkpoint_is_named_as_such_not_as_damaged(uneven, member):
+    path = uneven[1]["shared"][member]
+    with pytest.raises(CheckpointError, match="not a train.py checkpoint .*evaluate.py deployed=") as caught:
+        read_meta(path)
+    assert "corrupted" not in str(caught.value)
+    assert_names_everything(caught.value, str(path), "checkpoint", str(path))
 
 
 def test_a_checkpoint_with_unreadable_metadata_names_the_member(uneven, tmp_path):

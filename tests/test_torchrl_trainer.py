@@ -138,10 +138,14 @@ def test_resume_continues_the_step_count_and_the_demand_stream(tmp_path, capsys)
     with pytest.raises(CheckpointError, match="trained with 'shared'; resume needs the same") as refused:
         train_torchrl(torchrl_config(SMALL, "ppo_independent", resume=last), tmp_path / "fourth")
     assert_names_everything(refused.value, str(last), "agent.policy", "independent")
-    with pytest.raises(CheckpointError, match="networks") as refused:  # mappo's critic is not ppo_shared's
+    # mappo's critic is not ppo_shared's
+    with pytest.raises(CheckpointError, match="centralised_critic=False") as refused:
         train_torchrl(torchrl_config(SMALL, "mappo", resume=last), tmp_path / "fifth")
-    assert refused.value.source == str(last) and refused.value.field == "networks"
-    assert refused.value.value["centralised_critic"]  # the run's networks (mappo's), not the checkpoint's
+    assert_names_everything(refused.value, str(last), "torchrl.centralised_critic", True)  # the run's, mappo's
+    # another scenario is named as such, not as the networks' sizes it changes (grid_1x1: 1 intersection)
+    with pytest.raises(CheckpointError, match="differs from the checkpoint's 'grid_4x4'") as refused:
+        train_torchrl(torchrl_config(SMALL, resume=last, scenario="grid_1x1"), tmp_path / "sixth")
+    assert_names_everything(refused.value, str(last), "env.scenario", "grid_1x1")
 
 
 def test_an_interrupt_saves_last_pt_and_says_how_to_resume(tmp_path, monkeypatch, capsys):

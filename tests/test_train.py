@@ -141,6 +141,7 @@ def test_a_misspelt_key_in_a_config_file_fails_naming_the_file_and_key(tmp_path)
     ("env.episode_s=3607", "env.episode_s"),  # not a multiple of the 5 s decision interval
     ("eval.demand.mode=replay", "eval.demand.mode"),
     ("eval.baselines=[fixed_time,oracle]", "eval.baselines[1]"),
+    ("eval.baselines=[max_pressure,fixed_time,max_pressure]", "eval.baselines[2]"),  # was run twice
     ("train.device=tpu", "train.device"),
 ])
 def test_a_bad_value_fails_before_any_work_naming_the_field(tmp_path, override, field):

@@ -237,7 +237,7 @@ def export_policy(
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     onnx_path, meta_path = out_dir / f"{name}.onnx", out_dir / f"{name}.json"
     check_opset(opset)  # before any work
-    check_destination([onnx_path, meta_path], overwrite)
+    check_destination([onnx_path, meta_path], overwrite, out_dir)
     if checkpoint.suffix == ".pt":  # the TorchRL trainer's checkpoint
         from agents.ppo.torchrl_policy import load_torchrl_policy
 

@@ -1,9 +1,11 @@
-"""What export.py checks before and after it writes: the opset it can honour, files it would
-replace, and that the model written declares the opset its metadata will state. Both files are
-written atomically (agents/ppo/atomic_files.py): a killed export leaves the old pair or none."""
+"""What export.py checks before and after it writes: the opset it can honour, a folder it can
+write in, files it would replace, and that the model written declares the opset its metadata
+will state. Both files are written atomically (agents/ppo/atomic_files.py): a killed export
+leaves the old pair or none."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from agents.deploy.onnx_opset import onnx_opsets
@@ -25,8 +27,16 @@ def check_opset(opset) -> int:
     return opset
 
 
-def check_destination(paths: list[Path], overwrite: bool) -> None:
-    """Refuse to replace an existing export unless asked to (before any work is done)."""
+def check_destination(paths: list[Path], overwrite: bool, out: str | Path | None = None) -> None:
+    """Before any work: refuse a folder the files cannot be written in (a file on the way, or no
+    write access: an OSError once the model was built), and to replace an existing export unless
+    asked to. `out`: the folder as given, for the message (default: the first file's)."""
+    for path in paths:
+        existing = next(folder for folder in path.parents if folder.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            problem = "is a file, not a folder" if not existing.is_dir() else "is not writable"
+            raise ConfigError(SOURCE, "out", str(out if out is not None else path.parent),
+                              f"cannot write {path.name} there: {existing} {problem}")
     if overwrite:
         return
     for path in paths:

@@ -41,7 +41,9 @@ from envs.rl.features import check_observation_names, check_reward_weights
 from envs.rl.signal_env import EnvConfig
 from envs.incidents.perturbations import Perturbation, perturbation_from_config
 from envs.incidents.probes import probes_from_config
+from envs.scenario import known_scenarios
 from envs.scenario.network import check_device
+from envs.scenario.presets import PRESETS
 from envs.scenario.splits import DemandSpec
 
 POLICIES = ("shared", "independent")
@@ -272,7 +274,12 @@ def perturbation_config(cfg) -> dict | None:
 
 
 def check_scenario(cfg) -> None:
-    """``scenario.horizon``, checked here: the flow file would otherwise be blamed for it."""
+    """``scenario.horizon``, checked here: the flow file would otherwise be blamed for it; and
+    ``scenario.seed``, which only a generated preset reads (a dataset ignored it silently)."""
+    name, seed = cfg.scenario.name, cfg.scenario.seed
+    if seed != 0 and name not in PRESETS and name in known_scenarios():
+        fail("scenario.seed", seed, f"only a generated preset draws its demand from it; {name!r} has its own "
+             "files (each episode's demand: env.demand, eval.demand)")
     horizon = cfg.scenario.horizon
     if horizon is None:
         return
@@ -356,9 +363,12 @@ def check_config(cfg) -> None:
     if cfg.train.threads is not None and cfg.train.threads < 1:
         fail("train.threads", cfg.train.threads, "must be >= 1 or null")
 
-    for k, name in enumerate(cfg.eval.baselines):
+    baselines = list(cfg.eval.baselines)
+    for k, name in enumerate(baselines):
         if name not in CONTROLLERS:
             fail(f"eval.baselines[{k}]", name, f"unknown controller; known: {sorted(CONTROLLERS)}")
+        if name in baselines[:k]:  # ran twice, one result kept (evaluate.py refuses a repeated controller too)
+            fail(f"eval.baselines[{k}]", name, "listed twice: need distinct baselines")
 
 
 __all__ = [

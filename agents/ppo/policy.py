@@ -82,6 +82,13 @@ def _unreadable(path: Path, what: str, error: Exception) -> CheckpointError:
                                                        f"{str(error)[:120]})")
 
 
+def _not_a_zip(path: Path, error: Exception) -> str:
+    if path.suffix != ".zip":  # export.py's .onnx / .json given as a checkpoint: no damage to report
+        return ("not a train.py checkpoint (.zip from trainer=sb3, .pt from trainer=torchrl); an exported "
+                ".onnx model runs with evaluate.py deployed=")
+    return f"not a readable zip archive: truncated or corrupted ({error})"
+
+
 def _whole(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
@@ -128,8 +135,7 @@ def read_meta(path: str | Path) -> dict:
     except CheckpointError:
         raise
     except zipfile.BadZipFile as error:
-        raise CheckpointError(str(path), "checkpoint", str(path),
-                              f"not a readable zip archive: truncated or corrupted ({error})") from None
+        raise CheckpointError(str(path), "checkpoint", str(path), _not_a_zip(path, error)) from None
     except (ValueError, OSError, EOFError, zipfile.LargeZipFile) as error:  # JSON, decompression, I/O
         raise _unreadable(path, META_NAME, error) from None
     if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:

@@ -55,6 +55,24 @@ def network_spec(cfg_agent, n_agents: int, obs_size: int, n_actions: int, centra
     }
 
 
+# the config key each `network_spec` entry comes from, for a resume's error message
+SPEC_FIELDS = {
+    "n_agents": "env.intersections", "obs_size": "env.observation_size", "n_actions": "env.actions",
+    "share_params": "agent.policy", "centralised_critic": "torchrl.centralised_critic",
+    "net_arch": "agent.net_arch", "activation": "agent.activation", "ortho_init": "agent.ortho_init",
+}
+
+
+def check_network_spec(path: str, saved: dict, spec: dict) -> None:
+    """CheckpointError unless the checkpoint's networks (`saved`) are this run's (`spec`), naming
+    the config key of the first entry that differs (agent=mappo, or torchrl.centralised_critic=true,
+    gives a centralised critic)."""
+    for key, field in SPEC_FIELDS.items():
+        if saved.get(key) != spec[key]:
+            raise CheckpointError(path, field, spec[key], f"the checkpoint's networks have {key}={saved.get(key)!r}; "
+                                                          "resume needs the same")
+
+
 class DirectMultiAgentMLP(MultiAgentMLP):
     """`MultiAgentMLP` whose shared-parameter, per-agent forward calls its layers on the parameters
     themselves: the same operations on the same tensors, so the same bits, without MultiAgentMLP's
@@ -254,6 +272,6 @@ class TorchRLPolicyController(PolicyController):
 
 
 __all__ = [
-    "GreedyPolicy", "TorchRLPolicyController", "build_networks", "load_torchrl_policy", "network_spec",
-    "read_torchrl_checkpoint", "read_torchrl_meta", "save_torchrl_checkpoint",
+    "GreedyPolicy", "TorchRLPolicyController", "build_networks", "check_network_spec", "load_torchrl_policy",
+    "network_spec", "read_torchrl_checkpoint", "read_torchrl_meta", "save_torchrl_checkpoint",
 ]

@@ -48,11 +48,11 @@ from agents.ppo.run_messages import eval_line, say, say_baselines, say_interrupt
 from agents.ppo.run_setup import SAMPLES_PER_SEED, RunRecord, check_architecture, check_layout, load_scenarios
 from agents.ppo.torchrl_logging import EpisodeStats, RunLog
 from agents.ppo.torchrl_policy import (
-    GreedyPolicy, TorchRLPolicyController, build_networks, log_softmax_actions, masked_logits,
+    GreedyPolicy, TorchRLPolicyController, build_networks, check_network_spec, log_softmax_actions, masked_logits,
     network_spec, read_torchrl_checkpoint, resolve_centralised, save_torchrl_checkpoint,
 )
 from agents.ppo.torchrl_update import ACTION, LOGP, MASK, OBS, PPOUpdate
-from envs.errors import CheckpointError, ConfigError
+from envs.errors import ConfigError
 from envs.rl.torchrl_env import GROUP, TrafficSignalTorchRLEnv
 
 
@@ -122,9 +122,9 @@ class TorchRLTrainer:
         data = read_torchrl_checkpoint(path, self.device)
         meta = data["meta"]
         check_architecture(path, meta["config"]["agent"], self.cfg.agent)
-        if meta["networks"] != self.spec:
-            raise CheckpointError(path, "networks", self.spec, f"differs from the checkpoint's {meta['networks']}")
+        # the env layout first: a changed scenario or observation shows as the key the user changed
         check_layout(path, meta["env"], self.core.describe())
+        check_network_spec(path, meta["networks"], self.spec)
         self.policy_net.load_state_dict(data["actor"])
         self.value_net.load_state_dict(data["critic"])
         if data["optimizer"] is not None:
