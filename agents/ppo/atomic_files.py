@@ -91,6 +91,30 @@ def write_csv_atomic(path: str | Path, keys: list[str], rows: list[dict]) -> Pat
     return write_text_atomic(path, out.getvalue())
 
 
+STEP_COLUMN = "time/total_timesteps"  # progress.csv's agent-step column (both trainers, as SB3's)
+
+
+def earlier_progress(path: str | Path, resumed_at: int) -> tuple[list[str], list[dict]]:
+    """The columns and rows of a progress.csv already in a resumed run's folder, up to the
+    checkpoint's `resumed_at` agent-steps, for the resumed run's log to continue (it rewrites the
+    whole file on every dump). Rows past the checkpoint are the steps the resumed run trains
+    again; they give way to the new rows. No file: nothing to continue."""
+    path = Path(path)
+    if not path.is_file():
+        return [], []
+    with open(path, newline="") as table:
+        reader = csv.DictReader(table)
+        rows = [row for row in reader if not _past(row.get(STEP_COLUMN), resumed_at)]
+        return list(reader.fieldnames or []), rows
+
+
+def _past(step: str | None, resumed_at: int) -> bool:
+    try:
+        return float(step) > resumed_at
+    except (TypeError, ValueError):  # no step in the row: it cannot be placed, so it is kept
+        return False
+
+
 def rng_state() -> dict:
     """Every random generator training draws from, to be saved with a checkpoint."""
     return {

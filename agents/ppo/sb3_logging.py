@@ -7,13 +7,14 @@ from pathlib import Path
 
 from stable_baselines3.common.logger import KVWriter, Logger, TensorBoardOutputFormat
 
-from agents.ppo.atomic_files import write_csv_atomic
+from agents.ppo.atomic_files import earlier_progress, write_csv_atomic
 
 
-def run_logger(run_dir: Path) -> Logger:
+def run_logger(run_dir: Path, resumed_at: int | None = None) -> Logger:
+    """`resumed_at`: a resumed run's starting agent-steps; its folder's progress.csv continues."""
     (run_dir / "tb").mkdir(parents=True, exist_ok=True)
     return Logger(str(run_dir), [TensorBoardOutputFormat(str(run_dir / "tb")),
-                                 AtomicCSVOutput(run_dir / "progress.csv")])
+                                 AtomicCSVOutput(run_dir / "progress.csv", resumed_at)])
 
 
 class AtomicCSVOutput(KVWriter):
@@ -21,8 +22,11 @@ class AtomicCSVOutput(KVWriter):
     keys appear), each dump rewriting the whole file atomically: SB3's CSVOutputFormat rewrites
     it in place, so a kill mid-dump could leave it torn."""
 
-    def __init__(self, path: Path) -> None:
-        self.path, self.keys, self.rows = Path(path), [], []
+    def __init__(self, path: Path, resumed_at: int | None = None) -> None:
+        self.path = Path(path)
+        self.keys, self.rows = [], []
+        if resumed_at is not None:
+            self.keys, self.rows = earlier_progress(self.path, resumed_at)
 
     def write(self, key_values: dict, key_excluded: dict, step: int = 0) -> None:
         row = {key: value for key, value in key_values.items()

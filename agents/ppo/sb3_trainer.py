@@ -156,7 +156,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     env.seed(first_sample)  # the next reset draws training demand samples from here on
     if cfg.train.compile:
         _compile_policy(model)
-    model.set_logger(run_logger(run_dir))
+    model.set_logger(run_logger(run_dir, start_steps if cfg.resume is not None else None))
 
     evaluator = Evaluator(eval_scenario, demand_spec(cfg.eval.demand, "eval.demand"), cfg.eval.seeds,
                           cfg.eval.steps, engine_params(cfg), compile=cfg.engine.compile)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.ppo.atomic_files import write_csv_atomic
+from agents.ppo.atomic_files import STEP_COLUMN, earlier_progress, write_csv_atomic
 from envs.evaluation.metrics import METRIC_NAMES
 
 
@@ -52,12 +52,15 @@ CSV_ONLY = frozenset({"time/total_timesteps", "time/iterations", "time/time_elap
 class RunLog:
     """TensorBoard + progress.csv (rewritten with a wider header when new columns appear, as SB3's)."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, resumed_at: int | None = None) -> None:
+        """`resumed_at`: a resumed run's starting agent-steps; its folder's progress.csv continues."""
         (run_dir / "tb").mkdir(parents=True, exist_ok=True)
         self.writer = SummaryWriter(str(run_dir / "tb"))
         self.csv = run_dir / "progress.csv"
         self.keys: list[str] = []
         self.rows: list[dict] = []
+        if resumed_at is not None:
+            self.keys, self.rows = earlier_progress(self.csv, resumed_at)
         self.pending: dict[str, float] = {}
 
     def record(self, key: str, value: float) -> None:
@@ -68,7 +71,7 @@ class RunLog:
             if key not in CSV_ONLY:
                 self.writer.add_scalar(key, value, step)
         self.writer.flush()
-        row = {"time/total_timesteps": step, **self.pending}
+        row = {STEP_COLUMN: step, **self.pending}
         new = sorted(set(row) - set(self.keys))
         self.keys += new
         self.rows.append(row)

@@ -209,7 +209,7 @@ class TorchRLTrainer:
         self.evaluator.run_baselines(list(cfg.eval.baselines),
                                      OmegaConf.to_container(cfg.baseline_params, resolve=True))
         say_baselines(self.evaluator.baselines, PRIMARY, cfg.eval.seeds)
-        log = RunLog(self.run_dir)
+        log = RunLog(self.run_dir, self.start_steps if cfg.resume is not None else None)
         self.bar = bar = tqdm(total=total, initial=self.num_timesteps, unit="agent-step", unit_scale=True,
                               file=sys.stderr, disable=not cfg.train.progress, mininterval=1.0,
                               desc=f"{self.core.scenario.name} {cfg.agent.name} (torchrl)")
