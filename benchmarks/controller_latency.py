@@ -33,6 +33,7 @@ import torch
 
 from common import ROOT, dataset_missing, emit, log, machine_info
 
+from agents.deploy.metadata import LANE_READINGS
 from agents.deploy.runtime import PolicyRuntime
 from agents.deploy.simulated import sim_readings
 from agents.deploy.export import export_policy
@@ -61,7 +62,9 @@ def policy_checkpoint(scenario, agent: str, path: Path) -> Path:
 
 
 def recorded_messages(scenario, decisions: int, interval: int = 10) -> list[dict]:
-    """``decisions`` JSON messages of readings from a max-pressure run (one per interval)."""
+    """``decisions`` JSON messages of readings from a max-pressure run (one per interval), with
+    every per-lane reading the runtime knows: a policy observing the approach counts (today's
+    defaults) answers from its model only when they are there, else from its fallback plan."""
     trips = [sample_trips(scenario, DemandSpec("poisson"), "eval", 0, horizon=decisions * interval + 600)]
     sim = Simulator(scenario.network, scenario.demand(trips=trips))
     layout = intersection_layout(scenario.network)
@@ -71,13 +74,12 @@ def recorded_messages(scenario, decisions: int, interval: int = 10) -> list[dict
     lanes = (layout.in_lanes >= 0).sum(1).tolist()
     messages = []
     for _ in range(decisions):
-        readings = {k: v[0] for k, v in sim_readings(sim, layout.in_lanes).items()}
+        readings = {k: v[0] for k, v in sim_readings(sim, layout.in_lanes, lane_names=LANE_READINGS).items()}
         messages.append({
             "t": int(sim.state.t[0]),
             "intersections": {
                 inter_id: {
-                    "lane_count": readings["lane_count"][i, : lanes[i]].tolist(),
-                    "lane_halting": readings["lane_halting"][i, : lanes[i]].tolist(),
+                    **{name: readings[name][i, : lanes[i]].tolist() for name in LANE_READINGS},
                     "phase": int(readings["phase"][i]),
                     "time_in_phase": float(readings["time_in_phase"][i]),
                 }
