@@ -10,6 +10,7 @@ import torch
 from agents.classical import MaxPressure
 from envs.engine import EngineParams, Simulator
 from envs.errors import ConfigError
+from envs.evaluation.report import PRIMARY, degradation_table
 from envs.incidents.perturbation_specs import stream_rng
 from envs.incidents.perturbations import (
     IncidentSpec,
@@ -206,3 +207,15 @@ def test_training_env_draws_incidents_and_surges_with_each_episode():
 
 
 # ---- detector faults -------------------------------------------------------------------------------
+
+
+def test_the_degradation_table_shows_no_change_in_percent_of_a_clean_zero():
+    # a short hangzhou_4x4 episode under perturbation=mixed: no trip finished, clean or perturbed
+    def rows(throughput):
+        return [{"controller": "max_pressure", "seed": seed, PRIMARY: 58.9 + seed, "throughput": value}
+                for seed, value in enumerate(throughput)]
+
+    table = degradation_table(rows([0, 2, 1]), rows([0, 1, 1]), ["max_pressure"], 3)
+    assert table.splitlines()[2].endswith("| 1 | 1 | — |")
+    assert "the clean figure is 0 for some seed" in table
+    assert "—" not in degradation_table(rows([3, 2, 1]), rows([3, 1, 1]), ["max_pressure"], 3)

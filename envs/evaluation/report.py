@@ -88,16 +88,23 @@ def degradation_table(clean: list[dict], perturbed: list[dict], controllers: lis
     head = ["controller", "travel time clean (s)", "travel time perturbed (s)", "travel time change (%)",
             "throughput clean", "throughput perturbed", "throughput change (%)"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    undefined = False
     for name in controllers:
         cells = []
         for metric in (PRIMARY, "throughput"):
             before, after = per_seed(clean, name, metric), per_seed(perturbed, name, metric)
-            change = bootstrap_mean(-reduction_percent(before, after))
             digits = 0 if metric == "throughput" else 1
-            cells += [f"{before.mean():.{digits}f}", f"{after.mean():.{digits}f}", _shown(change, seeds)]
+            cells += [f"{before.mean():.{digits}f}", f"{after.mean():.{digits}f}"]
+            if (before > 0).all():
+                cells.append(_shown(bootstrap_mean(-reduction_percent(before, after)), seeds))
+            else:  # e.g. no trip finished in a short clean episode: a change in % of 0 is undefined
+                cells.append("—")
+                undefined = True
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", f"Changes are paired per seed over {seeds} evaluation demand seed(s): "
-              "100 × (perturbed − clean) / clean." + ("" if seeds > 1 else " One seed: no confidence interval.")]
+              "100 × (perturbed − clean) / clean." + ("" if seeds > 1 else " One seed: no confidence interval.")
+              + (" —: the clean figure is 0 for some seed (no trip finished within eval.steps), so its change "
+                 "in % is undefined." if undefined else "")]
     return "\n".join(lines)
 
 
