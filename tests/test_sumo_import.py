@@ -266,6 +266,8 @@ FAR_NET = NET.replace('shape="0,4 100,4"', 'shape="999999899,4 999999999,4"').re
      ((110.0, 1.0), (110.0, 1.0))),
     # an empty entry in the list of route files: "," crashed (no route file), others were skipped
     ("config", 'value="tiny.rou.xml"', 'value=","', "input.route-files@value", ","),
+    # no end: an hour was assumed (a 'time.end = 3600' the file never gave, below a later begin)
+    ("config", '<end value="160"/>', "", "time.end@value", None),
     ("config", 'value="tiny.rou.xml"', 'value="tiny.rou.xml, "', "input.route-files@value",
      "tiny.rou.xml, "),
 ])

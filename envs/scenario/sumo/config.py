@@ -9,8 +9,7 @@ from pathlib import Path
 from envs.errors import ScenarioError
 from envs.scenario.sumo.xml_fields import XmlFields, read_xml
 
-DEFAULT_BEGIN_S = 0.0  # SUMO's defaults when the config leaves the time out
-DEFAULT_END_S = 3600.0  # SUMO's own default is "no end"; gridlight needs a bounded hour
+DEFAULT_BEGIN_S = 0.0  # SUMO's default when the config leaves the begin out
 
 
 @dataclass(frozen=True)
@@ -51,10 +50,16 @@ def read_config(path: str | Path) -> SumoConfig:
         fields.fail("input.route-files", "value", routes,
                     "an entry of the comma-separated list of route files is empty")
     times = {}
-    for name, default in (("begin", DEFAULT_BEGIN_S), ("end", DEFAULT_END_S)):
+    for name in ("begin", "end"):
         element = root.find(f"time/{name}")
-        times[name] = (default if element is None
-                       else fields.number(element, "value", f"time.{name}"))
+        if element is not None:
+            times[name] = fields.number(element, "value", f"time.{name}")
+        elif name == "begin":
+            times[name] = DEFAULT_BEGIN_S
+        else:  # an assumed end would cut the demand at a time the scenario never gave
+            fields.fail("time.end", "value", None,
+                        "the config gives no end (SUMO then runs until every vehicle has left); "
+                        "gridlight simulates a bounded window: add <time><end value=\"...\"/></time>")
     if times["end"] <= times["begin"]:
         fields.fail("time.end", "value", times["end"], f"must be > begin ({times['begin']:g})")
     return SumoConfig(path, path.parent / net,
