@@ -224,7 +224,8 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     demands = eval_demands(scenario, spec, seeds, perturbation)
     conditions = demands.conditions
     copies = len(controllers) * seeds * len(conditions)
-    say(f"scenario {scenario.name}: {scenario.network.num_intersections} signals; "
+    junctions = scenario.network.num_intersections  # a SUMO net's unsignalised ones included
+    say(f"scenario {scenario.name}: {junctions} intersection{'' if junctions == 1 else 's'}; "
           f"{len(controllers)} controllers x {seeds} eval demand seed(s) ({spec.mode}, "
           f"{np.mean([t.num_trips for t in demands.trips[0]]):.0f} trips each)"
           + (f" x {len(conditions)} conditions ({', '.join(conditions)})" if len(conditions) > 1 else "")

@@ -174,7 +174,7 @@ def test_the_cli_writes_its_status_lines_and_table_into_evaluate_log(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     header = (tmp_path / "table.md").read_text().splitlines()[0]
     log = (tmp_path / "evaluate.log").read_text()
-    assert header in log and "scenario grid_1x1:" in log and f"results in {tmp_path}" in log
+    assert header in log and "scenario grid_1x1: 1 intersection;" in log and f"results in {tmp_path}" in log
     assert header in done.stdout  # still on the console as before
 
 
