@@ -85,7 +85,7 @@ def run(args) -> dict:
     base = load_scenario(args.scenario, seed=args.scenario_seed, data_dir=args.data_dir, device=args.device)
     probes = ProbeSpec(p=args.probe_p)
 
-    train_day = DaySpec(start_hour=args.train_start_hour, hours=args.train_hours, peak_scale=args.peak_scale)
+    train_day = day_spec(args, "train_")
     train_sc, train_trips = day_scenario(base, train_day, "train", 0)
     log(f"training run: {args.train_copies} copies x {args.train_hours:g} h from {args.train_start_hour:g}:00, "
         f"{train_trips} trips")
@@ -99,7 +99,7 @@ def run(args) -> dict:
         f"(entry lanes {rule.entry_persist}, {rule.entry_gap_m} m), "
         f"blockage rule {'on' if rule.use_blockage else 'off'}")
 
-    day = DaySpec(start_hour=args.start_hour, hours=args.hours, peak_scale=args.peak_scale)
+    day = day_spec(args, "")
     day_sc, day_trip_count = day_scenario(base, day, "eval", 0)
     log(f"the day: {args.copies} copies x {args.hours:g} h of {args.scenario} "
         f"({base.network.num_intersections} signals), {day_trip_count} trips")
@@ -132,6 +132,18 @@ def run(args) -> dict:
     }
 
 
+def day_spec(args, prefix: str) -> DaySpec:
+    """The day (`prefix` "") or the calibration run (`prefix` "train_") of the options, a bad value
+    named by the flag that gave it: DaySpec names its own fields (``day.hours``), which this
+    script has no option called."""
+    flags = {"start_hour": prefix + "start_hour", "hours": prefix + "hours", "peak_scale": "peak_scale"}
+    try:
+        return DaySpec(**{field: getattr(args, dest) for field, dest in flags.items()})
+    except ConfigError as error:
+        dest = flags[error.field.removeprefix("day.")]
+        raise ConfigError(SOURCE, "--" + dest.replace("_", "-"), error.value, error.reason) from None
+
+
 def check_args(args) -> None:
     """Refuse, before any work, what failed late or silently: a 0 ``--interval-s`` divided by zero
     after the training run; a ``--precision`` outside [0, 1] (NaN too) could never be reached, so
@@ -142,6 +154,8 @@ def check_args(args) -> None:
             raise ConfigError(SOURCE, flag, value, "must be >= 1")
     if not 0 <= args.precision <= 1:
         raise ConfigError(SOURCE, "--precision", args.precision, "must be in [0, 1]")
+    for prefix in ("train_", ""):
+        day_spec(args, prefix)
 
 
 def main() -> None:
