@@ -110,6 +110,10 @@ def test_export_refuses_features_the_runtime_cannot_read_and_bad_timing(tmp_path
         export_policy(good, tmp_path / "out", scenario=scenario, max_green_s=8.0)  # < 5 + 5
     assert_names_everything(refused.value, "<config>", "max_green_s", 8.0)
     assert 'min green + decision interval (5 + 5 s)' in refused.value.reason
+    for endless in (float("inf"), float("nan")):  # both were reported as "must be at least ..."
+        with pytest.raises(ConfigError, match="must be a finite number of seconds") as refused:
+            export_policy(good, tmp_path / "out", scenario=scenario, max_green_s=endless)
+        assert_names_everything(refused.value, "<config>", "max_green_s", endless)
 
 
 def test_the_fallback_plan_never_exceeds_max_green(uneven):

@@ -161,9 +161,11 @@ def check_exportable(meta: dict, source: str) -> None:
 
 
 def check_timing(engine: dict, interval: int, max_green_s: float, fallback_green_s: float) -> None:
-    """ConfigError unless min green + one decision interval <= max green and the fallback
-    plan's green lies between min and max green."""
-    if not math.isfinite(max_green_s) or max_green_s < engine["min_green_s"] + interval:
+    """ConfigError unless max green is finite, min green + one decision interval <= max green and
+    the fallback plan's green lies between min and max green."""
+    if not math.isfinite(max_green_s):  # inf or NaN was reported as too short, which it is not
+        raise ConfigError("<config>", "max_green_s", max_green_s, "must be a finite number of seconds")
+    if max_green_s < engine["min_green_s"] + interval:
         raise ConfigError(
             "<config>", "max_green_s", max_green_s,
             f"must be at least the policy's min green + decision interval ({engine['min_green_s']} + {interval} s)",
