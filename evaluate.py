@@ -50,7 +50,7 @@ from agents.ppo.config import check_evaluate_config, demand_spec, engine_params
 from agents.ppo.run_messages import say, status_log
 from envs.engine import Simulator
 from envs.engine.intersections import intersection_layout
-from envs.errors import CheckpointError, ConfigError, GridlightError, ModelError, exit_on_error
+from envs.errors import CheckpointError, ConfigError, GridlightError, ModelError, config_path, exit_on_error
 from envs.evaluation.metrics import METRIC_NAMES, population
 from envs.evaluation.report import signal_plots, signals_report
 from envs.evaluation.runner import EvaluationBatch, eval_demands
@@ -98,9 +98,9 @@ def trained_policies(cfg: DictConfig) -> dict[str, tuple[str, object]]:
     for path in paths:
         name = str(checkpoint_meta(path)["config"]["agent"]["name"])
         name = name if name not in policies and name not in cfg.controllers else f"{name}_{len(policies) + 1}"
-        # the policy runs where the engine does (a CUDA-trained checkpoint loads onto the CPU too)
-        policies[name] = path, controller_for_checkpoint(path, max_green_s=cfg.get("checkpoint_max_green_s"),
-                                                         device=str(cfg.engine.device))
+        with config_path(path, "checkpoint_"):  # its max_green_s is checkpoint_max_green_s; on the engine device
+            policies[name] = path, controller_for_checkpoint(path, max_green_s=cfg.get("checkpoint_max_green_s"),
+                                                             device=str(cfg.engine.device))
     return policies
 
 

@@ -100,4 +100,4 @@ def test_a_max_green_is_refused_for_a_policy_that_times_its_own_greens():
     with pytest.raises(ConfigError, match="max_green_s") as refused:
         PolicyController(model=model, meta={"env": venv.core.describe()}, max_green_s=90)
     assert_names_everything(refused.value, "<controller:ppo>", "max_green_s", 90)
-    assert 'leave max_green_s unset' in refused.value.reason
+    assert 'leave it unset' in refused.value.reason

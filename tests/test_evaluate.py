@@ -193,6 +193,20 @@ def test_a_checkpoint_of_another_layout_is_refused_naming_both_scenarios_before_
     assert "(trained on grid_1x1, run on syn_1x1_uniform_800)" in str(caught.value)
 
 
+def test_a_max_green_for_a_phase_duration_checkpoint_names_checkpoint_max_green_s(tmp_path):
+    from envs.errors import ConfigError
+    from envs.scenario import load_scenario
+    from tests.deploy_fixtures import untrained
+
+    checkpoint = untrained(load_scenario("grid_1x1", horizon=60), "shared", tmp_path / "hold.zip",
+                           action_mode="phase_duration")
+    with pytest.raises(ConfigError, match="a phase_duration policy chooses its green durations") as caught:
+        evaluate.trained_policies(evaluate_config("scenario=grid_1x1", f"checkpoint={checkpoint}",
+                                                  "checkpoint_max_green_s=60"))
+    # was field 'max_green_s', PolicyController's own argument, which evaluate.py has no key for
+    assert_names_everything(caught.value, str(checkpoint), "checkpoint_max_green_s", 60.0)
+
+
 def test_one_seed_shows_no_interval_and_the_reduction_note_only_with_its_column():
     rows = [{"controller": name, "seed": 0, PRIMARY: travel, "travel_time/p50": 1.0, "travel_time/p95": 2.0,
              "throughput": 10.0, "delay": 3.0} for name, travel in (("fixed_time", 128.6), ("sotl", 100.0))]

@@ -217,7 +217,7 @@ class PolicyController:
         if max_green_s is not None and action_settings(env)[0] == "phase_duration":
             # the policy times its own greens; a max green cutting a hold would fight it
             raise ConfigError(self.source, "max_green_s", max_green_s,
-                              "a phase_duration policy chooses its green durations: leave max_green_s unset")
+                              "a phase_duration policy chooses its green durations: leave it unset")
         # None: no max-green rule (a negative or NaN max green was taken as given)
         self.max_green_s = positive_or_none(max_green_s, self.source, "max_green_s", "seconds")
         self.detectors = None  # envs.incidents.perturbations.DetectorFaults: what faulty detectors show it
