@@ -19,7 +19,7 @@ from agents.deploy.export import INPUTS, export_policy
 from agents.deploy.onnx_opset import onnx_opsets
 from agents.deploy.runtime import POLICY
 from agents.deploy.simulated import SimulatedRuntime, sim_readings
-from agents.ppo.policy import PolicyController, save_checkpoint
+from agents.ppo.policy import PolicyController, load_policy, save_checkpoint
 from envs.engine.intersections import intersection_layout
 from envs.engine.signals import green_elapsed
 from envs.errors import CheckpointError, ConfigError
@@ -114,6 +114,18 @@ def test_export_refuses_features_the_runtime_cannot_read_and_bad_timing(tmp_path
         with pytest.raises(ConfigError, match="must be a finite number of seconds") as refused:
             export_policy(good, tmp_path / "out", scenario=scenario, max_green_s=endless)
         assert_names_everything(refused.value, "<config>", "max_green_s", endless)
+
+
+def test_a_data_dir_without_the_dataset_is_named_as_export_data_dir(uneven, tmp_path):
+    model, meta = load_policy(uneven[1]["shared"][0])
+    meta["config"]["scenario"] = {"name": "jinan_3x4", "seed": 0}
+    checkpoint = save_checkpoint(model, tmp_path / "jinan.zip", meta)
+    nowhere = str(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="dataset 'jinan_3x4' not found") as refused:
+        export_policy(checkpoint, tmp_path / "out", data_dir=nowhere)
+    # was <dataset registry>: field 'scenario.data_dir' (train.py's key) = the dataset's folder
+    assert_names_everything(refused.value, "<config>", "data_dir", nowhere)
+    assert "scenario.data_dir" not in str(refused.value)
 
 
 def test_the_fallback_plan_never_exceeds_max_green(uneven):

@@ -68,6 +68,7 @@ from envs.rl.movement_features import APPROACH_SCALE
 from envs.rl.actions import action_settings
 from envs.engine.intersections import IntersectionLayout, intersection_layout
 from envs.scenario import Scenario, load_scenario
+from envs.scenario.registry import DATA_DIR_CONFIG_KEY
 
 INPUTS = BASE_INPUTS  # every model's inputs; a policy observing approach counts takes two more (model_inputs)
 EXPORTABLE_FEATURES = ("lane_count", "lane_halting", "approach_moving", "approach_halting", "phase_onehot",
@@ -176,11 +177,20 @@ def check_timing(engine: dict, interval: int, max_green_s: float, fallback_green
 
 
 def _scenario(config: dict, data_dir: str | None) -> Scenario:
-    """The checkpoint's scenario (``config.scenario``), found under `data_dir` or where training
-    found it."""
+    """The checkpoint's scenario (``config.scenario``), found under `data_dir` (export's own
+    ``data_dir`` key) or where training found it."""
     scenario_cfg = config["scenario"]
-    return load_scenario(scenario_cfg["name"], seed=scenario_cfg.get("seed", 0),
-                         data_dir=data_dir if data_dir is not None else scenario_cfg.get("data_dir"))
+    name, seed = scenario_cfg["name"], scenario_cfg.get("seed", 0)
+    if data_dir is None:
+        return load_scenario(name, seed=seed, data_dir=scenario_cfg.get("data_dir"))
+    try:
+        return load_scenario(name, seed=seed, data_dir=data_dir)
+    except ConfigError as error:
+        if error.field != DATA_DIR_CONFIG_KEY:
+            raise
+        # the registry names train.py's key, scenario.data_dir; here the user typed export's data_dir
+        raise ConfigError("<config>", "data_dir", data_dir,
+                          error.reason.replace(DATA_DIR_CONFIG_KEY, "data_dir")) from None
 
 
 def _lane_context(scenario: Scenario, layout: IntersectionLayout):
