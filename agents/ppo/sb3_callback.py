@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm import tqdm
 
-from agents.ppo.atomic_files import rng_state
+from agents.ppo.atomic_files import STEP_COLUMN, rng_state
 from agents.ppo.interrupts import interrupts_deferred
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
 from agents.ppo.policy import PolicyController, save_checkpoint
@@ -142,7 +142,7 @@ class TrainingCallback(BaseCallback):
         controller = PolicyController(model=self.model, meta={"env": self.core.describe()})
         metrics = self.evaluator.evaluate(controller)
         # the step column of progress.csv (TensorBoard has the dump's step; SB3 does the same)
-        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
+        self.logger.record(STEP_COLUMN, self.num_timesteps, exclude="tensorboard")
         entry, reductions, improved = self.record.evaluation(self.logger.record, self.evaluator, metrics,
                                                              self.num_timesteps)
         self.last_eval_step = self.num_timesteps

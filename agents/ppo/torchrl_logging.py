@@ -46,7 +46,7 @@ class EpisodeStats:
 
 
 # what SB3 records with exclude="tensorboard": in progress.csv only (TensorBoard has the step)
-CSV_ONLY = frozenset({"time/total_timesteps", "time/iterations", "time/time_elapsed", "train/n_updates"})
+CSV_ONLY = frozenset({STEP_COLUMN, "time/iterations", "time/time_elapsed", "train/n_updates"})
 
 
 class RunLog:
