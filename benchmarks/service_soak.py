@@ -16,10 +16,11 @@ One JSON line: ``decisions_per_s`` (replies with commands to the good clients, a
 ``slowest_client_p99_ms``, ``policy_share`` (intersection decisions from the policy rather than
 the fixed-time fallback: the replayed readings disagree with what the service commanded now and
 then, which its cross-check rightly treats as a signal fault), ``garbage_replies`` (all of them
-error replies), ``errors`` (error replies to good messages: 0 expected) and the service's resident
-memory (``rss_start_mb`` after warm-up, ``rss_end_mb``). The service process and the clients share
-this machine's cores: ``service_cpu_cores`` and ``clients_cpu_cores`` are the cores each kept busy
-on average while measured (the clients' messages are encoded once, before the run), and
+error replies), ``errors`` (error replies to good messages: 0 expected) and the resident memory of
+the service and its decoding workers (``--decoders``, reported as ``decoders``; ``rss_start_mb``
+after warm-up, ``rss_end_mb``). The service and the clients share this machine's cores:
+``service_cpu_cores`` (its workers included) and ``clients_cpu_cores`` are the cores each kept
+busy on average while measured (the clients' messages are encoded once, before the run), and
 ``load_average`` the machine's at the end.
 """
 
@@ -43,24 +44,43 @@ from common import ROOT, emit, log, machine_info
 from controller_latency import policy_checkpoint, recorded_messages
 
 from agents.deploy.export import export_policy
+from agents.deploy.service import decoders_option
 from envs.scenario import load_scenario
 
 GARBAGE = [b"\xff\xfe not utf-8", b"{broken", b"[" * 100_000, b"", b"null", b'{"t": "soon"}']
 
 
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system, all threads) process `pid` has used so far."""
+def _stat(pid: int) -> list[str]:
     with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return stat.read().rsplit(")", 1)[1].split()  # from the state on: the name may hold spaces
+
+
+def service_pids(pid: int) -> list[int]:
+    """`pid` and its children (the service's decoding workers)."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if int(_stat(int(entry))[1]) == pid:
+                    children.append(int(entry))
+            except (OSError, IndexError):  # gone meanwhile
+                pass
+    return [pid, *children]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of `pid` and its children, MB."""
+    total = 0.0
+    for one in service_pids(pid):
+        with open(f"/proc/{one}/status") as status:
+            total += next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+    return total
+
+
+def cpu_s(pid: int, children: bool) -> float:
+    """CPU seconds (user + system, all threads) process `pid`, and its children if asked, have used so far."""
+    pids = service_pids(pid) if children else [pid]
+    return sum(int(_stat(one)[11]) + int(_stat(one)[12]) for one in pids) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -151,7 +171,10 @@ def main() -> None:
     parser.add_argument("--decisions", type=int, default=1,
                         help="distinct recorded messages the clients cycle through (1: all send the same readings, "
                              "so the readings agree with what the service commanded as often as they can)")
+    parser.add_argument("--decoders", default="auto",
+                        help="the service's --decoders (decoding worker processes; default auto)")
     args = parser.parse_args()
+    decoders = decoders_option(args.decoders)  # what the service will run: reported
     torch.set_num_threads(1)
     scenario = load_scenario(args.scenario)
     messages = recorded_messages(scenario, args.decisions)
@@ -164,17 +187,18 @@ def main() -> None:
         port = free_port()
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         service = subprocess.Popen([sys.executable, "-m", "agents.deploy.service", "serve", "--model", str(onnx_path),
-                                    "--tcp", f"127.0.0.1:{port}", "--log-level", "ERROR"], cwd=ROOT, env=env)
+                                    "--tcp", f"127.0.0.1:{port}", "--log-level", "ERROR", "--decoders", str(decoders)],
+                                   cwd=ROOT, env=env)
         try:
             log(f"{args.clients} clients x {len(messages[0]['intersections'])} intersections, "
                 f"{args.duration:g} s measured")
             run = soak(port, lines, args)
             rss_start = rss_mb(service.pid)
-            cpu_start = (cpu_s(service.pid), cpu_s(os.getpid()))
+            cpu_start = (cpu_s(service.pid, True), cpu_s(os.getpid(), False))
             started = time.perf_counter()
             time.sleep(args.duration)
             rss_end = rss_mb(service.pid)
-            cpu = (cpu_s(service.pid) - cpu_start[0], cpu_s(os.getpid()) - cpu_start[1])
+            cpu = (cpu_s(service.pid, True) - cpu_start[0], cpu_s(os.getpid(), False) - cpu_start[1])
             run["stop"].set()
             wall = time.perf_counter() - started
             for client in [*run["clients"], run["garbage"]]:
@@ -188,7 +212,7 @@ def main() -> None:
     client_p99 = [float(np.percentile(np.asarray(c.latency) * 1e3, 99)) for c in clients]
     emit({
         "benchmark": "service_soak", "scenario": args.scenario, "intersections": len(messages[0]["intersections"]),
-        "clients": args.clients, "duration_s": round(wall, 1), "decisions": int(latency.size),
+        "clients": args.clients, "decoders": decoders, "duration_s": round(wall, 1), "decisions": int(latency.size),
         "decisions_per_s": round(latency.size / wall, 1),
         "latency_p50_ms": round(float(np.percentile(latency, 50)), 3),
         "latency_p99_ms": round(float(np.percentile(latency, 99)), 3),

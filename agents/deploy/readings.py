@@ -17,6 +17,9 @@ import numpy as np
 from agents.deploy.metadata import APPROACH_READINGS, BASE_LANE_READINGS, Layout
 
 SIGNAL_READINGS = ("phase", "time_in_phase")
+# a number at least this large may have been an integer that the fast JSON decoder (orjson,
+# agents/deploy/service.py) turned into a float where json.loads keeps it exact
+EXACT_BELOW = 2.0**63
 
 
 @dataclass
@@ -183,6 +186,7 @@ class WholeMessage:
 
     def __init__(self, layout: Layout, max_lanes: int, lane_names: tuple[str, ...] = BASE_LANE_READINGS) -> None:
         self.ids = list(layout.ids)
+        self.known = frozenset(self.ids)
         self.lane_names = tuple(lane_names)
         count, kinds = len(self.ids), len(self.lane_names)
         self.list_lengths = [int(n) for n in layout.num_lanes] * kinds  # the first reading's lists, then the next's
@@ -193,9 +197,29 @@ class WholeMessage:
         self.slots = np.flatnonzero(np.stack([lane_ok] * kinds))
         self.per_lane = len(self.slots)
 
+    def decode(self, message) -> tuple[int | float, np.ndarray, list[str]] | None:
+        """``(t, values, unknown ids)`` of a message that a fast JSON decoder gave, or None if it
+        is not in the expected shape (class doc): ``t`` a JSON number below `EXACT_BELOW` in
+        magnitude, as are all the readings. The part of a decision that needs no runtime state,
+        so a decoding worker can take it (agents/deploy/decoders.py); `readings` finishes it."""
+        t = message.get("t") if type(message) is dict else None
+        intersections = message.get("intersections") if type(message) is dict else None
+        if type(t) not in (int, float) or not abs(t) < EXACT_BELOW or type(intersections) is not dict:
+            return None
+        values = self.values(intersections, below=EXACT_BELOW)
+        if values is None:
+            return None
+        return t, values, sorted(intersections.keys() - self.known)
+
     def parse(self, intersections: dict, below: float = np.inf) -> Readings | None:
         """The message's readings, or None if it is not in the expected shape (class doc) or
         has a number not smaller than `below` in magnitude (NaN included)."""
+        values = self.values(intersections, below)
+        return None if values is None else self.readings(values)
+
+    def values(self, intersections: dict, below: float = np.inf) -> np.ndarray | None:
+        """Every reading of the message in one float64 array (the per-lane lists chained reading
+        by reading, then the phases, then the times in phase), or None as `parse`."""
         try:
             entries = [intersections[inter_id] for inter_id in self.ids]
             if not set(map(type, entries)) <= {dict}:
@@ -217,6 +241,10 @@ class WholeMessage:
             return None
         if not np.abs(values).max(initial=0.0) < below:
             return None
+        return values
+
+    def readings(self, values: np.ndarray) -> Readings:
+        """The `Readings` that `values` (from `values`) hold: lanes scattered into the padded arrays."""
         lanes = np.zeros(self.shape)
         lanes.reshape(-1)[self.slots] = values[: self.per_lane]
         count = len(self.ids)

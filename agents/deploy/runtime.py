@@ -56,9 +56,6 @@ from envs.errors import ModelError, positive_or_none
 
 LOG = logging.getLogger("gridlight.runtime")
 POLICY, FALLBACK = "policy", "fallback"
-# a number at least this large may have been an integer that the fast JSON decoder (orjson,
-# agents/deploy/service.py) turned into a float where json.loads keeps it exact
-EXACT_BELOW = 2.0**63
 
 
 @dataclass
@@ -216,15 +213,14 @@ class PolicyRuntime:
         any other message: `decide` then takes it (from json.loads) and names what is wrong.
         Every reading is still checked (`validate_readings`): a reading out of range is its
         intersection's fault here just as there."""
-        t = message.get("t") if type(message) is dict else None
-        intersections = message.get("intersections") if type(message) is dict else None
-        if type(t) not in (int, float) or not abs(t) < EXACT_BELOW or type(intersections) is not dict:
-            return None
-        readings = self.whole_message.parse(intersections, below=EXACT_BELOW)
-        if readings is None:
-            return None
-        unknown = sorted(intersections.keys() - self.layout.index.keys())
-        decision = self.decide_readings(float(t), readings)
+        decoded = self.whole_message.decode(message)
+        return None if decoded is None else self.decide_decoded(decoded)
+
+    def decide_decoded(self, decoded: tuple) -> str:
+        """`decide_text`'s reply for what `WholeMessage.decode` made of the message (here or in
+        a decoding worker, agents/deploy/decoders.py)."""
+        t, values, unknown = decoded
+        decision = self.decide_readings(float(t), self.whole_message.readings(values))
         extra = [f"unknown intersection ids ignored: {unknown}"] if unknown else []
         return decision.reply_text(t, self.layout.ids, self._reply_keys, extra)
 

@@ -2,6 +2,7 @@
 
     python -m agents.deploy.service serve --model exported/policy.onnx          # JSON lines on stdin
     python -m agents.deploy.service serve --model exported/policy.onnx --tcp 127.0.0.1:7000
+    python -m agents.deploy.service serve --model exported/policy.onnx --tcp 127.0.0.1:7000 --decoders 0
 
 One `PolicyRuntime` (one signal network, one state) answers every message in order, whichever
 client sent it. Every request line gets exactly one reply line: a bad message (not UTF-8, not
@@ -14,7 +15,11 @@ listen on) prints ``error: <one line>`` and exits 2; ``--debug`` shows the trace
 A message in the exact expected shape is decoded with orjson where it is installed (optional: it
 comes with tensordict) and answered by `PolicyRuntime.decide_text` with the same reply text
 `handle_line` would give; any other line, and every line without orjson, goes through
-`handle_line` (json.loads, then each intersection's readings checked one by one).
+`handle_line` (json.loads, then each intersection's readings checked one by one). On TCP,
+``--decoders N`` worker processes decode the lines waiting behind the one being decided
+(agents/deploy/decoders.py; the default, ``auto``, is one where orjson is installed and the
+service may use two cores or more, none elsewhere): the same replies in the same order, on a
+second core.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from agents.deploy.runtime import LOG, PolicyRuntime, check_deadline_ms
@@ -95,6 +101,13 @@ def reply_line(runtime: PolicyRuntime, line: str | bytes, number: int) -> str:
     return json.dumps(handle_line(runtime, line, number))
 
 
+def decoded_reply(runtime: PolicyRuntime, decoded: tuple, number: int) -> str:
+    """`reply_line`'s text for a line that a decoding worker (agents/deploy/decoders.py) has
+    decoded with `WholeMessage.decode`: what `reply_line` gives once orjson and the decode are done."""
+    reply = _decided(runtime.decide_decoded, decoded, number)
+    return reply if isinstance(reply, str) else json.dumps(reply)
+
+
 def bounded_lines(stream, limit: int = MAX_LINE_BYTES):
     """The lines of a binary stream, each at most `limit` bytes; a longer one is skipped to its
     end and yielded as `TOO_LONG` (a client cannot make the service hold an endless line)."""
@@ -119,29 +132,64 @@ def serve_lines(runtime: PolicyRuntime, lines, write) -> None:
         write(reply_line(runtime, line, number) + "\n")
 
 
-def listen(runtime: PolicyRuntime, host: str, port: int) -> LineServer:
-    """A server for `runtime` listening on ``host:port``; a `ConfigError` naming ``--tcp`` where
-    it cannot listen (the port in use, an unknown host), before any client is waiting on it."""
+def listen(runtime: PolicyRuntime, host: str, port: int, decoders: int = 0) -> LineServer:
+    """A server for `runtime` listening on ``host:port``, with `decoders` decoding worker
+    processes (agents/deploy/decoders.py; 0: the serving process decodes every line); a
+    `ConfigError` naming ``--tcp`` where it cannot listen (the port in use, an unknown host),
+    before any client is waiting on it."""
+    def answer(line, number):
+        return reply_line(runtime, line, number)
+
     try:
-        server = LineServer(host, port, lambda line, number: reply_line(runtime, line, number), MAX_LINE_BYTES,
-                            TOO_LONG)
+        server = LineServer(host, port, answer, MAX_LINE_BYTES, TOO_LONG)
     except OSError as error:
         raise ConfigError(COMMAND_LINE, "--tcp", f"{host}:{port}",
                           f"cannot listen there ({error.strerror or error})") from None
-    LOG.info("serving on %s:%d", *server.server_address)
+    if decoders:
+        from agents.deploy.decoders import DecodingAnswers  # multiprocessing, only when asked for
+
+        try:
+            workers = DecodingAnswers(runtime.whole_message, decoders, answer,
+                                      lambda decoded, number: decoded_reply(runtime, decoded, number))
+        except OSError as error:  # no process to be had (a process limit, memory)
+            server.close()
+            raise ConfigError(COMMAND_LINE, "--decoders", str(decoders),
+                              f"cannot start a decoding worker ({error.strerror or error})") from None
+        server.answer_with(workers)
+    LOG.info("serving on %s:%d (%s)", *server.server_address,
+             f"{decoders} decoding worker{'s' * (decoders > 1)}" if decoders else "decoding in this process")
     return server
 
 
-def serve_tcp(runtime: PolicyRuntime, host: str, port: int, ready=None) -> None:
+def serve_tcp(runtime: PolicyRuntime, host: str, port: int, ready=None, decoders: int = 0) -> None:
     """Serve JSON lines on a TCP socket until shut down; ``ready(server)`` once listening.
 
     One thread serves every client (agents/deploy/tcp_lines.py): the runtime answers one message
     at a time anyway, and a client that stalls, sends a line too long, or never reads its
-    replies holds up no one."""
-    server = listen(runtime, host, port)
+    replies holds up no one. `decoders`: as `listen`'s."""
+    server = listen(runtime, host, port, decoders)
     if ready is not None:
         ready(server)
     server.serve_forever()
+
+
+def default_decoders() -> int:
+    """``--decoders``' default: one decoding worker where orjson is installed and this process
+    may run on two cores or more, else none."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 1 if orjson is not None and cores >= 2 else 0
+
+
+def decoders_option(text: str) -> int:
+    """``--decoders``' value: ``auto`` (`default_decoders`) or a count of worker processes."""
+    if text == "auto":
+        return default_decoders()
+    if not text.isdigit():
+        raise ConfigError(COMMAND_LINE, "--decoders", text,
+                          "expected 'auto' or a whole number of worker processes >= 0")
+    if int(text) and orjson is None:
+        raise ConfigError(COMMAND_LINE, "--decoders", text, "decoding workers need orjson, which is not installed")
+    return int(text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -151,6 +199,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", required=True, help="the exported .onnx file")
     serve.add_argument("--metadata", default=None, help="its metadata JSON (default: beside the model)")
     serve.add_argument("--tcp", default=None, metavar="HOST:PORT", help="serve a local TCP socket instead of stdin")
+    serve.add_argument("--decoders", default="auto", metavar="N",
+                       help="with --tcp: worker processes that decode the next lines while one is decided "
+                            "(default auto: 1 where orjson is installed and there are 2+ cores, else 0)")
     serve.add_argument("--deadline-ms", type=float, default=50.0, help="slower inference falls back (default 50)")
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument("--debug", action="store_true", help="show the traceback of a model that cannot be run")
@@ -178,8 +229,12 @@ def main(argv: list[str] | None = None) -> int:
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         address = _tcp_address(args.tcp) if args.tcp else None
         deadline_ms = check_deadline_ms(args.deadline_ms, COMMAND_LINE, "--deadline-ms")
+        decoders = decoders_option(args.decoders)
+        if decoders and not address and args.decoders != "auto":
+            raise ConfigError(COMMAND_LINE, "--decoders", args.decoders,
+                              "decoding workers serve --tcp clients; on stdin each line waits for its reply")
         runtime = PolicyRuntime(args.model, args.metadata, deadline_ms=deadline_ms)
-        server = listen(runtime, *address) if address else None
+        server = listen(runtime, *address, decoders) if address else None
     if server:
         server.serve_forever()
     else:

@@ -40,6 +40,7 @@ class _Client:
         self.ended = False  # the client has sent its last byte
         self.events = selectors.EVENT_READ
         self.queued = False  # in the server's queue of clients with a whole line
+        self.owed = 0  # lines handed to the answerer whose replies are not out yet
         self.open = True
 
     def received(self, data: bytes, limit: int) -> None:
@@ -70,12 +71,45 @@ class _Client:
         return line
 
 
+class InTurn:
+    """Answers each line as it is handed over: ``answer(line, number) -> reply text`` (the
+    answerer protocol `LineServer` uses; agents/deploy/decoders.py has one that decodes ahead)."""
+
+    def __init__(self, answer: Callable[[object, int], str]) -> None:
+        self.answer = answer
+        self.waiting: deque = deque()
+
+    def watched(self) -> dict:
+        """Sockets to wait on -> selector events; none here: a reply is ready once its line is handed over."""
+        return {}
+
+    def room(self) -> bool:
+        return not self.waiting
+
+    def submit(self, line, number: int, owner) -> None:
+        self.waiting.append((line, number, owner))
+
+    def ready(self) -> bool:
+        return bool(self.waiting)
+
+    def finished(self):
+        while self.waiting:
+            line, number, owner = self.waiting.popleft()
+            yield owner, lambda line=line, number=number: self.answer(line, number)
+
+    def close(self) -> None:
+        pass
+
+
 class LineServer:
     """Serves ``answer(line, number) -> reply text`` (one reply line per request line, numbered
-    per client from 1) on ``host:port`` until `shutdown`; ``server_address`` as socketserver's."""
+    per client from 1) on ``host:port`` until `shutdown`; ``server_address`` as socketserver's.
+    `answer` may instead be an answerer (`InTurn`'s methods) that hands back replies later, in
+    the order it took the lines."""
 
-    def __init__(self, host: str, port: int, answer: Callable[[object, int], str], limit: int, too_long) -> None:
-        self.answer, self.limit, self.too_long = answer, limit, too_long
+    def __init__(self, host: str, port: int, answer, limit: int, too_long) -> None:
+        self.answers = answer if hasattr(answer, "submit") else InTurn(answer)
+        self.limit, self.too_long = limit, too_long
         self.listener = socket.create_server((host, port), backlog=128, reuse_port=False)
         self.listener.setblocking(False)
         self.server_address = self.listener.getsockname()[:2]
@@ -84,6 +118,8 @@ class LineServer:
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.listener, selectors.EVENT_READ, "listener")
         self.selector.register(self._wake_read, selectors.EVENT_READ, "wake")
+        self.answer_events: dict = {}  # the answerer's sockets registered with the selector -> their events
+        self.watch_answerer()
         self.clients: list[_Client] = []
         self.queue: deque[_Client] = deque()  # clients with a whole line to answer, in order of arrival
 
@@ -98,26 +134,60 @@ class LineServer:
         self._wake_write.close()
 
     def serve_forever(self) -> None:
+        answers = self.answers
         try:
             while not self._stopping.is_set():
-                # bytes that arrived meanwhile first (without waiting while a line waits), then one
-                # line: of the client whose whole line has waited longest (first come, first served)
-                for key, mask in self.selector.select(0 if self.queue else None):
+                # bytes that arrived meanwhile first (without waiting while a line or a reply
+                # waits), then hand over one line: of the client whose whole line has waited
+                # longest (first come, first served); then send the replies that are ready
+                busy = (self.queue and answers.room()) or answers.ready()
+                for key, mask in self.selector.select(0 if busy else None):
                     if key.data == "listener":
                         self._accept()
-                    elif key.data != "wake":
+                    elif isinstance(key.data, _Client):
                         self._guarded(key.data, self._service, mask)
-                if self.queue:
+                while self.queue and answers.room():
                     client = self.queue.popleft()
                     client.queued = False
-                    self._guarded(client, self._answer_one)
+                    self._guarded(client, self._hand_over)
+                for client, reply in answers.finished():
+                    self._guarded(client, self._deliver, reply)
+                self.watch_answerer()
         finally:
+            answers.close()
             for client in list(self.clients):
                 self._drop(client)
             for sock in (self.listener, self._wake_read):
                 sock.close()
             self.selector.close()
             self._stopped.set()
+
+    def close(self) -> None:
+        """Close a server that will not serve (`serve_forever` closes its sockets when it ends)."""
+        self.answers.close()
+        for sock in (self.listener, self._wake_read, self._wake_write):
+            sock.close()
+        self.selector.close()
+
+    def answer_with(self, answers) -> None:
+        """Answer with `answers` (an answerer, `InTurn`'s methods) from now on; before `serve_forever`."""
+        self.answers.close()
+        self.answers = answers
+        self.watch_answerer()
+
+    def watch_answerer(self) -> None:
+        """Wait on the answerer's sockets (`InTurn.watched`: a decoding worker's reply to read,
+        or room to write it a line), and no longer on those it has let go."""
+        wanted = self.answers.watched()
+        if wanted != self.answer_events:
+            for sock in self.answer_events.keys() - wanted.keys():
+                self.selector.unregister(sock)
+            for sock, events in wanted.items():
+                if sock not in self.answer_events:
+                    self.selector.register(sock, events, "answer")
+                elif events != self.answer_events[sock]:
+                    self.selector.modify(sock, events, "answer")
+            self.answer_events = wanted
 
     def _guarded(self, client: _Client, action, *args) -> None:
         """`action(client, *args)`, then queue or let go of the client; whatever goes wrong is
@@ -129,17 +199,24 @@ class LineServer:
             LOG.exception("client %s: line %d not answered; connection closed", client.address, client.number)
             self._drop(client)
 
-    def _answer_one(self, client: _Client) -> None:
+    def _hand_over(self, client: _Client) -> None:
         if client.open and self._answerable(client):
-            reply = self.answer(client.next_line(self.limit, self.too_long), client.number)
-            client.outbox += reply.encode() + b"\n"
+            line = client.next_line(self.limit, self.too_long)
+            client.owed += 1
+            self.answers.submit(line, client.number, client)
+
+    def _deliver(self, client: _Client, reply: Callable[[], str]) -> None:
+        client.owed -= 1
+        text = reply()  # the decision is made even if the client has gone meanwhile: it was asked
+        if client.open:
+            client.outbox += text.encode() + b"\n"
             self._send(client)
 
     def _settle(self, client: _Client) -> None:
         """Queue a client with a whole line to answer; let go of one that has ended and has every reply."""
         if not client.open:
             return
-        if client.ended and not (client.outbox or client.inbox or client.skipping):
+        if client.ended and not (client.outbox or client.inbox or client.skipping or client.owed):
             self._drop(client)
         elif not client.queued and self._answerable(client):
             client.queued = True
