@@ -154,3 +154,24 @@ def test_bad_decoders_print_one_line_naming_the_option_and_exit_2(model_copy, ca
         main(["serve", "--model", str(model_copy[0]), *tcp_args, "--decoders", given])
     assert caught.value.code == 2
     assert capsys.readouterr().err.strip() == f"error: <command line>: field '--decoders' = {given!r}: {reason}"
+
+
+def test_a_worker_that_cannot_start_is_an_error_naming_decoders_and_ends_those_started(model_copy, monkeypatch):
+    from agents.deploy import decoders
+    from envs.errors import ConfigError
+
+    started = []
+
+    class OneOnly(decoders._Worker):
+        def __init__(self, *args):
+            if started:
+                raise OSError(11, "Resource temporarily unavailable")
+            super().__init__(*args)
+            started.append(self.process)
+
+    monkeypatch.setattr(decoders, "_Worker", OneOnly)
+    with pytest.raises(ConfigError) as caught:
+        listen(PolicyRuntime(*model_copy), "127.0.0.1", 0, decoders=2)
+    assert str(caught.value) == ("<command line>: field '--decoders' = '2': cannot start a decoding worker "
+                                 "(Resource temporarily unavailable)")
+    assert len(started) == 1 and not started[0].is_alive()

@@ -143,8 +143,15 @@ class DecodingAnswers:
             raise RuntimeError("decoding workers need orjson")
         self.answer_line, self.answer_decoded = answer_line, answer_decoded
         context = multiprocessing.get_context("spawn")  # no fork of a process holding onnxruntime's threads
-        self.workers = [_Worker(context, whole_message, f"gridlight-decoder-{k}") for k in range(count)]
-        self.live = list(self.workers)
+        self.workers: list[_Worker] = []
+        self.live: list[_Worker] = []
+        try:
+            for k in range(count):
+                self.workers.append(_Worker(context, whole_message, f"gridlight-decoder-{k}"))
+        except OSError:  # no more processes to be had: end those started, and say so (service.listen)
+            self.close()
+            raise
+        self.live += self.workers
         self.waiting: deque = deque()  # (worker or None, line, number, owner), in the order handed over
         self._turn = 0
 

@@ -13,6 +13,10 @@ replies is not answered further once ``OUTBOX_LIMIT`` bytes of them are waiting:
 only delays itself, and a client's memory stays within the limit plus one read. Whatever goes
 wrong with one client (a send or receive error, even an exception while answering it) closes
 that connection only; the loop serves on until `LineServer.shutdown`.
+
+The replies come from an answerer: `InTurn` answers each line as it is handed over;
+agents/deploy/decoders.py's `DecodingAnswers` has worker processes decode the lines waiting
+behind the one being answered, and the loop waits on their sockets too.
 """
 
 from __future__ import annotations
@@ -138,8 +142,9 @@ class LineServer:
         try:
             while not self._stopping.is_set():
                 # bytes that arrived meanwhile first (without waiting while a line or a reply
-                # waits), then hand over one line: of the client whose whole line has waited
-                # longest (first come, first served); then send the replies that are ready
+                # waits), then hand lines over while the answerer has room (one for `InTurn`),
+                # the client whose whole line has waited longest first (first come, first
+                # served); then send the replies that are ready, in the order handed over
                 busy = (self.queue and answers.room()) or answers.ready()
                 for key, mask in self.selector.select(0 if busy else None):
                     if key.data == "listener":
