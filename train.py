@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 import agents.ppo.config  # noqa: F401  (registers the structured config "train_schema")
 from agents.ppo.atomic_files import write_text_atomic
 from agents.ppo.interrupts import Terminated, sigterm_interrupts
-from agents.ppo.run_messages import say, status_log, trainer_for_resume
+from agents.ppo.run_messages import say, seed_for_resume, status_log, trainer_for_resume
 from agents.ppo.sb3_trainer import train as train_sb3
 from envs.errors import exit_on_error
 from envs.evaluation.report import training_curves
@@ -43,20 +43,21 @@ def main(cfg: DictConfig) -> None:
     # a bad config, scenario or checkpoint: one line on stderr, exit status 2; status lines go
     # into RUN/train.log too
     with exit_on_error(), status_log(logging.getLogger().handlers):
+        given = {item.lstrip("+~").partition("=")[0] for item in hydra_config.overrides.task}
+        chosen = (cfg.trainer, cfg.seed)
         if cfg.resume is not None:
-            given = {item.lstrip("+~").partition("=")[0] for item in hydra_config.overrides.task}
-            trainer = trainer_for_resume(str(cfg.resume), cfg.trainer, explicit="trainer" in given)
-            if trainer != cfg.trainer:
-                cfg.trainer = trainer
-                saved = run_dir / ".hydra" / "config.yaml"
-                if saved.is_file():  # the run's record says which trainer ran
-                    write_text_atomic(saved, OmegaConf.to_yaml(cfg))
+            cfg.trainer = trainer_for_resume(str(cfg.resume), cfg.trainer, explicit="trainer" in given)
         if cfg.trainer == "torchrl":  # imported only when asked for: it loads TorchRL
             from agents.ppo.torchrl_trainer import train_torchrl as train
         else:
             train = train_sb3
         if cfg.engine.compile:  # before the first compiled step, which is silent for a while
             say("compiling the engine step (about 30 s on a CPU)…")
+        if cfg.resume is not None:
+            cfg.seed = seed_for_resume(str(cfg.resume), cfg.seed, explicit="seed" in given)
+            saved = run_dir / ".hydra" / "config.yaml"
+            if (cfg.trainer, cfg.seed) != chosen and saved.is_file():  # the run's record says what ran
+                write_text_atomic(saved, OmegaConf.to_yaml(cfg))
         try:
             with sigterm_interrupts():  # SIGTERM saves and ends the run as Ctrl-C does
                 result = train(cfg, run_dir)

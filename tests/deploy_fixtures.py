@@ -25,9 +25,9 @@ OBSERVATIONS = ["phase_onehot", "time_in_phase", "lane_count", "lane_halting", "
 _CACHE: dict[str, object] = {}  # exports shared by the test modules of one session
 
 
-def untrained(scenario, policy: str, path, copies: int = 1, observations=OBSERVATIONS, **env):
+def untrained(scenario, policy: str, path, copies: int = 1, observations=OBSERVATIONS, config=None, **env):
     """A freshly initialised policy saved as a checkpoint (non-orthogonal init: its logits vary
-    with the state, so its actions do too)."""
+    with the state, so its actions do too); `config`: more of the train.py config its meta records."""
     venv = IntersectionVecEnv(copies=copies, scenario=scenario, episode_s=3600, observations=observations, **env)
     kwargs = {"ortho_init": False}
     if policy == "independent":
@@ -35,7 +35,8 @@ def untrained(scenario, policy: str, path, copies: int = 1, observations=OBSERVA
     model = MaskablePPO(IndexedActorCriticPolicy if policy == "independent" else "MlpPolicy", venv, seed=0,
                         device="cpu", policy_kwargs=kwargs)
     name = f"ppo_{policy}"
-    return save_checkpoint(model, path, {"env": venv.core.describe(), "config": {"agent": {"name": name}}})
+    meta = {"env": venv.core.describe(), "config": {"agent": {"name": name}, **(config or {})}}
+    return save_checkpoint(model, path, meta)
 
 
 def exported_uneven(tmp_path_factory):

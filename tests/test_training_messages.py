@@ -18,7 +18,7 @@ import agents.ppo.sb3_callback as sb3_callback
 import agents.ppo.sb3_trainer as sb3_trainer
 from agents.ppo.policy import read_meta
 from agents.ppo.interrupts import Terminated, sigterm_interrupts
-from agents.ppo.run_messages import say, status_log, trainer_for_resume, whole_rollouts
+from agents.ppo.run_messages import say, seed_for_resume, status_log, trainer_for_resume, whole_rollouts
 from envs.errors import CheckpointError, ConfigError
 from tests.conftest import REPO_ROOT
 from tests.test_train import train_config, tiny_run
@@ -79,6 +79,26 @@ def test_cli_refuses_a_checkpoint_of_the_other_trainer_when_the_trainer_is_given
     assert done.returncode == 2
     assert done.stderr.strip() == (f"error: {checkpoint}: field 'trainer' = 'torchrl': this is a trainer=sb3 "
                                    "checkpoint (.zip): resume it with trainer=sb3")
+
+
+def test_a_resumed_run_goes_on_with_the_checkpoints_seed_and_refuses_another_given(tmp_path):
+    from envs.scenario import load_scenario
+    from tests.deploy_fixtures import untrained
+
+    scenario = load_scenario("grid_1x1", horizon=100)
+    checkpoint = str(untrained(scenario, "shared", tmp_path / "seeded.zip", config={"seed": 3}))
+    assert seed_for_resume(checkpoint, 0, explicit=False) == 3  # the default seed: the checkpoint's is recorded
+    assert seed_for_resume(checkpoint, 3, explicit=True) == 3
+    with pytest.raises(CheckpointError) as refused:  # it would be ignored: the checkpoint's random state goes on
+        seed_for_resume(checkpoint, 5, explicit=True)
+    assert str(refused.value) == (f"{checkpoint}: field 'seed' = 5: the checkpoint was trained with seed=3, and a "
+                                  "resumed run goes on with its random state and demand samples: leave seed= out, "
+                                  "or start a new run")
+    older = str(untrained(scenario, "shared", tmp_path / "older.zip"))  # no seed recorded: this run's
+    assert seed_for_resume(older, 5, explicit=True) == 5
+    done = _train("seed=5", f"resume={checkpoint}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: {refused.value}"
 
 
 def test_cli_says_it_compiles_before_the_first_compiled_step(tmp_path):

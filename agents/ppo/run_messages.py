@@ -68,6 +68,21 @@ def trainer_for_resume(path: str, trainer: str, explicit: bool) -> str:
     return wanted
 
 
+def seed_for_resume(path: str, seed: int, explicit: bool) -> int:
+    """The seed a resumed run goes on with: the checkpoint's, whose random state and training
+    demand samples it continues whatever ``seed=`` says; given and different, a CheckpointError
+    (it would be ignored). A checkpoint that records no seed keeps this run's."""
+    from agents.ppo.policy import checkpoint_meta  # SB3 or TorchRL, as the checkpoint needs
+
+    saved = checkpoint_meta(path).get("config", {}).get("seed")
+    if saved is None or int(saved) == seed:
+        return seed
+    if explicit:
+        raise CheckpointError(path, "seed", seed, f"the checkpoint was trained with seed={saved}, and a resumed run "
+                              "goes on with its random state and demand samples: leave seed= out, or start a new run")
+    return int(saved)
+
+
 def whole_rollouts(total: int, start: int, rollout: int) -> int:
     """The agent-steps a run ends at: it stops at the first whole rollout at or past `total`
     (counted from `start`, the resumed checkpoint's); said once when that is more than `total`."""
@@ -88,4 +103,4 @@ def say_interrupted(steps: int, checkpoint: Path) -> None:
 
 
 __all__ = ["STATUS", "eval_line", "say", "status_log",
-           "say_baselines", "say_interrupted", "trainer_for_resume", "whole_rollouts"]
+           "say_baselines", "say_interrupted", "seed_for_resume", "trainer_for_resume", "whole_rollouts"]
