@@ -143,6 +143,8 @@ def test_a_misspelt_key_in_a_config_file_fails_naming_the_file_and_key(tmp_path)
     ("eval.baselines=[fixed_time,oracle]", "eval.baselines[1]"),
     ("eval.baselines=[max_pressure,fixed_time,max_pressure]", "eval.baselines[2]"),  # was run twice
     ("train.device=tpu", "train.device"),
+    ("torchrl.centralised_critic=true", "torchrl.centralised_critic"),  # trainer=sb3 would ignore it
+    ("torchrl.loss=clip_ppo", "torchrl.loss"),
 ])
 def test_a_bad_value_fails_before_any_work_naming_the_field(tmp_path, override, field):
     # the scenario does not exist either: the config check comes first, so it is never loaded

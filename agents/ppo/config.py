@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -338,6 +338,11 @@ def check_config(cfg) -> None:
         fail("trainer", cfg.trainer, f"expected one of {list(TRAINERS)}")
     if cfg.agent.name == "mappo" and cfg.trainer != "torchrl":
         fail("trainer", cfg.trainer, "agent=mappo (a centralised critic) trains with trainer=torchrl")
+    if cfg.trainer != "torchrl":  # a torchrl.* option set for another trainer would be ignored
+        defaults = asdict(TorchRLTrainerConfig())
+        for key, value in cfg.torchrl.items():
+            if value != defaults[key]:
+                fail(f"torchrl.{key}", value, f"only trainer=torchrl reads it (this run: trainer={cfg.trainer})")
     agent = cfg.agent
     if agent.policy not in POLICIES:
         fail("agent.policy", agent.policy, f"expected one of {list(POLICIES)}")
