@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+from omegaconf import OmegaConf
 from tqdm import tqdm
 
 import agents.ppo.sb3_callback as sb3_callback
@@ -99,6 +100,19 @@ def test_a_resumed_run_goes_on_with_the_checkpoints_seed_and_refuses_another_giv
     done = _train("seed=5", f"resume={checkpoint}", f"hydra.run.dir={tmp_path / 'run'}")
     assert done.returncode == 2
     assert done.stderr.strip() == f"error: {refused.value}"
+
+
+def test_a_resumed_run_without_seed_records_the_checkpoints_seed(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    done = _train(*tiny_run(**SHORT, train__total_agent_steps=ROLLOUT), "seed=3", f"hydra.run.dir={first}")
+    assert done.returncode == 0, done.stderr
+    done = _train(*tiny_run(**SHORT, train__total_agent_steps=2 * ROLLOUT),
+                  f"resume={first / 'checkpoints' / 'last.zip'}", f"hydra.run.dir={second}")
+    assert done.returncode == 0, done.stderr
+    assert f"at {ROLLOUT} agent-steps" in done.stdout
+    recorded = OmegaConf.load(second / ".hydra" / "config.yaml")
+    assert recorded.seed == 3  # the run said seed 0 (the default) and went on with the checkpoint's
+    assert read_meta(second / "checkpoints" / "last.zip")["config"]["seed"] == 3
 
 
 def test_cli_says_it_compiles_before_the_first_compiled_step(tmp_path):
