@@ -175,3 +175,36 @@ def test_a_worker_that_cannot_start_is_an_error_naming_decoders_and_ends_those_s
     assert str(caught.value) == ("<command line>: field '--decoders' = '2': cannot start a decoding worker "
                                  "(Resource temporarily unavailable)")
     assert len(started) == 1 and not started[0].is_alive()
+
+
+@pytest.mark.parametrize("stop, status, said", [
+    ("ctrl_c", 130, "stopped (interrupted)"),  # SIGINT to the whole process group, as a terminal sends it
+    ("sigterm", 143, "stopped (SIGTERM)"),  # to the service only, as a service manager does
+])
+def test_ctrl_c_or_sigterm_stops_the_service_and_its_workers_without_a_traceback(model_copy, stop, status, said):
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO_ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    service = subprocess.Popen([sys.executable, "-m", "agents.deploy.service", "serve", "--model", str(model_copy[0]),
+                                "--tcp", "127.0.0.1:0", "--decoders", "1"], cwd=REPO_ROOT, env=env,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for line in service.stderr:  # wait until it serves
+        if "serving on" in line:
+            break
+    workers = subprocess.run(["pgrep", "-P", str(service.pid)], capture_output=True, text=True).stdout.split()
+    if stop == "ctrl_c":
+        os.killpg(service.pid, signal.SIGINT)
+    else:
+        service.send_signal(signal.SIGTERM)
+    rest = service.communicate(timeout=30)[1]
+    assert service.returncode == status
+    assert "Traceback" not in rest and rest.rstrip().endswith(said)
+    assert workers  # the decoding worker (and multiprocessing's resource tracker)
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{pid}") for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)  # ended with the service (reparented and reaped)
+    assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}")]

@@ -24,7 +24,9 @@ import logging
 import multiprocessing
 import pickle
 import selectors
+import signal
 import socket
+import threading
 from collections import deque
 from typing import Callable
 
@@ -58,6 +60,7 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
 def _decode_lines(sock: socket.socket, whole_message: WholeMessage) -> None:
     """A worker's loop: a line's bytes in, `WholeMessage.decode`'s answer out (None for a line
     it does not take, whatever the reason), until the serving process closes its end."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as started from the main thread (DecodingAnswers), from any
     with sock:
         while True:
             try:
@@ -145,12 +148,20 @@ class DecodingAnswers:
         context = multiprocessing.get_context("spawn")  # no fork of a process holding onnxruntime's threads
         self.workers: list[_Worker] = []
         self.live: list[_Worker] = []
+        # Ctrl-C reaches the whole process group: the workers (and multiprocessing's resource
+        # tracker) start with SIGINT ignored, inherited, so that even one still starting up stays
+        # quiet; the service stops and then ends them
+        main_thread = threading.current_thread() is threading.main_thread()  # signal.signal works only there
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
         try:
             for k in range(count):
                 self.workers.append(_Worker(context, whole_message, f"gridlight-decoder-{k}"))
         except OSError:  # no more processes to be had: end those started, and say so (service.listen)
             self.close()
             raise
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, handler)
         self.live += self.workers
         self.waiting: deque = deque()  # (worker or None, line, number, owner), in the order handed over
         self._turn = 0

@@ -28,7 +28,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 
 from agents.deploy.runtime import LOG, PolicyRuntime, check_deadline_ms
 from agents.deploy.tcp_lines import LineServer
@@ -222,6 +224,13 @@ def _log_level(name: str) -> int:
     return level
 
 
+def _stop_on_sigterm(signum, frame) -> None:
+    """SIGTERM (a service manager's stop): end as Ctrl-C does, closing the sockets and the decoding
+    workers on the way out, with exit status 143."""
+    LOG.info("stopped (SIGTERM)")
+    raise SystemExit(143)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     with exit_on_error(debug=args.debug):
@@ -235,11 +244,18 @@ def main(argv: list[str] | None = None) -> int:
                               "decoding workers serve --tcp clients; on stdin each line waits for its reply")
         runtime = PolicyRuntime(args.model, args.metadata, deadline_ms=deadline_ms)
         server = listen(runtime, *address, decoders) if address else None
-    if server:
-        server.serve_forever()
-    else:
-        # bytes, decoded line by line: an undecodable line is an error reply, not the end of the service
-        serve_lines(runtime, bounded_lines(sys.stdin.buffer), lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+    if threading.current_thread() is threading.main_thread():  # signal.signal works only there
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        if server:
+            server.serve_forever()  # its sockets and decoding workers are closed however it ends
+        else:
+            # bytes, decoded line by line: an undecodable line is an error reply, not the end of the service
+            serve_lines(runtime, bounded_lines(sys.stdin.buffer),
+                        lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+    except KeyboardInterrupt:  # Ctrl-C: the way to stop a service in a terminal, not a crash
+        LOG.info("stopped (interrupted)")
+        return 130
     return 0
 
 
