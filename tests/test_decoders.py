@@ -65,9 +65,10 @@ def _collect(answers: DecodingAnswers) -> list[str]:
     return replies
 
 
-def test_a_burst_of_lines_gets_the_replies_the_service_gives_without_workers(model_copy):
+@pytest.mark.parametrize("workers", [1, 2])  # two: lines dealt in turn, decided in the order they came
+def test_a_burst_of_lines_gets_the_replies_the_service_gives_without_workers(model_copy, workers):
     lines, expected = _lines_and_replies(model_copy)
-    server = listen(PolicyRuntime(*model_copy), "127.0.0.1", 0, decoders=1)
+    server = listen(PolicyRuntime(*model_copy), "127.0.0.1", 0, decoders=workers)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
