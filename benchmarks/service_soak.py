@@ -79,8 +79,11 @@ def rss_mb(pid: int) -> float:
 
 def cpu_s(pid: int, children: bool) -> float:
     """CPU seconds (user + system, all threads) process `pid`, and its children if asked, have used so far."""
-    pids = service_pids(pid) if children else [pid]
-    return sum(int(_stat(one)[11]) + int(_stat(one)[12]) for one in pids) / os.sysconf("SC_CLK_TCK")
+    ticks = 0
+    for one in service_pids(pid) if children else [pid]:
+        fields = _stat(one)
+        ticks += int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:

@@ -108,11 +108,11 @@ class InTurn:
 class LineServer:
     """Serves ``answer(line, number) -> reply text`` (one reply line per request line, numbered
     per client from 1) on ``host:port`` until `shutdown`; ``server_address`` as socketserver's.
-    `answer` may instead be an answerer (`InTurn`'s methods) that hands back replies later, in
-    the order it took the lines."""
+    `answer_with` puts another answerer in its place (one that hands back replies later, in the
+    order it took the lines)."""
 
-    def __init__(self, host: str, port: int, answer, limit: int, too_long) -> None:
-        self.answers = answer if hasattr(answer, "submit") else InTurn(answer)
+    def __init__(self, host: str, port: int, answer: Callable[[object, int], str], limit: int, too_long) -> None:
+        self.answers = InTurn(answer)
         self.limit, self.too_long = limit, too_long
         self.listener = socket.create_server((host, port), backlog=128, reuse_port=False)
         self.listener.setblocking(False)
