@@ -96,7 +96,7 @@ def trained_policies(cfg: DictConfig) -> dict[str, tuple[str, object]]:
 
     policies: dict[str, tuple[str, object]] = {}
     for path in paths:
-        name = str(checkpoint_meta(path)["config"]["agent"]["name"])
+        name = str(checkpoint_meta(path).get("config", {}).get("agent", {}).get("name") or Path(path).stem)
         name = name if name not in policies and name not in cfg.controllers else f"{name}_{len(policies) + 1}"
         with config_path(path, "checkpoint_"):  # its max_green_s is checkpoint_max_green_s; on the engine device
             policies[name] = path, controller_for_checkpoint(path, max_green_s=cfg.get("checkpoint_max_green_s"),

@@ -94,3 +94,16 @@ def exit_on_error(debug: bool = False) -> Iterator[None]:
             raise
         print(f"error: {error}", file=sys.stderr, flush=True)
         sys.exit(EXIT_STATUS)
+
+
+def recorded(meta: Any, source: str, dotted: str, needed_for: str) -> Any:
+    """The value at `dotted` (``config.scenario.name``) in a checkpoint's meta; where the meta lacks
+    it, a `CheckpointError` naming `source`, the key and what needs it. train.py records every key
+    read this way: a meta without one was written by hand or by another program."""
+    value = meta
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            raise CheckpointError(source, dotted, None, f"missing from the checkpoint's meta; {needed_for} "
+                                  "(train.py's checkpoints record it)")
+        value = value[key]
+    return value

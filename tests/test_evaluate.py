@@ -207,6 +207,16 @@ def test_a_max_green_for_a_phase_duration_checkpoint_names_checkpoint_max_green_
     assert_names_everything(caught.value, str(checkpoint), "checkpoint_max_green_s", 60.0)
 
 
+def test_a_checkpoint_whose_meta_names_no_agent_is_named_after_its_file(tmp_path):
+    from envs.scenario import load_scenario
+    from tests.deploy_fixtures import untrained
+
+    checkpoint = untrained(load_scenario("grid_1x1", horizon=60), "shared", tmp_path / "hand_made.zip",
+                           config={"agent": {}})  # was a KeyError: 'name'
+    policies = evaluate.trained_policies(evaluate_config("scenario=grid_1x1", f"checkpoint={checkpoint}"))
+    assert list(policies) == ["hand_made"] and policies["hand_made"][0] == str(checkpoint)
+
+
 def test_one_seed_shows_no_interval_and_the_reduction_note_only_with_its_column():
     rows = [{"controller": name, "seed": 0, PRIMARY: travel, "travel_time/p50": 1.0, "travel_time/p95": 2.0,
              "throughput": 10.0, "delay": 3.0} for name, travel in (("fixed_time", 128.6), ("sotl", 100.0))]

@@ -214,6 +214,15 @@ def test_export_says_when_check_seconds_0_skips_the_parity_check(trained, tmp_pa
     assert "check: SKIPPED (check.seconds=0)" in printed and "identical" not in printed
 
 
+def test_a_checkpoint_whose_meta_lacks_its_scenario_is_an_error_naming_the_key(tmp_path):
+    checkpoint = untrained(load_scenario("grid_1x1", horizon=100), "shared", tmp_path / "hand.zip")
+    with pytest.raises(CheckpointError) as caught:  # was a KeyError: 'scenario'
+        export_policy(checkpoint, tmp_path / "out")
+    assert_names_everything(caught.value, str(checkpoint), "config.scenario.name", None)
+    assert "export loads the policy's scenario by it" in str(caught.value)
+    assert not (tmp_path / "out").exists()
+
+
 def test_export_cli_with_a_missing_checkpoint_prints_one_line_and_exits_2(tmp_path):
     done = subprocess.run(
         [sys.executable, "export.py", f"checkpoint={tmp_path / 'nowhere.zip'}", f"out={tmp_path}",

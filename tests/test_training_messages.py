@@ -20,6 +20,7 @@ import agents.ppo.sb3_trainer as sb3_trainer
 from agents.ppo.policy import read_meta
 from agents.ppo.interrupts import Terminated, sigterm_interrupts
 from agents.ppo.run_messages import say, seed_for_resume, status_log, trainer_for_resume, whole_rollouts
+from agents.ppo.run_setup import LAYOUT_KEYS, check_layout
 from envs.errors import CheckpointError, ConfigError
 from tests.conftest import REPO_ROOT
 from tests.test_train import train_config, tiny_run
@@ -100,6 +101,27 @@ def test_a_resumed_run_goes_on_with_the_checkpoints_seed_and_refuses_another_giv
     done = _train("seed=5", f"resume={checkpoint}", f"hydra.run.dir={tmp_path / 'run'}")
     assert done.returncode == 2
     assert done.stderr.strip() == f"error: {refused.value}"
+
+
+def test_resuming_a_checkpoint_whose_meta_lacks_the_architecture_is_one_error_naming_the_key(tmp_path):
+    from envs.scenario import load_scenario
+    from tests.deploy_fixtures import untrained
+
+    # made by hand (the meta records the agent's name only): was a KeyError traceback
+    checkpoint = untrained(load_scenario("grid_1x1", horizon=100), "shared", tmp_path / "hand.zip")
+    done = _train(f"resume={checkpoint}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (f"error: {checkpoint}: field 'config.agent.policy' = None: missing from the "
+                                   "checkpoint's meta; resume checks the architecture against it (train.py's "
+                                   "checkpoints record it)")
+    layout = read_meta(checkpoint)["env"]  # and the env layout's keys, each of them
+    for key in LAYOUT_KEYS:
+        lacking = {"env": {k: v for k, v in layout.items() if k != key}}
+        if key in ("action_mode", "green_durations_s"):  # older checkpoints lack them: they chose phases
+            check_layout(str(checkpoint), lacking, layout)
+            continue
+        with pytest.raises(CheckpointError, match=f"field 'env.{key}' = None: missing from the checkpoint's meta"):
+            check_layout(str(checkpoint), lacking, layout)
 
 
 def test_a_resumed_run_without_seed_records_the_checkpoints_seed(tmp_path):

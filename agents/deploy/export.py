@@ -62,7 +62,7 @@ from agents.deploy.torchrl_graph import TorchRLActor
 from agents.ppo.atomic_files import atomic_path, write_text_atomic
 from agents.ppo.indexed_policy import IndexedActorCriticPolicy
 from agents.ppo.policy import load_policy
-from envs.errors import CheckpointError, ConfigError
+from envs.errors import CheckpointError, ConfigError, recorded
 from envs.rl.features import TIME_IN_PHASE_MAX_S, feature_context, shortest_spacing
 from envs.rl.movement_features import APPROACH_SCALE
 from envs.rl.actions import action_settings
@@ -176,11 +176,12 @@ def check_timing(engine: dict, interval: int, max_green_s: float, fallback_green
                           f"must lie between min green ({engine['min_green_s']} s) and max green ({max_green_s:g} s)")
 
 
-def _scenario(config: dict, data_dir: str | None) -> Scenario:
-    """The checkpoint's scenario (``config.scenario``), found under `data_dir` (export's own
+def _scenario(meta: dict, source: str, data_dir: str | None) -> Scenario:
+    """The checkpoint's scenario (its meta's ``config.scenario``), found under `data_dir` (export's own
     ``data_dir`` key) or where training found it."""
-    scenario_cfg = config["scenario"]
-    name, seed = scenario_cfg["name"], scenario_cfg.get("seed", 0)
+    name = recorded(meta, source, "config.scenario.name", "export loads the policy's scenario by it")
+    scenario_cfg = meta["config"]["scenario"]
+    seed = scenario_cfg.get("seed", 0)
     if data_dir is None:
         return load_scenario(name, seed=seed, data_dir=scenario_cfg.get("data_dir"))
     try:
@@ -262,7 +263,7 @@ def export_policy(
     env_meta, config = meta["env"], meta.get("config", {})
     engine, interval = env_meta["engine"], int(env_meta["decision_interval_s"])
     check_timing(engine, interval, max_green_s, fallback_green_s)
-    scenario = scenario if scenario is not None else _scenario(config, data_dir)
+    scenario = scenario if scenario is not None else _scenario(meta, str(checkpoint), data_dir)
     layout = intersection_layout(scenario.network)
     if list(layout.ids) != list(env_meta["intersections"]):
         raise CheckpointError(str(checkpoint), "env.intersections", list(layout.ids),

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from omegaconf import DictConfig, OmegaConf
 
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
-from envs.errors import CheckpointError
+from envs.errors import CheckpointError, recorded
 from envs.evaluation.metrics import METRIC_NAMES
 from envs.evaluation.runner import Metrics
 from envs.rl.actions import action_settings
@@ -39,23 +39,25 @@ def load_scenarios(cfg: DictConfig) -> tuple[Scenario, Scenario]:
     return (evaluation if train_horizon == cfg.scenario.horizon else load(train_horizon)), evaluation
 
 
-def check_architecture(path: str, saved: dict, agent: DictConfig) -> None:
-    """CheckpointError unless the checkpoint's agent config (`saved`) has this run's architecture."""
+def check_architecture(path: str, meta: dict, agent: DictConfig) -> None:
+    """CheckpointError unless the checkpoint's agent config (in its `meta`) has this run's architecture."""
     given = OmegaConf.to_container(agent, resolve=True)
     for key in ARCH_KEYS:
-        if saved[key] != given[key]:
+        saved = recorded(meta, path, f"config.agent.{key}", "resume checks the architecture against it")
+        if saved != given[key]:
             raise CheckpointError(path, f"agent.{key}", given[key],
-                                  f"the checkpoint was trained with {saved[key]!r}; resume needs the same")
+                                  f"the checkpoint was trained with {saved!r}; resume needs the same")
 
 
-def check_layout(path: str, saved: dict, layout: dict) -> None:
-    """CheckpointError unless the checkpoint's env layout is this env's (older checkpoints
-    have no action-mode keys: they chose phases)."""
-    mode, durations = action_settings(saved)
-    saved = {**saved, "action_mode": mode, "green_durations_s": list(durations)}
+def check_layout(path: str, meta: dict, layout: dict) -> None:
+    """CheckpointError unless the checkpoint's env layout (in its `meta`) is this env's (older
+    checkpoints have no action-mode keys: they chose phases)."""
+    mode, durations = action_settings(meta["env"])
+    saved = {"env": {**meta["env"], "action_mode": mode, "green_durations_s": list(durations)}}
     for key in LAYOUT_KEYS:
-        if saved[key] != layout[key]:
-            raise CheckpointError(path, f"env.{key}", layout[key], f"differs from the checkpoint's {saved[key]!r}")
+        value = recorded(saved, path, f"env.{key}", "resume checks this run's layout against it")
+        if value != layout[key]:
+            raise CheckpointError(path, f"env.{key}", layout[key], f"differs from the checkpoint's {value!r}")
 
 
 class RunRecord:

@@ -121,9 +121,9 @@ class TorchRLTrainer:
     def _resume(self, path: str) -> int:
         data = read_torchrl_checkpoint(path, self.device)
         meta = data["meta"]
-        check_architecture(path, meta["config"]["agent"], self.cfg.agent)
+        check_architecture(path, meta, self.cfg.agent)
         # the env layout first: a changed scenario or observation shows as the key the user changed
-        check_layout(path, meta["env"], self.core.describe())
+        check_layout(path, meta, self.core.describe())
         check_network_spec(path, meta["networks"], self.spec)
         self.policy_net.load_state_dict(data["actor"])
         self.value_net.load_state_dict(data["critic"])
