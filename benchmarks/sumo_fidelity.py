@@ -66,12 +66,14 @@ def sumo_binary() -> str:
 
 def scheduled_departures(config) -> dict[str, float]:
     """Vehicle id -> scheduled SUMO departure, for the vehicles the window keeps."""
+    merged = None
+    for route_file in config.route_files:  # one namespace, as the import reads them
+        merged = read_routes(route_file, Counter(), (config.begin, config.end), merged)
     out = {}
-    for route_file in config.route_files:
-        for vehicle in read_routes(route_file, Counter()).vehicles:
-            step = math.ceil(vehicle.depart - config.begin)
-            if vehicle.depart >= config.begin and step < config.end - config.begin:
-                out[vehicle.id] = vehicle.depart
+    for vehicle in merged.vehicles:
+        step = math.ceil(vehicle.depart - config.begin)
+        if vehicle.depart >= config.begin and step < config.end - config.begin:
+            out[vehicle.id] = vehicle.depart
     return out
 
 

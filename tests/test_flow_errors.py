@@ -98,6 +98,15 @@ FLOW_CASES = [
         "no roadLink from 'e_b' to 'b_n'",
         id="route-turn-without-link",
     ),
+    # a virtual intersection's roadLinks are not simulated: the route failed only when the
+    # demand was built, saying the link the file has was missing
+    pytest.param(
+        lambda r, f: set_path(r, in_junction_a("virtual"), True),
+        "[0].route[1]",
+        "a_b",
+        "the route passes through virtual intersection 'A'",
+        id="route-through-virtual-intersection",
+    ),
     pytest.param(
         lambda r, f: _only_right_lane_after_a(r),
         "[1].route[2]",

@@ -80,6 +80,15 @@ def test_malformed_flow_json_names_file(tmp_path: Path) -> None:
         load_flow(path, roadnet)
 
 
+def test_json_nested_past_pythons_stack_names_the_file(tmp_path: Path) -> None:
+    roadnet = parse_roadnet(minimal_roadnet(), ROADNET_SOURCE)
+    path = tmp_path / "flow.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ScenarioError, match="nested too deeply") as caught:  # was a RecursionError
+        load_flow(path, roadnet)
+    assert (caught.value.file, caught.value.field) == (str(path), "<json>")
+
+
 def test_missing_file_is_named(tmp_path: Path) -> None:
     path = tmp_path / "absent" / "roadnet.json"
     with pytest.raises(ScenarioError) as caught:

@@ -54,6 +54,8 @@ def _read_json(path: str | Path) -> Any:
             f"malformed JSON: {err.msg} at line {err.lineno} column {err.colno} (char {err.pos})"
         )
         raise ScenarioError(source, "<json>", excerpt, reason) from None
+    except RecursionError:  # nesting deeper than Python's stack; no CityFlow file nests past a few levels
+        raise ScenarioError(source, "<json>", None, "malformed JSON: nested too deeply to read") from None
 
 
 def load_roadnet(path: str | Path) -> RoadnetSpec:

@@ -42,27 +42,28 @@ def import_sumo(folder_or_config: str | Path) -> SumoImport:
     """Read a SUMO scenario (a folder with one ``.sumocfg``, or the sumocfg itself)."""
     path = Path(folder_or_config)
     config = read_config(find_config(path) if path.is_dir() else path)
-    counts: Counter = Counter()
+    counts: Counter = Counter(f"sumocfg_{option}_ignored" for option in config.ignored)
     net = read_net(config.net_file)
     for kind, number in net.skipped.items():
         counts[kind] += number
     merged = None
     for route_file in config.route_files:  # one namespace of vTypes and routes, as in SUMO
-        merged = read_routes(route_file, counts, merged)
+        merged = read_routes(route_file, counts, (config.begin, config.end), merged)
+    connected = {(c.from_edge, c.to_edge) for c in net.connections}
     keep = frozenset()
     for _ in range(2):
         # the boundary's turnarounds are left out (virtual junctions) unless a vehicle needs
         # one: route once with all of them, then keep only the ones routes turn around at
         trial: Counter = Counter()
         roadnet = roadnet_from_sumo(net, trial, keep)
-        flow = flow_from_sumo(merged, roadnet, config.begin, config.end, trial)
+        flow = flow_from_sumo(merged, roadnet, config.begin, config.end, trial, connected)
         if keep or not (trial["trips_without_route_left_out"]
                         or trial["routes_through_left_out_turns_left_out"]):
             break
         boundary = turnaround_only_junctions(net)
         roadnet = roadnet_from_sumo(net, Counter(), frozenset(boundary))
         keep = frozenset(turned_around_at(
-            flow_from_sumo(merged, roadnet, config.begin, config.end, Counter()), roadnet,
+            flow_from_sumo(merged, roadnet, config.begin, config.end, Counter(), connected), roadnet,
             boundary))
     counts.update(trial)
     counts["boundary_turnarounds_kept"] = len(keep)

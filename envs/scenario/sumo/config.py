@@ -10,6 +10,7 @@ from envs.errors import ScenarioError
 from envs.scenario.sumo.xml_fields import XmlFields, read_xml
 
 DEFAULT_BEGIN_S = 0.0  # SUMO's default when the config leaves the begin out
+READ_OPTIONS = ("input/net-file", "input/route-files", "time/begin", "time/end")
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,8 @@ class SumoConfig:
     route_files: tuple[Path, ...]
     begin: float
     end: float
+    # options the import does not follow (step-length, teleports, outputs, ...), for its report
+    ignored: tuple[str, ...] = ()
 
 
 def find_config(folder: str | Path) -> Path:
@@ -62,6 +65,13 @@ def read_config(path: str | Path) -> SumoConfig:
                         "gridlight simulates a bounded window: add <time><end value=\"...\"/></time>")
     if times["end"] <= times["begin"]:
         fields.fail("time.end", "value", times["end"], f"must be > begin ({times['begin']:g})")
+    if value("input", "additional-files") is not None:  # they may override programs, define vTypes, ...
+        fields.fail("input.additional-files", "value", value("input", "additional-files"),
+                    "the importer does not read additional files (traffic-light programs, vTypes, routes "
+                    "or detectors they hold would be missed): move the vTypes and routes into the route "
+                    "files and the programs into the net, then remove the entry")
+    ignored = tuple(f"{section.tag}.{option.tag}" for section in root for option in section
+                    if f"{section.tag}/{option.tag}" not in READ_OPTIONS)
     return SumoConfig(path, path.parent / net,
                       tuple(path.parent / name for name in routes.replace(",", " ").split()),
-                      times["begin"], times["end"])
+                      times["begin"], times["end"], ignored)

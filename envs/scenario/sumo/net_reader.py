@@ -113,9 +113,10 @@ def read_net(path: str | Path) -> SumoNet:
         skipped[kind] = skipped.get(kind, 0) + 1
 
     junctions = {}
+    every_junction_id = set()  # internal junctions too: SUMO refuses a second junction of an id
     for element in root.iter("junction"):
         where = element_path(element)
-        ident = fields.string(element, "id", where)
+        ident = fields.new_id(element, where, every_junction_id)
         kind = element.get("type", "priority")
         if kind == "internal":
             continue
@@ -129,8 +130,7 @@ def read_net(path: str | Path) -> SumoNet:
     internal_lane_length: dict[str, float] = {}
     for element in root.iter("edge"):
         where = element_path(element)
-        ident = fields.string(element, "id", where)
-        every_edge_id.add(ident)
+        ident = fields.new_id(element, where, every_edge_id)
         function = element.get("function", "normal")
         if function == INTERNAL_FUNCTION:
             for lane in element.iter("lane"):

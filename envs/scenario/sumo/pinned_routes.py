@@ -14,6 +14,7 @@ from pathlib import Path
 
 from envs.errors import ScenarioError
 from envs.scenario.sumo.config import SumoConfig, read_config
+from envs.scenario.sumo.xml_fields import read_xml
 
 _TRIP_ONLY_ATTRIBUTES = ("from", "to", "via", "fromTaz", "toTaz", "fromJunction", "toJunction")
 
@@ -24,7 +25,7 @@ def routes_driven(vehroutes: str | Path) -> dict[str, str]:
     A vehicle rerouted before or after insertion lists every route it was given; it drove the
     last one."""
     out = {}
-    for vehicle in ET.parse(vehroutes).getroot().iter("vehicle"):
+    for vehicle in read_xml(vehroutes, "routes").iter("vehicle"):
         routes = list(vehicle.iter("route"))
         if not routes or not routes[-1].get("edges"):
             raise ScenarioError(str(vehroutes), f"vehicle[id={vehicle.get('id')}]/route@edges",
@@ -42,7 +43,7 @@ def pin_routes(config: SumoConfig, routes: dict[str, str], workdir: str | Path) 
     route_files, pinned, left = [], 0, 0
     paths: dict[tuple, set[str]] = {}
     for k, route_file in enumerate(config.route_files):
-        tree = ET.parse(route_file)
+        tree = ET.ElementTree(read_xml(route_file, "routes"))
         for trip in tree.getroot().iter("trip"):
             edges = routes.get(trip.get("id"))
             if edges is None:

@@ -9,8 +9,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envs.scenario.spec import VehicleSpec
+from envs.scenario.departures import MAX_VEHICLES
 from envs.scenario.json_fields import MISSING
+from envs.scenario.spec import VehicleSpec
 from envs.scenario.sumo.xml_fields import XmlFields, element_path, read_xml
 
 DEFAULT_VTYPE = "DEFAULT_VEHTYPE"
@@ -26,11 +27,14 @@ _CLASS_DEFAULTS = {
 NON_ROAD_CLASSES = ("pedestrian", "bicycle", "tram", "rail", "rail_urban", "rail_electric",
                     "ship")
 DEFAULT_TAU = 1.0  # SUMO's default desired time headway (s)
+# a <vehicle>'s, <trip>'s or <flow>'s attributes the import counts as ignored
+IGNORED_VEHICLE_ATTRIBUTES = ("departLane", "departPos", "departSpeed", "arrivalLane", "arrivalPos",
+                              "arrivalSpeed")
 # SUMO's default driver imperfection (Krauss' dawdling), which the engine models (`following.dawdle`)
 DEFAULT_SIGMA = 0.5
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a dense flow makes millions of them
 class SumoVehicle:
     where: str  # element path for error messages
     depart: float  # SUMO seconds
@@ -51,7 +55,7 @@ class SumoRoutes:
     routes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # named <route>s
     # the vType and route ids the files define (DEFAULT_VEHTYPE starts out undefined: SUMO lets
     # the files redefine the default type once)
-    defined: dict[str, set[str]] = field(default_factory=lambda: {"vType": set(), "route": set()})
+    defined: dict[str, set[str]] = field(default_factory=lambda: {"vType": set(), "route": set(), "vehicle": set()})
 
 
 def vehicle_type(fields: XmlFields, element, where: str, counts: Counter
@@ -103,11 +107,12 @@ def _sigma(fields: XmlFields, element, where: str) -> float:
     return sigma
 
 
-def read_routes(path: str | Path, counts: Counter, earlier: SumoRoutes | None = None
-                ) -> SumoRoutes:
+def read_routes(path: str | Path, counts: Counter, window: tuple[float, float],
+                earlier: SumoRoutes | None = None) -> SumoRoutes:
     """The vTypes, named routes and vehicles of a route file, after those of the `earlier` route
     files of the scenario: SUMO reads them into one namespace, so a file may use the types and
-    routes of the files before it but not define their ids again."""
+    routes of the files before it but not define their ids again. A flow's vehicles outside the
+    config's `window` (begin, end) are counted, not built."""
     source = str(path)
     fields = XmlFields(source)
     root = read_xml(path, "routes")
@@ -117,19 +122,30 @@ def read_routes(path: str | Path, counts: Counter, earlier: SumoRoutes | None = 
     vtypes, routes = dict(earlier.vtypes), dict(earlier.routes)
     defined = {tag: set(ids) for tag, ids in earlier.defined.items()}
     vehicles: list[SumoVehicle] = []
+    room = MAX_VEHICLES - len(earlier.vehicles)  # vehicles the scenario may still hold
     for element in root:
         where = element_path(element)
         if element.tag == "vType":
-            ident = _new_id(fields, element, where, defined["vType"])
+            ident = fields.new_id(element, where, defined["vType"])
             vtypes[ident] = vehicle_type(fields, element, where, counts)
         elif element.tag == "route":
-            ident = _new_id(fields, element, where, defined["route"])
+            ident = fields.new_id(element, where, defined["route"])
             routes[ident] = _edges(fields, element, where)
         elif element.tag in ("vehicle", "trip"):
-            vehicles.append(_vehicle(fields, element, where, routes,
-                                     _depart(fields, element, where), element.get("id", "")))
-        elif element.tag == "flow":
-            vehicles += _flow(fields, element, where, routes, counts)
+            ident = fields.new_id(element, where, defined["vehicle"])
+            _count_ignored(element, counts)
+            vehicles.append(_vehicle(fields, element, where, routes, _depart(fields, element, where), ident))
+        elif element.tag in ("flow", "interval"):
+            # <interval begin end> groups flows and gives them its begin and end
+            group = [element] if element.tag == "flow" else list(element)
+            for flow in group:
+                flow_where = where if flow is element else element_path(flow, where)
+                if flow.tag != "flow":
+                    fields.fail(flow_where, None, flow.tag, "an <interval> of a route file may hold <flow>s only")
+                fields.new_id(flow, flow_where, defined["vehicle"])
+                _count_ignored(flow, counts)
+                vehicles += _flow(fields, flow, flow_where, routes, counts, window,
+                                  room - len(vehicles), None if flow is element else (element, where))
         elif element.tag in ("routeDistribution", "vTypeDistribution", "person", "personFlow",
                              "container", "containerFlow"):
             fields.fail(where, None, element.tag,
@@ -142,14 +158,15 @@ def read_routes(path: str | Path, counts: Counter, earlier: SumoRoutes | None = 
     return SumoRoutes(source, vtypes, earlier.vehicles + vehicles, routes, defined)
 
 
-def _new_id(fields: XmlFields, element, where: str, seen: set[str]) -> str:
-    """The element's id, refused when an earlier element of its kind has it (SUMO refuses that
-    too; keeping either definition would silently change the other's vehicles)."""
-    ident = fields.string(element, "id", where)
-    if ident in seen:
-        fields.fail(where, "id", ident, f"another <{element.tag}> has this id")
-    seen.add(ident)
-    return ident
+def _count_ignored(element, counts: Counter) -> None:
+    """Counts a vehicle's or flow's attributes and stops the engine does not follow (it picks
+    lanes, positions and speeds itself, and no vehicle stops on its way)."""
+    for attribute in IGNORED_VEHICLE_ATTRIBUTES:
+        if attribute in element.attrib:
+            counts[f"vehicle_{attribute}_ignored"] += 1
+    stops = len(element.findall("stop")) + len(element.findall("route/stop"))
+    if stops:
+        counts["vehicle_stops_ignored"] += stops
 
 
 def _edges(fields: XmlFields, element, where: str) -> tuple[str, ...]:
@@ -191,15 +208,19 @@ def _vehicle(fields: XmlFields, element, where: str, routes, depart: float,
                        ident, fields.source)
 
 
-def _flow(fields: XmlFields, element, where: str, routes, counts: Counter) -> list[SumoVehicle]:
-    """The vehicles of a ``<flow>``: at begin, begin + period, ... while before end (SUMO's
-    rule); ``probability`` flows are approximated by their mean period (counted). As in SUMO,
-    an end before begin is refused and an end at begin leaves a ``number`` flow's vehicles all
-    at begin and other flows without any (counted)."""
-    begin = fields.non_negative(element, "begin", where, 0.0)
-    end = fields.number(element, "end", where, math.inf)
+def _flow(fields: XmlFields, element, where: str, routes, counts: Counter, window: tuple[float, float],
+          room: int, interval: tuple | None) -> list[SumoVehicle]:
+    """The vehicles of a ``<flow>`` within the config's `window`: at begin, begin + period, ...
+    while before end (SUMO's rule); ``probability`` flows are approximated by their mean period
+    (counted). As in SUMO, an end before begin is refused and an end at begin leaves a ``number``
+    flow's vehicles all at begin and other flows without any (counted). Its begin and end default
+    to its <interval>'s. Refused, before any is built, when its vehicles in the window would take
+    the scenario past `MAX_VEHICLES` (`room` more)."""
+    begin = _time(fields, element, where, "begin", interval, 0.0)
+    end = _time(fields, element, where, "end", interval, math.inf)
     if not end >= begin:
-        fields.fail(where, "end", element.get("end"), f"the flow ends before its begin ({begin:g})")
+        owner, owner_where = (element, where) if "end" in element.attrib else interval  # its interval's end
+        fields.fail(owner_where, "end", owner.get("end"), f"the flow ends before its begin ({begin:g})")
     if "period" in element.attrib:
         period = fields.positive(element, "period", where)
     elif "vehsPerHour" in element.attrib:
@@ -223,10 +244,43 @@ def _flow(fields: XmlFields, element, where: str, routes, counts: Counter) -> li
         fields.fail(where, "end", None, "a flow needs an 'end' or a 'number' to be finite")
     if count == 0:
         counts["flows_without_vehicles"] += 1
+    first = _first_at_or_after(begin, period, count, window[0])
+    stop = _first_at_or_after(begin, period, count, window[1])  # SUMO never inserts one at or after end
+    counts["vehicles_before_begin_left_out"] += first
+    counts["vehicles_after_end_left_out"] += count - max(stop, first)
+    if stop - first > room:
+        fields.fail(where, None, stop - first, f"the flow departs this many vehicles within the config's "
+                    f"[{window[0]:g}, {window[1]:g}), more than gridlight's limit of {MAX_VEHICLES:,} a scenario "
+                    f"(with the vehicles before it: {room:,} more)")
     shaped = _vehicle(fields, element, where, routes, begin, "")
+    flow_id = element.get("id", "")
     return [SumoVehicle(f"{where}#{n}", begin + n * period, shaped.vtype, shaped.edges,
                         shaped.origin, shaped.destination, shaped.via,
-                        f"{element.get('id', '')}.{n}", fields.source) for n in range(count)]
+                        f"{flow_id}.{n}", fields.source) for n in range(first, stop)]
+
+
+def _time(fields: XmlFields, element, where: str, attribute: str, interval: tuple | None,
+          default: float) -> float:
+    """A flow's begin or end: its own, else its <interval>'s (`interval`: the element and its
+    path), else `default`."""
+    if attribute not in element.attrib and interval is not None and attribute in interval[0].attrib:
+        element, where = interval
+    if attribute == "begin":
+        return fields.non_negative(element, attribute, where, default)
+    return fields.number(element, attribute, where, default)
+
+
+def _first_at_or_after(begin: float, period: float, count: int, time: float) -> int:
+    """The first n < count whose departure ``begin + n * period`` is at or after `time` (`count`
+    if none), found in closed form and settled with the very sum the vehicles are built with."""
+    if period <= 0:
+        return 0 if begin >= time else count
+    n = min(max(math.ceil((time - begin) / period), 0), count) if math.isfinite(time) else count
+    while n > 0 and begin + (n - 1) * period >= time:
+        n -= 1
+    while n < count and begin + n * period < time:
+        n += 1
+    return n
 
 
 def _probability(fields: XmlFields, element, where: str) -> float:

@@ -84,8 +84,12 @@ def _road_length(road: dict) -> float:
 
 
 def flow_from_sumo(routes: SumoRoutes, roadnet: dict, begin: float, end: float,
-                   counts: Counter) -> list[dict]:
+                   counts: Counter, connected: set[tuple[str, str]]) -> list[dict]:
+    """`connected`: the (from edge, to edge) pairs of the net's connections; a route that turns
+    where the net has none is refused (SUMO refuses it), one through a turn the import left out
+    is left out and counted."""
     router = Router(roadnet)
+    shared_specs: dict[str, dict] = {}  # one vehicle object per vType: a dense flow has millions
     entries = []
     for vehicle in sorted(routes.vehicles, key=lambda v: v.depart):
         spec, v_class = routes.vtypes[vehicle.vtype]
@@ -108,10 +112,17 @@ def flow_from_sumo(routes: SumoRoutes, roadnet: dict, begin: float, end: float,
                 raise ScenarioError(vehicle.source, f"{vehicle.where}@edges", edge,
                                     f"route edge {k} is not a passenger road of the net")
         if any(b not in router.next[a] for a, b in zip(route, route[1:])):
+            for k, (a, b) in enumerate(zip(route, route[1:])):
+                if (a, b) not in connected:
+                    raise ScenarioError(vehicle.source, f"{vehicle.where}@edges", f"{a} {b}",
+                                        f"route edges {k} and {k + 1} are not connected: the net has no "
+                                        f"<connection> from {a!r} to {b!r}")
             # a turn the import left out (a turnaround at the network's boundary)
             counts["routes_through_left_out_turns_left_out"] += 1
             continue
-        vehicle_obj = {key: getattr(spec, name) for key, name in _FLOW_VEHICLE_KEYS.items()}
+        if vehicle.vtype not in shared_specs:
+            shared_specs[vehicle.vtype] = {key: getattr(spec, name) for key, name in _FLOW_VEHICLE_KEYS.items()}
+        vehicle_obj = shared_specs[vehicle.vtype]
         counts[f"vehicles_{v_class}"] += 1
         entries.append({"vehicle": vehicle_obj, "route": list(route), "interval": 1.0,
                         "startTime": step, "endTime": step})

@@ -57,6 +57,15 @@ class XmlFields:
             self.fail(where, attribute, MISSING, "missing required attribute")
         return value
 
+    def new_id(self, element: ET.Element, where: str, seen: set[str]) -> str:
+        """The element's id, added to `seen`; refused when an earlier element of its kind has it
+        (SUMO refuses that too; keeping either definition would silently change what uses the other)."""
+        ident = self.string(element, "id", where)
+        if ident in seen:
+            self.fail(where, "id", ident, f"another <{element.tag}> has this id")
+        seen.add(ident)
+        return ident
+
     def number(self, element: ET.Element, attribute: str, where: str,
                default: float | None = None) -> float:
         raw = element.get(attribute)

@@ -1,0 +1,104 @@
+"""What the SUMO importer refuses, counts or never builds (tests/sumo_fixtures.py's hand-written
+scenario, window [100, 160) s): ids SUMO refuses twice, routes whose edges the net does not
+connect, config options it does not follow, vehicle attributes and stops it ignores, flows
+grouped in an <interval>, and flows far longer than the window, whose vehicles outside it are
+counted instead of built."""
+
+from __future__ import annotations
+
+import pytest
+
+from envs.errors import ScenarioError
+from envs.scenario.departures import MAX_VEHICLES
+from envs.scenario.sumo import import_sumo
+from envs.scenario.sumo.pinned_routes import routes_driven
+from tests.sumo_fixtures import CONFIG, NET, ROUTES, write_tiny
+
+SECOND_EDGE = ('<edge id="CE" from="C" to="E"><lane id="CE_9" index="0" speed="2" length="900" '
+               'shape="110,1 1010,1"/></edge>')
+
+
+@pytest.mark.parametrize("file, old, new, field, value", [
+    # SUMO refuses a second edge or junction of an id; the later one silently replaced the earlier
+    ("net", "<tlLogic", SECOND_EDGE + "<tlLogic", "edge[id=CE]@id", "CE"),
+    ("net", '<junction id="N"', '<junction id="C" type="priority" x="5" y="7"/><junction id="N"',
+     "junction[id=C]@id", "C"),
+    # SUMO refuses a second vehicle of an id (a flow's id is in the vehicles' namespace)
+    ("routes", '<vehicle id="v0"', '<vehicle id="early"', "vehicle[id=early]@id", "early"),
+    ("routes", '<flow id="f0"', '<flow id="v0"', "flow[id=v0]@id", "v0"),
+    # a route whose edges the net does not connect was left out as a "turn the import left out"
+    ("routes", '<vehicle id="v0" depart="100.0" type="car"><route edges="WC CE"/>',
+     '<vehicle id="v0" depart="100.0" type="car"><route edges="WC NC"/>', "vehicle[id=v0]@edges", "WC NC"),
+    # additional files (programs, vTypes, routes) were not read, and not said
+    ("config", "</input>", '<additional-files value="more.add.xml"/></input>', "input.additional-files@value",
+     "more.add.xml"),
+    ("routes", "</routes>", '<interval begin="100" end="120"><vehicle id="x" depart="101"><route edges="WC CE"/>'
+     "</vehicle></interval></routes>", "interval.vehicle[id=x]", "vehicle"),
+    ("routes", '<flow id="f0" begin="110" end="120"', '<interval end="105"><flow id="f0" begin="110"',
+     "interval@end", "105"),
+])
+def test_refused_inputs_name_file_element_attribute_and_value(tmp_path, file, old, new, field, value):
+    texts = {"net": NET, "routes": ROUTES, "config": CONFIG}
+    assert old in texts[file]
+    texts[file] = texts[file].replace(old, new, 1)
+    if file == "routes" and "<interval end" in new:
+        texts[file] = texts[file].replace('type="car" from="NC" to="CE"/>', 'type="car" from="NC" to="CE"/></interval>')
+    with pytest.raises(ScenarioError) as error:
+        import_sumo(write_tiny(tmp_path / "bad", texts["net"], texts["routes"], texts["config"]))
+    suffix = {"net": "tiny.net.xml", "routes": "tiny.rou.xml", "config": "tiny.sumocfg"}[file]
+    assert error.value.source.endswith(suffix)
+    assert (error.value.field, error.value.value) == (field, value)
+
+
+def test_a_flow_longer_than_the_window_builds_only_the_vehicles_inside_it(tmp_path):
+    # a hundred million vehicles a second apart from 0 s: the window [100, 160) keeps 60; the
+    # others are counted, never built (this took gigabytes and ended in a MemoryError)
+    routes = ROUTES.replace('<flow id="f0" begin="110" end="120" period="4"',
+                            '<flow id="f0" begin="0" end="1e8" period="1"')
+    imported = import_sumo(write_tiny(tmp_path / "long", routes=routes))
+    from_flow = [v["startTime"] for v in imported.flow if v["route"] == ["NC", "CE"]]
+    assert from_flow == list(range(60))
+    counts = imported.report.counts
+    assert counts["vehicles_before_begin_left_out"] == 100 + 1  # and the fixture's "early"
+    assert counts["vehicles_after_end_left_out"] == 100_000_000 - 160 + 1  # and "late"
+
+
+def test_a_flow_past_the_vehicle_limit_within_the_window_is_refused_before_it_is_built(tmp_path):
+    many = ROUTES.replace('begin="110" end="120" period="4"', 'begin="0" end="1e9" period="0.000005"')
+    # 12,000,000 of its vehicles in the window [100, 160): refused at once, not after gigabytes
+    with pytest.raises(ScenarioError, match=f"more than gridlight's limit of {MAX_VEHICLES:,} a scenario") as error:
+        import_sumo(write_tiny(tmp_path / "many", routes=many))
+    assert (error.value.field, error.value.value) == ("flow[id=f0]", 12_000_000)
+
+
+def test_flows_in_an_interval_take_its_begin_and_end(tmp_path):
+    grouped = ROUTES.replace('<flow id="f0" begin="110" end="120" period="4" type="car" from="NC" to="CE"/>',
+                             '<interval begin="110" end="120"><flow id="f0" period="4" type="car" from="NC" '
+                             'to="CE"/></interval>')
+    as_flow, in_interval = (import_sumo(write_tiny(tmp_path / name, routes=text))
+                            for name, text in (("flow", ROUTES), ("interval", grouped)))
+    assert in_interval.flow == as_flow.flow  # departures 110, 114, 118 either way
+    assert "unknown_element_interval_ignored" not in in_interval.report.counts  # its flows were dropped
+
+
+def test_ignored_vehicle_attributes_stops_and_config_options_are_counted(tmp_path):
+    routes = ROUTES.replace('<vehicle id="v0" depart="100.0" type="car"><route edges="WC CE"/>',
+                            '<vehicle id="v0" depart="100.0" type="car" departPos="40" departLane="1" '
+                            'arrivalSpeed="3"><route edges="WC CE"><stop edge="CE" duration="600"/></route>'
+                            '<stop edge="CE" duration="5"/>')
+    config = CONFIG.replace("</time>", '<step-length value="0.1"/></time><processing>'
+                            '<time-to-teleport value="-1"/></processing>')
+    counts = import_sumo(write_tiny(tmp_path / "ignored", routes=routes, config=config)).report.counts
+    assert {k: v for k, v in counts.items() if k.startswith(("vehicle_", "sumocfg_"))} == {
+        "vehicle_departPos_ignored": 1, "vehicle_departLane_ignored": 1, "vehicle_arrivalSpeed_ignored": 1,
+        "vehicle_stops_ignored": 2,
+        "sumocfg_time.step-length_ignored": 1, "sumocfg_processing.time-to-teleport_ignored": 1}
+
+
+def test_a_bad_vehroute_file_names_the_file(tmp_path):
+    truncated = tmp_path / "vehroutes.xml"
+    truncated.write_text('<routes><vehicle id="a"')
+    for path, field in ((truncated, "<xml>"), (tmp_path / "nowhere.xml", "<file>")):
+        with pytest.raises(ScenarioError) as error:  # were ParseError and FileNotFoundError
+            routes_driven(path)
+        assert (error.value.source, error.value.field) == (str(path), field)
