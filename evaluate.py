@@ -43,107 +43,20 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from agents.classical import CONTROLLERS
-from agents.classical.tuned_presets import base_controller, tuned_params
+from agents.lineup import build_controller, check_known, controller_names
 from agents.ppo.atomic_files import write_csv_atomic, write_text_atomic
 from agents.ppo.config import check_evaluate_config, demand_spec, engine_params
+from agents.ppo.null_nodes import check_overrides_into_null_nodes
 from agents.ppo.run_messages import say, status_log
 from envs.engine import Simulator
 from envs.engine.intersections import intersection_layout
-from envs.errors import CheckpointError, ConfigError, GridlightError, ModelError, config_path, exit_on_error
+from envs.errors import ConfigError, exit_on_error
 from envs.evaluation.metrics import METRIC_NAMES, population
 from envs.evaluation.report import signal_plots, signals_report
-from envs.evaluation.runner import EvaluationBatch, eval_demands
+from envs.evaluation.runner import EvaluationBatch, check_departures, eval_demands
 from envs.incidents.perturbations import DetectorFaults, Perturbation, perturbation_from_config
 from envs.scenario import Scenario, load_scenario
 from envs.scenario.splits import DemandSpec
-
-
-def _check_known(name: str, cfg: DictConfig, field: str = "controllers") -> None:
-    """`field`: the key that named the controller (``detection.controller`` for the detection task)."""
-    if base_controller(name) in CONTROLLERS:  # sotl_tuned: its preset for this scenario must exist
-        tuned_params(name, cfg.scenario.name)
-    elif name not in CONTROLLERS:
-        raise ConfigError("<config>", field, name,
-                          f"unknown controller; known: {sorted(CONTROLLERS)}, each also as <name>_tuned")
-
-
-def build_controller(name: str, cfg: DictConfig):
-    _check_known(name, cfg)
-    if base_controller(name) in CONTROLLERS:
-        return CONTROLLERS[base_controller(name)](**tuned_params(name, cfg.scenario.name))
-    params = OmegaConf.to_container(cfg.controller_params.get(name, {}), resolve=True)
-    return CONTROLLERS[name](**params)
-
-
-def _existing_paths(cfg: DictConfig, key: str, what: str, error: type[GridlightError]) -> list[str]:
-    """``cfg[key]``: a path or a list of them (none: empty), each an existing file."""
-    paths = cfg.get(key)
-    paths = [] if paths is None else [paths] if isinstance(paths, str) else list(paths)
-    for path in paths:
-        if not Path(path).is_file():
-            raise error("<config>", key, path, f"no such {what}")
-    return paths
-
-
-def trained_policies(cfg: DictConfig) -> dict[str, tuple[str, object]]:
-    """``{name: (path, PolicyController)}`` for the checkpoint(s) in ``cfg.checkpoint``."""
-    paths = _existing_paths(cfg, "checkpoint", "checkpoint file", CheckpointError)
-    if not paths:
-        return {}
-    # loads SB3 only when asked
-    from agents.ppo.policy import checkpoint_meta, controller_for_checkpoint
-
-    policies: dict[str, tuple[str, object]] = {}
-    for path in paths:
-        name = str(checkpoint_meta(path).get("config", {}).get("agent", {}).get("name") or Path(path).stem)
-        name = name if name not in policies and name not in cfg.controllers else f"{name}_{len(policies) + 1}"
-        with config_path(path, "checkpoint_"):  # its max_green_s is checkpoint_max_green_s; on the engine device
-            policies[name] = path, controller_for_checkpoint(path, max_green_s=cfg.get("checkpoint_max_green_s"),
-                                                             device=str(cfg.engine.device))
-    return policies
-
-
-def deployed_policies(cfg: DictConfig, taken: list[str]) -> dict[str, tuple[str, object]]:
-    """``{name: (path, SimulatedRuntime)}`` for the exported model(s) in ``cfg.deployed``: the
-    deployment controller, with its timing rules and fail-safe, as a field device runs it."""
-    paths = _existing_paths(cfg, "deployed", "ONNX model file", ModelError)
-    if not paths:
-        return {}
-    from agents.deploy.metadata import load_metadata
-    from agents.deploy.model_file import load_session
-    from agents.deploy.simulated import SimulatedRuntime  # loads onnxruntime only when asked
-
-    out: dict[str, tuple[str, object]] = {}
-    for path in paths:
-        meta = load_metadata(Path(path).with_suffix(".json"))
-        # a model that cannot load (a checkpoint or another export given as the model) would run its
-        # fixed-time fallback all along, reported under the model's name; faults during the run
-        # (readings, deadlines) stay the fail-safe this evaluation measures
-        _, fault = load_session(Path(path), meta["model"], threads=1)
-        if fault:
-            raise ModelError(path, "deployed", path, f"the model cannot run: {fault}")
-        name = f"{meta['training'].get('agent') or 'policy'}_onnx"
-        name = name if name not in out and name not in taken else f"{name}_{len(out) + 1}"
-        out[name] = path, SimulatedRuntime(path)
-    return out
-
-
-def _controller_names(cfg: DictConfig) -> tuple[list[str], dict[str, object], dict[str, str]]:
-    """The table's controllers in order (classical, trained, deployed), the loaded policies and
-    the file each policy's name stands for (two checkpoints of one agent: ``ppo_shared_2``)."""
-    classical = list(cfg.controllers)
-    if len(set(classical)) != len(classical):
-        raise ConfigError("<config>", "controllers", classical, "need distinct controller names")
-    for name in classical:  # before any work
-        _check_known(name, cfg)
-    loaded = trained_policies(cfg)
-    loaded.update(deployed_policies(cfg, classical + list(loaded)))
-    controllers = classical + list(loaded)
-    if not controllers:
-        raise ConfigError("<config>", "controllers", classical, "nothing to evaluate")
-    policies = {name: policy for name, (_, policy) in loaded.items()}
-    return controllers, policies, {name: str(path) for name, (path, _) in loaded.items()}
 
 
 def _perturbation(cfg: DictConfig) -> Perturbation:
@@ -205,7 +118,7 @@ class StepRecorder:
 
 
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
-    controllers, policies, policy_files = _controller_names(cfg)
+    controllers, policies, policy_files = controller_names(cfg)
     for name, path in policy_files.items():  # the rows name them; metrics.csv and summary.json too
         say(f"{name} = {path}")
     seeds, steps = int(cfg.eval.seeds), int(cfg.eval.steps)  # both >= 1 (checked in main)
@@ -222,6 +135,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         say(f"warning: perturbation {perturbation.name}: {'; '.join(late)} reach past the {steps} s "
             "evaluated (eval.steps): what falls after the end is not measured")
     demands = eval_demands(scenario, spec, seeds, perturbation)
+    check_departures(demands.trips[0], steps)
     conditions = demands.conditions
     copies = len(controllers) * seeds * len(conditions)
     junctions = scenario.network.num_intersections  # a SUMO net's unsignalised ones included
@@ -350,7 +264,7 @@ def evaluate_detection(cfg: DictConfig, out_dir: Path) -> dict:
     det = cfg.detection
     probes = probes_from_config(OmegaConf.to_container(det.probes, resolve=True), "<config>", "detection.probes")
     check_detectors(det.classifiers, probes.p, int(det.train_copies), det.learned.folds)
-    _check_known(det.controller, cfg, "detection.controller")  # before any recording, under its own key
+    check_known(det.controller, cfg, "detection.controller")  # before any recording, under its own key
     for key in [key for key in ("checkpoint", "deployed") if cfg.get(key) is not None]:  # would be ignored
         raise ConfigError("<config>", key, cfg[key], "task=incident_detection runs detection.controller, a "
                           "classical controller; a trained or exported policy is evaluated with task=signals")
@@ -396,4 +310,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    with exit_on_error():  # before Hydra composes the config, which fails on such an override with a traceback
+        check_overrides_into_null_nodes(sys.argv[1:], "evaluate")
     main()

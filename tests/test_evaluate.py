@@ -14,6 +14,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import evaluate
+from agents import lineup
 from envs.evaluation.report import PRIMARY, markdown_table, summary
 from envs.evaluation.stats import bootstrap_mean, reduction_percent
 from tests.conftest import REPO_ROOT
@@ -102,6 +103,9 @@ def test_evaluate_rejects_an_unknown_controller(tmp_path):
     ("checkpoint=missing.zip", "field 'checkpoint' = 'missing.zip': no such checkpoint file"),
     # names the model, not the metadata .json that the deployment runtime would look for first
     ("deployed=missing.onnx", "field 'deployed' = 'missing.onnx': no such ONNX model file"),
+    # Hydra reads these as an int and a nested list: they were TypeError tracebacks
+    ("checkpoint=123", "field 'checkpoint' = '123': no such checkpoint file"),
+    ("deployed=[[a]]", "field 'deployed' = ['a']: expected a path (ONNX model file) or a list of paths"),
 ])
 def test_the_cli_prints_one_error_line_and_exits_2(tmp_path, override, expected):
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
@@ -201,7 +205,7 @@ def test_a_max_green_for_a_phase_duration_checkpoint_names_checkpoint_max_green_
     checkpoint = untrained(load_scenario("grid_1x1", horizon=60), "shared", tmp_path / "hold.zip",
                            action_mode="phase_duration")
     with pytest.raises(ConfigError, match="a phase_duration policy chooses its green durations") as caught:
-        evaluate.trained_policies(evaluate_config("scenario=grid_1x1", f"checkpoint={checkpoint}",
+        lineup.trained_policies(evaluate_config("scenario=grid_1x1", f"checkpoint={checkpoint}",
                                                   "checkpoint_max_green_s=60"))
     # was field 'max_green_s', PolicyController's own argument, which evaluate.py has no key for
     assert_names_everything(caught.value, str(checkpoint), "checkpoint_max_green_s", 60.0)
@@ -213,7 +217,7 @@ def test_a_checkpoint_whose_meta_names_no_agent_is_named_after_its_file(tmp_path
 
     checkpoint = untrained(load_scenario("grid_1x1", horizon=60), "shared", tmp_path / "hand_made.zip",
                            config={"agent": {}})  # was a KeyError: 'name'
-    policies = evaluate.trained_policies(evaluate_config("scenario=grid_1x1", f"checkpoint={checkpoint}"))
+    policies = lineup.trained_policies(evaluate_config("scenario=grid_1x1", f"checkpoint={checkpoint}"))
     assert list(policies) == ["hand_made"] and policies["hand_made"][0] == str(checkpoint)
 
 
@@ -239,5 +243,5 @@ def test_a_deployed_model_that_cannot_load_is_refused_not_run_as_its_fallback(mo
     onnx_path.write_bytes(b"PK\x03\x04 not an ONNX model")
     cfg = evaluate_config("scenario=grid_1x1", f"deployed={onnx_path}")
     with pytest.raises(ModelError, match="the model cannot run: model file .* checksum") as refused:
-        evaluate.deployed_policies(cfg, [])
+        lineup.deployed_policies(cfg, [])
     assert_names_everything(refused.value, str(onnx_path), "deployed", str(onnx_path))

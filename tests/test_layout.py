@@ -29,6 +29,7 @@ RANKS = {
     "agents.incidents": 6,
     "agents.ppo": 7,
     "agents.deploy": 8,
+    "agents.lineup": 9,  # what evaluate.py runs: classical, trained and deployed controllers
 }
 PACKAGES = sorted((p for p in ROOT.glob("*/**/__init__.py") if p.parts[len(ROOT.parts)] in ("envs", "agents")))
 

@@ -250,7 +250,6 @@ def export_policy(
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     onnx_path, meta_path = out_dir / f"{name}.onnx", out_dir / f"{name}.json"
     check_opset(opset)  # before any work
-    check_destination([onnx_path, meta_path], overwrite, out_dir)
     if checkpoint.suffix == ".pt":  # the TorchRL trainer's checkpoint
         from agents.ppo.torchrl_policy import load_torchrl_policy
 
@@ -260,6 +259,9 @@ def export_policy(
         model, meta = load_policy(checkpoint)
         policy = model.policy
     check_exportable(meta, str(checkpoint))
+    # the files after the checkpoint: an .onnx given as the checkpoint is named as such, not as
+    # an existing export in the way
+    check_destination([onnx_path, meta_path], overwrite, out_dir)
     env_meta, config = meta["env"], meta.get("config", {})
     engine, interval = env_meta["engine"], int(env_meta["decision_interval_s"])
     check_timing(engine, interval, max_green_s, fallback_green_s)

@@ -131,7 +131,9 @@ class FaultLog:
                 self.counts[key[1]] = self.counts.get(key[1], 0) + 1
         if inform:
             for key in set(self._active) - set(active):
-                LOG.info("%s back on the policy (%s cleared)", self.ids[key[0]], key[1])
+                held = sorted(kind for i, kind in active if i == key[0])  # another fault keeps it on the fallback
+                LOG.info("%s %s (%s cleared)", self.ids[key[0]],
+                         f"still on the fixed-time plan: {', '.join(held)}" if held else "back on the policy", key[1])
         self._active = active
 
 

@@ -194,8 +194,29 @@ def decoders_option(text: str) -> int:
     return int(text)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's own errors (a missing --model, an unknown flag) as one ``error:`` line, exit 2,
+    like the service's other start-up errors (argparse prints its usage block first)."""
+
+    def error(self, message: str):
+        print(f"error: {COMMAND_LINE}: {message} (options: {self.prog} --help)", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+
+
+def _deadline_ms(text: str) -> float | None:
+    """``--deadline-ms``: milliseconds, or null / none for no deadline (its error says so)."""
+    if text.strip().lower() in ("null", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(COMMAND_LINE, "--deadline-ms", text, "expected a number of milliseconds, or null for none") \
+            from None
+    return check_deadline_ms(value, COMMAND_LINE, "--deadline-ms")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m agents.deploy.service", description=__doc__.split("\n\n")[0])
+    parser = _OneLineParser(prog="python -m agents.deploy.service", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="read JSON lines of readings, write JSON lines of commands")
     serve.add_argument("--model", required=True, help="the exported .onnx file")
@@ -204,7 +225,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--decoders", default="auto", metavar="N",
                        help="with --tcp: worker processes that decode the next lines while one is decided "
                             "(default auto: 1 where orjson is installed and there are 2+ cores, else 0)")
-    serve.add_argument("--deadline-ms", type=float, default=50.0, help="slower inference falls back (default 50)")
+    serve.add_argument("--deadline-ms", default="50", help="slower inference falls back (default 50; null: none)")
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument("--debug", action="store_true", help="show the traceback of a model that cannot be run")
     return parser
@@ -237,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=_log_level(args.log_level), stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         address = _tcp_address(args.tcp) if args.tcp else None
-        deadline_ms = check_deadline_ms(args.deadline_ms, COMMAND_LINE, "--deadline-ms")
+        deadline_ms = _deadline_ms(args.deadline_ms)
         decoders = decoders_option(args.decoders)
         if decoders and not address and args.decoders != "auto":
             raise ConfigError(COMMAND_LINE, "--decoders", args.decoders,

@@ -32,11 +32,13 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from agents.classical import CONTROLLERS
+from agents.classical.param_names import check_param_names
 from agents.ppo.schema import schema_of
 from agents.ppo.value_checks import SOURCE, at_least, fail, in_range, positive
 from envs.engine.state import EngineParams
 from envs.errors import ConfigError
 from envs.evaluation.config import DetectionConfig, EvalEpisodes, EvaluationConfig
+from envs.rl.actions import check_action_config
 from envs.rl.features import check_observation_names, check_reward_weights
 from envs.rl.signal_env import EnvConfig
 from envs.incidents.perturbations import Perturbation, perturbation_from_config
@@ -293,6 +295,7 @@ def check_evaluate_config(cfg) -> None:
     check_device(cfg.engine.device, SOURCE, "engine.device")
     check_scenario(cfg)
     perturbation_config(cfg)
+    check_param_names(OmegaConf.to_container(cfg.controller_params, resolve=True), "controller_params")
     positive(cfg, "checkpoint_max_green_s", or_null=True)  # NaN silently switched the rule off
     counts = ["eval.seeds", "eval.steps"]  # 0 steps would end in NaN metrics
     if cfg.render:  # 0 fps divides by zero writing the GIF; a frame every 0 s writes none
@@ -322,6 +325,7 @@ def check_config(cfg) -> None:
     try:
         check_observation_names(names, SOURCE)
         check_reward_weights(dict(cfg.env.reward), SOURCE)
+        check_action_config(cfg.env.action_mode, list(cfg.env.green_durations_s), SOURCE)
     except ConfigError as error:
         raise ConfigError(SOURCE, f"env.{error.field}", error.value, error.reason) from None
     if ID_FEATURE in names and cfg.agent.intersection_id:
@@ -332,12 +336,16 @@ def check_config(cfg) -> None:
     engine_params(cfg)
     check_device(cfg.engine.device, SOURCE, "engine.device")  # CUDA asked for, none here: say so
     perturbation_config(cfg)
+    check_param_names(OmegaConf.to_container(cfg.baseline_params, resolve=True), "baseline_params")
     probes_from_config(OmegaConf.to_container(cfg.env.probes, resolve=True), SOURCE, "env.probes")
 
     if cfg.trainer not in TRAINERS:
         fail("trainer", cfg.trainer, f"expected one of {list(TRAINERS)}")
     if cfg.agent.name == "mappo" and cfg.trainer != "torchrl":
         fail("trainer", cfg.trainer, "agent=mappo (a centralised critic) trains with trainer=torchrl")
+    if cfg.trainer == "torchrl" and cfg.train.compile:  # it would be ignored
+        fail("train.compile", cfg.train.compile, "only trainer=sb3 compiles its policy network; engine.compile=true "
+             "compiles the engine step for either trainer")
     if cfg.trainer != "torchrl":  # a torchrl.* option set for another trainer would be ignored
         defaults = asdict(TorchRLTrainerConfig())
         for key, value in cfg.torchrl.items():

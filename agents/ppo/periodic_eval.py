@@ -15,7 +15,7 @@ from agents.classical import CONTROLLERS
 from envs.engine.simulator import Controller
 from envs.engine.state import EngineParams
 from envs.evaluation.report import PRIMARY
-from envs.evaluation.runner import EvaluationBatch, Metrics
+from envs.evaluation.runner import EvaluationBatch, Metrics, check_departures
 from envs.evaluation.stats import reduction_percent
 from envs.scenario import Scenario
 from envs.scenario.splits import DemandSpec, sample_trips
@@ -30,6 +30,7 @@ class Evaluator:
         self.params = params
         self.compile = compile
         self.samples = [sample_trips(scenario, spec, "eval", s) for s in range(seeds)]
+        check_departures(self.samples, steps)  # before any training: NaN evaluations otherwise
         self._policy_batch: EvaluationBatch | None = None  # built on first use, reused (its slot pool grows once)
         self.baselines: dict[str, Metrics] = {}  # name -> metric -> [seeds]
 

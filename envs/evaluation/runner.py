@@ -19,6 +19,7 @@ import torch
 
 from envs.engine.simulator import Controller, Simulator
 from envs.engine.state import EngineParams
+from envs.errors import ConfigError
 from envs.evaluation.metrics import METRIC_NAMES, episode_metrics
 from envs.evaluation.mixture import ControllerMix
 from envs.incidents.perturbations import Incident, Perturbation, sample_incidents, surge_trips, with_incidents
@@ -50,6 +51,16 @@ def eval_demands(scenario: Scenario, spec: DemandSpec, seeds: int, perturbation:
                  for s in range(seeds)]
     name = perturbation.name if perturbation.name != "clean" else "perturbed"
     return EvalDemands(["clean", name], [samples, perturbed], [[[]] * seeds, incidents])
+
+
+def check_departures(samples: Sequence[Trips], steps: int, field: str = "eval.steps") -> None:
+    """ConfigError naming `field` when a seed's demand departs no trip in the `steps` evaluated:
+    its metrics would be NaN (no travel time at all), found only after the whole run."""
+    for seed, trips in enumerate(samples):
+        if not (trips.depart < steps).any():
+            first = f" (its first at {int(trips.depart.min())} s)" if trips.num_trips else ""
+            raise ConfigError("<config>", field, steps, f"no trip of evaluation demand seed {seed} departs within "
+                              f"the {steps} s evaluated{first}: no travel time to report; raise {field}")
 
 
 class EvaluationBatch:

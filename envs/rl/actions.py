@@ -54,6 +54,9 @@ def check_action_config(mode, durations, source: str) -> None:
             raise ConfigError(source, f"green_durations_s[{k}]", value, "must be an integer >= 1 (seconds)")
     if len(set(values)) != len(values):
         raise ConfigError(source, "green_durations_s", values, "durations must be distinct")
+    if mode != "phase_duration" and tuple(values) != DEFAULT_GREEN_DURATIONS_S:  # it would be ignored
+        raise ConfigError(source, "green_durations_s", values,
+                          f"only action_mode=phase_duration chooses green durations (this one: {mode})")
 
 
 def action_settings(env_meta: dict) -> tuple[str, tuple[int, ...]]:

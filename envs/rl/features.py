@@ -351,6 +351,8 @@ def check_observation_names(names, source: str = "<env>") -> list[Observation]:
         if feature is None:
             known = sorted(OBSERVATIONS) + [f"{prefix}:<feature>" for prefix in sorted(OBSERVATION_WRAPPERS)]
             raise ConfigError(source, "observations", name, "unknown feature; known: " + ", ".join(known))
+        if name in names[: len(out)]:  # the layout would name it twice; a trained policy's input width disagreed
+            raise ConfigError(source, "observations", name, "listed twice")
         out.append(feature)
     return out
 

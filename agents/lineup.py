@@ -1,0 +1,113 @@
+"""The controllers an evaluation runs (evaluate.py, the incident-detection task): classical ones
+by name (``<name>_tuned``: the scenario's tuned preset), trained checkpoints (``checkpoint=``)
+and exported models run by the deployment controller (``deployed=``), each checked before any
+work and named in the table (two checkpoints of one agent: ``ppo_shared``, ``ppo_shared_2``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from agents.classical import CONTROLLERS
+from agents.classical.tuned_presets import base_controller, tuned_params
+from envs.errors import CheckpointError, ConfigError, GridlightError, ModelError, config_path
+
+
+def check_known(name: str, cfg: DictConfig, field: str = "controllers") -> None:
+    """`field`: the key that named the controller (``detection.controller`` for the detection task)."""
+    if base_controller(name) in CONTROLLERS:  # sotl_tuned: its preset for this scenario must exist
+        tuned_params(name, cfg.scenario.name)
+    elif name not in CONTROLLERS:
+        raise ConfigError("<config>", field, name,
+                          f"unknown controller; known: {sorted(CONTROLLERS)}, each also as <name>_tuned")
+
+
+def build_controller(name: str, cfg: DictConfig):
+    check_known(name, cfg)
+    if base_controller(name) in CONTROLLERS:
+        return CONTROLLERS[base_controller(name)](**tuned_params(name, cfg.scenario.name))
+    params = OmegaConf.to_container(cfg.controller_params.get(name, {}), resolve=True)
+    return CONTROLLERS[name](**params)
+
+
+def existing_paths(cfg: DictConfig, key: str, what: str, error: type[GridlightError]) -> list[str]:
+    """``cfg[key]``: a path or a list of them (none: empty), each an existing file."""
+    paths = cfg.get(key)
+    # Hydra reads checkpoint=123 as an int and true as a bool: paths as typed; a nested list is none
+    paths = [] if paths is None else list(paths) if OmegaConf.is_list(paths) else [paths]
+    for k, path in enumerate(paths):
+        if not isinstance(path, (str, int, float)):
+            raise error("<config>", key if len(paths) == 1 else f"{key}[{k}]", _plain(path),
+                        f"expected a path ({what}) or a list of paths")
+        if not Path(str(path)).is_file():
+            raise error("<config>", key, str(path), f"no such {what}")
+    return [str(path) for path in paths]
+
+
+def _plain(value):
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
+def trained_policies(cfg: DictConfig) -> dict[str, tuple[str, object]]:
+    """``{name: (path, PolicyController)}`` for the checkpoint(s) in ``cfg.checkpoint``."""
+    paths = existing_paths(cfg, "checkpoint", "checkpoint file", CheckpointError)
+    if not paths:
+        return {}
+    # loads SB3 only when asked
+    from agents.ppo.policy import checkpoint_meta, controller_for_checkpoint
+
+    policies: dict[str, tuple[str, object]] = {}
+    for path in paths:
+        name = str(checkpoint_meta(path).get("config", {}).get("agent", {}).get("name") or Path(path).stem)
+        name = name if name not in policies and name not in cfg.controllers else f"{name}_{len(policies) + 1}"
+        with config_path(path, "checkpoint_"):  # its max_green_s is checkpoint_max_green_s; on the engine device
+            policies[name] = path, controller_for_checkpoint(path, max_green_s=cfg.get("checkpoint_max_green_s"),
+                                                             device=str(cfg.engine.device))
+    return policies
+
+
+def deployed_policies(cfg: DictConfig, taken: list[str]) -> dict[str, tuple[str, object]]:
+    """``{name: (path, SimulatedRuntime)}`` for the exported model(s) in ``cfg.deployed``: the
+    deployment controller, with its timing rules and fail-safe, as a field device runs it."""
+    paths = existing_paths(cfg, "deployed", "ONNX model file", ModelError)
+    if not paths:
+        return {}
+    from agents.deploy.metadata import load_metadata
+    from agents.deploy.model_file import load_session
+    from agents.deploy.simulated import SimulatedRuntime  # loads onnxruntime only when asked
+
+    out: dict[str, tuple[str, object]] = {}
+    for path in paths:
+        meta = load_metadata(Path(path).with_suffix(".json"))
+        # a model that cannot load (a checkpoint or another export given as the model) would run its
+        # fixed-time fallback all along, reported under the model's name; faults during the run
+        # (readings, deadlines) stay the fail-safe this evaluation measures
+        _, fault = load_session(Path(path), meta["model"], threads=1)
+        if fault:
+            raise ModelError(path, "deployed", path, f"the model cannot run: {fault}")
+        name = f"{meta['training'].get('agent') or 'policy'}_onnx"
+        name = name if name not in out and name not in taken else f"{name}_{len(out) + 1}"
+        out[name] = path, SimulatedRuntime(path)
+    return out
+
+
+def controller_names(cfg: DictConfig) -> tuple[list[str], dict[str, object], dict[str, str]]:
+    """The table's controllers in order (classical, trained, deployed), the loaded policies and
+    the file each policy's name stands for (two checkpoints of one agent: ``ppo_shared_2``)."""
+    classical = list(cfg.controllers)
+    if len(set(classical)) != len(classical):
+        raise ConfigError("<config>", "controllers", classical, "need distinct controller names")
+    for name in classical:  # before any work
+        check_known(name, cfg)
+    loaded = trained_policies(cfg)
+    loaded.update(deployed_policies(cfg, classical + list(loaded)))
+    controllers = classical + list(loaded)
+    if not controllers:
+        raise ConfigError("<config>", "controllers", classical, "nothing to evaluate")
+    policies = {name: policy for name, (_, policy) in loaded.items()}
+    return controllers, policies, {name: str(path) for name, (path, _) in loaded.items()}
+
+
+__all__ = ["build_controller", "check_known", "controller_names", "deployed_policies", "existing_paths",
+           "trained_policies"]

@@ -1,0 +1,47 @@
+"""Command-line overrides into a config node that the chosen group option leaves null.
+
+``perturbation=clean`` (train.py's and evaluate.py's default) leaves ``perturbation.incidents``,
+``.surge`` and ``.detectors`` null; an override of one of them or a key inside
+(``perturbation.incidents.count=3``) made OmegaConf fail inside Hydra's composition, a traceback
+before any of gridlight's checks ran. This check runs on the command line first and
+names the override and the options that set the node.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from envs.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+GROUP = "perturbation"
+NULLABLE = ("incidents", "surge", "detectors")  # `Perturbation`'s optional specs, null by default
+
+
+def _overrides(argv: list[str]) -> list[tuple[str, str]]:
+    return [(key, value) for key, eq, value in (item.lstrip("+~").partition("=") for item in argv
+                                                 if not item.startswith("-")) if eq]
+
+
+def _default_option(primary: str) -> str | None:
+    """The group's option in ``configs/<primary>.yaml``'s defaults list."""
+    defaults = (yaml.safe_load((CONFIGS / f"{primary}.yaml").read_text()) or {}).get("defaults", [])
+    return next((entry[GROUP] for entry in defaults if isinstance(entry, dict) and GROUP in entry), None)
+
+
+def check_overrides_into_null_nodes(argv: list[str], primary: str) -> None:
+    """ConfigError for the first override of `argv` into a node that the group option chosen
+    (on the command line, else in ``configs/<primary>.yaml``) leaves null."""
+    overrides = _overrides(argv)
+    option = next((value for key, value in reversed(overrides) if key == GROUP), _default_option(primary))
+    options = {path.stem: yaml.safe_load(path.read_text()) or {} for path in sorted((CONFIGS / GROUP).glob("*.yaml"))}
+    if option not in options:  # unknown or a sweep (incident,surge): Hydra's own checks answer
+        return
+    for key, value in overrides:
+        parts = key.split(".")
+        if len(parts) >= 2 and parts[0] == GROUP and parts[1] in NULLABLE and options[option].get(parts[1]) is None:
+            setting = " | ".join(name for name, node in options.items() if node.get(parts[1]) is not None)
+            raise ConfigError("<config>", key, value, f"{GROUP}={option} leaves {GROUP}.{parts[1]} null: choose "
+                              f"{GROUP}={setting} first")

@@ -1,0 +1,114 @@
+"""Settings that ended in a traceback or were silently ignored, each now one error naming the
+key (found by walking the CLIs as a new user would): overrides into a null perturbation node,
+an observation listed twice, unknown controller parameters, options only the other trainer or
+action mode reads, an evaluation too short for any trip to depart, the export's order of
+checks, the service's --deadline-ms and argparse errors, and the fault log's recovery line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from agents.deploy.runtime import FaultLog
+from agents.ppo.config import check_config
+from agents.ppo.null_nodes import check_overrides_into_null_nodes
+from envs.errors import ConfigError
+from envs.evaluation.runner import check_departures
+from envs.scenario.demand import Trips
+from tests.conftest import REPO_ROOT
+from tests.test_train import train_config, tiny_run
+
+ENV = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, "PYTHONPATH": str(REPO_ROOT)}
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+@pytest.mark.parametrize("argv, field, reason", [
+    (["perturbation.incidents.count=3"], "perturbation.incidents.count",
+     "perturbation=clean leaves perturbation.incidents null: choose perturbation=capacity_drop | incident | mixed"),
+    (["perturbation=incident", "perturbation.surge.scale=2"], "perturbation.surge.scale",
+     "perturbation=incident leaves perturbation.surge null: choose perturbation=mixed | surge"),
+    (["perturbation.detectors={noise_std:1}"], "perturbation.detectors", "leaves perturbation.detectors null"),
+])
+def test_an_override_into_a_null_perturbation_node_names_it(argv, field, reason):
+    with pytest.raises(ConfigError, match=reason) as error:
+        check_overrides_into_null_nodes(argv, "train")
+    assert error.value.field == field
+
+
+def test_overrides_the_chosen_perturbation_sets_pass():
+    for argv in (["perturbation=incident", "perturbation.incidents.count=3"], ["perturbation=mixed",
+                 "perturbation.surge.scale=2"], ["perturbation=incident,surge", "perturbation.surge.scale=2"], []):
+        check_overrides_into_null_nodes(argv, "evaluate")  # a sweep is left to Hydra
+
+
+@pytest.mark.parametrize("script", ["train.py", "evaluate.py"])
+def test_the_clis_print_one_line_for_it_not_hydras_traceback(script, tmp_path):
+    done = _run(script, "perturbation.incidents.count=3", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-2000:]
+    assert done.stderr.startswith("error: <config>: field 'perturbation.incidents.count' = '3'")
+
+
+@pytest.mark.parametrize("overrides, field, value, reason", [
+    # the run started and failed at its first evaluation (a 13-wide input to a 25-wide network)
+    (["env.observations=[lane_count,lane_count]"], "env.observations", "lane_count", "listed twice"),
+    # reached SOTL's constructor as a TypeError
+    (["eval.baselines=[sotl]", "+baseline_params.sotl.min_gren_s=20"], "baseline_params.sotl.min_gren_s", 20,
+     "not a parameter of sotl"),
+    (["+baseline_params.bogus.x=1"], "baseline_params.bogus", {"x": 1}, "not a controller"),
+    # silently ignored
+    (["trainer=torchrl", "train.compile=true"], "train.compile", True, "only trainer=sb3 compiles"),
+    (["env.green_durations_s=[10,20]"], "env.green_durations_s", [10, 20], "only action_mode=phase_duration"),
+])
+def test_train_config_refusals(overrides, field, value, reason):
+    with pytest.raises(ConfigError, match=reason) as error:
+        check_config(train_config(*tiny_run(), *overrides))
+    assert (error.value.field, error.value.value) == (field, value)
+
+
+def test_phase_duration_keeps_its_green_durations():
+    check_config(train_config(*tiny_run(), "env.action_mode=phase_duration", "env.green_durations_s=[10,20]"))
+
+
+def test_an_evaluation_in_which_no_trip_departs_is_refused_before_it_runs(tmp_path):
+    trips = [Trips("s", np.array(depart, dtype=np.int64), np.zeros((len(depart), 1), np.int64),
+                   np.zeros((len(depart), 10), np.float32), np.zeros(len(depart), np.int64))
+             for depart in ([0, 5], [3, 4])]
+    check_departures(trips, 4)  # each seed departs a trip in [0, 4)
+    with pytest.raises(ConfigError, match=r"seed 1 departs within the 3 s evaluated \(its first at 3 s\)"):
+        check_departures(trips, 3)
+    # evaluate.py ended in a ValueError on NaN per-seed values after the whole run, train.py in
+    # NaN evaluations, a summary.json with NaN and a matplotlib traceback
+    for script in ("evaluate.py", "train.py"):
+        done = _run(script, "scenario=grid_1x1", "eval.seeds=1", "eval.steps=3", f"hydra.run.dir={tmp_path / script}")
+        assert done.returncode == 2 and done.stderr.startswith("error: <config>: field 'eval.steps' = 3: no trip of "
+                                                               "evaluation demand seed 0 departs"), done.stderr[-2000:]
+
+
+def test_the_services_deadline_takes_null_and_argparse_errors_are_one_line(tmp_path):
+    missing = str(tmp_path / "none.onnx")
+    cases = {("--deadline-ms", "null"): f"error: {missing}: field 'model'",  # parsed; the model is what fails
+             ("--deadline-ms", "abc"): "error: <command line>: field '--deadline-ms' = 'abc': expected a number",
+             ("--bogus",): "error: <command line>: unrecognized arguments: --bogus"}
+    for extra, start in cases.items():
+        done = _run("-m", "agents.deploy.service", "serve", "--model", missing, *extra)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith(start), done.stderr
+
+
+def test_a_fault_clearing_while_another_holds_the_intersection_does_not_say_back_on_the_policy(caplog):
+    log = FaultLog(["a", "b"])
+    with caplog.at_level(logging.INFO, logger="gridlight.runtime"):
+        log.update([["lane_count: over capacity"], []])
+        log.update([["phase: 9 is not a phase"], []])
+        log.update([[], []])
+    said = [r.getMessage() for r in caplog.records if "cleared" in r.getMessage()]
+    assert said == ["a still on the fixed-time plan: phase (lane_count cleared)",
+                    "a back on the policy (phase cleared)"]
