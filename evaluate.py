@@ -54,7 +54,7 @@ from envs.errors import ConfigError, exit_on_error
 from envs.evaluation.metrics import METRIC_NAMES, population
 from envs.evaluation.report import signal_plots, signals_report
 from envs.evaluation.runner import EvaluationBatch, check_departures, eval_demands
-from envs.incidents.perturbations import DetectorFaults, Perturbation, perturbation_from_config
+from envs.incidents.perturbations import DetectorFaults, Perturbation, check_incident_lanes, perturbation_from_config
 from envs.scenario import Scenario, load_scenario
 from envs.scenario.splits import DemandSpec
 
@@ -134,6 +134,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     if late:  # else its degradation reads as robustness (0.0% for an incident after the end)
         say(f"warning: perturbation {perturbation.name}: {'; '.join(late)} reach past the {steps} s "
             "evaluated (eval.steps): what falls after the end is not measured")
+    check_incident_lanes(perturbation, scenario.network, "<config>")
     demands = eval_demands(scenario, spec, seeds, perturbation)
     check_departures(demands.trips[0], steps)
     conditions = demands.conditions
@@ -190,8 +191,19 @@ def _detection_perturbation(cfg: DictConfig):
     from envs.incidents.perturbations import PLACEMENTS, IncidentSpec
 
     perturbation = _perturbation(cfg)
-    if perturbation.incidents is None or perturbation.incidents.count == 0:  # the task's default
+    for key in ("surge", "detectors"):  # the task records incidents only: they would be ignored
+        if getattr(perturbation, key) is not None:
+            raise ConfigError("<config>", f"perturbation.{key}", OmegaConf.to_container(cfg.perturbation[key]),
+                              "task=incident_detection simulates incidents only; task=signals evaluates it")
+    if perturbation.incidents is None:  # the task's default
         perturbation = Perturbation(name="incident", seed=perturbation.seed, incidents=IncidentSpec())
+    incidents = perturbation.incidents
+    if incidents.count == 0 and incidents.rate_per_hour is None:
+        raise ConfigError("<config>", "perturbation.incidents.count", 0, "incident detection needs incidents")
+    onsets = [float(x) for x in np.atleast_1d(incidents.start_s)]
+    if max(onsets) >= int(cfg.eval.steps):  # never seen: scored as missed
+        raise ConfigError("<config>", "perturbation.incidents.start_s", onsets,
+                          f"onsets at or after eval.steps ({cfg.eval.steps} s) could never be detected")
     if perturbation.incidents.capacity != 0.0:
         raise ConfigError("<config>", "perturbation.incidents.capacity", perturbation.incidents.capacity,
                           "incident detection scores lane closures (capacity 0)")
@@ -227,7 +239,9 @@ def detection_scenario(cfg: DictConfig):
     """``(scenario, perturbation)`` of the detection task."""
     scenario = load_scenario(cfg.scenario.name, seed=cfg.scenario.seed, data_dir=cfg.scenario.data_dir,
                              horizon=cfg.scenario.horizon, device=cfg.engine.device)
-    return scenario, _detection_perturbation(cfg)
+    perturbation = _detection_perturbation(cfg)
+    check_incident_lanes(perturbation, scenario.network, "<config>", at_signals=True)
+    return scenario, perturbation
 
 
 def record_detection(cfg: DictConfig, scenario: Scenario, perturbation, probe_specs: list) -> dict[str, list]:

@@ -14,13 +14,16 @@ import sys
 import numpy as np
 import pytest
 
+import evaluate
+
 from agents.deploy.runtime import FaultLog
-from agents.ppo.config import check_config
+from agents.ppo.config import check_config, check_evaluate_config
 from agents.ppo.null_nodes import check_overrides_into_null_nodes
 from envs.errors import ConfigError
 from envs.evaluation.runner import check_departures
 from envs.scenario.demand import Trips
 from tests.conftest import REPO_ROOT
+from tests.test_evaluate import evaluate_config
 from tests.test_train import train_config, tiny_run
 
 ENV = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, "PYTHONPATH": str(REPO_ROOT)}
@@ -112,3 +115,45 @@ def test_a_fault_clearing_while_another_holds_the_intersection_does_not_say_back
     said = [r.getMessage() for r in caplog.records if "cleared" in r.getMessage()]
     assert said == ["a still on the fixed-time plan: phase (lane_count cleared)",
                     "a back on the policy (phase cleared)"]
+
+
+@pytest.mark.parametrize("overrides, field, value, reason", [
+    # read by the other task only: silently ignored, bad values included
+    (["detection.copies=0"], "detection.copies", 0, "only task=incident_detection reads it"),
+    (["detection.probes.p=1.5"], "detection.probes.p", 1.5, "only task=incident_detection reads it"),
+    (["task=incident_detection", "render=true"], "render", True, "task=incident_detection does not read it"),
+    (["task=incident_detection", "controllers=[sotl]"], "controllers", ["sotl"], "does not read it"),
+    (["task=incident_detection", "eval.seeds=7"], "eval.seeds", 7, "does not read it"),
+])
+def test_options_of_the_other_evaluation_task_are_refused(overrides, field, value, reason):
+    with pytest.raises(ConfigError, match=reason) as error:
+        check_evaluate_config(evaluate_config("scenario=grid_1x1", *overrides))
+    assert (error.value.field, error.value.value) == (field, value)
+
+
+@pytest.mark.parametrize("overrides, field, reason", [
+    # recorded in summary.json, never simulated
+    (["perturbation=mixed"], "perturbation.surge", "simulates incidents only"),
+    (["perturbation=detector_faults"], "perturbation.detectors", "simulates incidents only"),
+    # replaced by the task's default incident, all other settings with it
+    (["perturbation=incident", "perturbation.incidents.count=0"], "perturbation.incidents.count", "needs incidents"),
+    # scored as missed
+    (["perturbation=incident", "eval.steps=600"], "perturbation.incidents.start_s", "could never be detected"),
+    # never watched: 0/0 incidents, every metric NaN
+    (["perturbation=incident", "perturbation.incidents.lanes=[road_1_1_0_0]",
+      "perturbation.incidents.start_s=[60,300]"],
+     "perturbation.incidents.lanes", "ends at no signal"),
+])
+def test_detection_task_incidents_it_would_not_simulate_or_score_are_refused(overrides, field, reason):
+    with pytest.raises(ConfigError, match=reason) as error:
+        evaluate.detection_scenario(evaluate_config("scenario=grid_1x1", "task=incident_detection", *overrides))
+    assert error.value.field == field
+
+
+def test_an_unknown_incident_lane_is_refused_before_the_baselines_run():
+    from agents.ppo.run_setup import load_scenarios
+
+    cfg = train_config(*tiny_run(), "perturbation=incident", "perturbation.incidents.lanes=[nope]")
+    with pytest.raises(ConfigError, match="no such lane") as error:  # was after both baselines' evaluations
+        load_scenarios(cfg)
+    assert (error.value.file, error.value.field) == ("<config>", "perturbation.incidents.lanes")

@@ -33,6 +33,7 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from agents.classical import CONTROLLERS
 from agents.classical.param_names import check_param_names
+from agents.ppo.evaluate_options import check_task_options
 from agents.ppo.schema import schema_of
 from agents.ppo.value_checks import SOURCE, at_least, fail, in_range, positive
 from envs.engine.state import EngineParams
@@ -292,6 +293,7 @@ def check_scenario(cfg) -> None:
 
 def check_evaluate_config(cfg) -> None:
     """evaluate.py's value checks, before any work (a GIF or a detection run fails at its end)."""
+    check_task_options(cfg, OmegaConf.structured(EvaluateAppConfig))
     check_device(cfg.engine.device, SOURCE, "engine.device")
     check_scenario(cfg)
     perturbation_config(cfg)

@@ -17,6 +17,7 @@ from agents.ppo.periodic_eval import PRIMARY, Evaluator
 from envs.errors import CheckpointError, recorded
 from envs.evaluation.metrics import METRIC_NAMES
 from envs.evaluation.runner import Metrics
+from envs.incidents.perturbations import check_incident_lanes, perturbation_from_config
 from envs.rl.actions import action_settings
 from envs.scenario import Scenario, load_scenario
 
@@ -36,6 +37,8 @@ def load_scenarios(cfg: DictConfig) -> tuple[Scenario, Scenario]:
 
     train_horizon = cfg.scenario.horizon if cfg.scenario.horizon is not None else cfg.env.episode_s
     evaluation = load(cfg.scenario.horizon)
+    check_incident_lanes(perturbation_from_config(OmegaConf.to_container(cfg.perturbation, resolve=True)),
+                         evaluation.network, "<config>")  # before the baselines run
     return (evaluation if train_horizon == cfg.scenario.horizon else load(train_horizon)), evaluation
 
 

@@ -28,7 +28,7 @@ def write_detection_report(out_dir: Path, scenario: str, lane_names: list[str], 
     sensors = "lane detectors" + ("" if probe_p is None else f" and probe vehicles (p = {probe_p:g})")
     text = detection_table(tallies, draws=1000, seed=0) + (
         f"\n\nHeld-out incident seeds: {copies} copies x {steps} s of {scenario} under {controller}, "
-        f"{incidents.count} closure(s) per copy at position `{incidents.position}`, lanes drawn with "
+        f"{_closures(incidents, oracle['incidents'], copies)} at position `{incidents.position}`, lanes drawn with "
         f"`{placement}` placement, sensors: {sensors}; {oracle['with_evidence']}/{oracle['incidents']} incidents "
         "showed evidence to the lane detectors while active. `oracle_*`: the ideal detector of a sensor set "
         "(first_evidence: lane detectors; probe: probes; fused: both), an alarm at each incident's first "
@@ -61,6 +61,14 @@ def write_detection_report(out_dir: Path, scenario: str, lane_names: list[str], 
                        + ("" if probe_p is None else f", probes p = {probe_p:g}"))
     say(f"results in {out_dir}")
     return summary
+
+
+
+def _closures(incidents, drawn: int, copies: int) -> str:
+    """How many closures each copy had: the count, or a rate's Poisson draws (their total)."""
+    if incidents.rate_per_hour is None:
+        return f"{incidents.count} closure(s) per copy"
+    return f"closures at {incidents.rate_per_hour:g} per hour per copy ({drawn} drawn over the {copies} copies)"
 
 
 __all__ = ["write_detection_report"]

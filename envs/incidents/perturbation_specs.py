@@ -218,6 +218,21 @@ def perturbation_from_config(config: dict | None, source: str = SOURCE) -> Pertu
                         detectors=part("detectors", DetectorFaultSpec))
 
 
+def check_incident_lanes(perturbation: Perturbation, network: Network, source: str, at_signals: bool = False) -> None:
+    """The ``perturbation.incidents.lanes`` a run will draw from, checked against `network` before
+    any work (they were checked when the first incident was drawn, after the baselines ran), errors
+    named as typed; `at_signals`: each must end at a signal (incident detection watches only those)."""
+    incidents = perturbation.incidents
+    if incidents is None or incidents.lanes is None:
+        return
+    with config_path(source, "perturbation."):
+        pool = incidents.lane_pool(network)
+    ends = network.road_end[network.lane_road].cpu().numpy()[pool]
+    if at_signals and (ends < 0).any():
+        raise ConfigError(source, "perturbation.incidents.lanes", incidents.lanes[int(np.flatnonzero(ends < 0)[0])],
+                          "ends at no signal: incident detection watches the lanes that end at one")
+
+
 def stream_rng(perturbation: Perturbation, split: str, index: int, stream: str) -> np.random.Generator:
     sequence = np.random.SeedSequence(perturbation.seed, spawn_key=(split_seed(split, index), _STREAM[stream]))
     return np.random.default_rng(sequence)

@@ -71,11 +71,13 @@ from envs.incidents.perturbation_specs import (
     IncidentSpec,
     Perturbation,
     SurgeSpec,
+    check_incident_lanes,
     perturbation_from_config,
 )
 from envs.scenario.network import lane_ids
 
 __all__ = [
     "DetectorFaultSpec", "DetectorFaults", "Incident", "IncidentSpec", "PLACEMENTS", "Perturbation", "SurgeSpec",
-    "lane_ids", "lane_traffic", "perturbation_from_config", "sample_incidents", "surge_trips", "with_incidents",
+    "check_incident_lanes", "lane_ids", "lane_traffic", "perturbation_from_config", "sample_incidents",
+    "surge_trips", "with_incidents",
 ]

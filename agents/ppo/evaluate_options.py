@@ -1,0 +1,43 @@
+"""evaluate.py's options that one of its tasks reads and the other ignores, refused when given
+(not left at their defaults) to the task that would ignore them: ``detection.*`` with
+``task=signals``; the table's controllers, the GIF and ``eval.seeds`` with
+``task=incident_detection``, which runs ``detection.controller`` on ``detection.copies``
+copies. A bad value there (``detection.copies=0`` for the signals task) passed silently too."""
+
+from __future__ import annotations
+
+from omegaconf import OmegaConf
+
+from envs.errors import ConfigError
+
+# task=signals' own keys (checkpoint= and deployed= are refused by the detection task itself)
+SIGNALS_ONLY = ("controllers", "checkpoint_max_green_s", "render", "render_every_s", "render_fps", "eval.seeds")
+
+
+def _first_difference(given, default, path: str):
+    """The first leaf (``path``, value) where `given` differs from `default`, or None."""
+    if isinstance(given, dict) and isinstance(default, dict):
+        for key in given:
+            found = _first_difference(given[key], default.get(key), f"{path}.{key}")
+            if found:
+                return found
+        return None
+    return None if given == default else (path, given)
+
+
+def check_task_options(cfg, defaults) -> None:
+    """ConfigError naming the first option `cfg.task` does not read that differs from `defaults`
+    (the schema's, an ``EvaluateAppConfig``)."""
+    def plain(node, key):
+        value = OmegaConf.select(node, key)
+        return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+    if cfg.task == "signals":
+        found = _first_difference(plain(cfg, "detection"), plain(defaults, "detection"), "detection")
+        if found:
+            raise ConfigError("<config>", found[0], found[1], "only task=incident_detection reads it")
+    elif cfg.task == "incident_detection":
+        for key in SIGNALS_ONLY:
+            if plain(cfg, key) != plain(defaults, key):
+                raise ConfigError("<config>", key, plain(cfg, key), "task=incident_detection does not read it: it runs "
+                                  "detection.controller on detection.copies copies; task=signals does")
