@@ -34,6 +34,7 @@ import numpy as np
 
 from common import emit, log, machine_info, make_controller
 
+from agents.classical import CONTROLLERS
 from agents.incidents.classifiers import lane_layout
 from agents.incidents.probe_fusion import ProbeFusionRule
 from envs.errors import ConfigError, exit_on_error
@@ -115,6 +116,7 @@ def run(args) -> dict:
     return {
         "benchmark": "city_day", "scenario": args.scenario, "signals": base.network.num_intersections,
         "copies": args.copies, "hours": args.hours, "start_hour": args.start_hour, "trips_per_copy": day_trip_count,
+        "scenario_seed": args.scenario_seed, "peak_scale": args.peak_scale, "incident_seed": args.incident_seed,
         "probe_p": args.probe_p, "rate_per_hour": args.rate_per_hour, "duration_s": args.duration_s,
         "position": args.position, "placement": args.placement, "controller": args.controller,
         "interval_s": args.interval_s, "device": args.device,
@@ -156,6 +158,18 @@ def check_args(args) -> None:
         raise ConfigError(SOURCE, "--precision", args.precision, "must be in [0, 1]")
     for prefix in ("train_", ""):
         day_spec(args, prefix)
+    if args.controller not in CONTROLLERS:  # was a bare line with exit 1, after the training run began
+        raise ConfigError(SOURCE, "--controller", args.controller, f"unknown controller; known: {sorted(CONTROLLERS)}")
+    # the incident and probe specs name their own fields (incidents.rate_per_hour): named by flag here,
+    # before the training scenario is built
+    for flag, build in (("--probe-p", lambda: ProbeSpec(p=args.probe_p)), (None, lambda: incidents(args, 3600))):
+        try:
+            build()
+        except ConfigError as error:
+            field = error.field.removeprefix("incidents.").removeprefix("probes.")
+            named = flag or {"rate_per_hour": "--rate-per-hour", "duration_s": "--duration-s", "position": "--position",
+                             "placement": "--placement"}.get(field, field)
+            raise ConfigError(SOURCE, named, error.value, error.reason) from None
 
 
 def main() -> None:

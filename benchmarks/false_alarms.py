@@ -37,7 +37,8 @@ import evaluate  # noqa: E402
 from agents.incidents.classifiers import lane_layout, waiting_green  # noqa: E402
 from agents.incidents.gap_rule import GapRule  # noqa: E402
 from benchmarks.common import emit, log  # noqa: E402
-from benchmarks.incident_detection import compose_config, parse_args as sweep_args  # noqa: E402
+from benchmarks.incident_detection import check_sweep_args, compose_config, parse_args as sweep_args  # noqa: E402
+from envs.errors import exit_on_error  # noqa: E402
 from envs.incidents.detection import READINGS, record_sweep, score  # noqa: E402
 
 PERSISTENCES_S = (5, 10, 15, 20, 30, 40)
@@ -117,6 +118,10 @@ def main(argv=None) -> None:
     parser.add_argument("--placements", default="uniform,traffic")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    with exit_on_error():  # a bad value: one "error: ..." line naming its flag, exit status 2
+        check_sweep_args(sweep_args(["--scenario", args.scenario, "--copies", str(args.copies), "--train-copies",
+                                     str(args.train_copies), "--placements", args.placements]),
+                         "benchmarks/false_alarms.py")
     for placement in args.placements.split(","):
         sweep = sweep_args(["--scenario", args.scenario, "--copies", str(args.copies),
                             "--train-copies", str(args.train_copies)])

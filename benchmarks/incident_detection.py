@@ -23,6 +23,7 @@ import json
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +32,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 import evaluate  # noqa: E402
 from agents.incidents.classifiers import lane_layout  # noqa: E402
@@ -39,7 +41,9 @@ from agents.incidents.detection_task import (  # noqa: E402
 )
 from benchmarks.common import emit, log, machine_info  # noqa: E402
 from envs.evaluation.detection_results import result_entries, skipped_entry, write_results  # noqa: E402
-from envs.incidents.probes import ProbeSpec  # noqa: E402
+from envs.errors import ConfigError, exit_on_error  # noqa: E402
+from envs.incidents.perturbations import IncidentSpec  # noqa: E402
+from envs.incidents.probes import probes_from_config  # noqa: E402
 
 PROBE_SHARES = (0.0, 0.01, 0.05, 0.10, 0.20)
 PLACEMENTS = ("uniform", "traffic")
@@ -68,6 +72,34 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def check_sweep_args(args, source: str = "benchmarks/incident_detection.py") -> list[float]:
+    """The probe shares; before any work, a ConfigError naming the flag of a bad value (they were
+    tracebacks from the configs they feed, or from float())."""
+    for flag, value in (("--copies", args.copies), ("--train-copies", args.train_copies)):
+        if not value >= 1:
+            raise ConfigError(source, flag, value, "must be >= 1")
+    for placement in args.placements.split(","):
+        if placement not in PLACEMENTS:
+            raise ConfigError(source, "--placements", placement, f"expected some of {list(PLACEMENTS)}")
+    try:
+        shares = [float(x) for x in args.p.split(",")]
+    except ValueError:
+        raise ConfigError(source, "--p", args.p, "expected comma-separated probe shares in [0, 1]") from None
+    for share in shares:
+        if not 0 <= share <= 1:
+            raise ConfigError(source, "--p", share, "a probe share must lie in [0, 1]")
+    position = args.position
+    try:
+        position = float(position)
+    except ValueError:
+        pass
+    try:
+        IncidentSpec(position=position)
+    except ConfigError as error:
+        raise ConfigError(source, "--position", error.value, error.reason) from None
+    return shares
+
+
 def overrides(args, placement: str, p: float | None = None, detectors=None) -> list[str]:
     out = ["task=incident_detection", f"scenario={args.scenario}", "perturbation=incident",
            f"perturbation.incidents.position={args.position}", f"detection.placement={placement}",
@@ -92,7 +124,10 @@ def run_placement(args, placement: str, shares: list[float], names: list[str]) -
     cfg = compose_config(args, placement)
     start = time.perf_counter()
     scenario, perturbation = evaluate.detection_scenario(cfg)
-    specs = [ProbeSpec(p=p, seed=int(cfg.detection.probes.seed)) for p in shares]
+    # every detection.probes setting (--override), each point at its own share
+    base = probes_from_config(OmegaConf.to_container(cfg.detection.probes, resolve=True), "<config>",
+                              "detection.probes")
+    specs = [replace(base, p=p) for p in shares]
     log(f"{placement}: recording {args.train_copies} + {args.copies} copies with probes p = {shares}")
     recordings = evaluate.record_detection(cfg, scenario, perturbation, specs)
     recorded_s = time.perf_counter() - start
@@ -135,11 +170,13 @@ def run_placement(args, placement: str, shares: list[float], names: list[str]) -
 def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(1)
-    shares = [float(x) for x in args.p.split(",")]
-    names = args.detectors.split(",")
-    for name in names:
-        if name not in DETECTORS:
-            raise SystemExit(f"error: --detectors: unknown detector {name!r}; known: {', '.join(DETECTORS)}")
+    with exit_on_error():  # a bad value: one "error: ..." line naming its flag, exit status 2
+        shares = check_sweep_args(args)
+        names = args.detectors.split(",")
+        for name in names:
+            if name not in DETECTORS:
+                raise ConfigError("benchmarks/incident_detection.py", "--detectors", name,
+                                  f"unknown detector; known: {', '.join(DETECTORS)}")
     start, entries = time.perf_counter(), []
     for placement in args.placements.split(","):
         entries += run_placement(args, placement, shares, names)

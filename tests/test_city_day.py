@@ -115,7 +115,10 @@ def test_count_semantics_are_unchanged_and_exclusive_with_a_rate():
 
 @pytest.mark.parametrize("flag, value", [("--interval-s", "0"), ("--precision", "1.5"), ("--precision", "nan"),
                                          ("--copies", "0"), ("--train-hours", "-1"), ("--hours", "25"),
-                                         ("--train-start-hour", "24"), ("--peak-scale", "0")])
+                                         ("--train-start-hour", "24"), ("--peak-scale", "0"),
+                                         # named incidents.* / probes.* after the training scenario was built
+                                         ("--rate-per-hour", "-5"), ("--duration-s", "0"), ("--probe-p", "1.5"),
+                                         ("--position", "1.5"), ("--placement", "nowhere"), ("--controller", "bogus")])
 def test_the_city_day_benchmark_refuses_a_bad_value_in_one_line_before_any_work(flag, value):
     """--interval-s 0 ended in a ZeroDivisionError after the training run; --precision 1.5 ran,
     its calibration silently falling back to the best F1."""
@@ -124,7 +127,8 @@ def test_the_city_day_benchmark_refuses_a_bad_value_in_one_line_before_any_work(
                           env={k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"})
     assert done.returncode == 2, done.stderr[-2000:]
     integer = flag in ("--interval-s", "--copies")
-    shown = value if integer else repr(float(value))
+    text = flag in ("--placement", "--controller")
+    shown = value if integer else repr(value) if text else repr(float(value))
     # the day options were named by DaySpec's own fields (day.hours), which the script has no flag for
     assert done.stderr.strip().splitlines()[0].startswith(f"error: benchmarks/city_day.py: field '{flag}' = {shown}: ")
     assert len(done.stderr.strip().splitlines()) == 1

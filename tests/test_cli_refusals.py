@@ -157,3 +157,16 @@ def test_an_unknown_incident_lane_is_refused_before_the_baselines_run():
     with pytest.raises(ConfigError, match="no such lane") as error:  # was after both baselines' evaluations
         load_scenarios(cfg)
     assert (error.value.file, error.value.field) == ("<config>", "perturbation.incidents.lanes")
+
+
+@pytest.mark.parametrize("script, flags, start", [
+    ("incident_detection.py", ["--p", "1.5"], "field '--p' = 1.5: a probe share must lie in [0, 1]"),
+    ("incident_detection.py", ["--p", "abc"], "field '--p' = 'abc'"),
+    ("incident_detection.py", ["--placements", "nowhere"], "field '--placements' = 'nowhere'"),
+    ("incident_detection.py", ["--position", "2"], "field '--position' = 2.0"),
+    ("false_alarms.py", ["--copies", "0"], "field '--copies' = 0: must be >= 1"),
+])
+def test_the_incident_benchmarks_refuse_a_bad_flag_in_one_line(script, flags, start, tmp_path):
+    done = _run(f"benchmarks/{script}", "--scenario", "grid_1x1", *flags)  # were tracebacks, exit 1
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-2000:]
+    assert done.stderr.startswith(f"error: benchmarks/{script}: {start}")
