@@ -79,7 +79,10 @@ def deployed_policies(cfg: DictConfig, taken: list[str]) -> dict[str, tuple[str,
 
     out: dict[str, tuple[str, object]] = {}
     for path in paths:
-        meta = load_metadata(Path(path).with_suffix(".json"))
+        try:
+            meta = load_metadata(Path(path).with_suffix(".json"))
+        except ModelError as error:  # a checkpoint given as the model has no export metadata beside it
+            raise ModelError(path, "deployed", path, f"not a model export.py wrote: {error}") from None
         # a model that cannot load (a checkpoint or another export given as the model) would run its
         # fixed-time fallback all along, reported under the model's name; faults during the run
         # (readings, deadlines) stay the fail-safe this evaluation measures

@@ -170,3 +170,35 @@ def test_the_incident_benchmarks_refuse_a_bad_flag_in_one_line(script, flags, st
     done = _run(f"benchmarks/{script}", "--scenario", "grid_1x1", *flags)  # were tracebacks, exit 1
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-2000:]
     assert done.stderr.startswith(f"error: benchmarks/{script}: {start}")
+
+
+def test_probes_and_probe_features_go_together_in_training():
+    with pytest.raises(ConfigError, match="no observation reads probe reports") as error:  # simulated for nothing
+        check_config(train_config(*tiny_run(), "env.probes.p=0.05"))
+    assert error.value.field == "env.probes.p"
+    with pytest.raises(ConfigError, match="set probes.p > 0") as error:  # was '<env>: observations', at build
+        check_config(train_config(*tiny_run(), "env.observations=[phase_onehot,probe_halted]"))
+    assert (error.value.file, error.value.field) == ("<config>", "env.observations")
+    check_config(train_config(*tiny_run(), "env.observations=[phase_onehot,probe_halted]", "env.probes.p=0.05"))
+
+
+def test_detectors_listed_twice_and_zero_folds_are_refused():
+    from agents.incidents.detection_task import check_detectors
+
+    with pytest.raises(ConfigError, match="listed twice"):  # the table had one row for both
+        check_detectors(["blockage_rule", "blockage_rule"], 0.0, 8, 4)
+    with pytest.raises(ConfigError, match="detection.learned.folds"):  # passed without a learned classifier
+        check_detectors(["blockage_rule"], 0.0, 8, 0)
+
+
+def test_a_dataset_folder_given_to_a_generated_preset_and_a_checkpoint_given_as_a_model_are_named(tmp_path):
+    from agents.lineup import deployed_policies
+    from envs.errors import ModelError
+
+    with pytest.raises(ConfigError, match="is generated and reads no dataset"):  # was ignored
+        check_evaluate_config(evaluate_config("scenario=grid_1x1", "scenario.data_dir=/nowhere"))
+    checkpoint = tmp_path / "last.zip"
+    checkpoint.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="not a model export.py wrote") as error:  # named 'metadata' (last.json)
+        deployed_policies(evaluate_config("scenario=grid_1x1", f"deployed={checkpoint}"), [])
+    assert error.value.field == "deployed"

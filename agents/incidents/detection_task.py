@@ -50,17 +50,20 @@ class LearnedSettings:
 def check_detectors(names, probe_p: float, train_copies: int, folds: int) -> None:
     """Config errors before any recording: an unknown name, a probe-only detector without
     probes, a fold count the training copies cannot hold."""
-    for name in names:
+    for k, name in enumerate(names):
         if name not in DETECTORS:
             raise ConfigError("<config>", "detection.classifiers", name, f"known: {', '.join(DETECTORS)}")
+        if name in list(names)[:k]:  # the table had one row for both
+            raise ConfigError("<config>", "detection.classifiers", name, "listed twice")
         if DETECTORS[name] == "probe" and probe_p <= 0:
             raise ConfigError("<config>", "detection.probes.p", probe_p,
                               f"{name} reads probe reports only: needs a probe share > 0")
-    if any(name in LEARNED for name in names):
-        # out-of-fold calibration needs a copy left out of every model, and a model per fold
-        if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= train_copies:
-            raise ConfigError("<config>", "detection.learned.folds", folds,
-                              f"must be an integer in [2, detection.train_copies = {train_copies}]")
+    # out-of-fold calibration needs a copy left out of every model, and a model per fold; checked
+    # without a learned classifier too, as the other learned.* keys are
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2 or (
+            any(name in LEARNED for name in names) and folds > train_copies):
+        raise ConfigError("<config>", "detection.learned.folds", folds,
+                          f"must be an integer in [2, detection.train_copies = {train_copies}]")
 
 
 def calibrate(name: str, train: Recording, layout: LaneLayout, precision: float, learned: LearnedSettings,

@@ -41,6 +41,7 @@ from envs.errors import ConfigError
 from envs.evaluation.config import DetectionConfig, EvalEpisodes, EvaluationConfig
 from envs.rl.actions import check_action_config
 from envs.rl.features import check_observation_names, check_reward_weights
+from envs.rl.probe_features import check_probe_observations
 from envs.rl.signal_env import EnvConfig
 from envs.incidents.perturbations import Perturbation, perturbation_from_config
 from envs.incidents.probes import probes_from_config
@@ -278,11 +279,14 @@ def perturbation_config(cfg) -> dict | None:
 
 def check_scenario(cfg) -> None:
     """``scenario.horizon``, checked here: the flow file would otherwise be blamed for it; and
-    ``scenario.seed``, which only a generated preset reads (a dataset ignored it silently)."""
+    ``scenario.seed``, which only a generated preset reads (a dataset ignored it silently), and
+    ``scenario.data_dir``, which only a dataset reads."""
     name, seed = cfg.scenario.name, cfg.scenario.seed
     if seed != 0 and name not in PRESETS and name in known_scenarios():
         fail("scenario.seed", seed, f"only a generated preset draws its demand from it; {name!r} has its own "
              "files (each episode's demand: env.demand, eval.demand)")
+    if cfg.scenario.data_dir is not None and name in PRESETS:  # likewise ignored
+        fail("scenario.data_dir", cfg.scenario.data_dir, f"{name!r} is generated and reads no dataset")
     horizon = cfg.scenario.horizon
     if horizon is None:
         return
@@ -324,8 +328,10 @@ def check_config(cfg) -> None:
         fail("env.episode_s", cfg.env.episode_s,
              f"must be a multiple of env.decision_interval_s ({cfg.env.decision_interval_s})")
     names = list(cfg.env.observations)
+    probes = probes_from_config(OmegaConf.to_container(cfg.env.probes, resolve=True), SOURCE, "env.probes")
     try:
         check_observation_names(names, SOURCE)
+        check_probe_observations(names, probes.p, SOURCE)
         check_reward_weights(dict(cfg.env.reward), SOURCE)
         check_action_config(cfg.env.action_mode, list(cfg.env.green_durations_s), SOURCE)
     except ConfigError as error:
@@ -339,7 +345,6 @@ def check_config(cfg) -> None:
     check_device(cfg.engine.device, SOURCE, "engine.device")  # CUDA asked for, none here: say so
     perturbation_config(cfg)
     check_param_names(OmegaConf.to_container(cfg.baseline_params, resolve=True), "baseline_params")
-    probes_from_config(OmegaConf.to_container(cfg.env.probes, resolve=True), SOURCE, "env.probes")
 
     if cfg.trainer not in TRAINERS:
         fail("trainer", cfg.trainer, f"expected one of {list(TRAINERS)}")

@@ -131,7 +131,9 @@ def sample_trips(
     if depart.size == 0:
         raise ConfigError(
             SOURCE, "scale", spec.scale,
-            f"sample {split}#{index} ({spec.mode}) has no trip; raise the scale",
+            f"sample {split}#{index} ({spec.mode}) has no trip; raise the scale" + (
+                "" if cut is None else f", or simulate longer than its {cut} s (the episode, eval.steps or "
+                "export's check.seconds that set it)"),
         )
     order = np.lexsort((flow_index, depart))  # stable: duplicates keep their draw order
     return Trips(
