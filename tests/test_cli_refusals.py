@@ -202,3 +202,11 @@ def test_a_dataset_folder_given_to_a_generated_preset_and_a_checkpoint_given_as_
     with pytest.raises(ModelError, match="not a model export.py wrote") as error:  # named 'metadata' (last.json)
         deployed_policies(evaluate_config("scenario=grid_1x1", f"deployed={checkpoint}"), [])
     assert error.value.field == "deployed"
+
+
+def test_a_run_directory_that_is_a_file_is_one_error_line(tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    done = _run("evaluate.py", f"hydra.run.dir={taken}")  # Hydra's FileExistsError traceback
+    assert done.returncode == 2 and done.stderr == f"error: <config>: field 'hydra.run.dir' = '{taken}': is a file: " \
+        "the run directory must be a folder or a new path\n"

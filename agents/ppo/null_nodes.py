@@ -1,4 +1,5 @@
-"""Command-line overrides into a config node that the chosen group option leaves null.
+"""Command-line overrides that Hydra's composition would answer with a traceback: one into a
+config node that the chosen group option leaves null, and a run directory that is a file.
 
 ``perturbation=clean`` (train.py's and evaluate.py's default) leaves ``perturbation.incidents``,
 ``.surge`` and ``.detectors`` null; an override of one of them or a key inside
@@ -45,3 +46,10 @@ def check_overrides_into_null_nodes(argv: list[str], primary: str) -> None:
             setting = " | ".join(name for name, node in options.items() if node.get(parts[1]) is not None)
             raise ConfigError("<config>", key, value, f"{GROUP}={option} leaves {GROUP}.{parts[1]} null: choose "
                               f"{GROUP}={setting} first")
+
+
+def check_run_dir(argv: list[str]) -> None:
+    """ConfigError when ``hydra.run.dir`` names an existing file (Hydra's FileExistsError traceback)."""
+    for key, value in _overrides(argv):
+        if key == "hydra.run.dir" and Path(value).is_file():
+            raise ConfigError("<config>", key, value, "is a file: the run directory must be a folder or a new path")
