@@ -34,7 +34,7 @@ def build_controller(name: str, cfg: DictConfig):
 def existing_paths(cfg: DictConfig, key: str, what: str, error: type[GridlightError]) -> list[str]:
     """``cfg[key]``: a path or a list of them (none: empty), each an existing file."""
     paths = cfg.get(key)
-    # Hydra reads checkpoint=123 as an int and true as a bool: paths as typed; a nested list is none
+    # Hydra reads checkpoint=123 as an int, true as a bool: each taken as the path typed; a nested list is refused
     paths = [] if paths is None else list(paths) if OmegaConf.is_list(paths) else [paths]
     for k, path in enumerate(paths):
         if not isinstance(path, (str, int, float)):

@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from agents.deploy.config import ExportConfig
-from agents.deploy.export_files import check_destination, check_opset, check_written_opset
+from agents.deploy.export_files import check_destination, check_opset, check_writable, check_written_opset
 from agents.deploy.export_metadata import (
     BASE_INPUTS, OUTPUTS, intersections_entry, model_entry, model_inputs, observation_entry, project_version,
     timing_entry,
@@ -250,6 +250,7 @@ def export_policy(
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     onnx_path, meta_path = out_dir / f"{name}.onnx", out_dir / f"{name}.json"
     check_opset(opset)  # before any work
+    check_writable([onnx_path, meta_path], out_dir)
     if checkpoint.suffix == ".pt":  # the TorchRL trainer's checkpoint
         from agents.ppo.torchrl_policy import load_torchrl_policy
 
@@ -259,8 +260,8 @@ def export_policy(
         model, meta = load_policy(checkpoint)
         policy = model.policy
     check_exportable(meta, str(checkpoint))
-    # the files after the checkpoint: an .onnx given as the checkpoint is named as such, not as
-    # an existing export in the way
+    # an existing export after the checkpoint: an .onnx given as the checkpoint is named as such,
+    # not as an export in the way
     check_destination([onnx_path, meta_path], overwrite, out_dir)
     env_meta, config = meta["env"], meta.get("config", {})
     engine, interval = env_meta["engine"], int(env_meta["decision_interval_s"])

@@ -27,16 +27,21 @@ def check_opset(opset) -> int:
     return opset
 
 
-def check_destination(paths: list[Path], overwrite: bool, out: str | Path | None = None) -> None:
+def check_writable(paths: list[Path], out: str | Path | None = None) -> None:
     """Before any work: refuse a folder the files cannot be written in (a file on the way, or no
-    write access: an OSError once the model was built), and to replace an existing export unless
-    asked to. `out`: the folder as given, for the message (default: the first file's)."""
+    write access: an OSError once the model was built). `out`: the folder as given, for the
+    message (default: the first file's)."""
     for path in paths:
         existing = next(folder for folder in path.parents if folder.exists())
         if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
             problem = "is a file, not a folder" if not existing.is_dir() else "is not writable"
             raise ConfigError(SOURCE, "out", str(out if out is not None else path.parent),
                               f"cannot write {path.name} there: {existing} {problem}")
+
+
+def check_destination(paths: list[Path], overwrite: bool, out: str | Path | None = None) -> None:
+    """`check_writable`, and refuse to replace an existing export unless asked to."""
+    check_writable(paths, out)
     if overwrite:
         return
     for path in paths:
@@ -56,4 +61,4 @@ def check_written_opset(path: Path, opset: int) -> None:
                                                  "nothing was written (choose an opset it supports)")
 
 
-__all__ = ["MIN_OPSET", "check_destination", "check_opset", "check_written_opset"]
+__all__ = ["MIN_OPSET", "check_destination", "check_opset", "check_writable", "check_written_opset"]

@@ -39,7 +39,7 @@ from agents.ppo.value_checks import SOURCE, at_least, fail, in_range, positive
 from envs.engine.state import EngineParams
 from envs.errors import ConfigError
 from envs.evaluation.config import DetectionConfig, EvalEpisodes, EvaluationConfig
-from envs.rl.actions import check_action_config
+from envs.rl.actions import check_action_config, check_durations_read
 from envs.rl.features import check_observation_names, check_reward_weights
 from envs.rl.probe_features import check_probe_observations
 from envs.rl.signal_env import EnvConfig
@@ -334,6 +334,7 @@ def check_config(cfg) -> None:
         check_probe_observations(names, probes.p, SOURCE)
         check_reward_weights(dict(cfg.env.reward), SOURCE)
         check_action_config(cfg.env.action_mode, list(cfg.env.green_durations_s), SOURCE)
+        check_durations_read(cfg.env.action_mode, list(cfg.env.green_durations_s), SOURCE)
     except ConfigError as error:
         raise ConfigError(SOURCE, f"env.{error.field}", error.value, error.reason) from None
     if ID_FEATURE in names and cfg.agent.intersection_id:

@@ -54,8 +54,13 @@ def check_action_config(mode, durations, source: str) -> None:
             raise ConfigError(source, f"green_durations_s[{k}]", value, "must be an integer >= 1 (seconds)")
     if len(set(values)) != len(values):
         raise ConfigError(source, "green_durations_s", values, "durations must be distinct")
-    if mode != "phase_duration" and tuple(values) != DEFAULT_GREEN_DURATIONS_S:  # it would be ignored
-        raise ConfigError(source, "green_durations_s", values,
+
+
+def check_durations_read(mode, durations, source: str) -> None:
+    """ConfigError for green durations other than the default given to a mode that ignores them
+    (a config's check: code may pass one duration set to every mode)."""
+    if mode != "phase_duration" and tuple(durations) != DEFAULT_GREEN_DURATIONS_S:
+        raise ConfigError(source, "green_durations_s", list(durations),
                           f"only action_mode=phase_duration chooses green durations (this one: {mode})")
 
 
