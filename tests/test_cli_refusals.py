@@ -210,3 +210,21 @@ def test_a_run_directory_that_is_a_file_is_one_error_line(tmp_path):
     done = _run("evaluate.py", f"hydra.run.dir={taken}")  # Hydra's FileExistsError traceback
     assert done.returncode == 2 and done.stderr == f"error: <config>: field 'hydra.run.dir' = '{taken}': is a file: " \
         "the run directory must be a folder or a new path\n"
+
+
+@pytest.mark.parametrize("overrides", [
+    ["controllers=[fixed_time]", "controller_params.sotl.min_green_s=-5"],  # not run: even -5 passed
+    ["controllers=[sotl_tuned]", "controller_params.sotl.min_green_s=40"],  # the preset is read, not these
+])
+def test_parameters_of_a_controller_the_evaluation_does_not_build_are_refused(overrides):
+    with pytest.raises(ConfigError, match="sotl is not run here") as error:
+        check_evaluate_config(evaluate_config("scenario=grid_1x1", *overrides))
+    assert error.value.field == "controller_params.sotl.min_green_s"
+    check_evaluate_config(evaluate_config("scenario=grid_1x1", "controllers=[sotl]",
+                                          "controller_params.sotl.min_green_s=20"))
+
+
+def test_parameters_of_a_baseline_training_does_not_run_are_refused():
+    with pytest.raises(ConfigError, match="sotl is not run here"):
+        check_config(train_config(*tiny_run(), "+baseline_params.sotl.min_green_s=5"))
+    check_config(train_config(*tiny_run(), "eval.baselines=[sotl]", "+baseline_params.sotl.min_green_s=5"))

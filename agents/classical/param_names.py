@@ -1,7 +1,8 @@
-"""The names in a ``controller_params`` / ``baseline_params`` config node, checked before any
-work: each entry a controller of ``CONTROLLERS``, each key one of its parameters. A misspelled
-key (``min_gren_s``, added with ``+``) reached the constructor as a TypeError traceback, and an
-entry for an unknown controller was never read."""
+"""A ``controller_params`` / ``baseline_params`` config node, checked before any work: each
+entry a controller of ``CONTROLLERS``, each key one of its parameters, and no value changed for a
+controller the run does not build (it would be ignored: ``sotl_tuned`` reads its preset, not
+``controller_params.sotl``). A misspelled key (``min_gren_s``, added with ``+``) reached the
+constructor as a TypeError traceback; the others passed silently, bad values included."""
 
 from __future__ import annotations
 
@@ -10,21 +11,25 @@ import dataclasses
 from envs.errors import ConfigError
 
 
-def parameter_names(cls: type) -> list[str]:
-    """The fields of controller class `cls` a config sets (runtime attachments excluded)."""
-    return [f.name for f in dataclasses.fields(cls) if f.init and f.compare]
+def _default(field: dataclasses.Field):
+    value = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+    return list(value) if isinstance(value, tuple) else value  # as a config holds it
 
 
-def check_param_names(params: dict, path: str) -> None:
+def check_param_names(params: dict, path: str, built: list[str]) -> None:
     """ConfigError from ``<config>`` naming ``path.NAME`` or ``path.NAME.KEY`` for the first entry
-    that names no controller or a parameter its controller does not have."""
+    that names no controller or a parameter its controller does not have, or that changes a
+    parameter of a controller not in `built` (the names the run builds from these params)."""
     from agents.classical import CONTROLLERS
 
     for name, entry in params.items():
         if name not in CONTROLLERS:
             raise ConfigError("<config>", f"{path}.{name}", entry, f"not a controller; known: {sorted(CONTROLLERS)}")
-        known = parameter_names(CONTROLLERS[name])
+        fields = {f.name: f for f in dataclasses.fields(CONTROLLERS[name]) if f.init and f.compare}
         for key, value in (entry or {}).items():
-            if key not in known:
+            if key not in fields:
                 raise ConfigError("<config>", f"{path}.{name}.{key}", value,
-                                  f"not a parameter of {name}; its parameters: {known}")
+                                  f"not a parameter of {name}; its parameters: {list(fields)}")
+            if name not in built and value != _default(fields[key]):
+                raise ConfigError("<config>", f"{path}.{name}.{key}", value,
+                                  f"{name} is not run here (it builds {built}), so this would be ignored")

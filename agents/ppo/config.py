@@ -301,7 +301,8 @@ def check_evaluate_config(cfg) -> None:
     check_device(cfg.engine.device, SOURCE, "engine.device")
     check_scenario(cfg)
     perturbation_config(cfg)
-    check_param_names(OmegaConf.to_container(cfg.controller_params, resolve=True), "controller_params")
+    check_param_names(OmegaConf.to_container(cfg.controller_params, resolve=True), "controller_params",
+                      [cfg.detection.controller] if cfg.task == "incident_detection" else list(cfg.controllers))
     positive(cfg, "checkpoint_max_green_s", or_null=True)  # NaN silently switched the rule off
     counts = ["eval.seeds", "eval.steps"]  # 0 steps would end in NaN metrics
     if cfg.render:  # 0 fps divides by zero writing the GIF; a frame every 0 s writes none
@@ -345,15 +346,15 @@ def check_config(cfg) -> None:
     engine_params(cfg)
     check_device(cfg.engine.device, SOURCE, "engine.device")  # CUDA asked for, none here: say so
     perturbation_config(cfg)
-    check_param_names(OmegaConf.to_container(cfg.baseline_params, resolve=True), "baseline_params")
+    check_param_names(OmegaConf.to_container(cfg.baseline_params, resolve=True), "baseline_params",
+                      list(cfg.eval.baselines))
 
     if cfg.trainer not in TRAINERS:
         fail("trainer", cfg.trainer, f"expected one of {list(TRAINERS)}")
     if cfg.agent.name == "mappo" and cfg.trainer != "torchrl":
         fail("trainer", cfg.trainer, "agent=mappo (a centralised critic) trains with trainer=torchrl")
     if cfg.trainer == "torchrl" and cfg.train.compile:  # it would be ignored
-        fail("train.compile", cfg.train.compile, "only trainer=sb3 compiles its policy network; engine.compile=true "
-             "compiles the engine step for either trainer")
+        fail("train.compile", True, "only trainer=sb3 compiles its policy (engine.compile: the engine, either)")
     if cfg.trainer != "torchrl":  # a torchrl.* option set for another trainer would be ignored
         defaults = asdict(TorchRLTrainerConfig())
         for key, value in cfg.torchrl.items():
