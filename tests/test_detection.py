@@ -176,6 +176,7 @@ def test_evaluate_incident_detection_writes_table_csv_and_plot(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary["classifiers"]) == {"blockage_rule", "learned_mlp"} and summary["placement"] == "traffic"
     assert summary["perturbation"]["incidents"]["placement"] == "traffic"
+    assert (summary["controller"], summary["steps"]) == ("max_pressure", 900)  # what ran, beside what it found
     assert summary["oracle"]["precision"] == 1.0
     assert (tmp_path / "metrics.csv").read_text().count("\n") == 1 + 3 * 3  # oracle + 2 classifiers, 3 copies
     incidents = list(csv.DictReader(open(tmp_path / "incidents.csv")))

@@ -50,7 +50,8 @@ def write_detection_report(out_dir: Path, scenario: str, lane_names: list[str], 
          **{f"{name}_detect_s": timings[name][k].to_detect for name in detectors}}
         for k, first in enumerate(timings[ORACLE])
     ])
-    summary = {"task": "incident_detection", "scenario": scenario, "placement": placement, "probes_p": probe_p,
+    summary = {"task": "incident_detection", "scenario": scenario, "controller": controller, "steps": steps,
+               "placement": placement, "probes_p": probe_p,
                "copies": copies, "train_copies": train_copies, "perturbation": asdict(perturbation),
                "oracle": oracle, "oracles": {oracle_sensors[n]: results[n] for n in tallies if n in oracle_sensors},
                "classifiers": {name: results[name] for name in detectors}}
