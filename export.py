@@ -44,7 +44,12 @@ def check_against_torch(onnx_path: Path, checkpoint: str, seconds: int, copies: 
     meta_cfg = policy.meta["config"]["scenario"]
     scenario = load_scenario(meta_cfg["name"], seed=meta_cfg.get("seed", 0),
                              data_dir=data_dir if data_dir is not None else meta_cfg.get("data_dir"), device=device)
-    trips = [sample_trips(scenario, DemandSpec("poisson"), "eval", k, horizon=seconds) for k in range(copies)]
+    try:
+        trips = [sample_trips(scenario, DemandSpec("poisson"), "eval", k, horizon=seconds) for k in range(copies)]
+    except ConfigError as error:  # named by the demand spec's `scale`, which export.py has no key for
+        raise ConfigError("<config>", "check.seconds", seconds, f"too short to check the export: {error.reason} "
+                          f"({onnx_path} and its metadata are written: rerun with overwrite=true, or "
+                          "check.seconds=0 to skip the check)") from None
     sim = Simulator(scenario.network, scenario.demand(trips=trips), EngineParams(**policy.meta["env"]["engine"]))
     policy.reset(sim)
     rows = record_decisions(policy, sim, seconds)

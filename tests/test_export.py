@@ -214,6 +214,20 @@ def test_export_says_when_check_seconds_0_skips_the_parity_check(trained, tmp_pa
     assert "check: SKIPPED (check.seconds=0)" in printed and "identical" not in printed
 
 
+def test_a_check_too_short_to_sample_a_trip_names_check_seconds_and_the_files_written(trained, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    import export
+
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base=None):
+        cfg = compose(config_name="export", overrides=[f"checkpoint={trained['ppo_shared'][0]}",
+                                                       f"out={tmp_path}", "check.seconds=1"])
+    with pytest.raises(ConfigError) as error:  # was "<demand spec>: field 'scale': ... raise the scale"
+        export.export(cfg)
+    assert (error.value.field, error.value.value) == ("check.seconds", 1)
+    assert "rerun with overwrite=true" in error.value.reason and (tmp_path / "last.onnx").is_file()
+
+
 def test_a_checkpoint_whose_meta_lacks_its_scenario_is_an_error_naming_the_key(tmp_path):
     checkpoint = untrained(load_scenario("grid_1x1", horizon=100), "shared", tmp_path / "hand.zip")
     with pytest.raises(CheckpointError) as caught:  # was a KeyError: 'scenario'
