@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from envs.engine.simulator import Simulator
-from envs.errors import ConfigError
+from envs.errors import CommandError, ConfigError
 
 SOURCE = "<controller:fixed_time>"
 
@@ -52,6 +52,8 @@ class FixedTime:
         self._cycle = self._ends[:, -1].clamp(min=1e-9)  # [I]
 
     def act(self, sim: Simulator) -> torch.Tensor:
+        if not hasattr(self, "_cycle"):  # an AttributeError before
+            raise CommandError("<controller>", "act", "FixedTime", "call reset(sim) before act(sim)")
         t = sim.state.t.to(torch.float32).unsqueeze(1) + self.offset_s  # [B, 1]
         in_cycle = torch.remainder(t, self._cycle.unsqueeze(0))  # [B, I]
         slot = (in_cycle.unsqueeze(-1) >= self._ends.unsqueeze(0)).sum(-1)  # [B, I]

@@ -53,7 +53,7 @@ import torch
 from agents.classical.detector_readings import FaultyReadings
 from envs.engine.simulator import Simulator
 from envs.engine.signals import green_elapsed
-from envs.errors import ConfigError
+from envs.errors import CommandError, ConfigError
 from envs.engine.intersections import always_green, lane_movements
 
 SOURCE = "<controller:sotl>"
@@ -162,6 +162,8 @@ class SOTL:
         return out.reshape(batch, net.num_intersections, -1)
 
     def act(self, sim: Simulator) -> torch.Tensor:
+        if not hasattr(self, "_phase_green"):  # an AttributeError before
+            raise CommandError("<controller>", "act", "SOTL", "call reset(sim) before act(sim)")
         state = sim.state
         phase = state.phase  # [B, I]
         inter = torch.arange(sim.network.num_intersections, device=phase.device)

@@ -65,7 +65,7 @@ import numpy as np
 import torch
 
 from envs.engine.simulator import Simulator
-from envs.errors import ConfigError
+from envs.errors import CommandError, ConfigError
 from envs.engine.intersections import always_green
 from envs.scenario.demand import NEVER, Demand
 from envs.scenario.network import Network
@@ -269,6 +269,8 @@ class FixedTimeWebster:
         return np.flatnonzero(masks[best])
 
     def act(self, sim: Simulator) -> torch.Tensor:
+        if not hasattr(self, "_cycle"):  # an AttributeError before
+            raise CommandError("<controller>", "act", "OversaturationWarning", "call reset(sim) before act(sim)")
         t = sim.state.t.to(torch.float32).unsqueeze(1) + self.offset_s  # [B, 1]
         in_cycle = torch.remainder(t, self._cycle.unsqueeze(0))  # [B, I]
         slot = (in_cycle.unsqueeze(-1) >= self._ends.unsqueeze(0)).sum(-1)

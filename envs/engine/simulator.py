@@ -55,6 +55,8 @@ class Simulator:
         validate_commands: bool = True,
     ) -> None:
         self.params = params or EngineParams()
+        if not isinstance(self.params, EngineParams):  # a dict had no .validate (an AttributeError)
+            raise ConfigError("<engine>", "params", type(self.params).__name__, "expected EngineParams(...)")
         self.params.validate()
         if demand.batch_size < 1:
             raise ConfigError("<engine>", "copies", demand.batch_size, "need B >= 1")
@@ -138,6 +140,9 @@ class Simulator:
 
     def reset_copies(self, copies: torch.Tensor) -> None:
         """Reset the copies where the ``[B]`` bool mask is set; the others keep running."""
+        if not isinstance(copies, torch.Tensor) or copies.dtype != torch.bool or tuple(copies.shape) != (self.batch_size,):
+            raise CommandError("<engine>", "copies", getattr(copies, "shape", copies),
+                               f"expected a bool tensor of shape [{self.batch_size}] (one per copy)")
         fresh = self.initial_state()
         self.state = SimState(*(
             torch.where(copies.view(-1, *([1] * (now.dim() - 1))), new, now)
@@ -151,6 +156,9 @@ class Simulator:
         vehicles stay valid as long as their copies' trip tables are unchanged."""
         if demand.batch_size != self.batch_size:
             raise ConfigError("<engine>", "copies", demand.batch_size, f"expected {self.batch_size}")
+        problem = demand_problem(self.network, demand)  # e.g. another network's demand: a shape error later
+        if problem:
+            raise ConfigError("<engine>", *problem)
         if demand.max_trips > self.state.trip_enter.shape[1] - 1:
             self.state = grow_trips(self.state, demand.max_trips)
         elif demand.max_trips < self.state.trip_enter.shape[1] - 1:
@@ -228,6 +236,10 @@ class Simulator:
         self.num_slots = self.state.num_slots
 
     def run(self, steps: int, controller: Controller | None = None, on_step=None) -> SimState:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise CommandError("<engine>", "steps", steps, "expected a whole number of seconds >= 0")
+        if controller is not None and not callable(getattr(controller, "act", None)):
+            raise CommandError("<engine>", "controller", controller, "expected a controller (reset(sim), act(sim))")
         if controller is not None:
             controller.reset(self)
         for _ in range(steps):

@@ -35,6 +35,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from envs.errors import CommandError, ConfigError
 from envs.rl.adapters import action_tensor, check_render_mode, core_kwargs, single_copy_kwargs
 from envs.rl.signal_env import BatchedSignalEnv
 from envs.rl.signal_env import to_numpy as _numpy
@@ -63,7 +64,10 @@ class TrafficSignalVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs) -> None:
         check_render_mode(render_mode, SOURCE)
-        kwargs = core_kwargs(kwargs, SOURCE, {"copies": "set num_envs instead"})
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:  # was named 'copies'
+            raise ConfigError(SOURCE, "num_envs", num_envs, "must be an integer >= 1")
+        always = "the vector environment always autoresets (Gymnasium's SAME_STEP mode)"
+        kwargs = core_kwargs(kwargs, SOURCE, {"copies": "set num_envs instead", "autoreset": always})
         self.core = BatchedSignalEnv(copies=num_envs, **kwargs)
         self.num_envs = num_envs
         self.render_mode = render_mode
@@ -125,19 +129,33 @@ class TrafficSignalEnv(gymnasium.Env):
             low=box.low.reshape(-1), high=box.high.reshape(-1), dtype=np.float32
         )
         self.action_space = spaces.MultiDiscrete(_numpy(self.core.num_actions))
+        # no autoreset: a step is refused before the first reset, once the episode ended and after
+        # close (the clock ran past episode_s, each step truncated again with a fresh episode block)
+        self._between = "call reset() before step()"
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if self._between.startswith("closed"):
+            raise CommandError(SOURCE, "reset", None, self._between)
         super().reset(seed=seed)
         obs, info = self.core.reset(seed)
+        self._between = ""
         return _numpy(obs[0]).reshape(-1), self._info(info)
 
+    def close(self) -> None:
+        self._between = "closed: make a new environment"
+        super().close()
+
     def step(self, action):
+        if self._between:
+            raise CommandError(SOURCE, "step", None, self._between)
         action = action_tensor(action, self.core.num_intersections, SOURCE, self.core.device).reshape(1, -1)
         obs, reward, terminated, truncated, info = self.core.step(action)
         out = self._info(info)
         out["agent_rewards"] = _numpy(reward[0])
         if "episode" in info:
             out["episode"] = {name: float(value[0]) for name, value in info["episode"].items()}
+        if bool(terminated[0]) or bool(truncated[0]):
+            self._between = "the episode ended (terminated or truncated): call reset() before step()"
         return (
             _numpy(obs[0]).reshape(-1), float(reward.sum()), bool(terminated[0]),
             bool(truncated[0]), out,

@@ -69,6 +69,13 @@ class TrafficSignalParallelEnv(ParallelEnv):
         missing = [a for a in self.agents if a not in actions]
         if missing:
             raise CommandError(SOURCE, "actions", missing[:5], "no action for these agents")
+        unknown = [a for a in actions if a not in self.agents]  # was ignored (a typo's action lost)
+        if unknown:
+            raise CommandError(SOURCE, "actions", unknown[:5], "not agents of this environment")
+        for agent in self.possible_agents:  # one whole number each (an array was numpy's ValueError)
+            if np.ndim(actions[agent]) != 0:
+                raise CommandError(SOURCE, f"actions[{agent}]", np.asarray(actions[agent]).tolist(),
+                                   "expected one action (a whole number)")
         chosen = action_tensor([actions[a] for a in self.possible_agents], len(self.possible_agents), SOURCE,
                                self.core.device)
         chosen = chosen.reshape(1, -1)

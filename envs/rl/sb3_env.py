@@ -38,7 +38,8 @@ SOURCE = "<env:sb3>"
 class IntersectionVecEnv(VecEnv):
     def __init__(self, copies: int = 1, render_mode: str | None = None, **kwargs) -> None:
         check_render_mode(render_mode, SOURCE)
-        self.core = BatchedSignalEnv(copies=copies, **core_kwargs(kwargs, SOURCE, {}))
+        always = "an SB3 VecEnv always autoresets (terminal_observation in infos)"
+        self.core = BatchedSignalEnv(copies=copies, **core_kwargs(kwargs, SOURCE, {"autoreset": always}))
         core = self.core
         self.copies = copies
         self.num_intersections = core.num_intersections
@@ -61,6 +62,9 @@ class IntersectionVecEnv(VecEnv):
     def step_async(self, actions: np.ndarray) -> None:
         actions = action_tensor(actions, self.num_envs, SOURCE, device=self.core.device)
         actions = actions.reshape(self.copies, self.num_intersections)
+        outside = actions >= self.action_space.n  # past Discrete(A): not a padding action, a bug (it kept the phase)
+        if bool(outside.any()):
+            raise CommandError(SOURCE, "actions", int(actions[outside][0]), f"outside Discrete({self.action_space.n})")
         valid = actions < self.core.num_actions.unsqueeze(0)
         self._actions = torch.where(valid, actions, -1)  # masked (padding) action: keep
 

@@ -1,0 +1,109 @@
+"""Python API misuse that ran on silently or failed deep inside torch/numpy, each now a clear
+error naming the argument (found by a review of the adapters, the simulator and the classical
+controllers): the single env outside an episode, autoreset switched off where it is the contract,
+SB3 actions past Discrete(A), PettingZoo actions for no agent, the simulator's run / reset_copies /
+set_demand / params, controllers acting before reset, and max pressure's NaN minimum green."""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+
+import envs
+from agents.classical import CONTROLLERS, MaxPressure
+from envs.engine import Simulator
+from envs.errors import CommandError, ConfigError
+from envs.rl.gym_env import TrafficSignalEnv
+from envs.scenario import load_scenario
+
+
+def _simulator(name: str = "grid_1x1", copies: int = 1) -> Simulator:
+    scenario = load_scenario(name, horizon=120)
+    return Simulator(scenario.network, scenario.demand(copies=copies))
+
+
+def test_the_single_env_refuses_a_step_outside_an_episode_and_a_reset_after_close():
+    env = TrafficSignalEnv(scenario="grid_1x1", episode_s=20)
+    action = np.zeros(1, dtype=np.int64)
+    with pytest.raises(CommandError, match="call reset"):
+        env.step(action)
+    env.reset(seed=0)
+    ended = False
+    while not ended:
+        *_, terminated, truncated, _ = env.step(action)
+        ended = terminated or truncated
+    with pytest.raises(CommandError, match="the episode ended"):  # the clock ran on past episode_s
+        env.step(action)
+    env.reset()
+    env.step(action)
+    env.close()
+    with pytest.raises(CommandError, match="closed"):
+        env.reset()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: gymnasium.make_vec(envs.ENV_ID, vectorization_mode="vector_entry_point", num_envs=2,
+                               scenario="grid_1x1", autoreset=False),
+    lambda: envs.sb3_vec_env(scenario="grid_1x1", copies=2, autoreset=False),
+])
+def test_autoreset_cannot_be_switched_off_where_it_is_the_contract(make):
+    with pytest.raises(ConfigError, match="always autoresets") as error:  # the clock ran on, dones every step
+        make()
+    assert error.value.field == "autoreset"
+
+
+def test_the_vector_env_names_num_envs():
+    with pytest.raises(ConfigError) as error:  # was named 'copies', which it tells users not to pass
+        gymnasium.make_vec(envs.ENV_ID, vectorization_mode="vector_entry_point", num_envs=0, scenario="grid_1x1")
+    assert (error.value.field, error.value.value) == ("num_envs", 0)
+
+
+def test_sb3_actions_past_discrete_a_are_refused():
+    venv = envs.sb3_vec_env(scenario="grid_1x1", copies=2)
+    venv.reset()
+    venv.step(np.array([0, 1]))
+    with pytest.raises(CommandError, match=r"outside Discrete\(4\)") as error:  # kept the phase silently
+        venv.step(np.array([99, 0]))
+    assert error.value.value == 99
+
+
+def test_pettingzoo_refuses_actions_for_no_agent_and_arrays_for_one():
+    env = envs.parallel_env(scenario="grid_4x4")
+    env.reset(seed=0)
+    actions = {agent: 0 for agent in env.agents}
+    with pytest.raises(CommandError, match="not agents of this environment"):
+        env.step({**actions, "bogus_agent": 3})
+    with pytest.raises(CommandError, match="expected one action"):
+        env.step({**actions, env.agents[0]: np.array([1])})
+    env.step(actions)
+
+
+def test_the_simulator_checks_run_reset_copies_set_demand_and_params():
+    sim = _simulator(copies=2)
+    for steps in (-5, 2.5, "3", True):
+        with pytest.raises(CommandError, match="whole number of seconds"):
+            sim.run(steps)
+    with pytest.raises(CommandError, match="expected a controller"):
+        sim.run(3, controller="max_pressure")
+    for mask in (torch.tensor([True]), torch.tensor([1, 0]), [True, False]):
+        with pytest.raises(CommandError, match=r"bool tensor of shape \[2\]"):  # [True] reset both copies
+            sim.reset_copies(mask)
+    with pytest.raises(ConfigError):  # another network's demand: a shape error at the next step
+        sim.set_demand(load_scenario("grid_4x4", horizon=120).demand(copies=2))
+    scenario = load_scenario("grid_1x1", horizon=120)
+    with pytest.raises(ConfigError, match=r"EngineParams\(\.\.\.\)"):
+        Simulator(scenario.network, scenario.demand(copies=1), {"min_green_s": 3})
+
+
+@pytest.mark.parametrize("name", ["fixed_time", "sotl", "fixed_time_webster"])
+def test_a_controller_acting_before_reset_says_so(name):
+    with pytest.raises(CommandError, match=r"call reset\(sim\) before act\(sim\)"):  # AttributeError before
+        CONTROLLERS[name]().act(_simulator())
+
+
+@pytest.mark.parametrize("value", [float("nan"), "10"])
+def test_max_pressure_refuses_a_minimum_green_that_is_not_a_finite_number(value):
+    with pytest.raises(ConfigError, match="must be a finite number >= 0"):  # NaN: it never switched
+        MaxPressure(min_green_s=value).reset(_simulator())
