@@ -51,7 +51,8 @@ class MaxPressure:
     def reset(self, sim: Simulator) -> None:
         if isinstance(self.min_green_s, bool) or not isinstance(self.min_green_s, (int, float)) or \
                 not math.isfinite(self.min_green_s) or self.min_green_s < 0:  # NaN: it never switched
-            raise ConfigError("<controller:max_pressure>", "min_green_s", self.min_green_s, "must be a finite number >= 0")
+            raise ConfigError("<controller:max_pressure>", "min_green_s", self.min_green_s,
+                              "must be a finite number >= 0")
         if self.sensing not in SENSING:
             raise ConfigError("<controller:max_pressure>", "sensing", self.sensing, f"expected one of {SENSING}")
         self._approaches = approach_map(sim.network) if self.sensing == "approach" else None

@@ -140,7 +140,8 @@ class Simulator:
 
     def reset_copies(self, copies: torch.Tensor) -> None:
         """Reset the copies where the ``[B]`` bool mask is set; the others keep running."""
-        if not isinstance(copies, torch.Tensor) or copies.dtype != torch.bool or tuple(copies.shape) != (self.batch_size,):
+        shape_ok = isinstance(copies, torch.Tensor) and tuple(copies.shape) == (self.batch_size,)
+        if not shape_ok or copies.dtype != torch.bool:
             raise CommandError("<engine>", "copies", getattr(copies, "shape", copies),
                                f"expected a bool tensor of shape [{self.batch_size}] (one per copy)")
         fresh = self.initial_state()
