@@ -59,6 +59,14 @@ class ModelError(GridlightError):
     """An exported model or its metadata is missing, unreadable or inconsistent."""
 
 
+def flag(value: Any, source: str, field: str) -> bool:
+    """`value` if it is a bool, else a `ConfigError`: ``bool("false")`` is True, so a string or a
+    number taken as a switch silently turned it on."""
+    if not isinstance(value, bool):
+        raise ConfigError(source, field, value, "expected true or false")
+    return value
+
+
 def positive_or_none(value: Any, source: str, field: str, unit: str) -> Any:
     """`value` if it is None or a finite number > 0 (a duration, a deadline), else a `ConfigError`
     naming `source` and `field`. NaN passes ``x <= 0`` and would switch a rule off unasked, inf

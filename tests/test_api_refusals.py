@@ -107,3 +107,17 @@ def test_a_controller_acting_before_reset_says_so(name):
 def test_max_pressure_refuses_a_minimum_green_that_is_not_a_finite_number(value):
     with pytest.raises(ConfigError, match="must be a finite number >= 0"):  # NaN: it never switched
         MaxPressure(min_green_s=value).reset(_simulator())
+
+
+def test_switches_given_as_strings_are_refused_not_read_as_true():
+    from envs.rl.signal_env import BatchedSignalEnv
+
+    # bool("false") is True: each of these compiled, normalised or counted halting vehicles only
+    for make, field in ((lambda: BatchedSignalEnv("grid_1x1", normalise="false"), "normalise"),
+                        (lambda: BatchedSignalEnv("grid_1x1", compile="no"), "compile"),
+                        (lambda: envs.torchrl_env(scenario="grid_1x1", copies=1, compile_engine="false"),
+                         "compile_engine"),
+                        (lambda: MaxPressure(use_halting="no").reset(_simulator()), "use_halting")):
+        with pytest.raises(ConfigError, match="expected true or false") as error:
+            make()
+        assert error.value.field == field

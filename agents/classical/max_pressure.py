@@ -26,7 +26,7 @@ from agents.classical.detector_readings import FaultyReadings
 from envs.engine.approaches import SENSING, approach_map
 from envs.engine.simulator import Simulator
 from envs.engine.signals import green_elapsed
-from envs.errors import ConfigError
+from envs.errors import ConfigError, flag
 from envs.rl.features import movement_counts, movement_lane_sums, per_phase
 from envs.engine.readings import lane_halting
 
@@ -53,6 +53,7 @@ class MaxPressure:
                 not math.isfinite(self.min_green_s) or self.min_green_s < 0:  # NaN: it never switched
             raise ConfigError("<controller:max_pressure>", "min_green_s", self.min_green_s,
                               "must be a finite number >= 0")
+        flag(self.use_halting, "<controller:max_pressure>", "use_halting")  # bool("no") is True
         if self.sensing not in SENSING:
             raise ConfigError("<controller:max_pressure>", "sensing", self.sensing, f"expected one of {SENSING}")
         self._approaches = approach_map(sim.network) if self.sensing == "approach" else None

@@ -17,7 +17,7 @@ from envs.engine.fit_checks import demand_problem, snapshot_problem
 from envs.engine.ops import use_inductor_buffers
 from envs.engine.state import INDEX, SLOT_FIELDS, TIMER_START, EngineParams, SimState
 from envs.engine.step import step as pure_step
-from envs.errors import CommandError, ConfigError
+from envs.errors import CommandError, ConfigError, flag
 from envs.scenario.demand import NEVER, Demand
 from envs.scenario.network import Network
 
@@ -54,6 +54,7 @@ class Simulator:
         compile: bool = False,
         validate_commands: bool = True,
     ) -> None:
+        flag(compile, "<engine>", "compile")  # bool("false") is True: it compiled
         self.params = params or EngineParams()
         if not isinstance(self.params, EngineParams):  # a dict had no .validate (an AttributeError)
             raise ConfigError("<engine>", "params", type(self.params).__name__, "expected EngineParams(...)")

@@ -43,7 +43,7 @@ import torch
 
 from envs.engine.simulator import Simulator
 from envs.engine.state import EngineParams
-from envs.errors import CommandError, ConfigError
+from envs.errors import CommandError, ConfigError, flag
 from envs.rl.features import (
     shortest_spacing,
     OBSERVATIONS, REWARDS, FeatureContext, check_observation_names, check_reward_weights,
@@ -89,13 +89,14 @@ class BatchedSignalEnv:
         demand_pool: int = EnvConfig.demand_pool,
         probes: ProbeSpec | dict | None = None,
     ) -> None:
+        flag(compile, SOURCE, "compile")  # bool("false") is True: it compiled
         self.config = EnvConfig(
             copies=copies, decision_interval_s=decision_interval_s, episode_s=episode_s,
             action_mode=action_mode,
             green_durations_s=tuple(green_durations_s) if isinstance(green_durations_s, (list, tuple))
             else green_durations_s,
             observations=tuple(observations) if not isinstance(observations, str) else observations,
-            reward=check_reward_weights(reward, SOURCE), normalise=bool(normalise),
+            reward=check_reward_weights(reward, SOURCE), normalise=flag(normalise, SOURCE, "normalise"),
             demand=_as_dataclass(demand, DemandSpec, "demand"), split=split, demand_pool=demand_pool,
             probes=_as_dataclass(probes, ProbeSpec, "probes"),
         )

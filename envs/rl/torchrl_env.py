@@ -49,7 +49,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
-from envs.errors import CommandError, ConfigError
+from envs.errors import CommandError, ConfigError, flag
 from envs.rl.adapters import core_kwargs
 from envs.rl.signal_env import BatchedSignalEnv
 from envs.scenario.network import check_device
@@ -68,7 +68,7 @@ class TrafficSignalTorchRLEnv(EnvBase):
         kwargs = core_kwargs(kwargs, SOURCE, {"autoreset": never})
         device = check_device(device, SOURCE)
         self.core = BatchedSignalEnv(scenario, copies, device=str(device), autoreset=True,
-                                     compile=bool(compile_engine), **kwargs)
+                                     compile=flag(compile_engine, SOURCE, "compile_engine"), **kwargs)
         have = self.core.device  # a Scenario object brings its own network, on its own device
         if have.type != device.type or (device.index is not None and have.index != device.index):
             raise ConfigError(SOURCE, "device", str(device), f"the scenario's network is on "
