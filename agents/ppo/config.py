@@ -32,7 +32,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from agents.classical import CONTROLLERS
-from agents.classical.param_names import check_param_names
+from agents.ppo.controller_params import check_param_names
 from agents.ppo.evaluate_options import check_task_options
 from agents.ppo.schema import schema_of
 from agents.ppo.value_checks import SOURCE, at_least, fail, in_range, positive

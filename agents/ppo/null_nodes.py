@@ -14,11 +14,13 @@ from pathlib import Path
 
 import yaml
 
+from agents.ppo.schema import parameters
 from envs.errors import ConfigError
+from envs.incidents.perturbation_specs import Perturbation
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 GROUP = "perturbation"
-NULLABLE = ("incidents", "surge", "detectors")  # `Perturbation`'s optional specs, null by default
+NULLABLE = tuple(f.name for f in parameters(Perturbation) if f.default is None)  # incidents, surge, detectors
 
 
 def _overrides(argv: list[str]) -> list[tuple[str, str]]:

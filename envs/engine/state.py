@@ -14,7 +14,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from envs.errors import ConfigError
+from envs.errors import ConfigError, flag
 from envs.scenario.demand import VEHICLE_DEFAULTS
 
 TIMER_START = 10**6  # phase timer at reset: the initial phase counts as long established
@@ -50,9 +50,7 @@ class EngineParams:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:  # True is not 1 s
                 raise ConfigError(source, name, value, "must be an integer >= 0 (seconds)")
-        if not isinstance(self.junction_yielding, bool):
-            raise ConfigError(source, "junction_yielding", self.junction_yielding,
-                              "must be true or false")
+        flag(self.junction_yielding, source, "junction_yielding")
         if not 0 < self.yield_gap_s < float("inf"):
             raise ConfigError(source, "yield_gap_s", self.yield_gap_s, "must be a finite number > 0 (seconds)")
         if not 0 <= self.halting_speed < float("inf"):  # NaN fails this too

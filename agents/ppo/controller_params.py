@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from agents.classical import CONTROLLERS
+from agents.ppo.schema import parameters
 from envs.errors import ConfigError
 
 
@@ -20,12 +22,10 @@ def check_param_names(params: dict, path: str, built: list[str]) -> None:
     """ConfigError from ``<config>`` naming ``path.NAME`` or ``path.NAME.KEY`` for the first entry
     that names no controller or a parameter its controller does not have, or that changes a
     parameter of a controller not in `built` (the names the run builds from these params)."""
-    from agents.classical import CONTROLLERS
-
     for name, entry in params.items():
         if name not in CONTROLLERS:
             raise ConfigError("<config>", f"{path}.{name}", entry, f"not a controller; known: {sorted(CONTROLLERS)}")
-        fields = {f.name: f for f in dataclasses.fields(CONTROLLERS[name]) if f.init and f.compare}
+        fields = {f.name: f for f in parameters(CONTROLLERS[name])}
         for key, value in (entry or {}).items():
             if key not in fields:
                 raise ConfigError("<config>", f"{path}.{name}.{key}", value,
