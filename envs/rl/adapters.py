@@ -55,3 +55,32 @@ def action_tensor(actions, count: int, source: str, device: torch.device | str =
             shown = array.reshape(-1)[:8].tolist() if array.dtype != object else str(array.dtype)
             raise CommandError(source, "actions", shown, "actions are whole numbers (action indices)")
     return torch.as_tensor(array, dtype=torch.int64, device=device)
+
+
+class EpisodeGate:
+    """When an adapter may step: after a `reset` and before `close` (and, for the adapters that do
+    not autoreset, not past the episode's end). The core steps from its construction state, so a
+    step before the first reset ran an unseeded episode, and one after close ran on; both are a
+    `CommandError` instead, as Gymnasium's own environments refuse them."""
+
+    CLOSED = "closed: make a new environment"
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.why_not = "call reset() before step()"
+
+    def opened(self) -> None:
+        """A reset: refused once closed, else stepping may start."""
+        if self.why_not == self.CLOSED:
+            raise CommandError(self.source, "reset", None, self.CLOSED)
+        self.why_not = ""
+
+    def check_step(self) -> None:
+        if self.why_not:
+            raise CommandError(self.source, "step", None, self.why_not)
+
+    def ended(self) -> None:
+        self.why_not = "the episode ended (terminated or truncated): call reset() before step()"
+
+    def closed(self) -> None:
+        self.why_not = self.CLOSED

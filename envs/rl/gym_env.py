@@ -35,8 +35,8 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.errors import CommandError, ConfigError
-from envs.rl.adapters import action_tensor, check_render_mode, core_kwargs, single_copy_kwargs
+from envs.errors import ConfigError
+from envs.rl.adapters import EpisodeGate, action_tensor, check_render_mode, core_kwargs, single_copy_kwargs
 from envs.rl.signal_env import BatchedSignalEnv
 from envs.rl.signal_env import to_numpy as _numpy
 
@@ -75,13 +75,19 @@ class TrafficSignalVectorEnv(VectorEnv):
         self.single_action_space = spaces.MultiDiscrete(_numpy(self.core.num_actions))
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
+        self.gate = EpisodeGate(SOURCE)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        self.gate.opened()
         super().reset(seed=seed)
         obs, info = self.core.reset(seed)
         return _numpy(obs), self._info(info)
 
+    def close_extras(self, **kwargs) -> None:
+        self.gate.closed()
+
     def step(self, actions):
+        self.gate.check_step()
         actions = action_tensor(actions, self.num_envs * self.core.num_intersections, SOURCE, self.core.device)
         obs, reward, terminated, truncated, info = self.core.step(actions)
         return (
@@ -129,25 +135,21 @@ class TrafficSignalEnv(gymnasium.Env):
             low=box.low.reshape(-1), high=box.high.reshape(-1), dtype=np.float32
         )
         self.action_space = spaces.MultiDiscrete(_numpy(self.core.num_actions))
-        # no autoreset: a step is refused before the first reset, once the episode ended and after
-        # close (the clock ran past episode_s, each step truncated again with a fresh episode block)
-        self._between = "call reset() before step()"
+        # no autoreset: past the episode's end the clock ran on, each step truncated again
+        self.gate = EpisodeGate(SOURCE)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        if self._between.startswith("closed"):
-            raise CommandError(SOURCE, "reset", None, self._between)
+        self.gate.opened()
         super().reset(seed=seed)
         obs, info = self.core.reset(seed)
-        self._between = ""
         return _numpy(obs[0]).reshape(-1), self._info(info)
 
     def close(self) -> None:
-        self._between = "closed: make a new environment"
+        self.gate.closed()
         super().close()
 
     def step(self, action):
-        if self._between:
-            raise CommandError(SOURCE, "step", None, self._between)
+        self.gate.check_step()
         action = action_tensor(action, self.core.num_intersections, SOURCE, self.core.device).reshape(1, -1)
         obs, reward, terminated, truncated, info = self.core.step(action)
         out = self._info(info)
@@ -155,7 +157,7 @@ class TrafficSignalEnv(gymnasium.Env):
         if "episode" in info:
             out["episode"] = {name: float(value[0]) for name, value in info["episode"].items()}
         if bool(terminated[0]) or bool(truncated[0]):
-            self._between = "the episode ended (terminated or truncated): call reset() before step()"
+            self.gate.ended()
         return (
             _numpy(obs[0]).reshape(-1), float(reward.sum()), bool(terminated[0]),
             bool(truncated[0]), out,

@@ -6,8 +6,9 @@ configured features of its intersection) and acts in ``Discrete(n)`` over its ow
 intersections may differ; ``infos[agent]["action_mask"]`` gives the padded mask a shared
 policy would use). ``state()`` is every agent's observation concatenated, ``[I * F]``.
 When the episode ends every agent is done together and leaves ``agents``; call `reset`.
-Stepping with no episode running, or without an action for every agent, is a `CommandError`;
-an unknown keyword argument or render mode a `ConfigError`.
+Stepping with no episode running (or after `close`, which also ends `reset`), or without an
+action for every agent, is a `CommandError`; an unknown keyword argument or render mode a
+`ConfigError`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class TrafficSignalParallelEnv(ParallelEnv):
             a: spaces.Discrete(int(n)) for a, n in zip(self.possible_agents, self._num_actions)
         }
         self._obs = np.zeros((inter, self.core.obs_size), dtype=np.float32)
+        self._closed = False
 
     @functools.lru_cache(maxsize=None)
     def observation_space(self, agent: str) -> spaces.Space:
@@ -58,6 +60,8 @@ class TrafficSignalParallelEnv(ParallelEnv):
         return self.action_spaces[agent]
 
     def reset(self, seed: int | None = None, options: dict | None = None):
+        if self._closed:  # the core stepped on after close
+            raise CommandError(SOURCE, "reset", None, "closed: make a new environment")
         obs, info = self.core.reset(seed)
         self.agents = list(self.possible_agents)
         self._obs = _numpy(obs[0])
@@ -65,7 +69,8 @@ class TrafficSignalParallelEnv(ParallelEnv):
 
     def step(self, actions: dict):
         if not self.agents:
-            raise CommandError(SOURCE, "agents", [], "no episode is running: call reset() first")
+            why = "closed: make a new environment" if self._closed else "no episode is running: call reset() first"
+            raise CommandError(SOURCE, "agents", [], why)
         missing = [a for a in self.agents if a not in actions]
         if missing:
             raise CommandError(SOURCE, "actions", missing[:5], "no action for these agents")
@@ -106,7 +111,8 @@ class TrafficSignalParallelEnv(ParallelEnv):
         return render_frame(self.core, copy=0)
 
     def close(self) -> None:
-        pass
+        self._closed = True
+        self.agents = []
 
     def _by_agent(self, obs: np.ndarray) -> dict:
         return {a: obs[i] for i, a in enumerate(self.possible_agents)}

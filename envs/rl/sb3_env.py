@@ -14,8 +14,8 @@ SB3's conventions hold: the returned observation of a done sub-environment is th
 new episode, the last one is ``infos[n]["terminal_observation"]``, and a time-limit end sets
 ``infos[n]["TimeLimit.truncated"]``. ``infos[n]["episode_metrics"]`` carries the metrics hub's
 figures of the finished episode. An unknown keyword argument or render mode is a `ConfigError`;
-actions that are not whole numbers or not one per sub-environment, or `step_wait` without a
-`step_async` before it, a `CommandError`.
+actions that are not whole numbers or not one per sub-environment, `step_wait` without a
+`step_async` before it, and a step before the first `reset` or after `close`, a `CommandError`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from envs.errors import CommandError
-from envs.rl.adapters import action_tensor, check_render_mode, core_kwargs
+from envs.rl.adapters import EpisodeGate, action_tensor, check_render_mode, core_kwargs
 from envs.rl.signal_env import BatchedSignalEnv
 from envs.rl.signal_env import to_numpy as _numpy
 
@@ -51,8 +51,10 @@ class IntersectionVecEnv(VecEnv):
         self.render_mode = render_mode
         super().__init__(copies * core.num_intersections, observation_space, action_space)
         self._actions: torch.Tensor | None = None
+        self.gate = EpisodeGate(SOURCE)
 
     def reset(self):
+        self.gate.opened()
         seed = self._seeds[0] if self._seeds and self._seeds[0] is not None else None
         obs, _ = self.core.reset(seed)
         self._reset_seeds()
@@ -60,6 +62,7 @@ class IntersectionVecEnv(VecEnv):
         return _numpy(obs).reshape(self.num_envs, -1)
 
     def step_async(self, actions: np.ndarray) -> None:
+        self.gate.check_step()
         actions = action_tensor(actions, self.num_envs, SOURCE, device=self.core.device)
         actions = actions.reshape(self.copies, self.num_intersections)
         outside = actions >= self.action_space.n  # past Discrete(A): not a padding action, a bug (it kept the phase)
@@ -97,7 +100,7 @@ class IntersectionVecEnv(VecEnv):
         return _numpy(self.core.action_mask).reshape(self.num_envs, -1).copy()
 
     def close(self) -> None:
-        pass
+        self.gate.closed()
 
     # ---- attribute plumbing SB3 expects; every sub-environment shares the one core --------
     def _indices(self, indices) -> list[int]:

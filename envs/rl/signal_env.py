@@ -18,10 +18,10 @@ Episodes: a copy is *truncated* when its clock reaches ``episode_s`` (a time lim
 goes on, so a learner should bootstrap) and *terminated* when its demand is exhausted: every
 trip has departed and left the network (nothing is left to control). Done copies reset inside
 the same `step` (Gymnasium's ``SAME_STEP`` autoreset, also SB3's convention): the returned
-observation is the new episode's first, the last one is in ``info["final_obs"]`` and the
-finished episodes' metrics (the metrics hub's) in ``info["episode"]``, both with a ``[B]`` mask
-under the key with a leading underscore. With ``autoreset=False`` done copies are left as they
-are until `reset`.
+observation is the new episode's first (and ``info["t"]`` its clock, 0), the last one is in
+``info["final_obs"]`` and the finished episodes' metrics (the metrics hub's, ``length_s`` its
+clock) in ``info["episode"]``, both with a ``[B]`` mask under the key with a leading underscore.
+With ``autoreset=False`` done copies are left as they are until `reset`.
 
 Each new episode of a copy draws its demand from the configured `DemandSpec` and split (see
 `envs.scenario.splits`): sample indices are handed out in order from the ``seed`` given to
@@ -316,6 +316,7 @@ class BatchedSignalEnv:
                 self.restart_copies(done)
                 obs = torch.where(done.view(-1, 1, 1), self.observe(), obs)
                 info["action_mask"] = self.action_mask  # the new episodes' first decision (no holds)
+                info["t"] = self.sim.state.t  # the new episodes' clock, as the observation is theirs
         return obs, reward, terminated, truncated, info
 
     # ---- helpers --------------------------------------------------------------------------

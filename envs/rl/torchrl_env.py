@@ -38,8 +38,9 @@ this class's `compile` (what the metaclass calls) is a `ConfigError` that names
 
 Everything stays on the env's device: no numpy and no host copies (the action check reads one
 boolean back, as the core's does). A device this machine does not have is a `ConfigError`
-naming ``device``; an action missing, of the wrong shape or type, or outside the action mask a
-`CommandError`; an unknown keyword a `ConfigError`.
+naming ``device``; an action missing, of the wrong shape or type, or outside the action mask,
+a step before the first reset, and a step or reset after `close` a `CommandError`; an unknown
+keyword a `ConfigError`.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class TrafficSignalTorchRLEnv(EnvBase):
         self._mask = mask.unsqueeze(0).expand(B, I, A).contiguous()
         self._fresh = torch.zeros(B, dtype=torch.bool, device=self.device)  # autoreset, not stepped
         self._seed: int | None = None
+        self._started = self._closed = False
         self._make_specs(B, I, A, F)
 
     # ---- specs -----------------------------------------------------------------------------
@@ -138,6 +140,10 @@ class TrafficSignalTorchRLEnv(EnvBase):
             "TorchRL's compile wraps the whole step, autoreset's demand sampling included; "
             "pass compile_engine=True to compile the engine step"))
 
+    def close(self, *, raise_if_closed: bool = True) -> None:
+        self._closed = True
+        super().close(raise_if_closed=raise_if_closed)
+
     def _set_seed(self, seed: int | None) -> None:
         """The next full reset restarts the demand sample indices at `seed` (as the core's
         ``reset(seed)``); partial resets continue from where the samples are."""
@@ -146,6 +152,8 @@ class TrafficSignalTorchRLEnv(EnvBase):
         self._seed = seed
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
+        self._check_open("reset")
+        self._started = True
         mask = self._reset_mask(tensordict)
         if mask is None:  # reset() without "_reset": every copy, from the seed if one was set
             obs, _ = self.core.reset(self._seed)
@@ -160,6 +168,9 @@ class TrafficSignalTorchRLEnv(EnvBase):
         return self._output(obs)
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        self._check_open("step")
+        if not self._started:  # the core would step from its construction state, unseeded
+            raise CommandError(SOURCE, "step", None, "call reset() before step()")
         command = self._commands(tensordict.get((GROUP, "action"), None))
         obs, reward, terminated, truncated, info = self.core.step_commands(command)
         self.last_info = info
@@ -169,6 +180,10 @@ class TrafficSignalTorchRLEnv(EnvBase):
         return self._output(last, reward, terminated, truncated)
 
     # ---- helpers ---------------------------------------------------------------------------
+    def _check_open(self, what: str) -> None:
+        if self._closed:  # EnvBase.close only sets a flag (is_closed, True from the start too): the core ran on
+            raise CommandError(SOURCE, what, None, "closed: make a new environment")
+
     def _reset_mask(self, tensordict: TensorDictBase | None) -> torch.Tensor | None:
         """The ``[B]`` copies a ``"_reset"`` entry names (the root one, else the group's, where
         any intersection of a copy restarts the copy); None when there is none."""
