@@ -18,6 +18,11 @@ from scenarios import small_grid, uneven_grid
 DURATIONS = (10, 20)
 
 
+def mode_kwargs(mode: str) -> dict:
+    """The action mode, with DURATIONS where the mode reads them (another mode refuses them)."""
+    return {"action_mode": mode, **({"green_durations_s": DURATIONS} if mode == "phase_duration" else {})}
+
+
 def duration_env(**kwargs) -> BatchedSignalEnv:
     """A 1x1 grid (4 signal phases, phase 0 current at reset), decisions every 5 s."""
     kwargs = {"decision_interval_s": 5, "episode_s": 200, "action_mode": "phase_duration",
@@ -37,7 +42,7 @@ def test_mask_widths_and_action_counts_per_mode():
     expected = {"phase": ([3, 4, 4, 4], 4), "keep_or_switch": ([2, 2, 2, 2], 2),
                 "phase_duration": ([6, 8, 8, 8], 8)}
     for mode, (counts, width) in expected.items():
-        env = BatchedSignalEnv(uneven_grid(), 2, episode_s=60, action_mode=mode, green_durations_s=DURATIONS)
+        env = BatchedSignalEnv(uneven_grid(), 2, episode_s=60, **mode_kwargs(mode))
         env.reset(0)
         assert env.num_actions.tolist() == counts and env.max_actions == width, mode
         mask = env.action_mask
@@ -48,7 +53,7 @@ def test_mask_widths_and_action_counts_per_mode():
 
 def test_an_action_past_the_intersections_own_actions_is_refused_in_every_mode():
     for mode, bad in (("phase", 3), ("keep_or_switch", 2), ("phase_duration", 6)):
-        env = BatchedSignalEnv(uneven_grid(), 1, episode_s=60, action_mode=mode, green_durations_s=DURATIONS)
+        env = BatchedSignalEnv(uneven_grid(), 1, episode_s=60, **mode_kwargs(mode))
         env.reset(0)
         actions = torch.zeros(1, 4, dtype=torch.int64)
         actions[0, 0] = bad
@@ -61,6 +66,8 @@ def test_an_action_past_the_intersections_own_actions_is_refused_in_every_mode()
     ({"action_mode": "phase_duration", "green_durations_s": ()}, "green_durations_s"),
     ({"action_mode": "phase_duration", "green_durations_s": (10, 0)}, r"green_durations_s\[1\]"),
     ({"action_mode": "phase_duration", "green_durations_s": (10, 10)}, "green_durations_s"),
+    # a mode that chooses no durations dropped them without a word
+    ({"action_mode": "keep_or_switch", "green_durations_s": (10, 20)}, "green_durations_s.*only action_mode=phase_d"),
 ])
 def test_bad_action_settings_are_config_errors_naming_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=field):
@@ -143,7 +150,7 @@ def test_keep_or_switch_keeps_or_cycles_to_the_next_phase_after_min_green():
 def test_every_adapter_exposes_the_modes_action_space(mode):
     counts = {"phase": [3, 4, 4, 4], "keep_or_switch": [2, 2, 2, 2], "phase_duration": [6, 8, 8, 8]}[mode]
     width = max(counts)
-    kwargs = {"scenario": uneven_grid(), "episode_s": 60, "action_mode": mode, "green_durations_s": DURATIONS}
+    kwargs = {"scenario": uneven_grid(), "episode_s": 60, **mode_kwargs(mode)}
 
     single = gymnasium.make(envs.ENV_ID, **kwargs).unwrapped
     assert single.action_space == spaces.MultiDiscrete(counts)

@@ -28,7 +28,8 @@ def recorded_signals(mode: str, interval: int,
     """Green and yellow ``[T, B, M]`` shown at every second while the env runs `choices` (each
     mapped onto an existing action of every intersection, different per intersection and copy)."""
     env = BatchedSignalEnv(SCENARIO, 2, decision_interval_s=interval, episode_s=interval * (DECISIONS + 1),
-                           action_mode=mode, green_durations_s=(5, 10, 20), engine=PARAMS)
+                           action_mode=mode, engine=PARAMS,
+                           **({"green_durations_s": (5, 10, 20)} if mode == "phase_duration" else {}))
     env.reset(0)
     greens, yellows = [], []
     step = env.sim.step

@@ -140,3 +140,6 @@ def test_env_demand_pool_cycles_k_samples_and_autoreset_only_reindexes_the_table
         BatchedSignalEnv(scenario, 2, demand_pool=-1)
     assert_names_everything(refused.value, "<env>", "demand_pool", -1)
     assert 'must be an integer >= 0' in refused.value.reason
+    with pytest.raises(ConfigError, match="replays one flow file") as refused:  # every sample the same: no effect
+        BatchedSignalEnv(scenario, 2, demand_pool=2)
+    assert_names_everything(refused.value, "<env>", "demand_pool", 2)

@@ -58,7 +58,7 @@ def check_action_config(mode, durations, source: str) -> None:
 
 def check_durations_read(mode, durations, source: str) -> None:
     """ConfigError for green durations other than the default given to a mode that ignores them
-    (a config's check: code may pass one duration set to every mode)."""
+    (they were dropped without a word)."""
     if mode != "phase_duration" and tuple(durations) != DEFAULT_GREEN_DURATIONS_S:
         raise ConfigError(source, "green_durations_s", list(durations),
                           f"only action_mode=phase_duration chooses green durations (this one: {mode})")

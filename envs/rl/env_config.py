@@ -7,7 +7,7 @@ from typing import Dict, Tuple
 
 from envs.errors import ConfigError
 from envs.incidents.probes import ProbeSpec
-from envs.rl.actions import DEFAULT_ACTION_MODE, DEFAULT_GREEN_DURATIONS_S, check_action_config
+from envs.rl.actions import DEFAULT_ACTION_MODE, DEFAULT_GREEN_DURATIONS_S, check_action_config, check_durations_read
 from envs.scenario.splits import SPLITS, DemandSpec
 
 SOURCE = "<env>"
@@ -60,6 +60,10 @@ class EnvConfig:
         pool = self.demand_pool
         if isinstance(pool, bool) or not isinstance(pool, int) or pool < 0:
             raise ConfigError(SOURCE, "demand_pool", pool, "must be an integer >= 0 (0: a new sample per episode)")
+        if pool and self.demand.mode == "original":  # every sample is the flow file: a pool changed nothing
+            raise ConfigError(SOURCE, "demand_pool", pool, "demand mode original replays one flow file in every "
+                              "episode; a pool cycles samples of poisson or jitter demand")
         if self.split not in SPLITS:
             raise ConfigError(SOURCE, "split", self.split, f"expected one of {list(SPLITS)}")
         check_action_config(self.action_mode, self.green_durations_s, SOURCE)
+        check_durations_read(self.action_mode, self.green_durations_s, SOURCE)

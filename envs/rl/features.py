@@ -389,6 +389,8 @@ def check_reward_weights(weights, source: str = "<env>") -> dict[str, float]:
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
             raise ConfigError(source, f"reward.{name}", weight, "weight must be a finite number")
         out[name] = float(weight)
+    if not any(out.values()):  # a zero weight drops a term: every one dropped left a reward of 0 always
+        raise ConfigError(source, "reward", out, "every weight is 0: keep at least one term with a weight")
     return out
 
 
