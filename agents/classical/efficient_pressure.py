@@ -64,8 +64,14 @@ class EfficientMaxPressure:
     def _source(self) -> str:
         return "<controller:efficient_mp>"
 
-    def reset(self, sim: Simulator) -> None:
+    def __post_init__(self) -> None:
+        self._validate()  # at construction, not only when a run starts
+
+    def _validate(self) -> None:
         _number(self._source(), "min_green_s", self.min_green_s, 0, False)
+
+    def reset(self, sim: Simulator) -> None:
+        self._validate()
 
     def phase_pressure(self, sim: Simulator) -> torch.Tensor:
         """Efficient pressure of every phase ``[B, I, P]`` (-inf for non-signal phases)."""
@@ -91,8 +97,8 @@ class AdvancedMaxPressure(EfficientMaxPressure):
     def _source(self) -> str:
         return "<controller:advanced_mp>"
 
-    def reset(self, sim: Simulator) -> None:
-        super().reset(sim)
+    def _validate(self) -> None:
+        super()._validate()
         _number(self._source(), "horizon_s", self.horizon_s, 0, True)
         _number(self._source(), "weight", self.weight, 0, False)
 

@@ -4,7 +4,7 @@
 durations (CityFlow's own behaviour when it runs the plan). The engine's intergreen (yellow +
 all-red) is inserted inside the commanded phase's time, so the cycle length is the written
 one. ``plan="uniform"`` gives each signal phase (transition phases excluded) an equal share of
-``cycle_s``.
+``cycle_s`` (which only it reads: a cycle changed under the roadnet plan is refused).
 """
 
 from __future__ import annotations
@@ -18,33 +18,45 @@ from envs.engine.simulator import Simulator
 from envs.errors import CommandError, ConfigError
 
 SOURCE = "<controller:fixed_time>"
+DEFAULT_CYCLE_S = 120.0
 
 
 @dataclass
 class FixedTime:
     plan: str = "roadnet"  # "roadnet" | "uniform"
-    cycle_s: float = 120.0  # uniform plan only
+    cycle_s: float = DEFAULT_CYCLE_S  # uniform plan only
     offset_s: float = 0.0
 
-    def reset(self, sim: Simulator) -> None:
+    def __post_init__(self) -> None:
+        self._validate()  # at construction, not only when a run starts
+
+    def _validate(self) -> None:
         # written as `not isfinite`: NaN and inf pass any `x <= 0` test, and either one turns every
         # slot of the cycle into NaN, so the plan would silently run phase 0 or the last phase
-        if not math.isfinite(self.offset_s):
-            raise ConfigError(SOURCE, "offset_s", self.offset_s, "must be a finite number")
+        for name in ("offset_s", "cycle_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(SOURCE, name, value, "must be a finite number")
+        if self.plan not in ("roadnet", "uniform"):
+            raise ConfigError(SOURCE, "plan", self.plan, "expected 'roadnet' or 'uniform'")
+        if self.plan == "uniform" and not self.cycle_s > 0:
+            raise ConfigError(SOURCE, "cycle_s", self.cycle_s, "must be a finite number > 0")
+        if self.plan == "roadnet" and self.cycle_s != DEFAULT_CYCLE_S:  # was ignored
+            raise ConfigError(SOURCE, "cycle_s", self.cycle_s,
+                              "only plan=uniform reads cycle_s; the roadnet plan runs its written durations")
+
+    def reset(self, sim: Simulator) -> None:
+        self._validate()
         net = sim.network
         if self.plan == "roadnet":
             durations = net.phase_duration.clone()
             phases = torch.arange(durations.shape[1], device=net.device).expand_as(durations)
             valid = net.phase_valid
-        elif self.plan == "uniform":
-            if not (self.cycle_s > 0 and math.isfinite(self.cycle_s)):
-                raise ConfigError(SOURCE, "cycle_s", self.cycle_s, "must be a finite number > 0")
+        else:  # uniform
             valid = net.signal_phase
             count = valid.sum(1, keepdim=True).clamp(min=1)
             durations = torch.where(valid, self.cycle_s / count, 0.0)
             phases = torch.arange(durations.shape[1], device=net.device).expand_as(durations)
-        else:
-            raise ConfigError(SOURCE, "plan", self.plan, "expected 'roadnet' or 'uniform'")
         # order the used phases first so the cycle is a prefix of each row
         order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)
         self._phases = phases.gather(1, order)

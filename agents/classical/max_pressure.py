@@ -48,7 +48,10 @@ class MaxPressure:
     _readings = None  # FaultyReadings over `detectors`, built by reset
     _approaches = None  # ApproachMap under approach sensing, built by reset
 
-    def reset(self, sim: Simulator) -> None:
+    def __post_init__(self) -> None:
+        self._validate()  # at construction, not only when a run starts
+
+    def _validate(self) -> None:
         if isinstance(self.min_green_s, bool) or not isinstance(self.min_green_s, (int, float)) or \
                 not math.isfinite(self.min_green_s) or self.min_green_s < 0:  # NaN: it never switched
             raise ConfigError("<controller:max_pressure>", "min_green_s", self.min_green_s,
@@ -56,6 +59,9 @@ class MaxPressure:
         flag(self.use_halting, "<controller:max_pressure>", "use_halting")  # bool("no") is True
         if self.sensing not in SENSING:
             raise ConfigError("<controller:max_pressure>", "sensing", self.sensing, f"expected one of {SENSING}")
+
+    def reset(self, sim: Simulator) -> None:
+        self._validate()
         self._approaches = approach_map(sim.network) if self.sensing == "approach" else None
         self._readings = FaultyReadings(self.detectors, sim) if self.detectors is not None else None
 

@@ -73,6 +73,9 @@ class SOTL:
     detectors: object | None = field(default=None, repr=False, compare=False)
     _readings = None  # FaultyReadings over `detectors`, built by reset
 
+    def __post_init__(self) -> None:
+        self._validate()  # at construction, not only when a run starts
+
     def _validate(self) -> None:
         def number(name, minimum, strict):
             value = getattr(self, name)

@@ -91,6 +91,9 @@ class FixedTimeWebster:
     offset_s: float = 0.0
 
     # ---------------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self._validate()  # at construction, not only when a run starts
+
     def _validate(self) -> None:
         def positive(name):
             value = getattr(self, name)
