@@ -7,10 +7,11 @@
     python export.py checkpoint=PATH overwrite=true       # replace an existing export (else an error)
 
 Then run it without torch: ``python -m agents.deploy.service serve --model deploy/hangzhou.onnx``.
-After writing both files the script replays ``check.seconds`` of simulated decisions on
+Before putting either file in place the script replays ``check.seconds`` of simulated decisions on
 held-out demand and compares the ONNX model's actions with the torch policy's; any difference
-fails the export (exit status 1); ``check.seconds=0`` skips it, saying so; a bad checkpoint,
-scenario or config value prints one line and exits 2 (``HYDRA_FULL_ERROR=1`` for the traceback).
+fails the export (exit status 1) and writes nothing (an export already there stays);
+``check.seconds=0`` skips it, saying so; a bad checkpoint, scenario or config value prints one
+line and exits 2 (``HYDRA_FULL_ERROR=1`` for the traceback).
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ from envs.scenario.network import check_device
 from envs.scenario.splits import DemandSpec, sample_trips
 
 
+class Disagreement(Exception):
+    """The ONNX model's actions differ from the torch policy's (export.py exits 1)."""
+
+
 def check_against_torch(onnx_path: Path, checkpoint: str, seconds: int, copies: int, data_dir,
                         device: str = "cpu") -> dict:
     """ONNX vs torch deterministic actions on decisions recorded from the simulator (simulator
@@ -48,8 +53,7 @@ def check_against_torch(onnx_path: Path, checkpoint: str, seconds: int, copies: 
         trips = [sample_trips(scenario, DemandSpec("poisson"), "eval", k, horizon=seconds) for k in range(copies)]
     except ConfigError as error:  # named by the demand spec's `scale`, which export.py has no key for
         raise ConfigError("<config>", "check.seconds", seconds, f"too short to check the export: {error.reason} "
-                          f"({onnx_path} and its metadata are written: rerun with overwrite=true, or "
-                          "check.seconds=0 to skip the check)") from None
+                          "(nothing was written; check.seconds=0 skips the check)") from None
     sim = Simulator(scenario.network, scenario.demand(trips=trips), EngineParams(**policy.meta["env"]["engine"]))
     policy.reset(sim)
     rows = record_decisions(policy, sim, seconds)
@@ -66,24 +70,33 @@ def export(cfg: DictConfig) -> None:
             raise ConfigError("<config>", key, OmegaConf.select(cfg, key), f"must be >= {least}")
     checkpoint = Path(cfg.checkpoint)
     out = Path(cfg.out) if cfg.out else checkpoint.parent
-    onnx_path, meta_path = export_policy(
-        checkpoint, out, name=cfg.name or checkpoint.stem, opset=int(cfg.opset),
-        max_green_s=float(cfg.max_green_s), fallback_green_s=float(cfg.fallback_green_s),
-        data_dir=cfg.data_dir, overwrite=bool(cfg.overwrite),
-    )
+    seconds, result = int(cfg.check.seconds), {}
+
+    def verify(model: Path) -> None:  # on the model before it is put in place: a failed check writes nothing
+        if seconds > 0:
+            result.update(check_against_torch(model, str(checkpoint), seconds, int(cfg.check.copies),
+                                              cfg.data_dir, device=str(cfg.engine.device)))
+            if result["identical"] != result["decisions"]:
+                raise Disagreement()
+
+    try:
+        onnx_path, meta_path = export_policy(
+            checkpoint, out, name=cfg.name or checkpoint.stem, opset=int(cfg.opset),
+            max_green_s=float(cfg.max_green_s), fallback_green_s=float(cfg.fallback_green_s),
+            data_dir=cfg.data_dir, overwrite=bool(cfg.overwrite), verify=verify,
+        )
+    except Disagreement:
+        print(f"export check FAILED: ONNX and torch disagree on {result['decisions'] - result['identical']:,} "
+              f"of {result['decisions']:,} recorded decisions; nothing was written", file=sys.stderr)
+        sys.exit(1)
     meta = json.loads(meta_path.read_text())
     print(f"wrote {onnx_path} ({onnx_path.stat().st_size:,} bytes, opset {meta['model']['opset']}, "
           f"sha256 {meta['model']['sha256'][:16]}…) and {meta_path}")
     print(f"  {len(meta['intersections'])} intersections, observation "
           f"{[f['name'] for f in meta['observation']['features']]}, timing {meta['timing']}")
-    if int(cfg.check.seconds) > 0:
-        result = check_against_torch(onnx_path, str(checkpoint), int(cfg.check.seconds), int(cfg.check.copies),
-                                     cfg.data_dir, device=str(cfg.engine.device))
+    if seconds > 0:
         print(f"  check: {result['identical']:,} of {result['decisions']:,} recorded decisions identical "
               "between ONNX and torch")
-        if result["identical"] != result["decisions"]:
-            print("export check FAILED: ONNX and torch disagree", file=sys.stderr)
-            sys.exit(1)
     else:  # check.seconds=0 is allowed (configs say "0 = skip"), but never silently
         print("  check: SKIPPED (check.seconds=0): the ONNX model was not compared with the torch policy")
     print(f"serve it: python -m agents.deploy.service serve --model {onnx_path}")

@@ -214,7 +214,7 @@ def test_export_says_when_check_seconds_0_skips_the_parity_check(trained, tmp_pa
     assert "check: SKIPPED (check.seconds=0)" in printed and "identical" not in printed
 
 
-def test_a_check_too_short_to_sample_a_trip_names_check_seconds_and_the_files_written(trained, tmp_path):
+def test_a_check_too_short_to_sample_a_trip_names_check_seconds_and_writes_nothing(trained, tmp_path):
     from hydra import compose, initialize_config_dir
 
     import export
@@ -225,7 +225,26 @@ def test_a_check_too_short_to_sample_a_trip_names_check_seconds_and_the_files_wr
     with pytest.raises(ConfigError) as error:  # was "<demand spec>: field 'scale': ... raise the scale"
         export.export(cfg)
     assert (error.value.field, error.value.value) == ("check.seconds", 1)
-    assert "rerun with overwrite=true" in error.value.reason and (tmp_path / "last.onnx").is_file()
+    assert "nothing was written" in error.value.reason  # the check runs before the files are put in place
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+def test_an_export_whose_check_disagrees_writes_nothing_and_keeps_the_export_there(trained, tmp_path, monkeypatch,
+                                                                                    capsys):
+    from hydra import compose, initialize_config_dir
+
+    import export
+
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base=None):
+        cfg = compose(config_name="export", overrides=[f"checkpoint={trained['ppo_shared'][0]}",
+                                                       f"out={tmp_path}", "overwrite=true"])
+    export.export(cfg)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    monkeypatch.setattr(export, "check_against_torch", lambda *args, **kwargs: {"decisions": 10, "identical": 9})
+    with pytest.raises(SystemExit) as exited:  # was: the new pair written, then exit 1 over a deployable-looking export
+        export.export(cfg)
+    assert exited.value.code == 1 and "disagree on 1 of 10" in capsys.readouterr().err
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
 
 
 def test_a_checkpoint_whose_meta_lacks_its_scenario_is_an_error_naming_the_key(tmp_path):

@@ -45,6 +45,7 @@ import json
 import logging
 import math
 import warnings
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -242,11 +243,14 @@ def export_policy(
     data_dir: str | None = None,
     scenario: Scenario | None = None,
     overwrite: bool = ExportConfig.overwrite,
+    verify: Callable[[Path], None] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``<out_dir>/<name>.onnx`` and ``<out_dir>/<name>.json``; returns both paths.
 
     The scenario is the checkpoint's (``config.scenario``, found under `data_dir` or where
-    training found it) unless `scenario` gives one (e.g. built in code rather than by name)."""
+    training found it) unless `scenario` gives one (e.g. built in code rather than by name).
+    `verify` (export.py's check against torch) runs on the model before either file is in
+    place: when it raises, nothing is written and an export already there stays."""
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     onnx_path, meta_path = out_dir / f"{name}.onnx", out_dir / f"{name}.json"
     check_opset(opset)  # before any work
@@ -278,6 +282,8 @@ def export_policy(
     with atomic_path(onnx_path) as partial:  # a killed or failed export leaves no torn model
         _write_onnx(module, layout, inputs, opset, partial)
         check_written_opset(partial, opset)
+        if verify is not None:
+            verify(partial)
     metadata = {
         "format": METADATA_FORMAT,
         "project": {"name": "gridlight", "version": project_version()},
