@@ -46,7 +46,7 @@ from tqdm import tqdm
 from agents.lineup import build_controller, check_known, controller_names
 from agents.ppo.atomic_files import write_csv_atomic, write_text_atomic
 from agents.ppo.config import check_evaluate_config, demand_spec, engine_params
-from agents.ppo.null_nodes import check_overrides_into_null_nodes, check_run_dir
+from agents.ppo.null_nodes import check_command_line
 from agents.ppo.run_messages import say, status_log
 from envs.engine import Simulator
 from envs.engine.intersections import intersection_layout
@@ -325,6 +325,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     with exit_on_error():  # before Hydra composes the config, which fails on such an override with a traceback
-        check_overrides_into_null_nodes(sys.argv[1:], "evaluate")
-        check_run_dir(sys.argv[1:])
+        check_command_line(sys.argv[1:], "evaluate")
     main()

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 import agents.ppo.config  # noqa: F401  (registers the structured config "train_schema")
 from agents.ppo.atomic_files import write_text_atomic
 from agents.ppo.interrupts import Terminated, sigterm_interrupts
-from agents.ppo.null_nodes import check_overrides_into_null_nodes, check_run_dir
+from agents.ppo.null_nodes import check_command_line
 from agents.ppo.run_messages import say, seed_for_resume, status_log, trainer_for_resume
 from agents.ppo.sb3_trainer import train as train_sb3
 from envs.errors import exit_on_error
@@ -80,6 +80,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     with exit_on_error():  # before Hydra composes the config, which fails on such an override with a traceback
-        check_overrides_into_null_nodes(sys.argv[1:], "train")
-        check_run_dir(sys.argv[1:])
+        check_command_line(sys.argv[1:], "train")
     main()

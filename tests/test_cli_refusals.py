@@ -18,7 +18,7 @@ import evaluate
 
 from agents.deploy.runtime import FaultLog
 from agents.ppo.config import check_config, check_evaluate_config
-from agents.ppo.null_nodes import check_overrides_into_null_nodes
+from agents.ppo.null_nodes import check_launcher, check_overrides_into_null_nodes
 from envs.errors import ConfigError
 from envs.evaluation.runner import check_departures
 from envs.scenario.demand import Trips
@@ -58,6 +58,18 @@ def test_the_clis_print_one_line_for_it_not_hydras_traceback(script, tmp_path):
     done = _run(script, "perturbation.incidents.count=3", f"hydra.run.dir={tmp_path}")
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-2000:]
     assert done.stderr.startswith("error: <config>: field 'perturbation.incidents.count' = '3'")
+
+
+def test_a_launcher_whose_plugin_is_not_installed_names_the_extra(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",  # as on a machine without the [ray] extra
+                        lambda name, *a: None if "ray_launcher" in name else real(name, *a))
+    with pytest.raises(ConfigError, match=r"not installed: pip install -e '\.\[ray\]'") as error:
+        check_launcher(["-m", "hydra/launcher=ray_cluster"])  # was Hydra's "Unknown plugin class" traceback
+    assert (error.value.field, error.value.value) == ("hydra/launcher", "ray_cluster")
+    check_launcher(["hydra/launcher=local", "hydra/launcher=nonsense"])  # installed, and unknown (Hydra's error)
 
 
 @pytest.mark.parametrize("overrides, field, value, reason", [
@@ -189,6 +201,14 @@ def test_detectors_listed_twice_and_zero_folds_are_refused():
         check_detectors(["blockage_rule", "blockage_rule"], 0.0, 8, 4)
     with pytest.raises(ConfigError, match="detection.learned.folds"):  # passed without a learned classifier
         check_detectors(["blockage_rule"], 0.0, 8, 0)
+
+
+def test_gridlight_data_dir_in_the_environment_is_no_data_dir_given_to_a_generated_preset(monkeypatch):
+    monkeypatch.setenv("GRIDLIGHT_DATA_DIR", "/datasets/as/the/readme/says")  # train, evaluate, make demo failed
+    check_config(train_config(*tiny_run()))
+    check_evaluate_config(evaluate_config("scenario=grid_1x1"))
+    with pytest.raises(ConfigError, match="is generated and reads no dataset"):  # given for this run: refused
+        check_config(train_config(*tiny_run(), "scenario.data_dir=/datasets/as/the/readme/says"))
 
 
 def test_a_dataset_folder_given_to_a_generated_preset_and_a_checkpoint_given_as_a_model_are_named(tmp_path):

@@ -280,12 +280,12 @@ def perturbation_config(cfg) -> dict | None:
 def check_scenario(cfg) -> None:
     """``scenario.horizon``, checked here: the flow file would otherwise be blamed for it; and
     ``scenario.seed``, which only a generated preset reads (a dataset ignored it silently), and
-    ``scenario.data_dir``, which only a dataset reads."""
-    name, seed = cfg.scenario.name, cfg.scenario.seed
+    ``scenario.data_dir`` set for a preset (not from $GRIDLIGHT_DATA_DIR: that one is for datasets)."""
+    name, seed, raw = cfg.scenario.name, cfg.scenario.seed, OmegaConf.to_container(cfg.scenario)["data_dir"]
     if seed != 0 and name not in PRESETS and name in known_scenarios():
         fail("scenario.seed", seed, f"only a generated preset draws its demand from it; {name!r} has its own "
              "files (each episode's demand: env.demand, eval.demand)")
-    if cfg.scenario.data_dir is not None and name in PRESETS:  # likewise ignored
+    if cfg.scenario.data_dir is not None and raw != ScenarioConfig.data_dir and name in PRESETS:  # ignored
         fail("scenario.data_dir", cfg.scenario.data_dir, f"{name!r} is generated and reads no dataset")
     horizon = cfg.scenario.horizon
     if horizon is None:

@@ -1,5 +1,6 @@
 """Command-line overrides that Hydra's composition would answer with a traceback: one into a
-config node that the chosen group option leaves null, and a run directory that is a file.
+config node that the chosen group option leaves null, a run directory that is a file, and a
+launcher whose plugin (an optional extra) is not installed.
 
 ``perturbation=clean`` (train.py's and evaluate.py's default) leaves ``perturbation.incidents``,
 ``.surge`` and ``.detectors`` null; an override of one of them or a key inside
@@ -10,6 +11,7 @@ names the override and the options that set the node.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import yaml
@@ -19,6 +21,7 @@ from envs.errors import ConfigError
 from envs.incidents.perturbation_specs import Perturbation
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+LAUNCHER_EXTRAS = {"hydra_plugins.hydra_ray_launcher": "ray"}  # plugin package -> pyproject extra
 GROUP = "perturbation"
 NULLABLE = tuple(f.name for f in parameters(Perturbation) if f.default is None)  # incidents, surge, detectors
 
@@ -55,3 +58,29 @@ def check_run_dir(argv: list[str]) -> None:
     for key, value in _overrides(argv):
         if key == "hydra.run.dir" and Path(value).is_file():
             raise ConfigError("<config>", key, value, "is a file: the run directory must be a folder or a new path")
+
+
+def check_launcher(argv: list[str]) -> None:
+    """ConfigError when ``hydra/launcher=X`` names a launcher whose plugin is not installed (Hydra's
+    "Unknown plugin class" traceback), naming the extra that installs it."""
+    for key, value in _overrides(argv):
+        path = CONFIGS / "hydra" / "launcher" / f"{value}.yaml"
+        if key != "hydra/launcher" or not path.is_file():
+            continue  # an unknown option: Hydra's own error lists the options
+        target = (yaml.safe_load(path.read_text()) or {}).get("_target_", "")
+        module = target.rpartition(".")[0]
+        try:
+            found = importlib.util.find_spec(module) is not None if module else True
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            extra = next((name for package, name in LAUNCHER_EXTRAS.items() if module.startswith(package)), None)
+            how = f"pip install -e '.[{extra}]'" if extra else f"install the package that provides {module}"
+            raise ConfigError("<config>", key, value, f"its plugin {module} is not installed: {how}")
+
+
+def check_command_line(argv: list[str], primary: str) -> None:
+    """Every check of this module on `argv`, for ``configs/<primary>.yaml``'s script."""
+    check_overrides_into_null_nodes(argv, primary)
+    check_run_dir(argv)
+    check_launcher(argv)
