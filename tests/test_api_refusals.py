@@ -43,6 +43,59 @@ def test_the_single_env_refuses_a_step_outside_an_episode_and_a_reset_after_clos
         env.reset()
 
 
+def _vector_step(env, copies: int = 2):
+    return env.step(np.zeros((copies, 1), dtype=np.int64))
+
+
+def _sb3_step(env, copies: int = 2):
+    env.step_async(np.zeros(copies, dtype=np.int64))
+    return env.step_wait()
+
+
+def _torchrl_step(env, copies: int = 2):
+    return env.step(env.full_action_spec.zero())
+
+
+@pytest.mark.parametrize("make, step", [
+    (lambda: gymnasium.make_vec(envs.ENV_ID, vectorization_mode="vector_entry_point", num_envs=2,
+                                scenario="grid_1x1", episode_s=20), _vector_step),
+    (lambda: envs.sb3_vec_env(scenario="grid_1x1", copies=2, episode_s=20), _sb3_step),
+    (lambda: envs.torchrl_env(scenario="grid_1x1", copies=2, episode_s=20), _torchrl_step),
+], ids=["gymnasium_vector", "sb3", "torchrl"])
+def test_the_batched_adapters_refuse_a_step_before_reset_and_after_close(make, step):
+    env = make()  # the core steps from its construction state: an unseeded episode, and after close it ran on
+    with pytest.raises(CommandError, match="call reset"):
+        step(env)
+    env.reset()
+    step(env)
+    env.close()
+    with pytest.raises(CommandError, match="closed"):
+        step(env)
+
+
+def test_pettingzoo_refuses_a_reset_after_close():
+    env = envs.parallel_env(scenario="grid_1x1")
+    env.reset(seed=0)
+    env.close()
+    for call in (env.reset, lambda: env.step({agent: 0 for agent in env.possible_agents})):
+        with pytest.raises(CommandError, match="closed"):
+            call()
+
+
+def test_after_an_autoreset_the_vector_info_clock_is_the_new_episodes():
+    env = gymnasium.make_vec(envs.ENV_ID, vectorization_mode="vector_entry_point", num_envs=2,
+                             scenario="grid_1x1", episode_s=20)
+    env.reset(seed=0)
+    steps = 0
+    while True:  # the returned observation is the new episode's first, so is the clock beside it
+        _, _, terminated, truncated, info = _vector_step(env)
+        steps += 1
+        if (terminated | truncated).all():
+            break
+    assert info["t"].tolist() == [0, 0]
+    assert info["final_info"]["episode"]["length_s"].tolist() == [20.0, 20.0]
+
+
 @pytest.mark.parametrize("make", [
     lambda: gymnasium.make_vec(envs.ENV_ID, vectorization_mode="vector_entry_point", num_envs=2,
                                scenario="grid_1x1", autoreset=False),
@@ -107,6 +160,29 @@ def test_a_controller_acting_before_reset_says_so(name):
 def test_max_pressure_refuses_a_minimum_green_that_is_not_a_finite_number(value):
     with pytest.raises(ConfigError, match="must be a finite number >= 0"):  # NaN: it never switched
         MaxPressure(min_green_s=value).reset(_simulator())
+
+
+@pytest.mark.parametrize("name, values, field", [
+    ("fixed_time", {"plan": "uniform", "cycle_s": -1.0}, "cycle_s"),
+    ("fixed_time", {"cycle_s": 90.0}, "cycle_s"),  # the roadnet plan ran its written durations, 90 ignored
+    ("fixed_time_webster", {"min_cycle_s": 0.0}, "min_cycle_s"),
+    ("max_pressure", {"min_green_s": -1}, "min_green_s"),
+    ("sotl", {"theta": float("nan")}, "theta"),
+    ("efficient_mp", {"min_green_s": -5.0}, "min_green_s"),
+    ("advanced_mp", {"horizon_s": 0.0}, "horizon_s"),
+])
+def test_a_controller_refuses_a_bad_value_when_built_not_when_its_run_starts(name, values, field):
+    with pytest.raises(ConfigError) as error:
+        CONTROLLERS[name](**values)
+    assert (error.value.field, error.value.value) == (field, values[field])
+
+
+def test_a_reward_whose_every_weight_is_0_is_refused():
+    from envs.rl.signal_env import BatchedSignalEnv
+
+    with pytest.raises(ConfigError, match="every weight is 0") as error:  # a zero weight drops a term: all dropped
+        BatchedSignalEnv("grid_1x1", reward={"queue": 0.0, "delay": 0})
+    assert error.value.field == "reward"
 
 
 def test_switches_given_as_strings_are_refused_not_read_as_true():
