@@ -126,9 +126,10 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         cfg.scenario.name, seed=cfg.scenario.seed, data_dir=cfg.scenario.data_dir,
         horizon=cfg.scenario.horizon, device=cfg.engine.device,
     )
-    for policy in policies.values():  # before any simulation: a checkpoint of another layout
+    for policy in policies.values():  # before any simulation: a checkpoint of another layout or engine
         if hasattr(policy, "check_fits"):
             policy.check_fits(scenario.network, scenario.name)
+            policy.check_engine(engine_params(cfg))
     spec, perturbation = _demand_spec(cfg), _perturbation(cfg)
     late = perturbation.windows_past(steps)
     if late:  # else its degradation reads as robustness (0.0% for an incident after the end)

@@ -197,3 +197,19 @@ def test_switches_given_as_strings_are_refused_not_read_as_true():
         with pytest.raises(ConfigError, match="expected true or false") as error:
             make()
         assert error.value.field == field
+
+
+def test_a_policy_run_under_other_engine_rules_than_it_learned_is_refused(tmp_path):
+    from agents.ppo.policy import PolicyController
+    from envs.engine.state import EngineParams
+    from tests.deploy_fixtures import untrained
+
+    scenario = load_scenario("grid_1x1", horizon=120)
+    checkpoint = untrained(scenario, "shared", tmp_path / "p.zip", engine={"min_green_s": 15, "yellow_s": 4})
+    policy = PolicyController(str(checkpoint))
+    # evaluate.py ran it under its own defaults (5 s, 3 s) while the export kept 15 s, 4 s: the rows differed
+    with pytest.raises(ConfigError, match=r"trained with engine.yellow_s=4") as error:
+        policy.reset(Simulator(scenario.network, scenario.demand(copies=1), EngineParams(min_green_s=15)))
+    assert (error.value.field, error.value.value) == ("engine.yellow_s", 3)
+    policy.reset(Simulator(scenario.network, scenario.demand(copies=1), EngineParams(min_green_s=15, yellow_s=4,
+                                                                                     max_vehicles=500)))

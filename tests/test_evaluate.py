@@ -197,6 +197,20 @@ def test_a_checkpoint_of_another_layout_is_refused_naming_both_scenarios_before_
     assert "(trained on grid_1x1, run on syn_1x1_uniform_800)" in str(caught.value)
 
 
+def test_a_checkpoint_trained_under_other_engine_rules_is_refused_before_simulating(tmp_path, monkeypatch):
+    from envs.errors import ConfigError
+    from envs.scenario import load_scenario
+    from tests.deploy_fixtures import untrained
+
+    checkpoint = untrained(load_scenario("grid_1x1", horizon=60), "shared", tmp_path / "g.zip",
+                           engine={"min_green_s": 15})
+    monkeypatch.setattr(evaluate, "eval_demands", lambda *a: pytest.fail("simulation work before the check"))
+    with pytest.raises(ConfigError, match="trained with engine.min_green_s=15") as caught:  # ran under 5 s
+        evaluate.evaluate(evaluate_config("scenario=grid_1x1", "eval.steps=60", "eval.progress=false",
+                                          "controllers=[]", f"checkpoint={checkpoint}"), tmp_path)
+    assert (caught.value.field, caught.value.value) == ("engine.min_green_s", 5)
+
+
 def test_a_max_green_for_a_phase_duration_checkpoint_names_checkpoint_max_green_s(tmp_path):
     from envs.errors import ConfigError
     from envs.scenario import load_scenario

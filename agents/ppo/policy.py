@@ -36,7 +36,7 @@ import io
 import json
 import numbers
 import zipfile
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
@@ -44,6 +44,7 @@ from sb3_contrib import MaskablePPO
 
 from agents.ppo.atomic_files import atomic_path
 from envs.engine.simulator import Simulator
+from envs.engine.state import EngineParams
 from envs.errors import CheckpointError, CommandError, ConfigError, positive_or_none
 from envs.incidents.probes import ProbeSensor, probes_from_config
 from envs.rl.features import check_observation_names, feature_context, observe
@@ -51,6 +52,9 @@ from envs.rl.probe_features import reads_probes
 from envs.engine.signals import green_elapsed
 from envs.engine.intersections import current_action, intersection_layout, next_action_phase
 from envs.rl.actions import ActionDecoder, action_settings
+
+# the EngineParams a policy learns under: all but max_vehicles, which only sizes the slot table
+LEARNED_ENGINE_RULES = tuple(f.name for f in fields(EngineParams) if f.name != "max_vehicles")
 
 META_NAME = "gridlight.json"
 META_FORMAT = 1
@@ -247,7 +251,19 @@ class PolicyController:
                 )
         return layout
 
+    def check_engine(self, params) -> None:
+        """ConfigError when `params` (EngineParams) differ from the engine the policy was trained
+        under in a rule it learned (timing, halting speed, right of way): it ran silently under the
+        run's rules, so a checkpoint's row and its export's (which keeps the trained timing) differed."""
+        trained = self.meta["env"].get("engine", {})
+        for name in LEARNED_ENGINE_RULES:
+            if name in trained and getattr(params, name) != trained[name]:
+                raise ConfigError(self.source, f"engine.{name}", getattr(params, name),
+                                  f"the policy was trained with engine.{name}={trained[name]}: run it under "
+                                  f"the rules it learned (engine.{name}={trained[name]})")
+
     def reset(self, sim: Simulator) -> None:
+        self.check_engine(sim.params)
         layout = self.check_fits(sim.network)
         self.layout = layout
         mode, durations = action_settings(self.meta["env"])
