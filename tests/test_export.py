@@ -284,3 +284,19 @@ def test_evaluate_puts_the_simulated_runtime_beside_its_checkpoint_with_identica
         rows.setdefault(fields[1], []).append(fields[3:])
     assert set(rows) == {"fixed_time", "ppo_independent", "ppo_independent_onnx"}
     assert rows["ppo_independent"] == rows["ppo_independent_onnx"]
+
+
+@pytest.mark.parametrize("normalise, observations, expected", [
+    (True, ["phase_onehot", "lane_count"], ["lane_count"]),
+    (False, ["phase_onehot", "lane_count"], []),  # said "divided by ..." for lane_halting and time_in_phase too
+    (True, ["phase_onehot", "time_in_phase", "lane_count", "approach_halting"],
+     ["lane_count", "approach_halting", "time_in_phase"]),
+])
+def test_the_metadata_names_the_normalisation_the_observed_features_went_through(normalise, observations, expected):
+    from agents.deploy.export_metadata import observation_entry
+
+    scenario = load_scenario("grid_1x1", horizon=60)
+    core = IntersectionVecEnv(copies=1, scenario=scenario, episode_s=60, observations=observations,
+                              normalise=normalise).core
+    entry = observation_entry(core.describe(), intersection_layout(scenario.network))
+    assert sorted(entry["normalisation"]) == sorted(expected) and entry["normalise"] is normalise

@@ -158,7 +158,9 @@ def observation_entry(env_meta: dict, layout: IntersectionLayout) -> dict:
             for f, entry in env_meta["observations"].items()
         ],
         "normalise": bool(env_meta["normalise"]),
-        "normalisation": {name: text for name, text in _NORMALISATION.items() if name in inputs},
+        # what the policy's observed features went through: nothing when normalise is off
+        "normalisation": {name: text for name, text in _NORMALISATION.items()
+                          if name in env_meta["observations"] and env_meta["normalise"]},
         "readings": {name: _READING_DOCS[name].format(halting=halting, approach=APPROACH_M)
                      for name in inputs if name != "intersection"},
         "max_lanes": layout.max_in_lanes,
