@@ -2,10 +2,12 @@
 
     python benchmarks/state_hashes.py [--scenarios hangzhou_4x4 jinan_3x4 grid_16x8] [--seconds 3600] [--compile]
 
-Prints one JSON line per scenario: the SHA-256 over every SimState field (name, dtype, shape,
-bytes, in field-name order) after `--seconds` of `--controller` on `--copies` distinct Poisson
+Prints one JSON line per scenario: the SHA-256 over every SimState field (name, kind, shape and
+values, in field-name order) after `--seconds` of `--controller` on `--copies` distinct Poisson
 demand samples (evaluation split). Two commits whose engine behaves identically print the same
-hashes; restructuring the code must not change them.
+hashes; restructuring the code must not change them. Values are hashed widened (integers as
+int64, floats as float64), so storing a field in a narrower type that holds the same values
+keeps the hash: the fingerprint is of behaviour, not of storage.
 """
 
 from __future__ import annotations
@@ -21,9 +23,15 @@ from common import build, dataset_missing, emit, log, make_controller
 def state_hash(state) -> str:
     digest = hashlib.sha256()
     for name in sorted(state._fields):
-        value = getattr(state, name).detach().cpu().contiguous()
-        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
-        digest.update(value.numpy().tobytes())
+        value = getattr(state, name).detach().cpu()
+        if value.dtype == torch.bool:
+            kind = "bool"
+        elif value.dtype.is_floating_point:
+            kind, value = "float", value.to(torch.float64)
+        else:
+            kind, value = "int", value.to(torch.int64)
+        digest.update(f"{name}:{kind}:{tuple(value.shape)}".encode())
+        digest.update(value.contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
