@@ -55,3 +55,68 @@ def test_a_run_resumed_into_its_own_folder_continues_its_progress_csv(tmp_path, 
     assert both[:len(first)] == [{**{key: "" for key in both[0]}, **row} for row in first]
     later = [int(float(row[STEP_COLUMN])) for row in both[len(first):]]
     assert later and min(later) > first_total and max(later) == 2 * first_total
+
+
+def _parameters(checkpoint) -> dict:
+    import torch
+
+    if str(checkpoint).endswith(".pt"):
+        from agents.ppo.torchrl_policy import read_torchrl_checkpoint
+
+        data = read_torchrl_checkpoint(checkpoint)
+        return {f"{part}.{k}": v for part in ("actor", "critic") for k, v in data[part].items()}
+    from agents.ppo.policy import load_policy
+
+    model, _ = load_policy(str(checkpoint), device="cpu")
+    return {k: v.detach().clone() for k, v in model.policy.state_dict().items() if torch.is_tensor(v)}
+
+
+@pytest.mark.parametrize("trainer, last, first_total", [(_sb3, "last.zip", 80), (_torchrl, "last.pt", 320)])
+def test_a_run_resumed_at_an_episode_boundary_trains_on_the_demand_the_uninterrupted_run_does(
+        tmp_path, trainer, last, first_total):
+    import torch
+
+    # both settings end every copy's episode at first_total: resampled (poisson) training demand
+    trainer(tmp_path / "whole", 2 * first_total)
+    trainer(tmp_path / "cut", first_total)
+    trainer(tmp_path / "cut", 2 * first_total, resume=tmp_path / "cut" / "checkpoints" / last)
+    whole = _parameters(tmp_path / "whole" / "checkpoints" / last)
+    resumed = _parameters(tmp_path / "cut" / "checkpoints" / last)
+    # the resumed run skipped the samples the last autoreset drew: it trained on others and differed
+    assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def _scalar_steps(tb_dir) -> dict[str, list[int]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tb_dir))
+    events.Reload()
+    return {tag: [event.step for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+@pytest.mark.parametrize("trainer, rollout", [(_sb3, 40), (_torchrl, 160)])
+def test_each_tag_has_one_point_per_rollout_and_the_update_sits_at_its_rollouts_step(tmp_path, trainer, rollout):
+    trainer(tmp_path / "run", 3 * rollout)
+    steps = _scalar_steps(tmp_path / "run" / "tb")
+    # SB3 dumps before its update: train/* came out a rollout late (40, 80, 80 for updates at 40, 80, 120)
+    assert steps["train/value_loss"] == [rollout, 2 * rollout, 3 * rollout]
+    assert steps["time/agent_steps_per_s"] == [rollout, 2 * rollout, 3 * rollout]  # SB3's last one twice
+    assert all(len(points) == len(set(points)) for points in steps.values()), steps
+    rows = _rows(tmp_path / "run" / "progress.csv")  # one row a rollout (and the evaluation at 0)
+    assert [int(float(row[STEP_COLUMN])) for row in rows if row[STEP_COLUMN]] == [0, rollout, 2 * rollout,
+                                                                                  3 * rollout]
+
+
+@pytest.mark.parametrize("trainer, last, rollout", [(_sb3, "last.zip", 40), (_torchrl, "last.pt", 160)])
+def test_a_resume_into_a_folder_with_points_past_its_checkpoint_hides_them(tmp_path, trainer, last, rollout):
+    import shutil
+
+    run = tmp_path / "run"
+    trainer(run, rollout)
+    early = tmp_path / f"early{last[4:]}"
+    shutil.copy(run / "checkpoints" / last, early)
+    trainer(run, 2 * rollout, resume=run / "checkpoints" / last)  # the folder now holds points up to 2R
+    trainer(run, 2 * rollout, resume=early)  # as after a kill past the early checkpoint: 2R trained again
+    steps = _scalar_steps(run / "tb")
+    assert steps["train/value_loss"] == [rollout, 2 * rollout]  # was rollout, 2R, 2R
+    assert all(len(points) == len(set(points)) for points in steps.values()), steps

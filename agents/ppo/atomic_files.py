@@ -94,6 +94,13 @@ def write_csv_atomic(path: str | Path, keys: list[str], rows: list[dict]) -> Pat
 STEP_COLUMN = "time/total_timesteps"  # progress.csv's agent-step column (both trainers, as SB3's)
 
 
+def purge_step(resumed_at: int | None) -> int | None:
+    """TensorBoard's purge step for a run resumed at `resumed_at` agent-steps: the points an earlier
+    run wrote into the folder past its checkpoint (a run killed after it) are hidden, as
+    progress.csv drops their rows; without it TensorBoard showed two points at those steps."""
+    return None if resumed_at is None else resumed_at + 1
+
+
 def earlier_progress(path: str | Path, resumed_at: int) -> tuple[list[str], list[dict]]:
     """The columns and rows of a progress.csv already in a resumed run's folder, up to the
     checkpoint's `resumed_at` agent-steps, for the resumed run's log to continue (it rewrites the

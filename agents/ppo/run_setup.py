@@ -114,7 +114,7 @@ class RunRecord:
             **trainer_keys,
             "env": core.describe(),
             "num_timesteps": int(num_timesteps),
-            "train_next_sample": core.next_sample,  # resume continues the demand stream
+            "train_next_sample": core.resume_sample,  # resume continues the demand stream
             "best_eval_travel_time": self.best,
             "eval_history": self.history,
             "wall_s": self.wall_s(),  # a resumed run's eval_history carries on from it

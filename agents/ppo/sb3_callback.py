@@ -64,17 +64,11 @@ class TrainingCallback(BaseCallback):
 
     def _on_rollout_start(self) -> None:
         self.update_interrupts.close()  # an interrupt during the update takes effect here
-        # Here the policy has just been updated on every agent-step counted so far, so evaluations
-        # and checkpoints happen now (not at rollout end, before the update), labelled with
-        # num_timesteps; the dump writes them (and the update's losses) at that step.
-        every = self.cfg.train
-        due_eval = every.eval_every and self._crossed(self.last_eval_step, every.eval_every)
-        if due_eval:
-            self.evaluate()
-        if every.checkpoint_every and self._crossed(self.last_checkpoint_step, every.checkpoint_every):
-            self.checkpoint("last.zip")
-        if due_eval:
-            self.logger.dump(self.num_timesteps)
+        # SB3 keeps a 100-episode window for rollout/ep_rew_mean; this rollout's episodes alone are
+        # what the other rollout/* tags (and the TorchRL trainer's ep_rew_mean) average
+        self.model.ep_info_buffer.clear()
+        if self.num_timesteps > self.start_steps:
+            self._after_update()
         self.rollout_started = time.perf_counter()
         self.rollout_steps = self.num_timesteps
         self.collecting = True
@@ -100,7 +94,6 @@ class TrainingCallback(BaseCallback):
         now = time.perf_counter()
         self.logger.record("time/rollout_agent_steps_per_s",
                            (self.num_timesteps - self.rollout_steps) / max(now - self.rollout_started, 1e-9))
-        self.logger.record("time/agent_steps_per_s", self.agent_steps_per_s())
         if self.episodes:
             for name in METRIC_NAMES:
                 values = [m[name] for m in self.episodes if name in m]
@@ -111,12 +104,22 @@ class TrainingCallback(BaseCallback):
 
     def _on_training_end(self) -> None:  # after the last update
         self.update_interrupts.close()
-        if self.last_eval_step != self.num_timesteps:
+        self._after_update(final=True)
+        self.bar.close()
+
+    def _after_update(self, final: bool = False) -> None:
+        """The policy has just been updated on every agent-step counted so far: evaluations and
+        checkpoints happen now (not at rollout end, before the update), and one dump writes them with
+        the update's train/* and the throughput at num_timesteps, the step of the rollout the update
+        learnt from (SB3 dumps only before its update, so train/* came out a rollout late)."""
+        every = self.cfg.train
+        if (every.eval_every and self._crossed(self.last_eval_step, every.eval_every)) or (
+                final and self.last_eval_step != self.num_timesteps):
             self.evaluate()
-        self.checkpoint("last.zip")
+        if final or (every.checkpoint_every and self._crossed(self.last_checkpoint_step, every.checkpoint_every)):
+            self.checkpoint("last.zip")
         self.logger.record("time/agent_steps_per_s", self.agent_steps_per_s())
         self.logger.dump(self.num_timesteps)
-        self.bar.close()
 
     def interrupted(self) -> None:
         """Ctrl-C or SIGTERM: save last.zip and say how to resume. A rollout cut short is dropped

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.ppo.atomic_files import STEP_COLUMN, earlier_progress, write_csv_atomic
+from agents.ppo.atomic_files import STEP_COLUMN, earlier_progress, purge_step, write_csv_atomic
 from envs.evaluation.metrics import METRIC_NAMES
 
 
@@ -55,7 +55,7 @@ class RunLog:
     def __init__(self, run_dir: Path, resumed_at: int | None = None) -> None:
         """`resumed_at`: a resumed run's starting agent-steps; its folder's progress.csv continues."""
         (run_dir / "tb").mkdir(parents=True, exist_ok=True)
-        self.writer = SummaryWriter(str(run_dir / "tb"))
+        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step(resumed_at))
         self.csv = run_dir / "progress.csv"
         self.keys: list[str] = []
         self.rows: list[dict] = []
@@ -74,7 +74,10 @@ class RunLog:
         row = {STEP_COLUMN: step, **self.pending}
         new = sorted(set(row) - set(self.keys))
         self.keys += new
-        self.rows.append(row)
+        if self.rows and self.rows[-1].get(STEP_COLUMN) == step:  # an evaluation's dump and the rollout's: one row
+            self.rows[-1].update(row)
+        else:
+            self.rows.append(row)
         write_csv_atomic(self.csv, self.keys, self.rows)  # whole file, atomically: a kill never tears it
         self.pending = {}
 

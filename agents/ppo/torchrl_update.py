@@ -121,7 +121,7 @@ class PPOUpdate:
                 self.train_sums += stats
                 self.train_count += 1
                 epoch_kl = torch.maximum(epoch_kl, stats[3])
-                self.n_updates += 1
+            self.n_updates += 1  # epochs, as SB3 counts its n_updates (it counted minibatch steps)
             # SB3 stops the epochs once the KL passes 1.5 x target_kl: the one host read of the update,
             # and only when target_kl is set (null by default)
             if agent.target_kl is not None and float(epoch_kl) > 1.5 * agent.target_kl:

@@ -123,6 +123,7 @@ class BatchedSignalEnv:
         self.copies = copies
         self.autoreset = autoreset  # False: done copies wait for `reset` (single-env adapters)
         self._next_sample = 0
+        self._held: dict[int, int] = {}  # copy -> the demand sample index its episode runs on
         self.demand_pool = self.config.demand_pool
         self._pool_base = 0  # the pool is samples _pool_base .. _pool_base + K - 1
         self._pool: dict[int, Trips] = {}  # pool index -> its (surged) trips, one object each
@@ -188,10 +189,19 @@ class BatchedSignalEnv:
         training run continues from here."""
         return self._next_sample
 
+    @property
+    def resume_sample(self) -> int:
+        """Where a resumed training run's demand stream starts: the lowest sample an episode under
+        way holds (the resumed run restarts those episodes on their samples, so none is skipped; at
+        an episode boundary it draws just what the uninterrupted run goes on with), else
+        `next_sample`. `next_sample` itself skipped the B samples the last autoreset drew."""
+        return min(self._held.values()) if self._held else self._next_sample
+
     def _draw(self, copy: int) -> Trips:
         """Copy `copy`'s next episode: its demand sample (and incidents, kept for install)."""
         index, split = self._next_sample, self.config.split
         self._next_sample += 1
+        self._held[copy] = index
         if self.demand_pool:  # one Trips object per pool sample: its copies share its tables
             index = self._pool_base + (index - self._pool_base) % self.demand_pool
             trips = self._pool.get(index)
