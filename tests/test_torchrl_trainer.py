@@ -129,6 +129,7 @@ def test_resume_continues_the_step_count_and_the_demand_stream(tmp_path, capsys)
     # cut mid-episode (50 s episodes, 25 s rollouts): the resumed run replays those episodes on their
     # samples, not skipping them (tests/test_resume_progress.py: at a boundary it draws fresh ones)
     assert resumed["train_next_sample"] == meta["train_next_sample"]
+    assert (meta["n_updates"], resumed["n_updates"]) == (2, 4)  # epochs carry on across the resume (restarted at 0)
     assert [e["agent_steps"] for e in resumed["eval_history"]] == [0, 160, 320]  # history carries on
     assert f"resumed from {last} at 160 agent-steps" in capsys.readouterr().out
     # the wall clock carries on from the checkpoint's too (it restarted at 0)

@@ -132,12 +132,13 @@ class TorchRLTrainer:
             for group in self.optimizer.param_groups:  # this config's learning rate (and foreach, as built)
                 group["lr"], group["foreach"] = self.cfg.agent.learning_rate, True
         self.num_timesteps, self.meta_in = int(data["num_timesteps"]), meta
+        self.ppo_update.n_updates = int(meta.get("n_updates", 0))  # train/n_updates carries on, as SB3's
         self.rng_in = data.get("rng")  # restored just before the training loop (run())
         return int(meta["train_next_sample"])
 
     def meta(self) -> dict:
         return self.record.meta(self.cfg, self.core, self.num_timesteps, self.evaluator, trainer="torchrl",
-                                torchrl=asdict(self.opts), networks=self.spec)
+                                torchrl=asdict(self.opts), networks=self.spec, n_updates=self.ppo_update.n_updates)
 
     def checkpoint(self, name: str) -> Path:
         return save_torchrl_checkpoint(self.run_dir / "checkpoints" / name, actor=self.policy_net,
