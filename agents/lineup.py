@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents.classical import CONTROLLERS
 from agents.classical.tuned_presets import base_controller, tuned_params
+from agents.ppo.value_checks import plain
 from envs.errors import CheckpointError, ConfigError, GridlightError, ModelError, config_path
 
 
@@ -38,15 +39,11 @@ def existing_paths(cfg: DictConfig, key: str, what: str, error: type[GridlightEr
     paths = [] if paths is None else list(paths) if OmegaConf.is_list(paths) else [paths]
     for k, path in enumerate(paths):
         if not isinstance(path, (str, int, float)):
-            raise error("<config>", key if len(paths) == 1 else f"{key}[{k}]", _plain(path),
+            raise error("<config>", key if len(paths) == 1 else f"{key}[{k}]", plain(path),
                         f"expected a path ({what}) or a list of paths")
         if not Path(str(path)).is_file():
             raise error("<config>", key, str(path), f"no such {what}")
     return [str(path) for path in paths]
-
-
-def _plain(value):
-    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
 def trained_policies(cfg: DictConfig) -> dict[str, tuple[str, object]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
+from agents.ppo.value_checks import plain
 from envs.errors import ConfigError
 
 # task=signals' own keys (checkpoint= and deployed= are refused by the detection task itself)
@@ -28,16 +29,15 @@ def _first_difference(given, default, path: str):
 def check_task_options(cfg, defaults) -> None:
     """ConfigError naming the first option `cfg.task` does not read that differs from `defaults`
     (the schema's, an ``EvaluateAppConfig``)."""
-    def plain(node, key):
-        value = OmegaConf.select(node, key)
-        return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    def plain_at(node, key):
+        return plain(OmegaConf.select(node, key))
 
     if cfg.task == "signals":
-        found = _first_difference(plain(cfg, "detection"), plain(defaults, "detection"), "detection")
+        found = _first_difference(plain_at(cfg, "detection"), plain_at(defaults, "detection"), "detection")
         if found:
             raise ConfigError("<config>", found[0], found[1], "only task=incident_detection reads it")
     elif cfg.task == "incident_detection":
         for key in SIGNALS_ONLY:
-            if plain(cfg, key) != plain(defaults, key):
-                raise ConfigError("<config>", key, plain(cfg, key), "task=incident_detection does not read it: it runs "
-                                  "detection.controller on detection.copies copies; task=signals does")
+            if plain_at(cfg, key) != plain_at(defaults, key):
+                raise ConfigError("<config>", key, plain_at(cfg, key), "task=incident_detection does not read it: "
+                                  "it runs detection.controller on detection.copies copies; task=signals does")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any, NoReturn
 
+from omegaconf import OmegaConf
+
 from envs.errors import ConfigError
 
 SOURCE = "<config>"
@@ -17,6 +19,11 @@ SOURCE = "<config>"
 
 def fail(field_path: str, value: Any, reason: str) -> NoReturn:
     raise ConfigError(SOURCE, field_path, value, reason)
+
+
+def plain(value) -> Any:
+    """A config node as plain Python (resolved), for messages and comparisons; other values as they are."""
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def config_value(cfg, path: str) -> Any:
