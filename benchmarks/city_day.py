@@ -125,6 +125,7 @@ def run(args) -> dict:
         "false_alarms": scores.alarms - scores.true_alarms, "accuracy": scores.precision,
         "recall": scores.recall, "mean_time_to_detect_s": scores.mean_time_to_detect_s,
         "oracle_floor_s": scores.oracle_floor_s, "with_lane_evidence": scores.with_evidence,
+        "mean_gap_to_floor_s": scores.mean_gap_to_floor_s,
         "false_alarms_per_hour": scores.false_alarms_per_hour,
         "simulate_wall_s": simulate_wall, "detect_wall_s": detect_wall, "calibration_wall_s": train_wall,
         "calibration": {"split": training.split, "copies": args.train_copies, "hours": args.train_hours,

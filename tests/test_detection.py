@@ -96,6 +96,21 @@ def test_scores_count_alarms_delays_evidence_and_the_oracle_floor():
     assert empty.with_evidence == 0 and np.isnan(empty.oracle_floor_s) and empty.recall == 0.0
 
 
+def test_one_report_detects_one_closure_and_the_gap_to_the_floor_is_paired():
+    quiet, red_queue, green_queue = (0, 0, 0, 0), (1, 1, 0, 0), (1, 1, 0, 10)
+    rec = _recording([quiet] * 4 + [red_queue] + [green_queue] * 5)
+    twice = Recording(rec.readings, rec.truth, rec.lanes, rec.times,
+                      [[Incident(0, 35, 200, 0.0), Incident(0, 45, 200, 0.0)]], 10)  # overlapping, one lane
+    alarms = np.zeros((1, 10, 2), dtype=bool)
+    alarms[0, 6:, 0] = True  # one report, at t = 70
+    got = score(twice, alarms)
+    assert (got.detected, got.incidents, got.recall) == (1, 2, 0.5)  # it counted for both: recall 1.0
+    assert got.mean_time_to_detect_s == 35.0  # the earlier closure takes it
+    # the floor (25 s and 15 s after each start: evidence at t = 60) and the detector's mean are over
+    # different closures; the paired gap is over the closure both have: 70 - 60
+    assert got.oracle_floor_s == 20.0 and got.mean_gap_to_floor_s == 10.0
+
+
 def test_scores_of_resampled_copies_add_up_from_per_copy_tallies(recordings):
     scenario, train, _ = recordings
     layout = lane_layout(scenario.network, train.lanes)

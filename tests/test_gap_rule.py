@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from agents.classical import MaxPressure
-from agents.incidents.classifiers import BlockageRule, LaneLayout, lane_layout, lane_trace
+from agents.incidents.classifiers import BlockageRule, LaneLayout, LearnedClassifier, lane_layout, lane_trace
 from agents.incidents.gap_rule import GapRule
 from agents.incidents.gaps import fused_gap, lane_gap
 from envs.errors import ConfigError
@@ -86,10 +86,15 @@ def recordings():
     return scenario, train, held_out, quiet
 
 
-def test_calibration_takes_training_incidents_only(recordings):
+@pytest.mark.parametrize("calibrate", [
+    lambda recording, layout: GapRule().calibrate(recording, layout),
+    lambda recording, layout: BlockageRule().calibrate(recording, layout),
+    lambda recording, layout: LearnedClassifier().fit(recording, layout, epochs=1),  # fit an eval recording
+], ids=["gap_rule", "blockage_rule", "learned_mlp"])
+def test_calibration_takes_training_incidents_only(recordings, calibrate):
     scenario, _, held_out, _ = recordings
     with pytest.raises(ConfigError, match="recording.split") as refused:
-        GapRule().calibrate(held_out, lane_layout(scenario.network, held_out.lanes))
+        calibrate(held_out, lane_layout(scenario.network, held_out.lanes))
     assert_names_everything(refused.value, "<incident classifier>", "recording.split", "eval")
     assert 'calibrate on training incidents only' in refused.value.reason
 

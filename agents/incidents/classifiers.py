@@ -48,6 +48,13 @@ from envs.engine.intersections import always_green, lane_movements
 SOURCE = "<incident classifier>"
 
 
+def check_training(recording: Recording) -> None:
+    """ConfigError unless `recording` holds training incidents (never calibrate on evaluation ones)."""
+    if recording.split != "train":
+        raise ConfigError(SOURCE, "recording.split", recording.split,
+                          "calibrate on training incidents only (record(..., split='train'))")
+
+
 @dataclass(frozen=True)
 class LaneLayout:
     """Per monitored lane ``[N]``: the signalised intersection it runs into (``groups``), whether
@@ -168,6 +175,7 @@ class BlockageRule:
         """Set `green_s` and `permissive_green_s`, each to the smallest candidate that reaches
         `precision` on the alarms of its lane class in the recording (training split): together
         they then reach it too. Returns the figures of the chosen pair."""
+        check_training(recording)
         _check(recording.readings, layout)
         waited = np.stack([waiting_green(copy, self.min_queue) for copy in recording.readings])
         self.green_s, self.permissive_green_s = _calibrate_per_class(
@@ -313,6 +321,7 @@ class LearnedClassifier:
             log=print, progress=None) -> dict:
         """Train the fold models and calibrate the threshold (module doc); `progress(1)` is called
         once per epoch of each fold model. Returns the out-of-fold figures it was chosen on."""
+        check_training(recording)  # the docs' promise, kept by the gap rules only: it fit an eval recording
         _check(recording.readings, layout)
         copies = recording.readings.shape[0]
         folds = max(1, min(self.folds, copies))
@@ -379,6 +388,6 @@ def _sigmoid(logit: float) -> float:
     return float(1.0 / (1.0 + np.exp(-logit)))
 
 
-__all__ = ["BlockageRule", "LaneLayout", "LearnedClassifier", "f1_score", "frame_features", "hold_until_discharge",
-           "intersection_groups", "lane_layout", "lane_trace", "stack_windows", "standing", "waiting_green",
-           "window_features"]
+__all__ = ["BlockageRule", "LaneLayout", "LearnedClassifier", "check_training", "f1_score", "frame_features",
+           "hold_until_discharge", "intersection_groups", "lane_layout", "lane_trace", "stack_windows", "standing",
+           "waiting_green", "window_features"]

@@ -36,23 +36,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agents.incidents.classifiers import (
-    SOURCE, BlockageRule, LaneLayout, _check, _incident_lanes, _run_length, f1_score, hold_until_discharge,
+    BlockageRule, LaneLayout, _check, _incident_lanes, _run_length, check_training, f1_score, hold_until_discharge,
     waiting_green,
 )
 from agents.incidents.gaps import lane_gap
 from agents.incidents.localise import localise
-from envs.errors import ConfigError
 from envs.incidents.detection import Recording, score
 
 GAP_CANDIDATES_M = tuple(float(g) for g in range(10, 151, 5))
 PERSIST_CANDIDATES = (1, 2, 3, 4)
-
-
-def check_training(recording: Recording) -> None:
-    """ConfigError unless `recording` holds training incidents (never calibrate on evaluation ones)."""
-    if recording.split != "train":
-        raise ConfigError(SOURCE, "recording.split", recording.split,
-                          "calibrate on training incidents only (record(..., split='train'))")
 
 
 def gap_alarms(gap: np.ndarray, persist, gap_m) -> np.ndarray:

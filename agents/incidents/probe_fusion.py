@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents.incidents.classifiers import SOURCE
-from agents.incidents.gap_rule import GapRule, check_training
+from agents.incidents.classifiers import SOURCE, check_training
+from agents.incidents.gap_rule import GapRule
 from agents.incidents.gaps import fused_gap, unexplained_gap
 from envs.errors import ConfigError
 from envs.incidents.detection import Recording

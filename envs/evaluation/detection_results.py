@@ -5,7 +5,10 @@ every figure of the detection table and its 95% bootstrap interval over held-out
 Entry fields (`ENTRY_FIELDS`): ``detector``, ``sensors`` (lane | probe | fused: whose first
 evidence its delays count from), ``placement``, ``p``, ``precision``, ``recall``,
 ``false_alarms_per_hour``, ``mean_time_to_detect_s`` (from onset), ``mean_time_from_evidence_s``,
-``oracle_floor_s`` (the ideal detector's mean time to detect with the same sensors), ``ci95``
+``oracle_floor_s`` (the ideal detector's mean time to detect with the same sensors, over the
+closures with evidence), ``mean_gap_to_floor_s`` (the detector's time to detect minus the floor's,
+per closure both detected and with evidence, averaged: the two means are over different closures),
+``ci95``
 (``{figure: [low, high]}`` for the five figures), ``alarms``, ``true_alarms``, ``detected``,
 ``incidents``, ``with_evidence``, ``copies``, ``command`` (what re-runs it) and ``wall_s`` (the
 wall time of the sweep point it belongs to). A detector that could not run at a sweep point is
@@ -21,8 +24,8 @@ from pathlib import Path
 from envs.evaluation.report import DETECTION_COLUMNS, detection_intervals
 
 FIGURES = tuple(figure for figure, _, _, _ in DETECTION_COLUMNS)
-ENTRY_FIELDS = ("detector", "sensors", "placement", "p", *FIGURES, "oracle_floor_s", "ci95", "alarms",
-                "true_alarms", "detected", "incidents", "with_evidence", "copies", "command", "wall_s")
+ENTRY_FIELDS = ("detector", "sensors", "placement", "p", *FIGURES, "oracle_floor_s", "mean_gap_to_floor_s", "ci95",
+                "alarms", "true_alarms", "detected", "incidents", "with_evidence", "copies", "command", "wall_s")
 
 
 def _number(value: float) -> float | None:
@@ -42,6 +45,7 @@ def result_entries(tallies: dict[str, list], sensors_of, placement: str, p: floa
             "detector": name, "sensors": sensors_of(name), "placement": placement, "p": float(p),
             **{figure: _number(getattr(scores, figure)) for figure in FIGURES},
             "oracle_floor_s": _number(scores.oracle_floor_s),
+            "mean_gap_to_floor_s": _number(scores.mean_gap_to_floor_s),
             "ci95": {figure: [_number(low), _number(high)] for figure, (low, high) in
                      ((f, row[f]) for f in FIGURES)},
             "alarms": scores.alarms, "true_alarms": scores.true_alarms, "detected": scores.detected,
