@@ -1,9 +1,11 @@
 """Fixed-time control: the roadnet's own plan as written, or a uniform split of a given cycle.
 
-``plan="roadnet"`` replays each intersection's ``lightphases`` in order with their written
+``plan="roadnet"`` commands each intersection's ``lightphases`` in order with their written
 durations (CityFlow's own behaviour when it runs the plan). The engine's intergreen (yellow +
 all-red) is inserted inside the commanded phase's time, so the cycle length is the written
-one. ``plan="uniform"`` gives each signal phase (transition phases excluded) an equal share of
+one; the engine's minimum green also holds a transition phase (right turns only), which delays
+the next phase by up to ``min_green_s`` (docs/controllers.md gives the effect).
+``plan="uniform"`` gives each signal phase (transition phases excluded) an equal share of
 ``cycle_s`` (which only it reads: a cycle changed under the roadnet plan is refused).
 """
 
