@@ -11,7 +11,7 @@ Hydra config (``trainer=``, ``scenario=``, ``agent=``, ``env.copies``, ``env.dec
 ``engine.device`` / ``train.device``; ``--override`` adds any train.py override). ``--compile`` and
 ``--threads`` set ``engine.compile=true`` and ``train.threads``; without them the config's values
 hold, a preset's such as ``--override train=fast`` included. Decisions are 5 s apart by default
-(``--decision-interval``; train.py's default is 10 s). ``--warmup`` iterations (one rollout and its
+(``--decision-interval``), as in train.py. ``--warmup`` iterations (one rollout and its
 update each; with ``--compile`` they include the torch.compile of the engine step) run untimed,
 then ``--iterations`` iterations, or as many as it takes to learn ``--agent-steps``, or as many as
 fit in ``--seconds`` (default 30), are timed. Periodic evaluation, baselines, logging and
