@@ -31,7 +31,8 @@ alarms into the benchmark's figures:
 
 - an *alarm* is an onset (a lane's alarm switching on); it is *true* if an incident is active on
   that lane at that time, else a false alarm;
-- precision = true alarms / alarms; recall = incidents with a true alarm / incidents;
+- precision = true alarms / alarms; recall = incidents with a true alarm / incidents, one alarm
+  detecting one incident (closures overlapping on a lane take the alarms in the order they started);
 - false alarms per hour, per network (copy);
 - mean time to detect = mean over detected incidents of first true alarm − incident start;
 - and, to separate what a classifier could have known, the incident's first *evidence* to a
