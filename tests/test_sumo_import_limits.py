@@ -64,8 +64,8 @@ def test_a_flow_longer_than_the_window_builds_only_the_vehicles_inside_it(tmp_pa
 
 
 def test_a_flow_past_the_vehicle_limit_within_the_window_is_refused_before_it_is_built(tmp_path):
-    many = ROUTES.replace('begin="110" end="120" period="4"', 'begin="0" end="1e9" period="0.000005"')
-    # 12,000,000 of its vehicles in the window [100, 160): refused at once, not after gigabytes
+    many = ROUTES.replace('begin="110" end="120" period="4"', 'begin="110" end="110" number="12000000"')
+    # 12,000,000 vehicles at 110 s, in the window [100, 160): refused at once, not after gigabytes
     with pytest.raises(ScenarioError, match=f"more than gridlight's limit of {MAX_VEHICLES:,} a scenario") as error:
         import_sumo(write_tiny(tmp_path / "many", routes=many))
     assert (error.value.field, error.value.value) == ("flow[id=f0]", 12_000_000)
@@ -79,6 +79,20 @@ def test_flows_in_an_interval_take_its_begin_and_end(tmp_path):
                             for name, text in (("flow", ROUTES), ("interval", grouped)))
     assert in_interval.flow == as_flow.flow  # departures 110, 114, 118 either way
     assert "unknown_element_interval_ignored" not in in_interval.report.counts  # its flows were dropped
+
+
+@pytest.mark.parametrize("flow, departures", [
+    ('end="160" number="6"', [0, 10, 20, 30, 40, 50]),  # departed from 0, four counted before begin
+    ('period="10"', [0, 10, 20, 30, 40, 50]),  # refused: "needs an end"
+    ('begin="100" vehsPerHour="360"', [0, 10, 20, 30, 40, 50]),
+    ('begin="100" number="3"', [0, 20, 40]),
+    ('begin="100" vehsPerHour="700"', [0, 6, 11, 16, 21, 26, 31, 37, 42, 47, 52, 57]),  # 5.143 s: 36.001, not 36
+])
+def test_a_flows_begin_and_end_default_to_the_configs_as_in_sumo(tmp_path, flow, departures):
+    # departures as SUMO 1.28 runs them with this config (window [100, 160)), relative to its begin
+    routes = ROUTES.replace('<flow id="f0" begin="110" end="120" period="4"', f'<flow id="f0" {flow}')
+    imported = import_sumo(write_tiny(tmp_path / "defaults", routes=routes))
+    assert [v["startTime"] for v in imported.flow if v["route"] == ["NC", "CE"]] == departures
 
 
 def test_ignored_vehicle_attributes_stops_and_config_options_are_counted(tmp_path):

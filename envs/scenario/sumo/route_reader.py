@@ -214,23 +214,28 @@ def _flow(fields: XmlFields, element, where: str, routes, counts: Counter, windo
     while before end (SUMO's rule); ``probability`` flows are approximated by their mean period
     (counted). As in SUMO, an end before begin is refused and an end at begin leaves a ``number``
     flow's vehicles all at begin and other flows without any (counted). Its begin and end default
-    to its <interval>'s. Refused, before any is built, when its vehicles in the window would take
-    the scenario past `MAX_VEHICLES` (`room` more)."""
-    begin = _time(fields, element, where, "begin", interval, 0.0)
-    end = _time(fields, element, where, "end", interval, math.inf)
+    to its <interval>'s, else, as SUMO's, to the config's (it took 0 and no end: a flow with only
+    an end and a number departed from 0, before the config's begin, and one with a period but no
+    end was refused). Refused, before any is built, when its vehicles in the window would take the
+    scenario past `MAX_VEHICLES` (`room` more). A ``vehsPerHour`` period is rounded to SUMO's
+    millisecond clock."""
+    begin = _time(fields, element, where, "begin", interval, window[0])
+    end = _time(fields, element, where, "end", interval, window[1])
     if not end >= begin:
         owner, owner_where = (element, where) if "end" in element.attrib else interval  # its interval's end
         fields.fail(owner_where, "end", owner.get("end"), f"the flow ends before its begin ({begin:g})")
     if "period" in element.attrib:
-        period = fields.positive(element, "period", where)
+        period = _milliseconds(fields, element, where, "period", fields.positive(element, "period", where))
     elif "vehsPerHour" in element.attrib:
-        period = 3600.0 / fields.positive(element, "vehsPerHour", where)
+        period = _milliseconds(fields, element, where, "vehsPerHour",
+                               3600.0 / fields.positive(element, "vehsPerHour", where))
     elif "probability" in element.attrib:
         counts["probability_flows_as_mean_period"] += 1
         period = 1.0 / _probability(fields, element, where)
     elif "number" in element.attrib:
         if not math.isfinite(end):
-            fields.fail(where, "end", None, "a flow with 'number' needs an 'end'")
+            fields.fail(where, "end", None, "a flow with 'number' needs an 'end' (its own, its <interval>'s or the "
+                        "sumocfg's)")
         period = (end - begin) / max(fields.integer(element, "number", where), 1)
     else:
         fields.fail(where, "period", None,
@@ -241,7 +246,8 @@ def _flow(fields: XmlFields, element, where: str, routes, counts: Counter, windo
         count = fields.integer(element, "number", where) if count is None else min(
             count, fields.integer(element, "number", where))
     if count is None:
-        fields.fail(where, "end", None, "a flow needs an 'end' or a 'number' to be finite")
+        fields.fail(where, "end", None, "a flow needs an 'end' (its own, its <interval>'s or the sumocfg's) or a "
+                    "'number' to be finite")
     if count == 0:
         counts["flows_without_vehicles"] += 1
     first = _first_at_or_after(begin, period, count, window[0])
@@ -268,6 +274,14 @@ def _time(fields: XmlFields, element, where: str, attribute: str, interval: tupl
     if attribute == "begin":
         return fields.non_negative(element, attribute, where, default)
     return fields.number(element, attribute, where, default)
+
+
+def _milliseconds(fields: XmlFields, element, where: str, attribute: str, period: float) -> float:
+    """A flow's period on SUMO's millisecond clock (TIME2STEPS rounds it), refused when that is 0."""
+    rounded = round(period, 3)
+    if rounded <= 0:
+        fields.fail(where, attribute, element.get(attribute), "gives a period under SUMO's 1 ms clock")
+    return rounded
 
 
 def _first_at_or_after(begin: float, period: float, count: int, time: float) -> int:
