@@ -108,6 +108,14 @@ def test_poisson_counts_match_the_expected_rate_over_many_flows():
         assert np.array_equal(trips.vehicle[row], scenario.trips.vehicle[original])
 
 
+def test_poisson_keeps_the_flow_files_mean_where_the_window_is_not_a_whole_number_of_intervals():
+    scenario = periodic(flows=100, interval=300.0, end=600)  # each flow: 0, 300, 600 s (CityFlow: 3)
+    assert scenario.trips.num_trips == 300
+    counts = [sample_trips(scenario, DemandSpec("poisson"), "train", k).num_trips for k in range(40)]
+    # 601 steps / 300 s gave 2.003 a flow: 200 on average, a third low
+    assert abs(np.mean(counts) - 300) < 4 * math.sqrt(300 / 40)
+
+
 def test_poisson_keeps_to_the_horizon_the_scenario_was_loaded_with():
     scenario = periodic(horizon=300)
     assert scenario.trips.num_trips == 200 * 15

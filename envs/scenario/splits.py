@@ -10,9 +10,10 @@ Modes:
   split and index. ``scale`` must be 1 (rescaling needs randomness: use "poisson" or "jitter").
 - ``"poisson"``: every flow entry of ``scenario.flows`` becomes a Poisson process over the steps
   at which CityFlow's generator would run it (``startTime..endTime``, whole seconds, cut at the
-  horizon, see below): ``Poisson(scale * n_steps / interval)`` vehicles, each at a uniformly
-  drawn step of the window (the same in law as ``Poisson(scale / interval)`` arrivals per step).
-  An entry active for a single step (``startTime == endTime``, the per-vehicle form of every
+  horizon, see below): ``Poisson(scale * n)`` vehicles, n the count CityFlow's generator makes
+  there (``floor((last - first) / interval) + 1``: its first vehicle leaves at the first step),
+  each at a uniformly drawn step of the window, so the mean is the flow file's (``n_steps /
+  interval`` was one vehicle low per entry: 800 for syn_1x1's 808). An entry active for a single step (``startTime == endTime``, the per-vehicle form of every
   real dataset and of the generators) stands for exactly one vehicle in CityFlow whatever its
   interval, so it gets ``Poisson(scale)`` vehicles at that step: for such files "poisson" is a
   Poisson bootstrap of the departures (the time profile is kept, counts vary). Route and vehicle
@@ -47,7 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from envs.errors import ConfigError
-from envs.scenario.departures import active_steps, departure_steps
+from envs.scenario.departures import active_steps, departure_count, departure_steps
 from envs.scenario.flow_parser import NO_END_TIME
 from envs.scenario.demand import VEHICLE_FIELDS, Demand, Trips, stack_demand, vehicle_row
 
@@ -251,7 +252,9 @@ def _build_flow_entries(scenario, horizon: int | None) -> _FlowEntries:
     for j, flow in enumerate(entries):  # the windows first, so a bad window is reported first
         first[j], last[j] = active_steps(flow, horizon, flows.source)
         index[j] = flow.index
-        rate[j] = 1.0 if first[j] == last[j] else 1.0 / flow.interval
+        # the generator's own count over its active steps (CityFlow's accumulator: the first vehicle at
+        # the first step), so the mean is the flow file's; 1 / interval was low by one vehicle a flow
+        rate[j] = departure_count(flow, int(first[j]), int(last[j])) / max(int(last[j] - first[j]) + 1, 1)
     for j, flow in enumerate(entries):
         position[flow.index] = j
         routes[j, : len(flow.route)] = [road_index[r] for r in flow.route]
