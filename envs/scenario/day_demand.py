@@ -8,15 +8,16 @@ hours (12.27 for these knots). Peaks: **08:30** (1.00) and **17:30** (0.95); min
 03:30; a daytime plateau around 0.60-0.70. *Assumption*, not a measured count: the shape of the
 typical urban weekday hourly volume distributions in traffic-monitoring practice (e.g. the US
 FHWA Traffic Monitoring Guide's urban weekday profiles: about 1% of the daily traffic per night
-hour, 7-8% in each peak hour): here the peak hour carries 1 / 12.27 = 8.1% of the day and a
-night hour 0.5-1.1%.
+hour, 7-8% in each peak hour): here the peak *rate* (08:30) is 1 / 12.27 = 8.1% of the day per
+hour; the busiest hour, 07:52-08:52 around the peak of the linear curve, carries 0.953 of that
+(7.8% of the day) and a night hour 0.5-1.1%.
 
 `day_trips(scenario, spec, split, index)`: the scenario's own trips (``scenario.trips``, e.g.
 ``grid_16x8``'s generated hour or ``manhattan_28x7``'s SUMO routes for one hour) are the
 *origin-destination pattern*: each day trip takes the route and vehicle of a trip drawn
 uniformly from them. The departures are a Poisson process of rate
 ``peak_scale * N * profile(t) / 3600`` per second, N the scenario's trips in its hour: the
-scenario's hour is taken as the peak hour's volume (scale 1). Its time profile *within* the
+scenario's hour is taken as the peak *rate* (scale 1), so the busiest hour holds 0.953 N. Its time profile *within* the
 hour is dropped (grid_16x8's own 10-minute peak is not repeated 24 times). Seeds: per split and
 index, as every demand sample (`envs.scenario.splits.split_seed`), on a stream of its own.
 
@@ -48,7 +49,7 @@ PEAK_HOURS = (8.5, 17.5)  # the two local maxima of DAY_PROFILE (clock hours)
 
 @dataclass(frozen=True)
 class DaySpec:
-    peak_scale: float = 1.0  # the peak hour's trips, in units of the scenario's own hour
+    peak_scale: float = 1.0  # the peak rate (08:30), in units of the scenario's own hour
     start_hour: float = 0.0  # clock time (hours) of step 0
     hours: float = 24.0  # simulated span (hours)
 
