@@ -13,11 +13,12 @@ Modes:
   horizon, see below): ``Poisson(scale * n)`` vehicles, n the count CityFlow's generator makes
   there (``floor((last - first) / interval) + 1``: its first vehicle leaves at the first step),
   each at a uniformly drawn step of the window, so the mean is the flow file's (``n_steps /
-  interval`` was one vehicle low per entry: 800 for syn_1x1's 808). An entry active for a single step (``startTime == endTime``, the per-vehicle form of every
-  real dataset and of the generators) stands for exactly one vehicle in CityFlow whatever its
-  interval, so it gets ``Poisson(scale)`` vehicles at that step: for such files "poisson" is a
-  Poisson bootstrap of the departures (the time profile is kept, counts vary). Route and vehicle
-  parameters come from the entry.
+  interval`` was one vehicle low per entry: 800 for syn_1x1's 808). An entry active for a single
+  step (``startTime == endTime``, the per-vehicle form of every real dataset and of the
+  generators) stands for exactly one vehicle in CityFlow whatever its interval, so it gets
+  ``Poisson(scale)`` vehicles at that step: for such files "poisson" is a Poisson bootstrap of the
+  departures (the time profile is kept, counts vary). Route and vehicle parameters come from the
+  entry.
 - ``"jitter"``: the original departures, each shifted by an independent uniform integer in
   ``[-floor(jitter_s), +floor(jitter_s)]``, clipped to ``[0, horizon - 1]`` (only at 0 when no
   horizon applies). With ``scale != 1`` every original trip is first replicated
