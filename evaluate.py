@@ -55,6 +55,7 @@ from envs.evaluation.metrics import METRIC_NAMES, population
 from envs.evaluation.report import signal_plots, signals_report
 from envs.evaluation.runner import EvaluationBatch, check_departures, eval_demands
 from envs.incidents.perturbations import DetectorFaults, Perturbation, check_incident_lanes, perturbation_from_config
+from envs.rl.fault_reach import check_faults_reach
 from envs.scenario import Scenario, load_scenario
 from envs.scenario.splits import DemandSpec
 
@@ -85,8 +86,10 @@ def _attach_detector_faults(perturbation: Perturbation, scenario: Scenario, batc
         if hasattr(controller, "detectors"):
             controller.detectors = detectors
     readers = [name for name, controller in zip(controllers, built) if hasattr(controller, "detectors")]
-    say(f"detector faults reach the controllers that read lane detectors ({', '.join(readers) or 'none'}); "
-        "fixed-time plans read no detector")
+    others = [name for name in controllers if name not in readers]  # their perturbed rows are their clean ones
+    say(f"detector faults reach the controllers that read lane detectors ({', '.join(readers) or 'none'}), not "
+        f"{', '.join(others) or 'others'}: fixed-time plans read no detector, efficient_mp and advanced_mp read "
+        "the engine's state (their rows under faults are their clean ones)")
 
 
 class StepRecorder:
@@ -131,6 +134,10 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
             policy.check_fits(scenario.network, scenario.name)
             policy.check_engine(engine_params(cfg))
     spec, perturbation = _demand_spec(cfg), _perturbation(cfg)
+    for policy in policies.values():  # a policy reading the engine's state would show no fault
+        if hasattr(policy, "features"):
+            check_faults_reach([f.name for f in policy.features], perturbation.detectors, policy.source,
+                               "env.observations")
     late = perturbation.windows_past(steps)
     if late:  # else its degradation reads as robustness (0.0% for an incident after the end)
         say(f"warning: perturbation {perturbation.name}: {'; '.join(late)} reach past the {steps} s "

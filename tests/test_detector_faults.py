@@ -43,6 +43,19 @@ def test_detector_faults_freeze_stuck_lanes_kill_dead_intersections_and_leave_cl
         assert bool(dead[owner == i].all())
 
 
+def test_a_stuck_detector_holds_what_it_showed_even_with_noise_on():
+    scenario = small_grid(2, 2, horizon=100)
+    faults = _faults(scenario, copies=1, stuck_p=1.0, stuck_at_s=50, noise_std=1.0)
+    faults.start_episode(0, "eval", 0)
+    lanes = scenario.network.num_lanes
+    shown = [faults.apply("lane_count", torch.full((1, lanes), float(t)), torch.tensor([t]))
+             for t in range(40, 80, 5)]
+    frozen = shown[2]  # at t = 50: the noisy value it showed then
+    for later in shown[3:]:  # new noise on top moved it (47..53 for a reading of t)
+        assert torch.equal(later, frozen)
+    assert not torch.equal(shown[0], shown[1])  # before stuck_at_s it follows the reading
+
+
 def test_detector_noise_reads_whole_vehicles_within_the_lane_and_dropouts_hit_at_their_rate():
     scenario = small_grid(2, 2, horizon=100)
     faults = _faults(scenario, copies=64, noise_std=2.0, dropout_p=0.2)
@@ -160,3 +173,29 @@ def test_detector_noise_is_the_same_for_every_copy_on_one_episode_sample():
     seen = faults.apply("lane_count", true, torch.tensor([30, 30, 30]), missing=float("nan"))
     assert torch.equal(torch.nan_to_num(seen[0], -1.0), torch.nan_to_num(seen[1], -1.0))
     assert not torch.equal(torch.nan_to_num(seen[0], -1.0), torch.nan_to_num(seen[2], -1.0))
+
+
+def test_features_that_faults_do_not_reach_are_refused_under_faults(tmp_path):
+    import pytest
+
+    import evaluate
+    from envs.errors import ConfigError
+    from envs.rl.signal_env import BatchedSignalEnv
+    from tests.deploy_fixtures import untrained
+    from tests.test_evaluate import evaluate_config
+
+    faults = {"name": "detector_faults", "detectors": {"noise_std": 1.0, "dead_p": 1.0}}
+    # with every detector dead, pressure (and segment_counts, the movement queues) read the true counts
+    with pytest.raises(ConfigError, match="detector faults do not reach") as error:
+        BatchedSignalEnv("grid_1x1", demand={"mode": "poisson"}, perturbation=faults,
+                         observations=["phase_onehot", "lane_count", "pressure", "segment_counts"])
+    assert (error.value.field, error.value.value) == ("observations", ["pressure", "segment_counts"])
+    BatchedSignalEnv("grid_1x1", demand={"mode": "poisson"}, perturbation=faults,
+                     observations=["phase_onehot", "lane_count", "approach_halting"])  # all read through faults
+    checkpoint = untrained(small_grid(1, 1, horizon=60), "shared", tmp_path / "p.zip",
+                           observations=["phase_onehot", "pressure"])
+    with pytest.raises(ConfigError, match="detector faults do not reach") as error:
+        evaluate.evaluate(evaluate_config("scenario=grid_1x1", "eval.steps=60", "eval.progress=false",
+                                          "perturbation=detector_faults", "controllers=[]",
+                                          f"checkpoint={checkpoint}"), tmp_path)
+    assert error.value.source == str(checkpoint) and error.value.field == "env.observations"

@@ -71,13 +71,6 @@ class DetectorFaults:
         if not self.active or not bool(self.enabled.any()):
             return values
         spec, true, out = self.spec, values.to(torch.float32), values.to(torch.float32)
-        if spec.stuck_p > 0:  # freeze each stuck lane at its first reading from stuck_at_s on
-            done = self.frozen_set.setdefault(name, torch.zeros(out.shape[0], dtype=torch.bool, device=out.device))
-            due = (t >= spec.stuck_at_s) & ~done
-            frozen = self.frozen.get(name, torch.zeros_like(out))
-            self.frozen[name] = torch.where(due.unsqueeze(1), out, frozen)
-            done |= due
-            out = torch.where(self.stuck & (t >= spec.stuck_at_s).unsqueeze(1), self.frozen[name], out)
         lost = self.dead
         if spec.noise_std > 0 or spec.dropout_p > 0:
             noise, dropped = self._draws(name, t, out.shape[1])
@@ -85,6 +78,14 @@ class DetectorFaults:
             if upper is not None:  # a counter reads whole vehicles, never < 0, never above what its lane holds
                 out = torch.minimum(out, upper.to(out.dtype).unsqueeze(0))
             lost = lost | (dropped.to(out.device) < spec.dropout_p)
+        if spec.stuck_p > 0:  # freeze each stuck lane at what it showed at its first reading from stuck_at_s on
+            # (after the noise: the frozen value held still; noise added after it kept moving it)
+            done = self.frozen_set.setdefault(name, torch.zeros(out.shape[0], dtype=torch.bool, device=out.device))
+            due = (t >= spec.stuck_at_s) & ~done
+            frozen = self.frozen.get(name, torch.zeros_like(out))
+            self.frozen[name] = torch.where(due.unsqueeze(1), out, frozen)
+            done |= due
+            out = torch.where(self.stuck & (t >= spec.stuck_at_s).unsqueeze(1), self.frozen[name], out)
         out = torch.where(lost, torch.full_like(out, missing), out)
         return torch.where(self.enabled.unsqueeze(1), out, true)
 

@@ -62,6 +62,7 @@ from envs.rl.probe_features import reads_probes
 from envs.scenario.splits import DemandSpec, sample_trips
 from envs.rl.env_config import DEFAULT_OBSERVATIONS, SOURCE, EnvConfig
 from envs.rl.episode_demand import EpisodeTables
+from envs.rl.fault_reach import check_faults_reach
 from envs.rl.readout import decision_readout
 
 class BatchedSignalEnv:
@@ -117,6 +118,7 @@ class BatchedSignalEnv:
         if not self.perturbation.is_clean and self.demand_spec.mode == "original":
             raise ConfigError(SOURCE, "perturbation", self.perturbation.name,
                                 "perturbed episodes are drawn with the demand: use demand mode poisson or jitter")
+        check_faults_reach(self.config.observations, self.perturbation.detectors, SOURCE)
         self.network = scenario.network
         self.layout: IntersectionLayout = intersection_layout(self.network)
         self.params = _as_dataclass(engine, EngineParams, "engine")
