@@ -70,14 +70,20 @@ def test_controllers_by_config_name_are_built_once_and_bad_parameters_name_the_f
     scenario = single_route([WEST_IN, EAST_OUT], [0])
     sim = Simulator(scenario.network, scenario.demand(1))
     nan, inf = float("nan"), float("inf")
-    for controller, field, value in (
-            (FixedTime(plan="uniform", cycle_s=0), "cycle_s", 0), (FixedTime(plan="written"), "plan", "written"),
-            (MaxPressure(min_green_s=-1), "min_green_s", -1),
+    for make, field, value in (  # refused when built (it was when the run started), and at reset
+            (lambda: FixedTime(plan="uniform", cycle_s=0), "cycle_s", 0),
+            (lambda: FixedTime(plan="written"), "plan", "written"),
+            (lambda: MaxPressure(min_green_s=-1), "min_green_s", -1),
             # NaN and inf pass `x <= 0`: a uniform plan of a NaN cycle ran phase 0 forever
-            (FixedTime(plan="uniform", cycle_s=nan), "cycle_s", nan),
-            (FixedTime(plan="uniform", cycle_s=inf), "cycle_s", inf), (FixedTime(offset_s=inf), "offset_s", inf),
-            (FixedTime(plan="uniform", offset_s=nan), "offset_s", nan)):
+            (lambda: FixedTime(plan="uniform", cycle_s=nan), "cycle_s", nan),
+            (lambda: FixedTime(plan="uniform", cycle_s=inf), "cycle_s", inf),
+            (lambda: FixedTime(offset_s=inf), "offset_s", inf),
+            (lambda: FixedTime(plan="uniform", offset_s=nan), "offset_s", nan)):
         with pytest.raises(ConfigError) as err:
-            controller.reset(sim)
+            make()
         assert err.value.field == field and err.value.source.startswith("<controller:")
         assert repr(value) in str(err.value) and field in str(err.value)
+    changed = FixedTime(plan="uniform")
+    changed.cycle_s = 0  # set after building: reset checks again
+    with pytest.raises(ConfigError, match="cycle_s"):
+        changed.reset(sim)
