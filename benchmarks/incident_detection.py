@@ -40,7 +40,7 @@ from agents.incidents.detection_task import (  # noqa: E402
     DETECTORS, LearnedSettings, calibrate, describe, held_out_tallies, sensors_of,
 )
 from benchmarks.common import emit, log, machine_info  # noqa: E402
-from envs.evaluation.detection_results import result_entries, skipped_entry, write_results  # noqa: E402
+from envs.evaluation.detection_results import missing_fields, result_entries, skipped_entry, write_results  # noqa: E402
 from envs.errors import ConfigError, exit_on_error  # noqa: E402
 from envs.incidents.perturbations import IncidentSpec  # noqa: E402
 from envs.incidents.probes import probes_from_config  # noqa: E402
@@ -70,6 +70,18 @@ def parse_args(argv=None):
     parser.add_argument("--merge", action="store_true",
                         help="keep --out's entries of the placements this run does not do (one run per placement)")
     return parser.parse_args(argv)
+
+
+def check_mergeable(args) -> None:
+    """Before the work: `--merge` keeps --out's other placements, which must carry every field
+    this version writes (the check at the write came after a whole sweep)."""
+    if not args.merge or not Path(args.out).is_file():
+        return
+    lacking = missing_fields(json.loads(Path(args.out).read_text())["results"])
+    if lacking:
+        raise ConfigError("benchmarks/incident_detection.py", "--merge", args.out,
+                          f"its entries predate the fields {lacking[1]} ({lacking[0]!r} lacks them): re-run every "
+                          "placement, the first without --merge")
 
 
 def check_sweep_args(args, source: str = "benchmarks/incident_detection.py") -> list[float]:
@@ -177,6 +189,7 @@ def main(argv=None) -> None:
             if name not in DETECTORS:
                 raise ConfigError("benchmarks/incident_detection.py", "--detectors", name,
                                   f"unknown detector; known: {', '.join(DETECTORS)}")
+        check_mergeable(args)
     start, entries = time.perf_counter(), []
     for placement in args.placements.split(","):
         entries += run_placement(args, placement, shares, names)

@@ -184,6 +184,17 @@ def test_the_incident_benchmarks_refuse_a_bad_flag_in_one_line(script, flags, st
     assert done.stderr.startswith(f"error: benchmarks/{script}: {start}")
 
 
+def test_the_sweep_refuses_to_merge_into_results_that_lack_a_field_before_any_work(tmp_path):
+    import json
+
+    old = tmp_path / "old.json"  # entries written before mean_gap_to_floor_s: the merge failed after the sweep
+    old.write_text(json.dumps({"meta": {}, "results": [{"detector": "gap_rule", "placement": "traffic"}]}))
+    done = _run("benchmarks/incident_detection.py", "--scenario", "grid_1x1", "--merge", "--out", str(old))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-2000:]
+    assert done.stderr.startswith(f"error: benchmarks/incident_detection.py: field '--merge' = '{old}'")
+    assert "mean_gap_to_floor_s" in done.stderr
+
+
 def test_probes_and_probe_features_go_together_in_training():
     with pytest.raises(ConfigError, match="no observation reads probe reports") as error:  # simulated for nothing
         check_config(train_config(*tiny_run(), "env.probes.p=0.05"))

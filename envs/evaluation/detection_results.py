@@ -60,12 +60,20 @@ def skipped_entry(detector: str, sensors: str, placement: str, p: float, reason:
             "command": command}
 
 
-def write_results(path: Path, entries: list[dict], meta: dict) -> dict:
-    """Write ``{"meta": meta, "results": entries}`` as JSON (NaN-free); returns it."""
+def missing_fields(entries: list[dict]) -> tuple[str, list[str]] | None:
+    """The first entry lacking an `ENTRY_FIELDS` field (its detector and what it lacks), or None."""
     for entry in entries:
         missing = [f for f in ENTRY_FIELDS if f not in entry] if "skipped" not in entry else []
         if missing:
-            raise ValueError(f"result entry {entry.get('detector')!r} lacks {missing}")
+            return entry.get("detector"), missing
+    return None
+
+
+def write_results(path: Path, entries: list[dict], meta: dict) -> dict:
+    """Write ``{"meta": meta, "results": entries}`` as JSON (NaN-free); returns it."""
+    lacking = missing_fields(entries)
+    if lacking:
+        raise ValueError(f"result entry {lacking[0]!r} lacks {lacking[1]}")
     out = {"meta": meta, "results": entries}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,4 +83,4 @@ def write_results(path: Path, entries: list[dict], meta: dict) -> dict:
     return out
 
 
-__all__ = ["ENTRY_FIELDS", "FIGURES", "result_entries", "skipped_entry", "write_results"]
+__all__ = ["ENTRY_FIELDS", "FIGURES", "missing_fields", "result_entries", "skipped_entry", "write_results"]
