@@ -129,13 +129,11 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         cfg.scenario.name, seed=cfg.scenario.seed, data_dir=cfg.scenario.data_dir,
         horizon=cfg.scenario.horizon, device=cfg.engine.device,
     )
-    for policy in policies.values():  # before any simulation: a checkpoint of another layout or engine
-        if hasattr(policy, "check_fits"):
+    spec, perturbation = _demand_spec(cfg), _perturbation(cfg)
+    for policy in policies.values():  # before any simulation: a checkpoint of another layout or engine, or
+        if hasattr(policy, "check_fits"):  # reading the engine's state where detector faults are measured
             policy.check_fits(scenario.network, scenario.name)
             policy.check_engine(engine_params(cfg))
-    spec, perturbation = _demand_spec(cfg), _perturbation(cfg)
-    for policy in policies.values():  # a policy reading the engine's state would show no fault
-        if hasattr(policy, "features"):
             check_faults_reach([f.name for f in policy.features], perturbation.detectors, policy.source,
                                "env.observations")
     late = perturbation.windows_past(steps)

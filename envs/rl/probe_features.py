@@ -29,14 +29,15 @@ from envs.rl.features import FeatureContext, _lane_bound, _lanes_value, register
 PROBE_FEATURES = ("probe_reports", "probe_halted", "probe_queue_gap")
 
 
-def check_probe_observations(names, probe_p: float, source: str) -> None:
-    """ConfigError for probe features without probes (they would read a silent zero) and for
-    probes no feature reads (simulated for nothing)."""
+def check_probe_observations(names, probe_p: float, source: str, unread_ok: bool = False) -> None:
+    """ConfigError for probe features without probes (they would read a silent zero) and, unless
+    `unread_ok` (an env recording probes for a detector), for probes no feature reads (simulated for
+    nothing)."""
     reading = [name for name in names if reads_probes(name)]
     if reading and not probe_p > 0:
         raise ConfigError(source, "observations", reading[0],
                           "reads probe-vehicle reports: set probes.p > 0 (e.g. env.probes.p=0.05)")
-    if probe_p > 0 and not reading:
+    if probe_p > 0 and not reading and not unread_ok:
         raise ConfigError(source, "probes.p", probe_p, "no observation reads probe reports (the probe_* features): "
                           "the probes would be simulated for nothing")
 

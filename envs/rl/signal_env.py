@@ -58,7 +58,7 @@ from envs.incidents.perturbations import (
     DetectorFaults, Incident, Perturbation, perturbation_from_config, sample_incidents, surge_trips, with_incidents,
 )
 from envs.incidents.probes import ProbeSensor, ProbeSpec
-from envs.rl.probe_features import reads_probes
+from envs.rl.probe_features import check_probe_observations, reads_probes
 from envs.scenario.splits import DemandSpec, sample_trips
 from envs.rl.env_config import DEFAULT_OBSERVATIONS, SOURCE, EnvConfig
 from envs.rl.episode_demand import EpisodeTables
@@ -147,7 +147,7 @@ class BatchedSignalEnv:
         if self.detectors.active:  # faulty detectors change the lane observations, nothing else
             self.feature_base = replace(self.feature_base, detectors=self.detectors)
         self.probes = ProbeSensor(self.config.probes, self.network, copies, split)
-        self._check_probe_features()
+        check_probe_observations([f.name for f in self.features], self.config.probes.p, SOURCE, unread_ok=True)
         self.feature_base = replace(self.feature_base, probes=self.probes)
         self.obs_size = sum(f.size(self.layout) for f in self.features)
         bounds = [(f.bounds(self.feature_base, self.config.normalise), f.size(self.layout)) for f in self.features]
@@ -335,13 +335,6 @@ class BatchedSignalEnv:
     def context(self) -> FeatureContext:
         """What observations and rewards are computed from: `feature_base` at the current state."""
         return self.feature_base.at(self.sim.state)
-
-    def _check_probe_features(self) -> None:
-        """Probe features need probes: with ``probes.p`` = 0 they would read a silent zero."""
-        for feature in self.features:
-            if reads_probes(feature.name) and not self.probes.active:
-                raise ConfigError(SOURCE, "observations", feature.name,
-                                  "reads probe-vehicle reports: set probes.p > 0 (e.g. env.probes.p=0.05)")
 
     def _info(self) -> dict:
         return {"action_mask": self.action_mask, "t": self.sim.state.t}
