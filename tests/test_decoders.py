@@ -178,11 +178,28 @@ def test_a_worker_that_cannot_start_is_an_error_naming_decoders_and_ends_those_s
     assert len(started) == 1 and not started[0].is_alive()
 
 
+# the service with a pause after it logs "serving on" and before it serves: a stop in that moment
+# (a service manager stops it as soon as it reads the line) must end it as one while serving does
+PAUSED_AFTER_LISTENING = """
+import sys, time
+import agents.deploy.service as service
+listen = service.listen
+def listen_then_pause(*args):
+    server = listen(*args)
+    time.sleep(1.0)
+    return server
+service.listen = listen_then_pause
+sys.exit(service.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("paused", [False, True], ids=["serving", "between-listening-and-serving"])
 @pytest.mark.parametrize("stop, status, said", [
     ("ctrl_c", 130, "stopped (interrupted)"),  # SIGINT to the whole process group, as a terminal sends it
     ("sigterm", 143, "stopped (SIGTERM)"),  # to the service only, as a service manager does
 ])
-def test_ctrl_c_or_sigterm_stops_the_service_and_its_workers_without_a_traceback(model_copy, stop, status, said):
+def test_ctrl_c_or_sigterm_stops_the_service_and_its_workers_without_a_traceback(model_copy, stop, status, said,
+                                                                                  paused):
     import subprocess
     import sys
     import time
@@ -190,7 +207,8 @@ def test_ctrl_c_or_sigterm_stops_the_service_and_its_workers_without_a_traceback
     from tests.conftest import REPO_ROOT
 
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    service = subprocess.Popen([sys.executable, "-m", "agents.deploy.service", "serve", "--model", str(model_copy[0]),
+    start = ["-c", PAUSED_AFTER_LISTENING] if paused else ["-m", "agents.deploy.service"]
+    service = subprocess.Popen([sys.executable, *start, "serve", "--model", str(model_copy[0]),
                                 "--tcp", "127.0.0.1:0", "--decoders", "1"], cwd=REPO_ROOT, env=env,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     for line in service.stderr:  # wait until it serves

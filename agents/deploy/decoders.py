@@ -156,7 +156,7 @@ class DecodingAnswers:
         try:
             for k in range(count):
                 self.workers.append(_Worker(context, whole_message, f"gridlight-decoder-{k}"))
-        except OSError:  # no more processes to be had: end those started, and say so (service.listen)
+        except BaseException:  # no more processes to be had (service.listen says so), or a stop: end those started
             self.close()
             raise
         finally:

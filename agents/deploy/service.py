@@ -254,22 +254,25 @@ def _stop_on_sigterm(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    with exit_on_error(debug=args.debug):
-        logging.basicConfig(level=_log_level(args.log_level), stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        address = _tcp_address(args.tcp) if args.tcp else None
-        deadline_ms = _deadline_ms(args.deadline_ms)
-        decoders = decoders_option(args.decoders)
-        if decoders and not address and args.decoders != "auto":
-            raise ConfigError(COMMAND_LINE, "--decoders", args.decoders,
-                              "decoding workers serve --tcp clients; on stdin each line waits for its reply")
-        runtime = PolicyRuntime(args.model, args.metadata, deadline_ms=deadline_ms)
-        server = listen(runtime, *address, decoders) if address else None
     if threading.current_thread() is threading.main_thread():  # signal.signal works only there
+        # before "serving on" is logged: a service manager may stop the service as soon as it reads it
         signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    server = None
     try:
+        with exit_on_error(debug=args.debug):
+            logging.basicConfig(level=_log_level(args.log_level), stream=sys.stderr,
+                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            address = _tcp_address(args.tcp) if args.tcp else None
+            deadline_ms = _deadline_ms(args.deadline_ms)
+            decoders = decoders_option(args.decoders)
+            if decoders and not address and args.decoders != "auto":
+                raise ConfigError(COMMAND_LINE, "--decoders", args.decoders,
+                                  "decoding workers serve --tcp clients; on stdin each line waits for its reply")
+            runtime = PolicyRuntime(args.model, args.metadata, deadline_ms=deadline_ms)
+            server = listen(runtime, *address, decoders) if address else None
         if server:
-            server.serve_forever()  # its sockets and decoding workers are closed however it ends
+            serving, server = server, None  # serve_forever closes its sockets and workers however it ends
+            serving.serve_forever()
         else:
             # bytes, decoded line by line: an undecodable line is an error reply, not the end of the service
             serve_lines(runtime, bounded_lines(sys.stdin.buffer),
@@ -277,8 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: the way to stop a service in a terminal, not a crash
         LOG.info("stopped (interrupted)")
         return 130
+    finally:
+        if server is not None:  # stopped after listening, before serving
+            server.close()
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
