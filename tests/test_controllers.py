@@ -62,6 +62,34 @@ def test_fixed_time_replays_the_written_plan_and_splits_a_uniform_cycle():
     assert int(uniform.act(sim)) == 3
 
 
+def test_fixed_time_folds_a_transition_phase_only_where_the_engine_would_hold_it_and_the_lights_stay():
+    from agents.classical.fixed_time import folded_transitions
+
+    r, a, b, c = range(4)  # movement slots: a right turn, then three others
+
+    def phase_greens(*phases):
+        return [[k in greens for k in range(4)] for greens in phases]
+
+    # each row: the greens of phases 0..2, which of them are signal phases, the written seconds;
+    # the cycle runs 0, 1, 2; the engine's intergreen is 5 s and its minimum green 5 s
+    rows = [
+        (phase_greens({r}, {r, a}, {r, b}), [False, True, True], [5, 30, 30]),  # CityFlow's: folds into 1
+        (phase_greens({r}, {r, a}, {r, b}), [False, True, True], [10, 30, 30]),  # shown 10 s as written: kept
+        (phase_greens({r, c}, {r, a}, {r, b}), [False, True, True], [5, 30, 30]),  # c would lose its green
+        (phase_greens({r, a}, {r}, {r, a, b}), [True, False, True], [30, 5, 30]),  # a is cut between 0 and 2
+        (phase_greens({r}, {r, a}, {r}), [True, True, False], [30, 30, 3]),  # wraps: 2 folds into 0
+    ]
+    green = torch.tensor([greens for greens, _, _ in rows])
+    signal = torch.tensor([signals for _, signals, _ in rows])
+    durations = torch.tensor([seconds for _, _, seconds in rows], dtype=torch.float32)
+    phases = torch.arange(3).expand(len(rows), -1)
+    used = torch.ones(len(rows), 3, dtype=torch.bool)
+    assert folded_transitions(green, signal, phases, durations, used, 5, 5).tolist() == [
+        [1, 1, 2], [0, 1, 2], [0, 1, 2], [0, 1, 2], [0, 1, 0]]
+    # no intergreen and no minimum green (the CityFlow fidelity runs): every transition is shown as written
+    assert folded_transitions(green, signal, phases, durations, used, 0, 0).tolist() == [[0, 1, 2]] * 5
+
+
 def test_controllers_by_config_name_are_built_once_and_bad_parameters_name_the_field():
     import agents.classical as classical
 

@@ -3,8 +3,17 @@
 ``plan="roadnet"`` commands each intersection's ``lightphases`` in order with their written
 durations (CityFlow's own behaviour when it runs the plan). The engine's intergreen (yellow +
 all-red) is inserted inside the commanded phase's time, so the cycle length is the written
-one; the engine's minimum green also holds a transition phase (right turns only), which delays
-the next phase by up to ``min_green_s`` (docs/controllers.md gives the effect).
+one. A transition phase (one serving right turns only, such as CityFlow's 5 s phase 0) is
+commanded as written where the engine can show it for its written time. Where it cannot (its
+written time is shorter than the engine's intergreen plus minimum green, which also holds a
+phase that shows no new green), the next signal phase is commanded for the transition's time and
+its own instead, so the engine's intergreen runs where the transition was written and the next
+green starts when the plan has it (when the intergreen is as long as the transition, as on the
+CityFlow datasets: 5 s each) or when the intergreen ends (when it is longer). Commanding the
+transition there would start the next green ``min_green_s`` late. Only where the lights shown are
+the plan's: every green of the transition is green in the next signal phase, and every movement
+green in both the previous and the next signal phase is green in the transition; elsewhere, and
+at the start of a run while the engine still shows the transition, it is commanded as written.
 ``plan="uniform"`` gives each signal phase (transition phases excluded) an equal share of
 ``cycle_s`` (which only it reads: a cycle changed under the roadnet plan is refused).
 """
@@ -62,6 +71,10 @@ class FixedTime:
         # order the used phases first so the cycle is a prefix of each row
         order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)
         self._phases = phases.gather(1, order)
+        params = sim.params
+        self._commanded = folded_transitions(net.phase_green, net.signal_phase, self._phases,
+                                             durations.gather(1, order), valid.gather(1, order),
+                                             params.yellow_s + params.all_red_s, params.min_green_s)
         self._ends = torch.cumsum(torch.where(valid, durations, 0.0).gather(1, order), 1)  # [I, P]
         self._cycle = self._ends[:, -1].clamp(min=1e-9)  # [I]
 
@@ -71,5 +84,36 @@ class FixedTime:
         t = sim.state.t.to(torch.float32).unsqueeze(1) + self.offset_s  # [B, 1]
         in_cycle = torch.remainder(t, self._cycle.unsqueeze(0))  # [B, I]
         slot = (in_cycle.unsqueeze(-1) >= self._ends.unsqueeze(0)).sum(-1)  # [B, I]
-        slot = slot.clamp(max=self._phases.shape[1] - 1)
-        return torch.gather(self._phases.expand(t.shape[0], -1, -1), 2, slot.unsqueeze(-1)).squeeze(-1)
+        slot = slot.clamp(max=self._phases.shape[1] - 1).unsqueeze(-1)
+        written = torch.gather(self._phases.expand(t.shape[0], -1, -1), 2, slot).squeeze(-1)
+        commanded = torch.gather(self._commanded.expand(t.shape[0], -1, -1), 2, slot).squeeze(-1)
+        # at the start of a run every intersection shows phase 0 (a transition on the datasets): it
+        # keeps it for its written time, as the plan does, instead of leaving it at once
+        return torch.where(sim.state.phase == written, written, commanded)
+
+
+def folded_transitions(phase_green: torch.Tensor, signal_phase: torch.Tensor, phases: torch.Tensor,
+                       durations: torch.Tensor, used: torch.Tensor, intergreen_s: float,
+                       min_green_s: float) -> torch.Tensor:
+    """The phase to command in each slot of the cycle ``phases [I, P]`` (written ``durations``, the
+    `used` slots first): the slot's own phase, except a transition phase that the engine would hold
+    past its written time, which folds into the next signal phase where that shows the same lights
+    (module doc). ``phase_green [I, P, K]`` and ``signal_phase [I, P]`` are indexed by phase."""
+    commanded = phases.clone()
+    green, signal, cycle, written, in_use = (x.cpu().numpy() for x in (phase_green, signal_phase, phases,
+                                                                       durations, used))
+    for inter in range(cycle.shape[0]):
+        row = [(int(p), float(d)) for p, d, u in zip(cycle[inter], written[inter], in_use[inter]) if u]
+        signals = [k for k, (p, _) in enumerate(row) if signal[inter, p]]
+        for k, (phase, duration) in enumerate(row):
+            if signal[inter, phase] or not signals:
+                continue
+            following = row[min((j for j in signals if j > k), default=signals[0])][0]
+            preceding = row[max((j for j in signals if j < k), default=signals[-1])][0]
+            kept = green[inter, phase]
+            cut = green[inter, preceding] & ~kept
+            held_longer = duration < intergreen_s * bool(cut.any()) + min_green_s
+            if held_longer and not (kept & ~green[inter, following]).any() and not (
+                    cut & green[inter, following]).any():
+                commanded[inter, k] = following
+    return commanded
