@@ -285,5 +285,6 @@ def main(argv: list[str] | None = None) -> int:
             server.close()
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())
