@@ -88,8 +88,8 @@ def _attach_detector_faults(perturbation: Perturbation, scenario: Scenario, batc
     readers = [name for name, controller in zip(controllers, built) if hasattr(controller, "detectors")]
     others = [name for name in controllers if name not in readers]  # their perturbed rows are their clean ones
     say(f"detector faults reach the controllers that read lane detectors ({', '.join(readers) or 'none'}), not "
-        f"{', '.join(others) or 'others'}: fixed-time plans read no detector, efficient_mp and advanced_mp read "
-        "the engine's state (their rows under faults are their clean ones)")
+        f"{', '.join(others) or 'others'}: fixed-time plans read no detector (their rows under faults are their "
+        "clean ones)")
 
 
 class StepRecorder:

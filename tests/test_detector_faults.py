@@ -1,5 +1,5 @@
 """Detector faults (envs/incidents/detector_faults.py): stuck, dead, noisy and dropped readings,
-and how max pressure, SOTL and the RL observations read through them."""
+and how max pressure, SOTL, Efficient-/Advanced-MP and the RL observations read through them."""
 
 from __future__ import annotations
 
@@ -127,6 +127,93 @@ def test_sotl_reads_faulty_approach_detectors_split_by_true_shares_and_falls_bac
     counts = noisy.approaching(sim, 80.0)
     assert torch.equal(counts[0], true_counts[0]) and not torch.equal(counts[1], true_counts[1])
     assert float(counts.min()) >= 0.0
+
+
+def _loaded_grid():
+    scenario = small_grid(2, 2, rate=900.0, horizon=900, seed=3)
+    sim = Simulator(scenario.network, scenario.demand(copies=2), EngineParams(min_green_s=0))
+    sim.run(300, MaxPressure(min_green_s=0))  # load the network
+    return scenario, sim
+
+
+def test_efficient_and_advanced_mp_read_faulty_halting_and_running_detectors_and_fall_back_when_blind():
+    from agents.classical import AdvancedMaxPressure, EfficientMaxPressure
+    from envs.engine.movement_readings import effective_running, movement_queue
+
+    scenario, sim = _loaded_grid()
+    network = scenario.network
+    faults = _faults(scenario, dead_p=0.5)
+    faults.start_episode(1, "eval", 0)  # copy 0 stays clean
+    dead_inter = faults.lane_owner[faults.dead[1]].unique()
+    assert 0 < len(dead_inter) < network.num_intersections
+    alive = torch.ones(network.num_intersections, dtype=torch.bool)
+    alive[dead_inter] = False
+    plan = FixedTime()
+    plan.reset(sim)
+    fixed = plan.act(sim)
+    for cls in (EfficientMaxPressure, AdvancedMaxPressure):
+        truth, faulty = cls(min_green_s=0), cls(min_green_s=0, detectors=faults)
+        truth.reset(sim)
+        faulty.reset(sim)
+        (true_pressure, true_queue), (pressure, queue) = truth.movement_pressure(sim), faulty.movement_pressure(sim)
+        assert torch.equal(pressure[0], true_pressure[0]) and torch.equal(queue[0], true_queue[0])
+        per_inter = queue[1].reshape(network.num_intersections, -1)  # movements are grouped by intersection
+        true_per_inter = true_queue[1].reshape(network.num_intersections, -1)
+        assert float(per_inter[~alive].sum()) == 0.0 < float(true_per_inter[~alive].sum())  # dead: nothing seen
+        assert torch.equal(per_inter[alive], true_per_inter[alive])  # live detectors report the truth
+        seen, true_command = faulty.act(sim), truth.act(sim)
+        assert torch.equal(seen[0], true_command[0])
+        assert torch.equal(seen[1, ~alive], fixed[1, ~alive])  # blind intersections run the plan
+    assert torch.equal(movement_queue(network, sim.state), EfficientMaxPressure().movement_pressure(sim)[1])
+    # noise reaches the running count too: its own stream, a lane's count split over its movements, >= 0
+    noisy = AdvancedMaxPressure(min_green_s=0, detectors=_faults(scenario, noise_std=3.0))
+    noisy.detectors.start_episode(1, "eval", 0)
+    noisy.reset(sim)
+    clean = AdvancedMaxPressure(min_green_s=0)
+    clean.reset(sim)
+    running, true_running = noisy.running_on_green(sim), clean.running_on_green(sim)
+    assert float(effective_running(network, sim.state, 10.0).sum()) > 0  # vehicles to count
+    assert torch.equal(running[0], true_running[0]) and not torch.equal(running[1], true_running[1])
+    assert float(running.min()) >= 0.0
+
+
+def test_controllers_counting_different_zones_never_freeze_each_others_stuck_readings():
+    """In an evaluation every controller reads one faults object: a stuck lane shows, to each
+    controller, what that controller's own zone counted when it froze (SOTL's approach distance,
+    Advanced-MP's horizon), not what another controller counted there first."""
+    from agents.classical import SOTL, AdvancedMaxPressure
+
+    scenario, sim = _loaded_grid()
+
+    def reading(controller):
+        controller.reset(sim)
+        if isinstance(controller, SOTL):
+            return controller.approaching(sim, controller.distance_m)
+        return controller.running_on_green(sim)
+
+    def read(build, other=None):
+        faults = _faults(scenario, stuck_p=1.0, stuck_at_s=0)
+        faults.start_episode(1, "eval", 0)
+        if other is not None:  # another controller reads (and freezes) first
+            reading(other(faults))
+        return reading(build(faults))
+
+    def near(faults):
+        return SOTL(min_green_s=0, distance_m=40.0, detectors=faults)
+
+    def far(faults):
+        return SOTL(min_green_s=0, distance_m=150.0, detectors=faults)
+
+    def short(faults):
+        return AdvancedMaxPressure(min_green_s=0, horizon_s=3.0, detectors=faults)
+
+    def long(faults):
+        return AdvancedMaxPressure(min_green_s=0, horizon_s=30.0, detectors=faults)
+
+    assert float(read(near).sum()) < float(read(far).sum())  # the zones count different vehicles ...
+    assert torch.equal(read(near, far), read(near))  # ... and each freezes its own
+    assert float(read(short).sum()) < float(read(long).sum())
+    assert torch.equal(read(short, long), read(short))
 
 
 def test_detector_faults_change_observations_never_rewards():

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import envs
-from agents.classical import CONTROLLERS, MaxPressure, SOTL
+from agents.classical import CONTROLLERS, SOTL, AdvancedMaxPressure, EfficientMaxPressure, MaxPressure
 from envs.engine import Simulator
 from envs.engine.intersections import intersection_layout
 from envs.evaluation.metrics import METRIC_NAMES
@@ -152,7 +152,7 @@ def test_each_classical_controller_runs_on_the_device_as_on_the_cpu(device, name
     assert_same_state(*sims)
 
 
-@pytest.mark.parametrize("cls", [MaxPressure, SOTL])
+@pytest.mark.parametrize("cls", [MaxPressure, SOTL, EfficientMaxPressure, AdvancedMaxPressure])
 def test_detector_reading_controllers_run_under_faults_on_the_device(device, cls):
     scenario = small_grid(2, 2, rate=600.0, horizon=300, seed=3)
     network = scenario.network.to(device)

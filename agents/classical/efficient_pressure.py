@@ -19,19 +19,28 @@ Zhang et al. decide every 15 s (their action interval, with ``horizon_s`` 15 s: 
 11.1 m/s) and ``weight`` 1. Here, as `max_pressure`, a controller reconsiders every second once
 min green has passed; ``horizon_s`` is what the running vehicles must reach the stop line within.
 Ties go to the phase with more halting vehicles, then to the lowest index. Transition phases
-(right turns only) are never chosen. The true state is read: these controllers take no
-detector faults (``detectors`` is not a field, so evaluate.py's faulty detectors pass them by).
+(right turns only) are never chosen.
+
+Both run on lane detectors: a halting count per lane (the queues, the lanes each movement leads
+into) and, for Advanced-MP, a count of the moving vehicles within ``horizon_s`` of the stop line.
+With ``detectors`` set they read what faulty ones report, each lane's count split over the
+movements its vehicles take next in their true shares, with a fixed-time fail-safe where an
+intersection's detectors are all dead (`agents.classical.detector_readings`); without, the true
+counts.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from agents.classical.detector_readings import FaultyReadings
 from envs.engine.intersections import always_green
-from envs.engine.movement_readings import effective_running, efficient_pressure, movement_queue
+from envs.engine.movement_readings import (
+    effective_running, efficient_pressure, exit_mean, halting_vehicles, movement_queue, running_vehicles,
+)
 from envs.engine.signals import green_elapsed
 from envs.engine.simulator import Simulator
 from envs.errors import ConfigError
@@ -60,6 +69,9 @@ def phase_scores(sim: Simulator, movement: torch.Tensor) -> torch.Tensor:
 @dataclass
 class EfficientMaxPressure:
     min_green_s: float = 10.0
+    # faulty lane detectors (envs.incidents.perturbations.DetectorFaults); None reads the true counts
+    detectors: object | None = field(default=None, repr=False, compare=False)
+    _readings = None  # FaultyReadings over `detectors`, built by reset
 
     def _source(self) -> str:
         return "<controller:efficient_mp>"
@@ -72,21 +84,37 @@ class EfficientMaxPressure:
 
     def reset(self, sim: Simulator) -> None:
         self._validate()
+        self._readings = FaultyReadings(self.detectors, sim) if self.detectors is not None else None
+
+    def movement_pressure(self, sim: Simulator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Efficient pressure and queue of every movement ``[B, M]`` each, as the halting
+        detectors report them."""
+        network, state, halting_speed = sim.network, sim.state, sim.params.halting_speed
+        if self._readings is None:
+            return efficient_pressure(network, state, halting_speed), movement_queue(network, state, halting_speed)
+        queue, per_lane = self._readings.by_movement("lane_halting", state, *halting_vehicles(network, state,
+                                                                                              halting_speed))
+        return queue * network.movement_valid - exit_mean(network, per_lane), queue
 
     def phase_pressure(self, sim: Simulator) -> torch.Tensor:
         """Efficient pressure of every phase ``[B, I, P]`` (-inf for non-signal phases)."""
-        return phase_scores(sim, efficient_pressure(sim.network, sim.state, sim.params.halting_speed))
+        return phase_scores(sim, self.movement_pressure(sim)[0])
 
-    def best_phase(self, sim: Simulator, pressure: torch.Tensor) -> torch.Tensor:
-        queue = movement_queue(sim.network, sim.state, sim.params.halting_speed)
+    def best_phase(self, sim: Simulator, pressure: torch.Tensor, queue: torch.Tensor) -> torch.Tensor:
+        """The signal phase of highest efficient pressure `pressure` ``[B, I, P]``, ties to the
+        larger movement `queue` ``[B, M]``."""
         return (pressure + TIE_BREAK * phase_scores(sim, queue)).argmax(-1)
 
     def ready(self, sim: Simulator) -> torch.Tensor:
         return green_elapsed(sim.network, sim.params, sim.state) >= self.min_green_s
 
+    def fail_safe(self, sim: Simulator, command: torch.Tensor) -> torch.Tensor:
+        return command if self._readings is None else self._readings.fail_safe(sim, command)
+
     def act(self, sim: Simulator) -> torch.Tensor:
-        pressure = self.phase_pressure(sim)
-        return torch.where(self.ready(sim), self.best_phase(sim, pressure), -1)
+        movement, queue = self.movement_pressure(sim)
+        best = self.best_phase(sim, phase_scores(sim, movement), queue)
+        return self.fail_safe(sim, torch.where(self.ready(sim), best, -1))
 
 
 @dataclass
@@ -103,12 +131,21 @@ class AdvancedMaxPressure(EfficientMaxPressure):
         _number(self._source(), "weight", self.weight, 0, False)
 
     def running_on_green(self, sim: Simulator) -> torch.Tensor:
-        """Effective running vehicles of each intersection's current phase ``[B, I]``."""
-        running = effective_running(sim.network, sim.state, self.horizon_s, sim.params.halting_speed)
+        """Effective running vehicles of each intersection's current phase ``[B, I]``, as the
+        detectors over each lane's last ``horizon_s`` of driving report them."""
+        network, state, halting_speed = sim.network, sim.state, sim.params.halting_speed
+        if self._readings is None:
+            running = effective_running(network, state, self.horizon_s, halting_speed)
+        else:  # the halting reading decides which intersections are blind
+            lane, moving = running_vehicles(network, state, self.horizon_s, halting_speed)
+            running, _ = self._readings.by_movement("lane_running", state, lane, moving, sets_blind=False,
+                                                    zone=self.horizon_s)
         per = phase_scores(sim, running)  # [B, I, P]; -inf on a non-signal phase, never kept
-        return torch.gather(per, 2, sim.state.phase.unsqueeze(-1)).squeeze(-1)
+        return torch.gather(per, 2, state.phase.unsqueeze(-1)).squeeze(-1)
 
     def act(self, sim: Simulator) -> torch.Tensor:
-        pressure = self.phase_pressure(sim)
+        movement, queue = self.movement_pressure(sim)
+        pressure = phase_scores(sim, movement)
         keep = self.weight * self.running_on_green(sim) >= pressure.amax(-1)
-        return torch.where(self.ready(sim) & ~keep, self.best_phase(sim, pressure), -1)
+        command = torch.where(self.ready(sim) & ~keep, self.best_phase(sim, pressure, queue), -1)
+        return self.fail_safe(sim, command)

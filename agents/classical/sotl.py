@@ -54,7 +54,7 @@ from agents.classical.detector_readings import FaultyReadings
 from envs.engine.simulator import Simulator
 from envs.engine.signals import green_elapsed
 from envs.errors import CommandError, ConfigError
-from envs.engine.intersections import always_green, lane_movements
+from envs.engine.intersections import always_green
 
 SOURCE = "<controller:sotl>"
 CYCLIC_TIE_BREAK = 1e-3  # prefers the cyclically next phase among equal counts (counts are whole)
@@ -131,9 +131,6 @@ class SOTL:
         self._readings = None
         if self.detectors is not None:
             self._readings = FaultyReadings(self.detectors, sim)
-            # [L, M] share of each lane's phantom vehicles per movement it serves (rows sum to 1)
-            serves = lane_movements(net).to(torch.float32)
-            self._lane_share = serves / serves.sum(1, keepdim=True).clamp(min=1.0)
 
     def approaching(self, sim: Simulator, distance: float) -> torch.Tensor:
         """Vehicles within `distance` metres of the stop line, by next movement ``[B, I, K]``
@@ -147,22 +144,15 @@ class SOTL:
         move = state.veh_move[:, :slots]  # the engine's cache of each vehicle's next movement
         near = active & (to_stop <= distance) & (move >= 0)
         moves, batch = net.num_movements, lane.shape[0]
-        weight = near.to(torch.float32)  # each vehicle's count toward its movement
-        phantom = None
-        if self._readings is not None:
-            lanes = net.num_lanes
-            near_lane = torch.where(near, lane, lanes)
-            true = torch.zeros(batch, lanes + 1, device=lane.device).scatter_add_(1, near_lane, weight)[:, :lanes]
-            main = distance == self.distance_m  # the platoon detector has its own noise stream
-            seen = self._readings.read("approach" if main else "approach_platoon", true, state.t, sets_blind=main)
-            ratio = torch.where(true > 0, seen / true.clamp(min=1.0), 0.0)  # true shares of a lane's count
-            weight = weight * torch.gather(torch.cat([ratio, ratio[:, :1]], 1), 1, near_lane)
-            phantom = torch.where(true > 0, 0.0, seen) @ self._lane_share  # [B, M]
+        if self._readings is not None:  # the platoon detector has its own noise stream
+            main = distance == self.distance_m
+            seen, _ = self._readings.by_movement("approach" if main else "approach_platoon", state, lane, near, main,
+                                                 zone=distance)
+            return seen.reshape(batch, net.num_intersections, -1)
         index = torch.where(near, move, moves)
         out = torch.zeros(batch, moves + 1, dtype=torch.float32, device=lane.device)
-        out.scatter_add_(1, index, weight)
-        out = out[:, :moves] if phantom is None else out[:, :moves] + phantom
-        return out.reshape(batch, net.num_intersections, -1)
+        out.scatter_add_(1, index, near.to(torch.float32))
+        return out[:, :moves].reshape(batch, net.num_intersections, -1)
 
     def act(self, sim: Simulator) -> torch.Tensor:
         if not hasattr(self, "_phase_green"):  # an AttributeError before

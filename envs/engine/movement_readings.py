@@ -68,18 +68,30 @@ def approach_by_movement(
     return _by_movement(network, state, near & ~halting), _by_movement(network, state, near & halting)
 
 
+def halting_vehicles(
+    network: Network, state: SimState, halting_speed: float = 0.1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each slot's lane and whether it holds a halting vehicle ``[B, S]`` each: what a lane's
+    halting detector counts."""
+    lane, active, _ = _vehicles(network, state)
+    return lane, active & (state.veh_speed[:, : active.shape[1]] < halting_speed)
+
+
 def movement_queue(network: Network, state: SimState, halting_speed: float = 0.1) -> torch.Tensor:
     """Halting vehicles by next movement, anywhere on their lane ``[B, M]``."""
-    _, active, _ = _vehicles(network, state)
-    halting = state.veh_speed[:, : active.shape[1]] < halting_speed
-    return _by_movement(network, state, active & halting)
+    return _by_movement(network, state, halting_vehicles(network, state, halting_speed)[1])
 
 
 def exit_queue_mean(network: Network, state: SimState, halting_speed: float = 0.1) -> torch.Tensor:
     """Mean halting vehicles over the lanes each movement leads into ``[B, M]`` (0 for padding
     movements and movements without exit lanes)."""
+    return exit_mean(network, lane_halting(state, network.num_lanes, halting_speed).to(torch.float32))
+
+
+def exit_mean(network: Network, per_lane: torch.Tensor) -> torch.Tensor:
+    """Mean of a per-lane reading ``[B, L]`` float over the lanes each movement leads into
+    ``[B, M]`` (0 for padding movements and movements without exit lanes)."""
     lanes = network.num_lanes
-    per_lane = lane_halting(state, lanes, halting_speed).to(torch.float32)
     per_lane = torch.cat([per_lane, torch.zeros_like(per_lane[:, :1])], 1)  # column L: padding
     out_lanes = network.movement_out_lanes  # [M, E]
     index = torch.where(out_lanes >= 0, out_lanes, lanes)
@@ -101,10 +113,19 @@ def effective_running(
     """Zhang et al.'s effective running vehicles per movement ``[B, M]``: moving vehicles that
     take the movement next and are within the distance the lane's speed limit covers in
     `horizon_s` seconds of the stop line, i.e. those that can reach it within the next interval."""
+    return _by_movement(network, state, running_vehicles(network, state, horizon_s, halting_speed)[1])
+
+
+def running_vehicles(
+    network: Network, state: SimState, horizon_s: float, halting_speed: float = 0.1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each slot's lane and whether it holds a moving vehicle within the distance the lane's speed
+    limit covers in `horizon_s` seconds of the stop line ``[B, S]`` each (`effective_running`,
+    per lane: what a detector over that stretch counts)."""
     lane, active, to_stop = _vehicles(network, state)
     reach = network.lane_max_speed[lane] * horizon_s
     moving = state.veh_speed[:, : lane.shape[1]] >= halting_speed
-    return _by_movement(network, state, active & moving & (to_stop <= reach))
+    return lane, active & moving & (to_stop <= reach)
 
 
 def movement_red_elapsed(network: Network, params: EngineParams, state: SimState) -> torch.Tensor:

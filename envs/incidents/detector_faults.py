@@ -13,7 +13,7 @@ from envs.scenario.network import Network
 from envs.scenario.splits import split_seed
 
 _READING_KEY = {"lane_count": 0, "lane_halting": 1, "approach": 2, "approach_platoon": 3,  # noise streams
-                "approach_moving": 4, "approach_halting": 5}
+                "approach_moving": 4, "approach_halting": 5, "lane_running": 6}
 
 
 class DetectorFaults:
@@ -38,8 +38,8 @@ class DetectorFaults:
         self.lane_owner = owner[:lanes].to(network.device)
         self.stuck = torch.zeros(copies, lanes, dtype=torch.bool, device=network.device)
         self.dead = torch.zeros(copies, lanes, dtype=torch.bool, device=network.device)
-        self.frozen: dict[str, torch.Tensor] = {}  # reading -> [B, L] values stuck lanes show
-        self.frozen_set: dict[str, torch.Tensor] = {}  # reading -> [B] already frozen this episode
+        self.frozen: dict[str, torch.Tensor] = {}  # reading (and zone) -> [B, L] values stuck lanes show
+        self.frozen_set: dict[str, torch.Tensor] = {}  # reading (and zone) -> [B] already frozen this episode
         self.enabled = torch.zeros(copies, dtype=torch.bool, device=network.device)  # copies with faults
         self.episode = [("", -1)] * copies  # (split, index) each copy's faults were drawn for
 
@@ -64,10 +64,13 @@ class DetectorFaults:
             flags[copy] = False
 
     def apply(self, name: str, values: torch.Tensor, t: torch.Tensor, upper: torch.Tensor | None = None,
-              missing: float = 0.0) -> torch.Tensor:
+              missing: float = 0.0, zone: float | None = None) -> torch.Tensor:
         """The detectors' view of true per-lane `values` ``[B, L]`` at steps `t` ``[B]`` (copies
         whose episode was started with faults; the others read true). `upper` ``[L]``: the most
-        a lane's detector can report (what the lane holds)."""
+        a lane's detector can report (what the lane holds). `name` picks the noise stream; a
+        reading whose values depend on a parameter (an approach zone of `zone` metres or seconds)
+        keeps what its stuck lanes show apart per `zone`: two controllers counting different zones
+        share one faults object in an evaluation, and neither may freeze the other's count."""
         if not self.active or not bool(self.enabled.any()):
             return values
         spec, true, out = self.spec, values.to(torch.float32), values.to(torch.float32)
@@ -80,12 +83,13 @@ class DetectorFaults:
             lost = lost | (dropped.to(out.device) < spec.dropout_p)
         if spec.stuck_p > 0:  # freeze each stuck lane at what it showed at its first reading from stuck_at_s on
             # (after the noise: the frozen value held still; noise added after it kept moving it)
-            done = self.frozen_set.setdefault(name, torch.zeros(out.shape[0], dtype=torch.bool, device=out.device))
+            key = name if zone is None else f"{name}@{zone:g}"
+            done = self.frozen_set.setdefault(key, torch.zeros(out.shape[0], dtype=torch.bool, device=out.device))
             due = (t >= spec.stuck_at_s) & ~done
-            frozen = self.frozen.get(name, torch.zeros_like(out))
-            self.frozen[name] = torch.where(due.unsqueeze(1), out, frozen)
+            frozen = self.frozen.get(key, torch.zeros_like(out))
+            self.frozen[key] = torch.where(due.unsqueeze(1), out, frozen)
             done |= due
-            out = torch.where(self.stuck & (t >= spec.stuck_at_s).unsqueeze(1), self.frozen[name], out)
+            out = torch.where(self.stuck & (t >= spec.stuck_at_s).unsqueeze(1), self.frozen[key], out)
         out = torch.where(lost, torch.full_like(out, missing), out)
         return torch.where(self.enabled.unsqueeze(1), out, true)
 
