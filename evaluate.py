@@ -75,16 +75,24 @@ def _demand_spec(cfg: DictConfig) -> DemandSpec:
 
 def _attach_detector_faults(perturbation: Perturbation, scenario: Scenario, batch: EvaluationBatch,
                             controllers: list[str], built: list) -> None:
-    """Faulty detectors on the perturbed copies, for the controllers that read them."""
-    detectors = DetectorFaults(perturbation, scenario.network, intersection_layout(scenario.network).in_lanes,
-                               batch.copies)
-    if not detectors.active:
+    """Faulty detectors on the perturbed copies, for the controllers that read them. Each reader
+    gets its own `DetectorFaults`, drawn alike (every draw is a function of the seed, the copy's
+    sample, the time and the reading), so what a stuck lane holds is frozen by that controller's
+    own first reading from `stuck_at_s` on (a policy reads at its decisions), never by another
+    controller's: a controller's rows do not depend on which others share the batch."""
+    in_lanes = intersection_layout(scenario.network).in_lanes
+
+    def faults() -> DetectorFaults:
+        detectors = DetectorFaults(perturbation, scenario.network, in_lanes, batch.copies)
+        for b in range(batch.copies // batch.conditions, batch.copies):
+            detectors.start_episode(b, "eval", b % batch.seeds)
+        return detectors
+
+    if perturbation.detectors is None or perturbation.detectors.is_clean:
         return
-    for b in range(batch.copies // batch.conditions, batch.copies):
-        detectors.start_episode(b, "eval", b % batch.seeds)
     for controller in built:
         if hasattr(controller, "detectors"):
-            controller.detectors = detectors
+            controller.detectors = faults()
     readers = [name for name, controller in zip(controllers, built) if hasattr(controller, "detectors")]
     others = [name for name in controllers if name not in readers]  # their perturbed rows are their clean ones
     say(f"detector faults reach the controllers that read lane detectors ({', '.join(readers) or 'none'}), not "

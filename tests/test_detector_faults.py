@@ -286,3 +286,28 @@ def test_features_that_faults_do_not_reach_are_refused_under_faults(tmp_path):
                                           "perturbation=detector_faults", "controllers=[]",
                                           f"checkpoint={checkpoint}"), tmp_path)
     assert error.value.source == str(checkpoint) and error.value.field == "env.observations"
+
+
+def test_a_policys_rows_under_stuck_detectors_do_not_depend_on_the_controllers_beside_it(tmp_path):
+    """A stuck lane freezes at its reader's first reading from `stuck_at_s` on: a policy reads at
+    its decisions, max pressure every second. Each controller of an evaluation gets its own
+    faults, so beside max pressure the policy still sees what it froze itself (before, it saw
+    max pressure's reading at 603 s instead of its own at 605 s)."""
+    import csv
+
+    import evaluate
+    from tests.deploy_fixtures import untrained
+    from tests.test_evaluate import evaluate_config
+
+    checkpoint = untrained(small_grid(4, 4, horizon=60), "shared", tmp_path / "p.zip")  # grid_4x4's layout
+    rows = {}
+    for beside in ("[]", "[max_pressure]"):
+        out = tmp_path / f"beside{len(beside)}"
+        out.mkdir()
+        evaluate.evaluate(evaluate_config(
+            "scenario=grid_4x4", "eval.steps=1200", "eval.seeds=2", "eval.progress=false", "eval.plots=false",
+            f"controllers={beside}", f"checkpoint={checkpoint}", "perturbation=detector_faults",
+            "perturbation.detectors.stuck_p=1.0", "perturbation.detectors.stuck_at_s=603"), out)
+        rows[beside] = {(r["condition"], r["seed"]): r["travel_time/mean"]
+                        for r in csv.DictReader(open(out / "metrics.csv")) if r["controller"] == "ppo_shared"}
+    assert rows["[]"] == rows["[max_pressure]"] and len(rows["[]"]) == 4

@@ -360,3 +360,27 @@ def test_webster_phase_set_all_uses_every_signal_phase(grid_4x4):
     assert torch.equal(every.phases_used, grid_4x4.network.signal_phase)
     assert torch.equal(cover.phases_used, every.phases_used)  # on the grid each movement has one phase
     assert np.allclose(cover.cycle_s.numpy(), cover.durations.sum(1).numpy())
+
+
+def test_webster_in_an_evaluation_designs_its_plan_from_the_clean_demand_not_the_surged_copies(tmp_path):
+    """evaluate.py runs the clean and the perturbed demands in one batch: under a surge Webster's
+    plan stays the one designed for the usual demand, so its clean rows are those of a clean run
+    (before, the plan averaged in the surged copies' trips and its clean rows moved)."""
+    import csv
+
+    import evaluate
+    from tests.test_evaluate import evaluate_config
+
+    rows = {}
+    for perturbation in ("clean", "surge"):
+        out = tmp_path / perturbation
+        out.mkdir()
+        evaluate.evaluate(evaluate_config("scenario=grid_1x1", "eval.steps=600", "eval.seeds=2", "eval.progress=false",
+                                          "eval.plots=false", "controllers=[fixed_time_webster]",
+                                          f"perturbation={perturbation}", "perturbation.surge.start_s=0"
+                                          if perturbation == "surge" else "perturbation.seed=0"), out)
+        rows[perturbation] = {(r["condition"], r["seed"]): r["travel_time/mean"]
+                              for r in csv.DictReader(open(out / "metrics.csv"))}
+    clean = {key: value for key, value in rows["surge"].items() if key[0] == "clean"}
+    assert clean == rows["clean"] and len(clean) == 2
+    assert all(rows["surge"][("surge", s)] != rows["clean"][("clean", s)] for s in "01")  # the surge is felt

@@ -10,7 +10,10 @@ Plan, per intersection (each intersection gets its own cycle; no offsets between
    the ``window_s`` seconds with the most departures in the network (``window="busiest"``; the
    whole of ``[0, H)`` when shorter). Trips are counted by their departure time, not by when
    they reach the intersection. With B copies the flows are the **mean over copies** (one plan
-   for all copies: the plan of the expected demand, not of each copy's own realisation). A lane
+   for all copies: the plan of the expected demand, not of each copy's own realisation), over
+   the ``design_copies`` only where that mask is set: evaluate.py's runner sets it to the clean
+   condition's copies, so under a surge the plan is the one designed for the usual demand, and
+   the perturbed rows measure how it copes (the clean rows do not move with the perturbation). A lane
    shared by several movements is not pooled: each movement divides its own flow by its own
    lanes.
 2. **Flow ratios.** ``y_k = flow_k / saturation_flow_vph`` per movement. Movements green in every
@@ -59,7 +62,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -89,6 +92,8 @@ class FixedTimeWebster:
     window_s: int = 3600  # busiest window only
     phase_set: str = "cover"  # "cover" | "all"
     offset_s: float = 0.0
+    # bool [B]: the copies whose demand the plan is designed from (None: all); set by the runner
+    design_copies: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     # ---------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -128,11 +133,12 @@ class FixedTimeWebster:
 
     # ---------------------------------------------------------------------------------------
     def demand_flows_vph(self, network: Network, demand: Demand) -> torch.Tensor:
-        """Demand flow per movement and incoming lane, veh/h ``[M]`` (mean over copies)."""
+        """Demand flow per movement and incoming lane, veh/h ``[M]`` (mean over the design copies)."""
         batch, trips = demand.batch_size, demand.max_trips
         legs = demand.route_legs
+        design = self._design_rows(batch, demand.depart.device)
         depart = demand.per_copy(demand.depart)[:, :trips]
-        real = depart < NEVER
+        real = (depart < NEVER) & design.unsqueeze(1)
         # the last real departure, not demand.horizon: a demand stacked to a larger padded shape
         # has a longer horizon than its trips
         horizon = int(torch.where(real, depart, -1).max()) + 1 if bool(real.any()) else 1
@@ -156,9 +162,18 @@ class FixedTimeWebster:
         count = torch.zeros(batch, moves + 1, dtype=torch.float64, device=depart.device)
         ones = torch.ones(used.numel() // batch, dtype=torch.float64, device=depart.device)
         count.scatter_add_(1, used.reshape(batch, -1), ones.expand(batch, -1))
-        per_hour = count[:, :moves].mean(0) * 3600.0 / width
+        per_hour = count[:, :moves][design].mean(0) * 3600.0 / width
         lanes = (network.movement_in_lanes >= 0).sum(1).clamp(min=1).to(torch.float64)
         return torch.where(network.movement_valid, per_hour / lanes, 0.0)
+
+    def _design_rows(self, batch: int, device: torch.device) -> torch.Tensor:
+        if self.design_copies is None:
+            return torch.ones(batch, dtype=torch.bool, device=device)
+        rows = torch.as_tensor(self.design_copies, device=device)
+        if rows.shape != (batch,) or rows.dtype != torch.bool or not bool(rows.any()):
+            raise ConfigError(SOURCE, "design_copies", tuple(rows.shape),
+                              f"expected a bool mask over the {batch} copies with at least one set")
+        return rows
 
     # ---------------------------------------------------------------------------------------
     def reset(self, sim: Simulator) -> None:

@@ -6,7 +6,9 @@ clean demands first; evaluate.py adds a perturbed condition). Every controller s
 demands, so results are paired by seed. The controllers are passed to `run`, so one batch (and
 its simulator, whose vehicle-slot pool grows once) serves many evaluations of new controllers.
 A controller with a ``probe_samples`` attribute (a policy that observes probe vehicles) is told
-each copy's eval seed, which keys the copy's probe vehicles (`agents.ppo.policy`).
+each copy's eval seed, which keys the copy's probe vehicles (`agents.ppo.policy`); one with a
+``design_copies`` attribute (a plan designed from the demand: `fixed_time_webster`) is told the
+clean condition's copies, so a surge in the perturbed condition does not redesign its plan.
 """
 
 from __future__ import annotations
@@ -100,6 +102,8 @@ class EvaluationBatch:
         for controller in controllers:  # probe-reading policies key each copy's probes by its eval seed
             if hasattr(controller, "probe_samples"):
                 controller.probe_samples = [("eval", int(s)) for s in self.seed]
+            if hasattr(controller, "design_copies"):  # a plan from the demand: from the clean demand
+                controller.design_copies = self.condition == 0
         mix = ControllerMix(list(controllers), self.owner)
         mix.reset(sim)
         for k in range(steps):
