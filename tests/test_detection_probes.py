@@ -2,8 +2,8 @@
 agents/incidents/detection_task.py, envs/incidents/evidence.py, envs/evaluation/detection_results.py):
 the learned detectors that read probes calibrate on training incidents only, the learned
 detectors (with and without probes) find held-out mid-lane closures, the probe-only detector reads
-no lane detector, first evidence follows its definition per sensor set, and the results file
-holds every required field."""
+no lane detector, first evidence follows its definition per sensor set (and comes from a report
+made while its closure was active), and the results file holds every required field."""
 
 from __future__ import annotations
 
@@ -127,6 +127,29 @@ def test_first_evidence_per_sensor_set(recordings):
                         probe_specs=[ProbeSpec(p=0.2)])[0]
     assert stop.evidence["lane"].any()
     assert np.array_equal(stop.evidence["lane"], evidence(stop.readings) & stop.truth)
+
+
+def test_probe_evidence_comes_from_a_report_made_while_its_closure_was_active():
+    """With probes reporting every 15 s and readings every 10 s, a reading's latest report can
+    predate a closure's onset: a probe halted at the red light then (ahead of the blockage to
+    come) is not evidence of it. Before, a lane without a closure counted every halted probe."""
+    from envs.incidents.detection import scored_incidents
+
+    scenario = load_scenario("grid_4x4")
+    perturbation = Perturbation(name="incident", seed=0, incidents=IncidentSpec(
+        count=8, start_s=[100, 700], duration_s=300, position="random", placement="traffic"))
+    interval = 15
+    recording = record_sweep(scenario, MaxPressure(), perturbation, "eval", list(range(4)), steps=1000,
+                             probe_specs=[ProbeSpec(p=1.0, interval_s=interval)])[0]
+    firsts = []
+    for b in range(4):
+        for incident, n, active in scored_incidents(recording, b):
+            hit = np.flatnonzero(active & recording.evidence["probe"][b][:, n])
+            if hit.size:
+                reading = int(recording.times[hit[0]])
+                firsts.append((incident.start, reading - reading % interval))  # onset, the report read
+    assert len(firsts) >= 20  # most closures are seen by the probes ...
+    assert all(onset < report for onset, report in firsts)  # ... each from a report made after its onset
 
 
 def test_results_file_has_every_required_field(recordings, tmp_path):

@@ -115,8 +115,10 @@ class EvidenceRecorder:
         slots = state.veh_lane.shape[1] - 1
         reports = slot_reports(sensor.spec, sensor.key, state)
         lane = state.veh_lane[:, :slots]
-        behind = (reports.valid & (reports.speed < HALTED_SPEED)
-                  & (state.veh_pos[:, :slots] <= self._slot_place(state, lane)))
+        place = self._slot_place(state, lane)  # a closure active at the report itself: a halted probe on a
+        # lane without one (FAR) is queuing for the light, and a later reading must not credit it to a
+        # closure that began after the report
+        behind = (reports.valid & (reports.speed < HALTED_SPEED) & (place < FAR) & (state.veh_pos[:, :slots] <= place))
         now = _per_lane_any(self.network.num_lanes, lane, behind)
         self.probe_behind = torch.where(due.unsqueeze(1), now, self.probe_behind)
 
