@@ -276,3 +276,26 @@ def test_rollout_advantages_and_updates_read_nothing_back_to_the_host(tmp_path, 
     assert trainer.num_timesteps == 320 and trainer.ppo_update.n_updates == 2 * 2  # rollouts x epochs, as SB3
     assert all(not torch.equal(a, b) for a, b in zip(before, trainer.params))
     assert int(trainer.episodes.count) == 2  # both copies' episodes ended, counted on the device
+
+
+def test_rollout_metrics_average_the_copies_that_ended_and_ignore_the_ones_still_running():
+    """Copies whose episodes end at different times (demand that drains before env.episode_s): a
+    copy still running holds NaN metrics (no trip of its fresh episode finished), which must not
+    reach the logged means (before: NaN x 0 = NaN in every rollout/* tag)."""
+    from types import SimpleNamespace
+
+    from agents.ppo.torchrl_logging import EpisodeStats
+    from envs.evaluation.metrics import METRIC_NAMES
+
+    stats = EpisodeStats(SimpleNamespace(copies=3, num_intersections=2, device=torch.device("cpu")), interval_s=5)
+    nan = float("nan")
+    for ended, value in ((0, 100.0), (2, 200.0)):
+        done = torch.arange(3) == ended
+        episode = {name: torch.where(done, value, nan) for name in METRIC_NAMES}
+        episode["length_s"] = torch.where(done, 600.0, 10.0)
+        stats.observe(torch.ones(3, 2), {"episode": episode, "_episode": done})
+    logged = stats.read()
+    assert logged["rollout/episodes"] == 2
+    assert all(logged[f"rollout/{name}"] == 150.0 for name in METRIC_NAMES)
+    assert logged["rollout/ep_len_mean"] == 120.0  # 600 s / 5 s decisions
+    assert logged["rollout/ep_rew_mean"] == 1.5  # copy 0: one step of 1; copy 2: two steps of 1

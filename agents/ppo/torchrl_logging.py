@@ -30,7 +30,8 @@ class EpisodeStats:
             episode, done = info["episode"], info["_episode"]
             per_copy = [episode[name] for name in METRIC_NAMES]
             per_copy += [self.returns.mean(1), episode["length_s"] / self.interval_s]
-            self.sums += (torch.stack(per_copy).to(torch.float32) * done).sum(1)
+            # where, not a product: a copy still running (a fresh episode with no trip finished) holds NaN metrics
+            self.sums += torch.where(done, torch.stack(per_copy).to(torch.float32), 0.0).sum(1)
             self.count += done.sum()
             self.returns *= (~done).unsqueeze(1)
 
