@@ -143,3 +143,48 @@ def test_env_demand_pool_cycles_k_samples_and_autoreset_only_reindexes_the_table
     with pytest.raises(ConfigError, match="replays one flow file") as refused:  # every sample the same: no effect
         BatchedSignalEnv(scenario, 2, demand_pool=2)
     assert_names_everything(refused.value, "<env>", "demand_pool", 2)
+
+
+def _staggered_env(**options):
+    """grid_1x1 whose demand drains in 60 s, 600 s episodes, random decisions until the copies'
+    episodes hold samples out of order (their episodes ended at different times)."""
+    from envs.rl.signal_env import BatchedSignalEnv
+    from envs.scenario import load_scenario
+
+    env = BatchedSignalEnv(load_scenario("grid_1x1", horizon=60), 4, episode_s=600, demand={"mode": "poisson"},
+                           **options)
+    env.reset(seed=0)
+    draws = torch.Generator().manual_seed(0)
+    for _ in range(2000):
+        env.step(torch.randint(0, int(env.num_actions[0]), (4, 1), generator=draws))
+        held = env.demand_state["held"]
+        if sorted(held) != list(range(min(held), min(held) + 4)):
+            return env
+    raise AssertionError("the copies' episodes never fell out of step")
+
+
+def test_a_resumed_env_restarts_each_copy_on_the_sample_it_held_and_carries_on_the_stream():
+    """What a checkpoint keeps (`demand_state`): a resumed env restarts every copy on the sample
+    its episode ran, whatever seed its reset is given (SB3 seeds its env when it loads a model),
+    and draws new samples from where the stream was; with a pool, the pool stays where it was."""
+    from envs.errors import ConfigError
+    from envs.rl.signal_env import BatchedSignalEnv
+    from envs.scenario import load_scenario
+
+    for options in ({}, {"demand_pool": 3}):
+        env = _staggered_env(**options)
+        state = env.demand_state
+        resumed = BatchedSignalEnv(load_scenario("grid_1x1", horizon=60), 4, episode_s=600,
+                                   demand={"mode": "poisson"}, **options)
+        resumed.resume_demand(state, "<checkpoint>")
+        resumed.reset(seed=0)
+        assert resumed.demand_state == state  # before: copies restarted on min(held) .. min(held) + 3
+        assert [t.num_trips for t in resumed.trips] == [t.num_trips for t in env.trips]
+        assert torch.equal(resumed.sim.demand.depart, env.sim.demand.depart)
+        resumed.restart_copies(torch.tensor([True, False, False, False]))  # the next episode: a new sample
+        assert resumed.demand_state["held"][0] == state["next_sample"]
+    for bad in ({"held": [0], "next_sample": 0, "pool_base": 0}, {"held": [0], "next_sample": 1},
+                {"held": [-2, 0], "next_sample": 3, "pool_base": 0}):
+        with pytest.raises(ConfigError) as refused:
+            env.resume_demand(bad, "ckpt.pt")
+        assert_names_everything(refused.value, "ckpt.pt", "train_demand", bad)

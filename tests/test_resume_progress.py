@@ -32,11 +32,18 @@ def test_earlier_progress_keeps_the_rows_up_to_the_checkpoint_and_those_without_
     ])  # the row at 150 is a step the resumed run trains again
 
 
-def _sb3(run, total: int, resume=None):
+def _sb3(run, total: int, resume=None, *overrides: str):
     tiny = tiny_run(env__copies=4, agent__n_steps=10, agent__batch_size=20, agent__n_epochs=1, eval__seeds=1,
                     eval__steps=100, env__episode_s=100)
     extra = [] if resume is None else [f"resume={resume}"]
-    return train(train_config(*tiny, f"train.total_agent_steps={total}", "train.eval_every=40", *extra), run)
+    return train(train_config(*tiny, f"train.total_agent_steps={total}", "train.eval_every=40", *extra, *overrides),
+                 run)
+
+
+def _sb3_pool(run, total: int, resume=None):
+    """With a demand pool (episodes cycle through 2 samples): a resume once rebased the pool on
+    the sample it restarted from, and trained on other samples."""
+    return _sb3(run, total, resume, "env.demand_pool=2")
 
 
 def _torchrl(run, total: int, resume=None):
@@ -71,7 +78,8 @@ def _parameters(checkpoint) -> dict:
     return {k: v.detach().clone() for k, v in model.policy.state_dict().items() if torch.is_tensor(v)}
 
 
-@pytest.mark.parametrize("trainer, last, first_total", [(_sb3, "last.zip", 80), (_torchrl, "last.pt", 320)])
+@pytest.mark.parametrize("trainer, last, first_total", [(_sb3, "last.zip", 80), (_sb3_pool, "last.zip", 80),
+                                                        (_torchrl, "last.pt", 320)])
 def test_a_run_resumed_at_an_episode_boundary_trains_on_the_demand_the_uninterrupted_run_does(
         tmp_path, trainer, last, first_total):
     import torch

@@ -63,6 +63,20 @@ def check_layout(path: str, meta: dict, layout: dict) -> None:
             raise CheckpointError(path, f"env.{key}", layout[key], f"differs from the checkpoint's {value!r}")
 
 
+def start_demand(core, seed_env, seed: int, resumed: dict | None, path: str | None) -> None:
+    """Where the training demand starts: a new run at sample ``seed * SAMPLES_PER_SEED``
+    (`seed_env` seeds the adapter's next reset); a resumed one where its checkpoint (`resumed`, its
+    meta, from `path`) left the stream: each copy restarts on the sample its episode ran and the
+    stream carries on (with a demand pool, the pool kept). Checkpoints older than
+    ``train_demand`` restart the copies on consecutive samples from ``train_next_sample``."""
+    if resumed is None:
+        seed_env(seed * SAMPLES_PER_SEED)
+    elif "train_demand" in resumed:
+        core.resume_demand(resumed["train_demand"], path)  # the adapter's next reset applies it
+    else:
+        seed_env(int(resumed["train_next_sample"]))
+
+
 class RunRecord:
     """A run's books, carried on by a resume (`meta`: the checkpoint's, None for a new run): the
     eval history, the best eval travel time, and the wall clock of training."""
@@ -114,7 +128,8 @@ class RunRecord:
             **trainer_keys,
             "env": core.describe(),
             "num_timesteps": int(num_timesteps),
-            "train_next_sample": core.resume_sample,  # resume continues the demand stream
+            "train_demand": core.demand_state,  # resume continues the demand stream (start_demand)
+            "train_next_sample": core.resume_sample,  # what checkpoints without train_demand resume from
             "best_eval_travel_time": self.best,
             "eval_history": self.history,
             "wall_s": self.wall_s(),  # a resumed run's eval_history carries on from it
@@ -125,4 +140,4 @@ class RunRecord:
 
 
 __all__ = ["ARCH_KEYS", "LAYOUT_KEYS", "SAMPLES_PER_SEED", "RunRecord", "check_architecture", "check_layout",
-           "load_scenarios"]
+           "load_scenarios", "start_demand"]

@@ -47,7 +47,7 @@ from agents.ppo.config import check_config, demand_spec, engine_params, observat
 from agents.ppo.interrupts import saved_on_interrupt
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
 from agents.ppo.run_messages import say, say_baselines, whole_rollouts
-from agents.ppo.run_setup import SAMPLES_PER_SEED, check_architecture, check_layout, load_scenarios
+from agents.ppo.run_setup import check_architecture, check_layout, load_scenarios, start_demand
 from agents.ppo.sb3_callback import TrainingCallback
 from agents.ppo.sb3_logging import run_logger
 from envs.scenario import Scenario
@@ -145,15 +145,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     env = ScaledReward(venv, cfg.agent.reward_scale)
     if cfg.resume is not None:
         model, meta = resume_model(cfg, env, core)
-        first_sample = meta["train_next_sample"]
         say(f"resumed from {cfg.resume} at {model.num_timesteps:,} agent-steps")
     else:
         model, meta = build_model(cfg, env), None
-        first_sample = cfg.seed * SAMPLES_PER_SEED
     start_steps = int(model.num_timesteps)
     remaining = int(cfg.train.total_agent_steps) - start_steps
     end = whole_rollouts(int(cfg.train.total_agent_steps), start_steps, model.n_steps * env.num_envs)
-    env.seed(first_sample)  # the next reset draws training demand samples from here on
+    start_demand(core, env.seed, cfg.seed, meta, cfg.resume)  # the next reset draws training demand from here on
     if cfg.train.compile:
         _compile_policy(model)
     model.set_logger(run_logger(run_dir, start_steps if cfg.resume is not None else None))

@@ -16,7 +16,7 @@ get SB3's orthogonal init (gain sqrt(2) hidden, 0.01 policy head, 1 value head; 
 
 A checkpoint is one ``torch.save`` file (written atomically): ``actor`` / ``critic`` /
 ``optimizer`` state dicts, ``num_timesteps`` and ``meta``, the same dict the SB3 path stores in
-``gridlight.json`` (config, env ``describe()``, progress, ``train_next_sample``) plus
+``gridlight.json`` (config, env ``describe()``, progress, ``train_demand``) plus
 ``networks`` (what `build_networks` needs). `TorchRLPolicyController(path)` is
 `agents.ppo.policy.PolicyController` (same features, decision timing, max-green rule) with this
 actor behind it; `agents.ppo.policy.controller_for_checkpoint` picks the controller by the file's suffix.

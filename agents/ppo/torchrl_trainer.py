@@ -45,7 +45,7 @@ from agents.ppo.config import (
 from agents.ppo.interrupts import interrupts_deferred, saved_on_interrupt
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
 from agents.ppo.run_messages import eval_line, say, say_baselines, say_interrupted, whole_rollouts
-from agents.ppo.run_setup import SAMPLES_PER_SEED, RunRecord, check_architecture, check_layout, load_scenarios
+from agents.ppo.run_setup import RunRecord, check_architecture, check_layout, load_scenarios, start_demand
 from agents.ppo.torchrl_logging import EpisodeStats, RunLog
 from agents.ppo.torchrl_policy import (
     GreedyPolicy, TorchRLPolicyController, build_networks, check_network_spec, log_softmax_actions, masked_logits,
@@ -102,14 +102,15 @@ class TorchRLTrainer:
         self.ppo_update = PPOUpdate(agent, self.policy_net, self.value_net, self.optimizer, params, self.I,
                                     self.device, opts.loss)
         self.meta_in = self.rng_in = None
-        self.num_timesteps, first_sample = 0, cfg.seed * SAMPLES_PER_SEED
+        self.num_timesteps = 0
         if cfg.resume is not None:
-            first_sample = self._resume(str(cfg.resume))
+            self._resume(str(cfg.resume))
             say(f"resumed from {cfg.resume} at {self.num_timesteps:,} agent-steps")
         self.start_steps, self.bar = self.num_timesteps, None
         self.end = whole_rollouts(int(cfg.train.total_agent_steps), self.num_timesteps,
                                   agent.n_steps * core.copies * self.I)
-        env.set_seed(first_sample)  # the next reset draws training demand samples from here on
+        # the next reset draws training demand from here on
+        start_demand(core, env.set_seed, cfg.seed, self.meta_in, None if cfg.resume is None else str(cfg.resume))
         self.td = env.reset()
         self.evaluator = Evaluator(eval_scenario, demand_spec(cfg.eval.demand, "eval.demand"), cfg.eval.seeds,
                                    cfg.eval.steps, engine_params(cfg), compile=cfg.engine.compile)
@@ -118,7 +119,7 @@ class TorchRLTrainer:
         self.rollout_rate = 0.0
 
     # ---- resume / checkpoints -------------------------------------------------------------------
-    def _resume(self, path: str) -> int:
+    def _resume(self, path: str) -> None:
         data = read_torchrl_checkpoint(path, self.device)
         meta = data["meta"]
         check_architecture(path, meta, self.cfg.agent)
@@ -134,7 +135,6 @@ class TorchRLTrainer:
         self.num_timesteps, self.meta_in = int(data["num_timesteps"]), meta
         self.ppo_update.n_updates = int(meta.get("n_updates", 0))  # train/n_updates carries on, as SB3's
         self.rng_in = data.get("rng")  # restored just before the training loop (run())
-        return int(meta["train_next_sample"])
 
     def meta(self) -> dict:
         return self.record.meta(self.cfg, self.core, self.num_timesteps, self.evaluator, trainer="torchrl",

@@ -30,7 +30,8 @@ never draws an evaluation demand. The default mode, ``original``, replays the fl
 every episode (both splits then hold the same trips). Copies that run the same sample share its
 demand tables (`envs.rl.episode_demand`); ``demand_pool=K`` makes episodes cycle through K
 samples (episode n after ``reset(seed=s)`` runs sample ``s + n % K``), so a large batch holds K
-samples' tables instead of one per copy, and autoresets only re-index them.
+samples' tables instead of one per copy, and autoresets only re-index them. The stream of samples
+(`envs.rl.demand_stream`) is what a training checkpoint keeps (`demand_state`, `resume_demand`).
 """
 
 from __future__ import annotations
@@ -55,11 +56,12 @@ from envs.evaluation.metrics import episode_metrics
 from envs.scenario import Scenario, load_scenario
 from envs.scenario.demand import DemandShape, Trips
 from envs.incidents.perturbations import (
-    DetectorFaults, Incident, Perturbation, perturbation_from_config, sample_incidents, surge_trips, with_incidents,
+    DetectorFaults, Incident, Perturbation, perturbation_from_config, sample_incidents, with_incidents,
 )
 from envs.incidents.probes import ProbeSensor, ProbeSpec
 from envs.rl.probe_features import check_probe_observations, reads_probes
-from envs.scenario.splits import DemandSpec, sample_trips
+from envs.scenario.splits import DemandSpec
+from envs.rl.demand_stream import DemandStream
 from envs.rl.env_config import DEFAULT_OBSERVATIONS, SOURCE, EnvConfig
 from envs.rl.episode_demand import EpisodeTables
 from envs.rl.fault_reach import check_faults_reach
@@ -124,11 +126,8 @@ class BatchedSignalEnv:
         self.params = _as_dataclass(engine, EngineParams, "engine")
         self.copies = copies
         self.autoreset = autoreset  # False: done copies wait for `reset` (single-env adapters)
-        self._next_sample = 0
-        self._held: dict[int, int] = {}  # copy -> the demand sample index its episode runs on
         self.demand_pool = self.config.demand_pool
-        self._pool_base = 0  # the pool is samples _pool_base .. _pool_base + K - 1
-        self._pool: dict[int, Trips] = {}  # pool index -> its (surged) trips, one object each
+        self.stream = DemandStream(self.scenario, self.config.split, self.perturbation, copies, self.demand_pool)
         self._incidents: list[list[Incident]] = [[] for _ in range(copies)]
         # Until the first `reset` draws the episode demands, every copy holds the scenario's own
         # trips: they size the first tables. The horizon is padded to the episode so that later
@@ -187,31 +186,28 @@ class BatchedSignalEnv:
     # ---- demand ---------------------------------------------------------------------------
     @property
     def next_sample(self) -> int:
-        """The index (in the config's split) of the next demand sample a reset draws; a resumed
-        training run continues from here."""
-        return self._next_sample
+        """The index (in the config's split) of the next demand sample a reset draws."""
+        return self.stream.next_sample
 
     @property
     def resume_sample(self) -> int:
-        """Where a resumed training run's demand stream starts: the lowest sample an episode under
-        way holds (the resumed run restarts those episodes on their samples, so none is skipped; at
-        an episode boundary it draws just what the uninterrupted run goes on with), else
-        `next_sample`. `next_sample` itself skipped the B samples the last autoreset drew."""
-        return min(self._held.values()) if self._held else self._next_sample
+        """The lowest demand sample an episode under way holds, else `next_sample`."""
+        return self.stream.resume_sample
+
+    @property
+    def demand_state(self) -> dict:
+        """Where a resumed training run picks the demand stream up (`DemandStream.state`)."""
+        return self.stream.state
+
+    def resume_demand(self, state: dict, source: str) -> None:
+        """The next `reset` restarts each copy on the sample it held in `state` (a checkpoint's
+        `demand_state`), whatever seed it is given, and continues the stream from there."""
+        self.stream.resume(state, source)
 
     def _draw(self, copy: int) -> Trips:
         """Copy `copy`'s next episode: its demand sample (and incidents, kept for install)."""
-        index, split = self._next_sample, self.config.split
-        self._next_sample += 1
-        self._held[copy] = index
-        if self.demand_pool:  # one Trips object per pool sample: its copies share its tables
-            index = self._pool_base + (index - self._pool_base) % self.demand_pool
-            trips = self._pool.get(index)
-        if not self.demand_pool or trips is None:
-            trips = sample_trips(self.scenario, self.demand_spec, split, index)
-            trips = surge_trips(trips, self.perturbation, split, index)  # incidents weigh the surged demand
-            if self.demand_pool:
-                self._pool[index] = trips
+        index, trips = self.stream.draw(copy, self.demand_spec)
+        split = self.config.split
         self._incidents[copy] = sample_incidents(self.perturbation, self.network, split, index, trips=trips)
         self.detectors.start_episode(copy, split, index)
         self.probes.start_episode(copy, split, index)
@@ -244,16 +240,16 @@ class BatchedSignalEnv:
 
     # ---- the RL interface -----------------------------------------------------------------
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict]:
-        """Reset every copy. A `seed` restarts the demand sample indices at `seed`."""
+        """Reset every copy. A `seed` restarts the demand sample indices at `seed`; after
+        `resume_demand` (which wins over a seed) each copy restarts on the sample it held."""
         if seed is not None:
             if not isinstance(seed, int) or seed < 0:
                 raise ConfigError(SOURCE, "seed", seed, "must be an integer >= 0")
-            self._next_sample = seed
-            if self.demand_pool and seed != self._pool_base:
-                self._pool_base, self._pool = seed, {}
+            self.stream.restart(seed)
         if self.demand_spec.mode != "original":
             self.trips = [self._draw(b) for b in range(self.copies)]
             self._install_demand()
+        self.stream.finish_resume()
         self.sim.reset()
         self.actions.reset(self.copies)
         self.probes.restart(torch.ones(self.copies, dtype=torch.bool, device=self.device), self.sim.state)
