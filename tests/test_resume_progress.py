@@ -128,3 +128,21 @@ def test_a_resume_into_a_folder_with_points_past_its_checkpoint_hides_them(tmp_p
     steps = _scalar_steps(run / "tb")
     assert steps["train/value_loss"] == [rollout, 2 * rollout]  # was rollout, 2R, 2R
     assert all(len(points) == len(set(points)) for points in steps.values()), steps
+
+
+def test_start_demand_seeds_a_new_run_resumes_the_stream_and_reads_older_checkpoints():
+    from types import SimpleNamespace
+
+    from agents.ppo.run_setup import SAMPLES_PER_SEED, start_demand
+
+    calls = []
+    core = SimpleNamespace(resume_demand=lambda state, path: calls.append(("resume", state, path)))
+
+    def seed(first):
+        calls.append(("seed", first))
+
+    state = {"held": [5, 4], "next_sample": 6, "pool_base": 0}
+    start_demand(core, seed, 3, None, None)  # a new run: its seed's own samples
+    start_demand(core, seed, 3, {"train_demand": state, "train_next_sample": 4}, "last.pt")
+    start_demand(core, seed, 3, {"train_next_sample": 4}, "old.zip")  # written before train_demand
+    assert calls == [("seed", 3 * SAMPLES_PER_SEED), ("resume", state, "last.pt"), ("seed", 4)]
