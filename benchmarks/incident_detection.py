@@ -84,9 +84,24 @@ def check_mergeable(args) -> None:
                           "placement, the first without --merge")
 
 
+# evaluate.py keys the sweep sets from its own flags: an --override of one would be ignored by the
+# recording (or, for the probe share, by every point but the command each point records)
+SWEEP_KEYS = {"task": None, "scenario": "--scenario", "perturbation": None,
+              "perturbation.incidents.position": "--position", "detection.placement": "--placements",
+              "detection.copies": "--copies", "detection.train_copies": "--train-copies",
+              "detection.learned.epochs": "--epochs", "detection.probes.p": "--p",
+              "detection.classifiers": "--detectors"}
+
+
 def check_sweep_args(args, source: str = "benchmarks/incident_detection.py") -> list[float]:
     """The probe shares; before any work, a ConfigError naming the flag of a bad value (they were
     tracebacks from the configs they feed, or from float())."""
+    for override in args.override:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in SWEEP_KEYS:
+            flag = SWEEP_KEYS[key]
+            raise ConfigError(source, "--override", override, "the sweep sets this key itself" +
+                              (f": use {flag}" if flag else " (task=incident_detection, perturbation=incident)"))
     for flag, value in (("--copies", args.copies), ("--train-copies", args.train_copies)):
         if not value >= 1:
             raise ConfigError(source, flag, value, "must be >= 1")

@@ -176,6 +176,8 @@ def test_an_unknown_incident_lane_is_refused_before_the_baselines_run():
     ("incident_detection.py", ["--p", "abc"], "field '--p' = 'abc'"),
     ("incident_detection.py", ["--placements", "nowhere"], "field '--placements' = 'nowhere'"),
     ("incident_detection.py", ["--position", "2"], "field '--position' = 2.0"),
+    ("incident_detection.py", ["--override", "detection.probes.p=0.3"],  # its --p won, its command did not
+     "field '--override' = 'detection.probes.p=0.3': the sweep sets this key itself: use --p"),
     ("false_alarms.py", ["--copies", "0"], "field '--copies' = 0: must be >= 1"),
 ])
 def test_the_incident_benchmarks_refuse_a_bad_flag_in_one_line(script, flags, start, tmp_path):
