@@ -80,6 +80,10 @@ def test_the_cli_writes_a_controller_option_that_hydra_loads(tmp_path, capsys):
         tune_main(["controller=webster", "scenario=grid_1x1"])
     assert_names_everything(refused.value, "<tune>", "controller", "webster")
     assert 'expected one of' in refused.value.reason
+    # original: every train sample is the flow file evaluate.py reports on (the preset said "TRAINING demand only")
+    with pytest.raises(ConfigError, match="use poisson or jitter") as refused:
+        tune_main(["controller=max_pressure", "scenario=grid_1x1", "demand_mode=original", f"out={out}"])
+    assert_names_everything(refused.value, "<tune>", "demand_mode", "original")
 
 
 TUNED = sorted((CONFIGS / "controller").glob("*_tuned_*.yaml"))

@@ -8,7 +8,9 @@ Arguments are ``key=value``: ``controller`` (sotl | max_pressure), ``scenario`` 
 ``first_sample``, ``demand_mode``), ``threads`` (torch threads; default 2) and ``out`` (the YAML
 to write; default ``configs/controller/<controller>_tuned_<scenario>.yaml``, loadable as
 ``controller@controller_params.<controller>=<controller>_tuned_<scenario>``). Progress: one JSON
-line per trial on stdout, then a summary line. Only the training split of demand is drawn.
+line per trial on stdout, then a summary line. Only the training split of demand is drawn
+(``demand_mode`` poisson, the default, or jitter; ``original`` is refused: it replays the flow
+file that evaluation reports on).
 ``--help`` / ``-h`` prints this text.
 """
 

@@ -72,6 +72,9 @@ class TuningSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(SOURCE, name, value, "must be an integer >= 0")
+        if self.demand.mode == "original":  # every split and index replays the flow file evaluate.py reports on
+            raise ConfigError(SOURCE, "demand_mode", self.demand.mode, "replays the scenario's own trips, which "
+                              "evaluation reports on: tuning on it is not training demand; use poisson or jitter")
 
 
 @dataclass
