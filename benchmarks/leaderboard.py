@@ -10,7 +10,8 @@ checkpoints beside the classical controllers on the same ``--eval-seeds`` evalua
 one batched simulation, with ``<controller>_tuned`` for each controller that has a tuned preset
 (``configs/controller/<controller>_tuned_<scenario>.yaml``, from ``python -m agents.classical.tune``).
 A training run or evaluation whose output is already in ``--runs-dir`` is reused, so an
-interrupted leaderboard continues where it stopped.
+interrupted leaderboard continues where it stopped; one of another command there (other seeds,
+steps, controllers, overrides) is refused, naming its folder.
 
 What it reports, per controller: mean travel time over the evaluation seeds with its 95%
 bootstrap CI over seeds (for the learned policy: per evaluation seed the mean over training seeds,
@@ -45,13 +46,28 @@ CLASSICAL = ("fixed_time", "fixed_time_webster", "max_pressure", "sotl", "effici
 PRIMARY, DELAY = "travel_time/mean", "delay"
 
 
+def reusable(record_path: Path, command: str, *outputs: Path) -> dict | None:
+    """The record of a finished run of `command` in its folder (an interrupted leaderboard goes on
+    from it), None where there is none. A finished run of another command (other seeds, steps,
+    controllers or overrides) is refused: its figures would be reported under this run's settings."""
+    if not (record_path.exists() and all(path.exists() for path in outputs)):
+        return None
+    record = json.loads(record_path.read_text())
+    if record.get("command") != command:
+        raise SystemExit(f"error: {record_path.parent} holds a run of `{record.get('command')}`, not of `{command}`: "
+                         "remove that folder or give another --runs-dir")
+    return record
+
+
 def train(args, seed: int, run_dir: Path) -> dict:
-    """One training run (reused when its checkpoint and record exist): its checkpoint, command, wall."""
-    record_path = run_dir / "leaderboard_train.json"
-    if record_path.exists() and (run_dir / "checkpoints" / "last.zip").exists():
-        return json.loads(record_path.read_text())
+    """One training run (reused when a finished run of the same command is there): its
+    checkpoint, command, wall."""
     overrides = [*fast_train_overrides(args.scenario, args.agent, seed, args.steps, args.eval_seeds),
                  *args.train_override, f"hydra.run.dir={run_dir}"]
+    record_path = run_dir / "leaderboard_train.json"
+    record = reusable(record_path, "python train.py " + " ".join(overrides[:-1]), run_dir / "checkpoints" / "last.zip")
+    if record is not None:
+        return record
     run_dir.mkdir(parents=True, exist_ok=True)
     wall = run_logged([sys.executable, "train.py", *overrides], run_dir.parent / f"train_s{seed}.log")
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -63,18 +79,18 @@ def train(args, seed: int, run_dir: Path) -> dict:
 
 
 def evaluate(args, controllers: list[str], checkpoints: list[str], extra: list[str], out_dir: Path) -> dict:
-    """One evaluate.py run (reused when its metrics exist): per controller, per-seed arrays."""
+    """One evaluate.py run (reused when a finished run of the same command is there): per
+    controller, per-seed arrays."""
     overrides = [f"scenario={args.scenario}", f"controllers=[{','.join(controllers)}]",
                  f"eval.seeds={args.eval_seeds}", *extra]
     if checkpoints:
         overrides.append(f"checkpoint=[{','.join(checkpoints)}]")
-    record_path = out_dir / "leaderboard_eval.json"
-    if not (record_path.exists() and (out_dir / "metrics.csv").exists()):
+    record_path, command = out_dir / "leaderboard_eval.json", "python evaluate.py " + " ".join(overrides)
+    if reusable(record_path, command, out_dir / "metrics.csv", out_dir / "summary.json") is None:
         out_dir.mkdir(parents=True, exist_ok=True)
         wall = run_logged([sys.executable, "evaluate.py", *overrides, f"hydra.run.dir={out_dir}"],
                           out_dir.parent / f"{out_dir.name}.log")
-        record_path.write_text(json.dumps({"command": "python evaluate.py " + " ".join(overrides),
-                                           "wall_s": round(wall, 1)}, indent=1))
+        record_path.write_text(json.dumps({"command": command, "wall_s": round(wall, 1)}, indent=1))
     record = json.loads(record_path.read_text())
     names = json.loads((out_dir / "summary.json").read_text())["controllers"]
     per_seed: dict[str, dict[str, list[float]]] = {name: {PRIMARY: [], DELAY: []} for name in names}
