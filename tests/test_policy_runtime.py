@@ -235,6 +235,27 @@ def test_a_signal_the_runtime_has_never_seen_gets_the_full_clearance(model_copy)
     assert runtime.signals.prev_phase[k] == -1 and runtime.signals.known[k]
 
 
+def test_a_bad_detector_reading_does_not_hide_the_signals_own_phase_min_green_holds(model_copy):
+    """First decision, one intersection's lane counts missing but its phase and time in phase
+    valid (3 s into a phase): the fallback plan must not cut that phase before min green. The
+    runtime once learnt the phase only from all-good readings, took it as unknown (no min green)
+    and switched away at once, inside the phase's own intergreen."""
+    runtime = PolicyRuntime(*model_copy)
+    victim = runtime.layout.ids[1]
+    k = runtime.layout.index[victim]
+    shown = int(runtime.layout.actions[k, 1])  # a phase the fixed-time plan does not start on
+    message = readings_message(runtime, 0.0, tip=3.0)
+    message["intersections"][victim]["phase"] = shown
+    del message["intersections"][victim]["lane_count"]
+    command = runtime.decide(message)["commands"][victim]
+    assert command["source"] == FALLBACK and any("lane_count" in f for f in command["faults"])
+    timing = runtime.timing
+    # kept, or changed only once min green has passed after the (assumed) intergreen; before: phase 0 at once
+    wait = timing.min_green_s + timing.intergreen_s - 3.0
+    assert command["phase"] == shown or command["switch_in_s"] >= wait, command
+    assert runtime.signals.known[k] and runtime.signals.cur_phase[k] == shown
+
+
 @pytest.mark.parametrize("session, fault", [
     (FakeSession(error="boom"), "inference failed: boom"),
     (FakeSession(choose=lambda feed: np.full(len(feed["phase"]), 9)), "outside the intersections' actions"),

@@ -140,11 +140,19 @@ def _check_lanes(layout: Layout, readings: Readings, lane_ok: np.ndarray) -> Non
             faults[i].append("lane_halting: more halting vehicles than vehicles on a lane")
 
 
-def _check_signal(layout: Layout, readings: Readings) -> None:
-    faults, phase, tip = readings.faults, readings.phase, readings.time_in_phase
+def signal_readings_ok(layout: Layout, readings: Readings) -> tuple[np.ndarray, np.ndarray]:
+    """``[I]`` bool each: the reported phase is a phase index of the intersection, and the time
+    in phase a number of seconds >= 0 (missing or unparsable readings are NaN: not ok)."""
+    phase, tip = readings.phase, readings.time_in_phase
     with np.errstate(invalid="ignore"):  # NaN compares False: not a phase, not a time
         phase_ok = np.isfinite(phase) & (phase == np.trunc(phase)) & (phase >= 0) & (phase < layout.num_phases)
         tip_ok = np.isfinite(tip) & (tip >= 0)
+    return phase_ok, tip_ok
+
+
+def _check_signal(layout: Layout, readings: Readings) -> None:
+    faults, phase, tip = readings.faults, readings.phase, readings.time_in_phase
+    phase_ok, tip_ok = signal_readings_ok(layout, readings)
     # the messages are composed per intersection, only for those found wrong above
     for i in np.flatnonzero(~(phase_ok & tip_ok)):
         if not phase_ok[i] and not _mentions(faults[i], "phase"):

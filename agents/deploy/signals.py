@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.deploy.metadata import Layout, Timing
-from agents.deploy.readings import Readings
+from agents.deploy.readings import Readings, signal_readings_ok
 
 
 class SignalModel:
@@ -22,10 +22,14 @@ class SignalModel:
 
     def cross_check(self, t: float, readings: Readings, good: np.ndarray, faults: list[list[str]]) -> None:
         """The readings' phase and time in phase must be what was commanded; where they are not,
-        the signal did something else: that is a fault (`good` drops it), and the readings win."""
+        the signal did something else: that is a fault (`good` drops it), and the readings win.
+        The signal's own readings (phase, time in phase) are read wherever they are valid, even
+        where a detector's reading is bad: the phase is then known, and min green holds for the
+        fallback plan too (a bad lane reading once left a phase unknown and cut it at once)."""
+        signal_ok = np.logical_and(*signal_readings_ok(self.layout, readings))
         phase = np.nan_to_num(readings.phase, nan=-1).astype(np.int64)
         tip = readings.time_in_phase
-        mismatch = self.known & good & (
+        mismatch = self.known & signal_ok & (
             (phase != self.cur_phase) | (np.abs(tip - (t - self.switched_at)) > self.tolerance_s)
         )
         rows = np.flatnonzero(mismatch)
@@ -37,12 +41,12 @@ class SignalModel:
                 f"signal reports phase {reported} for {seconds:g} s; the controller commanded phase "
                 f"{commanded} {ago:g} s ago"
             )
-        resync = good & (~self.known | mismatch)
+        resync = signal_ok & (~self.known | mismatch)
         self.cur_phase[resync] = phase[resync]
         self.prev_phase[resync & mismatch] = -1
         self.prev_phase[resync & ~self.known] = -1
         self.switched_at[resync] = t - tip[resync]
-        self.known |= good
+        self.known |= signal_ok
         good &= ~mismatch
 
     def green_elapsed(self, t: float) -> np.ndarray:
