@@ -69,8 +69,9 @@ class DetectorFaults:
         whose episode was started with faults; the others read true). `upper` ``[L]``: the most
         a lane's detector can report (what the lane holds). `name` picks the noise stream; a
         reading whose values depend on a parameter (an approach zone of `zone` metres or seconds)
-        keeps what its stuck lanes show apart per `zone`: two controllers counting different zones
-        share one faults object in an evaluation, and neither may freeze the other's count."""
+        keeps what its stuck lanes show apart per `zone`, so two controllers counting different
+        zones may share one faults object without freezing each other's count (evaluate.py gives
+        each controller its own, which also keeps the moment a lane freezes that reader's)."""
         if not self.active or not bool(self.enabled.any()):
             return values
         spec, true, out = self.spec, values.to(torch.float32), values.to(torch.float32)
