@@ -21,7 +21,7 @@ from envs.scenario.cityflow import (
     load_flow,
     load_roadnet,
 )
-from envs.scenario.departures import replay_accumulator
+from envs.scenario.departures import departure_count, replay_accumulator
 from envs.scenario.spec import FlowSpec, VehicleSpec
 from tests.minimal_scenario import assert_names_everything
 
@@ -182,6 +182,18 @@ def test_departures_match_cityflow_generator(
     got = departure_steps(_flow(interval, float(start), end), horizon=horizon)
     assert got.dtype == np.int64
     assert got.tolist() == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    interval=st.one_of(st.floats(0.05, 60.0, allow_nan=False), st.sampled_from([0.1, 0.2, 0.3, 0.9, 1 / 3])),
+    start=st.integers(0, 40),
+    span=st.integers(0, 400),
+)
+def test_departure_count_is_the_number_of_departures(interval: float, start: int, span: int) -> None:
+    """What a resampled demand's mean is set to; the closed form was one off for 0.1, 1/3, ..."""
+    assert departure_count(_flow(interval, 0.0, 1e9), start, start + span) == len(
+        departure_steps(_flow(interval, float(start), float(start + span))))
 
 
 @settings(max_examples=200, deadline=None)

@@ -34,7 +34,7 @@ def departure_steps(
     first, last = active_steps(flow, horizon, source)
     if last < first:
         return np.empty(0, dtype=np.int64)
-    _check_count(flow, departure_count(flow, first, last), source)
+    _check_count(flow, approximate_count(flow, first, last), source)
     if first == last:
         # One active step (the per-vehicle form startTime == endTime): the accumulator starts full,
         # so exactly one vehicle leaves, whatever the interval.
@@ -71,15 +71,28 @@ def active_steps(flow: FlowSpec, horizon: int | None, source: str) -> tuple[int,
     return first, last
 
 
-def departure_count(flow: FlowSpec, first: int, last: int) -> int:
+def approximate_count(flow: FlowSpec, first: int, last: int) -> int:
     """How many vehicles `departure_steps` creates between steps `first` and `last`, computed
-    without creating them (exact where the closed form is; within one otherwise)."""
+    without creating them (exact where the closed form is; within one otherwise): what the
+    refusal of a flow that would create too many vehicles reads, before anything is allocated."""
     if last < first:
         return 0
     if first == last:
         return 1
     num, den = flow.interval.as_integer_ratio()
     return (last - first) * den // num + 1
+
+
+def departure_count(flow: FlowSpec, first: int, last: int) -> int:
+    """Exactly how many vehicles `departure_steps` creates between steps `first` and `last`
+    (what a resampled demand's mean must equal). Where the closed form may round differently
+    from CityFlow's float accumulator (an interval such as 0.1 or 1/3, not a short binary
+    fraction) the accumulator is replayed: the closed form was one vehicle off per flow there."""
+    count = approximate_count(flow, first, last)
+    num, den = flow.interval.as_integer_ratio()
+    if first >= last or count > MAX_VEHICLES or num + den < _EXACT_FLOAT_LIMIT:
+        return count
+    return len(replay_accumulator(flow.interval, first, last))
 
 
 def _check_count(flow: FlowSpec, count: int, source: str, total: int | None = None) -> None:
@@ -98,7 +111,7 @@ def check_departure_counts(flows: Iterable[FlowSpec], horizon: int | None, sourc
     total = 0
     for flow in flows:
         first, last = active_steps(flow, horizon, source)
-        count = departure_count(flow, first, last)
+        count = approximate_count(flow, first, last)
         total += count
         _check_count(flow, count, source, total if total > count else None)
     return total
