@@ -200,6 +200,18 @@ def test_bad_readings_fall_back_for_that_intersection_only_and_recover(model_cop
     assert any(victim + " back on the policy" in m for m in messages)
 
 
+def test_a_bad_lane_reading_is_named_by_its_lane_and_value_even_past_the_eighth_lane(model_copy):
+    runtime = PolicyRuntime(*model_copy)
+    k = int(np.argmax(runtime.layout.num_lanes))
+    victim, lanes = runtime.layout.ids[k], int(runtime.layout.num_lanes[k])
+    assert lanes > 8  # the message lists 8 values: the last lane's was never shown
+    message = readings_message(runtime, 0.0)
+    message["intersections"][victim]["lane_count"][-1] = 1e6
+    fault = runtime.decide(message)["commands"][victim]["faults"][0]
+    capacity = float(runtime.layout.lane_max[k, lanes - 1])
+    assert fault.startswith(f"lane_count: above the lane's capacity at lane {lanes - 1} (1e+06, capacity {capacity:g};")
+
+
 def test_missing_intersection_falls_back_and_unknown_ids_are_reported(model_copy):
     runtime = PolicyRuntime(*model_copy)
     message = readings_message(runtime, 0.0)

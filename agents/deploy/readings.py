@@ -123,16 +123,18 @@ def _check_lanes(layout: Layout, readings: Readings, lane_ok: np.ndarray) -> Non
     faults = readings.faults
     with np.errstate(invalid="ignore"):
         for name, values in readings.lanes.items():
-            nan = (~np.isfinite(values) & lane_ok).any(1)
-            low = ((values < 0) & lane_ok).any(1)
-            high = ((values > layout.lane_max) & lane_ok).any(1)
-            for i in np.flatnonzero(nan | low | high):
+            nan, low = ~np.isfinite(values) & lane_ok, (values < 0) & lane_ok
+            high = (values > layout.lane_max) & lane_ok
+            for i in np.flatnonzero((nan | low | high).any(1)):
                 if _mentions(faults[i], name):
                     continue
                 lanes = int(layout.num_lanes[i])
-                what = "NaN or infinite" if nan[i] else ("negative" if low[i] else "above the lane's capacity")
+                what, bad = next((w, m) for w, m in (("NaN or infinite", nan), ("negative", low),
+                                                     ("above the lane's capacity", high)) if m[i].any())
+                j = int(np.flatnonzero(bad[i])[0])  # the first such lane, named: `short` shows only 8
                 faults[i].append(
-                    f"{name}: {what} ({short(values[i, :lanes])}; capacity {short(layout.lane_max[i, :lanes])})"
+                    f"{name}: {what} at lane {j} ({values[i, j]:g}, capacity {layout.lane_max[i, j]:g}; "
+                    f"lanes {short(values[i, :lanes])})"
                 )
         over = ((readings.lane_halting > readings.lane_count) & lane_ok).any(1)
     for i in np.flatnonzero(over):
