@@ -39,8 +39,9 @@ import torch
 from agents.classical.detector_readings import FaultyReadings
 from envs.engine.intersections import always_green
 from envs.engine.movement_readings import (
-    effective_running, efficient_pressure, exit_mean, halting_vehicles, movement_queue, running_vehicles,
+    effective_running, exit_mean, halting_vehicles, movement_queue, running_vehicles,
 )
+from envs.engine.readings import lane_halting
 from envs.engine.signals import green_elapsed
 from envs.engine.simulator import Simulator
 from envs.errors import ConfigError
@@ -91,9 +92,12 @@ class EfficientMaxPressure:
         detectors report them."""
         network, state, halting_speed = sim.network, sim.state, sim.params.halting_speed
         if self._readings is None:
-            return efficient_pressure(network, state, halting_speed), movement_queue(network, state, halting_speed)
-        queue, per_lane = self._readings.by_movement("lane_halting", state, *halting_vehicles(network, state,
-                                                                                              halting_speed))
+            queue = movement_queue(network, state, halting_speed)
+            per_lane = lane_halting(state, network.num_lanes, halting_speed).to(torch.float32)
+        else:
+            lane, halting = halting_vehicles(network, state, halting_speed)
+            queue, per_lane = self._readings.by_movement("lane_halting", state, lane, halting)
+        # Zhang et al.'s efficient pressure (envs.engine.movement_readings.efficient_pressure)
         return queue * network.movement_valid - exit_mean(network, per_lane), queue
 
     def phase_pressure(self, sim: Simulator) -> torch.Tensor:

@@ -129,8 +129,8 @@ def _check_lanes(layout: Layout, readings: Readings, lane_ok: np.ndarray) -> Non
                 if _mentions(faults[i], name):
                     continue
                 lanes = int(layout.num_lanes[i])
-                what, bad = next((w, m) for w, m in (("NaN or infinite", nan), ("negative", low),
-                                                     ("above the lane's capacity", high)) if m[i].any())
+                what, bad = (("NaN or infinite", nan) if nan[i].any() else ("negative", low) if low[i].any()
+                             else ("above the lane's capacity", high))
                 j = int(np.flatnonzero(bad[i])[0])  # the first such lane, named: `short` shows only 8
                 faults[i].append(
                     f"{name}: {what} at lane {j} ({values[i, j]:g}, capacity {layout.lane_max[i, j]:g}; "
@@ -142,30 +142,26 @@ def _check_lanes(layout: Layout, readings: Readings, lane_ok: np.ndarray) -> Non
             faults[i].append("lane_halting: more halting vehicles than vehicles on a lane")
 
 
-def signal_readings_ok(layout: Layout, readings: Readings) -> tuple[np.ndarray, np.ndarray]:
-    """``[I]`` bool each: the reported phase is a phase index of the intersection, and the time
-    in phase a number of seconds >= 0 (missing or unparsable readings are NaN: not ok)."""
-    phase, tip = readings.phase, readings.time_in_phase
+def _check_signal(layout: Layout, readings: Readings) -> np.ndarray:
+    """Adds the faults of the signal's own readings; ``[I]`` bool: the phase is a phase index of
+    the intersection and the time in phase a number of seconds >= 0 (missing or unparsable: NaN)."""
+    faults, phase, tip = readings.faults, readings.phase, readings.time_in_phase
     with np.errstate(invalid="ignore"):  # NaN compares False: not a phase, not a time
         phase_ok = np.isfinite(phase) & (phase == np.trunc(phase)) & (phase >= 0) & (phase < layout.num_phases)
         tip_ok = np.isfinite(tip) & (tip >= 0)
-    return phase_ok, tip_ok
-
-
-def _check_signal(layout: Layout, readings: Readings) -> None:
-    faults, phase, tip = readings.faults, readings.phase, readings.time_in_phase
-    phase_ok, tip_ok = signal_readings_ok(layout, readings)
     # the messages are composed per intersection, only for those found wrong above
     for i in np.flatnonzero(~(phase_ok & tip_ok)):
         if not phase_ok[i] and not _mentions(faults[i], "phase"):
             faults[i].append(f"phase: {phase[i]:g} is not a phase index in [0, {int(layout.num_phases[i])})")
         if not tip_ok[i] and not _mentions(faults[i], "time_in_phase"):
             faults[i].append(f"time_in_phase: {tip[i]:g} is not a number of seconds >= 0")
+    return phase_ok & tip_ok
 
 
-def validate_readings(layout: Layout, max_lanes: int, readings: Readings) -> list[list[str]]:
+def validate_readings(layout: Layout, max_lanes: int, readings: Readings) -> tuple[list[list[str]], np.ndarray]:
     """Per intersection, what is wrong with its (parsed) readings: NaN, out of range,
-    inconsistent. Adds to ``readings.faults`` and returns it.
+    inconsistent. Adds to ``readings.faults`` and returns it, with ``[I]`` bool: the signal's own
+    readings (phase, time in phase) are valid, whatever the detectors' are.
 
     Every per-lane reading lies in [0, the lane's capacity] and a lane's halting count never
     exceeds its vehicle count. The approach readings are not checked against the lane totals:
@@ -182,8 +178,8 @@ def validate_readings(layout: Layout, max_lanes: int, readings: Readings) -> lis
     if not plausible:
         lane_ok = np.arange(max_lanes)[None, :] < layout.num_lanes[:, None]
         _check_lanes(layout, readings, lane_ok)
-    _check_signal(layout, readings)
-    return readings.faults
+    signal_ok = _check_signal(layout, readings)
+    return readings.faults, signal_ok
 
 
 class WholeMessage:

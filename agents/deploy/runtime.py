@@ -241,9 +241,9 @@ class PolicyRuntime:
         if self.last_t is not None and t < self.last_t:
             raise ValueError(f"field 't' went backwards: {t} after {self.last_t}")
         self.last_t = t
-        faults = validate_readings(self.layout, self.max_lanes, readings)
+        faults, signal_ok = validate_readings(self.layout, self.max_lanes, readings)
         good = np.array([not f for f in faults])
-        self.signals.cross_check(t, readings, good, faults)
+        self.signals.cross_check(t, readings, good, signal_ok, faults)
         global_faults = [self.model_fault] if self.model_fault else []
         action = self._policy_actions(good, readings, faults, global_faults)
         from_policy = action >= 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.deploy.metadata import Layout, Timing
-from agents.deploy.readings import Readings, signal_readings_ok
+from agents.deploy.readings import Readings
 
 
 class SignalModel:
@@ -20,13 +20,14 @@ class SignalModel:
         self.prev_phase = np.full(count, -1, dtype=np.int64)  # -1: unknown (assume intergreen)
         self.switched_at = np.zeros(count, dtype=np.float64)
 
-    def cross_check(self, t: float, readings: Readings, good: np.ndarray, faults: list[list[str]]) -> None:
+    def cross_check(self, t: float, readings: Readings, good: np.ndarray, signal_ok: np.ndarray,
+                    faults: list[list[str]]) -> None:
         """The readings' phase and time in phase must be what was commanded; where they are not,
         the signal did something else: that is a fault (`good` drops it), and the readings win.
-        The signal's own readings (phase, time in phase) are read wherever they are valid, even
-        where a detector's reading is bad: the phase is then known, and min green holds for the
-        fallback plan too (a bad lane reading once left a phase unknown and cut it at once)."""
-        signal_ok = np.logical_and(*signal_readings_ok(self.layout, readings))
+        The signal's own readings (phase, time in phase) are read wherever they are valid
+        (`signal_ok`, from `validate_readings`), even where a detector's reading is bad: the phase
+        is then known, and min green holds for the fallback plan too (a bad lane reading once left
+        a phase unknown and cut it at once)."""
         phase = np.nan_to_num(readings.phase, nan=-1).astype(np.int64)
         tip = readings.time_in_phase
         mismatch = self.known & signal_ok & (
