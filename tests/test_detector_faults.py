@@ -272,15 +272,15 @@ def test_features_that_faults_do_not_reach_are_refused_under_faults(tmp_path):
     from tests.test_evaluate import evaluate_config
 
     faults = {"name": "detector_faults", "detectors": {"noise_std": 1.0, "dead_p": 1.0}}
-    # with every detector dead, pressure (and segment_counts, the movement queues) read the true counts
+    # with every detector dead, segment_counts (where each vehicle is along its lane) reads the true state
     with pytest.raises(ConfigError, match="detector faults do not reach") as error:
         BatchedSignalEnv("grid_1x1", demand={"mode": "poisson"}, perturbation=faults,
                          observations=["phase_onehot", "lane_count", "pressure", "segment_counts"])
-    assert (error.value.field, error.value.value) == ("observations", ["pressure", "segment_counts"])
-    BatchedSignalEnv("grid_1x1", demand={"mode": "poisson"}, perturbation=faults,
-                     observations=["phase_onehot", "lane_count", "approach_halting"])  # all read through faults
+    assert (error.value.field, error.value.value) == ("observations", ["segment_counts"])
+    BatchedSignalEnv("grid_1x1", demand={"mode": "poisson"}, perturbation=faults,  # all read through faults
+                     observations=["phase_onehot", "lane_count", "approach_halting", "pressure", "movement_queue"])
     checkpoint = untrained(small_grid(1, 1, horizon=60), "shared", tmp_path / "p.zip",
-                           observations=["phase_onehot", "pressure"])
+                           observations=["phase_onehot", "segment_counts"])
     with pytest.raises(ConfigError, match="detector faults do not reach") as error:
         evaluate.evaluate(evaluate_config("scenario=grid_1x1", "eval.steps=60", "eval.progress=false",
                                           "perturbation=detector_faults", "controllers=[]",

@@ -19,7 +19,8 @@ import torch
 from agents.classical.fixed_time import FixedTime
 from envs.engine.simulator import Simulator
 from envs.rl.features import feature_context
-from envs.engine.intersections import gather_lanes, intersection_layout, lane_movements
+from envs.engine.intersections import gather_lanes, intersection_layout
+from envs.incidents.movement_split import lane_totals, split_by_movement
 
 
 class FaultyReadings:
@@ -31,9 +32,7 @@ class FaultyReadings:
         self.fallback = FixedTime()
         self.fallback.reset(sim)
         self.blind: torch.Tensor | None = None  # [B, I], from the last reading that sets it
-        # [L, M] share of a lane's phantom vehicles (reported where none are) per movement it feeds
-        feeds = lane_movements(sim.network).to(torch.float32)
-        self.lane_share = feeds / feeds.sum(1, keepdim=True).clamp(min=1.0)
+        self.network = sim.network
 
     def read(self, name: str, true: torch.Tensor, t: torch.Tensor, sets_blind: bool = True,
              zone: float | None = None) -> torch.Tensor:
@@ -50,22 +49,11 @@ class FaultyReadings:
     def by_movement(self, name: str, state, lane: torch.Tensor, counted: torch.Tensor, sets_blind: bool = True,
                     zone: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """What the per-lane detectors `name` report of the `counted` vehicles ``[B, S]`` (on
-        lanes `lane`), by the movement each takes next ``[B, M]``, and the per-lane reading
-        ``[B, L]``. A detector counts a lane, not movements: its reported count is split over the
-        lane's vehicles in their true shares (each counts seen / true), and a count reported on a
-        lane with none evenly over the movements the lane feeds. Vehicles on the last road of
-        their route take no movement and count toward none, as in the true readings."""
-        lanes, moves = self.lane_share.shape
-        index = torch.where(counted, lane, lanes)  # uncounted slots land in the dropped column
-        weight = counted.to(torch.float32)
-        true = torch.zeros(lane.shape[0], lanes + 1, device=lane.device).scatter_add_(1, index, weight)[:, :lanes]
+        lanes `lane`), by the movement each takes next ``[B, M]`` (`envs.incidents.movement_split`),
+        and the per-lane reading ``[B, L]``."""
+        true = lane_totals(lane, counted, self.network.num_lanes)
         seen = self.read(name, true, state.t, sets_blind, zone)
-        ratio = torch.where(true > 0, seen / true.clamp(min=1.0), 0.0)
-        weight = weight * torch.gather(torch.cat([ratio, ratio[:, :1]], 1), 1, index)
-        move = state.veh_move[:, : lane.shape[1]]
-        target = torch.where(counted & (move >= 0), move, moves)
-        out = torch.zeros(lane.shape[0], moves + 1, device=lane.device).scatter_add_(1, target, weight)
-        return out[:, :moves] + torch.where(true > 0, 0.0, seen) @ self.lane_share, seen
+        return split_by_movement(self.network, seen, true, lane, counted, state.veh_move), seen
 
     def fail_safe(self, sim: Simulator, command: torch.Tensor) -> torch.Tensor:
         """`command` ``[B, I]`` with the blind intersections on the fixed-time plan."""

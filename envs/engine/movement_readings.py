@@ -46,15 +46,23 @@ def _by_movement(network: Network, state: SimState, counted: torch.Tensor) -> to
     return _count(move.clamp(min=0), counted & (move >= 0), network.num_movements)
 
 
+def approach_vehicles(
+    network: Network, state: SimState, distance_m: float, halting_speed: float = 0.1
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each slot's lane and whether it holds a vehicle within `distance_m` of its lane's stop
+    line that is moving, and one that is halting ``[B, S]`` each: what an approach detector counts."""
+    lane, active, to_stop = _vehicles(network, state)
+    near = active & (to_stop <= distance_m)
+    halting = state.veh_speed[:, : lane.shape[1]] < halting_speed
+    return lane, near & ~halting, near & halting
+
+
 def approach_by_lane(
     network: Network, state: SimState, distance_m: float, halting_speed: float = 0.1
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Vehicles within `distance_m` of their lane's stop line, moving and halting, ``[B, L]`` each."""
-    lane, active, to_stop = _vehicles(network, state)
-    near = active & (to_stop <= distance_m)
-    halting = state.veh_speed[:, : lane.shape[1]] < halting_speed
-    lanes = network.num_lanes
-    return _count(lane, near & ~halting, lanes), _count(lane, near & halting, lanes)
+    lane, moving, halting = approach_vehicles(network, state, distance_m, halting_speed)
+    return _count(lane, moving, network.num_lanes), _count(lane, halting, network.num_lanes)
 
 
 def approach_by_movement(
@@ -62,10 +70,8 @@ def approach_by_movement(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Vehicles within `distance_m` of the stop line, by next movement, moving and halting,
     ``[B, M]`` each."""
-    _, active, to_stop = _vehicles(network, state)
-    near = active & (to_stop <= distance_m)
-    halting = state.veh_speed[:, : near.shape[1]] < halting_speed
-    return _by_movement(network, state, near & ~halting), _by_movement(network, state, near & halting)
+    _, moving, halting = approach_vehicles(network, state, distance_m, halting_speed)
+    return _by_movement(network, state, moving), _by_movement(network, state, halting)
 
 
 def halting_vehicles(

@@ -71,9 +71,9 @@ class FeatureContext:
     state: SimState | None
     lane_storage: torch.Tensor  # [L] vehicles a lane holds standing, at 7.5 m each (>= 1)
     lane_max_vehicles: torch.Tensor  # [L] most vehicles a lane (and its box) can ever count
-    # detector faults (envs.incidents.perturbations.DetectorFaults): applied to the per-lane detector
-    # *observations* only (lane_count, lane_halting, approach_moving, approach_halting: what the
-    # deployment runtime reads); rewards and other features read the true state
+    # detector faults (envs.incidents.perturbations.DetectorFaults): applied to the detector-based
+    # *observations* only (envs.rl.fault_reach names them: the per-lane readings the deployment
+    # runtime reads and the features built from them); rewards read the true state
     detectors: object | None = None
     probes: object | None = None  # envs.incidents.probes.ProbeSensor: the probe_* features read it
 
@@ -280,8 +280,9 @@ def per_phase(network: Network, movement: torch.Tensor) -> torch.Tensor:
     lambda ctx, norm: (-_pressure_bound(ctx, norm), _pressure_bound(ctx, norm)),
     doc="per action: incoming minus outgoing vehicles over its green movements",
 )
-def _obs_pressure(ctx, normalise):
-    upstream, downstream = movement_counts(ctx.network, ctx.state)
+def _obs_pressure(ctx, normalise):  # lane counts on both sides: faulty detectors reach them
+    counts = detected(ctx, "lane_count", _in_lane_counts(ctx)).to(torch.float32)
+    upstream, downstream = movement_lane_sums(ctx.network, counts, counts)
     phase = per_phase(ctx.network, upstream - downstream)  # [B, I, P]
     action_phase = ctx.layout.action_phase
     index = action_phase.clamp(min=0).unsqueeze(0).expand(phase.shape[0], -1, -1)

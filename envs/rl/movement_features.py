@@ -29,6 +29,10 @@ feature                       raw value (per intersection)                    no
                               intersections joined to this one by a road
                               (0 where there are none)
 ============================  ==============================================  ===================
+
+Under detector faults (``FeatureContext.detectors``) every count here reads through them: the
+per-lane ones directly, the per-movement ones split from their lanes' readings
+(`envs.incidents.movement_split`, as the classical rules split theirs).
 """
 
 from __future__ import annotations
@@ -39,11 +43,12 @@ from dataclasses import replace
 import torch
 
 from envs.engine.movement_readings import (
-    approach_by_lane, approach_by_movement, effective_running, efficient_pressure,
-    movement_queue, movement_red_elapsed,
+    approach_by_lane, approach_by_movement, approach_vehicles, effective_running, efficient_pressure, exit_mean,
+    halting_vehicles, movement_queue, movement_red_elapsed, running_vehicles,
 )
 from envs.engine.signals import green_elapsed
 from envs.engine.intersections import gather_lanes
+from envs.incidents.movement_split import lane_totals, split_by_movement
 from envs.rl.features import (
     OBSERVATION_WRAPPERS, TIME_IN_PHASE_MAX_S, VEHICLE_SPACING_M, FeatureContext, Observation, detected,
     register_observation,
@@ -93,16 +98,30 @@ def _scaled(value: torch.Tensor, scale: float, normalise: bool) -> torch.Tensor:
     return value / scale if normalise else value
 
 
+def _detected_by_movement(ctx: FeatureContext, name: str, lane: torch.Tensor, counted: torch.Tensor):
+    """The `counted` vehicles ``[B, S]`` on `lane` as the faulty lane detectors `name` report them,
+    by next movement ``[B, M]`` (`envs.incidents.movement_split`, as the classical rules read
+    them) and per lane ``[B, L]``."""
+    true = lane_totals(lane, counted, ctx.network.num_lanes)
+    seen = detected(ctx, name, true)
+    return split_by_movement(ctx.network, seen, true, lane, counted, ctx.state.veh_move), seen
+
+
 def _approach_feature(per_movement: bool, halting: bool):
     """One of the four approach features: moving or halting vehicles within `APPROACH_M`,
-    per incoming lane or per next movement."""
-    reading, layout_of = (approach_by_movement, _movements) if per_movement else (approach_by_lane, _lanes)
+    per incoming lane or per next movement; faulty detectors reach both (as the runtime's readings)."""
+    name = f"approach_{'halting' if halting else 'moving'}"
 
     def compute(ctx, normalise):
-        counts = reading(ctx.network, ctx.state, APPROACH_M, ctx.params.halting_speed)[int(halting)]
-        if not per_movement:  # per lane, what a detector counts: faulty detectors reach it (as the runtime's readings)
-            counts = detected(ctx, f"approach_{'halting' if halting else 'moving'}", counts)
-        return _scaled(layout_of(ctx, counts), APPROACH_SCALE, normalise)
+        if per_movement and ctx.detectors is not None:
+            lane, *by_state = approach_vehicles(ctx.network, ctx.state, APPROACH_M, ctx.params.halting_speed)
+            counts = _detected_by_movement(ctx, name, lane, by_state[int(halting)])[0]
+        elif per_movement:
+            counts = approach_by_movement(ctx.network, ctx.state, APPROACH_M, ctx.params.halting_speed)[int(halting)]
+        else:
+            counts = detected(ctx, name, approach_by_lane(ctx.network, ctx.state, APPROACH_M,
+                                                          ctx.params.halting_speed)[int(halting)])
+        return _scaled((_movements if per_movement else _lanes)(ctx, counts), APPROACH_SCALE, normalise)
 
     return compute
 
@@ -122,7 +141,11 @@ for _per_movement, _prefix, _unit in ((False, "", "incoming lane"), (True, "move
     doc="halting vehicles per next movement",
 )
 def _obs_movement_queue(ctx, normalise):
-    queue = movement_queue(ctx.network, ctx.state, ctx.params.halting_speed)
+    if ctx.detectors is None:
+        queue = movement_queue(ctx.network, ctx.state, ctx.params.halting_speed)
+    else:
+        queue = _detected_by_movement(ctx, "lane_halting", *halting_vehicles(
+            ctx.network, ctx.state, ctx.params.halting_speed))[0]
     return _scaled(_movements(ctx, queue), QUEUE_SCALE, normalise)
 
 
@@ -131,7 +154,12 @@ def _obs_movement_queue(ctx, normalise):
     doc="per movement: its queue minus the mean queue of the lanes it leads into",
 )
 def _obs_efficient_pressure(ctx, normalise):
-    pressure = efficient_pressure(ctx.network, ctx.state, ctx.params.halting_speed)
+    if ctx.detectors is None:
+        pressure = efficient_pressure(ctx.network, ctx.state, ctx.params.halting_speed)
+    else:  # both queues from the halting detectors (the exit lanes' too), as efficient_mp reads them
+        queue, per_lane = _detected_by_movement(ctx, "lane_halting", *halting_vehicles(
+            ctx.network, ctx.state, ctx.params.halting_speed))
+        pressure = queue * ctx.network.movement_valid - exit_mean(ctx.network, per_lane)
     return _scaled(_movements(ctx, pressure), QUEUE_SCALE, normalise)
 
 
@@ -141,7 +169,12 @@ def _obs_efficient_pressure(ctx, normalise):
         "at the speed limit",
 )
 def _obs_effective_running(ctx, normalise):
-    running = effective_running(ctx.network, ctx.state, EFFECTIVE_HORIZON_S, ctx.params.halting_speed)
+    horizon, halting_speed = EFFECTIVE_HORIZON_S, ctx.params.halting_speed
+    if ctx.detectors is None:
+        running = effective_running(ctx.network, ctx.state, horizon, halting_speed)
+    else:  # the moving vehicles over each lane's reach, as advanced_mp's running detectors count them
+        running = _detected_by_movement(ctx, "lane_running", *running_vehicles(
+            ctx.network, ctx.state, horizon, halting_speed))[0]
     return _scaled(_movements(ctx, running), QUEUE_SCALE, normalise)
 
 

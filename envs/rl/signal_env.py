@@ -143,7 +143,7 @@ class BatchedSignalEnv:
         # binds it to the current state
         self.feature_base = feature_context(self.network, self.layout, self.params, shortest_spacing(demand_tensors))
         self.detectors = DetectorFaults(self.perturbation, self.network, self.layout.in_lanes, copies)
-        if self.detectors.active:  # faulty detectors change the lane observations, nothing else
+        if self.detectors.active:  # faulty detectors change the detector-based observations, nothing else
             self.feature_base = replace(self.feature_base, detectors=self.detectors)
         self.probes = ProbeSensor(self.config.probes, self.network, copies, split)
         check_probe_observations([f.name for f in self.features], self.config.probes.p, SOURCE, unread_ok=True)
