@@ -40,9 +40,9 @@ from envs.engine.state import EngineParams
 from envs.errors import ConfigError
 from envs.evaluation.config import DetectionConfig, EvalEpisodes, EvaluationConfig
 from envs.rl.actions import check_action_config, check_durations_read
-from envs.rl.features import check_observation_names, check_reward_weights
+from envs.rl.env_config import EnvConfig, check_reward_weights
+from envs.rl.features import check_observation_names
 from envs.rl.probe_features import check_probe_observations
-from envs.rl.signal_env import EnvConfig
 from envs.incidents.perturbations import Perturbation, perturbation_from_config
 from envs.incidents.probes import probes_from_config
 from envs.scenario import known_scenarios

@@ -9,6 +9,7 @@ branches. Never read the scratch cells.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
@@ -51,12 +52,16 @@ class EngineParams:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:  # True is not 1 s
                 raise ConfigError(source, name, value, "must be an integer >= 0 (seconds)")
         flag(self.junction_yielding, source, "junction_yielding")
-        if not 0 < self.yield_gap_s < float("inf"):
+        number = numbers.Real  # a string such as "0.1" is refused here, not by a TypeError in the step
+        if isinstance(self.yield_gap_s, bool) or not isinstance(self.yield_gap_s, number) \
+                or not 0 < self.yield_gap_s < float("inf"):
             raise ConfigError(source, "yield_gap_s", self.yield_gap_s, "must be a finite number > 0 (seconds)")
-        if not 0 <= self.halting_speed < float("inf"):  # NaN fails this too
+        if isinstance(self.halting_speed, bool) or not isinstance(self.halting_speed, number) \
+                or not 0 <= self.halting_speed < float("inf"):  # NaN fails this too
             raise ConfigError(source, "halting_speed", self.halting_speed, "must be a finite number >= 0 (m/s)")
-        if self.max_vehicles is not None and self.max_vehicles < 1:
-            raise ConfigError(source, "max_vehicles", self.max_vehicles, "must be >= 1")
+        if self.max_vehicles is not None and (isinstance(self.max_vehicles, bool) or not isinstance(
+                self.max_vehicles, numbers.Integral) or self.max_vehicles < 1):
+            raise ConfigError(source, "max_vehicles", self.max_vehicles, "must be a whole number >= 1 (or None)")
 
 
 class SimState(NamedTuple):

@@ -139,8 +139,8 @@ class ActionDecoder:
             return action_commands(self.layout, actions)
         if self.mode == "keep_or_switch":
             upcoming = next_action_phase(self.layout, state)
-            keep = (actions == KEEP) | (actions < 0)
-            keep = keep & (current_action(self.layout, state) >= 0)  # never keep the transition phase
+            # KEEP never keeps the transition phase (it moves on to the next green); -1 keeps any phase
+            keep = ((actions == KEEP) & (current_action(self.layout, state) >= 0)) | (actions < 0)
             return torch.where(keep, -1, upcoming)
         holding = self.holding(state)
         start = ~holding & (actions >= 0)

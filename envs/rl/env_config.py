@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Dict, Tuple
 
 from envs.errors import ConfigError
+from envs.scenario.network import check_device
 from envs.incidents.probes import ProbeSpec
+from envs.rl.features import REWARDS
 from envs.rl.actions import DEFAULT_ACTION_MODE, DEFAULT_GREEN_DURATIONS_S, check_action_config, check_durations_read
 from envs.scenario.splits import SPLITS, DemandSpec
 
@@ -67,3 +71,54 @@ class EnvConfig:
             raise ConfigError(SOURCE, "split", self.split, f"expected one of {list(SPLITS)}")
         check_action_config(self.action_mode, self.green_durations_s, SOURCE)
         check_durations_read(self.action_mode, self.green_durations_s, SOURCE)
+
+
+def observation_names_arg(observations) -> tuple:
+    """The ``observations`` argument, a list or tuple of feature names, as a tuple."""
+    if isinstance(observations, str) or not isinstance(observations, Sequence):
+        raise ConfigError(SOURCE, "observations", observations,
+                          "expected a list of feature names (envs/rl/features.py), e.g. ['lane_count']")
+    return tuple(observations)
+
+
+def check_loaded_scenario(scenario, device, data_dir, scenario_seed) -> None:
+    """A `Scenario` object is already loaded, on its network's device: a `device` given beside it
+    must be that one (never a silent run elsewhere), and `data_dir` and `scenario_seed`, which
+    apply to loading a scenario by name, must be left unset."""
+    if device is not None:
+        want, have = check_device(device, SOURCE), scenario.network.device
+        if want.type != have.type or (want.index is not None and want.index != have.index):
+            raise ConfigError(SOURCE, "device", str(device), f"the scenario's network is on {have}: "
+                              "load it on this device, or pass the scenario's name")
+    for name, value, unset in (("data_dir", data_dir, None), ("scenario_seed", scenario_seed, 0)):
+        if value != unset:
+            raise ConfigError(SOURCE, name, value, "applies to a scenario loaded by name; this Scenario "
+                              "object is already loaded (pass its name, or load it with this option)")
+
+
+def check_reward_weights(weights, source: str = "<env>") -> dict[str, float]:
+    """Reward config: a name, a list of names (weight 1 each) or a ``{name: weight}`` mapping."""
+    if isinstance(weights, str):
+        weights = {weights: 1.0}
+    elif isinstance(weights, Mapping):
+        weights = dict(weights)
+    elif not isinstance(weights, Sequence):
+        raise ConfigError(source, "reward", weights, "expected a term name, a list of names or {name: weight}")
+    else:
+        names = list(weights)
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ConfigError(source, "reward", repeated[0], "listed twice; give a weight instead")
+        weights = {name: 1.0 for name in names}
+    if not weights:
+        raise ConfigError(source, "reward", weights, "need at least one reward term")
+    out = {}
+    for name, weight in weights.items():
+        if name not in REWARDS:
+            raise ConfigError(source, "reward", name, "unknown reward term; known: " + ", ".join(sorted(REWARDS)))
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            raise ConfigError(source, f"reward.{name}", weight, "weight must be a finite number")
+        out[name] = float(weight)
+    if not any(out.values()):  # a zero weight drops a term: every one dropped left a reward of 0 always
+        raise ConfigError(source, "reward", out, "every weight is 0: keep at least one term with a weight")
+    return out

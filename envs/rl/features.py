@@ -43,7 +43,6 @@ multiplies each by its configured weight and sums:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -367,32 +366,6 @@ def observation_named(name) -> Observation | None:
     prefix, colon, inner = name.partition(":")
     wrapped = observation_named(inner) if colon and prefix in OBSERVATION_WRAPPERS else None
     return OBSERVATION_WRAPPERS[prefix](wrapped) if wrapped is not None else None
-
-
-def check_reward_weights(weights, source: str = "<env>") -> dict[str, float]:
-    """Reward config: a name, a list of names (weight 1 each) or a ``{name: weight}`` mapping."""
-    if isinstance(weights, str):
-        weights = {weights: 1.0}
-    elif not isinstance(weights, dict):
-        names = list(weights or [])
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise ConfigError(source, "reward", repeated[0], "listed twice; give a weight instead")
-        weights = {name: 1.0 for name in names}
-    if not weights:
-        raise ConfigError(source, "reward", weights, "need at least one reward term")
-    out = {}
-    for name, weight in weights.items():
-        if name not in REWARDS:
-            raise ConfigError(
-                source, "reward", name, "unknown reward term; known: " + ", ".join(sorted(REWARDS))
-            )
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
-            raise ConfigError(source, f"reward.{name}", weight, "weight must be a finite number")
-        out[name] = float(weight)
-    if not any(out.values()):  # a zero weight drops a term: every one dropped left a reward of 0 always
-        raise ConfigError(source, "reward", out, "every weight is 0: keep at least one term with a weight")
-    return out
 
 
 # registers the approach, per-movement and timing features and the neighbour_mean: wrapper

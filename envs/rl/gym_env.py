@@ -154,8 +154,8 @@ class TrafficSignalEnv(gymnasium.Env):
         obs, reward, terminated, truncated, info = self.core.step(action)
         out = self._info(info)
         out["agent_rewards"] = _numpy(reward[0])
-        if "episode" in info:
-            out["episode"] = {name: float(value[0]) for name, value in info["episode"].items()}
+        if "episode" in info:  # not "episode": Gymnasium's RecordEpisodeStatistics and SB3's Monitor write that key
+            out["episode_metrics"] = {name: float(value[0]) for name, value in info["episode"].items()}
         if bool(terminated[0]) or bool(truncated[0]):
             self.gate.ended()
         return (

@@ -92,7 +92,7 @@ class TrafficSignalParallelEnv(ParallelEnv):
         if "episode" in info:
             episode = {name: float(value[0]) for name, value in info["episode"].items()}
             for agent in self.agents:
-                infos[agent]["episode"] = episode
+                infos[agent]["episode_metrics"] = episode  # "episode" is the wrappers' key (as the single env)
         observations = self._by_agent(self._obs)
         terminations = {a: term for a in self.agents}
         truncations = {a: trunc for a in self.agents}

@@ -47,7 +47,7 @@ from envs.engine.state import EngineParams
 from envs.errors import CommandError, ConfigError, flag
 from envs.rl.features import (
     shortest_spacing,
-    OBSERVATIONS, REWARDS, FeatureContext, check_observation_names, check_reward_weights,
+    OBSERVATIONS, REWARDS, FeatureContext, check_observation_names,
     feature_context,
 )
 from envs.engine.intersections import IntersectionLayout, intersection_layout
@@ -62,7 +62,9 @@ from envs.incidents.probes import ProbeSensor, ProbeSpec
 from envs.rl.probe_features import check_probe_observations, reads_probes
 from envs.scenario.splits import DemandSpec
 from envs.rl.demand_stream import DemandStream
-from envs.rl.env_config import DEFAULT_OBSERVATIONS, SOURCE, EnvConfig
+from envs.rl.env_config import (
+    DEFAULT_OBSERVATIONS, SOURCE, EnvConfig, check_loaded_scenario, check_reward_weights, observation_names_arg,
+)
 from envs.rl.episode_demand import EpisodeTables
 from envs.rl.fault_reach import check_faults_reach
 from envs.rl.readout import decision_readout
@@ -84,7 +86,7 @@ class BatchedSignalEnv:
         split: str = EnvConfig.split,
         engine: EngineParams | dict | None = None,
         compile: bool = False,
-        device: str = "cpu",
+        device: str | None = None,  # a name loads on it (None: the CPU); a Scenario object brings its own
         data_dir: str | None = None,
         scenario_seed: int = 0,
         autoreset: bool = True,
@@ -98,7 +100,7 @@ class BatchedSignalEnv:
             action_mode=action_mode,
             green_durations_s=tuple(green_durations_s) if isinstance(green_durations_s, (list, tuple))
             else green_durations_s,
-            observations=tuple(observations) if not isinstance(observations, str) else observations,
+            observations=observation_names_arg(observations),
             reward=check_reward_weights(reward, SOURCE), normalise=flag(normalise, SOURCE, "normalise"),
             demand=_as_dataclass(demand, DemandSpec, "demand"), split=split, demand_pool=demand_pool,
             probes=_as_dataclass(probes, ProbeSpec, "probes"),
@@ -108,9 +110,10 @@ class BatchedSignalEnv:
         # a zero weight drops a term (configs merge reward mappings, so this is how to remove one)
         self.reward_terms = {name: REWARDS[name] for name, w in self.config.reward.items() if w != 0}
         if isinstance(scenario, str):
-            scenario = load_scenario(
-                scenario, seed=scenario_seed, data_dir=data_dir, horizon=episode_s, device=device
-            )
+            scenario = load_scenario(scenario, seed=scenario_seed, data_dir=data_dir, horizon=episode_s,
+                                     device="cpu" if device is None else device)
+        else:
+            check_loaded_scenario(scenario, device, data_dir, scenario_seed)
         self.scenario = scenario
         self.demand_spec = self.config.demand
         # training under perturbations: each episode's sample also draws its incidents and surge
@@ -125,7 +128,7 @@ class BatchedSignalEnv:
         self.layout: IntersectionLayout = intersection_layout(self.network)
         self.params = _as_dataclass(engine, EngineParams, "engine")
         self.copies = copies
-        self.autoreset = autoreset  # False: done copies wait for `reset` (single-env adapters)
+        self.autoreset = flag(autoreset, SOURCE, "autoreset")  # False: done copies wait for `reset` (single envs)
         self.demand_pool = self.config.demand_pool
         self.stream = DemandStream(self.scenario, self.config.split, self.perturbation, copies, self.demand_pool)
         self._incidents: list[list[Incident]] = [[] for _ in range(copies)]
@@ -243,7 +246,7 @@ class BatchedSignalEnv:
         """Reset every copy. A `seed` restarts the demand sample indices at `seed`; after
         `resume_demand` (which wins over a seed) each copy restarts on the sample it held."""
         if seed is not None:
-            if not isinstance(seed, int) or seed < 0:
+            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
                 raise ConfigError(SOURCE, "seed", seed, "must be an integer >= 0")
             self.stream.restart(seed)
         if self.demand_spec.mode != "original":

@@ -70,10 +70,6 @@ class TrafficSignalTorchRLEnv(EnvBase):
         device = check_device(device, SOURCE)
         self.core = BatchedSignalEnv(scenario, copies, device=str(device), autoreset=True,
                                      compile=flag(compile_engine, SOURCE, "compile_engine"), **kwargs)
-        have = self.core.device  # a Scenario object brings its own network, on its own device
-        if have.type != device.type or (device.index is not None and have.index != device.index):
-            raise ConfigError(SOURCE, "device", str(device), f"the scenario's network is on "
-                              f"{have}: load it on this device, or pass the scenario's name")
         super().__init__(device=self.core.device, batch_size=torch.Size([self.core.copies]))
         self.last_info: dict = {}  # the core's info of the last step (episode metrics of ended copies)
         core = self.core
