@@ -106,3 +106,17 @@ def test_cuda_without_cuda_is_an_error_naming_engine_device_in_every_entry_point
         check_evaluate_config(cfg)
     with pytest.raises(ConfigError, match=f"field 'device' = {device!r}: CUDA is not available"):
         evaluate.evaluate(cfg, tmp_path)  # called as a library, past that check: the engine refuses
+
+
+@pytest.mark.parametrize("trainer", ["sb3", "torchrl"])
+def test_each_trainer_resumes_on_the_device(device, trainer, tmp_path):
+    """A checkpoint read onto a GPU brings its saved random states there; the resume restores them
+    (CPU byte tensors) all the same and trains on."""
+    _, checkpoint = _train(trainer, device, tmp_path / "first")
+    overrides = tiny_run(**{**TINY_TRAIN, "train__total_agent_steps": 400}, engine__device=device,
+                         train__device=device, resume=str(checkpoint))
+    if trainer == "torchrl":
+        result = train_torchrl(train_config(*overrides, "trainer=torchrl"), tmp_path / "second")
+    else:
+        result = train(train_config(*overrides), tmp_path / "second")
+    assert result["num_timesteps"] >= 400

@@ -70,10 +70,38 @@ def test_centralised_and_per_agent_networks_keep_torchrls_forward():
     torch.manual_seed(3)
     independent = build_networks({**SPEC, "share_params": False})
     actor, central = build_networks({**SPEC, "centralised_critic": True})
-    assert independent[0]._layers is None and central._layers is None and actor._layers is not None
+    assert independent[0]._layers is None and actor._layers is not None and central.mlp._layers is not None
     x = torch.randn(8, 16, 73)
-    for net in (*independent, central):
+    for net in independent:
         assert torch.equal(net(x), reference(net, x))
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_the_centralised_critic_gives_each_agent_its_own_value_from_every_observation(shared):
+    """MAPPO's agent-specific global state: agent i reads every observation, its own and (shared
+    weights) its index; TorchRL's centralized shared MLP gave all 16 agents one value."""
+    torch.manual_seed(4)
+    _, critic = build_networks({**SPEC, "centralised_critic": True, "share_params": shared})
+    x = torch.ones(3, 16, 73)  # identical observations: only the index (or the weights) tells agents apart
+    assert float(critic(x).std(-2).min()) > 0
+    x = torch.randn(3, 16, 73)
+    moved = x.clone()
+    moved[:, 5] += 1.0  # another agent's observation changes agent 0's value
+    assert not torch.allclose(critic(x)[:, 0], critic(moved)[:, 0])
+    own = critic.mlp(torch.cat([x.flatten(-2).unsqueeze(-2).expand(3, 16, -1), x, critic.index.expand(3, 16, -1)], -1))
+    assert torch.equal(critic(x), own)
+
+
+def test_a_centralised_critic_from_before_agent_state_inputs_is_refused_on_resume():
+    from agents.ppo.torchrl_policy import check_network_spec
+    from envs.errors import CheckpointError
+
+    spec = {**SPEC, "centralised_critic": True, "critic_input": "every_own_index"}
+    old = {key: value for key, value in spec.items() if key != "critic_input"}
+    with pytest.raises(CheckpointError) as error:
+        check_network_spec("last.pt", old, spec)
+    assert error.value.field == "torchrl.centralised_critic"
+    check_network_spec("last.pt", SPEC, dict(SPEC))  # non-centralised specs carry no critic_input
 
 
 def test_the_shared_forward_refuses_the_wrong_number_of_agents_as_torchrl_does():

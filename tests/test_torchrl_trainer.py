@@ -83,7 +83,8 @@ def test_a_tiny_run_writes_checkpoints_tensorboard_and_progress(tmp_path, agent)
     weights = [v for k, v in data["actor"].items() if k.endswith("weight")]
     assert all(w.shape[0] == 16 for w in weights) is (agent == "ppo_independent")  # per-intersection stacks
     critic_in = next(v for k, v in data["critic"].items() if k.endswith("0.weight")).shape[-1]
-    assert critic_in == meta["env"]["observation_size"] * (16 if agent == "mappo" else 1)
+    size = meta["env"]["observation_size"]  # mappo: every intersection's observation, its own, its index
+    assert critic_in == (size * 16 + size + 16 if agent == "mappo" else size)
 
     # the checkpoint is a controller: the final evaluation was last.pt's
     scenario = load_scenario("grid_4x4")

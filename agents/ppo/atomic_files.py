@@ -135,9 +135,10 @@ def rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     """Continue from a checkpoint's `rng_state` (CUDA states only where this machine has as many
     devices)."""
-    torch.set_rng_state(state["torch"])
+    # the states are CPU byte tensors; a checkpoint read with map_location on a GPU moved them there
+    torch.set_rng_state(state["torch"].cpu())
     if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
 

@@ -8,8 +8,11 @@ faster forward for shared parameters):
   (``share_params=True``, ``centralized=False``);
 - ``ppo_independent`` (``agent.policy=independent``): separate parameters per intersection
   (``share_params=False``: the agents' weights stacked and run with ``vmap``);
-- ``mappo``: the shared actor with a centralised critic (``centralized=True``: each agent's value
-  reads every intersection's observation), see `TorchRLTrainerConfig.centralised_critic`.
+- ``mappo``: the shared actor with a centralised critic, see
+  `TorchRLTrainerConfig.centralised_critic`: MAPPO's agent-specific global state (Yu et al. 2022),
+  each intersection's value reads every intersection's observation, then its own and (shared
+  parameters) its one-hot index (`AgentStateCritic`). TorchRL's ``centralized=True`` with shared
+  parameters gives every agent one value, though each intersection's reward is its own queue.
 
 Hidden layers: ``agent.net_arch`` / ``agent.activation``; with ``agent.ortho_init`` the weights
 get SB3's orthogonal init (gain sqrt(2) hidden, 0.01 policy head, 1 value head; zero biases).
@@ -37,6 +40,7 @@ from agents.ppo.policy import PolicyController, check_env_meta
 from envs.errors import CheckpointError, ConfigError
 
 CHECKPOINT_FORMAT = 1
+CRITIC_INPUT = "every_own_index"  # what `AgentStateCritic` reads (in a centralised critic's network spec)
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 SOURCE = "<controller:torchrl>"
 
@@ -52,6 +56,7 @@ def network_spec(cfg_agent, n_agents: int, obs_size: int, n_actions: int, centra
         "share_params": cfg_agent.policy != "independent", "centralised_critic": bool(centralised),
         "net_arch": [int(w) for w in cfg_agent.net_arch], "activation": str(cfg_agent.activation),
         "ortho_init": bool(cfg_agent.ortho_init),
+        **({"critic_input": CRITIC_INPUT} if centralised else {}),
     }
 
 
@@ -60,6 +65,7 @@ SPEC_FIELDS = {
     "n_agents": "env.intersections", "obs_size": "env.observation_size", "n_actions": "env.actions",
     "share_params": "agent.policy", "centralised_critic": "torchrl.centralised_critic",
     "net_arch": "agent.net_arch", "activation": "agent.activation", "ortho_init": "agent.ortho_init",
+    "critic_input": "torchrl.centralised_critic",  # absent in a centralised critic from before AgentStateCritic
 }
 
 
@@ -68,9 +74,9 @@ def check_network_spec(path: str, saved: dict, spec: dict) -> None:
     the config key of the first entry that differs (agent=mappo, or torchrl.centralised_critic=true,
     gives a centralised critic)."""
     for key, field in SPEC_FIELDS.items():
-        if saved.get(key) != spec[key]:
-            raise CheckpointError(path, field, spec[key], f"the checkpoint's networks have {key}={saved.get(key)!r}; "
-                                                          "resume needs the same")
+        if saved.get(key) != spec.get(key):
+            raise CheckpointError(path, field, spec.get(key), f"the checkpoint's networks have "
+                                  f"{key}={saved.get(key)!r}; resume needs the same")
 
 
 class DirectMultiAgentMLP(MultiAgentMLP):
@@ -119,13 +125,31 @@ class DirectMultiAgentMLP(MultiAgentMLP):
         return x
 
 
-def _mlp(spec: dict, outputs: int, centralised: bool, device) -> MultiAgentMLP:
+def _mlp(spec: dict, outputs: int, device) -> MultiAgentMLP:
     arch = spec["net_arch"]
     return DirectMultiAgentMLP(
         n_agent_inputs=spec["obs_size"], n_agent_outputs=outputs, n_agents=spec["n_agents"],
-        centralized=centralised, share_params=spec["share_params"] or centralised, device=device,
+        centralized=False, share_params=spec["share_params"], device=device,
         depth=len(arch), num_cells=list(arch), activation_class=ACTIVATIONS[spec["activation"]],
     )
+
+
+class AgentStateCritic(nn.Module):
+    """A centralised critic with one value per agent: agent ``i`` reads ``[every agent's
+    observation, its own, one-hot i]`` (the index only with shared parameters; per-agent weights
+    already tell the agents apart) through `mlp`, a per-agent `DirectMultiAgentMLP`."""
+
+    def __init__(self, spec: dict, device) -> None:
+        super().__init__()
+        agents, size, shared = spec["n_agents"], spec["obs_size"], spec["share_params"]
+        self.mlp = _mlp({**spec, "obs_size": agents * size + size + (agents if shared else 0)}, 1, device)
+        index = torch.eye(agents, device=device) if shared else torch.zeros(agents, 0, device=device)
+        self.register_buffer("index", index, persistent=False)  # moves with the module, not saved
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        every = obs.flatten(-2).unsqueeze(-2).expand(*obs.shape[:-1], -1)  # [.., I, I*F]
+        index = self.index.expand(*obs.shape[:-1], -1)
+        return self.mlp(torch.cat([every, obs, index], -1))
 
 
 def orthogonal_init(net: MultiAgentMLP, head_gain: float) -> None:
@@ -143,13 +167,13 @@ def orthogonal_init(net: MultiAgentMLP, head_gain: float) -> None:
                 nn.init.orthogonal_(w, gain=gain)
 
 
-def build_networks(spec: dict, device="cpu") -> tuple[MultiAgentMLP, MultiAgentMLP]:
+def build_networks(spec: dict, device="cpu") -> tuple[MultiAgentMLP, nn.Module]:
     """``(policy_net [.., I, F] -> [.., I, A] logits, value_net [.., I, F] -> [.., I, 1])``."""
-    policy_net = _mlp(spec, spec["n_actions"], False, device)
-    value_net = _mlp(spec, 1, spec["centralised_critic"], device)
+    policy_net = _mlp(spec, spec["n_actions"], device)
+    value_net = AgentStateCritic(spec, device) if spec["centralised_critic"] else _mlp(spec, 1, device)
     if spec["ortho_init"]:
         orthogonal_init(policy_net, 0.01)
-        orthogonal_init(value_net, 1.0)
+        orthogonal_init(value_net.mlp if spec["centralised_critic"] else value_net, 1.0)
     return policy_net, value_net
 
 
@@ -272,6 +296,6 @@ class TorchRLPolicyController(PolicyController):
 
 
 __all__ = [
-    "GreedyPolicy", "TorchRLPolicyController", "build_networks", "check_network_spec", "load_torchrl_policy",
+    "AgentStateCritic", "GreedyPolicy", "TorchRLPolicyController", "build_networks", "check_network_spec", "load_torchrl_policy",
     "network_spec", "read_torchrl_checkpoint", "read_torchrl_meta", "save_torchrl_checkpoint",
 ]
