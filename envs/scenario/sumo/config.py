@@ -10,7 +10,7 @@ from envs.errors import ScenarioError
 from envs.scenario.sumo.xml_fields import XmlFields, read_xml
 
 DEFAULT_BEGIN_S = 0.0  # SUMO's default when the config leaves the begin out
-READ_OPTIONS = ("input/net-file", "input/route-files", "time/begin", "time/end")
+READ_OPTIONS = ("net-file", "route-files", "begin", "end")  # wherever they stand (SUMO ignores sections)
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,19 @@ def read_config(path: str | Path) -> SumoConfig:
     fields = XmlFields(str(path))
     root = read_xml(path, "configuration")
 
+    # SUMO reads an option wherever it stands (its section names are for people): options by name,
+    # each labelled "section.option" (or just the option, outside a section) for the messages
+    options: dict[str, tuple[str, object]] = {}
+    for section in root:
+        for element in (list(section) if len(section) else [section]):
+            label = element.tag if element is section else f"{section.tag}.{element.tag}"
+            if element.tag in options:
+                fields.fail(label, "value", element.get("value"), f"given twice (also as {options[element.tag][0]})")
+            options[element.tag] = (label, element)
+
     def value(section: str, name: str) -> str | None:
-        element = root.find(f"{section}/{name}")
-        return None if element is None else fields.string(element, "value", f"{section}.{name}")
+        label, element = options.get(name, (f"{section}.{name}", None))
+        return None if element is None else fields.string(element, "value", label)
 
     net = value("input", "net-file")
     if net is None:
@@ -54,9 +64,9 @@ def read_config(path: str | Path) -> SumoConfig:
                     "an entry of the comma-separated list of route files is empty")
     times = {}
     for name in ("begin", "end"):
-        element = root.find(f"time/{name}")
+        label, element = options.get(name, (f"time.{name}", None))
         if element is not None:
-            times[name] = fields.number(element, "value", f"time.{name}")
+            times[name] = fields.number(element, "value", label)
         elif name == "begin":
             times[name] = DEFAULT_BEGIN_S
         else:  # an assumed end would cut the demand at a time the scenario never gave
@@ -70,8 +80,7 @@ def read_config(path: str | Path) -> SumoConfig:
                     "the importer does not read additional files (traffic-light programs, vTypes, routes "
                     "or detectors they hold would be missed): move the vTypes and routes into the route "
                     "files and the programs into the net, then remove the entry")
-    ignored = tuple(f"{section.tag}.{option.tag}" for section in root for option in section
-                    if f"{section.tag}/{option.tag}" not in READ_OPTIONS)
+    ignored = tuple(label for name, (label, _) in options.items() if name not in READ_OPTIONS)
     return SumoConfig(path, path.parent / net,
                       tuple(path.parent / name for name in routes.replace(",", " ").split()),
                       times["begin"], times["end"], ignored)

@@ -196,15 +196,18 @@ def read_net(path: str | Path) -> SumoNet:
     for element in root.iter("tlLogic"):
         where = element_path(element)
         ident = fields.string(element, "id", where)
-        if ident in programs:
-            skip("further_programs_ignored")
-            continue
+        if ident in programs:  # SUMO runs a light's last loaded program (no WAUT switches between them)
+            skip("earlier_programs_replaced")
         phases = tuple(
             SumoPhase(fields.positive(phase, "duration", f"{where}.phase[{k}]"),
                       fields.string(phase, "state", f"{where}.phase[{k}]"))
             for k, phase in enumerate(element.iter("phase")))
         if not phases:
             fields.fail(where, None, ident, "a traffic light program needs at least one <phase>")
+        for k, phase in enumerate(phases):  # SUMO: "Mismatching phase state length"
+            if len(phase.state) != len(phases[0].state):
+                fields.fail(f"{where}.phase[{k}]", "state", phase.state, f"{len(phase.state)} signals; the "
+                            f"program's first phase has {len(phases[0].state)} (every phase needs one per link)")
         programs[ident] = SumoProgram(ident, element.get("programID", "0"),
                                       element.get("type", "static"),
                                       fields.number(element, "offset", where, 0.0), phases)

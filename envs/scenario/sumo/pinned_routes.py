@@ -62,7 +62,7 @@ def pin_routes(config: SumoConfig, routes: dict[str, str], workdir: str | Path) 
     path.write_text(
         f"<configuration><input><net-file value=\"{net}\"/>"
         f"<route-files value=\"{','.join(route_files)}\"/></input>"
-        f"<time><begin value=\"{config.begin:g}\"/><end value=\"{config.end:g}\"/></time>"
+        f"<time><begin value=\"{config.begin!r}\"/><end value=\"{config.end!r}\"/></time>"  # repr: every digit
         "</configuration>\n")
     counts = {"trips_pinned": pinned, "trips_left_unpinned": left, "od_pairs_pinned": len(paths),
               "od_pairs_on_several_routes": sum(len(r) > 1 for r in paths.values())}

@@ -80,13 +80,17 @@ def junction_phases(
                                 f"unknown signal state at linkIndex {k}")
     phases: list[dict] = []
     pending = 0.0  # transition time waiting for the next green phase
-    for sumo_phase in program.phases:
+    # an all-red clearance (every signal red, for every road user) is part of the transition, as a
+    # yellow is; a phase red for cars only (green for a bicycle or tram link the import left out)
+    # stops the cars for its duration and stays a phase; a program of nothing but red stays as it is
+    all_red = [all(_CHAR_CLASS[c] == RED for c in phase.state) for phase in program.phases]
+    for sumo_phase, red in zip(program.phases, all_red):
         states = [
             link_state([sumo_phase.state[index] for _, index in link.slots], counts)
             if link.slots else PERMISSIVE for link in links
         ]
-        if YELLOW in states:
-            counts["transition_phases_folded"] += 1
+        if YELLOW in states or (red and not all(all_red)):
+            counts["red_phases_folded" if red else "transition_phases_folded"] += 1
             pending += sumo_phase.duration
             continue
         green = [k for k, s in enumerate(states) if s in (GREEN, PERMISSIVE)]

@@ -24,9 +24,10 @@ _CLASS_DEFAULTS = {
     "delivery": (6.5, 2.5, 2.6, 4.5, 9.0, 55.56, 2.16),
 }
 # classes that never use a road lane; their vehicles are left out and counted
-NON_ROAD_CLASSES = ("pedestrian", "bicycle", "tram", "rail", "rail_urban", "rail_electric",
-                    "ship")
+NON_ROAD_CLASSES = ("pedestrian", "bicycle", "tram", "rail", "rail_urban", "rail_electric", "rail_fast",
+                    "subway", "cable_car", "ship", "aircraft", "wheelchair", "scooter", "drone", "container")
 DEFAULT_TAU = 1.0  # SUMO's default desired time headway (s)
+FLOW_RATES = ("period", "vehsPerHour", "perHour", "probability")  # a <flow>'s rate attributes: one at most
 # a <vehicle>'s, <trip>'s or <flow>'s attributes the import counts as ignored
 IGNORED_VEHICLE_ATTRIBUTES = ("departLane", "departPos", "departSpeed", "arrivalLane", "arrivalPos",
                               "arrivalSpeed")
@@ -60,7 +61,9 @@ class SumoRoutes:
 
 def vehicle_type(fields: XmlFields, element, where: str, counts: Counter
                  ) -> tuple[VehicleSpec, str]:
-    """A ``<vType>``'s parameters in gridlight's fields (SUMO's defaults for its class)."""
+    """A ``<vType>``'s parameters in gridlight's fields (SUMO's defaults for its class); those of
+    a ``<carFollowing-MODEL>`` child override the vType's own, as in SUMO."""
+    element, where = _with_car_following(fields, element, where, counts)
     v_class = element.get("vClass", "passenger")
     if v_class not in _CLASS_DEFAULTS and v_class not in NON_ROAD_CLASSES:
         counts[f"vclass_{v_class}_with_passenger_defaults"] += 1
@@ -83,6 +86,20 @@ def vehicle_type(fields: XmlFields, element, where: str, counts: Counter
         headway_time=fields.positive(element, "tau", where, DEFAULT_TAU),
         sigma=_sigma(fields, element, where),
     ), v_class
+
+
+def _with_car_following(fields: XmlFields, element, where: str, counts: Counter):
+    """The vType with its ``<carFollowing-MODEL>`` child's attributes merged in (a model other
+    than Krauss, the engine's, is counted as ignored, as the ``carFollowModel`` attribute is)."""
+    children = [child for child in element if str(child.tag).startswith("carFollowing-")]
+    if not children:
+        return element, where
+    if len(children) > 1:
+        fields.fail(where, None, children[1].tag, "a vType takes one car-following model element")
+    child = children[0]
+    if child.tag != "carFollowing-Krauss":
+        counts["vtype_carFollowModel_ignored"] += 1
+    return element.makeelement("vType", {**element.attrib, **child.attrib}), f"{where}.{child.tag}"
 
 
 def _emergency_decel(fields: XmlFields, element, where: str, decel: float,
@@ -224,11 +241,17 @@ def _flow(fields: XmlFields, element, where: str, routes, counts: Counter, windo
     if not end >= begin:
         owner, owner_where = (element, where) if "end" in element.attrib else interval  # its interval's end
         fields.fail(owner_where, "end", owner.get("end"), f"the flow ends before its begin ({begin:g})")
+    rates = [name for name in FLOW_RATES if name in element.attrib]
+    if len(rates) > 1:  # SUMO refuses these too
+        fields.fail(where, rates[1], element.get(rates[1]), f"a flow takes at most one of {', '.join(FLOW_RATES)} "
+                    f"(it also gives {rates[0]})")
+    if rates and "number" in element.attrib and "end" in element.attrib:
+        fields.fail(where, "number", element.get("number"), f"beside '{rates[0]}' a flow takes at most one of "
+                    "'end' and 'number' (SUMO refuses both)")
     if "period" in element.attrib:
         period = _milliseconds(fields, element, where, "period", fields.positive(element, "period", where))
-    elif "vehsPerHour" in element.attrib:
-        period = _milliseconds(fields, element, where, "vehsPerHour",
-                               3600.0 / fields.positive(element, "vehsPerHour", where))
+    elif rates and rates[0] in ("vehsPerHour", "perHour"):  # perHour: SUMO's newer name
+        period = _milliseconds(fields, element, where, rates[0], 3600.0 / fields.positive(element, rates[0], where))
     elif "probability" in element.attrib:
         counts["probability_flows_as_mean_period"] += 1
         period = 1.0 / _probability(fields, element, where)
@@ -236,12 +259,19 @@ def _flow(fields: XmlFields, element, where: str, routes, counts: Counter, windo
         if not math.isfinite(end):
             fields.fail(where, "end", None, "a flow with 'number' needs an 'end' (its own, its <interval>'s or the "
                         "sumocfg's)")
-        period = (end - begin) / max(fields.integer(element, "number", where), 1)
+        period = None  # the span over number, on the millisecond clock below
     else:
         fields.fail(where, "period", None,
-                    "a <flow> needs one of period, vehsPerHour, probability or number")
-    # period is 0 only for a `number` flow ending at its begin: its count is `number`
-    count = math.ceil((end - begin) / period) if math.isfinite(end) and period > 0 else None
+                    "a <flow> needs one of period, vehsPerHour, perHour, probability or number")
+    # on SUMO's millisecond clock, as SUMO counts: departures begin + n * period exactly (a `number`
+    # flow's period is the span over number, floored to the ms); period 0 only for a `number` flow
+    # ending at its begin: its count is `number`
+    begin_ms = _ms(begin)
+    if "number" in element.attrib and not rates:
+        period_ms = (_ms(end) - begin_ms) // max(fields.integer(element, "number", where), 1)
+    else:
+        period_ms = _ms(period)
+    count = -(-(_ms(end) - begin_ms) // period_ms) if math.isfinite(end) and period_ms > 0 else None
     if "number" in element.attrib:
         count = fields.integer(element, "number", where) if count is None else min(
             count, fields.integer(element, "number", where))
@@ -250,8 +280,8 @@ def _flow(fields: XmlFields, element, where: str, routes, counts: Counter, windo
                     "'number' to be finite")
     if count == 0:
         counts["flows_without_vehicles"] += 1
-    first = _first_at_or_after(begin, period, count, window[0])
-    stop = _first_at_or_after(begin, period, count, window[1])  # SUMO never inserts one at or after end
+    first = _first_at_or_after(begin_ms, period_ms, count, window[0])
+    stop = _first_at_or_after(begin_ms, period_ms, count, window[1])  # SUMO never inserts one at or after end
     counts["vehicles_before_begin_left_out"] += first
     counts["vehicles_after_end_left_out"] += count - max(stop, first)
     if stop - first > room:
@@ -260,7 +290,7 @@ def _flow(fields: XmlFields, element, where: str, routes, counts: Counter, windo
                     f"(with the vehicles before it: {room:,} more)")
     shaped = _vehicle(fields, element, where, routes, begin, "")
     flow_id = element.get("id", "")
-    return [SumoVehicle(f"{where}#{n}", begin + n * period, shaped.vtype, shaped.edges,
+    return [SumoVehicle(f"{where}#{n}", (begin_ms + n * period_ms) / 1000, shaped.vtype, shaped.edges,
                         shaped.origin, shaped.destination, shaped.via,
                         f"{flow_id}.{n}", fields.source) for n in range(first, stop)]
 
@@ -284,17 +314,19 @@ def _milliseconds(fields: XmlFields, element, where: str, attribute: str, period
     return rounded
 
 
-def _first_at_or_after(begin: float, period: float, count: int, time: float) -> int:
-    """The first n < count whose departure ``begin + n * period`` is at or after `time` (`count`
-    if none), found in closed form and settled with the very sum the vehicles are built with."""
-    if period <= 0:
-        return 0 if begin >= time else count
-    n = min(max(math.ceil((time - begin) / period), 0), count) if math.isfinite(time) else count
-    while n > 0 and begin + (n - 1) * period >= time:
-        n -= 1
-    while n < count and begin + n * period < time:
-        n += 1
-    return n
+def _ms(seconds: float) -> int:
+    """`seconds` on SUMO's millisecond clock (TIME2STEPS rounds)."""
+    return round(seconds * 1000)
+
+
+def _first_at_or_after(begin_ms: int, period_ms: int, count: int, time: float) -> int:
+    """The first n < count whose departure ``begin_ms + n * period_ms`` is at or after `time` (s;
+    `count` if none), in whole milliseconds."""
+    if not math.isfinite(time):
+        return count
+    if period_ms <= 0:
+        return 0 if begin_ms >= _ms(time) else count
+    return min(max(-(-(_ms(time) - begin_ms) // period_ms), 0), count)
 
 
 def _probability(fields: XmlFields, element, where: str) -> float:

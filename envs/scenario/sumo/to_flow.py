@@ -96,14 +96,15 @@ def flow_from_sumo(routes: SumoRoutes, roadnet: dict, begin: float, end: float,
         if v_class in NON_ROAD_CLASSES:
             counts[f"{v_class}_vehicles_left_out"] += 1
             continue
-        if vehicle.depart < begin:
+        since_ms = round(vehicle.depart * 1000) - round(begin * 1000)  # SUMO's millisecond clock
+        if since_ms < 0:
             counts["vehicles_before_begin_left_out"] += 1
             continue
-        step = math.ceil(vehicle.depart - begin)
-        if step >= end - begin:  # SUMO inserts it at a step >= end: never, in this run
+        step = -(-since_ms // 1000)  # inserted at the first whole step at or after its departure
+        if step * 1000 >= round(end * 1000) - round(begin * 1000):  # SUMO inserts it at a step >= end: never
             counts["vehicles_after_end_left_out"] += 1
             continue
-        counts["fractional_departures_rounded_up"] += step != vehicle.depart - begin
+        counts["fractional_departures_rounded_up"] += step * 1000 != since_ms
         route = vehicle.edges or _route_trip(router, vehicle, counts)
         if route is None:
             continue
