@@ -52,8 +52,8 @@ from envs.engine import Simulator
 from envs.engine.intersections import intersection_layout
 from envs.errors import ConfigError, exit_on_error
 from envs.evaluation.metrics import METRIC_NAMES, population
-from envs.evaluation.report import signal_plots, signals_report
-from envs.evaluation.runner import EvaluationBatch, check_departures, eval_demands
+from envs.evaluation.report import signal_plots, signals_report, summary
+from envs.evaluation.runner import EvaluationBatch, check_departures, design_samples, eval_demands
 from envs.incidents.perturbations import DetectorFaults, Perturbation, check_incident_lanes, perturbation_from_config
 from envs.rl.fault_reach import check_faults_reach
 from envs.scenario import Scenario, load_scenario
@@ -160,7 +160,8 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
           + (f" x {len(conditions)} conditions ({', '.join(conditions)})" if len(conditions) > 1 else "")
         + f" = {copies} copies, {steps} s simulated")
     batch = EvaluationBatch(scenario, len(controllers), demands.trips, engine_params(cfg),
-                            incidents=demands.incidents, compile=cfg.engine.compile)
+                            incidents=demands.incidents, compile=cfg.engine.compile,
+                            design=design_samples(scenario, spec))
     built = [policies[name] if name in policies else build_controller(name, cfg) for name in controllers]
     _attach_detector_faults(perturbation, scenario, batch, controllers, built)
 
@@ -178,8 +179,10 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     result = {
         "scenario": scenario.name, "controllers": controllers, "seeds": seeds, "steps": steps,
         "policy_files": policy_files, "demand": asdict(spec), "wall_s": wall, "perturbation": asdict(perturbation),
-        "summary": {c: {k: asdict(v) for k, v in entry.items()} for c, entry in stats.items()},
+        "summary": _plain(stats), "summary_condition": conditions[-1],  # the perturbed rows under a perturbation
     }
+    if len(conditions) > 1:  # and the clean rows beside them (the degradation is table.md's)
+        result["clean_summary"] = _plain(summary([r for r in all_rows if r["condition"] == "clean"], controllers))
     write_text_atomic(out_dir / "summary.json", json.dumps(result, indent=2))
     if cfg.eval.plots:  # of the main table's condition
         pop = population(batch.sim.demand, batch.sim.state)
@@ -316,6 +319,10 @@ def detection_report(cfg: DictConfig, out_dir: Path, scenario: Scenario, perturb
         out_dir, scenario.name, lane_ids(scenario.network), cfg.detection.controller, int(cfg.eval.steps),
         int(cfg.detection.train_copies), perturbation, tallies, {v: k for k, v in ORACLES.items()}, probe_p,
         bool(cfg.eval.plots), _write_csv, write_text_atomic, say)
+
+
+def _plain(stats: dict) -> dict:
+    return {c: {k: asdict(v) for k, v in entry.items()} for c, entry in stats.items()}
 
 
 def _write_csv(path: Path, rows: list[dict], fieldnames: list[str] | None = None) -> None:

@@ -21,7 +21,7 @@ def check_known(name: str, cfg: DictConfig, field: str = "controllers") -> None:
         tuned_params(name, cfg.scenario.name)
     elif name not in CONTROLLERS:
         raise ConfigError("<config>", field, name,
-                          f"unknown controller; known: {sorted(CONTROLLERS)}, each also as <name>_tuned")
+                          f"unknown controller; known: {sorted(CONTROLLERS)} (the tuned ones also as <name>_tuned)")
 
 
 def build_controller(name: str, cfg: DictConfig):

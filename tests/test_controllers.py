@@ -62,6 +62,22 @@ def test_fixed_time_replays_the_written_plan_and_splits_a_uniform_cycle():
     assert int(uniform.act(sim)) == 3
 
 
+def test_a_uniform_cycle_too_short_for_the_engines_least_phase_is_refused_naming_cycle_s():
+    """cycle_s=20 over 4 phases asked 5 s each; the engine holds a phase 10 s (intergreen + min
+    green), so the refused switches pushed the cycle past phase 2, which never showed green."""
+    import pytest
+
+    from envs.errors import ConfigError
+
+    scenario = single_route([WEST_IN, EAST_OUT], [0])
+    sim = Simulator(scenario.network, scenario.demand(1))
+    least = sim.params.yellow_s + sim.params.all_red_s + sim.params.min_green_s
+    FixedTime(plan="uniform", cycle_s=4 * least).reset(sim)  # the least that fits
+    with pytest.raises(ConfigError, match=f"cycle_s >= {4 * least}") as error:
+        FixedTime(plan="uniform", cycle_s=4 * least - 1).reset(sim)
+    assert error.value.field == "cycle_s"
+
+
 def test_fixed_time_folds_a_transition_phase_only_where_the_engine_would_hold_it_and_the_lights_stay():
     from agents.classical.fixed_time import folded_transitions
 

@@ -226,7 +226,8 @@ def test_evaluate_incident_detection_names_an_unknown_controller_under_its_own_k
     assert done.returncode == 2 and "record " not in done.stderr
     assert done.stderr.strip().splitlines() == [
         "error: <config>: field 'detection.controller' = 'best': unknown controller; known: ['advanced_mp', "
-        "'efficient_mp', 'fixed_time', 'fixed_time_webster', 'max_pressure', 'sotl'], each also as <name>_tuned"]
+        "'efficient_mp', 'fixed_time', 'fixed_time_webster', 'max_pressure', 'sotl'] (the tuned ones also as "
+        "<name>_tuned)"]
 
 
 @pytest.mark.parametrize("key", ["checkpoint", "deployed"])

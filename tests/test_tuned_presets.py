@@ -56,6 +56,22 @@ def test_a_missing_preset_names_the_controller_and_the_command_that_writes_it(pr
         evaluate.evaluate(cfg, tmp_path)
 
 
+def test_a_controller_without_a_search_space_is_not_offered_a_tune_command(preset_dir, tmp_path):
+    # the message named `agents.classical.tune controller=fixed_time`, which refuses fixed_time itself
+    cfg = evaluate_config("scenario=grid_1x1", "eval.steps=10", "controllers=[fixed_time_tuned]")
+    with pytest.raises(ConfigError, match=r"fixed_time_tuned.*only max_pressure, sotl are tuned"):
+        evaluate.evaluate(cfg, tmp_path)
+
+
+def test_tune_refuses_bad_threads_and_steps_naming_them_before_loading_anything():
+    from agents.classical.tune import main
+
+    for arg, field in (("threads=0", "threads"), ("steps=-5", "steps")):
+        with pytest.raises(ConfigError) as error:
+            main(["controller=sotl", "scenario=grid_1x1", arg])
+        assert error.value.field == field
+
+
 def test_an_unknown_base_is_an_unknown_controller(preset_dir, tmp_path):
     cfg = evaluate_config("scenario=grid_1x1", "eval.steps=10", "controllers=[fastest_tuned]")
     with pytest.raises(ConfigError, match="fastest_tuned.*unknown controller"):

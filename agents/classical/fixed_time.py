@@ -66,6 +66,7 @@ class FixedTime:
         else:  # uniform
             valid = net.signal_phase
             count = valid.sum(1, keepdim=True).clamp(min=1)
+            _check_uniform_shares(self.cycle_s, int(count.max()), sim.params)
             durations = torch.where(valid, self.cycle_s / count, 0.0)
             phases = torch.arange(durations.shape[1], device=net.device).expand_as(durations)
         # order the used phases first so the cycle is a prefix of each row
@@ -90,6 +91,17 @@ class FixedTime:
         # at the start of a run every intersection shows phase 0 (a transition on the datasets): it
         # keeps it for its written time, as the plan does, instead of leaving it at once
         return torch.where(sim.state.phase == written, written, commanded)
+
+
+def _check_uniform_shares(cycle_s: float, phases: int, params) -> None:
+    """A uniform share shorter than what the engine holds every phase (intergreen + minimum green)
+    would be cut short: the switches it refuses push the cycle past later phases, which then never
+    show green. Refused, naming cycle_s and the least that fits."""
+    least = params.yellow_s + params.all_red_s + params.min_green_s
+    if cycle_s / phases < least:
+        raise ConfigError(SOURCE, "cycle_s", cycle_s, f"gives each of {phases} phases {cycle_s / phases:g} s; the "
+                          f"engine holds a phase at least {least} s (engine.yellow_s + all_red_s + min_green_s): "
+                          f"use cycle_s >= {least * phases}")
 
 
 def folded_transitions(phase_green: torch.Tensor, signal_phase: torch.Tensor, phases: torch.Tensor,

@@ -63,11 +63,15 @@ def main(argv: list[str]) -> dict:
         print(__doc__.strip())  # the module doc is the usage
         raise SystemExit(0)
     args = parse_args(argv)
-    torch.set_num_threads(args.pop("threads", 2))
+    threads = args.pop("threads", 2)
+    if threads < 1:
+        raise ConfigError(SOURCE, "threads", threads, "must be an integer >= 1")
+    torch.set_num_threads(threads)
     settings = TuningSettings()
     settings = replace(settings, **{k: args[k] for k in INTEGER_KEYS if k in args and k != "threads"})
     if "demand_mode" in args:
         settings = replace(settings, demand=DemandSpec(mode=args["demand_mode"]))
+    settings.validate()  # before loading the scenario (a bad steps= read as the scenario's horizon)
     controller, name = args["controller"], args["scenario"]
     scenario = load_scenario(name, data_dir=args.get("data_dir"), horizon=settings.steps)
     out = Path(args.get("out") or preset_path(controller, name))

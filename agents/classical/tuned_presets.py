@@ -33,9 +33,14 @@ def _shown(path: Path) -> str:
 def tuned_params(name: str, scenario: str, source: str = "<config>") -> dict:
     """The parameters of controller `name` (``<controller>_tuned``) tuned for `scenario`: the
     preset's fields, which override the controller class's defaults."""
+    from agents.classical.tuning import SEARCH_SPACES  # (it imports the engine: only when asked)
+
     base = base_controller(name)
     path = preset_path(base or name, scenario)
-    if base is None or not path.is_file():
+    if base not in SEARCH_SPACES:  # the tune command refuses it too
+        raise ConfigError(source, "controllers", name, f"only {', '.join(sorted(SEARCH_SPACES))} are tuned (as "
+                          f"<name>_tuned: python -m agents.classical.tune controller=NAME scenario={scenario})")
+    if not path.is_file():
         raise ConfigError(
             source, "controllers", name,
             f"no tuned preset {_shown(path)} for scenario {scenario!r}; write one with "

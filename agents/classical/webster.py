@@ -9,13 +9,15 @@ Plan, per intersection (each intersection gets its own cycle; no offsets between
    ``[0, H)``, H = one past the last departure of any copy (``window="horizon"``), or, per copy,
    the ``window_s`` seconds with the most departures in the network (``window="busiest"``; the
    whole of ``[0, H)`` when shorter). Trips are counted by their departure time, not by when
-   they reach the intersection. With B copies the flows are the **mean over copies** (one plan
-   for all copies: the plan of the expected demand, not of each copy's own realisation), over
-   the ``design_copies`` only where that mask is set: evaluate.py's runner sets it to the clean
-   condition's copies, so under a surge the plan is the one designed for the usual demand, and
-   the perturbed rows measure how it copes (the clean rows do not move with the perturbation). A lane
-   shared by several movements is not pooled: each movement divides its own flow by its own
-   lanes.
+   they reach the intersection. The demand is ``design_demand`` where it is set, else the
+   simulator's; with B copies the flows are the **mean over copies** (one plan for all copies:
+   the plan of the expected demand, not of each copy's own realisation). evaluate.py's runner
+   (and training's periodic evaluation) set ``design_demand`` to samples of the *train* split
+   drawn like the evaluated demand (`envs.evaluation.runner.design_samples`), as an engineer
+   designs from past counts: the plan never sees the evaluated samples (a seed's row does not
+   depend on which other seeds are evaluated), and under a surge it is the plan for the usual
+   demand, the perturbed rows measuring how it copes. A lane shared by several movements is not
+   pooled: each movement divides its own flow by its own lanes.
 2. **Flow ratios.** ``y_k = flow_k / saturation_flow_vph`` per movement. Movements green in every
    signal phase (the datasets' permitted right turns) do not compete for green and are left out;
    per signal phase ``y_p = max`` over its green competing movements (0 when it has none).
@@ -55,7 +57,8 @@ After `reset` the plan is exposed as tensors (intersection ``i``, phase ``p``, m
 (C after the minimum-green adjustment and clamping), ``green_s [I, P]`` (effective green
 before rounding),
 ``durations [I, P]`` (commanded seconds, 0 for unused phases), ``cycle_s [I]`` (the cycle run)
-and ``oversaturated [I]``; ``window_start [B]`` and ``window_length_s`` give the design window.
+and ``oversaturated [I]``; ``window_start`` (per copy of the design demand) and ``window_length_s``
+give the design window.
 """
 
 from __future__ import annotations
@@ -92,8 +95,8 @@ class FixedTimeWebster:
     window_s: int = 3600  # busiest window only
     phase_set: str = "cover"  # "cover" | "all"
     offset_s: float = 0.0
-    # bool [B]: the copies whose demand the plan is designed from (None: all); set by the runner
-    design_copies: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    # the demand the plan is designed from (None: the simulator's); set by the evaluation runner
+    design_demand: Demand | None = field(default=None, repr=False, compare=False)
 
     # ---------------------------------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -128,17 +131,19 @@ class FixedTimeWebster:
             raise ConfigError(SOURCE, "window", self.window, "expected 'horizon' or 'busiest'")
         if isinstance(self.window_s, bool) or not isinstance(self.window_s, int) or self.window_s < 1:
             raise ConfigError(SOURCE, "window_s", self.window_s, "must be an integer >= 1 (seconds)")
+        if self.window == "horizon" and self.window_s != type(self).window_s:  # it would be ignored
+            raise ConfigError(SOURCE, "window_s", self.window_s, "only window=busiest reads it (window is "
+                              "'horizon': the plan is designed over the whole demand)")
         if self.phase_set not in ("cover", "all"):
             raise ConfigError(SOURCE, "phase_set", self.phase_set, "expected 'cover' or 'all'")
 
     # ---------------------------------------------------------------------------------------
     def demand_flows_vph(self, network: Network, demand: Demand) -> torch.Tensor:
-        """Demand flow per movement and incoming lane, veh/h ``[M]`` (mean over the design copies)."""
+        """Demand flow per movement and incoming lane, veh/h ``[M]`` (mean over the demand's copies)."""
         batch, trips = demand.batch_size, demand.max_trips
         legs = demand.route_legs
-        design = self._design_rows(batch, demand.depart.device)
         depart = demand.per_copy(demand.depart)[:, :trips]
-        real = (depart < NEVER) & design.unsqueeze(1)
+        real = depart < NEVER
         # the last real departure, not demand.horizon: a demand stacked to a larger padded shape
         # has a longer horizon than its trips
         horizon = int(torch.where(real, depart, -1).max()) + 1 if bool(real.any()) else 1
@@ -162,25 +167,18 @@ class FixedTimeWebster:
         count = torch.zeros(batch, moves + 1, dtype=torch.float64, device=depart.device)
         ones = torch.ones(used.numel() // batch, dtype=torch.float64, device=depart.device)
         count.scatter_add_(1, used.reshape(batch, -1), ones.expand(batch, -1))
-        per_hour = count[:, :moves][design].mean(0) * 3600.0 / width
+        per_hour = count[:, :moves].mean(0) * 3600.0 / width
         lanes = (network.movement_in_lanes >= 0).sum(1).clamp(min=1).to(torch.float64)
         return torch.where(network.movement_valid, per_hour / lanes, 0.0)
 
-    def _design_rows(self, batch: int, device: torch.device) -> torch.Tensor:
-        if self.design_copies is None:
-            return torch.ones(batch, dtype=torch.bool, device=device)
-        rows = torch.as_tensor(self.design_copies, device=device)
-        if rows.shape != (batch,) or rows.dtype != torch.bool or not bool(rows.any()):
-            raise ConfigError(SOURCE, "design_copies", tuple(rows.shape),
-                              f"expected a bool mask over the {batch} copies with at least one set")
-        return rows
 
     # ---------------------------------------------------------------------------------------
     def reset(self, sim: Simulator) -> None:
         self._validate()
         net, params = sim.network, sim.params
         num_inter, num_phases = net.num_intersections, int(net.phase_green.shape[1])
-        flow = self.demand_flows_vph(net, sim.demand).reshape(num_inter, -1).cpu().numpy()
+        design = sim.demand if self.design_demand is None else self.design_demand
+        flow = self.demand_flows_vph(net, design).reshape(num_inter, -1).cpu().numpy()
         signal = net.signal_phase.cpu().numpy()  # [I, P]
         green = net.phase_green.cpu().numpy() & signal[:, :, None]  # [I, P, K]
         valid = net.movement_valid.reshape(num_inter, -1).cpu().numpy()

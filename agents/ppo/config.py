@@ -8,11 +8,10 @@ ConfigStore as ``train_schema`` (first entry of ``configs/train.yaml``'s default
 ``evaluate_schema`` (``configs/evaluate.yaml``). The ``controller`` group's options are the
 classical controllers' own dataclasses and the ``perturbation`` node is `Perturbation`'s, both
 made Hydra-ready by `agents.ppo.schema.schema_of`. Their field defaults are the configs'
-defaults: a YAML file under ``configs/`` holds only what its preset changes.
-Composition rejects a wrong key or a value of the wrong type, naming the key
-(``agent.n_steps``), before anything runs. What a type cannot say (ranges, names from a
-registry, enums) `check_config` (evaluate.py: `check_evaluate_config`) checks next, raising
-`ConfigError` with the field's full path, still before any scenario is loaded.
+defaults: a YAML file under ``configs/`` holds only what its preset changes. Composition rejects a wrong key
+or a value of the wrong type, naming the key (``agent.n_steps``), before anything runs. What a type cannot
+say (ranges, names from a registry, enums) `check_config` (evaluate.py: `check_evaluate_config`) checks
+next, raising `ConfigError` with the field's full path, still before any scenario is loaded.
 
 Groups mirror the code: ``scenario`` / ``engine`` (shared with evaluate.py), ``env``
 (envs/rl/env_config.py), ``agent`` (PPO and the policy, agents/ppo/indexed_policy.py), ``train``
@@ -304,12 +303,13 @@ def check_evaluate_config(cfg) -> None:
     check_param_names(OmegaConf.to_container(cfg.controller_params, resolve=True), "controller_params",
                       [cfg.detection.controller] if cfg.task == "incident_detection" else list(cfg.controllers))
     positive(cfg, "checkpoint_max_green_s", or_null=True)  # NaN silently switched the rule off
+    if cfg.checkpoint_max_green_s is not None and not cfg.checkpoint:  # no policy would read it
+        fail("checkpoint_max_green_s", cfg.checkpoint_max_green_s, "applies to the checkpoint= policies; none given")
     counts = ["eval.seeds", "eval.steps"]  # 0 steps would end in NaN metrics
-    if cfg.render:  # 0 fps divides by zero writing the GIF; a frame every 0 s writes none
-        counts += ["render_every_s", "render_fps"]
+    counts += ["render_every_s", "render_fps"] if cfg.render else []  # 0 fps divided by zero; 0 s wrote no frame
     if cfg.task == "incident_detection":
-        counts += [f"detection.{key}" for key in ("train_copies", "copies", "interval_s",
-                                                  "learned.history", "learned.hidden", "learned.epochs")]
+        counts += [f"detection.{key}" for key in ("train_copies", "copies", "interval_s", "learned.history",
+                                                  "learned.hidden", "learned.epochs")]
         in_range(cfg, "detection.target_precision", 0.0, 1.0)
     for path in counts:
         at_least(cfg, path, 1)

@@ -15,7 +15,7 @@ from agents.classical import CONTROLLERS
 from envs.engine.simulator import Controller
 from envs.engine.state import EngineParams
 from envs.evaluation.report import PRIMARY
-from envs.evaluation.runner import EvaluationBatch, Metrics, check_departures
+from envs.evaluation.runner import EvaluationBatch, Metrics, check_departures, design_samples
 from envs.evaluation.stats import reduction_percent
 from envs.scenario import Scenario
 from envs.scenario.splits import DemandSpec, sample_trips
@@ -29,6 +29,7 @@ class Evaluator:
         self.steps = steps
         self.params = params
         self.compile = compile
+        self.spec = spec
         self.samples = [sample_trips(scenario, spec, "eval", s) for s in range(seeds)]
         check_departures(self.samples, steps)  # before any training: NaN evaluations otherwise
         self._policy_batch: EvaluationBatch | None = None  # built on first use, reused (its slot pool grows once)
@@ -39,7 +40,8 @@ class Evaluator:
         if not names:
             return {}
         controllers = [CONTROLLERS[name](**dict(params.get(name, {}))) for name in names]
-        batch = EvaluationBatch(self.scenario, len(names), [self.samples], self.params, compile=self.compile)
+        batch = EvaluationBatch(self.scenario, len(names), [self.samples], self.params, compile=self.compile,
+                                design=design_samples(self.scenario, self.spec))
         everything = batch.run(controllers, self.steps)
         for c, name in enumerate(names):
             self.baselines[name] = batch.per_controller(everything, c)

@@ -296,6 +296,6 @@ class TorchRLPolicyController(PolicyController):
 
 
 __all__ = [
-    "AgentStateCritic", "GreedyPolicy", "TorchRLPolicyController", "build_networks", "check_network_spec", "load_torchrl_policy",
-    "network_spec", "read_torchrl_checkpoint", "read_torchrl_meta", "save_torchrl_checkpoint",
+    "AgentStateCritic", "GreedyPolicy", "TorchRLPolicyController", "build_networks", "check_network_spec",
+    "load_torchrl_policy", "network_spec", "read_torchrl_checkpoint", "read_torchrl_meta", "save_torchrl_checkpoint",
 ]

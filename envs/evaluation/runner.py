@@ -7,8 +7,9 @@ demands, so results are paired by seed. The controllers are passed to `run`, so 
 its simulator, whose vehicle-slot pool grows once) serves many evaluations of new controllers.
 A controller with a ``probe_samples`` attribute (a policy that observes probe vehicles) is told
 each copy's eval seed, which keys the copy's probe vehicles (`agents.ppo.policy`); one with a
-``design_copies`` attribute (a plan designed from the demand: `fixed_time_webster`) is told the
-clean condition's copies, so a surge in the perturbed condition does not redesign its plan.
+``design_demand`` attribute (a plan designed from the demand: `fixed_time_webster`) gets
+`design_samples`, train-split demand drawn like the evaluated one: the plan never sees the
+evaluated samples, nor a surge of the perturbed condition.
 """
 
 from __future__ import annotations
@@ -55,6 +56,15 @@ def eval_demands(scenario: Scenario, spec: DemandSpec, seeds: int, perturbation:
     return EvalDemands(["clean", name], [samples, perturbed], [[[]] * seeds, incidents])
 
 
+DESIGN_SAMPLES = 4  # train-split samples a demand-designed plan (Webster's) is designed from
+
+
+def design_samples(scenario: Scenario, spec: DemandSpec) -> list[Trips]:
+    """The demand a plan is designed from, as past counts: samples ``0 .. DESIGN_SAMPLES-1`` of
+    the train split, drawn like the evaluated demand (under ``original``, the flow file itself)."""
+    return [sample_trips(scenario, spec, "train", s) for s in range(1 if spec.mode == "original" else DESIGN_SAMPLES)]
+
+
 def check_departures(samples: Sequence[Trips], steps: int, field: str = "eval.steps") -> None:
     """ConfigError naming `field` when a seed's demand departs no trip in the `steps` evaluated:
     its metrics would be NaN (no travel time at all), found only after the whole run."""
@@ -73,7 +83,9 @@ class EvaluationBatch:
 
     def __init__(self, scenario: Scenario, controllers: int, trips: Sequence[Sequence[Trips]],
                  params: EngineParams, *, incidents: Sequence[Sequence[list[Incident]]] | None = None,
-                 compile: bool = False) -> None:
+                 compile: bool = False, design: Sequence[Trips] | None = None) -> None:
+        # `design`: what a demand-designed plan reads (`design_samples`); None: the evaluated demand
+        self.design_demand = None if design is None else scenario.demand(trips=list(design))
         self.num_controllers = controllers
         self.conditions = len(trips)
         self.seeds = len(trips[0])
@@ -102,8 +114,8 @@ class EvaluationBatch:
         for controller in controllers:  # probe-reading policies key each copy's probes by its eval seed
             if hasattr(controller, "probe_samples"):
                 controller.probe_samples = [("eval", int(s)) for s in self.seed]
-            if hasattr(controller, "design_copies"):  # a plan from the demand: from the clean demand
-                controller.design_copies = self.condition == 0
+            if hasattr(controller, "design_demand"):  # a plan from the demand: from train-split samples
+                controller.design_demand = self.design_demand
         mix = ControllerMix(list(controllers), self.owner)
         mix.reset(sim)
         for k in range(steps):

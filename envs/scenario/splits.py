@@ -64,7 +64,7 @@ _MODE_KEY = {mode: k for k, mode in enumerate(MODES)}
 class DemandSpec:
     mode: str = "original"  # "original" | "poisson" | "jitter"
     scale: float = 1.0  # demand multiplier (poisson, jitter)
-    jitter_s: float = 30.0  # jitter only: maximum shift of a departure, seconds
+    jitter_s: float = 30.0  # jitter only (another mode refuses a changed one): maximum shift of a departure, s
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -75,6 +75,9 @@ class DemandSpec:
             raise ConfigError(
                 SOURCE, "jitter_s", self.jitter_s, "must be a finite number >= 0 (seconds)"
             )
+        if self.mode != "jitter" and self.jitter_s != DemandSpec.jitter_s:  # it would be ignored
+            raise ConfigError(SOURCE, "jitter_s", self.jitter_s, f"only mode 'jitter' reads it (mode is "
+                              f"{self.mode!r}); leave it at {DemandSpec.jitter_s:g}")
         if self.mode == "original" and self.scale != 1:
             raise ConfigError(
                 SOURCE, "scale", self.scale,

@@ -1,0 +1,42 @@
+"""evaluate.py refuses options the run would accept and then ignore, naming the key, and labels
+what summary.json holds under a perturbation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import evaluate
+from agents.ppo.config import check_evaluate_config
+from envs.errors import ConfigError
+from tests.test_evaluate import evaluate_config
+
+BASE = ("scenario=grid_1x1", "eval.steps=120", "eval.seeds=2", "eval.progress=false", "eval.plots=false")
+
+
+@pytest.mark.parametrize("override, field", [
+    ("controller_params.fixed_time_webster.window_s=100", "window_s"),  # only window=busiest reads it
+    ("checkpoint_max_green_s=30", "checkpoint_max_green_s"),  # no checkpoint= policy to read it
+    ("eval.demand.jitter_s=999", "jitter_s"),  # only demand mode jitter reads it (eval's mode is poisson)
+])
+def test_options_nothing_would_read_are_refused_naming_them(override, field, tmp_path):
+    cfg = evaluate_config(*BASE, "controllers=[fixed_time_webster]", override)
+    with pytest.raises(ConfigError) as error:
+        check_evaluate_config(cfg)  # evaluate.py's main, before any work
+        evaluate.evaluate(cfg, tmp_path)
+    assert error.value.field.endswith(field)
+
+
+def test_summary_json_says_which_condition_it_holds_and_keeps_the_clean_rows_beside(tmp_path):
+    surge = ["perturbation=surge", "perturbation.surge.start_s=0", "perturbation.surge.end_s=120",
+             "perturbation.surge.scale=3.0"]
+    result = evaluate.evaluate(evaluate_config(*BASE, "controllers=[max_pressure]", *surge), tmp_path)
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["summary_condition"] == "surge" and set(written["clean_summary"]) == {"max_pressure"}
+    rows = [line.split(",") for line in (tmp_path / "metrics.csv").read_text().splitlines()]
+    column = rows[0].index("travel_time/mean")
+    for condition, key in (("surge", "summary"), ("clean", "clean_summary")):
+        mean = sum(float(r[column]) for r in rows[1:] if r[3] == condition) / 2
+        assert written[key]["max_pressure"]["travel_time/mean"]["mean"] == pytest.approx(mean)
+    assert result["summary_condition"] == "surge"
