@@ -279,6 +279,19 @@ def test_rollout_advantages_and_updates_read_nothing_back_to_the_host(tmp_path, 
     assert int(trainer.episodes.count) == 2  # both copies' episodes ended, counted on the device
 
 
+def test_target_kl_stops_the_update_before_the_step_of_the_first_minibatch_past_it_as_sb3(tmp_path):
+    """SB3 checks each minibatch's KL before its optimizer step and ends the update there; the
+    trainer checked only after a whole epoch had stepped (80 rows, minibatches of 5 x 16 agents)."""
+    trainer = TorchRLTrainer(torchrl_config(SMALL, agent__target_kl=1e-12, agent__batch_size=16), tmp_path / "a")
+    trainer.iteration()
+    steps = {int(state["step"]) for state in trainer.optimizer.state.values()}
+    count = int(trainer.ppo_update.train_count)
+    assert trainer.ppo_update.n_updates == 1 and steps <= {1} and count == max(steps, default=0) + 1
+    free = TorchRLTrainer(torchrl_config(SMALL, agent__batch_size=16), tmp_path / "b")
+    free.iteration()  # without target_kl: every minibatch of both epochs steps
+    assert {int(state["step"]) for state in free.optimizer.state.values()} == {2 * 10}
+
+
 def test_rollout_metrics_average_the_copies_that_ended_and_ignore_the_ones_still_running():
     """Copies whose episodes end at different times (demand that drains before env.episode_s): a
     copy still running holds NaN metrics (no trip of its fresh episode finished), which must not

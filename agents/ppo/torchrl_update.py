@@ -110,21 +110,23 @@ class PPOUpdate:
                 return {key: value.index_select(0, index) for key, value in columns.items()}
         else:
             loss_of, minibatch = self._torchrl_loss, flat.__getitem__
+        stop = False
         for _ in range(agent.n_epochs):
-            epoch_kl = torch.zeros((), device=self.device)
             for index in torch.randperm(rows, device=self.device).split(size):
                 loss, stats = loss_of(minibatch(index))
+                self.train_sums += stats
+                self.train_count += 1
+                # SB3's early stop: a minibatch whose KL passes 1.5 x target_kl ends the update before
+                # its step; a host read per minibatch, only when target_kl is set (null by default)
+                if agent.target_kl is not None and float(stats[3]) > 1.5 * agent.target_kl:
+                    stop = True
+                    break
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.params, agent.max_grad_norm, foreach=True)  # as Adam's
                 self.optimizer.step()
-                self.train_sums += stats
-                self.train_count += 1
-                epoch_kl = torch.maximum(epoch_kl, stats[3])
             self.n_updates += 1  # epochs, as SB3 counts its n_updates (it counted minibatch steps)
-            # SB3 stops the epochs once the KL passes 1.5 x target_kl: the one host read of the update,
-            # and only when target_kl is set (null by default)
-            if agent.target_kl is not None and float(epoch_kl) > 1.5 * agent.target_kl:
+            if stop:
                 break
 
     def statistics(self, iterations: int) -> dict[str, float]:
