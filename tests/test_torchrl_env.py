@@ -221,3 +221,18 @@ def test_compile_engine_compiles_the_engine_and_torchrl_compile_is_refused():
     with pytest.raises(ConfigError) as caught:
         make(copies=1, compile=True)
     assert caught.value.field == "compile" and "compile_engine" in str(caught.value)
+
+
+def test_the_next_mask_of_a_finished_episode_is_its_last_state_beside_its_last_observation():
+    """phase_duration holds: at the final step every intersection holds a 40 s green, so its last
+    mask allows the one held action; the new episode's first mask allows them all (before, "next"
+    held the new episode's mask beside the old episode's observation)."""
+    env = TrafficSignalTorchRLEnv("grid_1x1", copies=1, episode_s=20, decision_interval_s=5,
+                                  action_mode="phase_duration", green_durations_s=[40])
+    td = env.reset()
+    for _ in range(4):
+        td[GROUP, "action"] = torch.zeros(1, 1, dtype=torch.int64)  # phase 0 for 40 s: held to the end
+        out, td = env.step_and_maybe_reset(td)
+    assert bool(out["next", "truncated"].all())
+    assert out["next", GROUP, "action_mask"].sum(-1).tolist() == [[1]]  # holding: the held action only
+    assert td[GROUP, "action_mask"].sum(-1).tolist() == [[4]]  # the new episode: every phase

@@ -19,9 +19,10 @@ goes on, so a learner should bootstrap) and *terminated* when its demand is exha
 trip has departed and left the network (nothing is left to control). Done copies reset inside
 the same `step` (Gymnasium's ``SAME_STEP`` autoreset, also SB3's convention): the returned
 observation is the new episode's first (and ``info["t"]`` its clock, 0), the last one is in
-``info["final_obs"]`` and the finished episodes' metrics (the metrics hub's, ``length_s`` its
-clock) in ``info["episode"]``, both with a ``[B]`` mask under the key with a leading underscore.
-With ``autoreset=False`` done copies are left as they are until `reset`.
+``info["final_obs"]`` (its action mask in ``info["final_action_mask"]``) and the finished
+episodes' metrics (the metrics hub's, ``length_s`` its clock) in ``info["episode"]``, both with a
+``[B]`` mask under the key with a leading underscore. With ``autoreset=False`` done copies are
+left as they are until `reset`.
 
 Each new episode of a copy draws its demand from the configured `DemandSpec` and split (see
 `envs.scenario.splits`): sample indices are handed out in order from the ``seed`` given to
@@ -324,6 +325,7 @@ class BatchedSignalEnv:
             if self.autoreset:
                 info["final_obs"] = obs.clone()
                 info["_final_obs"] = done
+                info["final_action_mask"] = info["action_mask"]  # the finished episodes' last state's
                 self.restart_copies(done)
                 obs = torch.where(done.view(-1, 1, 1), self.observe(), obs)
                 info["action_mask"] = self.action_mask  # the new episodes' first decision (no holds)

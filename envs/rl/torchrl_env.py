@@ -173,7 +173,7 @@ class TrafficSignalTorchRLEnv(EnvBase):
         # a done copy is already in its next episode; "next" holds the one it finished
         self._fresh = terminated | truncated
         last = info.get("final_obs", obs)
-        return self._output(last, reward, terminated, truncated)
+        return self._output(last, reward, terminated, truncated, info.get("final_action_mask"))
 
     # ---- helpers ---------------------------------------------------------------------------
     def _check_open(self, what: str) -> None:
@@ -206,13 +206,16 @@ class TrafficSignalTorchRLEnv(EnvBase):
                                "actions are integer action indices (categorical, not one-hot)")
         return self.core.commands(actions, keep=False, source=SOURCE, field=field)
 
-    def _output(self, obs, reward=None, terminated=None, truncated=None) -> TensorDict:
-        """What reset (no reward, nothing done) and step return, every entry a fresh tensor."""
+    def _output(self, obs, reward=None, terminated=None, truncated=None, mask=None) -> TensorDict:
+        """What reset (no reward, nothing done) and step return, every entry a fresh tensor; `mask`
+        (a step that autoreset copies: the finished episodes' last mask, beside their last
+        observation) defaults to the core's."""
         B, I = self.core.copies, self.num_intersections
         if terminated is None:
             terminated = truncated = torch.zeros(B, dtype=torch.bool, device=self.device)
         flags = {"terminated": terminated, "truncated": truncated, "done": terminated | truncated}
-        group = {"observation": obs, "action_mask": self.core.action_mask.to(self.device).contiguous().clone()}
+        mask = self.core.action_mask if mask is None else mask
+        group = {"observation": obs, "action_mask": mask.to(self.device).contiguous().clone()}
         group.update({k: v.view(B, 1, 1).expand(B, I, 1).clone() for k, v in flags.items()})
         if reward is not None:
             group["reward"] = reward.to(torch.float32).unsqueeze(-1)
