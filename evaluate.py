@@ -289,18 +289,19 @@ def evaluate_detection(cfg: DictConfig, out_dir: Path) -> dict:
     agents/incidents/detection_task.py), beside the ideal detector of each sensor set: it
     alarms at each incident's first evidence to those sensors (the floor)."""
     from agents.incidents.classifiers import lane_layout
-    from agents.incidents.detection_task import DETECTORS, check_detectors, held_out_tallies
+    from agents.incidents.detection_task import DETECTORS, check_detectors, check_read_options, held_out_tallies
     from envs.incidents.probes import probes_from_config
 
     det = cfg.detection
     probes = probes_from_config(OmegaConf.to_container(det.probes, resolve=True), "<config>", "detection.probes")
     check_detectors(det.classifiers, probes.p, int(det.train_copies), det.learned.folds)
+    with_probes = probes.p > 0 or any(DETECTORS[name] != "lane" for name in det.classifiers)
+    check_read_options(det, with_probes, int(cfg.eval.steps))
     check_known(det.controller, cfg, "detection.controller")  # before any recording, under its own key
     for key in [key for key in ("checkpoint", "deployed") if cfg.get(key) is not None]:  # would be ignored
         raise ConfigError("<config>", key, cfg[key], "task=incident_detection runs detection.controller, a "
                           "classical controller; a trained or exported policy is evaluated with task=signals")
     scenario, perturbation = detection_scenario(cfg)
-    with_probes = probes.p > 0 or any(DETECTORS[name] != "lane" for name in det.classifiers)
     recordings = record_detection(cfg, scenario, perturbation, [probes] if with_probes else [])
     train, held_out = recordings["train"][0], recordings["eval"][0]
     layout = lane_layout(scenario.network, train.lanes)

@@ -13,11 +13,10 @@ or a value of the wrong type, naming the key (``agent.n_steps``), before anythin
 say (ranges, names from a registry, enums) `check_config` (evaluate.py: `check_evaluate_config`) checks
 next, raising `ConfigError` with the field's full path, still before any scenario is loaded.
 
-Groups mirror the code: ``scenario`` / ``engine`` (shared with evaluate.py), ``env``
-(envs/rl/env_config.py), ``agent`` (PPO and the policy, agents/ppo/indexed_policy.py), ``train``
-(the run), ``eval`` (periodic evaluation on held-out demand), ``controller`` (a classical
-controller's parameters: ``controller@baseline_params.NAME`` in train.yaml,
-``controller@controller_params.NAME`` in evaluate.yaml), ``perturbation``.
+Groups mirror the code: ``scenario`` / ``engine`` (shared with evaluate.py), ``env`` (envs/rl/env_config.py),
+``agent`` (PPO and the policy, agents/ppo/indexed_policy.py), ``train`` (the run), ``eval`` (periodic evaluation on
+held-out demand), ``controller`` (a classical controller's parameters: ``controller@baseline_params.NAME`` in
+train.yaml, ``controller@controller_params.NAME`` in evaluate.yaml), ``perturbation``.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ from envs.engine.state import EngineParams
 from envs.errors import ConfigError
 from envs.evaluation.config import DetectionConfig, EvalEpisodes, EvaluationConfig
 from envs.rl.actions import check_action_config, check_durations_read
-from envs.rl.env_config import EnvConfig, check_reward_weights
+from envs.rl.env_config import EnvConfig, check_demand_pool, check_reward_weights
 from envs.rl.features import check_observation_names
 from envs.rl.probe_features import check_probe_observations
 from envs.incidents.perturbations import Perturbation, perturbation_from_config
@@ -336,13 +335,14 @@ def check_config(cfg) -> None:
         check_reward_weights(dict(cfg.env.reward), SOURCE)
         check_action_config(cfg.env.action_mode, list(cfg.env.green_durations_s), SOURCE)
         check_durations_read(cfg.env.action_mode, list(cfg.env.green_durations_s), SOURCE)
+        check_demand_pool(cfg.env.demand_pool, cfg.env.demand.mode, SOURCE)
     except ConfigError as error:
         raise ConfigError(SOURCE, f"env.{error.field}", error.value, error.reason) from None
     if ID_FEATURE in names and cfg.agent.intersection_id:
         fail("env.observations", names,
              f"{ID_FEATURE!r} is appended by the agent (agent.intersection_id=true); remove it here")
-    demand_spec(cfg.env.demand, "env.demand")
-    demand_spec(cfg.eval.demand, "eval.demand")
+    for group in ("env", "eval"):
+        demand_spec(cfg[group].demand, f"{group}.demand")
     engine_params(cfg)
     check_device(cfg.engine.device, SOURCE, "engine.device")  # CUDA asked for, none here: say so
     perturbation_config(cfg)

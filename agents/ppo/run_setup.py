@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from omegaconf import DictConfig, OmegaConf
 
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
-from envs.errors import CheckpointError, recorded
+from agents.ppo.run_messages import say
+from envs.errors import CheckpointError, ConfigError, recorded
 from envs.evaluation.metrics import METRIC_NAMES
 from envs.evaluation.runner import Metrics
 from envs.incidents.perturbations import check_incident_lanes, perturbation_from_config
@@ -37,9 +38,28 @@ def load_scenarios(cfg: DictConfig) -> tuple[Scenario, Scenario]:
 
     train_horizon = cfg.scenario.horizon if cfg.scenario.horizon is not None else cfg.env.episode_s
     evaluation = load(cfg.scenario.horizon)
-    check_incident_lanes(perturbation_from_config(OmegaConf.to_container(cfg.perturbation, resolve=True)),
-                         evaluation.network, "<config>")  # before the baselines run
+    perturbation = perturbation_from_config(OmegaConf.to_container(cfg.perturbation, resolve=True))
+    check_incident_lanes(perturbation, evaluation.network, "<config>")  # before the baselines run
+    if not perturbation.is_clean:  # the eval/* figures and the best checkpoint are the clean demand's
+        say(f"training under perturbation {perturbation.name!r}; periodic evaluation (eval/*, best checkpoint) "
+            f"runs the clean held-out demand: evaluate.py perturbation=... measures the policy under it")
     return (evaluation if train_horizon == cfg.scenario.horizon else load(train_horizon)), evaluation
+
+
+def check_minibatches(agent: DictConfig, copies: int, intersections: int, trainer: str) -> None:
+    """ConfigError, before any work, when ``agent.batch_size`` does not fit the rollout of
+    ``agent.n_steps x env.copies x intersections`` agent-steps: larger, it was silently cut to the
+    rollout; under SB3, one that leaves a last minibatch of one agent-step turned the policy NaN
+    (MaskablePPO normalises each minibatch's advantages by their standard deviation)."""
+    rollout = int(agent.n_steps) * int(copies) * int(intersections)
+    given = int(agent.batch_size)
+    sizes = f"agent.n_steps {agent.n_steps} x env.copies {copies} x {intersections} intersections"
+    if given > rollout:
+        raise ConfigError("<config>", "agent.batch_size", given, f"exceeds the rollout of {rollout} agent-steps "
+                          f"({sizes}): lower it, or raise agent.n_steps or env.copies")
+    if trainer == "sb3" and rollout % given == 1:
+        raise ConfigError("<config>", "agent.batch_size", given, f"leaves a last minibatch of one agent-step of the "
+                          f"rollout of {rollout} ({sizes}), whose advantages SB3 normalises to NaN")
 
 
 def check_architecture(path: str, meta: dict, agent: DictConfig) -> None:
@@ -50,6 +70,18 @@ def check_architecture(path: str, meta: dict, agent: DictConfig) -> None:
         if saved != given[key]:
             raise CheckpointError(path, f"agent.{key}", given[key],
                                   f"the checkpoint was trained with {saved!r}; resume needs the same")
+
+
+def check_evaluation(path: str, meta: dict, evaluation: DictConfig) -> None:
+    """CheckpointError unless the checkpoint's periodic evaluation episodes (``eval.seeds``,
+    ``eval.steps``, ``eval.demand``) are this run's: the resumed run carries the evaluation history
+    and the best travel time on, which another demand would mix with its own."""
+    given = OmegaConf.to_container(evaluation, resolve=True)
+    for key in ("seeds", "steps", "demand"):
+        saved = recorded(meta, path, f"config.eval.{key}", "resume carries its evaluation history on")
+        if saved != given[key]:
+            raise CheckpointError(path, f"eval.{key}", given[key], f"the checkpoint's evaluations ran {saved!r}; "
+                                  "resume needs the same (its history and best travel time carry on)")
 
 
 def check_layout(path: str, meta: dict, layout: dict) -> None:
@@ -140,4 +172,5 @@ class RunRecord:
 
 
 __all__ = ["ARCH_KEYS", "LAYOUT_KEYS", "SAMPLES_PER_SEED", "RunRecord", "check_architecture", "check_layout",
+           "check_evaluation", "check_minibatches",
            "load_scenarios", "start_demand"]

@@ -47,7 +47,9 @@ from agents.ppo.config import check_config, demand_spec, engine_params, observat
 from agents.ppo.interrupts import saved_on_interrupt
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
 from agents.ppo.run_messages import say, say_baselines, whole_rollouts
-from agents.ppo.run_setup import check_architecture, check_layout, load_scenarios, start_demand
+from agents.ppo.run_setup import (
+    check_architecture, check_evaluation, check_layout, check_minibatches, load_scenarios, start_demand,
+)
 from agents.ppo.sb3_callback import TrainingCallback
 from agents.ppo.sb3_logging import run_logger
 from envs.scenario import Scenario
@@ -115,6 +117,7 @@ def resume_model(cfg: DictConfig, venv, core) -> tuple[MaskablePPO, dict]:
     meta = read_meta(path)
     check_architecture(path, meta, cfg.agent)
     check_layout(path, meta, core.describe())
+    check_evaluation(path, meta, cfg.eval)
     model, _ = load_policy(path, env=venv, device=cfg.train.device, seed=cfg.seed, **ppo_hyperparameters(cfg))
     meta = {**meta, "rng": read_rng(path)}  # restored just before learning continues (train())
     # SB3's own rollout state (SB3's convention, not ours): the saved observation belongs to
@@ -148,6 +151,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         say(f"resumed from {cfg.resume} at {model.num_timesteps:,} agent-steps")
     else:
         model, meta = build_model(cfg, env), None
+    check_minibatches(cfg.agent, cfg.env.copies, core.num_intersections, "sb3")  # after a resume's checks
     start_steps = int(model.num_timesteps)
     remaining = int(cfg.train.total_agent_steps) - start_steps
     end = whole_rollouts(int(cfg.train.total_agent_steps), start_steps, model.n_steps * env.num_envs)

@@ -45,7 +45,9 @@ from agents.ppo.config import (
 from agents.ppo.interrupts import interrupts_deferred, saved_on_interrupt
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
 from agents.ppo.run_messages import eval_line, say, say_baselines, say_interrupted, whole_rollouts
-from agents.ppo.run_setup import RunRecord, check_architecture, check_layout, load_scenarios, start_demand
+from agents.ppo.run_setup import (
+    RunRecord, check_architecture, check_evaluation, check_layout, check_minibatches, load_scenarios, start_demand,
+)
 from agents.ppo.torchrl_logging import EpisodeStats, RunLog
 from agents.ppo.torchrl_policy import (
     GreedyPolicy, TorchRLPolicyController, build_networks, check_network_spec, log_softmax_actions, masked_logits,
@@ -106,6 +108,7 @@ class TorchRLTrainer:
         if cfg.resume is not None:
             self._resume(str(cfg.resume))
             say(f"resumed from {cfg.resume} at {self.num_timesteps:,} agent-steps")
+        check_minibatches(agent, cfg.env.copies, self.I, "torchrl")  # after a resume's checks: they name the key
         self.start_steps, self.bar = self.num_timesteps, None
         self.end = whole_rollouts(int(cfg.train.total_agent_steps), self.num_timesteps,
                                   agent.n_steps * core.copies * self.I)
@@ -125,6 +128,7 @@ class TorchRLTrainer:
         check_architecture(path, meta, self.cfg.agent)
         # the env layout first: a changed scenario or observation shows as the key the user changed
         check_layout(path, meta, self.core.describe())
+        check_evaluation(path, meta, self.cfg.eval)
         check_network_spec(path, meta["networks"], self.spec)
         self.policy_net.load_state_dict(data["actor"])
         self.value_net.load_state_dict(data["critic"])

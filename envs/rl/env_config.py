@@ -61,16 +61,20 @@ class EnvConfig:
                 SOURCE, "episode_s", self.episode_s,
                 f"must be a multiple of decision_interval_s ({self.decision_interval_s})",
             )
-        pool = self.demand_pool
-        if isinstance(pool, bool) or not isinstance(pool, int) or pool < 0:
-            raise ConfigError(SOURCE, "demand_pool", pool, "must be an integer >= 0 (0: a new sample per episode)")
-        if pool and self.demand.mode == "original":  # every sample is the flow file: a pool changed nothing
-            raise ConfigError(SOURCE, "demand_pool", pool, "demand mode original replays one flow file in every "
-                              "episode; a pool cycles samples of poisson or jitter demand")
+        check_demand_pool(self.demand_pool, self.demand.mode)
         if self.split not in SPLITS:
             raise ConfigError(SOURCE, "split", self.split, f"expected one of {list(SPLITS)}")
         check_action_config(self.action_mode, self.green_durations_s, SOURCE)
         check_durations_read(self.action_mode, self.green_durations_s, SOURCE)
+
+
+def check_demand_pool(pool, mode: str, source: str = SOURCE) -> None:
+    """``demand_pool``: a whole number >= 0, and 0 under demand mode original."""
+    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 0:
+        raise ConfigError(source, "demand_pool", pool, "must be an integer >= 0 (0: a new sample per episode)")
+    if pool and mode == "original":  # every sample is the flow file: a pool changed nothing
+        raise ConfigError(source, "demand_pool", pool, "demand mode original replays one flow file in every "
+                          "episode; a pool cycles samples of poisson or jitter demand")
 
 
 def observation_names_arg(observations) -> tuple:

@@ -1,0 +1,60 @@
+"""train.py and evaluate.py task=incident_detection refuse, before any work, settings the run
+would silently change or not read: a minibatch size that does not fit the rollout, a resume whose
+periodic evaluation differs from the checkpoint's, detection options no detector reads."""
+
+from __future__ import annotations
+
+import pytest
+
+import evaluate
+from agents.ppo.sb3_trainer import train
+from agents.ppo.torchrl_trainer import train_torchrl
+from envs.errors import CheckpointError, ConfigError
+from tests.test_evaluate import evaluate_config
+from tests.test_train import tiny_run, train_config
+
+# grid_1x1, one copy, 10 decisions: a rollout of 10 agent-steps
+ROLLOUT_10 = dict(env__copies=1, agent__n_steps=10, agent__n_epochs=1, eval__seeds=1, eval__steps=100,
+                  env__episode_s=100, train__total_agent_steps=20, train__eval_every=0)
+
+
+@pytest.mark.parametrize("trainer", ["sb3", "torchrl"])
+def test_a_minibatch_larger_than_the_rollout_is_refused_before_any_work(trainer, tmp_path, capsys):
+    run = train_torchrl if trainer == "torchrl" else train
+    extra = ["trainer=torchrl"] if trainer == "torchrl" else []
+    with pytest.raises(ConfigError, match="exceeds the rollout of 10 agent-steps") as error:
+        run(train_config(*tiny_run(**ROLLOUT_10, agent__batch_size=20), *extra), tmp_path)
+    assert error.value.field == "agent.batch_size"
+    assert "baseline" not in capsys.readouterr().out  # before the baselines ran
+
+
+def test_sb3_refuses_a_minibatch_size_that_leaves_one_agent_step(tmp_path):
+    """10 = 3 + 3 + 3 + 1: MaskablePPO normalised the last minibatch's one advantage to NaN."""
+    with pytest.raises(ConfigError, match="last minibatch of one agent-step") as error:
+        train(train_config(*tiny_run(**ROLLOUT_10, agent__batch_size=3)), tmp_path)
+    assert error.value.field == "agent.batch_size"
+
+
+def test_a_resume_with_other_evaluation_episodes_is_refused_naming_the_key(tmp_path):
+    first = train(train_config(*tiny_run(**ROLLOUT_10, agent__batch_size=5)), tmp_path / "a")
+    assert first["num_timesteps"] == 20
+    checkpoint = tmp_path / "a" / "checkpoints" / "last.zip"
+    more = {**ROLLOUT_10, "train__total_agent_steps": 40}
+    for override, field in (("eval.seeds=2", "eval.seeds"), ("eval.demand.scale=0.5", "eval.demand")):
+        with pytest.raises(CheckpointError) as error:
+            train(train_config(*tiny_run(**more, agent__batch_size=5), override, f"resume={checkpoint}"),
+                  tmp_path / field)
+        assert error.value.field == field
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (["detection.classifiers=[blockage_rule]", "detection.learned.epochs=1"], "detection.learned.epochs"),
+    (["detection.probes.gps_noise_m=25"], "detection.probes.gps_noise_m"),  # probes.p = 0: none recorded
+    (["detection.interval_s=200"], "detection.interval_s"),  # longer than eval.steps: not one reading
+])
+def test_detection_options_nothing_reads_are_refused_before_recording(overrides, field, tmp_path):
+    cfg = evaluate_config("task=incident_detection", "scenario=grid_1x1", "eval.steps=100", "perturbation=incident",
+                          "eval.progress=false", *overrides)
+    with pytest.raises(ConfigError) as error:
+        evaluate.evaluate_detection(cfg, tmp_path)
+    assert error.value.field == field
