@@ -279,6 +279,25 @@ def test_rollout_advantages_and_updates_read_nothing_back_to_the_host(tmp_path, 
     assert int(trainer.episodes.count) == 2  # both copies' episodes ended, counted on the device
 
 
+def test_a_resumed_run_logs_at_the_rollouts_the_uninterrupted_run_logs(tmp_path):
+    """torchrl.log_every_rollouts=2, rollouts of 160 agent-steps: the uninterrupted run logs after
+    rollouts 2 and 4; one resumed after rollout 1 logged after rollouts 3 and 4 (its count restarted)."""
+    every = {"log_every_rollouts": 2}
+    whole = torchrl_config(SMALL, torchrl=every, train__eval_every=0, train__total_agent_steps=640)
+    train_torchrl(whole, tmp_path / "whole")
+    first = torchrl_config(SMALL, torchrl=every, train__eval_every=0, train__total_agent_steps=160)
+    train_torchrl(first, tmp_path / "first")
+    resumed = torchrl_config(SMALL, torchrl=every, train__eval_every=0, train__total_agent_steps=640,
+                             resume=tmp_path / "first" / "checkpoints" / "last.pt")
+    train_torchrl(resumed, tmp_path / "second")
+
+    def logged(run):
+        rows = csv.DictReader(open(tmp_path / run / "progress.csv"))
+        return [int(r["time/total_timesteps"]) for r in rows if r.get("train/loss")]
+    assert logged("whole") == [320, 640]
+    assert logged("second") == [320, 640]
+
+
 def test_target_kl_stops_the_update_before_the_step_of_the_first_minibatch_past_it_as_sb3(tmp_path):
     """SB3 checks each minibatch's KL before its optimizer step and ends the update there; the
     trainer checked only after a whole epoch had stepped (80 rows, minibatches of 5 x 16 agents)."""

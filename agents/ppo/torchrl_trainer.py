@@ -236,7 +236,10 @@ class TorchRLTrainer:
             self.iteration()
             bar.update(self.num_timesteps - bar.n)
             final = self.num_timesteps >= total
-            if self.iterations % max(self.opts.log_every_rollouts, 1) == 0 or final:
+            # every N-th rollout of the run, counted from its start (a resumed run logs where the
+            # uninterrupted one would have)
+            rollouts = self.num_timesteps // (self.cfg.agent.n_steps * self.core.copies * self.I)
+            if rollouts % self.opts.log_every_rollouts == 0 or final:
                 wall = self.record.elapsed()
                 self.log_training(log, {
                     "time/rollout_agent_steps_per_s": self.rollout_rate, "time/iterations": self.iterations,
