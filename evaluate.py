@@ -53,11 +53,11 @@ from envs.engine.intersections import intersection_layout
 from envs.errors import ConfigError, exit_on_error
 from envs.evaluation.metrics import METRIC_NAMES, population
 from envs.evaluation.report import signal_plots, signals_report, summary
-from envs.evaluation.runner import EvaluationBatch, check_departures, design_samples, eval_demands
+from envs.evaluation.runner import EvaluationBatch, check_departures, eval_demands
 from envs.incidents.perturbations import DetectorFaults, Perturbation, check_incident_lanes, perturbation_from_config
 from envs.rl.fault_reach import check_faults_reach
 from envs.scenario import Scenario, load_scenario
-from envs.scenario.splits import DemandSpec
+from envs.scenario.splits import DemandSpec, design_samples
 
 
 def _perturbation(cfg: DictConfig) -> Perturbation:

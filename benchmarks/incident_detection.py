@@ -37,7 +37,7 @@ from omegaconf import OmegaConf  # noqa: E402
 import evaluate  # noqa: E402
 from agents.incidents.classifiers import lane_layout  # noqa: E402
 from agents.incidents.detection_task import (  # noqa: E402
-    DETECTORS, LearnedSettings, calibrate, describe, held_out_tallies, sensors_of,
+    DETECTORS, LEARNED, LearnedSettings, calibrate, describe, held_out_tallies, sensors_of,
 )
 from benchmarks.common import emit, log, machine_info  # noqa: E402
 from envs.evaluation.detection_results import missing_fields, result_entries, skipped_entry, write_results  # noqa: E402
@@ -131,8 +131,8 @@ def overrides(args, placement: str, p: float | None = None, detectors=None) -> l
     out = ["task=incident_detection", f"scenario={args.scenario}", "perturbation=incident",
            f"perturbation.incidents.position={args.position}", f"detection.placement={placement}",
            f"detection.copies={args.copies}", f"detection.train_copies={args.train_copies}"]
-    if args.epochs is not None:
-        out.append(f"detection.learned.epochs={args.epochs}")
+    if args.epochs is not None and (detectors is None or any(name in LEARNED for name in detectors)):
+        out.append(f"detection.learned.epochs={args.epochs}")  # evaluate.py refuses it where nothing learns
     if p is not None:
         out += [f"detection.probes.p={p:g}", f"detection.classifiers=[{','.join(detectors)}]"]
     return out + list(args.override)

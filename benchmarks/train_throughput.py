@@ -142,7 +142,7 @@ def run_torchrl(cfg, args) -> dict:
 
 
 def run_sb3(cfg, args) -> dict:
-    from agents.ppo.run_setup import load_scenarios
+    from agents.ppo.run_setup import check_minibatches, load_scenarios
     from agents.ppo.sb3_trainer import ScaledReward, _compile_policy, build_env, build_model
 
     device = cfg.engine.device
@@ -151,6 +151,7 @@ def run_sb3(cfg, args) -> dict:
     setup_start = time.perf_counter()
     train_scenario, _ = load_scenarios(cfg)
     core_env = build_env(cfg, train_scenario)
+    check_minibatches(cfg.agent, cfg.env.copies, core_env.core.num_intersections, "sb3")  # as train.py
     venv = ScaledReward(core_env, cfg.agent.reward_scale)
     model = build_model(cfg, venv)
     if cfg.train.compile:

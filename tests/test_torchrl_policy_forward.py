@@ -70,7 +70,7 @@ def test_centralised_and_per_agent_networks_keep_torchrls_forward():
     torch.manual_seed(3)
     independent = build_networks({**SPEC, "share_params": False})
     actor, central = build_networks({**SPEC, "centralised_critic": True})
-    assert independent[0]._layers is None and actor._layers is not None and central.mlp._layers is not None
+    assert independent[0]._layers is None and actor._layers is not None and central.rest._layers is not None
     x = torch.randn(8, 16, 73)
     for net in independent:
         assert torch.equal(net(x), reference(net, x))
@@ -78,8 +78,9 @@ def test_centralised_and_per_agent_networks_keep_torchrls_forward():
 
 @pytest.mark.parametrize("shared", [True, False])
 def test_the_centralised_critic_gives_each_agent_its_own_value_from_every_observation(shared):
-    """MAPPO's agent-specific global state: agent i reads every observation, its own and (shared
-    weights) its index; TorchRL's centralized shared MLP gave all 16 agents one value."""
+    """MAPPO's agent-specific global state: agent i's first layer reads every observation, its own
+    and its index (TorchRL's centralized shared MLP gave all 16 agents one value); computed without
+    building I copies of the global state, it is the layer over their concatenation."""
     torch.manual_seed(4)
     _, critic = build_networks({**SPEC, "centralised_critic": True, "share_params": shared})
     x = torch.ones(3, 16, 73)  # identical observations: only the index (or the weights) tells agents apart
@@ -88,15 +89,30 @@ def test_the_centralised_critic_gives_each_agent_its_own_value_from_every_observ
     moved = x.clone()
     moved[:, 5] += 1.0  # another agent's observation changes agent 0's value
     assert not torch.allclose(critic(x)[:, 0], critic(moved)[:, 0])
-    own = critic.mlp(torch.cat([x.flatten(-2).unsqueeze(-2).expand(3, 16, -1), x, critic.index.expand(3, 16, -1)], -1))
-    assert torch.equal(critic(x), own)
+    # the reference: one linear layer over [every observation, own observation, one-hot index]
+    own = critic.own.expand(16, -1, -1)
+    whole = [torch.cat([critic.every, own[i], torch.eye(16)[i].unsqueeze(1) * critic.bias[i]]) for i in range(16)]
+    inputs = torch.cat([x.flatten(-2).unsqueeze(-2).expand(3, 16, -1), x, torch.eye(16).expand(3, 16, 16)], -1)
+    first = torch.stack([inputs[:, i] @ whole[i] for i in range(16)], 1)
+    assert torch.allclose(critic(x), critic.rest(critic.activation(first)), atol=1e-5)
+
+
+def test_the_centralised_critic_scales_with_the_agents_not_their_square():
+    """196 intersections (manhattan_28x7) with per-agent weights: the global state is projected
+    once per step (the concatenated input took 40 GB a value pass; per-agent global projections
+    625 M weights)."""
+    spec = {**SPEC, "n_agents": 196, "obs_size": 253, "share_params": False, "centralised_critic": True}
+    _, critic = build_networks(spec)
+    assert sum(p.numel() for p in critic.parameters()) < 10_000_000
+    with torch.no_grad():
+        assert critic(torch.randn(4, 196, 253)).shape == (4, 196, 1)
 
 
 def test_a_centralised_critic_from_before_agent_state_inputs_is_refused_on_resume():
     from agents.ppo.torchrl_policy import check_network_spec
     from envs.errors import CheckpointError
 
-    spec = {**SPEC, "centralised_critic": True, "critic_input": "every_own_index"}
+    spec = {**SPEC, "centralised_critic": True, "critic_input": "every_projected_own_index"}
     old = {key: value for key, value in spec.items() if key != "critic_input"}
     with pytest.raises(CheckpointError) as error:
         check_network_spec("last.pt", old, spec)

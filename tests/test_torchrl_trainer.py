@@ -82,9 +82,12 @@ def test_a_tiny_run_writes_checkpoints_tensorboard_and_progress(tmp_path, agent)
     assert networks["centralised_critic"] is (agent == "mappo")
     weights = [v for k, v in data["actor"].items() if k.endswith("weight")]
     assert all(w.shape[0] == 16 for w in weights) is (agent == "ppo_independent")  # per-intersection stacks
-    critic_in = next(v for k, v in data["critic"].items() if k.endswith("0.weight")).shape[-1]
-    size = meta["env"]["observation_size"]  # mappo: every intersection's observation, its own, its index
-    assert critic_in == (size * 16 + size + 16 if agent == "mappo" else size)
+    size = meta["env"]["observation_size"]
+    if agent == "mappo":  # every intersection's observation projected once, its own, its index (a bias each)
+        shapes = {key: tuple(data["critic"][key].shape) for key in ("every", "own", "bias")}
+        assert shapes == {"every": (16 * size, 16), "own": (1, size, 16), "bias": (16, 16)}
+    else:
+        assert next(v for k, v in data["critic"].items() if k.endswith("0.weight")).shape[-1] == size
 
     # the checkpoint is a controller: the final evaluation was last.pt's
     scenario = load_scenario("grid_4x4")

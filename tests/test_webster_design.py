@@ -1,5 +1,5 @@
 """Webster in an evaluation designs its plan from train-split samples drawn like the evaluated
-demand (`envs.evaluation.runner.design_samples`), never from the evaluated samples themselves:
+demand (`envs.scenario.splits.design_samples`), never from the evaluated samples themselves:
 a seed's row does not depend on which other seeds are evaluated."""
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import torch
 import evaluate
 from agents.classical import FixedTimeWebster
 from envs.engine import Simulator
-from envs.evaluation.runner import DESIGN_SAMPLES, design_samples
 from envs.scenario import load_scenario
-from envs.scenario.splits import DemandSpec, sample_trips
+from envs.scenario.splits import DESIGN_SAMPLES, DemandSpec, design_samples, sample_trips
 from tests.test_evaluate import evaluate_config
 
 
@@ -50,3 +49,24 @@ def test_the_design_demand_is_train_split_samples_like_the_evaluated_ones():
     mean_flow = FixedTimeWebster().demand_flows_vph(scenario.network, scenario.demand(trips=design))
     assert torch.allclose(designed.flow_vph.double().flatten(), mean_flow.double(), rtol=1e-6)
     assert not torch.allclose(own.flow_vph.double(), designed.flow_vph.double())
+
+
+def test_webster_as_the_detection_tasks_controller_designs_from_train_samples_too():
+    """task=incident_detection records with `record_sweep`; its Webster plan was the mean of the
+    recorded copies' own demand (held-out samples, and one that moved with detection.copies)."""
+    from envs.incidents.detection import record_sweep
+    from envs.incidents.perturbations import perturbation_from_config
+
+    scenario = load_scenario("grid_1x1", horizon=300)
+    spec = DemandSpec("poisson")
+    perturbation = perturbation_from_config({"name": "incident", "incidents": {"count": 1, "start_s": 50,
+                                                                               "duration_s": 100}})
+    plans = []
+    for seeds in ([0], [0, 1, 2]):
+        webster = FixedTimeWebster()
+        record_sweep(scenario, webster, perturbation, "eval", seeds, steps=120, demand=spec)
+        plans.append(webster.flow_vph)
+    expected = FixedTimeWebster().demand_flows_vph(scenario.network, scenario.demand(trips=design_samples(scenario,
+                                                                                                          spec)))
+    assert torch.equal(plans[0], plans[1])
+    assert torch.allclose(plans[0].double().flatten(), expected.double(), rtol=1e-6)

@@ -13,7 +13,7 @@ Plan, per intersection (each intersection gets its own cycle; no offsets between
    simulator's; with B copies the flows are the **mean over copies** (one plan for all copies:
    the plan of the expected demand, not of each copy's own realisation). evaluate.py's runner
    (and training's periodic evaluation) set ``design_demand`` to samples of the *train* split
-   drawn like the evaluated demand (`envs.evaluation.runner.design_samples`), as an engineer
+   drawn like the evaluated demand (`envs.scenario.splits.design_samples`), as an engineer
    designs from past counts: the plan never sees the evaluated samples (a seed's row does not
    depend on which other seeds are evaluated), and under a surge it is the plan for the usual
    demand, the perturbed rows measuring how it copes. A lane shared by several movements is not

@@ -15,10 +15,10 @@ from agents.classical import CONTROLLERS
 from envs.engine.simulator import Controller
 from envs.engine.state import EngineParams
 from envs.evaluation.report import PRIMARY
-from envs.evaluation.runner import EvaluationBatch, Metrics, check_departures, design_samples
+from envs.evaluation.runner import EvaluationBatch, Metrics, check_departures
 from envs.evaluation.stats import reduction_percent
 from envs.scenario import Scenario
-from envs.scenario.splits import DemandSpec, sample_trips
+from envs.scenario.splits import DemandSpec, design_samples, sample_trips
 
 
 class Evaluator:

@@ -8,7 +8,7 @@ its simulator, whose vehicle-slot pool grows once) serves many evaluations of ne
 A controller with a ``probe_samples`` attribute (a policy that observes probe vehicles) is told
 each copy's eval seed, which keys the copy's probe vehicles (`agents.ppo.policy`); one with a
 ``design_demand`` attribute (a plan designed from the demand: `fixed_time_webster`) gets
-`design_samples`, train-split demand drawn like the evaluated one: the plan never sees the
+`envs.scenario.splits.design_samples`, train-split demand drawn like the evaluated one: the plan never sees the
 evaluated samples, nor a surge of the perturbed condition.
 """
 
@@ -56,15 +56,6 @@ def eval_demands(scenario: Scenario, spec: DemandSpec, seeds: int, perturbation:
     return EvalDemands(["clean", name], [samples, perturbed], [[[]] * seeds, incidents])
 
 
-DESIGN_SAMPLES = 4  # train-split samples a demand-designed plan (Webster's) is designed from
-
-
-def design_samples(scenario: Scenario, spec: DemandSpec) -> list[Trips]:
-    """The demand a plan is designed from, as past counts: samples ``0 .. DESIGN_SAMPLES-1`` of
-    the train split, drawn like the evaluated demand (under ``original``, the flow file itself)."""
-    return [sample_trips(scenario, spec, "train", s) for s in range(1 if spec.mode == "original" else DESIGN_SAMPLES)]
-
-
 def check_departures(samples: Sequence[Trips], steps: int, field: str = "eval.steps") -> None:
     """ConfigError naming `field` when a seed's demand departs no trip in the `steps` evaluated:
     its metrics would be NaN (no travel time at all), found only after the whole run."""
@@ -84,7 +75,7 @@ class EvaluationBatch:
     def __init__(self, scenario: Scenario, controllers: int, trips: Sequence[Sequence[Trips]],
                  params: EngineParams, *, incidents: Sequence[Sequence[list[Incident]]] | None = None,
                  compile: bool = False, design: Sequence[Trips] | None = None) -> None:
-        # `design`: what a demand-designed plan reads (`design_samples`); None: the evaluated demand
+        # `design`: what a demand-designed plan reads (splits.design_samples); None: the evaluated demand
         self.design_demand = None if design is None else scenario.demand(trips=list(design))
         self.num_controllers = controllers
         self.conditions = len(trips)

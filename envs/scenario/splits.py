@@ -269,4 +269,15 @@ def _build_flow_entries(scenario, horizon: int | None) -> _FlowEntries:
     return built
 
 
-__all__ = ["DemandSpec", "MODES", "SPLITS", "demand_for", "sample_trips", "split_seed"]
+DESIGN_SAMPLES = 4  # train-split samples a demand-designed plan (Webster's) is designed from
+
+
+def design_samples(scenario, spec: DemandSpec) -> list:
+    """The demand a plan is designed from, as past counts (`Trips` each): samples
+    ``0 .. DESIGN_SAMPLES-1`` of the train split, drawn like the evaluated demand (under
+    ``original``, the flow file itself). Evaluation never runs them."""
+    return [sample_trips(scenario, spec, "train", s) for s in range(1 if spec.mode == "original" else DESIGN_SAMPLES)]
+
+
+__all__ = ["DESIGN_SAMPLES", "DemandSpec", "MODES", "SPLITS", "demand_for", "design_samples", "sample_trips",
+           "split_seed"]
