@@ -111,7 +111,7 @@ def ordinary_permissive_waits(recording, layout) -> dict:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # the first paragraph
     parser.add_argument("--scenario", default="hangzhou_4x4")
     parser.add_argument("--copies", type=int, default=32)
     parser.add_argument("--train-copies", type=int, default=32)

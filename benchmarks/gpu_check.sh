@@ -132,8 +132,14 @@ if [ "$CUDA" = 1 ]; then
         --scenario grid_16x8 --copies 8192 --demand original --warmup 100 --steps 200
     step memory_grid_16x8 150 "$PY" benchmarks/memory_scaling.py --device cuda --compile \
         --scenarios grid_16x8 --copies 32768 --samples 64 --steps 5
-    step sim_manhattan 120 "$PY" benchmarks/sim_throughput.py --device cuda --compile \
-        --scenario manhattan_28x7 --copies 1024 --demand samples --warmup 100 --steps 200
+    if [ -d "${GRIDLIGHT_DATA_DIR:-../shared/datasets}/sumo/manhattan_28x7" ]; then
+        step sim_manhattan 120 "$PY" benchmarks/sim_throughput.py --device cuda --compile \
+            --scenario manhattan_28x7 --copies 1024 --demand samples --warmup 100 --steps 200
+    else  # a data directory prepared without it (docs/benchmarks.md copies it): said, not failed
+        say "sim_manhattan: skipped, no sumo/manhattan_28x7 in the data directory"
+        json "{\"check\": \"sim_manhattan\", \"status\": \"skipped\", \"reason\": \"no data\"}"
+        SKIPPED=$((SKIPPED + 1))
+    fi
     step city_day 90 "$PY" benchmarks/city_day.py --device cuda --scenario grid_16x8 --copies 16 \
         --hours 1 --start-hour 8 --train-hours 0.5
 else

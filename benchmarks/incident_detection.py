@@ -37,7 +37,8 @@ from omegaconf import OmegaConf  # noqa: E402
 import evaluate  # noqa: E402
 from agents.incidents.classifiers import lane_layout  # noqa: E402
 from agents.incidents.detection_task import (  # noqa: E402
-    DETECTORS, LEARNED, LearnedSettings, calibrate, describe, held_out_tallies, sensors_of,
+    DETECTORS, LEARNED, LearnedSettings, calibrate, check_detectors, check_read_options, describe, held_out_tallies,
+    sensors_of,
 )
 from benchmarks.common import emit, log, machine_info  # noqa: E402
 from envs.evaluation.detection_results import missing_fields, result_entries, skipped_entry, write_results  # noqa: E402
@@ -147,6 +148,22 @@ def point_command(args, placement: str, p: float, detectors) -> str:
     return "python evaluate.py " + " ".join(shlex.quote(o) for o in overrides(args, placement, p, detectors))
 
 
+def check_points(args, shares: list[float], names: list[str]) -> None:
+    """Every point's recorded command as evaluate.py would check it, before any recording: a
+    point this script runs must re-run with its command."""
+    from agents.ppo.config import check_evaluate_config
+
+    for placement in args.placements.split(","):
+        for p in shares:
+            detectors = [n for n in names if not (DETECTORS[n] == "probe" and p <= 0)]
+            with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+                cfg = compose(config_name="evaluate", overrides=overrides(args, placement, p, detectors))
+            check_evaluate_config(cfg)
+            det = cfg.detection
+            check_detectors(det.classifiers, p, int(det.train_copies), det.learned.folds)
+            check_read_options(det, p > 0 or any(DETECTORS[n] != "lane" for n in detectors), int(cfg.eval.steps))
+
+
 def run_placement(args, placement: str, shares: list[float], names: list[str]) -> list[dict]:
     cfg = compose_config(args, placement)
     start = time.perf_counter()
@@ -205,6 +222,7 @@ def main(argv=None) -> None:
                 raise ConfigError("benchmarks/incident_detection.py", "--detectors", name,
                                   f"unknown detector; known: {', '.join(DETECTORS)}")
         check_mergeable(args)
+        check_points(args, shares, names)
     start, entries = time.perf_counter(), []
     for placement in args.placements.split(","):
         entries += run_placement(args, placement, shares, names)

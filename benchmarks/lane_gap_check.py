@@ -71,7 +71,7 @@ def check(recording, entry, placement: str, quiet_only: bool) -> dict:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # the first paragraph
     parser.add_argument("--scenario", default="hangzhou_4x4")
     parser.add_argument("--train-copies", type=int, default=32)
     parser.add_argument("--placements", default="uniform,traffic")

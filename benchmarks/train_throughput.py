@@ -45,6 +45,7 @@ from common import ROOT, dataset_missing, emit, log, machine_info, sync
 
 import agents.ppo.config  # noqa: F401  (registers the structured config)
 from agents.ppo.config import check_config
+from envs.errors import exit_on_error
 
 TRAINERS = ("sb3", "torchrl")
 AGENTS = ("ppo_shared", "ppo_independent", "mappo")
@@ -235,7 +236,10 @@ def main() -> None:
         for copies in args.copies or [None]:
             cfg = compose_config(args, args.trainer, scenario, agent, copies)
             log(f"{args.trainer} {scenario} {agent} B={cfg.env.copies} on {args.device}")
-            emit((run_torchrl if args.trainer == "torchrl" else run_sb3)(cfg, args))
+            # a config train.py refuses (e.g. agent.batch_size beyond a few copies' rollout: lower it with
+            # --override agent.batch_size=N): one "error: ..." line, exit status 2
+            with exit_on_error():
+                emit((run_torchrl if args.trainer == "torchrl" else run_sb3)(cfg, args))
 
 
 if __name__ == "__main__":
