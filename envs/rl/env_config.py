@@ -1,4 +1,7 @@
-"""`EnvConfig`: what a `BatchedSignalEnv` is asked for, and the Hydra ``env`` group's schema."""
+"""`EnvConfig`: what a `BatchedSignalEnv` is asked for, and the Hydra ``env`` group's schema; and
+the checks of the env's arguments that train.py's config check shares (reward weights, the demand
+pool) or that only the env sees (the observation list's type, a loaded Scenario beside loading
+options)."""
 
 from __future__ import annotations
 
