@@ -92,5 +92,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    with torch.inference_mode():
-        sys.exit(main())
+    from envs.errors import exit_on_error  # a GridlightError: one "error: ..." line, exit status 2
+
+    with exit_on_error():
+        with torch.inference_mode():
+            sys.exit(main())

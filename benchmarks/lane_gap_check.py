@@ -94,4 +94,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from envs.errors import exit_on_error  # a GridlightError: one "error: ..." line, exit status 2
+
+    with exit_on_error():
+        main()

@@ -233,4 +233,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from envs.errors import exit_on_error  # a GridlightError: one "error: ..." line, exit status 2
+
+    with exit_on_error():
+        main()

@@ -159,4 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from envs.errors import exit_on_error  # a GridlightError: one "error: ..." line, exit status 2
+
+    with exit_on_error():
+        raise SystemExit(main())

@@ -62,5 +62,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with torch.inference_mode():
-        main()
+    from envs.errors import exit_on_error  # a GridlightError: one "error: ..." line, exit status 2
+
+    with exit_on_error():
+        with torch.inference_mode():
+            main()
