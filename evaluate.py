@@ -57,7 +57,7 @@ from envs.evaluation.runner import EvaluationBatch, check_departures, eval_deman
 from envs.incidents.perturbations import DetectorFaults, Perturbation, check_incident_lanes, perturbation_from_config
 from envs.rl.fault_reach import check_faults_reach
 from envs.scenario import Scenario, load_scenario
-from envs.scenario.splits import DemandSpec, design_samples
+from envs.scenario.splits import DemandSpec
 
 
 def _perturbation(cfg: DictConfig) -> Perturbation:
@@ -161,7 +161,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         + f" = {copies} copies, {steps} s simulated")
     batch = EvaluationBatch(scenario, len(controllers), demands.trips, engine_params(cfg),
                             incidents=demands.incidents, compile=cfg.engine.compile,
-                            design=design_samples(scenario, spec))
+                            design=spec)
     built = [policies[name] if name in policies else build_controller(name, cfg) for name in controllers]
     _attach_detector_faults(perturbation, scenario, batch, controllers, built)
 
@@ -289,14 +289,14 @@ def evaluate_detection(cfg: DictConfig, out_dir: Path) -> dict:
     agents/incidents/detection_task.py), beside the ideal detector of each sensor set: it
     alarms at each incident's first evidence to those sensors (the floor)."""
     from agents.incidents.classifiers import lane_layout
-    from agents.incidents.detection_task import DETECTORS, check_detectors, check_read_options, held_out_tallies
+    from agents.incidents.detection_task import check_detectors, check_read_options, held_out_tallies, records_probes
     from envs.incidents.probes import probes_from_config
 
     det = cfg.detection
     probes = probes_from_config(OmegaConf.to_container(det.probes, resolve=True), "<config>", "detection.probes")
     check_detectors(det.classifiers, probes.p, int(det.train_copies), det.learned.folds)
-    with_probes = probes.p > 0 or any(DETECTORS[name] != "lane" for name in det.classifiers)
-    check_read_options(det, with_probes, int(cfg.eval.steps))
+    check_read_options(det, probes.p, int(cfg.eval.steps))
+    with_probes = records_probes(det.classifiers, probes.p)
     check_known(det.controller, cfg, "detection.controller")  # before any recording, under its own key
     for key in [key for key in ("checkpoint", "deployed") if cfg.get(key) is not None]:  # would be ignored
         raise ConfigError("<config>", key, cfg[key], "task=incident_detection runs detection.controller, a "

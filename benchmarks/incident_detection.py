@@ -161,7 +161,7 @@ def check_points(args, shares: list[float], names: list[str]) -> None:
             check_evaluate_config(cfg)
             det = cfg.detection
             check_detectors(det.classifiers, p, int(det.train_copies), det.learned.folds)
-            check_read_options(det, p > 0 or any(DETECTORS[n] != "lane" for n in detectors), int(cfg.eval.steps))
+            check_read_options(det, p, int(cfg.eval.steps))
 
 
 def run_placement(args, placement: str, shares: list[float], names: list[str]) -> list[dict]:

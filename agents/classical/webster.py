@@ -171,7 +171,6 @@ class FixedTimeWebster:
         lanes = (network.movement_in_lanes >= 0).sum(1).clamp(min=1).to(torch.float64)
         return torch.where(network.movement_valid, per_hour / lanes, 0.0)
 
-
     # ---------------------------------------------------------------------------------------
     def reset(self, sim: Simulator) -> None:
         self._validate()

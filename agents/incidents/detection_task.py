@@ -66,7 +66,7 @@ def check_detectors(names, probe_p: float, train_copies: int, folds: int) -> Non
                           f"must be an integer in [2, detection.train_copies = {train_copies}]")
 
 
-def check_read_options(detection, with_probes: bool, steps: int) -> None:
+def check_read_options(detection, probe_p: float, steps: int) -> None:
     """Config errors before any recording for options the run would accept and not read: the
     learned detectors' shape and training without a learned detector, the probes' settings
     without probes recorded; and a reading interval longer than the recorded episode (no
@@ -79,15 +79,20 @@ def check_read_options(detection, with_probes: bool, steps: int) -> None:
                           f"longer than the recorded episode (eval.steps = {steps} s): not one reading")
     unread = []
     if not any(name in LEARNED for name in detection.classifiers):
-        unread += [(f"learned.{key}", "no learned detector is listed") for key in ("history", "hidden", "epochs")
+        unread += [("learned", key, "no learned detector is listed") for key in ("history", "hidden", "epochs")
                    if detection.learned[key] != getattr(LearnedDetectionConfig, key)]
-    if not with_probes:
-        unread += [(f"probes.{key}", "no probes are recorded (probes.p = 0, no detector reads them)")
+    if not records_probes(detection.classifiers, probe_p):
+        unread += [("probes", key, "no probes are recorded (probes.p = 0, no detector reads them)")
                    for key in ("interval_s", "gps_noise_m", "speed_noise", "dropout_p", "seed")
                    if detection.probes[key] != getattr(ProbeSpec, key)]
-    for key, why in unread[:1]:
-        raise ConfigError("<config>", f"detection.{key}", detection[key.split(".")[0]][key.split(".")[1]],
-                          f"nothing reads it: {why}")
+    if unread:
+        group, key, why = unread[0]
+        raise ConfigError("<config>", f"detection.{group}.{key}", detection[group][key], f"nothing reads it: {why}")
+
+
+def records_probes(names, probe_p: float) -> bool:
+    """Whether the detection task records probes: a probe share set, or a detector that reads them."""
+    return probe_p > 0 or any(DETECTORS[name] != "lane" for name in names)
 
 
 def calibrate(name: str, train: Recording, layout: LaneLayout, precision: float, learned: LearnedSettings,

@@ -18,7 +18,7 @@ from envs.evaluation.report import PRIMARY
 from envs.evaluation.runner import EvaluationBatch, Metrics, check_departures
 from envs.evaluation.stats import reduction_percent
 from envs.scenario import Scenario
-from envs.scenario.splits import DemandSpec, design_samples, sample_trips
+from envs.scenario.splits import DemandSpec, sample_trips
 
 
 class Evaluator:
@@ -41,7 +41,7 @@ class Evaluator:
             return {}
         controllers = [CONTROLLERS[name](**dict(params.get(name, {}))) for name in names]
         batch = EvaluationBatch(self.scenario, len(names), [self.samples], self.params, compile=self.compile,
-                                design=design_samples(self.scenario, self.spec))
+                                design=self.spec)
         everything = batch.run(controllers, self.steps)
         for c, name in enumerate(names):
             self.baselines[name] = batch.per_controller(everything, c)

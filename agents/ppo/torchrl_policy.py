@@ -174,9 +174,8 @@ class AgentStateCritic(nn.Module):
             self.every.copy_(every)
             self.own[0].copy_(own)
             self.bias.copy_(index)  # one-hot index i through the layer: its column i
-            for k in range(1, self.own.shape[0]):  # per-agent own projections (a QR of the whole each: slow)
-                nn.init.orthogonal_(whole[:, : own.shape[0]], gain=gain)
-                self.own[k].copy_(whole[:, : own.shape[0]].T)
+            for k in range(1, self.own.shape[0]):  # the other agents' own projections, each its own QR
+                self.own[k].copy_(nn.init.orthogonal_(torch.empty_like(own.T), gain=gain).T)
         if self.rest is not None:
             orthogonal_init(self.rest, head_gain)
 

@@ -8,8 +8,9 @@ its simulator, whose vehicle-slot pool grows once) serves many evaluations of ne
 A controller with a ``probe_samples`` attribute (a policy that observes probe vehicles) is told
 each copy's eval seed, which keys the copy's probe vehicles (`agents.ppo.policy`); one with a
 ``design_demand`` attribute (a plan designed from the demand: `fixed_time_webster`) gets
-`envs.scenario.splits.design_samples`, train-split demand drawn like the evaluated one: the plan never sees the
-evaluated samples, nor a surge of the perturbed condition.
+`envs.scenario.splits.design_samples` of the evaluated demand's spec, train-split demand drawn
+like the evaluated one: the plan never sees the evaluated samples, nor a surge of the perturbed
+condition.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from envs.evaluation.mixture import ControllerMix
 from envs.incidents.perturbations import Incident, Perturbation, sample_incidents, surge_trips, with_incidents
 from envs.scenario import Scenario
 from envs.scenario.demand import Trips
-from envs.scenario.splits import DemandSpec, sample_trips
+from envs.scenario.splits import DemandSpec, design_demand, sample_trips
 
 Metrics = dict[str, np.ndarray]  # metric name -> float64 values, one per copy (or per seed)
 
@@ -74,9 +75,10 @@ class EvaluationBatch:
 
     def __init__(self, scenario: Scenario, controllers: int, trips: Sequence[Sequence[Trips]],
                  params: EngineParams, *, incidents: Sequence[Sequence[list[Incident]]] | None = None,
-                 compile: bool = False, design: Sequence[Trips] | None = None) -> None:
-        # `design`: what a demand-designed plan reads (splits.design_samples); None: the evaluated demand
-        self.design_demand = None if design is None else scenario.demand(trips=list(design))
+                 compile: bool = False, design: DemandSpec | None = None) -> None:
+        # `design`: the evaluated demand's spec, whose splits.design_samples a demand-designed plan
+        # reads (built when a controller asks); None: such a plan reads the evaluated demand
+        self.scenario, self.design, self._design_demand = scenario, design, None
         self.num_controllers = controllers
         self.conditions = len(trips)
         self.seeds = len(trips[0])
@@ -89,6 +91,12 @@ class EvaluationBatch:
         self.owner = (copy // self.seeds) % controllers  # [copies] controller index
         self.condition = copy // (controllers * self.seeds)  # [copies] condition index
         self.seed = copy % self.seeds  # [copies] demand seed
+
+    def plan_demand(self):
+        """The `Demand` a demand-designed plan reads (None without a design spec), built once."""
+        if self.design is not None and self._design_demand is None:
+            self._design_demand = design_demand(self.scenario, self.design)
+        return self._design_demand
 
     @property
     def copies(self) -> int:
@@ -106,7 +114,7 @@ class EvaluationBatch:
             if hasattr(controller, "probe_samples"):
                 controller.probe_samples = [("eval", int(s)) for s in self.seed]
             if hasattr(controller, "design_demand"):  # a plan from the demand: from train-split samples
-                controller.design_demand = self.design_demand
+                controller.design_demand = self.plan_demand()
         mix = ControllerMix(list(controllers), self.owner)
         mix.reset(sim)
         for k in range(steps):

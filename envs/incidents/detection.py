@@ -70,7 +70,7 @@ from envs.incidents.evidence import SENSORS, EvidenceRecorder, evidence_by_senso
 from envs.incidents.perturbations import Incident, Perturbation, sample_incidents, with_incidents
 from envs.incidents.probes import ProbeSensor, ProbeSpec
 from envs.scenario import Scenario
-from envs.scenario.splits import DemandSpec, design_samples, sample_trips
+from envs.scenario.splits import DemandSpec, design_demand, sample_trips
 
 READINGS = ("count", "halting", "seg0", "seg1", "seg2", "speed", "outflow", "green")
 COLUMN = {name: k for k, name in enumerate(READINGS)}
@@ -137,7 +137,7 @@ def record_sweep(
     incidents = [sample_incidents(perturbation, network, split, s, trips=t) for s, t in zip(seeds, trips)]
     sim = Simulator(network, with_incidents(scenario.demand(trips=trips), incidents), params)
     if hasattr(controller, "design_demand"):  # a plan designed from the demand: past counts, never these samples
-        controller.design_demand = scenario.demand(trips=design_samples(scenario, demand))
+        controller.design_demand = design_demand(scenario, demand)
     controller.reset(sim)
     lanes = monitored_lanes(scenario)
     lanes_t = torch.as_tensor(lanes, device=sim.device)

@@ -279,5 +279,10 @@ def design_samples(scenario, spec: DemandSpec) -> list:
     return [sample_trips(scenario, spec, "train", s) for s in range(1 if spec.mode == "original" else DESIGN_SAMPLES)]
 
 
-__all__ = ["DESIGN_SAMPLES", "DemandSpec", "MODES", "SPLITS", "demand_for", "design_samples", "sample_trips",
-           "split_seed"]
+def design_demand(scenario, spec: DemandSpec):
+    """`design_samples` as the `Demand` a demand-designed plan reads (one copy per sample)."""
+    return scenario.demand(trips=design_samples(scenario, spec))
+
+
+__all__ = ["DESIGN_SAMPLES", "DemandSpec", "MODES", "SPLITS", "demand_for", "design_demand", "design_samples",
+           "sample_trips", "split_seed"]

@@ -234,7 +234,7 @@ def _flow(fields: XmlFields, element, where: str, routes, counts: Counter, windo
     to its <interval>'s, else, as SUMO's, to the config's (it took 0 and no end: a flow with only
     an end and a number departed from 0, before the config's begin, and one with a period but no
     end was refused). Refused, before any is built, when its vehicles in the window would take the
-    scenario past `MAX_VEHICLES` (`room` more). A ``vehsPerHour`` period is rounded to SUMO's
+    scenario past `MAX_VEHICLES` (`room` more). Begin, period and departures run on SUMO's
     millisecond clock."""
     begin = _time(fields, element, where, "begin", interval, window[0])
     end = _time(fields, element, where, "end", interval, window[1])
@@ -248,30 +248,25 @@ def _flow(fields: XmlFields, element, where: str, routes, counts: Counter, windo
     if rates and "number" in element.attrib and "end" in element.attrib:
         fields.fail(where, "number", element.get("number"), f"beside '{rates[0]}' a flow takes at most one of "
                     "'end' and 'number' (SUMO refuses both)")
+    # the period on SUMO's millisecond clock, as SUMO counts: departures begin + n * period exactly
+    begin_ms = sumo_ms(begin)
     if "period" in element.attrib:
-        period = _milliseconds(fields, element, where, "period", fields.positive(element, "period", where))
+        period_ms = _period_ms(fields, element, where, "period", fields.positive(element, "period", where))
     elif rates and rates[0] in ("vehsPerHour", "perHour"):  # perHour: SUMO's newer name
-        period = _milliseconds(fields, element, where, rates[0], 3600.0 / fields.positive(element, rates[0], where))
+        period_ms = _period_ms(fields, element, where, rates[0], 3600.0 / fields.positive(element, rates[0], where))
     elif "probability" in element.attrib:
         counts["probability_flows_as_mean_period"] += 1
-        period = 1.0 / _probability(fields, element, where)
+        period_ms = sumo_ms(1.0 / _probability(fields, element, where))
     elif "number" in element.attrib:
         if not math.isfinite(end):
             fields.fail(where, "end", None, "a flow with 'number' needs an 'end' (its own, its <interval>'s or the "
                         "sumocfg's)")
-        period = None  # the span over number, on the millisecond clock below
+        # the span over number, floored to the ms; 0 only for a flow ending at its begin: its count is `number`
+        period_ms = (sumo_ms(end) - begin_ms) // max(fields.integer(element, "number", where), 1)
     else:
         fields.fail(where, "period", None,
                     "a <flow> needs one of period, vehsPerHour, perHour, probability or number")
-    # on SUMO's millisecond clock, as SUMO counts: departures begin + n * period exactly (a `number`
-    # flow's period is the span over number, floored to the ms); period 0 only for a `number` flow
-    # ending at its begin: its count is `number`
-    begin_ms = _ms(begin)
-    if "number" in element.attrib and not rates:
-        period_ms = (_ms(end) - begin_ms) // max(fields.integer(element, "number", where), 1)
-    else:
-        period_ms = _ms(period)
-    count = -(-(_ms(end) - begin_ms) // period_ms) if math.isfinite(end) and period_ms > 0 else None
+    count = -(-(sumo_ms(end) - begin_ms) // period_ms) if math.isfinite(end) and period_ms > 0 else None
     if "number" in element.attrib:
         count = fields.integer(element, "number", where) if count is None else min(
             count, fields.integer(element, "number", where))
@@ -306,15 +301,15 @@ def _time(fields: XmlFields, element, where: str, attribute: str, interval: tupl
     return fields.number(element, attribute, where, default)
 
 
-def _milliseconds(fields: XmlFields, element, where: str, attribute: str, period: float) -> float:
-    """A flow's period on SUMO's millisecond clock (TIME2STEPS rounds it), refused when that is 0."""
-    rounded = round(period, 3)
+def _period_ms(fields: XmlFields, element, where: str, attribute: str, period: float) -> int:
+    """A flow's period on SUMO's millisecond clock, refused when that is 0."""
+    rounded = sumo_ms(period)
     if rounded <= 0:
         fields.fail(where, attribute, element.get(attribute), "gives a period under SUMO's 1 ms clock")
     return rounded
 
 
-def _ms(seconds: float) -> int:
+def sumo_ms(seconds: float) -> int:
     """`seconds` on SUMO's millisecond clock (TIME2STEPS rounds)."""
     return round(seconds * 1000)
 
@@ -325,8 +320,8 @@ def _first_at_or_after(begin_ms: int, period_ms: int, count: int, time: float) -
     if not math.isfinite(time):
         return count
     if period_ms <= 0:
-        return 0 if begin_ms >= _ms(time) else count
-    return min(max(-(-(_ms(time) - begin_ms) // period_ms), 0), count)
+        return 0 if begin_ms >= sumo_ms(time) else count
+    return min(max(-(-(sumo_ms(time) - begin_ms) // period_ms), 0), count)
 
 
 def _probability(fields: XmlFields, element, where: str) -> float:

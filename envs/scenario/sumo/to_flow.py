@@ -18,7 +18,7 @@ from collections import Counter
 
 from envs.errors import ScenarioError
 from envs.scenario.flow_parser import SIGMA_KEY
-from envs.scenario.sumo.route_reader import NON_ROAD_CLASSES, SumoRoutes, SumoVehicle
+from envs.scenario.sumo.route_reader import NON_ROAD_CLASSES, SumoRoutes, SumoVehicle, sumo_ms
 
 # CityFlow's flow-file vehicle fields, from VehicleSpec attributes
 _FLOW_VEHICLE_KEYS = {"length": "length", "width": "width", "maxPosAcc": "max_pos_acc",
@@ -96,12 +96,12 @@ def flow_from_sumo(routes: SumoRoutes, roadnet: dict, begin: float, end: float,
         if v_class in NON_ROAD_CLASSES:
             counts[f"{v_class}_vehicles_left_out"] += 1
             continue
-        since_ms = round(vehicle.depart * 1000) - round(begin * 1000)  # SUMO's millisecond clock
+        since_ms = sumo_ms(vehicle.depart) - sumo_ms(begin)
         if since_ms < 0:
             counts["vehicles_before_begin_left_out"] += 1
             continue
         step = -(-since_ms // 1000)  # inserted at the first whole step at or after its departure
-        if step * 1000 >= round(end * 1000) - round(begin * 1000):  # SUMO inserts it at a step >= end: never
+        if step * 1000 >= sumo_ms(end) - sumo_ms(begin):  # SUMO inserts it at a step >= end: never
             counts["vehicles_after_end_left_out"] += 1
             continue
         counts["fractional_departures_rounded_up"] += step * 1000 != since_ms
