@@ -215,8 +215,10 @@ def _detection_perturbation(cfg: DictConfig):
     if perturbation.incidents is None:  # the task's default
         perturbation = Perturbation(name="incident", seed=perturbation.seed, incidents=IncidentSpec())
     incidents = perturbation.incidents
-    if incidents.count == 0 and incidents.rate_per_hour is None:
-        raise ConfigError("<config>", "perturbation.incidents.count", 0, "incident detection needs incidents")
+    if incidents.none:  # count 0, or a rate of 0
+        field = "rate_per_hour" if incidents.rate_per_hour is not None else "count"
+        raise ConfigError("<config>", f"perturbation.incidents.{field}", getattr(incidents, field),
+                          "incident detection needs incidents")
     onsets = [float(x) for x in np.atleast_1d(incidents.start_s)]
     if max(onsets) >= int(cfg.eval.steps):  # never seen: scored as missed
         raise ConfigError("<config>", "perturbation.incidents.start_s", onsets,

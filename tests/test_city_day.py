@@ -70,6 +70,13 @@ def test_bad_day_specs_name_the_field_and_value(field, value):
         DaySpec(**{field: value})
 
 
+@pytest.mark.parametrize("hours, steps", [(1.1, 3960), (0.55, 1980), (2.01, 7236), (24, 86400)])
+def test_day_spans_of_whole_seconds_are_taken(hours, steps):
+    assert DaySpec(hours=hours).steps == steps  # 1.1 * 3600 is 3960.0000000000005 in floats
+    with pytest.raises(ConfigError, match=r"day\.hours.*whole number of seconds"):
+        DaySpec(hours=hours + 0.5 / 3600)
+
+
 def _rate_perturbation(rate: float) -> Perturbation:
     return Perturbation(name="day", seed=3, incidents=IncidentSpec(rate_per_hour=rate, start_s=[0, DAY - 1],
                                                                    position="random"))
@@ -111,6 +118,10 @@ def test_count_semantics_are_unchanged_and_exclusive_with_a_rate():
         IncidentSpec(count=3, rate_per_hour=2.0)
     with pytest.raises(ConfigError, match=r"incidents\.rate_per_hour.*-1"):
         IncidentSpec(rate_per_hour=-1.0)
+    # a rate over one onset time has a window of no length: it would draw no incident, silently
+    with pytest.raises(ConfigError, match=r"incidents\.start_s.*600.*\[low, high\] window"):
+        IncidentSpec(rate_per_hour=25.0, start_s=600)
+    assert IncidentSpec(rate_per_hour=0.0, start_s=600).none  # no incident asked for, none drawn
 
 
 @pytest.mark.parametrize("flag, value", [("--interval-s", "0"), ("--precision", "1.5"), ("--precision", "nan"),

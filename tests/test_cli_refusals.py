@@ -149,6 +149,8 @@ def test_options_of_the_other_evaluation_task_are_refused(overrides, field, valu
     (["perturbation=detector_faults"], "perturbation.detectors", "simulates incidents only"),
     # replaced by the task's default incident, all other settings with it
     (["perturbation=incident", "perturbation.incidents.count=0"], "perturbation.incidents.count", "needs incidents"),
+    (["perturbation=incident", "perturbation.incidents.rate_per_hour=0"], "perturbation.incidents.rate_per_hour",
+     "needs incidents"),
     # scored as missed
     (["perturbation=incident", "eval.steps=600"], "perturbation.incidents.start_s", "could never be detected"),
     # never watched: 0/0 incidents, every metric NaN

@@ -59,11 +59,14 @@ class IncidentSpec:
                               f"expected one of {POSITIONS} or a fraction of the lane's length in [0, 1]")
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
             raise ConfigError(SOURCE, "incidents.count", self.count, "must be an integer >= 0")
-        time_window(self.start_s, "incidents.start_s")
+        low, high = time_window(self.start_s, "incidents.start_s")
         if self.rate_per_hour is not None:
             if not finite_number(self.rate_per_hour) or self.rate_per_hour < 0:
                 raise ConfigError(SOURCE, "incidents.rate_per_hour", self.rate_per_hour,
                                   "must be a number of incidents per hour >= 0 (or null: use count)")
+            if self.rate_per_hour > 0 and high == low:  # a rate over a window of no length draws nothing
+                raise ConfigError(SOURCE, "incidents.start_s", self.start_s,
+                                  "a rate_per_hour needs a [low, high] window of onsets (low < high)")
             if self.count != 1:
                 raise ConfigError(SOURCE, "incidents.count", self.count,
                                   "give one of count or rate_per_hour, not both")

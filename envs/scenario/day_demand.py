@@ -58,7 +58,8 @@ class DaySpec:
             raise ConfigError(SOURCE, "day.peak_scale", self.peak_scale, "must be a number > 0")
         if not finite_number(self.start_hour) or not 0.0 <= self.start_hour < 24.0:
             raise ConfigError(SOURCE, "day.start_hour", self.start_hour, "must be a clock hour in [0, 24)")
-        if not finite_number(self.hours) or not 0.0 < self.hours <= 24.0 or (self.hours * 3600) % 1:
+        if not finite_number(self.hours) or not 0.0 < self.hours <= 24.0 or (
+                abs(self.hours * 3600 - round(self.hours * 3600)) > 1e-6):  # 1.1 h is 3960.0000000000005 s
             raise ConfigError(SOURCE, "day.hours", self.hours, "must be in (0, 24] and a whole number of seconds")
 
     @property
