@@ -80,13 +80,16 @@ def test_a_closure_holds_every_vehicle_behind_it_until_it_clears(corridor):
     controller.reset(sim)
     on_road = lambda state: set(  # noqa: E731  trips on the closed road
         state.veh_trip[0, :-1][torch.isin(state.veh_lane[0, :-1], torch.tensor(lanes))].tolist())
-    queued = []
+    queued, left_before = [], 0
     for t in range(3000):
         before = on_road(sim.state)
         sim.step(controller.act(sim))
+        if t < 200:  # open until its onset: vehicles cross the stop line as on any lane
+            left_before += len(before - on_road(sim.state))
         if 201 <= t < 500:  # the closure is in force for the step from t
             assert before <= on_road(sim.state), f"a vehicle left a closed lane at t={t}"
             queued.append(len(on_road(sim.state)))
+    assert left_before > 5
     assert queued[-1] > queued[0] + 5  # the queue grew behind the closure
     after = episode_metrics(sim.demand, sim.state)
     clean, _ = _run(corridor, [], 3000)

@@ -150,9 +150,13 @@ def test_incident_positions_are_configured_drawn_and_checked():
     assert 'beyond the end of its lane' in refused.value.reason
 
 
-def test_incidents_that_never_become_active_leave_the_plain_run_unchanged():
+@pytest.mark.parametrize("idle_incidents", [
+    [Incident(0, 10_000, 10_100, 0.0, 10.0), Incident(3, 10_000, 10_100, 0.5, 20.0)],  # along the lane
+    [Incident(0, 10_000, 10_100, 0.0), Incident(3, 10_000, 10_100, 0.5)],  # at the stop line
+], ids=["placed", "stop_line"])
+def test_incidents_that_never_become_active_leave_the_plain_run_unchanged(idle_incidents):
     scenario = small_grid(2, 2, rate=700.0, horizon=200, seed=1)
-    idle = [[Incident(0, 10_000, 10_100, 0.0, 10.0), Incident(3, 10_000, 10_100, 0.5, 20.0)]] * 2
+    idle = [idle_incidents] * 2
     runs = []
     for demand in (scenario.demand(2), with_incidents(scenario.demand(2), idle)):
         sim = Simulator(scenario.network, demand)
