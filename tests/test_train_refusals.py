@@ -1,6 +1,7 @@
 """train.py and evaluate.py task=incident_detection refuse, before any work, settings the run
 would silently change or not read: a minibatch size that does not fit the rollout, a resume whose
-periodic evaluation differs from the checkpoint's, detection options no detector reads."""
+periodic evaluation (episodes, baselines, engine rules) differs from the checkpoint's, detection
+options no detector reads."""
 
 from __future__ import annotations
 
@@ -35,12 +36,16 @@ def test_sb3_refuses_a_minibatch_size_that_leaves_one_agent_step(tmp_path):
     assert error.value.field == "agent.batch_size"
 
 
-def test_a_resume_with_other_evaluation_episodes_is_refused_naming_the_key(tmp_path):
+def test_a_resume_with_other_evaluation_episodes_baselines_or_engine_rules_is_refused_naming_the_key(tmp_path):
     first = train(train_config(*tiny_run(**ROLLOUT_10, agent__batch_size=5)), tmp_path / "a")
     assert first["num_timesteps"] == 20
     checkpoint = tmp_path / "a" / "checkpoints" / "last.zip"
     more = {**ROLLOUT_10, "train__total_agent_steps": 40}
-    for override, field in (("eval.seeds=2", "eval.seeds"), ("eval.demand.scale=0.5", "eval.demand")):
+    # each would mix its evaluations with the checkpoint's in the history, reductions and best
+    for override, field in (("eval.seeds=2", "eval.seeds"), ("eval.demand.scale=0.5", "eval.demand"),
+                            ("eval.baselines=[fixed_time]", "eval.baselines"),
+                            ("baseline_params.max_pressure.min_green_s=30", "baseline_params.max_pressure"),
+                            ("engine.min_green_s=10", "engine.min_green_s")):
         with pytest.raises(CheckpointError) as error:
             train(train_config(*tiny_run(**more, agent__batch_size=5), override, f"resume={checkpoint}"),
                   tmp_path / field)

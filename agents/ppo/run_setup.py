@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import fields
 from datetime import datetime, timezone
 
 from omegaconf import DictConfig, OmegaConf
 
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
 from agents.ppo.run_messages import say
+from envs.engine.state import EngineParams
 from envs.errors import CheckpointError, ConfigError, recorded
 from envs.evaluation.metrics import METRIC_NAMES
 from envs.evaluation.runner import Metrics
@@ -72,16 +74,21 @@ def check_architecture(path: str, meta: dict, agent: DictConfig) -> None:
                                   f"the checkpoint was trained with {saved!r}; resume needs the same")
 
 
-def check_evaluation(path: str, meta: dict, evaluation: DictConfig) -> None:
-    """CheckpointError unless the checkpoint's periodic evaluation episodes (``eval.seeds``,
-    ``eval.steps``, ``eval.demand``) are this run's: the resumed run carries the evaluation history
-    and the best travel time on, which another demand would mix with its own."""
-    given = OmegaConf.to_container(evaluation, resolve=True)
-    for key in ("seeds", "steps", "demand"):
-        saved = recorded(meta, path, f"config.eval.{key}", "resume carries its evaluation history on")
-        if saved != given[key]:
-            raise CheckpointError(path, f"eval.{key}", given[key], f"the checkpoint's evaluations ran {saved!r}; "
-                                  "resume needs the same (its history and best travel time carry on)")
+def check_evaluation(path: str, meta: dict, cfg: DictConfig) -> None:
+    """CheckpointError unless the checkpoint's periodic evaluations ran as this run's would: the
+    same episodes (``eval.seeds``, ``eval.steps``, ``eval.demand``), baselines (``eval.baselines``
+    and their ``baseline_params``) and engine rules (``engine.yellow_s`` ...). The resumed run
+    carries the evaluation history, its reductions and the best travel time on, which another
+    demand, baseline or rule would mix with its own."""
+    given = OmegaConf.to_container(cfg, resolve=True)
+    keys = [("eval", key) for key in ("seeds", "steps", "demand", "baselines")]
+    keys += [("baseline_params", name) for name in given["eval"]["baselines"]]
+    keys += [("engine", f.name) for f in fields(EngineParams)]
+    for group, key in keys:
+        saved = recorded(meta, path, f"config.{group}.{key}", "resume carries its evaluation history on")
+        if saved != given[group][key]:
+            raise CheckpointError(path, f"{group}.{key}", given[group][key], f"the checkpoint's evaluations ran "
+                                  f"{saved!r}; resume needs the same (its history and best travel time carry on)")
 
 
 def check_layout(path: str, meta: dict, layout: dict) -> None:

@@ -128,7 +128,7 @@ class TorchRLTrainer:
         check_architecture(path, meta, self.cfg.agent)
         # the env layout first: a changed scenario or observation shows as the key the user changed
         check_layout(path, meta, self.core.describe())
-        check_evaluation(path, meta, self.cfg.eval)
+        check_evaluation(path, meta, self.cfg)
         check_network_spec(path, meta["networks"], self.spec)
         self.policy_net.load_state_dict(data["actor"])
         self.value_net.load_state_dict(data["critic"])
