@@ -23,6 +23,7 @@ install: $(STAMP)
 # on held-out demand (the last checkpoint: best.zip is picked on these same seeds)
 DEMO := outputs/demo
 demo: $(STAMP)
+	rm -rf $(DEMO)  # a new run each time (train.py refuses to train into an earlier run's folder)
 	$(PY) train.py train.total_agent_steps=300000 train.eval_every=100000 train.threads=1 hydra.run.dir=$(DEMO)/train
 	$(PY) evaluate.py checkpoint=$(DEMO)/train/checkpoints/last.zip hydra.run.dir=$(DEMO)/evaluate \
 	    "controllers=[fixed_time,fixed_time_webster,max_pressure,sotl,efficient_mp,advanced_mp,max_pressure_tuned,sotl_tuned]"

@@ -173,6 +173,9 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
 
     all_rows = batch.rows(metrics, controllers, conditions, scenario.name)
     stats, table = signals_report(all_rows, controllers, conditions, seeds)  # of the last condition
+    if spec.mode == "original" and seeds > 1 and len(conditions) == 1:  # a zero-width interval is not certainty
+        table += ("\n\neval.demand.mode=original: every seed replays the same flow file, so an interval spans "
+                  "only the engine's own randomness (none unless a flow sets driver imperfection, sigma).")
     say(table)
     (out_dir / "table.md").write_text(table + "\n")
     _write_csv(out_dir / "metrics.csv", all_rows, ["scenario", "controller", "seed", "condition", *METRIC_NAMES])

@@ -24,10 +24,11 @@ import hydra
 import onnxruntime
 from omegaconf import DictConfig, OmegaConf
 
-import agents.deploy.config  # noqa: F401  (registers the structured config "export_schema")
+from agents.deploy.config import ExportConfig  # registers the structured config "export_schema"
 from agents.deploy.simulated import record_decisions
 from agents.deploy.export import export_policy
 from agents.deploy.model_file import recorded_feed
+from agents.ppo.value_checks import check_keys
 from agents.ppo.policy import controller_for_checkpoint
 from envs.engine import Simulator
 from envs.engine.state import EngineParams
@@ -64,6 +65,7 @@ def check_against_torch(onnx_path: Path, checkpoint: str, seconds: int, copies: 
 
 def export(cfg: DictConfig) -> None:
     """Export ``cfg.checkpoint``, report both files, check the ONNX model against torch."""
+    check_keys(cfg, ExportConfig)  # +max_gren_s=90 (Hydra's own hint for a typo) exported the default
     check_device(cfg.engine.device, "<config>", "engine.device")  # before any work; never a silent CPU run
     for key, least in (("check.seconds", 0), ("check.copies", 1)):  # 0 seconds = no check; negative is a typo
         if int(OmegaConf.select(cfg, key)) < least:
@@ -81,7 +83,7 @@ def export(cfg: DictConfig) -> None:
 
     try:
         onnx_path, meta_path = export_policy(
-            checkpoint, out, name=cfg.name or checkpoint.stem, opset=int(cfg.opset),
+            checkpoint, out, name=cfg.name, opset=int(cfg.opset),
             max_green_s=float(cfg.max_green_s), fallback_green_s=float(cfg.fallback_green_s),
             data_dir=cfg.data_dir, overwrite=bool(cfg.overwrite), verify=verify,
         )

@@ -33,7 +33,7 @@ from agents.ppo.interrupts import Terminated, sigterm_interrupts
 from agents.ppo.null_nodes import check_command_line
 from agents.ppo.run_messages import say, seed_for_resume, status_log, trainer_for_resume
 from agents.ppo.sb3_trainer import train as train_sb3
-from envs.errors import exit_on_error
+from envs.errors import ConfigError, exit_on_error
 from envs.evaluation.report import training_curves
 
 
@@ -52,6 +52,15 @@ def main(cfg: DictConfig) -> None:
             from agents.ppo.torchrl_trainer import train_torchrl as train
         else:
             train = train_sb3
+        earlier = [name for name in ("checkpoints", "tb") if (run_dir / name).exists()]
+        if earlier and cfg.resume is None:  # its checkpoints replaced, two runs drawn as one TensorBoard curve
+            raise ConfigError("<config>", "hydra.run.dir", str(run_dir),
+                              f"holds an earlier run ({', '.join(earlier)}): give a new folder, remove that one, "
+                              "or continue it with resume=RUN/checkpoints/last.zip")
+        reward = {term: weight for term, weight in cfg.env.reward.items() if weight}
+        if len(reward) > 1:  # env.reward={pressure:1.0} merges into the default queue term: say what is trained on
+            say("reward: " + " + ".join(f"{weight:g} x {term}" for term, weight in reward.items())
+                + " (an env.reward override merges into the default; a weight of 0 drops a term)")
         if cfg.engine.compile:  # before the first compiled step, which is silent for a while
             say("compiling the engine step (about 30 s on a CPU)…")
         if cfg.resume is not None:

@@ -18,7 +18,7 @@ import evaluate
 
 from agents.deploy.runtime import FaultLog
 from agents.ppo.config import check_config, check_evaluate_config
-from agents.ppo.null_nodes import check_launcher, check_overrides_into_null_nodes
+from agents.ppo.null_nodes import check_launcher, check_overrides_into_null_nodes, check_run_dir
 from envs.errors import ConfigError
 from envs.evaluation.runner import check_departures
 from envs.scenario.demand import Trips
@@ -247,6 +247,14 @@ def test_a_run_directory_that_is_a_file_is_one_error_line(tmp_path):
         "the run directory must be a folder or a new path\n"
 
 
+def test_a_run_directory_given_to_a_sweep_is_refused():
+    with pytest.raises(ConfigError, match="a sweep .-m. does not read it") as error:  # the runs went elsewhere
+        check_run_dir(["-m", "seed=0,1", "hydra.run.dir=/tmp/sweep"])
+    assert (error.value.field, error.value.value) == ("hydra.run.dir", "/tmp/sweep")
+    check_run_dir(["seed=0", "hydra.run.dir=/tmp/run"])
+    check_run_dir(["-m", "seed=0,1", "hydra.sweep.dir=/tmp/sweep"])
+
+
 @pytest.mark.parametrize("overrides", [
     ["controllers=[fixed_time]", "controller_params.sotl.min_green_s=-5"],  # not run: even -5 passed
     ["controllers=[sotl_tuned]", "controller_params.sotl.min_green_s=40"],  # the preset is read, not these
@@ -263,3 +271,37 @@ def test_parameters_of_a_baseline_training_does_not_run_are_refused():
     with pytest.raises(ConfigError, match="sotl is not run here"):
         check_config(train_config(*tiny_run(), "+baseline_params.sotl.min_green_s=5"))
     check_config(train_config(*tiny_run(), "eval.baselines=[sotl]", "+baseline_params.sotl.min_green_s=5"))
+
+
+@pytest.mark.parametrize("overrides, field, value, reason", [
+    # keys added with "+" (Hydra's own hint for a misspelt one) ran with the defaults
+    (["+eval.seed=5"], "eval.seed", 5, "unknown key"),
+    (["task=incident_detection", "+detection.placment=traffic"], "detection.placment", "traffic", "unknown key"),
+    (["+foo=1"], "foo", 1, "unknown key"),
+    # read only with the GIF, or by a perturbation part: no GIF, no part, no message
+    (["render_fps=30"], "render_fps", 30, "only render=true reads it"),
+    (["render_every_s=5"], "render_every_s", 5, "only render=true reads it"),
+    (["perturbation.seed=5"], "perturbation.seed", 5, "no part of the perturbation draws from it"),
+])
+def test_evaluation_options_nothing_would_read_are_refused(overrides, field, value, reason):
+    with pytest.raises(ConfigError, match=reason) as error:
+        check_evaluate_config(evaluate_config("scenario=grid_1x1", *overrides))
+    assert (error.value.field, error.value.value) == (field, value)
+    with pytest.raises(ConfigError, match="no part of the perturbation draws from it"):
+        check_config(train_config("perturbation.seed=5"))
+    # where they are read, they pass: the detection task's default incident draws from the seed
+    for read in (["render=true", "render_fps=30"], ["task=incident_detection", "perturbation.seed=5"],
+                 ["perturbation=incident", "perturbation.seed=5"]):
+        check_evaluate_config(evaluate_config("scenario=grid_1x1", *read))
+
+
+def test_export_refuses_a_key_added_with_plus_before_reading_the_checkpoint(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    import export
+
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base="1.3"):
+        cfg = compose(config_name="export", overrides=[f"checkpoint={tmp_path / 'none.zip'}", "+max_gren_s=90"])
+    with pytest.raises(ConfigError, match="unknown key") as error:  # exported with max_green_s 120 s
+        export.export(cfg)
+    assert (error.value.field, error.value.value) == ("max_gren_s", 90)

@@ -259,3 +259,17 @@ def test_a_deployed_model_that_cannot_load_is_refused_not_run_as_its_fallback(mo
     with pytest.raises(ModelError, match="the model cannot run: model file .* checksum") as refused:
         lineup.deployed_policies(cfg, [])
     assert_names_everything(refused.value, str(onnx_path), "deployed", str(onnx_path))
+
+
+def test_the_original_demand_over_several_seeds_says_what_its_intervals_span(tmp_path):
+    cfg = evaluate_config("scenario=grid_1x1", "eval.steps=120", "eval.seeds=2", "eval.progress=false",
+                          "eval.demand.mode=original", "controllers=[fixed_time]")
+    evaluate.evaluate(cfg, tmp_path)
+    table = (tmp_path / "table.md").read_text()
+    assert "every seed replays the same flow file" in table
+    assert "| fixed_time | " in table  # the two seeds ran the same demand: a zero-width interval
+    cfg = evaluate_config("scenario=grid_1x1", "eval.steps=120", "eval.seeds=2", "eval.progress=false",
+                          "controllers=[fixed_time]")
+    (tmp_path / "poisson").mkdir()
+    evaluate.evaluate(cfg, tmp_path / "poisson")
+    assert "replays" not in (tmp_path / "poisson" / "table.md").read_text()

@@ -82,7 +82,8 @@ def test_the_written_model_must_declare_the_opset_its_metadata_states(uneven):
 def test_an_out_folder_that_is_a_file_is_refused_before_any_work(tmp_path, overwrite):
     out = tmp_path / "train.log"  # was a FileExistsError traceback once the model was built
     out.write_text("")
-    with pytest.raises(ConfigError, match=f"cannot write policy.onnx there: {out} is a file") as caught:
+    # the checkpoint's stem names the files, as export.py names them
+    with pytest.raises(ConfigError, match=f"cannot write no-such-checkpoint.onnx there: {out} is a file") as caught:
         export_policy(tmp_path / "no-such-checkpoint.zip", out / "deploy", overwrite=overwrite)  # before loading
     assert_names_everything(caught.value, "<export>", "out", str(out / "deploy"))
 
@@ -94,10 +95,10 @@ def test_exporting_onto_an_existing_file_is_an_error_unless_overwrite(uneven, tm
     target.mkdir()
     (target / "policy.json").write_text("{}")
     with pytest.raises(ConfigError, match="overwrite=true") as caught:
-        export_policy(checkpoint, target, scenario=scenario)
+        export_policy(checkpoint, target, name="policy", scenario=scenario)
     assert caught.value.field == "out" and caught.value.value == str(target / "policy.json")
     assert (target / "policy.json").read_text() == "{}" and not (target / "policy.onnx").exists()
-    written, meta = export_policy(checkpoint, target, scenario=scenario, overwrite=True)
+    written, meta = export_policy(checkpoint, target, name="policy", scenario=scenario, overwrite=True)
     assert json.loads(meta.read_text())["model"]["file"] == "policy.onnx" and written.stat().st_size > 0
     assert sorted(p.name for p in target.iterdir()) == ["policy.json", "policy.onnx"]  # no temporary files left
 

@@ -207,6 +207,12 @@ def test_cli_run_writes_config_tensorboard_checkpoints_and_resume_continues_the_
     assert meta["env"]["normalise"] is True
 
     assert "eval @ 80 agent-steps: travel time" in (run / "train.log").read_text()  # not only on the console
+    # a new run into that folder would replace its checkpoints and share its TensorBoard curves
+    again = subprocess.run([sys.executable, "train.py", *tiny, f"hydra.run.dir={run}"], cwd=REPO_ROOT,
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and again.stderr.startswith(
+        f"error: <config>: field 'hydra.run.dir' = '{run}': holds an earlier run (checkpoints, tb)"), again.stderr
+    assert read_meta(last)["num_timesteps"] == 80
 
     cfg = train_config(*tiny, "train.total_agent_steps=160", "train.eval_every=0", f"resume={last}")
     result = train(cfg, tmp_path / "second")

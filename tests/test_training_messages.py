@@ -19,7 +19,7 @@ import agents.ppo.sb3_callback as sb3_callback
 import agents.ppo.sb3_trainer as sb3_trainer
 from agents.ppo.policy import read_meta
 from agents.ppo.interrupts import Terminated, sigterm_interrupts
-from agents.ppo.run_messages import say, seed_for_resume, status_log, trainer_for_resume, whole_rollouts
+from agents.ppo.run_messages import eval_line, say, seed_for_resume, status_log, trainer_for_resume, whole_rollouts
 from agents.ppo.run_setup import LAYOUT_KEYS, check_layout
 from envs.errors import CheckpointError, ConfigError
 from tests.conftest import REPO_ROOT
@@ -144,6 +144,15 @@ def test_cli_says_it_compiles_before_the_first_compiled_step(tmp_path):
     assert done.stdout.startswith("compiling the engine step (about 30 s on a CPU)")
 
 
+def test_cli_says_the_reward_an_override_merged_into_the_default(tmp_path):
+    missing = tmp_path / "missing.zip"  # ends the run before any work
+    done = _train("env.reward={pressure:1.0}", f"resume={missing}", f"hydra.run.dir={tmp_path / 'merged'}")
+    assert done.returncode == 2  # Hydra merges mappings: the default queue term stays
+    assert done.stdout.startswith("reward: 1 x queue + 1 x pressure (an env.reward override merges")
+    done = _train("env.reward={queue:0,pressure:1.0}", f"resume={missing}", f"hydra.run.dir={tmp_path / 'alone'}")
+    assert done.returncode == 2 and "reward:" not in done.stdout  # one term: nothing to say
+
+
 def test_sigterm_saves_last_and_says_how_to_resume(tmp_path):
     run = tmp_path / "run"
     args = tiny_run(**SHORT, train__total_agent_steps=100 * ROLLOUT, train__checkpoint_every=ROLLOUT)
@@ -182,3 +191,9 @@ def test_sigterm_raises_only_inside_the_training_block():
     with pytest.raises(Terminated), sigterm_interrupts():
         signal.raise_signal(signal.SIGTERM)
     assert signal.getsignal(signal.SIGTERM) is before  # a SIGTERM after training does what it did
+
+
+def test_an_evaluation_line_without_baselines_has_no_empty_brackets():
+    assert eval_line(80, 133.31, {}) == "eval @ 80 agent-steps: travel time 133.3 s"  # eval.baselines=[]
+    assert eval_line(1200, 133.31, {"fixed_time": 2.94}) == \
+        "eval @ 1,200 agent-steps: travel time 133.3 s (+2.9% vs fixed_time)"

@@ -236,7 +236,7 @@ def export_policy(
     checkpoint: str | Path,
     out_dir: str | Path,
     *,
-    name: str = "policy",
+    name: str | None = ExportConfig.name,
     opset: int = ExportConfig.opset,
     max_green_s: float = ExportConfig.max_green_s,
     fallback_green_s: float = ExportConfig.fallback_green_s,
@@ -245,13 +245,15 @@ def export_policy(
     overwrite: bool = ExportConfig.overwrite,
     verify: Callable[[Path], None] | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``<out_dir>/<name>.onnx`` and ``<out_dir>/<name>.json``; returns both paths.
+    """Write ``<out_dir>/<name>.onnx`` and ``<out_dir>/<name>.json`` (`name` None: the
+    checkpoint's stem, best.zip -> best.onnx, as export.py); returns both paths.
 
     The scenario is the checkpoint's (``config.scenario``, found under `data_dir` or where
     training found it) unless `scenario` gives one (e.g. built in code rather than by name).
     `verify` (export.py's check against torch) runs on the model before either file is in
     place: when it raises, nothing is written and an export already there stays."""
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    name = checkpoint.stem if name is None else name
     onnx_path, meta_path = out_dir / f"{name}.onnx", out_dir / f"{name}.json"
     check_opset(opset)  # before any work
     check_writable([onnx_path, meta_path], out_dir)

@@ -21,8 +21,6 @@ train.yaml, ``controller@controller_params.NAME`` in evaluate.yaml), ``perturbat
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
@@ -33,7 +31,7 @@ from agents.classical import CONTROLLERS
 from agents.ppo.controller_params import check_param_names
 from agents.ppo.evaluate_options import check_task_options
 from agents.ppo.schema import schema_of
-from agents.ppo.value_checks import SOURCE, at_least, fail, in_range, positive
+from agents.ppo.value_checks import SOURCE, at_least, check_keys, fail, in_range, positive
 from envs.engine.state import EngineParams
 from envs.errors import ConfigError
 from envs.evaluation.config import DetectionConfig, EvalEpisodes, EvaluationConfig
@@ -253,25 +251,17 @@ def observation_names(cfg) -> list[str]:
     return names + [ID_FEATURE] if cfg.agent.intersection_id else names
 
 
-def _check_keys(node, schema, prefix: str) -> None:
-    """Keys the schema does not know. Composition already rejects them, except those added on
-    purpose with ``+agent.foo=...``: a typo there would otherwise be silently ignored."""
-    known = {f.name for f in fields(schema) if not f.metadata.get("omegaconf_ignore")}
-    types = typing.get_type_hints(schema)
-    for key in node:
-        path = f"{prefix}{key}"
-        if key not in known:
-            fail(path, node[key], f"unknown key; known: {sorted(known)}")
-        if dataclasses.is_dataclass(types[key]) and node[key] is not None:
-            _check_keys(node[key], types[key], f"{path}.")
-
-
 def perturbation_config(cfg) -> dict | None:
     """The training perturbation as a plain mapping, checked (errors name the field)."""
     if cfg.get("perturbation") is None:
         return None
     plain = OmegaConf.to_container(cfg.perturbation, resolve=True)
-    perturbation_from_config(plain, SOURCE)
+    parts = perturbation_from_config(plain, SOURCE)
+    # the detection task's default incident draws from the seed; nothing else does without a part
+    no_part = parts.incidents is parts.surge is parts.detectors is None
+    if parts.seed and no_part and cfg.get("task") != "incident_detection":
+        fail("perturbation.seed", parts.seed, "no part of the perturbation draws from it: choose "
+             "perturbation=incident | capacity_drop | surge | detector_faults | mixed")
     return plain
 
 
@@ -295,6 +285,7 @@ def check_scenario(cfg) -> None:
 
 def check_evaluate_config(cfg) -> None:
     """evaluate.py's value checks, before any work (a GIF or a detection run fails at its end)."""
+    check_keys(cfg, EvaluateAppConfig)  # +eval.seed=5 (Hydra's own hint for a typo) ran with the default
     check_task_options(cfg, OmegaConf.structured(EvaluateAppConfig))
     check_device(cfg.engine.device, SOURCE, "engine.device")
     check_scenario(cfg)
@@ -316,7 +307,7 @@ def check_evaluate_config(cfg) -> None:
 
 def check_config(cfg) -> None:
     """Value checks a type cannot express; raises `ConfigError` naming the full field path."""
-    _check_keys(cfg, TrainAppConfig, "")
+    check_keys(cfg, TrainAppConfig)
     check_scenario(cfg)
     for path in ("env.copies", "env.decision_interval_s", "env.episode_s", "agent.n_steps",
                  "agent.n_epochs", "train.total_agent_steps", "eval.seeds", "eval.steps"):
@@ -396,5 +387,4 @@ def check_config(cfg) -> None:
 __all__ = [
     "AgentConfig", "EngineConfig", "EvalConfig", "EvaluateAppConfig", "GROUP_SCHEMAS", "PerturbationConfig",
     "ScenarioConfig", "TrainAppConfig", "TrainConfig", "check_config", "check_evaluate_config",
-    "check_scenario", "demand_spec", "engine_params", "observation_names", "structured",
-]
+    "check_scenario", "demand_spec", "engine_params", "observation_names", "structured"]

@@ -1,8 +1,9 @@
 """evaluate.py's options that one of its tasks reads and the other ignores, refused when given
 (not left at their defaults) to the task that would ignore them: ``detection.*`` with
-``task=signals``; the table's controllers, the GIF and ``eval.seeds`` with
-``task=incident_detection``, which runs ``detection.controller`` on ``detection.copies``
-copies. A bad value there (``detection.copies=0`` for the signals task) passed silently too."""
+``task=signals`` (and the GIF's options without ``render=true``); the table's controllers, the
+GIF and ``eval.seeds`` with ``task=incident_detection``, which runs ``detection.controller`` on
+``detection.copies`` copies. A bad value there (``detection.copies=0`` for the signals task)
+passed silently too."""
 
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ def check_task_options(cfg, defaults) -> None:
         found = _first_difference(plain_at(cfg, "detection"), plain_at(defaults, "detection"), "detection")
         if found:
             raise ConfigError("<config>", found[0], found[1], "only task=incident_detection reads it")
+        for key in () if cfg.render else ("render_every_s", "render_fps"):  # no GIF: nothing reads them
+            if plain_at(cfg, key) != plain_at(defaults, key):
+                raise ConfigError("<config>", key, plain_at(cfg, key), "only render=true reads it")
     elif cfg.task == "incident_detection":
         for key in SIGNALS_ONLY:
             if plain_at(cfg, key) != plain_at(defaults, key):

@@ -1,6 +1,6 @@
-"""Command-line overrides that Hydra's composition would answer with a traceback: one into a
-config node that the chosen group option leaves null, a run directory that is a file, and a
-launcher whose plugin (an optional extra) is not installed.
+"""Command-line overrides that Hydra's composition would answer with a traceback or ignore: one
+into a config node that the chosen group option leaves null, a run directory that is a file or
+given to a sweep, and a launcher whose plugin (an optional extra) is not installed.
 
 ``perturbation=clean`` (train.py's and evaluate.py's default) leaves ``perturbation.incidents``,
 ``.surge`` and ``.detectors`` null; an override of one of them or a key inside
@@ -54,8 +54,13 @@ def check_overrides_into_null_nodes(argv: list[str], primary: str) -> None:
 
 
 def check_run_dir(argv: list[str]) -> None:
-    """ConfigError when ``hydra.run.dir`` names an existing file (Hydra's FileExistsError traceback)."""
+    """ConfigError when ``hydra.run.dir`` names an existing file (Hydra's FileExistsError traceback)
+    or is given to a sweep (``-m``), which writes under ``hydra.sweep.dir`` and never read it."""
+    sweep = any(item in ("-m", "--multirun") for item in argv)
     for key, value in _overrides(argv):
+        if key == "hydra.run.dir" and sweep:
+            raise ConfigError("<config>", key, value, "a sweep (-m) does not read it: its runs go under "
+                              "hydra.sweep.dir (default outputs/multirun/DATE/TIME/<job number>)")
         if key == "hydra.run.dir" and Path(value).is_file():
             raise ConfigError("<config>", key, value, "is a file: the run directory must be a folder or a new path")
 

@@ -52,7 +52,7 @@ def say_baselines(baselines: dict, primary: str, seeds: int) -> None:
 
 def eval_line(steps: int, travel: float, reductions: dict[str, float]) -> str:
     shown = ", ".join(f"{v:+.1f}% vs {k}" for k, v in reductions.items())
-    return f"eval @ {steps:,} agent-steps: travel time {travel:.1f} s ({shown})"
+    return f"eval @ {steps:,} agent-steps: travel time {travel:.1f} s" + (f" ({shown})" if shown else "")
 
 
 def trainer_for_resume(path: str, trainer: str, explicit: bool) -> str:

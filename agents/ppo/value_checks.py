@@ -7,7 +7,10 @@ with everything and inf passes every lower bound, so either would slip through."
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import typing
+from dataclasses import fields
 from typing import Any, NoReturn
 
 from omegaconf import OmegaConf
@@ -60,3 +63,16 @@ def in_range(cfg, path: str, low: float, high: float, low_open: bool = False) ->
     value = config_value(cfg, path)
     if not (low < value <= high if low_open else low <= value <= high):
         fail(path, value, f"must be in {'(' if low_open else '['}{low:g}, {high:g}]")
+
+
+def check_keys(node, schema, prefix: str = "") -> None:
+    """Keys the schema does not know. Composition already rejects them, except those added on
+    purpose with ``+agent.foo=...``: a typo there would otherwise be silently ignored."""
+    known = {f.name for f in fields(schema) if not f.metadata.get("omegaconf_ignore")}
+    types = typing.get_type_hints(schema)
+    for key in node:
+        path = f"{prefix}{key}"
+        if key not in known:
+            fail(path, node[key], f"unknown key; known: {sorted(known)}")
+        if dataclasses.is_dataclass(types[key]) and node[key] is not None:
+            check_keys(node[key], types[key], f"{path}.")
