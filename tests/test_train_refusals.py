@@ -63,3 +63,20 @@ def test_detection_options_nothing_reads_are_refused_before_recording(overrides,
     with pytest.raises(ConfigError) as error:
         evaluate.evaluate_detection(cfg, tmp_path)
     assert error.value.field == field
+
+
+def test_a_checkpoint_from_before_an_engine_rule_existed_still_resumes():
+    from omegaconf import OmegaConf
+
+    from agents.ppo.run_setup import check_evaluation
+
+    cfg = train_config(*tiny_run(**ROLLOUT_10))
+    saved = OmegaConf.to_container(cfg, resolve=True)
+    del saved["engine"]["yield_gap_s"]  # written before the rule: it ran under today's default
+    check_evaluation("old.zip", {"config": saved}, cfg)
+    saved["engine"]["min_green_s"] = 10
+    with pytest.raises(CheckpointError, match="evaluations ran 10") as error:
+        check_evaluation("old.zip", {"config": saved}, cfg)
+    assert error.value.field == "engine.min_green_s"
+    saved["engine"]["min_green_s"], saved["engine"]["max_vehicles"] = cfg.engine.min_green_s, 7
+    check_evaluation("old.zip", {"config": saved}, cfg)  # it sizes the slot table only, as evaluate.py reads it

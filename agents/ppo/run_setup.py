@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import fields
 from datetime import datetime, timezone
 
 from omegaconf import DictConfig, OmegaConf
 
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
+from agents.ppo.policy import LEARNED_ENGINE_RULES
 from agents.ppo.run_messages import say
-from envs.engine.state import EngineParams
 from envs.errors import CheckpointError, ConfigError, recorded
 from envs.evaluation.metrics import METRIC_NAMES
 from envs.evaluation.runner import Metrics
@@ -83,7 +82,9 @@ def check_evaluation(path: str, meta: dict, cfg: DictConfig) -> None:
     given = OmegaConf.to_container(cfg, resolve=True)
     keys = [("eval", key) for key in ("seeds", "steps", "demand", "baselines")]
     keys += [("baseline_params", name) for name in given["eval"]["baselines"]]
-    keys += [("engine", f.name) for f in fields(EngineParams)]
+    # the rules a policy learns, as evaluate.py checks them (a rule newer than the checkpoint is not in it)
+    engine = recorded(meta, path, "config.engine", "resume checks its engine rules")
+    keys += [("engine", name) for name in LEARNED_ENGINE_RULES if name in engine]
     for group, key in keys:
         saved = recorded(meta, path, f"config.{group}.{key}", "resume carries its evaluation history on")
         if saved != given[group][key]:
