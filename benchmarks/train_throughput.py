@@ -35,6 +35,8 @@ per wall second), the device, copies, decision interval and ``machine`` (benchma
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 import tempfile
 import time
 
@@ -239,7 +241,9 @@ def main() -> None:
             # a config train.py refuses (e.g. agent.batch_size beyond a few copies' rollout: lower it with
             # --override agent.batch_size=N): one "error: ..." line, exit status 2
             with exit_on_error():
-                emit((run_torchrl if args.trainer == "torchrl" else run_sb3)(cfg, args))
+                with contextlib.redirect_stdout(sys.stderr):  # the trainers' status lines: stdout is JSON lines
+                    record = (run_torchrl if args.trainer == "torchrl" else run_sb3)(cfg, args)
+                emit(record)
 
 
 if __name__ == "__main__":
