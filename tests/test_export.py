@@ -162,6 +162,23 @@ def test_onnx_parity_on_hangzhou(datasets_dir, tmp_path):
     rows = recorded_decisions(checkpoint, scenario, 2)
     assert rows["action"].size >= 10_000
     assert np.array_equal(session_actions(onnx_path, rows), rows["action"])
+    # closed loop (both with the export's 120 s max green): the runtime maps each action to its
+    # phase as the trainer's decoder does. Here phase 0 is the transition phase and the actions are
+    # phases 1..8: an action index sent as the phase passed every test on the generated grids,
+    # where action k is phase k
+    layout = intersection_layout(scenario.network)
+    assert not (layout.action_phase[layout.action_mask] == torch.arange(layout.action_phase.shape[1]).expand_as(
+        layout.action_phase)[layout.action_mask]).any()  # no action k is phase k
+    sims = []
+    for controller in (PolicyController(str(checkpoint), max_green_s=120.0), SimulatedRuntime(str(onnx_path))):
+        sim = simulator(scenario, 2, 600)
+        controller.reset(sim)
+        phases = []
+        for _ in range(600):
+            sim.step(controller.act(sim))
+            phases.append(sim.state.phase.clone())
+        sims.append(torch.stack(phases))
+    assert torch.equal(sims[0], sims[1]) and len(set(sims[0].flatten().tolist()) - {0}) >= 3
 
 
 @pytest.mark.parametrize("policy", ["shared", "independent"])

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 
 from agents.deploy.runtime import FALLBACK, POLICY, PolicyRuntime
 from agents.deploy.service import serve_tcp
@@ -28,6 +30,14 @@ def _blocked_python(code: str) -> list[str]:
         "sys.meta_path.insert(0, _Block())\n"
     )
     return [sys.executable, "-c", guard + code]
+
+
+def test_time_never_goes_back_not_even_by_half_a_second(model_copy):
+    runtime = PolicyRuntime(*model_copy)
+    runtime.decide(readings_message(runtime, 10.0))
+    with pytest.raises(ValueError, match="field 't' went backwards: 9.5 after 10.0"):
+        runtime.decide(readings_message(runtime, 9.5))
+    runtime.decide(readings_message(runtime, 10.0))  # the same time again is a repeat, not a step back
 
 
 def test_runtime_imports_and_serves_stdin_without_torch_sb3_gymnasium_or_hydra(model_copy):
