@@ -294,6 +294,15 @@ ROADNET_CASES = UNKNOWN_KEY_CASES + STRUCTURE_CASES + [
         "listed twice",
         id="phase-duplicate-link",
     ),
+    pytest.param(  # junction B's phase 0 shows link 0 only: link 1 is no green of it to yield
+        lambda r, f: set_path(
+            r, ("intersections", JUNCTION_B, "trafficLight", "lightphases", 0, "permissiveRoadLinks"), [1]
+        ),
+        "intersections[2].trafficLight.lightphases[0].permissiveRoadLinks[0]",
+        1,
+        "must be in availableRoadLinks",
+        id="permissive-link-not-green",
+    ),
 ]
 
 

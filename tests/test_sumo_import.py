@@ -184,6 +184,9 @@ def test_driver_imperfection_from_the_vtype_or_sumos_default(tmp_path, tiny):
     routes = ROUTES.replace('tau="1.5"/>', 'tau="1.5" sigma="0.2"/>')
     scenario = scenario_from_sumo(write_tiny(tmp_path / "sigma", routes=routes))
     assert scenario.trips.vehicle[:, sigma].tolist() == pytest.approx([0.2] * 5)
+    edge = scenario_from_sumo(write_tiny(tmp_path / "sigma1", routes=ROUTES.replace('tau="1.5"/>',
+                                                                                  'tau="1.5" sigma="1"/>')))
+    assert edge.trips.vehicle[:, sigma].tolist() == pytest.approx([1.0] * 5)  # [0, 1]: 1 is the most imperfect
     sigmas = scenario.demand(1).sigma  # the engine dawdles: each trip with its vType's sigma
     assert sigmas is not None and sigmas[0, :5].tolist() == pytest.approx([0.2] * 5)
 
