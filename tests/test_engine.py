@@ -67,6 +67,25 @@ def test_invariants_hold_under_random_commands(grid2, seed, hold, yellow, all_re
     run_checked(sim, 250, commands)
 
 
+def test_a_movement_green_in_both_phases_stays_green_through_the_intergreen():
+    """engine.md: during a switch's yellow and all-red only the movements the new phase adds wait;
+    those green in both phases (here the right turns of phases 0 and 1) keep their green."""
+    from envs.engine.signals import signal_state
+    from envs.scenario import load_scenario
+
+    net = load_scenario("grid_4x4").network
+    params = EngineParams()
+    old, new = net.phase_green[:, 0], net.phase_green[:, 1]  # [I, K]
+    assert bool((old & new).any()) and bool((new & ~old).any()) and bool((old & ~new).any())
+    ones = torch.ones(1, net.num_intersections, dtype=torch.int64)
+    for timer in range(params.yellow_s + params.all_red_s + 1):
+        green, yellow = signal_state(net, params, ones, 0 * ones, timer * ones)
+        green, yellow = green.reshape(old.shape), yellow.reshape(old.shape)
+        cleared = timer >= params.yellow_s + params.all_red_s
+        assert torch.equal(green, new & (old | cleared)), timer  # shared: always; added: once cleared
+        assert torch.equal(yellow, old & ~new & (timer < params.yellow_s)), timer  # removed: yellow, then red
+
+
 def test_min_green_and_intergreen_are_enforced(grid2):
     params = EngineParams(yellow_s=3, all_red_s=2, min_green_s=7)
     sim = Simulator(grid2.network, grid2.demand(1), params)
