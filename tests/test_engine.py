@@ -202,6 +202,33 @@ def test_free_flow_travel_time_is_length_over_speed_plus_acceleration_loss(road_
     assert expected <= travel <= expected + 2, (travel, expected)
 
 
+@pytest.mark.parametrize("switch_within_m, runs_the_yellow", [(30.0, False), (13.0, True)])
+def test_a_head_that_can_stop_stops_on_yellow_and_one_that_cannot_crosses(switch_within_m, runs_the_yellow):
+    """At 11.1 m/s a head needs 13.7 m to stop (4.5 m/s^2): switched away 30 m out it stops at the
+    line though it would reach it within the 3 s yellow; 13 m out it cannot stop, and crosses."""
+    scenario = single_route([WEST_IN, EAST_OUT], [5], road_length=300.0)
+    net = scenario.network
+    sim = Simulator(net, scenario.demand(1))
+    west = net.road_ids.index(WEST_IN)
+
+    def on_west() -> bool:
+        lane = int(sim.state.veh_lane[0, 0])
+        return lane >= 0 and int(net.lane_road[lane]) == west
+
+    command, switched, crossed = 0, None, None
+    for t in range(120):
+        if switched is None and on_west() and 300.0 - float(sim.state.veh_pos[0, 0]) <= switch_within_m:
+            command, switched = 1, t  # phase 1: the route's green ends, its yellow starts
+        sim.step(torch.full((1, 1), command, dtype=torch.int64))
+        if switched is not None and crossed is None and not on_west():
+            crossed = t
+    assert switched is not None
+    if runs_the_yellow:
+        assert crossed is not None and crossed - switched < EngineParams().yellow_s
+    else:
+        assert crossed is None and float(sim.state.veh_speed[0, 0]) == 0.0  # waiting at the line
+
+
 def test_commanding_the_phase_already_showing_keeps_its_green_running():
     """A repeated command is no switch: the green's timer counts on, so a switch asked for after
     min green is taken at once (a repeat that restarted the timer would refuse it)."""

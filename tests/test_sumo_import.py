@@ -56,6 +56,20 @@ def test_movements_keep_internal_lane_lengths(tiny):
     assert float(net.link_length[north_left, 0, 0]) == pytest.approx(0.0)
 
 
+def test_a_path_through_two_internal_lanes_is_as_long_as_both(tmp_path):
+    """scenarios.md: a link is as long as the internal lanes it drives through, all of them (SUMO
+    splits a left turn at an internal junction into two)."""
+    split = NET.replace(
+        '<edge id=":C_1" function="internal">',
+        '<edge id=":C_2" function="internal"><lane id=":C_2_0" index="0" speed="8" length="2.5" '
+        'shape="105,5 106,5"/></edge>\n  <edge id=":C_1" function="internal">',
+    ).replace('<connection from=":C_0" to="CE"', '<connection from=":C_1" to="CN" fromLane="0" toLane="0" '
+              'via=":C_2_0"/>\n  <connection from=":C_0" to="CE"')
+    net = scenario_from_sumo(write_tiny(tmp_path / "split", net=split)).network
+    left = {(net.road_ids[a], net.road_ids[b]): m for (a, b), m in net.movement_of_pair.items()}[("WC", "CN")]
+    assert float(net.link_length[left, 0, 0]) == pytest.approx(4.0 + 2.5)
+
+
 def test_program_folds_yellows_into_the_next_green(tiny):
     net = tiny.network
     # 'Ggr' 30 s (+ the cycle's last 2 s 'rry'), then 'rrG' 20 s (+ the 3 s 'yyr' before it)
