@@ -56,6 +56,22 @@ def _run(scenario, incidents, steps, copies=1):
     return sim, torch.stack(history)
 
 
+def test_lane_choice_takes_the_lowest_index_among_equally_free_lanes(corridor):
+    """engine.md: a head joins the lane of its next road with the most room, the lowest index on a
+    tie. The first vehicle onto the middle road finds both its straight lanes empty."""
+    net = corridor.network
+    names = lane_ids(net)
+    sim = Simulator(net, corridor.demand(1))
+    controller = FixedTime(plan="uniform", cycle_s=10_000)  # the route's green throughout
+    controller.reset(sim)
+    joined = []
+    while not joined and int(sim.state.t[0]) < 200:
+        sim.step(controller.act(sim))
+        joined = [names[int(lane)] for lane in sim.state.veh_lane[0, :-1] if lane >= 0
+                  and names[int(lane)].startswith("road_1_1_0_")]
+    assert joined == ["road_1_1_0_1"]
+
+
 def test_lane_choice_avoids_a_closed_lane_where_another_serves_the_route(corridor):
     net = corridor.network
     closed, other = _lane(net, "road_1_1_0_1"), _lane(net, "road_1_1_0_2")
