@@ -16,11 +16,18 @@ def small_grid(
     return scenario_from_dicts(roadnet, flow, name=f"test_grid_{rows}x{cols}_s{seed}")
 
 
-def uneven_grid(horizon: int = 300, device: str = "cpu") -> Scenario:
-    """A 2x2 grid whose first intersection lost its last signal phase: 3 actions, not 4."""
+def uneven_grid_dicts(horizon: int = 300, seed: int = 0) -> tuple[dict, list, dict]:
+    """A 2x2 grid whose first intersection lost its last signal phase: 3 actions, not 4
+    (roadnet, flow, info: a preset's triple, so a test can register it as a preset)."""
     roadnet = grid_roadnet(2, 2, road_length=150.0)
     signalised = [x for x in roadnet["intersections"] if not x["virtual"]]
     phases = signalised[0]["trafficLight"]["lightphases"]
     signalised[0]["trafficLight"]["lightphases"] = phases[:-1]
-    flow = uniform_demand(roadnet, rate_per_origin=600.0, horizon=horizon, seed=0)
+    flow = uniform_demand(roadnet, rate_per_origin=600.0, horizon=horizon, seed=seed)
+    return roadnet, flow, {"seed": seed}
+
+
+def uneven_grid(horizon: int = 300, device: str = "cpu") -> Scenario:
+    """`uneven_grid_dicts` as a scenario."""
+    roadnet, flow, _ = uneven_grid_dicts(horizon)
     return scenario_from_dicts(roadnet, flow, name="uneven_grid", device=device)

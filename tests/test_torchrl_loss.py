@@ -153,3 +153,33 @@ def test_the_rollout_samples_the_masked_softmax_and_records_its_log_probability(
     chi_square = float(((observed - expected) ** 2 / expected).sum())
     assert chi_square < 16.27  # 3 degrees of freedom, p = 0.001
     torch.testing.assert_close(logp, fixed.log_softmax(-1)[action])
+
+
+def test_the_rollout_never_draws_a_masked_action_and_records_the_masked_log_probability(tmp_path, monkeypatch):
+    """On a grid whose first intersection has 3 phases (its 4th action masked), the rollout never
+    draws the masked action, and the behaviour log-probability it stores is the masked softmax's,
+    the one the update recomputes (from the unmasked logits it would be off by the masked mass)."""
+    from agents.ppo.torchrl_trainer import TorchRLTrainer
+    from envs.scenario.presets import PRESETS
+    from tests.scenarios import uneven_grid_dicts
+    from tests.test_torchrl_trainer import SMALL, torchrl_config
+
+    monkeypatch.setitem(PRESETS, "uneven_grid", lambda seed=0: uneven_grid_dicts(horizon=3600, seed=seed))
+    trainer = TorchRLTrainer(torchrl_config(SMALL, scenario__name="uneven_grid", env__copies=20, agent__n_steps=20,
+                                            agent__batch_size=16), tmp_path)
+    fixed = torch.tensor([-1.0, 0.0, -0.5, 2.0])  # the masked action is the likeliest by far
+
+    class Fixed(torch.nn.Module):
+        def forward(self, obs):
+            return fixed.expand(*obs.shape[:-1], fixed.numel())
+
+    trainer.policy_net = Fixed()
+    torch.manual_seed(4)
+    data = trainer.collect()
+    action, logp, mask = data.get(ACTION), data.get(LOGP), data.get(MASK)
+    assert action.shape[-1] == 4 and not bool(mask[..., 0, 3].any()) and bool(mask[..., 1:, :].all())
+    assert not bool((action[..., 0] == 3).any())
+    assert int((action[..., 1:] == 3).sum()) > 0  # the other intersections do draw it
+    masked_logp = fixed.masked_fill(torch.tensor([False, False, False, True]), float("-inf")).log_softmax(-1)
+    torch.testing.assert_close(logp[..., 0], masked_logp[action[..., 0]])
+    torch.testing.assert_close(logp[..., 1:], fixed.log_softmax(-1)[action[..., 1:]])
