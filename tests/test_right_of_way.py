@@ -17,7 +17,7 @@ from envs.scenario.cityflow import write_cityflow
 from envs.scenario.roadnet_parser import parse_roadnet
 from envs.scenario.sumo import import_sumo
 from envs.scenario.sumo.net_reader import read_net
-from tests.engine_checks import check_all
+from tests.engine_checks import check_all, step_signals
 from tests.minimal_scenario import (_boundary, _junction, _road_link, assert_names_everything,
                                     make_road)
 from tests.sumo_fixtures import NET, write_tiny
@@ -44,12 +44,12 @@ def merge_roadnet(yields=((MINOR, MAJOR),), permissive=(MAJOR, MINOR)) -> dict:
     }
 
 
-def merge_flow() -> list[dict]:
+def merge_flow(major_interval: float = 3.0, minor_interval: float = 10.0) -> list[dict]:
     vehicle = {"length": 5.0, "width": 2.0, "maxPosAcc": 2.0, "maxNegAcc": 4.5, "usualPosAcc": 2.0,
                "usualNegAcc": 4.5, "minGap": 2.5, "maxSpeed": 11.0, "headwayTime": 1.5}
-    return [{"vehicle": vehicle, "route": ["major_in", "out"], "interval": 3.0, "startTime": 0,
+    return [{"vehicle": vehicle, "route": ["major_in", "out"], "interval": major_interval, "startTime": 0,
              "endTime": 240},
-            {"vehicle": vehicle, "route": ["minor_in", "out"], "interval": 10.0, "startTime": 0,
+            {"vehicle": vehicle, "route": ["minor_in", "out"], "interval": minor_interval, "startTime": 0,
              "endTime": 240}]
 
 
@@ -135,6 +135,73 @@ def test_the_minor_road_never_cuts_in_front_of_a_coming_major_vehicle():
             crossed += moved_on
     assert waited > 50 and crossed > 10  # the rule was exercised, and the minor road still flows
 
+
+
+def clearly_not_coming(net, before, green, yellow, lanes, movement) -> bool:
+    """No head of `lanes` (one movement's) is coming in the step from `before` (signals `green`,
+    `yellow` ``[M]`` in force during it), by a margin past float rounding: slower than
+    COMING_SPEED, farther than GAP_S at its speed, or facing red or a yellow it can stop for."""
+    for lane in lanes:
+        h = int(before.lane_head[0, lane])
+        if h < 0:
+            continue
+        speed, pos, decel = (float(x[0, h]) for x in (before.veh_speed, before.veh_pos, before.veh_decel))
+        to_stop = float(net.lane_length[lane]) - pos
+        can_stop = speed * speed < 2.0 * decel * to_stop - 1e-3
+        open_ = bool(green[movement]) or (bool(yellow[movement]) and not can_stop)
+        if open_ and speed > COMING_SPEED - 1e-4 and to_stop < GAP_S * speed + 1e-3:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("second_phase", [None, [MINOR]])
+def test_with_no_major_vehicle_coming_the_minor_road_crosses_as_without_right_of_way(second_phase):
+    """The converse of the test above: a major head that stands, starts from its stop line, is
+    farther than the gap or faces red holds nobody: from the same state, each minor head crosses
+    exactly as it does with the rule off. With `second_phase`, the last 40 s of every 80 show
+    the minor road alone, still permissive, while major heads brake for red."""
+    roadnet = merge_roadnet()
+    if second_phase is not None:
+        roadnet["intersections"][2]["trafficLight"]["lightphases"].append(
+            {"time": 40, "availableRoadLinks": second_phase, "permissiveRoadLinks": second_phase})
+    # major vehicles far apart (heads far out as well as near), minor ones close together
+    scenario = scenario_from_dicts(roadnet, merge_flow(major_interval=12.0, minor_interval=3.0), name="merge")
+    net = scenario.network
+    major_lanes = net.road_lanes[net.road_ids.index("major_in")].tolist()
+    minor_lanes = net.road_lanes[net.road_ids.index("minor_in")]
+    out_lanes = net.road_lanes[net.road_ids.index("out")]
+    major = net.movement_of_pair[(net.road_ids.index("major_in"), net.road_ids.index("out"))]
+    params = EngineParams(junction_yielding=True)
+    sim = Simulator(net, scenario.demand(1), params)
+    plain = Simulator(net, scenario.demand(1), EngineParams(junction_yielding=False))
+    compared = crossed = 0
+    for t in range(400):
+        phase = 1 if second_phase is not None and t % 80 >= 40 else 0
+        command = torch.full((1, net.num_intersections), phase)
+        before = sim.snapshot()
+        plain.restore(before)
+        plain.step(command)
+        sim.step(command)
+        green, yellow = (mask[0] for mask in step_signals(net, params, sim.state))
+        if not clearly_not_coming(net, before, green, yellow, major_lanes, major):
+            continue
+        for h in (int(h) for h in before.lane_head[0, minor_lanes] if h >= 0):
+            moved_on = bool((sim.state.veh_lane[0, h] == out_lanes).any())
+            assert moved_on == bool((plain.state.veh_lane[0, h] == out_lanes).any()), f"t={t}: head {h}"
+            compared += 1
+            crossed += moved_on
+    assert compared > 300 and crossed > 50
+
+
+def test_movements_that_yield_to_each_other_never_lock():
+    """Right before left both ways: heads standing at both stop lines hold nobody, so every trip
+    finishes (if a standing head counted as coming, none would)."""
+    both_ways = ((MINOR, MAJOR), (MAJOR, MINOR))
+    scenario, sim = run_merge(True, yields=both_ways)
+    delay_by_first_road(scenario, sim)  # asserts every trip finished
+    plain = run_merge(False, yields=both_ways)[1]
+    assert any(not torch.equal(value, getattr(plain.state, name))  # and the rule applied
+               for name, value in sim.state._asdict().items())
 
 def test_yielding_delays_the_minor_road_and_spares_the_major_one():
     delay = {yielding: delay_by_first_road(*run_merge(yielding)) for yielding in (False, True)}
