@@ -58,12 +58,15 @@ def _run(scenario, incidents, steps, copies=1):
 
 def test_lane_choice_takes_the_lowest_index_among_equally_free_lanes(corridor):
     """engine.md: a head joins the lane of its next road with the most room, the lowest index on a
-    tie. The first vehicle onto the middle road finds both its straight lanes empty."""
+    tie, and so does a trip entering the network. The first vehicle enters its origin road, and
+    then the middle road, with both straight lanes empty."""
     net = corridor.network
     names = lane_ids(net)
     sim = Simulator(net, corridor.demand(1))
     controller = FixedTime(plan="uniform", cycle_s=10_000)  # the route's green throughout
     controller.reset(sim)
+    sim.step(controller.act(sim))
+    assert [names[int(lane)] for lane in sim.state.veh_lane[0, :-1] if lane >= 0] == ["road_0_1_0_1"]
     joined = []
     while not joined and int(sim.state.t[0]) < 200:
         sim.step(controller.act(sim))
