@@ -15,10 +15,10 @@ import pytest
 
 from agents.classical import MaxPressure
 from agents.incidents.classifiers import (
-    BlockageRule, LearnedClassifier, hold_until_discharge, lane_layout, waiting_green,
+    BlockageRule, LaneLayout, LearnedClassifier, hold_until_discharge, lane_layout, waiting_green,
 )
 from envs.incidents.detection import (
-    COLUMN, READINGS, Recording, combine, oracle_alarms, record, score, subset, tally,
+    COLUMN, READINGS, Recording, combine, incident_times, oracle_alarms, record, score, subset, tally,
 )
 from envs.errors import CommandError, ConfigError
 from envs.incidents.perturbations import Incident, IncidentSpec, Perturbation
@@ -109,6 +109,80 @@ def test_one_report_detects_one_closure_and_the_gap_to_the_floor_is_paired():
     # the floor (25 s and 15 s after each start: evidence at t = 60) and the detector's mean are over
     # different closures; the paired gap is over the closure both have: 70 - 60
     assert got.oracle_floor_s == 20.0 and got.mean_gap_to_floor_s == 10.0
+
+
+QUIET, RED_QUEUE, GREEN_QUEUE = (0, 0, 0, 0), (1, 1, 0, 0), (1, 1, 0, 10)  # (seg0, halting, outflow, green)
+TWO_LANES = LaneLayout(groups=np.array([0, 0]), permissive=np.array([False, False]), entry=np.array([False, False]))
+
+
+def test_an_alarm_detects_the_closure_active_at_its_onset_not_an_earlier_one_on_the_lane():
+    rec = _recording([QUIET] * 10)
+    rec.incidents = [[Incident(0, 15, 35, 0.0), Incident(0, 65, 200, 0.0)]]  # one after the other on lane 0
+    rec.truth[0, :, 0] = ((rec.times > 15) & (rec.times - 10 < 35)) | ((rec.times > 65) & (rec.times - 10 < 200))
+    alarms = np.zeros((1, 10, 2), dtype=bool)
+    alarms[0, 7:, 0] = True  # one alarm, at t = 80: the second closure's, 15 s after it began
+    assert [i.detected_at for i in incident_times(rec, alarms[0], 0)] == [None, 80.0]
+    got = score(rec, alarms)
+    assert (got.detected, got.mean_time_to_detect_s) == (1, 15.0)
+
+
+def test_an_alarm_before_the_evidence_counts_in_the_time_to_detect_but_not_from_evidence():
+    rec = _recording([QUIET] * 4 + [RED_QUEUE] + [GREEN_QUEUE] * 5)  # first evidence at t = 60
+    alarms = np.zeros((1, 10, 2), dtype=bool)
+    alarms[0, 3:, 0] = True  # t = 40, 5 s after the onset: a lucky guess before any evidence
+    got = score(rec, alarms)
+    assert (got.detected, got.mean_time_to_detect_s) == (1, 5.0)
+    # time from evidence is over closures detected at or after their evidence: none here
+    assert np.isnan(got.mean_time_from_evidence_s)
+    assert got.mean_gap_to_floor_s == -20.0  # the paired gap to the floor keeps it: 40 - 60
+
+
+def test_the_ideal_detector_raises_one_alarm_from_the_first_evidence_to_the_closures_end():
+    # evidence at t = 60 (green finds the vehicle standing), none at t = 70 and 80 (red), then again
+    rec = _recording([QUIET] * 4 + [RED_QUEUE, GREEN_QUEUE, RED_QUEUE, RED_QUEUE, GREEN_QUEUE, GREEN_QUEUE])
+    ideal = oracle_alarms(rec)
+    assert ideal[0, :, 0].tolist() == [False] * 5 + [True] * 5 and not ideal[0, :, 1].any()
+    assert score(rec, ideal).alarms == 1  # its table row counts one report per closure
+
+
+def test_only_closures_are_incidents_to_detect_a_capacity_drop_is_none():
+    rec = _recording([GREEN_QUEUE] * 10)
+    rec.incidents = [[Incident(0, 35, 200, 0.0), Incident(1, 35, 200, 0.4)]]  # lane 1 slowed, not closed
+    got = score(rec, np.zeros((1, 10, 2), dtype=bool))
+    assert got.incidents == 1 and got.recall == 0.0
+
+
+def test_a_subset_of_held_out_copies_stays_held_out_and_calibration_refuses_it():
+    # bootstrap resamples (subset) of evaluation copies must never pass as training data
+    rec = _recording([QUIET] * 4 + [RED_QUEUE] + [GREEN_QUEUE] * 5)
+    rec.split = "eval"
+    resample = subset(rec, np.array([0, 0]))
+    assert resample.split == "eval"
+    with pytest.raises(ConfigError, match="calibrate on training incidents only"):
+        BlockageRule().calibrate(resample, TWO_LANES)
+
+
+def test_the_blockage_rule_alarms_once_the_green_that_found_a_vehicle_waiting_reaches_green_s():
+    # as above: a vehicle stops during a green, stands through a red, then 6 s of green find it
+    lane0 = [(0, 0, 0, 10), (1, 1, 0, 10), (1, 1, 0, 0), (1, 1, 0, 6), (0, 0, 1, 10)] + [(0, 0, 0, 0)] * 5
+    readings = _recording(lane0).readings[0]
+    assert BlockageRule(green_s=6.0).detect(readings, TWO_LANES)[:, 0].tolist() == [0, 0, 0, 1] + [0] * 6
+    assert not BlockageRule(green_s=7.0).detect(readings, TWO_LANES).any()
+
+
+def test_blockage_calibration_gives_a_lane_class_without_training_incidents_its_longest_persistence():
+    rec = _recording([QUIET] * 4 + [RED_QUEUE] + [GREEN_QUEUE] * 5)  # lane 0 (signalised) closed
+    rec.split = "train"
+    # lane 1, permissive and never closed: a vehicle waits 30 s of its (permanent) green, then leaves
+    lane1 = [QUIET] * 2 + [(1, 1, 0, 10)] * 4 + [(0, 0, 1, 10)] + [QUIET] * 3
+    for t, row in enumerate(lane1):
+        rec.readings[0, t, 1, [COLUMN["seg0"], COLUMN["halting"], COLUMN["outflow"], COLUMN["green"]]] = row
+    layout = LaneLayout(groups=np.array([0, 0]), permissive=np.array([False, True]), entry=np.array([False, False]))
+    rule = BlockageRule()
+    rule.calibrate(rec, layout)
+    # any alarm on a class without training incidents would be false: the most conservative candidate
+    assert rule.permissive_green_s == 120.0
+    assert not rule.detect(rec.readings[0], layout)[:, 1].any()
 
 
 def test_scores_of_resampled_copies_add_up_from_per_copy_tallies(recordings):
