@@ -193,6 +193,51 @@ def test_lane_summary_by_hand():
     assert float(summary.halted_nearest_m[0, 5]) == 0.0  # no halted probe there
 
 
+def test_position_noise_is_drawn_afresh_at_each_report_and_speeds_never_read_below_zero(run):
+    _, states = run
+    spec = ProbeSpec(p=1.0, gps_noise_m=3.0, speed_noise=2.0, seed=4)
+    clean = ProbeSpec(p=1.0, seed=4)
+    key = _keys(spec, 4)
+    state = states[40]
+    later = state._replace(t=state.t + 5)  # the same vehicles where they are, at the next report time
+    true, now, then = (slot_reports(s, key, x) for s, x in ((clean, state), (spec, state), (spec, later)))
+    err_now, err_then = (now.pos - true.pos)[true.valid].numpy(), (then.pos - true.pos)[true.valid].numpy()
+    assert err_now.size > 100
+    # a GPS error per report, not one per vehicle: a probe's errors at two reports are uncorrelated
+    assert abs(np.corrcoef(err_now, err_then)[0, 1]) < 0.3
+    # a speed reads max(0, speed + noise), as a speedometer does: never negative, 0 for many halted probes
+    speeds = torch.cat([slot_reports(spec, key, s).speed[slot_reports(spec, key, s).valid] for s in states[::10]])
+    assert float(speeds.min()) == 0.0 and int((speeds == 0).sum()) > 10
+
+
+def test_the_sensor_reads_reports_only_at_the_reporting_period(run):
+    network, states = run
+    sensor = ProbeSensor(ProbeSpec(p=1.0, interval_s=5), network, 4)
+    sensor.observe(states[10])
+    read = sensor.latest
+    # the vehicles of a later second that is no report time: the summary does not change
+    off_period = states[12]._replace(t=states[10].t + 2)
+    sensor.observe(off_period)
+    assert all(torch.equal(a, b) for a, b in zip(sensor.latest, read))
+    sensor.observe(states[12])  # the next report time reads them
+    assert not torch.equal(sensor.latest.reports, read.reports)
+
+
+def test_the_summary_counts_halted_probes_only_below_the_halting_speed_and_measures_them_alone():
+    network = small_grid(1, 1).network
+    length = float(network.lane_length[2])
+    # lane 2: halted at 10 m, one at exactly the halting speed at 60 m, a moving one nearer the line at 80 m
+    reports = ProbeReports(
+        valid=torch.tensor([[True, True, True]]), lane=torch.tensor([[2, 2, 2]]),
+        pos=torch.tensor([[10.0, 60.0, 80.0]]), speed=torch.tensor([[0.0, 0.1, 5.0]]), t=torch.tensor([5]),
+    )
+    summary = lane_summary(network, reports)
+    assert summary.reports[0, 2] == 3 and summary.halted[0, 2] == 1  # 0.1 m/s is not < 0.1 m/s
+    # the nearest and furthest halted probe are the one at 10 m: moving probes do not count
+    assert float(summary.halted_nearest_m[0, 2]) == pytest.approx(length - 10.0)
+    assert float(summary.halted_furthest_m[0, 2]) == pytest.approx(length - 10.0)
+
+
 def test_the_sensor_reads_each_report_time_once_until_a_restart(run):
     network, states = run
     state = states[10]
