@@ -1,6 +1,6 @@
 """The lane-only gap rule (agents/incidents/gaps.py `lane_gap`, agents/incidents/gap_rule.py):
 the empty road ahead of a halted vehicle that the lane detectors prove, by hand; entry lanes'
-own persistence; the calibrated
+own persistence; what calibration picks on a hand-built training copy; the calibrated
 rule alarms behind held-out mid-lane closures and stays quiet without incidents; calibration
 takes training incidents only."""
 
@@ -11,11 +11,11 @@ import pytest
 
 from agents.classical import MaxPressure
 from agents.incidents.classifiers import BlockageRule, LaneLayout, LearnedClassifier, lane_layout, lane_trace
-from agents.incidents.gap_rule import GapRule
+from agents.incidents.gap_rule import GAP_CANDIDATES_M, PERSIST_CANDIDATES, GapRule
 from agents.incidents.gaps import fused_gap, lane_gap
 from envs.errors import ConfigError
-from envs.incidents.detection import COLUMN, PROBE_COLUMN, PROBE_READINGS, READINGS, record, score
-from envs.incidents.perturbations import IncidentSpec, Perturbation
+from envs.incidents.detection import COLUMN, PROBE_COLUMN, PROBE_READINGS, READINGS, Recording, record, score
+from envs.incidents.perturbations import Incident, IncidentSpec, Perturbation
 from envs.scenario import load_scenario
 from tests.minimal_scenario import assert_names_everything
 
@@ -75,6 +75,47 @@ def test_entry_lanes_keep_their_own_persistence():
     np.testing.assert_array_equal(rule.detect(readings, layout), [[1, 0], [1, 0], [1, 1], [0, 0]])
     rule.entry_gap_m = 151.0  # more than the gap ever proven on the segments' 150 m
     assert not rule.detect(readings, layout)[:, 1].any()
+
+
+def test_the_gap_rule_alarms_when_the_gap_reaches_gap_m():
+    readings = _readings([{}, {"halting": 1}, {"halting": 1}])  # 150 m proven empty from the second reading
+    layout = LaneLayout(groups=np.array([0]), permissive=np.array([False]), entry=np.array([False]))
+    rule = GapRule(gap_m=150.0, persist=1, use_blockage=False)
+    np.testing.assert_array_equal(rule.detect(readings, layout)[:, 0], [0, 1, 1])
+
+
+def _training() -> tuple[Recording, LaneLayout]:
+    """A training copy of ten readings: lane 0 (inside the network) closed from t = 35 s, its
+    lane gap 20 m at t = 50 and 150 m from t = 60; lane 1, an entry lane never closed, shows a
+    vehicle entering at standstill (150 m of empty road ahead) for two readings."""
+    lane0 = [{}] * 4 + [{"halting": 5, "seg0": 4, "seg1": 1}] + [{"halting": 1}] * 5
+    lane1 = [{}] * 2 + [{"halting": 1}] * 2 + [{"outflow": 1}] * 6
+    readings = np.concatenate([_readings(lane0), _readings(lane1)], 1)[None]
+    times = np.arange(10, 110, 10)
+    truth = np.zeros(readings.shape[:-1], dtype=bool)
+    truth[0, :, 0] = (times > 35) & (times - 10 < 200)
+    recording = Recording(readings, truth, np.array([0, 1]), times, [[Incident(0, 35, 200, 0.0)]], 10,
+                          split="train")
+    return recording, LaneLayout(groups=np.array([0, 0]), permissive=np.array([False, False]),
+                                 entry=np.array([False, True]))
+
+
+def test_gap_calibration_prefers_the_shortest_time_to_detect_among_pairs_of_equal_recall():
+    recording, layout = _training()
+    assert lane_gap(recording.readings[0])[4, 0] == 20.0  # (the premise: 20 m at t = 50)
+    chosen = GapRule().calibrate(recording, layout)
+    # every pair finds the closure at full precision; a gap_m of 20 m or less at persist 1 finds it
+    # at t = 50, 15 s after its onset, the earliest any pair does
+    assert (chosen["recall"], chosen["precision"], chosen["mean_time_to_detect_s"]) == (1.0, 1.0, 15.0)
+
+
+def test_gap_calibration_gives_a_lane_class_without_training_incidents_the_strictest_pair():
+    recording, layout = _training()
+    rule = GapRule()
+    rule.calibrate(recording, layout)
+    # no entry lane was closed in training: any alarm there would be false, so the strictest pair
+    assert (rule.entry_persist, rule.entry_gap_m) == (PERSIST_CANDIDATES[-1], GAP_CANDIDATES_M[-1])
+    assert not rule.detect(recording.readings[0], layout)[:, 1].any()
 
 
 @pytest.fixture(scope="module")
