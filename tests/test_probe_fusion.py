@@ -1,6 +1,6 @@
 """The probe-fusing incident rule (agents/incidents/probe_fusion.py): the unexplained gap by hand,
-calibration on training incidents only, and on held-out mid-lane closures it finds what the
-detector-only blockage rule cannot."""
+an alarm on a halted probe's gap alone, calibration on training incidents only, and on held-out
+mid-lane closures it finds what the detector-only blockage rule cannot."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from agents.classical import MaxPressure
-from agents.incidents.classifiers import BlockageRule, lane_layout
+from agents.incidents.classifiers import BlockageRule, LaneLayout, lane_layout
+from agents.incidents.gap_rule import GapRule
 from agents.incidents.probe_fusion import ProbeFusionRule, unexplained_gap
 from envs.errors import ConfigError
 from envs.incidents.detection import COLUMN, PROBE_COLUMN, PROBE_READINGS, READINGS, record, score, subset
@@ -45,6 +46,20 @@ def test_the_unexplained_gap_by_hand():
     np.testing.assert_allclose(gap, [120.0, 120.0 - 7.5 * 14.8, 150.0 - 7.5 * 16, 0.0])
     probes[:, 0, PROBE_COLUMN["halted"]] = 0
     assert not unexplained_gap(readings, probes).any()  # no halted probe, no evidence
+
+
+def test_the_rule_alarms_on_a_halted_probes_gap_where_the_lane_gap_proves_nothing():
+    # three halted vehicles, all in the first 50 m: no lane gap; a halted probe 120 m from the stop
+    # line has 97.5 m of road before it that the three do not fill
+    readings = np.zeros((2, 1, len(READINGS)))
+    readings[:, 0, [COLUMN["halting"], COLUMN["seg0"]]] = 3
+    probes = np.zeros((2, 1, len(PROBE_READINGS)))
+    probes[1, 0, [PROBE_COLUMN["halted"], PROBE_COLUMN["halted_nearest_m"]]] = (1, 120.0)
+    layout = LaneLayout(groups=np.array([0]), permissive=np.array([False]), entry=np.array([False]))
+    fusion = ProbeFusionRule(gap_m=50.0, persist=1, use_blockage=False)
+    np.testing.assert_array_equal(fusion.detect(readings, layout, probes)[:, 0], [0, 1])
+    lane_only = GapRule(gap_m=50.0, persist=1, use_blockage=False)  # the same rule without the probes
+    assert not lane_only.detect(readings, layout).any()
 
 
 def test_calibration_takes_training_incidents_with_probes_only(recordings):
