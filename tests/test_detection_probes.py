@@ -3,7 +3,10 @@ agents/incidents/detection_task.py, envs/incidents/evidence.py, envs/evaluation/
 the learned detectors that read probes calibrate on training incidents only, the learned
 detectors (with and without probes) find held-out mid-lane closures, the probe-only detector reads
 no lane detector, first evidence follows its definition per sensor set (and comes from a report
-made while its closure was active), and the results file holds every required field."""
+made while its closure was active), a copy's probes are keyed by its split and seed, learned
+fusion scores readings with a halted probe, probe_only holds an alarm until probes report the lane
+moving, every detector is timed from its own sensors' evidence, and the results file holds every
+required field."""
 
 from __future__ import annotations
 
@@ -13,14 +16,17 @@ import numpy as np
 import pytest
 
 from agents.classical import MaxPressure
-from agents.incidents.classifiers import LearnedClassifier, lane_layout
+from agents.incidents.classifiers import LaneLayout, LearnedClassifier, lane_layout
 from agents.incidents.detection_task import ORACLES, check_detectors, held_out_tallies, sensors_of
-from agents.incidents.learned_fusion import LearnedFusion, ProbeOnly
+from agents.incidents.learned_fusion import LearnedFusion, ProbeOnly, hold_until_probes_move
 from envs.errors import ConfigError
 from envs.evaluation.detection_results import ENTRY_FIELDS, FIGURES, result_entries, skipped_entry, write_results
-from envs.incidents.detection import COLUMN, evidence, record_sweep, score, subset
+from envs.incidents.detection import (
+    COLUMN, PROBE_COLUMN, PROBE_READINGS, READINGS, Recording, combine, evidence, record, record_sweep, score,
+    subset,
+)
 from envs.incidents.evidence import QUEUE_HEAD_M
-from envs.incidents.perturbations import IncidentSpec, Perturbation
+from envs.incidents.perturbations import Incident, IncidentSpec, Perturbation
 from envs.incidents.probes import ProbeSpec
 from envs.scenario import load_scenario
 from tests.minimal_scenario import assert_names_everything
@@ -150,6 +156,68 @@ def test_probe_evidence_comes_from_a_report_made_while_its_closure_was_active():
                 firsts.append((incident.start, reading - reading % interval))  # onset, the report read
     assert len(firsts) >= 20  # most closures are seen by the probes ...
     assert all(onset < report for onset, report in firsts)  # ... each from a report made after its onset
+
+
+def test_a_copys_probes_are_keyed_by_its_split_and_seed_not_its_place_in_the_batch():
+    scenario = load_scenario("grid_1x1")
+    spec = ProbeSpec(p=0.5)
+    pair, alone = (record(scenario, MaxPressure(), MID_LANE, "eval", seeds, steps=300, probes=spec)
+                   for seeds in ([0, 3], [3]))
+    assert np.array_equal(pair.readings[1], alone.readings[0])  # (the premise: seed 3's traffic either way)
+    assert pair.probes[1, ..., PROBE_COLUMN["reports"]].sum() > 0
+    # the same vehicles report as probes: keyed by (split, seed), as the incidents and the demand
+    assert np.array_equal(pair.probes[1], alone.probes[0])
+
+
+ONE_LANE = LaneLayout(groups=np.array([0]), permissive=np.array([False]), entry=np.array([False]))
+
+
+def test_learned_fusion_also_scores_readings_where_a_halted_probe_is_reported():
+    # a discharging lane (nothing the lane-only model scores) with a halted probe at the second reading
+    readings = np.zeros((3, 1, len(READINGS)))
+    readings[:, 0, [COLUMN["halting"], COLUMN["seg0"], COLUMN["outflow"]]] = 1
+    probes = np.zeros((3, 1, len(PROBE_READINGS)))
+    probes[1, 0, [PROBE_COLUMN["reports"], PROBE_COLUMN["halted"], PROBE_COLUMN["halted_nearest_m"]]] = (1, 1, 30.0)
+    assert not LearnedClassifier(history=2).inputs(readings, ONE_LANE)[1].any()
+    _, gate = LearnedFusion(history=2).inputs(readings, ONE_LANE, probes)
+    assert gate[:, 0].tolist() == [False, True, False]
+
+
+def test_probe_only_holds_an_alarm_until_probes_report_the_lane_moving():
+    probes = np.zeros((5, 1, len(PROBE_READINGS)))
+    columns = [PROBE_COLUMN["reports"], PROBE_COLUMN["halted"]]
+    probes[0, 0, columns] = probes[2, 0, columns] = (1, 1)  # a halted probe
+    probes[3, 0, columns] = (1, 0)  # a report, no halted probe: the lane moves
+    raised = np.array([[1], [0], [0], [0], [0]], dtype=bool)
+    # no report at all (t1) is silence, not movement: the alarm stays on until t3
+    np.testing.assert_array_equal(hold_until_probes_move(raised, probes)[:, 0], [1, 1, 1, 0, 0])
+
+
+class _Fixed:
+    """A stand-in for the probe-only detector that raises given alarms."""
+
+    name, sensors = "probe_only", "probe"
+
+    def __init__(self, raised: np.ndarray) -> None:
+        self.raised = raised
+
+    def detect(self, readings, layout, probes=None) -> np.ndarray:
+        return self.raised
+
+
+def test_each_detector_is_timed_from_the_first_evidence_to_its_own_sensors():
+    times = np.arange(10, 110, 10)
+    truth = (times > 15)[None, :, None]  # one closure of the only lane from t = 15 s
+    lane_seen, probe_seen = truth & (times >= 60)[None, :, None], truth & (times >= 30)[None, :, None]
+    recording = Recording(np.zeros((1, 10, 1, len(READINGS))), truth, np.array([0]), times,
+                          [[Incident(0, 15, 1000, 0.0)]], 10, probes=np.zeros((1, 10, 1, len(PROBE_READINGS))),
+                          split="eval", evidence={"lane": lane_seen, "probe": probe_seen,
+                                                  "fused": lane_seen | probe_seen})
+    raised = np.zeros((10, 1), dtype=bool)
+    raised[6:] = True  # t = 70: 40 s after the probes' first evidence (t = 30), 10 s after the lanes' (t = 60)
+    tallies = held_out_tallies(recording, {"probe_only": _Fixed(raised)}, ONE_LANE)
+    from_evidence = {row: combine(rows).mean_time_from_evidence_s for row, rows in tallies.items()}
+    assert from_evidence == {ORACLES["lane"]: 0.0, ORACLES["probe"]: 0.0, "probe_only": 40.0}
 
 
 def test_results_file_has_every_required_field(recordings, tmp_path):
