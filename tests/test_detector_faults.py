@@ -56,6 +56,30 @@ def test_a_stuck_detector_holds_what_it_showed_even_with_noise_on():
     assert not torch.equal(shown[0], shown[1])  # before stuck_at_s it follows the reading
 
 
+def test_detector_noise_is_drawn_per_split_and_per_reading():
+    scenario = small_grid(2, 2, horizon=100)
+    lanes = scenario.network.num_lanes
+    faults = _faults(scenario, noise_std=1.0)
+    faults.start_episode(0, "train", 0)
+    faults.start_episode(1, "eval", 0)  # the same index in the other split
+    values, t = torch.full((2, lanes), 5.0), torch.tensor([30, 30])
+    count = faults.apply("lane_count", values, t)
+    # evaluation never sees a training draw (as stuck lanes and dead intersections, drawn per split)
+    assert not torch.equal(count[0], count[1])
+    # each reading has its own noise stream: a lane's count and halting count err independently
+    assert not torch.equal(count, faults.apply("lane_halting", values, t))
+
+
+def test_a_stuck_lane_freezes_afresh_in_each_episode():
+    scenario = small_grid(2, 2, horizon=100)
+    lanes = scenario.network.num_lanes
+    faults = _faults(scenario, copies=1, stuck_p=1.0, stuck_at_s=10)
+    faults.start_episode(0, "eval", 0)
+    assert (faults.apply("lane_count", torch.full((1, lanes), 3.0), torch.tensor([20])) == 3).all()
+    faults.start_episode(0, "eval", 1)  # the copy's next episode: what it froze before is gone
+    assert (faults.apply("lane_count", torch.full((1, lanes), 7.0), torch.tensor([20])) == 7).all()
+
+
 def test_detector_noise_reads_whole_vehicles_within_the_lane_and_dropouts_hit_at_their_rate():
     scenario = small_grid(2, 2, horizon=100)
     faults = _faults(scenario, copies=64, noise_std=2.0, dropout_p=0.2)
