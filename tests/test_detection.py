@@ -126,6 +126,14 @@ def test_an_alarm_detects_the_closure_active_at_its_onset_not_an_earlier_one_on_
     assert (got.detected, got.mean_time_to_detect_s) == (1, 15.0)
 
 
+def test_an_alarm_on_an_open_lane_while_another_is_closed_is_a_false_alarm():
+    rec = _recording([QUIET] * 4 + [RED_QUEUE] + [GREEN_QUEUE] * 5)  # lane 0 closed from t = 35 s
+    alarms = np.zeros((1, 10, 2), dtype=bool)
+    alarms[0, 6:, :] = True  # both lanes alarm at t = 70: lane 1's is a report at the wrong place
+    got = score(rec, alarms)
+    assert (got.alarms, got.true_alarms, got.detected, got.precision) == (2, 1, 1, 0.5)
+
+
 def test_an_alarm_before_the_evidence_counts_in_the_time_to_detect_but_not_from_evidence():
     rec = _recording([QUIET] * 4 + [RED_QUEUE] + [GREEN_QUEUE] * 5)  # first evidence at t = 60
     alarms = np.zeros((1, 10, 2), dtype=bool)
