@@ -321,7 +321,7 @@ class LearnedClassifier:
             log=print, progress=None) -> dict:
         """Train the fold models and calibrate the threshold (module doc); `progress(1)` is called
         once per epoch of each fold model. Returns the out-of-fold figures it was chosen on."""
-        check_training(recording)  # the docs' promise, kept by the gap rules only: it fit an eval recording
+        check_training(recording)  # calibration sees training incidents only (docs/incidents.md)
         _check(recording.readings, layout)
         copies = recording.readings.shape[0]
         folds = max(1, min(self.folds, copies))
