@@ -131,3 +131,72 @@ def test_controllers_by_config_name_are_built_once_and_bad_parameters_name_the_f
     changed.cycle_s = 0  # set after building: reset checks again
     with pytest.raises(ConfigError, match="cycle_s"):
         changed.reset(sim)
+
+
+def _at_green(sim, phase: int, green_s: int):
+    """`sim` showing `phase` for `green_s` s of green (no switch before it: no intergreen)."""
+    sim.state = sim.state._replace(phase=torch.tensor([[phase]]), prev_phase=torch.tensor([[phase]]),
+                                   phase_timer=torch.tensor([[green_s]]))
+    return sim
+
+
+def test_max_pressure_switches_once_the_green_has_shown_exactly_min_green():
+    scenario = single_route([WEST_IN, EAST_OUT], [0])
+    sim = Simulator(scenario.network, scenario.demand(1))
+    sim.state.lane_count[0, lane(sim.network, "road_1_2_3", 1)] = 4  # N-S straight (phase 1) is the best
+    controller = MaxPressure(min_green_s=10)
+    controller.reset(sim)
+    assert controller.act(_at_green(sim, 0, 9)).tolist() == [[-1]]  # 9 s < min green: keep
+    assert controller.act(_at_green(sim, 0, 10)).tolist() == [[1]]  # "once it has shown" 10 s
+
+
+def _with_lane_counts(sim):
+    """`sim` whose lane counts are those of the vehicles placed in its state."""
+    state = sim.state
+    lane = state.veh_lane[:, :-1]
+    counts = torch.zeros_like(state.lane_count)
+    counts.scatter_add_(1, torch.where(lane >= 0, lane, counts.shape[1] - 1),
+                        (lane >= 0).to(counts.dtype))
+    sim.state = state._replace(lane_count=counts)
+    return sim
+
+
+def test_max_pressure_with_use_halting_counts_only_halting_vehicles_upstream():
+    """Placed vehicles (tests/test_movement_readings.py): the west straight lane holds 3 halting and
+    2 running vehicles before an exit road of 3 halting ones; the north straight lane 1 halting
+    vehicle. Counting all of them E-W straight wins (5 - 3 > 1); counting the halting ones only,
+    N-S straight does (3 - 3 < 1). Downstream counts every vehicle either way."""
+    from tests.test_movement_readings import W_STRAIGHT, placed
+
+    sim = _with_lane_counts(placed(phase=2, prev_phase=2, timer=100))
+    every, halting = MaxPressure(min_green_s=0), MaxPressure(min_green_s=0, use_halting=True)
+    for controller in (every, halting):
+        controller.reset(sim)
+    assert float(every.movement_counts(sim)[0][0, W_STRAIGHT]) == 5
+    assert float(halting.movement_counts(sim)[0][0, W_STRAIGHT]) == 3
+    assert float(halting.movement_counts(sim)[1][0, W_STRAIGHT]) == 3  # the exit road: all vehicles
+    assert every.act(sim).tolist() == [[0]] and halting.act(sim).tolist() == [[1]]
+
+
+class _Undercounting:
+    """Detectors whose west-straight count detector reports 1 vehicle; every other reading true."""
+
+    def __init__(self, lane_id: int):
+        self.lane_id = lane_id
+
+    def apply(self, name, true, t, upper=None, missing=None, zone=None):
+        seen = true.clone()
+        if name == "lane_count":
+            seen[:, self.lane_id] = 1.0
+        return seen
+
+
+def test_max_pressure_never_reads_more_halting_vehicles_than_the_same_detector_counts():
+    """The module doc: under faulty detectors the halting count is never above the vehicle count of
+    the same detector station (3 vehicles halt there, but the station counts only 1)."""
+    from tests.test_movement_readings import W_STRAIGHT, W_STRAIGHT_LANE, placed
+
+    sim = _with_lane_counts(placed(phase=2, prev_phase=2, timer=100))
+    controller = MaxPressure(min_green_s=0, use_halting=True, detectors=_Undercounting(W_STRAIGHT_LANE))
+    controller.reset(sim)
+    assert float(controller.movement_counts(sim)[0][0, W_STRAIGHT]) == 1
