@@ -200,3 +200,50 @@ def test_max_pressure_never_reads_more_halting_vehicles_than_the_same_detector_c
     controller = MaxPressure(min_green_s=0, use_halting=True, detectors=_Undercounting(W_STRAIGHT_LANE))
     controller.reset(sim)
     assert float(controller.movement_counts(sim)[0][0, W_STRAIGHT]) == 1
+
+
+def test_fixed_time_shows_a_transition_that_ends_no_green_for_its_written_time():
+    """A transition that keeps every green of the phase before it has no intergreen, so the engine
+    holds it only min green (5 s): written for 7 s it is shown as written, not folded into the next
+    phase (folding it needs written time < intergreen + min green, and the intergreen is 0 here)."""
+    from agents.classical.fixed_time import folded_transitions
+
+    r, a, b = range(3)  # movement slots: a right turn, then two others
+    green = torch.tensor([[[k in greens for k in range(3)] for greens in ({r, a}, {r, a}, {r, a, b})]])
+    signal = torch.tensor([[True, False, True]])
+    durations = torch.tensor([[30.0, 7.0, 30.0]])
+    used = torch.ones(1, 3, dtype=torch.bool)
+    assert folded_transitions(green, signal, torch.arange(3).expand(1, -1), durations, used, 5, 5).tolist() == [
+        [0, 1, 2]]
+    # written for 4 s, less than the engine's minimum green: folded into phase 2
+    assert folded_transitions(green, signal, torch.arange(3).expand(1, -1), durations - torch.tensor(
+        [[0.0, 3.0, 0.0]]), used, 5, 5).tolist() == [[0, 2, 2]]
+
+
+def transition_first():
+    """A 1x1 grid whose plan starts with a 5 s right-turns-only transition phase (as CityFlow's
+    datasets' phase 0), and one vehicle, turning right at the end of the hour."""
+    from envs.scenario import scenario_from_dicts
+    from envs.scenario.generate import DEFAULT_VEHICLE, grid_roadnet
+
+    roadnet = grid_roadnet(1, 1)
+    light = next(x for x in roadnet["intersections"] if not x["virtual"])["trafficLight"]
+    light["lightphases"].insert(0, {"time": 5, "availableRoadLinks": [2, 5, 8, 11]})  # the right turns
+    flow = [{"vehicle": DEFAULT_VEHICLE, "route": ["road_0_1_0", "road_1_1_3"], "interval": 1.0,
+             "startTime": 3599, "endTime": 3599}]
+    scenario = scenario_from_dicts(roadnet, flow, name="transition_first")
+    assert scenario.network.signal_phase[0].tolist() == [False, True, True, True, True]
+    return scenario
+
+
+def test_a_uniform_fixed_time_plan_splits_the_cycle_among_the_signal_phases_only():
+    # a uniform 120 s cycle gives the 4 signal phases 30 s each and never commands the transition
+    scenario = transition_first()
+    sim = Simulator(scenario.network, scenario.demand(1))
+    uniform = FixedTime(plan="uniform", cycle_s=120)
+    uniform.reset(sim)
+    seen = []
+    for t in range(120):
+        sim.state = sim.state._replace(t=torch.tensor([t]))
+        seen.append(int(uniform.act(sim)))
+    assert seen == [1] * 30 + [2] * 30 + [3] * 30 + [4] * 30
