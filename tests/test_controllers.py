@@ -247,3 +247,16 @@ def test_a_uniform_fixed_time_plan_splits_the_cycle_among_the_signal_phases_only
         sim.state = sim.state._replace(t=torch.tensor([t]))
         seen.append(int(uniform.act(sim)))
     assert seen == [1] * 30 + [2] * 30 + [3] * 30 + [4] * 30
+
+
+def test_pressure_controllers_never_command_a_transition_phase():
+    """On an empty network every pressure is 0, the transition phase's (it serves right turns
+    only) too: the choice is the lowest signal phase, 1, never the transition phase 0."""
+    from agents.classical import AdvancedMaxPressure, EfficientMaxPressure
+
+    scenario = transition_first()
+    sim = Simulator(scenario.network, scenario.demand(1))
+    for controller in (MaxPressure(min_green_s=0), EfficientMaxPressure(min_green_s=0),
+                       AdvancedMaxPressure(min_green_s=0)):
+        controller.reset(sim)
+        assert controller.act(sim).tolist() == [[1]], type(controller).__name__
