@@ -44,14 +44,14 @@ VEHICLES = [
 ]
 
 
-def placed(phase=0, prev_phase=0, timer=100):
-    """A simulator whose copy 0 holds exactly `VEHICLES`, in the given signal state."""
+def placed(phase=0, prev_phase=0, timer=100, vehicles=VEHICLES):
+    """A simulator whose copy 0 holds exactly `vehicles`, in the given signal state."""
     scenario = single_route(["road_0_1_0", "road_1_1_0"], [0])
     sim = Simulator(scenario.network, scenario.demand(1), EngineParams(max_vehicles=16))
     state = sim.state
     lane, pos, speed, move = (state.veh_lane.clone(), state.veh_pos.clone(), state.veh_speed.clone(),
                               state.veh_move.clone())
-    for slot, (on, to_stop, v, m) in enumerate(VEHICLES):
+    for slot, (on, to_stop, v, m) in enumerate(vehicles):
         lane[0, slot], pos[0, slot], speed[0, slot], move[0, slot] = on, LENGTH - to_stop, v, m
     sim.state = with_fields(
         state, veh_lane=lane, veh_pos=pos, veh_speed=speed, veh_move=move,
@@ -198,8 +198,35 @@ def test_advanced_mp_keeps_a_green_whose_running_vehicles_outweigh_the_best_pres
     assert longer.act(sim).tolist() == [[-1]]
 
 
-@pytest.mark.parametrize("field, value", [("min_green_s", -1.0), ("horizon_s", 0.0), ("weight", float("nan"))])
+@pytest.mark.parametrize("field, value", [("min_green_s", -1.0), ("horizon_s", 0.0), ("weight", float("nan")),
+                                          ("weight", -1.0)])
 def test_advanced_mp_rejects_bad_parameters(field, value):
     sim = placed()
     with pytest.raises(ConfigError, match=field):
         AdvancedMaxPressure(**{field: value}).reset(sim)
+
+
+def test_efficient_mp_switches_once_the_green_has_shown_exactly_min_green():
+    # phase 1 after phase 0: 5 s intergreen, then 10 s of green; phase 0 has the largest pressure
+    controller = EfficientMaxPressure(min_green_s=10)
+    for timer, command in ((14, -1), (15, 0)):  # 9 s of green: keep; 10 s: switch
+        sim = placed(phase=1, prev_phase=0, timer=timer)
+        controller.reset(sim)
+        assert controller.act(sim).tolist() == [[command]]
+
+
+SOUTH_EXIT = (15, 16, 17)
+
+
+def test_efficient_mp_breaks_a_pressure_tie_to_the_phase_with_more_halting_vehicles():
+    """E-W straight: 1 queued on W straight, an empty east exit (1 - 0); N-S straight: 2 queued on
+    N straight before a south exit holding 1 per lane (2 - 1). The tie goes to N-S straight, the
+    larger queue, not to the lower index."""
+    vehicles = [(W_STRAIGHT_LANE, 5.0, 0.0, W_STRAIGHT), (N_STRAIGHT_LANE, 3.0, 0.0, N_STRAIGHT),
+                (N_STRAIGHT_LANE, 10.5, 0.0, N_STRAIGHT)] + [(lane, 250.0, 0.0, -1) for lane in SOUTH_EXIT]
+    sim = placed(phase=2, prev_phase=2, timer=100, vehicles=vehicles)
+    controller = EfficientMaxPressure(min_green_s=10)
+    controller.reset(sim)
+    pressure = controller.phase_pressure(sim)[0, 0]
+    assert float(pressure[0]) == pytest.approx(1.0) and float(pressure[1]) == pytest.approx(1.0)
+    assert controller.act(sim).tolist() == [[1]]
