@@ -335,3 +335,36 @@ def test_a_policys_rows_under_stuck_detectors_do_not_depend_on_the_controllers_b
         rows[beside] = {(r["condition"], r["seed"]): r["travel_time/mean"]
                         for r in csv.DictReader(open(out / "metrics.csv")) if r["controller"] == "ppo_shared"}
     assert rows["[]"] == rows["[max_pressure]"] and len(rows["[]"]) == 4
+
+
+class _OneLaneReporting:
+    """Lane-count detectors of which only `lane_id` reports (4 vehicles); every other reading is lost."""
+
+    def __init__(self, lane_id: int | None):
+        self.lane_id = lane_id
+
+    def apply(self, name, true, t, upper=None, missing=None, zone=None):
+        seen = torch.full_like(true, missing)
+        if self.lane_id is not None:
+            seen[:, self.lane_id] = 4.0
+        return seen
+
+
+def test_an_intersection_with_one_detector_still_reporting_is_not_blind():
+    """Blind (the fixed-time fail-safe) is all incoming detectors silent: 35 s into the run the plan
+    shows phase 1, but with the west straight lane still reporting, max pressure decides on it (E-W
+    straight, phase 0); with that one silent too, the plan runs."""
+    from envs.evaluation.discharge import EAST_OUT, WEST_IN
+    from tests.scenarios import single_route
+
+    scenario = single_route([WEST_IN, EAST_OUT], [0])
+    sim = Simulator(scenario.network, scenario.demand(1))
+    sim.state = sim.state._replace(t=torch.tensor([35]))
+    west_straight = int(sim.network.road_lanes[sim.network.road_ids.index(WEST_IN), 1])
+    plan = FixedTime()
+    plan.reset(sim)
+    assert plan.act(sim).tolist() == [[1]]
+    for detectors, command in ((_OneLaneReporting(west_straight), 0), (_OneLaneReporting(None), 1)):
+        controller = MaxPressure(min_green_s=0, detectors=detectors)
+        controller.reset(sim)
+        assert controller.act(sim).tolist() == [[command]]
