@@ -129,6 +129,17 @@ def test_target_kl_stops_at_one_and_a_half_times_it_before_the_step(kl_factor, s
     assert (int(update.train_count), update.n_updates, moved) == ((1, 1, False) if stops else (minibatches, 2, True))
 
 
+class FixedLogits(torch.nn.Module):
+    """A policy network that answers every observation with the same logits."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, obs):
+        return self.logits.expand(*obs.shape[:-1], self.logits.numel())
+
+
 def test_the_rollout_samples_the_masked_softmax_and_records_its_log_probability(tmp_path):
     """collect()'s Gumbel-max draw is a categorical draw from softmax(logits) (a chi-square test
     over 40,000 draws), and the behaviour log-probability it stores is that distribution's."""
@@ -138,12 +149,7 @@ def test_the_rollout_samples_the_masked_softmax_and_records_its_log_probability(
     trainer = TorchRLTrainer(torchrl_config(SMALL, env__copies=50, agent__n_steps=50, agent__batch_size=16),
                              tmp_path)
     fixed = torch.tensor([1.0, 0.0, -0.5, 0.3])
-
-    class Fixed(torch.nn.Module):
-        def forward(self, obs):
-            return fixed.expand(*obs.shape[:-1], fixed.numel())
-
-    trainer.policy_net = Fixed()
+    trainer.policy_net = FixedLogits(fixed)
     torch.manual_seed(3)
     data = trainer.collect()
     action, logp = data.get(ACTION), data.get(LOGP)
@@ -168,12 +174,7 @@ def test_the_rollout_never_draws_a_masked_action_and_records_the_masked_log_prob
     trainer = TorchRLTrainer(torchrl_config(SMALL, scenario__name="uneven_grid", env__copies=20, agent__n_steps=20,
                                             agent__batch_size=16), tmp_path)
     fixed = torch.tensor([-1.0, 0.0, -0.5, 2.0])  # the masked action is the likeliest by far
-
-    class Fixed(torch.nn.Module):
-        def forward(self, obs):
-            return fixed.expand(*obs.shape[:-1], fixed.numel())
-
-    trainer.policy_net = Fixed()
+    trainer.policy_net = FixedLogits(fixed)
     torch.manual_seed(4)
     data = trainer.collect()
     action, logp, mask = data.get(ACTION), data.get(LOGP), data.get(MASK)
