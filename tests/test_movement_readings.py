@@ -150,6 +150,18 @@ def test_neighbour_mean_averages_over_the_intersections_joined_by_a_road():
         check_observation_names(["neighbour_mean:nothing"])
 
 
+def test_a_one_way_road_makes_neighbours_of_both_its_ends():
+    from envs.rl.movement_features import neighbour_weights
+    from envs.scenario import scenario_from_dicts
+    from tests.minimal_scenario import minimal_flow, minimal_roadnet
+
+    # junctions A and B are joined only by the one-way road a_b (A -> B): "joined by a road" is
+    # either direction, so each is the other's one neighbour (a grid's two-way roads cannot show it)
+    network = scenario_from_dicts(minimal_roadnet(), minimal_flow(), name="one_way").network
+    assert list(network.intersection_ids) == ["A", "B"]
+    assert neighbour_weights(network).tolist() == [[0.0, 1.0], [1.0, 0.0]]
+
+
 def test_every_new_feature_fits_its_bounds_in_a_running_env():
     names = ["approach_moving", "approach_halting", "movement_approach_moving", "movement_approach_halting",
              "movement_queue", "efficient_pressure", "effective_running", "green_time", "movement_red_time",
