@@ -88,6 +88,18 @@ def test_make_vec_builds_the_batched_env_and_keeps_terminated_apart_from_truncat
     assert (venv.unwrapped.core.sim.state.t == 10).all()
 
 
+def test_the_observation_returned_by_an_autoreset_step_is_the_new_episodes_first():
+    env = BatchedSignalEnv(small_grid(2, 2, rate=900.0), 2, episode_s=20, decision_interval_s=5)
+    env.reset(seed=0)
+    for _ in range(4):
+        obs, _, _, truncated, info = env.step(torch.zeros(2, 4, dtype=torch.int64))
+    assert truncated.all() and (info["t"] == 0).all()
+    # the last observation of the finished episode is only in final_obs (it has queues and time
+    # in phase; the new episode starts empty at time 0), what is returned is the new episode's
+    assert not torch.equal(info["final_obs"], obs)
+    assert torch.equal(obs, env.observe())
+
+
 def test_a_copy_whose_demand_is_exhausted_terminates_and_resets_alone():
     roadnet = grid_roadnet(1, 1, road_length=100.0)
     flow = uniform_demand(roadnet, rate_per_origin=300.0, horizon=20, seed=0)
