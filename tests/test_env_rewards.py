@@ -63,3 +63,36 @@ def test_waiting_time_sums_the_queue_over_every_second_of_the_interval():
         total += REWARDS["queue"].compute(env_b.context())
     _, reward, *_ = env_a.step(action)
     torch.testing.assert_close(reward, total)
+
+
+def test_delay_is_lost_time_against_the_lane_limit_for_vehicles_faster_than_the_lane():
+    from envs.rl.features import REWARDS
+    from envs.rl.signal_env import BatchedSignalEnv
+    from envs.scenario import scenario_from_dicts
+    from envs.scenario.generate import grid_roadnet, uniform_demand
+
+    # the generator's vehicles may drive 11.1 m/s; these lanes allow 6: a vehicle driving at the
+    # lane limit loses nothing, and one at 3 m/s loses half of each second (1 - v / 6)
+    roadnet = grid_roadnet(1, 1, road_length=200.0, speed_limit=6.0)
+    flow = uniform_demand(roadnet, rate_per_origin=600.0, horizon=300, seed=0)
+    env = BatchedSignalEnv(scenario_from_dicts(roadnet, flow, name="slow_lanes"), 1, episode_s=300,
+                           reward="delay")
+    env.reset(seed=0)
+    for _ in range(6):
+        env.step(torch.zeros(1, 1, dtype=torch.int64))
+    state, net = env.sim.state, env.network
+    lane, speed = state.veh_lane[0, :-1], state.veh_speed[0, :-1]
+    incoming = torch.isin(lane, env.layout.in_lanes[0][env.layout.in_lanes[0] >= 0])
+    assert bool((state.veh_max_speed[0, :-1][incoming] > 6.0).all())
+    assert bool((speed[incoming] > 5.9).any())  # free-flowing vehicles at the lane limit
+    expected = (1.0 - speed[incoming] / net.lane_max_speed[lane[incoming]]).clamp(min=0.0).sum()
+    torch.testing.assert_close(REWARDS["delay"].compute(env.context())[0, 0], -expected)
+
+
+def test_a_per_step_terms_weight_scales_its_reward():
+    # the same traffic (same scenario, seed and actions) under two weights of waiting_time
+    env_a, env_b = (_stepped_env(["lane_count"], reward={"waiting_time": w}, steps=4) for w in (1.0, 2.5))
+    action = torch.ones(2, 4, dtype=torch.int64)
+    (_, once, *_), (_, scaled, *_) = env_a.step(action), env_b.step(action)
+    assert once.abs().sum() > 0  # queues to weigh
+    torch.testing.assert_close(scaled, 2.5 * once)
