@@ -132,6 +132,7 @@ def test_env_demand_pool_cycles_k_samples_and_autoreset_only_reindexes_the_table
     after = env.sim.demand
     assert after.route_movement is tables  # the pool's tables stay, only the index moved
     assert after.sample_of_copy.tolist() == [1, 0, 1, 0, 1]  # episodes 5..9: samples 5, 4, 5, 4, 5
+    assert after.num_trips.tolist() == [expected[(b + 1) % 2] for b in range(5)]  # and their trip counts
     assert env.next_sample == 14
     env.reset(seed=0)  # a new pool: samples 0 and 1
     assert env.sim.demand.num_trips.tolist()[:2] == [
@@ -143,6 +144,19 @@ def test_env_demand_pool_cycles_k_samples_and_autoreset_only_reindexes_the_table
     with pytest.raises(ConfigError, match="replays one flow file") as refused:  # every sample the same: no effect
         BatchedSignalEnv(scenario, 2, demand_pool=2)
     assert_names_everything(refused.value, "<env>", "demand_pool", 2)
+
+
+def test_an_eval_env_draws_its_episodes_from_the_eval_split():
+    from envs.rl.signal_env import BatchedSignalEnv
+
+    # the splits' seeds are disjoint: an evaluation env must run eval samples, never training ones
+    scenario = small_grid(2, 2, rate=900.0, horizon=200)
+    env = BatchedSignalEnv(scenario, 2, episode_s=20, demand={"mode": "poisson"}, split="eval")
+    env.reset(seed=3)
+    for copy, index in enumerate((3, 4)):
+        own, train = (sample_trips(scenario, env.demand_spec, split, index) for split in ("eval", "train"))
+        assert not (own.num_trips == train.num_trips and (own.depart == train.depart).all())
+        assert (env.trips[copy].num_trips, env.trips[copy].depart.tolist()) == (own.num_trips, own.depart.tolist())
 
 
 def _staggered_env(**options):
@@ -183,6 +197,8 @@ def test_a_resumed_env_restarts_each_copy_on_the_sample_it_held_and_carries_on_t
         assert torch.equal(resumed.sim.demand.depart, env.sim.demand.depart)
         resumed.restart_copies(torch.tensor([True, False, False, False]))  # the next episode: a new sample
         assert resumed.demand_state["held"][0] == state["next_sample"]
+    resumed.reset(seed=7)  # the resume applied once: a later seeded reset restarts the stream at its seed
+    assert resumed.demand_state["held"] == [7, 8, 9, 10]
     for bad in ({"held": [0], "next_sample": 0, "pool_base": 0}, {"held": [0], "next_sample": 1},
                 {"held": [-2, 0], "next_sample": 3, "pool_base": 0}):
         with pytest.raises(ConfigError) as refused:
