@@ -64,6 +64,16 @@ def test_a_ramped_surge_follows_its_trapezoid_and_a_step_surge_is_unchanged_by_r
     assert np.array_equal(surge_trips(trips, step, "eval", 3).depart, np.repeat(trips.depart, kept))
 
 
+def test_a_surge_of_scale_zero_empties_its_window_and_leaves_the_rest_of_the_demand():
+    # scale 0 is allowed (a closure of the demand): the factor is still 1 outside the window
+    spec = SurgeSpec(scale=0.0, start_s=600, end_s=1200)
+    assert spec.factor(np.array([0, 599, 600, 1199, 1200, 1500])).tolist() == [1.0, 1.0, 0.0, 0.0, 1.0, 1.0]
+    trips = small_grid(2, 2, rate=1200.0, horizon=1800, seed=0).trips
+    emptied = surge_trips(trips, Perturbation(seed=1, surge=spec), "eval", 0)
+    outside = (trips.depart < 600) | (trips.depart >= 1200)
+    assert emptied.depart.tolist() == trips.depart[outside].tolist()
+
+
 @pytest.mark.parametrize("config, field", [
     ({"incidents": {"lanes": ["road_9_9_9_0"]}}, "incidents.lanes"),
     ({"incidents": {"duration_s": -5}}, "incidents.duration_s"),
@@ -204,6 +214,23 @@ def test_training_env_draws_incidents_and_surges_with_each_episode():
         BatchedSignalEnv("grid_1x1", demand={"mode": "original"}, perturbation=config)
     assert_names_everything(refused.value, "<env>", "perturbation", "mixed")
     assert 'use demand mode poisson or jitter' in refused.value.reason
+
+
+def test_each_training_episode_is_surged_with_the_draws_of_its_own_sample():
+    from envs.rl.signal_env import BatchedSignalEnv
+    from envs.scenario.splits import sample_trips
+
+    # a copy's surge comes from its sample's stream (split, index), as its incidents do: the
+    # copies (samples 2, 3, 4) replicate different trips, each exactly as surge_trips draws them
+    config = {"name": "surge", "surge": {"scale": 1.5, "start_s": 0, "end_s": 300}}
+    scenario = small_grid(2, 2, rate=900.0, horizon=300)
+    env = BatchedSignalEnv(scenario, 3, episode_s=300, demand={"mode": "poisson"}, perturbation=config)
+    env.reset(seed=2)
+    for copy, index in enumerate((2, 3, 4)):
+        expected = surge_trips(sample_trips(scenario, env.demand_spec, "train", index), env.perturbation,
+                               "train", index)
+        assert env.trips[copy].depart.tolist() == expected.depart.tolist()
+        assert env.trips[copy].flow_index.tolist() == expected.flow_index.tolist()
 
 
 # ---- detector faults -------------------------------------------------------------------------------
