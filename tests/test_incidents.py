@@ -170,6 +170,36 @@ def test_incidents_are_seeded_per_copy_and_split():
     assert {i.lane for i in chosen} == {lane_ids(scenario.network).index("road_1_1_0_1")}
 
 
+def test_the_perturbation_seed_and_each_part_draw_from_their_own_streams():
+    from envs.incidents.perturbation_specs import stream_rng
+
+    scenario = small_grid(3, 3, horizon=100)
+    spec = IncidentSpec(count=3, start_s=[0, 1000], duration_s=60)
+    # the perturbation's seed picks the draws: another seed, other incidents on the same copy
+    draws = [sample_incidents(Perturbation(seed=s, incidents=spec), scenario.network, "eval", 0) for s in (3, 4)]
+    assert draws[0] != draws[1]
+    # incidents, surge and detectors of one copy draw from separate streams, not the same numbers
+    perturbation = Perturbation(seed=3, incidents=spec)
+    firsts = {part: tuple(stream_rng(perturbation, "eval", 0, part).random(4))
+              for part in ("incidents", "surge", "detectors")}
+    assert len(set(firsts.values())) == 3
+
+
+def test_a_single_start_time_starts_every_incident_at_it():
+    scenario = small_grid(3, 3, horizon=100)
+    spec = Perturbation(seed=3, incidents=IncidentSpec(count=3, start_s=900, duration_s=60))
+    assert [(i.start, i.end) for i in sample_incidents(spec, scenario.network, "eval", 2)] == [(900, 960)] * 3
+
+
+def test_random_incidents_take_distinct_lanes_while_the_pool_has_enough():
+    scenario = small_grid(2, 2, horizon=100)
+    pool = IncidentSpec().lane_pool(scenario.network).size
+    # as many incidents as lanes that end at a signal: each lane once, none twice
+    spec = Perturbation(seed=3, incidents=IncidentSpec(count=int(pool), start_s=[0, 100], duration_s=60))
+    lanes = [i.lane for i in sample_incidents(spec, scenario.network, "eval", 0)]
+    assert len(lanes) == pool == len(set(lanes))
+
+
 def test_lane_traffic_shares_each_trip_among_the_lanes_serving_its_movement(corridor):
     net, trips = corridor.network, corridor.trips
     traffic, n = lane_traffic(net, trips), trips.num_trips
