@@ -142,3 +142,16 @@ def test_only_segment_counts_stays_refused_under_faults_wrapped_or_not():
         BatchedSignalEnv("grid_1x1", demand={"mode": "poisson"}, perturbation=NOISY,
                          observations=["pressure", "neighbour_mean:segment_counts"])
     assert (error.value.field, error.value.value) == ("observations", ["neighbour_mean:segment_counts"])
+
+
+def test_detectors_whose_faults_are_all_zero_refuse_no_feature():
+    from envs.errors import ConfigError
+    from envs.incidents.perturbations import DetectorFaultSpec
+    from envs.rl.fault_reach import check_faults_reach
+
+    # a detectors block with every fault at 0 changes no reading: segment_counts reads no worse
+    # than a clean run's, so it is not refused (a fault that is on still refuses it)
+    check_faults_reach(["segment_counts"], DetectorFaultSpec(), "<env>")
+    check_faults_reach(["segment_counts"], None, "<env>")
+    with pytest.raises(ConfigError, match="detector faults do not reach"):
+        check_faults_reach(["segment_counts"], DetectorFaultSpec(dropout_p=0.1), "<env>")

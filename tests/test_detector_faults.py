@@ -368,3 +368,18 @@ def test_an_intersection_with_one_detector_still_reporting_is_not_blind():
         controller = MaxPressure(min_green_s=0, detectors=detectors)
         controller.reset(sim)
         assert controller.act(sim).tolist() == [[command]]
+
+
+def test_each_copy_and_episode_of_the_env_draws_its_own_stuck_lanes():
+    from envs.rl.signal_env import BatchedSignalEnv
+
+    # faults are drawn per copy from its episode's sample (split, index), as incidents are: copies
+    # on different samples get different stuck lanes, and the next episodes new ones
+    faulty = {"name": "f", "detectors": {"stuck_p": 0.5}}
+    env = BatchedSignalEnv(small_grid(2, 2, horizon=100), 3, episode_s=100, demand={"mode": "poisson"},
+                           perturbation=faulty)
+    env.reset(seed=0)
+    first = env.detectors.stuck.clone()
+    assert all(not torch.equal(first[a], first[b]) for a, b in ((0, 1), (0, 2), (1, 2)))
+    env.reset()
+    assert not torch.equal(first, env.detectors.stuck)
