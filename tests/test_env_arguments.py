@@ -49,6 +49,15 @@ def test_a_reset_seed_must_be_a_whole_number_not_a_bool():
     assert error.value.field == "seed"
 
 
+def test_a_negative_reset_seed_is_refused_naming_the_seed():
+    # sample indices start at the seed: a negative one names no sample of a split, and is refused
+    # as such even where the demand draws no sample (original mode replays the flow file)
+    for mode in ("original", "poisson"):
+        with pytest.raises(ConfigError) as error:
+            BatchedSignalEnv("grid_1x1", demand={"mode": mode}).reset(seed=-1)
+        assert (error.value.field, error.value.value) == ("seed", -1)
+
+
 def test_a_scenario_object_brings_its_device_and_refuses_loading_options_beside_it():
     scenario = small_grid(1, 1)  # loaded on the CPU
     assert BatchedSignalEnv(scenario).device.type == "cpu"
