@@ -38,7 +38,8 @@ multiplies each by its configured weight and sums:
 - ``waiting_time``: minus the vehicle-seconds spent halting on the incoming lanes during the
   decision interval.
 - ``delay``: minus the vehicle-seconds of delay on the incoming lanes during the interval, one
-  second of driving at speed v on a lane with limit v_max costing ``1 - v / v_max``.
+  second of driving at speed v costing ``1 - v / v_max``, v_max the lower of the lane's limit and
+  the vehicle's own top speed (a vehicle at its top speed on a faster lane loses nothing).
 """
 
 from __future__ import annotations
