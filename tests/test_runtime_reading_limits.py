@@ -1,0 +1,106 @@
+"""The edges of what the policy runtime accepts in a message (agents/deploy/readings.py,
+signals.py; docs/deployment.md "The runtime" and "Fail-safe"): a reading at exactly a lane's
+capacity and a time in phase of 0 are good; a phase index equal to the phase count, a fractional
+phase and a lane list one too long are faults. After a signal did something else its previous
+phase is unknown and the intergreen is assumed; a signal never read has no min green to wait for."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from agents.deploy.runtime import FALLBACK, POLICY, PolicyRuntime
+from tests.deploy_fixtures import FakeSession, follow, readings_message
+
+
+def test_a_lane_reading_at_exactly_its_capacity_is_good_beside_a_bad_intersection(model_copy):
+    # capacity is "the plausible range of a reading": [0, capacity], so a full lane is no fault,
+    # also when another intersection's bad reading sends the message through the detailed checks
+    runtime = PolicyRuntime(*model_copy)
+    full, broken = runtime.layout.ids[0], runtime.layout.ids[1]
+    message = readings_message(runtime, 0.0)
+    capacity = float(runtime.layout.lane_max[0, 0])
+    message["intersections"][full]["lane_count"][0] = capacity
+    message["intersections"][broken]["lane_count"][0] = -1.0
+    reply = runtime.decide(message)
+    assert reply["commands"][broken]["source"] == FALLBACK
+    assert reply["commands"][full]["faults"] == [] and reply["commands"][full]["source"] == POLICY
+
+
+@pytest.mark.parametrize("phase", ["count", 1.5])
+def test_a_phase_that_is_not_an_index_of_the_intersections_phases_is_a_fault(model_copy, phase):
+    # the phases are 0 .. count - 1: the count itself is one past the last, and 1.5 no index at all
+    runtime = PolicyRuntime(*model_copy)
+    victim = runtime.layout.ids[0]
+    given = int(runtime.layout.num_phases[0]) if phase == "count" else phase
+    message = readings_message(runtime, 0.0)
+    message["intersections"][victim]["phase"] = given
+    command = runtime.decide(message)["commands"][victim]
+    assert command["source"] == FALLBACK
+    assert command["faults"] == [f"phase: {given:g} is not a phase index in [0, {int(runtime.layout.num_phases[0])})"]
+
+
+def test_a_signal_that_has_just_switched_time_in_phase_0_is_good(model_copy):
+    # a time in phase is "a number of seconds >= 0": a phase that started this very second is read
+    runtime = PolicyRuntime(*model_copy)
+    reply = runtime.decide(readings_message(runtime, 0.0, tip=0.0))
+    assert {c["source"] for c in reply["commands"].values()} == {POLICY}
+    assert all(c["faults"] == [] for c in reply["commands"].values())
+
+
+def test_a_lane_list_one_longer_than_the_lanes_is_that_intersections_fault_not_an_error(model_copy):
+    # "a problem inside one intersection's readings is that intersection's fault, not an error":
+    # an extra value cannot be matched to a lane, so the list is refused as a whole
+    runtime = PolicyRuntime(*model_copy)
+    victim, lanes = runtime.layout.ids[1], int(runtime.layout.num_lanes[1])
+    message = readings_message(runtime, 0.0)
+    message["intersections"][victim]["lane_count"].append(2.0)
+    reply = runtime.decide(message)
+    assert reply["commands"][victim]["source"] == FALLBACK
+    assert reply["commands"][victim]["faults"] == [
+        f"lane_count: expected a list of {lanes} numbers, got list of length {lanes + 1}"]
+    assert {c["source"] for k, c in reply["commands"].items() if k != victim} == {POLICY}
+
+
+def test_after_a_signal_did_something_else_min_green_counts_from_an_assumed_intergreen(model_copy):
+    """The runtime commands phase b; the signal reports phase a again, started 1 s ago. How it got
+    there is unknown, so the runtime assumes a yellow + all-red was shown (agents/deploy/signals.py:
+    an unknown previous phase means the intergreen is assumed), not the change it once commanded
+    (a -> a, no intergreen): min green then ends 5 + 5 s after the restart, not 5."""
+    runtime = PolicyRuntime(*model_copy)
+    runtime.session = FakeSession(choose=lambda feed: np.ones(len(feed["phase"]), dtype=np.int64))  # always b
+    k = 1
+    victim, a, b = runtime.layout.ids[k], int(runtime.layout.actions[k, 0]), int(runtime.layout.actions[k, 1])
+    assert not runtime.layout.intergreen[k, a, a]  # a -> a itself shows no intergreen
+    message = readings_message(runtime, 0.0, tip=100.0)
+    reply = runtime.decide(message)
+    assert reply["commands"][victim]["phase"] == b and reply["commands"][victim]["switch_in_s"] == 0.0
+    message = follow(runtime, message, reply, 5.0)
+    message["intersections"][victim].update(phase=a, time_in_phase=1.0)  # not what it was told
+    reply = runtime.decide(message)
+    assert "controller commanded" in reply["commands"][victim]["faults"][0]
+    reply = runtime.decide(follow(runtime, message, reply, 5.0))  # t = 10: a for 6 s, 1 s of it green
+    command = reply["commands"][victim]
+    timing = runtime.timing
+    assert command["source"] == POLICY and command["phase"] == b
+    assert command["switch_in_s"] == timing.intergreen_s + timing.min_green_s - 6.0  # 4 s: at t = 4 + 5 + 5
+
+
+def test_a_signal_never_seen_is_sent_its_plans_first_phase_at_once(model_copy):
+    # "only a signal whose phase it has never read is treated as unknown (no min green to wait
+    # for ...)": its fallback starts the plan now, whatever the plan's first phase
+    onnx_path, meta_path = model_copy
+    meta = json.loads(meta_path.read_text())
+    plan = meta["intersections"][1]["fallback_plan"]
+    plan.reverse()  # the plan starts on its last phase, not on phase 0
+    meta_path.write_text(json.dumps(meta))
+    runtime = PolicyRuntime(onnx_path, meta_path)
+    victim = runtime.layout.ids[1]
+    message = readings_message(runtime, 0.0)
+    del message["intersections"][victim]  # its phase never read
+    command = runtime.decide(message)["commands"][victim]
+    assert command["source"] == FALLBACK and command["faults"] == ["readings missing"]
+    assert (command["phase"], command["switch_in_s"]) == (plan[0]["phase"], 0.0)
+    assert (command["yellow_s"], command["all_red_s"]) == (3.0, 2.0)
