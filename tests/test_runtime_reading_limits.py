@@ -1,8 +1,10 @@
-"""The edges of what the policy runtime accepts in a message (agents/deploy/readings.py,
-signals.py; docs/deployment.md "The runtime" and "Fail-safe"): a reading at exactly a lane's
-capacity and a time in phase of 0 are good; a phase index equal to the phase count, a fractional
-phase and a lane list one too long are faults. After a signal did something else its previous
-phase is unknown and the intergreen is assumed; a signal never read has no min green to wait for."""
+"""The edges of what the policy runtime accepts (agents/deploy/readings.py, signals.py,
+metadata.py; docs/deployment.md "The metadata JSON", "The runtime" and "Fail-safe"): a reading at
+exactly a lane's capacity, a time in phase of 0 and timings on their documented bounds are good;
+a phase index equal to the phase count, a fractional phase, a lane list one too long, and
+metadata the runtime cannot run (a longer action list than the model's head, an empty plan, a
+short intergreen table, a repeated id, a plan phase past the last) are faults or refusals. After
+a signal did something else, its previous phase is unknown and the intergreen is assumed."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 
 from agents.deploy.runtime import FALLBACK, POLICY, PolicyRuntime
+from envs.errors import ModelError
 from tests.deploy_fixtures import FakeSession, follow, readings_message
 
 
@@ -104,3 +107,60 @@ def test_a_signal_never_seen_is_sent_its_plans_first_phase_at_once(model_copy):
     assert command["source"] == FALLBACK and command["faults"] == ["readings missing"]
     assert (command["phase"], command["switch_in_s"]) == (plan[0]["phase"], 0.0)
     assert (command["yellow_s"], command["all_red_s"]) == (3.0, 2.0)
+
+
+@pytest.mark.parametrize("edit", [
+    {"min_green_s": 20, "max_green_s": 20},  # refused is max green *below* min green, not equal to it
+    {"all_red_s": 0},  # timings are finite and >= 0: a signal without all-red is a real signal
+])
+def test_metadata_timings_on_their_documented_bounds_load(model_copy, edit):
+    onnx_path, meta_path = model_copy
+    meta = json.loads(meta_path.read_text())
+    meta["timing"].update(edit)
+    meta_path.write_text(json.dumps(meta))
+    runtime = PolicyRuntime(onnx_path, meta_path)
+    assert all(getattr(runtime.timing, name) == value for name, value in edit.items())
+    assert runtime.model_fault is None
+
+
+def _wider_action_list(meta: dict) -> None:
+    """Intersection 1 gets a fifth phase and a fifth action (and a phase_onehot of 5), so that
+    only the model's action head (4 logits) can tell the list is longer than the model's."""
+    entry = meta["intersections"][1]
+    entry["phases"].append(dict(entry["phases"][-1], index=4))
+    entry["intergreen_after_switch"] = [row + [True] for row in entry["intergreen_after_switch"]] + [[True] * 5]
+    entry["intergreen_after_switch"][4][4] = False
+    entry["actions"].append(4)
+    for feature in meta["observation"]["features"]:
+        if feature["name"] == "phase_onehot":
+            feature["size"] = 5
+
+
+@pytest.mark.parametrize("edit, field, value", [
+    # longer than the action head: it named an action the model never takes (shorter is tested elsewhere)
+    (_wider_action_list, "intersections[1].actions", [0, 1, 2, 3, 4]),
+    # two intersections under one id: a message's readings could not say which is which
+    (lambda m: m["intersections"][1].update(id="intersection_1_1"), "intersections[].id",
+     ["intersection_1_1", "intersection_1_1", "intersection_2_1", "intersection_2_2"]),
+    # intersection 0 has phases 0, 1, 2: a plan step on phase 3 would command a phase it does not have
+    (lambda m: m["intersections"][0]["fallback_plan"][2].update(phase=3), "intersections[0].actions",
+     [0, 1, 2, 0, 1, 3]),
+    # JSON true is no phase index, though Python counts it as 1
+    (lambda m: m["intersections"][0]["fallback_plan"][1].update(phase=True),
+     "intersections[0].fallback_plan[1].phase", True),
+    # an empty plan leaves the fail-safe nothing to run
+    (lambda m: m["intersections"][0].update(fallback_plan=[]), "intersections[0].fallback_plan", []),
+    # a table missing phase 3's row and column: switching into phase 3 would show no yellow or all-red
+    (lambda m: m["intersections"][1].update(intergreen_after_switch=[
+        row[:3] for row in m["intersections"][1]["intergreen_after_switch"][:3]]),
+     "intersections[1].intergreen_after_switch", (3, 3)),
+])
+def test_metadata_the_runtime_cannot_run_is_refused_naming_the_field(model_copy, edit, field, value):
+    onnx_path, meta_path = model_copy
+    meta = json.loads(meta_path.read_text())
+    edit(meta)
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelError) as caught:
+        PolicyRuntime(onnx_path, meta_path)
+    assert str(caught.value).startswith(f"{meta_path}: field {field!r} = {value!r}: ")
+
