@@ -275,6 +275,9 @@ def test_a_bad_detector_reading_does_not_hide_the_signals_own_phase_min_green_ho
 @pytest.mark.parametrize("session, fault", [
     (FakeSession(error="boom"), "inference failed: boom"),
     (FakeSession(choose=lambda feed: np.full(len(feed["phase"]), 9)), "outside the intersections' actions"),
+    # one past intersection 0's last action (it has 3), and one action for every row: both outside
+    (FakeSession(choose=lambda feed: np.where(feed["intersection"] == 0, 3, 0)), "outside the intersections' actions"),
+    (FakeSession(choose=lambda feed: np.zeros(1, dtype=np.int64)), "outside the intersections' actions"),
     (FakeSession(choose=lambda feed: np.zeros(len(feed["phase"]), dtype=np.int64), sleep_s=0.03), "deadline"),
 ])
 def test_inference_errors_bad_outputs_and_deadline_overruns_fall_back_then_recover(model_copy, session, fault):
@@ -285,6 +288,8 @@ def test_inference_errors_bad_outputs_and_deadline_overruns_fall_back_then_recov
     reply = runtime.decide(message)
     assert set(sources(reply)) == {FALLBACK}
     assert any(fault in f for f in reply["faults"]), reply["faults"]
+    # and in each intersection's own faults: the reply names why every one of them fell back
+    assert all(any(fault in f for f in c["faults"]) for c in reply["commands"].values()), reply["commands"]
     runtime.session = real
     reply = runtime.decide(follow(runtime, message, reply, 10.0))
     assert set(sources(reply)) == {POLICY}
@@ -341,3 +346,4 @@ def test_dead_detectors_from_the_fault_model_put_exactly_their_intersections_on_
             for i, source in enumerate(made.source):
                 assert source == (FALLBACK if i in dead[copy] else POLICY)
     assert float(episode_metrics(sim.demand, sim.state)["throughput"].min()) > 0  # traffic kept moving
+
