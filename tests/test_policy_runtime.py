@@ -347,3 +347,20 @@ def test_dead_detectors_from_the_fault_model_put_exactly_their_intersections_on_
                 assert source == (FALLBACK if i in dead[copy] else POLICY)
     assert float(episode_metrics(sim.demand, sim.state)["throughput"].min()) > 0  # traffic kept moving
 
+
+def test_a_lasting_fault_is_logged_and_counted_once_when_it_starts_not_at_every_decision(model_copy, caplog):
+    # "Every fault is logged on stderr when it starts and when it clears": a detector stuck for
+    # three decisions is one warning and one start in fault_counts, not three
+    runtime = PolicyRuntime(*model_copy)
+    victim = runtime.layout.ids[1]
+    message = readings_message(runtime, 0.0)
+    reply = None
+    with caplog.at_level(logging.INFO, logger="gridlight.runtime"):
+        for _ in range(3):
+            message = follow(runtime, message, reply, 10.0) if reply else message
+            message["intersections"][victim]["lane_count"][0] = -1.0
+            reply = runtime.decide(message)
+            assert reply["commands"][victim]["source"] == FALLBACK
+    started = [r for r in caplog.records if r.getMessage().startswith(f"fail-safe at {victim}: lane_count")]
+    assert len(started) == 1 and runtime.fault_counts == {"lane_count": 1}
+
