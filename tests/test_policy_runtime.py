@@ -364,3 +364,19 @@ def test_a_lasting_fault_is_logged_and_counted_once_when_it_starts_not_at_every_
     started = [r for r in caplog.records if r.getMessage().startswith(f"fail-safe at {victim}: lane_count")]
     assert len(started) == 1 and runtime.fault_counts == {"lane_count": 1}
 
+
+def test_a_signal_still_on_its_old_phase_is_a_fault_even_with_the_expected_time(model_copy):
+    # commanded phase b at t = 0, the signal reports phase a for 5 s at t = 5: the time is what the
+    # runtime expects, the phase is not, so the signal did not do what it was told
+    runtime = PolicyRuntime(*model_copy)
+    runtime.session = FakeSession(choose=lambda feed: np.ones(len(feed["phase"]), dtype=np.int64))
+    victim = runtime.layout.ids[1]
+    a, b = (int(p) for p in runtime.layout.actions[1, :2])
+    message = readings_message(runtime, 0.0, tip=100.0)
+    reply = runtime.decide(message)
+    assert reply["commands"][victim]["phase"] == b and reply["commands"][victim]["switch_in_s"] == 0.0
+    message = follow(runtime, message, reply, 5.0)
+    message["intersections"][victim]["phase"] = a
+    command = runtime.decide(message)["commands"][victim]
+    assert command["source"] == FALLBACK
+    assert command["faults"] == [f"signal reports phase {a} for 5 s; the controller commanded phase {b} 5 s ago"]
