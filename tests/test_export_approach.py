@@ -136,3 +136,20 @@ def test_whole_message_parse_reads_the_approach_readings_as_the_per_intersection
     for name in runtime.lane_readings:
         np.testing.assert_array_equal(whole.lanes[name], one_by_one.lanes[name])
     assert whole.lanes["approach_halting"][1, 2] == 3.0
+
+
+def test_a_metadata_that_drops_the_approach_features_the_model_takes_is_refused(approach_exports, tmp_path):
+    # the approach counts listed exactly when the model takes them: here the model (model.inputs)
+    # takes them and the features no longer list them, the other way round from test_policy_runtime's
+    from envs.errors import ModelError
+
+    _, onnx_path, meta_path = approach_exports[1]["shared"]
+    onnx_copy, meta_copy = tmp_path / "m.onnx", tmp_path / "m.json"
+    onnx_copy.write_bytes(onnx_path.read_bytes())
+    meta = json.loads(meta_path.read_text())
+    meta["observation"]["features"] = [f for f in meta["observation"]["features"] if f["name"] not in APPROACH]
+    meta_copy.write_text(json.dumps(meta))
+    with pytest.raises(ModelError) as caught:
+        PolicyRuntime(onnx_copy, meta_copy)
+    names = [f["name"] for f in meta["observation"]["features"]]
+    assert str(caught.value).startswith(f"{meta_copy}: field 'observation.features' = {names!r}: ")
