@@ -82,6 +82,12 @@ def test_an_overlong_line_is_skipped_unread_and_answered():
     assert "longer than" in handle_line(None, TOO_LONG, 3)["error"]
 
 
+def test_a_line_of_exactly_the_limit_is_read_with_or_without_its_newline():
+    # the limit counts a line's bytes before its newline: the last line, unterminated, included
+    stream = io.BytesIO(b"x" * 20 + b"\n" + b"y" * 20)
+    assert list(bounded_lines(stream, limit=20)) == [b"x" * 20 + b"\n", b"y" * 20]
+
+
 def test_the_tcp_address_is_checked_before_the_model_is_loaded(tmp_path):
     done = subprocess.run([sys.executable, "-m", "agents.deploy.service", "serve", "--model",
                            str(tmp_path / "none.onnx"), "--tcp", "127.0.0.1:http"],

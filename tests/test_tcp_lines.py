@@ -88,3 +88,16 @@ def test_a_client_that_never_reads_or_stalls_holds_up_no_one(server, monkeypatch
 def test_a_client_whose_line_cannot_be_answered_is_let_go_and_the_others_served(server):
     assert _exchange(server, b"one\nboom\nnever\n") == ["1:one"]  # the connection ends after the bug
     assert _exchange(server, b"next\n") == ["1:next"]
+
+
+def test_a_line_of_exactly_the_limit_is_kept_however_it_arrives():
+    # the limit is on a line's bytes before its newline (as bounded_lines): 20 bytes are a line
+    # whether the newline comes in the same read, a later read, or never (the client's last line)
+    client = tcp_lines._Client(None, ("test", 0))
+    client.received(b"w" * 20, 20)  # the newline not here yet: the line may still be good
+    client.received(b"\n", 20)
+    assert client.next_line(20, TOO_LONG) == b"w" * 20 + b"\n"
+    client.received(b"v" * 20, 20)
+    client.ended = True  # the last line, without its newline
+    assert client.next_line(20, TOO_LONG) == b"v" * 20
+    assert client.next_line(20, TOO_LONG) is None
