@@ -135,6 +135,19 @@ def test_the_fallback_plan_never_exceeds_max_green(uneven):
     assert max(greens) <= meta["timing"]["max_green_s"] == 20.0
 
 
+def test_the_fallback_plan_takes_the_roadnet_plans_greens_capped_at_max_green(uneven):
+    # docs/deployment.md: "its fixed-time fallback plan (the roadnet plan's greens, capped at max
+    # green)"; fallback_green_s (15 s here) only where the roadnet gives a phase no duration
+    _, exported = uneven
+    meta = json.loads(exported["shared"][2].read_text())
+    for entry in meta["intersections"]:
+        written = {p["index"]: p["plan_duration_s"] for p in entry["phases"]}
+        for step in entry["fallback_plan"]:
+            duration = written[step["phase"]]
+            assert step["green_s"] == min(duration if duration > 0 else 15.0, 20.0), (entry["id"], step)
+    assert any(p["plan_duration_s"] > 0 for e in meta["intersections"] for p in e["phases"])  # the roadnet's used
+
+
 @pytest.mark.parametrize("policy", ["shared", "independent"])
 def test_onnx_actions_equal_torch_on_ten_thousand_recorded_decisions(uneven, policy):
     scenario, exported = uneven
