@@ -15,7 +15,7 @@ import pytest
 import torch
 from sb3_contrib import MaskablePPO
 
-from agents.deploy.export import INPUTS, export_policy
+from agents.deploy.export import INPUTS, check_timing, export_policy
 from agents.deploy.onnx_opset import onnx_opsets
 from agents.deploy.runtime import POLICY
 from agents.deploy.simulated import SimulatedRuntime, sim_readings
@@ -146,6 +146,18 @@ def test_the_fallback_plan_takes_the_roadnet_plans_greens_capped_at_max_green(un
             duration = written[step["phase"]]
             assert step["green_s"] == min(duration if duration > 0 else 15.0, 20.0), (entry["id"], step)
     assert any(p["plan_duration_s"] > 0 for e in meta["intersections"] for p in e["phases"])  # the roadnet's used
+
+
+def test_timings_on_the_bounds_export_allows_are_accepted():
+    # "min green + one decision interval <= max green" and a fallback green "between min and max
+    # green": the bounds themselves pass, just past them is refused
+    engine = {"min_green_s": 5}
+    check_timing(engine, 5, 10.0, 10.0)  # max green = 5 + 5, fallback green = max green
+    check_timing(engine, 5, 20.0, 5.0)  # fallback green = min green
+    with pytest.raises(ConfigError, match="max_green_s"):
+        check_timing(engine, 5, 9.5, 9.5)
+    with pytest.raises(ConfigError, match="fallback_green_s"):
+        check_timing(engine, 5, 20.0, 4.5)
 
 
 @pytest.mark.parametrize("policy", ["shared", "independent"])

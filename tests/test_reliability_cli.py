@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from agents.deploy.export import export_policy
-from agents.deploy.export_files import MIN_OPSET, check_written_opset
+from agents.deploy.export_files import MIN_OPSET, check_opset, check_written_opset
 from agents.ppo.config import check_config
 from agents.ppo.policy import META_NAME, PolicyController, load_policy, read_meta
 from agents.ppo.torchrl_policy import CHECKPOINT_FORMAT, read_torchrl_checkpoint
@@ -68,6 +68,13 @@ def test_an_opset_the_exporter_cannot_honour_is_refused_before_any_work(tmp_path
             export_policy(tmp_path / "no-such-checkpoint.zip", tmp_path / "out", opset=opset)  # before loading
         assert caught.value.field == "opset" and caught.value.value == opset
     assert not (tmp_path / "out").exists()
+
+
+def test_the_opsets_at_both_ends_of_the_exporters_range_are_accepted():
+    # "an opset= outside 18 to the installed onnx's newest is refused": 18 and the newest are inside
+    from onnx.defs import onnx_opset_version
+
+    assert check_opset(MIN_OPSET) == MIN_OPSET and check_opset(onnx_opset_version()) == onnx_opset_version()
 
 
 def test_the_written_model_must_declare_the_opset_its_metadata_states(uneven):
