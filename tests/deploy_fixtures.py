@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import onnxruntime
+import pytest
 from sb3_contrib import MaskablePPO
 
 from agents.deploy.export import export_policy
@@ -17,6 +18,7 @@ from agents.ppo.indexed_policy import IndexedActorCriticPolicy
 from agents.ppo.policy import save_checkpoint
 from agents.ppo.sb3_trainer import train
 from envs.engine import Simulator
+from envs.errors import ModelError
 from envs.rl.sb3_env import IntersectionVecEnv
 from envs.scenario.splits import DemandSpec, sample_trips
 from tests.scenarios import uneven_grid
@@ -81,6 +83,23 @@ def copy_model(exported: dict, directory):
     onnx_copy.write_bytes(onnx_path.read_bytes())
     meta_copy.write_text(meta_path.read_text())
     return onnx_copy, meta_copy
+
+
+def edit_metadata(model_copy, edit) -> dict:
+    """Apply `edit(meta)` to the metadata JSON of `copy_model`'s copy; the edited metadata."""
+    _, meta_path = model_copy
+    meta = json.loads(meta_path.read_text())
+    edit(meta)
+    meta_path.write_text(json.dumps(meta))
+    return meta
+
+
+def assert_refused_at_load(model_copy, field: str, value) -> None:
+    """Loading the copy fails with a `ModelError` naming its metadata file, `field` and `value`."""
+    onnx_path, meta_path = model_copy
+    with pytest.raises(ModelError) as caught:
+        PolicyRuntime(onnx_path, meta_path)
+    assert str(caught.value).startswith(f"{meta_path}: field {field!r} = {value!r}: ")
 
 
 def simulator(scenario, copies: int, seconds: int, meta_env: dict | None = None) -> Simulator:

@@ -19,7 +19,7 @@ from envs.engine.simulator import Simulator
 from envs.engine.signals import green_elapsed
 from envs.evaluation.metrics import episode_metrics
 from tests.deploy_fixtures import (
-    FakeSession, follow, readings_message, simulator, sources,
+    FakeSession, assert_refused_at_load, edit_metadata, follow, readings_message, simulator, sources,
 )
 from tests.minimal_scenario import assert_names_everything
 
@@ -161,13 +161,8 @@ def _first(meta: dict) -> dict:
      ["phase_onehot", "time_in_phase", "lane_count", "lane_halting", "intersection_id", "approach_moving"]),
 ])
 def test_metadata_values_the_timing_rules_cannot_keep_are_refused_at_load(model_copy, edit, field, value):
-    onnx_path, meta_path = model_copy
-    meta = json.loads(meta_path.read_text())
-    edit(meta)
-    meta_path.write_text(json.dumps(meta))
-    with pytest.raises(ModelError) as caught:
-        PolicyRuntime(onnx_path)
-    assert str(caught.value).startswith(f"{meta_path}: field {field!r} = {value!r}: ")
+    edit_metadata(model_copy, edit)
+    assert_refused_at_load(model_copy, field, value)
 
 
 @pytest.mark.parametrize("bad, fault", [

@@ -8,14 +8,11 @@ a signal did something else, its previous phase is unknown and the intergreen is
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from agents.deploy.runtime import FALLBACK, POLICY, PolicyRuntime
-from envs.errors import ModelError
-from tests.deploy_fixtures import FakeSession, follow, readings_message
+from tests.deploy_fixtures import FakeSession, assert_refused_at_load, edit_metadata, follow, readings_message
 
 
 def test_a_lane_reading_at_exactly_its_capacity_is_good_beside_a_bad_intersection(model_copy):
@@ -94,12 +91,10 @@ def test_after_a_signal_did_something_else_min_green_counts_from_an_assumed_inte
 def test_a_signal_never_seen_is_sent_its_plans_first_phase_at_once(model_copy):
     # "only a signal whose phase it has never read is treated as unknown (no min green to wait
     # for ...)": its fallback starts the plan now, whatever the plan's first phase
-    onnx_path, meta_path = model_copy
-    meta = json.loads(meta_path.read_text())
+    # the plan starts on its last phase, not on phase 0
+    meta = edit_metadata(model_copy, lambda m: m["intersections"][1]["fallback_plan"].reverse())
     plan = meta["intersections"][1]["fallback_plan"]
-    plan.reverse()  # the plan starts on its last phase, not on phase 0
-    meta_path.write_text(json.dumps(meta))
-    runtime = PolicyRuntime(onnx_path, meta_path)
+    runtime = PolicyRuntime(*model_copy)
     victim = runtime.layout.ids[1]
     message = readings_message(runtime, 0.0)
     del message["intersections"][victim]  # its phase never read
@@ -114,11 +109,8 @@ def test_a_signal_never_seen_is_sent_its_plans_first_phase_at_once(model_copy):
     {"all_red_s": 0},  # timings are finite and >= 0: a signal without all-red is a real signal
 ])
 def test_metadata_timings_on_their_documented_bounds_load(model_copy, edit):
-    onnx_path, meta_path = model_copy
-    meta = json.loads(meta_path.read_text())
-    meta["timing"].update(edit)
-    meta_path.write_text(json.dumps(meta))
-    runtime = PolicyRuntime(onnx_path, meta_path)
+    edit_metadata(model_copy, lambda m: m["timing"].update(edit))
+    runtime = PolicyRuntime(*model_copy)
     assert all(getattr(runtime.timing, name) == value for name, value in edit.items())
     assert runtime.model_fault is None
 
@@ -156,11 +148,6 @@ def _wider_action_list(meta: dict) -> None:
      "intersections[1].intergreen_after_switch", (3, 3)),
 ])
 def test_metadata_the_runtime_cannot_run_is_refused_naming_the_field(model_copy, edit, field, value):
-    onnx_path, meta_path = model_copy
-    meta = json.loads(meta_path.read_text())
-    edit(meta)
-    meta_path.write_text(json.dumps(meta))
-    with pytest.raises(ModelError) as caught:
-        PolicyRuntime(onnx_path, meta_path)
-    assert str(caught.value).startswith(f"{meta_path}: field {field!r} = {value!r}: ")
+    edit_metadata(model_copy, edit)
+    assert_refused_at_load(model_copy, field, value)
 

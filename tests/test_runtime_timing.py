@@ -6,7 +6,6 @@ green, with greens (12 s, 8 s, 22 s) that the 5 s decision grid does not divide.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import numpy as np
@@ -15,7 +14,7 @@ from agents.deploy.runtime import FALLBACK, POLICY
 from agents.deploy.simulated import SimulatedRuntime
 from envs.engine.signals import green_elapsed
 from envs.engine.simulator import Simulator
-from tests.deploy_fixtures import FakeSession, simulator
+from tests.deploy_fixtures import FakeSession, edit_metadata, simulator
 
 
 def ended_greens(scenario, deployed: SimulatedRuntime, seconds: int, session=None) -> list[tuple[int, int, int]]:
@@ -37,21 +36,13 @@ def ended_greens(scenario, deployed: SimulatedRuntime, seconds: int, session=Non
     return ended
 
 
-def edited_copy(model_copy, edit) -> tuple:
-    onnx_path, meta_path = model_copy
-    meta = json.loads(meta_path.read_text())
-    edit(meta)
-    meta_path.write_text(json.dumps(meta))
-    return onnx_path, meta
-
-
 def test_the_fallback_plan_runs_each_phase_for_exactly_its_green(uneven, model_copy):
     def plan_greens(meta):
         for entry in meta["intersections"]:
             for k, step in enumerate(entry["fallback_plan"]):
                 step["green_s"] = 12.0 if k % 2 == 0 else 8.0
 
-    onnx_path, meta = edited_copy(model_copy, plan_greens)
+    onnx_path, meta = model_copy[0], edit_metadata(model_copy, plan_greens)
     onnx_path.unlink()  # no model: every intersection runs the plan
     deployed = SimulatedRuntime(str(onnx_path))
     ended = ended_greens(uneven[0], deployed, 600)
@@ -65,7 +56,7 @@ def test_the_fallback_plan_runs_each_phase_for_exactly_its_green(uneven, model_c
 
 
 def test_a_kept_phase_ends_at_exactly_max_green(uneven, model_copy):
-    onnx_path, meta = edited_copy(model_copy, lambda m: m["timing"].update(max_green_s=22.0))
+    onnx_path, meta = model_copy[0], edit_metadata(model_copy, lambda m: m["timing"].update(max_green_s=22.0))
 
     def keep(feed):  # keep whatever runs (an action index where it is one)
         return np.where(feed["phase"] < 3, feed["phase"], 0)
