@@ -242,3 +242,17 @@ def test_efficient_mp_breaks_a_pressure_tie_to_the_phase_with_more_halting_vehic
     pressure = controller.phase_pressure(sim)[0, 0]
     assert float(pressure[0]) == pytest.approx(1.0) and float(pressure[1]) == pytest.approx(1.0)
     assert controller.act(sim).tolist() == [[1]]
+
+
+def test_readings_at_their_thresholds_halting_is_strictly_slower_and_the_distance_is_inclusive():
+    """A vehicle at exactly 0.1 m/s is moving (halting is *slower than* halting_speed, CityFlow's
+    rule), in the lane detectors' count as in the approach detectors'; one exactly distance_m
+    from the stop line is within it."""
+    from envs.engine.readings import lane_halting
+
+    sim = placed(vehicles=[(W_STRAIGHT_LANE, 60.0, 0.1, W_STRAIGHT), (W_STRAIGHT_LANE, 40.0, 0.0, W_STRAIGHT)])
+    moving, halting = approach_by_lane(sim.network, sim.state, 60.0)
+    assert (int(moving[0, W_STRAIGHT_LANE]), int(halting[0, W_STRAIGHT_LANE])) == (1, 1)
+    assert int(lane_halting(sim.state, sim.network.num_lanes)[0, W_STRAIGHT_LANE]) == 1
+    moving, _ = approach_by_lane(sim.network, sim.state, 59.5)
+    assert int(moving[0, W_STRAIGHT_LANE]) == 0
