@@ -65,6 +65,9 @@ class _Geometry:
                 lanes.append((a + offset + shrink, b + offset - shrink, d))
         self.lanes = lanes
         self.width = max(1, int(round(lane_px * 0.8)))
+        # a stop bar spans its own lane only (lanes lie lane_px apart): a longer one painted over
+        # the end of the lane drawn before it, showing that lane in its neighbour's colour
+        self.bar_half_px = 0.4 * lane_px
         net = core.network
         self.lane_enters_signal = (net.road_end[net.lane_road] >= 0).tolist()
 
@@ -107,7 +110,7 @@ def render_frame(core, copy: int = 0) -> np.ndarray:
         draw.line([tuple(a), tuple(b)], fill=_queue_colour(fill[lane]), width=geometry.width)
         if geometry.lane_enters_signal[lane]:
             colour = "green" if lane_green[lane] else "yellow" if lane_yellow[lane] else "red"
-            normal = np.array([-d[1], d[0]]) * geometry.width
+            normal = np.array([-d[1], d[0]]) * geometry.bar_half_px
             draw.line([tuple(b - normal), tuple(b + normal)], fill=STOP_COLOURS[colour], width=3)
     draw.text((6, 4), f"{core.scenario.name}  t={int(state.t[copy])} s", fill=(40, 40, 40))
     return np.asarray(image, dtype=np.uint8)
