@@ -87,23 +87,25 @@ def test_queue_colour_runs_grey_to_yellow_to_red_and_holds_at_the_ends():
     assert quarter == (220, 205, 115) and three_quarters == (250, 120, 30)
 
 
-def test_each_lane_is_drawn_in_the_colour_of_its_own_queue():
+def test_each_lane_is_drawn_in_the_colour_of_its_own_queue_in_the_copy_asked_for():
     core = _one_junction(decision_interval_s=5)
-    _hold(core, [0, 0], 240)  # the other approaches queue at red
+    _hold(core, [0, 1], 240)  # the approaches held at red queue, different ones in each copy
     state, net = core.sim.state, core.network
-    frame = render_frame(core, 0)
-    geometry = _GEOMETRY[net]
-    counts = state.lane_count[0, : net.num_lanes].tolist()
+    frames = [render_frame(core, copy) for copy in range(2)]
+    geometry = _GEOMETRY[net]  # built by the first frame
     storage = (net.lane_length / VEHICLE_SPACING_M).clamp(min=1.0).tolist()
-    colours = []
-    for lane, (start, end, direction) in enumerate(geometry.lanes):
-        expected = _queue_colour(counts[lane] / storage[lane])
-        colours.append(expected)
-        across = np.array([-direction[1], direction[0]])  # a thin line: look a pixel either side too
-        drawn = [_pixel(frame, (start + end) / 2 + k * across) for k in (-1, 0, 1)]
-        # within 1 per channel: render divides in float32
-        assert any(max(abs(a - b) for a, b in zip(pixel, expected)) <= 1 for pixel in drawn), (lane, drawn)
-    assert len(set(colours)) >= 3  # empty and queued lanes alike: the fill is per lane, not one shade
+    assert not torch.equal(state.lane_count[0], state.lane_count[1])
+    for copy, frame in enumerate(frames):
+        counts = state.lane_count[copy, : net.num_lanes].tolist()
+        colours = []
+        for lane, (start, end, direction) in enumerate(geometry.lanes):
+            expected = _queue_colour(counts[lane] / storage[lane])
+            colours.append(expected)
+            across = np.array([-direction[1], direction[0]])  # a thin line: look a pixel either side too
+            drawn = [_pixel(frame, (start + end) / 2 + k * across) for k in (-1, 0, 1)]
+            # within 1 per channel: render divides in float32
+            assert any(max(abs(a - b) for a, b in zip(pixel, expected)) <= 1 for pixel in drawn), (copy, lane)
+        assert len(set(colours)) >= 3  # empty and queued lanes alike: the fill is per lane, not one shade
 
 
 def test_a_frame_is_an_image_of_the_network_and_names_its_time():
