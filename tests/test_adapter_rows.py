@@ -1,0 +1,115 @@
+"""The SB3 VecEnv and the Gymnasium environments against the batched core they wrap: sub-environment
+``b * I + i`` is intersection i of copy b in every array the SB3 VecEnv hands out, a copy that
+drains its demand ends and resets alone, SB3's seed reaches the core, and the attribute plumbing
+SB3 calls answers per sub-environment. Each is compared with a twin core stepped the same way."""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+
+import envs
+from envs.errors import CommandError, ConfigError
+from envs.rl.gym_env import TrafficSignalVectorEnv
+from envs.rl.signal_env import BatchedSignalEnv
+from envs.scenario import scenario_from_dicts
+from envs.scenario.generate import grid_roadnet, uniform_demand
+
+COPIES, SETTINGS = 2, {"episode_s": 600, "decision_interval_s": 10, "demand": {"mode": "poisson"}}
+
+
+def _short_demand_pair():
+    """Two junctions, demand over 30 s: each copy draws its own trips, so the copies drain apart."""
+    roadnet = grid_roadnet(1, 2, road_length=100.0)
+    return scenario_from_dicts(roadnet, uniform_demand(roadnet, rate_per_origin=200.0, horizon=30, seed=0),
+                               name="short_pair")
+
+
+def test_sb3_rows_follow_the_core_through_a_copy_that_ends_alone():
+    scenario = _short_demand_pair()
+    vec = envs.sb3_vec_env(scenario=scenario, copies=COPIES, **SETTINGS)
+    twin = BatchedSignalEnv(scenario, COPIES, **SETTINGS)
+    agents = vec.num_intersections
+    vec.seed(3)  # SB3 seeds sub-environment 0 with 3: the core's reset seed
+    obs = vec.reset()
+    twin_obs, _ = twin.reset(3)
+    assert np.array_equal(obs, twin_obs.reshape(COPIES * agents, -1).numpy())
+    alone = 0
+    for k in range(60):
+        actions = np.array([(k // 2 + n) % 4 for n in range(COPIES * agents)])
+        obs, rewards, dones, infos = vec.step(actions)
+        twin_obs, twin_reward, terminated, truncated, info = twin.step(torch.as_tensor(actions).reshape(COPIES, -1))
+        assert np.array_equal(obs, twin_obs.reshape(COPIES * agents, -1).numpy()), k
+        assert np.array_equal(rewards, twin_reward.reshape(-1).numpy()), k
+        ended = (terminated | truncated).tolist()
+        assert dones.tolist() == [ended[n // agents] for n in range(COPIES * agents)], k
+        for n, row in enumerate(infos):
+            b = n // agents
+            if not ended[b]:
+                assert row == {}, (k, n)
+                continue
+            assert np.array_equal(row["terminal_observation"], info["final_obs"][b, n % agents].numpy()), (k, n)
+            assert row["TimeLimit.truncated"] is bool(truncated[b]), (k, n)
+            assert row["episode_metrics"] == {name: float(v[b]) for name, v in info["episode"].items()}, (k, n)
+        if ended[0] != ended[1]:
+            alone += 1
+            assert bool(terminated.any()) and not bool(truncated.any())
+    assert alone > 0, "one copy's demand should drain before the other's"
+
+
+def test_sb3_plumbing_answers_per_sub_environment():
+    vec = envs.sb3_vec_env(scenario="grid_4x4", copies=COPIES, episode_s=100)
+    vec.reset()
+    vec.step(np.arange(vec.num_envs) % 4)
+    masks = vec.action_masks()
+    assert vec.get_attr("num_intersections", indices=5) == [16]
+    assert vec.get_attr("num_intersections", indices=[0, 31]) == [16, 16]
+    assert len(vec.get_attr("num_intersections")) == vec.num_envs
+    for n in (0, 5, 31):
+        assert np.array_equal(vec.env_method("action_masks", indices=n)[0], masks[n])
+    assert vec.env_is_wrapped(gymnasium.Wrapper) == [False] * vec.num_envs
+    assert vec.env_is_wrapped(gymnasium.Wrapper, indices=[3, 4]) == [False, False]
+    # the masks handed out are the caller's: writing to them changes nothing in the env
+    masks[:] = False
+    assert vec.action_masks().any(axis=1).all()
+
+
+def test_sb3_refuses_the_first_action_past_discrete_a():
+    vec = envs.sb3_vec_env(scenario="grid_1x1", copies=COPIES)
+    vec.reset()
+    with pytest.raises(CommandError, match=r"outside Discrete\(4\)") as refused:  # 4 is past 0..3
+        vec.step(np.array([4, 0]))
+    assert refused.value.value == 4
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_an_action_that_is_not_finite_is_refused(bad):
+    vec = envs.sb3_vec_env(scenario="grid_1x1", copies=COPIES)
+    vec.reset()
+    with pytest.raises(CommandError, match="whole numbers"):
+        vec.step(np.array([0.0, bad]))
+
+
+def test_the_single_env_reward_is_the_sum_over_its_intersections_and_copies_true_is_refused():
+    env = gymnasium.make(envs.ENV_ID, scenario="grid_4x4", episode_s=60, reward={"queue": 1.0, "pressure": 1.0})
+    env.reset(seed=0)
+    spread = 0
+    for k in range(5):
+        _, reward, _, _, info = env.step(np.full(16, k % 4))
+        assert reward == pytest.approx(float(info["agent_rewards"].astype(np.float64).sum()), rel=1e-6)
+        spread += len(set(info["agent_rewards"].tolist())) > 1
+    assert spread  # the intersections' rewards differ, so a mean or one row would not pass
+    with pytest.raises(ConfigError, match="copies.*one copy") as refused:  # True == 1 in Python
+        gymnasium.make(envs.ENV_ID, scenario="grid_1x1", copies=True)
+    assert refused.value.value is True
+
+
+def test_the_vector_info_marks_every_copy_for_each_key_and_render_gives_a_tuple():
+    vec = TrafficSignalVectorEnv(num_envs=COPIES, render_mode="rgb_array", scenario="grid_1x1")
+    _, info = vec.reset(seed=0)
+    _, _, _, _, info = vec.step(np.zeros((COPIES, 1), dtype=np.int64))
+    for key in ("action_mask", "t", "agent_rewards"):
+        assert info[f"_{key}"].tolist() == [True] * COPIES, key
+    assert isinstance(vec.render(), tuple)
