@@ -1,7 +1,8 @@
-"""The SB3 VecEnv and the Gymnasium environments against the batched core they wrap: sub-environment
-``b * I + i`` is intersection i of copy b in every array the SB3 VecEnv hands out, a copy that
-drains its demand ends and resets alone, SB3's seed reaches the core, and the attribute plumbing
-SB3 calls answers per sub-environment. Each is compared with a twin core stepped the same way."""
+"""The SB3 VecEnv, the Gymnasium and the TorchRL environments against the batched core they wrap:
+sub-environment ``b * I + i`` is intersection i of copy b in every array the SB3 VecEnv hands out,
+a copy that drains its demand ends and resets alone (TorchRL: its "next" holds the finished
+episode, a partial reset does not restart it twice), seeds reach the core, and the attribute
+plumbing SB3 calls answers per sub-environment. Each is compared with a twin core stepped alike."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import gymnasium
 import numpy as np
 import pytest
 import torch
+from tensordict import TensorDict
 
 import envs
 from envs.errors import CommandError, ConfigError
 from envs.rl.gym_env import TrafficSignalVectorEnv
 from envs.rl.signal_env import BatchedSignalEnv
+from envs.rl.torchrl_env import GROUP
 from envs.scenario import scenario_from_dicts
 from envs.scenario.generate import grid_roadnet, uniform_demand
 from tests.scenarios import uneven_grid
@@ -114,3 +117,58 @@ def test_the_vector_info_marks_every_copy_for_each_key_and_render_gives_a_tuple(
     for key in ("action_mask", "t", "agent_rewards"):
         assert info[f"_{key}"].tolist() == [True] * COPIES, key
     assert isinstance(vec.render(), tuple)
+
+
+def _pair_actions(k: int, intersections: int) -> torch.Tensor:
+    return torch.tensor([[(k // 2 + b + i) % 4 for i in range(intersections)] for b in range(COPIES)])
+
+
+def test_torchrl_env_follows_the_core_through_a_copy_that_ends_alone():
+    scenario = _short_demand_pair()
+    env = envs.torchrl_env(scenario=scenario, copies=COPIES, **SETTINGS)
+    twin = BatchedSignalEnv(scenario, COPIES, **SETTINGS)
+    env.set_seed(3)
+    td = env.reset()
+    twin_obs, _ = twin.reset(3)
+    assert torch.equal(td[GROUP, "observation"], twin_obs)
+    alone = 0
+    for k in range(60):
+        actions = _pair_actions(k, env.num_intersections)
+        td[GROUP, "action"] = actions
+        out, td = env.step_and_maybe_reset(td)
+        twin_obs, reward, terminated, truncated, info = twin.step(actions)
+        nxt = out["next"]
+        assert torch.equal(nxt[GROUP, "reward"], reward.unsqueeze(-1)), k
+        assert nxt["terminated"].view(-1).tolist() == terminated.tolist(), k
+        assert nxt["truncated"].view(-1).tolist() == truncated.tolist(), k
+        # "next" holds the finished episode's last observation, the root the new episode's first
+        assert torch.equal(nxt[GROUP, "observation"], info.get("final_obs", twin_obs)), k
+        assert torch.equal(td[GROUP, "observation"], twin_obs), k
+        ended = (terminated | truncated).tolist()
+        if any(ended):
+            for name, value in info["episode"].items():
+                assert torch.equal(env.last_info["episode"][name], value), (k, name)
+        alone += ended[0] != ended[1]
+    assert alone > 0, "one copy's demand should drain before the other's"
+
+
+def test_a_partial_reset_leaves_a_copy_the_step_already_restarted_alone():
+    env = envs.torchrl_env(scenario=_short_demand_pair(), copies=COPIES, **SETTINGS)
+    td = env.reset()
+    for k in range(60):
+        td[GROUP, "action"] = _pair_actions(k, env.num_intersections)
+        td = env.step(td)
+        done = td["next", "done"].view(-1)
+        td = env.step_mdp(td)
+        if bool(done.any()) and not bool(done.all()):
+            break
+    else:
+        pytest.fail("one copy's demand should drain before the other's")
+    ended, running = int(done.int().argmax()), int((~done).int().argmax())
+    draws = env.core.next_sample
+    env.reset(TensorDict({"_reset": torch.arange(COPIES).eq(running).view(COPIES, 1)}, [COPIES]))
+    assert env.core.next_sample == draws + 1 and int(env.core.sim.state.t[running]) == 0
+    t_ended = int(env.core.sim.state.t[ended])
+    # the autoreset copy is still fresh: naming it now starts no second episode, draws no sample
+    env.reset(TensorDict({"_reset": torch.arange(COPIES).eq(ended).view(COPIES, 1)}, [COPIES]))
+    assert env.core.next_sample == draws + 1 and int(env.core.sim.state.t[ended]) == t_ended

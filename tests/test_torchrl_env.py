@@ -114,8 +114,9 @@ def test_autoreset_draws_each_demand_sample_once_and_seeds():
     env.rollout(7, break_when_any_done=False, auto_reset=False, tensordict=env.reset())
     # the reset restarted nothing new (no seed left), the boundary drew one sample per copy
     assert env.core.next_sample == 11
-    with pytest.raises(ConfigError, match="'seed'"):
-        env.set_seed(-1)
+    for bad in (-1, True):  # True would seed 1
+        with pytest.raises(ConfigError, match="'seed'"):
+            env.set_seed(bad)
 
 
 def test_a_partial_reset_restarts_only_the_named_copies():
@@ -130,11 +131,12 @@ def test_a_partial_reset_restarts_only_the_named_copies():
     assert torch.equal(out[GROUP, "observation"], env.core.observe())
     assert not out["done"].any()
     # the group's own "_reset" works too: any intersection of a copy restarts the copy
+    env.step(env.rand_action(out))
     group_reset = torch.zeros(2, env.num_intersections, 1, dtype=torch.bool)
     group_reset[1, 3] = True
     group = TensorDict({"_reset": group_reset}, [2, env.num_intersections])
     env.reset(TensorDict({GROUP: group}, [2]))
-    assert env.core.sim.state.t.tolist() == [0, 0]
+    assert env.core.sim.state.t.tolist() == [10, 0]  # copy 0 kept its episode: not a full reset
 
 
 def test_bad_actions_are_command_errors():
@@ -149,8 +151,9 @@ def test_bad_actions_are_command_errors():
         step_with(torch.zeros(2, I + 1, dtype=torch.int64))
     with pytest.raises(CommandError, match=r"intersections\.action\.shape"):
         step_with(torch.zeros(2, I, env.max_actions, dtype=torch.int64))  # one-hot is not taken
-    with pytest.raises(CommandError, match=r"intersections\.action\.dtype"):
-        step_with(torch.zeros(2, I, dtype=torch.float32))
+    for dtype in (torch.float32, torch.bool):  # a bool mask is not a choice of action either
+        with pytest.raises(CommandError, match=r"intersections\.action\.dtype"):
+            step_with(torch.zeros(2, I, dtype=dtype))
     with pytest.raises(CommandError, match=r"intersections\.action'"):
         env.step(TensorDict({}, [2]))
     for bad in (-1, env.max_actions):
