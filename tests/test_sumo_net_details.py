@@ -4,6 +4,7 @@ signal character means, and which approximations the report counts."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import pytest
@@ -11,8 +12,8 @@ import pytest
 from envs.scenario.sumo import import_sumo
 from envs.scenario.sumo.net_reader import passenger_allowed, read_net
 from envs.scenario.sumo.programs import link_state
-from envs.scenario.sumo.to_roadnet import gridlight_lanes
-from tests.sumo_fixtures import NET, write_tiny
+from envs.scenario.sumo.to_roadnet import gridlight_lanes, simulated_road_lengths, turnaround_only_junctions
+from tests.sumo_fixtures import DETOUR, NET, write_tiny
 
 # NC -> CN turns around at C, after the fixture's three connections (road link 3); TL puts it on
 # the traffic light at linkIndex 3, green ('G') in the first phase only
@@ -93,6 +94,9 @@ def test_a_turnaround_at_a_signal_yields_when_it_may_go(tmp_path, net, tl, green
     assert [p["availableRoadLinks"] for p in phases] == green
     assert [p["permissiveRoadLinks"] for p in phases] == permissive
     assert imported.report.counts.get("unsignalised_links_at_signals", 0) == (tl == "")
+    assert _light(imported)["roadLinks"][3]["type"] == "turn_left"  # CityFlow has no turnaround type
+    # approaches are the roads coming in (WC and NC), not the movements
+    assert imported.report.counts["signalised_junctions_with_2_approaches"] == 1
 
 
 def test_a_program_red_in_every_phase_stays_red(tmp_path):
@@ -121,3 +125,73 @@ def test_only_consecutive_phases_without_a_transition_and_with_the_same_greens_m
     assert [(p["time"], p["availableRoadLinks"], p["permissiveRoadLinks"])
             for p in _light(imported)["trafficLight"]["lightphases"]] == phases
     assert "equal_phases_merged" not in imported.report.counts
+
+
+def test_a_lane_speed_of_exactly_1000_m_s_is_read(tmp_path):
+    fast = NET.replace('id="CE_0" index="0" speed="10"', 'id="CE_0" index="0" speed="1000"')
+    net = read_net(write_tiny(tmp_path, fast) / "tiny.net.xml")
+    assert net.edges["CE"].lanes[0].speed == 1000.0  # only a speed beyond 1000 m/s is refused
+
+
+def test_only_a_junction_with_nothing_but_turnarounds_is_the_boundary(tmp_path):
+    # E: CE turns around into EC; C: NC turns around into CN beside its other movements
+    net = NET.replace("</net>", '<edge id="EC" from="E" to="C"><lane id="EC_0" index="0" speed="10" length="200" '
+                      'shape="310,-2 110,-2"/></edge>\n<connection from="CE" to="EC" fromLane="0" toLane="0" '
+                      'dir="t"/>\n</net>').replace("</net>", TURNAROUND.replace("TL", ""))
+    assert turnaround_only_junctions(read_net(write_tiny(tmp_path, net) / "tiny.net.xml")) == {"E"}
+    counts = import_sumo(tmp_path).report.counts  # no vehicle turns at E: it stays a dead end
+    assert counts["turnarounds_at_boundary_left_out"] == 1 and "boundary_turnarounds_kept" not in counts
+
+
+def test_a_lane_shape_more_than_1_percent_off_the_lane_length_is_counted(tmp_path):
+    # CE is drawn 200 m long; SUMO drives its length attribute
+    counts = import_sumo(write_tiny(tmp_path, NET.replace('speed="10" length="200"', 'speed="10" length="204"'))
+                         ).report.counts
+    assert counts["edges_length_differs_from_shape"] == 1
+    assert "edges_length_differs_from_shape" not in import_sumo(write_tiny(tmp_path / "tiny")).report.counts
+
+
+def test_a_lane_link_the_net_does_not_connect_is_as_long_as_the_movements_connected_ones(tmp_path):
+    # CE gets a second lane; WC lane 1 -> CE lane 0 (7.5 m) is the movement's only connection
+    net = NET.replace('shape="110,1 310,1"/>', 'shape="110,1 310,1"/><lane id="CE_1" index="1" speed="10" '
+                      'length="200" shape="110,4 310,4"/>')
+    straight = next(link for link in _light(import_sumo(write_tiny(tmp_path, net)))["roadLinks"]
+                    if link["endRoad"] == "CE" and link["startRoad"] == "WC")
+    lengths = {(x["startLaneIndex"], x["endLaneIndex"]): math.dist(*((p["x"], p["y"]) for p in x["points"]))
+               for x in straight["laneLinks"]}
+    assert lengths == pytest.approx({(1, 0): 7.5, (1, 1): 7.5})
+
+
+def test_only_junctions_with_movements_to_order_are_reported_without_right_of_way(tmp_path):
+    # a net without <request>s: C (3 movements) and E (CE -> EX, NE -> EX) lack SUMO's right of way;
+    # N has one movement (CN -> NE), which yields to nothing
+    counts = import_sumo(write_tiny(tmp_path, NET.replace("</net>", DETOUR.replace("SPEED", "5")))).report.counts
+    assert counts["junctions_without_right_of_way"] == 2
+
+
+@pytest.mark.parametrize("state, permissive, relaxed", [
+    ("rGG", [2], 1),  # two priority greens crossing: the later one yields, counted
+    ("rgG", [1], 0),  # a permissive green crossing a priority one: it already yields
+])
+def test_crossing_priority_greens_relax_only_where_neither_yields(tmp_path, state, permissive, relaxed):
+    # the west left turn (1) and the north left turn (2) cross inside C
+    program = f'<phase duration="30" state="{state}"/><phase duration="20" state="Grr"/>'
+    net = NET.split("<phase")[0] + program + "\n  </tlLogic>" + NET.split("</tlLogic>")[1]
+    imported = import_sumo(write_tiny(tmp_path, net))
+    assert _light(imported)["trafficLight"]["lightphases"][0]["permissiveRoadLinks"] == permissive
+    assert imported.report.counts.get("crossing_priority_greens_relaxed", 0) == relaxed
+
+
+def test_a_connection_outside_the_junctions_int_lanes_is_counted_without_right_of_way(tmp_path):
+    # C's requests name three links, but NC -> CE drives through no internal lane: no link of its own
+    net = NET.replace('<junction id="C" type="traffic_light" x="105" y="0"/>',
+                      '<junction id="C" type="traffic_light" x="105" y="0" intLanes=":C_0_0 :C_1_0 :C_2_0">'
+                      + "".join(f'<request index="{k}" response="000"/>' for k in range(3)) + "</junction>")
+    counts = import_sumo(write_tiny(tmp_path, net)).report.counts
+    assert counts["connections_without_right_of_way"] == 1 and "junctions_without_right_of_way" not in counts
+
+
+def test_an_edge_without_a_passenger_lane_has_its_lanes_length_for_sensing(tmp_path):
+    net = NET.replace("</net>", '<edge id="RR" from="W" to="E"><lane id="RR_0" index="0" allow="rail" speed="40" '
+                      'length="300" shape="0,-10 310,-10"/></edge>\n</net>')
+    assert simulated_road_lengths(read_net(write_tiny(tmp_path, net) / "tiny.net.xml"))["RR"] == 300.0
