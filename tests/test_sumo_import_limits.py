@@ -10,6 +10,7 @@ import pytest
 
 from envs.errors import ScenarioError
 from envs.scenario.departures import MAX_VEHICLES
+from envs.scenario.json_fields import MISSING
 from envs.scenario.sumo import import_sumo
 from envs.scenario.sumo.pinned_routes import routes_driven
 from tests.sumo_fixtures import CONFIG, NET, ROUTES, write_tiny
@@ -36,6 +37,30 @@ SECOND_EDGE = ('<edge id="CE" from="C" to="E"><lane id="CE_9" index="0" speed="2
      "</vehicle></interval></routes>", "interval.vehicle[id=x]", "vehicle"),
     ("routes", '<flow id="f0" begin="110" end="120"', '<interval end="105"><flow id="f0" begin="110"',
      "interval@end", "105"),
+    # an empty attribute is a missing one; negative lane indices, a one-point shape, a speed of 0, lanes not
+    # numbered 0..n-1, a lane, light or signal index the net does not have, and a window of no time
+    ("config", 'value="tiny.net.xml"', 'value=""', "input.net-file@value", MISSING),
+    ("net", 'fromLane="1" toLane="0"', 'fromLane="-1" toLane="0"', "connection[0]@fromLane", "-1"),
+    ("net", 'shape="110,1 310,1"', 'shape="110,1"', "edge[id=CE].lane[id=CE_0]@shape", "110,1"),
+    ("net", 'id="CE_0" index="0" speed="10"', 'id="CE_0" index="0" speed="0"', "edge[id=CE].lane[id=CE_0]@speed",
+     "0"),
+    ("net", 'id="CE_0" index="0"', 'id="CE_0" index="1"', "edge[id=CE]@lane@index", [1]),
+    ("net", 'fromLane="0" toLane="0" tl="C" linkIndex="2"', 'fromLane="0" toLane="1" tl="C" linkIndex="2"',
+     "connection[2]@toLane", 1),
+    ("net", 'tl="C" linkIndex="0"', 'tl="Z" linkIndex="0"', "connection[0]@tl", "Z"),
+    ("net", 'tl="C" linkIndex="2"', 'tl="C" linkIndex="3"', "connection[2]@linkIndex", 3),
+    pytest.param("net", NET, NET.replace('<net version="1.9">', "<network>").replace("</net>", "</network>"),
+                 "<root>", "network", id="not-a-net"),
+    pytest.param("net", NET, NET.replace('tl="C" linkIndex="2"', 'tl="D" linkIndex="2"').replace(
+        "<junction id=\"W\"", '<tlLogic id="D"><phase duration="9" state="GGG"/></tlLogic><junction id="W"'),
+        "junction[id=C]", ["C", "D"], id="two-lights"),
+    ("config", '<end value="160"/>', '<end value="100"/>', "time.end@value", 100.0),
+    ("routes", 'id="t0" depart="100.4"', 'id="t0" depart="-1"', "trip[id=t0]@depart", "-1"),
+    ("routes", 'begin="110" end="120" period="4"', 'begin="-10" end="120" period="4"', "flow[id=f0]@begin", "-10"),
+    ("routes", 'period="4"', 'period="0.0004"', "flow[id=f0]@period", "0.0004"),  # 0 on SUMO's ms clock
+    ("routes", "</routes>", '<routeDistribution id="d"/></routes>', "routeDistribution[id=d]", "routeDistribution"),
+    ("routes", 'tau="1.5"/>', 'tau="1.5"><carFollowing-Krauss/><carFollowing-IDM/></vType>', "vType[id=car]",
+     "carFollowing-IDM"),
 ])
 def test_refused_inputs_name_file_element_attribute_and_value(tmp_path, file, old, new, field, value):
     texts = {"net": NET, "routes": ROUTES, "config": CONFIG}
