@@ -11,15 +11,13 @@ from envs.engine import EngineParams, Simulator
 from envs.engine.right_of_way import COMING_SPEED, permissive_greens
 from envs.engine.signals import Signals
 from envs.errors import ConfigError, ScenarioError
-from envs.scenario import (load_scenario, scenario_from_dicts, scenario_from_files,
-                           scenario_from_sumo)
+from envs.scenario import load_scenario, scenario_from_dicts, scenario_from_files, scenario_from_sumo
 from envs.scenario.cityflow import write_cityflow
 from envs.scenario.roadnet_parser import parse_roadnet
 from envs.scenario.sumo import import_sumo
 from envs.scenario.sumo.net_reader import read_net
 from tests.engine_checks import check_all, step_signals
-from tests.minimal_scenario import (_boundary, _junction, _road_link, assert_names_everything,
-                                    make_road)
+from tests.minimal_scenario import _boundary, _junction, _road_link, assert_names_everything, make_road
 from tests.sumo_fixtures import NET, write_tiny
 
 GAP_S = EngineParams().yield_gap_s
@@ -278,11 +276,16 @@ def test_the_importer_reads_sumos_right_of_way(tmp_path):
     assert network.yield_minor.numel() == 1
 
 
-def test_a_response_of_the_wrong_width_is_refused(tmp_path):
-    broken = RIGHT_OF_WAY_NET.replace('index="1" response="001"', 'index="1" response="01"')
+@pytest.mark.parametrize("old, new, field", [
+    ('index="1" response="001"', 'index="1" response="01"', "junction[id=C].request[1]@response"),
+    ('index="1" response="001"', 'index="0" response="001"', "junction[id=C].request[1]@index"),  # twice
+    ('<request index="2" response="000" foes="000" cont="0"/>', "", "junction[id=C]@request"),  # none for 2
+])
+def test_a_bad_request_is_refused(tmp_path, old, new, field):
+    broken = RIGHT_OF_WAY_NET.replace(old, new)
     with pytest.raises(ScenarioError) as error:
         read_net(write_tiny(tmp_path / "bad", broken) / "tiny.net.xml")
-    assert error.value.field.endswith("request[1]@response")
+    assert error.value.field == field
 
 
 def test_ingolstadt1_minor_road_yields_at_its_merge(datasets_dir):
