@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
 import pytest
 
 from envs.errors import ScenarioError
@@ -50,7 +52,24 @@ def test_trips_drive_the_routes_the_file_gives_and_the_rest_stay_trips(tmp_path)
         scenario_from_sumo(folder).info["sumo_report"]["trips_routed_shortest_free_flow"] - 2)
 
 
-def test_a_vehroute_vehicle_without_a_route_names_the_file_and_the_vehicle(tmp_path):
-    (tmp_path / "vr.xml").write_text('<routes><vehicle id="w1" depart="1"/></routes>')
+@pytest.mark.parametrize("vehicle", ['<vehicle id="w1" depart="1"/>',
+                                     '<vehicle id="w1" depart="1"><route edges="WC CE"/><route/></vehicle>'])
+def test_a_vehroute_vehicle_without_a_route_names_the_file_and_the_vehicle(tmp_path, vehicle):
+    (tmp_path / "vr.xml").write_text(f"<routes>{vehicle}</routes>")
     with pytest.raises(ScenarioError, match=r"vr\.xml: field 'vehicle\[id=w1\]/route@edges'"):
         routes_driven(tmp_path / "vr.xml")
+
+
+def test_pinned_trips_become_vehicles_without_their_trip_attributes(tmp_path):
+    # t0 (WC -> CN) is pinned too, on its one route: two origin/destination pairs, one on two routes
+    folder = write_tiny(tmp_path / "tiny", NET.replace("</net>", DETOUR.replace("SPEED", "5")), TWO_TRIPS)
+    (tmp_path / "vr.xml").write_text(VEHROUTES.replace("</routes>", '<vehicle id="t0" depart="100.40">'
+                                                       '<route edges="WC CN"/></vehicle></routes>'))
+    (tmp_path / "pinned").mkdir()
+    _, counts = pin_routes(read_config(find_config(folder)), routes_driven(tmp_path / "vr.xml"), tmp_path / "pinned")
+    assert counts == {"trips_pinned": 3, "trips_left_unpinned": 0, "od_pairs_pinned": 2,
+                      "od_pairs_on_several_routes": 1}
+    written = ET.parse(tmp_path / "pinned" / "pinned_0.rou.xml").getroot()
+    pinned = {v.get("id"): v for v in written.iter("vehicle") if v.get("id") in ("w1", "w2", "t0")}
+    assert {k: sorted(v.attrib) for k, v in pinned.items()} == {k: ["depart", "id", "type"] for k in pinned}
+    assert pinned["t0"].find("route").get("edges") == "WC CN" and not list(written.iter("trip"))
