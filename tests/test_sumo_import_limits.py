@@ -59,6 +59,16 @@ SECOND_EDGE = ('<edge id="CE" from="C" to="E"><lane id="CE_9" index="0" speed="2
     ("routes", 'begin="110" end="120" period="4"', 'begin="-10" end="120" period="4"', "flow[id=f0]@begin", "-10"),
     ("routes", 'period="4"', 'period="0.0004"', "flow[id=f0]@period", "0.0004"),  # 0 on SUMO's ms clock
     ("routes", "</routes>", '<routeDistribution id="d"/></routes>', "routeDistribution[id=d]", "routeDistribution"),
+    # an edge without lanes, a phase of no time, a program without phases, a route of no edges, an unknown
+    # direction, and a demand of which no vehicle departs in the window
+    ("net", '<edge id="CN" from="C" to="N"><lane id="CN_0" index="0" speed="8" length="50" shape="106,5 106,55"/>',
+     '<edge id="CN" from="C" to="N">', "edge[id=CN]", "CN"),
+    ("net", 'duration="20" state="rrG"', 'duration="0" state="rrG"', "tlLogic[id=C].phase[2]@duration", "0"),
+    ("net", 'offset="0">', 'offset="0"/><tlLogic id="C2">', "tlLogic[id=C]", "C"),
+    ("net", 'linkIndex="0" dir="s"', 'linkIndex="0" dir="x"', "connection[0]@dir", "x"),
+    ("routes", 'id="v0" depart="100.0" type="car"><route edges="WC CE"/>',
+     'id="v0" depart="100.0" type="car"><route edges=" "/>', "vehicle[id=v0].route@edges", ""),
+    ("routes", '<vType id="car"', '<vType id="car" vClass="bicycle"', "<routes>", 7),
     ("routes", 'tau="1.5"/>', 'tau="1.5"><carFollowing-Krauss/><carFollowing-IDM/></vType>', "vType[id=car]",
      "carFollowing-IDM"),
 ])
