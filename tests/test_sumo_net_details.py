@@ -13,7 +13,7 @@ from envs.scenario.sumo import import_sumo
 from envs.scenario.sumo.net_reader import passenger_allowed, read_net
 from envs.scenario.sumo.programs import link_state
 from envs.scenario.sumo.to_roadnet import gridlight_lanes, simulated_road_lengths, turnaround_only_junctions
-from tests.sumo_fixtures import DETOUR, NET, write_tiny
+from tests.sumo_fixtures import DETOUR, NET, ROUTES, write_tiny
 
 # NC -> CN turns around at C, after the fixture's three connections (road link 3); TL puts it on
 # the traffic light at linkIndex 3, green ('G') in the first phase only
@@ -141,6 +141,12 @@ def test_only_a_junction_with_nothing_but_turnarounds_is_the_boundary(tmp_path):
     assert turnaround_only_junctions(read_net(write_tiny(tmp_path, net) / "tiny.net.xml")) == {"E"}
     counts = import_sumo(tmp_path).report.counts  # no vehicle turns at E: it stays a dead end
     assert counts["turnarounds_at_boundary_left_out"] == 1 and "boundary_turnarounds_kept" not in counts
+    # a vehicle whose given route turns there keeps E's turnaround (an unsignalised intersection)
+    turning = ROUTES.replace('type="car"><route edges="WC CE"/></vehicle>\n  <trip',
+                             'type="car"><route edges="WC CE EC"/></vehicle>\n  <trip')
+    imported = import_sumo(write_tiny(tmp_path / "turning", net, turning))
+    assert imported.report.counts["boundary_turnarounds_kept"] == 1
+    assert ["WC", "CE", "EC"] in [v["route"] for v in imported.flow]
 
 
 def test_a_lane_shape_more_than_1_percent_off_the_lane_length_is_counted(tmp_path):
@@ -195,3 +201,7 @@ def test_an_edge_without_a_passenger_lane_has_its_lanes_length_for_sensing(tmp_p
     net = NET.replace("</net>", '<edge id="RR" from="W" to="E"><lane id="RR_0" index="0" allow="rail" speed="40" '
                       'length="300" shape="0,-10 310,-10"/></edge>\n</net>')
     assert simulated_road_lengths(read_net(write_tiny(tmp_path, net) / "tiny.net.xml"))["RR"] == 300.0
+    # the import leaves RR out, and the connection from WC's sidewalk
+    sidewalk = net.replace("</net>", '<connection from="WC" to="CE" fromLane="0" toLane="0" dir="s"/>\n</net>')
+    counts = import_sumo(write_tiny(tmp_path / "sidewalk", sidewalk)).report.counts
+    assert (counts["non_passenger_edges_left_out"], counts["connections_of_non_passenger_lanes"]) == (1, 1)
