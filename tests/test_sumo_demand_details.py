@@ -117,3 +117,9 @@ def test_a_flows_own_begin_and_end_go_before_its_intervals(tmp_path):
     assert [v["startTime"] for v in _flow_only(tmp_path, grouped).flow] == [10, 14, 18, 22, 26]
     early_end = '<interval begin="100" end="130">' + FLOW.replace('begin="110" ', "") + "</interval>"
     assert [v["startTime"] for v in _flow_only(tmp_path / "end", early_end).flow] == [0, 4, 8, 12, 16]
+
+
+def test_a_config_without_begin_begins_at_0_as_sumo(tmp_path):
+    imported = import_sumo(write_tiny(tmp_path, config=CONFIG.replace('<begin value="100"/>', "")))
+    assert imported.config.begin == 0.0 and "begin_shift_s" not in imported.report.counts
+    assert [v["startTime"] for v in imported.flow] == [50, 100, 101, 110, 114, 118]  # "late" (200) is after 160

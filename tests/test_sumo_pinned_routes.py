@@ -10,7 +10,7 @@ from envs.errors import ScenarioError
 from envs.scenario import scenario_from_sumo
 from envs.scenario.sumo.config import find_config, read_config
 from envs.scenario.sumo.pinned_routes import pin_routes, routes_driven
-from tests.sumo_fixtures import DETOUR, NET, ROUTES, write_tiny
+from tests.sumo_fixtures import CONFIG, DETOUR, NET, ROUTES, write_tiny
 
 # two trips from WC to EX; free flow prefers WC-CE-EX when NE's limit is 5 m/s
 TWO_TRIPS = ROUTES.replace("</routes>", '<trip id="w1" depart="101" type="car" from="WC" to="EX"/>'
@@ -61,12 +61,16 @@ def test_a_vehroute_vehicle_without_a_route_names_the_file_and_the_vehicle(tmp_p
 
 
 def test_pinned_trips_become_vehicles_without_their_trip_attributes(tmp_path):
-    # t0 (WC -> CN) is pinned too, on its one route: two origin/destination pairs, one on two routes
-    folder = write_tiny(tmp_path / "tiny", NET.replace("</net>", DETOUR.replace("SPEED", "5")), TWO_TRIPS)
+    # t0 (WC -> CN) is pinned too, on its one route: two origin/destination pairs, one on two routes; the
+    # pinned config keeps every digit of the begin
+    config = CONFIG.replace('<begin value="100"/>', '<begin value="99.1234567"/>')
+    folder = write_tiny(tmp_path / "tiny", NET.replace("</net>", DETOUR.replace("SPEED", "5")), TWO_TRIPS, config)
     (tmp_path / "vr.xml").write_text(VEHROUTES.replace("</routes>", '<vehicle id="t0" depart="100.40">'
                                                        '<route edges="WC CN"/></vehicle></routes>'))
     (tmp_path / "pinned").mkdir()
-    _, counts = pin_routes(read_config(find_config(folder)), routes_driven(tmp_path / "vr.xml"), tmp_path / "pinned")
+    pinned_config, counts = pin_routes(read_config(find_config(folder)), routes_driven(tmp_path / "vr.xml"),
+                                       tmp_path / "pinned")
+    assert pinned_config.begin == 99.1234567
     assert counts == {"trips_pinned": 3, "trips_left_unpinned": 0, "od_pairs_pinned": 2,
                       "od_pairs_on_several_routes": 1}
     written = ET.parse(tmp_path / "pinned" / "pinned_0.rou.xml").getroot()
