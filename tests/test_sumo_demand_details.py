@@ -41,13 +41,13 @@ def test_a_vtype_silent_but_for_its_class_takes_sumos_defaults_for_the_class(tmp
 
 def test_vtype_attributes_the_engine_does_not_follow_are_counted(tmp_path):
     flow = FLOW.replace('type="car"', 'type="x"').replace(
-        "<flow", '<vType id="x" vClass="moped" accel="2" speedFactor="1.1" laneChangeModel="SL2015"/><flow')
+        "<flow", '<vType id="x" vClass="moped" accel="2" width="2.2" speedFactor="1.1" laneChangeModel="SL2015"/><flow')
     imported = _flow_only(tmp_path, flow + '<param key="a" value="b"/>')
     assert {k: v for k, v in imported.report.counts.items() if k.startswith(("vtype_", "vclass_", "unknown_"))} == {
         "vclass_moped_with_passenger_defaults": 1, "vtype_speedFactor_ignored": 1, "vtype_laneChangeModel_ignored": 1,
         "unknown_element_param_ignored": 1}
     vehicle = imported.flow[0]["vehicle"]
-    assert (vehicle["maxPosAcc"], vehicle["usualPosAcc"], vehicle["length"]) == (2.0, 2.0, 5.0)
+    assert (vehicle["maxPosAcc"], vehicle["usualPosAcc"], vehicle["width"], vehicle["length"]) == (2.0, 2.0, 2.2, 5.0)
 
 
 @pytest.mark.parametrize("flow, departures, counted", [
@@ -123,3 +123,11 @@ def test_a_config_without_begin_begins_at_0_as_sumo(tmp_path):
     imported = import_sumo(write_tiny(tmp_path, config=CONFIG.replace('<begin value="100"/>', "")))
     assert imported.config.begin == 0.0 and "begin_shift_s" not in imported.report.counts
     assert [v["startTime"] for v in imported.flow] == [50, 100, 101, 110, 114, 118]  # "late" (200) is after 160
+
+
+def test_a_route_through_unconnected_edges_names_the_pair(tmp_path):
+    routes = ROUTES.replace('"100.0" type="car"><route edges="WC CE"/>', '"100.0" type="car"><route edges="WC CE NC"/>')
+    with pytest.raises(ScenarioError, match="route edges 1 and 2 are not connected: the net has no <connection> "
+                       "from 'CE' to 'NC'") as error:
+        import_sumo(write_tiny(tmp_path, routes=routes))
+    assert (error.value.field, error.value.value) == ("vehicle[id=v0]@edges", "CE NC")

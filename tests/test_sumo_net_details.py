@@ -95,6 +95,7 @@ def test_a_turnaround_at_a_signal_yields_when_it_may_go(tmp_path, net, tl, green
     assert [p["permissiveRoadLinks"] for p in phases] == permissive
     assert imported.report.counts.get("unsignalised_links_at_signals", 0) == (tl == "")
     assert _light(imported)["roadLinks"][3]["type"] == "turn_left"  # CityFlow has no turnaround type
+    assert imported.report.counts["turnarounds_permissive"] == 1
     # approaches are the roads coming in (WC and NC), not the movements
     assert imported.report.counts["signalised_junctions_with_2_approaches"] == 1
 
@@ -205,3 +206,19 @@ def test_an_edge_without_a_passenger_lane_has_its_lanes_length_for_sensing(tmp_p
     sidewalk = net.replace("</net>", '<connection from="WC" to="CE" fromLane="0" toLane="0" dir="s"/>\n</net>')
     counts = import_sumo(write_tiny(tmp_path / "sidewalk", sidewalk)).report.counts
     assert (counts["non_passenger_edges_left_out"], counts["connections_of_non_passenger_lanes"]) == (1, 1)
+
+
+def test_roads_keep_their_lanes_speeds_leftmost_first_at_sumos_default_width(tmp_path):
+    roads = {road["id"]: road for road in import_sumo(write_tiny(tmp_path)).roadnet["roads"]}
+    assert roads["WC"]["lanes"] == [{"width": 3.2, "maxSpeed": 12.0}, {"width": 3.2, "maxSpeed": 10.0}]
+
+
+def test_internal_junctions_are_not_junctions_and_a_cycle_of_internal_lanes_counts_each_once(tmp_path):
+    # :C_0_0 (7.5 m) continues on itself: a malformed chain, read once rather than forever
+    cycle = '<connection from=":C_0" to="CE" fromLane="0" toLane="0" via=":C_0_0"/>\n</net>'
+    net = NET.replace('<junction id="W"', '<junction id=":C_1_0" type="internal" x="105" y="5"/><junction id="W"'
+                      ).replace("</net>", cycle)
+    read = read_net(write_tiny(tmp_path, net) / "tiny.net.xml")
+    assert set(read.junctions) == {"W", "C", "E", "N"}
+    straight = next(c for c in read.connections if (c.from_edge, c.to_edge) == ("WC", "CE"))
+    assert (straight.via, straight.length) == ((":C_0_0",), 7.5)
