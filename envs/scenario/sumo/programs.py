@@ -14,8 +14,9 @@ commanded phase. The translation:
   transition: its duration is added to the next green phase (cyclically), so that the cycle
   length and each green's start match SUMO's program (the green itself then starts after
   gridlight's intergreen); consecutive phases with the same greens are merged;
-- movements of a signalised junction that no traffic light controls, and turnarounds, are
-  permissive greens in every phase; a junction without any signal gets one all-permissive phase.
+- movements of a signalised junction that no traffic light controls (turnarounds included) are
+  permissive greens in every phase; a turnaround the light controls shows its signal's greens,
+  always as permissive ones; a junction without any signal gets one all-permissive phase.
 """
 
 from __future__ import annotations
