@@ -20,7 +20,7 @@ from agents.ppo.torchrl_policy import CHECKPOINT_FORMAT, read_torchrl_checkpoint
 from envs.errors import CheckpointError, ConfigError, ModelError
 from tests.conftest import REPO_ROOT
 from tests.minimal_scenario import assert_names_everything
-from tests.test_train import train_config, tiny_run
+from tests.test_train import tiny_run, train_config
 
 
 @pytest.mark.parametrize("override, key, says", [
@@ -45,6 +45,23 @@ def test_bad_training_config_values_name_their_key(override, key, says):
     assert caught.value.field == key and caught.value.source == "<config>"
     assert str(caught.value.value) == override.split("=", 1)[1]
     assert f"field {key!r} = {caught.value.value!r}:" in str(caught.value)
+
+
+@pytest.mark.parametrize("changes, overrides, key, value, says", [
+    ({"agent__batch_size": 1}, [], "agent.batch_size", 1, "must be >= 2"),  # normalising advantages needs two
+    ({}, ["agent=mappo", "trainer=sb3"], "trainer", "sb3", "trains with trainer=torchrl"),
+    ({}, ["agent.policy=independent", "agent.intersection_id=false"], "agent.intersection_id", False,
+     "picks each row's weights from the intersection_id feature"),
+    ({}, ["agent.net_arch=[64,0]"], "agent.net_arch[1]", 0, "layer widths must be >= 1"),
+    ({}, ["agent.gamma=0.0"], "agent.gamma", 0.0, r"must be in \(0, 1\]"),  # gamma 0 would see no future
+    ({}, ["agent.gae_lambda=1.5"], "agent.gae_lambda", 1.5, r"must be in \[0, 1\]"),
+    ({}, ["agent.reward_scale=0.0"], "agent.reward_scale", 0.0, "must be > 0"),
+    ({"train__threads": 0}, [], "train.threads", 0, "must be >= 1 or null"),
+])
+def test_agent_values_the_trainers_cannot_use_name_their_key(changes, overrides, key, value, says):
+    with pytest.raises(ConfigError, match=says) as caught:
+        check_config(train_config(*tiny_run(**changes), *overrides))
+    assert (caught.value.field, caught.value.value) == (key, value)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
