@@ -58,10 +58,39 @@ def exported_uneven(tmp_path_factory):
     return _CACHE["uneven"]
 
 
+def minimal_roadnet_one_lane_in() -> dict:
+    """tests/minimal_scenario.py's two junctions with a single lane into A (B has two): A's
+    readings are padded with a second lane; A's phase 1 serves nothing, so switching 0 -> 1
+    removes a green and 1 -> 0 does not (an intergreen table that is not symmetric)."""
+    from tests.minimal_scenario import minimal_roadnet
+
+    roadnet = minimal_roadnet()
+    roadnet["roads"][0]["lanes"] = roadnet["roads"][0]["lanes"][:1]
+    for lane_link in roadnet["intersections"][1]["roadLinks"][0]["laneLinks"]:
+        lane_link["startLaneIndex"] = 0
+    return roadnet
+
+
+def exported_minimal(tmp_path_factory):
+    """An untrained shared policy on `minimal_roadnet_one_lane_in`, exported:
+    ``(roadnet, checkpoint, onnx, json)``."""
+    from envs.scenario import scenario_from_dicts
+    from tests.minimal_scenario import minimal_flow
+
+    if "minimal" not in _CACHE:
+        root = tmp_path_factory.mktemp("minimal")
+        roadnet = minimal_roadnet_one_lane_in()
+        scenario = scenario_from_dicts(roadnet, minimal_flow(), name="minimal_one_lane_in", horizon=600)
+        checkpoint = untrained(scenario, "shared", root / "minimal.zip")
+        _CACHE["minimal"] = (roadnet, checkpoint, *export_policy(checkpoint, root / "out", scenario=scenario,
+                                                                  max_green_s=20.0, fallback_green_s=15.0))
+    return _CACHE["minimal"]
+
+
 def trained_exports(tmp_path_factory):
     """Tiny train.py runs (grid_1x1), both agents, exported by name from their checkpoints:
     ``{agent: (checkpoint, onnx, json)}``."""
-    from tests.test_train import train_config, tiny_run  # only the tests that train need train.py's config
+    from tests.test_train import tiny_run, train_config  # only the tests that train need train.py's config
 
     if "trained" not in _CACHE:
         out = {}
