@@ -35,8 +35,10 @@ class TorchRLActor(nn.Module):
                 holder.register_buffer("bias", params[f"{index}.bias"])  # [out] or [I, out]
                 self.layers.append(holder)
                 self.kinds.append("linear")
-            elif len(list(module.parameters())) == 0 and len(list(module.buffers())) == 0:
-                self.layers.append(type(module)())  # a stateless activation (Tanh, ReLU)
+            elif not any(key.startswith(f"{index}.") for key in params):
+                # a stateless activation (Tanh, ReLU); the MultiAgentMLP keeps every layer's weights
+                # in `params`, none in `_empty_net`, so a layer with state (PReLU, LayerNorm) shows there
+                self.layers.append(type(module)())
                 self.kinds.append("activation")
             else:
                 raise TypeError(f"cannot export actor layer {index}: {module!r}")
