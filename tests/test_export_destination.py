@@ -1,0 +1,39 @@
+"""What export refuses before any work, beyond tests/test_reliability_cli.py: an opset that is
+not an integer, a folder it may not write in, and an existing model file alone (without its
+metadata beside it)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.deploy.export import export_policy
+from envs.errors import ConfigError
+from tests.minimal_scenario import assert_names_everything
+
+
+@pytest.mark.parametrize("opset", [18.0, "18"])
+def test_an_opset_that_is_not_an_integer_is_refused_before_any_work(tmp_path, opset):
+    with pytest.raises(ConfigError, match="writes opsets 18 to") as caught:
+        export_policy(tmp_path / "no-such-checkpoint.zip", tmp_path / "out", opset=opset)  # before loading
+    assert (caught.value.field, caught.value.value) == ("opset", opset)
+
+
+def test_a_folder_without_write_access_is_refused_before_any_work(tmp_path, monkeypatch):
+    import agents.deploy.export_files as export_files
+
+    # as root every folder is writable: the check is what os.access answers
+    monkeypatch.setattr(export_files.os, "access", lambda path, mode: False)
+    with pytest.raises(ConfigError, match=f"cannot write no-such-checkpoint.onnx there: {tmp_path} is not writable"):
+        export_policy(tmp_path / "no-such-checkpoint.zip", tmp_path / "deploy")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_model_file_alone_is_an_error_unless_overwrite(uneven, tmp_path):
+    scenario, exports = uneven
+    checkpoint = exports["shared"][0]
+    (tmp_path / "policy.onnx").write_bytes(b"an older model")
+    with pytest.raises(ConfigError, match="overwrite=true") as caught:
+        export_policy(checkpoint, tmp_path, name="policy", scenario=scenario)
+    assert_names_everything(caught.value, "<export>", "out", str(tmp_path / "policy.onnx"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.onnx"]
+    assert (tmp_path / "policy.onnx").read_bytes() == b"an older model"
