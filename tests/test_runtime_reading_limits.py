@@ -146,6 +146,10 @@ def _wider_action_list(meta: dict) -> None:
     (lambda m: m["intersections"][1].update(intergreen_after_switch=[
         row[:3] for row in m["intersections"][1]["intergreen_after_switch"][:3]]),
      "intersections[1].intergreen_after_switch", (3, 3)),
+    # no observation section: it is named, not reported as malformed intersections
+    (lambda m: m.pop("observation"), "observation", None),
+    # JSON true is no feature size, though Python counts it as time_in_phase's 1
+    (lambda m: m["observation"]["features"][1].update(size=True), "observation.features[1].size", True),
 ])
 def test_metadata_the_runtime_cannot_run_is_refused_naming_the_field(model_copy, edit, field, value):
     edit_metadata(model_copy, edit)
