@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from agents.deploy.export import INPUTS, OUTPUTS, export_policy
 from agents.ppo.torchrl_policy import (
@@ -51,6 +52,7 @@ def _untrained(scenario, share_params: bool, path):
     agent = SimpleNamespace(policy="shared" if share_params else "independent", net_arch=[16, 16],
                             activation="tanh", ortho_init=False)
     spec = network_spec(agent, core.layout.num_intersections, core.obs_size, core.max_actions, False)
+    torch.manual_seed(1)  # unseeded, an occasional draw chose one action per intersection whatever the state
     actor, critic = build_networks(spec)
     name = "ppo_shared" if share_params else "ppo_independent"
     meta = {"env": core.describe(), "networks": spec, "config": {"agent": {"name": name}}, "num_timesteps": 0}
