@@ -80,6 +80,14 @@ def test_the_cli_looks_for_the_scenario_under_its_data_dir(uneven, tmp_path):
     assert_names_everything(refused.value, "<config>", "data_dir", nowhere)
 
 
+
+def test_with_a_data_dir_an_unknown_scenario_is_still_named_as_the_scenario(uneven, tmp_path):
+    # only the registry's own data_dir complaint is renamed to export's data_dir key
+    checkpoint = untrained(uneven[0], "shared", tmp_path / "p.zip", config={"scenario": {"name": "no_such_scenario"}})
+    with pytest.raises(ConfigError, match="unknown scenario") as refused:
+        export_policy(checkpoint, tmp_path / "out", data_dir=str(tmp_path))
+    assert (refused.value.field, refused.value.value) == ("scenario.name", "no_such_scenario")
+
 def test_a_scenario_without_the_policys_intersections_is_refused_and_nothing_written(uneven, tmp_path):
     checkpoint = uneven[1]["shared"][0]
     grid = load_scenario("grid_1x1", horizon=60)
