@@ -84,7 +84,7 @@ def export(cfg: DictConfig) -> None:
     try:
         onnx_path, meta_path = export_policy(
             checkpoint, out, name=cfg.name, opset=int(cfg.opset),
-            max_green_s=float(cfg.max_green_s), fallback_green_s=float(cfg.fallback_green_s),
+            max_green_s=float(cfg.max_green_s),
             data_dir=cfg.data_dir, overwrite=bool(cfg.overwrite), verify=verify,
         )
     except Disagreement:

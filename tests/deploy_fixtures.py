@@ -51,8 +51,7 @@ def exported_uneven(tmp_path_factory):
         out = {}
         for policy in ("shared", "independent"):
             checkpoint = untrained(scenario, policy, root / f"{policy}.zip")
-            onnx_path, meta_path = export_policy(checkpoint, root / policy, scenario=scenario, max_green_s=20.0,
-                                                 fallback_green_s=15.0)
+            onnx_path, meta_path = export_policy(checkpoint, root / policy, scenario=scenario, max_green_s=20.0)
             out[policy] = (checkpoint, onnx_path, meta_path)
         _CACHE["uneven"] = (scenario, out)
     return _CACHE["uneven"]
@@ -83,7 +82,7 @@ def exported_minimal(tmp_path_factory):
         scenario = scenario_from_dicts(roadnet, minimal_flow(), name="minimal_one_lane_in", horizon=600)
         checkpoint = untrained(scenario, "shared", root / "minimal.zip")
         _CACHE["minimal"] = (roadnet, checkpoint, *export_policy(checkpoint, root / "out", scenario=scenario,
-                                                                  max_green_s=20.0, fallback_green_s=15.0))
+                                                                  max_green_s=20.0))
     return _CACHE["minimal"]
 
 

@@ -210,7 +210,7 @@ def test_default_evaluation_run_composes_what_it_always_has():
 def test_export_run_composes_what_it_always_has():
     assert _plain(_compose("export", ["checkpoint=x"])) == {
         "checkpoint": "x", "out": None, "name": None, "opset": 18, "overwrite": False, "max_green_s": 120.0,
-        "fallback_green_s": 30.0, "data_dir": None, "check": {"seconds": 600, "copies": 2},
+        "data_dir": None, "check": {"seconds": 600, "copies": 2},
         "engine": {"device": "cpu"}}
     with pytest.raises(ConfigCompositionException) as refused:
         _compose("export", ["checkpoint=x", "opset=latest"])

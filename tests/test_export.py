@@ -137,27 +137,23 @@ def test_the_fallback_plan_never_exceeds_max_green(uneven):
 
 def test_the_fallback_plan_takes_the_roadnet_plans_greens_capped_at_max_green(uneven):
     # docs/deployment.md: "its fixed-time fallback plan (the roadnet plan's greens, capped at max
-    # green)"; fallback_green_s (15 s here) only where the roadnet gives a phase no duration
+    # green)"
     _, exported = uneven
     meta = json.loads(exported["shared"][2].read_text())
     for entry in meta["intersections"]:
         written = {p["index"]: p["plan_duration_s"] for p in entry["phases"]}
         for step in entry["fallback_plan"]:
             duration = written[step["phase"]]
-            assert step["green_s"] == min(duration if duration > 0 else 15.0, 20.0), (entry["id"], step)
+            assert step["green_s"] == min(duration, 20.0), (entry["id"], step)
     assert any(p["plan_duration_s"] > 0 for e in meta["intersections"] for p in e["phases"])  # the roadnet's used
 
 
 def test_timings_on_the_bounds_export_allows_are_accepted():
-    # "min green + one decision interval <= max green" and a fallback green "between min and max
-    # green": the bounds themselves pass, just past them is refused
+    # "min green + one decision interval <= max green": the bound itself passes, just below it is refused
     engine = {"min_green_s": 5}
-    check_timing(engine, 5, 10.0, 10.0)  # max green = 5 + 5, fallback green = max green
-    check_timing(engine, 5, 20.0, 5.0)  # fallback green = min green
+    check_timing(engine, 5, 10.0)  # max green = 5 + 5
     with pytest.raises(ConfigError, match="max_green_s"):
-        check_timing(engine, 5, 9.5, 9.5)
-    with pytest.raises(ConfigError, match="fallback_green_s"):
-        check_timing(engine, 5, 20.0, 4.5)
+        check_timing(engine, 5, 9.5)
 
 
 @pytest.mark.parametrize("policy", ["shared", "independent"])

@@ -40,8 +40,7 @@ def approach_exports(tmp_path_factory):
                                        ("moving_only", "shared", lane_features + APPROACH[:1] + last)):
         checkpoint = untrained(scenario, policy, root / f"{name}.zip", observations=observations,
                                decision_interval_s=5)
-        out[name] = (checkpoint, *export_policy(checkpoint, root / name, scenario=scenario, max_green_s=20.0,
-                                                fallback_green_s=15.0))
+        out[name] = (checkpoint, *export_policy(checkpoint, root / name, scenario=scenario, max_green_s=20.0))
     return scenario, out
 
 

@@ -16,8 +16,7 @@ from tests.scenarios import uneven_grid
 def test_a_policy_trained_on_raw_features_exports_without_normalisation(tmp_path):
     scenario = uneven_grid(horizon=1800)
     checkpoint = untrained(scenario, "shared", tmp_path / "raw.zip", normalise=False)
-    onnx_path, meta_path = export_policy(checkpoint, tmp_path / "out", scenario=scenario, max_green_s=20.0,
-                                         fallback_green_s=15.0)
+    onnx_path, meta_path = export_policy(checkpoint, tmp_path / "out", scenario=scenario, max_green_s=20.0)
     meta = json.loads(meta_path.read_text())
     assert meta["observation"]["normalise"] is False and meta["observation"]["normalisation"] == {}
     rows = recorded_decisions(checkpoint, scenario, 2, seconds=1800)

@@ -1,5 +1,5 @@
-"""export.py's options reach the export (out, name, opset, max_green_s, fallback_green_s,
-data_dir, check.copies), and what export refuses after loading the checkpoint: a scenario that
+"""export.py's options reach the export (out, name, opset, max_green_s, data_dir,
+check.copies), and what export refuses after loading the checkpoint: a scenario that
 no longer has the policy's intersections, a model file declaring another opset than the one
 asked for. The CLI runs in-process with ``check.seconds=0`` (the parity check has its own tests)."""
 
@@ -52,13 +52,12 @@ def test_the_cli_writes_beside_the_checkpoint_with_the_opset_and_max_green_asked
     assert PolicyRuntime(onnx_path).timing.max_green_s == 45.0  # the runtime takes the pair
 
 
-def test_the_cli_checks_fallback_green_against_the_max_green_given(grid_checkpoint, tmp_path):
-    # 50 s lies within the default max green (120 s), not within the 45 s given
+def test_the_cli_checks_the_max_green_given(grid_checkpoint, tmp_path):
+    # 7 s is below grid_1x1's min green + decision interval (5 + 5 s); the default 120 s is not
     with pytest.raises(ConfigError) as refused:
-        export_cli(f"checkpoint={grid_checkpoint}", f"out={tmp_path}", "check.seconds=0", "max_green_s=45",
-                   "fallback_green_s=50")
-    assert (refused.value.field, refused.value.value) == ("fallback_green_s", 50.0)
-    assert "max green (45 s)" in refused.value.reason and list(tmp_path.iterdir()) == []
+        export_cli(f"checkpoint={grid_checkpoint}", f"out={tmp_path}", "check.seconds=0", "max_green_s=7")
+    assert (refused.value.field, refused.value.value) == ("max_green_s", 7.0)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("override, key, value", [

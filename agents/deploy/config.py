@@ -34,9 +34,6 @@ class ExportConfig:
     opset: int = 18  # ONNX opset of the exported graph (18 or newer: what the exporter writes)
     overwrite: bool = False  # replace an existing <out>/<name>.onnx / .json (otherwise an error, before any work)
     max_green_s: float = 120.0  # the policy runtime never shows one green longer than this
-    # fail-safe fixed-time plan: green of a phase the roadnet plan gives no time. Every roadnet read
-    # today gives each phase a time (a phase of 0 s is refused), so it is checked but never used
-    fallback_green_s: float = 30.0
     data_dir: Optional[str] = None  # where the checkpoint's scenario is found (null = as at training)
     check: ExportCheck = field(default_factory=ExportCheck)
     engine: ExportEngine = field(default_factory=ExportEngine)

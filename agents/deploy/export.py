@@ -162,9 +162,8 @@ def check_exportable(meta: dict, source: str) -> None:
             )
 
 
-def check_timing(engine: dict, interval: int, max_green_s: float, fallback_green_s: float) -> None:
-    """ConfigError unless max green is finite, min green + one decision interval <= max green and
-    the fallback plan's green lies between min and max green."""
+def check_timing(engine: dict, interval: int, max_green_s: float) -> None:
+    """ConfigError unless max green is finite and min green + one decision interval <= max green."""
     if not math.isfinite(max_green_s):  # inf or NaN was reported as too short, which it is not
         raise ConfigError("<config>", "max_green_s", max_green_s, "must be a finite number of seconds")
     if max_green_s < engine["min_green_s"] + interval:
@@ -172,9 +171,6 @@ def check_timing(engine: dict, interval: int, max_green_s: float, fallback_green
             "<config>", "max_green_s", max_green_s,
             f"must be at least the policy's min green + decision interval ({engine['min_green_s']} + {interval} s)",
         )
-    if not math.isfinite(fallback_green_s) or not engine["min_green_s"] <= fallback_green_s <= max_green_s:
-        raise ConfigError("<config>", "fallback_green_s", fallback_green_s,
-                          f"must lie between min green ({engine['min_green_s']} s) and max green ({max_green_s:g} s)")
 
 
 def _scenario(meta: dict, source: str, data_dir: str | None) -> Scenario:
@@ -239,7 +235,6 @@ def export_policy(
     name: str | None = ExportConfig.name,
     opset: int = ExportConfig.opset,
     max_green_s: float = ExportConfig.max_green_s,
-    fallback_green_s: float = ExportConfig.fallback_green_s,
     data_dir: str | None = None,
     scenario: Scenario | None = None,
     overwrite: bool = ExportConfig.overwrite,
@@ -271,7 +266,7 @@ def export_policy(
     check_destination([onnx_path, meta_path], overwrite, out_dir)
     env_meta, config = meta["env"], meta.get("config", {})
     engine, interval = env_meta["engine"], int(env_meta["decision_interval_s"])
-    check_timing(engine, interval, max_green_s, fallback_green_s)
+    check_timing(engine, interval, max_green_s)
     scenario = scenario if scenario is not None else _scenario(meta, str(checkpoint), data_dir)
     layout = intersection_layout(scenario.network)
     if list(layout.ids) != list(env_meta["intersections"]):
@@ -293,8 +288,7 @@ def export_policy(
         "model": model_entry(onnx_path, opset, layout, inputs),
         "observation": observation_entry(env_meta, layout),
         "timing": timing_entry(engine, interval, max_green_s),
-        "intersections": intersections_entry(scenario.network, layout, ctx.lane_max_vehicles, fallback_green_s,
-                                             max_green_s),
+        "intersections": intersections_entry(scenario.network, layout, ctx.lane_max_vehicles, max_green_s),
         "training": {
             "checkpoint": str(checkpoint),
             "scenario": scenario.name,

@@ -60,29 +60,27 @@ _READING_DOCS = {
 }
 
 
-def _fallback_plan(network: Network, layout: IntersectionLayout, green_s: float,
-                   max_green_s: float) -> list[list[dict]]:
-    """Per intersection: its actions in order, each with the roadnet plan's duration (or
-    `green_s` where the plan gives none), never above max green: the fixed-time plan the runtime
-    falls back to."""
+def _fallback_plan(network: Network, layout: IntersectionLayout, max_green_s: float) -> list[list[dict]]:
+    """Per intersection: its actions in order, each with the roadnet plan's duration (every
+    phase has one: the roadnet parsers refuse a time <= 0), never above max green: the fixed-time
+    plan the runtime falls back to."""
     plans = []
     for i, row in enumerate(layout.action_phase.tolist()):
         plan = []
         for phase in (p for p in row if p >= 0):
-            written = float(network.phase_duration[i, phase])
-            plan.append({"phase": int(phase), "green_s": min(written if written > 0 else float(green_s), max_green_s)})
+            plan.append({"phase": int(phase), "green_s": min(float(network.phase_duration[i, phase]), max_green_s)})
         plans.append(plan)
     return plans
 
 
 def intersections_entry(network: Network, layout: IntersectionLayout, lane_max: torch.Tensor,
-                        fallback_green_s: float, max_green_s: float) -> list[dict]:
+                        max_green_s: float) -> list[dict]:
     """Per intersection: its incoming lanes (the readings' lane order) with what each holds, its
     movements, phases, intergreens, actions and fixed-time fallback plan."""
     lanes = lane_ids(network)
     roads = network.road_ids
     per_inter = network.movements_per_intersection
-    plans = _fallback_plan(network, layout, fallback_green_s, max_green_s)
+    plans = _fallback_plan(network, layout, max_green_s)
     out = []
     for i, inter_id in enumerate(layout.ids):
         in_lanes = [lane for lane in layout.in_lanes[i].tolist() if lane >= 0]
