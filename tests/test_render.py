@@ -63,9 +63,8 @@ def test_stop_bars_show_each_copys_own_phase_in_its_signal_colours():
 
     old, new = phases[0], phases[1]
     _hold(core, [1, 1], 1)  # copy 0 switches: 3 s of yellow, then 2 s of all-red
-    kept, ending = _lanes_of(core.network, old) & _lanes_of(core.network, new), \
-        _lanes_of(core.network, old) - _lanes_of(core.network, new)
-    starting = _lanes_of(core.network, new) - _lanes_of(core.network, old)
+    old_lanes, new_lanes = _lanes_of(core.network, old), _lanes_of(core.network, new)
+    kept, ending, starting = old_lanes & new_lanes, old_lanes - new_lanes, new_lanes - old_lanes
     assert ending and starting
     bars = _stop_bars(core, render_frame(core, 0))
     assert {lane for lane, c in bars.items() if c == STOP_COLOURS["yellow"]} == ending
@@ -112,7 +111,8 @@ def test_a_frame_is_an_image_of_the_network_and_names_its_time():
     core = _one_junction()
     frame = render_frame(core, 1)
     assert frame.shape == (SIZE_PX, SIZE_PX, 3) and frame.dtype == np.uint8
-    later = (_hold(core, [0, 0], 7), render_frame(core, 1))[1]
+    _hold(core, [0, 0], 7)
+    later = render_frame(core, 1)
     # the caption's time moved on (the top strip holds only the caption)
     assert not np.array_equal(frame[:20], later[:20])
 

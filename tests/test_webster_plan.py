@@ -11,7 +11,7 @@ import pytest
 
 from agents.classical import FixedTimeWebster
 from agents.classical.webster import OversaturationWarning
-from envs.engine import EngineParams, Simulator
+from envs.engine import EngineParams
 from envs.errors import ConfigError
 from envs.scenario import scenario_from_dicts
 from envs.scenario.generate import DEFAULT_VEHICLE, grid_roadnet
