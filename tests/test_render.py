@@ -16,6 +16,7 @@ from envs.rl.features import VEHICLE_SPACING_M
 from envs.rl.gym_env import TrafficSignalVectorEnv
 from envs.rl.render import _GEOMETRY, SIZE_PX, STOP_COLOURS, _queue_colour, render_frame, write_gif
 from envs.rl.signal_env import BatchedSignalEnv
+from envs.scenario import load_scenario
 
 GREY, YELLOW, RED = (190, 190, 190), (250, 220, 40), (250, 20, 20)
 
@@ -162,3 +163,37 @@ def test_the_adapters_render_the_frames_of_their_copies():
     pz = envs.parallel_env(scenario="grid_1x1", render_mode="rgb_array")
     pz.reset(seed=0)
     assert np.array_equal(pz.render(), render_frame(pz.core, 0))
+
+
+def test_a_lane_shared_by_a_kept_and_an_ending_movement_shows_green_through_the_yellow(datasets_dir):
+    # cologne1's signal has lanes that serve two movements: switching its phase 0 -> 1 keeps one of
+    # them green and ends the other, and a vehicle on that lane may still go, so its bar stays green
+    core = BatchedSignalEnv(load_scenario("resco_cologne1", data_dir=datasets_dir), 1, decision_interval_s=1,
+                            episode_s=600, autoreset=False)
+    core.reset(0)
+    net = core.network
+    signal = int(torch.nonzero(core.num_actions > 1)[0, 0])
+    assert core.layout.action_phase[signal, :2].tolist() == [0, 1]  # action k shows phase k
+    hold = [0] * net.num_intersections
+    for seconds, action in ((30, 0), (1, 1)):  # a long green of phase 0, then the switch to 1
+        hold[signal] = action
+        for _ in range(seconds):
+            core.step(torch.tensor([hold]))
+    assert int(core.sim.state.phase_timer[0, signal]) < core.params.yellow_s  # in the yellow
+    per_intersection = net.phase_green.shape[2]
+    old, new = net.phase_green[signal, 0].tolist(), net.phase_green[signal, 1].tolist()
+    movements_of_lane: dict[int, list[int]] = {}
+    for k in range(per_intersection):
+        for lane in net.movement_in_lanes[signal * per_intersection + k].tolist():
+            if lane >= 0:
+                movements_of_lane.setdefault(lane, []).append(k)
+    expected = {}
+    for lane, movements in movements_of_lane.items():
+        kept = any(old[k] and new[k] for k in movements)
+        ending = any(old[k] and not new[k] for k in movements)
+        expected[lane] = "green" if kept else "yellow" if ending else "red"
+    shared = [lane for lane, movements in movements_of_lane.items()
+              if any(old[k] and new[k] for k in movements) and any(old[k] and not new[k] for k in movements)]
+    assert shared and "yellow" in expected.values()
+    bars = _stop_bars(core, render_frame(core, 0))
+    assert {lane: bars[lane] for lane in expected} == {lane: STOP_COLOURS[c] for lane, c in expected.items()}
