@@ -14,8 +14,11 @@ import pytest
 from envs.errors import ConfigError
 from envs.incidents.perturbation_specs import stream_rng
 from envs.incidents.perturbations import IncidentSpec, Perturbation, sample_incidents
+from envs.scenario import scenario_from_dicts
 from envs.scenario.day_demand import DAY_PROFILE, PEAK_HOURS, DaySpec, day_profile, day_rates, day_trips
+from envs.scenario.demand import VEHICLE_COLUMN
 from tests.conftest import REPO_ROOT
+from tests.minimal_scenario import minimal_flow, minimal_roadnet
 from tests.scenarios import small_grid
 
 DAY = 86_400
@@ -62,6 +65,22 @@ def test_day_samples_follow_the_profile_and_the_scenarios_routes():
     assert np.array_equal(again.depart, trips.depart) and np.array_equal(again.routes, trips.routes)
     train = day_trips(scenario, DaySpec(), "train", 0)
     assert not (train.num_trips == trips.num_trips and np.array_equal(train.depart, trips.depart))
+
+
+def test_every_trip_of_the_pattern_is_drawn_its_route_and_vehicle_kept_together():
+    # the pattern's 22 trips: 21 of flow 0 (w_a -> b_e every 5 s, 0..100 s) and, last of all, the one
+    # of flow 1 (-> b_n at 200 s) with a vehicle of its own; ~270 day trips each draw one uniformly
+    flow = minimal_flow()
+    flow[1].update(startTime=200, endTime=200)
+    flow[1]["vehicle"] = dict(flow[1]["vehicle"], length=8.0)
+    scenario = scenario_from_dicts(minimal_roadnet(), flow)
+    assert scenario.trips.num_trips == 22 and scenario.trips.flow_index[-1] == 1
+    trips = day_trips(scenario, DaySpec(), "train", 0)
+    last = trips.flow_index == 1
+    assert 0 < last.sum() < 0.15 * trips.num_trips  # 1 in 22 of the draws, give or take
+    b_n = scenario.network.road_ids.index("b_n")
+    length = VEHICLE_COLUMN["length"]
+    assert np.all((trips.routes[:, 2] == b_n) == last) and np.all((trips.vehicle[:, length] == 8.0) == last)
 
 
 @pytest.mark.parametrize("field, value", [("peak_scale", 0), ("start_hour", 24), ("hours", 25), ("hours", 0)])
