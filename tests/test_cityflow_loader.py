@@ -298,6 +298,27 @@ def test_registry_names_are_the_agreed_ones() -> None:
     assert set(registry.DATASETS.values()) <= set(SOURCES_MD)
 
 
+def test_each_registry_name_reads_the_folder_docs_scenarios_md_gives_it() -> None:
+    # the table of docs/scenarios.md#datasets: a name reading a sibling folder (jinan's 2000 for
+    # its 2500) would load a valid scenario with another demand
+    assert registry.DATASETS == {
+        "hangzhou_4x4": "anon_4_4_hangzhou_real",
+        "hangzhou_4x4_5734": "anon_4_4_hangzhou_real_5734",
+        "hangzhou_4x4_5816": "anon_4_4_hangzhou_real_5816",
+        "jinan_3x4": "anon_3_4_jinan_real",
+        "jinan_3x4_2000": "anon_3_4_jinan_real_2000",
+        "jinan_3x4_2500": "anon_3_4_jinan_real_2500",
+        "newyork_16x3": "anon_16_3_newyork_real",
+        "syn_4x4_gaussian": "syn_4x4_gaussian_500_1h",
+        "syn_1x1_uniform_800": "syn_1x1_uniform_800_1h",
+        "syn_1x1_uniform_1600": "syn_1x1_uniform_1600_1h",
+        "syn_1x1_uniform_2400": "syn_1x1_uniform_2400_1h",
+        "grid_3x3_bi": "anon_3_3_300_0.3_bi",
+        "grid_6x6_bi": "anon_6_6_300_0.3_bi",
+        "grid_6x6_uni": "anon_6_6_300_0.3_uni",
+    }
+
+
 def test_unknown_scenario_name_is_a_config_error_listing_known_names() -> None:
     from envs.errors import ConfigError
     from envs.scenario import known_scenarios, load_scenario
