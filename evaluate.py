@@ -151,6 +151,11 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     check_incident_lanes(perturbation, scenario.network, "<config>")
     demands = eval_demands(scenario, spec, seeds, perturbation)
     check_departures(demands.trips[0], steps)
+    if perturbation.surge is not None:  # a surge of scale 0 can empty the perturbed demands' evaluated time
+        surge = perturbation.surge
+        check_departures(demands.trips[-1], steps, "perturbation.surge.scale", surge.scale,
+                         f"the surge (scale {surge.scale:g} from {surge.start_s:g} to {surge.end_s:g} s) empties it: "
+                         f"raise perturbation.surge.scale or end the surge before the {steps} s evaluated end")
     conditions = demands.conditions
     copies = len(controllers) * seeds * len(conditions)
     junctions = scenario.network.num_intersections  # a SUMO net's unsignalised ones included

@@ -40,3 +40,17 @@ def test_summary_json_says_which_condition_it_holds_and_keeps_the_clean_rows_bes
         mean = sum(float(r[column]) for r in rows[1:] if r[3] == condition) / 2
         assert written[key]["max_pressure"]["travel_time/mean"]["mean"] == pytest.approx(mean)
     assert result["summary_condition"] == "surge"
+
+
+def test_a_surge_that_empties_the_evaluated_time_is_refused_naming_it_before_the_run(tmp_path, monkeypatch):
+    # the perturbed demands depart no trip: their travel times are NaN, which ended the whole run in a
+    # ValueError traceback from the statistics (only the clean demands were checked)
+    monkeypatch.setattr(evaluate, "EvaluationBatch", lambda *a, **k: pytest.fail("simulation work before the check"))
+    empty = ["perturbation=surge", "perturbation.surge.scale=0", "perturbation.surge.start_s=0",
+             "perturbation.surge.end_s=120"]
+    with pytest.raises(ConfigError, match="no trip of evaluation demand seed 0 departs within the 120 s") as refused:
+        evaluate.evaluate(evaluate_config(*BASE, "controllers=[fixed_time]", *empty), tmp_path)
+    assert (refused.value.source, refused.value.field, refused.value.value) == ("<config>", "perturbation.surge.scale",
+                                                                                 0.0)
+    assert "raise perturbation.surge.scale or end the surge before" in refused.value.reason
+

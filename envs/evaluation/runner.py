@@ -57,14 +57,17 @@ def eval_demands(scenario: Scenario, spec: DemandSpec, seeds: int, perturbation:
     return EvalDemands(["clean", name], [samples, perturbed], [[[]] * seeds, incidents])
 
 
-def check_departures(samples: Sequence[Trips], steps: int, field: str = "eval.steps") -> None:
-    """ConfigError naming `field` when a seed's demand departs no trip in the `steps` evaluated:
-    its metrics would be NaN (no travel time at all), found only after the whole run."""
+def check_departures(samples: Sequence[Trips], steps: int, field: str = "eval.steps", value=None,
+                     remedy: str | None = None) -> None:
+    """ConfigError naming `field` (= `value`, by default `steps`) when a seed's demand departs no
+    trip in the `steps` evaluated: its metrics would be NaN (no travel time at all), found only
+    after the whole run. `remedy`: what to change (by default: raise `field`)."""
     for seed, trips in enumerate(samples):
         if not (trips.depart < steps).any():
             first = f" (its first at {int(trips.depart.min())} s)" if trips.num_trips else ""
-            raise ConfigError("<config>", field, steps, f"no trip of evaluation demand seed {seed} departs within "
-                              f"the {steps} s evaluated{first}: no travel time to report; raise {field}")
+            raise ConfigError("<config>", field, steps if value is None else value,
+                              f"no trip of evaluation demand seed {seed} departs within the {steps} s evaluated"
+                              f"{first}: no travel time to report; {remedy or f'raise {field}'}")
 
 
 class EvaluationBatch:
