@@ -54,3 +54,17 @@ def test_a_surge_that_empties_the_evaluated_time_is_refused_naming_it_before_the
                                                                                  0.0)
     assert "raise perturbation.surge.scale or end the surge before" in refused.value.reason
 
+
+@pytest.mark.parametrize("override, field, value, says", [
+    # a reading at t covers (t - interval, t]: an onset at eval.steps is never seen, and would be scored as missed
+    (["perturbation.incidents.start_s=900"], "perturbation.incidents.start_s", [900.0],
+     r"onsets at or after eval.steps \(900 s\)"),
+    (["perturbation.incidents.start_s=100", "perturbation.incidents.capacity=0.5"], "perturbation.incidents.capacity",
+     0.5, "scores lane closures"),
+])
+def test_detection_incidents_it_could_not_score_are_refused(override, field, value, says):
+    cfg = evaluate_config("task=incident_detection", "scenario=grid_1x1", "eval.steps=900", "perturbation=incident",
+                          *override)
+    with pytest.raises(ConfigError, match=says) as refused:
+        evaluate._detection_perturbation(cfg)
+    assert refused.value.field == field and refused.value.value == value
