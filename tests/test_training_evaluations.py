@@ -1,0 +1,87 @@
+"""When a training run evaluates and checkpoints, with either trainer: at 0, then once per
+multiple of ``train.eval_every`` / ``train.checkpoint_every`` agent-steps crossed and at the end,
+counted on from a resumed checkpoint's step; and a resumed run carries the checkpoint's best eval
+travel time on (``best`` is only replaced by a better evaluation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import agents.ppo.sb3_callback as sb3_callback
+from agents.ppo.sb3_trainer import train
+from agents.ppo.torchrl_trainer import TorchRLTrainer, train_torchrl
+from tests.test_torchrl_trainer import SMALL, torchrl_config
+from tests.test_train import tiny_run, train_config
+
+# grid_1x1, 4 copies x 10 decisions: rollouts of 40 agent-steps
+SB3 = dict(env__copies=4, agent__n_steps=10, agent__batch_size=20, agent__n_epochs=1, eval__seeds=1,
+           eval__steps=100, env__episode_s=100)
+SB3_ROLLOUT, TORCHRL_ROLLOUT = 40, 160  # SMALL: grid_4x4, 2 copies x 5 decisions x 16 intersections
+
+
+def _sb3_saves(monkeypatch) -> list[tuple[str, int]]:
+    saves, save = [], sb3_callback.save_checkpoint
+
+    def recorded(model, path, meta, **kwargs):
+        saves.append((Path(path).name, int(meta["num_timesteps"])))
+        return save(model, path, meta, **kwargs)
+
+    monkeypatch.setattr(sb3_callback, "save_checkpoint", recorded)
+    return saves
+
+
+def _torchrl_saves(monkeypatch) -> list[tuple[str, int]]:
+    saves, checkpoint = [], TorchRLTrainer.checkpoint
+
+    def recorded(trainer, name):
+        saves.append((name, trainer.num_timesteps))
+        return checkpoint(trainer, name)
+
+    monkeypatch.setattr(TorchRLTrainer, "checkpoint", recorded)
+    return saves
+
+
+def _sb3(run, total, every, resume=None):
+    extra = [] if resume is None else [f"resume={resume}"]
+    return train(train_config(*tiny_run(**SB3, train__total_agent_steps=total, train__eval_every=every,
+                                        train__checkpoint_every=every), *extra), run)
+
+
+def _torchrl(run, total, every, resume=None):
+    extra = {} if resume is None else {"resume": resume}
+    return train_torchrl(torchrl_config(SMALL, train__total_agent_steps=total, train__eval_every=every,
+                                        train__checkpoint_every=every, **extra), run)
+
+
+@pytest.mark.parametrize("trainer, saves, rollout, last", [(_sb3, _sb3_saves, SB3_ROLLOUT, "last.zip"),
+                                                           (_torchrl, _torchrl_saves, TORCHRL_ROLLOUT, "last.pt")])
+def test_evaluations_and_checkpoints_follow_their_schedule_also_after_a_resume(
+        tmp_path, monkeypatch, trainer, saves, rollout, last):
+    saved = saves(monkeypatch)
+    # every 2 rollouts of 4: evaluated at 0, 2R and 4R (not after each update), last saved at 2R and 4R
+    result = trainer(tmp_path / "whole", 4 * rollout, 2 * rollout)
+    assert [e["agent_steps"] for e in result["eval_history"]] == [0, 2 * rollout, 4 * rollout]
+    assert [step for name, step in saved if name == last] == [2 * rollout, 4 * rollout]
+
+    # every 3 rollouts, resumed after the first: the multiples of 3R are crossed at 3R only (not at
+    # 2R, the resumed run's first update), and the run ends at 4R with an evaluation and a save
+    trainer(tmp_path / "first", rollout, 3 * rollout)
+    saved.clear()
+    result = trainer(tmp_path / "second", 4 * rollout, 3 * rollout, resume=tmp_path / "first" / "checkpoints" / last)
+    assert [e["agent_steps"] for e in result["eval_history"]] == [0, rollout, 3 * rollout, 4 * rollout]
+    assert [step for name, step in saved if name == last] == [3 * rollout, 4 * rollout]
+
+
+def test_a_resumed_run_keeps_the_checkpoints_best_travel_time(tmp_path):
+    _torchrl(tmp_path / "first", TORCHRL_ROLLOUT, TORCHRL_ROLLOUT)
+    checkpoint = tmp_path / "first" / "checkpoints" / "last.pt"
+    data = torch.load(checkpoint, weights_only=False)
+    data["meta"]["best_eval_travel_time"] = 1.0  # better than any evaluation can be
+    torch.save(data, checkpoint)
+    result = _torchrl(tmp_path / "second", 2 * TORCHRL_ROLLOUT, TORCHRL_ROLLOUT, resume=checkpoint)
+    assert result["eval_history"][-1]["travel_time/mean"] > 1.0
+    assert result["best_eval_travel_time"] == 1.0
+    assert not (tmp_path / "second" / "checkpoints" / "best.pt").exists()  # no worse policy saved as best
