@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
@@ -84,20 +85,40 @@ def test_eval_and_baseline_tags_hold_the_evaluations_figures(tmp_path, trainer):
         assert _same(tb[f"eval/reduction_vs_{base}"][final], float(paired.mean())), base
 
 
-def test_sb3_episode_length_and_return_are_in_decisions_and_unscaled_reward(tmp_path):
-    # 2 copies x 20 decisions of 5 s: each copy's 100 s episode ends with the first rollout, whose
-    # actions the reward scale cannot change (it only weighs the update after it)
-    one = dict(SB3, env__copies=2, agent__n_steps=20, train__total_agent_steps=40, train__eval_every=0)
-    logged = {}
-    for scale in (0.05, 1.0):
-        run = tmp_path / f"scale{scale}"
-        train(train_config(*tiny_run(**one, agent__reward_scale=scale)), run)
-        logged[scale] = _scalars(run / "tb")
-    assert logged[1.0]["rollout/ep_len_mean"] == logged[0.05]["rollout/ep_len_mean"] == {40: 20.0}
-    assert logged[1.0]["rollout/episodes"] == {40: 2.0}
-    returns = logged[0.05]["rollout/ep_rew_mean"]
-    assert returns.keys() == {40} and returns[40] < 0  # queue reward: minus the halting vehicles
-    assert returns[40] == pytest.approx(logged[1.0]["rollout/ep_rew_mean"][40], rel=1e-5)
+def test_sb3_rollout_figures_average_the_episodes_that_ended_in_that_rollout(tmp_path, monkeypatch):
+    """Each copy's return is its rewards summed over the episode, unscaled; rollout/* average the
+    rollout's own episodes (SB3's ep_info_buffer keeps a window of 100); lengths are decisions."""
+    import agents.ppo.sb3_callback as sb3_callback
+
+    ended: dict[int, list] = {}
+    on_step, running = sb3_callback.TrainingCallback._on_step, {}
+
+    def recorded(callback):  # the episodes as the env ends them, keyed by the rollout's last step
+        rewards, dones, infos = callback.locals["rewards"], callback.locals["dones"], callback.locals["infos"]
+        returns = running.setdefault("returns", np.zeros(len(rewards)))
+        returns += rewards / callback.reward_scale  # the learner sees the scaled reward
+        for row in np.flatnonzero(dones):
+            step = -(-callback.num_timesteps // 40) * 40
+            ended.setdefault(step, []).append((float(returns[row]), infos[row]["episode_metrics"]))
+            returns[row] = 0.0
+        return on_step(callback)
+
+    monkeypatch.setattr(sb3_callback.TrainingCallback, "_on_step", recorded)
+    # 2 copies x 20 decisions of 5 s: both copies' 100 s episodes end with each 40-agent-step rollout
+    train(train_config(*tiny_run(**dict(SB3, env__copies=2, agent__n_steps=20), train__total_agent_steps=80,
+                                 train__eval_every=0)), tmp_path)
+    tb = _scalars(tmp_path / "tb")
+    assert sorted(ended) == [40, 80] and all(len(episodes) == 2 for episodes in ended.values())
+    for step, episodes in ended.items():
+        assert tb["rollout/episodes"][step] == 2 and tb["rollout/ep_len_mean"][step] == 20.0
+        assert _same(tb["rollout/ep_rew_mean"][step], float(np.mean([r for r, _ in episodes]))), step
+        assert tb["rollout/ep_rew_mean"][step] < -1  # minus the halting vehicles, not scaled down
+        for name in METRIC_NAMES:
+            values = [m[name] for _, m in episodes if name in m]
+            if values:
+                assert _same(tb[f"rollout/{name}"][step], float(np.mean(values))), (step, name)
+    first = [m["travel_time/mean"] for _, m in ended[40]]
+    assert first[0] != first[1]  # two demands: a mean, not either copy's figure
 
 
 def test_torchrl_episode_length_is_in_decisions(tmp_path):
