@@ -17,13 +17,13 @@ from tqdm import tqdm
 
 import agents.ppo.sb3_callback as sb3_callback
 import agents.ppo.sb3_trainer as sb3_trainer
-from agents.ppo.policy import read_meta
 from agents.ppo.interrupts import Terminated, sigterm_interrupts
+from agents.ppo.policy import read_meta
 from agents.ppo.run_messages import eval_line, say, seed_for_resume, status_log, trainer_for_resume, whole_rollouts
 from agents.ppo.run_setup import LAYOUT_KEYS, check_layout
 from envs.errors import CheckpointError, ConfigError
 from tests.conftest import REPO_ROOT
-from tests.test_train import train_config, tiny_run
+from tests.test_train import tiny_run, train_config
 
 # grid_1x1 (one intersection), 4 copies x 10 decisions: rollouts of 40 agent-steps
 ROLLOUT = 40
@@ -181,7 +181,9 @@ def test_status_lines_go_to_the_current_jobs_log_only(tmp_path, capsys):
     with status_log([second]):  # the next job of a sweep in the same process
         say("job two")
     second.close()
-    assert capsys.readouterr().out == "job one\nbetween jobs\njob two\n"  # the console, as plain lines
+    said = capsys.readouterr()
+    assert said.out == "job one\nbetween jobs\njob two\n"  # the console, as plain lines
+    assert said.err == ""  # not again through a console handler of the job's (Hydra's prefixes its lines)
     assert (tmp_path / "first.log").read_text() == "job one\n"
     assert (tmp_path / "second.log").read_text() == "job two\n"
 
@@ -197,3 +199,14 @@ def test_an_evaluation_line_without_baselines_has_no_empty_brackets():
     assert eval_line(80, 133.31, {}) == "eval @ 80 agent-steps: travel time 133.3 s"  # eval.baselines=[]
     assert eval_line(1200, 133.31, {"fixed_time": 2.94}) == \
         "eval @ 1,200 agent-steps: travel time 133.3 s (+2.9% vs fixed_time)"
+
+
+def test_each_baseline_is_said_with_its_mean_travel_time_over_the_eval_seeds(capsys):
+    import torch
+
+    from agents.ppo.run_messages import say_baselines
+
+    say_baselines({"fixed_time": {"travel_time/mean": torch.tensor([100.0, 201.0])},
+                   "max_pressure": {"travel_time/mean": torch.tensor([90.0, 90.5])}}, "travel_time/mean", 2)
+    assert capsys.readouterr().out == ("baseline fixed_time: travel time 150.5 s on 2 eval seed(s)\n"
+                                       "baseline max_pressure: travel time 90.2 s on 2 eval seed(s)\n")
