@@ -1,7 +1,8 @@
 """When a training run evaluates and checkpoints, with either trainer: at 0, then once per
 multiple of ``train.eval_every`` / ``train.checkpoint_every`` agent-steps crossed and at the end,
-counted on from a resumed checkpoint's step; and a resumed run carries the checkpoint's best eval
-travel time on (``best`` is only replaced by a better evaluation)."""
+counted on from a resumed checkpoint's step; a resumed run carries the checkpoint's best eval
+travel time (``best`` is only replaced by a better evaluation) and wall clock on; and the
+evaluations run evaluate.py's held-out episodes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 
 import agents.ppo.sb3_callback as sb3_callback
 from agents.ppo.sb3_trainer import train
+from agents.ppo.torchrl_policy import read_torchrl_meta
 from agents.ppo.torchrl_trainer import TorchRLTrainer, train_torchrl
 from tests.test_torchrl_trainer import SMALL, torchrl_config
 from tests.test_train import tiny_run, train_config
@@ -75,13 +77,37 @@ def test_evaluations_and_checkpoints_follow_their_schedule_also_after_a_resume(
     assert [step for name, step in saved if name == last] == [3 * rollout, 4 * rollout]
 
 
-def test_a_resumed_run_keeps_the_checkpoints_best_travel_time(tmp_path):
+def test_a_resumed_run_keeps_the_checkpoints_best_travel_time_and_wall_clock(tmp_path):
     _torchrl(tmp_path / "first", TORCHRL_ROLLOUT, TORCHRL_ROLLOUT)
     checkpoint = tmp_path / "first" / "checkpoints" / "last.pt"
     data = torch.load(checkpoint, weights_only=False)
     data["meta"]["best_eval_travel_time"] = 1.0  # better than any evaluation can be
+    data["meta"]["wall_s"] = 1000.0  # as after a long first run
     torch.save(data, checkpoint)
     result = _torchrl(tmp_path / "second", 2 * TORCHRL_ROLLOUT, TORCHRL_ROLLOUT, resume=checkpoint)
     assert result["eval_history"][-1]["travel_time/mean"] > 1.0
     assert result["best_eval_travel_time"] == 1.0
     assert not (tmp_path / "second" / "checkpoints" / "best.pt").exists()  # no worse policy saved as best
+    # the wall clock carries on too, in the history and in the checkpoint a further resume reads
+    assert result["eval_history"][-1]["wall_s"] >= 1000.0
+    assert read_torchrl_meta(tmp_path / "second" / "checkpoints" / "last.pt")["wall_s"] >= 1000.0
+
+
+def test_the_periodic_evaluation_runs_the_held_out_episodes_evaluate_py_reports():
+    import numpy as np
+
+    from agents.ppo.config import demand_spec, engine_params
+    from agents.ppo.periodic_eval import Evaluator
+    from envs.evaluation.runner import eval_demands
+    from envs.incidents.perturbations import perturbation_from_config
+    from envs.scenario import load_scenario
+    from envs.scenario.splits import sample_trips
+
+    cfg = train_config(*tiny_run(**SB3))
+    scenario, spec = load_scenario("grid_1x1"), demand_spec(cfg.eval.demand, "eval.demand")
+    evaluator = Evaluator(scenario, spec, 2, 100, engine_params(cfg))
+    reported = eval_demands(scenario, spec, 2, perturbation_from_config(None, "<config>")).trips[0]
+    for ours, theirs in zip(evaluator.samples, reported, strict=True):
+        assert np.array_equal(ours.depart, theirs.depart) and np.array_equal(ours.routes, theirs.routes)
+    trained_on = sample_trips(scenario, spec, "train", 0)  # training's split: other demands
+    assert not np.array_equal(trained_on.depart, evaluator.samples[0].depart)
