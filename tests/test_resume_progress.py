@@ -146,3 +146,24 @@ def test_start_demand_seeds_a_new_run_resumes_the_stream_and_reads_older_checkpo
     start_demand(core, seed, 3, {"train_demand": state, "train_next_sample": 4}, "last.pt")
     start_demand(core, seed, 3, {"train_next_sample": 4}, "old.zip")  # written before train_demand
     assert calls == [("seed", 3 * SAMPLES_PER_SEED), ("resume", state, "last.pt"), ("seed", 4)]
+
+
+@pytest.mark.parametrize("trainer, last", [(_sb3, "last.zip"), (_torchrl, "last.pt")])
+def test_a_resumed_run_learns_at_this_configs_learning_rate(tmp_path, monkeypatch, trainer, last):
+    import torch
+
+    trainer(tmp_path / "first", 40 if last == "last.zip" else 160)  # at agent.learning_rate 1e-3
+    step, rates = torch.optim.Adam.step, []
+
+    def recorded(optimizer, *args, **kwargs):
+        rates.extend(group["lr"] for group in optimizer.param_groups)
+        return step(optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recorded)
+    checkpoint = tmp_path / "first" / "checkpoints" / last
+    if last == "last.zip":
+        _sb3(tmp_path / "second", 80, checkpoint, "agent.learning_rate=0.0002")
+    else:
+        train_torchrl(torchrl_config(SMALL, train__total_agent_steps=320, agent__learning_rate=0.0002,
+                                     resume=checkpoint), tmp_path / "second")
+    assert rates and set(rates) == {0.0002}  # not the checkpoint's optimiser's 1e-3
