@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from agents.classical import CONTROLLERS
 from agents.ppo.config import demand_spec, engine_params
 from agents.ppo.periodic_eval import Evaluator
 from agents.ppo.policy import controller_for_checkpoint, read_meta
@@ -68,11 +69,14 @@ def test_eval_and_baseline_tags_hold_the_evaluations_figures(tmp_path, trainer):
     assert result["best_eval_travel_time"] == meta["best_eval_travel_time"] == best
     assert meta["eval_history"] == history
 
-    # the final evaluation was last's: every metric, and the baselines, on the same held-out seeds
+    # the final evaluation was last's: every metric, and the baselines (each run on its own), on the same seeds
     evaluator = Evaluator(load_scenario(cfg.scenario.name), demand_spec(cfg.eval.demand, "eval.demand"),
                           cfg.eval.seeds, cfg.eval.steps, engine_params(cfg))
     metrics = evaluator.evaluate(controller_for_checkpoint(tmp_path / "checkpoints" / last))
-    baselines = evaluator.run_baselines(list(cfg.eval.baselines), OmegaConf.to_container(cfg.baseline_params))
+    params = OmegaConf.to_container(cfg.baseline_params)
+    baselines = {name: evaluator.evaluate(CONTROLLERS[name](**params.get(name, {}))) for name in cfg.eval.baselines}
+    travel = {name: values["travel_time/mean"].tolist() for name, values in baselines.items()}
+    assert travel["fixed_time"] != travel["max_pressure"]  # a mix-up of the two would show
     final = history[-1]["agent_steps"]
     for name in METRIC_NAMES:
         assert _same(tb[f"eval/{name}"][final], float(metrics[name].mean())), name
