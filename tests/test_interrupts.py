@@ -108,3 +108,22 @@ def test_an_sb3_update_that_fails_after_an_interrupt_ends_on_its_error_and_saves
         train(_sb3_config(2), tmp_path)
     assert caught.value.__notes__ == ["SIGINT arrived during the block; this error ends the run instead"]
     assert not (tmp_path / "checkpoints" / "last.zip").exists()  # no half-done update saved as last
+
+
+def test_an_sb3_interrupt_inside_a_rollout_saves_the_steps_learnt_from(tmp_path, monkeypatch, capsys):
+    import agents.ppo.sb3_callback as sb3_callback
+
+    on_step, calls = sb3_callback.TrainingCallback._on_step, []
+
+    def interrupted_in_the_second_rollout(callback):
+        calls.append(1)
+        if len(calls) == 15:  # rollouts of 10 steps (2 copies): the 5th step of the second
+            raise KeyboardInterrupt
+        return on_step(callback)
+
+    monkeypatch.setattr(sb3_callback.TrainingCallback, "_on_step", interrupted_in_the_second_rollout)
+    with pytest.raises(KeyboardInterrupt):
+        train(_sb3_config(3), tmp_path)
+    last = tmp_path / "checkpoints" / "last.zip"
+    assert read_meta(last)["num_timesteps"] == 20  # the first rollout; not the 10 agent-steps of the cut one
+    assert f"interrupted at 20 agent-steps; resume with resume={last}" in capsys.readouterr().out
