@@ -111,3 +111,14 @@ def test_the_periodic_evaluation_runs_the_held_out_episodes_evaluate_py_reports(
         assert np.array_equal(ours.depart, theirs.depart) and np.array_equal(ours.routes, theirs.routes)
     trained_on = sample_trips(scenario, spec, "train", 0)  # training's split: other demands
     assert not np.array_equal(trained_on.depart, evaluator.samples[0].depart)
+
+
+def test_training_demand_is_cut_at_the_episode_and_the_evaluation_keeps_the_scenarios_horizon():
+    from agents.ppo.run_setup import load_scenarios
+
+    training, evaluation = load_scenarios(train_config(*tiny_run(env__episode_s=300)))
+    assert training.info["horizon"] == 300 and evaluation.info["horizon"] is None  # evaluate.py's load
+    assert int(training.trips.depart.max()) < 300 < int(evaluation.trips.depart.max())
+    training, evaluation = load_scenarios(train_config(*tiny_run(env__episode_s=300), "scenario.horizon=900"))
+    assert training.info["horizon"] == evaluation.info["horizon"] == 900  # a horizon given is both runs'
+    assert 300 < int(training.trips.depart.max()) < 900
