@@ -3,7 +3,7 @@
 seeds, ``eval/reduction_vs_<name>`` their paired reduction, ``eval/best_travel_time`` the best
 so far (also the checkpoint's ``best_eval_travel_time``), ``rollout/ep_len_mean`` an episode's
 decisions and ``rollout/ep_rew_mean`` its unscaled return (agents/ppo/run_setup.py,
-sb3_callback.py). The existing tests checked the tags' names and steps, never their values."""
+sb3_callback.py): values, not only the tags' names and steps."""
 
 from __future__ import annotations
 
