@@ -96,3 +96,31 @@ def test_a_controller_with_own_copies_is_told_its_own_and_only_its_own(grid):
     ControllerMix([first, second], batch.owner).reset(batch.sim)
     # a deployment controller decides for these copies only: the others' signals follow another controller
     assert first.mask == [True, True, False, False] and second.mask == [False, False, True, True]
+
+
+def test_each_perturbed_copy_reads_detectors_faulted_by_its_own_seeds_draw(grid):
+    # evaluate.py's batch: condition, then controller, then seed; copies of one seed share their faults
+    # (drawn from (eval, seed), as every tool draws them), and clean copies read true detectors
+    from types import SimpleNamespace
+
+    import evaluate
+    from agents.classical import MaxPressure
+    from envs.engine.intersections import intersection_layout
+    from envs.incidents.perturbation_specs import DetectorFaultSpec
+    from envs.incidents.perturbations import DetectorFaults
+
+    perturbation = Perturbation(name="faults", detectors=DetectorFaultSpec(stuck_p=0.5))
+    seeds, controllers = 3, ["max_pressure", "fixed_time"]
+    batch = SimpleNamespace(copies=2 * len(controllers) * seeds, conditions=2, seeds=seeds)
+    reader = MaxPressure()
+    evaluate._attach_detector_faults(perturbation, grid, batch, controllers, [reader, FixedTime()])
+    reference = DetectorFaults(perturbation, grid.network, intersection_layout(grid.network).in_lanes, seeds)
+    for seed in range(seeds):
+        reference.start_episode(seed, "eval", seed)
+    assert len({tuple(row) for row in reference.stuck.tolist()}) == seeds  # the seeds' draws differ
+    clean = batch.copies // 2
+    assert not reader.detectors.enabled[:clean].any() and bool(reader.detectors.enabled[clean:].all())
+    for copy in range(clean, batch.copies):
+        seed = copy % seeds
+        assert reader.detectors.episode[copy] == ("eval", seed)
+        assert torch.equal(reader.detectors.stuck[copy], reference.stuck[seed]), copy
