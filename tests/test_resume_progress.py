@@ -11,6 +11,7 @@ import pytest
 from agents.ppo.atomic_files import STEP_COLUMN, earlier_progress, write_csv_atomic
 from agents.ppo.sb3_trainer import train
 from agents.ppo.torchrl_trainer import train_torchrl
+from tests.tensorboard_points import scalar_events
 from tests.test_torchrl_trainer import SMALL, torchrl_config
 from tests.test_train import tiny_run, train_config
 
@@ -95,11 +96,7 @@ def test_a_run_resumed_at_an_episode_boundary_trains_on_the_demand_the_uninterru
 
 
 def _scalar_steps(tb_dir) -> dict[str, list[int]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(tb_dir))
-    events.Reload()
-    return {tag: [event.step for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    return {tag: [event.step for event in events] for tag, events in scalar_events(tb_dir).items()}
 
 
 @pytest.mark.parametrize("trainer, rollout", [(_sb3, 40), (_torchrl, 160)])

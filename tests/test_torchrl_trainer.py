@@ -200,16 +200,13 @@ def test_an_update_that_fails_after_an_interrupt_ends_on_its_error_and_saves_not
 
 
 def test_both_trainers_write_the_same_tensorboard_tags(tmp_path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     from agents.ppo.sb3_trainer import train
+    from tests.tensorboard_points import scalar_events
 
     tags = {}
     for trainer, run in (("torchrl", train_torchrl), ("sb3", train)):
         run(torchrl_config(SMALL, trainer=trainer, agent__n_epochs=1), tmp_path / trainer)
-        events = EventAccumulator(str(tmp_path / trainer / "tb"))
-        events.Reload()
-        tags[trainer] = set(events.Tags()["scalars"])
+        tags[trainer] = set(scalar_events(tmp_path / trainer / "tb"))
     assert tags["torchrl"] == tags["sb3"]
     assert {"eval/travel_time/mean", "rollout/ep_rew_mean", "train/value_loss", "time/agent_steps_per_s"} <= tags["sb3"]
 

@@ -22,6 +22,7 @@ from agents.ppo.torchrl_policy import read_torchrl_meta
 from agents.ppo.torchrl_trainer import train_torchrl
 from envs.evaluation.metrics import METRIC_NAMES
 from envs.scenario import load_scenario
+from tests.tensorboard_points import scalar_events
 from tests.test_torchrl_trainer import SMALL, torchrl_config
 from tests.test_train import tiny_run, train_config
 
@@ -31,11 +32,7 @@ SB3 = dict(env__copies=4, agent__n_steps=10, agent__batch_size=20, agent__n_epoc
 
 
 def _scalars(tb_dir) -> dict[str, dict[int, float]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(tb_dir))
-    events.Reload()
-    return {tag: {event.step: event.value for event in events.Scalars(tag)} for tag in events.Tags()["scalars"]}
+    return {tag: {event.step: event.value for event in events} for tag, events in scalar_events(tb_dir).items()}
 
 
 def _same(logged: float, value: float) -> bool:  # TensorBoard keeps float32
