@@ -47,6 +47,7 @@ from common import ROOT, dataset_missing, emit, log, machine_info, sync
 
 import agents.ppo.config  # noqa: F401  (registers the structured config)
 from agents.ppo.config import check_config
+from agents.ppo.sb3_logging import silent_logger
 from envs.errors import exit_on_error
 
 TRAINERS = ("sb3", "torchrl")
@@ -157,6 +158,7 @@ def run_sb3(cfg, args) -> dict:
     check_minibatches(cfg.agent, cfg.env.copies, core_env.core.num_intersections, "sb3")  # as train.py
     venv = ScaledReward(core_env, cfg.agent.reward_scale)
     model = build_model(cfg, venv)
+    model.set_logger(silent_logger())
     if cfg.train.compile:
         _compile_policy(model)
     rollout = cfg.agent.n_steps * venv.num_envs

@@ -13,6 +13,7 @@ from pettingzoo.test import parallel_api_test
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
+from agents.ppo.sb3_logging import silent_logger
 from envs.engine.signals import signal_state
 from envs.errors import CommandError, ConfigError
 from envs.scenario import scenario_from_dicts
@@ -132,14 +133,19 @@ def test_sb3_vec_env_sets_terminal_observation_and_time_limit_flags():
     assert "travel_time/mean" in infos[5]["episode_metrics"]
 
 
-def test_sb3_ppo_trains_a_few_steps_on_the_intersection_vec_env():
+def test_sb3_ppo_trains_a_few_steps_on_the_intersection_vec_env(tmp_path, monkeypatch):
+    import tempfile
+
     from stable_baselines3 import PPO
 
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where SB3's default logger makes a folder
     venv = envs.sb3_vec_env(scenario="grid_4x4", copies=1, episode_s=100, decision_interval_s=10,
                             observations=["phase_onehot", "lane_count", "intersection_id"])
     model = PPO("MlpPolicy", venv, n_steps=8, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    model.set_logger(silent_logger())
     model.learn(total_timesteps=16 * 16)
     assert model.num_timesteps >= 16 * 16
+    assert list(tmp_path.glob("SB3-*")) == []  # the silent logger leaves no SB3-<date-time> folder behind
 
 
 # ---- action masks ----------------------------------------------------------------------------
@@ -181,6 +187,7 @@ def test_maskable_ppo_never_picks_a_masked_action():
 
     venv = envs.sb3_vec_env(scenario=uneven_grid(), copies=1, episode_s=100)
     model = MaskablePPO("MlpPolicy", venv, n_steps=8, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    model.set_logger(silent_logger())
     model.learn(total_timesteps=64)
     obs = venv.reset()
     for _ in range(5):

@@ -21,6 +21,7 @@ from agents.ppo.indexed_policy import IndexedActorCriticPolicy, RowGroups
 from agents.ppo.policy import META_NAME, PolicyController, load_policy, read_meta
 from agents.ppo.config import AgentConfig, check_config, demand_spec, engine_params
 from agents.ppo.periodic_eval import Evaluator
+from agents.ppo.sb3_logging import silent_logger
 from agents.ppo.sb3_trainer import train
 from envs.engine import Simulator
 from envs.errors import CheckpointError, ConfigError
@@ -290,6 +291,7 @@ def _independent_model(scenario=None, copies=2):
                               observations=OBSERVATIONS)
     model = MaskablePPO(IndexedActorCriticPolicy, venv, n_steps=8, batch_size=16, n_epochs=2, seed=0,
                         device="cpu", policy_kwargs={"num_intersections": 4, "net_arch": [16, 16]})
+    model.set_logger(silent_logger())
     return venv, model
 
 

@@ -18,6 +18,12 @@ def run_logger(run_dir: Path, resumed_at: int | None = None) -> Logger:
                                  AtomicCSVOutput(run_dir / "progress.csv", resumed_at)])
 
 
+def silent_logger() -> Logger:
+    """A logger that writes nothing, for `learn()` outside a training run (benchmarks, tests):
+    without one, SB3 makes an empty ``/tmp/SB3-<date-time>`` folder on every `learn()` call."""
+    return Logger(folder=None, output_formats=[])
+
+
 class PurgingTensorBoardOutput(TensorBoardOutputFormat):
     """SB3's TensorBoard output, its writer opened with a purge step (SB3's takes none)."""
 
@@ -55,4 +61,4 @@ class AtomicCSVOutput(KVWriter):
         pass
 
 
-__all__ = ["AtomicCSVOutput", "PurgingTensorBoardOutput", "run_logger"]
+__all__ = ["AtomicCSVOutput", "PurgingTensorBoardOutput", "run_logger", "silent_logger"]
