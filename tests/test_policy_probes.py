@@ -33,11 +33,13 @@ def _probe_columns(venv) -> np.ndarray:
     return mask
 
 
-def test_controller_probe_features_equal_the_training_envs_for_the_same_state():
+@pytest.mark.parametrize("report_s", [5, 3])  # 3 s: reports fall between decisions, read as the env reads them
+def test_controller_probe_features_equal_the_training_envs_for_the_same_state(report_s):
     scenario = uneven_grid()
     copies, interval = 2, 5
     venv = IntersectionVecEnv(copies=copies, scenario=scenario, episode_s=300, decision_interval_s=interval,
-                              observations=OBSERVATIONS, demand={"mode": "original"}, probes={"p": 0.5})
+                              observations=OBSERVATIONS, demand={"mode": "original"},
+                              probes={"p": 0.5, "interval_s": report_s})
     model = MaskablePPO("MlpPolicy", venv, seed=0, device="cpu", policy_kwargs={"ortho_init": False})
     controller = PolicyController(model=model, meta={"env": venv.core.describe()})
     controller.probe_samples = [("train", b) for b in range(copies)]  # the env keys copy b as train sample b
