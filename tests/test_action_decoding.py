@@ -13,8 +13,8 @@ from envs.errors import ConfigError
 from envs.rl.signal_env import BatchedSignalEnv
 from envs.scenario import scenario_from_dicts
 from envs.scenario.generate import grid_roadnet, uniform_demand
-from scenarios import small_grid
-from test_action_modes import allowed, duration_env
+from tests.scenarios import small_grid
+from tests.test_action_modes import allowed, duration_env, hold_timeline
 
 
 def edited_pair(edit):
@@ -87,13 +87,7 @@ def test_a_hold_counts_only_the_green_of_its_phase_when_the_switch_waits_on_min_
     10 s old: the switch waits for t=29 (re-issued at the decisions 20 and 25, held there while
     phase 1 still shows), green from 34, held at 30, 35, 40, free at 45 (10 s of phase 2's green)."""
     env = duration_env(engine=EngineParams(yellow_s=3, all_red_s=2, min_green_s=24), episode_s=100)
-    env.reset(0)
-    plan = {0: 2, 15: 4}
-    seen = []
-    for _ in range(10):
-        t = int(env.sim.state.t[0])
-        seen.append((t, int(env.sim.state.phase[0, 0]), allowed(env)))
-        env.step(torch.tensor([[plan.get(t, 7)]]))
+    seen = hold_timeline(env, {0: 2, 15: 4})
     every = list(range(8))
     assert seen == [(0, 0, every), (5, 1, [2]), (10, 1, [2]), (15, 1, every), (20, 1, [4]), (25, 1, [4]),
                     (30, 2, [4]), (35, 2, [4]), (40, 2, [4]), (45, 2, every)]

@@ -34,6 +34,18 @@ def allowed(env, b=0, i=0) -> list[int]:
     return env.action_mask[b, i].nonzero().flatten().tolist()
 
 
+def hold_timeline(env, plan: dict, decisions: int = 10) -> list[tuple[int, int, list[int]]]:
+    """(time, phase, allowed actions) at each of copy 0's decisions, acting `plan[time]` where the
+    plan has the time and action 7 elsewhere."""
+    env.reset(0)
+    seen = []
+    for _ in range(decisions):
+        t = int(env.sim.state.t[0])
+        seen.append((t, int(env.sim.state.phase[0, 0]), allowed(env)))
+        env.step(torch.tensor([[plan.get(t, 7)]]))
+    return seen
+
+
 # ---- masks and sizes per mode --------------------------------------------------------------------
 
 
@@ -84,14 +96,7 @@ def test_phase_duration_holds_match_a_hand_computed_timeline():
     10-13, all-red 13-15, green from 15: held at 15, 20, 25, 30, free at 35 (20 s of green).
     t=35: phase 1 again for 10 s (action 2) -> 10 more seconds: held at 40, free at 45. While
     held, the action given (7 = phase 3 for 20 s) is ignored."""
-    env = duration_env()
-    env.reset(0)
-    plan = {0: 0, 10: 3, 35: 2}
-    seen = []
-    for _ in range(10):
-        t = int(env.sim.state.t[0])
-        seen.append((t, int(env.sim.state.phase[0, 0]), allowed(env)))
-        env.step(torch.tensor([[plan.get(t, 7)]]))
+    seen = hold_timeline(duration_env(), {0: 0, 10: 3, 35: 2})
     every = list(range(8))
     assert seen == [(0, 0, every), (5, 0, [0]), (10, 0, every), (15, 1, [3]), (20, 1, [3]), (25, 1, [3]),
                     (30, 1, [3]), (35, 1, every), (40, 1, [2]), (45, 1, every)]
