@@ -1,0 +1,107 @@
+"""The simulated field device (agents/deploy/simulated.py): the readings it takes from the
+simulator through faulty detectors, the copies it decides for, and what a reset starts afresh."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from agents.classical import FixedTime
+from agents.deploy.runtime import FALLBACK, POLICY
+from agents.deploy.simulated import SimulatedRuntime, sim_readings
+from envs.engine.intersections import intersection_layout
+from envs.errors import ModelError
+from envs.evaluation.mixture import ControllerMix
+from envs.incidents.perturbations import DetectorFaults, DetectorFaultSpec, Perturbation
+from tests.deploy_fixtures import simulator
+from tests.scenarios import small_grid
+
+
+def sources(deployed: SimulatedRuntime) -> set[str]:
+    return {s for decision in deployed.decisions for made in decision for s in made.source}
+
+
+def test_noisy_detectors_read_whole_vehicles_within_each_lane_and_a_dead_one_reads_missing(uneven):
+    """Noise far above what a lane holds: each counter is clipped to its lane's capacity and no
+    lane reads more halting vehicles than vehicles, so the runtime finds nothing out of range
+    and stays on the policy; a dead intersection's readings are missing (its fail-safe)."""
+    scenario, exported = uneven
+    spec = DetectorFaultSpec(noise_std=40.0, dead_p=0.5)
+    faults = DetectorFaults(Perturbation(seed=0, detectors=spec), scenario.network,
+                            intersection_layout(scenario.network).in_lanes, 1)
+    faults.start_episode(0, "eval", 0)
+    dead = set(faults.lane_owner[faults.dead[0]].tolist())
+    assert dead and len(dead) < 4
+    deployed = SimulatedRuntime(str(exported["shared"][1]))
+    deployed.detectors = faults
+    sim = simulator(scenario, 1, 300)
+    sim.run(300, deployed)
+    capacity = deployed.runtimes[0].layout.lane_max
+    clipped = 0
+    for decision in deployed.decisions:
+        for i, source in enumerate(decision[0].source):
+            assert source == (FALLBACK if i in dead else POLICY), (decision[0].t, i, decision[0].faults[i])
+    assert len(deployed.decisions) == 60
+    # the readings of the last decision, through the same faults: the ceiling was reached
+    readings = sim_readings(sim, deployed.in_lanes, faults, deployed.lane_capacity, deployed.lane_readings)
+    for i in range(4):
+        count, halting = readings["lane_count"][0, i], readings["lane_halting"][0, i]
+        if i in dead:
+            assert np.isnan(count).all() and np.isnan(halting).all()
+            continue
+        clipped += int(((count == capacity[i]) & (capacity[i] > 0)).sum())
+        assert (count <= capacity[i]).all() and (halting <= count).all()
+        assert (count == np.round(count)).all()
+    assert clipped > 0  # noise this large reaches the ceiling somewhere
+
+
+def test_it_decides_only_for_the_copies_it_owns_in_a_mix(uneven):
+    """evaluate.py runs it beside other controllers on one batch: the copies another controller
+    drives are not its own (their signals would disagree with what it commanded)."""
+    scenario, exported = uneven
+    deployed = SimulatedRuntime(str(exported["shared"][1]))
+    mix = ControllerMix([FixedTime(), deployed], torch.tensor([0, 1, 1]))
+    sim = simulator(scenario, 3, 300)
+    sim.run(300, mix)
+    assert len(deployed.decisions) == 60
+    assert all(len(made) == 2 for made in deployed.decisions)  # copies 1 and 2, at every decision
+    assert sources(deployed) == {POLICY}  # no copy was taken for one with faulty readings
+
+
+def test_copies_out_of_step_each_decide_on_their_own_clock(uneven):
+    """After one copy restarts (`Simulator.reset_copies`) the copies' clocks differ: each copy's
+    runtime is told its own time, so each decides at its own multiples of the interval."""
+    scenario, exported = uneven
+    sim = simulator(scenario, 2, 200)
+    sim.run(3)
+    sim.reset_copies(torch.tensor([True, False]))  # copy 0 at t = 0, copy 1 at t = 3
+    deployed = SimulatedRuntime(str(exported["shared"][1]))
+    sim.run(100, deployed)
+    times = [int(made.t) for decision in deployed.decisions for made in decision]
+    assert all(len(decision) == 1 for decision in deployed.decisions)  # never both at one step
+    assert sorted(times) == sorted(list(range(0, 100, 5)) + list(range(5, 105, 5)))
+    assert sources(deployed) == {POLICY}
+
+
+def test_a_reset_starts_a_new_record_of_decisions(uneven):
+    scenario, exported = uneven
+    deployed = SimulatedRuntime(str(exported["shared"][1]))
+    sim = simulator(scenario, 1, 100)
+    sim.run(50, deployed)
+    assert len(deployed.decisions) == 10
+    sim.reset()
+    sim.run(20, deployed)
+    assert [int(made[0].t) for made in deployed.decisions] == [0, 5, 10, 15]
+
+
+def test_a_policy_exported_for_other_intersections_is_refused_naming_them(uneven):
+    scenario, exported = uneven
+    other = small_grid(1, 2, horizon=60)
+    deployed = SimulatedRuntime(str(exported["shared"][1]))
+    with pytest.raises(ModelError) as caught:
+        deployed.reset(simulator(other, 1, 60))
+    assert caught.value.field == "intersections"
+    assert caught.value.value == list(intersection_layout(other.network).ids)
+    assert str(list(intersection_layout(scenario.network).ids)) in str(caught.value)
+
