@@ -14,8 +14,9 @@ from envs.engine.intersections import intersection_layout
 from envs.errors import ModelError
 from envs.evaluation.mixture import ControllerMix
 from envs.incidents.perturbations import DetectorFaults, DetectorFaultSpec, Perturbation
-from tests.deploy_fixtures import simulator
+from tests.deploy_fixtures import FakeSession, edit_metadata, simulator
 from tests.scenarios import small_grid
+from tests.test_runtime_timing import ended_greens
 
 
 def sources(deployed: SimulatedRuntime) -> set[str]:
@@ -105,3 +106,16 @@ def test_a_policy_exported_for_other_intersections_is_refused_naming_them(uneven
     assert caught.value.value == list(intersection_layout(other.network).ids)
     assert str(list(intersection_layout(scenario.network).ids)) in str(caught.value)
 
+
+def test_a_max_green_in_half_seconds_ends_greens_without_a_false_signal_fault(uneven, model_copy):
+    """export.py takes max_green_s=21.5: the runtime then ends a kept phase at a half second. The
+    simulator steps whole seconds; that change must show in the next decision's readings as it
+    would in the field (rounded up onto that decision's second it came after them: the runtime
+    saw the old phase, called the signal faulty and ran the fail-safe)."""
+    edit_metadata(model_copy, lambda meta: meta["timing"].update(max_green_s=21.5))
+    deployed = SimulatedRuntime(str(model_copy[0]))
+    keep = FakeSession(lambda feed: np.where(feed["phase"] < 3, feed["phase"], 0))  # never switch
+    ended = ended_greens(uneven[0], deployed, 600, keep)
+    assert sources(deployed) == {POLICY}
+    cut = sorted({green for *_, green in ended if green > 5})  # ended by max green, not the first cut
+    assert cut and set(cut) <= {21, 22}, cut

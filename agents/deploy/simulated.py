@@ -7,7 +7,8 @@ Every ``decision_interval_s`` it reads what a signal cabinet's detectors give â€
 halting vehicles on each incoming lane (and, for a policy that observes them, those within
 100 m of the stop line, moving and halting), the running phase and its time â€” from the simulator's
 state, hands them to one `PolicyRuntime` per copy, and holds each reply's phase,
-starting the change ``switch_in_s`` seconds after the decision, as the field device does.
+starting the change ``switch_in_s`` seconds after the decision, as the field device does (at the
+whole second before, where it falls between two: the simulator steps whole seconds).
 `faults` optionally perturbs the readings first (``faults(t, readings) -> readings``), to drive
 the fail-safe through the simulator.
 """
@@ -128,7 +129,10 @@ class SimulatedRuntime:
                     mine = self.faults(now, mine)
                 decision = self.runtimes[copy].decide_arrays(now, **mine)
                 self._target[copy] = torch.as_tensor(decision.phase, device=self._target.device)
-                self._start[copy] = now + torch.as_tensor(np.ceil(decision.switch_in_s),
+                # whole-second steps: a change due x.5 s after the decision starts at x s, so it shows
+                # in the next decision's readings, as in the field (rounded up onto the next decision's
+                # second it came after those readings: a phase mismatch, a false fail-safe)
+                self._start[copy] = now + torch.as_tensor(np.floor(decision.switch_in_s),
                                                           device=t.device).to(torch.int64)
                 made.append(decision)
             self.decisions.append(made)
