@@ -119,3 +119,14 @@ def test_a_max_green_in_half_seconds_ends_greens_without_a_false_signal_fault(un
     assert sources(deployed) == {POLICY}
     cut = sorted({green for *_, green in ended if green > 5})  # ended by max green, not the first cut
     assert cut and set(cut) <= {21, 22}, cut
+
+
+def test_a_min_green_in_half_seconds_is_refused_naming_it(uneven, model_copy):
+    """Whole-second steps cannot hold a 5.5 s min green: changes start at the second before a
+    half second, so the simulator would cut such greens to 5 s; it refuses instead."""
+    edit_metadata(model_copy, lambda meta: meta["timing"].update(min_green_s=5.5))
+    deployed = SimulatedRuntime(str(model_copy[0]))
+    with pytest.raises(ModelError) as caught:
+        deployed.reset(simulator(uneven[0], 1, 60))
+    assert (caught.value.field, caught.value.value) == ("timing.min_green_s", 5.5)
+    assert str(model_copy[1]) in str(caught.value)

@@ -103,6 +103,10 @@ class SimulatedRuntime:
         if list(layout.ids) != ids:
             raise ModelError(self.model_path, "intersections", list(layout.ids),
                              f"the exported policy controls {ids}")
+        min_green = float(meta["timing"]["min_green_s"])
+        if min_green != int(min_green):  # rounded down below, a change would cut such a green short
+            raise ModelError(str(self.runtimes[0].metadata_path), "timing.min_green_s", min_green,
+                             "a whole number of seconds to run in the simulator, which steps whole seconds")
         self.in_lanes = layout.in_lanes
         self.lane_capacity = feature_context(sim.network, layout, sim.params).lane_max_vehicles
         self.interval = int(meta["timing"]["decision_interval_s"])
