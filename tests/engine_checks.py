@@ -9,6 +9,11 @@ from envs.scenario.demand import Demand
 from envs.scenario.network import Network
 
 
+def unequal_fields(a: SimState, b: SimState) -> list[str]:
+    """The names of the state fields whose values differ between `a` and `b` ([] when equal)."""
+    return [name for name, x, y in zip(a._fields, a, b) if not torch.equal(x, y)]
+
+
 def check_conservation(demand: Demand, state: SimState) -> None:
     """generated = waiting to enter + in the network + finished, per copy, from trip records."""
     trips = demand.max_trips

@@ -9,6 +9,7 @@ import pytest
 import torch
 from sb3_contrib import MaskablePPO
 
+from agents.ppo.config import AgentConfig
 from agents.ppo.policy import PolicyController, check_env_meta, checkpoint_meta, load_policy
 from agents.ppo.torchrl_policy import GreedyPolicy, TorchRLPolicyController, build_networks, network_spec
 from envs.engine import Simulator
@@ -76,7 +77,7 @@ def test_sampled_actions_differ_between_identical_copies_and_never_take_a_masked
     meta = {"env": venv.core.describe()}
     if trainer == "torchrl":
         core = venv.core
-        agent = type("Agent", (), {"policy": "shared", "net_arch": [16], "activation": "tanh", "ortho_init": True})
+        agent = AgentConfig(policy="shared", net_arch=[16], activation="tanh", ortho_init=True)
         spec = network_spec(agent, core.layout.num_intersections, core.obs_size, core.max_actions, False)
         torch.manual_seed(0)
         policy = GreedyPolicy(build_networks(spec)[0])
