@@ -138,8 +138,12 @@ def simulator(scenario, copies: int, seconds: int, meta_env: dict | None = None)
     return Simulator(scenario.network, scenario.demand(trips=trips), params)
 
 
-def recorded_decisions(checkpoint, scenario, copies: int, seconds: int = 3600) -> dict:
-    """`record_decisions` of the checkpoint's policy on `copies` held-out demands of `scenario`."""
+def recorded_decisions(checkpoint, scenario, copies: int, seconds: int) -> dict:
+    """`record_decisions` of the checkpoint's policy on `copies` held-out demands of `scenario`.
+
+    Callers take many copies over a short time rather than few over an hour: an eager step of
+    8 copies costs about what one of 2 does, so 4x the copies over a quarter of the time records
+    the same number of decisions about 3x faster."""
     from agents.deploy.simulated import record_decisions
     from agents.ppo.policy import PolicyController
 

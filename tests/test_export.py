@@ -160,7 +160,7 @@ def test_timings_on_the_bounds_export_allows_are_accepted():
 def test_onnx_actions_equal_torch_on_ten_thousand_recorded_decisions(uneven, policy):
     scenario, exported = uneven
     checkpoint, onnx_path, _ = exported[policy]
-    rows = recorded_decisions(checkpoint, scenario, 8)
+    rows = recorded_decisions(checkpoint, scenario, 32, seconds=900)
     assert rows["action"].size >= 10_000
     assert len(np.unique(rows["action"])) >= 2  # actions vary with the state
     assert np.array_equal(session_actions(onnx_path, rows), rows["action"])
@@ -169,7 +169,7 @@ def test_onnx_actions_equal_torch_on_ten_thousand_recorded_decisions(uneven, pol
 @pytest.mark.parametrize("agent", ["ppo_shared", "ppo_independent"])
 def test_trained_policies_export_from_their_checkpoint_and_agree_on_ten_thousand_decisions(trained, agent):
     checkpoint, onnx_path, meta_path = trained[agent]
-    rows = recorded_decisions(checkpoint, load_scenario("grid_1x1"), 32)
+    rows = recorded_decisions(checkpoint, load_scenario("grid_1x1"), 128, seconds=900)
     assert rows["action"].size >= 10_000
     assert np.array_equal(session_actions(onnx_path, rows), rows["action"])
     assert json.loads(meta_path.read_text())["training"]["scenario"] == "grid_1x1"
@@ -180,7 +180,7 @@ def test_onnx_parity_on_hangzhou(datasets_dir, tmp_path):
     scenario = load_scenario("hangzhou_4x4", data_dir=datasets_dir)
     checkpoint = untrained(scenario, "shared", tmp_path / "h.zip")
     onnx_path, _ = export_policy(checkpoint, tmp_path, scenario=scenario)
-    rows = recorded_decisions(checkpoint, scenario, 2)
+    rows = recorded_decisions(checkpoint, scenario, 8, seconds=900)
     assert rows["action"].size >= 10_000
     assert np.array_equal(session_actions(onnx_path, rows), rows["action"])
     # closed loop (both with the export's 120 s max green): the runtime maps each action to its

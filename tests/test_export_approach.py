@@ -62,7 +62,7 @@ def test_the_model_and_its_metadata_take_exactly_the_readings_the_policy_observe
 def test_onnx_actions_equal_torch_with_approach_readings(approach_exports, policy):
     scenario, exported = approach_exports
     checkpoint, onnx_path, _ = exported[policy]
-    rows = recorded_decisions(checkpoint, scenario, 4)
+    rows = recorded_decisions(checkpoint, scenario, 16, seconds=900)
     assert rows["action"].size >= 10_000
     assert rows["approach_halting"].max() > 0 and rows["approach_moving"].max() > 0  # the readings vary
     assert len(np.unique(rows["action"])) >= 2
