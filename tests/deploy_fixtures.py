@@ -95,8 +95,9 @@ def trained_exports(tmp_path_factory):
         out = {}
         for agent in ("ppo_shared", "ppo_independent"):
             run = tmp_path_factory.mktemp(agent)
+            # two-minute evaluations: these runs make checkpoints to export, their scores are not read
             cfg = train_config(*tiny_run(seed=0, agent=agent, env__copies=8, train__total_agent_steps=1200,
-                                 train__eval_every=0, agent__n_epochs=2, eval__seeds=1))
+                                 train__eval_every=0, agent__n_epochs=2, eval__seeds=1, eval__steps=120))
             train(cfg, run)
             checkpoint = run / "checkpoints" / "last.zip"
             out[agent] = (checkpoint, *export_policy(checkpoint, run / "export"))
