@@ -69,7 +69,7 @@ def test_controller_probe_features_equal_the_training_envs_for_the_same_state(re
 def test_a_policy_trained_with_probe_halted_evaluates(tmp_path):
     observations = "[phase_onehot,time_in_phase,lane_count,lane_halting,probe_halted]"
     cfg = train_config(*tiny_run(seed=0, env__copies=2, agent__batch_size=60, train__total_agent_steps=240,
-                                 train__eval_every=0),
+                                 train__eval_every=0, eval__seeds=1, eval__steps=120),
                        "env.probes.p=0.2", f"env.observations={observations}")
     summary = train(cfg, tmp_path / "run")  # its start and end evaluations run the PolicyController
     checkpoint = tmp_path / "run" / "checkpoints" / "last.zip"
