@@ -17,7 +17,7 @@ from envs.engine.readings import lane_halting
 from envs.engine.approaches import _reach, approach_map, pass_through_junctions
 from envs.errors import ConfigError
 from envs.scenario import scenario_from_dicts
-from tests.minimal_scenario import (JUNCTION_A, _junction, _road_link, assert_names_everything,
+from tests.minimal_scenario import (JUNCTION_A, _boundary, _junction, _road_link, assert_names_everything,
                                     make_road, minimal_flow, minimal_roadnet, set_path)
 
 
@@ -131,3 +131,35 @@ def test_an_unknown_sensing_is_refused_naming_the_key():
         MaxPressure(sensing="loops").reset(sim)
     assert_names_everything(refused.value, "<controller:max_pressure>", "sensing", "loops")
     assert 'expected one of' in refused.value.reason
+
+
+def with_a_second_road_into_a(exit_road: str, crossing: bool):
+    """The minimal roadnet with junction A made single-phase and a road s_a coming into A from the
+    south, its one movement going on to `exit_road` (a_b: merging with w_a's; a new road a_n to the
+    north: crossing w_a -> a_b, a permissive green that yields)."""
+    roadnet = minimal_roadnet()
+    roadnet["intersections"] += [_boundary("S", 0, -300), _boundary("N2", 0, 300)]
+    roadnet["roads"] += [make_road("s_a", "S", "A", (0, -300), (0, -10)),
+                         make_road("a_n", "A", "N2", (0, 10), (0, 300))]
+    links = roadnet["intersections"][JUNCTION_A]["roadLinks"]
+    links.append(_road_link("go_straight" if crossing else "turn_right", "s_a", exit_road, [(0, 0), (1, 1)]))
+    phase = {"time": 30, "availableRoadLinks": [0, 1], **({"permissiveRoadLinks": [1]} if crossing else {})}
+    set_path(roadnet, ("intersections", JUNCTION_A, "trafficLight"),
+             {"roadLinkIndices": [0, 1], "lightphases": [phase]})
+    return scenario_from_dicts(roadnet, minimal_flow(), name="mini").network
+
+
+def test_a_merge_feeds_the_road_from_both_sides_but_continues_neither():
+    net = with_a_second_road_into_a("a_b", crossing=False)
+    assert pass_through_junctions(net).tolist() == [True, False]
+    approaches = approach_map(net)
+    # both roads can only lead into a_b; a_b's vehicles came from either, so it continues neither
+    assert approaches.road_pairs(net, upstream=True) == {"a_b": ["s_a", "w_a"]}
+    assert approaches.road_pairs(net, upstream=False) == {}
+
+
+def test_a_single_phase_junction_whose_movements_cross_does_not_pass_through():
+    net = with_a_second_road_into_a("a_n", crossing=True)
+    assert pass_through_junctions(net).tolist() == [False, False]
+    approaches = approach_map(net)
+    assert approaches.upstream.target.numel() == approaches.downstream.target.numel() == 0
