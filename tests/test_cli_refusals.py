@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -40,16 +41,20 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     (["perturbation=incident", "perturbation.surge.scale=2"], "perturbation.surge.scale",
      "perturbation=incident leaves perturbation.surge null: choose perturbation=mixed | surge"),
     (["perturbation.detectors={noise_std:1}"], "perturbation.detectors", "leaves perturbation.detectors null"),
+    (["+perturbation.surge.scale=2"], "perturbation.surge.scale",  # added with '+': the same node
+     "perturbation=clean leaves perturbation.surge null: choose perturbation=mixed | surge"),
 ])
 def test_an_override_into_a_null_perturbation_node_names_it(argv, field, reason):
-    with pytest.raises(ConfigError, match=reason) as error:
+    with pytest.raises(ConfigError, match=re.escape(reason)) as error:  # the options that set it, and only those
         check_overrides_into_null_nodes(argv, "train")
     assert error.value.field == field
 
 
 def test_overrides_the_chosen_perturbation_sets_pass():
     for argv in (["perturbation=incident", "perturbation.incidents.count=3"], ["perturbation=mixed",
-                 "perturbation.surge.scale=2"], ["perturbation=incident,surge", "perturbation.surge.scale=2"], []):
+                 "perturbation.surge.scale=2"], ["perturbation=incident,surge", "perturbation.surge.scale=2"], [],
+                 ["perturbation.seed=5"],  # no node the option can leave null
+                 ["perturbation=clean", "perturbation=incident", "perturbation.incidents.count=3"]):  # the last wins
         check_overrides_into_null_nodes(argv, "evaluate")  # a sweep is left to Hydra
 
 
@@ -58,6 +63,20 @@ def test_the_clis_print_one_line_for_it_not_hydras_traceback(script, tmp_path):
     done = _run(script, "perturbation.incidents.count=3", f"hydra.run.dir={tmp_path}")
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-2000:]
     assert done.stderr.startswith("error: <config>: field 'perturbation.incidents.count' = '3'")
+
+
+def test_a_launcher_whose_plugin_package_is_missing_names_the_module_when_no_extra_installs_it(monkeypatch):
+    import importlib.util
+
+    from agents.ppo import null_nodes
+
+    def find_spec(name, *args):  # as find_spec does when a parent package of the module is missing
+        raise ModuleNotFoundError(name)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(null_nodes, "LAUNCHER_EXTRAS", {})
+    with pytest.raises(ConfigError, match="install the package that provides hydra_plugins.hydra_ray_launcher"):
+        check_launcher(["hydra/launcher=ray_cluster"])
 
 
 def test_a_launcher_whose_plugin_is_not_installed_names_the_extra(monkeypatch):
@@ -247,11 +266,13 @@ def test_a_run_directory_that_is_a_file_is_one_error_line(tmp_path):
         "the run directory must be a folder or a new path\n"
 
 
-def test_a_run_directory_given_to_a_sweep_is_refused():
-    with pytest.raises(ConfigError, match="a sweep .-m. does not read it") as error:  # the runs went elsewhere
-        check_run_dir(["-m", "seed=0,1", "hydra.run.dir=/tmp/sweep"])
-    assert (error.value.field, error.value.value) == ("hydra.run.dir", "/tmp/sweep")
+def test_a_run_directory_given_to_a_sweep_is_refused(tmp_path):
+    for flag in ("-m", "--multirun"):
+        with pytest.raises(ConfigError, match="a sweep .-m. does not read it") as error:  # the runs went elsewhere
+            check_run_dir([flag, "seed=0,1", "hydra.run.dir=/tmp/sweep"])
+        assert (error.value.field, error.value.value) == ("hydra.run.dir", "/tmp/sweep")
     check_run_dir(["seed=0", "hydra.run.dir=/tmp/run"])
+    check_run_dir(["seed=0", f"hydra.run.dir={tmp_path}"])  # an existing folder: the run writes into it
     check_run_dir(["-m", "seed=0,1", "hydra.sweep.dir=/tmp/sweep"])
 
 
