@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from tests.test_envs import _stepped_env
@@ -89,9 +90,10 @@ def test_delay_is_lost_time_against_the_lane_limit_for_vehicles_faster_than_the_
     torch.testing.assert_close(REWARDS["delay"].compute(env.context())[0, 0], -expected)
 
 
-def test_a_per_step_terms_weight_scales_its_reward():
-    # the same traffic (same scenario, seed and actions) under two weights of waiting_time
-    env_a, env_b = (_stepped_env(["lane_count"], reward={"waiting_time": w}, steps=4) for w in (1.0, 2.5))
+@pytest.mark.parametrize("term", ["waiting_time", "queue"])  # summed per second; read at the decision
+def test_a_terms_weight_scales_its_reward(term):
+    # the same traffic (same scenario, seed and actions) under two weights of the term
+    env_a, env_b = (_stepped_env(["lane_count"], reward={term: w}, steps=4) for w in (1.0, 2.5))
     action = torch.ones(2, 4, dtype=torch.int64)
     (_, once, *_), (_, scaled, *_) = env_a.step(action), env_b.step(action)
     assert once.abs().sum() > 0  # queues to weigh
