@@ -63,3 +63,9 @@ def test_a_model_named_like_a_checkpoint_in_the_table_gets_a_number_and_one_with
     assert files == {onnx_name: str(checkpoint), f"{onnx_name}_1": str(onnx_path)}
     edit_metadata(model_copy, lambda meta: meta["training"].update(agent=None))
     assert list(lineup.deployed_policies(cfg, [])) == ["policy_onnx"]
+
+
+def test_a_tuned_controller_without_a_preset_for_the_scenario_is_refused_before_any_checkpoint_is_read():
+    cfg = evaluate_config("scenario=grid_1x1", "controllers=[sotl_tuned]", "checkpoint=missing.zip")
+    with pytest.raises(ConfigError, match="sotl_tuned.*no tuned preset"):  # not the missing checkpoint
+        lineup.controller_names(cfg)
