@@ -87,3 +87,16 @@ def test_the_initial_pool_is_twice_the_busiest_samples_load_at_least_128_within_
     assert 2 * default_slots(short.network, short.demand(1), factor=1.0, floor=1) > held
     assert held < short.demand(1).max_trips
     assert default_slots(short.network, short.demand(1)) == held  # never more than the network holds
+
+
+def test_engine_params_take_each_bound_they_state_and_refuse_the_value_just_past_it():
+    """validate()'s bounds, each at its edge: 0 s of yellow, all-red and min green, a halting speed
+    of 0 and a single vehicle slot are rules a user may pick; the values just past them, and a bool
+    where a number belongs, are refused naming the field."""
+    EngineParams(yellow_s=0, all_red_s=0, min_green_s=0, halting_speed=0.0, max_vehicles=1,
+                 junction_yielding=True, yield_gap_s=0.5).validate()
+    for field, value in [("min_green_s", -1), ("all_red_s", 2.0), ("max_vehicles", 0), ("max_vehicles", True),
+                         ("yield_gap_s", True), ("yield_gap_s", 0.0), ("halting_speed", True)]:
+        with pytest.raises(ConfigError) as refused:
+            EngineParams(**{field: value}).validate()
+        assert refused.value.field == field and refused.value.value is value
