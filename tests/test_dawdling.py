@@ -54,6 +54,16 @@ def test_the_draw_is_uniform_and_independent_across_trips_and_seconds():
     assert torch.equal(unit_hash(trips, seconds), u)  # the same pair, the same number
 
 
+def test_an_int32_trip_id_and_second_draw_what_the_same_int64_ones_draw():
+    """The state holds trip ids as int32 (state.INDEX): the hash must widen them before its
+    products, which outgrow 32 bits, or the step's draws would differ from the documented ones."""
+    trips = torch.arange(0, 10_000_000, 997)  # ids up to the 10 M a flow file may hold
+    seconds = torch.arange(trips.numel()) % 3600
+    wide = unit_hash(trips, seconds)
+    assert torch.equal(unit_hash(trips.to(torch.int32), seconds.to(torch.int32)), wide)
+    assert torch.equal(unit_hash(trips.to(torch.int32), seconds), wide)
+
+
 def sumo_like(sigma: float, tau: float) -> dict:
     """SUMO's default passenger car (accel 2.6, decel 4.5) with the given sigma and tau."""
     return dict(DEFAULT_VEHICLE, headwayTime=tau, sigma=sigma, maxPosAcc=2.6, usualPosAcc=2.6,
