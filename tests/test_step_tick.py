@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from agents.classical import MaxPressure
-from envs.engine import Simulator
+from envs.engine import EngineParams, Simulator
 from envs.engine.state import with_fields
 from envs.evaluation.discharge import EAST_OUT, STRAIGHT_EW, STRAIGHT_NS, WEST_IN
+from envs.incidents.demand_perturbations import Incident, with_incidents
 from envs.scenario import load_scenario
 from tests.scenarios import single_route, small_grid
 
@@ -68,3 +69,23 @@ def test_a_trip_held_by_a_red_light_ends_with_a_delay_that_grows_with_its_wait()
     in_network = (state.trip_finish[0, :trips] - state.trip_enter[0, :trips])[done].float()
     assert int(done.sum()) == 30 and bool((delay >= 0).all()) and bool((delay <= in_network).all())
     assert float(delay[0]) > 30.0 and bool((delay[1:] <= delay[:-1]).all())
+
+
+def test_a_vehicle_leaving_the_network_below_the_halting_speed_is_not_counted_as_halting_after_it_left():
+    """A closure at the exit road's end holds a queue; when it lifts, the vehicles start from rest
+    and leave slower than a 3 m/s halting speed. Their freed slots keep that last halted flag,
+    which halting_sum must not count (only vehicles in the network halt)."""
+    scenario = single_route([WEST_IN, EAST_OUT], [k // 2 for k in range(20)])
+    net = scenario.network
+    exits = [lane for lane in net.road_lanes[net.road_ids.index(EAST_OUT)].tolist() if lane >= 0]
+    demand = with_incidents(scenario.demand(1), [[Incident(lane, 0, 80, 0.0) for lane in exits]])
+    sim = Simulator(net, demand, EngineParams(halting_speed=3.0))
+    halting, left_halted = 0, 0
+    for _ in range(150):
+        before = sim.state.veh_lane[0, :-1] >= 0
+        state = sim.step(torch.tensor([[STRAIGHT_EW]]))
+        live = state.veh_lane[0, :-1] >= 0
+        halting += int((state.veh_halted[0, :-1] & live).sum())
+        left_halted += int((state.veh_halted[0, :-1] & before & ~live).sum())
+    assert left_halted > 0 and int((state.trip_finish[0, :-1] >= 0).sum()) == 20
+    assert float(state.halting_sum[0]) == halting
