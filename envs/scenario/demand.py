@@ -116,7 +116,9 @@ class Demand:
     origin_start: torch.Tensor  # [K, R] first position of each origin road in entry_order
     origin_end: torch.Tensor  # [K, R] one past the last
     departed_by: torch.Tensor  # [K, H+1] trips with depart <= h (h clipped to H)
-    free_flow_time: torch.Tensor  # [K, T+1] float32 route length / speed limit, seconds
+    # [K, T+1] float32 seconds: the route's road lengths / speed limits, junction boxes not counted
+    # (~3-4 s each on the generated grids); only sizes the slot pool (`default_slots`), no metric
+    free_flow_time: torch.Tensor
     horizon: int  # H: every real trip departs before H
     # each trip's driver imperfection (`VehicleSpec.sigma`, the car following's dawdling), or None
     # when no trip of any sample has one: the step then runs without drawing a number
