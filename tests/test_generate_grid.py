@@ -6,6 +6,7 @@ import json
 import math
 from collections import Counter
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -205,6 +206,7 @@ GRID_ERRORS = [
     ({"rows": 0}, "rows", 0),
     ({"rows": -2}, "rows", -2),
     ({"rows": 2.5}, "rows", 2.5),
+    ({"rows": True}, "rows", True),  # bool is an int subclass: True would be a 1-row grid
     ({"cols": 0}, "cols", 0),
     ({"road_length": 0.0}, "road_length", 0.0),
     ({"road_length": -300.0}, "road_length", -300.0),
@@ -213,6 +215,7 @@ GRID_ERRORS = [
     ({"boundary_length": 0.0}, "boundary_length", 0.0),
     ({"speed_limit": 0.0}, "speed_limit", 0.0),
     ({"speed_limit": -1.0}, "speed_limit", -1.0),
+    ({"speed_limit": True}, "speed_limit", True),
     ({"lane_width": -3.5}, "lane_width", -3.5),
     ({"intersection_width": 0.0}, "intersection_width", 0.0),
     ({"intersection_width": 5.0}, "intersection_width", 5.0),  # 3 lanes x 3.5 m do not fit
@@ -239,3 +242,19 @@ def test_grid_argument_errors(overrides: dict, field: str, value) -> None:
     assert error.field == field
     assert error.value == value
     assert repr(field) in str(error) and repr(value) in str(error)
+
+
+def test_numpy_scalar_arguments_give_the_same_json_clean_roadnet_as_python_numbers() -> None:
+    # e.g. sizes read from an array: taken, and turned into Python numbers (np.float32 is no JSON number)
+    given = grid_roadnet(np.int64(2), np.int32(3), road_length=np.float32(300), speed_limit=np.float32(11.5),
+                         phase_time=np.int64(30))
+    assert given == grid_roadnet(2, 3, road_length=300.0, speed_limit=11.5, phase_time=30.0)
+    assert json.loads(json.dumps(given)) == given
+
+
+@pytest.mark.parametrize(("overrides", "bound"), [({"rows": 0}, "must be an integer >= 1"),
+                                                  ({"speed_limit": 0.0}, "must be a finite number > 0")])
+def test_an_argument_error_says_the_bound_the_value_missed(overrides: dict, bound: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        grid_roadnet(**{"rows": 2, "cols": 2, **overrides})
+    assert info.value.reason == bound
