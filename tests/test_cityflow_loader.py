@@ -323,3 +323,16 @@ def test_unknown_scenario_name_is_a_config_error_listing_known_names() -> None:
         load_scenario("hangzhou_9x9")
     assert caught.value.field == "scenario.name" and caught.value.value == "hangzhou_9x9"
     assert all(name in str(caught.value) for name in known_scenarios())
+
+
+def test_a_dataset_name_loads_from_the_data_dir_given_and_records_it_and_the_horizon(tmp_path: Path) -> None:
+    from envs.scenario import load_scenario
+    from envs.scenario.cityflow import write_cityflow
+    from envs.scenario.presets import PRESETS
+
+    roadnet, flow, _ = PRESETS["grid_1x1"](seed=0)  # a tiny stand-in under jinan_3x4's folder name
+    write_cityflow(tmp_path / "anon_3_4_jinan_real", roadnet, flow)
+    scenario = load_scenario("jinan_3x4", data_dir=tmp_path, horizon=60)
+    assert scenario.name == "jinan_3x4" and scenario.network.num_intersections == 1
+    assert scenario.info == {"dataset": "jinan_3x4", "data_dir": str(tmp_path), "horizon": 60}
+    assert 0 < int(scenario.trips.depart.max()) < 60

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from envs.errors import ScenarioError
+from envs.scenario import scenario_from_dicts
 from envs.scenario.cityflow import (
     departure_steps,
     load_flow,
@@ -123,3 +124,18 @@ def test_open_ended_flow_is_accepted_by_the_parser() -> None:
     del flow_obj[FLOW_TO_EAST]["endTime"]  # CityFlow's default: no end
     flows = parse_flow(flow_obj, FLOW_SOURCE, parse_roadnet(minimal_roadnet(), ROADNET_SOURCE))
     assert flows.flows[FLOW_TO_EAST].end_time == -1
+
+
+def test_a_generated_scenario_names_its_generated_source_in_roadnet_and_flow_errors() -> None:
+    roadnet = minimal_roadnet()
+    roadnet["roads"][ROAD_A_B]["lanes"][0]["maxSpeed"] = -1.0
+    with pytest.raises(ScenarioError) as refused:
+        scenario_from_dicts(roadnet, minimal_flow(), name="mine")
+    assert_names_everything(refused.value, "<generated:mine>", f"roads[{ROAD_A_B}].lanes[0].maxSpeed", -1.0)
+    flow = minimal_flow()
+    flow[FLOW_TO_EAST]["route"][1] = "nowhere"
+    with pytest.raises(ScenarioError) as refused:
+        scenario_from_dicts(minimal_roadnet(), flow, name="mine")
+    assert_names_everything(refused.value, "<generated:mine>", f"[{FLOW_TO_EAST}].route[1]", "nowhere")
+    scenario = scenario_from_dicts(minimal_roadnet(), minimal_flow(), name="mine", horizon=50, info={"k": 1})
+    assert scenario.name == "mine" and scenario.info == {"k": 1, "horizon": 50}
