@@ -71,9 +71,21 @@ def test_cli_writes_a_loadable_scenario(tmp_path, capsys) -> None:
     printed = capsys.readouterr().out
     roadnet = json.loads((out / "roadnet.json").read_text())
     flow = json.loads((out / "flow.json").read_text())
-    assert f"{len(flow)} vehicles" in printed
-    assert f"{len(roadnet['roads'])} roads" in printed
-    assert flow == PRESETS["grid_1x1"](seed=3)[1]
+    _, expected_flow, info = PRESETS["grid_1x1"](seed=3)
+    summary, info_line = printed.splitlines()
+    assert f"1 signalised intersections, 4 virtual, {len(roadnet['roads'])} roads, {len(flow)} vehicles" in summary
+    assert json.loads(info_line) == info
+    assert flow == expected_flow
+
+
+def test_cli_seed_defaults_to_0_and_a_bad_one_is_one_line_on_stderr_exit_2_and_nothing_written(tmp_path, capsys):
+    assert generate.main(["--preset", "grid_1x1", "--out", str(tmp_path / "default")]) == 0
+    assert json.loads((tmp_path / "default" / "flow.json").read_text()) == PRESETS["grid_1x1"](seed=0)[1]
+    capsys.readouterr()
+    assert generate.main(["--preset", "grid_1x1", "--seed", "-1", "--out", str(tmp_path / "bad")]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err.startswith("error: <preset grid_1x1>: field 'seed' = -1: ")
+    assert printed.err.count("\n") == 1 and not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize("seed", [-1, 1.5, True])
