@@ -7,7 +7,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from envs.errors import ScenarioError
-from envs.scenario import scenario_from_sumo
+from envs.scenario import load_scenario, scenario_from_sumo
+from envs.scenario.registry import SUMO_DATASETS
 from envs.scenario.sumo.config import find_config, read_config
 from envs.scenario.sumo.pinned_routes import pin_routes, routes_driven
 from tests.sumo_fixtures import CONFIG, DETOUR, NET, ROUTES, write_tiny
@@ -77,3 +78,11 @@ def test_pinned_trips_become_vehicles_without_their_trip_attributes(tmp_path):
     pinned = {v.get("id"): v for v in written.iter("vehicle") if v.get("id") in ("w1", "w2", "t0")}
     assert {k: sorted(v.attrib) for k, v in pinned.items()} == {k: ["depart", "id", "type"] for k in pinned}
     assert pinned["t0"].find("route").get("edges") == "WC CN" and not list(written.iter("trip"))
+
+
+def test_a_sumo_name_loads_from_the_data_dir_given_under_its_name_and_cuts_at_the_horizon(tmp_path):
+    write_tiny(tmp_path / SUMO_DATASETS["resco_cologne1"])  # the tiny scenario under cologne1's folder name
+    whole = load_scenario("resco_cologne1", data_dir=tmp_path)
+    cut = load_scenario("resco_cologne1", data_dir=tmp_path, horizon=8)
+    assert whole.name == cut.name == "resco_cologne1" and (whole.info["horizon"], cut.info["horizon"]) == (None, 8)
+    assert whole.trips.depart.tolist() == [0, 1, 10, 14, 18] and cut.trips.depart.tolist() == [0, 1]
