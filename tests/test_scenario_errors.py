@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from envs.errors import ScenarioError
-from envs.scenario import scenario_from_dicts
+from envs.scenario import scenario_from_dicts, scenario_from_files
 from envs.scenario.cityflow import (
     departure_steps,
     load_flow,
@@ -139,3 +139,11 @@ def test_a_generated_scenario_names_its_generated_source_in_roadnet_and_flow_err
     assert_names_everything(refused.value, "<generated:mine>", f"[{FLOW_TO_EAST}].route[1]", "nowhere")
     scenario = scenario_from_dicts(minimal_roadnet(), minimal_flow(), name="mine", horizon=50, info={"k": 1})
     assert scenario.name == "mine" and scenario.info == {"k": 1, "horizon": 50}
+
+
+def test_scenario_from_files_cuts_at_the_horizon_given_and_records_it_with_the_roadnet(tmp_path: Path) -> None:
+    roadnet_path, flow_path = write_cityflow(tmp_path, minimal_roadnet(), minimal_flow())
+    whole, cut = scenario_from_files(roadnet_path, flow_path), scenario_from_files(roadnet_path, flow_path, horizon=50)
+    assert whole.name == cut.name == str(roadnet_path)
+    assert cut.info == {"roadnet": str(roadnet_path), "horizon": 50} and whole.info["horizon"] is None
+    assert int(whole.trips.depart.max()) == 100 and int(cut.trips.depart.max()) == 45
