@@ -285,7 +285,7 @@ def test_batch_below_one_is_rejected():
     scenario = small_grid(horizon=60)
     with pytest.raises(ConfigError, match="copies.*0"):
         scenario.demand(0)
-    for copies in (2.0, "2"):  # [trips] * 2.0 was a TypeError, "2" < 1 another
+    for copies in (2.0, "2", True):  # [trips] * 2.0 was a TypeError, "2" < 1 another, True one copy
         with pytest.raises(ConfigError, match="need an integer B >= 1") as refused:
             scenario.demand(copies)
         assert (refused.value.source, refused.value.field, refused.value.value) == (scenario.name, "copies", copies)

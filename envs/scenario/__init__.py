@@ -33,7 +33,7 @@ class Scenario:
     def demand(self, copies: int = 1, trips: list[Trips] | None = None) -> Demand:
         """A batched demand: `copies` copies of the original trips, or the given samples."""
         if trips is None:
-            if not isinstance(copies, int) or copies < 1:
+            if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
                 raise ConfigError(self.name, "copies", copies, "need an integer B >= 1")
             trips = [self.trips] * copies
         return stack_demand(trips, self.network)
