@@ -80,6 +80,11 @@ def test_a_surge_of_scale_zero_empties_its_window_and_leaves_the_rest_of_the_dem
     ({"incidents": {"capacity": 1.5}}, "incidents.capacity"),
     ({"incidents": {"count": -1}}, "incidents.count"),
     ({"incidents": {"start_s": [900, 100]}}, "incidents.start_s"),
+    ({"incidents": {"start_s": [600, 599.5]}}, "incidents.start_s"),
+    ({"incidents": {"start_s": -0.5}}, "incidents.start_s"),
+    ({"incidents": {"count": True}}, "incidents.count"),
+    ({"incidents": {"duration_s": 0}}, "incidents.duration_s"),
+    ({"incidents": {"capacity": 1.0}}, "incidents.capacity"),  # 1 would be no incident at all
     ({"incidents": {"when": 3}}, "perturbation.incidents.when"),
     ({"incidents": {"placement": "random"}}, "incidents.placement"),
     ({"surge": {"scale": -2}}, "surge.scale"),
@@ -90,6 +95,7 @@ def test_a_surge_of_scale_zero_empties_its_window_and_leaves_the_rest_of_the_dem
     ({"detectors": {"dropout_p": 1.5}}, "detectors.dropout_p"),
     ({"detectors": {"dead_p": -0.1}}, "detectors.dead_p"),
     ({"detectors": {"noise_std": -1}}, "detectors.noise_std"),
+    ({"detectors": {"stuck_at_s": -1}}, "detectors.stuck_at_s"),
     ({"colour": "red"}, "perturbation.colour"),
 ])
 def test_bad_perturbation_configs_name_the_field_and_value(config, field):
@@ -109,6 +115,21 @@ def test_a_spec_error_from_a_config_names_the_config_path():
     assert (caught.value.source, caught.value.field, caught.value.value) == (
         "<config>", "perturbation.incidents.capacity", 1.5)
     assert "<config>: field 'perturbation.incidents.capacity' = 1.5:" in str(caught.value)
+
+
+def test_an_empty_incident_lane_list_is_refused_and_random_lanes_are_only_those_ending_at_a_signal():
+    with pytest.raises(ConfigError, match=r"incidents\.lanes.*\[\]"):  # not "random lanes", silently
+        IncidentSpec(lanes=[])
+    network = small_grid(2, 2).network
+    ends = network.road_end[network.lane_road].cpu().numpy()
+    pool = IncidentSpec().lane_pool(network)
+    assert (ends[pool] >= 0).all() and pool.size == (ends >= 0).sum() < ends.size
+
+
+def test_a_perturbation_keeps_its_configured_name_and_dead_intersections_alone_are_not_clean():
+    dead = perturbation_from_config({"name": "blackout", "detectors": {"dead_p": 0.2}})
+    assert dead.name == "blackout" and not dead.is_clean
+    assert perturbation_from_config({"detectors": {"dead_p": 0.0}}).is_clean
 
 
 def _leaves(value):
@@ -185,6 +206,7 @@ def test_evaluate_reports_degradation_under_a_perturbation(tmp_path):
 def test_windows_past_the_episode_are_named():
     incident = perturbation_from_config({"name": "incident", "incidents": {"start_s": [300, 2700]}})
     assert incident.windows_past(3600) == []  # the last closure ends at 2700 + 900 s
+    assert incident.windows_past(3000) == ["incidents.start_s + duration_s [300, 3600] s"]  # onsets all inside
     assert incident.windows_past(600) == ["incidents.start_s + duration_s [300, 3600] s"]
     surge = perturbation_from_config({"surge": {"start_s": 900, "end_s": 1800}})
     assert surge.windows_past(1800) == [] and surge.windows_past(1000) == ["surge.[start_s, end_s] [900, 1800] s"]
