@@ -19,6 +19,7 @@ import evaluate
 
 from agents.deploy.runtime import FaultLog
 from agents.ppo.config import check_config, check_evaluate_config
+from agents.ppo.controller_params import check_param_names
 from agents.ppo.null_nodes import check_launcher, check_overrides_into_null_nodes, check_run_dir
 from envs.errors import ConfigError
 from envs.evaluation.runner import check_departures
@@ -292,6 +293,17 @@ def test_parameters_of_a_baseline_training_does_not_run_are_refused():
     with pytest.raises(ConfigError, match="sotl is not run here"):
         check_config(train_config(*tiny_run(), "+baseline_params.sotl.min_green_s=5"))
     check_config(train_config(*tiny_run(), "eval.baselines=[sotl]", "+baseline_params.sotl.min_green_s=5"))
+
+
+@pytest.mark.parametrize("params, field, value", [
+    ({"sotel": {"mu": 5}}, "controller_params.sotel", {"mu": 5}),  # no such controller
+    ({"sotl": {"min_gren_s": 5}}, "controller_params.sotl.min_gren_s", 5),  # added with "+": reached sotl's TypeError
+])
+def test_a_controller_or_parameter_name_that_does_not_exist_is_refused_naming_it(params, field, value):
+    with pytest.raises(ConfigError) as error:
+        check_param_names(params, "controller_params", ["sotl"])
+    assert (error.value.file, error.value.field, error.value.value) == ("<config>", field, value)
+    check_param_names({"sotl": None, "max_pressure": {}}, "controller_params", [])  # nothing set: nothing refused
 
 
 @pytest.mark.parametrize("overrides, field, value, reason", [
