@@ -97,6 +97,7 @@ def test_a_surge_of_scale_zero_empties_its_window_and_leaves_the_rest_of_the_dem
     ({"detectors": {"noise_std": -1}}, "detectors.noise_std"),
     ({"detectors": {"stuck_at_s": -1}}, "detectors.stuck_at_s"),
     ({"colour": "red"}, "perturbation.colour"),
+    ({"incidents": 5}, "perturbation.incidents"),
 ])
 def test_bad_perturbation_configs_name_the_field_and_value(config, field):
     scenario = small_grid(2, 2, horizon=100)

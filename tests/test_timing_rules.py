@@ -63,3 +63,5 @@ def test_a_kept_phase_overdue_for_max_green_moves_to_the_next_action_wrapping_at
     target = np.array([2, 3])  # a's last action is its phase 2 (of 3 actions), b's is 3 (of 4)
     assert rules(two_signals([2, 3]), [17.0, 16.0], target, POLICY) == ([0, 0], [3.0, 4.0])
     assert rules(two_signals([2, 3]), [15.0, 15.0], target, POLICY) == ([2, 3], [0.0, 0.0])  # 20 s: not yet
+    # a change the policy asks for is its own, max green or not: a goes to phase 1, not to its next action 0
+    assert rules(two_signals([2, 3]), [17.0, 16.0], np.array([1, 3]), POLICY) == ([1, 0], [0.0, 4.0])
