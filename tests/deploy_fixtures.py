@@ -144,7 +144,7 @@ def recorded_decisions(checkpoint, scenario, copies: int, seconds: int) -> dict:
 
     Callers take many copies over a short time rather than few over an hour: an eager step of
     8 copies costs about what one of 2 does, so 4x the copies over a quarter of the time records
-    the same number of decisions about 3x faster."""
+    the same number of decisions in about half the time."""
     from agents.deploy.simulated import record_decisions
     from agents.ppo.policy import PolicyController
 

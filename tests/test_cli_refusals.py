@@ -25,6 +25,7 @@ from envs.errors import ConfigError
 from envs.evaluation.runner import check_departures
 from envs.scenario.demand import Trips
 from tests.conftest import REPO_ROOT
+from tests.minimal_scenario import assert_names_everything
 from tests.test_evaluate import evaluate_config
 from tests.test_train import train_config, tiny_run
 
@@ -302,7 +303,7 @@ def test_parameters_of_a_baseline_training_does_not_run_are_refused():
 def test_a_controller_or_parameter_name_that_does_not_exist_is_refused_naming_it(params, field, value):
     with pytest.raises(ConfigError) as error:
         check_param_names(params, "controller_params", ["sotl"])
-    assert (error.value.file, error.value.field, error.value.value) == ("<config>", field, value)
+    assert_names_everything(error.value, "<config>", field, value)
     check_param_names({"sotl": None, "max_pressure": {}}, "controller_params", [])  # nothing set: nothing refused
 
 

@@ -15,6 +15,7 @@ from envs.errors import ModelError
 from envs.evaluation.mixture import ControllerMix
 from envs.incidents.perturbations import DetectorFaults, DetectorFaultSpec, Perturbation
 from tests.deploy_fixtures import FakeSession, edit_metadata, simulator
+from tests.minimal_scenario import assert_names_everything
 from tests.scenarios import small_grid
 from tests.test_runtime_timing import ended_greens
 
@@ -128,5 +129,4 @@ def test_a_min_green_in_half_seconds_is_refused_naming_it(uneven, model_copy):
     deployed = SimulatedRuntime(str(model_copy[0]))
     with pytest.raises(ModelError) as caught:
         deployed.reset(simulator(uneven[0], 1, 60))
-    assert (caught.value.field, caught.value.value) == ("timing.min_green_s", 5.5)
-    assert str(model_copy[1]) in str(caught.value)
+    assert_names_everything(caught.value, str(model_copy[1]), "timing.min_green_s", 5.5)

@@ -288,7 +288,7 @@ def test_batch_below_one_is_rejected():
     for copies in (2.0, "2", True):  # [trips] * 2.0 was a TypeError, "2" < 1 another, True one copy
         with pytest.raises(ConfigError, match="need an integer B >= 1") as refused:
             scenario.demand(copies)
-        assert (refused.value.source, refused.value.field, refused.value.value) == (scenario.name, "copies", copies)
+        assert_names_everything(refused.value, scenario.name, "copies", copies)
 
 
 def test_bad_commands_are_rejected_with_the_intersection_named(grid2):
