@@ -66,6 +66,9 @@ def check_against_torch(onnx_path: Path, checkpoint: str, seconds: int, copies: 
 def export(cfg: DictConfig) -> None:
     """Export ``cfg.checkpoint``, report both files, check the ONNX model against torch."""
     check_keys(cfg, ExportConfig)  # +max_gren_s=90 (Hydra's own hint for a typo) exported the default
+    if OmegaConf.is_missing(cfg, "checkpoint"):  # was OmegaConf's MissingMandatoryValue traceback
+        raise ConfigError("<config>", "checkpoint", None, "required: the train.py checkpoint to export "
+                                                          "(checkpoint=outputs/DATE/TIME/checkpoints/last.zip)")
     check_device(cfg.engine.device, "<config>", "engine.device")  # before any work; never a silent CPU run
     for key, least in (("check.seconds", 0), ("check.copies", 1)):  # 0 seconds = no check; negative is a typo
         if int(OmegaConf.select(cfg, key)) < least:

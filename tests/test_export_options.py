@@ -71,6 +71,17 @@ def test_the_cli_refuses_a_check_it_cannot_run_before_any_work(grid_checkpoint, 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_cli_without_a_checkpoint_is_one_error_naming_the_key():
+    from tests.test_cli_refusals import _run
+
+    with pytest.raises(ConfigError) as refused:  # was OmegaConf's MissingMandatoryValue traceback
+        export_cli("check.seconds=0")
+    assert_names_everything(refused.value, "<config>", "checkpoint", None)
+    assert "required" in refused.value.reason
+    done = _run("export.py")
+    assert done.returncode == 2 and done.stderr == f"error: {refused.value}\n", done.stderr[-2000:]
+
+
 def test_the_cli_looks_for_the_scenario_under_its_data_dir(uneven, tmp_path):
     checkpoint = untrained(uneven[0], "shared", tmp_path / "jinan.zip", config={"scenario": {"name": "jinan_3x4"}})
     nowhere = str(tmp_path / "nowhere")
