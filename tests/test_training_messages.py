@@ -124,6 +124,22 @@ def test_resuming_a_checkpoint_whose_meta_lacks_the_architecture_is_one_error_na
             check_layout(str(checkpoint), lacking, layout)
 
 
+def test_a_resume_with_other_observations_names_env_observations_not_the_size_they_change(tmp_path):
+    from envs.rl.signal_env import BatchedSignalEnv
+
+    def layout(observations):
+        return BatchedSignalEnv("grid_1x1", copies=1, episode_s=60, observations=observations).describe()
+
+    saved = layout(["phase_onehot", "time_in_phase", "lane_count", "lane_halting"])
+    given = layout(["phase_onehot", "time_in_phase", "lane_count"])
+    with pytest.raises(CheckpointError) as refused:  # was field 'env.observation_size' = 17, a key no one sets
+        check_layout("run.zip", {"env": saved}, given)
+    assert (refused.value.file, refused.value.field) == ("run.zip", "env.observations")
+    assert refused.value.value == ["phase_onehot", "time_in_phase", "lane_count"]  # the names, not the layout dict
+    assert refused.value.reason == ("differs from the checkpoint's ['phase_onehot', 'time_in_phase', 'lane_count', "
+                                    "'lane_halting']")
+
+
 def test_a_resumed_run_without_seed_records_the_checkpoints_seed(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     done = _train(*tiny_run(**SHORT, train__total_agent_steps=ROLLOUT), "seed=3", f"hydra.run.dir={first}")

@@ -24,8 +24,9 @@ from envs.rl.actions import action_settings
 from envs.scenario import Scenario, load_scenario
 
 SAMPLES_PER_SEED = 1_000_000  # training demand samples of seed s start at s * this (disjoint)
-# describe() entries that fix what the policy's inputs and outputs mean: a resumed run must match
-LAYOUT_KEYS = ("scenario", "intersections", "observation_size", "observations", "normalise", "actions",
+# describe() entries that fix what the policy's inputs and outputs mean: a resumed run must match.
+# The keys one sets (env.observations) come before the size they change, so a difference is named as set
+LAYOUT_KEYS = ("scenario", "intersections", "observations", "observation_size", "normalise", "actions",
                "decision_interval_s", "action_mode", "green_durations_s")
 ARCH_KEYS = ("policy", "intersection_id", "net_arch", "activation")
 
@@ -100,7 +101,10 @@ def check_layout(path: str, meta: dict, layout: dict) -> None:
     for key in LAYOUT_KEYS:
         value = recorded(saved, path, f"env.{key}", "resume checks this run's layout against it")
         if value != layout[key]:
-            raise CheckpointError(path, f"env.{key}", layout[key], f"differs from the checkpoint's {value!r}")
+            given = layout[key]
+            if key == "observations" and list(value) != list(given):  # their names, as env.observations has them
+                value, given = list(value), list(given)
+            raise CheckpointError(path, f"env.{key}", given, f"differs from the checkpoint's {value!r}")
 
 
 def start_demand(core, seed_env, seed: int, resumed: dict | None, path: str | None) -> None:
