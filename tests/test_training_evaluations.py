@@ -122,3 +122,15 @@ def test_training_demand_is_cut_at_the_episode_and_the_evaluation_keeps_the_scen
     training, evaluation = load_scenarios(train_config(*tiny_run(env__episode_s=300), "scenario.horizon=900"))
     assert training.info["horizon"] == evaluation.info["horizon"] == 900  # a horizon given is both runs'
     assert 300 < int(training.trips.depart.max()) < 900
+
+
+def test_training_says_which_perturbation_parts_reach_past_its_episode(capsys):
+    from agents.ppo.run_setup import load_scenarios
+
+    # mixed's closures start from 300 s and its surge runs 900-1800 s: a 300 s episode trains on neither
+    load_scenarios(train_config(*tiny_run(env__episode_s=300), "perturbation=mixed"))
+    assert ("warning: perturbation mixed: incidents.start_s + duration_s [300, 3600] s; surge.[start_s, end_s] "
+            "[900, 1800] s; detectors.stuck_at_s 600 s reach past the 300 s training episode (env.episode_s): what "
+            "falls after its end is never trained on") in capsys.readouterr().out
+    load_scenarios(train_config(*tiny_run(env__episode_s=3600), "perturbation=mixed"))  # all inside: no warning
+    assert "warning" not in capsys.readouterr().out

@@ -45,6 +45,10 @@ def load_scenarios(cfg: DictConfig) -> tuple[Scenario, Scenario]:
     if not perturbation.is_clean:  # the eval/* figures and the best checkpoint are the clean demand's
         say(f"training under perturbation {perturbation.name!r}; periodic evaluation (eval/*, best checkpoint) "
             f"runs the clean held-out demand: evaluate.py perturbation=... measures the policy under it")
+    late = perturbation.windows_past(cfg.env.episode_s)
+    if late:  # else a short env.episode_s trains clean where the run says it trains perturbed (as evaluate.py says)
+        say(f"warning: perturbation {perturbation.name}: {'; '.join(late)} reach past the {cfg.env.episode_s} s "
+            "training episode (env.episode_s): what falls after its end is never trained on")
     return (evaluation if train_horizon == cfg.scenario.horizon else load(train_horizon)), evaluation
 
 
