@@ -3,6 +3,8 @@ simulator through faulty detectors, the copies it decides for, and what a reset 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -130,3 +132,26 @@ def test_a_min_green_in_half_seconds_is_refused_naming_it(uneven, model_copy):
     with pytest.raises(ModelError) as caught:
         deployed.reset(simulator(uneven[0], 1, 60))
     assert_names_everything(caught.value, str(model_copy[1]), "timing.min_green_s", 5.5)
+
+
+def test_a_policy_exported_for_another_network_with_the_same_ids_is_refused_naming_it(uneven):
+    """grid_4x4's model on hangzhou_4x4 (the same intersection and lane ids, other phases) ran
+    without a fault: it commanded hangzhou's phases by grid_4x4's indices. Here the second
+    intersection's phases are reordered: same ids, lanes and action count, other greens."""
+    from envs.scenario import scenario_from_dicts
+    from tests.scenarios import uneven_grid_dicts
+
+    scenario, exported = uneven
+    roadnet, flow, _ = uneven_grid_dicts(60)
+    signalised = [x for x in roadnet["intersections"] if not x["virtual"]]
+    phases = signalised[1]["trafficLight"]["lightphases"]
+    signalised[1]["trafficLight"]["lightphases"] = phases[1:] + phases[:1]
+    other = scenario_from_dicts(roadnet, flow, name="reordered")
+    assert list(intersection_layout(other.network).ids) == list(intersection_layout(scenario.network).ids)
+    _, onnx_path, meta_path = exported["shared"]
+    greens = [phase["green_movements"] for phase in json.loads(meta_path.read_text())["intersections"][1]["phases"]]
+    deployed = SimulatedRuntime(str(onnx_path))
+    with pytest.raises(ModelError) as caught:
+        deployed.reset(simulator(other, 1, 60))
+    assert_names_everything(caught.value, str(meta_path), "intersections[1].phases", greens)
+    deployed.reset(simulator(scenario, 1, 60))  # its own network passes

@@ -27,6 +27,7 @@ from envs.engine.simulator import Simulator
 from envs.errors import ModelError
 from envs.rl.features import feature_context
 from envs.engine.intersections import gather_lanes, intersection_layout
+from envs.scenario.network import lane_ids
 from envs.engine.movement_readings import approach_by_lane
 from envs.engine.readings import lane_halting
 from envs.rl.movement_features import APPROACH_M
@@ -82,6 +83,36 @@ def record_decisions(policy, sim: Simulator, seconds: int) -> dict[str, np.ndarr
     return out
 
 
+def _network_entry(network, layout, i: int) -> dict:
+    """Intersection `i` of `network` as the metadata describes the one a model was exported for:
+    what the runtime reads (its lanes, in order) and commands (its phases and their greens)."""
+    lanes = lane_ids(network)
+    phases = [[k for k, green in enumerate(row) if green] for row in
+              network.phase_green[i, : int(network.num_phases[i])].tolist()]
+    return {"in_lanes": [lanes[lane] for lane in layout.in_lanes[i].tolist() if lane >= 0],
+            "phases": phases, "actions": [int(p) for p in layout.action_phase[i].tolist() if p >= 0]}
+
+
+def check_network(meta: dict, source: str, network, layout) -> None:
+    """ModelError naming the metadata field where the simulated network is not the one the
+    model was exported for (same intersection ids, other lanes, phases or actions: e.g. a
+    grid_4x4 model run on hangzhou_4x4, whose phase 0 is a transition phase): the runtime would
+    command phases by the wrong indices and read lanes in the wrong order, silently."""
+    for i, entry in enumerate(meta["intersections"]):
+        ours = _network_entry(network, layout, i)
+        # a phase's greens as export.py writes them (the runtime itself reads only their count)
+        greens = [phase.get("green_movements", ours["phases"][k] if k < len(ours["phases"]) else None)
+                  for k, phase in enumerate(entry["phases"])]
+        exported = {"in_lanes": entry["in_lanes"], "actions": entry["actions"], "phases": greens}
+        for key in ("in_lanes", "phases", "actions"):
+            if exported[key] != ours[key]:
+                shown = "green movements of its phases" if key == "phases" else key
+                raise ModelError(source, f"intersections[{i}].{key}", exported[key],
+                                 f"the simulated network's intersection {entry['id']} has {ours[key]} as the "
+                                 f"{shown}: the model was exported for another network "
+                                 f"({meta.get('training', {}).get('scenario')})")
+
+
 class SimulatedRuntime:
     """`PolicyRuntime`s (one per copy) behind the simulator's controller interface."""
 
@@ -103,6 +134,7 @@ class SimulatedRuntime:
         if list(layout.ids) != ids:
             raise ModelError(self.model_path, "intersections", list(layout.ids),
                              f"the exported policy controls {ids}")
+        check_network(meta, str(self.runtimes[0].metadata_path), sim.network, layout)
         min_green = float(meta["timing"]["min_green_s"])
         if min_green != int(min_green):  # rounded down below, a change would cut such a green short
             raise ModelError(str(self.runtimes[0].metadata_path), "timing.min_green_s", min_green,
@@ -144,4 +176,4 @@ class SimulatedRuntime:
         return torch.where(t.unsqueeze(1) >= self._start, self._target, -1)
 
 
-__all__ = ["SimulatedRuntime", "record_decisions", "sim_readings"]
+__all__ = ["SimulatedRuntime", "check_network", "record_decisions", "sim_readings"]
