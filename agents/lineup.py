@@ -72,7 +72,7 @@ def deployed_policies(cfg: DictConfig, taken: list[str]) -> dict[str, tuple[str,
         return {}
     from agents.deploy.metadata import load_metadata
     from agents.deploy.model_file import load_session
-    from agents.deploy.simulated import SimulatedRuntime  # loads onnxruntime only when asked
+    from agents.deploy.simulated import SimulatedRuntime, check_timing  # loads onnxruntime only when asked
 
     out: dict[str, tuple[str, object]] = {}
     for path in paths:
@@ -86,6 +86,7 @@ def deployed_policies(cfg: DictConfig, taken: list[str]) -> dict[str, tuple[str,
         _, fault = load_session(Path(path), meta["model"], threads=1)
         if fault:
             raise ModelError(path, "deployed", path, f"the model cannot run: {fault}")
+        check_timing(meta, path, cfg.engine)
         name = f"{meta['training'].get('agent') or 'policy'}_onnx"
         name = name if name not in out and name not in taken else f"{name}_{len(out) + 1}"
         out[name] = path, SimulatedRuntime(path)

@@ -13,7 +13,7 @@ from agents.classical import FixedTime
 from agents.deploy.runtime import FALLBACK, POLICY
 from agents.deploy.simulated import SimulatedRuntime, sim_readings
 from envs.engine.intersections import intersection_layout
-from envs.errors import ModelError
+from envs.errors import ConfigError, ModelError
 from envs.evaluation.mixture import ControllerMix
 from envs.incidents.perturbations import DetectorFaults, DetectorFaultSpec, Perturbation
 from tests.deploy_fixtures import FakeSession, edit_metadata, simulator
@@ -155,3 +155,18 @@ def test_a_policy_exported_for_another_network_with_the_same_ids_is_refused_nami
         deployed.reset(simulator(other, 1, 60))
     assert_names_everything(caught.value, str(meta_path), "intersections[1].phases", greens)
     deployed.reset(simulator(scenario, 1, 60))  # its own network passes
+
+
+@pytest.mark.parametrize("rule, value", [("min_green_s", 15), ("yellow_s", 5), ("all_red_s", 0)])
+def test_evaluate_refuses_engine_timing_other_than_the_exported_runtimes_naming_the_key(uneven, rule, value):
+    """evaluate.py deployed=M engine.min_green_s=15 ran: the engine held greens the runtime (min
+    green 5) had ended, and its row was false signal faults and fail-safe (engine.yellow_s=5
+    too), where a checkpoint is refused. Its own timing passes."""
+    from agents.lineup import deployed_policies
+    from tests.test_evaluate import evaluate_config
+
+    onnx_path = str(uneven[1]["shared"][1])
+    with pytest.raises(ConfigError) as caught:
+        deployed_policies(evaluate_config(f"deployed={onnx_path}", f"engine.{rule}={value}"), [])
+    assert_names_everything(caught.value, onnx_path, f"engine.{rule}", value)
+    assert list(deployed_policies(evaluate_config(f"deployed={onnx_path}"), [])) == ["ppo_shared_onnx"]

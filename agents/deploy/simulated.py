@@ -24,7 +24,7 @@ from agents.deploy.metadata import APPROACH_READINGS, BASE_LANE_READINGS, LANE_R
 from agents.deploy.readings import SIGNAL_READINGS
 from agents.deploy.runtime import PolicyRuntime
 from envs.engine.simulator import Simulator
-from envs.errors import ModelError
+from envs.errors import ConfigError, ModelError
 from envs.rl.features import feature_context
 from envs.engine.intersections import gather_lanes, intersection_layout
 from envs.scenario.network import lane_ids
@@ -113,6 +113,21 @@ def check_network(meta: dict, source: str, network, layout) -> None:
                                  f"({meta.get('training', {}).get('scenario')})")
 
 
+def check_timing(meta: dict, model_path: str, params) -> None:
+    """ConfigError naming ``engine.<rule>`` where an evaluation's engine timing (`params`)
+    differs from the timing the exported runtime enforces (evaluate.py, before any work): a
+    stricter engine holds greens and clearances the runtime has ended, so its row is false signal
+    faults and fail-safe, and a looser one shows shorter clearances than the runtime commands (a
+    checkpoint is refused alike). The tests run the engine without min green on purpose, to see
+    the runtime's own rule act: `SimulatedRuntime` leaves the check to its caller."""
+    for name in ("min_green_s", "yellow_s", "all_red_s"):
+        exported = meta["timing"][name]
+        if float(getattr(params, name)) != float(exported):
+            raise ConfigError(model_path, f"engine.{name}", getattr(params, name),
+                              f"the exported runtime enforces timing.{name}={exported:g}: run it under "
+                              f"engine.{name}={exported:g}")
+
+
 class SimulatedRuntime:
     """`PolicyRuntime`s (one per copy) behind the simulator's controller interface."""
 
@@ -176,4 +191,4 @@ class SimulatedRuntime:
         return torch.where(t.unsqueeze(1) >= self._start, self._target, -1)
 
 
-__all__ = ["SimulatedRuntime", "check_network", "record_decisions", "sim_readings"]
+__all__ = ["SimulatedRuntime", "check_network", "check_timing", "record_decisions", "sim_readings"]
