@@ -1,6 +1,6 @@
 """What export refuses before any work, beyond tests/test_reliability_cli.py: an opset that is
-not an integer, a folder it may not write in, and an existing model file alone (without its
-metadata beside it)."""
+not an integer, a folder it may not write in, an existing model file alone (without its
+metadata beside it), and a name that would part the model from its metadata."""
 
 from __future__ import annotations
 
@@ -37,3 +37,20 @@ def test_an_existing_model_file_alone_is_an_error_unless_overwrite(uneven, tmp_p
     assert_names_everything(caught.value, "<export>", "out", str(tmp_path / "policy.onnx"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.onnx"]
     assert (tmp_path / "policy.onnx").read_bytes() == b"an older model"
+
+
+@pytest.mark.parametrize("name", ["", "deploy/"])
+def test_a_name_that_would_part_the_model_from_its_metadata_is_refused_before_any_work(tmp_path, name):
+    """name='' wrote .onnx and .json, and the service export.py then suggested looked for the
+    metadata as .onnx.json: a name needs a stem of its own."""
+    with pytest.raises(ConfigError, match="would look for .onnx's metadata as .onnx.json") as caught:
+        export_policy(tmp_path / "no-such-checkpoint.zip", tmp_path / "out", name=name)  # before loading
+    assert_names_everything(caught.value, "<export>", "name", name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_name_with_dots_keeps_the_pair_together(uneven, tmp_path):
+    scenario, exports = uneven
+    onnx_path, meta_path = export_policy(exports["shared"][0], tmp_path, name="policy.v2", scenario=scenario)
+    assert (onnx_path.name, meta_path.name) == ("policy.v2.onnx", "policy.v2.json")
+    assert onnx_path.with_suffix(".json") == meta_path

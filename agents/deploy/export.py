@@ -53,7 +53,9 @@ import torch
 from torch import nn
 
 from agents.deploy.config import ExportConfig
-from agents.deploy.export_files import check_destination, check_opset, check_writable, check_written_opset
+from agents.deploy.export_files import (
+    check_destination, check_name, check_opset, check_writable, check_written_opset,
+)
 from agents.deploy.export_metadata import (
     BASE_INPUTS, OUTPUTS, intersections_entry, model_entry, model_inputs, observation_entry, project_version,
     timing_entry,
@@ -250,6 +252,7 @@ def export_policy(
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     name = checkpoint.stem if name is None else name
     onnx_path, meta_path = out_dir / f"{name}.onnx", out_dir / f"{name}.json"
+    check_name(name, onnx_path, meta_path)
     check_opset(opset)  # before any work
     check_writable([onnx_path, meta_path], out_dir)
     if checkpoint.suffix == ".pt":  # the TorchRL trainer's checkpoint

@@ -39,6 +39,16 @@ def check_writable(paths: list[Path], out: str | Path | None = None) -> None:
                               f"cannot write {path.name} there: {existing} {problem}")
 
 
+def check_name(name, onnx_path: Path, meta_path: Path) -> None:
+    """The runtime and the service find a model's metadata beside it, the model's name with
+    ``.json`` for ``.onnx``: a name without a stem of its own (``name=''`` wrote ``.onnx`` and
+    ``.json``, and the service looked for ``.onnx.json``) would part the pair."""
+    if onnx_path.with_suffix(".json") != meta_path:
+        raise ConfigError(SOURCE, "name", name, f"the runtime would look for {onnx_path.name}'s metadata as "
+                                                f"{onnx_path.with_suffix('.json').name}, not {meta_path.name}: "
+                                                "give a file name such as 'policy'")
+
+
 def check_destination(paths: list[Path], overwrite: bool, out: str | Path | None = None) -> None:
     """`check_writable`, and refuse to replace an existing export unless asked to."""
     check_writable(paths, out)
@@ -61,4 +71,4 @@ def check_written_opset(path: Path, opset: int) -> None:
                                                  "nothing was written (choose an opset it supports)")
 
 
-__all__ = ["MIN_OPSET", "check_destination", "check_opset", "check_writable", "check_written_opset"]
+__all__ = ["MIN_OPSET", "check_destination", "check_name", "check_opset", "check_writable", "check_written_opset"]
