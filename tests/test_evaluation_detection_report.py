@@ -87,3 +87,23 @@ def test_the_interval_over_copies_is_the_binomials_95_percent_one():
     copies = [CopyTally(1, k % 2, (), 3600.0) for k in range(40)]
     low, high = detection_intervals({"half": copies}, draws=4000)["half"]["precision"]
     assert low == pytest.approx(0.35, abs=0.01) and high == pytest.approx(0.65, abs=0.01)
+
+
+def test_summary_json_is_strict_json_with_null_for_a_detector_that_found_nothing(tmp_path):
+    """A detector that detects nothing has no mean time to detect: summary.json held Python's NaN
+    token there, which strict JSON readers (JavaScript's JSON.parse, RFC 8259) refuse."""
+    written = {}
+    tallies = {**_tallies(), "blind": [CopyTally(1, 0, (IncidentTimes(0, 3, 100, 130, None),
+                                                        IncidentTimes(0, 4, 300, 330, None)), 3600.0),
+                                       CopyTally(0, 0, (IncidentTimes(1, 5, 200, 260, None),), 3600.0)]}
+    write_detection_report(
+        tmp_path, "grid_1x1", [f"lane_{k}" for k in range(6)], "max_pressure", 3600, 4,
+        Perturbation(name="incident", incidents=IncidentSpec()), tallies, {ORACLE: "lane"}, None, False,
+        lambda path, rows: None, lambda path, text: written.update({path.name: text}), lambda line: None)
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    blind = json.loads(written["summary.json"], parse_constant=refuse)["classifiers"]["blind"]
+    assert blind["mean_time_to_detect_s"] is None and blind["mean_time_from_evidence_s"] is None
+    assert blind["recall"] == 0.0 and blind["alarms"] == 1

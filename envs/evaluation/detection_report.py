@@ -7,6 +7,8 @@ of per-copy tallies per row; the ideal detectors' rows first)."""
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from dataclasses import asdict
 from pathlib import Path
 
@@ -55,7 +57,8 @@ def write_detection_report(out_dir: Path, scenario: str, lane_names: list[str], 
                "copies": copies, "train_copies": train_copies, "perturbation": asdict(perturbation),
                "oracle": oracle, "oracles": {oracle_sensors[n]: results[n] for n in tallies if n in oracle_sensors},
                "classifiers": {name: results[name] for name in detectors}}
-    write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=float))
+    # strict JSON: a detector that found nothing has no mean time (null, not Python's NaN token)
+    write_text(out_dir / "summary.json", json.dumps(_no_nan(summary), indent=2, default=float, allow_nan=False))
     if plots:
         detection_bars(results, out_dir / "detection.png",
                        f"{scenario}: incident detection, {copies} held-out copies, {placement} placement"
@@ -63,6 +66,17 @@ def write_detection_report(out_dir: Path, scenario: str, lane_names: list[str], 
     say(f"results in {out_dir}")
     return summary
 
+
+
+def _no_nan(value):
+    """`value` with every NaN float (a mean over no detections) as None, at any depth."""
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_no_nan(v) for v in value]
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and math.isnan(value):
+        return None  # numpy's floats too
+    return value
 
 
 def _closures(incidents, drawn: int, copies: int) -> str:
