@@ -94,3 +94,29 @@ def test_a_bad_preset_seed_is_a_config_error_naming_the_preset(seed) -> None:
         load_scenario("grid_1x1", seed=seed)
     assert info.value.source == "<preset grid_1x1>"
     assert info.value.field == "seed" and info.value.value is seed
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_cli_out_on_a_file_is_one_line_naming_the_option_not_a_traceback(tmp_path, capsys, below) -> None:
+    """--out naming a file (or a folder under one) raised FileExistsError / NotADirectoryError
+    from mkdir, a traceback."""
+    taken = tmp_path / "taken"
+    taken.write_text("keep me")
+    out = taken / below if below else taken
+    assert generate.main(["--preset", "grid_1x1", "--out", str(out)]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err == (
+        f"error: <command line>: field '--out' = '{out}': cannot write roadnet.json and flow.json there: "
+        "a file is in the way: not a folder\n")
+    assert taken.read_text() == "keep me"
+
+
+def test_write_cityflow_into_a_file_is_a_config_error_naming_the_directory(tmp_path) -> None:
+    from envs.scenario.cityflow import write_cityflow
+    from tests.minimal_scenario import assert_names_everything
+
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    with pytest.raises(ConfigError) as caught:
+        write_cityflow(taken, {}, [])
+    assert_names_everything(caught.value, "<write_cityflow>", "directory", str(taken))

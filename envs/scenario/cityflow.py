@@ -17,11 +17,12 @@ reads and writes the files and re-exports the rest.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from envs.errors import ScenarioError
+from envs.errors import ConfigError, ScenarioError
 from envs.scenario.departures import (
     STEP_SECONDS,
     count_departures,
@@ -34,6 +35,7 @@ from envs.scenario.spec import FlowFileSpec, RoadnetSpec
 
 ROADNET_FILE = "roadnet.json"
 FLOW_FILE = "flow.json"
+WRITE_SOURCE = "<write_cityflow>"  # the source a folder it cannot write in is named under
 
 
 def _read_json(path: str | Path) -> Any:
@@ -69,9 +71,19 @@ def load_flow(path: str | Path, roadnet: RoadnetSpec) -> FlowFileSpec:
 def write_cityflow(
     directory: str | Path, roadnet_obj: Mapping[str, Any], flow_obj: Sequence[Any]
 ) -> tuple[Path, Path]:
-    """Write ``roadnet.json`` and ``flow.json`` into `directory` (created if needed)."""
+    """Write ``roadnet.json`` and ``flow.json`` into `directory` (created if needed); a
+    directory that cannot be made or written in (a file on its path, no write access) is a
+    `ConfigError` naming it, before either file is written."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as error:
+        problem = ("a file is in the way: not a folder" if isinstance(error, (FileExistsError, NotADirectoryError))
+                   else error.strerror)
+        raise ConfigError(WRITE_SOURCE, "directory", str(directory),
+                          f"cannot write {ROADNET_FILE} and {FLOW_FILE} there: {problem}") from None
     roadnet_path = directory / ROADNET_FILE
     flow_path = directory / FLOW_FILE
     with roadnet_path.open("w", encoding="utf-8") as out:

@@ -33,7 +33,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from envs.errors import GridlightError
+from envs.errors import ConfigError, GridlightError
 from envs.scenario.cityflow import write_cityflow
 from envs.scenario.demand_generators import (
     DEFAULT_TURN_RATIOS,
@@ -68,7 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - started
-    write_scenario(args.out, roadnet, flow)
+    try:
+        write_scenario(args.out, roadnet, flow)
+    except GridlightError as error:  # a folder it cannot write in: named as the option it came from
+        print(f"error: {ConfigError('<command line>', '--out', args.out, error.reason)}", file=sys.stderr)
+        return 2
     signals = sum(1 for i in roadnet["intersections"] if not i["virtual"])
     print(
         f"{args.preset} (seed {args.seed}): {signals} signalised intersections, "
