@@ -86,3 +86,19 @@ def test_a_sumo_name_loads_from_the_data_dir_given_under_its_name_and_cuts_at_th
     cut = load_scenario("resco_cologne1", data_dir=tmp_path, horizon=8)
     assert whole.name == cut.name == "resco_cologne1" and (whole.info["horizon"], cut.info["horizon"]) == (None, 8)
     assert whole.trips.depart.tolist() == [0, 1, 10, 14, 18] and cut.trips.depart.tolist() == [0, 1]
+
+
+def test_a_new_workdir_is_created_and_a_file_in_its_place_is_named(tmp_path):
+    """A workdir that did not exist yet raised FileNotFoundError from the first route file's write."""
+    from envs.errors import ConfigError
+    from tests.minimal_scenario import assert_names_everything
+
+    folder = write_tiny(tmp_path / "tiny", NET.replace("</net>", DETOUR.replace("SPEED", "5")), TWO_TRIPS)
+    (tmp_path / "vr.xml").write_text(VEHROUTES)
+    config, routes = read_config(find_config(folder)), routes_driven(tmp_path / "vr.xml")
+    pinned_config, counts = pin_routes(config, routes, tmp_path / "new" / "pinned")
+    assert counts["trips_pinned"] == 2 and scenario_from_sumo(pinned_config.path).trips.num_trips > 0
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(ConfigError) as caught:
+        pin_routes(config, routes, tmp_path / "taken")
+    assert_names_everything(caught.value, "<pin_routes>", "workdir", str(tmp_path / "taken"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from envs.errors import ScenarioError
+from envs.errors import ConfigError, ScenarioError
 from envs.scenario.sumo.config import SumoConfig, read_config
 from envs.scenario.sumo.xml_fields import read_xml
 
@@ -38,8 +38,14 @@ def pin_routes(config: SumoConfig, routes: dict[str, str], workdir: str | Path) 
     """Write `config`'s scenario into `workdir` with the trips in `routes` pinned to their routes.
 
     Returns the new config and counts: trips pinned, trips left as trips, origin/destination
-    pairs among the pinned trips and how many of them `routes` sends along more than one path."""
+    pairs among the pinned trips and how many of them `routes` sends along more than one path.
+    `workdir` is created if needed; one that cannot be (a file on its path) is a ConfigError."""
     workdir = Path(workdir)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # FileExistsError / NotADirectoryError: a file in the way
+        raise ConfigError("<pin_routes>", "workdir", str(workdir),
+                          f"cannot write the pinned scenario there: {error.strerror}") from None
     route_files, pinned, left = [], 0, 0
     paths: dict[tuple, set[str]] = {}
     for k, route_file in enumerate(config.route_files):
