@@ -348,3 +348,25 @@ def test_route_files_share_one_namespace_as_in_sumo(tmp_path):
     assert outcomes == {"shared": [3.0, 3.0],
                         "dup": ("b.rou.xml", "vType[id=DEFAULT_VEHTYPE]@id", "DEFAULT_VEHTYPE"),
                         "bad": ("b.rou.xml", "vehicle[id=c]@edges", "NO")}
+
+
+def test_gzipped_files_import_as_sumo_reads_them_and_a_cut_off_one_is_named(tmp_path, tiny):
+    """SUMO reads any input file gzip-compressed (netconvert writes .net.xml.gz): the importer
+    called such a net malformed XML at line 1, column 0."""
+    import gzip
+
+    folder = write_tiny(tmp_path / "gz", config=CONFIG.replace("tiny.net.xml", "tiny.net.xml.gz")
+                        .replace("tiny.rou.xml", "tiny.rou.xml.gz"))
+    for name in ("tiny.net.xml", "tiny.rou.xml"):
+        (folder / f"{name}.gz").write_bytes(gzip.compress((folder / name).read_bytes()))
+        (folder / name).unlink()
+    packed = scenario_from_sumo(folder, name="tiny")
+    for name, value in tiny.network.__dict__.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, getattr(packed.network, name)), name
+    assert (packed.trips.routes == tiny.trips.routes).all() and (packed.trips.depart == tiny.trips.depart).all()
+    net = folder / "tiny.net.xml.gz"
+    net.write_bytes(net.read_bytes()[:40])
+    with pytest.raises(ScenarioError) as caught:
+        scenario_from_sumo(folder)
+    assert (caught.value.file, caught.value.field) == (str(net), "<file>") and "cannot read" in str(caught.value)

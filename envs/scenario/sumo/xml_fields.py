@@ -3,6 +3,7 @@ naming the file, the element (``edge[id=A0B0].lane[index=2]``) and the attribute
 
 from __future__ import annotations
 
+import gzip
 import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -11,16 +12,22 @@ from typing import NoReturn
 from envs.errors import ScenarioError
 from envs.scenario.json_fields import BEYOND_MAX_MAGNITUDE, MAX_MAGNITUDE, MISSING
 
+GZIP_MAGIC = b"\x1f\x8b"  # the first two bytes of a gzip file
+
 
 def read_xml(path: str | Path, root_tag: str) -> ET.Element:
-    """The root element of a SUMO XML file, checked to be `root_tag`."""
+    """The root element of a SUMO XML file, checked to be `root_tag`; gzip-compressed or not
+    (``.net.xml.gz``), as SUMO reads every input file."""
     source = str(path)
     try:
-        root = ET.parse(source).getroot()
+        with open(source, "rb") as head:
+            compressed = head.read(2) == GZIP_MAGIC
+        with gzip.open(source) if compressed else open(source, "rb") as handle:
+            root = ET.parse(handle).getroot()
     except FileNotFoundError:
         raise ScenarioError(source, "<file>", source, "file not found") from None
-    except OSError as err:
-        raise ScenarioError(source, "<file>", source, f"cannot read: {err.strerror}") from None
+    except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError; a cut-off .gz an EOFError
+        raise ScenarioError(source, "<file>", source, f"cannot read: {getattr(err, 'strerror', None) or err}") from None
     except ET.ParseError as err:
         line, column = err.position
         raise ScenarioError(source, "<xml>", f"line {line}, column {column}",
