@@ -161,7 +161,8 @@ def test_a_policy_exported_for_another_network_with_the_same_ids_is_refused_nami
 def test_evaluate_refuses_engine_timing_other_than_the_exported_runtimes_naming_the_key(uneven, rule, value):
     """evaluate.py deployed=M engine.min_green_s=15 ran: the engine held greens the runtime (min
     green 5) had ended, and its row was false signal faults and fail-safe (engine.yellow_s=5
-    too), where a checkpoint is refused. Its own timing passes."""
+    too), where a checkpoint is refused. Its own timing passes, and so does a shorter min green,
+    which the runtime's own rule overrides."""
     from agents.lineup import deployed_policies
     from tests.test_evaluate import evaluate_config
 
@@ -169,4 +170,5 @@ def test_evaluate_refuses_engine_timing_other_than_the_exported_runtimes_naming_
     with pytest.raises(ConfigError) as caught:
         deployed_policies(evaluate_config(f"deployed={onnx_path}", f"engine.{rule}={value}"), [])
     assert_names_everything(caught.value, onnx_path, f"engine.{rule}", value)
-    assert list(deployed_policies(evaluate_config(f"deployed={onnx_path}"), [])) == ["ppo_shared_onnx"]
+    for same in ("engine.min_green_s=5", "engine.min_green_s=0"):  # the runtime keeps its own min green
+        assert list(deployed_policies(evaluate_config(f"deployed={onnx_path}", same), [])) == ["ppo_shared_onnx"]

@@ -114,15 +114,15 @@ def check_network(meta: dict, source: str, network, layout) -> None:
 
 
 def check_timing(meta: dict, model_path: str, params) -> None:
-    """ConfigError naming ``engine.<rule>`` where an evaluation's engine timing (`params`)
-    differs from the timing the exported runtime enforces (evaluate.py, before any work): a
-    stricter engine holds greens and clearances the runtime has ended, so its row is false signal
-    faults and fail-safe, and a looser one shows shorter clearances than the runtime commands (a
-    checkpoint is refused alike). The tests run the engine without min green on purpose, to see
-    the runtime's own rule act: `SimulatedRuntime` leaves the check to its caller."""
+    """ConfigError naming ``engine.<rule>`` where an evaluation's engine timing (`params`) would
+    not do what the exported runtime commands (evaluate.py, before any work): a longer min green
+    holds greens the runtime has ended, so its row is false signal faults and fail-safe; another
+    yellow or all-red shows other clearances than the runtime commands (longer ones: false faults
+    too). A shorter min green changes nothing: the runtime keeps its own (the tests run the
+    engine without one on purpose, to see the runtime's rule act)."""
     for name in ("min_green_s", "yellow_s", "all_red_s"):
-        exported = meta["timing"][name]
-        if float(getattr(params, name)) != float(exported):
+        exported, run = float(meta["timing"][name]), float(getattr(params, name))
+        if run > exported if name == "min_green_s" else run != exported:
             raise ConfigError(model_path, f"engine.{name}", getattr(params, name),
                               f"the exported runtime enforces timing.{name}={exported:g}: run it under "
                               f"engine.{name}={exported:g}")
