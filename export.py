@@ -24,7 +24,7 @@ import hydra
 import onnxruntime
 from omegaconf import DictConfig, OmegaConf
 
-from agents.deploy.config import ExportConfig  # registers the structured config "export_schema"
+from agents.deploy.config import ExportCheck, ExportConfig, ExportEngine  # registers "export_schema"
 from agents.deploy.simulated import record_decisions
 from agents.deploy.export import export_policy
 from agents.deploy.model_file import recorded_feed
@@ -76,6 +76,11 @@ def export(cfg: DictConfig) -> None:
     checkpoint = Path(cfg.checkpoint)
     out = Path(cfg.out) if cfg.out else checkpoint.parent
     seconds, result = int(cfg.check.seconds), {}
+    if seconds == 0:  # the check's own settings would be ignored: refused, as every unread setting
+        for key, default in (("check.copies", ExportCheck.copies), ("engine.device", ExportEngine.device)):
+            if OmegaConf.select(cfg, key) != default:
+                raise ConfigError("<config>", key, OmegaConf.select(cfg, key),
+                                  "nothing reads it: check.seconds=0 skips the check it is for")
 
     def verify(model: Path) -> None:  # on the model before it is put in place: a failed check writes nothing
         if seconds > 0:

@@ -148,3 +148,16 @@ def test_the_opset_reader_steps_over_every_field_kind_and_refuses_a_truncated_fi
     for truncated in (data[:-1], data[:13], data[:23]):  # inside the last entry, the 8 bytes, the 4 bytes
         with pytest.raises(ValueError, match="truncated"):
             onnx_opsets(truncated)
+
+
+@pytest.mark.parametrize("key, value", [("check.copies", 5), ("engine.device", "cuda:0")])
+def test_the_checks_settings_with_check_seconds_0_are_refused_not_ignored(grid_checkpoint, tmp_path, monkeypatch,
+                                                                            key, value):
+    """check.seconds=0 skips the check: its copies and device were silently ignored."""
+    import export
+
+    monkeypatch.setattr(export, "check_device", lambda *args: None)  # as on a machine with that device
+    with pytest.raises(ConfigError) as refused:
+        export_cli(f"checkpoint={grid_checkpoint}", f"out={tmp_path}", "check.seconds=0", f"{key}={value}")
+    assert_names_everything(refused.value, "<config>", key, value)
+    assert "check.seconds=0 skips the check" in str(refused.value) and list(tmp_path.iterdir()) == []
