@@ -5,20 +5,33 @@ beside the untuned ones, so one table (and one batched simulation) holds both.""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from envs.errors import ConfigError
+from envs.scenario.own_files import looks_like_path
 from envs.scenario.registry import PROJECT_ROOT
 
 TUNED_SUFFIX = "_tuned"
 PRESET_DIR = PROJECT_ROOT / "configs" / "controller"
 
 
+def scenario_key(scenario: str) -> str:
+    """`scenario` as a preset's file name holds it: a registered name as it is; one given by path
+    (`envs.scenario.own_files`) as ``path_`` and the words of its absolute path (``/home/me/city`` ->
+    ``path_home_me_city``), so a relative path and its absolute form find the same preset."""
+    from envs.scenario import known_scenarios  # (it imports torch: only when asked)
+
+    if scenario in known_scenarios() or not looks_like_path(scenario):
+        return scenario
+    return "path_" + re.sub(r"[^A-Za-z0-9]+", "_", str(Path(scenario).expanduser().resolve())).strip("_")
+
+
 def preset_path(controller: str, scenario: str) -> Path:
     """Where the tuner writes (and this module reads) `controller`'s preset for `scenario`."""
-    return PRESET_DIR / f"{controller}{TUNED_SUFFIX}_{scenario}.yaml"
+    return PRESET_DIR / f"{controller}{TUNED_SUFFIX}_{scenario_key(scenario)}.yaml"
 
 
 def base_controller(name: str) -> str | None:

@@ -22,6 +22,7 @@ train.yaml, ``controller@controller_params.NAME`` in evaluate.yaml), ``perturbat
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -42,6 +43,7 @@ from envs.rl.probe_features import check_probe_observations
 from envs.incidents.perturbations import Perturbation, perturbation_from_config
 from envs.incidents.probes import probes_from_config
 from envs.scenario import known_scenarios
+from envs.scenario.own_files import looks_like_path
 from envs.scenario.network import check_device
 from envs.scenario.presets import PRESETS
 from envs.scenario.splits import DemandSpec
@@ -268,13 +270,19 @@ def perturbation_config(cfg) -> dict | None:
 def check_scenario(cfg) -> None:
     """``scenario.horizon``, checked here: the flow file would otherwise be blamed for it; and
     ``scenario.seed``, which only a generated preset reads (a dataset ignored it silently), and
-    ``scenario.data_dir`` set for a preset (not from $GRIDLIGHT_DATA_DIR: that one is for datasets)."""
+    ``scenario.data_dir`` set for a preset or a path (not from $GRIDLIGHT_DATA_DIR: that one is for
+    datasets). A scenario given by path is made absolute here, so a checkpoint records where its files
+    are wherever evaluate.py or export.py run from."""
     name, seed, raw = cfg.scenario.name, cfg.scenario.seed, OmegaConf.to_container(cfg.scenario)["data_dir"]
-    if seed != 0 and name not in PRESETS and name in known_scenarios():
+    by_path = name not in known_scenarios() and looks_like_path(name)
+    if seed != 0 and name not in PRESETS and (name in known_scenarios() or by_path):
         fail("scenario.seed", seed, f"only a generated preset draws its demand from it; {name!r} has its own "
              "files (each episode's demand: env.demand, eval.demand)")
-    if cfg.scenario.data_dir is not None and raw != ScenarioConfig.data_dir and name in PRESETS:  # ignored
-        fail("scenario.data_dir", cfg.scenario.data_dir, f"{name!r} is generated and reads no dataset")
+    if cfg.scenario.data_dir is not None and raw != ScenarioConfig.data_dir and (name in PRESETS or by_path):
+        fail("scenario.data_dir", cfg.scenario.data_dir, f"{name!r} is "
+             f"{'given by path' if by_path else 'generated'} and reads no dataset")  # else ignored silently
+    if by_path:
+        cfg.scenario.name = str(Path(name).expanduser().resolve())
     horizon = cfg.scenario.horizon
     if horizon is None:
         return

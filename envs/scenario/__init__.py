@@ -1,6 +1,6 @@
-"""Scenarios: CityFlow datasets by short name and generated grids by preset name, through one
-entry point, ``load_scenario(name)``: parse and validate, compile the `Network`, expand the
-flow file into the ``original`` trip table.
+"""Scenarios: CityFlow and SUMO datasets by short name, generated grids by preset name, and a
+user's own CityFlow or SUMO files by path, through one entry point, ``load_scenario(name)``: parse
+and validate, compile the `Network`, expand the flow file into the ``original`` trip table.
 May import envs.errors only: everything else in gridlight builds on scenarios."""
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from typing import Any
 import torch
 
 from envs.errors import ConfigError
-from envs.scenario.cityflow import load_flow, load_roadnet, parse_flow, parse_roadnet
+from envs.scenario.cityflow import FLOW_FILE, ROADNET_FILE, load_flow, load_roadnet, parse_flow, parse_roadnet
 from envs.scenario.demand import Demand, Trips, stack_demand, trips_from_flows
 from envs.scenario.network import Network, compile_network
+from envs.scenario.own_files import FORMS, looks_like_path, own_scenario_files
 from envs.scenario.presets import DEFAULT_PRESET, PRESETS
 from envs.scenario.registry import data_dir as resolve_data_dir
 from envs.scenario.registry import dataset_paths, known_datasets, known_sumo_datasets, sumo_folder
@@ -52,7 +53,8 @@ def load_scenario(
     device: str | torch.device = "cpu",
 ) -> Scenario:
     """Load a generated preset (``grid_4x4``, ``grid_16x8``, ...), a CityFlow dataset
-    (``hangzhou_4x4``) or a SUMO scenario (``resco_cologne1``, ``manhattan_28x7``)."""
+    (``hangzhou_4x4``), a SUMO scenario (``resco_cologne1``, ``manhattan_28x7``), or one's own
+    files by path (`envs.scenario.own_files`: a CityFlow folder, a SUMO folder or .sumocfg)."""
     if name in known_sumo_datasets():
         return scenario_from_sumo(sumo_folder(name, data_dir), name=name, horizon=horizon,
                                   device=device)
@@ -63,9 +65,11 @@ def load_scenario(
         )
     else:
         if name not in known_datasets():
+            if looks_like_path(name):
+                return scenario_from_path(name, horizon=horizon, device=device)
             raise ConfigError(
                 "<scenario registry>", "scenario.name", name,
-                "unknown scenario; known: " + ", ".join(known_scenarios()),
+                "unknown scenario; known: " + ", ".join(known_scenarios()) + f"; or by path, {FORMS}",
             )
         roadnet_path, flow_path = dataset_paths(name, data_dir)
         roadnet = load_roadnet(roadnet_path)
@@ -90,17 +94,28 @@ def scenario_from_dicts(
 
 
 def scenario_from_files(
-    roadnet_path: str | Path, flow_path: str | Path, *, horizon: int | None = None,
-    device: str | torch.device = "cpu",
+    roadnet_path: str | Path, flow_path: str | Path, *, name: str | None = None,
+    horizon: int | None = None, device: str | torch.device = "cpu",
 ) -> Scenario:
     roadnet = load_roadnet(roadnet_path)
     flows = load_flow(flow_path, roadnet)
     network = compile_network(roadnet, device=device)
     trips = trips_from_flows(flows, network, horizon)
     return Scenario(
-        str(roadnet_path), roadnet, flows, network, trips,
+        name or str(roadnet_path), roadnet, flows, network, trips,
         {"roadnet": str(roadnet_path), "horizon": horizon},
     )
+
+
+def scenario_from_path(
+    path: str | Path, *, horizon: int | None = None, device: str | torch.device = "cpu",
+) -> Scenario:
+    """One's own scenario by path (`envs.scenario.own_files.FORMS`), named by the path as given."""
+    kind, found = own_scenario_files(str(path))
+    if kind == "sumo":
+        return scenario_from_sumo(found, name=str(path), horizon=horizon, device=device)
+    return scenario_from_files(found / ROADNET_FILE, found / FLOW_FILE, name=str(path), horizon=horizon,
+                               device=device)
 
 
 def scenario_from_sumo(
@@ -125,5 +140,5 @@ def scenario_from_sumo(
 
 __all__ = [
     "DEFAULT_PRESET", "Demand", "Network", "Scenario", "Trips", "known_scenarios",
-    "load_scenario", "scenario_from_dicts", "scenario_from_files", "scenario_from_sumo",
+    "load_scenario", "scenario_from_dicts", "scenario_from_files", "scenario_from_path", "scenario_from_sumo",
 ]
