@@ -52,7 +52,7 @@ from envs.engine import Simulator
 from envs.engine.intersections import intersection_layout
 from envs.errors import ConfigError, exit_on_error
 from envs.evaluation.metrics import METRIC_NAMES, population
-from envs.evaluation.report import signal_plots, signals_report, summary
+from envs.evaluation.report import outputs_present, remove_stale_outputs, signal_plots, signals_report, summary
 from envs.evaluation.runner import EvaluationBatch, check_departures, eval_demands
 from envs.incidents.perturbations import DetectorFaults, Perturbation, check_incident_lanes, perturbation_from_config
 from envs.rl.fault_reach import check_faults_reach
@@ -347,12 +347,23 @@ def main(cfg: DictConfig) -> None:
     # a GridlightError: one line on stderr, exit status 2; status lines into RUN/evaluate.log too
     with exit_on_error(), status_log(logging.getLogger().handlers):
         check_evaluate_config(cfg)  # before any work
-        if cfg.task == "incident_detection":
-            evaluate_detection(cfg, out_dir)
-        elif cfg.task == "signals":
-            evaluate(cfg, out_dir)
-        else:
-            raise ConfigError("<config>", "task", cfg.task, "expected signals or incident_detection")
+        run_task(cfg, out_dir)
+
+
+def run_task(cfg: DictConfig, out_dir: Path) -> dict:
+    """``cfg.task`` into `out_dir`; then an earlier evaluation's outputs there that this one did not
+    write again are removed, so none sits beside the new table as if it were its own."""
+    earlier = outputs_present(out_dir)
+    if cfg.task == "incident_detection":
+        result = evaluate_detection(cfg, out_dir)
+    elif cfg.task == "signals":
+        result = evaluate(cfg, out_dir)
+    else:
+        raise ConfigError("<config>", "task", cfg.task, "expected signals or incident_detection")
+    stale = remove_stale_outputs(out_dir, earlier)
+    if stale:
+        say(f"removed {', '.join(stale)}: an earlier evaluation's, in {out_dir}, that this one did not write")
+    return result
 
 
 if __name__ == "__main__":

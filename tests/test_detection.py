@@ -21,6 +21,7 @@ from envs.incidents.detection import (
     COLUMN, READINGS, Recording, combine, incident_times, oracle_alarms, record, score, subset, tally,
 )
 from envs.errors import CommandError, ConfigError
+from envs.evaluation.report import EVALUATION_OUTPUTS
 from envs.incidents.perturbations import Incident, IncidentSpec, Perturbation
 from envs.scenario import load_scenario
 from tests.conftest import REPO_ROOT
@@ -280,6 +281,10 @@ def test_evaluate_incident_detection_writes_table_csv_and_plot(tmp_path):
     assert len(incidents) == 3
     assert {"oracle_floor_s", "blockage_rule_detect_s", "learned_mlp_detect_s"} <= set(incidents[0])
     assert (tmp_path / "detection.png").stat().st_size > 0
+    # beside Hydra's .hydra/ and the log, only files that a later run into this folder would tidy away
+    written = {path.name for path in tmp_path.iterdir() if path.is_file()} - {"evaluate.log"}
+    assert written == {"table.md", "metrics.csv", "incidents.csv", "summary.json", "detection.png"}
+    assert written <= set(EVALUATION_OUTPUTS)
 
 
 def test_evaluate_incident_detection_names_a_bad_placement(tmp_path):

@@ -15,7 +15,8 @@ from hydra import compose, initialize_config_dir
 
 import evaluate
 from agents import lineup
-from envs.evaluation.report import PRIMARY, markdown_table, summary
+from envs.errors import CheckpointError
+from envs.evaluation.report import EVALUATION_OUTPUTS, PRIMARY, markdown_table, summary
 from envs.evaluation.stats import bootstrap_mean, reduction_percent
 from tests.conftest import REPO_ROOT
 from tests.minimal_scenario import assert_names_everything
@@ -29,13 +30,15 @@ def evaluate_config(*overrides: str):
 def test_evaluate_runs_every_controller_on_the_same_eval_demands_and_writes_the_report(tmp_path, capsys):
     cfg = evaluate_config("scenario=grid_1x1", "eval.steps=300", "eval.seeds=3", "eval.progress=false",
                           "render=true", "render_every_s=30")
-    result = evaluate.evaluate(cfg, tmp_path)
+    result = evaluate.run_task(cfg, tmp_path)
     printed = capsys.readouterr().out
     controllers = ["fixed_time", "fixed_time_webster", "max_pressure", "sotl", "efficient_mp", "advanced_mp"]
     assert result["controllers"] == controllers
-    for name in ["table.md", "metrics.csv", "summary.json", "travel_time_bars.png",
-                 "travel_time_cdf.png", "queue_over_time.png", "episode.gif"]:
+    written = ["table.md", "metrics.csv", "summary.json", "travel_time_bars.png",
+               "travel_time_cdf.png", "queue_over_time.png", "episode.gif"]
+    for name in written:
         assert (tmp_path / name).stat().st_size > 0, name
+    assert sorted(os.listdir(tmp_path)) == sorted(written) and set(written) <= set(EVALUATION_OUTPUTS)
     assert (tmp_path / "table.md").read_text().strip() in printed
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
     assert len(rows) == 6 * 3 and {r["controller"] for r in rows} == set(controllers)
@@ -51,6 +54,20 @@ def test_evaluate_runs_every_controller_on_the_same_eval_demands_and_writes_the_
     assert summary["max_pressure"]["reduction_vs_fixed_time"]["mean"] == pytest.approx(expected)
     low, high = (summary["max_pressure"]["reduction_vs_fixed_time"][k] for k in ("low", "high"))
     assert low <= expected <= high
+
+    # the folder again (a reused hydra.run.dir): a failed run removes nothing; one without plots
+    # or GIF removes the earlier run's, keeps what is not an evaluation's output, rewrites the rest
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(CheckpointError):
+        evaluate.run_task(evaluate_config("scenario=grid_1x1", f"checkpoint={tmp_path / 'missing.zip'}"), tmp_path)
+    assert sorted(os.listdir(tmp_path)) == sorted([*written, "notes.txt"])
+    capsys.readouterr()
+    again = evaluate.run_task(evaluate_config("scenario=grid_1x1", "eval.steps=60", "eval.seeds=1", "eval.plots=false",
+                                              "eval.progress=false", "controllers=[fixed_time]"), tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["metrics.csv", "notes.txt", "summary.json", "table.md"]
+    assert json.loads((tmp_path / "summary.json").read_text())["controllers"] == again["controllers"] == ["fixed_time"]
+    assert ("removed travel_time_bars.png, travel_time_cdf.png, queue_over_time.png, episode.gif: an earlier "
+            "evaluation's") in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("overrides, key, value, says", [

@@ -26,6 +26,32 @@ TABLE_COLUMNS = (
     ("delay", "delay (s)"),
 )
 BASELINES = ("fixed_time", "max_pressure")
+# every file evaluate.py may write into its run folder (both tasks; tests/test_evaluate.py and
+# tests/test_detection.py check their runs write nothing else)
+EVALUATION_OUTPUTS = ("table.md", "metrics.csv", "summary.json", "travel_time_bars.png", "travel_time_cdf.png",
+                      "queue_over_time.png", "episode.gif", "incidents.csv", "detection.png")
+
+
+def outputs_present(out_dir: Path) -> dict[str, tuple[int, int]]:
+    """evaluate.py's outputs already in `out_dir` (a reused ``hydra.run.dir``): name -> (inode,
+    mtime), to tell after the run which of them it did not write again."""
+    present = {}
+    for name in EVALUATION_OUTPUTS:
+        if (out_dir / name).is_file():
+            found = (out_dir / name).stat()
+            present[name] = (found.st_ino, found.st_mtime_ns)
+    return present
+
+
+def remove_stale_outputs(out_dir: Path, earlier: dict[str, tuple[int, int]]) -> list[str]:
+    """Remove those of `earlier` that the run did not write again (an old GIF or plot beside a
+    table without them), once the run has written its own; returns their names. Nothing else
+    in the folder is touched, and a run that fails removes nothing."""
+    stale = [name for name, seen in earlier.items()
+             if (out_dir / name).is_file() and outputs_present(out_dir).get(name) == seen]
+    for name in stale:
+        (out_dir / name).unlink()
+    return stale
 
 
 def per_seed(rows: list[dict], controller: str, metric: str) -> np.ndarray:
