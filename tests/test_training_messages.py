@@ -40,6 +40,8 @@ def test_whole_rollouts_rounds_up_and_says_so(capsys):
     assert capsys.readouterr().out == ""  # a whole number of rollouts: nothing to say
     assert whole_rollouts(100, 40, 40) == 120
     assert "2 rollouts of 40 agent-steps after the checkpoint's 40: 120" in capsys.readouterr().out
+    assert whole_rollouts(30, 0, 40) == 40
+    assert capsys.readouterr().out == "train.total_agent_steps=30 is rounded up to 1 rollout of 40 agent-steps: 40\n"
     with pytest.raises(ConfigError, match="train.total_agent_steps' = 40: the checkpoint is already at 40"):
         whole_rollouts(40, 40, 16)
 

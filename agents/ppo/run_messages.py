@@ -93,7 +93,8 @@ def whole_rollouts(total: int, start: int, rollout: int) -> int:
     end = start + rollouts * rollout
     if end != total:
         after = f" after the checkpoint's {start:,}" if start else ""
-        say(f"train.total_agent_steps={total} is rounded up to {rollouts} rollouts of {rollout:,} "
+        plural = "s" if rollouts != 1 else ""
+        say(f"train.total_agent_steps={total} is rounded up to {rollouts} rollout{plural} of {rollout:,} "
             f"agent-steps{after}: {end:,}")
     return end
 
