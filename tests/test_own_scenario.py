@@ -130,3 +130,16 @@ def test_train_evaluate_and_export_run_on_a_path_scenario_from_any_directory(tmp
 
     model, metadata = export_policy(checkpoint, elsewhere)  # the scenario: the checkpoint's recorded path
     assert model.is_file() and metadata.is_file()
+
+
+def test_a_path_object_is_a_path_and_a_name_that_is_no_string_is_still_an_unknown_scenario(tmp_path):
+    import envs
+    from envs.rl.signal_env import BatchedSignalEnv
+
+    own_grid(tmp_path / "city")  # a Path was a TypeError in load_scenario, an AttributeError in the envs
+    assert load_scenario(tmp_path / "city").name == str(tmp_path / "city")
+    assert BatchedSignalEnv(tmp_path / "city").scenario.name == str(tmp_path / "city")
+    assert envs.parallel_env(scenario=tmp_path / "city").possible_agents == ["intersection_1_1"]
+    for name in (5, None):  # "/" in 5 was a TypeError
+        with pytest.raises(ConfigError, match="unknown scenario"):
+            load_scenario(name)

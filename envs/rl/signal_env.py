@@ -37,6 +37,7 @@ samples' tables instead of one per copy, and autoresets only re-index them. The 
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -73,7 +74,7 @@ from envs.rl.readout import decision_readout
 class BatchedSignalEnv:
     def __init__(
         self,
-        scenario: str | Scenario = "grid_4x4",
+        scenario: str | os.PathLike | Scenario = "grid_4x4",
         copies: int = EnvConfig.copies,  # the env settings' defaults are EnvConfig's (their one source)
         *,
         decision_interval_s: int = EnvConfig.decision_interval_s,
@@ -110,7 +111,7 @@ class BatchedSignalEnv:
         self.features = check_observation_names(self.config.observations, SOURCE)
         # a zero weight drops a term (configs merge reward mappings, so this is how to remove one)
         self.reward_terms = {name: REWARDS[name] for name, w in self.config.reward.items() if w != 0}
-        if isinstance(scenario, str):
+        if isinstance(scenario, (str, os.PathLike)):  # a name, or a path to one's own files
             scenario = load_scenario(scenario, seed=scenario_seed, data_dir=data_dir, horizon=episode_s,
                                      device="cpu" if device is None else device)
         else:

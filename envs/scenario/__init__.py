@@ -5,6 +5,7 @@ May import envs.errors only: everything else in gridlight builds on scenarios.""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ def known_scenarios() -> list[str]:
 
 
 def load_scenario(
-    name: str = DEFAULT_PRESET,
+    name: str | os.PathLike = DEFAULT_PRESET,
     *,
     seed: int = 0,
     data_dir: str | Path | None = None,
@@ -54,7 +55,8 @@ def load_scenario(
 ) -> Scenario:
     """Load a generated preset (``grid_4x4``, ``grid_16x8``, ...), a CityFlow dataset
     (``hangzhou_4x4``), a SUMO scenario (``resco_cologne1``, ``manhattan_28x7``), or one's own
-    files by path (`envs.scenario.own_files`: a CityFlow folder, a SUMO folder or .sumocfg)."""
+    files by path (`envs.scenario.own_files`: a CityFlow folder, a SUMO folder or .sumocfg; a str or a Path)."""
+    name = os.fspath(name) if isinstance(name, os.PathLike) else name  # a Path was a TypeError
     if name in known_sumo_datasets():
         return scenario_from_sumo(sumo_folder(name, data_dir), name=name, horizon=horizon,
                                   device=device)

@@ -21,7 +21,10 @@ FORMS = (f"a folder with {ROADNET_FILE} and {FLOW_FILE} (CityFlow), a folder wit
 
 
 def looks_like_path(name: str) -> bool:
-    """Whether an unregistered scenario name is meant as a path (not a misspelt registered name)."""
+    """Whether an unregistered scenario name is meant as a path (not a misspelt registered name); a
+    name that is no string (5, None) is not, so it stays an unknown scenario rather than a TypeError."""
+    if not isinstance(name, str):
+        return False
     return "/" in name or os.sep in name or name.endswith(".sumocfg") or Path(name).expanduser().exists()
 
 
