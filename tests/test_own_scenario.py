@@ -143,3 +143,17 @@ def test_a_path_object_is_a_path_and_a_name_that_is_no_string_is_still_an_unknow
     for name in (5, None):  # "/" in 5 was a TypeError
         with pytest.raises(ConfigError, match="unknown scenario"):
             load_scenario(name)
+
+
+def test_the_tune_command_a_missing_preset_suggests_runs_as_given_for_a_path_with_a_space(tmp_path):
+    import shlex
+
+    from agents.classical.tune import parse_args
+    from agents.classical.tuned_presets import tuned_params
+
+    folder = str(own_grid(tmp_path / "my city"))
+    with pytest.raises(ConfigError, match="no tuned preset") as missing:
+        tuned_params("sotl_tuned", folder)
+    command = shlex.split(missing.value.reason.partition("write one with ")[2])
+    assert command[:3] == ["python", "-m", "agents.classical.tune"]
+    assert parse_args(command[3:]) == {"controller": "sotl", "scenario": folder}  # was cut at the space

@@ -17,6 +17,7 @@ file that evaluation reports on).
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -80,7 +81,7 @@ def main(argv: list[str]) -> dict:
         print(json.dumps({"tune": controller, "scenario": name, **entry}), flush=True)
 
     result = tune(controller, CONTROLLERS[controller], scenario, settings, EngineParams(), progress)
-    command = "python -m agents.classical.tune " + " ".join(argv)
+    command = "python -m agents.classical.tune " + shlex.join(argv)  # a path with a space stays one argument
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(tuned_config_text(result, settings, command))
     summary = {"tune": controller, "scenario": name, "best": result.best, "best_score": result.best_score,

@@ -6,6 +6,7 @@ beside the untuned ones, so one table (and one batched simulation) holds both.""
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -34,6 +35,12 @@ def preset_path(controller: str, scenario: str) -> Path:
     return PRESET_DIR / f"{controller}{TUNED_SUFFIX}_{scenario_key(scenario)}.yaml"
 
 
+def tune_command(controller: str, scenario: str) -> str:
+    """The command that tunes `controller` for `scenario`, quoted for a shell (a path with a space
+    was cut there, so the command a message suggested failed)."""
+    return f"python -m agents.classical.tune controller={controller} {shlex.quote(f'scenario={scenario}')}"
+
+
 def base_controller(name: str) -> str | None:
     """``"sotl"`` for ``"sotl_tuned"``; None for a name without the suffix."""
     return name[: -len(TUNED_SUFFIX)] if name.endswith(TUNED_SUFFIX) else None
@@ -52,12 +59,12 @@ def tuned_params(name: str, scenario: str, source: str = "<config>") -> dict:
     path = preset_path(base or name, scenario)
     if base not in SEARCH_SPACES:  # the tune command refuses it too
         raise ConfigError(source, "controllers", name, f"only {', '.join(sorted(SEARCH_SPACES))} are tuned (as "
-                          f"<name>_tuned: python -m agents.classical.tune controller=NAME scenario={scenario})")
+                          f"<name>_tuned: {tune_command('NAME', scenario)})")
     if not path.is_file():
         raise ConfigError(
             source, "controllers", name,
             f"no tuned preset {_shown(path)} for scenario {scenario!r}; write one with "
-            f"python -m agents.classical.tune controller={base or name} scenario={scenario}",
+            f"{tune_command(base or name, scenario)}",
         )
     preset = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     if preset.get("defaults", [None])[0] != base:
