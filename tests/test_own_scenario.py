@@ -157,3 +157,18 @@ def test_the_tune_command_a_missing_preset_suggests_runs_as_given_for_a_path_wit
     command = shlex.split(missing.value.reason.partition("write one with ")[2])
     assert command[:3] == ["python", "-m", "agents.classical.tune"]
     assert parse_args(command[3:]) == {"controller": "sotl", "scenario": folder}  # was cut at the space
+
+
+def test_export_refuses_a_data_dir_for_a_checkpoint_whose_scenario_reads_no_dataset(tmp_path):
+    from agents.deploy.export import export_policy
+    from tests.deploy_fixtures import untrained
+
+    folder = str(own_grid(tmp_path / "city"))
+    for name in (folder, "grid_1x1"):  # it was ignored: the files were read where training found them
+        checkpoint = untrained(load_scenario(name), "shared", tmp_path / "p.zip", config={"scenario": {"name": name}})
+        with pytest.raises(ConfigError, match="nothing reads it") as refused:
+            export_policy(checkpoint, tmp_path / "out", data_dir=str(tmp_path / "moved"))
+        assert_names_everything(refused.value, "<config>", "data_dir", str(tmp_path / "moved"))
+        assert not (tmp_path / "out").exists()
+    model, _ = export_policy(checkpoint, tmp_path / "out")  # without it, as before
+    assert model.is_file()

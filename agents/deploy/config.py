@@ -34,7 +34,8 @@ class ExportConfig:
     opset: int = 18  # ONNX opset of the exported graph (18 or newer: what the exporter writes)
     overwrite: bool = False  # replace an existing <out>/<name>.onnx / .json (otherwise an error, before any work)
     max_green_s: float = 120.0  # the policy runtime never shows one green longer than this
-    data_dir: Optional[str] = None  # where the checkpoint's scenario is found (null = as at training)
+    data_dir: Optional[str] = None  # where the checkpoint's dataset is found (null = as at training); refused for
+    # a generated scenario or one given by path, which read no dataset
     check: ExportCheck = field(default_factory=ExportCheck)
     engine: ExportEngine = field(default_factory=ExportEngine)
 
