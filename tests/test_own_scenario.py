@@ -172,3 +172,15 @@ def test_export_refuses_a_data_dir_for_a_checkpoint_whose_scenario_reads_no_data
         assert not (tmp_path / "out").exists()
     model, _ = export_policy(checkpoint, tmp_path / "out")  # without it, as before
     assert model.is_file()
+
+
+def test_the_tuner_refuses_a_data_dir_that_a_path_or_preset_scenario_would_not_read(tmp_path, monkeypatch):
+    from agents.classical.tune import main
+
+    monkeypatch.chdir(tmp_path)
+    own_grid(tmp_path / "city")
+    for name in ("city", "grid_1x1"):  # it was ignored, and the tuning ran
+        with pytest.raises(ConfigError, match="nothing reads it") as refused:
+            main(["controller=sotl", f"scenario={name}", "data_dir=/data", f"out={tmp_path / 'p.yaml'}"])
+        assert_names_everything(refused.value, "<tune>", "data_dir", "/data")
+    assert not (tmp_path / "p.yaml").exists()

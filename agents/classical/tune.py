@@ -29,7 +29,9 @@ from agents.classical.tuned_presets import preset_path
 from agents.classical.tuning import SEARCH_SPACES, TuningSettings, tune, tuned_config_text
 from envs.engine.state import EngineParams
 from envs.errors import ConfigError, exit_on_error
-from envs.scenario import load_scenario
+from envs.scenario import known_scenarios, load_scenario
+from envs.scenario.own_files import looks_like_path
+from envs.scenario.presets import PRESETS
 from envs.scenario.splits import DemandSpec
 
 SOURCE = "<tune>"
@@ -74,6 +76,9 @@ def main(argv: list[str]) -> dict:
         settings = replace(settings, demand=DemandSpec(mode=args["demand_mode"]))
     settings.validate()  # before loading the scenario (a bad steps= read as the scenario's horizon)
     controller, name = args["controller"], args["scenario"]
+    if "data_dir" in args and (name in PRESETS or (name not in known_scenarios() and looks_like_path(name))):
+        raise ConfigError(SOURCE, "data_dir", args["data_dir"], f"nothing reads it: {name!r} is generated or given by "
+                          "path and reads no dataset")  # it was ignored silently
     scenario = load_scenario(name, data_dir=args.get("data_dir"), horizon=settings.steps)
     out = Path(args.get("out") or preset_path(controller, name))
 
