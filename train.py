@@ -28,6 +28,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import agents.ppo.config  # noqa: F401  (registers the structured config "train_schema")
+from agents.ppo.config import check_scenario
 from agents.ppo.atomic_files import write_text_atomic
 from agents.ppo.interrupts import Terminated, sigterm_interrupts
 from agents.ppo.null_nodes import check_command_line
@@ -45,7 +46,8 @@ def main(cfg: DictConfig) -> None:
     # into RUN/train.log too
     with exit_on_error(), status_log(logging.getLogger().handlers):
         given = {item.lstrip("+~").partition("=")[0] for item in hydra_config.overrides.task}
-        chosen = (cfg.trainer, cfg.seed)
+        chosen = (cfg.trainer, cfg.seed, cfg.scenario.name)
+        check_scenario(cfg)  # a scenario path made absolute, as the checkpoints record it
         if cfg.resume is not None:
             cfg.trainer = trainer_for_resume(str(cfg.resume), cfg.trainer, explicit="trainer" in given)
         if cfg.trainer == "torchrl":  # imported only when asked for: it loads TorchRL
@@ -65,9 +67,9 @@ def main(cfg: DictConfig) -> None:
             say("compiling the engine step (about 30 s on a CPU)…")
         if cfg.resume is not None:
             cfg.seed = seed_for_resume(str(cfg.resume), cfg.seed, explicit="seed" in given)
-            saved = run_dir / ".hydra" / "config.yaml"
-            if (cfg.trainer, cfg.seed) != chosen and saved.is_file():  # the run's record says what ran
-                write_text_atomic(saved, OmegaConf.to_yaml(cfg))
+        saved = run_dir / ".hydra" / "config.yaml"
+        if (cfg.trainer, cfg.seed, cfg.scenario.name) != chosen and saved.is_file():  # the record says what ran
+            write_text_atomic(saved, OmegaConf.to_yaml(cfg))  # (a relative scenario path read from elsewhere)
         try:
             with sigterm_interrupts():  # SIGTERM saves and ends the run as Ctrl-C does
                 result = train(cfg, run_dir)

@@ -184,3 +184,24 @@ def test_the_tuner_refuses_a_data_dir_that_a_path_or_preset_scenario_would_not_r
             main(["controller=sotl", f"scenario={name}", "data_dir=/data", f"out={tmp_path / 'p.yaml'}"])
         assert_names_everything(refused.value, "<tune>", "data_dir", "/data")
     assert not (tmp_path / "p.yaml").exists()
+
+
+def test_train_py_records_the_absolute_scenario_path_in_the_runs_hydra_config(tmp_path):
+    import subprocess
+    import sys
+
+    from omegaconf import OmegaConf
+
+    from tests.conftest import REPO_ROOT
+
+    own_grid(tmp_path / "city")
+    tiny = tiny_run(env__copies=2, agent__n_steps=10, agent__batch_size=20, agent__n_epochs=1, eval__seeds=1,
+                    eval__steps=100, env__episode_s=100)
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), *tiny, "scenario.name=city",
+                           "train.total_agent_steps=20", "train.eval_every=0", f"hydra.run.dir={tmp_path / 'run'}"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # was 'city', read from whichever directory the record is used in; the checkpoint had the absolute path
+    assert OmegaConf.load(tmp_path / "run" / ".hydra" / "config.yaml").scenario.name == str(tmp_path / "city")
+    assert read_meta(tmp_path / "run" / "checkpoints" / "last.zip")["config"]["scenario"]["name"] == str(
+        tmp_path / "city")
