@@ -205,3 +205,16 @@ def test_train_py_records_the_absolute_scenario_path_in_the_runs_hydra_config(tm
     assert OmegaConf.load(tmp_path / "run" / ".hydra" / "config.yaml").scenario.name == str(tmp_path / "city")
     assert read_meta(tmp_path / "run" / "checkpoints" / "last.zip")["config"]["scenario"]["name"] == str(
         tmp_path / "city")
+
+
+def test_a_path_given_to_the_scenario_group_is_refused_naming_scenario_name(tmp_path, monkeypatch):
+    from agents.ppo.null_nodes import check_command_line
+
+    own_grid(tmp_path / "city")
+    monkeypatch.chdir(tmp_path)
+    for given in ("city", str(tmp_path / "city"), "./city/"):  # was Hydra's "Could not find 'scenario/city'"
+        with pytest.raises(ConfigError, match=f"given by path as scenario.name={given}") as refused:
+            check_command_line([f"scenario={given}", "eval.seeds=1"], "evaluate")
+        assert_names_everything(refused.value, "<config>", "scenario", given)
+    check_command_line(["scenario=grid_1x1"], "evaluate")  # a registered one, as before
+    check_command_line(["scenario=grid_4x5"], "train")  # a typo: Hydra's own list of the options

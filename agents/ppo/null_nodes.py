@@ -1,6 +1,7 @@
 """Command-line overrides that Hydra's composition would answer with a traceback or ignore: one
 into a config node that the chosen group option leaves null, a run directory that is a file or
-given to a sweep, and a launcher whose plugin (an optional extra) is not installed.
+given to a sweep, a launcher whose plugin (an optional extra) is not installed, and a scenario path
+given to the ``scenario`` group instead of ``scenario.name``.
 
 ``perturbation=clean`` (train.py's and evaluate.py's default) leaves ``perturbation.incidents``,
 ``.surge`` and ``.detectors`` null; an override of one of them or a key inside
@@ -19,6 +20,7 @@ import yaml
 from agents.ppo.schema import parameters
 from envs.errors import ConfigError
 from envs.incidents.perturbation_specs import Perturbation
+from envs.scenario.own_files import looks_like_path
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 LAUNCHER_EXTRAS = {"hydra_plugins.hydra_ray_launcher": "ray"}  # plugin package -> pyproject extra
@@ -84,8 +86,19 @@ def check_launcher(argv: list[str]) -> None:
             raise ConfigError("<config>", key, value, f"its plugin {module} is not installed: {how}")
 
 
+def check_scenario_option(argv: list[str]) -> None:
+    """ConfigError when ``scenario=X`` (the group, which picks a registered scenario's file) is given
+    a path: Hydra answered "Could not find 'scenario//data/my_city'" with the options, never saying
+    that a path goes in ``scenario.name=``."""
+    for key, value in _overrides(argv):
+        if key == "scenario" and not (CONFIGS / "scenario" / f"{value}.yaml").is_file() and looks_like_path(value):
+            raise ConfigError("<config>", key, value, f"scenario= picks a registered scenario (configs/scenario/); "
+                              f"one's own network is given by path as scenario.name={value}")
+
+
 def check_command_line(argv: list[str], primary: str) -> None:
     """Every check of this module on `argv`, for ``configs/<primary>.yaml``'s script."""
+    check_scenario_option(argv)
     check_overrides_into_null_nodes(argv, primary)
     check_run_dir(argv)
     check_launcher(argv)
