@@ -18,8 +18,10 @@ import time
 
 import torch
 
-from common import build, dataset_missing, emit, log, make_controller
+from common import at_least, build, check_controller, dataset_missing, emit, log, make_controller
 from envs.evaluation.metrics import METRIC_NAMES, episode_metrics
+
+SOURCE = "benchmarks/baselines.py"
 
 
 def run_baseline(
@@ -31,7 +33,7 @@ def run_baseline(
     if dataset_missing(scenario, data_dir):
         return {**record, "skipped": "dataset directory missing or incomplete"}
     sc, sim = build(scenario, copies, seed=seed, compile=compile, data_dir=data_dir)
-    ctrl = make_controller(controller)
+    ctrl = make_controller(controller, SOURCE, "--controllers")
     trace, done = [], [0]
 
     def on_step(s) -> None:
@@ -79,11 +81,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--data-dir", help="dataset directory (default: the registry's)")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    for name in args.controllers.split(","):
+    # before any run: a bad name or count ended the script after the controllers before it had run
+    names = [check_controller(name.strip(), SOURCE, "--controllers") for name in args.controllers.split(",")]
+    at_least(args.copies, 1, SOURCE, "--copies")
+    at_least(args.steps, 0, SOURCE, "--steps")
+    at_least(args.trace_every, 0, SOURCE, "--trace-every")
+    if args.threads is not None:
+        torch.set_num_threads(at_least(args.threads, 1, SOURCE, "--threads"))
+    for name in names:
         emit(run_baseline(
-            args.scenario, name.strip(), args.steps, copies=args.copies, seed=args.seed,
+            args.scenario, name, args.steps, copies=args.copies, seed=args.seed,
             compile=args.compile, trace_every=args.trace_every, data_dir=args.data_dir,
         ))
     return 0

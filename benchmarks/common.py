@@ -22,6 +22,7 @@ if str(ROOT) not in sys.path:
 
 from agents.classical import CONTROLLERS  # noqa: E402
 from envs.engine import Simulator  # noqa: E402
+from envs.errors import ConfigError  # noqa: E402
 from envs.scenario import Scenario, load_scenario  # noqa: E402
 from envs.scenario.registry import available_datasets, known_datasets  # noqa: E402
 from envs.scenario.splits import DemandSpec, sample_trips  # noqa: E402
@@ -102,10 +103,24 @@ def build(
     return sc, sim
 
 
-def make_controller(name: str):
+def check_controller(name: str, source: str, flag: str) -> str:
+    """`name` if it is a controller's config name, else a `ConfigError` naming `flag`: checked before
+    any run, so a misspelt name does not end a script after the runs before it."""
     if name not in CONTROLLERS:
-        raise SystemExit(f"unknown controller {name!r}; known: {', '.join(sorted(CONTROLLERS))}")
-    return CONTROLLERS[name]()
+        raise ConfigError(source, flag, name, f"unknown controller; known: {', '.join(sorted(CONTROLLERS))}")
+    return name
+
+
+def at_least(value: int, minimum: int, source: str, flag: str) -> int:
+    """`value` if it is at least `minimum`, else a `ConfigError` naming `flag`: a zero or negative count of
+    steps or copies divided by zero, gave negative rates or was read as "not given" (the default)."""
+    if value < minimum:
+        raise ConfigError(source, flag, value, f"must be an integer >= {minimum}")
+    return value
+
+
+def make_controller(name: str, source: str = "<benchmarks>", flag: str = "--controller"):
+    return CONTROLLERS[check_controller(name, source, flag)]()
 
 
 def sync(device: str) -> None:

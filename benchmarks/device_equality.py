@@ -23,11 +23,22 @@ import time
 
 import torch
 
-from common import build, dataset_missing, emit, log, make_controller, sync
+from common import at_least, build, check_controller, dataset_missing, emit, log, make_controller, sync
 
+from envs.errors import ConfigError
 from envs.evaluation.metrics import episode_metrics
 
 CASES = ("hangzhou_4x4:max_pressure", "grid_16x8:fixed_time")
+SOURCE = "benchmarks/device_equality.py"
+
+
+def parse_case(case: str) -> tuple[str, str]:
+    """``SCENARIO:CONTROLLER`` as (scenario, controller), checked before any run: a case without its
+    controller raised a ValueError traceback, a misspelt controller ended the script after the cases before."""
+    scenario, colon, controller = case.rpartition(":")
+    if not colon or not scenario:
+        raise ConfigError(SOURCE, "--cases", case, "expected SCENARIO:CONTROLLER, e.g. hangzhou_4x4:max_pressure")
+    return scenario, check_controller(controller, SOURCE, "--cases")
 
 
 def run(scenario: str, controller_name: str, device: str, args) -> tuple[dict[str, torch.Tensor], float]:
@@ -51,14 +62,16 @@ def main() -> int:
     parser.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance for float metrics")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    cases = [parse_case(case) for case in args.cases]
+    at_least(args.copies, 1, SOURCE, "--copies")
+    at_least(args.seconds, 0, SOURCE, "--seconds")
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = [d for d in args.devices if not d.startswith("cuda") or torch.cuda.is_available()]
     if devices != args.devices:
         log("CUDA is not available: comparing nothing, running the CPU side only")
     all_equal = True
-    for case in args.cases:
-        scenario, controller = case.split(":")
+    for scenario, controller in cases:
         if dataset_missing(scenario):
             log(f"{scenario}: dataset not found, skipped")
             continue

@@ -26,14 +26,16 @@ import time
 import numpy as np
 import torch
 
-from common import dataset_missing, emit, log, machine_info
+from common import at_least, dataset_missing, emit, log, machine_info
 
 import envs  # noqa: F401  (registers the Gymnasium id)
+from envs.errors import ConfigError
 from envs.rl.gym_env import TrafficSignalVectorEnv
 from envs.rl.sb3_env import IntersectionVecEnv
 
 SWEEP_COPIES = (1, 16, 64, 256)
 ADAPTERS = ("sb3_vec_env", "gym_vector_env")
+SOURCE = "benchmarks/env_throughput.py"
 
 
 def _random_actions(rng: np.random.Generator, num_actions: np.ndarray, copies: int) -> np.ndarray:
@@ -111,15 +113,20 @@ def main() -> None:
     parser.add_argument("--no-compile", dest="compile", action="store_false")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    # before any case: --copies 0 ran the whole sweep, a misspelt adapter ended the script after the ones before
+    adapters = args.adapters.split(",")
+    for adapter in adapters:
+        if adapter not in ADAPTERS:
+            raise ConfigError(SOURCE, "--adapters", adapter, f"unknown adapter; known: {', '.join(ADAPTERS)}")
+    at_least(args.steps, 1, SOURCE, "--steps")
+    at_least(args.warmup, 0, SOURCE, "--warmup")
+    if args.threads is not None:
+        torch.set_num_threads(at_least(args.threads, 1, SOURCE, "--threads"))
     scenario = args.scenario or "hangzhou_4x4"
     if dataset_missing(scenario):
         raise SystemExit(f"dataset {scenario!r} not found; set GRIDLIGHT_DATA_DIR")
-    copies_list = [args.copies] if args.copies else list(SWEEP_COPIES)
-    for adapter in args.adapters.split(","):
-        if adapter not in ADAPTERS:
-            raise SystemExit(f"unknown adapter {adapter!r}; known: {', '.join(ADAPTERS)}")
+    copies_list = [at_least(args.copies, 1, SOURCE, "--copies")] if args.copies is not None else list(SWEEP_COPIES)
+    for adapter in adapters:
         for copies in copies_list:
             log(f"{adapter} {scenario} B={copies}")
             emit(run_case(adapter, scenario, copies, args.steps, args.warmup, args))

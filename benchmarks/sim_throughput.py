@@ -38,11 +38,12 @@ import time
 
 import torch
 
-from common import DEMANDS, build, dataset_missing, emit, log, machine_info, make_controller, sync
+from common import DEMANDS, at_least, build, dataset_missing, emit, log, machine_info, make_controller, sync
 from envs.engine.simulator import grow_slots
 
 SWEEP_SCENARIOS = ("hangzhou_4x4", "grid_16x8")
 SWEEP_COPIES = (1, 8, 64, 256)
+SOURCE = "benchmarks/sim_throughput.py"
 
 
 def _timed(sim, controller, steps: int, device: str) -> tuple[float, int]:
@@ -141,8 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--data-dir", help="dataset directory (default: the registry's)")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    for b in args.copies or []:
+        at_least(b, 1, SOURCE, "--copies")
+    at_least(args.steps, 1, SOURCE, "--steps")  # 0 divided by zero; < 0 gave negative rates
+    at_least(args.warmup, 0, SOURCE, "--warmup")
+    if args.threads is not None:
+        torch.set_num_threads(at_least(args.threads, 1, SOURCE, "--threads"))
 
     scenarios = [args.scenario] if args.scenario else list(SWEEP_SCENARIOS)
     copies = args.copies or list(SWEEP_COPIES)

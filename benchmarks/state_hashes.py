@@ -17,7 +17,7 @@ import hashlib
 
 import torch
 
-from common import build, dataset_missing, emit, log, make_controller
+from common import at_least, build, check_controller, dataset_missing, emit, log, make_controller
 
 
 def state_hash(state) -> str:
@@ -45,6 +45,10 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--compile", action="store_true", help="the torch.compile'd step")
     args = parser.parse_args()
+    source = "benchmarks/state_hashes.py"  # before any run: a bad name or count ended it after the first scenario
+    check_controller(args.controller, source, "--controller")
+    at_least(args.copies, 1, source, "--copies")
+    at_least(args.seconds, 0, source, "--seconds")
     for name in args.scenarios:
         if dataset_missing(name, args.data_dir):
             log(f"{name}: dataset not found, skipped")

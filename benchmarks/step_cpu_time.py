@@ -20,6 +20,7 @@ import time
 import torch
 
 from common import build, emit, machine_info, make_controller
+from envs.errors import ConfigError
 
 
 def main() -> None:
@@ -31,6 +32,10 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
+    for flag, value, minimum in (("--copies", args.copies, 1), ("--steps", args.steps, 1),
+                                 ("--warmup", args.warmup, 0)):
+        if value < minimum:  # --steps 0 divided by zero, a negative count gave negative times
+            raise ConfigError("benchmarks/step_cpu_time.py", flag, value, f"must be an integer >= {minimum}")
     torch.set_num_threads(1)
     _, sim = build(args.scenario, args.copies, demand="samples", compile=args.compile, data_dir=args.data_dir)
     controller = make_controller("fixed_time")

@@ -1,0 +1,48 @@
+"""The engine benchmarks' flags, checked before any run: a zero or negative count divided by zero
+(a traceback), gave negative rates or ran the default sweep; a misspelt controller, adapter or case
+ended a script after the runs before it, in a line of another format. Each is one
+``error: benchmarks/SCRIPT: field 'FLAG' = VALUE: reason`` line, exit status 2, no JSON line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+ENV = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, "OMP_NUM_THREADS": "1"}
+SMALL = ["--scenario", "grid_1x1"]
+
+
+@pytest.mark.parametrize("script, flags, start", [
+    ("sim_throughput.py", [*SMALL, "--no-compile", "--copies", "1", "--steps", "0"],  # ZeroDivisionError
+     "field '--steps' = 0: must be an integer >= 1"),
+    ("sim_throughput.py", [*SMALL, "--no-compile", "--copies", "1", "--steps", "-3"],  # negative rates, exit 0
+     "field '--steps' = -3: must be an integer >= 1"),
+    ("sim_throughput.py", [*SMALL, "--no-compile", "--copies", "1", "--warmup", "-1"], "field '--warmup' = -1"),
+    ("sim_throughput.py", [*SMALL, "--no-compile", "--copies", "1", "--threads", "0"], "field '--threads' = 0"),
+    ("step_cpu_time.py", [*SMALL, "--copies", "1", "--steps", "0"], "field '--steps' = 0: must be an integer >= 1"),
+    ("env_throughput.py", [*SMALL, "--no-compile", "--copies", "0"],  # ran the sweep B = 1, 16, 64, 256
+     "field '--copies' = 0: must be an integer >= 1"),
+    ("env_throughput.py", [*SMALL, "--no-compile", "--copies", "1", "--adapters", "gym_vector_env,gym"],
+     "field '--adapters' = 'gym': unknown adapter"),
+    ("baselines.py", [*SMALL, "--steps", "5", "--controllers", "fixed_time,max_presure"],  # after fixed_time ran
+     "field '--controllers' = 'max_presure': unknown controller"),
+    ("state_hashes.py", ["--scenarios", "grid_1x1", "--seconds", "5", "--controller", "sotl2"],
+     "field '--controller' = 'sotl2': unknown controller"),
+    ("device_equality.py", ["--cases", "grid_1x1", "--devices", "cpu", "--seconds", "5"],  # ValueError traceback
+     "field '--cases' = 'grid_1x1': expected SCENARIO:CONTROLLER"),
+    ("device_equality.py", ["--cases", "grid_1x1:fixed_time", "grid_1x1:mp", "--devices", "cpu", "--seconds", "5"],
+     "field '--cases' = 'mp': unknown controller"),
+])
+def test_a_bad_flag_is_one_error_line_before_any_run(script, flags, start):
+    done = subprocess.run([sys.executable, f"benchmarks/{script}", *flags], cwd=REPO_ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stdout == ""  # no case ran before the refusal
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [done.stderr.splitlines()[-1]] and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert errors[0].startswith(f"error: benchmarks/{script}: {start}"), errors[0]
