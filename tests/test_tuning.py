@@ -86,6 +86,18 @@ def test_the_cli_writes_a_controller_option_that_hydra_loads(tmp_path, capsys):
     assert_names_everything(refused.value, "<tune>", "demand_mode", "original")
 
 
+def test_an_out_that_cannot_be_written_is_refused_before_the_search(tmp_path, capsys):
+    """out= a folder (or somewhere not writable) was an IsADirectoryError traceback after every trial."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for out, reason in ((tmp_path, "is a folder"), (blocker / "x.yaml", "cannot create its folder")):
+        with pytest.raises(ConfigError, match=reason) as refused:
+            tune_main(["controller=max_pressure", "scenario=grid_1x1", "trials=1", "random_trials=1", "seeds=1",
+                       "steps=30", "threads=1", f"out={out}"])
+        assert_names_everything(refused.value, "<tune>", "out", str(out))
+    assert capsys.readouterr().out == ""  # no trial ran
+
+
 TUNED = sorted((CONFIGS / "controller").glob("*_tuned_*.yaml"))
 
 

@@ -17,6 +17,7 @@ file that evaluation reports on).
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from dataclasses import replace
@@ -61,6 +62,20 @@ def parse_args(argv: list[str]) -> dict:
     return args
 
 
+def writable_out(out: Path) -> Path:
+    """`out` if the preset can be written there, else a `ConfigError` naming ``out``: checked before the
+    search, which takes minutes (a folder or an unwritable place was a traceback after all of them)."""
+    if out.is_dir():
+        raise ConfigError(SOURCE, "out", str(out), "is a folder: give the .yaml file to write")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(SOURCE, "out", str(out), f"cannot create its folder: {error.strerror}") from None
+    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise ConfigError(SOURCE, "out", str(out), "not writable")
+    return out
+
+
 def main(argv: list[str]) -> dict:
     if any(arg in HELP_FLAGS for arg in argv):
         print(__doc__.strip())  # the module doc is the usage
@@ -80,14 +95,13 @@ def main(argv: list[str]) -> dict:
         raise ConfigError(SOURCE, "data_dir", args["data_dir"], f"nothing reads it: {name!r} is generated or given by "
                           "path and reads no dataset")  # it was ignored silently
     scenario = load_scenario(name, data_dir=args.get("data_dir"), horizon=settings.steps)
-    out = Path(args.get("out") or preset_path(controller, name))
+    out = writable_out(Path(args.get("out") or preset_path(controller, name)))
 
     def progress(entry: dict) -> None:
         print(json.dumps({"tune": controller, "scenario": name, **entry}), flush=True)
 
     result = tune(controller, CONTROLLERS[controller], scenario, settings, EngineParams(), progress)
     command = "python -m agents.classical.tune " + shlex.join(argv)  # a path with a space stays one argument
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(tuned_config_text(result, settings, command))
     summary = {"tune": controller, "scenario": name, "best": result.best, "best_score": result.best_score,
                "default_score": result.default_score, "trials": len(result.trials),
