@@ -13,10 +13,13 @@ import agents.classical.tuning as tuning
 import agents.ppo.config  # noqa: F401  (registers the Hydra schemas and the controller group)
 from agents.classical import CONTROLLERS
 from agents.classical.tune import main as tune_main
+from agents.classical.tuned_presets import preset_path
 from agents.classical.tuning import SEARCH_SPACES, TuningSettings, candidate_params, neighbours, tune
 from envs.engine.state import EngineParams
 from envs.errors import ConfigError
 from envs.scenario import load_scenario
+from envs.scenario.cityflow import write_cityflow
+from envs.scenario.presets import PRESETS
 from envs.scenario.splits import SPLITS, split_seed
 from tests.minimal_scenario import assert_names_everything
 
@@ -96,6 +99,22 @@ def test_an_out_that_cannot_be_written_is_refused_before_the_search(tmp_path, ca
                        "steps=30", "threads=1", f"out={out}"])
         assert_names_everything(refused.value, "<tune>", "out", str(out))
     assert capsys.readouterr().out == ""  # no trial ran
+
+
+def test_the_preset_of_a_scenario_given_by_path_says_how_evaluate_loads_it(tmp_path, monkeypatch):
+    """Its "# Use:" line said scenario=PATH (evaluate.py reads a path from scenario.name=) and
+    max_pressure_tuned_PATH (no such option: presets of a path are named path_<its words>)."""
+    roadnet, flow, _ = PRESETS["grid_1x1"](0)
+    write_cityflow(tmp_path / "city", roadnet, flow)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "preset.yaml"
+    tune_main(["controller=max_pressure", "scenario=city", "trials=1", "random_trials=1", "seeds=1", "steps=30",
+               "threads=1", f"out={out}"])
+    use = [line for line in out.read_text().splitlines() if line.startswith("# Use:")]
+    stem = preset_path("max_pressure", str(tmp_path / "city")).stem
+    assert stem.startswith("max_pressure_tuned_path_") and "/" not in stem
+    assert use == [f"# Use: python evaluate.py scenario.name={tmp_path / 'city'} "
+                   f"controller@controller_params.max_pressure={stem}"]
 
 
 TUNED = sorted((CONFIGS / "controller").glob("*_tuned_*.yaml"))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -158,15 +159,21 @@ def tune(controller: str, cls, scenario: Scenario, settings: TuningSettings, par
 
 def tuned_config_text(result: TuningResult, settings: TuningSettings, command: str) -> str:
     """The YAML of a ``controller`` group option: the class's structured config with the best
-    parameters over it (``controller@controller_params.NAME=NAME_tuned_SCENARIO``)."""
+    parameters over it (``controller@controller_params.NAME=NAME_tuned_SCENARIO``; a scenario given by path
+    is ``scenario.name=`` its absolute path, and its presets are named by `scenario_key`)."""
+    from agents.classical.tuned_presets import preset_path, scenario_key
+
+    given_by_path = scenario_key(result.scenario) != result.scenario
+    scenario = (f"scenario.name={Path(result.scenario).expanduser().resolve()}" if given_by_path
+                else f"scenario={result.scenario}")
     lines = [
         f"# {result.controller} tuned on {result.scenario}, TRAINING demand only "
         f"({settings.seeds} train-split sample(s) from index {settings.first_sample}, "
         f"{settings.demand.mode}, {settings.steps} s episodes, {len(result.trials)} trials).",
         f"# Written by: {command}",
         f"# Mean travel time on those samples: {result.best_score:.1f} s (defaults: {result.default_score:.1f} s).",
-        f"# Use: python evaluate.py scenario={result.scenario} "
-        f"controller@controller_params.{result.controller}={result.controller}_tuned_{result.scenario}",
+        f"# Use: python evaluate.py {scenario} "
+        f"controller@controller_params.{result.controller}={preset_path(result.controller, result.scenario).stem}",
         "defaults:",
         f"  - {result.controller}",
         "  - _self_",
