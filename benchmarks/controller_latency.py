@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import ROOT, dataset_missing, emit, log, machine_info
+from common import ROOT, at_least, dataset_missing, emit, log, machine_info
 
 from agents.deploy.metadata import LANE_READINGS
 from agents.deploy.runtime import PolicyRuntime
@@ -40,6 +40,7 @@ from agents.deploy.export import export_policy
 from agents.classical.max_pressure import MaxPressure
 from agents.ppo.policy import save_checkpoint
 from envs.engine import Simulator
+from envs.errors import ConfigError
 from envs.engine.intersections import intersection_layout
 from envs.scenario import load_scenario
 from envs.scenario.splits import DemandSpec, sample_trips
@@ -139,6 +140,12 @@ def main() -> None:
     parser.add_argument("--decisions", type=int, default=200, help="recorded messages per case")
     parser.add_argument("--repeats", type=int, default=5, help="passes over the recording")
     args = parser.parse_args()
+    source = "benchmarks/controller_latency.py"  # 0 was an IndexError / UnboundLocalError traceback
+    at_least(args.decisions, 1, source, "--decisions")
+    at_least(args.repeats, 1, source, "--repeats")
+    for flag, value in (("--scenario", args.scenario), ("--agent", args.agent)):
+        if args.checkpoint and value is not None:  # the checkpoint's own were timed, this one ignored
+            raise ConfigError(source, flag, value, "not with --checkpoint, whose recorded scenario and agent are timed")
     try:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
         pinned = True

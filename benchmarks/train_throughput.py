@@ -43,12 +43,12 @@ import time
 import torch
 from hydra import compose, initialize_config_dir
 
-from common import ROOT, dataset_missing, emit, log, machine_info, sync
+from common import ROOT, at_least, dataset_missing, emit, log, machine_info, sync
 
 import agents.ppo.config  # noqa: F401  (registers the structured config)
 from agents.ppo.config import check_config
 from agents.ppo.sb3_logging import silent_logger
-from envs.errors import exit_on_error
+from envs.errors import ConfigError, exit_on_error
 
 TRAINERS = ("sb3", "torchrl")
 AGENTS = ("ppo_shared", "ppo_independent", "mappo")
@@ -224,6 +224,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--override", action="append", default=[], help="a train.py override KEY=VALUE")
     args = parser.parse_args()
+    source = "benchmarks/train_throughput.py"  # a zero budget timed one iteration, negative copies a traceback
+    for flag, value, minimum in (("--iterations", args.iterations, 1), ("--agent-steps", args.agent_steps, 1),
+                                 ("--warmup", args.warmup, 0), ("--threads", args.threads, 1)):
+        if value is not None:
+            at_least(value, minimum, source, flag)
+    for b in args.copies or []:
+        at_least(b, 1, source, "--copies")
+    if not args.seconds > 0:
+        raise ConfigError(source, "--seconds", args.seconds, "must be a number of seconds > 0")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -249,4 +258,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with exit_on_error():  # a config refused while it is composed (e.g. env.copies) was a traceback
+        main()

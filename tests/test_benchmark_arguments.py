@@ -37,6 +37,13 @@ SMALL = ["--scenario", "grid_1x1"]
      "field '--cases' = 'grid_1x1': expected SCENARIO:CONTROLLER"),
     ("device_equality.py", ["--cases", "grid_1x1:fixed_time", "grid_1x1:mp", "--devices", "cpu", "--seconds", "5"],
      "field '--cases' = 'mp': unknown controller"),
+    ("controller_latency.py", [*SMALL, "--decisions", "0"], "field '--decisions' = 0"),  # IndexError
+    ("controller_latency.py", [*SMALL, "--repeats", "0"], "field '--repeats' = 0"),  # UnboundLocalError
+    ("controller_latency.py", [*SMALL, "--checkpoint", "run.zip"],  # timed the checkpoint's scenario instead
+     "field '--scenario' = 'grid_1x1': not with --checkpoint"),
+    ("train_throughput.py", [*SMALL, "--copies", "0"], "field '--copies' = 0"),  # a ConfigError traceback
+    ("train_throughput.py", [*SMALL, "--iterations", "0"], "field '--iterations' = 0"),  # timed one iteration
+    ("train_throughput.py", [*SMALL, "--seconds", "0"], "field '--seconds' = 0.0"),  # timed one iteration
 ])
 def test_a_bad_flag_is_one_error_line_before_any_run(script, flags, start):
     done = subprocess.run([sys.executable, f"benchmarks/{script}", *flags], cwd=REPO_ROOT, env=ENV,
