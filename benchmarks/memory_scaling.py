@@ -13,7 +13,9 @@ phase kept) after one uncounted step (it compiles the step under ``--compile``) 
 peak memory of those N steps: on the CPU the peak RSS (its high-water mark reset just before them
 through /proc/self/clear_refs), on a GPU ``torch.cuda.max_memory_allocated``; so the step's
 temporaries are counted. ``--project B`` adds a line that scales the per-copy figures of the last
-measured B to B copies (its peak over the loaded process, per copy, plus the K tables).
+measured B to B copies (its peak over the loaded process, per copy, plus the K tables). A pair with
+K > B is left out; a configuration whose process fails is logged and the sweep goes on, and the
+script then exits with status 1.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ import sys
 
 import torch
 
-from common import ROOT, dataset_missing, emit, log, machine_info
+from common import ROOT, at_least, dataset_missing, emit, log, machine_info
 
 from envs.engine import Simulator
 from envs.engine.state import INDEX, SLOT_FIELDS
+from envs.errors import ConfigError
 from envs.scenario import load_scenario
 from envs.scenario.splits import DemandSpec, sample_trips
 
@@ -121,7 +124,20 @@ def measure(scenario: str, copies: int, samples: int, steps: int, device: str, d
     return record
 
 
-def main() -> None:
+def check_args(args) -> None:
+    """Counts, before any process starts: --samples 0 failed in every child and --copies 0 or K > B for
+    every B left every pair out, each with exit status 0 and no line."""
+    source = "benchmarks/memory_scaling.py"
+    for flag, values, minimum in (("--copies", args.copies, 1), ("--samples", args.samples, 1),
+                                  ("--steps", [args.steps], 0), ("--project", [args.project], 0)):
+        for value in values:
+            at_least(value, minimum, source, flag)
+    if min(args.samples) > max(args.copies):
+        raise ConfigError(source, "--samples", args.samples, f"every K exceeds every B {args.copies}: nothing to "
+                          "measure (copy b runs sample b % K)")
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenarios", nargs="+", default=["grid_16x8"])
     parser.add_argument("--copies", nargs="+", type=int, default=[1, 64, 1024])
@@ -136,7 +152,9 @@ def main() -> None:
     if args.one:
         emit(measure(args.scenarios[0], args.copies[0], args.samples[0], args.steps, args.device, args.data_dir,
                      args.compile))
-        return
+        return 0
+    check_args(args)
+    failed = 0
     for name in args.scenarios:
         if dataset_missing(name, args.data_dir):
             log(f"{name}: dataset not found, skipped")
@@ -154,13 +172,18 @@ def main() -> None:
                 command += ["--compile"] if args.compile else []
                 out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
                 if out.returncode:
-                    log(f"B={copies} K={samples} failed ({out.returncode}): {out.stderr.strip()[-400:]}")
+                    error = (out.stderr.strip() or "?").splitlines()[-1]
+                    log(f"B={copies} K={samples} failed ({out.returncode}): {error}")
+                    failed += 1
                     continue
                 record = json.loads(out.stdout.strip().splitlines()[-1])
                 emit({**record, "machine": machine_info()})
                 last = record
         if args.project and last is not None:
             emit(projection(last, args.project))
+    if failed:
+        log(f"{failed} configuration(s) failed")
+    return 1 if failed else 0
 
 
 def projection(measured: dict, copies: int) -> dict:
@@ -184,4 +207,4 @@ if __name__ == "__main__":
     from envs.errors import exit_on_error  # a GridlightError: one "error: ..." line, exit status 2
 
     with exit_on_error():
-        main()
+        sys.exit(main())

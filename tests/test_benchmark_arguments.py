@@ -5,6 +5,7 @@ ended a script after the runs before it, in a line of another format. Each is on
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -41,6 +42,9 @@ SMALL = ["--scenario", "grid_1x1"]
     ("controller_latency.py", [*SMALL, "--repeats", "0"], "field '--repeats' = 0"),  # UnboundLocalError
     ("controller_latency.py", [*SMALL, "--checkpoint", "run.zip"],  # timed the checkpoint's scenario instead
      "field '--scenario' = 'grid_1x1': not with --checkpoint"),
+    ("memory_scaling.py", ["--scenarios", "grid_1x1", "--samples", "0"], "field '--samples' = 0"),  # failed silently
+    ("memory_scaling.py", ["--scenarios", "grid_1x1", "--copies", "2", "--samples", "4"],  # no line, exit 0
+     "field '--samples' = [4]: every K exceeds every B [2]"),
     ("train_throughput.py", [*SMALL, "--copies", "0"], "field '--copies' = 0"),  # a ConfigError traceback
     ("train_throughput.py", [*SMALL, "--iterations", "0"], "field '--iterations' = 0"),  # timed one iteration
     ("train_throughput.py", [*SMALL, "--seconds", "0"], "field '--seconds' = 0.0"),  # timed one iteration
@@ -53,3 +57,13 @@ def test_a_bad_flag_is_one_error_line_before_any_run(script, flags, start):
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert errors == [done.stderr.splitlines()[-1]] and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert errors[0].startswith(f"error: benchmarks/{script}: {start}"), errors[0]
+
+
+def test_a_failed_configuration_of_the_memory_sweep_is_the_scripts_exit_status():
+    """A configuration whose process failed was logged (its error cut from the front) and the script exited 0."""
+    done = subprocess.run([sys.executable, "benchmarks/memory_scaling.py", "--scenarios", "grid_1x1", "no_such_city",
+                           "--copies", "1", "--samples", "1"], cwd=REPO_ROOT, env=ENV, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert [json.loads(line)["scenario"] for line in done.stdout.splitlines()] == ["grid_1x1"]  # the sweep went on
+    assert "failed (2): error: <scenario registry>: field 'scenario.name' = 'no_such_city'" in done.stderr
