@@ -40,6 +40,7 @@ from common import ROOT, emit, fast_train_overrides, machine_info, run_logged
 
 from agents.classical.tuned_presets import preset_path  # noqa: E402
 from agents.classical.tuning import SEARCH_SPACES  # noqa: E402
+from envs.errors import ConfigError  # noqa: E402
 from envs.evaluation.stats import bootstrap_mean, reduction_percent  # noqa: E402
 
 CLASSICAL = ("fixed_time", "fixed_time_webster", "max_pressure", "sotl", "efficient_mp", "advanced_mp")
@@ -197,6 +198,9 @@ def main() -> None:
     if args.scenario is None:
         if not args.table:
             parser.error("give --scenario (to run it) or --table (to print the recorded boards)")
+        if not args.out.is_file():  # was a FileNotFoundError traceback
+            raise ConfigError("benchmarks/leaderboard.py", "--out", str(args.out), "no such file: the boards --table "
+                              "prints are the ones a run with --scenario wrote there")
         print(markdown_table(json.loads(args.out.read_text())))
         return
 

@@ -45,6 +45,7 @@ SMALL = ["--scenario", "grid_1x1"]
     ("memory_scaling.py", ["--scenarios", "grid_1x1", "--samples", "0"], "field '--samples' = 0"),  # failed silently
     ("memory_scaling.py", ["--scenarios", "grid_1x1", "--copies", "2", "--samples", "4"],  # no line, exit 0
      "field '--samples' = [4]: every K exceeds every B [2]"),
+    ("leaderboard.py", ["--table", "--out", "no_such_board.json"], "field '--out' = 'no_such_board.json': no such"),
     ("train_throughput.py", [*SMALL, "--copies", "0"], "field '--copies' = 0"),  # a ConfigError traceback
     ("train_throughput.py", [*SMALL, "--iterations", "0"], "field '--iterations' = 0"),  # timed one iteration
     ("train_throughput.py", [*SMALL, "--seconds", "0"], "field '--seconds' = 0.0"),  # timed one iteration
