@@ -30,9 +30,7 @@ from agents.classical.tuned_presets import preset_path
 from agents.classical.tuning import SEARCH_SPACES, TuningSettings, tune, tuned_config_text
 from envs.engine.state import EngineParams
 from envs.errors import ConfigError, exit_on_error
-from envs.scenario import known_scenarios, load_scenario
-from envs.scenario.own_files import looks_like_path
-from envs.scenario.presets import PRESETS
+from envs.scenario import load_scenario, reads_no_dataset
 from envs.scenario.splits import DemandSpec
 
 SOURCE = "<tune>"
@@ -91,9 +89,9 @@ def main(argv: list[str]) -> dict:
         settings = replace(settings, demand=DemandSpec(mode=args["demand_mode"]))
     settings.validate()  # before loading the scenario (a bad steps= read as the scenario's horizon)
     controller, name = args["controller"], args["scenario"]
-    if "data_dir" in args and (name in PRESETS or (name not in known_scenarios() and looks_like_path(name))):
-        raise ConfigError(SOURCE, "data_dir", args["data_dir"], f"nothing reads it: {name!r} is generated or given by "
-                          "path and reads no dataset")  # it was ignored silently
+    if "data_dir" in args and reads_no_dataset(name):  # it was ignored silently
+        raise ConfigError(SOURCE, "data_dir", args["data_dir"], f"nothing reads it: {name!r} is "
+                          f"{reads_no_dataset(name)} and reads no dataset")
     scenario = load_scenario(name, data_dir=args.get("data_dir"), horizon=settings.steps)
     out = writable_out(Path(args.get("out") or preset_path(controller, name)))
 

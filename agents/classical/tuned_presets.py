@@ -12,7 +12,6 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from envs.errors import ConfigError
-from envs.scenario.own_files import looks_like_path
 from envs.scenario.registry import PROJECT_ROOT
 
 TUNED_SUFFIX = "_tuned"
@@ -23,9 +22,9 @@ def scenario_key(scenario: str) -> str:
     """`scenario` as a preset's file name holds it: a registered name as it is; one given by path
     (`envs.scenario.own_files`) as ``path_`` and the words of its absolute path (``/home/me/city`` ->
     ``path_home_me_city``), so a relative path and its absolute form find the same preset."""
-    from envs.scenario import known_scenarios  # (it imports torch: only when asked)
+    from envs.scenario import given_by_path  # (it imports torch: only when asked)
 
-    if scenario in known_scenarios() or not looks_like_path(scenario):
+    if not given_by_path(scenario):
         return scenario
     return "path_" + re.sub(r"[^A-Za-z0-9]+", "_", str(Path(scenario).expanduser().resolve())).strip("_")
 

@@ -70,9 +70,7 @@ from envs.rl.features import TIME_IN_PHASE_MAX_S, feature_context, shortest_spac
 from envs.rl.movement_features import APPROACH_SCALE
 from envs.rl.actions import action_settings
 from envs.engine.intersections import IntersectionLayout, intersection_layout
-from envs.scenario import Scenario, known_scenarios, load_scenario
-from envs.scenario.own_files import looks_like_path
-from envs.scenario.presets import PRESETS
+from envs.scenario import Scenario, load_scenario, reads_no_dataset
 from envs.scenario.registry import DATA_DIR_CONFIG_KEY
 
 INPUTS = BASE_INPUTS  # every model's inputs; a policy observing approach counts takes two more (model_inputs)
@@ -185,10 +183,10 @@ def _scenario(meta: dict, source: str, data_dir: str | None) -> Scenario:
     seed = scenario_cfg.get("seed", 0)
     if data_dir is None:
         return load_scenario(name, seed=seed, data_dir=scenario_cfg.get("data_dir"))
-    by_path = name not in known_scenarios() and looks_like_path(name)
-    if name in PRESETS or by_path:  # it was ignored silently: a moved network was still read where it had been
+    no_dataset = reads_no_dataset(name)
+    if no_dataset:  # it was ignored silently: a moved network was still read where it had been
         raise ConfigError("<config>", "data_dir", data_dir, f"nothing reads it: the checkpoint's scenario {name!r} is "
-                          f"{'given by path' if by_path else 'generated'} and reads no dataset")
+                          f"{no_dataset} and reads no dataset")
     try:
         return load_scenario(name, seed=seed, data_dir=data_dir)
     except ConfigError as error:

@@ -45,6 +45,18 @@ def known_scenarios() -> list[str]:
     return sorted(PRESETS) + known_datasets() + known_sumo_datasets()
 
 
+def given_by_path(name) -> bool:
+    """Whether `load_scenario` reads `name` as a path to one's own files (`envs.scenario.own_files`):
+    no registered name, and it looks like a path."""
+    return name not in known_scenarios() and looks_like_path(name)
+
+
+def reads_no_dataset(name) -> str | None:
+    """Why a data directory means nothing to scenario `name` ("generated", "given by path"); None
+    for a dataset or a SUMO scenario, which are looked up in one."""
+    return "given by path" if given_by_path(name) else "generated" if name in PRESETS else None
+
+
 def load_scenario(
     name: str | os.PathLike = DEFAULT_PRESET,
     *,
@@ -141,6 +153,6 @@ def scenario_from_sumo(
 
 
 __all__ = [
-    "DEFAULT_PRESET", "Demand", "Network", "Scenario", "Trips", "known_scenarios",
+    "DEFAULT_PRESET", "Demand", "Network", "Scenario", "Trips", "given_by_path", "known_scenarios", "reads_no_dataset",
     "load_scenario", "scenario_from_dicts", "scenario_from_files", "scenario_from_path", "scenario_from_sumo",
 ]
