@@ -65,8 +65,11 @@ def main() -> int:
     cases = [parse_case(case) for case in args.cases]
     at_least(args.copies, 1, SOURCE, "--copies")
     at_least(args.seconds, 0, SOURCE, "--seconds")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if len(set(args.devices)) != len(args.devices):  # `cpu cpu` reported "equal": true, comparing nothing
+        raise ConfigError(SOURCE, "--devices", args.devices, "name each device once: a device against itself "
+                          "compares nothing")
+    if args.threads is not None:  # 0 was ignored silently
+        torch.set_num_threads(at_least(args.threads, 1, SOURCE, "--threads"))
     devices = [d for d in args.devices if not d.startswith("cuda") or torch.cuda.is_available()]
     if devices != args.devices:
         log("CUDA is not available: comparing nothing, running the CPU side only")

@@ -29,7 +29,8 @@ from agents.classical import FixedTime, MaxPressure
 from envs.engine import EngineParams, Simulator
 from envs.evaluation.metrics import episode_metrics
 from envs.scenario import load_scenario
-from envs.scenario.registry import available_datasets
+from envs.errors import ConfigError
+from envs.scenario.registry import available_datasets, known_datasets
 
 # CityFlow's get_average_travel_time() at t = 3600 s (and vehicles finished), see docstring.
 REFERENCE = {
@@ -65,6 +66,10 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the step")
     args = parser.parse_args()
     names = sorted({d for d, _ in REFERENCE}) if args.datasets is None else args.datasets.split(",")
+    for name in names:  # a name that is no dataset was "skipped: not found in the data directory", exit 0
+        if name not in known_datasets():
+            raise ConfigError("benchmarks/fidelity.py", "--datasets", name,
+                              f"not a CityFlow dataset; known: {', '.join(known_datasets())}")
     present = set(available_datasets())
     for name in names:
         if name not in present:

@@ -33,12 +33,20 @@ SMALL = ["--scenario", "grid_1x1"]
      "field '--adapters' = 'gym': unknown adapter"),
     ("baselines.py", [*SMALL, "--steps", "5", "--controllers", "fixed_time,max_presure"],  # after fixed_time ran
      "field '--controllers' = 'max_presure': unknown controller"),
+    ("baselines.py", ["--scenario", "hangzhou_4x4", "--steps", "5", "--seed", "3"],  # ignored; its line said seed 3
+     "field '--seed' = 3: only a generated preset draws its demand from it"),
+    ("fidelity.py", ["--datasets", "hangzhou_4x4,nosuch"],  # was 'skipped: not found in the data directory', exit 0
+     "field '--datasets' = 'nosuch': not a CityFlow dataset"),
     ("state_hashes.py", ["--scenarios", "grid_1x1", "--seconds", "5", "--controller", "sotl2"],
      "field '--controller' = 'sotl2': unknown controller"),
     ("device_equality.py", ["--cases", "grid_1x1", "--devices", "cpu", "--seconds", "5"],  # ValueError traceback
      "field '--cases' = 'grid_1x1': expected SCENARIO:CONTROLLER"),
     ("device_equality.py", ["--cases", "grid_1x1:fixed_time", "grid_1x1:mp", "--devices", "cpu", "--seconds", "5"],
      "field '--cases' = 'mp': unknown controller"),
+    ("device_equality.py", ["--cases", "grid_1x1:fixed_time", "--devices", "cpu", "cpu", "--seconds", "5"],
+     "field '--devices' = ['cpu', 'cpu']: name each device once"),  # reported "equal": true, comparing nothing
+    ("device_equality.py", ["--cases", "grid_1x1:fixed_time", "--devices", "cpu", "--threads", "0"],
+     "field '--threads' = 0: must be an integer >= 1"),  # ignored silently
     ("controller_latency.py", [*SMALL, "--decisions", "0"], "field '--decisions' = 0"),  # IndexError
     ("controller_latency.py", [*SMALL, "--repeats", "0"], "field '--repeats' = 0"),  # UnboundLocalError
     ("controller_latency.py", [*SMALL, "--checkpoint", "run.zip"],  # timed the checkpoint's scenario instead
