@@ -22,17 +22,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common import emit  # noqa: E402
+from envs.errors import ConfigError  # noqa: E402
 
 STEPS, ELAPSED, EVAL = "time/total_timesteps", "time/time_elapsed", "eval/travel_time/mean"
-
-
 SOURCE = "benchmarks/trainer_curves.py"
 
 
 def eval_points(run_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(agent-steps, wall seconds, travel time) of each evaluation of one run."""
-    from envs.errors import ConfigError
-
     if not (run_dir / "progress.csv").is_file():  # a mistyped folder was a FileNotFoundError traceback
         raise ConfigError(SOURCE, "runs", str(run_dir), "no progress.csv there: give train.py run folders "
                                                         "(hydra.run.dir)")

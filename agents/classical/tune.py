@@ -89,9 +89,10 @@ def main(argv: list[str]) -> dict:
         settings = replace(settings, demand=DemandSpec(mode=args["demand_mode"]))
     settings.validate()  # before loading the scenario (a bad steps= read as the scenario's horizon)
     controller, name = args["controller"], args["scenario"]
-    if "data_dir" in args and reads_no_dataset(name):  # it was ignored silently
-        raise ConfigError(SOURCE, "data_dir", args["data_dir"], f"nothing reads it: {name!r} is "
-                          f"{reads_no_dataset(name)} and reads no dataset")
+    no_dataset = reads_no_dataset(name)
+    if "data_dir" in args and no_dataset:  # it was ignored silently
+        raise ConfigError(SOURCE, "data_dir", args["data_dir"], f"nothing reads it: {name!r} is {no_dataset} and "
+                          "reads no dataset")
     scenario = load_scenario(name, data_dir=args.get("data_dir"), horizon=settings.steps)
     out = writable_out(Path(args.get("out") or preset_path(controller, name)))
 

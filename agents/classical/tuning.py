@@ -27,7 +27,7 @@ import numpy as np
 
 from envs.errors import ConfigError
 from envs.evaluation.runner import EvaluationBatch
-from envs.scenario import Scenario
+from envs.scenario import Scenario, given_by_path
 from envs.scenario.splits import DemandSpec, sample_trips
 
 SOURCE = "<tune>"
@@ -161,10 +161,9 @@ def tuned_config_text(result: TuningResult, settings: TuningSettings, command: s
     """The YAML of a ``controller`` group option: the class's structured config with the best
     parameters over it (``controller@controller_params.NAME=NAME_tuned_SCENARIO``; a scenario given by path
     is ``scenario.name=`` its absolute path, and its presets are named by `scenario_key`)."""
-    from agents.classical.tuned_presets import preset_path, scenario_key
+    from agents.classical.tuned_presets import preset_path
 
-    given_by_path = scenario_key(result.scenario) != result.scenario
-    scenario = (f"scenario.name={Path(result.scenario).expanduser().resolve()}" if given_by_path
+    scenario = (f"scenario.name={Path(result.scenario).expanduser().resolve()}" if given_by_path(result.scenario)
                 else f"scenario={result.scenario}")
     lines = [
         f"# {result.controller} tuned on {result.scenario}, TRAINING demand only "

@@ -47,8 +47,8 @@ def remove_stale_outputs(out_dir: Path, earlier: dict[str, tuple[int, int]]) -> 
     """Remove those of `earlier` that the run did not write again (an old GIF or plot beside a
     table without them), once the run has written its own; returns their names. Nothing else
     in the folder is touched, and a run that fails removes nothing."""
-    stale = [name for name, seen in earlier.items()
-             if (out_dir / name).is_file() and outputs_present(out_dir).get(name) == seen]
+    now = outputs_present(out_dir)  # one stat per output, not one pass per earlier file
+    stale = [name for name, seen in earlier.items() if now.get(name) == seen]
     for name in stale:
         (out_dir / name).unlink()
     return stale
