@@ -126,3 +126,14 @@ def test_an_unroutable_trip_leaves_the_boundary_turnarounds_out(tmp_path):
     assert with_stuck.roadnet == plain.roadnet
     assert with_stuck.report.counts["trips_without_route_left_out"] == 1
     assert "boundary_turnarounds_kept" not in with_stuck.report.counts
+
+
+def test_a_config_as_sumo_itself_saves_it_is_read(tmp_path):
+    # `sumo -C` and netedit (SUMO 1.28) write the root <sumoConfiguration>; older files <configuration>
+    root = ('<sumoConfiguration xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+            'xsi:noNamespaceSchemaLocation="http://sumo.dlr.de/xsd/sumoConfiguration.xsd">')
+    saved = CONFIG.replace("<configuration>", root).replace("</configuration>", "</sumoConfiguration>")
+    imported = import_sumo(write_tiny(tmp_path, config=saved))
+    assert (imported.config.begin, imported.config.end) == (100.0, 160.0)
+    with pytest.raises(ScenarioError, match=r"tiny\.sumocfg: field '<root>' = 'routes': expected a <configuration>"):
+        import_sumo(write_tiny(tmp_path / "other", config=ROUTES))

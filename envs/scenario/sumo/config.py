@@ -11,6 +11,9 @@ from envs.scenario.sumo.xml_fields import XmlFields, read_xml
 
 DEFAULT_BEGIN_S = 0.0  # SUMO's default when the config leaves the begin out
 READ_OPTIONS = ("net-file", "route-files", "begin", "end")  # wherever they stand (SUMO ignores sections)
+# the root element: older configs (RESCO's) write <configuration>, SUMO 1.28's `sumo -C` and netedit
+# <sumoConfiguration>
+ROOT_TAGS = ("configuration", "sumoConfiguration")
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ def find_config(folder: str | Path) -> Path:
 def read_config(path: str | Path) -> SumoConfig:
     path = Path(path)
     fields = XmlFields(str(path))
-    root = read_xml(path, "configuration")
+    root = read_xml(path, ROOT_TAGS)
 
     # SUMO reads an option wherever it stands (its section names are for people): options by name,
     # each labelled "section.option" (or just the option, outside a section) for the messages

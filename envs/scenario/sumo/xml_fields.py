@@ -15,9 +15,9 @@ from envs.scenario.json_fields import BEYOND_MAX_MAGNITUDE, MAX_MAGNITUDE, MISSI
 GZIP_MAGIC = b"\x1f\x8b"  # the first two bytes of a gzip file
 
 
-def read_xml(path: str | Path, root_tag: str) -> ET.Element:
-    """The root element of a SUMO XML file, checked to be `root_tag`; gzip-compressed or not
-    (``.net.xml.gz``), as SUMO reads every input file."""
+def read_xml(path: str | Path, root_tag: str | tuple[str, ...]) -> ET.Element:
+    """The root element of a SUMO XML file, checked to be `root_tag` (or one of them); gzip-compressed
+    or not (``.net.xml.gz``), as SUMO reads every input file."""
     source = str(path)
     try:
         with open(source, "rb") as head:
@@ -32,8 +32,9 @@ def read_xml(path: str | Path, root_tag: str) -> ET.Element:
         line, column = err.position
         raise ScenarioError(source, "<xml>", f"line {line}, column {column}",
                             f"malformed XML: {err}") from None
-    if root.tag != root_tag:
-        raise ScenarioError(source, "<root>", root.tag, f"expected a <{root_tag}> document")
+    tags = (root_tag,) if isinstance(root_tag, str) else root_tag
+    if root.tag not in tags:
+        raise ScenarioError(source, "<root>", root.tag, f"expected a {' or '.join(f'<{t}>' for t in tags)} document")
     return root
 
 
