@@ -131,3 +131,16 @@ def test_a_route_through_unconnected_edges_names_the_pair(tmp_path):
                        "from 'CE' to 'NC'") as error:
         import_sumo(write_tiny(tmp_path, routes=routes))
     assert (error.value.field, error.value.value) == ("vehicle[id=v0]@edges", "CE NC")
+
+
+def test_a_vehicle_class_sumo_does_not_know_is_refused_and_a_deprecated_name_is_its_class(tmp_path):
+    # a misspelt class drove as a passenger car (counted as 'vclass_motorcyle_with_passenger_defaults');
+    # SUMO refuses it: "The vehicle class 'motorcyle' for vType 'x' is not known"
+    flow = FLOW.replace('type="car"', 'type="x"').replace("<flow", '<vType id="x" vClass="motorcyle"/><flow')
+    with pytest.raises(ScenarioError, match=r"tiny\.rou\.xml: field 'vType\[id=x\]@vClass' = 'motorcyle': "
+                                            r"not a SUMO vehicle class"):
+        _flow_only(tmp_path, flow)
+    # SUMO reads its deprecated names as the class they name: a 'lightrail' is a tram, left out
+    car = '<flow id="g" begin="100" end="101" number="1" from="WC" to="CE"/>'
+    tram = _flow_only(tmp_path / "tram", flow.replace("motorcyle", "lightrail") + car)
+    assert tram.report.counts["tram_vehicles_left_out"] == 3

@@ -26,6 +26,12 @@ _CLASS_DEFAULTS = {
 # classes that never use a road lane; their vehicles are left out and counted
 NON_ROAD_CLASSES = ("pedestrian", "bicycle", "tram", "rail", "rail_urban", "rail_electric", "rail_fast",
                     "subway", "cable_car", "ship", "aircraft", "wheelchair", "scooter", "drone", "container")
+# SUMO's other vehicle classes (driven with passenger defaults, counted), and the deprecated names it
+# still reads as the class they name; any other name is refused, as SUMO refuses it
+OTHER_CLASSES = ("passenger", "ignoring", "private", "emergency", "authority", "army", "vip", "hov", "taxi",
+                 "coach", "trailer", "motorcycle", "moped", "evehicle", "custom1", "custom2")
+DEPRECATED_CLASSES = {"public_transport": "bus", "public_emergency": "emergency", "public_authority": "authority",
+                      "public_army": "army", "lightrail": "tram", "cityrail": "rail_urban", "rail_slow": "rail"}
 DEFAULT_TAU = 1.0  # SUMO's default desired time headway (s)
 FLOW_RATES = ("period", "vehsPerHour", "perHour", "probability")  # a <flow>'s rate attributes: one at most
 # a <vehicle>'s, <trip>'s or <flow>'s attributes the import counts as ignored
@@ -65,6 +71,9 @@ def vehicle_type(fields: XmlFields, element, where: str, counts: Counter
     a ``<carFollowing-MODEL>`` child override the vType's own, as in SUMO."""
     element, where = _with_car_following(fields, element, where, counts)
     v_class = element.get("vClass", "passenger")
+    v_class = DEPRECATED_CLASSES.get(v_class, v_class)
+    if v_class not in (*_CLASS_DEFAULTS, *NON_ROAD_CLASSES, *OTHER_CLASSES):  # a misspelling drove as a car
+        fields.fail(where, "vClass", element.get("vClass"), "not a SUMO vehicle class (SUMO refuses it too)")
     if v_class not in _CLASS_DEFAULTS and v_class not in NON_ROAD_CLASSES:
         counts[f"vclass_{v_class}_with_passenger_defaults"] += 1
     length, gap, accel, decel, emergency, speed, width = _CLASS_DEFAULTS.get(
