@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+from envs.errors import ScenarioError
 from envs.scenario.sumo import import_sumo
 from envs.scenario.sumo.net_reader import passenger_allowed, read_net
 from envs.scenario.sumo.programs import link_state
@@ -71,6 +72,15 @@ def test_program_types_and_offsets_the_import_does_not_follow_are_counted(tmp_pa
     net = NET.replace('type="static" programID="0" offset="0"', attributes)
     counts = import_sumo(write_tiny(tmp_path, net)).report.counts
     assert {k for k in counts if k.endswith(("_run_static", "_offsets_ignored"))} == counted
+
+
+def test_a_program_type_sumo_does_not_know_is_refused(tmp_path):
+    # type="statc" ran as a static program, counted as 'statc_programs_run_static'; SUMO refuses it:
+    # "Traffic light 'C' has unknown type 'statc'"
+    net = NET.replace('type="static" programID="0"', 'type="statc" programID="0"')
+    with pytest.raises(ScenarioError, match=r"tiny\.net\.xml: field 'tlLogic\[id=C\]@type' = 'statc': unknown "
+                                            r"traffic light type"):
+        import_sumo(write_tiny(tmp_path, net))
 
 
 @pytest.mark.parametrize("chars, state", [

@@ -20,6 +20,9 @@ INTERNAL_FUNCTION = "internal"
 # a faster lane is refused as the lane's `speed` here, rather than later as a roadnet field, when
 # a short road it feeds, lengthened to that speed x 1 s + 1 m (to_roadnet), ends beyond 1e9 m
 MAX_LANE_SPEED_MS = 1000.0
+# the program types SUMO 1.28 loads from a net (the import runs them all with their durations, counted);
+# any other is refused, as SUMO refuses it
+PROGRAM_TYPES = ("static", "actuated", "delay_based", "NEMA", "off")
 
 
 @dataclass(frozen=True)
@@ -208,8 +211,10 @@ def read_net(path: str | Path) -> SumoNet:
             if len(phase.state) != len(phases[0].state):
                 fields.fail(f"{where}.phase[{k}]", "state", phase.state, f"{len(phase.state)} signals; the "
                             f"program's first phase has {len(phases[0].state)} (every phase needs one per link)")
-        programs[ident] = SumoProgram(ident, element.get("programID", "0"),
-                                      element.get("type", "static"),
+        kind = element.get("type", "static")
+        if kind not in PROGRAM_TYPES:  # "statc" ran as a static program
+            fields.fail(where, "type", kind, f"unknown traffic light type; SUMO's: {', '.join(PROGRAM_TYPES)}")
+        programs[ident] = SumoProgram(ident, element.get("programID", "0"), kind,
                                       fields.number(element, "offset", where, 0.0), phases)
     for connection in connections:
         if connection.tl is None:
