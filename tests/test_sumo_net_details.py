@@ -83,6 +83,14 @@ def test_a_program_type_sumo_does_not_know_is_refused(tmp_path):
         import_sumo(write_tiny(tmp_path, net))
 
 
+@pytest.mark.parametrize("next_index, counted", [("3", 0), ("0", 1), ("0 3", 1)])
+def test_a_phase_whose_next_is_not_the_following_phase_is_counted(tmp_path, next_index, counted):
+    # SUMO goes from a phase to its `next` (here phase 2 straight back to 0, skipping the 2 s 'rry');
+    # the import runs the phases in file order: it was silent about it
+    net = NET.replace('<phase duration="20" state="rrG"/>', f'<phase duration="20" state="rrG" next="{next_index}"/>')
+    assert import_sumo(write_tiny(tmp_path, net)).report.counts.get("phase_next_ignored", 0) == counted
+
+
 @pytest.mark.parametrize("chars, state", [
     (["G"], "G"), (["O"], "G"), (["g"], "g"), (["s"], "g"), (["o"], "g"),
     (["y"], "y"), (["Y"], "y"), (["u"], "y"), (["r"], "r"),

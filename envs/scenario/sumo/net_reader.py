@@ -74,6 +74,7 @@ class SumoConnection:
 class SumoPhase:
     duration: float
     state: str
+    next: tuple[str, ...] = ()  # SUMO's `next` phase indices, when given (the import runs phases in order)
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,7 @@ def read_net(path: str | Path) -> SumoNet:
             skip("earlier_programs_replaced")
         phases = tuple(
             SumoPhase(fields.positive(phase, "duration", f"{where}.phase[{k}]"),
-                      fields.string(phase, "state", f"{where}.phase[{k}]"))
+                      fields.string(phase, "state", f"{where}.phase[{k}]"), tuple(phase.get("next", "").split()))
             for k, phase in enumerate(element.iter("phase")))
         if not phases:
             fields.fail(where, None, ident, "a traffic light program needs at least one <phase>")

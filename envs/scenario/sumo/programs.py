@@ -75,6 +75,9 @@ def junction_phases(
         counts[f"{program.type}_programs_run_static"] += 1
     if program.offset:
         counts["program_offsets_ignored"] += 1
+    # a phase's `next` other than the following phase changes SUMO's cycle; the phases run in file order
+    counts["phase_next_ignored"] += sum(phase.next not in ((), (str((k + 1) % len(program.phases)),))
+                                        for k, phase in enumerate(program.phases))
     for k, char in ((k, c) for p in program.phases for k, c in enumerate(p.state)):
         if char not in _CHAR_CLASS:
             raise ScenarioError(source, f"tlLogic[id={program.id}].phase@state", char,
