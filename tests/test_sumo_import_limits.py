@@ -151,3 +151,14 @@ def test_a_bad_vehroute_file_names_the_file(tmp_path):
         with pytest.raises(ScenarioError) as error:  # were ParseError and FileNotFoundError
             routes_driven(path)
         assert (error.value.source, error.value.field) == (str(path), field)
+
+
+def test_a_vehicles_speed_factor_departure_and_arrival_edge_and_a_routes_repeat_are_counted(tmp_path):
+    # each changes what SUMO drives (faster or slower, part of the route, the route again); all were silent
+    routes = ROUTES.replace('<vehicle id="v0" depart="100.0" type="car"><route edges="WC CE"/>',
+                            '<vehicle id="v0" depart="100.0" type="car" speedFactor="1.2" departEdge="0" '
+                            'arrivalEdge="1"><route edges="WC CE" repeat="2"/>')
+    counts = import_sumo(write_tiny(tmp_path, routes=routes)).report.counts
+    assert {k: v for k, v in counts.items() if k.startswith(("vehicle_", "route_"))} == {
+        "vehicle_speedFactor_ignored": 1, "vehicle_departEdge_ignored": 1, "vehicle_arrivalEdge_ignored": 1,
+        "route_repeat_ignored": 1}

@@ -36,7 +36,7 @@ DEFAULT_TAU = 1.0  # SUMO's default desired time headway (s)
 FLOW_RATES = ("period", "vehsPerHour", "perHour", "probability")  # a <flow>'s rate attributes: one at most
 # a <vehicle>'s, <trip>'s or <flow>'s attributes the import counts as ignored
 IGNORED_VEHICLE_ATTRIBUTES = ("departLane", "departPos", "departSpeed", "arrivalLane", "arrivalPos",
-                              "arrivalSpeed")
+                              "arrivalSpeed", "departEdge", "arrivalEdge", "speedFactor")
 # SUMO's default driver imperfection (Krauss' dawdling), which the engine models (`following.dawdle`)
 DEFAULT_SIGMA = 0.5
 
@@ -157,6 +157,7 @@ def read_routes(path: str | Path, counts: Counter, window: tuple[float, float],
         elif element.tag == "route":
             ident = fields.new_id(element, where, defined["route"])
             routes[ident] = _edges(fields, element, where)
+            counts["route_repeat_ignored"] += "repeat" in element.attrib  # driven once
         elif element.tag in ("vehicle", "trip"):
             ident = fields.new_id(element, where, defined["vehicle"])
             _count_ignored(element, counts)
@@ -186,10 +187,11 @@ def read_routes(path: str | Path, counts: Counter, window: tuple[float, float],
 
 def _count_ignored(element, counts: Counter) -> None:
     """Counts a vehicle's or flow's attributes and stops the engine does not follow (it picks
-    lanes, positions and speeds itself, and no vehicle stops on its way)."""
+    lanes, positions and speeds itself, drives the whole route once, and no vehicle stops on its way)."""
     for attribute in IGNORED_VEHICLE_ATTRIBUTES:
         if attribute in element.attrib:
             counts[f"vehicle_{attribute}_ignored"] += 1
+    counts["route_repeat_ignored"] += sum("repeat" in route.attrib for route in element.findall("route"))
     stops = len(element.findall("stop")) + len(element.findall("route/stop"))
     if stops:
         counts["vehicle_stops_ignored"] += stops
