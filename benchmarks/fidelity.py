@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import emit, log, machine_info  # noqa: F401  (sets sys.path)
+from common import at_least, emit, log, machine_info  # noqa: F401  (sets sys.path)
 
 from agents.classical import FixedTime, MaxPressure
 from envs.engine import EngineParams, Simulator
@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3600)
     parser.add_argument("--compile", action="store_true", help="torch.compile the step")
     args = parser.parse_args()
+    at_least(args.steps, 1, "benchmarks/fidelity.py", "--steps")  # 0 ran, its lines 'travel_time/mean': null
     names = sorted({d for d, _ in REFERENCE}) if args.datasets is None else args.datasets.split(",")
     for name in names:  # a name that is no dataset was "skipped: not found in the data directory", exit 0
         if name not in known_datasets():

@@ -37,6 +37,8 @@ SMALL = ["--scenario", "grid_1x1"]
      "field '--seed' = 3: only a generated preset draws its demand from it"),
     ("fidelity.py", ["--datasets", "hangzhou_4x4,nosuch"],  # was 'skipped: not found in the data directory', exit 0
      "field '--datasets' = 'nosuch': not a CityFlow dataset"),
+    ("fidelity.py", ["--datasets", "syn_1x1_uniform_800", "--steps", "0"],  # ran, 'travel_time/mean': null
+     "field '--steps' = 0: must be an integer >= 1"),
     ("state_hashes.py", ["--scenarios", "grid_1x1", "--seconds", "5", "--controller", "sotl2"],
      "field '--controller' = 'sotl2': unknown controller"),
     ("device_equality.py", ["--cases", "grid_1x1", "--devices", "cpu", "--seconds", "5"],  # ValueError traceback
