@@ -17,15 +17,18 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import emit, log  # noqa: F401  (sets sys.path)
+from common import at_least, emit, log  # noqa: F401  (sets sys.path)
 
 from agents.classical import FixedTime, MaxPressure
 from envs.engine import EngineParams, Simulator
+from envs.errors import ConfigError
 from envs.evaluation.metrics import episode_metrics
-from envs.scenario import load_scenario
+from envs.scenario import given_by_path, load_scenario
+from envs.scenario.own_files import own_scenario_files
 from envs.scenario.registry import known_sumo_datasets
 
 CONTROLLERS = {"fixed_time": FixedTime, "max_pressure": MaxPressure}
+SOURCE = "benchmarks/sumo_scenarios.py"
 
 
 def vehicle_steps(sim: Simulator) -> int:
@@ -46,6 +49,17 @@ def main() -> None:
     parser.add_argument("--controllers", default="fixed_time,max_pressure")
     parser.add_argument("--steps", type=int, default=3600)
     args = parser.parse_args()
+    # checked before any run: a misspelt controller was a KeyError after the load, a CityFlow scenario
+    # (no import report) a KeyError, --steps 0 a run whose lines read 'travel_time/mean': null
+    for controller in filter(None, args.controllers.split(",")):
+        if controller not in CONTROLLERS:
+            raise ConfigError(SOURCE, "--controllers", controller,
+                              f"unknown controller; known: {', '.join(CONTROLLERS)}")
+    for name in args.scenarios.split(","):
+        if name not in known_sumo_datasets() and not (given_by_path(name) and own_scenario_files(name)[0] == "sumo"):
+            raise ConfigError(SOURCE, "--scenarios", name, f"not a SUMO scenario (a .sumocfg or its folder by path); "
+                              f"known: {', '.join(known_sumo_datasets())}")
+    at_least(args.steps, 1, SOURCE, "--steps")
     for name in args.scenarios.split(","):
         started = time.perf_counter()
         scenario = load_scenario(name)

@@ -39,6 +39,12 @@ SMALL = ["--scenario", "grid_1x1"]
      "field '--datasets' = 'nosuch': not a CityFlow dataset"),
     ("fidelity.py", ["--datasets", "syn_1x1_uniform_800", "--steps", "0"],  # ran, 'travel_time/mean': null
      "field '--steps' = 0: must be an integer >= 1"),
+    ("sumo_scenarios.py", ["--scenarios", "resco_cologne1", "--controllers", "fixd_time"],  # KeyError after the load
+     "field '--controllers' = 'fixd_time': unknown controller"),
+    ("sumo_scenarios.py", ["--scenarios", "hangzhou_4x4", "--controllers", ""],  # KeyError: 'sumo_report'
+     "field '--scenarios' = 'hangzhou_4x4': not a SUMO scenario"),
+    ("sumo_scenarios.py", ["--scenarios", "resco_cologne1", "--steps", "0"],  # ran, 'travel_time/mean': null
+     "field '--steps' = 0: must be an integer >= 1"),
     ("state_hashes.py", ["--scenarios", "grid_1x1", "--seconds", "5", "--controller", "sotl2"],
      "field '--controller' = 'sotl2': unknown controller"),
     ("device_equality.py", ["--cases", "grid_1x1", "--devices", "cpu", "--seconds", "5"],  # ValueError traceback
