@@ -48,6 +48,7 @@ from common import emit, log  # noqa: F401  (sets sys.path)
 
 from agents.classical import FixedTime, MaxPressure
 from envs.engine import EngineParams, Simulator
+from envs.errors import ConfigError
 from envs.evaluation.metrics import episode_metrics
 from envs.scenario import load_scenario, scenario_from_sumo
 from envs.scenario.registry import SUMO_DATASETS, known_sumo_datasets, sumo_folder
@@ -55,6 +56,8 @@ from envs.scenario.sumo.config import find_config, read_config
 from envs.scenario.sumo.route_reader import read_routes
 from sumo_max_pressure import SENSING, gridlight_sensing, sumo_command
 from sumo_routes import pin_sumo_routes
+
+SOURCE = "benchmarks/sumo_fidelity.py"
 
 
 def sumo_binary() -> str:
@@ -173,21 +176,32 @@ def main() -> None:
                         help="also max pressure on both sides (SUMO's over TraCI: slow)")
     parser.add_argument("--sumo-routes", action="store_true",
                         help="both sides drive the routes SUMO chose for the trips (sumo_routes.py)")
-    parser.add_argument("--mp-sensing", choices=SENSING, default="lane",
+    parser.add_argument("--mp-sensing", choices=SENSING,
                         help="what max pressure counts: SUMO's lanes (default), gridlight's road "
                              "length in SUMO (stub edges read as far as gridlight's lengthened road), "
                              "or each lane's approach in both simulators")
     parser.add_argument("--junction-yielding", action="store_true",
                         help="gridlight gives SUMO's right of way (engine.junction_yielding)")
-    parser.add_argument("--yield-gap-s", type=float, default=EngineParams().yield_gap_s,
-                        help="with --junction-yielding: engine.yield_gap_s (default %(default)s)")
+    parser.add_argument("--yield-gap-s", type=float,
+                        help=f"with --junction-yielding: engine.yield_gap_s (default {EngineParams().yield_gap_s})")
     args = parser.parse_args()
-    right_of_way = {"junction_yielding": args.junction_yielding}
-    if args.junction_yielding:
-        right_of_way["yield_gap_s"] = args.yield_gap_s
+    # checked before any run: a misspelt scenario ended the script after the runs before it (exit 1), and
+    # --yield-gap-s without --junction-yielding or --mp-sensing without --max-pressure were ignored
     for name in args.scenarios.split(","):
         if name not in SUMO_DATASETS:
-            sys.exit(f"unknown SUMO scenario {name!r}; known: {', '.join(known_sumo_datasets())}")
+            raise ConfigError(SOURCE, "--scenarios", name,
+                              f"not a SUMO scenario; known: {', '.join(known_sumo_datasets())}")
+    if args.yield_gap_s is not None and not args.junction_yielding:
+        raise ConfigError(SOURCE, "--yield-gap-s", args.yield_gap_s, "only with --junction-yielding (its rule's gap)")
+    if args.yield_gap_s is not None and not 0 < args.yield_gap_s < math.inf:
+        raise ConfigError(SOURCE, "--yield-gap-s", args.yield_gap_s, "must be a finite number > 0 (seconds)")
+    if args.mp_sensing is not None and not args.max_pressure:
+        raise ConfigError(SOURCE, "--mp-sensing", args.mp_sensing, "only with --max-pressure (what its runs count)")
+    args.mp_sensing = args.mp_sensing or "lane"
+    right_of_way = {"junction_yielding": args.junction_yielding}
+    if args.junction_yielding:
+        right_of_way["yield_gap_s"] = args.yield_gap_s or EngineParams().yield_gap_s
+    for name in args.scenarios.split(","):
         config = read_config(find_config(sumo_folder(name)))
         with tempfile.TemporaryDirectory() as workdir:
             row = {"scenario": name, **{f"gridlight_{k}": v for k, v in right_of_way.items()}}

@@ -45,6 +45,14 @@ SMALL = ["--scenario", "grid_1x1"]
      "field '--scenarios' = 'hangzhou_4x4': not a SUMO scenario"),
     ("sumo_scenarios.py", ["--scenarios", "resco_cologne1", "--steps", "0"],  # ran, 'travel_time/mean': null
      "field '--steps' = 0: must be an integer >= 1"),
+    ("sumo_fidelity.py", ["--scenarios", "resco_cologne1,nosuch"],  # after cologne1's runs, exit 1, another format
+     "field '--scenarios' = 'nosuch': not a SUMO scenario"),
+    ("sumo_fidelity.py", ["--scenarios", "resco_cologne1", "--yield-gap-s", "2"],  # ignored
+     "field '--yield-gap-s' = 2.0: only with --junction-yielding"),
+    ("sumo_fidelity.py", ["--scenarios", "resco_cologne1", "--junction-yielding", "--yield-gap-s", "0"],
+     "field '--yield-gap-s' = 0.0: must be a finite number > 0"),  # a ConfigError after SUMO's run
+    ("sumo_fidelity.py", ["--scenarios", "resco_cologne1", "--mp-sensing", "road"],  # ignored
+     "field '--mp-sensing' = 'road': only with --max-pressure"),
     ("state_hashes.py", ["--scenarios", "grid_1x1", "--seconds", "5", "--controller", "sotl2"],
      "field '--controller' = 'sotl2': unknown controller"),
     ("device_equality.py", ["--cases", "grid_1x1", "--devices", "cpu", "--seconds", "5"],  # ValueError traceback
