@@ -33,7 +33,8 @@ import torch
 
 from envs.engine.readings import lane_halting
 from envs.scenario import load_scenario, scenario_from_sumo
-from envs.scenario.registry import sumo_folder
+from envs.errors import ConfigError
+from envs.scenario.registry import known_sumo_datasets, sumo_folder
 from envs.scenario.sumo.config import find_config, read_config
 from sumo_fidelity import run_gridlight_controller, sumo_binary
 from sumo_max_pressure import SENSING, gridlight_sensing, run as run_max_pressure, sumo_command
@@ -110,6 +111,9 @@ def main() -> None:
     parser.add_argument("--mp-sensing", choices=SENSING, default="lane",
                         help="what max pressure counts (benchmarks/sumo_max_pressure.py)")
     args = parser.parse_args()
+    if args.scenario not in known_sumo_datasets():  # was a KeyError traceback
+        raise ConfigError("benchmarks/sumo_where.py", "--scenario", args.scenario,
+                          f"not a SUMO scenario; known: {', '.join(known_sumo_datasets())}")
     config = read_config(find_config(sumo_folder(args.scenario)))
     net = ET.parse(config.net_file).getroot()
     ends_at = {edge.get("id"): edge.get("to") for edge in net.iter("edge")}

@@ -53,6 +53,7 @@ SMALL = ["--scenario", "grid_1x1"]
      "field '--yield-gap-s' = 0.0: must be a finite number > 0"),  # a ConfigError after SUMO's run
     ("sumo_fidelity.py", ["--scenarios", "resco_cologne1", "--mp-sensing", "road"],  # ignored
      "field '--mp-sensing' = 'road': only with --max-pressure"),
+    ("sumo_where.py", ["--scenario", "nosuch"], "field '--scenario' = 'nosuch': not a SUMO scenario"),  # KeyError
     ("state_hashes.py", ["--scenarios", "grid_1x1", "--seconds", "5", "--controller", "sotl2"],
      "field '--controller' = 'sotl2': unknown controller"),
     ("device_equality.py", ["--cases", "grid_1x1", "--devices", "cpu", "--seconds", "5"],  # ValueError traceback
