@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import subprocess
 import sys
 import tempfile
@@ -24,11 +25,13 @@ import numpy as np
 
 from common import emit, log  # noqa: F401  (sets sys.path)
 
+from envs.errors import ConfigError
 from envs.evaluation.discharge import entry_rate, saturation_flow, timed_rate
 from envs.scenario.generate import DEFAULT_VEHICLE
 from sumo_fidelity import sumo_binary
 from sumo_max_pressure import traci_module
 
+SOURCE = "benchmarks/sumo_discharge.py"
 CAR = {"length": 5.0, "minGap": 2.5, "accel": 2.6, "decel": 4.5, "maxSpeed": 13.89}
 RED_S, GREEN_S, INSERT_S = 600, 300, 120
 
@@ -83,14 +86,29 @@ def sumo_entry_rate(workdir: Path, sigma: float, tau: float) -> float:
     return inserted / INSERT_S * 3600
 
 
+def parse_sigma(text: str) -> float:
+    """One of --sigmas, a driver imperfection within [0, 1]: a word was a ValueError traceback, 2 made
+    SUMO quit mid-run (a TraCI traceback)."""
+    try:
+        sigma = float(text)
+    except ValueError:
+        raise ConfigError(SOURCE, "--sigmas", text, "expected a number") from None
+    if not 0 <= sigma <= 1:
+        raise ConfigError(SOURCE, "--sigmas", sigma, "must be within [0, 1] (Krauss' driver imperfection)")
+    return sigma
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sigmas", default="0,0.5")
     parser.add_argument("--tau", type=float, default=1.0)
     args = parser.parse_args()
+    sigmas = [parse_sigma(text) for text in args.sigmas.split(",")]
+    if not 0 < args.tau < math.inf:  # SUMO quit on it mid-run (a TraCI traceback)
+        raise ConfigError(SOURCE, "--tau", args.tau, "must be a finite number > 0 (seconds)")
     with tempfile.TemporaryDirectory() as workdir:
-        for sigma in (float(s) for s in args.sigmas.split(",")):
+        for sigma in sigmas:
             log(f"sigma {sigma}")
             vehicle = gridlight_vehicle(sigma, args.tau)
             emit({"sigma": sigma, "tau": args.tau,

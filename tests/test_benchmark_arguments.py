@@ -54,6 +54,9 @@ SMALL = ["--scenario", "grid_1x1"]
     ("sumo_fidelity.py", ["--scenarios", "resco_cologne1", "--mp-sensing", "road"],  # ignored
      "field '--mp-sensing' = 'road': only with --max-pressure"),
     ("sumo_where.py", ["--scenario", "nosuch"], "field '--scenario' = 'nosuch': not a SUMO scenario"),  # KeyError
+    ("sumo_discharge.py", ["--sigmas", "0,abc"], "field '--sigmas' = 'abc': expected a number"),  # ValueError
+    ("sumo_discharge.py", ["--sigmas", "2"], "field '--sigmas' = 2.0: must be within [0, 1]"),  # SUMO quit: traceback
+    ("sumo_discharge.py", ["--tau", "0"], "field '--tau' = 0.0: must be a finite number > 0"),  # SUMO quit: traceback
     ("state_hashes.py", ["--scenarios", "grid_1x1", "--seconds", "5", "--controller", "sotl2"],
      "field '--controller' = 'sotl2': unknown controller"),
     ("device_equality.py", ["--cases", "grid_1x1", "--devices", "cpu", "--seconds", "5"],  # ValueError traceback
