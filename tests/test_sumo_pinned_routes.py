@@ -102,3 +102,13 @@ def test_a_new_workdir_is_created_and_a_file_in_its_place_is_named(tmp_path):
     with pytest.raises(ConfigError) as caught:
         pin_routes(config, routes, tmp_path / "taken")
     assert_names_everything(caught.value, "<pin_routes>", "workdir", str(tmp_path / "taken"))
+
+
+def test_a_scenario_in_a_folder_whose_name_xml_must_escape_is_pinned(tmp_path):
+    # the pinned config wrote the net's path unescaped: 'malformed XML' about the file pin_routes had written
+    folder = write_tiny(tmp_path / 'a&b "<c>"', NET.replace("</net>", DETOUR.replace("SPEED", "5")), TWO_TRIPS)
+    (tmp_path / "vr.xml").write_text(VEHROUTES)
+    pinned_config, _ = pin_routes(read_config(find_config(folder)), routes_driven(tmp_path / "vr.xml"),
+                                  tmp_path / "pinned")
+    assert pinned_config.net_file == (folder / "tiny.net.xml").resolve()
+    assert scenario_from_sumo(pinned_config.path).trips.num_trips == scenario_from_sumo(folder).trips.num_trips

@@ -10,6 +10,7 @@ writes the scenario again with each listed trip turned into a vehicle with that 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from xml.sax.saxutils import quoteattr
 from pathlib import Path
 
 from envs.errors import ConfigError, ScenarioError
@@ -65,8 +66,8 @@ def pin_routes(config: SumoConfig, routes: dict[str, str], workdir: str | Path) 
         tree.write(workdir / route_files[-1])
     net = Path(config.net_file).resolve()  # the network itself is unchanged: referenced, not copied
     path = workdir / "pinned.sumocfg"
-    path.write_text(
-        f"<configuration><input><net-file value=\"{net}\"/>"
+    path.write_text(  # quoteattr: a folder named 'a&b' made the config malformed XML
+        f"<configuration><input><net-file value={quoteattr(str(net))}/>"
         f"<route-files value=\"{','.join(route_files)}\"/></input>"
         f"<time><begin value=\"{config.begin!r}\"/><end value=\"{config.end!r}\"/></time>"  # repr: every digit
         "</configuration>\n")
