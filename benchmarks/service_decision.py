@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from common import emit, log, machine_info
+from common import at_least, emit, log, machine_info
 from controller_latency import policy_checkpoint, recorded_messages
 
 from agents.deploy.export import export_policy
@@ -44,6 +44,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--paths", nargs="+", choices=sorted(PATHS), default=["fast", "reference"])
     args = parser.parse_args()
+    source = "benchmarks/service_decision.py"  # 0 divided by zero (--decisions) or had no median (--rounds)
+    at_least(args.decisions, 1, source, "--decisions")
+    at_least(args.rounds, 1, source, "--rounds")
     torch.set_num_threads(1)
     logging.disable(logging.WARNING)  # the replayed readings start and clear signal faults every decision
     scenario = load_scenario(args.scenario)

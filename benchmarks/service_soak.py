@@ -40,11 +40,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import ROOT, emit, log, machine_info
+from common import ROOT, at_least, emit, log, machine_info
 from controller_latency import policy_checkpoint, recorded_messages
 
 from agents.deploy.export import export_policy
 from agents.deploy.service import decoders_option
+from envs.errors import ConfigError
 from envs.scenario import load_scenario
 
 GARBAGE = [b"\xff\xfe not utf-8", b"{broken", b"[" * 100_000, b"", b"null", b'{"t": "soon"}']
@@ -177,6 +178,13 @@ def main() -> None:
     parser.add_argument("--decoders", default="auto",
                         help="the service's --decoders (decoding worker processes; default auto)")
     args = parser.parse_args()
+    source = "benchmarks/service_soak.py"  # no client or recording was a traceback after the export, 0 s a rate
+    at_least(args.clients, 1, source, "--clients")
+    at_least(args.decisions, 1, source, "--decisions")
+    if not 0 < args.duration < float("inf"):
+        raise ConfigError(source, "--duration", args.duration, "must be a number of seconds > 0")
+    if not 0 <= args.warmup < float("inf"):
+        raise ConfigError(source, "--warmup", args.warmup, "must be a number of seconds >= 0")
     decoders = decoders_option(args.decoders)  # what the service will run: reported
     torch.set_num_threads(1)
     scenario = load_scenario(args.scenario)

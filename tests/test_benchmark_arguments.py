@@ -71,6 +71,13 @@ SMALL = ["--scenario", "grid_1x1"]
     ("controller_latency.py", [*SMALL, "--repeats", "0"], "field '--repeats' = 0"),  # UnboundLocalError
     ("controller_latency.py", [*SMALL, "--checkpoint", "run.zip"],  # timed the checkpoint's scenario instead
      "field '--scenario' = 'grid_1x1': not with --checkpoint"),
+    ("service_soak.py", [*SMALL, "--clients", "0"], "field '--clients' = 0"),  # a traceback after the export
+    ("service_soak.py", [*SMALL, "--decisions", "0"], "field '--decisions' = 0"),  # IndexError
+    ("service_soak.py", [*SMALL, "--warmup", "-1"], "field '--warmup' = -1.0"),  # ValueError from time.sleep
+    ("service_soak.py", [*SMALL, "--duration", "0"], "field '--duration' = 0.0"),  # a rate over 0 s measured
+    ("service_decision.py", [*SMALL, "--decisions", "0"], "field '--decisions' = 0"),  # ZeroDivisionError
+    ("service_decision.py", [*SMALL, "--decisions", "-5"], "field '--decisions' = -5"),  # -0.0 ms, exit 0
+    ("service_decision.py", [*SMALL, "--rounds", "0"], "field '--rounds' = 0"),  # StatisticsError
     ("memory_scaling.py", ["--scenarios", "grid_1x1", "--samples", "0"], "field '--samples' = 0"),  # failed silently
     ("memory_scaling.py", ["--scenarios", "grid_1x1", "--copies", "2", "--samples", "4"],  # no line, exit 0
      "field '--samples' = [4]: every K exceeds every B [2]"),
