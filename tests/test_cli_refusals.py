@@ -268,6 +268,21 @@ def test_a_run_directory_that_is_a_file_is_one_error_line(tmp_path):
         "the run directory must be a folder or a new path\n"
 
 
+@pytest.mark.parametrize("argv, key", [
+    (["hydra.run.dir={file}/sub"], "hydra.run.dir"),  # NotADirectoryError traceback
+    (["-m", "seed=0,1", "hydra.sweep.dir={file}"], "hydra.sweep.dir"),  # FileExistsError traceback
+    (["--multirun", "seed=0,1", "hydra.sweep.dir={file}/sub/deeper"], "hydra.sweep.dir"),
+])
+def test_a_run_or_sweep_directory_under_a_file_or_a_sweep_directory_that_is_one_is_refused(tmp_path, argv, key):
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    argv = [item.format(file=taken) for item in argv]
+    with pytest.raises(ConfigError, match="is a file: the run directory must be a folder or a new path") as error:
+        check_run_dir(argv)
+    assert (error.value.field, error.value.value) == (key, argv[-1].partition("=")[2])
+    check_run_dir(["-m", "seed=0,1", f"hydra.sweep.dir={tmp_path}/new/sweep"])  # a new path under a folder
+
+
 def test_a_run_directory_given_to_a_sweep_is_refused(tmp_path):
     for flag in ("-m", "--multirun"):
         with pytest.raises(ConfigError, match="a sweep .-m. does not read it") as error:  # the runs went elsewhere

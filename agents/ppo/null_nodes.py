@@ -56,15 +56,21 @@ def check_overrides_into_null_nodes(argv: list[str], primary: str) -> None:
 
 
 def check_run_dir(argv: list[str]) -> None:
-    """ConfigError when ``hydra.run.dir`` names an existing file (Hydra's FileExistsError traceback)
-    or is given to a sweep (``-m``), which writes under ``hydra.sweep.dir`` and never read it."""
+    """ConfigError when ``hydra.run.dir`` or ``hydra.sweep.dir`` names an existing file or a path
+    under one (Hydra's FileExistsError / NotADirectoryError traceback), or ``hydra.run.dir`` is
+    given to a sweep (``-m``), which writes under ``hydra.sweep.dir`` and never read it."""
     sweep = any(item in ("-m", "--multirun") for item in argv)
     for key, value in _overrides(argv):
         if key == "hydra.run.dir" and sweep:
             raise ConfigError("<config>", key, value, "a sweep (-m) does not read it: its runs go under "
                               "hydra.sweep.dir (default outputs/multirun/DATE/TIME/<job number>)")
-        if key == "hydra.run.dir" and Path(value).is_file():
-            raise ConfigError("<config>", key, value, "is a file: the run directory must be a folder or a new path")
+        if key in ("hydra.run.dir", "hydra.sweep.dir"):
+            path = Path(value)
+            file = next((p for p in (path, *path.parents) if p.exists()), None)
+            if file is not None and not file.is_dir():
+                where = "" if file == path else f"{file} "
+                raise ConfigError("<config>", key, value,
+                                  f"{where}is a file: the run directory must be a folder or a new path")
 
 
 def check_launcher(argv: list[str]) -> None:
