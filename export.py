@@ -28,6 +28,7 @@ from agents.deploy.config import ExportCheck, ExportConfig, ExportEngine  # regi
 from agents.deploy.simulated import record_decisions
 from agents.deploy.export import export_policy
 from agents.deploy.model_file import recorded_feed
+from agents.ppo.null_nodes import check_command_line
 from agents.ppo.value_checks import check_keys
 from agents.ppo.policy import controller_for_checkpoint
 from envs.engine import Simulator
@@ -119,4 +120,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    with exit_on_error():  # a run directory that is a file or under one: Hydra's traceback otherwise
+        check_command_line(sys.argv[1:], "export")
     main()

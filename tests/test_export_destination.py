@@ -54,3 +54,25 @@ def test_a_name_with_dots_keeps_the_pair_together(uneven, tmp_path):
     onnx_path, meta_path = export_policy(exports["shared"][0], tmp_path, name="policy.v2", scenario=scenario)
     assert (onnx_path.name, meta_path.name) == ("policy.v2.onnx", "policy.v2.json")
     assert onnx_path.with_suffix(".json") == meta_path
+
+
+@pytest.mark.parametrize("run_dir", ["{file}", "{file}/sub"])
+def test_a_hydra_run_dir_that_is_a_file_or_under_one_is_one_error_line(tmp_path, run_dir, capsys, monkeypatch):
+    """export.py ran none of the command-line checks train.py and evaluate.py run: Hydra's
+    FileExistsError / NotADirectoryError traceback, exit 1."""
+    import runpy
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    run_dir = run_dir.format(file=taken)
+    monkeypatch.setattr(sys, "argv", ["export.py", f"checkpoint={tmp_path / 'last.zip'}", f"hydra.run.dir={run_dir}"])
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with pytest.raises(SystemExit) as ended:
+        runpy.run_path(str(REPO_ROOT / "export.py"), run_name="__main__")
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and "Traceback" not in err, err[-2000:]
+    assert err.startswith(f"error: <config>: field 'hydra.run.dir' = '{run_dir}': ") and err.count("\n") == 1, err
+    assert not (tmp_path / "last.onnx").exists()
