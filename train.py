@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 import agents.ppo.config  # noqa: F401  (registers the structured config "train_schema")
@@ -56,8 +57,11 @@ def main(cfg: DictConfig) -> None:
             train = train_sb3
         earlier = [name for name in ("checkpoints", "tb") if (run_dir / name).exists()]
         if earlier and cfg.resume is None:  # its checkpoints replaced, two runs drawn as one TensorBoard curve
-            raise ConfigError("<config>", "hydra.run.dir", str(run_dir),
-                              f"holds an earlier run ({', '.join(earlier)}): give a new folder, remove that one, "
+            sweep = hydra_config.mode == RunMode.MULTIRUN  # the folder given is the sweep's, its runs under it
+            key, value, run = ("hydra.sweep.dir", hydra_config.sweep.dir, f"its run {run_dir} ") if sweep else \
+                ("hydra.run.dir", str(run_dir), "")
+            raise ConfigError("<config>", key, value,
+                              f"{run}holds an earlier run ({', '.join(earlier)}): give a new folder, remove that one, "
                               "or continue it with resume=RUN/checkpoints/last.zip")
         reward = {term: weight for term, weight in cfg.env.reward.items() if weight}
         if len(reward) > 1:  # env.reward={pressure:1.0} merges into the default queue term: say what is trained on

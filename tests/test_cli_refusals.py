@@ -354,3 +354,19 @@ def test_export_refuses_a_key_added_with_plus_before_reading_the_checkpoint(tmp_
     with pytest.raises(ConfigError, match="unknown key") as error:  # exported with max_green_s 120 s
         export.export(cfg)
     assert (error.value.field, error.value.value) == ("max_gren_s", 90)
+
+
+def test_a_sweep_into_a_folder_holding_an_earlier_run_names_hydra_sweep_dir(tmp_path, capsys, monkeypatch):
+    """The refusal named hydra.run.dir, which a sweep refuses to read, for a folder the user gave as hydra.sweep.dir."""
+    import runpy
+
+    (tmp_path / "0" / "checkpoints").mkdir(parents=True)
+    monkeypatch.setattr(sys, "argv", ["train.py", "-m", "seed=0", "scenario=grid_1x1", "hydra/launcher=basic",
+                                      f"hydra.sweep.dir={tmp_path}"])
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with pytest.raises(SystemExit) as ended:
+        runpy.run_path(str(REPO_ROOT / "train.py"), run_name="__main__")
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert ended.value.code == 2
+    assert error.startswith(f"error: <config>: field 'hydra.sweep.dir' = '{tmp_path}': its run "
+                            f"{tmp_path / '0'} holds an earlier run (checkpoints)"), error
