@@ -100,6 +100,9 @@ def test_a_launcher_whose_plugin_is_not_installed_names_the_extra(monkeypatch):
     (["eval.baselines=[sotl]", "+baseline_params.sotl.min_gren_s=20"], "baseline_params.sotl.min_gren_s", 20,
      "not a parameter of sotl"),
     (["+baseline_params.bogus.x=1"], "baseline_params.bogus", {"x": 1}, "not a controller"),
+    # an AttributeError traceback ('int' object has no attribute 'items'); null, a TypeError at the first evaluation
+    (["baseline_params.max_pressure=5"], "baseline_params.max_pressure", 5, "expected a mapping of its parameters"),
+    (["baseline_params.max_pressure=null"], "baseline_params.max_pressure", None, "expected a mapping"),
     # silently ignored
     (["trainer=torchrl", "train.compile=true"], "train.compile", True, "only trainer=sb3 compiles"),
     (["env.green_durations_s=[10,20]"], "env.green_durations_s", [10, 20], "only action_mode=phase_duration"),
@@ -291,6 +294,15 @@ def test_a_run_directory_given_to_a_sweep_is_refused(tmp_path):
     check_run_dir(["seed=0", "hydra.run.dir=/tmp/run"])
     check_run_dir(["seed=0", f"hydra.run.dir={tmp_path}"])  # an existing folder: the run writes into it
     check_run_dir(["-m", "seed=0,1", "hydra.sweep.dir=/tmp/sweep"])
+
+
+@pytest.mark.parametrize("value, typed", [("5", 5), ("null", None)])
+def test_controller_params_that_are_not_a_mapping_are_refused(value, typed):
+    """5 was an AttributeError traceback before any run, null a ValueError once the controller was built."""
+    with pytest.raises(ConfigError, match="expected a mapping of its parameters") as error:
+        check_evaluate_config(evaluate_config("scenario=grid_1x1", "controllers=[sotl]",
+                                              f"controller_params.sotl={value}"))
+    assert (error.value.field, error.value.value) == ("controller_params.sotl", typed)
 
 
 @pytest.mark.parametrize("overrides", [

@@ -26,7 +26,12 @@ def check_param_names(params: dict, path: str, built: list[str]) -> None:
         if name not in CONTROLLERS:
             raise ConfigError("<config>", f"{path}.{name}", entry, f"not a controller; known: {sorted(CONTROLLERS)}")
         fields = {f.name: f for f in parameters(CONTROLLERS[name])}
-        for key, value in (entry or {}).items():
+        if entry is None and name not in built:  # nothing set for a controller the run does not build
+            continue
+        if not isinstance(entry, dict):  # 5, or null for one it builds: a traceback where it is built
+            raise ConfigError("<config>", f"{path}.{name}", entry,
+                              f"expected a mapping of its parameters ({path}.{name}.FIELD=...); {list(fields)}")
+        for key, value in entry.items():
             if key not in fields:
                 raise ConfigError("<config>", f"{path}.{name}.{key}", value,
                                   f"not a parameter of {name}; its parameters: {list(fields)}")
