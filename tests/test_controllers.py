@@ -118,6 +118,8 @@ def test_controllers_by_config_name_are_built_once_and_bad_parameters_name_the_f
             (lambda: FixedTime(plan="uniform", cycle_s=0), "cycle_s", 0),
             (lambda: FixedTime(plan="written"), "plan", "written"),
             (lambda: MaxPressure(min_green_s=-1), "min_green_s", -1),
+            # bool("no") is True: the inflow tie-break stayed on (use_halting was checked, this one not)
+            (lambda: MaxPressure(tie_break_by_inflow="no"), "tie_break_by_inflow", "no"),
             # NaN and inf pass `x <= 0`: a uniform plan of a NaN cycle ran phase 0 forever
             (lambda: FixedTime(plan="uniform", cycle_s=nan), "cycle_s", nan),
             (lambda: FixedTime(plan="uniform", cycle_s=inf), "cycle_s", inf),

@@ -57,6 +57,7 @@ class MaxPressure:
             raise ConfigError("<controller:max_pressure>", "min_green_s", self.min_green_s,
                               "must be a finite number >= 0")
         flag(self.use_halting, "<controller:max_pressure>", "use_halting")  # bool("no") is True
+        flag(self.tie_break_by_inflow, "<controller:max_pressure>", "tie_break_by_inflow")
         if self.sensing not in SENSING:
             raise ConfigError("<controller:max_pressure>", "sensing", self.sensing, f"expected one of {SENSING}")
 
