@@ -144,7 +144,8 @@ def test_webster_rejects_bad_parameters(hand_scenario):
     sim = Simulator(hand_scenario.network, hand_scenario.demand(1))
     for field, value in [("saturation_flow_vph", 0.0), ("min_cycle_s", -1.0), ("max_cycle_s", 10.0),
                          ("window", "peak"), ("window_s", 0), ("phase_set", "some"),
-                         ("min_green_s", float("nan"))]:
+                         ("min_green_s", float("nan")),
+                         ("offset_s", True)]:  # a bool passed as 1 s (fixed_time refuses it)
         with pytest.raises(ConfigError) as err:
             FixedTimeWebster(**{field: value}).reset(sim)
         assert err.value.field == field and (err.value.value == value or value != value)

@@ -121,7 +121,8 @@ class FixedTimeWebster:
             positive(name)
         for name in ("startup_lost_s", "min_green_s"):
             non_negative(name)
-        if not isinstance(self.offset_s, (int, float)) or not math.isfinite(self.offset_s):
+        if isinstance(self.offset_s, bool) or not isinstance(self.offset_s, (int, float)) or \
+                not math.isfinite(self.offset_s):
             raise ConfigError(SOURCE, "offset_s", self.offset_s, "must be a finite number")
         if self.max_cycle_s < self.min_cycle_s:
             raise ConfigError(
