@@ -81,6 +81,18 @@ def test_a_launcher_whose_plugin_package_is_missing_names_the_module_when_no_ext
         check_launcher(["hydra/launcher=ray_cluster"])
 
 
+def test_the_slurm_launcher_on_a_machine_without_srun_is_one_error_line(monkeypatch):
+    """It was submitit's RuntimeError traceback ('Could not detect "srun"') once the sweep launched."""
+    import shutil
+
+    real = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "srun" else real(name, *a, **k))
+    with pytest.raises(ConfigError, match="no srun on this machine") as error:
+        check_launcher(["-m", "seed=0,1", "hydra/launcher=slurm"])
+    assert (error.value.field, error.value.value) == ("hydra/launcher", "slurm")
+    check_launcher(["-m", "seed=0,1", "hydra/launcher=submitit_local_jobs"])  # runs here: no srun needed
+
+
 def test_a_launcher_whose_plugin_is_not_installed_names_the_extra(monkeypatch):
     import importlib.util
 

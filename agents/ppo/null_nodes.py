@@ -1,6 +1,7 @@
 """Command-line overrides that Hydra's composition would answer with a traceback or ignore: one
 into a config node that the chosen group option leaves null, a run directory that is a file or
-given to a sweep, a launcher whose plugin (an optional extra) is not installed, and a scenario path
+given to a sweep, a launcher whose plugin (an optional extra) is not installed or, for SLURM's, whose
+``srun`` is not on this machine, and a scenario path
 given to the ``scenario`` group instead of ``scenario.name``.
 
 ``perturbation=clean`` (train.py's and evaluate.py's default) leaves ``perturbation.incidents``,
@@ -13,6 +14,7 @@ names the override and the options that set the node.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 import yaml
@@ -75,12 +77,17 @@ def check_run_dir(argv: list[str]) -> None:
 
 def check_launcher(argv: list[str]) -> None:
     """ConfigError when ``hydra/launcher=X`` names a launcher whose plugin is not installed (Hydra's
-    "Unknown plugin class" traceback), naming the extra that installs it."""
+    "Unknown plugin class" traceback), naming the extra that installs it, or the SLURM one on a
+    machine without ``srun`` (submitit's RuntimeError traceback)."""
     for key, value in _overrides(argv):
         path = CONFIGS / "hydra" / "launcher" / f"{value}.yaml"
         if key != "hydra/launcher" or not path.is_file():
             continue  # an unknown option: Hydra's own error lists the options
-        target = (yaml.safe_load(path.read_text()) or {}).get("_target_", "")
+        config = yaml.safe_load(path.read_text()) or {}
+        if "submitit_slurm" in config.get("defaults", []) and shutil.which("srun") is None:  # submitit's traceback
+            raise ConfigError("<config>", key, value, "no srun on this machine: launch the sweep from a SLURM "
+                              "login node (hydra/launcher=submitit_local_jobs tries it here)")
+        target = config.get("_target_", "")
         module = target.rpartition(".")[0]
         try:
             found = importlib.util.find_spec(module) is not None if module else True
