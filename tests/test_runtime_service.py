@@ -136,3 +136,27 @@ def test_numbers_beyond_float_range_are_one_intersections_fault_or_an_error_repl
     assert reply["commands"][victim]["source"] == FALLBACK
     assert {c["source"] for k, c in reply["commands"].items() if k != victim} == {POLICY}
     assert "error" in handle_line(runtime, json.dumps({"t": 10**400, "intersections": {}}), 2)
+
+
+def test_a_reader_that_closes_stdout_ends_the_stdin_service_with_one_log_line(model_copy, monkeypatch, caplog):
+    """A BrokenPipeError traceback (exit 1) when whatever read the replies went away (`serve ... | head -1`)."""
+    import io
+
+    from agents.deploy.service import main
+
+    runtime = PolicyRuntime(*model_copy)
+    lines = b"".join(json.dumps(readings_message(runtime, t)).encode() + b"\n" for t in (0.0, 5.0, 10.0))
+
+    class ClosedPipe(io.StringIO):
+        writes = 0
+
+        def write(self, text):
+            ClosedPipe.writes += 1
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(lines)))
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    with caplog.at_level("INFO", logger="gridlight.runtime"):
+        status = main(["serve", "--model", str(model_copy[0])])
+    assert status == 141 and ClosedPipe.writes == 1  # no more lines decided for a reader that is gone
+    assert caplog.messages[-1] == "stopped (stdout closed: the reader of the replies has gone)"

@@ -25,6 +25,7 @@ second core.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -280,6 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: the way to stop a service in a terminal, not a crash
         LOG.info("stopped (interrupted)")
         return 130
+    except BrokenPipeError:  # on stdin: whatever read the replies has closed its end (`serve ... | head -1`)
+        LOG.info("stopped (stdout closed: the reader of the replies has gone)")
+        try:  # the unwritten replies are not flushed again at exit, which would print the error once more
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            pass
+        return 141  # 128 + SIGPIPE, as a command a closed pipe stops
     finally:
         if server is not None:  # stopped after listening, before serving
             server.close()
