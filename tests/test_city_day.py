@@ -166,3 +166,37 @@ def test_the_city_day_benchmark_refuses_a_bad_value_in_one_line_before_any_work(
         assert done.stderr.strip().endswith("must be in [0, 1]" if flag == "--precision" else "must be >= 1")
     assert done.stdout == ""
 
+
+
+SHORT = ["--hours", "0.01", "--train-hours", "0.01"]  # were the checks to pass, the runs stay short
+
+
+@pytest.mark.parametrize("flags, start", [
+    # a ValueError traceback from numpy's SeedSequence, after the options were checked
+    (["--scenario", "grid_1x1", "--incident-seed", "-1", *SHORT],
+     "field '--incident-seed' = -1: must be an integer >= 0"),
+    # ignored by a dataset (its JSON line said scenario_seed 3) and by a generated preset (the data directory)
+    (["--scenario", "hangzhou_4x4", "--scenario-seed", "3", *SHORT],
+     "field '--scenario-seed' = 3: only a generated preset draws its demand from it"),
+    (["--scenario", "grid_1x1", "--data-dir", "/nowhere", *SHORT],
+     "field '--data-dir' = '/nowhere': 'grid_1x1' is generated and reads no dataset"),
+])
+def test_the_city_day_benchmark_refuses_what_it_would_ignore_or_crash_on(flags, start, capsys, monkeypatch):
+    import runpy
+
+    monkeypatch.chdir(REPO_ROOT)  # run as `python benchmarks/city_day.py` runs it, in this process
+    monkeypatch.setattr(sys, "argv", ["benchmarks/city_day.py", *flags])
+    monkeypatch.setattr(sys, "path", [str(REPO_ROOT / "benchmarks"), *sys.path])
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with pytest.raises(SystemExit) as ended:
+        runpy.run_path(str(REPO_ROOT / "benchmarks" / "city_day.py"), run_name="__main__")
+    out, err = capsys.readouterr()
+    assert ended.value.code == 2 and out == "", err[-2000:]
+    assert err.splitlines() == [err.splitlines()[-1]] and "Traceback" not in err, err[-2000:]
+    assert err.startswith(f"error: benchmarks/city_day.py: {start}"), err
+
+
+def test_a_perturbation_refuses_a_negative_seed_when_built():
+    with pytest.raises(ConfigError, match="must be an integer >= 0") as error:  # numpy's ValueError at the first draw
+        Perturbation(seed=-1)
+    assert (error.value.field, error.value.value) == ("seed", -1)

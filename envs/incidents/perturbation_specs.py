@@ -167,6 +167,10 @@ class Perturbation:
     surge: SurgeSpec | None = None
     detectors: DetectorFaultSpec | None = None
 
+    def __post_init__(self) -> None:  # numpy's SeedSequence refused a negative seed at the first draw
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ConfigError(SOURCE, "seed", self.seed, "must be an integer >= 0")
+
     @property
     def is_clean(self) -> bool:
         return ((self.incidents is None or self.incidents.none) and self.surge is None
