@@ -32,6 +32,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.errors import HydraException  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 import evaluate  # noqa: E402
@@ -103,6 +104,9 @@ def check_sweep_args(args, source: str = "benchmarks/incident_detection.py") -> 
             flag = SWEEP_KEYS[key]
             raise ConfigError(source, "--override", override, "the sweep sets this key itself" +
                               (f": use {flag}" if flag else " (task=incident_detection, perturbation=incident)"))
+    if not (ROOT / "configs" / "scenario" / f"{args.scenario}.yaml").is_file():  # Hydra's traceback at compose
+        known = sorted(path.stem for path in (ROOT / "configs" / "scenario").glob("*.yaml"))
+        raise ConfigError(source, "--scenario", args.scenario, f"no such scenario config; known: {', '.join(known)}")
     for flag, value in (("--copies", args.copies), ("--train-copies", args.train_copies)):
         if not value >= 1:
             raise ConfigError(source, flag, value, "must be >= 1")
@@ -156,8 +160,13 @@ def check_points(args, shares: list[float], names: list[str]) -> None:
     for placement in args.placements.split(","):
         for p in shares:
             detectors = [n for n in names if not (DETECTORS[n] == "probe" and p <= 0)]
-            with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-                cfg = compose(config_name="evaluate", overrides=overrides(args, placement, p, detectors))
+            try:
+                with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+                    cfg = compose(config_name="evaluate", overrides=overrides(args, placement, p, detectors))
+            except HydraException as error:  # an --override Hydra cannot compose: its traceback
+                raise ConfigError("benchmarks/incident_detection.py", "--override",
+                                  args.override[0] if len(args.override) == 1 else args.override,
+                                  str(error).strip().splitlines()[0]) from None
             check_evaluate_config(cfg)
             det = cfg.detection
             check_detectors(det.classifiers, p, int(det.train_copies), det.learned.folds)

@@ -33,7 +33,7 @@ from agents.incidents.classifiers import _run_length, hold_until_discharge, lane
 from agents.incidents.gap_rule import gap_alarms  # noqa: E402
 from agents.incidents.gaps import lane_gap  # noqa: E402
 from benchmarks.common import emit, log  # noqa: E402
-from benchmarks.incident_detection import compose_config, parse_args as sweep_args  # noqa: E402
+from benchmarks.incident_detection import check_sweep_args, compose_config, parse_args as sweep_args  # noqa: E402
 from envs.incidents.detection import record_sweep, score  # noqa: E402
 
 PERSISTS = (1, 2, 3)
@@ -77,6 +77,9 @@ def main(argv=None) -> None:
     parser.add_argument("--placements", default="uniform,traffic")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    # before any recording, each bad flag named (a scenario Hydra cannot compose was its traceback)
+    check_sweep_args(sweep_args(["--scenario", args.scenario, "--train-copies", str(args.train_copies),
+                                 "--placements", args.placements]), "benchmarks/lane_gap_check.py")
     for placement in args.placements.split(","):
         sweep = sweep_args(["--scenario", args.scenario, "--train-copies", str(args.train_copies)])
         cfg = compose_config(sweep, placement)

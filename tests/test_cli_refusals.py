@@ -224,6 +224,31 @@ def test_the_incident_benchmarks_refuse_a_bad_flag_in_one_line(script, flags, st
     assert done.stderr.startswith(f"error: benchmarks/{script}: {start}")
 
 
+@pytest.mark.parametrize("script, flags, start", [
+    # Hydra's MissingConfigException / ConfigCompositionException tracebacks, from composing the config
+    ("incident_detection.py", ["--scenario", "nosuch"], "field '--scenario' = 'nosuch': no such scenario config"),
+    ("incident_detection.py", ["--override", "nosuch.key=1"], "field '--override' = 'nosuch.key=1': "),
+    ("false_alarms.py", ["--scenario", "nosuch"], "field '--scenario' = 'nosuch': no such scenario config"),
+    ("lane_gap_check.py", ["--scenario", "nosuch"], "field '--scenario' = 'nosuch': no such scenario config"),
+    # lane_gap_check checked no flag: named <engine> 'copies', or refused the second placement after the first ran
+    ("lane_gap_check.py", ["--scenario", "grid_1x1", "--train-copies", "0"], "field '--train-copies' = 0"),
+    ("lane_gap_check.py", ["--scenario", "grid_1x1", "--train-copies", "1", "--placements", "uniform,nowhere"],
+     "field '--placements' = 'nowhere'"),
+])
+def test_the_incident_benchmarks_name_a_flag_hydra_cannot_compose(script, flags, start, capsys, monkeypatch):
+    import runpy
+
+    monkeypatch.chdir(REPO_ROOT)  # run as `python benchmarks/SCRIPT` runs it, in this process
+    monkeypatch.setattr(sys, "argv", [f"benchmarks/{script}", *flags])
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with pytest.raises(SystemExit) as ended:
+        runpy.run_path(str(REPO_ROOT / "benchmarks" / script), run_name="__main__")
+    out, err = capsys.readouterr()
+    assert ended.value.code == 2 and out == "", err[-2000:]
+    assert err.splitlines() == [err.splitlines()[-1]] and "Traceback" not in err, err[-2000:]
+    assert err.startswith(f"error: benchmarks/{script}: {start}"), err
+
+
 def test_the_sweep_refuses_to_merge_into_results_that_lack_a_field_before_any_work(tmp_path):
     import json
 
