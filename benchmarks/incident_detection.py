@@ -74,12 +74,29 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def check_outputs(args, source: str = "benchmarks/incident_detection.py") -> None:
+    """Before the work: --out a file path and --report-dir a folder path, each writable where it
+    stands (a folder as --out, or a file as --report-dir, failed after the recordings)."""
+    for flag, path, want in (("--out", Path(args.out), "file"), ("--report-dir", Path(args.report_dir), "folder")):
+        if path.exists() and path.is_dir() != (want == "folder"):
+            raise ConfigError(source, flag, str(path), f"is a {'folder' if path.is_dir() else 'file'}: "
+                              f"give the path of a {want}")
+        above = next((parent for parent in path.parents if parent.exists()), None)
+        if above is not None and not above.is_dir():
+            raise ConfigError(source, flag, str(path), f"'{above}' is a file")
+
+
 def check_mergeable(args) -> None:
     """Before the work: `--merge` keeps --out's other placements, which must carry every field
     this version writes (the check at the write came after a whole sweep)."""
     if not args.merge or not Path(args.out).is_file():
         return
-    lacking = missing_fields(json.loads(Path(args.out).read_text())["results"])
+    try:
+        earlier = json.loads(Path(args.out).read_text())["results"]
+        lacking = missing_fields(earlier)
+    except (ValueError, KeyError, TypeError, AttributeError):  # no JSON, or no results list of entries in it
+        raise ConfigError("benchmarks/incident_detection.py", "--merge", args.out,
+                          "--out is not the results JSON this script writes: nothing to merge into") from None
     if lacking:
         raise ConfigError("benchmarks/incident_detection.py", "--merge", args.out,
                           f"its entries predate the fields {lacking[1]} ({lacking[0]!r} lacks them): re-run every "
@@ -230,6 +247,7 @@ def main(argv=None) -> None:
             if name not in DETECTORS:
                 raise ConfigError("benchmarks/incident_detection.py", "--detectors", name,
                                   f"unknown detector; known: {', '.join(DETECTORS)}")
+        check_outputs(args)
         check_mergeable(args)
         check_points(args, shares, names)
     start, entries = time.perf_counter(), []
