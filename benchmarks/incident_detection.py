@@ -247,6 +247,12 @@ def main(argv=None) -> None:
             if name not in DETECTORS:
                 raise ConfigError("benchmarks/incident_detection.py", "--detectors", name,
                                   f"unknown detector; known: {', '.join(DETECTORS)}")
+        if args.epochs is not None:  # left out of every point's config without a learned detector: ignored
+            if args.epochs < 1:
+                raise ConfigError("benchmarks/incident_detection.py", "--epochs", args.epochs, "must be >= 1")
+            if not any(name in LEARNED for name in names):
+                raise ConfigError("benchmarks/incident_detection.py", "--epochs", args.epochs,
+                                  "nothing reads it: no learned detector is listed (--detectors)")
         check_outputs(args)
         check_mergeable(args)
         check_points(args, shares, names)
