@@ -127,16 +127,21 @@ def check_sweep_args(args, source: str = "benchmarks/incident_detection.py") -> 
     for flag, value in (("--copies", args.copies), ("--train-copies", args.train_copies)):
         if not value >= 1:
             raise ConfigError(source, flag, value, "must be >= 1")
-    for placement in args.placements.split(","):
+    placements = args.placements.split(",")
+    for k, placement in enumerate(placements):
         if placement not in PLACEMENTS:
             raise ConfigError(source, "--placements", placement, f"expected some of {list(PLACEMENTS)}")
+        if placement in placements[:k]:  # the same point twice: its entries twice, its report over the first
+            raise ConfigError(source, "--placements", placement, "listed twice")
     try:
         shares = [float(x) for x in args.p.split(",")]
     except ValueError:
         raise ConfigError(source, "--p", args.p, "expected comma-separated probe shares in [0, 1]") from None
-    for share in shares:
+    for k, share in enumerate(shares):
         if not 0 <= share <= 1:
             raise ConfigError(source, "--p", share, "a probe share must lie in [0, 1]")
+        if share in shares[:k]:
+            raise ConfigError(source, "--p", share, "listed twice")
     position = args.position
     try:
         position = float(position)
@@ -243,10 +248,12 @@ def main(argv=None) -> None:
     with exit_on_error():  # a bad value: one "error: ..." line naming its flag, exit status 2
         shares = check_sweep_args(args)
         names = args.detectors.split(",")
-        for name in names:
+        for k, name in enumerate(names):
             if name not in DETECTORS:
                 raise ConfigError("benchmarks/incident_detection.py", "--detectors", name,
                                   f"unknown detector; known: {', '.join(DETECTORS)}")
+            if name in names[:k]:
+                raise ConfigError("benchmarks/incident_detection.py", "--detectors", name, "listed twice")
         if args.epochs is not None:  # left out of every point's config without a learned detector: ignored
             if args.epochs < 1:
                 raise ConfigError("benchmarks/incident_detection.py", "--epochs", args.epochs, "must be >= 1")

@@ -23,6 +23,12 @@ SMALL_SWEEP = ["--scenario", "grid_1x1", "--copies", "1", "--train-copies", "1",
     (["--p", "0", "--detectors", "blockage_rule", "--epochs", "0"], "field '--epochs' = 0: must be >= 1"),
     # was named by evaluate.py's key, detection.learned.epochs, which this script has no flag for
     (["--p", "0", "--detectors", "learned_mlp", "--epochs", "0"], "field '--epochs' = 0: must be >= 1"),
+    # the same point twice: two identical entries in --out, the second report over the first
+    (["--p", "0,0.0", "--detectors", "blockage_rule"], "field '--p' = 0.0: listed twice"),
+    (["--p", "0", "--detectors", "blockage_rule", "--placements", "uniform,uniform"],
+     "field '--placements' = 'uniform': listed twice"),
+    # was named by evaluate.py's key, detection.classifiers
+    (["--p", "0", "--detectors", "blockage_rule,blockage_rule"], "field '--detectors' = 'blockage_rule': listed twice"),
 ])
 def test_the_sweep_refuses_flags_it_would_ignore_or_repeat(flags, start, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
