@@ -327,3 +327,12 @@ def test_evaluate_incident_detection_refuses_a_policy_it_would_ignore(tmp_path, 
     assert done.stderr.strip().splitlines() == [
         f"error: <config>: field {key!r} = {str(path)!r}: task=incident_detection runs detection.controller, "
         "a classical controller; a trained or exported policy is evaluated with task=signals"]
+
+
+def test_an_empty_list_of_detectors_is_refused_before_any_recording():
+    from agents.incidents.detection_task import check_detectors
+
+    # the run recorded detection.train_copies training copies that nothing calibrated on: the oracle rows alone
+    with pytest.raises(ConfigError, match="no detector to calibrate") as refused:
+        check_detectors([], 0.0, 8, 4)
+    assert_names_everything(refused.value, "<config>", "detection.classifiers", [])

@@ -48,8 +48,11 @@ class LearnedSettings:
 
 
 def check_detectors(names, probe_p: float, train_copies: int, folds: int) -> None:
-    """Config errors before any recording: an unknown name, a probe-only detector without
-    probes, a fold count the training copies cannot hold."""
+    """Config errors before any recording: no name (the training copies were recorded for nothing),
+    an unknown name, a probe-only detector without probes, a fold count the training copies cannot hold."""
+    if not list(names):
+        raise ConfigError("<config>", "detection.classifiers", list(names),
+                          f"no detector to calibrate on the training copies; known: {', '.join(DETECTORS)}")
     for k, name in enumerate(names):
         if name not in DETECTORS:
             raise ConfigError("<config>", "detection.classifiers", name, f"known: {', '.join(DETECTORS)}")
