@@ -336,3 +336,21 @@ def test_an_empty_list_of_detectors_is_refused_before_any_recording():
     with pytest.raises(ConfigError, match="no detector to calibrate") as refused:
         check_detectors([], 0.0, 8, 4)
     assert_names_everything(refused.value, "<config>", "detection.classifiers", [])
+
+
+def test_the_recording_keeps_the_scenarios_horizon(monkeypatch):
+    import envs.incidents.detection as detection
+
+    # scenario.horizon=100 under task=incident_detection drew trips over all of eval.steps: ignored
+    scenario, cuts = load_scenario("grid_1x1", horizon=100), []
+    sample = detection.sample_trips
+
+    def spy(*args, horizon=None):
+        cuts.append(horizon)
+        return sample(*args, horizon=horizon)
+
+    monkeypatch.setattr(detection, "sample_trips", spy)
+    perturbation = Perturbation(name="incident", incidents=IncidentSpec(start_s=[10, 50], duration_s=100))
+    record(scenario, MaxPressure(), perturbation, "train", [0], steps=200)
+    record(load_scenario("grid_1x1"), MaxPressure(), perturbation, "train", [0], steps=200)
+    assert cuts == [100, 200]  # the flow file cut where the scenario says, else at the recorded end

@@ -133,7 +133,8 @@ def record_sweep(
     `probe_specs` is empty."""
     network = scenario.network
     demand = demand or DemandSpec("poisson")
-    trips = [sample_trips(scenario, demand, split, s, horizon=steps) for s in seeds]
+    cut = scenario.info.get("horizon")  # scenario.horizon cuts the flow file, as in evaluate.py's signals task
+    trips = [sample_trips(scenario, demand, split, s, horizon=steps if cut is None else min(steps, cut)) for s in seeds]
     incidents = [sample_incidents(perturbation, network, split, s, trips=t) for s, t in zip(seeds, trips)]
     sim = Simulator(network, with_incidents(scenario.demand(trips=trips), incidents), params)
     if hasattr(controller, "design_demand"):  # a plan designed from the demand: past counts, never these samples
