@@ -84,6 +84,7 @@ def test_a_surge_of_scale_zero_empties_its_window_and_leaves_the_rest_of_the_dem
     ({"incidents": {"start_s": -0.5}}, "incidents.start_s"),
     ({"incidents": {"count": True}}, "incidents.count"),
     ({"incidents": {"duration_s": 0}}, "incidents.duration_s"),
+    ({"incidents": {"duration_s": 0.4}}, "incidents.duration_s"),  # rounded to 0 s: an incident that never acts
     ({"incidents": {"capacity": 1.0}}, "incidents.capacity"),  # 1 would be no incident at all
     ({"incidents": {"when": 3}}, "perturbation.incidents.when"),
     ({"incidents": {"placement": "random"}}, "incidents.placement"),

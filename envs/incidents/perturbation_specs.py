@@ -72,6 +72,9 @@ class IncidentSpec:
                                   "give one of count or rate_per_hour, not both")
         if not finite_number(self.duration_s) or self.duration_s <= 0:
             raise ConfigError(SOURCE, "incidents.duration_s", self.duration_s, "must be a number of seconds > 0")
+        if round(self.duration_s) < 1:  # the engine's whole seconds: an incident ending where it starts
+            raise ConfigError(SOURCE, "incidents.duration_s", self.duration_s,
+                              "rounds to 0 s (incidents last whole seconds): an incident that never acts")
         if not finite_number(self.capacity) or not 0.0 <= self.capacity < 1.0:
             raise ConfigError(SOURCE, "incidents.capacity", self.capacity,
                                 "must be in [0, 1): 0 closes the lane, a fraction scales its speed limit")
