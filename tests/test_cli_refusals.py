@@ -20,7 +20,7 @@ import evaluate
 from agents.deploy.runtime import FaultLog
 from agents.ppo.config import check_config, check_evaluate_config
 from agents.ppo.controller_params import check_param_names
-from agents.ppo.null_nodes import check_launcher, check_overrides_into_null_nodes, check_run_dir
+from agents.ppo.null_nodes import check_overrides_into_null_nodes
 from envs.errors import ConfigError
 from envs.evaluation.runner import check_departures
 from envs.scenario.demand import Trips
@@ -65,44 +65,6 @@ def test_the_clis_print_one_line_for_it_not_hydras_traceback(script, tmp_path):
     done = _run(script, "perturbation.incidents.count=3", f"hydra.run.dir={tmp_path}")
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-2000:]
     assert done.stderr.startswith("error: <config>: field 'perturbation.incidents.count' = '3'")
-
-
-def test_a_launcher_whose_plugin_package_is_missing_names_the_module_when_no_extra_installs_it(monkeypatch):
-    import importlib.util
-
-    from agents.ppo import null_nodes
-
-    def find_spec(name, *args):  # as find_spec does when a parent package of the module is missing
-        raise ModuleNotFoundError(name)
-
-    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
-    monkeypatch.setattr(null_nodes, "LAUNCHER_EXTRAS", {})
-    with pytest.raises(ConfigError, match="install the package that provides hydra_plugins.hydra_ray_launcher"):
-        check_launcher(["hydra/launcher=ray_cluster"])
-
-
-def test_the_slurm_launcher_on_a_machine_without_srun_is_one_error_line(monkeypatch):
-    """It was submitit's RuntimeError traceback ('Could not detect "srun"') once the sweep launched."""
-    import shutil
-
-    real = shutil.which
-    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "srun" else real(name, *a, **k))
-    with pytest.raises(ConfigError, match="no srun on this machine") as error:
-        check_launcher(["-m", "seed=0,1", "hydra/launcher=slurm"])
-    assert (error.value.field, error.value.value) == ("hydra/launcher", "slurm")
-    check_launcher(["-m", "seed=0,1", "hydra/launcher=submitit_local_jobs"])  # runs here: no srun needed
-
-
-def test_a_launcher_whose_plugin_is_not_installed_names_the_extra(monkeypatch):
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",  # as on a machine without the [ray] extra
-                        lambda name, *a: None if "ray_launcher" in name else real(name, *a))
-    with pytest.raises(ConfigError, match=r"not installed: pip install -e '\.\[ray\]'") as error:
-        check_launcher(["-m", "hydra/launcher=ray_cluster"])  # was Hydra's "Unknown plugin class" traceback
-    assert (error.value.field, error.value.value) == ("hydra/launcher", "ray_cluster")
-    check_launcher(["hydra/launcher=local", "hydra/launcher=nonsense"])  # installed, and unknown (Hydra's error)
 
 
 @pytest.mark.parametrize("overrides, field, value, reason", [
@@ -332,39 +294,6 @@ def test_a_dataset_folder_given_to_a_generated_preset_and_a_checkpoint_given_as_
     assert error.value.field == "deployed"
 
 
-def test_a_run_directory_that_is_a_file_is_one_error_line(tmp_path):
-    taken = tmp_path / "taken"
-    taken.write_text("")
-    done = _run("evaluate.py", f"hydra.run.dir={taken}")  # Hydra's FileExistsError traceback
-    assert done.returncode == 2 and done.stderr == f"error: <config>: field 'hydra.run.dir' = '{taken}': is a file: " \
-        "the run directory must be a folder or a new path\n"
-
-
-@pytest.mark.parametrize("argv, key", [
-    (["hydra.run.dir={file}/sub"], "hydra.run.dir"),  # NotADirectoryError traceback
-    (["-m", "seed=0,1", "hydra.sweep.dir={file}"], "hydra.sweep.dir"),  # FileExistsError traceback
-    (["--multirun", "seed=0,1", "hydra.sweep.dir={file}/sub/deeper"], "hydra.sweep.dir"),
-])
-def test_a_run_or_sweep_directory_under_a_file_or_a_sweep_directory_that_is_one_is_refused(tmp_path, argv, key):
-    taken = tmp_path / "taken"
-    taken.write_text("")
-    argv = [item.format(file=taken) for item in argv]
-    with pytest.raises(ConfigError, match="is a file: the run directory must be a folder or a new path") as error:
-        check_run_dir(argv)
-    assert (error.value.field, error.value.value) == (key, argv[-1].partition("=")[2])
-    check_run_dir(["-m", "seed=0,1", f"hydra.sweep.dir={tmp_path}/new/sweep"])  # a new path under a folder
-
-
-def test_a_run_directory_given_to_a_sweep_is_refused(tmp_path):
-    for flag in ("-m", "--multirun"):
-        with pytest.raises(ConfigError, match="a sweep .-m. does not read it") as error:  # the runs went elsewhere
-            check_run_dir([flag, "seed=0,1", "hydra.run.dir=/tmp/sweep"])
-        assert (error.value.field, error.value.value) == ("hydra.run.dir", "/tmp/sweep")
-    check_run_dir(["seed=0", "hydra.run.dir=/tmp/run"])
-    check_run_dir(["seed=0", f"hydra.run.dir={tmp_path}"])  # an existing folder: the run writes into it
-    check_run_dir(["-m", "seed=0,1", "hydra.sweep.dir=/tmp/sweep"])
-
-
 @pytest.mark.parametrize("value, typed", [("5", 5), ("null", None)])
 def test_controller_params_that_are_not_a_mapping_are_refused(value, typed):
     """5 was an AttributeError traceback before any run, null a ValueError once the controller was built."""
@@ -435,19 +364,3 @@ def test_export_refuses_a_key_added_with_plus_before_reading_the_checkpoint(tmp_
     with pytest.raises(ConfigError, match="unknown key") as error:  # exported with max_green_s 120 s
         export.export(cfg)
     assert (error.value.field, error.value.value) == ("max_gren_s", 90)
-
-
-def test_a_sweep_into_a_folder_holding_an_earlier_run_names_hydra_sweep_dir(tmp_path, capsys, monkeypatch):
-    """The refusal named hydra.run.dir, which a sweep refuses to read, for a folder the user gave as hydra.sweep.dir."""
-    import runpy
-
-    (tmp_path / "0" / "checkpoints").mkdir(parents=True)
-    monkeypatch.setattr(sys, "argv", ["train.py", "-m", "seed=0", "scenario=grid_1x1", "hydra/launcher=basic",
-                                      f"hydra.sweep.dir={tmp_path}"])
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    with pytest.raises(SystemExit) as ended:
-        runpy.run_path(str(REPO_ROOT / "train.py"), run_name="__main__")
-    error = capsys.readouterr().err.splitlines()[-1]
-    assert ended.value.code == 2
-    assert error.startswith(f"error: <config>: field 'hydra.sweep.dir' = '{tmp_path}': its run "
-                            f"{tmp_path / '0'} holds an earlier run (checkpoints)"), error
