@@ -65,7 +65,8 @@ from envs.rl.probe_features import check_probe_observations, reads_probes
 from envs.scenario.splits import DemandSpec
 from envs.rl.demand_stream import DemandStream
 from envs.rl.env_config import (
-    DEFAULT_OBSERVATIONS, SOURCE, EnvConfig, check_loaded_scenario, check_reward_weights, observation_names_arg,
+    DEFAULT_OBSERVATIONS, SOURCE, EnvConfig, check_loaded_scenario, check_loading_options, check_reward_weights,
+    observation_names_arg,
 )
 from envs.rl.episode_demand import EpisodeTables
 from envs.rl.fault_reach import check_faults_reach
@@ -112,6 +113,7 @@ class BatchedSignalEnv:
         # a zero weight drops a term (configs merge reward mappings, so this is how to remove one)
         self.reward_terms = {name: REWARDS[name] for name, w in self.config.reward.items() if w != 0}
         if isinstance(scenario, (str, os.PathLike)):  # a name, or a path to one's own files
+            check_loading_options(os.fspath(scenario), data_dir, scenario_seed)
             scenario = load_scenario(scenario, seed=scenario_seed, data_dir=data_dir, horizon=episode_s,
                                      device="cpu" if device is None else device)
         else:

@@ -67,9 +67,11 @@ def load_scenario(
 ) -> Scenario:
     """Load a generated preset (``grid_4x4``, ``grid_16x8``, ...), a CityFlow dataset
     (``hangzhou_4x4``), a SUMO scenario (``resco_cologne1``, ``manhattan_28x7``), or one's own
-    files by path (`envs.scenario.own_files`: a CityFlow folder, a SUMO folder or .sumocfg; a str or a Path)."""
+    files by path (`envs.scenario.own_files`: a CityFlow folder, a SUMO folder or .sumocfg; a str or a Path).
+    ``seed`` is a generated preset's demand seed; any other scenario has its own files and refuses one."""
     name = os.fspath(name) if isinstance(name, os.PathLike) else name  # a Path was a TypeError
     if name in known_sumo_datasets():
+        _check_unread_seed(name, seed)
         return scenario_from_sumo(sumo_folder(name, data_dir), name=name, horizon=horizon,
                                   device=device)
     if name in PRESETS:
@@ -80,11 +82,13 @@ def load_scenario(
     else:
         if name not in known_datasets():
             if looks_like_path(name):
+                _check_unread_seed(name, seed)
                 return scenario_from_path(name, horizon=horizon, device=device)
             raise ConfigError(
                 "<scenario registry>", "scenario.name", name,
                 "unknown scenario; known: " + ", ".join(known_scenarios()) + f"; or by path, {FORMS}",
             )
+        _check_unread_seed(name, seed)
         roadnet_path, flow_path = dataset_paths(name, data_dir)
         roadnet = load_roadnet(roadnet_path)
         flows = load_flow(flow_path, roadnet)
@@ -92,6 +96,14 @@ def load_scenario(
     network = compile_network(roadnet, device=device)
     trips = trips_from_flows(flows, network, horizon)
     return Scenario(name, roadnet, flows, network, trips, {**info, "horizon": horizon})
+
+
+def _check_unread_seed(name: str, seed) -> None:
+    """Only a generated preset draws its demand from `seed`: a dataset, SUMO scenario or path has
+    its own files, and loaded them as for seed 0 whatever seed was given."""
+    if isinstance(seed, bool) or seed != 0:
+        raise ConfigError("<scenario registry>", "seed", seed, f"only a generated preset draws its demand "
+                          f"from it; {name!r} has its own files (per-episode demand: DemandSpec, envs.scenario.splits)")
 
 
 def scenario_from_dicts(

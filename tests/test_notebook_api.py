@@ -1,0 +1,26 @@
+"""Python API arguments that a notebook user passes and that were silently ignored or failed
+deep inside the code, each now one error naming the argument (found by a review of the API as
+README.md and docs/engine.md, docs/environments.md show it)."""
+
+from __future__ import annotations
+
+import pytest
+
+from envs.errors import ConfigError
+from envs.rl.signal_env import BatchedSignalEnv
+from envs.scenario import load_scenario
+
+
+def test_load_scenario_refuses_a_seed_that_a_dataset_does_not_read():
+    # the dataset's flow file was loaded as for seed 0, whatever seed was asked for (refused before
+    # any file is read, so no dataset is needed here)
+    with pytest.raises(ConfigError, match="'seed' = 3"):
+        load_scenario("hangzhou_4x4", seed=3)
+    with pytest.raises(ConfigError, match="'scenario_seed' = 3"):
+        BatchedSignalEnv("hangzhou_4x4", scenario_seed=3)
+
+
+def test_the_env_refuses_a_data_dir_that_a_generated_preset_does_not_read(tmp_path):
+    with pytest.raises(ConfigError, match="'data_dir'.*generated"):
+        BatchedSignalEnv("grid_1x1", data_dir=str(tmp_path))
+    assert load_scenario("grid_1x1", seed=2).name == "grid_1x1"  # a preset reads its seed
