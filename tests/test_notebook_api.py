@@ -24,3 +24,15 @@ def test_the_env_refuses_a_data_dir_that_a_generated_preset_does_not_read(tmp_pa
     with pytest.raises(ConfigError, match="'data_dir'.*generated"):
         BatchedSignalEnv("grid_1x1", data_dir=str(tmp_path))
     assert load_scenario("grid_1x1", seed=2).name == "grid_1x1"  # a preset reads its seed
+
+
+def test_scenario_demand_refuses_copies_beside_trips_and_trips_that_are_not_trip_tables():
+    scenario = load_scenario("grid_1x1", horizon=60)
+    assert scenario.demand(trips=[scenario.trips] * 2).batch_size == 2
+    assert scenario.demand(copies=3).batch_size == 3
+    with pytest.raises(ConfigError, match="'copies' = 3"):  # was B = 1, the length of trips
+        scenario.demand(copies=3, trips=[scenario.trips])
+    with pytest.raises(ConfigError, match="'trips'"):  # was an AttributeError on str.num_trips
+        scenario.demand(trips="abc")
+    with pytest.raises(ConfigError, match="'trips'"):
+        scenario.demand(trips=scenario.trips)  # one Trips, not a list of them

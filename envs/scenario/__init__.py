@@ -6,6 +6,7 @@ May import envs.errors only: everything else in gridlight builds on scenarios.""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,22 @@ class Scenario:
     trips: Trips  # the scenario's own ("original") demand
     info: dict[str, Any] = field(default_factory=dict)
 
-    def demand(self, copies: int = 1, trips: list[Trips] | None = None) -> Demand:
-        """A batched demand: `copies` copies of the original trips, or the given samples."""
-        if trips is None:
-            if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
-                raise ConfigError(self.name, "copies", copies, "need an integer B >= 1")
-            trips = [self.trips] * copies
-        return stack_demand(trips, self.network)
+    def demand(self, copies: int | None = None, trips: list[Trips] | None = None) -> Demand:
+        """A batched demand: `copies` copies of the original trips (default 1), or one copy per
+        sample in `trips` (then `copies` is their number, and may only be left out)."""
+        if trips is not None:
+            if copies is not None:  # was ignored: B is len(trips)
+                raise ConfigError(self.name, "copies", copies, "set by trips (one copy per sample): leave it out")
+            listed = isinstance(trips, Sequence) and not isinstance(trips, (str, bytes))
+            if not listed or not all(isinstance(sample, Trips) for sample in trips):
+                shown = [type(x).__name__ for x in trips][:4] if listed else type(trips).__name__
+                raise ConfigError(self.name, "trips", shown, "expected a list of Trips, one per copy "
+                                  "(e.g. envs.scenario.splits.sample_trips)")
+            return stack_demand(list(trips), self.network)
+        copies = 1 if copies is None else copies
+        if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+            raise ConfigError(self.name, "copies", copies, "need an integer B >= 1")
+        return stack_demand([self.trips] * copies, self.network)
 
 
 def known_scenarios() -> list[str]:
