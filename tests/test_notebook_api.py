@@ -36,3 +36,19 @@ def test_scenario_demand_refuses_copies_beside_trips_and_trips_that_are_not_trip
         scenario.demand(trips="abc")
     with pytest.raises(ConfigError, match="'trips'"):
         scenario.demand(trips=scenario.trips)  # one Trips, not a list of them
+
+
+def test_simulator_run_refuses_a_controller_class_and_an_on_step_that_is_not_callable():
+    from agents.classical import MaxPressure
+    from envs.engine import Simulator
+    from envs.errors import CommandError
+
+    scenario = load_scenario("grid_1x1", horizon=60)
+    sim = Simulator(scenario.network, scenario.demand(copies=1))
+    with pytest.raises(CommandError, match="'controller'.*MaxPressure"):  # was a TypeError: reset() missing 'sim'
+        sim.run(5, MaxPressure)
+    with pytest.raises(CommandError, match="'on_step' = 3"):  # was a TypeError after the first step
+        sim.run(5, on_step=3)
+    assert int(sim.state.t[0]) == 0  # refused before any step
+    sim.run(5, MaxPressure(), on_step=lambda s: None)
+    assert int(sim.state.t[0]) == 5

@@ -240,8 +240,13 @@ class Simulator:
     def run(self, steps: int, controller: Controller | None = None, on_step=None) -> SimState:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise CommandError("<engine>", "steps", steps, "expected a whole number of seconds >= 0")
+        if isinstance(controller, type):  # its act was callable too: a TypeError in reset()
+            raise CommandError("<engine>", "controller", controller.__name__,
+                               f"a class, not a controller: build one, e.g. {controller.__name__}()")
         if controller is not None and not callable(getattr(controller, "act", None)):
             raise CommandError("<engine>", "controller", controller, "expected a controller (reset(sim), act(sim))")
+        if on_step is not None and not callable(on_step):
+            raise CommandError("<engine>", "on_step", on_step, "expected a function of the simulator, or None")
         if controller is not None:
             controller.reset(self)
         for _ in range(steps):
