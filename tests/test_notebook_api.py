@@ -52,3 +52,30 @@ def test_simulator_run_refuses_a_controller_class_and_an_on_step_that_is_not_cal
     assert int(sim.state.t[0]) == 0  # refused before any step
     sim.run(5, MaxPressure(), on_step=lambda s: None)
     assert int(sim.state.t[0]) == 5
+
+
+def test_the_numpy_adapters_refuse_bool_actions_as_the_torch_ones_do():
+    # BatchedSignalEnv and the TorchRL env refuse a bool tensor; the Gymnasium, SB3 and
+    # PettingZoo adapters cast True/False to actions 1/0 silently (a mask passed as actions ran)
+    import gymnasium
+    import numpy as np
+
+    import envs
+    from envs.errors import CommandError
+
+    vec = gymnasium.make_vec("gridlight/TrafficSignal-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                             scenario="grid_1x1", episode_s=20)
+    vec.reset(seed=0)
+    with pytest.raises(CommandError, match="<env:gym>: field 'actions'.*bool"):
+        vec.step(np.array([[True], [False]]))
+    sb3 = envs.sb3_vec_env(scenario="grid_1x1", copies=2, episode_s=20)
+    sb3.reset()
+    with pytest.raises(CommandError, match="<env:sb3>: field 'actions'.*bool"):
+        sb3.step(np.array([True, False]))
+    par = envs.parallel_env(scenario="grid_1x1", episode_s=20)
+    par.reset(seed=0)
+    agent = par.possible_agents[0]
+    with pytest.raises(CommandError, match=f"<env:pettingzoo>: field 'actions\\[{agent}\\]' = True"):
+        par.step({agent: True})
+    vec.step(np.array([[1], [0]]))  # whole numbers still step
+    par.step({agent: np.int64(1)})

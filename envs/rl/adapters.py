@@ -48,7 +48,10 @@ def action_tensor(actions, count: int, source: str, device: torch.device | str =
     array = np.asarray(actions)
     if array.size != count:
         raise CommandError(source, "actions.shape", tuple(array.shape), f"expected {count} actions")
-    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.bool_)):
+    if np.issubdtype(array.dtype, np.bool_):  # was cast to 1/0 (the core and TorchRL refuse bool tensors)
+        raise CommandError(source, "actions", f"{array.dtype} array", "actions are whole numbers (action "
+                           "indices), not bools; the mask is info['action_mask'] / action_masks()")
+    if not np.issubdtype(array.dtype, np.integer):
         whole = (np.issubdtype(array.dtype, np.floating)
                  and bool(np.all(np.isfinite(array) & (array == np.round(array)))))
         if not whole:

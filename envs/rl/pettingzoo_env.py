@@ -78,7 +78,7 @@ class TrafficSignalParallelEnv(ParallelEnv):
         if unknown:
             raise CommandError(SOURCE, "actions", unknown[:5], "not agents of this environment")
         for agent in self.possible_agents:  # one whole number each (an array was numpy's ValueError)
-            if np.ndim(actions[agent]) != 0:
+            if np.ndim(actions[agent]) != 0 or isinstance(actions[agent], (bool, np.bool_)):  # True was action 1
                 raise CommandError(SOURCE, f"actions[{agent}]", np.asarray(actions[agent]).tolist(),
                                    "expected one action (a whole number)")
         chosen = action_tensor([actions[a] for a in self.possible_agents], len(self.possible_agents), SOURCE,
