@@ -79,3 +79,24 @@ def test_the_numpy_adapters_refuse_bool_actions_as_the_torch_ones_do():
         par.step({agent: True})
     vec.step(np.array([[1], [0]]))  # whole numbers still step
     par.step({agent: np.int64(1)})
+
+
+def test_an_unknown_adapter_keyword_lists_the_keywords_that_adapter_takes():
+    # the list was BatchedSignalEnv's: it offered autoreset (and copies, compile) where the adapter
+    # refuses them, and left out num_envs, render_mode and compile_engine
+    import gymnasium
+
+    import envs
+
+    def known(make) -> list[str]:
+        with pytest.raises(ConfigError, match="unknown keyword") as error:
+            make()
+        return str(error.value).split("known: ")[1].split(", ")
+
+    vec = known(lambda: gymnasium.make_vec("gridlight/TrafficSignal-v0", num_envs=1,
+                                           vectorization_mode="vector_entry_point", copy=2))
+    assert "num_envs" in vec and "render_mode" in vec and "copies" not in vec and "autoreset" not in vec
+    trl = known(lambda: envs.torchrl_env(num_envs=2))
+    assert "compile_engine" in trl and "compile" not in trl and "autoreset" not in trl
+    assert "copies" in known(lambda: envs.sb3_vec_env(num_envs=2))
+    assert "autoreset" not in known(lambda: envs.parallel_env(num_envs=2))

@@ -20,14 +20,16 @@ def check_render_mode(render_mode, source: str) -> None:
         raise ConfigError(source, "render_mode", render_mode, f"expected one of {list(RENDER_MODES)}")
 
 
-def core_kwargs(kwargs: dict, source: str, set_here: dict[str, str]) -> dict:
+def core_kwargs(kwargs: dict, source: str, set_here: dict[str, str], own: tuple = ("render_mode",)) -> dict:
     """`kwargs` for `BatchedSignalEnv`, checked: every key is one of its keywords and none is one
-    the adapter sets itself (`set_here`: keyword -> what to do instead)."""
+    the adapter sets itself (`set_here`: keyword -> what to do instead). An unknown one is named
+    with the keywords the adapter takes: its `own` and the core's it passes on."""
     for key, value in kwargs.items():
         if key in set_here:
             raise ConfigError(source, key, value, set_here[key])
         if key not in CORE_KEYWORDS:
-            raise ConfigError(source, key, value, "unknown keyword; known: " + ", ".join(CORE_KEYWORDS))
+            known = sorted((set(CORE_KEYWORDS) - set(set_here)) | set(own))
+            raise ConfigError(source, key, value, "unknown keyword; known: " + ", ".join(known))
     return dict(kwargs)
 
 

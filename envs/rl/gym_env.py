@@ -67,7 +67,8 @@ class TrafficSignalVectorEnv(VectorEnv):
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:  # was named 'copies'
             raise ConfigError(SOURCE, "num_envs", num_envs, "must be an integer >= 1")
         always = "the vector environment always autoresets (Gymnasium's SAME_STEP mode)"
-        kwargs = core_kwargs(kwargs, SOURCE, {"copies": "set num_envs instead", "autoreset": always})
+        kwargs = core_kwargs(kwargs, SOURCE, {"copies": "set num_envs instead", "autoreset": always},
+                             own=("num_envs", "render_mode"))
         self.core = BatchedSignalEnv(copies=num_envs, **kwargs)
         self.num_envs = num_envs
         self.render_mode = render_mode

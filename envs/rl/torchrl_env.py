@@ -66,7 +66,9 @@ class TrafficSignalTorchRLEnv(EnvBase):
     def __init__(self, scenario="grid_4x4", copies: int = 1, device="cpu", compile_engine: bool = False,
                  **kwargs) -> None:
         never = "this environment always autoresets inside the batched step"
-        kwargs = core_kwargs(kwargs, SOURCE, {"autoreset": never})
+        # `compile` never gets here (EnvBase's metaclass takes it, see `compile` below)
+        kwargs = core_kwargs(kwargs, SOURCE, {"autoreset": never, "compile": "pass compile_engine=True"},
+                             own=("compile_engine",))
         device = check_device(device, SOURCE)
         self.core = BatchedSignalEnv(scenario, copies, device=str(device), autoreset=True,
                                      compile=flag(compile_engine, SOURCE, "compile_engine"), **kwargs)
