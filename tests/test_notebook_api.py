@@ -100,3 +100,10 @@ def test_an_unknown_adapter_keyword_lists_the_keywords_that_adapter_takes():
     assert "compile_engine" in trl and "compile" not in trl and "autoreset" not in trl
     assert "copies" in known(lambda: envs.sb3_vec_env(num_envs=2))
     assert "autoreset" not in known(lambda: envs.parallel_env(num_envs=2))
+
+
+def test_the_env_refuses_a_perturbation_given_by_name_naming_the_argument():
+    # Hydra's perturbation=incident typed in Python was a ValueError from dict('incident')
+    for given in ("incident", ["incident"], 3):
+        with pytest.raises(ConfigError, match="<env>: field 'perturbation'"):
+            BatchedSignalEnv("grid_1x1", episode_s=20, demand={"mode": "poisson"}, perturbation=given)

@@ -8,6 +8,7 @@ the value.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,10 +198,13 @@ class Perturbation:
 def perturbation_from_config(config: dict | None, source: str = SOURCE) -> Perturbation:
     """A `Perturbation` from a plain mapping (Hydra's ``perturbation`` group); unknown keys and
     bad values are errors naming the field."""
+    known = {"name", "seed", "incidents", "surge", "detectors"}
+    if config is not None and not isinstance(config, Mapping):  # a name was a ValueError from dict()
+        raise ConfigError(source, "perturbation", config, f"expected a Perturbation or a mapping of {sorted(known)} "
+                          "(the fields of configs/perturbation/*.yaml), or None")
     if not config:
         return Perturbation()
     config = dict(config)
-    known = {"name", "seed", "incidents", "surge", "detectors"}
     unknown = sorted(set(config) - known)
     if unknown:
         raise ConfigError(source, f"perturbation.{unknown[0]}", config[unknown[0]],
