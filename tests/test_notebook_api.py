@@ -107,3 +107,16 @@ def test_the_env_refuses_a_perturbation_given_by_name_naming_the_argument():
     for given in ("incident", ["incident"], 3):
         with pytest.raises(ConfigError, match="<env>: field 'perturbation'"):
             BatchedSignalEnv("grid_1x1", episode_s=20, demand={"mode": "poisson"}, perturbation=given)
+
+
+def test_the_one_copy_envs_refuse_a_copies_that_is_not_the_integer_1():
+    import gymnasium
+
+    import envs
+
+    for given in (1.0, 1.5):  # 1.0 passed (1.0 == 1) where the vector envs refuse a float
+        with pytest.raises(ConfigError, match=f"'copies' = {given}"):
+            gymnasium.make("gridlight/TrafficSignal-v0", scenario="grid_1x1", copies=given)
+        with pytest.raises(ConfigError, match=f"'copies' = {given}"):
+            envs.parallel_env(scenario="grid_1x1", copies=given)
+    envs.parallel_env(scenario="grid_1x1", copies=1, episode_s=20)

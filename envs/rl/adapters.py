@@ -37,7 +37,7 @@ def single_copy_kwargs(kwargs: dict, source: str) -> dict:
     """`core_kwargs` of a one-copy adapter without autoreset: ``copies`` may only be 1."""
     kwargs = dict(kwargs)
     copies = kwargs.pop("copies", 1)
-    if isinstance(copies, bool) or copies != 1:
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies != 1:  # 1.0 passed
         raise ConfigError(source, "copies", copies, "this environment runs one copy; the vector "
                           "environments (gymnasium.make_vec, envs.sb3_vec_env) run more")
     never = "this environment never autoresets: call reset() after the episode ends"
