@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from envs.scenario.json_fields import MISSING, Point, JsonFields, key_path
+from envs.scenario.json_fields import MISSING, Point, JsonFields, json_type, key_path
 from envs.scenario.spec import (
     ROAD_LINK_TYPES,
     IntersectionSpec,
@@ -31,9 +31,10 @@ PERMISSIVE_KEY = "permissiveRoadLinks"  # optional in a light phase: green links
 YIELD_KEY = "yieldTo"
 
 # The keys each object may carry: CityFlow's documented roadnet format (which is also exactly the
-# set the datasets under shared/datasets use; `roads`, `direction` and `roadLinkIndices` are
-# documented but not read) plus gridlight's two extensions. A near miss of one is refused as a
-# misspelling (CityFlow would silently ignore it); other keys are ignored, as CityFlow ignores them.
+# set the datasets under shared/datasets use; `direction` and `roadLinkIndices` are documented but
+# not read, an intersection's `roads` is only checked) plus gridlight's two extensions. A near miss
+# of one is refused as a misspelling (CityFlow would silently ignore it); other keys are ignored,
+# as CityFlow ignores them.
 _ROOT_KEYS = frozenset({"intersections", "roads"})
 _ROAD_KEYS = frozenset({"id", "startIntersection", "endIntersection", "points", "lanes"})
 _LANE_KEYS = frozenset({"width", "maxSpeed"})
@@ -151,8 +152,10 @@ def _parse_intersection(
     point = fields.point(fields.member(obj, "point", path), f"{path}.point")
     width = fields.non_negative(obj, "width", path)
     virtual = fields.boolean(obj, "virtual", path)
-    # The intersection's own "roads" list is redundant with the roads' start/endIntersection
-    # (CityFlow derives connectivity from the roads too), so it is not read.
+    # The intersection's own "roads" list is redundant with the roads' start/endIntersection, which
+    # gridlight derives connectivity from; CityFlow refuses a name in it that is no road ("No such
+    # road"), so it is checked where present (the SUMO importer writes it empty).
+    _check_listed_roads(fields, obj, path, roads_by_id)
     raw_links = fields.array(obj, "roadLinks", path)
     road_links = tuple(
         _parse_road_link(fields, link, f"{path}.roadLinks[{k}]", ident, roads_by_id)
@@ -173,6 +176,15 @@ def _parse_intersection(
                     "a virtual intersection runs no movements, so none can yield")
     yields = _parse_yields(fields, obj, path, len(road_links))
     return IntersectionSpec(ident, point, virtual, width, road_links, phases, yields)
+
+
+def _check_listed_roads(fields: JsonFields, obj: Mapping[str, Any], path: str,
+                        roads_by_id: Mapping[str, RoadSpec]) -> None:
+    for k, name in enumerate(fields.as_array(obj.get("roads", []), f"{path}.roads")):
+        if not isinstance(name, str):
+            fields.fail(f"{path}.roads[{k}]", name, f"expected a road id string, got {json_type(name)}")
+        if name not in roads_by_id:
+            fields.fail(f"{path}.roads[{k}]", name, "names an unknown road")
 
 
 def _parse_yields(fields: JsonFields, obj: Mapping[str, Any], path: str, road_link_count: int
