@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import pytest
 
+from envs.errors import ScenarioError
+from envs.scenario import load_scenario
+from envs.scenario.cityflow import FLOW_FILE, write_cityflow
 from tests.minimal_scenario import (
     JUNCTION_B,
     ROADNET_SOURCE,
     assert_mutation_rejected,
+    minimal_flow,
+    minimal_roadnet,
     set_path,
 )
 
@@ -24,3 +29,15 @@ def test_an_intersections_roads_must_name_known_roads(name, reason):
         lambda r, f: set_path(r, ("intersections", JUNCTION_B, "roads"), ["a_b", name]),
         ROADNET_SOURCE, "intersections[2].roads[1]", name, reason,
     )
+
+
+def test_an_integer_too_long_for_python_is_one_error(tmp_path):
+    # json.loads raised a bare ValueError (Python's 4300-digit limit) out of load_scenario: a traceback
+    write_cityflow(tmp_path, minimal_roadnet(), minimal_flow())
+    text = (tmp_path / FLOW_FILE).read_text().replace('"interval": 5.0', '"interval": ' + "9" * 5000, 1)
+    (tmp_path / FLOW_FILE).write_text(text)
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(tmp_path)
+    assert caught.value.file == str(tmp_path / FLOW_FILE) and caught.value.field == "<json>"
+    assert caught.value.value == f"<5000 digits at char {text.index('9' * 5000)}>"
+    assert "unreadable number" in caught.value.reason

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,15 @@ def _read_json(path: str | Path) -> Any:
         raise ScenarioError(source, "<json>", excerpt, reason) from None
     except RecursionError:  # nesting deeper than Python's stack; no CityFlow file nests past a few levels
         raise ScenarioError(source, "<json>", None, "malformed JSON: nested too deeply to read") from None
+    except ValueError as err:  # an integer longer than Python's digit limit (4300 by default)
+        raise ScenarioError(source, "<json>", _long_number(text), f"unreadable number: {err}") from None
+
+
+def _long_number(text: str) -> str:
+    """Where the first over-long run of digits starts, and its length (the digits themselves would
+    fill the message)."""
+    match = re.search(r"\d{%d,}" % (sys.get_int_max_str_digits() + 1), text)
+    return "<none found>" if match is None else f"<{len(match.group())} digits at char {match.start()}>"
 
 
 def load_roadnet(path: str | Path) -> RoadnetSpec:
