@@ -7,7 +7,7 @@ import pytest
 
 from envs.errors import ScenarioError
 from envs.scenario import load_scenario
-from envs.scenario.cityflow import FLOW_FILE, write_cityflow
+from envs.scenario.cityflow import FLOW_FILE, ROADNET_FILE, write_cityflow
 from tests.minimal_scenario import (
     JUNCTION_B,
     ROADNET_SOURCE,
@@ -41,3 +41,22 @@ def test_an_integer_too_long_for_python_is_one_error(tmp_path):
     assert caught.value.file == str(tmp_path / FLOW_FILE) and caught.value.field == "<json>"
     assert caught.value.value == f"<5000 digits at char {text.index('9' * 5000)}>"
     assert "unreadable number" in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("file", "replace", "field", "values"),
+    [
+        (ROADNET_FILE, ('"maxSpeed": 11.0', '"maxSpeed": 11.0, "maxSpeed": 30'), "roads[0].lanes[0].maxSpeed",
+         [11.0, 30]),
+        (FLOW_FILE, ('"interval": 5.0', '"interval": 5.0, "interval": 0.5'), "[0].interval", [5.0, 0.5]),
+    ],
+)
+def test_a_key_given_twice_is_refused(tmp_path, file, replace, field, values):
+    # Python's json keeps the last value, CityFlow's reader (rapidjson) the first: the same file
+    # was a different scenario in each, without a word
+    write_cityflow(tmp_path, minimal_roadnet(), minimal_flow())
+    (tmp_path / file).write_text((tmp_path / file).read_text().replace(*replace, 1))
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(tmp_path)
+    assert (caught.value.file, caught.value.field, caught.value.value) == (str(tmp_path / file), field, values)
+    assert "key given twice" in caught.value.reason

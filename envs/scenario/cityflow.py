@@ -31,7 +31,7 @@ from envs.scenario.departures import (
     departure_steps,
 )
 from envs.scenario.flow_parser import NO_END_TIME, parse_flow
-from envs.scenario.json_fields import MISSING
+from envs.scenario.json_fields import MISSING, key_path
 from envs.scenario.roadnet_parser import parse_roadnet
 from envs.scenario.spec import FlowFileSpec, RoadnetSpec
 
@@ -50,8 +50,9 @@ def _read_json(path: str | Path) -> Any:
         raise ScenarioError(source, "<json>", err.start, f"not UTF-8 text: {err.reason}") from None
     except OSError as err:
         raise ScenarioError(source, "<file>", source, f"cannot read: {err.strerror}") from None
+    repeats: list[_RepeatedKey] = []
     try:
-        return json.loads(text)
+        document = json.loads(text, object_pairs_hook=lambda pairs: _json_object(pairs, repeats))
     except json.JSONDecodeError as err:
         excerpt = text[max(0, err.pos - 30) : err.pos + 30]
         reason = (
@@ -62,6 +63,51 @@ def _read_json(path: str | Path) -> Any:
         raise ScenarioError(source, "<json>", None, "malformed JSON: nested too deeply to read") from None
     except ValueError as err:  # an integer longer than Python's digit limit (4300 by default)
         raise ScenarioError(source, "<json>", _long_number(text), f"unreadable number: {err}") from None
+    if repeats:
+        path, obj = _first_repeat(document, "")
+        raise ScenarioError(source, key_path(path, obj.key), obj.values,
+                            "key given twice in one object: Python's JSON reader keeps the last value, "
+                            "CityFlow's the first; keep one")
+    return document
+
+
+class _RepeatedKey(dict):
+    """A JSON object that gives `key` more than once (`values`, in file order)."""
+
+    key: str
+    values: list[Any]
+
+
+def _json_object(pairs: list[tuple[str, Any]], repeats: list[_RepeatedKey]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            break
+        seen.add(key)
+    repeated = _RepeatedKey(obj)
+    repeated.key, repeated.values = key, [v for k, v in pairs if k == key]
+    repeats.append(repeated)
+    return repeated
+
+
+def _first_repeat(value: Any, path: str) -> tuple[str, _RepeatedKey] | None:
+    """The JSON path of the first object (in file order) that repeats a key, and that object."""
+    if isinstance(value, _RepeatedKey):
+        return path, value
+    if isinstance(value, dict):
+        children = ((key_path(path, key), child) for key, child in value.items())
+    elif isinstance(value, list):
+        children = ((f"{path}[{k}]", child) for k, child in enumerate(value))
+    else:
+        return None
+    for child_path, child in children:
+        found = _first_repeat(child, child_path)
+        if found is not None:
+            return found
+    return None
 
 
 def _long_number(text: str) -> str:
