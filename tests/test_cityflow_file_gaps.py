@@ -3,9 +3,10 @@ and files the writer left half-written: each is now one error naming the file, f
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from envs.errors import ScenarioError
+from envs.errors import ConfigError, ScenarioError
 from envs.scenario import load_scenario
 from envs.scenario.cityflow import FLOW_FILE, ROADNET_FILE, write_cityflow
 from tests.minimal_scenario import (
@@ -60,3 +61,15 @@ def test_a_key_given_twice_is_refused(tmp_path, file, replace, field, values):
         load_scenario(tmp_path)
     assert (caught.value.file, caught.value.field, caught.value.value) == (str(tmp_path / file), field, values)
     assert "key given twice" in caught.value.reason
+
+
+@pytest.mark.parametrize("value", [np.float32(5.0), float("nan"), float("inf")])
+def test_write_cityflow_refuses_what_json_cannot_hold_before_writing(tmp_path, value):
+    # json.dump raised a bare TypeError halfway through flow.json (a numpy number), leaving
+    # roadnet.json and a cut-short flow.json; NaN and Infinity were written as tokens CityFlow refuses
+    flow = minimal_flow()
+    flow[1]["interval"] = value
+    with pytest.raises(ConfigError) as caught:
+        write_cityflow(tmp_path / "out", minimal_roadnet(), flow)
+    assert caught.value.field == "flow_obj[1].interval" and caught.value.value is value
+    assert not (tmp_path / "out").exists()

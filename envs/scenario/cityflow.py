@@ -17,6 +17,7 @@ reads and writes the files and re-exports the rest.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -130,7 +131,9 @@ def write_cityflow(
 ) -> tuple[Path, Path]:
     """Write ``roadnet.json`` and ``flow.json`` into `directory` (created if needed); a
     directory that cannot be made or written in (a file on its path, no write access) is a
-    `ConfigError` naming it, before either file is written."""
+    `ConfigError` naming it, before either file is written; so is a value JSON cannot hold (a numpy
+    number, NaN, infinity: CityFlow's reader refuses the tokens Python would write for the last two)."""
+    texts = [_json_text(roadnet_obj, "roadnet_obj"), _json_text(flow_obj, "flow_obj")]
     directory = Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -143,11 +146,41 @@ def write_cityflow(
                           f"cannot write {ROADNET_FILE} and {FLOW_FILE} there: {problem}") from None
     roadnet_path = directory / ROADNET_FILE
     flow_path = directory / FLOW_FILE
-    with roadnet_path.open("w", encoding="utf-8") as out:
-        json.dump(roadnet_obj, out)
-    with flow_path.open("w", encoding="utf-8") as out:
-        json.dump(flow_obj, out)
+    roadnet_path.write_text(texts[0], encoding="utf-8")
+    flow_path.write_text(texts[1], encoding="utf-8")
     return roadnet_path, flow_path
+
+
+def _json_text(obj: Any, name: str) -> str:
+    """`obj` as JSON text; json.dump used to stop mid-file on such a value, leaving the file cut short."""
+    try:
+        return json.dumps(obj, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        where, value = _unwritable(obj, name) or (name, type(obj).__name__)
+        raise ConfigError(WRITE_SOURCE, where, value, f"not writable as JSON: {error}") from None
+
+
+def _unwritable(value: Any, path: str) -> tuple[str, Any] | None:
+    """The path and value of the first value in `value` that JSON cannot hold, if any."""
+    if value is None or isinstance(value, (str, int)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, value)
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if not (key is None or isinstance(key, (str, int, float))):
+                return f"{path}.{key!r}", key
+            found = _unwritable(child, f"{path}.{key}")
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for k, child in enumerate(value):
+            found = _unwritable(child, f"{path}[{k}]")
+            if found is not None:
+                return found
+        return None
+    return path, value
 
 
 __all__ = [
