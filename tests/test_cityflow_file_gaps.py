@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from envs.errors import ConfigError, ScenarioError
-from envs.scenario import load_scenario
+from envs.scenario import generate, load_scenario
 from envs.scenario.cityflow import FLOW_FILE, ROADNET_FILE, write_cityflow
 from tests.minimal_scenario import (
     JUNCTION_B,
@@ -73,3 +73,15 @@ def test_write_cityflow_refuses_what_json_cannot_hold_before_writing(tmp_path, v
         write_cityflow(tmp_path / "out", minimal_roadnet(), flow)
     assert caught.value.field == "flow_obj[1].interval" and caught.value.value is value
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("out", ["", " "])
+def test_generate_refuses_an_empty_out(tmp_path, monkeypatch, capsys, out):
+    # --out "$UNSET" wrote roadnet.json and flow.json into the current folder (over any there) and
+    # printed "wrote " with nothing after it
+    monkeypatch.chdir(tmp_path)
+    assert generate.main(["--preset", "grid_1x1", "--out", out]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err == f"error: <command line>: field '--out' = {out!r}: empty: name the folder to write\n"
+    assert list(tmp_path.iterdir()) == []

@@ -60,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="directory for roadnet.json and flow.json")
     args = parser.parse_args(argv)
+    if not args.out.strip():  # an unset shell variable: Path("") is the current folder, written over silently
+        print(f"error: {ConfigError('<command line>', '--out', args.out, 'empty: name the folder to write')}",
+              file=sys.stderr)
+        return 2
 
     started = time.perf_counter()
     try:
