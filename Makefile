@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test install clean
 
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# made again when it has no pip: a venv whose creation was interrupted has python but not pip
+	$(PY) -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and exactly pinned, so nothing that depends on it pulls a CUDA build
 	$(PY) -m pip install --quiet torch==2.13.0
