@@ -38,16 +38,24 @@ def device(request) -> str:
 @pytest.fixture
 def datasets_dir() -> Path:
     """The CityFlow dataset directory; skips locally when absent, fails under CI (which has it)."""
+    return find_datasets_dir()
+
+
+def find_datasets_dir() -> Path:
+    """`registry.data_dir()` where it is a directory; else a skip (a failure under CI=true) naming
+    the directory looked at and where that came from: $GRIDLIGHT_DATA_DIR, or the default."""
     directory = registry.data_dir()
     if directory is not None and directory.is_dir():
         return directory
+    if os.environ.get(registry.DATA_DIR_ENV):
+        missing = f"{registry.DATA_DIR_ENV}={os.environ[registry.DATA_DIR_ENV]} is not a directory"
+        remedy = f"point {registry.DATA_DIR_ENV} at the datasets (or unset it to use {registry.DEFAULT_DATA_DIR})"
+    else:
+        missing = f"{registry.DEFAULT_DATA_DIR} not found and {registry.DATA_DIR_ENV} not set"
+        remedy = f"set {registry.DATA_DIR_ENV}=/path/to/datasets"
     if os.environ.get("CI", "").lower() == "true":
-        looked_at = directory or registry.DEFAULT_DATA_DIR
-        pytest.fail(
-            f"CI=true but the dataset directory is missing (looked at {looked_at}); "
-            f"CI must provide ../shared/datasets or set {registry.DATA_DIR_ENV}"
-        )
-    pytest.skip("../shared/datasets not found; set GRIDLIGHT_DATA_DIR to run dataset tests")
+        pytest.fail(f"CI=true but no dataset directory: {missing}; {remedy}")
+    pytest.skip(f"no dataset directory: {missing}; {remedy} to run the dataset tests")
 
 
 @pytest.fixture(scope="session")

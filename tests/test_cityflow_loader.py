@@ -276,6 +276,25 @@ def test_data_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert (registry.PROJECT_ROOT / "pyproject.toml").is_file()
 
 
+
+def test_the_dataset_tests_skip_reason_names_the_directory_looked_at(tmp_path, monkeypatch) -> None:
+    # with GRIDLIGHT_DATA_DIR pointing at a missing folder the reason said "../shared/datasets not
+    # found; set GRIDLIGHT_DATA_DIR": the variable was set, and ../shared/datasets may well be there
+    from tests.conftest import find_datasets_dir
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv(registry.DATA_DIR_ENV, str(tmp_path / "typo"))
+    with pytest.raises(pytest.skip.Exception, match=f"{registry.DATA_DIR_ENV}={tmp_path / 'typo'} is not a dir"):
+        find_datasets_dir()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=f"CI=true .*{tmp_path / 'typo'} is not a directory"):
+        find_datasets_dir()
+    monkeypatch.delenv(registry.DATA_DIR_ENV)
+    monkeypatch.setattr(registry, "DEFAULT_DATA_DIR", tmp_path / "shared" / "datasets")
+    with pytest.raises(pytest.fail.Exception, match=f"{tmp_path / 'shared'}/datasets not found and .* not set"):
+        find_datasets_dir()
+
+
 def test_registry_names_are_the_agreed_ones() -> None:
     assert registry.known_datasets() == sorted(
         [
