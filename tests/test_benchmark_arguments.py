@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import runpy
 import subprocess
 import sys
 
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.script_runs import refusal
 
 ENV = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, "OMP_NUM_THREADS": "1"}
 SMALL = ["--scenario", "grid_1x1"]
@@ -87,20 +87,8 @@ SMALL = ["--scenario", "grid_1x1"]
     ("train_throughput.py", [*SMALL, "--seconds", "0"], "field '--seconds' = 0.0"),  # timed one iteration
 ])
 def test_a_bad_flag_is_one_error_line_before_any_run(script, flags, start, capsys, monkeypatch):
-    # run as `python benchmarks/SCRIPT` runs it (its __main__ block), in this process: a subprocess
-    # per case cost ~2 s of imports each
-    monkeypatch.chdir(REPO_ROOT)
-    monkeypatch.setattr(sys, "argv", [f"benchmarks/{script}", *flags])
-    monkeypatch.setattr(sys, "path", [str(REPO_ROOT / "benchmarks"), *sys.path])  # as python puts a script's folder
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    with pytest.raises(SystemExit) as ended:
-        runpy.run_path(str(REPO_ROOT / "benchmarks" / script), run_name="__main__")
-    out, err = capsys.readouterr()
-    assert ended.value.code == 2, err[-2000:]
-    assert out == ""  # no case ran before the refusal
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert errors == [err.splitlines()[-1]] and "Traceback" not in err, err[-2000:]
-    assert errors[0].startswith(f"error: benchmarks/{script}: {start}"), errors[0]
+    error = refusal(script, flags, capsys, monkeypatch)
+    assert error.startswith(f"error: benchmarks/{script}: {start}"), error
 
 
 def test_a_failed_configuration_of_the_memory_sweep_is_the_scripts_exit_status():

@@ -19,6 +19,7 @@ from envs.scenario.day_demand import DAY_PROFILE, PEAK_HOURS, DaySpec, day_profi
 from envs.scenario.demand import VEHICLE_COLUMN
 from tests.conftest import REPO_ROOT
 from tests.minimal_scenario import minimal_flow, minimal_roadnet
+from tests.script_runs import refusal
 from tests.scenarios import small_grid
 
 DAY = 86_400
@@ -182,18 +183,8 @@ SHORT = ["--hours", "0.01", "--train-hours", "0.01"]  # were the checks to pass,
      "field '--data-dir' = '/nowhere': 'grid_1x1' is generated and reads no dataset"),
 ])
 def test_the_city_day_benchmark_refuses_what_it_would_ignore_or_crash_on(flags, start, capsys, monkeypatch):
-    import runpy
-
-    monkeypatch.chdir(REPO_ROOT)  # run as `python benchmarks/city_day.py` runs it, in this process
-    monkeypatch.setattr(sys, "argv", ["benchmarks/city_day.py", *flags])
-    monkeypatch.setattr(sys, "path", [str(REPO_ROOT / "benchmarks"), *sys.path])
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    with pytest.raises(SystemExit) as ended:
-        runpy.run_path(str(REPO_ROOT / "benchmarks" / "city_day.py"), run_name="__main__")
-    out, err = capsys.readouterr()
-    assert ended.value.code == 2 and out == "", err[-2000:]
-    assert err.splitlines() == [err.splitlines()[-1]] and "Traceback" not in err, err[-2000:]
-    assert err.startswith(f"error: benchmarks/city_day.py: {start}"), err
+    error = refusal("city_day.py", flags, capsys, monkeypatch, only_line=True)
+    assert error.startswith(f"error: benchmarks/city_day.py: {start}"), error
 
 
 def test_a_perturbation_refuses_a_negative_seed_when_built():

@@ -26,6 +26,7 @@ from envs.evaluation.runner import check_departures
 from envs.scenario.demand import Trips
 from tests.conftest import REPO_ROOT
 from tests.minimal_scenario import assert_names_everything
+from tests.script_runs import refusal
 from tests.test_evaluate import evaluate_config
 from tests.test_train import train_config, tiny_run
 
@@ -198,49 +199,8 @@ def test_the_incident_benchmarks_refuse_a_bad_flag_in_one_line(script, flags, st
      "field '--placements' = 'nowhere'"),
 ])
 def test_the_incident_benchmarks_name_a_flag_hydra_cannot_compose(script, flags, start, capsys, monkeypatch):
-    import runpy
-
-    monkeypatch.chdir(REPO_ROOT)  # run as `python benchmarks/SCRIPT` runs it, in this process
-    monkeypatch.setattr(sys, "argv", [f"benchmarks/{script}", *flags])
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    with pytest.raises(SystemExit) as ended:
-        runpy.run_path(str(REPO_ROOT / "benchmarks" / script), run_name="__main__")
-    out, err = capsys.readouterr()
-    assert ended.value.code == 2 and out == "", err[-2000:]
-    assert err.splitlines() == [err.splitlines()[-1]] and "Traceback" not in err, err[-2000:]
-    assert err.startswith(f"error: benchmarks/{script}: {start}"), err
-
-
-@pytest.mark.parametrize("case, start", [
-    ("out_is_a_folder", "field '--out' = '{tmp}/folder': is a folder"),  # IsADirectoryError after the whole sweep
-    ("report_dir_is_a_file", "field '--report-dir' = '{tmp}/file': is a file"),  # NotADirectoryError after recording
-    ("out_under_a_file", "field '--out' = '{tmp}/file/results.json': '{tmp}/file' is a file"),
-    # a JSONDecodeError traceback
-    ("merge_into_no_json", "field '--merge' = '{tmp}/bad.json': --out is not the results JSON"),
-])
-def test_the_sweep_refuses_output_paths_it_cannot_write_before_any_work(case, start, tmp_path, capsys, monkeypatch):
-    import runpy
-
-    (tmp_path / "folder").mkdir()
-    (tmp_path / "file").write_text("")
-    (tmp_path / "bad.json").write_text("{bad")
-    out, report = {"out_is_a_folder": ("folder", "reports"), "report_dir_is_a_file": ("r.json", "file"),
-                   "out_under_a_file": ("file/results.json", "reports"),
-                   "merge_into_no_json": ("bad.json", "reports")}[case]
-    small = ["--scenario", "grid_1x1", "--copies", "1", "--train-copies", "1", "--p", "0", "--detectors",
-             "blockage_rule", "--placements", "uniform", "--override", "perturbation.incidents.start_s=[100,300]",
-             "--override", "eval.steps=600"]  # were the checks to pass, the sweep stays short
-    monkeypatch.chdir(REPO_ROOT)
-    monkeypatch.setattr(sys, "argv", ["benchmarks/incident_detection.py", *small, "--out", str(tmp_path / out),
-                                      "--report-dir", str(tmp_path / report),
-                                      *(["--merge"] if case == "merge_into_no_json" else [])])
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    with pytest.raises(SystemExit) as ended:
-        runpy.run_path(str(REPO_ROOT / "benchmarks" / "incident_detection.py"), run_name="__main__")
-    printed, err = capsys.readouterr()
-    assert ended.value.code == 2 and printed == "", err[-2000:]
-    assert err.splitlines() == [err.splitlines()[-1]] and "Traceback" not in err, err[-2000:]
-    assert err.startswith("error: benchmarks/incident_detection.py: " + start.format(tmp=tmp_path)), err
+    error = refusal(script, flags, capsys, monkeypatch, only_line=True)
+    assert error.startswith(f"error: benchmarks/{script}: {start}"), error
 
 
 def test_the_sweep_refuses_to_merge_into_results_that_lack_a_field_before_any_work(tmp_path):

@@ -1,15 +1,13 @@
-"""benchmarks/incident_detection.py's flags that it would ignore or repeat, refused before any
-recording: one ``error: benchmarks/incident_detection.py: field 'FLAG' = VALUE: reason`` line,
-exit status 2, no JSON line. Each runs the script's __main__ block in this process."""
+"""benchmarks/incident_detection.py's flags that it would ignore or repeat, and output paths it
+cannot write, refused before any recording: one ``error: benchmarks/incident_detection.py: field
+'FLAG' = VALUE: reason`` line, exit status 2, no JSON line. Each runs the script's __main__ block
+in this process."""
 
 from __future__ import annotations
 
-import runpy
-import sys
-
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.script_runs import refusal
 
 # were the checks to pass, the sweep stays short
 SMALL_SWEEP = ["--scenario", "grid_1x1", "--copies", "1", "--train-copies", "1", "--placements", "uniform",
@@ -31,13 +29,26 @@ SMALL_SWEEP = ["--scenario", "grid_1x1", "--copies", "1", "--train-copies", "1",
     (["--p", "0", "--detectors", "blockage_rule,blockage_rule"], "field '--detectors' = 'blockage_rule': listed twice"),
 ])
 def test_the_sweep_refuses_flags_it_would_ignore_or_repeat(flags, start, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(REPO_ROOT)
-    monkeypatch.setattr(sys, "argv", ["benchmarks/incident_detection.py", *SMALL_SWEEP, *flags,
-                                      "--out", str(tmp_path / "r.json"), "--report-dir", str(tmp_path / "reports")])
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    with pytest.raises(SystemExit) as ended:
-        runpy.run_path(str(REPO_ROOT / "benchmarks" / "incident_detection.py"), run_name="__main__")
-    printed, err = capsys.readouterr()
-    assert ended.value.code == 2 and printed == "", err[-2000:]
-    assert err.splitlines() == [err.splitlines()[-1]] and "Traceback" not in err, err[-2000:]
-    assert err.startswith(f"error: benchmarks/incident_detection.py: {start}"), err
+    argv = [*SMALL_SWEEP, *flags, "--out", str(tmp_path / "r.json"), "--report-dir", str(tmp_path / "reports")]
+    error = refusal("incident_detection.py", argv, capsys, monkeypatch, only_line=True)
+    assert error.startswith(f"error: benchmarks/incident_detection.py: {start}"), error
+
+
+@pytest.mark.parametrize("case, start", [
+    ("out_is_a_folder", "field '--out' = '{tmp}/folder': is a folder"),  # IsADirectoryError after the whole sweep
+    ("report_dir_is_a_file", "field '--report-dir' = '{tmp}/file': is a file"),  # NotADirectoryError after recording
+    ("out_under_a_file", "field '--out' = '{tmp}/file/results.json': '{tmp}/file' is a file"),
+    # a JSONDecodeError traceback
+    ("merge_into_no_json", "field '--merge' = '{tmp}/bad.json': --out is not the results JSON"),
+])
+def test_the_sweep_refuses_output_paths_it_cannot_write_before_any_work(case, start, tmp_path, capsys, monkeypatch):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("")
+    (tmp_path / "bad.json").write_text("{bad")
+    out, report = {"out_is_a_folder": ("folder", "reports"), "report_dir_is_a_file": ("r.json", "file"),
+                   "out_under_a_file": ("file/results.json", "reports"),
+                   "merge_into_no_json": ("bad.json", "reports")}[case]
+    argv = [*SMALL_SWEEP, "--p", "0", "--detectors", "blockage_rule", "--out", str(tmp_path / out),
+            "--report-dir", str(tmp_path / report), *(["--merge"] if case == "merge_into_no_json" else [])]
+    error = refusal("incident_detection.py", argv, capsys, monkeypatch, only_line=True)
+    assert error.startswith("error: benchmarks/incident_detection.py: " + start.format(tmp=tmp_path)), error
