@@ -103,7 +103,8 @@ def masked_quantile(values: torch.Tensor, mask: torch.Tensor, q: float) -> torch
 def episode_metrics(
     demand: Demand, state: SimState, params: EngineParams | None = None
 ) -> dict[str, torch.Tensor]:
-    """All metrics of the hub, each ``[B]`` float32, for the state's current time."""
+    """All metrics of the hub, each ``[B]`` float32, for the state's current time. `params` is
+    read by nothing: the halting threshold is applied in the engine step, which counts halts."""
     del params  # thresholds live in the step; kept for a stable signature
     pop = population(demand, state)
     departed = pop["departed"]

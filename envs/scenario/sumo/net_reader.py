@@ -92,7 +92,7 @@ class SumoNet:
     junctions: dict[str, SumoJunction]
     edges: dict[str, SumoEdge]  # normal edges only, in file order
     connections: list[SumoConnection]
-    programs: dict[str, SumoProgram]  # first program of each traffic light
+    programs: dict[str, SumoProgram]  # each traffic light's last loaded program, as SUMO runs
     skipped: dict[str, int] = field(default_factory=dict)  # what was read but not kept, by kind
 
 
