@@ -270,3 +270,24 @@ def test_the_degradation_table_shows_no_change_in_percent_of_a_clean_zero():
     assert table.splitlines()[2].endswith("| 1 | 1 | — |")
     assert "the clean figure is 0 for some seed" in table
     assert "—" not in degradation_table(rows([3, 2, 1]), rows([3, 1, 1]), ["max_pressure"], 3)
+
+
+@pytest.mark.parametrize("overrides, field, value", [
+    (["perturbation=incident", "perturbation.incidents.count=0"], "perturbation.incidents.count", 0),
+    (["perturbation=incident", "perturbation.incidents.rate_per_hour=0"], "perturbation.incidents.rate_per_hour", 0),
+    (["perturbation=detector_faults", "perturbation.detectors.noise_std=0", "perturbation.detectors.dropout_p=0",
+      "perturbation.detectors.stuck_p=0", "perturbation.detectors.dead_p=0"], "perturbation.detectors", None),
+])
+def test_a_perturbation_that_draws_nothing_is_refused_in_training_and_evaluation(overrides, field, value):
+    """It ran (evaluate.py) or trained (train.py) the clean case only, the perturbation silently nothing."""
+    from agents.ppo.config import check_config, check_evaluate_config
+    from tests.test_evaluate import evaluate_config
+    from tests.test_train import train_config
+
+    for check, cfg in ((check_evaluate_config, evaluate_config("scenario=grid_1x1", *overrides)),
+                       (check_config, train_config("scenario=grid_1x1", *overrides))):
+        with pytest.raises(ConfigError, match="the perturbation draws nothing: use perturbation=clean") as error:
+            check(cfg)
+        assert error.value.field == field and (value is None or error.value.value == value)
+    mixed = ["perturbation=mixed", "perturbation.incidents.count=0"]  # its surge and faults still draw
+    check_evaluate_config(evaluate_config("scenario=grid_1x1", *mixed))

@@ -263,6 +263,9 @@ def perturbation_config(cfg) -> dict | None:
     if parts.seed and no_part and cfg.get("task") != "incident_detection":
         fail("perturbation.seed", parts.seed, "no part of the perturbation draws from it: choose "
              "perturbation=incident | capacity_drop | surge | detector_faults | mixed")
+    nothing = parts.draws_nothing()
+    if nothing and cfg.get("task") != "incident_detection":  # ran the clean case only, silently
+        fail(f"perturbation.{nothing[0]}", nothing[1], "the perturbation draws nothing: use perturbation=clean")
     return plain
 
 

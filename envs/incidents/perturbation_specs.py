@@ -180,6 +180,16 @@ class Perturbation:
         return ((self.incidents is None or self.incidents.none) and self.surge is None
                 and (self.detectors is None or self.detectors.is_clean))
 
+    def draws_nothing(self) -> tuple[str, Any] | None:
+        """(field, value) of the part that makes a perturbation with parts clean after all (an
+        incident count or rate of 0, detector faults of probability 0), or None."""
+        if self.is_clean and (self.incidents is not None or self.detectors is not None):
+            if self.incidents is None:
+                return "detectors", "every fault 0 (noise_std, dropout_p, stuck_p, dead_p)"
+            rate = self.incidents.rate_per_hour
+            return ("incidents.count", self.incidents.count) if rate is None else ("incidents.rate_per_hour", rate)
+        return None
+
     def windows_past(self, episode_s: float) -> list[str]:
         """The parts whose active time reaches past an episode of `episode_s` seconds, each as
         ``field [start, end] s``: what they do after its end never shows in its metrics."""
