@@ -21,7 +21,7 @@ import torch
 from common import at_least, build, check_controller, dataset_missing, emit, log, make_controller
 from envs.errors import ConfigError
 from envs.evaluation.metrics import METRIC_NAMES, episode_metrics
-from envs.scenario.presets import PRESETS
+from envs.scenario import unread_seed
 
 SOURCE = "benchmarks/baselines.py"
 
@@ -90,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     at_least(args.trace_every, 0, SOURCE, "--trace-every")
     if args.threads is not None:
         torch.set_num_threads(at_least(args.threads, 1, SOURCE, "--threads"))
-    if args.seed != 0 and args.scenario not in PRESETS:  # it was ignored, and its JSON line said seed 3
-        raise ConfigError(SOURCE, "--seed", args.seed, f"only a generated preset draws its demand from it; "
-                          f"{args.scenario!r} has its own files")
+    unread = unread_seed(args.scenario, args.seed)
+    if unread:  # it was ignored, and its JSON line said seed 3
+        raise ConfigError(SOURCE, "--seed", args.seed, unread)
     for name in names:
         emit(run_baseline(
             args.scenario, name, args.steps, copies=args.copies, seed=args.seed,

@@ -41,8 +41,7 @@ from envs.errors import ConfigError, exit_on_error
 from envs.incidents.detection import record, score
 from envs.incidents.perturbations import IncidentSpec, Perturbation
 from envs.incidents.probes import ProbeSpec
-from envs.scenario import load_scenario, reads_no_dataset
-from envs.scenario.presets import PRESETS
+from envs.scenario import load_scenario, reads_no_dataset, unread_seed
 from envs.scenario.day_demand import DaySpec, day_trips
 from envs.scenario.splits import DemandSpec
 
@@ -160,12 +159,13 @@ def check_args(args) -> None:
         raise ConfigError(SOURCE, "--precision", args.precision, "must be in [0, 1]")
     for prefix in ("train_", ""):
         day_spec(args, prefix)
-    if args.scenario_seed != 0 and args.scenario not in PRESETS:  # ignored, while its JSON line said seed 3
-        raise ConfigError(SOURCE, "--scenario-seed", args.scenario_seed,
-                          f"only a generated preset draws its demand from it; {args.scenario!r} has its own files")
-    if args.data_dir is not None and reads_no_dataset(args.scenario):  # ignored
+    unread = unread_seed(args.scenario, args.scenario_seed)
+    if unread:  # ignored, while its JSON line said seed 3
+        raise ConfigError(SOURCE, "--scenario-seed", args.scenario_seed, unread)
+    no_dataset = reads_no_dataset(args.scenario)
+    if args.data_dir is not None and no_dataset:  # ignored
         raise ConfigError(SOURCE, "--data-dir", args.data_dir,
-                          f"{args.scenario!r} is {reads_no_dataset(args.scenario)} and reads no dataset")
+                          f"{args.scenario!r} is {no_dataset} and reads no dataset")
     if args.controller not in CONTROLLERS:  # was a bare line with exit 1, after the training run began
         raise ConfigError(SOURCE, "--controller", args.controller, f"unknown controller; known: {sorted(CONTROLLERS)}")
     # the incident and probe specs name their own fields (incidents.rate_per_hour): named by flag here,

@@ -42,9 +42,8 @@ from envs.rl.features import check_observation_names
 from envs.rl.probe_features import check_probe_observations
 from envs.incidents.perturbations import Perturbation, perturbation_from_config
 from envs.incidents.probes import probes_from_config
-from envs.scenario import given_by_path, known_scenarios, reads_no_dataset
+from envs.scenario import given_by_path, known_scenarios, reads_no_dataset, unread_seed
 from envs.scenario.network import check_device
-from envs.scenario.presets import PRESETS
 from envs.scenario.splits import DemandSpec
 
 POLICIES = ("shared", "independent")
@@ -277,9 +276,9 @@ def check_scenario(cfg) -> None:
     are wherever evaluate.py or export.py run from."""
     name, seed, raw = cfg.scenario.name, cfg.scenario.seed, OmegaConf.to_container(cfg.scenario)["data_dir"]
     by_path, no_dataset = given_by_path(name), reads_no_dataset(name)
-    if seed != 0 and name not in PRESETS and (name in known_scenarios() or by_path):
-        fail("scenario.seed", seed, f"only a generated preset draws its demand from it; {name!r} has its own "
-             "files (each episode's demand: env.demand, eval.demand)")
+    unread = unread_seed(name, seed) if name in known_scenarios() or by_path else None  # else: unknown, below
+    if unread:
+        fail("scenario.seed", seed, f"{unread} (each episode's demand: env.demand, eval.demand)")
     if cfg.scenario.data_dir is not None and raw != ScenarioConfig.data_dir and no_dataset:  # else ignored
         fail("scenario.data_dir", cfg.scenario.data_dir, f"{name!r} is {no_dataset} and reads no dataset")
     if by_path:

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from typing import Dict, Tuple
 
 from envs.errors import ConfigError
-from envs.scenario import reads_no_dataset
+from envs.scenario import reads_no_dataset, unread_seed
 from envs.scenario.network import check_device
-from envs.scenario.presets import PRESETS
 from envs.incidents.probes import ProbeSpec
 from envs.rl.features import REWARDS
 from envs.rl.actions import DEFAULT_ACTION_MODE, DEFAULT_GREEN_DURATIONS_S, check_action_config, check_durations_read
@@ -112,9 +111,10 @@ def check_loading_options(name, data_dir, scenario_seed) -> None:
     no_dataset = reads_no_dataset(name)
     if data_dir is not None and no_dataset:
         raise ConfigError(SOURCE, "data_dir", data_dir, f"{name!r} is {no_dataset} and reads no dataset")
-    if (isinstance(scenario_seed, bool) or scenario_seed != 0) and name not in PRESETS:
-        raise ConfigError(SOURCE, "scenario_seed", scenario_seed, f"only a generated preset draws its demand "
-                          f"from it; {name!r} has its own files (each episode's demand: the demand argument)")
+    unread = unread_seed(name, scenario_seed)
+    if unread:
+        raise ConfigError(SOURCE, "scenario_seed", scenario_seed,
+                          f"{unread} (each episode's demand: the demand argument)")
 
 
 def check_reward_weights(weights, source: str = "<env>") -> dict[str, float]:

@@ -67,6 +67,15 @@ def reads_no_dataset(name) -> str | None:
     return "given by path" if given_by_path(name) else "generated" if name in PRESETS else None
 
 
+def unread_seed(name, seed) -> str | None:
+    """Why a demand `seed` means nothing to scenario `name`: only a generated preset draws its demand
+    from one; a dataset, SUMO scenario or path has its own files, loaded as for seed 0. None when
+    the seed is 0 or the scenario a preset."""
+    if name in PRESETS or (seed == 0 and not isinstance(seed, bool)):
+        return None
+    return f"only a generated preset draws its demand from it; {name!r} has its own files"
+
+
 def load_scenario(
     name: str | os.PathLike = DEFAULT_PRESET,
     *,
@@ -109,11 +118,10 @@ def load_scenario(
 
 
 def _check_unread_seed(name: str, seed) -> None:
-    """Only a generated preset draws its demand from `seed`: a dataset, SUMO scenario or path has
-    its own files, and loaded them as for seed 0 whatever seed was given."""
-    if isinstance(seed, bool) or seed != 0:
-        raise ConfigError("<scenario registry>", "seed", seed, f"only a generated preset draws its demand "
-                          f"from it; {name!r} has its own files (per-episode demand: DemandSpec, envs.scenario.splits)")
+    reason = unread_seed(name, seed)
+    if reason:
+        raise ConfigError("<scenario registry>", "seed", seed,
+                          f"{reason} (per-episode demand: DemandSpec, envs.scenario.splits)")
 
 
 def scenario_from_dicts(
