@@ -40,6 +40,16 @@ def test_the_detection_table_shows_percentages_counts_and_intervals_over_copies(
     assert f"| {ORACLE} | 100.0 [100.0, 100.0] | 100.0 [100.0, 100.0] | 0.00 [0.00, 0.00] |" in table
 
 
+def test_a_detector_without_alarms_shows_a_dash_where_its_figures_are_undefined_not_nan():
+    silent = [CopyTally(0, 0, (IncidentTimes(0, 3, 100, 130, None),), 3600.0),
+              CopyTally(0, 0, (IncidentTimes(1, 5, 200, 260, None),), 3600.0)]
+    table = detection_table({**_tallies(), "silent": silent}, draws=50)
+    # precision (0 alarms) and both mean times (nothing detected) are undefined; recall and the
+    # false-alarm rate are 0
+    assert "| silent | — | 0.0 [0.0, 0.0] | 0.00 [0.00, 0.00] | — | — | 0 | 0/2 |" in table
+    assert "nan" not in table
+
+
 def test_results_entries_hold_the_floor_the_paired_gap_and_the_copy_count():
     three_rows = {**_tallies(), "again": _tallies()["rule"]}  # 3 rows of 2 copies each
     entries = result_entries(three_rows, lambda name: "lane", "uniform", 0.0, "cmd", 3.14159, draws=100)

@@ -6,6 +6,7 @@ network queues and per-trip travel times for the plots. Matplotlib runs headless
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -189,8 +190,11 @@ def detection_table(tallies: dict[str, list], draws: int = 1000, seed: int = 0) 
         overall, cells = row["scores"], []
         for figure, _, scale, digits in DETECTION_COLUMNS:
             low, high = row[figure]
-            cells.append(f"{getattr(overall, figure) * scale:.{digits}f} "
-                         f"[{low * scale:.{digits}f}, {high * scale:.{digits}f}]")
+            value = getattr(overall, figure)
+            if math.isnan(value):  # no alarms (precision) or no detection (times): undefined, not "nan"
+                cells.append("—")
+                continue
+            cells.append(f"{value * scale:.{digits}f} [{low * scale:.{digits}f}, {high * scale:.{digits}f}]")
         lines.append(f"| {name} | " + " | ".join(cells)
                      + f" | {overall.alarms} | {overall.detected}/{overall.incidents} |")
     return "\n".join(lines)
