@@ -13,7 +13,7 @@ import math
 import os
 import sys
 from contextlib import contextmanager
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any, Iterator
 
 EXIT_STATUS = 2  # what train.py, evaluate.py, export.py and the runtime service exit with
@@ -65,6 +65,12 @@ def flag(value: Any, source: str, field: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(source, field, value, "expected true or false")
     return value
+
+
+def is_whole(value: Any) -> bool:
+    """An integer, Python's or numpy's (``np.int64`` read from an array is one), but not a bool:
+    True is not 1 copy or 1 second."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
 
 
 def positive_or_none(value: Any, source: str, field: str, unit: str) -> Any:

@@ -213,3 +213,25 @@ def test_a_policy_run_under_other_engine_rules_than_it_learned_is_refused(tmp_pa
     assert (error.value.field, error.value.value) == ("engine.yellow_s", 3)
     policy.reset(Simulator(scenario.network, scenario.demand(copies=1), EngineParams(min_green_s=15, yellow_s=4,
                                                                                      max_vehicles=500)))
+
+
+def test_numpy_integers_count_as_integers_where_a_whole_number_is_asked_for():
+    # np.int64 read from an array is an integer to numpy users; these were refused ("need an
+    # integer") while a bool and a float still are
+    n = np.arange(5, dtype=np.int64)
+    scenario = load_scenario("grid_1x1", horizon=120)
+    assert scenario.demand(copies=n[2]).max_trips == scenario.demand(copies=2).max_trips
+    sim = Simulator(scenario.network, scenario.demand(copies=1))
+    assert sim.run(n[4]).t.tolist() == [4]
+    vector = gymnasium.make_vec("gridlight/TrafficSignal-v0", num_envs=n[2], vectorization_mode="vector_entry_point",
+                                scenario="grid_1x1")
+    assert vector.num_envs == 2 and type(vector.num_envs) is int
+    vector.unwrapped.core.reset(seed=n[3])  # Gymnasium's own reset(seed=) asks for a Python int
+    torchrl = envs.torchrl_env(scenario="grid_1x1", copies=1, episode_s=20)
+    torchrl.set_seed(n[3])
+    torchrl.reset()
+    for bad in (True, 2.0):
+        with pytest.raises(ConfigError):
+            scenario.demand(copies=bad)
+        with pytest.raises(CommandError):
+            sim.run(bad)

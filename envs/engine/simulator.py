@@ -17,7 +17,7 @@ from envs.engine.fit_checks import demand_problem, snapshot_problem
 from envs.engine.ops import use_inductor_buffers
 from envs.engine.state import INDEX, SLOT_FIELDS, TIMER_START, EngineParams, SimState
 from envs.engine.step import step as pure_step
-from envs.errors import CommandError, ConfigError, flag
+from envs.errors import CommandError, ConfigError, flag, is_whole
 from envs.scenario.demand import NEVER, Demand
 from envs.scenario.network import Network
 
@@ -238,8 +238,9 @@ class Simulator:
         self.num_slots = self.state.num_slots
 
     def run(self, steps: int, controller: Controller | None = None, on_step=None) -> SimState:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        if not is_whole(steps) or steps < 0:
             raise CommandError("<engine>", "steps", steps, "expected a whole number of seconds >= 0")
+        steps = int(steps)
         if isinstance(controller, type):  # its act was callable too: a TypeError in reset()
             raise CommandError("<engine>", "controller", controller.__name__,
                                f"a class, not a controller: build one, e.g. {controller.__name__}()")

@@ -35,7 +35,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.errors import ConfigError
+from envs.errors import ConfigError, is_whole
 from envs.rl.adapters import EpisodeGate, action_tensor, check_render_mode, core_kwargs, single_copy_kwargs
 from envs.rl.signal_env import BatchedSignalEnv
 from envs.rl.signal_env import to_numpy as _numpy
@@ -64,8 +64,9 @@ class TrafficSignalVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs) -> None:
         check_render_mode(render_mode, SOURCE)
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:  # was named 'copies'
+        if not is_whole(num_envs) or num_envs < 1:  # was named 'copies'
             raise ConfigError(SOURCE, "num_envs", num_envs, "must be an integer >= 1")
+        num_envs = int(num_envs)
         always = "the vector environment always autoresets (Gymnasium's SAME_STEP mode)"
         kwargs = core_kwargs(kwargs, SOURCE, {"copies": "set num_envs instead", "autoreset": always},
                              own=("num_envs", "render_mode"))

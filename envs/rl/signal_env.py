@@ -46,7 +46,7 @@ import torch
 
 from envs.engine.simulator import Simulator
 from envs.engine.state import EngineParams
-from envs.errors import CommandError, ConfigError, flag
+from envs.errors import CommandError, ConfigError, flag, is_whole
 from envs.rl.features import (
     shortest_spacing,
     OBSERVATIONS, REWARDS, FeatureContext, check_observation_names,
@@ -250,9 +250,9 @@ class BatchedSignalEnv:
         """Reset every copy. A `seed` restarts the demand sample indices at `seed`; after
         `resume_demand` (which wins over a seed) each copy restarts on the sample it held."""
         if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            if not is_whole(seed) or seed < 0:
                 raise ConfigError(SOURCE, "seed", seed, "must be an integer >= 0")
-            self.stream.restart(seed)
+            self.stream.restart(int(seed))
         if self.demand_spec.mode != "original":
             self.trips = [self._draw(b) for b in range(self.copies)]
             self._install_demand()

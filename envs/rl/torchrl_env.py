@@ -50,7 +50,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
-from envs.errors import CommandError, ConfigError, flag
+from envs.errors import CommandError, ConfigError, flag, is_whole
 from envs.rl.adapters import core_kwargs
 from envs.rl.signal_env import BatchedSignalEnv
 from envs.scenario.network import check_device
@@ -145,9 +145,9 @@ class TrafficSignalTorchRLEnv(EnvBase):
     def _set_seed(self, seed: int | None) -> None:
         """The next full reset restarts the demand sample indices at `seed` (as the core's
         ``reset(seed)``); partial resets continue from where the samples are."""
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        if seed is not None and (not is_whole(seed) or seed < 0):
             raise ConfigError(SOURCE, "seed", seed, "must be an integer >= 0")
-        self._seed = seed
+        self._seed = None if seed is None else int(seed)
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
         self._check_open("reset")

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from envs.errors import ConfigError
+from envs.errors import ConfigError, is_whole
 from envs.scenario.cityflow import FLOW_FILE, ROADNET_FILE, load_flow, load_roadnet, parse_flow, parse_roadnet
 from envs.scenario.demand import Demand, Trips, stack_demand, trips_from_flows
 from envs.scenario.network import Network, compile_network
@@ -46,9 +46,9 @@ class Scenario:
                                   "(e.g. envs.scenario.splits.sample_trips)")
             return stack_demand(list(trips), self.network)
         copies = 1 if copies is None else copies
-        if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+        if not is_whole(copies) or copies < 1:
             raise ConfigError(self.name, "copies", copies, "need an integer B >= 1")
-        return stack_demand([self.trips] * copies, self.network)
+        return stack_demand([self.trips] * int(copies), self.network)
 
 
 def known_scenarios() -> list[str]:
