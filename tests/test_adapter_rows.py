@@ -80,6 +80,23 @@ def test_sb3_plumbing_answers_per_sub_environment():
     assert vec.env_is_wrapped(gymnasium.Wrapper, indices=[3, 4]) == [False, False]
 
 
+def test_sb3_refuses_a_method_or_attribute_for_some_rows_of_the_shared_core():
+    vec = envs.sb3_vec_env(scenario="grid_1x1", copies=COPIES)
+    vec.reset()
+    vec.step(np.zeros(vec.num_envs, dtype=np.int64))
+    clock = vec.get_attr("sim")[0].state.t.clone()
+    # every row is an intersection of one core: reset for row 0 reset every copy
+    with pytest.raises(CommandError, match="shares") as refused:
+        vec.env_method("reset", indices=[0])
+    assert refused.value.field == "indices" and torch.equal(vec.get_attr("sim")[0].state.t, clock)
+    with pytest.raises(CommandError, match="shares"):
+        vec.set_attr("render_mode", None, indices=1)
+    for past in (vec.num_envs, -1, [0, 9]):  # answered with the value of every row
+        with pytest.raises(CommandError, match="rows in"):
+            vec.get_attr("num_intersections", indices=past)
+    assert len(vec.env_method("reset", indices=list(range(vec.num_envs)))) == vec.num_envs
+
+
 def test_sb3_refuses_the_first_action_past_discrete_a():
     vec = envs.sb3_vec_env(scenario="grid_1x1", copies=COPIES)
     vec.reset()

@@ -106,9 +106,20 @@ class IntersectionVecEnv(VecEnv):
     def _indices(self, indices) -> list[int]:
         if indices is None:
             return list(range(self.num_envs))
-        if isinstance(indices, int):
-            return [indices]
-        return list(indices)
+        rows = [indices] if isinstance(indices, (int, np.integer)) else list(indices)
+        for n in rows:  # a row past num_envs was answered with the value of every row
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n < self.num_envs:
+                raise CommandError(SOURCE, "indices", indices, f"need sub-environment rows in [0, {self.num_envs})")
+        return [int(n) for n in rows]
+
+    def _all_rows(self, indices, what: str) -> None:
+        """Every sub-environment is one intersection of one shared batched core: a method called or an
+        attribute set on some rows would act on all of them (env_method("reset", indices=[0]) reset
+        every copy), so only all rows are accepted."""
+        if sorted(set(self._indices(indices))) != list(range(self.num_envs)):
+            raise CommandError(SOURCE, "indices", indices,
+                               f"{what} acts on the one batched core that every sub-environment shares: "
+                               "pass indices=None")
 
     def get_attr(self, attr_name: str, indices=None) -> list[Any]:
         if attr_name == "action_masks":
@@ -117,6 +128,7 @@ class IntersectionVecEnv(VecEnv):
         return [value for _ in self._indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        self._all_rows(indices, f"set_attr({attr_name!r})")
         setattr(self.core, attr_name, value)
 
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
@@ -124,6 +136,7 @@ class IntersectionVecEnv(VecEnv):
         if method_name == "action_masks":
             mask = self.action_masks()
             return [mask[n] for n in rows]
+        self._all_rows(indices, f"env_method({method_name!r})")
         result = getattr(self.core, method_name)(*method_args, **method_kwargs)
         return [result for _ in rows]
 
