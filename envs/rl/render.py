@@ -9,6 +9,7 @@ not drawn. Frames are ``uint8 [H, W, 3]``; `write_gif` saves a list of them.
 
 from __future__ import annotations
 
+import math
 import weakref
 from pathlib import Path
 
@@ -120,6 +121,9 @@ def write_gif(frames: list[np.ndarray], path: str | Path, fps: int = 4) -> Path:
     path = Path(path)
     if not frames:
         raise CommandError(SOURCE, "frames", len(frames), f"no frames to write to {path}")
+    # 0 was a ZeroDivisionError and -1 an OverflowError inside PIL
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)) or not 0 < fps < math.inf:
+        raise CommandError(SOURCE, "fps", fps, "expected a finite number of frames per second > 0")
     images = [Image.fromarray(frame) for frame in frames]
     images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
     return path
