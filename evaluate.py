@@ -258,7 +258,7 @@ def _classifiers(cfg: DictConfig, train, layout) -> dict:
                                                   log=bar.write, progress=bar.update)
         finally:
             bar.close()
-        say(describe(name, chosen))
+        say(describe(name, chosen, float(det.target_precision)))
     return classifiers
 
 

@@ -213,7 +213,7 @@ def run_placement(args, placement: str, shares: list[float], names: list[str]) -
     lane_only = {}
     for name in (n for n in names if DETECTORS[n] == "lane"):  # their inputs do not depend on p
         lane_only[name], chosen = calibrate(name, recordings["train"][0], layout, precision, learned, log=log)
-        log(f"{placement}: {describe(name, chosen)}")
+        log(f"{placement}: {describe(name, chosen, precision)}")
     lane_s = time.perf_counter() - start - recorded_s
     entries = []
     for k, p in enumerate(shares):
@@ -225,7 +225,7 @@ def run_placement(args, placement: str, shares: list[float], names: list[str]) -
                 skipped.append(name)  # nothing to read
                 continue
             detectors[name], chosen = calibrate(name, train, layout, precision, learned, log=log)
-            log(f"{placement}, p = {p:g}: {describe(name, chosen)}")
+            log(f"{placement}, p = {p:g}: {describe(name, chosen, precision)}")
         tallies = held_out_tallies(held_out, detectors, layout)
         out_dir = Path(args.report_dir) / f"{placement}_p{p:g}"
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ import pytest
 
 from agents.classical import MaxPressure
 from agents.incidents.classifiers import LaneLayout, LearnedClassifier, lane_layout
-from agents.incidents.detection_task import ORACLES, check_detectors, held_out_tallies, sensors_of
+from agents.incidents.detection_task import ORACLES, check_detectors, describe, held_out_tallies, sensors_of
 from agents.incidents.learned_fusion import LearnedFusion, ProbeOnly, hold_until_probes_move
 from envs.errors import ConfigError
 from envs.evaluation.detection_results import ENTRY_FIELDS, FIGURES, result_entries, skipped_entry, write_results
@@ -238,3 +238,11 @@ def test_results_file_has_every_required_field(recordings, tmp_path):
     assert low <= oracle["mean_time_to_detect_s"] <= high
     with pytest.raises(ValueError, match="lacks"):
         write_results(tmp_path / "bad.json", [{"detector": "x"}], {})
+
+
+def test_the_calibration_line_says_when_the_training_precision_misses_the_target():
+    chosen = {"green_s": 30.0, "permissive_green_s": 60.0, "precision": 0.9}
+    assert describe("blockage_rule", chosen, 0.95).endswith("(training precision 0.900, below the target 0.95)")
+    assert describe("blockage_rule", chosen, 0.9).endswith("(training precision 0.900)")
+    assert describe("blockage_rule", {**chosen, "precision": float("nan")}, 0.95).endswith(
+        "(no alarm on the training incidents: precision undefined)")  # was 'training precision nan'

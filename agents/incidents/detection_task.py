@@ -19,6 +19,7 @@ sensors (envs/incidents/evidence.py): the floor of that set's time to detect.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,8 +120,9 @@ def calibrate(name: str, train: Recording, layout: LaneLayout, precision: float,
     return detector, chosen
 
 
-def describe(name: str, chosen: dict) -> str:
-    """One line of what calibration chose."""
+def describe(name: str, chosen: dict, target: float | None = None) -> str:
+    """One line of what calibration chose; says so where its training precision misses `target`
+    (no candidate reached it: the detector runs, but its alarms are less reliable than asked)."""
     if name == "blockage_rule":
         what = f"green_s = {chosen['green_s']:g}, permissive_green_s = {chosen['permissive_green_s']:g}"
     elif name in GAP_RULES:
@@ -129,7 +131,11 @@ def describe(name: str, chosen: dict) -> str:
                 f"{', localised' if chosen.get('localised') else ''}")
     else:
         what = f"thresholds {chosen['probability']:.3f}, permissive lanes {chosen['permissive_probability']:.3f}"
-    return f"{name}: {what} (training precision {chosen['precision']:.3f})"
+    reached = chosen["precision"]
+    if math.isnan(reached):
+        return f"{name}: {what} (no alarm on the training incidents: precision undefined)"
+    short = "" if target is None or reached >= target else f", below the target {target:g}"
+    return f"{name}: {what} (training precision {reached:.3f}{short})"
 
 
 def alarms(detector, recording: Recording, layout: LaneLayout) -> np.ndarray:
