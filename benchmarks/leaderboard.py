@@ -30,19 +30,21 @@ import argparse
 import csv
 import datetime
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, emit, fast_train_overrides, machine_info, run_logged
+from common import ROOT, at_least, emit, fast_train_overrides, machine_info, run_logged
 
 from agents.classical.tuned_presets import preset_path  # noqa: E402
 from agents.classical.tuning import SEARCH_SPACES  # noqa: E402
 from envs.errors import ConfigError  # noqa: E402
 from envs.evaluation.stats import bootstrap_mean, reduction_percent  # noqa: E402
 
+SOURCE = "benchmarks/leaderboard.py"
 CLASSICAL = ("fixed_time", "fixed_time_webster", "max_pressure", "sotl", "efficient_mp", "advanced_mp")
 PRIMARY, DELAY = "travel_time/mean", "delay"
 
@@ -174,6 +176,24 @@ def markdown_table(boards: dict) -> str:
     return "\n".join(lines)
 
 
+def check_flags(args) -> None:
+    """The run's flags, before the first training run (hours): a bad count failed only inside train.py,
+    as "failed (2) ... see LOG"; a repeated training seed reused its run and counted twice in the
+    learned mean; a NaN target was never met; --table beside --scenario was ignored."""
+    if args.table:
+        raise ConfigError(SOURCE, "--table", True, f"prints the boards recorded in --out without running; with "
+                          f"--scenario {args.scenario} it would be ignored: give one or the other")
+    at_least(args.eval_seeds, 1, SOURCE, "--eval-seeds")
+    at_least(args.steps, 1, SOURCE, "--steps")
+    for seed in args.train_seeds:
+        at_least(seed, 0, SOURCE, "--train-seeds")  # train.py's seed
+    if len(set(args.train_seeds)) != len(args.train_seeds):
+        raise ConfigError(SOURCE, "--train-seeds", args.train_seeds, "name each training seed once: a repeated "
+                          "seed reuses its run, so its checkpoint would count twice in the learned mean")
+    if not math.isfinite(args.target_percent):
+        raise ConfigError(SOURCE, "--target-percent", args.target_percent, "must be a finite number")
+
+
 def commit() -> str:
     done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     return done.stdout.strip() or "unknown"
@@ -199,11 +219,12 @@ def main() -> None:
         if not args.table:
             parser.error("give --scenario (to run it) or --table (to print the recorded boards)")
         if not args.out.is_file():  # was a FileNotFoundError traceback
-            raise ConfigError("benchmarks/leaderboard.py", "--out", str(args.out), "no such file: the boards --table "
+            raise ConfigError(SOURCE, "--out", str(args.out), "no such file: the boards --table "
                               "prints are the ones a run with --scenario wrote there")
         print(markdown_table(json.loads(args.out.read_text())))
         return
 
+    check_flags(args)
     board = scenario_board(args)
     board.update(date=datetime.date.today().isoformat(), commit=commit(), machine=machine_info())
     existing = json.loads(args.out.read_text()) if args.out.exists() else {}

@@ -82,6 +82,14 @@ SMALL = ["--scenario", "grid_1x1"]
     ("memory_scaling.py", ["--scenarios", "grid_1x1", "--copies", "2", "--samples", "4"],  # no line, exit 0
      "field '--samples' = [4]: every K exceeds every B [2]"),
     ("leaderboard.py", ["--table", "--out", "no_such_board.json"], "field '--out' = 'no_such_board.json': no such"),
+    # each failed only inside train.py ("failed (2) ... see LOG"), a NaN target was never met
+    ("leaderboard.py", [*SMALL, "--eval-seeds", "0"], "field '--eval-seeds' = 0: must be an integer >= 1"),
+    ("leaderboard.py", [*SMALL, "--steps", "-1"], "field '--steps' = -1: must be an integer >= 1"),
+    ("leaderboard.py", [*SMALL, "--train-seeds", "-1"], "field '--train-seeds' = -1: must be an integer >= 0"),
+    ("leaderboard.py", [*SMALL, "--target-percent", "nan"], "field '--target-percent' = nan: must be a finite"),
+    # reused seed 0's run: its checkpoint counted twice in the learned mean, one key in per_training_seed
+    ("leaderboard.py", [*SMALL, "--train-seeds", "0", "0"], "field '--train-seeds' = [0, 0]: name each"),
+    ("leaderboard.py", [*SMALL, "--table"], "field '--table' = True: prints the boards"),  # ignored: trained
     ("train_throughput.py", [*SMALL, "--copies", "0"], "field '--copies' = 0"),  # a ConfigError traceback
     ("train_throughput.py", [*SMALL, "--iterations", "0"], "field '--iterations' = 0"),  # timed one iteration
     ("train_throughput.py", [*SMALL, "--seconds", "0"], "field '--seconds' = 0.0"),  # timed one iteration
