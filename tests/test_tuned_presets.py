@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 
 import pytest
 import yaml
@@ -96,3 +97,27 @@ def test_the_committed_presets_load_as_their_controllers():
         assert written and params == written, path.name  # the file's fields, read on their own
         controller = CONTROLLERS[base](**params)  # every field a real parameter of the class
         assert {k: getattr(controller, k) for k in written} == written, path.name
+
+
+
+# tiny settings and the presets in a temporary folder: before the fix these ran (and out= wrote a preset)
+TINY = ["scenario=grid_1x1", "trials=1", "random_trials=1", "seeds=1", "steps=30", "threads=1"]
+
+
+@pytest.mark.parametrize("argv, field, value, says", [
+    # the last one won silently: this tuned max pressure and wrote its preset
+    (["controller=sotl", "controller=max_pressure"], "controller", "max_pressure",
+     "given twice (first controller=sotl)"),
+    (["controller=sotl", "seeds=2"], "seeds", "2", "given twice (first seeds=1)"),
+    # read as not given: out= (an unset $OUT) wrote over the committed configs/controller preset
+    (["controller=sotl", "out="], "out", "", "empty"),
+    (["controller=sotl", "data_dir="], "data_dir", "", "empty"),  # a dataset's was read from GRIDLIGHT_DATA_DIR
+])
+def test_tune_refuses_a_repeated_or_empty_key_naming_it_before_loading_anything(argv, field, value, says, capsys,
+                                                                                 preset_dir):
+    from agents.classical.tune import main
+
+    with pytest.raises(ConfigError, match=re.escape(says)) as error:
+        main([*TINY, *argv])
+    assert (error.value.source, error.value.field, error.value.value) == ("<tune>", field, value)
+    assert capsys.readouterr().out == "" and not list(preset_dir.iterdir())  # no trial ran, nothing written

@@ -3,10 +3,11 @@
     python -m agents.classical.tune controller=sotl scenario=hangzhou_4x4
     python -m agents.classical.tune controller=max_pressure scenario=jinan_3x4 trials=16 seeds=2 steps=1800
 
-Arguments are ``key=value``: ``controller`` (sotl | max_pressure), ``scenario`` and the fields of
-`TuningSettings` (``trials``, ``random_trials``, ``seeds``, ``steps``, ``batch_trials``, ``search_seed``,
-``first_sample``, ``demand_mode``), ``threads`` (torch threads; default 2) and ``out`` (the YAML
-to write; default ``configs/controller/<controller>_tuned_<scenario>.yaml``, loadable as
+Arguments are ``key=value``, each key once and never empty: ``controller`` (sotl | max_pressure),
+``scenario`` and the fields of `TuningSettings` (``trials``, ``random_trials``, ``seeds``, ``steps``,
+``batch_trials``, ``search_seed``, ``first_sample``, ``demand_mode``), ``threads`` (torch threads;
+default 2) and ``out`` (the YAML to write; default
+``configs/controller/<controller>_tuned_<scenario>.yaml``, loadable as
 ``controller@controller_params.<controller>=<controller>_tuned_<scenario>``). Progress: one JSON
 line per trial on stdout, then a summary line. Only the training split of demand is drawn
 (``demand_mode`` poisson, the default, or jitter; ``original`` is refused: it replays the flow
@@ -45,6 +46,10 @@ def parse_args(argv: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or key not in KEYS:
             raise ConfigError(SOURCE, key, value or None, f"expected key=value with key one of {list(KEYS)}")
+        if key in args:  # the last one won silently: controller=sotl controller=max_pressure tuned max pressure
+            raise ConfigError(SOURCE, key, value, f"given twice (first {key}={args[key]})")
+        if not value:  # read as not given: out= (an unset $OUT) overwrote the committed preset, data_dir= was ignored
+            raise ConfigError(SOURCE, key, value, "empty: give a value, or leave the key out for its default")
         if key in INTEGER_KEYS:
             try:
                 args[key] = int(value)
