@@ -11,7 +11,9 @@ one batched simulation, with ``<controller>_tuned`` for each controller that has
 (``configs/controller/<controller>_tuned_<scenario>.yaml``, from ``python -m agents.classical.tune``).
 A training run or evaluation whose output is already in ``--runs-dir`` is reused, so an
 interrupted leaderboard continues where it stopped; one of another command there (other seeds,
-steps, controllers, overrides) is refused, naming its folder.
+steps, controllers, overrides) is refused, naming its folder. ``--train-override`` and
+``--eval-override`` add to the commands; a key the script sets itself (the scenario, agent, seed,
+steps, evaluation seeds, controllers, checkpoints, run folder) is refused, naming its flag.
 
 What it reports, per controller: mean travel time over the evaluation seeds with its 95%
 bootstrap CI over seeds (for the learned policy: per evaluation seed the mean over training seeds,
@@ -47,6 +49,12 @@ from envs.evaluation.stats import bootstrap_mean, reduction_percent  # noqa: E40
 SOURCE = "benchmarks/leaderboard.py"
 CLASSICAL = ("fixed_time", "fixed_time_webster", "max_pressure", "sotl", "efficient_mp", "advanced_mp")
 PRIMARY, DELAY = "travel_time/mean", "delay"
+# the keys the script sets in train.py's and evaluate.py's command lines, and the flag that sets each
+# (None: fixed); an override of one would win in Hydra while the board reports the flag's value
+TRAIN_KEYS = {"scenario": "--scenario", "agent": "--agent", "seed": "--train-seeds",
+              "train.total_agent_steps": "--steps", "eval.seeds": "--eval-seeds", "hydra.run.dir": "--runs-dir"}
+EVAL_KEYS = {"scenario": "--scenario", "controllers": None, "checkpoint": None, "eval.seeds": "--eval-seeds",
+             "hydra.run.dir": "--runs-dir"}
 
 
 def reusable(record_path: Path, command: str, *outputs: Path) -> dict | None:
@@ -179,7 +187,8 @@ def markdown_table(boards: dict) -> str:
 def check_flags(args) -> None:
     """The run's flags, before the first training run (hours): a bad count failed only inside train.py,
     as "failed (2) ... see LOG"; a repeated training seed reused its run and counted twice in the
-    learned mean; a NaN target was never met; --table beside --scenario was ignored."""
+    learned mean; a NaN target was never met; --table beside --scenario was ignored; an override of a
+    key the script sets (seed=3, eval.seeds=3) won in Hydra while the board recorded the flag's value."""
     if args.table:
         raise ConfigError(SOURCE, "--table", True, f"prints the boards recorded in --out without running; with "
                           f"--scenario {args.scenario} it would be ignored: give one or the other")
@@ -192,6 +201,14 @@ def check_flags(args) -> None:
                           "seed reuses its run, so its checkpoint would count twice in the learned mean")
     if not math.isfinite(args.target_percent):
         raise ConfigError(SOURCE, "--target-percent", args.target_percent, "must be a finite number")
+    for flag, overrides, owned in (("--train-override", args.train_override, TRAIN_KEYS),
+                                   ("--eval-override", args.eval_override, EVAL_KEYS)):
+        for override in overrides:
+            key = override.split("=", 1)[0].lstrip("+~")
+            if key in owned:  # Hydra's last value wins: the board was filed under the flag's value
+                raise ConfigError(SOURCE, flag, override, f"{key} is set by the leaderboard itself"
+                                  + (f" (give {owned[key]})" if owned[key] else "") + ": the board would "
+                                  "record the flag's value while the run used this one")
 
 
 def commit() -> str:

@@ -90,6 +90,10 @@ SMALL = ["--scenario", "grid_1x1"]
     # reused seed 0's run: its checkpoint counted twice in the learned mean, one key in per_training_seed
     ("leaderboard.py", [*SMALL, "--train-seeds", "0", "0"], "field '--train-seeds' = [0, 0]: name each"),
     ("leaderboard.py", [*SMALL, "--table"], "field '--table' = True: prints the boards"),  # ignored: trained
+    # Hydra's last value won: trained seed 3 filed as training seed 0, 3 eval seeds recorded as eval_seeds 5
+    ("leaderboard.py", [*SMALL, "--train-override", "seed=3"], "field '--train-override' = 'seed=3': seed is set"),
+    ("leaderboard.py", [*SMALL, "--eval-override", "eval.seeds=3"],
+     "field '--eval-override' = 'eval.seeds=3': eval.seeds is set by the leaderboard itself (give --eval-seeds)"),
     ("train_throughput.py", [*SMALL, "--copies", "0"], "field '--copies' = 0"),  # a ConfigError traceback
     ("train_throughput.py", [*SMALL, "--iterations", "0"], "field '--iterations' = 0"),  # timed one iteration
     ("train_throughput.py", [*SMALL, "--seconds", "0"], "field '--seconds' = 0.0"),  # timed one iteration
