@@ -37,12 +37,18 @@ def existing_paths(cfg: DictConfig, key: str, what: str, error: type[GridlightEr
     paths = cfg.get(key)
     # Hydra reads checkpoint=123 as an int, true as a bool: each taken as the path typed; a nested list is refused
     paths = [] if paths is None else list(paths) if OmegaConf.is_list(paths) else [paths]
+    seen: dict[Path, str] = {}
     for k, path in enumerate(paths):
         if not isinstance(path, (str, int, float)):
             raise error("<config>", key if len(paths) == 1 else f"{key}[{k}]", plain(path),
                         f"expected a path ({what}) or a list of paths")
         if not Path(str(path)).is_file():
             raise error("<config>", key, str(path), f"no such {what}")
+        resolved = Path(str(path)).resolve()
+        if resolved in seen:  # it ran twice, as ppo_shared and ppo_shared_2: two rows that agree to the digit
+            raise error("<config>", key, str(path), f"listed twice (also as {seen[resolved]}): one file is one "
+                        "policy; give each once, as controllers= names each controller once")
+        seen[resolved] = str(path)
     return [str(path) for path in paths]
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import evaluate
 from agents.ppo.config import check_evaluate_config
-from envs.errors import ConfigError
+from envs.errors import CheckpointError, ConfigError, ModelError
 from tests.test_evaluate import evaluate_config
 
 BASE = ("scenario=grid_1x1", "eval.steps=120", "eval.seeds=2", "eval.progress=false", "eval.plots=false")
@@ -68,3 +68,24 @@ def test_detection_incidents_it_could_not_score_are_refused(override, field, val
     with pytest.raises(ConfigError, match=says) as refused:
         evaluate._detection_perturbation(cfg)
     assert refused.value.field == field and refused.value.value == value
+
+
+@pytest.mark.parametrize("key, error", [("checkpoint", CheckpointError), ("deployed", ModelError)])
+def test_a_policy_file_listed_twice_is_refused_naming_it(key, error, tmp_path):
+    """The same checkpoint twice ran as ppo_shared and ppo_shared_2, two rows that agreed to the digit (like two
+    training seeds that agree), while controllers=[sotl,sotl] is refused."""
+    from envs.scenario import load_scenario
+    from tests.deploy_fixtures import untrained
+
+    if key == "checkpoint":
+        path = untrained(load_scenario("grid_1x1", horizon=3600), "shared", tmp_path / "a.zip")
+    else:  # refused before the model is read
+        path = tmp_path / "a.onnx"
+        path.write_bytes(b"")
+    (tmp_path / "sub").mkdir()
+    for second in (path, tmp_path / "sub" / ".." / path.name):  # the same file spelt another way too
+        cfg = evaluate_config(*BASE, "controllers=[fixed_time]", f"{key}=[{path},{second}]")
+        with pytest.raises(error, match="listed twice") as refused:
+            check_evaluate_config(cfg)
+            evaluate.evaluate(cfg, tmp_path)
+        assert (refused.value.field, refused.value.value) == (key, str(second))
