@@ -13,7 +13,7 @@ A training run or evaluation whose output is already in ``--runs-dir`` is reused
 interrupted leaderboard continues where it stopped; one of another command there (other seeds,
 steps, controllers, overrides) is refused, naming its folder. ``--train-override`` and
 ``--eval-override`` add to the commands; a key the script sets itself (the scenario, agent, seed,
-steps, evaluation seeds, controllers, checkpoints, run folder) is refused, naming its flag.
+steps, evaluation seeds, controllers, checkpoints, deployed models, run folder) is refused, naming its flag.
 
 What it reports, per controller: mean travel time over the evaluation seeds with its 95%
 bootstrap CI over seeds (for the learned policy: per evaluation seed the mean over training seeds,
@@ -54,7 +54,7 @@ PRIMARY, DELAY = "travel_time/mean", "delay"
 TRAIN_KEYS = {"scenario": "--scenario", "agent": "--agent", "seed": "--train-seeds",
               "train.total_agent_steps": "--steps", "eval.seeds": "--eval-seeds", "hydra.run.dir": "--runs-dir"}
 EVAL_KEYS = {"scenario": "--scenario", "controllers": None, "checkpoint": None, "eval.seeds": "--eval-seeds",
-             "hydra.run.dir": "--runs-dir"}
+             "hydra.run.dir": "--runs-dir", "deployed": None}  # a deployed= row was read as one more training seed
 
 
 def reusable(record_path: Path, command: str, *outputs: Path) -> dict | None:

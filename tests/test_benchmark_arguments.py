@@ -94,6 +94,8 @@ SMALL = ["--scenario", "grid_1x1"]
     ("leaderboard.py", [*SMALL, "--train-override", "seed=3"], "field '--train-override' = 'seed=3': seed is set"),
     ("leaderboard.py", [*SMALL, "--eval-override", "eval.seeds=3"],
      "field '--eval-override' = 'eval.seeds=3': eval.seeds is set by the leaderboard itself (give --eval-seeds)"),
+    # its row came after the checkpoints' and was averaged in as a fourth training seed
+    ("leaderboard.py", [*SMALL, "--eval-override", "deployed=[m.onnx]"], "field '--eval-override' = 'deployed="),
     ("train_throughput.py", [*SMALL, "--copies", "0"], "field '--copies' = 0"),  # a ConfigError traceback
     ("train_throughput.py", [*SMALL, "--iterations", "0"], "field '--iterations' = 0"),  # timed one iteration
     ("train_throughput.py", [*SMALL, "--seconds", "0"], "field '--seconds' = 0.0"),  # timed one iteration
