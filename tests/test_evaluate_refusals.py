@@ -1,9 +1,10 @@
 """evaluate.py refuses options the run would accept and then ignore, naming the key, and labels
-what summary.json holds under a perturbation."""
+what summary.json holds under a perturbation and what its status line counts."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -89,3 +90,13 @@ def test_a_policy_file_listed_twice_is_refused_naming_it(key, error, tmp_path):
             check_evaluate_config(cfg)
             evaluate.evaluate(cfg, tmp_path)
         assert (refused.value.field, refused.value.value) == (key, str(second))
+
+
+def test_the_status_line_counts_the_trips_departing_within_the_evaluated_time(tmp_path, capsys):
+    """It gave the whole sample's count (1988 trips each for 120 s of grid_1x1's 3600 s demand)."""
+    import csv
+
+    evaluate.evaluate(evaluate_config(*BASE, "controllers=[fixed_time]"), tmp_path)
+    said = re.search(r"\(poisson, (\d+) trips each within the 120 s\)", capsys.readouterr().out)
+    departed = [float(r["vehicles/departed"]) for r in csv.DictReader(open(tmp_path / "metrics.csv"))]
+    assert said and int(said.group(1)) == round(sum(departed) / len(departed))
