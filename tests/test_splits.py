@@ -247,6 +247,8 @@ def test_demand_for_stacks_samples_that_run(grid):
         ({"mode": "jitter", "jitter_s": -1.0}, "jitter_s"),
         ({"mode": "poisson", "jitter_s": 999.0}, "jitter_s"),  # only jitter reads it: it was ignored
         ({"mode": "jitter", "jitter_s": float("nan")}, "jitter_s"),
+        ({"mode": "jitter", "jitter_s": 1e30}, "jitter_s"),  # a ValueError traceback from numpy's integers
+        ({"mode": "jitter", "jitter_s": 1e12}, "jitter_s"),  # departures past int32: an error naming 'depart'
         ({"mode": "original", "scale": 2.0}, "scale"),
     ],
 )

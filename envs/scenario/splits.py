@@ -51,7 +51,7 @@ import numpy as np
 from envs.errors import ConfigError
 from envs.scenario.departures import active_steps, departure_count, departure_steps
 from envs.scenario.flow_parser import NO_END_TIME
-from envs.scenario.demand import VEHICLE_FIELDS, Demand, Trips, stack_demand, vehicle_row
+from envs.scenario.demand import NEVER, VEHICLE_FIELDS, Demand, Trips, stack_demand, vehicle_row
 
 SOURCE = "<demand spec>"
 MODES = ("original", "poisson", "jitter")
@@ -71,9 +71,11 @@ class DemandSpec:
             raise ConfigError(SOURCE, "mode", self.mode, f"expected one of {MODES}")
         if not finite_number(self.scale) or self.scale <= 0:
             raise ConfigError(SOURCE, "scale", self.scale, "must be a finite number > 0")
-        if not finite_number(self.jitter_s) or self.jitter_s < 0:
+        # a shift past int32 departure steps was a ValueError traceback from numpy (1e30) or a ScenarioError
+        # naming 'depart' (1e12) after the run had started
+        if not finite_number(self.jitter_s) or not 0 <= self.jitter_s < NEVER:
             raise ConfigError(
-                SOURCE, "jitter_s", self.jitter_s, "must be a finite number >= 0 (seconds)"
+                SOURCE, "jitter_s", self.jitter_s, f"must be a finite number >= 0 and below {NEVER} (seconds)"
             )
         if self.mode != "jitter" and self.jitter_s != DemandSpec.jitter_s:  # it would be ignored
             raise ConfigError(SOURCE, "jitter_s", self.jitter_s, f"only mode 'jitter' reads it (mode is "
