@@ -10,15 +10,32 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from agents.classical import CONTROLLERS
-from agents.classical.tuned_presets import base_controller, tuned_params
+from agents.classical.tuned_presets import base_controller, preset_path, tuned_params
+from agents.ppo.schema import parameters
 from agents.ppo.value_checks import plain
 from envs.errors import CheckpointError, ConfigError, GridlightError, ModelError, config_path
 
 
+def _tuned(name: str, scenario: str):
+    """``<controller>_tuned``'s controller from its preset for `scenario`. A key its class lacks (a
+    TypeError traceback) or a bad value (found once the scenario and demands were loaded) is a
+    ConfigError naming the preset file and the key."""
+    base = base_controller(name)
+    params, source = tuned_params(name, scenario), str(preset_path(base, scenario))
+    known = [f.name for f in parameters(CONTROLLERS[base])]
+    for key, value in params.items():
+        if key not in known:
+            raise ConfigError(source, key, value, f"not a parameter of {base}; its parameters: {known}")
+    try:
+        return CONTROLLERS[base](**params)
+    except ConfigError as error:  # the class's own check, named as the preset's field
+        raise ConfigError(source, error.field, error.value, error.reason) from None
+
+
 def check_known(name: str, cfg: DictConfig, field: str = "controllers") -> None:
     """`field`: the key that named the controller (``detection.controller`` for the detection task)."""
-    if base_controller(name) in CONTROLLERS:  # sotl_tuned: its preset for this scenario must exist
-        tuned_params(name, cfg.scenario.name)
+    if base_controller(name) in CONTROLLERS:  # sotl_tuned: its preset for this scenario must exist and build
+        _tuned(name, cfg.scenario.name)
     elif name not in CONTROLLERS:
         raise ConfigError("<config>", field, name,
                           f"unknown controller; known: {sorted(CONTROLLERS)} (the tuned ones also as <name>_tuned)")
@@ -27,7 +44,7 @@ def check_known(name: str, cfg: DictConfig, field: str = "controllers") -> None:
 def build_controller(name: str, cfg: DictConfig):
     check_known(name, cfg)
     if base_controller(name) in CONTROLLERS:
-        return CONTROLLERS[base_controller(name)](**tuned_params(name, cfg.scenario.name))
+        return _tuned(name, cfg.scenario.name)
     params = OmegaConf.to_container(cfg.controller_params.get(name, {}), resolve=True)
     return CONTROLLERS[name](**params)
 

@@ -121,3 +121,17 @@ def test_tune_refuses_a_repeated_or_empty_key_naming_it_before_loading_anything(
         main([*TINY, *argv])
     assert (error.value.source, error.value.field, error.value.value) == ("<tune>", field, value)
     assert capsys.readouterr().out == "" and not list(preset_dir.iterdir())  # no trial ran, nothing written
+
+
+@pytest.mark.parametrize("line, field, says", [
+    ("bogus: 1", "bogus", "not a parameter of sotl"),  # a TypeError traceback from SOTL's constructor
+    ("distance_m: -5.0", "distance_m", "must be a finite number > 0"),  # found once the scenario had loaded
+])
+def test_a_preset_with_a_bad_field_is_refused_naming_the_file_before_any_work(line, field, says, preset_dir,
+                                                                                tmp_path, capsys):
+    (preset_dir / "sotl_tuned_grid_1x1.yaml").write_text(PRESET + line + "\n")
+    cfg = evaluate_config("scenario=grid_1x1", "eval.steps=10", "eval.progress=false", "controllers=[sotl_tuned]")
+    with pytest.raises(ConfigError, match=re.escape(says)) as refused:
+        evaluate.evaluate(cfg, tmp_path)
+    assert refused.value.source.endswith("sotl_tuned_grid_1x1.yaml") and refused.value.field == field
+    assert "scenario grid_1x1" not in capsys.readouterr().out  # before the scenario and its demands
