@@ -292,6 +292,18 @@ def test_a_controller_or_parameter_name_that_does_not_exist_is_refused_naming_it
     check_param_names({"sotl": None, "max_pressure": {}}, "controller_params", [])  # nothing set: nothing refused
 
 
+def test_a_bad_value_of_a_built_controller_is_refused_naming_its_key_before_any_work():
+    """It was found where the controller was built, after the scenario and demands had loaded (evaluate.py)
+    or training had run up to its baselines (train.py), as <controller:sotl>: field 'distance_m'."""
+    with pytest.raises(ConfigError, match="must be a finite number > 0") as error:
+        check_evaluate_config(evaluate_config("scenario=grid_1x1", "controllers=[sotl]",
+                                              "controller_params.sotl.distance_m=-5"))
+    assert_names_everything(error.value, "<config>", "controller_params.sotl.distance_m", -5.0)
+    with pytest.raises(ConfigError) as error:
+        check_config(train_config(*tiny_run(), "eval.baselines=[sotl]", "+baseline_params.sotl.mu=-1"))
+    assert_names_everything(error.value, "<config>", "baseline_params.sotl.mu", -1)
+
+
 @pytest.mark.parametrize("overrides, field, value, reason", [
     # keys added with "+" (Hydra's own hint for a misspelt one) ran with the defaults
     (["+eval.seed=5"], "eval.seed", 5, "unknown key"),

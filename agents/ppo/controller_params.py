@@ -2,7 +2,8 @@
 entry a controller of ``CONTROLLERS``, each key one of its parameters, and no value changed for a
 controller the run does not build (it would be ignored: ``sotl_tuned`` reads its preset, not
 ``controller_params.sotl``). A misspelled key (``min_gren_s``, added with ``+``) reached the
-constructor as a TypeError traceback; the others passed silently, bad values included."""
+constructor as a TypeError traceback; the others passed silently, bad values included. A built
+controller's values get its class's own checks here, named by the config key."""
 
 from __future__ import annotations
 
@@ -38,3 +39,8 @@ def check_param_names(params: dict, path: str, built: list[str]) -> None:
             if name not in built and value != _default(fields[key]):
                 raise ConfigError("<config>", f"{path}.{name}.{key}", value,
                                   f"{name} is not run here (it builds {built}), so this would be ignored")
+        if name in built:  # its values: the class's own checks, named by the key (they came after the scenario
+            try:  # and demands had loaded, or training had run up to its baselines, as <controller:NAME>)
+                CONTROLLERS[name](**entry)
+            except ConfigError as error:
+                raise ConfigError("<config>", f"{path}.{name}.{error.field}", error.value, error.reason) from None
