@@ -184,6 +184,23 @@ def markdown_table(boards: dict) -> str:
     return "\n".join(lines)
 
 
+def recorded_boards(out: Path) -> dict:
+    """The boards already in `out` (none: empty), or a ConfigError naming --out: checked before the first
+    training run too, as a folder, a file that is not a JSON object or a parent that is a file ended the
+    leaderboard with a traceback once every run was done, its board written nowhere."""
+    if out.is_dir() or out.parent.is_file():
+        raise ConfigError(SOURCE, "--out", str(out), "is a folder, or inside a file: give the .json file to write")
+    if not out.exists():
+        return {}
+    try:
+        boards = json.loads(out.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(SOURCE, "--out", str(out), f"cannot be read as the leaderboard's JSON: {error}") from None
+    if not isinstance(boards, dict):
+        raise ConfigError(SOURCE, "--out", str(out), "holds no leaderboard (a JSON object of boards by scenario)")
+    return boards
+
+
 def check_flags(args) -> None:
     """The run's flags, before the first training run (hours): a bad count failed only inside train.py,
     as "failed (2) ... see LOG"; a repeated training seed reused its run and counted twice in the
@@ -201,6 +218,7 @@ def check_flags(args) -> None:
                           "seed reuses its run, so its checkpoint would count twice in the learned mean")
     if not math.isfinite(args.target_percent):
         raise ConfigError(SOURCE, "--target-percent", args.target_percent, "must be a finite number")
+    recorded_boards(args.out)
     for flag, overrides, owned in (("--train-override", args.train_override, TRAIN_KEYS),
                                    ("--eval-override", args.eval_override, EVAL_KEYS)):
         for override in overrides:
@@ -238,13 +256,13 @@ def main() -> None:
         if not args.out.is_file():  # was a FileNotFoundError traceback
             raise ConfigError(SOURCE, "--out", str(args.out), "no such file: the boards --table "
                               "prints are the ones a run with --scenario wrote there")
-        print(markdown_table(json.loads(args.out.read_text())))
+        print(markdown_table(recorded_boards(args.out)))
         return
 
     check_flags(args)
     board = scenario_board(args)
     board.update(date=datetime.date.today().isoformat(), commit=commit(), machine=machine_info())
-    existing = json.loads(args.out.read_text()) if args.out.exists() else {}
+    existing = recorded_boards(args.out)
     existing[args.scenario] = board
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(dict(sorted(existing.items())), indent=1) + "\n")

@@ -96,6 +96,11 @@ SMALL = ["--scenario", "grid_1x1"]
      "field '--eval-override' = 'eval.seeds=3': eval.seeds is set by the leaderboard itself (give --eval-seeds)"),
     # its row came after the checkpoints' and was averaged in as a fourth training seed
     ("leaderboard.py", [*SMALL, "--eval-override", "deployed=[m.onnx]"], "field '--eval-override' = 'deployed="),
+    # tracebacks once every training run was done, the board written nowhere
+    ("leaderboard.py", [*SMALL, "--out", "docs"], "field '--out' = 'docs': is a folder"),
+    ("leaderboard.py", [*SMALL, "--out", "README.md"], "field '--out' = 'README.md': cannot be read as"),
+    ("leaderboard.py", ["--table", "--out", "README.md"], "field '--out' = 'README.md': cannot be read as"),
+    ("leaderboard.py", [*SMALL, "--out", "README.md/board.json"], "field '--out' = 'README.md/board.json': is a"),
     ("train_throughput.py", [*SMALL, "--copies", "0"], "field '--copies' = 0"),  # a ConfigError traceback
     ("train_throughput.py", [*SMALL, "--iterations", "0"], "field '--iterations' = 0"),  # timed one iteration
     ("train_throughput.py", [*SMALL, "--seconds", "0"], "field '--seconds' = 0.0"),  # timed one iteration
