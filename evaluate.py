@@ -104,9 +104,10 @@ class StepRecorder:
     """What evaluate.py records each simulated second besides the metrics: every copy's halting
     queue (read back once), the frames of ``render=true``, and the progress bar."""
 
-    def __init__(self, cfg: DictConfig, scenario: Scenario, sim: Simulator, steps: int) -> None:
+    def __init__(self, cfg: DictConfig, scenario: Scenario, sim: Simulator, steps: int, render_copy: int = 0) -> None:
         self.steps = steps
         self.render_every = int(cfg.render_every_s) if cfg.render else 0
+        self.render_copy = render_copy  # the table's condition: copy 0 is the clean one
         self.frames: list[np.ndarray] = []
         self.view = SimpleNamespace(scenario=scenario, network=scenario.network, params=sim.params, sim=sim)
         self.queue = torch.zeros(steps, sim.batch_size, dtype=torch.int32, device=sim.device)
@@ -119,7 +120,7 @@ class StepRecorder:
         if self.render_every and k % self.render_every == 0:
             from envs.rl.render import render_frame
 
-            self.frames.append(render_frame(self.view, copy=0))
+            self.frames.append(render_frame(self.view, copy=self.render_copy))
         if k % 60 == 59:
             self.bar.update(60)
 
@@ -171,7 +172,9 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     built = [policies[name] if name in policies else build_controller(name, cfg) for name in controllers]
     _attach_detector_faults(perturbation, scenario, batch, controllers, built)
 
-    recorder = StepRecorder(cfg, scenario, batch.sim, steps)
+    # the GIF shows the first controller on seed 0 under the table's condition (the clean one was drawn
+    # under a perturbation: no surge or closure in it, beside a table of the perturbed rows)
+    recorder = StepRecorder(cfg, scenario, batch.sim, steps, int(batch.mine(0, len(conditions) - 1).argmax()))
     started = time.perf_counter()
     metrics = batch.run(built, steps, on_step=recorder)
     recorder.close()
@@ -206,7 +209,8 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         from envs.rl.render import write_gif
 
         write_gif(recorder.frames, out_dir / "episode.gif", fps=int(cfg.render_fps))
-        say(f"episode of {controllers[0]} (seed 0): {out_dir / 'episode.gif'} ({len(recorder.frames)} frames)")
+        say(f"episode of {controllers[0]} (seed 0{f', {conditions[-1]}' if len(conditions) > 1 else ''}): "
+            f"{out_dir / 'episode.gif'} ({len(recorder.frames)} frames)")
     say(f"results in {out_dir} ({wall:.1f} s)")
     return result
 

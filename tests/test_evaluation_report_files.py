@@ -85,3 +85,20 @@ def test_under_detector_faults_the_clean_rows_are_those_of_a_clean_run(tmp_path)
             rows[name] = [r for r in csv.DictReader(handle)]
     assert {r["condition"] for r in rows["faults"]} == {"clean", "detector_faults"}
     assert [r for r in rows["faults"] if r["condition"] == "clean"] == rows["clean"]
+
+
+@pytest.mark.parametrize("perturbation", [SURGE, ()])
+def test_the_gif_shows_the_tables_condition(perturbation, tmp_path, monkeypatch, capsys):
+    """Under a perturbation it drew copy 0, the clean run, beside a table and plots of the perturbed one."""
+    import envs.rl.render
+
+    drawn = []
+    monkeypatch.setattr(envs.rl.render, "render_frame", lambda view, copy: drawn.append(copy) or np.zeros((4, 4, 3)))
+    monkeypatch.setattr(envs.rl.render, "write_gif", lambda frames, path, fps: None)
+    evaluate.evaluate(evaluate_config("scenario=grid_1x1", "eval.steps=120", "eval.seeds=2", "eval.progress=false",
+                                      "eval.plots=false", "controllers=[fixed_time,max_pressure]", "render=true",
+                                      "render_every_s=60", *perturbation), tmp_path)
+    shown = 2 * 2 if perturbation else 0  # (condition 1 x 2 controllers + controller 0) x 2 seeds + seed 0
+    assert drawn == [shown, shown]
+    said = capsys.readouterr().out
+    assert ("episode of fixed_time (seed 0, surge):" if perturbation else "episode of fixed_time (seed 0):") in said
