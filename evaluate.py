@@ -57,6 +57,7 @@ from envs.evaluation.runner import EvaluationBatch, check_departures, eval_deman
 from envs.incidents.perturbations import DetectorFaults, Perturbation, check_incident_lanes, perturbation_from_config
 from envs.rl.fault_reach import check_faults_reach
 from envs.scenario import Scenario, load_scenario
+from envs.scenario.splits import SOURCE as DEMAND_SPEC
 from envs.scenario.splits import DemandSpec
 
 
@@ -150,7 +151,12 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         say(f"warning: perturbation {perturbation.name}: {'; '.join(late)} reach past the {steps} s "
             "evaluated (eval.steps): what falls after the end is not measured")
     check_incident_lanes(perturbation, scenario.network, "<config>")
-    demands = eval_demands(scenario, spec, seeds, perturbation)
+    try:
+        demands = eval_demands(scenario, spec, seeds, perturbation)
+    except ConfigError as error:  # a sample with no trip named 'scale' of <demand spec>, not the key to raise
+        if error.source != DEMAND_SPEC:
+            raise
+        raise ConfigError("<config>", f"eval.demand.{error.field}", error.value, error.reason) from None
     check_departures(demands.trips[0], steps)
     if perturbation.surge is not None:  # a surge of scale 0 can empty the perturbed demands' evaluated time
         surge = perturbation.surge

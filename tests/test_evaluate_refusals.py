@@ -100,3 +100,10 @@ def test_the_status_line_counts_the_trips_departing_within_the_evaluated_time(tm
     said = re.search(r"\(poisson, (\d+) trips each within the 120 s\)", capsys.readouterr().out)
     departed = [float(r["vehicles/departed"]) for r in csv.DictReader(open(tmp_path / "metrics.csv"))]
     assert said and int(said.group(1)) == round(sum(departed) / len(departed))
+
+
+def test_a_scale_that_leaves_a_sample_without_trips_names_eval_demand_scale(tmp_path):
+    """It was named 'scale' of <demand spec>: not the key to raise."""
+    with pytest.raises(ConfigError, match="has no trip; raise the scale") as refused:
+        evaluate.evaluate(evaluate_config(*BASE, "controllers=[fixed_time]", "eval.demand.scale=1e-9"), tmp_path)
+    assert (refused.value.source, refused.value.field, refused.value.value) == ("<config>", "eval.demand.scale", 1e-9)
