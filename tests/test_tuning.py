@@ -13,6 +13,7 @@ import agents.classical.tuning as tuning
 import agents.ppo.config  # noqa: F401  (registers the Hydra schemas and the controller group)
 from agents.classical import CONTROLLERS
 from agents.classical.tune import main as tune_main
+from agents.classical import tuned_presets
 from agents.classical.tuned_presets import preset_path
 from agents.classical.tuning import SEARCH_SPACES, TuningSettings, candidate_params, neighbours, tune
 from envs.engine.state import EngineParams
@@ -113,8 +114,24 @@ def test_the_preset_of_a_scenario_given_by_path_says_how_evaluate_loads_it(tmp_p
     use = [line for line in out.read_text().splitlines() if line.startswith("# Use:")]
     stem = preset_path("max_pressure", str(tmp_path / "city")).stem
     assert stem.startswith("max_pressure_tuned_path_") and "/" not in stem
-    assert use == [f"# Use: python evaluate.py scenario.name={tmp_path / 'city'} "
-                   f"controller@controller_params.max_pressure={stem}"]
+    # written elsewhere than configs/controller: that option would load another file (or none)
+    assert use == [f"# Use: copy this file to configs/controller/{stem}.yaml, then: python evaluate.py "
+                   f"scenario.name={tmp_path / 'city'} controller@controller_params.max_pressure={stem}"]
+
+
+def test_the_use_line_says_to_copy_a_preset_written_elsewhere(tmp_path, monkeypatch):
+    """out= elsewhere: its "# Use:" line named max_pressure_tuned_grid_1x1, which loads the file in
+    configs/controller (for hangzhou_4x4 the committed preset), not this one."""
+    monkeypatch.setattr(tuned_presets, "PRESET_DIR", tmp_path / "controller")
+    run = ["controller=max_pressure", "scenario=grid_1x1", "trials=1", "random_trials=1", "seeds=1", "steps=30",
+           "threads=1"]
+    for out, copy in ((tmp_path / "elsewhere.yaml", f"copy this file to {tmp_path}/controller/"
+                       "max_pressure_tuned_grid_1x1.yaml, then: "), (None, "")):
+        tune_main(run + ([f"out={out}"] if out else []))
+        written = out or tmp_path / "controller" / "max_pressure_tuned_grid_1x1.yaml"
+        use = [line for line in written.read_text().splitlines() if line.startswith("# Use:")]
+        assert use == [f"# Use: {copy}python evaluate.py scenario=grid_1x1 "
+                       "controller@controller_params.max_pressure=max_pressure_tuned_grid_1x1"]
 
 
 TUNED = sorted((CONFIGS / "controller").glob("*_tuned_*.yaml"))

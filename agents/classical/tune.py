@@ -8,7 +8,8 @@ Arguments are ``key=value``, each key once and never empty: ``controller`` (sotl
 ``batch_trials``, ``search_seed``, ``first_sample``, ``demand_mode``), ``threads`` (torch threads;
 default 2) and ``out`` (the YAML to write; default
 ``configs/controller/<controller>_tuned_<scenario>.yaml``, loadable as
-``controller@controller_params.<controller>=<controller>_tuned_<scenario>``). Progress: one JSON
+``controller@controller_params.<controller>=<controller>_tuned_<scenario>``; written elsewhere, its
+``# Use:`` line says to copy it there first). Progress: one JSON
 line per trial on stdout, then a summary line. Only the training split of demand is drawn
 (``demand_mode`` poisson, the default, or jitter; ``original`` is refused: it replays the flow
 file that evaluation reports on).
@@ -106,7 +107,7 @@ def main(argv: list[str]) -> dict:
 
     result = tune(controller, CONTROLLERS[controller], scenario, settings, EngineParams(), progress)
     command = "python -m agents.classical.tune " + shlex.join(argv)  # a path with a space stays one argument
-    out.write_text(tuned_config_text(result, settings, command))
+    out.write_text(tuned_config_text(result, settings, command, out))
     summary = {"tune": controller, "scenario": name, "best": result.best, "best_score": result.best_score,
                "default_score": result.default_score, "trials": len(result.trials),
                "samples": result.samples, "wall_s": round(result.wall_s, 1), "written": str(out)}

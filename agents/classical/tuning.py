@@ -157,22 +157,26 @@ def tune(controller: str, cls, scenario: Scenario, settings: TuningSettings, par
                         trials, samples, time.perf_counter() - started)
 
 
-def tuned_config_text(result: TuningResult, settings: TuningSettings, command: str) -> str:
+def tuned_config_text(result: TuningResult, settings: TuningSettings, command: str, out: Path | None = None) -> str:
     """The YAML of a ``controller`` group option: the class's structured config with the best
     parameters over it (``controller@controller_params.NAME=NAME_tuned_SCENARIO``; a scenario given by path
-    is ``scenario.name=`` its absolute path, and its presets are named by `scenario_key`)."""
-    from agents.classical.tuned_presets import preset_path
+    is ``scenario.name=`` its absolute path, and its presets are named by `scenario_key`). `out`: where it is
+    written; elsewhere than the preset's place, the use line says to copy it there first (that option
+    loaded the file in configs/controller, a committed preset, not this one)."""
+    from agents.classical.tuned_presets import _shown, preset_path
 
     scenario = (f"scenario.name={Path(result.scenario).expanduser().resolve()}" if given_by_path(result.scenario)
                 else f"scenario={result.scenario}")
+    place = preset_path(result.controller, result.scenario)
+    copy = (f"copy this file to {_shown(place)}, then: "
+            if out is not None and Path(out).resolve() != place.resolve() else "")
     lines = [
         f"# {result.controller} tuned on {result.scenario}, TRAINING demand only "
         f"({settings.seeds} train-split sample(s) from index {settings.first_sample}, "
         f"{settings.demand.mode}, {settings.steps} s episodes, {len(result.trials)} trials).",
         f"# Written by: {command}",
         f"# Mean travel time on those samples: {result.best_score:.1f} s (defaults: {result.default_score:.1f} s).",
-        f"# Use: python evaluate.py {scenario} "
-        f"controller@controller_params.{result.controller}={preset_path(result.controller, result.scenario).stem}",
+        f"# Use: {copy}python evaluate.py {scenario} controller@controller_params.{result.controller}={place.stem}",
         "defaults:",
         f"  - {result.controller}",
         "  - _self_",
