@@ -76,6 +76,8 @@ def test_evaluate_runs_every_controller_on_the_same_eval_demands_and_writes_the_
     (["scenario=jinan_3x4", "scenario.seed=5"], "scenario.seed", 5, "only a generated preset draws"),
     (["scenario=resco_cologne8", "scenario.seed=-1"], "scenario.seed", -1, "'resco_cologne8' has its own files"),
     (["render=true", "render_fps=0"], "render_fps", 0, "must be >= 1"),  # was a ZeroDivisionError at the end
+    # written with 0 s frame delays, so the GIF played at 10 fps
+    (["render=true", "render_fps=100"], "render_fps", 100, "must be <= 50: a GIF's frame delays"),
     (["render=true", "render_every_s=0"], "render_every_s", 0, "must be >= 1"),  # was no GIF, silently
     (["task=incident_detection", "detection.target_precision=5"], "detection.target_precision", 5.0,
      "must be in [0, 1]"),

@@ -3,7 +3,7 @@
 ``task=signals`` (and the GIF's options without ``render=true``); the table's controllers, the
 GIF and ``eval.seeds`` with ``task=incident_detection``, which runs ``detection.controller`` on
 ``detection.copies`` copies. A bad value there (``detection.copies=0`` for the signals task)
-passed silently too."""
+passed silently too, and so did a render_fps over 50, faster than a GIF can play."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from agents.ppo.value_checks import plain
 from envs.errors import ConfigError
+from envs.rl.render import MAX_GIF_FPS
 
 # task=signals' own keys (checkpoint= and deployed= are refused by the detection task itself)
 SIGNALS_ONLY = ("controllers", "checkpoint_max_green_s", "render", "render_every_s", "render_fps", "eval.seeds")
@@ -40,6 +41,10 @@ def check_task_options(cfg, defaults) -> None:
         for key in () if cfg.render else ("render_every_s", "render_fps"):  # no GIF: nothing reads them
             if plain_at(cfg, key) != plain_at(defaults, key):
                 raise ConfigError("<config>", key, plain_at(cfg, key), "only render=true reads it")
+        if cfg.render and plain_at(cfg, "render_fps") > MAX_GIF_FPS:  # it was written, and played at 10 fps
+            raise ConfigError("<config>", "render_fps", plain_at(cfg, "render_fps"), f"must be <= {MAX_GIF_FPS}: "
+                              "a GIF's frame delays are whole hundredths of a second, and viewers show one under "
+                              "0.02 s as 0.1 s")
     elif cfg.task == "incident_detection":
         for key in SIGNALS_ONLY:
             if plain_at(cfg, key) != plain_at(defaults, key):

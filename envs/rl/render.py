@@ -9,7 +9,6 @@ not drawn. Frames are ``uint8 [H, W, 3]``; `write_gif` saves a list of them.
 
 from __future__ import annotations
 
-import math
 import weakref
 from pathlib import Path
 
@@ -26,6 +25,9 @@ MARGIN_PX = 24
 BACKGROUND = (250, 250, 248)
 SOURCE = "<render>"
 STOP_COLOURS = {"green": (20, 170, 60), "yellow": (240, 180, 0), "red": (210, 30, 30)}
+# A GIF stores each frame's delay in whole hundredths of a second, and viewers show a delay under
+# 0.02 s as 0.1 s: above 50 fps the delay was stored as 0 or 0.01 s and the GIF played at 10 fps
+MAX_GIF_FPS = 50
 
 
 def _queue_colour(fill: float) -> tuple[int, int, int]:
@@ -121,9 +123,11 @@ def write_gif(frames: list[np.ndarray], path: str | Path, fps: int = 4) -> Path:
     path = Path(path)
     if not frames:
         raise CommandError(SOURCE, "frames", len(frames), f"no frames to write to {path}")
-    # 0 was a ZeroDivisionError and -1 an OverflowError inside PIL
-    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)) or not 0 < fps < math.inf:
-        raise CommandError(SOURCE, "fps", fps, "expected a finite number of frames per second > 0")
+    # 0 was a ZeroDivisionError and -1 an OverflowError inside PIL; NaN fails the range too
+    number = isinstance(fps, (int, float, np.integer, np.floating)) and not isinstance(fps, bool)
+    if not number or not 0 < fps <= MAX_GIF_FPS:
+        raise CommandError(SOURCE, "fps", fps, f"must be in (0, {MAX_GIF_FPS}]: a GIF's frame delays are whole "
+                           "hundredths of a second, and viewers show one under 0.02 s as 0.1 s")
     images = [Image.fromarray(frame) for frame in frames]
     images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
     return path
