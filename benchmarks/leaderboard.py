@@ -209,7 +209,9 @@ def check_flags(args) -> None:
     if args.table:
         raise ConfigError(SOURCE, "--table", True, f"prints the boards recorded in --out without running; with "
                           f"--scenario {args.scenario} it would be ignored: give one or the other")
-    at_least(args.eval_seeds, 1, SOURCE, "--eval-seeds")
+    if args.eval_seeds < 2:  # one seed's bootstrap interval has zero width: it was recorded as [mean, mean]
+        raise ConfigError(SOURCE, "--eval-seeds", args.eval_seeds, "must be an integer >= 2: the board's 95% "
+                          "intervals are over evaluation seeds (evaluate.py shows none for one seed)")
     at_least(args.steps, 1, SOURCE, "--steps")
     for seed in args.train_seeds:
         at_least(seed, 0, SOURCE, "--train-seeds")  # train.py's seed

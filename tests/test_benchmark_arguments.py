@@ -83,7 +83,9 @@ SMALL = ["--scenario", "grid_1x1"]
      "field '--samples' = [4]: every K exceeds every B [2]"),
     ("leaderboard.py", ["--table", "--out", "no_such_board.json"], "field '--out' = 'no_such_board.json': no such"),
     # each failed only inside train.py ("failed (2) ... see LOG"), a NaN target was never met
-    ("leaderboard.py", [*SMALL, "--eval-seeds", "0"], "field '--eval-seeds' = 0: must be an integer >= 1"),
+    ("leaderboard.py", [*SMALL, "--eval-seeds", "0"], "field '--eval-seeds' = 0: must be an integer >= 2"),
+    # recorded zero-width intervals, [mean, mean], as if the figure were certain
+    ("leaderboard.py", [*SMALL, "--eval-seeds", "1"], "field '--eval-seeds' = 1: must be an integer >= 2"),
     ("leaderboard.py", [*SMALL, "--steps", "-1"], "field '--steps' = -1: must be an integer >= 1"),
     ("leaderboard.py", [*SMALL, "--train-seeds", "-1"], "field '--train-seeds' = -1: must be an integer >= 0"),
     ("leaderboard.py", [*SMALL, "--target-percent", "nan"], "field '--target-percent' = nan: must be a finite"),
