@@ -12,8 +12,9 @@ one batched simulation, with ``<controller>_tuned`` for each controller that has
 A training run or evaluation whose output is already in ``--runs-dir`` is reused, so an
 interrupted leaderboard continues where it stopped; one of another command there (other seeds,
 steps, controllers, overrides) is refused, naming its folder. ``--train-override`` and
-``--eval-override`` add to the commands; a key the script sets itself (the scenario, agent, seed,
-steps, evaluation seeds, controllers, checkpoints, deployed models, run folder) is refused, naming its flag.
+``--eval-override`` add to the commands; a key the script owns (the scenario, agent, seed, steps,
+evaluation seeds, controllers, checkpoints, deployed models, evaluation perturbation, run folder) is
+refused, naming the flag to use or why.
 
 What it reports, per controller: mean travel time over the evaluation seeds with its 95%
 bootstrap CI over seeds (for the learned policy: per evaluation seed the mean over training seeds,
@@ -49,12 +50,16 @@ from envs.evaluation.stats import bootstrap_mean, reduction_percent  # noqa: E40
 SOURCE = "benchmarks/leaderboard.py"
 CLASSICAL = ("fixed_time", "fixed_time_webster", "max_pressure", "sotl", "efficient_mp", "advanced_mp")
 PRIMARY, DELAY = "travel_time/mean", "delay"
-# the keys the script sets in train.py's and evaluate.py's command lines, and the flag that sets each
-# (None: fixed); an override of one would win in Hydra while the board reports the flag's value
-TRAIN_KEYS = {"scenario": "--scenario", "agent": "--agent", "seed": "--train-seeds",
-              "train.total_agent_steps": "--steps", "eval.seeds": "--eval-seeds", "hydra.run.dir": "--runs-dir"}
-EVAL_KEYS = {"scenario": "--scenario", "controllers": None, "checkpoint": None, "eval.seeds": "--eval-seeds",
-             "hydra.run.dir": "--runs-dir", "deployed": None}  # a deployed= row was read as one more training seed
+# the keys of train.py's and evaluate.py's command lines that the script owns, and why: an override
+# of one won in Hydra while the board reported the flag's value, or its rows were misread
+TRAIN_KEYS = {"scenario": "give --scenario", "agent": "give --agent", "seed": "give --train-seeds",
+              "train.total_agent_steps": "give --steps", "eval.seeds": "give --eval-seeds",
+              "hydra.run.dir": "give --runs-dir"}
+EVAL_KEYS = {"scenario": "give --scenario", "eval.seeds": "give --eval-seeds", "hydra.run.dir": "give --runs-dir",
+             "controllers": "it runs every classical controller and tuned preset",
+             "checkpoint": "it evaluates its own training runs",
+             "deployed": "its row would be averaged in as one more training seed",
+             "perturbation": "the board reads the clean rows, under a command that says perturbed"}
 
 
 def reusable(record_path: Path, command: str, *outputs: Path) -> dict | None:
@@ -225,10 +230,8 @@ def check_flags(args) -> None:
                                    ("--eval-override", args.eval_override, EVAL_KEYS)):
         for override in overrides:
             key = override.split("=", 1)[0].lstrip("+~")
-            if key in owned:  # Hydra's last value wins: the board was filed under the flag's value
-                raise ConfigError(SOURCE, flag, override, f"{key} is set by the leaderboard itself"
-                                  + (f" (give {owned[key]})" if owned[key] else "") + ": the board would "
-                                  "record the flag's value while the run used this one")
+            if key in owned:
+                raise ConfigError(SOURCE, flag, override, f"{key} is the leaderboard's own: {owned[key]}")
 
 
 def commit() -> str:

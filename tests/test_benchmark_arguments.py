@@ -93,11 +93,13 @@ SMALL = ["--scenario", "grid_1x1"]
     ("leaderboard.py", [*SMALL, "--train-seeds", "0", "0"], "field '--train-seeds' = [0, 0]: name each"),
     ("leaderboard.py", [*SMALL, "--table"], "field '--table' = True: prints the boards"),  # ignored: trained
     # Hydra's last value won: trained seed 3 filed as training seed 0, 3 eval seeds recorded as eval_seeds 5
-    ("leaderboard.py", [*SMALL, "--train-override", "seed=3"], "field '--train-override' = 'seed=3': seed is set"),
+    ("leaderboard.py", [*SMALL, "--train-override", "seed=3"], "field '--train-override' = 'seed=3': seed is the"),
     ("leaderboard.py", [*SMALL, "--eval-override", "eval.seeds=3"],
-     "field '--eval-override' = 'eval.seeds=3': eval.seeds is set by the leaderboard itself (give --eval-seeds)"),
+     "field '--eval-override' = 'eval.seeds=3': eval.seeds is the leaderboard's own: give --eval-seeds"),
     # its row came after the checkpoints' and was averaged in as a fourth training seed
     ("leaderboard.py", [*SMALL, "--eval-override", "deployed=[m.onnx]"], "field '--eval-override' = 'deployed="),
+    # the board read the clean rows, filed under a command that says perturbation=incident
+    ("leaderboard.py", [*SMALL, "--eval-override", "perturbation=incident"], "field '--eval-override' = 'pertur"),
     # tracebacks once every training run was done, the board written nowhere
     ("leaderboard.py", [*SMALL, "--out", "docs"], "field '--out' = 'docs': is a folder"),
     ("leaderboard.py", [*SMALL, "--out", "README.md"], "field '--out' = 'README.md': cannot be read as"),
