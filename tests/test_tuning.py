@@ -64,6 +64,18 @@ def test_candidates_start_from_the_defaults_and_never_repeat():
     assert 'no search space' in refused.value.reason
 
 
+@pytest.mark.parametrize("space, field, value, says", [
+    ({"thetta": [10.0]}, "SEARCH_SPACES.sotl.thetta", [10.0], "not a parameter of sotl"),  # a TypeError at batch 1
+    ({"theta": [40.0, -1.0]}, "SEARCH_SPACES.sotl.theta", -1.0, "must be a finite number > 0"),  # at its batch
+    ({"theta": [40.0], "mu": []}, "SEARCH_SPACES.sotl.mu", [], "empty grid"),  # the product was empty: defaults only
+])
+def test_a_bad_search_space_is_refused_naming_it_before_any_trial(space, field, value, says, monkeypatch):
+    monkeypatch.setitem(tuning.SEARCH_SPACES, "sotl", space)
+    with pytest.raises(ConfigError, match=says) as refused:
+        candidate_params("sotl", CONTROLLERS["sotl"], TuningSettings())
+    assert_names_everything(refused.value, "<tune>", field, value)
+
+
 def test_neighbours_move_one_parameter_one_grid_step():
     space = {"a": [1, 2, 3], "b": [True, False]}
     assert neighbours(space, {"a": 1, "b": True}) == [{"a": 2, "b": True}, {"a": 1, "b": False}]

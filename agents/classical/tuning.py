@@ -95,6 +95,7 @@ def candidate_params(controller: str, cls, settings: TuningSettings) -> list[dic
     if controller not in SEARCH_SPACES:
         raise ConfigError(SOURCE, "controller", controller, f"no search space; known: {sorted(SEARCH_SPACES)}")
     space = SEARCH_SPACES[controller]
+    check_space(controller, cls, space)
     defaults = {f.name: f.default for f in fields(cls) if f.name in space}
     grid = [dict(zip(space, values)) for values in itertools.product(*space.values())]
     grid = [p for p in grid if p != defaults]
@@ -102,6 +103,24 @@ def candidate_params(controller: str, cls, settings: TuningSettings) -> list[dic
     take = min(min(settings.random_trials, settings.trials) - 1, len(grid))
     picked = rng.choice(len(grid), size=take, replace=False) if take else []
     return [defaults] + [grid[int(k)] for k in picked]
+
+
+def check_space(controller: str, cls, space: dict[str, list]) -> None:
+    """Each key of `space` a parameter of `cls` with a non-empty grid of values it accepts, before any
+    trial runs: a misspelt key was a TypeError traceback at the first batch, a value the class refuses
+    an error minutes into the search, and an empty grid emptied the whole product (defaults only)."""
+    known = [f.name for f in fields(cls) if f.init and f.compare]  # its parameters (agents.ppo.schema)
+    for key, values in space.items():
+        where = f"SEARCH_SPACES.{controller}.{key}"
+        if key not in known:
+            raise ConfigError(SOURCE, where, values, f"not a parameter of {controller}; its parameters: {known}")
+        if not values:
+            raise ConfigError(SOURCE, where, values, "an empty grid leaves no point to search")
+        for value in values:
+            try:
+                cls(**{key: value})
+            except ConfigError as error:
+                raise ConfigError(SOURCE, where, value, error.reason) from None
 
 
 def neighbours(space: dict[str, list], point: dict) -> list[dict]:
@@ -194,5 +213,5 @@ def _yaml_value(value) -> str:
     return repr(value)
 
 
-__all__ = ["SEARCH_SPACES", "TuningResult", "TuningSettings", "candidate_params", "neighbours", "tune",
-           "tuned_config_text"]
+__all__ = ["SEARCH_SPACES", "TuningResult", "TuningSettings", "candidate_params", "check_space", "neighbours",
+           "tune", "tuned_config_text"]
