@@ -234,9 +234,12 @@ def check_flags(args) -> None:
                 raise ConfigError(SOURCE, flag, override, f"{key} is the leaderboard's own: {owned[key]}")
 
 
-def commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return done.stdout.strip() or "unknown"
+def commit(root: Path = ROOT) -> str:
+    """HEAD's short hash, with ``-dirty`` when tracked files differ from it: the figures come from the
+    working tree, and a bare hash attributed uncommitted code to that commit."""
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+    changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=root, capture_output=True).returncode == 1
+    return (done.stdout.strip() + ("-dirty" if changed else "")) if done.stdout.strip() else "unknown"
 
 
 def main() -> None:

@@ -38,3 +38,24 @@ def test_a_finished_run_is_reused_only_for_the_same_command(leaderboard, tmp_pat
             run(*other)
         assert str(out) in str(refused.value) and "another --runs-dir" in str(refused.value)
         assert "eval.seeds=2" in str(refused.value)  # what the folder holds
+
+
+def test_the_recorded_commit_says_when_the_working_tree_differs(leaderboard, tmp_path):
+    """It recorded HEAD's hash alone, attributing uncommitted code's figures to that commit."""
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("a = 1\n")
+    git("add", "code.py")
+    git("commit", "-q", "-m", "one")
+    clean = leaderboard.commit(tmp_path)
+    assert len(clean) >= 7 and not clean.endswith("-dirty")
+    (tmp_path / "code.py").write_text("a = 2\n")
+    assert leaderboard.commit(tmp_path) == clean + "-dirty"
+    (tmp_path / "untracked.txt").write_text("")  # outputs beside the code are not a change of it
+    git("checkout", "-q", "code.py")
+    assert leaderboard.commit(tmp_path) == clean
