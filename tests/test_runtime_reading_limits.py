@@ -120,8 +120,8 @@ def _wider_action_list(meta: dict) -> None:
     only the model's action head (4 logits) can tell the list is longer than the model's."""
     entry = meta["intersections"][1]
     entry["phases"].append(dict(entry["phases"][-1], index=4))
-    entry["intergreen_after_switch"] = [row + [True] for row in entry["intergreen_after_switch"]] + [[True] * 5]
-    entry["intergreen_after_switch"][4][4] = False
+    greens = [set(phase["green_movements"]) for phase in entry["phases"]]  # the table they make
+    entry["intergreen_after_switch"] = [[bool(p - q) for q in greens] for p in greens]
     entry["actions"].append(4)
     for feature in meta["observation"]["features"]:
         if feature["name"] == "phase_onehot":

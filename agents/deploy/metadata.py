@@ -164,6 +164,29 @@ def _check_entry(i: int, entry: dict, timing: Timing, source: str) -> None:
                              f"intersection {inter_id!r}: must be a finite number > 0")
 
 
+def _check_intergreen(i: int, entry: dict, source: str) -> None:
+    """The intergreen table is what the phases' green movements make it (the exporter writes
+    ``phase_removes_green``: p -> q shows yellow + all-red when a movement green in p is not green
+    in q). The table alone decides the clearance the runtime commands, and the checksum does not
+    cover this file: an edited ``false`` (or a string, which numpy reads as true) served a change
+    with no yellow and no all-red."""
+    inter_id, table = entry["id"], entry["intergreen_after_switch"]
+    greens = []
+    for p, phase in enumerate(entry["phases"]):
+        moves = phase.get("green_movements") if isinstance(phase, dict) else None
+        if not isinstance(moves, list) or not all(isinstance(m, int) and not isinstance(m, bool) for m in moves):
+            raise ModelError(source, f"intersections[{i}].phases[{p}].green_movements", moves,
+                             f"intersection {inter_id!r}: must be a list of movement indices")
+        greens.append(set(moves))
+    for p, row in enumerate(table):
+        for q, value in enumerate(row):
+            ends = sorted(greens[p] - greens[q])
+            if not isinstance(value, bool) or value != bool(ends):
+                raise ModelError(source, f"intersections[{i}].intergreen_after_switch[{p}][{q}]", value,
+                                 f"intersection {inter_id!r}: phases[].green_movements make it {bool(ends)} "
+                                 f"(switching phase {p} to {q} ends the green of movements {ends})")
+
+
 def _check_tables(layout: Layout, inters: list[dict], max_lanes, timing: Timing, source: str) -> None:
     ids = layout.ids
     if len(set(ids)) != len(ids):
@@ -185,6 +208,7 @@ def _check_tables(layout: Layout, inters: list[dict], max_lanes, timing: Timing,
         if table.shape != (phases, phases):
             raise ModelError(source, f"intersections[{i}].intergreen_after_switch", table.shape,
                              f"intersection {inter_id!r}: expected shape ({phases}, {phases})")
+        _check_intergreen(i, inters[i], source)
     if (layout.plan_length < 1).any():
         i = int(np.argmin(layout.plan_length))
         raise ModelError(source, f"intersections[{i}].fallback_plan", [],
