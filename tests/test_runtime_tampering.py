@@ -6,8 +6,10 @@ JSON", "The runtime")."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from agents.deploy.runtime import PolicyRuntime
 from tests.deploy_fixtures import assert_refused_at_load, edit_metadata
 
 
@@ -39,3 +41,21 @@ def _no_clearance(meta: dict) -> None:
 def test_an_intergreen_table_other_than_the_phases_green_movements_give_is_refused(model_copy, edit, field, value):
     edit_metadata(model_copy, edit)
     assert_refused_at_load(model_copy, field, value)
+
+
+@pytest.mark.parametrize("t", [float("nan"), float("inf"), -float("inf")])
+def test_a_time_that_is_not_finite_is_refused_by_decide_arrays_and_changes_nothing(model_copy, t):
+    runtime = PolicyRuntime(*model_copy)
+    lay = runtime.layout
+    lanes = {name: np.ones((len(lay.ids), runtime.max_lanes)) for name in runtime.lane_readings}
+    lanes["lane_halting"] = np.zeros_like(lanes["lane_count"])
+
+    def decide(at):
+        return runtime.decide_arrays(at, phase=lay.actions[:, 0], time_in_phase=np.full(len(lay.ids), 100.0), **lanes)
+
+    decide(0.0)
+    with pytest.raises(ValueError, match="field 't' must be a finite number of seconds"):
+        decide(t)
+    assert runtime.last_t == 0.0 and np.isfinite(runtime.signals.switched_at).all()
+    with pytest.raises(ValueError, match="went backwards"):  # the clock check still holds after it
+        decide(-5.0)

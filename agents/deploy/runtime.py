@@ -237,7 +237,10 @@ class PolicyRuntime:
         return self.decide_readings(float(t), Readings.from_arrays(lanes, phase, time_in_phase))
 
     def decide_readings(self, t: float, readings: Readings) -> Decision:
-        """The decision for `readings` taken at `t` (seconds, never going back)."""
+        """The decision for `readings` taken at `t` (seconds, finite, never going back)."""
+        if not math.isfinite(t):  # decide_arrays' callers too: a NaN t made every later t pass the check
+            # below and every switch time NaN, so no phase ever changed again (max green broken, no fault)
+            raise ValueError(f"field 't' must be a finite number of seconds, got {t!r}")
         if self.last_t is not None and t < self.last_t:
             raise ValueError(f"field 't' went backwards: {t} after {self.last_t}")
         self.last_t = t
