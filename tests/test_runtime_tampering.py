@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from agents.deploy.runtime import PolicyRuntime
-from tests.deploy_fixtures import assert_refused_at_load, edit_metadata
+from tests.deploy_fixtures import assert_refused_at_load, edit_metadata, readings_message
 
 
 def _first(meta: dict) -> dict:
@@ -59,3 +59,48 @@ def test_a_time_that_is_not_finite_is_refused_by_decide_arrays_and_changes_nothi
     assert runtime.last_t == 0.0 and np.isfinite(runtime.signals.switched_at).all()
     with pytest.raises(ValueError, match="went backwards"):  # the clock check still holds after it
         decide(-5.0)
+
+
+def _float_action_model(meta: dict, path) -> None:
+    """An ONNX model with the export's input and output names and shapes whose ``action`` is a
+    float (phase + 1.7: 1.7 where phase 0 runs), written to `path` with its checksum in `meta`."""
+    import hashlib
+
+    from onnx import TensorProto, helper
+
+    inputs = meta["model"]["inputs"]
+    lanes, actions = inputs["lane_count"]["shape"][1], meta["model"]["outputs"]["logits"]["shape"][1]
+    kinds = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64}
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["phase"], ["phase_f"], to=TensorProto.FLOAT),
+         helper.make_node("Add", ["phase_f", "offset"], ["action"]),
+         helper.make_node("Identity", ["phase"], ["phase_command"]),
+         helper.make_node("MatMul", ["lane_count", "weights"], ["logits"])],
+        "float_action",
+        [helper.make_tensor_value_info(name, kinds[spec["dtype"]], spec["shape"]) for name, spec in inputs.items()],
+        [helper.make_tensor_value_info("action", TensorProto.FLOAT, ["batch"]),
+         helper.make_tensor_value_info("phase_command", TensorProto.INT64, ["batch"]),
+         helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", actions])],
+        [helper.make_tensor("offset", TensorProto.FLOAT, [], [1.7]),
+         helper.make_tensor("weights", TensorProto.FLOAT, [lanes, actions], [0.0] * (lanes * actions))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", meta["model"]["opset"])])
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())
+    meta["model"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("damage", ["float_action", "metadata_dtype"])
+def test_a_model_whose_input_or_output_types_are_not_the_metadatas_is_a_model_fault(model_copy, damage):
+    # a float action 1.7 passed the range check and was truncated to action 1: a choice the model never made
+    onnx_path, _ = model_copy
+    if damage == "float_action":
+        edit_metadata(model_copy, lambda meta: _float_action_model(meta, onnx_path))
+    else:  # the metadata says the phase is a float: a feed built from it would fail every inference
+        edit_metadata(model_copy, lambda meta: meta["model"]["inputs"]["phase"].update(dtype="float32"))
+    runtime = PolicyRuntime(*model_copy)
+    reply = runtime.decide(readings_message(runtime, 0.0))
+    assert runtime.session is None
+    name = "action" if damage == "float_action" else "phase"
+    assert f"model {'output' if name == 'action' else 'input'} {name!r} has type" in runtime.model_fault
+    assert {c["source"] for c in reply["commands"].values()} == {"fallback"}

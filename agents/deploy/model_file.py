@@ -29,11 +29,14 @@ def _check_file(path: Path, data: bytes, spec: dict) -> str | None:
 
 
 def check_signature(session, spec: dict) -> str | None:
-    """What differs between the session's inputs/outputs (names, static dimensions) and the
-    metadata's; None if nothing does."""
+    """What differs between the session's inputs/outputs (names, element types, static
+    dimensions) and the metadata's; None if nothing does. The types too: a float ``action``
+    passed the range check and was truncated to an action the model never chose, and an input
+    of another type failed every inference instead of being named at load."""
     for kind, actual in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
         expected = spec.get(kind, {})
         found = {arg.name: arg.shape for arg in actual}
+        types = {arg.name: arg.type for arg in actual}
         if set(found) != set(expected):
             return f"model {kind} {sorted(found)} do not match the metadata's {sorted(expected)}"
         for name, entry in expected.items():
@@ -41,6 +44,10 @@ def check_signature(session, spec: dict) -> str | None:
             got = [d if isinstance(d, int) else None for d in found[name]]
             if static != got:
                 return f"model {kind[:-1]} {name!r} has shape {found[name]}, the metadata says {entry['shape']}"
+            # onnxruntime names float32 'float' ('tensor(float)'), int64 'int64' ('tensor(int64)')
+            declared = {"float32": "tensor(float)"}.get(entry.get("dtype"), f"tensor({entry.get('dtype')})")
+            if types[name] != declared:
+                return f"model {kind[:-1]} {name!r} has type {types[name]}, the metadata says {entry.get('dtype')}"
     return None
 
 

@@ -24,7 +24,7 @@ the readings:
   does.
 
 Faults and the fail-safe: a missing, corrupt or mismatched model (checksum, opset, input or
-output shapes) or a failed onnxruntime session puts every intersection on its fixed-time
+output shapes and types) or a failed onnxruntime session puts every intersection on its fixed-time
 fallback plan; missing, non-numeric, NaN, negative or out-of-range readings, a reported phase or
 time in phase that disagrees with what the runtime commanded, an inference error or an
 inference slower than ``deadline_ms`` put the affected intersections on it for that decision.
