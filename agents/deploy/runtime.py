@@ -254,6 +254,9 @@ class PolicyRuntime:
         target = np.where(from_policy, self.layout.actions[np.arange(len(action)), np.maximum(action, 0)], -1)
         target, switch_in = apply_timing_rules(self.signals, elapsed, target, from_policy)
         yellow, all_red = self.signals.clearance(target)
+        pending, remaining, (pending_yellow, pending_red) = self.signals.pending_command(t, target)
+        switch_in = np.where(pending, remaining, switch_in)
+        yellow, all_red = np.where(pending, pending_yellow, yellow), np.where(pending, pending_red, all_red)
         self.signals.advance(t, target, switch_in)
         self.fault_log.update(faults)
         source = [POLICY if p else FALLBACK for p in from_policy.tolist()]  # Python bools: no numpy scalars

@@ -18,7 +18,8 @@ class SignalModel:
         self.known = np.zeros(count, dtype=bool)
         self.cur_phase = np.zeros(count, dtype=np.int64)
         self.prev_phase = np.full(count, -1, dtype=np.int64)  # -1: unknown (assume intergreen)
-        self.switched_at = np.zeros(count, dtype=np.float64)
+        self.switched_at = np.zeros(count, dtype=np.float64)  # later than the message's t: not yet started
+        self.prev_switched_at = np.zeros(count, dtype=np.float64)  # when prev_phase started
 
     def cross_check(self, t: float, readings: Readings, good: np.ndarray, signal_ok: np.ndarray,
                     faults: list[list[str]]) -> None:
@@ -30,8 +31,12 @@ class SignalModel:
         a phase unknown and cut it at once)."""
         phase = np.nan_to_num(readings.phase, nan=-1).astype(np.int64)
         tip = readings.time_in_phase
+        # a message before a commanded change starts (switch_in_s after the last one) finds the
+        # phase before it still running, as it was told: no fault (that was a false one)
+        waiting = self.waiting(t) & (phase == self.prev_phase)
+        since = np.where(waiting, self.prev_switched_at, self.switched_at)
         mismatch = self.known & signal_ok & (
-            (phase != self.cur_phase) | (np.abs(tip - (t - self.switched_at)) > self.tolerance_s)
+            ((phase != self.cur_phase) & ~waiting) | (np.abs(tip - (t - since)) > self.tolerance_s)
         )
         rows = np.flatnonzero(mismatch)
         # Python numbers (tolist) format as the numpy scalars would, only faster
@@ -49,6 +54,20 @@ class SignalModel:
         self.switched_at[resync] = t - tip[resync]
         self.known |= signal_ok
         good &= ~mismatch
+
+    def waiting(self, t: float) -> np.ndarray:
+        """[I] bool: a change commanded earlier starts after `t` (its switch_in_s not yet over)."""
+        return self.known & (self.switched_at > t)
+
+    def pending_command(self, t: float, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mask, switch_in_s, (yellow_s, all_red_s)) of the changes commanded earlier that are still
+        to start after `t` and that `target` keeps: a reply must state them again as they were
+        given; 'no change' (0 s, no clearance) told a signal to switch now without yellow."""
+        keep = self.waiting(t) & (target == self.cur_phase)
+        inter = np.arange(len(self.layout.ids))
+        clears = (self.prev_phase < 0) | self.layout.intergreen[inter, np.maximum(self.prev_phase, 0),
+                                                                 np.maximum(self.cur_phase, 0)]
+        return keep, self.switched_at - t, (clears * self.timing.yellow_s, clears * self.timing.all_red_s)
 
     def green_elapsed(self, t: float) -> np.ndarray:
         """Seconds of green the current phase has shown at `t` (negative in its intergreen; inf
@@ -76,6 +95,7 @@ class SignalModel:
         change = (target != self.cur_phase) | ~self.known
         # the phase before an unknown one is unknown too: -1 keeps the full intergreen assumed
         self.prev_phase = np.where(change, np.where(self.known, self.cur_phase, -1), self.prev_phase)
+        self.prev_switched_at = np.where(change, self.switched_at, self.prev_switched_at)
         self.switched_at = np.where(change, t + switch_in, self.switched_at)
         self.cur_phase = np.where(change, target, self.cur_phase)
         self.known |= change

@@ -1,0 +1,136 @@
+"""Property: whatever the model answers (any action, out of range, an error) and whatever the
+detectors send (NaN, negative, over capacity, missing lists, missing intersections, an unreadable
+phase or time in phase), a signal that does what the runtime tells it never shows a green shorter
+than min green or longer than max green, and every change that ends a green is served with the
+metadata's yellow and all-red (docs/deployment.md, "The runtime"). hypothesis draws the faults.
+
+The signal here is the test's own, not the runtime's model of it: it switches at ``t +
+switch_in_s`` to the commanded phase and reports its phase and the seconds since it switched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agents.deploy.runtime import PolicyRuntime
+from tests.deploy_fixtures import FakeSession, readings_message
+
+DECISIONS = 40
+# per intersection and decision: what its readings look like
+READINGS = ["good", "good", "good", "nan_lane", "negative", "over_capacity", "short_list", "missing",
+            "phase_unreadable", "time_unreadable"]
+MODEL = ["action", "action", "action", "out_of_range", "error"]
+GAPS = [1.0, 1.0, 1.0, 0.0, 0.2, 0.5]  # decision intervals between two messages
+
+
+def _entry(runtime: PolicyRuntime, k: int, phase: int, tip: float, kind: str):
+    lanes = int(runtime.layout.num_lanes[k])
+    entry = {name: [1.0] * lanes for name in runtime.lane_readings}
+    entry["lane_halting"] = [0.0] * lanes
+    entry["phase"], entry["time_in_phase"] = phase, tip
+    if kind == "missing":
+        return None
+    if kind == "nan_lane":
+        entry["lane_count"][0] = float("nan")
+    elif kind == "negative":
+        entry["lane_halting"][-1] = -2.0
+    elif kind == "over_capacity":
+        entry["lane_count"][0] = float(runtime.layout.lane_max[k, 0]) + 1.0
+    elif kind == "short_list":
+        entry["lane_count"] = entry["lane_count"][1:]
+    elif kind == "phase_unreadable":
+        entry["phase"] = "green"
+    elif kind == "time_unreadable":
+        entry["time_in_phase"] = -1.0
+    return entry
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_no_model_answer_or_detector_fault_breaks_min_green_max_green_or_the_clearance(uneven, data):
+    runtime = PolicyRuntime(uneven[1]["shared"][1])
+    lay, timing = runtime.layout, runtime.timing
+    count = len(lay.ids)
+    answers = {}
+
+    def choose(feed):
+        kind, actions = answers["model"]
+        if kind == "error":
+            raise RuntimeError("onnxruntime failed")
+        rows = len(feed["phase"])
+        return np.asarray(actions[:rows] if kind == "action" else [99] * rows, dtype=np.int64)
+
+    runtime.session = FakeSession(choose)
+    phase = lay.actions[:, 0].copy()  # what each signal shows
+    since = np.full(count, -100.0)  # when it switched to it (the first green's start is unknown)
+    cleared = np.ones(count, dtype=bool)  # that switch showed yellow + all-red
+    first = np.ones(count, dtype=bool)  # still the green shown before the runtime took over
+    pending: list[tuple[int, float] | None] = [None] * count
+    greens = []  # each green the runtime ended: (intersection, seconds)
+
+    def carry_out(k: int, until: float) -> None:  # the signal switches when a command says
+        if pending[k] is None or pending[k][1] > until:
+            return
+        target, at = pending[k]
+        pending[k] = None
+        if not first[k]:
+            greens.append((k, at - since[k] - (timing.yellow_s + timing.all_red_s) * cleared[k]))
+        cleared[k] = bool(lay.intergreen[k, phase[k], target])
+        phase[k], since[k], first[k] = target, at, False
+
+    t = 0.0
+    for step in range(DECISIONS):
+        # mostly one decision interval apart; sometimes sooner (a resent line, a faster poll)
+        t += data.draw(st.sampled_from(GAPS)) * timing.decision_interval_s if step else 0.0
+        for k in range(count):
+            carry_out(k, t)
+        answers["model"] = (data.draw(st.sampled_from(MODEL)), data.draw(st.lists(
+            st.integers(0, 3), min_size=count, max_size=count)))
+        kinds = data.draw(st.lists(st.sampled_from(READINGS), min_size=count, max_size=count))
+        message = {"t": t, "intersections": {}}
+        for k, inter_id in enumerate(lay.ids):
+            entry = _entry(runtime, k, int(phase[k]), float(t - since[k]), kinds[k])
+            if entry is not None:
+                message["intersections"][inter_id] = entry
+        reply = runtime.decide(message)
+        for k, inter_id in enumerate(lay.ids):
+            command = reply["commands"][inter_id]
+            target, at = command["phase"], t + command["switch_in_s"]
+            shown = pending[k][0] if pending[k] is not None else phase[k]  # what it was last told
+            if target == shown and pending[k] is not None:  # the same change, stated again
+                assert at == pending[k][1], (step, inter_id, command, pending[k])
+            if target != phase[k]:  # a change: the clearance it shows is the one its phases need
+                expected = ((float(timing.yellow_s), float(timing.all_red_s)) if lay.intergreen[k, phase[k], target]
+                            else (0.0, 0.0))
+                assert (command["yellow_s"], command["all_red_s"]) == expected, (step, inter_id, command)
+                assert at < t + timing.decision_interval_s
+                pending[k] = (target, at)
+            else:
+                pending[k] = None
+    for k in range(count):
+        carry_out(k, np.inf)
+    assert all(timing.min_green_s <= green <= timing.max_green_s for _, green in greens), greens
+    # a phase still green when the messages stop has not passed max green either
+    shown = t + timing.decision_interval_s - since - (timing.yellow_s + timing.all_red_s) * cleared
+    assert (shown[~first] <= timing.max_green_s).all(), shown
+
+
+@pytest.mark.parametrize("signal_readings", ["good", "time_unreadable"])
+def test_a_message_before_a_commanded_change_starts_states_that_change_again(model_copy, signal_readings):
+    # decisions come when the controller sends them: a second message before the switch_in_s of the
+    # first is over (a resent line, a faster poll) found the old phase still running, as told
+    runtime = PolicyRuntime(*model_copy)
+    runtime.session = FakeSession(lambda feed: np.ones(len(feed["phase"]), dtype=np.int64))  # always action 1
+    victim = runtime.layout.ids[0]
+    message = readings_message(runtime, 0.0, tip=7.0)  # phase 0, 2 s of green after an assumed intergreen
+    command = runtime.decide(message)["commands"][victim]
+    assert (command["phase"], command["switch_in_s"], command["yellow_s"], command["all_red_s"]) == (1, 3.0, 3.0, 2.0)
+    early = readings_message(runtime, 1.0, tip=8.0)  # phase 0 still, one second on
+    if signal_readings == "time_unreadable":  # the runtime goes by its own model of the signal
+        early["intersections"][victim]["time_in_phase"] = -1.0
+    command = runtime.decide(early)["commands"][victim]
+    # it said phase 1, switch_in_s 0, yellow_s 0: switch now, with no yellow and no all-red
+    assert (command["phase"], command["switch_in_s"], command["yellow_s"], command["all_red_s"]) == (1, 2.0, 3.0, 2.0)
+    assert not any(fault.startswith("signal reports") for fault in command["faults"]), command
