@@ -134,3 +134,23 @@ def test_a_message_before_a_commanded_change_starts_states_that_change_again(mod
     # it said phase 1, switch_in_s 0, yellow_s 0: switch now, with no yellow and no all-red
     assert (command["phase"], command["switch_in_s"], command["yellow_s"], command["all_red_s"]) == (1, 2.0, 3.0, 2.0)
     assert not any(fault.startswith("signal reports") for fault in command["faults"]), command
+
+
+def test_a_signal_that_switched_later_than_commanded_still_gets_its_min_green(model_copy):
+    # within the 1 s tolerance the runtime kept its own switch time: a change that reached the
+    # signal 0.8 s late, then one on time, cut that green to 4.2 s of its 5
+    runtime = PolicyRuntime(*model_copy)
+    actions = iter([1, 2, 2])
+    runtime.session = FakeSession(lambda feed: np.full(len(feed["phase"]), next(actions), dtype=np.int64))
+    victim = runtime.layout.ids[0]
+    message = readings_message(runtime, 0.0, tip=100.0)
+    command = runtime.decide(message)["commands"][victim]
+    assert (command["phase"], command["switch_in_s"]) == (1, 0.0)
+    message = readings_message(runtime, 5.0, phases={i: 1 for i in runtime.layout.ids}, tip=4.2)  # switched at 0.8
+    command = runtime.decide(message)["commands"][victim]
+    assert command["phase"] == 1  # min green (5 s after the 5 s of clearance) is 5.8 s away
+    message = readings_message(runtime, 10.0, phases={i: 1 for i in runtime.layout.ids}, tip=9.2)
+    command = runtime.decide(message)["commands"][victim]
+    assert not command["faults"]
+    green_starts = 0.8 + 5.0  # the signal's switch, then yellow and all-red
+    assert command["phase"] == 2 and 10.0 + command["switch_in_s"] - green_starts == pytest.approx(5.0)

@@ -47,6 +47,11 @@ class SignalModel:
                 f"signal reports phase {reported} for {seconds:g} s; the controller commanded phase "
                 f"{commanded} {ago:g} s ago"
             )
+        # within the tolerance the runtime's own switch time stands, unless the signal says it
+        # switched later (a command that reached it late): min green then counts from the later
+        # start, the signal's; it had been cut by up to the tolerance
+        late = self.known & signal_ok & ~mismatch & ~waiting & (t - tip > self.switched_at)
+        self.switched_at[late] = t - tip[late]
         resync = signal_ok & (~self.known | mismatch)
         self.cur_phase[resync] = phase[resync]
         self.prev_phase[resync & mismatch] = -1
