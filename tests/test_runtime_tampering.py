@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from agents.deploy.runtime import PolicyRuntime
+from envs.errors import CommandError
 from tests.deploy_fixtures import assert_refused_at_load, edit_metadata, readings_message
 
 
@@ -104,3 +105,26 @@ def test_a_model_whose_input_or_output_types_are_not_the_metadatas_is_a_model_fa
     name = "action" if damage == "float_action" else "phase"
     assert f"model {'output' if name == 'action' else 'input'} {name!r} has type" in runtime.model_fault
     assert {c["source"] for c in reply["commands"].values()} == {"fallback"}
+
+
+@pytest.mark.parametrize("name, value", [
+    ("lane_count", "one_row"),  # broadcast to every intersection: an inference error each decision
+    ("lane_count", "wider"),
+    ("lane_halting", "scalar"),
+    ("phase", "scalar"),  # was a TypeError: len() of unsized object
+    ("time_in_phase", "one_more"),
+])
+def test_readings_of_the_wrong_shape_are_refused_by_decide_arrays_naming_the_reading(model_copy, name, value):
+    runtime = PolicyRuntime(*model_copy)
+    lay = runtime.layout
+    count, lanes_wide = len(lay.ids), runtime.max_lanes
+    arrays = {lane: np.zeros((count, lanes_wide)) for lane in runtime.lane_readings}
+    arrays |= {"phase": lay.actions[:, 0], "time_in_phase": np.full(count, 100.0)}
+    good = arrays[name]
+    arrays[name] = {"one_row": good[:1].reshape(-1), "wider": np.zeros((count, lanes_wide + 1)),
+                    "scalar": good.reshape(-1)[0], "one_more": np.append(good, good[:1])}[value]
+    with pytest.raises(CommandError) as caught:
+        runtime.decide_arrays(0.0, **arrays)
+    shape = np.shape(arrays[name])
+    assert str(caught.value).startswith(f"<decide_arrays>: field {name!r} = {shape!r}: expected shape ")
+    assert runtime.last_t is None  # nothing decided

@@ -15,6 +15,7 @@ from itertools import chain
 import numpy as np
 
 from agents.deploy.metadata import APPROACH_READINGS, BASE_LANE_READINGS, Layout
+from envs.errors import CommandError
 
 SIGNAL_READINGS = ("phase", "time_in_phase")
 # a number at least this large may have been an integer that the fast JSON decoder (orjson,
@@ -44,7 +45,21 @@ class Readings:
         """Readings already in arrays (metadata order, lanes zero-padded), no faults yet."""
         per_lane = {name: np.asarray(values, dtype=np.float64) for name, values in lanes.items()}
         phase, time_in_phase = (np.asarray(a, dtype=np.float64) for a in (phase, time_in_phase))
-        return cls(per_lane, phase, time_in_phase, [[] for _ in range(len(phase))])
+        return cls(per_lane, phase, time_in_phase, [[] for _ in range(phase.size)])  # a 0-d phase: `check_shapes`
+
+
+def check_shapes(readings: Readings, count: int, max_lanes: int, source: str = "<decide_arrays>") -> None:
+    """A `CommandError` naming the reading unless each per-lane reading is ``[count, max_lanes]``
+    and the phase and time in phase ``[count]``: numpy broadcast a single lane row to every
+    intersection (an inference error on every decision) or stopped with an IndexError naming
+    nothing."""
+    expected = {name: (count, max_lanes) for name in readings.lanes} | dict.fromkeys(SIGNAL_READINGS, (count,))
+    arrays = readings.lanes | {name: getattr(readings, name) for name in SIGNAL_READINGS}
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
+            lanes = f", lanes zero-padded to observation.max_lanes ({max_lanes})" if len(shape) > 1 else ""
+            raise CommandError(source, name, arrays[name].shape,
+                               f"expected shape {shape}: the metadata's {count} intersections in its order{lanes}")
 
 
 def policy_lane_readings(model_inputs) -> tuple[str, ...]:

@@ -48,7 +48,7 @@ import numpy as np
 from agents.deploy.metadata import build_layout, check_action_head, check_features, load_metadata, load_timing
 from agents.deploy.model_file import infer, load_session
 from agents.deploy.readings import (
-    Readings, WholeMessage, numbers, parse_readings, policy_lane_readings, validate_readings,
+    Readings, WholeMessage, check_shapes, numbers, parse_readings, policy_lane_readings, validate_readings,
 )
 from agents.deploy.signals import SignalModel
 from agents.deploy.timing_rules import apply_timing_rules
@@ -234,7 +234,9 @@ class PolicyRuntime:
         if missing:
             raise ValueError(f"the policy needs the per-lane readings {missing} as well")
         lanes = {name: lanes[name] for name in self.lane_readings}
-        return self.decide_readings(float(t), Readings.from_arrays(lanes, phase, time_in_phase))
+        readings = Readings.from_arrays(lanes, phase, time_in_phase)
+        check_shapes(readings, len(self.layout.ids), self.max_lanes)
+        return self.decide_readings(float(t), readings)
 
     def decide_readings(self, t: float, readings: Readings) -> Decision:
         """The decision for `readings` taken at `t` (seconds, finite, never going back)."""
