@@ -128,3 +128,14 @@ def test_readings_of_the_wrong_shape_are_refused_by_decide_arrays_naming_the_rea
     shape = np.shape(arrays[name])
     assert str(caught.value).startswith(f"<decide_arrays>: field {name!r} = {shape!r}: expected shape ")
     assert runtime.last_t is None  # nothing decided
+
+
+@pytest.mark.parametrize("plan, field, value", [
+    # the fallback held phase 0 for ever: its next step was phase 0 again (200 s of a 20 s max green)
+    ([0, 0, 1], "intersections[0].fallback_plan[1].phase", 0),
+    ([0, 1, 2, 1], "intersections[0].fallback_plan[3].phase", 1),
+    ([2], "intersections[0].fallback_plan", [{"phase": 2, "green_s": 10.0}]),
+])
+def test_a_fallback_plan_that_would_hold_a_phase_past_max_green_is_refused(model_copy, plan, field, value):
+    edit_metadata(model_copy, lambda m: _first(m).update(fallback_plan=[{"phase": p, "green_s": 10.0} for p in plan]))
+    assert_refused_at_load(model_copy, field, value)

@@ -149,6 +149,18 @@ def _check_entry(i: int, entry: dict, timing: Timing, source: str) -> None:
         if phase in actions[:k]:  # the exporter lists each signal phase once: a repeat is an edit
             raise ModelError(source, f"intersections[{i}].actions[{k}]", phase,
                              f"intersection {inter_id!r}: phase {phase} is already actions[{actions.index(phase)}]")
+    # the fallback applies no max-green rule of its own: each green ends when the plan moves on,
+    # so a plan that repeats a phase, or names one where there are more, held it for ever
+    plan = [step["phase"] for step in entry["fallback_plan"]]
+    for k, phase in enumerate(plan):
+        if phase in plan[:k]:
+            raise ModelError(source, f"intersections[{i}].fallback_plan[{k}].phase", phase,
+                             f"intersection {inter_id!r}: phase {phase} is already fallback_plan[{plan.index(phase)}]"
+                             " (the plan would hold it past max green)")
+    if len(plan) == 1 and len(actions) > 1:
+        raise ModelError(source, f"intersections[{i}].fallback_plan", entry["fallback_plan"],
+                         f"intersection {inter_id!r}: one phase for its {len(actions)} actions "
+                         "(the plan would hold it past max green)")
     for k, step in enumerate(entry["fallback_plan"]):
         if not _positive_at_most(step["green_s"], timing.max_green_s):
             raise ModelError(source, f"intersections[{i}].fallback_plan[{k}].green_s", step["green_s"],
