@@ -1,8 +1,10 @@
 """Property: whatever the model answers (any action, out of range, an error) and whatever the
 detectors send (NaN, negative, over capacity, missing lists, missing intersections, an unreadable
-phase or time in phase), a signal that does what the runtime tells it never shows a green shorter
-than min green or longer than max green, and every change that ends a green is served with the
-metadata's yellow and all-red (docs/deployment.md, "The runtime"). hypothesis draws the faults.
+phase or time in phase, a time in phase older than the phase), a signal that does what the runtime
+tells it never shows a green shorter than min green or longer than max green, and every change
+that ends a green is served with the metadata's yellow and all-red (docs/deployment.md, "The
+runtime"). hypothesis draws the faults; messages come mostly one decision interval apart, sometimes
+sooner.
 
 The signal here is the test's own, not the runtime's model of it: it switches at ``t +
 switch_in_s`` to the commanded phase and reports its phase and the seconds since it switched."""
@@ -20,7 +22,7 @@ from tests.deploy_fixtures import FakeSession, readings_message
 DECISIONS = 40
 # per intersection and decision: what its readings look like
 READINGS = ["good", "good", "good", "nan_lane", "negative", "over_capacity", "short_list", "missing",
-            "phase_unreadable", "time_unreadable"]
+            "phase_unreadable", "time_unreadable", "time_older"]
 MODEL = ["action", "action", "action", "out_of_range", "error"]
 GAPS = [1.0, 1.0, 1.0, 0.0, 0.2, 0.5]  # decision intervals between two messages
 
@@ -42,6 +44,8 @@ def _entry(runtime: PolicyRuntime, k: int, phase: int, tip: float, kind: str):
         entry["lane_count"] = entry["lane_count"][1:]
     elif kind == "phase_unreadable":
         entry["phase"] = "green"
+    elif kind == "time_older":  # a clock glitch: 40 s more than the signal has run its phase
+        entry["time_in_phase"] = tip + 40.0
     elif kind == "time_unreadable":
         entry["time_in_phase"] = -1.0
     return entry
@@ -154,3 +158,19 @@ def test_a_signal_that_switched_later_than_commanded_still_gets_its_min_green(mo
     assert not command["faults"]
     green_starts = 0.8 + 5.0  # the signal's switch, then yellow and all-red
     assert command["phase"] == 2 and 10.0 + command["switch_in_s"] - green_starts == pytest.approx(5.0)
+
+
+def test_a_time_in_phase_that_claims_an_earlier_start_than_the_switch_does_not_cut_min_green(model_copy):
+    # the signal was told to switch at 0; at 5 its clock says 40 s in that phase: a fault, and the
+    # runtime took the reading, found the green 35 s old and ended it on the spot, after 0 s of green
+    runtime = PolicyRuntime(*model_copy)
+    runtime.session = FakeSession(lambda feed: np.ones(len(feed["phase"]), dtype=np.int64))  # always action 1
+    victim = runtime.layout.ids[0]
+    command = runtime.decide(readings_message(runtime, 0.0, tip=100.0))["commands"][victim]
+    assert (command["phase"], command["switch_in_s"]) == (1, 0.0)
+    lying = readings_message(runtime, 5.0, phases={i: 1 for i in runtime.layout.ids}, tip=40.0)
+    command = runtime.decide(lying)["commands"][victim]
+    assert command["source"] == "fallback" and command["faults"][0].startswith("signal reports phase 1 for 40 s")
+    assert command["phase"] == 1  # its green began at 5 (after the clearance): min green holds it
+    honest = readings_message(runtime, 10.0, phases={i: 1 for i in runtime.layout.ids}, tip=10.0)
+    assert runtime.decide(honest)["commands"][victim]["source"] == "policy"  # the clocks agree again

@@ -24,7 +24,8 @@ class SignalModel:
     def cross_check(self, t: float, readings: Readings, good: np.ndarray, signal_ok: np.ndarray,
                     faults: list[list[str]]) -> None:
         """The readings' phase and time in phase must be what was commanded; where they are not,
-        the signal did something else: that is a fault (`good` drops it), and the readings win.
+        the signal did something else: that is a fault (`good` drops it), and the readings win
+        (but never with an earlier start for the phase the runtime switched it to: `impossible`).
         The signal's own readings (phase, time in phase) are read wherever they are valid
         (`signal_ok`, from `validate_readings`), even where a detector's reading is bad: the phase
         is then known, and min green holds for the fallback plan too (a bad lane reading once left
@@ -52,7 +53,13 @@ class SignalModel:
         # start, the signal's; it had been cut by up to the tolerance
         late = self.known & signal_ok & ~mismatch & ~waiting & (t - tip > self.switched_at)
         self.switched_at[late] = t - tip[late]
-        resync = signal_ok & (~self.known | mismatch)
+        # the phase the runtime switched it to from a known one (or the one before a change still to
+        # start), reported with an earlier start than that switch: no signal that obeyed can say so
+        # (a glitch in its clock). Still a fault, but the runtime's own start stands: adopting the
+        # earlier one let the fallback cut that green below min green
+        impossible = (mismatch & ((phase == self.cur_phase) | waiting) & (self.prev_phase >= 0)
+                      & (t - tip < since))
+        resync = signal_ok & (~self.known | mismatch) & ~impossible
         self.cur_phase[resync] = phase[resync]
         self.prev_phase[resync & mismatch] = -1
         self.prev_phase[resync & ~self.known] = -1
