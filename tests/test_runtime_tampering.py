@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from agents.deploy.runtime import PolicyRuntime
-from envs.errors import CommandError
+from envs.errors import CommandError, ConfigError
 from tests.deploy_fixtures import assert_refused_at_load, edit_metadata, readings_message
 
 
@@ -139,3 +139,17 @@ def test_readings_of_the_wrong_shape_are_refused_by_decide_arrays_naming_the_rea
 def test_a_fallback_plan_that_would_hold_a_phase_past_max_green_is_refused(model_copy, plan, field, value):
     edit_metadata(model_copy, lambda m: _first(m).update(fallback_plan=[{"phase": p, "green_s": 10.0} for p in plan]))
     assert_refused_at_load(model_copy, field, value)
+
+
+@pytest.mark.parametrize("argument, value", [
+    ("timing_tolerance_s", float("nan")),  # no time in phase was ever a mismatch
+    ("timing_tolerance_s", -1.0),  # every decision a fault
+    ("timing_tolerance_s", float("inf")),
+    ("threads", 0),  # onnxruntime's 'every core'
+    ("threads", -2),
+    ("threads", True),
+])
+def test_a_tolerance_or_thread_count_the_runtime_cannot_use_is_refused(model_copy, argument, value):
+    with pytest.raises(ConfigError) as caught:
+        PolicyRuntime(*model_copy, **{argument: value})
+    assert str(caught.value).startswith(f"<config>: field {argument!r} = {value!r}: must be ")

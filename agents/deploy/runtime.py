@@ -41,6 +41,7 @@ import logging
 import math
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ from agents.deploy.readings import (
 )
 from agents.deploy.signals import SignalModel
 from agents.deploy.timing_rules import apply_timing_rules
-from envs.errors import ModelError, positive_or_none
+from envs.errors import ConfigError, ModelError, positive_or_none
 
 LOG = logging.getLogger("gridlight.runtime")
 POLICY, FALLBACK = "policy", "fallback"
@@ -157,6 +158,15 @@ class PolicyRuntime:
         threads: int = 1,
     ) -> None:
         deadline_ms = check_deadline_ms(deadline_ms)
+        # NaN compared False: no time in phase was ever a mismatch (the cross-check off unasked);
+        # a negative one made every decision a fault
+        if isinstance(timing_tolerance_s, bool) or not isinstance(timing_tolerance_s, Real) \
+                or not 0 <= timing_tolerance_s < math.inf:
+            raise ConfigError("<config>", "timing_tolerance_s", timing_tolerance_s,
+                              "must be a finite number of seconds >= 0")
+        # a count below 1 went to onnxruntime as given (0: its own choice, every core), unasked
+        if isinstance(threads, bool) or not isinstance(threads, Integral) or threads < 1:
+            raise ConfigError("<config>", "threads", threads, "must be a whole number >= 1")
         self.model_path = Path(model_path)
         self.metadata_path = Path(metadata_path) if metadata_path else self.model_path.with_suffix(".json")
         if not self.model_path.exists() and not self.metadata_path.exists():
