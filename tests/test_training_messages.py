@@ -21,6 +21,7 @@ from agents.ppo.interrupts import Terminated, sigterm_interrupts
 from agents.ppo.policy import read_meta
 from agents.ppo.run_messages import eval_line, say, seed_for_resume, status_log, trainer_for_resume, whole_rollouts
 from agents.ppo.run_setup import LAYOUT_KEYS, check_layout
+from agents.ppo.torchrl_trainer import train_torchrl
 from envs.errors import CheckpointError, ConfigError
 from tests.conftest import REPO_ROOT
 from tests.test_train import tiny_run, train_config
@@ -228,3 +229,36 @@ def test_each_baseline_is_said_with_its_mean_travel_time_over_the_eval_seeds(cap
                    "max_pressure": {"travel_time/mean": torch.tensor([90.0, 90.5])}}, "travel_time/mean", 2)
     assert capsys.readouterr().out == ("baseline fixed_time: travel time 150.5 s on 2 eval seed(s)\n"
                                        "baseline max_pressure: travel time 90.2 s on 2 eval seed(s)\n")
+
+
+def test_changed_settings_name_each_leaf_that_differs_and_skip_what_a_resume_sets_afresh():
+    from agents.ppo.run_setup import changed_settings
+
+    saved = {"agent": {"learning_rate": 0.001, "n_epochs": 4},
+             "perturbation": {"name": "mixed", "surge": {"scale": 1.3}},
+             "train": {"total_agent_steps": 100, "progress": True}, "resume": None, "env": {"copies": 64}}
+    given = {"agent": {"learning_rate": 0.001, "n_epochs": 10}, "perturbation": {"name": "clean", "surge": None},
+             "train": {"total_agent_steps": 900, "progress": False}, "resume": "a.zip",
+             "env": {"copies": 64, "probes": {}}}  # a key newer than the checkpoint: not compared
+    assert changed_settings(saved, given) == ["agent.n_epochs=10 (checkpoint: 4)",
+                                              "perturbation.name='clean' (checkpoint: 'mixed')",
+                                              "perturbation.surge=None (checkpoint: {...})"]
+
+
+@pytest.mark.parametrize("trainer", ["sb3", "torchrl"])
+def test_a_resume_names_the_settings_it_changes_from_the_checkpoints_run(tmp_path, capsys, trainer):
+    # the documented resume command (train.py resume=PATH train.total_agent_steps=N) after a run under
+    # perturbation=mixed went on clean, with nothing said
+    train = sb3_trainer.train if trainer == "sb3" else train_torchrl
+    first = tiny_run(**SHORT, train__total_agent_steps=ROLLOUT, trainer=trainer)
+    train(train_config(*first, "perturbation=mixed", "agent.n_epochs=2"), tmp_path / "first")
+    checkpoint = tmp_path / "first" / "checkpoints" / ("last.zip" if trainer == "sb3" else "last.pt")
+    capsys.readouterr()
+    again = tiny_run(**SHORT, train__total_agent_steps=2 * ROLLOUT, trainer=trainer, resume=checkpoint)
+    train(train_config(*again), tmp_path / "second")
+    said = capsys.readouterr().out
+    assert ("this run's settings differ from the checkpoint's run, and apply from here on: agent.n_epochs=1 "
+            "(checkpoint: 2); perturbation.name='clean' (checkpoint: 'mixed'); ") in said
+    assert "(give the first run's overrides again to continue it unchanged)" in said
+    train(train_config(*again, "perturbation=mixed", "agent.n_epochs=2"), tmp_path / "third")
+    assert "differ from the checkpoint's" not in capsys.readouterr().out  # the first run's overrides: nothing to say

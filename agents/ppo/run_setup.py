@@ -111,6 +111,40 @@ def check_layout(path: str, meta: dict, layout: dict) -> None:
             raise CheckpointError(path, f"env.{key}", given, f"differs from the checkpoint's {value!r}")
 
 
+# what a resumed run is expected to set afresh: the checkpoint to read, how far to go, how it shows
+# progress and where this machine keeps the datasets
+SET_ON_RESUME = ("resume", "train.total_agent_steps", "train.progress", "scenario.data_dir")
+
+
+def changed_settings(saved, given, prefix: str = "") -> list[str]:
+    """``KEY=VALUE (checkpoint: VALUE)`` for each setting of this run's config (`given`, plain)
+    that differs from the checkpoint's (`saved`), sub-configs compared key by key; a key the
+    checkpoint does not record (newer than it) is left out."""
+    changed = []
+    for key, old in saved.items():
+        path, new = f"{prefix}{key}", given.get(key)
+        if key not in given or path in SET_ON_RESUME or old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += changed_settings(old, new, f"{path}.")
+        else:
+            shown = ["{...}" if isinstance(value, dict) else repr(value) for value in (new, old)]
+            changed.append(f"{path}={shown[0]} (checkpoint: {shown[1]})")
+    return changed
+
+
+def say_resumed(path: str, steps: int, meta: dict, cfg: DictConfig) -> None:
+    """The resume line, and the settings this run changes: a resumed run trains with this command's
+    config, not the checkpoint's, so the documented ``python train.py resume=PATH
+    train.total_agent_steps=N`` after a run under ``perturbation=mixed`` or ``train=fast`` trained clean,
+    or with the default copies and epochs, and said nothing."""
+    say(f"resumed from {path} at {steps:,} agent-steps")
+    changed = changed_settings(meta.get("config", {}), OmegaConf.to_container(cfg, resolve=True))
+    if changed:
+        say(f"this run's settings differ from the checkpoint's run, and apply from here on: {'; '.join(changed)} "
+            "(give the first run's overrides again to continue it unchanged)")
+
+
 def start_demand(core, seed_env, seed: int, resumed: dict | None, path: str | None) -> None:
     """Where the training demand starts: a new run at sample ``seed * SAMPLES_PER_SEED``
     (`seed_env` seeds the adapter's next reset); a resumed one where its checkpoint (`resumed`, its
@@ -187,6 +221,5 @@ class RunRecord:
         }
 
 
-__all__ = ["ARCH_KEYS", "LAYOUT_KEYS", "SAMPLES_PER_SEED", "RunRecord", "check_architecture", "check_layout",
-           "check_evaluation", "check_minibatches",
-           "load_scenarios", "start_demand"]
+__all__ = ["ARCH_KEYS", "LAYOUT_KEYS", "SAMPLES_PER_SEED", "RunRecord", "changed_settings", "check_architecture",
+           "check_layout", "check_evaluation", "check_minibatches", "load_scenarios", "say_resumed", "start_demand"]

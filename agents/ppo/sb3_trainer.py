@@ -46,9 +46,9 @@ from agents.ppo.policy import load_policy, read_meta, read_rng
 from agents.ppo.config import check_config, demand_spec, engine_params, observation_names, perturbation_config
 from agents.ppo.interrupts import saved_on_interrupt
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
-from agents.ppo.run_messages import say, say_baselines, whole_rollouts
+from agents.ppo.run_messages import say_baselines, whole_rollouts
 from agents.ppo.run_setup import (
-    check_architecture, check_evaluation, check_layout, check_minibatches, load_scenarios, start_demand,
+    check_architecture, check_evaluation, check_layout, check_minibatches, load_scenarios, say_resumed, start_demand,
 )
 from agents.ppo.sb3_callback import TrainingCallback
 from agents.ppo.sb3_logging import run_logger
@@ -148,7 +148,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     env = ScaledReward(venv, cfg.agent.reward_scale)
     if cfg.resume is not None:
         model, meta = resume_model(cfg, env, core)
-        say(f"resumed from {cfg.resume} at {model.num_timesteps:,} agent-steps")
+        say_resumed(str(cfg.resume), model.num_timesteps, meta, cfg)
     else:
         model, meta = build_model(cfg, env), None
     check_minibatches(cfg.agent, cfg.env.copies, core.num_intersections, "sb3")  # after a resume's checks

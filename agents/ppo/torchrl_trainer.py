@@ -46,7 +46,8 @@ from agents.ppo.interrupts import interrupts_deferred, saved_on_interrupt
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
 from agents.ppo.run_messages import eval_line, say, say_baselines, say_interrupted, whole_rollouts
 from agents.ppo.run_setup import (
-    RunRecord, check_architecture, check_evaluation, check_layout, check_minibatches, load_scenarios, start_demand,
+    RunRecord, check_architecture, check_evaluation, check_layout, check_minibatches, load_scenarios, say_resumed,
+    start_demand,
 )
 from agents.ppo.torchrl_logging import EpisodeStats, RunLog
 from agents.ppo.torchrl_policy import (
@@ -107,7 +108,7 @@ class TorchRLTrainer:
         self.num_timesteps = 0
         if cfg.resume is not None:
             self._resume(str(cfg.resume))
-            say(f"resumed from {cfg.resume} at {self.num_timesteps:,} agent-steps")
+            say_resumed(str(cfg.resume), self.num_timesteps, self.meta_in, cfg)
         check_minibatches(agent, cfg.env.copies, self.I, "torchrl")  # after a resume's checks: they name the key
         self.start_steps, self.bar = self.num_timesteps, None
         self.end = whole_rollouts(int(cfg.train.total_agent_steps), self.num_timesteps,
