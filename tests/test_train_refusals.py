@@ -36,6 +36,25 @@ def test_sb3_refuses_a_minibatch_size_that_leaves_one_agent_step(tmp_path):
     assert error.value.field == "agent.batch_size"
 
 
+def test_torchrl_refuses_a_minibatch_below_one_sample_of_all_intersections_and_says_its_rounding(tmp_path, capsys):
+    """Its minibatches are whole (copy, step) samples of every intersection: agent.batch_size=8 on
+    grid_4x4 trained on 16-row minibatches, and 40 on 32, with nothing said."""
+    from omegaconf import OmegaConf
+
+    from agents.ppo.run_setup import check_minibatches
+
+    agent = OmegaConf.create({"n_steps": 10, "batch_size": 8})
+    with pytest.raises(ConfigError, match="whole samples of all 16 intersections: at least 16") as error:
+        check_minibatches(agent, 1, 16, "torchrl")
+    assert (error.value.field, error.value.value) == ("agent.batch_size", 8)
+    check_minibatches(agent, 1, 16, "sb3")  # SB3's minibatches are of agent-steps
+    check_minibatches(OmegaConf.create({"n_steps": 10, "batch_size": 40}), 1, 16, "torchrl")
+    assert capsys.readouterr().out == ("agent.batch_size=40 is rounded down to 2 samples of all 16 intersections: "
+                                       "32 agent-steps per minibatch\n")
+    check_minibatches(OmegaConf.create({"n_steps": 10, "batch_size": 32}), 1, 16, "torchrl")
+    assert capsys.readouterr().out == ""  # whole samples: nothing to say
+
+
 def test_a_resume_with_other_evaluation_episodes_baselines_or_engine_rules_is_refused_naming_the_key(tmp_path):
     first = train(train_config(*tiny_run(**ROLLOUT_10, agent__batch_size=5)), tmp_path / "a")
     assert first["num_timesteps"] == 20

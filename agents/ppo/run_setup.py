@@ -56,7 +56,8 @@ def check_minibatches(agent: DictConfig, copies: int, intersections: int, traine
     """ConfigError, before any work, when ``agent.batch_size`` does not fit the rollout of
     ``agent.n_steps x env.copies x intersections`` agent-steps: larger, it was silently cut to the
     rollout; under SB3, one that leaves a last minibatch of one agent-step turned the policy NaN
-    (MaskablePPO normalises each minibatch's advantages by their standard deviation)."""
+    (MaskablePPO normalises each minibatch's advantages by their standard deviation); under TorchRL,
+    one below a sample of all intersections. A TorchRL size between whole samples is said rounded down."""
     rollout = int(agent.n_steps) * int(copies) * int(intersections)
     given = int(agent.batch_size)
     sizes = f"agent.n_steps {agent.n_steps} x env.copies {copies} x {intersections} intersections"
@@ -66,6 +67,16 @@ def check_minibatches(agent: DictConfig, copies: int, intersections: int, traine
     if trainer == "sb3" and rollout % given == 1:
         raise ConfigError("<config>", "agent.batch_size", given, f"leaves a last minibatch of one agent-step of the "
                           f"rollout of {rollout} ({sizes}), whose advantages SB3 normalises to NaN")
+    # the TorchRL trainer's minibatches are whole (copy, step) samples of every intersection (its
+    # centralised and per-intersection networks read them together): below one sample it took one
+    # anyway, and a size between whole samples was cut to the one below, both silently
+    if trainer == "torchrl" and given < intersections:
+        raise ConfigError("<config>", "agent.batch_size", given, f"trainer=torchrl takes minibatches of whole "
+                          f"samples of all {intersections} intersections: at least {intersections}")
+    if trainer == "torchrl" and given % intersections:
+        samples = given // intersections
+        say(f"agent.batch_size={given} is rounded down to {samples} sample{'s' if samples != 1 else ''} of all "
+            f"{intersections} intersections: {samples * intersections:,} agent-steps per minibatch")
 
 
 def check_architecture(path: str, meta: dict, agent: DictConfig) -> None:
