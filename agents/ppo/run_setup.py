@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from agents.ppo.atomic_files import write_bytes_atomic
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
 from agents.ppo.policy import LEARNED_ENGINE_RULES
 from agents.ppo.run_messages import say
@@ -156,6 +158,25 @@ def say_resumed(path: str, steps: int, meta: dict, cfg: DictConfig) -> None:
             "(give the first run's overrides again to continue it unchanged)")
 
 
+def carry_best_checkpoint(path: str, run_dir: Path, meta: dict) -> None:
+    """A run resumed into another folder carries the best evaluation's travel time on, so its
+    ``best`` checkpoint is written only by an evaluation that beats it: the folder had none, while
+    its summary.json named that best figure. The checkpoint's own run's ``best`` (beside it, holding
+    that figure) is copied in; one not found is said."""
+    best = meta.get("best_eval_travel_time")
+    source = Path(path).with_name("best" + Path(path).suffix)
+    target = run_dir / "checkpoints" / source.name
+    if best is None or not math.isfinite(best) or target.exists():
+        return
+    from agents.ppo.policy import checkpoint_meta  # SB3 or TorchRL, as the checkpoint needs
+
+    if source.is_file() and checkpoint_meta(source).get("best_eval_travel_time") == best:
+        write_bytes_atomic(target, source.read_bytes())
+    else:
+        say(f"the best evaluation so far ({best:.1f} s) has no {source.name} beside the checkpoint to copy into "
+            f"{target.parent}: one is written there when an evaluation beats it")
+
+
 def start_demand(core, seed_env, seed: int, resumed: dict | None, path: str | None) -> None:
     """Where the training demand starts: a new run at sample ``seed * SAMPLES_PER_SEED``
     (`seed_env` seeds the adapter's next reset); a resumed one where its checkpoint (`resumed`, its
@@ -232,5 +253,6 @@ class RunRecord:
         }
 
 
-__all__ = ["ARCH_KEYS", "LAYOUT_KEYS", "SAMPLES_PER_SEED", "RunRecord", "changed_settings", "check_architecture",
-           "check_layout", "check_evaluation", "check_minibatches", "load_scenarios", "say_resumed", "start_demand"]
+__all__ = ["ARCH_KEYS", "LAYOUT_KEYS", "SAMPLES_PER_SEED", "RunRecord", "carry_best_checkpoint", "changed_settings",
+           "check_architecture", "check_layout", "check_evaluation", "check_minibatches", "load_scenarios",
+           "say_resumed", "start_demand"]

@@ -48,7 +48,8 @@ from agents.ppo.interrupts import saved_on_interrupt
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
 from agents.ppo.run_messages import say_baselines, whole_rollouts
 from agents.ppo.run_setup import (
-    check_architecture, check_evaluation, check_layout, check_minibatches, load_scenarios, say_resumed, start_demand,
+    carry_best_checkpoint, check_architecture, check_evaluation, check_layout, check_minibatches, load_scenarios,
+    say_resumed, start_demand,
 )
 from agents.ppo.sb3_callback import TrainingCallback
 from agents.ppo.sb3_logging import run_logger
@@ -167,6 +168,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     callback = TrainingCallback(cfg, run_dir, core, evaluator, meta)
     callback.total = end  # the progress bar's
+    if meta is not None:  # here, once nothing can refuse the run: a copied best.zip makes the folder a run's
+        carry_best_checkpoint(str(cfg.resume), run_dir, meta)
     if meta is not None and meta.get("rng") is not None:
         set_rng_state(meta["rng"])  # the random state at the save: the run goes on as it would have
     # leaving update_interrupts also ends a deferral that learn() raised out of (no save then)

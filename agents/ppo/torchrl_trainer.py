@@ -46,8 +46,8 @@ from agents.ppo.interrupts import interrupts_deferred, saved_on_interrupt
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
 from agents.ppo.run_messages import eval_line, say, say_baselines, say_interrupted, whole_rollouts
 from agents.ppo.run_setup import (
-    RunRecord, check_architecture, check_evaluation, check_layout, check_minibatches, load_scenarios, say_resumed,
-    start_demand,
+    RunRecord, carry_best_checkpoint, check_architecture, check_evaluation, check_layout, check_minibatches,
+    load_scenarios, say_resumed, start_demand,
 )
 from agents.ppo.torchrl_logging import EpisodeStats, RunLog
 from agents.ppo.torchrl_policy import (
@@ -231,6 +231,8 @@ class TorchRLTrainer:
             last_eval, busy = 0, busy + time.perf_counter() - started
             log.dump(0)
         last_ckpt = self.num_timesteps
+        if self.meta_in is not None:  # here, once nothing can refuse the run: a copied best.pt makes the folder a run's
+            carry_best_checkpoint(str(cfg.resume), self.run_dir, self.meta_in)
         if self.rng_in is not None:
             set_rng_state(self.rng_in)  # the random state at the save: the run goes on as it would have
         while self.num_timesteps < total:
