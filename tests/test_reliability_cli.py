@@ -38,6 +38,7 @@ from tests.test_train import tiny_run, train_config
     # a bad horizon was blamed on the dataset's flow file
     ("scenario.horizon=-5", "scenario.horizon", "must be an integer >= 1"),
     ("scenario.horizon=0", "scenario.horizon", "must be an integer >= 1"),
+    ("seed=4294967296", "seed", "must be <= 4294967295"),  # numpy's ValueError traceback under trainer=sb3
 ])
 def test_bad_training_config_values_name_their_key(override, key, says):
     with pytest.raises(ConfigError, match=says) as caught:

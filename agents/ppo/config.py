@@ -323,6 +323,8 @@ def check_config(cfg) -> None:
     at_least(cfg, "agent.batch_size", 2)  # advantage normalisation needs two samples
     for path in ("train.eval_every", "train.checkpoint_every", "agent.ent_coef", "agent.vf_coef", "seed"):
         at_least(cfg, path, 0)
+    if cfg.seed > 2**32 - 1:  # SB3 seeds numpy's legacy generator with it: a ValueError traceback, past the checks
+        fail("seed", cfg.seed, f"must be <= {2**32 - 1} (numpy's seed range, which trainer=sb3 seeds)")
     if cfg.env.episode_s % cfg.env.decision_interval_s:
         fail("env.episode_s", cfg.env.episode_s,
              f"must be a multiple of env.decision_interval_s ({cfg.env.decision_interval_s})")
