@@ -33,7 +33,7 @@ from agents.ppo.config import check_scenario
 from agents.ppo.atomic_files import write_text_atomic
 from agents.ppo.interrupts import Terminated, sigterm_interrupts
 from agents.ppo.null_nodes import check_command_line
-from agents.ppo.run_messages import say, seed_for_resume, status_log, trainer_for_resume
+from agents.ppo.run_messages import run_errors, say, seed_for_resume, status_log, trainer_for_resume
 from agents.ppo.sb3_trainer import train as train_sb3
 from envs.errors import ConfigError, exit_on_error
 from envs.evaluation.report import training_curves
@@ -43,9 +43,9 @@ from envs.evaluation.report import training_curves
 def main(cfg: DictConfig) -> None:
     hydra_config = hydra.core.hydra_config.HydraConfig.get()
     run_dir = Path(hydra_config.runtime.output_dir)
-    # a bad config, scenario or checkpoint: one line on stderr, exit status 2; status lines go
-    # into RUN/train.log too
-    with exit_on_error(), status_log(logging.getLogger().handlers):
+    # a bad config, scenario or checkpoint: one line on stderr, exit status 2 (in a sweep, the job
+    # fails alone); status lines go into RUN/train.log too
+    with run_errors(hydra_config.mode == RunMode.MULTIRUN), status_log(logging.getLogger().handlers):
         given = {item.lstrip("+~").partition("=")[0] for item in hydra_config.overrides.task}
         chosen = (cfg.trainer, cfg.seed, cfg.scenario.name)
         check_scenario(cfg)  # a scenario path made absolute, as the checkpoints record it

@@ -8,13 +8,16 @@ rollouts, and what an interrupted run says (the trainers save ``last`` on Ctrl-C
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from hydra.errors import CompactHydraException
+
 from agents.ppo.config import SOURCE
-from envs.errors import CheckpointError, ConfigError
+from envs.errors import DEBUG_ENV, CheckpointError, ConfigError, GridlightError, exit_on_error
 
 # status lines go to the log files only: the console gets them as plain lines (Hydra's console
 # handler would prefix each with a timestamp and the logger's name)
@@ -34,6 +37,30 @@ def status_log(handlers: list[logging.Handler]) -> Iterator[None]:
         yield
     finally:
         STATUS.handlers = []
+
+
+class SweepJobError(CompactHydraException):
+    """A sweep job's GridlightError: Hydra reports a failed job with it as one line, no traceback."""
+
+
+@contextmanager
+def run_errors(sweep: bool) -> Iterator[None]:
+    """A single run: `exit_on_error` (one ``error:`` line, exit status 2). In a sweep (``-m``) a
+    GridlightError ends its own job only: its ``sys.exit`` (a SystemExit, which Hydra's job runner
+    lets through) ended the whole joblib pool, killing the other jobs mid-training with no
+    checkpoint saved and never starting the rest. As a `SweepJobError` Hydra records the job as
+    failed and runs the others; the sweep then names the job's overrides and the error and exits 1."""
+    if not sweep:
+        with exit_on_error():
+            yield
+        return
+    try:
+        yield
+    except GridlightError as error:
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        print(f"error: {error}", file=sys.stderr, flush=True)  # now, beside the jobs still running
+        raise SweepJobError(f"error: {error}") from None
 
 
 def say(message: str, bar=None) -> None:
@@ -103,5 +130,5 @@ def say_interrupted(steps: int, checkpoint: Path) -> None:
     say(f"interrupted at {steps:,} agent-steps; resume with resume={checkpoint}")
 
 
-__all__ = ["STATUS", "eval_line", "say", "status_log",
+__all__ = ["STATUS", "SweepJobError", "eval_line", "run_errors", "say", "status_log",
            "say_baselines", "say_interrupted", "seed_for_resume", "trainer_for_resume", "whole_rollouts"]
