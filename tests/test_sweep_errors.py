@@ -1,6 +1,6 @@
-"""A bad value in one job of a sweep (``train.py -m``) ends that job only: its ``sys.exit(2)`` ended
-the whole joblib pool, killing the other jobs mid-training with no checkpoint saved and never
-starting the rest (`agents.ppo.run_messages.run_errors`)."""
+"""A bad value in one job of a sweep (``train.py -m``, ``evaluate.py -m``) ends that job only: its
+``sys.exit(2)`` ended the whole joblib pool, killing the other jobs mid-run with no checkpoint saved
+and never starting the rest (`agents.ppo.run_messages.run_errors`)."""
 
 from __future__ import annotations
 
@@ -29,3 +29,15 @@ def test_a_sweep_job_with_a_bad_value_fails_alone_and_the_sweep_says_so(tmp_path
     assert any(line.startswith("Error executing job with overrides: [") and "'agent.n_epochs=0'" in line
                for line in lines)
     assert done.returncode == 1  # Hydra's status for a sweep with a failed job
+
+
+def test_an_evaluate_sweep_job_with_a_bad_value_fails_alone(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
+    done = subprocess.run(
+        [sys.executable, "evaluate.py", "-m", "scenario=grid_1x1", "eval.seeds=1", "eval.plots=false",
+         "eval.progress=false", "controllers=[fixed_time]", "eval.steps=0,300", f"hydra.sweep.dir={tmp_path}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env={**env, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert (tmp_path / "1" / "summary.json").is_file(), done.stderr[-3000:]  # the job with eval.steps=300
+    assert "error: <config>: field 'eval.steps' = 0: must be >= 1" in done.stderr.splitlines()
+    assert done.returncode == 1
