@@ -33,7 +33,9 @@ from agents.ppo.config import check_scenario
 from agents.ppo.atomic_files import write_text_atomic
 from agents.ppo.interrupts import Terminated, sigterm_interrupts
 from agents.ppo.null_nodes import check_command_line
-from agents.ppo.run_messages import run_errors, say, seed_for_resume, status_log, trainer_for_resume
+from agents.ppo.run_messages import (
+    check_resume, run_errors, say, seed_for_resume, status_log, trainer_for_resume,
+)
 from agents.ppo.sb3_trainer import train as train_sb3
 from envs.errors import ConfigError, exit_on_error
 from envs.evaluation.report import training_curves
@@ -70,6 +72,7 @@ def main(cfg: DictConfig) -> None:
         if cfg.engine.compile:  # before the first compiled step, which is silent for a while
             say("compiling the engine step (about 30 s on a CPU)…")
         if cfg.resume is not None:
+            check_resume(str(cfg.resume))
             cfg.seed = seed_for_resume(str(cfg.resume), cfg.seed, explicit="seed" in given)
         saved = run_dir / ".hydra" / "config.yaml"
         if (cfg.trainer, cfg.seed, cfg.scenario.name) != chosen and saved.is_file():  # the record says what ran

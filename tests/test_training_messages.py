@@ -262,3 +262,28 @@ def test_a_resume_names_the_settings_it_changes_from_the_checkpoints_run(tmp_pat
     assert "(give the first run's overrides again to continue it unchanged)" in said
     train(train_config(*again, "perturbation=mixed", "agent.n_epochs=2"), tmp_path / "third")
     assert "differ from the checkpoint's" not in capsys.readouterr().out  # the first run's overrides: nothing to say
+
+
+def test_a_resume_path_that_is_no_checkpoint_file_names_resume_and_a_run_folder_its_last_checkpoint(tmp_path):
+    from agents.ppo.run_messages import check_resume
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.pt").write_bytes(b"")
+    (tmp_path / "summary.json").write_text("{}")
+    for given, reason in ((run, f"is a folder: resume={run / 'checkpoints' / 'last.pt'}"),
+                          (run / "checkpoints", f"is a folder: resume={run / 'checkpoints' / 'last.pt'}"),
+                          (tmp_path / "empty", "no such checkpoint file"),
+                          (tmp_path / "summary.json", "not a train.py checkpoint (.zip from trainer=sb3, .pt from "
+                                                      "trainer=torchrl)"),
+                          ("", "empty: give a checkpoint (.zip or .pt), or leave resume out")):
+        with pytest.raises(ConfigError) as refused:
+            check_resume(str(given))
+        assert (refused.value.field, refused.value.value, refused.value.reason) == ("resume", str(given), reason)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="is a folder, not a checkpoint file"):
+        check_resume(str(tmp_path / "empty"))
+    done = _train(f"resume={run}", f"hydra.run.dir={tmp_path / 'new'}")  # was field 'checkpoint': no such file
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"error: <config>: field 'resume' = '{run}': is a folder: "
+                                   f"resume={run / 'checkpoints' / 'last.pt'}")

@@ -95,6 +95,24 @@ def trainer_for_resume(path: str, trainer: str, explicit: bool) -> str:
     return wanted
 
 
+def check_resume(path: str) -> None:
+    """ConfigError naming ``resume`` for a path that is no checkpoint file: the readers' errors named
+    evaluate.py's key (``field 'checkpoint'``), and a run folder given for its checkpoint got no hint."""
+    given = Path(path)  # as the checkpoint readers take it (no ~ expansion: they would not find it)
+    if not path.strip():
+        raise ConfigError(SOURCE, "resume", path, "empty: give a checkpoint (.zip or .pt), or leave resume out")
+    if given.is_dir():
+        found = [p for folder in (given / "checkpoints", given) for p in (folder / "last.zip", folder / "last.pt")
+                 if p.is_file()]
+        hint = f": resume={found[0]}" if found else ", not a checkpoint file"
+        raise ConfigError(SOURCE, "resume", path, f"is a folder{hint}")
+    if not given.is_file():
+        raise ConfigError(SOURCE, "resume", path, "no such checkpoint file")
+    if given.suffix not in TRAINER_OF_SUFFIX:
+        raise ConfigError(SOURCE, "resume", path, "not a train.py checkpoint (.zip from trainer=sb3, .pt from "
+                          "trainer=torchrl)")
+
+
 def seed_for_resume(path: str, seed: int, explicit: bool) -> int:
     """The seed a resumed run goes on with: the checkpoint's, whose random state and training
     demand samples it continues whatever ``seed=`` says; given and different, a CheckpointError
@@ -130,5 +148,5 @@ def say_interrupted(steps: int, checkpoint: Path) -> None:
     say(f"interrupted at {steps:,} agent-steps; resume with resume={checkpoint}")
 
 
-__all__ = ["STATUS", "SweepJobError", "eval_line", "run_errors", "say", "status_log",
+__all__ = ["STATUS", "SweepJobError", "check_resume", "eval_line", "run_errors", "say", "status_log",
            "say_baselines", "say_interrupted", "seed_for_resume", "trainer_for_resume", "whole_rollouts"]
