@@ -34,7 +34,7 @@ from agents.ppo.atomic_files import write_text_atomic
 from agents.ppo.interrupts import Terminated, sigterm_interrupts
 from agents.ppo.null_nodes import check_command_line
 from agents.ppo.run_messages import (
-    check_resume, run_errors, say, seed_for_resume, status_log, trainer_for_resume,
+    check_resume, check_resume_folder, run_errors, say, seed_for_resume, status_log, trainer_for_resume,
 )
 from agents.ppo.sb3_trainer import train as train_sb3
 from envs.errors import ConfigError, exit_on_error
@@ -73,6 +73,7 @@ def main(cfg: DictConfig) -> None:
             say("compiling the engine step (about 30 s on a CPU)…")
         if cfg.resume is not None:
             check_resume(str(cfg.resume))
+            check_resume_folder(str(cfg.resume), run_dir)
             cfg.seed = seed_for_resume(str(cfg.resume), cfg.seed, explicit="seed" in given)
         saved = run_dir / ".hydra" / "config.yaml"
         if (cfg.trainer, cfg.seed, cfg.scenario.name) != chosen and saved.is_file():  # the record says what ran

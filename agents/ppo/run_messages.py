@@ -113,6 +113,25 @@ def check_resume(path: str) -> None:
                           "trainer=torchrl)")
 
 
+def check_resume_folder(path: str, run_dir: Path) -> None:
+    """ConfigError naming ``hydra.run.dir`` when the folder a resume writes into holds another run's
+    last checkpoint: a new run refuses a folder holding a run, but a resume took any, replacing that
+    run's last checkpoint and carrying its progress.csv and TensorBoard curve on as its own. Runs are
+    told apart by their evaluation history, which a run, and a resume of it anywhere, only extends."""
+    from agents.ppo.policy import checkpoint_meta  # SB3 or TorchRL, as the checkpoint needs
+
+    given = Path(path)
+    for held in (run_dir / "checkpoints" / f"last{suffix}" for suffix in TRAINER_OF_SUFFIX):
+        if not held.is_file() or held.resolve() == given.resolve():
+            continue
+        ours = checkpoint_meta(given).get("eval_history", []) if held.suffix == given.suffix else None
+        theirs = checkpoint_meta(held).get("eval_history", []) if ours is not None else None
+        common = min(len(ours), len(theirs)) if ours is not None else 0
+        if ours is None or ours[:common] != theirs[:common]:
+            raise ConfigError(SOURCE, "hydra.run.dir", str(run_dir), f"holds another run ({held} is not one of "
+                              f"{path}'s): resume into the checkpoint's own run folder or a new one")
+
+
 def seed_for_resume(path: str, seed: int, explicit: bool) -> int:
     """The seed a resumed run goes on with: the checkpoint's, whose random state and training
     demand samples it continues whatever ``seed=`` says; given and different, a CheckpointError
@@ -148,5 +167,6 @@ def say_interrupted(steps: int, checkpoint: Path) -> None:
     say(f"interrupted at {steps:,} agent-steps; resume with resume={checkpoint}")
 
 
-__all__ = ["STATUS", "SweepJobError", "check_resume", "eval_line", "run_errors", "say", "status_log",
-           "say_baselines", "say_interrupted", "seed_for_resume", "trainer_for_resume", "whole_rollouts"]
+__all__ = ["STATUS", "SweepJobError", "check_resume", "check_resume_folder", "eval_line", "run_errors", "say",
+           "status_log", "say_baselines", "say_interrupted", "seed_for_resume", "trainer_for_resume",
+           "whole_rollouts"]
