@@ -58,7 +58,9 @@ class TrainingCallback(BaseCallback):
         self.bar = tqdm(total=self.total, initial=self.num_timesteps, unit="agent-step", unit_scale=True,
                         file=sys.stderr, disable=not self.cfg.train.progress, mininterval=1.0,
                         desc=f"{self.core.scenario.name} {self.cfg.agent.name}")
-        if self.num_timesteps == 0:
+        # a new run's start; a run resumed from a checkpoint saved at 0 agent-steps (an interrupt in the
+        # first rollout) carries that evaluation on: another one doubled it in eval_history and progress.csv
+        if self.num_timesteps == 0 and not self.record.history:
             self.evaluate()
             self.logger.dump(self.num_timesteps)
 

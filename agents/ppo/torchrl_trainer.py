@@ -225,7 +225,7 @@ class TorchRLTrainer:
         def crossed(before: int, step: int) -> bool:
             return bool(step) and self.num_timesteps // step > max(before, self.start_steps) // step
 
-        if self.num_timesteps == 0:
+        if self.num_timesteps == 0 and not self.record.history:  # not again on a resume at 0 (sb3_callback)
             started = time.perf_counter()
             self.evaluate(log, bar)
             last_eval, busy = 0, busy + time.perf_counter() - started
