@@ -220,3 +220,13 @@ def test_a_checkpoint_max_green_that_is_not_positive_is_refused(uneven, max_gree
         PolicyController(checkpoint, max_green_s=max_green_s)
     assert str(caught.value).startswith(f"{checkpoint}: field 'max_green_s' = {max_green_s!r}: ")
     # evaluate.py's checkpoint_max_green_s is refused before any work: tests/test_evaluate.py
+
+
+def test_a_bad_baseline_parameter_value_names_its_config_key_before_any_work():
+    """It failed once the run built the baselines, after the env and the model, as
+    <controller:max_pressure>: field 'min_green_s', never naming baseline_params."""
+    with pytest.raises(ConfigError) as caught:
+        check_config(train_config(*tiny_run(), "baseline_params.max_pressure.min_green_s=-5"))
+    assert (caught.value.source, caught.value.field, caught.value.value) == (
+        "<config>", "baseline_params.max_pressure.min_green_s", -5)
+    assert caught.value.reason == "must be a finite number >= 0"
