@@ -38,6 +38,8 @@ def test_a_resume_into_another_runs_folder_is_refused_and_into_its_own_lineage_i
     check_resume_folder(str(last), tmp_path / "new")  # a new folder
     train(train_config(*tiny_run(**SHORT, train__total_agent_steps=80, resume=last)), tmp_path / "c")
     check_resume_folder(str(last), tmp_path / "c")  # a folder a resume of it wrote: the same run, carried on
+    (tmp_path / "a" / "checkpoints" / "last.zip").write_bytes(b"torn")  # its own folder's damaged last: replaced
+    check_resume_folder(str(tmp_path / "a" / "checkpoints" / "best.zip"), tmp_path / "a")
     (tmp_path / "d" / "checkpoints").mkdir(parents=True)
     (tmp_path / "d" / "checkpoints" / "last.pt").write_bytes(b"")  # the other trainer's: another run
     with pytest.raises(ConfigError, match="last.pt is not one of"):

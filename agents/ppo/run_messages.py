@@ -125,7 +125,10 @@ def check_resume_folder(path: str, run_dir: Path) -> None:
         if not held.is_file() or held.resolve() == given.resolve():
             continue
         ours = checkpoint_meta(given).get("eval_history", []) if held.suffix == given.suffix else None
-        theirs = checkpoint_meta(held).get("eval_history", []) if ours is not None else None
+        try:
+            theirs = checkpoint_meta(held).get("eval_history", []) if ours is not None else None
+        except CheckpointError:  # a damaged last (the run's best resumed in its place): the resume replaces it
+            continue
         common = min(len(ours), len(theirs)) if ours is not None else 0
         if ours is None or ours[:common] != theirs[:common]:
             raise ConfigError(SOURCE, "hydra.run.dir", str(run_dir), f"holds another run ({held} is not one of "
