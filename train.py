@@ -62,9 +62,12 @@ def main(cfg: DictConfig) -> None:
             sweep = hydra_config.mode == RunMode.MULTIRUN  # the folder given is the sweep's, its runs under it
             key, value, run = ("hydra.sweep.dir", hydra_config.sweep.dir, f"its run {run_dir} ") if sweep else \
                 ("hydra.run.dir", str(run_dir), "")
+            # the hint names the checkpoint there: last.zip was named for a TorchRL run's last.pt too
+            last = next((p for p in (run_dir / "checkpoints" / f"last{s}" for s in (".zip", ".pt")) if p.is_file()),
+                        "RUN/checkpoints/last.zip")
             raise ConfigError("<config>", key, value,
                               f"{run}holds an earlier run ({', '.join(earlier)}): give a new folder, remove that one, "
-                              "or continue it with resume=RUN/checkpoints/last.zip")
+                              f"or continue it with resume={last}")
         reward = {term: weight for term, weight in cfg.env.reward.items() if weight}
         if len(reward) > 1:  # env.reward={pressure:1.0} merges into the default queue term: say what is trained on
             say("reward: " + " + ".join(f"{weight:g} x {term}" for term, weight in reward.items())

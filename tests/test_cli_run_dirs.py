@@ -99,3 +99,12 @@ def test_a_sweep_into_a_folder_holding_an_earlier_run_names_hydra_sweep_dir(tmp_
     assert ended.value.code == 1  # a sweep whose job failed: Hydra's status (tests/test_sweep_errors.py)
     assert error.startswith(f"error: <config>: field 'hydra.sweep.dir' = '{tmp_path}': its run "
                             f"{tmp_path / '0'} holds an earlier run (checkpoints)"), error
+
+
+def test_a_new_run_into_a_torchrl_runs_folder_names_its_last_pt_to_resume(tmp_path):
+    """The hint said resume=RUN/checkpoints/last.zip whatever the folder held: a TorchRL run's is last.pt."""
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"")
+    done = _run("train.py", "scenario=grid_1x1", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith(f"or continue it with resume={tmp_path / 'checkpoints' / 'last.pt'}")
