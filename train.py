@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import hydra
@@ -34,7 +35,8 @@ from agents.ppo.atomic_files import write_text_atomic
 from agents.ppo.interrupts import Terminated, sigterm_interrupts
 from agents.ppo.null_nodes import check_command_line
 from agents.ppo.run_messages import (
-    check_resume, check_resume_folder, run_errors, say, seed_for_resume, status_log, trainer_for_resume,
+    check_resume, check_resume_folder, run_dir_claimed, run_errors, say, seed_for_resume, status_log,
+    trainer_for_resume,
 )
 from agents.ppo.sb3_trainer import train as train_sb3
 from envs.errors import ConfigError, exit_on_error
@@ -47,7 +49,8 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(hydra_config.runtime.output_dir)
     # a bad config, scenario or checkpoint: one line on stderr, exit status 2 (in a sweep, the job
     # fails alone); status lines go into RUN/train.log too
-    with run_errors(hydra_config.mode == RunMode.MULTIRUN), status_log(logging.getLogger().handlers):
+    with run_errors(hydra_config.mode == RunMode.MULTIRUN), status_log(logging.getLogger().handlers), \
+            ExitStack() as held:
         given = {item.lstrip("+~").partition("=")[0] for item in hydra_config.overrides.task}
         chosen = (cfg.trainer, cfg.seed, cfg.scenario.name)
         check_scenario(cfg)  # a scenario path made absolute, as the checkpoints record it
@@ -58,16 +61,17 @@ def main(cfg: DictConfig) -> None:
         else:
             train = train_sb3
         earlier = [name for name in ("checkpoints", "tb") if (run_dir / name).exists()]
+        sweep = hydra_config.mode == RunMode.MULTIRUN  # the folder given is the sweep's, its runs under it
+        key, value, run = ("hydra.sweep.dir", hydra_config.sweep.dir, f"its run {run_dir} ") if sweep else \
+            ("hydra.run.dir", str(run_dir), "")
         if earlier and cfg.resume is None:  # its checkpoints replaced, two runs drawn as one TensorBoard curve
-            sweep = hydra_config.mode == RunMode.MULTIRUN  # the folder given is the sweep's, its runs under it
-            key, value, run = ("hydra.sweep.dir", hydra_config.sweep.dir, f"its run {run_dir} ") if sweep else \
-                ("hydra.run.dir", str(run_dir), "")
             # the hint names the checkpoint there: last.zip was named for a TorchRL run's last.pt too
             last = next((p for p in (run_dir / "checkpoints" / f"last{s}" for s in (".zip", ".pt")) if p.is_file()),
                         "RUN/checkpoints/last.zip")
             raise ConfigError("<config>", key, value,
                               f"{run}holds an earlier run ({', '.join(earlier)}): give a new folder, remove that one, "
                               f"or continue it with resume={last}")
+        held.enter_context(run_dir_claimed(run_dir, key, value, run))  # until the run ends: no second one beside it
         reward = {term: weight for term, weight in cfg.env.reward.items() if weight}
         if len(reward) > 1:  # env.reward={pressure:1.0} merges into the default queue term: say what is trained on
             say("reward: " + " + ".join(f"{weight:g} x {term}" for term, weight in reward.items())

@@ -5,6 +5,8 @@ plugin is not installed or whose SLURM ``srun`` is not on this machine."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import pytest
@@ -108,3 +110,25 @@ def test_a_new_run_into_a_torchrl_runs_folder_names_its_last_pt_to_resume(tmp_pa
     done = _run("train.py", "scenario=grid_1x1", f"hydra.run.dir={tmp_path}")
     assert done.returncode == 2
     assert done.stderr.strip().endswith(f"or continue it with resume={tmp_path / 'checkpoints' / 'last.pt'}")
+
+
+def test_a_run_into_a_folder_where_another_train_py_is_training_is_refused_and_a_stale_claim_is_taken_over(tmp_path):
+    """Two runs started in the same second share Hydra's outputs/DATE/TIME/: both passed the
+    earlier-run check and trained into one folder, one's checkpoints replacing the other's."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".train.pid").write_text(str(os.getpid()))  # this test's process: alive, training there
+    tiny = ["scenario=grid_1x1", "env.copies=2", "agent.n_steps=10", "agent.batch_size=20", "agent.n_epochs=1",
+            "eval.seeds=1", "eval.steps=60", "env.episode_s=60", "train.total_agent_steps=20", "train.progress=false"]
+    done = _run("train.py", *tiny, f"hydra.run.dir={run}")
+    assert done.returncode == 2, done.stdout
+    assert done.stderr == (f"error: <config>: field 'hydra.run.dir' = '{run}': is where another train.py (process "
+                           f"{os.getpid()}) is training: runs started in the same second share Hydra's "
+                           "outputs/DATE/TIME; give each its own hydra.run.dir\n")
+    assert not (run / "checkpoints").exists()
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])  # a process that has ended: its claim is stale
+    assert ended.wait() == 0
+    (run / ".train.pid").write_text(str(ended.pid))
+    done = _run("train.py", *tiny, f"hydra.run.dir={run}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (run / "checkpoints" / "last.zip").is_file() and not (run / ".train.pid").exists()  # released at the end

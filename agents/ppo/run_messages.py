@@ -95,6 +95,56 @@ def trainer_for_resume(path: str, trainer: str, explicit: bool) -> str:
     return wanted
 
 
+RUN_LOCK = ".train.pid"  # in a run folder while a train.py process trains there: its process id
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    try:  # a zombie (killed, its parent not having reaped it yet) trains no more
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc here: alive, as os.kill said
+        return True
+
+
+@contextmanager
+def run_dir_claimed(run_dir: Path, key: str, value: str, run: str = "") -> Iterator[None]:
+    """`run_dir` held for this process while it trains (``RUN/.train.pid``, removed at the end). Two
+    runs started in the same second share Hydra's default ``outputs/DATE/TIME/``: both passed the
+    earlier-run check before either had written a checkpoint, then trained into one folder, one's
+    checkpoints, progress.csv and summary replacing the other's. A second is now refused naming `key`
+    while the first's process lives; a file left by a process that ended (``kill -9``) is taken over."""
+    lock = run_dir / RUN_LOCK
+    run_dir.mkdir(parents=True, exist_ok=True)
+    mine = run_dir / f"{RUN_LOCK}.{os.getpid()}"
+    mine.write_text(str(os.getpid()))
+    try:
+        for _ in range(3):  # created whole by a hard link: never read half-written
+            try:
+                os.link(mine, lock)
+                break
+            except FileExistsError:
+                try:
+                    holder = int(lock.read_text())
+                except (OSError, ValueError):
+                    holder = None
+                if holder is not None and holder != os.getpid() and _alive(holder):
+                    raise ConfigError(SOURCE, key, value, f"{run}is where another train.py (process {holder}) is "
+                                      "training: runs started in the same second share Hydra's outputs/DATE/TIME; "
+                                      "give each its own hydra.run.dir") from None
+                lock.unlink(missing_ok=True)  # its process ended without removing it
+    finally:
+        mine.unlink(missing_ok=True)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
 def check_resume(path: str) -> None:
     """ConfigError naming ``resume`` for a path that is no checkpoint file: the readers' errors named
     evaluate.py's key (``field 'checkpoint'``), and a run folder given for its checkpoint got no hint."""
@@ -170,6 +220,6 @@ def say_interrupted(steps: int, checkpoint: Path) -> None:
     say(f"interrupted at {steps:,} agent-steps; resume with resume={checkpoint}")
 
 
-__all__ = ["STATUS", "SweepJobError", "check_resume", "check_resume_folder", "eval_line", "run_errors", "say",
-           "status_log", "say_baselines", "say_interrupted", "seed_for_resume", "trainer_for_resume",
-           "whole_rollouts"]
+__all__ = ["RUN_LOCK", "STATUS", "SweepJobError", "check_resume", "check_resume_folder", "eval_line",
+           "run_dir_claimed", "run_errors", "say", "status_log", "say_baselines", "say_interrupted",
+           "seed_for_resume", "trainer_for_resume", "whole_rollouts"]
