@@ -132,3 +132,16 @@ def test_a_run_into_a_folder_where_another_train_py_is_training_is_refused_and_a
     done = _run("train.py", *tiny, f"hydra.run.dir={run}")
     assert done.returncode == 0, done.stderr[-2000:]
     assert (run / "checkpoints" / "last.zip").is_file() and not (run / ".train.pid").exists()  # released at the end
+
+
+def test_a_run_folder_is_claimed_on_a_file_system_without_hard_links(tmp_path, monkeypatch):
+    from agents.ppo.run_messages import RUN_LOCK, run_dir_claimed
+
+    def no_links(*args):
+        raise PermissionError("hard links not supported")  # as some network and FUSE file systems answer
+
+    monkeypatch.setattr(os, "link", no_links)
+    with run_dir_claimed(tmp_path, "hydra.run.dir", str(tmp_path)):
+        assert (tmp_path / RUN_LOCK).read_text() == str(os.getpid())
+        assert [p.name for p in tmp_path.iterdir()] == [RUN_LOCK]
+    assert list(tmp_path.iterdir()) == []  # released

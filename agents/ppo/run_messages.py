@@ -111,6 +111,18 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _create(lock: Path, mine: Path) -> None:
+    """`lock` made a hard link to `mine` (FileExistsError if it exists); on a file system without
+    hard links, created exclusively and then written."""
+    try:
+        os.link(mine, lock)
+    except FileExistsError:
+        raise
+    except OSError:
+        with open(lock, "x") as claim:
+            claim.write(mine.read_text())
+
+
 @contextmanager
 def run_dir_claimed(run_dir: Path, key: str, value: str, run: str = "") -> Iterator[None]:
     """`run_dir` held for this process while it trains (``RUN/.train.pid``, removed at the end). Two
@@ -125,7 +137,7 @@ def run_dir_claimed(run_dir: Path, key: str, value: str, run: str = "") -> Itera
     try:
         for _ in range(3):  # created whole by a hard link: never read half-written
             try:
-                os.link(mine, lock)
+                _create(lock, mine)
                 break
             except FileExistsError:
                 try:
