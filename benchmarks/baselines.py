@@ -4,7 +4,7 @@ For each controller the script builds a `Simulator` over ``--copies`` copies of 
 demand (generated presets take ``--seed``), runs ``--steps`` one-second steps under that
 controller from an empty network, and reports every metric of `envs.evaluation.metrics.episode_metrics`
 at the end (mean over the copies; the copies are identical, so B > 1 only checks batching),
-plus ``pool_blocked`` (entries that waited only for a free vehicle slot; should be 0) and the
+plus ``pool_blocked`` (seconds trips waited only for a free vehicle slot; should be 0) and the
 wall time. ``--trace-every S`` adds ``trace``: [t, vehicles in network, waiting to enter] every
 S simulated seconds, to see whether the network loads, saturates or drains.
 

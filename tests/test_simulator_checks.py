@@ -1,6 +1,6 @@
 """What `Simulator` checks and reports around the step (envs/engine/simulator.py): the range and
 types of phase commands, one device for network and demand, `run`'s per-step callback, a pool
-fixed by the user (it never grows; waiting entries are reported) and the initial pool size."""
+fixed by the user (it never grows; the seconds entries waited for it are reported) and the initial pool size."""
 
 from __future__ import annotations
 
@@ -53,10 +53,24 @@ def test_run_calls_on_step_after_each_step():
 def test_a_pool_the_user_fixed_never_grows_and_the_run_reports_the_entries_that_waited_for_it():
     scenario = small_grid(2, 2, rate=900.0, horizon=300, seed=0)
     sim = Simulator(scenario.network, scenario.demand(1), EngineParams(max_vehicles=30))
-    with pytest.warns(UserWarning, match=r"entries waited only for a free vehicle slot \(max_vehicles=30\)"):
+    with pytest.warns(UserWarning, match=r"waited \d+ s in all only for a free vehicle slot \(max_vehicles=30\)"):
         sim.run(120)
     assert sim.num_slots == sim.state.num_slots == 30
     assert int(sim.state.pool_blocked[0]) > 0 and int((sim.state.veh_lane[0, :-1] >= 0).sum()) <= 30
+
+
+def test_the_waiting_report_counts_seconds_not_trips():
+    """pool_blocked adds one per waiting trip and step: with 2 slots it soon exceeds the trips that
+    ever departed, so the warning must not call it a number of entries."""
+    scenario = small_grid(1, 1, rate=900.0, horizon=300, seed=0)
+    demand = scenario.demand(1)
+    sim = Simulator(scenario.network, demand, EngineParams(max_vehicles=2))
+    with pytest.warns(UserWarning) as caught:
+        sim.run(200)
+    blocked = int(sim.state.pool_blocked[0])
+    assert blocked > int((demand.depart[0] < 200).sum())  # more than the trips: seconds
+    message = str(caught[0].message)
+    assert f"waited {blocked} s in all" in message and "entries" not in message, message
 
 
 def test_vehicles_take_the_slots_from_0_up_in_the_order_they_enter():

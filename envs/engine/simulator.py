@@ -256,9 +256,9 @@ class Simulator:
             if on_step is not None:
                 on_step(self)
         if int(self.state.pool_blocked.max()) > 0:
-            warnings.warn(
-                f"{int(self.state.pool_blocked.max())} entries waited only for a free vehicle slot "
-                f"(max_vehicles={self.num_slots}); raise EngineParams.max_vehicles",
+            warnings.warn(  # pool_blocked adds 1 per trip and step, so it counts seconds, not trips
+                f"trips at the front of their origins' queues waited {int(self.state.pool_blocked.max())} s in all "
+                f"only for a free vehicle slot (max_vehicles={self.num_slots}); raise EngineParams.max_vehicles",
                 stacklevel=2,
             )
         return self.state

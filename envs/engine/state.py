@@ -109,7 +109,9 @@ class SimState(NamedTuple):
     halting_sum: torch.Tensor  # float32 vehicle-seconds halting in the network
     active_sum: torch.Tensor  # float32 vehicle-seconds in the network
     waiting_sum: torch.Tensor  # float32 vehicle-seconds waiting to enter
-    pool_blocked: torch.Tensor  # int64 entries delayed only because every slot was taken
+    # int64 seconds that trips at the front of their origin's queue, due and fitting their lane,
+    # waited only because every slot was taken (1 per such trip and step: not a count of trips)
+    pool_blocked: torch.Tensor
 
     def clone(self) -> "SimState":
         return SimState(*(x.clone() for x in self))

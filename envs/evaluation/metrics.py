@@ -22,7 +22,8 @@ Definitions (also in docs/evaluation.md, "Metrics"), at simulated time t (steps 
 - ``entry_queue``: time-average number of departed vehicles waiting to enter at their origin;
   ``entry_queue_now`` the same at t.
 - ``vehicles/in_network``, ``vehicles/departed``, ``vehicles/waiting``: counts at t.
-- ``sim/pool_blocked``: entries delayed only because every vehicle slot was in use (should be 0).
+- ``sim/pool_blocked``: seconds that trips ready to enter waited only because every vehicle slot
+  was in use (one per trip and step, summed; should be 0).
 """
 
 from __future__ import annotations
