@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from omegaconf import OmegaConf
 
+from agents.ppo.config import demand_spec
 from envs.engine import Simulator
 from envs.errors import ConfigError
 from envs.scenario import load_scenario, scenario_from_dicts
@@ -203,9 +205,26 @@ def test_jitter_keeps_counts_routes_and_bounds_the_shift(grid):
     shift = trips.depart[b] - grid.trips.depart[a]
     assert np.abs(shift).max() <= 30 and np.abs(shift).max() >= 25 and (shift != 0).mean() > 0.9
     assert trips.depart.min() >= 0 and trips.depart.max() < 900  # clipped to the inferred horizon
-    still = sample_trips(grid, DemandSpec("jitter", jitter_s=0.0), "eval", 3)
-    assert np.array_equal(still.depart, grid.trips.depart)
-    assert np.array_equal(still.flow_index, grid.trips.flow_index)
+
+
+@pytest.mark.parametrize("jitter_s", [0.0, 0.5, 0.99])
+def test_a_jitter_that_moves_nothing_is_refused_rather_than_replaying_the_eval_demand_in_training(grid, jitter_s):
+    # shifts are whole seconds: below 1 s nothing moved, and train sample k and eval sample j were both the
+    # flow file (a run with env.demand and eval.demand so set trained on the demand it was evaluated on)
+    with pytest.raises(ConfigError, match="moves no departure") as refused:
+        DemandSpec("jitter", jitter_s=jitter_s)
+    assert refused.value.field == "jitter_s" and refused.value.value == jitter_s
+    node = OmegaConf.create({"mode": "jitter", "scale": 1.0, "jitter_s": jitter_s})  # as train.py / evaluate.py
+    with pytest.raises(ConfigError, match="moves no departure") as refused:
+        demand_spec(node, "eval.demand")
+    assert refused.value.field == "eval.demand.jitter_s"
+    # one second and up moves departures: the splits differ again
+    spec = DemandSpec("jitter", jitter_s=1.0)
+    train, held_out = (sample_trips(grid, spec, split, 0) for split in ("train", "eval"))
+    assert not np.array_equal(train.depart, held_out.depart)
+    # with a scale the copies themselves are drawn per sample: allowed, the splits differ in what they hold
+    scaled = DemandSpec("jitter", scale=1.5, jitter_s=0.0)
+    assert sample_trips(grid, scaled, "train", 0).num_trips != sample_trips(grid, scaled, "eval", 0).num_trips
 
 
 def test_jitter_scale_thins_and_duplicates(grid):

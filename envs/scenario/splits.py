@@ -24,7 +24,8 @@ Modes:
   horizon applies). With ``scale != 1`` every original trip is first replicated
   ``floor(scale) + Bernoulli(scale - floor(scale))`` times (binomial thinning for scale < 1;
   the smallest-variance rescaling with mean ``scale``), each copy jittered on its own. With
-  ``scale == 1`` counts and routes are exactly the original's.
+  ``scale == 1`` counts and routes are exactly the original's, and ``jitter_s`` below 1 is refused:
+  it would move nothing, every sample of both splits the flow file itself.
 
 Horizon: a scenario loaded with ``horizon=H`` has no trip at or after H, and resampled trips
 must not appear there either. `load_scenario` records H in ``scenario.info["horizon"]``, which
@@ -80,6 +81,15 @@ class DemandSpec:
         if self.mode != "jitter" and self.jitter_s != DemandSpec.jitter_s:  # it would be ignored
             raise ConfigError(SOURCE, "jitter_s", self.jitter_s, f"only mode 'jitter' reads it (mode is "
                               f"{self.mode!r}); leave it at {DemandSpec.jitter_s:g}")
+        if self.mode == "jitter" and self.scale == 1 and math.floor(self.jitter_s) == 0:
+            # it moves no departure: every sample of both splits was the flow file, so a run trained on
+            # the very trips it was evaluated on, with none of mode original's notes
+            raise ConfigError(
+                SOURCE, "jitter_s", self.jitter_s,
+                "below 1 s with scale 1, jitter moves no departure (shifts are whole seconds): every sample of "
+                "both splits would be the flow file itself, evaluation demand included; use mode='original', "
+                "which says so, or jitter_s >= 1",
+            )
         if self.mode == "original" and self.scale != 1:
             raise ConfigError(
                 SOURCE, "scale", self.scale,
