@@ -312,3 +312,19 @@ def test_other_bad_inputs_raise(grid):
         for k in range(200):  # some sample at scale 0.01 has no trip at all
             sample_trips(tiny, DemandSpec("poisson", scale=0.01), "train", k)
     assert err.value.field == "scale" and "no trip" in str(err.value)
+
+
+def test_poisson_samples_of_a_per_vehicle_file_are_bootstraps_of_the_same_vehicles(grid):
+    # what docs/scenarios.md says of the held-out demand: no eval sample is a training sample, yet its
+    # vehicles (departure second, route, vehicle row) are the file's, most of them in any training sample
+    spec = DemandSpec("poisson")
+
+    def rows(trips: Trips) -> set:
+        return {(int(d), r.tobytes(), v.tobytes()) for d, r, v in zip(trips.depart, trips.routes, trips.vehicle)}
+
+    train = [rows(sample_trips(grid, spec, "train", k)) for k in range(3)]
+    held_out = [rows(sample_trips(grid, spec, "eval", j)) for j in range(2)]
+    for trips in held_out:
+        assert all(trips != seen for seen in train)
+        assert 0.55 < len(trips & train[0]) / len(trips) < 0.7  # 1 - 1/e of the file per sample
+        assert len(trips & set().union(*train)) / len(trips) > 0.9
