@@ -1,16 +1,21 @@
 """task=incident_detection end to end: calibration never sees evaluation incidents. The detectors are
 calibrated on the copies of the training split (incidents, demand and probes of train seeds) and scored
 on those of the eval split, drawn apart; the split label alone (`check_training`) cannot tell a training
-recording whose incidents were drawn from evaluation seeds."""
+recording whose incidents were drawn from evaluation seeds. Detector-fault noise, keyed by the split seed
+too, stays apart for every seed width."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
 
 import evaluate
 from agents.ppo.config import demand_spec
-from envs.incidents.perturbations import sample_incidents
-from envs.scenario.splits import sample_trips
+from envs.engine.intersections import intersection_layout
+from envs.incidents.perturbations import DetectorFaults, DetectorFaultSpec, Perturbation, sample_incidents
+from envs.scenario.splits import sample_trips, split_seed
+from tests.scenarios import small_grid
 from tests.test_evaluate import evaluate_config
 
 STEPS, COPIES = 300, 3
@@ -54,3 +59,21 @@ def test_detectors_are_calibrated_on_training_incidents_and_scored_on_held_out_o
     assert held_out.incidents == [drawn("eval", k) for k in range(COPIES)]
     assert all(i for i in train.incidents) and all(i for i in held_out.incidents)
     assert not {tuple(i) for i in train.incidents} & {tuple(i) for i in held_out.incidents}
+
+
+def test_wide_seeds_never_give_an_evaluation_copy_a_training_copys_detector_noise():
+    # SeedSequence runs the 32-bit words of a list's integers together: perturbation.seed 7 on train sample
+    # 2**31 + 1 (split seed words [2, 1]) and perturbation.seed 2 * 2**32 + 7 (words [7, 2]) on eval sample 0
+    # were one entropy list, [7, 2, 1, t, reading, 3], so the evaluation copy read the training copy's noise
+    scenario = small_grid(2, 2, horizon=100)
+    lanes = scenario.network.num_lanes
+    seen = []
+    for seed, split, index in ((7, "train", 2**31 + 1), ((2 << 32) | 7, "eval", 0), (7, "eval", 0)):
+        faults = DetectorFaults(Perturbation(seed=seed, detectors=DetectorFaultSpec(noise_std=1.0)), scenario.network,
+                                intersection_layout(scenario.network).in_lanes, 1)
+        faults.start_episode(0, split, index)
+        seen.append(faults._draws("lane_count", torch.tensor([30]), lanes)[0][0])
+        if seed < 2**32 and index < 2**31:  # narrow values keep the draws every recorded result used
+            state = int(np.random.SeedSequence([seed, split_seed(split, index), 30, 0, 3]).generate_state(1)[0])
+            assert torch.equal(seen[-1], torch.randn(lanes, generator=torch.Generator().manual_seed(state)))
+    assert not torch.equal(seen[0], seen[1]) and not torch.equal(seen[1], seen[2])

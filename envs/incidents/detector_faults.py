@@ -106,10 +106,23 @@ class DetectorFaults:
                 continue
             key = (split, index, int(times[copy]))
             if key not in cache:
-                state = np.random.SeedSequence(
-                    [self.perturbation.seed, split_seed(split, index), key[2], _READING_KEY.get(name, 9), 3]
-                ).generate_state(1)[0]
+                entropy = _noise_entropy(self.perturbation.seed, split_seed(split, index), key[2],
+                                         _READING_KEY.get(name, 9))
+                state = np.random.SeedSequence(entropy).generate_state(1)[0]
                 generator = torch.Generator().manual_seed(int(state))
                 cache[key] = (torch.randn(lanes, generator=generator), torch.rand(lanes, generator=generator))
             noise[copy], uniform[copy] = cache[key]
         return noise, uniform
+
+
+def _noise_entropy(seed: int, sample_seed: int, t: int, reading: int) -> list[int]:
+    """The words a (seed, split seed, time, reading) noise draw is seeded from, a different list for each.
+    SeedSequence splits an integer of 2**32 or more into several 32-bit words and runs the list's words
+    together, so ``[seed, sample seed, ...]`` aliased: perturbation.seed 7 on train sample 2**31 + 1
+    (split seed words [2, 1]) drew eval sample 0's noise under perturbation.seed 2 * 2**32 + 7 (words
+    [7, 2]). Values below 2**32 keep their list (every draw recorded so far); a wider one gives its
+    seed's word count and fixed-width sample-seed words, never 5 words long."""
+    if seed < 2**32 and sample_seed < 2**32:
+        return [seed, sample_seed, t, reading, 3]
+    words = [(seed >> (32 * k)) & 0xFFFFFFFF for k in range(max(1, (seed.bit_length() + 31) // 32))]
+    return [*words, sample_seed & 0xFFFFFFFF, sample_seed >> 32, t, reading, len(words), 4]
