@@ -43,6 +43,18 @@ def test_invariants_hold_every_step_under_max_pressure(grid2):
     assert int((sim.state.trip_finish >= 0).sum()) > 100  # traffic actually flowed
 
 
+def test_a_head_held_at_its_stop_line_never_crosses_it_by_rounding():
+    """A head on red follows its stop line plus its min gap, and for a 127.63 m lane (as in
+    resco_cologne3) (127.63 + 2.5) - 2.5 rounds above 127.63 in float32: the head ended a rounding
+    past the line and crossed on red (at step 17 here). It waits at the line."""
+    scenario = small_grid(2, 2, rate=700.0, horizon=300, seed=1, road_length=127.63)
+    length, gap = scenario.network.lane_length, torch.tensor(float(DEFAULT_VEHICLE["minGap"]))
+    assert bool(((length + gap) - gap > length).all())  # the rounding this test is about
+    sim = Simulator(scenario.network, scenario.demand(1))
+    run_checked(sim, 120, lambda k: None)  # phase 0 throughout: the other movements stay red
+    assert int((sim.state.trip_finish >= 0).sum()) > 20  # the green ones flowed
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     seed=st.integers(0, 10_000),

@@ -70,7 +70,7 @@ def _two_heads_into_one_lane(overshoot_a: float, overshoot_b: float):
     zeros = torch.zeros(1, lanes)
     heads = Heads(slot, present, torch.zeros_like(slot), torch.zeros_like(slot), torch.full_like(slot, -1),
                   torch.zeros_like(present), torch.where(present, target, lanes), zeros, zeros,
-                  torch.zeros(1, lanes + 1), torch.zeros(1, lanes + 1))
+                  torch.zeros(1, lanes + 1), torch.zeros(1, lanes + 1), torch.zeros_like(present))
     length = net.lane_length
     pos = torch.tensor([[float(length[a]) + overshoot_a, float(length[b]) + overshoot_b, 0.0]])
     motion = Motion(torch.tensor([[True, True, False]]), pos, torch.full((1, 3), 8.0), torch.full((1, 3), 11.0))

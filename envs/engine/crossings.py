@@ -51,10 +51,16 @@ def cross_stop_lines(network: Network, heads: Heads, motion: Motion) -> Crossing
     h = heads.slot
     new_pos, new_speed = motion.pos, motion.speed
     h_new_pos = take(new_pos, h)
-    crossing = heads.present & (h_new_pos > lane_length)
+    past = heads.present & (h_new_pos > lane_length)
+    # A head held at its stop line can still end past it by float32 rounding: it follows the
+    # line plus its min gap, and (length + gap) - gap rounds above the length for some lengths
+    # (127.63 m with a 2.5 m or 1.5 m gap, as in resco_cologne3), so it crossed on red. It never
+    # crosses: it waits at the line, as a head that lost its target lane does.
+    overshot = past & heads.held
+    crossing = past & ~heads.held
     leaving_network = crossing & heads.last_road
     moving = crossing & ~heads.last_road
-    h_new_pos, leaving_network, moving = materialise(h_new_pos, leaving_network, moving)
+    h_new_pos, leaving_network, moving, overshot = materialise(h_new_pos, leaving_network, moving, overshot)
     lane_ids = torch.arange(num_lanes, device=device).unsqueeze(0)
     overshoot_mm = ((h_new_pos - lane_length) * 1000.0).to(torch.int64)
     key = torch.where(moving, overshoot_mm * (num_lanes + 1) + (num_lanes - lane_ids), -1)
@@ -62,7 +68,7 @@ def cross_stop_lines(network: Network, heads: Heads, motion: Motion) -> Crossing
     best_key = torch.full((batch, num_lanes + 1), -1, dtype=torch.int64, device=device)
     best_key = best_key.scatter_reduce(1, target_c, key, reduce="amax")
     (wins,) = materialise(moving & (key == take(best_key, target_c)))
-    blocked = moving & ~wins  # wait at the stop line
+    blocked = (moving & ~wins) | overshot  # wait at the stop line
     blocked_slot = torch.where(blocked, h, scratch_slot)
     new_pos = put(new_pos, blocked_slot, lane_length.expand(batch, -1))
     new_speed = put(new_speed, blocked_slot, 0.0)

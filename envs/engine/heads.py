@@ -33,6 +33,7 @@ class Heads(NamedTuple):
     gap: torch.Tensor  # the head's minimum gap
     lead_rear: torch.Tensor  # [B, L+1] position of what it follows (from this lane's start)
     lead_speed: torch.Tensor  # [B, L+1] speed of what it follows
+    held: torch.Tensor  # bool, the head follows its stop line (it may not cross this step)
 
 
 def look_ahead(
@@ -112,10 +113,11 @@ def look_ahead(
         torch.where(may_cross, lane_length + through_length + target_rear, lane_length + h_gap),
     )
     head_lead_speed = torch.where(may_cross, target_speed, 0.0)
+    held = has_head & ~may_cross & ~leaves_freely
     pad = torch.zeros(batch, 1, device=s.t.device)
     head_rear = torch.cat([head_rear, pad + FAR], 1)  # [B, L+1]
     head_lead_speed = torch.cat([head_lead_speed, pad], 1)
     return Heads(
         h, has_head, h_trip, h_leg, after_move, last_road, target, through_length, h_gap,
-        head_rear, head_lead_speed,
+        head_rear, head_lead_speed, held,
     )
