@@ -99,13 +99,17 @@ def check_red_discharges_nothing(
 
 
 def check_no_passing(before: SimState, after: SimState) -> None:
-    """A vehicle keeps its leader while both stay on the same lane (FIFO lanes)."""
+    """A vehicle keeps its leader while both stay on the same lane (FIFO lanes). A slot holds the
+    same vehicle only while it holds the same trip: a leader that left the network can hand its
+    slot, in the same step, to a trip entering its lane behind the vehicle (resco_cologne3)."""
     slots = min(before.num_slots, after.num_slots)
     lane0, lane1 = before.veh_lane[:, :slots], after.veh_lane[:, :slots]
+    same_trip = before.veh_trip[:, :slots] == after.veh_trip[:, :slots]
     lead0 = before.veh_leader[:, :slots]
-    has = (lane0 >= 0) & (lane1 == lane0) & (lead0 >= 0) & (lead0 < slots)
-    lead_lane1 = torch.gather(lane1, 1, lead0.clamp(min=0))
-    leader_stayed = has & (lead_lane1 == lane0)
+    has = (lane0 >= 0) & (lane1 == lane0) & same_trip & (lead0 >= 0) & (lead0 < slots)
+    lead_c = lead0.clamp(min=0)
+    lead_lane1 = torch.gather(lane1, 1, lead_c)
+    leader_stayed = has & (lead_lane1 == lane0) & torch.gather(same_trip, 1, lead_c)
     kept = after.veh_leader[:, :slots] == lead0
     assert bool((kept | ~leader_stayed).all()), "a vehicle passed its leader"
 
