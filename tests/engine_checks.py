@@ -78,6 +78,19 @@ def check_no_conflicting_green(network: Network, params: EngineParams, after: Si
     assert int(both.max()) == 0, "two conflicting movements were shown green/yellow together"
 
 
+def permissive_movements(scenario) -> torch.Tensor:
+    """``[I, K]``: the movements some phase of their intersection shows as permissive (SUMO's
+    'g'; none in a CityFlow dataset), for `check_no_conflicting_green`'s `yielding`."""
+    network = scenario.network
+    signalised = [x for x in scenario.roadnet.intersections if not x.virtual]
+    yielding = torch.zeros(network.num_intersections, network.movements_per_intersection,
+                           dtype=torch.bool)
+    for i, inter in enumerate(signalised):
+        for phase in inter.phases:
+            yielding[i, list(phase.permissive)] = True
+    return yielding
+
+
 def check_red_discharges_nothing(
     network: Network, demand: Demand, params: EngineParams, before: SimState, after: SimState
 ) -> None:

@@ -15,7 +15,7 @@ from envs.scenario.cityflow import write_cityflow
 from envs.scenario.registry import SUMO_DATASETS
 from envs.scenario.sumo import import_sumo
 from envs.scenario.sumo.config import find_config, read_config
-from tests.engine_checks import check_all
+from tests.engine_checks import check_all, permissive_movements
 
 SMALL = ("resco_cologne1", "resco_ingolstadt7", "resco_grid4x4")
 # signalised junctions and vehicles in the route file (grep -c '<trip\|<vehicle' *.rou.xml)
@@ -88,18 +88,6 @@ def test_engine_invariants_hold(datasets_dir, name, controller):
         sim.step(control.act(sim))
         check_all(sim.network, sim.demand, sim.params, before, sim.state, yielding)
     assert int((sim.state.veh_lane[:, :-1] >= 0).sum()) > 0
-
-
-def permissive_movements(scenario) -> torch.Tensor:
-    """``[I, K]``: the movements some phase of their intersection shows as permissive."""
-    network = scenario.network
-    signalised = [x for x in scenario.roadnet.intersections if not x.virtual]
-    yielding = torch.zeros(network.num_intersections, network.movements_per_intersection,
-                           dtype=torch.bool)
-    for i, inter in enumerate(signalised):
-        for phase in inter.phases:
-            yielding[i, list(phase.permissive)] = True
-    return yielding
 
 
 def test_every_sumo_scenario_is_a_cli_option_and_evaluate_runs_one(datasets_dir, tmp_path):
