@@ -51,7 +51,7 @@ from agents.ppo.null_nodes import check_command_line
 from agents.ppo.run_messages import run_errors, say, status_log
 from envs.engine import Simulator
 from envs.engine.intersections import intersection_layout
-from envs.errors import ConfigError, exit_on_error
+from envs.errors import ConfigError, config_path, exit_on_error
 from envs.evaluation.metrics import METRIC_NAMES, population
 from envs.evaluation.report import outputs_present, remove_stale_outputs, signal_plots, signals_report, summary
 from envs.evaluation.runner import EvaluationBatch, check_departures, eval_demands
@@ -152,12 +152,9 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         say(f"warning: perturbation {perturbation.name}: {'; '.join(late)} reach past the {steps} s "
             "evaluated (eval.steps): what falls after the end is not measured")
     check_incident_lanes(perturbation, scenario.network, "<config>")
-    try:
+    # a sample with no trip named 'scale' of <demand spec>, not the key to raise
+    with config_path("<config>", "eval.demand.", only_from=DEMAND_SPEC):
         demands = eval_demands(scenario, spec, seeds, perturbation)
-    except ConfigError as error:  # a sample with no trip named 'scale' of <demand spec>, not the key to raise
-        if error.source != DEMAND_SPEC:
-            raise
-        raise ConfigError("<config>", f"eval.demand.{error.field}", error.value, error.reason) from None
     check_departures(demands.trips[0], steps)
     if perturbation.surge is not None:  # a surge of scale 0 can empty the perturbed demands' evaluated time
         surge = perturbation.surge
@@ -297,10 +294,11 @@ def record_detection(cfg: DictConfig, scenario: Scenario, perturbation, probe_sp
                               copies, "need at least one copy")
         bar = tqdm(total=steps, desc=f"record {split} ({copies} copies, {placement} placement)", unit="sim-s",
                    file=sys.stderr, disable=not cfg.eval.progress, mininterval=2.0)
-        recordings[split] = record_sweep(scenario, build_controller(det.controller, cfg), perturbation, split,
-                                         list(range(copies)), steps, int(det.interval_s),
-                                         demand_spec(cfg.eval.demand, "eval.demand"), bar.update,
-                                         engine_params(cfg), probe_specs)
+        with config_path("<config>", "eval.demand.", only_from=DEMAND_SPEC):  # as the signals task names them
+            recordings[split] = record_sweep(scenario, build_controller(det.controller, cfg), perturbation, split,
+                                             list(range(copies)), steps, int(det.interval_s),
+                                             demand_spec(cfg.eval.demand, "eval.demand"), bar.update,
+                                             engine_params(cfg), probe_specs)
         bar.close()
     return recordings
 

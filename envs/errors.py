@@ -84,14 +84,17 @@ def positive_or_none(value: Any, source: str, field: str, unit: str) -> Any:
 
 
 @contextmanager
-def config_path(source: str, prefix: str, own_prefix: str = "") -> Iterator[None]:
+def config_path(source: str, prefix: str, own_prefix: str = "", only_from: str | None = None) -> Iterator[None]:
     """A `ConfigError` raised inside comes out again from `source`, its field under the path the
     user typed: a spec names its own fields (``incidents.capacity``, ``probes.p``), the caller
     knows where the spec sits in the config (``perturbation.``, ``env.probes.``). `own_prefix`
-    is dropped from the field first (``probes.``, which the spec writes itself)."""
+    is dropped from the field first (``probes.``, which the spec writes itself). `only_from`: only
+    errors from that source are renamed (a demand spec's, among the others a run may raise)."""
     try:
         yield
     except ConfigError as error:
+        if only_from is not None and error.source != only_from:
+            raise
         field = error.field[len(own_prefix):] if error.field.startswith(own_prefix) else error.field
         raise ConfigError(source, prefix + field, error.value, error.reason) from None
 

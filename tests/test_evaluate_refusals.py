@@ -107,3 +107,13 @@ def test_a_scale_that_leaves_a_sample_without_trips_names_eval_demand_scale(tmp_
     with pytest.raises(ConfigError, match="has no trip; raise the scale") as refused:
         evaluate.evaluate(evaluate_config(*BASE, "controllers=[fixed_time]", "eval.demand.scale=1e-9"), tmp_path)
     assert (refused.value.source, refused.value.field, refused.value.value) == ("<config>", "eval.demand.scale", 1e-9)
+
+
+def test_the_detection_task_names_eval_demand_scale_too(tmp_path):
+    """It recorded its training copies and then failed as 'scale' of <demand spec>."""
+    cfg = evaluate_config("scenario=grid_1x1", "eval.progress=false", "eval.plots=false",  # fails at the first draw
+                          "task=incident_detection", "perturbation=incident", "detection.train_copies=4",
+                          "detection.copies=2", "eval.demand.scale=1e-9")
+    with pytest.raises(ConfigError, match="has no trip; raise the scale") as refused:
+        evaluate.evaluate_detection(cfg, tmp_path)
+    assert (refused.value.source, refused.value.field) == ("<config>", "eval.demand.scale")

@@ -168,3 +168,13 @@ def test_committed_tuned_configs_compose_into_the_controller_group(path):
     assert {k: params[k] for k in written} == written
     CONTROLLERS[name](**params)  # the class takes them
     assert "TRAINING demand only" in path.read_text()
+
+
+def test_a_first_sample_whose_samples_run_past_the_last_index_names_first_sample():
+    """It failed at the draw as field 'index', a name the tuner has no key for."""
+    from envs.scenario.splits import MAX_INDEX
+
+    TuningSettings(seeds=2, first_sample=MAX_INDEX - 1).validate()  # the last two samples: fine
+    with pytest.raises(ConfigError, match="must end by") as refused:
+        TuningSettings(seeds=2, first_sample=MAX_INDEX).validate()
+    assert (refused.value.field, refused.value.value) == ("first_sample", MAX_INDEX)

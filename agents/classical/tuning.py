@@ -28,7 +28,7 @@ import numpy as np
 from envs.errors import ConfigError
 from envs.evaluation.runner import EvaluationBatch
 from envs.scenario import Scenario, given_by_path
-from envs.scenario.splits import DemandSpec, sample_trips
+from envs.scenario.splits import MAX_INDEX, DemandSpec, sample_trips
 
 SOURCE = "<tune>"
 PRIMARY = "travel_time/mean"
@@ -73,6 +73,9 @@ class TuningSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(SOURCE, name, value, "must be an integer >= 0")
+        if self.first_sample + self.seeds - 1 > MAX_INDEX:  # was found at the draw, named 'index'
+            raise ConfigError(SOURCE, "first_sample", self.first_sample,
+                              f"the samples first_sample .. first_sample + seeds - 1 must end by {MAX_INDEX}")
         if self.demand.mode == "original":  # every split and index replays the flow file evaluate.py reports on
             raise ConfigError(SOURCE, "demand_mode", self.demand.mode, "replays the scenario's own trips, which "
                               "evaluation reports on: tuning on it is not training demand; use poisson or jitter")
