@@ -26,10 +26,8 @@ def _tuned(name: str, scenario: str):
     for key, value in params.items():
         if key not in known:
             raise ConfigError(source, key, value, f"not a parameter of {base}; its parameters: {known}")
-    try:
+    with config_path(source, ""):  # the class's own check, named as the preset's field
         return CONTROLLERS[base](**params)
-    except ConfigError as error:  # the class's own check, named as the preset's field
-        raise ConfigError(source, error.field, error.value, error.reason) from None
 
 
 def check_known(name: str, cfg: DictConfig, field: str = "controllers") -> None:

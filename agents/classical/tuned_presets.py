@@ -45,7 +45,7 @@ def base_controller(name: str) -> str | None:
     return name[: -len(TUNED_SUFFIX)] if name.endswith(TUNED_SUFFIX) else None
 
 
-def _shown(path: Path) -> str:
+def shown_path(path: Path) -> str:
     return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
 
 
@@ -62,7 +62,7 @@ def tuned_params(name: str, scenario: str, source: str = "<config>") -> dict:
     if not path.is_file():
         raise ConfigError(
             source, "controllers", name,
-            f"no tuned preset {_shown(path)} for scenario {scenario!r}; write one with "
+            f"no tuned preset {shown_path(path)} for scenario {scenario!r}; write one with "
             f"{tune_command(base or name, scenario)}",
         )
     preset = OmegaConf.to_container(OmegaConf.load(path), resolve=True)

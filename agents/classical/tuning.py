@@ -112,7 +112,8 @@ def check_space(controller: str, cls, space: dict[str, list]) -> None:
     """Each key of `space` a parameter of `cls` with a non-empty grid of values it accepts, before any
     trial runs: a misspelt key was a TypeError traceback at the first batch, a value the class refuses
     an error minutes into the search, and an empty grid emptied the whole product (defaults only)."""
-    known = [f.name for f in fields(cls) if f.init and f.compare]  # its parameters (agents.ppo.schema)
+    # its parameters, as agents.ppo.schema.parameters reads them (a layer above this one)
+    known = [f.name for f in fields(cls) if f.init and f.compare]
     for key, values in space.items():
         where = f"SEARCH_SPACES.{controller}.{key}"
         if key not in known:
@@ -185,12 +186,12 @@ def tuned_config_text(result: TuningResult, settings: TuningSettings, command: s
     is ``scenario.name=`` its absolute path, and its presets are named by `scenario_key`). `out`: where it is
     written; elsewhere than the preset's place, the use line says to copy it there first (that option
     loaded the file in configs/controller, a committed preset, not this one)."""
-    from agents.classical.tuned_presets import _shown, preset_path
+    from agents.classical.tuned_presets import preset_path, shown_path
 
     scenario = (f"scenario.name={Path(result.scenario).expanduser().resolve()}" if given_by_path(result.scenario)
                 else f"scenario={result.scenario}")
     place = preset_path(result.controller, result.scenario)
-    copy = (f"copy this file to {_shown(place)}, then: "
+    copy = (f"copy this file to {shown_path(place)}, then: "
             if out is not None and Path(out).resolve() != place.resolve() else "")
     lines = [
         f"# {result.controller} tuned on {result.scenario}, TRAINING demand only "

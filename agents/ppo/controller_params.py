@@ -11,7 +11,7 @@ import dataclasses
 
 from agents.classical import CONTROLLERS
 from agents.ppo.schema import parameters
-from envs.errors import ConfigError
+from envs.errors import ConfigError, config_path
 
 
 def _default(field: dataclasses.Field):
@@ -40,7 +40,5 @@ def check_param_names(params: dict, path: str, built: list[str]) -> None:
                 raise ConfigError("<config>", f"{path}.{name}.{key}", value,
                                   f"{name} is not run here (it builds {built}), so this would be ignored")
         if name in built:  # its values: the class's own checks, named by the key (they came after the scenario
-            try:  # and demands had loaded, or training had run up to its baselines, as <controller:NAME>)
+            with config_path("<config>", f"{path}.{name}."):  # and demands had loaded, as <controller:NAME>)
                 CONTROLLERS[name](**entry)
-            except ConfigError as error:
-                raise ConfigError("<config>", f"{path}.{name}.{error.field}", error.value, error.reason) from None

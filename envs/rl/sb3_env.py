@@ -27,7 +27,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from envs.errors import CommandError
+from envs.errors import CommandError, is_whole
 from envs.rl.adapters import EpisodeGate, action_tensor, check_render_mode, core_kwargs
 from envs.rl.signal_env import BatchedSignalEnv
 from envs.rl.signal_env import to_numpy as _numpy
@@ -106,9 +106,9 @@ class IntersectionVecEnv(VecEnv):
     def _indices(self, indices) -> list[int]:
         if indices is None:
             return list(range(self.num_envs))
-        rows = [indices] if isinstance(indices, (int, np.integer)) else list(indices)
+        rows = list(indices) if isinstance(indices, (list, tuple, range, np.ndarray)) else [indices]
         for n in rows:  # a row past num_envs was answered with the value of every row
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n < self.num_envs:
+            if not is_whole(n) or not 0 <= n < self.num_envs:
                 raise CommandError(SOURCE, "indices", indices, f"need sub-environment rows in [0, {self.num_envs})")
         return [int(n) for n in rows]
 
