@@ -86,7 +86,7 @@ def test_probes_are_reproducible_per_seed_copy_and_split():
     assert torch.equal(a, probe_trips(spec, _keys(spec, 3), trips))  # same seed: same probes
     assert not torch.equal(a, probe_trips(other, _keys(other, 3), trips))  # another seed: others
     assert not torch.equal(a[0], a[1])  # per copy
-    assert copy_key(spec, "train", 0) != copy_key(spec, "eval", 0)  # training never shares a draw
+    assert copy_key(spec, "train", 0) != copy_key(spec, "eval", 0)  # distinct keys (with probability 1 - 2^-32)
 
 
 @pytest.mark.parametrize("p", [0.05, 0.2])
@@ -297,3 +297,18 @@ def test_the_environment_serves_probe_features_and_refuses_them_without_probes()
     assert env.describe()["probes"]["p"] == 1.0
     assert bool((obs >= env.obs_low).all() and (obs <= env.obs_high).all())
     np.testing.assert_array_equal(env.probes.key.numpy(), _keys(ProbeSpec(p=1.0), 2, "train").numpy())
+
+
+def test_probe_keys_are_32_bit_and_equal_keys_draw_alike():
+    """docs/incidents.md: the key is one 32-bit word, so copies of different split seeds are
+    distinct only with high probability; copies with equal keys pick the same probes."""
+    spec = ProbeSpec(p=0.3, seed=7)
+    train = {copy_key(spec, "train", k) for k in range(256)}
+    evaluation = {copy_key(spec, "eval", k) for k in range(256)}
+    assert all(0 <= key < 2**32 for key in train | evaluation)
+    assert len(train) == 256 and len(evaluation) == 256 and not train & evaluation  # no collision here
+    trips = torch.arange(5000).expand(2, -1)
+    same = probe_trips(spec, torch.tensor([next(iter(train))] * 2), trips)
+    assert torch.equal(same[0], same[1]) and 0 < int(same[0].sum()) < 5000
+    other = probe_trips(spec, torch.tensor(sorted(train)[:2]), trips)
+    assert not torch.equal(other[0], other[1])

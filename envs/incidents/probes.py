@@ -20,8 +20,10 @@ field               default    meaning
 Who is a probe: trip ``j`` of copy (``split``, ``index``) is a probe iff ``u < p`` for a uniform
 ``u`` that is a hash of (the copy key, ``j``) — the copy key comes from
 ``SeedSequence(seed, spawn_key=(split_seed(split, index), 4))`` (`copy_key`), so the draw is per
-trip of the copy's demand, reproducible, different per copy, and training copies never share a
-draw with evaluation copies (as incidents and demand samples do not: `envs.scenario.splits`).
+trip of the copy's demand, reproducible and different per copy. The key is one 32-bit word of
+that sequence: two copies of different split seeds (a training and an evaluation copy among
+them) get equal keys, and so draw alike, with probability 2^-32 per pair; incidents and demand
+samples, drawn from the sequences themselves (`envs.scenario.splits`), never share a draw.
 Noise and dropouts are hashes of (copy key, trip, report time, stream): the same run reports
 the same values, whatever the engine's vehicle slots. Everything is batched over copies and
 vehicles; no Python loop over either.
