@@ -17,6 +17,7 @@ from envs.rl.gym_env import TrafficSignalVectorEnv
 from envs.rl.render import _GEOMETRY, SIZE_PX, STOP_COLOURS, _queue_colour, render_frame, write_gif
 from envs.rl.signal_env import BatchedSignalEnv
 from envs.scenario import load_scenario
+from tests.conftest import find_datasets_dir
 
 GREY, YELLOW, RED = (190, 190, 190), (250, 220, 40), (250, 20, 20)
 
@@ -202,3 +203,37 @@ def test_a_lane_shared_by_a_kept_and_an_ending_movement_shows_green_through_the_
     assert shared and "yellow" in expected.values()
     bars = _stop_bars(core, render_frame(core, 0))
     assert {lane: bars[lane] for lane in expected} == {lane: STOP_COLOURS[c] for lane, c in expected.items()}
+
+
+def _uncontrolled_lanes(network) -> set[int]:
+    """Lanes all of whose movements are a permissive green in every phase of their intersection
+    (SUMO's unsignalised junctions and links), from the phase table."""
+    per_lane: dict[int, list[bool]] = {}
+    movements = network.phase_green.shape[2]
+    for i in range(network.num_intersections):
+        phases = range(int(network.num_phases[i]))
+        for k in range(movements):
+            free = all(bool(network.phase_green[i, p, k] and network.phase_permissive[i, p, k]) for p in phases)
+            for lane in network.movement_in_lanes[i * movements + k].tolist():
+                if lane >= 0:
+                    per_lane.setdefault(lane, []).append(free)
+    return {lane for lane, flags in per_lane.items() if all(flags)}
+
+
+def test_unsignalised_junctions_show_no_stop_bars():
+    """resco_cologne1: one signal and two unsignalised junctions (one all-permissive phase each).
+    Dataset test: run under CI=true, skipped elsewhere without the datasets."""
+    find_datasets_dir()
+    core = BatchedSignalEnv("resco_cologne1", 1, episode_s=600, autoreset=False)
+    core.reset(0)
+    for _ in range(12):
+        core.step(torch.zeros(1, core.network.num_intersections, dtype=torch.int64))
+    frame = render_frame(core, 0)
+    geometry = _GEOMETRY[core.network]
+    free = _uncontrolled_lanes(core.network)
+    entering = {lane for lane, enters in enumerate(geometry.lane_enters_signal) if enters}
+    assert free and entering - free  # both kinds are there
+    stop_colours = set(STOP_COLOURS.values())
+    for lane in entering:
+        end = _pixel(frame, geometry.lanes[lane][1])
+        assert (end not in stop_colours) if lane in free else (end in stop_colours), (lane, end)

@@ -2,9 +2,12 @@
 
 Each lane is drawn beside its road's centre line (right-hand traffic, lane 0 innermost),
 coloured from grey (empty) through yellow to red (full: vehicles / storage, storage = length /
-7.5 m). At every signalised intersection each incoming lane ends in a stop bar: green when a
-movement from that lane has green, amber on yellow, red otherwise. Virtual (boundary) nodes are
-not drawn. Frames are ``uint8 [H, W, 3]``; `write_gif` saves a list of them.
+7.5 m). At every intersection each incoming lane ends in a stop bar: green when a movement from
+that lane has green, amber on yellow, red otherwise; except a lane whose movements are all
+uncontrolled — a permissive green (SUMO's 'g') in every phase of their intersection, as the SUMO
+importer writes an unsignalised junction (one all-permissive phase) and the unsignalised links of
+a signal — which ends without a bar: no signal stops it. Virtual (boundary) nodes are not drawn.
+Frames are ``uint8 [H, W, 3]``; `write_gif` saves a list of them.
 """
 
 from __future__ import annotations
@@ -73,6 +76,23 @@ class _Geometry:
         self.bar_half_px = 0.4 * lane_px
         net = core.network
         self.lane_enters_signal = (net.road_end[net.lane_road] >= 0).tolist()
+        free = uncontrolled_lanes(net)
+        self.lane_has_bar = [enters and not f for enters, f in zip(self.lane_enters_signal, free)]
+
+
+def uncontrolled_lanes(net) -> list[bool]:
+    """Per lane: every movement from it is a permissive green in every phase of its intersection
+    (it never sees red or a priority green); False for a lane that starts no movement."""
+    phases = torch.arange(net.phase_green.shape[1]).unsqueeze(0) < net.num_phases.cpu().unsqueeze(1)  # [I, P]
+    free_always = ((net.phase_green & net.phase_permissive).cpu() | ~phases.unsqueeze(-1)).all(1)  # [I, K]
+    free = free_always.reshape(-1)  # [M]
+    in_lanes = net.movement_in_lanes.cpu()  # [M, E]
+    valid = in_lanes >= 0
+    lanes = torch.where(valid, in_lanes, net.num_lanes).reshape(-1)
+    starts = torch.zeros(net.num_lanes + 1, dtype=torch.int64).scatter_add_(0, lanes, valid.reshape(-1).to(torch.int64))
+    controlled = (valid & ~free.unsqueeze(1)).reshape(-1).to(torch.int64)
+    signalled = torch.zeros(net.num_lanes + 1, dtype=torch.int64).scatter_add_(0, lanes, controlled)
+    return ((starts > 0) & (signalled == 0))[:net.num_lanes].tolist()
 
 
 # lane pixels, worked out once per network and freed with it
@@ -111,7 +131,7 @@ def render_frame(core, copy: int = 0) -> np.ndarray:
     draw = ImageDraw.Draw(image)
     for lane, (a, b, d) in enumerate(geometry.lanes):
         draw.line([tuple(a), tuple(b)], fill=_queue_colour(fill[lane]), width=geometry.width)
-        if geometry.lane_enters_signal[lane]:
+        if geometry.lane_has_bar[lane]:
             colour = "green" if lane_green[lane] else "yellow" if lane_yellow[lane] else "red"
             normal = np.array([-d[1], d[0]]) * geometry.bar_half_px
             draw.line([tuple(b - normal), tuple(b + normal)], fill=STOP_COLOURS[colour], width=3)
