@@ -74,6 +74,27 @@ def test_program_types_and_offsets_the_import_does_not_follow_are_counted(tmp_pa
     assert {k for k in counts if k.endswith(("_run_static", "_offsets_ignored"))} == counted
 
 
+def test_a_program_switched_off_leaves_the_junction_unsignalised(tmp_path):
+    """SUMO's type="off": the light is off and the junction runs by its priorities; it ran as a
+    static program (counted as 'off_programs_run_static')."""
+    net = NET.replace('type="static" programID="0"', 'type="off" programID="0"')
+    imported = import_sumo(write_tiny(tmp_path, net))
+    counts = imported.report.counts
+    assert counts["off_programs_unsignalised"] == 1 and "off_programs_run_static" not in counts
+    assert counts.get("signalised_junctions", 0) == 0
+    (phase,) = _light(imported)["trafficLight"]["lightphases"]
+    every = list(range(len(_light(imported)["roadLinks"])))
+    assert phase["availableRoadLinks"] == every and phase["permissiveRoadLinks"] == every
+
+
+def test_a_namespaced_net_file_reads_as_without_the_namespace(tmp_path):
+    """<net xmlns="..."> was refused as "expected a <net> document" (its tags read "{uri}net")."""
+    plain = import_sumo(write_tiny(tmp_path / "plain"))
+    spaced = NET.replace('<net version="1.9">', '<net version="1.9" xmlns="http://sumo.dlr.de/xsd/net_file.xsd">')
+    imported = import_sumo(write_tiny(tmp_path / "spaced", spaced))
+    assert imported.roadnet == plain.roadnet and imported.report.counts == plain.report.counts
+
+
 def test_a_program_type_sumo_does_not_know_is_refused(tmp_path):
     # type="statc" ran as a static program, counted as 'statc_programs_run_static'; SUMO refuses it:
     # "Traffic light 'C' has unknown type 'statc'"

@@ -16,7 +16,9 @@ commanded phase. The translation:
   gridlight's intergreen); consecutive phases with the same greens are merged;
 - movements of a signalised junction that no traffic light controls (turnarounds included) are
   permissive greens in every phase; a turnaround the light controls shows its signal's greens,
-  always as permissive ones; a junction without any signal gets one all-permissive phase.
+  always as permissive ones; a junction without any signal gets one all-permissive phase, and so
+  does one whose light runs a program of ``type="off"`` (SUMO switches that light off and the
+  junction runs by its priorities; counted as ``off_programs_unsignalised``).
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ def junction_phases(
                             "connections of one junction are controlled by several traffic "
                             "lights; gridlight runs one program per intersection")
     program = programs[tls[0]]
+    if program.type == "off":  # SUMO switches the light off: the junction runs by its priorities, unsignalised
+        counts["off_programs_unsignalised"] += 1
+        every = list(range(len(links)))
+        return [{"time": UNCONTROLLED_PHASE_S, "availableRoadLinks": every, "permissiveRoadLinks": every}]
     counts["signalised_junctions"] += 1
     counts["unsignalised_links_at_signals"] += sum(1 for link in links if not link.slots)
     if program.type != "static":

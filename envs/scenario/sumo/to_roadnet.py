@@ -103,7 +103,8 @@ def roadnet_from_sumo(net: SumoNet, counts: Counter, keep_turnarounds: frozenset
                                            yields=_yield_pairs(junction, movements, counts)))
         # approaches = incoming roads: 3 is a T, 4 a crossroads, 5+ irregular; all are represented
         approaches = len({start for start, _ in movements})
-        kind = "signalised" if any(s.slots for s in signals) else "unsignalised"
+        lights = {net.programs[tl].type for s in signals for tl, _ in s.slots}
+        kind = "signalised" if lights - {"off"} else "unsignalised"  # a light switched off signals nothing
         counts[f"{kind}_junctions_with_{approaches}_approaches"] += 1
     roadnet = {"intersections": intersections, "roads": roads}
     _relax_crossing_greens(roadnet, net.source, counts)

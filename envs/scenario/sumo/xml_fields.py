@@ -17,7 +17,8 @@ GZIP_MAGIC = b"\x1f\x8b"  # the first two bytes of a gzip file
 
 def read_xml(path: str | Path, root_tag: str | tuple[str, ...]) -> ET.Element:
     """The root element of a SUMO XML file, checked to be `root_tag` (or one of them); gzip-compressed
-    or not (``.net.xml.gz``), as SUMO reads every input file."""
+    or not (``.net.xml.gz``), as SUMO reads every input file. Element tags lose any XML namespace
+    (``<net xmlns="http://sumo.dlr.de/xsd/net_file.xsd">`` reads as ``<net>``)."""
     source = str(path)
     try:
         with open(source, "rb") as head:
@@ -32,6 +33,9 @@ def read_xml(path: str | Path, root_tag: str | tuple[str, ...]) -> ET.Element:
         line, column = err.position
         raise ScenarioError(source, "<xml>", f"line {line}, column {column}",
                             f"malformed XML: {err}") from None
+    for element in root.iter():  # a namespace (<net xmlns="...">) names every tag "{uri}net": drop it, as SUMO does
+        if isinstance(element.tag, str) and element.tag.startswith("{"):
+            element.tag = element.tag.split("}", 1)[1]
     tags = (root_tag,) if isinstance(root_tag, str) else root_tag
     if root.tag not in tags:
         raise ScenarioError(source, "<root>", root.tag, f"expected a {' or '.join(f'<{t}>' for t in tags)} document")
