@@ -112,6 +112,9 @@ def run(args) -> dict:
                        for b in range(args.copies)])
     detect_wall = time.perf_counter() - started
     scores = score(recording, alarms)
+    note = undefined_scores(scores.incidents, scores.alarms)
+    if note:
+        log(note)
     drawn = [len(x) for x in recording.incidents]
     return {
         "benchmark": "city_day", "scenario": args.scenario, "signals": base.network.num_intersections,
@@ -123,7 +126,7 @@ def run(args) -> dict:
         "incidents": scores.incidents, "incidents_per_copy": drawn, "detected": scores.detected,
         "missed": scores.incidents - scores.detected, "reports": scores.alarms,
         "false_alarms": scores.alarms - scores.true_alarms, "accuracy": scores.precision,
-        "recall": scores.recall, "mean_time_to_detect_s": scores.mean_time_to_detect_s,
+        "recall": scores.recall, "scores_note": note, "mean_time_to_detect_s": scores.mean_time_to_detect_s,
         "oracle_floor_s": scores.oracle_floor_s, "with_lane_evidence": scores.with_evidence,
         "mean_gap_to_floor_s": scores.mean_gap_to_floor_s,
         "false_alarms_per_hour": scores.false_alarms_per_hour,
@@ -133,6 +136,17 @@ def run(args) -> dict:
                         **{k: v for k, v in calibration.items() if not isinstance(v, (list, dict))}},
         "machine": machine_info(),
     }
+
+
+def undefined_scores(incidents: int, reports: int) -> str | None:
+    """The sentence for scores that are 0/0 (null in the JSON), None when both are defined."""
+    if incidents == 0 and reports == 0:
+        return "no incidents: precision/recall undefined (no incidents and no reports)"
+    if incidents == 0:
+        return f"no incidents: recall undefined; all {reports} reports are false alarms"
+    if reports == 0:
+        return "no reports: precision (accuracy) undefined"
+    return None
 
 
 def day_spec(args, prefix: str) -> DaySpec:

@@ -3,6 +3,7 @@ incidents at a rate (IncidentSpec.rate_per_hour)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -191,3 +192,16 @@ def test_a_perturbation_refuses_a_negative_seed_when_built():
     with pytest.raises(ConfigError, match="must be an integer >= 0") as error:  # numpy's ValueError at the first draw
         Perturbation(seed=-1)
     assert (error.value.field, error.value.value) == ("seed", -1)
+
+
+def test_a_day_without_incidents_says_its_scores_are_undefined():
+    """rate 0: accuracy and recall are 0/0, null in the JSON, and the output says so in words."""
+    done = subprocess.run([sys.executable, "benchmarks/city_day.py", "--scenario", "grid_1x1", "--rate-per-hour", "0",
+                           "--hours", "0.1", "--train-hours", "0.1"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    assert record["incidents"] == 0 and record["reports"] == 0
+    assert record["accuracy"] is None and record["recall"] is None
+    assert record["scores_note"] == "no incidents: precision/recall undefined (no incidents and no reports)"
+    assert "no incidents: precision/recall undefined" in done.stderr
