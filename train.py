@@ -10,7 +10,8 @@ Configs: ``configs/train.yaml`` composes ``scenario/``, ``engine/`` (shared with
 ``env/``, ``agent/`` (ppo_shared, ppo_independent), ``train/`` and ``eval/``; the schema
 (agents/ppo/config.py, whose dataclasses hold every default) rejects a wrong key or type before
 anything runs; a bad value exits with status 2 and one ``error: ...`` line. Hydra's run directory
-(``outputs/DATE/TIME/``) receives ``.hydra/config.yaml`` (every hyperparameter), ``tb/``
+(``outputs/DATE/TIME/``) receives ``.hydra/config.yaml`` (every hyperparameter; written by train.py once
+the folder is this run's, agents/ppo/run_record.py), ``tb/``
 (TensorBoard), ``progress.csv``, ``curves.png`` (travel time vs agent-steps), ``train.log`` (the
 status lines, timestamped) and ``checkpoints/{last,best}.zip`` (``last`` also on Ctrl-C or
 SIGTERM); what is logged under which prefix is in agents/ppo/sb3_trainer.py. A checkpoint runs
@@ -27,13 +28,14 @@ from pathlib import Path
 
 import hydra
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import agents.ppo.config  # noqa: F401  (registers the structured config "train_schema")
 from agents.ppo.config import check_scenario
 from agents.ppo.atomic_files import write_text_atomic
 from agents.ppo.interrupts import Terminated, sigterm_interrupts
 from agents.ppo.null_nodes import check_command_line
+from agents.ppo.run_record import write_run_record
 from agents.ppo.run_messages import (
     check_resume, check_resume_folder, run_dir_claimed, run_errors, say, seed_for_resume, status_log,
     trainer_for_resume,
@@ -52,7 +54,6 @@ def main(cfg: DictConfig) -> None:
     with run_errors(hydra_config.mode == RunMode.MULTIRUN), status_log(logging.getLogger().handlers), \
             ExitStack() as held:
         given = {item.lstrip("+~").partition("=")[0] for item in hydra_config.overrides.task}
-        chosen = (cfg.trainer, cfg.seed, cfg.scenario.name)
         check_scenario(cfg)  # a scenario path made absolute, as the checkpoints record it
         if cfg.resume is not None:
             cfg.trainer = trainer_for_resume(str(cfg.resume), cfg.trainer, explicit="trainer" in given)
@@ -82,9 +83,9 @@ def main(cfg: DictConfig) -> None:
             check_resume(str(cfg.resume))
             check_resume_folder(str(cfg.resume), run_dir)
             cfg.seed = seed_for_resume(str(cfg.resume), cfg.seed, explicit="seed" in given)
-        saved = run_dir / ".hydra" / "config.yaml"
-        if (cfg.trainer, cfg.seed, cfg.scenario.name) != chosen and saved.is_file():  # the record says what ran
-            write_text_atomic(saved, OmegaConf.to_yaml(cfg))  # (a relative scenario path read from elsewhere)
+        # the folder is this run's and its checks passed: only now its record (Hydra's would have replaced
+        # the record of a run this one was refused beside), with what the run goes on with
+        write_run_record(run_dir, cfg, hydra.core.hydra_config.HydraConfig.instance().cfg)
         try:
             with sigterm_interrupts():  # SIGTERM saves and ends the run as Ctrl-C does
                 result = train(cfg, run_dir)

@@ -145,3 +145,40 @@ def test_a_run_folder_is_claimed_on_a_file_system_without_hard_links(tmp_path, m
         assert (tmp_path / RUN_LOCK).read_text() == str(os.getpid())
         assert [p.name for p in tmp_path.iterdir()] == [RUN_LOCK]
     assert list(tmp_path.iterdir()) == []  # released
+
+
+def _files(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("held_by", ["a live train.py", "an earlier run's checkpoints"])
+def test_a_refused_second_run_leaves_the_first_runs_folder_as_it_was(tmp_path, held_by):
+    """Hydra wrote the refused run's .hydra/ (config, overrides, hydra.yaml) over the first run's record
+    before train.py could refuse the folder; train.py now writes the record itself, once the folder is its own."""
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
+        (run / ".hydra" / name).write_text(f"the first run's {name}\n")
+    (run / "train.log").write_text("the first run's log\n")
+    if held_by == "a live train.py":
+        (run / ".train.pid").write_text(str(os.getpid()))  # this test's process: alive, training there
+    else:
+        (run / "checkpoints").mkdir()
+        (run / "checkpoints" / "last.zip").write_bytes(b"the first run's checkpoint")
+    before = _files(run)
+    done = _run("train.py", "scenario=grid_1x1", "seed=3", f"hydra.run.dir={run}")
+    assert done.returncode == 2 and done.stderr.startswith("error: <config>: field 'hydra.run.dir'"), done.stderr
+    assert _files(run) == before
+
+
+def test_a_run_writes_its_record_with_what_it_runs(tmp_path):
+    from agents.ppo.run_record import write_run_record
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"seed": 4, "scenario": {"name": "/abs/city"}})
+    hydra_root = OmegaConf.create({"hydra": {"output_subdir": None, "overrides": {"task": ["seed=4"]}}})
+    folder = write_run_record(tmp_path, cfg, hydra_root)
+    assert folder == tmp_path / ".hydra"
+    assert OmegaConf.load(folder / "config.yaml") == cfg
+    assert OmegaConf.load(folder / "overrides.yaml") == OmegaConf.create(["seed=4"])
+    assert OmegaConf.load(folder / "hydra.yaml").hydra.output_subdir is None
