@@ -33,7 +33,7 @@ from omegaconf import DictConfig
 import agents.ppo.config  # noqa: F401  (registers the structured config "train_schema")
 from agents.ppo.config import check_scenario
 from agents.ppo.atomic_files import write_text_atomic
-from agents.ppo.interrupts import Terminated, sigterm_interrupts
+from agents.ppo.interrupts import STOPPED_BEFORE_TRAINING, Terminated, sigterm_interrupts, training_began
 from agents.ppo.null_nodes import check_command_line
 from agents.ppo.run_record import write_run_record
 from agents.ppo.run_messages import (
@@ -73,23 +73,12 @@ def main(cfg: DictConfig) -> None:
                               f"{run}holds an earlier run ({', '.join(earlier)}): give a new folder, remove that one, "
                               f"or continue it with resume={last}")
         held.enter_context(run_dir_claimed(run_dir, key, value, run))  # until the run ends: no second one beside it
-        reward = {term: weight for term, weight in cfg.env.reward.items() if weight}
-        if len(reward) > 1:  # env.reward={pressure:1.0} merges into the default queue term: say what is trained on
-            say("reward: " + " + ".join(f"{weight:g} x {term}" for term, weight in reward.items())
-                + " (an env.reward override merges into the default; a weight of 0 drops a term)")
-        if cfg.engine.compile:  # before the first compiled step, which is silent for a while
-            say("compiling the engine step (about 30 s on a CPU)…")
-        if cfg.resume is not None:
-            check_resume(str(cfg.resume))
-            check_resume_folder(str(cfg.resume), run_dir)
-            cfg.seed = seed_for_resume(str(cfg.resume), cfg.seed, explicit="seed" in given)
-        # the folder is this run's and its checks passed: only now its record (Hydra's would have replaced
-        # the record of a run this one was refused beside), with what the run goes on with
-        write_run_record(run_dir, cfg, hydra.core.hydra_config.HydraConfig.instance().cfg)
         try:
-            with sigterm_interrupts():  # SIGTERM saves and ends the run as Ctrl-C does
-                result = train(cfg, run_dir)
-        except KeyboardInterrupt as stop:  # the trainer saved last and said how to resume
+            with sigterm_interrupts():  # from the claim on, SIGTERM ends the run as Ctrl-C does
+                result = set_up_and_train(cfg, run_dir, train, given)
+        except KeyboardInterrupt as stop:
+            if not training_began(stop):  # else the trainer saved last and said how to resume
+                say(STOPPED_BEFORE_TRAINING)
             sys.exit(143 if isinstance(stop, Terminated) else 130)
         summary = {
             "num_timesteps": result["num_timesteps"],
@@ -103,6 +92,24 @@ def main(cfg: DictConfig) -> None:
             training_curves(run_dir / "progress.csv", run_dir / "curves.png",
                             f"{cfg.scenario.name}, {cfg.agent.name}, seed {cfg.seed}")
         say(f"checkpoints in {result['checkpoints']}; TensorBoard: tensorboard --logdir {run_dir / 'tb'}")
+
+
+def set_up_and_train(cfg: DictConfig, run_dir: Path, train, given: set[str]) -> dict:
+    """The run in its claimed folder: what it says before it starts, a resume's checks, its record, the training."""
+    reward = {term: weight for term, weight in cfg.env.reward.items() if weight}
+    if len(reward) > 1:  # env.reward={pressure:1.0} merges into the default queue term: say what is trained on
+        say("reward: " + " + ".join(f"{weight:g} x {term}" for term, weight in reward.items())
+            + " (an env.reward override merges into the default; a weight of 0 drops a term)")
+    if cfg.engine.compile:  # before the first compiled step, which is silent for a while
+        say("compiling the engine step (about 30 s on a CPU)…")
+    if cfg.resume is not None:
+        check_resume(str(cfg.resume))
+        check_resume_folder(str(cfg.resume), run_dir)
+        cfg.seed = seed_for_resume(str(cfg.resume), cfg.seed, explicit="seed" in given)
+    # the folder is this run's and its checks passed: only now its record (Hydra's would have replaced
+    # the record of a run this one was refused beside), with what the run goes on with
+    write_run_record(run_dir, cfg, hydra.core.hydra_config.HydraConfig.instance().cfg)
+    return train(cfg, run_dir)
 
 
 if __name__ == "__main__":

@@ -127,3 +127,45 @@ def test_an_sb3_interrupt_inside_a_rollout_saves_the_steps_learnt_from(tmp_path,
     last = tmp_path / "checkpoints" / "last.zip"
     assert read_meta(last)["num_timesteps"] == 20  # the first rollout; not the 10 agent-steps of the cut one
     assert f"interrupted at 20 agent-steps; resume with resume={last}" in capsys.readouterr().out
+
+
+def test_a_sigterm_before_training_began_says_nothing_was_saved_and_exits_143(tmp_path):
+    """It exited 143 without a word once train.py's first status line was out (before the baselines'
+    evaluation): no checkpoint, and nothing said why. The baselines' evaluation of 8 seeds takes seconds
+    after that line on grid_1x1, so the signal lands in it."""
+    import os
+    import subprocess
+    import sys
+
+    from agents.ppo.interrupts import STOPPED_BEFORE_TRAINING
+    from tests.conftest import REPO_ROOT
+
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    started = subprocess.Popen([sys.executable, "train.py", "scenario=grid_1x1", "eval.seeds=8", "train.progress=false",
+                                f"hydra.run.dir={run}"], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        first = started.stdout.readline()
+        assert first.startswith("train.total_agent_steps="), first  # the rounding: said before the baselines run
+        started.send_signal(signal.SIGTERM)
+        out, err = started.communicate(timeout=120)
+    finally:
+        started.kill()
+    assert started.returncode == 143, err[-2000:]
+    assert out == STOPPED_BEFORE_TRAINING + "\n" and err == ""
+    assert not (run / "checkpoints").exists()
+    assert STOPPED_BEFORE_TRAINING in (run / "train.log").read_text()  # with the other status lines
+
+
+def test_an_interrupt_is_told_apart_by_whether_the_trainer_saved():
+    from agents.ppo.interrupts import saved_on_interrupt, training_began
+
+    saved = []
+    with pytest.raises(Terminated) as caught, saved_on_interrupt(lambda: saved.append("last")):
+        raise Terminated()
+    assert saved == ["last"] and training_began(caught.value)
+    assert not training_began(Terminated()) and not training_began(KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt) as caught, saved_on_interrupt(lambda: signal.raise_signal(signal.SIGINT)):
+        raise Terminated()  # a second interrupt while the trainer saves: training had begun
+    assert training_began(caught.value)

@@ -17,6 +17,12 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so both end a run the same way."""
 
 
+# what train.py says when Ctrl-C or SIGTERM ends a run before its trainer's loop began (loading the
+# scenario, the env, the baselines' evaluation): no checkpoint is written, as none would hold anything new
+STOPPED_BEFORE_TRAINING = "stopped before training began: nothing to save"
+_BEGAN = "gridlight_training_began"  # set on an interrupt that `saved_on_interrupt` caught
+
+
 def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
@@ -82,9 +88,17 @@ def saved_on_interrupt(save: Callable[[], None]) -> Iterator[None]:
     `save` (the trainer's: ``checkpoints/last`` and how to resume), then goes on."""
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        setattr(stop, _BEGAN, True)
         save()
         raise
 
 
-__all__ = ["Terminated", "interrupts_deferred", "saved_on_interrupt", "sigterm_interrupts"]
+def training_began(stop: KeyboardInterrupt) -> bool:
+    """Whether `stop` ended a run from within `saved_on_interrupt`'s block (the trainer saved
+    ``last`` and said so), or is a second interrupt while it saved; False for one that came before."""
+    return getattr(stop, _BEGAN, False) or getattr(stop.__context__, _BEGAN, False)
+
+
+__all__ = ["STOPPED_BEFORE_TRAINING", "Terminated", "interrupts_deferred", "saved_on_interrupt", "sigterm_interrupts",
+           "training_began"]
