@@ -336,3 +336,12 @@ def test_export_refuses_a_key_added_with_plus_before_reading_the_checkpoint(tmp_
     with pytest.raises(ConfigError, match="unknown key") as error:  # exported with max_green_s 120 s
         export.export(cfg)
     assert (error.value.field, error.value.value) == ("max_gren_s", 90)
+
+
+@pytest.mark.parametrize("key", ["env.demand.scale", "eval.demand.scale"])
+def test_a_demand_scale_too_large_to_draw_is_refused_naming_its_key_before_the_baselines_run(key):
+    from agents.ppo.run_setup import load_scenarios
+
+    with pytest.raises(ConfigError, match=r"would hold about [\d,]+ trips .*int32") as error:  # was a MemoryError
+        load_scenarios(train_config(*tiny_run(), f"{key}=1e9"))
+    assert (error.value.file, error.value.field, error.value.value) == ("<config>", key, 1e9)

@@ -117,3 +117,10 @@ def test_the_detection_task_names_eval_demand_scale_too(tmp_path):
     with pytest.raises(ConfigError, match="has no trip; raise the scale") as refused:
         evaluate.evaluate_detection(cfg, tmp_path)
     assert (refused.value.source, refused.value.field) == ("<config>", "eval.demand.scale")
+
+
+def test_a_scale_too_large_to_draw_names_eval_demand_scale_before_any_work(tmp_path):
+    """eval.demand.scale=1e9 ended in a MemoryError traceback."""
+    with pytest.raises(ConfigError, match=r"a poisson sample would hold about [\d,]+ trips .*int32") as refused:
+        evaluate.evaluate(evaluate_config(*BASE, "controllers=[fixed_time]", "eval.demand.scale=1e9"), tmp_path)
+    assert (refused.value.source, refused.value.field, refused.value.value) == ("<config>", "eval.demand.scale", 1e9)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -328,3 +329,38 @@ def test_poisson_samples_of_a_per_vehicle_file_are_bootstraps_of_the_same_vehicl
         assert all(trips != seen for seen in train)
         assert 0.55 < len(trips & train[0]) / len(trips) < 0.7  # 1 - 1/e of the file per sample
         assert len(trips & set().union(*train)) / len(trips) > 0.9
+
+
+@pytest.mark.parametrize("mode", ["poisson", "jitter"])
+def test_a_scale_past_the_engines_trip_ids_is_refused_before_drawing(mode, monkeypatch):
+    """scale=1e9 asked numpy for ~2e12 trips: a MemoryError traceback after the scenario had loaded."""
+    import envs.scenario.splits as splits
+
+    monkeypatch.setattr(splits, "_poisson", lambda *a: pytest.fail("drawn"))
+    monkeypatch.setattr(splits, "_rescale_rows", lambda *a: pytest.fail("drawn"))
+    spec = DemandSpec(mode=mode, scale=1e9)
+    at_scale_1 = _GRID_1X1.trips.num_trips if mode == "jitter" else None
+    with pytest.raises(ConfigError, match=r"more than the 2,147,483,646 trips a sample can hold \(the engine numbers "
+                                          r"them in int32\)") as refused:
+        sample_trips(_GRID_1X1, spec, "eval", 0)
+    assert (refused.value.source, refused.value.field, refused.value.value) == ("<demand spec>", "scale", 1e9)
+    assert re.search(r"would hold about [\d,]+ trips \([\d,.]+ TiB of trip table\)", refused.value.reason)
+    if at_scale_1 is not None:
+        assert f"at scale 1 it holds about {at_scale_1:,}" in refused.value.reason
+    with pytest.raises(ConfigError, match="trips a sample can hold"):
+        splits.check_scale(_GRID_1X1, spec)  # the same refusal, nothing drawn
+
+
+def test_a_sample_larger_than_the_machines_memory_is_refused_and_one_within_both_bounds_is_drawn(monkeypatch):
+    import envs.scenario.demand_size as demand_size
+    from envs.scenario.demand_size import MAX_TRIPS, trip_table_bytes
+
+    trips = _GRID_1X1.trips.num_trips
+    size = 1000 * trips * trip_table_bytes(_GRID_1X1.trips.routes.shape[1])
+    assert 1000 * trips < MAX_TRIPS
+    monkeypatch.setattr(demand_size, "physical_memory", lambda: size // 2)  # a machine with half that memory
+    with pytest.raises(ConfigError, match=r"more than this machine's [\d.]+ (MiB|KiB) of memory") as refused:
+        sample_trips(_GRID_1X1, DemandSpec(mode="jitter", scale=1000.0), "eval", 0)
+    assert refused.value.field == "scale" and refused.value.value == 1000.0
+    monkeypatch.setattr(demand_size, "physical_memory", lambda: None)  # an OS that does not say: the id bound only
+    assert sample_trips(_GRID_1X1, DemandSpec(mode="jitter", scale=3.0), "eval", 0).num_trips > 2 * trips

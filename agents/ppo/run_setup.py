@@ -15,15 +15,18 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from agents.ppo.atomic_files import write_bytes_atomic
+from agents.ppo.config import demand_spec
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
 from agents.ppo.policy import LEARNED_ENGINE_RULES
 from agents.ppo.run_messages import say
-from envs.errors import CheckpointError, ConfigError, recorded
+from envs.errors import CheckpointError, ConfigError, config_path, recorded
 from envs.evaluation.metrics import METRIC_NAMES
 from envs.evaluation.runner import Metrics
 from envs.incidents.perturbations import check_incident_lanes, perturbation_from_config
 from envs.rl.actions import action_settings
 from envs.scenario import Scenario, load_scenario
+from envs.scenario.splits import SOURCE as DEMAND_SPEC
+from envs.scenario.splits import check_scale
 
 SAMPLES_PER_SEED = 1_000_000  # training demand samples of seed s start at s * this (disjoint)
 # describe() entries that fix what the policy's inputs and outputs mean: a resumed run must match.
@@ -51,7 +54,11 @@ def load_scenarios(cfg: DictConfig) -> tuple[Scenario, Scenario]:
     if late:  # else a short env.episode_s trains clean where the run says it trains perturbed (as evaluate.py says)
         say(f"warning: perturbation {perturbation.name}: {'; '.join(late)} reach past the {cfg.env.episode_s} s "
             "training episode (env.episode_s): what falls after its end is never trained on")
-    return (evaluation if train_horizon == cfg.scenario.horizon else load(train_horizon)), evaluation
+    training = evaluation if train_horizon == cfg.scenario.horizon else load(train_horizon)
+    for scenario, group in ((training, "env"), (evaluation, "eval")):  # a scale too large to draw: refused now
+        with config_path("<config>", f"{group}.demand.", only_from=DEMAND_SPEC):  # named as the key to change
+            check_scale(scenario, demand_spec(cfg[group].demand, f"{group}.demand"))
+    return training, evaluation
 
 
 def check_minibatches(agent: DictConfig, copies: int, intersections: int, trainer: str) -> None:

@@ -27,6 +27,10 @@ Modes:
   ``scale == 1`` counts and routes are exactly the original's, and ``jitter_s`` below 1 is refused:
   it would move nothing, every sample of both splits the flow file itself.
 
+Size: a scale whose samples would hold more trips than the engine can number, or a trip table larger
+than the machine's memory, is a ConfigError naming ``scale`` before anything is drawn
+(`envs.scenario.demand_size`; `check_scale` refuses it without drawing).
+
 Horizon: a scenario loaded with ``horizon=H`` has no trip at or after H, and resampled trips
 must not appear there either. `load_scenario` records H in ``scenario.info["horizon"]``, which
 is used unless ``horizon=`` is passed; for a `Scenario` built some other way it is inferred from
@@ -53,6 +57,7 @@ from envs.errors import ConfigError
 from envs.scenario.departures import active_steps, departure_count, departure_steps
 from envs.scenario.flow_parser import NO_END_TIME
 from envs.scenario.demand import NEVER, VEHICLE_FIELDS, Demand, Trips, stack_demand, vehicle_row
+from envs.scenario.demand_size import check_sample_size
 
 SOURCE = "<demand spec>"
 MODES = ("original", "poisson", "jitter")
@@ -131,6 +136,7 @@ def sample_trips(
     if spec.mode == "original":
         return scenario.trips
     cut = _horizon(scenario, horizon)
+    _check_scale(scenario, spec, cut)  # before drawing: a huge scale was a MemoryError
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_MODE_KEY[spec.mode],)))
     if spec.mode == "poisson":
         entries = _flow_entries(scenario, cut)
@@ -160,6 +166,23 @@ def sample_trips(
         np.ascontiguousarray(vehicle[order]),
         flow_index[order].astype(np.int64),
     )
+
+
+def check_scale(scenario, spec: DemandSpec, *, horizon: int | None = None) -> None:
+    """`sample_trips`'s refusal of a scale whose samples would be too large to draw, without drawing one
+    (its mean size is the same for every split and index), so a run can refuse it before any work."""
+    if spec.mode != "original":
+        _check_scale(scenario, spec, _horizon(scenario, horizon))
+
+
+def _check_scale(scenario, spec: DemandSpec, cut: int | None) -> None:
+    """See `envs.scenario.demand_size`: the mean trips of a sample at scale 1 and its route width."""
+    if spec.mode == "poisson":
+        entries = _flow_entries(scenario, cut)
+        check_sample_size(SOURCE, spec.mode, spec.scale, float((entries.rate * entries.steps).sum()),
+                          entries.routes.shape[1])
+    elif spec.mode == "jitter":
+        check_sample_size(SOURCE, spec.mode, spec.scale, scenario.trips.num_trips, scenario.trips.routes.shape[1])
 
 
 def demand_for(
@@ -296,5 +319,5 @@ def design_demand(scenario, spec: DemandSpec):
     return scenario.demand(trips=design_samples(scenario, spec))
 
 
-__all__ = ["DESIGN_SAMPLES", "DemandSpec", "MODES", "SPLITS", "demand_for", "design_demand", "design_samples",
-           "sample_trips", "split_seed"]
+__all__ = ["DESIGN_SAMPLES", "DemandSpec", "MODES", "SPLITS", "check_scale", "demand_for", "design_demand",
+           "design_samples", "sample_trips", "split_seed"]

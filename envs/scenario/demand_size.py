@@ -1,0 +1,62 @@
+"""How large a resampled demand sample would be, checked before it is drawn (`envs.scenario.splits`):
+a scale such as ``eval.demand.scale=1e9`` asked numpy for trillions of trips and ended in a MemoryError
+traceback after the scenario had loaded. The size is estimated from the scale, the mean trip count
+(``scale`` x the trips a sample holds at scale 1), and refused past either bound:
+
+- `MAX_TRIPS`: the engine numbers a copy's trips in int32 (`envs.engine.state.INDEX`: ``veh_trip``,
+  the trip tables' ids), with one extra row, the scratch trip, after the real ones;
+- this machine's physical memory: the sample's trip table as drawn (`Trips`: departure and flow index
+  int64, the route's road ids int64, the vehicle parameters float32) larger than all of it cannot be
+  drawn at all (the draw holds it about twice over, the engine's tables come on top).
+"""
+
+from __future__ import annotations
+
+import os
+
+from envs.errors import ConfigError
+from envs.scenario.demand import VEHICLE_FIELDS
+
+MAX_TRIPS = 2**31 - 2  # int32's largest id is the scratch trip's
+
+
+def trip_table_bytes(route_width: int) -> int:
+    """Bytes of one row of a drawn `Trips` table: depart and flow index (int64), `route_width` road ids
+    (int64) and the vehicle parameters (float32)."""
+    return 8 + 8 + 8 * route_width + 4 * len(VEHICLE_FIELDS)
+
+
+def physical_memory() -> int | None:
+    """This machine's physical memory in bytes, or None where the OS does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _shown_bytes(size: float) -> str:
+    for unit, power in (("TiB", 40), ("GiB", 30), ("MiB", 20)):
+        if size >= 2**power:
+            return f"{size / 2**power:,.1f} {unit}"
+    return f"{size / 2**10:,.1f} KiB"
+
+
+def check_sample_size(source: str, mode: str, scale: float, trips_at_scale_1: float, route_width: int) -> None:
+    """ConfigError from `source` naming ``scale`` when a `mode` sample at `scale` would hold more trips
+    than `MAX_TRIPS` or a trip table larger than `physical_memory` (mean counts: ``scale`` x
+    `trips_at_scale_1`)."""
+    trips = scale * trips_at_scale_1
+    size = trips * trip_table_bytes(route_width)
+    memory = physical_memory()
+    if trips > MAX_TRIPS:
+        bound = f"more than the {MAX_TRIPS:,} trips a sample can hold (the engine numbers them in int32)"
+    elif memory is not None and size > memory:
+        bound = f"more than this machine's {_shown_bytes(memory)} of memory"
+    else:
+        return
+    raise ConfigError(source, "scale", scale, f"a {mode} sample would hold about {trips:,.0f} trips "
+                      f"({_shown_bytes(size)} of trip table), {bound}; at scale 1 it holds about "
+                      f"{trips_at_scale_1:,.0f}: lower the scale")
+
+
+__all__ = ["MAX_TRIPS", "check_sample_size", "physical_memory", "trip_table_bytes"]
