@@ -49,6 +49,7 @@ from agents.ppo.atomic_files import write_csv_atomic, write_text_atomic
 from agents.ppo.config import check_evaluate_config, demand_spec, engine_params
 from agents.ppo.null_nodes import check_command_line
 from agents.ppo.run_messages import run_errors, say, status_log
+from agents.ppo.tuned_preset_checks import check_tuned_presets
 from envs.engine import Simulator
 from envs.engine.intersections import intersection_layout
 from envs.errors import ConfigError, config_path, exit_on_error
@@ -133,6 +134,7 @@ class StepRecorder:
 
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     controllers, policies, policy_files = controller_names(cfg)
+    presets = check_tuned_presets(cfg, list(cfg.controllers))  # tuned on another scenario or engine: said, recorded
     for name, path in policy_files.items():  # the rows name them; metrics.csv and summary.json too
         say(f"{name} = {path}")
     seeds, steps = int(cfg.eval.seeds), int(cfg.eval.steps)  # both >= 1 (checked in main)
@@ -195,6 +197,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     result = {
         "scenario": scenario.name, "controllers": controllers, "seeds": seeds, "steps": steps,
         "policy_files": policy_files, "demand": asdict(spec), "wall_s": wall, "perturbation": asdict(perturbation),
+        "tuned_presets": presets,
         "summary": _plain(stats), "summary_condition": conditions[-1],  # the perturbed rows under a perturbation
     }
     if len(conditions) > 1:  # and the clean rows beside them (the degradation is table.md's)
@@ -318,6 +321,7 @@ def evaluate_detection(cfg: DictConfig, out_dir: Path) -> dict:
     check_read_options(det, probes.p, int(cfg.eval.steps))
     with_probes = records_probes(det.classifiers, probes.p)
     check_known(det.controller, cfg, "detection.controller")  # before any recording, under its own key
+    check_tuned_presets(cfg, [det.controller])
     for key in [key for key in ("checkpoint", "deployed") if cfg.get(key) is not None]:  # would be ignored
         raise ConfigError("<config>", key, cfg[key], "task=incident_detection runs detection.controller, a "
                           "classical controller; a trained or exported policy is evaluated with task=signals")

@@ -36,6 +36,7 @@ from agents.ppo.atomic_files import write_text_atomic
 from agents.ppo.interrupts import STOPPED_BEFORE_TRAINING, Terminated, sigterm_interrupts, training_began
 from agents.ppo.null_nodes import check_command_line
 from agents.ppo.run_record import write_run_record
+from agents.ppo.tuned_preset_checks import check_tuned_presets
 from agents.ppo.run_messages import (
     check_resume, check_resume_folder, run_dir_claimed, run_errors, say, seed_for_resume, status_log,
     trainer_for_resume,
@@ -102,6 +103,7 @@ def set_up_and_train(cfg: DictConfig, run_dir: Path, train, given: set[str]) -> 
             + " (an env.reward override merges into the default; a weight of 0 drops a term)")
     if cfg.engine.compile:  # before the first compiled step, which is silent for a while
         say("compiling the engine step (about 30 s on a CPU)…")
+    check_tuned_presets(cfg, list(cfg.eval.baselines))  # a baseline tuned on another scenario or engine: said
     if cfg.resume is not None:
         check_resume(str(cfg.resume))
         check_resume_folder(str(cfg.resume), run_dir)

@@ -5,8 +5,10 @@
 
 Arguments are ``key=value``, each key once and never empty: ``controller`` (sotl | max_pressure),
 ``scenario`` and the fields of `TuningSettings` (``trials``, ``random_trials``, ``seeds``, ``steps``,
-``batch_trials``, ``search_seed``, ``first_sample``, ``demand_mode``), ``threads`` (torch threads;
-default 2) and ``out`` (the YAML to write; default
+``batch_trials``, ``search_seed``, ``first_sample``, ``demand_mode``), ``engine.FIELD`` for the engine
+settings every trial runs under (`EngineParams`' fields, as train.py and evaluate.py take them:
+``engine.min_green_s=10``, ``engine.junction_yielding=true``; the preset records them with the scenario
+and its seed), ``threads`` (torch threads; default 2) and ``out`` (the YAML to write; default
 ``configs/controller/<controller>_tuned_<scenario>.yaml``, loadable as
 ``controller@controller_params.<controller>=<controller>_tuned_<scenario>``; written elsewhere, its
 ``# Use:`` line says to copy it there first). Progress: one JSON
@@ -22,16 +24,17 @@ import json
 import os
 import shlex
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
+import yaml
 
 from agents.classical import CONTROLLERS
 from agents.classical.tuned_presets import preset_path
 from agents.classical.tuning import SEARCH_SPACES, TuningSettings, tune, tuned_config_text
 from envs.engine.state import EngineParams
-from envs.errors import ConfigError, exit_on_error
+from envs.errors import ConfigError, config_path, exit_on_error
 from envs.scenario import load_scenario, reads_no_dataset
 from envs.scenario.splits import DemandSpec
 
@@ -39,14 +42,39 @@ SOURCE = "<tune>"
 INTEGER_KEYS = ("trials", "random_trials", "seeds", "steps", "batch_trials", "search_seed", "first_sample", "threads")
 HELP_FLAGS = ("-h", "--help")
 KEYS = ("controller", "scenario", "demand_mode", "out", "data_dir", *INTEGER_KEYS)
+ENGINE_PREFIX = "engine."  # engine.FIELD=VALUE: an EngineParams field
+
+
+def engine_settings(args: dict) -> EngineParams:
+    """The `EngineParams` of the ``engine.FIELD=VALUE`` arguments (a value read as YAML: ``true``, ``10``,
+    ``0.2``, ``null``), checked; a key that is no field is refused naming it (``engine.device`` and
+    ``engine.compile`` too: the tuner runs the engine on the CPU, uncompiled)."""
+    known = [f.name for f in fields(EngineParams)]
+    given = {}
+    for key, value in args.items():
+        if not key.startswith(ENGINE_PREFIX):
+            continue
+        name = key[len(ENGINE_PREFIX):]
+        if name not in known:
+            raise ConfigError(SOURCE, key, value, f"not an engine setting the tuner reads; it reads "
+                              f"{[ENGINE_PREFIX + k for k in known]} (it runs the engine on the CPU, uncompiled)")
+        try:
+            given[name] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            given[name] = value  # refused by the check below, as typed
+    params = EngineParams(**given)
+    with config_path(SOURCE, ENGINE_PREFIX):
+        params.validate(SOURCE)
+    return params
 
 
 def parse_args(argv: list[str]) -> dict:
     args: dict = {}
     for item in argv:
         key, sep, value = item.partition("=")
-        if not sep or key not in KEYS:
-            raise ConfigError(SOURCE, key, value or None, f"expected key=value with key one of {list(KEYS)}")
+        if not sep or (key not in KEYS and not key.startswith(ENGINE_PREFIX)):
+            raise ConfigError(SOURCE, key, value or None, f"expected key=value with key one of {list(KEYS)} "
+                              "or engine.FIELD")
         if key in args:  # the last one won silently: controller=sotl controller=max_pressure tuned max pressure
             raise ConfigError(SOURCE, key, value, f"given twice (first {key}={args[key]})")
         if not value:  # read as not given: out= (an unset $OUT) overwrote the committed preset, data_dir= was ignored
@@ -94,6 +122,7 @@ def main(argv: list[str]) -> dict:
     if "demand_mode" in args:
         settings = replace(settings, demand=DemandSpec(mode=args["demand_mode"]))
     settings.validate()  # before loading the scenario (a bad steps= read as the scenario's horizon)
+    params = engine_settings(args)
     controller, name = args["controller"], args["scenario"]
     no_dataset = reads_no_dataset(name)
     if "data_dir" in args and no_dataset:  # it was ignored silently
@@ -105,7 +134,7 @@ def main(argv: list[str]) -> dict:
     def progress(entry: dict) -> None:
         print(json.dumps({"tune": controller, "scenario": name, **entry}), flush=True)
 
-    result = tune(controller, CONTROLLERS[controller], scenario, settings, EngineParams(), progress)
+    result = tune(controller, CONTROLLERS[controller], scenario, settings, params, progress)
     command = "python -m agents.classical.tune " + shlex.join(argv)  # a path with a space stays one argument
     out.write_text(tuned_config_text(result, settings, command, out))
     summary = {"tune": controller, "scenario": name, "best": result.best, "best_score": result.best_score,

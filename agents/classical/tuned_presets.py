@@ -1,10 +1,16 @@
 """Tuned parameters as controllers of their own: ``sotl_tuned`` is SOTL with the parameters that
 ``python -m agents.classical.tune controller=sotl scenario=S`` wrote for scenario S into
 ``configs/controller/sotl_tuned_S.yaml``. evaluate.py accepts such names in ``controllers=[...]``
-beside the untuned ones, so one table (and one batched simulation) holds both."""
+beside the untuned ones, so one table (and one batched simulation) holds both.
+
+A preset records what it was tuned under in one comment line, ``# tuned_under: {JSON}`` (the scenario,
+its ``scenario.seed`` and the engine settings, `EngineParams`' fields): a comment, as the file is a
+``controller`` group option whose keys are the controller's parameters only. `read_record` reads it
+back; `record_differences` says what a run does otherwise (agents/ppo/tuned_preset_checks.py warns)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -16,6 +22,9 @@ from envs.scenario.registry import PROJECT_ROOT
 
 TUNED_SUFFIX = "_tuned"
 PRESET_DIR = PROJECT_ROOT / "configs" / "controller"
+RECORD_PREFIX = "# tuned_under: "
+RECORD_KEYS = ("scenario", "scenario_seed", "engine")
+UNRECORDED = "(not recorded)"  # an engine setting the preset's record or the run lacks
 
 
 def scenario_key(scenario: str) -> str:
@@ -69,3 +78,36 @@ def tuned_params(name: str, scenario: str, source: str = "<config>") -> dict:
     if preset.get("defaults", [None])[0] != base:
         raise ConfigError(str(path), "defaults", preset.get("defaults"), f"a {name} preset must start from {base!r}")
     return {key: value for key, value in preset.items() if key != "defaults"}
+
+
+def record_line(scenario: str, scenario_seed: int, engine: dict) -> str:
+    """The preset's comment line recording what it was tuned under (`engine`: EngineParams' fields)."""
+    return RECORD_PREFIX + json.dumps({"scenario": scenario, "scenario_seed": scenario_seed, "engine": engine})
+
+
+def read_record(path: Path) -> dict | None:
+    """The ``tuned_under`` record of the preset at `path`; None for a preset written without one (before
+    the tuner recorded it). A record that does not parse is a ConfigError naming the file."""
+    lines = [line for line in Path(path).read_text().splitlines() if line.startswith(RECORD_PREFIX)]
+    if not lines:
+        return None
+    text = lines[0][len(RECORD_PREFIX):]
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(str(path), "tuned_under", text, f"not JSON: {error.msg}") from None
+    if not isinstance(record, dict) or sorted(record) != sorted(RECORD_KEYS) or not isinstance(record["engine"], dict):
+        raise ConfigError(str(path), "tuned_under", text,
+                          f"expected a mapping of {list(RECORD_KEYS)}, its engine a mapping")
+    return record
+
+
+def record_differences(record: dict, scenario: str, scenario_seed: int, engine: dict) -> tuple[bool, dict]:
+    """(whether the run's scenario or its seed is not the preset's, {engine key: (preset's value, run's)}
+    for each engine setting that differs; a setting one side lacks shows `UNRECORDED` there)."""
+    other_scenario = (scenario_key(str(record["scenario"])) != scenario_key(scenario)
+                      or int(record["scenario_seed"]) != int(scenario_seed))
+    tuned = record["engine"]
+    keys = list(tuned) + [key for key in engine if key not in tuned]
+    return other_scenario, {key: (tuned.get(key, UNRECORDED), engine.get(key, UNRECORDED)) for key in keys
+                            if tuned.get(key, UNRECORDED) != engine.get(key, UNRECORDED)}

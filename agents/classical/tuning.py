@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -91,6 +91,8 @@ class TuningResult:
     trials: list[dict]  # {"params", "score", "per_seed"} in the order run
     samples: list[tuple[str, int]]  # every (split, index) of demand drawn
     wall_s: float
+    engine: dict = field(default_factory=dict)  # the engine settings every trial ran under (EngineParams' fields)
+    scenario_seed: int = 0  # the scenario's seed (a generated preset's demand)
 
 
 def candidate_params(controller: str, cls, settings: TuningSettings) -> list[dict]:
@@ -177,7 +179,8 @@ def tune(controller: str, cls, scenario: Scenario, settings: TuningSettings, par
             break
         best = new_best
     return TuningResult(controller, scenario.name, best["params"], best["score"], trials[0]["score"],
-                        trials, samples, time.perf_counter() - started)
+                        trials, samples, time.perf_counter() - started, engine=asdict(params),
+                        scenario_seed=int(scenario.info.get("seed", 0)))
 
 
 def tuned_config_text(result: TuningResult, settings: TuningSettings, command: str, out: Path | None = None) -> str:
@@ -186,20 +189,27 @@ def tuned_config_text(result: TuningResult, settings: TuningSettings, command: s
     is ``scenario.name=`` its absolute path, and its presets are named by `scenario_key`). `out`: where it is
     written; elsewhere than the preset's place, the use line says to copy it there first (that option
     loaded the file in configs/controller, a committed preset, not this one)."""
-    from agents.classical.tuned_presets import preset_path, shown_path
+    from agents.classical.tuned_presets import preset_path, record_line, shown_path
+    from envs.engine.state import EngineParams
 
-    scenario = (f"scenario.name={Path(result.scenario).expanduser().resolve()}" if given_by_path(result.scenario)
-                else f"scenario={result.scenario}")
+    by_path = given_by_path(result.scenario)
+    recorded = str(Path(result.scenario).expanduser().resolve()) if by_path else result.scenario
+    scenario = f"scenario.name={recorded}" if by_path else f"scenario={recorded}"
     place = preset_path(result.controller, result.scenario)
     copy = (f"copy this file to {shown_path(place)}, then: "
             if out is not None and Path(out).resolve() != place.resolve() else "")
+    defaults = asdict(EngineParams())  # the use line gives the engine settings it was tuned under that are not these
+    engine = "".join(f" engine.{key}={_yaml_value(value)}" for key, value in result.engine.items()
+                     if value != defaults.get(key))
     lines = [
         f"# {result.controller} tuned on {result.scenario}, TRAINING demand only "
         f"({settings.seeds} train-split sample(s) from index {settings.first_sample}, "
         f"{settings.demand.mode}, {settings.steps} s episodes, {len(result.trials)} trials).",
         f"# Written by: {command}",
+        record_line(recorded, result.scenario_seed, result.engine),
         f"# Mean travel time on those samples: {result.best_score:.1f} s (defaults: {result.default_score:.1f} s).",
-        f"# Use: {copy}python evaluate.py {scenario} controller@controller_params.{result.controller}={place.stem}",
+        f"# Use: {copy}python evaluate.py {scenario}{engine} controller@controller_params.{result.controller}="
+        f"{place.stem}",
         "defaults:",
         f"  - {result.controller}",
         "  - _self_",
