@@ -69,10 +69,11 @@ def main(cfg: DictConfig) -> None:
         if earlier and cfg.resume is None:  # its checkpoints replaced, two runs drawn as one TensorBoard curve
             # the hint names the checkpoint there: last.zip was named for a TorchRL run's last.pt too
             last = next((p for p in (run_dir / "checkpoints" / f"last{s}" for s in (".zip", ".pt")) if p.is_file()),
-                        "RUN/checkpoints/last.zip")
+                        None)  # none: that run ended before its first checkpoint, nothing to continue
             raise ConfigError("<config>", key, value,
-                              f"{run}holds an earlier run ({', '.join(earlier)}): give a new folder, remove that one, "
-                              f"or continue it with resume={last}")
+                              f"{run}holds an earlier run ({', '.join(earlier)}): give a new folder"
+                              + (" or remove that one" if last is None else
+                                 f", remove that one, or continue it with resume={last}"))
         held.enter_context(run_dir_claimed(run_dir, key, value, run))  # until the run ends: no second one beside it
         try:
             with sigterm_interrupts():  # from the claim on, SIGTERM ends the run as Ctrl-C does

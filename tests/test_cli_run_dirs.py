@@ -112,6 +112,14 @@ def test_a_new_run_into_a_torchrl_runs_folder_names_its_last_pt_to_resume(tmp_pa
     assert done.stderr.strip().endswith(f"or continue it with resume={tmp_path / 'checkpoints' / 'last.pt'}")
 
 
+def test_a_folder_whose_earlier_run_saved_no_checkpoint_is_refused_without_a_resume_hint(tmp_path):
+    """The hint said resume=RUN/checkpoints/last.zip for a folder holding only tb/, where there is nothing to resume."""
+    (tmp_path / "tb").mkdir()
+    done = _run("train.py", "scenario=grid_1x1", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith("holds an earlier run (tb): give a new folder or remove that one"), done.stderr
+
+
 def test_a_run_into_a_folder_where_another_train_py_is_training_is_refused_and_a_stale_claim_is_taken_over(tmp_path):
     """Two runs started in the same second share Hydra's outputs/DATE/TIME/: both passed the
     earlier-run check and trained into one folder, one's checkpoints replacing the other's."""

@@ -154,7 +154,8 @@ def test_a_sigterm_before_training_began_says_nothing_was_saved_and_exits_143(tm
         started.kill()
     assert started.returncode == 143, err[-2000:]
     assert out == STOPPED_BEFORE_TRAINING + "\n" and err == ""
-    assert not (run / "checkpoints").exists()
+    # no tb/ either (made once the baselines have run): the folder is not an earlier run's to the next train.py
+    assert not (run / "checkpoints").exists() and not (run / "tb").exists()
     assert STOPPED_BEFORE_TRAINING in (run / "train.log").read_text()  # with the other status lines
 
 

@@ -159,12 +159,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     start_demand(core, env.seed, cfg.seed, meta, cfg.resume)  # the next reset draws training demand from here on
     if cfg.train.compile:
         _compile_policy(model)
-    model.set_logger(run_logger(run_dir, start_steps if cfg.resume is not None else None))
-
     evaluator = Evaluator(eval_scenario, demand_spec(cfg.eval.demand, "eval.demand"), cfg.eval.seeds,
                           cfg.eval.steps, engine_params(cfg), compile=cfg.engine.compile)
     evaluator.run_baselines(list(cfg.eval.baselines), OmegaConf.to_container(cfg.baseline_params, resolve=True))
     say_baselines(evaluator.baselines, PRIMARY, cfg.eval.seeds)
+    # RUN/tb/ only now, as the TorchRL trainer: a run stopped during the baselines leaves no tb/ that would
+    # make the folder an earlier run's to the next train.py
+    model.set_logger(run_logger(run_dir, start_steps if cfg.resume is not None else None))
 
     callback = TrainingCallback(cfg, run_dir, core, evaluator, meta)
     callback.total = end  # the progress bar's
