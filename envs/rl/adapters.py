@@ -44,12 +44,15 @@ def single_copy_kwargs(kwargs: dict, source: str) -> dict:
     return core_kwargs(kwargs, source, {"autoreset": never})
 
 
-def action_tensor(actions, count: int, source: str, device: torch.device | str = "cpu") -> torch.Tensor:
-    """`actions` (array-like of `count` whole numbers, any shape) as an int64 tensor of its shape,
-    on `device` (the core's, wherever the tensor meets the core's own tensors)."""
+def action_tensor(actions, count: int, source: str, device: torch.device | str = "cpu",
+                  shape: tuple | None = None) -> torch.Tensor:
+    """`actions` (array-like of `count` whole numbers; of `shape` where one is given, else any shape)
+    as an int64 tensor of its shape, on `device` (the core's, wherever the tensor meets the core's
+    own tensors)."""
     array = np.asarray(actions)
-    if array.size != count:
-        raise CommandError(source, "actions.shape", tuple(array.shape), f"expected {count} actions")
+    if array.size != count or (shape is not None and array.shape != shape):
+        want = f"expected shape {shape}" if shape is not None else f"expected {count} actions"
+        raise CommandError(source, "actions.shape", tuple(array.shape), want)
     if np.issubdtype(array.dtype, np.bool_):  # was cast to 1/0 (the core and TorchRL refuse bool tensors)
         raise CommandError(source, "actions", f"{array.dtype} array", "actions are whole numbers (action "
                            "indices), not bools; the mask is info['action_mask'] / action_masks()")

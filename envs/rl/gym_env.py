@@ -23,7 +23,7 @@ the next decision, which under ``phase_duration`` allows a holding intersection 
 action) and render
 ``rgb_array`` frames (`envs.rl.render`). Keyword arguments are `BatchedSignalEnv`'s (an
 unknown one, or a bad ``render_mode``, is a `ConfigError`); actions that are not whole numbers or
-not one per intersection are a `CommandError`.
+not of the action space's shape (``(B, I)`` / ``(I,)``) are a `CommandError`.
 """
 
 from __future__ import annotations
@@ -152,7 +152,8 @@ class TrafficSignalEnv(gymnasium.Env):
 
     def step(self, action):
         self.gate.check_step()
-        action = action_tensor(action, self.core.num_intersections, SOURCE, self.core.device).reshape(1, -1)
+        inter = self.core.num_intersections  # MultiDiscrete([A_0 ... A_{I-1}]): shape (I,), as its contains() asks
+        action = action_tensor(action, inter, SOURCE, self.core.device, shape=(inter,)).reshape(1, -1)
         obs, reward, terminated, truncated, info = self.core.step(action)
         out = self._info(info)
         out["agent_rewards"] = _numpy(reward[0])

@@ -14,8 +14,9 @@ SB3's conventions hold: the returned observation of a done sub-environment is th
 new episode, the last one is ``infos[n]["terminal_observation"]``, and a time-limit end sets
 ``infos[n]["TimeLimit.truncated"]``. ``infos[n]["episode_metrics"]`` carries the metrics hub's
 figures of the finished episode. An unknown keyword argument or render mode is a `ConfigError`;
-actions that are not whole numbers or not one per sub-environment, `step_wait` without a
-`step_async` before it, and a step before the first `reset` or after `close`, a `CommandError`.
+actions that are not whole numbers, not one per sub-environment or outside ``Discrete(A)`` (-1, the
+core's "keep", included), `step_wait` without a `step_async` before it, and a step before the
+first `reset` or after `close`, a `CommandError`.
 """
 
 from __future__ import annotations
@@ -65,9 +66,12 @@ class IntersectionVecEnv(VecEnv):
         self.gate.check_step()
         actions = action_tensor(actions, self.num_envs, SOURCE, device=self.core.device)
         actions = actions.reshape(self.copies, self.num_intersections)
-        outside = actions >= self.action_space.n  # past Discrete(A): not a padding action, a bug (it kept the phase)
+        # past Discrete(A), or below 0 (the core's -1 "keep"): not a padding action, a bug (it kept the phase)
+        outside = (actions < 0) | (actions >= self.action_space.n)
         if bool(outside.any()):
-            raise CommandError(SOURCE, "actions", int(actions[outside][0]), f"outside Discrete({self.action_space.n})")
+            row = int(torch.nonzero(outside.reshape(-1))[0])
+            raise CommandError(SOURCE, f"actions[{row}]", int(actions.reshape(-1)[row]),
+                               f"outside Discrete({self.action_space.n})")
         valid = actions < self.core.num_actions.unsqueeze(0)
         self._actions = torch.where(valid, actions, -1)  # masked (padding) action: keep
 

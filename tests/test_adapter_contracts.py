@@ -1,0 +1,32 @@
+"""Standard-contract gaps found by exercising the adapters from Python as a researcher would:
+the single env reshaped an action of any shape holding I numbers, and the SB3 VecEnv took -1
+(outside its Discrete(A)) and kept the phase."""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+import pytest
+
+import envs
+from envs.errors import CommandError
+
+
+@pytest.mark.parametrize("action", [np.zeros((1, 16), dtype=np.int64), np.zeros((4, 4), dtype=np.int64), 0],
+                         ids=["batched", "square", "scalar"])
+def test_the_single_env_takes_actions_of_its_multidiscrete_shape_only(action):
+    env = gymnasium.make(envs.ENV_ID, scenario="grid_4x4", episode_s=30).unwrapped
+    env.reset(seed=0)
+    with pytest.raises(CommandError) as error:  # a (4, 4) array was read row-major as 16 actions
+        env.step(action)
+    assert error.value.field == "actions.shape" and error.value.value == np.shape(action)
+    assert "(16,)" in str(error.value)
+    env.step(np.zeros(16, dtype=np.int64))
+
+
+def test_sb3_actions_below_0_are_refused_naming_the_row():
+    venv = envs.sb3_vec_env(scenario="grid_1x1", copies=3, episode_s=30)
+    venv.reset()
+    with pytest.raises(CommandError, match=r"outside Discrete\(4\)") as error:  # -1 kept the phase silently
+        venv.step(np.array([0, -1, 2]))
+    assert (error.value.field, error.value.value) == ("actions[1]", -1)
