@@ -1,6 +1,6 @@
 """Standard-contract gaps found by exercising the adapters from Python as a researcher would:
-the single env reshaped an action of any shape holding I numbers, and the SB3 VecEnv took -1
-(outside its Discrete(A)) and kept the phase."""
+reset options were ignored without a word, the single env reshaped an action of any shape holding I numbers, and
+the SB3 VecEnv took -1 (outside its Discrete(A)) and kept the phase."""
 
 from __future__ import annotations
 
@@ -9,7 +9,29 @@ import numpy as np
 import pytest
 
 import envs
-from envs.errors import CommandError
+from envs.errors import CommandError, ConfigError
+
+
+def _vector(num_envs: int = 3, **kwargs):
+    return gymnasium.make_vec(envs.ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point",
+                              scenario="grid_1x1", episode_s=30, **kwargs)
+
+
+@pytest.mark.parametrize("make, reset", [
+    (lambda: _vector(), lambda env, options: env.reset(seed=0, options=options)),
+    (lambda: gymnasium.make(envs.ENV_ID, scenario="grid_1x1", episode_s=30).unwrapped,
+     lambda env, options: env.reset(seed=0, options=options)),
+    (lambda: envs.sb3_vec_env(scenario="grid_1x1", episode_s=30),
+     lambda env, options: (env.set_options(options), env.reset())),
+], ids=["vector", "single", "sb3"])
+def test_reset_options_are_refused_naming_options_not_ignored(make, reset):
+    """(Not PettingZoo's: its parallel_api_test resets with options={"options": 1} and expects it taken.)"""
+    env = make()
+    reset(env, None)
+    reset(env, {})  # what Gymnasium's checker passes
+    with pytest.raises(ConfigError) as error:
+        reset(env, {"scenario": "grid_4x4"})
+    assert error.value.field == "options" and error.value.value == {"scenario": "grid_4x4"}
 
 
 @pytest.mark.parametrize("action", [np.zeros((1, 16), dtype=np.int64), np.zeros((4, 4), dtype=np.int64), 0],

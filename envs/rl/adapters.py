@@ -44,6 +44,15 @@ def single_copy_kwargs(kwargs: dict, source: str) -> dict:
     return core_kwargs(kwargs, source, {"autoreset": never})
 
 
+def check_reset_options(options, source: str) -> None:
+    """``reset(options=...)`` of the Gymnasium and SB3 adapters: none reads any option, so only None
+    or an empty mapping (what Gymnasium's checker passes) is taken; anything else was ignored without
+    a word. (PettingZoo's API test resets with ``{"options": 1}``: that adapter takes any.)"""
+    if options is not None and not (isinstance(options, dict) and not options):
+        raise ConfigError(source, "options", options, "this environment reads no reset options: pass None "
+                          "(the scenario, demand and rules are the constructor's keyword arguments)")
+
+
 def action_tensor(actions, count: int, source: str, device: torch.device | str = "cpu",
                   shape: tuple | None = None) -> torch.Tensor:
     """`actions` (array-like of `count` whole numbers; of `shape` where one is given, else any shape)

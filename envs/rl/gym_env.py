@@ -22,8 +22,9 @@ Both expose ``action_masks()`` (``[I, A]`` / ``[B, I, A]`` bool, padding False; 
 the next decision, which under ``phase_duration`` allows a holding intersection only its held
 action) and render
 ``rgb_array`` frames (`envs.rl.render`). Keyword arguments are `BatchedSignalEnv`'s (an
-unknown one, or a bad ``render_mode``, is a `ConfigError`); actions that are not whole numbers or
-not of the action space's shape (``(B, I)`` / ``(I,)``) are a `CommandError`.
+unknown one, or a bad ``render_mode``, is a `ConfigError`, as are reset ``options``, which
+neither reads); actions that are not whole numbers or not of the action space's shape (``(B, I)``
+/ ``(I,)``) are a `CommandError`.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from envs.errors import ConfigError, is_whole
-from envs.rl.adapters import EpisodeGate, action_tensor, check_render_mode, core_kwargs, single_copy_kwargs
+from envs.rl.adapters import (
+    EpisodeGate, action_tensor, check_render_mode, check_reset_options, core_kwargs, single_copy_kwargs,
+)
 from envs.rl.signal_env import BatchedSignalEnv
 from envs.rl.signal_env import to_numpy as _numpy
 
@@ -80,6 +83,7 @@ class TrafficSignalVectorEnv(VectorEnv):
         self.gate = EpisodeGate(SOURCE)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        check_reset_options(options, SOURCE)
         self.gate.opened()
         super().reset(seed=seed)
         obs, info = self.core.reset(seed)
@@ -141,6 +145,7 @@ class TrafficSignalEnv(gymnasium.Env):
         self.gate = EpisodeGate(SOURCE)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        check_reset_options(options, SOURCE)
         self.gate.opened()
         super().reset(seed=seed)
         obs, info = self.core.reset(seed)

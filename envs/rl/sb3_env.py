@@ -16,7 +16,8 @@ new episode, the last one is ``infos[n]["terminal_observation"]``, and a time-li
 figures of the finished episode. An unknown keyword argument or render mode is a `ConfigError`;
 actions that are not whole numbers, not one per sub-environment or outside ``Discrete(A)`` (-1, the
 core's "keep", included), `step_wait` without a `step_async` before it, and a step before the
-first `reset` or after `close`, a `CommandError`.
+first `reset` or after `close`, a `CommandError`; reset options (`set_options`) a `ConfigError`:
+none is read.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from envs.errors import CommandError, is_whole
-from envs.rl.adapters import EpisodeGate, action_tensor, check_render_mode, core_kwargs
+from envs.rl.adapters import EpisodeGate, action_tensor, check_render_mode, check_reset_options, core_kwargs
 from envs.rl.signal_env import BatchedSignalEnv
 from envs.rl.signal_env import to_numpy as _numpy
 
@@ -55,6 +56,10 @@ class IntersectionVecEnv(VecEnv):
         self.gate = EpisodeGate(SOURCE)
 
     def reset(self):
+        options = [o for o in self._options if o]  # set_options(...) before this reset
+        if options:
+            self._reset_options()  # refused once, not again at the next reset
+            check_reset_options(options[0], SOURCE)
         self.gate.opened()
         seed = self._seeds[0] if self._seeds and self._seeds[0] is not None else None
         obs, _ = self.core.reset(seed)
