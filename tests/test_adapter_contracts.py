@@ -1,5 +1,6 @@
 """Standard-contract gaps found by exercising the adapters from Python as a researcher would:
-reset options were ignored without a word, the single env reshaped an action of any shape holding I numbers, and
+reset options were ignored without a word, Gymnasium's list of per-copy seeds failed inside
+Gymnasium's own seeding, the single env reshaped an action of any shape holding I numbers, and
 the SB3 VecEnv took -1 (outside its Discrete(A)) and kept the phase."""
 
 from __future__ import annotations
@@ -32,6 +33,27 @@ def test_reset_options_are_refused_naming_options_not_ignored(make, reset):
     with pytest.raises(ConfigError) as error:
         reset(env, {"scenario": "grid_4x4"})
     assert error.value.field == "options" and error.value.value == {"scenario": "grid_4x4"}
+
+
+def _trajectory(env, seed, steps: int = 5) -> list[np.ndarray]:
+    obs, _ = env.reset(seed=seed)
+    out = [obs]
+    for k in range(steps):
+        obs, reward, *_ = env.step(np.full((env.num_envs, 1), k % 4))
+        out += [obs, reward]
+    return out
+
+
+def test_the_vector_env_takes_gymnasiums_list_of_seeds_where_the_core_can_run_it():
+    env = _vector(demand={"mode": "poisson"})
+    by_int, by_list = _trajectory(env, 4), _trajectory(env, [4, 5, 6])
+    assert all(np.array_equal(a, b) for a, b in zip(by_int, by_list))
+    assert env.np_random_seed == 4
+    env.reset(seed=[None, None, None])  # Gymnasium's "no seed" per copy
+    for seeds in ([4, 6, 5], [4, 5], [4, 5.0, 6]):
+        with pytest.raises(ConfigError) as error:  # was gymnasium's "Seed must be a python integer"
+            env.reset(seed=seeds)
+        assert error.value.field == "seed" and error.value.value == seeds
 
 
 @pytest.mark.parametrize("action", [np.zeros((1, 16), dtype=np.int64), np.zeros((4, 4), dtype=np.int64), 0],

@@ -8,7 +8,7 @@ import inspect
 import numpy as np
 import torch
 
-from envs.errors import CommandError, ConfigError
+from envs.errors import CommandError, ConfigError, is_whole
 from envs.rl.signal_env import BatchedSignalEnv
 
 RENDER_MODES = (None, "rgb_array")
@@ -51,6 +51,23 @@ def check_reset_options(options, source: str) -> None:
     if options is not None and not (isinstance(options, dict) and not options):
         raise ConfigError(source, "options", options, "this environment reads no reset options: pass None "
                           "(the scenario, demand and rules are the constructor's keyword arguments)")
+
+
+def vector_seed(seed, num_envs: int, source: str) -> int | None:
+    """A vector env's ``reset(seed=...)`` as the core's one seed: an int (copy b runs demand sample
+    ``seed + b``, as Gymnasium seeds sub-environment b), None, or Gymnasium's list of per-copy seeds
+    when the core can run it: every entry None, or ``[s, s + 1, ..., s + B - 1]``."""
+    if not isinstance(seed, (list, tuple)):
+        return seed
+    if len(seed) != num_envs:
+        raise ConfigError(source, "seed", seed, f"a list of seeds needs one per copy ({num_envs})")
+    if all(s is None for s in seed):
+        return None
+    first = seed[0]
+    if not all(is_whole(s) for s in seed) or list(seed) != list(range(first, first + num_envs)):
+        raise ConfigError(source, "seed", seed, "copy b runs demand sample seed + b: pass one int seed, or "
+                          "the list [s, s + 1, ..., s + num_envs - 1]")
+    return int(first)
 
 
 def action_tensor(actions, count: int, source: str, device: torch.device | str = "cpu",

@@ -24,7 +24,8 @@ action) and render
 ``rgb_array`` frames (`envs.rl.render`). Keyword arguments are `BatchedSignalEnv`'s (an
 unknown one, or a bad ``render_mode``, is a `ConfigError`, as are reset ``options``, which
 neither reads); actions that are not whole numbers or not of the action space's shape (``(B, I)``
-/ ``(I,)``) are a `CommandError`.
+/ ``(I,)``) are a `CommandError`. The vector env's ``reset(seed=...)`` also takes Gymnasium's
+list of per-copy seeds where it is ``[s, s + 1, ...]`` (copy b runs demand sample ``s + b``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from gymnasium.vector.utils import batch_space
 
 from envs.errors import ConfigError, is_whole
 from envs.rl.adapters import (
-    EpisodeGate, action_tensor, check_render_mode, check_reset_options, core_kwargs, single_copy_kwargs,
+    EpisodeGate, action_tensor, check_render_mode, check_reset_options, core_kwargs, single_copy_kwargs, vector_seed,
 )
 from envs.rl.signal_env import BatchedSignalEnv
 from envs.rl.signal_env import to_numpy as _numpy
@@ -82,8 +83,9 @@ class TrafficSignalVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.gate = EpisodeGate(SOURCE)
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
+    def reset(self, *, seed: int | list | None = None, options: dict | None = None):
         check_reset_options(options, SOURCE)
+        seed = vector_seed(seed, self.num_envs, SOURCE)
         self.gate.opened()
         super().reset(seed=seed)
         obs, info = self.core.reset(seed)
