@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from agents.deploy.config import ExportCheck, ExportConfig, ExportEngine  # registers "export_schema"
 from agents.deploy.simulated import record_decisions
 from agents.deploy.export import export_policy
+from agents.deploy.export_files import check_name_value
 from agents.deploy.model_file import recorded_feed
 from agents.ppo.null_nodes import check_command_line
 from agents.ppo.value_checks import check_keys
@@ -70,6 +71,8 @@ def export(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "checkpoint"):  # was OmegaConf's MissingMandatoryValue traceback
         raise ConfigError("<config>", "checkpoint", None, "required: the train.py checkpoint to export "
                                                           "(checkpoint=outputs/DATE/TIME/checkpoints/last.zip)")
+    if cfg.name is not None:  # before any work: name=../x wrote beside out, not in it
+        check_name_value(cfg.name)
     check_device(cfg.engine.device, "<config>", "engine.device")  # before any work; never a silent CPU run
     for key, least in (("check.seconds", 0), ("check.copies", 1)):  # 0 seconds = no check; negative is a typo
         if int(OmegaConf.select(cfg, key)) < least:

@@ -39,14 +39,41 @@ def test_an_existing_model_file_alone_is_an_error_unless_overwrite(uneven, tmp_p
     assert (tmp_path / "policy.onnx").read_bytes() == b"an older model"
 
 
-@pytest.mark.parametrize("name", ["", "deploy/"])
-def test_a_name_that_would_part_the_model_from_its_metadata_is_refused_before_any_work(tmp_path, name):
-    """name='' wrote .onnx and .json, and the service export.py then suggested looked for the
-    metadata as .onnx.json: a name needs a stem of its own."""
-    with pytest.raises(ConfigError, match="would look for .onnx's metadata as .onnx.json") as caught:
-        export_policy(tmp_path / "no-such-checkpoint.zip", tmp_path / "out", name=name)  # before loading
+@pytest.mark.parametrize("name, says", [
+    ("", "must be a non-empty file name"),  # wrote .onnx and .json, and the service looked for .onnx.json
+    ("deploy/", "contains a path separator"),
+    ("../x", "contains a path separator"),  # wrote x.onnx and x.json beside out, not in it
+    ("sub/../../x", "contains a path separator"),
+    ("..\\x", "contains a path separator"),  # a separator on Windows
+    ("..", "is '..'"),
+    ("/tmp/x", "is an absolute path"),
+    ("C:\\x", "is an absolute path"),
+])
+def test_a_name_that_is_not_a_plain_file_name_is_refused_before_anything_is_written(tmp_path, name, says):
+    out = tmp_path / "a" / "out"
+    with pytest.raises(ConfigError, match=says) as caught:
+        export_policy(tmp_path / "no-such-checkpoint.zip", out, name=name)  # before loading the checkpoint
     assert_names_everything(caught.value, "<export>", "name", name)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_py_refuses_a_name_outside_out_before_any_work(tmp_path, capsys, monkeypatch):
+    import runpy
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["export.py", f"checkpoint={tmp_path / 'last.zip'}", f"out={out}", "name=../x",
+                                      f"hydra.run.dir={tmp_path / 'run'}"])
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with pytest.raises(SystemExit) as ended:
+        runpy.run_path(str(REPO_ROOT / "export.py"), run_name="__main__")
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and "Traceback" not in err, err[-2000:]
+    # named before the missing checkpoint is
+    assert err.startswith("error: <export>: field 'name' = '../x': contains a path separator"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # Hydra's run folder only: no out, no x.*
 
 
 def test_a_name_with_dots_keeps_the_pair_together(uneven, tmp_path):

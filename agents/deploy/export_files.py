@@ -6,7 +6,7 @@ leaves the old pair or none."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from agents.deploy.onnx_opset import onnx_opsets
 from envs.errors import ConfigError, ModelError
@@ -39,10 +39,26 @@ def check_writable(paths: list[Path], out: str | Path | None = None) -> None:
                               f"cannot write {path.name} there: {existing} {problem}")
 
 
+def check_name_value(name) -> None:
+    """``name`` is a file stem inside ``out``, nothing else: a path separator (either platform's),
+    ``..``, an absolute path or an empty name is refused (``name=../x`` wrote ``x.onnx`` and
+    ``x.json`` beside ``out``, not in it)."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(SOURCE, "name", name, "must be a non-empty file name (the stem of <out>/<name>.onnx "
+                                                "and .json), such as 'policy'")
+    problem = ("is an absolute path" if name.startswith(("/", "\\")) or PureWindowsPath(name).is_absolute()
+               else "contains a path separator" if "/" in name or "\\" in name
+               else "is '..'" if name == ".." else None)
+    if problem:
+        raise ConfigError(SOURCE, "name", name, f"{problem}: the name is a file name inside out, never a path "
+                                                "(choose the folder with out=, the file name with name=)")
+
+
 def check_name(name, onnx_path: Path, meta_path: Path) -> None:
-    """The runtime and the service find a model's metadata beside it, the model's name with
-    ``.json`` for ``.onnx``: a name without a stem of its own (``name=''`` wrote ``.onnx`` and
-    ``.json``, and the service looked for ``.onnx.json``) would part the pair."""
+    """`check_name_value`, and the runtime and the service find a model's metadata beside it, the
+    model's name with ``.json`` for ``.onnx``: a name without a stem of its own would part the pair
+    (the service would look for ``.onnx``'s metadata as ``.onnx.json``)."""
+    check_name_value(name)
     if onnx_path.with_suffix(".json") != meta_path:
         raise ConfigError(SOURCE, "name", name, f"the runtime would look for {onnx_path.name}'s metadata as "
                                                 f"{onnx_path.with_suffix('.json').name}, not {meta_path.name}: "
@@ -71,4 +87,5 @@ def check_written_opset(path: Path, opset: int) -> None:
                                                  "nothing was written (choose an opset it supports)")
 
 
-__all__ = ["MIN_OPSET", "check_destination", "check_name", "check_opset", "check_writable", "check_written_opset"]
+__all__ = ["MIN_OPSET", "check_destination", "check_name", "check_name_value", "check_opset", "check_writable",
+           "check_written_opset"]
