@@ -12,6 +12,7 @@ import pytest
 from sb3_contrib import MaskablePPO
 
 from agents.deploy.export import export_policy
+from agents.deploy.metadata import CHECKSUM_FIELD, metadata_checksum
 from agents.deploy.model_file import recorded_feed
 from agents.deploy.runtime import PolicyRuntime
 from agents.ppo.indexed_policy import IndexedActorCriticPolicy
@@ -114,12 +115,22 @@ def copy_model(exported: dict, directory):
     return onnx_copy, meta_copy
 
 
+def write_sealed(meta_path, meta: dict) -> None:
+    """Write `meta` with its checksum made again (`metadata_checksum`). The tests of the runtime's
+    own checks of the metadata's values take a file whose checksum matches (one that export.py
+    could have written so); an edit that keeps the old checksum is refused before those checks
+    (tests/test_metadata_checksum.py)."""
+    meta[CHECKSUM_FIELD] = metadata_checksum(meta)
+    meta_path.write_text(json.dumps(meta))
+
+
 def edit_metadata(model_copy, edit) -> dict:
-    """Apply `edit(meta)` to the metadata JSON of `copy_model`'s copy; the edited metadata."""
+    """Apply `edit(meta)` to the metadata JSON of `copy_model`'s copy, sealed again (`write_sealed`);
+    the edited metadata."""
     _, meta_path = model_copy
     meta = json.loads(meta_path.read_text())
     edit(meta)
-    meta_path.write_text(json.dumps(meta))
+    write_sealed(meta_path, meta)
     return meta
 
 

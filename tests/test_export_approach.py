@@ -21,7 +21,7 @@ from agents.deploy.simulated import SimulatedRuntime
 from agents.ppo.policy import PolicyController
 from envs.evaluation.metrics import episode_metrics
 from tests.deploy_fixtures import (
-    OBSERVATIONS, readings_message, recorded_decisions, session_actions, simulator, untrained,
+    OBSERVATIONS, readings_message, recorded_decisions, session_actions, simulator, untrained, write_sealed,
 )
 from tests.scenarios import uneven_grid
 
@@ -147,7 +147,7 @@ def test_a_metadata_that_drops_the_approach_features_the_model_takes_is_refused(
     onnx_copy.write_bytes(onnx_path.read_bytes())
     meta = json.loads(meta_path.read_text())
     meta["observation"]["features"] = [f for f in meta["observation"]["features"] if f["name"] not in APPROACH]
-    meta_copy.write_text(json.dumps(meta))
+    write_sealed(meta_copy, meta)
     with pytest.raises(ModelError) as caught:
         PolicyRuntime(onnx_copy, meta_copy)
     names = [f["name"] for f in meta["observation"]["features"]]

@@ -19,7 +19,7 @@ from envs.engine.simulator import Simulator
 from envs.engine.signals import green_elapsed
 from envs.evaluation.metrics import episode_metrics
 from tests.deploy_fixtures import (
-    FakeSession, assert_refused_at_load, edit_metadata, follow, readings_message, simulator, sources,
+    FakeSession, assert_refused_at_load, edit_metadata, follow, readings_message, simulator, sources, write_sealed,
 )
 from tests.minimal_scenario import assert_names_everything
 
@@ -89,7 +89,7 @@ def test_a_bad_model_file_puts_every_intersection_on_the_fixed_time_plan(model_c
         meta["model"]["inputs"]["lane_count"]["shape"] = ["batch", 99]
     elif damage == "outputs":
         del meta["model"]["outputs"]["logits"]
-    meta_path.write_text(json.dumps(meta))
+    write_sealed(meta_path, meta)  # the metadata as exported with this model entry: only the model differs
     with caplog.at_level(logging.WARNING, logger="gridlight.runtime"):
         runtime = PolicyRuntime(onnx_path, meta_path)
         reply = runtime.decide(readings_message(runtime, 0.0))

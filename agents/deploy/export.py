@@ -60,7 +60,7 @@ from agents.deploy.export_metadata import (
     BASE_INPUTS, OUTPUTS, intersections_entry, model_entry, model_inputs, observation_entry, project_version,
     timing_entry,
 )
-from agents.deploy.metadata import METADATA_FORMAT
+from agents.deploy.metadata import CHECKSUM_FIELD, METADATA_FORMAT, metadata_checksum
 from agents.deploy.torchrl_graph import TorchRLActor
 from agents.ppo.atomic_files import atomic_path, write_text_atomic
 from agents.ppo.indexed_policy import IndexedActorCriticPolicy
@@ -304,6 +304,8 @@ def export_policy(
             "config": config,
         },
     }
+    metadata = json.loads(json.dumps(metadata))  # the checksum is of what the runtime will read back
+    metadata[CHECKSUM_FIELD] = metadata_checksum(metadata)
     write_text_atomic(meta_path, json.dumps(metadata, indent=1))
     return onnx_path, meta_path
 

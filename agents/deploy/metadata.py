@@ -3,6 +3,7 @@ and its per-intersection tables as numpy arrays. numpy only, like the rest of th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -56,8 +57,59 @@ def _pad(rows: list[list], fill, dtype) -> np.ndarray:
     return out
 
 
+CHECKSUM_FIELD = "checksum"
+CANONICAL_FORM = "sha256 of each top-level entry but checksum, as JSON with sorted keys, separators ',' ':', ASCII"
+
+
+def _canonical(value) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def metadata_checksum(meta: dict) -> dict:
+    """The ``checksum`` entry export.py writes: the SHA-256 of each top-level entry of `meta` (all
+    but ``checksum`` itself) in `CANONICAL_FORM`. The ``model`` entry holds the model file's own
+    SHA-256, so the pair is covered; one digest per entry lets a mismatch name what differs."""
+    sections = {key: hashlib.sha256(_canonical(value)).hexdigest()
+                for key, value in sorted(meta.items()) if key != CHECKSUM_FIELD}
+    return {"algorithm": "sha256", "canonical_form": CANONICAL_FORM, "sections": sections}
+
+
+def _reexport(meta: dict) -> str:
+    training = meta.get("training")
+    checkpoint = training.get("checkpoint") if isinstance(training, dict) else None
+    return f"re-export it: python export.py checkpoint={checkpoint if isinstance(checkpoint, str) else 'CHECKPOINT'}"
+
+
+def check_checksum(meta: dict, path: Path) -> None:
+    """`meta` is what export.py wrote: its ``checksum`` entry matches `metadata_checksum`, entry by
+    entry (an edit of ``timing.min_green_s`` from 5 to 0 stays in every allowed range, so only the
+    checksum can tell). A file without one is refused too: it cannot be told from an edited file."""
+    stored = meta.get(CHECKSUM_FIELD)
+    if stored is None:
+        raise ModelError(path, CHECKSUM_FIELD, None,
+                         "missing: the file was written by an export from before the metadata had a checksum (or "
+                         "the entry was removed), so an edit of its timing or tables could not be detected; "
+                         + _reexport(meta))
+    sections = stored.get("sections") if isinstance(stored, dict) else None
+    if not isinstance(sections, dict) or stored.get("algorithm") != "sha256":
+        raise ModelError(path, CHECKSUM_FIELD, stored, "malformed: expected {'algorithm': 'sha256', 'sections': "
+                                                       "{entry: digest}} as export.py writes it; " + _reexport(meta))
+    expected = metadata_checksum(meta)["sections"]
+    differ = [key for key in sorted(set(expected) | set(sections)) if expected.get(key) != sections.get(key)]
+    if differ:
+        how = {key: "not in the file" if key not in expected else "added" if key not in sections else "edited"
+               for key in differ}
+        parts = [f"{key!r} ({how[key]})" for key in differ]
+        first = differ[0]
+        raise ModelError(path, first, meta.get(first),
+                         f"the metadata differs from what export.py wrote in {', '.join(parts)}: the SHA-256 of "
+                         f"each entry is in {CHECKSUM_FIELD}.sections, and an edited file is refused (the model file "
+                         f"is covered by its own SHA-256, model.sha256); " + _reexport(meta))
+
+
 def load_metadata(path: Path) -> dict:
-    """The metadata JSON at `path`, with its format and top-level fields checked."""
+    """The metadata JSON at `path`, with its format, checksum (`check_checksum`) and top-level
+    fields checked."""
     if not path.is_file():
         raise ModelError(path, "metadata", str(path), "no such metadata file (export.py writes it beside the model)")
     try:
@@ -67,6 +119,7 @@ def load_metadata(path: Path) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != METADATA_FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise ModelError(path, "format", found, f"expected {METADATA_FORMAT}")
+    check_checksum(meta, path)
     for key in ("model", "timing", "intersections", "observation"):
         if key not in meta:
             raise ModelError(path, key, None, "missing")
