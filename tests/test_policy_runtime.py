@@ -374,4 +374,6 @@ def test_a_signal_still_on_its_old_phase_is_a_fault_even_with_the_expected_time(
     message["intersections"][victim]["phase"] = a
     command = runtime.decide(message)["commands"][victim]
     assert command["source"] == FALLBACK
-    assert command["faults"] == [f"signal reports phase {a} for 5 s; the controller commanded phase {b} 5 s ago"]
+    assert command["faults"] == [f"signal reports phase {a} for 5 s; the controller commanded phase {b} 5 s ago; "
+                                 f"phase {a} taken as just started (clearance and min green from now), the next "
+                                 "change with the longest clearance into its phase"]

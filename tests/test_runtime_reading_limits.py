@@ -66,9 +66,9 @@ def test_a_lane_list_one_longer_than_the_lanes_is_that_intersections_fault_not_a
 
 def test_after_a_signal_did_something_else_min_green_counts_from_an_assumed_intergreen(model_copy):
     """The runtime commands phase b; the signal reports phase a again, started 1 s ago. How it got
-    there is unknown, so the runtime assumes a yellow + all-red was shown (agents/deploy/signals.py:
-    an unknown previous phase means the intergreen is assumed), not the change it once commanded
-    (a -> a, no intergreen): min green then ends 5 + 5 s after the restart, not 5."""
+    there is unknown, so the runtime takes a as just started, now, with a yellow + all-red assumed
+    (agents/deploy/signals.py), not the change it once commanded (a -> a, no intergreen) nor the
+    signal's 1 s: min green then ends 5 + 5 s after the message that found it, not 5."""
     runtime = PolicyRuntime(*model_copy)
     runtime.session = FakeSession(choose=lambda feed: np.ones(len(feed["phase"]), dtype=np.int64))  # always b
     k = 1
@@ -81,11 +81,13 @@ def test_after_a_signal_did_something_else_min_green_counts_from_an_assumed_inte
     message["intersections"][victim].update(phase=a, time_in_phase=1.0)  # not what it was told
     reply = runtime.decide(message)
     assert "controller commanded" in reply["commands"][victim]["faults"][0]
-    reply = runtime.decide(follow(runtime, message, reply, 5.0))  # t = 10: a for 6 s, 1 s of it green
-    command = reply["commands"][victim]
+    message = follow(runtime, message, reply, 5.0)  # t = 10: a for 5 s by the runtime's count, none of it green
+    reply = runtime.decide(message)
+    assert reply["commands"][victim]["phase"] == a and reply["commands"][victim]["source"] == POLICY
+    command = runtime.decide(follow(runtime, message, reply, 5.0))["commands"][victim]  # t = 15
     timing = runtime.timing
-    assert command["source"] == POLICY and command["phase"] == b
-    assert command["switch_in_s"] == timing.intergreen_s + timing.min_green_s - 6.0  # 4 s: at t = 4 + 5 + 5
+    assert (command["phase"], command["switch_in_s"]) == (b, 0.0)  # at 5 + intergreen + min green
+    assert (command["yellow_s"], command["all_red_s"]) == (timing.yellow_s, timing.all_red_s)
 
 
 def test_a_signal_never_seen_is_sent_its_plans_first_phase_at_once(model_copy):

@@ -249,17 +249,18 @@ class PolicyRuntime:
         return self.decide_readings(float(t), readings)
 
     def decide_readings(self, t: float, readings: Readings) -> Decision:
-        """The decision for `readings` taken at `t` (seconds, finite, never going back)."""
+        """The decision for `readings` taken at `t` (seconds, finite; a `t` before the last one
+        is a clock reset, `clock_reset`)."""
         if not math.isfinite(t):  # decide_arrays' callers too: a NaN t made every later t pass the check
             # below and every switch time NaN, so no phase ever changed again (max green broken, no fault)
             raise ValueError(f"field 't' must be a finite number of seconds, got {t!r}")
-        if self.last_t is not None and t < self.last_t:
-            raise ValueError(f"field 't' went backwards: {t} after {self.last_t}")
-        self.last_t = t
         faults, signal_ok = validate_readings(self.layout, self.max_lanes, readings)
+        global_faults = [self.model_fault] if self.model_fault else []
+        if self.last_t is not None and t < self.last_t:
+            global_faults.append(self.clock_reset(t, readings, signal_ok))
+        self.last_t = t
         good = np.array([not f for f in faults])
         self.signals.cross_check(t, readings, good, signal_ok, faults)
-        global_faults = [self.model_fault] if self.model_fault else []
         action = self._policy_actions(good, readings, faults, global_faults)
         from_policy = action >= 0
         elapsed = self.signals.green_elapsed(t)
@@ -273,6 +274,18 @@ class PolicyRuntime:
         self.fault_log.update(faults)
         source = [POLICY if p else FALLBACK for p in from_policy.tolist()]  # Python bools: no numpy scalars
         return Decision(t, target, switch_in, yellow, all_red, action, source, faults, global_faults)
+
+    def clock_reset(self, t: float, readings: Readings, signal_ok: np.ndarray) -> str:
+        """A `t` before the last one: the cabinet's clock was reset (a reboot that starts it at 0,
+        a clock set back, or a last `t` far ahead of it, 1e9 sent once). Not an error: every signal's
+        timing starts again from `t`, only ever longer (`SignalModel.clock_reset`); the notice is
+        logged and goes into the reply's message faults."""
+        notice = (f"clock reset: t went back from {self.last_t!r} to {t!r}; each signal's phase taken as just "
+                  "started (min green from now, a clearance in progress restarted in full, a change not yet "
+                  "started dropped)")
+        LOG.warning(notice)
+        self.signals.clock_reset(t, self.last_t, readings, signal_ok)
+        return notice
 
     def _policy_actions(self, good: np.ndarray, readings: Readings, faults: list[list[str]],
                         global_faults: list[str]) -> np.ndarray:

@@ -1,5 +1,8 @@
 """The runtime's own model of each signal: the phase it last commanded, the one before, and
-when the change started; checked against the readings at every decision."""
+when the change started; checked against the readings at every decision. Whatever the readings
+or the clock do, the model only ever lengthens what the timing rules enforce: a clock that goes
+back (`clock_reset`) or a phase the runtime did not expect (`cross_check`) makes the phase shown
+count as just started."""
 
 from __future__ import annotations
 
@@ -17,53 +20,98 @@ class SignalModel:
         count = len(layout.ids)
         self.known = np.zeros(count, dtype=bool)
         self.cur_phase = np.zeros(count, dtype=np.int64)
-        self.prev_phase = np.full(count, -1, dtype=np.int64)  # -1: unknown (assume intergreen)
+        self.prev_phase = np.full(count, -1, dtype=np.int64)  # -1: unknown
         self.switched_at = np.zeros(count, dtype=np.float64)  # later than the message's t: not yet started
         self.prev_switched_at = np.zeros(count, dtype=np.float64)  # when prev_phase started
+        # the current phase's change shows (or is assumed to show) yellow + all-red before its green
+        self.cleared = np.ones(count, dtype=bool)
+        # a start the runtime took itself (after a clock reset, or for a phase it did not expect): a
+        # time in phase claiming an earlier start is expected there, and never moves the start back
+        self.not_before = np.full(count, -np.inf)
+        # the reported phase was not the expected one: the next change gets the longest clearance
+        # from any phase into its target (the reading may be wrong, the real phase any other)
+        self.suspect = np.zeros(count, dtype=bool)
+        self.longest = layout.intergreen.any(axis=1)  # [I, P]: some phase's switch to q shows the clearance
+
+    def clock_reset(self, t: float, last_t: float, readings: Readings, signal_ok: np.ndarray) -> None:
+        """The message's clock went back from `last_t` to `t` (a cabinet that rebooted, a clock
+        set back): the old times mean nothing in the new clock, so the timing starts again from
+        `t`, only ever longer. A phase that was in its green at `last_t` counts as just started (its
+        full min green from `t`); one in its clearance has its clearance restart in full (then its
+        min green). A change still to start at `last_t` is dropped where the signal reports the
+        phase before it (which counts as just started, its clearance assumed), taken as just
+        made where it reports the change's phase (its clearance in full from `t`), and restated
+        where the phase cannot be read (either may run): it then starts after the full clearance
+        and min green of the phase before it, with the full clearance."""
+        phase = np.nan_to_num(readings.phase, nan=-1).astype(np.int64)
+        pending = self.waiting(last_t)
+        in_green = self.known & ~pending & (self.green_elapsed(last_t) >= 0)
+        restate = pending & ~signal_ok
+        drop = pending & signal_ok & (phase != self.cur_phase) & (self.prev_phase >= 0)
+        self.cur_phase[drop] = self.prev_phase[drop]
+        known = self.known
+        self.switched_at[known] = t
+        self.prev_switched_at[known] = t
+        self.prev_phase[known & ~restate] = -1
+        self.cleared[known] = ~in_green[known]
+        self.switched_at[restate] = t + self.timing.intergreen_s + self.timing.min_green_s
+        self.not_before[known] = t
 
     def cross_check(self, t: float, readings: Readings, good: np.ndarray, signal_ok: np.ndarray,
                     faults: list[list[str]]) -> None:
         """The readings' phase and time in phase must be what was commanded; where they are not,
-        the signal did something else: that is a fault (`good` drops it), and the readings win
-        (but never with an earlier start for the phase the runtime switched it to: `impossible`).
-        The signal's own readings (phase, time in phase) are read wherever they are valid
-        (`signal_ok`, from `validate_readings`), even where a detector's reading is bad: the phase
-        is then known, and min green holds for the fallback plan too (a bad lane reading once left
-        a phase unknown and cut it at once)."""
+        the signal did something else: that is a fault (`good` drops it). The phase expected is
+        the one last commanded once that change has started (its yellow and all-red count as the
+        new phase's, as time in phase does), and the one before it while the change is still to
+        start. Another phase (a wrong reading, or a signal that did not obey) is taken as just
+        started: its clearance and min green count from `t`, whatever time in phase it reports,
+        and the next change gets the longest clearance into its target (`suspect`). A time in
+        phase off by more than the tolerance on the expected phase: the readings win, but never
+        with an earlier start for a phase the runtime switched to from a known one
+        (`impossible`), nor before a start the runtime took itself (`not_before`). The signal's
+        own readings (phase, time in phase) are read wherever they are valid (`signal_ok`, from
+        `validate_readings`), even where a detector's reading is bad: the phase is then known,
+        and min green holds for the fallback plan too."""
         phase = np.nan_to_num(readings.phase, nan=-1).astype(np.int64)
         tip = readings.time_in_phase
-        # a message before a commanded change starts (switch_in_s after the last one) finds the
-        # phase before it still running, as it was told: no fault (that was a false one)
+        # a message before a commanded change starts finds the phase before it still running, as told
         waiting = self.waiting(t) & (phase == self.prev_phase)
         since = np.where(waiting, self.prev_switched_at, self.switched_at)
-        mismatch = self.known & signal_ok & (
-            ((phase != self.cur_phase) & ~waiting) | (np.abs(tip - (t - since)) > self.tolerance_s)
-        )
+        checked = self.known & signal_ok
+        other_phase = checked & (phase != self.cur_phase) & ~waiting
+        floored = ~waiting & (t - tip < self.not_before)
+        off_time = checked & ~other_phase & ~floored & (np.abs(tip - (t - since)) > self.tolerance_s)
+        mismatch = other_phase | off_time
         rows = np.flatnonzero(mismatch)
         # Python numbers (tolist) format as the numpy scalars would, only faster
         for i, reported, seconds, commanded, ago in zip(rows.tolist(), phase[rows].tolist(), tip[rows].tolist(),
                                                          self.cur_phase[rows].tolist(),
                                                          (t - self.switched_at[rows]).tolist()):
-            faults[i].append(
-                f"signal reports phase {reported} for {seconds:g} s; the controller commanded phase "
-                f"{commanded} {ago:g} s ago"
-            )
+            message = (f"signal reports phase {reported} for {seconds:g} s; the controller commanded phase "
+                       f"{commanded} {ago:g} s ago")
+            if other_phase[i]:
+                message += (f"; phase {reported} taken as just started (clearance and min green from now), "
+                            "the next change with the longest clearance into its phase")
+            faults[i].append(message)
         # within the tolerance the runtime's own switch time stands, unless the signal says it
-        # switched later (a command that reached it late): min green then counts from the later
-        # start, the signal's; it had been cut by up to the tolerance
-        late = self.known & signal_ok & ~mismatch & ~waiting & (t - tip > self.switched_at)
+        # switched later (a command that reached it late): min green then counts from the later start
+        late = checked & ~mismatch & ~waiting & (t - tip > self.switched_at)
         self.switched_at[late] = t - tip[late]
         # the phase the runtime switched it to from a known one (or the one before a change still to
         # start), reported with an earlier start than that switch: no signal that obeyed can say so
-        # (a glitch in its clock). Still a fault, but the runtime's own start stands: adopting the
-        # earlier one let the fallback cut that green below min green
-        impossible = (mismatch & ((phase == self.cur_phase) | waiting) & (self.prev_phase >= 0)
-                      & (t - tip < since))
-        resync = signal_ok & (~self.known | mismatch) & ~impossible
-        self.cur_phase[resync] = phase[resync]
-        self.prev_phase[resync & mismatch] = -1
-        self.prev_phase[resync & ~self.known] = -1
-        self.switched_at[resync] = t - tip[resync]
+        # (a glitch in its clock). Still a fault, but the runtime's own start stands
+        impossible = off_time & ((phase == self.cur_phase) | waiting) & (self.prev_phase >= 0) & (t - tip < since)
+        readings_win = signal_ok & (~self.known | off_time) & ~impossible
+        self.not_before[readings_win & (phase != self.cur_phase)] = -np.inf
+        self.cur_phase[readings_win] = phase[readings_win]
+        self.switched_at[readings_win] = t - tip[readings_win]
+        self.cur_phase[other_phase] = phase[other_phase]
+        self.switched_at[other_phase] = t
+        self.not_before[other_phase] = t
+        self.suspect |= other_phase
+        changed = readings_win | other_phase
+        self.prev_phase[changed] = -1
+        self.cleared[changed] = True  # unknown before: the clearance is assumed
         self.known |= signal_ok
         good &= ~mismatch
 
@@ -76,38 +124,39 @@ class SignalModel:
         to start after `t` and that `target` keeps: a reply must state them again as they were
         given; 'no change' (0 s, no clearance) told a signal to switch now without yellow."""
         keep = self.waiting(t) & (target == self.cur_phase)
-        inter = np.arange(len(self.layout.ids))
-        clears = (self.prev_phase < 0) | self.layout.intergreen[inter, np.maximum(self.prev_phase, 0),
-                                                                 np.maximum(self.cur_phase, 0)]
+        clears = self.cleared
         return keep, self.switched_at - t, (clears * self.timing.yellow_s, clears * self.timing.all_red_s)
 
     def green_elapsed(self, t: float) -> np.ndarray:
-        """Seconds of green the current phase has shown at `t` (negative in its intergreen; inf
+        """Seconds of green the current phase has shown at `t` (negative in its clearance; inf
         where the phase is unknown: no min green to wait for)."""
-        inter = np.arange(len(self.layout.ids))
-        shown = np.where(
-            self.prev_phase >= 0,
-            self.layout.intergreen[inter, np.maximum(self.prev_phase, 0), np.maximum(self.cur_phase, 0)],
-            True,  # unknown previous phase: assume the intergreen was shown
-        )
-        elapsed = (t - self.switched_at) - shown * self.timing.intergreen_s
+        elapsed = (t - self.switched_at) - self.cleared * self.timing.intergreen_s
         return np.where(self.known, elapsed, np.inf)
+
+    def clears(self, target: np.ndarray) -> np.ndarray:
+        """[I] bool: commanding `target` shows yellow + all-red: a change that ends a green (the
+        intergreen table), any change where the phase is unknown, and, after a phase the runtime
+        did not expect (`suspect`), a change into a phase that some phase's switch to it clears."""
+        inter = np.arange(len(self.layout.ids))
+        target_c = np.maximum(target, 0)
+        needed = self.layout.intergreen[inter, np.maximum(self.cur_phase, 0), target_c]
+        needed |= ~self.known | (self.suspect & self.longest[inter, target_c])
+        return ((target != self.cur_phase) | ~self.known) & needed
 
     def clearance(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(yellow_s, all_red_s) that commanding `target` shows."""
-        inter = np.arange(len(self.layout.ids))
-        # a signal whose phase is unknown gets the full clearance: any command to it is a change
-        clears = ((target != self.cur_phase) | ~self.known) & (
-            self.layout.intergreen[inter, np.maximum(self.cur_phase, 0), np.maximum(target, 0)] | ~self.known
-        )
+        clears = self.clears(target)
         return clears * self.timing.yellow_s, clears * self.timing.all_red_s
 
     def advance(self, t: float, target: np.ndarray, switch_in: np.ndarray) -> None:
         """Record the commands: `target` from ``t + switch_in``."""
         change = (target != self.cur_phase) | ~self.known
-        # the phase before an unknown one is unknown too: -1 keeps the full intergreen assumed
+        self.cleared = np.where(change, self.clears(target), self.cleared)
+        # the phase before an unknown one is unknown too
         self.prev_phase = np.where(change, np.where(self.known, self.cur_phase, -1), self.prev_phase)
         self.prev_switched_at = np.where(change, self.switched_at, self.prev_switched_at)
         self.switched_at = np.where(change, t + switch_in, self.switched_at)
+        self.not_before = np.where(change, -np.inf, self.not_before)
+        self.suspect &= ~change
         self.cur_phase = np.where(change, target, self.cur_phase)
         self.known |= change
