@@ -119,3 +119,60 @@ def test_a_tcp_port_in_use_prints_one_line_naming_it_and_exits_2(model_copy, cap
     assert caught.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"error: <command line>: field '--tcp' = '127.0.0.1:{port}': cannot listen there")
+
+
+def _ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.create_server(("::1", 0), family=socket.AF_INET6):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("given, says", [
+    ("[::1]", "no port: expected [::1]:PORT with a port in [0, 65535] (0: any free port, logged when serving)"),
+    ("[::1", "expected [IPV6]:PORT, such as [::1]:7000"),
+    ("[::1]7000", "expected [IPV6]:PORT, such as [::1]:7000"),
+    ("[]:7000", "expected [IPV6]:PORT, such as [::1]:7000"),
+    ("[::1]:http", "expected HOST:PORT with a port in [0, 65535]"),
+])
+def test_a_bracketed_tcp_address_without_a_usable_port_is_one_line_naming_it(tmp_path, capsys, given, says):
+    with pytest.raises(SystemExit) as caught:  # before the (missing) model is looked at
+        main(["serve", "--model", str(tmp_path / "none.onnx"), "--tcp", given])
+    assert caught.value.code == 2
+    assert capsys.readouterr().err == f"error: <command line>: field '--tcp' = {given!r}: {says}\n"
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback (::1) to listen on")
+def test_a_bracketed_ipv6_host_is_served_on_it(model_copy, caplog):
+    # "[::1]:PORT" kept its brackets as part of the host: "cannot listen there"
+    first, later = _messages(model_copy)
+    runtime = PolicyRuntime(*model_copy)
+    ready, servers = threading.Event(), []
+    with socket.create_server(("::1", 0), family=socket.AF_INET6) as probe:
+        port = probe.getsockname()[1]  # a free port, closed again for the service to take
+
+    def started(server):
+        servers.append(server)
+        ready.set()
+
+    from agents.deploy import service
+
+    host, port = service._tcp_address(f"[::1]:{port}")
+    assert (host, port) == ("::1", port)
+    thread = threading.Thread(target=serve_tcp, args=(runtime, host, port, started), daemon=True)
+    with caplog.at_level("INFO", logger="gridlight.runtime"):
+        thread.start()
+        assert ready.wait(30)
+    try:
+        with socket.create_connection(("::1", port), timeout=30) as conn:
+            conn.sendall(first + b"\n" + later + b"\n")
+            conn.shutdown(socket.SHUT_WR)
+            replies = [json.loads(line) for line in conn.makefile("rb").read().splitlines()]
+        assert [reply["t"] for reply in replies] == [0.0, 10.0] and set(sources(replies[0])) == {POLICY}
+        assert any(r.getMessage().startswith(f"serving on [::1]:{port} ") for r in caplog.records)
+    finally:
+        servers[0].shutdown()
+        thread.join(10)

@@ -146,7 +146,7 @@ def listen(runtime: PolicyRuntime, host: str, port: int, decoders: int = 0) -> L
     try:
         server = LineServer(host, port, answer, MAX_LINE_BYTES, TOO_LONG)
     except OSError as error:
-        raise ConfigError(COMMAND_LINE, "--tcp", f"{host}:{port}",
+        raise ConfigError(COMMAND_LINE, "--tcp", shown_address(host, port),
                           f"cannot listen there ({error.strerror or error})") from None
     if decoders:
         from agents.deploy.decoders import DecodingAnswers  # multiprocessing, only when asked for
@@ -159,7 +159,7 @@ def listen(runtime: PolicyRuntime, host: str, port: int, decoders: int = 0) -> L
             raise ConfigError(COMMAND_LINE, "--decoders", str(decoders),
                               f"cannot start a decoding worker ({error.strerror or error})") from None
         server.answer_with(workers)
-    LOG.info("serving on %s:%d (%s)", *server.server_address,
+    LOG.info("serving on %s (%s)", shown_address(*server.server_address),
              f"{decoders} decoding worker{'s' * (decoders > 1)}" if decoders else "decoding in this process")
     return server
 
@@ -232,8 +232,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def shown_address(host: str, port: int) -> str:
+    """``host:port``, an IPv6 host in brackets (``[::1]:7000``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _tcp_address(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
+    """``--tcp``'s HOST:PORT (no host: 127.0.0.1); an IPv6 host in brackets, ``[::1]:7000``."""
+    if text.startswith("["):  # the brackets were kept as part of the host: "cannot listen there"
+        host, closed, rest = text[1:].partition("]")
+        if not closed or not host or (rest and not rest.startswith(":")):
+            raise ConfigError(COMMAND_LINE, "--tcp", text, "expected [IPV6]:PORT, such as [::1]:7000")
+        if not rest:
+            raise ConfigError(COMMAND_LINE, "--tcp", text, f"no port: expected [{host}]:PORT with a port in "
+                                                           "[0, 65535] (0: any free port, logged when serving)")
+        port = rest[1:]
+    else:
+        host, _, port = text.rpartition(":")
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(COMMAND_LINE, "--tcp", text, "expected HOST:PORT with a port in [0, 65535]")
     return host or "127.0.0.1", int(port)

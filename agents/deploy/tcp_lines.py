@@ -114,7 +114,8 @@ class LineServer:
     def __init__(self, host: str, port: int, answer: Callable[[object, int], str], limit: int, too_long) -> None:
         self.answers = InTurn(answer)
         self.limit, self.too_long = limit, too_long
-        self.listener = socket.create_server((host, port), backlog=128, reuse_port=False)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET  # an IPv6 literal such as ::1
+        self.listener = socket.create_server((host, port), family=family, backlog=128, reuse_port=False)
         self.listener.setblocking(False)
         self.server_address = self.listener.getsockname()[:2]
         self._wake_read, self._wake_write = socket.socketpair()
