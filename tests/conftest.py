@@ -66,6 +66,15 @@ def uneven(tmp_path_factory):
     return exported_uneven(tmp_path_factory)
 
 
+@pytest.fixture(scope="module", params=[5, 20])
+def interval_model(uneven, tmp_path_factory, request):
+    """That export's model file, its decisions 5 s apart (min green, as exported) or 20 s (more
+    than min green and the clearance: a change can fall due within one interval of another)."""
+    from tests.deploy_fixtures import with_decision_interval
+
+    return with_decision_interval(uneven[1]["shared"], tmp_path_factory, request.param)
+
+
 @pytest.fixture
 def model_copy(uneven, tmp_path):
     """A copy of that export that a test may damage."""

@@ -115,6 +115,21 @@ def copy_model(exported: dict, directory):
     return onnx_copy, meta_copy
 
 
+def with_decision_interval(exported: tuple, tmp_path_factory, seconds: int):
+    """The model file of `exported` (checkpoint, onnx, json) whose metadata says decisions come
+    `seconds` apart: the export itself where it says so, otherwise a sealed copy."""
+    _, onnx_path, meta_path = exported
+    meta = json.loads(meta_path.read_text())
+    if meta["timing"]["decision_interval_s"] == seconds:
+        return onnx_path
+    directory = tmp_path_factory.mktemp(f"interval_{seconds}")
+    onnx_copy = directory / "m.onnx"
+    onnx_copy.write_bytes(onnx_path.read_bytes())
+    meta["timing"]["decision_interval_s"] = seconds
+    write_sealed(directory / "m.json", meta)
+    return onnx_copy
+
+
 def write_sealed(meta_path, meta: dict) -> None:
     """Write `meta` with its checksum made again (`metadata_checksum`). The tests of the runtime's
     own checks of the metadata's values take a file whose checksum matches (one that export.py

@@ -375,5 +375,6 @@ def test_a_signal_still_on_its_old_phase_is_a_fault_even_with_the_expected_time(
     command = runtime.decide(message)["commands"][victim]
     assert command["source"] == FALLBACK
     assert command["faults"] == [f"signal reports phase {a} for 5 s; the controller commanded phase {b} 5 s ago; "
-                                 f"phase {a} taken as just started (clearance and min green from now), the next "
-                                 "change with the longest clearance into its phase"]
+                                 f"phase {a} taken as just started: commanded as a change from phase {b} once its "
+                                 f"min green is over, with the longest clearance into phase {a} (the reading may be "
+                                 "wrong)"]

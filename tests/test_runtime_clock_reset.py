@@ -150,7 +150,8 @@ def test_a_phase_other_than_the_expected_one_is_just_started_and_its_next_change
     command = runtime.decide(message)["commands"][victim]
     assert command["source"] == FALLBACK and command["faults"] == [
         "signal reports phase 2 for 115 s; the controller commanded phase 1 15 s ago; phase 2 taken as just "
-        "started (clearance and min green from now), the next change with the longest clearance into its phase"]
+        "started: commanded as a change from phase 1 once its min green is over, with the longest clearance into "
+        "phase 2 (the reading may be wrong)"]
     assert runtime.signals.green_elapsed(5.0)[0] == -5.0  # its 115 s are not taken: clearance, then min green
     assert command["phase"] == 2  # nothing before min green, the fallback plan's change neither
     runtime.session = FakeSession(lambda feed: np.zeros(len(feed["phase"]), dtype=np.int64))  # phase 0 everywhere

@@ -66,9 +66,10 @@ def test_a_lane_list_one_longer_than_the_lanes_is_that_intersections_fault_not_a
 
 def test_after_a_signal_did_something_else_min_green_counts_from_an_assumed_intergreen(model_copy):
     """The runtime commands phase b; the signal reports phase a again, started 1 s ago. How it got
-    there is unknown, so the runtime takes a as just started, now, with a yellow + all-red assumed
-    (agents/deploy/signals.py), not the change it once commanded (a -> a, no intergreen) nor the
-    signal's 1 s: min green then ends 5 + 5 s after the message that found it, not 5."""
+    there is unknown (the reading may be wrong, b still shown), so the runtime commands a as a
+    change from b once b's min green is over (at 10), and takes a as just started then, with a
+    yellow + all-red assumed (agents/deploy/signals.py), not the change it once commanded (a -> a,
+    no intergreen) nor the signal's 1 s: min green then ends 5 + 5 s after that, at 20."""
     runtime = PolicyRuntime(*model_copy)
     runtime.session = FakeSession(choose=lambda feed: np.ones(len(feed["phase"]), dtype=np.int64))  # always b
     k = 1
@@ -84,9 +85,12 @@ def test_after_a_signal_did_something_else_min_green_counts_from_an_assumed_inte
     message = follow(runtime, message, reply, 5.0)  # t = 10: a for 5 s by the runtime's count, none of it green
     reply = runtime.decide(message)
     assert reply["commands"][victim]["phase"] == a and reply["commands"][victim]["source"] == POLICY
-    command = runtime.decide(follow(runtime, message, reply, 5.0))["commands"][victim]  # t = 15
+    message = follow(runtime, message, reply, 5.0)  # t = 15
+    reply = runtime.decide(message)
+    assert reply["commands"][victim]["phase"] == a
+    command = runtime.decide(follow(runtime, message, reply, 5.0))["commands"][victim]  # t = 20
     timing = runtime.timing
-    assert (command["phase"], command["switch_in_s"]) == (b, 0.0)  # at 5 + intergreen + min green
+    assert (command["phase"], command["switch_in_s"]) == (b, 0.0)  # at 10 + intergreen + min green
     assert (command["yellow_s"], command["all_red_s"]) == (timing.yellow_s, timing.all_red_s)
 
 

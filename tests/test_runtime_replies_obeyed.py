@@ -8,8 +8,9 @@ started must state that change again (docs/deployment.md, "A phase other than th
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from agents.deploy.runtime import PolicyRuntime
+from agents.deploy.runtime import FALLBACK, PolicyRuntime
 from tests.deploy_fixtures import FakeSession, edit_metadata, readings_message
 
 
@@ -20,6 +21,42 @@ def _always(action: int) -> FakeSession:
 def _command(runtime: PolicyRuntime, message: dict, inter_id: str) -> tuple:
     command = runtime.decide(message)["commands"][inter_id]
     return command, (command["phase"], command["switch_in_s"], command["yellow_s"], command["all_red_s"])
+
+
+@pytest.mark.parametrize("shown", ["1, misread", "2, as read"])
+def test_a_misread_phase_is_commanded_after_min_green_with_its_clearance_not_switched_to_now(model_copy, shown):
+    # the signal obeyed: phase 1 from 0 (yellow and all-red to 5, then green); at 7 a flicker read
+    # its phase as 2. The reply was phase 2, switch_in_s 0, no yellow, no all-red: the signal ended
+    # phase 1's green after 2 s of its 5, with no clearance, where 1 -> 2 needs both
+    runtime = PolicyRuntime(*model_copy)
+    runtime.session = _always(1)
+    lay = runtime.layout
+    victim = lay.ids[1]
+    assert lay.intergreen[1, 1, 2]
+    zeros, ones = {i: 0 for i in lay.ids}, {i: 1 for i in lay.ids}
+    assert _command(runtime, readings_message(runtime, 0.0, zeros, tip=100.0), victim)[1] == (1, 0.0, 3.0, 2.0)
+    command, stated = _command(runtime, readings_message(runtime, 7.0, ones | {victim: 2}, tip=7.0), victim)
+    assert command["source"] == FALLBACK and command["faults"][0].startswith("signal reports phase 2 for 7 s;")
+    # phase 2 is commanded as a change from phase 1: when phase 1's min green is over (green from 5
+    # to 10), with yellow and all-red; a signal that really shows 2 does nothing
+    assert stated == (2, 3.0, 3.0, 2.0)
+    # the next message finds phase 1 (the reading was wrong) or phase 2 (it was right): neither a
+    # fault, and the change is stated again as it was given
+    message = readings_message(runtime, 8.0, ones | {victim: 1 if shown.startswith("1") else 2},
+                               tip=8.0 if shown.startswith("1") else 108.0)
+    command, stated = _command(runtime, message, victim)
+    assert stated == (2, 2.0, 3.0, 2.0) and not command["faults"]
+
+
+def test_a_misread_phase_after_min_green_is_commanded_now_with_its_clearance(model_copy):
+    runtime = PolicyRuntime(*model_copy)
+    runtime.session = _always(1)
+    lay = runtime.layout
+    victim = lay.ids[1]
+    ones = {i: 1 for i in lay.ids}
+    runtime.decide(readings_message(runtime, 0.0, ones, tip=12.0))  # phase 1, 7 s of green
+    command, stated = _command(runtime, readings_message(runtime, 5.0, ones | {victim: 2}, tip=17.0), victim)
+    assert command["faults"] and stated == (2, 0.0, 3.0, 2.0)  # was (2, 0.0, 0.0, 0.0): no clearance
 
 
 def _phase_2_greens_phase_1s_movements(meta: dict) -> None:

@@ -268,7 +268,7 @@ class PolicyRuntime:
         target, switch_in = apply_timing_rules(self.signals, elapsed, target, from_policy)
         # a change commanded earlier and still to start is stated again, never replaced: the signal
         # still shows the phase before it, which another change's clearance need not cover
-        target = np.where(self.signals.waiting(t), self.signals.cur_phase, target)
+        target = np.where(self.signals.held(t), self.signals.cur_phase, target)
         yellow, all_red = self.signals.clearance(target)
         pending, remaining, (pending_yellow, pending_red) = self.signals.pending_command(t, target)
         switch_in = np.where(pending, remaining, switch_in)

@@ -31,6 +31,9 @@ class SignalModel:
         # the reported phase was not the expected one: the next change gets the longest clearance
         # from any phase into its target (the reading may be wrong, the real phase any other)
         self.suspect = np.zeros(count, dtype=bool)
+        # this decision's reply states the change to cur_phase from switched_at, even one due now: a
+        # phase the runtime did not expect, commanded in case the reading was wrong (`cross_check`)
+        self.commanding = np.zeros(count, dtype=bool)
         self.longest = layout.intergreen.any(axis=1)  # [I, P]: some phase's switch to q shows the clearance
 
     def clock_reset(self, t: float, last_t: float, readings: Readings, signal_ok: np.ndarray) -> None:
@@ -63,9 +66,12 @@ class SignalModel:
         the signal did something else: that is a fault (`good` drops it). The phase expected is
         the one last commanded once that change has started (its yellow and all-red count as the
         new phase's, as time in phase does), and the one before it while the change is still to
-        start. Another phase (a wrong reading, or a signal that did not obey) is taken as just
-        started: its clearance and min green count from `t`, whatever time in phase it reports,
-        and the next change gets the longest clearance into its target (`suspect`). A time in
+        start. Another phase (a wrong reading, or a signal that did not obey) is commanded as a
+        change from the phase expected, once that one's min green is over (a change still to start:
+        when it was due), with the longest clearance into it (`commanding`; a signal that really
+        shows it does nothing, one that was misread is not switched with no clearance or before min
+        green), and taken as just started then, whatever time in phase it reports; the next change
+        also gets the longest clearance into its target (`suspect`). A time in
         phase off by more than the tolerance on the expected phase: the readings win, but never
         with an earlier start for a phase the runtime switched to from a known one
         (`impossible`), nor before a start the runtime took itself (`not_before`). The signal's
@@ -74,8 +80,14 @@ class SignalModel:
         and min green holds for the fallback plan too."""
         phase = np.nan_to_num(readings.phase, nan=-1).astype(np.int64)
         tip = readings.time_in_phase
+        pending = self.waiting(t)
+        # where another phase is reported: the phase expected, and when a change from it may start
+        expected = np.where(pending, self.prev_phase, self.cur_phase)
+        expected_at = np.where(pending, self.prev_switched_at, self.switched_at)
+        due = np.where(pending, self.switched_at,
+                       t + np.maximum(self.timing.min_green_s - self.green_elapsed(t), 0.0))
         # a message before a commanded change starts finds the phase before it still running, as told
-        waiting = self.waiting(t) & (phase == self.prev_phase)
+        waiting = pending & (phase == self.prev_phase)
         since = np.where(waiting, self.prev_switched_at, self.switched_at)
         checked = self.known & signal_ok
         other_phase = checked & (phase != self.cur_phase) & ~waiting
@@ -90,8 +102,9 @@ class SignalModel:
             message = (f"signal reports phase {reported} for {seconds:g} s; the controller commanded phase "
                        f"{commanded} {ago:g} s ago")
             if other_phase[i]:
-                message += (f"; phase {reported} taken as just started (clearance and min green from now), "
-                            "the next change with the longest clearance into its phase")
+                message += (f"; phase {reported} taken as just started: commanded as a change from phase "
+                            f"{expected[i]} once its min green is over, with the longest clearance into phase "
+                            f"{reported} (the reading may be wrong)")
             faults[i].append(message)
         # within the tolerance the runtime's own switch time stands, unless the signal says it
         # switched later (a command that reached it late): min green then counts from the later start
@@ -105,13 +118,15 @@ class SignalModel:
         self.not_before[readings_win & (phase != self.cur_phase)] = -np.inf
         self.cur_phase[readings_win] = phase[readings_win]
         self.switched_at[readings_win] = t - tip[readings_win]
+        self.prev_phase[readings_win] = -1
+        self.prev_phase[other_phase] = expected[other_phase]
+        self.prev_switched_at[other_phase] = expected_at[other_phase]
         self.cur_phase[other_phase] = phase[other_phase]
-        self.switched_at[other_phase] = t
+        self.switched_at[other_phase] = due[other_phase]
         self.not_before[other_phase] = t
         self.suspect |= other_phase
-        changed = readings_win | other_phase
-        self.prev_phase[changed] = -1
-        self.cleared[changed] = True  # unknown before: the clearance is assumed
+        self.commanding = other_phase
+        self.cleared[readings_win | other_phase] = True  # unknown before: the clearance is assumed
         self.known |= signal_ok
         good &= ~mismatch
 
@@ -119,11 +134,16 @@ class SignalModel:
         """[I] bool: a change commanded earlier starts after `t` (its switch_in_s not yet over)."""
         return self.known & (self.switched_at > t)
 
+    def held(self, t: float) -> np.ndarray:
+        """[I] bool: the reply states the change to the current phase as it was given, never another:
+        one commanded earlier that starts after `t`, or one `cross_check` commands now (`commanding`)."""
+        return self.waiting(t) | self.commanding
+
     def pending_command(self, t: float, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mask, switch_in_s, (yellow_s, all_red_s)) of the changes commanded earlier that are still
         to start after `t` and that `target` keeps: a reply must state them again as they were
         given; 'no change' (0 s, no clearance) told a signal to switch now without yellow."""
-        keep = self.waiting(t) & (target == self.cur_phase)
+        keep = self.held(t) & (target == self.cur_phase)
         clears = self.cleared
         return keep, self.switched_at - t, (clears * self.timing.yellow_s, clears * self.timing.all_red_s)
 
@@ -158,5 +178,6 @@ class SignalModel:
         self.switched_at = np.where(change, t + switch_in, self.switched_at)
         self.not_before = np.where(change, -np.inf, self.not_before)
         self.suspect &= ~change
+        self.commanding = np.zeros_like(self.commanding)
         self.cur_phase = np.where(change, target, self.cur_phase)
         self.known |= change
