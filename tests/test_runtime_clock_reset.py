@@ -58,7 +58,8 @@ def test_a_time_far_ahead_once_is_followed_by_a_clock_reset_not_a_lockout(model_
     with caplog.at_level(logging.WARNING, logger="gridlight.runtime"):
         reply = runtime.decide(_shown(runtime, 10.0, 3.0))
     notice = ("clock reset: t went back from 1000000000.0 to 10.0; each signal's phase taken as just started (min "
-              "green from now, a clearance in progress restarted in full, a change not yet started dropped)")
+              "green from now, a clearance in progress restarted in full, a change not yet started restated after a "
+              "full clearance and min green)")
     assert reply["faults"] == [notice] and [r.getMessage() for r in caplog.records] == [notice]
     assert all(c["phase"] == runtime.signals.cur_phase[k] and not c["faults"]
                for k, c in enumerate(reply["commands"].values()))
@@ -97,21 +98,26 @@ def test_a_clearance_in_progress_at_a_reset_restarts_in_full(model_copy, timer):
 
 
 @pytest.mark.parametrize("reported", ["old", "new"])
-def test_a_change_not_yet_started_at_a_reset_is_dropped_not_restated(model_copy, reported):
+def test_a_change_not_yet_started_at_a_reset_is_restated_after_a_full_clearance_and_min_green(model_copy, reported):
     runtime = PolicyRuntime(*model_copy)
     runtime.session = _model(runtime, switch=True)
-    victim, old = runtime.layout.ids[1], int(runtime.layout.actions[1, 0])
+    victim = runtime.layout.ids[1]
     command = runtime.decide(readings_message(runtime, 100.0, tip=7.0))["commands"][victim]
     new = command["phase"]
     assert (command["switch_in_s"], command["yellow_s"]) == (3.0, 3.0)  # to start at 103
-    message = readings_message(runtime, 50.0, tip=8.0)  # the clock went back before it started
-    if reported == "new":  # it had started as the cabinet rebooted
+    message = readings_message(runtime, 50.0, tip=8.0)  # the clock went back before it started (its timer kept on)
+    if reported == "new":  # it had started as the cabinet rebooted (its timer restarted)
         message["intersections"][victim].update(phase=new, time_in_phase=0.0)
     command = runtime.decide(message)["commands"][victim]
-    # not restated with 53 s still to go, nor cut: the phase shown counts from 50, its clearance assumed
-    assert (command["phase"], command["switch_in_s"], command["faults"]) == ({"old": old, "new": new}[reported], 0.0,
-                                                                           [])
-    assert runtime.signals.green_elapsed(50.0)[1] == -5.0
+    # not with 53 s still to go, nor dropped or taken as made on the phase read (tests/test_runtime_replies_obeyed.py):
+    # after the old phase's full clearance and min green from 50, with its clearance; either phase read is no fault
+    assert (command["phase"], command["switch_in_s"], command["yellow_s"], command["faults"]) == (new, 10.0, 3.0, [])
+    assert runtime.signals.green_elapsed(60.0)[1] == -5.0
+    message = readings_message(runtime, 55.0, tip=13.0)
+    if reported == "new":
+        message["intersections"][victim].update(phase=new, time_in_phase=5.0)
+    command = runtime.decide(message)["commands"][victim]
+    assert (command["phase"], command["switch_in_s"], command["faults"]) == (new, 5.0, [])
 
 
 def test_a_time_that_is_not_finite_is_still_refused_after_a_reset(model_copy):

@@ -88,3 +88,22 @@ def test_a_message_before_a_commanded_change_starts_cannot_replace_it_with_anoth
     runtime.session = _always(2)
     command, stated = _command(runtime, readings_message(runtime, 1.0, tip=8.0), victim)
     assert stated == (1, 2.0, 3.0, 2.0) and not command["faults"]  # the change to 1, as it was given
+
+
+@pytest.mark.parametrize("shown", ["1, made before the reboot, misread as 0", "0, not made, misread as 1"])
+def test_a_change_still_to_start_at_a_clock_reset_is_restated_whatever_phase_is_read(model_copy, shown):
+    # at 100, phase 0 -> 1 was commanded for 103; the cabinet's clock went back to 50. Whether the
+    # change was made before that was decided by the phase read alone: read as 0, the change was
+    # dropped and the reply "phase 0, no change" switched a cabinet on phase 1 back with no
+    # clearance; read as 1, it was taken as made and "phase 1, no change" switched a cabinet
+    # still on phase 0 with no clearance and 0 s of green in the new clock
+    runtime = PolicyRuntime(*model_copy)
+    runtime.session = _always(1)
+    victim = runtime.layout.ids[1]
+    assert _command(runtime, readings_message(runtime, 100.0, tip=7.0), victim)[1] == (1, 3.0, 3.0, 2.0)
+    read = 0 if shown.startswith("1") else 1
+    message = readings_message(runtime, 50.0, tip=8.0)
+    message["intersections"][victim].update(phase=read, time_in_phase=0.0)
+    command, stated = _command(runtime, message, victim)
+    # the change again, after a full clearance and min green of the phase before it, with its clearance
+    assert stated == (1, 10.0, 3.0, 2.0)

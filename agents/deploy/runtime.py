@@ -257,7 +257,7 @@ class PolicyRuntime:
         faults, signal_ok = validate_readings(self.layout, self.max_lanes, readings)
         global_faults = [self.model_fault] if self.model_fault else []
         if self.last_t is not None and t < self.last_t:
-            global_faults.append(self.clock_reset(t, readings, signal_ok))
+            global_faults.append(self.clock_reset(t))
         self.last_t = t
         good = np.array([not f for f in faults])
         self.signals.cross_check(t, readings, good, signal_ok, faults)
@@ -278,16 +278,16 @@ class PolicyRuntime:
         source = [POLICY if p else FALLBACK for p in from_policy.tolist()]  # Python bools: no numpy scalars
         return Decision(t, target, switch_in, yellow, all_red, action, source, faults, global_faults)
 
-    def clock_reset(self, t: float, readings: Readings, signal_ok: np.ndarray) -> str:
+    def clock_reset(self, t: float) -> str:
         """A `t` before the last one: the cabinet's clock was reset (a reboot that starts it at 0,
         a clock set back, or a last `t` far ahead of it, 1e9 sent once). Not an error: every signal's
         timing starts again from `t`, only ever longer (`SignalModel.clock_reset`); the notice is
         logged and goes into the reply's message faults."""
         notice = (f"clock reset: t went back from {self.last_t!r} to {t!r}; each signal's phase taken as just "
                   "started (min green from now, a clearance in progress restarted in full, a change not yet "
-                  "started dropped)")
+                  "started restated after a full clearance and min green)")
         LOG.warning(notice)
-        self.signals.clock_reset(t, self.last_t, readings, signal_ok)
+        self.signals.clock_reset(t, self.last_t)
         return notice
 
     def _policy_actions(self, good: np.ndarray, readings: Readings, faults: list[list[str]],

@@ -36,28 +36,24 @@ class SignalModel:
         self.commanding = np.zeros(count, dtype=bool)
         self.longest = layout.intergreen.any(axis=1)  # [I, P]: some phase's switch to q shows the clearance
 
-    def clock_reset(self, t: float, last_t: float, readings: Readings, signal_ok: np.ndarray) -> None:
+    def clock_reset(self, t: float, last_t: float) -> None:
         """The message's clock went back from `last_t` to `t` (a cabinet that rebooted, a clock
         set back): the old times mean nothing in the new clock, so the timing starts again from
         `t`, only ever longer. A phase that was in its green at `last_t` counts as just started (its
         full min green from `t`); one in its clearance has its clearance restart in full (then its
-        min green). A change still to start at `last_t` is dropped where the signal reports the
-        phase before it (which counts as just started, its clearance assumed), taken as just
-        made where it reports the change's phase (its clearance in full from `t`), and restated
-        where the phase cannot be read (either may run): it then starts after the full clearance
-        and min green of the phase before it, with the full clearance."""
-        phase = np.nan_to_num(readings.phase, nan=-1).astype(np.int64)
+        min green). A change still to start at `last_t` may or may not have been made before the
+        reset, and the phase read cannot decide it (one misread reading would have the reply switch
+        the signal with no clearance), so it is restated, whatever is read: it then starts after
+        the full clearance and min green of the phase before it, with the full clearance (a signal
+        that made it does nothing)."""
         pending = self.waiting(last_t)
         in_green = self.known & ~pending & (self.green_elapsed(last_t) >= 0)
-        restate = pending & ~signal_ok
-        drop = pending & signal_ok & (phase != self.cur_phase) & (self.prev_phase >= 0)
-        self.cur_phase[drop] = self.prev_phase[drop]
         known = self.known
         self.switched_at[known] = t
         self.prev_switched_at[known] = t
-        self.prev_phase[known & ~restate] = -1
+        self.prev_phase[known & ~pending] = -1
         self.cleared[known] = ~in_green[known]
-        self.switched_at[restate] = t + self.timing.intergreen_s + self.timing.min_green_s
+        self.switched_at[pending] = t + self.timing.intergreen_s + self.timing.min_green_s
         self.not_before[known] = t
 
     def cross_check(self, t: float, readings: Readings, good: np.ndarray, signal_ok: np.ndarray,
@@ -91,7 +87,9 @@ class SignalModel:
         since = np.where(waiting, self.prev_switched_at, self.switched_at)
         checked = self.known & signal_ok
         other_phase = checked & (phase != self.cur_phase) & ~waiting
-        floored = ~waiting & (t - tip < self.not_before)
+        # a start the runtime took itself (a reset, a phase it did not expect): a time in phase from
+        # before it (within the tolerance: a timer restarted then) is expected, of either phase
+        floored = t - tip < self.not_before + self.tolerance_s
         off_time = checked & ~other_phase & ~floored & (np.abs(tip - (t - since)) > self.tolerance_s)
         mismatch = other_phase | off_time
         rows = np.flatnonzero(mismatch)
