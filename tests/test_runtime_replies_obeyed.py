@@ -107,3 +107,37 @@ def test_a_change_still_to_start_at_a_clock_reset_is_restated_whatever_phase_is_
     command, stated = _command(runtime, message, victim)
     # the change again, after a full clearance and min green of the phase before it, with its clearance
     assert stated == (1, 10.0, 3.0, 2.0)
+
+
+def test_a_later_start_taken_from_the_signal_does_not_let_a_later_report_claim_an_earlier_one(model_copy):
+    # phase 1 commanded at 0; the signal made it at 2 (a late command) and said so at 2.5 (0.5 s in
+    # phase, more than the 1 s tolerance later than told: its later start is taken, green from 7).
+    # At 10 its clock glitched to 50 s in phase: taking that start (before the switch the runtime
+    # commanded) was refused only for a phase whose phase before it was known, and taking the later
+    # start had forgotten that one: phase 1 was ended after 3 s of green
+    runtime = PolicyRuntime(*model_copy)
+    runtime.session = _always(1)
+    lay = runtime.layout
+    victim = lay.ids[1]
+    ones = {i: 1 for i in lay.ids}
+    assert _command(runtime, readings_message(runtime, 0.0, tip=100.0), victim)[1] == (1, 0.0, 3.0, 2.0)
+    command, _ = _command(runtime, readings_message(runtime, 2.5, ones, tip=0.5), victim)
+    assert command["faults"][0].startswith("signal reports phase 1 for 0.5 s")
+    runtime.session = _always(2)
+    command, stated = _command(runtime, readings_message(runtime, 10.0, ones, tip=50.0), victim)
+    assert command["faults"][0].startswith("signal reports phase 1 for 50 s")
+    # its green counts from 7, not from the reading's -35: 3 s, so the fallback plan keeps it
+    assert runtime.signals.green_elapsed(10.0)[1] == 3.0 and stated == (1, 0.0, 0.0, 0.0)
+
+
+def test_a_later_start_of_the_phase_before_a_change_does_not_let_a_later_report_claim_an_earlier_one(model_copy):
+    # phase 0 read at 0 (7 s in it: 2 s of green after an assumed clearance), 0 -> 1 commanded for 3;
+    # at 1 the signal said 0.5 s in phase 0 (it restarted at 0.5: that start is taken, green from
+    # 5.5, the change dropped); at 2 it said 100 s: taken, phase 0 was ended at once, with no green
+    runtime = PolicyRuntime(*model_copy)
+    runtime.session = _always(1)
+    victim = runtime.layout.ids[1]
+    assert _command(runtime, readings_message(runtime, 0.0, tip=7.0), victim)[1] == (1, 3.0, 3.0, 2.0)
+    assert _command(runtime, readings_message(runtime, 1.0, tip=0.5), victim)[1] == (0, 0.0, 0.0, 0.0)
+    command, stated = _command(runtime, readings_message(runtime, 2.0, tip=100.0), victim)
+    assert runtime.signals.green_elapsed(2.0)[1] == -3.5 and stated == (0, 0.0, 0.0, 0.0)

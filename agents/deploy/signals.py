@@ -113,10 +113,16 @@ class SignalModel:
         # (a glitch in its clock). Still a fault, but the runtime's own start stands
         impossible = off_time & ((phase == self.cur_phase) | waiting) & (self.prev_phase >= 0) & (t - tip < since)
         readings_win = signal_ok & (~self.known | off_time) & ~impossible
-        self.not_before[readings_win & (phase != self.cur_phase)] = -np.inf
+        # the phase before stays known where the readings only move the start of the same phase later:
+        # a later report claiming a start before the runtime's own switch is still `impossible`; where
+        # they move the start of the phase before a change still to start (the change is then
+        # dropped), the start the runtime knew for it stays a floor (`not_before`)
+        new_phase = readings_win & (phase != self.cur_phase)
+        self.not_before = np.where(new_phase & self.known, np.maximum(self.not_before, self.prev_switched_at),
+                                   self.not_before)
         self.cur_phase[readings_win] = phase[readings_win]
         self.switched_at[readings_win] = t - tip[readings_win]
-        self.prev_phase[readings_win] = -1
+        self.prev_phase[new_phase | (readings_win & ~self.known)] = -1
         self.prev_phase[other_phase] = expected[other_phase]
         self.prev_switched_at[other_phase] = expected_at[other_phase]
         self.cur_phase[other_phase] = phase[other_phase]
