@@ -60,7 +60,10 @@ def test_a_time_far_ahead_once_is_followed_by_a_clock_reset_not_a_lockout(model_
     notice = ("clock reset: t went back from 1000000000.0 to 10.0; each signal's phase taken as just started (min "
               "green from now, a clearance in progress restarted in full, a change not yet started restated after a "
               "full clearance and min green)")
-    assert reply["faults"] == [notice] and [r.getMessage() for r in caplog.records] == [notice]
+    # warnings only: caplog also holds the INFO "loaded ..." line where an earlier test in this worker left
+    # the logger at INFO (seen in CI's fresh clone)
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert reply["faults"] == [notice] and warned == [notice]
     assert all(c["phase"] == runtime.signals.cur_phase[k] and not c["faults"]
                for k, c in enumerate(reply["commands"].values()))
     # the changes of 1e9 may be in their clearance: it restarts in full from 10, then min green
