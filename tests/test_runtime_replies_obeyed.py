@@ -141,3 +141,18 @@ def test_a_later_start_of_the_phase_before_a_change_does_not_let_a_later_report_
     assert _command(runtime, readings_message(runtime, 1.0, tip=0.5), victim)[1] == (0, 0.0, 0.0, 0.0)
     command, stated = _command(runtime, readings_message(runtime, 2.0, tip=100.0), victim)
     assert runtime.signals.green_elapsed(2.0)[1] == -3.5 and stated == (0, 0.0, 0.0, 0.0)
+
+
+def test_a_fault_during_a_change_still_to_start_says_when_it_starts_not_a_negative_age(model_copy):
+    # phase 2 commanded at 7 to start at 10 (after phase 1's min green); at 8 the signal reads phase 0:
+    # the fault said "the controller commanded phase 2 -2 s ago"
+    runtime = PolicyRuntime(*model_copy)
+    runtime.session = _always(1)
+    lay = runtime.layout
+    victim = lay.ids[1]
+    zeros, ones = {i: 0 for i in lay.ids}, {i: 1 for i in lay.ids}
+    runtime.decide(readings_message(runtime, 0.0, zeros, tip=100.0))
+    assert _command(runtime, readings_message(runtime, 7.0, ones | {victim: 2}, tip=7.0), victim)[1][:2] == (2, 3.0)
+    command, _ = _command(runtime, readings_message(runtime, 8.0, ones | {victim: 0}, tip=8.0), victim)
+    assert command["faults"][0].startswith("signal reports phase 0 for 8 s; the controller commanded phase 2 to start "
+                                           "in 2 s;"), command["faults"]

@@ -97,8 +97,10 @@ class SignalModel:
         for i, reported, seconds, commanded, ago in zip(rows.tolist(), phase[rows].tolist(), tip[rows].tolist(),
                                                          self.cur_phase[rows].tolist(),
                                                          (t - self.switched_at[rows]).tolist()):
+            # a change still to start was commanded to start later: "-5 s ago" read as nonsense
+            when = f"{ago:g} s ago" if ago >= 0 else f"to start in {-ago:g} s"
             message = (f"signal reports phase {reported} for {seconds:g} s; the controller commanded phase "
-                       f"{commanded} {ago:g} s ago")
+                       f"{commanded} {when}")
             if other_phase[i]:
                 message += (f"; phase {reported} taken as just started: commanded as a change from phase "
                             f"{expected[i]} once its min green is over, with the longest clearance into phase "
