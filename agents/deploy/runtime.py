@@ -30,8 +30,11 @@ time in phase that disagrees with what the runtime commanded, an inference error
 inference slower than ``deadline_ms`` put the affected intersections on it for that decision.
 Each fault is logged (``logging`` logger ``gridlight.runtime``) when it starts and when it
 clears, and named in the reply; the next decision with good inputs goes back to the policy.
-A missing or unusable metadata file is an `envs.errors.ModelError`: without it there
-is nothing to control.
+A reported phase other than the one expected is taken as just started and commanded as a change
+after min green with the longest clearance into it; a ``t`` before the last one is a clock reset,
+not an error: every signal's timing starts again from it, only ever longer (agents/deploy/signals.py).
+A missing or unusable metadata file (its checksum missing or not matching included) is an
+`envs.errors.ModelError`: without it there is nothing to control.
 """
 
 from __future__ import annotations

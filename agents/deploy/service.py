@@ -10,7 +10,8 @@ JSON, nested too deeply, longer than 16 MiB, blank, or not a valid readings mess
 ``{"error": ..., "line": N}`` reply and the service keeps serving; no line stops it. Imports
 numpy and onnxruntime only, like the runtime. A model that cannot be run (missing or unusable
 metadata) or a bad option (``--deadline-ms``, ``--log-level``, a ``--tcp`` address it cannot
-listen on) prints ``error: <one line>`` and exits 2; ``--debug`` shows the traceback instead.
+listen on or without a port; an IPv6 host goes in brackets, ``[::1]:7000``) prints
+``error: <one line>`` and exits 2; ``--debug`` shows the traceback instead.
 
 A message in the exact expected shape is decoded with orjson where it is installed (optional: it
 comes with tensordict) and answered by `PolicyRuntime.decide_text` with the same reply text
@@ -222,7 +223,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="read JSON lines of readings, write JSON lines of commands")
     serve.add_argument("--model", required=True, help="the exported .onnx file")
     serve.add_argument("--metadata", default=None, help="its metadata JSON (default: beside the model)")
-    serve.add_argument("--tcp", default=None, metavar="HOST:PORT", help="serve a local TCP socket instead of stdin")
+    serve.add_argument("--tcp", default=None, metavar="HOST:PORT",
+                       help="serve a local TCP socket instead of stdin (an IPv6 host in brackets: [::1]:7000)")
     serve.add_argument("--decoders", default="auto", metavar="N",
                        help="with --tcp: worker processes that decode the next lines while one is decided "
                             "(default auto: 1 where orjson is installed and there are 2+ cores, else 0)")
