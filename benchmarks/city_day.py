@@ -16,7 +16,9 @@ probe vehicles, and the probe-fusion detector's day. JSON lines on stdout, progr
 3. **Scores** (`envs.incidents.detection.score`): incidents, detected, missed, false alarms,
    accuracy as City Brain reports it (the share of the detector's reports that were real
    incidents: precision), recall, mean time to detect from onset, the oracle floor; wall time
-   to simulate (engine, controller and recording) and to detect.
+   to simulate (engine, controller and recording) and to detect. A score that is 0/0 (recall on a
+   day without incidents, accuracy without reports) is null, and ``scores_note`` (also on stderr)
+   says which.
 
 Incidents (``--rate-per-hour``, default 25 per network per hour, so a day holds 600 on average,
 500+ with probability > 0.9999): `IncidentSpec.rate_per_hour`, a Poisson number over the day

@@ -30,7 +30,8 @@ class ExportEngine:
 class ExportConfig:
     checkpoint: str = MISSING  # a train.py checkpoint (.zip from trainer=sb3, .pt from trainer=torchrl)
     out: Optional[str] = None  # directory for the files; null = beside the checkpoint
-    name: Optional[str] = None  # file stem; null = the checkpoint's (best.zip -> best.onnx, best.json)
+    name: Optional[str] = None  # file stem inside out, never a path (/, \, .., absolute or empty refused);
+    # null = the checkpoint's (best.zip -> best.onnx, best.json)
     opset: int = 18  # ONNX opset of the exported graph (18 or newer: what the exporter writes)
     overwrite: bool = False  # replace an existing <out>/<name>.onnx / .json (otherwise an error, before any work)
     max_green_s: float = 120.0  # the policy runtime never shows one green longer than this
