@@ -14,8 +14,9 @@ anything runs; a bad value exits with status 2 and one ``error: ...`` line. Hydr
 the folder is this run's, agents/ppo/run_record.py), ``tb/``
 (TensorBoard), ``progress.csv``, ``curves.png`` (travel time vs agent-steps), ``train.log`` (the
 status lines, timestamped) and ``checkpoints/{last,best}.zip`` (``last`` also on Ctrl-C or
-SIGTERM); what is logged under which prefix is in agents/ppo/sb3_trainer.py. A checkpoint runs
-in a simulator as a controller: ``agents.ppo.PolicyController(path)``.
+SIGTERM once training has begun; before, they end the run saying there is nothing to save); what
+is logged under which prefix is in agents/ppo/sb3_trainer.py. A checkpoint runs in a simulator as a
+controller: ``agents.ppo.PolicyController(path)``.
 """
 
 from __future__ import annotations

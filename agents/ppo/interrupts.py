@@ -34,9 +34,9 @@ def _in_main_thread() -> bool:
 
 @contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """Within the block (the training itself), SIGTERM raises `Terminated` as Ctrl-C raises
-    KeyboardInterrupt; the previous handler is back after it, so a SIGTERM while the summary is
-    written, or in a process that goes on, does what it did before."""
+    """Within the block (train.py's run from its folder claim on: set-up, baselines, training), SIGTERM
+    raises `Terminated` as Ctrl-C raises KeyboardInterrupt; the previous handler is back after it, so
+    a SIGTERM while the summary is written, or in a process that goes on, does what it did before."""
     if not _in_main_thread():
         yield
         return
