@@ -11,9 +11,11 @@ import pytest
 import torch
 
 import evaluate
+from envs.incidents import detection
 from agents.ppo.config import demand_spec
 from envs.engine.intersections import intersection_layout
 from envs.incidents.perturbations import DetectorFaults, DetectorFaultSpec, Perturbation, sample_incidents
+from envs.incidents.probes import ProbeSensor
 from envs.scenario.splits import sample_trips, split_seed
 from tests.scenarios import small_grid
 from tests.test_evaluate import evaluate_config
@@ -29,9 +31,23 @@ def test_detectors_are_calibrated_on_training_incidents_and_scored_on_held_out_o
     cfg = evaluate_config("task=incident_detection", "scenario=grid_1x1", f"eval.steps={STEPS}", "eval.progress=false",
                           "eval.plots=false", "perturbation=incident", "perturbation.incidents.start_s=[0,200]",
                           f"detection.copies={COPIES}", f"detection.train_copies={COPIES}",
-                          "detection.classifiers=[blockage_rule]")
-    seen: dict = {}
+                          "detection.classifiers=[blockage_rule]", "detection.probes.p=0.2")
+    seen: dict = {"demands": [], "probe_keys": []}
     record = evaluate.record_detection
+    # the demand and probes each recorded copy ran: under uniform placement the incidents' draw does
+    # not read the trips, so the incidents alone would not show training copies run on evaluation traffic
+    draw_trips, key_probes = detection.sample_trips, ProbeSensor.start_episode
+
+    def trips_of(scenario, spec, split, index, **kwargs):
+        seen["demands"].append((split, index))
+        return draw_trips(scenario, spec, split, index, **kwargs)
+
+    def probes_of(sensor, b, split, index):
+        seen["probe_keys"].append((split, index))
+        return key_probes(sensor, b, split, index)
+
+    monkeypatch.setattr(detection, "sample_trips", trips_of)
+    monkeypatch.setattr(ProbeSensor, "start_episode", probes_of)
 
     def recorded(*args, **kwargs):
         seen["recordings"] = record(*args, **kwargs)
@@ -47,6 +63,8 @@ def test_detectors_are_calibrated_on_training_incidents_and_scored_on_held_out_o
         evaluate.evaluate_detection(cfg, tmp_path)
     train, held_out = seen["recordings"]["train"][0], seen["recordings"]["eval"][0]
     assert seen["calibrated_on"] is train and train.split == "train" and held_out.split == "eval"
+    expected = [(split, k) for split in ("train", "eval") for k in range(COPIES)]
+    assert seen["demands"] == expected and seen["probe_keys"] == expected
     scenario, perturbation = evaluate.detection_scenario(cfg)
     spec = demand_spec(cfg.eval.demand, "eval.demand")
 
