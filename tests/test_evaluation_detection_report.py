@@ -117,3 +117,23 @@ def test_summary_json_is_strict_json_with_null_for_a_detector_that_found_nothing
     blind = json.loads(written["summary.json"], parse_constant=refuse)["classifiers"]["blind"]
     assert blind["mean_time_to_detect_s"] is None and blind["mean_time_from_evidence_s"] is None
     assert blind["recall"] == 0.0 and blind["alarms"] == 1
+
+
+def test_summary_json_holds_the_tables_intervals_as_well_as_its_figures(tmp_path):
+    """docs/incidents.md: summary.json holds every figure of the table; it held the point figures
+    but not their 95% intervals, which only the printed table showed."""
+    written = {}
+    write_detection_report(
+        tmp_path, "grid_1x1", [f"lane_{k}" for k in range(6)], "max_pressure", 3600, 4,
+        Perturbation(name="incident", incidents=IncidentSpec()), _tallies(), {ORACLE: "lane"}, None, False,
+        lambda path, rows: None, lambda path, text: written.update({path.name: text}), lambda line: None)
+    summary = json.loads(written["summary.json"])
+    rule, oracle = summary["classifiers"]["rule"], summary["oracle"]
+    row = next(line for line in written["table.md"].splitlines() if line.startswith("| rule |"))
+    low, high = rule["ci95"]["precision"]
+    assert f"{100 * rule['precision']:.1f} [{100 * low:.1f}, {100 * high:.1f}]" in row
+    low, high = rule["ci95"]["false_alarms_per_hour"]
+    assert f"{rule['false_alarms_per_hour']:.2f} [{low:.2f}, {high:.2f}]" in row
+    assert rule["ci95"]["recall"] == [0.0, 1.0] and oracle["ci95"]["mean_time_from_evidence_s"] == [0.0, 0.0]
+    assert set(rule["ci95"]) == {"precision", "recall", "false_alarms_per_hour", "mean_time_to_detect_s",
+                                 "mean_time_from_evidence_s"}

@@ -1,7 +1,8 @@
 """The incident-detection task's report (evaluate.py ``task=incident_detection``, and each point
 of benchmarks/incident_detection.py): ``table.md`` (also printed), per-copy ``metrics.csv``,
 per-incident ``incidents.csv`` (onset, first evidence per sensor set, the floor, each
-detector's delay), ``summary.json`` and ``detection.png``, from the held-out tallies (one list
+detector's delay), ``summary.json`` (the table's figures with their 95% intervals, ``ci95``) and
+``detection.png``, from the held-out tallies (one list
 of per-copy tallies per row; the ideal detectors' rows first)."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numbers
 from dataclasses import asdict
 from pathlib import Path
 
-from envs.evaluation.report import ORACLE, detection_bars, detection_table
+from envs.evaluation.report import DETECTION_COLUMNS, ORACLE, detection_bars, detection_intervals, detection_table
 from envs.incidents.detection import combine
 
 
@@ -25,10 +26,14 @@ def write_detection_report(out_dir: Path, scenario: str, lane_names: list[str], 
     Returns the summary."""
     incidents, placement = perturbation.incidents, perturbation.incidents.placement
     copies = len(tallies[ORACLE])
-    results = {name: combine(t).as_dict() for name, t in tallies.items()}
+    intervals = detection_intervals(tallies, draws=1000, seed=0)  # the table's and summary.json's, drawn once
+    # every figure of the table in summary.json: each row's 95% intervals too (null where undefined)
+    results = {name: {**combine(t).as_dict(),
+                      "ci95": {figure: list(intervals[name][figure]) for figure, _, _, _ in DETECTION_COLUMNS}}
+               for name, t in tallies.items()}
     oracle = results[ORACLE]
     sensors = "lane detectors" + ("" if probe_p is None else f" and probe vehicles (p = {probe_p:g})")
-    text = detection_table(tallies, draws=1000, seed=0) + (
+    text = detection_table(tallies, intervals=intervals) + (
         f"\n\nHeld-out incident seeds: {copies} copies x {steps} s of {scenario} under {controller}, "
         f"{_closures(incidents, oracle['incidents'], copies)} at position `{incidents.position}`, lanes drawn with "
         f"`{placement}` placement, sensors: {sensors}; {oracle['with_evidence']}/{oracle['incidents']} incidents "

@@ -180,13 +180,13 @@ def detection_intervals(tallies: dict[str, list], draws: int = 1000, seed: int =
     return out
 
 
-def detection_table(tallies: dict[str, list], draws: int = 1000, seed: int = 0) -> str:
+def detection_table(tallies: dict[str, list], draws: int = 1000, seed: int = 0, intervals: dict | None = None) -> str:
     """Markdown table of incident-detection scores, one row per classifier, from per-copy tallies
     (`envs.incidents.detection.tally`); [low, high] = 95% bootstrap interval over copies (the same
-    resamples for every row)."""
+    resamples for every row; `intervals`: `detection_intervals`' result, already drawn)."""
     lines = ["| classifier | " + " | ".join(label for _, label, _, _ in DETECTION_COLUMNS)
              + " | alarms | incidents detected |", "|---|" + "---:|" * (len(DETECTION_COLUMNS) + 2)]
-    for name, row in detection_intervals(tallies, draws, seed).items():
+    for name, row in (intervals or detection_intervals(tallies, draws, seed)).items():
         overall, cells = row["scores"], []
         for figure, _, scale, digits in DETECTION_COLUMNS:
             low, high = row[figure]
