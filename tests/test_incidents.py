@@ -190,6 +190,15 @@ def test_a_single_start_time_starts_every_incident_at_it():
     assert [(i.start, i.end) for i in sample_incidents(spec, scenario.network, "eval", 2)] == [(900, 960)] * 3
 
 
+@pytest.mark.parametrize("start_s", [[100.5, 600], [100, 100.7], 900.25])
+def test_an_onset_window_of_part_seconds_is_refused_not_cut_to_whole_ones(start_s):
+    # onsets are drawn in whole seconds: [100.5, 600] drew onsets from 100 s, before the window,
+    # and [100, 100.7] only 100 s, silently
+    with pytest.raises(ConfigError, match=r"incidents\.start_s.*whole seconds"):
+        IncidentSpec(start_s=start_s)
+    assert IncidentSpec(start_s=[100.0, 600.0]).start_s == [100.0, 600.0]  # whole seconds as floats stay fine
+
+
 def test_random_incidents_take_distinct_lanes_while_the_pool_has_enough():
     scenario = small_grid(2, 2, horizon=100)
     pool = IncidentSpec().lane_pool(scenario.network).size

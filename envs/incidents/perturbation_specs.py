@@ -61,6 +61,9 @@ class IncidentSpec:
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
             raise ConfigError(SOURCE, "incidents.count", self.count, "must be an integer >= 0")
         low, high = time_window(self.start_s, "incidents.start_s")
+        if low != int(low) or high != int(high):  # onsets are drawn in whole seconds: a bound would be cut
+            raise ConfigError(SOURCE, "incidents.start_s", self.start_s,
+                              "onsets are whole seconds (the engine's step): give whole-second bounds")
         if self.rate_per_hour is not None:
             if not finite_number(self.rate_per_hour) or self.rate_per_hour < 0:
                 raise ConfigError(SOURCE, "incidents.rate_per_hour", self.rate_per_hour,
