@@ -260,6 +260,10 @@ def main(argv=None) -> None:
             if not any(name in LEARNED for name in names):
                 raise ConfigError("benchmarks/incident_detection.py", "--epochs", args.epochs,
                                   "nothing reads it: no learned detector is listed (--detectors)")
+        if 0.0 in shares and all(DETECTORS[name] == "probe" for name in names):  # every detector skipped there
+            raise ConfigError("benchmarks/incident_detection.py", "--p", args.p,
+                              f"p = 0 leaves no detector to score: {', '.join(names)} read probes only "
+                              "(drop 0 from --p, or add a lane detector to --detectors)")
         check_outputs(args)
         check_mergeable(args)
         check_points(args, shares, names)

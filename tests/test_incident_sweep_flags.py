@@ -27,6 +27,8 @@ SMALL_SWEEP = ["--scenario", "grid_1x1", "--copies", "1", "--train-copies", "1",
      "field '--placements' = 'uniform': listed twice"),
     # was named by evaluate.py's key, detection.classifiers
     (["--p", "0", "--detectors", "blockage_rule,blockage_rule"], "field '--detectors' = 'blockage_rule': listed twice"),
+    # p = 0 skips probe_only, leaving that point nothing: was named by evaluate.py's detection.classifiers = []
+    (["--p", "0,0.2", "--detectors", "probe_only"], "field '--p' = '0,0.2': p = 0 leaves no detector to score"),
 ])
 def test_the_sweep_refuses_flags_it_would_ignore_or_repeat(flags, start, tmp_path, capsys, monkeypatch):
     argv = [*SMALL_SWEEP, *flags, "--out", str(tmp_path / "r.json"), "--report-dir", str(tmp_path / "reports")]
