@@ -18,6 +18,7 @@ from envs.incidents.perturbations import (
     Incident,
     IncidentSpec,
     Perturbation,
+    check_incident_lanes,
     lane_traffic,
     sample_incidents,
     with_incidents,
@@ -197,6 +198,23 @@ def test_an_onset_window_of_part_seconds_is_refused_not_cut_to_whole_ones(start_
     with pytest.raises(ConfigError, match=r"incidents\.start_s.*whole seconds"):
         IncidentSpec(start_s=start_s)
     assert IncidentSpec(start_s=[100.0, 600.0]).start_s == [100.0, 600.0]  # whole seconds as floats stay fine
+
+
+def test_a_network_without_signals_is_refused_before_any_draw_naming_the_key_as_typed():
+    # one road between two boundaries: no lane ends at a signal. Was refused only when the first copy
+    # drew its incidents, as "<perturbation>: field 'incidents.lanes'", after the run had started
+    from tests.minimal_scenario import _boundary, _vehicle, make_road
+
+    roadnet = {"intersections": [_boundary("W", -300, 0), _boundary("E", 300, 0)],
+               "roads": [make_road("w_e", "W", "E", (-300, 0), (300, 0))]}
+    flow = [{"vehicle": _vehicle(), "route": ["w_e"], "interval": 5.0, "startTime": 0, "endTime": 100}]
+    network = scenario_from_dicts(roadnet, flow).network
+    for at_signals in (False, True):  # evaluate.py's and train.py's check, and the detection task's
+        with pytest.raises(ConfigError, match="has no lane ending at a signal") as caught:
+            check_incident_lanes(Perturbation(name="incident", incidents=IncidentSpec()), network, "<config>",
+                                 at_signals=at_signals)
+        assert caught.value.source == "<config>" and caught.value.field == "perturbation.incidents.lanes"
+    check_incident_lanes(Perturbation(name="incident", incidents=IncidentSpec(count=0)), network, "<config>")
 
 
 def test_random_incidents_take_distinct_lanes_while_the_pool_has_enough():

@@ -107,7 +107,9 @@ class IncidentSpec:
             ends = network.road_end[network.lane_road].cpu().numpy()
             pool = np.flatnonzero(ends >= 0)  # lanes that end at a signal
             if pool.size == 0:
-                raise ConfigError(SOURCE, "incidents.lanes", None, f"{network.source} has no lane ending at a signal")
+                raise ConfigError(SOURCE, "incidents.lanes", None,
+                                  f"{network.source} has no lane ending at a signal to draw incidents on: "
+                                  "a scenario with signals, or lanes given by id")
             return pool
         index = {name: lane for lane, name in enumerate(names)}
         unknown = [x for x in self.lanes if x not in index]
@@ -248,12 +250,16 @@ def perturbation_from_config(config: dict | None, source: str = SOURCE) -> Pertu
 def check_incident_lanes(perturbation: Perturbation, network: Network, source: str, at_signals: bool = False) -> None:
     """The ``perturbation.incidents.lanes`` a run will draw from, checked against `network` before
     any work (they were checked when the first incident was drawn, after the baselines ran), errors
-    named as typed; `at_signals`: each must end at a signal (incident detection watches only those)."""
+    named as typed; `at_signals`: each must end at a signal (incident detection watches only those).
+    Random lanes (no ``lanes``) need a lane that ends at a signal: a network without one was refused
+    only when the first copy drew its incidents, as ``<perturbation>``'s ``incidents.lanes``."""
     incidents = perturbation.incidents
-    if incidents is None or incidents.lanes is None:
+    if incidents is None or incidents.none:
         return
     with config_path(source, "perturbation."):
         pool = incidents.lane_pool(network)
+    if incidents.lanes is None:
+        return
     ends = network.road_end[network.lane_road].cpu().numpy()[pool]
     if at_signals and (ends < 0).any():
         raise ConfigError(source, "perturbation.incidents.lanes", incidents.lanes[int(np.flatnonzero(ends < 0)[0])],
