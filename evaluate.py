@@ -287,6 +287,7 @@ def record_detection(cfg: DictConfig, scenario: Scenario, perturbation, probe_sp
     """Per split (train, eval), the recordings of the detection task's copies: one per probe spec
     of `probe_specs` from one run (envs.incidents.detection.record_sweep), one without probes
     when it is empty."""
+    from agents.incidents.detection_task import check_training_incidents
     from envs.incidents.detection import record_sweep
 
     det, recordings = cfg.detection, {}
@@ -303,6 +304,8 @@ def record_detection(cfg: DictConfig, scenario: Scenario, perturbation, probe_sp
                                              demand_spec(cfg.eval.demand, "eval.demand"), bar.update,
                                              engine_params(cfg), probe_specs)
         bar.close()
+        if split == "train":  # before the held-out copies are recorded for nothing
+            check_training_incidents(recordings[split][0], copies)
     return recordings
 
 

@@ -354,3 +354,28 @@ def test_the_recording_keeps_the_scenarios_horizon(monkeypatch):
     record(scenario, MaxPressure(), perturbation, "train", [0], steps=200)
     record(load_scenario("grid_1x1"), MaxPressure(), perturbation, "train", [0], steps=200)
     assert cuts == [100, 200]  # the flow file cut where the scenario says, else at the recorded end
+
+
+def test_training_copies_that_drew_no_incident_are_refused_before_the_held_out_ones_are_recorded(monkeypatch):
+    import envs.incidents.detection as detection
+    import evaluate
+    from tests.test_evaluate import evaluate_config
+
+    # a rate whose Poisson draws were 0 on both training copies: the rules were calibrated on nothing
+    # ("precision undefined") and run on the held-out copies with arbitrary thresholds
+    cfg = evaluate_config("task=incident_detection", "scenario=grid_1x1", "eval.steps=300", "eval.progress=false",
+                          "eval.plots=false", "perturbation=incident", "perturbation.incidents.rate_per_hour=0.5",
+                          "perturbation.incidents.start_s=[0,200]", "detection.copies=2", "detection.train_copies=2",
+                          "detection.classifiers=[blockage_rule]")
+    record, splits = detection.record_sweep, []
+
+    def recorded(scenario, controller, perturbation, split, *args, **kwargs):
+        splits.append(split)
+        return record(scenario, controller, perturbation, split, *args, **kwargs)
+
+    monkeypatch.setattr(detection, "record_sweep", recorded)
+    scenario, perturbation = evaluate.detection_scenario(cfg)
+    with pytest.raises(ConfigError, match="training copies drew no incident") as refused:
+        evaluate.record_detection(cfg, scenario, perturbation, [])
+    assert_names_everything(refused.value, "<config>", "detection.train_copies", 2)
+    assert splits == ["train"]

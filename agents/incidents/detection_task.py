@@ -70,6 +70,17 @@ def check_detectors(names, probe_p: float, train_copies: int, folds: int) -> Non
                           f"must be an integer in [2, detection.train_copies = {train_copies}]")
 
 
+def check_training_incidents(train: Recording, copies: int) -> None:
+    """A ConfigError, before the held-out copies are recorded, when the training copies drew no
+    incident (a ``rate_per_hour`` whose Poisson draws were all 0): every detector would be
+    calibrated on nothing and run with arbitrary thresholds (the rules said only "precision
+    undefined")."""
+    if not any(train.incidents):
+        raise ConfigError("<config>", "detection.train_copies", copies,
+                          "the training copies drew no incident (perturbation.incidents.rate_per_hour over its "
+                          "start_s window): nothing to calibrate the detectors on; give more copies or a higher rate")
+
+
 def check_read_options(detection, probe_p: float, steps: int) -> None:
     """Config errors before any recording for options the run would accept and not read: the
     learned detectors' shape and training without a learned detector, the probes' settings
@@ -169,4 +180,4 @@ def sensors_of(row: str) -> str:
 
 
 __all__ = ["DETECTORS", "GAP_RULES", "LEARNED", "ORACLES", "LearnedSettings", "alarms", "calibrate", "check_detectors",
-           "describe", "held_out_tallies", "sensors_of"]
+           "check_training_incidents", "describe", "held_out_tallies", "sensors_of"]
