@@ -217,6 +217,14 @@ def test_a_network_without_signals_is_refused_before_any_draw_naming_the_key_as_
     check_incident_lanes(Perturbation(name="incident", incidents=IncidentSpec(count=0)), network, "<config>")
 
 
+def test_a_lane_listed_twice_is_refused():
+    # the pool held it twice: with count 2 both closures fell on it, overlapping, and the second
+    # scored as missed while the lane's one alarm counted for the first
+    with pytest.raises(ConfigError, match="listed twice") as refused:
+        IncidentSpec(count=2, lanes=["road_0_1_0_0", "road_1_0_1_0", "road_0_1_0_0"])
+    assert refused.value.field == "incidents.lanes" and refused.value.value == "road_0_1_0_0"
+
+
 def test_random_incidents_take_distinct_lanes_while_the_pool_has_enough():
     scenario = small_grid(2, 2, horizon=100)
     pool = IncidentSpec().lane_pool(scenario.network).size

@@ -86,6 +86,9 @@ class IncidentSpec:
             lanes = tuple(self.lanes)
             if not lanes or not all(isinstance(x, str) for x in lanes):
                 raise ConfigError(SOURCE, "incidents.lanes", self.lanes, "expected a non-empty list of lane ids")
+            twice = next((x for k, x in enumerate(lanes) if x in lanes[:k]), None)
+            if twice is not None:  # the pool would hold it twice: two closures on it at once, counted apart
+                raise ConfigError(SOURCE, "incidents.lanes", twice, "listed twice")
             object.__setattr__(self, "lanes", lanes)
 
     @property
