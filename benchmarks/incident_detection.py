@@ -204,7 +204,13 @@ def run_placement(args, placement: str, shares: list[float], names: list[str]) -
                               "detection.probes")
     specs = [replace(base, p=p) for p in shares]
     log(f"{placement}: recording {args.train_copies} + {args.copies} copies with probes p = {shares}")
-    recordings = evaluate.record_detection(cfg, scenario, perturbation, specs)
+    try:
+        recordings = evaluate.record_detection(cfg, scenario, perturbation, specs)
+    except ConfigError as error:  # a key this script sets from one of its flags: named by the flag
+        if not SWEEP_KEYS.get(error.field):
+            raise
+        raise ConfigError("benchmarks/incident_detection.py", SWEEP_KEYS[error.field], error.value,
+                          error.reason) from None
     recorded_s = time.perf_counter() - start
     layout = lane_layout(scenario.network, recordings["train"][0].lanes)
     det = cfg.detection
@@ -268,8 +274,9 @@ def main(argv=None) -> None:
         check_mergeable(args)
         check_points(args, shares, names)
     start, entries = time.perf_counter(), []
-    for placement in args.placements.split(","):
-        entries += run_placement(args, placement, shares, names)
+    with exit_on_error():  # one found only once recorded (training copies without an incident): its line too
+        for placement in args.placements.split(","):
+            entries += run_placement(args, placement, shares, names)
     wall = time.perf_counter() - start
     argv_text = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     meta = {"benchmark": "incident_detection",

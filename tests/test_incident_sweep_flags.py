@@ -54,3 +54,14 @@ def test_the_sweep_refuses_output_paths_it_cannot_write_before_any_work(case, st
             "--report-dir", str(tmp_path / report), *(["--merge"] if case == "merge_into_no_json" else [])]
     error = refusal("incident_detection.py", argv, capsys, monkeypatch, only_line=True)
     assert error.startswith("error: benchmarks/incident_detection.py: " + start.format(tmp=tmp_path)), error
+
+
+def test_training_copies_without_an_incident_are_named_by_the_sweeps_flag(tmp_path, capsys, monkeypatch):
+    # a rate whose draws were all 0 on the training copies: evaluate.py names detection.train_copies,
+    # which the sweep sets from --train-copies
+    argv = [*SMALL_SWEEP, "--p", "0", "--detectors", "blockage_rule", "--override",
+            "perturbation.incidents.rate_per_hour=0.5", "--out", str(tmp_path / "r.json"),
+            "--report-dir", str(tmp_path / "reports")]
+    error = refusal("incident_detection.py", argv, capsys, monkeypatch)  # after the progress lines
+    assert error.startswith("error: benchmarks/incident_detection.py: field '--train-copies' = 1: the training "
+                            "copies drew no incident"), error
