@@ -137,3 +137,25 @@ def test_summary_json_holds_the_tables_intervals_as_well_as_its_figures(tmp_path
     assert rule["ci95"]["recall"] == [0.0, 1.0] and oracle["ci95"]["mean_time_from_evidence_s"] == [0.0, 0.0]
     assert set(rule["ci95"]) == {"precision", "recall", "false_alarms_per_hour", "mean_time_to_detect_s",
                                  "mean_time_from_evidence_s"}
+
+
+def test_the_detection_plots_names_do_not_overlap(tmp_path, monkeypatch):
+    # every detector beside the three ideal ones: "oracle\nfirst_evidence", "oracle\nfused_evidence" and
+    # "oracle\nprobe_evidence" overran each other under their bars
+    import matplotlib.pyplot as plt
+
+    from envs.evaluation.report import detection_bars
+
+    names = ["oracle_first_evidence", "oracle_fused_evidence", "oracle_probe_evidence", "blockage_rule", "gap_rule",
+             "learned_mlp", "probe_fusion", "learned_fusion", "probe_only"]
+    figures, close = [], plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
+    detection_bars({n: {"precision": 0.9, "recall": 0.8, "mean_time_to_detect_s": 70.0} for n in names},
+                   tmp_path / "detection.png", "title")
+    fig = figures[0]
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        boxes = [label.get_window_extent(renderer) for label in ax.get_xticklabels()]
+        assert [label.get_text().replace("\n", "_") for label in ax.get_xticklabels()] == names
+        assert not any(a.overlaps(b) for k, a in enumerate(boxes) for b in boxes[k + 1:])
+    close(fig)

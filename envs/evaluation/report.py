@@ -204,7 +204,7 @@ def detection_bars(results: dict, path: Path, title: str) -> None:
     """Precision and recall (%) per incident classifier against the 92% target, and mean time to
     detect against the 60 s target (the oracle's bar: the floor)."""
     names = list(results)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 4.0), dpi=110)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12.0, 4.2), dpi=110)
     x = np.arange(len(names))
     for k, figure in enumerate(("precision", "recall")):
         left.bar(x + (k - 0.5) * 0.35, [100 * results[n][figure] for n in names], 0.35, label=figure)
@@ -216,8 +216,8 @@ def detection_bars(results: dict, path: Path, title: str) -> None:
     right.axhline(60, color="black", linestyle="--", linewidth=1, label="target 60 s")
     right.set_ylabel("mean time to detect (s)")
     right.legend(loc="upper right")
-    for ax in (left, right):
-        ax.set_xticks(x, [n.replace("_", "\n", 1) for n in names], fontsize=8)
+    for ax in (left, right):  # a line per word: "first_evidence" and its neighbours overran each other
+        ax.set_xticks(x, [n.replace("_", "\n") for n in names], fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
