@@ -42,11 +42,9 @@ def main() -> None:
         record = {cause: {"count": 0, "largest": 0.0, "to_rest_from_5": 0} for cause in CAUSES}
         braking = None
         for _ in range(args.seconds):
-            speed = sim.state.veh_speed.clone()
             braking = step_braking(sim, controller.act(sim), braking)
-            slots = braking.hard.shape[1]
-            to_rest = braking.hard & (speed[:, :slots] > 5.0) & (sim.state.veh_speed[:, :slots] == 0.0) \
-                if speed.shape[1] == slots else braking.hard & (braking.decel > 5.0) & (sim.state.veh_speed == 0.0)
+            # braking.speed: each slot's speed before the step, in the pool after it (grown if it grew)
+            to_rest = braking.hard & (braking.speed > 5.0) & (sim.state.veh_speed == 0.0)
             for index, cause in enumerate(CAUSES):
                 mine = braking.cause == index
                 if bool(mine.any()):
