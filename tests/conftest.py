@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from pathlib import Path
@@ -27,6 +28,22 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 
 # the devices the device-touching tests run on: always the CPU, CUDA where this machine has it
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(autouse=True)
+def root_logger_restored():
+    """The root logger's handlers and level as they were before the test: a Hydra app run in this
+    process (runpy of train.py or export.py) configures it with a console handler on the test's captured
+    stream, closed when the test ends, and every later record (a service thread's) printed
+    '--- Logging error --- ... I/O operation on closed file'. pytest's own capture handlers are its to manage."""
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in before and not type(handler).__module__.startswith("_pytest"):
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
 
 
 @pytest.fixture(params=DEVICES)

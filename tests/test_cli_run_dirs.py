@@ -103,6 +103,17 @@ def test_a_sweep_into_a_folder_holding_an_earlier_run_names_hydra_sweep_dir(tmp_
                             f"{tmp_path / '0'} holds an earlier run (checkpoints)"), error
 
 
+def test_a_log_line_after_an_in_process_hydra_run_is_no_logging_error(capsys):
+    """Runs after the sweep above (same file, same worker): Hydra configured the root logger with a console
+    handler on that test's captured stream, closed when it ended; a later record (a service thread's, as in
+    tests/test_runtime_service.py) printed '--- Logging error --- ... I/O operation on closed file'.
+    tests/conftest.py removes the handlers a test leaves on the root logger."""
+    import logging
+
+    logging.getLogger("gridlight.runtime").warning("a record after the sweep")
+    assert "Logging error" not in capsys.readouterr().err
+
+
 def test_a_new_run_into_a_torchrl_runs_folder_names_its_last_pt_to_resume(tmp_path):
     """The hint said resume=RUN/checkpoints/last.zip whatever the folder held: a TorchRL run's is last.pt."""
     (tmp_path / "checkpoints").mkdir()
