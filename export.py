@@ -116,6 +116,25 @@ def export(cfg: DictConfig) -> None:
     print(f"serve it: python -m agents.deploy.service serve --model {onnx_path}")
 
 
+def check_name_argument(argv: list[str]) -> None:
+    """A ``name=`` on the command line checked as `export` checks it, before Hydra makes the run folder (a
+    refused name left one behind holding only Hydra's files). Read as Hydra reads it (quotes, ``null``); a
+    sweep, an interpolation or a name from elsewhere is checked when the config is composed, in `export`."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for item in argv:
+        if item.lstrip("+~").partition("=")[0] != "name" or item.startswith("~"):
+            continue
+        try:
+            value = parser.parse_overrides([item])[0].value()
+        except OverrideParseException:  # Hydra's own error says what is wrong, as for any override
+            continue
+        if isinstance(value, str) and "${" not in value:
+            check_name_value(value)
+
+
 @hydra.main(version_base=None, config_path="configs", config_name="export")
 def main(cfg: DictConfig) -> None:
     with exit_on_error():  # a GridlightError: one line on stderr, exit status 2
@@ -125,4 +144,5 @@ def main(cfg: DictConfig) -> None:
 if __name__ == "__main__":
     with exit_on_error():  # a run directory that is a file or under one: Hydra's traceback otherwise
         check_command_line(sys.argv[1:], "export")
+        check_name_argument(sys.argv[1:])
     main()

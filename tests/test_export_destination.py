@@ -57,14 +57,19 @@ def test_a_name_that_is_not_a_plain_file_name_is_refused_before_anything_is_writ
     assert list(tmp_path.iterdir()) == []
 
 
-def test_export_py_refuses_a_name_outside_out_before_any_work(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("argument, says", [
+    ("name=../x", "field 'name' = '../x': contains a path separator"),
+    ("name='../x'", "field 'name' = '../x': contains a path separator"),  # read as Hydra reads it
+    ("+name=", "field 'name' = '': must be a non-empty file name"),
+])
+def test_export_py_refuses_a_name_outside_out_before_any_work(tmp_path, capsys, monkeypatch, argument, says):
     import runpy
     import sys
 
     from tests.conftest import REPO_ROOT
 
     out = tmp_path / "out"
-    monkeypatch.setattr(sys, "argv", ["export.py", f"checkpoint={tmp_path / 'last.zip'}", f"out={out}", "name=../x",
+    monkeypatch.setattr(sys, "argv", ["export.py", f"checkpoint={tmp_path / 'last.zip'}", f"out={out}", argument,
                                       f"hydra.run.dir={tmp_path / 'run'}"])
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     with pytest.raises(SystemExit) as ended:
@@ -72,8 +77,8 @@ def test_export_py_refuses_a_name_outside_out_before_any_work(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert ended.value.code == 2 and "Traceback" not in err, err[-2000:]
     # named before the missing checkpoint is
-    assert err.startswith("error: <export>: field 'name' = '../x': contains a path separator"), err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # Hydra's run folder only: no out, no x.*
+    assert err.startswith(f"error: <export>: {says}") and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []  # refused on the command line: not even Hydra's run folder
 
 
 def test_a_name_with_dots_keeps_the_pair_together(uneven, tmp_path):
