@@ -32,7 +32,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import agents.ppo.config  # noqa: F401  (registers the structured config "train_schema")
-from agents.ppo.config import check_scenario
+from agents.ppo.config import check_config, check_scenario
 from agents.ppo.atomic_files import write_text_atomic
 from agents.ppo.interrupts import STOPPED_BEFORE_TRAINING, Terminated, sigterm_interrupts, training_began
 from agents.ppo.null_nodes import check_command_line
@@ -59,8 +59,12 @@ def main(cfg: DictConfig) -> None:
         check_scenario(cfg)  # a scenario path made absolute, as the checkpoints record it
         if cfg.resume is not None:
             cfg.trainer = trainer_for_resume(str(cfg.resume), cfg.trainer, explicit="trainer" in given)
+        check_config(cfg)  # every value check, before anything is said or written (the trainer checks again)
         if cfg.trainer == "torchrl":  # imported only when asked for: it loads TorchRL
             from agents.ppo.torchrl_trainer import train_torchrl as train
+            from agents.ppo.torchrl_trainer import trainer_options
+
+            trainer_options(cfg)  # its torchrl.* values, checked as the rest
         else:
             train = train_sb3
         earlier = [name for name in ("checkpoints", "tb") if (run_dir / name).exists()]
@@ -98,18 +102,17 @@ def main(cfg: DictConfig) -> None:
 
 
 def set_up_and_train(cfg: DictConfig, run_dir: Path, train, given: set[str]) -> dict:
-    """The run in its claimed folder: what it says before it starts, a resume's checks, its record, the training."""
+    """The run in its claimed folder: a resume's checks, what it says before it starts, its record, the
+    training (which says when it compiles the engine step: once its own checks have passed)."""
+    if cfg.resume is not None:  # first: a refused resume says its error alone
+        check_resume(str(cfg.resume))
+        check_resume_folder(str(cfg.resume), run_dir)
+        cfg.seed = seed_for_resume(str(cfg.resume), cfg.seed, explicit="seed" in given)
+    check_tuned_presets(cfg, list(cfg.eval.baselines))  # a baseline tuned on another scenario or engine: said
     reward = {term: weight for term, weight in cfg.env.reward.items() if weight}
     if len(reward) > 1:  # env.reward={pressure:1.0} merges into the default queue term: say what is trained on
         say("reward: " + " + ".join(f"{weight:g} x {term}" for term, weight in reward.items())
             + " (an env.reward override merges into the default; a weight of 0 drops a term)")
-    if cfg.engine.compile:  # before the first compiled step, which is silent for a while
-        say("compiling the engine step (about 30 s on a CPU)…")
-    check_tuned_presets(cfg, list(cfg.eval.baselines))  # a baseline tuned on another scenario or engine: said
-    if cfg.resume is not None:
-        check_resume(str(cfg.resume))
-        check_resume_folder(str(cfg.resume), run_dir)
-        cfg.seed = seed_for_resume(str(cfg.resume), cfg.seed, explicit="seed" in given)
     # the folder is this run's and its checks passed: only now its record (Hydra's would have replaced
     # the record of a run this one was refused beside), with what the run goes on with
     write_run_record(run_dir, cfg, hydra.core.hydra_config.HydraConfig.instance().cfg)

@@ -156,20 +156,50 @@ def test_a_resumed_run_without_seed_records_the_checkpoints_seed(tmp_path):
     assert read_meta(second / "checkpoints" / "last.zip")["config"]["seed"] == 3
 
 
-def test_cli_says_it_compiles_before_the_first_compiled_step(tmp_path):
-    missing = tmp_path / "missing.zip"  # ends the run before any compiling happens
-    done = _train("engine.compile=true", f"resume={missing}", f"hydra.run.dir={tmp_path / 'run'}")
-    assert done.returncode == 2 and "no such checkpoint file" in done.stderr
-    assert done.stdout.startswith("compiling the engine step (about 30 s on a CPU)")
+@pytest.mark.parametrize("overrides, error", [
+    (["env.copies=0"], "field 'env.copies' = 0: must be >= 1"),  # found by check_config, inside the trainer
+    (["trainer=torchrl", "torchrl.loss=nope"], "field 'torchrl.loss' = 'nope'"),  # the TorchRL trainer's options
+    (["resume={missing}"], "no such checkpoint file"),
+])
+def test_a_refused_run_says_only_its_error_not_that_it_compiles(tmp_path, overrides, error):
+    """The compile notice came first, then a config error found later: a bad config fails with its error alone."""
+    overrides = [item.format(missing=tmp_path / "missing.zip") for item in overrides]
+    done = _train("engine.compile=true", "env.reward={pressure:1.0}", *overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 2 and error in done.stderr, done.stderr
+    assert done.stdout == ""  # neither the compile notice nor the reward line of a run that never starts
 
 
-def test_cli_says_the_reward_an_override_merged_into_the_default(tmp_path):
-    missing = tmp_path / "missing.zip"  # ends the run before any work
-    done = _train("env.reward={pressure:1.0}", f"resume={missing}", f"hydra.run.dir={tmp_path / 'merged'}")
-    assert done.returncode == 2  # Hydra merges mappings: the default queue term stays
-    assert done.stdout.startswith("reward: 1 x queue + 1 x pressure (an env.reward override merges")
-    done = _train("env.reward={queue:0,pressure:1.0}", f"resume={missing}", f"hydra.run.dir={tmp_path / 'alone'}")
-    assert done.returncode == 2 and "reward:" not in done.stdout  # one term: nothing to say
+@pytest.mark.parametrize("trainer", ["sb3", "torchrl"])
+def test_the_compile_notice_comes_once_the_run_is_checked_before_its_first_step(trainer, tmp_path, capsys, monkeypatch):
+    import agents.ppo.torchrl_trainer as torchrl_trainer
+
+    module = torchrl_trainer if trainer == "torchrl" else sb3_trainer
+    said = []
+
+    def first_step(*args):  # the next reset steps the (compiled) engine: stop there
+        said.append(capsys.readouterr().out)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "start_demand", first_step)
+    run = train_torchrl if trainer == "torchrl" else sb3_trainer.train
+    with pytest.raises(KeyboardInterrupt):
+        run(train_config(*tiny_run(**SHORT), "engine.compile=true", f"trainer={trainer}"), tmp_path)
+    assert said == ["compiling the engine step (about 30 s on a CPU)…\n"]
+
+
+def test_a_run_says_the_reward_an_override_merged_into_the_default(tmp_path, capsys, monkeypatch):
+    """train.py's set-up (its record and the training stubbed: the line comes before them)."""
+    import train as train_script
+
+    monkeypatch.setattr(train_script, "write_run_record", lambda *args: None)
+    trained = []
+    for reward, said in (("{pressure:1.0}", "reward: 1 x queue + 1 x pressure (an env.reward override merges "
+                                            "into the default; a weight of 0 drops a term)\n"),  # Hydra merges
+                         ("{queue:0,pressure:1.0}", "")):  # one term: nothing to say
+        cfg = train_config(*tiny_run(), f"env.reward={reward}")
+        train_script.set_up_and_train(cfg, tmp_path, lambda cfg, run_dir: trained.append(cfg), set())
+        assert capsys.readouterr().out == said
+    assert len(trained) == 2
 
 
 def test_sigterm_saves_last_and_says_how_to_resume(tmp_path):

@@ -72,6 +72,14 @@ def say(message: str, bar=None) -> None:
     STATUS.info(message)
 
 
+def say_compiling(compile_engine: bool) -> None:
+    """The notice a run with ``engine.compile=true`` gives before its first engine step, which compiles
+    for a while in silence: said by the trainers once every check of the run has passed (said before
+    them, it was followed by a config error found later)."""
+    if compile_engine:
+        say("compiling the engine step (about 30 s on a CPU)…")
+
+
 def say_baselines(baselines: dict, primary: str, seeds: int) -> None:
     for name, values in baselines.items():
         say(f"baseline {name}: travel time {values[primary].mean():.1f} s on {seeds} eval seed(s)")
@@ -233,5 +241,5 @@ def say_interrupted(steps: int, checkpoint: Path) -> None:
 
 
 __all__ = ["RUN_LOCK", "STATUS", "SweepJobError", "check_resume", "check_resume_folder", "eval_line",
-           "run_dir_claimed", "run_errors", "say", "status_log", "say_baselines", "say_interrupted",
+           "run_dir_claimed", "run_errors", "say", "status_log", "say_baselines", "say_compiling", "say_interrupted",
            "seed_for_resume", "trainer_for_resume", "whole_rollouts"]

@@ -44,7 +44,7 @@ from agents.ppo.config import (
 )
 from agents.ppo.interrupts import interrupts_deferred, saved_on_interrupt
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
-from agents.ppo.run_messages import eval_line, say, say_baselines, say_interrupted, whole_rollouts
+from agents.ppo.run_messages import eval_line, say, say_baselines, say_compiling, say_interrupted, whole_rollouts
 from agents.ppo.run_setup import (
     RunRecord, carry_best_checkpoint, check_architecture, check_evaluation, check_layout, check_minibatches,
     load_scenarios, say_resumed, start_demand,
@@ -113,6 +113,7 @@ class TorchRLTrainer:
         self.start_steps, self.bar = self.num_timesteps, None
         self.end = whole_rollouts(int(cfg.train.total_agent_steps), self.num_timesteps,
                                   agent.n_steps * core.copies * self.I)
+        say_compiling(cfg.engine.compile)  # every check passed: the reset below steps the engine
         # the next reset draws training demand from here on
         start_demand(core, env.set_seed, cfg.seed, self.meta_in, None if cfg.resume is None else str(cfg.resume))
         self.td = env.reset()
