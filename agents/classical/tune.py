@@ -4,7 +4,9 @@
     python -m agents.classical.tune controller=max_pressure scenario=jinan_3x4 trials=16 seeds=2 steps=1800
 
 Arguments are ``key=value``, each key once and never empty: ``controller`` (sotl | max_pressure),
-``scenario`` and the fields of `TuningSettings` (``trials``, ``random_trials``, ``seeds``, ``steps``,
+``scenario``, ``scenario.seed`` (a generated scenario's demand seed, as train.py and evaluate.py take it;
+default 0; refused for a scenario with its own files, a dataset, SUMO scenario or path) and the fields of
+`TuningSettings` (``trials``, ``random_trials``, ``seeds``, ``steps``,
 ``batch_trials``, ``search_seed``, ``first_sample``, ``demand_mode``), ``engine.FIELD`` for the engine
 settings every trial runs under (`EngineParams`' fields, as train.py and evaluate.py take them:
 ``engine.min_green_s=10``, ``engine.junction_yielding=true``; the preset records them with the scenario
@@ -35,11 +37,14 @@ from agents.classical.tuned_presets import preset_path
 from agents.classical.tuning import SEARCH_SPACES, TuningSettings, tune, tuned_config_text
 from envs.engine.state import EngineParams
 from envs.errors import ConfigError, config_path, exit_on_error
-from envs.scenario import load_scenario, reads_no_dataset
+from envs.scenario import given_by_path, known_scenarios, load_scenario, reads_no_dataset, unread_seed
 from envs.scenario.splits import DemandSpec
 
 SOURCE = "<tune>"
-INTEGER_KEYS = ("trials", "random_trials", "seeds", "steps", "batch_trials", "search_seed", "first_sample", "threads")
+SEED_KEY = "scenario.seed"  # the generated scenario's demand seed (train.py's and evaluate.py's key)
+INTEGER_KEYS = ("trials", "random_trials", "seeds", "steps", "batch_trials", "search_seed", "first_sample", "threads",
+                SEED_KEY)
+SETTINGS_KEYS = tuple(f.name for f in fields(TuningSettings))
 HELP_FLAGS = ("-h", "--help")
 KEYS = ("controller", "scenario", "demand_mode", "out", "data_dir", *INTEGER_KEYS)
 ENGINE_PREFIX = "engine."  # engine.FIELD=VALUE: an EngineParams field
@@ -94,6 +99,17 @@ def parse_args(argv: list[str]) -> dict:
     return args
 
 
+def scenario_seed(name: str, seed: int) -> int:
+    """``scenario.seed``, checked as train.py checks it before loading: an integer >= 0 (a generated preset's
+    demand seed), and 0 for a scenario with its own files, which reads none (it was always tuned on seed 0)."""
+    if seed < 0:
+        raise ConfigError(SOURCE, SEED_KEY, seed, "must be an integer >= 0")
+    unread = unread_seed(name, seed) if name in known_scenarios() or given_by_path(name) else None  # else: unknown
+    if unread:
+        raise ConfigError(SOURCE, SEED_KEY, seed, f"{unread} (each trial's demand: demand_mode, first_sample)")
+    return seed
+
+
 def writable_out(out: Path) -> Path:
     """`out` if the preset can be written there, else a `ConfigError` naming ``out``: checked before the
     search, which takes minutes (a folder or an unwritable place was a traceback after all of them)."""
@@ -118,7 +134,7 @@ def main(argv: list[str]) -> dict:
         raise ConfigError(SOURCE, "threads", threads, "must be an integer >= 1")
     torch.set_num_threads(threads)
     settings = TuningSettings()
-    settings = replace(settings, **{k: args[k] for k in INTEGER_KEYS if k in args and k != "threads"})
+    settings = replace(settings, **{k: args[k] for k in INTEGER_KEYS if k in args and k in SETTINGS_KEYS})
     if "demand_mode" in args:
         settings = replace(settings, demand=DemandSpec(mode=args["demand_mode"]))
     settings.validate()  # before loading the scenario (a bad steps= read as the scenario's horizon)
@@ -128,7 +144,8 @@ def main(argv: list[str]) -> dict:
     if "data_dir" in args and no_dataset:  # it was ignored silently
         raise ConfigError(SOURCE, "data_dir", args["data_dir"], f"nothing reads it: {name!r} is {no_dataset} and "
                           "reads no dataset")
-    scenario = load_scenario(name, data_dir=args.get("data_dir"), horizon=settings.steps)
+    seed = scenario_seed(name, args.get(SEED_KEY, 0))
+    scenario = load_scenario(name, seed=seed, data_dir=args.get("data_dir"), horizon=settings.steps)
     out = writable_out(Path(args.get("out") or preset_path(controller, name)))
 
     def progress(entry: dict) -> None:

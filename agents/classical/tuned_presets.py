@@ -4,7 +4,8 @@
 beside the untuned ones, so one table (and one batched simulation) holds both.
 
 A preset records what it was tuned under in one comment line, ``# tuned_under: {JSON}`` (the scenario,
-its ``scenario.seed`` and the engine settings, `EngineParams`' fields): a comment, as the file is a
+its ``scenario.seed``, null for a scenario with its own files, which reads none (presets written before
+recorded 0 there, read alike), and the engine settings, `EngineParams`' fields): a comment, as the file is a
 ``controller`` group option whose keys are the controller's parameters only. `read_record` reads it
 back; `record_differences` says what a run does otherwise (agents/ppo/tuned_preset_checks.py warns)."""
 
@@ -80,7 +81,7 @@ def tuned_params(name: str, scenario: str, source: str = "<config>") -> dict:
     return {key: value for key, value in preset.items() if key != "defaults"}
 
 
-def record_line(scenario: str, scenario_seed: int, engine: dict) -> str:
+def record_line(scenario: str, scenario_seed: int | None, engine: dict) -> str:
     """The preset's comment line recording what it was tuned under (`engine`: EngineParams' fields)."""
     return RECORD_PREFIX + json.dumps({"scenario": scenario, "scenario_seed": scenario_seed, "engine": engine})
 
@@ -99,14 +100,35 @@ def read_record(path: Path) -> dict | None:
     if not isinstance(record, dict) or sorted(record) != sorted(RECORD_KEYS) or not isinstance(record["engine"], dict):
         raise ConfigError(str(path), "tuned_under", text,
                           f"expected a mapping of {list(RECORD_KEYS)}, its engine a mapping")
+    seed = record["scenario_seed"]
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ConfigError(str(path), "tuned_under.scenario_seed", seed, "must be an integer >= 0, or null for a "
+                          "scenario with its own files")
     return record
+
+
+def seed_read(scenario: str, scenario_seed: int | None) -> int | None:
+    """`scenario_seed` where `scenario` draws its demand from it (a generated preset), else None: a
+    dataset, SUMO scenario or path reads none (a record written before said 0 for them)."""
+    from envs.scenario import reads_seed  # (it imports torch: only when asked)
+
+    return None if scenario_seed is None or not reads_seed(scenario) else int(scenario_seed)
+
+
+def tuned_on(scenario: str, scenario_seed: int | None) -> str:
+    """The scenario as a message names it: with its ``scenario.seed`` where it reads one."""
+    seed = seed_read(scenario, scenario_seed)
+    return scenario if seed is None else f"{scenario} (scenario.seed {seed})"
 
 
 def record_differences(record: dict, scenario: str, scenario_seed: int, engine: dict) -> tuple[bool, dict]:
     """(whether the run's scenario or its seed is not the preset's, {engine key: (preset's value, run's)}
-    for each engine setting that differs; a setting one side lacks shows `UNRECORDED` there)."""
-    other_scenario = (scenario_key(str(record["scenario"])) != scenario_key(scenario)
-                      or int(record["scenario_seed"]) != int(scenario_seed))
+    for each engine setting that differs; a setting one side lacks shows `UNRECORDED` there). A seed counts
+    only where the scenario reads one: a preset of a dataset recording 0 or null is that dataset's."""
+    recorded = str(record["scenario"])
+    other_scenario = (scenario_key(recorded) != scenario_key(scenario)
+                      or (seed_read(scenario, scenario_seed) is not None
+                          and seed_read(recorded, record["scenario_seed"]) != seed_read(scenario, scenario_seed)))
     tuned = record["engine"]
     keys = list(tuned) + [key for key in engine if key not in tuned]
     return other_scenario, {key: (tuned.get(key, UNRECORDED), engine.get(key, UNRECORDED)) for key in keys

@@ -92,7 +92,7 @@ class TuningResult:
     samples: list[tuple[str, int]]  # every (split, index) of demand drawn
     wall_s: float
     engine: dict = field(default_factory=dict)  # the engine settings every trial ran under (EngineParams' fields)
-    scenario_seed: int = 0  # the scenario's seed (a generated preset's demand)
+    scenario_seed: int | None = None  # a generated preset's demand seed; None: the scenario has its own files
 
 
 def candidate_params(controller: str, cls, settings: TuningSettings) -> list[dict]:
@@ -180,7 +180,7 @@ def tune(controller: str, cls, scenario: Scenario, settings: TuningSettings, par
         best = new_best
     return TuningResult(controller, scenario.name, best["params"], best["score"], trials[0]["score"],
                         trials, samples, time.perf_counter() - started, engine=asdict(params),
-                        scenario_seed=int(scenario.info.get("seed", 0)))
+                        scenario_seed=None if scenario.info.get("seed") is None else int(scenario.info["seed"]))
 
 
 def tuned_config_text(result: TuningResult, settings: TuningSettings, command: str, out: Path | None = None) -> str:
@@ -195,6 +195,7 @@ def tuned_config_text(result: TuningResult, settings: TuningSettings, command: s
     by_path = given_by_path(result.scenario)
     recorded = str(Path(result.scenario).expanduser().resolve()) if by_path else result.scenario
     scenario = f"scenario.name={recorded}" if by_path else f"scenario={recorded}"
+    scenario += f" scenario.seed={result.scenario_seed}" if result.scenario_seed else ""  # 0: the default
     place = preset_path(result.controller, result.scenario)
     copy = (f"copy this file to {shown_path(place)}, then: "
             if out is not None and Path(out).resolve() != place.resolve() else "")

@@ -17,7 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from agents.classical.tuned_presets import (
-    PRESET_DIR, TUNED_SUFFIX, base_controller, preset_path, read_record, record_differences, shown_path,
+    PRESET_DIR, TUNED_SUFFIX, base_controller, preset_path, read_record, record_differences, shown_path, tuned_on,
 )
 from agents.ppo.config import engine_params
 from agents.ppo.run_messages import say
@@ -61,8 +61,8 @@ def check_tuned_presets(cfg: DictConfig, built: list[str], choices: dict | None 
         other, differ = record_differences(record, scenario, seed, engine)
         note["other_scenario"], note["engine_differs"] = other, {k: list(v) for k, v in differ.items()}
         if other:
-            say(f"warning: {shown} was tuned on {record['scenario']} (scenario.seed {record['scenario_seed']}), "
-                f"this run is on {scenario} (scenario.seed {seed})")
+            say(f"warning: {shown} was tuned on {tuned_on(str(record['scenario']), record['scenario_seed'])}, "
+                f"this run is on {tuned_on(scenario, seed)}")
         if differ:
             say(f"warning: {shown} was tuned under other engine settings: " + ", ".join(
                 f"engine.{key} {_shown(was)} in the preset, {_shown(now)} in this run" for key, (was, now) in

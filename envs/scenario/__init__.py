@@ -67,11 +67,17 @@ def reads_no_dataset(name) -> str | None:
     return "given by path" if given_by_path(name) else "generated" if name in PRESETS else None
 
 
+def reads_seed(name) -> bool:
+    """Whether scenario `name` draws its demand from a seed (``scenario.seed``): a generated preset does;
+    a dataset, SUMO scenario or path has its own files."""
+    return name in PRESETS
+
+
 def unread_seed(name, seed) -> str | None:
     """Why a demand `seed` means nothing to scenario `name`: only a generated preset draws its demand
     from one; a dataset, SUMO scenario or path has its own files, loaded as for seed 0. None when
     the seed is 0 or the scenario a preset."""
-    if name in PRESETS or (seed == 0 and not isinstance(seed, bool)):
+    if reads_seed(name) or (seed == 0 and not isinstance(seed, bool)):
         return None
     return f"only a generated preset draws its demand from it; {name!r} has its own files"
 
@@ -184,5 +190,6 @@ def scenario_from_sumo(
 
 __all__ = [
     "DEFAULT_PRESET", "Demand", "Network", "Scenario", "Trips", "given_by_path", "known_scenarios", "reads_no_dataset",
-    "load_scenario", "scenario_from_dicts", "scenario_from_files", "scenario_from_path", "scenario_from_sumo",
+    "reads_seed", "unread_seed", "load_scenario", "scenario_from_dicts", "scenario_from_files", "scenario_from_path",
+    "scenario_from_sumo",
 ]
