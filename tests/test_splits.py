@@ -344,7 +344,8 @@ def test_a_scale_past_the_engines_trip_ids_is_refused_before_drawing(mode, monke
                                           r"them in int32\)") as refused:
         sample_trips(_GRID_1X1, spec, "eval", 0)
     assert (refused.value.source, refused.value.field, refused.value.value) == ("<demand spec>", "scale", 1e9)
-    assert re.search(r"would hold about [\d,]+ trips \([\d,.]+ TiB of trip table\)", refused.value.reason)
+    assert re.search(r"would hold about [\d,]+ trips \([\d,.]+ TiB of trip and engine tables\)",
+                     refused.value.reason)
     if at_scale_1 is not None:
         assert f"at scale 1 it holds about {at_scale_1:,}" in refused.value.reason
     with pytest.raises(ConfigError, match="trips a sample can hold"):
@@ -364,3 +365,4 @@ def test_a_sample_larger_than_the_machines_memory_is_refused_and_one_within_both
     assert refused.value.field == "scale" and refused.value.value == 1000.0
     monkeypatch.setattr(demand_size, "physical_memory", lambda: None)  # an OS that does not say: the id bound only
     assert sample_trips(_GRID_1X1, DemandSpec(mode="jitter", scale=3.0), "eval", 0).num_trips > 2 * trips
+

@@ -6,8 +6,10 @@ traceback after the scenario had loaded. The size is estimated from the scale, t
 - `MAX_TRIPS`: the engine numbers a copy's trips in int32 (`envs.engine.state.INDEX`: ``veh_trip``,
   the trip tables' ids), with one extra row, the scratch trip, after the real ones;
 - this machine's physical memory: the sample's trip table as drawn (`Trips`: departure and flow index
-  int64, the route's road ids int64, the vehicle parameters float32) larger than all of it cannot be
-  drawn at all (the draw holds it about twice over, the engine's tables come on top).
+  int64, the route's road ids int64, the vehicle parameters float32) and the per-trip tables the engine
+  builds from it (`engine_table_bytes`) larger than all of it cannot be run at all (the draw holds the
+  trip table about twice over for a moment; per-vehicle and per-lane tables come on top, but they grow
+  with the network and the vehicle slots, not with the scale).
 """
 
 from __future__ import annotations
@@ -24,6 +26,19 @@ def trip_table_bytes(route_width: int) -> int:
     """Bytes of one row of a drawn `Trips` table: depart and flow index (int64), `route_width` road ids
     (int64) and the vehicle parameters (float32)."""
     return 8 + 8 + 8 * route_width + 4 * len(VEHICLE_FIELDS)
+
+
+def engine_table_bytes(route_width: int) -> int:
+    """Bytes per trip of the tables the engine builds from a drawn sample, an upper bound (their integer
+    ids are int32 at most; on a small network narrower): `envs.scenario.demand.stack_demand`'s, one row
+    per sample, ``depart``, ``origin`` and ``entry_order`` (4 bytes each), ``route_movement`` (``route_width``
+    + 1 legs of 4), ``vehicle`` (4 per vehicle field), ``free_flow_time`` and ``sigma`` (float32); and the
+    simulation state's, one row per copy (counted for one: copies of one sample share its tables),
+    ``trip_enter``, ``trip_finish``, ``trip_stops`` (int32) and ``trip_delay`` (float32).
+    tests/test_splits.py checks it against the tables built for a sample."""
+    demand = 4 * 3 + 4 * (route_width + 1) + 4 * len(VEHICLE_FIELDS) + 4 * 2
+    state = 4 * 4
+    return demand + state
 
 
 def physical_memory() -> int | None:
@@ -43,10 +58,10 @@ def _shown_bytes(size: float) -> str:
 
 def check_sample_size(source: str, mode: str, scale: float, trips_at_scale_1: float, route_width: int) -> None:
     """ConfigError from `source` naming ``scale`` when a `mode` sample at `scale` would hold more trips
-    than `MAX_TRIPS` or a trip table larger than `physical_memory` (mean counts: ``scale`` x
-    `trips_at_scale_1`)."""
+    than `MAX_TRIPS` or a trip table and engine tables larger than `physical_memory` (mean counts:
+    ``scale`` x `trips_at_scale_1`)."""
     trips = scale * trips_at_scale_1
-    size = trips * trip_table_bytes(route_width)
+    size = trips * (trip_table_bytes(route_width) + engine_table_bytes(route_width))
     memory = physical_memory()
     if trips > MAX_TRIPS:
         bound = f"more than the {MAX_TRIPS:,} trips a sample can hold (the engine numbers them in int32)"
@@ -55,8 +70,8 @@ def check_sample_size(source: str, mode: str, scale: float, trips_at_scale_1: fl
     else:
         return
     raise ConfigError(source, "scale", scale, f"a {mode} sample would hold about {trips:,.0f} trips "
-                      f"({_shown_bytes(size)} of trip table), {bound}; at scale 1 it holds about "
+                      f"({_shown_bytes(size)} of trip and engine tables), {bound}; at scale 1 it holds about "
                       f"{trips_at_scale_1:,.0f}: lower the scale")
 
 
-__all__ = ["MAX_TRIPS", "check_sample_size", "physical_memory", "trip_table_bytes"]
+__all__ = ["MAX_TRIPS", "check_sample_size", "engine_table_bytes", "physical_memory", "trip_table_bytes"]
