@@ -115,6 +115,15 @@ def earlier_progress(path: str | Path, resumed_at: int) -> tuple[list[str], list
         return list(reader.fieldnames or []), rows
 
 
+def last_row_step(rows: list[dict]) -> int | None:
+    """The agent-step of the last of `rows` (progress.csv's, as read back or as written), None
+    without one: a resumed run's first dump at its checkpoint's step goes into that row."""
+    try:
+        return int(float(rows[-1][STEP_COLUMN]))
+    except (IndexError, KeyError, TypeError, ValueError):
+        return None
+
+
 def _past(step: str | None, resumed_at: int) -> bool:
     try:
         return float(step) > resumed_at

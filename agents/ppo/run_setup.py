@@ -221,6 +221,15 @@ class RunRecord:
         """Seconds of training since the first run began (resumes included)."""
         return self.wall_before + time.perf_counter() - self.started
 
+    def evaluation_due(self, step: int, every: int) -> bool:
+        """Whether a run resumed at `step` agent-steps owes the evaluation that its schedule (every
+        `every` agent-steps, at the first update past each multiple) put at or before `step`: an
+        interrupt during that update saved the checkpoint before the evaluation that follows it."""
+        if not every or not self.history:
+            return False
+        last = max(int(entry["agent_steps"]) for entry in self.history)
+        return step > last and step // every > last // every
+
     def evaluation(self, record, evaluator: Evaluator, metrics: Metrics, step: int) -> tuple[dict, dict, bool]:
         """Log an evaluation's `metrics` at agent-step `step` through `record(tag, value)` (the
         tags of the module doc of `agents.ppo.sb3_trainer`) and add it to the history. Returns

@@ -46,6 +46,7 @@ class TrainingCallback(BaseCallback):
         # SB3's update (model.train()) runs between _on_rollout_end and the next _on_rollout_start
         # or _on_training_end: interrupts wait for its end there (a checkpoint holds whole updates)
         self.update_interrupts = ExitStack()
+        self.dumped_step: int | None = None  # the step of the last row written (None before training starts)
         self.busy_s = 0.0  # evaluation + checkpoint time, left out of the throughput
         self.bar: tqdm | None = None
 
@@ -60,9 +61,13 @@ class TrainingCallback(BaseCallback):
                         desc=f"{self.core.scenario.name} {self.cfg.agent.name}")
         # a new run's start; a run resumed from a checkpoint saved at 0 agent-steps (an interrupt in the
         # first rollout) carries that evaluation on: another one doubled it in eval_history and progress.csv
-        if self.num_timesteps == 0 and not self.record.history:
+        # a resume owes the evaluation due at its checkpoint's step when an interrupt during that update
+        # saved the checkpoint before it: the uninterrupted run evaluated there
+        if (self.num_timesteps == 0 and not self.record.history) or self.record.evaluation_due(
+                self.num_timesteps, self.cfg.train.eval_every):
             self.evaluate()
             self.logger.dump(self.num_timesteps)
+        self.dumped_step = self.num_timesteps
 
     def _on_rollout_start(self) -> None:
         self.update_interrupts.close()  # an interrupt during the update takes effect here
@@ -120,16 +125,24 @@ class TrainingCallback(BaseCallback):
             self.evaluate()
         if final or (every.checkpoint_every and self._crossed(self.last_checkpoint_step, every.checkpoint_every)):
             self.checkpoint("last.zip")
+        self._dump()
+
+    def _dump(self) -> None:
         self.logger.record("time/agent_steps_per_s", self.agent_steps_per_s())
         self.logger.dump(self.num_timesteps)
+        self.dumped_step = self.num_timesteps
 
     def interrupted(self) -> None:
         """Ctrl-C or SIGTERM: save last.zip and say how to resume. A rollout cut short is dropped
-        (the policy has not learnt from it), so the checkpoint counts the steps before it."""
+        (the policy has not learnt from it), so the checkpoint counts the steps before it; an update
+        that ran to its end before the interrupt took effect is saved, and its train/* row written
+        (the evaluation due after it is the resumed run's first: `RunRecord.evaluation_due`)."""
         if self.bar is not None:
             self.bar.close()
         if self.collecting:
             self.model.num_timesteps = self.num_timesteps = self.rollout_steps
+        elif self.dumped_step is not None and self.num_timesteps > self.dumped_step:
+            self._dump()
         say_interrupted(self.num_timesteps, self.checkpoint("last.zip"))
 
     # -- helpers

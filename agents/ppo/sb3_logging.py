@@ -8,7 +8,7 @@ from pathlib import Path
 from stable_baselines3.common.logger import KVWriter, Logger, TensorBoardOutputFormat
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.ppo.atomic_files import earlier_progress, purge_step, write_csv_atomic
+from agents.ppo.atomic_files import earlier_progress, last_row_step, purge_step, write_csv_atomic
 
 
 def run_logger(run_dir: Path, resumed_at: int | None = None) -> Logger:
@@ -45,6 +45,7 @@ class AtomicCSVOutput(KVWriter):
         self.last_step: int | None = None
         if resumed_at is not None:
             self.keys, self.rows = earlier_progress(self.path, resumed_at)
+            self.last_step = last_row_step(self.rows)
 
     def write(self, key_values: dict, key_excluded: dict, step: int = 0) -> None:
         row = {key: value for key, value in key_values.items()

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.ppo.atomic_files import STEP_COLUMN, earlier_progress, purge_step, write_csv_atomic
+from agents.ppo.atomic_files import STEP_COLUMN, earlier_progress, last_row_step, purge_step, write_csv_atomic
 from envs.evaluation.metrics import METRIC_NAMES
 
 
@@ -75,7 +75,8 @@ class RunLog:
         row = {STEP_COLUMN: step, **self.pending}
         new = sorted(set(row) - set(self.keys))
         self.keys += new
-        if self.rows and self.rows[-1].get(STEP_COLUMN) == step:  # an evaluation's dump and the rollout's: one row
+        # an evaluation's dump and the rollout's: one row (also a resumed run's at its checkpoint's step)
+        if self.rows and last_row_step(self.rows) == step:
             self.rows[-1].update(row)
         else:
             self.rows.append(row)

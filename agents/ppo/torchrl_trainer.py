@@ -122,6 +122,9 @@ class TorchRLTrainer:
         self.record = RunRecord(self.meta_in)  # eval history, best travel time, wall clock (restarted by run())
         self.iterations = self.iterations_since_log = 0
         self.rollout_rate = 0.0
+        # run()'s log, its evaluation and checkpoint seconds (left out of the throughput), the last step logged
+        self.log: RunLog | None = None
+        self.busy, self.logged_at = 0.0, self.num_timesteps
 
     # ---- resume / checkpoints -------------------------------------------------------------------
     def _resume(self, path: str) -> None:
@@ -152,9 +155,13 @@ class TorchRLTrainer:
                                        num_timesteps=self.num_timesteps, meta=self.meta())
 
     def interrupted(self) -> None:
-        """Ctrl-C or SIGTERM: save last.pt (a rollout cut short is not counted) and say how to resume."""
+        """Ctrl-C or SIGTERM: save last.pt (a rollout cut short is not counted) and say how to resume.
+        An update that ran to its end before the interrupt took effect is saved, and its row written
+        where one was due (the evaluation due after it is the resumed run's first)."""
         if self.bar is not None:
             self.bar.close()
+        if self.log is not None and self.num_timesteps > self.logged_at and self.log_due():
+            self.log_rollout()
         say_interrupted(self.num_timesteps, self.checkpoint("last.pt"))
 
     def controller(self) -> TorchRLPolicyController:
@@ -191,10 +198,27 @@ class TorchRLTrainer:
             self.num_timesteps += rollout
             self.ppo_update.advantages(data)
             self.ppo_update.update(data)
-        self.iterations += 1
-        self.iterations_since_log += 1
+            self.iterations += 1
+            self.iterations_since_log += 1
 
     # ---- logging and evaluation (outside the loop body) --------------------------------------
+    def log_due(self) -> bool:
+        """Every N-th rollout of the run, counted from its start (a resumed run logs where the
+        uninterrupted one would have), and the last."""
+        rollouts = self.num_timesteps // (self.cfg.agent.n_steps * self.core.copies * self.I)
+        return rollouts % self.opts.log_every_rollouts == 0 or self.num_timesteps >= self.end
+
+    def log_rollout(self) -> None:
+        wall = self.record.elapsed()
+        self.log_training(self.log, {
+            "time/rollout_agent_steps_per_s": self.rollout_rate, "time/iterations": self.iterations,
+            "time/agent_steps_per_s": (self.num_timesteps - self.start_steps) / max(wall - self.busy, 1e-9),
+            "time/fps": (self.num_timesteps - self.start_steps) / max(wall, 1e-9),
+            "time/time_elapsed": wall})
+        self.iterations_since_log = 0
+        self.log.dump(self.num_timesteps)
+        self.logged_at = self.num_timesteps
+
     def log_training(self, log: RunLog, rates: dict) -> None:
         statistics = self.ppo_update.statistics(self.iterations_since_log)
         for key, value in {**statistics, **self.episodes.read(), **rates}.items():
@@ -216,21 +240,25 @@ class TorchRLTrainer:
         self.evaluator.run_baselines(list(cfg.eval.baselines),
                                      OmegaConf.to_container(cfg.baseline_params, resolve=True))
         say_baselines(self.evaluator.baselines, PRIMARY, cfg.eval.seeds)
-        log = RunLog(self.run_dir, self.start_steps if cfg.resume is not None else None)
+        self.log = log = RunLog(self.run_dir, self.start_steps if cfg.resume is not None else None)
         self.bar = bar = tqdm(total=total, initial=self.num_timesteps, unit="agent-step", unit_scale=True,
                               file=sys.stderr, disable=not cfg.train.progress, mininterval=1.0,
                               desc=f"{self.core.scenario.name} {cfg.agent.name} (torchrl)")
-        busy, last_eval = 0.0, -1
+        self.busy, last_eval = 0.0, -1
         self.record.start_clock()
 
         def crossed(before: int, step: int) -> bool:
             return bool(step) and self.num_timesteps // step > max(before, self.start_steps) // step
 
-        if self.num_timesteps == 0 and not self.record.history:  # not again on a resume at 0 (sb3_callback)
+        # not again on a resume at 0 (sb3_callback); a resume owes the evaluation due at its step when an
+        # interrupt during that update saved the checkpoint before it
+        if (self.num_timesteps == 0 and not self.record.history) or self.record.evaluation_due(
+                self.num_timesteps, every.eval_every):
             started = time.perf_counter()
             self.evaluate(log, bar)
-            last_eval, busy = 0, busy + time.perf_counter() - started
-            log.dump(0)
+            last_eval, self.busy = self.num_timesteps, self.busy + time.perf_counter() - started
+            log.dump(self.num_timesteps)
+        self.logged_at = self.num_timesteps
         last_ckpt = self.num_timesteps
         if self.meta_in is not None:  # here, once nothing can refuse the run: a copied best.pt makes the folder a run's
             carry_best_checkpoint(str(cfg.resume), self.run_dir, self.meta_in)
@@ -240,18 +268,8 @@ class TorchRLTrainer:
             self.iteration()
             bar.update(self.num_timesteps - bar.n)
             final = self.num_timesteps >= total
-            # every N-th rollout of the run, counted from its start (a resumed run logs where the
-            # uninterrupted one would have)
-            rollouts = self.num_timesteps // (self.cfg.agent.n_steps * self.core.copies * self.I)
-            if rollouts % self.opts.log_every_rollouts == 0 or final:
-                wall = self.record.elapsed()
-                self.log_training(log, {
-                    "time/rollout_agent_steps_per_s": self.rollout_rate, "time/iterations": self.iterations,
-                    "time/agent_steps_per_s": (self.num_timesteps - self.start_steps) / max(wall - busy, 1e-9),
-                    "time/fps": (self.num_timesteps - self.start_steps) / max(wall, 1e-9),
-                    "time/time_elapsed": wall})
-                self.iterations_since_log = 0
-                log.dump(self.num_timesteps)
+            if self.log_due():
+                self.log_rollout()
             started = time.perf_counter()
             if final or crossed(last_eval, every.eval_every):
                 self.evaluate(log, bar)
@@ -260,7 +278,7 @@ class TorchRLTrainer:
             if final or crossed(last_ckpt, every.checkpoint_every):
                 self.checkpoint("last.pt")
                 last_ckpt = self.num_timesteps
-            busy += time.perf_counter() - started
+            self.busy += time.perf_counter() - started
         bar.close()
         log.writer.close()
         wall = self.record.elapsed()
@@ -269,7 +287,7 @@ class TorchRLTrainer:
             "num_timesteps": self.num_timesteps, "best_eval_travel_time": self.record.best,
             "eval_history": self.record.history,
             "baselines": {name: float(values[PRIMARY].mean()) for name, values in self.evaluator.baselines.items()},
-            "agent_steps_per_s": (self.num_timesteps - self.start_steps) / max(wall - busy, 1e-9),
+            "agent_steps_per_s": (self.num_timesteps - self.start_steps) / max(wall - self.busy, 1e-9),
             "checkpoints": self.run_dir / "checkpoints",
         }
 
