@@ -128,7 +128,9 @@ def check_layout(path: str, meta: dict, layout: dict) -> None:
             given = layout[key]
             if key == "observations" and list(value) != list(given):  # their names, as env.observations has them
                 value, given = list(value), list(given)
-            raise CheckpointError(path, f"env.{key}", given, f"differs from the checkpoint's {value!r}")
+            # the scenario is the one layout entry set by a key of another name (scenario.name=, scenario=)
+            field = "scenario.name" if key == "scenario" else f"env.{key}"
+            raise CheckpointError(path, field, given, f"differs from the checkpoint's {value!r}")
 
 
 # what a resumed run is expected to set afresh: the checkpoint to read, how far to go, how it shows
