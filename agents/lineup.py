@@ -92,11 +92,14 @@ def deployed_policies(cfg: DictConfig, taken: list[str]) -> dict[str, tuple[str,
     if not paths:
         return {}
     from agents.deploy.metadata import load_metadata
-    from agents.deploy.model_file import load_session
+    from agents.deploy.model_file import load_session, not_a_model
     from agents.deploy.simulated import SimulatedRuntime, check_timing  # loads onnxruntime only when asked
 
     out: dict[str, tuple[str, object]] = {}
     for path in paths:
+        wrong_file = not_a_model(Path(path))
+        if wrong_file:
+            raise ModelError(path, "deployed", path, f"not a model export.py wrote: {wrong_file}")
         try:
             meta = load_metadata(Path(path).with_suffix(".json"))
         except ModelError as error:  # a checkpoint given as the model has no export metadata beside it

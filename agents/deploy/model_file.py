@@ -51,6 +51,18 @@ def check_signature(session, spec: dict) -> str | None:
     return None
 
 
+def not_a_model(path: Path) -> str | None:
+    """Why `path`, by its name, is not an exported model but a file given in its place, or None. The
+    metadata JSON was read as the model and as its own metadata (a checksum fault, every intersection on
+    its fallback plan); a checkpoint as a model whose metadata is missing."""
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return f"this is export.py's metadata; the model is the .onnx beside it ({path.with_suffix('.onnx').name})"
+    if suffix in (".zip", ".pt"):
+        return f"this is a train.py checkpoint; export it first: python export.py checkpoint={path}"
+    return None
+
+
 def load_session(path: Path, spec: dict, threads: int):
     """(onnxruntime session, None), or (None, what is wrong) for the model file at `path` and
     the metadata's ``model`` entry `spec`."""

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.deploy.metadata import build_layout, check_action_head, check_features, load_metadata, load_timing
-from agents.deploy.model_file import infer, load_session
+from agents.deploy.model_file import infer, load_session, not_a_model
 from agents.deploy.readings import (
     Readings, WholeMessage, check_shapes, numbers, parse_readings, policy_lane_readings, validate_readings,
 )
@@ -177,6 +177,9 @@ class PolicyRuntime:
             # model missing beside its metadata is a model fault, run on the fixed-time fallback)
             raise ModelError(str(self.model_path), "model", str(self.model_path),
                              f"no such ONNX model file (nor its metadata {self.metadata_path.name})")
+        wrong_file = not_a_model(self.model_path)
+        if wrong_file:
+            raise ModelError(str(self.model_path), "model", str(self.model_path), wrong_file)
         self.meta = load_metadata(self.metadata_path)
         self.timing = load_timing(self.meta, str(self.metadata_path))
         self.layout = build_layout(self.meta, str(self.metadata_path), self.timing)
