@@ -48,6 +48,8 @@ def test_an_existing_model_file_alone_is_an_error_unless_overwrite(uneven, tmp_p
     ("..", "is '..'"),
     ("/tmp/x", "is an absolute path"),
     ("C:\\x", "is an absolute path"),
+    ("city.onnx", "ends in .onnx: export.py adds .onnx and .json to the name itself; give name=city"),  # city.onnx.onnx
+    ("city.JSON", "ends in .json"),  # wrote city.JSON.onnx and city.JSON.json
 ])
 def test_a_name_that_is_not_a_plain_file_name_is_refused_before_anything_is_written(tmp_path, name, says):
     out = tmp_path / "a" / "out"

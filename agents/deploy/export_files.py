@@ -6,7 +6,7 @@ leaves the old pair or none."""
 from __future__ import annotations
 
 import os
-from pathlib import Path, PureWindowsPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from agents.deploy.onnx_opset import onnx_opsets
 from envs.errors import ConfigError, ModelError
@@ -49,6 +49,10 @@ def check_name_value(name) -> None:
     problem = ("is an absolute path" if name.startswith(("/", "\\")) or PureWindowsPath(name).is_absolute()
                else "contains a path separator" if "/" in name or "\\" in name
                else "is '..'" if name == ".." else None)
+    suffix = PurePosixPath(name).suffix.lower()
+    if problem is None and suffix in (".onnx", ".json"):  # name=city.onnx wrote city.onnx.onnx and city.onnx.json
+        raise ConfigError(SOURCE, "name", name, f"ends in {suffix}: export.py adds .onnx and .json to the name "
+                                                f"itself; give name={name[:-len(suffix)] or 'policy'}")
     if problem:
         raise ConfigError(SOURCE, "name", name, f"{problem}: the name is a file name inside out, never a path "
                                                 "(choose the folder with out=, the file name with name=)")
