@@ -140,6 +140,8 @@ def test_a_policy_trained_on_other_intersections_of_the_same_shape_is_refused():
         controller.reset(_sim(venv, 2))
     assert refused.value.field == "env.intersections"
     assert refused.value.value == list(venv.core.layout.ids)
+    # evaluate.py checkpoint=X without the scenario runs grid_4x4: the reason says which scenario to give
+    assert refused.value.reason.endswith(f"; run it on its scenario: scenario.name={meta['scenario']}")
 
 
 def test_probe_samples_need_one_sample_per_copy():

@@ -241,8 +241,10 @@ class PolicyController:
         scenarios = f"trained on {trained}" + (f", run on {run_on}" if run_on else "")
         trained_on = list(self.meta["env"]["intersections"])
         if list(layout.ids) != trained_on:
+            # evaluate.py runs its own scenario= (grid_4x4 unless given), not the checkpoint's: say which to give
+            hint = f"; run it on its scenario: scenario.name={trained}" if "scenario" in self.meta["env"] else ""
             raise CheckpointError(self.source, "env.intersections", list(layout.ids),
-                                  f"the policy was trained on intersections {trained_on} ({scenarios})")
+                                  f"the policy was trained on intersections {trained_on} ({scenarios}){hint}")
         for feature in self.features:
             if feature.size(layout) != self.feature_sizes[feature.name]:
                 raise CheckpointError(
