@@ -130,17 +130,25 @@ def test_a_later_start_taken_from_the_signal_does_not_let_a_later_report_claim_a
     assert runtime.signals.green_elapsed(10.0)[1] == 3.0 and stated == (1, 0.0, 0.0, 0.0)
 
 
-def test_a_later_start_of_the_phase_before_a_change_does_not_let_a_later_report_claim_an_earlier_one(model_copy):
+@pytest.mark.parametrize("reported", [0.5, 100.0])
+def test_a_start_reported_for_the_phase_before_a_change_still_to_start_never_drops_that_change(model_copy, reported):
     # phase 0 read at 0 (7 s in it: 2 s of green after an assumed clearance), 0 -> 1 commanded for 3;
-    # at 1 the signal said 0.5 s in phase 0 (it restarted at 0.5: that start is taken, green from
-    # 5.5, the change dropped); at 2 it said 100 s: taken, phase 0 was ended at once, with no green
+    # at 1 the signal said 0.5 s in phase 0 (a later start than the runtime's): that start was taken
+    # and the change dropped ("phase 0, no change"), so a signal whose phase timer lied held phase 0
+    # past max green. A time off either way is a fault; the change is stated again as it was given
     runtime = PolicyRuntime(*model_copy)
     runtime.session = _always(1)
     victim = runtime.layout.ids[1]
     assert _command(runtime, readings_message(runtime, 0.0, tip=7.0), victim)[1] == (1, 3.0, 3.0, 2.0)
-    assert _command(runtime, readings_message(runtime, 1.0, tip=0.5), victim)[1] == (0, 0.0, 0.0, 0.0)
-    command, stated = _command(runtime, readings_message(runtime, 2.0, tip=100.0), victim)
-    assert runtime.signals.green_elapsed(2.0)[1] == -3.5 and stated == (0, 0.0, 0.0, 0.0)
+    command, stated = _command(runtime, readings_message(runtime, 1.0, tip=reported), victim)
+    assert command["faults"][0].startswith(f"signal reports phase 0 for {reported:g} s;")
+    assert stated == (1, 2.0, 3.0, 2.0)
+    command, stated = _command(runtime, readings_message(runtime, 2.0, tip=reported + 1.0), victim)
+    assert stated == (1, 1.0, 3.0, 2.0)
+    # the signal shows the change made: no fault, the phase kept
+    command, stated = _command(runtime, readings_message(runtime, 4.0, {i: 1 for i in runtime.layout.ids},
+                                                         tip=1.0), victim)
+    assert not command["faults"] and stated == (1, 0.0, 0.0, 0.0)
 
 
 def test_a_fault_during_a_change_still_to_start_says_when_it_starts_not_a_negative_age(model_copy):

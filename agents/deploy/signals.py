@@ -70,7 +70,8 @@ class SignalModel:
         also gets the longest clearance into its target (`suspect`). A time in
         phase off by more than the tolerance on the expected phase: the readings win, but never
         with an earlier start for a phase the runtime switched to from a known one
-        (`impossible`), nor before a start the runtime took itself (`not_before`). The signal's
+        (`impossible`), nor before a start the runtime took itself (`not_before`); on the phase
+        before a change still to start it is a fault only (the change is stated again). The signal's
         own readings (phase, time in phase) are read wherever they are valid (`signal_ok`, from
         `validate_readings`), even where a detector's reading is bad: the phase is then known,
         and min green holds for the fallback plan too."""
@@ -113,18 +114,15 @@ class SignalModel:
         # the phase the runtime switched it to from a known one (or the one before a change still to
         # start), reported with an earlier start than that switch: no signal that obeyed can say so
         # (a glitch in its clock). Still a fault, but the runtime's own start stands
-        impossible = off_time & ((phase == self.cur_phase) | waiting) & (self.prev_phase >= 0) & (t - tip < since)
-        readings_win = signal_ok & (~self.known | off_time) & ~impossible
+        impossible = off_time & (phase == self.cur_phase) & (self.prev_phase >= 0) & (t - tip < since)
+        # the phase before a change still to start with a time off either way is a fault and no more: the
+        # change is stated again as it was given (`held`), never dropped for the start the signal reports
+        readings_win = signal_ok & (~self.known | off_time) & ~impossible & ~waiting
         # the phase before stays known where the readings only move the start of the same phase later:
-        # a later report claiming a start before the runtime's own switch is still `impossible`; where
-        # they move the start of the phase before a change still to start (the change is then
-        # dropped), the start the runtime knew for it stays a floor (`not_before`)
-        new_phase = readings_win & (phase != self.cur_phase)
-        self.not_before = np.where(new_phase & self.known, np.maximum(self.not_before, self.prev_switched_at),
-                                   self.not_before)
+        # a later report claiming a start before the runtime's own switch is still `impossible`
         self.cur_phase[readings_win] = phase[readings_win]
         self.switched_at[readings_win] = t - tip[readings_win]
-        self.prev_phase[new_phase | (readings_win & ~self.known)] = -1
+        self.prev_phase[readings_win & ~self.known] = -1
         self.prev_phase[other_phase] = expected[other_phase]
         self.prev_switched_at[other_phase] = expected_at[other_phase]
         self.cur_phase[other_phase] = phase[other_phase]
