@@ -1,6 +1,6 @@
 """Property: whatever the model answers (any action, out of range, an error) and whatever the
 detectors send (NaN, negative, over capacity, missing lists, missing intersections, an unreadable
-phase or time in phase, a time in phase older than the phase, a phase misread as another), a signal
+phase or time in phase, a time in phase older or younger than the phase, a phase misread as another), a signal
 that does what the runtime tells it never shows a green shorter than min green or longer than max
 green, every change that ends a green is served with the metadata's yellow and all-red
 (docs/deployment.md, "The runtime"), and a reply sent before a commanded change starts states that
@@ -25,7 +25,7 @@ from tests.deploy_fixtures import FakeSession, readings_message
 DECISIONS = 40
 # per intersection and decision: what its readings look like
 READINGS = ["good", "good", "good", "nan_lane", "negative", "over_capacity", "short_list", "missing",
-            "phase_unreadable", "time_unreadable", "time_older", "phase_misread"]
+            "phase_unreadable", "time_unreadable", "time_older", "time_younger", "time_late", "phase_misread"]
 MODEL = ["action", "action", "action", "out_of_range", "error"]
 GAPS = [1.0, 1.0, 1.0, 0.0, 0.2, 0.5]  # decision intervals between two messages
 
@@ -51,6 +51,10 @@ def _entry(runtime: PolicyRuntime, k: int, phase: int, tip: float, kind: str, mi
         entry["phase"] = (phase + misread) % int(runtime.layout.num_phases[k])
     elif kind == "time_older":  # a clock glitch: 40 s more than the signal has run its phase
         entry["time_in_phase"] = tip + 40.0
+    elif kind == "time_younger":  # a later start than the real one: 40 s less than the signal has run it
+        entry["time_in_phase"] = max(tip - 40.0, 0.0)
+    elif kind == "time_late":  # a later start within the 1 s tolerance
+        entry["time_in_phase"] = max(tip - 0.75, 0.0)
     elif kind == "time_unreadable":
         entry["time_in_phase"] = -1.0
     return entry
@@ -186,3 +190,24 @@ def test_a_time_in_phase_that_claims_an_earlier_start_than_the_switch_does_not_c
     assert command["phase"] == 1  # its green began at 5 (after the clearance): min green holds it
     honest = readings_message(runtime, 10.0, phases={i: 1 for i in runtime.layout.ids}, tip=10.0)
     assert runtime.decide(honest)["commands"][victim]["source"] == "policy"  # the clocks agree again
+
+
+@pytest.mark.parametrize("told", [0.0, 0.5])
+def test_a_time_in_phase_younger_than_the_switch_does_not_hold_a_green_past_max_green(model_copy, told):
+    # the signal was told to switch to phase 1 at 0 and did (green from 5, after the clearance); at
+    # every message its timer said `told` s in phase 1, a later start each time. Each was taken, and
+    # the green ran on as long as the messages came: max green counts from the earliest start the
+    # runtime holds (its own switch at 0; phase 1 seen since 5 at the latest), min green from 5
+    runtime = PolicyRuntime(*model_copy)
+    runtime.session = FakeSession(lambda feed: np.ones(len(feed["phase"]), dtype=np.int64))  # always action 1
+    victim = runtime.layout.ids[1]
+    command = runtime.decide(readings_message(runtime, 0.0, tip=100.0))["commands"][victim]
+    assert (command["phase"], command["switch_in_s"], command["yellow_s"]) == (1, 0.0, 3.0)
+    ones = {i: 1 for i in runtime.layout.ids}
+    for t in (5.0, 10.0, 15.0, 20.0):
+        command = runtime.decide(readings_message(runtime, t, ones, tip=told))["commands"][victim]
+        assert command["phase"] == 1 and command["faults"][0].startswith(f"signal reports phase 1 for {told:g} s")
+    command = runtime.decide(readings_message(runtime, 25.0, ones, tip=told))["commands"][victim]
+    # the green from 5 ends at 25: max green (20 s); the change to the next phase of the plan, cleared
+    assert command["phase"] != 1 and 25.0 + command["switch_in_s"] - 5.0 == runtime.timing.max_green_s
+    assert (command["yellow_s"], command["all_red_s"]) == (3.0, 2.0)

@@ -21,7 +21,9 @@ the readings:
   change's ``yellow_s`` and ``all_red_s`` (0 for a change that takes no green away);
 - a green never lasts beyond ``max_green_s``: a policy that keeps a phase that would reach max
   green before the next decision is overruled, and the next phase of the plan starts when it
-  does.
+  does. Max green counts from the earliest start the runtime holds for the phase, min green from
+  the latest it takes (a reported start later than its own is taken for min green only so far
+  that min green still ends by max green: `SignalModel.later_start`).
 
 Faults and the fail-safe: a missing, corrupt or mismatched model (checksum, opset, input or
 output shapes and types) or a failed onnxruntime session puts every intersection on its fixed-time
@@ -271,7 +273,7 @@ class PolicyRuntime:
         from_policy = action >= 0
         elapsed = self.signals.green_elapsed(t)
         target = np.where(from_policy, self.layout.actions[np.arange(len(action)), np.maximum(action, 0)], -1)
-        target, switch_in = apply_timing_rules(self.signals, elapsed, target, from_policy)
+        target, switch_in = apply_timing_rules(self.signals, elapsed, target, from_policy, self.signals.max_elapsed(t))
         # a change commanded earlier and still to start is stated again, never replaced: the signal
         # still shows the phase before it, which another change's clearance need not cover
         target = np.where(self.signals.held(t), self.signals.cur_phase, target)

@@ -35,6 +35,13 @@ class SignalModel:
         # phase the runtime did not expect, commanded in case the reading was wrong (`cross_check`)
         self.commanding = np.zeros(count, dtype=bool)
         self.longest = layout.intergreen.any(axis=1)  # [I, P]: some phase's switch to q shows the clearance
+        # max green counts from the earliest start the runtime holds for the current phase (`max_start`):
+        # its own switch, or the earliest start read for it, never moved later by a report, and the
+        # first message of the unbroken run of messages that report it (a phase seen since t0 started
+        # by t0); min green counts from `switched_at`, the latest start it takes
+        self.max_from = np.zeros(count, dtype=np.float64)
+        self.seen_phase = np.full(count, -1, dtype=np.int64)  # the phase every message reported since seen_from
+        self.seen_from = np.full(count, np.inf)
 
     def clock_reset(self, t: float, last_t: float) -> None:
         """The message's clock went back from `last_t` to `t` (a cabinet that rebooted, a clock
@@ -45,7 +52,7 @@ class SignalModel:
         reset, and the phase read cannot decide it (one misread reading would have the reply switch
         the signal with no clearance), so it is restated, whatever is read: it then starts after
         the full clearance and min green of the phase before it, with the full clearance (a signal
-        that made it does nothing)."""
+        that made it does nothing). Max green counts from `t` too."""
         pending = self.waiting(last_t)
         in_green = self.known & ~pending & (self.green_elapsed(last_t) >= 0)
         known = self.known
@@ -55,6 +62,8 @@ class SignalModel:
         self.cleared[known] = ~in_green[known]
         self.switched_at[pending] = t + self.timing.intergreen_s + self.timing.min_green_s
         self.not_before[known] = t
+        self.max_from[known] = self.switched_at[known]
+        self.seen_phase[:], self.seen_from[:] = -1, np.inf  # the old clock's times mean nothing now
 
     def cross_check(self, t: float, readings: Readings, good: np.ndarray, signal_ok: np.ndarray,
                     faults: list[list[str]]) -> None:
@@ -77,6 +86,8 @@ class SignalModel:
         and min green holds for the fallback plan too."""
         phase = np.nan_to_num(readings.phase, nan=-1).astype(np.int64)
         tip = readings.time_in_phase
+        run_starts = signal_ok & (phase != self.seen_phase)  # a message without a valid phase breaks no run
+        self.seen_phase[run_starts], self.seen_from[run_starts] = phase[run_starts], t
         pending = self.waiting(t)
         # where another phase is reported: the phase expected, and when a change from it may start
         expected = np.where(pending, self.prev_phase, self.cur_phase)
@@ -110,7 +121,7 @@ class SignalModel:
         # within the tolerance the runtime's own switch time stands, unless the signal says it
         # switched later (a command that reached it late): min green then counts from the later start
         late = checked & ~mismatch & ~waiting & (t - tip > self.switched_at)
-        self.switched_at[late] = t - tip[late]
+        self.switched_at[late] = self.later_start(t - tip)[late]
         # the phase the runtime switched it to from a known one (or the one before a change still to
         # start), reported with an earlier start than that switch: no signal that obeyed can say so
         # (a glitch in its clock). Still a fault, but the runtime's own start stands
@@ -118,21 +129,41 @@ class SignalModel:
         # the phase before a change still to start with a time off either way is a fault and no more: the
         # change is stated again as it was given (`held`), never dropped for the start the signal reports
         readings_win = signal_ok & (~self.known | off_time) & ~impossible & ~waiting
-        # the phase before stays known where the readings only move the start of the same phase later:
-        # a later report claiming a start before the runtime's own switch is still `impossible`
+        # the phase before stays known where the readings only move the start of the same phase: a later
+        # report claiming a start before the runtime's own switch is still `impossible`, a later start is
+        # taken as far as `later_start` lets it, and max green counts from the earliest start read. A
+        # start read for a phase the runtime did not know is all it has (max green counts from it too)
+        first = readings_win & ~self.known
+        taken = np.where(first | (t - tip <= self.switched_at), t - tip, self.later_start(t - tip))
+        self.max_from = np.where(first, t - tip, np.where(readings_win, np.minimum(self.max_from, t - tip),
+                                                           self.max_from))
         self.cur_phase[readings_win] = phase[readings_win]
-        self.switched_at[readings_win] = t - tip[readings_win]
-        self.prev_phase[readings_win & ~self.known] = -1
+        self.switched_at[readings_win] = taken[readings_win]
+        self.prev_phase[first] = -1
         self.prev_phase[other_phase] = expected[other_phase]
         self.prev_switched_at[other_phase] = expected_at[other_phase]
         self.cur_phase[other_phase] = phase[other_phase]
         self.switched_at[other_phase] = due[other_phase]
+        self.max_from[other_phase] = due[other_phase]
         self.not_before[other_phase] = t
         self.suspect |= other_phase
         self.commanding = other_phase
         self.cleared[readings_win | other_phase] = True  # unknown before: the clearance is assumed
         self.known |= signal_ok
         good &= ~mismatch
+
+    def max_start(self) -> np.ndarray:
+        """[I] the earliest start the runtime holds for the current phase: max green counts from it."""
+        return np.minimum(self.max_from, np.where(self.seen_phase == self.cur_phase, self.seen_from, np.inf))
+
+    def later_start(self, reported: np.ndarray) -> np.ndarray:
+        """[I] the start a report of a later one moves the current phase's to (min green counts from it):
+        `reported`, but never after the first message of the run that reports the phase (shown by
+        then), nor so late that min green would end after max green from `max_start` (a time in phase
+        younger than the real one); never before the start it has."""
+        cap = np.minimum(self.max_start() + (self.timing.max_green_s - self.timing.min_green_s),
+                         np.where(self.seen_phase == self.cur_phase, self.seen_from, np.inf))
+        return np.maximum(self.switched_at, np.minimum(reported, cap))
 
     def waiting(self, t: float) -> np.ndarray:
         """[I] bool: a change commanded earlier starts after `t` (its switch_in_s not yet over)."""
@@ -155,6 +186,11 @@ class SignalModel:
         """Seconds of green the current phase has shown at `t` (negative in its clearance; inf
         where the phase is unknown: no min green to wait for)."""
         elapsed = (t - self.switched_at) - self.cleared * self.timing.intergreen_s
+        return np.where(self.known, elapsed, np.inf)
+
+    def max_elapsed(self, t: float) -> np.ndarray:
+        """`green_elapsed` from `max_start`, the earliest start the runtime holds: what max green counts."""
+        elapsed = (t - self.max_start()) - self.cleared * self.timing.intergreen_s
         return np.where(self.known, elapsed, np.inf)
 
     def clears(self, target: np.ndarray) -> np.ndarray:
@@ -180,6 +216,7 @@ class SignalModel:
         self.prev_phase = np.where(change, np.where(self.known, self.cur_phase, -1), self.prev_phase)
         self.prev_switched_at = np.where(change, self.switched_at, self.prev_switched_at)
         self.switched_at = np.where(change, t + switch_in, self.switched_at)
+        self.max_from = np.where(change, self.switched_at, self.max_from)
         self.not_before = np.where(change, -np.inf, self.not_before)
         self.suspect &= ~change
         self.commanding = np.zeros_like(self.commanding)

@@ -14,18 +14,21 @@ def position(table: np.ndarray, value: np.ndarray) -> np.ndarray:
     return np.where(match.any(1), match.argmax(1), -1)
 
 
-def fallback_plan(signals: SignalModel, elapsed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(phase, seconds from now) the fixed-time plan asks for, from where each signal is."""
-    lay, current = signals.layout, signals.cur_phase
+def fallback_plan(signals: SignalModel, elapsed: np.ndarray, max_elapsed: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(phase, seconds from now) the fixed-time plan asks for, from where each signal is: its green
+    counted from `elapsed`, never past max green counted from `max_elapsed`."""
+    lay, timing, current = signals.layout, signals.timing, signals.cur_phase
     inter = np.arange(len(lay.ids))
     # -1: the current phase is not in the plan, or the runtime does not know it
     slot = np.where(signals.known, position(lay.plan_phase, current), -1)
     slot_c = np.maximum(slot, 0)
     plan_green = lay.plan_green[inter, slot_c]
     next_plan = lay.plan_phase[inter, (slot_c + 1) % lay.plan_length]
-    plan_due = (slot < 0) | (elapsed + signals.timing.decision_interval_s > plan_green)
+    interval = timing.decision_interval_s
+    plan_due = (slot < 0) | (elapsed + interval > plan_green) | (max_elapsed + interval > timing.max_green_s)
     phase = np.where(slot < 0, lay.plan_phase[:, 0], np.where(plan_due, next_plan, current))
-    at = np.where(slot < 0, 0.0, (plan_green - elapsed).clip(min=0.0))
+    at = np.where(slot < 0, 0.0, np.minimum(plan_green - elapsed, timing.max_green_s - max_elapsed).clip(min=0.0))
     return phase, at
 
 
@@ -43,15 +46,17 @@ def max_green(signals: SignalModel, elapsed: np.ndarray, target: np.ndarray, fro
             np.where(overdue, (timing.max_green_s - elapsed).clip(min=0.0), 0.0))
 
 
-def apply_timing_rules(signals: SignalModel, elapsed: np.ndarray, target: np.ndarray, from_policy: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def apply_timing_rules(signals: SignalModel, elapsed: np.ndarray, target: np.ndarray, from_policy: np.ndarray,
+                       max_elapsed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(phase to run [I] int64, switch_in_s [I]): the policy's `target` where `from_policy`, the
-    fallback plan elsewhere, under max green and min green. A change min green holds back is
-    carried out when min green is reached if that falls inside this decision interval, and
-    dropped otherwise."""
+    fallback plan elsewhere, under max green (counted from `max_elapsed`, the green shown since the
+    earliest start the runtime holds; `elapsed` where None) and min green (from `elapsed`). A change
+    min green holds back is carried out when min green is reached if that falls inside this decision
+    interval, and dropped otherwise."""
     timing, current = signals.timing, signals.cur_phase
-    fallback, fallback_at = fallback_plan(signals, elapsed)
-    target, wanted_at = max_green(signals, elapsed, target, from_policy)
+    max_elapsed = elapsed if max_elapsed is None else max_elapsed
+    fallback, fallback_at = fallback_plan(signals, elapsed, max_elapsed)
+    target, wanted_at = max_green(signals, max_elapsed, target, from_policy)
     target = np.where(from_policy, target, fallback)
     wanted_at = np.where(from_policy, wanted_at, fallback_at)
     change = target != current
