@@ -143,9 +143,11 @@ def _phase_2_inside_phase_0(meta: dict) -> None:
     entry["intergreen_after_switch"] = [[bool(p - q) for q in greens] for p in greens]
 
 
-def test_a_phase_other_than_the_expected_one_is_just_started_and_its_next_change_fully_cleared(model_copy):
-    # a signal that shows phase 1 wrongly read as phase 2: the change to phase 0 that followed was
-    # sent with the clearance 2 -> 0 needs, none, where 1 -> 0 needs yellow and all-red
+def test_a_phase_other_than_the_expected_one_is_commanded_fully_cleared_and_the_change_after_it_by_the_table(
+        model_copy):
+    # a signal that shows phase 1 wrongly read as phase 2 is commanded into phase 2 (after min green, with
+    # the full clearance): from then it shows phase 2 whichever it showed before, so the change after it
+    # needs only the clearance 2 -> 0 needs (none; 1 -> 0 needs yellow and all-red)
     edit_metadata(model_copy, _phase_2_inside_phase_0)
     runtime = PolicyRuntime(*model_copy)
     lay = runtime.layout
@@ -166,6 +168,7 @@ def test_a_phase_other_than_the_expected_one_is_just_started_and_its_next_change
     runtime.session = FakeSession(lambda feed: np.zeros(len(feed["phase"]), dtype=np.int64))  # phase 0 everywhere
     command = runtime.decide(readings_message(runtime, 14.0, ones | {victim: 2}, tip=124.0))["commands"][victim]
     assert command["source"] == "policy" and not command["faults"]  # its start stands at 5: no new fault
-    assert (command["phase"], command["switch_in_s"], command["yellow_s"], command["all_red_s"]) == (0, 1.0, 3.0, 2.0)
-    # once that change is commanded the runtime expects phase 0, and its changes clear by the table again
-    assert not runtime.signals.suspect[0]
+    # the change into phase 2 (at 5, with the full clearance) has been made whichever phase the signal
+    # showed: the next one is cleared by the table (2 -> 0 ends no green); it was sent the longest
+    # clearance into phase 0 as well (3 s of yellow, 2 of all-red, that nothing needed)
+    assert (command["phase"], command["switch_in_s"], command["yellow_s"], command["all_red_s"]) == (0, 1.0, 0.0, 0.0)

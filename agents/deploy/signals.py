@@ -28,13 +28,9 @@ class SignalModel:
         # a start the runtime took itself (after a clock reset, or for a phase it did not expect): a
         # time in phase claiming an earlier start is expected there, and never moves the start back
         self.not_before = np.full(count, -np.inf)
-        # the reported phase was not the expected one: the next change gets the longest clearance
-        # from any phase into its target (the reading may be wrong, the real phase any other)
-        self.suspect = np.zeros(count, dtype=bool)
         # this decision's reply states the change to cur_phase from switched_at, even one due now: a
         # phase the runtime did not expect, commanded in case the reading was wrong (`cross_check`)
         self.commanding = np.zeros(count, dtype=bool)
-        self.longest = layout.intergreen.any(axis=1)  # [I, P]: some phase's switch to q shows the clearance
         # max green counts from the earliest start the runtime holds for the current phase (`max_start`):
         # its own switch, or the earliest start read for it, never moved later by a report, and the
         # first message of the unbroken run of messages that report it (a phase seen since t0 started
@@ -75,8 +71,8 @@ class SignalModel:
         change from the phase expected, once that one's min green is over (a change still to start:
         when it was due), with the longest clearance into it (`commanding`; a signal that really
         shows it does nothing, one that was misread is not switched with no clearance or before min
-        green), and taken as just started then, whatever time in phase it reports; the next change
-        also gets the longest clearance into its target (`suspect`). A time in
+        green), and taken as just started then, whatever time in phase it reports; once that change
+        starts the signal shows it either way, and the change after it is cleared by the table. A time in
         phase off by more than the tolerance on the expected phase: the readings win, but never
         with an earlier start for a phase the runtime switched to from a known one
         (`impossible`), nor before a start the runtime took itself (`not_before`); on the phase
@@ -146,7 +142,6 @@ class SignalModel:
         self.switched_at[other_phase] = due[other_phase]
         self.max_from[other_phase] = due[other_phase]
         self.not_before[other_phase] = t
-        self.suspect |= other_phase
         self.commanding = other_phase
         self.cleared[readings_win | other_phase] = True  # unknown before: the clearance is assumed
         self.known |= signal_ok
@@ -195,12 +190,11 @@ class SignalModel:
 
     def clears(self, target: np.ndarray) -> np.ndarray:
         """[I] bool: commanding `target` shows yellow + all-red: a change that ends a green (the
-        intergreen table), any change where the phase is unknown, and, after a phase the runtime
-        did not expect (`suspect`), a change into a phase that some phase's switch to it clears."""
+        intergreen table) and any change where the phase is unknown."""
         inter = np.arange(len(self.layout.ids))
         target_c = np.maximum(target, 0)
         needed = self.layout.intergreen[inter, np.maximum(self.cur_phase, 0), target_c]
-        needed |= ~self.known | (self.suspect & self.longest[inter, target_c])
+        needed |= ~self.known
         return ((target != self.cur_phase) | ~self.known) & needed
 
     def clearance(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -218,7 +212,6 @@ class SignalModel:
         self.switched_at = np.where(change, t + switch_in, self.switched_at)
         self.max_from = np.where(change, self.switched_at, self.max_from)
         self.not_before = np.where(change, -np.inf, self.not_before)
-        self.suspect &= ~change
         self.commanding = np.zeros_like(self.commanding)
         self.cur_phase = np.where(change, target, self.cur_phase)
         self.known |= change
