@@ -107,7 +107,10 @@ def deployed_policies(cfg: DictConfig, taken: list[str]) -> dict[str, tuple[str,
         # a model that cannot load (a checkpoint or another export given as the model) would run its
         # fixed-time fallback all along, reported under the model's name; faults during the run
         # (readings, deadlines) stay the fail-safe this evaluation measures
-        _, fault = load_session(Path(path), meta["model"], threads=1)
+        try:
+            _, fault = load_session(Path(path), meta["model"], threads=1)
+        except ModelError as error:  # a model file other than the one its metadata was exported with
+            fault = error.reason
         if fault:
             raise ModelError(path, "deployed", path, f"the model cannot run: {fault}")
         check_timing(meta, path, cfg.engine)

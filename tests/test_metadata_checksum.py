@@ -1,7 +1,8 @@
 """The metadata JSON is covered by a checksum (agents/deploy/metadata.py, `check_checksum`): an
 edit that stays in every allowed range (min green 5 -> 0) is refused at load with an error
 naming the file and the entry that differs, and so is a file without a checksum (an export from
-before it), with the command that re-exports it."""
+before it), with the command that re-exports it; a model file whose SHA-256 is not the metadata's
+``model.sha256`` is refused naming it and both digests."""
 
 from __future__ import annotations
 
@@ -71,11 +72,26 @@ def test_a_model_checksum_edited_to_fit_another_model_is_refused_as_a_metadata_e
     assert "'model' (edited)" in _refused(model_copy).reason
 
 
-def test_a_changed_model_file_alone_is_named_as_the_model_file(model_copy):
-    onnx_path, _ = model_copy
-    onnx_path.write_bytes(onnx_path.read_bytes() + b"\0")
-    runtime = PolicyRuntime(*model_copy)  # the metadata is as exported: the fixed-time fail-safe runs
-    assert runtime.session is None and runtime.model_fault.startswith(f"model file {onnx_path} checksum ")
+@pytest.mark.parametrize("damage", ["appended byte", "flipped byte"])
+def test_a_model_file_that_differs_from_model_sha256_is_refused_naming_both_digests(model_copy, damage):
+    # the metadata is as exported, the model file is not: it was loaded onto the fixed-time fallback of
+    # every intersection, a deployment that ran no policy at all with no error at load
+    onnx_path, meta_path = model_copy
+    expected = json.loads(meta_path.read_text())["model"]["sha256"]
+    data = bytearray(onnx_path.read_bytes())
+    if damage == "appended byte":
+        data += b"\0"
+    else:
+        data[len(data) // 2] ^= 0xFF
+    onnx_path.write_bytes(bytes(data))
+    found = hashlib.sha256(bytes(data)).hexdigest()
+    error = _refused(model_copy)
+    assert (error.source, error.field, error.value) == (str(onnx_path), "model.sha256", found)
+    assert str(error).startswith(f"{onnx_path}: field 'model.sha256' = {found!r}: model file {onnx_path} checksum "
+                                 f"(SHA-256) {found} does not match the metadata's model.sha256 {expected} "
+                                 f"({meta_path})")
+    checkpoint = json.loads(meta_path.read_text())["training"]["checkpoint"]
+    assert error.reason.endswith(f"re-export it: python export.py checkpoint={checkpoint}")
 
 
 @pytest.mark.parametrize("stored, says", [

@@ -74,7 +74,8 @@ def metadata_checksum(meta: dict) -> dict:
     return {"algorithm": "sha256", "canonical_form": CANONICAL_FORM, "sections": sections}
 
 
-def _reexport(meta: dict) -> str:
+def reexport_hint(meta: dict) -> str:
+    """How to write the pair again: the export.py command for the checkpoint the metadata names."""
     training = meta.get("training")
     checkpoint = training.get("checkpoint") if isinstance(training, dict) else None
     return f"re-export it: python export.py checkpoint={checkpoint if isinstance(checkpoint, str) else 'CHECKPOINT'}"
@@ -89,11 +90,11 @@ def check_checksum(meta: dict, path: Path) -> None:
         raise ModelError(path, CHECKSUM_FIELD, None,
                          "missing: the file was written by an export from before the metadata had a checksum (or "
                          "the entry was removed), so an edit of its timing or tables could not be detected; "
-                         + _reexport(meta))
+                         + reexport_hint(meta))
     sections = stored.get("sections") if isinstance(stored, dict) else None
     if not isinstance(sections, dict) or stored.get("algorithm") != "sha256":
         raise ModelError(path, CHECKSUM_FIELD, stored, "malformed: expected {'algorithm': 'sha256', 'sections': "
-                                                       "{entry: digest}} as export.py writes it; " + _reexport(meta))
+                         "{entry: digest}} as export.py writes it; " + reexport_hint(meta))
     expected = metadata_checksum(meta)["sections"]
     differ = [key for key in sorted(set(expected) | set(sections)) if expected.get(key) != sections.get(key)]
     if differ:
@@ -104,7 +105,7 @@ def check_checksum(meta: dict, path: Path) -> None:
         raise ModelError(path, first, meta.get(first),
                          f"the metadata differs from what export.py wrote in {', '.join(parts)}: the SHA-256 of "
                          f"each entry is in {CHECKSUM_FIELD}.sections, and an edited file is refused (the model file "
-                         f"is covered by its own SHA-256, model.sha256); " + _reexport(meta))
+                         f"is covered by its own SHA-256, model.sha256); " + reexport_hint(meta))
 
 
 def load_metadata(path: Path) -> dict:

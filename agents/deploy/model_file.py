@@ -1,6 +1,8 @@
 """The exported ONNX model under onnxruntime: loading it checked against its metadata
 (checksum, opset, input and output names and shapes), and one inference within a deadline.
-Problems come back as a message (the runtime's fail-safe takes over), never as an exception."""
+A model file whose SHA-256 is not the metadata's ``model.sha256`` (changed or damaged since
+export) is an `envs.errors.ModelError`: it is not the model exported, so it is refused at load.
+Other problems come back as a message (the runtime's fail-safe takes over), never as an exception."""
 
 from __future__ import annotations
 
@@ -12,13 +14,23 @@ import numpy as np
 
 from agents.deploy.onnx_opset import onnx_opsets
 from agents.deploy.readings import Readings, short
+from envs.errors import ModelError
+
+
+def check_digest(path: Path, data: bytes, spec: dict, metadata_path: str = "<metadata>", hint: str = "") -> None:
+    """A `ModelError` naming the model file, the digest found and the one the metadata's ``model``
+    entry `spec` states, where they differ; `hint`: how to write the pair again."""
+    digest = hashlib.sha256(data).hexdigest()
+    expected = spec.get("sha256")
+    if digest != expected:
+        raise ModelError(str(path), "model.sha256", digest,
+                         f"model file {path} checksum (SHA-256) {digest} does not match the metadata's model.sha256 "
+                         f"{expected} ({metadata_path}): the file was changed or damaged since export.py wrote the "
+                         f"pair, and a model other than the one exported is refused, not run on the fixed-time "
+                         f"fallback" + (f"; {hint}" if hint else ""))
 
 
 def _check_file(path: Path, data: bytes, spec: dict) -> str | None:
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != spec.get("sha256"):
-        return (f"model file {path} checksum {digest[:12]}… does not match the metadata's "
-                f"{str(spec.get('sha256'))[:12]}…")
     try:
         opset = onnx_opsets(data).get("", None)
     except ValueError as error:
@@ -52,9 +64,9 @@ def check_signature(session, spec: dict) -> str | None:
 
 
 def not_a_model(path: Path) -> str | None:
-    """Why `path`, by its name, is not an exported model but a file given in its place, or None. The
-    metadata JSON was read as the model and as its own metadata (a checksum fault, every intersection on
-    its fallback plan); a checkpoint as a model whose metadata is missing."""
+    """Why `path`, by its name, is not an exported model but a file given in its place, or None: the
+    metadata JSON would be read as the model and as its own metadata (a checksum refusal that names no
+    remedy); a checkpoint as a model whose metadata is missing."""
     suffix = path.suffix.lower()
     if suffix == ".json":
         return f"this is export.py's metadata; the model is the .onnx beside it ({path.with_suffix('.onnx').name})"
@@ -63,13 +75,15 @@ def not_a_model(path: Path) -> str | None:
     return None
 
 
-def load_session(path: Path, spec: dict, threads: int):
+def load_session(path: Path, spec: dict, threads: int, metadata_path: str = "<metadata>", hint: str = ""):
     """(onnxruntime session, None), or (None, what is wrong) for the model file at `path` and
-    the metadata's ``model`` entry `spec`."""
+    the metadata's ``model`` entry `spec`; a `ModelError` where the file's SHA-256 is not the
+    metadata's (`check_digest`)."""
     try:
         data = path.read_bytes()
     except OSError as error:
         return None, f"model file {path} unreadable ({error.strerror or error})"
+    check_digest(path, data, spec, metadata_path, hint)
     problem = _check_file(path, data, spec)
     if problem:
         return None, problem

@@ -25,18 +25,19 @@ the readings:
   the latest it takes (a reported start later than its own is taken for min green only so far
   that min green still ends by max green: `SignalModel.later_start`).
 
-Faults and the fail-safe: a missing, corrupt or mismatched model (checksum, opset, input or
-output shapes and types) or a failed onnxruntime session puts every intersection on its fixed-time
-fallback plan; missing, non-numeric, NaN, negative or out-of-range readings, a reported phase or
-time in phase that disagrees with what the runtime commanded, an inference error or an
-inference slower than ``deadline_ms`` put the affected intersections on it for that decision.
+Faults and the fail-safe: a missing or mismatched model (opset, input or output shapes and types)
+or a failed onnxruntime session puts every intersection on its fixed-time fallback plan;
+missing, non-numeric, NaN, negative or out-of-range readings, a reported phase or time in phase
+that disagrees with what the runtime commanded, an inference error or an inference slower than
+``deadline_ms`` put the affected intersections on it for that decision.
 Each fault is logged (``logging`` logger ``gridlight.runtime``) when it starts and when it
 clears, and named in the reply; the next decision with good inputs goes back to the policy.
 A reported phase other than the one expected is taken as just started and commanded as a change
 after min green with the longest clearance into it; a ``t`` before the last one is a clock reset,
 not an error: every signal's timing starts again from it, only ever longer (agents/deploy/signals.py).
 A missing or unusable metadata file (its checksum missing or not matching included) is an
-`envs.errors.ModelError`: without it there is nothing to control.
+`envs.errors.ModelError`: without it there is nothing to control; so is a model file whose
+SHA-256 is not the metadata's ``model.sha256`` (changed or damaged: not the model exported).
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.deploy.metadata import build_layout, check_action_head, check_features, load_metadata, load_timing
+from agents.deploy.metadata import (
+    build_layout, check_action_head, check_features, load_metadata, load_timing, reexport_hint,
+)
 from agents.deploy.model_file import infer, load_session, not_a_model
 from agents.deploy.readings import (
     Readings, WholeMessage, check_shapes, numbers, parse_readings, policy_lane_readings, validate_readings,
@@ -194,7 +197,8 @@ class PolicyRuntime:
         self.whole_message = WholeMessage(self.layout, self.max_lanes, self.lane_readings)
         self._reply_keys = [json.dumps(inter_id) + ': {"phase": ' for inter_id in self.layout.ids]
         self.last_t: float | None = None
-        self.session, self.model_fault = load_session(self.model_path, self.meta["model"], threads)
+        self.session, self.model_fault = load_session(self.model_path, self.meta["model"], threads,
+                                                      str(self.metadata_path), reexport_hint(self.meta))
         if self.session is not None:  # its outputs match the metadata's names and shapes (check_signature)
             logits = {arg.name: arg.shape for arg in self.session.get_outputs()}["logits"]
             check_action_head(self.layout, logits[-1], str(self.metadata_path))
