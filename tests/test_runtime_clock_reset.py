@@ -87,6 +87,21 @@ def test_a_cabinet_that_reboots_to_t_0_keeps_every_green_at_least_min_green_from
 
 
 @pytest.mark.parametrize("timer", ["restarted", "kept"])
+def test_a_green_under_way_at_a_reset_keeps_the_max_green_it_had_used(model_copy, timer):
+    # each signal 15 s into its green (tip 20: 5 s of clearance assumed) at 500; the clock went back to
+    # 0 and max green counted from 0 again: that green could run 20 s more, 35 s in all (max green 20).
+    # It counts on from the 15 s (as if no time passed across the reset); min green from 0 still holds
+    runtime = PolicyRuntime(*model_copy)
+    runtime.session = _model(runtime, switch=False)
+    assert _switch_times(runtime, readings_message(runtime, 500.0, tip=20.0)) == set()
+    kept = 0.0 if timer == "restarted" else 20.0
+    assert _switch_times(runtime, _shown(runtime, 0.0, kept)) == set()
+    assert np.allclose(runtime.signals.green_elapsed(0.0), 0.0)  # min green from the reset
+    assert np.allclose(runtime.signals.max_elapsed(0.0), 15.0)
+    assert _switch_times(runtime, _shown(runtime, 1.0, kept + 1.0)) == {5.0}  # 15 + 5 s: max green, and min green
+
+
+@pytest.mark.parametrize("timer", ["restarted", "kept"])
 def test_a_clearance_in_progress_at_a_reset_restarts_in_full(model_copy, timer):
     runtime = PolicyRuntime(*model_copy)
     runtime.session = _model(runtime, switch=True)

@@ -197,7 +197,8 @@ def test_a_time_in_phase_younger_than_the_switch_does_not_hold_a_green_past_max_
     # the signal was told to switch to phase 1 at 0 and did (green from 5, after the clearance); at
     # every message its timer said `told` s in phase 1, a later start each time. Each was taken, and
     # the green ran on as long as the messages came: max green counts from the earliest start the
-    # runtime holds (its own switch at 0; phase 1 seen since 5 at the latest), min green from 5
+    # runtime holds (its own switch at 0), min green from the start reported only up to 15 (max green
+    # minus min green later: min green then ends with max green)
     runtime = PolicyRuntime(*model_copy)
     runtime.session = FakeSession(lambda feed: np.ones(len(feed["phase"]), dtype=np.int64))  # always action 1
     victim = runtime.layout.ids[1]

@@ -34,7 +34,8 @@ Each fault is logged (``logging`` logger ``gridlight.runtime``) when it starts a
 clears, and named in the reply; the next decision with good inputs goes back to the policy.
 A reported phase other than the one expected is taken as just started and commanded as a change
 after min green with the longest clearance into it; a ``t`` before the last one is a clock reset,
-not an error: every signal's timing starts again from it, only ever longer (agents/deploy/signals.py).
+not an error: every signal's timing starts again from it, only ever longer, max green aside
+(it counts on from the green already shown; agents/deploy/signals.py).
 A missing or unusable metadata file (its checksum missing or not matching included) is an
 `envs.errors.ModelError`: without it there is nothing to control; so is a model file whose
 SHA-256 is not the metadata's ``model.sha256`` (changed or damaged: not the model exported).
@@ -293,8 +294,9 @@ class PolicyRuntime:
     def clock_reset(self, t: float) -> str:
         """A `t` before the last one: the cabinet's clock was reset (a reboot that starts it at 0,
         a clock set back, or a last `t` far ahead of it, 1e9 sent once). Not an error: every signal's
-        timing starts again from `t`, only ever longer (`SignalModel.clock_reset`); the notice is
-        logged and goes into the reply's message faults."""
+        timing starts again from `t`, only ever longer, but for max green, which counts on from the
+        green already shown (`SignalModel.clock_reset`); the notice is logged and goes into the reply's
+        message faults."""
         notice = (f"clock reset: t went back from {self.last_t!r} to {t!r}; each signal's phase taken as just "
                   "started (min green from now, a clearance in progress restarted in full, a change not yet "
                   "started restated after a full clearance and min green)")

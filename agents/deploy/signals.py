@@ -1,8 +1,9 @@
 """The runtime's own model of each signal: the phase it last commanded, the one before, and
 when the change started; checked against the readings at every decision. Whatever the readings
-or the clock do, the model only ever lengthens what the timing rules enforce: a clock that goes
+or the clock do, the model only ever lengthens min green and the clearance: a clock that goes
 back (`clock_reset`) or a phase the runtime did not expect (`cross_check`) makes the phase shown
-count as just started."""
+count as just started. Max green counts from the earliest start it holds (`max_start`), across a
+clock that goes back too."""
 
 from __future__ import annotations
 
@@ -48,9 +49,13 @@ class SignalModel:
         reset, and the phase read cannot decide it (one misread reading would have the reply switch
         the signal with no clearance), so it is restated, whatever is read: it then starts after
         the full clearance and min green of the phase before it, with the full clearance (a signal
-        that made it does nothing). Max green counts from `t` too."""
+        that made it does nothing). Max green of a phase in its green counts on from the green it had
+        shown at `last_t` by its earliest start (as if no time passed across the reset: the time that
+        did is unknown); min green, from `t`, still comes first (a cabinet that rebooted may have
+        restarted the phase)."""
         pending = self.waiting(last_t)
         in_green = self.known & ~pending & (self.green_elapsed(last_t) >= 0)
+        carried = t - self.max_elapsed(last_t)  # cleared is False for a green under way after the reset
         known = self.known
         self.switched_at[known] = t
         self.prev_switched_at[known] = t
@@ -58,7 +63,7 @@ class SignalModel:
         self.cleared[known] = ~in_green[known]
         self.switched_at[pending] = t + self.timing.intergreen_s + self.timing.min_green_s
         self.not_before[known] = t
-        self.max_from[known] = self.switched_at[known]
+        self.max_from[known] = np.where(in_green, carried, self.switched_at)[known]
         self.seen_phase[:], self.seen_from[:] = -1, np.inf  # the old clock's times mean nothing now
 
     def cross_check(self, t: float, readings: Readings, good: np.ndarray, signal_ok: np.ndarray,
@@ -153,11 +158,10 @@ class SignalModel:
 
     def later_start(self, reported: np.ndarray) -> np.ndarray:
         """[I] the start a report of a later one moves the current phase's to (min green counts from it):
-        `reported`, but never after the first message of the run that reports the phase (shown by
-        then), nor so late that min green would end after max green from `max_start` (a time in phase
-        younger than the real one); never before the start it has."""
-        cap = np.minimum(self.max_start() + (self.timing.max_green_s - self.timing.min_green_s),
-                         np.where(self.seen_phase == self.cur_phase, self.seen_from, np.inf))
+        `reported`, but never so late that min green would end after max green from `max_start` (a
+        time in phase younger than the real one, or a clock that jumped ahead: the two look alike);
+        never before the start it has."""
+        cap = self.max_start() + (self.timing.max_green_s - self.timing.min_green_s)
         return np.maximum(self.switched_at, np.minimum(reported, cap))
 
     def waiting(self, t: float) -> np.ndarray:
