@@ -123,9 +123,9 @@ class SignalModel:
         # switched later (a command that reached it late): min green then counts from the later start
         late = checked & ~mismatch & ~waiting & (t - tip > self.switched_at)
         self.switched_at[late] = self.later_start(t - tip)[late]
-        # the phase the runtime switched it to from a known one (or the one before a change still to
-        # start), reported with an earlier start than that switch: no signal that obeyed can say so
-        # (a glitch in its clock). Still a fault, but the runtime's own start stands
+        # the phase the runtime switched it to from a known one, reported with an earlier start than
+        # that switch: no signal that obeyed can say so (a glitch in its clock). Still a fault, but the
+        # runtime's own start stands
         impossible = off_time & (phase == self.cur_phase) & (self.prev_phase >= 0) & (t - tip < since)
         # the phase before a change still to start with a time off either way is a fault and no more: the
         # change is stated again as it was given (`held`), never dropped for the start the signal reports
