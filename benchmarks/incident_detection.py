@@ -10,8 +10,9 @@ as ``evaluate.py task=incident_detection`` records them (its functions, its conf
 the lane-only detectors once (their inputs do not depend on p) and the probe detectors per p,
 on the training copies only, and scores all on the held-out copies. Each point's table, CSVs and
 plot go to ``--report-dir/<placement>_p<p>/`` in evaluate.py's format; every point prints one
-JSON line; ``--out`` (default docs/results/incident_detection.json) gets every entry
-(`envs.evaluation.detection_results`). Each entry's ``command`` re-runs its point alone with
+JSON line; ``--out`` (default outputs/incident_detection/results.json; the recorded results are
+``--out docs/results/incident_detection.json``, named explicitly so a trial run never replaces
+them) gets every entry (`envs.evaluation.detection_results`). Each entry's ``command`` re-runs its point alone with
 evaluate.py (same recordings, same seeds: the same figures).
 """
 
@@ -64,8 +65,9 @@ def parse_args(argv=None):
     parser.add_argument("--position", default="random", help="perturbation.incidents.position")
     parser.add_argument("--detectors", default=",".join(ALL_DETECTORS), help="detectors to score, comma-separated")
     parser.add_argument("--epochs", type=int, default=None, help="detection.learned.epochs; None: evaluate.py's own")
-    parser.add_argument("--out", default=str(ROOT / "docs/results/incident_detection.json"),
-                        help="the JSON of every point (the default is the recorded results: replaced)")
+    parser.add_argument("--out", default=str(ROOT / "outputs/incident_detection/results.json"),
+                        help="the JSON of every point (record the results with "
+                        "--out docs/results/incident_detection.json)")
     parser.add_argument("--report-dir", default=str(ROOT / "outputs/incident_detection"),
                         help="each point's evaluate.py report goes to <report-dir>/<placement>_p<p>/")
     parser.add_argument("--override", action="append", default=[], help="extra evaluate.py config override")

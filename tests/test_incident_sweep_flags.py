@@ -5,6 +5,10 @@ in this process."""
 
 from __future__ import annotations
 
+import json
+import shlex
+from pathlib import Path
+
 import pytest
 
 from tests.script_runs import refusal
@@ -65,3 +69,23 @@ def test_training_copies_without_an_incident_are_named_by_the_sweeps_flag(tmp_pa
     error = refusal("incident_detection.py", argv, capsys, monkeypatch)  # after the progress lines
     assert error.startswith("error: benchmarks/incident_detection.py: field '--train-copies' = 1: the training "
                             "copies drew no incident"), error
+
+
+def test_the_default_output_is_not_the_recorded_results():
+    # a trial run without --out replaced docs/results/incident_detection.json, the record the docs quote
+    from benchmarks.incident_detection import ROOT, parse_args
+
+    out = Path(parse_args([]).out)
+    assert ROOT / "outputs" in out.parents and "docs" not in out.relative_to(ROOT).parts, out
+
+
+def test_the_recorded_commands_write_the_recorded_results():
+    # each run's command (meta) re-runs into the record only if it names it: --out is no longer the default
+    from benchmarks.incident_detection import ROOT, parse_args
+
+    record = ROOT / "docs/results/incident_detection.json"
+    meta = json.loads(record.read_text())["meta"]
+    for run in [meta, *meta.get("runs", [])]:
+        argv = shlex.split(run["command"])
+        assert argv[:2] == ["python", "benchmarks/incident_detection.py"], run["command"]
+        assert (ROOT / parse_args(argv[2:]).out).resolve() == record, run["command"]
