@@ -23,7 +23,9 @@ probe vehicles, and the probe-fusion detector's day. JSON lines on stdout, progr
 Incidents (``--rate-per-hour``, default 25 per network per hour, so a day holds 600 on average,
 500+ with probability > 0.9999): `IncidentSpec.rate_per_hour`, a Poisson number over the day
 with onsets uniform in time, on lanes drawn by traffic (``--placement``), at a random place
-along the lane (``--position``), closed for ``--duration-s``.
+along the lane (``--position``), closed for ``--duration-s``. ``--probe-p`` must be in (0, 1]: at 0
+the probe-fusion rule reads no probe and is the lane-only gap rule, which this script would report
+under the probe-fusion name.
 """
 
 from __future__ import annotations
@@ -182,6 +184,9 @@ def check_args(args) -> None:
     if args.data_dir is not None and no_dataset:  # ignored
         raise ConfigError(SOURCE, "--data-dir", args.data_dir,
                           f"{args.scenario!r} is {no_dataset} and reads no dataset")
+    if args.probe_p == 0:  # the probe-fusion rule with no probe report: the lane-only gap rule, under its name
+        raise ConfigError(SOURCE, "--probe-p", args.probe_p, "the day's detector (ProbeFusionRule) reads probe "
+                          "reports, and p = 0 gives it none: give a probe share in (0, 1]")
     if args.controller not in CONTROLLERS:  # was a bare line with exit 1, after the training run began
         raise ConfigError(SOURCE, "--controller", args.controller, f"unknown controller; known: {sorted(CONTROLLERS)}")
     # the incident and probe specs name their own fields (incidents.rate_per_hour): named by flag here,
@@ -209,7 +214,7 @@ def main() -> None:
     parser.add_argument("--start-hour", type=float, default=0.0, help="clock hour the day starts at, in [0, 24)")
     parser.add_argument("--peak-scale", type=float, default=1.0,
                         help="the peak hour's trips in units of the scenario's own hour")
-    parser.add_argument("--probe-p", type=float, default=0.05, help="share of trips that are probes, in [0, 1]")
+    parser.add_argument("--probe-p", type=float, default=0.05, help="share of trips that are probes, in (0, 1]")
     parser.add_argument("--rate-per-hour", type=float, default=25.0, help="incidents per network per hour")
     parser.add_argument("--duration-s", type=float, default=900.0, help="seconds each lane stays closed")
     parser.add_argument("--position", default="random",

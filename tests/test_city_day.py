@@ -150,7 +150,9 @@ def test_count_semantics_are_unchanged_and_exclusive_with_a_rate():
                                          ("--train-start-hour", "24"), ("--peak-scale", "0"),
                                          # named incidents.* / probes.* after the training scenario was built
                                          ("--rate-per-hour", "-5"), ("--duration-s", "0"), ("--probe-p", "1.5"),
-                                         ("--position", "1.5"), ("--placement", "nowhere"), ("--controller", "bogus")])
+                                         ("--position", "1.5"), ("--placement", "nowhere"), ("--controller", "bogus"),
+                                         # the probe-fusion detector with no probes ran as the lane-only gap rule
+                                         ("--probe-p", "0")])
 def test_the_city_day_benchmark_refuses_a_bad_value_in_one_line_before_any_work(flag, value):
     """--interval-s 0 ended in a ZeroDivisionError after the training run; --precision 1.5 ran,
     its calibration silently falling back to the best F1."""
@@ -164,6 +166,8 @@ def test_the_city_day_benchmark_refuses_a_bad_value_in_one_line_before_any_work(
     # the day options were named by DaySpec's own fields (day.hours), which the script has no flag for
     assert done.stderr.strip().splitlines()[0].startswith(f"error: benchmarks/city_day.py: field '{flag}' = {shown}: ")
     assert len(done.stderr.strip().splitlines()) == 1
+    if flag == "--probe-p" and value == "0":
+        assert "reads probe reports" in done.stderr and "(0, 1]" in done.stderr, done.stderr
     if flag == "--precision" or integer:
         assert done.stderr.strip().endswith("must be in [0, 1]" if flag == "--precision" else "must be >= 1")
     assert done.stdout == ""
