@@ -23,7 +23,10 @@ probe vehicles, and the probe-fusion detector's day. JSON lines on stdout, progr
 Incidents (``--rate-per-hour``, default 25 per network per hour, so a day holds 600 on average,
 500+ with probability > 0.9999): `IncidentSpec.rate_per_hour`, a Poisson number over the day
 with onsets uniform in time, on lanes drawn by traffic (``--placement``), at a random place
-along the lane (``--position``), closed for ``--duration-s``. ``--probe-p`` must be in (0, 1]: at 0
+along the lane (``--position``), closed for ``--duration-s``. The calibration run draws its own at
+``--train-rate-per-hour`` (default ``--rate-per-hour``), which must be > 0, and a run that drew
+none is refused: the rule would be calibrated on nothing (a day without incidents, ``--rate-per-hour
+0``, measures false alarms with ``--train-rate-per-hour`` set). ``--probe-p`` must be in (0, 1]: at 0
 the probe-fusion rule reads no probe and is the lane-only gap rule, which this script would report
 under the probe-fusion name.
 """
@@ -59,8 +62,8 @@ def day_scenario(scenario, spec: DaySpec, split: str, index: int):
     return replace(scenario, trips=trips, info={**scenario.info, "horizon": spec.steps}), trips.num_trips
 
 
-def incidents(args, steps: int) -> Perturbation:
-    spec = IncidentSpec(rate_per_hour=args.rate_per_hour, start_s=[0, steps - 1], duration_s=args.duration_s,
+def incidents(args, steps: int, rate_per_hour: float) -> Perturbation:
+    spec = IncidentSpec(rate_per_hour=rate_per_hour, start_s=[0, steps - 1], duration_s=args.duration_s,
                         placement=args.placement, position=args.position)
     return Perturbation(name="city_day", seed=args.incident_seed, incidents=spec)
 
@@ -78,10 +81,18 @@ class Progress:
                 f"{time.perf_counter() - self.start:.0f} s")
 
 
+def train_rate(args) -> tuple[str, float]:
+    """(flag, value) of the calibration run's incident rate: --train-rate-per-hour, else --rate-per-hour."""
+    if args.train_rate_per_hour is None:
+        return "--rate-per-hour", args.rate_per_hour
+    return "--train-rate-per-hour", args.train_rate_per_hour
+
+
 def record_run(args, scenario, day: DaySpec, split: str, copies: int, probes: ProbeSpec, label: str):
     """`copies` copies of `scenario` (a day scenario) under the controller, with incidents and
     probes, recorded for detection; the demand is the day scenario's own trips."""
-    return record(scenario, make_controller(args.controller), incidents(args, day.steps), split,
+    rate = train_rate(args)[1] if split == "train" else args.rate_per_hour
+    return record(scenario, make_controller(args.controller), incidents(args, day.steps, rate), split,
                   list(range(copies)), steps=day.steps, interval_s=args.interval_s,
                   demand=DemandSpec("original"), probes=probes, progress=Progress(label, day.steps))
 
@@ -98,7 +109,16 @@ def run(args) -> dict:
     training = record_run(args, train_sc, train_day, "train", args.train_copies, probes, "training run")
     layout = lane_layout(base.network, training.lanes)
     rule = ProbeFusionRule()
-    calibration = rule.calibrate(training, layout, args.precision)
+    try:
+        calibration = rule.calibrate(training, layout, args.precision)
+    except ConfigError as error:  # no training incident: named by the flags that size the calibration run
+        if error.field != "recording.incidents":
+            raise
+        flag, rate = train_rate(args)
+        raise ConfigError(SOURCE, "--train-hours", args.train_hours,
+                          f"the calibration run ({args.train_copies} x {args.train_hours:g} h at {rate:g} "
+                          "incidents/h) drew no incident: nothing to calibrate the detector on; give more "
+                          f"--train-hours or --train-copies, or a higher {flag}") from None
     train_wall = time.perf_counter() - started
     log(f"calibrated on {calibration['incidents']} training incidents: persist {rule.persist}, gap {rule.gap_m} m "
         f"(entry lanes {rule.entry_persist}, {rule.entry_gap_m} m), "
@@ -136,7 +156,8 @@ def run(args) -> dict:
         "false_alarms_per_hour": scores.false_alarms_per_hour,
         "simulate_wall_s": simulate_wall, "detect_wall_s": detect_wall, "calibration_wall_s": train_wall,
         "calibration": {"split": training.split, "copies": args.train_copies, "hours": args.train_hours,
-                        "start_hour": args.train_start_hour, "target_precision": args.precision,
+                        "start_hour": args.train_start_hour, "rate_per_hour": train_rate(args)[1],
+                        "target_precision": args.precision,
                         **{k: v for k, v in calibration.items() if not isinstance(v, (list, dict))}},
         "machine": machine_info(),
     }
@@ -191,14 +212,22 @@ def check_args(args) -> None:
         raise ConfigError(SOURCE, "--controller", args.controller, f"unknown controller; known: {sorted(CONTROLLERS)}")
     # the incident and probe specs name their own fields (incidents.rate_per_hour): named by flag here,
     # before the training scenario is built
-    for flag, build in (("--probe-p", lambda: ProbeSpec(p=args.probe_p)), (None, lambda: incidents(args, 3600))):
+    rate_flag, rate = train_rate(args)
+    for flag, build in (("--probe-p", lambda: ProbeSpec(p=args.probe_p)),
+                        (None, lambda: incidents(args, 3600, args.rate_per_hour)),
+                        (rate_flag, lambda: incidents(args, 3600, rate))):
         try:
             build()
         except ConfigError as error:
             field = error.field.removeprefix("incidents.").removeprefix("probes.")
-            named = flag or {"rate_per_hour": "--rate-per-hour", "duration_s": "--duration-s", "position": "--position",
-                             "placement": "--placement", "seed": "--incident-seed"}.get(field, field)
+            named = flag if flag and field in ("p", "rate_per_hour") else {
+                "rate_per_hour": "--rate-per-hour", "duration_s": "--duration-s", "position": "--position",
+                "placement": "--placement", "seed": "--incident-seed"}.get(field, field)
             raise ConfigError(SOURCE, named, error.value, error.reason) from None
+    if rate == 0:  # calibrated on no incident: arbitrary thresholds (it was logged, "calibrated on 0 ...")
+        raise ConfigError(SOURCE, rate_flag, rate, "the calibration run would draw no incident, nothing to calibrate "
+                          "the detector on: give a rate > 0 (--train-rate-per-hour sets the calibration run's alone, "
+                          "for a day without incidents)")
 
 
 def main() -> None:
@@ -225,6 +254,8 @@ def main() -> None:
     parser.add_argument("--train-hours", type=float, default=2.0, help="hours of the calibration (training) run")
     parser.add_argument("--train-start-hour", type=float, default=7.0, help="clock hour the calibration run starts at")
     parser.add_argument("--train-copies", type=int, default=1, help="copies of the calibration run")
+    parser.add_argument("--train-rate-per-hour", type=float, default=None,
+                        help="incidents per hour in the calibration run (> 0); None: --rate-per-hour")
     parser.add_argument("--precision", type=float, default=0.95, help="calibration's target precision, in [0, 1]")
     parser.add_argument("--interval-s", type=int, default=10, help="seconds between readings (>= 1)")
     parser.add_argument("--controller", default="max_pressure", help="the classical controller running the signals")

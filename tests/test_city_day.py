@@ -186,10 +186,27 @@ SHORT = ["--hours", "0.01", "--train-hours", "0.01"]  # were the checks to pass,
      "field '--scenario-seed' = 3: only a generated preset draws its demand from it"),
     (["--scenario", "grid_1x1", "--data-dir", "/nowhere", *SHORT],
      "field '--data-dir' = '/nowhere': 'grid_1x1' is generated and reads no dataset"),
+    # a calibration run without incidents calibrated the detector on nothing and only logged
+    # "calibrated on 0 training incidents"
+    (["--scenario", "grid_1x1", "--rate-per-hour", "0", *SHORT],
+     "field '--rate-per-hour' = 0.0: the calibration run would draw no incident"),
+    (["--scenario", "grid_1x1", "--train-rate-per-hour", "0", *SHORT],
+     "field '--train-rate-per-hour' = 0.0: the calibration run would draw no incident"),
+    (["--scenario", "grid_1x1", "--train-rate-per-hour", "-1", *SHORT],
+     "field '--train-rate-per-hour' = -1.0: "),
 ])
 def test_the_city_day_benchmark_refuses_what_it_would_ignore_or_crash_on(flags, start, capsys, monkeypatch):
     error = refusal("city_day.py", flags, capsys, monkeypatch, only_line=True)
     assert error.startswith(f"error: benchmarks/city_day.py: {start}"), error
+
+
+def test_a_calibration_run_that_drew_no_incident_is_refused_naming_its_flags(capsys, monkeypatch):
+    # at 0.01 incidents/h over 36 s its Poisson draw is 0; was logged "calibrated on 0 training incidents"
+    error = refusal("city_day.py", ["--scenario", "grid_1x1", "--train-rate-per-hour", "0.01", *SHORT], capsys,
+                    monkeypatch)  # after the training run's progress lines
+    assert error == ("error: benchmarks/city_day.py: field '--train-hours' = 0.01: the calibration run (1 x 0.01 h "
+                     "at 0.01 incidents/h) drew no incident: nothing to calibrate the detector on; give more "
+                     "--train-hours or --train-copies, or a higher --train-rate-per-hour"), error
 
 
 def test_a_perturbation_refuses_a_negative_seed_when_built():
@@ -201,8 +218,8 @@ def test_a_perturbation_refuses_a_negative_seed_when_built():
 def test_a_day_without_incidents_says_its_scores_are_undefined():
     """rate 0: accuracy and recall are 0/0, null in the JSON, and the output says so in words."""
     done = subprocess.run([sys.executable, "benchmarks/city_day.py", "--scenario", "grid_1x1", "--rate-per-hour", "0",
-                           "--hours", "0.1", "--train-hours", "0.1"], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                           "--train-rate-per-hour", "25", "--hours", "0.1", "--train-hours", "0.1"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.loads(done.stdout.strip().splitlines()[-1])
     assert record["incidents"] == 0 and record["reports"] == 0

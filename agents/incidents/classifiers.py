@@ -49,10 +49,14 @@ SOURCE = "<incident classifier>"
 
 
 def check_training(recording: Recording) -> None:
-    """ConfigError unless `recording` holds training incidents (never calibrate on evaluation ones)."""
+    """ConfigError unless `recording` holds training incidents (never calibrate on evaluation ones,
+    nor on none: every threshold would be arbitrary)."""
     if recording.split != "train":
         raise ConfigError(SOURCE, "recording.split", recording.split,
                           "calibrate on training incidents only (record(..., split='train'))")
+    if not any(recording.incidents):
+        raise ConfigError(SOURCE, "recording.incidents", 0, "the training copies drew no incident: nothing to "
+                          "calibrate on; record more copies or a longer run, or raise the incident rate")
 
 
 @dataclass(frozen=True)
