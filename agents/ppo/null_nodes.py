@@ -2,7 +2,8 @@
 into a config node that the chosen group option leaves null, a run directory that is a file or
 given to a sweep, a launcher whose plugin (an optional extra) is not installed or, for SLURM's, whose
 ``srun`` is not on this machine, and a scenario path
-given to the ``scenario`` group instead of ``scenario.name``.
+given to the ``scenario`` group instead of ``scenario.name``; and (agents/ppo/typed_overrides.py) a
+value of a type its key does not take.
 
 ``perturbation=clean`` (train.py's and evaluate.py's default) leaves ``perturbation.incidents``,
 ``.surge`` and ``.detectors`` null; an override of one of them or a key inside
@@ -20,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from agents.ppo.schema import parameters
+from agents.ppo.typed_overrides import check_typed_overrides
 from envs.errors import ConfigError
 from envs.incidents.perturbation_specs import Perturbation
 from envs.scenario.own_files import looks_like_path
@@ -113,5 +115,6 @@ def check_command_line(argv: list[str], primary: str) -> None:
     """Every check of this module on `argv`, for ``configs/<primary>.yaml``'s script."""
     check_scenario_option(argv)
     check_overrides_into_null_nodes(argv, primary)
+    check_typed_overrides(argv, primary)  # after: a key inside a null node has no type to check yet
     check_run_dir(argv)
     check_launcher(argv)
