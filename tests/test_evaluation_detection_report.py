@@ -159,3 +159,19 @@ def test_the_detection_plots_names_do_not_overlap(tmp_path, monkeypatch):
         assert [label.get_text().replace("\n", "_") for label in ax.get_xticklabels()] == names
         assert not any(a.overlaps(b) for k, a in enumerate(boxes) for b in boxes[k + 1:])
     close(fig)
+
+
+def test_metrics_csv_leaves_a_figure_empty_where_summary_json_has_null(tmp_path):
+    """Per copy, `rule` misses copy 1's closure: no mean time to detect there. summary.json says
+    null; metrics.csv, written by evaluate.py's writer, said 'nan' (an empty cell is the CSV's null)."""
+    import evaluate
+
+    write_detection_report(
+        tmp_path, "grid_1x1", [f"lane_{k}" for k in range(6)], "max_pressure", 3600, 4,
+        Perturbation(name="incident", incidents=IncidentSpec()), _tallies(), {ORACLE: "lane"}, None, False,
+        evaluate._write_csv, lambda path, text: path.write_text(text), lambda line: None)
+    text = (tmp_path / "metrics.csv").read_text()
+    assert "nan" not in text.lower(), text
+    rows = {(r["classifier"], r["copy"]): r for r in csv.DictReader(io.StringIO(text))}
+    assert rows[("rule", "1")]["mean_time_to_detect_s"] == "" and rows[("rule", "1")]["precision"] == "0.0"
+    assert float(rows[("rule", "0")]["mean_time_to_detect_s"]) == pytest.approx(35.0)

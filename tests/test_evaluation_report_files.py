@@ -102,3 +102,14 @@ def test_the_gif_shows_the_tables_condition(perturbation, tmp_path, monkeypatch,
     assert drawn == [shown, shown]
     said = capsys.readouterr().out
     assert ("episode of fixed_time (seed 0, surge):" if perturbation else "episode of fixed_time (seed 0):") in said
+
+
+def test_an_undefined_metric_is_an_empty_cell_in_metrics_csv_not_nan(tmp_path):
+    # 30 s of grid_1x1: trips depart, none finishes, so travel_time/finished_mean is undefined (NaN);
+    # metrics.csv wrote 'nan' where summary.json writes null, against the CSV convention of an empty cell
+    evaluate.evaluate(evaluate_config("scenario=grid_1x1", "eval.steps=30", "eval.seeds=1", "eval.progress=false",
+                                      "eval.plots=false", "controllers=[fixed_time]"), tmp_path)
+    text = (tmp_path / "metrics.csv").read_text()
+    assert "nan" not in text.lower(), text
+    (row,) = csv.DictReader(text.splitlines())
+    assert row["travel_time/finished_mean"] == "" and float(row["travel_time/mean"]) > 0
