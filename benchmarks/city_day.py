@@ -34,6 +34,8 @@ under the probe-fusion name.
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 import time
 from dataclasses import replace
 
@@ -159,7 +161,8 @@ def run(args) -> dict:
                         "start_hour": args.train_start_hour, "rate_per_hour": train_rate(args)[1],
                         "target_precision": args.precision,
                         **{k: v for k, v in calibration.items() if not isinstance(v, (list, dict))}},
-        "machine": machine_info(),
+        "machine": machine_info(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "command": "python benchmarks/city_day.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     }
 
 

@@ -225,4 +225,7 @@ def test_a_day_without_incidents_says_its_scores_are_undefined():
     assert record["incidents"] == 0 and record["reports"] == 0
     assert record["accuracy"] is None and record["recall"] is None
     assert record["scores_note"] == "no incidents: precision/recall undefined (no incidents and no reports)"
+    # the command that re-runs it (the recorded days had none to re-run them by)
+    assert record["command"] == ("python benchmarks/city_day.py --scenario grid_1x1 --rate-per-hour 0 "
+                                 "--train-rate-per-hour 25 --hours 0.1 --train-hours 0.1")
     assert "no incidents: precision/recall undefined" in done.stderr
