@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.deploy.runtime import PolicyRuntime
-from tests.deploy_fixtures import FakeSession, readings_message
+from tests.deploy_fixtures import FakeSession, edit_metadata, readings_message
 
 DECISIONS = 40
 # per intersection and decision: what its readings look like
@@ -212,3 +212,25 @@ def test_a_time_in_phase_younger_than_the_switch_does_not_hold_a_green_past_max_
     # the green from 5 ends at 25: max green (20 s); the change to the next phase of the plan, cleared
     assert command["phase"] != 1 and 25.0 + command["switch_in_s"] - 5.0 == runtime.timing.max_green_s
     assert (command["yellow_s"], command["all_red_s"]) == (3.0, 2.0)
+
+
+def test_a_younger_time_in_phase_on_a_green_that_began_without_a_clearance_does_not_hold_it_past_max_green(
+        model_copy):
+    # intersection 0's switch 2 -> 0 ends no green: phase 0's green begins at the switch (0). At 5 its timer
+    # said 0.5 s in phase 0, a later start: taking it also took the clearance as shown before that green,
+    # so max green counted 5 s (yellow + all-red) less and the green ran to 25 (max green 20)
+    from tests.test_runtime_clock_reset import _phase_2_inside_phase_0
+
+    edit_metadata(model_copy, _phase_2_inside_phase_0)
+    runtime = PolicyRuntime(*model_copy)
+    runtime.session = FakeSession(lambda feed: np.zeros(len(feed["phase"]), dtype=np.int64))  # keep phase 0
+    victim = runtime.layout.ids[0]
+    first = readings_message(runtime, 0.0, tip=0.0)
+    first["intersections"][victim].update(phase=2, time_in_phase=100.0)
+    command = runtime.decide(first)["commands"][victim]
+    assert (command["phase"], command["switch_in_s"], command["yellow_s"], command["all_red_s"]) == (0, 0.0, 0.0, 0.0)
+    for t in (5.0, 10.0, 15.0):
+        command = runtime.decide(readings_message(runtime, t, tip=0.5))["commands"][victim]
+        assert command["phase"] == 0 and command["faults"][0].startswith("signal reports phase 0 for 0.5 s")
+    command = runtime.decide(readings_message(runtime, 20.0, tip=0.5))["commands"][victim]
+    assert command["phase"] != 0 and 20.0 + command["switch_in_s"] == runtime.timing.max_green_s

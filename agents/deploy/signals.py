@@ -148,7 +148,9 @@ class SignalModel:
         self.max_from[other_phase] = due[other_phase]
         self.not_before[other_phase] = t
         self.commanding = other_phase
-        self.cleared[readings_win | other_phase] = True  # unknown before: the clearance is assumed
+        # unknown before: the clearance is assumed. A start read for the same phase moves its start, not whether
+        # its change showed a clearance: assumed there, max green counted it off and ran that much longer
+        self.cleared[first | other_phase] = True
         self.known |= signal_ok
         good &= ~mismatch
 
