@@ -101,6 +101,45 @@ def test_a_green_under_way_at_a_reset_keeps_the_max_green_it_had_used(model_copy
     assert _switch_times(runtime, _shown(runtime, 1.0, kept + 1.0)) == {5.0}  # 15 + 5 s: max green, and min green
 
 
+def test_a_green_in_its_clearance_by_a_later_start_read_keeps_at_a_reset_the_max_green_it_had_used(model_copy):
+    # phase 1 switched to at 0 (green from 5); at 18 its timer said 0.5 s in phase, a later start taken as
+    # far as max green allows (15: in its clearance by that start, 13 s of green by the runtime's own). At
+    # the reset it counted as a clearance in progress, and max green started again after it: the green
+    # from 5 ran 13 s + 25 s (max green 20). Min green counts from the reset after the full clearance
+    runtime = PolicyRuntime(*model_copy)
+    runtime.session = _model(runtime, switch=False)
+    victim = runtime.layout.ids[1]
+    assert _switch_times(runtime, readings_message(runtime, 0.0, tip=100.0)) == {0.0}  # max green: phase 1 now
+    for t in (5.0, 10.0, 15.0):
+        assert _switch_times(runtime, _shown(runtime, t, t)) == set()
+    lying = _shown(runtime, 18.0, 18.0)
+    lying["intersections"][victim]["time_in_phase"] = 0.5
+    assert _switch_times(runtime, lying) == set()
+    assert runtime.signals.green_elapsed(18.0)[1] == -2.0 and runtime.signals.max_elapsed(18.0)[1] == 13.0
+    assert _switch_times(runtime, _shown(runtime, 1.0, 1.0)) == set()  # rebooted: its timer restarted
+    assert runtime.signals.green_elapsed(1.0)[1] == -5.0 and runtime.signals.max_elapsed(1.0)[1] == 13.0
+    # the others: 13 s of green, 7 more to max green (min green from 1 ends at 6); the victim at min green
+    assert _switch_times(runtime, _shown(runtime, 7.0, 7.0)) == {8.0, 11.0}
+
+
+def test_a_younger_time_in_phase_after_a_reset_does_not_hold_a_green_past_max_green(model_copy):
+    # each signal 13 s into its green at 18 when the clock went back to 1; at 3 one said 0.5 s in phase, a
+    # later start taken (2.5). That took the clearance as shown before it too, and max green, counted on
+    # from the 13 s, lost 5 s: that green ran 13 + 12 s (max green 20)
+    runtime = PolicyRuntime(*model_copy)
+    runtime.session = _model(runtime, switch=False)
+    victim = runtime.layout.ids[1]
+    assert _switch_times(runtime, readings_message(runtime, 0.0, tip=100.0)) == {0.0}
+    for t in (5.0, 10.0, 15.0, 18.0):
+        assert _switch_times(runtime, _shown(runtime, t, t)) == set()
+    assert _switch_times(runtime, _shown(runtime, 1.0, 1.0)) == set()
+    lying = _shown(runtime, 3.0, 3.0)
+    lying["intersections"][victim]["time_in_phase"] = 0.5
+    assert _switch_times(runtime, lying) == set()
+    assert runtime.signals.max_elapsed(3.0)[1] == 15.0
+    assert _switch_times(runtime, _shown(runtime, 7.0, 7.0)) == {8.0}  # min green from 2.5 ends at 7.5 before
+
+
 @pytest.mark.parametrize("timer", ["restarted", "kept"])
 def test_a_clearance_in_progress_at_a_reset_restarts_in_full(model_copy, timer):
     runtime = PolicyRuntime(*model_copy)

@@ -49,13 +49,17 @@ class SignalModel:
         reset, and the phase read cannot decide it (one misread reading would have the reply switch
         the signal with no clearance), so it is restated, whatever is read: it then starts after
         the full clearance and min green of the phase before it, with the full clearance (a signal
-        that made it does nothing). Max green of a phase in its green counts on from the green it had
-        shown at `last_t` by its earliest start (as if no time passed across the reset: the time that
-        did is unknown); min green, from `t`, still comes first (a cabinet that rebooted may have
-        restarted the phase)."""
+        that made it does nothing). Max green of a phase in its green at `last_t` by its earliest start
+        (also one in its clearance by a later start taken) counts on from the green it had shown by that
+        start (as if no time passed across the reset: the time that did is unknown); min green, from
+        `t`, still comes first (a cabinet that rebooted may have restarted the phase)."""
         pending = self.waiting(last_t)
         in_green = self.known & ~pending & (self.green_elapsed(last_t) >= 0)
-        carried = t - self.max_elapsed(last_t)  # cleared is False for a green under way after the reset
+        # green by the earliest start held, though maybe in its clearance by a later start taken (that
+        # clearance restarts for min green): max green counts on from the green shown by the earliest
+        shown = self.max_elapsed(last_t)
+        green_shown = self.known & ~pending & (shown >= 0)
+        carried = t - shown - ~in_green * self.timing.intergreen_s  # cleared is ~in_green after the reset
         known = self.known
         self.switched_at[known] = t
         self.prev_switched_at[known] = t
@@ -63,7 +67,7 @@ class SignalModel:
         self.cleared[known] = ~in_green[known]
         self.switched_at[pending] = t + self.timing.intergreen_s + self.timing.min_green_s
         self.not_before[known] = t
-        self.max_from[known] = np.where(in_green, carried, self.switched_at)[known]
+        self.max_from[known] = np.where(green_shown, carried, self.switched_at)[known]
         self.seen_phase[:], self.seen_from[:] = -1, np.inf  # the old clock's times mean nothing now
 
     def cross_check(self, t: float, readings: Readings, good: np.ndarray, signal_ok: np.ndarray,
