@@ -234,3 +234,37 @@ def test_a_younger_time_in_phase_on_a_green_that_began_without_a_clearance_does_
         assert command["phase"] == 0 and command["faults"][0].startswith("signal reports phase 0 for 0.5 s")
     command = runtime.decide(readings_message(runtime, 20.0, tip=0.5))["commands"][victim]
     assert command["phase"] != 0 and 20.0 + command["switch_in_s"] == runtime.timing.max_green_s
+
+
+def test_a_phase_read_again_after_messages_without_it_does_not_count_max_green_from_its_earlier_run(model_copy):
+    # intersection 1 read in phase 1 at 5, then missing from the messages while the runtime ran it through
+    # its fixed-time plan (1, 2, 3, 0, and 1 again at 100). Messages without its phase broke no run of
+    # messages reporting phase 1: max green counted from 5, so the signal's own start, 0.8 s after the
+    # switch at 100 (within the tolerance), was not taken, and that green got 4.2 s (min green 5)
+    from tests.test_runtime_clock_reset import _model
+
+    runtime = PolicyRuntime(*model_copy)
+    runtime.session = _model(runtime, switch=False)
+    lay, signals = runtime.layout, runtime.signals
+    victim = lay.ids[1]
+
+    def shown(t: float, tip: float | None = None) -> dict:  # every signal as commanded, the victim `tip` s in
+        message = readings_message(runtime, t, {i: int(p) for i, p in zip(lay.ids, signals.cur_phase)}, 0.0)
+        for k, inter_id in enumerate(lay.ids):
+            message["intersections"][inter_id]["time_in_phase"] = t - float(signals.switched_at[k])
+        if tip is not None:
+            message["intersections"][victim]["time_in_phase"] = tip
+        return message
+
+    runtime.decide(readings_message(runtime, 0.0, tip=100.0))  # max green: phase 1 from 0 everywhere
+    for t in range(5, 105, 5):
+        message = shown(float(t))
+        if t > 5:
+            del message["intersections"][victim]
+        runtime.decide(message)
+    assert signals.cur_phase[1] == 1 and signals.switched_at[1] == 100.0
+    runtime.session = _model(runtime, switch=True)
+    command = runtime.decide(shown(105.0, 4.2))["commands"][victim]
+    assert command["phase"] == 1 and not command["faults"]  # its green from 105.8: min green not over by 110
+    command = runtime.decide(shown(110.0, 9.2))["commands"][victim]
+    assert command["phase"] != 1 and 110.0 + command["switch_in_s"] == pytest.approx(105.8 + runtime.timing.min_green_s)

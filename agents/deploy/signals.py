@@ -35,7 +35,8 @@ class SignalModel:
         # max green counts from the earliest start the runtime holds for the current phase (`max_start`):
         # its own switch, or the earliest start read for it, never moved later by a report, and the
         # first message of the unbroken run of messages that report it (a phase seen since t0 started
-        # by t0); min green counts from `switched_at`, the latest start it takes
+        # by t0; a change commanded ends the run: `advance`); min green counts from `switched_at`, the
+        # latest start it takes
         self.max_from = np.zeros(count, dtype=np.float64)
         self.seen_phase = np.full(count, -1, dtype=np.int64)  # the phase every message reported since seen_from
         self.seen_from = np.full(count, np.inf)
@@ -222,6 +223,10 @@ class SignalModel:
         self.switched_at = np.where(change, t + switch_in, self.switched_at)
         self.max_from = np.where(change, self.switched_at, self.max_from)
         self.not_before = np.where(change, -np.inf, self.not_before)
+        # a run of messages reporting a phase from before a change the runtime commands says nothing of
+        # the phase after it: messages without the phase (missing, unreadable) break no run, and a signal
+        # taken through 1, 2, 0, 1 between two readings of phase 1 was not in phase 1 all along
+        self.seen_phase = np.where(change, -1, self.seen_phase)
         self.commanding = np.zeros_like(self.commanding)
         self.cur_phase = np.where(change, target, self.cur_phase)
         self.known |= change
