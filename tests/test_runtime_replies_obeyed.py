@@ -164,3 +164,18 @@ def test_a_fault_during_a_change_still_to_start_says_when_it_starts_not_a_negati
     command, _ = _command(runtime, readings_message(runtime, 8.0, ones | {victim: 0}, tip=8.0), victim)
     assert command["faults"][0].startswith("signal reports phase 0 for 8 s; the controller commanded phase 2 to start "
                                            "in 2 s;"), command["faults"]
+
+
+def test_an_earlier_start_read_after_the_first_does_not_end_that_green_before_min_green(model_copy):
+    # phase 0 read at 0 just switched to (its clearance to 5, green after it), a phase the runtime never
+    # commanded; at 5 the signal's clock glitched to 45 s in phase. That start was taken for min green too:
+    # the green, 40 s old by it and past max green, was ended at 5 after 0 s. Min green counts from the
+    # latest start read, max green from the earliest
+    runtime = PolicyRuntime(*model_copy)
+    runtime.session = _always(0)
+    victim = runtime.layout.ids[1]
+    assert _command(runtime, readings_message(runtime, 0.0, tip=0.0), victim)[1] == (0, 0.0, 0.0, 0.0)
+    command, stated = _command(runtime, readings_message(runtime, 5.0, tip=45.0), victim)
+    assert command["faults"][0].startswith("signal reports phase 0 for 45 s") and stated[0] == 0
+    command, stated = _command(runtime, readings_message(runtime, 7.0, tip=7.0), victim)
+    assert not command["faults"] and stated == (1, 3.0, 3.0, 2.0)  # min green from 5 ends at 10: max green

@@ -83,9 +83,9 @@ class SignalModel:
         shows it does nothing, one that was misread is not switched with no clearance or before min
         green), and taken as just started then, whatever time in phase it reports; once that change
         starts the signal shows it either way, and the change after it is cleared by the table. A time in
-        phase off by more than the tolerance on the expected phase: the readings win, but never
-        with an earlier start for a phase the runtime switched to from a known one
-        (`impossible`), nor before a start the runtime took itself (`not_before`); on the phase
+        phase off by more than the tolerance on the expected phase: the readings win, but an earlier
+        start only for max green (never for a phase the runtime switched to from a known one,
+        `impossible`, nor before a start the runtime took itself, `not_before`); on the phase
         before a change still to start it is a fault only (the change is stated again). The signal's
         own readings (phase, time in phase) are read wherever they are valid (`signal_ok`, from
         `validate_readings`), even where a detector's reading is bad: the phase is then known,
@@ -137,10 +137,12 @@ class SignalModel:
         readings_win = signal_ok & (~self.known | off_time) & ~impossible & ~waiting
         # the phase before stays known where the readings only move the start of the same phase: a later
         # report claiming a start before the runtime's own switch is still `impossible`, a later start is
-        # taken as far as `later_start` lets it, and max green counts from the earliest start read. A
-        # start read for a phase the runtime did not know is all it has (max green counts from it too)
+        # taken as far as `later_start` lets it, and max green counts from the earliest start read. An
+        # earlier start than the one held (a phase first read, never switched by the runtime) moves max
+        # green's only: min green keeps the latest. A start read for a phase the runtime did not know is
+        # all it has (max green counts from it too)
         first = readings_win & ~self.known
-        taken = np.where(first | (t - tip <= self.switched_at), t - tip, self.later_start(t - tip))
+        taken = np.where(first, t - tip, self.later_start(t - tip))
         self.max_from = np.where(first, t - tip, np.where(readings_win, np.minimum(self.max_from, t - tip),
                                                            self.max_from))
         self.cur_phase[readings_win] = phase[readings_win]
