@@ -179,3 +179,25 @@ def test_an_earlier_start_read_after_the_first_does_not_end_that_green_before_mi
     assert command["faults"][0].startswith("signal reports phase 0 for 45 s") and stated[0] == 0
     command, stated = _command(runtime, readings_message(runtime, 7.0, tip=7.0), victim)
     assert not command["faults"] and stated == (1, 3.0, 3.0, 2.0)  # min green from 5 ends at 10: max green
+
+
+@pytest.mark.parametrize("read", ["old phase", "missing"])
+def test_the_old_phase_read_within_the_tolerance_after_a_change_started_restates_that_change(model_copy, read):
+    # phase 0 past max green at 0: phase 1 commanded now. At 0.5 the signal, switching late (within the 1 s
+    # tolerance, as a command that reached it late), still showed phase 0: that was taken as another phase,
+    # commanded as a change from 1 after 1's min green (at 10), and in place of "phase 1 now" the signal kept
+    # phase 0 for 10 s more (max green 20). The change is stated again: now, with its clearance (where the
+    # message had no readings of it, "phase 1, no change" switched a signal still on phase 0 with none)
+    runtime = PolicyRuntime(*model_copy)
+    runtime.session = _always(0)
+    victim = runtime.layout.ids[1]
+    assert _command(runtime, readings_message(runtime, 0.0, tip=100.0), victim)[1] == (1, 0.0, 3.0, 2.0)
+    message = readings_message(runtime, 0.5, tip=100.5)
+    if read == "missing":
+        del message["intersections"][victim]
+    command, stated = _command(runtime, message, victim)
+    assert stated == (1, 0.0, 3.0, 2.0) and (read == "missing" or not command["faults"])
+    command, stated = _command(runtime, readings_message(runtime, 5.0, {i: 1 for i in runtime.layout.ids}, tip=4.5),
+                               victim)
+    assert stated[0] == 1 and not command["faults"]
+    assert runtime.signals.green_elapsed(5.0)[1] == -0.5  # min green from its own start at 0.5

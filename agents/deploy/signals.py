@@ -100,8 +100,14 @@ class SignalModel:
         expected_at = np.where(pending, self.prev_switched_at, self.switched_at)
         due = np.where(pending, self.switched_at,
                        t + np.maximum(self.timing.min_green_s - self.green_elapsed(t), 0.0))
-        # a message before a commanded change starts finds the phase before it still running, as told
-        waiting = pending & (phase == self.prev_phase)
+        # a message before a commanded change starts finds the phase before it still running, as told; so
+        # may one less than the tolerance after it started (a signal switching late, as a command that reached
+        # it late): that change is stated again (`commanding`: now, with its clearance), also where the phase
+        # is not read then. Taken as another phase, it was commanded back after min green, and the phase
+        # before, often ended at max green, ran on that long
+        lagging = (self.known & ~pending & (self.prev_phase >= 0) & (self.prev_phase != self.cur_phase)
+                   & (t - self.switched_at < self.tolerance_s) & (~signal_ok | (phase == self.prev_phase)))
+        waiting = (pending | lagging) & (phase == self.prev_phase)
         since = np.where(waiting, self.prev_switched_at, self.switched_at)
         checked = self.known & signal_ok
         other_phase = checked & (phase != self.cur_phase) & ~waiting
@@ -154,7 +160,7 @@ class SignalModel:
         self.switched_at[other_phase] = due[other_phase]
         self.max_from[other_phase] = due[other_phase]
         self.not_before[other_phase] = t
-        self.commanding = other_phase
+        self.commanding = other_phase | lagging
         # unknown before: the clearance is assumed. A start read for the same phase moves its start, not whether
         # its change showed a clearance: assumed there, max green counted it off and ran that much longer
         self.cleared[first | other_phase] = True
@@ -188,7 +194,8 @@ class SignalModel:
         given; 'no change' (0 s, no clearance) told a signal to switch now without yellow."""
         keep = self.held(t) & (target == self.cur_phase)
         clears = self.cleared
-        return keep, self.switched_at - t, (clears * self.timing.yellow_s, clears * self.timing.all_red_s)
+        remaining = np.maximum(self.switched_at - t, 0.0)  # 0: one started within the tolerance, stated again
+        return keep, remaining, (clears * self.timing.yellow_s, clears * self.timing.all_red_s)
 
     def green_elapsed(self, t: float) -> np.ndarray:
         """Seconds of green the current phase has shown at `t` (negative in its clearance; inf
