@@ -33,7 +33,8 @@ that disagrees with what the runtime commanded, an inference error or an inferen
 Each fault is logged (``logging`` logger ``gridlight.runtime``) when it starts and when it
 clears, and named in the reply; the next decision with good inputs goes back to the policy.
 A reported phase other than the one expected is taken as just started and commanded as a change
-after min green with the longest clearance into it; a ``t`` before the last one is a clock reset,
+after min green with the longest clearance into it (the phase before a change that started less than
+the tolerance ago is a signal switching late: the change is stated again); a ``t`` before the last one is a clock reset,
 not an error: every signal's timing starts again from it, only ever longer, max green aside
 (it counts on from the green already shown; agents/deploy/signals.py).
 A missing or unusable metadata file (its checksum missing or not matching included) is an
