@@ -62,3 +62,9 @@ def test_the_check_refuses_what_composition_refuses_and_nothing_else(argv, takes
             else:
                 with pytest.raises(ConfigCompositionException):
                     compose(config_name="evaluate", overrides=overrides)
+
+
+@pytest.mark.parametrize("sweep", ["eval.seeds=glob(*)", "eval.seeds=range(1,3)", "agent.lr=interval(0,1)"])
+def test_a_sweep_other_than_a_list_of_choices_is_left_to_hydra(sweep):
+    # glob() is a choice sweep to Hydra, but its choices are a config group's options: none to check here
+    check_typed_overrides(["-m", sweep], "train")

@@ -6,7 +6,8 @@ types; here they are one `ConfigError` naming the key, the value and the type th
 The value is parsed as Hydra parses it (``1.5`` a float, ``'3'`` a string) and validated by
 OmegaConf's own node of the schema's type, so what passes here passes composition. Keys the
 schema does not type (``Any``, an unknown key, a group choice), interpolations, deletions and
-sweeps other than a list of choices (``a=1,2``: each choice is checked) are left to Hydra.
+sweeps other than a list of choices (``a=1,2``, ``choice(1,2)``: each choice is checked; ``glob()``,
+``range()``, ``interval()`` are not) are left to Hydra.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep
 from omegaconf import OmegaConf, ValidationError
 from omegaconf.nodes import BooleanNode, FloatNode, IntegerNode, StringNode
 
@@ -103,7 +105,7 @@ def check_typed_overrides(argv: list[str], primary: str) -> None:
         if typed is None:
             continue
         if override.is_sweep_override():
-            if not override.is_choice_sweep():
+            if not isinstance(override.value(), ChoiceSweep):  # glob(): a group's options, range(), interval()
                 continue
             values = list(override.value().list)
         else:
