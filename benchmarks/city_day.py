@@ -227,7 +227,7 @@ def check_args(args) -> None:
                 "rate_per_hour": "--rate-per-hour", "duration_s": "--duration-s", "position": "--position",
                 "placement": "--placement", "seed": "--incident-seed"}.get(field, field)
             raise ConfigError(SOURCE, named, error.value, error.reason) from None
-    if rate == 0:  # calibrated on no incident: arbitrary thresholds (it was logged, "calibrated on 0 ...")
+    if rate == 0:  # calibrated on no incident: arbitrary thresholds
         raise ConfigError(SOURCE, rate_flag, rate, "the calibration run would draw no incident, nothing to calibrate "
                           "the detector on: give a rate > 0 (--train-rate-per-hour sets the calibration run's alone, "
                           "for a day without incidents)")

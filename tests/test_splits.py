@@ -365,4 +365,3 @@ def test_a_sample_larger_than_the_machines_memory_is_refused_and_one_within_both
     assert refused.value.field == "scale" and refused.value.value == 1000.0
     monkeypatch.setattr(demand_size, "physical_memory", lambda: None)  # an OS that does not say: the id bound only
     assert sample_trips(_GRID_1X1, DemandSpec(mode="jitter", scale=3.0), "eval", 0).num_trips > 2 * trips
-

@@ -5,9 +5,9 @@
 
 Arguments are ``key=value``, each key once and never empty: ``controller`` (sotl | max_pressure),
 ``scenario``, ``scenario.seed`` (a generated scenario's demand seed, as train.py and evaluate.py take it;
-default 0; refused for a scenario with its own files, a dataset, SUMO scenario or path) and the fields of
-`TuningSettings` (``trials``, ``random_trials``, ``seeds``, ``steps``,
-``batch_trials``, ``search_seed``, ``first_sample``, ``demand_mode``), ``engine.FIELD`` for the engine
+default 0; a nonzero one is refused for a scenario with its own files, a dataset, SUMO scenario or path) and
+the fields of `TuningSettings` (``trials``, ``random_trials``, ``seeds``, ``steps``, ``batch_trials``,
+``search_seed``, ``first_sample``, ``demand_mode``), ``engine.FIELD`` for the engine
 settings every trial runs under (`EngineParams`' fields, as train.py and evaluate.py take them:
 ``engine.min_green_s=10``, ``engine.junction_yielding=true``; the preset records them with the scenario
 and its seed), ``threads`` (torch threads; default 2) and ``out`` (the YAML to write; default
@@ -101,7 +101,7 @@ def parse_args(argv: list[str]) -> dict:
 
 def scenario_seed(name: str, seed: int) -> int:
     """``scenario.seed``, checked as train.py checks it before loading: an integer >= 0 (a generated preset's
-    demand seed), and 0 for a scenario with its own files, which reads none (it was always tuned on seed 0)."""
+    demand seed), and 0 only for a scenario with its own files, which reads none."""
     if seed < 0:
         raise ConfigError(SOURCE, SEED_KEY, seed, "must be an integer >= 0")
     unread = unread_seed(name, seed) if name in known_scenarios() or given_by_path(name) else None  # else: unknown

@@ -115,6 +115,6 @@ def check_command_line(argv: list[str], primary: str) -> None:
     """Every check of this module on `argv`, for ``configs/<primary>.yaml``'s script."""
     check_scenario_option(argv)
     check_overrides_into_null_nodes(argv, primary)
-    check_typed_overrides(argv, primary)  # after: a key inside a null node has no type to check yet
+    check_typed_overrides(argv, primary)  # after: a key under a null node is refused naming the group first
     check_run_dir(argv)
     check_launcher(argv)

@@ -74,8 +74,8 @@ def say(message: str, bar=None) -> None:
 
 def say_compiling(compile_engine: bool) -> None:
     """The notice a run with ``engine.compile=true`` gives before its first engine step, which compiles
-    for a while in silence: said by the trainers once every check of the run has passed (said before
-    them, it was followed by a config error found later)."""
+    for a while in silence: said by the trainers once every check of the run has passed, so a refused
+    run never gives it."""
     if compile_engine:
         say("compiling the engine step (about 30 s on a CPU)…")
 

@@ -35,7 +35,7 @@ def engine_table_bytes(route_width: int) -> int:
     + 1 legs of 4), ``vehicle`` (4 per vehicle field), ``free_flow_time`` and ``sigma`` (float32); and the
     simulation state's, one row per copy (counted for one: copies of one sample share its tables),
     ``trip_enter``, ``trip_finish``, ``trip_stops`` (int32) and ``trip_delay`` (float32).
-    tests/test_splits.py checks it against the tables built for a sample."""
+    tests/test_demand_size.py checks it against the tables built for a sample."""
     demand = 4 * 3 + 4 * (route_width + 1) + 4 * len(VEHICLE_FIELDS) + 4 * 2
     state = 4 * 4
     return demand + state
