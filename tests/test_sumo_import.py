@@ -3,6 +3,7 @@ worked out by hand from the XML; malformed inputs name the file, the element and
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -370,3 +371,15 @@ def test_gzipped_files_import_as_sumo_reads_them_and_a_cut_off_one_is_named(tmp_
     with pytest.raises(ScenarioError) as caught:
         scenario_from_sumo(folder)
     assert (caught.value.file, caught.value.field) == (str(net), "<file>") and "cannot read" in str(caught.value)
+
+
+def test_the_import_report_is_logged_once_however_often_the_scenario_loads(tmp_path, caplog):
+    """train.py loads its scenario for training and for evaluation: the same report is said once (at
+    INFO), each later identical import only at DEBUG."""
+    with caplog.at_level(logging.DEBUG, logger="envs.scenario.sumo"):
+        folder = write_tiny(tmp_path / "tiny")
+        first = import_sumo(folder)
+        import_sumo(folder)
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.getMessage().startswith("SUMO import")]
+    assert said == [(logging.INFO, f"SUMO import {first.report.summary()}"),
+                    (logging.DEBUG, f"SUMO import {first.report.summary()}")]

@@ -16,6 +16,9 @@ from envs.scenario.sumo.to_flow import flow_from_sumo, turned_around_at
 from envs.scenario.sumo.to_roadnet import roadnet_from_sumo, turnaround_only_junctions
 
 log = logging.getLogger(__name__)
+# the import reports already logged at INFO: a run loads its scenario more than once (train.py for
+# training and for evaluation, at two horizons) and each import gives the same report
+_reported: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,9 @@ def import_sumo(folder_or_config: str | Path) -> SumoImport:
     counts["boundary_turnarounds_kept"] = len(keep)
     counts["begin_shift_s"] = int(config.begin)
     report = ImportReport(str(config.path), {k: int(v) for k, v in sorted(counts.items()) if v})
-    log.info("SUMO import %s", report.summary())
+    summary = report.summary()
+    log.log(logging.DEBUG if summary in _reported else logging.INFO, "SUMO import %s", summary)
+    _reported.add(summary)
     return SumoImport(config, roadnet, flow, report)
 
 
