@@ -16,6 +16,7 @@ from agents.ppo.policy import read_meta
 from agents.ppo.sb3_trainer import train
 from agents.ppo.torchrl_policy import read_torchrl_meta
 from agents.ppo.torchrl_trainer import train_torchrl
+from envs.errors import ConfigError
 from tests.tensorboard_points import scalar_events
 from tests.test_interrupts import sigint_in_the_first_optimiser_step
 from tests.test_torchrl_trainer import SMALL, torchrl_config
@@ -64,3 +65,34 @@ def test_an_interrupt_in_the_update_keeps_its_log_row_and_the_resume_runs_the_ev
     assert sorted(rows) == [0, rollout, 2 * rollout]
     assert all(rows[step]["train/value_loss"] != "" for step in (rollout, 2 * rollout))
     assert all(rows[step]["eval/travel_time/mean"] != "" for step in rows)
+
+
+@pytest.mark.parametrize("trainer, last, best, rollout, meta_of", [
+    (_sb3, "last.zip", "best.zip", 40, read_meta), (_torchrl, "last.pt", "best.pt", 160, read_torchrl_meta)])
+def test_an_interrupt_in_the_last_update_leaves_the_final_evaluation_to_the_resume(
+        tmp_path, monkeypatch, trainer, last, best, rollout, meta_of):
+    """The last update's interrupt saved ``last`` at the run's total, before the final evaluation; its
+    resume was refused ("already at N agent-steps"). It now runs that evaluation alone, as the
+    uninterrupted run did (its row, the best checkpoint, the history train.py's summary.json has)."""
+    whole = trainer(tmp_path / "whole", rollout)  # the same seed, uninterrupted
+    run = tmp_path / "run"
+    sigint_in_the_first_optimiser_step(monkeypatch)  # the first update is the last
+    with pytest.raises(KeyboardInterrupt):
+        trainer(run, rollout)
+    assert [entry["agent_steps"] for entry in meta_of(run / "checkpoints" / last)["eval_history"]] == [0]
+    result = trainer(run, rollout, resume=run / "checkpoints" / last)
+    assert result["num_timesteps"] == rollout
+    assert result["eval_history"] == meta_of(run / "checkpoints" / last)["eval_history"]
+    assert [{k: v for k, v in entry.items() if k != "wall_s"} for entry in result["eval_history"]] == \
+        [{k: v for k, v in entry.items() if k != "wall_s"} for entry in whole["eval_history"]]
+    assert result["best_eval_travel_time"] == whole["best_eval_travel_time"]
+    assert meta_of(run / "checkpoints" / best)["num_timesteps"] == \
+        meta_of(tmp_path / "whole" / "checkpoints" / best)["num_timesteps"]
+    points = {tag: [event.step for event in events] for tag, events in scalar_events(run / "tb").items()}
+    assert points["eval/travel_time/mean"] == [0, rollout]
+    rows = _rows(run / "progress.csv")
+    assert sorted(rows) == [0, rollout] and rows[rollout]["eval/travel_time/mean"] != ""
+    assert rows[rollout]["train/value_loss"] != ""  # the interrupted run's row, the evaluation added to it
+    # it owes nothing now: a resume at the total is refused as before
+    with pytest.raises(ConfigError, match="already at"):
+        trainer(run, rollout, resume=run / "checkpoints" / last)

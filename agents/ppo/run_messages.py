@@ -220,9 +220,15 @@ def seed_for_resume(path: str, seed: int, explicit: bool) -> int:
     return int(saved)
 
 
-def whole_rollouts(total: int, start: int, rollout: int) -> int:
+def whole_rollouts(total: int, start: int, rollout: int, owed: bool = False) -> int:
     """The agent-steps a run ends at: it stops at the first whole rollout at or past `total`
-    (counted from `start`, the resumed checkpoint's); said once when that is more than `total`."""
+    (counted from `start`, the resumed checkpoint's); said once when that is more than `total`. A
+    checkpoint at or past `total` is refused unless it `owed` its run's final evaluation (an interrupt
+    in the last update saved it first): then the run ends at `start`, that evaluation its only work."""
+    if total <= start and owed:
+        say(f"the checkpoint is at {start:,} agent-steps (train.total_agent_steps={total}) without its final "
+            "evaluation, which an interrupt stopped: running that alone")
+        return start
     if total <= start:
         raise ConfigError(SOURCE, "train.total_agent_steps", total,
                           f"the checkpoint is already at {start} agent-steps; raise it to continue")

@@ -232,6 +232,10 @@ class RunRecord:
         last = max(int(entry["agent_steps"]) for entry in self.history)
         return step > last and step // every > last // every
 
+    def final_evaluation_owed(self, step: int) -> bool:
+        """Whether a checkpoint at `step` agent-steps lacks the evaluation a run ending there makes."""
+        return all(int(entry["agent_steps"]) != step for entry in self.history)
+
     def evaluation(self, record, evaluator: Evaluator, metrics: Metrics, step: int) -> tuple[dict, dict, bool]:
         """Log an evaluation's `metrics` at agent-step `step` through `record(tag, value)` (the
         tags of the module doc of `agents.ppo.sb3_trainer`) and add it to the history. Returns

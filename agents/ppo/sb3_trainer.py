@@ -48,8 +48,8 @@ from agents.ppo.interrupts import saved_on_interrupt
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
 from agents.ppo.run_messages import say_baselines, say_compiling, whole_rollouts
 from agents.ppo.run_setup import (
-    carry_best_checkpoint, check_architecture, check_evaluation, check_layout, check_minibatches, load_scenarios,
-    say_resumed, start_demand,
+    RunRecord, carry_best_checkpoint, check_architecture, check_evaluation, check_layout, check_minibatches,
+    load_scenarios, say_resumed, start_demand,
 )
 from agents.ppo.sb3_callback import TrainingCallback
 from agents.ppo.sb3_logging import run_logger
@@ -155,7 +155,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     check_minibatches(cfg.agent, cfg.env.copies, core.num_intersections, "sb3")  # after a resume's checks
     start_steps = int(model.num_timesteps)
     remaining = int(cfg.train.total_agent_steps) - start_steps
-    end = whole_rollouts(int(cfg.train.total_agent_steps), start_steps, model.n_steps * env.num_envs)
+    # a checkpoint at the total that owes its final evaluation ends here: learn() trains no rollout, and the
+    # callback evaluates (its start, or its end's final evaluation) and saves last.zip
+    end = whole_rollouts(int(cfg.train.total_agent_steps), start_steps, model.n_steps * env.num_envs,
+                         owed=meta is not None and RunRecord(meta).final_evaluation_owed(start_steps))
     say_compiling(cfg.engine.compile)  # every check passed: the baselines' and training's steps come next
     start_demand(core, env.seed, cfg.seed, meta, cfg.resume)  # the next reset draws training demand from here on
     if cfg.train.compile:

@@ -112,7 +112,9 @@ class TorchRLTrainer:
         check_minibatches(agent, cfg.env.copies, self.I, "torchrl")  # after a resume's checks: they name the key
         self.start_steps, self.bar = self.num_timesteps, None
         self.end = whole_rollouts(int(cfg.train.total_agent_steps), self.num_timesteps,
-                                  agent.n_steps * core.copies * self.I)
+                                  agent.n_steps * core.copies * self.I,
+                                  owed=self.meta_in is not None and RunRecord(self.meta_in).final_evaluation_owed(
+                                      self.num_timesteps))
         say_compiling(cfg.engine.compile)  # every check passed: the reset below steps the engine
         # the next reset draws training demand from here on
         start_demand(core, env.set_seed, cfg.seed, self.meta_in, None if cfg.resume is None else str(cfg.resume))
@@ -264,6 +266,11 @@ class TorchRLTrainer:
             carry_best_checkpoint(str(cfg.resume), self.run_dir, self.meta_in)
         if self.rng_in is not None:
             set_rng_state(self.rng_in)  # the random state at the save: the run goes on as it would have
+        if self.num_timesteps >= total:  # a resume that owes only its final evaluation (whole_rollouts)
+            if last_eval != self.num_timesteps:
+                self.evaluate(log, bar)
+                log.dump(self.num_timesteps)
+            self.checkpoint("last.pt")
         while self.num_timesteps < total:
             self.iteration()
             bar.update(self.num_timesteps - bar.n)
