@@ -355,3 +355,12 @@ def test_a_dataset_name_loads_from_the_data_dir_given_and_records_it_and_the_hor
     assert scenario.name == "jinan_3x4" and scenario.network.num_intersections == 1
     assert scenario.info == {"dataset": "jinan_3x4", "data_dir": str(tmp_path), "horizon": 60}
     assert 0 < int(scenario.trips.depart.max()) < 60
+
+
+def test_unread_seed_of_known_complains_only_for_a_known_scenario_or_a_path(tmp_path: Path) -> None:
+    from envs.scenario import unread_seed, unread_seed_of_known
+
+    assert unread_seed_of_known("hangzhou_4x4", 3) == unread_seed("hangzhou_4x4", 3) and unread_seed("hangzhou_4x4", 3)
+    assert unread_seed_of_known(str(tmp_path / "mine"), 3) == unread_seed(str(tmp_path / "mine"), 3)
+    assert unread_seed_of_known("grid_4x4", 3) is None and unread_seed_of_known("hangzhou_4x4", 0) is None
+    assert unread_seed_of_known("hangzhou_9x9", 3) is None  # unknown: the loader's "unknown scenario" error

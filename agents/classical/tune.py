@@ -37,7 +37,7 @@ from agents.classical.tuned_presets import preset_path
 from agents.classical.tuning import SEARCH_SPACES, TuningSettings, tune, tuned_config_text
 from envs.engine.state import EngineParams
 from envs.errors import ConfigError, config_path, exit_on_error
-from envs.scenario import given_by_path, known_scenarios, load_scenario, reads_no_dataset, unread_seed
+from envs.scenario import load_scenario, reads_no_dataset, unread_seed_of_known
 from envs.scenario.splits import DemandSpec
 
 SOURCE = "<tune>"
@@ -104,7 +104,7 @@ def scenario_seed(name: str, seed: int) -> int:
     demand seed), and 0 only for a scenario with its own files, which reads none."""
     if seed < 0:
         raise ConfigError(SOURCE, SEED_KEY, seed, "must be an integer >= 0")
-    unread = unread_seed(name, seed) if name in known_scenarios() or given_by_path(name) else None  # else: unknown
+    unread = unread_seed_of_known(name, seed)  # None for an unknown name: refused when loaded
     if unread:
         raise ConfigError(SOURCE, SEED_KEY, seed, f"{unread} (each trial's demand: demand_mode, first_sample)")
     return seed

@@ -42,7 +42,7 @@ from envs.rl.features import check_observation_names
 from envs.rl.probe_features import check_probe_observations
 from envs.incidents.perturbations import Perturbation, perturbation_from_config
 from envs.incidents.probes import probes_from_config
-from envs.scenario import given_by_path, known_scenarios, reads_no_dataset, unread_seed
+from envs.scenario import given_by_path, reads_no_dataset, unread_seed_of_known
 from envs.scenario.network import check_device
 from envs.scenario.splits import DemandSpec
 
@@ -276,7 +276,7 @@ def check_scenario(cfg) -> None:
     are wherever evaluate.py or export.py run from."""
     name, seed, raw = cfg.scenario.name, cfg.scenario.seed, OmegaConf.to_container(cfg.scenario)["data_dir"]
     by_path, no_dataset = given_by_path(name), reads_no_dataset(name)
-    unread = unread_seed(name, seed) if name in known_scenarios() or by_path else None  # else: unknown, below
+    unread = unread_seed_of_known(name, seed)  # None for an unknown name: refused below
     if unread:
         fail("scenario.seed", seed, f"{unread} (each episode's demand: env.demand, eval.demand)")
     if cfg.scenario.data_dir is not None and raw != ScenarioConfig.data_dir and no_dataset:  # else ignored

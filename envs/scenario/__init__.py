@@ -82,6 +82,12 @@ def unread_seed(name, seed) -> str | None:
     return f"only a generated preset draws its demand from it; {name!r} has its own files"
 
 
+def unread_seed_of_known(name, seed) -> str | None:
+    """`unread_seed` for a known scenario or one given by path; None for any other name, whose
+    "unknown scenario" error comes later (loading it), not a seed complaint first."""
+    return unread_seed(name, seed) if name in known_scenarios() or given_by_path(name) else None
+
+
 def load_scenario(
     name: str | os.PathLike = DEFAULT_PRESET,
     *,
@@ -190,6 +196,6 @@ def scenario_from_sumo(
 
 __all__ = [
     "DEFAULT_PRESET", "Demand", "Network", "Scenario", "Trips", "given_by_path", "known_scenarios", "reads_no_dataset",
-    "reads_seed", "unread_seed", "load_scenario", "scenario_from_dicts", "scenario_from_files", "scenario_from_path",
-    "scenario_from_sumo",
+    "reads_seed", "unread_seed", "unread_seed_of_known", "load_scenario", "scenario_from_dicts", "scenario_from_files",
+    "scenario_from_path", "scenario_from_sumo",
 ]
