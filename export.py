@@ -17,6 +17,7 @@ line and exits 2 (``HYDRA_FULL_ERROR=1`` for the traceback).
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from agents.deploy.model_file import recorded_feed
 from agents.ppo.null_nodes import check_command_line
 from agents.ppo.value_checks import check_keys
 from agents.ppo.policy import controller_for_checkpoint
+from agents.ppo.run_messages import say, status_log
 from envs.engine import Simulator
 from envs.engine.state import EngineParams
 from envs.errors import ConfigError, exit_on_error
@@ -100,20 +102,20 @@ def export(cfg: DictConfig) -> None:
             data_dir=cfg.data_dir, overwrite=bool(cfg.overwrite), verify=verify,
         )
     except Disagreement:
-        print(f"export check FAILED: ONNX and torch disagree on {result['decisions'] - result['identical']:,} "
-              f"of {result['decisions']:,} recorded decisions; nothing was written", file=sys.stderr)
+        say(f"export check FAILED: ONNX and torch disagree on {result['decisions'] - result['identical']:,} "
+            f"of {result['decisions']:,} recorded decisions; nothing was written", file=sys.stderr)
         sys.exit(1)
     meta = json.loads(meta_path.read_text())
-    print(f"wrote {onnx_path} ({onnx_path.stat().st_size:,} bytes, opset {meta['model']['opset']}, "
-          f"sha256 {meta['model']['sha256'][:16]}…) and {meta_path}")
-    print(f"  {len(meta['intersections'])} intersections, observation "
-          f"{[f['name'] for f in meta['observation']['features']]}, timing {meta['timing']}")
+    say(f"wrote {onnx_path} ({onnx_path.stat().st_size:,} bytes, opset {meta['model']['opset']}, "
+        f"sha256 {meta['model']['sha256'][:16]}…) and {meta_path}")
+    say(f"  {len(meta['intersections'])} intersections, observation "
+        f"{[f['name'] for f in meta['observation']['features']]}, timing {meta['timing']}")
     if seconds > 0:
-        print(f"  check: {result['identical']:,} of {result['decisions']:,} recorded decisions identical "
-              "between ONNX and torch")
+        say(f"  check: {result['identical']:,} of {result['decisions']:,} recorded decisions identical "
+            "between ONNX and torch")
     else:  # check.seconds=0 is allowed (configs say "0 = skip"), but never silently
-        print("  check: SKIPPED (check.seconds=0): the ONNX model was not compared with the torch policy")
-    print(f"serve it: python -m agents.deploy.service serve --model {onnx_path}")
+        say("  check: SKIPPED (check.seconds=0): the ONNX model was not compared with the torch policy")
+    say(f"serve it: python -m agents.deploy.service serve --model {onnx_path}")
 
 
 def check_name_argument(argv: list[str]) -> None:
@@ -137,7 +139,8 @@ def check_name_argument(argv: list[str]) -> None:
 
 @hydra.main(version_base=None, config_path="configs", config_name="export")
 def main(cfg: DictConfig) -> None:
-    with exit_on_error():  # a GridlightError: one line on stderr, exit status 2
+    # a GridlightError: one line on stderr, exit status 2; what export says also goes into RUN/export.log
+    with exit_on_error(), status_log(logging.getLogger().handlers):
         export(cfg)
 
 

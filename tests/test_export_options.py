@@ -161,3 +161,20 @@ def test_the_checks_settings_with_check_seconds_0_are_refused_not_ignored(grid_c
         export_cli(f"checkpoint={grid_checkpoint}", f"out={tmp_path}", "check.seconds=0", f"{key}={value}")
     assert_names_everything(refused.value, "<config>", key, value)
     assert "check.seconds=0 skips the check" in str(refused.value) and list(tmp_path.iterdir()) == []
+
+
+def test_export_py_writes_what_it_says_into_its_run_folders_export_log(grid_checkpoint, tmp_path, capsys, monkeypatch):
+    """export.py printed its lines only: Hydra's export.log in the run folder stayed empty."""
+    import runpy
+    import sys
+
+    checkpoint = tmp_path / "best.zip"
+    shutil.copy(grid_checkpoint, checkpoint)
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["export.py", f"checkpoint={checkpoint}", "check.seconds=0",
+                                      f"hydra.run.dir={run_dir}"])
+    runpy.run_path(str(REPO_ROOT / "export.py"), run_name="__main__")
+    wrote = f"wrote {checkpoint.with_suffix('.onnx')} ("
+    assert wrote in capsys.readouterr().out  # still on the console
+    log = (run_dir / "export.log").read_text()
+    assert wrote in log and "check: SKIPPED (check.seconds=0)" in log and "serve it:" in log, log

@@ -63,12 +63,13 @@ def run_errors(sweep: bool) -> Iterator[None]:
         raise SweepJobError(f"error: {error}") from None
 
 
-def say(message: str, bar=None) -> None:
-    """One status line: on the console as it has always been shown, and into the run's log."""
+def say(message: str, bar=None, file=None) -> None:
+    """One status line: on the console as it has always been shown (stdout unless `file`, e.g.
+    sys.stderr), and into the run's log."""
     if bar is not None and not bar.disable:
         bar.write(message, file=sys.stderr)
     else:
-        print(message, flush=True)
+        print(message, file=file if file is not None else sys.stdout, flush=True)
     STATUS.info(message)
 
 
