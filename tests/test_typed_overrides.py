@@ -68,3 +68,37 @@ def test_the_check_refuses_what_composition_refuses_and_nothing_else(argv, takes
 def test_a_sweep_other_than_a_list_of_choices_is_left_to_hydra(sweep):
     # glob() is a choice sweep to Hydra, but its choices are a config group's options: none to check here
     check_typed_overrides(["-m", sweep], "train")
+
+
+NAMED = [  # (argv given to export.py, whether the named config takes it, as Hydra composes it)
+    (["--config-name=evaluate", "checkpoint=null"], "evaluate", True),  # export's own schema refused this
+    (["--config-name", "evaluate", "checkpoint=null"], "evaluate", True),
+    (["-cn", "evaluate", "checkpoint=null"], "evaluate", True),
+    (["-cn=evaluate", "checkpoint=null"], "evaluate", True),
+    (["-cn", "train", "eval.steps=abc"], "train", False),  # the named config's schema still refuses
+    (["--config-name", "evaluate", "eval.steps=abc"], "evaluate", False),  # was skipped: "evaluate" unparsed
+    (["checkpoint=null"], "export", False),
+]
+
+
+@pytest.mark.parametrize("argv, name, takes", NAMED, ids=[" ".join(argv) for argv, _, _ in NAMED])
+def test_a_config_named_on_the_command_line_is_checked_against_its_own_schema(argv, name, takes):
+    import agents.deploy.config  # noqa: F401  (registers export_schema, as export.py does before the check)
+
+    if takes:
+        check_typed_overrides(argv, "export")
+    else:
+        with pytest.raises(ConfigError, match="must be "):
+            check_typed_overrides(argv, "export")
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base="1.3"):
+        if takes:
+            compose(config_name=name, overrides=argv[-1:])
+        else:
+            with pytest.raises(ConfigCompositionException):
+                compose(config_name=name, overrides=argv[-1:])
+
+
+@pytest.mark.parametrize("argv", [["-cn", "my_own", "checkpoint=null"], ["-cp", "elsewhere", "checkpoint=null"],
+                                  ["--config-path=elsewhere", "-cn", "export", "checkpoint=null"]])
+def test_a_config_with_no_registered_schema_is_left_to_hydra(argv):
+    check_typed_overrides(argv, "export")  # never a refusal from a schema that is not the config's

@@ -7,7 +7,9 @@ The value is parsed as Hydra parses it (``1.5`` a float, ``'3'`` a string) and v
 OmegaConf's own node of the schema's type, so what passes here passes composition. Keys the
 schema does not type (``Any``, an unknown key, a group choice), interpolations, deletions and
 sweeps other than a list of choices (``a=1,2``, ``choice(1,2)``: each choice is checked; ``glob()``,
-``range()``, ``interval()`` are not) are left to Hydra.
+``range()``, ``interval()`` are not) are left to Hydra. With ``--config-name X`` (``-cn X``,
+``--config-name=X``) the primary config is X: its schema when one is registered (``X_schema``), else
+no check (``--config-path`` / ``-cp``, another folder's X, is never checked): never a false refusal.
 """
 
 from __future__ import annotations
@@ -26,6 +28,38 @@ from envs.errors import ConfigError
 
 NODES = {int: (IntegerNode, "an integer"), float: (FloatNode, "a number"), bool: (BooleanNode, "true or false"),
          str: (StringNode, "a string")}
+
+
+CONFIG_NAME, CONFIG_PATH = ("--config-name", "-cn"), ("--config-path", "-cp")
+
+
+def _registered(name: str) -> bool:
+    """Whether ``<name>_schema`` is registered with Hydra's ConfigStore: train and evaluate here, export
+    where export.py has imported agents.deploy.config (elsewhere ``-cn export`` is left to Hydra)."""
+    import agents.ppo.config  # noqa: F401  (registers train_schema and evaluate_schema)
+
+    try:
+        ConfigStore.instance().load(f"{name}_schema.yaml")
+    except Exception:  # noqa: BLE001  (no such schema: ConfigLoadError or the like)
+        return False
+    return True
+
+
+def _named_primary(argv: list[str], primary: str) -> tuple[str | None, list[str]]:
+    """(the primary config whose schema types `argv`'s overrides, None for no check; the overrides,
+    without Hydra's own flags and the config name given after one)."""
+    named, items, k = primary, [], 0
+    while k < len(argv):
+        flag, eq, value = argv[k].partition("=")
+        if flag in CONFIG_NAME + CONFIG_PATH:
+            if not eq:
+                k += 1
+                value = argv[k] if k < len(argv) else ""
+            named = None if flag in CONFIG_PATH else value.removesuffix(".yaml") if named is not None else None
+        elif not argv[k].startswith("-"):
+            items.append(argv[k])
+        k += 1
+    return (named if named is not None and (named == primary or _registered(named)) else None), items
 
 
 def _roots(primary: str):
@@ -91,8 +125,10 @@ def _check_value(key: str, value: Any, annotation, optional: bool) -> None:
 
 def check_typed_overrides(argv: list[str], primary: str) -> None:
     """ConfigError for the first override of `argv` whose value the schema's type for its key
-    refuses (see the module doc)."""
-    items = [item for item in argv if not item.startswith("-")]
+    refuses (see the module doc); `primary` is the script's own config unless `argv` names another."""
+    primary, items = _named_primary(argv, primary)
+    if primary is None:  # another config, with no registered schema: Hydra checks it
+        return
     try:
         overrides = OverridesParser.create().parse_overrides(items)
     except Exception:  # noqa: BLE001  (a grammar error: Hydra's own message names it)
