@@ -99,3 +99,23 @@ def test_a_checkpoint_from_before_an_engine_rule_existed_still_resumes():
     assert error.value.field == "engine.min_green_s"
     saved["engine"]["min_green_s"], saved["engine"]["max_vehicles"] = cfg.engine.min_green_s, 7
     check_evaluation("old.zip", {"config": saved}, cfg)  # it sizes the slot table only, as evaluate.py reads it
+
+
+@pytest.mark.parametrize("pool, held", [(0, 4), (2, 2)])
+def test_a_scale_whose_samples_held_at_once_exceed_memory_is_refused_naming_env_demand_scale(pool, held, monkeypatch,
+                                                                                             tmp_path):
+    """Each of env.copies=4 copies holds its own sample (or the pool's env.demand_pool): one sample of the scale
+    fit in memory, so it passed, and 4 (2) together did not. A machine with room for 1.5 samples."""
+    import envs.scenario.demand_size as demand_size
+    from envs.scenario import load_scenario
+    from envs.scenario.demand_size import engine_table_bytes, trip_table_bytes
+
+    trips = load_scenario("grid_1x1", horizon=600).trips  # the training scenario: cut at the 600 s episode
+    width = trips.routes.shape[1]
+    memory = int(1.5 * 1000 * trips.num_trips * (trip_table_bytes(width) + engine_table_bytes(width)))
+    monkeypatch.setattr(demand_size, "physical_memory", lambda: memory)
+    overrides = tiny_run(env__copies=4, env__demand_pool=pool, env__demand__mode="jitter", env__demand__scale=1000.0)
+    with pytest.raises(ConfigError, match=f"{held} jitter samples held at once would hold about "
+                                          f"{1000 * trips.num_trips:,} trips each") as refused:
+        train(train_config(*overrides), tmp_path)
+    assert (refused.value.source, refused.value.field, refused.value.value) == ("<config>", "env.demand.scale", 1000.0)

@@ -18,7 +18,7 @@ from envs.evaluation.report import PRIMARY
 from envs.evaluation.runner import EvaluationBatch, Metrics, check_departures
 from envs.evaluation.stats import reduction_percent
 from envs.scenario import Scenario
-from envs.scenario.splits import DemandSpec, sample_trips
+from envs.scenario.splits import DemandSpec, check_scale, sample_trips
 
 
 class Evaluator:
@@ -30,6 +30,7 @@ class Evaluator:
         self.params = params
         self.compile = compile
         self.spec = spec
+        check_scale(scenario, spec, samples=seeds)  # held side by side: the memory bound counts every seed
         self.samples = [sample_trips(scenario, spec, "eval", s) for s in range(seeds)]
         check_departures(self.samples, steps)  # before any training: NaN evaluations otherwise
         self._policy_batch: EvaluationBatch | None = None  # built on first use, reused (its slot pool grows once)

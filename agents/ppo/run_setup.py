@@ -55,9 +55,12 @@ def load_scenarios(cfg: DictConfig) -> tuple[Scenario, Scenario]:
         say(f"warning: perturbation {perturbation.name}: {'; '.join(late)} reach past the {cfg.env.episode_s} s "
             "training episode (env.episode_s): what falls after its end is never trained on")
     training = evaluation if train_horizon == cfg.scenario.horizon else load(train_horizon)
-    for scenario, group in ((training, "env"), (evaluation, "eval")):  # a scale too large to draw: refused now
+    # a scale too large to draw, or whose samples held at once would not fit in memory: refused now. Training
+    # holds one sample a copy (env.copies), or its pool's (env.demand_pool); evaluation one an eval seed
+    held = {"env": int(cfg.env.demand_pool) or int(cfg.env.copies), "eval": int(cfg.eval.seeds)}
+    for scenario, group in ((training, "env"), (evaluation, "eval")):
         with config_path("<config>", f"{group}.demand.", only_from=DEMAND_SPEC):  # named as the key to change
-            check_scale(scenario, demand_spec(cfg[group].demand, f"{group}.demand"))
+            check_scale(scenario, demand_spec(cfg[group].demand, f"{group}.demand"), samples=held[group])
     return training, evaluation
 
 

@@ -29,7 +29,7 @@ from envs.evaluation.mixture import ControllerMix
 from envs.incidents.perturbations import Incident, Perturbation, sample_incidents, surge_trips, with_incidents
 from envs.scenario import Scenario
 from envs.scenario.demand import Trips
-from envs.scenario.splits import DemandSpec, design_demand, sample_trips
+from envs.scenario.splits import DemandSpec, check_scale, design_demand, sample_trips
 
 Metrics = dict[str, np.ndarray]  # metric name -> float64 values, one per copy (or per seed)
 
@@ -47,6 +47,7 @@ def eval_demands(scenario: Scenario, spec: DemandSpec, seeds: int, perturbation:
     """Samples ``0 .. seeds-1`` of the eval split (training never draws them); under a
     perturbation each seed also runs perturbed, with the same incidents and surge for every
     controller on that seed."""
+    check_scale(scenario, spec, samples=seeds)  # evaluated side by side: the memory bound counts every seed
     samples = [sample_trips(scenario, spec, "eval", s) for s in range(seeds)]
     if perturbation.is_clean:
         return EvalDemands(["clean"], [samples], None)

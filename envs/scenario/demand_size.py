@@ -5,11 +5,15 @@ traceback after the scenario had loaded. The size is estimated from the scale, t
 
 - `MAX_TRIPS`: the engine numbers a copy's trips in int32 (`envs.engine.state.INDEX`: ``veh_trip``,
   the trip tables' ids), with one extra row, the scratch trip, after the real ones;
-- this machine's physical memory: the sample's trip table as drawn (`Trips`: departure and flow index
+- this machine's physical memory: the trip tables of the K samples a call holds at once (``samples``:
+  `envs.scenario.splits.demand_for`'s indices, evaluation's ``eval.seeds``, training's ``env.copies``
+  or ``env.demand_pool``; one sample whose size fits, K of them side by side could still exhaust it),
+  each as drawn (`Trips`: departure and flow index
   int64, the route's road ids int64, the vehicle parameters float32) and the per-trip tables the engine
   builds from it (`engine_table_bytes`) larger than all of it cannot be run at all (the draw holds the
   trip table about twice over for a moment; per-vehicle and per-lane tables come on top, but they grow
-  with the network and the vehicle slots, not with the scale).
+  with the network and the vehicle slots, not with the scale). Each sample is about as large: the
+  bound is K x one sample's mean size.
 """
 
 from __future__ import annotations
@@ -56,12 +60,14 @@ def _shown_bytes(size: float) -> str:
     return f"{size / 2**10:,.1f} KiB"
 
 
-def check_sample_size(source: str, mode: str, scale: float, trips_at_scale_1: float, route_width: int) -> None:
+def check_sample_size(source: str, mode: str, scale: float, trips_at_scale_1: float, route_width: int,
+                      samples: int = 1) -> None:
     """ConfigError from `source` naming ``scale`` when a `mode` sample at `scale` would hold more trips
-    than `MAX_TRIPS` or a trip table and engine tables larger than `physical_memory` (mean counts:
-    ``scale`` x `trips_at_scale_1`)."""
+    than `MAX_TRIPS`, or `samples` such samples held at once trip tables and engine tables larger than
+    `physical_memory` (mean counts: ``scale`` x `trips_at_scale_1` a sample)."""
     trips = scale * trips_at_scale_1
-    size = trips * (trip_table_bytes(route_width) + engine_table_bytes(route_width))
+    samples = 1 if trips > MAX_TRIPS else max(int(samples), 1)  # past MAX_TRIPS one sample is too large
+    size = samples * trips * (trip_table_bytes(route_width) + engine_table_bytes(route_width))
     memory = physical_memory()
     if trips > MAX_TRIPS:
         bound = f"more than the {MAX_TRIPS:,} trips a sample can hold (the engine numbers them in int32)"
@@ -69,9 +75,13 @@ def check_sample_size(source: str, mode: str, scale: float, trips_at_scale_1: fl
         bound = f"more than this machine's {_shown_bytes(memory)} of memory"
     else:
         return
-    raise ConfigError(source, "scale", scale, f"a {mode} sample would hold about {trips:,.0f} trips "
-                      f"({_shown_bytes(size)} of trip and engine tables), {bound}; at scale 1 it holds about "
-                      f"{trips_at_scale_1:,.0f}: lower the scale")
+    held = (f"a {mode} sample would hold about {trips:,.0f} trips ({_shown_bytes(size)} of trip and engine tables)"
+            if samples == 1 else
+            f"{samples} {mode} samples held at once would hold about {trips:,.0f} trips each "
+            f"({_shown_bytes(size)} of trip and engine tables in all)")
+    which, remedy = ("it", "") if samples == 1 else ("a sample", " or the samples held at once")
+    raise ConfigError(source, "scale", scale, f"{held}, {bound}; at scale 1 {which} holds about "
+                      f"{trips_at_scale_1:,.0f}: lower the scale{remedy}")
 
 
 __all__ = ["MAX_TRIPS", "check_sample_size", "engine_table_bytes", "physical_memory", "trip_table_bytes"]

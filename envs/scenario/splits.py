@@ -27,8 +27,9 @@ Modes:
   ``scale == 1`` counts and routes are exactly the original's, and ``jitter_s`` below 1 is refused:
   it would move nothing, every sample of both splits the flow file itself.
 
-Size: a scale whose samples would hold more trips than the engine can number, or a trip table larger
-than the machine's memory, is a ConfigError naming ``scale`` before anything is drawn
+Size: a scale whose samples would hold more trips than the engine can number, or whose K samples held
+at once (`demand_for`'s indices, `design_samples`' `DESIGN_SAMPLES`, ``check_scale(samples=K)``) trip
+tables larger than the machine's memory, is a ConfigError naming ``scale`` before anything is drawn
 (`envs.scenario.demand_size`; `check_scale` refuses it without drawing).
 
 Horizon: a scenario loaded with ``horizon=H`` has no trip at or after H, and resampled trips
@@ -168,21 +169,23 @@ def sample_trips(
     )
 
 
-def check_scale(scenario, spec: DemandSpec, *, horizon: int | None = None) -> None:
+def check_scale(scenario, spec: DemandSpec, *, horizon: int | None = None, samples: int = 1) -> None:
     """`sample_trips`'s refusal of a scale whose samples would be too large to draw, without drawing one
-    (its mean size is the same for every split and index), so a run can refuse it before any work."""
+    (its mean size is the same for every split and index), so a run can refuse it before any work;
+    `samples`: how many distinct samples the caller holds at once (the memory bound counts them all)."""
     if spec.mode != "original":
-        _check_scale(scenario, spec, _horizon(scenario, horizon))
+        _check_scale(scenario, spec, _horizon(scenario, horizon), samples)
 
 
-def _check_scale(scenario, spec: DemandSpec, cut: int | None) -> None:
+def _check_scale(scenario, spec: DemandSpec, cut: int | None, samples: int = 1) -> None:
     """See `envs.scenario.demand_size`: the mean trips of a sample at scale 1 and its route width."""
     if spec.mode == "poisson":
         entries = _flow_entries(scenario, cut)
         check_sample_size(SOURCE, spec.mode, spec.scale, float((entries.rate * entries.steps).sum()),
-                          entries.routes.shape[1])
+                          entries.routes.shape[1], samples)
     elif spec.mode == "jitter":
-        check_sample_size(SOURCE, spec.mode, spec.scale, scenario.trips.num_trips, scenario.trips.routes.shape[1])
+        check_sample_size(SOURCE, spec.mode, spec.scale, scenario.trips.num_trips, scenario.trips.routes.shape[1],
+                          samples)
 
 
 def demand_for(
@@ -191,6 +194,7 @@ def demand_for(
     """The batched demand of samples `indices` of `split` (one copy per index)."""
     if isinstance(indices, (str, bytes)) or not hasattr(indices, "__len__") or len(indices) == 0:
         raise ConfigError(SOURCE, "indices", indices, "expected a non-empty list of sample indices")
+    check_scale(scenario, spec, horizon=horizon, samples=len(set(indices)))  # stacked together: all of them count
     samples = [sample_trips(scenario, spec, split, k, horizon=horizon) for k in indices]
     return stack_demand(samples, scenario.network)
 
@@ -311,6 +315,7 @@ def design_samples(scenario, spec: DemandSpec) -> list:
     """The demand a plan is designed from, as past counts (`Trips` each): samples
     ``0 .. DESIGN_SAMPLES-1`` of the train split, drawn like the evaluated demand (under
     ``original``, the flow file itself). Evaluation never runs them."""
+    check_scale(scenario, spec, samples=DESIGN_SAMPLES)  # held together
     return [sample_trips(scenario, spec, "train", s) for s in range(1 if spec.mode == "original" else DESIGN_SAMPLES)]
 
 
