@@ -253,8 +253,10 @@ class TorchRLTrainer:
             return bool(step) and self.num_timesteps // step > max(before, self.start_steps) // step
 
         # not again on a resume at 0 (sb3_callback); a resume owes the evaluation due at its step when an
-        # interrupt during that update saved the checkpoint before it
-        if (self.num_timesteps == 0 and not self.record.history) or self.record.evaluation_due(
+        # interrupt during that update saved the checkpoint before it, and one at its end (`whole_rollouts`
+        # lets it start there only then) owes its final evaluation, its only work
+        ends_here = self.num_timesteps >= total
+        if (self.num_timesteps == 0 and not self.record.history) or ends_here or self.record.evaluation_due(
                 self.num_timesteps, every.eval_every):
             started = time.perf_counter()
             self.evaluate(log, bar)
@@ -266,10 +268,7 @@ class TorchRLTrainer:
             carry_best_checkpoint(str(cfg.resume), self.run_dir, self.meta_in)
         if self.rng_in is not None:
             set_rng_state(self.rng_in)  # the random state at the save: the run goes on as it would have
-        if self.num_timesteps >= total:  # a resume that owes only its final evaluation (whole_rollouts)
-            if last_eval != self.num_timesteps:
-                self.evaluate(log, bar)
-                log.dump(self.num_timesteps)
+        if ends_here:  # its final evaluation ran above: last.pt holds it, as a run's last update's does
             self.checkpoint("last.pt")
         while self.num_timesteps < total:
             self.iteration()
