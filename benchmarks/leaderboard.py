@@ -22,7 +22,8 @@ so the CI is over demand, and each training seed's own mean beside it), delay, t
 the wall time. Per scenario: the best classical controller, the learned policy's paired reduction
 against it (per evaluation seed, averaged over training seeds, with its CI), whether the target
 reduction (``--target-percent``, 5) is met, and the *free-flow part* of travel time: travel time
-minus delay (see docs/evaluation.md's metrics), the time the trips would take at the speed limit.
+minus delay (see docs/evaluation.md's metrics), the time the trips would take at the speed limit
+(plus the second each enters and its last step counted whole, which no controller removes either).
 No controller can go below it, so ``100 * delay / travel time`` of the best classical controller is
 the largest reduction any controller could reach. One JSON line per scenario on stdout.
 """

@@ -11,8 +11,8 @@ import torch
 
 from agents.classical import FixedTime
 from envs.engine import Simulator
-from envs.evaluation.discharge import EAST_OUT, WEST_IN
-from envs.evaluation.metrics import episode_metrics, masked_quantile
+from envs.evaluation.discharge import EAST_OUT, STRAIGHT_EW, WEST_IN
+from envs.evaluation.metrics import episode_metrics, masked_quantile, population
 from envs.evaluation.report import PRIMARY, degradation_table
 from envs.evaluation.stats import bootstrap_mean
 from tests.scenarios import single_route
@@ -82,3 +82,37 @@ def test_the_degradation_is_perturbed_minus_clean_in_percent_of_clean():
     assert cells[0] == "sotl" and cells[1:3] == ["100.0", "115.0"]
     assert cells[3].startswith("15.0 [")  # slower under the perturbation: +
     assert cells[4:6] == ["50", "42"] and cells[6].startswith("-15.0 [")  # fewer trips: -
+
+
+def test_travel_time_is_delay_plus_one_entry_second_plus_the_distance_at_the_speed_limit():
+    # the leaderboard's "free-flow part" (travel time - delay) and its "largest possible reduction"
+    # rest on this split: one trip alone on a green 300 m + 40 m + 300 m route at 11.111 m/s
+    scenario = single_route([WEST_IN, EAST_OUT], [5])
+    sim = Simulator(scenario.network, scenario.demand(1))
+    for _ in range(120):
+        sim.step(torch.tensor([[STRAIGHT_EW]]))
+    assert int(sim.state.trip_finish[0, 0]) >= 0
+    metrics = episode_metrics(sim.demand, sim.state)
+    free_flow = float(metrics["travel_time/mean"][0] - metrics["delay"][0])
+    at_limit = (300.0 + 40.0 + 300.0) / 11.111
+    # the second it enters (placed at rest, no distance, no delay), then the route at the limit,
+    # its last step counted whole (the trip ends at the step's end, past the end of the road)
+    assert 1.0 + at_limit <= free_flow < 2.0 + at_limit
+    assert float(metrics["delay"][0]) == pytest.approx(11.111 / (2 * 2.0), abs=0.1)  # the start: v / (2 a)
+
+
+def test_per_trip_travel_minus_delay_is_zero_while_waiting_and_at_least_the_entry_second_once_in():
+    scenario = single_route([WEST_IN, EAST_OUT], [k // 3 for k in range(240)])  # more than the road admits
+    sim = Simulator(scenario.network, scenario.demand(1))
+    sim.run(100, FixedTime())
+    pop = population(sim.demand, sim.state)
+    departed, gap = pop["departed"][0], (pop["travel"] - pop["delay"])[0]
+    trips = sim.demand.max_trips
+    entered = sim.state.trip_enter[0, :trips] >= 0
+    finish = sim.state.trip_finish[0, :trips]
+    end = torch.where(finish >= 0, finish, sim.state.t[0])
+    waiting, inside = departed & ~entered, departed & entered
+    assert waiting.any() and inside.any()
+    assert torch.equal(gap[waiting], torch.zeros(int(waiting.sum())))  # its whole time so far is delay
+    assert (gap[inside] >= 1.0 - 1e-4).all()  # the entry second: neither delay nor distance
+    assert (gap[inside] <= (end - sim.state.trip_enter[0, :trips])[inside] + 1e-4).all()  # at most its time inside
