@@ -54,7 +54,8 @@ from envs.engine import Simulator
 from envs.engine.intersections import intersection_layout
 from envs.errors import ConfigError, config_path, exit_on_error
 from envs.evaluation.metrics import METRIC_NAMES, population
-from envs.evaluation.report import outputs_present, remove_stale_outputs, signal_plots, signals_report, summary
+from envs.evaluation.report import (outputs_present, remove_stale_outputs, signal_plots, signals_report, summary,
+                                    summary_json)
 from envs.evaluation.runner import EvaluationBatch, check_departures, eval_demands
 from envs.incidents.perturbations import DetectorFaults, Perturbation, check_incident_lanes, perturbation_from_config
 from envs.rl.fault_reach import check_faults_reach
@@ -198,10 +199,11 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         "scenario": scenario.name, "controllers": controllers, "seeds": seeds, "steps": steps,
         "policy_files": policy_files, "demand": asdict(spec), "wall_s": wall, "perturbation": asdict(perturbation),
         "tuned_presets": presets,
-        "summary": _plain(stats), "summary_condition": conditions[-1],  # the perturbed rows under a perturbation
+        "summary": summary_json(stats, seeds), "summary_condition": conditions[-1],  # perturbed rows, if any
     }
     if len(conditions) > 1:  # and the clean rows beside them (the degradation is table.md's)
-        result["clean_summary"] = _plain(summary([r for r in all_rows if r["condition"] == "clean"], controllers))
+        result["clean_summary"] = summary_json(summary([r for r in all_rows if r["condition"] == "clean"], controllers),
+                                               seeds)
     write_text_atomic(out_dir / "summary.json", json.dumps(result, indent=2))
     if cfg.eval.plots:  # of the main table's condition
         pop = population(batch.sim.demand, batch.sim.state)
@@ -347,10 +349,6 @@ def detection_report(cfg: DictConfig, out_dir: Path, scenario: Scenario, perturb
         out_dir, scenario.name, lane_ids(scenario.network), cfg.detection.controller, int(cfg.eval.steps),
         int(cfg.detection.train_copies), perturbation, tallies, {v: k for k, v in ORACLES.items()}, probe_p,
         bool(cfg.eval.plots), _write_csv, write_text_atomic, say)
-
-
-def _plain(stats: dict) -> dict:
-    return {c: {k: asdict(v) for k, v in entry.items()} for c, entry in stats.items()}
 
 
 def _write_csv(path: Path, rows: list[dict], fieldnames: list[str] | None = None) -> None:

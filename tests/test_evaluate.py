@@ -65,7 +65,13 @@ def test_evaluate_runs_every_controller_on_the_same_eval_demands_and_writes_the_
     again = evaluate.run_task(evaluate_config("scenario=grid_1x1", "eval.steps=60", "eval.seeds=1", "eval.plots=false",
                                               "eval.progress=false", "controllers=[fixed_time]"), tmp_path)
     assert sorted(os.listdir(tmp_path)) == ["metrics.csv", "notes.txt", "summary.json", "table.md"]
-    assert json.loads((tmp_path / "summary.json").read_text())["controllers"] == again["controllers"] == ["fixed_time"]
+    written_again = json.loads((tmp_path / "summary.json").read_text())
+    assert written_again["controllers"] == again["controllers"] == ["fixed_time"]
+    # one seed: the table shows no interval, and summary.json holds none either (it held low = high =
+    # mean, a zero-width "95% CI" that a reader of the JSON could quote)
+    one = written_again["summary"]["fixed_time"][PRIMARY]
+    assert one["low"] is None and one["high"] is None and one["mean"] == pytest.approx(
+        float(next(csv.DictReader(open(tmp_path / "metrics.csv")))[PRIMARY]))
     assert ("removed travel_time_bars.png, travel_time_cdf.png, queue_over_time.png, episode.gif: an earlier "
             "evaluation's") in capsys.readouterr().out
 

@@ -75,6 +75,13 @@ def summary(rows: list[dict], controllers: list[str]) -> dict:
     return out
 
 
+def summary_json(stats: dict, seeds: int) -> dict:
+    """`summary`'s statistics as summary.json holds them: ``{"mean", "low", "high"}`` per figure, with
+    ``low`` and ``high`` null for one seed, whose table shows no interval (a zero-width one says nothing)."""
+    return {c: {k: {"mean": v.mean, "low": v.low if seeds > 1 else None, "high": v.high if seeds > 1 else None}
+                for k, v in entry.items()} for c, entry in stats.items()}
+
+
 def _shown(estimate, seeds: int, digits: int = 1) -> str:
     """The estimate with its CI, or its mean alone for one seed (a zero-width interval says nothing)."""
     return estimate.format(digits) if seeds > 1 else f"{estimate.mean:.{digits}f}"
