@@ -250,8 +250,13 @@ def _flow(fields: XmlFields, element, where: str, routes, counts: Counter, windo
     begin = _time(fields, element, where, "begin", interval, window[0])
     end = _time(fields, element, where, "end", interval, window[1])
     if not end >= begin:
-        owner, owner_where = (element, where) if "end" in element.attrib else interval  # its interval's end
-        fields.fail(owner_where, "end", owner.get("end"), f"the flow ends before its begin ({begin:g})")
+        ended = _holder(element, where, "end", interval)
+        if ended is not None:  # its own end or its interval's
+            fields.fail(ended[1], "end", ended[0].get("end"), f"the flow ends before its begin ({begin:g})")
+        # its end is the config's (SUMO's default too, which refuses the flow as well): name the begin past it
+        begun, begun_where = _holder(element, where, "begin", interval)
+        fields.fail(begun_where, "begin", begun.get("begin"), f"the flow ends before its begin ({begin:g}): "
+                    f"without an end of its own it ends at the config's end ({end:g})")
     rates = [name for name in FLOW_RATES if name in element.attrib]
     if len(rates) > 1:  # SUMO refuses these too
         fields.fail(where, rates[1], element.get(rates[1]), f"a flow takes at most one of {', '.join(FLOW_RATES)} "
@@ -305,11 +310,20 @@ def _time(fields: XmlFields, element, where: str, attribute: str, interval: tupl
           default: float) -> float:
     """A flow's begin or end: its own, else its <interval>'s (`interval`: the element and its
     path), else `default`."""
-    if attribute not in element.attrib and interval is not None and attribute in interval[0].attrib:
-        element, where = interval
+    element, where = _holder(element, where, attribute, interval) or (element, where)
     if attribute == "begin":
         return fields.non_negative(element, attribute, where, default)
     return fields.number(element, attribute, where, default)
+
+
+def _holder(element, where: str, attribute: str, interval: tuple | None) -> tuple | None:
+    """The flow (`element` at `where`) or its `interval` (element, path) whose `attribute` the
+    flow takes: its own first; None when neither gives it."""
+    if attribute in element.attrib:
+        return element, where
+    if interval is not None and attribute in interval[0].attrib:
+        return interval
+    return None
 
 
 def _period_ms(fields: XmlFields, element, where: str, attribute: str, period: float) -> int:
