@@ -8,7 +8,7 @@ import pytest
 
 from envs.errors import ScenarioError
 from envs.scenario.sumo import import_sumo
-from tests.sumo_fixtures import write_tiny
+from tests.sumo_fixtures import CONFIG, write_tiny
 
 CAR = '<vType id="car" length="4" minGap="2" accel="3" decel="5" tau="1.5"/>'
 
@@ -29,3 +29,33 @@ def test_a_flow_beginning_after_the_configs_end_without_its_own_end_is_named(tmp
                                             r"the config's end \(160\)") as error:
         import_sumo(write_tiny(tmp_path, routes=_routes(flow)))
     assert (error.value.field, error.value.value) == (field, "200")
+
+
+@pytest.mark.parametrize("written, seconds", [("0:01:40", 100.0), ("0:0:01:40.5", 100.5), ("100", 100.0)])
+def test_sumos_clock_times_read_as_seconds_as_sumo_reads_them(tmp_path, written, seconds):
+    # SUMO reads every time as seconds or [days:]hours:minutes:seconds; here they were 'expected a number'
+    config = CONFIG.replace('<begin value="100"/>', f'<begin value="{written}"/>').replace(
+        '<end value="160"/>', '<end value="0:02:40"/>')
+    routes = _routes(f'<vehicle id="v" depart="{written}" type="car"><route edges="WC CE"/></vehicle>'
+                     f'<flow id="f" begin="{written}" end="0:01:55" period="5" type="car" from="NC" to="CE"/>'
+                     f'<interval begin="0:01:50" end="0:02:00"><flow id="g" period="5" from="NC" to="CE"/></interval>')
+    imported = import_sumo(write_tiny(tmp_path, routes=routes, config=config))
+    assert (imported.config.begin, imported.config.end) == (seconds, 160.0)
+    # the vehicle at the begin, f every 5 s from the begin until 115, g at 110 and 115 (rounded up to whole steps)
+    assert sorted((v["route"][0], v["startTime"]) for v in imported.flow) == [
+        ("NC", 0), ("NC", 5), ("NC", 10), ("NC", 10), ("NC", 15), ("WC", 0)]
+
+
+@pytest.mark.parametrize("file, old, new, field, value", [
+    ("tiny.sumocfg", '<begin value="100"/>', '<begin value="1:40"/>', "time.begin@value", "1:40"),
+    ("tiny.sumocfg", '<end value="160"/>', '<end value="0:x:40"/>', "time.end@value", "0:x:40"),
+    ("tiny.rou.xml", 'depart="100.0"', 'depart="0:01:nan"', "vehicle[id=v0]@depart", "0:01:nan"),
+    ("tiny.rou.xml", 'begin="110"', 'begin="0:01:5O"', "flow[id=f0]@begin", "0:01:5O"),
+    ("tiny.rou.xml", 'begin="110"', 'begin="0:-1:50"', "flow[id=f0]@begin", "0:-1:50"),
+])
+def test_a_malformed_clock_time_is_named(tmp_path, file, old, new, field, value):
+    folder = write_tiny(tmp_path)
+    (folder / file).write_text((folder / file).read_text().replace(old, new))
+    with pytest.raises(ScenarioError) as error:
+        import_sumo(folder)
+    assert (error.value.source, error.value.field, error.value.value) == (str(folder / file), field, value)

@@ -69,7 +69,7 @@ def read_config(path: str | Path) -> SumoConfig:
     for name in ("begin", "end"):
         label, element = options.get(name, (f"time.{name}", None))
         if element is not None:
-            times[name] = fields.number(element, "value", label)
+            times[name] = fields.time(element, "value", label)
         elif name == "begin":
             times[name] = DEFAULT_BEGIN_S
         else:  # an assumed end would cut the demand at a time the scenario never gave

@@ -206,11 +206,13 @@ def _edges(fields: XmlFields, element, where: str) -> tuple[str, ...]:
 
 def _depart(fields: XmlFields, element, where: str) -> float:
     raw = fields.string(element, "depart", where)
+    if ":" in raw:  # SUMO's [days:]hours:minutes:seconds
+        return fields.time(element, "depart", where)
     try:
         value = float(raw)
     except ValueError:
-        fields.fail(where, "depart", raw, "only numeric departure times are supported "
-                    "(not 'triggered', 'now', ...)")
+        fields.fail(where, "depart", raw, "only departure times are supported (seconds or "
+                    "[days:]hours:minutes:seconds; not 'triggered', 'now', ...)")
     if not math.isfinite(value) or value < 0:
         fields.fail(where, "depart", raw, "must be a finite time >= 0")
     return fields.within_limits(value, where, "depart", raw)
@@ -311,9 +313,10 @@ def _time(fields: XmlFields, element, where: str, attribute: str, interval: tupl
     """A flow's begin or end: its own, else its <interval>'s (`interval`: the element and its
     path), else `default`."""
     element, where = _holder(element, where, attribute, interval) or (element, where)
-    if attribute == "begin":
-        return fields.non_negative(element, attribute, where, default)
-    return fields.number(element, attribute, where, default)
+    value = fields.time(element, attribute, where, default)
+    if attribute == "begin" and not value >= 0:
+        fields.fail(where, attribute, element.get(attribute), "must be >= 0")
+    return value
 
 
 def _holder(element, where: str, attribute: str, interval: tuple | None) -> tuple | None:

@@ -91,6 +91,22 @@ class XmlFields:
             self.fail(where, attribute, raw, "expected a number")
         return self.within_limits(value, where, attribute, raw)
 
+    def time(self, element: ET.Element, attribute: str, where: str, default: float | None = None) -> float:
+        """A time in seconds, written as seconds or, as SUMO also reads every time, as
+        ``[days:]hours:minutes:seconds`` (``1:00:00`` is 3600; each part a number >= 0)."""
+        raw = element.get(attribute)
+        if raw is None or ":" not in raw:
+            return self.number(element, attribute, where, default)
+        parts = raw.split(":")
+        try:
+            values = [float(part) for part in parts]
+        except ValueError:
+            values = []
+        if len(parts) not in (3, 4) or len(values) != len(parts) or not all(v >= 0 for v in values):
+            self.fail(where, attribute, raw, "expected seconds or [days:]hours:minutes:seconds, each a number >= 0")
+        seconds = sum(value * unit for value, unit in zip(reversed(values), (1, 60, 3600, 86400)))
+        return self.within_limits(seconds, where, attribute, raw)
+
     def within_limits(self, value: float, where: str, attribute: str, written: str) -> float:
         """`value` (read from the text `written`) unless nan, inf or beyond `MAX_MAGNITUDE`:
         checked here, where the attribute is read, so that the error names it as written
