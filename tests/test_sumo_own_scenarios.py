@@ -59,3 +59,17 @@ def test_a_malformed_clock_time_is_named(tmp_path, file, old, new, field, value)
     with pytest.raises(ScenarioError) as error:
         import_sumo(folder)
     assert (error.value.source, error.value.field, error.value.value) == (str(folder / file), field, value)
+
+
+def test_vtype_and_vehicle_attributes_the_engine_does_not_follow_are_counted(tmp_path):
+    # a reaction time (actionStepLength), lane-change and junction model parameters, impatience and a
+    # vehicle's rerouting device were dropped without a count; colours and names change nothing and are not counted
+    routes = _routes('<vType id="x" color="red" guiShape="bus" actionStepLength="1" lcStrategic="0.5" '
+                     'jmDriveAfterRedTime="2" impatience="0.3" speedFactor="1.1" carFollowModel="Krauss"/>'
+                     '<vehicle id="v" depart="105" type="x" color="1,0,0" reroute="true" departLane="best">'
+                     '<route edges="WC CE"/><param key="has.rerouting.device" value="true"/></vehicle>')
+    counts = import_sumo(write_tiny(tmp_path, routes=routes)).report.counts
+    assert {k: v for k, v in counts.items() if k.startswith(("vtype_", "vehicle_"))} == {
+        "vtype_actionStepLength_ignored": 1, "vtype_lcStrategic_ignored": 1, "vtype_jmDriveAfterRedTime_ignored": 1,
+        "vtype_impatience_ignored": 1, "vtype_speedFactor_ignored": 1, "vehicle_reroute_ignored": 1,
+        "vehicle_departLane_ignored": 1, "vehicle_param_ignored": 1}

@@ -12,6 +12,7 @@ from pathlib import Path
 from envs.scenario.departures import MAX_VEHICLES
 from envs.scenario.json_fields import MISSING
 from envs.scenario.spec import VehicleSpec
+from envs.scenario.sumo.unread import count_unread_vehicle, count_unread_vtype
 from envs.scenario.sumo.xml_fields import XmlFields, element_path, read_xml
 
 DEFAULT_VTYPE = "DEFAULT_VEHTYPE"
@@ -34,9 +35,6 @@ DEPRECATED_CLASSES = {"public_transport": "bus", "public_emergency": "emergency"
                       "public_army": "army", "lightrail": "tram", "cityrail": "rail_urban", "rail_slow": "rail"}
 DEFAULT_TAU = 1.0  # SUMO's default desired time headway (s)
 FLOW_RATES = ("period", "vehsPerHour", "perHour", "probability")  # a <flow>'s rate attributes: one at most
-# a <vehicle>'s, <trip>'s or <flow>'s attributes the import counts as ignored
-IGNORED_VEHICLE_ATTRIBUTES = ("departLane", "departPos", "departSpeed", "arrivalLane", "arrivalPos",
-                              "arrivalSpeed", "departEdge", "arrivalEdge", "speedFactor")
 # SUMO's default driver imperfection (Krauss' dawdling), which the engine models (`following.dawdle`)
 DEFAULT_SIGMA = 0.5
 
@@ -69,7 +67,9 @@ def vehicle_type(fields: XmlFields, element, where: str, counts: Counter
                  ) -> tuple[VehicleSpec, str]:
     """A ``<vType>``'s parameters in gridlight's fields (SUMO's defaults for its class); those of
     a ``<carFollowing-MODEL>`` child override the vType's own, as in SUMO."""
+    children = list(element)
     element, where = _with_car_following(fields, element, where, counts)
+    count_unread_vtype(element.attrib, children, counts)
     v_class = element.get("vClass", "passenger")
     v_class = DEPRECATED_CLASSES.get(v_class, v_class)
     if v_class not in (*_CLASS_DEFAULTS, *NON_ROAD_CLASSES, *OTHER_CLASSES):  # a misspelling drove as a car
@@ -78,10 +78,6 @@ def vehicle_type(fields: XmlFields, element, where: str, counts: Counter
         counts[f"vclass_{v_class}_with_passenger_defaults"] += 1
     length, gap, accel, decel, emergency, speed, width = _CLASS_DEFAULTS.get(
         v_class, _CLASS_DEFAULTS["passenger"])
-    ignored = [a for a in ("speedFactor", "speedDev", "carFollowModel", "laneChangeModel")
-               if a in element.attrib]
-    for attribute in ignored:
-        counts[f"vtype_{attribute}_ignored"] += 1
     decel = fields.positive(element, "decel", where, decel)
     return VehicleSpec(
         length=fields.positive(element, "length", where, length),
@@ -106,7 +102,7 @@ def _with_car_following(fields: XmlFields, element, where: str, counts: Counter)
     if len(children) > 1:
         fields.fail(where, None, children[1].tag, "a vType takes one car-following model element")
     child = children[0]
-    if child.tag != "carFollowing-Krauss":
+    if child.tag != "carFollowing-Krauss":  # driven as Krauss
         counts["vtype_carFollowModel_ignored"] += 1
     return element.makeelement("vType", {**element.attrib, **child.attrib}), f"{where}.{child.tag}"
 
@@ -160,7 +156,7 @@ def read_routes(path: str | Path, counts: Counter, window: tuple[float, float],
             counts["route_repeat_ignored"] += "repeat" in element.attrib  # driven once
         elif element.tag in ("vehicle", "trip"):
             ident = fields.new_id(element, where, defined["vehicle"])
-            _count_ignored(element, counts)
+            count_unread_vehicle(element, counts)
             vehicles.append(_vehicle(fields, element, where, routes, _depart(fields, element, where), ident))
         elif element.tag in ("flow", "interval"):
             # <interval begin end> groups flows and gives them its begin and end
@@ -170,7 +166,7 @@ def read_routes(path: str | Path, counts: Counter, window: tuple[float, float],
                 if flow.tag != "flow":
                     fields.fail(flow_where, None, flow.tag, "an <interval> of a route file may hold <flow>s only")
                 fields.new_id(flow, flow_where, defined["vehicle"])
-                _count_ignored(flow, counts)
+                count_unread_vehicle(flow, counts)
                 vehicles += _flow(fields, flow, flow_where, routes, counts, window,
                                   room - len(vehicles), None if flow is element else (element, where))
         elif element.tag in ("routeDistribution", "vTypeDistribution", "person", "personFlow",
@@ -183,18 +179,6 @@ def read_routes(path: str | Path, counts: Counter, window: tuple[float, float],
         if vehicle.vtype not in vtypes:
             fields.fail(vehicle.where, "type", vehicle.vtype, "names an unknown <vType>")
     return SumoRoutes(source, vtypes, earlier.vehicles + vehicles, routes, defined)
-
-
-def _count_ignored(element, counts: Counter) -> None:
-    """Counts a vehicle's or flow's attributes and stops the engine does not follow (it picks
-    lanes, positions and speeds itself, drives the whole route once, and no vehicle stops on its way)."""
-    for attribute in IGNORED_VEHICLE_ATTRIBUTES:
-        if attribute in element.attrib:
-            counts[f"vehicle_{attribute}_ignored"] += 1
-    counts["route_repeat_ignored"] += sum("repeat" in route.attrib for route in element.findall("route"))
-    stops = len(element.findall("stop")) + len(element.findall("route/stop"))
-    if stops:
-        counts["vehicle_stops_ignored"] += stops
 
 
 def _edges(fields: XmlFields, element, where: str) -> tuple[str, ...]:
