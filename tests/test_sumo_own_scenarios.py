@@ -73,3 +73,33 @@ def test_vtype_and_vehicle_attributes_the_engine_does_not_follow_are_counted(tmp
         "vtype_actionStepLength_ignored": 1, "vtype_lcStrategic_ignored": 1, "vtype_jmDriveAfterRedTime_ignored": 1,
         "vtype_impatience_ignored": 1, "vtype_speedFactor_ignored": 1, "vehicle_reroute_ignored": 1,
         "vehicle_departLane_ignored": 1, "vehicle_param_ignored": 1}
+
+
+@pytest.mark.parametrize("trip, field", [
+    # SUMO routes these between junctions or traffic assignment zones (--junction-taz, TAZ files);
+    # the error said the trip misses 'from'
+    ('<trip id="t" depart="105" fromJunction="W" toJunction="E"/>', "trip[id=t]@fromJunction"),
+    ('<flow id="t" begin="105" end="110" number="1" fromTaz="a" toTaz="b"/>', "flow[id=t]@fromTaz"),
+    ('<trip id="t" depart="105" from="WC" toJunction="E"/>', "trip[id=t]@toJunction"),
+])
+def test_junction_and_taz_trips_are_refused_by_their_attribute(tmp_path, trip, field):
+    with pytest.raises(ScenarioError, match="trips between junctions or TAZs are not supported") as error:
+        import_sumo(write_tiny(tmp_path, routes=_routes(trip)))
+    assert error.value.field == field
+
+
+def test_a_taz_beside_from_and_to_edges_is_counted_as_sumo_drives_the_edges(tmp_path):
+    # od2trips writes both: SUMO (without rerouting) drives from the edge to the edge
+    routes = _routes('<trip id="t" depart="105" from="WC" to="CE" fromTaz="a" toTaz="b"/>')
+    imported = import_sumo(write_tiny(tmp_path, routes=routes))
+    assert [v["route"] for v in imported.flow] == [["WC", "CE"]]
+    assert imported.report.counts["vehicle_fromTaz_ignored"] == imported.report.counts["vehicle_toTaz_ignored"] == 1
+
+
+def test_a_vehicles_own_route_distribution_is_refused_by_name(tmp_path):
+    routes = _routes('<vehicle id="v" depart="105"><routeDistribution><route edges="WC CE" probability="1"/>'
+                     '</routeDistribution></vehicle>')
+    with pytest.raises(ScenarioError, match="<routeDistribution> is not supported") as error:
+        import_sumo(write_tiny(tmp_path, routes=routes))
+    assert error.value.field == "vehicle[id=v].routeDistribution"
+

@@ -34,6 +34,8 @@ OTHER_CLASSES = ("passenger", "ignoring", "private", "emergency", "authority", "
 DEPRECATED_CLASSES = {"public_transport": "bus", "public_emergency": "emergency", "public_authority": "authority",
                       "public_army": "army", "lightrail": "tram", "cityrail": "rail_urban", "rail_slow": "rail"}
 DEFAULT_TAU = 1.0  # SUMO's default desired time headway (s)
+# a trip's or flow's origin and destination other than edges: from/to + Junction, Taz, XY, LonLat
+OTHER_ORIGINS = ("Junction", "Taz", "XY", "LonLat")
 FLOW_RATES = ("period", "vehsPerHour", "perHour", "probability")  # a <flow>'s rate attributes: one at most
 # SUMO's default driver imperfection (Krauss' dawdling), which the engine models (`following.dawdle`)
 DEFAULT_SIGMA = 0.5
@@ -215,8 +217,16 @@ def _vehicle(fields: XmlFields, element, where: str, routes, depart: float,
         if name not in routes:
             fields.fail(where, "route", name, "names an unknown <route> (define it first)")
         return SumoVehicle(where, depart, vtype, routes[name], id=ident, source=fields.source)
+    if element.find("routeDistribution") is not None:
+        fields.fail(f"{where}.routeDistribution", None, "routeDistribution",
+                    "<routeDistribution> is not supported by the importer")
     if element.tag == "vehicle":
         fields.fail(where, "route", MISSING, "a <vehicle> needs a route attribute or <route>")
+    for end in ("from", "to"):  # SUMO routes these only with --junction-taz or a TAZ file
+        other = next((f"{end}{kind}" for kind in OTHER_ORIGINS if f"{end}{kind}" in element.attrib), None)
+        if end not in element.attrib and other is not None:
+            fields.fail(where, other, element.get(other), "trips between junctions or TAZs are not supported, nor "
+                        "from or to coordinates: give the 'from' and 'to' edges")
     return SumoVehicle(where, depart, vtype, None, fields.string(element, "from", where),
                        fields.string(element, "to", where), tuple(element.get("via", "").split()),
                        ident, fields.source)
