@@ -103,3 +103,20 @@ def test_a_vehicles_own_route_distribution_is_refused_by_name(tmp_path):
         import_sumo(write_tiny(tmp_path, routes=routes))
     assert error.value.field == "vehicle[id=v].routeDistribution"
 
+
+
+def test_an_exponential_flow_departs_at_its_mean_period_and_is_counted(tmp_path):
+    # period="exp(X)" (SUMO's Poisson arrivals, X departures a second on average) was refused as 'expected a
+    # number'; as a probability flow, it departs every 1/X s (here 5 s) from its begin
+    routes = _routes('<flow id="f" begin="100" end="130" period="exp(0.2)" type="car" from="NC" to="CE"/>')
+    imported = import_sumo(write_tiny(tmp_path, routes=routes))
+    assert [v["startTime"] for v in imported.flow] == [0, 5, 10, 15, 20, 25]
+    assert imported.report.counts["exponential_flows_as_mean_period"] == 1
+
+
+@pytest.mark.parametrize("period", ["exp(0)", "exp(-1)", "exp(x)", "exp(nan)", "exp 0.2"])
+def test_a_malformed_exponential_period_is_named(tmp_path, period):
+    routes = _routes(f'<flow id="f" begin="100" end="130" period="{period}" from="NC" to="CE"/>')
+    with pytest.raises(ScenarioError) as error:
+        import_sumo(write_tiny(tmp_path, routes=routes))
+    assert (error.value.field, error.value.value) == ("flow[id=f]@period", period)

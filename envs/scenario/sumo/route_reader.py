@@ -263,7 +263,7 @@ def _flow(fields: XmlFields, element, where: str, routes, counts: Counter, windo
     # the period on SUMO's millisecond clock, as SUMO counts: departures begin + n * period exactly
     begin_ms = sumo_ms(begin)
     if "period" in element.attrib:
-        period_ms = _period_ms(fields, element, where, "period", fields.positive(element, "period", where))
+        period_ms = _period_ms(fields, element, where, "period", _period(fields, element, where, counts))
     elif rates and rates[0] in ("vehsPerHour", "perHour"):  # perHour: SUMO's newer name
         period_ms = _period_ms(fields, element, where, rates[0], 3600.0 / fields.positive(element, rates[0], where))
     elif "probability" in element.attrib:
@@ -321,6 +321,22 @@ def _holder(element, where: str, attribute: str, interval: tuple | None) -> tupl
     if interval is not None and attribute in interval[0].attrib:
         return interval
     return None
+
+
+def _period(fields: XmlFields, element, where: str, counts: Counter) -> float:
+    """A flow's ``period`` in seconds; ``exp(X)`` (SUMO's exponentially distributed gaps, X departures a
+    second on average) is approximated by its mean gap 1/X and counted, as a probability flow is."""
+    raw = element.get("period").strip()
+    if not raw.startswith("exp"):
+        return fields.positive(element, "period", where)
+    try:
+        rate = float(raw[4:-1]) if raw.startswith("exp(") and raw.endswith(")") else math.nan
+    except ValueError:
+        rate = math.nan
+    if not (math.isfinite(rate) and rate > 0):
+        fields.fail(where, "period", element.get("period"), "expected seconds > 0 or exp(X) with a rate X > 0")
+    counts["exponential_flows_as_mean_period"] += 1
+    return 1.0 / rate
 
 
 def _period_ms(fields: XmlFields, element, where: str, attribute: str, period: float) -> int:
