@@ -8,7 +8,7 @@ import pytest
 
 from envs.errors import ScenarioError
 from envs.scenario.sumo import import_sumo
-from tests.sumo_fixtures import CONFIG, write_tiny
+from tests.sumo_fixtures import CONFIG, NET, write_tiny
 
 CAR = '<vType id="car" length="4" minGap="2" accel="3" decel="5" tau="1.5"/>'
 
@@ -120,3 +120,26 @@ def test_a_malformed_exponential_period_is_named(tmp_path, period):
     with pytest.raises(ScenarioError) as error:
         import_sumo(write_tiny(tmp_path, routes=routes))
     assert (error.value.field, error.value.value) == ("flow[id=f]@period", period)
+
+
+BUS_ONLY_CN = ('<lane id="CN_0" index="0" speed="8"', '<lane id="CN_0" index="0" allow="bus" speed="8"')
+
+
+@pytest.mark.parametrize("bus", ['<vehicle id="b" depart="105" type="b"><route edges="WC CN"/></vehicle>',
+                                 '<trip id="b" depart="105" type="b" from="WC" to="CN"/>'])
+def test_a_bus_on_a_bus_only_road_is_left_out_and_counted(tmp_path, bus):
+    # SUMO drives a bus on a bus lane; the import keeps passenger lanes only, and the bus's route through
+    # the road it left out refused the whole scenario ('not a passenger road of the net')
+    routes = _routes('<vType id="b" vClass="bus"/>' + bus + '<vehicle id="v" depart="106" type="car">'
+                     '<route edges="WC CE"/></vehicle>')
+    imported = import_sumo(write_tiny(tmp_path, NET.replace(*BUS_ONLY_CN), routes))
+    assert [v["route"] for v in imported.flow] == [["WC", "CE"]]
+    assert imported.report.counts["vehicles_on_roads_without_passenger_lanes_left_out"] == 1
+
+
+def test_a_car_on_a_bus_only_road_is_refused_by_its_route(tmp_path):
+    # SUMO does not let a passenger car drive there either: the error names the road
+    routes = _routes('<vehicle id="v" depart="106" type="car"><route edges="WC CN"/></vehicle>')
+    with pytest.raises(ScenarioError, match="route edge 1 is not a passenger road of the net") as error:
+        import_sumo(write_tiny(tmp_path, NET.replace(*BUS_ONLY_CN), routes))
+    assert (error.value.field, error.value.value) == ("vehicle[id=v]@edges", "CN")

@@ -53,20 +53,21 @@ def import_sumo(folder_or_config: str | Path) -> SumoImport:
     for route_file in config.route_files:  # one namespace of vTypes and routes, as in SUMO
         merged = read_routes(route_file, counts, (config.begin, config.end), merged)
     connected = {(c.from_edge, c.to_edge) for c in net.connections}
+    roads = frozenset(net.edges)
     # the boundary's turnarounds are left out (virtual junctions) unless a vehicle needs one: route
     # without them; if some vehicles cannot go, route with all of them and keep the ones they turn at
     keep, trial = frozenset(), Counter()
     roadnet = roadnet_from_sumo(net, trial, keep)
-    flow = flow_from_sumo(merged, roadnet, config.begin, config.end, trial, connected)
+    flow = flow_from_sumo(merged, roadnet, config.begin, config.end, trial, connected, roads)
     if trial["trips_without_route_left_out"] or trial["routes_through_left_out_turns_left_out"]:
         boundary = turnaround_only_junctions(net)
         every = roadnet_from_sumo(net, Counter(), frozenset(boundary))
         keep = frozenset(turned_around_at(
-            flow_from_sumo(merged, every, config.begin, config.end, Counter(), connected), every, boundary))
+            flow_from_sumo(merged, every, config.begin, config.end, Counter(), connected, roads), every, boundary))
         if keep:  # else the first roadnet and flow stand (no turnaround helps the vehicles left out)
             trial = Counter()
             roadnet = roadnet_from_sumo(net, trial, keep)
-            flow = flow_from_sumo(merged, roadnet, config.begin, config.end, trial, connected)
+            flow = flow_from_sumo(merged, roadnet, config.begin, config.end, trial, connected, roads)
     counts.update(trial)
     counts["boundary_turnarounds_kept"] = len(keep)
     counts["begin_shift_s"] = int(config.begin)

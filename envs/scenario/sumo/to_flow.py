@@ -84,11 +84,15 @@ def _road_length(road: dict) -> float:
 
 
 def flow_from_sumo(routes: SumoRoutes, roadnet: dict, begin: float, end: float,
-                   counts: Counter, connected: set[tuple[str, str]]) -> list[dict]:
+                   counts: Counter, connected: set[tuple[str, str]], net_roads: frozenset[str] = frozenset()
+                   ) -> list[dict]:
     """`connected`: the (from edge, to edge) pairs of the net's connections; a route that turns
     where the net has none is refused (SUMO refuses it), one through a turn the import left out
-    is left out and counted."""
+    is left out and counted. `net_roads`: the net's normal edges; a vehicle of a class other than
+    passenger (a bus) whose route uses one the import left out (no passenger lane: a bus-only
+    road) is left out and counted; a passenger car's is refused, as SUMO refuses it."""
     router = Router(roadnet)
+    without_passenger_lanes = net_roads - router.time.keys()
     shared_specs: dict[str, dict] = {}  # one vehicle object per vType: a dense flow has millions
     entries = []
     for vehicle in sorted(routes.vehicles, key=lambda v: v.depart):
@@ -105,6 +109,10 @@ def flow_from_sumo(routes: SumoRoutes, roadnet: dict, begin: float, end: float,
             counts["vehicles_after_end_left_out"] += 1
             continue
         counts["fractional_departures_rounded_up"] += step * 1000 != since_ms
+        if v_class != "passenger" and without_passenger_lanes.intersection(
+                vehicle.edges or (vehicle.origin, *vehicle.via, vehicle.destination)):
+            counts["vehicles_on_roads_without_passenger_lanes_left_out"] += 1
+            continue
         route = vehicle.edges or _route_trip(router, vehicle, counts)
         if route is None:
             continue
