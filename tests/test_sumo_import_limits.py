@@ -30,9 +30,6 @@ SECOND_EDGE = ('<edge id="CE" from="C" to="E"><lane id="CE_9" index="0" speed="2
     # a route whose edges the net does not connect was left out as a "turn the import left out"
     ("routes", '<vehicle id="v0" depart="100.0" type="car"><route edges="WC CE"/>',
      '<vehicle id="v0" depart="100.0" type="car"><route edges="WC NC"/>', "vehicle[id=v0]@edges", "WC NC"),
-    # additional files (programs, vTypes, routes) were not read, and not said
-    ("config", "</input>", '<additional-files value="more.add.xml"/></input>', "input.additional-files@value",
-     "more.add.xml"),
     ("routes", "</routes>", '<interval begin="100" end="120"><vehicle id="x" depart="101"><route edges="WC CE"/>'
      "</vehicle></interval></routes>", "interval.vehicle[id=x]", "vehicle"),
     ("routes", '<flow id="f0" begin="110" end="120"', '<interval end="105"><flow id="f0" begin="110"',

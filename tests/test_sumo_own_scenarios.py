@@ -143,3 +143,68 @@ def test_a_car_on_a_bus_only_road_is_refused_by_its_route(tmp_path):
     with pytest.raises(ScenarioError, match="route edge 1 is not a passenger road of the net") as error:
         import_sumo(write_tiny(tmp_path, NET.replace(*BUS_ONLY_CN), routes))
     assert (error.value.field, error.value.value) == ("vehicle[id=v]@edges", "CN")
+
+
+ADDITIONAL = """<additional>
+  <vType id="slow" maxSpeed="7" length="6"/>
+  <tlLogic id="C" type="static" programID="tuned" offset="0">
+    <phase duration="40" state="Ggr"/><phase duration="3" state="yyr"/><phase duration="10" state="rrG"/>
+    <phase duration="2" state="rry"/>
+  </tlLogic>
+  <inductionLoop id="d0" lane="WC_1" pos="50" period="60" file="out.xml"/>
+  <e1Detector id="d1" lane="WC_2" pos="50" period="60" file="out.xml"/>
+  <poly id="p" shape="0,0 1,1 1,0" color="red"/>
+</additional>
+"""
+WITH_ADDITIONAL = CONFIG.replace("</input>", '<additional-files value="tiny.add.xml"/></input>')
+
+
+def _with_additional(tmp_path, additional: str = ADDITIONAL, config: str = WITH_ADDITIONAL):
+    routes = _routes('<vehicle id="v" depart="105" type="slow"><route edges="WC CE"/></vehicle>')
+    folder = write_tiny(tmp_path, routes=routes, config=config)
+    (folder / "tiny.add.xml").write_text(additional)
+    return folder
+
+
+def test_additional_files_give_vtypes_and_programs_and_count_the_rest(tmp_path):
+    # they were refused; SUMO loads their vTypes (which the route files may use) and their programs
+    # (the last loaded program of a light runs), and writes the detectors' outputs
+    imported = import_sumo(_with_additional(tmp_path))
+    assert [(v["vehicle"]["maxSpeed"], v["vehicle"]["length"]) for v in imported.flow] == [(7.0, 6.0)]
+    light = next(x for x in imported.roadnet["intersections"] if x["id"] == "C")["trafficLight"]
+    assert [phase["time"] for phase in light["lightphases"]] == [42.0, 13.0]  # yellows folded into the next green
+    counts = imported.report.counts
+    assert (counts["earlier_programs_replaced"], counts["additional_inductionLoop_ignored"],
+            counts["additional_e1Detector_ignored"], counts["additional_poly_ignored"]) == (1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("old, new, field, value", [
+    # a program for a light the net does not have controls nothing: the id is misspelt
+    ('<tlLogic id="C"', '<tlLogic id="Q"', "tlLogic[id=Q]@id", "Q"),
+    # the net's connections show signal 2 of light C: a program of two signals cannot serve them
+    ('state="Ggr"/><phase duration="3" state="yyr"/><phase duration="10" state="rrG"/>\n    <phase duration="2" '
+     'state="rry"/>', 'state="Gg"/><phase duration="3" state="yy"/>', "tlLogic[id=C].phase[0]@state", "Gg"),
+    ("<additional>", "<routes>", "<root>", "routes"),
+    ('<tlLogic id="C" type="static"', '<tlLogic id="C" type="statc"', "tlLogic[id=C]@type", "statc"),
+])
+def test_a_malformed_additional_file_is_named(tmp_path, old, new, field, value):
+    additional = ADDITIONAL.replace(old, new).replace("</additional>", "</routes>" if new == "<routes>" else
+                                                      "</additional>")
+    folder = _with_additional(tmp_path, additional)
+    with pytest.raises(ScenarioError) as error:
+        import_sumo(folder)
+    assert (error.value.source, error.value.field, error.value.value) == (str(folder / "tiny.add.xml"), field, value)
+
+
+@pytest.mark.parametrize("value, refused", [
+    ("missing.add.xml", "<file>"), ("tiny.add.xml,", "input.additional-files@value"), ("", None)])
+def test_the_configs_additional_files_are_named_or_none(tmp_path, value, refused):
+    config = CONFIG.replace("</input>", f'<additional-files value="{value}"/></input>')
+    folder = _with_additional(tmp_path, config=config)
+    if refused is None:  # SUMO reads an empty list as no file: the vType 'slow' is then unknown
+        with pytest.raises(ScenarioError, match="names an unknown <vType>"):
+            import_sumo(folder)
+        return
+    with pytest.raises(ScenarioError) as error:
+        import_sumo(folder)
+    assert error.value.field == refused

@@ -112,3 +112,17 @@ def test_a_scenario_in_a_folder_whose_name_xml_must_escape_is_pinned(tmp_path):
                                   tmp_path / "pinned")
     assert pinned_config.net_file == (folder / "tiny.net.xml").resolve()
     assert scenario_from_sumo(pinned_config.path).trips.num_trips == scenario_from_sumo(folder).trips.num_trips
+
+
+def test_the_pinned_scenario_keeps_the_configs_additional_files(tmp_path):
+    # the pinned config named the net and the route files only: the programs and vTypes of the
+    # scenario's additional files were lost (its vehicles of type 'slow' then named an unknown vType)
+    config = CONFIG.replace("</input>", '<additional-files value="tiny.add.xml"/></input>')
+    folder = write_tiny(tmp_path / "tiny", NET.replace("</net>", DETOUR.replace("SPEED", "5")),
+                        TWO_TRIPS.replace('type="car"', 'type="slow"'), config)
+    (folder / "tiny.add.xml").write_text('<additional><vType id="slow" maxSpeed="7"/></additional>')
+    (tmp_path / "vr.xml").write_text(VEHROUTES)
+    pinned_config, _ = pin_routes(read_config(find_config(folder)), routes_driven(tmp_path / "vr.xml"),
+                                  tmp_path / "pinned")
+    assert pinned_config.additional_files == ((folder / "tiny.add.xml").resolve(),)
+    assert scenario_from_sumo(pinned_config.path).trips.num_trips == scenario_from_sumo(folder).trips.num_trips

@@ -1,6 +1,6 @@
 """SUMO scenarios (.sumocfg + .net.xml + .rou.xml) -> the CityFlow roadnet/flow dicts gridlight's
 own parsers validate, with an `ImportReport` counting every approximation and left-out item.
-Jobs: xml_fields, config, net_reader, route_reader, programs, to_roadnet, to_flow."""
+Jobs: xml_fields, config, net_reader, additional, route_reader, unread, programs, to_roadnet, to_flow."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from envs.scenario.sumo.additional import read_additional
 from envs.scenario.sumo.config import SumoConfig, find_config, read_config
 from envs.scenario.sumo.net_reader import read_net
 from envs.scenario.sumo.route_reader import read_routes
@@ -50,6 +51,8 @@ def import_sumo(folder_or_config: str | Path) -> SumoImport:
     for kind, number in net.skipped.items():
         counts[kind] += number
     merged = None
+    for additional in config.additional_files:  # after the net, before the route files, as SUMO loads them
+        merged = read_additional(additional, net, counts, (config.begin, config.end), merged)
     for route_file in config.route_files:  # one namespace of vTypes and routes, as in SUMO
         merged = read_routes(route_file, counts, (config.begin, config.end), merged)
     connected = {(c.from_edge, c.to_edge) for c in net.connections}

@@ -10,7 +10,8 @@ from envs.errors import ScenarioError
 from envs.scenario.sumo.xml_fields import XmlFields, read_xml
 
 DEFAULT_BEGIN_S = 0.0  # SUMO's default when the config leaves the begin out
-READ_OPTIONS = ("net-file", "route-files", "begin", "end")  # wherever they stand (SUMO ignores sections)
+# wherever they stand (SUMO ignores sections)
+READ_OPTIONS = ("net-file", "route-files", "additional-files", "begin", "end")
 # the root element: older configs (RESCO's) write <configuration>, SUMO 1.28's `sumo -C` and netedit
 # <sumoConfiguration>
 ROOT_TAGS = ("configuration", "sumoConfiguration")
@@ -25,6 +26,7 @@ class SumoConfig:
     end: float
     # options the import does not follow (step-length, teleports, outputs, ...), for its report
     ignored: tuple[str, ...] = ()
+    additional_files: tuple[Path, ...] = ()  # read before the route files, as SUMO loads them
 
 
 def find_config(folder: str | Path) -> Path:
@@ -65,6 +67,10 @@ def read_config(path: str | Path) -> SumoConfig:
     if any(not entry.strip() for entry in routes.split(",")):
         fields.fail("input.route-files", "value", routes,
                     "an entry of the comma-separated list of route files is empty")
+    label, element = options.get("additional-files", ("input.additional-files", None))
+    additional = "" if element is None else element.get("value", "")  # SUMO reads an empty value as no file
+    if additional.strip() and any(not entry.strip() for entry in additional.split(",")):
+        fields.fail(label, "value", additional, "an entry of the comma-separated list of additional files is empty")
     times = {}
     for name in ("begin", "end"):
         label, element = options.get(name, (f"time.{name}", None))
@@ -78,12 +84,8 @@ def read_config(path: str | Path) -> SumoConfig:
                         "gridlight simulates a bounded window: add <time><end value=\"...\"/></time>")
     if times["end"] <= times["begin"]:
         fields.fail("time.end", "value", times["end"], f"must be > begin ({times['begin']:g})")
-    if value("input", "additional-files") is not None:  # they may override programs, define vTypes, ...
-        fields.fail("input.additional-files", "value", value("input", "additional-files"),
-                    "the importer does not read additional files (traffic-light programs, vTypes, routes "
-                    "or detectors they hold would be missed): move the vTypes and routes into the route "
-                    "files and the programs into the net, then remove the entry")
     ignored = tuple(label for name, (label, _) in options.items() if name not in READ_OPTIONS)
     return SumoConfig(path, path.parent / net,
                       tuple(path.parent / name for name in routes.replace(",", " ").split()),
-                      times["begin"], times["end"], ignored)
+                      times["begin"], times["end"], ignored,
+                      tuple(path.parent / name for name in additional.replace(",", " ").split()))

@@ -197,6 +197,16 @@ def read_net(path: str | Path) -> SumoNet:
             link_index, sum(internal_lane_length[lane] for lane in via), where, via))
 
     programs: dict[str, SumoProgram] = {}
+    read_programs(fields, root, programs, skip)
+    check_link_indices(fields, connections, programs)
+    return SumoNet(source, junctions, edges, connections, programs, skipped)
+
+
+def read_programs(fields: XmlFields, root, programs: dict[str, SumoProgram], skip) -> list[str]:
+    """The ``<tlLogic>``s under `root` into `programs` (a light's later program replaces its
+    earlier one, `skip`ped as ``earlier_programs_replaced``: SUMO runs the last loaded); returns
+    the ids read, in order."""
+    read = []
     for element in root.iter("tlLogic"):
         where = element_path(element)
         ident = fields.string(element, "id", where)
@@ -217,6 +227,12 @@ def read_net(path: str | Path) -> SumoNet:
             fields.fail(where, "type", kind, f"unknown traffic light type; SUMO's: {', '.join(PROGRAM_TYPES)}")
         programs[ident] = SumoProgram(ident, element.get("programID", "0"), kind,
                                       fields.number(element, "offset", where, 0.0), phases)
+        read.append(ident)
+    return read
+
+
+def check_link_indices(fields: XmlFields, connections, programs: dict[str, SumoProgram]) -> None:
+    """Every signalised connection's ``linkIndex`` within its light's program."""
     for connection in connections:
         if connection.tl is None:
             continue
@@ -224,7 +240,6 @@ def read_net(path: str | Path) -> SumoNet:
         if connection.link_index >= min(states):
             fields.fail(connection.where, "linkIndex", connection.link_index,
                         f"traffic light {connection.tl!r} has only {min(states)} signal states")
-    return SumoNet(source, junctions, edges, connections, programs, skipped)
 
 
 def _read_lane(fields: XmlFields, element, where: str) -> SumoLane:

@@ -65,10 +65,13 @@ def pin_routes(config: SumoConfig, routes: dict[str, str], workdir: str | Path) 
         route_files.append(f"pinned_{k}.rou.xml")
         tree.write(workdir / route_files[-1])
     net = Path(config.net_file).resolve()  # the network itself is unchanged: referenced, not copied
+    # so are the additional files (their programs and vTypes; trips they hold stay trips)
+    additional = ",".join(str(Path(name).resolve()) for name in config.additional_files)
     path = workdir / "pinned.sumocfg"
     path.write_text(  # quoteattr: a folder named 'a&b' made the config malformed XML
         f"<configuration><input><net-file value={quoteattr(str(net))}/>"
-        f"<route-files value=\"{','.join(route_files)}\"/></input>"
+        f"<route-files value=\"{','.join(route_files)}\"/>"
+        + (f"<additional-files value={quoteattr(additional)}/>" if additional else "") + "</input>"
         f"<time><begin value=\"{config.begin!r}\"/><end value=\"{config.end!r}\"/></time>"  # repr: every digit
         "</configuration>\n")
     counts = {"trips_pinned": pinned, "trips_left_unpinned": left, "od_pairs_pinned": len(paths),

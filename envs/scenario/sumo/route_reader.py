@@ -132,14 +132,15 @@ def _sigma(fields: XmlFields, element, where: str) -> float:
 
 
 def read_routes(path: str | Path, counts: Counter, window: tuple[float, float],
-                earlier: SumoRoutes | None = None) -> SumoRoutes:
+                earlier: SumoRoutes | None = None, root=None) -> SumoRoutes:
     """The vTypes, named routes and vehicles of a route file, after those of the `earlier` route
     files of the scenario: SUMO reads them into one namespace, so a file may use the types and
     routes of the files before it but not define their ids again. A flow's vehicles outside the
-    config's `window` (begin, end) are counted, not built."""
+    config's `window` (begin, end) are counted, not built. `root`: the file's elements when already
+    read (an additional file's route elements), else the file is read."""
     source = str(path)
     fields = XmlFields(source)
-    root = read_xml(path, "routes")
+    root = read_xml(path, "routes") if root is None else root
     if earlier is None:
         default = vehicle_type(fields, root.makeelement("vType", {}), "", counts)[0]
         earlier = SumoRoutes(source, {DEFAULT_VTYPE: (default, "passenger")}, [])
