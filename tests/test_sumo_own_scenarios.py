@@ -208,3 +208,12 @@ def test_the_configs_additional_files_are_named_or_none(tmp_path, value, refused
     with pytest.raises(ScenarioError) as error:
         import_sumo(folder)
     assert error.value.field == refused
+
+
+def test_a_programs_clock_times_read_as_seconds(tmp_path):
+    # SUMO reads a phase's duration and a program's offset as times too (a hand-written additional program)
+    additional = ADDITIONAL.replace('duration="40"', 'duration="0:00:40"').replace('offset="0"', 'offset="0:00:05"')
+    imported = import_sumo(_with_additional(tmp_path, additional))
+    light = next(x for x in imported.roadnet["intersections"] if x["id"] == "C")["trafficLight"]
+    assert [phase["time"] for phase in light["lightphases"]] == [42.0, 13.0]
+    assert imported.report.counts["program_offsets_ignored"] == 1

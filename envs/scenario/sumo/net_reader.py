@@ -213,7 +213,7 @@ def read_programs(fields: XmlFields, root, programs: dict[str, SumoProgram], ski
         if ident in programs:  # SUMO runs a light's last loaded program (no WAUT switches between them)
             skip("earlier_programs_replaced")
         phases = tuple(
-            SumoPhase(fields.positive(phase, "duration", f"{where}.phase[{k}]"),
+            SumoPhase(_duration(fields, phase, f"{where}.phase[{k}]"),
                       fields.string(phase, "state", f"{where}.phase[{k}]"), tuple(phase.get("next", "").split()))
             for k, phase in enumerate(element.iter("phase")))
         if not phases:
@@ -226,9 +226,17 @@ def read_programs(fields: XmlFields, root, programs: dict[str, SumoProgram], ski
         if kind not in PROGRAM_TYPES:  # "statc" ran as a static program
             fields.fail(where, "type", kind, f"unknown traffic light type; SUMO's: {', '.join(PROGRAM_TYPES)}")
         programs[ident] = SumoProgram(ident, element.get("programID", "0"), kind,
-                                      fields.number(element, "offset", where, 0.0), phases)
+                                      fields.time(element, "offset", where, 0.0), phases)
         read.append(ident)
     return read
+
+
+def _duration(fields: XmlFields, phase, where: str) -> float:
+    """A phase's ``duration``: seconds or, as SUMO reads times, [days:]hours:minutes:seconds; > 0."""
+    duration = fields.time(phase, "duration", where)
+    if not duration > 0:
+        fields.fail(where, "duration", phase.get("duration"), "must be > 0")
+    return duration
 
 
 def check_link_indices(fields: XmlFields, connections, programs: dict[str, SumoProgram]) -> None:
