@@ -137,12 +137,23 @@ def test_a_bus_on_a_bus_only_road_is_left_out_and_counted(tmp_path, bus):
     assert imported.report.counts["vehicles_on_roads_without_passenger_lanes_left_out"] == 1
 
 
-def test_a_car_on_a_bus_only_road_is_refused_by_its_route(tmp_path):
-    # SUMO does not let a passenger car drive there either: the error names the road
-    routes = _routes('<vehicle id="v" depart="106" type="car"><route edges="WC CN"/></vehicle>')
-    with pytest.raises(ScenarioError, match="route edge 1 is not a passenger road of the net") as error:
-        import_sumo(write_tiny(tmp_path, NET.replace(*BUS_ONLY_CN), routes))
-    assert (error.value.field, error.value.value) == ("vehicle[id=v]@edges", "CN")
+@pytest.mark.parametrize("vehicle, field, value, reason", [
+    # SUMO does not let a passenger car drive on a bus-only road either: the error names the road
+    ('<vehicle id="v" depart="106" type="car"><route edges="WC CN"/></vehicle>', "vehicle[id=v]@edges", "CN",
+     "route edge 1 is a road without passenger lanes"),
+    ('<trip id="v" depart="106" type="car" from="WC" to="CN"/>', "trip[id=v]@to", "CN",
+     "a road without passenger lanes"),
+    # an edge the net does not have, and one inside a junction, were 'not a passenger road of the net' too
+    ('<vehicle id="v" depart="106" type="car"><route edges="WC XX"/></vehicle>', "vehicle[id=v]@edges", "XX",
+     "route edge 1 names no edge of the net"),
+    ('<vehicle id="v" depart="106" type="car"><route edges="WC :C_0 CE"/></vehicle>', "vehicle[id=v]@edges", ":C_0",
+     r"route edge 1 is an internal edge \(inside a junction\)"),
+    ('<trip id="v" depart="106" type="car" from="WC" to="XX"/>', "trip[id=v]@to", "XX", "names no edge of the net"),
+])
+def test_a_car_off_the_passenger_roads_is_refused_naming_why(tmp_path, vehicle, field, value, reason):
+    with pytest.raises(ScenarioError, match=reason) as error:
+        import_sumo(write_tiny(tmp_path, NET.replace(*BUS_ONLY_CN), _routes(vehicle)))
+    assert (error.value.field, error.value.value) == (field, value)
 
 
 ADDITIONAL = """<additional>

@@ -113,13 +113,13 @@ def flow_from_sumo(routes: SumoRoutes, roadnet: dict, begin: float, end: float,
                 vehicle.edges or (vehicle.origin, *vehicle.via, vehicle.destination)):
             counts["vehicles_on_roads_without_passenger_lanes_left_out"] += 1
             continue
-        route = vehicle.edges or _route_trip(router, vehicle, counts)
-        if route is None:
-            continue
-        for k, edge in enumerate(route):
+        for k, edge in enumerate(vehicle.edges or ()):
             if edge not in router.time:
                 raise ScenarioError(vehicle.source, f"{vehicle.where}@edges", edge,
-                                    f"route edge {k} is not a passenger road of the net")
+                                    f"route edge {k} {_why_not_a_road(edge, net_roads)}")
+        route = vehicle.edges or _route_trip(router, vehicle, counts, net_roads)
+        if route is None:
+            continue
         if any(b not in router.next[a] for a, b in zip(route, route[1:])):
             for k, (a, b) in enumerate(zip(route, route[1:])):
                 if (a, b) not in connected:
@@ -141,13 +141,21 @@ def flow_from_sumo(routes: SumoRoutes, roadnet: dict, begin: float, end: float,
     return entries
 
 
-def _route_trip(router: Router, vehicle: SumoVehicle, counts: Counter):
+def _why_not_a_road(edge: str, net_roads: frozenset[str]) -> str:
+    """Why a route's `edge` is none of the roadnet's roads, for the error naming it."""
+    if edge in net_roads:
+        return "is a road without passenger lanes (left out; SUMO does not let a passenger car drive there either)"
+    if edge.startswith(":"):
+        return "is an internal edge (inside a junction): a route lists the edges between junctions"
+    return "names no edge of the net"
+
+
+def _route_trip(router: Router, vehicle: SumoVehicle, counts: Counter, net_roads: frozenset[str]):
     stops = (vehicle.origin, *vehicle.via, vehicle.destination)
     attributes = ("from", *("via",) * len(vehicle.via), "to")
     for stop, attribute in zip(stops, attributes):
         if stop not in router.time:
-            raise ScenarioError(vehicle.source, f"{vehicle.where}@{attribute}", stop,
-                                "not a passenger road of the net")
+            raise ScenarioError(vehicle.source, f"{vehicle.where}@{attribute}", stop, _why_not_a_road(stop, net_roads))
     route = [vehicle.origin]
     for a, b in zip(stops, stops[1:]):
         leg = router.route(a, b)
