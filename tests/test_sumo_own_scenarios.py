@@ -228,3 +228,12 @@ def test_a_programs_clock_times_read_as_seconds(tmp_path):
     light = next(x for x in imported.roadnet["intersections"] if x["id"] == "C")["trafficLight"]
     assert [phase["time"] for phase in light["lightphases"]] == [42.0, 13.0]
     assert imported.report.counts["program_offsets_ignored"] == 1
+
+
+def test_the_stops_of_a_named_route_are_counted(tmp_path):
+    # a bus line's route with its stops: the stops were dropped without a count (a vehicle's own were counted)
+    routes = _routes('<route id="line" edges="WC CE"><stop lane="CE_0" duration="20"/><stop lane="CE_0" '
+                     'endPos="150" duration="10"/><param key="a" value="b"/></route>'
+                     '<vehicle id="v" depart="105" type="car" route="line"/>')
+    counts = import_sumo(write_tiny(tmp_path, routes=routes)).report.counts
+    assert (counts["route_stops_ignored"], counts["route_param_ignored"]) == (2, 1)

@@ -12,7 +12,7 @@ from pathlib import Path
 from envs.scenario.departures import MAX_VEHICLES
 from envs.scenario.json_fields import MISSING
 from envs.scenario.spec import VehicleSpec
-from envs.scenario.sumo.unread import count_unread_vehicle, count_unread_vtype
+from envs.scenario.sumo.unread import count_unread_route, count_unread_vehicle, count_unread_vtype
 from envs.scenario.sumo.xml_fields import XmlFields, element_path, read_xml
 
 DEFAULT_VTYPE = "DEFAULT_VEHTYPE"
@@ -156,7 +156,7 @@ def read_routes(path: str | Path, counts: Counter, window: tuple[float, float],
         elif element.tag == "route":
             ident = fields.new_id(element, where, defined["route"])
             routes[ident] = _edges(fields, element, where)
-            counts["route_repeat_ignored"] += "repeat" in element.attrib  # driven once
+            count_unread_route(element, counts)
         elif element.tag in ("vehicle", "trip"):
             ident = fields.new_id(element, where, defined["vehicle"])
             count_unread_vehicle(element, counts)

@@ -47,3 +47,12 @@ def count_unread_vehicle(element, counts: Counter) -> None:
             counts["vehicle_stops_ignored"] += 1
         else:
             counts[f"vehicle_{child.tag}_ignored"] += 1
+
+
+def count_unread_route(element, counts: Counter) -> None:
+    """A named ``<route>``'s: its ``repeat`` (``route_repeat_ignored``: the engine drives a route once),
+    its stops (``route_stops_ignored``, once per route however many vehicles take it) and other children
+    (``route_<child>_ignored``)."""
+    counts["route_repeat_ignored"] += "repeat" in element.attrib
+    for child in element:
+        counts["route_stops_ignored" if child.tag == "stop" else f"route_{child.tag}_ignored"] += 1
