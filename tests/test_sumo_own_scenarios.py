@@ -195,12 +195,11 @@ def test_additional_files_give_vtypes_and_programs_and_count_the_rest(tmp_path):
     # the net's connections show signal 2 of light C: a program of two signals cannot serve them
     ('state="Ggr"/><phase duration="3" state="yyr"/><phase duration="10" state="rrG"/>\n    <phase duration="2" '
      'state="rry"/>', 'state="Gg"/><phase duration="3" state="yy"/>', "tlLogic[id=C].phase[0]@state", "Gg"),
-    ("<additional>", "<routes>", "<root>", "routes"),
+    ("<additional>", "<net>", "<root>", "net"),
     ('<tlLogic id="C" type="static"', '<tlLogic id="C" type="statc"', "tlLogic[id=C]@type", "statc"),
 ])
 def test_a_malformed_additional_file_is_named(tmp_path, old, new, field, value):
-    additional = ADDITIONAL.replace(old, new).replace("</additional>", "</routes>" if new == "<routes>" else
-                                                      "</additional>")
+    additional = ADDITIONAL.replace(old, new).replace("</additional>", "</net>" if new == "<net>" else "</additional>")
     folder = _with_additional(tmp_path, additional)
     with pytest.raises(ScenarioError) as error:
         import_sumo(folder)
@@ -237,3 +236,10 @@ def test_the_stops_of_a_named_route_are_counted(tmp_path):
                      '<vehicle id="v" depart="105" type="car" route="line"/>')
     counts = import_sumo(write_tiny(tmp_path, routes=routes)).report.counts
     assert (counts["route_stops_ignored"], counts["route_param_ignored"]) == (2, 1)
+
+
+def test_an_additional_file_of_routes_gives_its_vtypes(tmp_path):
+    # a route file listed among the additional files (so that its vTypes load first), as SUMO reads it
+    additional = '<routes><vType id="slow" maxSpeed="7" length="6"/></routes>'
+    imported = import_sumo(_with_additional(tmp_path, additional))
+    assert [(v["vehicle"]["maxSpeed"], v["vehicle"]["length"]) for v in imported.flow] == [(7.0, 6.0)]

@@ -23,7 +23,7 @@ def read_additional(path: str | Path, net: SumoNet, counts: Counter, window: tup
     """Applies the file's programs to `net` and returns the route namespace with its route
     elements added (`earlier` unchanged when it has none)."""
     fields = XmlFields(str(path))
-    root = read_xml(path, "additional")
+    root = read_xml(path, ("additional", "routes"))  # a route file may be listed too, to load its vTypes first
     programs: dict = {}
     skipped: Counter = Counter()
     for ident in read_programs(fields, root, programs, lambda kind: skipped.update([kind])):
