@@ -295,7 +295,8 @@ def export_policy(
         "model": model_entry(onnx_path, opset, layout, inputs),
         "observation": observation_entry(env_meta, layout),
         "timing": timing_entry(engine, interval, max_green_s),
-        "intersections": intersections_entry(scenario.network, layout, ctx.lane_max_vehicles, max_green_s),
+        "intersections": intersections_entry(scenario.network, layout, ctx.lane_max_vehicles, max_green_s,
+                                             scenario.info.get("sumo_lights")),
         "training": {
             "checkpoint": str(checkpoint),
             "scenario": scenario.name,

@@ -74,9 +74,11 @@ def _fallback_plan(network: Network, layout: IntersectionLayout, max_green_s: fl
 
 
 def intersections_entry(network: Network, layout: IntersectionLayout, lane_max: torch.Tensor,
-                        max_green_s: float) -> list[dict]:
+                        max_green_s: float, sumo_lights: dict | None = None) -> list[dict]:
     """Per intersection: its incoming lanes (the readings' lane order) with what each holds, its
-    movements, phases, intergreens, actions and fixed-time fallback plan."""
+    movements, phases, intergreens, actions and fixed-time fallback plan; for a SUMO scenario
+    (`sumo_lights`, its ``info["sumo_lights"]``) also ``sumo``: the tlLogic id that runs it (SUMO's
+    junction and light ids may differ) and the SUMO program phases each phase stands for."""
     lanes = lane_ids(network)
     roads = network.road_ids
     per_inter = network.movements_per_intersection
@@ -103,7 +105,7 @@ def intersections_entry(network: Network, layout: IntersectionLayout, lane_max: 
                 "plan_duration_s": float(network.phase_duration[i, p]),
             })
         removes = network.phase_removes_green[i, : len(phases), : len(phases)]
-        out.append({
+        entry = {
             "id": inter_id,
             "index": i,
             "in_lanes": [lanes[lane] for lane in in_lanes],
@@ -113,7 +115,10 @@ def intersections_entry(network: Network, layout: IntersectionLayout, lane_max: 
             "intergreen_after_switch": removes.tolist(),  # [from phase][to phase]: yellow + all-red apply
             "actions": [int(p) for p in layout.action_phase[i].tolist() if p >= 0],
             "fallback_plan": plans[i],
-        })
+        }
+        if sumo_lights is not None:
+            entry["sumo"] = sumo_lights[inter_id]
+        out.append(entry)
     return out
 
 

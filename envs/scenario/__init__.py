@@ -189,7 +189,7 @@ def scenario_from_sumo(
     network = compile_network(roadnet, device=device)
     trips = trips_from_flows(flows, network, horizon)
     info = {"sumocfg": str(config.path), "sumo_begin_s": config.begin,
-            "sumo_end_s": config.end, "sumo_report": imported.report.counts,
+            "sumo_end_s": config.end, "sumo_report": imported.report.counts, "sumo_lights": imported.lights,
             "horizon": horizon}
     return Scenario(name or str(config.path), roadnet, flows, network, trips, info)
 

@@ -40,6 +40,9 @@ class SumoImport:
     roadnet: dict  # CityFlow roadnet.json content
     flow: list  # CityFlow flow.json content, one entry per vehicle, times shifted by begin
     report: ImportReport
+    # junction id -> {"tls_id": its tlLogic (None: unsignalised), "program_phases": per roadnet
+    # phase, the SUMO program phase indices it stands for} (`programs.junction_phases`)
+    lights: dict
 
 
 def import_sumo(folder_or_config: str | Path) -> SumoImport:
@@ -59,8 +62,8 @@ def import_sumo(folder_or_config: str | Path) -> SumoImport:
     roads = frozenset(net.edges)
     # the boundary's turnarounds are left out (virtual junctions) unless a vehicle needs one: route
     # without them; if some vehicles cannot go, route with all of them and keep the ones they turn at
-    keep, trial = frozenset(), Counter()
-    roadnet = roadnet_from_sumo(net, trial, keep)
+    keep, trial, lights = frozenset(), Counter(), {}
+    roadnet = roadnet_from_sumo(net, trial, keep, lights)
     flow = flow_from_sumo(merged, roadnet, config.begin, config.end, trial, connected, roads)
     if trial["trips_without_route_left_out"] or trial["routes_through_left_out_turns_left_out"]:
         boundary = turnaround_only_junctions(net)
@@ -68,8 +71,8 @@ def import_sumo(folder_or_config: str | Path) -> SumoImport:
         keep = frozenset(turned_around_at(
             flow_from_sumo(merged, every, config.begin, config.end, Counter(), connected, roads), every, boundary))
         if keep:  # else the first roadnet and flow stand (no turnaround helps the vehicles left out)
-            trial = Counter()
-            roadnet = roadnet_from_sumo(net, trial, keep)
+            trial, lights = Counter(), {}
+            roadnet = roadnet_from_sumo(net, trial, keep, lights)
             flow = flow_from_sumo(merged, roadnet, config.begin, config.end, trial, connected, roads)
     counts.update(trial)
     counts["boundary_turnarounds_kept"] = len(keep)
@@ -78,7 +81,7 @@ def import_sumo(folder_or_config: str | Path) -> SumoImport:
     summary = report.summary()
     log.log(logging.DEBUG if summary in _reported else logging.INFO, "SUMO import %s", summary)
     _reported.add(summary)
-    return SumoImport(config, roadnet, flow, report)
+    return SumoImport(config, roadnet, flow, report, lights)
 
 
 __all__ = ["ImportReport", "SumoImport", "import_sumo"]

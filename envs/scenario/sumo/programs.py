@@ -57,13 +57,19 @@ def link_state(chars: list[str], counts: Counter) -> str:
 
 def junction_phases(
     junction: str, links: list[LinkSignals], programs: dict[str, SumoProgram], source: str,
-    counts: Counter,
+    counts: Counter, lights: dict | None = None,
 ) -> list[dict]:
-    """CityFlow light phases (``time``, ``availableRoadLinks``, ``permissiveRoadLinks``)."""
+    """CityFlow light phases (``time``, ``availableRoadLinks``, ``permissiveRoadLinks``).
+    `lights`, where given, gets ``lights[junction] = {"tls_id", "program_phases"}``: the tlLogic
+    that runs the junction (None when none does) and, per phase returned, the SUMO program's phase
+    indices it stands for (the transitions folded into it first, then its green or merged greens):
+    what a deployment needs to map a cabinet's light and phase readings to the metadata's."""
     tls = sorted({tl for link in links for tl, _ in link.slots})
     always = [k for k, link in enumerate(links) if not link.slots or link.turnaround]
+    lights = {} if lights is None else lights
     if not tls:
         counts["uncontrolled_junctions"] += 1
+        lights[junction] = {"tls_id": None, "program_phases": [[]]}
         return [{"time": UNCONTROLLED_PHASE_S, "availableRoadLinks": always,
                  "permissiveRoadLinks": always}]
     if len(tls) > 1:
@@ -73,6 +79,7 @@ def junction_phases(
     program = programs[tls[0]]
     if program.type == "off":  # SUMO switches the light off: the junction runs by its priorities, unsignalised
         counts["off_programs_unsignalised"] += 1
+        lights[junction] = {"tls_id": None, "program_phases": [[]]}  # switched off: no phase to read
         every = list(range(len(links)))
         return [{"time": UNCONTROLLED_PHASE_S, "availableRoadLinks": every, "permissiveRoadLinks": every}]
     counts["signalised_junctions"] += 1
@@ -89,12 +96,14 @@ def junction_phases(
             raise ScenarioError(source, f"tlLogic[id={program.id}].phase@state", char,
                                 f"unknown signal state at linkIndex {k}")
     phases: list[dict] = []
+    indices: list[list[int]] = []  # per phase, the SUMO phase indices it stands for
     pending = 0.0  # transition time waiting for the next green phase
+    pending_indices: list[int] = []
     # an all-red clearance (every signal red, for every road user) is part of the transition, as a
     # yellow is; a phase red for cars only (green for a bicycle or tram link the import left out)
     # stops the cars for its duration and stays a phase; a program of nothing but red stays as it is
     all_red = [all(_CHAR_CLASS[c] == RED for c in phase.state) for phase in program.phases]
-    for sumo_phase, red in zip(program.phases, all_red):
+    for index, (sumo_phase, red) in enumerate(zip(program.phases, all_red)):
         states = [
             link_state([sumo_phase.state[index] for _, index in link.slots], counts)
             if link.slots else PERMISSIVE for link in links
@@ -102,6 +111,7 @@ def junction_phases(
         if YELLOW in states or (red and not all(all_red)):
             counts["red_phases_folded" if red else "transition_phases_folded"] += 1
             pending += sumo_phase.duration
+            pending_indices.append(index)
             continue
         green = [k for k, s in enumerate(states) if s in (GREEN, PERMISSIVE)]
         permissive = sorted({k for k, s in enumerate(states) if s == PERMISSIVE}
@@ -110,13 +120,17 @@ def junction_phases(
                 and phases[-1]["permissiveRoadLinks"] == permissive:
             counts["equal_phases_merged"] += 1
             phases[-1]["time"] += sumo_phase.duration
+            indices[-1].append(index)
             continue
         phases.append({"time": sumo_phase.duration + pending, "availableRoadLinks": green,
                        "permissiveRoadLinks": permissive})
-        pending = 0.0
+        indices.append(pending_indices + [index])
+        pending, pending_indices = 0.0, []
     if not phases:
         raise ScenarioError(source, f"tlLogic[id={program.id}]", len(program.phases),
                             f"junction {junction!r} shows yellow in every phase of the program")
     phases[0]["time"] += pending  # the cycle's last transition leads into its first green
+    indices[0][:0] = pending_indices
+    lights[junction] = {"tls_id": program.id, "program_phases": indices}
     counts["permissive_greens"] += sum(len(p["permissiveRoadLinks"]) for p in phases)
     return phases

@@ -50,10 +50,11 @@ def turnaround_only_junctions(net: SumoNet) -> set[str]:
     return {junction for junction, seen in directions.items() if seen == {"t"}}
 
 
-def roadnet_from_sumo(net: SumoNet, counts: Counter, keep_turnarounds: frozenset = frozenset()
-                      ) -> dict:
+def roadnet_from_sumo(net: SumoNet, counts: Counter, keep_turnarounds: frozenset = frozenset(),
+                      sumo_lights: dict | None = None) -> dict:
     """`keep_turnarounds`: boundary junctions kept as (unsignalised) intersections because some
-    vehicle turns around there; the other boundary junctions are virtual."""
+    vehicle turns around there; the other boundary junctions are virtual. `sumo_lights`, where given,
+    gets each intersection's SUMO light and program phases (`junction_phases`)."""
     lane_order = {}  # edge id -> {SUMO lane index: gridlight lane index}
     roads = []
     lengths = simulated_road_lengths(net)
@@ -98,7 +99,7 @@ def roadnet_from_sumo(net: SumoNet, counts: Counter, keep_turnarounds: frozenset
             counts["turnarounds_permissive"] += turnaround
             signals.append(LinkSignals(
                 tuple((c.tl, c.link_index) for c in group if c.tl is not None), turnaround))
-        phases = junction_phases(junction.id, signals, net.programs, net.source, counts)
+        phases = junction_phases(junction.id, signals, net.programs, net.source, counts, sumo_lights)
         intersections.append(_intersection(junction, road_links, phases, virtual=False,
                                            yields=_yield_pairs(junction, movements, counts)))
         # approaches = incoming roads: 3 is a T, 4 a crossroads, 5+ irregular; all are represented
