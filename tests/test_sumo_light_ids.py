@@ -31,6 +31,9 @@ def test_export_metadata_names_the_sumo_light_and_its_program_phases(tmp_path):
     assert entry["id"] == "C"
     assert entry["sumo"] == {"tls_id": "TL1", "program_phases": [[3, 0], [1, 2]]}
     assert len(entry["phases"]) == len(entry["sumo"]["program_phases"])
+    # 'Ggr': the straight movement has priority, the left turn (SUMO's lowercase 'g') yields
+    assert [p["green_movements"] for p in entry["phases"]] == [[0, 1], [2]]
+    assert [p["permissive_movements"] for p in entry["phases"]] == [[1], []]
     PolicyRuntime(onnx_path)  # the checksum covers the new entry as written
 
 

@@ -101,6 +101,9 @@ def intersections_entry(network: Network, layout: IntersectionLayout, lane_max: 
             phases.append({
                 "index": p,
                 "green_movements": [k for k in range(per_inter) if bool(network.phase_green[i, p, k])],
+                # the greens that yield (SUMO's 'g', an unsignalised junction's movements): still
+                # greens for the intergreen table, but not protected ones
+                "permissive_movements": [k for k in range(per_inter) if bool(network.phase_permissive[i, p, k])],
                 "signal": bool(network.signal_phase[i, p]),
                 "plan_duration_s": float(network.phase_duration[i, p]),
             })
