@@ -20,7 +20,8 @@ RENAMED_LIGHT = NET.replace('tlLogic id="C"', 'tlLogic id="TL1"').replace('tl="C
 def test_import_records_each_junctions_light_id_and_program_phases(tmp_path):
     scenario = scenario_from_sumo(write_tiny(tmp_path / "tiny", net=RENAMED_LIGHT))
     # 'Ggr' (0) with the cycle's last transition 'rry' (3) folded into it; 'yyr' (1) into 'rrG' (2)
-    assert scenario.info["sumo_lights"] == {"C": {"tls_id": "TL1", "program_phases": [[3, 0], [1, 2]]}}
+    assert scenario.info["sumo_lights"] == {"C": {"tls_id": "TL1", "program_phases": [[3, 0], [1, 2]],
+                                                  "transition_s": [2.0, 3.0]}}
 
 
 def test_export_metadata_names_the_sumo_light_and_its_program_phases(tmp_path):
@@ -29,7 +30,7 @@ def test_export_metadata_names_the_sumo_light_and_its_program_phases(tmp_path):
     onnx_path, json_path = export_policy(checkpoint, tmp_path / "out", scenario=scenario)
     (entry,) = json.loads(json_path.read_text())["intersections"]
     assert entry["id"] == "C"
-    assert entry["sumo"] == {"tls_id": "TL1", "program_phases": [[3, 0], [1, 2]]}
+    assert entry["sumo"] == {"tls_id": "TL1", "program_phases": [[3, 0], [1, 2]], "transition_s": [2.0, 3.0]}
     assert len(entry["phases"]) == len(entry["sumo"]["program_phases"])
     # 'Ggr': the straight movement has priority, the left turn (SUMO's lowercase 'g') yields
     assert [p["green_movements"] for p in entry["phases"]] == [[0, 1], [2]]
@@ -46,4 +47,18 @@ def test_ingolstadt7_lights_named_by_their_tlLogic_ids(datasets_dir):
          "1200363947_1200364074_1200364103_1507566554_1507566556_255882157_306484190"])
     assert signalised["32564122"] == "32564122"
     assert lights["32564122"]["program_phases"] == [[3, 0], [1, 2]]  # 42 s G, 3 s y, 42 s G, 3 s y
-    assert lights["1195228772"] == {"tls_id": None, "program_phases": [[]]}  # a priority junction
+    assert lights["32564122"]["transition_s"] == [3.0, 3.0]
+    assert lights["1195228772"] == {"tls_id": None, "program_phases": [[]], "transition_s": [0.0]}  # priority
+
+
+def test_the_fallback_plan_runs_the_sumo_programs_greens(tmp_path):
+    """The roadnet phase's time holds the SUMO transitions folded into it (32 s = the 2 s 'rry' +
+    30 s 'Ggr'), and the runtime adds its own clearance before each green of the plan: the plan's
+    greens are the program's (30 s, 20 s), not 32 s and 23 s, which ran a cycle of 65 s for
+    SUMO's 55 s (ingolstadt7's 90 s cycles ran 100 and 105 s)."""
+    scenario = scenario_from_sumo(write_tiny(tmp_path / "tiny"))
+    checkpoint = untrained(scenario, "shared", tmp_path / "p.zip")
+    _, json_path = export_policy(checkpoint, tmp_path / "out", scenario=scenario)
+    (entry,) = json.loads(json_path.read_text())["intersections"]
+    assert [p["plan_duration_s"] for p in entry["phases"]] == [32.0, 23.0]  # the roadnet's, as before
+    assert entry["fallback_plan"] == [{"phase": 0, "green_s": 30.0}, {"phase": 1, "green_s": 20.0}]

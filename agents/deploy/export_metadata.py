@@ -60,15 +60,20 @@ _READING_DOCS = {
 }
 
 
-def _fallback_plan(network: Network, layout: IntersectionLayout, max_green_s: float) -> list[list[dict]]:
+def _fallback_plan(network: Network, layout: IntersectionLayout, max_green_s: float,
+                   sumo_lights: dict | None = None) -> list[list[dict]]:
     """Per intersection: its actions in order, each with the roadnet plan's duration (every
     phase has one: the roadnet parsers refuse a time <= 0), never above max green: the fixed-time
-    plan the runtime falls back to."""
+    plan the runtime falls back to. A SUMO light's phase time holds the yellows folded into it
+    (`sumo_lights`' ``transition_s``); the runtime shows its own clearance before each green, so
+    the plan's green is the program's green alone (else each phase ran the yellow's time longer)."""
     plans = []
     for i, row in enumerate(layout.action_phase.tolist()):
+        folded = sumo_lights[layout.ids[i]]["transition_s"] if sumo_lights is not None else None
         plan = []
         for phase in (p for p in row if p >= 0):
-            plan.append({"phase": int(phase), "green_s": min(float(network.phase_duration[i, phase]), max_green_s)})
+            green = float(network.phase_duration[i, phase]) - (folded[phase] if folded else 0.0)
+            plan.append({"phase": int(phase), "green_s": min(green, max_green_s)})
         plans.append(plan)
     return plans
 
@@ -82,7 +87,7 @@ def intersections_entry(network: Network, layout: IntersectionLayout, lane_max: 
     lanes = lane_ids(network)
     roads = network.road_ids
     per_inter = network.movements_per_intersection
-    plans = _fallback_plan(network, layout, max_green_s)
+    plans = _fallback_plan(network, layout, max_green_s, sumo_lights)
     out = []
     for i, inter_id in enumerate(layout.ids):
         in_lanes = [lane for lane in layout.in_lanes[i].tolist() if lane >= 0]

@@ -60,16 +60,18 @@ def junction_phases(
     counts: Counter, lights: dict | None = None,
 ) -> list[dict]:
     """CityFlow light phases (``time``, ``availableRoadLinks``, ``permissiveRoadLinks``).
-    `lights`, where given, gets ``lights[junction] = {"tls_id", "program_phases"}``: the tlLogic
-    that runs the junction (None when none does) and, per phase returned, the SUMO program's phase
-    indices it stands for (the transitions folded into it first, then its green or merged greens):
-    what a deployment needs to map a cabinet's light and phase readings to the metadata's."""
+    `lights`, where given, gets ``lights[junction] = {"tls_id", "program_phases", "transition_s"}``:
+    the tlLogic that runs the junction (None when none does) and, per phase returned, the SUMO
+    program's phase indices it stands for (the transitions folded into it first, then its green or
+    merged greens) and the seconds of those transitions in its ``time`` (its green is the rest): what
+    a deployment needs to map a cabinet's light and phase readings to the metadata's, and to run the
+    program's greens."""
     tls = sorted({tl for link in links for tl, _ in link.slots})
     always = [k for k, link in enumerate(links) if not link.slots or link.turnaround]
     lights = {} if lights is None else lights
     if not tls:
         counts["uncontrolled_junctions"] += 1
-        lights[junction] = {"tls_id": None, "program_phases": [[]]}
+        lights[junction] = {"tls_id": None, "program_phases": [[]], "transition_s": [0.0]}
         return [{"time": UNCONTROLLED_PHASE_S, "availableRoadLinks": always,
                  "permissiveRoadLinks": always}]
     if len(tls) > 1:
@@ -79,7 +81,7 @@ def junction_phases(
     program = programs[tls[0]]
     if program.type == "off":  # SUMO switches the light off: the junction runs by its priorities, unsignalised
         counts["off_programs_unsignalised"] += 1
-        lights[junction] = {"tls_id": None, "program_phases": [[]]}  # switched off: no phase to read
+        lights[junction] = {"tls_id": None, "program_phases": [[]], "transition_s": [0.0]}  # off: no phase to read
         every = list(range(len(links)))
         return [{"time": UNCONTROLLED_PHASE_S, "availableRoadLinks": every, "permissiveRoadLinks": every}]
     counts["signalised_junctions"] += 1
@@ -97,6 +99,7 @@ def junction_phases(
                                 f"unknown signal state at linkIndex {k}")
     phases: list[dict] = []
     indices: list[list[int]] = []  # per phase, the SUMO phase indices it stands for
+    transition_s: list[float] = []  # per phase, the seconds of transitions folded into it
     pending = 0.0  # transition time waiting for the next green phase
     pending_indices: list[int] = []
     # an all-red clearance (every signal red, for every road user) is part of the transition, as a
@@ -125,12 +128,14 @@ def junction_phases(
         phases.append({"time": sumo_phase.duration + pending, "availableRoadLinks": green,
                        "permissiveRoadLinks": permissive})
         indices.append(pending_indices + [index])
+        transition_s.append(pending)
         pending, pending_indices = 0.0, []
     if not phases:
         raise ScenarioError(source, f"tlLogic[id={program.id}]", len(program.phases),
                             f"junction {junction!r} shows yellow in every phase of the program")
     phases[0]["time"] += pending  # the cycle's last transition leads into its first green
     indices[0][:0] = pending_indices
-    lights[junction] = {"tls_id": program.id, "program_phases": indices}
+    transition_s[0] += pending
+    lights[junction] = {"tls_id": program.id, "program_phases": indices, "transition_s": transition_s}
     counts["permissive_greens"] += sum(len(p["permissiveRoadLinks"]) for p in phases)
     return phases
