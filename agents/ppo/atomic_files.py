@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import math
 import os
 import random
 import tempfile
@@ -87,8 +88,20 @@ def write_csv_atomic(path: str | Path, keys: list[str], rows: list[dict]) -> Pat
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=keys, restval="")
     writer.writeheader()
-    writer.writerows(rows)
+    # an undefined figure (NaN: a mean over no finished trip) is an empty cell, as in evaluate.py's
+    # metrics.csv, not 'nan', which read as a value
+    writer.writerows({key: "" if _undefined(value) else value for key, value in row.items()} for row in rows)
     return write_text_atomic(path, out.getvalue())
+
+
+def _undefined(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def defined_scalars(values: dict) -> dict:
+    """`values` without the undefined (NaN) ones: TensorBoard gets no point where progress.csv has an
+    empty cell."""
+    return {key: value for key, value in values.items() if not _undefined(value)}
 
 
 STEP_COLUMN = "time/total_timesteps"  # progress.csv's agent-step column (both trainers, as SB3's)
@@ -152,5 +165,5 @@ def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
 
 
-__all__ = ["SLOW_WRITES_ENV", "atomic_path", "process_umask", "rng_state", "set_rng_state",
+__all__ = ["SLOW_WRITES_ENV", "atomic_path", "defined_scalars", "process_umask", "rng_state", "set_rng_state",
            "write_bytes_atomic", "write_csv_atomic", "write_text_atomic"]

@@ -102,10 +102,8 @@ class TrainingCallback(BaseCallback):
         self.logger.record("time/rollout_agent_steps_per_s",
                            (self.num_timesteps - self.rollout_steps) / max(now - self.rollout_started, 1e-9))
         if self.episodes:
-            for name in METRIC_NAMES:
-                values = [m[name] for m in self.episodes if name in m]
-                if values:
-                    self.logger.record(f"rollout/{name}", float(np.mean(values)))
+            for name, value in episode_means(self.episodes).items():
+                self.logger.record(f"rollout/{name}", value)
             self.logger.record("rollout/episodes", len(self.episodes))
             self.episodes = []
 
@@ -183,4 +181,16 @@ class TrainingCallback(BaseCallback):
         return path
 
 
-__all__ = ["TrainingCallback"]
+def episode_means(episodes: list[dict[str, float]]) -> dict[str, float]:
+    """Each metric's mean over the episodes where it is defined: an episode with no finished trip has
+    no ``travel_time/finished_mean`` (NaN), which made the whole rollout's NaN; defined in none, it
+    is left out (the TorchRL trainer's `EpisodeStats` does the same)."""
+    means = {}
+    for name in METRIC_NAMES:
+        values = [m[name] for m in episodes if name in m and not np.isnan(m[name])]
+        if values:
+            means[name] = float(np.mean(values))
+    return means
+
+
+__all__ = ["TrainingCallback", "episode_means"]

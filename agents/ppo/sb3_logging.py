@@ -8,7 +8,7 @@ from pathlib import Path
 from stable_baselines3.common.logger import KVWriter, Logger, TensorBoardOutputFormat
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.ppo.atomic_files import earlier_progress, last_row_step, purge_step, write_csv_atomic
+from agents.ppo.atomic_files import defined_scalars, earlier_progress, last_row_step, purge_step, write_csv_atomic
 
 
 def run_logger(run_dir: Path, resumed_at: int | None = None) -> Logger:
@@ -30,6 +30,11 @@ class PurgingTensorBoardOutput(TensorBoardOutputFormat):
     def __init__(self, folder: str, purge_step: int | None = None) -> None:
         self.writer = SummaryWriter(log_dir=folder, purge_step=purge_step)
         self._is_closed = False
+
+    def write(self, key_values: dict, key_excluded: dict, step: int = 0) -> None:
+        # an undefined figure (NaN) is no point, as it is an empty progress.csv cell
+        values = defined_scalars(key_values)
+        super().write(values, {key: key_excluded[key] for key in values}, step)
 
 
 class AtomicCSVOutput(KVWriter):

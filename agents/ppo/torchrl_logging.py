@@ -8,7 +8,9 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.ppo.atomic_files import STEP_COLUMN, earlier_progress, last_row_step, purge_step, write_csv_atomic
+from agents.ppo.atomic_files import (
+    STEP_COLUMN, defined_scalars, earlier_progress, last_row_step, purge_step, write_csv_atomic,
+)
 from envs.evaluation.metrics import METRIC_NAMES
 
 
@@ -19,6 +21,7 @@ class EpisodeStats:
     def __init__(self, core, interval_s: int) -> None:
         self.returns = torch.zeros(core.copies, core.num_intersections, device=core.device)
         self.sums = torch.zeros(len(METRIC_NAMES) + 2, device=core.device)  # metrics, return, length
+        self.defined = torch.zeros(len(METRIC_NAMES) + 2, device=core.device)  # episodes with each figure
         self.count = torch.zeros((), device=core.device)
         self.interval_s = interval_s
 
@@ -30,20 +33,28 @@ class EpisodeStats:
             episode, done = info["episode"], info["_episode"]
             per_copy = [episode[name] for name in METRIC_NAMES]
             per_copy += [self.returns.mean(1), episode["length_s"] / self.interval_s]
-            # where, not a product: a copy still running (a fresh episode with no trip finished) holds NaN metrics
-            self.sums += torch.where(done, torch.stack(per_copy).to(torch.float32), 0.0).sum(1)
+            # where, not a product: a copy still running (a fresh episode with no trip finished) holds NaN
+            # metrics; an ended episode's NaN (no trip finished) is undefined there, left out of that mean
+            values = torch.stack(per_copy).to(torch.float32)
+            counted = done & ~values.isnan()
+            self.sums += torch.where(counted, values, 0.0).sum(1)
+            self.defined += counted.sum(1)
             self.count += done.sum()
             self.returns *= (~done).unsqueeze(1)
 
     def read(self) -> dict[str, float]:
-        """The means since the last read, keyed by their SB3 tags (one host copy); resets."""
-        values = torch.cat([self.sums / self.count.clamp(min=1), self.count.view(1)]).tolist()
+        """The means since the last read, keyed by their SB3 tags (one host copy); resets. A figure
+        defined in none of the episodes is left out."""
+        values = torch.cat([self.sums / self.defined.clamp(min=1), self.defined, self.count.view(1)]).tolist()
         self.sums.zero_()
+        self.defined.zero_()
         self.count.zero_()
         if not values[-1]:
             return {}
         names = [f"rollout/{n}" for n in METRIC_NAMES] + ["rollout/ep_rew_mean", "rollout/ep_len_mean"]
-        return {**dict(zip(names, values[:-1])), "rollout/episodes": int(values[-1])}
+        means, defined = values[:len(names)], values[len(names):-1]
+        return {**{name: mean for name, mean, n in zip(names, means, defined) if n},
+                "rollout/episodes": int(values[-1])}
 
 
 # what SB3 records with exclude="tensorboard": in progress.csv only (TensorBoard has the step)
@@ -68,7 +79,7 @@ class RunLog:
         self.pending[key] = value
 
     def dump(self, step: int) -> None:
-        for key, value in self.pending.items():
+        for key, value in defined_scalars(self.pending).items():  # NaN: an empty cell, no point
             if key not in CSV_ONLY:
                 self.writer.add_scalar(key, value, step)
         self.writer.flush()
