@@ -57,6 +57,8 @@ def existing_paths(cfg: DictConfig, key: str, what: str, error: type[GridlightEr
         if not isinstance(path, (str, int, float)):
             raise error("<config>", key if len(paths) == 1 else f"{key}[{k}]", plain(path),
                         f"expected a path ({what}) or a list of paths")
+        if Path(str(path)).is_dir():  # a run's (or a sweep job's) folder: name the file to give, as resume= does
+            raise error("<config>", key, str(path), _folder_hint(Path(str(path)), key))
         if not Path(str(path)).is_file():
             raise error("<config>", key, str(path), f"no such {what}")
         resolved = Path(str(path)).resolve()
@@ -65,6 +67,18 @@ def existing_paths(cfg: DictConfig, key: str, what: str, error: type[GridlightEr
                         "policy; give each once, as controllers= names each controller once")
         seen[resolved] = str(path)
     return [str(path) for path in paths]
+
+
+# the file a run folder holds for each key: train.py's last checkpoint, export.py's model of it
+LAST_FILES = {"checkpoint": ("last.zip", "last.pt"), "deployed": ("last.onnx",)}
+
+
+def _folder_hint(folder: Path, key: str) -> str:
+    names = LAST_FILES[key]
+    found = [p for inside in (folder / "checkpoints", folder) for p in (inside / name for name in names) if p.is_file()]
+    if found:
+        return f"is a folder: {key}={found[0]}"
+    return f"is a folder, with no {' or '.join(names)} in it or its checkpoints/"
 
 
 def trained_policies(cfg: DictConfig) -> dict[str, tuple[str, object]]:

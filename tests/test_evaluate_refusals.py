@@ -124,3 +124,22 @@ def test_a_scale_too_large_to_draw_names_eval_demand_scale_before_any_work(tmp_p
     with pytest.raises(ConfigError, match=r"a poisson sample would hold about [\d,]+ trips .*int32") as refused:
         evaluate.evaluate(evaluate_config(*BASE, "controllers=[fixed_time]", "eval.demand.scale=1e9"), tmp_path)
     assert (refused.value.source, refused.value.field, refused.value.value) == ("<config>", "eval.demand.scale", 1e9)
+
+
+@pytest.mark.parametrize("held, hint", [("checkpoints/last.zip", "checkpoints/last.zip"), ("last.pt", "last.pt"),
+                                        (None, None)])
+def test_a_run_folder_given_as_the_checkpoint_names_its_last_checkpoint(held, hint, tmp_path):
+    """A sweep job's folder (or its checkpoints/) given for checkpoint= read 'no such checkpoint file', of a folder
+    that is there; train.py's resume= names the folder's last checkpoint, and so does evaluate.py now."""
+    run = tmp_path / "3"
+    run.mkdir()
+    if held:
+        (run / held).parent.mkdir(parents=True, exist_ok=True)
+        (run / held).write_bytes(b"")
+    cfg = evaluate_config(*BASE, "controllers=[fixed_time]", f"checkpoint={run}")
+    with pytest.raises(CheckpointError) as refused:
+        check_evaluate_config(cfg)
+        evaluate.evaluate(cfg, tmp_path)
+    assert (refused.value.field, refused.value.value) == ("checkpoint", str(run))
+    assert refused.value.reason == (f"is a folder: checkpoint={run / hint}" if hint else
+                                    "is a folder, with no last.zip or last.pt in it or its checkpoints/")

@@ -31,8 +31,9 @@ def test_a_classical_controller_is_built_with_its_controller_params():
 
 
 def test_a_folder_or_a_number_given_as_a_checkpoint_is_no_such_file_and_a_bad_list_entry_is_named_by_index(tmp_path):
-    for given in (str(tmp_path), "1.5"):  # a folder exists but is no file; Hydra reads 1.5 as a float
-        with pytest.raises(CheckpointError, match="no such checkpoint file") as refused:
+    # a folder exists but is no file (test_evaluate_refusals: the hint it gets); Hydra reads 1.5 as a float
+    for given, reason in ((str(tmp_path), "is a folder"), ("1.5", "no such checkpoint file")):
+        with pytest.raises(CheckpointError, match=reason) as refused:
             lineup.trained_policies(evaluate_config("scenario=grid_1x1", f"checkpoint={given}"))
         assert_names_everything(refused.value, "<config>", "checkpoint", given)
     (tmp_path / "m.onnx").write_bytes(b"")
