@@ -38,7 +38,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import hydra
-from hydra.types import RunMode
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -48,7 +47,7 @@ from agents.lineup import build_controller, check_known, controller_names
 from agents.ppo.atomic_files import write_csv_atomic, write_text_atomic
 from agents.ppo.config import check_evaluate_config, demand_spec, engine_params
 from agents.ppo.null_nodes import check_command_line
-from agents.ppo.run_messages import run_errors, say, status_log
+from agents.ppo.run_messages import run_errors, say, status_log, sweep_job_line
 from agents.ppo.tuned_preset_checks import check_tuned_presets
 from envs.engine import Simulator
 from envs.engine.intersections import intersection_layout
@@ -365,7 +364,7 @@ def main(cfg: DictConfig) -> None:
     out_dir = Path(hydra_config.runtime.output_dir)
     # a GridlightError: one line on stderr, exit status 2 (in a sweep, the job fails alone); status
     # lines into RUN/evaluate.log too
-    with run_errors(hydra_config.mode == RunMode.MULTIRUN), status_log(logging.getLogger().handlers):
+    with run_errors(sweep_job_line(hydra_config)), status_log(logging.getLogger().handlers):
         check_evaluate_config(cfg)  # before any work
         run_task(cfg, out_dir)
 

@@ -39,7 +39,7 @@ from agents.ppo.null_nodes import check_command_line
 from agents.ppo.run_record import write_run_record
 from agents.ppo.tuned_preset_checks import check_tuned_presets
 from agents.ppo.run_messages import (
-    check_resume, check_resume_folder, run_dir_claimed, run_errors, say, seed_for_resume, status_log,
+    check_resume, check_resume_folder, run_dir_claimed, run_errors, say, seed_for_resume, status_log, sweep_job_line,
     trainer_for_resume,
 )
 from agents.ppo.sb3_trainer import train as train_sb3
@@ -53,7 +53,7 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(hydra_config.runtime.output_dir)
     # a bad config, scenario or checkpoint: one line on stderr, exit status 2 (in a sweep, the job
     # fails alone); status lines go into RUN/train.log too
-    with run_errors(hydra_config.mode == RunMode.MULTIRUN), status_log(logging.getLogger().handlers), \
+    with run_errors(sweep_job_line(hydra_config)), status_log(logging.getLogger().handlers), \
             ExitStack() as held:
         given = {item.lstrip("+~").partition("=")[0] for item in hydra_config.overrides.task}
         check_scenario(cfg)  # a scenario path made absolute, as the checkpoints record it

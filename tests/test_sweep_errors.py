@@ -29,6 +29,11 @@ def test_a_sweep_job_with_a_bad_value_fails_alone_and_the_sweep_says_so(tmp_path
     assert any(line.startswith("Error executing job with overrides: [") and "'agent.n_epochs=0'" in line
                for line in lines)
     assert done.returncode == 1  # Hydra's status for a sweep with a failed job
+    # the line printed when it failed names the job, its folder and its overrides: Hydra's summary at the end
+    # names the first failed job only, and a refused job's folder holds no record of its settings
+    at = lines.index("error: <config>: field 'agent.n_epochs' = 0: must be >= 1")
+    assert lines[at + 1].startswith(f"  in sweep job 0 ({tmp_path / '0'}): ") and \
+        lines[at + 1].endswith(" agent.n_epochs=0"), lines[at:at + 2]
 
 
 def test_an_evaluate_sweep_job_with_a_bad_value_fails_alone(tmp_path):
@@ -39,5 +44,7 @@ def test_an_evaluate_sweep_job_with_a_bad_value_fails_alone(tmp_path):
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env={**env, "PYTHONPATH": str(REPO_ROOT)},
     )
     assert (tmp_path / "1" / "summary.json").is_file(), done.stderr[-3000:]  # the job with eval.steps=300
-    assert "error: <config>: field 'eval.steps' = 0: must be >= 1" in done.stderr.splitlines()
+    lines = done.stderr.splitlines()
+    at = lines.index("error: <config>: field 'eval.steps' = 0: must be >= 1")
+    assert lines[at + 1].startswith(f"  in sweep job 0 ({tmp_path / '0'}): "), lines[at:at + 2]
     assert done.returncode == 1

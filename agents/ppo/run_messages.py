@@ -43,14 +43,26 @@ class SweepJobError(CompactHydraException):
     """A sweep job's GridlightError: Hydra reports a failed job with it as one line, no traceback."""
 
 
+def sweep_job_line(hydra_config) -> str | None:
+    """``sweep job N (FOLDER): OVERRIDES`` for a sweep's job (`run_errors`), None for a single run."""
+    from hydra.types import RunMode
+
+    if hydra_config.mode != RunMode.MULTIRUN:
+        return None
+    overrides = " ".join(hydra_config.overrides.task)
+    return f"sweep job {hydra_config.job.num} ({hydra_config.runtime.output_dir}): {overrides}"
+
+
 @contextmanager
-def run_errors(sweep: bool) -> Iterator[None]:
-    """A single run: `exit_on_error` (one ``error:`` line, exit status 2). In a sweep (``-m``) a
-    GridlightError ends its own job only: its ``sys.exit`` (a SystemExit, which Hydra's job runner
-    lets through) ended the whole joblib pool, killing the other jobs mid-training with no
+def run_errors(sweep_job: str | None) -> Iterator[None]:
+    """A single run (`sweep_job` None): `exit_on_error` (one ``error:`` line, exit status 2). In a
+    sweep (``-m``) a GridlightError ends its own job only: its ``sys.exit`` (a SystemExit, which Hydra's
+    job runner lets through) ended the whole joblib pool, killing the other jobs mid-training with no
     checkpoint saved and never starting the rest. As a `SweepJobError` Hydra records the job as
-    failed and runs the others; the sweep then names the job's overrides and the error and exits 1."""
-    if not sweep:
+    failed and runs the others; the sweep then names the first failed job's overrides and its error
+    and exits 1. So the line printed when a job fails is followed by `sweep_job` (`sweep_job_line`):
+    which job, its folder and its overrides, for every failed job, not only the first."""
+    if sweep_job is None:
         with exit_on_error():
             yield
         return
@@ -59,7 +71,8 @@ def run_errors(sweep: bool) -> Iterator[None]:
     except GridlightError as error:
         if os.environ.get(DEBUG_ENV) == "1":
             raise
-        print(f"error: {error}", file=sys.stderr, flush=True)  # now, beside the jobs still running
+        # now, beside the jobs still running: one write, so that their lines do not come between
+        print(f"error: {error}\n  in {sweep_job}", file=sys.stderr, flush=True)
         raise SweepJobError(f"error: {error}") from None
 
 
@@ -248,5 +261,5 @@ def say_interrupted(steps: int, checkpoint: Path) -> None:
 
 
 __all__ = ["RUN_LOCK", "STATUS", "SweepJobError", "check_resume", "check_resume_folder", "eval_line",
-           "run_dir_claimed", "run_errors", "say", "status_log", "say_baselines", "say_compiling", "say_interrupted",
-           "seed_for_resume", "trainer_for_resume", "whole_rollouts"]
+           "run_dir_claimed", "run_errors", "say", "status_log", "sweep_job_line", "say_baselines", "say_compiling",
+           "say_interrupted", "seed_for_resume", "trainer_for_resume", "whole_rollouts"]
