@@ -34,7 +34,9 @@ from omegaconf import DictConfig
 import agents.ppo.config  # noqa: F401  (registers the structured config "train_schema")
 from agents.ppo.config import check_config, check_scenario
 from agents.ppo.atomic_files import write_text_atomic
-from agents.ppo.interrupts import STOPPED_BEFORE_TRAINING, Terminated, sigterm_interrupts, training_began
+from agents.ppo.interrupts import (
+    STOPPED_BEFORE_TRAINING, Terminated, forward_sigterm_to_workers, sigterm_interrupts, training_began,
+)
 from agents.ppo.null_nodes import check_command_line
 from agents.ppo.run_record import write_run_record
 from agents.ppo.tuned_preset_checks import check_tuned_presets
@@ -122,4 +124,6 @@ def set_up_and_train(cfg: DictConfig, run_dir: Path, train, given: set[str]) -> 
 if __name__ == "__main__":
     with exit_on_error():  # before Hydra composes the config, which fails on such an override with a traceback
         check_command_line(sys.argv[1:], "train")
+    if {"-m", "--multirun"} & set(sys.argv[1:]):  # a sweep's own process: its jobs run in worker processes
+        forward_sigterm_to_workers()
     main()

@@ -5,10 +5,12 @@ checkpoint never holds half an update), and ``last`` saved when one ends the run
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -100,5 +102,36 @@ def training_began(stop: KeyboardInterrupt) -> bool:
     return getattr(stop, _BEGAN, False) or getattr(stop.__context__, _BEGAN, False)
 
 
-__all__ = ["STOPPED_BEFORE_TRAINING", "Terminated", "interrupts_deferred", "saved_on_interrupt", "sigterm_interrupts",
-           "training_began"]
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, from /proc (Linux; elsewhere none are found)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:  # stat: "pid (name) state ppid ...", the name may hold spaces or parentheses
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except (OSError, IndexError, ValueError):  # gone meanwhile, or not readable
+            continue
+    return found
+
+
+def _stop_sweep(signum, frame) -> None:
+    for child in _children(os.getpid()):  # the workers end their jobs as a single run ends: `last` saved
+        try:
+            os.kill(child, signal.SIGTERM)
+        except OSError:
+            pass
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)  # and the sweep ends as it did, status 143, starting no other job
+
+
+def forward_sigterm_to_workers() -> None:
+    """In a sweep's own process (``train.py -m``): a SIGTERM it gets goes on to its worker processes
+    before it ends. Alone, it ended the sweep's process only: the jobs running in its joblib workers
+    (not in its process group when a script's shell started it, nor reached by ``kill PID``) trained on,
+    orphaned, to their end. Forwarded, each job saves ``last`` and says how to resume, as on a SIGTERM to
+    the sweep's whole process group; the jobs not started never start."""
+    signal.signal(signal.SIGTERM, _stop_sweep)
+
+
+__all__ = ["STOPPED_BEFORE_TRAINING", "Terminated", "forward_sigterm_to_workers", "interrupts_deferred",
+           "saved_on_interrupt", "sigterm_interrupts", "training_began"]
