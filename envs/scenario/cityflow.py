@@ -118,6 +118,11 @@ def _long_number(text: str) -> str:
     return "<none found>" if match is None else f"<{len(match.group())} digits at char {match.start()}>"
 
 
+def read_json(path: str | Path) -> Any:
+    """A JSON file's document; every problem reading it is a `ScenarioError` naming the file."""
+    return _read_json(path)
+
+
 def load_roadnet(path: str | Path) -> RoadnetSpec:
     return parse_roadnet(_read_json(path), str(path))
 
@@ -185,5 +190,5 @@ def _unwritable(value: Any, path: str) -> tuple[str, Any] | None:
 
 __all__ = [
     "FLOW_FILE", "MISSING", "NO_END_TIME", "ROADNET_FILE", "STEP_SECONDS", "count_departures",
-    "departure_steps", "load_flow", "load_roadnet", "parse_flow", "parse_roadnet", "write_cityflow",
+    "departure_steps", "load_flow", "load_roadnet", "parse_flow", "parse_roadnet", "read_json", "write_cityflow",
 ]

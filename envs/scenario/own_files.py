@@ -3,7 +3,8 @@
 ``scenario.name`` (and ``load_scenario``'s name) may be a folder holding CityFlow's
 ``roadnet.json`` and ``flow.json`` (what ``write_cityflow`` writes), a folder holding one SUMO
 ``.sumocfg``, or a ``.sumocfg`` file. Registered names come first; a name that is not registered
-is read as a path when it looks like one (it holds a slash, ends in ``.sumocfg``, or exists).
+is read as a path when it looks like one (it holds a slash, ends in ``.sumocfg``, or exists). A CityFlow
+folder's own ``config.json`` is checked (`envs.scenario.cityflow_config`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from envs.errors import ConfigError
 from envs.scenario.cityflow import FLOW_FILE, ROADNET_FILE
+from envs.scenario.cityflow_config import CONFIG_FILE, check_cityflow_config, cityflow_config, named_files
 
 SOURCE = "<scenario path>"
 FIELD = "scenario.name"
@@ -49,13 +51,18 @@ def own_scenario_files(name: str) -> tuple[str, Path]:
         raise refuse(f"the folder holds both CityFlow's {' and '.join(present)} and SUMO's {', '.join(sumocfgs)}: "
                      "name the .sumocfg to read SUMO's files, or keep one format in the folder")
     if len(present) == 2:
+        check_cityflow_config(path)
         return "cityflow", path
     if present:
         missing = FLOW_FILE if present == [ROADNET_FILE] else ROADNET_FILE
         raise refuse(f"the folder has {present[0]} but no {missing}")
     if sumocfgs:
         return "sumo", path  # several are refused by the SUMO reader, naming them
-    raise refuse(f"the folder holds neither {ROADNET_FILE} and {FLOW_FILE} nor a .sumocfg")
+    config = cityflow_config(path)
+    names = "" if config is None else (f"; its {CONFIG_FILE} (CityFlow's) names {named_files(config)}: "
+                                       f"gridlight reads {ROADNET_FILE} and {FLOW_FILE}, so copy or link the "
+                                       "files under those names")
+    raise refuse(f"the folder holds neither {ROADNET_FILE} and {FLOW_FILE} nor a .sumocfg{names}")
 
 
 __all__ = ["FORMS", "looks_like_path", "own_scenario_files"]
