@@ -1,6 +1,7 @@
 """A user's own CityFlow folder as other tools leave it: CityFlow's ``config.json`` beside the two
-files (`envs/scenario/cityflow_config.py`). It is accepted where it says what gridlight does anyway,
-else refused naming the file, the field and the value."""
+files (`envs/scenario/cityflow_config.py`), routes written as CityFlow's anchor points, and a phase
+that greens crossing links. Each is honoured where it says what gridlight does anyway, else refused
+naming the file, the field and the value."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from envs.errors import ConfigError, ScenarioError
 from envs.scenario import load_scenario
 from envs.scenario.cityflow import write_cityflow
+from envs.scenario.presets import PRESETS
 from tests.minimal_scenario import assert_names_everything, minimal_flow, minimal_roadnet
 
 # what CityFlow's own examples/config.json holds (its documented keys)
@@ -73,3 +75,27 @@ def test_folder_with_only_cityflow_config_and_other_file_names_says_which_files_
     assert_names_everything(refused.value, "<scenario path>", "scenario.name", str(folder))
     assert ("its config.json (CityFlow's) names roadnetFile 'roadnet_4X4.json' and flowFile 'hangzhou.json'"
             in refused.value.reason)
+
+
+def test_route_with_a_gap_says_cityflow_would_fill_it_and_gridlight_needs_every_road(tmp_path):
+    flow = minimal_flow()
+    flow[0]["route"] = ["w_a", "b_e"]  # CityFlow's anchor points: it would drive a_b between them
+    folder = tmp_path / "anchors"
+    write_cityflow(folder, minimal_roadnet(), flow)
+    with pytest.raises(ScenarioError) as refused:
+        load_scenario(str(folder))
+    assert_names_everything(refused.value, str(folder / "flow.json"), "[0].route[1]", "b_e")
+    assert "CityFlow reads a route as anchor points" in refused.value.reason
+
+
+def test_phase_greening_crossing_links_is_named_by_its_json_path_and_says_how_to_allow_it(tmp_path):
+    roadnet, flow, _ = PRESETS["grid_1x1"](0)
+    index, junction = next((k, x) for k, x in enumerate(roadnet["intersections"]) if not x["virtual"])
+    every_link = list(range(len(junction["roadLinks"])))
+    junction["trafficLight"]["lightphases"] = [{"time": 30, "availableRoadLinks": every_link}]
+    write_cityflow(tmp_path / "all_green", roadnet, flow)
+    with pytest.raises(ScenarioError) as refused:
+        load_scenario(str(tmp_path / "all_green"))
+    field = f"intersections[{index}].trafficLight.lightphases[0].availableRoadLinks"
+    assert_names_everything(refused.value, str(tmp_path / "all_green" / "roadnet.json"), field, every_link)
+    assert junction["id"] in refused.value.reason and "permissiveRoadLinks" in refused.value.reason

@@ -84,7 +84,8 @@ class _RouteChecker:
                 path,
                 to_road,
                 f"not connected: previous road {from_road!r} ends at {junction!r} "
-                f"but this road starts at {to_start!r}",
+                f"but this road starts at {to_start!r} (CityFlow reads a route as anchor points and drives the "
+                "shortest path between them; gridlight needs every road of the route listed)",
             )
         if (from_road, to_road) not in self.turn_lanes:
             self.fields.fail(

@@ -161,6 +161,7 @@ def compile_network(spec: RoadnetSpec, device: str | torch.device = "cpu") -> Ne
     road_index = {road.id: r for r, road in enumerate(roads)}
     signalised = [x for x in spec.intersections if not x.virtual]
     inter_index = {x.id: i for i, x in enumerate(signalised)}
+    file_index = {x.id: k for k, x in enumerate(spec.intersections)}  # its place in the roadnet file
 
     num_roads = len(roads)
     max_lanes = max(len(road.lanes) for road in roads)
@@ -221,7 +222,8 @@ def compile_network(spec: RoadnetSpec, device: str | torch.device = "cpu") -> Ne
         conflict[i, : len(inter.road_links), : len(inter.road_links)] = _crossing_conflicts(
             inter, roads, road_index
         )
-        _check_phases_conflict_free(spec.source, i, inter, conflict[i])
+        # the error names the intersection by its place in the file (a JSON path), as the parsers do
+        _check_phases_conflict_free(spec.source, file_index[inter.id], inter, conflict[i])
 
     in_lanes = np.where(mov_from, road_lanes[mov_start], -1)
     out_lanes = np.where(mov_to, road_lanes[mov_end], -1)
@@ -316,7 +318,7 @@ def _crossing_conflicts(inter, roads, road_index) -> np.ndarray:
     return out
 
 
-def _check_phases_conflict_free(source, i, inter, conflict) -> None:
+def _check_phases_conflict_free(source, at, inter, conflict) -> None:
     for p, phase in enumerate(inter.phases):
         links = list(phase.road_links)
         yielding = set(phase.permissive)  # a permissive green may cross: it yields in the box
@@ -325,10 +327,11 @@ def _check_phases_conflict_free(source, i, inter, conflict) -> None:
                 if u < v and conflict[u, v] and not {u, v} & yielding:
                     raise ScenarioError(
                         source,
-                        f"intersections[{inter.id}].trafficLight.lightphases[{p}].availableRoadLinks",
+                        f"intersections[{at}].trafficLight.lightphases[{p}].availableRoadLinks",
                         links,
                         f"road links {u} ({inter.road_links[u].start_road}->"
                         f"{inter.road_links[u].end_road}) and {v} "
                         f"({inter.road_links[v].start_road}->{inter.road_links[v].end_road}) "
-                        "cross inside the intersection and cannot be green together",
+                        f"cross inside the intersection {inter.id!r} and cannot be green together, unless the "
+                        "phase lists one of them in permissiveRoadLinks too (it yields to the other)",
                     )
