@@ -22,6 +22,12 @@ def uneven_grid_dicts(horizon: int = 300, seed: int = 0) -> tuple[dict, list, di
     roadnet = grid_roadnet(2, 2, road_length=150.0)
     signalised = [x for x in roadnet["intersections"] if not x["virtual"]]
     phases = signalised[0]["trafficLight"]["lightphases"]
+    # the lost phase's two left turns go permissive (yielding) in the same axis' through phase, so
+    # every turn is still green in some phase: a turn in none is refused (its vehicles would wait for good)
+    dropped, through = phases[-1], phases[1]
+    lefts = [k for k in dropped["availableRoadLinks"] if signalised[0]["roadLinks"][k]["type"] == "turn_left"]
+    through["availableRoadLinks"] = through["availableRoadLinks"] + lefts
+    through["permissiveRoadLinks"] = lefts
     signalised[0]["trafficLight"]["lightphases"] = phases[:-1]
     flow = uniform_demand(roadnet, rate_per_origin=600.0, horizon=horizon, seed=seed)
     return roadnet, flow, {"seed": seed}

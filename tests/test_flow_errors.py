@@ -12,6 +12,7 @@ from tests.minimal_scenario import (
     FLOW_SOURCE,
     FLOW_TO_EAST,
     FLOW_TO_NORTH,
+    JUNCTION_B,
     ROADNET_SOURCE,
     Mutation,
     assert_mutation_rejected,
@@ -90,6 +91,14 @@ FLOW_CASES = [
         "b_e",
         "not connected",
         id="route-gap",
+    ),
+    pytest.param(  # no phase of B greens its left turn: the flow's vehicles would queue there forever
+        lambda r, f: set_path(r, ("intersections", JUNCTION_B, "trafficLight", "lightphases", 1, "availableRoadLinks"),
+                              []),
+        "[1].route[2]",
+        "b_n",
+        "no phase of intersection 'B' greens roadLinks[1] ('a_b' -> 'b_n')",
+        id="route-over-never-green-link",
     ),
     pytest.param(
         lambda r, f: (_add_road_from_east(r), set_path(f, (FLOW_TO_NORTH, "route"), ["e_b", "b_n"])),

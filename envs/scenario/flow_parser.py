@@ -45,24 +45,30 @@ class _RouteChecker:
     # (from road, to road) -> (lanes of `from` that have a lane link, lanes of `to` reached)
     turn_lanes: dict[tuple[str, str], tuple[frozenset[int], frozenset[int]]]
     virtual: frozenset[str] = frozenset()  # ids of the virtual intersections
+    # (from road, to road) -> the roadLink's index, for the links that no light phase greens
+    never_green: dict[tuple[str, str], int] = field(default_factory=dict)
     known_good: set[tuple[str, ...]] = field(default_factory=set)
 
     @classmethod
     def for_roadnet(cls, fields: JsonFields, roadnet: RoadnetSpec) -> _RouteChecker:
         start_lanes: dict[tuple[str, str], set[int]] = {}
+        never_green: dict[tuple[str, str], int] = {}
         end_lanes: dict[tuple[str, str], set[int]] = {}
         for intersection in roadnet.intersections:
             if intersection.virtual:  # the network's edge: its roadLinks are not simulated (network.py)
                 continue
-            for link in intersection.road_links:
+            green = {k for phase in intersection.phases for k in phase.road_links}
+            for k, link in enumerate(intersection.road_links):
                 key = (link.start_road, link.end_road)
+                if k not in green:
+                    never_green[key] = k
                 start_lanes.setdefault(key, set()).update(ll.start_lane for ll in link.lane_links)
                 end_lanes.setdefault(key, set()).update(ll.end_lane for ll in link.lane_links)
         turn_lanes = {
             key: (frozenset(start_lanes[key]), frozenset(end_lanes[key])) for key in start_lanes
         }
         virtual = frozenset(i.id for i in roadnet.intersections if i.virtual)
-        return cls(fields, {road.id: road for road in roadnet.roads}, turn_lanes, virtual)
+        return cls(fields, {road.id: road for road in roadnet.roads}, turn_lanes, virtual, never_green)
 
     def check(self, route: tuple[str, ...], path: str) -> None:
         if route in self.known_good:
@@ -96,6 +102,12 @@ class _RouteChecker:
                 f"the route passes through virtual intersection {junction!r}: a virtual intersection is the "
                 "network's edge, where routes begin and end; its roadLinks are not simulated",
             )
+        if (from_road, to_road) in self.never_green:
+            # the engine has no turn on red: every vehicle of the flow would wait at the line for good
+            self.fields.fail(path, to_road,
+                             f"no phase of intersection {junction!r} greens roadLinks"
+                             f"[{self.never_green[(from_road, to_road)]}] ({from_road!r} -> {to_road!r}): "
+                             "the flow's vehicles could never cross; add it to a phase's availableRoadLinks")
 
     def _check_lanes_continue(self, road_a: str, road_b: str, road_c: str, path: str) -> None:
         # A vehicle enters road_b on one of the lanes reached from road_a; without lane changes it
