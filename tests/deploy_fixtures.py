@@ -66,8 +66,8 @@ def minimal_roadnet_one_lane_in() -> dict:
 
     roadnet = minimal_roadnet()
     roadnet["roads"][0]["lanes"] = roadnet["roads"][0]["lanes"][:1]
-    for lane_link in roadnet["intersections"][1]["roadLinks"][0]["laneLinks"]:
-        lane_link["startLaneIndex"] = 0
+    link = roadnet["intersections"][1]["roadLinks"][0]
+    link["laneLinks"] = [lane_link for lane_link in link["laneLinks"] if lane_link["startLaneIndex"] == 0]
     return roadnet
 
 

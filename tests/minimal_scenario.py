@@ -84,7 +84,9 @@ def _road_link(kind: str, start: str, end: str, lanes: list[tuple[int, int]]) ->
 
 def minimal_roadnet() -> dict:
     # Roads stop 10 m short of the junction centres, as in CityFlow's generated networks.
-    link_at_a = _road_link("go_straight", "w_a", "a_b", [(0, 0), (1, 1)])
+    # each lane of w_a reaches both of a_b's: lane 0 of a_b only turns left at B and lane 1 only goes
+    # straight, so with no lane changes a vehicle on either lane of w_a must reach either of a_b's
+    link_at_a = _road_link("go_straight", "w_a", "a_b", [(0, 0), (1, 1), (0, 1), (1, 0)])
     link_at_a["laneLinks"][0]["points"] = [make_point(-10, 1.5), make_point(0, 1.5), make_point(10, 1.5)]
     links_at_b = [
         _road_link("go_straight", "a_b", "b_e", [(1, 0), (1, 1)]),

@@ -120,8 +120,17 @@ FLOW_CASES = [
         lambda r, f: _only_right_lane_after_a(r),
         "[1].route[2]",
         "b_n",
-        "no lane of 'a_b'",
+        "a vehicle on lane 0 of 'w_a' can only enter lanes [1] of 'a_b', none of which has a laneLink to 'b_n'",
         id="route-lane-infeasible",
+    ),
+    pytest.param(  # a_b's lane 0 only turns left; w_a's lane 0 only reaches a_b's lane 0: a vehicle the
+        # engine puts on w_a's lane 0 (it serves the first turn) could never go on to b_e
+        lambda r, f: set_path(r, in_junction_a("roadLinks", 0, "laneLinks"),
+                              [{"startLaneIndex": 0, "endLaneIndex": 0}, {"startLaneIndex": 1, "endLaneIndex": 1}]),
+        "[0].route[2]",
+        "b_e",
+        "a vehicle on lane 0 of 'w_a' can only enter lanes [0] of 'a_b', none of which has a laneLink to 'b_e'",
+        id="route-lane-dead-end-from-one-lane",
     ),
     pytest.param(
         lambda r, f: set_path(f, (FLOW_TO_EAST, "interval"), 0),

@@ -58,12 +58,13 @@ def _monitored_downstream(roadnet: dict, flow: list | None = None) -> np.ndarray
 
 
 def test_which_lanes_feed_which_on_the_minimal_network():
-    # monitored: w_a's two lanes (ends at A), then a_b's two (ends at B); w_a's lanes link
-    # straight on to a_b (0 -> 0, 1 -> 1); a_b's lanes leave to virtual ends (not monitored)
+    # monitored: w_a's two lanes (ends at A), then a_b's two (ends at B); each of w_a's lanes links
+    # to both of a_b's; a_b's lanes leave to virtual ends (not monitored)
     np.testing.assert_array_equal(_monitored_downstream(minimal_roadnet()),
                                   [[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]])
     roadnet = minimal_roadnet()
-    roadnet["intersections"][1]["roadLinks"][0]["laneLinks"].pop(0)  # w_a's lane 0 no longer links at A
+    links = roadnet["intersections"][1]["roadLinks"][0]
+    links["laneLinks"] = [x for x in links["laneLinks"] if x["startLaneIndex"] != 0]  # w_a's lane 0: no link at A
     eastward = minimal_flow()[:1]  # (the northward flow needs that link)
     np.testing.assert_array_equal(_monitored_downstream(roadnet, eastward),
                                   [[0, 0, 0, 0], [0, 0, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]])

@@ -42,8 +42,8 @@ class _RouteChecker:
 
     fields: JsonFields
     roads_by_id: dict[str, RoadSpec]
-    # (from road, to road) -> (lanes of `from` that have a lane link, lanes of `to` reached)
-    turn_lanes: dict[tuple[str, str], tuple[frozenset[int], frozenset[int]]]
+    # (from road, to road) -> lane of `from` -> the lanes of `to` its lane links reach
+    turn_lanes: dict[tuple[str, str], dict[int, frozenset[int]]]
     virtual: frozenset[str] = frozenset()  # ids of the virtual intersections
     # (from road, to road) -> the roadLink's index, for the links that no light phase greens
     never_green: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -51,9 +51,8 @@ class _RouteChecker:
 
     @classmethod
     def for_roadnet(cls, fields: JsonFields, roadnet: RoadnetSpec) -> _RouteChecker:
-        start_lanes: dict[tuple[str, str], set[int]] = {}
+        lanes: dict[tuple[str, str], dict[int, set[int]]] = {}
         never_green: dict[tuple[str, str], int] = {}
-        end_lanes: dict[tuple[str, str], set[int]] = {}
         for intersection in roadnet.intersections:
             if intersection.virtual:  # the network's edge: its roadLinks are not simulated (network.py)
                 continue
@@ -62,11 +61,9 @@ class _RouteChecker:
                 key = (link.start_road, link.end_road)
                 if k not in green:
                     never_green[key] = k
-                start_lanes.setdefault(key, set()).update(ll.start_lane for ll in link.lane_links)
-                end_lanes.setdefault(key, set()).update(ll.end_lane for ll in link.lane_links)
-        turn_lanes = {
-            key: (frozenset(start_lanes[key]), frozenset(end_lanes[key])) for key in start_lanes
-        }
+                for lane_link in link.lane_links:
+                    lanes.setdefault(key, {}).setdefault(lane_link.start_lane, set()).add(lane_link.end_lane)
+        turn_lanes = {key: {lane: frozenset(ends) for lane, ends in by_lane.items()} for key, by_lane in lanes.items()}
         virtual = frozenset(i.id for i in roadnet.intersections if i.virtual)
         return cls(fields, {road.id: road for road in roadnet.roads}, turn_lanes, virtual, never_green)
 
@@ -78,8 +75,7 @@ class _RouteChecker:
                 self.fields.fail(f"{path}[{k}]", name, "route names an unknown road")
         for k in range(1, len(route)):
             self._check_turn(route[k - 1], route[k], f"{path}[{k}]")
-        for k in range(2, len(route)):
-            self._check_lanes_continue(route[k - 2], route[k - 1], route[k], f"{path}[{k}]")
+        self._check_lanes_continue(route, path)
         self.known_good.add(route)
 
     def _check_turn(self, from_road: str, to_road: str, path: str) -> None:
@@ -109,18 +105,29 @@ class _RouteChecker:
                              f"[{self.never_green[(from_road, to_road)]}] ({from_road!r} -> {to_road!r}): "
                              "the flow's vehicles could never cross; add it to a phase's availableRoadLinks")
 
-    def _check_lanes_continue(self, road_a: str, road_b: str, road_c: str, path: str) -> None:
-        # A vehicle enters road_b on one of the lanes reached from road_a; without lane changes it
-        # can only continue to road_c if at least one of those lanes has a lane link to road_c.
-        _, entered = self.turn_lanes[(road_a, road_b)]
-        leaving, _ = self.turn_lanes[(road_b, road_c)]
-        if not entered & leaving:
-            self.fields.fail(
-                path,
-                road_c,
-                f"no lane of {road_b!r} entered from {road_a!r} (lanes {sorted(entered)}) "
-                f"has a lane link to {road_c!r} (needs one of lanes {sorted(leaving)})",
-            )
+    def _check_lanes_continue(self, route: tuple[str, ...], path: str) -> None:
+        # No lane changes: the engine puts a vehicle on a lane of the first road that has a lane link
+        # to the second, and at each junction on a lane it reaches that has one to the road after
+        # next. Every lane it can so be on must reach such a lane, or its vehicle waits there for good
+        # (one lane that continues is not enough).
+        if len(route) < 3:
+            return
+        on = set(self.turn_lanes[(route[0], route[1])])
+        for k in range(len(route) - 2):
+            reach = self.turn_lanes[(route[k], route[k + 1])]
+            onward = self.turn_lanes[(route[k + 1], route[k + 2])].keys()
+            entered: set[int] = set()
+            for lane in sorted(on):
+                usable = reach[lane] & onward
+                if not usable:
+                    self.fields.fail(
+                        f"{path}[{k + 2}]", route[k + 2],
+                        f"a vehicle on lane {lane} of {route[k]!r} can only enter lanes {sorted(reach[lane])} of "
+                        f"{route[k + 1]!r}, none of which has a laneLink to {route[k + 2]!r} (lanes "
+                        f"{sorted(onward)} have): with no lane changes it would wait there for good",
+                    )
+                entered |= usable
+            on = entered
 
 
 def parse_flow(obj: Any, source: str, roadnet: RoadnetSpec) -> FlowFileSpec:
