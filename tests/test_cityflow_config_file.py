@@ -99,3 +99,14 @@ def test_phase_greening_crossing_links_is_named_by_its_json_path_and_says_how_to
     field = f"intersections[{index}].trafficLight.lightphases[0].availableRoadLinks"
     assert_names_everything(refused.value, str(tmp_path / "all_green" / "roadnet.json"), field, every_link)
     assert junction["id"] in refused.value.reason and "permissiveRoadLinks" in refused.value.reason
+
+
+def test_an_index_written_as_a_float_says_to_drop_the_decimal_point(tmp_path):
+    roadnet = minimal_roadnet()  # exporters that pass numbers through numpy write 1.0 for 1
+    roadnet["intersections"][2]["trafficLight"]["lightphases"][0]["availableRoadLinks"] = [0.0]
+    write_cityflow(tmp_path / "floats", roadnet, minimal_flow())
+    with pytest.raises(ScenarioError) as refused:
+        load_scenario(str(tmp_path / "floats"))
+    field = "intersections[2].trafficLight.lightphases[0].availableRoadLinks[0]"
+    assert_names_everything(refused.value, str(tmp_path / "floats" / "roadnet.json"), field, 0.0)
+    assert "without a decimal point" in refused.value.reason

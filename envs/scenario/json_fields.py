@@ -127,6 +127,8 @@ class JsonFields:
         return value
 
     def as_index(self, value: Any, path: str, size: int, what: str) -> int:
+        if isinstance(value, float) and value.is_integer():  # 1.0, as numpy-based exporters write 1
+            self.fail(path, value, "expected an integer index: write it without a decimal point")
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(path, value, f"expected an integer index, got {json_type(value)}")
         if not 0 <= value < size:
