@@ -215,6 +215,25 @@ def test_a_policy_run_under_other_engine_rules_than_it_learned_is_refused(tmp_pa
                                                                                      max_vehicles=500)))
 
 
+def test_a_policy_from_before_an_engine_rule_existed_is_held_to_its_default(tmp_path):
+    """A checkpoint written before junction_yielding (29d0314) records no such rule: it learned the
+    engine without it, today's default (off). Run with the rule on it passed unchecked, while a newer
+    checkpoint trained with it off is refused."""
+    from agents.ppo.policy import PolicyController, load_policy
+    from envs.engine.state import EngineParams
+    from tests.deploy_fixtures import untrained
+
+    scenario = load_scenario("grid_1x1", horizon=120)
+    model, meta = load_policy(untrained(scenario, "shared", tmp_path / "p.zip"))
+    for rule in ("junction_yielding", "yield_gap_s"):
+        del meta["env"]["engine"][rule]
+    policy = PolicyController(str(tmp_path / "p.zip"), model=model, meta=meta)
+    with pytest.raises(ConfigError, match=r"trained with engine.junction_yielding=False") as error:
+        policy.reset(Simulator(scenario.network, scenario.demand(copies=1), EngineParams(junction_yielding=True)))
+    assert (error.value.field, error.value.value) == ("engine.junction_yielding", True)
+    policy.reset(Simulator(scenario.network, scenario.demand(copies=1), EngineParams()))
+
+
 def test_numpy_integers_count_as_integers_where_a_whole_number_is_asked_for():
     # np.int64 read from an array is an integer to numpy users; these were refused ("need an
     # integer") while a bool and a float still are

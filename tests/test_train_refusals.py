@@ -99,6 +99,30 @@ def test_a_checkpoint_from_before_an_engine_rule_existed_still_resumes():
     assert error.value.field == "engine.min_green_s"
     saved["engine"]["min_green_s"], saved["engine"]["max_vehicles"] = cfg.engine.min_green_s, 7
     check_evaluation("old.zip", {"config": saved}, cfg)  # it sizes the slot table only, as evaluate.py reads it
+    # ... and held to that default: its evaluations ran without yielding (a resume with it on mixed the two)
+    yielding = train_config(*tiny_run(**ROLLOUT_10), "engine.junction_yielding=true")
+    del saved["engine"]["junction_yielding"]
+    with pytest.raises(CheckpointError, match="evaluations ran False") as error:
+        check_evaluation("old.zip", {"config": saved}, yielding)
+    assert (error.value.field, error.value.value) == ("engine.junction_yielding", True)
+
+
+def test_a_checkpoint_from_before_a_baseline_parameter_existed_still_resumes():
+    """max_pressure's sensing came after 29d0314: a checkpoint written before it records max_pressure
+    without it, and the resume compared the dicts whole, refusing every such checkpoint with no override
+    that could make them equal (Hydra cannot delete a structured config's key)."""
+    from omegaconf import OmegaConf
+
+    from agents.ppo.run_setup import check_evaluation
+
+    cfg = train_config(*tiny_run(**ROLLOUT_10))
+    saved = OmegaConf.to_container(cfg, resolve=True)
+    del saved["baseline_params"]["max_pressure"]["sensing"]  # written before it: ran as today's default 'lane'
+    check_evaluation("old.zip", {"config": saved}, cfg)
+    approach = train_config(*tiny_run(**ROLLOUT_10), "baseline_params.max_pressure.sensing=approach")
+    with pytest.raises(CheckpointError, match="evaluations ran") as error:  # not what the checkpoint's ran
+        check_evaluation("old.zip", {"config": saved}, approach)
+    assert (error.value.field, error.value.value["sensing"]) == ("baseline_params.max_pressure", "approach")
 
 
 @pytest.mark.parametrize("pool, held", [(0, 4), (2, 2)])

@@ -19,6 +19,16 @@ def _default(field: dataclasses.Field):
     return list(value) if isinstance(value, tuple) else value  # as a config holds it
 
 
+def with_newer_defaults(name: str, saved):
+    """`saved` (a checkpoint's record of controller `name`'s parameters) with each parameter it lacks,
+    one added to the controller after it was written, at its default: a new parameter's default is
+    the behaviour it had before, so the checkpoint's evaluations ran it (max_pressure's ``sensing``,
+    ``lane``); anything but a mapping of a known controller is returned as it is."""
+    if name not in CONTROLLERS or not isinstance(saved, dict):
+        return saved
+    return {**{f.name: _default(f) for f in parameters(CONTROLLERS[name])}, **saved}
+
+
 def check_param_names(params: dict, path: str, built: list[str]) -> None:
     """ConfigError from ``<config>`` naming ``path.NAME`` or ``path.NAME.KEY`` for the first entry
     that names no controller or a parameter its controller does not have, or that changes a

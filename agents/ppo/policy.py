@@ -63,6 +63,17 @@ RNG_NAME = "rng_state.pt"  # torch, numpy and Python random state at the save
 ENV_KEYS = ("observations", "normalise", "decision_interval_s", "intersections")
 
 
+def with_newer_rules(engine: dict) -> dict:
+    """A checkpoint's recorded engine rules (`engine`, its meta's) with each learned rule it lacks, one
+    added to the engine after it was written, at its default: a new rule's default is the engine as it
+    was (``junction_yielding`` off), so that is what the policy learned. An empty record (a hand-made
+    meta) stays empty: nothing to hold the run to."""
+    if not isinstance(engine, dict) or not engine:
+        return engine
+    defaults = {f.name: f.default for f in fields(EngineParams) if f.name in LEARNED_ENGINE_RULES}
+    return {**defaults, **engine}
+
+
 # ---- checkpoints ---------------------------------------------------------------------------------
 
 
@@ -257,7 +268,7 @@ class PolicyController:
         """ConfigError when `params` (EngineParams) differ from the engine the policy was trained
         under in a rule it learned (timing, halting speed, right of way): it ran silently under the
         run's rules, so a checkpoint's row and its export's (which keeps the trained timing) differed."""
-        trained = self.meta["env"].get("engine", {})
+        trained = with_newer_rules(self.meta["env"].get("engine", {}))
         for name in LEARNED_ENGINE_RULES:
             if name in trained and getattr(params, name) != trained[name]:
                 raise ConfigError(self.source, f"engine.{name}", getattr(params, name),
@@ -336,4 +347,4 @@ class PolicyController:
 
 
 __all__ = ["META_NAME", "PolicyController", "check_env_meta", "load_policy", "read_meta",
-           "save_checkpoint"]
+           "save_checkpoint", "with_newer_rules"]

@@ -16,8 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents.ppo.atomic_files import write_bytes_atomic
 from agents.ppo.config import demand_spec
+from agents.ppo.controller_params import with_newer_defaults
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
-from agents.ppo.policy import LEARNED_ENGINE_RULES
+from agents.ppo.policy import LEARNED_ENGINE_RULES, with_newer_rules
 from agents.ppo.run_messages import say
 from envs.errors import CheckpointError, ConfigError, config_path, recorded
 from envs.evaluation.metrics import METRIC_NAMES
@@ -110,11 +111,14 @@ def check_evaluation(path: str, meta: dict, cfg: DictConfig) -> None:
     given = OmegaConf.to_container(cfg, resolve=True)
     keys = [("eval", key) for key in ("seeds", "steps", "demand", "baselines")]
     keys += [("baseline_params", name) for name in given["eval"]["baselines"]]
-    # the rules a policy learns, as evaluate.py checks them (a rule newer than the checkpoint is not in it)
-    engine = recorded(meta, path, "config.engine", "resume checks its engine rules")
+    # the rules a policy learns, as evaluate.py checks them (a rule newer than the checkpoint at its default)
+    engine = with_newer_rules(recorded(meta, path, "config.engine", "resume checks its engine rules"))
     keys += [("engine", name) for name in LEARNED_ENGINE_RULES if name in engine]
     for group, key in keys:
-        saved = recorded(meta, path, f"config.{group}.{key}", "resume carries its evaluation history on")
+        saved = engine[key] if group == "engine" else \
+            recorded(meta, path, f"config.{group}.{key}", "resume carries its evaluation history on")
+        if group == "baseline_params":  # a parameter newer than the checkpoint: its evaluations ran the default
+            saved = with_newer_defaults(key, saved)
         if saved != given[group][key]:
             raise CheckpointError(path, f"{group}.{key}", given[group][key], f"the checkpoint's evaluations ran "
                                   f"{saved!r}; resume needs the same (its history and best travel time carry on)")
