@@ -143,6 +143,29 @@ def test_a_resume_with_other_observations_names_env_observations_not_the_size_th
                                     "'lane_halting']")
 
 
+def test_a_resume_under_todays_defaults_of_an_older_checkpoint_says_the_setting_that_resumes_it(tmp_path):
+    """The defaults moved (observations gained approach_moving/approach_halting, decisions every 5 s,
+    not 10): a checkpoint of the older defaults resumed with them is refused, and the refusal says the
+    override its run had, from the config the checkpoint records (intersection_id is the agent's)."""
+    from envs.rl.signal_env import BatchedSignalEnv
+
+    old = ["phase_onehot", "time_in_phase", "lane_count", "lane_halting"]
+    saved = BatchedSignalEnv("grid_1x1", copies=1, episode_s=60, observations=old + ["intersection_id"],
+                             decision_interval_s=10).describe()
+    meta = {"env": saved, "config": {"env": {"observations": old, "decision_interval_s": 10}}}
+    given = BatchedSignalEnv("grid_1x1", copies=1, episode_s=60, observations=old + ["intersection_id"]).describe()
+    with pytest.raises(CheckpointError) as refused:
+        check_layout("run.zip", meta, given)
+    assert (refused.value.field, refused.value.value) == ("env.decision_interval_s", 5)
+    assert refused.value.reason == "differs from the checkpoint's 10; resume it with env.decision_interval_s=10"
+    given = BatchedSignalEnv("grid_1x1", copies=1, episode_s=60).describe()
+    with pytest.raises(CheckpointError) as refused:
+        check_layout("run.zip", meta, given)
+    assert refused.value.field == "env.observations"
+    assert refused.value.reason.endswith(
+        "; resume it with env.observations=[phase_onehot,time_in_phase,lane_count,lane_halting]")
+
+
 def test_a_resumed_run_without_seed_records_the_checkpoints_seed(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     done = _train(*tiny_run(**SHORT, train__total_agent_steps=ROLLOUT), "seed=3", f"hydra.run.dir={first}")

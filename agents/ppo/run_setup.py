@@ -137,7 +137,25 @@ def check_layout(path: str, meta: dict, layout: dict) -> None:
                 value, given = list(value), list(given)
             # the scenario is the one layout entry set by a key of another name (scenario.name=, scenario=)
             field = "scenario.name" if key == "scenario" else f"env.{key}"
-            raise CheckpointError(path, field, given, f"differs from the checkpoint's {value!r}")
+            raise CheckpointError(path, field, given, f"differs from the checkpoint's {value!r}"
+                                  + _resume_with(meta, field))
+
+
+def _resume_with(meta: dict, field: str) -> str:
+    """'; resume it with FIELD=VALUE', the override the checkpoint's run had (its recorded config), or
+    nothing where it records none: an older checkpoint resumed under defaults that moved since (the
+    observations, the decision interval) is refused until its own are given, and its value in the
+    layout (observations with the agent's intersection_id) is not the one to give."""
+    node = meta.get("config")
+    for part in field.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return ""
+        node = node[part]
+    if isinstance(node, dict) or node is None:
+        return ""
+    shown = "[" + ",".join(map(str, node)) + "]" if isinstance(node, list) else \
+        str(node).lower() if isinstance(node, bool) else str(node)
+    return f"; resume it with {field}={shown}"
 
 
 # what a resumed run is expected to set afresh: the checkpoint to read, how far to go, how it shows
