@@ -117,6 +117,11 @@ def test_a_centralised_critic_from_before_agent_state_inputs_is_refused_on_resum
     with pytest.raises(CheckpointError) as error:
         check_network_spec("last.pt", old, spec)
     assert error.value.field == "torchrl.centralised_critic"
+    # it said "= 'every_projected_own_index': ... critic_input=None; resume needs the same": a value that key
+    # never takes, and a remedy no setting gives (this version builds no other critic)
+    assert error.value.value is True
+    assert "cannot continue training it" in error.value.reason
+    assert "evaluate.py and export.py run its policy" in error.value.reason
     check_network_spec("last.pt", SPEC, dict(SPEC))  # non-centralised specs carry no critic_input
 
 

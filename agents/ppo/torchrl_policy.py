@@ -73,6 +73,12 @@ def check_network_spec(path: str, saved: dict, spec: dict) -> None:
     """CheckpointError unless the checkpoint's networks (`saved`) are this run's (`spec`), naming
     the config key of the first entry that differs (agent=mappo, or torchrl.centralised_critic=true,
     gives a centralised critic)."""
+    if saved.get("centralised_critic") and spec.get("centralised_critic") and "critic_input" not in saved:
+        raise CheckpointError(path, "torchrl.centralised_critic", True, "the checkpoint's centralised critic reads "
+                              "every intersection's observation alone (written before each intersection's critic "
+                              "input, 2026-12-06): this version builds no such critic and cannot continue training "
+                              "it; evaluate.py and export.py run its policy (the actor) as trained; train anew, or "
+                              "resume it with the gridlight version that wrote it")
     for key, field in SPEC_FIELDS.items():
         if saved.get(key) != spec.get(key):
             raise CheckpointError(path, field, spec.get(key), f"the checkpoint's networks have "
