@@ -125,6 +125,17 @@ def test_a_checkpoint_from_before_a_baseline_parameter_existed_still_resumes():
     assert (error.value.field, error.value.value["sensing"]) == ("baseline_params.max_pressure", "approach")
 
 
+def test_a_checkpoint_from_before_its_wall_clock_was_kept_goes_on_from_its_last_evaluations():
+    """Checkpoints of 29d0314 keep no wall_s: a resume restarted the clock at 0, so the resumed run's
+    eval_history read wall_s 0.7 at 40 agent-steps and 0.6 at 80, the curve going back in time."""
+    from agents.ppo.run_setup import RunRecord
+
+    history = [{"agent_steps": 0, "wall_s": 0.1}, {"agent_steps": 40, "wall_s": 0.7}]
+    assert RunRecord({"eval_history": history}).wall_s() >= 0.7
+    assert RunRecord({"eval_history": history, "wall_s": 2.5}).wall_s() >= 2.5  # a newer one's own clock
+    assert RunRecord(None).wall_s() < 0.5
+
+
 @pytest.mark.parametrize("pool, held", [(0, 4), (2, 2)])
 def test_a_scale_whose_samples_held_at_once_exceed_memory_is_refused_naming_env_demand_scale(pool, held, monkeypatch,
                                                                                              tmp_path):

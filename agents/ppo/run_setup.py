@@ -233,8 +233,10 @@ class RunRecord:
         meta = meta or {}
         self.best = meta.get("best_eval_travel_time", math.inf)
         self.history: list[dict] = list(meta.get("eval_history", []))
-        # wall_s of the runs before a resume (checkpoints older than this key restart at 0)
-        self.wall_before = meta.get("wall_s", 0.0)
+        # wall_s of the runs before a resume; a checkpoint older than this key goes on from its last
+        # evaluation's (the training after it is not known): from 0, its history's wall_s went back
+        last_eval = max((float(entry.get("wall_s", 0.0)) for entry in self.history), default=0.0)
+        self.wall_before = meta.get("wall_s", last_eval)
         self.started = time.perf_counter()  # again when training starts (start_clock)
 
     def start_clock(self) -> None:
