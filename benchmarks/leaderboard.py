@@ -11,10 +11,11 @@ one batched simulation, with ``<controller>_tuned`` for each controller that has
 (``configs/controller/<controller>_tuned_<scenario>.yaml``, from ``python -m agents.classical.tune``).
 A training run or evaluation whose output is already in ``--runs-dir`` is reused, so an
 interrupted leaderboard continues where it stopped; one of another command there (other seeds,
-steps, controllers, overrides) is refused, naming its folder. ``--train-override`` and
-``--eval-override`` add to the commands; a key the script owns (the scenario, agent, seed, steps,
-evaluation seeds, controllers, checkpoints, deployed models, evaluation perturbation, run folder) is
-refused, naming the flag to use or why.
+steps, controllers, overrides) is refused, naming its folder, and so is a training run whose checkpoint
+records other settings than today's train.py gives its command (an earlier version's defaults), naming
+each. ``--train-override`` and ``--eval-override`` add to the commands; a key the script owns (the
+scenario, agent, seed, steps, evaluation seeds, controllers, checkpoints, deployed models, evaluation
+perturbation, run folder) is refused, naming the flag to use or why.
 
 What it reports, per controller: mean travel time over the evaluation seeds with its 95%
 bootstrap CI over seeds (for the learned policy: per evaluation seed the mean over training seeds,
@@ -76,6 +77,27 @@ def reusable(record_path: Path, command: str, *outputs: Path) -> dict | None:
     return record
 
 
+def check_trained_as_today(run_dir: Path, overrides: list[str]) -> None:
+    """SystemExit naming `run_dir` and each setting its checkpoint was trained with that today's train.py
+    gives otherwise for the same `overrides`: the command names the script's overrides alone, so a run an
+    earlier version trained under other defaults (10 s decisions before c47b465) was reused as today's."""
+    import zipfile
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from agents.ppo.run_setup import changed_settings
+
+    with zipfile.ZipFile(run_dir / "checkpoints" / "last.zip") as archive:
+        saved = json.loads(archive.read("gridlight.json")).get("config", {})
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        given = OmegaConf.to_container(compose(config_name="train", overrides=overrides), resolve=True)
+    changed = changed_settings(saved, given)
+    if changed:
+        raise SystemExit(f"error: {run_dir} holds a run trained under other settings than today's train.py gives "
+                         f"the same command: {'; '.join(changed)}: remove that folder or give another --runs-dir")
+
+
 def train(args, seed: int, run_dir: Path) -> dict:
     """One training run (reused when a finished run of the same command is there): its
     checkpoint, command, wall."""
@@ -84,6 +106,7 @@ def train(args, seed: int, run_dir: Path) -> dict:
     record_path = run_dir / "leaderboard_train.json"
     record = reusable(record_path, "python train.py " + " ".join(overrides[:-1]), run_dir / "checkpoints" / "last.zip")
     if record is not None:
+        check_trained_as_today(run_dir, overrides[:-1])
         return record
     run_dir.mkdir(parents=True, exist_ok=True)
     wall = run_logged([sys.executable, "train.py", *overrides], run_dir.parent / f"train_s{seed}.log")

@@ -59,3 +59,37 @@ def test_the_recorded_commit_says_when_the_working_tree_differs(leaderboard, tmp
     (tmp_path / "untracked.txt").write_text("")  # outputs beside the code are not a change of it
     git("checkout", "-q", "code.py")
     assert leaderboard.commit(tmp_path) == clean
+
+
+def test_a_training_run_of_the_same_command_under_other_defaults_is_refused(leaderboard, tmp_path):
+    """The command names only the script's overrides: a run an earlier version trained (decisions every 10 s
+    before c47b465) was reused by today's, its checkpoint reported as trained under today's defaults."""
+    import json
+    import zipfile
+
+    from omegaconf import OmegaConf
+
+    from tests.test_train import train_config
+
+    args = SimpleNamespace(scenario="grid_1x1", agent="ppo_shared", steps=40, eval_seeds=1, train_override=[])
+    run_dir = tmp_path / "ppo_shared_s0"
+    overrides = leaderboard.fast_train_overrides("grid_1x1", "ppo_shared", 0, 40, 1)
+    saved = OmegaConf.to_container(train_config(*overrides), resolve=True)
+
+    def finished_run(config):
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(run_dir / "checkpoints" / "last.zip", "w") as archive:
+            archive.writestr("gridlight.json", json.dumps({"format": 1, "config": config}))
+        record = {"seed": 0, "checkpoint": str(run_dir / "checkpoints" / "last.zip"),
+                  "command": "python train.py " + " ".join(overrides), "wall_s": 1.0}
+        (run_dir / "leaderboard_train.json").write_text(json.dumps(record))
+        return record
+
+    record = finished_run(saved)
+    assert leaderboard.train(args, 0, run_dir) == record  # today's settings: reused
+    saved["env"]["decision_interval_s"] = 10
+    finished_run(saved)
+    with pytest.raises(SystemExit) as refused:
+        leaderboard.train(args, 0, run_dir)
+    assert str(run_dir) in str(refused.value) and "env.decision_interval_s=5 (checkpoint: 10)" in str(refused.value)
+    assert "another --runs-dir" in str(refused.value)
