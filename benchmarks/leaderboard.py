@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, at_least, emit, fast_train_overrides, machine_info, run_logged
+from common import ROOT, at_least, check_trained_as_today, emit, fast_train_overrides, machine_info, run_logged
 
 from agents.classical.tuned_presets import preset_path  # noqa: E402
 from agents.classical.tuning import SEARCH_SPACES  # noqa: E402
@@ -75,27 +75,6 @@ def reusable(record_path: Path, command: str, *outputs: Path) -> dict | None:
         raise SystemExit(f"error: {record_path.parent} holds a run of `{record.get('command')}`, not of `{command}`: "
                          "remove that folder or give another --runs-dir")
     return record
-
-
-def check_trained_as_today(run_dir: Path, overrides: list[str]) -> None:
-    """SystemExit naming `run_dir` and each setting its checkpoint was trained with that today's train.py
-    gives otherwise for the same `overrides`: the command names the script's overrides alone, so a run an
-    earlier version trained under other defaults (10 s decisions before c47b465) was reused as today's."""
-    import zipfile
-
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from agents.ppo.run_setup import changed_settings
-
-    with zipfile.ZipFile(run_dir / "checkpoints" / "last.zip") as archive:
-        saved = json.loads(archive.read("gridlight.json")).get("config", {})
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        given = OmegaConf.to_container(compose(config_name="train", overrides=overrides), resolve=True)
-    changed = changed_settings(saved, given)
-    if changed:
-        raise SystemExit(f"error: {run_dir} holds a run trained under other settings than today's train.py gives "
-                         f"the same command: {'; '.join(changed)}: remove that folder or give another --runs-dir")
 
 
 def train(args, seed: int, run_dir: Path) -> dict:

@@ -7,7 +7,8 @@ Each variant is one ``train.py`` run (``train=fast``, ``--steps`` agent-steps, t
 ``--seed``) whose final held-out evaluation (``eval.seeds`` demands of the eval split, the same
 for every variant) is its score; ``VARIANTS`` lists the overrides, each a change against the
 previous configuration or against ``base``. A run already in ``--runs-dir`` is reused when its
-recorded overrides (``.hydra/overrides.yaml``) are the ones the variant asks for; otherwise it is
+recorded overrides (``.hydra/overrides.yaml``) are the ones the variant asks for and its checkpoint
+records the settings today's train.py gives them (not an earlier version's defaults); otherwise it is
 refused rather than mixed in. One JSON line per variant (travel time, change against ``base`` in
 s and %, wall seconds); ``--out`` collects them.
 
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from common import ROOT, emit, fast_train_overrides, machine_info, run_logged
+from common import ROOT, check_trained_as_today, emit, fast_train_overrides, machine_info, run_logged
 
 LANE_FEATURES = "phase_onehot,time_in_phase,lane_count,lane_halting"
 MOVEMENT_FEATURES = ("phase_onehot,time_in_phase,movement_approach_moving,movement_approach_halting,"
@@ -75,6 +76,7 @@ def run_variant(args, name: str, overrides: list[str]) -> dict:
             raise SystemExit(f"{run_dir}: an existing run with other overrides ({had}); move it away or "
                              f"use another --runs-dir")
         ran = [o for o in yaml.safe_load(recorded.read_text()) if not o.startswith("hydra.")]  # as it ran
+        check_trained_as_today(run_dir, ran)  # the same overrides under an earlier version's defaults
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "train.py", *wanted, f"hydra.run.dir={run_dir}"]

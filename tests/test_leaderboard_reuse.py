@@ -93,3 +93,35 @@ def test_a_training_run_of_the_same_command_under_other_defaults_is_refused(lead
         leaderboard.train(args, 0, run_dir)
     assert str(run_dir) in str(refused.value) and "env.decision_interval_s=5 (checkpoint: 10)" in str(refused.value)
     assert "another --runs-dir" in str(refused.value)
+
+
+def test_an_ablation_run_of_the_same_overrides_under_other_defaults_is_refused(monkeypatch, tmp_path):
+    """learning_ablation.py reused a run whose recorded overrides matched: its `base` variant, trained by an
+    earlier version (10 s decisions), was scored as today's defaults."""
+    import json
+    import zipfile
+
+    import yaml
+    from omegaconf import OmegaConf
+
+    from tests.test_train import train_config
+
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
+    monkeypatch.delitem(sys.modules, "learning_ablation", raising=False)
+    import learning_ablation
+
+    args = SimpleNamespace(scenario="grid_1x1", seed=0, steps=40, eval_seeds=1, threads=0, runs_dir=tmp_path)
+    run_dir = tmp_path / "grid_1x1" / "base"
+    wanted = learning_ablation.fast_train_overrides("grid_1x1", "ppo_shared", 0, 40, 1)
+    saved = OmegaConf.to_container(train_config(*wanted), resolve=True)
+    saved["env"]["decision_interval_s"] = 10
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(wanted))
+    (run_dir / "summary.json").write_text(json.dumps({"eval_history": [{"agent_steps": 40, "wall_s": 1.0,
+                                                                         "travel_time/mean": 30.0}]}))
+    (run_dir / "checkpoints").mkdir()
+    with zipfile.ZipFile(run_dir / "checkpoints" / "last.zip", "w") as archive:
+        archive.writestr("gridlight.json", json.dumps({"format": 1, "config": saved}))
+    with pytest.raises(SystemExit) as refused:
+        learning_ablation.run_variant(args, "base", [])
+    assert str(run_dir) in str(refused.value) and "env.decision_interval_s=5 (checkpoint: 10)" in str(refused.value)
