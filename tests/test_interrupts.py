@@ -11,7 +11,7 @@ import threading
 import pytest
 import torch
 
-from agents.ppo.interrupts import Terminated, interrupts_deferred, sigterm_interrupts
+from agents.ppo.interrupts import Terminated, interrupts_deferred, saved_on_interrupt, sigterm_interrupts
 from agents.ppo.policy import load_policy, read_meta
 from agents.ppo.sb3_trainer import train
 from tests.test_train import tiny_run, train_config
@@ -170,3 +170,20 @@ def test_an_interrupt_is_told_apart_by_whether_the_trainer_saved():
     with pytest.raises(KeyboardInterrupt) as caught, saved_on_interrupt(lambda: signal.raise_signal(signal.SIGINT)):
         raise Terminated()  # a second interrupt while the trainer saves: training had begun
     assert training_began(caught.value)
+
+
+def test_a_second_sigterm_while_last_is_saved_does_not_cut_the_save():
+    # a SIGTERM to a sweep's process group reaches each worker twice: from the kernel and forwarded by
+    # the sweep's own process (forward_sigterm_to_workers); the second arrives while the job saves `last`
+    saved = []
+
+    def save() -> None:
+        signal.raise_signal(signal.SIGTERM)  # the forwarded copy, mid-save
+        saved.append("last")
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated):
+        with sigterm_interrupts(), saved_on_interrupt(save):
+            signal.raise_signal(signal.SIGTERM)
+    assert saved == ["last"]
+    assert signal.getsignal(signal.SIGTERM) is before

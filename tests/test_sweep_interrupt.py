@@ -27,7 +27,9 @@ def _rows(progress: Path) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc (Linux)")
-def test_sigterm_to_a_sweeps_process_stops_its_jobs_each_saving_last(tmp_path):
+@pytest.mark.parametrize("to_group", [False, True], ids=["process", "process-group"])
+def test_sigterm_to_a_sweeps_process_stops_its_jobs_each_saving_last(tmp_path, to_group):
+    # to its process group, each worker gets it twice: from the kernel and forwarded by the sweep's process
     tiny = tiny_run(env__copies=2, agent__n_steps=10, agent__batch_size=20, eval__seeds=1, eval__steps=60,
                     env__episode_s=60)
     env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
@@ -44,7 +46,10 @@ def test_sigterm_to_a_sweeps_process_stops_its_jobs_each_saving_last(tmp_path):
         while not all(_rows(tmp_path / "s" / job / "progress.csv") >= 2 for job in ("0", "1")):  # both past step 0
             assert sweep.poll() is None and time.monotonic() < deadline, out.read_text()[-3000:]
             time.sleep(0.5)
-        sweep.send_signal(signal.SIGTERM)
+        if to_group:
+            os.killpg(sweep.pid, signal.SIGTERM)
+        else:
+            sweep.send_signal(signal.SIGTERM)
         assert sweep.wait(timeout=60) in (143, -signal.SIGTERM)
         deadline = time.monotonic() + 60
         while out.read_text().count("interrupted at") < 2 and time.monotonic() < deadline:

@@ -25,10 +25,6 @@ STOPPED_BEFORE_TRAINING = "stopped before training began: nothing to save"
 _BEGAN = "gridlight_training_began"  # set on an interrupt that `saved_on_interrupt` caught
 
 
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
-
-
 def _in_main_thread() -> bool:
     # only the main thread may install signal handlers (a launcher's worker thread cannot)
     return threading.current_thread() is threading.main_thread()
@@ -38,11 +34,21 @@ def _in_main_thread() -> bool:
 def sigterm_interrupts() -> Iterator[None]:
     """Within the block (train.py's run from its folder claim on: set-up, baselines, training), SIGTERM
     raises `Terminated` as Ctrl-C raises KeyboardInterrupt; the previous handler is back after it, so
-    a SIGTERM while the summary is written, or in a process that goes on, does what it did before."""
+    a SIGTERM while the summary is written, or in a process that goes on, does what it did before.
+    Only the block's first SIGTERM raises: a sweep job gets a SIGTERM to the sweep's process group twice
+    (from the kernel and forwarded by the sweep's process, `forward_sigterm_to_workers`), and the second,
+    raised inside the first one's save of ``last``, cut that save."""
     if not _in_main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    raised = []
+
+    def raise_terminated(signum, frame) -> None:
+        if not raised:
+            raised.append(signum)
+            raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         yield
     finally:
