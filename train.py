@@ -35,7 +35,8 @@ import agents.ppo.config  # noqa: F401  (registers the structured config "train_
 from agents.ppo.config import check_config, check_scenario
 from agents.ppo.atomic_files import write_text_atomic
 from agents.ppo.interrupts import (
-    STOPPED_BEFORE_TRAINING, Terminated, forward_sigterm_to_workers, sigterm_interrupts, training_began,
+    STOPPED_BEFORE_TRAINING, Terminated, forward_sigterm_to_workers, is_sweep_command, sigterm_interrupts,
+    training_began,
 )
 from agents.ppo.null_nodes import check_command_line
 from agents.ppo.run_record import write_run_record
@@ -124,6 +125,6 @@ def set_up_and_train(cfg: DictConfig, run_dir: Path, train, given: set[str]) -> 
 if __name__ == "__main__":
     with exit_on_error():  # before Hydra composes the config, which fails on such an override with a traceback
         check_command_line(sys.argv[1:], "train")
-    if {"-m", "--multirun"} & set(sys.argv[1:]):  # a sweep's own process: its jobs run in worker processes
+    if is_sweep_command(sys.argv[1:]):  # a sweep's own process: its jobs run in worker processes
         forward_sigterm_to_workers()
     main()

@@ -11,7 +11,9 @@ import threading
 import pytest
 import torch
 
-from agents.ppo.interrupts import Terminated, interrupts_deferred, saved_on_interrupt, sigterm_interrupts
+from agents.ppo.interrupts import (
+    Terminated, interrupts_deferred, is_sweep_command, saved_on_interrupt, sigterm_interrupts,
+)
 from agents.ppo.policy import load_policy, read_meta
 from agents.ppo.sb3_trainer import train
 from tests.test_train import tiny_run, train_config
@@ -187,3 +189,11 @@ def test_a_second_sigterm_while_last_is_saved_does_not_cut_the_save():
             signal.raise_signal(signal.SIGTERM)
     assert saved == ["last"]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.parametrize("argv, sweep", [
+    (["-m", "seed=0,1"], True), (["--multirun", "seed=0,1"], True), (["hydra.mode=MULTIRUN", "seed=0,1"], True),
+    (["seed=0"], False), (["hydra.mode=RUN"], False),
+])
+def test_a_sweep_is_told_by_its_command_line_however_multirun_is_asked_for(argv, sweep):
+    assert is_sweep_command(argv) is sweep

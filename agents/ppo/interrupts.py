@@ -130,6 +130,12 @@ def _stop_sweep(signum, frame) -> None:
     os.kill(os.getpid(), signal.SIGTERM)  # and the sweep ends as it did, status 143, starting no other job
 
 
+def is_sweep_command(argv: list[str]) -> bool:
+    """Whether a script's command line (`argv`, its arguments) runs a sweep: ``-m``, ``--multirun`` or
+    Hydra's ``hydra.mode=MULTIRUN`` override, which runs one as ``-m`` does."""
+    return bool({"-m", "--multirun", "hydra.mode=MULTIRUN"} & set(argv))
+
+
 def forward_sigterm_to_workers() -> None:
     """In a sweep's own process (``train.py -m``): a SIGTERM it gets goes on to its worker processes
     before it ends. Alone, it ended the sweep's process only: the jobs running in its joblib workers
@@ -140,4 +146,4 @@ def forward_sigterm_to_workers() -> None:
 
 
 __all__ = ["STOPPED_BEFORE_TRAINING", "Terminated", "forward_sigterm_to_workers", "interrupts_deferred",
-           "saved_on_interrupt", "sigterm_interrupts", "training_began"]
+           "is_sweep_command", "saved_on_interrupt", "sigterm_interrupts", "training_began"]
