@@ -54,13 +54,13 @@ def existing_paths(cfg: DictConfig, key: str, what: str, error: type[GridlightEr
     paths = [] if paths is None else list(paths) if OmegaConf.is_list(paths) else [paths]
     seen: dict[Path, str] = {}
     for k, path in enumerate(paths):
+        field = key if len(paths) == 1 else f"{key}[{k}]"  # a list's entry by its index
         if not isinstance(path, (str, int, float)):
-            raise error("<config>", key if len(paths) == 1 else f"{key}[{k}]", plain(path),
-                        f"expected a path ({what}) or a list of paths")
+            raise error("<config>", field, plain(path), f"expected a path ({what}) or a list of paths")
         if Path(str(path)).is_dir():  # a run's (or a sweep job's) folder: name the file to give, as resume= does
-            raise error("<config>", key, str(path), _folder_hint(Path(str(path)), key))
+            raise error("<config>", field, str(path), _folder_hint(Path(str(path)), key))
         if not Path(str(path)).is_file():
-            raise error("<config>", key, str(path), f"no such {what}")
+            raise error("<config>", field, str(path), f"no such {what}")
         resolved = Path(str(path)).resolve()
         if resolved in seen:  # it ran twice, as ppo_shared and ppo_shared_2: two rows that agree to the digit
             raise error("<config>", key, str(path), f"listed twice (also as {seen[resolved]}): one file is one "

@@ -70,3 +70,12 @@ def test_a_tuned_controller_without_a_preset_for_the_scenario_is_refused_before_
     cfg = evaluate_config("scenario=grid_1x1", "controllers=[sotl_tuned]", "checkpoint=missing.zip")
     with pytest.raises(ConfigError, match="sotl_tuned.*no tuned preset"):  # not the missing checkpoint
         lineup.controller_names(cfg)
+
+
+def test_a_folder_or_a_missing_file_in_a_list_of_checkpoints_is_named_by_index(tmp_path):
+    (tmp_path / "m.onnx").write_bytes(b"")
+    for bad, reason in ((tmp_path, "is a folder"), (tmp_path / "gone.onnx", "no such ONNX model file")):
+        with pytest.raises(ModelError, match=reason) as refused:
+            lineup.existing_paths(evaluate_config("scenario=grid_1x1", f"deployed=[{tmp_path / 'm.onnx'},{bad}]"),
+                                  "deployed", "ONNX model file", ModelError)
+        assert refused.value.field == "deployed[1]"
