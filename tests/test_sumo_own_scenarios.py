@@ -243,3 +243,13 @@ def test_an_additional_file_of_routes_gives_its_vtypes(tmp_path):
     additional = '<routes><vType id="slow" maxSpeed="7" length="6"/></routes>'
     imported = import_sumo(_with_additional(tmp_path, additional))
     assert [(v["vehicle"]["maxSpeed"], v["vehicle"]["length"]) for v in imported.flow] == [(7.0, 6.0)]
+
+
+def test_a_light_programmed_twice_in_one_additional_file_counts_each_replacement_once(tmp_path):
+    # the net's program is replaced by the file's first, that one by its second: two replacements
+    program = ADDITIONAL[ADDITIONAL.index("  <tlLogic"):ADDITIONAL.index("  <inductionLoop")]
+    twice = ADDITIONAL.replace(program, program + program.replace('duration="40"', 'duration="30"'))
+    imported = import_sumo(_with_additional(tmp_path, twice))
+    light = next(x for x in imported.roadnet["intersections"] if x["id"] == "C")["trafficLight"]
+    assert [phase["time"] for phase in light["lightphases"]] == [32.0, 13.0]  # the last loaded runs
+    assert imported.report.counts["earlier_programs_replaced"] == 2

@@ -26,7 +26,8 @@ def read_additional(path: str | Path, net: SumoNet, counts: Counter, window: tup
     root = read_xml(path, ("additional", "routes"))  # a route file may be listed too, to load its vTypes first
     programs: dict = {}
     skipped: Counter = Counter()
-    for ident in read_programs(fields, root, programs, lambda kind: skipped.update([kind])):
+    # each light once: a second program of it in this file is counted by read_programs, as replacing the first
+    for ident in dict.fromkeys(read_programs(fields, root, programs, lambda kind: skipped.update([kind]))):
         if ident not in net.programs:  # it would control no link: a misspelt id
             fields.fail(f"tlLogic[id={ident}]", "id", ident, "names no traffic light of the net")
         signals = len(programs[ident].phases[0].state)
