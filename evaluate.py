@@ -46,6 +46,7 @@ from tqdm import tqdm
 from agents.lineup import build_controller, check_known, controller_names
 from agents.ppo.atomic_files import write_csv_atomic, write_text_atomic
 from agents.ppo.config import check_evaluate_config, demand_spec, engine_params
+from agents.ppo.interrupts import forward_sigterm_to_workers, is_sweep_command
 from agents.ppo.null_nodes import check_command_line
 from agents.ppo.run_messages import run_errors, say, status_log, sweep_job_line
 from agents.ppo.tuned_preset_checks import check_tuned_presets
@@ -388,4 +389,6 @@ def run_task(cfg: DictConfig, out_dir: Path) -> dict:
 if __name__ == "__main__":
     with exit_on_error():  # before Hydra composes the config, which fails on such an override with a traceback
         check_command_line(sys.argv[1:], "evaluate")
+    if is_sweep_command(sys.argv[1:]):  # its jobs run in worker processes: a kill PID ends them too
+        forward_sigterm_to_workers()
     main()

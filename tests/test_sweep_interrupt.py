@@ -65,3 +65,55 @@ def test_sigterm_to_a_sweeps_process_stops_its_jobs_each_saving_last(tmp_path, t
             os.killpg(sweep.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _alive(pid: int) -> bool:
+    try:  # a zombie (ended, not yet reaped by its orphaned parent's successor) counts as ended
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc (Linux)")
+def test_sigterm_to_an_evaluate_sweeps_process_ends_its_workers(tmp_path):
+    """``evaluate.py -m``: the workers running its jobs end with it, not evaluate on, orphaned, to their end."""
+    env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
+    out = tmp_path / "sweep.out"
+    with open(out, "w") as log:
+        sweep = subprocess.Popen(
+            [sys.executable, "evaluate.py", "-m", "hydra/launcher=local", "scenario=grid_1x1", "eval.seeds=1",
+             "eval.steps=2000000", "controllers=[fixed_time]", "eval.demand.scale=1,2,3",
+             f"hydra.sweep.dir={tmp_path / 's'}"],
+            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env={**env, "PYTHONPATH": str(REPO_ROOT)},
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while len(list((tmp_path / "s").glob("*/evaluate.log"))) < 2:  # both workers into a job
+            assert sweep.poll() is None and time.monotonic() < deadline, out.read_text()[-3000:]
+            time.sleep(0.5)
+        time.sleep(2)
+        workers = _children_of(sweep.pid)
+        assert workers, out.read_text()[-3000:]
+        sweep.send_signal(signal.SIGTERM)
+        assert sweep.wait(timeout=60) in (143, -signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(_alive(pid) for pid in workers), [pid for pid in workers if _alive(pid)]
+    finally:
+        try:
+            os.killpg(sweep.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

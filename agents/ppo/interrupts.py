@@ -137,8 +137,8 @@ def is_sweep_command(argv: list[str]) -> bool:
 
 
 def forward_sigterm_to_workers() -> None:
-    """In a sweep's own process (``train.py -m``): a SIGTERM it gets goes on to its worker processes
-    before it ends. Alone, it ended the sweep's process only: the jobs running in its joblib workers
+    """In a sweep's own process (``train.py -m``, ``evaluate.py -m``): a SIGTERM it gets goes on to its
+    worker processes before it ends. Alone, it ended the sweep's process only: the jobs running in its joblib workers
     (not in its process group when a script's shell started it, nor reached by ``kill PID``) trained on,
     orphaned, to their end. Forwarded, each job saves ``last`` and says how to resume, as on a SIGTERM to
     the sweep's whole process group; the jobs not started never start."""
