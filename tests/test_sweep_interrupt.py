@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.ppo import interrupts
 from agents.ppo.policy import read_meta
 from tests.conftest import REPO_ROOT
 from tests.test_train import tiny_run
@@ -74,17 +75,6 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc (Linux)")
 def test_sigterm_to_an_evaluate_sweeps_process_ends_its_workers(tmp_path):
     """``evaluate.py -m``: the workers running its jobs end with it, not evaluate on, orphaned, to their end."""
@@ -104,7 +94,7 @@ def test_sigterm_to_an_evaluate_sweeps_process_ends_its_workers(tmp_path):
             assert sweep.poll() is None and time.monotonic() < deadline, out.read_text()[-3000:]
             time.sleep(0.5)
         time.sleep(2)
-        workers = _children_of(sweep.pid)
+        workers = interrupts._children(sweep.pid)  # as the sweep's process finds them
         assert workers, out.read_text()[-3000:]
         sweep.send_signal(signal.SIGTERM)
         assert sweep.wait(timeout=60) in (143, -signal.SIGTERM)
