@@ -148,8 +148,13 @@ def check_trained_as_today(run_dir: Path, overrides: list[str]) -> None:
 
     from agents.ppo.run_setup import changed_settings
 
-    with zipfile.ZipFile(run_dir / "checkpoints" / "last.zip") as archive:
-        saved = json.loads(archive.read("gridlight.json")).get("config", {})
+    checkpoint = run_dir / "checkpoints" / "last.zip"
+    try:
+        with zipfile.ZipFile(checkpoint) as archive:
+            saved = json.loads(archive.read("gridlight.json")).get("config", {})
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:  # gone, or not a checkpoint
+        raise SystemExit(f"error: {checkpoint}: cannot read the finished run's checkpoint record ({error}): "
+                         "remove that folder or give another --runs-dir") from None
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         given = OmegaConf.to_container(compose(config_name="train", overrides=overrides), resolve=True)
     changed = changed_settings(saved, given)

@@ -125,3 +125,25 @@ def test_an_ablation_run_of_the_same_overrides_under_other_defaults_is_refused(m
     with pytest.raises(SystemExit) as refused:
         learning_ablation.run_variant(args, "base", [])
     assert str(run_dir) in str(refused.value) and "env.decision_interval_s=5 (checkpoint: 10)" in str(refused.value)
+
+
+@pytest.mark.parametrize("damage", ["no checkpoint", "no record", "not a zip"])
+def test_a_reused_run_whose_checkpoint_cannot_be_read_is_named(monkeypatch, tmp_path, damage):
+    """A finished run's folder whose last.zip is gone, holds no gridlight.json or is no zip: the reuse
+    check names the file (it was a FileNotFoundError / KeyError / BadZipFile traceback)."""
+    import zipfile
+
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
+    monkeypatch.delitem(sys.modules, "common", raising=False)
+    import common
+
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.zip"
+    checkpoint.parent.mkdir(parents=True)
+    if damage == "no record":
+        with zipfile.ZipFile(checkpoint, "w") as archive:
+            archive.writestr("policy.pth", b"")
+    elif damage == "not a zip":
+        checkpoint.write_text("not a zip")
+    with pytest.raises(SystemExit) as refused:
+        common.check_trained_as_today(tmp_path / "run", [])
+    assert str(checkpoint) in str(refused.value) and "remove that folder" in str(refused.value)
