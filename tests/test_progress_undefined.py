@@ -10,6 +10,7 @@ import csv
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -78,3 +79,21 @@ def test_torchrl_rollout_means_skip_the_episodes_where_a_figure_is_undefined():
     assert read["rollout/episodes"] == 2 and read["rollout/ep_len_mean"] == 12.0
     stats.observe(torch.ones(3, 2), {"episode": episode, "_episode": torch.tensor([True, False, False])})
     assert "rollout/travel_time/finished_mean" not in stats.read()  # defined in no episode: absent
+
+
+@pytest.mark.parametrize("nan", [np.float32("nan"), np.float64("nan"), math.nan], ids=["float32", "float64", "float"])
+def test_a_numpy_nan_is_an_empty_cell_and_no_tensorboard_point(tmp_path, nan):
+    """SB3 records ``train/approx_kl`` as np.float32 (the mean of its 0-d float32 arrays), no Python float:
+    a diverged update's NaN there was written as 'nan' and sent to TensorBoard."""
+    from agents.ppo.sb3_logging import AtomicCSVOutput, PurgingTensorBoardOutput
+
+    values, excluded = {"train/approx_kl": nan, "train/loss": np.float32(0.5)}, {"train/approx_kl": None,
+                                                                                 "train/loss": None}
+    AtomicCSVOutput(tmp_path / "progress.csv").write(values, excluded, step=8)
+    board = PurgingTensorBoardOutput(str(tmp_path / "tb"))
+    board.write(values, excluded, step=8)
+    board.close()
+    rows = list(csv.DictReader((tmp_path / "progress.csv").read_text().splitlines()))
+    assert rows == [{"train/approx_kl": "", "train/loss": "0.5"}]
+    tags = scalar_events(tmp_path / "tb")
+    assert "train/approx_kl" not in tags and [e.value for e in tags["train/loss"]] == [0.5]

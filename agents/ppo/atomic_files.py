@@ -95,7 +95,9 @@ def write_csv_atomic(path: str | Path, keys: list[str], rows: list[dict]) -> Pat
 
 
 def _undefined(value) -> bool:
-    return isinstance(value, float) and math.isnan(value)
+    # np.floating too: SB3 records train/approx_kl as np.float32, no float subclass (np.float64 is one);
+    # the TorchRL trainer's values are Python floats (one .tolist()), no tensor reaches here
+    return isinstance(value, (float, np.floating)) and math.isnan(value)
 
 
 def defined_scalars(values: dict) -> dict:
