@@ -70,8 +70,23 @@ def test_car_following_parameters_in_a_child_element_override_the_vtypes(tmp_pat
                             '<carFollowing-Krauss accel="1" decel="3" sigma="0" tau="2"/></vType>')
     vehicle = import_sumo(write_tiny(tmp_path, routes=routes)).flow[0]["vehicle"]
     assert (vehicle["maxPosAcc"], vehicle["usualNegAcc"], vehicle["headwayTime"], vehicle["length"]) == (1, 3, 2, 4)
-    idm = routes.replace("carFollowing-Krauss", "carFollowing-IDM")
-    assert import_sumo(write_tiny(tmp_path / "idm", routes=idm)).report.counts["vtype_carFollowModel_ignored"] == 1
+
+
+@pytest.mark.parametrize("vtype, counted", [
+    ('carFollowModel="IDM" tau="1.5"/>', {"vtype_carFollowModel_IDM_driven_as_Krauss": 1}),
+    ('tau="1.5"><carFollowing-IDM/></vType>', {"vtype_carFollowModel_IDM_driven_as_Krauss": 1}),
+    # the attribute and the child name one model: one vType driven as Krauss (it counted 2); the
+    # IDM parameter the engine has no use for is counted on its own
+    ('carFollowModel="IDM" tau="1.5"><carFollowing-IDM delta="4"/></vType>',
+     {"vtype_carFollowModel_IDM_driven_as_Krauss": 1, "vtype_delta_ignored": 1}),
+    ('carFollowModel="Krauss" tau="1.5"><carFollowing-Krauss sigma="0"/></vType>', {}),
+], ids=["attribute", "child", "both", "krauss"])
+def test_a_car_following_model_other_than_krauss_is_reported_once_per_vtype_by_name(tmp_path, vtype, counted):
+    routes = ROUTES.replace('tau="1.5"/>', vtype, 1)
+    report = import_sumo(write_tiny(tmp_path, routes=routes)).report
+    assert {k: v for k, v in report.counts.items() if k.startswith("vtype_")} == counted
+    # the import's log line tells a user their IDM vehicles run as Krauss
+    assert ("vtype_carFollowModel_IDM_driven_as_Krauss=1" in report.summary()) == bool(counted)
 
 
 def test_per_hour_is_vehs_per_hour_and_rate_attributes_together_are_refused(tmp_path):

@@ -70,7 +70,7 @@ def vehicle_type(fields: XmlFields, element, where: str, counts: Counter
     """A ``<vType>``'s parameters in gridlight's fields (SUMO's defaults for its class); those of
     a ``<carFollowing-MODEL>`` child override the vType's own, as in SUMO."""
     children = list(element)
-    element, where = _with_car_following(fields, element, where, counts)
+    element, where = _with_car_following(fields, element, where)
     count_unread_vtype(element.attrib, children, counts)
     v_class = element.get("vClass", "passenger")
     v_class = DEPRECATED_CLASSES.get(v_class, v_class)
@@ -95,17 +95,15 @@ def vehicle_type(fields: XmlFields, element, where: str, counts: Counter
     ), v_class
 
 
-def _with_car_following(fields: XmlFields, element, where: str, counts: Counter):
+def _with_car_following(fields: XmlFields, element, where: str):
     """The vType with its ``<carFollowing-MODEL>`` child's attributes merged in (a model other
-    than Krauss, the engine's, is counted as ignored, as the ``carFollowModel`` attribute is)."""
+    than Krauss, the engine's, is counted by `count_unread_vtype`, once with the attribute's)."""
     children = [child for child in element if str(child.tag).startswith("carFollowing-")]
     if not children:
         return element, where
     if len(children) > 1:
         fields.fail(where, None, children[1].tag, "a vType takes one car-following model element")
     child = children[0]
-    if child.tag != "carFollowing-Krauss":  # driven as Krauss
-        counts["vtype_carFollowModel_ignored"] += 1
     return element.makeelement("vType", {**element.attrib, **child.attrib}), f"{where}.{child.tag}"
 
 

@@ -20,16 +20,25 @@ VEHICLE_READ = frozenset(("id", "type", "depart", "route", "from", "to", "via", 
 COSMETIC = frozenset(("color", "guiShape", "imgFile", "osgFile", "arrival", "routeLength"))
 
 
+CAR_FOLLOWING = "carFollowing-"  # a vType's child naming its car-following model: <carFollowing-IDM .../>
+
+
 def count_unread_vtype(attributes, children, counts: Counter) -> None:
     """A vType's `attributes` (its car-following child's merged in) and `children`:
-    ``vtype_<attribute>_ignored``, ``vtype_<child>_ignored``."""
-    for attribute, value in attributes.items():
-        krauss = attribute == "carFollowModel" and value == "Krauss"  # the engine's model, SUMO's default
-        if attribute not in VTYPE_READ and attribute not in COSMETIC and not krauss:
+    ``vtype_<attribute>_ignored``, ``vtype_<child>_ignored``, and a car-following model other than
+    Krauss as ``vtype_carFollowModel_<MODEL>_driven_as_Krauss``, once per vType whether the
+    ``carFollowModel`` attribute, a ``<carFollowing-MODEL>`` child or both name it."""
+    for attribute in attributes:
+        if attribute not in VTYPE_READ and attribute not in COSMETIC and attribute != "carFollowModel":
             counts[f"vtype_{attribute}_ignored"] += 1
+    models = [str(child.tag)[len(CAR_FOLLOWING):] for child in children if str(child.tag).startswith(CAR_FOLLOWING)]
     for child in children:
-        if not str(child.tag).startswith("carFollowing-"):
+        if not str(child.tag).startswith(CAR_FOLLOWING):
             counts[f"vtype_{child.tag}_ignored"] += 1
+    # the child's model first (its parameters are the ones merged); Krauss: the engine's model, SUMO's default
+    other = [model for model in (*models, attributes.get("carFollowModel")) if model not in (None, "Krauss")]
+    if other:  # named: a user learns which vehicles run as Krauss instead of their model
+        counts[f"vtype_carFollowModel_{other[0]}_driven_as_Krauss"] += 1
 
 
 def count_unread_vehicle(element, counts: Counter) -> None:
