@@ -166,6 +166,29 @@ def test_a_resume_under_todays_defaults_of_an_older_checkpoint_says_the_setting_
         "; resume it with env.observations=[phase_onehot,time_in_phase,lane_count,lane_halting]")
 
 
+def test_a_resume_hint_names_only_a_setting_the_command_gives_differently_as_a_hydra_override():
+    """The hint is the checkpoint's config value of the refused setting: where the command already gives
+    that value (the observations' names agree, their layout does not: another feature size) it said
+    'resume it with' the command's own setting; a list's booleans were Python's True, which Hydra reads
+    as a string."""
+    from envs.rl.signal_env import BatchedSignalEnv
+
+    names = ["phase_onehot", "time_in_phase", "lane_count", "lane_halting"]
+    given = BatchedSignalEnv("grid_1x1", copies=1, episode_s=60, observations=names).describe()
+    saved = {**given, "observations": {**given["observations"],
+                                       "lane_count": {**given["observations"]["lane_count"], "size": 99}}}
+    command = OmegaConf.create({"env": {"observations": names, "green_durations_s": [10, 20]}})
+    meta = {"env": saved, "config": {"env": {"observations": names}}}
+    with pytest.raises(CheckpointError) as refused:
+        check_layout("run.zip", meta, given, command)
+    assert refused.value.field == "env.observations" and "resume it with" not in refused.value.reason
+    saved = {**given, "green_durations_s": [10, 30]}
+    meta = {"env": saved, "config": {"env": {"green_durations_s": [True, "a b", None]}}}
+    with pytest.raises(CheckpointError) as refused:
+        check_layout("run.zip", meta, given, command)
+    assert refused.value.reason.endswith("; resume it with env.green_durations_s=[true,'a b',null]")
+
+
 def test_a_resumed_run_without_seed_records_the_checkpoints_seed(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     done = _train(*tiny_run(**SHORT, train__total_agent_steps=ROLLOUT), "seed=3", f"hydra.run.dir={first}")

@@ -8,6 +8,7 @@ every checkpoint carries).
 from __future__ import annotations
 
 import math
+import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -124,9 +125,10 @@ def check_evaluation(path: str, meta: dict, cfg: DictConfig) -> None:
                                   f"{saved!r}; resume needs the same (its history and best travel time carry on)")
 
 
-def check_layout(path: str, meta: dict, layout: dict) -> None:
+def check_layout(path: str, meta: dict, layout: dict, command: DictConfig | None = None) -> None:
     """CheckpointError unless the checkpoint's env layout (in its `meta`) is this env's (older
-    checkpoints have no action-mode keys: they chose phases)."""
+    checkpoints have no action-mode keys: they chose phases). `command`: this run's config, whose
+    settings the refusal's hint leaves out where they are already the checkpoint's."""
     mode, durations = action_settings(meta["env"])
     saved = {"env": {**meta["env"], "action_mode": mode, "green_durations_s": list(durations)}}
     for key in LAYOUT_KEYS:
@@ -138,14 +140,15 @@ def check_layout(path: str, meta: dict, layout: dict) -> None:
             # the scenario is the one layout entry set by a key of another name (scenario.name=, scenario=)
             field = "scenario.name" if key == "scenario" else f"env.{key}"
             raise CheckpointError(path, field, given, f"differs from the checkpoint's {value!r}"
-                                  + _resume_with(meta, field))
+                                  + _resume_with(meta, field, command))
 
 
-def _resume_with(meta: dict, field: str) -> str:
+def _resume_with(meta: dict, field: str, command: DictConfig | None = None) -> str:
     """'; resume it with FIELD=VALUE', the override the checkpoint's run had (its recorded config), or
     nothing where it records none: an older checkpoint resumed under defaults that moved since (the
     observations, the decision interval) is refused until its own are given, and its value in the
-    layout (observations with the agent's intersection_id) is not the one to give."""
+    layout (observations with the agent's intersection_id) is not the one to give. Nothing where
+    `command` already gives that value (the layout differs for another reason: a feature's size)."""
     node = meta.get("config")
     for part in field.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -153,9 +156,29 @@ def _resume_with(meta: dict, field: str) -> str:
         node = node[part]
     if isinstance(node, dict) or node is None:
         return ""
-    shown = "[" + ",".join(map(str, node)) + "]" if isinstance(node, list) else \
-        str(node).lower() if isinstance(node, bool) else str(node)
-    return f"; resume it with {field}={shown}"
+    if command is not None:
+        given = OmegaConf.select(command, field, default=None)
+        if (OmegaConf.to_container(given, resolve=True) if OmegaConf.is_config(given) else given) == node:
+            return ""
+    return f"; resume it with {field}={hydra_value(node)}"
+
+
+def hydra_value(value) -> str:
+    """`value` as a Hydra override writes it, to be pasted on a command line: true/false, null, lists
+    as [a,b]; a string quoted where Hydra would read it as something else (a number, a boolean, a
+    list) or split it (a comma, a space)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(hydra_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}:{hydra_value(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, str) and (not re.fullmatch(r"[A-Za-z_/][\w./:+-]*", value)
+                                   or value.lower() in ("true", "false", "null")):
+        return "'" + value.replace("'", "\\'") + "'"
+    return str(value)
 
 
 # what a resumed run is expected to set afresh: the checkpoint to read, how far to go, how it shows
@@ -304,4 +327,4 @@ class RunRecord:
 
 __all__ = ["ARCH_KEYS", "LAYOUT_KEYS", "SAMPLES_PER_SEED", "RunRecord", "carry_best_checkpoint", "changed_settings",
            "check_architecture", "check_layout", "check_evaluation", "check_minibatches", "load_scenarios",
-           "say_resumed", "start_demand"]
+           "hydra_value", "say_resumed", "start_demand"]

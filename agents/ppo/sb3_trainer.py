@@ -117,7 +117,7 @@ def resume_model(cfg: DictConfig, venv, core) -> tuple[MaskablePPO, dict]:
     path = str(cfg.resume)
     meta = read_meta(path)
     check_architecture(path, meta, cfg.agent)
-    check_layout(path, meta, core.describe())
+    check_layout(path, meta, core.describe(), cfg)
     check_evaluation(path, meta, cfg)
     model, _ = load_policy(path, env=venv, device=cfg.train.device, seed=cfg.seed, **ppo_hyperparameters(cfg))
     meta = {**meta, "rng": read_rng(path)}  # restored just before learning continues (train())

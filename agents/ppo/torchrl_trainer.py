@@ -134,7 +134,7 @@ class TorchRLTrainer:
         meta = data["meta"]
         check_architecture(path, meta, self.cfg.agent)
         # the env layout first: a changed scenario or observation shows as the key the user changed
-        check_layout(path, meta, self.core.describe())
+        check_layout(path, meta, self.core.describe(), self.cfg)
         check_evaluation(path, meta, self.cfg)
         check_network_spec(path, meta["networks"], self.spec)
         self.policy_net.load_state_dict(data["actor"])
