@@ -118,10 +118,18 @@ def _lane_bound(ctx: FeatureContext, normalise: bool) -> float:
 
 
 def _pressure_bound(ctx: FeatureContext, normalise: bool) -> float:
+    # pressure sums, over a phase's green movements, each movement's incoming (outgoing) lanes, so a lane
+    # counts once per movement it feeds (a shared lane, or every movement of an unsignalised junction's
+    # single phase): bound by the sum over all of an intersection's movements, not over its lanes
+    net = ctx.network
     per_lane = torch.cat([ctx.lane_max_vehicles, ctx.lane_max_vehicles.new_zeros(1)])
-    lanes = ctx.layout.in_lanes
-    index = torch.where(lanes >= 0, lanes, per_lane.shape[0] - 1)
-    most = float(per_lane[index].sum(1).max()) * 2.0  # in + out side, generously
+
+    def over_movements(lane_ids: torch.Tensor) -> torch.Tensor:  # [M, E] -> [I]
+        index = torch.where(lane_ids >= 0, lane_ids, per_lane.shape[0] - 1)
+        per_movement = per_lane[index].sum(1) * net.movement_valid
+        return per_movement.reshape(net.num_intersections, -1).sum(1)
+
+    most = float(torch.maximum(over_movements(net.movement_in_lanes), over_movements(net.movement_out_lanes)).max())
     return most / PRESSURE_SCALE if normalise else most
 
 
