@@ -1,4 +1,4 @@
-"""The SUMO importer on RESCO's small scenarios (cologne1, ingolstadt7, grid4x4): run under
+"""The SUMO importer on RESCO's small scenarios (cologne1, ingolstadt7, grid4x4; cologne3 for agents): run under
 CI=true, skipped elsewhere when ../shared/datasets is absent (the `datasets_dir` fixture)."""
 
 from __future__ import annotations
@@ -104,3 +104,26 @@ def test_every_sumo_scenario_is_a_cli_option_and_evaluate_runs_one(datasets_dir,
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
     assert {r["controller"] for r in rows} == {"fixed_time", "max_pressure"}
     assert all(float(r["vehicles/departed"]) > 0 for r in rows)
+
+
+# agents, signalised agents, and the phase counts of the signalised ones, as environments.md states them
+AGENTS = {"resco_cologne3": (22, [3, 4, 4]), "resco_ingolstadt7": (43, [2, 3, 3, 3, 3, 3, 3])}
+
+
+@pytest.mark.parametrize("name", sorted(AGENTS))
+def test_every_kept_junction_is_an_agent_and_an_unsignalised_one_has_one_allowed_action(datasets_dir, name):
+    import envs
+    total, phases = AGENTS[name]
+    par = envs.parallel_env(scenario=name, episode_s=30, data_dir=str(datasets_dir))
+    _, infos = par.reset(seed=0)
+    assert len(par.possible_agents) == total
+    again = envs.parallel_env(scenario=name, episode_s=30, data_dir=str(datasets_dir))
+    assert par.possible_agents == again.possible_agents
+    lights = load_scenario(name, data_dir=datasets_dir).info["sumo_lights"]
+    assert par.possible_agents == list(lights)  # the SUMO junction ids, in the network's order
+    counts = {a: par.action_space(a).n for a in par.possible_agents}
+    assert sorted(n for a, n in counts.items() if lights[a]["tls_id"] is not None) == phases
+    assert all(n == 1 for a, n in counts.items() if lights[a]["tls_id"] is None)
+    for agent, n in counts.items():
+        mask = infos[agent]["action_mask"]
+        assert mask[:n].all() and not mask[n:].any(), agent

@@ -1,4 +1,5 @@
-"""PettingZoo `ParallelEnv` over `BatchedSignalEnv`: one agent per signalised intersection.
+"""PettingZoo `ParallelEnv` over `BatchedSignalEnv`: one agent per intersection (a SUMO
+scenario's unsignalised junctions included, with one action under the default action mode).
 
 Agents are named by their roadnet intersection ids. Each agent observes ``Box[F]`` (the
 configured features of its intersection) and acts in ``Discrete(n)`` over its own actions in the

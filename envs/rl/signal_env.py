@@ -1,6 +1,6 @@
 """`BatchedSignalEnv`: the batched RL environment every adapter wraps (torch in, torch out).
 
-B copies of a scenario, one agent per signalised intersection. One `step` is one decision:
+B copies of a scenario, one agent per intersection (SUMO unsignalised junctions too). One `step` is one decision:
 each agent picks an action (``action_mode``, `envs.rl.actions`: its next phase by default, or
 keep-or-switch, or a phase and its green duration), the engine runs
 ``decision_interval_s`` seconds, and every agent gets its observation ``[B, I, F]`` and reward
