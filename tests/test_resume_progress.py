@@ -164,3 +164,17 @@ def test_a_resumed_run_learns_at_this_configs_learning_rate(tmp_path, monkeypatc
         train_torchrl(torchrl_config(SMALL, train__total_agent_steps=320, agent__learning_rate=0.0002,
                                      resume=checkpoint), tmp_path / "second")
     assert rates and set(rates) == {0.0002}  # not the checkpoint's optimiser's 1e-3
+
+
+def test_a_checkpoint_whose_observation_bounds_differ_from_todays_still_resumes(tmp_path, monkeypatch):
+    """An observation's declared bounds (the Box's low/high) are no part of what the policy learned: a
+    checkpoint written when `pressure`'s bound was another resumes (SB3 refused it with a ValueError,
+    'Observation spaces do not match', a traceback). Its layout (names and sizes) is still checked."""
+    import envs.rl.features as features
+
+    observed = "env.observations=[phase_onehot,lane_count,pressure]"
+    _sb3(tmp_path / "run", 40, None, observed)
+    true_bound = features._pressure_bound
+    monkeypatch.setattr(features, "_pressure_bound", lambda ctx, norm: 2.0 * true_bound(ctx, norm))
+    _sb3(tmp_path / "run", 80, tmp_path / "run" / "checkpoints" / "last.zip", observed)
+    assert [row[STEP_COLUMN] for row in _rows(tmp_path / "run" / "progress.csv")][-1] == "80"

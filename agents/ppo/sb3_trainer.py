@@ -119,7 +119,11 @@ def resume_model(cfg: DictConfig, venv, core) -> tuple[MaskablePPO, dict]:
     check_architecture(path, meta, cfg.agent)
     check_layout(path, meta, core.describe(), cfg)
     check_evaluation(path, meta, cfg)
-    model, _ = load_policy(path, env=venv, device=cfg.train.device, seed=cfg.seed, **ppo_hyperparameters(cfg))
+    # the env's observation space in place of the saved one: check_layout above held the observations'
+    # names and sizes to the checkpoint's; their declared bounds (a Box's low/high, which the policy
+    # never reads) may have been revised since it was written, and SB3 refused a different Box
+    model, _ = load_policy(path, env=venv, device=cfg.train.device, seed=cfg.seed,
+                           custom_objects={"observation_space": venv.observation_space}, **ppo_hyperparameters(cfg))
     meta = {**meta, "rng": read_rng(path)}  # restored just before learning continues (train())
     # SB3's own rollout state (SB3's convention, not ours): the saved observation belongs to
     # the old env, so learn() must reset the env first
