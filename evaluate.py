@@ -353,9 +353,8 @@ def detection_report(cfg: DictConfig, out_dir: Path, scenario: Scenario, perturb
 
 def _write_csv(path: Path, rows: list[dict], fieldnames: list[str] | None = None) -> None:
     """`rows` as CSV; the columns are `fieldnames`, or the first row's keys. An undefined figure
-    (NaN: a mean over nothing) is an empty cell, the CSV's null (summary.json writes null)."""
-    rows = [{k: None if isinstance(v, (float, np.floating)) and np.isnan(v) else v for k, v in row.items()}
-            for row in rows]
+    (NaN: a mean over nothing) is an empty cell, the CSV's null (summary.json writes null), as
+    `write_csv_atomic` writes one."""
     write_csv_atomic(path, fieldnames or (list(rows[0]) if rows else []), rows)  # a kill never tears it
 
 

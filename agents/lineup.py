@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents.classical import CONTROLLERS
 from agents.classical.tuned_presets import base_controller, preset_path, tuned_params
+from agents.ppo.run_messages import last_in_folder
 from agents.ppo.schema import parameters
 from agents.ppo.value_checks import plain
 from envs.errors import CheckpointError, ConfigError, GridlightError, ModelError, config_path
@@ -75,9 +76,9 @@ LAST_FILES = {"checkpoint": ("last.zip", "last.pt"), "deployed": ("last.onnx",)}
 
 def _folder_hint(folder: Path, key: str) -> str:
     names = LAST_FILES[key]
-    found = [p for inside in (folder / "checkpoints", folder) for p in (inside / name for name in names) if p.is_file()]
+    found = last_in_folder(folder, names)
     if found:
-        return f"is a folder: {key}={found[0]}"
+        return f"is a folder: {key}={found}"
     return f"is a folder, with no {' or '.join(names)} in it or its checkpoints/"
 
 

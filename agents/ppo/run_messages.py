@@ -179,6 +179,13 @@ def run_dir_claimed(run_dir: Path, key: str, value: str, run: str = "") -> Itera
         lock.unlink(missing_ok=True)
 
 
+def last_in_folder(folder: Path, names: tuple[str, ...]) -> Path | None:
+    """The first of `names` (a run's last checkpoint or model) in `folder`'s checkpoints/ or in `folder`
+    itself: the file to name when a run's folder is given where one of its files is asked for."""
+    return next((p for inside in (folder / "checkpoints", folder) for p in (inside / name for name in names)
+                 if p.is_file()), None)
+
+
 def check_resume(path: str) -> None:
     """ConfigError naming ``resume`` for a path that is no checkpoint file: the readers' errors named
     evaluate.py's key (``field 'checkpoint'``), and a run folder given for its checkpoint got no hint."""
@@ -186,9 +193,8 @@ def check_resume(path: str) -> None:
     if not path.strip():
         raise ConfigError(SOURCE, "resume", path, "empty: give a checkpoint (.zip or .pt), or leave resume out")
     if given.is_dir():
-        found = [p for folder in (given / "checkpoints", given) for p in (folder / "last.zip", folder / "last.pt")
-                 if p.is_file()]
-        hint = f": resume={found[0]}" if found else ", not a checkpoint file"
+        found = last_in_folder(given, ("last.zip", "last.pt"))
+        hint = f": resume={found}" if found else ", not a checkpoint file"
         raise ConfigError(SOURCE, "resume", path, f"is a folder{hint}")
     if not given.is_file():
         raise ConfigError(SOURCE, "resume", path, "no such checkpoint file")
@@ -260,6 +266,6 @@ def say_interrupted(steps: int, checkpoint: Path) -> None:
     say(f"interrupted at {steps:,} agent-steps; resume with resume={checkpoint}")
 
 
-__all__ = ["RUN_LOCK", "STATUS", "SweepJobError", "check_resume", "check_resume_folder", "eval_line",
+__all__ = ["RUN_LOCK", "STATUS", "SweepJobError", "check_resume", "check_resume_folder", "eval_line", "last_in_folder",
            "run_dir_claimed", "run_errors", "say", "status_log", "sweep_job_line", "say_baselines", "say_compiling",
            "say_interrupted", "seed_for_resume", "trainer_for_resume", "whole_rollouts"]

@@ -41,7 +41,8 @@ FLOW_FILE = "flow.json"
 WRITE_SOURCE = "<write_cityflow>"  # the source a folder it cannot write in is named under
 
 
-def _read_json(path: str | Path) -> Any:
+def read_json(path: str | Path) -> Any:
+    """A JSON file's document; every problem reading it is a `ScenarioError` naming the file."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -118,17 +119,12 @@ def _long_number(text: str) -> str:
     return "<none found>" if match is None else f"<{len(match.group())} digits at char {match.start()}>"
 
 
-def read_json(path: str | Path) -> Any:
-    """A JSON file's document; every problem reading it is a `ScenarioError` naming the file."""
-    return _read_json(path)
-
-
 def load_roadnet(path: str | Path) -> RoadnetSpec:
-    return parse_roadnet(_read_json(path), str(path))
+    return parse_roadnet(read_json(path), str(path))
 
 
 def load_flow(path: str | Path, roadnet: RoadnetSpec) -> FlowFileSpec:
-    return parse_flow(_read_json(path), str(path), roadnet)
+    return parse_flow(read_json(path), str(path), roadnet)
 
 
 def write_cityflow(
