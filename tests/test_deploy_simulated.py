@@ -110,6 +110,16 @@ def test_a_policy_exported_for_other_intersections_is_refused_naming_them(uneven
     assert str(list(intersection_layout(scenario.network).ids)) in str(caught.value)
 
 
+def test_a_policy_for_another_network_is_refused_before_a_runtime_is_loaded_per_copy(uneven, caplog):
+    """The checks read one runtime's metadata: a refused model loads it once, not once per copy
+    (`evaluate.py deployed=` on the wrong network printed a "loaded" line per copy first)."""
+    deployed = SimulatedRuntime(str(uneven[1]["shared"][1]))
+    with caplog.at_level("INFO", logger="gridlight.runtime"), pytest.raises(ModelError):
+        deployed.reset(simulator(small_grid(1, 2, horizon=60), 8, 60))
+    assert sum("loaded" in record.getMessage() for record in caplog.records) == 1
+    assert deployed.runtimes == []
+
+
 def test_a_max_green_in_half_seconds_ends_greens_without_a_false_signal_fault(uneven, model_copy):
     """export.py takes max_green_s=21.5: the runtime then ends a kept phase at a half second. The
     simulator steps whole seconds; that change must show in the next decision's readings as it

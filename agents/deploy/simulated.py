@@ -140,20 +140,22 @@ class SimulatedRuntime:
         self.decisions: list = []  # per decision: the copies' `Decision`s
 
     def reset(self, sim: Simulator) -> None:
-        self.runtimes = [
-            PolicyRuntime(self.model_path, self.metadata_path, **self.options) for _ in range(sim.batch_size)
-        ]
-        meta = self.runtimes[0].meta
+        self.runtimes = []
+        first = PolicyRuntime(self.model_path, self.metadata_path, **self.options)
+        meta = first.meta
         layout = intersection_layout(sim.network)
         ids = [entry["id"] for entry in meta["intersections"]]
         if list(layout.ids) != ids:
             raise ModelError(self.model_path, "intersections", list(layout.ids),
                              f"the exported policy controls {ids}")
-        check_network(meta, str(self.runtimes[0].metadata_path), sim.network, layout)
+        check_network(meta, str(first.metadata_path), sim.network, layout)
         min_green = float(meta["timing"]["min_green_s"])
         if min_green != int(min_green):  # rounded down below, a change would cut such a green short
-            raise ModelError(str(self.runtimes[0].metadata_path), "timing.min_green_s", min_green,
+            raise ModelError(str(first.metadata_path), "timing.min_green_s", min_green,
                              "a whole number of seconds to run in the simulator, which steps whole seconds")
+        # one runtime per copy, loaded once the model is known to fit (each logs a "loaded" line)
+        self.runtimes = [first] + [PolicyRuntime(self.model_path, self.metadata_path, **self.options)
+                                   for _ in range(sim.batch_size - 1)]
         self.in_lanes = layout.in_lanes
         self.lane_capacity = feature_context(sim.network, layout, sim.params).lane_max_vehicles
         self.interval = int(meta["timing"]["decision_interval_s"])
