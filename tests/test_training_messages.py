@@ -4,6 +4,7 @@ compile notice, and SIGTERM's save and resume hint; status lines also reach RUN/
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import signal
@@ -141,6 +142,25 @@ def test_a_resume_with_other_observations_names_env_observations_not_the_size_th
     assert refused.value.value == ["phase_onehot", "time_in_phase", "lane_count"]  # the names, not the layout dict
     assert refused.value.reason == ("differs from the checkpoint's ['phase_onehot', 'time_in_phase', 'lane_count', "
                                     "'lane_halting']")
+
+
+def test_a_resume_compares_the_features_names_and_sizes_not_their_descriptions():
+    """A feature's description reworded after the checkpoint was written (the meta records each
+    feature's doc text) refused the resume with a message showing the same names on both sides."""
+    from envs.rl.signal_env import BatchedSignalEnv
+
+    def layout(observations):
+        return BatchedSignalEnv("grid_1x1", copies=1, episode_s=60, observations=observations).describe()
+
+    given = layout(["phase_onehot", "time_in_phase", "lane_count"])
+    saved = copy.deepcopy(given)
+    saved["observations"]["lane_count"]["doc"] = "vehicles on each incoming lane (an older wording)"
+    check_layout("run.zip", {"env": saved}, given)
+    saved["observations"]["lane_count"]["size"] += 1  # a size still differs: refused, naming the sizes
+    with pytest.raises(CheckpointError) as refused:
+        check_layout("run.zip", {"env": saved}, given)
+    assert refused.value.field == "env.observations"
+    assert "lane_count" in refused.value.reason and "doc" not in refused.value.reason
 
 
 def test_a_resume_under_todays_defaults_of_an_older_checkpoint_says_the_setting_that_resumes_it(tmp_path):

@@ -133,14 +133,22 @@ def check_layout(path: str, meta: dict, layout: dict, command: DictConfig | None
     saved = {"env": {**meta["env"], "action_mode": mode, "green_durations_s": list(durations)}}
     for key in LAYOUT_KEYS:
         value = recorded(saved, path, f"env.{key}", "resume checks this run's layout against it")
-        if value != layout[key]:
-            given = layout[key]
-            if key == "observations" and list(value) != list(given):  # their names, as env.observations has them
-                value, given = list(value), list(given)
+        given = layout[key]
+        if key == "observations":  # names in order and sizes: a feature's doc text may be reworded since
+            value, given = _feature_sizes(value), _feature_sizes(given)
+        if value != given:
+            names = [[name for name, _ in sizes] for sizes in (value, given)] if key == "observations" else None
+            if names and names[0] != names[1]:  # their names, as env.observations has them
+                value, given = names
             # the scenario is the one layout entry set by a key of another name (scenario.name=, scenario=)
             field = "scenario.name" if key == "scenario" else f"env.{key}"
             raise CheckpointError(path, field, given, f"differs from the checkpoint's {value!r}"
                                   + _resume_with(meta, field, command))
+
+
+def _feature_sizes(observations: dict) -> list[tuple[str, int]]:
+    """(name, size) of each observation feature, in order, from a layout's `observations` record."""
+    return [(name, entry["size"] if isinstance(entry, dict) else entry) for name, entry in observations.items()]
 
 
 def _resume_with(meta: dict, field: str, command: DictConfig | None = None) -> str:
