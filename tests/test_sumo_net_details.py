@@ -253,10 +253,11 @@ def test_roads_keep_their_lanes_speeds_leftmost_first_at_sumos_default_width(tmp
 
 
 def test_internal_junctions_are_not_junctions_and_a_cycle_of_internal_lanes_counts_each_once(tmp_path):
-    # :C_0_0 (7.5 m) continues on itself: a malformed chain, read once rather than forever
-    cycle = '<connection from=":C_0" to="CE" fromLane="0" toLane="0" via=":C_0_0"/>\n</net>'
+    # :C_0_0 (7.5 m) continues on itself: a malformed chain, read once rather than forever (the net's connection
+    # from :C_0 given its via, not a second connection of that lane pair: that is refused)
+    plain = '<connection from=":C_0" to="CE" fromLane="0" toLane="0"/>'
     net = NET.replace('<junction id="W"', '<junction id=":C_1_0" type="internal" x="105" y="5"/><junction id="W"'
-                      ).replace("</net>", cycle)
+                      ).replace(plain, plain.replace("/>", ' via=":C_0_0"/>'))
     read = read_net(write_tiny(tmp_path, net) / "tiny.net.xml")
     assert set(read.junctions) == {"W", "C", "E", "N"}
     straight = next(c for c in read.connections if (c.from_edge, c.to_edge) == ("WC", "CE"))

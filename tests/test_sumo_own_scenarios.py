@@ -253,3 +253,54 @@ def test_a_light_programmed_twice_in_one_additional_file_counts_each_replacement
     light = next(x for x in imported.roadnet["intersections"] if x["id"] == "C")["trafficLight"]
     assert [phase["time"] for phase in light["lightphases"]] == [32.0, 13.0]  # the last loaded runs
     assert imported.report.counts["earlier_programs_replaced"] == 2
+
+
+# --- what a researcher's own .net.xml may hold beyond what the import reads (issue #17 point 2) ---
+
+def _net_with(*replacements: tuple[str, str]) -> str:
+    net = NET
+    for old, new in replacements:
+        assert old in net, old  # a fixture edit that no longer applies would test nothing
+        net = net.replace(old, new)
+    return net
+
+
+@pytest.mark.parametrize("replacements, field, value", [
+    # SUMO refuses a second lane of an id ("Another lane with the id ... exists"); here the second internal
+    # lane's length (4 m) silently became that of every connection through either, a normal lane's was unchecked
+    ((('<lane id=":C_1_0"', '<lane id=":C_0_0"'), ('via=":C_1_0"', 'via=":C_0_0"')),
+     "edge[id=:C_1].lane[id=:C_0_0]@id", ":C_0_0"),
+    ((('<lane id="CN_0"', '<lane id="CE_0"'),), "edge[id=CN].lane[id=CE_0]@id", "CE_0"),
+])
+def test_a_lane_id_given_twice_is_refused(tmp_path, replacements, field, value):
+    with pytest.raises(ScenarioError, match="another <lane> has this id") as error:
+        import_sumo(write_tiny(tmp_path, _net_with(*replacements)))
+    assert (error.value.field, error.value.value) == (field, value)
+
+
+@pytest.mark.parametrize("repeated", [
+    '<connection from="NC" to="CE" fromLane="0" toLane="0" dir="l"/>',  # the same link, once without its light
+    '<connection from="NC" to="CE" fromLane="0" toLane="0" tl="C" linkIndex="2" dir="l"/>',  # an exact copy
+])
+def test_a_connection_given_twice_is_refused(tmp_path, repeated):
+    # which signal and internal lanes the link has became whichever came last (its signal slot counted twice)
+    net = _net_with(("</net>", repeated + "</net>"))
+    with pytest.raises(ScenarioError, match=r"repeats connection\[2\]") as error:
+        import_sumo(write_tiny(tmp_path, net))
+    assert (error.value.field, error.value.value) == ("connection[4]", "NC_0->CE_0")
+
+
+@pytest.mark.parametrize("written, reason", [("true", "right-hand traffic"), ("1", "right-hand traffic"),
+                                             ("maybe", "expected true or false")])
+def test_a_left_hand_net_is_refused(tmp_path, written, reason):
+    # gridlight's crossing test assumes right-hand traffic: a left-hand net's greens were checked and relaxed as
+    # if vehicles kept right
+    with pytest.raises(ScenarioError, match=reason) as error:
+        import_sumo(write_tiny(tmp_path, _net_with(('<net version="1.9">',
+                                                     f'<net version="1.9" lefthand="{written}">'))))
+    assert (error.value.field, error.value.value) == ("net@lefthand", written)
+
+
+def test_a_right_hand_net_may_say_so(tmp_path):
+    net = _net_with(('<net version="1.9">', '<net version="1.9" lefthand="false">'))
+    assert import_sumo(write_tiny(tmp_path / "a", net)).roadnet == import_sumo(write_tiny(tmp_path / "b")).roadnet

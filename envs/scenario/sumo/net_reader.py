@@ -5,6 +5,7 @@ becomes of each record."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,8 @@ MAX_LANE_SPEED_MS = 1000.0
 # the program types SUMO 1.28 loads from a net (the import runs them all with their durations, counted);
 # any other is refused, as SUMO refuses it
 PROGRAM_TYPES = ("static", "actuated", "delay_based", "NEMA", "off")
+# SUMO's spellings of a boolean attribute (`lefthand`), case aside
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on", "x"), ("false", "0", "no", "off", "-")
 
 
 @dataclass(frozen=True)
@@ -111,10 +114,11 @@ def read_net(path: str | Path) -> SumoNet:
     source = str(path)
     fields = XmlFields(source)
     root = read_xml(path, "net")
-    skipped: dict[str, int] = {}
+    _check_right_hand(fields, root)
+    skipped: Counter = Counter()  # what was read but not kept
 
     def skip(kind: str) -> None:
-        skipped[kind] = skipped.get(kind, 0) + 1
+        skipped[kind] += 1
 
     junctions = {}
     every_junction_id = set()  # internal junctions too: SUMO refuses a second junction of an id
@@ -131,10 +135,14 @@ def read_net(path: str | Path) -> SumoNet:
 
     edges: dict[str, SumoEdge] = {}
     every_edge_id = set()  # internal and pedestrian edges too: a connection may name them
+    every_lane_id: set[str] = set()  # one namespace for all lanes, as in SUMO
     internal_lane_length: dict[str, float] = {}
     for element in root.iter("edge"):
         where = element_path(element)
         ident = fields.new_id(element, where, every_edge_id)
+        for lane in element.iter("lane"):  # SUMO: "Another lane with the id ... exists"
+            if "id" in lane.attrib:  # a missing one is named where the lane is read
+                fields.new_id(lane, element_path(lane, where), every_lane_id)
         function = element.get("function", "normal")
         if function == INTERNAL_FUNCTION:
             for lane in element.iter("lane"):
@@ -161,6 +169,7 @@ def read_net(path: str | Path) -> SumoNet:
     connections, next_internal = [], {}
     raw_connections = list(root.iter("connection"))
     program_ids = {element.get("id") for element in root.iter("tlLogic")}
+    links: dict[tuple, int] = {}  # (from, fromLane, to, toLane) -> its connection's position
     for element in raw_connections:  # internal lane -> the internal lane it continues on
         if element.get("from", "").startswith(":") and element.get("via"):
             next_internal[f"{element.get('from')}_{element.get('fromLane')}"] = element.get("via")
@@ -175,6 +184,12 @@ def read_net(path: str | Path) -> SumoNet:
         # here the connection's internal length (and right of way) silently became 0 (none)
         if element.get("via") and element.get("via") not in internal_lane_length:
             fields.fail(where, "via", element.get("via"), "names no internal lane of the net")
+        link = (from_edge, element.get("fromLane"), to_edge, element.get("toLane"))
+        if link in links:  # netconvert writes one per lane pair: which signal and internal lanes would the link have?
+            fields.fail(where, None, f"{link[0]}_{link[1]}->{link[2]}_{link[3]}",
+                        f"repeats connection[{links[link]}] (the same from, fromLane, to and toLane): a link "
+                        "needs one connection, with one signal and one way through the junction")
+        links[link] = position
         if from_edge.startswith(":"):
             continue  # inside a junction: its length is counted through `via` below
         # pedestrian edges (walking areas, crossings) are left out, and so are their connections
@@ -229,6 +244,20 @@ def read_programs(fields: XmlFields, root, programs: dict[str, SumoProgram], ski
                                       fields.time(element, "offset", where, 0.0), phases)
         read.append(ident)
     return read
+
+
+def _check_right_hand(fields: XmlFields, root) -> None:
+    """A left-hand net (``lefthand="true"``) is refused: gridlight's crossing test (`network._crossing_conflicts`)
+    places a leg's incoming lanes counter-clockwise of its outgoing ones, as right-hand traffic drives; on the left,
+    a left turn would be found crossing the oncoming straight and a right turn not (the import would relax or
+    refuse the wrong greens)."""
+    written = root.get("lefthand")
+    if written is None or written.lower() in FALSE_WORDS:
+        return
+    if written.lower() not in TRUE_WORDS:
+        fields.fail("net", "lefthand", written, "expected true or false")
+    fields.fail("net", "lefthand", written, "a left-hand traffic net is not supported: gridlight's junctions "
+                "(which movements cross) are modelled for right-hand traffic")
 
 
 def _duration(fields: XmlFields, phase, where: str) -> float:
