@@ -265,6 +265,14 @@ def _net_with(*replacements: tuple[str, str]) -> str:
     return net
 
 
+def test_a_program_no_connection_uses_is_counted(tmp_path):
+    # a second program that no connection names controls nothing (in SUMO too): it was dropped without a count
+    unused = '<tlLogic id="Z" type="static" programID="0" offset="0"><phase duration="30" state="G"/></tlLogic>'
+    imported = import_sumo(write_tiny(tmp_path, _net_with(("<junction id=\"W\"", unused + '<junction id="W"'))))
+    assert imported.report.counts["programs_without_connections_ignored"] == 1
+    assert {light["tls_id"] for light in imported.lights.values()} == {"C"}  # Z runs no intersection
+
+
 @pytest.mark.parametrize("replacements, field, value", [
     # SUMO refuses a second lane of an id ("Another lane with the id ... exists"); here the second internal
     # lane's length (4 m) silently became that of every connection through either, a normal lane's was unchecked
@@ -304,3 +312,33 @@ def test_a_left_hand_net_is_refused(tmp_path, written, reason):
 def test_a_right_hand_net_may_say_so(tmp_path):
     net = _net_with(('<net version="1.9">', '<net version="1.9" lefthand="false">'))
     assert import_sumo(write_tiny(tmp_path / "a", net)).roadnet == import_sumo(write_tiny(tmp_path / "b")).roadnet
+
+
+def test_net_attributes_and_elements_the_engine_does_not_follow_are_counted(tmp_path):
+    # SUMO simulates these (lane-change restrictions, an acceleration lane, a connection's keepClear and
+    # visibility, a roundabout for the lane changers, prohibitions in the request bits); they were dropped without
+    # a count. Drawing, names and what netconvert already built into the lanes (endOffset: the lane is shortened,
+    # its length is read), requests (pass) or the missing tl (uncontrolled) are not counted.
+    net = _net_with(
+        ('<lane id="WC_1" index="1"', '<lane id="WC_1" index="1" changeLeft="bus" changeRight="bus" acceleration="1" '
+                                     'endOffset="2" width="3.5" type="x"'),
+        ('shape="0,1 100,1"/>', 'shape="0,1 100,1"><neigh lane="CE_0"/><param key="a" value="b"/></lane>'),
+        ('allow="pedestrian"', 'allow="pedestrian" changeLeft="all"'),  # a sidewalk's: left out with it, uncounted
+        ('<edge id="CE" from="C" to="E">', '<edge id="CE" from="C" to="E" name="Main St" priority="2" bidi="EC">'),
+        ('<junction id="C" type="traffic_light" x="105" y="0"/>', '<junction id="C" type="traffic_light" x="105" '
+         'y="0" z="3" incLanes="WC_1 WC_2 NC_0" shape="100,-5 110,-5 110,5"><param key="k" value="v"/></junction>'),
+        ('fromLane="2" toLane="0" via=":C_1_0"', 'fromLane="2" toLane="0" keepClear="0" visibility="9" pass="1" '
+                                                'contPos="2" speed="5" via=":C_1_0"'),
+        ("</net>", '<prohibition prohibitor="WC->CE" prohibited="NC->CE"/><roundabout nodes="C" edges="CE"/>'
+                   '<location netOffset="0,0"/><type id="t"><restriction vClass="bus" speed="5"/></type></net>'))
+    imported = import_sumo(write_tiny(tmp_path, net))
+    counted = {k: v for k, v in imported.report.counts.items() if k.startswith(("lane_", "edge_", "junction_",
+                                                                                 "connection_", "net_", "type_"))}
+    assert counted == {
+        "lane_changeLeft_ignored": 1, "lane_changeRight_ignored": 1, "lane_acceleration_ignored": 1,
+        "lane_neigh_ignored": 1, "lane_param_ignored": 1, "edge_bidi_ignored": 1, "junction_param_ignored": 1,
+        "connection_keepClear_ignored": 1, "connection_visibility_ignored": 1, "connection_contPos_ignored": 1,
+        "connection_speed_ignored": 1, "net_prohibition_ignored": 1, "net_roundabout_ignored": 1,
+        "type_restriction_ignored": 1}
+    # counted, not changed: the roads and movements are those of the plain net
+    assert imported.roadnet == import_sumo(write_tiny(tmp_path / "plain")).roadnet

@@ -9,6 +9,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from envs.scenario.sumo.net_unread import (count_unread_connection, count_unread_edge, count_unread_elements,
+                                           count_unread_junction, count_unread_lane)
 from envs.scenario.sumo.xml_fields import XmlFields, element_path, read_xml
 
 # the vehicle class gridlight simulates; lanes that do not allow it are left out
@@ -115,10 +117,12 @@ def read_net(path: str | Path) -> SumoNet:
     fields = XmlFields(source)
     root = read_xml(path, "net")
     _check_right_hand(fields, root)
-    skipped: Counter = Counter()  # what was read but not kept
+    skipped: Counter = Counter()  # what was read but not kept, and what SUMO simulates that the import does not
 
     def skip(kind: str) -> None:
         skipped[kind] += 1
+
+    count_unread_elements(root, skipped)
 
     junctions = {}
     every_junction_id = set()  # internal junctions too: SUMO refuses a second junction of an id
@@ -128,6 +132,7 @@ def read_net(path: str | Path) -> SumoNet:
         kind = element.get("type", "priority")
         if kind == "internal":
             continue
+        count_unread_junction(element, skipped)
         point = (fields.number(element, "x", where), fields.number(element, "y", where))
         int_lanes = tuple(element.get("intLanes", "").split())
         junctions[ident] = SumoJunction(ident, kind, point, int_lanes,
@@ -161,6 +166,11 @@ def read_net(path: str | Path) -> SumoNet:
                       for lane in element.iter("lane"))
         if not lanes:
             fields.fail(where, None, ident, "an edge needs at least one <lane>")
+        for lane, read in zip(element.iter("lane"), lanes):
+            if read.passenger:  # what a left-out lane (or edge) gives changes nothing the engine drives
+                count_unread_lane(lane, skipped)
+        if any(lane.passenger for lane in lanes):
+            count_unread_edge(element, skipped)
         if sorted(lane.index for lane in lanes) != list(range(len(lanes))):
             fields.fail(where, "lane@index", [lane.index for lane in lanes],
                         "lane indices must be 0..n-1")
@@ -207,12 +217,17 @@ def read_net(path: str | Path) -> SumoNet:
                 fields.fail(where, attribute, lanes[attribute],
                             f"edge {edge_id!r} has {len(edges[edge_id].lanes)} lanes")
         via = _via_chain(element.get("via"), internal_lane_length, next_internal)
+        if edges[from_edge].lanes[lanes["fromLane"]].passenger and edges[to_edge].lanes[lanes["toLane"]].passenger:
+            count_unread_connection(element, skipped)  # one between left-out lanes is left out too
         connections.append(SumoConnection(
             from_edge, to_edge, lanes["fromLane"], lanes["toLane"], element.get("dir", "s"), tl,
             link_index, sum(internal_lane_length[lane] for lane in via), where, via))
 
     programs: dict[str, SumoProgram] = {}
     read_programs(fields, root, programs, skip)
+    used = {element.get("tl") for element in raw_connections}
+    for ident in programs.keys() - used:  # it switches no link, in SUMO too
+        skip("programs_without_connections_ignored")
     check_link_indices(fields, connections, programs)
     return SumoNet(source, junctions, edges, connections, programs, skipped)
 
