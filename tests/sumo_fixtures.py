@@ -74,3 +74,25 @@ def write_tiny(folder: Path, net: str = NET, routes: str = ROUTES, config: str =
     (folder / "tiny.rou.xml").write_text(routes)
     (folder / "tiny.sumocfg").write_text(config)
     return folder
+
+
+# a second light at E (the detour's CE -> EX and NE -> EX), beside the unsignalised N (CN -> NE)
+_LIGHT_E = """  <tlLogic id="TL2" type="static" programID="0" offset="0">
+    <phase duration="25" state="Gr"/>
+    <phase duration="3" state="yr"/>
+    <phase duration="25" state="rG"/>
+    <phase duration="3" state="ry"/>
+  </tlLogic>
+"""
+
+
+def two_lights_net(light_c: str = "TL1", light_e: str = "TL2") -> str:
+    """NET with DETOUR: junctions C (run by the light `light_c`), E (by `light_e`) and the
+    unsignalised N (one phase), each an intersection; SUMO light ids other than the junctions'."""
+    # N's movement straight: a junction of right turns alone has no action (no signal phase)
+    detour = DETOUR.replace("SPEED", "10").replace('toLane="0" dir="r"', 'toLane="0" dir="s"')
+    for movement, index in (('from="CE" to="EX"', 0), ('from="NE" to="EX"', 1)):
+        detour = detour.replace(f'{movement} fromLane="0" toLane="0"',
+                                f'{movement} fromLane="0" toLane="0" tl="{light_e}" linkIndex="{index}"')
+    net = NET.replace("</net>\n", _LIGHT_E.replace('"TL2"', f'"{light_e}"') + detour)
+    return net.replace('tlLogic id="C"', f'tlLogic id="{light_c}"').replace('tl="C"', f'tl="{light_c}"')

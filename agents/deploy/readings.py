@@ -31,6 +31,12 @@ class Readings:
     phase: np.ndarray  # [I] float64 (NaN where missing)
     time_in_phase: np.ndarray  # [I]
     faults: list[list[str]]  # [I] problems found while parsing
+    # [I] an unsignalised junction the message left out (`MessageKeys.optional`): no readings, no fault
+    absent: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.absent is None:
+            self.absent = np.zeros(len(self.faults), dtype=bool)
 
     @property
     def lane_count(self) -> np.ndarray:
@@ -112,14 +118,18 @@ def _parse_lanes(entry: dict, name: str, lanes: int, target: np.ndarray, faults:
 
 
 def parse_readings(layout: Layout, max_lanes: int, intersections: dict,
-                   lane_names: tuple[str, ...] = BASE_LANE_READINGS) -> Readings:
+                   lane_names: tuple[str, ...] = BASE_LANE_READINGS, optional: np.ndarray | None = None) -> Readings:
     """Readings from a message's ``intersections`` mapping (id -> fields); `lane_names`: the
-    per-lane readings the policy needs."""
+    per-lane readings the policy needs; `optional` ``[I]`` bool: the intersections that need no
+    readings (`MessageKeys.optional`), `Readings.absent` where the mapping leaves them out."""
     count = len(layout.ids)
     readings = Readings({name: np.full((count, max_lanes), np.nan) for name in lane_names},
                         np.full(count, np.nan), np.full(count, np.nan), [[] for _ in range(count)])
     for i, inter_id in enumerate(layout.ids):
         entry, faults = intersections.get(inter_id), readings.faults[i]
+        if inter_id not in intersections and optional is not None and optional[i]:
+            readings.absent[i] = True
+            continue
         if not isinstance(entry, dict):
             faults.append("readings missing" if entry is None else "readings are not an object")
             continue
@@ -165,7 +175,7 @@ def _check_signal(layout: Layout, readings: Readings) -> np.ndarray:
         phase_ok = np.isfinite(phase) & (phase == np.trunc(phase)) & (phase >= 0) & (phase < layout.num_phases)
         tip_ok = np.isfinite(tip) & (tip >= 0)
     # the messages are composed per intersection, only for those found wrong above
-    for i in np.flatnonzero(~(phase_ok & tip_ok)):
+    for i in np.flatnonzero(~(phase_ok & tip_ok) & ~readings.absent):
         if not phase_ok[i] and not _mentions(faults[i], "phase"):
             faults[i].append(f"phase: {phase[i]:g} is not a phase index in [0, {int(layout.num_phases[i])})")
         if not tip_ok[i] and not _mentions(faults[i], "time_in_phase"):
@@ -191,7 +201,7 @@ def validate_readings(layout: Layout, max_lanes: int, readings: Readings) -> tup
             values = readings.lanes[name]
             plausible = plausible and bool(((values >= 0) & (values <= layout.lane_max)).all())
     if not plausible:
-        lane_ok = np.arange(max_lanes)[None, :] < layout.num_lanes[:, None]
+        lane_ok = (np.arange(max_lanes)[None, :] < layout.num_lanes[:, None]) & ~readings.absent[:, None]
         _check_lanes(layout, readings, lane_ok)
     signal_ok = _check_signal(layout, readings)
     return readings.faults, signal_ok
@@ -199,38 +209,54 @@ def validate_readings(layout: Layout, max_lanes: int, readings: Readings) -> tup
 
 class WholeMessage:
     """Parses a whole message's readings at once, for a message in the exact expected shape
-    (every intersection of the network an object with all its readings, the per-lane ones
-    lists of the intersection's lane count, every reading a JSON number); `parse` answers
-    None for any other message, which `parse_readings` then takes intersection by
-    intersection to name what is wrong. Both give the same `Readings` for a message in shape;
-    `validate_readings` then checks them, vectorised, either way."""
+    (every intersection that needs readings keyed once, by a key that names it alone, an object
+    with all its readings, the per-lane ones lists of the intersection's lane count, every reading
+    a JSON number); `parse` answers None for any other message, which `parse_readings` then takes
+    intersection by intersection to name what is wrong. Both give the same `Readings` for a
+    message in shape; `validate_readings` then checks them, vectorised, either way. `keys`: the
+    network's `MessageKeys` (None, or `MessageKeys.plain`: every intersection keyed by its id)."""
 
-    def __init__(self, layout: Layout, max_lanes: int, lane_names: tuple[str, ...] = BASE_LANE_READINGS) -> None:
+    def __init__(self, layout: Layout, max_lanes: int, lane_names: tuple[str, ...] = BASE_LANE_READINGS,
+                 keys=None) -> None:
         self.ids = list(layout.ids)
         self.known = frozenset(self.ids)
         self.lane_names = tuple(lane_names)
         count, kinds = len(self.ids), len(self.lane_names)
-        self.list_lengths = [int(n) for n in layout.num_lanes] * kinds  # the first reading's lists, then the next's
+        self.num_lanes = [int(n) for n in layout.num_lanes]
+        self.list_lengths = self.num_lanes * kinds  # the first reading's lists, then the next's
         self.shape = (kinds, count, max_lanes)
         # each lane's position in the padded [R, I, L] arrays, reading by reading and intersection
         # by intersection: the order of the values chained from the message's lists
         lane_ok = np.arange(max_lanes)[None, :] < layout.num_lanes[:, None]
         self.slots = np.flatnonzero(np.stack([lane_ok] * kinds))
         self.per_lane = len(self.slots)
+        self.keys = None if keys is None or keys.plain else keys
+        # an intersection's lanes in one reading's padded [I, L] array (`readings` of some rows)
+        self.row_slots = [np.arange(n) + i * max_lanes for i, n in enumerate(self.num_lanes)]
 
-    def decode(self, message) -> tuple[int | float, np.ndarray, list[str]] | None:
-        """``(t, values, unknown ids)`` of a message that a fast JSON decoder gave, or None if it
-        is not in the expected shape (class doc): ``t`` a JSON number below `EXACT_BELOW` in
-        magnitude, as are all the readings. The part of a decision that needs no runtime state,
-        so a decoding worker can take it (agents/deploy/decoders.py); `readings` finishes it."""
+    def decode(self, message) -> tuple | None:
+        """``(t, values, unknown ids, keyed)`` of a message that a fast JSON decoder gave, or None
+        if it is not in the expected shape (class doc): ``t`` a JSON number below `EXACT_BELOW` in
+        magnitude, as are all the readings; ``keyed``: None where every intersection is keyed by
+        its id, else ``(rows, keys)``, the intersections the message keys (metadata order) and
+        their keys. The part of a decision that needs no runtime state, so a decoding worker can
+        take it (agents/deploy/decoders.py); `readings` finishes it."""
         t = message.get("t") if type(message) is dict else None
         intersections = message.get("intersections") if type(message) is dict else None
         if type(t) not in (int, float) or not abs(t) < EXACT_BELOW or type(intersections) is not dict:
             return None
-        values = self.values(intersections, below=EXACT_BELOW)
-        if values is None:
+        if self.keys is None:
+            values = self.values(intersections, below=EXACT_BELOW)
+            return None if values is None else (t, values, sorted(intersections.keys() - self.known), None)
+        resolved = self.keys.resolve(intersections)
+        # a key refused, an intersection keyed twice or one left out that needs readings: named one by one
+        if resolved.ambiguous or len(resolved.keyed) != sum(map(len, resolved.keyed.values())) \
+                or not all(row in resolved.keyed for row in self.keys.required.tolist()):
             return None
-        return t, values, sorted(intersections.keys() - self.known)
+        rows = sorted(resolved.keyed)
+        keys = [resolved.keyed[row][0] for row in rows]
+        values = self.values(intersections, EXACT_BELOW, keys, rows)
+        return None if values is None else (t, values, sorted(resolved.unknown), (rows, keys))
 
     def parse(self, intersections: dict, below: float = np.inf) -> Readings | None:
         """The message's readings, or None if it is not in the expected shape (class doc) or
@@ -238,18 +264,21 @@ class WholeMessage:
         values = self.values(intersections, below)
         return None if values is None else self.readings(values)
 
-    def values(self, intersections: dict, below: float = np.inf) -> np.ndarray | None:
+    def values(self, intersections: dict, below: float = np.inf, keys: list[str] | None = None,
+               rows: list[int] | None = None) -> np.ndarray | None:
         """Every reading of the message in one float64 array (the per-lane lists chained reading
-        by reading, then the phases, then the times in phase), or None as `parse`."""
+        by reading, then the phases, then the times in phase), or None as `parse`; `keys`: those
+        of the intersections `rows` (default: every intersection's id)."""
         try:
-            entries = [intersections[inter_id] for inter_id in self.ids]
+            entries = [intersections[inter_id] for inter_id in (self.ids if keys is None else keys)]
             if not set(map(type, entries)) <= {dict}:
                 return None
             lists = [entry[name] for name in self.lane_names for entry in entries]
             scalars = [entry[name] for name in SIGNAL_READINGS for entry in entries]
         except KeyError:
             return None
-        if not set(map(type, lists)) <= {list} or list(map(len, lists)) != self.list_lengths:
+        lengths = self.list_lengths if rows is None else [self.num_lanes[row] for row in rows] * len(self.lane_names)
+        if not set(map(type, lists)) <= {list} or list(map(len, lists)) != lengths:
             return None
         # one conversion for every number of the message, each a JSON number as in `numbers`
         flat = list(chain.from_iterable(lists))
@@ -264,10 +293,21 @@ class WholeMessage:
             return None
         return values
 
-    def readings(self, values: np.ndarray) -> Readings:
-        """The `Readings` that `values` (from `values`) hold: lanes scattered into the padded arrays."""
+    def readings(self, values: np.ndarray, rows: list[int] | None = None) -> Readings:
+        """The `Readings` that `values` (from `values`) hold: lanes scattered into the padded
+        arrays; `rows`: the intersections they are of (default: all; the others are `absent`)."""
         lanes = np.zeros(self.shape)
-        lanes.reshape(-1)[self.slots] = values[: self.per_lane]
         count = len(self.ids)
-        phase, time_in_phase = values[self.per_lane: self.per_lane + count], values[self.per_lane + count:]
-        return Readings(dict(zip(self.lane_names, lanes)), phase, time_in_phase, [[] for _ in self.ids])
+        if rows is None:
+            lanes.reshape(-1)[self.slots] = values[: self.per_lane]
+            phase, time_in_phase = values[self.per_lane: self.per_lane + count], values[self.per_lane + count:]
+            return Readings(dict(zip(self.lane_names, lanes)), phase, time_in_phase, [[] for _ in self.ids])
+        one = np.concatenate([self.row_slots[row] for row in rows]) if rows else np.zeros(0, dtype=np.int64)
+        slots = (one[None, :] + np.arange(len(self.lane_names))[:, None] * lanes[0].size).reshape(-1)
+        lanes.reshape(-1)[slots] = values[: slots.size]
+        phase, time_in_phase = np.full(count, np.nan), np.full(count, np.nan)
+        phase[rows] = values[slots.size: slots.size + len(rows)]
+        time_in_phase[rows] = values[slots.size + len(rows):]
+        absent = self.keys.optional.copy()
+        absent[rows] = False
+        return Readings(dict(zip(self.lane_names, lanes)), phase, time_in_phase, [[] for _ in self.ids], absent)

@@ -37,6 +37,8 @@ after min green with the longest clearance into it (the phase before a change th
 the tolerance ago is a signal switching late: the change is stated again); a ``t`` before the last one is a clock reset,
 not an error: every signal's timing starts again from it, only ever longer, max green aside
 (it counts on from the green already shown; agents/deploy/signals.py).
+On a SUMO network a message may key a light by its SUMO id as well as by the junction's, and leave
+the unsignalised junctions out (agents/deploy/message_keys.py); the reply is keyed as the message.
 A missing or unusable metadata file (its checksum missing or not matching included) is an
 `envs.errors.ModelError`: without it there is nothing to control; so is a model file whose
 SHA-256 is not the metadata's ``model.sha256`` (changed or damaged: not the model exported).
@@ -57,6 +59,7 @@ import numpy as np
 from agents.deploy.metadata import (
     build_layout, check_action_head, check_features, load_metadata, load_timing, reexport_hint,
 )
+from agents.deploy.message_keys import MessageKeys
 from agents.deploy.model_file import infer, load_session, not_a_model
 from agents.deploy.readings import (
     Readings, WholeMessage, check_shapes, numbers, parse_readings, policy_lane_readings, validate_readings,
@@ -83,10 +86,11 @@ class Decision:
     faults: list[list[str]]  # [I]
     global_faults: list[str]
 
-    def reply(self, t, ids: list[str], extra_faults: list[str]) -> dict:
-        """The service's JSON reply (docs/deployment.md, "Protocol")."""
+    def reply(self, t, named: list[tuple[str, int]], extra_faults: list[str]) -> dict:
+        """The service's JSON reply (docs/deployment.md, "Protocol"): a command under each key of
+        `named`, ``(key, intersection index)`` (`MessageKeys.named`)."""
         commands = {
-            inter_id: {
+            key: {
                 "phase": int(self.phase[i]),
                 "switch_in_s": float(self.switch_in_s[i]),
                 "yellow_s": float(self.yellow_s[i]),
@@ -94,23 +98,25 @@ class Decision:
                 "source": self.source[i],
                 "faults": self.faults[i],
             }
-            for i, inter_id in enumerate(ids)
+            for key, i in named
         }
         return {"t": t, "commands": commands, "faults": self.global_faults + extra_faults}
 
-    def reply_text(self, t, ids: list[str], keys: list[str], extra_faults: list[str]) -> str:
-        """``json.dumps(self.reply(t, ids, extra_faults))``, character for character, written
-        directly (the service's hot path): `keys` are ``json.dumps(id) + ': {"phase": '``; a list
-        of strings is written as json.dumps writes it (ASCII, `encode_basestring_ascii`)."""
+    def reply_text(self, t, named: list[tuple[str, int]], keys: list[str], extra_faults: list[str]) -> str:
+        """``json.dumps(self.reply(t, named, extra_faults))``, character for character, written
+        directly (the service's hot path): `keys` are ``json.dumps(key) + ': {"phase": '`` for
+        each of `named`; a list of strings is written as json.dumps writes it (ASCII,
+        `encode_basestring_ascii`)."""
         floats = (self.switch_in_s, self.yellow_s, self.all_red_s)
         if not all(np.isfinite(values).all() for values in floats):  # json.dumps spells these its own way
-            return json.dumps(self.reply(t, ids, extra_faults))
-        switch_in, yellow, all_red = (values.tolist() for values in floats)
+            return json.dumps(self.reply(t, named, extra_faults))
+        phase, switch_in, yellow, all_red = (values.tolist() for values in (self.phase, *floats))
+        source, faults = self.source, self.faults
+        quoted = [", ".join(map(encode_basestring_ascii, messages)) for messages in faults]
         commands = ", ".join([
-            f'{key}{phase}, "switch_in_s": {s!r}, "yellow_s": {y!r}, "all_red_s": {a!r}, "source": "{source}", '
-            f'"faults": [{", ".join(map(encode_basestring_ascii, faults))}]}}'
-            for key, phase, s, y, a, source, faults in zip(
-                keys, self.phase.tolist(), switch_in, yellow, all_red, self.source, self.faults)
+            f'{key}{phase[i]}, "switch_in_s": {switch_in[i]!r}, "yellow_s": {yellow[i]!r}, "all_red_s": '
+            f'{all_red[i]!r}, "source": "{source[i]}", "faults": [{quoted[i]}]}}'
+            for key, (_, i) in zip(keys, named)
         ])
         message_faults = json.dumps(self.global_faults + extra_faults)
         return f'{{"t": {json.dumps(t)}, "commands": {{{commands}}}, "faults": {message_faults}}}'
@@ -121,7 +127,7 @@ class FaultLog:
     how often each kind started."""
 
     def __init__(self, ids: list[str]) -> None:
-        self.ids = ids
+        self.ids = ids  # as the log names each intersection (`MessageKeys.display`)
         self.counts: dict[str, int] = {}  # fault kind -> times it started
         self._active: dict[tuple[int, str], str] = {}  # (intersection, fault kind) -> message
 
@@ -193,10 +199,13 @@ class PolicyRuntime:
         self.deadline_s = math.inf if deadline_ms is None else float(deadline_ms) / 1000.0
         self.max_lanes = int(self.meta["observation"]["max_lanes"])
         self.signals = SignalModel(self.layout, self.timing, timing_tolerance_s)
-        self.fault_log = FaultLog(self.layout.ids)
+        # the keys a message may give each intersection (its id; a SUMO light's id), and which need no readings
+        self.keys = MessageKeys(self.meta["intersections"])
+        self.fault_log = FaultLog([self.keys.display(i) for i in range(len(self.layout.ids))])
         # the per-lane readings a message must carry: the model's inputs (lane totals, approach counts)
         self.lane_readings = policy_lane_readings(self.meta["model"].get("inputs"))
-        self.whole_message = WholeMessage(self.layout, self.max_lanes, self.lane_readings)
+        self.whole_message = WholeMessage(self.layout, self.max_lanes, self.lane_readings, self.keys)
+        self._every = [(inter_id, i) for i, inter_id in enumerate(self.layout.ids)]  # every intersection by its id
         self._reply_keys = [json.dumps(inter_id) + ': {"phase": ' for inter_id in self.layout.ids]
         self.last_t: float | None = None
         self.session, self.model_fault = load_session(self.model_path, self.meta["model"], threads,
@@ -228,10 +237,14 @@ class PolicyRuntime:
         intersections = message.get("intersections")
         if not isinstance(intersections, dict):
             raise ValueError("field 'intersections' must be an object {intersection id: readings}")
-        unknown = sorted(set(intersections) - set(self.layout.index))
-        readings = parse_readings(self.layout, self.max_lanes, intersections, self.lane_readings)
+        resolved = self.keys.resolve(intersections)
+        given = {self.layout.ids[row]: intersections[keys[0]] for row, keys in resolved.keyed.items() if len(keys) == 1}
+        readings = parse_readings(self.layout, self.max_lanes, given, self.lane_readings, self.keys.optional)
+        for row, keys in resolved.keyed.items():
+            if len(keys) > 1:  # two sets of readings for one signal: neither is taken
+                readings.faults[row], readings.absent[row] = [self.keys.twice_fault(row, keys)], False
         decision = self.decide_readings(float(t), readings)
-        return decision.reply(t, self.layout.ids, [f"unknown intersection ids ignored: {unknown}"] if unknown else [])
+        return decision.reply(t, self.keys.named(resolved), self.keys.message_faults(resolved))
 
     def decide_text(self, message) -> str | None:
         """`decide`'s reply as its JSON text, for a message that a fast JSON decoder gave and
@@ -245,10 +258,16 @@ class PolicyRuntime:
     def decide_decoded(self, decoded: tuple) -> str:
         """`decide_text`'s reply for what `WholeMessage.decode` made of the message (here or in
         a decoding worker, agents/deploy/decoders.py)."""
-        t, values, unknown = decoded
-        decision = self.decide_readings(float(t), self.whole_message.readings(values))
+        t, values, unknown, keyed = decoded
+        if keyed is None:  # every intersection by its id
+            readings, named, keys = self.whole_message.readings(values), self._every, self._reply_keys
+        else:
+            rows, given = keyed
+            readings, named = self.whole_message.readings(values, rows), list(zip(given, rows))
+            keys = [json.dumps(key) + ': {"phase": ' for key in given]
+        decision = self.decide_readings(float(t), readings)
         extra = [f"unknown intersection ids ignored: {unknown}"] if unknown else []
-        return decision.reply_text(t, self.layout.ids, self._reply_keys, extra)
+        return decision.reply_text(t, named, keys, extra)
 
     def decide_arrays(self, t: float, lane_count, lane_halting, phase, time_in_phase, **lane_readings) -> Decision:
         """`decide` for readings already in arrays (metadata order, lanes zero-padded);
@@ -273,7 +292,8 @@ class PolicyRuntime:
         if self.last_t is not None and t < self.last_t:
             global_faults.append(self.clock_reset(t))
         self.last_t = t
-        good = np.array([not f for f in faults])
+        # an unsignalised junction left out (`Readings.absent`) runs its one phase, with no fault
+        good = np.array([not f for f in faults]) & ~readings.absent
         self.signals.cross_check(t, readings, good, signal_ok, faults)
         action = self._policy_actions(good, readings, faults, global_faults)
         from_policy = action >= 0
