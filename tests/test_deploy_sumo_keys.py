@@ -280,3 +280,23 @@ def test_ingolstadt7s_seven_lights_keyed_by_their_light_ids(datasets_dir, tmp_pa
     assert sorted(reply["commands"]) == sorted(lights.values())
     assert reply_faults(reply, first_light) == ["readings missing"]
     assert "readings" in runtime.fault_counts and runtime.fault_counts["readings"] == 1
+
+
+def test_an_intersection_left_with_no_unambiguous_key_is_named_at_load(tmp_path_factory, tmp_path, caplog):
+    onnx_path, json_path = _export(tmp_path_factory)
+    meta = json.loads(json_path.read_text())
+    meta["intersections"][0]["sumo"]["tls_id"] = "E"  # C run by light 'E', E by light 'C': every key ambiguous
+    meta["intersections"][1]["sumo"]["tls_id"] = "C"
+    (tmp_path / "m.onnx").write_bytes(onnx_path.read_bytes())
+    write_sealed(tmp_path / "m.json", meta)
+    with caplog.at_level("WARNING", logger="gridlight.runtime"):
+        runtime = PolicyRuntime(tmp_path / "m.onnx")
+    assert [r.getMessage() for r in caplog.records if r.name == "gridlight.runtime" and r.levelname == "WARNING"] == [
+        "intersection 'C' cannot be given readings: 'C' is the id of junction 'C' and the SUMO light id of junction "
+        "'E'; junction 'C' has no other key; junction 'E' has no other key",
+        "intersection 'E' cannot be given readings: 'E' is the SUMO light id of junction 'C' and the id of junction "
+        "'E'; junction 'C' has no other key; junction 'E' has no other key",
+    ]
+    reply = runtime.decide(_readings(runtime, 0.0, {"C": "C"}))
+    assert reply["faults"][0].startswith("ambiguous intersection ids ignored: 'C' is")
+    assert reply_faults(reply, "C") == ["readings missing"]

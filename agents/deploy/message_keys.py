@@ -58,7 +58,7 @@ class MessageKeys:
         for row in self.required:  # both its keys ambiguous: nothing can carry its readings
             if not any(key in self.index for key in (self.ids[row], self.lights[row])):
                 LOG.warning("intersection %r cannot be given readings: %s", self.ids[row],
-                            self.ambiguous_fault(self.ids[row]).partition(": ")[2])
+                            self.ambiguous_fault(self.ids[row]))
 
     def display(self, row: int) -> str:
         """The intersection as logs name it: its id, and its SUMO light's where that differs."""
