@@ -209,10 +209,15 @@ def test_a_lane_link_the_net_does_not_connect_is_as_long_as_the_movements_connec
 
 
 def test_only_junctions_with_movements_to_order_are_reported_without_right_of_way(tmp_path):
-    # a net without <request>s: C (3 movements) and E (CE -> EX, NE -> EX) lack SUMO's right of way;
-    # N has one movement (CN -> NE), which yields to nothing
-    counts = import_sumo(write_tiny(tmp_path, NET.replace("</net>", DETOUR.replace("SPEED", "5")))).report.counts
+    # a net without <request>s: C (3 movements) and E (CE -> EX, NE -> EX; a priority junction here) lack SUMO's
+    # right of way; N has one movement (CN -> NE), which yields to nothing
+    net = NET.replace('<junction id="E" type="dead_end"', '<junction id="E" type="priority"')
+    counts = import_sumo(write_tiny(tmp_path, net.replace("</net>", DETOUR.replace("SPEED", "5")))).report.counts
     assert counts["junctions_without_right_of_way"] == 2
+    # as a dead end (SUMO builds it without a junction logic: nobody yields there, in SUMO too) E lacks nothing
+    counts = import_sumo(write_tiny(tmp_path / "dead_end", NET.replace("</net>", DETOUR.replace("SPEED", "5")))
+                         ).report.counts
+    assert counts["junctions_without_right_of_way"] == 1
 
 
 @pytest.mark.parametrize("state, permissive, relaxed", [

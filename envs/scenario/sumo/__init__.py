@@ -1,7 +1,7 @@
 """SUMO scenarios (.sumocfg + .net.xml + .rou.xml) -> the CityFlow roadnet/flow dicts gridlight's
 own parsers validate, with an `ImportReport` counting every approximation and left-out item.
-Jobs: xml_fields, config, net_reader (net_unread counts what it does not read), additional, route_reader, unread,
-programs, to_roadnet, to_flow."""
+Jobs: xml_fields, config, net_reader (net_unread counts what it does not read, junction_kinds sorts junction types),
+additional, route_reader, unread, programs, to_roadnet, to_flow."""
 
 from __future__ import annotations
 

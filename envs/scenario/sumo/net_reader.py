@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from envs.scenario.sumo.junction_kinds import DEAD_END_STATE, JUNCTION_TYPES, LINK_STATES, RAIL_TYPES
 from envs.scenario.sumo.net_unread import (count_unread_connection, count_unread_edge, count_unread_elements,
                                            count_unread_junction, count_unread_lane)
 from envs.scenario.sumo.xml_fields import XmlFields, element_path, read_xml
@@ -73,6 +74,7 @@ class SumoConnection:
     # the internal lanes it drives through, in order (one of them names its link in the
     # junction's `intLanes`: the first, or the one after an internal junction)
     via: tuple[str, ...] = ()
+    state: str = ""  # SUMO's link state (junction_kinds), "" when not written
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,8 @@ def read_net(path: str | Path) -> SumoNet:
         kind = element.get("type", "priority")
         if kind == "internal":
             continue
+        if kind not in JUNCTION_TYPES:  # SUMO refuses it; it was driven as a priority junction
+            fields.fail(where, "type", kind, f"unknown junction type; SUMO's: {', '.join(JUNCTION_TYPES)}")
         count_unread_junction(element, skipped)
         point = (fields.number(element, "x", where), fields.number(element, "y", where))
         int_lanes = tuple(element.get("intLanes", "").split())
@@ -208,8 +212,6 @@ def read_net(path: str | Path) -> SumoNet:
             continue
         tl = element.get("tl")
         link_index = fields.integer(element, "linkIndex", where) if tl else None
-        if tl is not None and tl not in program_ids:
-            fields.fail(where, "tl", tl, "names no <tlLogic>")
         lanes = {}
         for attribute, edge_id in (("fromLane", from_edge), ("toLane", to_edge)):
             lanes[attribute] = fields.integer(element, attribute, where)
@@ -217,11 +219,17 @@ def read_net(path: str | Path) -> SumoNet:
                 fields.fail(where, attribute, lanes[attribute],
                             f"edge {edge_id!r} has {len(edges[edge_id].lanes)} lanes")
         via = _via_chain(element.get("via"), internal_lane_length, next_internal)
+        state = element.get("state", "")
+        if len(state) > 1 or state not in LINK_STATES:  # SUMO refuses it
+            fields.fail(where, "state", state, f"unknown link state; SUMO's: {' '.join(LINK_STATES)}")
         if edges[from_edge].lanes[lanes["fromLane"]].passenger and edges[to_edge].lanes[lanes["toLane"]].passenger:
+            _check_kind(fields, junctions[edges[from_edge].end], where, tl, state)  # before its light is looked up
             count_unread_connection(element, skipped)  # one between left-out lanes is left out too
+        if tl is not None and tl not in program_ids:
+            fields.fail(where, "tl", tl, "names no <tlLogic>")
         connections.append(SumoConnection(
             from_edge, to_edge, lanes["fromLane"], lanes["toLane"], element.get("dir", "s"), tl,
-            link_index, sum(internal_lane_length[lane] for lane in via), where, via))
+            link_index, sum(internal_lane_length[lane] for lane in via), where, via, state))
 
     programs: dict[str, SumoProgram] = {}
     read_programs(fields, root, programs, skip)
@@ -273,6 +281,15 @@ def _check_right_hand(fields: XmlFields, root) -> None:
         fields.fail("net", "lefthand", written, "expected true or false")
     fields.fail("net", "lefthand", written, "a left-hand traffic net is not supported: gridlight's junctions "
                 "(which movements cross) are modelled for right-hand traffic")
+
+
+def _check_kind(fields: XmlFields, junction: SumoJunction, where: str, tl: str | None, state: str) -> None:
+    """A connection passenger cars drive at a junction the engine cannot model is refused (`junction_kinds`)."""
+    if junction.type in RAIL_TYPES:
+        fields.fail(f"junction[id={junction.id}]", "type", junction.type, f"{where} lets passenger cars cross: "
+                    "SUMO closes it for trains, which gridlight does not simulate (cars would never wait)")
+    if tl is None and state == DEAD_END_STATE:
+        fields.fail(where, "state", state, "a dead-end link: SUMO lets no vehicle through it")
 
 
 def _duration(fields: XmlFields, phase, where: str) -> float:

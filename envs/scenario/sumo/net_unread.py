@@ -21,7 +21,8 @@ from collections import Counter
 LANE_READ = frozenset(("id", "index", "speed", "length", "shape", "allow", "disallow"))
 EDGE_READ = frozenset(("id", "from", "to", "function"))
 JUNCTION_READ = frozenset(("id", "type", "x", "y", "intLanes"))
-CONNECTION_READ = frozenset(("from", "to", "fromLane", "toLane", "via", "tl", "linkIndex", "dir"))
+# `state`: who must stop (junction_kinds; the right of way itself the import takes from the junction's <request>s)
+CONNECTION_READ = frozenset(("from", "to", "fromLane", "toLane", "via", "tl", "linkIndex", "dir", "state"))
 # drawn or named only, or built by netconvert into what is read (see the module's docstring)
 LANE_NOT_SIMULATED = frozenset(("width", "type", "customShape", "endOffset"))
 # `priority` SUMO keeps "only for visualization"; `length`: the lanes' lengths hold it; `distance`: kilometrage
@@ -30,8 +31,7 @@ EDGE_NOT_SIMULATED = frozenset(("priority", "type", "name", "spreadType", "shape
 # netconvert's inputs, already built into the junction's requests, internal lanes and connections (keepClear)
 JUNCTION_NOT_SIMULATED = frozenset(("incLanes", "shape", "customShape", "z", "name", "radius", "rightOfWay",
                                     "fringe", "keepClear"))
-# `state`: the link's right of way, which the import takes from its junction's <request>s
-CONNECTION_NOT_SIMULATED = frozenset(("state", "pass", "uncontrolled", "length", "shape", "customShape", "type"))
+CONNECTION_NOT_SIMULATED = frozenset(("pass", "uncontrolled", "length", "shape", "customShape", "type"))
 # the net's elements the import reads; <location> (the map projection) changes no vehicle's movement, a
 # <type>'s own attributes describe the edges built from it (its children, vClass speed limits, are counted)
 NET_READ = frozenset(("edge", "junction", "connection", "tlLogic", "location", "type"))
@@ -81,3 +81,4 @@ def count_unread_elements(root, counts: Counter) -> None:
             counts[f"net_{element.tag}_ignored"] += 1
         elif element.tag == "type":
             _count(element, "type", frozenset(element.attrib), frozenset(), counts)
+

@@ -10,6 +10,8 @@ commanded phase. The translation:
   counted (``mixed_lane_states``);
 - 'g' (and 's', 'o') greens are *permissive*: they yield inside the box in SUMO; gridlight has no
   in-box conflicts, so they flow like other greens but may cross them (``PhaseSpec.permissive``);
+  SUMO's 's' (a right turn on red, ``traffic_light_right_on_red``) also stops first: counted per green
+  phase and movement (``right_on_red_signals_driven_as_yield``; see `junction_kinds`);
 - a SUMO phase in which any movement of the junction shows yellow ('y', 'Y', 'u') is a
   transition: its duration is added to the next green phase (cyclically), so that the cycle
   length and each green's start match SUMO's program (the green itself then starts after
@@ -117,6 +119,10 @@ def junction_phases(
             pending_indices.append(index)
             continue
         green = [k for k, s in enumerate(states) if s in (GREEN, PERMISSIVE)]
+        # SUMO's right turn on red ('s') stops before it may go; the engine's permissive green does not stop
+        counts["right_on_red_signals_driven_as_yield"] += sum(
+            1 for link, s in zip(links, states)
+            if s == PERMISSIVE and any(sumo_phase.state[index] == "s" for _, index in link.slots))
         permissive = sorted({k for k, s in enumerate(states) if s == PERMISSIVE}
                             | (set(always) & set(green)))
         if phases and pending == 0 and phases[-1]["availableRoadLinks"] == green \

@@ -10,9 +10,9 @@
   engine's pick their target lane as they cross the junction. A lane link's length is the length
   of the internal lanes the SUMO connection drives through (0 when the net has none).
 - Every junction with a non-turnaround movement becomes an intersection (unsignalised ones too:
-  one all-permissive phase, see `programs`), and so does a boundary junction (turnarounds only)
-  where some vehicle's route turns around; the others (dead ends, the rest of the boundary) are
-  virtual, and their turnarounds are left out and counted.
+  one all-permissive phase, see `programs`; who must stop there: `junction_kinds`), and so does a
+  boundary junction (turnarounds only) where some vehicle's route turns around; the others (dead
+  ends, the rest of the boundary) are virtual, and their turnarounds are left out and counted.
 - Phases come from `programs.junction_phases`. Two priority greens ('G') of one phase that
   gridlight's crossing test finds crossing (irregular geometry) keep flowing; the later one is
   marked permissive and counted (``crossing_priority_greens_relaxed``).
@@ -30,6 +30,7 @@ from envs.scenario.network import _crossing_conflicts
 from envs.scenario.departures import STEP_SECONDS
 from envs.scenario.json_fields import BEYOND_MAX_MAGNITUDE, MAX_MAGNITUDE
 from envs.scenario.roadnet_parser import PERMISSIVE_KEY, YIELD_KEY, parse_roadnet
+from envs.scenario.sumo.junction_kinds import NO_LOGIC_TYPES, STOP_STATES
 from envs.scenario.sumo.net_reader import SumoConnection, SumoEdge, SumoJunction, SumoNet
 from envs.scenario.sumo.programs import LinkSignals, junction_phases
 
@@ -99,6 +100,9 @@ def roadnet_from_sumo(net: SumoNet, counts: Counter, keep_turnarounds: frozenset
             counts["turnarounds_permissive"] += turnaround
             signals.append(LinkSignals(
                 tuple((c.tl, c.link_index) for c in group if c.tl is not None), turnaround))
+            for c in group:  # a stop or a zipper merge the engine does not make (junction_kinds); a light sets its own
+                if c.tl is None and c.state in STOP_STATES:
+                    counts[STOP_STATES[c.state]] += 1
         phases = junction_phases(junction.id, signals, net.programs, net.source, counts, sumo_lights)
         intersections.append(_intersection(junction, road_links, phases, virtual=False,
                                            yields=_yield_pairs(junction, movements, counts)))
@@ -205,7 +209,7 @@ def _yield_pairs(junction: SumoJunction, movements: dict[tuple[str, str], list[S
     pairs, where some lane connection of the minor movement gives way to one of the major's
     (its <request>'s `response`). Whether the minor one yields at a step depends on its signal:
     only a permissive green does (SUMO's 'g' and unsignalised links; 'G' has priority)."""
-    if len(movements) < 2:
+    if len(movements) < 2 or junction.type in NO_LOGIC_TYPES:  # SUMO: no link there waits for another
         return []
     if not junction.yields_to:
         counts["junctions_without_right_of_way"] += 1
