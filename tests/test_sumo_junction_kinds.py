@@ -1,5 +1,5 @@
-"""SUMO's junction types and link states that change who must stop (envs/scenario/sumo/junction_kinds.py),
-on tests/sumo_fixtures.py's junction C."""
+"""SUMO's junction types and link states that change who must stop (envs/scenario/sumo/junction_kinds.py) and
+a light program's attributes the import does not follow, on tests/sumo_fixtures.py's junction C."""
 
 from __future__ import annotations
 
@@ -108,4 +108,21 @@ def test_a_rail_crossing_no_car_crosses_is_read(tmp_path):
     # N carries no connection: nothing a car drives changes
     net = _net("priority").replace('<junction id="N" type="dead_end"', '<junction id="N" type="rail_crossing"')
     assert _import(tmp_path / "rail", net).roadnet == _import(tmp_path / "plain", _net("priority")).roadnet
+
+@pytest.mark.parametrize("kind, phase, child, counted", [
+    # SUMO's static logic switches by duration and next alone: the actuated, NEMA and coordinated timings and a
+    # phase's name change nothing there
+    ("static", 'minDur="5" maxDur="50" earliestEnd="10" latestEnd="40" vehext="2" yellow="3" red="2" name="a"',
+     "", {}),
+    ("static", "", '<param key="cycleTime" value="60"/>', {"program_param_ignored": 1}),  # was silent
+    ("static", 'foo="1"', "", {"phase_foo_ignored": 1}),
+    # an actuated program runs static, counted as a whole: its timings and parameters are not counted again
+    ("actuated", 'minDur="5" maxDur="50"', '<param key="max-gap" value="3"/>', {"actuated_programs_run_static": 1}),
+])
+def test_a_programs_attributes_and_parameters_the_import_does_not_follow_are_counted(tmp_path, kind, phase, child,
+                                                                                      counted):
+    net = NET.replace('type="static"', f'type="{kind}"').replace(
+        '<phase duration="30" state="Ggr"/>', f'{child}<phase duration="30" state="Ggr" {phase}/>')
+    counts = _import(tmp_path, net).report.counts
+    assert {k: v for k, v in counts.items() if k.startswith(("program_", "phase_", "actuated_"))} == counted
 

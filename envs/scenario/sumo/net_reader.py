@@ -11,7 +11,7 @@ from pathlib import Path
 
 from envs.scenario.sumo.junction_kinds import DEAD_END_STATE, JUNCTION_TYPES, LINK_STATES, RAIL_TYPES
 from envs.scenario.sumo.net_unread import (count_unread_connection, count_unread_edge, count_unread_elements,
-                                           count_unread_junction, count_unread_lane)
+                                           count_unread_junction, count_unread_lane, unread_of_static_program)
 from envs.scenario.sumo.xml_fields import XmlFields, element_path, read_xml
 
 # the vehicle class gridlight simulates; lanes that do not allow it are left out
@@ -91,6 +91,7 @@ class SumoProgram:
     type: str
     offset: float
     phases: tuple[SumoPhase, ...]
+    unread: tuple[str, ...] = ()  # report keys of what a static program gives that is not followed (net_unread)
 
 
 @dataclass
@@ -264,7 +265,8 @@ def read_programs(fields: XmlFields, root, programs: dict[str, SumoProgram], ski
         if kind not in PROGRAM_TYPES:  # "statc" ran as a static program
             fields.fail(where, "type", kind, f"unknown traffic light type; SUMO's: {', '.join(PROGRAM_TYPES)}")
         programs[ident] = SumoProgram(ident, element.get("programID", "0"), kind,
-                                      fields.time(element, "offset", where, 0.0), phases)
+                                      fields.time(element, "offset", where, 0.0), phases,
+                                      unread_of_static_program(element) if kind == "static" else ())
         read.append(ident)
     return read
 

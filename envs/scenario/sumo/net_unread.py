@@ -4,7 +4,7 @@ connection between passenger lanes that SUMO's simulation acts on and the import
 left out, a sidewalk or a bus-only road, changes nothing the engine drives), and the net's other
 elements (``<roundabout>``, ``<prohibition>``, ...). Keys: ``lane_<attribute>_ignored``,
 ``lane_<child>_ignored``, ``edge_...``, ``junction_...``, ``connection_...``, ``net_<tag>_ignored``,
-``type_<child>_ignored``.
+``type_<child>_ignored``; and a static light program's (``program_...``, ``phase_...``).
 
 Not counted: what only draws or names (shapes, a street's name, a lane's width: SUMO's default
 lane changer does not use it, its sublane model does, and the sumocfg option that turns that on is
@@ -81,4 +81,24 @@ def count_unread_elements(root, counts: Counter) -> None:
             counts[f"net_{element.tag}_ignored"] += 1
         elif element.tag == "type":
             _count(element, "type", frozenset(element.attrib), frozenset(), counts)
+
+# a <tlLogic>'s and its <phase>s' attributes the import reads (a phase's `next`: counted where it is not the
+# following phase, in `programs`); `name`s label; what SUMO's static logic (MSSimpleTrafficLightLogic, which
+# switches by `duration` and `next` alone) does not use either: the actuated, NEMA and coordinated timings
+PROGRAM_READ = frozenset(("id", "type", "programID", "offset"))
+PHASE_READ = frozenset(("duration", "state", "next"))
+PHASE_NOT_SIMULATED_STATIC = frozenset(("name", "minDur", "maxDur", "earliestEnd", "latestEnd", "vehext",
+                                        "yellow", "red"))
+
+
+def unread_of_static_program(element) -> tuple[str, ...]:
+    """What a static ``<tlLogic>`` gives that the import does not follow, one key per occurrence:
+    ``program_<attribute or child>_ignored`` (``<param>``: parameters of the light) and
+    ``phase_<attribute or child>_ignored``. A program of another type is run static and counted as a whole
+    (``<type>_programs_run_static``): its timings and parameters are what it is not run by."""
+    counts: Counter = Counter()
+    _count(element, "program", PROGRAM_READ, frozenset(), counts, ("phase",))
+    for phase in element.iter("phase"):
+        _count(phase, "phase", PHASE_READ, PHASE_NOT_SIMULATED_STATIC, counts)
+    return tuple(counts.elements())
 

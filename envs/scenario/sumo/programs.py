@@ -12,6 +12,8 @@ commanded phase. The translation:
   in-box conflicts, so they flow like other greens but may cross them (``PhaseSpec.permissive``);
   SUMO's 's' (a right turn on red, ``traffic_light_right_on_red``) also stops first: counted per green
   phase and movement (``right_on_red_signals_driven_as_yield``; see `junction_kinds`);
+- a static program's ``<param>``s and unknown attributes are counted (``program_<name>_ignored``,
+  ``phase_<name>_ignored``; `net_unread`); a program of another type is run static, counted as a whole;
 - a SUMO phase in which any movement of the junction shows yellow ('y', 'Y', 'u') is a
   transition: its duration is added to the next green phase (cyclically), so that the cycle
   length and each green's start match SUMO's program (the green itself then starts after
@@ -90,6 +92,7 @@ def junction_phases(
     counts["unsignalised_links_at_signals"] += sum(1 for link in links if not link.slots)
     if program.type != "static":
         counts[f"{program.type}_programs_run_static"] += 1
+    counts.update(program.unread)  # a static program's <param>s, ... (a program of another type is counted whole)
     if program.offset:
         counts["program_offsets_ignored"] += 1
     # a phase's `next` other than the following phase changes SUMO's cycle; the phases run in file order
