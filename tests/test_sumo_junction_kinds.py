@@ -1,5 +1,6 @@
-"""SUMO's junction types and link states that change who must stop (envs/scenario/sumo/junction_kinds.py) and
-a light program's attributes the import does not follow, on tests/sumo_fixtures.py's junction C."""
+"""SUMO's junction types and link states that change who must stop (envs/scenario/sumo/junction_kinds.py),
+a light program's attributes the import does not follow and an internal lane passenger cars may not use, on
+tests/sumo_fixtures.py's junction C."""
 
 from __future__ import annotations
 
@@ -125,4 +126,20 @@ def test_a_programs_attributes_and_parameters_the_import_does_not_follow_are_cou
         '<phase duration="30" state="Ggr"/>', f'{child}<phase duration="30" state="Ggr" {phase}/>')
     counts = _import(tmp_path, net).report.counts
     assert {k: v for k, v in counts.items() if k.startswith(("program_", "phase_", "actuated_"))} == counted
+
+def test_a_junction_passage_passenger_cars_may_not_use_is_left_out(tmp_path):
+    # WC -> CN drives through :C_1_0, a bus-only lane: SUMO lets no car turn there; the import let the trip t0
+    # (WC to CN) and every routed car take it
+    net = NET.replace('<lane id=":C_1_0" index="0"', '<lane id=":C_1_0" index="0" allow="bus"')
+    imported = _import(tmp_path, net, ROUTES.replace(
+        "</routes>", '<vehicle id="pinned" depart="101" type="car"><route edges="WC CN"/></vehicle></routes>'))
+    links = [(link["startRoad"], link["endRoad"]) for link in _junction(imported)["roadLinks"]]
+    assert ("WC", "CN") not in links and ("WC", "CE") in links
+    counts = imported.report.counts
+    assert counts["connections_through_non_passenger_internal_lanes_left_out"] == 1
+    assert counts["trips_without_route_left_out"] == 1 and counts["routes_through_left_out_turns_left_out"] == 1
+    assert not [v for v in imported.flow if v["route"][-1] == "CN"]
+    # the connection's own allow (netconvert wrote it onto the internal lane) is followed there, not ignored
+    both = net.replace('via=":C_1_0"', 'allow="bus" via=":C_1_0"')
+    assert "connection_allow_ignored" not in _import(tmp_path / "both", both).report.counts
 

@@ -75,6 +75,7 @@ class SumoConnection:
     # junction's `intLanes`: the first, or the one after an internal junction)
     via: tuple[str, ...] = ()
     state: str = ""  # SUMO's link state (junction_kinds), "" when not written
+    passenger: bool = True  # passenger cars may drive through its internal lanes (their allow/disallow)
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ def read_net(path: str | Path) -> SumoNet:
     every_edge_id = set()  # internal and pedestrian edges too: a connection may name them
     every_lane_id: set[str] = set()  # one namespace for all lanes, as in SUMO
     internal_lane_length: dict[str, float] = {}
+    internal_passenger: dict[str, bool] = {}  # a passage of the junction cars may not use (allow="bus") is not theirs
     for element in root.iter("edge"):
         where = element_path(element)
         ident = fields.new_id(element, where, every_edge_id)
@@ -159,6 +161,7 @@ def read_net(path: str | Path) -> SumoNet:
                 lane_where = element_path(lane, where)
                 internal_lane_length[fields.string(lane, "id", lane_where)] = fields.non_negative(
                     lane, "length", lane_where)
+                internal_passenger[lane.get("id")] = passenger_allowed(lane.get("allow"), lane.get("disallow"))
             continue
         if function in PEDESTRIAN_FUNCTIONS:
             skip(f"{function}_edges_left_out")
@@ -223,14 +226,16 @@ def read_net(path: str | Path) -> SumoNet:
         state = element.get("state", "")
         if len(state) > 1 or state not in LINK_STATES:  # SUMO refuses it
             fields.fail(where, "state", state, f"unknown link state; SUMO's: {' '.join(LINK_STATES)}")
+        passenger = all(internal_passenger[lane] for lane in via)
         if edges[from_edge].lanes[lanes["fromLane"]].passenger and edges[to_edge].lanes[lanes["toLane"]].passenger:
             _check_kind(fields, junctions[edges[from_edge].end], where, tl, state)  # before its light is looked up
-            count_unread_connection(element, skipped)  # one between left-out lanes is left out too
+            # one between left-out lanes is left out too; with internal lanes, theirs are its allow/disallow
+            count_unread_connection(element, skipped, ("allow", "disallow") if via else ())
         if tl is not None and tl not in program_ids:
             fields.fail(where, "tl", tl, "names no <tlLogic>")
         connections.append(SumoConnection(
             from_edge, to_edge, lanes["fromLane"], lanes["toLane"], element.get("dir", "s"), tl,
-            link_index, sum(internal_lane_length[lane] for lane in via), where, via, state))
+            link_index, sum(internal_lane_length[lane] for lane in via), where, via, state, passenger))
 
     programs: dict[str, SumoProgram] = {}
     read_programs(fields, root, programs, skip)

@@ -65,10 +65,11 @@ def count_unread_junction(element, counts: Counter) -> None:
     _count(element, "junction", JUNCTION_READ, JUNCTION_NOT_SIMULATED, counts, ("request",))
 
 
-def count_unread_connection(element, counts: Counter) -> None:
+def count_unread_connection(element, counts: Counter, also_read: tuple[str, ...] = ()) -> None:
     """A connection's between passenger lanes: ``connection_<attribute>_ignored`` (``keepClear``,
-    ``visibility``, ``contPos``, ``speed``, ``indirect``, ...) and ``connection_<child>_ignored``."""
-    _count(element, "connection", CONNECTION_READ, CONNECTION_NOT_SIMULATED, counts)
+    ``visibility``, ``contPos``, ``speed``, ``indirect``, ...) and ``connection_<child>_ignored``;
+    `also_read`: attributes read through another element (``allow``: its internal lanes')."""
+    _count(element, "connection", CONNECTION_READ | frozenset(also_read), CONNECTION_NOT_SIMULATED, counts)
 
 
 def count_unread_elements(root, counts: Counter) -> None:
@@ -81,6 +82,7 @@ def count_unread_elements(root, counts: Counter) -> None:
             counts[f"net_{element.tag}_ignored"] += 1
         elif element.tag == "type":
             _count(element, "type", frozenset(element.attrib), frozenset(), counts)
+
 
 # a <tlLogic>'s and its <phase>s' attributes the import reads (a phase's `next`: counted where it is not the
 # following phase, in `programs`); `name`s label; what SUMO's static logic (MSSimpleTrafficLightLogic, which
@@ -101,4 +103,3 @@ def unread_of_static_program(element) -> tuple[str, ...]:
     for phase in element.iter("phase"):
         _count(phase, "phase", PHASE_READ, PHASE_NOT_SIMULATED_STATIC, counts)
     return tuple(counts.elements())
-

@@ -5,7 +5,8 @@
   (SUMO's highest index). A road's length is its lanes' mean ``length`` attribute (SUMO drives
   that, not the drawn shape): the shape is scaled about its end point to that length. Edges
   shorter than one step's travel are lengthened and counted (see `MIN_LENGTH_MARGIN_M`).
-- Movements are the (from edge, to edge) pairs of SUMO's connections. Each reaches every lane
+- Movements are the (from edge, to edge) pairs of SUMO's connections (not those whose internal lanes
+  passenger cars may not use: left out and counted). Each reaches every lane
   of its target road: SUMO's vehicles change lanes along an edge to reach their next turn, the
   engine's pick their target lane as they cross the junction. A lane link's length is the length
   of the internal lanes the SUMO connection drives through (0 when the net has none).
@@ -76,6 +77,9 @@ def roadnet_from_sumo(net: SumoNet, counts: Counter, keep_turnarounds: frozenset
         if connection.from_lane not in lane_order[connection.from_edge] or \
                 connection.to_lane not in lane_order[connection.to_edge]:
             counts["connections_of_non_passenger_lanes"] += 1
+            continue
+        if not connection.passenger:  # SUMO lets no car through its internal lanes: routes must not use it
+            counts["connections_through_non_passenger_internal_lanes_left_out"] += 1
             continue
         junction = net.edges[connection.from_edge].end
         by_junction.setdefault(junction, {}).setdefault(
