@@ -1,6 +1,6 @@
 """SUMO's junction types and link states that change who must stop (envs/scenario/sumo/junction_kinds.py),
-a light program's attributes the import does not follow and an internal lane passenger cars may not use, on
-tests/sumo_fixtures.py's junction C."""
+a light program's attributes the import does not follow, an internal lane passenger cars may not use, and a
+lane shape's z coordinate, on tests/sumo_fixtures.py's junction C."""
 
 from __future__ import annotations
 
@@ -110,6 +110,7 @@ def test_a_rail_crossing_no_car_crosses_is_read(tmp_path):
     net = _net("priority").replace('<junction id="N" type="dead_end"', '<junction id="N" type="rail_crossing"')
     assert _import(tmp_path / "rail", net).roadnet == _import(tmp_path / "plain", _net("priority")).roadnet
 
+
 @pytest.mark.parametrize("kind, phase, child, counted", [
     # SUMO's static logic switches by duration and next alone: the actuated, NEMA and coordinated timings and a
     # phase's name change nothing there
@@ -127,6 +128,7 @@ def test_a_programs_attributes_and_parameters_the_import_does_not_follow_are_cou
     counts = _import(tmp_path, net).report.counts
     assert {k: v for k, v in counts.items() if k.startswith(("program_", "phase_", "actuated_"))} == counted
 
+
 def test_a_junction_passage_passenger_cars_may_not_use_is_left_out(tmp_path):
     # WC -> CN drives through :C_1_0, a bus-only lane: SUMO lets no car turn there; the import let the trip t0
     # (WC to CN) and every routed car take it
@@ -143,3 +145,11 @@ def test_a_junction_passage_passenger_cars_may_not_use_is_left_out(tmp_path):
     both = net.replace('via=":C_1_0"', 'allow="bus" via=":C_1_0"')
     assert "connection_allow_ignored" not in _import(tmp_path / "both", both).report.counts
 
+
+def test_a_lane_shapes_z_coordinate_changes_nothing(tmp_path):
+    # the engine's roads are flat and drawn only: a road's length is the lane's `length` (netconvert measures it
+    # along the 3D shape, slope included), not the shape's
+    raised = NET.replace('shape="0,1 100,1"', 'shape="0,1,0 100,1,5"')
+    plain = _import(tmp_path / "plain", NET)
+    imported = _import(tmp_path / "raised", raised)
+    assert (imported.roadnet, imported.report.counts) == (plain.roadnet, plain.report.counts)

@@ -148,7 +148,9 @@ class XmlFields:
         for token in raw.split():
             parts = token.split(",")
             try:
-                x, y = float(parts[0]), float(parts[1])  # a third coordinate (z) is ignored
+                # a third coordinate (z, an elevation) is dropped, not counted: shapes only draw the roads (the
+                # engine's network is flat), and a lane's length, which the import reads, is measured in 3D
+                x, y = float(parts[0]), float(parts[1])
             except (ValueError, IndexError):
                 self.fail(where, attribute, token, "expected 'x,y' points separated by spaces")
             points.append((self.within_limits(x, where, attribute, token),
