@@ -89,7 +89,7 @@ _LIGHT_E = """  <tlLogic id="TL2" type="static" programID="0" offset="0">
 def two_lights_net(light_c: str = "TL1", light_e: str = "TL2") -> str:
     """NET with DETOUR: junctions C (run by the light `light_c`), E (by `light_e`) and the
     unsignalised N (one phase), each an intersection; SUMO light ids other than the junctions'."""
-    # N's movement straight: a junction of right turns alone has no action (no signal phase)
+    # N's movement straight: an unsignalised junction with more than a right turn
     detour = DETOUR.replace("SPEED", "10").replace('toLane="0" dir="r"', 'toLane="0" dir="s"')
     for movement, index in (('from="CE" to="EX"', 0), ('from="NE" to="EX"', 1)):
         detour = detour.replace(f'{movement} fromLane="0" toLane="0"',

@@ -65,10 +65,11 @@ def test_the_next_action_cycles_and_a_phase_that_is_no_action_goes_to_the_first(
     assert next_action_phase(layout, last_actions).tolist() == [[0, 0]]
 
 
-def test_always_green_is_a_free_right_turn_green_in_every_signal_phase_and_nothing_without_one():
+def test_always_green_is_a_free_right_turn_green_in_every_signal_phase():
     """B gets a right turn a_b -> b_s, green in both its signal phases and in a transition phase
-    that greens it alone (as the datasets' phase 0); A's one movement is made a right turn, so
-    none of A's phases is a signal phase."""
+    that greens it alone (as the datasets' phase 0); A's one movement is made a right turn, so no
+    phase of A serves more than right turns: its phase that greens it (0, not the empty 1) is its
+    signal phase, and the right turn is green in every one."""
     roadnet = minimal_roadnet()
     roadnet["intersections"][JUNCTION_A]["roadLinks"][0]["type"] = "turn_right"
     roadnet["intersections"].append(_boundary("S", 300, -300))
@@ -77,5 +78,5 @@ def test_always_green_is_a_free_right_turn_green_in_every_signal_phase_and_nothi
     set_path(roadnet, ("intersections", JUNCTION_B, "trafficLight"), {"roadLinkIndices": [0, 1, 2], "lightphases": [
         {"time": 5, "availableRoadLinks": links} for links in ([2], [0, 2], [1, 2])]})
     network = scenario_from_dicts(roadnet, minimal_flow(), name="mini").network
-    assert network.signal_phase.tolist() == [[False, False, False], [False, True, True]]
-    assert always_green(network).tolist() == [[False, False, False], [False, False, True]]
+    assert network.signal_phase.tolist() == [[True, False, False], [False, True, True]]
+    assert always_green(network).tolist() == [[True, False, False], [False, False, True]]

@@ -12,7 +12,8 @@ Indexing conventions (all fixed at compile time, shapes in brackets):
 
 A *transition phase* is one that serves no movement except right turns (CityFlow's phase 0);
 the engine inserts yellow and all-red itself, so controllers that choose phases use
-``signal_phase`` (phases serving at least one non-right-turn movement).
+``signal_phase`` (phases serving at least one non-right-turn movement; at an intersection where
+no phase does, e.g. a junction whose only movement turns right, the phases serving any movement).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class Network:
     phase_green: torch.Tensor  # [I, P, K] bool: movement k green in phase p
     phase_duration: torch.Tensor  # [I, P] float32 seconds, the roadnet's own plan (0 padding)
     phase_valid: torch.Tensor  # [I, P] bool
-    signal_phase: torch.Tensor  # [I, P] bool: serves a non-right-turn movement
+    signal_phase: torch.Tensor  # [I, P] bool: serves a non-right-turn movement (see module doc)
     phase_removes_green: torch.Tensor  # [I, P, P] bool: switching p -> q ends some green
     conflict: torch.Tensor  # [I, K, K] bool: movements whose paths cross
     phase_permissive: torch.Tensor  # [I, P, K] bool: a green of phase p that yields (SUMO's 'g')
@@ -231,6 +232,10 @@ def compile_network(spec: RoadnetSpec, device: str | torch.device = "cpu") -> Ne
     non_right = mov_valid & (mov_type != RIGHT)
     non_right = non_right.reshape(num_inter, max_links)
     signal_phase = (phase_green & non_right[:, None, :]).any(-1) & phase_valid
+    # an intersection no phase of which serves more than right turns has no transition phase to tell
+    # apart: its phases that green a movement are what there is to command (else it has no action at all)
+    serves = (phase_green & mov_valid.reshape(num_inter, max_links)[:, None, :]).any(-1) & phase_valid
+    signal_phase = np.where(signal_phase.any(-1, keepdims=True), signal_phase, serves)
     # p -> q ends a green when some movement green in p is not green in q
     removes = (phase_green[:, :, None, :] & ~phase_green[:, None, :, :]).any(-1)
 

@@ -1,0 +1,78 @@
+"""An intersection none of whose phases serves a movement other than a right turn (a SUMO junction whose
+only movement turns right; a CityFlow intersection with right-turn roadLinks alone): its phases that green
+a movement are its signal phases, so it is an agent with something to command (docs/environments.md).
+Without this it had no action: the env's action spaces could not be built (MultiDiscrete of 0), its mask
+row was all False (TorchRL's masked sampling failed), and its export had an empty fallback plan the runtime
+refused. The fixture: tests/sumo_fixtures.py's NET with DETOUR, where junction N (unsignalised) has one
+movement, CN -> NE, a right turn."""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+
+import envs
+from envs.engine.intersections import intersection_layout
+from envs.scenario import scenario_from_dicts, scenario_from_sumo
+from tests.minimal_scenario import minimal_flow, minimal_roadnet
+from tests.sumo_fixtures import DETOUR, NET, write_tiny
+
+RIGHT_TURN_NET = NET.replace("</net>\n", DETOUR.replace("SPEED", "10"))
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory):
+    return scenario_from_sumo(write_tiny(tmp_path_factory.mktemp("right_turn"), net=RIGHT_TURN_NET))
+
+
+def test_a_sumo_junction_of_right_turns_alone_has_its_phase_as_its_one_action(scenario):
+    layout = intersection_layout(scenario.network)
+    assert layout.ids == ("C", "E", "N")
+    assert scenario.network.num_phases.tolist() == [2, 1, 1]
+    # C's two greens and E's one, as before; N's one phase (its right turn green) is its action
+    assert layout.action_phase.tolist() == [[0, 1], [0, -1], [0, -1]]
+    assert layout.num_actions.tolist() == [2, 1, 1]
+
+
+def test_a_cityflow_intersection_of_right_turns_alone_chooses_its_phases_that_green_something():
+    roadnet = minimal_roadnet()
+    roadnet["intersections"][1]["roadLinks"][0]["type"] = "turn_right"  # A: one roadLink, a right turn
+    flow = [entry for entry in minimal_flow() if entry["route"][-1] == "b_e"]
+    layout = intersection_layout(scenario_from_dicts(roadnet, flow, name="mini").network)
+    assert layout.ids == ("A", "B")
+    # A's phases: 0 greens the right turn, 1 greens nothing (no action: it would only stop the traffic)
+    assert layout.action_phase.tolist() == [[0, -1], [0, 1]]
+
+
+def test_the_gymnasium_and_pettingzoo_action_spaces_give_it_one_action(scenario):
+    vec = gymnasium.make_vec("gridlight/TrafficSignal-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                             scenario=scenario)
+    single = gymnasium.make("gridlight/TrafficSignal-v0", scenario=scenario)
+    assert single.action_space.nvec.tolist() == [2, 1, 1]
+    assert vec.action_space.high.tolist() == [[1, 0, 0], [1, 0, 0]]
+    vec.reset(seed=0)
+    _, _, _, _, info = vec.step(vec.action_space.sample())
+    assert info["action_mask"][:, 2].tolist() == [[True, False], [True, False]]
+    par = envs.parallel_env(scenario=scenario)
+    assert [par.action_space(a).n for a in par.possible_agents] == [2, 1, 1]
+    par.reset(seed=0)
+    par.step({a: par.action_space(a).sample() for a in par.agents})
+    for env in (vec, single, par):
+        env.close()
+
+
+def test_the_sb3_and_torchrl_masks_allow_its_one_action_and_sampling_draws_it(scenario):
+    vec = envs.sb3_vec_env(scenario=scenario, copies=2)
+    vec.reset()
+    masks = np.stack(vec.env_method("action_masks"))
+    assert masks.tolist() == [[True, True], [True, False], [True, False]] * 2
+    vec.close()
+    env = envs.torchrl_env(scenario=scenario, copies=2, device="cpu")
+    torch.manual_seed(0)
+    state = env.rand_step(env.reset())  # draws from the masked Categorical: no all-False row
+    assert state["intersections", "action"][:, 1:].tolist() == [[0, 0], [0, 0]]
+    logits = torch.where(state["intersections", "action_mask"], 0.0, -torch.inf)
+    assert not torch.softmax(logits, -1).isnan().any()
+    env.close()
