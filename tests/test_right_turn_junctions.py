@@ -8,14 +8,19 @@ movement, CN -> NE, a right turn."""
 
 from __future__ import annotations
 
+import json
+
 import gymnasium
 import numpy as np
 import pytest
 import torch
 
 import envs
+from agents.deploy.export import export_policy
+from agents.deploy.runtime import PolicyRuntime
 from envs.engine.intersections import intersection_layout
 from envs.scenario import scenario_from_dicts, scenario_from_sumo
+from tests.deploy_fixtures import readings_message, untrained
 from tests.minimal_scenario import minimal_flow, minimal_roadnet
 from tests.sumo_fixtures import DETOUR, NET, write_tiny
 
@@ -76,3 +81,21 @@ def test_the_sb3_and_torchrl_masks_allow_its_one_action_and_sampling_draws_it(sc
     logits = torch.where(state["intersections", "action_mask"], 0.0, -torch.inf)
     assert not torch.softmax(logits, -1).isnan().any()
     env.close()
+
+
+def test_its_export_loads_and_a_message_may_leave_it_out(scenario, tmp_path):
+    """N has no SUMO light, one phase and one action: the runtime needs no readings for it (as for any
+    unsignalised junction, docs/deployment.md); given, it is answered with its one phase."""
+    onnx_path, meta_path = export_policy(untrained(scenario, "shared", tmp_path / "p.zip"), tmp_path / "out",
+                                         scenario=scenario)
+    entry = json.loads(meta_path.read_text())["intersections"][2]
+    assert (entry["id"], entry["actions"], entry["sumo"]["tls_id"]) == ("N", [0], None)
+    assert [step["phase"] for step in entry["fallback_plan"]] == [0]
+    runtime = PolicyRuntime(onnx_path)  # was refused: 'intersections[2].fallback_plan' = [] (empty fallback plan)
+    full = readings_message(runtime, 0.0)
+    reply = runtime.decide(full)
+    assert reply["commands"]["N"]["phase"] == 0 and reply["commands"]["N"]["source"] == "policy"
+    lights = {"t": 0.0, "intersections": {k: v for k, v in full["intersections"].items() if k != "N"}}
+    reply = PolicyRuntime(onnx_path).decide(lights)
+    assert list(reply["commands"]) == ["C", "E"] and reply["faults"] == []
+    assert all(c["faults"] == [] for c in reply["commands"].values())
