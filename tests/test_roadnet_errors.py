@@ -267,6 +267,16 @@ ROADNET_CASES = UNKNOWN_KEY_CASES + STRUCTURE_CASES + [
         "needs a trafficLight",
         id="signal-without-light",
     ),
+    # a boundary not marked virtual: an agent with no phase to command (no action: the env's action
+    # spaces could not be built); it was accepted
+    pytest.param(
+        lambda r, f: (set_path(r, ("intersections", BOUNDARY_N, "virtual"), False),
+                      delete_path(r, ("intersections", BOUNDARY_N, "trafficLight"))),
+        "intersections[4].roadLinks",
+        [],
+        "a non-virtual intersection without roadLinks has nothing to signal",
+        id="non-virtual-without-links",
+    ),
     pytest.param(
         lambda r, f: set_path(
             r,

@@ -168,6 +168,12 @@ def _parse_intersection(
         k, first = repeat
         fields.fail(f"{path}.roadLinks[{k}].endRoad", road_links[k].end_road,
                     f"duplicate roadLink from {road_links[k].start_road!r} (also roadLinks[{first}])")
+    # every non-virtual intersection is an agent: without a roadLink it has no phase that greens one, so
+    # no action (the env's action spaces cannot hold an agent with none, and its export no fallback plan)
+    if not virtual and not road_links:
+        fields.fail(f"{path}.roadLinks", raw_links,
+                    "a non-virtual intersection without roadLinks has nothing to signal (an agent with no phase "
+                    "to command): mark it virtual (a boundary, where routes may start and end)")
     # Virtual intersections are boundaries where vehicles enter and leave: no signal to run, and
     # CityFlow itself never reads their trafficLight block.
     phases = () if virtual else _parse_phases(fields, obj, path, len(road_links))
