@@ -140,6 +140,9 @@ def _first(meta: dict) -> dict:
     (lambda m: _first(m)["actions"].__setitem__(1, -1), "intersections[0].actions[1]", -1),
     (lambda m: _first(m)["actions"].__setitem__(0, 1.5), "intersections[0].actions[0]", 1.5),
     (lambda m: _first(m)["fallback_plan"][0].update(phase=-2), "intersections[0].fallback_plan[0].phase", -2),
+    # no action (what the exporter wrote for a junction of right turns alone before it had one): was named
+    # only as an empty fallback plan
+    (lambda m: _first(m).update(actions=[], fallback_plan=[]), "intersections[0].actions", []),
     (lambda m: _first(m).update(lane_max_vehicles=[-1.0] * len(_first(m)["in_lanes"])),
      "intersections[0].lane_max_vehicles[0]", -1.0),
     # tables that do not match the readings: every message was a numpy broadcast error

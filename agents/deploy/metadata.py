@@ -199,6 +199,11 @@ def _check_entry(i: int, entry: dict, timing: Timing, source: str) -> None:
             raise ModelError(source, f"intersections[{i}].{path}", phase,
                              f"intersection {inter_id!r}: a phase must be an integer >= 0")
     actions = entry["actions"]
+    if not actions:  # the model has nothing to command there, nor the fallback a plan
+        raise ModelError(source, f"intersections[{i}].actions", actions,
+                         f"intersection {inter_id!r} has no action (every intersection has one at least; an older "
+                         "exporter wrote none for a junction whose phases green right turns alone): export its "
+                         "checkpoint again")
     for k, phase in enumerate(actions):
         if phase in actions[:k]:  # the exporter lists each signal phase once: a repeat is an edit
             raise ModelError(source, f"intersections[{i}].actions[{k}]", phase,
