@@ -16,8 +16,10 @@ import pytest
 import torch
 
 import envs
+from agents.classical import MaxPressure
 from agents.deploy.export import export_policy
 from agents.deploy.runtime import PolicyRuntime
+from envs.engine import Simulator
 from envs.engine.intersections import intersection_layout
 from envs.scenario import scenario_from_dicts, scenario_from_sumo
 from tests.deploy_fixtures import readings_message, untrained
@@ -49,6 +51,19 @@ def test_a_cityflow_intersection_of_right_turns_alone_chooses_its_phases_that_gr
     assert layout.ids == ("A", "B")
     # A's phases: 0 greens the right turn, 1 greens nothing (no action: it would only stop the traffic)
     assert layout.action_phase.tolist() == [[0, -1], [0, 1]]
+
+
+def test_a_phase_greening_a_right_turn_no_other_action_greens_is_an_action():
+    """B's second roadLink (a_b -> b_n) typed a right turn, green in phase 1 alone: phase 1 served right
+    turns only, so it was no action, and once B left phase 0 (where every run starts) no controller that
+    chooses among the actions gave the turn a green again: max pressure stranded the vehicle bound for b_n."""
+    roadnet = minimal_roadnet()
+    roadnet["intersections"][2]["roadLinks"][1]["type"] = "turn_right"
+    scenario = scenario_from_dicts(roadnet, minimal_flow(), name="mini")
+    assert intersection_layout(scenario.network).action_phase.tolist() == [[0, -1], [0, 1]]
+    sim = Simulator(scenario.network, scenario.demand(1))
+    finish = sim.run(400, MaxPressure()).trip_finish[0]
+    assert (finish[:-1] >= 0).all(), finish.tolist()  # the b_n trip was -1: never left the network
 
 
 def test_the_gymnasium_and_pettingzoo_action_spaces_give_it_one_action(scenario):

@@ -12,8 +12,8 @@ Indexing conventions (all fixed at compile time, shapes in brackets):
 
 A *transition phase* is one that serves no movement except right turns (CityFlow's phase 0);
 the engine inserts yellow and all-red itself, so controllers that choose phases use
-``signal_phase`` (phases serving at least one non-right-turn movement; at an intersection where
-no phase does, e.g. a junction whose only movement turns right, the phases serving any movement).
+``signal_phase`` (phases serving at least one non-right-turn movement, and those serving a right
+turn no such phase serves: e.g. the one phase of a junction whose only movement turns right).
 """
 
 from __future__ import annotations
@@ -232,10 +232,12 @@ def compile_network(spec: RoadnetSpec, device: str | torch.device = "cpu") -> Ne
     non_right = mov_valid & (mov_type != RIGHT)
     non_right = non_right.reshape(num_inter, max_links)
     signal_phase = (phase_green & non_right[:, None, :]).any(-1) & phase_valid
-    # an intersection no phase of which serves more than right turns has no transition phase to tell
-    # apart: its phases that green a movement are what there is to command (else it has no action at all)
-    serves = (phase_green & mov_valid.reshape(num_inter, max_links)[:, None, :]).any(-1) & phase_valid
-    signal_phase = np.where(signal_phase.any(-1, keepdims=True), signal_phase, serves)
+    # a phase of right turns alone is a transition only where the signal phases green its turns too: one
+    # that greens a movement no signal phase does is the only way to that movement's green (never commanded,
+    # it was stranded after the first switch), and at an intersection of right turns alone it is all there is
+    covered = (phase_green & signal_phase[:, :, None]).any(1)  # [I, K] green in some signal phase
+    stranded = mov_valid.reshape(num_inter, max_links) & ~covered
+    signal_phase |= (phase_green & stranded[:, None, :]).any(-1) & phase_valid
     # p -> q ends a green when some movement green in p is not green in q
     removes = (phase_green[:, :, None, :] & ~phase_green[:, None, :, :]).any(-1)
 
