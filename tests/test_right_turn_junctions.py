@@ -114,3 +114,22 @@ def test_its_export_loads_and_a_message_may_leave_it_out(scenario, tmp_path):
     reply = PolicyRuntime(onnx_path).decide(lights)
     assert list(reply["commands"]) == ["C", "E"] and reply["faults"] == []
     assert all(c["faults"] == [] for c in reply["commands"].values())
+
+
+@pytest.mark.parametrize("trainer", ["sb3", "torchrl"])
+def test_both_trainers_run_on_a_scenario_with_it(tmp_path, trainer):
+    """A tiny train.py run given the fixture's .sumocfg as scenario.name: TorchRL's stopped at the first
+    rollout ('intersections.action[0, 2] (N)' = 0: outside the action mask: must be in [0, 0)); SB3's ran,
+    N's all-False mask row drawing actions the env then ignored."""
+    from agents.ppo.sb3_trainer import train
+    from agents.ppo.torchrl_trainer import train_torchrl
+    from tests.test_torchrl_trainer import torchrl_config
+
+    folder = write_tiny(tmp_path / "net", net=RIGHT_TURN_NET)
+    settings = {"scenario.name": str(folder / "tiny.sumocfg"), "env.copies": 2, "agent.n_steps": 8,
+                "agent.batch_size": 24, "agent.n_epochs": 1, "agent.net_arch": "[8,8]", "train.total_agent_steps": 48,
+                "eval.seeds": 1, "eval.steps": 60, "train.progress": "false", "train.threads": 1,
+                "train.device": "cpu", "trainer": trainer}
+    result = (train if trainer == "sb3" else train_torchrl)(torchrl_config(settings), tmp_path / "run")
+    assert result["num_timesteps"] == 48
+    assert all(np.isfinite(e["travel_time/mean"]) for e in result["eval_history"])
