@@ -9,9 +9,9 @@ An agent's *actions* are its signal phases (phases that give green to at least o
 other than a right turn), in roadnet order: action ``a`` of intersection ``i`` commands phase
 ``action_phase[i, a]``. Transition phases (CityFlow's all-right-turn phase 0) are never chosen:
 the engine inserts yellow and all-red itself. A phase that greens a right turn no other signal
-phase greens is a signal phase too (else that turn were never green again once the intersection
-left it): so a junction whose only movement turns right has its phase as its action, and every
-intersection (each has a roadLink some phase greens) has at least one action.
+phase greens is a signal phase too (else that turn would never be green again once the
+intersection left it): so a junction whose only movement turns right has its phase as its action,
+and every intersection (each has a roadLink some phase greens) has at least one action.
 """
 
 from __future__ import annotations
