@@ -10,10 +10,10 @@ Indexing conventions (all fixed at compile time, shapes in brackets):
   movements (``k`` beyond an intersection's count) have ``movement_valid == False``.
 - phases ``p in [0, P)`` per intersection, padded to the most phases at any intersection.
 
-A *transition phase* is one that serves no movement except right turns (CityFlow's phase 0);
-the engine inserts yellow and all-red itself, so controllers that choose phases use
-``signal_phase`` (phases serving at least one non-right-turn movement, and those serving a right
-turn no such phase serves: e.g. the one phase of a junction whose only movement turns right).
+A *transition phase* is one that serves no movement except right turns the other phases serve too
+(CityFlow's phase 0); the engine inserts yellow and all-red itself, so controllers that choose
+phases use ``signal_phase`` (phases serving at least one non-right-turn movement, and those serving
+a right turn no such phase serves: e.g. the one phase of a junction whose only movement turns right).
 """
 
 from __future__ import annotations
