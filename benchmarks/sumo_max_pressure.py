@@ -176,7 +176,7 @@ def _phase_movements(greens: list[str], links: list) -> list[list[tuple[set, set
              if any(state[i] in GREEN_CHARS for i in indices)] for state in greens]
 
 
-def _transition(current: str, target: str, letter: str) -> str:
+def transition_state(current: str, target: str, letter: str) -> str:
     """`current` with the connections that lose green shown as `letter`."""
     return "".join(letter if c in "Gg" and t not in "Gg" else c for c, t in zip(current, target))
 
@@ -233,8 +233,8 @@ def run(binary: str, config, tripinfo: Path, yellow_s: int = 3, all_red_s: int =
                     scores.append(pressure + TIE_BREAK * inflow)
                 best = light["greens"][scores.index(max(scores))]
                 if best != light["current"]:
-                    yellow = _transition(light["current"], best, "y")
-                    red = _transition(light["current"], best, "r")
+                    yellow = transition_state(light["current"], best, "y")
+                    red = transition_state(light["current"], best, "r")
                     light["queue"] = [yellow] * yellow_s + [red] * all_red_s + [best]
                     traci.trafficlight.setRedYellowGreenState(tl, light["queue"].pop(0))
             traci.simulationStep()

@@ -1,0 +1,296 @@
+"""An exported policy deployed on SUMO's lights: the torch-free runtime (agents/deploy/runtime.py)
+reads SUMO's state over TraCI and its replies switch SUMO's lights, as a signal cabinet would
+have it do; travel time compared with SUMO's static programs, max pressure in SUMO, and the
+same policy in gridlight.
+
+    pip install -e '.[sumo]'
+    python train.py scenario=resco_cologne1 agent=ppo_shared train=fast hydra.run.dir=RUN
+    python export.py checkpoint=RUN/checkpoints/last.zip
+    python benchmarks/sumo_deployed.py --scenario resco_cologne1 --model RUN/checkpoints/last.onnx
+
+Every ``decision_interval_s`` (the metadata's timing) a request is built from SUMO's state in the
+service's JSON form (docs/deployment.md, "Protocol") and given to `PolicyRuntime.decide`: per
+intersection of the metadata, per lane of its ``in_lanes`` (gridlight lane ``road_k`` is SUMO
+lane ``to_roadnet.gridlight_lanes(edge)[k]``, as the import mapped them) the readings the model
+declares: ``lane_count`` (SUMO's vehicles on the lane), ``lane_halting`` (those slower than
+gridlight's ``halting_speed``, 0.1 m/s, SUMO's own threshold too), ``approach_moving`` /
+``approach_halting`` (those whose front is within the export's approach distance, 100 m, of the
+lane's end); ``phase`` (the roadnet phase last commanded, from the start of its yellow, as
+gridlight counts it) and ``time_in_phase`` (seconds since then). A reply's change starts
+``switch_in_s`` later (the whole second before, as agents/deploy/simulated.py's field device does:
+SUMO steps whole seconds): ``yellow_s`` seconds with the connections that lose green shown ``y``,
+then ``all_red_s`` with them ``r``, then the SUMO program's green state of the new phase (the
+last of its ``sumo.program_phases``; the program's own yellows are not shown, the reply's are).
+
+Approximated: gridlight lengthens SUMO's stub edges to one step's travel
+(`simulated_road_lengths`); here a stub lane's readings are SUMO's lane as it is. Vehicles on a
+junction's internal lanes count on no incoming lane (in gridlight a vehicle is on a lane or past
+the stop line). Unsignalised junctions (``sumo.tls_id`` null) get readings too (phase 0, time
+in phase from the start) and their replies are ignored: SUMO's right of way runs them.
+
+Prints one JSON line: travel time counted as benchmarks/sumo_fidelity.py counts it (scheduled
+departure to arrival, unfinished to the horizon) for SUMO's static programs, max pressure in SUMO
+(``--mp-sensing``) and the deployed policy in SUMO, and in gridlight for the static programs, max
+pressure and the same exported policy (`SimulatedRuntime`, evaluate.py's ``deployed=``), all on
+the scenario's own demand; plus the runtime's fault counts and decisions made by the fallback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+from common import emit, log  # noqa: F401  (sets sys.path)
+
+from agents.deploy.runtime import PolicyRuntime
+from agents.deploy.simulated import SimulatedRuntime, check_timing
+from envs.engine import EngineParams, Simulator
+from envs.errors import ConfigError, ModelError
+from envs.evaluation.metrics import episode_metrics
+from envs.rl.movement_features import APPROACH_M
+from envs.scenario import load_scenario
+from envs.scenario.registry import SUMO_DATASETS, known_sumo_datasets, sumo_folder
+from envs.scenario.sumo.config import find_config, read_config
+from envs.scenario.sumo.net_reader import SumoNet, read_net
+from envs.scenario.sumo.to_roadnet import gridlight_lanes
+from sumo_max_pressure import SENSING, sumo_command, traci_module, transition_state
+
+SOURCE = "benchmarks/sumo_deployed.py"
+WHOLE_SECONDS = ("decision_interval_s", "min_green_s", "yellow_s", "all_red_s")
+
+
+def sumo_lanes(meta: dict, net: SumoNet, source: str) -> list[list[str]]:
+    """Per metadata intersection, the SUMO lane ids of its ``in_lanes``, in that order."""
+    out = []
+    for i, entry in enumerate(meta["intersections"]):
+        lanes = []
+        for lane in entry["in_lanes"]:
+            road, _, index = lane.rpartition("_")
+            edge = net.edges.get(road)
+            ours = gridlight_lanes(edge) if edge is not None else []
+            if not index.isdigit() or int(index) >= len(ours):
+                raise ModelError(source, f"intersections[{i}].in_lanes", lane,
+                                 f"not a passenger lane of {net.source}: the model was exported for another network")
+            lanes.append(ours[int(index)].id)
+        out.append(lanes)
+    return out
+
+
+@dataclasses.dataclass
+class Light:
+    """One SUMO traffic light the policy runs: its roadnet phases' SUMO green states."""
+
+    tls_id: str
+    greens: list[str]  # per roadnet phase, the SUMO state of its green
+    phase: int = 0  # the roadnet phase whose change last started (its yellow counts as its)
+    since: int = 0  # the step it started
+    shown: str = ""  # the state SUMO shows now
+    pending: tuple | None = None  # a change still to start: (step, phase, yellow_s, all_red_s)
+    clearing: tuple | None = None  # the change under way: (state it started from, yellow_s, all_red_s)
+
+
+class DeployedLights:
+    """The bridge between SUMO (`traci`) and the runtime for the intersections of `meta` (the
+    exported metadata; `source`: its file, named in errors): `request` reads, `apply` takes a
+    reply, `show` sets each step's states (module doc)."""
+
+    def __init__(self, traci, meta: dict, net: SumoNet, lane_readings, source: str,
+                 approach_m: float = APPROACH_M, halting_speed: float = EngineParams().halting_speed) -> None:
+        self.traci, self.meta, self.lane_readings = traci, meta, tuple(lane_readings)
+        self.approach_m, self.halting_speed = approach_m, halting_speed
+        for name in WHOLE_SECONDS:  # SUMO steps whole seconds: a fraction would be cut short or run long
+            value = float(meta["timing"][name])
+            if value != int(value):
+                raise ModelError(source, f"timing.{name}", value, "a whole number of seconds to run in SUMO")
+        self.interval = int(meta["timing"]["decision_interval_s"])
+        self.ids = [entry["id"] for entry in meta["intersections"]]
+        self.lanes = sumo_lanes(meta, net, source)
+        self.lights: dict[str, Light] = {}
+        for i, entry in enumerate(meta["intersections"]):
+            sumo = entry.get("sumo")
+            if sumo is None:
+                raise ModelError(source, f"intersections[{i}].sumo", None,
+                                 "no SUMO light entry: export a policy trained on a SUMO scenario")
+            tls = sumo["tls_id"]
+            if tls is None:
+                continue
+            if tls not in net.programs:
+                raise ModelError(source, f"intersections[{i}].sumo.tls_id", tls, f"no such light in {net.source}")
+            program = net.programs[tls].phases
+            self.lights[entry["id"]] = Light(tls, [program[indices[-1]].state for indices in sumo["program_phases"]])
+        self._length: dict[str, float] = {}
+
+    def start(self) -> None:
+        """Every light shows its phase 0 green, as gridlight's signals start."""
+        for light in self.lights.values():
+            light.shown = light.greens[0]
+            self.traci.trafficlight.setRedYellowGreenState(light.tls_id, light.shown)
+
+    def _lane(self, lane: str) -> dict[str, int]:
+        traci = self.traci
+        vehicles = traci.lane.getLastStepVehicleIDs(lane)
+        out = {"lane_count": len(vehicles), "lane_halting": 0, "approach_moving": 0, "approach_halting": 0}
+        if lane not in self._length:
+            self._length[lane] = traci.lane.getLength(lane)
+        for vehicle in vehicles:
+            halting = traci.vehicle.getSpeed(vehicle) < self.halting_speed
+            out["lane_halting"] += halting
+            if self._length[lane] - traci.vehicle.getLanePosition(vehicle) <= self.approach_m:
+                out["approach_halting" if halting else "approach_moving"] += 1
+        return out
+
+    def request(self, t: int) -> dict:
+        """The runtime's JSON request at step `t` (seconds since the sumocfg's begin)."""
+        intersections = {}
+        for inter_id, lanes in zip(self.ids, self.lanes):
+            per_lane = [self._lane(lane) for lane in lanes]
+            readings = {name: [reading[name] for reading in per_lane] for name in self.lane_readings}
+            light = self.lights.get(inter_id)
+            readings["phase"] = light.phase if light else 0
+            readings["time_in_phase"] = float(t - light.since) if light else float(t)
+            intersections[inter_id] = readings
+        return {"t": t, "intersections": intersections}
+
+    def apply(self, t: int, reply: dict) -> None:
+        """Take each light's command: a phase other than the one running is a change to start
+        ``switch_in_s`` from `t` (replacing one still to start: the runtime restates it); the
+        phase running keeps it (a clearance under way goes on)."""
+        for inter_id, light in self.lights.items():
+            command = reply["commands"][inter_id]
+            if command["phase"] == light.phase:
+                light.pending = None
+            else:
+                light.pending = (t + math.floor(command["switch_in_s"]), command["phase"],
+                                 round(command["yellow_s"]), round(command["all_red_s"]))
+
+    def show(self, t: int) -> None:
+        """Set the states of step `t` (before SUMO runs it)."""
+        for light in self.lights.values():
+            if light.pending is not None and light.pending[0] <= t:
+                _, light.phase, yellow, all_red = light.pending
+                light.since, light.pending = t, None
+                # a change during another's clearance starts from what is shown: its y / r stay
+                light.clearing = (light.shown, yellow, all_red)
+            state = light.shown
+            if light.clearing is not None:
+                base, yellow, all_red = light.clearing
+                elapsed, target = t - light.since, light.greens[light.phase]
+                if elapsed < yellow:
+                    state = transition_state(base, target, "y")
+                elif elapsed < yellow + all_red:
+                    state = transition_state(base, target, "r")
+                else:
+                    state, light.clearing = target, None
+            if state != light.shown:
+                light.shown = state
+                self.traci.trafficlight.setRedYellowGreenState(light.tls_id, state)
+
+
+def run_deployed(binary: str, config, model: Path, tripinfo: Path, extra_args=(), steps: int | None = None,
+                 on_step=None) -> dict:
+    """Run `config` in SUMO with the policy exported at `model` on its lights; `steps`: seconds
+    to run (default the sumocfg's window); `on_step(t, lights, reply)` after each step's states
+    are set (reply None between decisions). Returns the runtime's fault counts and how many
+    intersection-decisions the fallback made."""
+    runtime = PolicyRuntime(model, deadline_ms=None)
+    traci = traci_module()
+    net = read_net(config.net_file)
+    lights = DeployedLights(traci, runtime.meta, net, runtime.lane_readings, str(runtime.metadata_path))
+    signalised = list(lights.lights)
+    fallback = decisions = 0
+    with contextlib.redirect_stdout(sys.stderr):  # TraCI prints its connection retries
+        traci.start(sumo_command(binary, config, "--tripinfo-output", str(tripinfo), *extra_args))
+    try:
+        lights.start()
+        for t in range(int(config.end - config.begin) if steps is None else steps):
+            reply = None
+            if t % lights.interval == 0:
+                reply = runtime.decide(lights.request(t))
+                lights.apply(t, reply)
+                decisions += len(signalised)
+                fallback += sum(reply["commands"][i]["source"] != "policy" for i in signalised)
+            lights.show(t)
+            if on_step is not None:
+                on_step(t, lights, reply)
+            traci.simulationStep()
+    finally:
+        traci.close()
+    return {"deployed_decisions": decisions, "deployed_fallback": fallback,
+            "deployed_faults": dict(runtime.fault_counts)}
+
+
+def engine_params(meta: dict) -> EngineParams:
+    """The engine the policy was trained under (the metadata's composed config), as evaluate.py's
+    ``deployed=`` runs it."""
+    trained = meta.get("training", {}).get("config", {}).get("engine", {})
+    names = {field.name for field in dataclasses.fields(EngineParams)}
+    return EngineParams(**{k: v for k, v in trained.items() if k in names})
+
+
+def run_gridlight_deployed(scenario, config, model: Path) -> dict:
+    """The same export in gridlight, on the scenario's own demand for the sumocfg's window."""
+    controller = SimulatedRuntime(str(model), deadline_ms=None)
+    meta = PolicyRuntime(model, deadline_ms=None).meta
+    params = engine_params(meta)
+    check_timing(meta, str(model), params)
+    sim = Simulator(scenario.network, scenario.demand(1), params)
+    sim.run(int(config.end - config.begin), controller)
+    metrics = episode_metrics(sim.demand, sim.state)
+    return {"gridlight_deployed_travel_time": round(float(metrics["travel_time/mean"][0]), 2),
+            "gridlight_deployed_finished": int(metrics["throughput"][0])}
+
+
+def main() -> None:
+    from sumo_fidelity import (
+        run_gridlight, run_gridlight_max_pressure, run_sumo, run_sumo_max_pressure, sumo_binary, sumo_travel,
+        teleports,
+    )
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenario", required=True, help=f"one of {', '.join(known_sumo_datasets())}")
+    parser.add_argument("--model", required=True, type=Path, help="the exported ONNX model (export.py)")
+    parser.add_argument("--mp-sensing", choices=SENSING, default="lane",
+                        help="what max pressure counts (benchmarks/sumo_max_pressure.py)")
+    args = parser.parse_args()
+    if args.scenario not in SUMO_DATASETS:
+        raise ConfigError(SOURCE, "--scenario", args.scenario,
+                          f"not a SUMO scenario; known: {', '.join(known_sumo_datasets())}")
+    if args.model.is_dir():  # an export folder: its one model
+        found = sorted(args.model.glob("*.onnx"))
+        if len(found) != 1:
+            raise ConfigError(SOURCE, "--model", str(args.model),
+                              f"a folder holding one .onnx model, found {len(found)}")
+        args.model = found[0]
+    trained_on = PolicyRuntime(args.model, deadline_ms=None).meta.get("training", {}).get("scenario")
+    if trained_on != args.scenario:
+        raise ConfigError(SOURCE, "--model", str(args.model), f"exported for {trained_on}, not {args.scenario}")
+    config = read_config(find_config(sumo_folder(args.scenario)))
+    scenario = load_scenario(args.scenario)
+    row = {"scenario": args.scenario, "model": str(args.model)}
+    with tempfile.TemporaryDirectory() as workdir:
+        work = Path(workdir)
+        log(f"{args.scenario}: SUMO static programs")
+        row.update(run_sumo(config, work))
+        log(f"{args.scenario}: SUMO max pressure")
+        row.update(run_sumo_max_pressure(config, work, args.mp_sensing, scenario.network))
+        log(f"{args.scenario}: SUMO deployed policy")
+        trips, stats = work / "tripinfo_deployed.xml", work / "stats_deployed.xml"
+        row.update(run_deployed(sumo_binary(), config, args.model, trips, ("--statistic-output", str(stats))))
+        row.update(sumo_travel(config, trips, "sumo_deployed"), sumo_deployed_teleports=teleports(stats))
+    log(f"{args.scenario}: gridlight")
+    row.update(run_gridlight(scenario, config))
+    row.update(run_gridlight_max_pressure(scenario, config, args.mp_sensing))
+    row.update(run_gridlight_deployed(scenario, config, args.model))
+    emit(row)
+
+
+if __name__ == "__main__":
+    from envs.errors import exit_on_error  # a GridlightError: one "error: ..." line, exit status 2
+
+    with exit_on_error():
+        main()

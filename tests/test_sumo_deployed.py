@@ -1,0 +1,182 @@
+"""An exported policy on SUMO's lights (benchmarks/sumo_deployed.py): the runtime's request built
+from SUMO's state, its replies shown as SUMO states (yellow on the connections losing green, then
+all-red, then the new green; never two phases' greens at once). A stand-in for TraCI runs
+tests/sumo_fixtures.py's one-light scenario, so SUMO is not needed; the last test runs the real
+SUMO on resco_cologne1 and skips without eclipse-sumo or the dataset."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from sumo_deployed import DeployedLights, run_deployed  # noqa: E402
+
+from agents.deploy.export import export_policy  # noqa: E402
+from agents.deploy.runtime import PolicyRuntime  # noqa: E402
+from envs.errors import ModelError  # noqa: E402
+from envs.scenario import load_scenario, scenario_from_sumo  # noqa: E402
+from envs.scenario.sumo.net_reader import read_net  # noqa: E402
+from tests.deploy_fixtures import OBSERVATIONS, untrained  # noqa: E402
+from tests.sumo_fixtures import write_tiny  # noqa: E402
+
+APPROACH = ["approach_moving", "approach_halting"]
+OBSERVED = OBSERVATIONS[:-1] + APPROACH + OBSERVATIONS[-1:]
+# the tiny net's light C: phase 0 'Ggr' (WC straight and left), phase 1 'rrG' (NC left); its
+# yellows 'yyr' / 'rry' are the program's, not shown by the deployed policy
+GREENS = ["Ggr", "rrG"]
+
+
+def export(scenario, folder: Path) -> tuple[Path, dict]:
+    checkpoint = untrained(scenario, "shared", folder / "policy.zip", observations=OBSERVED)
+    onnx_path, meta_path = export_policy(checkpoint, folder / "export", scenario=scenario)
+    return onnx_path, json.loads(meta_path.read_text())
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(onnx path, metadata, SumoNet) of an untrained policy exported on the one-light scenario."""
+    folder = write_tiny(tmp_path_factory.mktemp("tiny") / "scenario")
+    onnx_path, meta = export(scenario_from_sumo(folder / "tiny.sumocfg"), folder)
+    return onnx_path, meta, read_net(folder / "tiny.net.xml")
+
+
+class FakeTraci:
+    """TraCI's calls the bridge makes; `vehicles`: SUMO lane -> {vehicle: (front position, speed)};
+    the light's states as set are `shown` (one entry per call)."""
+
+    LENGTHS = {"WC_1": 100.0, "WC_2": 250.0, "NC_0": 50.0}  # WC_2 longer than the net's: room beyond 100 m
+
+    def __init__(self, vehicles: dict) -> None:
+        self.vehicles, self.shown = vehicles, []
+        where = {v: value for lane in vehicles.values() for v, value in lane.items()}
+        self.lane = SimpleNamespace(getLastStepVehicleIDs=lambda lane: list(self.vehicles.get(lane, {})),
+                                    getLength=self.LENGTHS.__getitem__)
+        self.vehicle = SimpleNamespace(getLanePosition=lambda v: where[v][0], getSpeed=lambda v: where[v][1])
+        self.trafficlight = SimpleNamespace(setRedYellowGreenState=lambda tls, state: self.shown.append((tls, state)))
+
+
+def bridge(tiny, vehicles=None) -> DeployedLights:
+    onnx_path, meta, net = tiny
+    lights = DeployedLights(FakeTraci(vehicles or {}), meta, net, ("lane_count", "lane_halting", *APPROACH),
+                            str(onnx_path))
+    lights.start()
+    return lights
+
+
+def greens(state: str) -> set[int]:
+    return {k for k, c in enumerate(state) if c in "Gg"}
+
+
+def test_the_request_reads_sumos_lanes_in_the_metadata_order(tiny):
+    # gridlight's WC_0 is the leftmost lane, SUMO's WC_2; WC_0 (SUMO's) is a sidewalk
+    vehicles = {"WC_2": {"a": (245.0, 0.0), "b": (200.0, 8.0), "c": (100.0, 0.0), "d": (20.0, 0.09)},
+                "WC_1": {"e": (60.0, 0.1)}, "WC_0": {"walker": (50.0, 0.0)}}
+    lights = bridge(tiny, vehicles)
+    assert tiny[1]["intersections"][0]["in_lanes"] == ["WC_0", "WC_1", "NC_0"]
+    readings = lights.request(0)["intersections"]["C"]
+    assert readings["lane_count"] == [4, 1, 0]
+    assert readings["lane_halting"] == [3, 0, 0]  # slower than 0.1 m/s: a, c, d (e at 0.1 m/s moves)
+    assert readings["approach_moving"] == [1, 1, 0]  # b (50 m from the stop line), e
+    assert readings["approach_halting"] == [1, 0, 0]  # a; c (150 m) and d (230 m) are beyond 100 m
+    assert (readings["phase"], readings["time_in_phase"]) == (0, 0.0)
+    assert lights.traci.shown == [("C", GREENS[0])]  # phase 0's green from the start
+
+
+def test_a_change_shows_yellow_then_all_red_then_the_new_green(tiny):
+    lights = bridge(tiny)
+    lights.apply(10, {"commands": {"C": {"phase": 1, "switch_in_s": 2.0, "yellow_s": 3.0, "all_red_s": 2.0}}})
+    shown, reported = {}, {}
+    for t in range(10, 21):
+        lights.show(t)
+        shown[t] = lights.traci.shown[-1][1]
+        reported[t] = (lights.request(t)["intersections"]["C"]["phase"], lights.request(t)["intersections"]["C"]
+                       ["time_in_phase"])
+    assert [shown[t] for t in range(10, 19)] == ["Ggr"] * 2 + ["yyr"] * 3 + ["rrr"] * 2 + ["rrG"] * 2
+    assert reported[11] == (0, 11.0) and reported[13] == (1, 1.0)  # the yellow counts as the new phase's
+    for t, state in shown.items():  # never a green of each phase at once
+        assert greens(state) <= greens(GREENS[0]) or greens(state) <= greens(GREENS[1]), (t, state)
+        if greens(state) - greens(GREENS[0]):
+            assert t >= 12 + 3 + 2, (t, state)
+
+
+def test_a_change_due_between_seconds_starts_the_second_before_and_a_kept_phase_sets_nothing(tiny):
+    lights = bridge(tiny)
+    lights.apply(0, {"commands": {"C": {"phase": 0, "switch_in_s": 0.0, "yellow_s": 0.0, "all_red_s": 0.0}}})
+    for t in range(5):
+        lights.show(t)
+    assert lights.traci.shown == [("C", "Ggr")]  # the start only
+    lights.apply(5, {"commands": {"C": {"phase": 1, "switch_in_s": 1.5, "yellow_s": 3.0, "all_red_s": 2.0}}})
+    lights.show(5)
+    assert lights.traci.shown[-1][1] == "Ggr"
+    lights.show(6)
+    assert lights.traci.shown[-1][1] == "yyr"
+
+
+def test_the_runtime_drives_the_stand_in_without_a_fault(tiny):
+    """Closed loop: the phase and time in phase reported are the runtime's own model of the
+    signal (a second off, or the yellow counted as the old phase's, would be a fault)."""
+    onnx_path, meta, _ = tiny
+    runtime = PolicyRuntime(onnx_path, deadline_ms=None)
+    lights = bridge(tiny)
+    replies = []
+    for t in range(300):
+        # queues that grow and empty: the policy sees readings change
+        lights.traci.vehicles = {"WC_2": {f"w{k}": (240.0 - 7.5 * k, 0.0) for k in range((t // 20) % 5)},
+                                 "NC_0": {f"n{k}": (45.0 - 7.5 * k, 0.0) for k in range((t // 30) % 4)}}
+        where = {v: p for lane in lights.traci.vehicles.values() for v, p in lane.items()}
+        lights.traci.vehicle = SimpleNamespace(getLanePosition=lambda v: where[v][0], getSpeed=lambda v: where[v][1])
+        if t % lights.interval == 0:
+            replies.append(runtime.decide(lights.request(t)))
+            lights.apply(t, replies[-1])
+        lights.show(t)
+    commands = [reply["commands"]["C"] for reply in replies]
+    assert runtime.fault_counts == {} and all(c["source"] == "policy" and not c["faults"] for c in commands)
+    states = [state for _, state in lights.traci.shown]
+    assert "rrG" in states and states.count("yyr") >= 1  # it switched, through a yellow
+    for state in states:
+        assert greens(state) <= greens(GREENS[0]) or greens(state) <= greens(GREENS[1]), state
+
+
+def test_a_lane_the_net_lacks_is_refused_naming_the_field(tiny):
+    onnx_path, meta, net = tiny
+    edited = json.loads(json.dumps(meta))
+    edited["intersections"][0]["in_lanes"][2] = "NC_1"
+    with pytest.raises(ModelError, match=r"intersections\[0\]\.in_lanes.*NC_1.*not a passenger lane"):
+        DeployedLights(FakeTraci({}), edited, net, ("lane_count",), str(onnx_path))
+
+
+def test_the_policy_runs_real_sumo_on_cologne1(datasets_dir, tmp_path):
+    pytest.importorskip("sumo", reason="eclipse-sumo is not installed (pip install -e '.[sumo]')")
+    from sumo_fidelity import sumo_binary, sumo_travel
+
+    from envs.scenario.registry import sumo_folder
+    from envs.scenario.sumo.config import find_config, read_config
+
+    try:
+        folder = sumo_folder("resco_cologne1", datasets_dir)
+    except Exception as error:  # the CityFlow datasets without the SUMO ones
+        pytest.skip(f"resco_cologne1's SUMO files are not under {datasets_dir}: {error}")
+    config = read_config(find_config(folder))
+    onnx_path, meta = export(load_scenario("resco_cologne1", data_dir=datasets_dir), tmp_path)
+    light = next(entry for entry in meta["intersections"] if entry["sumo"]["tls_id"])
+    program = {p: state for p, state in enumerate(read_net(config.net_file).programs[light["sumo"]["tls_id"]].phases)}
+    phase_greens = [greens(program[indices[-1]].state) for indices in light["sumo"]["program_phases"]]
+    seen = []
+
+    def check(t, lights, reply):
+        tls = light["sumo"]["tls_id"]
+        state = lights.traci.trafficlight.getRedYellowGreenState(tls)
+        assert state == lights.lights[light["id"]].shown, t  # SUMO shows what the bridge set
+        assert any(greens(state) <= allowed for allowed in phase_greens), (t, state)
+        seen.append(state)
+
+    trips = tmp_path / "tripinfo.xml"
+    done = run_deployed(sumo_binary(), config, onnx_path, trips, steps=600, on_step=check)
+    assert done["deployed_decisions"] == 120 and done["deployed_fallback"] == 0 and done["deployed_faults"] == {}
+    assert any(c == "y" for state in seen for c in state)  # it changed phase through a yellow
+    assert sumo_travel(config, trips, "sumo")["sumo_finished"] > 100
