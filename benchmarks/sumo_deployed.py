@@ -22,11 +22,16 @@ SUMO steps whole seconds): ``yellow_s`` seconds with the connections that lose g
 then ``all_red_s`` with them ``r``, then the SUMO program's green state of the new phase (the
 last of its ``sumo.program_phases``; the program's own yellows are not shown, the reply's are).
 
-Approximated: gridlight lengthens SUMO's stub edges to one step's travel
-(`simulated_road_lengths`); here a stub lane's readings are SUMO's lane as it is. Vehicles on a
-junction's internal lanes count on no incoming lane (in gridlight a vehicle is on a lane or past
-the stop line). Unsignalised junctions (``sumo.tls_id`` null) get readings too (phase 0, time
-in phase from the start) and their replies are ignored: SUMO's right of way runs them.
+What a lane's readings cover (``--sensing``): gridlight lengthens SUMO's stub edges (joins of
+0.2 to a few metres in front of some lights) to one step's travel (`simulated_road_lengths`);
+with ``road`` (the default) a lane shorter than gridlight's road is read over gridlight's length,
+walked back through the internal lanes and the lanes feeding it (benchmarks/sumo_max_pressure.py's
+`RoadSensors`), so that the policy reads the stretch it was trained on; ``lane`` reads SUMO's lanes
+as they are. Approximated either way: a vehicle on a junction's internal lane in front of a lane
+counts on no lane (in gridlight a vehicle is on a lane or past the stop line), and the walk's
+stretch is measured along SUMO's lanes, not gridlight's. Unsignalised junctions (``sumo.tls_id``
+null) get readings too (phase 0, time in phase from the start) and their replies are ignored:
+SUMO's right of way runs them.
 
 Prints one JSON line: travel time counted as benchmarks/sumo_fidelity.py counts it (scheduled
 departure to arrival, unfinished to the horizon) for SUMO's static programs, max pressure in SUMO
@@ -57,10 +62,11 @@ from envs.scenario import load_scenario
 from envs.scenario.registry import SUMO_DATASETS, known_sumo_datasets, sumo_folder
 from envs.scenario.sumo.config import find_config, read_config
 from envs.scenario.sumo.net_reader import SumoNet, read_net
-from envs.scenario.sumo.to_roadnet import gridlight_lanes
-from sumo_max_pressure import SENSING, sumo_command, traci_module, transition_state
+from envs.scenario.sumo.to_roadnet import gridlight_lanes, simulated_road_lengths
+from sumo_max_pressure import SENSING, RoadSensors, sumo_command, traci_module, transition_state
 
 SOURCE = "benchmarks/sumo_deployed.py"
+READINGS_SENSING = ("lane", "road")  # what a lane's readings cover (module doc)
 WHOLE_SECONDS = ("decision_interval_s", "min_green_s", "yellow_s", "all_red_s")
 
 
@@ -99,10 +105,15 @@ class DeployedLights:
     exported metadata; `source`: its file, named in errors): `request` reads, `apply` takes a
     reply, `show` sets each step's states (module doc)."""
 
-    def __init__(self, traci, meta: dict, net: SumoNet, lane_readings, source: str,
+    def __init__(self, traci, meta: dict, net: SumoNet, lane_readings, source: str, sensing: str = "road",
                  approach_m: float = APPROACH_M, halting_speed: float = EngineParams().halting_speed) -> None:
+        if sensing not in READINGS_SENSING:
+            raise ConfigError(SOURCE, "sensing", sensing, f"expected one of {READINGS_SENSING}")
         self.traci, self.meta, self.lane_readings = traci, meta, tuple(lane_readings)
         self.approach_m, self.halting_speed = approach_m, halting_speed
+        # road sensing: gridlight's road lengths, the stretch a stub lane's readings cover
+        self.lengths = simulated_road_lengths(net) if sensing == "road" else {}
+        self.sensors = RoadSensors(traci, sensing, self.lengths)
         for name in WHOLE_SECONDS:  # SUMO steps whole seconds: a fraction would be cut short or run long
             value = float(meta["timing"][name])
             if value != int(value):
@@ -123,7 +134,6 @@ class DeployedLights:
                 raise ModelError(source, f"intersections[{i}].sumo.tls_id", tls, f"no such light in {net.source}")
             program = net.programs[tls].phases
             self.lights[entry["id"]] = Light(tls, [program[indices[-1]].state for indices in sumo["program_phases"]])
-        self._length: dict[str, float] = {}
 
     def start(self) -> None:
         """Every light shows its phase 0 green, as gridlight's signals start."""
@@ -132,17 +142,15 @@ class DeployedLights:
             self.traci.trafficlight.setRedYellowGreenState(light.tls_id, light.shown)
 
     def _lane(self, lane: str) -> dict[str, int]:
-        traci = self.traci
-        vehicles = traci.lane.getLastStepVehicleIDs(lane)
-        out = {"lane_count": len(vehicles), "lane_halting": 0, "approach_moving": 0, "approach_halting": 0}
-        if lane not in self._length:
-            self._length[lane] = traci.lane.getLength(lane)
-        for vehicle in vehicles:
-            halting = traci.vehicle.getSpeed(vehicle) < self.halting_speed
-            out["lane_halting"] += halting
-            if self._length[lane] - traci.vehicle.getLanePosition(vehicle) <= self.approach_m:
-                out["approach_halting" if halting else "approach_moving"] += 1
-        return out
+        """One lane's readings: its vehicles, over gridlight's road length where that is longer
+        (road sensing), those halting, and those within the approach distance of the stop line."""
+        sensors, speed = self.sensors, self.traci.vehicle.getSpeed
+        stretch = max(sensors.length(lane), self.lengths.get(lane.rpartition("_")[0], 0.0))
+        vehicles = set(sensors.vehicles(lane, stretch))
+        near = set(sensors.vehicles(lane, min(stretch, self.approach_m)))
+        halting = {v for v in vehicles if speed(v) < self.halting_speed}
+        return {"lane_count": len(vehicles), "lane_halting": len(halting),
+                "approach_moving": len(near - halting), "approach_halting": len(near & halting)}
 
     def request(self, t: int) -> dict:
         """The runtime's JSON request at step `t` (seconds since the sumocfg's begin)."""
@@ -192,20 +200,23 @@ class DeployedLights:
 
 
 def run_deployed(binary: str, config, model: Path, tripinfo: Path, extra_args=(), steps: int | None = None,
-                 on_step=None) -> dict:
+                 on_step=None, sensing: str = "road") -> dict:
     """Run `config` in SUMO with the policy exported at `model` on its lights; `steps`: seconds
     to run (default the sumocfg's window); `on_step(t, lights, reply)` after each step's states
-    are set (reply None between decisions). Returns the runtime's fault counts and how many
-    intersection-decisions the fallback made."""
+    are set (reply None between decisions); `sensing`: what a lane's readings cover (module doc).
+    Returns the runtime's fault counts and how many light decisions the fallback made."""
+    if sensing not in READINGS_SENSING:  # before SUMO starts
+        raise ConfigError(SOURCE, "sensing", sensing, f"expected one of {READINGS_SENSING}")
     runtime = PolicyRuntime(model, deadline_ms=None)
     traci = traci_module()
     net = read_net(config.net_file)
-    lights = DeployedLights(traci, runtime.meta, net, runtime.lane_readings, str(runtime.metadata_path))
-    signalised = list(lights.lights)
     fallback = decisions = 0
     with contextlib.redirect_stdout(sys.stderr):  # TraCI prints its connection retries
         traci.start(sumo_command(binary, config, "--tripinfo-output", str(tripinfo), *extra_args))
-    try:
+    try:  # road sensing reads SUMO's lane links: built once SUMO runs
+        lights = DeployedLights(traci, runtime.meta, net, runtime.lane_readings, str(runtime.metadata_path),
+                                sensing)
+        signalised = list(lights.lights)
         lights.start()
         for t in range(int(config.end - config.begin) if steps is None else steps):
             reply = None
@@ -221,7 +232,7 @@ def run_deployed(binary: str, config, model: Path, tripinfo: Path, extra_args=()
     finally:
         traci.close()
     return {"deployed_decisions": decisions, "deployed_fallback": fallback,
-            "deployed_faults": dict(runtime.fault_counts)}
+            "deployed_faults": dict(runtime.fault_counts), "deployed_sensing": sensing}
 
 
 def engine_params(meta: dict) -> EngineParams:
@@ -254,6 +265,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", required=True, help=f"one of {', '.join(known_sumo_datasets())}")
     parser.add_argument("--model", required=True, type=Path, help="the exported ONNX model (export.py)")
+    parser.add_argument("--sensing", choices=READINGS_SENSING, default="road",
+                        help="what the policy's lane readings cover in SUMO: gridlight's road length where "
+                             "SUMO's lane is a shorter stub, or SUMO's lane as it is")
     parser.add_argument("--mp-sensing", choices=SENSING, default="lane",
                         help="what max pressure counts (benchmarks/sumo_max_pressure.py)")
     args = parser.parse_args()
@@ -280,7 +294,8 @@ def main() -> None:
         row.update(run_sumo_max_pressure(config, work, args.mp_sensing, scenario.network))
         log(f"{args.scenario}: SUMO deployed policy")
         trips, stats = work / "tripinfo_deployed.xml", work / "stats_deployed.xml"
-        row.update(run_deployed(sumo_binary(), config, args.model, trips, ("--statistic-output", str(stats))))
+        row.update(run_deployed(sumo_binary(), config, args.model, trips, ("--statistic-output", str(stats)),
+                                sensing=args.sensing))
         row.update(sumo_travel(config, trips, "sumo_deployed"), sumo_deployed_teleports=teleports(stats))
     log(f"{args.scenario}: gridlight")
     row.update(run_gridlight(scenario, config))

@@ -85,7 +85,7 @@ class RoadSensors:
         self.numbers: dict[str, int] = {}
         self._lengths: dict[str, float] = {}  # SUMO lane id -> its length (asked once)
 
-    def _length(self, lane: str) -> float:
+    def length(self, lane: str) -> float:
         if lane not in self._lengths:
             self._lengths[lane] = self.traci.lane.getLength(lane)
         return self._lengths[lane]
@@ -110,33 +110,33 @@ class RoadSensors:
             return self._number(lane) + sum(weight * self._number(other)
                                             for other, weight in self.approaches.get((lane, incoming), ()))
         stretch = self.lengths.get(lane.rsplit("_", 1)[0], 0.0) if self.sensing == "road" else 0.0
-        if self._length(lane) >= stretch:
+        if self.length(lane) >= stretch:
             return self._number(lane)
         return self._walk(lane, stretch, incoming, MAX_HOPS)
 
     def _walk(self, lane: str, metres: float, upstream: bool, hops: int) -> int:
-        """Vehicles whose front is within `metres` of `lane`'s end (upstream) or start, on it and
-        on the lanes before (after) it."""
+        return len(self.vehicles(lane, metres, upstream, hops))
+
+    def vehicles(self, lane: str, metres: float, upstream: bool = True, hops: int = MAX_HOPS) -> list[str]:
+        """The vehicles whose front is within `metres` of `lane`'s end (upstream) or start, on it
+        and on the lanes before (after) it (those only with road sensing: the others have no links)."""
         traci = self.traci
-        length = self._length(lane)
-        vehicles = traci.lane.getLastStepVehicleIDs(lane)
-        if metres >= length:
-            found = len(vehicles)
-        else:
+        length = self.length(lane)
+        found = list(traci.lane.getLastStepVehicleIDs(lane))
+        if metres < length:
             position = traci.vehicle.getLanePosition
-            found = sum((position(v) >= length - metres) if upstream else (position(v) <= metres)
-                        for v in vehicles)
+            found = [v for v in found if ((position(v) >= length - metres) if upstream else (position(v) <= metres))]
         left = metres - length
         if left <= 0 or hops == 0:
             return found
         for via, neighbour in (self.before if upstream else self.after).get(lane, []):
             if via:
-                found += traci.lane.getLastStepVehicleNumber(via)
-                left_after = left - self._length(via)
+                found += traci.lane.getLastStepVehicleIDs(via)
+                left_after = left - self.length(via)
             else:
                 left_after = left
             if left_after > 0:
-                found += self._walk(neighbour, left_after, upstream, hops - 1)
+                found += self.vehicles(neighbour, left_after, upstream, hops - 1)
         return found
 
 

@@ -18,7 +18,7 @@ from sumo_deployed import DeployedLights, run_deployed  # noqa: E402
 
 from agents.deploy.export import export_policy  # noqa: E402
 from agents.deploy.runtime import PolicyRuntime  # noqa: E402
-from envs.errors import ModelError  # noqa: E402
+from envs.errors import ConfigError, ModelError  # noqa: E402
 from envs.scenario import load_scenario, scenario_from_sumo  # noqa: E402
 from envs.scenario.sumo.net_reader import read_net  # noqa: E402
 from tests.deploy_fixtures import OBSERVATIONS, untrained  # noqa: E402
@@ -47,23 +47,31 @@ def tiny(tmp_path_factory):
 
 class FakeTraci:
     """TraCI's calls the bridge makes; `vehicles`: SUMO lane -> {vehicle: (front position, speed)};
-    the light's states as set are `shown` (one entry per call)."""
+    `lengths` / `links` (lane -> [(next lane, internal lane)]): the stand-in's lanes; the light's
+    states as set are `shown` (one entry per call)."""
 
     LENGTHS = {"WC_1": 100.0, "WC_2": 250.0, "NC_0": 50.0}  # WC_2 longer than the net's: room beyond 100 m
 
-    def __init__(self, vehicles: dict) -> None:
-        self.vehicles, self.shown = vehicles, []
-        where = {v: value for lane in vehicles.values() for v, value in lane.items()}
-        self.lane = SimpleNamespace(getLastStepVehicleIDs=lambda lane: list(self.vehicles.get(lane, {})),
-                                    getLength=self.LENGTHS.__getitem__)
-        self.vehicle = SimpleNamespace(getLanePosition=lambda v: where[v][0], getSpeed=lambda v: where[v][1])
+    def __init__(self, vehicles: dict, lengths: dict | None = None, links: dict | None = None) -> None:
+        self.shown, lengths, links = [], lengths or self.LENGTHS, links or {}
+        self.lane = SimpleNamespace(
+            getIDList=lambda: list(lengths), getLength=lengths.__getitem__,
+            getLinks=lambda lane, extended=True: [(to, True, True, False, via, "G", "s", 0.0)
+                                                  for to, via in links.get(lane, [])])
         self.trafficlight = SimpleNamespace(setRedYellowGreenState=lambda tls, state: self.shown.append((tls, state)))
+        self.put(vehicles)
+
+    def put(self, vehicles: dict) -> None:
+        """The vehicles SUMO holds now."""
+        where = {v: value for lane in vehicles.values() for v, value in lane.items()}
+        self.lane.getLastStepVehicleIDs = lambda lane: list(vehicles.get(lane, {}))
+        self.vehicle = SimpleNamespace(getLanePosition=lambda v: where[v][0], getSpeed=lambda v: where[v][1])
 
 
-def bridge(tiny, vehicles=None) -> DeployedLights:
+def bridge(tiny, vehicles=None, sensing="road", **lanes) -> DeployedLights:
     onnx_path, meta, net = tiny
-    lights = DeployedLights(FakeTraci(vehicles or {}), meta, net, ("lane_count", "lane_halting", *APPROACH),
-                            str(onnx_path))
+    lights = DeployedLights(FakeTraci(vehicles or {}, **lanes), meta, net, ("lane_count", "lane_halting", *APPROACH),
+                            str(onnx_path), sensing)
     lights.start()
     return lights
 
@@ -126,10 +134,8 @@ def test_the_runtime_drives_the_stand_in_without_a_fault(tiny):
     replies = []
     for t in range(300):
         # queues that grow and empty: the policy sees readings change
-        lights.traci.vehicles = {"WC_2": {f"w{k}": (240.0 - 7.5 * k, 0.0) for k in range((t // 20) % 5)},
-                                 "NC_0": {f"n{k}": (45.0 - 7.5 * k, 0.0) for k in range((t // 30) % 4)}}
-        where = {v: p for lane in lights.traci.vehicles.values() for v, p in lane.items()}
-        lights.traci.vehicle = SimpleNamespace(getLanePosition=lambda v: where[v][0], getSpeed=lambda v: where[v][1])
+        lights.traci.put({"WC_2": {f"w{k}": (240.0 - 7.5 * k, 0.0) for k in range((t // 20) % 5)},
+                          "NC_0": {f"n{k}": (45.0 - 7.5 * k, 0.0) for k in range((t // 30) % 4)}})
         if t % lights.interval == 0:
             replies.append(runtime.decide(lights.request(t)))
             lights.apply(t, replies[-1])
@@ -142,12 +148,31 @@ def test_the_runtime_drives_the_stand_in_without_a_fault(tiny):
         assert greens(state) <= greens(GREENS[0]) or greens(state) <= greens(GREENS[1]), state
 
 
+@pytest.mark.parametrize("sensing", ["road", "lane"])
+def test_a_stub_lane_is_read_over_gridlights_road_length_with_road_sensing(tiny, sensing):
+    # NC_0 made a 0.2 m stub in the stand-in, fed through the internal lane :x_0_0 (2 m) by UP_0;
+    # gridlight's road NC is the net's 50 m: road sensing reads 50 m back from NC's stop line
+    lengths = {**FakeTraci.LENGTHS, "NC_0": 0.2, ":x_0_0": 2.0, "UP_0": 100.0}
+    vehicles = {"NC_0": {"n": (0.1, 0.0)}, ":x_0_0": {"x": (1.0, 3.0)},
+                "UP_0": {"u1": (99.0, 0.0), "u2": (60.0, 2.0), "u3": (30.0, 5.0)}}  # 1, 40 and 70 m from its end
+    lights = bridge(tiny, vehicles, sensing, lengths=lengths, links={"UP_0": [("NC_0", ":x_0_0")]})
+    readings = lights.request(0)["intersections"]["C"]
+    got = [readings[name][2] for name in ("lane_count", "lane_halting", "approach_moving", "approach_halting")]
+    # road: n, x, u1 (2.2 + 1 m back) and u2 (2.2 + 40 m); u3 is 72.2 m back, beyond the road's 50 m
+    assert got == ([4, 2, 2, 2] if sensing == "road" else [1, 1, 0, 1])
+
+
+def test_an_unknown_sensing_is_refused(tiny):
+    with pytest.raises(ConfigError, match="sensing.*'approach'"):
+        bridge(tiny, sensing="approach")
+
+
 def test_a_lane_the_net_lacks_is_refused_naming_the_field(tiny):
     onnx_path, meta, net = tiny
     edited = json.loads(json.dumps(meta))
     edited["intersections"][0]["in_lanes"][2] = "NC_1"
     with pytest.raises(ModelError, match=r"intersections\[0\]\.in_lanes.*NC_1.*not a passenger lane"):
-        DeployedLights(FakeTraci({}), edited, net, ("lane_count",), str(onnx_path))
+        DeployedLights(FakeTraci({}), edited, net, ("lane_count",), str(onnx_path), "lane")
 
 
 def test_the_policy_runs_real_sumo_on_cologne1(datasets_dir, tmp_path):
