@@ -55,6 +55,7 @@ from common import emit, log  # noqa: F401  (sets sys.path)
 from agents.deploy.runtime import PolicyRuntime
 from agents.deploy.simulated import SimulatedRuntime, check_timing
 from envs.engine import EngineParams, Simulator
+from envs.engine.state import TIMER_START
 from envs.errors import ConfigError, ModelError
 from envs.evaluation.metrics import episode_metrics
 from envs.rl.movement_features import APPROACH_M
@@ -94,7 +95,8 @@ class Light:
     tls_id: str
     greens: list[str]  # per roadnet phase, the SUMO state of its green
     phase: int = 0  # the roadnet phase whose change last started (its yellow counts as its)
-    since: int = 0  # the step it started
+    since: int = -TIMER_START  # the step it started; the first phase, as gridlight's, long established
+    switches: int = 0  # changes started
     shown: str = ""  # the state SUMO shows now
     pending: tuple | None = None  # a change still to start: (step, phase, yellow_s, all_red_s)
     clearing: tuple | None = None  # the change under way: (state it started from, yellow_s, all_red_s)
@@ -136,7 +138,8 @@ class DeployedLights:
             self.lights[entry["id"]] = Light(tls, [program[indices[-1]].state for indices in sumo["program_phases"]])
 
     def start(self) -> None:
-        """Every light shows its phase 0 green, as gridlight's signals start."""
+        """Every light shows its phase 0 green, as gridlight's signals start (their first phase counts
+        as long established: `TIMER_START` seconds, so min green does not hold it)."""
         for light in self.lights.values():
             light.shown = light.greens[0]
             self.traci.trafficlight.setRedYellowGreenState(light.tls_id, light.shown)
@@ -160,7 +163,7 @@ class DeployedLights:
             readings = {name: [reading[name] for reading in per_lane] for name in self.lane_readings}
             light = self.lights.get(inter_id)
             readings["phase"] = light.phase if light else 0
-            readings["time_in_phase"] = float(t - light.since) if light else float(t)
+            readings["time_in_phase"] = float(t - (light.since if light else -TIMER_START))
             intersections[inter_id] = readings
         return {"t": t, "intersections": intersections}
 
@@ -181,7 +184,7 @@ class DeployedLights:
         for light in self.lights.values():
             if light.pending is not None and light.pending[0] <= t:
                 _, light.phase, yellow, all_red = light.pending
-                light.since, light.pending = t, None
+                light.since, light.pending, light.switches = t, None, light.switches + 1
                 # a change during another's clearance starts from what is shown: its y / r stay
                 light.clearing = (light.shown, yellow, all_red)
             state = light.shown
@@ -232,7 +235,8 @@ def run_deployed(binary: str, config, model: Path, tripinfo: Path, extra_args=()
     finally:
         traci.close()
     return {"deployed_decisions": decisions, "deployed_fallback": fallback,
-            "deployed_faults": dict(runtime.fault_counts), "deployed_sensing": sensing}
+            "deployed_faults": dict(runtime.fault_counts), "deployed_sensing": sensing,
+            "sumo_deployed_switches": sum(light.switches for light in lights.lights.values())}
 
 
 def engine_params(meta: dict) -> EngineParams:
@@ -250,10 +254,50 @@ def run_gridlight_deployed(scenario, config, model: Path) -> dict:
     params = engine_params(meta)
     check_timing(meta, str(model), params)
     sim = Simulator(scenario.network, scenario.demand(1), params)
-    sim.run(int(config.end - config.begin), controller)
+    lights = [i for i, entry in enumerate(meta["intersections"]) if entry["sumo"]["tls_id"] is not None]
+    last, switches = sim.state.phase[0, lights].clone(), [0]
+
+    def count(sim) -> None:  # a change starts where the commanded phase differs from the step before's
+        switches[0] += int((sim.state.phase[0, lights] != last).sum())
+        last.copy_(sim.state.phase[0, lights])
+
+    sim.run(int(config.end - config.begin), controller, on_step=count)
     metrics = episode_metrics(sim.demand, sim.state)
     return {"gridlight_deployed_travel_time": round(float(metrics["travel_time/mean"][0]), 2),
-            "gridlight_deployed_finished": int(metrics["throughput"][0])}
+            "gridlight_deployed_finished": int(metrics["throughput"][0]), "gridlight_deployed_switches": switches[0]}
+
+
+def sumo_seeds(text: str | None) -> list[int | None]:
+    """``--sumo-seeds`` (``0,1,2``) as SUMO seeds; None: SUMO's own default seed, one run."""
+    if text is None:
+        return [None]
+    seeds = []
+    for word in text.split(","):
+        if not word.strip().isdigit():
+            raise ConfigError(SOURCE, "--sumo-seeds", word, "expected whole numbers >= 0, comma-separated")
+        seeds.append(int(word))
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(SOURCE, "--sumo-seeds", text, "a seed given twice would count its run twice")
+    return seeds
+
+
+def over_seeds(rows: list[dict]) -> dict:
+    """The runs of several SUMO seeds as one row: each number's mean, each travel time's range too,
+    fault counts summed."""
+    if len(rows) == 1:
+        return rows[0]
+    out = {}
+    for key, value in rows[0].items():
+        values = [row[key] for row in rows]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = round(sum(values) / len(values), 2)
+            if key.endswith("travel_time"):
+                out[f"{key}_range"] = [min(values), max(values)]
+        elif isinstance(value, dict):
+            out[key] = {kind: sum(v.get(kind, 0) for v in values) for kind in sorted(set().union(*values))}
+        else:
+            out[key] = value
+    return out
 
 
 def main() -> None:
@@ -270,10 +314,14 @@ def main() -> None:
                              "SUMO's lane is a shorter stub, or SUMO's lane as it is")
     parser.add_argument("--mp-sensing", choices=SENSING, default="lane",
                         help="what max pressure counts (benchmarks/sumo_max_pressure.py)")
+    parser.add_argument("--sumo-seeds", help="SUMO's random seeds (its drivers' dawdling), e.g. 0,1,2: every SUMO "
+                                             "figure is then the mean over them, each travel time with its range "
+                                             "(default: one run with SUMO's default seed)")
     args = parser.parse_args()
     if args.scenario not in SUMO_DATASETS:
         raise ConfigError(SOURCE, "--scenario", args.scenario,
                           f"not a SUMO scenario; known: {', '.join(known_sumo_datasets())}")
+    seeds = sumo_seeds(args.sumo_seeds)
     if args.model.is_dir():  # an export folder: its one model
         found = sorted(args.model.glob("*.onnx"))
         if len(found) != 1:
@@ -285,18 +333,21 @@ def main() -> None:
         raise ConfigError(SOURCE, "--model", str(args.model), f"exported for {trained_on}, not {args.scenario}")
     config = read_config(find_config(sumo_folder(args.scenario)))
     scenario = load_scenario(args.scenario)
-    row = {"scenario": args.scenario, "model": str(args.model)}
-    with tempfile.TemporaryDirectory() as workdir:
-        work = Path(workdir)
-        log(f"{args.scenario}: SUMO static programs")
-        row.update(run_sumo(config, work))
-        log(f"{args.scenario}: SUMO max pressure")
-        row.update(run_sumo_max_pressure(config, work, args.mp_sensing, scenario.network))
-        log(f"{args.scenario}: SUMO deployed policy")
-        trips, stats = work / "tripinfo_deployed.xml", work / "stats_deployed.xml"
-        row.update(run_deployed(sumo_binary(), config, args.model, trips, ("--statistic-output", str(stats)),
-                                sensing=args.sensing))
-        row.update(sumo_travel(config, trips, "sumo_deployed"), sumo_deployed_teleports=teleports(stats))
+    runs = []
+    for seed in seeds:
+        extra = () if seed is None else ("--seed", str(seed))
+        with tempfile.TemporaryDirectory() as workdir:
+            work, run = Path(workdir), {}
+            log(f"{args.scenario}: SUMO static programs, max pressure, deployed policy "
+                f"(seed {'default' if seed is None else seed})")
+            run.update(run_sumo(config, work, extra))
+            run.update(run_sumo_max_pressure(config, work, args.mp_sensing, scenario.network, extra))
+            trips, stats = work / "tripinfo_deployed.xml", work / "stats_deployed.xml"
+            run.update(run_deployed(sumo_binary(), config, args.model, trips,
+                                    ("--statistic-output", str(stats), *extra), sensing=args.sensing))
+            run.update(sumo_travel(config, trips, "sumo_deployed"), sumo_deployed_teleports=teleports(stats))
+            runs.append(run)
+    row = {"scenario": args.scenario, "model": str(args.model), "sumo_seeds": seeds, **over_seeds(runs)}
     log(f"{args.scenario}: gridlight")
     row.update(run_gridlight(scenario, config))
     row.update(run_gridlight_max_pressure(scenario, config, args.mp_sensing))

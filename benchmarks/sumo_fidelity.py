@@ -80,11 +80,12 @@ def scheduled_departures(config) -> dict[str, float]:
     return out
 
 
-def run_sumo(config, workdir: Path) -> dict:
+def run_sumo(config, workdir: Path, extra_args: tuple[str, ...] = ()) -> dict:
+    """SUMO's static programs; `extra_args` go to SUMO's command line (a ``--seed``)."""
     trips, stats = workdir / "tripinfo.xml", workdir / "stats.xml"
     started = time.perf_counter()
     subprocess.run(sumo_command(sumo_binary(), config, "--tripinfo-output", str(trips),
-                                "--statistic-output", str(stats)), check=True, capture_output=True)
+                                "--statistic-output", str(stats), *extra_args), check=True, capture_output=True)
     wall = time.perf_counter() - started
     return {**sumo_travel(config, trips, "sumo"), "sumo_teleports": teleports(stats),
             "sumo_wall_s": round(wall, 2)}
@@ -111,13 +112,14 @@ def sumo_travel(config, trips: Path, prefix: str) -> dict:
     return out
 
 
-def run_sumo_max_pressure(config, workdir: Path, sensing: str, network) -> dict:
-    """`network`: gridlight's import of `config` (approach sensing reads its approaches)."""
+def run_sumo_max_pressure(config, workdir: Path, sensing: str, network, extra_args: tuple[str, ...] = ()) -> dict:
+    """`network`: gridlight's import of `config` (approach sensing reads its approaches);
+    `extra_args` go to SUMO's command line."""
     from sumo_max_pressure import run
 
     trips, stats = workdir / "tripinfo_mp.xml", workdir / "stats_mp.xml"
     run(sumo_binary(), config, trips, sensing=sensing, network=network,
-        extra_args=("--statistic-output", str(stats)))
+        extra_args=("--statistic-output", str(stats), *extra_args))
     return {**sumo_travel(config, trips, "sumo_mp"), "sumo_mp_teleports": teleports(stats),
             "sumo_mp_sensing": sensing}
 

@@ -18,6 +18,7 @@ from sumo_deployed import DeployedLights, run_deployed  # noqa: E402
 
 from agents.deploy.export import export_policy  # noqa: E402
 from agents.deploy.runtime import PolicyRuntime  # noqa: E402
+from envs.engine.state import TIMER_START  # noqa: E402
 from envs.errors import ConfigError, ModelError  # noqa: E402
 from envs.scenario import load_scenario, scenario_from_sumo  # noqa: E402
 from envs.scenario.sumo.net_reader import read_net  # noqa: E402
@@ -91,7 +92,8 @@ def test_the_request_reads_sumos_lanes_in_the_metadata_order(tiny):
     assert readings["lane_halting"] == [3, 0, 0]  # slower than 0.1 m/s: a, c, d (e at 0.1 m/s moves)
     assert readings["approach_moving"] == [1, 1, 0]  # b (50 m from the stop line), e
     assert readings["approach_halting"] == [1, 0, 0]  # a; c (150 m) and d (230 m) are beyond 100 m
-    assert (readings["phase"], readings["time_in_phase"]) == (0, 0.0)
+    # the first phase counts as long established, as gridlight's (its min green holds nothing)
+    assert (readings["phase"], readings["time_in_phase"]) == (0, float(TIMER_START))
     assert lights.traci.shown == [("C", GREENS[0])]  # phase 0's green from the start
 
 
@@ -105,7 +107,7 @@ def test_a_change_shows_yellow_then_all_red_then_the_new_green(tiny):
         reported[t] = (lights.request(t)["intersections"]["C"]["phase"], lights.request(t)["intersections"]["C"]
                        ["time_in_phase"])
     assert [shown[t] for t in range(10, 19)] == ["Ggr"] * 2 + ["yyr"] * 3 + ["rrr"] * 2 + ["rrG"] * 2
-    assert reported[11] == (0, 11.0) and reported[13] == (1, 1.0)  # the yellow counts as the new phase's
+    assert reported[11] == (0, TIMER_START + 11.0) and reported[13] == (1, 1.0)  # the yellow counts as the new phase's
     for t, state in shown.items():  # never a green of each phase at once
         assert greens(state) <= greens(GREENS[0]) or greens(state) <= greens(GREENS[1]), (t, state)
         if greens(state) - greens(GREENS[0]):
@@ -205,3 +207,35 @@ def test_the_policy_runs_real_sumo_on_cologne1(datasets_dir, tmp_path):
     assert done["deployed_decisions"] == 120 and done["deployed_fallback"] == 0 and done["deployed_faults"] == {}
     assert any(c == "y" for state in seen for c in state)  # it changed phase through a yellow
     assert sumo_travel(config, trips, "sumo")["sumo_finished"] > 100
+
+
+@pytest.mark.parametrize("flags, start", [
+    (["--scenario", "nosuch", "--model", "m.onnx"], "field '--scenario' = 'nosuch': not a SUMO scenario"),
+    (["--scenario", "resco_cologne1", "--model", "m.onnx", "--sumo-seeds", "0,x"],
+     "field '--sumo-seeds' = 'x': expected whole numbers >= 0"),
+    (["--scenario", "resco_cologne1", "--model", "m.onnx", "--sumo-seeds", "1,1"],  # its run counted twice
+     "field '--sumo-seeds' = '1,1': a seed given twice"),
+])
+def test_a_bad_flag_is_one_error_line_before_any_run(flags, start, capsys, monkeypatch):
+    from tests.script_runs import refusal
+
+    assert refusal("sumo_deployed.py", flags, capsys, monkeypatch).startswith(
+        f"error: benchmarks/sumo_deployed.py: {start}")
+
+
+def test_a_model_exported_for_another_scenario_is_refused_before_sumo_runs(tiny, capsys, monkeypatch):
+    from tests.script_runs import refusal
+
+    error = refusal("sumo_deployed.py", ["--scenario", "resco_cologne1", "--model", str(tiny[0])], capsys, monkeypatch)
+    assert "field '--model'" in error and "not resco_cologne1" in error, error
+
+
+def test_several_sumo_seeds_give_each_figures_mean_and_each_travel_times_range():
+    from sumo_deployed import over_seeds
+
+    rows = [{"sumo_travel_time": 60.0, "sumo_finished": 10, "deployed_faults": {"stale": 1},
+             "deployed_sensing": "road"},
+            {"sumo_travel_time": 64.0, "sumo_finished": 13, "deployed_faults": {}, "deployed_sensing": "road"}]
+    assert over_seeds(rows) == {"sumo_travel_time": 62.0, "sumo_travel_time_range": [60.0, 64.0],
+                                "sumo_finished": 11.5, "deployed_faults": {"stale": 1}, "deployed_sensing": "road"}
+    assert over_seeds(rows[:1]) == rows[0]
