@@ -230,12 +230,14 @@ def test_a_model_exported_for_another_scenario_is_refused_before_sumo_runs(tiny,
     assert "field '--model'" in error and "not resco_cologne1" in error, error
 
 
-def test_several_sumo_seeds_give_each_figures_mean_and_each_travel_times_range():
+def test_several_sumo_seeds_give_each_figures_mean_each_travel_times_range_and_all_teleports():
     from sumo_deployed import over_seeds
 
-    rows = [{"sumo_travel_time": 60.0, "sumo_finished": 10, "deployed_faults": {"stale": 1},
+    rows = [{"sumo_travel_time": 60.0, "sumo_finished": 10, "sumo_teleports": 0, "deployed_faults": {"stale": 1},
              "deployed_sensing": "road"},
-            {"sumo_travel_time": 64.0, "sumo_finished": 13, "deployed_faults": {}, "deployed_sensing": "road"}]
+            {"sumo_travel_time": 64.0, "sumo_finished": 13, "sumo_teleports": 8, "deployed_faults": {},
+             "deployed_sensing": "road"}]
     assert over_seeds(rows) == {"sumo_travel_time": 62.0, "sumo_travel_time_range": [60.0, 64.0],
-                                "sumo_finished": 11.5, "deployed_faults": {"stale": 1}, "deployed_sensing": "road"}
+                                "sumo_finished": 11.5, "sumo_teleports": 8, "deployed_faults": {"stale": 1},
+                                "deployed_sensing": "road"}
     assert over_seeds(rows[:1]) == rows[0]
