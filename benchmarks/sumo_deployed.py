@@ -16,7 +16,8 @@ declares: ``lane_count`` (SUMO's vehicles on the lane), ``lane_halting`` (those 
 gridlight's ``halting_speed``, 0.1 m/s, SUMO's own threshold too), ``approach_moving`` /
 ``approach_halting`` (those whose front is within the export's approach distance, 100 m, of the
 lane's end); ``phase`` (the roadnet phase last commanded, from the start of its yellow, as
-gridlight counts it) and ``time_in_phase`` (seconds since then). A reply's change starts
+gridlight counts it) and ``time_in_phase`` (seconds since then; the first phase, as gridlight's,
+counts as long established: ``TIMER_START`` seconds). A reply's change starts
 ``switch_in_s`` later (the whole second before, as agents/deploy/simulated.py's field device does:
 SUMO steps whole seconds): ``yellow_s`` seconds with the connections that lose green shown ``y``,
 then ``all_red_s`` with them ``r``, then the SUMO program's green state of the new phase (the
@@ -27,17 +28,21 @@ What a lane's readings cover (``--sensing``): gridlight lengthens SUMO's stub ed
 with ``road`` (the default) a lane shorter than gridlight's road is read over gridlight's length,
 walked back through the internal lanes and the lanes feeding it (benchmarks/sumo_max_pressure.py's
 `RoadSensors`), so that the policy reads the stretch it was trained on; ``lane`` reads SUMO's lanes
-as they are. Approximated either way: a vehicle on a junction's internal lane in front of a lane
-counts on no lane (in gridlight a vehicle is on a lane or past the stop line), and the walk's
-stretch is measured along SUMO's lanes, not gridlight's. Unsignalised junctions (``sumo.tls_id``
-null) get readings too (phase 0, time in phase from the start) and their replies are ignored:
-SUMO's right of way runs them.
+as they are. Approximated either way: a vehicle on the internal lane of the junction a lane starts
+at counts on that lane only where road sensing walks through it (in gridlight a vehicle is on a
+lane or already on the next), and the walk's stretch is measured along SUMO's lanes, not
+gridlight's. The runtime runs without an inference deadline (``deadline_ms=None``): a slow step
+of a shared machine would put a decision on the fallback, which is not what is measured here.
+Unsignalised junctions (``sumo.tls_id`` null) get readings too (phase 0, long established) and
+their replies are ignored: SUMO's right of way runs them.
 
 Prints one JSON line: travel time counted as benchmarks/sumo_fidelity.py counts it (scheduled
 departure to arrival, unfinished to the horizon) for SUMO's static programs, max pressure in SUMO
 (``--mp-sensing``) and the deployed policy in SUMO, and in gridlight for the static programs, max
 pressure and the same exported policy (`SimulatedRuntime`, evaluate.py's ``deployed=``), all on
-the scenario's own demand; plus the runtime's fault counts and decisions made by the fallback.
+the scenario's own demand; plus the runtime's fault counts, the light decisions the fallback
+made, and the phase changes on both sides. ``--sumo-seeds`` repeats the SUMO side under several
+seeds (`over_seeds`); gridlight's dawdling is a hash of trip and second, so its side is one run.
 """
 
 from __future__ import annotations
@@ -134,6 +139,11 @@ class DeployedLights:
                 continue
             if tls not in net.programs:
                 raise ModelError(source, f"intersections[{i}].sumo.tls_id", tls, f"no such light in {net.source}")
+            shared = [other for other, light in self.lights.items() if light.tls_id == tls]
+            if shared:  # each would set the whole light's state, the other's links included
+                raise ModelError(source, f"intersections[{i}].sumo.tls_id", tls,
+                                 f"also runs intersection {shared[0]}: a light shared by two intersections "
+                                 "cannot be run from one intersection's phases")
             program = net.programs[tls].phases
             self.lights[entry["id"]] = Light(tls, [program[indices[-1]].state for indices in sumo["program_phases"]])
 

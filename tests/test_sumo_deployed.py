@@ -169,6 +169,14 @@ def test_an_unknown_sensing_is_refused(tiny):
         bridge(tiny, sensing="approach")
 
 
+def test_a_light_shared_by_two_intersections_is_refused_naming_the_field(tiny):
+    onnx_path, meta, net = tiny
+    edited = json.loads(json.dumps(meta))
+    edited["intersections"].append({**edited["intersections"][0], "id": "C2", "index": 1})
+    with pytest.raises(ModelError, match=r"intersections\[1\]\.sumo\.tls_id.*'C'.*also runs intersection C"):
+        DeployedLights(FakeTraci({}), edited, net, ("lane_count",), str(onnx_path), "lane")
+
+
 def test_a_lane_the_net_lacks_is_refused_naming_the_field(tiny):
     onnx_path, meta, net = tiny
     edited = json.loads(json.dumps(meta))
