@@ -323,9 +323,9 @@ def main() -> None:
     parser.add_argument("--model", required=True, type=Path, help="the exported ONNX model (export.py)")
     parser.add_argument("--sensing", choices=READINGS_SENSING, default="road",
                         help="what the policy's lane readings cover in SUMO: gridlight's road length where "
-                             "SUMO's lane is a shorter stub, or SUMO's lane as it is")
+                             "SUMO's lane is a shorter stub, or SUMO's lane as it is (default: %(default)s)")
     parser.add_argument("--mp-sensing", choices=SENSING, default="lane",
-                        help="what max pressure counts (benchmarks/sumo_max_pressure.py)")
+                        help="what max pressure counts (benchmarks/sumo_max_pressure.py; default: %(default)s)")
     parser.add_argument("--sumo-seeds", help="SUMO's random seeds (its drivers' dawdling), e.g. 0,1,2: every SUMO "
                                              "figure is then the mean over them, each travel time with its range "
                                              "(default: one run with SUMO's default seed); teleports are summed")

@@ -194,7 +194,7 @@ def test_the_policy_runs_real_sumo_on_cologne1(datasets_dir, tmp_path):
 
     try:
         folder = sumo_folder("resco_cologne1", datasets_dir)
-    except Exception as error:  # the CityFlow datasets without the SUMO ones
+    except ConfigError as error:  # the CityFlow datasets without the SUMO ones
         pytest.skip(f"resco_cologne1's SUMO files are not under {datasets_dir}: {error}")
     config = read_config(find_config(folder))
     onnx_path, meta = export(load_scenario("resco_cologne1", data_dir=datasets_dir), tmp_path)
