@@ -313,11 +313,6 @@ def over_seeds(rows: list[dict]) -> dict:
 
 
 def main() -> None:
-    from sumo_fidelity import (
-        run_gridlight, run_gridlight_max_pressure, run_sumo, run_sumo_max_pressure, sumo_binary, sumo_travel,
-        teleports,
-    )
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", required=True, help=f"one of {', '.join(known_sumo_datasets())}")
     parser.add_argument("--model", required=True, type=Path, help="the exported ONNX model (export.py)")
@@ -344,27 +339,38 @@ def main() -> None:
     if trained_on != args.scenario:
         raise ConfigError(SOURCE, "--model", str(args.model), f"exported for {trained_on}, not {args.scenario}")
     config = read_config(find_config(sumo_folder(args.scenario)))
-    scenario = load_scenario(args.scenario)
+    row = compare(args.scenario, config, load_scenario(args.scenario), args.model, args.sensing, args.mp_sensing,
+                  seeds)
+    emit(row)
+
+
+def compare(name: str, config, scenario, model: Path, sensing: str, mp_sensing: str, seeds: list) -> dict:
+    """The JSON line (module doc) for SUMO's `config` and gridlight's import of it, `scenario`."""
+    from sumo_fidelity import (
+        run_gridlight, run_gridlight_max_pressure, run_sumo, run_sumo_max_pressure, sumo_binary, sumo_travel,
+        teleports,
+    )
+
     runs = []
     for seed in seeds:
         extra = () if seed is None else ("--seed", str(seed))
         with tempfile.TemporaryDirectory() as workdir:
             work, run = Path(workdir), {}
-            log(f"{args.scenario}: SUMO static programs, max pressure, deployed policy "
+            log(f"{name}: SUMO static programs, max pressure, deployed policy "
                 f"(seed {'default' if seed is None else seed})")
             run.update(run_sumo(config, work, extra))
-            run.update(run_sumo_max_pressure(config, work, args.mp_sensing, scenario.network, extra))
+            run.update(run_sumo_max_pressure(config, work, mp_sensing, scenario.network, extra))
             trips, stats = work / "tripinfo_deployed.xml", work / "stats_deployed.xml"
-            run.update(run_deployed(sumo_binary(), config, args.model, trips,
-                                    ("--statistic-output", str(stats), *extra), sensing=args.sensing))
+            run.update(run_deployed(sumo_binary(), config, model, trips, ("--statistic-output", str(stats), *extra),
+                                    sensing=sensing))
             run.update(sumo_travel(config, trips, "sumo_deployed"), sumo_deployed_teleports=teleports(stats))
             runs.append(run)
-    row = {"scenario": args.scenario, "model": str(args.model), "sumo_seeds": seeds, **over_seeds(runs)}
-    log(f"{args.scenario}: gridlight")
+    row = {"scenario": name, "model": str(model), "sumo_seeds": seeds, **over_seeds(runs)}
+    log(f"{name}: gridlight")
     row.update(run_gridlight(scenario, config))
-    row.update(run_gridlight_max_pressure(scenario, config, args.mp_sensing))
-    row.update(run_gridlight_deployed(scenario, config, args.model))
-    emit(row)
+    row.update(run_gridlight_max_pressure(scenario, config, mp_sensing))
+    row.update(run_gridlight_deployed(scenario, config, model))
+    return row
 
 
 if __name__ == "__main__":

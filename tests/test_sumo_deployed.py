@@ -20,7 +20,7 @@ from agents.deploy.export import export_policy  # noqa: E402
 from agents.deploy.runtime import PolicyRuntime  # noqa: E402
 from envs.engine.state import TIMER_START  # noqa: E402
 from envs.errors import ConfigError, ModelError  # noqa: E402
-from envs.scenario import load_scenario, scenario_from_sumo  # noqa: E402
+from envs.scenario import scenario_from_sumo  # noqa: E402
 from envs.scenario.sumo.net_reader import read_net  # noqa: E402
 from tests.deploy_fixtures import OBSERVATIONS, untrained  # noqa: E402
 from tests.sumo_fixtures import write_tiny  # noqa: E402
@@ -185,21 +185,36 @@ def test_a_lane_the_net_lacks_is_refused_naming_the_field(tiny):
         DeployedLights(FakeTraci({}), edited, net, ("lane_count",), str(onnx_path), "lane")
 
 
-def test_the_policy_runs_real_sumo_on_cologne1(datasets_dir, tmp_path):
+@pytest.fixture(scope="module")
+def cologne1(tmp_path_factory):
+    """resco_cologne1's net and routes under a sumocfg cut to its first 300 s, gridlight's import of
+    it and an untrained policy exported on it: ``(config, scenario, onnx path, metadata)``; a skip
+    without eclipse-sumo or the SUMO dataset."""
     pytest.importorskip("sumo", reason="eclipse-sumo is not installed (pip install -e '.[sumo]')")
-    from sumo_fidelity import sumo_binary, sumo_travel
-
     from envs.scenario.registry import sumo_folder
-    from envs.scenario.sumo.config import find_config, read_config
+    from envs.scenario.sumo.config import read_config
+    from tests.conftest import find_datasets_dir
 
+    datasets_dir = find_datasets_dir()  # the datasets_dir fixture's skip, for a fixture shared by the module
     try:
         folder = sumo_folder("resco_cologne1", datasets_dir)
     except ConfigError as error:  # the CityFlow datasets without the SUMO ones
         pytest.skip(f"resco_cologne1's SUMO files are not under {datasets_dir}: {error}")
-    config = read_config(find_config(folder))
-    onnx_path, meta = export(load_scenario("resco_cologne1", data_dir=datasets_dir), tmp_path)
+    root = tmp_path_factory.mktemp("cologne1")
+    path = root / "short.sumocfg"
+    path.write_text(f'''<configuration><input><net-file value="{folder / 'cologne1.net.xml'}"/>
+  <route-files value="{folder / 'cologne1.rou.xml'}"/></input>
+  <time><begin value="25200"/><end value="25500"/></time></configuration>''')
+    scenario = scenario_from_sumo(path)
+    return (read_config(path), scenario, *export(scenario, root))
+
+
+def test_the_policy_runs_real_sumo_on_cologne1(cologne1, tmp_path):
+    from sumo_fidelity import sumo_binary, sumo_travel
+
+    config, _, onnx_path, meta = cologne1
     light = next(entry for entry in meta["intersections"] if entry["sumo"]["tls_id"])
-    program = {p: state for p, state in enumerate(read_net(config.net_file).programs[light["sumo"]["tls_id"]].phases)}
+    program = dict(enumerate(read_net(config.net_file).programs[light["sumo"]["tls_id"]].phases))
     phase_greens = [greens(program[indices[-1]].state) for indices in light["sumo"]["program_phases"]]
     seen = []
 
@@ -211,10 +226,27 @@ def test_the_policy_runs_real_sumo_on_cologne1(datasets_dir, tmp_path):
         seen.append(state)
 
     trips = tmp_path / "tripinfo.xml"
-    done = run_deployed(sumo_binary(), config, onnx_path, trips, steps=600, on_step=check)
-    assert done["deployed_decisions"] == 120 and done["deployed_fallback"] == 0 and done["deployed_faults"] == {}
-    assert any(c == "y" for state in seen for c in state)  # it changed phase through a yellow
-    assert sumo_travel(config, trips, "sumo")["sumo_finished"] > 100
+    done = run_deployed(sumo_binary(), config, onnx_path, trips, on_step=check)
+    assert done["deployed_decisions"] == 60 and done["deployed_fallback"] == 0 and done["deployed_faults"] == {}
+    assert len(seen) == 300 and any(c == "y" for state in seen for c in state)  # it changed phase via a yellow
+    assert sumo_travel(config, trips, "sumo")["sumo_finished"] > 50
+
+
+def test_the_whole_comparison_runs_in_real_sumo_and_gridlight(cologne1):
+    """`compare`, what the script prints, on cologne1's first 300 s: every SUMO and gridlight
+    figure, two SUMO seeds combined, the policy in charge throughout."""
+    from sumo_deployed import compare
+
+    config, scenario, onnx_path, _ = cologne1
+    row = compare("resco_cologne1", config, scenario, onnx_path, "road", "lane", [0, 1])
+    assert row["sumo_vehicles"] == row["gridlight_vehicles"] > 100
+    assert (row["deployed_decisions"], row["deployed_fallback"], row["deployed_faults"]) == (60, 0, {})
+    for prefix in ("sumo", "sumo_mp", "sumo_deployed"):
+        low, high = row[f"{prefix}_travel_time_range"]
+        assert 0 < low <= row[f"{prefix}_travel_time"] <= high <= 300, (prefix, row)
+    for prefix in ("gridlight", "gridlight_mp", "gridlight_deployed"):
+        assert 0 < row[f"{prefix}_travel_time"] <= 300, (prefix, row)
+    assert row["sumo_seeds"] == [0, 1] and row["gridlight_deployed_switches"] > 0 < row["sumo_deployed_switches"]
 
 
 @pytest.mark.parametrize("flags, start", [
@@ -249,3 +281,4 @@ def test_several_sumo_seeds_give_each_figures_mean_each_travel_times_range_and_a
                                 "sumo_finished": 11.5, "sumo_teleports": 8, "deployed_faults": {"stale": 1},
                                 "deployed_sensing": "road"}
     assert over_seeds(rows[:1]) == rows[0]
+
