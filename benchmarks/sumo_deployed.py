@@ -43,6 +43,8 @@ pressure and the same exported policy (`SimulatedRuntime`, evaluate.py's ``deplo
 the scenario's own demand; plus the runtime's fault counts, the light decisions the fallback
 made, and the phase changes on both sides. ``--sumo-seeds`` repeats the SUMO side under several
 seeds (`over_seeds`); gridlight's dawdling is a hash of trip and second, so its side is one run.
+``--junction-yielding`` runs gridlight's side with SUMO's right of way (``engine.junction_yielding``,
+as benchmarks/sumo_fidelity.py's flag), the policy too, whatever it was trained with.
 """
 
 from __future__ import annotations
@@ -257,11 +259,13 @@ def engine_params(meta: dict) -> EngineParams:
     return EngineParams(**{k: v for k, v in trained.items() if k in names})
 
 
-def run_gridlight_deployed(scenario, config, model: Path) -> dict:
-    """The same export in gridlight, on the scenario's own demand for the sumocfg's window."""
+def run_gridlight_deployed(scenario, config, model: Path, junction_yielding: bool = False) -> dict:
+    """The same export in gridlight, on the scenario's own demand for the sumocfg's window;
+    `junction_yielding`: with SUMO's right of way, whatever the policy was trained with."""
     controller = SimulatedRuntime(str(model), deadline_ms=None)
     meta = PolicyRuntime(model, deadline_ms=None).meta
-    params = engine_params(meta)
+    params = dataclasses.replace(engine_params(meta), junction_yielding=True) if junction_yielding \
+        else engine_params(meta)
     check_timing(meta, str(model), params)
     sim = Simulator(scenario.network, scenario.demand(1), params)
     lights = [i for i, entry in enumerate(meta["intersections"]) if entry["sumo"]["tls_id"] is not None]
@@ -324,6 +328,9 @@ def main() -> None:
     parser.add_argument("--sumo-seeds", help="SUMO's random seeds (its drivers' dawdling), e.g. 0,1,2: every SUMO "
                                              "figure is then the mean over them, each travel time with its range "
                                              "(default: one run with SUMO's default seed); teleports are summed")
+    parser.add_argument("--junction-yielding", action="store_true",
+                        help="gridlight's runs give SUMO's right of way (engine.junction_yielding), the policy's too "
+                             "whatever it was trained with")
     args = parser.parse_args()
     if args.scenario not in SUMO_DATASETS:
         raise ConfigError(SOURCE, "--scenario", args.scenario,
@@ -340,12 +347,14 @@ def main() -> None:
         raise ConfigError(SOURCE, "--model", str(args.model), f"exported for {trained_on}, not {args.scenario}")
     config = read_config(find_config(sumo_folder(args.scenario)))
     row = compare(args.scenario, config, load_scenario(args.scenario), args.model, args.sensing, args.mp_sensing,
-                  seeds)
+                  seeds, args.junction_yielding)
     emit(row)
 
 
-def compare(name: str, config, scenario, model: Path, sensing: str, mp_sensing: str, seeds: list) -> dict:
-    """The JSON line (module doc) for SUMO's `config` and gridlight's import of it, `scenario`."""
+def compare(name: str, config, scenario, model: Path, sensing: str, mp_sensing: str, seeds: list,
+            junction_yielding: bool = False) -> dict:
+    """The JSON line (module doc) for SUMO's `config` and gridlight's import of it, `scenario`;
+    `junction_yielding`: gridlight's three runs with SUMO's right of way (``engine.junction_yielding``)."""
     from sumo_fidelity import (
         run_gridlight, run_gridlight_max_pressure, run_sumo, run_sumo_max_pressure, sumo_binary, sumo_travel,
         teleports,
@@ -367,9 +376,10 @@ def compare(name: str, config, scenario, model: Path, sensing: str, mp_sensing: 
             runs.append(run)
     row = {"scenario": name, "model": str(model), "sumo_seeds": seeds, **over_seeds(runs)}
     log(f"{name}: gridlight")
-    row.update(run_gridlight(scenario, config))
-    row.update(run_gridlight_max_pressure(scenario, config, mp_sensing))
-    row.update(run_gridlight_deployed(scenario, config, model))
+    right_of_way = {"junction_yielding": True} if junction_yielding else None
+    row.update(run_gridlight(scenario, config, right_of_way), gridlight_junction_yielding=junction_yielding)
+    row.update(run_gridlight_max_pressure(scenario, config, mp_sensing, right_of_way))
+    row.update(run_gridlight_deployed(scenario, config, model, junction_yielding))
     return row
 
 

@@ -282,3 +282,14 @@ def test_several_sumo_seeds_give_each_figures_mean_each_travel_times_range_and_a
                                 "deployed_sensing": "road"}
     assert over_seeds(rows[:1]) == rows[0]
 
+
+
+def test_junction_yielding_reaches_the_policys_gridlight_run(cologne1):
+    """The gridlight side of ``--junction-yielding``: the policy's run gives SUMO's right of way
+    (its permissive lefts wait for gaps), so its travel time moves."""
+    from sumo_deployed import run_gridlight_deployed
+
+    config, scenario, onnx_path, _ = cologne1
+    free, yielding = (run_gridlight_deployed(scenario, config, onnx_path, flag)["gridlight_deployed_travel_time"]
+                      for flag in (False, True))
+    assert yielding != free
