@@ -31,6 +31,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from envs.errors import ScenarioError
+from envs.scenario.json_fields import BEYOND_MAX_MAGNITUDE, MAX_MAGNITUDE
 from envs.scenario.sumo.net_reader import SumoProgram
 
 GREEN, PERMISSIVE, YELLOW, RED = "G", "g", "y", "r"
@@ -145,6 +146,24 @@ def junction_phases(
     phases[0]["time"] += pending  # the cycle's last transition leads into its first green
     indices[0][:0] = pending_indices
     transition_s[0] += pending
+    _check_runnable(program, junction, links, phases, indices, source)
     lights[junction] = {"tls_id": program.id, "program_phases": indices, "transition_s": transition_s}
     counts["permissive_greens"] += sum(len(p["permissiveRoadLinks"]) for p in phases)
     return phases
+
+
+def _check_runnable(program: SumoProgram, junction: str, links: list[LinkSignals], phases: list[dict],
+                    indices: list[list[int]], source: str) -> None:
+    """What the roadnet checks would refuse in the phases built, refused here under the program's own
+    fields: the roadnet's path (``intersections[1].trafficLight.lightphases``) is in no file a user has."""
+    if not any(phase["availableRoadLinks"] for phase in phases):
+        controlled = sorted(index for link in links for _, index in link.slots)
+        raise ScenarioError(source, f"tlLogic[id={program.id}].phase@state", tuple(p.state for p in program.phases),
+                            f"no phase greens a movement passenger cars may use at junction {junction!r} "
+                            f"(linkIndex {controlled}): no car could ever cross it")
+    for phase, stands_for in zip(phases, indices):
+        if phase["time"] > MAX_MAGNITUDE:  # each SUMO phase is within the limit; merged and folded ones may not be
+            raise ScenarioError(source, f"tlLogic[id={program.id}].phase@duration",
+                                tuple(program.phases[k].duration for k in stands_for),
+                                f"phases {stands_for} run as one phase of junction {junction!r} "
+                                f"({phase['time']:g} s), {BEYOND_MAX_MAGNITUDE}")

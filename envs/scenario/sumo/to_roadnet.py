@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 
 import numpy as np
@@ -82,6 +83,11 @@ def roadnet_from_sumo(net: SumoNet, counts: Counter, keep_turnarounds: frozenset
             counts["connections_through_non_passenger_internal_lanes_left_out"] += 1
             continue
         junction = net.edges[connection.from_edge].end
+        starts = net.edges[connection.to_edge].start
+        if starts != junction:  # a movement leaves the junction it enters
+            raise ScenarioError(net.source, f"{connection.where}@to", connection.to_edge,
+                                f"edge {connection.to_edge!r} starts at junction {starts!r}, "
+                                f"not at {junction!r} where {connection.from_edge!r} ends")
         by_junction.setdefault(junction, {}).setdefault(
             (connection.from_edge, connection.to_edge), []).append(connection)
 
@@ -244,9 +250,26 @@ def _intersection(junction, road_links, phases, virtual: bool, yields=()) -> dic
     return out
 
 
+def _checked(roadnet: dict, source: str):
+    """The roadnet parsed, its errors named by the net's junction or edge the failing entry was built
+    from (``intersections[3].id`` -> ``junction[id= ]``): the roadnet is in no file a user has. The
+    errors a net can reach here that a finer SUMO field names are refused earlier (`programs`, the
+    connections above); this names the rest (a loop edge, a road of more than 32 lanes, a blank id)."""
+    try:
+        return parse_roadnet(roadnet, source)
+    except ScenarioError as error:
+        found = re.match(r"(intersections|roads)\[(\d+)\]", error.field)
+        if found is None:
+            raise
+        kind = "junction" if found[1] == "intersections" else "edge"
+        element = f"{kind}[id={roadnet[found[1]][int(found[2])]['id']}]"
+        raise ScenarioError(source, element, error.value,
+                            f"{error.reason} (the roadnet built from it: {error.field})") from None
+
+
 def _relax_crossing_greens(roadnet: dict, source: str, counts: Counter) -> None:
     """Mark priority greens permissive where gridlight's geometry sees them cross another."""
-    spec = parse_roadnet(roadnet, source)
+    spec = _checked(roadnet, source)
     roads = spec.roads
     road_index = {road.id: r for r, road in enumerate(roads)}
     raw = {x["id"]: x for x in roadnet["intersections"]}
