@@ -67,3 +67,20 @@ def test_what_the_roadnet_checks_refuse_is_named_in_the_net(tmp_path, edits, fie
     assert (error.value.field, error.value.value) == (field, value)
     assert reason in error.value.reason
     assert "intersections[" not in error.value.field and "roads[" not in error.value.field
+
+
+@pytest.mark.parametrize("program, field, value, turn", [
+    # WC -> CE (linkIndex 0) red in every phase: the vehicle v0's route WC CE takes it
+    (((30, "rgr"), (3, "ryr"), (20, "rrG"), (2, "rry")), "vehicle[id=v0]@edges", "WC CE", "'WC' -> 'CE'"),
+    # WC -> CN (linkIndex 1) red in every phase: the trip t0 from WC to CN is routed through it
+    (((30, "Grr"), (3, "yrr"), (20, "rrG"), (2, "rry")), "trip[id=t0]@to", "CN", "'WC' -> 'CN'"),
+])
+def test_a_route_through_a_movement_no_phase_greens_is_named_in_the_route_file(tmp_path, program, field, value,
+                                                                                turn):
+    # the flow checks refused it as '[1].route[1]' of the .rou.xml, saying to edit a roadnet phase
+    (old, new), = _program(*program)
+    with pytest.raises(ScenarioError) as error:
+        import_sumo(write_tiny(tmp_path / "bad", NET.replace(old, new)))
+    assert error.value.source.endswith("tiny.rou.xml")
+    assert (error.value.field, error.value.value) == (field, value)
+    assert turn in error.value.reason and "tlLogic[id=C]" in error.value.reason

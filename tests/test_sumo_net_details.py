@@ -143,7 +143,10 @@ def test_a_program_red_in_every_phase_stays_red(tmp_path):
     # its phases are not clearances (folded into a green that never comes): only the turnaround goes
     program = '<phase duration="30" state="rrr"/><phase duration="3" state="rrr"/>'
     net = NET.split("<phase")[0] + program + "\n  </tlLogic>" + NET.split("</tlLogic>")[1]
-    imported = import_sumo(write_tiny(tmp_path, net.replace("</net>", TURNAROUND.replace("TL", ""))))
+    # the vehicles turn around (a route through a movement never green is refused, naming the route)
+    routes = ROUTES.split("<vehicle")[0] + '<vehicle id="u" depart="100" type="car"><route edges="NC CN"/></vehicle>'
+    imported = import_sumo(write_tiny(tmp_path, net.replace("</net>", TURNAROUND.replace("TL", "")),
+                                      routes + "</routes>"))
     assert [(p["time"], p["availableRoadLinks"]) for p in _light(imported)["trafficLight"]["lightphases"]] == [
         (33.0, [3])]
     assert "red_phases_folded" not in imported.report.counts

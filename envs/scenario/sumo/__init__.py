@@ -14,7 +14,7 @@ from envs.scenario.sumo.additional import read_additional
 from envs.scenario.sumo.config import SumoConfig, find_config, read_config
 from envs.scenario.sumo.net_reader import read_net
 from envs.scenario.sumo.route_reader import read_routes
-from envs.scenario.sumo.to_flow import flow_from_sumo, turned_around_at
+from envs.scenario.sumo.to_flow import flow_from_sumo, refuse_never_green, turned_around_at
 from envs.scenario.sumo.to_roadnet import roadnet_from_sumo, turnaround_only_junctions
 
 log = logging.getLogger(__name__)
@@ -63,18 +63,19 @@ def import_sumo(folder_or_config: str | Path) -> SumoImport:
     roads = frozenset(net.edges)
     # the boundary's turnarounds are left out (virtual junctions) unless a vehicle needs one: route
     # without them; if some vehicles cannot go, route with all of them and keep the ones they turn at
-    keep, trial, lights = frozenset(), Counter(), {}
+    keep, trial, lights, made = frozenset(), Counter(), {}, []
     roadnet = roadnet_from_sumo(net, trial, keep, lights)
-    flow = flow_from_sumo(merged, roadnet, config.begin, config.end, trial, connected, roads)
+    flow = flow_from_sumo(merged, roadnet, config.begin, config.end, trial, connected, roads, made)
     if trial["trips_without_route_left_out"] or trial["routes_through_left_out_turns_left_out"]:
         boundary = turnaround_only_junctions(net)
         every = roadnet_from_sumo(net, Counter(), frozenset(boundary))
         keep = frozenset(turned_around_at(
             flow_from_sumo(merged, every, config.begin, config.end, Counter(), connected, roads), every, boundary))
         if keep:  # else the first roadnet and flow stand (no turnaround helps the vehicles left out)
-            trial, lights = Counter(), {}
+            trial, lights, made = Counter(), {}, []
             roadnet = roadnet_from_sumo(net, trial, keep, lights)
-            flow = flow_from_sumo(merged, roadnet, config.begin, config.end, trial, connected, roads)
+            flow = flow_from_sumo(merged, roadnet, config.begin, config.end, trial, connected, roads, made)
+    refuse_never_green(flow, made, roadnet, lights)
     counts.update(trial)
     counts["boundary_turnarounds_kept"] = len(keep)
     counts["begin_shift_s"] = int(config.begin)

@@ -84,13 +84,14 @@ def _road_length(road: dict) -> float:
 
 
 def flow_from_sumo(routes: SumoRoutes, roadnet: dict, begin: float, end: float,
-                   counts: Counter, connected: set[tuple[str, str]], net_roads: frozenset[str] = frozenset()
-                   ) -> list[dict]:
+                   counts: Counter, connected: set[tuple[str, str]], net_roads: frozenset[str] = frozenset(),
+                   made: list | None = None) -> list[dict]:
     """`connected`: the (from edge, to edge) pairs of the net's connections; a route that turns
     where the net has none is refused (SUMO refuses it), one through a turn the import left out
     is left out and counted. `net_roads`: the net's normal edges; a vehicle of a class other than
     passenger (a bus) whose route uses one the import left out (no passenger lane: a bus-only
-    road) is left out and counted; a passenger car's is refused, as SUMO refuses it."""
+    road) is left out and counted; a passenger car's is refused, as SUMO refuses it. `made`, where
+    given, gets the `SumoVehicle` of each entry, in order (for `refuse_never_green`)."""
     router = Router(roadnet)
     without_passenger_lanes = net_roads - router.time.keys()
     shared_specs: dict[str, dict] = {}  # one vehicle object per vType: a dense flow has millions
@@ -135,10 +136,40 @@ def flow_from_sumo(routes: SumoRoutes, roadnet: dict, begin: float, end: float,
         counts[f"vehicles_{v_class}"] += 1
         entries.append({"vehicle": vehicle_obj, "route": list(route), "interval": 1.0,
                         "startTime": step, "endTime": step})
+        if made is not None:
+            made.append(vehicle)
     if not entries:
         raise ScenarioError(routes.source, "<routes>", len(routes.vehicles),
                             f"no vehicle departs in [begin={begin:g}, end={end:g})")
     return entries
+
+
+def refuse_never_green(flow: list[dict], made: list[SumoVehicle], roadnet: dict, lights: dict) -> None:
+    """A route through a movement no phase of its junction greens is refused under the vehicle's route
+    or trip (`made`: the vehicle of each flow entry; `lights`: `junction_phases`' light per junction):
+    the engine has no turn on red, the vehicle would wait at the line for good. Checked on the flow the
+    import keeps (a trip routed another way in a trial roadnet is not refused for that route); the flow
+    checks would refuse it too, under a flow.json path no user has ('[1].route[1]')."""
+    never: dict[tuple[str, str], str] = {}  # (from road, to road) -> its junction
+    for inter in roadnet["intersections"]:
+        if inter["virtual"]:
+            continue
+        green = {k for phase in inter["trafficLight"]["lightphases"] for k in phase["availableRoadLinks"]}
+        never.update({(link["startRoad"], link["endRoad"]): inter["id"]
+                      for k, link in enumerate(inter["roadLinks"]) if k not in green})
+    if not never:
+        return
+    for entry, vehicle in zip(flow, made):
+        turn = next((pair for pair in zip(entry["route"], entry["route"][1:]) if pair in never), None)
+        if turn is None:
+            continue
+        junction = never[turn]
+        why = (f"turns {turn[0]!r} -> {turn[1]!r} at junction {junction!r}, which no phase of its light "
+               f"(tlLogic[id={lights[junction]['tls_id']}]) greens: the vehicle would wait at the line for good")
+        if vehicle.edges:
+            raise ScenarioError(vehicle.source, f"{vehicle.where}@edges", " ".join(turn), f"the route {why}")
+        raise ScenarioError(vehicle.source, f"{vehicle.where}@to", vehicle.destination,
+                            f"its shortest route ({' '.join(entry['route'])}) {why}")
 
 
 def _why_not_a_road(edge: str, net_roads: frozenset[str]) -> str:
