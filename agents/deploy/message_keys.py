@@ -12,7 +12,9 @@ for one intersection would run another. An intersection keyed twice (by its id a
 id) has two sets of readings and neither is taken. An unsignalised junction (no SUMO light, one
 phase, one action) has nothing to decide and the lights' decisions do not read it (every exported
 actor decides each intersection from its own row): a message may leave it out, and it is then
-neither a fault nor in the reply. numpy only, like the rest of the runtime.
+neither a fault nor in the reply. A SUMO light with one phase and one action has nothing to decide
+either but needs its readings: its cabinet is there to fall silent, and the bridge expects its command.
+numpy only, like the rest of the runtime.
 """
 
 from __future__ import annotations
