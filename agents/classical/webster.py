@@ -195,9 +195,7 @@ class FixedTimeWebster:
         used = np.zeros((num_inter, num_phases), dtype=bool)
         big = []
         for i in range(num_inter):
-            candidates = np.flatnonzero(signal[i])
-            if candidates.size == 0:
-                continue  # no signal phase: this intersection is never commanded
+            candidates = np.flatnonzero(signal[i])  # never empty: every intersection has an action
             if self.phase_set == "all" or candidates.size > MAX_COVER_PHASES:
                 if candidates.size > MAX_COVER_PHASES:
                     big.append(net.intersection_ids[i])
@@ -221,7 +219,7 @@ class FixedTimeWebster:
             optimal = np.where(
                 y_sum < 1.0, (1.5 * lost_time + 5.0) / np.maximum(1.0 - y_sum, 1e-300), np.inf
             )
-        oversat = (y_sum >= 1.0) & (n_used > 0)
+        oversat = y_sum >= 1.0
         if oversat.any():
             names = [net.intersection_ids[i] for i in np.flatnonzero(oversat)]
             warnings.warn(
@@ -236,10 +234,9 @@ class FixedTimeWebster:
         green_s = np.zeros((num_inter, num_phases))
         design = np.zeros(num_inter)
         for i in range(num_inter):
-            if n_used[i]:
-                design[i], green_s[i, used[i]] = _plan(
-                    y_phase[i, used[i]], lost_time[i], g_min, self.min_cycle_s, self.max_cycle_s
-                )
+            design[i], green_s[i, used[i]] = _plan(
+                y_phase[i, used[i]], lost_time[i], g_min, self.min_cycle_s, self.max_cycle_s
+            )
         min_duration = math.ceil(g_min + intergreen - 1e-9)
         durations = np.where(used, np.maximum(np.round(green_s + lost), min_duration), 0.0)
 
@@ -263,7 +260,6 @@ class FixedTimeWebster:
         self._phases = phases.gather(1, order)
         self._ends = torch.cumsum(self.durations.gather(1, order), 1)
         self._cycle = self._ends[:, -1].clamp(min=1e-9)
-        self._idle = ~self.phases_used.any(1)  # no signal phase: never command
 
     @staticmethod
     def _best_cover(green: np.ndarray, compete: np.ndarray, y: np.ndarray, lost: float) -> np.ndarray:
@@ -292,8 +288,7 @@ class FixedTimeWebster:
         slot = (in_cycle.unsqueeze(-1) >= self._ends.unsqueeze(0)).sum(-1)
         slot = slot.clamp(max=self._phases.shape[1] - 1)
         phases = self._phases.expand(t.shape[0], -1, -1)
-        command = torch.gather(phases, 2, slot.unsqueeze(-1)).squeeze(-1)
-        return torch.where(self._idle.unsqueeze(0), -1, command)
+        return torch.gather(phases, 2, slot.unsqueeze(-1)).squeeze(-1)
 
 
 def _plan(

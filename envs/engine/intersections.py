@@ -84,10 +84,10 @@ def intersection_layout(network: Network) -> IntersectionLayout:
 
 def always_green(network: Network) -> torch.Tensor:
     """``[I, K]`` movements green in every signal phase of their intersection (the datasets'
-    free right turns): no phase switch stops them. False at an intersection without signal phases."""
+    free right turns): no phase switch stops them. (Every intersection has a signal phase, see above.)"""
     signal = network.signal_phase  # [I, P]
     green = network.phase_green & signal.unsqueeze(-1)
-    return (green.sum(1) == signal.sum(1, keepdim=True)) & signal.any(1, keepdim=True)
+    return green.sum(1) == signal.sum(1, keepdim=True)
 
 
 def lane_movements(network: Network) -> torch.Tensor:
