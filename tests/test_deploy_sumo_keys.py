@@ -300,3 +300,17 @@ def test_an_intersection_left_with_no_unambiguous_key_is_named_at_load(tmp_path_
     reply = runtime.decide(_readings(runtime, 0.0, {"C": "C"}))
     assert reply["faults"][0].startswith("ambiguous intersection ids ignored: 'C' is")
     assert reply_faults(reply, "C") == ["readings missing"]
+
+
+def test_the_fast_path_takes_the_lights_alone_where_each_light_is_named_as_its_junction(tmp_path_factory):
+    # resco_cologne8's eight lights are named as their junctions, beside 58 unsignalised junctions: a message of the
+    # lights alone went the slow way every time (its keys were taken as every intersection's id, N's included)
+    onnx_path, _ = _export(tmp_path_factory, light_c="C", light_e="E")
+    fast, slow = PolicyRuntime(onnx_path), PolicyRuntime(onnx_path)
+    for t in (0.0, 5.0, 10.0):
+        message = _readings(fast, t, {"C": "C", "E": "E"})
+        assert fast.whole_message.decode(message) is not None
+        line = json.dumps(message)
+        reply = handle_line(slow, line, 1)
+        assert json.loads(reply_line(fast, line.encode(), 1)) == reply
+        assert list(reply["commands"]) == ["C", "E"] and reply["faults"] == []

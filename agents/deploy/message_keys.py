@@ -55,7 +55,10 @@ class MessageKeys:
             meanings.setdefault(key, []).append(row)
         self.index = {key: rows[0] for key, rows in meanings.items() if len(rows) == 1}
         self.ambiguous = {key: sorted(rows) for key, rows in meanings.items() if len(rows) > 1}
-        self.plain = not self.ambiguous and not any(self.lights)  # gridlight ids only: CityFlow, grids
+        # every intersection by its id, each needing readings (CityFlow, grids): the fast path's plain case; lights
+        # named as their junctions beside unsignalised junctions (resco_cologne8) are not, or a message of the
+        # lights alone would never take the fast path
+        self.plain = not self.ambiguous and not any(self.lights) and not self.optional.any()
         self.required = np.flatnonzero(~self.optional)
         for row in self.required:  # both its keys ambiguous: nothing can carry its readings
             if not any(key in self.index for key in (self.ids[row], self.lights[row])):
