@@ -314,3 +314,16 @@ def test_the_fast_path_takes_the_lights_alone_where_each_light_is_named_as_its_j
         reply = handle_line(slow, line, 1)
         assert json.loads(reply_line(fast, line.encode(), 1)) == reply
         assert list(reply["commands"]) == ["C", "E"] and reply["faults"] == []
+
+
+def test_an_unsignalised_junction_left_out_after_a_fault_is_not_logged_back_on_the_policy(exported, caplog):
+    # it runs its one phase by its fallback plan, answered to no one: the log said "N back on the policy"
+    runtime = PolicyRuntime(exported[0])
+    bad = readings_message(runtime, 0.0)
+    bad["intersections"]["N"]["lane_count"][0] = -1
+    runtime.decide(bad)
+    with caplog.at_level("INFO", logger="gridlight.runtime"):
+        runtime.decide(_readings(runtime, 5.0, LIGHTS))
+    cleared = [r.getMessage() for r in caplog.records
+               if r.name == "gridlight.runtime" and r.getMessage().startswith("N ")]
+    assert cleared == ["N left out of the message: needs no readings (lane_count cleared)"]

@@ -135,7 +135,8 @@ class FaultLog:
         LOG.error("fail-safe: %s; every intersection runs its fixed-time plan", message)
         self.counts["model"] = self.counts.get("model", 0) + 1
 
-    def update(self, faults: list[list[str]]) -> None:
+    def update(self, faults: list[list[str]], absent=None) -> None:
+        """`absent` ``[I]`` bool: the unsignalised junctions the message left out (`Readings.absent`)."""
         active: dict[tuple[int, str], str] = {}
         for i in [i for i, messages in enumerate(faults) if messages]:
             for message in faults[i]:
@@ -149,8 +150,11 @@ class FaultLog:
         if inform:
             for key in set(self._active) - set(active):
                 held = sorted(kind for i, kind in active if i == key[0])  # another fault keeps it on the fallback
-                LOG.info("%s %s (%s cleared)", self.ids[key[0]],
-                         f"still on the fixed-time plan: {', '.join(held)}" if held else "back on the policy", key[1])
+                # one left out runs its one phase by its fallback plan: not the policy
+                now = f"still on the fixed-time plan: {', '.join(held)}" if held else \
+                    "left out of the message: needs no readings" if absent is not None and absent[key[0]] else \
+                    "back on the policy"
+                LOG.info("%s %s (%s cleared)", self.ids[key[0]], now, key[1])
         self._active = active
 
 
@@ -308,7 +312,7 @@ class PolicyRuntime:
         switch_in = np.where(pending, remaining, switch_in)
         yellow, all_red = np.where(pending, pending_yellow, yellow), np.where(pending, pending_red, all_red)
         self.signals.advance(t, target, switch_in)
-        self.fault_log.update(faults)
+        self.fault_log.update(faults, readings.absent)
         source = [POLICY if p else FALLBACK for p in from_policy.tolist()]  # Python bools: no numpy scalars
         return Decision(t, target, switch_in, yellow, all_red, action, source, faults, global_faults)
 
