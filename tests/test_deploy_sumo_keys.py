@@ -327,3 +327,24 @@ def test_an_unsignalised_junction_left_out_after_a_fault_is_not_logged_back_on_t
     cleared = [r.getMessage() for r in caplog.records
                if r.name == "gridlight.runtime" and r.getMessage().startswith("N ")]
     assert cleared == ["N left out of the message: needs no readings (lane_count cleared)"]
+
+
+@pytest.mark.parametrize("sumo, field, value", [
+    ({"tls_id": 5}, "intersections[0].sumo.tls_id", 5),  # was no key at all: C needed readings under 'C' alone
+    ({"tls_id": ""}, "intersections[0].sumo.tls_id", ""),
+    ({"program_phases": [[0], [2]]}, "intersections[0].sumo.tls_id", None),  # missing: read as no light
+    ("TL1", "intersections[0].sumo", "TL1"),
+])
+def test_a_sumo_entry_the_keys_cannot_read_is_refused_at_load(tmp_path_factory, tmp_path, sumo, field, value):
+    # the runtime keys a light by its sumo.tls_id and lets a junction whose tls_id is null be left out
+    from envs.errors import ModelError
+
+    onnx_path, json_path = _export(tmp_path_factory)
+    meta = json.loads(json_path.read_text())
+    meta["intersections"][0]["sumo"] = sumo
+    (tmp_path / "m.onnx").write_bytes(onnx_path.read_bytes())
+    write_sealed(tmp_path / "m.json", meta)
+    with pytest.raises(ModelError) as error:
+        PolicyRuntime(tmp_path / "m.onnx")
+    assert (error.value.field, error.value.value) == (field, value)
+    assert str(tmp_path / "m.json") in str(error.value) and "'C'" in str(error.value)

@@ -185,6 +185,22 @@ def _tables(inters: list[dict]) -> Layout:
     )
 
 
+def _check_sumo(i: int, entry: dict, source: str) -> None:
+    """A SUMO scenario's ``sumo`` entry: ``tls_id`` its light's id, or null where no light runs it. A message
+    may key the light by it, and leave the junction out where it is null (agents/deploy/message_keys.py):
+    read loosely, a non-string id was no key at all and a missing one made a light a junction to leave out."""
+    sumo = entry["sumo"]
+    if not isinstance(sumo, dict):
+        raise ModelError(source, f"intersections[{i}].sumo", sumo,
+                         f"intersection {entry['id']!r}: expected an object with its SUMO light's 'tls_id'")
+    light = sumo.get("tls_id")
+    if light is None and "tls_id" in sumo or isinstance(light, str) and light:
+        return
+    raise ModelError(source, f"intersections[{i}].sumo.tls_id", light,
+                     f"intersection {entry['id']!r}: its SUMO light's id, a non-empty string, or null where no light "
+                     f"runs it{'' if 'tls_id' in sumo else ' (missing)'}")
+
+
 def _check_entry(i: int, entry: dict, timing: Timing, source: str) -> None:
     """One intersection's values as the file wrote them (`_pad` would truncate 1.5 to phase 1
     and take a negative phase for padding): phases integers >= 0, each action a different
@@ -204,6 +220,8 @@ def _check_entry(i: int, entry: dict, timing: Timing, source: str) -> None:
                          f"intersection {inter_id!r} has no action (every intersection has one at least; an older "
                          "exporter wrote none for a junction whose phases green right turns alone): export its "
                          "checkpoint again")
+    if "sumo" in entry:
+        _check_sumo(i, entry, source)
     for k, phase in enumerate(actions):
         if phase in actions[:k]:  # the exporter lists each signal phase once: a repeat is an edit
             raise ModelError(source, f"intersections[{i}].actions[{k}]", phase,
