@@ -19,7 +19,7 @@ Zhang et al. decide every 15 s (their action interval, with ``horizon_s`` 15 s: 
 11.1 m/s) and ``weight`` 1. Here, as `max_pressure`, a controller reconsiders every second once
 min green has passed; ``horizon_s`` is what the running vehicles must reach the stop line within.
 Ties go to the phase with more halting vehicles, then to the lowest index. Transition phases
-(right turns only) are never chosen.
+(right turns only, each green in a signal phase too) are never chosen.
 
 Both run on lane detectors: a halting count per lane (the queues, the lanes each movement leads
 into) and, for Advanced-MP, a count of the moving vehicles within ``horizon_s`` of the stop line.

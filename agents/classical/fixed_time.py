@@ -3,8 +3,8 @@
 ``plan="roadnet"`` commands each intersection's ``lightphases`` in order with their written
 durations (CityFlow's own behaviour when it runs the plan). The engine's intergreen (yellow +
 all-red) is inserted inside the commanded phase's time, so the cycle length is the written
-one. A transition phase (one serving right turns only, such as CityFlow's 5 s phase 0) is
-commanded as written where the engine can show it for its written time. Where it cannot (its
+one. A transition phase (one serving only right turns that signal phases serve too, such as
+CityFlow's 5 s phase 0) is commanded as written where the engine can show it for its written time. Where it cannot (its
 written time is shorter than the engine's intergreen plus minimum green, which also holds a
 phase that shows no new green), the next signal phase is commanded for the transition's time and
 its own instead, so the engine's intergreen runs where the transition was written and the next

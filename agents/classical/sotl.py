@@ -29,7 +29,7 @@ Which phase comes next: ``switch_to="demand"`` (default) the signal phase whose 
 serve the most vehicles now approaching red, ties going to the phase next in the cyclic order;
 ``switch_to="cyclic"`` the next signal phase in index order (Gershenson's two-phase alternation
 generalised; wasteful on 8-phase plans where several phases serve the same movements).
-Transition phases (right turns only) are never commanded.
+Transition phases (right turns only, each green in a signal phase too) are never commanded.
 
 SOTL runs on approach detectors. With ``detectors`` set each lane's count of approaching
 vehicles (within ``distance_m``, and within ``omega_m``) is what a faulty detector reports, with a
