@@ -214,7 +214,8 @@ class WholeMessage:
     a JSON number); `parse` answers None for any other message, which `parse_readings` then takes
     intersection by intersection to name what is wrong. Both give the same `Readings` for a
     message in shape; `validate_readings` then checks them, vectorised, either way. `keys`: the
-    network's `MessageKeys` (None, or `MessageKeys.plain`: every intersection keyed by its id)."""
+    network's `MessageKeys` (None, or `MessageKeys.plain`: every intersection keyed by its id and
+    needing readings)."""
 
     def __init__(self, layout: Layout, max_lanes: int, lane_names: tuple[str, ...] = BASE_LANE_READINGS,
                  keys=None) -> None:
