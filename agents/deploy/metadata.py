@@ -197,8 +197,8 @@ def _check_sumo(i: int, entry: dict, source: str) -> None:
     if light is None and "tls_id" in sumo or isinstance(light, str) and light:
         return
     raise ModelError(source, f"intersections[{i}].sumo.tls_id", light,
-                     f"intersection {entry['id']!r}: its SUMO light's id, a non-empty string, or null where no light "
-                     f"runs it{'' if 'tls_id' in sumo else ' (missing)'}")
+                     f"intersection {entry['id']!r}: {'missing' if 'tls_id' not in sumo else 'not a light id'}; "
+                     "expected its SUMO light's id (a non-empty string) or null where no light runs it")
 
 
 def _check_entry(i: int, entry: dict, timing: Timing, source: str) -> None:
