@@ -169,6 +169,16 @@ def test_a_light_id_that_is_another_junctions_id_is_refused_as_a_key(tmp_path_fa
     assert good["faults"] == [] and list(good["commands"]) == ["C", "TL2"]
 
 
+def test_a_light_left_out_is_never_answered_under_a_key_that_names_another_intersection(tmp_path_factory):
+    """C's light is 'E', E's light 'TL2': a message keying C by its junction id leaves E out, and E's
+    fallback answer went under 'E' — which a client naming lights reads as C's light. It goes under
+    E's light id, the key that names E alone."""
+    runtime = PolicyRuntime(_export(tmp_path_factory, light_c="E")[0])
+    reply = runtime.decide(_readings(runtime, 0.0, {"C": "C"}))
+    assert list(reply["commands"]) == ["C", "TL2"]
+    assert reply_faults(reply, "TL2") == ["readings missing"]
+
+
 def test_a_light_id_shared_by_two_junctions_is_refused_as_a_key(tmp_path_factory, tmp_path):
     onnx_path, json_path = _export(tmp_path_factory)
     meta = json.loads(json_path.read_text())

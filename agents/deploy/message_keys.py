@@ -86,9 +86,14 @@ class MessageKeys:
 
     def default_key(self, row: int, light_named: bool) -> str:
         """The key of an intersection the message left out: its light's where the message named
-        some intersection by its light (and the light's key is not ambiguous), else its id."""
-        light = self.lights[row]
-        return light if light_named and light and light in self.index else self.ids[row]
+        some intersection by its light, else its id — whichever of the two names it alone (a reply
+        under a key that also names another intersection would be read as that one's); its id where
+        neither does (the load warned of it)."""
+        light, own = self.lights[row], self.ids[row]
+        for key in ((light, own) if light_named else (own, light)):
+            if key and key in self.index:
+                return key
+        return own
 
     def named(self, resolved: Resolved) -> list[tuple[str, int]]:
         """The reply's ``(key, row)`` pairs in metadata order: each key the message gave an
