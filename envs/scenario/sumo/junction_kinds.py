@@ -15,10 +15,11 @@ builds the junction's logic from it; MSLink acts on each link's state):
   they may go; a zipper link (``Z``, ``zipper``) merges alternately. All are driven as yields by the
   requests, without the stop (``*_links_driven_as_yield``). A program's ``s`` (a right turn on red after a
   stop, ``traffic_light_right_on_red``) is a permissive green (``right_on_red_signals_driven_as_yield``,
-  counted in `programs`);
-- refused: ``rail_crossing`` and ``rail_signal`` junctions that passenger cars cross (SUMO closes them for
-  the trains, which the import leaves out: cars would never wait), a dead-end link (``-``), and a type or
-  link state SUMO does not know (SUMO refuses them too).
+  counted in `programs`). A ``rail_crossing`` or ``rail_signal`` junction that passenger cars cross is
+  driven open (``rail_crossing_links_driven_open``, per car link): SUMO closes it only while a train comes,
+  and the import leaves trains out (counted as ``rail_vehicles_left_out`` and the like), so its cars drive
+  as at SUMO's crossing with no train; the road links' right of way is the file's requests;
+- refused: a dead-end link (``-``), and a type or link state SUMO does not know (SUMO refuses them too).
 
 A signalised link's own ``state`` is not counted: its light's program sets it."""
 
@@ -32,6 +33,7 @@ JUNCTION_TYPES = ("priority", "traffic_light", "right_before_left", "left_before
 NO_LOGIC_TYPES = frozenset(("unregulated", "traffic_light_unregulated", "dead_end", "DEAD_END", "district"))
 # a traffic light of trains that the junction itself builds (no <tlLogic>); trains are not simulated
 RAIL_TYPES = frozenset(("rail_signal", "rail_crossing"))
+RAIL_OPEN = "rail_crossing_links_driven_open"  # the report's count of car links at such a junction
 # SUMO's link states (SUMOXMLDefinitions::linkStateValues)
 LINK_STATES = "GgruYyoOMm=swZ-"
 DEAD_END_STATE = "-"

@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envs.scenario.sumo.junction_kinds import DEAD_END_STATE, JUNCTION_TYPES, LINK_STATES, RAIL_TYPES
+from envs.scenario.sumo.junction_kinds import DEAD_END_STATE, JUNCTION_TYPES, LINK_STATES
 from envs.scenario.sumo.net_unread import (count_unread_connection, count_unread_edge, count_unread_elements,
                                            count_unread_junction, count_unread_lane, unread_of_static_program)
 from envs.scenario.sumo.xml_fields import XmlFields, element_path, read_xml
@@ -292,9 +292,6 @@ def _check_right_hand(fields: XmlFields, root) -> None:
 
 def _check_kind(fields: XmlFields, junction: SumoJunction, where: str, tl: str | None, state: str) -> None:
     """A connection passenger cars drive at a junction the engine cannot model is refused (`junction_kinds`)."""
-    if junction.type in RAIL_TYPES:
-        fields.fail(f"junction[id={junction.id}]", "type", junction.type, f"{where} lets passenger cars cross: "
-                    "SUMO closes it for trains, which gridlight does not simulate (cars would never wait)")
     if tl is None and state == DEAD_END_STATE:
         fields.fail(where, "state", state, "a dead-end link: SUMO lets no vehicle through it")
 

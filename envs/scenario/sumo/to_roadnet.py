@@ -32,7 +32,7 @@ from envs.scenario.network import _crossing_conflicts
 from envs.scenario.departures import STEP_SECONDS
 from envs.scenario.json_fields import BEYOND_MAX_MAGNITUDE, MAX_MAGNITUDE
 from envs.scenario.roadnet_parser import PERMISSIVE_KEY, YIELD_KEY, parse_roadnet
-from envs.scenario.sumo.junction_kinds import NO_LOGIC_TYPES, STOP_STATES
+from envs.scenario.sumo.junction_kinds import NO_LOGIC_TYPES, RAIL_OPEN, RAIL_TYPES, STOP_STATES
 from envs.scenario.sumo.net_reader import SumoConnection, SumoEdge, SumoJunction, SumoNet
 from envs.scenario.sumo.programs import LinkSignals, junction_phases
 
@@ -113,6 +113,8 @@ def roadnet_from_sumo(net: SumoNet, counts: Counter, keep_turnarounds: frozenset
             for c in group:  # a stop or a zipper merge the engine does not make (junction_kinds); a light sets its own
                 if c.tl is None and c.state in STOP_STATES:
                     counts[STOP_STATES[c.state]] += 1
+            if junction.type in RAIL_TYPES:  # open: no train is simulated to close it (junction_kinds)
+                counts[RAIL_OPEN] += len(group)
         phases = junction_phases(junction.id, signals, net.programs, net.source, counts, sumo_lights)
         intersections.append(_intersection(junction, road_links, phases, virtual=False,
                                            yields=_yield_pairs(junction, movements, counts)))
