@@ -94,6 +94,18 @@ def say_compiling(compile_engine: bool) -> None:
         say("compiling the engine step (about 30 s on a CPU)…")
 
 
+def say_single_action_agents(action_phase) -> None:
+    """Where some intersections have one signal phase (a SUMO scenario's unsignalised junctions: 322
+    of resco_ingolstadt21's 343), say so: each of their steps counts in train.total_agent_steps and
+    fills the rollouts, but a forced action teaches the policy nothing, so the same total trains far
+    less there than on a network of lights alone. `action_phase`: the layout's ``[I, A]`` table."""
+    single = int(((action_phase >= 0).sum(-1) == 1).sum())
+    if single:
+        total = int(action_phase.shape[0])
+        say(f"{single} of {total} intersections have a single signal phase (nothing to decide): their steps count "
+            f"in train.total_agent_steps but teach the policy nothing; {total - single} decide")
+
+
 def say_baselines(baselines: dict, primary: str, seeds: int) -> None:
     for name, values in baselines.items():
         say(f"baseline {name}: travel time {values[primary].mean():.1f} s on {seeds} eval seed(s)")
@@ -268,4 +280,4 @@ def say_interrupted(steps: int, checkpoint: Path) -> None:
 
 __all__ = ["RUN_LOCK", "STATUS", "SweepJobError", "check_resume", "check_resume_folder", "eval_line", "last_in_folder",
            "run_dir_claimed", "run_errors", "say", "status_log", "sweep_job_line", "say_baselines", "say_compiling",
-           "say_interrupted", "seed_for_resume", "trainer_for_resume", "whole_rollouts"]
+           "say_interrupted", "say_single_action_agents", "seed_for_resume", "trainer_for_resume", "whole_rollouts"]

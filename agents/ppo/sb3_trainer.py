@@ -46,7 +46,7 @@ from agents.ppo.policy import load_policy, read_meta, read_rng
 from agents.ppo.config import check_config, demand_spec, engine_params, observation_names, perturbation_config
 from agents.ppo.interrupts import saved_on_interrupt
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
-from agents.ppo.run_messages import say_baselines, say_compiling, whole_rollouts
+from agents.ppo.run_messages import say_baselines, say_compiling, say_single_action_agents, whole_rollouts
 from agents.ppo.run_setup import (
     RunRecord, carry_best_checkpoint, check_architecture, check_evaluation, check_layout, check_minibatches,
     load_scenarios, say_resumed, start_demand,
@@ -163,6 +163,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     # callback evaluates (its start, or its end's final evaluation) and saves last.zip
     end = whole_rollouts(int(cfg.train.total_agent_steps), start_steps, model.n_steps * env.num_envs,
                          owed=meta is not None and RunRecord(meta).final_evaluation_owed(start_steps))
+    say_single_action_agents(core.layout.action_phase)
     say_compiling(cfg.engine.compile)  # every check passed: the baselines' and training's steps come next
     start_demand(core, env.seed, cfg.seed, meta, cfg.resume)  # the next reset draws training demand from here on
     if cfg.train.compile:

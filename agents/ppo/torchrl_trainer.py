@@ -44,7 +44,9 @@ from agents.ppo.config import (
 )
 from agents.ppo.interrupts import interrupts_deferred, saved_on_interrupt
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
-from agents.ppo.run_messages import eval_line, say, say_baselines, say_compiling, say_interrupted, whole_rollouts
+from agents.ppo.run_messages import (
+    eval_line, say, say_baselines, say_compiling, say_interrupted, say_single_action_agents, whole_rollouts,
+)
 from agents.ppo.run_setup import (
     RunRecord, carry_best_checkpoint, check_architecture, check_evaluation, check_layout, check_minibatches,
     load_scenarios, say_resumed, start_demand,
@@ -115,6 +117,7 @@ class TorchRLTrainer:
                                   agent.n_steps * core.copies * self.I,
                                   owed=self.meta_in is not None and RunRecord(self.meta_in).final_evaluation_owed(
                                       self.num_timesteps))
+        say_single_action_agents(core.layout.action_phase)
         say_compiling(cfg.engine.compile)  # every check passed: the reset below steps the engine
         # the next reset draws training demand from here on
         start_demand(core, env.set_seed, cfg.seed, self.meta_in, None if cfg.resume is None else str(cfg.resume))
