@@ -33,8 +33,8 @@ at counts on that lane only where road sensing walks through it (in gridlight a 
 lane or already on the next), and the walk's stretch is measured along SUMO's lanes, not
 gridlight's. The runtime runs without an inference deadline (``deadline_ms=None``): a slow step
 of a shared machine would put a decision on the fallback, which is not what is measured here.
-Unsignalised junctions (``sumo.tls_id`` null) get readings too (phase 0, long established) and
-their replies are ignored: SUMO's right of way runs them.
+The request carries the lights alone: the runtime needs no readings of an unsignalised junction
+(``sumo.tls_id`` null; docs/deployment.md), whose traffic SUMO's right of way runs.
 
 Prints one JSON line: travel time counted as benchmarks/sumo_fidelity.py counts it (scheduled
 departure to arrival, unfinished to the horizon) for SUMO's static programs, max pressure in SUMO
@@ -59,6 +59,7 @@ from pathlib import Path
 
 from common import emit, log  # noqa: F401  (sets sys.path)
 
+from agents.deploy.message_keys import MessageKeys
 from agents.deploy.runtime import PolicyRuntime
 from agents.deploy.simulated import SimulatedRuntime, check_timing
 from envs.engine import EngineParams, Simulator
@@ -130,6 +131,8 @@ class DeployedLights:
         self.interval = int(meta["timing"]["decision_interval_s"])
         self.ids = [entry["id"] for entry in meta["intersections"]]
         self.lanes = sumo_lanes(meta, net, source)
+        # what the runtime needs readings of: not the unsignalised junctions (the runtime's own rule)
+        self.asked = ~MessageKeys(meta["intersections"]).optional
         self.lights: dict[str, Light] = {}
         for i, entry in enumerate(meta["intersections"]):
             sumo = entry.get("sumo")
@@ -170,7 +173,9 @@ class DeployedLights:
     def request(self, t: int) -> dict:
         """The runtime's JSON request at step `t` (seconds since the sumocfg's begin)."""
         intersections = {}
-        for inter_id, lanes in zip(self.ids, self.lanes):
+        for inter_id, lanes, asked in zip(self.ids, self.lanes, self.asked):
+            if not asked:  # an unsignalised junction: SUMO's right of way runs it, the runtime needs nothing
+                continue
             per_lane = [self._lane(lane) for lane in lanes]
             readings = {name: [reading[name] for reading in per_lane] for name in self.lane_readings}
             light = self.lights.get(inter_id)

@@ -97,6 +97,26 @@ def test_the_request_reads_sumos_lanes_in_the_metadata_order(tiny):
     assert lights.traci.shown == [("C", GREENS[0])]  # phase 0's green from the start
 
 
+def test_the_request_carries_the_lights_alone(tmp_path):
+    """The runtime needs no readings of an unsignalised junction (docs/deployment.md, SUMO networks): the
+    bridge asked SUMO for every one of their lanes each decision (322 of ingolstadt21's 343 intersections)
+    and sent them; it sends the lights, as a city's bridge would, and the lights decide without a fault."""
+    from tests.sumo_fixtures import two_lights_net
+
+    folder = write_tiny(tmp_path / "scenario", net=two_lights_net())
+    onnx_path, meta = export(scenario_from_sumo(folder / "tiny.sumocfg"), folder)
+    net = read_net(folder / "tiny.net.xml")
+    assert {e["id"]: e["sumo"]["tls_id"] for e in meta["intersections"]} == {"C": "TL1", "E": "TL2", "N": None}
+    lengths = {lane.id: lane.length for edge in net.edges.values() for lane in edge.lanes}
+    lights = DeployedLights(FakeTraci({}, lengths), meta, net, ("lane_count", "lane_halting", *APPROACH),
+                            str(onnx_path), "lane")
+    request = lights.request(0)
+    assert list(request["intersections"]) == ["C", "E"]
+    reply = PolicyRuntime(onnx_path).decide(request)
+    assert reply["faults"] == [] and list(reply["commands"]) == ["C", "E"]
+    assert all(command["faults"] == [] for command in reply["commands"].values())
+
+
 def test_a_change_shows_yellow_then_all_red_then_the_new_green(tiny):
     lights = bridge(tiny)
     lights.apply(10, {"commands": {"C": {"phase": 1, "switch_in_s": 2.0, "yellow_s": 3.0, "all_red_s": 2.0}}})
