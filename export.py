@@ -99,6 +99,7 @@ def export(cfg: DictConfig) -> None:
         onnx_path, meta_path = export_policy(
             checkpoint, out, name=cfg.name, opset=int(cfg.opset),
             max_green_s=float(cfg.max_green_s),
+            max_red_s=None if cfg.max_red_s is None else float(cfg.max_red_s),
             data_dir=cfg.data_dir, overwrite=bool(cfg.overwrite), verify=verify,
         )
     except Disagreement:

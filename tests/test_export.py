@@ -60,7 +60,7 @@ def test_metadata_holds_what_the_runtime_needs_and_matches_the_model_file(uneven
     assert len(first["in_lanes"]) == len(first["lane_max_vehicles"]) == int((layout.in_lanes[0] >= 0).sum())
     assert all(set(p) >= {"index", "green_movements", "signal"} for p in first["phases"])
     assert [s["phase"] for s in first["fallback_plan"]] == first["actions"]
-    assert meta["timing"] == {"decision_interval_s": 5, "min_green_s": 5, "max_green_s": 20.0,
+    assert meta["timing"] == {"decision_interval_s": 5, "min_green_s": 5, "max_green_s": 20.0, "max_red_s": None,
                               "yellow_s": 3, "all_red_s": 2}
     assert [f["name"] for f in meta["observation"]["features"]] == OBSERVATIONS
     assert meta["training"]["agent"] == f"ppo_{policy}" and meta["project"]["name"] == "gridlight"
@@ -154,6 +154,11 @@ def test_timings_on_the_bounds_export_allows_are_accepted():
     check_timing(engine, 5, 10.0)  # max green = 5 + 5
     with pytest.raises(ConfigError, match="max_green_s"):
         check_timing(engine, 5, 9.5)
+    # max red: min green between two clearances + one decision interval (5 + 2 x (3 + 2) + 5 = 20 s)
+    engine |= {"yellow_s": 3, "all_red_s": 2}
+    check_timing(engine, 5, 10.0, 20.0)
+    with pytest.raises(ConfigError, match="max_red_s"):
+        check_timing(engine, 5, 10.0, 19.5)
 
 
 @pytest.mark.parametrize("policy", ["shared", "independent"])

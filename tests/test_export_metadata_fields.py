@@ -45,8 +45,12 @@ def test_lanes_movements_phases_and_intergreens_are_the_roadnets(uneven, minimal
         incoming = [road for road in roadnet["roads"] if road["endIntersection"] == inter["id"]]
         assert entry["in_lanes"] == [f"{road['id']}_{k}" for road in incoming for k in range(len(road["lanes"]))]
         links = inter["roadLinks"]
+        # each movement's lanes (positions in in_lanes: what calls its phases for the max-red guard) are
+        # the start lanes of its lane links
         assert entry["movements"] == [
-            {"index": k, "from_road": link["startRoad"], "to_road": link["endRoad"], "type": TURNS[link["type"]]}
+            {"index": k, "from_road": link["startRoad"], "to_road": link["endRoad"], "type": TURNS[link["type"]],
+             "in_lanes": sorted({entry["in_lanes"].index(f"{link['startRoad']}_{lane_link['startLaneIndex']}")
+                                 for lane_link in link["laneLinks"]})}
             for k, link in enumerate(links)
         ]
         greens = [sorted(phase["availableRoadLinks"]) for phase in inter["trafficLight"]["lightphases"]]

@@ -1,4 +1,4 @@
-"""export.py's options reach the export (out, name, opset, max_green_s, data_dir,
+"""export.py's options reach the export (out, name, opset, max_green_s, max_red_s, data_dir,
 check.copies), and what export refuses after loading the checkpoint: a scenario that
 no longer has the policy's intersections, a model file declaring another opset than the one
 asked for. The CLI runs in-process with ``check.seconds=0`` (the parity check has its own tests)."""
@@ -57,6 +57,27 @@ def test_the_cli_checks_the_max_green_given(grid_checkpoint, tmp_path):
     with pytest.raises(ConfigError) as refused:
         export_cli(f"checkpoint={grid_checkpoint}", f"out={tmp_path}", "check.seconds=0", "max_green_s=7")
     assert (refused.value.field, refused.value.value) == ("max_green_s", 7.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cli_writes_the_max_red_asked_for_and_none_by_default(grid_checkpoint, tmp_path):
+    export_cli(f"checkpoint={grid_checkpoint}", f"out={tmp_path}", "name=guarded", "check.seconds=0", "max_red_s=90")
+    assert json.loads((tmp_path / "guarded.json").read_text())["timing"]["max_red_s"] == 90.0
+    assert PolicyRuntime(tmp_path / "guarded.onnx").guard.max_red_s == 90.0  # the runtime takes it
+    export_cli(f"checkpoint={grid_checkpoint}", f"out={tmp_path}", "name=plain", "check.seconds=0")
+    assert json.loads((tmp_path / "plain.json").read_text())["timing"]["max_red_s"] is None
+    assert PolicyRuntime(tmp_path / "plain.onnx").guard is None
+
+
+@pytest.mark.parametrize("given, value, reason", [
+    # grid_1x1: min green 5 s, yellow 3 s + all-red 2 s, decisions 5 s apart: 5 + 2 x 5 + 5 = 20 s at least
+    ("19.5", 19.5, "must be at least 20 s"), ("0", 0.0, "> 0"), ("-60", -60.0, "> 0"),
+    ("inf", float("inf"), "finite"),
+])
+def test_the_cli_checks_the_max_red_given(grid_checkpoint, tmp_path, given, value, reason):
+    with pytest.raises(ConfigError, match=reason) as refused:
+        export_cli(f"checkpoint={grid_checkpoint}", f"out={tmp_path}", "check.seconds=0", f"max_red_s={given}")
+    assert_names_everything(refused.value, "<config>", "max_red_s", value)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from agents.deploy.runtime import PolicyRuntime
 from agents.deploy.service import handle_line, reply_line
-from tests.deploy_fixtures import follow, readings_message
+from tests.deploy_fixtures import edit_metadata, follow, readings_message
 from tests.test_reliability_fuzz import COMMON, EXAMPLES, _mutate
 
 # the service decodes with orjson only when it is installed (a tensordict dependency, so it is)
@@ -23,9 +23,12 @@ orjson = pytest.importorskip("orjson")
 
 
 def _state(runtime: PolicyRuntime) -> tuple:
-    signals = runtime.signals
+    signals, guard = runtime.signals, runtime.guard
+    # the max-red guard's red times and overrides (NaN, a phase in its green, never equals itself in a list)
+    red = () if guard is None else (np.nan_to_num(guard.red_since, nan=-1.0).tolist(), guard.running.tolist(),
+                                    guard.overriding.tolist(), guard.count)
     return (runtime.last_t, signals.known.tolist(), signals.cur_phase.tolist(), signals.prev_phase.tolist(),
-            signals.switched_at.tolist(), dict(runtime.fault_log._active), dict(runtime.fault_log.counts))
+            signals.switched_at.tolist(), dict(runtime.fault_log._active), dict(runtime.fault_log.counts), red)
 
 
 def _same_answer(fast: PolicyRuntime, reference: PolicyRuntime, line, number: int = 1) -> str:
@@ -42,8 +45,12 @@ def _set(message: dict, k: int, **fields) -> dict:
     return changed
 
 
-@pytest.fixture
-def two_runtimes(model_copy):
+@pytest.fixture(params=[None, 20.0], ids=["no_max_red", "max_red_20"])
+def two_runtimes(model_copy, request):
+    """Two runtimes of the export, without and with the max-red guard (20 s, the least the export's
+    timing allows: it takes intersections from the policy within the first test's minute)."""
+    if request.param is not None:
+        edit_metadata(model_copy, lambda meta: meta["timing"].update(max_red_s=request.param))
     return PolicyRuntime(*model_copy), PolicyRuntime(*model_copy)
 
 
@@ -73,18 +80,20 @@ def _bad_readings(message: dict, runtime: PolicyRuntime) -> list[tuple[dict, boo
 def test_fast_and_reference_paths_give_identical_replies(two_runtimes):
     fast, reference = two_runtimes
     message = readings_message(fast, 0.0)
-    number = 0
+    number, sources = 0, set()
     for step in range(6):
         number += 1
         line = json.dumps(message).encode() + b"\n"
         reply = json.loads(_same_answer(fast, reference, line, number))
         assert "commands" in reply
+        sources |= {command["source"] for command in reply["commands"].values()}
         for bad, whole in _bad_readings(follow(fast, message, reply, 1.0), fast):
             number += 1
             probe = PolicyRuntime(fast.model_path, fast.metadata_path)  # deciding here changes no state under test
             assert (probe.decide_text(orjson.loads(json.dumps(bad))) is not None) == whole
             _same_answer(fast, reference, json.dumps(bad).encode(), number)
         message = follow(fast, message, reply, 10.0)
+    assert ("max_red" in sources) == (fast.guard is not None)  # the guard overrode the policy on both paths
 
 
 @pytest.mark.parametrize("line", [

@@ -35,6 +35,9 @@ class ExportConfig:
     opset: int = 18  # ONNX opset of the exported graph (18 or newer: what the exporter writes)
     overwrite: bool = False  # replace an existing <out>/<name>.onnx / .json (otherwise an error, before any work)
     max_green_s: float = 120.0  # the policy runtime never shows one green longer than this
+    # a phase with vehicles waiting is never red longer than this (the runtime's max-red guard); null = off
+    # (docs/deployment.md, "The runtime", says why it is off by default)
+    max_red_s: Optional[float] = None
     data_dir: Optional[str] = None  # where the checkpoint's dataset is found (null = as at training); refused for
     # a generated scenario or one given by path, which read no dataset
     check: ExportCheck = field(default_factory=ExportCheck)

@@ -60,6 +60,7 @@ from agents.deploy.export_metadata import (
     BASE_INPUTS, OUTPUTS, intersections_entry, model_entry, model_inputs, observation_entry, project_version,
     timing_entry,
 )
+from agents.deploy.max_red import max_red_problem
 from agents.deploy.metadata import CHECKSUM_FIELD, METADATA_FORMAT, metadata_checksum
 from agents.deploy.torchrl_graph import TorchRLActor
 from agents.ppo.atomic_files import atomic_path, write_text_atomic
@@ -164,8 +165,13 @@ def check_exportable(meta: dict, source: str) -> None:
             )
 
 
-def check_timing(engine: dict, interval: int, max_green_s: float) -> None:
-    """ConfigError unless max green is finite and min green + one decision interval <= max green."""
+def check_timing(engine: dict, interval: int, max_green_s: float, max_red_s: float | None = None) -> None:
+    """ConfigError unless max green is finite and min green + one decision interval <= max green, and
+    max red is None or a finite number > 0 no shorter than `max_red_floor`."""
+    problem = max_red_s is not None and max_red_problem(max_red_s, engine["min_green_s"], engine["yellow_s"],
+                                                        engine["all_red_s"], interval)
+    if problem:
+        raise ConfigError("<config>", "max_red_s", max_red_s, problem)
     if not math.isfinite(max_green_s):  # inf or NaN was reported as too short, which it is not
         raise ConfigError("<config>", "max_green_s", max_green_s, "must be a finite number of seconds")
     if max_green_s < engine["min_green_s"] + interval:
@@ -241,6 +247,7 @@ def export_policy(
     name: str | None = ExportConfig.name,
     opset: int = ExportConfig.opset,
     max_green_s: float = ExportConfig.max_green_s,
+    max_red_s: float | None = ExportConfig.max_red_s,
     data_dir: str | None = None,
     scenario: Scenario | None = None,
     overwrite: bool = ExportConfig.overwrite,
@@ -273,7 +280,7 @@ def export_policy(
     check_destination([onnx_path, meta_path], overwrite, out_dir)
     env_meta, config = meta["env"], meta.get("config", {})
     engine, interval = env_meta["engine"], int(env_meta["decision_interval_s"])
-    check_timing(engine, interval, max_green_s)
+    check_timing(engine, interval, max_green_s, max_red_s)
     scenario = scenario if scenario is not None else _scenario(meta, str(checkpoint), data_dir)
     layout = intersection_layout(scenario.network)
     if list(layout.ids) != list(env_meta["intersections"]):
@@ -294,7 +301,7 @@ def export_policy(
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": model_entry(onnx_path, opset, layout, inputs),
         "observation": observation_entry(env_meta, layout),
-        "timing": timing_entry(engine, interval, max_green_s),
+        "timing": timing_entry(engine, interval, max_green_s, max_red_s),
         "intersections": intersections_entry(scenario.network, layout, ctx.lane_max_vehicles, max_green_s,
                                              scenario.info.get("sumo_lights")),
         "training": {

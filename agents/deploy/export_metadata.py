@@ -91,6 +91,7 @@ def intersections_entry(network: Network, layout: IntersectionLayout, lane_max: 
     out = []
     for i, inter_id in enumerate(layout.ids):
         in_lanes = [lane for lane in layout.in_lanes[i].tolist() if lane >= 0]
+        position = {lane: k for k, lane in enumerate(in_lanes)}
         movements = []
         for k in range(per_inter):
             m = i * per_inter + k
@@ -100,6 +101,10 @@ def intersections_entry(network: Network, layout: IntersectionLayout, lane_max: 
                     "from_road": roads[int(network.movement_start_road[m])],
                     "to_road": roads[int(network.movement_end_road[m])],
                     "type": ["straight", "left", "right"][int(network.movement_type[m])],
+                    # the incoming lanes (positions in in_lanes) it leaves from: whose halting vehicles
+                    # call its phases for the runtime's max-red guard (agents/deploy/max_red.py)
+                    "in_lanes": sorted(position[lane] for lane in network.movement_in_lanes[m].tolist()
+                                       if lane in position),
                 })
         phases = []
         for p in range(int(network.num_phases[i])):
@@ -179,11 +184,12 @@ def observation_entry(env_meta: dict, layout: IntersectionLayout) -> dict:
     }
 
 
-def timing_entry(engine: dict, interval: int, max_green_s: float) -> dict:
+def timing_entry(engine: dict, interval: int, max_green_s: float, max_red_s: float | None = None) -> dict:
     return {
         "decision_interval_s": interval,
         "min_green_s": int(engine["min_green_s"]),
         "max_green_s": float(max_green_s),
+        "max_red_s": None if max_red_s is None else float(max_red_s),  # null: the max-red guard is off
         "yellow_s": int(engine["yellow_s"]),
         "all_red_s": int(engine["all_red_s"]),
     }

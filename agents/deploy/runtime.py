@@ -23,7 +23,11 @@ the readings:
   green before the next decision is overruled, and the next phase of the plan starts when it
   does. Max green counts from the earliest start the runtime holds for the phase, min green from
   the latest it takes (a reported start later than its own is taken for min green only so far
-  that min green still ends by max green: `SignalModel.later_start`).
+  that min green still ends by max green: `SignalModel.later_start`);
+- with ``max_red_s`` set (null or absent in the metadata: off), no action phase with a vehicle halting
+  on one of its lanes stays red past it: the max-red guard (agents/deploy/max_red.py) takes the
+  intersection from the policy, under min green, yellow and all-red, and says so (``"source":
+  "max_red"`` in the reply, a warning when it starts, `override_counts`).
 
 Faults and the fail-safe: a missing or mismatched model (opset, input or output shapes and types)
 or a failed onnxruntime session puts every intersection on its fixed-time fallback plan;
@@ -59,17 +63,18 @@ import numpy as np
 from agents.deploy.metadata import (
     build_layout, check_action_head, check_features, load_metadata, load_timing, reexport_hint,
 )
+from agents.deploy.max_red import MaxRedGuard, demand_tables, load_max_red
 from agents.deploy.message_keys import MessageKeys
 from agents.deploy.model_file import infer, load_session, not_a_model
 from agents.deploy.readings import (
     Readings, WholeMessage, check_shapes, numbers, parse_readings, policy_lane_readings, validate_readings,
 )
 from agents.deploy.signals import SignalModel
-from agents.deploy.timing_rules import apply_timing_rules
+from agents.deploy.timing_rules import timing_commands
 from envs.errors import ConfigError, ModelError, positive_or_none
 
 LOG = logging.getLogger("gridlight.runtime")
-POLICY, FALLBACK = "policy", "fallback"
+POLICY, FALLBACK, MAX_RED = "policy", "fallback", "max_red"
 
 
 @dataclass
@@ -82,7 +87,7 @@ class Decision:
     yellow_s: np.ndarray  # [I] yellow the change shows on the movements losing green (0: none)
     all_red_s: np.ndarray  # [I] then all-red before the new green
     action: np.ndarray  # [I] int64 the policy's action (-1 where the fallback decided)
-    source: list[str]  # [I] "policy" | "fallback"
+    source: list[str]  # [I] "policy" | "fallback" | "max_red" (the max-red guard overrode the policy)
     faults: list[list[str]]  # [I]
     global_faults: list[str]
 
@@ -200,12 +205,16 @@ class PolicyRuntime:
         self.meta = load_metadata(self.metadata_path)
         self.timing = load_timing(self.meta, str(self.metadata_path))
         self.layout = build_layout(self.meta, str(self.metadata_path), self.timing)
+        max_red = load_max_red(self.meta, self.timing, str(self.metadata_path))
         self.deadline_s = math.inf if deadline_ms is None else float(deadline_ms) / 1000.0
         self.max_lanes = int(self.meta["observation"]["max_lanes"])
         self.signals = SignalModel(self.layout, self.timing, timing_tolerance_s)
         # the keys a message may give each intersection (its id; a SUMO light's id), and which need no readings
         self.keys = MessageKeys(self.meta["intersections"])
         self.fault_log = FaultLog([self.keys.display(i) for i in range(len(self.layout.ids))])
+        self.guard = None if max_red is None else MaxRedGuard(
+            max_red, self.layout.actions, *demand_tables(self.meta["intersections"], self.layout.num_lanes,
+                                                          self.max_lanes, str(self.metadata_path)), self.fault_log.ids)
         # the per-lane readings a message must carry: the model's inputs (lane totals, approach counts)
         self.lane_readings = policy_lane_readings(self.meta["model"].get("inputs"))
         self.whole_message = WholeMessage(self.layout, self.max_lanes, self.lane_readings, self.keys)
@@ -228,6 +237,12 @@ class PolicyRuntime:
     def fault_counts(self) -> dict[str, int]:
         """Fault kind -> times it started."""
         return self.fault_log.counts
+
+    @property
+    def override_counts(self) -> dict[str, int]:
+        """Timing rule -> times it started overriding the policy at an intersection (the max-red guard's
+        runs of decisions; empty without the guard)."""
+        return {} if self.guard is None else {MAX_RED: self.guard.count}
 
     def decide(self, message: dict) -> dict:
         """One JSON message in, one JSON-able reply out (the service's schema: docs/deployment.md, "Protocol");
@@ -302,18 +317,25 @@ class PolicyRuntime:
         action = self._policy_actions(good, readings, faults, global_faults)
         from_policy = action >= 0
         elapsed = self.signals.green_elapsed(t)
-        target = np.where(from_policy, self.layout.actions[np.arange(len(action)), np.maximum(action, 0)], -1)
-        target, switch_in = apply_timing_rules(self.signals, elapsed, target, from_policy, self.signals.max_elapsed(t))
+        asked = np.where(from_policy, self.layout.actions[np.arange(len(action)), np.maximum(action, 0)], -1)
+        rule = self._guard_rule(t, readings, from_policy)
+        target, switch_in, guarded = timing_commands(self.signals, elapsed, asked, from_policy,
+                                                     self.signals.max_elapsed(t), rule)
         # a change commanded earlier and still to start is stated again, never replaced: the signal
         # still shows the phase before it, which another change's clearance need not cover
-        target = np.where(self.signals.held(t), self.signals.cur_phase, target)
+        held = self.signals.held(t)
+        target, guarded = np.where(held, self.signals.cur_phase, target), np.where(held, -1, guarded)
         yellow, all_red = self.signals.clearance(target)
         pending, remaining, (pending_yellow, pending_red) = self.signals.pending_command(t, target)
         switch_in = np.where(pending, remaining, switch_in)
         yellow, all_red = np.where(pending, pending_yellow, yellow), np.where(pending, pending_red, all_red)
+        if self.guard is not None:
+            self.guard.record(t, guarded, target, switch_in, asked)
         self.signals.advance(t, target, switch_in)
         self.fault_log.update(faults, readings.absent)
-        source = [POLICY if p else FALLBACK for p in from_policy.tolist()]  # Python bools: no numpy scalars
+        # Python bools: no numpy scalars
+        source = [MAX_RED if g >= 0 else POLICY if p else FALLBACK for p, g in zip(from_policy.tolist(),
+                                                                                  guarded.tolist())]
         return Decision(t, target, switch_in, yellow, all_red, action, source, faults, global_faults)
 
     def clock_reset(self, t: float) -> str:
@@ -327,7 +349,19 @@ class PolicyRuntime:
                   "started restated after a full clearance and min green)")
         LOG.warning(notice)
         self.signals.clock_reset(t, self.last_t)
+        if self.guard is not None:
+            self.guard.clock_reset(t, self.last_t)
         return notice
+
+    def _guard_rule(self, t: float, readings: Readings, from_policy: np.ndarray):
+        """The max-red guard's rule for `timing_commands` at this decision (None without a guard)."""
+        if self.guard is None:
+            return None
+        signals = self.signals
+        self.guard.observe(t, signals.cur_phase, signals.known)
+        calls = self.guard.calls(readings.lane_halting, signals.cur_phase)
+        current, active = signals.cur_phase.copy(), from_policy & signals.known
+        return lambda target, switch_at: self.guard.due(t, self.timing, calls, current, target, switch_at, active)
 
     def _policy_actions(self, good: np.ndarray, readings: Readings, faults: list[list[str]],
                         global_faults: list[str]) -> np.ndarray:

@@ -1,7 +1,10 @@
 """The timing rules the runtime enforces whatever the model says (module doc of
-agents/deploy/runtime.py): the fixed-time fallback plan, max green, min green."""
+agents/deploy/runtime.py): the fixed-time fallback plan, max green, min green, and
+the max-red guard's place among them (agents/deploy/max_red.py)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -48,15 +51,36 @@ def max_green(signals: SignalModel, elapsed: np.ndarray, target: np.ndarray, fro
 
 def apply_timing_rules(signals: SignalModel, elapsed: np.ndarray, target: np.ndarray, from_policy: np.ndarray,
                        max_elapsed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(phase to run [I] int64, switch_in_s [I]): the policy's `target` where `from_policy`, the
-    fallback plan elsewhere, under max green (counted from `max_elapsed`, the green shown since the
-    earliest start the runtime holds; `elapsed` where None) and min green (from `elapsed`). A change
-    min green holds back is carried out when min green is reached if that falls inside this decision
-    interval, and dropped otherwise."""
+    """`timing_commands` without a max-red guard: (phase to run, switch_in_s)."""
+    return timing_commands(signals, elapsed, target, from_policy, max_elapsed)[:2]
+
+
+def timing_commands(signals: SignalModel, elapsed: np.ndarray, target: np.ndarray, from_policy: np.ndarray,
+                    max_elapsed: np.ndarray | None = None, guard: Callable | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(phase to run [I] int64, switch_in_s [I], guarded [I] int64): the policy's `target` where
+    `from_policy`, the fallback plan elsewhere, under max green (counted from `max_elapsed`, the
+    green shown since the earliest start the runtime holds; `elapsed` where None) and min green
+    (from `elapsed`). A change min green holds back is carried out when min green is reached if that
+    falls inside this decision interval, and dropped otherwise. `guard` (`MaxRedGuard.due` with its
+    readings bound: ``guard(target, switch_at) -> (phase, at)``) puts a starved phase in place of
+    what the policy asks, under the same min green; ``guarded``: the starved phase where that overrode the
+    policy's own phase, -1 elsewhere (agents/deploy/max_red.py; the command is that phase, or the running
+    one where min green holds the change past this interval)."""
     timing, current = signals.timing, signals.cur_phase
     max_elapsed = elapsed if max_elapsed is None else max_elapsed
+    asked = target
     fallback, fallback_at = fallback_plan(signals, elapsed, max_elapsed)
     target, wanted_at = max_green(signals, max_elapsed, target, from_policy)
+    guarded = np.full(current.shape, -1, dtype=np.int64)
+    if guard is not None:
+        switch_at = np.maximum(wanted_at, timing.min_green_s - elapsed).clip(min=0.0)
+        due, due_at = guard(target, switch_at)
+        serve = from_policy & (due >= 0)
+        # a change the policy (or max green) starts sooner than the guard's time goes to the starved phase then
+        wanted_at = np.where(serve, np.where(target != current, np.minimum(due_at, wanted_at), due_at), wanted_at)
+        guarded = np.where(serve & (due != asked), due, -1)
+        target = np.where(serve, due, target)
     target = np.where(from_policy, target, fallback)
     wanted_at = np.where(from_policy, wanted_at, fallback_at)
     change = target != current
@@ -64,4 +88,4 @@ def apply_timing_rules(signals: SignalModel, elapsed: np.ndarray, target: np.nda
     in_time = switch_in < timing.decision_interval_s
     target = np.where(change & ~in_time, current, target)
     switch_in = np.where(change & in_time, switch_in, 0.0)
-    return target.astype(np.int64), switch_in
+    return target.astype(np.int64), switch_in, guarded

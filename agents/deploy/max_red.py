@@ -1,0 +1,164 @@
+"""The max-red guard (module doc of agents/deploy/runtime.py): no phase with vehicles waiting stays
+red past ``timing.max_red_s``, whatever the policy asks. numpy only, like the rest of the runtime.
+
+A phase *calls* when a vehicle halts (``lane_halting`` >= 1) on an incoming lane of one of its
+green movements that the running phase does not give green (each movement's lanes: the metadata's
+``movements[].in_lanes``). A phase's *red* counts from the start of the change that ended its green
+(from the first decision that read its signal, for one the runtime never saw green). The guard
+takes an intersection from its policy when one of its action phases calls and would otherwise see
+its red reach ``max_red_s - yellow_s - all_red_s`` before its change could start (before the next
+decision, or, where the policy starts another phase now, before that phase's clearance and min
+green are over): the change to it starts then, so its green starts by ``max_red_s``; min green,
+yellow and all-red are kept as for any change. Several such phases: the longest red first (then
+the first in the action list), the next after its min green. A phase that nobody waits for is never
+forced; the fixed-time plan (readings bad) serves every phase in turn and is left alone."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from envs.errors import ModelError
+
+LOG = logging.getLogger("gridlight.runtime")  # the runtime's log (agents/deploy/runtime.py)
+WAITING = 1.0  # halting vehicles on a lane that make a call
+
+
+def max_red_floor(min_green_s: float, yellow_s: float, all_red_s: float, interval_s: float) -> float:
+    """The least max red a guard can keep with the policy still deciding: the red a phase shows while
+    one other phase runs its min green between two clearances, plus one decision interval."""
+    return min_green_s + 2 * (yellow_s + all_red_s) + interval_s
+
+
+def max_red_problem(value, min_green_s, yellow_s, all_red_s, interval_s) -> str | None:
+    """Why `value` is not a max red (None: it is one, or None itself: no guard)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        return "must be a finite number of seconds > 0 (null: no max-red guard)"
+    least = max_red_floor(min_green_s, yellow_s, all_red_s, interval_s)
+    if value < least:
+        return (f"must be at least {least:g} s: min green ({min_green_s:g} s) between two clearances "
+                f"(2 x (yellow {yellow_s:g} + all-red {all_red_s:g} s)) and one decision interval "
+                f"({interval_s:g} s); a shorter one cannot be kept with the policy still deciding")
+    return None
+
+
+def load_max_red(meta: dict, timing, source: str) -> float | None:
+    """The metadata's ``timing.max_red_s``: None where the key is absent (an export from before the
+    guard) or null (exported without it); otherwise checked as export.py checks it."""
+    value = meta["timing"].get("max_red_s")
+    problem = max_red_problem(value, timing.min_green_s, timing.yellow_s, timing.all_red_s,
+                              timing.decision_interval_s)
+    if problem:
+        raise ModelError(source, "timing.max_red_s", value, problem)
+    return None if value is None else float(value)
+
+
+def demand_tables(inters: list[dict], num_lanes: np.ndarray, max_lanes: int, source: str
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(move_lanes [I, K, L] bool: movement k leaves from lane l; green [I, P, K] bool: phase p gives
+    movement k green) from the metadata's movements and phases, movements by their ``index``."""
+    width = max([m["index"] + 1 for e in inters for m in e["movements"]] + [1])
+    phases = max(len(e["phases"]) for e in inters)
+    move_lanes = np.zeros((len(inters), width, max_lanes), dtype=bool)
+    green = np.zeros((len(inters), phases, width), dtype=bool)
+    for i, entry in enumerate(inters):
+        for k, movement in enumerate(entry["movements"]):
+            lanes = movement.get("in_lanes")
+            if not isinstance(lanes, list) or not all(isinstance(lane, int) and not isinstance(lane, bool)
+                                                      and 0 <= lane < num_lanes[i] for lane in lanes):
+                raise ModelError(source, f"intersections[{i}].movements[{k}].in_lanes", lanes,
+                                 f"intersection {entry['id']!r}: the max-red guard (timing.max_red_s) needs each "
+                                 f"movement's incoming lanes, positions in in_lanes (0 to {int(num_lanes[i]) - 1}); "
+                                 "an export from before the guard has none: export the checkpoint again")
+            move_lanes[i, movement["index"], lanes] = True
+        for p, phase in enumerate(entry["phases"]):
+            green[i, p, [k for k in phase["green_movements"] if k < width]] = True
+    return move_lanes, green
+
+
+class MaxRedGuard:
+    """Each action phase's red, per intersection, and the phases the guard serves (module doc)."""
+
+    def __init__(self, max_red_s: float, actions: np.ndarray, move_lanes: np.ndarray, green: np.ndarray,
+                 ids: list[str]) -> None:
+        self.max_red_s, self.actions, self.ids = max_red_s, actions, ids
+        self.move_lanes, self.green = move_lanes, green
+        self.red_since = np.full(actions.shape, np.nan)  # [I, A] start of each action phase's red; NaN: green
+        self.running = np.full(len(ids), -1, dtype=np.int64)  # the phase the guard counts as running
+        self.overriding = np.zeros(len(ids), dtype=bool)  # the guard decided at the last decision
+        self.count = 0  # overrides started (an intersection's run of decisions the guard took)
+
+    def observe(self, t: float, cur_phase: np.ndarray, known: np.ndarray) -> None:
+        """Catch up with the signals' running phase after the cross-check: a signal first read has
+        every other phase red from `t`; one found on another phase than the guard had ends that one's
+        green at `t`."""
+        new = known & (self.running != cur_phase)
+        if not new.any():
+            return
+        first = new & (self.running < 0)
+        self.red_since[first] = t
+        self.red_since[(self.actions == self.running[:, None]) & (new & ~first)[:, None]] = t
+        self.red_since[(self.actions == cur_phase[:, None]) & new[:, None]] = np.nan
+        self.running[new] = cur_phase[new]
+
+    def commit(self, t: float, target: np.ndarray, switch_in: np.ndarray) -> None:
+        """The decision's commands: a change ends the running phase's green at ``t + switch_in``."""
+        change = (target != self.running) & (target >= 0)
+        first = change & (self.running < 0)
+        self.red_since[first] = t
+        ended = (self.actions == self.running[:, None]) & (change & ~first)[:, None]
+        self.red_since = np.where(ended, (t + switch_in)[:, None], self.red_since)
+        self.red_since[(self.actions == target[:, None]) & change[:, None]] = np.nan
+        self.running = np.where(change, target, self.running)
+
+    def record(self, t: float, guarded: np.ndarray, target: np.ndarray, switch_in: np.ndarray,
+               asked: np.ndarray) -> None:
+        """A decision's commands (`target`, `switch_in`; `asked`: the policy's phases, -1 where it did not
+        decide): a warning and a count for each run of decisions the guard takes from the policy, when it
+        starts (`guarded`: `timing_commands`', the starved phase served, -1 elsewhere), and the red times."""
+        for i in np.flatnonzero((guarded >= 0) & ~self.overriding).tolist():
+            red = t - self.red_since[i, int(np.flatnonzero(self.actions[i] == guarded[i])[0])]
+            LOG.warning("max red at %s: phase %d red %g s with vehicles waiting (max_red_s %g): served next, in "
+                        "place of the policy's phase %d", self.ids[i], guarded[i], red, self.max_red_s, asked[i])
+            self.count += 1
+        self.overriding = guarded >= 0
+        self.commit(t, target, switch_in)
+
+    def clock_reset(self, t: float, last_t: float) -> None:
+        """Red counts on across a reset from what it had reached (as max green does)."""
+        self.red_since += t - last_t
+
+    def calls(self, halting: np.ndarray, cur_phase: np.ndarray) -> np.ndarray:
+        """[I, A] bool: each action phase calls (module doc), from the readings' ``lane_halting``."""
+        waiting = np.nan_to_num(halting, nan=0.0) >= WAITING  # [I, L]
+        moving_call = (self.move_lanes & waiting[:, None, :]).any(-1)  # [I, K]
+        inter = np.arange(len(self.ids))
+        running_green = self.green[inter, np.maximum(cur_phase, 0)]  # [I, K]
+        phase_green = self.green[inter[:, None], np.maximum(self.actions, 0)]  # [I, A, K]
+        return (phase_green & ~running_green[:, None, :] & moving_call[:, None, :]).any(-1) & (self.actions >= 0)
+
+    def due(self, t: float, timing, calls: np.ndarray, current: np.ndarray, target: np.ndarray,
+            switch_at: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(phase [I], -1 where none; seconds from `t` at which its change is to start) the guard
+        serves where `active`: `target` is the phase the policy (under max green) asks for, to start
+        `switch_at` seconds from now."""
+        red = t - self.red_since  # NaN where green
+        limit = self.max_red_s - timing.intergreen_s  # the change starts then: its green by max red
+        leaving = (target != current)[:, None] & (self.actions != target[:, None])
+        # a phase the policy starts now holds its clearance and min green: the starved one cannot follow sooner
+        horizon = np.where(leaving, np.maximum(timing.decision_interval_s,
+                                               (switch_at + timing.intergreen_s + timing.min_green_s)[:, None]),
+                           timing.decision_interval_s)
+        with np.errstate(invalid="ignore"):  # NaN compares False: a green phase is never due
+            candidate = calls & (self.actions != current[:, None]) & (red + horizon > limit) & active[:, None]
+        score = np.where(candidate, red, -np.inf)
+        slot = score.argmax(1)  # the longest red; the first in the action list on a tie
+        inter = np.arange(len(self.ids))
+        any_due = candidate.any(1)
+        phase = np.where(any_due, self.actions[inter, slot], -1)
+        at = np.where(any_due, np.clip(limit - red[inter, slot], 0.0, None), 0.0)
+        return phase, np.nan_to_num(at)
