@@ -41,7 +41,8 @@ departure to arrival, unfinished to the horizon) for SUMO's static programs, max
 (``--mp-sensing``) and the deployed policy in SUMO, and in gridlight for the static programs, max
 pressure and the same exported policy (`SimulatedRuntime`, evaluate.py's ``deployed=``), all on
 the scenario's own demand; plus the runtime's fault counts, the light decisions the fallback
-made, and the phase changes on both sides. ``--sumo-seeds`` repeats the SUMO side under several
+made and those its max-red guard took from the policy (an export with ``max_red_s``), and the phase
+changes on both sides. ``--sumo-seeds`` repeats the SUMO side under several
 seeds (`over_seeds`); gridlight's dawdling is a hash of trip and second, so its side is one run.
 ``--junction-yielding`` runs gridlight's side with SUMO's right of way (``engine.junction_yielding``,
 as benchmarks/sumo_fidelity.py's flag), the policy too, whatever it was trained with.
@@ -224,13 +225,14 @@ def run_deployed(binary: str, config, model: Path, tripinfo: Path, extra_args=()
     """Run `config` in SUMO with the policy exported at `model` on its lights; `steps`: seconds
     to run (default the sumocfg's window); `on_step(t, lights, reply)` after each step's states
     are set (reply None between decisions); `sensing`: what a lane's readings cover (module doc).
-    Returns the runtime's fault counts and how many light decisions the fallback made."""
+    Returns the runtime's fault counts and how many light decisions the fallback made, and the max-red
+    guard."""
     if sensing not in READINGS_SENSING:  # before SUMO starts
         raise ConfigError(SOURCE, "sensing", sensing, f"expected one of {READINGS_SENSING}")
     runtime = PolicyRuntime(model, deadline_ms=None)
     traci = traci_module()
     net = read_net(config.net_file)
-    fallback = decisions = 0
+    fallback = decisions = max_red = 0
     with contextlib.redirect_stdout(sys.stderr):  # TraCI prints its connection retries
         traci.start(sumo_command(binary, config, "--tripinfo-output", str(tripinfo), *extra_args))
     try:  # road sensing reads SUMO's lane links: built once SUMO runs
@@ -244,14 +246,16 @@ def run_deployed(binary: str, config, model: Path, tripinfo: Path, extra_args=()
                 reply = runtime.decide(lights.request(t))
                 lights.apply(t, reply)
                 decisions += len(signalised)
-                fallback += sum(reply["commands"][i]["source"] != "policy" for i in signalised)
+                fallback += sum(reply["commands"][i]["source"] == "fallback" for i in signalised)
+                # the runtime's max-red guard (timing.max_red_s) took the light from the policy: no fallback
+                max_red += sum(reply["commands"][i]["source"] == "max_red" for i in signalised)
             lights.show(t)
             if on_step is not None:
                 on_step(t, lights, reply)
             traci.simulationStep()
     finally:
         traci.close()
-    return {"deployed_decisions": decisions, "deployed_fallback": fallback,
+    return {"deployed_decisions": decisions, "deployed_fallback": fallback, "deployed_max_red": max_red,
             "deployed_faults": dict(runtime.fault_counts), "deployed_sensing": sensing,
             "sumo_deployed_switches": sum(light.switches for light in lights.lights.values())}
 
