@@ -78,6 +78,10 @@ SMALL = ["--scenario", "grid_1x1"]
     ("service_decision.py", [*SMALL, "--decisions", "0"], "field '--decisions' = 0"),  # ZeroDivisionError
     ("service_decision.py", [*SMALL, "--decisions", "-5"], "field '--decisions' = -5"),  # -0.0 ms, exit 0
     ("service_decision.py", [*SMALL, "--rounds", "0"], "field '--rounds' = 0"),  # StatisticsError
+    ("max_red_starvation.py", [*SMALL, "--seconds", "0"], "field '--seconds' = 0: must be an integer >= 1"),
+    ("max_red_starvation.py", [*SMALL, "--max-red", "none,soon"], "field '--max-red' = 'none,soon': expected"),
+    # below min green + 2 clearances + one decision interval (20 s): refused as export.py refuses it, before any run
+    ("max_red_starvation.py", [*SMALL, "--max-red", "none,19"], "field '--max-red' = 19.0: must be at least 20 s"),
     ("memory_scaling.py", ["--scenarios", "grid_1x1", "--samples", "0"], "field '--samples' = 0"),  # failed silently
     ("memory_scaling.py", ["--scenarios", "grid_1x1", "--copies", "2", "--samples", "4"],  # no line, exit 0
      "field '--samples' = [4]: every K exceeds every B [2]"),
