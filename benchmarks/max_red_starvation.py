@@ -108,8 +108,8 @@ def run(scenario, onnx_path: Path, seconds: int) -> dict:
 
     def watch(sim) -> None:
         phase, t = sim.state.phase[0].tolist(), int(sim.state.t[0])
-        if last[0] is None:  # every phase but the one shown is red from the start
-            ended.update({(i, p): 0 for i, entry in enumerate(controller.runtimes[0].meta["intersections"])
+        if last[0] is None:  # every phase but the one shown is red from the start (`t` is each step's end, as below)
+            ended.update({(i, p): t for i, entry in enumerate(controller.runtimes[0].meta["intersections"])
                           for p in entry["actions"] if p != phase[i]})
         else:
             for i, (before, now) in enumerate(zip(last[0], phase)):
