@@ -194,3 +194,34 @@ def test_a_guard_without_the_movements_lanes_is_refused(model_copy):
     with pytest.raises(ModelError, match="export the checkpoint again"):
         PolicyRuntime(*model_copy)
     assert_refused_at_load(model_copy, "intersections[1].movements[2].in_lanes", None)
+
+
+def test_in_the_simulator_every_phase_gets_its_green_and_the_signals_stay_in_step(uneven, model_copy):
+    """Closed loop (agents/deploy/simulated.py, the engine's own min green off so the runtime's holds):
+    the guard serves every phase of every intersection to a policy that asks for its first action, no
+    green ends before min green, and the runtime's model of each signal stays the signal's (no fault)."""
+    from agents.deploy.simulated import SimulatedRuntime
+    from tests.test_runtime_timing import ended_greens
+
+    edit_metadata(model_copy, lambda meta: meta["timing"].update(max_red_s=40.0))
+    deployed = SimulatedRuntime(str(model_copy[0]))
+    ended = ended_greens(uneven[0], deployed, 600, FakeSession(always_first_action))
+    runtime = deployed.runtimes[0]
+    assert runtime.fault_counts == {} and runtime.override_counts[MAX_RED] > 0
+    for i, actions in enumerate(runtime.layout.actions.tolist()):
+        assert {phase for k, phase, _ in ended if k == i} == {a for a in actions if a >= 0}, i
+    assert all(green >= MIN_GREEN for *_, green in ended)
+
+
+def test_a_red_counts_on_across_a_clock_reset(model_copy):
+    runtime = with_max_red(model_copy, 40.0)
+    run(runtime, 20.0)  # phases 2 and 3 red 20 s by then (decisions 5 s apart, the last at t = 20)
+    red = 20.0 - runtime.guard.red_since
+    message = halting_on(runtime, readings_message(runtime, 3.0, tip=0.0), lambda i, lane: True)
+    for k, entry in enumerate(message["intersections"].values()):
+        entry["phase"] = int(runtime.signals.cur_phase[k])
+    reply = runtime.decide(message)  # t went back from 20 s to 3 s
+    assert any(f.startswith("clock reset") for f in reply["faults"])
+    np.testing.assert_array_equal(np.isnan(3.0 - runtime.guard.red_since), np.isnan(red))
+    kept = ~np.isnan(red) & (runtime.layout.actions >= 0)
+    np.testing.assert_allclose((3.0 - runtime.guard.red_since)[kept], red[kept])  # as if no time passed
