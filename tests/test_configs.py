@@ -210,6 +210,7 @@ def test_default_evaluation_run_composes_what_it_always_has():
 def test_export_run_composes_what_it_always_has():
     assert _plain(_compose("export", ["checkpoint=x"])) == {
         "checkpoint": "x", "out": None, "name": None, "opset": 18, "overwrite": False, "max_green_s": 120.0,
+        "max_red_s": None,
         "data_dir": None, "check": {"seconds": 600, "copies": 2},
         "engine": {"device": "cpu"}}
     with pytest.raises(ConfigCompositionException) as refused:

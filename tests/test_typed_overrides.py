@@ -28,6 +28,7 @@ ENV = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, "PYTH
     ("evaluate.py", [*INCIDENT, "detection.copies=abc"], "field 'detection.copies' = 'abc': must be an integer"),
     ("train.py", ["train.total_agent_steps=1e3"], "field 'train.total_agent_steps' = 1000.0: must be an integer"),
     ("export.py", ["checkpoint=x", "opset=latest"], "field 'opset' = 'latest': must be an integer"),
+    ("export.py", ["checkpoint=x", "max_red_s=soon"], "field 'max_red_s' = 'soon': must be a number, or null"),
 ])
 def test_a_value_of_the_wrong_type_is_one_line_naming_key_and_value(script, argv, shown, tmp_path):
     done = subprocess.run([sys.executable, script, *argv, f"hydra.run.dir={tmp_path}"], cwd=REPO_ROOT, env=ENV,
