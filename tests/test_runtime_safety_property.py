@@ -10,7 +10,8 @@ clearance: a change may then be due within the interval after a held-back one).
 
 The signal here is the test's own, not the runtime's model of it: it takes each reply in place
 of the one before, switches at ``t + switch_in_s`` to the commanded phase with the clearance the
-reply states, and reports its phase and the seconds since it switched."""
+reply states, and reports its phase and the seconds since it switched. With the max-red guard too
+(vehicles halting at random intersections: it takes them from the policy), the same holds."""
 
 from __future__ import annotations
 
@@ -30,10 +31,11 @@ MODEL = ["action", "action", "action", "out_of_range", "error"]
 GAPS = [1.0, 1.0, 1.0, 0.0, 0.2, 0.5]  # decision intervals between two messages
 
 
-def _entry(runtime: PolicyRuntime, k: int, phase: int, tip: float, kind: str, misread: int = 1):
+def _entry(runtime: PolicyRuntime, k: int, phase: int, tip: float, kind: str, misread: int = 1,
+           waiting: bool = False):
     lanes = int(runtime.layout.num_lanes[k])
     entry = {name: [1.0] * lanes for name in runtime.lane_readings}
-    entry["lane_halting"] = [0.0] * lanes
+    entry["lane_halting"] = [1.0 if waiting else 0.0] * lanes  # a vehicle halting on every lane: calls
     entry["phase"], entry["time_in_phase"] = phase, tip
     if kind == "missing":
         return None
@@ -60,10 +62,25 @@ def _entry(runtime: PolicyRuntime, k: int, phase: int, tip: float, kind: str, mi
     return entry
 
 
+@pytest.fixture(scope="module", params=[None, 20.0], ids=["no_max_red", "max_red_20"])
+def guarded_model(interval_model, tmp_path_factory, request):
+    """`interval_model`, and a sealed copy with the max-red guard at 20 s (the least the timing allows with
+    decisions 5 s apart; with them 20 s apart, 35 s): the guard takes intersections from the policy often."""
+    if request.param is None:
+        return interval_model
+    directory = tmp_path_factory.mktemp("max_red")
+    onnx_copy, meta_copy = directory / "m.onnx", directory / "m.json"
+    onnx_copy.write_bytes(interval_model.read_bytes())
+    meta_copy.write_text(interval_model.with_suffix(".json").read_text())
+    edit_metadata((onnx_copy, meta_copy), lambda meta: meta["timing"].update(
+        max_red_s=request.param + meta["timing"]["decision_interval_s"] - 5.0))
+    return onnx_copy
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_no_model_answer_or_detector_fault_breaks_min_green_max_green_or_the_clearance(interval_model, data):
-    runtime = PolicyRuntime(interval_model)
+def test_no_model_answer_or_detector_fault_breaks_min_green_max_green_or_the_clearance(guarded_model, data):
+    runtime = PolicyRuntime(guarded_model)
     lay, timing = runtime.layout, runtime.timing
     count = len(lay.ids)
     answers = {}
@@ -105,7 +122,7 @@ def test_no_model_answer_or_detector_fault_breaks_min_green_max_green_or_the_cle
         message = {"t": t, "intersections": {}}
         for k, inter_id in enumerate(lay.ids):
             entry = _entry(runtime, k, int(phase[k]), float(t - since[k]), kinds[k],
-                           data.draw(st.integers(1, int(lay.num_phases[k]) - 1)))
+                           data.draw(st.integers(1, int(lay.num_phases[k]) - 1)), data.draw(st.booleans()))
             misread[k] |= kinds[k] == "phase_misread"
             if entry is not None:
                 message["intersections"][inter_id] = entry
