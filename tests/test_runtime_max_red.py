@@ -225,3 +225,17 @@ def test_a_red_counts_on_across_a_clock_reset(model_copy):
     np.testing.assert_array_equal(np.isnan(3.0 - runtime.guard.red_since), np.isnan(red))
     kept = ~np.isnan(red) & (runtime.layout.actions >= 0)
     np.testing.assert_allclose((3.0 - runtime.guard.red_since)[kept], red[kept])  # as if no time passed
+
+
+@pytest.mark.parametrize("edit, field, value", [
+    (lambda movement: movement.update(index=-1), "intersections[1].movements[2].index", -1),
+    (lambda movement: movement.pop("index"), "intersections[1].movements[2].index", None),
+    (lambda movement: movement.update(in_lanes=[99]), "intersections[1].movements[2].in_lanes", [99]),
+])
+def test_a_guard_on_malformed_movements_is_refused_naming_the_field(model_copy, edit, field, value):
+    def change(meta):
+        meta["timing"]["max_red_s"] = 60.0
+        edit(meta["intersections"][1]["movements"][2])
+
+    edit_metadata(model_copy, change)
+    assert_refused_at_load(model_copy, field, value)

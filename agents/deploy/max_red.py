@@ -61,6 +61,15 @@ def demand_tables(inters: list[dict], num_lanes: np.ndarray, max_lanes: int, sou
                   ) -> tuple[np.ndarray, np.ndarray]:
     """(move_lanes [I, K, L] bool: movement k leaves from lane l; green [I, P, K] bool: phase p gives
     movement k green) from the metadata's movements and phases, movements by their ``index``."""
+    for i, entry in enumerate(inters):
+        movements = entry.get("movements")
+        for k, movement in enumerate(movements if isinstance(movements, list) else [None]):
+            index = movement.get("index") if isinstance(movement, dict) else None
+            if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+                where = f"intersections[{i}].movements" + (f"[{k}].index" if isinstance(movements, list) else "")
+                raise ModelError(source, where, index if isinstance(movements, list) else movements,
+                                 f"intersection {entry['id']!r}: the max-red guard needs each movement's index "
+                                 "(an integer >= 0) as export.py writes it")
     width = max([m["index"] + 1 for e in inters for m in e["movements"]] + [1])
     phases = max(len(e["phases"]) for e in inters)
     move_lanes = np.zeros((len(inters), width, max_lanes), dtype=bool)
