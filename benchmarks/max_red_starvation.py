@@ -50,8 +50,8 @@ class FirstAction:
 class FirstActionRuntime(SimulatedRuntime):
     """Its policy answers `FirstAction`; `late` (where the guard is on): per (intersection, phase),
     each of its reds with a call, how long after the guard's rule made it due (the first decision
-    of an unbroken run of calls, or the one at which its red reached max red less the clearance,
-    whichever came later) the change to it was commanded: 0 where at that very decision."""
+    of an unbroken run of calls on the same red, or the one at which that red reached max red less
+    the clearance, whichever came later) the change to it was commanded: 0 where at that decision."""
 
     def reset(self, sim) -> None:
         super().reset(sim)
@@ -64,21 +64,19 @@ class FirstActionRuntime(SimulatedRuntime):
         calls, called_since = guard.calls, {}
         limit = guard.max_red_s - runtime.timing.intergreen_s
 
-        def watched(halting, cur_phase):  # the decision's calls, before its commands
-            now = calls(halting, cur_phase)
-            t = runtime.last_t
-            for (i, slot), value in np.ndenumerate(now):
-                red = t - guard.red_since[i, slot]
-                if value and red == red and (i, slot) not in called_since:
-                    called_since[(i, slot)] = max(t, t - red + limit)
-                elif not value:  # a call the running phase's movements answer goes with it
+        def watched(t, halting, cur_phase):  # the decision's calls, before its commands
+            red = calls(t, halting, cur_phase)
+            for (i, slot), value in np.ndenumerate(red):
+                if value == -np.inf:  # no call (one the running phase's movements answer goes with it)
                     called_since.pop((i, slot), None)
-            return now
+                elif called_since.get((i, slot), (None, None))[1] != t - value:  # a call, or a red that began anew
+                    called_since[(i, slot)] = (max(t, t - value + limit), t - value)
+            return red
 
         def committed(t, target, switch_in, commit=guard.commit):
             commit(t, target, switch_in)
-            for (i, slot), due in list(called_since.items()):
-                if guard.red_since[i, slot] != guard.red_since[i, slot]:  # NaN: its change is commanded
+            for (i, slot), (due, _) in list(called_since.items()):
+                if guard.running[i] == guard.actions[i, slot]:  # the change to it is commanded
                     self.late.setdefault((i, int(guard.actions[i, slot])), []).append(max(t - due, 0.0))
                     del called_since[(i, slot)]
 

@@ -1,17 +1,19 @@
 """The max-red guard (module doc of agents/deploy/runtime.py): no phase with vehicles waiting stays
 red past ``timing.max_red_s``, whatever the policy asks. numpy only, like the rest of the runtime.
 
-A phase *calls* when a vehicle halts (``lane_halting`` >= 1) on an incoming lane of one of its
-green movements that the running phase does not give green (each movement's lanes: the metadata's
-``movements[].in_lanes``). A phase's *red* counts from the start of the change that ended its green
-(from the first decision that read its signal, for one the runtime never saw green). The guard
-takes an intersection from its policy when one of its action phases calls and would otherwise see
-its red reach ``max_red_s - yellow_s - all_red_s`` before its change could start (before the next
+A movement *calls* when a vehicle halts (``lane_halting`` >= 1) on one of its incoming lanes (the
+metadata's ``movements[].in_lanes``) while the running phase does not give it green; an action phase
+calls for the movements it gives green. A movement's *red* counts from the start of the change that
+ended its green (from the first decision that read its signal, for one the runtime never saw green);
+a phase's red is the longest of the movements it calls for. The guard takes an intersection from its
+policy when one of its action phases calls and would otherwise see its red reach
+``max_red_s - yellow_s - all_red_s`` before its change could start (before the next
 decision, or, where the policy starts another phase now, before that phase's clearance and min
 green are over): the change to it starts then, so its green starts by ``max_red_s``; min green,
 yellow and all-red are kept as for any change. Several such phases: the longest red first (then
 the first in the action list), the next after its min green. A phase that nobody waits for is never
-forced; the fixed-time plan (readings bad) serves every phase in turn and is left alone."""
+forced, nor one whose movements were green a moment ago in another phase; the fixed-time plan
+(readings bad) serves every phase in turn and is left alone."""
 
 from __future__ import annotations
 
@@ -90,49 +92,56 @@ def demand_tables(inters: list[dict], num_lanes: np.ndarray, max_lanes: int, sou
 
 
 class MaxRedGuard:
-    """Each action phase's red, per intersection, and the phases the guard serves (module doc)."""
+    """Each movement's red, per intersection, and the phases the guard serves (module doc)."""
 
     def __init__(self, max_red_s: float, actions: np.ndarray, move_lanes: np.ndarray, green: np.ndarray,
                  ids: list[str]) -> None:
         self.max_red_s, self.actions, self.ids = max_red_s, actions, ids
         self.move_lanes, self.green = move_lanes, green
-        self.red_since = np.full(actions.shape, np.nan)  # [I, A] start of each action phase's red; NaN: green
+        # [I, K] start of each movement's red; NaN: green (or the signal not read yet)
+        self.red_since = np.full(move_lanes.shape[:2], np.nan)
         self.running = np.full(len(ids), -1, dtype=np.int64)  # the phase the guard counts as running
         self.overriding = np.zeros(len(ids), dtype=bool)  # the guard decided at the last decision
         self.count = 0  # overrides started (an intersection's run of decisions the guard took)
+        self.inter = np.arange(len(ids))
+        self.phase_green = green[self.inter[:, None], np.maximum(actions, 0)] & (actions >= 0)[:, :, None]  # [I, A, K]
+
+    def _switch(self, rows: np.ndarray, at, phase: np.ndarray) -> None:
+        """`rows` show `phase` from `at` ([I] or a number): the movements it does not give green that the
+        phase before did (every one, where the guard knew no phase before) turn red then."""
+        before = self.green[self.inter, np.maximum(self.running, 0)] & (self.running >= 0)[:, None]
+        after = self.green[self.inter, np.maximum(phase, 0)]
+        unknown = rows & (self.running < 0)
+        self.red_since[unknown] = np.broadcast_to(np.asarray(at, dtype=float), rows.shape)[unknown][:, None]
+        ending = rows[:, None] & before & ~after
+        self.red_since = np.where(ending, np.broadcast_to(np.asarray(at, dtype=float), rows.shape)[:, None],
+                                  self.red_since)
+        self.red_since[rows[:, None] & after] = np.nan
+        self.running = np.where(rows, phase, self.running)
 
     def observe(self, t: float, cur_phase: np.ndarray, known: np.ndarray) -> None:
         """Catch up with the signals' running phase after the cross-check: a signal first read has
-        every other phase red from `t`; one found on another phase than the guard had ends that one's
-        green at `t`."""
+        every other movement red from `t`; one found on another phase than the guard had switched at `t`."""
         new = known & (self.running != cur_phase)
-        if not new.any():
-            return
-        first = new & (self.running < 0)
-        self.red_since[first] = t
-        self.red_since[(self.actions == self.running[:, None]) & (new & ~first)[:, None]] = t
-        self.red_since[(self.actions == cur_phase[:, None]) & new[:, None]] = np.nan
-        self.running[new] = cur_phase[new]
+        if new.any():
+            self._switch(new, t, cur_phase)
 
     def commit(self, t: float, target: np.ndarray, switch_in: np.ndarray) -> None:
-        """The decision's commands: a change ends the running phase's green at ``t + switch_in``."""
+        """The decision's commands: a change ends the green of the movements it stops at ``t + switch_in``."""
         change = (target != self.running) & (target >= 0)
-        first = change & (self.running < 0)
-        self.red_since[first] = t
-        ended = (self.actions == self.running[:, None]) & (change & ~first)[:, None]
-        self.red_since = np.where(ended, (t + switch_in)[:, None], self.red_since)
-        self.red_since[(self.actions == target[:, None]) & change[:, None]] = np.nan
-        self.running = np.where(change, target, self.running)
+        if change.any():
+            self._switch(change, t + switch_in, target)
 
     def record(self, t: float, guarded: np.ndarray, target: np.ndarray, switch_in: np.ndarray,
-               asked: np.ndarray) -> None:
+               asked: np.ndarray, red: np.ndarray) -> None:
         """A decision's commands (`target`, `switch_in`; `asked`: the policy's phases, -1 where it did not
         decide): a warning and a count for each run of decisions the guard takes from the policy, when it
-        starts (`guarded`: `timing_commands`', the starved phase served, -1 elsewhere), and the red times."""
+        starts (`guarded`: `timing_commands`', the starved phase served, -1 elsewhere; `red`: `calls`'),
+        and the red times."""
         for i in np.flatnonzero((guarded >= 0) & ~self.overriding).tolist():
-            red = t - self.red_since[i, int(np.flatnonzero(self.actions[i] == guarded[i])[0])]
+            waited = red[i, int(np.flatnonzero(self.actions[i] == guarded[i])[0])]
             LOG.warning("max red at %s: phase %d red %g s with vehicles waiting (max_red_s %g): served next, in "
-                        "place of the policy's phase %d", self.ids[i], guarded[i], red, self.max_red_s, asked[i])
+                        "place of the policy's phase %d", self.ids[i], guarded[i], waited, self.max_red_s, asked[i])
             self.count += 1
         self.overriding = guarded >= 0
         self.commit(t, target, switch_in)
@@ -141,33 +150,31 @@ class MaxRedGuard:
         """Red counts on across a reset from what it had reached (as max green does)."""
         self.red_since += t - last_t
 
-    def calls(self, halting: np.ndarray, cur_phase: np.ndarray) -> np.ndarray:
-        """[I, A] bool: each action phase calls (module doc), from the readings' ``lane_halting``."""
+    def calls(self, t: float, halting: np.ndarray, cur_phase: np.ndarray) -> np.ndarray:
+        """[I, A] each action phase's red at `t`, from the readings' ``lane_halting``: the longest red of
+        the movements it calls for (module doc); -inf where it calls for none."""
         waiting = np.nan_to_num(halting, nan=0.0) >= WAITING  # [I, L]
         moving_call = (self.move_lanes & waiting[:, None, :]).any(-1)  # [I, K]
-        inter = np.arange(len(self.ids))
-        running_green = self.green[inter, np.maximum(cur_phase, 0)]  # [I, K]
-        phase_green = self.green[inter[:, None], np.maximum(self.actions, 0)]  # [I, A, K]
-        return (phase_green & ~running_green[:, None, :] & moving_call[:, None, :]).any(-1) & (self.actions >= 0)
+        unserved = ~self.green[self.inter, np.maximum(cur_phase, 0)] & moving_call  # [I, K]
+        with np.errstate(invalid="ignore"):
+            red = np.where(unserved & ~np.isnan(self.red_since), t - self.red_since, -np.inf)
+        return np.where(self.phase_green, red[:, None, :], -np.inf).max(-1)  # [I, A]
 
-    def due(self, t: float, timing, calls: np.ndarray, current: np.ndarray, target: np.ndarray,
+    def due(self, timing, red: np.ndarray, current: np.ndarray, target: np.ndarray,
             switch_at: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(phase [I], -1 where none; seconds from `t` at which its change is to start) the guard
-        serves where `active`: `target` is the phase the policy (under max green) asks for, to start
-        `switch_at` seconds from now."""
-        red = t - self.red_since  # NaN where green
+        """(phase [I], -1 where none; seconds from now at which its change is to start) the guard serves
+        where `active`: `red`: `calls`'; `target` is the phase the policy (under max green) asks for, to
+        start `switch_at` seconds from now."""
         limit = self.max_red_s - timing.intergreen_s  # the change starts then: its green by max red
         leaving = (target != current)[:, None] & (self.actions != target[:, None])
         # a phase the policy starts now holds its clearance and min green: the starved one cannot follow sooner
         horizon = np.where(leaving, np.maximum(timing.decision_interval_s,
                                                (switch_at + timing.intergreen_s + timing.min_green_s)[:, None]),
                            timing.decision_interval_s)
-        with np.errstate(invalid="ignore"):  # NaN compares False: a green phase is never due
-            candidate = calls & (self.actions != current[:, None]) & (red + horizon > limit) & active[:, None]
+        candidate = (red + horizon > limit) & (self.actions != current[:, None]) & active[:, None]
         score = np.where(candidate, red, -np.inf)
         slot = score.argmax(1)  # the longest red; the first in the action list on a tie
-        inter = np.arange(len(self.ids))
         any_due = candidate.any(1)
-        phase = np.where(any_due, self.actions[inter, slot], -1)
-        at = np.where(any_due, np.clip(limit - red[inter, slot], 0.0, None), 0.0)
-        return phase, np.nan_to_num(at)
+        phase = np.where(any_due, self.actions[self.inter, slot], -1)
+        at = np.where(any_due, np.clip(limit - red[self.inter, slot], 0.0, None), 0.0)
+        return phase, at

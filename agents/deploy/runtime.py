@@ -330,7 +330,7 @@ class PolicyRuntime:
         switch_in = np.where(pending, remaining, switch_in)
         yellow, all_red = np.where(pending, pending_yellow, yellow), np.where(pending, pending_red, all_red)
         if self.guard is not None:
-            self.guard.record(t, guarded, target, switch_in, asked)
+            self.guard.record(t, guarded, target, switch_in, asked, self._red)
         self.signals.advance(t, target, switch_in)
         self.fault_log.update(faults, readings.absent)
         # Python bools: no numpy scalars
@@ -359,9 +359,9 @@ class PolicyRuntime:
             return None
         signals = self.signals
         self.guard.observe(t, signals.cur_phase, signals.known)
-        calls = self.guard.calls(readings.lane_halting, signals.cur_phase)
+        self._red = self.guard.calls(t, readings.lane_halting, signals.cur_phase)
         current, active = signals.cur_phase.copy(), from_policy & signals.known
-        return lambda target, switch_at: self.guard.due(t, self.timing, calls, current, target, switch_at, active)
+        return lambda target, switch_at: self.guard.due(self.timing, self._red, current, target, switch_at, active)
 
     def _policy_actions(self, good: np.ndarray, readings: Readings, faults: list[list[str]],
                         global_faults: list[str]) -> np.ndarray:
