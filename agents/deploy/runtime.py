@@ -24,8 +24,8 @@ the readings:
   does. Max green counts from the earliest start the runtime holds for the phase, min green from
   the latest it takes (a reported start later than its own is taken for min green only so far
   that min green still ends by max green: `SignalModel.later_start`);
-- with ``max_red_s`` set (null or absent in the metadata: off), no action phase with a vehicle halting
-  on one of its lanes stays red past it: the max-red guard (agents/deploy/max_red.py) takes the
+- with ``max_red_s`` set (null or absent in the metadata: off), no movement with a vehicle halting on
+  one of its lanes stays red past it: the max-red guard (agents/deploy/max_red.py) takes the
   intersection from the policy, under min green, yellow and all-red, and says so (``"source":
   "max_red"`` in the reply, a warning when it starts, `override_counts`).
 
