@@ -129,3 +129,50 @@ def next_action_phase(layout: IntersectionLayout, state: SimState) -> torch.Tens
     current = current_action(layout, state)
     following = torch.where(current >= 0, (current + 1) % layout.num_actions.clamp(min=1), 0)
     return action_commands(layout, following)
+
+
+
+# how far before a light's stop line its lane-based rewards count a queue that backs up over a
+# junction with one phase: the reach of the default observations' approach features (100 m)
+REWARD_REACH_M = 100.0
+
+
+def reward_lanes(network: Network, layout: IntersectionLayout, reach_m: float = REWARD_REACH_M) -> torch.Tensor:
+    """``[I, W]`` the lanes whose vehicles count in each intersection's lane-based rewards, -1 pad.
+
+    An intersection that decides (more than one signal phase) counts its incoming lanes and the
+    lanes of every road that leads into them through junctions that decide nothing (one phase: a
+    SUMO scenario's unsignalised junctions) and ends less than `reach_m` before its stop line
+    (the road lengths in between summed). A queue at a light backs up over such a junction, and
+    where the light's own approach is short (resco_ingolstadt1's phase 2 is served from 14.9 m,
+    two cars) the queue it leaves standing lay almost all beyond it: a light counting its own
+    lanes alone was rewarded for never serving that approach. A junction that decides nothing
+    counts its own incoming lanes. On a network of lights alone this is `layout.in_lanes`."""
+    decides = (layout.num_actions > 1).tolist()
+    if all(decides):
+        return layout.in_lanes
+    road_start, road_end = network.road_start.tolist(), network.road_end.tolist()
+    road_lanes = [[lane for lane in lanes if lane >= 0] for lanes in network.road_lanes.tolist()]
+    length = [max(float(network.lane_length[lane]) for lane in lanes) if lanes else 0.0 for lanes in road_lanes]
+    feeders: dict[int, set[int]] = {}  # road -> the roads with a movement into it
+    for m in torch.nonzero(network.movement_valid).flatten().tolist():
+        feeders.setdefault(int(network.movement_end_road[m]), set()).add(int(network.movement_start_road[m]))
+    rows = [[lane for lane in row if lane >= 0] for row in layout.in_lanes.tolist()]
+    for light, row in enumerate(rows):
+        if not decides[light]:
+            continue
+        # shortest distance from each road's end to the light's stop line, over one-phase junctions
+        ends_at = {road: 0.0 for road, end in enumerate(road_end) if end == light}
+        frontier = sorted(ends_at)
+        while frontier:
+            road = frontier.pop()
+            junction = road_start[road]
+            if junction < 0 or decides[junction]:
+                continue
+            for feeder in sorted(feeders.get(road, ())):
+                distance = ends_at[road] + length[road]
+                if distance < reach_m and distance < ends_at.get(feeder, float("inf")):
+                    ends_at[feeder] = distance
+                    frontier.append(feeder)
+        row.extend(lane for road in sorted(ends_at) for lane in road_lanes[road] if lane not in row)
+    return _pad_rows(rows, network.device)

@@ -40,6 +40,10 @@ multiplies each by its configured weight and sums:
 - ``delay``: minus the vehicle-seconds of delay on the incoming lanes during the interval, one
   second of driving at speed v costing ``1 - v / v_max``, v_max the lower of the lane's limit and
   the vehicle's own top speed (a vehicle at its top speed on a faster lane loses nothing).
+
+A light's "incoming lanes" in queue, waiting_time and delay also take in the lanes whose traffic
+reaches it through junctions with one phase (a SUMO scenario's unsignalised junctions), where its
+queue backs up (`envs.engine.intersections.reward_lanes`); elsewhere they are its own.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ import torch
 
 from envs.engine.state import EngineParams, SimState
 from envs.errors import ConfigError
-from envs.engine.intersections import IntersectionLayout, current_action, gather_lanes
+from envs.engine.intersections import IntersectionLayout, current_action, gather_lanes, reward_lanes
 from envs.engine.readings import NUM_SEGMENTS, SEGMENT_M, lane_halting, segment_counts
 from envs.scenario.demand import VEHICLE_COLUMN, Demand
 from envs.scenario.network import Network
@@ -71,6 +75,8 @@ class FeatureContext:
     state: SimState | None
     lane_storage: torch.Tensor  # [L] vehicles a lane holds standing, at 7.5 m each (>= 1)
     lane_max_vehicles: torch.Tensor  # [L] most vehicles a lane (and its box) can ever count
+    # [I, W] the lanes the lane-based rewards sum per intersection (envs.engine.intersections.reward_lanes)
+    reward_lanes: torch.Tensor | None = None
     # detector faults (envs.incidents.perturbations.DetectorFaults): applied to the detector-based
     # *observations* only (envs.rl.fault_reach names them: the per-lane readings the deployment
     # runtime reads and the features built from them); rewards read the true state
@@ -109,6 +115,7 @@ def feature_context(
         network, layout, params, None,
         lane_storage=(network.lane_length / VEHICLE_SPACING_M).clamp(min=1.0),
         lane_max_vehicles=torch.floor((network.lane_length + lane_box) / spacing) + 2.0,
+        reward_lanes=reward_lanes(network, layout),
     )
 
 
@@ -309,8 +316,10 @@ def _obs_intersection_id(ctx, normalise):
 
 
 def _per_intersection(ctx: FeatureContext, per_lane: torch.Tensor) -> torch.Tensor:
-    """Sum ``[B, L]`` per-lane values over each intersection's incoming lanes ``[B, I]``."""
-    return gather_lanes(per_lane.to(torch.float32), ctx.layout.in_lanes).sum(-1)
+    """Sum ``[B, L]`` per-lane values over each intersection's reward lanes ``[B, I]``: its incoming
+    lanes, and a light's also those that reach it through unsignalised junctions (`reward_lanes`)."""
+    lanes = ctx.layout.in_lanes if ctx.reward_lanes is None else ctx.reward_lanes
+    return gather_lanes(per_lane.to(torch.float32), lanes).sum(-1)
 
 
 @register_reward("queue", doc="minus halting vehicles on the incoming lanes")
