@@ -94,16 +94,17 @@ def say_compiling(compile_engine: bool) -> None:
         say("compiling the engine step (about 30 s on a CPU)…")
 
 
-def say_single_action_agents(action_phase) -> None:
+def say_single_action_agents(action_phase, rollout: int) -> None:
     """Where some intersections have one signal phase (a SUMO scenario's unsignalised junctions: 322
-    of resco_ingolstadt21's 343), say so: each of their steps counts in train.total_agent_steps and
-    fills the rollouts, but a forced action teaches the policy nothing, so the same total trains far
-    less there than on a network of lights alone. `action_phase`: the layout's ``[I, A]`` table."""
+    of resco_ingolstadt21's 343), say so, and what an agent-step is then: one decision of an
+    intersection that has a choice (`agents.ppo.deciding`); `rollout`: one rollout's agent-steps.
+    `action_phase`: the layout's ``[I, A]`` table."""
     single = int(((action_phase >= 0).sum(-1) == 1).sum())
     if single:
         total = int(action_phase.shape[0])
-        say(f"{single} of {total} intersections have a single signal phase (nothing to decide): their steps count "
-            f"in train.total_agent_steps but teach the policy nothing; {total - single} decide")
+        say(f"{single} of {total} intersections have a single signal phase (nothing to decide): "
+            f"train.total_agent_steps and the agent-step counts count the decisions of the {total - single} "
+            f"that decide ({rollout:,} per rollout)")
 
 
 def say_baselines(baselines: dict, primary: str, seeds: int) -> None:

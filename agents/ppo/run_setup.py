@@ -66,15 +66,17 @@ def load_scenarios(cfg: DictConfig) -> tuple[Scenario, Scenario]:
     return training, evaluation
 
 
-def check_minibatches(agent: DictConfig, copies: int, intersections: int, trainer: str) -> None:
+def check_minibatches(agent: DictConfig, copies: int, intersections: int, trainer: str, of: int | None = None) -> None:
     """ConfigError, before any work, when ``agent.batch_size`` does not fit the rollout of
-    ``agent.n_steps x env.copies x intersections`` agent-steps: larger, it was silently cut to the
+    ``agent.n_steps x env.copies x intersections`` agent-steps (`intersections`: those that decide, of
+    `of` when some do not: `agents.ppo.deciding`): larger, it was silently cut to the
     rollout; under SB3, one that leaves a last minibatch of one agent-step turned the policy NaN
     (MaskablePPO normalises each minibatch's advantages by their standard deviation); under TorchRL,
     one below a sample of all intersections. A TorchRL size between whole samples is said rounded down."""
     rollout = int(agent.n_steps) * int(copies) * int(intersections)
     given = int(agent.batch_size)
-    sizes = f"agent.n_steps {agent.n_steps} x env.copies {copies} x {intersections} intersections"
+    which = "intersections" if of in (None, intersections) else f"deciding intersections (of {of})"
+    sizes = f"agent.n_steps {agent.n_steps} x env.copies {copies} x {intersections} {which}"
     if given > rollout:
         raise ConfigError("<config>", "agent.batch_size", given, f"exceeds the rollout of {rollout} agent-steps "
                           f"({sizes}): lower it, or raise agent.n_steps or env.copies")
@@ -86,11 +88,11 @@ def check_minibatches(agent: DictConfig, copies: int, intersections: int, traine
     # anyway, and a size between whole samples was cut to the one below, both silently
     if trainer == "torchrl" and given < intersections:
         raise ConfigError("<config>", "agent.batch_size", given, f"trainer=torchrl takes minibatches of whole "
-                          f"samples of all {intersections} intersections: at least {intersections}")
+                          f"samples of all {intersections} {which}: at least {intersections}")
     if trainer == "torchrl" and given % intersections:
         samples = given // intersections
         say(f"agent.batch_size={given} is rounded down to {samples} sample{'s' if samples != 1 else ''} of all "
-            f"{intersections} intersections: {samples * intersections:,} agent-steps per minibatch")
+            f"{intersections} {which}: {samples * intersections:,} agent-steps per minibatch")
 
 
 def check_architecture(path: str, meta: dict, agent: DictConfig) -> None:

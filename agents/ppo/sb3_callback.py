@@ -84,7 +84,7 @@ class TrainingCallback(BaseCallback):
         rewards, dones, infos = self.locals["rewards"], self.locals["dones"], self.locals["infos"]
         self.returns += rewards / self.reward_scale
         if dones.any():
-            per_copy = self.core.num_intersections
+            per_copy = self.training_env.num_envs // int(self.cfg.env.copies)  # the deciding intersections' rows
             for b in np.flatnonzero(dones[::per_copy]):
                 rows = slice(b * per_copy, (b + 1) * per_copy)
                 metrics = infos[b * per_copy].get("episode_metrics", {})

@@ -40,6 +40,7 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3.common.vec_env import VecEnvWrapper
 from torch import nn
 
+from agents.ppo.deciding import DecidingRows, check_deciding, deciding_intersections
 from agents.ppo.indexed_policy import IndexedActorCriticPolicy
 from agents.ppo.atomic_files import set_rng_state
 from agents.ppo.policy import load_policy, read_meta, read_rng
@@ -55,6 +56,7 @@ from agents.ppo.sb3_callback import TrainingCallback
 from agents.ppo.sb3_logging import run_logger
 from envs.scenario import Scenario
 from envs.rl.sb3_env import IntersectionVecEnv
+from envs.rl.signal_env import to_numpy as _numpy
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 PPO_KEYS = ("learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range",
@@ -150,20 +152,24 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     train_scenario, eval_scenario = load_scenarios(cfg)
     venv = build_env(cfg, train_scenario)
     core = venv.core
-    env = ScaledReward(venv, cfg.agent.reward_scale)
+    deciding = check_deciding(core.layout.action_phase, str(cfg.scenario.name))
+    # SB3 counts, and learns from, the deciding intersections' pairs alone (agents.ppo.deciding)
+    rows = venv if deciding == core.num_intersections else DecidingRows(
+        venv, _numpy(deciding_intersections(core.layout.action_phase)))
+    env = ScaledReward(rows, cfg.agent.reward_scale)
     if cfg.resume is not None:
         model, meta = resume_model(cfg, env, core)
         say_resumed(str(cfg.resume), model.num_timesteps, meta, cfg)
     else:
         model, meta = build_model(cfg, env), None
-    check_minibatches(cfg.agent, cfg.env.copies, core.num_intersections, "sb3")  # after a resume's checks
+    check_minibatches(cfg.agent, cfg.env.copies, deciding, "sb3", core.num_intersections)  # after a resume's checks
     start_steps = int(model.num_timesteps)
     remaining = int(cfg.train.total_agent_steps) - start_steps
     # a checkpoint at the total that owes its final evaluation ends here: learn() trains no rollout, and the
     # callback evaluates (its start, or its end's final evaluation) and saves last.zip
     end = whole_rollouts(int(cfg.train.total_agent_steps), start_steps, model.n_steps * env.num_envs,
                          owed=meta is not None and RunRecord(meta).final_evaluation_owed(start_steps))
-    say_single_action_agents(core.layout.action_phase)
+    say_single_action_agents(core.layout.action_phase, model.n_steps * env.num_envs)
     say_compiling(cfg.engine.compile)  # every check passed: the baselines' and training's steps come next
     start_demand(core, env.seed, cfg.seed, meta, cfg.resume)  # the next reset draws training demand from here on
     if cfg.train.compile:

@@ -42,6 +42,7 @@ from agents.ppo.config import (
     LOSSES, SOURCE, TorchRLTrainerConfig, check_config, demand_spec, engine_params, observation_names,
     perturbation_config,
 )
+from agents.ppo.deciding import check_deciding, deciding_intersections
 from agents.ppo.interrupts import interrupts_deferred, saved_on_interrupt
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
 from agents.ppo.run_messages import (
@@ -97,6 +98,8 @@ class TorchRLTrainer:
         self.device = env.device if cfg.train.device == "auto" else torch.device(cfg.train.device)
         self.episodes = EpisodeStats(core, cfg.env.decision_interval_s)
         self.I = core.num_intersections
+        # agent-steps count the deciding intersections' decisions (agents.ppo.deciding): D of the I
+        self.D = check_deciding(core.layout.action_phase, str(cfg.scenario.name))
         self.spec = network_spec(agent, self.I, core.obs_size, core.max_actions,
                                  resolve_centralised(agent.name, opts.centralised_critic))
         self.policy_net, self.value_net = build_networks(self.spec, self.device)
@@ -105,19 +108,19 @@ class TorchRLTrainer:
         # the 12 tensors (torch picks it on CUDA only; on the CPU it gives the same bits, faster)
         self.optimizer = torch.optim.Adam(params, lr=agent.learning_rate, eps=1e-5, foreach=True)
         self.ppo_update = PPOUpdate(agent, self.policy_net, self.value_net, self.optimizer, params, self.I,
-                                    self.device, opts.loss)
+                                    self.device, opts.loss, deciding_intersections(core.layout.action_phase))
         self.meta_in = self.rng_in = None
         self.num_timesteps = 0
         if cfg.resume is not None:
             self._resume(str(cfg.resume))
             say_resumed(str(cfg.resume), self.num_timesteps, self.meta_in, cfg)
-        check_minibatches(agent, cfg.env.copies, self.I, "torchrl")  # after a resume's checks: they name the key
+        check_minibatches(agent, cfg.env.copies, self.D, "torchrl", self.I)  # after a resume's checks (name the key)
         self.start_steps, self.bar = self.num_timesteps, None
         self.end = whole_rollouts(int(cfg.train.total_agent_steps), self.num_timesteps,
-                                  agent.n_steps * core.copies * self.I,
+                                  agent.n_steps * core.copies * self.D,
                                   owed=self.meta_in is not None and RunRecord(self.meta_in).final_evaluation_owed(
                                       self.num_timesteps))
-        say_single_action_agents(core.layout.action_phase)
+        say_single_action_agents(core.layout.action_phase, agent.n_steps * core.copies * self.D)
         say_compiling(cfg.engine.compile)  # every check passed: the reset below steps the engine
         # the next reset draws training demand from here on
         start_demand(core, env.set_seed, cfg.seed, self.meta_in, None if cfg.resume is None else str(cfg.resume))
@@ -195,7 +198,7 @@ class TorchRLTrainer:
 
     def iteration(self) -> None:
         """One rollout and its update, on the device (the loop body)."""
-        started, rollout = time.perf_counter(), self.cfg.agent.n_steps * self.core.copies * self.I
+        started, rollout = time.perf_counter(), self.cfg.agent.n_steps * self.core.copies * self.D
         data = self.collect()
         self.rollout_rate = rollout / max(time.perf_counter() - started, 1e-9)
         # the rollout counts once learnt from, all epochs: an interrupt in the update waits for its end
@@ -210,7 +213,7 @@ class TorchRLTrainer:
     def log_due(self) -> bool:
         """Every N-th rollout of the run, counted from its start (a resumed run logs where the
         uninterrupted one would have), and the last."""
-        rollouts = self.num_timesteps // (self.cfg.agent.n_steps * self.core.copies * self.I)
+        rollouts = self.num_timesteps // (self.cfg.agent.n_steps * self.core.copies * self.D)
         return rollouts % self.opts.log_every_rollouts == 0 or self.num_timesteps >= self.end
 
     def log_rollout(self) -> None:

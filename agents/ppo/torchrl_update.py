@@ -28,9 +28,14 @@ class PPOUpdate:
     agents, stepping `optimizer` over `params`; `loss` is ``torchrl.loss`` (``own`` or ``clip_ppo``)."""
 
     def __init__(self, agent: DictConfig, policy_net, value_net, optimizer: torch.optim.Optimizer, params: list,
-                 intersections: int, device: torch.device, loss: str) -> None:
+                 intersections: int, device: torch.device, loss: str, deciding: torch.Tensor | None = None) -> None:
         self.agent, self.policy_net, self.value_net = agent, policy_net, value_net
         self.optimizer, self.params, self.I, self.device = optimizer, params, intersections, device
+        # `deciding` ([I] bool, agents.ppo.deciding): where some intersections have nothing to decide, the own
+        # loss averages (and normalises advantages) over the deciding ones' rows alone, and a minibatch of
+        # agent.batch_size agent-steps is that many decisions; None (every one decides): the plain means
+        self.weight = None if deciding is None or bool(deciding.all()) else deciding.to(device, torch.float32)
+        self.D = intersections if self.weight is None else int(deciding.sum())
         self.clip_loss = self._clip_ppo_loss() if loss == "clip_ppo" else None
         self.train_sums = torch.zeros(len(TRAIN_STATS), device=device)
         self.train_count = torch.zeros((), device=device)
@@ -51,24 +56,39 @@ class PPOUpdate:
             data.set(TARGET, target)
             self.explained += 1 - (target - value).var() / target.var().clamp(min=1e-12)
 
+    def _mean(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean of ``[N, I]`` over the rows that count: every row, or the deciding intersections' alone."""
+        if self.weight is None:
+            return x.mean()
+        return (x * self.weight).sum() / (self.weight.sum() * x.shape[0])
+
+    def _normalised(self, adv: torch.Tensor) -> torch.Tensor:
+        if self.weight is None:
+            return (adv - adv.mean()) / (adv.std() + 1e-8)
+        count = self.weight.sum() * adv.shape[0]
+        mean = (adv * self.weight).sum() / count
+        std = ((adv - mean).pow(2) * self.weight).sum().div(count - 1).sqrt()  # unbiased, as Tensor.std
+        return (adv - mean) / (std + 1e-8)
+
     def _own_loss(self, batch):
         agent = self.agent
         logits = masked_logits(self.policy_net(batch.get(OBS)), batch.get(MASK))
         logp_all = log_softmax_actions(logits)
         logp = logp_all.gather(-1, batch.get(ACTION).unsqueeze(-1)).squeeze(-1)  # [N, I], as LOGP
         adv = batch.get(ADVANTAGE).squeeze(-1)
-        if agent.normalize_advantage and adv.numel() > 1:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        if agent.normalize_advantage and adv.shape[0] * self.D > 1:
+            adv = self._normalised(adv)
         log_ratio = logp - batch.get(LOGP)
         ratio = log_ratio.exp()
         clip = agent.clip_range
-        pg = -torch.min(adv * ratio, adv * ratio.clamp(1 - clip, 1 + clip)).mean()
-        value_loss = (batch.get(TARGET) - self.value_net(batch.get(OBS))).pow(2).mean()
-        entropy = -torch.where(batch.get(MASK), logp_all.exp() * logp_all, 0.0).sum(-1).mean()
+        mean = self._mean
+        pg = -mean(torch.min(adv * ratio, adv * ratio.clamp(1 - clip, 1 + clip)))
+        value_loss = mean((batch.get(TARGET) - self.value_net(batch.get(OBS))).pow(2).squeeze(-1))
+        entropy = -mean(torch.where(batch.get(MASK), logp_all.exp() * logp_all, 0.0).sum(-1))
         loss = pg - agent.ent_coef * entropy + agent.vf_coef * value_loss
         with torch.no_grad():
-            kl = ((ratio - 1) - log_ratio).mean()
-            clipped = ((ratio - 1).abs() > clip).float().mean()
+            kl = mean((ratio - 1) - log_ratio)
+            clipped = mean(((ratio - 1).abs() > clip).float())
         return loss, torch.stack([pg, value_loss, -entropy, kl, clipped, loss]).detach()
 
     def _clip_ppo_loss(self):
@@ -100,7 +120,7 @@ class PPOUpdate:
     def update(self, data) -> None:
         agent = self.agent
         flat = data.reshape(-1)
-        rows, size = flat.shape[0], max(1, agent.batch_size // self.I)
+        rows, size = flat.shape[0], max(1, agent.batch_size // self.D)  # whole samples of agent.batch_size decisions
         if self.clip_loss is None:
             # the own loss reads six entries: take them as plain tensors (indexing the TensorDict visits
             # all ~20 of its entries), by index_select (on a CPU ~2x faster than value[index])

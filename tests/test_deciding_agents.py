@@ -1,0 +1,89 @@
+"""The training budget counts decisions: an intersection with one signal phase (a SUMO scenario's
+unsignalised junction) has nothing to decide, so train.total_agent_steps, the minibatches and the logged
+agent-step counts are of the intersections that decide (agents.ppo.deciding). Before, every
+intersection's step counted, so 1,000,000 agent-steps were 4 PPO updates on resco_cologne8 (8 of 66
+decide) and one on resco_ingolstadt21 (21 of 343). The fixture: tests/sumo_fixtures.py's NET with
+DETOUR (C decides; E and N have one phase each), as in tests/test_right_turn_junctions.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from agents.ppo.deciding import check_deciding, deciding_intersections
+from envs.errors import ConfigError
+from tests.sumo_fixtures import DETOUR, NET, write_tiny
+
+RIGHT_TURN_NET = NET.replace("</net>\n", DETOUR.replace("SPEED", "10"))
+
+
+def tiny_settings(folder, trainer: str) -> dict:
+    return {"scenario.name": str(folder / "tiny.sumocfg"), "env.copies": 2, "agent.n_steps": 8,
+            "agent.batch_size": 8, "agent.n_epochs": 1, "agent.net_arch": "[8,8]", "train.total_agent_steps": 48,
+            "eval.seeds": 1, "eval.steps": 60, "train.progress": "false", "train.threads": 1,
+            "train.device": "cpu", "trainer": trainer}
+
+
+@pytest.mark.parametrize("trainer", ["sb3", "torchrl"])
+def test_the_budget_counts_the_deciding_intersections_decisions(tmp_path, trainer, capsys):
+    """48 agent-steps of 2 copies x 8 steps: 3 rollouts of C's 16 decisions (was one rollout of all 3
+    intersections' 48 steps, two thirds of them E's and N's forced actions)."""
+    from agents.ppo.sb3_trainer import train
+    from agents.ppo.torchrl_policy import read_torchrl_checkpoint
+    from agents.ppo.torchrl_trainer import train_torchrl
+    from tests.test_torchrl_trainer import torchrl_config
+
+    folder = write_tiny(tmp_path / "net", net=RIGHT_TURN_NET)
+    result = (train if trainer == "sb3" else train_torchrl)(torchrl_config(tiny_settings(folder, trainer)),
+                                                            tmp_path / "run")
+    assert result["num_timesteps"] == 48
+    if trainer == "sb3":
+        assert result["model"].n_envs == 2  # SB3 learns from C's rows alone: (copy, C) pairs
+        assert result["model"]._n_updates == 3
+    else:
+        checkpoint = read_torchrl_checkpoint(str(tmp_path / "run" / "checkpoints" / "last.pt"), torch.device("cpu"))
+        assert checkpoint["meta"]["n_updates"] == 3
+    out = capsys.readouterr().out
+    assert ("2 of 3 intersections have a single signal phase (nothing to decide): train.total_agent_steps and the "
+            "agent-step counts count the decisions of the 1 that decide (16 per rollout)") in out
+
+
+def test_the_own_loss_reads_the_deciding_intersections_rows_alone():
+    """TorchRL's own loss: what E's and N's rows hold (their advantages, value targets) changes nothing,
+    neither the loss nor the advantage normalisation of C's rows."""
+    from agents.ppo.torchrl_update import ACTION, ADVANTAGE, LOGP, MASK, OBS, TARGET, PPOUpdate
+
+    torch.manual_seed(0)
+    policy, value = torch.nn.Linear(3, 2), torch.nn.Linear(3, 1)
+    agent = OmegaConf.create({"normalize_advantage": True, "clip_range": 0.2, "ent_coef": 0.01, "vf_coef": 0.5})
+    update = PPOUpdate(agent, policy, value, None, [], 3, torch.device("cpu"), "own",
+                       deciding=torch.tensor([True, False, False]))
+    mask = torch.tensor([[True, True], [True, False], [True, False]]).expand(5, 3, 2)
+    batch = {OBS: torch.randn(5, 3, 3), MASK: mask, ACTION: torch.zeros(5, 3, dtype=torch.long),
+             LOGP: torch.randn(5, 3) * 0.1, ADVANTAGE: torch.randn(5, 3, 1), TARGET: torch.randn(5, 3, 1)}
+    loss, stats = update._own_loss(batch)
+    changed = {**batch, ADVANTAGE: batch[ADVANTAGE].clone(), TARGET: batch[TARGET].clone()}
+    changed[ADVANTAGE][:, 1:] = 100.0
+    changed[TARGET][:, 1:] = -50.0
+    again, stats_again = update._own_loss(changed)
+    assert torch.equal(loss, again) and torch.equal(stats, stats_again)
+    # and C's rows alone make the figures: a network of C alone gives the same loss
+    alone = PPOUpdate(agent, lambda x: policy(x), lambda x: value(x), None, [], 1, torch.device("cpu"), "own")
+    loss_alone, _ = alone._own_loss({key: item[:, :1] for key, item in batch.items()})
+    torch.testing.assert_close(loss, loss_alone)
+
+
+def test_every_intersection_decides_on_a_network_of_lights():
+    from envs.engine.intersections import intersection_layout
+    from envs.scenario import load_scenario
+
+    phases = intersection_layout(load_scenario("grid_4x4", horizon=60).network).action_phase
+    assert bool(deciding_intersections(phases).all()) and check_deciding(phases, "grid_4x4") == 16
+
+
+def test_a_network_where_none_decides_is_refused_naming_the_scenario():
+    with pytest.raises(ConfigError, match=r"scenario\.name.*no intersection has two or more signal phases"):
+        check_deciding(torch.tensor([[0, -1], [0, -1]]), "lonely")
+    assert np.array_equal(deciding_intersections(torch.tensor([[0, 1], [0, -1]])).numpy(), [True, False])
