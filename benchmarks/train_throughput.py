@@ -28,8 +28,9 @@ Where the time goes (timers synchronise the device only at the boundaries of the
   reported apart as ``advantages_s``; sb3: ``model.train``, SB3 computes GAE inside the rollout);
 - ``*_fraction``: each over ``wall_s``.
 
-One JSON line per case, with ``agent_steps_per_s`` (agent-steps, one intersection's decision, learned
-per wall second), the device, copies, decision interval and ``machine`` (benchmarks/common.py).
+One JSON line per case, with ``agent_steps_per_s`` (agent-steps, one decision of an intersection with
+two or more signal phases, as train.py counts them: `agents.ppo.deciding`, learned per wall second), the
+device, copies, decision interval and ``machine`` (benchmarks/common.py).
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def run_torchrl(cfg, args) -> dict:
 
 def run_sb3(cfg, args) -> dict:
     from agents.ppo.run_setup import check_minibatches, load_scenarios
-    from agents.ppo.sb3_trainer import ScaledReward, _compile_policy, build_env, build_model
+    from agents.ppo.sb3_trainer import _compile_policy, build_env, build_model, learning_env
 
     device = cfg.engine.device
     if cfg.train.threads is not None:
@@ -155,8 +156,9 @@ def run_sb3(cfg, args) -> dict:
     setup_start = time.perf_counter()
     train_scenario, _ = load_scenarios(cfg)
     core_env = build_env(cfg, train_scenario)
-    check_minibatches(cfg.agent, cfg.env.copies, core_env.core.num_intersections, "sb3")  # as train.py
-    venv = ScaledReward(core_env, cfg.agent.reward_scale)
+    # as train.py: the agent-steps are the decisions of the intersections that decide (agents.ppo.deciding)
+    venv, deciding = learning_env(cfg, core_env)
+    check_minibatches(cfg.agent, cfg.env.copies, deciding, "sb3", core_env.core.num_intersections)
     model = build_model(cfg, venv)
     model.set_logger(silent_logger())
     if cfg.train.compile:

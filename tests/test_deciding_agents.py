@@ -87,3 +87,37 @@ def test_a_network_where_none_decides_is_refused_naming_the_scenario():
     with pytest.raises(ConfigError, match=r"scenario\.name.*no intersection has two or more signal phases"):
         check_deciding(torch.tensor([[0, -1], [0, -1]]), "lonely")
     assert np.array_equal(deciding_intersections(torch.tensor([[0, 1], [0, -1]])).numpy(), [True, False])
+
+
+def test_ep_rew_mean_is_the_return_of_the_intersections_that_decide():
+    """TorchRL's rollout/ep_rew_mean, as SB3's from its rows of deciding intersections alone: C's return
+    (1 per step), not the mean with E's and N's (10)."""
+    from types import SimpleNamespace
+
+    from agents.ppo.torchrl_logging import EpisodeStats
+    from envs.evaluation.metrics import METRIC_NAMES
+
+    core = SimpleNamespace(copies=1, num_intersections=3, device=torch.device("cpu"))
+    episode = {**{name: torch.tensor([1.0]) for name in METRIC_NAMES}, "length_s": torch.tensor([10.0])}
+    for deciding, expected in ((torch.tensor([True, False, False]), 2.0), (None, 14.0)):
+        stats = EpisodeStats(core, 5, deciding)
+        stats.observe(torch.tensor([[1.0, 10.0, 10.0]]), {})
+        stats.observe(torch.tensor([[1.0, 10.0, 10.0]]), {"episode": episode, "_episode": torch.tensor([True])})
+        assert stats.read()["rollout/ep_rew_mean"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("trainer", ["sb3", "torchrl"])
+def test_the_training_throughput_benchmark_counts_decisions_as_train_py(tmp_path, trainer, monkeypatch):
+    """benchmarks/train_throughput.py: one iteration of 2 copies x 8 steps is C's 16 decisions, in both
+    trainers (its SB3 case built the env of all 3 intersections' 48 rows)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))  # as `python benchmarks/X.py`
+    from train_throughput import run_sb3, run_torchrl
+    from tests.test_torchrl_trainer import torchrl_config
+
+    folder = write_tiny(tmp_path / "net", net=RIGHT_TURN_NET)
+    args = SimpleNamespace(warmup=0, iterations=1, agent_steps=None, seconds=None, override=[])
+    record = (run_sb3 if trainer == "sb3" else run_torchrl)(torchrl_config(tiny_settings(folder, trainer)), args)
+    assert (record["agent_steps"], record["intersections"]) == (16, 3)

@@ -1,8 +1,9 @@
 """PPO training of signal controllers (train.py's body): env, model, logging, checkpoints.
 
 MaskablePPO (sb3-contrib) learns through `envs.rl.sb3_env.IntersectionVecEnv`, whose
-sub-environments are the (copy, intersection) pairs, so SB3's ``num_timesteps`` counts
-agent-steps (one intersection's decision). ``agent.policy=shared`` is SB3's MLP policy, one set
+sub-environments are the (copy, intersection) pairs, narrowed to the intersections that decide
+(`learning_env`, `agents.ppo.deciding`), so SB3's ``num_timesteps`` counts agent-steps (one
+decision of an intersection with two or more signal phases). ``agent.policy=shared`` is SB3's MLP policy, one set
 of parameters for every intersection; ``independent`` is `agents.ppo.indexed_policy`. What happens
 around the rollouts and updates (logging, evaluation, checkpoints) is `agents.ppo.sb3_callback`'s;
 what this trainer shares with the TorchRL one (scenarios, resume checks, the run's books) is
@@ -13,7 +14,7 @@ TensorBoard (``RUN/tb/``; the same scalars in ``RUN/progress.csv``), by prefix:
 - ``rollout/<metric>``: the metrics hub's figures (``travel_time/mean``, ``travel_time/p95``,
   ``throughput``, ``queue/halting``, ... see `envs.evaluation.metrics`) of the training episodes that ended
   during the rollout (train-split demand, stochastic actions), mean over those episodes;
-  ``rollout/ep_rew_mean`` is the episode return per intersection (unscaled reward),
+  ``rollout/ep_rew_mean`` is the episode return per intersection that decides (unscaled reward),
   ``rollout/episodes`` how many ended.
 - ``eval/<metric>``: the current policy, deterministic, on the held-out eval-split demands
   (mean over ``eval.seeds``); ``eval/reduction_vs_<baseline>``: travel-time reduction in % vs
@@ -94,6 +95,17 @@ def build_env(cfg: DictConfig, scenario: Scenario) -> IntersectionVecEnv:
     )
 
 
+def learning_env(cfg: DictConfig, venv: IntersectionVecEnv) -> tuple[VecEnvWrapper, int]:
+    """What MaskablePPO learns through, and how many intersections decide: the (copy, intersection) pairs
+    of the intersections that decide (agents.ppo.deciding; every pair where all do), rewards scaled.
+    SB3 counts, and learns from, those pairs alone."""
+    layout = venv.core.layout
+    deciding = check_deciding(layout.action_phase, str(cfg.scenario.name))
+    rows = venv if deciding == venv.num_intersections else DecidingRows(
+        venv, _numpy(deciding_intersections(layout.action_phase)))
+    return ScaledReward(rows, cfg.agent.reward_scale), deciding
+
+
 def ppo_hyperparameters(cfg: DictConfig) -> dict:
     return {key: cfg.agent[key] for key in PPO_KEYS}
 
@@ -152,11 +164,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     train_scenario, eval_scenario = load_scenarios(cfg)
     venv = build_env(cfg, train_scenario)
     core = venv.core
-    deciding = check_deciding(core.layout.action_phase, str(cfg.scenario.name))
-    # SB3 counts, and learns from, the deciding intersections' pairs alone (agents.ppo.deciding)
-    rows = venv if deciding == core.num_intersections else DecidingRows(
-        venv, _numpy(deciding_intersections(core.layout.action_phase)))
-    env = ScaledReward(rows, cfg.agent.reward_scale)
+    env, deciding = learning_env(cfg, venv)
     if cfg.resume is not None:
         model, meta = resume_model(cfg, env, core)
         say_resumed(str(cfg.resume), model.num_timesteps, meta, cfg)
@@ -203,4 +211,4 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     }
 
 
-__all__ = ["ScaledReward", "build_env", "build_model", "train"]
+__all__ = ["ScaledReward", "build_env", "build_model", "learning_env", "train"]

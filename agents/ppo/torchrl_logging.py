@@ -18,8 +18,11 @@ class EpisodeStats:
     """Finished training episodes' metrics and returns (raw reward), summed on the device from
     each step's reward and the env's ``last_info["episode"]`` (a [B] mask of the copies that ended)."""
 
-    def __init__(self, core, interval_s: int) -> None:
+    def __init__(self, core, interval_s: int, deciding: torch.Tensor | None = None) -> None:
         self.returns = torch.zeros(core.copies, core.num_intersections, device=core.device)
+        # ep_rew_mean: the return per intersection that decides (agents.ppo.deciding), as SB3's rows give it
+        self.deciding = None if deciding is None or bool(deciding.all()) else torch.nonzero(deciding).squeeze(1).to(
+            core.device)
         self.sums = torch.zeros(len(METRIC_NAMES) + 2, device=core.device)  # metrics, return, length
         self.defined = torch.zeros(len(METRIC_NAMES) + 2, device=core.device)  # episodes with each figure
         self.count = torch.zeros((), device=core.device)
@@ -32,7 +35,8 @@ class EpisodeStats:
         if "episode" in info:
             episode, done = info["episode"], info["_episode"]
             per_copy = [episode[name] for name in METRIC_NAMES]
-            per_copy += [self.returns.mean(1), episode["length_s"] / self.interval_s]
+            returns = self.returns if self.deciding is None else self.returns.index_select(1, self.deciding)
+            per_copy += [returns.mean(1), episode["length_s"] / self.interval_s]
             # where, not a product: a copy still running (a fresh episode with no trip finished) holds NaN
             # metrics; an ended episode's NaN (no trip finished) is undefined there, left out of that mean
             values = torch.stack(per_copy).to(torch.float32)

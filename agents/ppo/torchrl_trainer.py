@@ -96,10 +96,11 @@ class TorchRLTrainer:
             perturbation=perturbation_config(cfg), probes=dict(cfg.env.probes))
         core = self.core = env.core
         self.device = env.device if cfg.train.device == "auto" else torch.device(cfg.train.device)
-        self.episodes = EpisodeStats(core, cfg.env.decision_interval_s)
         self.I = core.num_intersections
         # agent-steps count the deciding intersections' decisions (agents.ppo.deciding): D of the I
         self.D = check_deciding(core.layout.action_phase, str(cfg.scenario.name))
+        deciding = deciding_intersections(core.layout.action_phase)
+        self.episodes = EpisodeStats(core, cfg.env.decision_interval_s, deciding)
         self.spec = network_spec(agent, self.I, core.obs_size, core.max_actions,
                                  resolve_centralised(agent.name, opts.centralised_critic))
         self.policy_net, self.value_net = build_networks(self.spec, self.device)
@@ -108,7 +109,7 @@ class TorchRLTrainer:
         # the 12 tensors (torch picks it on CUDA only; on the CPU it gives the same bits, faster)
         self.optimizer = torch.optim.Adam(params, lr=agent.learning_rate, eps=1e-5, foreach=True)
         self.ppo_update = PPOUpdate(agent, self.policy_net, self.value_net, self.optimizer, params, self.I,
-                                    self.device, opts.loss, deciding_intersections(core.layout.action_phase))
+                                    self.device, opts.loss, deciding)
         self.meta_in = self.rng_in = None
         self.num_timesteps = 0
         if cfg.resume is not None:
