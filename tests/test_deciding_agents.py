@@ -121,3 +121,29 @@ def test_the_training_throughput_benchmark_counts_decisions_as_train_py(tmp_path
     args = SimpleNamespace(warmup=0, iterations=1, agent_steps=None, seconds=None, override=[])
     record = (run_sb3 if trainer == "sb3" else run_torchrl)(torchrl_config(tiny_settings(folder, trainer)), args)
     assert (record["agent_steps"], record["intersections"]) == (16, 3)
+
+
+def test_the_deciding_rows_answer_sb3s_calls_per_row_and_refuse_what_the_wrapped_env_refuses(tmp_path):
+    """DecidingRows' env_method / get_attr / set_attr speak of its own rows (C's, one per copy): `indices`
+    are those rows, one answer each, and a call the wrapped env refuses on some rows (they all share one
+    core) is refused, not run on every row. Before, env_method("reset", indices=[0]) reset every copy and
+    answered 2 rows, get_attr("action_masks") handed out the wrapped env's masks of all 6 rows, and
+    set_attr(..., indices=[0, 1]) (every row of the wrapper) was refused as some of the wrapped rows."""
+    from agents.ppo.deciding import DecidingRows
+    from envs.errors import CommandError
+    from envs.rl.sb3_env import IntersectionVecEnv
+
+    folder = write_tiny(tmp_path / "net", net=RIGHT_TURN_NET)
+    venv = IntersectionVecEnv(copies=2, scenario=str(folder / "tiny.sumocfg"), episode_s=60)
+    rows = DecidingRows(venv, deciding_intersections(venv.core.layout.action_phase).numpy())
+    rows.reset()
+    assert rows.num_envs == 2
+    assert rows.get_attr("action_masks")[0]().shape == rows.action_masks().shape == (2, venv.action_space.n)
+    assert len(rows.get_attr("num_intersections", indices=[1])) == 1
+    assert len(rows.env_method("action_masks", indices=[1])) == 1
+    with pytest.raises(CommandError, match="indices"):
+        rows.env_method("reset", indices=[0])
+    with pytest.raises(CommandError, match="indices"):
+        rows.get_attr("num_intersections", indices=[2])  # past the wrapper's 2 rows
+    rows.set_attr("render_mode", None, indices=[0, 1])  # every row of the wrapper: allowed
+    assert len(rows.env_method("describe")) == 2

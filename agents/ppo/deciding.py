@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
-from envs.errors import CommandError, ConfigError
+from envs.errors import CommandError, ConfigError, is_whole
 
 
 def deciding_intersections(action_phase: torch.Tensor) -> torch.Tensor:
@@ -74,16 +74,36 @@ class DecidingRows(VecEnvWrapper):
     def action_masks(self) -> np.ndarray:
         return self.venv.action_masks()[self.rows]
 
+    def _wrapped(self, indices) -> list[int]:
+        """The wrapped env's rows of this wrapper's `indices` (None: all of them)."""
+        count = len(self.rows)  # not num_envs: VecEnv.__init__ asks get_attr("render_mode") before it is ours
+        rows = range(count) if indices is None else (
+            list(indices) if isinstance(indices, (list, tuple, range, np.ndarray)) else [indices])
+        for n in rows:  # a row past num_envs would answer for some other row, or none
+            if not is_whole(n) or not 0 <= n < count:
+                raise CommandError("<env:sb3>", "indices", indices, f"need sub-environment rows in [0, {count})")
+        return [int(self.rows[int(n)]) for n in rows]
+
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
+        wrapped = self._wrapped(indices)
         if method_name == "action_masks":  # sb3-contrib's get_action_masks
-            masks = self.action_masks()
-            rows = range(self.num_envs) if indices is None else indices
-            return [masks[n] for n in rows]
-        return self.venv.env_method(method_name, *method_args, indices=None, **method_kwargs)[:self.num_envs]
+            masks = self.venv.action_masks()
+            return [masks[n] for n in wrapped]
+        # every call but action_masks acts on the one shared core: the wrapped env takes all its rows, or refuses
+        every = None if len(set(wrapped)) == len(self.rows) else wrapped
+        result = self.venv.env_method(method_name, *method_args, indices=every, **method_kwargs)
+        return [result[0] for _ in wrapped]
 
     def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        wrapped = self._wrapped(indices)
+        if attr_name == "action_masks":  # this wrapper's masks, not the wrapped env's rows
+            return [self.action_masks for _ in wrapped]
         value = self.venv.get_attr(attr_name)[0]  # one shared core: every row answers alike
-        return [value for _ in (range(self.num_envs) if indices is None else indices)]
+        return [value for _ in wrapped]
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        wrapped = self._wrapped(indices)
+        self.venv.set_attr(attr_name, value, indices=None if len(set(wrapped)) == len(self.rows) else wrapped)
 
 
 __all__ = ["DecidingRows", "check_deciding", "deciding_intersections"]
