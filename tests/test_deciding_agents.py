@@ -147,3 +147,30 @@ def test_the_deciding_rows_answer_sb3s_calls_per_row_and_refuse_what_the_wrapped
         rows.get_attr("num_intersections", indices=[2])  # past the wrapper's 2 rows
     rows.set_attr("render_mode", None, indices=[0, 1])  # every row of the wrapper: allowed
     assert len(rows.env_method("describe")) == 2
+
+
+def test_torchrls_explained_variance_is_of_the_deciding_intersections_rows():
+    """train/explained_variance, as SB3's from its rows of deciding intersections alone: the value the
+    loss never fits at E and N (their targets, here 100x C's) changes nothing. It read every row."""
+    from tensordict import TensorDict
+
+    from agents.ppo.torchrl_update import OBS, PPOUpdate
+    from envs.rl.torchrl_env import GROUP
+
+    torch.manual_seed(0)
+    value = torch.nn.Linear(3, 1)
+    agent = OmegaConf.create({"gamma": 0.9, "gae_lambda": 0.95, "reward_scale": 1.0, "learning_rate": 0.0,
+                              "clip_range": 0.2})
+    obs, reward = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 1)
+    figures = []
+    for scale in (1.0, 100.0):
+        rewards = reward.clone()
+        rewards[:, :, 1:] *= scale
+        zeros = torch.zeros(2, 4, 3, 1, dtype=torch.bool)
+        data = TensorDict({OBS: obs, ("next", *OBS): obs.roll(-1, 1), ("next", GROUP, "reward"): rewards,
+                           ("next", GROUP, "done"): zeros, ("next", GROUP, "terminated"): zeros}, batch_size=[2, 4])
+        update = PPOUpdate(agent, None, value, None, [], 3, torch.device("cpu"), "own",
+                           deciding=torch.tensor([True, False, False]))
+        update.advantages(data)
+        figures.append(update.statistics(1)["train/explained_variance"])
+    assert figures[0] == pytest.approx(figures[1])

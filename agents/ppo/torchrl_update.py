@@ -36,6 +36,8 @@ class PPOUpdate:
         # agent.batch_size agent-steps is that many decisions; None (every one decides): the plain means
         self.weight = None if deciding is None or bool(deciding.all()) else deciding.to(device, torch.float32)
         self.D = intersections if self.weight is None else int(deciding.sum())
+        # their rows, for train/explained_variance (found here: no host read per rollout)
+        self.rows = None if self.weight is None else torch.nonzero(deciding).squeeze(1).to(device)
         self.clip_loss = self._clip_ppo_loss() if loss == "clip_ppo" else None
         self.train_sums = torch.zeros(len(TRAIN_STATS), device=device)
         self.train_count = torch.zeros((), device=device)
@@ -54,6 +56,8 @@ class PPOUpdate:
             data.set((GROUP, "state_value"), value)
             data.set(ADVANTAGE, adv)
             data.set(TARGET, target)
+            if self.rows is not None:  # as SB3's: of the deciding rows, whose values the loss fits
+                target, value = target.index_select(-2, self.rows), value.index_select(-2, self.rows)
             self.explained += 1 - (target - value).var() / target.var().clamp(min=1e-12)
 
     def _mean(self, x: torch.Tensor) -> torch.Tensor:
