@@ -69,3 +69,23 @@ def test_a_light_counts_the_lanes_that_reach_it_through_an_unsignalised_junction
 def test_on_a_network_of_lights_alone_the_reward_lanes_are_the_incoming_lanes():
     env = BatchedSignalEnv("grid_4x4", 1)
     assert torch.equal(env.feature_base.reward_lanes, env.layout.in_lanes)
+
+
+def test_a_light_never_counts_the_roads_it_sends_traffic_out_on(tmp_path):
+    """A turnaround at N (CN -> NC) leads C's own outgoing road CN back into C: C's rewards counted CN,
+    the traffic C had just released (12 such roads on resco_cologne8's lights, 3 on resco_cologne3's,
+    one on resco_cologne1's), so a light was penalised for serving the approach that feeds it."""
+    from envs.engine.intersections import intersection_layout, reward_lanes
+
+    turnaround = '  <connection from="CN" to="NC" fromLane="0" toLane="0" dir="t"/>\n</net>'
+    scenario = scenario_from_sumo(write_tiny(tmp_path, net=two_lights_net().replace("</net>", turnaround)))
+    net = scenario.network
+    layout = intersection_layout(net)
+    ids, roads = list(net.intersection_ids), list(net.road_ids)
+    c, n = ids.index("C"), ids.index("N")
+    assert int(layout.num_actions[n]) == 1 and int(layout.num_actions[c]) > 1
+    lanes = reward_lanes(net, layout)
+    counted = {lane for lane in lanes[c].tolist() if lane >= 0}
+    cn = {lane for lane in net.road_lanes[roads.index("CN")].tolist() if lane >= 0}
+    assert not counted & cn
+    assert counted == {lane for lane in layout.in_lanes[c].tolist() if lane >= 0}  # NC is C's own approach

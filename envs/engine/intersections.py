@@ -146,8 +146,10 @@ def reward_lanes(network: Network, layout: IntersectionLayout, reach_m: float = 
     (the road lengths in between summed). A queue at a light backs up over such a junction, and
     where the light's own approach is short (resco_ingolstadt1's phase 2 is served from 14.9 m,
     two cars) the queue it leaves standing lay almost all beyond it: a light counting its own
-    lanes alone was rewarded for never serving that approach. A junction that decides nothing
-    counts its own incoming lanes. On a network of lights alone this is `layout.in_lanes`."""
+    lanes alone was rewarded for never serving that approach. A road the light itself sends traffic
+    out on never counts (a turnaround or a loop past such junctions leads some of it back: counted,
+    the light was penalised for what it released). A junction that decides nothing counts its own
+    incoming lanes. On a network of lights alone this is `layout.in_lanes`."""
     decides = (layout.num_actions > 1).tolist()
     if all(decides):
         return layout.in_lanes
@@ -170,6 +172,8 @@ def reward_lanes(network: Network, layout: IntersectionLayout, reach_m: float = 
             if junction < 0 or decides[junction]:
                 continue
             for feeder in sorted(feeders.get(road, ())):
+                if road_start[feeder] == light:  # its own outflow, back through a turnaround or a loop: not its queue
+                    continue
                 distance = ends_at[road] + length[road]
                 if distance < reach_m and distance < ends_at.get(feeder, float("inf")):
                     ends_at[feeder] = distance
