@@ -239,3 +239,19 @@ def test_a_guard_on_malformed_movements_is_refused_naming_the_field(model_copy, 
 
     edit_metadata(model_copy, change)
     assert_refused_at_load(model_copy, field, value)
+
+
+@pytest.mark.parametrize("extra", [-1, 99])
+def test_a_guard_on_a_green_movement_no_movement_describes_is_refused_naming_the_field(model_copy, extra):
+    """A phase's green_movements index the guard cannot place: -1 made the intersection's last movement
+    green in every phase (so its red never counted, and its phase could starve for good), and one past
+    the movements was dropped without a word. Every phase gets it, so the intergreen table still agrees."""
+    def change(meta):
+        meta["timing"]["max_red_s"] = 60.0
+        for phase in meta["intersections"][1]["phases"]:
+            phase["green_movements"] = phase["green_movements"] + [extra]
+
+    edit_metadata(model_copy, change)
+    field = "intersections[1].phases[0].green_movements"
+    meta = json.loads(model_copy[1].read_text())
+    assert_refused_at_load(model_copy, field, meta["intersections"][1]["phases"][0]["green_movements"])

@@ -86,8 +86,14 @@ def demand_tables(inters: list[dict], num_lanes: np.ndarray, max_lanes: int, sou
                                  f"movement's incoming lanes, positions in in_lanes (0 to {int(num_lanes[i]) - 1}); "
                                  "an export from before the guard has none: export the checkpoint again")
             move_lanes[i, movement["index"], lanes] = True
+        described = {movement["index"] for movement in entry["movements"]}
         for p, phase in enumerate(entry["phases"]):
-            green[i, p, [k for k in phase["green_movements"] if k < width]] = True
+            # -1 would mark the last movement green (its red never counted), one past them was dropped
+            if not set(phase["green_movements"]) <= described:
+                raise ModelError(source, f"intersections[{i}].phases[{p}].green_movements", phase["green_movements"],
+                                 f"intersection {entry['id']!r}: the max-red guard needs each green movement to be "
+                                 f"one of its movements' index ({sorted(described)})")
+            green[i, p, phase["green_movements"]] = True
     return move_lanes, green
 
 
