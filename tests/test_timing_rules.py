@@ -10,7 +10,7 @@ import numpy as np
 
 from agents.deploy.metadata import Layout, Timing
 from agents.deploy.signals import SignalModel
-from agents.deploy.timing_rules import apply_timing_rules
+from agents.deploy.timing_rules import timing_commands
 
 TIMING = Timing(decision_interval_s=5.0, min_green_s=6.0, max_green_s=20.0, yellow_s=3.0, all_red_s=2.0)
 POLICY = np.array([True, True])
@@ -33,7 +33,7 @@ def two_signals(phase, known=(True, True)) -> SignalModel:
 
 
 def rules(signals: SignalModel, elapsed, target=NO_TARGET, from_policy=FALLBACK) -> tuple[list, list]:
-    phase, switch_in = apply_timing_rules(signals, np.asarray(elapsed, dtype=float), np.asarray(target), from_policy)
+    phase, switch_in, _ = timing_commands(signals, np.asarray(elapsed, dtype=float), np.asarray(target), from_policy)
     return phase.tolist(), switch_in.tolist()
 
 

@@ -49,12 +49,6 @@ def max_green(signals: SignalModel, elapsed: np.ndarray, target: np.ndarray, fro
             np.where(overdue, (timing.max_green_s - elapsed).clip(min=0.0), 0.0))
 
 
-def apply_timing_rules(signals: SignalModel, elapsed: np.ndarray, target: np.ndarray, from_policy: np.ndarray,
-                       max_elapsed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """`timing_commands` without a max-red guard: (phase to run, switch_in_s)."""
-    return timing_commands(signals, elapsed, target, from_policy, max_elapsed)[:2]
-
-
 def timing_commands(signals: SignalModel, elapsed: np.ndarray, target: np.ndarray, from_policy: np.ndarray,
                     max_elapsed: np.ndarray | None = None, guard: Callable | None = None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

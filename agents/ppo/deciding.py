@@ -23,13 +23,8 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
+from envs.engine.intersections import deciding_intersections
 from envs.errors import CommandError, ConfigError, is_whole
-
-
-def deciding_intersections(action_phase: torch.Tensor) -> torch.Tensor:
-    """``[I]`` bool: the intersections with two or more signal phases. `action_phase`: the layout's
-    ``[I, A]`` table (-1 past an intersection's phases)."""
-    return (action_phase >= 0).sum(-1) >= 2
 
 
 def check_deciding(action_phase: torch.Tensor, scenario: str) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 from hydra.errors import CompactHydraException
 
 from agents.ppo.config import SOURCE
+from envs.engine.intersections import deciding_intersections
 from envs.errors import DEBUG_ENV, CheckpointError, ConfigError, GridlightError, exit_on_error
 
 # status lines go to the log files only: the console gets them as plain lines (Hydra's console
@@ -99,9 +100,9 @@ def say_single_action_agents(action_phase, rollout: int) -> None:
     of resco_ingolstadt21's 343), say so, and what an agent-step is then: one decision of an
     intersection that has a choice (`agents.ppo.deciding`); `rollout`: one rollout's agent-steps.
     `action_phase`: the layout's ``[I, A]`` table."""
-    single = int(((action_phase >= 0).sum(-1) == 1).sum())
+    total = int(action_phase.shape[0])
+    single = total - int(deciding_intersections(action_phase).sum())  # every intersection has an action
     if single:
-        total = int(action_phase.shape[0])
         say(f"{single} of {total} intersections have a single signal phase (nothing to decide): "
             f"train.total_agent_steps and the agent-step counts count the decisions of the {total - single} "
             f"that decide ({rollout:,} per rollout)")

@@ -47,6 +47,14 @@ class IntersectionLayout:
         return int(self.action_phase.shape[1])
 
 
+def deciding_intersections(action_phase: torch.Tensor) -> torch.Tensor:
+    """``[I]`` bool: the intersections with two or more signal phases, which have a decision to make
+    (a SUMO scenario's unsignalised junctions have one). `action_phase`: the layout's ``[I, A]``
+    table (-1 past an intersection's phases). The one rule for the rewards' reach (`reward_lanes`)
+    and for what training counts and learns from (`agents.ppo.deciding`)."""
+    return (action_phase >= 0).sum(-1) >= 2
+
+
 def _pad_rows(rows: list[list[int]], device) -> torch.Tensor:
     width = max((len(r) for r in rows), default=0) or 1
     out = torch.full((len(rows), width), -1, dtype=torch.int64)
@@ -150,7 +158,7 @@ def reward_lanes(network: Network, layout: IntersectionLayout, reach_m: float = 
     out on never counts (a turnaround or a loop past such junctions leads some of it back: counted,
     the light was penalised for what it released). A junction that decides nothing counts its own
     incoming lanes. On a network of lights alone this is `layout.in_lanes`."""
-    decides = (layout.num_actions > 1).tolist()
+    decides = deciding_intersections(layout.action_phase).tolist()
     if all(decides):
         return layout.in_lanes
     road_start, road_end = network.road_start.tolist(), network.road_end.tolist()

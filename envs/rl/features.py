@@ -76,7 +76,7 @@ class FeatureContext:
     lane_storage: torch.Tensor  # [L] vehicles a lane holds standing, at 7.5 m each (>= 1)
     lane_max_vehicles: torch.Tensor  # [L] most vehicles a lane (and its box) can ever count
     # [I, W] the lanes the lane-based rewards sum per intersection (envs.engine.intersections.reward_lanes)
-    reward_lanes: torch.Tensor | None = None
+    reward_lanes: torch.Tensor
     # detector faults (envs.incidents.perturbations.DetectorFaults): applied to the detector-based
     # *observations* only (envs.rl.fault_reach names them: the per-lane readings the deployment
     # runtime reads and the features built from them); rewards read the true state
@@ -318,8 +318,7 @@ def _obs_intersection_id(ctx, normalise):
 def _per_intersection(ctx: FeatureContext, per_lane: torch.Tensor) -> torch.Tensor:
     """Sum ``[B, L]`` per-lane values over each intersection's reward lanes ``[B, I]``: its incoming
     lanes, and a light's also those that reach it through unsignalised junctions (`reward_lanes`)."""
-    lanes = ctx.layout.in_lanes if ctx.reward_lanes is None else ctx.reward_lanes
-    return gather_lanes(per_lane.to(torch.float32), lanes).sum(-1)
+    return gather_lanes(per_lane.to(torch.float32), ctx.reward_lanes).sum(-1)
 
 
 @register_reward("queue", doc="minus halting vehicles on the incoming lanes")
