@@ -32,12 +32,11 @@ class PPOUpdate:
         self.agent, self.policy_net, self.value_net = agent, policy_net, value_net
         self.optimizer, self.params, self.I, self.device = optimizer, params, intersections, device
         # `deciding` ([I] bool, agents.ppo.deciding): where some intersections have nothing to decide, the own
-        # loss averages (and normalises advantages) over the deciding ones' rows alone, and a minibatch of
-        # agent.batch_size agent-steps is that many decisions; None (every one decides): the plain means
-        self.weight = None if deciding is None or bool(deciding.all()) else deciding.to(device, torch.float32)
-        self.D = intersections if self.weight is None else int(deciding.sum())
-        # their rows, for train/explained_variance (found here: no host read per rollout)
-        self.rows = None if self.weight is None else torch.nonzero(deciding).squeeze(1).to(device)
+        # loss averages (and normalises advantages) over the deciding ones' rows alone, as does
+        # train/explained_variance, and a minibatch of agent.batch_size agent-steps is that many decisions;
+        # None (every one decides): the plain means. Their indices found here: no host read per rollout
+        self.rows = None if deciding is None or bool(deciding.all()) else torch.nonzero(deciding).squeeze(1).to(device)
+        self.D = intersections if self.rows is None else int(self.rows.numel())
         self.clip_loss = self._clip_ppo_loss() if loss == "clip_ppo" else None
         self.train_sums = torch.zeros(len(TRAIN_STATS), device=device)
         self.train_count = torch.zeros((), device=device)
@@ -60,19 +59,16 @@ class PPOUpdate:
                 target, value = target.index_select(-2, self.rows), value.index_select(-2, self.rows)
             self.explained += 1 - (target - value).var() / target.var().clamp(min=1e-12)
 
+    def _counted(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, I, ...]`` the rows that count: every row, or the deciding intersections' alone."""
+        return x if self.rows is None else x.index_select(1, self.rows)
+
     def _mean(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean of ``[N, I]`` over the rows that count: every row, or the deciding intersections' alone."""
-        if self.weight is None:
-            return x.mean()
-        return (x * self.weight).sum() / (self.weight.sum() * x.shape[0])
+        return self._counted(x).mean()
 
     def _normalised(self, adv: torch.Tensor) -> torch.Tensor:
-        if self.weight is None:
-            return (adv - adv.mean()) / (adv.std() + 1e-8)
-        count = self.weight.sum() * adv.shape[0]
-        mean = (adv * self.weight).sum() / count
-        std = ((adv - mean).pow(2) * self.weight).sum().div(count - 1).sqrt()  # unbiased, as Tensor.std
-        return (adv - mean) / (std + 1e-8)
+        counted = self._counted(adv)
+        return (adv - counted.mean()) / (counted.std() + 1e-8)
 
     def _own_loss(self, batch):
         agent = self.agent
