@@ -84,6 +84,7 @@ train:
   compile: false
   progress: true
   threads: null
+  max_agents_per_step: null
 eval:
   seeds: 3
   steps: 3600

@@ -57,7 +57,7 @@ def test_bad_training_config_values_name_their_key(override, key, says):
     ({}, ["agent.gamma=0.0"], "agent.gamma", 0.0, r"must be in \(0, 1\]"),  # gamma 0 would see no future
     ({}, ["agent.gae_lambda=1.5"], "agent.gae_lambda", 1.5, r"must be in \[0, 1\]"),
     ({}, ["agent.reward_scale=0.0"], "agent.reward_scale", 0.0, "must be > 0"),
-    ({"train__threads": 0}, [], "train.threads", 0, "must be >= 1 or null"),
+    ({"train__threads": 0}, [], "train.threads", 0, "must be > 0 or null"),
 ])
 def test_agent_values_the_trainers_cannot_use_name_their_key(changes, overrides, key, value, says):
     with pytest.raises(ConfigError, match=says) as caught:

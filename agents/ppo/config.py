@@ -13,10 +13,10 @@ or a value of the wrong type, naming the key (``agent.n_steps``), before anythin
 say (ranges, names from a registry, enums) `check_config` (evaluate.py: `check_evaluate_config`) checks
 next, raising `ConfigError` with the field's full path, still before any scenario is loaded.
 
-Groups mirror the code: ``scenario`` / ``engine`` (shared with evaluate.py), ``env`` (envs/rl/env_config.py),
-``agent`` (PPO and the policy, agents/ppo/indexed_policy.py), ``train`` (the run), ``eval`` (periodic evaluation on
-held-out demand), ``controller`` (a classical controller's parameters: ``controller@baseline_params.NAME`` in
-train.yaml, ``controller@controller_params.NAME`` in evaluate.yaml), ``perturbation``.
+Groups mirror the code: ``scenario`` / ``engine`` (shared with evaluate.py), ``env`` (envs/rl/env_config.py), ``agent``
+(PPO and the policy, agents/ppo/indexed_policy.py), ``train`` (the run), ``eval`` (periodic evaluation on held-out
+demand), ``controller`` (a classical controller's parameters: ``controller@baseline_params.NAME`` in train.yaml,
+``controller@controller_params.NAME`` in evaluate.yaml), ``perturbation``.
 """
 
 from __future__ import annotations
@@ -102,6 +102,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the policy network (the engine's: engine.compile)
     progress: bool = True  # tqdm progress bar on the console
     threads: Optional[int] = None  # torch threads (null = torch's default; 1 is often fastest on a small CPU)
+    max_agents_per_step: Optional[int] = None  # caps env.copies (agents.ppo.run_setup.cap_copies); null: as given
 
 
 @dataclass
@@ -383,8 +384,8 @@ def check_config(cfg) -> None:
         fail("train.device", device, "expected auto, cpu, cuda or cuda:N")
     if device != "auto":
         check_device(device, SOURCE, "train.device")  # cuda asked for, none here: an error, never a CPU run
-    if cfg.train.threads is not None and cfg.train.threads < 1:
-        fail("train.threads", cfg.train.threads, "must be >= 1 or null")
+    for path in ("train.threads", "train.max_agents_per_step"):  # integers: > 0 is >= 1
+        positive(cfg, path, or_null=True)
 
     baselines = list(cfg.eval.baselines)
     for k, name in enumerate(baselines):
@@ -394,7 +395,6 @@ def check_config(cfg) -> None:
             fail(f"eval.baselines[{k}]", name, "listed twice: need distinct baselines")
 
 
-__all__ = [
-    "AgentConfig", "EngineConfig", "EvalConfig", "EvaluateAppConfig", "GROUP_SCHEMAS", "PerturbationConfig",
-    "ScenarioConfig", "TrainAppConfig", "TrainConfig", "check_config", "check_evaluate_config",
-    "check_scenario", "demand_spec", "engine_params", "observation_names", "structured"]
+__all__ = ["AgentConfig", "EngineConfig", "EvalConfig", "EvaluateAppConfig", "GROUP_SCHEMAS", "PerturbationConfig",
+           "ScenarioConfig", "TrainAppConfig", "TrainConfig", "check_config", "check_evaluate_config", "check_scenario",
+           "demand_spec", "engine_params", "observation_names", "structured"]

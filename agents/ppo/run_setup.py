@@ -21,6 +21,7 @@ from agents.ppo.controller_params import with_newer_defaults
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
 from agents.ppo.policy import LEARNED_ENGINE_RULES, with_newer_rules
 from agents.ppo.run_messages import say
+from envs.engine.intersections import deciding_intersections, intersection_layout
 from envs.errors import CheckpointError, ConfigError, config_path, recorded
 from envs.evaluation.metrics import METRIC_NAMES
 from envs.evaluation.runner import Metrics
@@ -57,6 +58,7 @@ def load_scenarios(cfg: DictConfig) -> tuple[Scenario, Scenario]:
         say(f"warning: perturbation {perturbation.name}: {'; '.join(late)} reach past the {cfg.env.episode_s} s "
             "training episode (env.episode_s): what falls after its end is never trained on")
     training = evaluation if train_horizon == cfg.scenario.horizon else load(train_horizon)
+    cap_copies(cfg, training)  # before anything reads env.copies
     # a scale too large to draw, or whose samples held at once would not fit in memory: refused now. Training
     # holds one sample a copy (env.copies), or its pool's (env.demand_pool); evaluation one an eval seed
     held = {"env": int(cfg.env.demand_pool) or int(cfg.env.copies), "eval": int(cfg.eval.seeds)}
@@ -64,6 +66,26 @@ def load_scenarios(cfg: DictConfig) -> tuple[Scenario, Scenario]:
         with config_path("<config>", f"{group}.demand.", only_from=DEMAND_SPEC):  # named as the key to change
             check_scale(scenario, demand_spec(cfg[group].demand, f"{group}.demand"), samples=held[group])
     return training, evaluation
+
+
+def cap_copies(cfg: DictConfig, scenario: Scenario) -> None:
+    """``train.max_agents_per_step``: where ``env.copies`` copies of `scenario` would step more deciding
+    intersections than that together, train on fewer copies (at least one), written back into ``cfg.env.copies``
+    so that every later reader (the env, the minibatch checks, the checkpoints) sees the copies that run, and said.
+
+    Why: a larger batch of agents no longer makes the CPU engine faster per agent-step (``grid_16x8``'s 128
+    intersections: 16 copies as fast as 64), while the rollout (``agent.n_steps`` x copies x deciding
+    intersections) grows with it, and PPO updates its policy once per rollout: `train=fast`'s 64 copies gave
+    ``grid_16x8`` 6 rollouts in 3 M agent-steps and a policy 4% slower than 8 or 16 copies (docs/training.md)."""
+    cap = cfg.train.max_agents_per_step
+    deciding = int(deciding_intersections(intersection_layout(scenario.network).action_phase).sum())
+    if cap is None or deciding == 0 or int(cfg.env.copies) * deciding <= cap:  # none deciding: refused later
+        return
+    copies = max(1, int(cap) // deciding)
+    say(f"train.max_agents_per_step={cap}: {copies} cop{'y' if copies == 1 else 'ies'} of {scenario.name} "
+        f"({deciding} deciding intersections, {copies * deciding:,} agents a step) instead of "
+        f"env.copies={cfg.env.copies} ({int(cfg.env.copies) * deciding:,})")
+    cfg.env.copies = copies
 
 
 def check_minibatches(agent: DictConfig, copies: int, intersections: int, trainer: str, of: int | None = None) -> None:
@@ -336,5 +358,5 @@ class RunRecord:
 
 
 __all__ = ["ARCH_KEYS", "LAYOUT_KEYS", "SAMPLES_PER_SEED", "RunRecord", "carry_best_checkpoint", "changed_settings",
-           "check_architecture", "check_layout", "check_evaluation", "check_minibatches", "load_scenarios",
-           "hydra_value", "say_resumed", "start_demand"]
+           "cap_copies", "check_architecture", "check_layout", "check_evaluation", "check_minibatches",
+           "load_scenarios", "hydra_value", "say_resumed", "start_demand"]
