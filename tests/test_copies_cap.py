@@ -1,8 +1,8 @@
 """``train.max_agents_per_step`` (agents.ppo.run_setup.cap_copies): where env.copies copies of a network
 would step more deciding intersections together than the cap, training runs fewer copies, and every
-reader of ``env.copies`` sees them. ``train=fast`` caps at 1024: grid_16x8's 128 intersections get 8
+reader of ``env.copies`` sees them. ``train=fast`` caps at 2048: grid_16x8's 128 intersections get 16
 copies (64 made rollouts of 524,288 agent-steps: 6 PPO rollouts in 3 M agent-steps), while networks of
-16 or fewer deciding intersections keep the preset's 64 copies."""
+32 or fewer deciding intersections keep the preset's 64 copies."""
 
 from __future__ import annotations
 
@@ -24,16 +24,16 @@ def composed(scenario: str, *overrides: str):
     return torchrl_config({"scenario": scenario, **settings})
 
 
-def test_train_fast_gives_grid_16x8_eight_copies_and_says_so(capsys):
+def test_train_fast_gives_grid_16x8_sixteen_copies_and_says_so(capsys):
     cfg = composed("grid_16x8", "train=fast")
     load_scenarios(cfg)
-    assert cfg.env.copies == 8
-    assert ("train.max_agents_per_step=1024: 8 copies of grid_16x8 (128 deciding intersections, 1,024 agents a "
+    assert cfg.env.copies == 16
+    assert ("train.max_agents_per_step=2048: 16 copies of grid_16x8 (128 deciding intersections, 2,048 agents a "
             "step) instead of env.copies=64 (8,192)") in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("overrides, copies", [
-    (("train=fast",), 64),  # grid_4x4: 64 x 16 = 1024, the cap itself
+    (("train=fast",), 64),  # grid_4x4: 64 x 16 = 1024, under the cap
     (("train=fast", "train.max_agents_per_step=null", "scenario=grid_16x8"), 64),  # no cap
     (("train=fast", "train.max_agents_per_step=100", "scenario=grid_16x8"), 1),  # at least one copy
     (("env.copies=16", "scenario=grid_16x8"), 16),  # the default config: no cap

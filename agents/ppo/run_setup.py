@@ -73,10 +73,10 @@ def cap_copies(cfg: DictConfig, scenario: Scenario) -> None:
     intersections than that together, train on fewer copies (at least one), written back into ``cfg.env.copies``
     so that every later reader (the env, the minibatch checks, the checkpoints) sees the copies that run, and said.
 
-    Why: a larger batch of agents no longer makes the CPU engine faster per agent-step (``grid_16x8``'s 128
-    intersections: 16 copies as fast as 64), while the rollout (``agent.n_steps`` x copies x deciding
+    Why: a larger batch of agents no longer makes the CPU much faster per agent-step (``grid_16x8``'s 128
+    intersections: 8 or 16 copies about as fast as 64), while the rollout (``agent.n_steps`` x copies x deciding
     intersections) grows with it, and PPO updates its policy once per rollout: `train=fast`'s 64 copies gave
-    ``grid_16x8`` 6 rollouts in 3 M agent-steps and a policy 4% slower than 8 or 16 copies (docs/training.md)."""
+    ``grid_16x8`` 6 rollouts in 3 M agent-steps and travel times 4% longer than 8 or 16 copies (docs/training.md)."""
     cap = cfg.train.max_agents_per_step
     deciding = int(deciding_intersections(intersection_layout(scenario.network).action_phase).sum())
     if cap is None or deciding == 0 or int(cfg.env.copies) * deciding <= cap:  # none deciding: refused later
