@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from agents.ppo.config import check_config
 from agents.ppo.run_setup import load_scenarios
@@ -64,8 +65,12 @@ def test_the_trainers_run_the_capped_copies_and_count_only_deciding_intersection
     settings = {**tiny_settings(folder, trainer), "env.copies": 4, "train.max_agents_per_step": 3,
                 "agent.batch_size": 6, "train.total_agent_steps": 48}
     cfg = torchrl_config(settings)
+    record = tmp_path / "run" / ".hydra" / "config.yaml"  # as train.py writes it before the trainer starts
+    record.parent.mkdir(parents=True)
+    record.write_text(OmegaConf.to_yaml(cfg))
     result = (train if trainer == "sb3" else train_torchrl)(cfg, tmp_path / "run")
     assert cfg.env.copies == 3
+    assert OmegaConf.load(record).env.copies == 3  # the run's record holds the copies that ran (it said 4)
     assert result["num_timesteps"] == 48  # two rollouts of 3 copies x 8 steps x 1 deciding intersection
     if trainer == "sb3":
         assert result["model"].n_envs == 3  # (copy, deciding intersection) rows

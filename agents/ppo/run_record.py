@@ -5,7 +5,8 @@ the run goes on with it: a scenario path made absolute, a resumed checkpoint's s
 train.py writes it, not Hydra: configs/train.yaml sets ``hydra.output_subdir: null``, because Hydra
 writes its record before train.py runs, so a second run refused for a folder that another run holds
 (``RUN/.train.pid``) or has filled (``checkpoints/``, ``tb/``) replaced that run's record with its own.
-train.py writes the record once the folder is its own and the run's checks have passed.
+train.py writes the record once the folder is its own and the run's checks have passed; the trainer
+rewrites ``config.yaml`` once it has loaded the scenario, where that settles ``env.copies``.
 """
 
 from __future__ import annotations
@@ -30,4 +31,12 @@ def write_run_record(run_dir: Path, cfg: DictConfig, hydra_root: DictConfig) -> 
     return folder
 
 
-__all__ = ["RECORD_DIR", "write_run_record"]
+def rewrite_run_config(run_dir: Path, cfg: DictConfig) -> None:
+    """``run_dir/.hydra/config.yaml`` again, where train.py wrote the record, once a trainer has settled a
+    value that needs the scenario loaded (``env.copies`` under ``train.max_agents_per_step``)."""
+    path = Path(run_dir) / RECORD_DIR / "config.yaml"
+    if path.is_file():
+        write_text_atomic(path, OmegaConf.to_yaml(cfg))
+
+
+__all__ = ["RECORD_DIR", "rewrite_run_config", "write_run_record"]

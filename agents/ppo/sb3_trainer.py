@@ -48,6 +48,7 @@ from agents.ppo.policy import load_policy, read_meta, read_rng
 from agents.ppo.config import check_config, demand_spec, engine_params, observation_names, perturbation_config
 from agents.ppo.interrupts import saved_on_interrupt
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
+from agents.ppo.run_record import rewrite_run_config
 from agents.ppo.run_messages import say_baselines, say_compiling, say_single_action_agents, whole_rollouts
 from agents.ppo.run_setup import (
     RunRecord, carry_best_checkpoint, check_architecture, check_evaluation, check_layout, check_minibatches,
@@ -162,6 +163,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     if cfg.train.threads is not None:
         torch.set_num_threads(cfg.train.threads)
     train_scenario, eval_scenario = load_scenarios(cfg)
+    rewrite_run_config(run_dir, cfg)  # env.copies as train.max_agents_per_step left it
     venv = build_env(cfg, train_scenario)
     core = venv.core
     env, deciding = learning_env(cfg, venv)

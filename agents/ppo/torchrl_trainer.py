@@ -45,6 +45,7 @@ from agents.ppo.config import (
 from agents.ppo.deciding import check_deciding, deciding_intersections
 from agents.ppo.interrupts import interrupts_deferred, saved_on_interrupt
 from agents.ppo.periodic_eval import PRIMARY, Evaluator
+from agents.ppo.run_record import rewrite_run_config
 from agents.ppo.run_messages import (
     eval_line, say, say_baselines, say_compiling, say_interrupted, say_single_action_agents, whole_rollouts,
 )
@@ -86,6 +87,7 @@ class TorchRLTrainer:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.seed)
         train_scenario, eval_scenario = load_scenarios(cfg)
+        rewrite_run_config(run_dir, cfg)  # env.copies as train.max_agents_per_step left it
         self.env = env = TrafficSignalTorchRLEnv(
             scenario=train_scenario, copies=cfg.env.copies, device=cfg.engine.device,
             decision_interval_s=cfg.env.decision_interval_s, episode_s=cfg.env.episode_s,
